@@ -1,0 +1,88 @@
+import { z } from 'zod';
+
+/**
+ * A firmware profile describes one meter model and firmware: protocol and addressing, timeouts,
+ * what a remote reconnect does, retry limits and quirks. Adding a meter model means adding a profile
+ * file in `firmware-profiles/`, not code.
+ */
+const topicTemplate = z
+  .string()
+  .min(1)
+  .refine((t) => t.includes('{meterId}'), { message: 'topic template must contain {meterId}' })
+  .refine((t) => !/[#+]/.test(t), { message: 'topic template must not contain MQTT wildcards' });
+
+export const MqttAddressingSchema = z
+  .object({
+    /** Topic the gateway publishes commands to; `{meterId}` is replaced by the meter id. */
+    commandTopic: topicTemplate,
+    /** Topic the meter answers commands on (payload carries the request's `cid`). */
+    replyTopic: topicTemplate,
+    /** Topic the meter publishes unsolicited status reports on. */
+    statusTopic: topicTemplate,
+    qos: z.union([z.literal(1), z.literal(2)]).default(1),
+    /** The words this firmware uses on the wire for each relay state. */
+    relayValues: z
+      .object({ connected: z.string().min(1), disconnected: z.string().min(1), armed: z.string().min(1) })
+      .strict(),
+  })
+  .strict();
+
+export const FirmwareProfileSchema = z
+  .object({
+    id: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+    manufacturer: z.string().min(1),
+    model: z.string().min(1),
+    firmware: z.string().min(1),
+    protocol: z.enum(['mqtt']),
+    mqtt: MqttAddressingSchema,
+    relay: z
+      .object({
+        /** `closes`: a remote reconnect closes the relay. `arms`: it only arms it; the customer presses the button. */
+        remoteReconnect: z.enum(['closes', 'arms']),
+        /** Time the relay needs to operate; the read-back is taken after it. */
+        operateTimeMs: z.number().int().min(0).max(60_000),
+        /** Check load-side voltage before closing (DOMAIN.md rule 14). */
+        loadSideVoltageCheck: z.boolean().default(false),
+      })
+      .strict(),
+    timeouts: z
+      .object({
+        /** How long to wait for the answer to a relay command. */
+        commandMs: z.number().int().min(50).max(600_000),
+        /** How long to wait for the answer to a read. */
+        readMs: z.number().int().min(50).max(600_000),
+      })
+      .strict(),
+    retry: z
+      .object({
+        /** Total attempts for one order, the first included. */
+        maxAttempts: z.number().int().min(1).max(100),
+        baseDelayMs: z.number().int().min(0).max(3_600_000),
+        maxDelayMs: z.number().int().min(0).max(86_400_000),
+      })
+      .strict()
+      .refine((r) => r.maxDelayMs >= r.baseDelayMs, { message: 'maxDelayMs must be >= baseDelayMs' }),
+    quirks: z.array(z.string()).default([]),
+  })
+  .strict();
+
+export type FirmwareProfile = z.infer<typeof FirmwareProfileSchema>;
+export type MqttAddressing = z.infer<typeof MqttAddressingSchema>;
+
+/** Replace `{meterId}` in a topic template. */
+export function topicFor(template: string, meterId: string): string {
+  return template.replaceAll('{meterId}', meterId);
+}
+
+/** The single-level wildcard subscription that covers a topic template for every meter. */
+export function wildcardFor(template: string): string {
+  return template.replaceAll('{meterId}', '+');
+}
+
+/** Extract the meter id from a concrete topic, or undefined if the topic does not fit the template. */
+export function meterIdFromTopic(template: string, topic: string): string | undefined {
+  const [before, after] = template.split('{meterId}') as [string, string];
+  if (!topic.startsWith(before) || !topic.endsWith(after)) return undefined;
+  const id = topic.slice(before.length, topic.length - after.length);
+  return id.length > 0 && !id.includes('/') ? id : undefined;
+}

@@ -1,0 +1,21 @@
+/**
+ * Relay vocabulary shared by the domain, the drivers and the simulators.
+ * `armed` is the DLMS "ready_for_reconnection" state: the relay will close when the customer presses the button.
+ */
+export const RELAY_STATES = ['connected', 'disconnected', 'armed'] as const;
+export type RelayState = (typeof RELAY_STATES)[number];
+
+export const SWITCH_ACTIONS = ['disconnect', 'reconnect'] as const;
+export type SwitchAction = (typeof SWITCH_ACTIONS)[number];
+
+/** What one try on the wire ended as (DESIGN.md §2, "Attempt"). */
+export const ATTEMPT_OUTCOMES = [
+  'ok', // command acknowledged and the read-back matched
+  'timeout', // no answer within the profile's timeout
+  'nack', // the meter refused the command
+  'garbled', // an answer arrived but could not be decoded
+  'verify_mismatch', // the read-back did not show the asked state
+  'link_error', // the link (broker, port) was unavailable
+  'interrupted', // the gateway stopped while the attempt was on the wire; resolved by a read on restart
+] as const;
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
