@@ -1,0 +1,76 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { ERRORS, MeterlineError } from '../errors.js';
+import type { ApiDeps } from './deps.js';
+import { meterRoutes } from './routes/meters.js';
+import { switchOrderRoutes } from './routes/switch-orders.js';
+
+/** Build the HTTP API (not yet listening). The OpenAPI document is served at /openapi.json and browsable at /docs. */
+export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    genReqId: (req) => (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100 ? req.headers['x-request-id'] : randomUUID()),
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  app.setErrorHandler((err: Error, req, reply) => {
+    const send = (status: number, code: string, message: string, details?: unknown) =>
+      reply.code(status).send({ code, message, ...(details === undefined ? {} : { details }), requestId: req.id });
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const issues = err.validation.map((v) => ({ where: `${err.validationContext ?? 'request'}${v.instancePath.replaceAll('/', '.')}`, problem: v.message }));
+      return send(400, 'E_VALIDATION', `the request is not valid: ${issues.map((i) => `${i.where}: ${i.problem}`).slice(0, 5).join('; ')}`, { issues });
+    }
+    if (err instanceof MeterlineError) return send(err.status, err.code, err.message, err.details);
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status === 413) return send(413, 'E_BULK_TOO_LARGE', 'the request body is too large; split it into smaller requests');
+    if (status !== undefined && status >= 400 && status < 500) return send(status, 'E_VALIDATION', `the request is not valid: ${err.message}`);
+    req.log.error({ err }, 'unhandled error');
+    return send(500, 'E_INTERNAL', `${ERRORS.E_INTERNAL.title}; the gateway logged it with request id ${req.id}`);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ code: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url}; see /docs for the API`, requestId: req.id });
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Meterline gateway API',
+        version: '1',
+        description:
+          'Remote disconnect and reconnect of smart meters, verified by reading the relay back. Every write takes an Idempotency-Key header. Errors are JSON `{code, message}` with a stable code.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  r.get('/healthz', {
+    schema: { summary: 'Liveness and readiness', tags: ['health'], response: { 200: z.object({ status: z.enum(['ok', 'degraded']), checks: z.record(z.string(), z.boolean()) }) } },
+    handler: async () => {
+      const checks = deps.health();
+      return { status: Object.values(checks).every(Boolean) ? ('ok' as const) : ('degraded' as const), checks };
+    },
+  });
+  await app.register(async (scope) => switchOrderRoutes(scope, deps));
+  await app.register(async (scope) => meterRoutes(scope, deps));
+  return app;
+}

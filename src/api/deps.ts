@@ -1,0 +1,15 @@
+import type { SwitchController } from '../control/switch-controller.js';
+import type { FirmwareProfile } from '../domain/firmware-profile.js';
+import type { GatewayStore, SubmitContext } from '../store/store.js';
+import type { ApiKeyRegistry } from './auth.js';
+
+/** What the HTTP routes need from the rest of the gateway. */
+export interface ApiDeps {
+  store: GatewayStore;
+  controller: Pick<SwitchController, 'wake' | 'inFlightByLink'>;
+  profiles: ReadonlyMap<string, FirmwareProfile>;
+  keys: ApiKeyRegistry;
+  submitContext: () => SubmitContext;
+  /** Extra health facts (broker connected, loop running). */
+  health: () => Record<string, boolean>;
+}

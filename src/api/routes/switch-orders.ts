@@ -1,0 +1,205 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { MeterlineError } from '../../errors.js';
+import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
+import { requirePermission } from '../auth.js';
+import type { ApiDeps } from '../deps.js';
+import {
+  BULK_LIMIT,
+  BulkBody,
+  DisconnectBody,
+  ErrorView,
+  IdempotencyHeaders,
+  MeterIdParam,
+  OrderIdParam,
+  OrderView,
+  ReconnectBody,
+} from '../schemas.js';
+import { orderView } from '../views.js';
+
+const hashOf = (value: unknown): string => createHash('sha256').update(JSON.stringify(value)).digest('hex');
+const msOrNull = (iso: string | undefined): number | null => (iso === undefined ? null : Date.parse(iso));
+
+function requireKey(key: string | undefined): string {
+  if (!key) throw new MeterlineError('E_IDEMPOTENCY_KEY_MISSING', 'send an Idempotency-Key header (any unique string, e.g. a UUID or your payment reference) so a retried request cannot create a second order');
+  return key;
+}
+
+type ReconnectInput = z.infer<typeof ReconnectBody>;
+type DisconnectInput = z.infer<typeof DisconnectBody>;
+
+function toRequest(meterId: string, action: 'reconnect' | 'disconnect', body: ReconnectInput | DisconnectInput, requestedBy: string, key: string): OrderRequest {
+  const reconnect = action === 'reconnect' ? (body as ReconnectInput) : undefined;
+  return {
+    meterId,
+    action,
+    reason: body.reason,
+    note: body.note ?? null,
+    urgent: reconnect?.urgent ?? false,
+    notBefore: msOrNull(body.notBefore),
+    paymentAt: msOrNull(reconnect?.paymentReceivedAt),
+    requestedBy,
+    idempotencyKey: key,
+    requestHash: hashOf({ meterId, action, body }),
+  };
+}
+
+const ORDER_RESPONSES = { 202: OrderView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView };
+
+export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  const submitOne = async (request: OrderRequest): Promise<SubmitOutcome> => {
+    const [outcome] = await deps.store.submitOrders([request], deps.submitContext());
+    deps.controller.wake();
+    return outcome!;
+  };
+
+  const replyWith = (outcome: SubmitOutcome) => {
+    if (outcome.order.state === 'refused') {
+      throw new MeterlineError('E_RECONNECT_PENDING', outcome.order.stateReason ?? 'refused', { order: orderView(outcome.order) });
+    }
+    return orderView(outcome.order, [], []);
+  };
+
+  r.post('/v1/meters/:meterId/reconnect', {
+    schema: {
+      summary: 'Reconnect a meter (after payment or top-up)',
+      description: 'Creates a reconnect order. It supersedes any pending disconnect for the meter. The answer is 202 with the order; poll GET /v1/orders/{orderId} until it is done (relay read back connected), armed (the customer presses the button) or failed.',
+      tags: ['switching'],
+      params: MeterIdParam,
+      headers: IdempotencyHeaders,
+      body: ReconnectBody,
+      response: ORDER_RESPONSES,
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'order:reconnect'),
+    handler: async (req, reply) => {
+      const outcome = await submitOne(toRequest(req.params.meterId, 'reconnect', req.body, req.principal!.name, requireKey(req.headers['idempotency-key'])));
+      if (outcome.kind === 'replayed') reply.header('idempotent-replayed', 'true');
+      return reply.code(202).send(replyWith(outcome));
+    },
+  });
+
+  r.post('/v1/meters/:meterId/disconnect', {
+    schema: {
+      summary: 'Disconnect a meter',
+      description: 'Creates a disconnect order. Refused (409 E_RECONNECT_PENDING) while a reconnect is open for the meter: reconnects always win.',
+      tags: ['switching'],
+      params: MeterIdParam,
+      headers: IdempotencyHeaders,
+      body: DisconnectBody,
+      response: ORDER_RESPONSES,
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'order:disconnect'),
+    handler: async (req, reply) => {
+      const outcome = await submitOne(toRequest(req.params.meterId, 'disconnect', req.body, req.principal!.name, requireKey(req.headers['idempotency-key'])));
+      if (outcome.kind === 'replayed') reply.header('idempotent-replayed', 'true');
+      return reply.code(202).send(replyWith(outcome));
+    },
+  });
+
+  r.post('/v1/orders/bulk', {
+    bodyLimit: 32 * 1024 * 1024,
+    schema: {
+      summary: `Create up to ${BULK_LIMIT} switch orders in one request`,
+      description:
+        'All or nothing: if any meter is unknown or the key was used for another request, nothing is created. Each order gets the idempotency key "<Idempotency-Key>#<index>", so retrying the same request returns the same orders.',
+      tags: ['switching'],
+      headers: IdempotencyHeaders,
+      body: BulkBody,
+      response: {
+        202: z.object({
+          created: z.number().int(),
+          replayed: z.number().int(),
+          refused: z.number().int(),
+          results: z.array(z.object({ index: z.number().int(), outcome: z.enum(['created', 'replayed', 'refused']), order: OrderView })),
+        }),
+        400: ErrorView,
+        404: ErrorView,
+        409: ErrorView,
+        413: ErrorView,
+      },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'order:bulk'),
+    handler: async (req, reply) => {
+      const key = requireKey(req.headers['idempotency-key']);
+      const items = req.body.orders;
+      if (items.length > BULK_LIMIT) throw new MeterlineError('E_BULK_TOO_LARGE', `${items.length} orders in one request; send at most ${BULK_LIMIT} per request`);
+      const known = await deps.store.existingMeterIds([...new Set(items.map((i) => i.meterId))]);
+      const missing = items.map((i, index) => ({ index, meterId: i.meterId })).filter((i) => !known.has(i.meterId));
+      if (missing.length > 0) {
+        throw new MeterlineError('E_METER_NOT_FOUND', `${missing.length} order(s) name meters that are not registered; nothing was created. Register them first or remove them`, {
+          missing: missing.slice(0, 100),
+        });
+      }
+      const requests = items.map(({ action, meterId, ...body }, index) => toRequest(meterId, action, body, req.principal!.name, `${key}#${index}`));
+      const outcomes = await deps.store.submitOrders(requests, deps.submitContext());
+      deps.controller.wake();
+      const results = outcomes.map((o, index) => ({
+        index,
+        outcome: o.order.state === 'refused' ? ('refused' as const) : o.kind,
+        order: orderView(o.order),
+      }));
+      return reply.code(202).send({
+        created: results.filter((x) => x.outcome === 'created').length,
+        replayed: results.filter((x) => x.outcome === 'replayed').length,
+        refused: results.filter((x) => x.outcome === 'refused').length,
+        results,
+      });
+    },
+  });
+
+  r.get('/v1/orders/:orderId', {
+    schema: {
+      summary: 'An order: its state, every attempt with outcome, latency and evidence, and every state change',
+      tags: ['switching'],
+      params: OrderIdParam,
+      response: { 200: OrderView, 401: ErrorView, 404: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'order:read'),
+    handler: async (req) => {
+      const order = await deps.store.getOrder(req.params.orderId);
+      if (!order) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${req.params.orderId} does not exist; check the id returned when the order was created`);
+      const [attempts, events] = await Promise.all([deps.store.listAttempts(order.id), deps.store.listOrderEvents(order.id)]);
+      return orderView(order, attempts, events);
+    },
+  });
+
+  r.get('/v1/orders', {
+    schema: {
+      summary: 'List orders, oldest first, filtered by meter and state; page with `after`',
+      tags: ['switching'],
+      querystring: z.object({
+        meterId: z.string().optional(),
+        state: OrderView.shape.state.optional(),
+        after: z.string().optional().describe('The last order id of the previous page'),
+        limit: z.coerce.number().int().min(1).max(1000).default(100),
+      }),
+      response: { 200: z.object({ items: z.array(OrderView), next: z.string().nullable() }), 401: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'order:read'),
+    handler: async (req) => {
+      const { limit, ...filter } = req.query;
+      const items = await deps.store.listOrders({ ...filter, limit });
+      return { items: items.map((o) => orderView(o)), next: items.length === limit ? items[items.length - 1]!.id : null };
+    },
+  });
+
+  r.get('/v1/queue', {
+    schema: {
+      summary: 'Orders by state, and attempts on the wire per link',
+      tags: ['switching'],
+      response: { 200: z.object({ byState: z.record(z.string(), z.number()), inFlightByLink: z.record(z.string(), z.number()) }), 401: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'order:read'),
+    handler: async () => ({ byState: await deps.store.countOrdersByState(), inFlightByLink: deps.controller.inFlightByLink() }),
+  });
+}

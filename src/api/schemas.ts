@@ -1,0 +1,120 @@
+import { z } from 'zod';
+import { ATTEMPT_OUTCOMES, RELAY_STATES } from '../domain/relay.js';
+import { DISCONNECT_REASONS, ORDER_STATES, RECONNECT_REASONS } from '../domain/switch-order.js';
+
+/** The API's wire shapes. Times are ISO 8601 strings in UTC. */
+
+export const MeterIdParam = z.object({ meterId: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'letters, digits, ".", "_", ":" and "-", at most 64') });
+export const OrderIdParam = z.object({ orderId: z.string().min(1).max(64) });
+
+export const IdempotencyHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe('Required. A key unique to this request; retrying with the same key and body returns the same order'),
+});
+
+const isoTime = z.iso.datetime({ offset: true });
+
+export const ReconnectBody = z
+  .object({
+    reason: z.enum(RECONNECT_REASONS).default('payment'),
+    paymentReceivedAt: isoTime.optional().describe('When the payment or top-up was received; the 24-hour limit runs from it'),
+    urgent: z.boolean().default(false).describe('Medical emergency: head of every queue (DOMAIN.md rule 15)'),
+    notBefore: isoTime.optional(),
+    note: z.string().max(500).optional(),
+  })
+  .strict();
+
+export const DisconnectBody = z
+  .object({
+    reason: z.enum(DISCONNECT_REASONS),
+    notBefore: isoTime.optional(),
+    note: z.string().max(500).optional(),
+  })
+  .strict();
+
+export const BULK_LIMIT = 10_000;
+
+export const BulkOrderItem = z.discriminatedUnion('action', [
+  ReconnectBody.extend({ action: z.literal('reconnect'), meterId: MeterIdParam.shape.meterId }).strict(),
+  DisconnectBody.extend({ action: z.literal('disconnect'), meterId: MeterIdParam.shape.meterId }).strict(),
+]);
+export const BulkBody = z.object({ orders: z.array(BulkOrderItem).min(1) }).strict();
+
+export const MeterBody = z
+  .object({
+    profileId: z.string().min(1),
+    link: z.string().min(1).max(100),
+    region: z.string().min(1).max(100),
+  })
+  .strict();
+
+export const AttemptView = z.object({
+  attempt: z.number().int(),
+  startedAt: z.string(),
+  endedAt: z.string().nullable(),
+  outcome: z.enum(ATTEMPT_OUTCOMES).nullable(),
+  latencyMs: z.number().nullable(),
+  observedRelay: z.enum(RELAY_STATES).nullable(),
+  evidence: z.object({ command: z.string().nullable(), readBack: z.string().nullable() }),
+  detail: z.string().nullable(),
+});
+
+export const OrderEventView = z.object({
+  at: z.string(),
+  from: z.enum(ORDER_STATES).nullable(),
+  to: z.enum(ORDER_STATES),
+  reason: z.string().nullable(),
+});
+
+export const OrderView = z.object({
+  id: z.string(),
+  meterId: z.string(),
+  action: z.enum(['disconnect', 'reconnect']),
+  reason: z.string(),
+  note: z.string().nullable(),
+  state: z.enum(ORDER_STATES),
+  stateReason: z.string().nullable(),
+  requestedBy: z.string(),
+  urgent: z.boolean(),
+  priority: z.number(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  notBefore: z.string(),
+  deadline: z.string().nullable(),
+  paymentReceivedAt: z.string().nullable(),
+  attemptsUsed: z.number().int(),
+  nextAttemptAt: z.string().nullable(),
+  supersededBy: z.string().nullable(),
+  completedAt: z.string().nullable(),
+  result: z
+    .object({ relay: z.enum(RELAY_STATES).nullable(), verified: z.boolean() })
+    .describe('The relay state the last read-back showed; verified is true only for done and armed'),
+  attempts: z.array(AttemptView).optional(),
+  events: z.array(OrderEventView).optional(),
+});
+
+export const ObservedView = z.object({
+  relay: z.enum(RELAY_STATES),
+  at: z.string(),
+  source: z.enum(['read', 'status']),
+  voltageV: z.number().nullable(),
+  energyWh: z.number().nullable(),
+});
+
+export const MeterView = z.object({
+  meterId: z.string(),
+  profile: z.object({ id: z.string(), manufacturer: z.string(), model: z.string(), firmware: z.string(), protocol: z.string(), remoteReconnect: z.enum(['closes', 'arms']) }).nullable(),
+  profileId: z.string(),
+  link: z.string(),
+  region: z.string(),
+  observed: ObservedView.nullable(),
+  desiredRelay: z.enum(['connected', 'disconnected']).nullable(),
+  desiredOrderId: z.string().nullable(),
+  openOrders: z.array(OrderView),
+});
+
+export const ErrorView = z.object({ code: z.string(), message: z.string(), details: z.unknown().optional(), requestId: z.string().optional() });

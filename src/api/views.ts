@@ -1,0 +1,72 @@
+import type { z } from 'zod';
+import type { FirmwareProfile } from '../domain/firmware-profile.js';
+import type { Attempt, OrderEvent, SwitchOrder } from '../domain/switch-order.js';
+import { isTerminal } from '../domain/switch-order.js';
+import type { MeterView as StoredMeter } from '../store/store.js';
+import type { MeterView, OrderView } from './schemas.js';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEvent[]): z.infer<typeof OrderView> {
+  return {
+    id: o.id,
+    meterId: o.meterId,
+    action: o.action,
+    reason: o.reason,
+    note: o.note,
+    state: o.state,
+    stateReason: o.stateReason,
+    requestedBy: o.requestedBy,
+    urgent: o.urgent,
+    priority: o.priority,
+    createdAt: iso(o.createdAt),
+    updatedAt: iso(o.updatedAt),
+    notBefore: iso(o.notBefore),
+    deadline: isoOrNull(o.deadline),
+    paymentReceivedAt: isoOrNull(o.paymentAt),
+    attemptsUsed: o.attempts,
+    nextAttemptAt: o.state === 'queued' ? iso(o.nextAttemptAt) : isTerminal(o.state) ? null : iso(o.nextAttemptAt),
+    supersededBy: o.supersededBy,
+    completedAt: isoOrNull(o.completedAt),
+    result: { relay: o.resultRelay, verified: o.state === 'done' || o.state === 'armed' },
+    ...(attempts
+      ? {
+          attempts: attempts.map((a) => ({
+            attempt: a.attempt,
+            startedAt: iso(a.startedAt),
+            endedAt: isoOrNull(a.endedAt),
+            outcome: a.outcome,
+            latencyMs: a.latencyMs,
+            observedRelay: a.observedRelay,
+            evidence: { command: a.commandEvidence, readBack: a.readEvidence },
+            detail: a.detail,
+          })),
+        }
+      : {}),
+    ...(events ? { events: events.map((e) => ({ at: iso(e.at), from: e.from, to: e.to, reason: e.reason })) } : {}),
+  };
+}
+
+export function meterView(m: StoredMeter, profile: FirmwareProfile | undefined, openOrders: SwitchOrder[]): z.infer<typeof MeterView> {
+  return {
+    meterId: m.meterId,
+    profile: profile
+      ? {
+          id: profile.id,
+          manufacturer: profile.manufacturer,
+          model: profile.model,
+          firmware: profile.firmware,
+          protocol: profile.protocol,
+          remoteReconnect: profile.relay.remoteReconnect,
+        }
+      : null,
+    profileId: m.profileId,
+    link: m.link,
+    region: m.region,
+    observed: m.observed ? { ...m.observed, at: iso(m.observed.at) } : null,
+    desiredRelay: m.desiredRelay,
+    desiredOrderId: m.desiredOrderId,
+    openOrders: openOrders.map((o) => orderView(o)),
+  };
+}

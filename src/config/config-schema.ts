@@ -1,0 +1,99 @@
+import { z } from 'zod';
+
+/**
+ * The gateway's configuration. `config/default.json` holds the embedded defaults (SQLite, in-process broker,
+ * simulated fleet); a deployment overrides them with its own file (METERLINE_CONFIG) and environment variables.
+ */
+const port = z.number().int().min(0).max(65535);
+
+export const ApiKeySchema = z
+  .object({
+    name: z.string().min(1),
+    role: z.enum(['operator', 'billing']),
+    /** SHA-256 of the key, hex; the key itself is never stored. */
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lower-case hex digits (sha256 of the key)'),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    /** Names this gateway instance in logs and in its MQTT client id. */
+    instanceId: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, "_" and "-", at most 40'),
+    api: z.object({ host: z.string().min(1), port }).strict(),
+    store: z
+      .object({
+        kind: z.enum(['sqlite']),
+        sqlite: z.object({ path: z.string().min(1) }).strict(),
+      })
+      .strict(),
+    mqtt: z
+      .object({
+        /** `embedded`: an in-process broker (demo and tests only); `external`: connect to `url`. */
+        mode: z.enum(['embedded', 'external']),
+        url: z.string().regex(/^(mqtt|mqtts|ws|wss|tcp):\/\//, 'an mqtt://, mqtts://, ws:// or wss:// URL'),
+        embeddedPort: port,
+        /** Requests in flight per broker connection; keep below the broker's per-client queue (mosquitto: 1000). */
+        maxInFlight: z.number().int().min(1).max(900),
+      })
+      .strict(),
+    profilesDir: z.string().min(1),
+    control: z
+      .object({
+        /** How often the loop looks for due orders when nothing wakes it. */
+        tickMs: z.number().int().min(10).max(60_000),
+        /** Commands in flight per link unless the link is listed in `links`. */
+        linkConcurrency: z.number().int().min(1).max(10_000),
+        links: z.record(z.string(), z.object({ concurrency: z.number().int().min(1).max(10_000) }).strict()),
+        /** How long a graceful stop waits for attempts on the wire. */
+        shutdownGraceMs: z.number().int().min(0).max(600_000),
+      })
+      .strict(),
+    reconnect: z
+      .object({
+        /** DOMAIN.md rule 11: back on supply within this many hours of payment. Shorter is better. */
+        limitHours: z.number().positive().max(24),
+      })
+      .strict(),
+    auth: z
+      .object({
+        keys: z.array(ApiKeySchema),
+        /** Print freshly made operator and billing keys at start-up (demo only; never in production). */
+        demoKeys: z.boolean(),
+      })
+      .strict(),
+    fleet: z
+      .object({
+        /** Register a simulated fleet's meters at start-up (the same layout the simulator uses). */
+        seed: z
+          .object({
+            count: z.number().int().min(0).max(1_000_000),
+            prefix: z.string().min(1).max(20),
+            profiles: z.array(z.string().min(1)).min(1),
+            links: z.number().int().min(1).max(10_000),
+            regions: z.array(z.string().min(1)).min(1),
+          })
+          .strict()
+          .nullable(),
+      })
+      .strict(),
+    simulator: z
+      .object({
+        /** Run the simulated fleet inside the gateway process (demo). */
+        inProcess: z.boolean(),
+        /** Share of simulated meters that start disconnected (off for arrears), 0..1. */
+        disconnectedShare: z.number().min(0).max(1),
+        /** The simulated customer presses the button this long after an arms-only meter is armed. */
+        autoPressMs: z.number().int().min(0).nullable(),
+      })
+      .strict(),
+    demo: z
+      .object({
+        /** Every this many ms, the demo submits a reconnect for a disconnected meter ("a payment arrived"). 0 = off. */
+        reconnectEveryMs: z.number().int().min(0),
+      })
+      .strict(),
+    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
+  })
+  .strict();
+
+export type GatewayConfig = z.infer<typeof ConfigSchema>;

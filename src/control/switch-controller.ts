@@ -1,0 +1,257 @@
+import type { Logger } from 'pino';
+import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck } from '../../drivers/driver.js';
+import { judgeAttempt, type AttemptFacts } from '../domain/attempt-verdict.js';
+import type { FirmwareProfile } from '../domain/firmware-profile.js';
+import type { SwitchOrder } from '../domain/switch-order.js';
+import type { GatewayStore } from '../store/store.js';
+import { sleep, type Clock } from './clock.js';
+
+export interface ControllerOptions {
+  tickMs: number;
+  linkConcurrency: number;
+  links: Record<string, { concurrency: number }>;
+  shutdownGraceMs: number;
+}
+
+export interface ControllerDeps {
+  store: GatewayStore;
+  /** Drivers by protocol ('mqtt', later 'modbus', 'dlms'). */
+  drivers: ReadonlyMap<string, MeterDriver>;
+  profiles: ReadonlyMap<string, FirmwareProfile>;
+  clock: Clock;
+  logger: Logger;
+  options: ControllerOptions;
+  random?: () => number;
+  /** Called after every order state change the loop makes (metrics, callbacks, tests). */
+  onOrderChange?: (order: SwitchOrder) => void;
+}
+
+/** How many due orders one query fetches. */
+const FETCH_BATCH = 500;
+
+/**
+ * The control loop: drives each meter's observed relay state to the desired one, level-triggered like a
+ * Kubernetes controller. It takes due orders from the store, leases them (queued → in_flight, committed
+ * before anything is sent), sends one command per meter through the meter's driver within a per-link
+ * window, reads the relay back, and records the verdict. After a crash it first verifies, by a read, every
+ * order that was left in flight; it never re-sends blindly.
+ */
+export class SwitchController {
+  private readonly active = new Map<string, number>();
+  private readonly running = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private wakeAgain = false;
+  private stopping = false;
+  private started = false;
+  private readonly random: () => number;
+
+  constructor(private readonly deps: ControllerDeps) {
+    this.random = deps.random ?? Math.random;
+  }
+
+  /** Verify orders a crash left in flight, then start the loop. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    for (const driver of new Set(this.deps.drivers.values())) {
+      driver.onStatusReport?.((meterId, reading) => {
+        this.deps.store
+          .recordObservation(meterId, { relay: reading.relay, at: reading.at, source: 'status', voltageV: reading.voltageV, energyWh: reading.energyWh })
+          .catch((e: unknown) => this.deps.logger.error({ meterId, err: e }, 'could not record status report'));
+      });
+    }
+    await this.recover();
+    this.schedule(0);
+  }
+
+  /** Stop taking orders; wait (up to the grace period) for attempts on the wire. Unfinished ones stay in flight for the next start to verify. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    const all = Promise.allSettled([...this.running]);
+    await Promise.race([all, sleep(this.deps.options.shutdownGraceMs)]);
+  }
+
+  /** Look for work now (called when orders are admitted). */
+  wake(): void {
+    if (this.stopping || !this.started) return;
+    if (this.ticking) {
+      this.wakeAgain = true;
+      return;
+    }
+    this.schedule(0);
+  }
+
+  /** Attempts on the wire right now, per link. */
+  inFlightByLink(): Record<string, number> {
+    return Object.fromEntries(this.active);
+  }
+
+  private capacity(link: string): number {
+    return this.deps.options.links[link]?.concurrency ?? this.deps.options.linkConcurrency;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopping) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), ms);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopping || this.ticking) return;
+    this.ticking = true;
+    this.wakeAgain = false;
+    try {
+      for (;;) {
+        const saturated = [...this.active].filter(([link, n]) => n >= this.capacity(link)).map(([link]) => link);
+        const due = await this.deps.store.dueOrders(this.deps.clock.now(), FETCH_BATCH, saturated);
+        if (due.length === 0) break;
+        const chosen: string[] = [];
+        const added = new Map<string, number>();
+        const meters = new Set<string>();
+        for (const o of due) {
+          const used = (this.active.get(o.link) ?? 0) + (added.get(o.link) ?? 0);
+          if (used >= this.capacity(o.link) || meters.has(o.meterId)) continue;
+          added.set(o.link, (added.get(o.link) ?? 0) + 1);
+          meters.add(o.meterId);
+          chosen.push(o.id);
+        }
+        if (chosen.length === 0) break;
+        const taken = await this.deps.store.beginAttempts(chosen, this.deps.clock.now());
+        for (const order of taken) {
+          this.deps.onOrderChange?.(order);
+          this.launch(order.link, () => this.runAttempt(order));
+        }
+        if (this.stopping || due.length < FETCH_BATCH) break;
+      }
+    } catch (err) {
+      this.deps.logger.error({ err }, 'control loop tick failed; retrying on the next tick');
+    } finally {
+      this.ticking = false;
+      this.schedule(this.wakeAgain ? 0 : this.deps.options.tickMs);
+    }
+  }
+
+  private launch(link: string, work: () => Promise<void>): void {
+    this.active.set(link, (this.active.get(link) ?? 0) + 1);
+    const p = work()
+      .catch((err: unknown) => this.deps.logger.error({ err, link }, 'attempt crashed'))
+      .finally(() => {
+        const n = (this.active.get(link) ?? 1) - 1;
+        if (n <= 0) this.active.delete(link);
+        else this.active.set(link, n);
+        this.running.delete(p);
+        this.wake();
+      });
+    this.running.add(p);
+  }
+
+  private async addressOf(order: SwitchOrder): Promise<{ address: MeterAddress; driver: MeterDriver } | string> {
+    const meter = await this.deps.store.getMeter(order.meterId);
+    if (!meter) return `meter ${order.meterId} is no longer registered`;
+    const profile = this.deps.profiles.get(meter.profileId);
+    if (!profile) return `firmware profile ${meter.profileId} is not loaded`;
+    const driver = this.deps.drivers.get(profile.protocol);
+    if (!driver) return `no driver for protocol ${profile.protocol}`;
+    return { address: { meterId: meter.meterId, profile, link: meter.link }, driver };
+  }
+
+  /** One attempt: command, wait for the relay to operate, read back, record the verdict. */
+  private async runAttempt(order: SwitchOrder): Promise<void> {
+    const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id, attempt: order.attempts });
+    const target = await this.addressOf(order);
+    if (typeof target === 'string') {
+      log.error({ problem: target }, 'cannot address meter');
+      await this.finish(order, log, undefined, { command: 'link_error', readBack: undefined }, undefined, undefined, target);
+      return;
+    }
+    const { address, driver } = target;
+    const { profile } = address;
+    log.info({ action: order.action, link: address.link, profile: profile.id }, 'sending command');
+    const command = await driver.operateRelay(address, order.action, {
+      timeoutMs: profile.timeouts.commandMs,
+      correlationId: `${order.id}:${order.attempts}:cmd`,
+      orderId: order.id,
+    });
+    if (command.outcome === 'ok') await sleep(profile.relay.operateTimeMs);
+    const read = await this.readBack(driver, address, order, 'read');
+    await this.finish(order, log, profile, { command: command.outcome, readBack: read.outcome === 'ok' ? read.value.relay : undefined }, command, read, null);
+  }
+
+  private readBack(driver: MeterDriver, address: MeterAddress, order: SwitchOrder, tag: string): Promise<WireResult<RelayReading>> {
+    return driver.readRelay(address, {
+      timeoutMs: address.profile.timeouts.readMs,
+      correlationId: `${order.id}:${order.attempts}:${tag}`,
+      orderId: order.id,
+    });
+  }
+
+  private async finish(
+    order: SwitchOrder,
+    log: Logger,
+    profile: FirmwareProfile | undefined,
+    facts: AttemptFacts,
+    command: WireResult<CommandAck> | undefined,
+    read: WireResult<RelayReading> | undefined,
+    problem: string | null,
+  ): Promise<void> {
+    // Without a profile nothing can be sent: one attempt, then failed, so a person looks at the meter's set-up.
+    const rules = profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false } };
+    const now = this.deps.clock.now();
+    const detail =
+      problem ??
+      [command && command.outcome !== 'ok' ? `command: ${command.outcome} (${command.detail})` : null, read && read.outcome !== 'ok' ? `read-back: ${read.outcome} (${read.detail})` : null]
+        .filter(Boolean)
+        .join('; ');
+    const updated = await this.deps.store.completeAttempt({
+      orderId: order.id,
+      attempt: order.attempts,
+      endedAt: now,
+      latencyMs: command ? command.latencyMs : null,
+      commandEvidence: command ? (command.outcome === 'ok' ? command.evidence : (command.evidence ?? null)) : null,
+      readEvidence: read ? (read.outcome === 'ok' ? read.evidence : (read.evidence ?? null)) : null,
+      observedRelay: facts.readBack ?? null,
+      detail: detail || null,
+      observation:
+        read && read.outcome === 'ok'
+          ? { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh }
+          : null,
+      decide: (current) => judgeAttempt(current, rules, facts, now, this.random()),
+    });
+    this.deps.onOrderChange?.(updated);
+    const line = { state: updated.state, reason: updated.stateReason };
+    if (updated.state === 'failed') log.warn(line, 'order failed: remote attempts exhausted');
+    else log.info(line, 'attempt finished');
+  }
+
+  /** Orders left in flight by a crash: read the relay first; only what the read shows decides what happens next. */
+  private async recover(): Promise<void> {
+    const orphans = await this.deps.store.inFlightOrders();
+    if (orphans.length === 0) return;
+    this.deps.logger.warn({ count: orphans.length }, 'verifying orders left in flight by the previous run');
+    const byLink = new Map<string, SwitchOrder[]>();
+    for (const o of orphans) byLink.set(o.link, [...(byLink.get(o.link) ?? []), o]);
+    await Promise.all(
+      [...byLink].map(async ([link, orders]) => {
+        const queue = [...orders];
+        const workers = Array.from({ length: Math.min(this.capacity(link), queue.length) }, async () => {
+          for (let o = queue.shift(); o; o = queue.shift()) await this.verifyOrphan(o);
+        });
+        await Promise.all(workers);
+      }),
+    );
+  }
+
+  private async verifyOrphan(order: SwitchOrder): Promise<void> {
+    const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id, attempt: order.attempts });
+    const target = await this.addressOf(order);
+    if (typeof target === 'string') {
+      await this.finish(order, log, undefined, { command: 'not_sent', readBack: undefined }, undefined, undefined, target);
+      return;
+    }
+    const read = await this.readBack(target.driver, target.address, order, 'verify');
+    log.info({ read: read.outcome }, 'verified an interrupted attempt by a read');
+    await this.finish(order, log, target.address.profile, { command: 'not_sent', readBack: read.outcome === 'ok' ? read.value.relay : undefined }, undefined, read, 'gateway restarted while this attempt was on the wire; verified by a read');
+  }
+}

@@ -1,0 +1,71 @@
+import { retryDelay } from './deadlines.js';
+import type { FirmwareProfile } from './firmware-profile.js';
+import type { AttemptOutcome, RelayState } from './relay.js';
+import type { OrderState, SwitchOrder } from './switch-order.js';
+
+/**
+ * What one attempt proved and what the order does next. Success means verified: only a read-back that shows
+ * the asked state ends an order well; a meter's reply alone never does.
+ */
+
+export type CommandOutcome = 'ok' | 'timeout' | 'nack' | 'garbled' | 'link_error' | 'not_sent';
+
+export interface AttemptFacts {
+  /** How the command itself went (`not_sent` when the gateway restarted before it knew). */
+  command: CommandOutcome;
+  /** The relay state the read-back showed; undefined if the read got no usable answer. */
+  readBack: RelayState | undefined;
+}
+
+export interface AttemptVerdict {
+  outcome: AttemptOutcome;
+  next: Extract<OrderState, 'done' | 'armed' | 'queued' | 'failed' | 'superseded'>;
+  /** For `queued`: when the next attempt may start. */
+  nextAttemptAt?: number;
+  reason: string;
+}
+
+/** Did the read-back show what the action asked for? `armed` counts only where the profile's reconnect only arms. */
+export function verifiedState(
+  order: Pick<SwitchOrder, 'action'>,
+  profile: Pick<FirmwareProfile, 'relay'>,
+  readBack: RelayState | undefined,
+): 'done' | 'armed' | undefined {
+  if (readBack === undefined) return undefined;
+  if (order.action === 'disconnect') return readBack === 'disconnected' ? 'done' : undefined;
+  if (readBack === 'connected') return 'done';
+  if (readBack === 'armed' && profile.relay.remoteReconnect === 'arms') return 'armed';
+  return undefined;
+}
+
+export function judgeAttempt(
+  order: Pick<SwitchOrder, 'action' | 'attempts' | 'supersededBy'>,
+  profile: Pick<FirmwareProfile, 'relay' | 'retry'>,
+  facts: AttemptFacts,
+  now: number,
+  random: number,
+): AttemptVerdict {
+  const verified = verifiedState(order, profile, facts.readBack);
+  if (verified) {
+    return {
+      outcome: 'ok',
+      next: verified,
+      reason: verified === 'armed' ? 'read-back shows the relay armed; the customer presses the button to close it' : `read-back shows the relay ${facts.readBack}`,
+    };
+  }
+  let outcome: AttemptOutcome;
+  if (facts.command === 'not_sent') outcome = 'interrupted';
+  else if (facts.command !== 'ok') outcome = facts.command;
+  else if (facts.readBack === undefined) outcome = 'timeout';
+  else outcome = 'verify_mismatch';
+  const seen = facts.readBack === undefined ? 'the read-back got no answer' : `the read-back shows the relay ${facts.readBack}`;
+
+  if (order.supersededBy !== null) {
+    return { outcome, next: 'superseded', reason: `superseded by ${order.supersededBy} (${outcome}; ${seen})` };
+  }
+  if (order.attempts >= profile.retry.maxAttempts) {
+    return { outcome, next: 'failed', reason: `${order.attempts} of ${profile.retry.maxAttempts} attempts used; last: ${outcome}, ${seen}` };
+  }
+  const delay = retryDelay(order.attempts, profile.retry.baseDelayMs, profile.retry.maxDelayMs, random);
+  return { outcome, next: 'queued', nextAttemptAt: now + delay, reason: `retry in ${delay} ms after ${outcome}; ${seen}` };
+}

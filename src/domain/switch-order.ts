@@ -1,0 +1,122 @@
+import type { AttemptOutcome, RelayState, SwitchAction } from './relay.js';
+
+/** Order states (DESIGN.md §2). Every transition is written to the store before it is acted on. */
+export const ORDER_STATES = [
+  'accepted',
+  'held',
+  'queued',
+  'in_flight',
+  'done',
+  'armed',
+  'failed',
+  'escalated',
+  'done_by_field',
+  'cancelled',
+  'superseded',
+  'refused',
+] as const;
+export type OrderState = (typeof ORDER_STATES)[number];
+
+/** States in which an order is finished: nothing more is ever sent for it. */
+export const TERMINAL_STATES: ReadonlySet<OrderState> = new Set([
+  'done',
+  'armed',
+  'failed',
+  'done_by_field',
+  'cancelled',
+  'superseded',
+  'refused',
+]);
+export const isTerminal = (s: OrderState): boolean => TERMINAL_STATES.has(s);
+
+/** The transitions the state machine allows; anything else is a bug and is refused by the store. */
+export const ALLOWED_TRANSITIONS: Readonly<Record<OrderState, readonly OrderState[]>> = {
+  accepted: ['held', 'queued', 'refused', 'superseded', 'cancelled'],
+  held: ['queued', 'refused', 'superseded', 'cancelled'],
+  queued: ['in_flight', 'held', 'superseded', 'cancelled', 'escalated'],
+  in_flight: ['done', 'armed', 'queued', 'failed', 'superseded', 'escalated'],
+  escalated: ['in_flight', 'done_by_field', 'cancelled', 'superseded', 'queued'],
+  done: [],
+  armed: [],
+  failed: [],
+  done_by_field: [],
+  cancelled: [],
+  superseded: [],
+  refused: [],
+};
+
+export function canTransition(from: OrderState, to: OrderState): boolean {
+  return ALLOWED_TRANSITIONS[from].includes(to);
+}
+
+export const DISCONNECT_REASONS = ['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises', 'operator'] as const;
+export const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'] as const;
+export type OrderReason = (typeof DISCONNECT_REASONS)[number] | (typeof RECONNECT_REASONS)[number];
+
+export interface SwitchOrder {
+  id: string;
+  meterId: string;
+  action: SwitchAction;
+  reason: OrderReason;
+  /** Free text from the requester (ticket number, payment reference). */
+  note: string | null;
+  /** Principal (API key name) that asked for it. */
+  requestedBy: string;
+  state: OrderState;
+  /** Why it is in its state: a rule code, a superseding order, an attempt outcome. */
+  stateReason: string | null;
+  /** Higher runs first; reconnects always rank above disconnects (DOMAIN.md rule 12). */
+  priority: number;
+  urgent: boolean;
+  link: string;
+  createdAt: number;
+  updatedAt: number;
+  notBefore: number;
+  /** Reconnect deadline (payment time + limit); null for disconnects. */
+  deadline: number | null;
+  paymentAt: number | null;
+  /** Attempts started so far. */
+  attempts: number;
+  nextAttemptAt: number;
+  /** A later order for the same meter that replaces this one once its attempt on the wire ends. */
+  supersededBy: string | null;
+  completedAt: number | null;
+  /** The relay state the last read-back showed. */
+  resultRelay: RelayState | null;
+}
+
+export interface Attempt {
+  orderId: string;
+  attempt: number;
+  startedAt: number;
+  endedAt: number | null;
+  outcome: AttemptOutcome | null;
+  latencyMs: number | null;
+  /** The relay state the read-back showed, if it answered. */
+  observedRelay: RelayState | null;
+  /** Raw answer to the command (payload text or hex), if any. */
+  commandEvidence: string | null;
+  /** Raw answer to the read-back, if any. */
+  readEvidence: string | null;
+  detail: string | null;
+}
+
+export interface OrderEvent {
+  orderId: string;
+  at: number;
+  from: OrderState | null;
+  to: OrderState;
+  reason: string | null;
+}
+
+/** The relay state an action asks for. */
+export function targetRelay(action: SwitchAction): 'connected' | 'disconnected' {
+  return action === 'disconnect' ? 'disconnected' : 'connected';
+}
+
+export const PRIORITY = { urgentReconnect: 300, reconnect: 200, disconnect: 100 } as const;
+
+export function priorityOf(action: SwitchAction, urgent: boolean): number {
+  if (action === 'disconnect') return PRIORITY.disconnect;
+  return urgent ? PRIORITY.urgentReconnect : PRIORITY.reconnect;
+}

@@ -1,0 +1,249 @@
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { MqttDriver } from '../drivers/mqtt/mqtt-driver.js';
+import type { MeterDriver } from '../drivers/driver.js';
+import { MqttFleet } from '../simulators/mqtt-fleet.js';
+import { planFleet, type PlannedMeter } from '../simulators/fleet-plan.js';
+import { ApiKeyRegistry, newApiKey, sha256Hex } from './api/auth.js';
+import { buildApi } from './api/app.js';
+import type { GatewayConfig } from './config/config-schema.js';
+import { loadFirmwareProfiles } from './config/load-profiles.js';
+import { systemClock, type Clock } from './control/clock.js';
+import { SwitchController } from './control/switch-controller.js';
+import type { FirmwareProfile } from './domain/firmware-profile.js';
+import type { SwitchOrder } from './domain/switch-order.js';
+import { EmbeddedBroker } from './integrations/embedded-broker.js';
+import { SqliteStore } from './store/sqlite-store.js';
+import type { GatewayStore, SubmitContext } from './store/store.js';
+
+/** Order ids sort by creation time and are unique across instances. */
+export function newOrderId(now: number): string {
+  return `ord_${now.toString(36).padStart(9, '0')}${randomBytes(6).toString('hex')}`;
+}
+
+export interface RunningGateway {
+  config: GatewayConfig;
+  logger: Logger;
+  store: GatewayStore;
+  controller: SwitchController;
+  api: FastifyInstance;
+  apiUrl: string;
+  brokerUrl: string;
+  profiles: ReadonlyMap<string, FirmwareProfile>;
+  /** The in-process simulated fleet, when `simulator.inProcess` is set. */
+  fleet: MqttFleet | undefined;
+  /** Keys made at start-up when `auth.demoKeys` is set. */
+  demoKeys: { operator: string; billing: string } | undefined;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /** Observe every order change the loop makes (tests, metrics). */
+  onOrderChange?: (order: SwitchOrder) => void;
+}
+
+/** Which simulated meters start off supply: every k-th, so the demo has customers to reconnect. */
+function startsDisconnected(index: number, share: number): boolean {
+  if (share <= 0) return false;
+  return index % Math.max(1, Math.round(1 / share)) === 0;
+}
+
+/** Assemble and start the gateway described by `config`: store, broker link, driver, control loop, API. */
+export async function startGateway(config: GatewayConfig, options: StartOptions = {}): Promise<RunningGateway> {
+  const logger = options.logger ?? pino({ level: config.log.level, base: { instance: config.instanceId } });
+  const clock = options.clock ?? systemClock;
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        logger.error({ err }, 'error while stopping');
+      }
+    }
+  };
+
+  try {
+    const profiles = loadFirmwareProfiles(resolve(config.profilesDir));
+    let planned: PlannedMeter[] = [];
+    if (config.fleet.seed) {
+      const unknown = config.fleet.seed.profiles.filter((p) => !profiles.has(p));
+      if (unknown.length > 0) throw new Error(`fleet.seed.profiles: unknown profile(s) ${unknown.join(', ')}; loaded: ${[...profiles.keys()].join(', ')}`);
+      planned = planFleet(config.fleet.seed);
+    }
+
+    const store = new SqliteStore(resolve(config.store.sqlite.path));
+    stops.push(() => store.close());
+    await store.migrate();
+    if (planned.length > 0) await store.upsertMeters(planned, clock.now());
+
+    let brokerUrl = config.mqtt.url;
+    if (config.mqtt.mode === 'embedded') {
+      const broker = await EmbeddedBroker.start(config.mqtt.embeddedPort);
+      stops.push(() => broker.stop());
+      brokerUrl = broker.url;
+    }
+    // aedes (embedded) speaks MQTT 3.1.1; real brokers get MQTT 5 (message expiry, shared subscriptions).
+    const protocolVersion = config.mqtt.mode === 'embedded' ? 4 : 5;
+
+    let fleet: MqttFleet | undefined;
+    if (config.simulator.inProcess && planned.length > 0) {
+      const share = config.simulator.disconnectedShare;
+      const autoPress = config.simulator.autoPressMs;
+      fleet = new MqttFleet({
+        brokerUrl,
+        protocolVersion,
+        connections: protocolVersion === 5 ? 4 : 1,
+        logger: logger.child({ component: 'simulator' }),
+        meters: planned.map((m, i) => ({
+          meterId: m.meterId,
+          profile: profiles.get(m.profileId)!,
+          initialRelay: startsDisconnected(i, share) ? 'disconnected' : 'connected',
+          ...(autoPress !== null ? { faults: { autoPressAfterMs: autoPress } } : {}),
+        })),
+      });
+      await fleet.start();
+      stops.push(() => fleet!.stop());
+    }
+
+    const mqttProfiles = [...profiles.values()].filter((p) => p.protocol === 'mqtt');
+    const mqttDriver = new MqttDriver({
+      brokerUrl,
+      protocolVersion,
+      instanceId: config.instanceId,
+      profiles: mqttProfiles,
+      maxInFlight: config.mqtt.maxInFlight,
+      logger: logger.child({ component: 'mqtt-driver' }),
+    });
+    await mqttDriver.start();
+    stops.push(() => mqttDriver.stop());
+    const drivers = new Map<string, MeterDriver>([['mqtt', mqttDriver]]);
+
+    const controller = new SwitchController({
+      store,
+      drivers,
+      profiles,
+      clock,
+      logger: logger.child({ component: 'control' }),
+      options: config.control,
+      ...(options.onOrderChange ? { onOrderChange: options.onOrderChange } : {}),
+    });
+
+    const keys = new ApiKeyRegistry();
+    for (const k of config.auth.keys) keys.add(k.sha256, { name: k.name, role: k.role });
+    let demoKeys: RunningGateway['demoKeys'];
+    if (config.auth.demoKeys) {
+      demoKeys = { operator: newApiKey('op'), billing: newApiKey('bill') };
+      keys.add(sha256Hex(demoKeys.operator), { name: 'demo-operator', role: 'operator' });
+      keys.add(sha256Hex(demoKeys.billing), { name: 'demo-billing', role: 'billing' });
+    }
+
+    const submitContext = (): SubmitContext => ({
+      now: clock.now(),
+      reconnectLimitHours: config.reconnect.limitHours,
+      newOrderId: () => newOrderId(clock.now()),
+    });
+    const api = await buildApi(
+      {
+        store,
+        controller,
+        profiles,
+        keys,
+        submitContext,
+        health: () => ({ store: true, broker: mqttDriver.connected }),
+      },
+      logger.child({ component: 'api' }),
+    );
+    stops.push(() => api.close());
+
+    await controller.start();
+    stops.push(() => controller.stop());
+    await api.listen({ host: config.api.host, port: config.api.port });
+    const address = api.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.api.port;
+    const apiUrl = `http://${config.api.host === '0.0.0.0' ? '127.0.0.1' : config.api.host}:${port}`;
+
+    if (fleet && config.demo.reconnectEveryMs > 0) {
+      const timer = startDemoPayments(fleet, store, controller, submitContext, config.demo.reconnectEveryMs, logger);
+      stops.push(async () => clearInterval(timer));
+    }
+
+    return {
+      config,
+      logger,
+      store,
+      controller,
+      api,
+      apiUrl,
+      brokerUrl,
+      profiles,
+      fleet,
+      demoKeys,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/**
+ * Demo only: now and then a simulated customer "pays", and billing asks for a reconnect of a meter that the
+ * simulator has off supply, so a user watching the log sees the gateway switch meters without doing anything.
+ */
+function startDemoPayments(
+  fleet: MqttFleet,
+  store: GatewayStore,
+  controller: SwitchController,
+  submitContext: () => SubmitContext,
+  everyMs: number,
+  logger: Logger,
+): NodeJS.Timeout {
+  const ids = [...fleet.meterIds()].reverse();
+  let n = 0;
+  return setInterval(() => {
+    const meterId = ids.find((id) => fleet.meter(id).relay === 'disconnected');
+    if (!meterId) return;
+    n += 1;
+    const ctx = submitContext();
+    store
+      .submitOrders(
+        [
+          {
+            meterId,
+            action: 'reconnect',
+            reason: 'payment',
+            note: `demo payment ${n}`,
+            urgent: false,
+            notBefore: null,
+            paymentAt: ctx.now,
+            requestedBy: 'demo-billing',
+            idempotencyKey: `demo-payment-${ctx.now}-${n}`,
+            requestHash: `demo-${n}`,
+          },
+        ],
+        ctx,
+      )
+      .then(([o]) => {
+        logger.info({ meterId, orderId: o!.order.id }, 'demo: payment received, reconnect ordered');
+        controller.wake();
+      })
+      .catch((err: unknown) => logger.error({ err }, 'demo payment failed'));
+  }, everyMs);
+}
+
+/** Write the demo keys where a shell can `source` them. */
+export function writeDemoKeysFile(path: string, gateway: RunningGateway): void {
+  if (!gateway.demoKeys) return;
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(
+    path,
+    `export METERLINE_URL=${gateway.apiUrl}\nexport METERLINE_KEY=${gateway.demoKeys.operator}\nexport METERLINE_BILLING_KEY=${gateway.demoKeys.billing}\n`,
+    { mode: 0o600 },
+  );
+}

@@ -1,0 +1,509 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { admitOrder } from '../domain/admission.js';
+import { reconnectDeadline } from '../domain/deadlines.js';
+import type { RelayState } from '../domain/relay.js';
+import {
+  canTransition,
+  priorityOf,
+  targetRelay,
+  type Attempt,
+  type OrderEvent,
+  type OrderState,
+  type SwitchOrder,
+} from '../domain/switch-order.js';
+import { MeterlineError } from '../errors.js';
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import type {
+  AttemptReport,
+  AuditEntry,
+  GatewayStore,
+  MeterRecord,
+  MeterView,
+  Observation,
+  OrderQuery,
+  OrderRequest,
+  SubmitContext,
+  SubmitOutcome,
+} from './store.js';
+
+type Row = Record<string, unknown>;
+type Db = Database.Database;
+
+const num = (v: unknown): number => v as number;
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : (v as number));
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
+
+export function orderFromRow(r: Row): SwitchOrder {
+  return {
+    id: r.id as string,
+    meterId: r.meter_id as string,
+    action: r.action as SwitchOrder['action'],
+    reason: r.reason as SwitchOrder['reason'],
+    note: strOrNull(r.note),
+    requestedBy: r.requested_by as string,
+    state: r.state as OrderState,
+    stateReason: strOrNull(r.state_reason),
+    priority: num(r.priority),
+    urgent: r.urgent === 1 || r.urgent === true,
+    link: r.link as string,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    notBefore: num(r.not_before),
+    deadline: numOrNull(r.deadline),
+    paymentAt: numOrNull(r.payment_at),
+    attempts: num(r.attempts),
+    nextAttemptAt: num(r.next_attempt_at),
+    supersededBy: strOrNull(r.superseded_by),
+    completedAt: numOrNull(r.completed_at),
+    resultRelay: strOrNull(r.result_relay) as RelayState | null,
+  };
+}
+
+function meterFromRow(r: Row): MeterView {
+  return {
+    meterId: r.meter_id as string,
+    profileId: r.profile_id as string,
+    link: r.link as string,
+    region: r.region as string,
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    observed:
+      r.observed_relay === null
+        ? null
+        : {
+            relay: r.observed_relay as RelayState,
+            at: num(r.observed_at),
+            source: r.observed_source as Observation['source'],
+            voltageV: numOrNull(r.voltage_v),
+            energyWh: numOrNull(r.energy_wh),
+          },
+    desiredRelay: strOrNull(r.desired_relay) as MeterView['desiredRelay'],
+    desiredOrderId: strOrNull(r.desired_order_id),
+  };
+}
+
+function attemptFromRow(r: Row): Attempt {
+  return {
+    orderId: r.order_id as string,
+    attempt: num(r.attempt),
+    startedAt: num(r.started_at),
+    endedAt: numOrNull(r.ended_at),
+    outcome: strOrNull(r.outcome) as Attempt['outcome'],
+    latencyMs: numOrNull(r.latency_ms),
+    observedRelay: strOrNull(r.observed_relay) as RelayState | null,
+    commandEvidence: strOrNull(r.command_evidence),
+    readEvidence: strOrNull(r.read_evidence),
+    detail: strOrNull(r.detail),
+  };
+}
+
+interface PendingWrite<T> {
+  run: () => T;
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * The embedded store: SQLite in WAL mode. Hot-path writes (attempt results, observations) are coalesced:
+ * everything queued in one turn of the event loop commits in one transaction, and each caller's promise
+ * resolves only after that commit, so "written before acted on" still holds.
+ */
+export class SqliteStore implements GatewayStore {
+  private readonly db: Db;
+  private pending: PendingWrite<unknown>[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private prepared: ReturnType<SqliteStore['prepare']> | undefined;
+
+  constructor(readonly path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+  }
+
+  private get s(): ReturnType<SqliteStore['prepare']> {
+    this.prepared ??= this.prepare();
+    return this.prepared;
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      getMeter: db.prepare('SELECT * FROM meters WHERE meter_id = ?'),
+      upsertMeter: db.prepare(
+        `INSERT INTO meters (meter_id, profile_id, link, region, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (meter_id) DO UPDATE SET profile_id = excluded.profile_id, link = excluded.link,
+           region = excluded.region, updated_at = excluded.updated_at
+         WHERE meters.profile_id IS NOT excluded.profile_id OR meters.link IS NOT excluded.link OR meters.region IS NOT excluded.region`,
+      ),
+      observe: db.prepare(
+        `UPDATE meters SET observed_relay = ?, observed_at = ?, observed_source = ?,
+           voltage_v = COALESCE(?, voltage_v), energy_wh = COALESCE(?, energy_wh), updated_at = ?
+         WHERE meter_id = ? AND (observed_at IS NULL OR observed_at <= ?)`,
+      ),
+      setDesired: db.prepare('UPDATE meters SET desired_relay = ?, desired_order_id = ?, updated_at = ? WHERE meter_id = ?'),
+      getOrder: db.prepare('SELECT * FROM orders WHERE id = ?'),
+      openForMeter: db.prepare(
+        `SELECT * FROM orders WHERE meter_id = ? AND state IN ('accepted','held','queued','in_flight','escalated') ORDER BY seq`,
+      ),
+      maxSeq: db.prepare('SELECT COALESCE(MAX(seq), 0) AS m FROM orders'),
+      insertOrder: db.prepare(
+        `INSERT INTO orders (id, seq, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
+           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay)
+         VALUES (@id, @seq, @meterId, @action, @reason, @note, @requestedBy, @state, @stateReason, @priority, @urgent, @link,
+           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL)`,
+      ),
+      moveOrder: db.prepare(
+        `UPDATE orders SET state = @to, state_reason = @reason, updated_at = @now,
+           completed_at = CASE WHEN @terminal = 1 THEN @now ELSE completed_at END,
+           next_attempt_at = COALESCE(@nextAttemptAt, next_attempt_at),
+           result_relay = COALESCE(@resultRelay, result_relay)
+         WHERE id = @id AND state = @from`,
+      ),
+      markSuperseding: db.prepare('UPDATE orders SET superseded_by = ?, updated_at = ? WHERE id = ? AND superseded_by IS NULL'),
+      setDeadline: db.prepare('UPDATE orders SET deadline = ?, urgent = ?, priority = ? WHERE id = ?'),
+      insertEvent: db.prepare('INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)'),
+      insertAudit: db.prepare('INSERT INTO audit (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)'),
+      getIdem: db.prepare('SELECT request_hash, order_id FROM idempotency_keys WHERE principal = ? AND key = ?'),
+      insertIdem: db.prepare('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)'),
+      due: db.prepare(
+        `SELECT * FROM orders o
+         WHERE o.state = 'queued' AND o.next_attempt_at <= @now AND o.not_before <= @now
+           AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
+           AND o.link NOT IN (SELECT value FROM json_each(@exclude))
+         ORDER BY o.priority DESC, o.deadline IS NULL, o.deadline, o.seq
+         LIMIT @limit`,
+      ),
+      begin: db.prepare(
+        `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = @now, state_reason = NULL
+         WHERE id = @id AND state = 'queued'`,
+      ),
+      insertAttempt: db.prepare('INSERT INTO attempts (order_id, attempt, started_at) VALUES (?, ?, ?)'),
+      finishAttempt: db.prepare(
+        `UPDATE attempts SET ended_at = @endedAt, outcome = @outcome, latency_ms = @latencyMs, observed_relay = @observedRelay,
+           command_evidence = @commandEvidence, read_evidence = @readEvidence, detail = @detail
+         WHERE order_id = @orderId AND attempt = @attempt AND ended_at IS NULL`,
+      ),
+      inFlight: db.prepare(`SELECT * FROM orders WHERE state = 'in_flight' ORDER BY seq`),
+      attempts: db.prepare('SELECT * FROM attempts WHERE order_id = ? ORDER BY attempt'),
+      events: db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq'),
+      counts: db.prepare('SELECT state, COUNT(*) AS n FROM orders GROUP BY state'),
+      seqOf: db.prepare('SELECT seq FROM orders WHERE id = ?'),
+    };
+  }
+
+  async migrate(): Promise<void> {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    const row = this.db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number };
+    for (let v = row.v; v < SQLITE_MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(SQLITE_MIGRATIONS[v]!);
+        this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v + 1, Date.now());
+      })();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flushNow();
+    this.closed = true;
+    this.db.close();
+  }
+
+  // ---- coalesced writes -------------------------------------------------------------------------------
+
+  private enqueue<T>(run: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('store closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ run, resolve, reject } as PendingWrite<unknown>);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const results: unknown[] = [];
+    try {
+      this.db.transaction(() => {
+        for (const w of batch) results.push(w.run());
+      })();
+      batch.forEach((w, i) => w.resolve(results[i]));
+    } catch {
+      // One write failed and rolled the batch back: run each alone so the others still land.
+      for (const w of batch) {
+        try {
+          w.resolve(this.db.transaction(w.run)());
+        } catch (e) {
+          w.reject(e);
+        }
+      }
+    }
+  }
+
+  private async flushNow(): Promise<void> {
+    if (this.pending.length > 0) this.flush();
+  }
+
+  // ---- meters -----------------------------------------------------------------------------------------
+
+  async upsertMeters(meters: readonly MeterRecord[], now: number): Promise<void> {
+    this.db.transaction(() => {
+      for (const m of meters) this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, now, now);
+    })();
+  }
+
+  async getMeter(meterId: string): Promise<MeterView | undefined> {
+    const r = this.s.getMeter.get(meterId) as Row | undefined;
+    return r ? meterFromRow(r) : undefined;
+  }
+
+  async existingMeterIds(meterIds: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const stmt = this.db.prepare('SELECT meter_id FROM meters WHERE meter_id IN (SELECT value FROM json_each(?))').pluck();
+    for (let i = 0; i < meterIds.length; i += 5000) {
+      for (const id of stmt.all(JSON.stringify(meterIds.slice(i, i + 5000))) as string[]) found.add(id);
+    }
+    return found;
+  }
+
+  private observe(meterId: string, o: Observation): void {
+    this.s.observe.run(o.relay, o.at, o.source, o.voltageV ?? null, o.energyWh ?? null, o.at, meterId, o.at);
+  }
+
+  recordObservation(meterId: string, observation: Observation): Promise<void> {
+    return this.enqueue(() => this.observe(meterId, observation));
+  }
+
+  // ---- orders -----------------------------------------------------------------------------------------
+
+  private move(order: SwitchOrder, to: OrderState, now: number, reason: string | null, extra: { nextAttemptAt?: number; resultRelay?: RelayState | null } = {}): void {
+    if (!canTransition(order.state, to)) {
+      throw new Error(`illegal order transition ${order.state} → ${to} for ${order.id}`);
+    }
+    const res = this.s.moveOrder.run({
+      id: order.id,
+      from: order.state,
+      to,
+      reason,
+      now,
+      terminal: ['done', 'armed', 'failed', 'done_by_field', 'cancelled', 'superseded', 'refused'].includes(to) ? 1 : 0,
+      nextAttemptAt: extra.nextAttemptAt ?? null,
+      resultRelay: extra.resultRelay ?? null,
+    });
+    if (res.changes !== 1) throw new Error(`order ${order.id} was not in state ${order.state}`);
+    this.s.insertEvent.run(order.id, now, order.state, to, reason);
+  }
+
+  async submitOrders(requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
+    await this.flushNow();
+    return this.db.transaction(() => {
+      let seq = (this.s.maxSeq.get() as { m: number }).m;
+      const out: SubmitOutcome[] = [];
+      for (const req of requests) {
+        if (req.idempotencyKey !== null) {
+          const prior = this.s.getIdem.get(req.requestedBy, req.idempotencyKey) as { request_hash: string; order_id: string } | undefined;
+          if (prior) {
+            if (prior.request_hash !== req.requestHash) {
+              throw new MeterlineError(
+                'E_IDEMPOTENCY_CONFLICT',
+                `Idempotency-Key "${req.idempotencyKey}" was already used for order ${prior.order_id} with a different request; use a new key for a new request`,
+                { orderId: prior.order_id },
+              );
+            }
+            out.push({ kind: 'replayed', order: orderFromRow(this.s.getOrder.get(prior.order_id) as Row) });
+            continue;
+          }
+        }
+        const meterRow = this.s.getMeter.get(req.meterId) as Row | undefined;
+        if (!meterRow) {
+          throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.meterId} is not registered; register it first (PUT /v1/meters/${req.meterId})`, {
+            meterId: req.meterId,
+          });
+        }
+        const now = ctx.now;
+        const open = (this.s.openForMeter.all(req.meterId) as Row[]).map(orderFromRow);
+        const ownDeadline = req.action === 'reconnect' ? reconnectDeadline(req.paymentAt, now, ctx.reconnectLimitHours) : null;
+        const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline: ownDeadline }, open);
+        const id = ctx.newOrderId();
+        seq += 1;
+        this.s.insertOrder.run({
+          id,
+          seq,
+          meterId: req.meterId,
+          action: req.action,
+          reason: req.reason,
+          note: req.note,
+          requestedBy: req.requestedBy,
+          state: 'accepted',
+          stateReason: null,
+          priority: priorityOf(req.action, decision.urgent),
+          urgent: decision.urgent ? 1 : 0,
+          link: meterRow.link as string,
+          createdAt: now,
+          updatedAt: now,
+          notBefore: req.notBefore ?? now,
+          deadline: decision.deadline,
+          paymentAt: req.paymentAt,
+          nextAttemptAt: req.notBefore ?? now,
+          completedAt: null,
+        });
+        this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
+        let order = orderFromRow(this.s.getOrder.get(id) as Row);
+        if (decision.state === 'refused') {
+          this.move(order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
+        } else {
+          for (const oldId of decision.supersedeNow) {
+            const old = orderFromRow(this.s.getOrder.get(oldId) as Row);
+            this.s.markSuperseding.run(id, now, oldId);
+            this.move(old, 'superseded', now, `superseded by ${id} (latest intent wins)`);
+          }
+          for (const oldId of decision.supersedeAfterAttempt) {
+            this.s.markSuperseding.run(id, now, oldId);
+            this.s.insertEvent.run(oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
+          }
+          this.move(order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
+          this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
+        }
+        if (req.idempotencyKey !== null) this.s.insertIdem.run(req.requestedBy, req.idempotencyKey, req.requestHash, id, now);
+        this.s.insertAudit.run(
+          now,
+          req.requestedBy,
+          `order.${req.action}`,
+          req.meterId,
+          JSON.stringify({ orderId: id, reason: req.reason, note: req.note, urgent: req.urgent, paymentAt: req.paymentAt, outcome: decision.state, refusal: decision.refusal ?? null }),
+        );
+        order = orderFromRow(this.s.getOrder.get(id) as Row);
+        out.push({ kind: 'created', order });
+      }
+      return out;
+    })();
+  }
+
+  async getOrder(orderId: string): Promise<SwitchOrder | undefined> {
+    const r = this.s.getOrder.get(orderId) as Row | undefined;
+    return r ? orderFromRow(r) : undefined;
+  }
+
+  async listOrders(q: OrderQuery): Promise<SwitchOrder[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.meterId) (where.push('meter_id = ?'), args.push(q.meterId));
+    if (q.state) (where.push('state = ?'), args.push(q.state));
+    if (q.after) {
+      const s = this.s.seqOf.get(q.after) as { seq: number } | undefined;
+      where.push('seq > ?');
+      args.push(s?.seq ?? Number.MAX_SAFE_INTEGER);
+    }
+    const sql = `SELECT * FROM orders ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, q.limit) as Row[]).map(orderFromRow);
+  }
+
+  async openOrdersForMeter(meterId: string): Promise<SwitchOrder[]> {
+    return (this.s.openForMeter.all(meterId) as Row[]).map(orderFromRow);
+  }
+
+  async listAttempts(orderId: string): Promise<Attempt[]> {
+    return (this.s.attempts.all(orderId) as Row[]).map(attemptFromRow);
+  }
+
+  async listOrderEvents(orderId: string): Promise<OrderEvent[]> {
+    return (this.s.events.all(orderId) as Row[]).map((r) => ({
+      orderId: r.order_id as string,
+      at: num(r.at),
+      from: strOrNull(r.from_state) as OrderState | null,
+      to: r.to_state as OrderState,
+      reason: strOrNull(r.reason),
+    }));
+  }
+
+  async countOrdersByState(): Promise<Partial<Record<OrderState, number>>> {
+    const out: Partial<Record<OrderState, number>> = {};
+    for (const r of this.s.counts.all() as { state: OrderState; n: number }[]) out[r.state] = r.n;
+    return out;
+  }
+
+  // ---- control loop -------------------------------------------------------------------------------------
+
+  async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<SwitchOrder[]> {
+    await this.flushNow();
+    return (this.s.due.all({ now, limit, exclude: JSON.stringify(excludeLinks) }) as Row[]).map(orderFromRow);
+  }
+
+  async beginAttempts(orderIds: readonly string[], now: number): Promise<SwitchOrder[]> {
+    await this.flushNow();
+    return this.db.transaction(() => {
+      const taken: SwitchOrder[] = [];
+      for (const id of orderIds) {
+        if (this.s.begin.run({ id, now }).changes !== 1) continue;
+        const order = orderFromRow(this.s.getOrder.get(id) as Row);
+        this.s.insertAttempt.run(id, order.attempts, now);
+        this.s.insertEvent.run(id, now, 'queued', 'in_flight', `attempt ${order.attempts}`);
+        taken.push(order);
+      }
+      return taken;
+    })();
+  }
+
+  completeAttempt(report: AttemptReport): Promise<SwitchOrder> {
+    return this.enqueue(() => {
+      const current = orderFromRow(this.s.getOrder.get(report.orderId) as Row);
+      if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
+        throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
+      }
+      const verdict = report.decide(current);
+      this.s.finishAttempt.run({
+        orderId: report.orderId,
+        attempt: report.attempt,
+        endedAt: report.endedAt,
+        outcome: verdict.outcome,
+        latencyMs: report.latencyMs,
+        observedRelay: report.observedRelay,
+        commandEvidence: report.commandEvidence,
+        readEvidence: report.readEvidence,
+        detail: report.detail,
+      });
+      if (report.observation) this.observe(current.meterId, report.observation);
+      this.move(current, verdict.next, report.endedAt, verdict.reason, {
+        ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
+        resultRelay: report.observedRelay,
+      });
+      return orderFromRow(this.s.getOrder.get(report.orderId) as Row);
+    });
+  }
+
+  async inFlightOrders(): Promise<SwitchOrder[]> {
+    await this.flushNow();
+    return (this.s.inFlight.all() as Row[]).map(orderFromRow);
+  }
+
+  // ---- audit --------------------------------------------------------------------------------------------
+
+  async appendAudit(entry: Omit<AuditEntry, 'seq'>): Promise<void> {
+    this.s.insertAudit.run(entry.at, entry.actor, entry.action, entry.target, JSON.stringify(entry.details ?? null));
+  }
+
+  async listAudit(target?: string, limit = 100): Promise<AuditEntry[]> {
+    const rows = (target
+      ? this.db.prepare('SELECT * FROM audit WHERE target = ? ORDER BY seq DESC LIMIT ?').all(target, limit)
+      : this.db.prepare('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(limit)) as Row[];
+    return rows.map((r) => ({
+      seq: num(r.seq),
+      at: num(r.at),
+      actor: r.actor as string,
+      action: r.action as string,
+      target: r.target as string,
+      details: r.details ? JSON.parse(r.details as string) : null,
+    }));
+  }
+}

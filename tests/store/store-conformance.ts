@@ -1,0 +1,197 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
+import { MeterlineError } from '../../src/errors.js';
+import type { GatewayStore, OrderRequest, SubmitContext } from '../../src/store/store.js';
+
+/**
+ * One conformance suite for every GatewayStore implementation (SQLite now, PostgreSQL next), in the manner of
+ * aedes-persistence's abstract tests: a backend is done when it passes this suite, not a copy of it.
+ */
+export function describeStoreConformance(name: string, makeStore: () => Promise<GatewayStore>): void {
+  describe(`GatewayStore conformance: ${name}`, () => {
+    let store: GatewayStore;
+    let now = 1_764_000_000_000;
+    let seq = 0;
+    const ctx = (): SubmitContext => ({ now, reconnectLimitHours: 24, newOrderId: () => `ord_${String(++seq).padStart(6, '0')}` });
+    const req = (o: Partial<OrderRequest> = {}): OrderRequest => ({
+      meterId: 'M-1',
+      action: 'disconnect',
+      reason: 'arrears',
+      note: null,
+      urgent: false,
+      notBefore: null,
+      paymentAt: null,
+      requestedBy: 'ops',
+      idempotencyKey: null,
+      requestHash: 'h',
+      ...o,
+    });
+    const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false }, retry: { maxAttempts: 2, baseDelayMs: 1000, maxDelayMs: 1000 } };
+
+    beforeEach(async () => {
+      store = await makeStore();
+      await store.migrate();
+      await store.upsertMeters(
+        [
+          { meterId: 'M-1', profileId: 'p', link: 'L1', region: 'north' },
+          { meterId: 'M-2', profileId: 'p', link: 'L1', region: 'north' },
+          { meterId: 'M-3', profileId: 'p', link: 'L2', region: 'south' },
+        ],
+        now,
+      );
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    it('admits an order as queued, records accepted → queued, sets the desired state and audits who asked', async () => {
+      const [out] = await store.submitOrders([req({ meterId: 'M-1', action: 'reconnect', reason: 'payment', paymentAt: now - 1000 })], ctx());
+      expect(out!.kind).toBe('created');
+      expect(out!.order.state).toBe('queued');
+      expect(out!.order.deadline).toBe(now - 1000 + 24 * 3_600_000);
+      const events = await store.listOrderEvents(out!.order.id);
+      expect(events.map((e) => [e.from, e.to])).toEqual([
+        [null, 'accepted'],
+        ['accepted', 'queued'],
+      ]);
+      const meter = await store.getMeter('M-1');
+      expect(meter?.desiredRelay).toBe('connected');
+      expect(meter?.desiredOrderId).toBe(out!.order.id);
+      const audit = await store.listAudit('M-1');
+      expect(audit[0]).toMatchObject({ actor: 'ops', action: 'order.reconnect' });
+    });
+
+    it('the same idempotency key and body returns the same order; another body is a conflict that changes nothing', async () => {
+      const [a] = await store.submitOrders([req({ idempotencyKey: 'k1', requestHash: 'x' })], ctx());
+      const [b] = await store.submitOrders([req({ idempotencyKey: 'k1', requestHash: 'x' })], ctx());
+      expect(b!.kind).toBe('replayed');
+      expect(b!.order.id).toBe(a!.order.id);
+      await expect(store.submitOrders([req({ idempotencyKey: 'k1', requestHash: 'y' })], ctx())).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_CONFLICT' });
+      expect((await store.listOrders({ limit: 100 })).length).toBe(1);
+      // Keys are scoped per caller.
+      const [c] = await store.submitOrders([req({ idempotencyKey: 'k1', requestHash: 'y', requestedBy: 'billing', meterId: 'M-2' })], ctx());
+      expect(c!.kind).toBe('created');
+    });
+
+    it('a batch with an unknown meter creates nothing', async () => {
+      const err = await store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'NOPE' })], ctx()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(MeterlineError);
+      expect((err as MeterlineError).code).toBe('E_METER_NOT_FOUND');
+      expect(await store.listOrders({ limit: 100 })).toEqual([]);
+      expect((await store.getMeter('M-1'))?.desiredRelay).toBeNull();
+    });
+
+    it('latest intent wins: a reconnect supersedes a queued disconnect; a disconnect is refused while a reconnect is open', async () => {
+      const [d] = await store.submitOrders([req()], ctx());
+      const [r] = await store.submitOrders([req({ action: 'reconnect', reason: 'payment' })], ctx());
+      expect((await store.getOrder(d!.order.id))?.state).toBe('superseded');
+      expect((await store.getOrder(d!.order.id))?.supersededBy).toBe(r!.order.id);
+      const [d2] = await store.submitOrders([req()], ctx());
+      expect(d2!.order.state).toBe('refused');
+      expect(d2!.order.stateReason).toContain('E_RECONNECT_PENDING');
+      expect((await store.getMeter('M-1'))?.desiredRelay).toBe('connected');
+    });
+
+    it('due orders: reconnects first, one per meter on the wire, none before their time, none on excluded links', async () => {
+      await store.submitOrders([req({ meterId: 'M-2' }), req({ meterId: 'M-3', action: 'reconnect', reason: 'payment' }), req({ meterId: 'M-1', notBefore: now + 60_000 })], ctx());
+      const due = await store.dueOrders(now, 10, []);
+      expect(due.map((o) => o.meterId)).toEqual(['M-3', 'M-2']);
+      expect((await store.dueOrders(now, 10, ['L2'])).map((o) => o.meterId)).toEqual(['M-2']);
+      expect((await store.dueOrders(now + 60_000, 10, [])).map((o) => o.meterId)).toEqual(['M-3', 'M-2', 'M-1']);
+    });
+
+    it('an order is leased once: begin takes only queued orders, and a meter with an attempt on the wire has nothing else due', async () => {
+      const [d] = await store.submitOrders([req()], ctx());
+      const taken = await store.beginAttempts([d!.order.id], now);
+      expect(taken.map((o) => [o.state, o.attempts])).toEqual([['in_flight', 1]]);
+      expect(await store.beginAttempts([d!.order.id], now)).toEqual([]);
+      await store.submitOrders([req({ action: 'reconnect', reason: 'payment' })], ctx());
+      expect(await store.dueOrders(now, 10, [])).toEqual([]);
+      expect((await store.inFlightOrders()).map((o) => o.id)).toEqual([d!.order.id]);
+    });
+
+    it('completing an attempt records outcome, latency, evidence and the observed relay, and moves the order', async () => {
+      const [d] = await store.submitOrders([req()], ctx());
+      await store.beginAttempts([d!.order.id], now);
+      now += 500;
+      const after = await store.completeAttempt({
+        orderId: d!.order.id,
+        attempt: 1,
+        endedAt: now,
+        latencyMs: 120,
+        commandEvidence: '{"result":"ok"}',
+        readEvidence: '{"relay":"disconnected"}',
+        observedRelay: 'disconnected',
+        detail: null,
+        observation: { relay: 'disconnected', at: now, source: 'read', voltageV: 0 },
+        decide: (o) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now, 0),
+      });
+      expect(after.state).toBe('done');
+      expect(after.completedAt).toBe(now);
+      expect(after.resultRelay).toBe('disconnected');
+      const [attempt] = await store.listAttempts(d!.order.id);
+      expect(attempt).toMatchObject({ attempt: 1, outcome: 'ok', latencyMs: 120, commandEvidence: '{"result":"ok"}', readEvidence: '{"relay":"disconnected"}' });
+      const meter = await store.getMeter('M-1');
+      expect(meter?.observed).toMatchObject({ relay: 'disconnected', source: 'read', at: now, voltageV: 0 });
+    });
+
+    it('a failed attempt is retried later, and after the last one the order fails', async () => {
+      const [d] = await store.submitOrders([req()], ctx());
+      const id = d!.order.id;
+      const fail = (n: number) =>
+        store.completeAttempt({
+          orderId: id, attempt: n, endedAt: now, latencyMs: null, commandEvidence: null, readEvidence: null, observedRelay: null, detail: 'no answer', observation: null,
+          decide: (o) => judgeAttempt(o, profile, { command: 'timeout', readBack: undefined }, now, 0),
+        });
+      await store.beginAttempts([id], now);
+      const first = await fail(1);
+      expect(first.state).toBe('queued');
+      expect(first.nextAttemptAt).toBe(now + 500);
+      expect(await store.dueOrders(now, 10, [])).toEqual([]);
+      await store.beginAttempts([id], now + 500);
+      const second = await fail(2);
+      expect(second.state).toBe('failed');
+      expect((await store.listAttempts(id)).map((a) => a.outcome)).toEqual(['timeout', 'timeout']);
+    });
+
+    it('an order superseded while on the wire ends superseded after its attempt, and the later order becomes due', async () => {
+      const [d] = await store.submitOrders([req()], ctx());
+      await store.beginAttempts([d!.order.id], now);
+      const [r] = await store.submitOrders([req({ action: 'reconnect', reason: 'payment' })], ctx());
+      expect(r!.order.state).toBe('queued');
+      const after = await store.completeAttempt({
+        orderId: d!.order.id, attempt: 1, endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
+        decide: (o) => judgeAttempt(o, profile, { command: 'nack', readBack: 'connected' }, now, 0),
+      });
+      expect(after.state).toBe('superseded');
+      expect((await store.dueOrders(now, 10, [])).map((o) => o.id)).toEqual([r!.order.id]);
+    });
+
+    it('an attempt cannot be completed twice', async () => {
+      const [d] = await store.submitOrders([req()], ctx());
+      await store.beginAttempts([d!.order.id], now);
+      const report = {
+        orderId: d!.order.id, attempt: 1, endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'disconnected' as const, detail: null, observation: null,
+        decide: (o: Parameters<typeof judgeAttempt>[0]) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now, 0),
+      };
+      await store.completeAttempt(report);
+      await expect(store.completeAttempt(report)).rejects.toThrow();
+      expect((await store.listOrderEvents(d!.order.id)).filter((e) => e.to === 'done')).toHaveLength(1);
+    });
+
+    it('an older observation never overwrites a newer one', async () => {
+      await store.recordObservation('M-1', { relay: 'connected', at: now, source: 'read' });
+      await store.recordObservation('M-1', { relay: 'disconnected', at: now - 10, source: 'status' });
+      expect((await store.getMeter('M-1'))?.observed?.relay).toBe('connected');
+    });
+
+    it('lists orders with cursor pagination and counts them by state', async () => {
+      await store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'M-2' }), req({ meterId: 'M-3' })], ctx());
+      const page1 = await store.listOrders({ limit: 2 });
+      const page2 = await store.listOrders({ limit: 2, after: page1[1]!.id });
+      expect([...page1, ...page2].map((o) => o.meterId)).toEqual(['M-1', 'M-2', 'M-3']);
+      expect(await store.countOrdersByState()).toEqual({ queued: 3 });
+      expect(await store.existingMeterIds(['M-1', 'X', 'M-3'])).toEqual(new Set(['M-1', 'M-3']));
+    });
+  });
+}
