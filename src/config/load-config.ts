@@ -81,10 +81,8 @@ function applyEnv(config: JsonObject, env: NodeJS.ProcessEnv, origins: Map<strin
 function describeIssue(issue: z.core.$ZodIssue, origins: Map<string, string>): string {
   const path = issue.path.map(String).join('.') || '(top level)';
   const origin = origins.get(path);
-  let allowed = '';
-  if (issue.code === 'invalid_value' && 'values' in issue) allowed = ` (allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')})`;
   if (issue.code === 'unrecognized_keys') return `${path}: unknown field(s) ${issue.keys.join(', ')}`;
-  return `${path}${origin ? ` (from ${origin})` : ''}: ${issue.message}${allowed}`;
+  return `${path}${origin ? ` (from ${origin})` : ''}: ${issue.message}`;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: JsonObject = {}): GatewayConfig {

@@ -51,4 +51,15 @@ describe('configuration', () => {
     writeFileSync(join(dir, 'bad.json'), JSON.stringify({ ...good, id: 'bad-1', timeouts: { commandMs: 10, readMs: 100 } }));
     expect(() => loadFirmwareProfiles(dir)).toThrow(/bad\.json: timeouts\.commandMs/);
   });
+
+  it('a profile file that is not JSON, and a profile id defined twice, are named', () => {
+    const good = loadFirmwareProfiles(join(process.cwd(), 'firmware-profiles')).get('acme-em340-fw2.4')!;
+    const broken = mkdtempSync(join(tmpdir(), 'ml-profiles-'));
+    writeFileSync(join(broken, 'broken.json'), '{');
+    expect(() => loadFirmwareProfiles(broken)).toThrow(/broken\.json: not valid JSON/);
+    const dup = mkdtempSync(join(tmpdir(), 'ml-profiles-'));
+    writeFileSync(join(dup, 'a.json'), JSON.stringify(good));
+    writeFileSync(join(dup, 'b.json'), JSON.stringify(good));
+    expect(() => loadFirmwareProfiles(dup)).toThrow(/b\.json: profile id "acme-em340-fw2\.4" is defined twice/);
+  });
 });

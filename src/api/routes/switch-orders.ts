@@ -61,7 +61,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     if (outcome.order.state === 'refused') {
       throw new MeterlineError('E_RECONNECT_PENDING', outcome.order.stateReason ?? 'refused', { order: orderView(outcome.order) });
     }
-    return orderView(outcome.order, [], []);
+    return orderView(outcome.order);
   };
 
   r.post('/v1/meters/:meterId/reconnect', {

@@ -1,0 +1,479 @@
+import { randomBytes } from 'node:crypto';
+import { connect, type MqttClient } from 'mqtt';
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import {
+  meterIdFromTopic,
+  topicFor,
+  wildcardFor,
+  type FirmwareProfile,
+} from '../../src/domain/firmware-profile.js';
+import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
+import type {
+  CommandAck,
+  MeterAddress,
+  MeterDriver,
+  RelayReading,
+  RequestOptions,
+  WireFailure,
+  WireResult,
+} from '../driver.js';
+
+/**
+ * The MQTT meter driver (the MQTT contract in README.md). It reports exactly what the wire said and nothing
+ * more; the control loop decides what an answer means for an order. Its safety rules:
+ * - a command is never queued while the broker is down (`link_error` at once): a relay command delivered
+ *   later than the gateway expects is dangerous. `exp` in the payload and the MQTT 5 message expiry
+ *   bound the command's life on the wire as a second line of defence;
+ * - replies are matched by `cid` only, so a late reply to a timed-out request is never taken for the next;
+ * - requests in flight are bounded per connection (`maxInFlight`, below mosquitto's per-client queue of
+ *   1,000), beyond which a broker silently drops QoS 1 messages.
+ */
+
+export interface MqttDriverOptions {
+  brokerUrl: string;
+  /** Gateway instance name; the client id is `meterline-<instanceId>-<random hex>`, unique per connection. */
+  instanceId: string;
+  /** Profiles whose reply and status topics the driver subscribes to. */
+  profiles: readonly FirmwareProfile[];
+  /**
+   * MQTT protocol version: 5 (default). 4 (MQTT 3.1.1, for brokers such as aedes) loses the message-expiry
+   * property; the payload's `exp` still makes the meter drop a late command.
+   */
+  protocolVersion?: 4 | 5;
+  /** Requests on the wire at once on this connection; further requests wait for a slot. Default 500. */
+  maxInFlight?: number;
+  logger?: Logger;
+  /** Delay between reconnect attempts. Default 1000 ms. */
+  reconnectPeriodMs?: number;
+  /** How long `start()` waits for the first connection and subscription. Default 10 s. */
+  startTimeoutMs?: number;
+}
+
+export interface MqttDriverCounters {
+  published: number;
+  /** Highest number of requests on the wire at once. */
+  peakInFlight: number;
+  replies: number;
+  ok: number;
+  timeouts: number;
+  nacks: number;
+  garbled: number;
+  linkErrors: number;
+  /** Replies whose cid matches no pending request (late answers to timed-out requests): ignored. */
+  unknownCidReplies: number;
+  /** Undecodable replies with no pending request on that meter to attribute them to: ignored. */
+  unattributedGarbage: number;
+  statusReports: number;
+  badStatusReports: number;
+  connects: number;
+}
+
+const ReplySchema = z.object({
+  cid: z.string().min(1),
+  result: z.enum(['ok', 'nack']),
+  relay: z.string().optional(),
+  voltageV: z.number().optional(),
+  energyWh: z.number().optional(),
+  ts: z.number().optional(),
+  reason: z.string().optional(),
+});
+type Reply = z.infer<typeof ReplySchema>;
+
+const StatusSchema = z.object({
+  relay: z.string(),
+  voltageV: z.number().optional(),
+  energyWh: z.number().optional(),
+  ts: z.number().optional(),
+});
+
+type Op = 'read' | SwitchAction;
+
+interface Pending {
+  cid: string;
+  meterId: string;
+  orderId?: string;
+  op: Op;
+  profile: FirmwareProfile;
+  publishedAt: number;
+  timer: NodeJS.Timeout;
+  /** Decode a well-formed reply into the request's result. */
+  onReply(reply: Reply, evidence: string, receivedAt: number): void;
+  fail(outcome: WireFailure, detail: string, evidence?: string): void;
+}
+
+type StatusListener = (meterId: string, reading: RelayReading, evidence: string) => void;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Payload as evidence: its text when it is UTF-8, otherwise `hex:<bytes>`. */
+export function payloadEvidence(payload: Uint8Array): string {
+  try {
+    return utf8.decode(payload);
+  } catch {
+    return `hex:${Buffer.from(payload).toString('hex')}`;
+  }
+}
+
+/** Counting semaphore with a FIFO of waiters; `close()` makes every waiter (and later caller) get false. */
+class Slots {
+  private free: number;
+  private readonly waiters: Array<(ok: boolean) => void> = [];
+  private closed = false;
+  constructor(size: number) {
+    this.free = size;
+  }
+  get waiting(): number {
+    return this.waiters.length;
+  }
+  acquire(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next(true);
+    else this.free++;
+  }
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) w(false);
+  }
+}
+
+function relayFromWord(profile: FirmwareProfile, word: string | undefined): RelayState | undefined {
+  if (word === undefined) return undefined;
+  const values = profile.mqtt.relayValues;
+  for (const state of ['connected', 'disconnected', 'armed'] as const) if (values[state] === word) return state;
+  return undefined;
+}
+
+export class MqttDriver implements MeterDriver {
+  readonly protocol = 'mqtt' as const;
+  readonly clientId: string;
+  readonly counters: MqttDriverCounters = {
+    published: 0,
+    peakInFlight: 0,
+    replies: 0,
+    ok: 0,
+    timeouts: 0,
+    nacks: 0,
+    garbled: 0,
+    linkErrors: 0,
+    unknownCidReplies: 0,
+    unattributedGarbage: 0,
+    statusReports: 0,
+    badStatusReports: 0,
+    connects: 0,
+  };
+
+  private readonly options: MqttDriverOptions;
+  private readonly log: Logger;
+  private readonly slots: Slots;
+  private readonly pending = new Map<string, Pending>();
+  /** Pending requests per meter, oldest first (to attribute undecodable replies). */
+  private readonly pendingByMeter = new Map<string, Pending[]>();
+  private readonly replyTemplates = new Set<string>();
+  private readonly statusTemplates = new Map<string, FirmwareProfile[]>();
+  private readonly statusListeners: StatusListener[] = [];
+  private client: MqttClient | undefined;
+  private subscribed = false;
+  private stopped = false;
+
+  constructor(options: MqttDriverOptions) {
+    this.options = options;
+    this.log = (options.logger ?? pino({ level: 'silent' })).child({ driver: 'mqtt' });
+    this.clientId = `meterline-${options.instanceId}-${randomBytes(6).toString('hex')}`;
+    this.slots = new Slots(Math.max(1, options.maxInFlight ?? 500));
+    for (const p of options.profiles) {
+      this.replyTemplates.add(p.mqtt.replyTopic);
+      const list = this.statusTemplates.get(p.mqtt.statusTopic) ?? [];
+      list.push(p);
+      this.statusTemplates.set(p.mqtt.statusTopic, list);
+    }
+  }
+
+  /** Connected to the broker and subscribed: requests can go out. */
+  get connected(): boolean {
+    return !this.stopped && this.subscribed && (this.client?.connected ?? false);
+  }
+
+  /** Requests currently on the wire. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Requests waiting for an in-flight slot. */
+  get queued(): number {
+    return this.slots.waiting;
+  }
+
+  async start(): Promise<void> {
+    if (this.client) throw new Error('MqttDriver already started');
+    const client = connect(this.options.brokerUrl, {
+      clientId: this.clientId,
+      protocolVersion: this.options.protocolVersion ?? 5,
+      clean: true,
+      reconnectPeriod: this.options.reconnectPeriodMs ?? 1000,
+      connectTimeout: 5000,
+      resubscribe: false,
+      // Never hold QoS 0 packets for later either: nothing this driver sends may go out late.
+      queueQoSZero: false,
+    });
+    this.client = client;
+    client.on('connect', () => {
+      this.counters.connects++;
+      this.subscribed = false;
+      const topics: Record<string, { qos: 1 }> = {};
+      for (const t of this.replyTemplates) topics[wildcardFor(t)] = { qos: 1 };
+      for (const t of this.statusTemplates.keys()) topics[wildcardFor(t)] = { qos: 1 };
+      client.subscribe(topics, (err, granted) => {
+        const refused = granted?.filter((g) => g.qos > 2) ?? [];
+        if (err || refused.length > 0) {
+          this.log.error({ err: err?.message, refused }, 'subscribe failed; requests fail as link_error');
+          return;
+        }
+        this.subscribed = true;
+        this.log.info({ clientId: this.clientId, topics: Object.keys(topics) }, 'connected and subscribed');
+      });
+    });
+    client.on('close', () => {
+      if (this.subscribed) this.log.warn({ clientId: this.clientId }, 'broker connection lost');
+      this.subscribed = false;
+    });
+    client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt client error'));
+    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 10_000);
+    while (!this.connected) {
+      if (Date.now() > deadline) {
+        await this.stop();
+        throw new Error(`MqttDriver: could not connect and subscribe to ${this.options.brokerUrl}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.slots.close();
+    for (const p of [...this.pending.values()]) p.fail('link_error', 'driver stopped');
+    const client = this.client;
+    this.subscribed = false;
+    if (client) await client.endAsync(true).catch(() => undefined);
+  }
+
+  onStatusReport(listener: StatusListener): void {
+    this.statusListeners.push(listener);
+  }
+
+  readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {
+    return this.request<RelayReading>(meter, 'read', options, (reply, relay, receivedAt) => {
+      const reading: RelayReading = { relay, at: reply.ts ?? receivedAt };
+      if (reply.voltageV !== undefined) reading.voltageV = reply.voltageV;
+      if (reply.energyWh !== undefined) reading.energyWh = reply.energyWh;
+      return reading;
+    });
+  }
+
+  operateRelay(meter: MeterAddress, action: SwitchAction, options: RequestOptions): Promise<WireResult<CommandAck>> {
+    return this.request<CommandAck>(meter, action, options, (_reply, relay) => ({ claimedRelay: relay }));
+  }
+
+  private async request<T>(
+    meter: MeterAddress,
+    op: Op,
+    options: RequestOptions,
+    decode: (reply: Reply, relay: RelayState, receivedAt: number) => T,
+  ): Promise<WireResult<T>> {
+    const { meterId, profile } = meter;
+    const { correlationId: cid, orderId, timeoutMs } = options;
+    const ctx = orderId === undefined ? { meterId, cid, op } : { meterId, orderId, cid, op };
+    if (!this.replyTemplates.has(profile.mqtt.replyTopic)) {
+      throw new Error(`MqttDriver: profile ${profile.id} was not given to the driver, its replies are not subscribed`);
+    }
+    const linkError = (detail: string, latencyMs = 0): WireResult<T> => {
+      this.counters.linkErrors++;
+      this.log.warn({ ...ctx, detail }, 'request not sent: link error');
+      return { outcome: 'link_error', detail, latencyMs };
+    };
+
+    if (!(await this.slots.acquire())) return linkError('driver stopped');
+    if (!this.connected) {
+      this.slots.release();
+      return linkError(this.stopped ? 'driver stopped' : 'broker not connected');
+    }
+    if (this.pending.has(cid)) {
+      this.slots.release();
+      throw new Error(`MqttDriver: correlation id ${cid} is already in flight`);
+    }
+
+    return new Promise<WireResult<T>>((resolve) => {
+      const publishedAt = Date.now();
+      const elapsed = () => Date.now() - publishedAt;
+      const settle = (result: WireResult<T>) => {
+        if (this.pending.get(cid) !== entry) return; // already settled
+        clearTimeout(entry.timer);
+        this.pending.delete(cid);
+        const list = this.pendingByMeter.get(meterId);
+        if (list) {
+          const i = list.indexOf(entry);
+          if (i >= 0) list.splice(i, 1);
+          if (list.length === 0) this.pendingByMeter.delete(meterId);
+        }
+        this.slots.release();
+        resolve(result);
+      };
+      const entry: Pending = {
+        cid,
+        meterId,
+        op,
+        profile,
+        publishedAt,
+        timer: setTimeout(() => {
+          this.counters.timeouts++;
+          this.log.info({ ...ctx, timeoutMs }, 'no reply within timeout');
+          settle({ outcome: 'timeout', detail: `no reply within ${timeoutMs} ms`, latencyMs: elapsed() });
+        }, timeoutMs),
+        onReply: (reply, evidence, receivedAt) => {
+          const latencyMs = receivedAt - publishedAt;
+          if (reply.result === 'nack') {
+            this.counters.nacks++;
+            const detail = `meter refused: ${reply.reason ?? 'no reason given'}`;
+            this.log.info({ ...ctx, detail }, 'nack');
+            settle({ outcome: 'nack', detail, evidence, latencyMs });
+            return;
+          }
+          const relay = relayFromWord(profile, reply.relay);
+          if (relay === undefined) {
+            entry.fail('garbled', `relay word ${JSON.stringify(reply.relay)} is not one of the profile's relay values`, evidence);
+            return;
+          }
+          this.counters.ok++;
+          this.log.debug({ ...ctx, relay, latencyMs }, 'reply');
+          settle({ outcome: 'ok', value: decode(reply, relay, receivedAt), evidence, latencyMs });
+        },
+        fail: (outcome, detail, evidence) => {
+          if (outcome === 'garbled') this.counters.garbled++;
+          if (outcome === 'link_error') this.counters.linkErrors++;
+          this.log.warn({ ...ctx, outcome, detail, evidence }, 'request failed');
+          const r: WireResult<T> = { outcome, detail, latencyMs: elapsed() };
+          if (evidence !== undefined) r.evidence = evidence;
+          settle(r);
+        },
+      };
+      if (orderId !== undefined) entry.orderId = orderId;
+      this.pending.set(cid, entry);
+      if (this.pending.size > this.counters.peakInFlight) this.counters.peakInFlight = this.pending.size;
+      const list = this.pendingByMeter.get(meterId);
+      if (list) list.push(entry);
+      else this.pendingByMeter.set(meterId, [entry]);
+
+      const body: Record<string, unknown> = { cid, op };
+      if (orderId !== undefined) body.orderId = orderId;
+      body.ts = publishedAt;
+      body.exp = publishedAt + timeoutMs;
+      this.counters.published++;
+      this.log.debug({ ...ctx, timeoutMs }, 'publish');
+      this.client!.publish(
+        topicFor(profile.mqtt.commandTopic, meterId),
+        JSON.stringify(body),
+        { qos: profile.mqtt.qos, properties: { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) } },
+        (err) => {
+          if (err) entry.fail('link_error', `publish failed: ${err.message}`);
+        },
+      );
+    });
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    const receivedAt = Date.now();
+    for (const t of this.replyTemplates) {
+      const meterId = meterIdFromTopic(t, topic);
+      if (meterId !== undefined) {
+        this.onReply(meterId, payload, receivedAt);
+        return;
+      }
+    }
+    for (const [t, profiles] of this.statusTemplates) {
+      const meterId = meterIdFromTopic(t, topic);
+      if (meterId !== undefined) {
+        this.onStatus(meterId, profiles, payload, receivedAt);
+        return;
+      }
+    }
+    this.log.debug({ topic }, 'message on an unexpected topic ignored');
+  }
+
+  private onReply(meterId: string, payload: Buffer, receivedAt: number): void {
+    this.counters.replies++;
+    const evidence = payloadEvidence(payload);
+    let json: unknown;
+    try {
+      json = JSON.parse(evidence);
+    } catch {
+      json = undefined;
+    }
+    const parsed = ReplySchema.safeParse(json);
+    if (parsed.success) {
+      const entry = this.pending.get(parsed.data.cid);
+      if (entry && entry.meterId === meterId) {
+        entry.onReply(parsed.data, evidence, receivedAt);
+      } else {
+        this.counters.unknownCidReplies++;
+        this.log.debug({ meterId, cid: parsed.data.cid, pendingFor: entry?.meterId }, 'reply with unknown cid ignored (late reply?)');
+      }
+      return;
+    }
+    // Undecodable: the request it names, else the oldest request waiting on this meter.
+    const namedCid = typeof json === 'object' && json !== null ? (json as { cid?: unknown }).cid : undefined;
+    const named = typeof namedCid === 'string' ? this.pending.get(namedCid) : undefined;
+    const entry = named && named.meterId === meterId ? named : this.pendingByMeter.get(meterId)?.[0];
+    const why =
+      json === undefined
+        ? 'reply is not JSON'
+        : `reply lacks required fields: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
+    if (!entry) {
+      this.counters.unattributedGarbage++;
+      this.log.debug({ meterId, evidence }, `undecodable reply with no pending request ignored (${why})`);
+      return;
+    }
+    entry.fail('garbled', why, evidence);
+  }
+
+  private onStatus(meterId: string, profiles: readonly FirmwareProfile[], payload: Buffer, receivedAt: number): void {
+    const evidence = payloadEvidence(payload);
+    let relay: RelayState | undefined;
+    let parsed: z.infer<typeof StatusSchema> | undefined;
+    try {
+      const r = StatusSchema.safeParse(JSON.parse(evidence));
+      if (r.success) {
+        parsed = r.data;
+        for (const p of profiles) relay ??= relayFromWord(p, r.data.relay);
+      }
+    } catch {
+      // fall through: counted below
+    }
+    if (!parsed || relay === undefined) {
+      this.counters.badStatusReports++;
+      this.log.warn({ meterId, evidence }, 'undecodable status report ignored');
+      return;
+    }
+    this.counters.statusReports++;
+    const reading: RelayReading = { relay, at: parsed.ts ?? receivedAt };
+    if (parsed.voltageV !== undefined) reading.voltageV = parsed.voltageV;
+    if (parsed.energyWh !== undefined) reading.energyWh = parsed.energyWh;
+    this.log.debug({ meterId, relay }, 'status report');
+    for (const l of this.statusListeners) {
+      try {
+        l(meterId, reading, evidence);
+      } catch (err) {
+        this.log.error({ meterId, err: (err as Error).message }, 'status listener threw');
+      }
+    }
+  }
+}

@@ -1,0 +1,281 @@
+import { fileURLToPath } from 'node:url';
+import { connectAsync, type IPublishPacket, type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MeterAddress, RequestOptions } from '../../drivers/driver.js';
+import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
+import { topicFor, type FirmwareProfile } from '../../src/domain/firmware-profile.js';
+import type { RelayReading } from '../../drivers/driver.js';
+import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
+import { MqttFleet } from '../../simulators/mqtt-fleet.js';
+import { startMosquitto, type MosquittoBroker } from '../harness/mosquitto.js';
+import { describeDriverConformance, type DriverFixture } from './driver-conformance.js';
+
+/** The real profiles, with test-sized timeouts. */
+function testProfiles(): { closes: FirmwareProfile; arms: FirmwareProfile; all: FirmwareProfile[] } {
+  const real = [...loadFirmwareProfiles(fileURLToPath(new URL('../../firmware-profiles', import.meta.url))).values()];
+  const all = real.map((p) => ({ ...p, timeouts: { commandMs: 300, readMs: 300 } }));
+  const closes = all.find((p) => p.relay.remoteReconnect === 'closes');
+  const arms = all.find((p) => p.relay.remoteReconnect === 'arms');
+  if (!closes || !arms) throw new Error('need one closes and one arms profile in firmware-profiles/');
+  return { closes, arms, all };
+}
+
+const T = 300;
+let seq = 0;
+function req(kind: 'cmd' | 'read' = 'read', timeoutMs = T): RequestOptions {
+  const orderId = `mqtt-test-${++seq}`;
+  return { correlationId: `${orderId}:1:${kind}`, orderId, timeoutMs };
+}
+
+function addr(meterId: string, profile: FirmwareProfile): MeterAddress {
+  return { meterId, profile, link: 'mqtt-test' };
+}
+
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('waitFor: condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Real mosquitto + simulated fleet + driver, over MQTT 5 (shared subscriptions) or 3.1.1 (hash routing). */
+const mqttFixture = (protocolVersion: 4 | 5) => async () => {
+  const broker = await startMosquitto();
+  const { closes, arms, all } = testProfiles();
+  const fleet = new MqttFleet({
+    brokerUrl: broker.url,
+    protocolVersion,
+    connections: 3,
+    meters: [
+      { meterId: 'CONF-C1', profile: closes },
+      { meterId: 'CONF-A1', profile: arms },
+    ],
+  });
+  await fleet.start();
+  const driver = new MqttDriver({ brokerUrl: broker.url, protocolVersion, instanceId: 'conformance', profiles: all });
+  await driver.start();
+  return {
+    driver,
+    closesMeter: addr('CONF-C1', closes),
+    armsMeter: addr('CONF-A1', arms),
+    sim: (id: string) => fleet.meter(id),
+    timeoutMs: T,
+    carriesIds: true,
+    teardown: async () => {
+      await driver.stop();
+      await fleet.stop();
+      await broker.stop();
+    },
+  } satisfies DriverFixture;
+};
+
+describeDriverConformance('MQTT 5 (mosquitto + MqttFleet)', mqttFixture(5));
+describeDriverConformance('MQTT 3.1.1 (mosquitto + MqttFleet)', mqttFixture(4));
+
+describe('MqttDriver (MQTT-specific)', () => {
+  const METERS = 2000;
+  const { closes, arms, all } = testProfiles();
+  let broker: MosquittoBroker;
+  let fleet: MqttFleet;
+  let driver: MqttDriver;
+  const ids = Array.from({ length: METERS }, (_, i) => `MQ-${String(i + 1).padStart(6, '0')}`);
+  const profileOf = (i: number) => (i % 2 === 0 ? closes : arms);
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+    fleet = new MqttFleet({
+      brokerUrl: broker.url,
+      meters: ids.map((meterId, i) => ({ meterId, profile: profileOf(i) })),
+    });
+    await fleet.start();
+    driver = new MqttDriver({ brokerUrl: broker.url, instanceId: 'gw1', profiles: all, maxInFlight: 200 });
+    await driver.start();
+  });
+
+  afterAll(async () => {
+    await driver?.stop();
+    await fleet?.stop();
+    await broker?.stop();
+  });
+
+  it('commands carry exp and the MQTT 5 message expiry', async () => {
+    const spy: MqttClient = await connectAsync(broker.url, { protocolVersion: 5, clientId: `spy-${process.pid}-${++seq}` });
+    try {
+      const seen = new Promise<IPublishPacket>((res) => spy.on('message', (_t, _p, packet) => res(packet)));
+      await spy.subscribeAsync(topicFor(closes.mqtt.commandTopic, ids[0]!), { qos: 1 });
+      const before = Date.now();
+      const r = await driver.readRelay(addr(ids[0]!, closes), req('read', 2500));
+      expect(r.outcome).toBe('ok');
+      const packet = await seen;
+      const body = JSON.parse(packet.payload.toString()) as { exp: number; ts: number; op: string; cid: string };
+      expect(body.op).toBe('read');
+      expect(body.exp - body.ts).toBe(2500);
+      expect(body.ts).toBeGreaterThanOrEqual(before);
+      expect(packet.properties?.messageExpiryInterval).toBeLessThanOrEqual(3);
+      expect(packet.properties?.messageExpiryInterval).toBeGreaterThanOrEqual(2);
+    } finally {
+      await spy.endAsync(true);
+    }
+  });
+
+  it('reports status published by a meter whose customer pressed the button', async () => {
+    const id = ids[1]!; // arms profile
+    const sim = fleet.meter(id);
+    sim.setRelay('armed');
+    const reports: Array<{ meterId: string; reading: RelayReading; evidence: string }> = [];
+    driver.onStatusReport((meterId, reading, evidence) => {
+      if (meterId === id) reports.push({ meterId, reading, evidence });
+    });
+    sim.pressButton();
+    await waitFor(() => reports.length > 0, 3000);
+    expect(reports[0]!.reading.relay).toBe('connected');
+    expect(reports[0]!.evidence).toContain('"ON"');
+  });
+
+  it('two driver instances with the same instanceId get different client ids and both work at once', async () => {
+    const a = new MqttDriver({ brokerUrl: broker.url, instanceId: 'twin', profiles: all });
+    const b = new MqttDriver({ brokerUrl: broker.url, instanceId: 'twin', profiles: all });
+    try {
+      expect(a.clientId).not.toBe(b.clientId);
+      expect(a.clientId).toMatch(/^meterline-twin-[0-9a-f]+$/);
+      await Promise.all([a.start(), b.start()]);
+      for (let round = 0; round < 3; round++) {
+        const [ra, rb] = await Promise.all([
+          a.readRelay(addr(ids[2]!, closes), req()),
+          b.readRelay(addr(ids[3]!, arms), req()),
+        ]);
+        expect(ra.outcome).toBe('ok');
+        expect(rb.outcome).toBe('ok');
+      }
+      expect(a.connected && b.connected).toBe(true);
+      expect(a.counters.connects).toBe(1); // never kicked off by a client-id takeover
+      expect(b.counters.connects).toBe(1);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('a late reply to a timed-out request is not taken for the next request', async () => {
+    const id = ids[4]!;
+    const sim = fleet.meter(id);
+    const meter = addr(id, closes);
+    sim.setFaults({ lateReplyMs: 400 });
+    const unknownBefore = driver.counters.unknownCidReplies;
+    const first = await driver.readRelay(meter, req('read', 250)); // answered at ~400 ms, too late
+    expect(first.outcome).toBe('timeout');
+    // The second request is pending when the first's late reply arrives; its own reply comes at ~650 ms.
+    const second = await driver.readRelay(meter, req('read', 250));
+    expect(second.outcome).toBe('timeout');
+    await waitFor(() => driver.counters.unknownCidReplies >= unknownBefore + 2, 2000);
+    sim.clearFaults();
+    const third = req('read');
+    const r3 = await driver.readRelay(meter, third);
+    expect(r3.outcome).toBe('ok');
+    expect(r3.outcome === 'ok' && r3.evidence).toContain(third.correlationId);
+  });
+
+  it('an undecodable reply is attributed to the request waiting on that meter, with the raw payload as evidence', async () => {
+    const id = ids[6]!;
+    const meter = addr(id, closes);
+    fleet.meter(id).offlineUntil(Number.MAX_SAFE_INTEGER); // the simulator stays silent; we answer by hand
+    const raw = await connectAsync(broker.url, { protocolVersion: 5, clientId: `raw-${process.pid}-${++seq}` });
+    try {
+      const pending = driver.readRelay(meter, req('read', 2000));
+      await waitFor(() => driver.inFlight > 0, 1000);
+      const bad = '{"result":"ok","relay":"connected"}'; // no cid
+      await raw.publishAsync(topicFor(closes.mqtt.replyTopic, id), bad, { qos: 1 });
+      const r = await pending;
+      expect(r.outcome).toBe('garbled');
+      expect(r.outcome !== 'ok' && r.evidence).toBe(bad);
+      expect(r.outcome !== 'ok' && r.detail).toMatch(/cid/);
+
+      // A relay word outside the profile's vocabulary is garbled too.
+      const o = req('read', 2000);
+      const p2 = driver.readRelay(meter, o);
+      await waitFor(() => driver.inFlight > 0, 1000);
+      const odd = JSON.stringify({ cid: o.correlationId, result: 'ok', relay: 'HALF-OPEN' });
+      await raw.publishAsync(topicFor(closes.mqtt.replyTopic, id), odd, { qos: 1 });
+      const r2 = await p2;
+      expect(r2.outcome).toBe('garbled');
+      expect(r2.outcome !== 'ok' && r2.evidence).toBe(odd);
+    } finally {
+      fleet.meter(id).clearFaults();
+      await raw.endAsync(true);
+    }
+  });
+
+  it('pending requests resolve link_error when the driver stops', async () => {
+    const d = new MqttDriver({ brokerUrl: broker.url, instanceId: 'stopper', profiles: all });
+    await d.start();
+    const id = ids[8]!;
+    fleet.meter(id).offlineUntil(Number.MAX_SAFE_INTEGER);
+    try {
+      const pending = d.readRelay(addr(id, closes), req('read', 5000));
+      await waitFor(() => d.inFlight > 0, 1000);
+      await d.stop();
+      const r = await pending;
+      expect(r.outcome).toBe('link_error');
+      expect(r.outcome !== 'ok' && r.detail).toMatch(/driver stopped/);
+      const after = await d.readRelay(addr(id, closes), req());
+      expect(after.outcome).toBe('link_error');
+    } finally {
+      fleet.meter(id).clearFaults();
+    }
+  });
+
+  it(`${METERS} concurrent reads across ${METERS} meters all answer (in-flight bounded at 200)`, async () => {
+    const started = Date.now();
+    const results = await Promise.all(
+      ids.map((id, i) => driver.readRelay(addr(id, profileOf(i)), req('read', 5000))),
+    );
+    const failed = results.filter((r) => r.outcome !== 'ok');
+    expect(failed).toEqual([]);
+    expect(driver.counters.peakInFlight).toBeLessThanOrEqual(200);
+    expect(driver.counters.peakInFlight).toBeGreaterThan(1);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+});
+
+describe('MqttDriver across a broker restart', () => {
+  const { closes, all } = testProfiles();
+  let broker: MosquittoBroker;
+  let fleet: MqttFleet;
+  let driver: MqttDriver;
+  const meter = addr('RS-000001', closes);
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+    fleet = new MqttFleet({ brokerUrl: broker.url, connections: 2, reconnectPeriodMs: 200, meters: [{ meterId: meter.meterId, profile: closes }] });
+    await fleet.start();
+    driver = new MqttDriver({ brokerUrl: broker.url, instanceId: 'restart', profiles: all, reconnectPeriodMs: 200 });
+    await driver.start();
+  });
+
+  afterAll(async () => {
+    await driver?.stop();
+    await fleet?.stop();
+    await broker?.stop();
+  });
+
+  it('requests during the outage resolve link_error promptly; after the broker is back they succeed', async () => {
+    expect((await driver.readRelay(meter, req())).outcome).toBe('ok');
+    await broker.stop();
+    await waitFor(() => !driver.connected, 5000);
+
+    const started = Date.now();
+    const during = await Promise.all([driver.readRelay(meter, req()), driver.operateRelay(meter, 'disconnect', req('cmd'))]);
+    expect(during.map((r) => r.outcome)).toEqual(['link_error', 'link_error']);
+    expect(Date.now() - started).toBeLessThan(100);
+
+    await broker.start();
+    await waitFor(() => driver.connected && fleet.ready, 10_000);
+    // Nothing sent during the outage reached the meter later.
+    expect(fleet.meter(meter.meterId).received.filter((e) => e.op === 'disconnect')).toEqual([]);
+    const ack = await driver.operateRelay(meter, 'disconnect', req('cmd'));
+    expect(ack.outcome).toBe('ok');
+    const read = await driver.readRelay(meter, req());
+    expect(read.outcome === 'ok' && read.value.relay).toBe('disconnected');
+    expect(driver.counters.connects).toBeGreaterThanOrEqual(2);
+  });
+});
