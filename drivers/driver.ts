@@ -38,6 +38,8 @@ export interface RequestOptions {
   correlationId: string;
   /** The order the request belongs to, where the protocol can carry it (for the meter's own log). */
   orderId?: string;
+  /** The attempt number within the order, for the driver's log lines. */
+  attempt?: number;
 }
 
 /** A command reply: what the meter claimed. A claim is not proof; the control loop reads the relay back. */
@@ -49,6 +51,11 @@ export interface MeterDriver {
   readonly protocol: FirmwareProfile['protocol'];
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Whether a request to a meter on `link` could go on the wire now (broker connected, port open). The
+   * control loop leaves a down link's orders queued, without spending their attempts, until it is back.
+   */
+  isLinkUp(link: string): boolean;
   /** Read the relay state (and voltage / energy where available). */
   readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>>;
   /** Send one disconnect or reconnect command and wait for the meter's acknowledgement. */

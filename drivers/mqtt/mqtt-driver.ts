@@ -198,6 +198,11 @@ export class MqttDriver implements MeterDriver {
   }
 
   /** Connected to the broker and subscribed: requests can go out. */
+  /** Every MQTT link shares this driver's broker connection. */
+  isLinkUp(_link: string): boolean {
+    return this.connected;
+  }
+
   get connected(): boolean {
     return !this.stopped && this.subscribed && (this.client?.connected ?? false);
   }
@@ -291,8 +296,8 @@ export class MqttDriver implements MeterDriver {
     decode: (reply: Reply, relay: RelayState, receivedAt: number) => T,
   ): Promise<WireResult<T>> {
     const { meterId, profile } = meter;
-    const { correlationId: cid, orderId, timeoutMs } = options;
-    const ctx = orderId === undefined ? { meterId, cid, op } : { meterId, orderId, cid, op };
+    const { correlationId: cid, orderId, attempt, timeoutMs } = options;
+    const ctx = { meterId, ...(orderId === undefined ? {} : { orderId }), ...(attempt === undefined ? {} : { attempt }), cid, op };
     if (!this.replyTemplates.has(profile.mqtt.replyTopic)) {
       throw new Error(`MqttDriver: profile ${profile.id} was not given to the driver, its replies are not subscribed`);
     }

@@ -38,6 +38,8 @@ const FETCH_BATCH = 500;
  */
 export class SwitchController {
   private readonly active = new Map<string, number>();
+  /** The driver behind each link seen so far, to leave a down link's orders queued. */
+  private readonly linkDrivers = new Map<string, MeterDriver>();
   private readonly running = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -104,8 +106,16 @@ export class SwitchController {
     this.wakeAgain = false;
     try {
       for (;;) {
-        const saturated = [...this.active].filter(([link, n]) => n >= this.capacity(link)).map(([link]) => link);
-        const due = await this.deps.store.dueOrders(this.deps.clock.now(), FETCH_BATCH, saturated);
+        const saturated: string[] = [];
+        // Fetch no more than could start now: the free slots of busy links, plus one idle link's window.
+        let free = this.deps.options.linkConcurrency;
+        for (const [link, n] of this.active) {
+          if (n >= this.capacity(link)) saturated.push(link);
+          else free += this.capacity(link) - n;
+        }
+        for (const [link, driver] of this.linkDrivers) if (!driver.isLinkUp(link)) saturated.push(link);
+        const limit = Math.min(FETCH_BATCH, free);
+        const due = await this.deps.store.dueOrders(this.deps.clock.now(), limit, saturated);
         if (due.length === 0) break;
         const chosen: string[] = [];
         const added = new Map<string, number>();
@@ -123,7 +133,7 @@ export class SwitchController {
           this.deps.onOrderChange?.(order);
           this.launch(order.link, () => this.runAttempt(order));
         }
-        if (this.stopping || due.length < FETCH_BATCH) break;
+        if (this.stopping || taken.length === 0 || due.length < limit) break;
       }
     } catch (err) {
       this.deps.logger.error({ err }, 'control loop tick failed; retrying on the next tick');
@@ -168,11 +178,21 @@ export class SwitchController {
     }
     const { address, driver } = target;
     const { profile } = address;
+    this.linkDrivers.set(address.link, driver);
+    if (!driver.isLinkUp(address.link)) {
+      // Nothing goes on the wire: give the lease back without spending an attempt; the order waits for the link.
+      const reason = `not sent: link ${address.link} is down; waiting for it`;
+      log.warn({ link: address.link }, reason);
+      const now = this.deps.clock.now();
+      this.deps.onOrderChange?.(await this.deps.store.releaseAttempt(order.id, order.attempts, now, now + this.deps.options.tickMs, reason));
+      return;
+    }
     log.info({ action: order.action, link: address.link, profile: profile.id }, 'sending command');
     const command = await driver.operateRelay(address, order.action, {
       timeoutMs: profile.timeouts.commandMs,
       correlationId: `${order.id}:${order.attempts}:cmd`,
       orderId: order.id,
+      attempt: order.attempts,
     });
     if (command.outcome === 'ok') await sleep(profile.relay.operateTimeMs);
     const read = await this.readBack(driver, address, order, 'read');
@@ -184,6 +204,7 @@ export class SwitchController {
       timeoutMs: address.profile.timeouts.readMs,
       correlationId: `${order.id}:${order.attempts}:${tag}`,
       orderId: order.id,
+      attempt: order.attempts,
     });
   }
 

@@ -106,7 +106,7 @@ interface PendingWrite<T> {
 }
 
 /**
- * The embedded store: SQLite in WAL mode. Hot-path writes (attempt results, observations) are coalesced:
+ * The embedded store: SQLite in WAL mode. Writes (order admission, leases, attempt results, observations) are coalesced:
  * everything queued in one turn of the event loop commits in one transaction, and each caller's promise
  * resolves only after that commit, so "written before acted on" still holds.
  */
@@ -189,6 +189,11 @@ export class SqliteStore implements GatewayStore {
            command_evidence = @commandEvidence, read_evidence = @readEvidence, detail = @detail
          WHERE order_id = @orderId AND attempt = @attempt AND ended_at IS NULL`,
       ),
+      release: db.prepare(
+        `UPDATE orders SET state = 'queued', attempts = attempts - 1, next_attempt_at = @nextAttemptAt, state_reason = @reason, updated_at = @now
+         WHERE id = @id AND state = 'in_flight' AND attempts = @attempt`,
+      ),
+      deleteOpenAttempt: db.prepare('DELETE FROM attempts WHERE order_id = ? AND attempt = ? AND ended_at IS NULL'),
       inFlight: db.prepare(`SELECT * FROM orders WHERE state = 'in_flight' ORDER BY seq`),
       attempts: db.prepare('SELECT * FROM attempts WHERE order_id = ? ORDER BY attempt'),
       events: db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq'),
@@ -233,22 +238,23 @@ export class SqliteStore implements GatewayStore {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
-    const results: unknown[] = [];
-    try {
-      this.db.transaction(() => {
-        for (const w of batch) results.push(w.run());
-      })();
-      batch.forEach((w, i) => w.resolve(results[i]));
-    } catch {
-      // One write failed and rolled the batch back: run each alone so the others still land.
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    // One transaction for the batch; each write in its own savepoint, so one failing write rolls back
+    // only itself and the others still commit.
+    this.db.transaction(() => {
       for (const w of batch) {
         try {
-          w.resolve(this.db.transaction(w.run)());
-        } catch (e) {
-          w.reject(e);
+          outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
+        } catch (error) {
+          outcomes.push({ ok: false, error });
         }
       }
-    }
+    })();
+    batch.forEach((w, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) w.resolve(o.value);
+      else w.reject(o.error);
+    });
   }
 
   private async flushNow(): Promise<void> {
@@ -305,9 +311,8 @@ export class SqliteStore implements GatewayStore {
     this.s.insertEvent.run(order.id, now, order.state, to, reason);
   }
 
-  async submitOrders(requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
-    await this.flushNow();
-    return this.db.transaction(() => {
+  submitOrders(requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
+    return this.enqueue(() => {
       let seq = (this.s.maxSeq.get() as { m: number }).m;
       const out: SubmitOutcome[] = [];
       for (const req of requests) {
@@ -387,7 +392,7 @@ export class SqliteStore implements GatewayStore {
         out.push({ kind: 'created', order });
       }
       return out;
-    })();
+    });
   }
 
   async getOrder(orderId: string): Promise<SwitchOrder | undefined> {
@@ -440,9 +445,8 @@ export class SqliteStore implements GatewayStore {
     return (this.s.due.all({ now, limit, exclude: JSON.stringify(excludeLinks) }) as Row[]).map(orderFromRow);
   }
 
-  async beginAttempts(orderIds: readonly string[], now: number): Promise<SwitchOrder[]> {
-    await this.flushNow();
-    return this.db.transaction(() => {
+  beginAttempts(orderIds: readonly string[], now: number): Promise<SwitchOrder[]> {
+    return this.enqueue(() => {
       const taken: SwitchOrder[] = [];
       for (const id of orderIds) {
         if (this.s.begin.run({ id, now }).changes !== 1) continue;
@@ -452,7 +456,18 @@ export class SqliteStore implements GatewayStore {
         taken.push(order);
       }
       return taken;
-    })();
+    });
+  }
+
+  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string): Promise<SwitchOrder> {
+    return this.enqueue(() => {
+      if (this.s.release.run({ id: orderId, attempt, now, nextAttemptAt, reason }).changes !== 1) {
+        throw new Error(`order ${orderId} is not in flight at attempt ${attempt}`);
+      }
+      this.s.deleteOpenAttempt.run(orderId, attempt);
+      this.s.insertEvent.run(orderId, now, 'in_flight', 'queued', reason);
+      return orderFromRow(this.s.getOrder.get(orderId) as Row);
+    });
   }
 
   completeAttempt(report: AttemptReport): Promise<SwitchOrder> {

@@ -116,6 +116,11 @@ export interface GatewayStore {
   dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<SwitchOrder[]>;
   /** queued → in_flight and a new attempt row, for each order still queued; returns the orders actually taken. */
   beginAttempts(orderIds: readonly string[], now: number): Promise<SwitchOrder[]>;
+  /**
+   * Give back a lease whose attempt never went on the wire (its link was down): in_flight → queued, the
+   * attempt row removed and the attempt not counted, retried from `nextAttemptAt`.
+   */
+  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string): Promise<SwitchOrder>;
   /** Close the open attempt and move the order as `decide` says; returns the order after the move. */
   completeAttempt(report: AttemptReport): Promise<SwitchOrder>;
   /** Orders left in flight (by a crash): the control loop verifies each by a read before anything else. */

@@ -18,6 +18,7 @@ const meters: TestMeter[] = [
   { meterId: 'ARMS-1', profileId: ARMS, initialRelay: 'disconnected' },
   { meterId: 'BUSY-1', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'AUTH-1', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'OUTAGE-1', profileId: CLOSES, initialRelay: 'disconnected' },
   ...Array.from({ length: 300 }, (_, i) => ({ meterId: `BULK-${String(i).padStart(4, '0')}`, profileId: i % 2 ? ARMS : CLOSES, initialRelay: 'disconnected' as const })),
 ];
 
@@ -149,6 +150,24 @@ describe('latest intent wins, one command per meter', () => {
     await f.waitForOrder(r.body.id);
     expect(commandsTo('AUTH-1', 'disconnect')).toEqual([]);
     f.fleet.meter('AUTH-1').clearFaults();
+  });
+});
+
+describe('broker outage', () => {
+  it('orders wait while the broker is down, spend no attempts, and finish when it is back', async () => {
+    await f.broker.stop();
+    await expect.poll(async () => (await f.http('GET', '/healthz', { key: null })).body.status, { timeout: 5000 }).toBe('degraded');
+    const res = await f.http('POST', '/v1/meters/OUTAGE-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'payment' } });
+    expect(res.status).toBe(202);
+    await new Promise((r) => setTimeout(r, 1500)); // longer than the profile's whole retry budget at full speed
+    const waiting = await f.http('GET', `/v1/orders/${res.body.id}`);
+    expect(waiting.body.state).toBe('queued');
+    expect(waiting.body.attempts).toEqual([]);
+    await f.broker.start();
+    const order = await f.waitForOrder(res.body.id);
+    expect(order.state).toBe('done');
+    expect(order.attempts).toHaveLength(1);
+    expect(f.fleet.meter('OUTAGE-1').relay).toBe('connected');
   });
 });
 

@@ -167,6 +167,17 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.dueOrders(now, 10, [])).map((o) => o.id)).toEqual([r!.order.id]);
     });
 
+    it('a lease given back (link down, nothing sent) spends no attempt and leaves no attempt row', async () => {
+      const [d] = await store.submitOrders([req()], ctx());
+      await store.beginAttempts([d!.order.id], now);
+      const back = await store.releaseAttempt(d!.order.id, 1, now, now + 250, 'not sent: link L1 is down');
+      expect(back).toMatchObject({ state: 'queued', attempts: 0, nextAttemptAt: now + 250, stateReason: 'not sent: link L1 is down' });
+      expect(await store.listAttempts(d!.order.id)).toEqual([]);
+      await expect(store.releaseAttempt(d!.order.id, 1, now, now, 'again')).rejects.toThrow();
+      const [again] = await store.beginAttempts([d!.order.id], now + 250);
+      expect(again!.attempts).toBe(1);
+    });
+
     it('an attempt cannot be completed twice', async () => {
       const [d] = await store.submitOrders([req()], ctx());
       await store.beginAttempts([d!.order.id], now);
