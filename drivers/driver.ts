@@ -12,6 +12,8 @@ export interface MeterAddress {
   profile: FirmwareProfile;
   /** The link the meter hangs off (broker connection, concentrator, serial bus); concurrency is bounded per link. */
   link: string;
+  /** Where the meter sits on the link: Modbus unit id ("17"), DLMS HDLC server address; null for MQTT. */
+  address: string | null;
 }
 
 /** What the meter reported about its relay and supply. */

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { RELAY_STATES, type RelayState } from '../src/domain/relay.js';
 import { planFleet } from './fleet-plan.js';
 import { loadFirmwareProfiles } from '../src/config/load-profiles.js';
+import { asMqttProfile } from '../src/domain/firmware-profile.js';
 import { MqttFleet } from './mqtt-fleet.js';
 
 /**
@@ -93,8 +94,9 @@ async function main(): Promise<void> {
   const profileIds = values.profiles ? values.profiles.split(',').map((s) => s.trim()).filter(Boolean) : [...all.keys()];
   const unknown = profileIds.filter((id) => !all.has(id));
   if (unknown.length > 0) fail(`unknown firmware profile(s) ${unknown.join(', ')} (known: ${[...all.keys()].join(', ')})`);
-  const profiles = profileIds.map((id) => all.get(id)!);
-  const byId = new Map(profiles.map((p) => [p.id, p]));
+  const notMqtt = profileIds.filter((id) => all.get(id)!.protocol !== 'mqtt');
+  if (notMqtt.length > 0) fail(`this simulator speaks MQTT; profile(s) ${notMqtt.join(', ')} are for another protocol`);
+  const byId = new Map(profileIds.map((id) => [id, asMqttProfile(all.get(id)!)]));
   const plan = planFleet({ count, prefix: values.prefix ?? 'SIM-', profiles: profileIds, links, regions: [] });
 
   const fleet = new MqttFleet({

@@ -6,7 +6,7 @@ import {
   meterIdFromTopic,
   topicFor,
   wildcardFor,
-  type FirmwareProfile,
+  type MqttFirmwareProfile,
 } from '../src/domain/firmware-profile.js';
 import type { RelayState } from '../src/domain/relay.js';
 import { SimulatedMeter, type MeterFaults, type MeterReply } from './meter-model.js';
@@ -22,7 +22,7 @@ import { SimulatedMeter, type MeterFaults, type MeterReply } from './meter-model
 
 export interface FleetMeterSpec {
   meterId: string;
-  profile: FirmwareProfile;
+  profile: MqttFirmwareProfile;
   initialRelay?: RelayState;
   initialEnergyWh?: number;
   faults?: Partial<MeterFaults>;
@@ -74,7 +74,7 @@ const CommandSchema = z.object({
 
 interface FleetEntry {
   meter: SimulatedMeter;
-  profile: FirmwareProfile;
+  profile: MqttFirmwareProfile;
 }
 
 interface Link {

@@ -13,7 +13,7 @@ import type { GatewayConfig } from './config/config-schema.js';
 import { loadFirmwareProfiles } from './config/load-profiles.js';
 import { systemClock, type Clock } from './control/clock.js';
 import { SwitchController } from './control/switch-controller.js';
-import type { FirmwareProfile } from './domain/firmware-profile.js';
+import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from './domain/firmware-profile.js';
 import type { SwitchOrder } from './domain/switch-order.js';
 import { EmbeddedBroker } from './integrations/embedded-broker.js';
 import { SqliteStore } from './store/sqlite-store.js';
@@ -102,7 +102,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         logger: logger.child({ component: 'simulator' }),
         meters: planned.map((m, i) => ({
           meterId: m.meterId,
-          profile: profiles.get(m.profileId)!,
+          profile: asMqttProfile(profiles.get(m.profileId)!),
           initialRelay: startsDisconnected(i, share) ? 'disconnected' : 'connected',
           ...(autoPress !== null ? { faults: { autoPressAfterMs: autoPress } } : {}),
         })),
@@ -111,7 +111,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       stops.push(() => fleet!.stop());
     }
 
-    const mqttProfiles = [...profiles.values()].filter((p) => p.protocol === 'mqtt');
+    const mqttProfiles = [...profiles.values()].filter((p): p is MqttFirmwareProfile => p.protocol === 'mqtt');
     const mqttDriver = new MqttDriver({
       brokerUrl,
       protocolVersion,

@@ -6,7 +6,7 @@ import {
   meterIdFromTopic,
   topicFor,
   wildcardFor,
-  type FirmwareProfile,
+  type MqttFirmwareProfile,
 } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
 import type {
@@ -35,7 +35,7 @@ export interface MqttDriverOptions {
   /** Gateway instance name; the client id is `meterline-<instanceId>-<random hex>`, unique per connection. */
   instanceId: string;
   /** Profiles whose reply and status topics the driver subscribes to. */
-  profiles: readonly FirmwareProfile[];
+  profiles: readonly MqttFirmwareProfile[];
   /**
    * MQTT protocol version: 5 (default). 4 (MQTT 3.1.1, for brokers such as aedes) loses the message-expiry
    * property; the payload's `exp` still makes the meter drop a late command.
@@ -94,7 +94,7 @@ interface Pending {
   meterId: string;
   orderId?: string;
   op: Op;
-  profile: FirmwareProfile;
+  profile: MqttFirmwareProfile;
   publishedAt: number;
   timer: NodeJS.Timeout;
   /** Decode a well-formed reply into the request's result. */
@@ -145,7 +145,7 @@ class Slots {
   }
 }
 
-function relayFromWord(profile: FirmwareProfile, word: string | undefined): RelayState | undefined {
+function relayFromWord(profile: MqttFirmwareProfile, word: string | undefined): RelayState | undefined {
   if (word === undefined) return undefined;
   const values = profile.mqtt.relayValues;
   for (const state of ['connected', 'disconnected', 'armed'] as const) if (values[state] === word) return state;
@@ -178,7 +178,7 @@ export class MqttDriver implements MeterDriver {
   /** Pending requests per meter, oldest first (to attribute undecodable replies). */
   private readonly pendingByMeter = new Map<string, Pending[]>();
   private readonly replyTemplates = new Set<string>();
-  private readonly statusTemplates = new Map<string, FirmwareProfile[]>();
+  private readonly statusTemplates = new Map<string, MqttFirmwareProfile[]>();
   private readonly statusListeners: StatusListener[] = [];
   private client: MqttClient | undefined;
   private subscribed = false;
@@ -295,7 +295,9 @@ export class MqttDriver implements MeterDriver {
     options: RequestOptions,
     decode: (reply: Reply, relay: RelayState, receivedAt: number) => T,
   ): Promise<WireResult<T>> {
-    const { meterId, profile } = meter;
+    const { meterId } = meter;
+    const profile = meter.profile;
+    if (profile.protocol !== 'mqtt') throw new Error(`MqttDriver: meter ${meterId} has ${profile.protocol} profile ${profile.id}`);
     const { correlationId: cid, orderId, attempt, timeoutMs } = options;
     const ctx = { meterId, ...(orderId === undefined ? {} : { orderId }), ...(attempt === undefined ? {} : { attempt }), cid, op };
     if (!this.replyTemplates.has(profile.mqtt.replyTopic)) {
@@ -450,7 +452,7 @@ export class MqttDriver implements MeterDriver {
     entry.fail('garbled', why, evidence);
   }
 
-  private onStatus(meterId: string, profiles: readonly FirmwareProfile[], payload: Buffer, receivedAt: number): void {
+  private onStatus(meterId: string, profiles: readonly MqttFirmwareProfile[], payload: Buffer, receivedAt: number): void {
     const evidence = payloadEvidence(payload);
     let relay: RelayState | undefined;
     let parsed: z.infer<typeof StatusSchema> | undefined;

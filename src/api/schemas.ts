@@ -49,6 +49,7 @@ export const MeterBody = z
     profileId: z.string().min(1),
     link: z.string().min(1).max(100),
     region: z.string().min(1).max(100),
+    address: z.string().min(1).max(100).nullable().optional().describe('Where the meter sits on its link: Modbus unit id, DLMS HDLC address; omit for MQTT'),
   })
   .strict();
 
@@ -111,6 +112,7 @@ export const MeterView = z.object({
   profileId: z.string(),
   link: z.string(),
   region: z.string(),
+  address: z.string().nullable(),
   observed: ObservedView.nullable(),
   desiredRelay: z.enum(['connected', 'disconnected']).nullable(),
   desiredOrderId: z.string().nullable(),

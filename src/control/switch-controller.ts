@@ -164,7 +164,7 @@ export class SwitchController {
     if (!profile) return `firmware profile ${meter.profileId} is not loaded`;
     const driver = this.deps.drivers.get(profile.protocol);
     if (!driver) return `no driver for protocol ${profile.protocol}`;
-    return { address: { meterId: meter.meterId, profile, link: meter.link }, driver };
+    return { address: { meterId: meter.meterId, profile, link: meter.link, address: meter.address ?? null }, driver };
   }
 
   /** One attempt: command, wait for the relay to operate, read back, record the verdict. */

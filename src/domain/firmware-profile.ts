@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { DlmsProfileSchema } from './profiles/dlms-profile.js';
+import { ModbusRegisterMapSchema } from './profiles/modbus-profile.js';
 
 /**
  * A firmware profile describes one meter model and firmware: protocol and addressing, timeouts,
@@ -27,46 +29,53 @@ export const MqttAddressingSchema = z
   })
   .strict();
 
-export const FirmwareProfileSchema = z
-  .object({
-    id: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
-    manufacturer: z.string().min(1),
-    model: z.string().min(1),
-    firmware: z.string().min(1),
-    protocol: z.enum(['mqtt']),
-    mqtt: MqttAddressingSchema,
-    relay: z
-      .object({
-        /** `closes`: a remote reconnect closes the relay. `arms`: it only arms it; the customer presses the button. */
-        remoteReconnect: z.enum(['closes', 'arms']),
-        /** Time the relay needs to operate; the read-back is taken after it. */
-        operateTimeMs: z.number().int().min(0).max(60_000),
-        /** Check load-side voltage before closing (DOMAIN.md rule 14). */
-        loadSideVoltageCheck: z.boolean().default(false),
-      })
-      .strict(),
-    timeouts: z
-      .object({
-        /** How long to wait for the answer to a relay command. */
-        commandMs: z.number().int().min(50).max(600_000),
-        /** How long to wait for the answer to a read. */
-        readMs: z.number().int().min(50).max(600_000),
-      })
-      .strict(),
-    retry: z
-      .object({
-        /** Total attempts for one order, the first included. */
-        maxAttempts: z.number().int().min(1).max(100),
-        baseDelayMs: z.number().int().min(0).max(3_600_000),
-        maxDelayMs: z.number().int().min(0).max(86_400_000),
-      })
-      .strict()
-      .refine((r) => r.maxDelayMs >= r.baseDelayMs, { message: 'maxDelayMs must be >= baseDelayMs' }),
-    quirks: z.array(z.string()).default([]),
-  })
-  .strict();
+/** What every profile says, whatever the protocol. */
+const profileCommon = {
+  id: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, ".", "_" and "-"'),
+  manufacturer: z.string().min(1),
+  model: z.string().min(1),
+  firmware: z.string().min(1),
+  relay: z
+    .object({
+      /** `closes`: a remote reconnect closes the relay. `arms`: it only arms it; the customer presses the button. */
+      remoteReconnect: z.enum(['closes', 'arms']),
+      /** Time the relay needs to operate; the read-back is taken after it. */
+      operateTimeMs: z.number().int().min(0).max(60_000),
+      /** Check load-side voltage before closing (DOMAIN.md rule 14). */
+      loadSideVoltageCheck: z.boolean().default(false),
+    })
+    .strict(),
+  timeouts: z
+    .object({
+      /** How long to wait for the answer to a relay command. */
+      commandMs: z.number().int().min(50).max(600_000),
+      /** How long to wait for the answer to a read. */
+      readMs: z.number().int().min(50).max(600_000),
+    })
+    .strict(),
+  retry: z
+    .object({
+      /** Total attempts for one order, the first included. */
+      maxAttempts: z.number().int().min(1).max(100),
+      baseDelayMs: z.number().int().min(0).max(3_600_000),
+      maxDelayMs: z.number().int().min(0).max(86_400_000),
+    })
+    .strict()
+    .refine((r) => r.maxDelayMs >= r.baseDelayMs, { message: 'maxDelayMs must be >= baseDelayMs' }),
+  quirks: z.array(z.string()).default([]),
+};
+
+/** A profile is common fields plus the addressing of its protocol; `protocol` selects the driver. */
+export const FirmwareProfileSchema = z.discriminatedUnion('protocol', [
+  z.object({ ...profileCommon, protocol: z.literal('mqtt'), mqtt: MqttAddressingSchema }).strict(),
+  z.object({ ...profileCommon, protocol: z.literal('modbus'), modbus: ModbusRegisterMapSchema }).strict(),
+  z.object({ ...profileCommon, protocol: z.literal('dlms'), dlms: DlmsProfileSchema }).strict(),
+]);
 
 export type FirmwareProfile = z.infer<typeof FirmwareProfileSchema>;
+export type MqttFirmwareProfile = Extract<FirmwareProfile, { protocol: 'mqtt' }>;
+export type ModbusFirmwareProfile = Extract<FirmwareProfile, { protocol: 'modbus' }>;
+export type DlmsFirmwareProfile = Extract<FirmwareProfile, { protocol: 'dlms' }>;
 export type MqttAddressing = z.infer<typeof MqttAddressingSchema>;
 
 /** Replace `{meterId}` in a topic template. */
@@ -85,4 +94,10 @@ export function meterIdFromTopic(template: string, topic: string): string | unde
   if (!topic.startsWith(before) || !topic.endsWith(after)) return undefined;
   const id = topic.slice(before.length, topic.length - after.length);
   return id.length > 0 && !id.includes('/') ? id : undefined;
+}
+
+/** Narrow a profile to MQTT, naming the profile when it is not (a meter wired to the wrong simulator or driver). */
+export function asMqttProfile(profile: FirmwareProfile): MqttFirmwareProfile {
+  if (profile.protocol !== 'mqtt') throw new Error(`firmware profile ${profile.id} is ${profile.protocol}, not mqtt`);
+  return profile;
 }

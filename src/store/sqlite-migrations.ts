@@ -83,4 +83,6 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (principal, key)
   );
   `,
+  // 2: where a meter sits on its link (Modbus unit id, DLMS HDLC address); null for MQTT meters.
+  `ALTER TABLE meters ADD COLUMN address TEXT;`,
 ];

@@ -67,6 +67,7 @@ function meterFromRow(r: Row): MeterView {
     profileId: r.profile_id as string,
     link: r.link as string,
     region: r.region as string,
+    address: strOrNull(r.address),
     createdAt: num(r.created_at),
     updatedAt: num(r.updated_at),
     observed:
@@ -136,10 +137,11 @@ export class SqliteStore implements GatewayStore {
     return {
       getMeter: db.prepare('SELECT * FROM meters WHERE meter_id = ?'),
       upsertMeter: db.prepare(
-        `INSERT INTO meters (meter_id, profile_id, link, region, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO meters (meter_id, profile_id, link, region, address, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (meter_id) DO UPDATE SET profile_id = excluded.profile_id, link = excluded.link,
-           region = excluded.region, updated_at = excluded.updated_at
-         WHERE meters.profile_id IS NOT excluded.profile_id OR meters.link IS NOT excluded.link OR meters.region IS NOT excluded.region`,
+           region = excluded.region, address = excluded.address, updated_at = excluded.updated_at
+         WHERE meters.profile_id IS NOT excluded.profile_id OR meters.link IS NOT excluded.link
+           OR meters.region IS NOT excluded.region OR meters.address IS NOT excluded.address`,
       ),
       observe: db.prepare(
         `UPDATE meters SET observed_relay = ?, observed_at = ?, observed_source = ?,
@@ -265,7 +267,7 @@ export class SqliteStore implements GatewayStore {
 
   async upsertMeters(meters: readonly MeterRecord[], now: number): Promise<void> {
     this.db.transaction(() => {
-      for (const m of meters) this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, now, now);
+      for (const m of meters) this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, m.address ?? null, now, now);
     })();
   }
 

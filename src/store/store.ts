@@ -13,6 +13,8 @@ export interface MeterRecord {
   profileId: string;
   link: string;
   region: string;
+  /** Where the meter sits on its link: Modbus unit id, DLMS HDLC server address; absent for MQTT (the id is the address). */
+  address?: string | null;
 }
 
 export type ObservationSource = 'read' | 'status';

@@ -3,7 +3,7 @@ import { connectAsync, type IPublishPacket, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MeterAddress, RequestOptions } from '../../drivers/driver.js';
 import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
-import { topicFor, type FirmwareProfile } from '../../src/domain/firmware-profile.js';
+import { topicFor, type MqttFirmwareProfile as FirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { RelayReading } from '../../drivers/driver.js';
 import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
 import { MqttFleet } from '../../simulators/mqtt-fleet.js';
@@ -12,7 +12,7 @@ import { describeDriverConformance, type DriverFixture } from './driver-conforma
 
 /** The real profiles, with test-sized timeouts. */
 function testProfiles(): { closes: FirmwareProfile; arms: FirmwareProfile; all: FirmwareProfile[] } {
-  const real = [...loadFirmwareProfiles(fileURLToPath(new URL('../../firmware-profiles', import.meta.url))).values()];
+  const real = [...loadFirmwareProfiles(fileURLToPath(new URL('../../firmware-profiles', import.meta.url))).values()].filter((p): p is FirmwareProfile => p.protocol === 'mqtt');
   const all = real.map((p) => ({ ...p, timeouts: { commandMs: 300, readMs: 300 } }));
   const closes = all.find((p) => p.relay.remoteReconnect === 'closes');
   const arms = all.find((p) => p.relay.remoteReconnect === 'arms');
@@ -28,7 +28,7 @@ function req(kind: 'cmd' | 'read' = 'read', timeoutMs = T): RequestOptions {
 }
 
 function addr(meterId: string, profile: FirmwareProfile): MeterAddress {
-  return { meterId, profile, link: 'mqtt-test' };
+  return { meterId, profile, link: 'mqtt-test', address: null };
 }
 
 async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {

@@ -6,6 +6,7 @@ import pino from 'pino';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newApiKey, sha256Hex } from '../../src/api/auth.js';
+import { asMqttProfile } from '../../src/domain/firmware-profile.js';
 import { planFleet } from '../../simulators/fleet-plan.js';
 import { MqttFleet } from '../../simulators/mqtt-fleet.js';
 import { startMosquitto, type MosquittoBroker } from '../harness/mosquitto.js';
@@ -90,7 +91,7 @@ beforeAll(async () => {
   fleet = new MqttFleet({
     brokerUrl: broker.url,
     logger: pino({ level: 'silent' }),
-    meters: planFleet(seed).map((m) => ({ meterId: m.meterId, profile: profiles.get(m.profileId)!, initialRelay: 'disconnected', faults: { lateReplyMs: 150 } })),
+    meters: planFleet(seed).map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: 'disconnected', faults: { lateReplyMs: 150 } })),
   });
   await fleet.start();
 }, 60_000);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { ConfigSchema, type GatewayConfig } from '../../src/config/config-schema.js';
+import { asMqttProfile } from '../../src/domain/firmware-profile.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { isTerminal, type OrderState } from '../../src/domain/switch-order.js';
 import type { RelayState } from '../../src/domain/relay.js';
@@ -57,7 +58,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
   const fleet = new MqttFleet({
     brokerUrl: broker.url,
     logger: pino({ level: 'silent' }),
-    meters: meters.map((m) => ({ meterId: m.meterId, profile: profiles.get(m.profileId)!, initialRelay: m.initialRelay })),
+    meters: meters.map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: m.initialRelay })),
   });
   await fleet.start();
   const gateway = await startGateway(config);
