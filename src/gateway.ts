@@ -16,6 +16,8 @@ import { SwitchController } from './control/switch-controller.js';
 import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from './domain/firmware-profile.js';
 import type { SwitchOrder } from './domain/switch-order.js';
 import { EmbeddedBroker } from './integrations/embedded-broker.js';
+import { HttpPaymentRechecker } from './integrations/billing-recheck.js';
+import { NotificationDispatcher } from './integrations/notification-dispatcher.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { GatewayStore, SubmitContext } from './store/store.js';
 
@@ -36,7 +38,7 @@ export interface RunningGateway {
   /** The in-process simulated fleet, when `simulator.inProcess` is set. */
   fleet: MqttFleet | undefined;
   /** Keys made at start-up when `auth.demoKeys` is set. */
-  demoKeys: { operator: string; billing: string } | undefined;
+  demoKeys: { operator: string; billing: string; supervisor: string; admin: string } | undefined;
   stop(): Promise<void>;
 }
 
@@ -131,22 +133,27 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       clock,
       logger: logger.child({ component: 'control' }),
       options: config.control,
+      policy: config.policy,
+      payments: new HttpPaymentRechecker(config.policy.paymentRecheck),
       ...(options.onOrderChange ? { onOrderChange: options.onOrderChange } : {}),
     });
 
-    const keys = new ApiKeyRegistry();
+    const keys = new ApiKeyRegistry(store);
     for (const k of config.auth.keys) keys.add(k.sha256, { name: k.name, role: k.role });
     let demoKeys: RunningGateway['demoKeys'];
     if (config.auth.demoKeys) {
-      demoKeys = { operator: newApiKey('op'), billing: newApiKey('bill') };
+      demoKeys = { operator: newApiKey('op'), billing: newApiKey('bill'), supervisor: newApiKey('sup'), admin: newApiKey('adm') };
       keys.add(sha256Hex(demoKeys.operator), { name: 'demo-operator', role: 'operator' });
       keys.add(sha256Hex(demoKeys.billing), { name: 'demo-billing', role: 'billing' });
+      keys.add(sha256Hex(demoKeys.supervisor), { name: 'demo-supervisor', role: 'supervisor' });
+      keys.add(sha256Hex(demoKeys.admin), { name: 'demo-admin', role: 'admin' });
     }
 
     const submitContext = (): SubmitContext => ({
       now: clock.now(),
       reconnectLimitHours: config.reconnect.limitHours,
       newOrderId: () => newOrderId(clock.now()),
+      policy: config.policy,
     });
     const api = await buildApi(
       {
@@ -155,6 +162,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         profiles,
         keys,
         submitContext,
+        supply: config.supply,
         health: () => ({ store: true, broker: mqttDriver.connected }),
       },
       logger.child({ component: 'api' }),
@@ -163,6 +171,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
 
     await controller.start();
     stops.push(() => controller.stop());
+    if (config.notifications.webhookUrl) {
+      const dispatcher = new NotificationDispatcher(store, { ...config.notifications, webhookUrl: config.notifications.webhookUrl }, clock, logger.child({ component: 'notifications' }));
+      dispatcher.start();
+      stops.push(async () => dispatcher.stop());
+    }
     await api.listen({ host: config.api.host, port: config.api.port });
     const address = api.server.address();
     const port = typeof address === 'object' && address ? address.port : config.api.port;
@@ -243,7 +256,14 @@ export function writeDemoKeysFile(path: string, gateway: RunningGateway): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(
     path,
-    `export METERLINE_URL=${gateway.apiUrl}\nexport METERLINE_KEY=${gateway.demoKeys.operator}\nexport METERLINE_BILLING_KEY=${gateway.demoKeys.billing}\n`,
+    [
+      `export METERLINE_URL=${gateway.apiUrl}`,
+      `export METERLINE_KEY=${gateway.demoKeys.operator}`,
+      `export METERLINE_BILLING_KEY=${gateway.demoKeys.billing}`,
+      `export METERLINE_SUPERVISOR_KEY=${gateway.demoKeys.supervisor}`,
+      `export METERLINE_ADMIN_KEY=${gateway.demoKeys.admin}`,
+      '',
+    ].join('\n'),
     { mode: 0o600 },
   );
 }

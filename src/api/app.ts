@@ -13,7 +13,11 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ERRORS, MeterlineError } from '../errors.js';
 import type { ApiDeps } from './deps.js';
+import { adminRoutes } from './routes/admin.js';
+import { meterFactsRoutes } from './routes/meter-facts.js';
+import { meterHistoryRoutes } from './routes/meter-history.js';
 import { meterRoutes } from './routes/meters.js';
+import { planRoutes } from './routes/plans.js';
 import { switchOrderRoutes } from './routes/switch-orders.js';
 
 /** Build the HTTP API (not yet listening). The OpenAPI document is served at /openapi.json and browsable at /docs. */
@@ -73,5 +77,9 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   });
   await app.register(async (scope) => switchOrderRoutes(scope, deps));
   await app.register(async (scope) => meterRoutes(scope, deps));
+  await app.register(async (scope) => meterFactsRoutes(scope, deps));
+  await app.register(async (scope) => meterHistoryRoutes(scope, deps));
+  await app.register(async (scope) => planRoutes(scope, deps));
+  await app.register(async (scope) => adminRoutes(scope, deps));
   return app;
 }

@@ -6,7 +6,9 @@ import type { ApiKeyRegistry } from './auth.js';
 /** What the HTTP routes need from the rest of the gateway. */
 export interface ApiDeps {
   store: GatewayStore;
-  controller: Pick<SwitchController, 'wake' | 'inFlightByLink'>;
+  controller: Pick<SwitchController, 'wake' | 'inFlightByLink' | 'readNow'>;
+  /** Thresholds for the supply answer (DOMAIN.md rule 18). */
+  supply: { noVoltageBelowV: number; staleAfterMs: number };
   profiles: ReadonlyMap<string, FirmwareProfile>;
   keys: ApiKeyRegistry;
   submitContext: () => SubmitContext;

@@ -88,6 +88,7 @@ export const OrderView = z.object({
   deadline: z.string().nullable(),
   paymentReceivedAt: z.string().nullable(),
   attemptsUsed: z.number().int(),
+  planId: z.string().nullable(),
   nextAttemptAt: z.string().nullable(),
   supersededBy: z.string().nullable(),
   completedAt: z.string().nullable(),
@@ -116,6 +117,7 @@ export const MeterView = z.object({
   observed: ObservedView.nullable(),
   desiredRelay: z.enum(['connected', 'disconnected']).nullable(),
   desiredOrderId: z.string().nullable(),
+  flags: z.record(z.string(), z.unknown()).describe('Protection flags, protected mode, prepayment mode and agreement, load limiter'),
   openOrders: z.array(OrderView),
 });
 

@@ -26,6 +26,7 @@ export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEv
     deadline: isoOrNull(o.deadline),
     paymentReceivedAt: isoOrNull(o.paymentAt),
     attemptsUsed: o.attempts,
+    planId: o.planId,
     nextAttemptAt: o.state === 'queued' ? iso(o.nextAttemptAt) : isTerminal(o.state) ? null : iso(o.nextAttemptAt),
     supersededBy: o.supersededBy,
     completedAt: isoOrNull(o.completedAt),
@@ -68,6 +69,7 @@ export function meterView(m: StoredMeter, profile: FirmwareProfile | undefined, 
     observed: m.observed ? { ...m.observed, at: iso(m.observed.at) } : null,
     desiredRelay: m.desiredRelay,
     desiredOrderId: m.desiredOrderId,
+    flags: { ...m.flags, loadLimitedSince: m.flags.loadLimitedSince === null ? null : new Date(m.flags.loadLimitedSince).toISOString() },
     openOrders: openOrders.map((o) => orderView(o)),
   };
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PolicyConfigSchema } from '../domain/policy/policy-config.js';
 
 /**
  * The gateway's configuration. `config/default.json` holds the embedded defaults (SQLite, in-process broker,
@@ -9,7 +10,7 @@ const port = z.number().int().min(0).max(65535);
 export const ApiKeySchema = z
   .object({
     name: z.string().min(1),
-    role: z.enum(['operator', 'billing']),
+    role: z.enum(['operator', 'billing', 'field', 'supervisor', 'auditor', 'admin']),
     /** SHA-256 of the key, hex; the key itself is never stored. */
     sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lower-case hex digits (sha256 of the key)'),
   })
@@ -90,6 +91,26 @@ export const ConfigSchema = z
       .object({
         /** Every this many ms, the demo submits a reconnect for a disconnected meter ("a payment arrived"). 0 = off. */
         reconnectEveryMs: z.number().int().min(0),
+      })
+      .strict(),
+    /** "Fault or disconnect?" (DOMAIN.md rule 18). */
+    supply: z
+      .object({
+        /** A closed relay with less than this voltage is a supply fault. */
+        noVoltageBelowV: z.number().min(0).max(400),
+        /** An observation older than this is refreshed by a live read before answering. */
+        staleAfterMs: z.number().int().min(1000),
+      })
+      .strict(),
+    /** The disconnect rules of DOMAIN.md, each with a safe default. */
+    policy: PolicyConfigSchema,
+    notifications: z
+      .object({
+        /** Where pre-disconnect notifications go (the customer-channel system); null = recorded only. */
+        webhookUrl: z.string().url().nullable(),
+        /** HMAC-SHA256 key for the X-Meterline-Signature header; from the environment in production. */
+        secret: z.string().min(16).nullable(),
+        pollMs: z.number().int().min(50).max(60_000),
       })
       .strict(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),

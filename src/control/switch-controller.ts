@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck } from '../../drivers/driver.js';
 import { judgeAttempt, type AttemptFacts } from '../domain/attempt-verdict.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
+import { NON_PAYMENT_REASONS } from '../domain/policy/disconnect-gate.js';
+import type { PolicyConfig } from '../domain/policy/policy-config.js';
+import type { PaymentRechecker } from '../integrations/billing-recheck.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
 import type { GatewayStore } from '../store/store.js';
 import { sleep, type Clock } from './clock.js';
@@ -21,6 +24,10 @@ export interface ControllerDeps {
   clock: Clock;
   logger: Logger;
   options: ControllerOptions;
+  /** The disconnect rules, checked again right before every disconnect attempt. */
+  policy: PolicyConfig;
+  /** Rule 3: asks billing whether the account is still in arrears. */
+  payments: PaymentRechecker;
   random?: () => number;
   /** Called after every order state change the loop makes (metrics, callbacks, tests). */
   onOrderChange?: (order: SwitchOrder) => void;
@@ -41,6 +48,10 @@ export class SwitchController {
   /** The driver behind each link seen so far, to leave a down link's orders queued. */
   private readonly linkDrivers = new Map<string, MeterDriver>();
   private readonly running = new Set<Promise<void>>();
+  /** Disconnects between the gate and their lease (the billing hook may take a while). */
+  private readonly gating = new Set<string>();
+  /** Meters with an attempt on the wire: nothing else is sent to them meanwhile. */
+  private readonly busyMeters = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
   private wakeAgain = false;
@@ -120,20 +131,27 @@ export class SwitchController {
         const chosen: string[] = [];
         const added = new Map<string, number>();
         const meters = new Set<string>();
+        const disconnects: SwitchOrder[] = [];
         for (const o of due) {
           const used = (this.active.get(o.link) ?? 0) + (added.get(o.link) ?? 0);
-          if (used >= this.capacity(o.link) || meters.has(o.meterId)) continue;
+          if (used >= this.capacity(o.link) || meters.has(o.meterId) || this.gating.has(o.id)) continue;
           added.set(o.link, (added.get(o.link) ?? 0) + 1);
           meters.add(o.meterId);
-          chosen.push(o.id);
+          if (o.action === 'disconnect') disconnects.push(o);
+          else chosen.push(o.id);
         }
-        if (chosen.length === 0) break;
-        const taken = await this.deps.store.beginAttempts(chosen, this.deps.clock.now());
+        // Disconnects pass the policy gate (and the billing re-check) before they are leased.
+        for (const o of disconnects) {
+          this.gating.add(o.id);
+          this.launch(o.link, () => this.dispatchDisconnect(o).finally(() => this.gating.delete(o.id)));
+        }
+        if (chosen.length === 0 && disconnects.length === 0) break;
+        const taken = chosen.length > 0 ? await this.deps.store.beginAttempts(chosen, this.deps.clock.now()) : [];
         for (const order of taken) {
           this.deps.onOrderChange?.(order);
           this.launch(order.link, () => this.runAttempt(order));
         }
-        if (this.stopping || taken.length === 0 || due.length < limit) break;
+        if (this.stopping || taken.length + disconnects.length === 0 || due.length < limit) break;
       }
     } catch (err) {
       this.deps.logger.error({ err }, 'control loop tick failed; retrying on the next tick');
@@ -157,6 +175,39 @@ export class SwitchController {
     this.running.add(p);
   }
 
+  /**
+   * A disconnect's last moment before the wire: the rules on fresh facts (a hold, refusal or second notice ends
+   * here), the billing re-check for non-payment (paid cancels, unreachable holds), then an atomic re-check,
+   * cap reservation and lease. Only a leased order is sent.
+   */
+  private async dispatchDisconnect(order: SwitchOrder): Promise<void> {
+    const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id });
+    const { store, clock, policy } = this.deps;
+    const gated = await store.gateDisconnect(order.id, clock.now(), policy);
+    if (!gated.decision || gated.decision.verdict !== 'allow') {
+      if (gated.decision) log.info({ verdict: gated.decision.verdict, state: gated.order.state, reason: gated.order.stateReason }, 'disconnect not sent now');
+      this.deps.onOrderChange?.(gated.order);
+      return;
+    }
+    if (NON_PAYMENT_REASONS.has(order.reason)) {
+      const answer = await this.deps.payments.check({ meterId: order.meterId, orderId: order.id, reason: order.reason });
+      if (answer.kind !== 'in_arrears') {
+        const now = clock.now();
+        const after = await store.recordPaymentCheck(order.id, now, answer.kind, answer.detail, now + policy.paymentRecheck.retryAfterMs);
+        log.info({ payment: answer.kind, state: after.state, reason: after.stateReason }, 'disconnect not sent: payment re-check');
+        this.deps.onOrderChange?.(after);
+        return;
+      }
+    }
+    const lease = await store.leaseDisconnect(order.id, clock.now(), policy);
+    if (!lease.leased) {
+      this.deps.onOrderChange?.(lease.order);
+      return;
+    }
+    this.deps.onOrderChange?.(lease.leased);
+    await this.runAttempt(lease.leased);
+  }
+
   private async addressOf(order: SwitchOrder): Promise<{ address: MeterAddress; driver: MeterDriver } | string> {
     const meter = await this.deps.store.getMeter(order.meterId);
     if (!meter) return `meter ${order.meterId} is no longer registered`;
@@ -167,8 +218,42 @@ export class SwitchController {
     return { address: { meterId: meter.meterId, profile, link: meter.link, address: meter.address ?? null }, driver };
   }
 
+  /**
+   * Read a meter now (the call centre's "is the customer on supply?"), unless an attempt is on the wire to it.
+   * The reading is recorded as the meter's observed state.
+   */
+  async readNow(meterId: string): Promise<{ ok: true; reading: RelayReading } | { ok: false; detail: string }> {
+    if (this.busyMeters.has(meterId)) return { ok: false, detail: 'an order attempt is on the wire to this meter' };
+    const meter = await this.deps.store.getMeter(meterId);
+    const profile = meter ? this.deps.profiles.get(meter.profileId) : undefined;
+    const driver = profile ? this.deps.drivers.get(profile.protocol) : undefined;
+    if (!meter || !profile || !driver) return { ok: false, detail: 'the meter, its profile or its driver is not available' };
+    if (!driver.isLinkUp(meter.link)) return { ok: false, detail: `link ${meter.link} is down` };
+    this.busyMeters.add(meterId);
+    try {
+      const read = await driver.readRelay(
+        { meterId, profile, link: meter.link, address: meter.address ?? null },
+        { timeoutMs: profile.timeouts.readMs, correlationId: `read:${meterId}:${this.deps.clock.now()}` },
+      );
+      if (read.outcome !== 'ok') return { ok: false, detail: `${read.outcome}: ${read.detail}` };
+      await this.deps.store.recordObservation(meterId, { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh });
+      return { ok: true, reading: read.value };
+    } finally {
+      this.busyMeters.delete(meterId);
+    }
+  }
+
   /** One attempt: command, wait for the relay to operate, read back, record the verdict. */
   private async runAttempt(order: SwitchOrder): Promise<void> {
+    this.busyMeters.add(order.meterId);
+    try {
+      await this.runAttemptOnWire(order);
+    } finally {
+      this.busyMeters.delete(order.meterId);
+    }
+  }
+
+  private async runAttemptOnWire(order: SwitchOrder): Promise<void> {
     const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id, attempt: order.attempts });
     const target = await this.addressOf(order);
     if (typeof target === 'string') {

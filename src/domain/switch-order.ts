@@ -33,7 +33,7 @@ export const isTerminal = (s: OrderState): boolean => TERMINAL_STATES.has(s);
 export const ALLOWED_TRANSITIONS: Readonly<Record<OrderState, readonly OrderState[]>> = {
   accepted: ['held', 'queued', 'refused', 'superseded', 'cancelled'],
   held: ['queued', 'refused', 'superseded', 'cancelled'],
-  queued: ['in_flight', 'held', 'superseded', 'cancelled', 'escalated'],
+  queued: ['in_flight', 'held', 'refused', 'superseded', 'cancelled', 'escalated'],
   in_flight: ['done', 'armed', 'queued', 'failed', 'superseded', 'escalated'],
   escalated: ['in_flight', 'done_by_field', 'cancelled', 'superseded', 'queued'],
   done: [],
@@ -49,7 +49,7 @@ export function canTransition(from: OrderState, to: OrderState): boolean {
   return ALLOWED_TRANSITIONS[from].includes(to);
 }
 
-export const DISCONNECT_REASONS = ['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises', 'operator'] as const;
+export const DISCONNECT_REASONS = ['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises'] as const;
 export const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'] as const;
 export type OrderReason = (typeof DISCONNECT_REASONS)[number] | (typeof RECONNECT_REASONS)[number];
 
@@ -83,6 +83,12 @@ export interface SwitchOrder {
   completedAt: number | null;
   /** The relay state the last read-back showed. */
   resultRelay: RelayState | null;
+  /** The approved disconnect plan this order belongs to (DOMAIN.md rule 7). */
+  planId: string | null;
+  /** When the pre-disconnect notification for this order went out (rule 2). */
+  secondNoticeAt: number | null;
+  /** The local day whose disconnect cap slot this order holds (rule 4). */
+  capDay: string | null;
 }
 
 export interface Attempt {

@@ -85,4 +85,110 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `,
   // 2: where a meter sits on its link (Modbus unit id, DLMS HDLC address); null for MQTT meters.
   `ALTER TABLE meters ADD COLUMN address TEXT;`,
+  // 3: the disconnect rules' facts (flags, notices, plans, caps, weather), keys, a hash-chained audit,
+  // observation history and the notification outbox.
+  `
+  ALTER TABLE meters ADD COLUMN flags TEXT;
+  ALTER TABLE orders ADD COLUMN plan_id TEXT;
+  ALTER TABLE orders ADD COLUMN second_notice_at INTEGER;
+  ALTER TABLE orders ADD COLUMN cap_day TEXT;
+  DROP INDEX orders_queue;
+  CREATE INDEX orders_queue ON orders (priority DESC, deadline, seq) WHERE state IN ('queued', 'held');
+  CREATE INDEX orders_plan ON orders (plan_id) WHERE plan_id IS NOT NULL;
+  CREATE TABLE notices (
+    id TEXT PRIMARY KEY,
+    meter_id TEXT NOT NULL REFERENCES meters(meter_id),
+    channel TEXT NOT NULL,
+    served_at INTEGER NOT NULL,
+    delivery TEXT NOT NULL,
+    receipt_ref TEXT,
+    recorded_by TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL
+  );
+  CREATE INDEX notices_meter ON notices (meter_id, served_at);
+  CREATE TABLE plans (
+    id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    note TEXT,
+    author TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    window_from INTEGER NOT NULL,
+    window_to INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at INTEGER
+  );
+  CREATE TABLE plan_meters (
+    plan_id TEXT NOT NULL REFERENCES plans(id),
+    position INTEGER NOT NULL,
+    meter_id TEXT NOT NULL,
+    order_id TEXT,
+    PRIMARY KEY (plan_id, position)
+  );
+  CREATE TABLE cap_usage (
+    day TEXT NOT NULL,
+    region TEXT NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (day, region)
+  );
+  CREATE TABLE weather_periods (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    from_ms INTEGER NOT NULL,
+    to_ms INTEGER NOT NULL,
+    regions TEXT,
+    declared_by TEXT NOT NULL,
+    declared_at INTEGER NOT NULL
+  );
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE TABLE observations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    meter_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    relay TEXT NOT NULL,
+    source TEXT NOT NULL,
+    voltage_v REAL,
+    energy_wh REAL
+  );
+  CREATE INDEX observations_meter ON observations (meter_id, at);
+  CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    order_id TEXT,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    last_error TEXT
+  );
+  CREATE INDEX notifications_pending ON notifications (next_attempt_at) WHERE delivered_at IS NULL;
+  CREATE INDEX notifications_meter ON notifications (meter_id, created_at);
+  ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+  ALTER TABLE audit ADD COLUMN hash TEXT;
+  CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    WHEN OLD.hash IS NOT NULL BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  `,
+  // 4: replayable answers to writes other than switch orders (flags, notices, plans, keys).
+  `
+  CREATE TABLE idempotent_responses (
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (principal, key)
+  );
+  `,
 ];

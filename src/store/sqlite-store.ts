@@ -2,6 +2,9 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { admitOrder } from '../domain/admission.js';
+import { localParts } from '../domain/policy/calendar.js';
+import { evaluateDisconnectGate, NON_PAYMENT_REASONS, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
+import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
 import type { RelayState } from '../domain/relay.js';
 import {
@@ -15,9 +18,25 @@ import {
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { SqliteApiKeys } from './sqlite-api-keys.js';
+import { SqliteAuditLog } from './sqlite-audit-log.js';
+import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
+import { SqlitePlans } from './sqlite-plans.js';
+import type { WeatherPeriod } from '../domain/policy/calendar.js';
+import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
+import type { SwitchAction } from '../domain/relay.js';
 import type {
+  ApiKeyRecord,
   AttemptReport,
   AuditEntry,
+  AuditQuery,
+  AuditVerification,
+  DisconnectLease,
+  MeterFactsRow,
+  NotificationRecord,
+  ObservationRecord,
+  PlanDraft,
+  PlanView,
   GatewayStore,
   MeterRecord,
   MeterView,
@@ -58,6 +77,9 @@ export function orderFromRow(r: Row): SwitchOrder {
     supersededBy: strOrNull(r.superseded_by),
     completedAt: numOrNull(r.completed_at),
     resultRelay: strOrNull(r.result_relay) as RelayState | null,
+    planId: strOrNull(r.plan_id),
+    secondNoticeAt: numOrNull(r.second_notice_at),
+    capDay: strOrNull(r.cap_day),
   };
 }
 
@@ -82,6 +104,7 @@ function meterFromRow(r: Row): MeterView {
           },
     desiredRelay: strOrNull(r.desired_relay) as MeterView['desiredRelay'],
     desiredOrderId: strOrNull(r.desired_order_id),
+    flags: parseFlags(r.flags),
   };
 }
 
@@ -117,6 +140,7 @@ export class SqliteStore implements GatewayStore {
   private flushScheduled = false;
   private closed = false;
   private prepared: ReturnType<SqliteStore['prepare']> | undefined;
+  private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; keys: SqliteApiKeys; plans: SqlitePlans } | undefined;
 
   constructor(readonly path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -125,6 +149,12 @@ export class SqliteStore implements GatewayStore {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
+  }
+
+  /** The parts that need the schema: available once migrate() has run. */
+  private get p(): NonNullable<SqliteStore['parts']> {
+    if (!this.parts) throw new Error('SqliteStore: call migrate() first');
+    return this.parts;
   }
 
   private get s(): ReturnType<SqliteStore['prepare']> {
@@ -156,9 +186,9 @@ export class SqliteStore implements GatewayStore {
       maxSeq: db.prepare('SELECT COALESCE(MAX(seq), 0) AS m FROM orders'),
       insertOrder: db.prepare(
         `INSERT INTO orders (id, seq, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
-           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay)
+           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay, plan_id)
          VALUES (@id, @seq, @meterId, @action, @reason, @note, @requestedBy, @state, @stateReason, @priority, @urgent, @link,
-           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL)`,
+           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL, @planId)`,
       ),
       moveOrder: db.prepare(
         `UPDATE orders SET state = @to, state_reason = @reason, updated_at = @now,
@@ -170,12 +200,12 @@ export class SqliteStore implements GatewayStore {
       markSuperseding: db.prepare('UPDATE orders SET superseded_by = ?, updated_at = ? WHERE id = ? AND superseded_by IS NULL'),
       setDeadline: db.prepare('UPDATE orders SET deadline = ?, urgent = ?, priority = ? WHERE id = ?'),
       insertEvent: db.prepare('INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)'),
-      insertAudit: db.prepare('INSERT INTO audit (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)'),
+      insertObservation: db.prepare('INSERT INTO observations (meter_id, at, relay, source, voltage_v, energy_wh) VALUES (?, ?, ?, ?, ?, ?)'),
       getIdem: db.prepare('SELECT request_hash, order_id FROM idempotency_keys WHERE principal = ? AND key = ?'),
       insertIdem: db.prepare('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)'),
       due: db.prepare(
         `SELECT * FROM orders o
-         WHERE o.state = 'queued' AND o.next_attempt_at <= @now AND o.not_before <= @now
+         WHERE o.state IN ('queued', 'held') AND o.next_attempt_at <= @now AND o.not_before <= @now
            AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
            AND o.link NOT IN (SELECT value FROM json_each(@exclude))
          ORDER BY o.priority DESC, o.deadline IS NULL, o.deadline, o.seq
@@ -201,6 +231,7 @@ export class SqliteStore implements GatewayStore {
       events: db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq'),
       counts: db.prepare('SELECT state, COUNT(*) AS n FROM orders GROUP BY state'),
       seqOf: db.prepare('SELECT seq FROM orders WHERE id = ?'),
+      meterInFlight: db.prepare(`SELECT 1 FROM orders WHERE meter_id = ? AND state = 'in_flight'`),
     };
   }
 
@@ -213,6 +244,10 @@ export class SqliteStore implements GatewayStore {
         this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v + 1, Date.now());
       })();
     }
+    const audit = new SqliteAuditLog(this.db);
+    audit.backfill();
+    const facts = new SqliteMeterFacts(this.db, audit);
+    this.parts = { audit, facts, keys: new SqliteApiKeys(this.db, audit), plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx)) };
   }
 
   async close(): Promise<void> {
@@ -287,6 +322,7 @@ export class SqliteStore implements GatewayStore {
 
   private observe(meterId: string, o: Observation): void {
     this.s.observe.run(o.relay, o.at, o.source, o.voltageV ?? null, o.energyWh ?? null, o.at, meterId, o.at);
+    this.s.insertObservation.run(meterId, o.at, o.relay, o.source, o.voltageV ?? null, o.energyWh ?? null);
   }
 
   recordObservation(meterId: string, observation: Observation): Promise<void> {
@@ -314,86 +350,206 @@ export class SqliteStore implements GatewayStore {
   }
 
   submitOrders(requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
-    return this.enqueue(() => {
-      let seq = (this.s.maxSeq.get() as { m: number }).m;
-      const out: SubmitOutcome[] = [];
-      for (const req of requests) {
-        if (req.idempotencyKey !== null) {
-          const prior = this.s.getIdem.get(req.requestedBy, req.idempotencyKey) as { request_hash: string; order_id: string } | undefined;
-          if (prior) {
-            if (prior.request_hash !== req.requestHash) {
-              throw new MeterlineError(
-                'E_IDEMPOTENCY_CONFLICT',
-                `Idempotency-Key "${req.idempotencyKey}" was already used for order ${prior.order_id} with a different request; use a new key for a new request`,
-                { orderId: prior.order_id },
-              );
-            }
-            out.push({ kind: 'replayed', order: orderFromRow(this.s.getOrder.get(prior.order_id) as Row) });
-            continue;
+    return this.enqueue(() => this.submitSync(requests, ctx));
+  }
+
+  /** Admission, inside a transaction: idempotency, latest intent wins, then the disconnect rules. */
+  private submitSync(requests: readonly OrderRequest[], ctx: SubmitContext): SubmitOutcome[] {
+    let seq = (this.s.maxSeq.get() as { m: number }).m;
+    const out: SubmitOutcome[] = [];
+    for (const req of requests) {
+      if (req.idempotencyKey !== null) {
+        const prior = this.s.getIdem.get(req.requestedBy, req.idempotencyKey) as { request_hash: string; order_id: string } | undefined;
+        if (prior) {
+          if (prior.request_hash !== req.requestHash) {
+            throw new MeterlineError(
+              'E_IDEMPOTENCY_CONFLICT',
+              `Idempotency-Key "${req.idempotencyKey}" was already used for order ${prior.order_id} with a different request; use a new key for a new request`,
+              { orderId: prior.order_id },
+            );
           }
+          out.push({ kind: 'replayed', order: orderFromRow(this.s.getOrder.get(prior.order_id) as Row) });
+          continue;
         }
-        const meterRow = this.s.getMeter.get(req.meterId) as Row | undefined;
-        if (!meterRow) {
-          throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.meterId} is not registered; register it first (PUT /v1/meters/${req.meterId})`, {
-            meterId: req.meterId,
-          });
-        }
-        const now = ctx.now;
-        const open = (this.s.openForMeter.all(req.meterId) as Row[]).map(orderFromRow);
-        const ownDeadline = req.action === 'reconnect' ? reconnectDeadline(req.paymentAt, now, ctx.reconnectLimitHours) : null;
-        const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline: ownDeadline }, open);
-        const id = ctx.newOrderId();
-        seq += 1;
-        this.s.insertOrder.run({
-          id,
-          seq,
-          meterId: req.meterId,
-          action: req.action,
-          reason: req.reason,
-          note: req.note,
-          requestedBy: req.requestedBy,
-          state: 'accepted',
-          stateReason: null,
-          priority: priorityOf(req.action, decision.urgent),
-          urgent: decision.urgent ? 1 : 0,
-          link: meterRow.link as string,
-          createdAt: now,
-          updatedAt: now,
-          notBefore: req.notBefore ?? now,
-          deadline: decision.deadline,
-          paymentAt: req.paymentAt,
-          nextAttemptAt: req.notBefore ?? now,
-          completedAt: null,
-        });
-        this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
-        let order = orderFromRow(this.s.getOrder.get(id) as Row);
-        if (decision.state === 'refused') {
-          this.move(order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
-        } else {
-          for (const oldId of decision.supersedeNow) {
-            const old = orderFromRow(this.s.getOrder.get(oldId) as Row);
-            this.s.markSuperseding.run(id, now, oldId);
-            this.move(old, 'superseded', now, `superseded by ${id} (latest intent wins)`);
-          }
-          for (const oldId of decision.supersedeAfterAttempt) {
-            this.s.markSuperseding.run(id, now, oldId);
-            this.s.insertEvent.run(oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
-          }
-          this.move(order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
-          this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
-        }
-        if (req.idempotencyKey !== null) this.s.insertIdem.run(req.requestedBy, req.idempotencyKey, req.requestHash, id, now);
-        this.s.insertAudit.run(
-          now,
-          req.requestedBy,
-          `order.${req.action}`,
-          req.meterId,
-          JSON.stringify({ orderId: id, reason: req.reason, note: req.note, urgent: req.urgent, paymentAt: req.paymentAt, outcome: decision.state, refusal: decision.refusal ?? null }),
-        );
-        order = orderFromRow(this.s.getOrder.get(id) as Row);
-        out.push({ kind: 'created', order });
       }
-      return out;
+      const meterRow = this.s.getMeter.get(req.meterId) as Row | undefined;
+      if (!meterRow) {
+        throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.meterId} is not registered; register it first (PUT /v1/meters/${req.meterId})`, {
+          meterId: req.meterId,
+        });
+      }
+      const now = ctx.now;
+      const open = (this.s.openForMeter.all(req.meterId) as Row[]).map(orderFromRow);
+      const ownDeadline = req.action === 'reconnect' ? reconnectDeadline(req.paymentAt, now, ctx.reconnectLimitHours) : null;
+      const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline: ownDeadline }, open);
+      const id = ctx.newOrderId();
+      seq += 1;
+      this.s.insertOrder.run({
+        id,
+        seq,
+        meterId: req.meterId,
+        action: req.action,
+        reason: req.reason,
+        note: req.note,
+        requestedBy: req.requestedBy,
+        state: 'accepted',
+        stateReason: null,
+        priority: priorityOf(req.action, decision.urgent),
+        urgent: decision.urgent ? 1 : 0,
+        link: meterRow.link as string,
+        createdAt: now,
+        updatedAt: now,
+        notBefore: req.notBefore ?? now,
+        deadline: decision.deadline,
+        paymentAt: req.paymentAt,
+        nextAttemptAt: req.notBefore ?? now,
+        completedAt: null,
+        planId: req.planId ?? null,
+      });
+      this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
+      let order = orderFromRow(this.s.getOrder.get(id) as Row);
+      // The disconnect rules apply from the first moment; a refused order supersedes nothing.
+      const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, ctx.policy)) : null;
+      let outcome: string = decision.state;
+      if (decision.state === 'refused') {
+        this.move(order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
+      } else if (gate?.verdict === 'refuse') {
+        outcome = 'refused';
+        this.move(order, 'refused', now, `${gate.code}: ${gate.message}`);
+      } else {
+        for (const oldId of decision.supersedeNow) {
+          const old = orderFromRow(this.s.getOrder.get(oldId) as Row);
+          this.s.markSuperseding.run(id, now, oldId);
+          this.move(old, 'superseded', now, `superseded by ${id} (latest intent wins)`);
+        }
+        for (const oldId of decision.supersedeAfterAttempt) {
+          this.s.markSuperseding.run(id, now, oldId);
+          this.s.insertEvent.run(oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
+        }
+        if (gate?.verdict === 'hold') {
+          outcome = 'held';
+          this.move(order, 'held', now, `${gate.code}: ${gate.message}`, { nextAttemptAt: gate.until });
+        } else {
+          this.move(order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
+        }
+        this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
+      }
+      if (req.idempotencyKey !== null) this.s.insertIdem.run(req.requestedBy, req.idempotencyKey, req.requestHash, id, now);
+      order = orderFromRow(this.s.getOrder.get(id) as Row);
+      this.p.audit.append(now, req.requestedBy, `order.${req.action}`, req.meterId, {
+        orderId: id,
+        reason: req.reason,
+        note: req.note,
+        urgent: req.urgent,
+        paymentAt: req.paymentAt,
+        planId: req.planId ?? null,
+        outcome,
+        stateReason: order.stateReason,
+      });
+      out.push({ kind: 'created', order });
+    }
+    return out;
+  }
+
+  // ---- the disconnect rules ------------------------------------------------------------------------------
+
+  /** Everything the gate needs about one order, read fresh. */
+  private gateInput(order: SwitchOrder, now: number, policy: PolicyConfig): GateInput {
+    const meter = this.s.getMeter.get(order.meterId) as Row;
+    const region = meter.region as string;
+    const today = localParts(now, policy.windows.timezone).date;
+    const usage = this.db.prepare('SELECT COALESCE(SUM(used), 0) AS overall, COALESCE(SUM(CASE WHEN region = ? THEN used END), 0) AS region FROM cap_usage WHERE day = ?').get(region, today) as {
+      overall: number;
+      region: number;
+    };
+    const plan = order.planId ? this.p.plans.facts(order.planId) : null;
+    return {
+      now,
+      order: { action: order.action, reason: order.reason, planId: order.planId, secondNoticeAt: order.secondNoticeAt, capDay: order.capDay },
+      plan: plan ?? null,
+      meter: { meterId: order.meterId, region, flags: parseFlags(meter.flags) },
+      notices: this.p.facts.notices(order.meterId),
+      weather: this.p.facts.weather(now),
+      capUsage: usage,
+      policy,
+    };
+  }
+
+  /** Apply a refusal, a hold or a second notice to a queued or held disconnect. */
+  private applyGate(order: SwitchOrder, decision: GateDecision, now: number): SwitchOrder {
+    if (decision.verdict === 'refuse') {
+      this.move(order, 'refused', now, `${decision.code}: ${decision.message}`);
+      this.p.audit.append(now, 'gateway', 'order.refused', order.meterId, { orderId: order.id, code: decision.code, rule: decision.rule, message: decision.message });
+    } else if (decision.verdict === 'hold') {
+      this.holdSync(order, now, decision.until, `${decision.code}: ${decision.message}`);
+    } else if (decision.verdict === 'second_notice') {
+      const payload = { kind: 'pre_disconnect_notice', meterId: order.meterId, orderId: order.id, reason: order.reason, notBefore: new Date(decision.until).toISOString(), sentAt: new Date(now).toISOString() };
+      this.db
+        .prepare('INSERT INTO notifications (id, kind, meter_id, order_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(`ntf_${order.id}_${now}`, 'pre_disconnect_notice', order.meterId, order.id, JSON.stringify(payload), now, now);
+      this.db.prepare('UPDATE orders SET second_notice_at = ? WHERE id = ?').run(now, order.id);
+      this.p.audit.append(now, 'gateway', 'order.second_notice', order.meterId, { orderId: order.id, notBefore: payload.notBefore });
+      this.holdSync(orderFromRow(this.s.getOrder.get(order.id) as Row), now, decision.until, `E_SECOND_NOTICE_PENDING: pre-disconnect notification sent; the command waits until ${payload.notBefore} (rule 2: second notice 30 minutes before)`);
+    }
+    return orderFromRow(this.s.getOrder.get(order.id) as Row);
+  }
+
+  private holdSync(order: SwitchOrder, now: number, until: number, reason: string): void {
+    if (order.state === 'held') {
+      this.db.prepare('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(until, reason, now, order.id);
+      if (order.stateReason !== reason) this.s.insertEvent.run(order.id, now, 'held', 'held', reason);
+    } else {
+      this.move(order, 'held', now, reason, { nextAttemptAt: until });
+    }
+  }
+
+  gateDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<{ order: SwitchOrder; decision: GateDecision | null }> {
+    return this.enqueue(() => {
+      const order = orderFromRow(this.s.getOrder.get(orderId) as Row);
+      if (order.state !== 'queued' && order.state !== 'held') return { order, decision: null };
+      const decision = evaluateDisconnectGate(this.gateInput(order, now, policy));
+      return { order: this.applyGate(order, decision, now), decision };
+    });
+  }
+
+  recordPaymentCheck(orderId: string, now: number, outcome: 'paid' | 'unreachable', detail: string, retryAt: number): Promise<SwitchOrder> {
+    return this.enqueue(() => {
+      const order = orderFromRow(this.s.getOrder.get(orderId) as Row);
+      if (order.state !== 'queued' && order.state !== 'held') return order;
+      if (outcome === 'paid') {
+        this.move(order, 'cancelled', now, `E_PAID: ${detail} (rule 3: payment re-checked at the last moment)`);
+        this.p.audit.append(now, 'gateway', 'order.cancelled', order.meterId, { orderId, code: 'E_PAID', detail });
+      } else {
+        this.holdSync(order, now, retryAt, `E_BILLING_UNREACHABLE: ${detail}; asking again at ${new Date(retryAt).toISOString()} (rule 3: payment re-checked at the last moment)`);
+      }
+      return orderFromRow(this.s.getOrder.get(orderId) as Row);
+    });
+  }
+
+  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<DisconnectLease> {
+    return this.enqueue((): DisconnectLease => {
+      let order = orderFromRow(this.s.getOrder.get(orderId) as Row);
+      if (order.state !== 'queued' && order.state !== 'held') return { leased: null, order, decision: null };
+      if (this.s.meterInFlight.get(order.meterId)) return { leased: null, order, decision: null };
+      const decision = evaluateDisconnectGate(this.gateInput(order, now, policy));
+      if (decision.verdict !== 'allow') return { leased: null, order: this.applyGate(order, decision, now), decision };
+      if (NON_PAYMENT_REASONS.has(order.reason)) {
+        const today = localParts(now, policy.windows.timezone).date;
+        if (order.capDay !== today) {
+          const region = (this.s.getMeter.get(order.meterId) as Row).region as string;
+          this.db.prepare('INSERT INTO cap_usage (day, region, used) VALUES (?, ?, 1) ON CONFLICT (day, region) DO UPDATE SET used = used + 1').run(today, region);
+          this.db.prepare('UPDATE orders SET cap_day = ? WHERE id = ?').run(today, orderId);
+        }
+      }
+      if (order.state === 'held') {
+        this.move(order, 'queued', now, 'every rule allows it now');
+        order = orderFromRow(this.s.getOrder.get(orderId) as Row);
+      }
+      if (this.s.begin.run({ id: orderId, now }).changes !== 1) return { leased: null, order, decision: null };
+      const leased = orderFromRow(this.s.getOrder.get(orderId) as Row);
+      this.s.insertAttempt.run(orderId, leased.attempts, now);
+      this.s.insertEvent.run(orderId, now, 'queued', 'in_flight', `attempt ${leased.attempts}`);
+      return { leased };
     });
   }
 
@@ -504,23 +660,146 @@ export class SqliteStore implements GatewayStore {
     return (this.s.inFlight.all() as Row[]).map(orderFromRow);
   }
 
-  // ---- audit --------------------------------------------------------------------------------------------
+  // ---- facts, weather, plans, notifications, keys, history ------------------------------------------------
 
-  async appendAudit(entry: Omit<AuditEntry, 'seq'>): Promise<void> {
-    this.s.insertAudit.run(entry.at, entry.actor, entry.action, entry.target, JSON.stringify(entry.details ?? null));
+  setMeterFlags(meterId: string, patch: Partial<MeterFlags>, actor: string, now: number): Promise<MeterFlags> {
+    return this.enqueue(() => this.p.facts.setFlags(meterId, patch, actor, now));
   }
 
-  async listAudit(target?: string, limit = 100): Promise<AuditEntry[]> {
-    const rows = (target
-      ? this.db.prepare('SELECT * FROM audit WHERE target = ? ORDER BY seq DESC LIMIT ?').all(target, limit)
-      : this.db.prepare('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(limit)) as Row[];
+  addNotice(notice: Omit<NoticeRecord, 'id' | 'recordedAt'>, now: number): Promise<NoticeRecord> {
+    return this.enqueue(() => this.p.facts.addNotice(notice, now));
+  }
+
+  async listNotices(meterId: string): Promise<NoticeRecord[]> {
+    return this.p.facts.notices(meterId);
+  }
+
+  importMeterFacts(rows: readonly MeterFactsRow[], actor: string, now: number): Promise<{ meters: number; notices: number }> {
+    return this.enqueue(() => this.p.facts.import(rows, actor, now));
+  }
+
+  declareWeather(period: Omit<WeatherPeriod, 'id'>, actor: string, now: number): Promise<WeatherPeriod> {
+    return this.enqueue(() => this.p.facts.declareWeather(period, actor, now));
+  }
+
+  liftWeather(id: string, actor: string, now: number): Promise<WeatherPeriod | undefined> {
+    return this.enqueue(() => this.p.facts.liftWeather(id, actor, now));
+  }
+
+  async listWeather(activeAt?: number): Promise<WeatherPeriod[]> {
+    return this.p.facts.weather(activeAt);
+  }
+
+  createPlan(draft: PlanDraft, actor: string, now: number): Promise<PlanView> {
+    return this.enqueue(() => this.p.plans.create(draft, actor, now));
+  }
+
+  async getPlan(planId: string): Promise<PlanView | undefined> {
+    return this.p.plans.get(planId);
+  }
+
+  async listPlans(status?: PlanFacts['status']): Promise<PlanView[]> {
+    return this.p.plans.list(status);
+  }
+
+  decidePlan(planId: string, decision: 'approve' | 'reject' | 'cancel', actor: string, ctx: SubmitContext): Promise<PlanView> {
+    return this.enqueue(() => this.p.plans.decide(planId, decision, actor, ctx));
+  }
+
+  async pendingNotifications(now: number, limit: number): Promise<NotificationRecord[]> {
+    const rows = this.db.prepare('SELECT * FROM notifications WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY created_at LIMIT ?').all(now, limit) as Row[];
+    return rows.map(notificationFromRow);
+  }
+
+  markNotification(id: string, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
+    return this.enqueue(() => {
+      if (result.delivered) this.db.prepare('UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(now, id);
+      else this.db.prepare('UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?').run(result.error, result.retryAt, id);
+    });
+  }
+
+  async listNotifications(meterId: string): Promise<NotificationRecord[]> {
+    return (this.db.prepare('SELECT * FROM notifications WHERE meter_id = ? ORDER BY created_at').all(meterId) as Row[]).map(notificationFromRow);
+  }
+
+  createApiKey(key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord> {
+    return this.enqueue(() => this.p.keys.create(key, actor, now));
+  }
+
+  rotateApiKey(id: string, sha256: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
+    return this.enqueue(() => this.p.keys.rotate(id, sha256, actor, now));
+  }
+
+  revokeApiKey(id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
+    return this.enqueue(() => this.p.keys.revoke(id, actor, now));
+  }
+
+  async findApiKey(sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined> {
+    return this.p.keys.find(sha256);
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.p.keys.list();
+  }
+
+  async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
+    const rows = this.db.prepare('SELECT * FROM observations WHERE meter_id = ? ORDER BY at DESC LIMIT ?').all(meterId, limit) as Row[];
     return rows.map((r) => ({
-      seq: num(r.seq),
+      meterId,
       at: num(r.at),
-      actor: r.actor as string,
-      action: r.action as string,
-      target: r.target as string,
-      details: r.details ? JSON.parse(r.details as string) : null,
+      relay: r.relay as RelayState,
+      source: r.source as Observation['source'],
+      voltageV: numOrNull(r.voltage_v) ?? undefined,
+      energyWh: numOrNull(r.energy_wh) ?? undefined,
     }));
   }
+
+  async lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined> {
+    const r = this.db
+      .prepare(`SELECT * FROM orders WHERE meter_id = ? AND action = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`)
+      .get(meterId, action) as Row | undefined;
+    return r ? orderFromRow(r) : undefined;
+  }
+
+  async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {
+    const r = this.db.prepare('SELECT * FROM idempotent_responses WHERE principal = ? AND key = ?').get(principal, key) as Row | undefined;
+    return r ? { requestHash: r.request_hash as string, status: num(r.status), body: JSON.parse(r.body as string) as unknown } : undefined;
+  }
+
+  saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown, now: number): Promise<void> {
+    return this.enqueue(() => {
+      this.db
+        .prepare('INSERT OR IGNORE INTO idempotent_responses (principal, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(principal, key, requestHash, status, JSON.stringify(body), now);
+    });
+  }
+
+  // ---- audit --------------------------------------------------------------------------------------------
+
+  appendAudit(entry: Omit<AuditEntry, 'seq' | 'hash'>): Promise<void> {
+    return this.enqueue(() => this.p.audit.append(entry.at, entry.actor, entry.action, entry.target, entry.details));
+  }
+
+  async listAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    return this.p.audit.list(query);
+  }
+
+  async verifyAudit(): Promise<AuditVerification> {
+    await this.flushNow();
+    return this.p.audit.verify();
+  }
+}
+
+function notificationFromRow(r: Row): NotificationRecord {
+  return {
+    id: r.id as string,
+    kind: r.kind as string,
+    meterId: r.meter_id as string,
+    orderId: strOrNull(r.order_id),
+    payload: JSON.parse(r.payload as string) as unknown,
+    createdAt: num(r.created_at),
+    attempts: num(r.attempts),
+    deliveredAt: numOrNull(r.delivered_at),
+    lastError: strOrNull(r.last_error),
+  };
 }

@@ -1,4 +1,8 @@
 import type { AttemptVerdict } from '../domain/attempt-verdict.js';
+import type { WeatherPeriod } from '../domain/policy/calendar.js';
+import type { GateDecision } from '../domain/policy/disconnect-gate.js';
+import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
+import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { RelayState, SwitchAction } from '../domain/relay.js';
 import type { Attempt, OrderEvent, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
 
@@ -33,6 +37,7 @@ export interface MeterView extends MeterRecord {
   observed: { relay: RelayState; at: number; source: ObservationSource; voltageV: number | null; energyWh: number | null } | null;
   desiredRelay: 'connected' | 'disconnected' | null;
   desiredOrderId: string | null;
+  flags: MeterFlags;
 }
 
 export interface OrderRequest {
@@ -48,12 +53,16 @@ export interface OrderRequest {
   idempotencyKey: string | null;
   /** Hash of the request body, to tell a retry (same body) from a conflicting reuse of the key. */
   requestHash: string;
+  /** The approved disconnect plan the order belongs to (DOMAIN.md rule 7). */
+  planId?: string | null;
 }
 
 export interface SubmitContext {
   now: number;
   reconnectLimitHours: number;
   newOrderId: () => string;
+  /** The disconnect rules, applied to every disconnect at admission (and again before every attempt). */
+  policy: PolicyConfig;
 }
 
 export type SubmitOutcome = { kind: 'created' | 'replayed'; order: SwitchOrder };
@@ -88,7 +97,77 @@ export interface AuditEntry {
   action: string;
   target: string;
   details: unknown;
+  /** This entry's link in the hash chain. */
+  hash: string;
 }
+
+export interface AuditQuery {
+  target?: string;
+  actor?: string;
+  from?: number;
+  to?: number;
+  afterSeq?: number;
+  newestFirst?: boolean;
+  limit: number;
+}
+
+export type AuditVerification =
+  | { ok: true; entries: number; lastHash: string }
+  | { ok: false; entries: number; badSeq: number; problem: string };
+
+/** One row of a bulk import of customer and meter facts: every field but meterId optional. */
+export interface MeterFactsRow {
+  meterId: string;
+  region?: string;
+  flags?: Partial<MeterFlags>;
+  notice?: Omit<NoticeRecord, 'id' | 'meterId' | 'recordedBy' | 'recordedAt'>;
+}
+
+export interface PlanDraft {
+  reason: 'arrears' | 'credit_exhausted';
+  note: string | null;
+  windowFrom: number;
+  windowTo: number;
+  meterIds: string[];
+}
+
+export interface PlanView extends PlanFacts {
+  reason: PlanDraft['reason'];
+  note: string | null;
+  author: string;
+  createdAt: number;
+  decidedBy: string | null;
+  decidedAt: number | null;
+  items: { meterId: string; orderId: string | null; state: OrderState | null; stateReason: string | null }[];
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  role: string;
+  createdBy: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export interface NotificationRecord {
+  id: string;
+  kind: string;
+  meterId: string;
+  orderId: string | null;
+  payload: unknown;
+  createdAt: number;
+  attempts: number;
+  deliveredAt: number | null;
+  lastError: string | null;
+}
+
+export interface ObservationRecord extends Observation {
+  meterId: string;
+}
+
+/** What the gate saw and did for one disconnect just before its attempt. */
+export type DisconnectLease = { leased: SwitchOrder } | { leased: null; order: SwitchOrder; decision: GateDecision | null };
 
 export interface GatewayStore {
   migrate(): Promise<void>;
@@ -128,6 +207,56 @@ export interface GatewayStore {
   /** Orders left in flight (by a crash): the control loop verifies each by a read before anything else. */
   inFlightOrders(): Promise<SwitchOrder[]>;
 
-  appendAudit(entry: Omit<AuditEntry, 'seq'>): Promise<void>;
-  listAudit(target?: string, limit?: number): Promise<AuditEntry[]>;
+  // ---- customer and meter facts (DOMAIN.md rules 1, 6, 8, 9, 10) ----
+  setMeterFlags(meterId: string, patch: Partial<MeterFlags>, actor: string, now: number): Promise<MeterFlags>;
+  addNotice(notice: Omit<NoticeRecord, 'id' | 'recordedAt'>, now: number): Promise<NoticeRecord>;
+  listNotices(meterId: string): Promise<NoticeRecord[]>;
+  /** All rows or none; throws E_METER_NOT_FOUND naming the rows whose meter is unknown. */
+  importMeterFacts(rows: readonly MeterFactsRow[], actor: string, now: number): Promise<{ meters: number; notices: number }>;
+
+  // ---- extreme-weather periods (rule 5) ----
+  declareWeather(period: Omit<WeatherPeriod, 'id'>, actor: string, now: number): Promise<WeatherPeriod>;
+  liftWeather(id: string, actor: string, now: number): Promise<WeatherPeriod | undefined>;
+  listWeather(activeAt?: number): Promise<WeatherPeriod[]>;
+
+  // ---- disconnect plans, maker–checker (rule 7) ----
+  createPlan(draft: PlanDraft, actor: string, now: number): Promise<PlanView>;
+  getPlan(planId: string): Promise<PlanView | undefined>;
+  listPlans(status?: PlanFacts['status']): Promise<PlanView[]>;
+  /** approve (creates the plan's orders; not by its author) | reject | cancel (cancels its open orders). */
+  decidePlan(planId: string, decision: 'approve' | 'reject' | 'cancel', actor: string, ctx: SubmitContext): Promise<PlanView>;
+
+  // ---- the gate before each disconnect attempt ----
+  /** Evaluate the rules on fresh facts; apply a refusal, a hold or a second notice. `decision` is null when the order no longer waits. */
+  gateDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<{ order: SwitchOrder; decision: GateDecision | null }>;
+  /** The billing hook answered "paid" (cancel) or could not be reached (hold until `retryAt`). */
+  recordPaymentCheck(orderId: string, now: number, outcome: 'paid' | 'unreachable', detail: string, retryAt: number): Promise<SwitchOrder>;
+  /** Re-check the rules, reserve the day's cap slot and lease the order, atomically. */
+  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<DisconnectLease>;
+
+  // ---- notifications outbox (rule 2's pre-disconnect notice, later billing callbacks) ----
+  pendingNotifications(now: number, limit: number): Promise<NotificationRecord[]>;
+  markNotification(id: string, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void>;
+  listNotifications(meterId: string): Promise<NotificationRecord[]>;
+
+  // ---- API keys (stored hashed, rotatable, revocable) ----
+  createApiKey(key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord>;
+  rotateApiKey(id: string, sha256: string, actor: string, now: number): Promise<ApiKeyRecord | undefined>;
+  revokeApiKey(id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined>;
+  findApiKey(sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+
+  // ---- history for the timeline and "fault or disconnect?" (rules 18, 19) ----
+  listObservations(meterId: string, limit: number): Promise<ObservationRecord[]>;
+  /** The last order of this action for the meter that ended done (or armed). */
+  lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined>;
+
+  // ---- idempotent answers for writes other than switch orders ----
+  getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined>;
+  saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown, now: number): Promise<void>;
+
+  // ---- audit: append-only, hash-chained ----
+  appendAudit(entry: Omit<AuditEntry, 'seq' | 'hash'>): Promise<void>;
+  listAudit(query: AuditQuery): Promise<AuditEntry[]>;
+  verifyAudit(): Promise<AuditVerification>;
 }

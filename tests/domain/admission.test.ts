@@ -24,6 +24,9 @@ const base: SwitchOrder = {
   supersededBy: null,
   completedAt: null,
   resultRelay: null,
+  planId: null,
+  secondNoticeAt: null,
+  capDay: null,
 };
 const order = (o: Partial<SwitchOrder>): SwitchOrder => ({ ...base, ...o });
 

@@ -109,7 +109,7 @@ describe('switching through the API, verified by read-back', () => {
 describe('latest intent wins, one command per meter', () => {
   it('a queued disconnect superseded by a later reconnect is never sent', async () => {
     const later = new Date(Date.now() + 3_600_000).toISOString();
-    const d = await f.http('POST', '/v1/meters/SUPERSEDE-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'arrears', notBefore: later } });
+    const d = await f.http('POST', '/v1/meters/SUPERSEDE-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request', notBefore: later } });
     expect(d.status).toBe(202);
     expect(d.body.state).toBe('queued');
     const r = await f.http('POST', '/v1/meters/SUPERSEDE-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'payment' } });
@@ -142,7 +142,7 @@ describe('latest intent wins, one command per meter', () => {
   it('a disconnect is refused while a reconnect is open, naming the rule', async () => {
     f.fleet.meter('AUTH-1').setFaults({ lateReplyMs: 400 });
     const r = await f.http('POST', '/v1/meters/AUTH-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'payment' } });
-    const d = await f.http('POST', '/v1/meters/AUTH-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'arrears' } });
+    const d = await f.http('POST', '/v1/meters/AUTH-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request' } });
     expect(d.status).toBe(409);
     expect(d.body.code).toBe('E_RECONNECT_PENDING');
     expect(d.body.message).toContain(r.body.id);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { describeStoreConformance } from './store-conformance.js';
+import { openPolicy } from '../harness/test-policy.js';
 
 describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')));
 
@@ -14,8 +15,8 @@ describe('SQLite store specifics', () => {
     await a.migrate();
     await a.upsertMeters([{ meterId: 'M-1', profileId: 'p', link: 'L', region: 'r' }], 1);
     const [o] = await a.submitOrders(
-      [{ meterId: 'M-1', action: 'disconnect', reason: 'arrears', note: null, urgent: false, notBefore: null, paymentAt: null, requestedBy: 'ops', idempotencyKey: 'k', requestHash: 'h' }],
-      { now: 2, reconnectLimitHours: 24, newOrderId: () => 'ord_a' },
+      [{ meterId: 'M-1', action: 'disconnect', reason: 'customer_request', note: null, urgent: false, notBefore: null, paymentAt: null, requestedBy: 'ops', idempotencyKey: 'k', requestHash: 'h' }],
+      { now: 2, reconnectLimitHours: 24, newOrderId: () => 'ord_a', policy: openPolicy() },
     );
     await a.beginAttempts([o!.order.id], 3);
     await a.close();

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
 import { MeterlineError } from '../../src/errors.js';
 import type { GatewayStore, OrderRequest, SubmitContext } from '../../src/store/store.js';
+import { openPolicy } from '../harness/test-policy.js';
 
 /**
  * One conformance suite for every GatewayStore implementation (SQLite now, PostgreSQL next), in the manner of
@@ -12,11 +13,11 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     let store: GatewayStore;
     let now = 1_764_000_000_000;
     let seq = 0;
-    const ctx = (): SubmitContext => ({ now, reconnectLimitHours: 24, newOrderId: () => `ord_${String(++seq).padStart(6, '0')}` });
+    const ctx = (): SubmitContext => ({ now, reconnectLimitHours: 24, newOrderId: () => `ord_${String(++seq).padStart(6, '0')}`, policy: openPolicy() });
     const req = (o: Partial<OrderRequest> = {}): OrderRequest => ({
       meterId: 'M-1',
       action: 'disconnect',
-      reason: 'arrears',
+      reason: 'customer_request',
       note: null,
       urgent: false,
       notBefore: null,
@@ -57,7 +58,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const meter = await store.getMeter('M-1');
       expect(meter?.desiredRelay).toBe('connected');
       expect(meter?.desiredOrderId).toBe(out!.order.id);
-      const audit = await store.listAudit('M-1');
+      const audit = await store.listAudit({ target: 'M-1', newestFirst: true, limit: 10 });
       expect(audit[0]).toMatchObject({ actor: 'ops', action: 'order.reconnect' });
     });
 

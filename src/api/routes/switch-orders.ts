@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { MeterlineError } from '../../errors.js';
+import { ERRORS, MeterlineError, type ErrorCode } from '../../errors.js';
 import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
@@ -46,7 +46,7 @@ function toRequest(meterId: string, action: 'reconnect' | 'disconnect', body: Re
   };
 }
 
-const ORDER_RESPONSES = { 202: OrderView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView };
+const ORDER_RESPONSES = { 202: OrderView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView, 500: ErrorView };
 
 export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -59,7 +59,10 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
 
   const replyWith = (outcome: SubmitOutcome) => {
     if (outcome.order.state === 'refused') {
-      throw new MeterlineError('E_RECONNECT_PENDING', outcome.order.stateReason ?? 'refused', { order: orderView(outcome.order) });
+      // The stored reason starts with the rule's code: "E_PLAN_REQUIRED: disconnect for non-payment refused: ...".
+      const reason = outcome.order.stateReason ?? '';
+      const code = /^(E_[A-Z_]+):/.exec(reason)?.[1];
+      throw new MeterlineError(code && code in ERRORS ? (code as ErrorCode) : 'E_INTERNAL', reason.replace(/^E_[A-Z_]+: /, ''), { order: orderView(outcome.order) });
     }
     return orderView(outcome.order);
   };
@@ -86,7 +89,8 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
   r.post('/v1/meters/:meterId/disconnect', {
     schema: {
       summary: 'Disconnect a meter',
-      description: 'Creates a disconnect order. Refused (409 E_RECONNECT_PENDING) while a reconnect is open for the meter: reconnects always win.',
+      description:
+        'Creates a disconnect order, subject to every rule of DOMAIN.md: refused (409, with the rule\'s code) while a reconnect is open (E_RECONNECT_PENDING), for a protected customer or a meter in protected mode, and for non-payment outside an approved plan (E_PLAN_REQUIRED); held (202, state "held") while a rule says "not yet" (notice, window, cap, second notice).',
       tags: ['switching'],
       params: MeterIdParam,
       headers: IdempotencyHeaders,

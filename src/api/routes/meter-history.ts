@@ -1,0 +1,126 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { supplyStatus, SUPPLY_WORDS } from '../../domain/supply-status.js';
+import { MeterlineError } from '../../errors.js';
+import { requirePermission } from '../auth.js';
+import type { ApiDeps } from '../deps.js';
+import { ErrorView, MeterIdParam } from '../schemas.js';
+
+/**
+ * For the call centre and billing (DOMAIN.md rules 18, 19): a meter's timeline (orders step by step, attempts,
+ * notices, notifications, readings, audit) and the one-word answer to "why is this customer off supply?".
+ */
+const TimelineItem = z.object({
+  at: z.string(),
+  kind: z.enum(['order', 'attempt', 'notice', 'notification', 'reading', 'audit']),
+  summary: z.string(),
+  orderId: z.string().nullable(),
+  details: z.record(z.string(), z.unknown()),
+});
+
+const SupplyView = z.object({
+  meterId: z.string(),
+  status: z.enum(SUPPLY_WORDS),
+  sentence: z.string(),
+  orderId: z.string().nullable(),
+  since: z.string().nullable(),
+  observed: z.object({ relay: z.string(), at: z.string(), voltageV: z.number().nullable(), source: z.string() }).nullable(),
+  liveRead: z.enum(['ok', 'failed', 'not_tried']),
+  liveReadDetail: z.string().nullable(),
+});
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get('/v1/meters/:meterId/timeline', {
+    schema: {
+      summary: "A meter's history in time order: orders step by step, attempts, notices, notifications, readings, audit",
+      tags: ['meters'],
+      params: MeterIdParam,
+      querystring: z.object({ limit: z.coerce.number().int().min(1).max(5000).default(500) }),
+      response: { 200: z.object({ meterId: z.string(), items: z.array(TimelineItem) }), 401: ErrorView, 404: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'meter:read'),
+    handler: async (req) => {
+      const { meterId } = req.params;
+      const { store } = deps;
+      if (!(await store.getMeter(meterId))) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${meterId} is not registered`);
+      const items: { at: number; kind: z.infer<typeof TimelineItem>['kind']; summary: string; orderId: string | null; details: Record<string, unknown> }[] = [];
+      const orders = await store.listOrders({ meterId, limit: 200 });
+      for (const o of orders) {
+        for (const e of await store.listOrderEvents(o.id)) {
+          items.push({ at: e.at, kind: 'order', orderId: o.id, summary: `${o.action} ${e.from ? `${e.from} → ` : ''}${e.to}${e.reason ? `: ${e.reason}` : ''}`, details: { action: o.action, reason: o.reason, requestedBy: o.requestedBy, from: e.from, to: e.to } });
+        }
+        for (const a of await store.listAttempts(o.id)) {
+          items.push({
+            at: a.startedAt,
+            kind: 'attempt',
+            orderId: o.id,
+            summary: `attempt ${a.attempt} of ${o.action}: ${a.outcome ?? 'on the wire'}${a.observedRelay ? `, read back ${a.observedRelay}` : ''}`,
+            details: { attempt: a.attempt, outcome: a.outcome, latencyMs: a.latencyMs, observedRelay: a.observedRelay, detail: a.detail },
+          });
+        }
+      }
+      for (const n of await store.listNotices(meterId)) {
+        items.push({ at: n.servedAt, kind: 'notice', orderId: null, summary: `notice by ${n.channel}, ${n.delivery}`, details: { channel: n.channel, delivery: n.delivery, receiptRef: n.receiptRef, recordedBy: n.recordedBy } });
+      }
+      for (const n of await store.listNotifications(meterId)) {
+        items.push({ at: n.createdAt, kind: 'notification', orderId: n.orderId, summary: `${n.kind.replaceAll('_', ' ')} ${n.deliveredAt ? 'delivered' : 'recorded, not yet delivered'}`, details: { kind: n.kind, deliveredAt: n.deliveredAt, attempts: n.attempts, lastError: n.lastError } });
+      }
+      for (const o of await store.listObservations(meterId, 200)) {
+        items.push({ at: o.at, kind: 'reading', orderId: null, summary: `relay ${o.relay}${o.voltageV !== undefined ? `, ${o.voltageV} V` : ''} (${o.source})`, details: { relay: o.relay, voltageV: o.voltageV ?? null, energyWh: o.energyWh ?? null, source: o.source } });
+      }
+      for (const a of await store.listAudit({ target: meterId, limit: 500 })) {
+        items.push({ at: a.at, kind: 'audit', orderId: null, summary: `${a.actor}: ${a.action}`, details: { actor: a.actor, action: a.action, details: a.details } });
+      }
+      items.sort((x, y) => x.at - y.at);
+      return { meterId, items: items.slice(-req.query.limit).map((i) => ({ ...i, at: iso(i.at) })) };
+    },
+  });
+
+  r.get('/v1/meters/:meterId/supply', {
+    schema: {
+      summary: 'Why is this customer off supply? One word and a sentence',
+      description:
+        'disconnected_by_order (which order, when, why, who), armed_waiting_for_customer, supply_fault (relay closed, no voltage), on_supply, unknown (not answering since …), or disconnected_without_order (relay open, no order of ours: a person should look). With refresh=true (the default) the meter is read live first, unless an order attempt is on the wire to it.',
+      tags: ['meters'],
+      params: MeterIdParam,
+      querystring: z.object({ refresh: z.enum(['true', 'false']).default('true') }),
+      response: { 200: SupplyView, 401: ErrorView, 404: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'meter:read'),
+    handler: async (req) => {
+      const { meterId } = req.params;
+      if (!(await deps.store.getMeter(meterId))) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${meterId} is not registered`);
+      let liveRead: 'ok' | 'failed' | 'not_tried' = 'not_tried';
+      let liveReadDetail: string | null = null;
+      if (req.query.refresh === 'true') {
+        const read = await deps.controller.readNow(meterId);
+        liveRead = read.ok ? 'ok' : read.detail.startsWith('an order attempt') ? 'not_tried' : 'failed';
+        liveReadDetail = read.ok ? null : read.detail;
+      }
+      const meter = (await deps.store.getMeter(meterId))!;
+      const answer = supplyStatus({
+        now: deps.submitContext().now,
+        observed: meter.observed ? { relay: meter.observed.relay, at: meter.observed.at, voltageV: meter.observed.voltageV } : null,
+        liveRead,
+        lastDisconnect: await deps.store.lastCompletedOrder(meterId, 'disconnect'),
+        lastReconnect: await deps.store.lastCompletedOrder(meterId, 'reconnect'),
+        ...deps.supply,
+      });
+      return {
+        meterId,
+        ...answer,
+        since: answer.since === null ? null : iso(answer.since),
+        observed: meter.observed ? { relay: meter.observed.relay, at: iso(meter.observed.at), voltageV: meter.observed.voltageV, source: meter.observed.source } : null,
+        liveRead,
+        liveReadDetail,
+      };
+    },
+  });
+}

@@ -1,0 +1,163 @@
+import { describe, expect, it } from 'vitest';
+import { evaluateDisconnectGate, type GateDecision, type GateInput } from '../../src/domain/policy/disconnect-gate.js';
+import { DEFAULT_FLAGS, type MeterFlags, type NoticeRecord } from '../../src/domain/policy/meter-facts.js';
+import type { PolicyConfig } from '../../src/domain/policy/policy-config.js';
+
+/** Every disconnect rule of DOMAIN.md 1–10 (and 12) at its boundary, on a fake clock. */
+
+const MIN = 60_000;
+const HOUR = 60 * MIN;
+const DAY = 24 * HOUR;
+const at = (iso: string): number => Date.parse(iso);
+// Tuesday 24 November 2026, 10:00 in London (UTC+0 in winter).
+const NOW = at('2026-11-24T10:00:00Z');
+
+const policy: PolicyConfig = {
+  notice: { minLeadDays: 3, maxLeadDays: 7, secondNoticeMinutes: 30 },
+  paymentRecheck: { url: 'http://billing.example/recheck', timeoutMs: 2000, retryAfterMs: 300_000 },
+  dailyCap: { overall: 100, perRegion: { north: 2 }, defaultPerRegion: 50 },
+  windows: {
+    timezone: 'Europe/London',
+    weekly: { mon: ['08:00-16:00'], tue: ['08:00-16:00'], wed: ['08:00-16:00'], thu: ['08:00-16:00'], fri: ['08:00-12:00'], sat: [], sun: [] },
+    holidays: ['2026-12-25', '2026-12-26'],
+    holidayEveCutoff: '12:00',
+  },
+  nonPaymentRequiresPlan: true,
+  limitBeforeCut: { enabled: false, days: 15 },
+};
+
+const notice = (servedAt: number, o: Partial<NoticeRecord> = {}): NoticeRecord => ({
+  id: `n${servedAt}`,
+  meterId: 'M-1',
+  channel: 'letter',
+  servedAt,
+  delivery: 'delivered',
+  receiptRef: 'r',
+  recordedBy: 'billing',
+  recordedAt: servedAt,
+  ...o,
+});
+
+interface Case {
+  name: string;
+  now?: number;
+  reason?: GateInput['order']['reason'];
+  action?: GateInput['order']['action'];
+  flags?: Partial<MeterFlags>;
+  notices?: NoticeRecord[];
+  secondNoticeAt?: number | null;
+  capUsage?: { overall: number; region: number };
+  capDay?: string | null;
+  plan?: GateInput['plan'] | 'none';
+  weather?: GateInput['weather'];
+  region?: string;
+  policy?: Partial<PolicyConfig>;
+  expect: Partial<{ verdict: GateDecision['verdict']; code: string; rule: string; until: number }>;
+}
+
+const approvedPlan = { id: 'plan-1', status: 'approved' as const, windowFrom: NOW - DAY, windowTo: NOW + 7 * DAY };
+const decemberPlan = { ...approvedPlan, windowTo: at('2027-01-31T00:00:00Z') };
+
+function input(c: Case): GateInput {
+  const now = c.now ?? NOW;
+  const plan = c.plan === 'none' ? null : (c.plan ?? approvedPlan);
+  return {
+    now,
+    order: {
+      action: c.action ?? 'disconnect',
+      reason: c.reason ?? 'arrears',
+      planId: plan ? plan.id : null,
+      secondNoticeAt: c.secondNoticeAt === undefined ? now - 45 * MIN : c.secondNoticeAt,
+      capDay: c.capDay ?? null,
+    },
+    plan,
+    meter: { meterId: 'M-1', region: c.region ?? 'north', flags: { ...DEFAULT_FLAGS, ...c.flags } },
+    notices: c.notices ?? [notice(now - 4 * DAY)],
+    weather: c.weather ?? [],
+    capUsage: c.capUsage ?? { overall: 0, region: 0 },
+    policy: { ...policy, ...c.policy },
+  };
+}
+
+const cases: Case[] = [
+  // Rule 1: notice, with delivery evidence, between 3 and 7 days old.
+  { name: 'rule 1: notice 2 days 23 h old is not enough: held until it is 3 days old', notices: [notice(NOW - 3 * DAY + HOUR)], expect: { verdict: 'hold', code: 'E_NOTICE_TOO_RECENT', rule: 'notice', until: NOW + HOUR } },
+  { name: 'rule 1: notice exactly 3 days old is enough', notices: [notice(NOW - 3 * DAY)], expect: { verdict: 'allow' } },
+  { name: 'rule 1: notice exactly 7 days old is still valid', notices: [notice(NOW - 7 * DAY)], expect: { verdict: 'allow' } },
+  { name: 'rule 1: notice 7 days and 1 minute old is stale', notices: [notice(NOW - 7 * DAY - MIN)], expect: { verdict: 'refuse', code: 'E_NOTICE_STALE' } },
+  { name: 'rule 1: no notice at all is refused', notices: [], expect: { verdict: 'refuse', code: 'E_NOTICE_MISSING', rule: 'notice' } },
+  { name: 'rule 1: an SMS with no delivery receipt is not evidence', notices: [notice(NOW - 4 * DAY, { channel: 'sms', delivery: 'unknown', receiptRef: null })], expect: { verdict: 'refuse', code: 'E_NOTICE_MISSING' } },
+  { name: 'rule 1: a failed SMS followed by a phone call 3 days ago is evidence', notices: [notice(NOW - 5 * DAY, { channel: 'sms', delivery: 'failed' }), notice(NOW - 3 * DAY, { channel: 'phone_call' })], expect: { verdict: 'allow' } },
+  // Rule 2: the pre-disconnect notification 30 minutes before the command.
+  { name: 'rule 2: no second notice yet: emit it and hold 30 minutes', secondNoticeAt: null, expect: { verdict: 'second_notice', until: NOW + 30 * MIN } },
+  { name: 'rule 2: 29 minutes after the second notice: not sent', secondNoticeAt: NOW - 29 * MIN, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_PENDING', until: NOW + MIN } },
+  { name: 'rule 2: 30 minutes after the second notice: sent', secondNoticeAt: NOW - 30 * MIN, expect: { verdict: 'allow' } },
+  { name: 'rule 2: a second notice a day and more old is sent again', secondNoticeAt: NOW - 25 * HOUR, expect: { verdict: 'second_notice' } },
+  // Rule 3: no re-check hook, no disconnect for non-payment.
+  { name: 'rule 3: no billing re-check hook configured: refused', policy: { paymentRecheck: { url: null, timeoutMs: 1000, retryAfterMs: 60_000 } }, expect: { verdict: 'refuse', code: 'E_NO_BILLING_HOOK', rule: 'paymentRecheck' } },
+  // Rule 4: daily cap, per region and overall.
+  { name: "rule 4: the region cap's last slot is allowed", capUsage: { overall: 10, region: 1 }, expect: { verdict: 'allow' } },
+  { name: 'rule 4: the one after the region cap waits for the next day', capUsage: { overall: 10, region: 2 }, expect: { verdict: 'hold', code: 'E_DAILY_CAP', until: at('2026-11-25T00:00:00Z') } },
+  { name: 'rule 4: the overall cap binds too', region: 'south', capUsage: { overall: 100, region: 0 }, expect: { verdict: 'hold', code: 'E_DAILY_CAP' } },
+  { name: 'rule 4: an order that already holds a slot today is not counted twice', capUsage: { overall: 10, region: 2 }, capDay: '2026-11-24', expect: { verdict: 'allow' } },
+  // Rule 5: permitted windows.
+  { name: 'rule 5: 07:55 on a Tuesday is before the window: held until 08:00', now: at('2026-11-24T07:55:00Z'), secondNoticeAt: at('2026-11-24T07:00:00Z'), expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW', until: at('2026-11-24T08:00:00Z') } },
+  { name: 'rule 5: 15:55 on a Tuesday is inside', now: at('2026-11-24T15:55:00Z'), expect: { verdict: 'allow' } },
+  { name: 'rule 5: 16:00 on a Tuesday (night): held until Wednesday 08:00', now: at('2026-11-24T16:00:00Z'), expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW', until: at('2026-11-25T08:00:00Z') } },
+  { name: 'rule 5: Friday 11:55 is inside', now: at('2026-11-27T11:55:00Z'), expect: { verdict: 'allow' } },
+  { name: 'rule 5: Friday 12:00, eve of the weekend: held until Monday 08:00', now: at('2026-11-27T12:00:00Z'), expect: { verdict: 'hold', until: at('2026-11-30T08:00:00Z') } },
+  { name: 'rule 5: Saturday is closed', now: at('2026-11-28T10:00:00Z'), expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW' } },
+  { name: 'rule 5: Christmas Day (a holiday, a Friday) is closed', plan: decemberPlan, now: at('2026-12-25T10:00:00Z'), expect: { verdict: 'hold', until: at('2026-12-28T08:00:00Z') } },
+  { name: 'rule 5: the eve of a holiday before noon is inside', plan: decemberPlan, now: at('2026-12-24T11:55:00Z'), expect: { verdict: 'allow' } },
+  { name: 'rule 5: the eve of a holiday after noon is closed', plan: decemberPlan, now: at('2026-12-24T12:00:00Z'), expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW' } },
+  { name: 'rule 5: summer time: 08:00 London is 07:00 UTC', now: at('2026-06-02T07:00:00Z'), notices: [notice(at('2026-05-29T00:00:00Z'))], plan: { ...approvedPlan, windowFrom: at('2026-06-01T00:00:00Z'), windowTo: at('2026-06-30T00:00:00Z') }, expect: { verdict: 'allow' } },
+  {
+    name: 'rule 5: a declared freeze in the region holds until it ends (and the window allows)',
+    weather: [{ id: 'w1', kind: 'freeze', from: NOW - HOUR, to: at('2026-11-24T13:02:00Z'), regions: ['north'] }],
+    expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW', until: at('2026-11-24T13:05:00Z') },
+  },
+  { name: 'rule 5: a freeze declared for another region does not apply', weather: [{ id: 'w1', kind: 'freeze', from: NOW - HOUR, to: NOW + HOUR, regions: ['south'] }], expect: { verdict: 'allow' } },
+  // Rule 6: protected customers.
+  { name: 'rule 6: vulnerable customer: refused, to a person', flags: { vulnerable: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_CUSTOMER' } },
+  { name: 'rule 6: medical equipment: refused', flags: { medicalEquipment: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_CUSTOMER' } },
+  { name: 'rule 6: priority register: refused', flags: { priorityRegister: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_CUSTOMER' } },
+  { name: 'rule 6: a protected customer may still ask to be disconnected (moving out)', flags: { vulnerable: true }, reason: 'customer_request', plan: 'none', expect: { verdict: 'allow' } },
+  // Rule 7: central authority, maker–checker.
+  { name: 'rule 7: a non-payment disconnect outside a plan is refused', plan: 'none', expect: { verdict: 'refuse', code: 'E_PLAN_REQUIRED', rule: 'plan' } },
+  { name: 'rule 7: a plan not yet approved does not count', plan: { ...approvedPlan, status: 'draft' }, expect: { verdict: 'refuse', code: 'E_PLAN_NOT_APPROVED' } },
+  { name: "rule 7: after the plan's window closes: refused", plan: { ...approvedPlan, windowTo: NOW }, expect: { verdict: 'refuse', code: 'E_PLAN_WINDOW_CLOSED' } },
+  { name: "rule 7: before the plan's window opens: held until it opens", plan: { ...approvedPlan, windowFrom: NOW + HOUR }, expect: { verdict: 'hold', code: 'E_PLAN_WINDOW_NOT_OPEN', until: NOW + HOUR } },
+  // Rule 8: prepayment needs an agreement.
+  { name: 'rule 8: a credit cut-off without an agreement on record is refused', reason: 'credit_exhausted', flags: { prepaymentMode: true }, expect: { verdict: 'refuse', code: 'E_NO_PREPAYMENT_AGREEMENT' } },
+  { name: 'rule 8: a credit cut-off with the agreement is allowed', reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], expect: { verdict: 'allow' } },
+  // Rule 9: protected mode refuses every trip.
+  { name: 'rule 9: protected mode refuses a disconnect for arrears', flags: { protectedMode: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
+  { name: 'rule 9: protected mode refuses even a customer-requested disconnect', flags: { protectedMode: true }, reason: 'customer_request', plan: 'none', expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
+  // Rule 10: limit before cutting, where enabled and the meter can.
+  { name: 'rule 10: limited for 14 days only: refused', policy: { limitBeforeCut: { enabled: true, days: 15 } }, flags: { hasLoadLimiter: true, loadLimitedSince: NOW - 14 * DAY }, expect: { verdict: 'refuse', code: 'E_LIMIT_FIRST' } },
+  { name: 'rule 10: limited for 15 days: allowed', policy: { limitBeforeCut: { enabled: true, days: 15 } }, flags: { hasLoadLimiter: true, loadLimitedSince: NOW - 15 * DAY }, expect: { verdict: 'allow' } },
+  { name: 'rule 10: a meter without a limiter is not held to it', policy: { limitBeforeCut: { enabled: true, days: 15 } }, expect: { verdict: 'allow' } },
+  // Rule 12: reconnects are never held by any of it.
+  {
+    name: 'rule 12: a reconnect passes even at night on a holiday, for a protected customer with no notice, no plan and the cap used',
+    action: 'reconnect',
+    reason: 'payment',
+    now: at('2026-12-25T23:00:00Z'),
+    flags: { vulnerable: true },
+    notices: [],
+    plan: 'none',
+    capUsage: { overall: 1000, region: 1000 },
+    expect: { verdict: 'allow' },
+  },
+];
+
+describe('disconnect policy gate (DOMAIN.md rules 1–10, 12)', () => {
+  it.each(cases)('$name', (c) => {
+    const d = evaluateDisconnectGate(input(c));
+    expect(d.verdict).toBe(c.expect.verdict);
+    if (c.expect.code) expect('code' in d ? d.code : undefined).toBe(c.expect.code);
+    if (c.expect.rule) expect('rule' in d ? d.rule : undefined).toBe(c.expect.rule);
+    if (c.expect.until !== undefined) expect('until' in d ? d.until : undefined).toBe(c.expect.until);
+    if (d.verdict === 'refuse' || d.verdict === 'hold') expect(d.message).toMatch(/rule \d+/);
+  });
+});
