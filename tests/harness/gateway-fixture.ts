@@ -7,6 +7,7 @@ import { asMqttProfile } from '../../src/domain/firmware-profile.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { isTerminal, type OrderState } from '../../src/domain/switch-order.js';
 import type { RelayState } from '../../src/domain/relay.js';
+import type { Clock } from '../../src/control/clock.js';
 import { startGateway, type RunningGateway } from '../../src/gateway.js';
 import { MqttFleet } from '../../simulators/mqtt-fleet.js';
 import { startMosquitto, type MosquittoBroker } from './mosquitto.js';
@@ -17,6 +18,7 @@ export interface TestMeter {
   profileId: string;
   initialRelay: RelayState;
   link?: string;
+  region?: string;
 }
 
 export interface GatewayFixture {
@@ -25,6 +27,8 @@ export interface GatewayFixture {
   fleet: MqttFleet;
   operatorKey: string;
   billingKey: string;
+  supervisorKey: string;
+  adminKey: string;
   http(method: string, path: string, options?: { body?: unknown; key?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
   /** Poll the API until the order is in one of `states` (default: any terminal state). */
   waitForOrder(orderId: string, states?: OrderState[], timeoutMs?: number): Promise<any>;
@@ -36,7 +40,7 @@ export interface GatewayFixture {
  * A gateway wired exactly as in production (SQLite file, MQTT driver, control loop, HTTP API on a real port)
  * against a real mosquitto and a simulated fleet in the test process, where tests inject faults.
  */
-export async function startGatewayFixture(meters: TestMeter[], overrides: Partial<GatewayConfig> = {}): Promise<GatewayFixture> {
+export async function startGatewayFixture(meters: TestMeter[], overrides: Partial<GatewayConfig> = {}, options: { clock?: Clock } = {}): Promise<GatewayFixture> {
   const broker = await startMosquitto();
   const { dir: profilesDir, profiles } = writeFastProfiles();
   const base = loadConfig({});
@@ -61,7 +65,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     meters: meters.map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: m.initialRelay })),
   });
   await fleet.start();
-  const gateway = await startGateway(config);
+  const gateway = await startGateway(config, options.clock ? { clock: options.clock } : {});
   const operatorKey = gateway.demoKeys!.operator;
 
   const http: GatewayFixture['http'] = async (method, path, options = {}) => {
@@ -91,6 +95,8 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     fleet,
     operatorKey,
     billingKey: gateway.demoKeys!.billing,
+    supervisorKey: gateway.demoKeys!.supervisor,
+    adminKey: gateway.demoKeys!.admin,
     http,
     async waitForOrder(orderId, states, timeoutMs = 20_000) {
       const until = Date.now() + timeoutMs;
@@ -105,7 +111,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     },
     async registerMeters(list) {
       for (const m of list) {
-        const res = await http('PUT', `/v1/meters/${m.meterId}`, { body: { profileId: m.profileId, link: m.link ?? 'dc-1', region: 'north' } });
+        const res = await http('PUT', `/v1/meters/${m.meterId}`, { body: { profileId: m.profileId, link: m.link ?? 'dc-1', region: m.region ?? 'north' } });
         if (res.status !== 200) throw new Error(`register ${m.meterId}: ${res.status} ${JSON.stringify(res.body)}`);
       }
     },

@@ -197,6 +197,92 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.getMeter('M-1'))?.observed?.relay).toBe('connected');
     });
 
+    it('a disconnect for arrears outside a plan is refused at admission, naming the rule, and supersedes nothing', async () => {
+      const [r] = await store.submitOrders([req({ action: 'reconnect', reason: 'payment', meterId: 'M-2', notBefore: now + 3_600_000 })], ctx());
+      const [d] = await store.submitOrders([req({ meterId: 'M-1', reason: 'arrears' })], ctx());
+      expect(d!.order.state).toBe('refused');
+      expect(d!.order.stateReason).toMatch(/^E_PLAN_REQUIRED: .*rule 7/);
+      expect((await store.getOrder(r!.order.id))?.state).toBe('queued');
+      expect((await store.getMeter('M-1'))?.desiredRelay).toBeNull();
+    });
+
+    it('plans: drafted, not approvable by the author, approved into orders that wait for their second notice, reserve one cap slot, then lease', async () => {
+      await store.addNotice({ meterId: 'M-1', channel: 'letter', servedAt: now - 4 * 86_400_000, delivery: 'delivered', receiptRef: 'r1', recordedBy: 'billing' }, now);
+      const plan = await store.createPlan({ reason: 'arrears', note: null, windowFrom: now - 1000, windowTo: now + 86_400_000, meterIds: ['M-1', 'M-2'] }, 'ops', now);
+      expect(plan.status).toBe('draft');
+      await expect(store.decidePlan(plan.id, 'approve', 'ops', ctx())).rejects.toMatchObject({ code: 'E_SELF_APPROVAL' });
+      const approved = await store.decidePlan(plan.id, 'approve', 'sup', ctx());
+      expect(approved.items.map((i) => i.state)).toEqual(['queued', 'refused']); // M-2 has no notice
+      const id = approved.items[0]!.orderId!;
+      const policy = openPolicy();
+      const first = await store.gateDisconnect(id, now, policy);
+      expect(first.decision?.verdict).toBe('second_notice');
+      expect(first.order.state).toBe('held');
+      expect((await store.listNotifications('M-1')).map((n) => n.kind)).toEqual(['pre_disconnect_notice']);
+      expect((await store.leaseDisconnect(id, now + 29 * 60_000, policy)).leased).toBeNull();
+      const lease = await store.leaseDisconnect(id, now + 30 * 60_000, policy);
+      expect(lease.leased?.state).toBe('in_flight');
+      expect(lease.leased?.capDay).toBe(new Date(now).toISOString().slice(0, 10));
+      expect((await store.listAudit({ target: plan.id, limit: 10 })).map((a) => [a.action, a.actor])).toEqual([
+        ['plan.draft', 'ops'],
+        ['plan.approve', 'sup'],
+      ]);
+    });
+
+    it('the daily cap is reserved atomically: the slot after the last is held for the next day', async () => {
+      const policy = openPolicy({ dailyCap: { overall: 1000, perRegion: { north: 1 }, defaultPerRegion: 1000 } });
+      for (const m of ['M-1', 'M-2']) await store.addNotice({ meterId: m, channel: 'phone_call', servedAt: now - 4 * 86_400_000, delivery: 'delivered', receiptRef: null, recordedBy: 'b' }, now);
+      const plan = await store.createPlan({ reason: 'arrears', note: null, windowFrom: now - 1000, windowTo: now + 86_400_000, meterIds: ['M-1', 'M-2'] }, 'ops', now);
+      const ids = (await store.decidePlan(plan.id, 'approve', 'sup', { ...ctx(), policy })).items.map((i) => i.orderId!);
+      const later = now + 31 * 60_000;
+      for (const id of ids) await store.gateDisconnect(id, now, policy);
+      const a = await store.leaseDisconnect(ids[0]!, later, policy);
+      const b = await store.leaseDisconnect(ids[1]!, later, policy);
+      expect(a.leased).not.toBeNull();
+      expect(b.leased).toBeNull();
+      expect(b.leased === null && b.decision?.verdict === 'hold' && b.decision.code).toBe('E_DAILY_CAP');
+    });
+
+    it('a paid account cancels the disconnect; an unreachable billing hook holds it', async () => {
+      const [a] = await store.submitOrders([req({ meterId: 'M-1' })], ctx());
+      const [b] = await store.submitOrders([req({ meterId: 'M-2' })], ctx());
+      const paid = await store.recordPaymentCheck(a!.order.id, now, 'paid', 'paid at the counter', now + 1000);
+      expect(paid.state).toBe('cancelled');
+      expect(paid.stateReason).toMatch(/^E_PAID/);
+      const held = await store.recordPaymentCheck(b!.order.id, now, 'unreachable', 'HTTP 500', now + 1000);
+      expect(held).toMatchObject({ state: 'held', nextAttemptAt: now + 1000 });
+      expect(await store.dueOrders(now, 10, [])).toEqual([]);
+      expect((await store.dueOrders(now + 1000, 10, [])).map((o) => o.id)).toEqual([b!.order.id]);
+    });
+
+    it('flags: a change is audited with before and after; prepayment mode needs an agreement; an import is all or nothing', async () => {
+      await expect(store.setMeterFlags('M-1', { prepaymentMode: true }, 'billing', now)).rejects.toMatchObject({ code: 'E_NO_PREPAYMENT_AGREEMENT' });
+      const flags = await store.setMeterFlags('M-1', { medicalEquipment: true }, 'billing', now);
+      expect(flags.medicalEquipment).toBe(true);
+      expect((await store.getMeter('M-1'))?.flags.medicalEquipment).toBe(true);
+      const [entry] = await store.listAudit({ target: 'M-1', newestFirst: true, limit: 1 });
+      expect(entry).toMatchObject({ actor: 'billing', action: 'meter.flags', details: { before: { medicalEquipment: false }, after: { medicalEquipment: true } } });
+      await expect(store.importMeterFacts([{ meterId: 'M-2', flags: { vulnerable: true } }, { meterId: 'NOPE', flags: {} }], 'billing', now)).rejects.toMatchObject({ code: 'E_IMPORT_INVALID' });
+      expect((await store.getMeter('M-2'))?.flags.vulnerable).toBe(false);
+    });
+
+    it('api keys: found by hash, rotated, revoked', async () => {
+      const k = await store.createApiKey({ name: 'ops', role: 'operator', sha256: 'a'.repeat(64) }, 'admin', now);
+      expect((await store.findApiKey('a'.repeat(64)))?.id).toBe(k.id);
+      await store.rotateApiKey(k.id, 'b'.repeat(64), 'admin', now);
+      expect(await store.findApiKey('a'.repeat(64))).toBeUndefined();
+      await store.revokeApiKey(k.id, 'admin', now);
+      expect((await store.findApiKey('b'.repeat(64)))?.revokedAt).toBe(now);
+    });
+
+    it('the audit chain verifies, entry by entry', async () => {
+      await store.submitOrders([req()], ctx());
+      await store.appendAudit({ at: now, actor: 'x', action: 'test', target: 'M-1', details: { a: 1 } });
+      const v = await store.verifyAudit();
+      expect(v.ok).toBe(true);
+      expect(v.entries).toBe(2);
+    });
+
     it('lists orders with cursor pagination and counts them by state', async () => {
       await store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'M-2' }), req({ meterId: 'M-3' })], ctx());
       const page1 = await store.listOrders({ limit: 2 });
