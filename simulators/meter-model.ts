@@ -269,6 +269,18 @@ export class SimulatedMeter {
     return this.reply(now, 'ok', this.relayState);
   }
 
+  /**
+   * A link-level contact before any command is known (a DLMS/HDLC SNRM): whether the meter answers at `now`.
+   * An offline meter does not, and the contact counts in `counters.offline` as a command would.
+   */
+  acceptsContact(now: number): boolean {
+    if (now < this.faults.offlineUntil) {
+      this.counters.offline++;
+      return false;
+    }
+    return true;
+  }
+
   /** Cancel the meter's timers (auto-press). */
   dispose(): void {
     this.cancelAutoPress?.();

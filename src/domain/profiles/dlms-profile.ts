@@ -1,8 +1,56 @@
 import { z } from 'zod';
 
 /**
- * The DLMS/COSEM part of a firmware profile: HDLC addressing, security level, control mode and OBIS codes.
- * PLACEHOLDER until the DLMS driver lands (issue 4).
+ * The DLMS/COSEM part of a firmware profile (IEC 62056-46 HDLC on a serial line, IEC 62056-5-3 application
+ * layer): who the gateway is on the meter's HDLC link, how it authenticates, what the meter negotiates, and
+ * which control mode (Disconnect control, class 70) the model ships with. The password is never in the
+ * profile: `passwordEnv` names the environment variable that holds it (the DLMS links config may override).
  */
-export const DlmsProfileSchema = z.object({}).strict();
+
+const obis = z.string().regex(/^\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/, 'an OBIS code like 0-0:96.3.10.255');
+
+export const DlmsProfileSchema = z
+  .object({
+    /** Client SAP: 16 = public client (lowest security), 1 = management client (typically low security). */
+    clientSap: z.number().int().min(1).max(127),
+    /** Upper HDLC address (logical device), 1 = management logical device; the lower comes from the meter's address. */
+    serverLogicalAddress: z.number().int().min(0).max(16383).default(1),
+    /** 'lowest': no authentication; 'low': LLS, a password sent in the AARQ. HLS and ciphering are not supported. */
+    security: z.enum(['lowest', 'low']),
+    /** Environment variable holding the LLS password (upper-case, e.g. METERLINE_DLMS_PASSWORD_ACME_E570). */
+    passwordEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name: A-Z, 0-9 and _').optional(),
+    /** The meter's serial speed (optical probe 9600 after IEC 62056-21 mode E, RS-485 commonly 9600–115200). */
+    baudRate: z.number().int().min(300).max(921_600),
+    /** Disconnect control mode the model ships in (0–6); the driver reads the meter's actual mode and warns on a mismatch. */
+    controlMode: z.number().int().min(0).max(6),
+    hdlc: z
+      .object({
+        /** Maximum information field length the gateway proposes to send / receive (IEC 62056-46 §6.4.4.4.3.2). */
+        maxInfoTx: z.number().int().min(32).max(2030).default(128),
+        maxInfoRx: z.number().int().min(32).max(2030).default(128),
+        /** Window sizes (frames in flight); 1 is what most meters do. */
+        windowTx: z.number().int().min(1).max(7).default(1),
+        windowRx: z.number().int().min(1).max(7).default(1),
+        /** How long to wait for a frame's answer before a frame-level repeat (the meter's response time). */
+        responseTimeoutMs: z.number().int().min(10).max(30_000).default(500),
+      })
+      .strict(),
+    /** client-max-receive-pdu-size proposed in the AARQ; answers larger than this arrive as GET data blocks. */
+    maxPduSize: z.number().int().min(12).max(65_535).default(1024),
+    /** Logical names, for meters that deviate from the standard's instances. */
+    obis: z
+      .object({
+        disconnectControl: obis.default('0-0:96.3.10.255'),
+        activeEnergyImport: obis.default('1-0:1.8.0.255'),
+        voltage: obis.default('1-0:32.7.0.255'),
+        clock: obis.default('0-0:1.0.0.255'),
+      })
+      .strict()
+      .default({ disconnectControl: '0-0:96.3.10.255', activeEnergyImport: '1-0:1.8.0.255', voltage: '1-0:32.7.0.255', clock: '0-0:1.0.0.255' }),
+  })
+  .strict()
+  .refine((p) => p.security === 'lowest' || p.passwordEnv !== undefined, {
+    message: "security 'low' needs passwordEnv (the password itself never goes in a profile)",
+    path: ['passwordEnv'],
+  });
 export type DlmsProfile = z.infer<typeof DlmsProfileSchema>;

@@ -1,0 +1,139 @@
+import { decodeAare, encodeAarq, encodeRlrq, ACSE_TAG, AssociationResult, CLIENT_CONFORMANCE, describeDiagnostic, type Aarq } from './acse-apdu.js';
+import { decodeData, AxdrError, describeData, type DlmsData } from './axdr.js';
+import { describeAttribute, type CosemAttribute, type CosemMethod } from './cosem/attribute.js';
+import type { HdlcClient } from './hdlc-client.js';
+import { LLC_REQUEST, LLC_RESPONSE, stripLlc, withLlc } from './llc.js';
+import { BerError } from './ber.js';
+import { AccessResult, ApduError, decodeResponse, describeResult, encodeRequest, type XdlmsRequest, type XdlmsResponse } from './xdlms-apdu.js';
+import { DlmsWireFailure, hex } from './wire-failure.js';
+
+/**
+ * One application association over an HDLC connection (IEC 62056-5-3): AARQ/AARE, then GET (with block
+ * transfer), SET and ACTION by logical name, then RLRQ/RLRE. Every answer is checked: a refused
+ * association or a non-success result becomes `nack` naming the standard's result; bytes that are not the
+ * expected APDU become `garbled` with the raw bytes as evidence.
+ */
+
+export interface AssociationOptions {
+  mechanism: Aarq['mechanism'];
+  password?: Uint8Array;
+  /** client-max-receive-pdu-size proposed in the InitiateRequest; larger answers come in GET data blocks. */
+  maxPduSize: number;
+}
+
+/** GET block transfers longer than this are not something a disconnect-control conversation needs. */
+const MAX_BLOCKS = 64;
+const INVOKE_ID_MOD = 16;
+
+export class CosemClient {
+  /** Hex of every response APDU, in order (the conversation's evidence). */
+  readonly answers: string[] = [];
+  private invokeId = 0;
+  private associated = false;
+
+  constructor(
+    private readonly hdlc: HdlcClient,
+    private readonly where: string,
+  ) {}
+
+  async associate(o: AssociationOptions): Promise<void> {
+    const aarq: Aarq = { mechanism: o.mechanism, conformance: CLIENT_CONFORMANCE, maxPduSize: o.maxPduSize };
+    if (o.password) aarq.password = o.password;
+    const apdu = await this.roundTrip(encodeAarq(aarq), 'AARQ');
+    let aare;
+    try {
+      aare = decodeAare(apdu);
+    } catch (e) {
+      throw this.garbled(apdu, `AARE: ${(e as Error).message}`);
+    }
+    if (aare.result !== AssociationResult.accepted) {
+      const why = describeDiagnostic(aare);
+      const hint = why.startsWith('authenticationFailure') ? ': check the password' : '';
+      throw new DlmsWireFailure('nack', `meter ${this.where} rejected the association: ${why}${hint}`, hex(apdu));
+    }
+    this.associated = true;
+  }
+
+  /** GET-Request-Normal, following GET-Response-With-Datablock to the last block (IEC 62056-5-3 §9.3.7). */
+  async get(attribute: CosemAttribute): Promise<DlmsData> {
+    const what = `GET ${describeAttribute(attribute)}`;
+    let res = await this.service({ kind: 'get', invokeId: this.nextInvokeId(), attribute }, what);
+    if (res.kind === 'get') {
+      if ('error' in res.result) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result.error)}`, this.answers.at(-1));
+      return res.result.data;
+    }
+    const blocks: Uint8Array[] = [];
+    for (let expected = 1; ; expected++) {
+      if (res.kind !== 'get-block') throw this.garbledLast(`${what}: expected a data block, got ${res.kind}`);
+      if ('error' in res.result) throw new DlmsWireFailure('nack', `${what}: block ${res.block}: ${describeResult(res.result.error)}`, this.answers.at(-1));
+      if (res.block !== expected) throw this.garbledLast(`${what}: block ${res.block} where ${expected} was due`);
+      blocks.push(res.result.raw);
+      if (res.lastBlock) break;
+      if (expected >= MAX_BLOCKS) throw this.garbledLast(`${what}: more than ${MAX_BLOCKS} blocks`);
+      res = await this.service({ kind: 'get-next', invokeId: res.invokeId, block: expected }, `${what} (block ${expected + 1})`);
+    }
+    try {
+      return decodeData(Buffer.concat(blocks));
+    } catch (e) {
+      throw new DlmsWireFailure('garbled', `${what}: reassembled data blocks do not decode: ${(e as Error).message}`, this.answers.join(' '));
+    }
+  }
+
+  async set(attribute: CosemAttribute, value: DlmsData): Promise<void> {
+    const what = `SET ${describeAttribute(attribute)} = ${describeData(value)}`;
+    const res = await this.service({ kind: 'set', invokeId: this.nextInvokeId(), attribute, value }, what);
+    if (res.kind !== 'set') throw this.garbledLast(`${what}: answered with ${res.kind}`);
+    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
+  }
+
+  /** ACTION-Request-Normal; resolves on action-result success, throws `nack` naming any other result. */
+  async action(method: CosemMethod, parameter: DlmsData): Promise<void> {
+    const what = `ACTION ${describeAttribute(method)}`;
+    const res = await this.service({ kind: 'action', invokeId: this.nextInvokeId(), method, parameter }, what);
+    if (res.kind !== 'action') throw this.garbledLast(`${what}: answered with ${res.kind}`);
+    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
+  }
+
+  /** RLRQ → RLRE (IEC 62056-5-3 §8.4). */
+  async release(): Promise<void> {
+    if (!this.associated) return;
+    this.associated = false;
+    const apdu = await this.roundTrip(encodeRlrq(), 'RLRQ');
+    if (apdu[0] !== ACSE_TAG.RLRE) throw this.garbled(apdu, 'answer to RLRQ is not an RLRE');
+  }
+
+  private nextInvokeId(): number {
+    this.invokeId = (this.invokeId + 1) % INVOKE_ID_MOD;
+    return this.invokeId;
+  }
+
+  private async service(req: XdlmsRequest, what: string): Promise<XdlmsResponse> {
+    const apdu = await this.roundTrip(encodeRequest(req), what);
+    let res: XdlmsResponse;
+    try {
+      res = decodeResponse(apdu);
+    } catch (e) {
+      if (e instanceof ApduError || e instanceof AxdrError || e instanceof BerError) throw this.garbled(apdu, `${what}: ${e.message}`);
+      throw e;
+    }
+    if (res.kind === 'exception') throw new DlmsWireFailure('nack', `${what}: exception-response (state-error ${res.stateError}, service-error ${res.serviceError})`, hex(apdu));
+    if (res.invokeId !== req.invokeId) throw this.garbled(apdu, `${what}: answer carries invoke-id ${res.invokeId}, expected ${req.invokeId}`);
+    return res;
+  }
+
+  private async roundTrip(apdu: Uint8Array, what: string): Promise<Uint8Array> {
+    const info = await this.hdlc.request(withLlc(LLC_REQUEST, apdu));
+    const body = stripLlc(LLC_RESPONSE, info);
+    if (!body) throw this.garbled(info, `${what}: answer does not start with the LLC response header E6 E7 00`);
+    this.answers.push(hex(body));
+    return body;
+  }
+
+  private garbled(bytes: Uint8Array, detail: string): DlmsWireFailure {
+    return new DlmsWireFailure('garbled', `meter ${this.where}: ${detail}`, hex(bytes));
+  }
+
+  private garbledLast(detail: string): DlmsWireFailure {
+    return new DlmsWireFailure('garbled', `meter ${this.where}: ${detail}`, this.answers.at(-1));
+  }
+}

@@ -1,0 +1,107 @@
+import { SerialPort } from 'serialport';
+import type { Logger } from 'pino';
+
+/**
+ * One serial port (optical probe, RS-485 adapter, or a pty in tests) that keeps itself open: when the
+ * device disappears (adapter unplugged, pty gone) it reports down and retries opening every `reopenMs`
+ * until the path is back. The simulators use the same class for their end of the line.
+ */
+
+export interface SerialLineOptions {
+  path: string;
+  baudRate: number;
+  parity?: 'none' | 'even' | 'odd';
+  /** Delay between attempts to reopen a port that is gone. Default 250 ms. */
+  reopenMs?: number;
+  logger: Logger;
+}
+
+type DataListener = (chunk: Uint8Array) => void;
+
+export class SerialLine {
+  private port: SerialPort | undefined;
+  private listeners = new Set<DataListener>();
+  private reopenTimer: NodeJS.Timeout | undefined;
+  private wanted = false;
+  private opening = false;
+  private readonly log: Logger;
+
+  constructor(private readonly options: SerialLineOptions) {
+    this.log = options.logger.child({ port: options.path });
+  }
+
+  get isOpen(): boolean {
+    return this.port?.isOpen === true;
+  }
+
+  get path(): string {
+    return this.options.path;
+  }
+
+  /** Start keeping the port open. Resolves after the first attempt, open or not (a missing port is retried). */
+  async open(): Promise<void> {
+    this.wanted = true;
+    await this.tryOpen();
+  }
+
+  async close(): Promise<void> {
+    this.wanted = false;
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    this.reopenTimer = undefined;
+    const p = this.port;
+    this.port = undefined;
+    if (p?.isOpen) await new Promise<void>((resolve) => p.close(() => resolve()));
+  }
+
+  onData(listener: DataListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Write and wait until the bytes are handed to the OS; rejects when the port is not open. */
+  write(bytes: Uint8Array): Promise<void> {
+    const p = this.port;
+    if (!p?.isOpen) return Promise.reject(new Error(`serial port ${this.options.path} is not open`));
+    return new Promise((resolve, reject) => {
+      p.write(Buffer.from(bytes), (err) => (err ? reject(err) : p.drain((e) => (e ? reject(e) : resolve()))));
+    });
+  }
+
+  private async tryOpen(): Promise<void> {
+    if (!this.wanted || this.opening || this.port?.isOpen) return;
+    this.opening = true;
+    const { path, baudRate, parity = 'none' } = this.options;
+    const port = new SerialPort({ path, baudRate, parity, dataBits: 8, stopBits: 1, autoOpen: false });
+    const error = await new Promise<Error | null>((resolve) => port.open((err) => resolve(err ?? null)));
+    this.opening = false;
+    if (error || !this.wanted) {
+      if (error) this.log.debug({ err: error.message }, 'serial port not available; retrying');
+      if (!error) port.close();
+      this.scheduleReopen();
+      return;
+    }
+    this.port = port;
+    port.on('data', (chunk: Buffer) => {
+      const bytes = new Uint8Array(chunk);
+      for (const l of this.listeners) l(bytes);
+    });
+    port.on('error', (err) => this.log.warn({ err: err.message }, 'serial port error'));
+    port.on('close', () => {
+      if (this.port === port) this.port = undefined;
+      if (this.wanted) {
+        this.log.warn('serial port closed; reopening when it is back');
+        this.scheduleReopen();
+      }
+    });
+    this.log.info({ baudRate }, 'serial port open');
+  }
+
+  private scheduleReopen(): void {
+    if (!this.wanted || this.reopenTimer) return;
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = undefined;
+      void this.tryOpen();
+    }, this.options.reopenMs ?? 250);
+    this.reopenTimer.unref();
+  }
+}
