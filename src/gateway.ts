@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
+import { createDlmsDriver } from '../drivers/dlms/index.js';
 import { MqttDriver } from '../drivers/mqtt/mqtt-driver.js';
 import type { MeterDriver } from '../drivers/driver.js';
 import { MqttFleet } from '../simulators/mqtt-fleet.js';
@@ -125,6 +126,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     await mqttDriver.start();
     stops.push(() => mqttDriver.stop());
     const drivers = new Map<string, MeterDriver>([['mqtt', mqttDriver]]);
+    // Serial protocols run only where ports are configured (a DLMS profile with a password needs it set then).
+    if (Object.keys(config.dlms.ports).length > 0) {
+      const dlms = createDlmsDriver({ links: config.dlms, profiles: profiles.values(), logger: logger.child({ component: 'dlms-driver' }) });
+      await dlms.start();
+      stops.push(() => dlms.stop());
+      drivers.set('dlms', dlms);
+    }
 
     const controller = new SwitchController({
       store,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PolicyConfigSchema } from '../domain/policy/policy-config.js';
+import { DlmsLinksConfigSchema } from '../../drivers/dlms/dlms-config.js';
 
 /**
  * The gateway's configuration. `config/default.json` holds the embedded defaults (SQLite, in-process broker,
@@ -38,6 +39,8 @@ export const ConfigSchema = z
       })
       .strict(),
     profilesDir: z.string().min(1),
+    /** DLMS/COSEM serial ports by link name, and where each DLMS profile's password comes from. */
+    dlms: DlmsLinksConfigSchema,
     control: z
       .object({
         /** How often the loop looks for due orders when nothing wakes it. */
