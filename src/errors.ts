@@ -37,6 +37,11 @@ export const ERRORS = {
   E_KEY_NOT_FOUND: { status: 404, title: 'no such API key' },
   E_IMPORT_INVALID: { status: 422, title: 'the import has invalid rows; nothing was imported' },
   E_AUDIT_TAMPERED: { status: 500, title: 'the audit chain does not verify' },
+  E_CIRCUIT_OPEN: { status: 409, title: 'disconnect success collapsed for this population; held until an operator resets the breaker (rule 16)' },
+  E_WORK_ORDER_NOT_FOUND: { status: 404, title: 'no such work order' },
+  E_WORK_ORDER_STATE: { status: 409, title: 'the work order is not in a state that allows this' },
+  E_ORDER_ON_WIRE: { status: 409, title: 'an attempt for this order is on the wire; try again in a few seconds' },
+  E_BREAKER_NOT_FOUND: { status: 404, title: 'no such circuit breaker' },
   E_INTERNAL: { status: 500, title: 'internal error' },
 } as const;
 

@@ -14,11 +14,13 @@ import type { GatewayConfig } from './config/config-schema.js';
 import { loadFirmwareProfiles } from './config/load-profiles.js';
 import { systemClock, type Clock } from './control/clock.js';
 import { SwitchController } from './control/switch-controller.js';
+import { SuccessRateMonitor } from './control/success-rate-monitor.js';
+import { HOUR_MS } from './domain/deadlines.js';
 import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from './domain/firmware-profile.js';
 import type { SwitchOrder } from './domain/switch-order.js';
 import { EmbeddedBroker } from './integrations/embedded-broker.js';
 import { HttpPaymentRechecker } from './integrations/billing-recheck.js';
-import { NotificationDispatcher } from './integrations/notification-dispatcher.js';
+import { NotificationDispatcher, type NotificationRoute } from './integrations/notification-dispatcher.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { GatewayStore, SubmitContext } from './store/store.js';
 
@@ -32,6 +34,7 @@ export interface RunningGateway {
   logger: Logger;
   store: GatewayStore;
   controller: SwitchController;
+  monitor: SuccessRateMonitor;
   api: FastifyInstance;
   apiUrl: string;
   brokerUrl: string;
@@ -143,9 +146,18 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       options: config.control,
       policy: config.policy,
       payments: new HttpPaymentRechecker(config.policy.paymentRecheck),
+      escalation: {
+        fieldLeadMs: (region) => (config.escalation.regionLeadHours[region] ?? config.escalation.fieldLeadHours) * HOUR_MS,
+        maxFieldLeadMs: Math.max(config.escalation.fieldLeadHours, ...Object.values(config.escalation.regionLeadHours)) * HOUR_MS,
+        dueMarginMs: config.escalation.dueMarginMinutes * 60_000,
+        slowRetryMs: config.escalation.slowRetryMs,
+        escalateDisconnects: config.escalation.disconnectFailures,
+        scanEveryMs: config.escalation.scanEveryMs,
+      },
       ...(options.onOrderChange ? { onOrderChange: options.onOrderChange } : {}),
     });
 
+    const monitor = new SuccessRateMonitor(store, clock, config.successRates, logger.child({ component: 'success-rates' }));
     const keys = new ApiKeyRegistry(store);
     for (const k of config.auth.keys) keys.add(k.sha256, { name: k.name, role: k.role });
     let demoKeys: RunningGateway['demoKeys'];
@@ -171,6 +183,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         keys,
         submitContext,
         supply: config.supply,
+        successRates: monitor,
         health: () => ({ store: true, broker: mqttDriver.connected }),
       },
       logger.child({ component: 'api' }),
@@ -179,8 +192,14 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
 
     await controller.start();
     stops.push(() => controller.stop());
-    if (config.notifications.webhookUrl) {
-      const dispatcher = new NotificationDispatcher(store, { ...config.notifications, webhookUrl: config.notifications.webhookUrl }, clock, logger.child({ component: 'notifications' }));
+    monitor.start();
+    stops.push(async () => monitor.stop());
+    const routes: NotificationRoute[] = [];
+    if (config.notifications.webhookUrl) routes.push({ kindPrefix: 'pre_disconnect_notice', url: config.notifications.webhookUrl, secret: config.notifications.secret });
+    if (config.fieldService.webhookUrl) routes.push({ kindPrefix: 'work_order.', url: config.fieldService.webhookUrl, secret: config.fieldService.secret });
+    if (config.successRates.alertWebhookUrl) routes.push({ kindPrefix: 'alert.', url: config.successRates.alertWebhookUrl, secret: config.successRates.alertSecret });
+    if (routes.length > 0) {
+      const dispatcher = new NotificationDispatcher(store, routes, config.notifications.pollMs, clock, logger.child({ component: 'notifications' }));
       dispatcher.start();
       stops.push(async () => dispatcher.stop());
     }
@@ -199,6 +218,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       logger,
       store,
       controller,
+      monitor,
       api,
       apiUrl,
       brokerUrl,

@@ -18,6 +18,7 @@ import { meterFactsRoutes } from './routes/meter-facts.js';
 import { meterHistoryRoutes } from './routes/meter-history.js';
 import { meterRoutes } from './routes/meters.js';
 import { planRoutes } from './routes/plans.js';
+import { workOrderRoutes } from './routes/work-orders.js';
 import { switchOrderRoutes } from './routes/switch-orders.js';
 
 /** Build the HTTP API (not yet listening). The OpenAPI document is served at /openapi.json and browsable at /docs. */
@@ -81,5 +82,6 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => meterHistoryRoutes(scope, deps));
   await app.register(async (scope) => planRoutes(scope, deps));
   await app.register(async (scope) => adminRoutes(scope, deps));
+  await app.register(async (scope) => workOrderRoutes(scope, deps));
   return app;
 }

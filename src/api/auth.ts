@@ -24,6 +24,10 @@ export const PERMISSIONS = {
   'policy:write': ['supervisor', 'admin'],
   'audit:read': ['auditor', 'supervisor', 'admin'],
   'key:manage': ['admin'],
+  'workorder:read': ['field', 'operator', 'supervisor', 'auditor', 'admin'],
+  'workorder:update': ['field', 'operator'],
+  'stats:read': ALL,
+  'breaker:reset': ['operator', 'supervisor'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

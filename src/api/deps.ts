@@ -2,6 +2,7 @@ import type { SwitchController } from '../control/switch-controller.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { GatewayStore, SubmitContext } from '../store/store.js';
 import type { ApiKeyRegistry } from './auth.js';
+import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
 
 /** What the HTTP routes need from the rest of the gateway. */
 export interface ApiDeps {
@@ -12,6 +13,7 @@ export interface ApiDeps {
   profiles: ReadonlyMap<string, FirmwareProfile>;
   keys: ApiKeyRegistry;
   submitContext: () => SubmitContext;
+  successRates: Pick<SuccessRateMonitor, 'latest' | 'evaluate'>;
   /** Extra health facts (broker connected, loop running). */
   health: () => Record<string, boolean>;
 }

@@ -102,7 +102,7 @@ export const OrderView = z.object({
 export const ObservedView = z.object({
   relay: z.enum(RELAY_STATES),
   at: z.string(),
-  source: z.enum(['read', 'status']),
+  source: z.enum(['read', 'status', 'field']),
   voltageV: z.number().nullable(),
   energyWh: z.number().nullable(),
 });

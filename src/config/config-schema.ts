@@ -96,6 +96,42 @@ export const ConfigSchema = z
         reconnectEveryMs: z.number().int().min(0),
       })
       .strict(),
+    /** Field escalation of reconnects that cannot finish remotely (DOMAIN.md rule 11). */
+    escalation: z
+      .object({
+        /** The crew needs this many of the 24 hours: a reconnect with less left goes to the field. */
+        fieldLeadHours: z.number().min(0).max(24),
+        /** Per-region lead times (rural regions need longer). */
+        regionLeadHours: z.record(z.string(), z.number().min(0).max(24)),
+        /** A work order is due this long before the customer's deadline. */
+        dueMarginMinutes: z.number().int().min(0).max(24 * 60),
+        /** Remote retries after escalation, this far apart. */
+        slowRetryMs: z.number().int().min(100).max(24 * 3_600_000),
+        /** Disconnects that fail remotely become work orders only when set. */
+        disconnectFailures: z.boolean(),
+        /** How often open reconnects are checked against their deadline. */
+        scanEveryMs: z.number().int().min(100).max(3_600_000),
+      })
+      .strict(),
+    /** Where work orders go: the crew's field-service system (HMAC-signed webhook, retried; null = API only). */
+    fieldService: z.object({ webhookUrl: z.string().url().nullable(), secret: z.string().min(16).nullable() }).strict(),
+    /** Success-rate monitoring and the disconnect circuit breaker (DOMAIN.md rule 16). */
+    successRates: z
+      .object({
+        /** Rolling windows evaluated, in minutes. */
+        windowMinutes: z.array(z.number().positive().max(7 * 24 * 60)).min(1),
+        /** A rate below this (with enough samples) raises an alert; Texas rule 25.490 sets 95% for reconnects. */
+        alertBelow: z.number().min(0).max(1),
+        minSamples: z.number().int().min(1),
+        /** Disconnect success below this stops new disconnects for the population until an operator resets it. */
+        breakerBelow: z.number().min(0).max(1),
+        breakerMinSamples: z.number().int().min(1),
+        evaluateEveryMs: z.number().int().min(100).max(3_600_000),
+        /** Where alerts go (HMAC-signed webhook); null = log, metric and API only. */
+        alertWebhookUrl: z.string().url().nullable(),
+        alertSecret: z.string().min(16).nullable(),
+      })
+      .strict(),
     /** "Fault or disconnect?" (DOMAIN.md rule 18). */
     supply: z
       .object({

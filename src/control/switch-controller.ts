@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck } from '../../drivers/driver.js';
 import { judgeAttempt, type AttemptFacts } from '../domain/attempt-verdict.js';
+import { cannotFinishInTime, escalateVerdict, workOrderPlan, type EscalationPolicy } from '../domain/escalation.js';
+import { DEFAULT_FLAGS, type MeterFlags } from '../domain/policy/meter-facts.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import { NON_PAYMENT_REASONS } from '../domain/policy/disconnect-gate.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
@@ -28,10 +30,23 @@ export interface ControllerDeps {
   policy: PolicyConfig;
   /** Rule 3: asks billing whether the account is still in arrears. */
   payments: PaymentRechecker;
+  /** Rule 11: when a reconnect goes to the field (default: 8 h lead, due 1 h before the deadline). */
+  escalation?: ControllerEscalation;
   random?: () => number;
   /** Called after every order state change the loop makes (metrics, callbacks, tests). */
   onOrderChange?: (order: SwitchOrder) => void;
 }
+
+export type ControllerEscalation = Omit<EscalationPolicy, 'fieldLeadMs'> & { fieldLeadMs: (region: string) => number; maxFieldLeadMs: number; scanEveryMs: number };
+
+export const DEFAULT_ESCALATION: ControllerEscalation = {
+  fieldLeadMs: () => 8 * 3_600_000,
+  maxFieldLeadMs: 8 * 3_600_000,
+  dueMarginMs: 3_600_000,
+  slowRetryMs: 30 * 60_000,
+  escalateDisconnects: false,
+  scanEveryMs: 60_000,
+};
 
 /** How many due orders one query fetches. */
 const FETCH_BATCH = 500;
@@ -53,14 +68,17 @@ export class SwitchController {
   /** Meters with an attempt on the wire: nothing else is sent to them meanwhile. */
   private readonly busyMeters = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
   private ticking = false;
   private wakeAgain = false;
   private stopping = false;
   private started = false;
   private readonly random: () => number;
+  private readonly escalation: ControllerEscalation;
 
   constructor(private readonly deps: ControllerDeps) {
     this.random = deps.random ?? Math.random;
+    this.escalation = deps.escalation ?? DEFAULT_ESCALATION;
   }
 
   /** Verify orders a crash left in flight, then start the loop. */
@@ -76,12 +94,45 @@ export class SwitchController {
     }
     await this.recover();
     this.schedule(0);
+    this.deadlineTimer = setInterval(() => void this.escalateLateReconnects().catch((err: unknown) => this.deps.logger.error({ err }, 'deadline scan failed')), this.escalation.scanEveryMs);
+  }
+
+  private policyFor(region: string): EscalationPolicy {
+    const e = this.escalation;
+    return { fieldLeadMs: e.fieldLeadMs(region), dueMarginMs: e.dueMarginMs, slowRetryMs: e.slowRetryMs, escalateDisconnects: e.escalateDisconnects };
+  }
+
+  /**
+   * Reconnects that can no longer finish remotely before `deadline − field lead time` get their work order now,
+   * not when their attempts run out (DOMAIN.md rule 11).
+   */
+  async escalateLateReconnects(): Promise<number> {
+    const now = this.deps.clock.now();
+    // The longest lead any region has bounds the scan; each order is then checked against its own region's.
+    const horizon = now + this.escalation.maxFieldLeadMs;
+    let raised = 0;
+    for (const order of await this.deps.store.reconnectsNearDeadline(horizon, 1000)) {
+      const meter = await this.deps.store.getMeter(order.meterId);
+      if (!meter) continue;
+      const policy = this.policyFor(meter.region);
+      if (!cannotFinishInTime(order, now, policy)) continue;
+      const left = Math.max(0, Math.round(((order.deadline ?? now) - now) / 60_000));
+      const plan = workOrderPlan(order, meter.flags, now, policy, `cannot finish remotely in time: ${left} min left before the deadline, the crew needs ${Math.round(policy.fieldLeadMs / 60_000)} min`);
+      const done = await this.deps.store.escalateOrder(order.id, now, plan, now + policy.slowRetryMs);
+      if (done) {
+        raised++;
+        this.deps.logger.warn({ meterId: order.meterId, orderId: order.id, workOrderId: done.workOrder.id, dueAt: new Date(done.workOrder.dueAt).toISOString() }, 'reconnect escalated to the field');
+        this.deps.onOrderChange?.(done.order);
+      }
+    }
+    return raised;
   }
 
   /** Stop taking orders; wait (up to the grace period) for attempts on the wire. Unfinished ones stay in flight for the next start to verify. */
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.deadlineTimer) clearInterval(this.deadlineTimer);
     const all = Promise.allSettled([...this.running]);
     await Promise.race([all, sleep(this.deps.options.shutdownGraceMs)]);
   }
@@ -208,14 +259,14 @@ export class SwitchController {
     await this.runAttempt(lease.leased);
   }
 
-  private async addressOf(order: SwitchOrder): Promise<{ address: MeterAddress; driver: MeterDriver } | string> {
+  private async addressOf(order: SwitchOrder): Promise<{ address: MeterAddress; driver: MeterDriver; flags: MeterFlags; region: string } | string> {
     const meter = await this.deps.store.getMeter(order.meterId);
     if (!meter) return `meter ${order.meterId} is no longer registered`;
     const profile = this.deps.profiles.get(meter.profileId);
     if (!profile) return `firmware profile ${meter.profileId} is not loaded`;
     const driver = this.deps.drivers.get(profile.protocol);
     if (!driver) return `no driver for protocol ${profile.protocol}`;
-    return { address: { meterId: meter.meterId, profile, link: meter.link, address: meter.address ?? null }, driver };
+    return { address: { meterId: meter.meterId, profile, link: meter.link, address: meter.address ?? null }, driver, flags: meter.flags, region: meter.region };
   }
 
   /**
@@ -281,7 +332,7 @@ export class SwitchController {
     });
     if (command.outcome === 'ok') await sleep(profile.relay.operateTimeMs);
     const read = await this.readBack(driver, address, order, 'read');
-    await this.finish(order, log, profile, { command: command.outcome, readBack: read.outcome === 'ok' ? read.value.relay : undefined }, command, read, null);
+    await this.finish(order, log, target, { command: command.outcome, readBack: read.outcome === 'ok' ? read.value.relay : undefined }, command, read, null);
   }
 
   private readBack(driver: MeterDriver, address: MeterAddress, order: SwitchOrder, tag: string): Promise<WireResult<RelayReading>> {
@@ -296,14 +347,15 @@ export class SwitchController {
   private async finish(
     order: SwitchOrder,
     log: Logger,
-    profile: FirmwareProfile | undefined,
+    meter: { address: MeterAddress; flags: MeterFlags; region: string } | undefined,
     facts: AttemptFacts,
     command: WireResult<CommandAck> | undefined,
     read: WireResult<RelayReading> | undefined,
     problem: string | null,
   ): Promise<void> {
     // Without a profile nothing can be sent: one attempt, then failed, so a person looks at the meter's set-up.
-    const rules = profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false } };
+    const rules = meter?.address.profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false } };
+    const escalation = this.policyFor(meter?.region ?? '*');
     const now = this.deps.clock.now();
     const detail =
       problem ??
@@ -323,11 +375,12 @@ export class SwitchController {
         read && read.outcome === 'ok'
           ? { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh }
           : null,
-      decide: (current) => judgeAttempt(current, rules, facts, now, this.random()),
+      decide: (current) => escalateVerdict(current, judgeAttempt(current, rules, facts, now, this.random()), meter?.flags ?? DEFAULT_FLAGS, now, escalation),
     });
     this.deps.onOrderChange?.(updated);
     const line = { state: updated.state, reason: updated.stateReason };
     if (updated.state === 'failed') log.warn(line, 'order failed: remote attempts exhausted');
+    else if (updated.state === 'escalated') log.warn(line, 'attempt failed; the order is with the field');
     else log.info(line, 'attempt finished');
   }
 
@@ -358,6 +411,6 @@ export class SwitchController {
     }
     const read = await this.readBack(target.driver, target.address, order, 'verify');
     log.info({ read: read.outcome }, 'verified an interrupted attempt by a read');
-    await this.finish(order, log, target.address.profile, { command: 'not_sent', readBack: read.outcome === 'ok' ? read.value.relay : undefined }, undefined, read, 'gateway restarted while this attempt was on the wire; verified by a read');
+    await this.finish(order, log, target, { command: 'not_sent', readBack: read.outcome === 'ok' ? read.value.relay : undefined }, undefined, read, 'gateway restarted while this attempt was on the wire; verified by a read');
   }
 }

@@ -35,7 +35,7 @@ export const ALLOWED_TRANSITIONS: Readonly<Record<OrderState, readonly OrderStat
   held: ['queued', 'refused', 'superseded', 'cancelled'],
   queued: ['in_flight', 'held', 'refused', 'superseded', 'cancelled', 'escalated'],
   in_flight: ['done', 'armed', 'queued', 'failed', 'superseded', 'escalated'],
-  escalated: ['in_flight', 'done_by_field', 'cancelled', 'superseded', 'queued'],
+  escalated: ['in_flight', 'done_by_field', 'failed', 'cancelled', 'superseded', 'queued', 'escalated'],
   done: [],
   armed: [],
   failed: [],
@@ -89,6 +89,8 @@ export interface SwitchOrder {
   secondNoticeAt: number | null;
   /** The local day whose disconnect cap slot this order holds (rule 4). */
   capDay: string | null;
+  /** When a field work order was raised for it (DOMAIN.md rule 11). */
+  escalatedAt: number | null;
 }
 
 export interface Attempt {

@@ -4,10 +4,18 @@ import type { Clock } from '../control/clock.js';
 import { retryDelay } from '../domain/deadlines.js';
 import type { GatewayStore } from '../store/store.js';
 
+/** Where notifications of some kinds go: kinds starting with `kindPrefix` are POSTed to `url`. */
+export interface NotificationRoute {
+  kindPrefix: string;
+  url: string;
+  secret: string | null;
+}
+
 /**
- * Delivers the notification outbox (pre-disconnect notices, DOMAIN.md rule 2) to the customer-channel system:
- * `POST <webhookUrl>` with the JSON payload and `X-Meterline-Signature: sha256=<HMAC of the body>`. A 2xx marks
- * it delivered; anything else is retried with backoff. The outbox lives in the store, so nothing is lost.
+ * Delivers the notification outbox: pre-disconnect notices (DOMAIN.md rule 2) to the customer-channel system,
+ * work orders to the field-service system, alerts to the operators' alerting. `POST <url>` with the JSON payload
+ * and `X-Meterline-Signature: sha256=<HMAC-SHA256 of the body>`. A 2xx marks it delivered; anything else is
+ * retried with backoff. The outbox lives in the store, so a dead endpoint loses nothing.
  */
 export class NotificationDispatcher {
   private timer: NodeJS.Timeout | undefined;
@@ -15,13 +23,14 @@ export class NotificationDispatcher {
 
   constructor(
     private readonly store: GatewayStore,
-    private readonly config: { webhookUrl: string; secret: string | null; pollMs: number },
+    private readonly routes: readonly NotificationRoute[],
+    private readonly pollMs: number,
     private readonly clock: Clock,
     private readonly logger: Logger,
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.deliverDue(), this.config.pollMs);
+    this.timer = setInterval(() => void this.deliverDue(), this.pollMs);
   }
 
   stop(): void {
@@ -32,13 +41,14 @@ export class NotificationDispatcher {
     if (this.running) return;
     this.running = true;
     try {
-      for (const n of await this.store.pendingNotifications(this.clock.now(), 100)) {
+      for (const n of await this.store.pendingNotifications(this.clock.now(), 100, this.routes.map((r) => r.kindPrefix))) {
+        const route = this.routes.find((r) => n.kind.startsWith(r.kindPrefix))!;
         const body = JSON.stringify({ id: n.id, kind: n.kind, meterId: n.meterId, orderId: n.orderId, payload: n.payload });
         const headers: Record<string, string> = { 'content-type': 'application/json', 'x-meterline-notification-id': n.id };
-        if (this.config.secret) headers['x-meterline-signature'] = `sha256=${createHmac('sha256', this.config.secret).update(body).digest('hex')}`;
+        if (route.secret) headers['x-meterline-signature'] = `sha256=${createHmac('sha256', route.secret).update(body).digest('hex')}`;
         let error: string | null = null;
         try {
-          const res = await fetch(this.config.webhookUrl, { method: 'POST', headers, body, signal: AbortSignal.timeout(5000) });
+          const res = await fetch(route.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(5000) });
           if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`;
         } catch (e) {
           error = (e as Error).message;

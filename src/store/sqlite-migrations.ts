@@ -191,4 +191,44 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (principal, key)
   );
   `,
+  // 5: field work orders, success-rate circuit breakers.
+  `
+  ALTER TABLE orders ADD COLUMN escalated_at INTEGER;
+  DROP INDEX orders_queue;
+  CREATE INDEX orders_queue ON orders (priority DESC, deadline, seq) WHERE state IN ('queued', 'held', 'escalated');
+  CREATE INDEX orders_deadline ON orders (deadline) WHERE deadline IS NOT NULL AND escalated_at IS NULL AND state IN ('queued', 'held', 'in_flight');
+  CREATE INDEX attempts_ended ON attempts (ended_at);
+  CREATE TABLE work_orders (
+    id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL REFERENCES orders(id),
+    meter_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raised_at INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    deadline INTEGER,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    assigned_to TEXT,
+    assigned_at INTEGER,
+    completed_at INTEGER,
+    outcome TEXT,
+    note TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX work_orders_open ON work_orders (status, priority, due_at);
+  CREATE INDEX work_orders_order ON work_orders (order_id);
+  CREATE TABLE breakers (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    reset_at INTEGER,
+    reset_by TEXT
+  );
+  CREATE INDEX breakers_open ON breakers (scope, key) WHERE reset_at IS NULL;
+  `,
 ];

@@ -22,12 +22,21 @@ import { SqliteApiKeys } from './sqlite-api-keys.js';
 import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
 import { SqlitePlans } from './sqlite-plans.js';
+import { SqliteWorkOrders } from './sqlite-work-orders.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { SwitchAction } from '../domain/relay.js';
+import type { WorkOrderPlan } from '../domain/escalation.js';
 import type {
   ApiKeyRecord,
   AttemptReport,
+  AttemptStatsRow,
+  BreakerScope,
+  CircuitBreaker,
+  FieldOutcome,
+  OrderOutcomeRow,
+  WorkOrder,
+  WorkOrderStatus,
   AuditEntry,
   AuditQuery,
   AuditVerification,
@@ -80,6 +89,7 @@ export function orderFromRow(r: Row): SwitchOrder {
     planId: strOrNull(r.plan_id),
     secondNoticeAt: numOrNull(r.second_notice_at),
     capDay: strOrNull(r.cap_day),
+    escalatedAt: numOrNull(r.escalated_at),
   };
 }
 
@@ -140,7 +150,7 @@ export class SqliteStore implements GatewayStore {
   private flushScheduled = false;
   private closed = false;
   private prepared: ReturnType<SqliteStore['prepare']> | undefined;
-  private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; keys: SqliteApiKeys; plans: SqlitePlans } | undefined;
+  private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; keys: SqliteApiKeys; plans: SqlitePlans; work: SqliteWorkOrders } | undefined;
 
   constructor(readonly path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -205,7 +215,7 @@ export class SqliteStore implements GatewayStore {
       insertIdem: db.prepare('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)'),
       due: db.prepare(
         `SELECT * FROM orders o
-         WHERE o.state IN ('queued', 'held') AND o.next_attempt_at <= @now AND o.not_before <= @now
+         WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= @now AND o.not_before <= @now
            AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
            AND o.link NOT IN (SELECT value FROM json_each(@exclude))
          ORDER BY o.priority DESC, o.deadline IS NULL, o.deadline, o.seq
@@ -213,7 +223,7 @@ export class SqliteStore implements GatewayStore {
       ),
       begin: db.prepare(
         `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = @now, state_reason = NULL
-         WHERE id = @id AND state = 'queued'`,
+         WHERE id = @id AND state IN ('queued', 'escalated')`,
       ),
       insertAttempt: db.prepare('INSERT INTO attempts (order_id, attempt, started_at) VALUES (?, ?, ?)'),
       finishAttempt: db.prepare(
@@ -247,7 +257,13 @@ export class SqliteStore implements GatewayStore {
     const audit = new SqliteAuditLog(this.db);
     audit.backfill();
     const facts = new SqliteMeterFacts(this.db, audit);
-    this.parts = { audit, facts, keys: new SqliteApiKeys(this.db, audit), plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx)) };
+    this.parts = {
+      audit,
+      facts,
+      keys: new SqliteApiKeys(this.db, audit),
+      plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx)),
+      work: new SqliteWorkOrders(this.db, audit),
+    };
   }
 
   async close(): Promise<void> {
@@ -471,6 +487,10 @@ export class SqliteStore implements GatewayStore {
       notices: this.p.facts.notices(order.meterId),
       weather: this.p.facts.weather(now),
       capUsage: usage,
+      openBreakers: this.p.work
+        .breakers(true)
+        .filter((b) => b.action === 'disconnect' && ((b.scope === 'profile' && b.key === meter.profile_id) || (b.scope === 'link' && b.key === meter.link) || (b.scope === 'region' && b.key === region)))
+        .map((b) => ({ id: b.id, scope: b.scope, key: b.key, reason: b.reason })),
       policy,
     };
   }
@@ -607,10 +627,11 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => {
       const taken: SwitchOrder[] = [];
       for (const id of orderIds) {
-        if (this.s.begin.run({ id, now }).changes !== 1) continue;
+        const before = this.s.getOrder.get(id) as Row | undefined;
+        if (!before || this.s.begin.run({ id, now }).changes !== 1) continue;
         const order = orderFromRow(this.s.getOrder.get(id) as Row);
         this.s.insertAttempt.run(id, order.attempts, now);
-        this.s.insertEvent.run(id, now, 'queued', 'in_flight', `attempt ${order.attempts}`);
+        this.s.insertEvent.run(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
         taken.push(order);
       }
       return taken;
@@ -647,10 +668,18 @@ export class SqliteStore implements GatewayStore {
         detail: report.detail,
       });
       if (report.observation) this.observe(current.meterId, report.observation);
-      this.move(current, verdict.next, report.endedAt, verdict.reason, {
+      if (verdict.escalation) {
+        const region = (this.s.getMeter.get(current.meterId) as Row).region as string;
+        this.p.work.raise(current, region, verdict.escalation, report.endedAt);
+      }
+      this.move(current, verdict.next, report.endedAt, verdict.escalation ? `escalated to the field: ${verdict.escalation.reason}` : verdict.reason, {
         ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
         resultRelay: report.observedRelay,
       });
+      if (verdict.next !== 'escalated' && current.escalatedAt !== null) {
+        const why = verdict.next === 'done' || verdict.next === 'armed' ? `restored remotely by attempt ${report.attempt} (${verdict.reason})` : `the order ended ${verdict.next}: ${verdict.reason}`;
+        this.p.work.cancelFor(current.id, why, report.endedAt);
+      }
       return orderFromRow(this.s.getOrder.get(report.orderId) as Row);
     });
   }
@@ -706,8 +735,13 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => this.p.plans.decide(planId, decision, actor, ctx));
   }
 
-  async pendingNotifications(now: number, limit: number): Promise<NotificationRecord[]> {
-    const rows = this.db.prepare('SELECT * FROM notifications WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY created_at LIMIT ?').all(now, limit) as Row[];
+  async pendingNotifications(now: number, limit: number, kindPrefixes: readonly string[]): Promise<NotificationRecord[]> {
+    if (kindPrefixes.length === 0) return [];
+    await this.flushNow();
+    const kinds = kindPrefixes.map(() => 'kind LIKE ?').join(' OR ');
+    const rows = this.db
+      .prepare(`SELECT * FROM notifications WHERE delivered_at IS NULL AND next_attempt_at <= ? AND (${kinds}) ORDER BY created_at LIMIT ?`)
+      .all(now, ...kindPrefixes.map((p) => `${p}%`), limit) as Row[];
     return rows.map(notificationFromRow);
   }
 
@@ -759,6 +793,86 @@ export class SqliteStore implements GatewayStore {
       .prepare(`SELECT * FROM orders WHERE meter_id = ? AND action = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`)
       .get(meterId, action) as Row | undefined;
     return r ? orderFromRow(r) : undefined;
+  }
+
+  // ---- field work orders and success rates --------------------------------------------------------------
+
+  escalateOrder(orderId: string, now: number, plan: WorkOrderPlan, slowRetryAt: number): Promise<{ order: SwitchOrder; workOrder: WorkOrder } | undefined> {
+    return this.enqueue(() => {
+      const order = orderFromRow(this.s.getOrder.get(orderId) as Row);
+      if (!['queued', 'held', 'in_flight', 'escalated'].includes(order.state)) return undefined;
+      const region = (this.s.getMeter.get(order.meterId) as Row).region as string;
+      const workOrder = this.p.work.raise(order, region, plan, now);
+      if (order.state === 'queued' || order.state === 'held') {
+        this.move(order, 'escalated', now, `escalated to the field: ${plan.reason}`, { nextAttemptAt: Math.min(order.nextAttemptAt, slowRetryAt) });
+      }
+      return { order: orderFromRow(this.s.getOrder.get(orderId) as Row), workOrder };
+    });
+  }
+
+  async reconnectsNearDeadline(before: number, limit: number): Promise<SwitchOrder[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM orders WHERE action = 'reconnect' AND escalated_at IS NULL AND deadline IS NOT NULL AND deadline <= ?
+         AND state IN ('queued', 'held', 'in_flight') ORDER BY deadline LIMIT ?`,
+      )
+      .all(before, limit) as Row[];
+    return rows.map(orderFromRow);
+  }
+
+  async listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]> {
+    return this.p.work.list(query);
+  }
+
+  async getWorkOrder(id: string): Promise<WorkOrder | undefined> {
+    return this.p.work.get(id);
+  }
+
+  assignWorkOrder(id: string, assignee: string, actor: string, now: number): Promise<WorkOrder> {
+    return this.enqueue(() => this.p.work.assign(id, assignee, actor, now));
+  }
+
+  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder }> {
+    return this.enqueue(() => {
+      const existing = this.p.work.get(id);
+      if (!existing) throw new MeterlineError('E_WORK_ORDER_NOT_FOUND', `work order ${id} does not exist`);
+      const order = orderFromRow(this.s.getOrder.get(existing.orderId) as Row);
+      if (order.state === 'in_flight') throw new MeterlineError('E_ORDER_ON_WIRE', `a remote attempt for order ${order.id} is on the wire right now; report the outcome again in a few seconds`);
+      const workOrder = this.p.work.complete(id, outcome, note, actor, now);
+      const restored = (outcome === 'reconnected' && order.action === 'reconnect') || (outcome === 'disconnected' && order.action === 'disconnect');
+      if (restored) this.observe(order.meterId, { relay: order.action === 'reconnect' ? 'connected' : 'disconnected', at: now, source: 'field' });
+      if (['queued', 'held', 'escalated'].includes(order.state)) {
+        if (restored) this.move(order, 'done_by_field', now, `done on site by ${actor} (work order ${id})${note ? `: ${note}` : ''}`, { resultRelay: order.action === 'reconnect' ? 'connected' : 'disconnected' });
+        else this.move(order, 'failed', now, `field visit (work order ${id}): ${outcome}${note ? `: ${note}` : ''}`);
+      }
+      return { workOrder, order: orderFromRow(this.s.getOrder.get(order.id) as Row) };
+    });
+  }
+
+  async attemptStats(since: number): Promise<AttemptStatsRow[]> {
+    await this.flushNow();
+    return this.p.work.attemptStats(since);
+  }
+
+  async orderOutcomeStats(since: number): Promise<OrderOutcomeRow[]> {
+    await this.flushNow();
+    return this.p.work.orderOutcomeStats(since);
+  }
+
+  openBreaker(scope: BreakerScope, key: string, action: SwitchAction, reason: string, now: number): Promise<CircuitBreaker | undefined> {
+    return this.enqueue(() => this.p.work.openBreaker(scope, key, action, reason, now));
+  }
+
+  async listBreakers(openOnly: boolean): Promise<CircuitBreaker[]> {
+    return this.p.work.breakers(openOnly);
+  }
+
+  resetBreaker(id: string, actor: string, now: number): Promise<CircuitBreaker | undefined> {
+    return this.enqueue(() => this.p.work.resetBreaker(id, actor, now));
+  }
+
+  recordAlert(kind: string, payload: Record<string, unknown>, now: number): Promise<void> {
+    return this.enqueue(() => this.p.work.recordAlert(kind, payload, now));
   }
 
   async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {

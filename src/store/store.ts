@@ -1,4 +1,4 @@
-import type { AttemptVerdict } from '../domain/attempt-verdict.js';
+import type { EscalatedVerdict, WorkOrderPlan } from '../domain/escalation.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { GateDecision } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
@@ -21,7 +21,7 @@ export interface MeterRecord {
   address?: string | null;
 }
 
-export type ObservationSource = 'read' | 'status';
+export type ObservationSource = 'read' | 'status' | 'field';
 
 export interface Observation {
   relay: RelayState;
@@ -79,7 +79,7 @@ export interface AttemptReport {
   /** The read-back, recorded as the meter's observed state. */
   observation: Observation | null;
   /** Decides the order's next state from the order as it is in the store now (a later order may have superseded it). */
-  decide: (current: SwitchOrder) => AttemptVerdict;
+  decide: (current: SwitchOrder) => EscalatedVerdict;
 }
 
 export interface OrderQuery {
@@ -166,6 +166,69 @@ export interface ObservationRecord extends Observation {
   meterId: string;
 }
 
+export const FIELD_OUTCOMES = ['reconnected', 'disconnected', 'meter_faulty', 'no_access', 'customer_refused'] as const;
+export type FieldOutcome = (typeof FIELD_OUTCOMES)[number];
+export const WORK_ORDER_STATUSES = ['open', 'assigned', 'done', 'cancelled'] as const;
+export type WorkOrderStatus = (typeof WORK_ORDER_STATUSES)[number];
+
+/** A field work order (DOMAIN.md rule 11): raised from a failed or late remote action, due before the deadline. */
+export interface WorkOrder {
+  id: string;
+  orderId: string;
+  meterId: string;
+  region: string;
+  action: SwitchAction;
+  /** Why it was raised. */
+  reason: string;
+  raisedAt: number;
+  dueAt: number;
+  deadline: number | null;
+  /** 1 (most urgent) to 4. */
+  priority: number;
+  status: WorkOrderStatus;
+  assignedTo: string | null;
+  assignedAt: number | null;
+  completedAt: number | null;
+  outcome: FieldOutcome | null;
+  /** The crew's note, or why the order was cancelled. */
+  note: string | null;
+  updatedAt: number;
+}
+
+export type BreakerScope = 'profile' | 'link' | 'region';
+
+/** A population whose disconnect success collapsed: new disconnects for it are held until an operator resets it. */
+export interface CircuitBreaker {
+  id: string;
+  scope: BreakerScope;
+  key: string;
+  action: SwitchAction;
+  openedAt: number;
+  reason: string;
+  resetAt: number | null;
+  resetBy: string | null;
+}
+
+export interface AttemptStatsRow {
+  profileId: string;
+  link: string;
+  region: string;
+  action: SwitchAction;
+  attempts: number;
+  ok: number;
+  firstAttempts: number;
+  firstOk: number;
+}
+
+export interface OrderOutcomeRow {
+  profileId: string;
+  link: string;
+  region: string;
+  action: SwitchAction;
+  finished: number;
+  succeeded: number;
+}
+
 /** What the gate saw and did for one disconnect just before its attempt. */
 export type DisconnectLease = { leased: SwitchOrder } | { leased: null; order: SwitchOrder; decision: GateDecision | null };
 
@@ -235,7 +298,8 @@ export interface GatewayStore {
   leaseDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<DisconnectLease>;
 
   // ---- notifications outbox (rule 2's pre-disconnect notice, later billing callbacks) ----
-  pendingNotifications(now: number, limit: number): Promise<NotificationRecord[]>;
+  /** Undelivered notifications due now whose kind starts with one of `kindPrefixes`. */
+  pendingNotifications(now: number, limit: number, kindPrefixes: readonly string[]): Promise<NotificationRecord[]>;
   markNotification(id: string, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void>;
   listNotifications(meterId: string): Promise<NotificationRecord[]>;
 
@@ -250,6 +314,27 @@ export interface GatewayStore {
   listObservations(meterId: string, limit: number): Promise<ObservationRecord[]>;
   /** The last order of this action for the meter that ended done (or armed). */
   lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined>;
+
+  // ---- field work orders (DOMAIN.md rule 11) ----
+  /** Raise the order's work order (once) and put the order on slow remote retries. */
+  escalateOrder(orderId: string, now: number, plan: WorkOrderPlan, slowRetryAt: number): Promise<{ order: SwitchOrder; workOrder: WorkOrder } | undefined>;
+  /** Open reconnects not yet escalated whose deadline is at or before `before`. */
+  reconnectsNearDeadline(before: number, limit: number): Promise<SwitchOrder[]>;
+  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]>;
+  getWorkOrder(id: string): Promise<WorkOrder | undefined>;
+  assignWorkOrder(id: string, assignee: string, actor: string, now: number): Promise<WorkOrder>;
+  /** The crew's outcome closes the work order and settles the switch order and the meter's state. */
+  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder }>;
+
+  // ---- success rates and circuit breakers (DOMAIN.md rule 16) ----
+  attemptStats(since: number): Promise<AttemptStatsRow[]>;
+  orderOutcomeStats(since: number): Promise<OrderOutcomeRow[]>;
+  /** Opens a breaker unless one is already open for the population; returns the new one. */
+  openBreaker(scope: BreakerScope, key: string, action: SwitchAction, reason: string, now: number): Promise<CircuitBreaker | undefined>;
+  listBreakers(openOnly: boolean): Promise<CircuitBreaker[]>;
+  resetBreaker(id: string, actor: string, now: number): Promise<CircuitBreaker | undefined>;
+  /** Record a population-level alert in the outbox (kind `alert.*`). */
+  recordAlert(kind: string, payload: Record<string, unknown>, now: number): Promise<void>;
 
   // ---- idempotent answers for writes other than switch orders ----
   getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined>;

@@ -27,6 +27,7 @@ const base: SwitchOrder = {
   planId: null,
   secondNoticeAt: null,
   capDay: null,
+  escalatedAt: null,
 };
 const order = (o: Partial<SwitchOrder>): SwitchOrder => ({ ...base, ...o });
 

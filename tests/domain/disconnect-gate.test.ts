@@ -50,6 +50,7 @@ interface Case {
   capDay?: string | null;
   plan?: GateInput['plan'] | 'none';
   weather?: GateInput['weather'];
+  breakers?: GateInput['openBreakers'];
   region?: string;
   policy?: Partial<PolicyConfig>;
   expect: Partial<{ verdict: GateDecision['verdict']; code: string; rule: string; until: number }>;
@@ -75,6 +76,7 @@ function input(c: Case): GateInput {
     notices: c.notices ?? [notice(now - 4 * DAY)],
     weather: c.weather ?? [],
     capUsage: c.capUsage ?? { overall: 0, region: 0 },
+    openBreakers: c.breakers ?? [],
     policy: { ...policy, ...c.policy },
   };
 }
@@ -137,6 +139,8 @@ const cases: Case[] = [
   { name: 'rule 10: limited for 14 days only: refused', policy: { limitBeforeCut: { enabled: true, days: 15 } }, flags: { hasLoadLimiter: true, loadLimitedSince: NOW - 14 * DAY }, expect: { verdict: 'refuse', code: 'E_LIMIT_FIRST' } },
   { name: 'rule 10: limited for 15 days: allowed', policy: { limitBeforeCut: { enabled: true, days: 15 } }, flags: { hasLoadLimiter: true, loadLimitedSince: NOW - 15 * DAY }, expect: { verdict: 'allow' } },
   { name: 'rule 10: a meter without a limiter is not held to it', policy: { limitBeforeCut: { enabled: true, days: 15 } }, expect: { verdict: 'allow' } },
+  // Rule 16: a collapse of disconnect success stops disconnects for the population (not reconnects).
+  { name: 'rule 16: an open breaker for the meter’s profile holds any disconnect', reason: 'customer_request', plan: 'none', breakers: [{ id: 'brk1', scope: 'profile', key: 'p1', reason: 'first-attempt success 12% < 50%' }], expect: { verdict: 'hold', code: 'E_CIRCUIT_OPEN', until: NOW + MIN } },
   // Rule 12: reconnects are never held by any of it.
   {
     name: 'rule 12: a reconnect passes even at night on a holiday, for a protected customer with no notice, no plan and the cap used',
@@ -147,6 +151,7 @@ const cases: Case[] = [
     notices: [],
     plan: 'none',
     capUsage: { overall: 1000, region: 1000 },
+    breakers: [{ id: 'brk1', scope: 'profile', key: 'p1', reason: 'collapsed' }],
     expect: { verdict: 'allow' },
   },
 ];

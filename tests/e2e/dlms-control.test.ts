@@ -91,7 +91,7 @@ async function order(meterId: string, action: SwitchAction): Promise<string> {
   return out!.order.id;
 }
 
-const FINAL = new Set(['done', 'armed', 'failed', 'superseded', 'refused', 'cancelled', 'held']);
+const FINAL = new Set(['done', 'armed', 'failed', 'escalated', 'superseded', 'refused', 'cancelled', 'held']);
 async function settled(id: string, timeoutMs = 10_000): Promise<SwitchOrder> {
   let o: SwitchOrder | undefined;
   const until = Date.now() + timeoutMs;
@@ -141,7 +141,8 @@ describe('DLMS switching through the control loop (real pty, SqliteStore, Switch
     liar.setFaults({ lieAboutSuccess: true });
     const o = await settled(await order('E2E-LIAR', 'reconnect'));
     expect(o.state).not.toBe('done');
-    expect(o.state).toBe('failed');
+    // A reconnect whose remote attempts are exhausted goes to the field (DOMAIN.md rule 11).
+    expect(o.state).toBe('escalated');
     const attempts = await store.listAttempts(o.id);
     expect(attempts.length).toBe(closes.retry.maxAttempts);
     for (const a of attempts) {

@@ -11,6 +11,7 @@ const ARMS = 'volta-pp20-fw1.7'; // remote reconnect only arms; 3 attempts
 const meters: TestMeter[] = [
   { meterId: 'HEALTHY-1', profileId: CLOSES, initialRelay: 'disconnected' },
   { meterId: 'DROPS-2', profileId: CLOSES, initialRelay: 'disconnected' },
+  { meterId: 'STUCK-0', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'STUCK-1', profileId: CLOSES, initialRelay: 'disconnected' },
   { meterId: 'LIAR-1', profileId: ARMS, initialRelay: 'disconnected' },
   { meterId: 'SUPERSEDE-1', profileId: CLOSES, initialRelay: 'connected' },
@@ -70,23 +71,32 @@ describe('switching through the API, verified by read-back', () => {
     expect(f.fleet.meter('DROPS-2').relay).toBe('connected');
   });
 
-  it('a stuck relay ends failed, with every attempt recorded', async () => {
+  it('a stuck relay: a disconnect ends failed with every attempt recorded; a reconnect goes to the field after its last remote attempt', async () => {
+    f.fleet.meter('STUCK-0').setFaults({ stuckRelay: true });
     f.fleet.meter('STUCK-1').setFaults({ stuckRelay: true });
+    const d = await f.http('POST', '/v1/meters/STUCK-0/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request' } });
     const res = await f.http('POST', '/v1/meters/STUCK-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'payment' } });
-    const order = await f.waitForOrder(res.body.id);
-    expect(order.state).toBe('failed');
+    const disconnect = await f.waitForOrder(d.body.id);
+    expect(disconnect.state).toBe('failed');
+    expect(disconnect.result.verified).toBe(false);
+    expect(disconnect.attempts).toHaveLength(5);
+    expect(disconnect.attempts.every((a: any) => a.outcome === 'verify_mismatch' && a.observedRelay === 'connected' && a.endedAt)).toBe(true);
+    expect(disconnect.stateReason).toContain('5 of 5');
+    const order = await f.waitForOrder(res.body.id, ['escalated']);
     expect(order.result.verified).toBe(false);
     expect(order.attempts).toHaveLength(5);
     expect(order.attempts.every((a: any) => a.outcome === 'verify_mismatch' && a.observedRelay === 'disconnected' && a.endedAt)).toBe(true);
-    expect(order.stateReason).toContain('5 of 5');
+    expect(order.stateReason).toContain('escalated to the field: remote attempts exhausted: 5 of 5');
     expect(commandsTo('STUCK-1', 'reconnect')).toHaveLength(5);
+    const wo = (await f.http('GET', '/v1/work-orders?status=open')).body.items.find((w: any) => w.orderId === res.body.id);
+    expect(wo).toMatchObject({ meterId: 'STUCK-1', action: 'reconnect', status: 'open' });
   });
 
   it('a meter that claims success while its relay did not move is never marked done', async () => {
     f.fleet.meter('LIAR-1').setFaults({ lieAboutSuccess: true });
     const res = await f.http('POST', '/v1/meters/LIAR-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'payment' } });
-    const order = await f.waitForOrder(res.body.id);
-    expect(order.state).toBe('failed');
+    const order = await f.waitForOrder(res.body.id, ['escalated', 'done', 'armed', 'failed']);
+    expect(order.state).toBe('escalated');
     expect(order.attempts).toHaveLength(3);
     for (const a of order.attempts) {
       expect(a.outcome).toBe('verify_mismatch');

@@ -22,6 +22,7 @@ export const RULES = {
   prepaymentAgreement: 'rule 8: prepayment needs an agreement',
   protectedMode: 'rule 9: protected mode',
   limitBeforeCut: 'rule 10: limit before cutting',
+  successRate: 'rule 16: success-rate circuit breaker',
 } as const;
 export type RuleId = keyof typeof RULES;
 
@@ -44,6 +45,8 @@ export interface GateInput {
   weather: readonly WeatherPeriod[];
   /** Disconnects that reserved a slot on the local day of `now`. */
   capUsage: { overall: number; region: number };
+  /** Open success-rate breakers for this meter's profile, link or region (disconnects). */
+  openBreakers: readonly { id: string; scope: string; key: string; reason: string }[];
   policy: PolicyConfig;
 }
 
@@ -55,6 +58,8 @@ export type GateDecision =
   | { verdict: 'second_notice'; rule: 'secondNotice'; until: number };
 
 const DAY_MS = 86_400_000;
+/** A held disconnect looks again at an open breaker this often. */
+export const BREAKER_RECHECK_MS = 60_000;
 const MIN_MS = 60_000;
 /** A second notice older than this no longer announces an imminent disconnect; a new one goes out. */
 export const SECOND_NOTICE_VALID_MS = 24 * 3_600_000;
@@ -111,6 +116,10 @@ export function evaluateDisconnectGate(input: GateInput): GateDecision {
   const f = meter.flags;
   if (f.protectedMode) {
     return refuse('protectedMode', 'E_PROTECTED_MODE', `disconnect refused: meter ${meter.meterId} is in protected mode; release it first`);
+  }
+  const breaker = input.openBreakers[0];
+  if (breaker) {
+    return hold('successRate', 'E_CIRCUIT_OPEN', `disconnects for ${breaker.scope} ${breaker.key} are stopped: ${breaker.reason}; an operator resets breaker ${breaker.id} once the cause is fixed`, now + BREAKER_RECHECK_MS);
   }
   if (!NON_PAYMENT_REASONS.has(order.reason)) return { verdict: 'allow' };
 

@@ -1,0 +1,164 @@
+import type { Logger } from 'pino';
+import type { SwitchAction } from '../domain/relay.js';
+import type { AttemptStatsRow, BreakerScope, GatewayStore, OrderOutcomeRow } from '../store/store.js';
+import type { Clock } from './clock.js';
+
+/**
+ * Rolling success rates of remote disconnect and reconnect (DOMAIN.md rule 16) per firmware profile, link and
+ * region, over configurable windows: per attempt, first attempt, and final (the order ended well remotely). A rate
+ * below the threshold with enough samples is an alert (log, metric, outbox `alert.success_rate`), not a statistic
+ * for next month. A collapse of disconnect success opens a circuit breaker for that population: its new
+ * disconnects are held by the policy gate until an operator resets it; its reconnects go on and escalate.
+ */
+
+export type RateKind = 'attempt' | 'first_attempt' | 'final';
+
+export interface SuccessRate {
+  windowMinutes: number;
+  scope: BreakerScope;
+  key: string;
+  action: SwitchAction;
+  kind: RateKind;
+  ok: number;
+  total: number;
+  rate: number;
+}
+
+export interface SuccessRateConfig {
+  windowMinutes: number[];
+  alertBelow: number;
+  minSamples: number;
+  breakerBelow: number;
+  breakerMinSamples: number;
+  evaluateEveryMs: number;
+}
+
+export interface SuccessRateReport {
+  at: number;
+  rates: SuccessRate[];
+  /** Alerts active now (rate below threshold with enough samples). */
+  alerting: SuccessRate[];
+}
+
+const SCOPES: { scope: BreakerScope; keyOf: (r: { profileId: string; link: string; region: string }) => string }[] = [
+  { scope: 'profile', keyOf: (r) => r.profileId },
+  { scope: 'link', keyOf: (r) => r.link },
+  { scope: 'region', keyOf: (r) => r.region },
+];
+
+/** Sum the store's rows into rates per scope, key, action and kind. Pure. */
+export function aggregateRates(windowMinutes: number, attempts: readonly AttemptStatsRow[], orders: readonly OrderOutcomeRow[]): SuccessRate[] {
+  const acc = new Map<string, SuccessRate>();
+  const add = (scope: BreakerScope, key: string, action: SwitchAction, kind: RateKind, ok: number, total: number) => {
+    const id = `${scope}\u0000${key}\u0000${action}\u0000${kind}`;
+    const cur = acc.get(id) ?? { windowMinutes, scope, key, action, kind, ok: 0, total: 0, rate: 0 };
+    cur.ok += ok;
+    cur.total += total;
+    acc.set(id, cur);
+  };
+  for (const { scope, keyOf } of SCOPES) {
+    for (const r of attempts) {
+      add(scope, keyOf(r), r.action, 'attempt', r.ok, r.attempts);
+      add(scope, keyOf(r), r.action, 'first_attempt', r.firstOk, r.firstAttempts);
+    }
+    for (const r of orders) add(scope, keyOf(r), r.action, 'final', r.succeeded, r.finished);
+  }
+  return [...acc.values()].filter((r) => r.total > 0).map((r) => ({ ...r, rate: r.ok / r.total }));
+}
+
+export class SuccessRateMonitor {
+  private timer: NodeJS.Timeout | undefined;
+  private last: SuccessRateReport = { at: 0, rates: [], alerting: [] };
+  private readonly active = new Set<string>();
+  private evaluating = false;
+
+  constructor(
+    private readonly store: GatewayStore,
+    private readonly clock: Clock,
+    private readonly config: SuccessRateConfig,
+    private readonly logger: Logger,
+    private readonly onAlert?: (kind: string) => void,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.evaluate().catch((err: unknown) => this.logger.error({ err }, 'success-rate evaluation failed')), this.config.evaluateEveryMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  latest(): SuccessRateReport {
+    return this.last;
+  }
+
+  async evaluate(): Promise<SuccessRateReport> {
+    if (this.evaluating) return this.last;
+    this.evaluating = true;
+    try {
+      const now = this.clock.now();
+      const rates: SuccessRate[] = [];
+      for (const minutes of this.config.windowMinutes) {
+        const since = now - minutes * 60_000;
+        rates.push(...aggregateRates(minutes, await this.store.attemptStats(since), await this.store.orderOutcomeStats(since)));
+      }
+      const alerting = rates.filter((r) => r.total >= this.config.minSamples && r.rate < this.config.alertBelow);
+      await this.raiseAlerts(alerting, rates, now);
+      await this.tripBreakers(now);
+      this.last = { at: now, rates, alerting };
+      return this.last;
+    } finally {
+      this.evaluating = false;
+    }
+  }
+
+  private async raiseAlerts(alerting: SuccessRate[], all: SuccessRate[], now: number): Promise<void> {
+    const id = (r: SuccessRate) => `${r.windowMinutes}|${r.scope}|${r.key}|${r.action}|${r.kind}`;
+    const nowAlerting = new Set(alerting.map(id));
+    for (const r of alerting) {
+      if (this.active.has(id(r))) continue;
+      this.active.add(id(r));
+      const message = `${r.kind.replace('_', ' ')} ${r.action} success for ${r.scope} ${r.key} is ${(r.rate * 100).toFixed(1)}% over ${r.windowMinutes} min (${r.ok}/${r.total}), below ${(this.config.alertBelow * 100).toFixed(0)}%`;
+      this.logger.warn({ alert: 'success_rate', ...r }, message);
+      this.onAlert?.('success_rate');
+      await this.store.recordAlert('alert.success_rate', { ...r, threshold: this.config.alertBelow, message, at: new Date(now).toISOString() }, now);
+    }
+    for (const key of [...this.active]) {
+      if (nowAlerting.has(key)) continue;
+      this.active.delete(key);
+      const r = all.find((x) => id(x) === key);
+      if (r) await this.store.recordAlert('alert.success_rate_recovered', { ...r, at: new Date(now).toISOString() }, now);
+    }
+  }
+
+  /**
+   * Disconnect success per attempt, over the shortest window, counting only attempts since the population's last
+   * breaker reset (so a reset is not undone by the failures that caused it).
+   */
+  private async tripBreakers(now: number): Promise<void> {
+    const minutes = Math.min(...this.config.windowMinutes);
+    const windowStart = now - minutes * 60_000;
+    const breakers = await this.store.listBreakers(false);
+    const open = new Set(breakers.filter((b) => b.resetAt === null).map((b) => `${b.scope}|${b.key}`));
+    const lastReset = new Map<string, number>();
+    for (const b of breakers) if (b.resetAt !== null) lastReset.set(`${b.scope}|${b.key}`, Math.max(lastReset.get(`${b.scope}|${b.key}`) ?? 0, b.resetAt));
+    const base = aggregateRates(minutes, await this.store.attemptStats(windowStart), []);
+    for (const r of base) {
+      if (r.action !== 'disconnect' || r.kind !== 'attempt' || open.has(`${r.scope}|${r.key}`)) continue;
+      let rate = r;
+      const reset = lastReset.get(`${r.scope}|${r.key}`);
+      if (reset !== undefined && reset > windowStart) {
+        const fresh = aggregateRates(minutes, await this.store.attemptStats(reset), []).find((x) => x.scope === r.scope && x.key === r.key && x.action === 'disconnect' && x.kind === 'attempt');
+        if (!fresh) continue;
+        rate = fresh;
+      }
+      if (rate.total < this.config.breakerMinSamples || rate.rate >= this.config.breakerBelow) continue;
+      const reason = `disconnect success ${(rate.rate * 100).toFixed(1)}% (${rate.ok}/${rate.total} attempts over ${minutes} min) below ${(this.config.breakerBelow * 100).toFixed(0)}%`;
+      const opened = await this.store.openBreaker(r.scope, r.key, 'disconnect', reason, now);
+      if (opened) {
+        this.logger.error({ alert: 'circuit_open', breakerId: opened.id, scope: r.scope, key: r.key }, `new disconnects for ${r.scope} ${r.key} stopped: ${reason}`);
+        this.onAlert?.('circuit_open');
+      }
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import type { AttemptVerdict } from './attempt-verdict.js';
+import { HOUR_MS } from './deadlines.js';
+import type { MeterFlags } from './policy/meter-facts.js';
+import type { SwitchOrder } from './switch-order.js';
+
+/**
+ * Field escalation (DOMAIN.md rule 11, seed 004 §2.4): a reconnect whose remote attempts are exhausted, or that
+ * cannot finish before `deadline − field lead time`, becomes a field work order due before the deadline; remote
+ * retries go on, slower, and a later remote success cancels the work order. Pure: the clock is an argument.
+ */
+
+export interface EscalationPolicy {
+  /** The crew needs this much of the 24 hours: escalate when less than this is left. */
+  fieldLeadMs: number;
+  /** The work order is due this long before the customer's deadline. */
+  dueMarginMs: number;
+  /** Remote retries after escalation, this far apart. */
+  slowRetryMs: number;
+  /** Disconnects that fail remotely become work orders only when set. */
+  escalateDisconnects: boolean;
+}
+
+export interface WorkOrderPlan {
+  reason: string;
+  dueAt: number;
+  priority: number;
+}
+
+export type EscalatedVerdict = Omit<AttemptVerdict, 'next'> & {
+  next: AttemptVerdict['next'] | 'escalated';
+  /** Set when this verdict raises the order's work order. */
+  escalation?: WorkOrderPlan;
+};
+
+/** 1 (most urgent) to 4: medical equipment first, then vulnerable or little time left. */
+export function workOrderPriority(flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, msLeft: number): number {
+  if (flags.medicalEquipment || msLeft < 2 * HOUR_MS) return 1;
+  if (flags.vulnerable || flags.priorityRegister || msLeft < 6 * HOUR_MS) return 2;
+  if (msLeft < 12 * HOUR_MS) return 3;
+  return 4;
+}
+
+export function workOrderPlan(order: Pick<SwitchOrder, 'deadline'>, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy, reason: string): WorkOrderPlan {
+  const deadline = order.deadline ?? now + policy.fieldLeadMs;
+  return { reason, dueAt: Math.max(now, deadline - policy.dueMarginMs), priority: workOrderPriority(flags, deadline - now) };
+}
+
+/** Whether an open reconnect can no longer be trusted to the remote path alone. */
+export function cannotFinishInTime(order: Pick<SwitchOrder, 'action' | 'deadline'>, now: number, policy: EscalationPolicy): boolean {
+  return order.action === 'reconnect' && order.deadline !== null && now >= order.deadline - policy.fieldLeadMs;
+}
+
+/** Turn an attempt's verdict into what the order does, escalation included. */
+export function escalateVerdict(
+  order: Pick<SwitchOrder, 'action' | 'deadline' | 'escalatedAt'>,
+  verdict: AttemptVerdict,
+  flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>,
+  now: number,
+  policy: EscalationPolicy,
+): EscalatedVerdict {
+  if (verdict.next === 'done' || verdict.next === 'armed' || verdict.next === 'superseded') return verdict;
+  const slow = { ...verdict, next: 'escalated' as const, nextAttemptAt: now + policy.slowRetryMs };
+  if (order.escalatedAt !== null) return { ...slow, reason: `${verdict.reason}; field work order open, next remote try in ${Math.round(policy.slowRetryMs / 1000)} s` };
+  const escalates = order.action === 'reconnect' || policy.escalateDisconnects;
+  if (verdict.next === 'failed' && escalates) {
+    return { ...slow, escalation: workOrderPlan(order, flags, now, policy, `remote attempts exhausted: ${verdict.reason}`) };
+  }
+  if (verdict.next === 'queued' && cannotFinishInTime(order, now, policy)) {
+    const left = Math.max(0, Math.round(((order.deadline ?? now) - now) / 60_000));
+    return { ...slow, escalation: workOrderPlan(order, flags, now, policy, `cannot finish remotely in time: ${left} min left before the deadline, the crew needs ${Math.round(policy.fieldLeadMs / 60_000)} min`) };
+  }
+  return verdict;
+}

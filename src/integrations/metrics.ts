@@ -1,0 +1,240 @@
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Prometheus metrics for `/metrics` (DESIGN.md §4): counters and a latency histogram the control loop
+ * increments as things happen, and gauges computed at scrape time from the store through `providers`, so that
+ * what Prometheus sees is what the store says now, not a copy that can drift. One dedicated `Registry` (never
+ * prom-client's global one): two gateways in one process (tests) do not share or clash over metrics.
+ *
+ * `METRICS_TABLE` lists every metric with its meaning; the README table is generated from it and a test checks
+ * it against what the registry exposes.
+ */
+
+export type SuccessRateScope = 'profile' | 'link' | 'region';
+
+export interface SuccessRateSample {
+  scope: SuccessRateScope;
+  key: string;
+  action: 'disconnect' | 'reconnect';
+  kind: 'first_attempt' | 'final';
+  /** 0..1 */
+  rate: number;
+  samples: number;
+}
+
+export interface GatewayMetricsProviders {
+  /** Switch orders by state. */
+  queueDepth(): Promise<Record<string, number>>;
+  /** Field work orders by status. */
+  workOrdersByStatus(): Promise<Record<string, number>>;
+  /** Seconds until the reconnect deadline of the most urgent open reconnect (negative: overdue); null: none open. */
+  mostUrgentReconnectSecondsLeft(): Promise<number | null>;
+  successRates(): Promise<SuccessRateSample[]>;
+  openCircuitBreakers(): Promise<number>;
+  /** From `TimeSeriesWriter.stats()`. */
+  timeSeries(): { dropped: number; buffered: number };
+}
+
+export interface MetricDescription {
+  name: string;
+  type: 'counter' | 'gauge' | 'histogram' | 'default';
+  labels: string[];
+  meaning: string;
+}
+
+const PREFIX = 'meterline_';
+
+/**
+ * Every metric `createGatewayMetrics` exposes. A name ending in `*` stands for the family of Node.js process
+ * metrics that prom-client's `collectDefaultMetrics` adds (they change with prom-client versions).
+ */
+export const METRICS_TABLE: readonly MetricDescription[] = [
+  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, interrupted).' },
+  { name: 'meterline_switch_attempt_duration_seconds', type: 'histogram', labels: ['protocol', 'action'], meaning: 'Time of one attempt from command sent to read-back judged.' },
+  { name: 'meterline_orders_finished_total', type: 'counter', labels: ['action', 'state'], meaning: 'Switch orders that reached a final state (done, armed, failed, superseded, cancelled, refused, done_by_field…).' },
+  { name: 'meterline_alerts_total', type: 'counter', labels: ['kind'], meaning: 'Alerts raised (low success rate, circuit breaker opened, abnormal consumption, relay audit exception…).' },
+  { name: 'meterline_queue_depth', type: 'gauge', labels: ['state'], meaning: 'Switch orders by state, as the store holds them at scrape time.' },
+  { name: 'meterline_work_orders', type: 'gauge', labels: ['status'], meaning: 'Field work orders by status (open, assigned, done, cancelled).' },
+  { name: 'meterline_most_urgent_reconnect_seconds_left', type: 'gauge', labels: [], meaning: 'Seconds until the deadline of the most urgent open reconnect; negative when overdue, +Inf when none is open.' },
+  { name: 'meterline_success_rate', type: 'gauge', labels: ['scope', 'key', 'action', 'kind'], meaning: 'Rolling success rate (0..1) of remote switching per firmware profile, link or region; first_attempt or final.' },
+  { name: 'meterline_success_rate_samples', type: 'gauge', labels: ['scope', 'key', 'action', 'kind'], meaning: 'Orders behind the matching meterline_success_rate (a rate over few samples is weak evidence).' },
+  { name: 'meterline_circuit_breakers_open', type: 'gauge', labels: [], meaning: 'Populations whose new disconnects are stopped because their disconnect success collapsed.' },
+  { name: 'meterline_timeseries_dropped_points', type: 'gauge', labels: [], meaning: 'Points the time-series writer lost since start (database down or slow with a full buffer, refused batches).' },
+  { name: 'meterline_timeseries_buffered_points', type: 'gauge', labels: [], meaning: 'Points waiting for the time-series database.' },
+  { name: 'meterline_metrics_provider_errors_total', type: 'counter', labels: ['provider'], meaning: 'Scrapes in which a provider failed, so a gauge could not be computed (labelled: absent; single value: NaN).' },
+  { name: 'meterline_process_*', type: 'default', labels: [], meaning: 'Process CPU, memory, file descriptors and start time (prom-client default metrics).' },
+  { name: 'meterline_nodejs_*', type: 'default', labels: [], meaning: 'Node.js event-loop lag, heap, GC, handles and version (prom-client default metrics).' },
+];
+
+export interface GatewayMetrics {
+  registry: Registry;
+  /** The exposition text for `GET /metrics`. */
+  render(): Promise<string>;
+  /** The Content-Type header to send with `render()`. */
+  contentType: string;
+  attempts: Counter<'protocol' | 'action' | 'outcome'>;
+  /** Seconds. */
+  attemptLatency: Histogram<'protocol' | 'action'>;
+  ordersFinished: Counter<'action' | 'state'>;
+  alerts: Counter<'kind'>;
+}
+
+/**
+ * Builds the registry. Gauges call their provider on every scrape; a provider that fails does not fail the whole
+ * page: its labelled gauge is empty and a single-value gauge is NaN for that scrape, and
+ * `meterline_metrics_provider_errors_total{provider}` counts it.
+ */
+export function createGatewayMetrics(providers: GatewayMetricsProviders, options: { logger?: Logger } = {}): GatewayMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  const registers = [registry];
+
+  // Registered last (below) and waiting for the provider calls of the same scrape, so that a failure shows in
+  // the scrape it happened in.
+  const pending = new Set<Promise<unknown>>();
+  const providerErrors = new Counter({
+    name: `${PREFIX}metrics_provider_errors_total`,
+    help: describe('meterline_metrics_provider_errors_total'),
+    labelNames: ['provider'] as const,
+    registers: [],
+    async collect() {
+      await Promise.allSettled([...pending]);
+    },
+  });
+
+  /** Runs one provider; on failure logs, counts and returns undefined. */
+  function ask<T>(provider: string, call: () => Promise<T> | T): Promise<T | undefined> {
+    const p = (async () => {
+      try {
+        return await call();
+      } catch (err) {
+        providerErrors.inc({ provider });
+        options.logger?.warn({ provider, err: (err as Error).message }, 'metrics provider failed; gauge left empty for this scrape');
+        return undefined;
+      }
+    })();
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+    return p;
+  }
+
+  const attempts = new Counter({ name: `${PREFIX}switch_attempts_total`, help: describe('meterline_switch_attempts_total'), labelNames: ['protocol', 'action', 'outcome'] as const, registers });
+  const attemptLatency = new Histogram({
+    name: `${PREFIX}switch_attempt_duration_seconds`,
+    help: describe('meterline_switch_attempt_duration_seconds'),
+    labelNames: ['protocol', 'action'] as const,
+    // From a fast MQTT round trip (50 ms) to a DLMS meter with a slow relay on a busy serial bus (60 s).
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60],
+    registers,
+  });
+  const ordersFinished = new Counter({ name: `${PREFIX}orders_finished_total`, help: describe('meterline_orders_finished_total'), labelNames: ['action', 'state'] as const, registers });
+  const alerts = new Counter({ name: `${PREFIX}alerts_total`, help: describe('meterline_alerts_total'), labelNames: ['kind'] as const, registers });
+
+  new Gauge({
+    name: `${PREFIX}queue_depth`,
+    help: describe('meterline_queue_depth'),
+    labelNames: ['state'] as const,
+    registers,
+    async collect() {
+      this.reset();
+      const byState = await ask('queueDepth', () => providers.queueDepth());
+      for (const [state, n] of Object.entries(byState ?? {})) this.set({ state }, n);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}work_orders`,
+    help: describe('meterline_work_orders'),
+    labelNames: ['status'] as const,
+    registers,
+    async collect() {
+      this.reset();
+      const byStatus = await ask('workOrdersByStatus', () => providers.workOrdersByStatus());
+      for (const [status, n] of Object.entries(byStatus ?? {})) this.set({ status }, n);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}most_urgent_reconnect_seconds_left`,
+    help: describe('meterline_most_urgent_reconnect_seconds_left'),
+    registers,
+    async collect() {
+      const left = await ask('mostUrgentReconnectSecondsLeft', () => providers.mostUrgentReconnectSecondsLeft());
+      // +Inf, not 0, when nothing is open: 0 would read as "due now" to an alert rule such as `< 3600`.
+      this.set(left === undefined ? Number.NaN : left === null ? Number.POSITIVE_INFINITY : left);
+    },
+  });
+
+  // Both success-rate gauges come from one provider call per scrape: `registry.metrics()` starts every collect in
+  // registration order (then awaits them together), so the rate gauge has started the call by the time the
+  // samples gauge (registered right after it) asks, and the samples gauge reuses that answer.
+  let lastRates: Promise<SuccessRateSample[] | undefined> | undefined;
+  const successRateLabels = ['scope', 'key', 'action', 'kind'] as const;
+  new Gauge({
+    name: `${PREFIX}success_rate`,
+    help: describe('meterline_success_rate'),
+    labelNames: successRateLabels,
+    registers,
+    async collect() {
+      this.reset();
+      lastRates = ask('successRates', () => providers.successRates());
+      for (const r of (await lastRates) ?? []) this.set({ scope: r.scope, key: r.key, action: r.action, kind: r.kind }, r.rate);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}success_rate_samples`,
+    help: describe('meterline_success_rate_samples'),
+    labelNames: successRateLabels,
+    registers,
+    async collect() {
+      this.reset();
+      const rates = lastRates ?? ask('successRates', () => providers.successRates());
+      lastRates = undefined;
+      for (const r of (await rates) ?? []) this.set({ scope: r.scope, key: r.key, action: r.action, kind: r.kind }, r.samples);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}circuit_breakers_open`,
+    help: describe('meterline_circuit_breakers_open'),
+    registers,
+    async collect() {
+      const n = await ask('openCircuitBreakers', () => providers.openCircuitBreakers());
+      this.set(n ?? Number.NaN);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}timeseries_dropped_points`,
+    help: describe('meterline_timeseries_dropped_points'),
+    registers,
+    async collect() {
+      const s = await ask('timeSeries', () => providers.timeSeries());
+      this.set(s?.dropped ?? Number.NaN);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}timeseries_buffered_points`,
+    help: describe('meterline_timeseries_buffered_points'),
+    registers,
+    async collect() {
+      const s = await ask('timeSeries', () => providers.timeSeries());
+      this.set(s?.buffered ?? Number.NaN);
+    },
+  });
+
+  registry.registerMetric(providerErrors);
+
+  return {
+    registry,
+    render: () => registry.metrics(),
+    contentType: registry.contentType,
+    attempts,
+    attemptLatency,
+    ordersFinished,
+    alerts,
+  };
+}
+
+function describe(name: string): string {
+  const row = METRICS_TABLE.find((m) => m.name === name);
+  if (!row) throw new Error(`metric ${name} is missing from METRICS_TABLE`);
+  return row.meaning;
+}
