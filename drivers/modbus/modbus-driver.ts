@@ -1,0 +1,170 @@
+import { pino, type Logger } from 'pino';
+import type { FirmwareProfile, ModbusFirmwareProfile } from '../../src/domain/firmware-profile.js';
+import type { ModbusRegisterMap } from '../../src/domain/profiles/modbus-profile.js';
+import type { SwitchAction } from '../../src/domain/relay.js';
+import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
+import { ModbusLinksConfigSchema, type ModbusLinksConfig, type ModbusLinksConfigInput } from './modbus-config.js';
+import { MAX_UNIT_ID, MIN_UNIT_ID } from './modbus-codes.js';
+import { exceptionVerdict } from './modbus-exceptions.js';
+import type { LinkCounters, ModbusLink, TransactionRequest } from './modbus-link.js';
+import { claimFromEcho, readingPlan, registerMapProblem, relayCommandPdu, type ReadingPlan } from './register-map.js';
+import { RtuLink } from './rtu-link.js';
+import { TcpLink } from './tcp-link.js';
+
+/**
+ * The Modbus meter driver (RTU buses and TCP servers): turns "read the relay" and "disconnect / reconnect"
+ * into the register reads and writes of the meter's firmware profile and reports what the wire said — an
+ * echo is a claim, only a read-back is proof (the control loop decides). A meter's `address` is its unit
+ * id in decimal, its `link` names a configured bus or TCP server. Exceptions become `nack` with a detail an
+ * operator can act on (modbus-exceptions.ts); corruption is re-sent per frame by the link, then `garbled`.
+ */
+
+export interface ModbusDriverOptions {
+  /** Connection settings per link name (validated with `ModbusLinksConfigSchema`). */
+  links: ModbusLinksConfigInput;
+  /** Firmware profiles; the Modbus ones are checked at construction (a bad register map stops start-up). */
+  profiles: readonly FirmwareProfile[];
+  logger?: Logger;
+}
+
+export interface ModbusLinkStatus extends LinkCounters {
+  kind: 'rtu' | 'tcp';
+  up: boolean;
+  queued: number;
+}
+
+type Ctx = { meterId: string; link: string; unitId?: number; op: string; cid: string; orderId?: string; attempt?: number };
+
+export class ModbusDriver implements MeterDriver {
+  readonly protocol = 'modbus' as const;
+  readonly config: ModbusLinksConfig;
+  private readonly log: Logger;
+  private readonly links = new Map<string, ModbusLink>();
+  private readonly plans = new WeakMap<ModbusRegisterMap, ReadingPlan>();
+
+  constructor(options: ModbusDriverOptions) {
+    this.config = ModbusLinksConfigSchema.parse(options.links);
+    this.log = (options.logger ?? pino({ level: 'silent' })).child({ driver: 'modbus' });
+    for (const p of options.profiles) {
+      if (p.protocol !== 'modbus') continue;
+      const problem = registerMapProblem(p.modbus, p.relay.remoteReconnect);
+      if (problem) throw new Error(`firmware profile ${p.id}: modbus: ${problem}`);
+    }
+    for (const [name, c] of Object.entries(this.config.rtu)) this.links.set(name, new RtuLink(name, c, this.log.child({ link: name })));
+    for (const [name, c] of Object.entries(this.config.tcp)) this.links.set(name, new TcpLink(name, c, this.log.child({ link: name })));
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => l.start()));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => l.stop()));
+  }
+
+  isLinkUp(link: string): boolean {
+    return this.links.get(link)?.isUp() ?? false;
+  }
+
+  /** Per-bus / per-connection counters: CRC errors, retries, timeouts, reopenings… */
+  linkStatus(): Record<string, ModbusLinkStatus> {
+    const out: Record<string, ModbusLinkStatus> = {};
+    for (const [name, l] of this.links) out[name] = { ...l.counters, kind: l.kind, up: l.isUp(), queued: l.queued };
+    return out;
+  }
+
+  async readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {
+    const pre = this.prepare(meter, 'read', options);
+    if ('fail' in pre) return pre.fail;
+    const { profile, link, unitId, ctx } = pre;
+    const plan = this.planFor(profile.modbus);
+    const answers = [];
+    const evidence: string[] = [];
+    let latencyMs = 0;
+    for (const read of plan.reads) {
+      const r = await link.transact(this.request(unitId, read.pdu, 'read', options, ctx));
+      latencyMs += r.latencyMs;
+      if (!r.ok) return this.failed(ctx, r.outcome, r.detail, [...evidence, ...(r.evidence ? [r.evidence] : [])], latencyMs);
+      evidence.push(r.evidence);
+      if (r.response.kind === 'exception') {
+        const v = exceptionVerdict(r.response.code, read.pdu[0]!, read.address);
+        return this.failed(ctx, v.outcome, v.detail, evidence, latencyMs);
+      }
+      answers.push(r.response);
+    }
+    const decoded = plan.decode(answers);
+    if ('problem' in decoded) return this.failed(ctx, 'garbled', decoded.problem, evidence, latencyMs);
+    const reading: RelayReading = { relay: decoded.relay, at: Date.now() };
+    if (decoded.voltageV !== undefined) reading.voltageV = decoded.voltageV;
+    if (decoded.energyWh !== undefined) reading.energyWh = decoded.energyWh;
+    this.log.debug({ ...ctx, relay: reading.relay, latencyMs }, 'read');
+    return { outcome: 'ok', value: reading, evidence: evidence.join(' '), latencyMs };
+  }
+
+  async operateRelay(meter: MeterAddress, action: SwitchAction, options: RequestOptions): Promise<WireResult<CommandAck>> {
+    const pre = this.prepare(meter, action, options);
+    if ('fail' in pre) return pre.fail;
+    const { profile, link, unitId, ctx } = pre;
+    const pdu = relayCommandPdu(profile.modbus, action);
+    this.log.info({ ...ctx, pdu: pdu.toString('hex') }, 'relay command');
+    const r = await link.transact(this.request(unitId, pdu, 'command', options, ctx));
+    if (!r.ok) return this.failed(ctx, r.outcome, r.detail, r.evidence ? [r.evidence] : [], r.latencyMs);
+    if (r.response.kind === 'exception') {
+      const v = exceptionVerdict(r.response.code, pdu[0]!, profile.modbus.relayCommand.address);
+      return this.failed(ctx, v.outcome, v.detail, [r.evidence], r.latencyMs);
+    }
+    if (r.response.kind !== 'echo') return this.failed(ctx, 'garbled', `a write was answered with ${r.response.kind}`, [r.evidence], r.latencyMs);
+    const claimed = claimFromEcho(profile.modbus, profile.relay.remoteReconnect, r.response.value);
+    if (claimed === undefined) return this.failed(ctx, 'garbled', `echoed value 0x${r.response.value.toString(16)} is not a relay command value of profile ${profile.id}`, [r.evidence], r.latencyMs);
+    this.log.info({ ...ctx, claimed, latencyMs: r.latencyMs, tries: r.tries }, 'relay command acknowledged');
+    return { outcome: 'ok', value: { claimedRelay: claimed }, evidence: r.evidence, latencyMs: r.latencyMs };
+  }
+
+  private planFor(map: ModbusRegisterMap): ReadingPlan {
+    let plan = this.plans.get(map);
+    if (!plan) {
+      plan = readingPlan(map);
+      this.plans.set(map, plan);
+    }
+    return plan;
+  }
+
+  private request(unitId: number, pdu: Buffer, priority: 'read' | 'command', options: RequestOptions, ctx: Ctx): TransactionRequest {
+    return { unitId, pdu, priority, timeoutMs: options.timeoutMs, log: this.log.child(ctx) };
+  }
+
+  private prepare(
+    meter: MeterAddress,
+    op: string,
+    options: RequestOptions,
+  ): { profile: ModbusFirmwareProfile; link: ModbusLink; unitId: number; ctx: Ctx } | { fail: WireResult<never> } {
+    const profile = meter.profile;
+    if (profile.protocol !== 'modbus') throw new Error(`ModbusDriver: meter ${meter.meterId} has ${profile.protocol} profile ${profile.id}`);
+    const ctx: Ctx = { meterId: meter.meterId, link: meter.link, op, cid: options.correlationId };
+    if (options.orderId !== undefined) ctx.orderId = options.orderId;
+    if (options.attempt !== undefined) ctx.attempt = options.attempt;
+    const link = this.links.get(meter.link);
+    if (!link) return { fail: this.failed(ctx, 'link_error', `no Modbus link named "${meter.link}" is configured`, [], 0) };
+    const unitId = parseUnitId(meter.address, link.kind);
+    if (typeof unitId === 'string') return { fail: this.failed(ctx, 'nack', `profile error: meter ${meter.meterId}: ${unitId}`, [], 0) };
+    ctx.unitId = unitId;
+    const problem = registerMapProblem(profile.modbus, profile.relay.remoteReconnect);
+    if (problem) return { fail: this.failed(ctx, 'nack', `profile error: ${profile.id}: ${problem}`, [], 0) };
+    return { profile, link, unitId, ctx };
+  }
+
+  private failed(ctx: Ctx, outcome: WireFailure, detail: string, evidence: string[], latencyMs: number): WireResult<never> {
+    const level = outcome === 'link_error' || outcome === 'garbled' ? 'warn' : 'info';
+    this.log[level]({ ...ctx, outcome, detail, evidence: evidence.join(' ') || undefined }, 'request failed');
+    return { outcome, detail, latencyMs, ...(evidence.length ? { evidence: evidence.join(' ') } : {}) };
+  }
+}
+
+/** A unit id in decimal: 1–247 on a serial bus (Serial Line §2.2), 0–255 on TCP (the server decides). */
+export function parseUnitId(address: string | null, kind: 'rtu' | 'tcp'): number | string {
+  const [lo, hi] = kind === 'rtu' ? [MIN_UNIT_ID, MAX_UNIT_ID] : [0, 255];
+  if (address === null || !/^\d{1,3}$/.test(address)) return `address ${JSON.stringify(address)} is not a Modbus unit id (decimal ${lo}–${hi})`;
+  const n = Number(address);
+  if (n < lo || n > hi) return `unit id ${n} is outside ${lo}–${hi}`;
+  return n;
+}
