@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { createDlmsDriver } from '../drivers/dlms/index.js';
+import { createModbusDriver } from '../drivers/modbus/index.js';
 import { MqttDriver } from '../drivers/mqtt/mqtt-driver.js';
 import type { MeterDriver } from '../drivers/driver.js';
 import { MqttFleet } from '../simulators/mqtt-fleet.js';
@@ -129,7 +130,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     await mqttDriver.start();
     stops.push(() => mqttDriver.stop());
     const drivers = new Map<string, MeterDriver>([['mqtt', mqttDriver]]);
-    // Serial protocols run only where ports are configured (a DLMS profile with a password needs it set then).
+    // Serial and TCP protocols run only where links are configured (a DLMS profile with a password needs it then).
+    if (Object.keys(config.modbus.rtu).length + Object.keys(config.modbus.tcp).length > 0) {
+      const modbus = createModbusDriver({ links: config.modbus, profiles: [...profiles.values()], logger: logger.child({ component: 'modbus-driver' }) });
+      await modbus.start();
+      stops.push(() => modbus.stop());
+      drivers.set('modbus', modbus);
+    }
     if (Object.keys(config.dlms.ports).length > 0) {
       const dlms = createDlmsDriver({ links: config.dlms, profiles: profiles.values(), logger: logger.child({ component: 'dlms-driver' }) });
       await dlms.start();

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { PolicyConfigSchema } from '../domain/policy/policy-config.js';
 import { DlmsLinksConfigSchema } from '../../drivers/dlms/dlms-config.js';
+import { ModbusLinksConfigSchema } from '../../drivers/modbus/modbus-config.js';
 
 /**
  * The gateway's configuration. `config/default.json` holds the embedded defaults (SQLite, in-process broker,
@@ -39,6 +40,8 @@ export const ConfigSchema = z
       })
       .strict(),
     profilesDir: z.string().min(1),
+    /** Modbus RTU buses (serial) and Modbus TCP gateways by link name. */
+    modbus: ModbusLinksConfigSchema,
     /** DLMS/COSEM serial ports by link name, and where each DLMS profile's password comes from. */
     dlms: DlmsLinksConfigSchema,
     control: z
