@@ -13,11 +13,16 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 export type SuccessRateScope = 'profile' | 'link' | 'region';
 
+/**
+ * One rolling rate. The gauge has no window label: pass one window per (scope, key, action, kind), e.g. the
+ * window the alerts are judged on (SuccessRateMonitor computes several; a second one would overwrite the first).
+ */
 export interface SuccessRateSample {
   scope: SuccessRateScope;
   key: string;
   action: 'disconnect' | 'reconnect';
-  kind: 'first_attempt' | 'final';
+  /** `attempt`: per try on the wire; `first_attempt`: orders done at the first try; `final`: orders done remotely at all. */
+  kind: 'attempt' | 'first_attempt' | 'final';
   /** 0..1 */
   rate: number;
   samples: number;
@@ -57,7 +62,7 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_queue_depth', type: 'gauge', labels: ['state'], meaning: 'Switch orders by state, as the store holds them at scrape time.' },
   { name: 'meterline_work_orders', type: 'gauge', labels: ['status'], meaning: 'Field work orders by status (open, assigned, done, cancelled).' },
   { name: 'meterline_most_urgent_reconnect_seconds_left', type: 'gauge', labels: [], meaning: 'Seconds until the deadline of the most urgent open reconnect; negative when overdue, +Inf when none is open.' },
-  { name: 'meterline_success_rate', type: 'gauge', labels: ['scope', 'key', 'action', 'kind'], meaning: 'Rolling success rate (0..1) of remote switching per firmware profile, link or region; first_attempt or final.' },
+  { name: 'meterline_success_rate', type: 'gauge', labels: ['scope', 'key', 'action', 'kind'], meaning: 'Rolling success rate (0..1) of remote switching per firmware profile, link or region; kind attempt, first_attempt or final.' },
   { name: 'meterline_success_rate_samples', type: 'gauge', labels: ['scope', 'key', 'action', 'kind'], meaning: 'Orders behind the matching meterline_success_rate (a rate over few samples is weak evidence).' },
   { name: 'meterline_circuit_breakers_open', type: 'gauge', labels: [], meaning: 'Populations whose new disconnects are stopped because their disconnect success collapsed.' },
   { name: 'meterline_timeseries_dropped_points', type: 'gauge', labels: [], meaning: 'Points the time-series writer lost since start (database down or slow with a full buffer, refused batches).' },

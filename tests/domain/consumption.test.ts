@@ -25,9 +25,12 @@ const cases: { name: string; readings: EnergyReading[]; expected: Expected[] }[]
   { name: 'exactly at the limit is not above it', readings: hourly([5000, 0]), expected: [] },
   { name: 'one Wh/h above the limit is excessive', readings: hourly([5001, 0]), expected: [{ kind: 'excessive', from: T0, to: T0 + H, whPerHour: 5001 }] },
   {
-    name: 'consecutive excessive hours are one episode, reported with its peak',
+    name: 'consecutive excessive hours are one episode, reported with its peak (three of them are also use that never stopped)',
     readings: hourly([0, 6000, 9000, 7000, 0]),
-    expected: [{ kind: 'excessive', from: T0 + H, to: T0 + 4 * H, whPerHour: 9000 }],
+    expected: [
+      { kind: 'continuous', from: T0 + H, to: T0 + 4 * H, whPerHour: 6000 },
+      { kind: 'excessive', from: T0 + H, to: T0 + 4 * H, whPerHour: 9000 },
+    ],
   },
   {
     name: 'excessive hours separated by ordinary use are two episodes',
@@ -99,10 +102,11 @@ describe('abnormal consumption (DOMAIN.md rule 20)', () => {
     expect(found.map(({ kind, from, to, whPerHour }) => ({ kind, from, to, whPerHour }))).toEqual(expected);
   });
 
-  it('both kinds can be found in one series, in time order', () => {
-    const found = abnormalConsumption(hourly([7000, 300, 300, 300, 300]), limits);
-    expect(found.map((f) => f.kind)).toEqual(['excessive', 'continuous']);
-    expect(found[1]).toMatchObject({ from: T0, to: T0 + 5 * H, whPerHour: 300 });
+  it('both kinds can be found in one series, ordered by start (same start: continuous first)', () => {
+    const found = abnormalConsumption(hourly([300, 300, 0, 7000, 300, 300, 300]), limits);
+    expect(found.map((f) => f.kind)).toEqual(['continuous', 'excessive']);
+    expect(found[0]).toMatchObject({ from: T0 + 3 * H, to: T0 + 7 * H, whPerHour: 300 });
+    expect(found[1]).toMatchObject({ from: T0 + 3 * H, to: T0 + 4 * H, whPerHour: 7000 });
   });
 
   it('the message says what was seen, for the customer alert', () => {

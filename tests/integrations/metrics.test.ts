@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import { register as globalRegistry } from 'prom-client';
+import { createGatewayMetrics, METRICS_TABLE, type GatewayMetricsProviders, type SuccessRateSample } from '../../src/integrations/metrics.js';
+
+const rates: SuccessRateSample[] = [
+  { scope: 'profile', key: 'mtr-em500-modbus-fw1.4', action: 'reconnect', kind: 'first_attempt', rate: 0.9, samples: 40 },
+  { scope: 'link', key: 'rtu-bus-1', action: 'disconnect', kind: 'final', rate: 1, samples: 12 },
+];
+
+function providers(over: Partial<GatewayMetricsProviders> = {}): GatewayMetricsProviders & { calls: Record<string, number> } {
+  const calls: Record<string, number> = {};
+  const count = (name: string): void => {
+    calls[name] = (calls[name] ?? 0) + 1;
+  };
+  return {
+    calls,
+    queueDepth: async () => (count('queueDepth'), { queued: 3, in_flight: 1 }),
+    workOrdersByStatus: async () => (count('workOrdersByStatus'), { open: 2, assigned: 1 }),
+    mostUrgentReconnectSecondsLeft: async () => (count('mostUrgent'), 5400),
+    successRates: async () => (count('successRates'), rates),
+    openCircuitBreakers: async () => (count('openCircuitBreakers'), 1),
+    timeSeries: () => (count('timeSeries'), { dropped: 7, buffered: 12 }),
+    ...over,
+  };
+}
+
+/** Value of one sample line in the exposition text, e.g. `meterline_queue_depth{state="queued"}`. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  if (line === undefined) return undefined;
+  const v = line.slice(series.length + 1);
+  return v === '+Inf' ? Number.POSITIVE_INFINITY : v === '-Inf' ? Number.NEGATIVE_INFINITY : Number(v);
+}
+
+describe('gateway metrics (Prometheus)', () => {
+  it('every metric the registry exposes is in METRICS_TABLE, and every row of METRICS_TABLE is exposed', async () => {
+    const m = createGatewayMetrics(providers());
+    const exposed = (await m.registry.getMetricsAsJSON()).map((x) => ({ name: x.name, type: String(x.type) }));
+    const rows = METRICS_TABLE;
+    const covers = (row: (typeof rows)[number], name: string): boolean => (row.name.endsWith('*') ? name.startsWith(row.name.slice(0, -1)) : row.name === name);
+    for (const metric of exposed) {
+      const row = rows.find((r) => covers(r, metric.name));
+      expect(row, `${metric.name} is exposed but not in METRICS_TABLE`).toBeDefined();
+      if (row && row.type !== 'default') expect(row.type, metric.name).toBe(metric.type);
+    }
+    for (const row of rows) expect(exposed.some((e) => covers(row, e.name)), `${row.name} is in METRICS_TABLE but not exposed`).toBe(true);
+    expect(new Set(rows.map((r) => r.name)).size).toBe(rows.length);
+  });
+
+  it('labels in METRICS_TABLE are the labels the metrics carry', async () => {
+    const m = createGatewayMetrics(providers());
+    m.attempts.inc({ protocol: 'mqtt', action: 'reconnect', outcome: 'ok' });
+    m.attemptLatency.observe({ protocol: 'mqtt', action: 'reconnect' }, 0.2);
+    m.ordersFinished.inc({ action: 'reconnect', state: 'done' });
+    m.alerts.inc({ kind: 'success_rate_low' });
+    await m.render();
+    let checked = 0;
+    for (const metric of await m.registry.getMetricsAsJSON()) {
+      const row = METRICS_TABLE.find((r) => r.name === metric.name);
+      if (!row || metric.values.length === 0) continue; // default metrics; a labelled counter never incremented
+      checked += 1;
+      const labels = new Set(metric.values.flatMap((v) => Object.keys(v.labels)).filter((l) => l !== 'le'));
+      expect([...labels].sort(), metric.name).toEqual([...row.labels].sort());
+    }
+    expect(checked).toBe(METRICS_TABLE.filter((r) => r.type !== 'default').length - 1); // all but provider errors
+  });
+
+  it('gauges show what the providers answer at scrape time', async () => {
+    let depth: Record<string, number> = { queued: 3, in_flight: 1 };
+    const p = providers({ queueDepth: async () => depth });
+    const m = createGatewayMetrics(p);
+    let text = await m.render();
+    expect(sample(text, 'meterline_queue_depth{state="queued"}')).toBe(3);
+    expect(sample(text, 'meterline_queue_depth{state="in_flight"}')).toBe(1);
+    expect(sample(text, 'meterline_work_orders{status="open"}')).toBe(2);
+    expect(sample(text, 'meterline_most_urgent_reconnect_seconds_left')).toBe(5400);
+    expect(sample(text, 'meterline_success_rate{scope="profile",key="mtr-em500-modbus-fw1.4",action="reconnect",kind="first_attempt"}')).toBe(0.9);
+    expect(sample(text, 'meterline_success_rate_samples{scope="link",key="rtu-bus-1",action="disconnect",kind="final"}')).toBe(12);
+    expect(sample(text, 'meterline_circuit_breakers_open')).toBe(1);
+    expect(sample(text, 'meterline_timeseries_dropped_points')).toBe(7);
+    expect(sample(text, 'meterline_timeseries_buffered_points')).toBe(12);
+    expect(p.calls.successRates).toBe(1); // one provider call feeds both success-rate gauges
+
+    depth = { queued: 5 }; // a state that emptied disappears instead of keeping its last value
+    text = await m.render();
+    expect(sample(text, 'meterline_queue_depth{state="queued"}')).toBe(5);
+    expect(sample(text, 'meterline_queue_depth{state="in_flight"}')).toBeUndefined();
+    expect(p.calls.successRates).toBe(2);
+  });
+
+  it('counters and the latency histogram (seconds, 0.05 s to 60 s buckets) count what the control loop reports', async () => {
+    const m = createGatewayMetrics(providers());
+    m.attempts.inc({ protocol: 'dlms', action: 'disconnect', outcome: 'timeout' });
+    m.attempts.inc({ protocol: 'dlms', action: 'disconnect', outcome: 'timeout' });
+    m.attemptLatency.observe({ protocol: 'dlms', action: 'disconnect' }, 0.04);
+    m.attemptLatency.observe({ protocol: 'dlms', action: 'disconnect' }, 45);
+    m.ordersFinished.inc({ action: 'disconnect', state: 'failed' });
+    m.alerts.inc({ kind: 'circuit_breaker_open' });
+    const text = await m.render();
+    expect(sample(text, 'meterline_switch_attempts_total{protocol="dlms",action="disconnect",outcome="timeout"}')).toBe(2);
+    expect(sample(text, 'meterline_switch_attempt_duration_seconds_bucket{le="0.05",protocol="dlms",action="disconnect"}')).toBe(1);
+    expect(sample(text, 'meterline_switch_attempt_duration_seconds_bucket{le="30",protocol="dlms",action="disconnect"}')).toBe(1);
+    expect(sample(text, 'meterline_switch_attempt_duration_seconds_bucket{le="60",protocol="dlms",action="disconnect"}')).toBe(2);
+    expect(sample(text, 'meterline_orders_finished_total{action="disconnect",state="failed"}')).toBe(1);
+    expect(sample(text, 'meterline_alerts_total{kind="circuit_breaker_open"}')).toBe(1);
+    expect(m.contentType).toContain('text/plain');
+  });
+
+  it('no reconnect open reads +Inf (not 0, which would look due now); a failing provider does not break the page', async () => {
+    const m = createGatewayMetrics(
+      providers({
+        mostUrgentReconnectSecondsLeft: async () => null,
+        queueDepth: async () => {
+          throw new Error('store is locked');
+        },
+        openCircuitBreakers: async () => {
+          throw new Error('store is locked');
+        },
+      }),
+    );
+    const text = await m.render();
+    expect(sample(text, 'meterline_most_urgent_reconnect_seconds_left')).toBe(Number.POSITIVE_INFINITY);
+    expect(text).not.toMatch(/^meterline_queue_depth\{/m);
+    expect(sample(text, 'meterline_circuit_breakers_open')).toBeNaN();
+    expect(sample(text, 'meterline_metrics_provider_errors_total{provider="queueDepth"}')).toBe(1);
+    expect(sample(text, 'meterline_work_orders{status="open"}')).toBe(2);
+  });
+
+  it('uses its own registry: two gateways in one process do not clash and the global registry stays empty', async () => {
+    const a = createGatewayMetrics(providers());
+    const b = createGatewayMetrics(providers());
+    a.alerts.inc({ kind: 'x' });
+    expect(sample(await b.render(), 'meterline_alerts_total{kind="x"}')).toBeUndefined();
+    expect(await globalRegistry.getMetricsAsJSON()).toEqual([]);
+  });
+});
