@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -144,6 +145,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       drivers.set('dlms', dlms);
     }
 
+    const events = new EventEmitter();
+    events.setMaxListeners(1000);
     const controller = new SwitchController({
       store,
       drivers,
@@ -161,7 +164,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         escalateDisconnects: config.escalation.disconnectFailures,
         scanEveryMs: config.escalation.scanEveryMs,
       },
-      ...(options.onOrderChange ? { onOrderChange: options.onOrderChange } : {}),
+      onOrderChange: (order) => {
+        events.emit('order', order);
+        options.onOrderChange?.(order);
+      },
     });
 
     const monitor = new SuccessRateMonitor(store, clock, config.successRates, logger.child({ component: 'success-rates' }));
@@ -191,6 +197,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         submitContext,
         supply: config.supply,
         successRates: monitor,
+        events,
         health: () => ({ store: true, broker: mqttDriver.connected }),
       },
       logger.child({ component: 'api' }),

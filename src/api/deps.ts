@@ -1,6 +1,7 @@
 import type { SwitchController } from '../control/switch-controller.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { GatewayStore, SubmitContext } from '../store/store.js';
+import type { EventEmitter } from 'node:events';
 import type { ApiKeyRegistry } from './auth.js';
 import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
 
@@ -14,6 +15,10 @@ export interface ApiDeps {
   keys: ApiKeyRegistry;
   submitContext: () => SubmitContext;
   successRates: Pick<SuccessRateMonitor, 'latest' | 'evaluate'>;
+  /** Live events for the console (server-sent events): 'order' with a SwitchOrder after every change. */
+  events: EventEmitter;
+  /** Prometheus exposition, when metrics are on. */
+  metrics?: { render(): Promise<string>; contentType: string };
   /** Extra health facts (broker connected, loop running). */
   health: () => Record<string, boolean>;
 }

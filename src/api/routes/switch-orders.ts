@@ -54,6 +54,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
   const submitOne = async (request: OrderRequest): Promise<SubmitOutcome> => {
     const [outcome] = await deps.store.submitOrders([request], deps.submitContext());
     deps.controller.wake();
+    deps.events.emit('order', outcome!.order);
     return outcome!;
   };
 
@@ -144,6 +145,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       const requests = items.map(({ action, meterId, ...body }, index) => toRequest(meterId, action, body, req.principal!.name, `${key}#${index}`));
       const outcomes = await deps.store.submitOrders(requests, deps.submitContext());
       deps.controller.wake();
+      for (const o of outcomes) if (o.kind === 'created') deps.events.emit('order', o.order);
       const results = outcomes.map((o, index) => ({
         index,
         outcome: o.order.state === 'refused' ? ('refused' as const) : o.kind,
