@@ -25,6 +25,8 @@ export interface FleetMeterSpec {
   profile: MqttFirmwareProfile;
   initialRelay?: RelayState;
   initialEnergyWh?: number;
+  /** Constant load in W while connected (default 1 kW). */
+  loadW?: number;
   faults?: Partial<MeterFaults>;
 }
 
@@ -132,6 +134,7 @@ export class MqttFleet {
         now: this.now,
         initialRelay: spec.initialRelay,
         initialEnergyWh: spec.initialEnergyWh,
+        ...(spec.loadW !== undefined ? { loadW: spec.loadW } : {}),
         faults: spec.faults,
       });
       meter.onChange(onChange);

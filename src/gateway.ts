@@ -17,6 +17,12 @@ import { loadFirmwareProfiles } from './config/load-profiles.js';
 import { systemClock, type Clock } from './control/clock.js';
 import { SwitchController } from './control/switch-controller.js';
 import { SuccessRateMonitor } from './control/success-rate-monitor.js';
+import { ConsumptionWatch } from './control/consumption-watch.js';
+import { ReadingScheduler } from './control/reading-scheduler.js';
+import { RelayAuditRunner } from './control/relay-audit-runner.js';
+import { createGatewayMetrics } from './integrations/metrics.js';
+import { TimeSeriesWriter } from './integrations/time-series-writer.js';
+import { isTerminal } from './domain/switch-order.js';
 import { HOUR_MS } from './domain/deadlines.js';
 import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from './domain/firmware-profile.js';
 import type { SwitchOrder } from './domain/switch-order.js';
@@ -37,6 +43,9 @@ export interface RunningGateway {
   store: GatewayStore;
   controller: SwitchController;
   monitor: SuccessRateMonitor;
+  readings: ReadingScheduler;
+  relayAudit: RelayAuditRunner;
+  timeSeries: TimeSeriesWriter | undefined;
   api: FastifyInstance;
   apiUrl: string;
   brokerUrl: string;
@@ -145,6 +154,32 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       drivers.set('dlms', dlms);
     }
 
+    const timeSeries = config.timeSeries.url
+      ? new TimeSeriesWriter({ ...config.timeSeries, url: config.timeSeries.url, logger: logger.child({ component: 'time-series' }) })
+      : undefined;
+    if (timeSeries) stops.push(() => timeSeries.close());
+    const monitor = new SuccessRateMonitor(store, clock, config.successRates, logger.child({ component: 'success-rates' }), (kind) => metrics.alerts.inc({ kind }));
+    const metrics = createGatewayMetrics(
+      {
+        queueDepth: () => store.countOrdersByState() as Promise<Record<string, number>>,
+        workOrdersByStatus: () => store.countWorkOrdersByStatus(),
+        mostUrgentReconnectSecondsLeft: async () => {
+          const d = await store.mostUrgentReconnectDeadline();
+          return d === null ? null : (d - clock.now()) / 1000;
+        },
+        successRates: async () => {
+          const shortest = Math.min(...config.successRates.windowMinutes);
+          return monitor
+            .latest()
+            .rates.filter((r) => r.windowMinutes === shortest)
+            .map((r) => ({ scope: r.scope, key: r.key, action: r.action, kind: r.kind, rate: r.rate, samples: r.total }));
+        },
+        openCircuitBreakers: async () => (await store.listBreakers(true)).length,
+        timeSeries: () => timeSeries?.stats() ?? { dropped: 0, buffered: 0 },
+      },
+      { logger: logger.child({ component: 'metrics' }) },
+    );
+    const consumption = new ConsumptionWatch(store, config.consumption, logger.child({ component: 'consumption' }), () => metrics.alerts.inc({ kind: 'abnormal_consumption' }));
     const events = new EventEmitter();
     events.setMaxListeners(1000);
     const controller = new SwitchController({
@@ -166,11 +201,21 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       },
       onOrderChange: (order) => {
         events.emit('order', order);
+        if (isTerminal(order.state)) metrics.ordersFinished.inc({ action: order.action, state: order.state });
         options.onOrderChange?.(order);
+      },
+      onAttempt: (a) => {
+        metrics.attempts.inc({ protocol: a.protocol, action: a.action, outcome: a.outcome });
+        metrics.attemptLatency.observe({ protocol: a.protocol, action: a.action }, a.latencyMs / 1000);
+        timeSeries?.writeAttempt(a);
+      },
+      onReading: (r) => {
+        timeSeries?.writeReading(r);
+        if (r.energyWh !== null) void consumption.check(r.meterId, clock.now()).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'consumption check failed'));
       },
     });
 
-    const monitor = new SuccessRateMonitor(store, clock, config.successRates, logger.child({ component: 'success-rates' }));
+    const relayAudit = new RelayAuditRunner(store, clock, config.relayAudit, logger.child({ component: 'relay-audit' }));
     const keys = new ApiKeyRegistry(store);
     for (const k of config.auth.keys) keys.add(k.sha256, { name: k.name, role: k.role });
     let demoKeys: RunningGateway['demoKeys'];
@@ -198,6 +243,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         supply: config.supply,
         successRates: monitor,
         events,
+        metrics,
+        relayAudit: () => relayAudit.run(),
         health: () => ({ store: true, broker: mqttDriver.connected }),
       },
       logger.child({ component: 'api' }),
@@ -208,6 +255,21 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     stops.push(() => controller.stop());
     monitor.start();
     stops.push(async () => monitor.stop());
+    const readings = new ReadingScheduler({
+      schedules: config.readings.schedules,
+      concurrencyPerLink: config.readings.concurrencyPerLink,
+      timezone: config.readings.timezone,
+      logger: logger.child({ component: 'readings' }),
+      listMeters: async (after, limit) => (await store.listMeters(after, limit)).map((m) => ({ meterId: m.meterId, link: m.link })),
+      read: async (meterId) => {
+        const r = await controller.readNow(meterId);
+        return r.ok ? { ok: true } : { ok: false, skipped: r.detail.startsWith('an order attempt') };
+      },
+    });
+    readings.start();
+    stops.push(() => readings.stop());
+    relayAudit.start();
+    stops.push(() => relayAudit.stop());
     const routes: NotificationRoute[] = [];
     if (config.notifications.webhookUrl) routes.push({ kindPrefix: 'pre_disconnect_notice', url: config.notifications.webhookUrl, secret: config.notifications.secret });
     if (config.fieldService.webhookUrl) routes.push({ kindPrefix: 'work_order.', url: config.fieldService.webhookUrl, secret: config.fieldService.secret });
@@ -233,6 +295,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       store,
       controller,
       monitor,
+      readings,
+      relayAudit,
+      timeSeries,
       api,
       apiUrl,
       brokerUrl,

@@ -19,6 +19,7 @@ import { meterHistoryRoutes } from './routes/meter-history.js';
 import { meterRoutes } from './routes/meters.js';
 import { planRoutes } from './routes/plans.js';
 import { workOrderRoutes } from './routes/work-orders.js';
+import { monitoringRoutes } from './routes/monitoring.js';
 import { switchOrderRoutes } from './routes/switch-orders.js';
 
 /** Build the HTTP API (not yet listening). The OpenAPI document is served at /openapi.json and browsable at /docs. */
@@ -83,5 +84,6 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => planRoutes(scope, deps));
   await app.register(async (scope) => adminRoutes(scope, deps));
   await app.register(async (scope) => workOrderRoutes(scope, deps));
+  await app.register(async (scope) => monitoringRoutes(scope, deps));
   return app;
 }

@@ -28,6 +28,7 @@ export const PERMISSIONS = {
   'workorder:update': ['field', 'operator'],
   'stats:read': ALL,
   'breaker:reset': ['operator', 'supervisor'],
+  'monitoring:run': ['operator', 'supervisor'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

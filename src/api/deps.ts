@@ -1,6 +1,6 @@
 import type { SwitchController } from '../control/switch-controller.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
-import type { GatewayStore, SubmitContext } from '../store/store.js';
+import type { GatewayStore, RelayAuditRun, SubmitContext } from '../store/store.js';
 import type { EventEmitter } from 'node:events';
 import type { ApiKeyRegistry } from './auth.js';
 import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
@@ -17,8 +17,10 @@ export interface ApiDeps {
   successRates: Pick<SuccessRateMonitor, 'latest' | 'evaluate'>;
   /** Live events for the console (server-sent events): 'order' with a SwitchOrder after every change. */
   events: EventEmitter;
-  /** Prometheus exposition, when metrics are on. */
+  /** Prometheus exposition. */
   metrics?: { render(): Promise<string>; contentType: string };
+  /** Run the daily relay audit now. */
+  relayAudit?: () => Promise<RelayAuditRun>;
   /** Extra health facts (broker connected, loop running). */
   health: () => Record<string, boolean>;
 }

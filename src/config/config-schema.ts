@@ -135,6 +135,38 @@ export const ConfigSchema = z
         alertSecret: z.string().min(16).nullable(),
       })
       .strict(),
+    /** Scheduled reads of relay state, voltage and energy (node-cron expressions). */
+    readings: z
+      .object({
+        schedules: z.array(z.object({ name: z.string().min(1), cron: z.string().min(1) }).strict()),
+        /** Routine reads on the wire per link at once; commands keep priority. */
+        concurrencyPerLink: z.number().int().min(1).max(1000),
+        timezone: z.string().min(1),
+      })
+      .strict(),
+    /** Abnormal consumption (DOMAIN.md rule 20). */
+    consumption: z
+      .object({
+        maxWhPerHour: z.number().positive(),
+        continuousHours: z.number().positive(),
+        continuousMinWhPerHour: z.number().min(0),
+      })
+      .strict(),
+    /** The daily relay audit (DOMAIN.md rule 17). */
+    relayAudit: z.object({ cron: z.string().min(1), maxObservationAgeHours: z.number().positive() }).strict(),
+    /** Readings and attempt outcomes to an InfluxDB-protocol server (InfluxDB 2, VictoriaMetrics); url null = off. */
+    timeSeries: z
+      .object({
+        url: z.string().url().nullable(),
+        token: z.string(),
+        org: z.string().min(1),
+        bucket: z.string().min(1),
+        batchSize: z.number().int().min(1).max(100_000),
+        flushIntervalMs: z.number().int().min(10).max(600_000),
+        maxBufferLines: z.number().int().min(1).max(10_000_000),
+        maxRetries: z.number().int().min(0).max(100),
+      })
+      .strict(),
     /** "Fault or disconnect?" (DOMAIN.md rule 18). */
     supply: z
       .object({

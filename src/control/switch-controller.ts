@@ -35,6 +35,36 @@ export interface ControllerDeps {
   random?: () => number;
   /** Called after every order state change the loop makes (metrics, callbacks, tests). */
   onOrderChange?: (order: SwitchOrder) => void;
+  /** Called after every attempt with its outcome (time series, metrics). */
+  onAttempt?: (attempt: AttemptRecord) => void;
+  /** Called for every reading the loop takes (read-backs and live reads). */
+  onReading?: (reading: ReadingRecord) => void;
+}
+
+export interface MeterContext {
+  meterId: string;
+  profileId: string;
+  protocol: string;
+  link: string;
+  region: string;
+}
+
+export interface AttemptRecord extends MeterContext {
+  orderId: string;
+  action: SwitchOrder['action'];
+  attempt: number;
+  outcome: string;
+  latencyMs: number;
+  at: number;
+  state: SwitchOrder['state'];
+}
+
+export interface ReadingRecord extends MeterContext {
+  at: number;
+  relay: RelayReading['relay'];
+  voltageV: number | null;
+  energyWh: number | null;
+  source: 'read' | 'read_back';
 }
 
 export type ControllerEscalation = Omit<EscalationPolicy, 'fieldLeadMs'> & { fieldLeadMs: (region: string) => number; maxFieldLeadMs: number; scanEveryMs: number };
@@ -288,6 +318,18 @@ export class SwitchController {
       );
       if (read.outcome !== 'ok') return { ok: false, detail: `${read.outcome}: ${read.detail}` };
       await this.deps.store.recordObservation(meterId, { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh });
+      this.deps.onReading?.({
+        meterId,
+        profileId: profile.id,
+        protocol: profile.protocol,
+        link: meter.link,
+        region: meter.region,
+        at: read.value.at,
+        relay: read.value.relay,
+        voltageV: read.value.voltageV ?? null,
+        energyWh: read.value.energyWh ?? null,
+        source: 'read',
+      });
       return { ok: true, reading: read.value };
     } finally {
       this.busyMeters.delete(meterId);
@@ -356,6 +398,7 @@ export class SwitchController {
     // Without a profile nothing can be sent: one attempt, then failed, so a person looks at the meter's set-up.
     const rules = meter?.address.profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false } };
     const escalation = this.policyFor(meter?.region ?? '*');
+    let outcome = 'unknown';
     const now = this.deps.clock.now();
     const detail =
       problem ??
@@ -375,9 +418,20 @@ export class SwitchController {
         read && read.outcome === 'ok'
           ? { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh }
           : null,
-      decide: (current) => escalateVerdict(current, judgeAttempt(current, rules, facts, now, this.random()), meter?.flags ?? DEFAULT_FLAGS, now, escalation),
+      decide: (current) => {
+        const verdict = escalateVerdict(current, judgeAttempt(current, rules, facts, now, this.random()), meter?.flags ?? DEFAULT_FLAGS, now, escalation);
+        outcome = verdict.outcome;
+        return verdict;
+      },
     });
     this.deps.onOrderChange?.(updated);
+    if (meter) {
+      const context = { meterId: order.meterId, profileId: meter.address.profile.id, protocol: meter.address.profile.protocol, link: meter.address.link, region: meter.region };
+      this.deps.onAttempt?.({ ...context, orderId: order.id, action: order.action, attempt: order.attempts, outcome, latencyMs: command?.latencyMs ?? 0, at: now, state: updated.state });
+      if (read && read.outcome === 'ok') {
+        this.deps.onReading?.({ ...context, at: read.value.at, relay: read.value.relay, voltageV: read.value.voltageV ?? null, energyWh: read.value.energyWh ?? null, source: 'read_back' });
+      }
+    }
     const line = { state: updated.state, reason: updated.stateReason };
     if (updated.state === 'failed') log.warn(line, 'order failed: remote attempts exhausted');
     else if (updated.state === 'escalated') log.warn(line, 'attempt failed; the order is with the field');

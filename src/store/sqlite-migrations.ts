@@ -231,4 +231,14 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX breakers_open ON breakers (scope, key) WHERE reset_at IS NULL;
   `,
+  // 6: the daily relay audit's runs (DOMAIN.md rule 17).
+  `
+  CREATE TABLE relay_audit_runs (
+    id TEXT PRIMARY KEY,
+    ran_at INTEGER NOT NULL,
+    meters INTEGER NOT NULL,
+    exceptions TEXT NOT NULL
+  );
+  CREATE INDEX notifications_kind ON notifications (kind, created_at);
+  `,
 ];

@@ -46,6 +46,7 @@ import type {
   ObservationRecord,
   PlanDraft,
   PlanView,
+  RelayAuditRun,
   GatewayStore,
   MeterRecord,
   MeterView,
@@ -873,6 +874,56 @@ export class SqliteStore implements GatewayStore {
 
   recordAlert(kind: string, payload: Record<string, unknown>, now: number): Promise<void> {
     return this.enqueue(() => this.p.work.recordAlert(kind, payload, now));
+  }
+
+  async listMeters(afterMeterId: string | null, limit: number): Promise<MeterView[]> {
+    const rows = this.db.prepare('SELECT * FROM meters WHERE meter_id > ? ORDER BY meter_id LIMIT ?').all(afterMeterId ?? '', limit) as Row[];
+    return rows.map(meterFromRow);
+  }
+
+  async relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>> {
+    const out = new Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>();
+    const open = this.db.prepare(`SELECT 1 FROM orders WHERE meter_id = ? AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`).pluck();
+    const last = this.db.prepare(`SELECT action, state, completed_at FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
+    for (const id of meterIds) {
+      const l = last.get(id) as { action: string; state: string; completed_at: number } | undefined;
+      out.set(id, {
+        hasOpenOrder: open.get(id) !== undefined,
+        lastDisconnectDone: l?.action === 'disconnect',
+        armedSince: l?.state === 'armed' ? l.completed_at : null,
+      });
+    }
+    return out;
+  }
+
+  saveRelayAudit(run: RelayAuditRun): Promise<void> {
+    return this.enqueue(() => {
+      this.db.prepare('INSERT INTO relay_audit_runs (id, ran_at, meters, exceptions) VALUES (?, ?, ?, ?)').run(run.id, run.ranAt, run.meters, JSON.stringify(run.exceptions));
+      this.p.audit.append(run.ranAt, 'gateway', 'relay_audit.run', run.id, { meters: run.meters, exceptions: run.exceptions.length });
+    });
+  }
+
+  async latestRelayAudit(): Promise<RelayAuditRun | undefined> {
+    const r = this.db.prepare('SELECT * FROM relay_audit_runs ORDER BY ran_at DESC LIMIT 1').get() as Row | undefined;
+    return r ? { id: r.id as string, ranAt: num(r.ran_at), meters: num(r.meters), exceptions: JSON.parse(r.exceptions as string) as unknown[] } : undefined;
+  }
+
+  async listAlerts(limit: number): Promise<NotificationRecord[]> {
+    await this.flushNow();
+    return (this.db.prepare(`SELECT * FROM notifications WHERE kind LIKE 'alert.%' ORDER BY created_at DESC LIMIT ?`).all(limit) as Row[]).map(notificationFromRow);
+  }
+
+  async countWorkOrdersByStatus(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM work_orders GROUP BY status').all() as { status: string; n: number }[]) out[r.status] = r.n;
+    return out;
+  }
+
+  async mostUrgentReconnectDeadline(): Promise<number | null> {
+    const r = this.db
+      .prepare(`SELECT MIN(deadline) AS d FROM orders WHERE action = 'reconnect' AND deadline IS NOT NULL AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated')`)
+      .get() as { d: number | null };
+    return r.d;
   }
 
   async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {

@@ -229,6 +229,13 @@ export interface OrderOutcomeRow {
   succeeded: number;
 }
 
+export interface RelayAuditRun {
+  id: string;
+  ranAt: number;
+  meters: number;
+  exceptions: unknown[];
+}
+
 /** What the gate saw and did for one disconnect just before its attempt. */
 export type DisconnectLease = { leased: SwitchOrder } | { leased: null; order: SwitchOrder; decision: GateDecision | null };
 
@@ -335,6 +342,18 @@ export interface GatewayStore {
   resetBreaker(id: string, actor: string, now: number): Promise<CircuitBreaker | undefined>;
   /** Record a population-level alert in the outbox (kind `alert.*`). */
   recordAlert(kind: string, payload: Record<string, unknown>, now: number): Promise<void>;
+
+  // ---- readings, relay audit, alerts, gauges (DOMAIN.md rules 16, 17, 20) ----
+  /** Meters in id order after `afterMeterId`, for scheduled reads and the relay audit. */
+  listMeters(afterMeterId: string | null, limit: number): Promise<MeterView[]>;
+  /** Per meter: whether an order is open, and whether its latest disconnect ended done (for the relay audit). */
+  relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>>;
+  saveRelayAudit(run: RelayAuditRun): Promise<void>;
+  latestRelayAudit(): Promise<RelayAuditRun | undefined>;
+  listAlerts(limit: number): Promise<NotificationRecord[]>;
+  countWorkOrdersByStatus(): Promise<Record<string, number>>;
+  /** The earliest deadline among open reconnects (for the "time left" gauge). */
+  mostUrgentReconnectDeadline(): Promise<number | null>;
 
   // ---- idempotent answers for writes other than switch orders ----
   getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined>;

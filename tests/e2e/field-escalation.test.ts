@@ -142,7 +142,11 @@ describe('success-rate monitor and the disconnect circuit breaker', () => {
     await new Promise((r) => setTimeout(r, 1000));
     expect(count() - before).toBeLessThanOrEqual(50); // at most what was already on the wire
     const metrics = await fetch(`${f.gateway.apiUrl}/metrics`, { headers: { authorization: `Bearer ${f.operatorKey}` } });
-    if (metrics.status === 200) expect(await metrics.text()).toContain('meterline_circuit_breakers_open');
+    expect(metrics.status).toBe(200);
+    const text = await metrics.text();
+    expect(text).toMatch(/^meterline_circuit_breakers_open [1-9]/m);
+    expect(text).toMatch(/meterline_switch_attempts_total\{protocol="mqtt",action="disconnect",outcome="verify_mismatch"\} \d+/);
+    expect((await f.http('GET', '/v1/alerts')).body.items.some((a: any) => a.kind === 'alert.circuit_open')).toBe(true);
 
     const reset = await f.http('POST', `/v1/stats/breakers/${breaker.id}/reset`, { headers: k() });
     expect(reset.body.resetBy).toBe('demo-operator');

@@ -19,6 +19,8 @@ export interface TestMeter {
   initialRelay: RelayState;
   link?: string;
   region?: string;
+  /** Simulated load in W while connected (default 1 kW). */
+  loadW?: number;
 }
 
 export interface GatewayFixture {
@@ -62,7 +64,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
   const fleet = new MqttFleet({
     brokerUrl: broker.url,
     logger: pino({ level: 'silent' }),
-    meters: meters.map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: m.initialRelay })),
+    meters: meters.map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: m.initialRelay, ...(m.loadW !== undefined ? { loadW: m.loadW } : {}) })),
   });
   await fleet.start();
   const gateway = await startGateway(config, options.clock ? { clock: options.clock } : {});
