@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import type { AttemptVerdict } from '../../src/domain/attempt-verdict.js';
+import { cannotFinishInTime, escalateVerdict, workOrderPriority } from '../../src/domain/escalation.js';
+
+/** Field escalation on a fake clock (DOMAIN.md rule 11). */
+const H = 3_600_000;
+const NOW = Date.parse('2026-11-24T10:00:00Z');
+const policy = { fieldLeadMs: 8 * H, dueMarginMs: H, slowRetryMs: 30 * 60_000, escalateDisconnects: false };
+const none = { medicalEquipment: false, vulnerable: false, priorityRegister: false };
+const failed: AttemptVerdict = { outcome: 'timeout', next: 'failed', reason: '5 of 5 attempts used; last: timeout' };
+const retry: AttemptVerdict = { outcome: 'timeout', next: 'queued', nextAttemptAt: NOW + 4000, reason: 'retry in 4000 ms' };
+
+describe('escalation', () => {
+  it('a reconnect whose attempts are exhausted gets a work order due one hour before the deadline, and keeps retrying slowly', () => {
+    const v = escalateVerdict({ action: 'reconnect', deadline: NOW + 20 * H, escalatedAt: null }, failed, none, NOW, policy);
+    expect(v.next).toBe('escalated');
+    expect(v.nextAttemptAt).toBe(NOW + 30 * 60_000);
+    expect(v.escalation).toMatchObject({ dueAt: NOW + 19 * H, priority: 4 });
+    expect(v.escalation!.reason).toContain('remote attempts exhausted');
+  });
+
+  it('8 h and 1 minute left: not yet; exactly 8 h left: the crew must go', () => {
+    expect(cannotFinishInTime({ action: 'reconnect', deadline: NOW + 8 * H + 60_000 }, NOW, policy)).toBe(false);
+    expect(cannotFinishInTime({ action: 'reconnect', deadline: NOW + 8 * H }, NOW, policy)).toBe(true);
+    const v = escalateVerdict({ action: 'reconnect', deadline: NOW + 8 * H, escalatedAt: null }, retry, none, NOW, policy);
+    expect(v.escalation!.reason).toContain('cannot finish remotely in time: 480 min left');
+  });
+
+  it('a failed disconnect is not escalated unless configured', () => {
+    expect(escalateVerdict({ action: 'disconnect', deadline: null, escalatedAt: null }, failed, none, NOW, policy).next).toBe('failed');
+    expect(escalateVerdict({ action: 'disconnect', deadline: null, escalatedAt: null }, failed, none, NOW, { ...policy, escalateDisconnects: true }).next).toBe('escalated');
+  });
+
+  it('an escalated order that fails again stays with the field; a success ends it', () => {
+    const again = escalateVerdict({ action: 'reconnect', deadline: NOW + 5 * H, escalatedAt: NOW - H }, retry, none, NOW, policy);
+    expect(again).toMatchObject({ next: 'escalated', nextAttemptAt: NOW + 30 * 60_000 });
+    expect(again.escalation).toBeUndefined();
+    const ok: AttemptVerdict = { outcome: 'ok', next: 'done', reason: 'read-back shows the relay connected' };
+    expect(escalateVerdict({ action: 'reconnect', deadline: NOW + 5 * H, escalatedAt: NOW - H }, ok, none, NOW, policy).next).toBe('done');
+  });
+
+  it('priority: medical equipment first, then vulnerable or little time left', () => {
+    expect(workOrderPriority({ ...none, medicalEquipment: true }, 20 * H)).toBe(1);
+    expect(workOrderPriority(none, 90 * 60_000)).toBe(1);
+    expect(workOrderPriority({ ...none, vulnerable: true }, 20 * H)).toBe(2);
+    expect(workOrderPriority(none, 5 * H)).toBe(2);
+    expect(workOrderPriority(none, 10 * H)).toBe(3);
+    expect(workOrderPriority(none, 20 * H)).toBe(4);
+  });
+});
