@@ -22,6 +22,7 @@ import { ReadingScheduler } from './control/reading-scheduler.js';
 import { RelayAuditRunner } from './control/relay-audit-runner.js';
 import { createGatewayMetrics } from './integrations/metrics.js';
 import { TimeSeriesWriter } from './integrations/time-series-writer.js';
+import { CallbackDispatcher } from './integrations/callback-dispatcher.js';
 import { isTerminal } from './domain/switch-order.js';
 import { HOUR_MS } from './domain/deadlines.js';
 import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from './domain/firmware-profile.js';
@@ -241,6 +242,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         keys,
         submitContext,
         supply: config.supply,
+        rateLimit: config.api.rateLimit,
         successRates: monitor,
         events,
         metrics,
@@ -270,6 +272,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     stops.push(() => readings.stop());
     relayAudit.start();
     stops.push(() => relayAudit.stop());
+    const callbacks = new CallbackDispatcher(store, clock, config.callbacks, logger.child({ component: 'callbacks' }));
+    callbacks.start();
+    stops.push(async () => callbacks.stop());
     const routes: NotificationRoute[] = [];
     if (config.notifications.webhookUrl) routes.push({ kindPrefix: 'pre_disconnect_notice', url: config.notifications.webhookUrl, secret: config.notifications.secret });
     if (config.fieldService.webhookUrl) routes.push({ kindPrefix: 'work_order.', url: config.fieldService.webhookUrl, secret: config.fieldService.secret });

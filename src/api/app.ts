@@ -1,3 +1,4 @@
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -13,6 +14,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ERRORS, MeterlineError } from '../errors.js';
 import type { ApiDeps } from './deps.js';
+import { sha256Hex } from './auth.js';
 import { adminRoutes } from './routes/admin.js';
 import { meterFactsRoutes } from './routes/meter-facts.js';
 import { meterHistoryRoutes } from './routes/meter-history.js';
@@ -20,6 +22,7 @@ import { meterRoutes } from './routes/meters.js';
 import { planRoutes } from './routes/plans.js';
 import { workOrderRoutes } from './routes/work-orders.js';
 import { monitoringRoutes } from './routes/monitoring.js';
+import { billingRoutes } from './routes/billing.js';
 import { switchOrderRoutes } from './routes/switch-orders.js';
 
 /** Build the HTTP API (not yet listening). The OpenAPI document is served at /openapi.json and browsable at /docs. */
@@ -46,6 +49,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
     if (err instanceof MeterlineError) return send(err.status, err.code, err.message, err.details);
     const status = (err as { statusCode?: number }).statusCode;
     if (status === 413) return send(413, 'E_BULK_TOO_LARGE', 'the request body is too large; split it into smaller requests');
+    if (status === 429) return send(429, 'E_RATE_LIMITED', err.message);
     if (status !== undefined && status >= 400 && status < 500) return send(status, 'E_VALIDATION', `the request is not valid: ${err.message}`);
     req.log.error({ err }, 'unhandled error');
     return send(500, 'E_INTERNAL', `${ERRORS.E_INTERNAL.title}; the gateway logged it with request id ${req.id}`);
@@ -54,6 +58,17 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
     reply.code(404).send({ code: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url}; see /docs for the API`, requestId: req.id });
   });
 
+  // Per-key rate limit (a key is identified by its hash; requests without one by address).
+  await app.register(rateLimit, {
+    max: deps.rateLimit.max,
+    timeWindow: deps.rateLimit.timeWindowMs,
+    keyGenerator: (req) => (typeof req.headers.authorization === 'string' ? `key:${sha256Hex(req.headers.authorization)}` : `ip:${req.ip}`),
+    allowList: (req) => req.url === '/healthz',
+    errorResponseBuilder: (_req, ctx) => ({
+      statusCode: 429,
+      message: `rate limit of ${ctx.max} requests per ${Math.round(Number(ctx.after.replace(/\D/g, '')) || 1)} s for this key reached; retry after ${ctx.after}`,
+    }),
+  });
   await app.register(swagger, {
     openapi: {
       info: {
@@ -85,5 +100,6 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => adminRoutes(scope, deps));
   await app.register(async (scope) => workOrderRoutes(scope, deps));
   await app.register(async (scope) => monitoringRoutes(scope, deps));
+  await app.register(async (scope) => billingRoutes(scope, deps));
   return app;
 }

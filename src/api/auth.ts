@@ -29,6 +29,10 @@ export const PERMISSIONS = {
   'stats:read': ALL,
   'breaker:reset': ['operator', 'supervisor'],
   'monitoring:run': ['operator', 'supervisor'],
+  'payment:write': ['billing'],
+  'payment:read': ['billing', 'operator', 'supervisor', 'auditor', 'admin'],
+  'callback:manage': ['billing'],
+  'changes:read': ['billing', 'operator'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

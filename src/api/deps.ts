@@ -19,6 +19,8 @@ export interface ApiDeps {
   events: EventEmitter;
   /** Prometheus exposition. */
   metrics?: { render(): Promise<string>; contentType: string };
+  /** Requests per key per window before 429 E_RATE_LIMITED. */
+  rateLimit: { max: number; timeWindowMs: number };
   /** Run the daily relay audit now. */
   relayAudit?: () => Promise<RelayAuditRun>;
   /** Extra health facts (broker connected, loop running). */

@@ -50,6 +50,7 @@ export const MeterBody = z
     link: z.string().min(1).max(100),
     region: z.string().min(1).max(100),
     address: z.string().min(1).max(100).nullable().optional().describe('Where the meter sits on its link: Modbus unit id, DLMS HDLC address; omit for MQTT'),
+    accountId: z.string().min(1).max(64).nullable().optional().describe('The billing account; payments by account reach all its meters'),
   })
   .strict();
 
@@ -114,6 +115,7 @@ export const MeterView = z.object({
   link: z.string(),
   region: z.string(),
   address: z.string().nullable(),
+  accountId: z.string().nullable(),
   observed: ObservedView.nullable(),
   desiredRelay: z.enum(['connected', 'disconnected']).nullable(),
   desiredOrderId: z.string().nullable(),

@@ -22,7 +22,18 @@ export const ConfigSchema = z
   .object({
     /** Names this gateway instance in logs and in its MQTT client id. */
     instanceId: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, "_" and "-", at most 40'),
-    api: z.object({ host: z.string().min(1), port }).strict(),
+    api: z
+      .object({
+        host: z.string().min(1),
+        port,
+        /** Requests per API key per window; beyond it 429 E_RATE_LIMITED. */
+        rateLimit: z.object({ max: z.number().int().min(1), timeWindowMs: z.number().int().min(100) }).strict(),
+      })
+      .strict(),
+    /** Delivery of billing callbacks (issue 7). */
+    callbacks: z
+      .object({ pollMs: z.number().int().min(10), concurrency: z.number().int().min(1).max(1000), timeoutMs: z.number().int().min(100), maxRetryDelayMs: z.number().int().min(1000) })
+      .strict(),
     store: z
       .object({
         kind: z.enum(['sqlite']),

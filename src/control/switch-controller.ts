@@ -4,7 +4,6 @@ import { judgeAttempt, type AttemptFacts } from '../domain/attempt-verdict.js';
 import { cannotFinishInTime, escalateVerdict, workOrderPlan, type EscalationPolicy } from '../domain/escalation.js';
 import { DEFAULT_FLAGS, type MeterFlags } from '../domain/policy/meter-facts.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
-import { NON_PAYMENT_REASONS } from '../domain/policy/disconnect-gate.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { PaymentRechecker } from '../integrations/billing-recheck.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
@@ -270,7 +269,8 @@ export class SwitchController {
       this.deps.onOrderChange?.(gated.order);
       return;
     }
-    if (NON_PAYMENT_REASONS.has(order.reason)) {
+    // Arrears: ask billing. A credit cut-off's balance is the gateway's own; a top-up has already cancelled it.
+    if (order.reason === 'arrears') {
       const answer = await this.deps.payments.check({ meterId: order.meterId, orderId: order.id, reason: order.reason });
       if (answer.kind !== 'in_arrears') {
         const now = clock.now();

@@ -241,4 +241,47 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX notifications_kind ON notifications (kind, created_at);
   `,
+  // 7: billing integration: accounts, payments, callback subscriptions and the per-client change feed.
+  `
+  ALTER TABLE meters ADD COLUMN account_id TEXT;
+  CREATE INDEX meters_account ON meters (account_id) WHERE account_id IS NOT NULL;
+  CREATE TABLE payments (
+    id TEXT PRIMARY KEY,
+    client TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    account_id TEXT,
+    meter_id TEXT,
+    amount REAL NOT NULL,
+    kind TEXT NOT NULL,
+    posted INTEGER NOT NULL,
+    reference TEXT,
+    received_at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    effects TEXT NOT NULL,
+    UNIQUE (client, idempotency_key)
+  );
+  CREATE INDEX payments_client_time ON payments (client, received_at);
+  CREATE TABLE callback_subscriptions (
+    client TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE client_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    last_error TEXT
+  );
+  CREATE INDEX client_events_pending ON client_events (client, seq) WHERE delivered_at IS NULL;
+  CREATE INDEX client_events_client ON client_events (client, seq);
+  `,
 ];

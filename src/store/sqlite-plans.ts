@@ -18,6 +18,8 @@ export class SqlitePlans {
     private readonly db: Database.Database,
     private readonly audit: SqliteAuditLog,
     private readonly submit: (requests: readonly OrderRequest[], ctx: SubmitContext) => SubmitOutcome[],
+    /** Tell the change feed about an order this module moved itself. */
+    private readonly orderChanged: (orderId: string, at: number) => void,
   ) {}
 
   facts(planId: string): PlanFacts | undefined {
@@ -93,6 +95,7 @@ export class SqlitePlans {
         const why = `plan ${planId} cancelled by ${actor}`;
         cancel.run(why, now, now, o.id, o.state);
         event.run(o.id, now, o.state, 'cancelled', why);
+        this.orderChanged(o.id, now);
       }
       this.audit.append(now, actor, 'plan.cancel', planId, { before: { status: plan.status }, after: { status: 'cancelled', ordersCancelled: open.length } });
       return this.get(planId)!;

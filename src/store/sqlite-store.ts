@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { admitOrder } from '../domain/admission.js';
@@ -23,6 +24,7 @@ import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
 import { SqlitePlans } from './sqlite-plans.js';
 import { SqliteWorkOrders } from './sqlite-work-orders.js';
+import { CLIENT_VISIBLE_STATES, paymentFromRow, SqliteBilling } from './sqlite-billing.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { SwitchAction } from '../domain/relay.js';
@@ -47,6 +49,11 @@ import type {
   PlanDraft,
   PlanView,
   RelayAuditRun,
+  CallbackSubscription,
+  ClientEvent,
+  PaymentEffect,
+  PaymentRecord,
+  PaymentRequest,
   GatewayStore,
   MeterRecord,
   MeterView,
@@ -101,6 +108,7 @@ function meterFromRow(r: Row): MeterView {
     link: r.link as string,
     region: r.region as string,
     address: strOrNull(r.address),
+    accountId: strOrNull(r.account_id),
     createdAt: num(r.created_at),
     updatedAt: num(r.updated_at),
     observed:
@@ -151,7 +159,7 @@ export class SqliteStore implements GatewayStore {
   private flushScheduled = false;
   private closed = false;
   private prepared: ReturnType<SqliteStore['prepare']> | undefined;
-  private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; keys: SqliteApiKeys; plans: SqlitePlans; work: SqliteWorkOrders } | undefined;
+  private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; keys: SqliteApiKeys; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
 
   constructor(readonly path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -178,11 +186,13 @@ export class SqliteStore implements GatewayStore {
     return {
       getMeter: db.prepare('SELECT * FROM meters WHERE meter_id = ?'),
       upsertMeter: db.prepare(
-        `INSERT INTO meters (meter_id, profile_id, link, region, address, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO meters (meter_id, profile_id, link, region, address, account_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (meter_id) DO UPDATE SET profile_id = excluded.profile_id, link = excluded.link,
-           region = excluded.region, address = excluded.address, updated_at = excluded.updated_at
+           region = excluded.region, address = excluded.address, account_id = COALESCE(excluded.account_id, meters.account_id),
+           updated_at = excluded.updated_at
          WHERE meters.profile_id IS NOT excluded.profile_id OR meters.link IS NOT excluded.link
-           OR meters.region IS NOT excluded.region OR meters.address IS NOT excluded.address`,
+           OR meters.region IS NOT excluded.region OR meters.address IS NOT excluded.address
+           OR (excluded.account_id IS NOT NULL AND meters.account_id IS NOT excluded.account_id)`,
       ),
       observe: db.prepare(
         `UPDATE meters SET observed_relay = ?, observed_at = ?, observed_source = ?,
@@ -262,8 +272,9 @@ export class SqliteStore implements GatewayStore {
       audit,
       facts,
       keys: new SqliteApiKeys(this.db, audit),
-      plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx)),
+      plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx), (orderId, at) => this.p.billing.orderChanged(orderFromRow(this.s.getOrder.get(orderId) as Row), at)),
       work: new SqliteWorkOrders(this.db, audit),
+      billing: new SqliteBilling(this.db),
     };
   }
 
@@ -319,7 +330,7 @@ export class SqliteStore implements GatewayStore {
 
   async upsertMeters(meters: readonly MeterRecord[], now: number): Promise<void> {
     this.db.transaction(() => {
-      for (const m of meters) this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, m.address ?? null, now, now);
+      for (const m of meters) this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, m.address ?? null, m.accountId ?? null, now, now);
     })();
   }
 
@@ -364,6 +375,7 @@ export class SqliteStore implements GatewayStore {
     });
     if (res.changes !== 1) throw new Error(`order ${order.id} was not in state ${order.state}`);
     this.s.insertEvent.run(order.id, now, order.state, to, reason);
+    if (CLIENT_VISIBLE_STATES.has(to)) this.p.billing.orderChanged(orderFromRow(this.s.getOrder.get(order.id) as Row), now);
   }
 
   submitOrders(requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
@@ -924,6 +936,134 @@ export class SqliteStore implements GatewayStore {
       .prepare(`SELECT MIN(deadline) AS d FROM orders WHERE action = 'reconnect' AND deadline IS NOT NULL AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated')`)
       .get() as { d: number | null };
     return r.d;
+  }
+
+  // ---- billing --------------------------------------------------------------------------------------------
+
+  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]> {
+    return this.enqueue(() => {
+      const out: { kind: 'created' | 'replayed'; payment: PaymentRecord }[] = [];
+      const byKey = this.db.prepare('SELECT * FROM payments WHERE client = ? AND idempotency_key = ?');
+      const meterExists = this.db.prepare('SELECT 1 FROM meters WHERE meter_id = ?').pluck();
+      const accountMeters = this.db.prepare('SELECT meter_id FROM meters WHERE account_id = ? ORDER BY meter_id').pluck();
+      const missing: { index: number; meterId: string | null; accountId: string | null }[] = [];
+      const resolved = requests.map((r, index) => {
+        const ids = r.meterId !== null ? (meterExists.get(r.meterId) ? [r.meterId] : []) : (accountMeters.all(r.accountId) as string[]);
+        if (ids.length === 0) missing.push({ index, meterId: r.meterId, accountId: r.accountId });
+        return ids;
+      });
+      if (missing.length > 0) {
+        throw new MeterlineError('E_METER_NOT_FOUND', `${missing.length} payment(s) name meters or accounts that are not registered; nothing was recorded`, { missing: missing.slice(0, 100) });
+      }
+      const openDisconnects = this.db.prepare(
+        `SELECT * FROM orders WHERE meter_id = ? AND action = 'disconnect' AND reason IN ('arrears', 'credit_exhausted') AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') ORDER BY seq`,
+      );
+      const openReconnect = this.db.prepare(`SELECT 1 FROM orders WHERE meter_id = ? AND action = 'reconnect' AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`).pluck();
+      const lastDone = this.db.prepare(`SELECT action, reason FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
+      requests.forEach((req, i) => {
+        const prior = byKey.get(req.client, req.idempotencyKey) as Row | undefined;
+        if (prior) {
+          if (prior.request_hash !== req.requestHash) {
+            throw new MeterlineError('E_IDEMPOTENCY_CONFLICT', `Idempotency-Key "${req.idempotencyKey}" was already used for payment ${prior.id as string} with a different request; use a new key for a new payment`);
+          }
+          out.push({ kind: 'replayed', payment: paymentFromRow(prior) });
+          return;
+        }
+        const now = ctx.now;
+        const id = `pay_${now.toString(36)}${randomBytes(5).toString('hex')}`;
+        const effects: PaymentEffect[] = [];
+        for (const meterId of resolved[i]!) {
+          const open = (openDisconnects.all(meterId) as Row[]).map(orderFromRow);
+          const cancelled: string[] = [];
+          let onWire = false;
+          for (const o of open) {
+            if (o.state === 'in_flight') {
+              onWire = true;
+              continue;
+            }
+            this.move(o, 'cancelled', now, `E_PAID: payment ${id} received ${new Date(req.receivedAt).toISOString()}; the disconnect is cancelled (rule 3: payment re-checked)`);
+            cancelled.push(o.id);
+          }
+          const last = lastDone.get(meterId) as { action: string; reason: string } | undefined;
+          const offForNonPayment = last?.action === 'disconnect' && (last.reason === 'arrears' || last.reason === 'credit_exhausted');
+          let reconnectOrderId: string | null = null;
+          let note = cancelled.length > 0 ? 'pending disconnect cancelled' : 'recorded';
+          if ((offForNonPayment || onWire) && !openReconnect.get(meterId)) {
+            const [created] = this.submitSync(
+              [
+                {
+                  meterId,
+                  action: 'reconnect',
+                  reason: req.kind === 'top_up' ? 'top_up' : 'payment',
+                  note: `payment ${id}${req.reference ? ` (${req.reference})` : ''}${req.posted ? '' : ', reported, not yet posted'}`,
+                  urgent: false,
+                  notBefore: null,
+                  paymentAt: req.receivedAt,
+                  requestedBy: req.client,
+                  idempotencyKey: `payment:${id}:${meterId}`,
+                  requestHash: id,
+                },
+              ],
+              ctx,
+            );
+            reconnectOrderId = created!.order.id;
+            note = onWire ? 'a disconnect was on the wire: reconnect ordered to follow it' : 'meter off for non-payment: reconnect ordered';
+          } else if (openReconnect.get(meterId)) {
+            note = 'a reconnect is already under way';
+          }
+          effects.push({ meterId, cancelledOrders: cancelled, reconnectOrderId, note });
+        }
+        this.db
+          .prepare(
+            `INSERT INTO payments (id, client, idempotency_key, request_hash, account_id, meter_id, amount, kind, posted, reference, received_at, recorded_at, effects)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(id, req.client, req.idempotencyKey, req.requestHash, req.accountId, req.meterId, req.amount, req.kind, req.posted ? 1 : 0, req.reference, req.receivedAt, now, JSON.stringify(effects));
+        this.p.audit.append(now, req.client, `payment.${req.kind}`, req.meterId ?? `account:${req.accountId}`, { paymentId: id, amount: req.amount, posted: req.posted, reference: req.reference, effects });
+        out.push({ kind: 'created', payment: paymentFromRow(byKey.get(req.client, req.idempotencyKey) as Row) });
+      });
+      return out;
+    });
+  }
+
+  async listPayments(query: { client?: string; from?: number; to?: number; limit: number }): Promise<PaymentRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (query.client) (where.push('client = ?'), args.push(query.client));
+    if (query.from !== undefined) (where.push('received_at >= ?'), args.push(query.from));
+    if (query.to !== undefined) (where.push('received_at < ?'), args.push(query.to));
+    const rows = this.db.prepare(`SELECT * FROM payments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY received_at LIMIT ?`).all(...args, query.limit) as Row[];
+    return rows.map(paymentFromRow);
+  }
+
+  setCallback(client: string, url: string, secret: string, now: number): Promise<CallbackSubscription> {
+    return this.enqueue(() => {
+      const sub = this.p.billing.setCallback(client, url, secret, now);
+      this.p.audit.append(now, client, 'callback.set', client, { after: { url } });
+      return sub;
+    });
+  }
+
+  async getCallback(client: string): Promise<CallbackSubscription | undefined> {
+    return this.p.billing.callback(client);
+  }
+
+  async listCallbacks(): Promise<CallbackSubscription[]> {
+    return this.p.billing.callbacks();
+  }
+
+  async clientEvents(client: string, afterSeq: number, limit: number): Promise<ClientEvent[]> {
+    await this.flushNow();
+    return this.p.billing.events(client, afterSeq, limit);
+  }
+
+  async pendingClientEvents(client: string, limit: number): Promise<ClientEvent[]> {
+    await this.flushNow();
+    return this.p.billing.pending(client, limit);
+  }
+
+  markClientEvent(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
+    return this.enqueue(() => this.p.billing.mark(seq, now, result));
   }
 
   async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {

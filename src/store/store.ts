@@ -19,6 +19,8 @@ export interface MeterRecord {
   region: string;
   /** Where the meter sits on its link: Modbus unit id, DLMS HDLC server address; absent for MQTT (the id is the address). */
   address?: string | null;
+  /** The billing account the meter belongs to (payments by account reach all its meters). */
+  accountId?: string | null;
 }
 
 export type ObservationSource = 'read' | 'status' | 'field';
@@ -229,6 +231,67 @@ export interface OrderOutcomeRow {
   succeeded: number;
 }
 
+export interface PaymentRequest {
+  client: string;
+  idempotencyKey: string;
+  requestHash: string;
+  /** One of meterId or accountId (all the account's meters). */
+  meterId: string | null;
+  accountId: string | null;
+  amount: number;
+  kind: 'payment' | 'top_up';
+  /** Reported but not yet posted (bank or agent collection) still reconnects (DOMAIN.md rule 13). */
+  posted: boolean;
+  reference: string | null;
+  receivedAt: number;
+}
+
+export interface PaymentEffect {
+  meterId: string;
+  /** Disconnects for non-payment not yet on the wire, cancelled by this payment. */
+  cancelledOrders: string[];
+  /** The reconnect this payment created (the meter was off for arrears or credit, or being cut off). */
+  reconnectOrderId: string | null;
+  note: string;
+}
+
+export interface PaymentRecord {
+  id: string;
+  client: string;
+  accountId: string | null;
+  meterId: string | null;
+  amount: number;
+  kind: 'payment' | 'top_up';
+  posted: boolean;
+  reference: string | null;
+  receivedAt: number;
+  recordedAt: number;
+  effects: PaymentEffect[];
+}
+
+export interface CallbackSubscription {
+  client: string;
+  url: string;
+  secret: string;
+  updatedAt: number;
+}
+
+/** One change a billing client hears about: the change feed and, with its delivery state, the delivery log. */
+export interface ClientEvent {
+  seq: number;
+  client: string;
+  meterId: string;
+  orderId: string;
+  kind: string;
+  payload: Record<string, unknown>;
+  at: number;
+  attempts: number;
+  /** When a failed delivery is tried again. */
+  nextAttemptAt: number;
+  deliveredAt: number | null;
+  lastError: string | null;
+}
+
 export interface RelayAuditRun {
   id: string;
   ranAt: number;
@@ -354,6 +417,17 @@ export interface GatewayStore {
   countWorkOrdersByStatus(): Promise<Record<string, number>>;
   /** The earliest deadline among open reconnects (for the "time left" gauge). */
   mostUrgentReconnectDeadline(): Promise<number | null>;
+
+  // ---- billing: payments, callbacks, change feed (issue 7) ----
+  /** All or nothing: unknown meters or accounts throw E_METER_NOT_FOUND; a key reused with another body throws E_IDEMPOTENCY_CONFLICT. */
+  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]>;
+  listPayments(query: { client?: string; from?: number; to?: number; limit: number }): Promise<PaymentRecord[]>;
+  setCallback(client: string, url: string, secret: string, now: number): Promise<CallbackSubscription>;
+  getCallback(client: string): Promise<CallbackSubscription | undefined>;
+  listCallbacks(): Promise<CallbackSubscription[]>;
+  clientEvents(client: string, afterSeq: number, limit: number): Promise<ClientEvent[]>;
+  pendingClientEvents(client: string, limit: number): Promise<ClientEvent[]>;
+  markClientEvent(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void>;
 
   // ---- idempotent answers for writes other than switch orders ----
   getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined>;

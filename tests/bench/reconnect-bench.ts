@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   const config = ConfigSchema.parse({
     ...base,
     instanceId: 'bench',
-    api: { host: '127.0.0.1', port: 0 },
+    api: { ...base.api, host: '127.0.0.1', port: 0 },
     store: { kind: 'sqlite', sqlite: { path: join(mkdtempSync(join(tmpdir(), 'ml-bench-')), 'gw.db') } },
     mqtt: { ...base.mqtt, mode: 'external', url: broker.url },
     fleet: { seed: { count: METERS, prefix: PREFIX, profiles: [PROFILE], links: 10, regions: ['north'] } },

@@ -132,6 +132,7 @@ const cases: Case[] = [
   // Rule 8: prepayment needs an agreement.
   { name: 'rule 8: a credit cut-off without an agreement on record is refused', reason: 'credit_exhausted', flags: { prepaymentMode: true }, expect: { verdict: 'refuse', code: 'E_NO_PREPAYMENT_AGREEMENT' } },
   { name: 'rule 8: a credit cut-off with the agreement is allowed', reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], expect: { verdict: 'allow' } },
+  { name: 'rule 7: a credit cut-off follows the prepayment agreement, not a plan', reason: 'credit_exhausted', plan: 'none', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], expect: { verdict: 'allow' } },
   // Rule 9: protected mode refuses every trip.
   { name: 'rule 9: protected mode refuses a disconnect for arrears', flags: { protectedMode: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
   { name: 'rule 9: protected mode refuses even a customer-requested disconnect', flags: { protectedMode: true }, reason: 'customer_request', plan: 'none', expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },

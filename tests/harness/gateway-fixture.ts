@@ -49,7 +49,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
   const config = ConfigSchema.parse({
     ...base,
     instanceId: 'test',
-    api: { host: '127.0.0.1', port: 0 },
+    api: { ...base.api, host: '127.0.0.1', port: 0 },
     store: { kind: 'sqlite', sqlite: { path: join(mkdtempSync(join(tmpdir(), 'ml-gw-')), 'gw.db') } },
     mqtt: { ...base.mqtt, mode: 'external', url: broker.url },
     profilesDir,

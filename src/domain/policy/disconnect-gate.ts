@@ -130,7 +130,8 @@ export function evaluateDisconnectGate(input: GateInput): GateDecision {
   if (order.reason === 'credit_exhausted' && !(f.prepaymentMode && f.prepaymentAgreementRef)) {
     return refuse('prepaymentAgreement', 'E_NO_PREPAYMENT_AGREEMENT', `credit cut-off refused: meter ${meter.meterId} has no prepayment agreement on record`);
   }
-  if (policy.nonPaymentRequiresPlan) {
+  // Arrears are decided centrally, in a plan (seed 004 §2.2); a credit cut-off follows the customer's prepayment agreement.
+  if (policy.nonPaymentRequiresPlan && order.reason === 'arrears') {
     const plan = input.plan;
     if (!plan || order.planId === null) {
       return refuse('plan', 'E_PLAN_REQUIRED', `disconnect for non-payment refused: it must be part of a disconnect plan approved by a supervisor (POST /v1/plans)`);
@@ -139,7 +140,7 @@ export function evaluateDisconnectGate(input: GateInput): GateDecision {
     if (now >= plan.windowTo) return refuse('plan', 'E_PLAN_WINDOW_CLOSED', `disconnect refused: plan ${plan.id}'s window closed at ${new Date(plan.windowTo).toISOString()}`);
     if (now < plan.windowFrom) return hold('plan', 'E_PLAN_WINDOW_NOT_OPEN', `plan ${plan.id}'s window opens later`, plan.windowFrom);
   }
-  if (policy.paymentRecheck.url === null) {
+  if (order.reason === 'arrears' && policy.paymentRecheck.url === null) {
     return refuse('paymentRecheck', 'E_NO_BILLING_HOOK', 'disconnect for non-payment refused: no billing re-check hook is configured (policy.paymentRecheck.url), so payment cannot be checked at the last moment');
   }
   if (policy.limitBeforeCut.enabled && f.hasLoadLimiter) {

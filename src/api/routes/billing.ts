@@ -1,0 +1,214 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { MeterlineError } from '../../errors.js';
+import type { ClientEvent, PaymentRecord, PaymentRequest } from '../../store/store.js';
+import { requirePermission } from '../auth.js';
+import type { ApiDeps } from '../deps.js';
+import { idempotentWrite } from '../idempotent-write.js';
+import { ErrorView, IdempotencyHeaders } from '../schemas.js';
+
+/**
+ * The billing system's side (issue 7): payments and top-ups (one or a file of up to 50,000), the callback URL
+ * where every order change it cares about is delivered, the same changes by polling with a cursor, and the
+ * delivery log.
+ */
+export const PAYMENTS_BULK_LIMIT = 50_000;
+const iso = z.iso.datetime({ offset: true });
+
+const PaymentBody = z
+  .object({
+    meterId: z.string().min(1).max(64).optional(),
+    accountId: z.string().min(1).max(64).optional(),
+    amount: z.number().positive(),
+    receivedAt: iso.describe('When the customer paid; the 24-hour reconnect limit runs from it'),
+    posted: z.boolean().default(true).describe('false: received by a bank or agent, not yet posted; it still reconnects (DOMAIN.md rule 13)'),
+    kind: z.enum(['payment', 'top_up']).default('payment'),
+    reference: z.string().max(100).optional(),
+  })
+  .strict()
+  .refine((p) => (p.meterId === undefined) !== (p.accountId === undefined), { message: 'give exactly one of meterId or accountId' });
+
+const Effect = z.object({ meterId: z.string(), cancelledOrders: z.array(z.string()), reconnectOrderId: z.string().nullable(), note: z.string() });
+const PaymentView = z.object({
+  id: z.string(),
+  meterId: z.string().nullable(),
+  accountId: z.string().nullable(),
+  amount: z.number(),
+  kind: z.enum(['payment', 'top_up']),
+  posted: z.boolean(),
+  reference: z.string().nullable(),
+  receivedAt: z.string(),
+  recordedAt: z.string(),
+  effects: z.array(Effect),
+});
+const EventView = z.object({
+  seq: z.number(),
+  kind: z.string(),
+  meterId: z.string(),
+  orderId: z.string(),
+  at: z.string(),
+  payload: z.record(z.string(), z.unknown()),
+  delivery: z.object({ attempts: z.number(), deliveredAt: z.string().nullable(), lastError: z.string().nullable() }),
+});
+
+const paymentView = (p: PaymentRecord): z.infer<typeof PaymentView> => ({
+  id: p.id,
+  meterId: p.meterId,
+  accountId: p.accountId,
+  amount: p.amount,
+  kind: p.kind,
+  posted: p.posted,
+  reference: p.reference,
+  receivedAt: new Date(p.receivedAt).toISOString(),
+  recordedAt: new Date(p.recordedAt).toISOString(),
+  effects: p.effects,
+});
+const eventView = (e: ClientEvent): z.infer<typeof EventView> => ({
+  seq: e.seq,
+  kind: e.kind,
+  meterId: e.meterId,
+  orderId: e.orderId,
+  at: new Date(e.at).toISOString(),
+  payload: e.payload,
+  delivery: { attempts: e.attempts, deliveredAt: e.deliveredAt === null ? null : new Date(e.deliveredAt).toISOString(), lastError: e.lastError },
+});
+
+function toRequest(body: z.infer<typeof PaymentBody>, client: string, key: string): PaymentRequest {
+  return {
+    client,
+    idempotencyKey: key,
+    requestHash: createHash('sha256').update(JSON.stringify(body)).digest('hex'),
+    meterId: body.meterId ?? null,
+    accountId: body.accountId ?? null,
+    amount: body.amount,
+    kind: body.kind,
+    posted: body.posted,
+    reference: body.reference ?? null,
+    receivedAt: Date.parse(body.receivedAt),
+  };
+}
+
+function requireKey(key: string | undefined): string {
+  if (!key) throw new MeterlineError('E_IDEMPOTENCY_KEY_MISSING', 'send an Idempotency-Key header (e.g. your payment reference) so a retried payment cannot be applied twice');
+  return key;
+}
+
+export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.post('/v1/payments', {
+    schema: {
+      summary: 'Report a payment or top-up: pending disconnects are cancelled, and a meter off for non-payment is reconnected within the limit',
+      tags: ['billing'],
+      headers: IdempotencyHeaders,
+      body: PaymentBody,
+      response: { 201: PaymentView, 200: PaymentView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'payment:write'),
+    handler: async (req, reply) => {
+      const [out] = await deps.store.recordPayments([toRequest(req.body, req.principal!.name, requireKey(req.headers['idempotency-key']))], deps.submitContext());
+      deps.controller.wake();
+      if (out!.kind === 'replayed') reply.header('idempotent-replayed', 'true');
+      return reply.code(out!.kind === 'created' ? 201 : 200).send(paymentView(out!.payment));
+    },
+  });
+
+  r.post('/v1/payments/bulk', {
+    bodyLimit: 64 * 1024 * 1024,
+    schema: {
+      summary: `Report up to ${PAYMENTS_BULK_LIMIT} payments in one request (a payment file): all or nothing`,
+      description: 'Each payment gets the idempotency key "<Idempotency-Key>#<index>": retrying the same file changes nothing.',
+      tags: ['billing'],
+      headers: IdempotencyHeaders,
+      body: z.object({ payments: z.array(PaymentBody).min(1) }).strict(),
+      response: {
+        202: z.object({ created: z.number(), replayed: z.number(), reconnects: z.number(), results: z.array(z.object({ index: z.number(), paymentId: z.string(), effects: z.array(Effect) })) }),
+        400: ErrorView,
+        404: ErrorView,
+        409: ErrorView,
+        413: ErrorView,
+      },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'payment:write'),
+    handler: async (req, reply) => {
+      const key = requireKey(req.headers['idempotency-key']);
+      if (req.body.payments.length > PAYMENTS_BULK_LIMIT) throw new MeterlineError('E_BULK_TOO_LARGE', `${req.body.payments.length} payments in one request; send at most ${PAYMENTS_BULK_LIMIT}`);
+      const outs = await deps.store.recordPayments(
+        req.body.payments.map((p, i) => toRequest(p, req.principal!.name, `${key}#${i}`)),
+        deps.submitContext(),
+      );
+      deps.controller.wake();
+      return reply.code(202).send({
+        created: outs.filter((o) => o.kind === 'created').length,
+        replayed: outs.filter((o) => o.kind === 'replayed').length,
+        reconnects: outs.reduce((n, o) => n + o.payment.effects.filter((e) => e.reconnectOrderId !== null).length, 0),
+        results: outs.map((o, index) => ({ index, paymentId: o.payment.id, effects: o.payment.effects })),
+      });
+    },
+  });
+
+  r.get('/v1/payments', {
+    schema: {
+      summary: "Payments reported by this client (a billing key sees its own; operators and auditors see all)",
+      tags: ['billing'],
+      querystring: z.object({ from: iso.optional(), to: iso.optional(), limit: z.coerce.number().int().min(1).max(10_000).default(1000) }),
+      response: { 200: z.object({ items: z.array(PaymentView) }), 401: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'payment:read'),
+    handler: async (req) => {
+      const own = req.principal!.role === 'billing' ? { client: req.principal!.name } : {};
+      const items = await deps.store.listPayments({ ...own, ...(req.query.from ? { from: Date.parse(req.query.from) } : {}), ...(req.query.to ? { to: Date.parse(req.query.to) } : {}), limit: req.query.limit });
+      return { items: items.map(paymentView) };
+    },
+  });
+
+  r.put('/v1/callbacks', {
+    schema: {
+      summary: "Register this client's callback URL and HMAC secret; every change to its orders (done, armed, failed, escalated, refused, cancelled, superseded) is delivered there, in order per meter",
+      tags: ['billing'],
+      headers: IdempotencyHeaders,
+      body: z.object({ url: z.string().url(), secret: z.string().min(16).max(200) }).strict(),
+      response: { 200: z.object({ client: z.string(), url: z.string(), updatedAt: z.string() }), 400: ErrorView, 401: ErrorView, 403: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'callback:manage'),
+    handler: async (req, reply) => {
+      await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
+        const sub = await deps.store.setCallback(req.principal!.name, req.body.url, req.body.secret, deps.submitContext().now);
+        return { status: 200, body: { client: sub.client, url: sub.url, updatedAt: new Date(sub.updatedAt).toISOString() } };
+      });
+    },
+  });
+
+  const Cursor = z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(10_000).default(1000) });
+  r.get('/v1/changes', {
+    schema: {
+      summary: "This client's order changes since a cursor (the same events the callbacks carry); page with `after` = the last `seq`",
+      tags: ['billing'],
+      querystring: Cursor,
+      response: { 200: z.object({ items: z.array(EventView), next: z.number() }), 401: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'changes:read'),
+    handler: async (req) => {
+      const items = await deps.store.clientEvents(req.principal!.name, req.query.after, req.query.limit);
+      return { items: items.map(eventView), next: items.length ? items[items.length - 1]!.seq : req.query.after };
+    },
+  });
+  r.get('/v1/callbacks/deliveries', {
+    schema: {
+      summary: 'The delivery log of this client’s callbacks: every event with its attempts, delivery time and last error',
+      tags: ['billing'],
+      querystring: Cursor,
+      response: { 200: z.object({ items: z.array(EventView) }), 401: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'changes:read'),
+    handler: async (req) => ({ items: (await deps.store.clientEvents(req.principal!.name, req.query.after, req.query.limit)).map(eventView) }),
+  });
+}

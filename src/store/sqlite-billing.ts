@@ -1,0 +1,101 @@
+import type Database from 'better-sqlite3';
+import type { SwitchOrder } from '../domain/switch-order.js';
+import type { CallbackSubscription, ClientEvent, PaymentRecord } from './store.js';
+
+/**
+ * Billing integration rows: payments with what they caused, callback subscriptions, and the per-client change
+ * feed. The feed is written in the same transaction as the order change it reports, so a change is reported
+ * exactly once and never lost; delivery state lives on the same row (the delivery log).
+ */
+type Row = Record<string, unknown>;
+
+/** Order states a billing client hears about. */
+export const CLIENT_VISIBLE_STATES: ReadonlySet<string> = new Set(['done', 'armed', 'failed', 'escalated', 'refused', 'cancelled', 'superseded', 'done_by_field']);
+
+export function paymentFromRow(r: Row): PaymentRecord {
+  return {
+    id: r.id as string,
+    client: r.client as string,
+    accountId: (r.account_id as string | null) ?? null,
+    meterId: (r.meter_id as string | null) ?? null,
+    amount: r.amount as number,
+    kind: r.kind as PaymentRecord['kind'],
+    posted: r.posted === 1,
+    reference: (r.reference as string | null) ?? null,
+    receivedAt: r.received_at as number,
+    recordedAt: r.recorded_at as number,
+    effects: JSON.parse(r.effects as string) as PaymentRecord['effects'],
+  };
+}
+
+export function clientEventFromRow(r: Row): ClientEvent {
+  return {
+    seq: r.seq as number,
+    client: r.client as string,
+    meterId: r.meter_id as string,
+    orderId: r.order_id as string,
+    kind: r.kind as string,
+    payload: JSON.parse(r.payload as string) as Record<string, unknown>,
+    at: r.at as number,
+    attempts: r.attempts as number,
+    nextAttemptAt: r.next_attempt_at as number,
+    deliveredAt: (r.delivered_at as number | null) ?? null,
+    lastError: (r.last_error as string | null) ?? null,
+  };
+}
+
+export class SqliteBilling {
+  private readonly insertEvent: Database.Statement;
+
+  constructor(private readonly db: Database.Database) {
+    this.insertEvent = db.prepare('INSERT INTO client_events (client, meter_id, order_id, kind, payload, at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  }
+
+  /** Called for every order transition, inside its transaction. */
+  orderChanged(order: SwitchOrder, now: number): void {
+    if (!CLIENT_VISIBLE_STATES.has(order.state)) return;
+    const payload = {
+      orderId: order.id,
+      meterId: order.meterId,
+      action: order.action,
+      reason: order.reason,
+      state: order.state,
+      stateReason: order.stateReason,
+      attempts: order.attempts,
+      relay: order.resultRelay,
+      verified: order.state === 'done' || order.state === 'armed',
+      deadline: order.deadline === null ? null : new Date(order.deadline).toISOString(),
+      at: new Date(now).toISOString(),
+    };
+    this.insertEvent.run(order.requestedBy, order.meterId, order.id, `order.${order.state}`, JSON.stringify(payload), now, now);
+  }
+
+  setCallback(client: string, url: string, secret: string, now: number): CallbackSubscription {
+    this.db
+      .prepare('INSERT INTO callback_subscriptions (client, url, secret, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (client) DO UPDATE SET url = excluded.url, secret = excluded.secret, updated_at = excluded.updated_at')
+      .run(client, url, secret, now);
+    return this.callback(client)!;
+  }
+
+  callback(client: string): CallbackSubscription | undefined {
+    const r = this.db.prepare('SELECT * FROM callback_subscriptions WHERE client = ?').get(client) as Row | undefined;
+    return r ? { client, url: r.url as string, secret: r.secret as string, updatedAt: r.updated_at as number } : undefined;
+  }
+
+  callbacks(): CallbackSubscription[] {
+    return (this.db.prepare('SELECT * FROM callback_subscriptions').all() as Row[]).map((r) => ({ client: r.client as string, url: r.url as string, secret: r.secret as string, updatedAt: r.updated_at as number }));
+  }
+
+  events(client: string, afterSeq: number, limit: number): ClientEvent[] {
+    return (this.db.prepare('SELECT * FROM client_events WHERE client = ? AND seq > ? ORDER BY seq LIMIT ?').all(client, afterSeq, limit) as Row[]).map(clientEventFromRow);
+  }
+
+  pending(client: string, limit: number): ClientEvent[] {
+    return (this.db.prepare('SELECT * FROM client_events WHERE client = ? AND delivered_at IS NULL ORDER BY seq LIMIT ?').all(client, limit) as Row[]).map(clientEventFromRow);
+  }
+
+  mark(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): void {
+    if (result.delivered) this.db.prepare('UPDATE client_events SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE seq = ?').run(now, seq);
+    else this.db.prepare('UPDATE client_events SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE seq = ?').run(result.error, result.retryAt, seq);
+  }
+}

@@ -1,0 +1,167 @@
+import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeClock } from '../harness/fake-clock.js';
+import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
+
+/**
+ * The billing system's side end to end: payments and top-ups, idempotent retries, pending disconnects cancelled,
+ * callbacks signed and delivered in order per meter — including after the endpoint was down for 10 minutes of
+ * a fake clock — and the change feed by cursor.
+ */
+const MIN = 60_000;
+const SECRET = 'billing-callback-secret-1';
+const CLOSES = 'acme-em340-fw2.4';
+const meters: TestMeter[] = [
+  { meterId: 'PP-1', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'PP-2', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'PP-3', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'ACC-A1', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'ACC-A2', profileId: CLOSES, initialRelay: 'connected' },
+];
+
+interface Delivered {
+  seq: number;
+  kind: string;
+  meterId: string;
+  orderId: string;
+  valid: boolean;
+}
+const received: Delivered[] = [];
+let endpointDown = false;
+const endpoint = createServer((req, res) => {
+  let raw = '';
+  req.on('data', (c: Buffer) => (raw += c.toString()));
+  req.on('end', () => {
+    if (endpointDown) return void res.writeHead(503).end();
+    const body = JSON.parse(raw) as Delivered;
+    const valid = req.headers['x-meterline-signature'] === `sha256=${createHmac('sha256', SECRET).update(raw).digest('hex')}`;
+    received.push({ seq: body.seq, kind: body.kind, meterId: body.meterId, orderId: body.orderId, valid });
+    res.writeHead(204).end();
+  });
+});
+
+const clock = new FakeClock(Date.parse('2026-11-24T10:00:00Z'));
+let f: GatewayFixture;
+let n = 0;
+const k = () => ({ 'idempotency-key': `bill-${++n}` });
+const until = async (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000) => {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+const cutOff = async (meterId: string) => {
+  await f.http('PUT', `/v1/meters/${meterId}/flags`, { key: f.billingKey, headers: k(), body: { prepaymentMode: true, prepaymentAgreementRef: `PPA-${meterId}` } });
+  const d = await f.http('POST', `/v1/meters/${meterId}/disconnect`, { headers: k(), body: { reason: 'credit_exhausted' } });
+  expect(d.status).toBe(202);
+  return d.body.id as string;
+};
+
+beforeAll(async () => {
+  await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', r));
+  f = await startGatewayFixture(meters, { callbacks: { pollMs: 100, concurrency: 8, timeoutMs: 2000, maxRetryDelayMs: 5 * MIN } }, { clock });
+  const url = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/meterline`;
+  expect((await f.http('PUT', '/v1/callbacks', { key: f.billingKey, headers: k(), body: { url, secret: SECRET } })).status).toBe(200);
+  for (const m of ['ACC-A1', 'ACC-A2']) await f.http('PUT', `/v1/meters/${m}`, { body: { profileId: CLOSES, link: 'dc-1', region: 'north', accountId: 'ACC-A' } });
+}, 60_000);
+afterAll(async () => {
+  await f?.stop();
+  endpoint.closeAllConnections();
+  await new Promise<void>((r) => endpoint.close(() => r()));
+});
+
+describe('payments and top-ups', () => {
+  it('a top-up reconnects a meter cut off for credit, within 24 h of the payment; a retried request changes nothing', async () => {
+    const d = await f.waitForOrder(await cutOff('PP-1'));
+    expect(d.state).toBe('done');
+    expect(f.fleet.meter('PP-1').relay).toBe('disconnected');
+    const body = { meterId: 'PP-1', amount: 20, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up', reference: 'TOPUP-881' };
+    const key = k();
+    const p = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: key, body });
+    expect(p.status).toBe(201);
+    const reconnectId = p.body.effects[0].reconnectOrderId as string;
+    expect(reconnectId).toBeTruthy();
+    const again = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: key, body });
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(p.body.id);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    const conflict = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: key, body: { ...body, amount: 25 } });
+    expect(conflict.body.code).toBe('E_IDEMPOTENCY_CONFLICT');
+    const r = await f.waitForOrder(reconnectId);
+    expect(r).toMatchObject({ state: 'done', reason: 'top_up', deadline: new Date(clock.now() + 24 * 60 * MIN).toISOString() });
+    expect(f.fleet.meter('PP-1').received.filter((c) => c.op === 'reconnect')).toHaveLength(1);
+    expect((await f.http('GET', '/v1/payments', { key: f.billingKey })).body.items.filter((x: any) => x.reference === 'TOPUP-881')).toHaveLength(1);
+  });
+
+  it('a payment cancels a disconnect for non-payment before it is sent; the simulator never receives it', async () => {
+    await f.http('PUT', '/v1/meters/PP-2/flags', { key: f.billingKey, headers: k(), body: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-PP-2' } });
+    const later = new Date(clock.now() + 60 * MIN).toISOString();
+    const d = await f.http('POST', '/v1/meters/PP-2/disconnect', { headers: k(), body: { reason: 'credit_exhausted', notBefore: later } });
+    expect(d.body.state).toBe('queued');
+    const p = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PP-2', amount: 5, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+    expect(p.body.effects[0]).toMatchObject({ cancelledOrders: [d.body.id], reconnectOrderId: null });
+    const cancelled = await f.waitForOrder(d.body.id);
+    expect(cancelled.state).toBe('cancelled');
+    expect(cancelled.stateReason).toContain('E_PAID');
+    clock.advance(61 * MIN);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(f.fleet.meter('PP-2').received.filter((c) => c.op === 'disconnect')).toEqual([]);
+  });
+
+  it('a payment by account reaches every meter of the account; a bulk file with an unknown meter records nothing', async () => {
+    const ids = [await cutOff('ACC-A1'), await cutOff('ACC-A2')];
+    for (const id of ids) expect((await f.waitForOrder(id)).state).toBe('done');
+    const bad = await f.http('POST', '/v1/payments/bulk', {
+      key: f.billingKey,
+      headers: k(),
+      body: { payments: [{ accountId: 'ACC-A', amount: 50, receivedAt: new Date(clock.now()).toISOString() }, { meterId: 'NO-SUCH', amount: 1, receivedAt: new Date(clock.now()).toISOString() }] },
+    });
+    expect(bad.status).toBe(404);
+    expect(bad.body.details.missing).toEqual([{ index: 1, meterId: 'NO-SUCH', accountId: null }]);
+    const ok = await f.http('POST', '/v1/payments/bulk', { key: f.billingKey, headers: k(), body: { payments: [{ accountId: 'ACC-A', amount: 50, receivedAt: new Date(clock.now()).toISOString(), posted: false }] } });
+    expect(ok.body).toMatchObject({ created: 1, reconnects: 2 });
+    for (const e of ok.body.results[0].effects) expect((await f.waitForOrder(e.reconnectOrderId)).state).toBe('done');
+  });
+});
+
+describe('callbacks', () => {
+  it('an endpoint down for 10 minutes receives every event afterwards, signed, in order per meter; the change feed has them all', async () => {
+    endpointDown = true;
+    const before = received.length;
+    await f.waitForOrder(await cutOff('PP-3')); // the operator's order: the billing client does not hear of it
+    const p = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PP-3', amount: 10, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+    const first = p.body.effects[0].reconnectOrderId as string;
+    await f.waitForOrder(first);
+    const second = await f.http('POST', '/v1/meters/PP-3/reconnect', { key: f.billingKey, headers: k(), body: { reason: 'customer_request' } });
+    await f.waitForOrder(second.body.id);
+    for (let i = 0; i < 10; i++) {
+      clock.advance(MIN);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    expect(received.length).toBe(before);
+    const log = (await f.http('GET', '/v1/callbacks/deliveries', { key: f.billingKey })).body.items.filter((e: any) => e.meterId === 'PP-3');
+    expect(log.map((e: any) => e.delivery.deliveredAt)).toEqual([null, null]);
+    expect(log[0].delivery).toMatchObject({ lastError: 'HTTP 503' });
+    expect(log[0].delivery.attempts).toBeGreaterThanOrEqual(5);
+    expect(log[1].delivery.attempts).toBe(0); // waits behind the first: order per meter
+
+    endpointDown = false;
+    clock.advance(6 * MIN); // past the longest backoff
+    await until('callbacks after the outage', () => received.filter((r) => r.meterId === 'PP-3').length === 2);
+    const pp3 = received.filter((r) => r.meterId === 'PP-3');
+    expect(pp3.map((r) => [r.kind, r.orderId])).toEqual([
+      ['order.done', first],
+      ['order.done', second.body.id],
+    ]);
+    expect(pp3.every((r) => r.valid)).toBe(true);
+    // Every change, exactly once, over the whole test.
+    const seqs = received.map((r) => r.seq);
+    expect(new Set(seqs).size).toBe(seqs.length);
+    const feed = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key: f.billingKey })).body;
+    await until('all delivered', async () => (await f.http('GET', '/v1/callbacks/deliveries?limit=1000', { key: f.billingKey })).body.items.every((e: any) => e.delivery.deliveredAt !== null));
+    expect(received.length).toBe(feed.items.length);
+  });
+});
