@@ -22,6 +22,7 @@ COPY --from=build /app/dist dist
 COPY package.json ./
 COPY config config
 COPY firmware-profiles firmware-profiles
+COPY src/console src/console
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 EXPOSE 8080

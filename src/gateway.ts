@@ -244,6 +244,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         supply: config.supply,
         rateLimit: config.api.rateLimit,
         successRates: monitor,
+        successRateThresholds: { alertBelow: config.successRates.alertBelow, minSamples: config.successRates.minSamples, breakerBelow: config.successRates.breakerBelow },
         events,
         metrics,
         relayAudit: () => relayAudit.run(),

@@ -16,6 +16,8 @@ import { ERRORS, MeterlineError } from '../errors.js';
 import type { ApiDeps } from './deps.js';
 import { sha256Hex } from './auth.js';
 import { adminRoutes } from './routes/admin.js';
+import { consoleRoutes } from './routes/console.js';
+import { liveRoutes } from './routes/live.js';
 import { meterFactsRoutes } from './routes/meter-facts.js';
 import { meterHistoryRoutes } from './routes/meter-history.js';
 import { meterRoutes } from './routes/meters.js';
@@ -99,6 +101,8 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => planRoutes(scope, deps));
   await app.register(async (scope) => adminRoutes(scope, deps));
   await app.register(async (scope) => workOrderRoutes(scope, deps));
+  await app.register(async (scope) => liveRoutes(scope, deps));
+  await app.register(async (scope) => consoleRoutes(scope, deps));
   await app.register(async (scope) => monitoringRoutes(scope, deps));
   await app.register(async (scope) => billingRoutes(scope, deps));
   return app;

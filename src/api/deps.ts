@@ -15,6 +15,8 @@ export interface ApiDeps {
   keys: ApiKeyRegistry;
   submitContext: () => SubmitContext;
   successRates: Pick<SuccessRateMonitor, 'latest' | 'evaluate'>;
+  /** The thresholds the rates are judged against (shown with the rates). */
+  successRateThresholds: { alertBelow: number; minSamples: number; breakerBelow: number };
   /** Live events for the console (server-sent events): 'order' with a SwitchOrder after every change. */
   events: EventEmitter;
   /** Prometheus exposition. */

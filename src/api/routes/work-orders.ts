@@ -122,13 +122,13 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       summary: 'Rolling success rates of remote disconnect and reconnect per profile, link and region (per attempt, first attempt, final)',
       tags: ['stats'],
       querystring: z.object({ fresh: z.enum(['true', 'false']).default('false').describe('Evaluate now instead of returning the last evaluation') }),
-      response: { 200: z.object({ at: z.string(), rates: z.array(Rate), alerting: z.array(Rate) }), 401: ErrorView },
+      response: { 200: z.object({ at: z.string(), alertBelow: z.number(), minSamples: z.number(), breakerBelow: z.number(), rates: z.array(Rate), alerting: z.array(Rate) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     preHandler: requirePermission(deps.keys, 'stats:read'),
     handler: async (req) => {
       const report = req.query.fresh === 'true' || deps.successRates.latest().at === 0 ? await deps.successRates.evaluate() : deps.successRates.latest();
-      return { ...report, at: new Date(report.at).toISOString() };
+      return { ...report, ...deps.successRateThresholds, at: new Date(report.at).toISOString() };
     },
   });
 

@@ -1,0 +1,238 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { isTerminal, type SwitchOrder } from '../../domain/switch-order.js';
+import { MeterlineError } from '../../errors.js';
+import type { MeterView as StoredMeter } from '../../store/store.js';
+import { PERMISSIONS, ROLES, requirePermission, type Permission, type Principal, type Role } from '../auth.js';
+import type { ApiDeps } from '../deps.js';
+import { ErrorView } from '../schemas.js';
+import { orderView } from '../views.js';
+
+/**
+ * What the console and the CLI watch live:
+ * - `GET /v1/whoami`: the caller's key name, role and permissions (the console hides what the role may not do);
+ * - `GET /v1/events`: server-sent events fed by `deps.events` ('order' after every change): `orders` (the latest
+ *   view of every order that changed in the last 250 ms) and `stats` (queue by state and finished orders per
+ *   minute, every 2 s and at once on connect). The key goes in `Authorization: Bearer` (the console and the CLI
+ *   read the stream with fetch); for EventSource, which cannot send headers, `?key=` is accepted on this route only;
+ * - `GET /v1/fleet`: how many registered meters are connected, disconnected, armed or never read, and the first
+ *   5,000 of them by id.
+ */
+
+const BATCH_MS = 250;
+const STATS_EVERY_MS = 2_000;
+const HEARTBEAT_MS = 15_000;
+/** A client that stops reading is dropped (it reconnects) rather than buffered without bound. */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/** Meters listed per fleet request; counts cover every meter. */
+const FLEET_LIST_LIMIT = 5_000;
+
+const WhoAmI = z.object({ name: z.string(), role: z.enum(ROLES), permissions: z.array(z.string()) });
+const RELAY_BUCKETS = ['connected', 'disconnected', 'armed', 'unknown'] as const;
+const FleetMeter = z.object({
+  meterId: z.string(),
+  region: z.string(),
+  link: z.string(),
+  profileId: z.string(),
+  relay: z.enum(RELAY_BUCKETS),
+  observedAt: z.string().nullable(),
+  voltageV: z.number().nullable(),
+  desiredRelay: z.enum(['connected', 'disconnected']).nullable(),
+});
+const FleetView = z.object({
+  total: z.number().int(),
+  byRelay: z.record(z.enum(RELAY_BUCKETS), z.number().int()),
+  listed: z.number().int().describe(`Meters in \`meters\` (the first ${FLEET_LIST_LIMIT} by id; counts cover all)`),
+  meters: z.array(FleetMeter),
+});
+
+export function permissionsOf(role: Role): Permission[] {
+  return (Object.keys(PERMISSIONS) as Permission[]).filter((p) => (PERMISSIONS[p] as readonly Role[]).includes(role));
+}
+
+/** Finished orders over the last minutes, counted from the live order events since the gateway started. */
+class Throughput {
+  private readonly finishedAt: number[] = [];
+  private readonly seen = new Set<string>();
+  readonly since = Date.now();
+
+  record(order: SwitchOrder, now: number): void {
+    if (!isTerminal(order.state) || this.seen.has(order.id)) return;
+    this.seen.add(order.id);
+    this.finishedAt.push(now);
+    this.trim(now);
+  }
+
+  counts(now: number): { last1m: number; last5m: number; last15m: number } {
+    this.trim(now);
+    const within = (ms: number) => this.finishedAt.filter((t) => t >= now - ms).length;
+    return { last1m: within(60_000), last5m: within(300_000), last15m: this.finishedAt.length };
+  }
+
+  private trim(now: number): void {
+    while (this.finishedAt.length > 0 && this.finishedAt[0]! < now - 900_000) this.finishedAt.shift();
+    // Ids are only needed while an order can still be reported twice (a replayed submit); keep the set bounded.
+    if (this.seen.size > 200_000) this.seen.clear();
+  }
+}
+
+interface Client {
+  res: ServerResponse;
+  meterId: string | undefined;
+  pending: Map<string, SwitchOrder>;
+}
+
+export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const clients = new Set<Client>();
+  const throughput = new Throughput();
+
+  const send = (c: Client, event: string, data: unknown): void => {
+    if (c.res.writableLength > MAX_BUFFERED_BYTES) {
+      c.res.end();
+      return;
+    }
+    c.res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  };
+
+  const onOrder = (order: SwitchOrder): void => {
+    throughput.record(order, Date.now());
+    for (const c of clients) if (c.meterId === undefined || c.meterId === order.meterId) c.pending.set(order.id, order);
+  };
+  deps.events.on('order', onOrder);
+
+  const stats = async () => ({
+    at: new Date().toISOString(),
+    queue: await deps.store.countOrdersByState(),
+    inFlightByLink: deps.controller.inFlightByLink(),
+    finished: throughput.counts(Date.now()),
+    countingSince: new Date(throughput.since).toISOString(),
+  });
+
+  const flush = setInterval(() => {
+    for (const c of clients) {
+      if (c.pending.size === 0) continue;
+      const batch = [...c.pending.values()].map((o) => orderView(o));
+      c.pending.clear();
+      send(c, 'orders', batch);
+    }
+  }, BATCH_MS);
+  const tick = setInterval(() => {
+    if (clients.size === 0) return;
+    stats()
+      .then((s) => {
+        for (const c of clients) send(c, 'stats', s);
+      })
+      .catch((err: unknown) => app.log.error({ err }, 'live stats failed'));
+  }, STATS_EVERY_MS);
+  const heartbeat = setInterval(() => {
+    for (const c of clients) c.res.write(': keep-alive\n\n');
+  }, HEARTBEAT_MS);
+  flush.unref();
+  tick.unref();
+  heartbeat.unref();
+
+  // Open streams would keep the server from closing: end them first.
+  app.addHook('preClose', async () => {
+    for (const c of clients) c.res.end();
+    clients.clear();
+  });
+  app.addHook('onClose', async () => {
+    clearInterval(flush);
+    clearInterval(tick);
+    clearInterval(heartbeat);
+    deps.events.off('order', onOrder);
+  });
+
+  const authenticate = async (req: FastifyRequest, queryKey: string | undefined): Promise<Principal> => {
+    const header = req.headers.authorization ?? (queryKey ? `Bearer ${queryKey}` : undefined);
+    const principal = await deps.keys.authenticate(header);
+    if (!(PERMISSIONS['order:read'] as readonly Role[]).includes(principal.role)) {
+      throw new MeterlineError('E_FORBIDDEN', `the ${principal.role} role may not read orders`);
+    }
+    return principal;
+  };
+
+  r.get('/v1/whoami', {
+    schema: {
+      summary: 'The API key in use: its name, role and what that role may do',
+      tags: ['keys'],
+      response: { 200: WhoAmI, 401: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    handler: async (req) => {
+      const principal = await deps.keys.authenticate(req.headers.authorization);
+      return { name: principal.name, role: principal.role, permissions: permissionsOf(principal.role) };
+    },
+  });
+
+  r.get('/v1/events', {
+    schema: {
+      summary: 'Live order changes and queue statistics (server-sent events)',
+      description:
+        'text/event-stream. `event: orders` carries a JSON array of order views (the latest state of each order that changed in the last 250 ms); `event: stats` carries {at, queue, inFlightByLink, finished: {last1m, last5m, last15m}, countingSince}, at once and every 2 s. Send the key as `Authorization: Bearer`; EventSource clients, which cannot send headers, may pass `?key=` instead (on this route only; prefer the header, since URLs end up in proxy logs).',
+      tags: ['switching'],
+      querystring: z.object({ meterId: z.string().max(64).optional().describe('Only this meter’s orders'), key: z.string().max(200).optional() }),
+      security: [{ bearerAuth: [] }],
+    },
+    handler: async (req, reply) => {
+      await authenticate(req, req.query.key);
+      const initial = await stats();
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-store',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+        'x-request-id': req.id,
+      });
+      const client: Client = { res, meterId: req.query.meterId, pending: new Map() };
+      clients.add(client);
+      res.write('retry: 2000\n\n');
+      send(client, 'stats', initial);
+      const drop = () => clients.delete(client);
+      res.on('close', drop);
+      res.on('error', drop);
+    },
+  });
+
+  r.get('/v1/fleet', {
+    schema: {
+      summary: 'Registered meters by relay state (the console overview)',
+      tags: ['meters'],
+      response: { 200: FleetView, 401: ErrorView, 403: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'meter:read'),
+    handler: async () => {
+      const byRelay: Record<(typeof RELAY_BUCKETS)[number], number> = { connected: 0, disconnected: 0, armed: 0, unknown: 0 };
+      const view: z.infer<typeof FleetMeter>[] = [];
+      let total = 0;
+      for (let after: string | null = null; ; ) {
+        const page: StoredMeter[] = await deps.store.listMeters(after, 1000);
+        for (const m of page) {
+          const relay = m.observed?.relay ?? 'unknown';
+          byRelay[relay] += 1;
+          total += 1;
+          if (view.length >= FLEET_LIST_LIMIT) continue;
+          view.push({
+            meterId: m.meterId,
+            region: m.region,
+            link: m.link,
+            profileId: m.profileId,
+            relay,
+            observedAt: m.observed ? new Date(m.observed.at).toISOString() : null,
+            voltageV: m.observed?.voltageV ?? null,
+            desiredRelay: m.desiredRelay,
+          });
+        }
+        if (page.length < 1000) break;
+        after = page[page.length - 1]!.meterId;
+      }
+      return { total, byRelay, listed: view.length, meters: view };
+    },
+  });
+}

@@ -1,0 +1,511 @@
+#!/usr/bin/env node
+import { readFileSync, realpathSync } from 'node:fs';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ApiClient, CliError, EXIT, usageError } from './api-client.js';
+import { followEvents } from './event-stream.js';
+import { bar, duration, minutes, orderText, table, time, type OrderLike } from './format.js';
+
+/**
+ * `meterline`: the gateway's operations for scripts and terminals, through the same API and rules as the console.
+ * Human output by default, `--json` for scripts; exit codes in USAGE.
+ */
+export const USAGE = `Usage: meterline <command> [arguments] [options]
+
+Switching
+  reconnect <meter> [--reason payment|top_up|customer_request|safety_cleared|operator]
+                    [--payment-at <ISO time>] [--urgent] [--note <text>] [--wait]
+  disconnect <meter> --reason arrears|credit_exhausted|customer_request|safety|vacant_premises
+                    [--note <text>] [--not-before <ISO time>] [--wait]
+  order <orderId> [--watch]          an order with its attempts and events; --watch follows it to its end
+  orders [--meter <id>] [--state <state>] [--limit <n>]
+  bulk <file.csv|file.json> --action reconnect|disconnect [--reason <reason>] [--detach]
+                                     one order per meter in the file (CSV with a meterId column, or one id
+                                     per line; JSON: ["M-1", …] or [{"meterId": "M-1", …}]); shows a live
+                                     progress bar until every order has finished, unless --detach
+  queue                              orders by state and attempts on the wire per link
+
+Meters and the field
+  supply <meter> [--cached]          "fault or disconnect?" (reads the meter live unless --cached)
+  timeline <meter> [--limit <n>]     orders, attempts, notices, notifications, readings and audit
+  work-orders [--status open|assigned|done|cancelled] [--region <region>]
+  success-rates [--kind final|first_attempt|attempt] [--window <minutes>] [--fresh]
+
+Plans (disconnects for non-payment)
+  plan draft --reason arrears|credit_exhausted --from <ISO> --to <ISO> (--meters M-1,M-2 | --file <file>) [--note <text>]
+  plan approve|reject|cancel <planId>
+  plan show <planId> [--watch]
+  plan list [--status draft|approved|rejected|cancelled]
+
+  whoami                             the key's name, role and permissions
+
+Options
+  --url <url>              the gateway (default: $METERLINE_URL, else http://127.0.0.1:8080)
+  --key <key>              the API key (default: $METERLINE_KEY)
+  --json                   print the API's JSON answer (one JSON document) instead of text
+  --idempotency-key <key>  the Idempotency-Key of the write (default: a new random key); re-running a
+                           command with the same key returns the first result instead of acting twice
+  -h, --help               this text
+
+Exit codes
+  0  done (with --wait/--watch: the order ended done, armed or done_by_field)
+  1  other error (gateway unreachable, internal error; with --wait/--watch: the order failed)
+  2  usage error: bad arguments, or the gateway found the request invalid (400, 413, 422)
+  3  refused by a rule or a conflict (409: E_PLAN_REQUIRED, E_RECONNECT_PENDING, E_IDEMPOTENCY_CONFLICT, …,
+     and E_SELF_APPROVAL); with --wait/--watch: the order ended refused, cancelled or superseded;
+     bulk: at least one order refused or not successful
+  4  not found (unknown meter, order, plan, work order)
+  5  authentication or permission: no key, unknown or revoked key (401), or the key's role may not do
+     this (403 E_FORBIDDEN)
+`;
+
+const SUCCESS = new Set(['done', 'armed', 'done_by_field']);
+const FINAL = new Set(['done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused']);
+const NOT_OK_FINAL = new Set(['cancelled', 'superseded', 'refused']);
+
+interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  errIsTty: boolean;
+}
+
+const OPTIONS = {
+  url: { type: 'string' },
+  key: { type: 'string' },
+  json: { type: 'boolean' },
+  'idempotency-key': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  reason: { type: 'string' },
+  'payment-at': { type: 'string' },
+  urgent: { type: 'boolean' },
+  note: { type: 'string' },
+  'not-before': { type: 'string' },
+  wait: { type: 'boolean' },
+  watch: { type: 'boolean' },
+  meter: { type: 'string' },
+  state: { type: 'string' },
+  limit: { type: 'string' },
+  action: { type: 'string' },
+  detach: { type: 'boolean' },
+  status: { type: 'string' },
+  region: { type: 'string' },
+  kind: { type: 'string' },
+  window: { type: 'string' },
+  fresh: { type: 'boolean' },
+  cached: { type: 'boolean' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  meters: { type: 'string' },
+  file: { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parse>['values'];
+const parse = (argv: string[]) => parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+
+const isoOption = (name: string, value: string | undefined): string | undefined => {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw usageError(`--${name}: "${value}" is not a date and time (use ISO 8601, e.g. 2026-11-24T09:00:00Z)`);
+  return new Date(ms).toISOString();
+};
+const intOption = (name: string, value: string | undefined): number | undefined => {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw usageError(`--${name}: "${value}" is not a whole number`);
+  return Number(value);
+};
+const need = (value: string | undefined, what: string): string => {
+  if (!value) throw usageError(`missing ${what}; see meterline --help`);
+  return value;
+};
+const enc = encodeURIComponent;
+const qs = (params: Record<string, string | number | undefined>): string => {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') p.set(k, String(v));
+  const s = p.toString();
+  return s ? `?${s}` : '';
+};
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    io.err(`meterline: ${(err as Error).message} (see meterline --help)`);
+    return EXIT.usage;
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help) {
+    io.out(USAGE);
+    return EXIT.ok;
+  }
+  if (positionals.length === 0) {
+    io.err(USAGE);
+    return EXIT.usage;
+  }
+  const client = new ApiClient({ url: v.url ?? env.METERLINE_URL ?? 'http://127.0.0.1:8080', key: v.key ?? env.METERLINE_KEY, idempotencyKey: v['idempotency-key'] });
+  const print = (json: unknown, text: () => string) => io.out(v.json ? JSON.stringify(json, null, 2) : text());
+  try {
+    return await run(positionals, v, client, io, print);
+  } catch (err) {
+    if (err instanceof CliError) {
+      if (v.json) io.out(JSON.stringify({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } }, null, 2));
+      io.err(`meterline: ${err.code}: ${err.message}${err.exitCode === EXIT.usage && err.code === 'E_USAGE' ? ' (meterline --help)' : ''}`);
+      return err.exitCode;
+    }
+    io.err(`meterline: ${(err as Error).stack ?? String(err)}`);
+    return EXIT.other;
+  }
+}
+
+type Print = (json: unknown, text: () => string) => void;
+
+async function run(positionals: string[], v: Values, client: ApiClient, io: Io, print: Print): Promise<number> {
+  const [command, ...args] = positionals;
+  const arg = (i: number, what: string) => need(args[i], what);
+  const noExtra = (count: number) => {
+    if (args.length > count) throw usageError(`unexpected argument "${args[count]}" for ${command}`);
+  };
+  switch (command) {
+    case 'whoami': {
+      noExtra(0);
+      const who = await client.request('GET', '/v1/whoami');
+      print(who, () => `${who.name} (${who.role})\n  may: ${who.permissions.join(', ')}`);
+      return EXIT.ok;
+    }
+    case 'reconnect': {
+      const meter = arg(0, 'the meter id: meterline reconnect <meter>');
+      noExtra(1);
+      const body = {
+        reason: v.reason ?? 'payment',
+        ...(v['payment-at'] ? { paymentReceivedAt: isoOption('payment-at', v['payment-at']) } : {}),
+        ...(v.urgent ? { urgent: true } : {}),
+        ...(v.note ? { note: v.note } : {}),
+      };
+      return submitOrder(client, io, print, v, `/v1/meters/${enc(meter)}/reconnect`, body);
+    }
+    case 'disconnect': {
+      const meter = arg(0, 'the meter id: meterline disconnect <meter> --reason <reason>');
+      noExtra(1);
+      const body = { reason: need(v.reason, '--reason (arrears, credit_exhausted, customer_request, safety or vacant_premises)'), ...(v.note ? { note: v.note } : {}), ...(v['not-before'] ? { notBefore: isoOption('not-before', v['not-before']) } : {}) };
+      return submitOrder(client, io, print, v, `/v1/meters/${enc(meter)}/disconnect`, body);
+    }
+    case 'order': {
+      const id = arg(0, 'the order id: meterline order <orderId>');
+      noExtra(1);
+      const order = await client.request<OrderLike>('GET', `/v1/orders/${enc(id)}`);
+      if (!v.watch) {
+        print(order, () => orderText(order));
+        return EXIT.ok;
+      }
+      return watchOrder(client, io, print, v, order);
+    }
+    case 'orders': {
+      noExtra(0);
+      const res = await client.request<{ items: OrderLike[]; next: string | null }>('GET', `/v1/orders${qs({ meterId: v.meter, state: v.state, limit: intOption('limit', v.limit) })}`);
+      print(res, () =>
+        table(
+          ['ORDER', 'METER', 'ACTION', 'STATE', 'CREATED', 'WHY'],
+          res.items.map((o) => [o.id, o.meterId, o.action, o.state, time(o.createdAt), o.stateReason ?? '']),
+        ) + (res.next ? `\n(more: the next page starts after ${res.next})` : ''),
+      );
+      return EXIT.ok;
+    }
+    case 'queue': {
+      noExtra(0);
+      const q = await client.request('GET', '/v1/queue');
+      print(q, () => table(['STATE', 'ORDERS'], Object.entries(q.byState as Record<string, number>).map(([s, n]) => [s, n])) + `\non the wire: ${JSON.stringify(q.inFlightByLink)}`);
+      return EXIT.ok;
+    }
+    case 'bulk':
+      return bulk(client, io, print, v, arg(0, 'the file: meterline bulk <file.csv|file.json> --action reconnect|disconnect'), args.length);
+    case 'supply': {
+      const meter = arg(0, 'the meter id: meterline supply <meter>');
+      noExtra(1);
+      const s = await client.request('GET', `/v1/meters/${enc(meter)}/supply?refresh=${v.cached ? 'false' : 'true'}`);
+      print(s, () => `${s.meterId}: ${s.status}\n  ${s.sentence}\n  live read: ${s.liveRead}${s.liveReadDetail ? ` (${s.liveReadDetail})` : ''}${s.observed ? `; last observed ${s.observed.relay} at ${time(s.observed.at)}` : ''}`);
+      return EXIT.ok;
+    }
+    case 'timeline': {
+      const meter = arg(0, 'the meter id: meterline timeline <meter>');
+      noExtra(1);
+      const t = await client.request('GET', `/v1/meters/${enc(meter)}/timeline${qs({ limit: intOption('limit', v.limit) })}`);
+      print(t, () => table(['WHEN', 'KIND', 'WHAT', 'ORDER'], (t.items as { at: string; kind: string; summary: string; orderId: string | null }[]).map((i) => [time(i.at), i.kind, i.summary, i.orderId ?? ''])));
+      return EXIT.ok;
+    }
+    case 'work-orders': {
+      noExtra(0);
+      const res = await client.request('GET', `/v1/work-orders${qs({ status: v.status, region: v.region, limit: 1000 })}`);
+      type Wo = { id: string; meterId: string; region: string; action: string; status: string; dueAt: string; deadline: string | null; timeLeftMinutes: number | null; priority: number; reason: string };
+      const items = (res.items as Wo[]).slice().sort((a, b) => (a.timeLeftMinutes ?? Infinity) - (b.timeLeftMinutes ?? Infinity));
+      print({ items }, () => table(['TIME LEFT', 'DEADLINE', 'DUE', 'METER', 'REGION', 'ACTION', 'P', 'STATUS', 'ID', 'WHY'], items.map((w) => [minutes(w.timeLeftMinutes), time(w.deadline), time(w.dueAt), w.meterId, w.region, w.action, w.priority, w.status, w.id, w.reason])));
+      return EXIT.ok;
+    }
+    case 'success-rates': {
+      noExtra(0);
+      const kind = v.kind ?? 'final';
+      const windowMinutes = intOption('window', v.window);
+      const report = await client.request('GET', `/v1/stats/success-rates${qs({ fresh: v.fresh ? 'true' : undefined })}`);
+      type Rate = { windowMinutes: number; scope: string; key: string; action: string; kind: string; ok: number; total: number; rate: number };
+      const rates = (report.rates as Rate[]).filter((r) => r.kind === kind && (windowMinutes === undefined || r.windowMinutes === windowMinutes));
+      const alerting = new Set((report.alerting as Rate[]).map((r) => `${r.windowMinutes}|${r.scope}|${r.key}|${r.action}|${r.kind}`));
+      const threshold = typeof report.alertBelow === 'number' ? report.alertBelow : undefined;
+      print(report, () =>
+        (rates.length === 0
+          ? `no ${kind} rates yet (nothing switched in the windows)`
+          : table(
+              ['WINDOW', 'SCOPE', 'KEY', 'ACTION', 'RATE', 'OK/TOTAL', 'ALERT'],
+              rates
+                .sort((a, b) => a.windowMinutes - b.windowMinutes || a.scope.localeCompare(b.scope) || a.key.localeCompare(b.key) || a.action.localeCompare(b.action))
+                .map((r) => [`${r.windowMinutes}m`, r.scope, r.key, r.action, `${(r.rate * 100).toFixed(1)}%`, `${r.ok}/${r.total}`, alerting.has(`${r.windowMinutes}|${r.scope}|${r.key}|${r.action}|${r.kind}`) ? 'BELOW THRESHOLD' : '']),
+            )) + `\nkind ${kind}, evaluated ${time(report.at)}${threshold !== undefined ? `, alert below ${(threshold * 100).toFixed(0)}%` : ''}`,
+      );
+      return EXIT.ok;
+    }
+    case 'plan':
+      return plan(client, io, print, v, args);
+    default:
+      throw usageError(`unknown command "${command}"`);
+  }
+}
+
+async function submitOrder(client: ApiClient, io: Io, print: Print, v: Values, path: string, body: Record<string, unknown>): Promise<number> {
+  const order = await client.request<OrderLike>('POST', path, body);
+  if (!v.wait) {
+    print(order, () => `${orderText(order)}\nfollow it: meterline order ${order.id} --watch`);
+    return EXIT.ok;
+  }
+  return watchOrder(client, io, print, v, order);
+}
+
+/** Follow an order to its end; exit 0 for done/armed/done_by_field, 3 for refused/cancelled/superseded, 1 for failed. */
+async function watchOrder(client: ApiClient, io: Io, print: Print, v: Values, first: OrderLike): Promise<number> {
+  let last = first.state;
+  const say = (state: string, why: string | null) => {
+    if (!v.json) io.err(`${new Date().toISOString()} ${first.id} ${state}${why ? ` (${why})` : ''}`);
+  };
+  say(first.state, first.stateReason);
+  const abort = new AbortController();
+  let final: OrderLike | undefined = FINAL.has(first.state) ? first : undefined;
+  if (!final) {
+    final = await new Promise<OrderLike>((resolve, reject) => {
+      const check = async () => {
+        const o = await client.request<OrderLike>('GET', `/v1/orders/${enc(first.id)}`);
+        if (o.state !== last) {
+          last = o.state;
+          say(o.state, o.stateReason);
+        }
+        if (FINAL.has(o.state)) resolve(o);
+      };
+      // Live events say when to look; a slow poll covers a dropped stream.
+      void followEvents(client, `?meterId=${enc(first.meterId)}`, { onOrders: (os) => { if (os.some((o) => o.id === first.id)) check().catch(reject); } }, abort.signal);
+      const timer = setInterval(() => check().catch(reject), 3000);
+      abort.signal.addEventListener('abort', () => clearInterval(timer));
+      check().catch(reject);
+    }).finally(() => abort.abort());
+  }
+  const full = await client.request<OrderLike>('GET', `/v1/orders/${enc(first.id)}`);
+  print(full, () => orderText(full));
+  return SUCCESS.has(full.state) ? EXIT.ok : NOT_OK_FINAL.has(full.state) ? EXIT.refused : EXIT.other;
+}
+
+interface BulkItem {
+  meterId: string;
+  [field: string]: unknown;
+}
+
+/** Orders from a CSV (header with meterId and optional reason, paymentReceivedAt, urgent, note; or one id per line) or JSON file. */
+export function readBulkFile(path: string): BulkItem[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw usageError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (extname(path).toLowerCase() === '.json' || /^\s*[[{]/.test(text)) {
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw usageError(`${path} is not valid JSON: ${(err as Error).message}`);
+    }
+    const list = Array.isArray(data) ? data : ((data as { orders?: unknown[]; meters?: unknown[] }).orders ?? (data as { meters?: unknown[] }).meters);
+    if (!Array.isArray(list)) throw usageError(`${path}: expected a JSON array of meter ids or of {"meterId": …} objects`);
+    return list.map((x, i) => {
+      if (typeof x === 'string') return { meterId: x };
+      if (x && typeof x === 'object' && typeof (x as BulkItem).meterId === 'string') return x as BulkItem;
+      throw usageError(`${path}: item ${i} has no meterId`);
+    });
+  }
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  if (lines.length === 0) return [];
+  const header = lines[0]!.split(',').map((c) => c.trim());
+  const col = header.findIndex((c) => /^meter_?id$/i.test(c));
+  if (col < 0) return lines.map((l) => ({ meterId: l.split(',')[0]!.trim() }));
+  return lines.slice(1).map((l) => {
+    const cells = l.split(',').map((c) => c.trim());
+    const item: BulkItem = { meterId: cells[col]! };
+    header.forEach((h, i) => {
+      const value = cells[i];
+      if (i === col || !value) return;
+      if (h === 'urgent') item.urgent = value === 'true' || value === '1' || value === 'yes';
+      else if (['reason', 'paymentReceivedAt', 'note', 'notBefore'].includes(h)) item[h] = value;
+    });
+    return item;
+  });
+}
+
+async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: string, argCount: number): Promise<number> {
+  if (argCount > 1) throw usageError('bulk takes one file');
+  const action = need(v.action, '--action reconnect|disconnect');
+  if (action !== 'reconnect' && action !== 'disconnect') throw usageError(`--action must be reconnect or disconnect, not "${action}"`);
+  const items = readBulkFile(file);
+  if (items.length === 0) throw usageError(`${file} names no meters`);
+  const orders = items.map((i) => ({ ...i, action, ...(i.reason === undefined ? { reason: v.reason ?? (action === 'reconnect' ? 'payment' : need(undefined, '--reason for a bulk disconnect (or a reason column)')) } : {}) }));
+
+  const states = new Map<string, string>();
+  const early = new Map<string, string>();
+  const finishedAt: number[] = [];
+  const abort = new AbortController();
+  let onChange = () => {};
+  const record = (id: string, state: string) => {
+    const before = states.get(id);
+    if (before === undefined) return void early.set(id, state);
+    if (before === state) return;
+    states.set(id, state);
+    if (FINAL.has(state) && !FINAL.has(before)) finishedAt.push(Date.now());
+    onChange();
+  };
+  // Subscribe before submitting, so no change between the answer and the subscription is missed.
+  if (!v.detach) {
+    await Promise.race([
+      new Promise<void>((resolve) => void followEvents(client, '', { onOpen: resolve, onOrders: (os) => os.forEach((o) => record(o.id, o.state)) }, abort.signal)),
+      new Promise<void>((resolve) => setTimeout(resolve, 3000)),
+    ]);
+  }
+  let res: { created: number; replayed: number; refused: number; results: { index: number; outcome: string; order: OrderLike }[] };
+  try {
+    res = await client.request('POST', '/v1/orders/bulk', { orders });
+  } catch (err) {
+    abort.abort();
+    throw err;
+  }
+  for (const r of res.results) states.set(r.order.id, r.order.state);
+  for (const [id, state] of early) if (states.has(id)) record(id, state);
+  const startedAt = Date.now();
+  if (!v.json) io.err(`bulk ${action}: ${res.created} created, ${res.replayed} replayed, ${res.refused} refused`);
+  if (v.detach) {
+    print(res, () => res.results.map((r) => `${r.order.meterId}\t${r.order.id}\t${r.order.state}`).join('\n'));
+    return res.refused > 0 ? EXIT.refused : EXIT.ok;
+  }
+
+  const progress = () => {
+    const all = [...states.values()];
+    const finished = all.filter((s) => FINAL.has(s)).length;
+    const counts: Record<string, number> = {};
+    for (const s of all) counts[s] = (counts[s] ?? 0) + 1;
+    const now = Date.now();
+    const recent = finishedAt.filter((t) => t >= now - 30_000).length;
+    const perSecond = recent / Math.max(1, Math.min(30, (now - startedAt) / 1000));
+    const left = all.length - finished;
+    const eta = left === 0 ? 'done' : perSecond > 0 ? `ETA ${duration(left / perSecond)}` : 'ETA ?';
+    return { finished, total: all.length, counts, line: `${bar(finished, all.length)}  ${Object.entries(counts).map(([s, n]) => `${s} ${n}`).join(', ')}  ${(perSecond * 60).toFixed(0)}/min  ${eta}` };
+  };
+  let lastPrinted = 0;
+  const draw = (force = false) => {
+    if (v.json) return;
+    const now = Date.now();
+    if (io.errIsTty) {
+      if (force || now - lastPrinted > 100) io.err(`\r\x1b[2K${progress().line}`);
+    } else if (force || now - lastPrinted > 5000) io.err(progress().line);
+    else return;
+    lastPrinted = now;
+  };
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      if (progress().finished === states.size) resolve();
+    };
+    onChange = () => {
+      draw();
+      done();
+    };
+    draw(true);
+    done();
+    // Redraw the ETA, and now and then ask the API about orders that have not moved (a stream may drop).
+    let quiet = 0;
+    const timer = setInterval(() => {
+      draw();
+      quiet += 1;
+      if (quiet % 10 !== 0) return;
+      const open = [...states.entries()].filter(([, s]) => !FINAL.has(s)).slice(0, 50);
+      void Promise.all(open.map(([id]) => client.request<OrderLike>('GET', `/v1/orders/${enc(id)}`).then((o) => record(o.id, o.state)).catch(() => undefined)));
+    }, 1000);
+    abort.signal.addEventListener('abort', () => clearInterval(timer));
+  }).finally(() => abort.abort());
+  draw(true);
+  if (!v.json && io.errIsTty) io.err('\n');
+  const p = progress();
+  const summary = { created: res.created, replayed: res.replayed, refused: res.refused, total: p.total, byState: p.counts, orders: res.results.map((r) => ({ meterId: r.order.meterId, orderId: r.order.id, state: states.get(r.order.id) })) };
+  print(summary, () => table(['STATE', 'ORDERS'], Object.entries(p.counts).map(([s, n]) => [s, n])));
+  return Object.keys(p.counts).every((s) => SUCCESS.has(s)) ? EXIT.ok : Object.keys(p.counts).some((s) => s === 'failed') ? EXIT.other : EXIT.refused;
+}
+
+async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: string[]): Promise<number> {
+  const [sub, id, extra] = args;
+  if (extra !== undefined) throw usageError(`unexpected argument "${extra}" for plan ${sub}`);
+  type Plan = { id: string; status: string; reason: string; author: string; windowFrom: string; windowTo: string; decidedBy: string | null; summary: Record<string, number>; items: { meterId: string; orderId: string | null; state: string | null; why: string | null }[] };
+  const planText = (p: Plan) =>
+    `plan ${p.id}: ${p.status} (${p.reason}), by ${p.author}${p.decidedBy ? `, decided by ${p.decidedBy}` : ''}\n  window ${time(p.windowFrom)} – ${time(p.windowTo)}\n  ${Object.entries(p.summary).map(([s, n]) => `${s} ${n}`).join(', ')}\n` +
+    table(['METER', 'STATE', 'ORDER', 'WHY'], p.items.map((i) => [i.meterId, i.state ?? 'not created', i.orderId ?? '-', i.why ?? '']));
+  switch (sub) {
+    case 'draft': {
+      if (id !== undefined) throw usageError('plan draft takes no positional argument; name meters with --meters or --file');
+      const meters = v.file ? readBulkFile(v.file).map((i) => i.meterId) : v.meters ? v.meters.split(',').map((m) => m.trim()).filter(Boolean) : [];
+      if (meters.length === 0) throw usageError('name the meters with --meters M-1,M-2 or --file <file>');
+      const body = { reason: need(v.reason, '--reason arrears|credit_exhausted'), windowFrom: isoOption('from', need(v.from, '--from <ISO time>')), windowTo: isoOption('to', need(v.to, '--to <ISO time>')), meters, ...(v.note ? { note: v.note } : {}) };
+      const p = await client.request<Plan>('POST', '/v1/plans', body);
+      print(p, () => `${planText(p)}\nnext: a supervisor runs meterline plan approve ${p.id}`);
+      return EXIT.ok;
+    }
+    case 'approve':
+    case 'reject':
+    case 'cancel': {
+      const p = await client.request<Plan>('POST', `/v1/plans/${enc(need(id, `the plan id: meterline plan ${sub} <planId>`))}/${sub}`);
+      print(p, () => planText(p));
+      return EXIT.ok;
+    }
+    case 'show': {
+      const planId = need(id, 'the plan id: meterline plan show <planId>');
+      let p = await client.request<Plan>('GET', `/v1/plans/${enc(planId)}`);
+      if (v.watch) {
+        for (;;) {
+          const open = p.items.filter((i) => !i.state || !FINAL.has(i.state)).length;
+          if (!v.json) io.err(`${bar(p.items.length - open, p.items.length)}  ${Object.entries(p.summary).map(([s, n]) => `${s} ${n}`).join(', ')}`);
+          if (open === 0 || p.status === 'rejected' || p.status === 'cancelled') break;
+          await new Promise((r) => setTimeout(r, 2000));
+          p = await client.request<Plan>('GET', `/v1/plans/${enc(planId)}`);
+        }
+      }
+      print(p, () => planText(p));
+      return EXIT.ok;
+    }
+    case 'list': {
+      const res = await client.request<{ items: Plan[] }>('GET', `/v1/plans${qs({ status: v.status })}`);
+      print(res, () => table(['PLAN', 'STATUS', 'REASON', 'METERS', 'AUTHOR', 'WINDOW'], res.items.map((p) => [p.id, p.status, p.reason, p.items.length, p.author, `${time(p.windowFrom)} – ${time(p.windowTo)}`])));
+      return EXIT.ok;
+    }
+    default:
+      throw usageError(`plan needs one of: draft, approve, reject, cancel, show, list (got ${sub ?? 'nothing'})`);
+  }
+}
+
+// Run when executed as a program (not when imported by a test).
+// (npm installs the bin as a symlink, so compare real paths.)
+if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) {
+  const code = await main(process.argv.slice(2), process.env, {
+    out: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
+    err: (t) => process.stderr.write(t.startsWith('\r') || t === '\n' ? t : `${t}\n`),
+    errIsTty: Boolean(process.stderr.isTTY),
+  });
+  process.exitCode = code;
+}

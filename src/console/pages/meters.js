@@ -1,0 +1,239 @@
+import { api, session } from '../api.js';
+import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table } from '../dom.js';
+import { onOrders } from '../live.js';
+
+const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'];
+const DISCONNECT_REASONS = ['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises'];
+
+/** #/meters: open a meter by id. #/meters/<id>: the meter page. */
+export async function render(main, ctx) {
+  if (!ctx.params.meterId) return renderSearch(main, ctx);
+  return renderMeter(main, ctx, ctx.params.meterId);
+}
+
+function renderSearch(main, ctx) {
+  const input = h('input', { name: 'meterId', required: true, placeholder: 'e.g. SIM-000001', autocomplete: 'off' });
+  main.append(
+    h('h1', {}, 'Meters'),
+    h(
+      'form.card.inline-form',
+      { role: 'search', onsubmit: (e) => { e.preventDefault(); ctx.navigate(`/meters/${encodeURIComponent(input.value.trim())}`); } },
+      field('Meter id', input),
+      h('button.primary', { type: 'submit' }, 'Open meter'),
+    ),
+    h('p', {}, 'The overview lists every meter with its relay state.'),
+  );
+}
+
+const SUPPLY_CLASS = {
+  on_supply: 'connected',
+  disconnected_by_order: 'disconnected',
+  armed_waiting_for_customer: 'armed',
+  supply_fault: 'fault',
+  disconnected_without_order: 'fault',
+  unknown: 'unknown',
+};
+
+async function renderMeter(main, ctx, meterId) {
+  const stateBox = h('section.card', { 'aria-labelledby': 'h-state' });
+  const supplyBox = h('section.card', { 'aria-labelledby': 'h-supply' });
+  const actionBox = h('section.card', { 'aria-labelledby': 'h-actions' });
+  const timelineBox = h('section.card.wide', { 'aria-labelledby': 'h-timeline' });
+  main.append(h('h1', {}, `Meter ${meterId}`), h('div.grid', {}, stateBox, supplyBox, actionBox, timelineBox));
+
+  const loadState = async () => {
+    try {
+      const m = await api(`/v1/meters/${encodeURIComponent(meterId)}`);
+      const flags = Object.entries(m.flags).filter(([, v]) => v === true || (typeof v === 'string' && v));
+      fill(
+        stateBox,
+        h('h2', { id: 'h-state' }, 'Current state'),
+        h(
+          'dl.facts',
+          {},
+          h('dt', {}, 'Relay (last observed)'),
+          h('dd', { id: 'meter-relay' }, m.observed ? badge(m.observed.relay) : badge('never read', 'unknown')),
+          h('dt', {}, 'Observed'),
+          h('dd', {}, m.observed ? `${fmtTime(m.observed.at)} by ${m.observed.source}${m.observed.voltageV !== null ? `, ${m.observed.voltageV} V` : ''}` : '—'),
+          h('dt', {}, 'Desired'),
+          h('dd', {}, m.desiredRelay ?? '—'),
+          h('dt', {}, 'Profile'),
+          h('dd', {}, m.profile ? `${m.profile.manufacturer} ${m.profile.model} fw ${m.profile.firmware} (${m.profile.protocol}; remote reconnect ${m.profile.remoteReconnect})` : m.profileId),
+          h('dt', {}, 'Region / link'),
+          h('dd', {}, `${m.region} / ${m.link}${m.address ? ` @ ${m.address}` : ''}`),
+          h('dt', {}, 'Flags'),
+          h('dd', {}, flags.length ? flags.map(([k, v]) => (v === true ? k : `${k}: ${v}`)).join(', ') : 'none'),
+        ),
+        h('h3', {}, 'Open orders'),
+        table(
+          'Open orders',
+          [
+            { label: 'Order', cell: (o) => h('code', {}, o.id) },
+            { label: 'Action', cell: (o) => o.action },
+            { label: 'State', cell: (o) => badge(o.state) },
+            { label: 'Why', cell: (o) => o.stateReason ?? '' },
+            { label: 'Deadline', cell: (o) => fmtTime(o.deadline) },
+          ],
+          m.openOrders,
+          { class: 'compact', empty: 'No open orders.' },
+        ),
+      );
+    } catch (err) {
+      fill(stateBox, h('h2', { id: 'h-state' }, 'Current state'), errorBox(err));
+    }
+  };
+
+  let supplySeq = 0;
+  const loadSupply = async (refresh) => {
+    const seq = ++supplySeq;
+    fill(supplyBox, h('h2', { id: 'h-supply' }, 'Fault or disconnect?'), h('p.muted', {}, refresh ? 'Reading the meter…' : 'Loading…'));
+    try {
+      const s = await api(`/v1/meters/${encodeURIComponent(meterId)}/supply?refresh=${refresh}`);
+      if (seq !== supplySeq) return; // a later request (e.g. after an order finished) has the newer answer
+      fill(
+        supplyBox,
+        h('h2', { id: 'h-supply' }, 'Fault or disconnect?'),
+        h('p.big', { id: 'supply-status' }, badge(s.status, SUPPLY_CLASS[s.status] ?? s.status)),
+        h('p', { id: 'supply-sentence' }, s.sentence),
+        h('p.muted', {}, `Live read: ${s.liveRead.replaceAll('_', ' ')}${s.liveReadDetail ? ` (${s.liveReadDetail})` : ''}.${s.since ? ` Since ${fmtTime(s.since)}.` : ''}`),
+        h('button', { type: 'button', onclick: () => void loadSupply(true) }, 'Read the meter now'),
+      );
+    } catch (err) {
+      if (seq !== supplySeq) return;
+      fill(supplyBox, h('h2', { id: 'h-supply' }, 'Fault or disconnect?'), errorBox(err));
+    }
+  };
+
+  const timelineFilter = new Set(['order', 'attempt', 'notice', 'notification', 'reading', 'audit']);
+  let timeline = [];
+  const timelineList = h('div');
+  const drawTimeline = () => {
+    const items = timeline.filter((i) => timelineFilter.has(i.kind)).slice().reverse();
+    fill(
+      timelineList,
+      table(
+        `Timeline, newest first (${items.length})`,
+        [
+          { label: 'When', cell: (i) => fmtTime(i.at) },
+          { label: 'Kind', cell: (i) => i.kind },
+          { label: 'What', cell: (i) => i.summary },
+          { label: 'Order', cell: (i) => (i.orderId ? h('code', {}, i.orderId) : '') },
+        ],
+        items.slice(0, 300),
+        { class: 'compact timeline', empty: 'Nothing has happened to this meter yet.' },
+      ),
+    );
+  };
+  const loadTimeline = async () => {
+    try {
+      timeline = (await api(`/v1/meters/${encodeURIComponent(meterId)}/timeline?limit=1000`)).items;
+      drawTimeline();
+    } catch (err) {
+      fill(timelineList, errorBox(err));
+    }
+  };
+  timelineBox.append(
+    h('h2', { id: 'h-timeline' }, 'Timeline'),
+    h(
+      'fieldset.kinds',
+      {},
+      h('legend', {}, 'Show'),
+      [...timelineFilter].map((k) =>
+        h('label.check', {}, h('input', { type: 'checkbox', checked: true, onchange: (e) => { if (e.target.checked) timelineFilter.add(k); else timelineFilter.delete(k); drawTimeline(); } }), ` ${k}s`),
+      ),
+    ),
+    timelineList,
+  );
+
+  // ---- switching: only for roles that may, and through the same API and rules as everyone ----
+  const result = h('div', { id: 'action-result', 'aria-live': 'polite' });
+  let watching = null;
+  const showOrder = (o) => {
+    watching = o.id;
+    fill(result, h('p.order-result', {}, `Order `, h('code', {}, o.id), ` (${o.action}): `, badge(o.state), o.stateReason ? ` — ${o.stateReason}` : ''));
+  };
+  const submit = async (action, body) => {
+    fill(result, h('p.muted', {}, `Sending the ${action}…`));
+    try {
+      const o = await api(`/v1/meters/${encodeURIComponent(meterId)}/${action}`, { method: 'POST', idempotencyKey: newIdempotencyKey(action), body });
+      showOrder(o);
+      announce(`${action} order ${o.id} ${o.state}`);
+      void loadState();
+    } catch (err) {
+      fill(result, errorBox(err));
+      announce(`${action} refused: ${err.code}`);
+    }
+  };
+  const canReconnect = session.can('order:reconnect');
+  const canDisconnect = session.can('order:disconnect');
+  actionBox.append(h('h2', { id: 'h-actions' }, 'Switch'));
+  if (!canReconnect && !canDisconnect) {
+    actionBox.append(h('p', {}, `The ${session.who.role} role cannot switch meters; this page is read-only.`));
+  }
+  if (canReconnect) {
+    const reason = select('reason', RECONNECT_REASONS, 'operator');
+    const paidAt = h('input', { type: 'datetime-local', name: 'paymentAt' });
+    const urgent = h('input', { type: 'checkbox', name: 'urgent' });
+    actionBox.append(
+      h(
+        'form.inline-form',
+        {
+          'aria-label': 'Reconnect',
+          onsubmit: (e) => {
+            e.preventDefault();
+            const body = { reason: reason.value, urgent: urgent.checked };
+            if (paidAt.value) body.paymentReceivedAt = new Date(paidAt.value).toISOString();
+            void submit('reconnect', body);
+          },
+        },
+        field('Reconnect reason', reason),
+        field('Payment received', paidAt, 'optional; the 24-hour limit runs from it'),
+        h('label.check', {}, urgent, ' Urgent (medical)'),
+        h('button.primary', { type: 'submit' }, 'Reconnect'),
+      ),
+    );
+  }
+  if (canDisconnect) {
+    const reason = select('reason', DISCONNECT_REASONS, 'customer_request');
+    actionBox.append(
+      h(
+        'form.inline-form',
+        {
+          'aria-label': 'Disconnect',
+          onsubmit: (e) => {
+            e.preventDefault();
+            if (!confirm(`Disconnect meter ${meterId} (${reason.value})? Every disconnect rule applies.`)) return;
+            void submit('disconnect', { reason: reason.value });
+          },
+        },
+        field('Disconnect reason', reason),
+        h('button.danger', { type: 'submit' }, 'Disconnect'),
+      ),
+    );
+  }
+  actionBox.append(result);
+
+  await Promise.all([loadState(), loadTimeline()]);
+  void loadSupply(true);
+  let soon = null;
+  let finished = false;
+  const off = onOrders((orders) => {
+    const mine = orders.filter((o) => o.meterId === meterId);
+    if (mine.length === 0) return;
+    const watched = mine.find((o) => o.id === watching);
+    if (watched) showOrder(watched);
+    if (mine.some((o) => ['done', 'armed', 'done_by_field', 'failed'].includes(o.state))) finished = true;
+    if (soon) return;
+    soon = setTimeout(() => {
+      soon = null;
+      void loadState();
+      void loadTimeline();
+      if (finished) void loadSupply(false);
+      finished = false;
+    }, 300);
+  });
+  return () => {
+    off();
+    if (soon) clearTimeout(soon);
+  };
+}

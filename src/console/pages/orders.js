@@ -1,0 +1,234 @@
+import { api, qs, session } from '../api.js';
+import { stackedBar } from '../charts.js';
+import { announce, badge, errorBox, field, fill, fmtDuration, fmtTime, h, newIdempotencyKey, select, table } from '../dom.js';
+import { onOrders } from '../live.js';
+
+const STATES = ['accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused'];
+const FINAL = new Set(['done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused']);
+const SUCCESS = new Set(['done', 'armed', 'done_by_field']);
+const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'];
+const DISCONNECT_REASONS = ['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises'];
+/** The API lists oldest first; the console reads up to this many and shows the newest first. */
+const MAX_LOADED = 10000;
+
+// ---- bulk progress: kept for the whole tab, so it keeps counting while the user looks at other pages ----
+let bulk = null;
+onOrders((orders) => {
+  if (!bulk) return;
+  const now = Date.now();
+  for (const o of orders) {
+    if (!bulk.states.has(o.id)) continue;
+    const before = bulk.states.get(o.id);
+    bulk.states.set(o.id, o.state);
+    if (FINAL.has(o.state) && !FINAL.has(before)) bulk.finishedAt.push(now);
+  }
+  bulk.redraw?.();
+});
+
+/** Counts by state, share finished, finish rate over the last 30 s and the time left at that rate. */
+export function bulkProgress(b, now = Date.now()) {
+  const counts = {};
+  for (const s of b.states.values()) counts[s] = (counts[s] ?? 0) + 1;
+  const total = b.states.size;
+  const finished = [...b.states.values()].filter((s) => FINAL.has(s)).length;
+  const recent = b.finishedAt.filter((t) => t >= now - 30000).length;
+  const elapsed = Math.min(30, (now - b.startedAt) / 1000);
+  const perSecond = elapsed > 0 ? recent / elapsed : 0;
+  const left = total - finished;
+  return { counts, total, finished, left, perSecond, etaSeconds: left === 0 ? 0 : perSecond > 0 ? left / perSecond : Infinity };
+}
+
+/** Meter ids from pasted text or a file: a CSV with a meterId column, a JSON array of ids or of {meterId}, or one id per line. */
+export function parseMeterList(text) {
+  const t = text.trim();
+  if (!t) return [];
+  if (t.startsWith('[') || t.startsWith('{')) {
+    const data = JSON.parse(t);
+    const list = Array.isArray(data) ? data : (data.orders ?? data.meters ?? []);
+    return list.map((x) => (typeof x === 'string' ? x : x.meterId)).filter(Boolean);
+  }
+  const lines = t.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  const header = lines[0].split(',').map((c) => c.trim().replace(/^"|"$/g, ''));
+  const col = header.findIndex((c) => /^meter_?id$/i.test(c));
+  if (col >= 0) return lines.slice(1).map((l) => l.split(',')[col]?.trim().replace(/^"|"$/g, '')).filter(Boolean);
+  return lines.flatMap((l) => l.split(/[\s,;]+/)).filter(Boolean);
+}
+
+export async function render(main, ctx) {
+  const meterId = ctx.query.get('meterId') ?? '';
+  const state = ctx.query.get('state') ?? '';
+  let search = ctx.query.get('q') ?? '';
+  main.append(h('h1', {}, 'Orders'));
+
+  // ---- bulk ----
+  const bulkBox = h('section.card', { 'aria-labelledby': 'h-bulk' });
+  const progressBox = h('div', { id: 'bulk-progress' });
+  const drawBulk = () => {
+    if (!bulk) return fill(progressBox);
+    const p = bulkProgress(bulk);
+    const ok = Object.entries(p.counts).filter(([s]) => SUCCESS.has(s)).reduce((a, [, n]) => a + n, 0);
+    fill(
+      progressBox,
+      h('h3', {}, `Bulk ${bulk.action}: ${p.finished} of ${p.total} finished`),
+      h('progress', { max: p.total, value: p.finished, 'aria-label': `bulk ${bulk.action} progress` }),
+      stackedBar('Bulk orders by state', STATES.map((s) => ({ label: s, value: p.counts[s] ?? 0, kind: s }))),
+      h('ul.legend', {}, STATES.filter((s) => p.counts[s]).map((s) => h('li', {}, badge(s), ` ${p.counts[s]}`))),
+      h(
+        'p',
+        {},
+        `${ok} succeeded, ${p.left} still open. `,
+        p.left === 0 ? 'All finished.' : p.perSecond > 0 ? `About ${fmtDuration(p.etaSeconds)} left at ${(p.perSecond * 60).toFixed(0)} per minute.` : 'Waiting for the first orders to finish…',
+      ),
+      bulk.refused > 0 ? h('p.warning', {}, `${bulk.refused} refused at once by a rule (see the orders below, state "refused").`) : null,
+    );
+  };
+  if (session.can('order:bulk')) {
+    const action = select('action', ['reconnect', 'disconnect'], 'reconnect');
+    const reason = select('reason', RECONNECT_REASONS, 'payment');
+    action.addEventListener('change', () => {
+      const list = action.value === 'reconnect' ? RECONNECT_REASONS : DISCONNECT_REASONS;
+      reason.replaceChildren(...list.map((r) => h('option', { value: r }, r)));
+    });
+    const ids = h('textarea', { rows: 3, name: 'meters', placeholder: 'M-1, M-2 … or one per line' });
+    const file = h('input', { type: 'file', accept: '.csv,.json,.txt,text/csv,application/json' });
+    file.addEventListener('change', async () => {
+      if (file.files?.[0]) ids.value = await file.files[0].text();
+    });
+    const status = h('div', { 'aria-live': 'polite' });
+    bulkBox.append(
+      h('h2', { id: 'h-bulk' }, 'Bulk order'),
+      h(
+        'form.inline-form',
+        {
+          onsubmit: async (e) => {
+            e.preventDefault();
+            fill(status);
+            let meters;
+            try {
+              meters = [...new Set(parseMeterList(ids.value))];
+            } catch (err) {
+              return fill(status, errorBox({ code: 'E_VALIDATION', message: `cannot read the list: ${err.message}` }));
+            }
+            if (meters.length === 0) return fill(status, errorBox({ code: 'E_VALIDATION', message: 'name at least one meter' }));
+            try {
+              const res = await api('/v1/orders/bulk', { method: 'POST', idempotencyKey: newIdempotencyKey('bulk'), body: { orders: meters.map((m) => ({ meterId: m, action: action.value, reason: reason.value })) } });
+              bulk = { action: action.value, startedAt: Date.now(), states: new Map(res.results.map((r) => [r.order.id, r.order.state])), finishedAt: [], refused: res.refused, redraw: null };
+              bulk.redraw = drawBulk;
+              announce(`bulk ${action.value} created: ${res.created} orders, ${res.refused} refused`);
+              drawBulk();
+            } catch (err) {
+              fill(status, errorBox(err));
+            }
+          },
+        },
+        field('Action', action),
+        field('Reason', reason),
+        field('Meters', ids, 'ids separated by commas or lines, or load a CSV (meterId column) or JSON file'),
+        field('Or load a file', file),
+        h('button.primary', { type: 'submit' }, 'Create bulk orders'),
+      ),
+      status,
+      progressBox,
+    );
+  } else if (bulk) {
+    bulkBox.append(h('h2', { id: 'h-bulk' }, 'Bulk order'), progressBox);
+  }
+  if (bulk) bulk.redraw = drawBulk;
+  drawBulk();
+  if (bulkBox.childNodes.length) main.append(bulkBox);
+
+  // ---- list ----
+  const meterInput = h('input', { name: 'meterId', value: meterId, placeholder: 'e.g. SIM-000001' });
+  const stateSelect = select('state', [['', 'any state'], ...STATES.map((s) => [s, s.replaceAll('_', ' ')])], state);
+  const searchInput = h('input', { type: 'search', name: 'q', value: search, placeholder: 'order id, reason, requester, note' });
+  const listBox = h('div');
+  main.append(
+    h(
+      'section.card',
+      { 'aria-labelledby': 'h-list' },
+      h('h2', { id: 'h-list' }, 'Find orders'),
+      h(
+        'form.inline-form',
+        {
+          role: 'search',
+          onsubmit: (e) => {
+            e.preventDefault();
+            ctx.navigate(`/orders${qs({ meterId: meterInput.value.trim(), state: stateSelect.value, q: searchInput.value.trim() })}`);
+          },
+        },
+        field('Meter', meterInput),
+        field('State', stateSelect),
+        field('Search', searchInput),
+        h('button', { type: 'submit' }, 'Apply'),
+      ),
+      h('p.muted', {}, 'Orders cannot be cancelled one by one yet: a later reconnect supersedes a pending disconnect, and a plan’s open orders are cancelled by cancelling the plan.'),
+      listBox,
+    ),
+  );
+
+  let orders = [];
+  let shown = 100;
+  let truncated = false;
+  const matches = (o) => (!meterId || o.meterId === meterId) && (!state || o.state === state) && (!search || [o.id, o.meterId, o.reason, o.requestedBy, o.note ?? '', o.stateReason ?? ''].some((v) => v.toLowerCase().includes(search.toLowerCase())));
+  const draw = () => {
+    const rows = orders.filter(matches);
+    fill(
+      listBox,
+      table(
+        `${rows.length} order(s)${truncated ? ` (the first ${MAX_LOADED} the gateway listed)` : ''}, newest first`,
+        [
+          { label: 'Order', cell: (o) => h('code', {}, o.id) },
+          { label: 'Meter', cell: (o) => h('a', { href: `#/meters/${encodeURIComponent(o.meterId)}` }, o.meterId) },
+          { label: 'Action', cell: (o) => `${o.action}${o.urgent ? ' (urgent)' : ''}` },
+          { label: 'State', cell: (o) => badge(o.state) },
+          { label: 'Why', cell: (o) => o.stateReason ?? '' },
+          { label: 'Reason', cell: (o) => o.reason },
+          { label: 'By', cell: (o) => o.requestedBy },
+          { label: 'Attempts', cell: (o) => String(o.attemptsUsed), class: 'num' },
+          { label: 'Created', cell: (o) => fmtTime(o.createdAt) },
+          { label: 'Deadline', cell: (o) => fmtTime(o.deadline) },
+        ],
+        rows.slice(0, shown),
+        { empty: 'No orders match.', rowData: (o) => ({ order: o.id }) },
+      ),
+      rows.length > shown ? h('button', { type: 'button', onclick: () => { shown += 100; draw(); } }, `Show 100 more (${rows.length - shown} not shown)`) : null,
+    );
+  };
+  try {
+    let after = null;
+    for (;;) {
+      const page = await api(`/v1/orders${qs({ meterId, state, after, limit: 1000 })}`);
+      orders.push(...page.items);
+      if (!page.next) break;
+      if (orders.length >= MAX_LOADED) {
+        truncated = true;
+        break;
+      }
+      after = page.next;
+    }
+    orders.reverse();
+  } catch (err) {
+    fill(listBox, errorBox(err));
+    return;
+  }
+  draw();
+  let pending = false;
+  const off = onOrders((batch) => {
+    const byId = new Map(orders.map((o, i) => [o.id, i]));
+    for (const o of batch) {
+      const i = byId.get(o.id);
+      if (i !== undefined) orders[i] = o;
+      else if ((!meterId || o.meterId === meterId) && (!state || o.state === state)) orders.unshift(o);
+    }
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      draw();
+    });
+  });
+  return () => {
+    off();
+    if (bulk) bulk.redraw = null;
+  };
+}

@@ -1,0 +1,138 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
+
+/**
+ * The built `meterline` command (node dist/src/cli/meterline.js, built by `npm run build`) against a real gateway,
+ * mosquitto and simulated meters: what a script sees on stdout, stderr and in the exit code.
+ */
+const CLI = join(process.cwd(), 'dist', 'src', 'cli', 'meterline.js');
+const CLOSES = 'acme-em340-fw2.4';
+const meters: TestMeter[] = [
+  { meterId: 'CLI-1', profileId: CLOSES, initialRelay: 'disconnected' },
+  { meterId: 'CLI-2', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'CLI-3', profileId: CLOSES, initialRelay: 'disconnected' },
+  { meterId: 'CLI-4', profileId: 'volta-pp20-fw1.7', initialRelay: 'disconnected' },
+];
+
+let f: GatewayFixture;
+const dir = mkdtempSync(join(tmpdir(), 'ml-cli-'));
+
+function meterline(args: string[], key: string | null = f.operatorKey): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, METERLINE_URL: f.gateway.apiUrl, ...(key ? { METERLINE_KEY: key } : {}) };
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  f = await startGatewayFixture(meters);
+}, 60_000);
+afterAll(async () => {
+  await f?.stop();
+});
+
+describe('meterline CLI', () => {
+  it('reconnects a meter, then follows the order to done; --json output parses', async () => {
+    const created = await meterline(['reconnect', 'CLI-1', '--reason', 'payment', '--payment-at', new Date().toISOString(), '--json']);
+    expect(created.code).toBe(0);
+    const order = JSON.parse(created.stdout);
+    expect(order).toMatchObject({ meterId: 'CLI-1', action: 'reconnect', reason: 'payment' });
+
+    const watched = await meterline(['order', order.id, '--watch', '--json']);
+    expect(watched.code).toBe(0);
+    const done = JSON.parse(watched.stdout);
+    expect(done.state).toBe('done');
+    expect(done.result).toEqual({ relay: 'connected', verified: true });
+    expect(f.fleet.meter('CLI-1').relay).toBe('connected');
+
+    const human = await meterline(['order', order.id]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain(`order ${order.id}: reconnect CLI-1 is done`);
+    expect(human.stdout).toMatch(/attempt 1: ok \d+ ms, read back connected/);
+  });
+
+  it('sends an Idempotency-Key: the same --idempotency-key returns the same order instead of a second one', async () => {
+    const a = JSON.parse((await meterline(['reconnect', 'CLI-2', '--idempotency-key', 'script-run-42', '--json'])).stdout);
+    const b = JSON.parse((await meterline(['reconnect', 'CLI-2', '--idempotency-key', 'script-run-42', '--json'])).stdout);
+    expect(b.id).toBe(a.id);
+    const conflict = await meterline(['reconnect', 'CLI-2', '--idempotency-key', 'script-run-42', '--reason', 'operator']);
+    expect(conflict.code).toBe(3);
+    expect(conflict.stderr).toContain('E_IDEMPOTENCY_CONFLICT');
+  });
+
+  it('exit 3 when a rule refuses: a disconnect for arrears outside a plan, with the code and message', async () => {
+    const r = await meterline(['disconnect', 'CLI-2', '--reason', 'arrears']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^meterline: E_PLAN_REQUIRED: .*plan/);
+    const j = await meterline(['disconnect', 'CLI-2', '--reason', 'arrears', '--json']);
+    expect(j.code).toBe(3);
+    expect(JSON.parse(j.stdout).error.code).toBe('E_PLAN_REQUIRED');
+    expect(f.fleet.meter('CLI-2').relay).toBe('connected');
+  });
+
+  it('exit 5 for authentication and permission: a billing key may not disconnect, an unknown key, no key', async () => {
+    const billing = await meterline(['disconnect', 'CLI-2', '--reason', 'customer_request'], f.billingKey);
+    expect(billing.code).toBe(5);
+    expect(billing.stderr).toContain('E_FORBIDDEN');
+    const unknown = await meterline(['whoami'], 'op_not-a-real-key');
+    expect(unknown.code).toBe(5);
+    expect(unknown.stderr).toContain('E_UNAUTHORIZED');
+    expect((await meterline(['whoami'], null)).code).toBe(5);
+    const who = await meterline(['whoami', '--json'], f.billingKey);
+    expect(JSON.parse(who.stdout)).toMatchObject({ name: 'demo-billing', role: 'billing' });
+  });
+
+  it('exit 4 when the order or meter does not exist', async () => {
+    const order = await meterline(['order', 'ord_does_not_exist']);
+    expect(order.code).toBe(4);
+    expect(order.stderr).toContain('E_ORDER_NOT_FOUND');
+    expect((await meterline(['supply', 'NO-SUCH-METER'])).code).toBe(4);
+    expect((await meterline(['reconnect', 'NO-SUCH-METER'])).code).toBe(4);
+  });
+
+  it('exit 2 for usage errors, with a hint', async () => {
+    for (const args of [[], ['frobnicate'], ['disconnect', 'CLI-2'], ['orders', '--limit', 'many'], ['reconnect', 'CLI-2', '--payment-at', 'yesterday'], ['order', 'x', '--bogus'], ['bulk', join(dir, 'missing.csv'), '--action', 'reconnect']]) {
+      const r = await meterline(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).not.toBe('');
+    }
+    const help = await meterline(['--help'], null);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Exit codes');
+  });
+
+  it('runs a bulk reconnect from a CSV file with a progress bar to the end', async () => {
+    const file = join(dir, 'payments.csv');
+    writeFileSync(file, 'meterId,reason\nCLI-3,payment\nCLI-4,top_up\n');
+    const r = await meterline(['bulk', file, '--action', 'reconnect']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('bulk reconnect: 2 created, 0 replayed, 0 refused');
+    expect(r.stderr).toMatch(/\[#{30}\] 100% 2\/2/);
+    expect(r.stdout).toMatch(/done\s+1/); // the credit meter closes its relay
+    expect(r.stdout).toMatch(/armed\s+1/); // the prepayment meter only arms it (the customer presses the button)
+  });
+
+  it('prints work orders, success rates, a timeline and the supply answer as text', async () => {
+    const rates = await meterline(['success-rates', '--fresh']);
+    expect(rates.code).toBe(0);
+    expect(rates.stdout).toMatch(/WINDOW\s+SCOPE\s+KEY\s+ACTION\s+RATE/);
+    expect(rates.stdout).toMatch(/profile\s+acme-em340-fw2.4\s+reconnect\s+100.0%/);
+    const timeline = await meterline(['timeline', 'CLI-1']);
+    expect(timeline.stdout).toContain('attempt 1 of reconnect: ok, read back connected');
+    const supply = await meterline(['supply', 'CLI-1']);
+    expect(supply.stdout).toMatch(/^CLI-1: on_supply/);
+    const wo = await meterline(['work-orders', '--status', 'open']);
+    expect(wo.code).toBe(0);
+    expect(wo.stdout).toMatch(/TIME LEFT\s+DEADLINE/);
+  });
+});
