@@ -20,6 +20,7 @@ import { SuccessRateMonitor } from './control/success-rate-monitor.js';
 import { ConsumptionWatch } from './control/consumption-watch.js';
 import { ReadingScheduler } from './control/reading-scheduler.js';
 import { RelayAuditRunner } from './control/relay-audit-runner.js';
+import { CreditController } from './control/credit-controller.js';
 import { createGatewayMetrics } from './integrations/metrics.js';
 import { TimeSeriesWriter } from './integrations/time-series-writer.js';
 import { CallbackDispatcher } from './integrations/callback-dispatcher.js';
@@ -212,10 +213,26 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       },
       onReading: (r) => {
         timeSeries?.writeReading(r);
-        if (r.energyWh !== null) void consumption.check(r.meterId, clock.now()).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'consumption check failed'));
+        if (r.energyWh !== null) {
+          const energyWh = r.energyWh;
+          void consumption.check(r.meterId, clock.now()).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'consumption check failed'));
+          void credit.onReading(r.meterId, { at: r.at, energyWh }).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
+        }
       },
     });
 
+    const credit = new CreditController({
+      store,
+      clock,
+      config: { ...config.prepayment, friendlyHours: config.policy.creditCutOff.friendlyHours },
+      submit: async (requests) => {
+        const outs = await store.submitOrders(requests, submitContext());
+        controller.wake();
+        for (const o of outs) events.emit('order', o.order);
+        return outs.map((o) => o.order);
+      },
+      logger: logger.child({ component: 'credit-control' }),
+    });
     const relayAudit = new RelayAuditRunner(store, clock, config.relayAudit, logger.child({ component: 'relay-audit' }));
     const keys = new ApiKeyRegistry(store);
     for (const k of config.auth.keys) keys.add(k.sha256, { name: k.name, role: k.role });
@@ -248,6 +265,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         events,
         metrics,
         relayAudit: () => relayAudit.run(),
+        credit,
         health: () => ({ store: true, broker: mqttDriver.connected }),
       },
       logger.child({ component: 'api' }),
@@ -277,7 +295,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     callbacks.start();
     stops.push(async () => callbacks.stop());
     const routes: NotificationRoute[] = [];
-    if (config.notifications.webhookUrl) routes.push({ kindPrefix: 'pre_disconnect_notice', url: config.notifications.webhookUrl, secret: config.notifications.secret });
+    if (config.notifications.webhookUrl) {
+      routes.push({ kindPrefix: 'pre_disconnect_notice', url: config.notifications.webhookUrl, secret: config.notifications.secret });
+      routes.push({ kindPrefix: 'customer.', url: config.notifications.webhookUrl, secret: config.notifications.secret });
+    }
     if (config.fieldService.webhookUrl) routes.push({ kindPrefix: 'work_order.', url: config.fieldService.webhookUrl, secret: config.fieldService.secret });
     if (config.successRates.alertWebhookUrl) routes.push({ kindPrefix: 'alert.', url: config.successRates.alertWebhookUrl, secret: config.successRates.alertSecret });
     if (routes.length > 0) {

@@ -4,6 +4,7 @@ import type { GatewayStore, RelayAuditRun, SubmitContext } from '../store/store.
 import type { EventEmitter } from 'node:events';
 import type { ApiKeyRegistry } from './auth.js';
 import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
+import type { CreditController } from '../control/credit-controller.js';
 
 /** What the HTTP routes need from the rest of the gateway. */
 export interface ApiDeps {
@@ -23,6 +24,8 @@ export interface ApiDeps {
   metrics?: { render(): Promise<string>; contentType: string };
   /** Requests per key per window before 429 E_RATE_LIMITED. */
   rateLimit: { max: number; timeWindowMs: number };
+  /** Prepayment credit control. */
+  credit?: Pick<CreditController, 'evaluate' | 'grantEmergencyCredit' | 'state'>;
   /** Run the daily relay audit now. */
   relayAudit?: () => Promise<RelayAuditRun>;
   /** Extra health facts (broker connected, loop running). */

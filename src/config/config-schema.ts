@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { PolicyConfigSchema } from '../domain/policy/policy-config.js';
+import { CreditLedgerConfigSchema } from '../domain/prepayment/credit-ledger.js';
+import { TariffSchema } from '../domain/prepayment/tariff.js';
 import { DlmsLinksConfigSchema } from '../../drivers/dlms/dlms-config.js';
 import { ModbusLinksConfigSchema } from '../../drivers/modbus/modbus-config.js';
 
@@ -163,6 +165,8 @@ export const ConfigSchema = z
         continuousMinWhPerHour: z.number().min(0),
       })
       .strict(),
+    /** Prepayment credit control: tariff (minor units per kWh), low-credit warnings, emergency credit. */
+    prepayment: z.object({ tariff: TariffSchema, credit: CreditLedgerConfigSchema }).strict(),
     /** The daily relay audit (DOMAIN.md rule 17). */
     relayAudit: z.object({ cron: z.string().min(1), maxObservationAgeHours: z.number().positive() }).strict(),
     /** Readings and attempt outcomes to an InfluxDB-protocol server (InfluxDB 2, VictoriaMetrics); url null = off. */

@@ -284,4 +284,22 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX client_events_pending ON client_events (client, seq) WHERE delivered_at IS NULL;
   CREATE INDEX client_events_client ON client_events (client, seq);
   `,
+  // 8: prepayment credit: the ledger's events and credit control's memory per meter.
+  `
+  CREATE TABLE credit_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    meter_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  CREATE INDEX credit_events_meter ON credit_events (meter_id, seq);
+  CREATE TABLE credit_control (
+    meter_id TEXT PRIMARY KEY,
+    cycle_ref TEXT,
+    warnings_sent TEXT NOT NULL,
+    emergency_offered INTEGER NOT NULL,
+    last_reading_at INTEGER,
+    last_reading_wh REAL
+  );
+  `,
 ];

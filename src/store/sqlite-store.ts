@@ -6,6 +6,7 @@ import { admitOrder } from '../domain/admission.js';
 import { localParts } from '../domain/policy/calendar.js';
 import { evaluateDisconnectGate, NON_PAYMENT_REASONS, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
+import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
 import type { RelayState } from '../domain/relay.js';
 import {
@@ -54,6 +55,7 @@ import type {
   PaymentEffect,
   PaymentRecord,
   PaymentRequest,
+  CreditControlMemory,
   GatewayStore,
   MeterRecord,
   MeterView,
@@ -973,6 +975,11 @@ export class SqliteStore implements GatewayStore {
         const id = `pay_${now.toString(36)}${randomBytes(5).toString('hex')}`;
         const effects: PaymentEffect[] = [];
         for (const meterId of resolved[i]!) {
+          const flags = parseFlags((this.s.getMeter.get(meterId) as Row).flags);
+          if (req.kind === 'top_up' && flags.prepaymentMode) {
+            // The ledger counts in minor units (cents, pence); payments are reported in major units.
+            this.creditEventSync(meterId, { type: 'top_up', amount: Math.round(req.amount * 100), at: req.receivedAt, ref: id }, req.client);
+          }
           const open = (openDisconnects.all(meterId) as Row[]).map(orderFromRow);
           const cancelled: string[] = [];
           let onWire = false;
@@ -1064,6 +1071,46 @@ export class SqliteStore implements GatewayStore {
 
   markClientEvent(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
     return this.enqueue(() => this.p.billing.mark(seq, now, result));
+  }
+
+  // ---- prepayment credit ----------------------------------------------------------------------------------
+
+  appendCreditEvent(meterId: string, event: CreditEvent, actor: string): Promise<void> {
+    return this.enqueue(() => this.creditEventSync(meterId, event, actor));
+  }
+
+  private creditEventSync(meterId: string, event: CreditEvent, actor: string): void {
+    this.db.prepare('INSERT INTO credit_events (meter_id, event, at) VALUES (?, ?, ?)').run(meterId, JSON.stringify(event), event.at);
+    if (event.type !== 'consumption') this.p.audit.append(event.at, actor, `credit.${event.type}`, meterId, { after: event });
+  }
+
+  async creditEvents(meterId: string): Promise<CreditEvent[]> {
+    await this.flushNow();
+    return (this.db.prepare('SELECT event FROM credit_events WHERE meter_id = ? ORDER BY seq').pluck().all(meterId) as string[]).map((e) => JSON.parse(e) as CreditEvent);
+  }
+
+  async creditControl(meterId: string): Promise<CreditControlMemory> {
+    await this.flushNow();
+    const r = this.db.prepare('SELECT * FROM credit_control WHERE meter_id = ?').get(meterId) as Row | undefined;
+    if (!r) return { cycleRef: null, warningsSent: [], emergencyOffered: false, lastReading: null };
+    return {
+      cycleRef: strOrNull(r.cycle_ref),
+      warningsSent: JSON.parse(r.warnings_sent as string) as number[],
+      emergencyOffered: r.emergency_offered === 1,
+      lastReading: r.last_reading_at === null ? null : { at: num(r.last_reading_at), energyWh: num(r.last_reading_wh) },
+    };
+  }
+
+  setCreditControl(meterId: string, m: CreditControlMemory): Promise<void> {
+    return this.enqueue(() => {
+      this.db
+        .prepare(
+          `INSERT INTO credit_control (meter_id, cycle_ref, warnings_sent, emergency_offered, last_reading_at, last_reading_wh) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (meter_id) DO UPDATE SET cycle_ref = excluded.cycle_ref, warnings_sent = excluded.warnings_sent,
+             emergency_offered = excluded.emergency_offered, last_reading_at = excluded.last_reading_at, last_reading_wh = excluded.last_reading_wh`,
+        )
+        .run(meterId, m.cycleRef, JSON.stringify(m.warningsSent), m.emergencyOffered ? 1 : 0, m.lastReading?.at ?? null, m.lastReading?.energyWh ?? null);
+    });
   }
 
   async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {

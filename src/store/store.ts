@@ -3,6 +3,7 @@ import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { GateDecision } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
+import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import type { RelayState, SwitchAction } from '../domain/relay.js';
 import type { Attempt, OrderEvent, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
 
@@ -292,6 +293,14 @@ export interface ClientEvent {
   lastError: string | null;
 }
 
+/** What credit control remembers per meter: the top-up cycle, the warnings and offer made in it, the last reading charged. */
+export interface CreditControlMemory {
+  cycleRef: string | null;
+  warningsSent: number[];
+  emergencyOffered: boolean;
+  lastReading: { at: number; energyWh: number } | null;
+}
+
 export interface RelayAuditRun {
   id: string;
   ranAt: number;
@@ -428,6 +437,12 @@ export interface GatewayStore {
   clientEvents(client: string, afterSeq: number, limit: number): Promise<ClientEvent[]>;
   pendingClientEvents(client: string, limit: number): Promise<ClientEvent[]>;
   markClientEvent(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void>;
+
+  // ---- prepayment credit (issue 7) ----
+  appendCreditEvent(meterId: string, event: CreditEvent, actor: string): Promise<void>;
+  creditEvents(meterId: string): Promise<CreditEvent[]>;
+  creditControl(meterId: string): Promise<CreditControlMemory>;
+  setCreditControl(meterId: string, memory: CreditControlMemory): Promise<void>;
 
   // ---- idempotent answers for writes other than switch orders ----
   getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined>;

@@ -23,6 +23,14 @@ const policy: PolicyConfig = {
     holidayEveCutoff: '12:00',
   },
   nonPaymentRequiresPlan: true,
+  creditCutOff: {
+    friendlyHours: {
+      timezone: 'Europe/London',
+      weekly: { mon: ['16:00-24:00', '00:00-10:00'], tue: ['16:00-24:00', '00:00-10:00'], wed: ['16:00-24:00', '00:00-10:00'], thu: ['16:00-24:00', '00:00-10:00'], fri: ['16:00-24:00', '00:00-10:00'], sat: [], sun: [] },
+      weekendsFriendly: true,
+      holidays: [],
+    },
+  },
   limitBeforeCut: { enabled: false, days: 15 },
 };
 
@@ -133,6 +141,9 @@ const cases: Case[] = [
   { name: 'rule 8: a credit cut-off without an agreement on record is refused', reason: 'credit_exhausted', flags: { prepaymentMode: true }, expect: { verdict: 'refuse', code: 'E_NO_PREPAYMENT_AGREEMENT' } },
   { name: 'rule 8: a credit cut-off with the agreement is allowed', reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], expect: { verdict: 'allow' } },
   { name: 'rule 7: a credit cut-off follows the prepayment agreement, not a plan', reason: 'credit_exhausted', plan: 'none', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], expect: { verdict: 'allow' } },
+  // Prepayment: friendly-credit hours instead of the arrears windows.
+  { name: 'prepayment: out of credit at 17:00 on a Friday, the cut-off waits until Monday 10:00', reason: 'credit_exhausted', now: at('2026-11-27T17:00:00Z'), flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-1' }, notices: [], expect: { verdict: 'hold', code: 'E_FRIENDLY_HOURS', until: at('2026-11-30T10:00:00Z') } },
+  { name: 'prepayment: at 10:00 on a Tuesday the cut-off may go', reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-1' }, notices: [], expect: { verdict: 'allow' } },
   // Rule 9: protected mode refuses every trip.
   { name: 'rule 9: protected mode refuses a disconnect for arrears', flags: { protectedMode: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
   { name: 'rule 9: protected mode refuses even a customer-requested disconnect', flags: { protectedMode: true }, reason: 'customer_request', plan: 'none', expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
@@ -164,6 +175,6 @@ describe('disconnect policy gate (DOMAIN.md rules 1–10, 12)', () => {
     if (c.expect.code) expect('code' in d ? d.code : undefined).toBe(c.expect.code);
     if (c.expect.rule) expect('rule' in d ? d.rule : undefined).toBe(c.expect.rule);
     if (c.expect.until !== undefined) expect('until' in d ? d.until : undefined).toBe(c.expect.until);
-    if (d.verdict === 'refuse' || d.verdict === 'hold') expect(d.message).toMatch(/rule \d+/);
+    if (d.verdict === 'refuse' || d.verdict === 'hold') expect(d.message).toMatch(/\((rule \d+|prepayment): /);
   });
 });

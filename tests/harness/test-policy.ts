@@ -12,6 +12,7 @@ export function openPolicy(overrides: Partial<PolicyConfig> = {}): PolicyConfig 
     dailyCap: { overall: 1000, perRegion: {}, defaultPerRegion: 1000 },
     windows: { timezone: 'UTC', weekly: { mon: allDay, tue: allDay, wed: allDay, thu: allDay, fri: allDay, sat: allDay, sun: allDay }, holidays: [], holidayEveCutoff: null },
     nonPaymentRequiresPlan: true,
+    creditCutOff: { friendlyHours: { timezone: 'UTC', weekly: { mon: [], tue: [], wed: [], thu: [], fri: [], sat: [], sun: [] }, weekendsFriendly: false, holidays: [] } },
     limitBeforeCut: { enabled: false, days: 15 },
     ...overrides,
   };

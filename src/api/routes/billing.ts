@@ -97,6 +97,53 @@ function requireKey(key: string | undefined): string {
 
 export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
+  /** A top-up changes a prepayment meter's credit: warnings reset, a cut-off is lifted, the meter reconnects. */
+  const creditAfter = async (payments: PaymentRecord[]) => {
+    if (!deps.credit) return;
+    for (const p of payments) if (p.kind === 'top_up') for (const e of p.effects) await deps.credit.evaluate(e.meterId);
+  };
+
+  const CreditView = z.object({
+    meterId: z.string(),
+    balance: z.number().describe('The customer’s own credit, minor units (cents, pence)'),
+    status: z.enum(['in_credit', 'low', 'emergency_available', 'on_emergency_credit', 'exhausted']),
+    emergencyCreditInUse: z.boolean(),
+    emergencyCreditRemaining: z.number(),
+    emergencyDebt: z.number(),
+    lastTopUp: z.object({ amount: z.number(), at: z.string(), ref: z.string() }).nullable(),
+    thresholdsCrossed: z.array(z.number()),
+  });
+  const creditView = (meterId: string, c: import('../../domain/prepayment/credit-ledger.js').CreditState): z.infer<typeof CreditView> => ({
+    meterId,
+    balance: c.balance,
+    status: c.status,
+    emergencyCreditInUse: c.emergencyCreditInUse,
+    emergencyCreditRemaining: c.emergencyCreditRemaining,
+    emergencyDebt: c.emergencyDebt,
+    lastTopUp: c.lastTopUp ? { amount: c.lastTopUp.amount, at: new Date(c.lastTopUp.at).toISOString(), ref: c.lastTopUp.ref } : null,
+    thresholdsCrossed: c.thresholdsCrossed,
+  });
+  r.get('/v1/meters/:meterId/credit', {
+    schema: { summary: 'A prepayment meter’s credit: balance, emergency credit, thresholds crossed since the last top-up', tags: ['billing'], params: z.object({ meterId: z.string() }), response: { 200: CreditView, 401: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
+    preHandler: requirePermission(deps.keys, 'meter:read'),
+    handler: async (req) => {
+      if (!deps.credit) throw new MeterlineError('E_NOT_FOUND', 'credit control is not running');
+      if (!(await deps.store.getMeter(req.params.meterId))) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.params.meterId} is not registered`);
+      return creditView(req.params.meterId, await deps.credit.state(req.params.meterId));
+    },
+  });
+  r.post('/v1/meters/:meterId/emergency-credit', {
+    schema: { summary: 'The customer accepts the emergency credit offered; a meter cut off for credit is reconnected', tags: ['billing'], params: z.object({ meterId: z.string() }), headers: IdempotencyHeaders, response: { 200: CreditView, 401: ErrorView, 403: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
+    preHandler: requirePermission(deps.keys, 'payment:write'),
+    handler: async (req, reply) => {
+      await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
+        const meter = await deps.store.getMeter(req.params.meterId);
+        if (!meter) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.params.meterId} is not registered`);
+        if (!deps.credit || !meter.flags.prepaymentMode) throw new MeterlineError('E_NO_PREPAYMENT_AGREEMENT', `meter ${req.params.meterId} is not in prepayment mode`);
+        return { status: 200, body: creditView(req.params.meterId, await deps.credit.grantEmergencyCredit(req.params.meterId, req.principal!.name)) };
+      });
+    },
+  });
 
   r.post('/v1/payments', {
     schema: {
@@ -111,6 +158,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     handler: async (req, reply) => {
       const [out] = await deps.store.recordPayments([toRequest(req.body, req.principal!.name, requireKey(req.headers['idempotency-key']))], deps.submitContext());
       deps.controller.wake();
+      if (out!.kind === 'created') await creditAfter([out!.payment]);
       if (out!.kind === 'replayed') reply.header('idempotent-replayed', 'true');
       return reply.code(out!.kind === 'created' ? 201 : 200).send(paymentView(out!.payment));
     },
@@ -142,6 +190,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
         deps.submitContext(),
       );
       deps.controller.wake();
+      await creditAfter(outs.filter((o) => o.kind === 'created').map((o) => o.payment));
       return reply.code(202).send({
         created: outs.filter((o) => o.kind === 'created').length,
         replayed: outs.filter((o) => o.kind === 'replayed').length,

@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../../errors.js';
 import type { SwitchAction } from '../relay.js';
 import type { OrderReason } from '../switch-order.js';
+import { FRIENDLY_SEARCH_MS, friendlyHoursEnd, isFriendly } from '../prepayment/friendly-hours.js';
 import { localParts, nextPermitted, windowVerdict, type WeatherPeriod } from './calendar.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from './meter-facts.js';
 import type { PolicyConfig } from './policy-config.js';
@@ -23,6 +24,7 @@ export const RULES = {
   protectedMode: 'rule 9: protected mode',
   limitBeforeCut: 'rule 10: limit before cutting',
   successRate: 'rule 16: success-rate circuit breaker',
+  friendlyHours: 'prepayment: friendly-credit hours',
 } as const;
 export type RuleId = keyof typeof RULES;
 
@@ -152,6 +154,15 @@ export function evaluateDisconnectGate(input: GateInput): GateDecision {
   if (order.reason === 'arrears') {
     const notice = noticeDecision(meter.meterId, input.notices, now, policy);
     if (notice.verdict !== 'allow') return notice;
+  }
+  if (order.reason === 'credit_exhausted') {
+    // A credit cut-off follows the prepayment rules: friendly-credit hours instead of the arrears windows and caps.
+    const friendly = policy.creditCutOff.friendlyHours;
+    if (isFriendly(now, friendly)) {
+      const end = friendlyHoursEnd(now, friendly) ?? now + FRIENDLY_SEARCH_MS;
+      return hold('friendlyHours', 'E_FRIENDLY_HOURS', 'credit cut-off not inside friendly-credit hours', end);
+    }
+    return { verdict: 'allow' };
   }
   const window = windowVerdict(now, policy.windows, input.weather, meter.region);
   if (!window.ok) {

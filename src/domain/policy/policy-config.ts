@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FriendlyHoursConfigSchema } from '../prepayment/friendly-hours.js';
 
 /**
  * The disconnect rules of DOMAIN.md as configuration, each with a safe default. Every refusal or hold names
@@ -61,6 +62,8 @@ export const PolicyConfigSchema = z
       .strict(),
     /** Rule 7 (seed 004 §2.2): disconnects for non-payment only through a supervisor-approved plan. */
     nonPaymentRequiresPlan: z.boolean(),
+    /** Prepayment: a meter out of credit is not cut off inside friendly-credit hours (UK licence condition 27A). */
+    creditCutOff: z.object({ friendlyHours: FriendlyHoursConfigSchema }).strict(),
     /** Rule 10: where the meter has a load limiter, limit before cutting. */
     limitBeforeCut: z
       .object({
