@@ -165,3 +165,18 @@ describe('callbacks', () => {
     expect(received.length).toBe(feed.items.length);
   });
 });
+
+describe('reconciliation', () => {
+  it('the day’s report for the billing client counts payments and reconnects, as JSON and CSV', async () => {
+    const day = new Date(Date.parse('2026-11-24T10:00:00Z')).toISOString().slice(0, 10);
+    const report = (await f.http('GET', `/v1/reconciliation?day=${day}`, { key: f.billingKey })).body;
+    const payments = (await f.http('GET', '/v1/payments', { key: f.billingKey })).body.items.filter((p: any) => p.receivedAt.startsWith(day));
+    expect(report).toMatchObject({ day, client: 'demo-billing', payments: payments.length });
+    expect(report.reconnectsDone).toBeGreaterThanOrEqual(3);
+    expect(report.late).toEqual([]);
+    const csv = await fetch(`${f.gateway.apiUrl}/v1/reconciliation?day=${day}&format=csv`, { headers: { authorization: `Bearer ${f.billingKey}` } });
+    expect(csv.headers.get('content-type')).toContain('text/csv');
+    expect((await csv.text()).split('\r\n')[0]).toMatch(/^[a-z_,]+$/);
+    expect((await f.http('GET', `/v1/reconciliation?day=${day}`, { key: null })).status).toBe(401);
+  });
+});

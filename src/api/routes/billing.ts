@@ -7,6 +7,7 @@ import type { ClientEvent, PaymentRecord, PaymentRequest } from '../../store/sto
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { idempotentWrite } from '../idempotent-write.js';
+import { reconciliationReport, toCsv } from '../../domain/reconciliation.js';
 import { ErrorView, IdempotencyHeaders } from '../schemas.js';
 
 /**
@@ -231,6 +232,46 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
         const sub = await deps.store.setCallback(req.principal!.name, req.body.url, req.body.secret, deps.submitContext().now);
         return { status: 200, body: { client: sub.client, url: sub.url, updatedAt: new Date(sub.updatedAt).toISOString() } };
       });
+    },
+  });
+
+  r.get('/v1/reconciliation', {
+    schema: {
+      summary: "The daily reconciliation for this billing client: payments received, reconnects done, armed, escalated, open, and the late ones (over the limit) with why; JSON or CSV",
+      tags: ['billing'],
+      querystring: z.object({
+        day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'YYYY-MM-DD'),
+        client: z.string().optional().describe('Operators and auditors name the billing client; a billing key gets its own'),
+        format: z.enum(['json', 'csv']).default('json'),
+        timezone: z.string().default('UTC'),
+      }),
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'payment:read'),
+    handler: async (req, reply) => {
+      const client = req.principal!.role === 'billing' ? req.principal!.name : req.query.client;
+      if (!client) throw new MeterlineError('E_VALIDATION', 'name the billing client (client=…)');
+      const dayStart = Date.parse(`${req.query.day}T00:00:00Z`);
+      // A generous range around the day in any time zone; the report keeps the payments of the local day.
+      const payments = await deps.store.listPayments({ client, from: dayStart - 86_400_000, to: dayStart + 2 * 86_400_000, limit: 1_000_000 });
+      const orders = [];
+      for (const p of payments) {
+        for (const e of p.effects) {
+          if (!e.reconnectOrderId) continue;
+          const o = await deps.store.getOrder(e.reconnectOrderId);
+          if (o) orders.push({ orderId: o.id, paymentId: p.id, meterId: o.meterId, state: o.state, createdAt: o.createdAt, completedAt: o.completedAt, deadline: o.deadline, stateReason: o.stateReason, escalatedAt: o.escalatedAt });
+        }
+      }
+      const report = reconciliationReport({
+        day: req.query.day,
+        client,
+        timezone: req.query.timezone,
+        now: deps.submitContext().now,
+        payments: payments.flatMap((p) => p.effects.map((e) => ({ paymentId: p.id, meterId: e.meterId, amount: p.amount, receivedAt: p.receivedAt, posted: p.posted }))),
+        orders,
+      });
+      if (req.query.format === 'csv') return reply.type('text/csv').send(toCsv(report));
+      return report;
     },
   });
 
