@@ -4,18 +4,15 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDlmsDriver, type DlmsDriver } from '../../drivers/dlms/index.js';
-import type { MeterDriver } from '../../drivers/driver.js';
 import { DlmsBusSimulator } from '../../simulators/dlms-bus.js';
-import { systemClock } from '../../src/control/clock.js';
 import { SwitchController } from '../../src/control/switch-controller.js';
-import type { FirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { SwitchAction } from '../../src/domain/relay.js';
 import type { SwitchOrder } from '../../src/domain/switch-order.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { HttpPaymentRechecker } from '../../src/integrations/billing-recheck.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { dlmsTestProfiles, passwordEnv, TEST_PASSWORDS } from '../drivers/dlms/fixture.js';
 import { removePtyDir, startPtyPair, type PtyPair } from '../harness/pty-pair.js';
+import { startControlLoop, type ControlLoop } from '../harness/control-loop.js';
 
 /**
  * The control loop with the DLMS driver over a real pty: a real SqliteStore, the real SwitchController,
@@ -32,6 +29,7 @@ let bus: DlmsBusSimulator;
 let driver: DlmsDriver;
 let store: SqliteStore;
 let controller: SwitchController;
+let loop: ControlLoop;
 let n = 0;
 
 const meters = [
@@ -52,28 +50,22 @@ beforeAll(async () => {
   await bus.start();
   driver = createDlmsDriver({ links: { ports: { [LINK]: { path: pty.gatewayPath, baudRate: 9600, frameRetries: 2 } } }, profiles: all, logger, env: passwordEnv(closes, arms) });
   await driver.start();
-  store = new SqliteStore(join(dir, 'meterline.db'));
-  await store.migrate();
-  await store.upsertMeters(meters.map((m) => ({ meterId: m.meterId, profileId: m.profile.id, link: LINK, region: 'test', address: m.address })), Date.now());
-  controller = new SwitchController({
-    store,
-    drivers: new Map<string, MeterDriver>([['dlms', driver]]),
-    profiles: new Map<string, FirmwareProfile>(all.map((p) => [p.id, p])),
-    clock: systemClock,
+  loop = await startControlLoop({
+    protocol: 'dlms',
+    driver,
+    profiles: all,
+    meters: meters.map((m) => ({ meterId: m.meterId, profileId: m.profile.id, link: LINK, region: 'test', address: m.address })),
+    linkConcurrency: 4,
     logger,
-    options: { tickMs: 50, linkConcurrency: 4, links: {}, shutdownGraceMs: 1000 },
-    policy,
-    // Consulted only for disconnects for non-payment; these tests disconnect on the customer's request.
-    payments: new HttpPaymentRechecker(policy.paymentRecheck),
   });
-  await controller.start();
+  store = loop.store;
+  controller = loop.controller;
 }, 20_000);
 
 afterAll(async () => {
-  await controller?.stop();
+  await loop?.stop();
   await driver?.stop();
   await bus?.stop();
-  await store?.close();
   if (pty) {
     await pty.stop();
     removePtyDir(pty);

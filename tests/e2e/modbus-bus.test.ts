@@ -3,17 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MeterDriver } from '../../drivers/driver.js';
 import { createModbusDriver, type ModbusDriver } from '../../drivers/modbus/index.js';
 import { ModbusRtuBus } from '../../simulators/modbus-rtu-bus.js';
-import { systemClock } from '../../src/control/clock.js';
 import { SwitchController } from '../../src/control/switch-controller.js';
-import type { FirmwareProfile, ModbusFirmwareProfile } from '../../src/domain/firmware-profile.js';
+import type { ModbusFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { SwitchOrder } from '../../src/domain/switch-order.js';
-import { HttpPaymentRechecker } from '../../src/integrations/billing-recheck.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { modbusTestProfiles, seededRandom } from '../drivers/modbus-fixtures.js';
 import { removePtyDir, startPtyPair, type PtyPair } from '../harness/pty-pair.js';
+import { startControlLoop, type ControlLoop } from '../harness/control-loop.js';
 import { openPolicy } from '../harness/test-policy.js';
 
 /**
@@ -42,6 +40,7 @@ let bus: ModbusRtuBus;
 let driver: ModbusDriver;
 let store: SqliteStore;
 let controller: SwitchController;
+let loop: ControlLoop;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'meterline-modbus-e2e-'));
@@ -59,28 +58,22 @@ beforeAll(async () => {
   await bus.start();
   driver = createModbusDriver({ links: { rtu: { [LINK]: { path: pty.gatewayPath, baudRate: 19_200, parity: 'none', frameRetries: 5 } } }, profiles: [breaker, meter], logger });
   await driver.start();
-  store = new SqliteStore(join(dir, 'meterline.db'));
-  await store.migrate();
-  await store.upsertMeters(UNITS.map((u) => ({ meterId: meterId(u), profileId: profileOf(u).id, link: LINK, region: 'test', address: String(u) })), Date.now());
-  controller = new SwitchController({
-    store,
-    drivers: new Map<string, MeterDriver>([['modbus', driver]]),
-    profiles: new Map<string, FirmwareProfile>([breaker, meter].map((p) => [p.id, p])),
-    clock: systemClock,
+  loop = await startControlLoop({
+    protocol: 'modbus',
+    driver,
+    profiles: [breaker, meter],
+    meters: UNITS.map((u) => ({ meterId: meterId(u), profileId: profileOf(u).id, link: LINK, region: 'test', address: String(u) })),
+    linkConcurrency: 30,
     logger,
-    options: { tickMs: 50, linkConcurrency: 30, links: {}, shutdownGraceMs: 1000 },
-    policy,
-    // Consulted only for disconnects for non-payment; this test only reconnects.
-    payments: new HttpPaymentRechecker(policy.paymentRecheck),
   });
-  await controller.start();
+  store = loop.store;
+  controller = loop.controller;
 }, 20_000);
 
 afterAll(async () => {
-  await controller?.stop();
+  await loop?.stop();
   await driver?.stop();
   await bus?.stop();
-  await store?.close();
   if (pty) {
     await pty.stop();
     removePtyDir(pty);
