@@ -13,6 +13,8 @@ export const PERMISSIONS = {
   'order:disconnect': ['operator'],
   'order:bulk': ['operator'],
   'order:read': ALL,
+  /** Withdraw an order not yet on the wire (with a reason, audited). */
+  'order:cancel': ['operator', 'supervisor'],
   'meter:read': ALL,
   'meter:write': ['operator', 'admin'],
   'facts:write': ['billing', 'operator'],

@@ -19,6 +19,7 @@ Switching
   disconnect <meter> --reason arrears|credit_exhausted|customer_request|safety|vacant_premises
                     [--note <text>] [--not-before <ISO time>] [--wait]
   order <orderId> [--watch]          an order with its attempts and events; --watch follows it to its end
+  cancel <orderId> --reason <text>   withdraw an order not on the wire (queued, held, escalated); audited
   orders [--meter <id>] [--state <state>] [--limit <n>]
   bulk <file.csv|file.json> --action reconnect|disconnect [--reason <reason>] [--detach]
                                      one order per meter in the file (CSV with a meterId column, or one id
@@ -199,6 +200,14 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
         return EXIT.ok;
       }
       return watchOrder(client, io, print, v, order);
+    }
+    case 'cancel': {
+      const id = arg(0, 'the order id: meterline cancel <orderId> --reason <text>');
+      noExtra(1);
+      const reason = need(v.reason, '--reason (why the order is withdrawn; it is audited)');
+      const order = await client.request<OrderLike>('POST', `/v1/orders/${enc(id)}/cancel`, { reason });
+      print(order, () => orderText(order));
+      return EXIT.ok;
     }
     case 'orders': {
       noExtra(0);

@@ -699,6 +699,21 @@ export class SqliteStore implements GatewayStore {
     });
   }
 
+  cancelOrder(orderId: string, actor: string, reason: string, now: number): Promise<SwitchOrder> {
+    return this.enqueue(() => {
+      const r = this.s.getOrder.get(orderId) as Row | undefined;
+      if (!r) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${orderId} does not exist`);
+      const order = orderFromRow(r);
+      if (order.state === 'in_flight') throw new MeterlineError('E_ORDER_ON_WIRE', `order ${orderId} has an attempt on the wire; cancel again in a few seconds, once it has been read back`);
+      if (!['accepted', 'held', 'queued', 'escalated'].includes(order.state)) throw new MeterlineError('E_ORDER_FINISHED', `order ${orderId} is already ${order.state}`);
+      this.move(order, 'cancelled', now, `cancelled by ${actor}: ${reason}`);
+      this.db.prepare('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, orderId);
+      if (order.escalatedAt !== null) this.p.work.cancelFor(orderId, `the order was cancelled by ${actor}: ${reason}`, now);
+      this.p.audit.append(now, actor, 'order.cancel', order.meterId, { orderId, before: { state: order.state }, after: { state: 'cancelled' }, reason });
+      return orderFromRow(this.s.getOrder.get(orderId) as Row);
+    });
+  }
+
   async inFlightOrders(): Promise<SwitchOrder[]> {
     await this.flushNow();
     return (this.s.inFlight.all() as Row[]).map(orderFromRow);

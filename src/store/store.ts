@@ -346,6 +346,8 @@ export interface GatewayStore {
   releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string): Promise<SwitchOrder>;
   /** Close the open attempt and move the order as `decide` says; returns the order after the move. */
   completeAttempt(report: AttemptReport): Promise<SwitchOrder>;
+  /** A person withdraws an order not yet on the wire (queued, held, escalated): cancelled, audited, its work order cancelled. */
+  cancelOrder(orderId: string, actor: string, reason: string, now: number): Promise<SwitchOrder>;
   /** Orders left in flight (by a crash): the control loop verifies each by a read before anything else. */
   inFlightOrders(): Promise<SwitchOrder[]>;
 

@@ -20,6 +20,7 @@ const meters: TestMeter[] = [
   { meterId: 'BUSY-1', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'AUTH-1', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'OUTAGE-1', profileId: CLOSES, initialRelay: 'disconnected' },
+  { meterId: 'CANCEL-1', profileId: CLOSES, initialRelay: 'connected' },
   ...Array.from({ length: 300 }, (_, i) => ({ meterId: `BULK-${String(i).padStart(4, '0')}`, profileId: i % 2 ? ARMS : CLOSES, initialRelay: 'disconnected' as const })),
 ];
 
@@ -261,5 +262,23 @@ describe('bulk', () => {
     expect(res.status).toBe(404);
     expect(res.body.details.missing).toEqual([{ index: 1, meterId: 'GHOST-9' }]);
     expect((await f.http('GET', '/v1/queue')).body.byState).toEqual(before);
+  });
+});
+
+describe('cancelling an order', () => {
+  it('an operator cancels a queued disconnect with a reason: never sent, audited; a finished order cannot be cancelled; billing may not cancel', async () => {
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    const d = await f.http('POST', '/v1/meters/CANCEL-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'vacant_premises', notBefore: later } });
+    expect((await f.http('POST', `/v1/orders/${d.body.id}/cancel`, { key: f.billingKey, headers: { 'idempotency-key': key() }, body: { reason: 'not mine' } })).status).toBe(403);
+    const c = await f.http('POST', `/v1/orders/${d.body.id}/cancel`, { headers: { 'idempotency-key': key() }, body: { reason: 'tenant stays, premises not vacant' } });
+    expect(c.status).toBe(200);
+    expect(c.body).toMatchObject({ state: 'cancelled', stateReason: 'cancelled by demo-operator: tenant stays, premises not vacant' });
+    expect((await f.http('GET', '/v1/meters/CANCEL-1')).body.desiredRelay).toBeNull();
+    const again = await f.http('POST', `/v1/orders/${d.body.id}/cancel`, { headers: { 'idempotency-key': key() }, body: { reason: 'twice' } });
+    expect(again.status).toBe(409);
+    expect(again.body.code).toBe('E_ORDER_FINISHED');
+    const audit = (await f.http('GET', '/v1/audit?target=CANCEL-1', { key: f.adminKey })).body.items;
+    expect(audit.find((a: any) => a.action === 'order.cancel')).toMatchObject({ actor: 'demo-operator', details: { orderId: d.body.id, reason: 'tenant stays, premises not vacant' } });
+    expect(commandsTo('CANCEL-1')).toEqual([]);
   });
 });

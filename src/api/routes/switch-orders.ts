@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { ERRORS, MeterlineError, type ErrorCode } from '../../errors.js';
 import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
+import { idempotentWrite } from '../idempotent-write.js';
 import type { ApiDeps } from '../deps.js';
 import {
   BULK_LIMIT,
@@ -156,6 +157,27 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
         replayed: results.filter((x) => x.outcome === 'replayed').length,
         refused: results.filter((x) => x.outcome === 'refused').length,
         results,
+      });
+    },
+  });
+
+  r.post('/v1/orders/:orderId/cancel', {
+    schema: {
+      summary: 'Cancel an order that is not on the wire (queued, held or escalated); an attempt on the wire finishes first',
+      description: 'Audited with the reason. Cancelling a reconnect leaves the customer off: do it only when the payment was reversed or reported in error.',
+      tags: ['switching'],
+      params: OrderIdParam,
+      headers: IdempotencyHeaders,
+      body: z.object({ reason: z.string().min(3).max(500) }).strict(),
+      response: { 200: OrderView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'order:cancel'),
+    handler: async (req, reply) => {
+      await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
+        const order = await deps.store.cancelOrder(req.params.orderId, req.principal!.name, req.body.reason, deps.submitContext().now);
+        deps.events.emit('order', order);
+        return { status: 200, body: orderView(order) };
       });
     },
   });

@@ -161,11 +161,23 @@ export async function render(main, ctx) {
         field('Search', searchInput),
         h('button', { type: 'submit' }, 'Apply'),
       ),
-      h('p.muted', {}, 'Orders cannot be cancelled one by one yet: a later reconnect supersedes a pending disconnect, and a plan’s open orders are cancelled by cancelling the plan.'),
+      session.can('order:cancel') ? h('p.muted', {}, 'An order not on the wire (queued, held, escalated) can be cancelled with a reason; the cancellation is audited.') : null,
       listBox,
     ),
   );
 
+  const cancelOrder = async (o) => {
+    const reason = window.prompt(`Why cancel the ${o.action} order ${o.id} for meter ${o.meterId}?`);
+    if (!reason || reason.trim().length < 3) return;
+    try {
+      const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/cancel`, { method: 'POST', body: { reason: reason.trim() }, idempotencyKey: newIdempotencyKey() });
+      const i = orders.findIndex((x) => x.id === o.id);
+      if (i >= 0) orders[i] = after;
+      draw();
+    } catch (err) {
+      window.alert(err instanceof Error ? err.message : String(err));
+    }
+  };
   let orders = [];
   let shown = 100;
   let truncated = false;
@@ -187,6 +199,17 @@ export async function render(main, ctx) {
           { label: 'Attempts', cell: (o) => String(o.attemptsUsed), class: 'num' },
           { label: 'Created', cell: (o) => fmtTime(o.createdAt) },
           { label: 'Deadline', cell: (o) => fmtTime(o.deadline) },
+          ...(session.can('order:cancel')
+            ? [
+                {
+                  label: 'Cancel',
+                  cell: (o) =>
+                    ['queued', 'held', 'escalated', 'accepted'].includes(o.state)
+                      ? h('button', { type: 'button', 'aria-label': `Cancel order ${o.id}`, onclick: () => cancelOrder(o) }, 'Cancel')
+                      : '',
+                },
+              ]
+            : []),
         ],
         rows.slice(0, shown),
         { empty: 'No orders match.', rowData: (o) => ({ order: o.id }) },
