@@ -81,7 +81,16 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key' } } },
     },
-    transform: jsonSchemaTransform,
+    // The provider drops a body schema's own `.meta({ examples })`; carry them over so every body shows one.
+    transform: (args) => {
+      const out = jsonSchemaTransform(args);
+      const body = args.schema?.body;
+      const examples = body instanceof z.ZodType ? (z.globalRegistry.get(body)?.examples as unknown[] | undefined) : undefined;
+      if (examples && out.schema && typeof out.schema.body === 'object' && out.schema.body !== null) {
+        out.schema = { ...out.schema, body: { ...(out.schema.body as Record<string, unknown>), examples } };
+      }
+      return out;
+    },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 

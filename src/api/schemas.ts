@@ -26,7 +26,8 @@ export const ReconnectBody = z
     notBefore: isoTime.optional(),
     note: z.string().max(500).optional(),
   })
-  .strict();
+  .strict()
+  .meta({ examples: [{ reason: 'payment', paymentReceivedAt: '2026-11-25T08:12:00Z', note: 'receipt 2026-554812' }] });
 
 export const DisconnectBody = z
   .object({
@@ -34,7 +35,8 @@ export const DisconnectBody = z
     notBefore: isoTime.optional(),
     note: z.string().max(500).optional(),
   })
-  .strict();
+  .strict()
+  .meta({ examples: [{ reason: 'customer_request', note: 'moving out on 2026-11-30' }] });
 
 export const BULK_LIMIT = 10_000;
 
@@ -42,7 +44,19 @@ export const BulkOrderItem = z.discriminatedUnion('action', [
   ReconnectBody.extend({ action: z.literal('reconnect'), meterId: MeterIdParam.shape.meterId }).strict(),
   DisconnectBody.extend({ action: z.literal('disconnect'), meterId: MeterIdParam.shape.meterId }).strict(),
 ]);
-export const BulkBody = z.object({ orders: z.array(BulkOrderItem).min(1) }).strict();
+export const BulkBody = z
+  .object({ orders: z.array(BulkOrderItem).min(1) })
+  .strict()
+  .meta({
+    examples: [
+      {
+        orders: [
+          { meterId: 'SIM-000001', action: 'reconnect', reason: 'payment', paymentReceivedAt: '2026-11-25T08:12:00Z' },
+          { meterId: 'SIM-000002', action: 'disconnect', reason: 'vacant_premises' },
+        ],
+      },
+    ],
+  });
 
 export const MeterBody = z
   .object({
@@ -52,7 +66,8 @@ export const MeterBody = z
     address: z.string().min(1).max(100).nullable().optional().describe('Where the meter sits on its link: Modbus unit id, DLMS HDLC address; omit for MQTT'),
     accountId: z.string().min(1).max(64).nullable().optional().describe('The billing account; payments by account reach all its meters'),
   })
-  .strict();
+  .strict()
+  .meta({ examples: [{ profileId: 'brk-rc100-modbus-fw3.2', link: 'feeder-7-bus', region: 'north', address: '17', accountId: 'ACC-1001' }] });
 
 export const AttemptView = z.object({
   attempt: z.number().int(),

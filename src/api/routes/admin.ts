@@ -52,7 +52,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       summary: 'Create an API key; the key is shown once, only its SHA-256 is stored',
       tags: ['keys'],
       headers: IdempotencyHeaders,
-      body: z.object({ name: z.string().min(1).max(100), role: z.enum(ROLES) }).strict(),
+      body: z.object({ name: z.string().min(1).max(100), role: z.enum(ROLES) }).strict().meta({ examples: [{ name: 'crew-east-2', role: 'field' }] }),
       response: { 201: KeyView.extend({ key: z.string() }), 400: ErrorView, 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
@@ -155,7 +155,8 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       body: z
         .object({ kind: z.string().min(1).max(50), from: z.iso.datetime({ offset: true }), to: z.iso.datetime({ offset: true }), regions: z.array(z.string().min(1)).min(1).nullable().default(null) })
         .strict()
-        .refine((b) => Date.parse(b.to) > Date.parse(b.from), 'to must be after from'),
+        .refine((b) => Date.parse(b.to) > Date.parse(b.from), 'to must be after from')
+        .meta({ examples: [{ kind: 'freeze', from: '2026-12-01T00:00:00Z', to: '2026-12-03T00:00:00Z', regions: ['north'] }] }),
       response: { 201: WeatherView, 400: ErrorView, 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },

@@ -29,7 +29,8 @@ const PaymentBody = z
     reference: z.string().max(100).optional(),
   })
   .strict()
-  .refine((p) => (p.meterId === undefined) !== (p.accountId === undefined), { message: 'give exactly one of meterId or accountId' });
+  .refine((p) => (p.meterId === undefined) !== (p.accountId === undefined), { message: 'give exactly one of meterId or accountId' })
+  .meta({ examples: [{ meterId: 'SIM-000001', amount: 42.5, receivedAt: '2026-11-25T08:12:00Z', posted: true, kind: 'payment', reference: 'BANK-7781' }] });
 
 const Effect = z.object({ meterId: z.string(), cancelledOrders: z.array(z.string()), reconnectOrderId: z.string().nullable(), note: z.string() });
 const PaymentView = z.object({
@@ -172,7 +173,10 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       description: 'Each payment gets the idempotency key "<Idempotency-Key>#<index>": retrying the same file changes nothing.',
       tags: ['billing'],
       headers: IdempotencyHeaders,
-      body: z.object({ payments: z.array(PaymentBody).min(1) }).strict(),
+      body: z
+        .object({ payments: z.array(PaymentBody).min(1) })
+        .strict()
+        .meta({ examples: [{ payments: [{ accountId: 'ACC-1001', amount: 30, receivedAt: '2026-11-25T07:00:00Z', posted: false, reference: 'AGENT-33' }] }] }),
       response: {
         202: z.object({ created: z.number(), replayed: z.number(), reconnects: z.number(), results: z.array(z.object({ index: z.number(), paymentId: z.string(), effects: z.array(Effect) })) }),
         400: ErrorView,
@@ -222,7 +226,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       summary: "Register this client's callback URL and HMAC secret; every change to its orders (done, armed, failed, escalated, refused, cancelled, superseded) is delivered there, in order per meter",
       tags: ['billing'],
       headers: IdempotencyHeaders,
-      body: z.object({ url: z.string().url(), secret: z.string().min(16).max(200) }).strict(),
+      body: z.object({ url: z.string().url(), secret: z.string().min(16).max(200) }).strict().meta({ examples: [{ url: 'https://billing.example/meterline/events', secret: 'a-long-shared-secret-0001' }] }),
       response: { 200: z.object({ client: z.string(), url: z.string(), updatedAt: z.string() }), 400: ErrorView, 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },

@@ -30,7 +30,8 @@ export const FlagsPatch = z
     loadLimitedSince: iso.nullable(),
   })
   .partial()
-  .strict();
+  .strict()
+  .meta({ examples: [{ medicalEquipment: true }, { prepaymentMode: true, prepaymentAgreementRef: 'PPA-2026-0042' }] });
 
 export const FlagsView = z.object({
   vulnerable: z.boolean(),
@@ -50,7 +51,8 @@ export const NoticeBody = z
     delivery: z.enum(NOTICE_DELIVERY).describe('Only "delivered" counts as evidence; an SMS without a receipt must be followed by a phone call or hand delivery'),
     receiptRef: z.string().max(200).nullable().default(null),
   })
-  .strict();
+  .strict()
+  .meta({ examples: [{ channel: 'letter', servedAt: '2026-11-20T09:00:00Z', delivery: 'delivered', receiptRef: 'RM-123456' }] });
 
 export const NoticeView = z.object({
   id: z.string(),
@@ -196,7 +198,9 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
         'Columns/fields: meterId, region, vulnerable, medicalEquipment, priorityRegister, protectedMode, prepaymentMode, prepaymentAgreementRef, hasLoadLimiter, loadLimitedSince, noticeChannel, noticeServedAt, noticeDelivery, noticeReceiptRef. A bad row is reported with its row number and field, and nothing is imported.',
       tags: ['customer facts'],
       headers: IdempotencyHeaders,
-      body: z.union([z.object({ rows: z.array(z.record(z.string(), z.unknown())).min(1) }).strict(), z.object({ csv: z.string() })]),
+      body: z
+        .union([z.object({ rows: z.array(z.record(z.string(), z.unknown())).min(1) }).strict(), z.object({ csv: z.string() })])
+        .meta({ examples: [{ rows: [{ meterId: 'SIM-000007', vulnerable: true, noticeChannel: 'phone_call', noticeServedAt: '2026-11-20T10:00:00Z', noticeDelivery: 'delivered' }] }] }),
       response: { 200: z.object({ rows: z.number(), meters: z.number(), notices: z.number() }), 400: ErrorView, 401: ErrorView, 403: ErrorView, 422: ErrorView },
       security: [{ bearerAuth: [] }],
     },

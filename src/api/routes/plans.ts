@@ -25,7 +25,8 @@ const PlanBody = z
     meters: z.array(z.string().min(1).max(64)).min(1).max(PLAN_LIMIT),
     note: z.string().max(500).optional(),
   })
-  .strict();
+  .strict()
+  .meta({ examples: [{ reason: 'arrears', windowFrom: '2026-11-24T08:00:00Z', windowTo: '2026-11-27T16:00:00Z', meters: ['SIM-000002', 'SIM-000003'], note: 'November arrears run' }] });
 
 const PlanView = z.object({
   id: z.string(),

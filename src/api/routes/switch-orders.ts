@@ -168,7 +168,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       tags: ['switching'],
       params: OrderIdParam,
       headers: IdempotencyHeaders,
-      body: z.object({ reason: z.string().min(3).max(500) }).strict(),
+      body: z.object({ reason: z.string().min(3).max(500) }).strict().meta({ examples: [{ reason: 'payment reversed by the bank' }] }),
       response: { 200: OrderView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
