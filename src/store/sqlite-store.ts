@@ -1048,6 +1048,22 @@ export class SqliteStore implements GatewayStore {
     });
   }
 
+  async checkPayments(requests: readonly PaymentRequest[]): Promise<{ missing: { index: number; meterId: string | null; accountId: string | null }[]; conflicts: { index: number; key: string }[] }> {
+    await this.flushNow();
+    const meterExists = this.db.prepare('SELECT 1 FROM meters WHERE meter_id = ?').pluck();
+    const accountExists = this.db.prepare('SELECT 1 FROM meters WHERE account_id = ? LIMIT 1').pluck();
+    const byKey = this.db.prepare('SELECT request_hash FROM payments WHERE client = ? AND idempotency_key = ?').pluck();
+    const missing: { index: number; meterId: string | null; accountId: string | null }[] = [];
+    const conflicts: { index: number; key: string }[] = [];
+    requests.forEach((r, index) => {
+      const known = r.meterId !== null ? meterExists.get(r.meterId) : accountExists.get(r.accountId);
+      if (!known) missing.push({ index, meterId: r.meterId, accountId: r.accountId });
+      const prior = byKey.get(r.client, r.idempotencyKey) as string | undefined;
+      if (prior !== undefined && prior !== r.requestHash) conflicts.push({ index, key: r.idempotencyKey });
+    });
+    return { missing, conflicts };
+  }
+
   async listPayments(query: { client?: string; from?: number; to?: number; limit: number }): Promise<PaymentRecord[]> {
     const where: string[] = [];
     const args: unknown[] = [];

@@ -432,6 +432,8 @@ export interface GatewayStore {
   // ---- billing: payments, callbacks, change feed (issue 7) ----
   /** All or nothing: unknown meters or accounts throw E_METER_NOT_FOUND; a key reused with another body throws E_IDEMPOTENCY_CONFLICT. */
   recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]>;
+  /** What would make `recordPayments` refuse these (unknown meters or accounts, reused keys): checked before a large file is applied in parts. */
+  checkPayments(requests: readonly PaymentRequest[]): Promise<{ missing: { index: number; meterId: string | null; accountId: string | null }[]; conflicts: { index: number; key: string }[] }>;
   listPayments(query: { client?: string; from?: number; to?: number; limit: number }): Promise<PaymentRecord[]>;
   setCallback(client: string, url: string, secret: string, now: number): Promise<CallbackSubscription>;
   getCallback(client: string): Promise<CallbackSubscription | undefined>;

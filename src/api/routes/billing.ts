@@ -16,6 +16,8 @@ import { ErrorView, IdempotencyHeaders } from '../schemas.js';
  * delivery log.
  */
 export const PAYMENTS_BULK_LIMIT = 50_000;
+/** A bulk file is applied this many payments per transaction. */
+const PAYMENTS_PER_TRANSACTION = 500;
 const iso = z.iso.datetime({ offset: true });
 
 const PaymentBody = z
@@ -190,10 +192,21 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     handler: async (req, reply) => {
       const key = requireKey(req.headers['idempotency-key']);
       if (req.body.payments.length > PAYMENTS_BULK_LIMIT) throw new MeterlineError('E_BULK_TOO_LARGE', `${req.body.payments.length} payments in one request; send at most ${PAYMENTS_BULK_LIMIT}`);
-      const outs = await deps.store.recordPayments(
-        req.body.payments.map((p, i) => toRequest(p, req.principal!.name, `${key}#${i}`)),
-        deps.submitContext(),
-      );
+      const requests = req.body.payments.map((p, i) => toRequest(p, req.principal!.name, `${key}#${i}`));
+      // All or nothing for what can be checked up front; then applied in parts, so a 50,000-row file does not hold
+      // the gateway's event loop. A file cut short by a crash is completed by sending it again (same key).
+      const check = await deps.store.checkPayments(requests);
+      if (check.missing.length > 0) {
+        throw new MeterlineError('E_METER_NOT_FOUND', `${check.missing.length} payment(s) name meters or accounts that are not registered; nothing was recorded`, { missing: check.missing.slice(0, 100) });
+      }
+      if (check.conflicts.length > 0) {
+        throw new MeterlineError('E_IDEMPOTENCY_CONFLICT', `${check.conflicts.length} row(s) reuse their idempotency key with a different payment; nothing was recorded`, { conflicts: check.conflicts.slice(0, 100) });
+      }
+      const outs: Awaited<ReturnType<typeof deps.store.recordPayments>> = [];
+      for (let i = 0; i < requests.length; i += PAYMENTS_PER_TRANSACTION) {
+        outs.push(...(await deps.store.recordPayments(requests.slice(i, i + PAYMENTS_PER_TRANSACTION), deps.submitContext())));
+        deps.controller.wake();
+      }
       deps.controller.wake();
       await creditAfter(outs.filter((o) => o.kind === 'created').map((o) => o.payment));
       return reply.code(202).send({
