@@ -61,7 +61,8 @@ async function main(): Promise<void> {
     simulator: { ...base.simulator, inProcess: false },
     demo: { reconnectEveryMs: 0 },
     readings: { ...base.readings, schedules: [] },
-    callbacks: { pollMs: 50, concurrency: 64, timeoutMs: 5000, maxRetryDelayMs: 60_000 },
+    // The receiver shares this busy process: give it time to answer before a delivery counts as lost.
+    callbacks: { pollMs: 50, concurrency: 64, timeoutMs: Number(process.env.BENCH_CALLBACK_TIMEOUT_MS ?? 30_000), maxRetryDelayMs: 60_000 },
     policy: { ...base.policy, creditCutOff: { friendlyHours: { timezone: 'UTC', weekly: closed, weekendsFriendly: false, holidays: [] } } },
     log: { level: 'warn' },
   });
