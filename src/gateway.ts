@@ -32,6 +32,7 @@ import { EmbeddedBroker } from './integrations/embedded-broker.js';
 import { HttpPaymentRechecker } from './integrations/billing-recheck.js';
 import { NotificationDispatcher, type NotificationRoute } from './integrations/notification-dispatcher.js';
 import { SqliteStore } from './store/sqlite-store.js';
+import { PostgresStore } from './store/postgres-store.js';
 import type { GatewayStore, SubmitContext } from './store/store.js';
 
 /** Order ids sort by creation time and are unique across instances. */
@@ -96,7 +97,12 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       planned = planFleet(config.fleet.seed);
     }
 
-    const store = new SqliteStore(resolve(config.store.sqlite.path));
+    const pg = config.store.postgres;
+    if (config.store.kind === 'postgres' && !pg) throw new Error('store.kind is postgres but store.postgres is not set (set DATABASE_URL or store.postgres.url)');
+    const store: GatewayStore =
+      config.store.kind === 'postgres' && pg
+        ? new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, ...(pg.schema ? { schema: pg.schema } : {}) })
+        : new SqliteStore(resolve(config.store.sqlite.path));
     stops.push(() => store.close());
     await store.migrate();
     if (planned.length > 0) await store.upsertMeters(planned, clock.now());

@@ -38,8 +38,18 @@ export const ConfigSchema = z
       .strict(),
     store: z
       .object({
-        kind: z.enum(['sqlite']),
+        /** `sqlite`: one instance, a file. `postgres`: several instances sharing work (DATABASE_URL selects it too). */
+        kind: z.enum(['sqlite', 'postgres']),
         sqlite: z.object({ path: z.string().min(1) }).strict(),
+        postgres: z
+          .object({
+            url: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL'),
+            /** The schema the gateway's tables live in. */
+            schema: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'lower-case letters, digits and "_"').nullable(),
+            maxConnections: z.number().int().min(1).max(200),
+          })
+          .strict()
+          .nullable(),
       })
       .strict(),
     mqtt: z

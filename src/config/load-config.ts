@@ -91,6 +91,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Json
   if (env.METERLINE_CONFIG) merged = deepMerge(merged, readJsonFile(env.METERLINE_CONFIG));
   merged = deepMerge(merged, overrides);
   const origins = new Map<string, string>();
+  // The usual DATABASE_URL selects the PostgreSQL store.
+  if (env.DATABASE_URL) {
+    const store = (merged.store ?? {}) as JsonObject;
+    const postgres = (isObject(store.postgres) ? store.postgres : { schema: null, maxConnections: 20 }) as JsonObject;
+    merged = deepMerge(merged, { store: { kind: 'postgres', postgres: { ...postgres, url: env.DATABASE_URL } } });
+    origins.set('store.postgres.url', 'DATABASE_URL');
+  }
   merged = applyEnv(merged, env, origins);
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) throw new ConfigError(result.error.issues.map((i) => describeIssue(i, origins)));

@@ -70,7 +70,7 @@ export class SuccessRateMonitor {
   private timer: NodeJS.Timeout | undefined;
   private last: SuccessRateReport = { at: 0, rates: [], alerting: [] };
   private readonly active = new Set<string>();
-  private evaluating = false;
+  private inProgress: Promise<SuccessRateReport> | undefined;
 
   constructor(
     private readonly store: GatewayStore,
@@ -92,25 +92,26 @@ export class SuccessRateMonitor {
     return this.last;
   }
 
-  async evaluate(): Promise<SuccessRateReport> {
-    if (this.evaluating) return this.last;
-    this.evaluating = true;
-    try {
-      const now = this.clock.now();
-      const rates: SuccessRate[] = [];
-      for (const minutes of this.config.windowMinutes) {
-        const since = now - minutes * 60_000;
-        rates.push(...aggregateRates(minutes, await this.store.attemptStats(since), await this.store.orderOutcomeStats(since)));
-      }
-      const alerting = rates.filter((r) => r.total >= this.config.minSamples && r.rate < this.config.alertBelow);
-      await this.raiseAlerts(alerting, rates, now);
-      await this.tripBreakers(now);
-      this.last = { at: now, rates, alerting };
-      return this.last;
-    } finally {
-      this.evaluating = false;
-    }
+  /** Evaluate now; a call while an evaluation runs gets that evaluation's result, not an older one. */
+  evaluate(): Promise<SuccessRateReport> {
+    this.inProgress ??= this.evaluateOnce().finally(() => (this.inProgress = undefined));
+    return this.inProgress;
   }
+
+  private async evaluateOnce(): Promise<SuccessRateReport> {
+    const now = this.clock.now();
+    const rates: SuccessRate[] = [];
+    for (const minutes of this.config.windowMinutes) {
+      const since = now - minutes * 60_000;
+      rates.push(...aggregateRates(minutes, await this.store.attemptStats(since), await this.store.orderOutcomeStats(since)));
+    }
+    const alerting = rates.filter((r) => r.total >= this.config.minSamples && r.rate < this.config.alertBelow);
+    await this.raiseAlerts(alerting, rates, now);
+    await this.tripBreakers(now);
+    this.last = { at: now, rates, alerting };
+    return this.last;
+  }
+
 
   private async raiseAlerts(alerting: SuccessRate[], all: SuccessRate[], now: number): Promise<void> {
     const id = (r: SuccessRate) => `${r.windowMinutes}|${r.scope}|${r.key}|${r.action}|${r.kind}`;

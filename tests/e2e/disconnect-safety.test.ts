@@ -247,20 +247,37 @@ describe('audit', () => {
     const verify = await f.http('GET', '/v1/audit/verify', { key: f.supervisorKey });
     expect(verify.body.ok).toBe(true);
     expect(verify.body.entries).toBeGreaterThan(10);
-    const dbPath = f.gateway.config.store.sqlite.path;
     const run = promisify(execFile);
     const cli = join(process.cwd(), 'dist', 'src', 'cli', 'audit-verify.js');
-    const ok = await run(process.execPath, [cli, '--db', dbPath]);
+    const store = f.gateway.config.store;
+    // The command checks the gateway's own store: the SQLite file, or the PostgreSQL schema.
+    const pgEnv = store.kind === 'postgres' && store.postgres ? { DATABASE_URL: store.postgres.url, METERLINE__STORE__POSTGRES__SCHEMA: store.postgres.schema ?? '' } : undefined;
+    const verifyCommand = () => (pgEnv ? run(process.execPath, [cli], { env: { ...process.env, ...pgEnv } }) : run(process.execPath, [cli, '--db', store.sqlite.path]));
+    const ok = await verifyCommand();
     expect(ok.stdout).toContain('chain intact');
 
-    // Someone with access to the file edits an entry (they have to drop the append-only trigger first).
-    const db = new Database(dbPath);
-    db.exec('DROP TRIGGER audit_no_update');
-    const target = db.prepare(`SELECT seq FROM audit WHERE action = 'plan.approve' LIMIT 1`).get() as { seq: number };
-    db.prepare('UPDATE audit SET actor = ? WHERE seq = ?').run('someone-else', target.seq);
-    db.close();
+    // Someone with access to the database edits an entry (they have to drop the append-only trigger first).
+    let target: { seq: number };
+    if (pgEnv) {
+      const pg = (await import('pg')).default;
+      const client = new pg.Client({ connectionString: store.postgres!.url });
+      await client.connect();
+      const table = `${store.postgres!.schema}.audit`;
+      const triggers = await client.query(`SELECT tgname FROM pg_trigger WHERE tgrelid = '${table}'::regclass AND NOT tgisinternal`);
+      for (const t of triggers.rows as { tgname: string }[]) await client.query(`DROP TRIGGER ${t.tgname} ON ${table}`);
+      const row = await client.query(`SELECT seq FROM ${table} WHERE action = 'plan.approve' LIMIT 1`);
+      target = { seq: Number(row.rows[0].seq) };
+      await client.query(`UPDATE ${table} SET actor = 'someone-else' WHERE seq = $1`, [target.seq]);
+      await client.end();
+    } else {
+      const db = new Database(store.sqlite.path);
+      db.exec('DROP TRIGGER audit_no_update');
+      target = db.prepare(`SELECT seq FROM audit WHERE action = 'plan.approve' LIMIT 1`).get() as { seq: number };
+      db.prepare('UPDATE audit SET actor = ? WHERE seq = ?').run('someone-else', target.seq);
+      db.close();
+    }
 
-    const tampered = await run(process.execPath, [cli, '--db', dbPath]).catch((e: { code: number; stdout: string }) => e);
+    const tampered = await verifyCommand().catch((e: { code: number; stdout: string }) => e);
     expect((tampered as { code: number }).code).toBe(3);
     expect((tampered as { stdout: string }).stdout).toContain(`TAMPERED at entry ${target.seq}`);
     expect((await f.http('GET', '/v1/audit/verify', { key: f.supervisorKey })).body).toMatchObject({ ok: false, badSeq: target.seq });

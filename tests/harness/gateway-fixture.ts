@@ -50,7 +50,15 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     ...base,
     instanceId: 'test',
     api: { ...base.api, host: '127.0.0.1', port: 0 },
-    store: { kind: 'sqlite', sqlite: { path: join(mkdtempSync(join(tmpdir(), 'ml-gw-')), 'gw.db') } },
+    // METERLINE_TEST_STORE=postgres runs the same scenarios on PostgreSQL (a fresh schema per gateway).
+    store:
+      process.env.METERLINE_TEST_STORE === 'postgres'
+        ? {
+            kind: 'postgres',
+            sqlite: { path: 'unused.db' },
+            postgres: { url: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test', schema: `ml_gw_${Math.random().toString(36).slice(2, 10)}`, maxConnections: 10 },
+          }
+        : { kind: 'sqlite', sqlite: { path: join(mkdtempSync(join(tmpdir(), 'ml-gw-')), 'gw.db') }, postgres: null },
     mqtt: { ...base.mqtt, mode: 'external', url: broker.url },
     profilesDir,
     control: { ...base.control, tickMs: 50 },
@@ -121,6 +129,14 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
       await gateway.stop();
       await fleet.stop();
       await broker.stop();
+      const pgStore = config.store.kind === 'postgres' ? config.store.postgres : null;
+      if (pgStore?.schema) {
+        const pg = (await import('pg')).default;
+        const client = new pg.Client({ connectionString: pgStore.url });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS ${pgStore.schema} CASCADE`);
+        await client.end();
+      }
     },
   };
   await fixture.registerMeters(meters);

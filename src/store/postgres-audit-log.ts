@@ -1,0 +1,76 @@
+import { auditEntryHash, GENESIS_HASH } from './sqlite-audit-log.js';
+import type { Q, Row } from './postgres-db.js';
+import type { AuditEntry, AuditQuery, AuditVerification } from './store.js';
+
+/**
+ * The audit log on PostgreSQL: the same hash chain as SQLite's (same hash function, same verification).
+ * Appends from every gateway instance take one transaction-scoped advisory lock, keyed by the schema, before
+ * reading the chain's head, so the chain stays linear; the lock is held to commit. Triggers refuse UPDATE,
+ * DELETE and TRUNCATE.
+ */
+interface AuditRow {
+  seq: number;
+  at: number;
+  actor: string;
+  action: string;
+  target: string;
+  details: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+/** Append one entry; call inside the transaction that makes the change it records. */
+export async function appendAudit(q: Q, at: number, actor: string, action: string, target: string, details: unknown): Promise<void> {
+  if (!q.auditLocked) {
+    await q.run(`SELECT pg_advisory_xact_lock(hashtext('meterline:audit:' || current_schema()))`);
+    q.auditLocked = true;
+  }
+  const last = (await q.get('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1')) as { seq: number; hash: string } | undefined;
+  const prev = last?.hash ?? GENESIS_HASH;
+  const seq = (last?.seq ?? 0) + 1;
+  const text = details === undefined ? null : JSON.stringify(details);
+  await q.run('INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', [
+    seq,
+    at,
+    actor,
+    action,
+    target,
+    text,
+    prev,
+    auditEntryHash(prev, { seq, at, actor, action, target, details: text }),
+  ]);
+}
+
+export async function listAudit(q: Q, query: AuditQuery): Promise<AuditEntry[]> {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  const arg = (v: unknown): string => (args.push(v), `$${args.length}`);
+  if (query.target) where.push(`target = ${arg(query.target)}`);
+  if (query.actor) where.push(`actor = ${arg(query.actor)}`);
+  if (query.from !== undefined) where.push(`at >= ${arg(query.from)}`);
+  if (query.to !== undefined) where.push(`at < ${arg(query.to)}`);
+  if (query.afterSeq !== undefined) where.push(`seq > ${arg(query.afterSeq)}`);
+  const order = query.newestFirst ? 'DESC' : 'ASC';
+  const rows = (await q.all(`SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${order} LIMIT ${arg(query.limit)}`, args)) as Row[] as unknown as AuditRow[];
+  return rows.map((r) => ({ seq: r.seq, at: r.at, actor: r.actor, action: r.action, target: r.target, details: r.details ? (JSON.parse(r.details) as unknown) : null, hash: r.hash }));
+}
+
+/** Walk the chain in pages (it can be long), checking every link. */
+export async function verifyAudit(q: Q): Promise<AuditVerification> {
+  let prev = GENESIS_HASH;
+  let expectedSeq = 1;
+  let entries = 0;
+  for (;;) {
+    const page = (await q.all('SELECT * FROM audit WHERE seq >= $1 ORDER BY seq LIMIT 5000', [expectedSeq])) as unknown as AuditRow[];
+    for (const r of page) {
+      entries++;
+      if (r.seq !== expectedSeq) return { ok: false, entries, badSeq: expectedSeq, problem: `entry ${expectedSeq} is missing (next entry is ${r.seq})` };
+      if (r.prev_hash !== prev) return { ok: false, entries, badSeq: r.seq, problem: `entry ${r.seq} does not chain to entry ${r.seq - 1}` };
+      const hash = auditEntryHash(prev, r);
+      if (r.hash !== hash) return { ok: false, entries, badSeq: r.seq, problem: `entry ${r.seq} was changed after it was written` };
+      prev = hash;
+      expectedSeq++;
+    }
+    if (page.length < 5000) return { ok: true, entries, lastHash: prev };
+  }
+}

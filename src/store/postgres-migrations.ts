@@ -1,0 +1,340 @@
+import type pg from 'pg';
+
+/**
+ * Schema versions of the PostgreSQL store, applied in order; never edit a released one, add the next.
+ * Version 1 is the whole schema of SQLite version 8 (the PostgreSQL store starts there, with no older data
+ * to carry). Milliseconds are BIGINT; JSON is TEXT, because the audit chain hashes the exact text written
+ * (JSONB would reorder keys) and the rows are read by the same mappers as SQLite's.
+ * audit.seq is BIGINT, not BIGSERIAL: it is part of the hash and must have no gaps, so it is assigned under
+ * the audit lock (a sequence leaves gaps when a transaction rolls back).
+ */
+export const POSTGRES_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meters (
+    meter_id TEXT PRIMARY KEY,
+    profile_id TEXT NOT NULL,
+    link TEXT NOT NULL,
+    region TEXT NOT NULL,
+    address TEXT,
+    account_id TEXT,
+    flags TEXT,
+    observed_relay TEXT,
+    observed_at BIGINT,
+    observed_source TEXT,
+    voltage_v DOUBLE PRECISION,
+    energy_wh DOUBLE PRECISION,
+    desired_relay TEXT,
+    desired_order_id TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+  CREATE INDEX meters_account ON meters (account_id) WHERE account_id IS NOT NULL;
+
+  CREATE TABLE orders (
+    id TEXT PRIMARY KEY,
+    seq BIGSERIAL NOT NULL UNIQUE,
+    meter_id TEXT NOT NULL REFERENCES meters(meter_id),
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    note TEXT,
+    requested_by TEXT NOT NULL,
+    state TEXT NOT NULL,
+    state_reason TEXT,
+    priority INTEGER NOT NULL,
+    urgent BOOLEAN NOT NULL,
+    link TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    not_before BIGINT NOT NULL,
+    deadline BIGINT,
+    payment_at BIGINT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    superseded_by TEXT,
+    completed_at BIGINT,
+    result_relay TEXT,
+    plan_id TEXT,
+    second_notice_at BIGINT,
+    cap_day TEXT,
+    escalated_at BIGINT
+  );
+  CREATE INDEX orders_queue ON orders (priority DESC, deadline, seq) WHERE state IN ('queued', 'held', 'escalated');
+  CREATE INDEX orders_meter_state ON orders (meter_id, state);
+  CREATE INDEX orders_state ON orders (state);
+  CREATE INDEX orders_plan ON orders (plan_id) WHERE plan_id IS NOT NULL;
+  CREATE INDEX orders_deadline ON orders (deadline) WHERE deadline IS NOT NULL AND escalated_at IS NULL AND state IN ('queued', 'held', 'in_flight');
+
+  CREATE TABLE attempts (
+    order_id TEXT NOT NULL REFERENCES orders(id),
+    attempt INTEGER NOT NULL,
+    started_at BIGINT NOT NULL,
+    ended_at BIGINT,
+    outcome TEXT,
+    latency_ms BIGINT,
+    observed_relay TEXT,
+    command_evidence TEXT,
+    read_evidence TEXT,
+    detail TEXT,
+    PRIMARY KEY (order_id, attempt)
+  );
+  CREATE INDEX attempts_ended ON attempts (ended_at);
+
+  CREATE TABLE order_events (
+    seq BIGSERIAL PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    reason TEXT
+  );
+  CREATE INDEX order_events_order ON order_events (order_id, seq);
+
+  CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    details TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+  );
+  CREATE INDEX audit_target ON audit (target, seq);
+  CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+  CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+  CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+
+  CREATE TABLE idempotency_keys (
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (principal, key)
+  );
+  CREATE TABLE idempotent_responses (
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (principal, key)
+  );
+
+  CREATE TABLE notices (
+    id TEXT PRIMARY KEY,
+    meter_id TEXT NOT NULL REFERENCES meters(meter_id),
+    channel TEXT NOT NULL,
+    served_at BIGINT NOT NULL,
+    delivery TEXT NOT NULL,
+    receipt_ref TEXT,
+    recorded_by TEXT NOT NULL,
+    recorded_at BIGINT NOT NULL
+  );
+  CREATE INDEX notices_meter ON notices (meter_id, served_at);
+
+  CREATE TABLE plans (
+    id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    note TEXT,
+    author TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    window_from BIGINT NOT NULL,
+    window_to BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at BIGINT
+  );
+  CREATE TABLE plan_meters (
+    plan_id TEXT NOT NULL REFERENCES plans(id),
+    position INTEGER NOT NULL,
+    meter_id TEXT NOT NULL,
+    order_id TEXT,
+    PRIMARY KEY (plan_id, position)
+  );
+  CREATE TABLE cap_usage (
+    day TEXT NOT NULL,
+    region TEXT NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (day, region)
+  );
+  CREATE TABLE weather_periods (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    from_ms BIGINT NOT NULL,
+    to_ms BIGINT NOT NULL,
+    regions TEXT,
+    declared_by TEXT NOT NULL,
+    declared_at BIGINT NOT NULL
+  );
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+  );
+
+  CREATE TABLE observations (
+    seq BIGSERIAL PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    relay TEXT NOT NULL,
+    source TEXT NOT NULL,
+    voltage_v DOUBLE PRECISION,
+    energy_wh DOUBLE PRECISION
+  );
+  CREATE INDEX observations_meter ON observations (meter_id, at);
+
+  CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    order_id TEXT,
+    payload TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT
+  );
+  CREATE INDEX notifications_pending ON notifications (next_attempt_at) WHERE delivered_at IS NULL;
+  CREATE INDEX notifications_meter ON notifications (meter_id, created_at);
+  CREATE INDEX notifications_kind ON notifications (kind, created_at);
+
+  CREATE TABLE work_orders (
+    id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL REFERENCES orders(id),
+    meter_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raised_at BIGINT NOT NULL,
+    due_at BIGINT NOT NULL,
+    deadline BIGINT,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    assigned_to TEXT,
+    assigned_at BIGINT,
+    completed_at BIGINT,
+    outcome TEXT,
+    note TEXT,
+    updated_at BIGINT NOT NULL
+  );
+  CREATE INDEX work_orders_open ON work_orders (status, priority, due_at);
+  CREATE INDEX work_orders_order ON work_orders (order_id);
+
+  CREATE TABLE breakers (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    opened_at BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    reset_at BIGINT,
+    reset_by TEXT
+  );
+  CREATE INDEX breakers_open ON breakers (scope, key) WHERE reset_at IS NULL;
+
+  CREATE TABLE relay_audit_runs (
+    id TEXT PRIMARY KEY,
+    ran_at BIGINT NOT NULL,
+    meters INTEGER NOT NULL,
+    exceptions TEXT NOT NULL
+  );
+
+  CREATE TABLE payments (
+    id TEXT PRIMARY KEY,
+    client TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    account_id TEXT,
+    meter_id TEXT,
+    amount DOUBLE PRECISION NOT NULL,
+    kind TEXT NOT NULL,
+    posted BOOLEAN NOT NULL,
+    reference TEXT,
+    received_at BIGINT NOT NULL,
+    recorded_at BIGINT NOT NULL,
+    effects TEXT NOT NULL,
+    UNIQUE (client, idempotency_key)
+  );
+  CREATE INDEX payments_client_time ON payments (client, received_at);
+  CREATE TABLE callback_subscriptions (
+    client TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+  CREATE TABLE client_events (
+    seq BIGSERIAL PRIMARY KEY,
+    client TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT
+  );
+  CREATE INDEX client_events_pending ON client_events (client, seq) WHERE delivered_at IS NULL;
+  CREATE INDEX client_events_client ON client_events (client, seq);
+
+  CREATE TABLE credit_events (
+    seq BIGSERIAL PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    at BIGINT NOT NULL
+  );
+  CREATE INDEX credit_events_meter ON credit_events (meter_id, seq);
+  CREATE TABLE credit_control (
+    meter_id TEXT PRIMARY KEY,
+    cycle_ref TEXT,
+    warnings_sent TEXT NOT NULL,
+    emergency_offered BOOLEAN NOT NULL,
+    last_reading_at BIGINT,
+    last_reading_wh DOUBLE PRECISION
+  );
+  `,
+];
+
+/** A schema name safe to put in a search_path and in DDL without quoting tricks. */
+export function checkSchemaName(schema: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) throw new Error(`PostgresStore: schema name "${schema}" must be a plain identifier (letters, digits, underscore)`);
+  return schema;
+}
+
+/**
+ * Bring the schema up to the latest version, in one transaction, under an advisory lock keyed by the schema:
+ * gateway instances starting together wait for each other and the later ones find nothing left to do.
+ * Returns the versions this call applied.
+ */
+export async function migratePostgres(client: pg.ClientBase, schema: string | undefined): Promise<number[]> {
+  const applied: number[] = [];
+  await client.query('BEGIN');
+  try {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`meterline:migrate:${schema ?? 'public'}`]);
+    if (schema !== undefined) {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${checkSchemaName(schema)}`);
+      await client.query(`SET LOCAL search_path TO ${schema}`);
+    }
+    await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+    const { rows } = await client.query<{ v: number }>('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations');
+    for (let v = rows[0]!.v; v < POSTGRES_MIGRATIONS.length; v++) {
+      await client.query(POSTGRES_MIGRATIONS[v]!);
+      await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [v + 1, Date.now()]);
+      applied.push(v + 1);
+    }
+    await client.query('COMMIT');
+    return applied;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,1062 @@
+import pg from 'pg';
+import { randomBytes } from 'node:crypto';
+import { admitOrder } from '../domain/admission.js';
+import { reconnectDeadline } from '../domain/deadlines.js';
+import type { WorkOrderPlan } from '../domain/escalation.js';
+import { localParts, type WeatherPeriod } from '../domain/policy/calendar.js';
+import { evaluateDisconnectGate, NON_PAYMENT_REASONS, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
+import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
+import type { PolicyConfig } from '../domain/policy/policy-config.js';
+import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
+import type { RelayState, SwitchAction } from '../domain/relay.js';
+import { canTransition, isTerminal, priorityOf, targetRelay, type Attempt, type OrderEvent, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
+import { MeterlineError } from '../errors.js';
+import * as audit from './postgres-audit-log.js';
+import * as billing from './postgres-billing.js';
+import { attemptFromRow, meterFromRow, notificationFromRow, Q, type Row } from './postgres-db.js';
+import * as facts from './postgres-meter-facts.js';
+import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
+import * as plans from './postgres-plans.js';
+import * as work from './postgres-work-orders.js';
+import { CLIENT_VISIBLE_STATES } from './sqlite-billing.js';
+import { parseFlags } from './sqlite-meter-facts.js';
+import { orderFromRow } from './sqlite-store.js';
+import type {
+  ApiKeyRecord,
+  AttemptReport,
+  AttemptStatsRow,
+  AuditEntry,
+  AuditQuery,
+  AuditVerification,
+  BreakerScope,
+  CallbackSubscription,
+  CircuitBreaker,
+  ClientEvent,
+  CreditControlMemory,
+  DisconnectLease,
+  FieldOutcome,
+  GatewayStore,
+  MeterFactsRow,
+  MeterRecord,
+  MeterView,
+  NotificationRecord,
+  Observation,
+  ObservationRecord,
+  OrderOutcomeRow,
+  OrderQuery,
+  OrderRequest,
+  PaymentEffect,
+  PaymentRecord,
+  PaymentRequest,
+  PlanDraft,
+  PlanView,
+  RelayAuditRun,
+  SubmitContext,
+  SubmitOutcome,
+  WorkOrder,
+  WorkOrderStatus,
+} from './store.js';
+
+export interface PostgresStoreOptions {
+  /** e.g. postgres://meterline@db:5432/meterline */
+  connectionString: string;
+  /** The schema to keep the tables in (created by migrate()); the server's default search_path when absent. */
+  schema?: string;
+  /** Pool size (default 10). */
+  maxConnections?: number;
+}
+
+const OPEN_STATES = `('accepted', 'held', 'queued', 'in_flight', 'escalated')`;
+/** Errors after which the whole transaction is run again: a deadlock, a serialization failure, two callers racing on one idempotency key. */
+const RETRY_CODES = new Set(['40P01', '40001']);
+const RETRY_CONSTRAINTS = new Set(['idempotency_keys_pkey', 'payments_client_idempotency_key_key']);
+const INT8_OID = 20;
+
+function retryable(error: unknown): boolean {
+  const e = error as { code?: string; constraint?: string };
+  return RETRY_CODES.has(e.code ?? '') || (e.code === '23505' && RETRY_CONSTRAINTS.has(e.constraint ?? ''));
+}
+
+/**
+ * The scale-out store: PostgreSQL, shared by several gateway instances. The same semantics, error codes and
+ * transactions as the SQLite store; where SQLite relies on its single writer, this store takes row locks:
+ * every change to an order locks its meter's row first, then the order's (a fixed order, so no deadlocks
+ * between them); leases skip rows another instance holds (FOR UPDATE SKIP LOCKED), so instances share the work
+ * and never lease one order twice; the audit chain and the daily cap are appended under transaction-scoped
+ * advisory locks. A transaction that deadlocks anyway, or races another on an idempotency key, is run again.
+ */
+export class PostgresStore implements GatewayStore {
+  private readonly pool: pg.Pool;
+  private readonly schema: string | undefined;
+  /** Single-statement reads go straight to the pool. */
+  private readonly r: Q;
+  private closed = false;
+  /** The schema versions the last migrate() applied (empty when another instance had already applied them). */
+  migrationsApplied: number[] = [];
+
+  constructor(options: PostgresStoreOptions) {
+    this.schema = options.schema === undefined ? undefined : checkSchemaName(options.schema);
+    this.pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.maxConnections ?? 10,
+      ...(this.schema ? { options: `-c search_path=${this.schema}` } : {}),
+      // BIGINT (ms timestamps, counts) as numbers, for this pool only.
+      types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
+    });
+    // An idle connection dropped by the server: the pool replaces it on the next query.
+    this.pool.on('error', () => undefined);
+    this.r = new Q(this.pool);
+  }
+
+  async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      this.migrationsApplied = await migratePostgres(client, this.schema);
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  /** Run `fn` in one transaction on one connection: COMMIT, or ROLLBACK and rethrow (retrying deadlocks and key races). */
+  private async tx<T>(fn: (q: Q) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect();
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const value = await fn(new Q(client));
+        await client.query('COMMIT');
+        return value;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => (broken = true));
+        if (attempt < 5 && retryable(error)) continue;
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    }
+  }
+
+  // ---- meters -----------------------------------------------------------------------------------------
+
+  async upsertMeters(meters: readonly MeterRecord[], now: number): Promise<void> {
+    // One row per meter (the last one given wins, as one by one would), in id order so concurrent upserts lock alike.
+    const byId = new Map(meters.map((m) => [m.meterId, m]));
+    const rows = [...byId.values()].sort((a, b) => (a.meterId < b.meterId ? -1 : a.meterId > b.meterId ? 1 : 0));
+    await this.tx(async (q) => {
+      for (let i = 0; i < rows.length; i += 5000) {
+        const chunk = rows.slice(i, i + 5000);
+        await q.run(
+          `INSERT INTO meters (meter_id, profile_id, link, region, address, account_id, created_at, updated_at)
+           SELECT t.*, $7::bigint, $7::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS t
+           ON CONFLICT (meter_id) DO UPDATE SET profile_id = excluded.profile_id, link = excluded.link,
+             region = excluded.region, address = excluded.address, account_id = COALESCE(excluded.account_id, meters.account_id),
+             updated_at = excluded.updated_at
+           WHERE meters.profile_id IS DISTINCT FROM excluded.profile_id OR meters.link IS DISTINCT FROM excluded.link
+             OR meters.region IS DISTINCT FROM excluded.region OR meters.address IS DISTINCT FROM excluded.address
+             OR (excluded.account_id IS NOT NULL AND meters.account_id IS DISTINCT FROM excluded.account_id)`,
+          [
+            chunk.map((m) => m.meterId),
+            chunk.map((m) => m.profileId),
+            chunk.map((m) => m.link),
+            chunk.map((m) => m.region),
+            chunk.map((m) => m.address ?? null),
+            chunk.map((m) => m.accountId ?? null),
+            now,
+          ],
+        );
+      }
+    });
+  }
+
+  async getMeter(meterId: string): Promise<MeterView | undefined> {
+    const r = await this.r.get('SELECT * FROM meters WHERE meter_id = $1', [meterId]);
+    return r ? meterFromRow(r) : undefined;
+  }
+
+  async existingMeterIds(meterIds: readonly string[]): Promise<Set<string>> {
+    const rows = await this.r.all('SELECT meter_id FROM meters WHERE meter_id = ANY($1::text[])', [meterIds]);
+    return new Set(rows.map((r) => r.meter_id as string));
+  }
+
+  private async observe(q: Q, meterId: string, o: Observation): Promise<void> {
+    await q.run(
+      `UPDATE meters SET observed_relay = $1, observed_at = $2, observed_source = $3,
+         voltage_v = COALESCE($4, voltage_v), energy_wh = COALESCE($5, energy_wh), updated_at = $2
+       WHERE meter_id = $6 AND (observed_at IS NULL OR observed_at <= $2)`,
+      [o.relay, o.at, o.source, o.voltageV ?? null, o.energyWh ?? null, meterId],
+    );
+    await q.run('INSERT INTO observations (meter_id, at, relay, source, voltage_v, energy_wh) VALUES ($1, $2, $3, $4, $5, $6)', [meterId, o.at, o.relay, o.source, o.voltageV ?? null, o.energyWh ?? null]);
+  }
+
+  recordObservation(meterId: string, observation: Observation): Promise<void> {
+    return this.tx((q) => this.observe(q, meterId, observation));
+  }
+
+  // ---- orders -----------------------------------------------------------------------------------------
+
+  private async order(q: Q, orderId: string): Promise<SwitchOrder> {
+    return orderFromRow((await q.get('SELECT * FROM orders WHERE id = $1', [orderId]))!);
+  }
+
+  /**
+   * Lock an order for a change: its meter's row first, then the order's row (the order every writer takes them
+   * in). With `skipLocked`, an order another instance holds is not waited for: `null`.
+   */
+  private async lockOrder(q: Q, orderId: string, skipLocked = false): Promise<SwitchOrder | null | undefined> {
+    const m = await q.get('SELECT m.meter_id FROM orders o JOIN meters m ON m.meter_id = o.meter_id WHERE o.id = $1 FOR UPDATE OF m', [orderId]);
+    if (!m) return undefined;
+    const r = await q.get(`SELECT * FROM orders WHERE id = $1 FOR UPDATE${skipLocked ? ' SKIP LOCKED' : ''}`, [orderId]);
+    return r ? orderFromRow(r) : null;
+  }
+
+  private async mustLockOrder(q: Q, orderId: string): Promise<SwitchOrder> {
+    const order = await this.lockOrder(q, orderId);
+    if (!order) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${orderId} does not exist`);
+    return order;
+  }
+
+  private async move(q: Q, order: SwitchOrder, to: OrderState, now: number, reason: string | null, extra: { nextAttemptAt?: number; resultRelay?: RelayState | null } = {}): Promise<SwitchOrder> {
+    if (!canTransition(order.state, to)) {
+      throw new Error(`illegal order transition ${order.state} → ${to} for ${order.id}`);
+    }
+    const r = await q.get(
+      `UPDATE orders SET state = $3, state_reason = $4, updated_at = $5,
+         completed_at = CASE WHEN $6::boolean THEN $5 ELSE completed_at END,
+         next_attempt_at = COALESCE($7, next_attempt_at),
+         result_relay = COALESCE($8, result_relay)
+       WHERE id = $1 AND state = $2 RETURNING *`,
+      [order.id, order.state, to, reason, now, isTerminal(to), extra.nextAttemptAt ?? null, extra.resultRelay ?? null],
+    );
+    if (!r) throw new Error(`order ${order.id} was not in state ${order.state}`);
+    await this.event(q, order.id, now, order.state, to, reason);
+    const after = orderFromRow(r);
+    if (CLIENT_VISIBLE_STATES.has(to)) await billing.orderChanged(q, after, now);
+    return after;
+  }
+
+  private async event(q: Q, orderId: string, at: number, from: OrderState | null, to: OrderState, reason: string | null): Promise<void> {
+    await q.run('INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES ($1, $2, $3, $4, $5)', [orderId, at, from, to, reason]);
+  }
+
+  submitOrders(requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
+    return this.tx((q) => this.submitInTx(q, requests, ctx));
+  }
+
+  /** Admission, inside a transaction: idempotency, latest intent wins, then the disconnect rules. */
+  private async submitInTx(q: Q, requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
+    // Lock every meter of the batch up front, in id order: admissions for one meter run one at a time.
+    const meterIds = [...new Set(requests.map((r) => r.meterId))].sort();
+    const meters = new Map((await q.all('SELECT * FROM meters WHERE meter_id = ANY($1::text[]) ORDER BY meter_id FOR UPDATE', [meterIds])).map((r) => [r.meter_id as string, r]));
+    const out: SubmitOutcome[] = [];
+    for (const req of requests) {
+      if (req.idempotencyKey !== null) {
+        const prior = await q.get('SELECT request_hash, order_id FROM idempotency_keys WHERE principal = $1 AND key = $2', [req.requestedBy, req.idempotencyKey]);
+        if (prior) {
+          if (prior.request_hash !== req.requestHash) {
+            throw new MeterlineError(
+              'E_IDEMPOTENCY_CONFLICT',
+              `Idempotency-Key "${req.idempotencyKey}" was already used for order ${prior.order_id as string} with a different request; use a new key for a new request`,
+              { orderId: prior.order_id },
+            );
+          }
+          out.push({ kind: 'replayed', order: await this.order(q, prior.order_id as string) });
+          continue;
+        }
+      }
+      const meterRow = meters.get(req.meterId);
+      if (!meterRow) {
+        throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.meterId} is not registered; register it first (PUT /v1/meters/${req.meterId})`, {
+          meterId: req.meterId,
+        });
+      }
+      const now = ctx.now;
+      // The meter's open orders, locked: a lease elsewhere either finished before this read or skips them.
+      const open = (await q.all(`SELECT * FROM orders WHERE meter_id = $1 AND state IN ${OPEN_STATES} ORDER BY seq FOR UPDATE`, [req.meterId])).map(orderFromRow);
+      const ownDeadline = req.action === 'reconnect' ? reconnectDeadline(req.paymentAt, now, ctx.reconnectLimitHours) : null;
+      const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline: ownDeadline }, open);
+      const id = ctx.newOrderId();
+      let order = orderFromRow(
+        (await q.get(
+          `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
+             created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id)
+           VALUES ($1, $2, $3, $4, $5, $6, 'accepted', NULL, $7, $8, $9, $10, $10, $11, $12, $13, 0, $11, $14) RETURNING *`,
+          [id, req.meterId, req.action, req.reason, req.note, req.requestedBy, priorityOf(req.action, decision.urgent), decision.urgent, meterRow.link, now, req.notBefore ?? now, decision.deadline, req.paymentAt, req.planId ?? null],
+        ))!,
+      );
+      await this.event(q, id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
+      // The disconnect rules apply from the first moment; a refused order supersedes nothing.
+      const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(await this.gateInput(q, order, now, ctx.policy)) : null;
+      let outcome: string = decision.state;
+      if (decision.state === 'refused') {
+        order = await this.move(q, order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
+      } else if (gate?.verdict === 'refuse') {
+        outcome = 'refused';
+        order = await this.move(q, order, 'refused', now, `${gate.code}: ${gate.message}`);
+      } else {
+        for (const oldId of decision.supersedeNow) {
+          await q.run('UPDATE orders SET superseded_by = $1, updated_at = $2 WHERE id = $3 AND superseded_by IS NULL', [id, now, oldId]);
+          await this.move(q, await this.order(q, oldId), 'superseded', now, `superseded by ${id} (latest intent wins)`);
+        }
+        for (const oldId of decision.supersedeAfterAttempt) {
+          await q.run('UPDATE orders SET superseded_by = $1, updated_at = $2 WHERE id = $3 AND superseded_by IS NULL', [id, now, oldId]);
+          await this.event(q, oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
+        }
+        if (gate?.verdict === 'hold') {
+          outcome = 'held';
+          order = await this.move(q, order, 'held', now, `${gate.code}: ${gate.message}`, { nextAttemptAt: gate.until });
+        } else {
+          order = await this.move(q, order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
+        }
+        await q.run('UPDATE meters SET desired_relay = $1, desired_order_id = $2, updated_at = $3 WHERE meter_id = $4', [targetRelay(req.action), id, now, req.meterId]);
+      }
+      if (req.idempotencyKey !== null) {
+        await q.run('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES ($1, $2, $3, $4, $5)', [req.requestedBy, req.idempotencyKey, req.requestHash, id, now]);
+      }
+      await audit.appendAudit(q, now, req.requestedBy, `order.${req.action}`, req.meterId, {
+        orderId: id,
+        reason: req.reason,
+        note: req.note,
+        urgent: req.urgent,
+        paymentAt: req.paymentAt,
+        planId: req.planId ?? null,
+        outcome,
+        stateReason: order.stateReason,
+      });
+      out.push({ kind: 'created', order });
+    }
+    return out;
+  }
+
+  // ---- the disconnect rules ------------------------------------------------------------------------------
+
+  /** Everything the gate needs about one order, read fresh. */
+  private async gateInput(q: Q, order: SwitchOrder, now: number, policy: PolicyConfig): Promise<GateInput> {
+    const meter = (await q.get('SELECT * FROM meters WHERE meter_id = $1', [order.meterId]))!;
+    const region = meter.region as string;
+    const today = localParts(now, policy.windows.timezone).date;
+    const usage = (await q.get('SELECT COALESCE(SUM(used), 0) AS overall, COALESCE(SUM(CASE WHEN region = $1 THEN used END), 0) AS region FROM cap_usage WHERE day = $2', [region, today])) as {
+      overall: number;
+      region: number;
+    };
+    const plan = order.planId ? await plans.planFacts(q, order.planId) : null;
+    return {
+      now,
+      order: { action: order.action, reason: order.reason, planId: order.planId, secondNoticeAt: order.secondNoticeAt, capDay: order.capDay },
+      plan: plan ?? null,
+      meter: { meterId: order.meterId, region, flags: parseFlags(meter.flags) },
+      notices: await facts.notices(q, order.meterId),
+      weather: await facts.weather(q, now),
+      capUsage: usage,
+      openBreakers: (await work.listBreakers(q, true))
+        .filter((b) => b.action === 'disconnect' && ((b.scope === 'profile' && b.key === meter.profile_id) || (b.scope === 'link' && b.key === meter.link) || (b.scope === 'region' && b.key === region)))
+        .map((b) => ({ id: b.id, scope: b.scope, key: b.key, reason: b.reason })),
+      policy,
+    };
+  }
+
+  /** Apply a refusal, a hold or a second notice to a queued or held disconnect. */
+  private async applyGate(q: Q, order: SwitchOrder, decision: GateDecision, now: number): Promise<SwitchOrder> {
+    if (decision.verdict === 'refuse') {
+      await this.move(q, order, 'refused', now, `${decision.code}: ${decision.message}`);
+      await audit.appendAudit(q, now, 'gateway', 'order.refused', order.meterId, { orderId: order.id, code: decision.code, rule: decision.rule, message: decision.message });
+    } else if (decision.verdict === 'hold') {
+      await this.hold(q, order, now, decision.until, `${decision.code}: ${decision.message}`);
+    } else if (decision.verdict === 'second_notice') {
+      const payload = { kind: 'pre_disconnect_notice', meterId: order.meterId, orderId: order.id, reason: order.reason, notBefore: new Date(decision.until).toISOString(), sentAt: new Date(now).toISOString() };
+      await work.notify(q, 'pre_disconnect_notice', order.meterId, order.id, payload, now, `ntf_${order.id}_${now}`);
+      await q.run('UPDATE orders SET second_notice_at = $1 WHERE id = $2', [now, order.id]);
+      await audit.appendAudit(q, now, 'gateway', 'order.second_notice', order.meterId, { orderId: order.id, notBefore: payload.notBefore });
+      await this.hold(q, await this.order(q, order.id), now, decision.until, `E_SECOND_NOTICE_PENDING: pre-disconnect notification sent; the command waits until ${payload.notBefore} (rule 2: second notice 30 minutes before)`);
+    }
+    return this.order(q, order.id);
+  }
+
+  private async hold(q: Q, order: SwitchOrder, now: number, until: number, reason: string): Promise<void> {
+    if (order.state === 'held') {
+      await q.run('UPDATE orders SET next_attempt_at = $1, state_reason = $2, updated_at = $3 WHERE id = $4', [until, reason, now, order.id]);
+      if (order.stateReason !== reason) await this.event(q, order.id, now, 'held', 'held', reason);
+    } else {
+      await this.move(q, order, 'held', now, reason, { nextAttemptAt: until });
+    }
+  }
+
+  gateDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<{ order: SwitchOrder; decision: GateDecision | null }> {
+    return this.tx(async (q) => {
+      const order = await this.mustLockOrder(q, orderId);
+      if (order.state !== 'queued' && order.state !== 'held') return { order, decision: null };
+      const decision = evaluateDisconnectGate(await this.gateInput(q, order, now, policy));
+      return { order: await this.applyGate(q, order, decision, now), decision };
+    });
+  }
+
+  recordPaymentCheck(orderId: string, now: number, outcome: 'paid' | 'unreachable', detail: string, retryAt: number): Promise<SwitchOrder> {
+    return this.tx(async (q) => {
+      const order = await this.mustLockOrder(q, orderId);
+      if (order.state !== 'queued' && order.state !== 'held') return order;
+      if (outcome === 'paid') {
+        await this.move(q, order, 'cancelled', now, `E_PAID: ${detail} (rule 3: payment re-checked at the last moment)`);
+        await audit.appendAudit(q, now, 'gateway', 'order.cancelled', order.meterId, { orderId, code: 'E_PAID', detail });
+      } else {
+        await this.hold(q, order, now, retryAt, `E_BILLING_UNREACHABLE: ${detail}; asking again at ${new Date(retryAt).toISOString()} (rule 3: payment re-checked at the last moment)`);
+      }
+      return this.order(q, orderId);
+    });
+  }
+
+  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<DisconnectLease> {
+    return this.tx(async (q): Promise<DisconnectLease> => {
+      const locked = await this.lockOrder(q, orderId, true);
+      if (locked === undefined) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${orderId} does not exist`);
+      // Another instance is leasing it right now: not this one's to send.
+      if (locked === null) return { leased: null, order: await this.order(q, orderId), decision: null };
+      let order = locked;
+      if (order.state !== 'queued' && order.state !== 'held') return { leased: null, order, decision: null };
+      if (await q.get(`SELECT 1 FROM orders WHERE meter_id = $1 AND state = 'in_flight'`, [order.meterId])) return { leased: null, order, decision: null };
+      const today = localParts(now, policy.windows.timezone).date;
+      const takesCapSlot = NON_PAYMENT_REASONS.has(order.reason) && order.capDay !== today;
+      // The day's cap is counted and reserved by one lease at a time (across instances), so it is never overrun.
+      if (takesCapSlot) await q.run('SELECT pg_advisory_xact_lock(hashtext($1))', [`meterline:cap:${this.schema ?? 'public'}:${today}`]);
+      const decision = evaluateDisconnectGate(await this.gateInput(q, order, now, policy));
+      if (decision.verdict !== 'allow') return { leased: null, order: await this.applyGate(q, order, decision, now), decision };
+      if (takesCapSlot) {
+        const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [order.meterId]))!.region as string;
+        await q.get('INSERT INTO cap_usage (day, region, used) VALUES ($1, $2, 1) ON CONFLICT (day, region) DO UPDATE SET used = cap_usage.used + 1 RETURNING used', [today, region]);
+        await q.run('UPDATE orders SET cap_day = $1 WHERE id = $2', [today, orderId]);
+      }
+      if (order.state === 'held') order = await this.move(q, order, 'queued', now, 'every rule allows it now');
+      const r = await q.get(
+        `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = $2, state_reason = NULL
+         WHERE id = $1 AND state IN ('queued', 'escalated') RETURNING *`,
+        [orderId, now],
+      );
+      if (!r) return { leased: null, order, decision: null };
+      const leased = orderFromRow(r);
+      await q.run('INSERT INTO attempts (order_id, attempt, started_at) VALUES ($1, $2, $3)', [orderId, leased.attempts, now]);
+      await this.event(q, orderId, now, 'queued', 'in_flight', `attempt ${leased.attempts}`);
+      return { leased };
+    });
+  }
+
+  async getOrder(orderId: string): Promise<SwitchOrder | undefined> {
+    const r = await this.r.get('SELECT * FROM orders WHERE id = $1', [orderId]);
+    return r ? orderFromRow(r) : undefined;
+  }
+
+  async listOrders(query: OrderQuery): Promise<SwitchOrder[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const arg = (v: unknown): string => (args.push(v), `$${args.length}`);
+    if (query.meterId) where.push(`meter_id = ${arg(query.meterId)}`);
+    if (query.state) where.push(`state = ${arg(query.state)}`);
+    if (query.after) where.push(`seq > COALESCE((SELECT seq FROM orders WHERE id = ${arg(query.after)}), ${Number.MAX_SAFE_INTEGER})`);
+    const sql = `SELECT * FROM orders ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq LIMIT ${arg(query.limit)}`;
+    return (await this.r.all(sql, args)).map(orderFromRow);
+  }
+
+  async openOrdersForMeter(meterId: string): Promise<SwitchOrder[]> {
+    return (await this.r.all(`SELECT * FROM orders WHERE meter_id = $1 AND state IN ${OPEN_STATES} ORDER BY seq`, [meterId])).map(orderFromRow);
+  }
+
+  async listAttempts(orderId: string): Promise<Attempt[]> {
+    return (await this.r.all('SELECT * FROM attempts WHERE order_id = $1 ORDER BY attempt', [orderId])).map(attemptFromRow);
+  }
+
+  async listOrderEvents(orderId: string): Promise<OrderEvent[]> {
+    return (await this.r.all('SELECT * FROM order_events WHERE order_id = $1 ORDER BY seq', [orderId])).map((r) => ({
+      orderId: r.order_id as string,
+      at: r.at as number,
+      from: (r.from_state as OrderState | null) ?? null,
+      to: r.to_state as OrderState,
+      reason: (r.reason as string | null) ?? null,
+    }));
+  }
+
+  async countOrdersByState(): Promise<Partial<Record<OrderState, number>>> {
+    const out: Partial<Record<OrderState, number>> = {};
+    for (const r of await this.r.all('SELECT state, COUNT(*) AS n FROM orders GROUP BY state')) out[r.state as OrderState] = r.n as number;
+    return out;
+  }
+
+  // ---- control loop -------------------------------------------------------------------------------------
+
+  async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<SwitchOrder[]> {
+    const rows = await this.r.all(
+      `SELECT * FROM orders o
+       WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= $1 AND o.not_before <= $1
+         AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
+         AND o.link <> ALL($2::text[])
+       ORDER BY o.priority DESC, o.deadline ASC NULLS LAST, o.seq
+       LIMIT $3`,
+      [now, excludeLinks, limit],
+    );
+    return rows.map(orderFromRow);
+  }
+
+  beginAttempts(orderIds: readonly string[], now: number): Promise<SwitchOrder[]> {
+    if (orderIds.length === 0) return Promise.resolve([]);
+    return this.tx(async (q) => {
+      // Orders another instance is leasing (or admitting against) right now are skipped, never waited for.
+      const rows = await q.all(
+        `WITH candidates AS (
+           SELECT id, state, meter_id FROM orders WHERE id = ANY($1::text[]) AND state IN ('queued', 'escalated') ORDER BY id FOR UPDATE SKIP LOCKED
+         ),
+         -- One command on the wire per meter, across instances: lease only while holding the meter's row, and
+         -- only if no other order of the meter is in flight.
+         taken AS (
+           SELECT c.id, c.state FROM candidates c JOIN meters m ON m.meter_id = c.meter_id
+           WHERE NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = c.meter_id AND f.state = 'in_flight')
+           FOR UPDATE OF m SKIP LOCKED
+         )
+         UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2, state_reason = NULL
+         FROM taken WHERE o.id = taken.id
+         RETURNING o.*, taken.state AS from_state`,
+        [orderIds, now],
+      );
+      if (rows.length === 0) return [];
+      const ids = rows.map((r) => r.id as string);
+      const attempts = rows.map((r) => r.attempts as number);
+      await q.run('INSERT INTO attempts (order_id, attempt, started_at) SELECT t.id, t.n, $3 FROM unnest($1::text[], $2::int[]) AS t(id, n)', [ids, attempts, now]);
+      await q.run(
+        `INSERT INTO order_events (order_id, at, from_state, to_state, reason)
+         SELECT t.id, $4, t.f, 'in_flight', 'attempt ' || t.n FROM unnest($1::text[], $2::text[], $3::int[]) AS t(id, f, n)`,
+        [ids, rows.map((r) => r.from_state), attempts, now],
+      );
+      const position = new Map(orderIds.map((id, i) => [id, i]));
+      return rows.map(orderFromRow).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
+    });
+  }
+
+  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string): Promise<SwitchOrder> {
+    return this.tx(async (q) => {
+      await this.lockOrder(q, orderId);
+      const r = await q.get(
+        `UPDATE orders SET state = 'queued', attempts = attempts - 1, next_attempt_at = $3, state_reason = $4, updated_at = $5
+         WHERE id = $1 AND state = 'in_flight' AND attempts = $2 RETURNING *`,
+        [orderId, attempt, nextAttemptAt, reason, now],
+      );
+      if (!r) throw new Error(`order ${orderId} is not in flight at attempt ${attempt}`);
+      await q.run('DELETE FROM attempts WHERE order_id = $1 AND attempt = $2 AND ended_at IS NULL', [orderId, attempt]);
+      await this.event(q, orderId, now, 'in_flight', 'queued', reason);
+      return orderFromRow(r);
+    });
+  }
+
+  completeAttempt(report: AttemptReport): Promise<SwitchOrder> {
+    return this.tx(async (q) => {
+      const current = await this.mustLockOrder(q, report.orderId);
+      if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
+        throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
+      }
+      const verdict = report.decide(current);
+      await q.run(
+        `UPDATE attempts SET ended_at = $3, outcome = $4, latency_ms = $5, observed_relay = $6, command_evidence = $7, read_evidence = $8, detail = $9
+         WHERE order_id = $1 AND attempt = $2 AND ended_at IS NULL`,
+        [report.orderId, report.attempt, report.endedAt, verdict.outcome, report.latencyMs, report.observedRelay, report.commandEvidence, report.readEvidence, report.detail],
+      );
+      if (report.observation) await this.observe(q, current.meterId, report.observation);
+      if (verdict.escalation) {
+        const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [current.meterId]))!.region as string;
+        await work.raiseWorkOrder(q, current, region, verdict.escalation, report.endedAt);
+      }
+      await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `escalated to the field: ${verdict.escalation.reason}` : verdict.reason, {
+        ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
+        resultRelay: report.observedRelay,
+      });
+      if (verdict.next !== 'escalated' && current.escalatedAt !== null) {
+        const why = verdict.next === 'done' || verdict.next === 'armed' ? `restored remotely by attempt ${report.attempt} (${verdict.reason})` : `the order ended ${verdict.next}: ${verdict.reason}`;
+        await work.cancelWorkOrderFor(q, current.id, why, report.endedAt);
+      }
+      return this.order(q, report.orderId);
+    });
+  }
+
+  cancelOrder(orderId: string, actor: string, reason: string, now: number): Promise<SwitchOrder> {
+    return this.tx(async (q) => {
+      const order = await this.mustLockOrder(q, orderId);
+      if (order.state === 'in_flight') throw new MeterlineError('E_ORDER_ON_WIRE', `order ${orderId} has an attempt on the wire; cancel again in a few seconds, once it has been read back`);
+      if (!['accepted', 'held', 'queued', 'escalated'].includes(order.state)) throw new MeterlineError('E_ORDER_FINISHED', `order ${orderId} is already ${order.state}`);
+      await this.move(q, order, 'cancelled', now, `cancelled by ${actor}: ${reason}`);
+      await q.run('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = $1 WHERE meter_id = $2 AND desired_order_id = $3', [now, order.meterId, orderId]);
+      if (order.escalatedAt !== null) await work.cancelWorkOrderFor(q, orderId, `the order was cancelled by ${actor}: ${reason}`, now);
+      await audit.appendAudit(q, now, actor, 'order.cancel', order.meterId, { orderId, before: { state: order.state }, after: { state: 'cancelled' }, reason });
+      return this.order(q, orderId);
+    });
+  }
+
+  async inFlightOrders(): Promise<SwitchOrder[]> {
+    return (await this.r.all(`SELECT * FROM orders WHERE state = 'in_flight' ORDER BY seq`)).map(orderFromRow);
+  }
+
+  // ---- facts, weather, plans, notifications, keys, history ------------------------------------------------
+
+  setMeterFlags(meterId: string, patch: Partial<MeterFlags>, actor: string, now: number): Promise<MeterFlags> {
+    return this.tx((q) => facts.setFlags(q, meterId, patch, actor, now));
+  }
+
+  addNotice(notice: Omit<NoticeRecord, 'id' | 'recordedAt'>, now: number): Promise<NoticeRecord> {
+    return this.tx((q) => facts.addNotice(q, notice, now));
+  }
+
+  listNotices(meterId: string): Promise<NoticeRecord[]> {
+    return facts.notices(this.r, meterId);
+  }
+
+  importMeterFacts(rows: readonly MeterFactsRow[], actor: string, now: number): Promise<{ meters: number; notices: number }> {
+    return this.tx((q) => facts.importFacts(q, rows, actor, now));
+  }
+
+  declareWeather(period: Omit<WeatherPeriod, 'id'>, actor: string, now: number): Promise<WeatherPeriod> {
+    return this.tx((q) => facts.declareWeather(q, period, actor, now));
+  }
+
+  liftWeather(id: string, actor: string, now: number): Promise<WeatherPeriod | undefined> {
+    return this.tx((q) => facts.liftWeather(q, id, actor, now));
+  }
+
+  listWeather(activeAt?: number): Promise<WeatherPeriod[]> {
+    return facts.weather(this.r, activeAt);
+  }
+
+  createPlan(draft: PlanDraft, actor: string, now: number): Promise<PlanView> {
+    return this.tx((q) => plans.createPlan(q, draft, actor, now));
+  }
+
+  getPlan(planId: string): Promise<PlanView | undefined> {
+    return plans.getPlan(this.r, planId);
+  }
+
+  listPlans(status?: PlanFacts['status']): Promise<PlanView[]> {
+    return plans.listPlans(this.r, status);
+  }
+
+  decidePlan(planId: string, decision: 'approve' | 'reject' | 'cancel', actor: string, ctx: SubmitContext): Promise<PlanView> {
+    const hooks: plans.PlanHooks = {
+      submit: (q, requests, c) => this.submitInTx(q, requests, c),
+      orderChanged: async (q, orderId, at) => billing.orderChanged(q, await this.order(q, orderId), at),
+    };
+    return this.tx((q) => plans.decidePlan(q, hooks, planId, decision, actor, ctx));
+  }
+
+  async pendingNotifications(now: number, limit: number, kindPrefixes: readonly string[]): Promise<NotificationRecord[]> {
+    if (kindPrefixes.length === 0) return [];
+    const rows = await this.r.all('SELECT * FROM notifications WHERE delivered_at IS NULL AND next_attempt_at <= $1 AND kind LIKE ANY($2::text[]) ORDER BY created_at LIMIT $3', [
+      now,
+      kindPrefixes.map((p) => `${p}%`),
+      limit,
+    ]);
+    return rows.map(notificationFromRow);
+  }
+
+  async markNotification(id: string, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
+    if (result.delivered) await this.r.run('UPDATE notifications SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2', [now, id]);
+    else await this.r.run('UPDATE notifications SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3', [result.error, result.retryAt, id]);
+  }
+
+  async listNotifications(meterId: string): Promise<NotificationRecord[]> {
+    return (await this.r.all('SELECT * FROM notifications WHERE meter_id = $1 ORDER BY created_at', [meterId])).map(notificationFromRow);
+  }
+
+  createApiKey(key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord> {
+    return this.tx((q) => facts.createKey(q, key, actor, now));
+  }
+
+  rotateApiKey(id: string, sha256: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
+    return this.tx((q) => facts.rotateKey(q, id, sha256, actor, now));
+  }
+
+  revokeApiKey(id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
+    return this.tx((q) => facts.revokeKey(q, id, actor, now));
+  }
+
+  findApiKey(sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined> {
+    return facts.findKey(this.r, sha256);
+  }
+
+  listApiKeys(): Promise<ApiKeyRecord[]> {
+    return facts.listKeys(this.r);
+  }
+
+  async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
+    const rows = await this.r.all('SELECT * FROM observations WHERE meter_id = $1 ORDER BY at DESC LIMIT $2', [meterId, limit]);
+    return rows.map((r) => ({
+      meterId,
+      at: r.at as number,
+      relay: r.relay as RelayState,
+      source: r.source as Observation['source'],
+      voltageV: (r.voltage_v as number | null) ?? undefined,
+      energyWh: (r.energy_wh as number | null) ?? undefined,
+    }));
+  }
+
+  async lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined> {
+    const r = await this.r.get(`SELECT * FROM orders WHERE meter_id = $1 AND action = $2 AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC NULLS LAST, seq DESC LIMIT 1`, [
+      meterId,
+      action,
+    ]);
+    return r ? orderFromRow(r) : undefined;
+  }
+
+  // ---- field work orders and success rates --------------------------------------------------------------
+
+  escalateOrder(orderId: string, now: number, plan: WorkOrderPlan, slowRetryAt: number): Promise<{ order: SwitchOrder; workOrder: WorkOrder } | undefined> {
+    return this.tx(async (q) => {
+      const order = await this.mustLockOrder(q, orderId);
+      if (!['queued', 'held', 'in_flight', 'escalated'].includes(order.state)) return undefined;
+      const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [order.meterId]))!.region as string;
+      const workOrder = await work.raiseWorkOrder(q, order, region, plan, now);
+      if (order.state === 'queued' || order.state === 'held') {
+        await this.move(q, order, 'escalated', now, `escalated to the field: ${plan.reason}`, { nextAttemptAt: Math.min(order.nextAttemptAt, slowRetryAt) });
+      }
+      return { order: await this.order(q, orderId), workOrder };
+    });
+  }
+
+  async reconnectsNearDeadline(before: number, limit: number): Promise<SwitchOrder[]> {
+    const rows = await this.r.all(
+      `SELECT * FROM orders WHERE action = 'reconnect' AND escalated_at IS NULL AND deadline IS NOT NULL AND deadline <= $1
+       AND state IN ('queued', 'held', 'in_flight') ORDER BY deadline LIMIT $2`,
+      [before, limit],
+    );
+    return rows.map(orderFromRow);
+  }
+
+  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]> {
+    return work.listWorkOrders(this.r, query);
+  }
+
+  getWorkOrder(id: string): Promise<WorkOrder | undefined> {
+    return work.getWorkOrder(this.r, id);
+  }
+
+  assignWorkOrder(id: string, assignee: string, actor: string, now: number): Promise<WorkOrder> {
+    return this.tx((q) => work.assignWorkOrder(q, id, assignee, actor, now));
+  }
+
+  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder }> {
+    return this.tx(async (q) => {
+      const existing = await work.getWorkOrder(q, id);
+      if (!existing) throw new MeterlineError('E_WORK_ORDER_NOT_FOUND', `work order ${id} does not exist`);
+      const order = await this.mustLockOrder(q, existing.orderId);
+      if (order.state === 'in_flight') throw new MeterlineError('E_ORDER_ON_WIRE', `a remote attempt for order ${order.id} is on the wire right now; report the outcome again in a few seconds`);
+      const workOrder = await work.completeWorkOrder(q, id, outcome, note, actor, now);
+      const restored = (outcome === 'reconnected' && order.action === 'reconnect') || (outcome === 'disconnected' && order.action === 'disconnect');
+      if (restored) await this.observe(q, order.meterId, { relay: order.action === 'reconnect' ? 'connected' : 'disconnected', at: now, source: 'field' });
+      if (['queued', 'held', 'escalated'].includes(order.state)) {
+        if (restored) {
+          await this.move(q, order, 'done_by_field', now, `done on site by ${actor} (work order ${id})${note ? `: ${note}` : ''}`, { resultRelay: order.action === 'reconnect' ? 'connected' : 'disconnected' });
+        } else {
+          await this.move(q, order, 'failed', now, `field visit (work order ${id}): ${outcome}${note ? `: ${note}` : ''}`);
+        }
+      }
+      return { workOrder, order: await this.order(q, order.id) };
+    });
+  }
+
+  attemptStats(since: number): Promise<AttemptStatsRow[]> {
+    return work.attemptStats(this.r, since);
+  }
+
+  orderOutcomeStats(since: number): Promise<OrderOutcomeRow[]> {
+    return work.orderOutcomeStats(this.r, since);
+  }
+
+  openBreaker(scope: BreakerScope, key: string, action: SwitchAction, reason: string, now: number): Promise<CircuitBreaker | undefined> {
+    return this.tx((q) => work.openBreaker(q, scope, key, action, reason, now));
+  }
+
+  listBreakers(openOnly: boolean): Promise<CircuitBreaker[]> {
+    return work.listBreakers(this.r, openOnly);
+  }
+
+  resetBreaker(id: string, actor: string, now: number): Promise<CircuitBreaker | undefined> {
+    return this.tx((q) => work.resetBreaker(q, id, actor, now));
+  }
+
+  recordAlert(kind: string, payload: Record<string, unknown>, now: number): Promise<void> {
+    return work.notify(this.r, kind, typeof payload.meterId === 'string' ? payload.meterId : '-', null, payload, now);
+  }
+
+  async listMeters(afterMeterId: string | null, limit: number): Promise<MeterView[]> {
+    return (await this.r.all('SELECT * FROM meters WHERE meter_id > $1 ORDER BY meter_id LIMIT $2', [afterMeterId ?? '', limit])).map(meterFromRow);
+  }
+
+  async relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>> {
+    const open = new Set((await this.r.all(`SELECT DISTINCT meter_id FROM orders WHERE meter_id = ANY($1::text[]) AND state IN ${OPEN_STATES}`, [meterIds])).map((r) => r.meter_id as string));
+    const last = new Map(
+      (
+        await this.r.all(
+          `SELECT DISTINCT ON (meter_id) meter_id, action, state, completed_at FROM orders
+           WHERE meter_id = ANY($1::text[]) AND state IN ('done', 'armed', 'done_by_field')
+           ORDER BY meter_id, completed_at DESC NULLS LAST, seq DESC`,
+          [meterIds],
+        )
+      ).map((r) => [r.meter_id as string, r]),
+    );
+    const out = new Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>();
+    for (const id of meterIds) {
+      const l = last.get(id);
+      out.set(id, { hasOpenOrder: open.has(id), lastDisconnectDone: l?.action === 'disconnect', armedSince: l?.state === 'armed' ? (l.completed_at as number) : null });
+    }
+    return out;
+  }
+
+  saveRelayAudit(run: RelayAuditRun): Promise<void> {
+    return this.tx(async (q) => {
+      await q.run('INSERT INTO relay_audit_runs (id, ran_at, meters, exceptions) VALUES ($1, $2, $3, $4)', [run.id, run.ranAt, run.meters, JSON.stringify(run.exceptions)]);
+      await audit.appendAudit(q, run.ranAt, 'gateway', 'relay_audit.run', run.id, { meters: run.meters, exceptions: run.exceptions.length });
+    });
+  }
+
+  async latestRelayAudit(): Promise<RelayAuditRun | undefined> {
+    const r = await this.r.get('SELECT * FROM relay_audit_runs ORDER BY ran_at DESC LIMIT 1');
+    return r ? { id: r.id as string, ranAt: r.ran_at as number, meters: r.meters as number, exceptions: JSON.parse(r.exceptions as string) as unknown[] } : undefined;
+  }
+
+  async listAlerts(limit: number): Promise<NotificationRecord[]> {
+    return (await this.r.all(`SELECT * FROM notifications WHERE kind LIKE 'alert.%' ORDER BY created_at DESC LIMIT $1`, [limit])).map(notificationFromRow);
+  }
+
+  async countWorkOrdersByStatus(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const r of await this.r.all('SELECT status, COUNT(*) AS n FROM work_orders GROUP BY status')) out[r.status as string] = r.n as number;
+    return out;
+  }
+
+  async mostUrgentReconnectDeadline(): Promise<number | null> {
+    const r = await this.r.get(`SELECT MIN(deadline) AS d FROM orders WHERE action = 'reconnect' AND deadline IS NOT NULL AND state IN ${OPEN_STATES}`);
+    return (r?.d as number | null | undefined) ?? null;
+  }
+
+  // ---- billing --------------------------------------------------------------------------------------------
+
+  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]> {
+    return this.tx(async (q) => {
+      // Lock every meter the payments reach (by id or by account) up front, in id order.
+      const meterIds = [...new Set(requests.flatMap((r) => (r.meterId !== null ? [r.meterId] : [])))];
+      const accountIds = [...new Set(requests.flatMap((r) => (r.meterId === null && r.accountId !== null ? [r.accountId] : [])))];
+      const locked = await q.all('SELECT meter_id, account_id, flags FROM meters WHERE meter_id = ANY($1::text[]) OR account_id = ANY($2::text[]) ORDER BY meter_id FOR UPDATE', [meterIds, accountIds]);
+      const known = new Set(locked.map((r) => r.meter_id as string));
+      const byAccount = new Map<string, string[]>();
+      for (const r of locked) if (r.account_id !== null) byAccount.set(r.account_id as string, [...(byAccount.get(r.account_id as string) ?? []), r.meter_id as string]);
+      const missing: { index: number; meterId: string | null; accountId: string | null }[] = [];
+      const resolved = requests.map((r, index) => {
+        const ids = r.meterId !== null ? (known.has(r.meterId) ? [r.meterId] : []) : (byAccount.get(r.accountId ?? '') ?? []);
+        if (ids.length === 0) missing.push({ index, meterId: r.meterId, accountId: r.accountId });
+        return ids;
+      });
+      if (missing.length > 0) {
+        throw new MeterlineError('E_METER_NOT_FOUND', `${missing.length} payment(s) name meters or accounts that are not registered; nothing was recorded`, { missing: missing.slice(0, 100) });
+      }
+      const out: { kind: 'created' | 'replayed'; payment: PaymentRecord }[] = [];
+      for (const [i, req] of requests.entries()) {
+        const prior = await q.get('SELECT * FROM payments WHERE client = $1 AND idempotency_key = $2', [req.client, req.idempotencyKey]);
+        if (prior) {
+          if (prior.request_hash !== req.requestHash) {
+            throw new MeterlineError('E_IDEMPOTENCY_CONFLICT', `Idempotency-Key "${req.idempotencyKey}" was already used for payment ${prior.id as string} with a different request; use a new key for a new payment`);
+          }
+          out.push({ kind: 'replayed', payment: billing.pgPaymentFromRow(prior) });
+          continue;
+        }
+        const now = ctx.now;
+        const id = `pay_${now.toString(36)}${randomBytes(5).toString('hex')}`;
+        const effects: PaymentEffect[] = [];
+        for (const meterId of resolved[i]!) {
+          const flags = parseFlags((await q.get('SELECT flags FROM meters WHERE meter_id = $1', [meterId]))!.flags);
+          if (req.kind === 'top_up' && flags.prepaymentMode) {
+            // The ledger counts in minor units (cents, pence); payments are reported in major units.
+            await this.creditEvent(q, meterId, { type: 'top_up', amount: Math.round(req.amount * 100), at: req.receivedAt, ref: id }, req.client);
+          }
+          const open = (
+            await q.all(
+              `SELECT * FROM orders WHERE meter_id = $1 AND action = 'disconnect' AND reason IN ('arrears', 'credit_exhausted') AND state IN ${OPEN_STATES} ORDER BY seq FOR UPDATE`,
+              [meterId],
+            )
+          ).map(orderFromRow);
+          const cancelled: string[] = [];
+          let onWire = false;
+          for (const o of open) {
+            if (o.state === 'in_flight') {
+              onWire = true;
+              continue;
+            }
+            await this.move(q, o, 'cancelled', now, `E_PAID: payment ${id} received ${new Date(req.receivedAt).toISOString()}; the disconnect is cancelled (rule 3: payment re-checked)`);
+            cancelled.push(o.id);
+          }
+          const last = await q.get(`SELECT action, reason FROM orders WHERE meter_id = $1 AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC NULLS LAST, seq DESC LIMIT 1`, [meterId]);
+          const offForNonPayment = last?.action === 'disconnect' && (last.reason === 'arrears' || last.reason === 'credit_exhausted');
+          const reconnectOpen = async (): Promise<boolean> => (await q.get(`SELECT 1 FROM orders WHERE meter_id = $1 AND action = 'reconnect' AND state IN ${OPEN_STATES} LIMIT 1`, [meterId])) !== undefined;
+          let reconnectOrderId: string | null = null;
+          let note = cancelled.length > 0 ? 'pending disconnect cancelled' : 'recorded';
+          if ((offForNonPayment || onWire) && !(await reconnectOpen())) {
+            const [created] = await this.submitInTx(
+              q,
+              [
+                {
+                  meterId,
+                  action: 'reconnect',
+                  reason: req.kind === 'top_up' ? 'top_up' : 'payment',
+                  note: `payment ${id}${req.reference ? ` (${req.reference})` : ''}${req.posted ? '' : ', reported, not yet posted'}`,
+                  urgent: false,
+                  notBefore: null,
+                  paymentAt: req.receivedAt,
+                  requestedBy: req.client,
+                  idempotencyKey: `payment:${id}:${meterId}`,
+                  requestHash: id,
+                },
+              ],
+              ctx,
+            );
+            reconnectOrderId = created!.order.id;
+            note = onWire ? 'a disconnect was on the wire: reconnect ordered to follow it' : 'meter off for non-payment: reconnect ordered';
+          } else if (await reconnectOpen()) {
+            note = 'a reconnect is already under way';
+          }
+          effects.push({ meterId, cancelledOrders: cancelled, reconnectOrderId, note });
+        }
+        const row = await q.get(
+          `INSERT INTO payments (id, client, idempotency_key, request_hash, account_id, meter_id, amount, kind, posted, reference, received_at, recorded_at, effects)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *`,
+          [id, req.client, req.idempotencyKey, req.requestHash, req.accountId, req.meterId, req.amount, req.kind, req.posted, req.reference, req.receivedAt, now, JSON.stringify(effects)],
+        );
+        await audit.appendAudit(q, now, req.client, `payment.${req.kind}`, req.meterId ?? `account:${req.accountId}`, { paymentId: id, amount: req.amount, posted: req.posted, reference: req.reference, effects });
+        out.push({ kind: 'created', payment: billing.pgPaymentFromRow(row!) });
+      }
+      return out;
+    });
+  }
+
+  async checkPayments(requests: readonly PaymentRequest[]): Promise<{ missing: { index: number; meterId: string | null; accountId: string | null }[]; conflicts: { index: number; key: string }[] }> {
+    const meterIds = requests.flatMap((r) => (r.meterId !== null ? [r.meterId] : []));
+    const accountIds = requests.flatMap((r) => (r.meterId === null && r.accountId !== null ? [r.accountId] : []));
+    const knownMeters = new Set((await this.r.all('SELECT meter_id FROM meters WHERE meter_id = ANY($1::text[])', [meterIds])).map((r) => r.meter_id as string));
+    const knownAccounts = new Set((await this.r.all('SELECT DISTINCT account_id FROM meters WHERE account_id = ANY($1::text[])', [accountIds])).map((r) => r.account_id as string));
+    const prior = new Map(
+      (
+        await this.r.all('SELECT p.client, p.idempotency_key, p.request_hash FROM payments p JOIN unnest($1::text[], $2::text[]) AS t(c, k) ON p.client = t.c AND p.idempotency_key = t.k', [
+          requests.map((r) => r.client),
+          requests.map((r) => r.idempotencyKey),
+        ])
+      ).map((r) => [`${r.client as string}\u0000${r.idempotency_key as string}`, r.request_hash as string]),
+    );
+    const missing: { index: number; meterId: string | null; accountId: string | null }[] = [];
+    const conflicts: { index: number; key: string }[] = [];
+    requests.forEach((r, index) => {
+      const known = r.meterId !== null ? knownMeters.has(r.meterId) : knownAccounts.has(r.accountId ?? '');
+      if (!known) missing.push({ index, meterId: r.meterId, accountId: r.accountId });
+      const hash = prior.get(`${r.client}\u0000${r.idempotencyKey}`);
+      if (hash !== undefined && hash !== r.requestHash) conflicts.push({ index, key: r.idempotencyKey });
+    });
+    return { missing, conflicts };
+  }
+
+  async listPayments(query: { client?: string; from?: number; to?: number; limit: number }): Promise<PaymentRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const arg = (v: unknown): string => (args.push(v), `$${args.length}`);
+    if (query.client) where.push(`client = ${arg(query.client)}`);
+    if (query.from !== undefined) where.push(`received_at >= ${arg(query.from)}`);
+    if (query.to !== undefined) where.push(`received_at < ${arg(query.to)}`);
+    const rows = await this.r.all(`SELECT * FROM payments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY received_at LIMIT ${arg(query.limit)}`, args);
+    return rows.map(billing.pgPaymentFromRow);
+  }
+
+  setCallback(client: string, url: string, secret: string, now: number): Promise<CallbackSubscription> {
+    return this.tx(async (q) => {
+      const sub = await billing.setCallback(q, client, url, secret, now);
+      await audit.appendAudit(q, now, client, 'callback.set', client, { after: { url } });
+      return sub;
+    });
+  }
+
+  getCallback(client: string): Promise<CallbackSubscription | undefined> {
+    return billing.callback(this.r, client);
+  }
+
+  listCallbacks(): Promise<CallbackSubscription[]> {
+    return billing.callbacks(this.r);
+  }
+
+  clientEvents(client: string, afterSeq: number, limit: number): Promise<ClientEvent[]> {
+    return billing.clientEvents(this.r, client, afterSeq, limit);
+  }
+
+  pendingClientEvents(client: string, limit: number): Promise<ClientEvent[]> {
+    return billing.pendingClientEvents(this.r, client, limit);
+  }
+
+  markClientEvent(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
+    return billing.markClientEvent(this.r, seq, now, result);
+  }
+
+  // ---- prepayment credit ----------------------------------------------------------------------------------
+
+  appendCreditEvent(meterId: string, event: CreditEvent, actor: string): Promise<void> {
+    return this.tx((q) => this.creditEvent(q, meterId, event, actor));
+  }
+
+  private async creditEvent(q: Q, meterId: string, event: CreditEvent, actor: string): Promise<void> {
+    await q.run('INSERT INTO credit_events (meter_id, event, at) VALUES ($1, $2, $3)', [meterId, JSON.stringify(event), event.at]);
+    if (event.type !== 'consumption') await audit.appendAudit(q, event.at, actor, `credit.${event.type}`, meterId, { after: event });
+  }
+
+  async creditEvents(meterId: string): Promise<CreditEvent[]> {
+    return (await this.r.all('SELECT event FROM credit_events WHERE meter_id = $1 ORDER BY seq', [meterId])).map((r) => JSON.parse(r.event as string) as CreditEvent);
+  }
+
+  async creditControl(meterId: string): Promise<CreditControlMemory> {
+    const r = await this.r.get('SELECT * FROM credit_control WHERE meter_id = $1', [meterId]);
+    if (!r) return { cycleRef: null, warningsSent: [], emergencyOffered: false, lastReading: null };
+    return {
+      cycleRef: (r.cycle_ref as string | null) ?? null,
+      warningsSent: JSON.parse(r.warnings_sent as string) as number[],
+      emergencyOffered: r.emergency_offered === true,
+      lastReading: r.last_reading_at === null ? null : { at: r.last_reading_at as number, energyWh: r.last_reading_wh as number },
+    };
+  }
+
+  async setCreditControl(meterId: string, m: CreditControlMemory): Promise<void> {
+    await this.r.run(
+      `INSERT INTO credit_control (meter_id, cycle_ref, warnings_sent, emergency_offered, last_reading_at, last_reading_wh) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (meter_id) DO UPDATE SET cycle_ref = excluded.cycle_ref, warnings_sent = excluded.warnings_sent,
+         emergency_offered = excluded.emergency_offered, last_reading_at = excluded.last_reading_at, last_reading_wh = excluded.last_reading_wh`,
+      [meterId, m.cycleRef, JSON.stringify(m.warningsSent), m.emergencyOffered, m.lastReading?.at ?? null, m.lastReading?.energyWh ?? null],
+    );
+  }
+
+  async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {
+    const r = await this.r.get('SELECT * FROM idempotent_responses WHERE principal = $1 AND key = $2', [principal, key]);
+    return r ? { requestHash: r.request_hash as string, status: r.status as number, body: JSON.parse(r.body as string) as unknown } : undefined;
+  }
+
+  async saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown, now: number): Promise<void> {
+    await this.r.run('INSERT INTO idempotent_responses (principal, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING', [
+      principal,
+      key,
+      requestHash,
+      status,
+      JSON.stringify(body),
+      now,
+    ]);
+  }
+
+  // ---- audit --------------------------------------------------------------------------------------------
+
+  appendAudit(entry: Omit<AuditEntry, 'seq' | 'hash'>): Promise<void> {
+    return this.tx((q) => audit.appendAudit(q, entry.at, entry.actor, entry.action, entry.target, entry.details));
+  }
+
+  listAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    return audit.listAudit(this.r, query);
+  }
+
+  verifyAudit(): Promise<AuditVerification> {
+    return audit.verifyAudit(this.r);
+  }
+}

@@ -1,0 +1,158 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { POSTGRES_MIGRATIONS } from '../../src/store/postgres-migrations.js';
+import { PostgresStore } from '../../src/store/postgres-store.js';
+import type { OrderRequest } from '../../src/store/store.js';
+import { openPolicy } from '../harness/test-policy.js';
+import { describeStoreConformance } from './store-conformance.js';
+
+/**
+ * The PostgreSQL store against a real server (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test):
+ * the shared conformance suite, each test in a fresh schema, then what only a shared database has: several
+ * gateway instances working on the same tables at once.
+ */
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const schemas: string[] = [];
+const freshSchema = (): string => {
+  const s = `ml_test_${randomBytes(6).toString('hex')}`;
+  schemas.push(s);
+  return s;
+};
+
+afterAll(async () => {
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  try {
+    for (const s of schemas) await client.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+  } finally {
+    await client.end();
+  }
+});
+
+describeStoreConformance('PostgreSQL', async () => new PostgresStore({ connectionString: DATABASE_URL, schema: freshSchema() }));
+
+describe('PostgreSQL store specifics: several gateway instances on one database', () => {
+  const now = 1_764_000_000_000;
+  const request = (meterId: string): OrderRequest => ({
+    meterId,
+    action: 'disconnect',
+    reason: 'customer_request',
+    note: null,
+    urgent: false,
+    notBefore: null,
+    paymentAt: null,
+    requestedBy: 'ops',
+    idempotencyKey: null,
+    requestHash: 'h',
+  });
+  const twoInstances = async (): Promise<[PostgresStore, PostgresStore]> => {
+    const schema = freshSchema();
+    const a = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    const b = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    await Promise.all([a.migrate(), b.migrate()]);
+    return [a, b];
+  };
+
+  it('migrations run once when two instances migrate at the same time', async () => {
+    const [a, b] = await twoInstances();
+    try {
+      // One of them applied every version; the other waited on the lock and found nothing left to do.
+      expect([a.migrationsApplied, b.migrationsApplied].sort((x, y) => y.length - x.length)).toEqual([POSTGRES_MIGRATIONS.map((_, i) => i + 1), []]);
+      const client = new pg.Client({ connectionString: DATABASE_URL });
+      await client.connect();
+      const { rows } = await client.query(`SELECT version FROM ${schemas.at(-1)!}.schema_migrations ORDER BY version`);
+      await client.end();
+      expect(rows.map((r: { version: number }) => r.version)).toEqual(POSTGRES_MIGRATIONS.map((_, i) => i + 1));
+      // A later start changes nothing.
+      await a.migrate();
+      expect(a.migrationsApplied).toEqual([]);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('two instances leasing the same 200 queued orders at once: every order is leased exactly once', async () => {
+    const [a, b] = await twoInstances();
+    try {
+      const meters = Array.from({ length: 200 }, (_, i) => `M-${String(i).padStart(3, '0')}`);
+      await a.upsertMeters(meters.map((meterId) => ({ meterId, profileId: 'p', link: `L${meterId.at(-1)!}`, region: 'north' })), now);
+      let n = 0;
+      const outcomes = await a.submitOrders(meters.map(request), { now, reconnectLimitHours: 24, newOrderId: () => `ord_${String(++n).padStart(4, '0')}`, policy: openPolicy() });
+      const ids = outcomes.map((o) => o.order.id);
+      expect(outcomes.every((o) => o.order.state === 'queued')).toBe(true);
+      // Each instance asks for every order, in its own order, several times over, all at once.
+      const reversed = [...ids].reverse();
+      const batches = await Promise.all([
+        a.beginAttempts(ids, now),
+        b.beginAttempts(reversed, now),
+        a.beginAttempts(reversed.slice(0, 100), now),
+        b.beginAttempts(ids.slice(50, 150), now),
+      ]);
+      const leased = batches.flat().map((o) => o.id);
+      expect(leased.length).toBe(200);
+      expect(new Set(leased).size).toBe(200);
+      expect(batches.flat().every((o) => o.state === 'in_flight' && o.attempts === 1)).toBe(true);
+      expect((await b.inFlightOrders()).length).toBe(200);
+      for (const id of [ids[0]!, ids[199]!]) expect((await a.listAttempts(id)).map((x) => x.attempt)).toEqual([1]);
+      expect(await a.beginAttempts(ids, now)).toEqual([]);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('one command per meter across instances: while one instance has an order on the wire, the other cannot lease the meter’s next order', async () => {
+    const [a, b] = await twoInstances();
+    try {
+      await a.upsertMeters([{ meterId: 'M-1', profileId: 'p', link: 'L1', region: 'north' }], now);
+      let n = 0;
+      const ctx = { now, reconnectLimitHours: 24, newOrderId: () => `ord_m1_${++n}`, policy: openPolicy() };
+      const [first] = await a.submitOrders([request('M-1')], ctx);
+      expect((await a.beginAttempts([first!.order.id], now)).map((o) => o.state)).toEqual(['in_flight']);
+      const [second] = await b.submitOrders([{ ...request('M-1'), action: 'reconnect', reason: 'payment' }], ctx);
+      expect(second!.order.state).toBe('queued');
+      expect(await b.beginAttempts([second!.order.id], now)).toEqual([]);
+      expect((await b.getOrder(second!.order.id))?.state).toBe('queued');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('the audit chain stays valid when two instances append at the same time', async () => {
+    const [a, b] = await twoInstances();
+    try {
+      await a.upsertMeters([{ meterId: 'M-1', profileId: 'p', link: 'L', region: 'north' }, { meterId: 'M-2', profileId: 'p', link: 'L', region: 'north' }], now);
+      let n = 0;
+      const ctx = () => ({ now, reconnectLimitHours: 24, newOrderId: () => `ord_${++n}_${randomBytes(3).toString('hex')}`, policy: openPolicy() });
+      const writes: Promise<unknown>[] = [];
+      for (let i = 0; i < 50; i++) {
+        writes.push(a.appendAudit({ at: now + i, actor: 'a', action: 'test', target: `t${i}`, details: { i } }));
+        writes.push(b.appendAudit({ at: now + i, actor: 'b', action: 'test', target: `t${i}`, details: { i } }));
+        if (i % 10 === 0) writes.push(a.submitOrders([request('M-1')], ctx()), b.submitOrders([request('M-2')], ctx()));
+      }
+      await Promise.all(writes);
+      const v = await b.verifyAudit();
+      expect(v).toMatchObject({ ok: true, entries: 110 });
+      const seqs = (await a.listAudit({ limit: 1000 })).map((e) => e.seq);
+      expect(seqs).toEqual(Array.from({ length: 110 }, (_, i) => i + 1));
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('the audit log refuses changes in the database', async () => {
+    const schema = freshSchema();
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    await store.migrate();
+    await store.appendAudit({ at: now, actor: 'x', action: 'test', target: 't', details: null });
+    await store.close();
+    const client = new pg.Client({ connectionString: DATABASE_URL });
+    await client.connect();
+    try {
+      await expect(client.query(`UPDATE ${schema}.audit SET actor = 'y'`)).rejects.toThrow(/append-only/);
+      await expect(client.query(`DELETE FROM ${schema}.audit`)).rejects.toThrow(/append-only/);
+    } finally {
+      await client.end();
+    }
+  });
+});
