@@ -13,14 +13,14 @@ import { canTransition, isTerminal, priorityOf, targetRelay, type Attempt, type 
 import { MeterlineError } from '../errors.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
-import { attemptFromRow, meterFromRow, notificationFromRow, Q, type Row } from './postgres-db.js';
+import { attemptFromRow, meterFromRow, notificationFromRow, Q } from './postgres-db.js';
+import { orderFromRow } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
 import * as plans from './postgres-plans.js';
 import * as work from './postgres-work-orders.js';
 import { CLIENT_VISIBLE_STATES } from './sqlite-billing.js';
 import { parseFlags } from './sqlite-meter-facts.js';
-import { orderFromRow } from './sqlite-store.js';
 import type {
   ApiKeyRecord,
   AttemptReport,

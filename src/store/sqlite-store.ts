@@ -20,6 +20,7 @@ import {
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { attemptFromRow, meterFromRow, notificationFromRow, num, numOrNull, orderFromRow, strOrNull, type Row } from './store-rows.js';
 import { SqliteApiKeys } from './sqlite-api-keys.js';
 import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
@@ -66,83 +67,11 @@ import type {
   SubmitOutcome,
 } from './store.js';
 
-type Row = Record<string, unknown>;
 type Db = Database.Database;
 
-const num = (v: unknown): number => v as number;
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : (v as number));
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
 
-export function orderFromRow(r: Row): SwitchOrder {
-  return {
-    id: r.id as string,
-    meterId: r.meter_id as string,
-    action: r.action as SwitchOrder['action'],
-    reason: r.reason as SwitchOrder['reason'],
-    note: strOrNull(r.note),
-    requestedBy: r.requested_by as string,
-    state: r.state as OrderState,
-    stateReason: strOrNull(r.state_reason),
-    priority: num(r.priority),
-    urgent: r.urgent === 1 || r.urgent === true,
-    link: r.link as string,
-    createdAt: num(r.created_at),
-    updatedAt: num(r.updated_at),
-    notBefore: num(r.not_before),
-    deadline: numOrNull(r.deadline),
-    paymentAt: numOrNull(r.payment_at),
-    attempts: num(r.attempts),
-    nextAttemptAt: num(r.next_attempt_at),
-    supersededBy: strOrNull(r.superseded_by),
-    completedAt: numOrNull(r.completed_at),
-    resultRelay: strOrNull(r.result_relay) as RelayState | null,
-    planId: strOrNull(r.plan_id),
-    secondNoticeAt: numOrNull(r.second_notice_at),
-    capDay: strOrNull(r.cap_day),
-    escalatedAt: numOrNull(r.escalated_at),
-  };
-}
 
-function meterFromRow(r: Row): MeterView {
-  return {
-    meterId: r.meter_id as string,
-    profileId: r.profile_id as string,
-    link: r.link as string,
-    region: r.region as string,
-    address: strOrNull(r.address),
-    accountId: strOrNull(r.account_id),
-    createdAt: num(r.created_at),
-    updatedAt: num(r.updated_at),
-    observed:
-      r.observed_relay === null
-        ? null
-        : {
-            relay: r.observed_relay as RelayState,
-            at: num(r.observed_at),
-            source: r.observed_source as Observation['source'],
-            voltageV: numOrNull(r.voltage_v),
-            energyWh: numOrNull(r.energy_wh),
-          },
-    desiredRelay: strOrNull(r.desired_relay) as MeterView['desiredRelay'],
-    desiredOrderId: strOrNull(r.desired_order_id),
-    flags: parseFlags(r.flags),
-  };
-}
 
-function attemptFromRow(r: Row): Attempt {
-  return {
-    orderId: r.order_id as string,
-    attempt: num(r.attempt),
-    startedAt: num(r.started_at),
-    endedAt: numOrNull(r.ended_at),
-    outcome: strOrNull(r.outcome) as Attempt['outcome'],
-    latencyMs: numOrNull(r.latency_ms),
-    observedRelay: strOrNull(r.observed_relay) as RelayState | null,
-    commandEvidence: strOrNull(r.command_evidence),
-    readEvidence: strOrNull(r.read_evidence),
-    detail: strOrNull(r.detail),
-  };
-}
 
 interface PendingWrite<T> {
   run: () => T;
@@ -1173,16 +1102,3 @@ export class SqliteStore implements GatewayStore {
   }
 }
 
-function notificationFromRow(r: Row): NotificationRecord {
-  return {
-    id: r.id as string,
-    kind: r.kind as string,
-    meterId: r.meter_id as string,
-    orderId: strOrNull(r.order_id),
-    payload: JSON.parse(r.payload as string) as unknown,
-    createdAt: num(r.created_at),
-    attempts: num(r.attempts),
-    deliveredAt: numOrNull(r.delivered_at),
-    lastError: strOrNull(r.last_error),
-  };
-}

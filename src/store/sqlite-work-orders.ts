@@ -4,6 +4,7 @@ import type { WorkOrderPlan } from '../domain/escalation.js';
 import type { SwitchAction } from '../domain/relay.js';
 import { MeterlineError } from '../errors.js';
 import type { SqliteAuditLog } from './sqlite-audit-log.js';
+import { breakerFromRow } from './store-rows.js';
 import type { AttemptStatsRow, BreakerScope, CircuitBreaker, FieldOutcome, OrderOutcomeRow, WorkOrder, WorkOrderStatus } from './store.js';
 
 /**
@@ -36,18 +37,6 @@ export function workOrderFromRow(r: Row): WorkOrder {
   };
 }
 
-function breakerFromRow(r: Row): CircuitBreaker {
-  return {
-    id: r.id as string,
-    scope: r.scope as BreakerScope,
-    key: r.key as string,
-    action: r.action as SwitchAction,
-    openedAt: r.opened_at as number,
-    reason: r.reason as string,
-    resetAt: (r.reset_at as number | null) ?? null,
-    resetBy: (r.reset_by as string | null) ?? null,
-  };
-}
 
 export class SqliteWorkOrders {
   constructor(
