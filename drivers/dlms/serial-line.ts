@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import type { Logger } from 'pino';
 
@@ -24,6 +25,9 @@ export class SerialLine {
   private reopenTimer: NodeJS.Timeout | undefined;
   private wanted = false;
   private opening = false;
+  /** The device node the open port is on, and the check that it is still the one at `path`. */
+  private device: string | undefined;
+  private watch: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
   constructor(private readonly options: SerialLineOptions) {
@@ -46,6 +50,8 @@ export class SerialLine {
 
   async close(): Promise<void> {
     this.wanted = false;
+    if (this.watch) clearInterval(this.watch);
+    this.watch = undefined;
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
     this.reopenTimer = undefined;
     const p = this.port;
@@ -81,6 +87,8 @@ export class SerialLine {
       return;
     }
     this.port = port;
+    this.device = deviceOf(path);
+    this.watchDevice(port);
     port.on('data', (chunk: Buffer) => {
       const bytes = new Uint8Array(chunk);
       for (const l of this.listeners) l(bytes);
@@ -96,6 +104,21 @@ export class SerialLine {
     this.log.info({ baudRate }, 'serial port open');
   }
 
+  /**
+   * The OS does not always report a device that went away (a pty whose other end was closed, an adapter replugged
+   * under a new node). If the path no longer leads to the device the port is on, close it and reopen the path.
+   */
+  private watchDevice(port: SerialPort): void {
+    if (this.watch) clearInterval(this.watch);
+    this.watch = setInterval(() => {
+      if (this.port !== port || !port.isOpen) return;
+      if (deviceOf(this.options.path) === this.device) return;
+      this.log.warn('the device behind the port changed or is gone; reopening');
+      port.close();
+    }, this.options.reopenMs ?? 250);
+    this.watch.unref();
+  }
+
   private scheduleReopen(): void {
     if (!this.wanted || this.reopenTimer) return;
     this.reopenTimer = setTimeout(() => {
@@ -103,5 +126,14 @@ export class SerialLine {
       void this.tryOpen();
     }, this.options.reopenMs ?? 250);
     this.reopenTimer.unref();
+  }
+}
+
+/** The device node a path leads to now (through symlinks), or undefined if there is none. */
+function deviceOf(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
   }
 }

@@ -32,9 +32,15 @@ export async function startPtyPair(): Promise<PtyPair> {
   const devicePath = join(dir, 'device');
   let child: ChildProcess | undefined;
   let stderr = '';
+  /** Plugged in: socat ends when one end's user closes its pty while the other reopens; a real adapter stays. */
+  let plugged = false;
 
   const start = async (): Promise<void> => {
     if (child) throw new Error('pty pair already running');
+    plugged = true;
+    // Links left by a socat that was slow to exit would make the new one fail to create its own.
+    rmSync(gatewayPath, { force: true });
+    rmSync(devicePath, { force: true });
     const c = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${gatewayPath}`, `pty,raw,echo=0,link=${devicePath}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     c.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const spawnError = await new Promise<Error | undefined>((resolve) => {
@@ -46,16 +52,19 @@ export async function startPtyPair(): Promise<PtyPair> {
     running.add(c);
     c.once('exit', () => {
       running.delete(c);
-      if (child === c) child = undefined;
+      if (child !== c) return;
+      child = undefined;
+      if (plugged) setTimeout(() => void (plugged && !child ? start().catch(() => undefined) : undefined), 20);
     });
     const until = Date.now() + 5000;
     while (!(existsSync(gatewayPath) && existsSync(devicePath))) {
-      if (Date.now() > until) throw new Error(`socat did not create the pty pair: ${stderr}`);
+      if (Date.now() > until || child !== c) throw new Error(`socat did not create the pty pair: ${stderr}`);
       await new Promise((r) => setTimeout(r, 10));
     }
   };
 
   const stop = async (): Promise<void> => {
+    plugged = false;
     const c = child;
     if (!c) return;
     await new Promise<void>((resolve) => {
