@@ -1,6 +1,7 @@
 import type { SwitchOrder } from '../domain/switch-order.js';
 import type { Q, Row } from './postgres-db.js';
 import { CLIENT_VISIBLE_STATES, clientEventFromRow, paymentFromRow } from './sqlite-billing.js';
+import { orderEventPayload } from './store-rows.js';
 import type { CallbackSubscription, ClientEvent, PaymentRecord } from './store.js';
 
 /**
@@ -12,19 +13,7 @@ export const pgPaymentFromRow = (r: Row): PaymentRecord => paymentFromRow({ ...r
 /** Called for every order transition, inside its transaction. */
 export async function orderChanged(q: Q, order: SwitchOrder, now: number): Promise<void> {
   if (!CLIENT_VISIBLE_STATES.has(order.state)) return;
-  const payload = {
-    orderId: order.id,
-    meterId: order.meterId,
-    action: order.action,
-    reason: order.reason,
-    state: order.state,
-    stateReason: order.stateReason,
-    attempts: order.attempts,
-    relay: order.resultRelay,
-    verified: order.state === 'done' || order.state === 'armed',
-    deadline: order.deadline === null ? null : new Date(order.deadline).toISOString(),
-    at: new Date(now).toISOString(),
-  };
+  const payload = orderEventPayload(order, now);
   await q.run('INSERT INTO client_events (client, meter_id, order_id, kind, payload, at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6)', [
     order.requestedBy,
     order.meterId,

@@ -3,8 +3,9 @@ import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { MeterFlags, NoticeRecord } from '../domain/policy/meter-facts.js';
 import { MeterlineError } from '../errors.js';
 import { appendAudit } from './postgres-audit-log.js';
-import type { Q, Row } from './postgres-db.js';
+import type { Q } from './postgres-db.js';
 import { noticeFromRow, parseFlags, weatherFromRow } from './sqlite-meter-facts.js';
+import { apiKeyFromRow } from './store-rows.js';
 import type { ApiKeyRecord, MeterFactsRow } from './store.js';
 
 /**
@@ -113,18 +114,9 @@ export async function weather(q: Q, activeAt?: number): Promise<WeatherPeriod[]>
 
 // ---- API keys: only their SHA-256 is stored; rotation replaces it, revocation takes effect on the next request ----
 
-const keyFromRow = (r: Row): ApiKeyRecord => ({
-  id: r.id as string,
-  name: r.name as string,
-  role: r.role as string,
-  createdBy: r.created_by as string,
-  createdAt: r.created_at as number,
-  revokedAt: (r.revoked_at as number | null) ?? null,
-});
-
 export async function getKey(q: Q, id: string, lock = false): Promise<ApiKeyRecord | undefined> {
   const r = await q.get(`SELECT * FROM api_keys WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
-  return r ? keyFromRow(r) : undefined;
+  return r ? apiKeyFromRow(r) : undefined;
 }
 
 export async function createKey(q: Q, key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord> {
@@ -155,9 +147,9 @@ export async function revokeKey(q: Q, id: string, actor: string, now: number): P
 
 export async function findKey(q: Q, sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined> {
   const r = await q.get('SELECT * FROM api_keys WHERE sha256 = $1', [sha256]);
-  return r ? { ...keyFromRow(r), sha256 } : undefined;
+  return r ? { ...apiKeyFromRow(r), sha256 } : undefined;
 }
 
 export async function listKeys(q: Q): Promise<ApiKeyRecord[]> {
-  return (await q.all('SELECT * FROM api_keys ORDER BY created_at')).map(keyFromRow);
+  return (await q.all('SELECT * FROM api_keys ORDER BY created_at')).map(apiKeyFromRow);
 }

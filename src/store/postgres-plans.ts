@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { PlanFacts } from '../domain/policy/meter-facts.js';
-import type { OrderState } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { appendAudit } from './postgres-audit-log.js';
 import type { Q } from './postgres-db.js';
+import { planFromRows } from './store-rows.js';
 import type { OrderRequest, PlanDraft, PlanView, SubmitContext, SubmitOutcome } from './store.js';
 
 /**
@@ -52,24 +52,7 @@ export async function getPlan(q: Q, planId: string, lock = false): Promise<PlanV
      WHERE pm.plan_id = $1 ORDER BY pm.position`,
     [planId],
   );
-  return {
-    id: r.id as string,
-    status: r.status as PlanFacts['status'],
-    windowFrom: r.window_from as number,
-    windowTo: r.window_to as number,
-    reason: r.reason as PlanDraft['reason'],
-    note: (r.note as string | null) ?? null,
-    author: r.author as string,
-    createdAt: r.created_at as number,
-    decidedBy: (r.decided_by as string | null) ?? null,
-    decidedAt: (r.decided_at as number | null) ?? null,
-    items: items.map((i) => ({
-      meterId: i.meter_id as string,
-      orderId: (i.order_id as string | null) ?? null,
-      state: (i.state as OrderState | null) ?? null,
-      stateReason: (i.state_reason as string | null) ?? null,
-    })),
-  };
+  return planFromRows(r, items);
 }
 
 export async function listPlans(q: Q, status?: PlanFacts['status']): Promise<PlanView[]> {

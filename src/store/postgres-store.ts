@@ -14,7 +14,7 @@ import { MeterlineError } from '../errors.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
 import { attemptFromRow, meterFromRow, notificationFromRow, Q } from './postgres-db.js';
-import { orderFromRow } from './store-rows.js';
+import { orderFromRow, paymentCancelReason, paymentReconnectRequest } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
 import * as plans from './postgres-plans.js';
@@ -886,7 +886,7 @@ export class PostgresStore implements GatewayStore {
               onWire = true;
               continue;
             }
-            await this.move(q, o, 'cancelled', now, `E_PAID: payment ${id} received ${new Date(req.receivedAt).toISOString()}; the disconnect is cancelled (rule 3: payment re-checked)`);
+            await this.move(q, o, 'cancelled', now, paymentCancelReason(id, req));
             cancelled.push(o.id);
           }
           const last = await q.get(`SELECT action, reason FROM orders WHERE meter_id = $1 AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC NULLS LAST, seq DESC LIMIT 1`, [meterId]);
@@ -897,20 +897,7 @@ export class PostgresStore implements GatewayStore {
           if ((offForNonPayment || onWire) && !(await reconnectOpen())) {
             const [created] = await this.submitInTx(
               q,
-              [
-                {
-                  meterId,
-                  action: 'reconnect',
-                  reason: req.kind === 'top_up' ? 'top_up' : 'payment',
-                  note: `payment ${id}${req.reference ? ` (${req.reference})` : ''}${req.posted ? '' : ', reported, not yet posted'}`,
-                  urgent: false,
-                  notBefore: null,
-                  paymentAt: req.receivedAt,
-                  requestedBy: req.client,
-                  idempotencyKey: `payment:${id}:${meterId}`,
-                  requestHash: id,
-                },
-              ],
+              [paymentReconnectRequest(id, meterId, req)],
               ctx,
             );
             reconnectOrderId = created!.order.id;

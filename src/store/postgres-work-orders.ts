@@ -4,7 +4,7 @@ import type { SwitchAction } from '../domain/relay.js';
 import { MeterlineError } from '../errors.js';
 import { appendAudit } from './postgres-audit-log.js';
 import { breakerFromRow, type Q } from './postgres-db.js';
-import { workOrderFromRow } from './sqlite-work-orders.js';
+import { workOrderFromRow, workOrderPayload } from './store-rows.js';
 import type { AttemptStatsRow, BreakerScope, CircuitBreaker, FieldOutcome, OrderOutcomeRow, WorkOrder, WorkOrderStatus } from './store.js';
 
 /**
@@ -23,23 +23,6 @@ export async function notify(q: Q, kind: string, meterId: string, orderId: strin
     now,
     now,
   ]);
-}
-
-function payload(w: WorkOrder): Record<string, unknown> {
-  return {
-    workOrderId: w.id,
-    orderId: w.orderId,
-    meterId: w.meterId,
-    region: w.region,
-    action: w.action,
-    priority: w.priority,
-    reason: w.reason,
-    raisedAt: new Date(w.raisedAt).toISOString(),
-    dueAt: new Date(w.dueAt).toISOString(),
-    deadline: w.deadline === null ? null : new Date(w.deadline).toISOString(),
-    status: w.status,
-    note: w.note,
-  };
 }
 
 export async function getWorkOrder(q: Q, id: string, lock = false): Promise<WorkOrder | undefined> {
@@ -64,8 +47,8 @@ export async function raiseWorkOrder(q: Q, order: { id: string; meterId: string;
   );
   await q.run('UPDATE orders SET escalated_at = COALESCE(escalated_at, $1) WHERE id = $2', [now, order.id]);
   const wo = (await getWorkOrder(q, woId))!;
-  await notify(q, 'work_order.created', order.meterId, order.id, payload(wo), now);
-  await appendAudit(q, now, 'gateway', 'work_order.raise', order.meterId, { after: payload(wo) });
+  await notify(q, 'work_order.created', order.meterId, order.id, workOrderPayload(wo), now);
+  await appendAudit(q, now, 'gateway', 'work_order.raise', order.meterId, { after: workOrderPayload(wo) });
   return wo;
 }
 
@@ -75,7 +58,7 @@ export async function cancelWorkOrderFor(q: Q, orderId: string, why: string, now
   if (!wo) return undefined;
   await q.run(`UPDATE work_orders SET status = 'cancelled', note = $1, completed_at = $2, updated_at = $2 WHERE id = $3`, [why, now, wo.id]);
   const after = (await getWorkOrder(q, wo.id))!;
-  await notify(q, 'work_order.cancelled', wo.meterId, orderId, payload(after), now);
+  await notify(q, 'work_order.cancelled', wo.meterId, orderId, workOrderPayload(after), now);
   await appendAudit(q, now, 'gateway', 'work_order.cancel', wo.meterId, { before: { status: wo.status }, after: { status: 'cancelled', why } });
   return after;
 }

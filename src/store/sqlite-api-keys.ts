@@ -1,18 +1,10 @@
 import type Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import type { SqliteAuditLog } from './sqlite-audit-log.js';
+import { apiKeyFromRow, type Row } from './store-rows.js';
 import type { ApiKeyRecord } from './store.js';
 
 /** API keys: only their SHA-256 is stored; rotation replaces it, revocation takes effect on the next request. */
-type Row = Record<string, unknown>;
-const fromRow = (r: Row): ApiKeyRecord => ({
-  id: r.id as string,
-  name: r.name as string,
-  role: r.role as string,
-  createdBy: r.created_by as string,
-  createdAt: r.created_at as number,
-  revokedAt: (r.revoked_at as number | null) ?? null,
-});
 
 export class SqliteApiKeys {
   constructor(
@@ -30,7 +22,7 @@ export class SqliteApiKeys {
 
   get(id: string): ApiKeyRecord | undefined {
     const r = this.db.prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as Row | undefined;
-    return r ? fromRow(r) : undefined;
+    return r ? apiKeyFromRow(r) : undefined;
   }
 
   rotate(id: string, sha256: string, actor: string, now: number): ApiKeyRecord | undefined {
@@ -53,10 +45,10 @@ export class SqliteApiKeys {
 
   find(sha256: string): (ApiKeyRecord & { sha256: string }) | undefined {
     const r = this.db.prepare('SELECT * FROM api_keys WHERE sha256 = ?').get(sha256) as Row | undefined;
-    return r ? { ...fromRow(r), sha256 } : undefined;
+    return r ? { ...apiKeyFromRow(r), sha256 } : undefined;
   }
 
   list(): ApiKeyRecord[] {
-    return (this.db.prepare('SELECT * FROM api_keys ORDER BY created_at').all() as Row[]).map(fromRow);
+    return (this.db.prepare('SELECT * FROM api_keys ORDER BY created_at').all() as Row[]).map(apiKeyFromRow);
   }
 }

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { SwitchOrder } from '../domain/switch-order.js';
+import { orderEventPayload } from './store-rows.js';
 import type { CallbackSubscription, ClientEvent, PaymentRecord } from './store.js';
 
 /**
@@ -54,19 +55,7 @@ export class SqliteBilling {
   /** Called for every order transition, inside its transaction. */
   orderChanged(order: SwitchOrder, now: number): void {
     if (!CLIENT_VISIBLE_STATES.has(order.state)) return;
-    const payload = {
-      orderId: order.id,
-      meterId: order.meterId,
-      action: order.action,
-      reason: order.reason,
-      state: order.state,
-      stateReason: order.stateReason,
-      attempts: order.attempts,
-      relay: order.resultRelay,
-      verified: order.state === 'done' || order.state === 'armed',
-      deadline: order.deadline === null ? null : new Date(order.deadline).toISOString(),
-      at: new Date(now).toISOString(),
-    };
+    const payload = orderEventPayload(order, now);
     this.insertEvent.run(order.requestedBy, order.meterId, order.id, `order.${order.state}`, JSON.stringify(payload), now, now);
   }
 

@@ -20,7 +20,7 @@ import {
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
-import { attemptFromRow, meterFromRow, notificationFromRow, num, numOrNull, orderFromRow, strOrNull, type Row } from './store-rows.js';
+import { attemptFromRow, meterFromRow, notificationFromRow, num, numOrNull, orderFromRow, paymentCancelReason, paymentReconnectRequest, strOrNull, type Row } from './store-rows.js';
 import { SqliteApiKeys } from './sqlite-api-keys.js';
 import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
@@ -932,7 +932,7 @@ export class SqliteStore implements GatewayStore {
               onWire = true;
               continue;
             }
-            this.move(o, 'cancelled', now, `E_PAID: payment ${id} received ${new Date(req.receivedAt).toISOString()}; the disconnect is cancelled (rule 3: payment re-checked)`);
+            this.move(o, 'cancelled', now, paymentCancelReason(id, req));
             cancelled.push(o.id);
           }
           const last = lastDone.get(meterId) as { action: string; reason: string } | undefined;
@@ -941,20 +941,7 @@ export class SqliteStore implements GatewayStore {
           let note = cancelled.length > 0 ? 'pending disconnect cancelled' : 'recorded';
           if ((offForNonPayment || onWire) && !openReconnect.get(meterId)) {
             const [created] = this.submitSync(
-              [
-                {
-                  meterId,
-                  action: 'reconnect',
-                  reason: req.kind === 'top_up' ? 'top_up' : 'payment',
-                  note: `payment ${id}${req.reference ? ` (${req.reference})` : ''}${req.posted ? '' : ', reported, not yet posted'}`,
-                  urgent: false,
-                  notBefore: null,
-                  paymentAt: req.receivedAt,
-                  requestedBy: req.client,
-                  idempotencyKey: `payment:${id}:${meterId}`,
-                  requestHash: id,
-                },
-              ],
+              [paymentReconnectRequest(id, meterId, req)],
               ctx,
             );
             reconnectOrderId = created!.order.id;

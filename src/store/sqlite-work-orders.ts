@@ -4,7 +4,7 @@ import type { WorkOrderPlan } from '../domain/escalation.js';
 import type { SwitchAction } from '../domain/relay.js';
 import { MeterlineError } from '../errors.js';
 import type { SqliteAuditLog } from './sqlite-audit-log.js';
-import { breakerFromRow } from './store-rows.js';
+import { breakerFromRow, workOrderFromRow, workOrderPayload } from './store-rows.js';
 import type { AttemptStatsRow, BreakerScope, CircuitBreaker, FieldOutcome, OrderOutcomeRow, WorkOrder, WorkOrderStatus } from './store.js';
 
 /**
@@ -14,29 +14,6 @@ import type { AttemptStatsRow, BreakerScope, CircuitBreaker, FieldOutcome, Order
  */
 type Row = Record<string, unknown>;
 const id = (prefix: string, now: number): string => `${prefix}_${now.toString(36)}${randomBytes(5).toString('hex')}`;
-
-export function workOrderFromRow(r: Row): WorkOrder {
-  return {
-    id: r.id as string,
-    orderId: r.order_id as string,
-    meterId: r.meter_id as string,
-    region: r.region as string,
-    action: r.action as SwitchAction,
-    reason: r.reason as string,
-    raisedAt: r.raised_at as number,
-    dueAt: r.due_at as number,
-    deadline: (r.deadline as number | null) ?? null,
-    priority: r.priority as number,
-    status: r.status as WorkOrderStatus,
-    assignedTo: (r.assigned_to as string | null) ?? null,
-    assignedAt: (r.assigned_at as number | null) ?? null,
-    completedAt: (r.completed_at as number | null) ?? null,
-    outcome: (r.outcome as FieldOutcome | null) ?? null,
-    note: (r.note as string | null) ?? null,
-    updatedAt: r.updated_at as number,
-  };
-}
-
 
 export class SqliteWorkOrders {
   constructor(
@@ -48,23 +25,6 @@ export class SqliteWorkOrders {
     this.db
       .prepare('INSERT INTO notifications (id, kind, meter_id, order_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(id('ntf', now), kind, meterId, orderId, JSON.stringify(payload), now, now);
-  }
-
-  private payload(w: WorkOrder): Record<string, unknown> {
-    return {
-      workOrderId: w.id,
-      orderId: w.orderId,
-      meterId: w.meterId,
-      region: w.region,
-      action: w.action,
-      priority: w.priority,
-      reason: w.reason,
-      raisedAt: new Date(w.raisedAt).toISOString(),
-      dueAt: new Date(w.dueAt).toISOString(),
-      deadline: w.deadline === null ? null : new Date(w.deadline).toISOString(),
-      status: w.status,
-      note: w.note,
-    };
   }
 
   get(workOrderId: string): WorkOrder | undefined {
@@ -90,8 +50,8 @@ export class SqliteWorkOrders {
       .run(woId, order.id, order.meterId, region, order.action, plan.reason, now, plan.dueAt, order.deadline, plan.priority, now);
     this.db.prepare('UPDATE orders SET escalated_at = COALESCE(escalated_at, ?) WHERE id = ?').run(now, order.id);
     const wo = this.get(woId)!;
-    this.notify('work_order.created', order.meterId, order.id, this.payload(wo), now);
-    this.audit.append(now, 'gateway', 'work_order.raise', order.meterId, { after: this.payload(wo) });
+    this.notify('work_order.created', order.meterId, order.id, workOrderPayload(wo), now);
+    this.audit.append(now, 'gateway', 'work_order.raise', order.meterId, { after: workOrderPayload(wo) });
     return wo;
   }
 
@@ -101,7 +61,7 @@ export class SqliteWorkOrders {
     if (!wo) return undefined;
     this.db.prepare(`UPDATE work_orders SET status = 'cancelled', note = ?, completed_at = ?, updated_at = ? WHERE id = ?`).run(why, now, now, wo.id);
     const after = this.get(wo.id)!;
-    this.notify('work_order.cancelled', wo.meterId, orderId, this.payload(after), now);
+    this.notify('work_order.cancelled', wo.meterId, orderId, workOrderPayload(after), now);
     this.audit.append(now, 'gateway', 'work_order.cancel', wo.meterId, { before: { status: wo.status }, after: { status: 'cancelled', why } });
     return after;
   }

@@ -1,7 +1,22 @@
 import type { RelayState, SwitchAction } from '../domain/relay.js';
+import type { PlanFacts } from '../domain/policy/meter-facts.js';
 import type { Attempt, OrderState, SwitchOrder } from '../domain/switch-order.js';
 import { parseFlags } from './sqlite-meter-facts.js';
-import type { BreakerScope, CircuitBreaker, MeterView, NotificationRecord, Observation } from './store.js';
+import type {
+  ApiKeyRecord,
+  BreakerScope,
+  CircuitBreaker,
+  FieldOutcome,
+  MeterView,
+  NotificationRecord,
+  Observation,
+  OrderRequest,
+  PaymentRequest,
+  PlanDraft,
+  PlanView,
+  WorkOrder,
+  WorkOrderStatus,
+} from './store.js';
 
 /**
  * Rows of the store's tables as the domain's types: one set of mappers for SQLite and PostgreSQL (whose pool
@@ -108,5 +123,115 @@ export function breakerFromRow(r: Row): CircuitBreaker {
     reason: r.reason as string,
     resetAt: numOrNull(r.reset_at),
     resetBy: strOrNull(r.reset_by),
+  };
+}
+
+export function workOrderFromRow(r: Row): WorkOrder {
+  return {
+    id: r.id as string,
+    orderId: r.order_id as string,
+    meterId: r.meter_id as string,
+    region: r.region as string,
+    action: r.action as SwitchAction,
+    reason: r.reason as string,
+    raisedAt: num(r.raised_at),
+    dueAt: num(r.due_at),
+    deadline: numOrNull(r.deadline),
+    priority: num(r.priority),
+    status: r.status as WorkOrderStatus,
+    assignedTo: strOrNull(r.assigned_to),
+    assignedAt: numOrNull(r.assigned_at),
+    completedAt: numOrNull(r.completed_at),
+    outcome: strOrNull(r.outcome) as FieldOutcome | null,
+    note: strOrNull(r.note),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+/** What a work-order notification and its audit entry carry. */
+export function workOrderPayload(w: WorkOrder): Record<string, unknown> {
+  return {
+    workOrderId: w.id,
+    orderId: w.orderId,
+    meterId: w.meterId,
+    region: w.region,
+    action: w.action,
+    priority: w.priority,
+    reason: w.reason,
+    raisedAt: new Date(w.raisedAt).toISOString(),
+    dueAt: new Date(w.dueAt).toISOString(),
+    deadline: w.deadline === null ? null : new Date(w.deadline).toISOString(),
+    status: w.status,
+    note: w.note,
+  };
+}
+
+/** A plan row and its meters (plan_meters left-joined to orders, in plan order). */
+export function planFromRows(r: Row, items: readonly Row[]): PlanView {
+  return {
+    id: r.id as string,
+    status: r.status as PlanFacts['status'],
+    windowFrom: num(r.window_from),
+    windowTo: num(r.window_to),
+    reason: r.reason as PlanDraft['reason'],
+    note: strOrNull(r.note),
+    author: r.author as string,
+    createdAt: num(r.created_at),
+    decidedBy: strOrNull(r.decided_by),
+    decidedAt: numOrNull(r.decided_at),
+    items: items.map((i) => ({
+      meterId: i.meter_id as string,
+      orderId: strOrNull(i.order_id),
+      state: strOrNull(i.state) as OrderState | null,
+      stateReason: strOrNull(i.state_reason),
+    })),
+  };
+}
+
+export function apiKeyFromRow(r: Row): ApiKeyRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    role: r.role as string,
+    createdBy: r.created_by as string,
+    createdAt: num(r.created_at),
+    revokedAt: numOrNull(r.revoked_at),
+  };
+}
+
+/** What a billing client's change feed says about an order transition. */
+export function orderEventPayload(order: SwitchOrder, now: number): Record<string, unknown> {
+  return {
+    orderId: order.id,
+    meterId: order.meterId,
+    action: order.action,
+    reason: order.reason,
+    state: order.state,
+    stateReason: order.stateReason,
+    attempts: order.attempts,
+    relay: order.resultRelay,
+    verified: order.state === 'done' || order.state === 'armed',
+    deadline: order.deadline === null ? null : new Date(order.deadline).toISOString(),
+    at: new Date(now).toISOString(),
+  };
+}
+
+/** Why a payment cancels a pending disconnect (DOMAIN.md rule 3). */
+export const paymentCancelReason = (paymentId: string, req: PaymentRequest): string =>
+  `E_PAID: payment ${paymentId} received ${new Date(req.receivedAt).toISOString()}; the disconnect is cancelled (rule 3: payment re-checked)`;
+
+/** The reconnect a payment orders for a meter that is off for non-payment (or whose disconnect is on the wire). */
+export function paymentReconnectRequest(paymentId: string, meterId: string, req: PaymentRequest): OrderRequest {
+  return {
+    meterId,
+    action: 'reconnect',
+    reason: req.kind === 'top_up' ? 'top_up' : 'payment',
+    note: `payment ${paymentId}${req.reference ? ` (${req.reference})` : ''}${req.posted ? '' : ', reported, not yet posted'}`,
+    urgent: false,
+    notBefore: null,
+    paymentAt: req.receivedAt,
+    requestedBy: req.client,
+    idempotencyKey: `payment:${paymentId}:${meterId}`,
+    requestHash: paymentId,
   };
 }
