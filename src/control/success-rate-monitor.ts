@@ -107,7 +107,7 @@ export class SuccessRateMonitor {
     }
     const alerting = rates.filter((r) => r.total >= this.config.minSamples && r.rate < this.config.alertBelow);
     await this.raiseAlerts(alerting, rates, now);
-    await this.tripBreakers(now);
+    await this.tripBreakers(rates, now);
     this.last = { at: now, rates, alerting };
     return this.last;
   }
@@ -134,18 +134,18 @@ export class SuccessRateMonitor {
 
   /**
    * Disconnect success per attempt, over the shortest window, counting only attempts since the population's last
-   * breaker reset (so a reset is not undone by the failures that caused it).
+   * breaker reset (so a reset is not undone by the failures that caused it). Judged on the rates this evaluation
+   * reports, so a breaker never opens on figures its own report does not show.
    */
-  private async tripBreakers(now: number): Promise<void> {
+  private async tripBreakers(rates: readonly SuccessRate[], now: number): Promise<void> {
     const minutes = Math.min(...this.config.windowMinutes);
     const windowStart = now - minutes * 60_000;
     const breakers = await this.store.listBreakers(false);
     const open = new Set(breakers.filter((b) => b.resetAt === null).map((b) => `${b.scope}|${b.key}`));
     const lastReset = new Map<string, number>();
     for (const b of breakers) if (b.resetAt !== null) lastReset.set(`${b.scope}|${b.key}`, Math.max(lastReset.get(`${b.scope}|${b.key}`) ?? 0, b.resetAt));
-    const base = aggregateRates(minutes, await this.store.attemptStats(windowStart), []);
-    for (const r of base) {
-      if (r.action !== 'disconnect' || r.kind !== 'attempt' || open.has(`${r.scope}|${r.key}`)) continue;
+    for (const r of rates) {
+      if (r.windowMinutes !== minutes || r.action !== 'disconnect' || r.kind !== 'attempt' || open.has(`${r.scope}|${r.key}`)) continue;
       let rate = r;
       const reset = lastReset.get(`${r.scope}|${r.key}`);
       if (reset !== undefined && reset > windowStart) {
