@@ -237,11 +237,11 @@ export class MqttFleet {
     client.on('error', (err) => {
       this.log.warn({ err: err.message, link: index }, 'fleet link error');
     });
-    client.on('message', (topic, payload) => this.onCommand(link, topic, payload));
+    client.on('message', (topic, payload, packet) => this.onCommand(link, topic, payload, packet.properties));
     return link;
   }
 
-  private onCommand(link: Link, topic: string, payload: Buffer): void {
+  private onCommand(link: Link, topic: string, payload: Buffer, properties?: { responseTopic?: string; correlationData?: Buffer }): void {
     let entry: FleetEntry | undefined;
     let meterId: string | undefined;
     for (const t of this.commandTemplates) {
@@ -278,7 +278,9 @@ export class MqttFleet {
       this.counters.silent++;
       return;
     }
-    const send = () => this.publishReply(link, entry, meterId, cmd.cid, reply);
+    // Firmware that honours the MQTT 5 Response Topic answers there, echoing the Correlation Data.
+    const replyTo = entry.profile.mqtt.responseTopic && properties?.responseTopic ? { topic: properties.responseTopic, correlationData: properties.correlationData } : undefined;
+    const send = () => this.publishReply(link, entry, meterId, cmd.cid, reply, replyTo);
     if (reply.replyDelayMs > 0) {
       const t = setTimeout(() => {
         this.timers.delete(t);
@@ -290,7 +292,7 @@ export class MqttFleet {
     }
   }
 
-  private publishReply(link: Link, entry: FleetEntry, meterId: string, cid: string, reply: MeterReply): void {
+  private publishReply(link: Link, entry: FleetEntry, meterId: string, cid: string, reply: MeterReply, replyTo?: { topic: string; correlationData: Buffer | undefined }): void {
     if (this.stopped) return;
     let payload: Buffer | string;
     if (reply.garbled && reply.garbage) {
@@ -309,7 +311,9 @@ export class MqttFleet {
       payload = JSON.stringify(body);
     }
     this.counters.replies++;
-    link.client.publish(topicFor(entry.profile.mqtt.replyTopic, meterId), payload, { qos: 1 }, (err) => {
+    const topic = replyTo?.topic ?? topicFor(entry.profile.mqtt.replyTopic, meterId);
+    const options = replyTo?.correlationData ? { qos: 1 as const, properties: { correlationData: replyTo.correlationData } } : { qos: 1 as const };
+    link.client.publish(topic, payload, options, (err) => {
       if (err) {
         this.counters.publishErrors++;
         this.log.warn({ meterId, cid, err: err.message }, 'reply publish failed');

@@ -41,6 +41,7 @@ export const ERRORS = {
   E_WORK_ORDER_NOT_FOUND: { status: 404, title: 'no such work order' },
   E_WORK_ORDER_STATE: { status: 409, title: 'the work order is not in a state that allows this' },
   E_ORDER_ON_WIRE: { status: 409, title: 'an attempt for this order is on the wire; try again in a few seconds' },
+  E_LEASE_LOST: { status: 409, title: "another instance took the order over after this one's lease ran out" },
   E_ORDER_FINISHED: { status: 409, title: 'the order has already finished' },
   E_BREAKER_NOT_FOUND: { status: 404, title: 'no such circuit breaker' },
   E_FRIENDLY_HOURS: { status: 409, title: 'a credit cut-off waits for friendly-credit hours to end' },

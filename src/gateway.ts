@@ -143,6 +143,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       instanceId: config.instanceId,
       profiles: mqttProfiles,
       maxInFlight: config.mqtt.maxInFlight,
+      sharedGroup: config.mqtt.mode === 'external' ? config.mqtt.sharedGroup : null,
       logger: logger.child({ component: 'mqtt-driver' }),
     });
     await mqttDriver.start();
@@ -197,6 +198,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       clock,
       logger: logger.child({ component: 'control' }),
       options: config.control,
+      instanceId: config.instanceId,
       policy: config.policy,
       payments: new HttpPaymentRechecker(config.policy.paymentRecheck),
       escalation: {

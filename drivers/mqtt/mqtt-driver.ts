@@ -26,6 +26,10 @@ import type {
  *   later than the gateway expects is dangerous. `exp` in the payload and the MQTT 5 message expiry
  *   bound the command's life on the wire as a second line of defence;
  * - replies are matched by `cid` only, so a late reply to a timed-out request is never taken for the next;
+ * - with several instances, a reply reaches the instance that asked: firmware that honours the MQTT 5 Response
+ *   Topic answers on this instance's own topic; fixed-topic firmware answers on its reply topic, which every
+ *   instance subscribes to and each ignores the cids it did not send. Status reports go to one instance of a
+ *   shared-subscription group;
  * - requests in flight are bounded per connection (`maxInFlight`, below mosquitto's per-client queue of
  *   1,000), beyond which a broker silently drops QoS 1 messages.
  */
@@ -43,6 +47,11 @@ export interface MqttDriverOptions {
   protocolVersion?: 4 | 5;
   /** Requests on the wire at once on this connection; further requests wait for a slot. Default 500. */
   maxInFlight?: number;
+  /**
+   * Shared-subscription group for status reports (`$share/<group>/<status topic>`): with several gateway
+   * instances each report is handled by one of them. Default none: every instance gets every report.
+   */
+  sharedGroup?: string | null;
   logger?: Logger;
   /** Delay between reconnect attempts. Default 1000 ms. */
   reconnectPeriodMs?: number;
@@ -178,6 +187,8 @@ export class MqttDriver implements MeterDriver {
   /** Pending requests per meter, oldest first (to attribute undecodable replies). */
   private readonly pendingByMeter = new Map<string, Pending[]>();
   private readonly replyTemplates = new Set<string>();
+  /** This instance's own reply topic (MQTT 5 Response Topic) template. */
+  private readonly ownReplyTemplate: string;
   private readonly statusTemplates = new Map<string, MqttFirmwareProfile[]>();
   private readonly statusListeners: StatusListener[] = [];
   private client: MqttClient | undefined;
@@ -189,12 +200,18 @@ export class MqttDriver implements MeterDriver {
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ driver: 'mqtt' });
     this.clientId = `meterline-${options.instanceId}-${randomBytes(6).toString('hex')}`;
     this.slots = new Slots(Math.max(1, options.maxInFlight ?? 500));
+    this.ownReplyTemplate = `meterline/${options.instanceId}/reply/{meterId}`;
     for (const p of options.profiles) {
       this.replyTemplates.add(p.mqtt.replyTopic);
       const list = this.statusTemplates.get(p.mqtt.statusTopic) ?? [];
       list.push(p);
       this.statusTemplates.set(p.mqtt.statusTopic, list);
     }
+  }
+
+  /** Some profile's firmware answers on the Response Topic (MQTT 5 only; 3.1.1 has no such property). */
+  private get usesResponseTopic(): boolean {
+    return (this.options.protocolVersion ?? 5) === 5 && this.options.profiles.some((p) => p.mqtt.responseTopic);
   }
 
   /** Connected to the broker and subscribed: requests can go out. */
@@ -234,8 +251,12 @@ export class MqttDriver implements MeterDriver {
       this.counters.connects++;
       this.subscribed = false;
       const topics: Record<string, { qos: 1 }> = {};
-      for (const t of this.replyTemplates) topics[wildcardFor(t)] = { qos: 1 };
-      for (const t of this.statusTemplates.keys()) topics[wildcardFor(t)] = { qos: 1 };
+      // Fixed reply topics only for firmware that does not answer on this instance's own topic.
+      const v5 = (this.options.protocolVersion ?? 5) === 5;
+      for (const p of this.options.profiles) if (!(v5 && p.mqtt.responseTopic)) topics[wildcardFor(p.mqtt.replyTopic)] = { qos: 1 };
+      if (this.usesResponseTopic) topics[wildcardFor(this.ownReplyTemplate)] = { qos: 1 };
+      const share = this.options.sharedGroup ? `$share/${this.options.sharedGroup}/` : '';
+      for (const t of this.statusTemplates.keys()) topics[share + wildcardFor(t)] = { qos: 1 };
       client.subscribe(topics, (err, granted) => {
         const refused = granted?.filter((g) => g.qos > 2) ?? [];
         if (err || refused.length > 0) {
@@ -386,10 +407,15 @@ export class MqttDriver implements MeterDriver {
       body.exp = publishedAt + timeoutMs;
       this.counters.published++;
       this.log.debug({ ...ctx, timeoutMs }, 'publish');
+      const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: Buffer } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
+      if (profile.mqtt.responseTopic && this.usesResponseTopic) {
+        properties.responseTopic = topicFor(this.ownReplyTemplate, meterId);
+        properties.correlationData = Buffer.from(cid);
+      }
       this.client!.publish(
         topicFor(profile.mqtt.commandTopic, meterId),
         JSON.stringify(body),
-        { qos: profile.mqtt.qos, properties: { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) } },
+        { qos: profile.mqtt.qos, properties },
         (err) => {
           if (err) entry.fail('link_error', `publish failed: ${err.message}`);
         },
@@ -399,6 +425,11 @@ export class MqttDriver implements MeterDriver {
 
   private onMessage(topic: string, payload: Buffer): void {
     const receivedAt = Date.now();
+    const own = meterIdFromTopic(this.ownReplyTemplate, topic);
+    if (own !== undefined) {
+      this.onReply(own, payload, receivedAt);
+      return;
+    }
     for (const t of this.replyTemplates) {
       const meterId = meterIdFromTopic(t, topic);
       if (meterId !== undefined) {

@@ -60,6 +60,12 @@ export const ConfigSchema = z
         embeddedPort: port,
         /** Requests in flight per broker connection; keep below the broker's per-client queue (mosquitto: 1000). */
         maxInFlight: z.number().int().min(1).max(900),
+        /**
+         * Shared-subscription group for meters' status reports (`$share/<group>/…`): each report reaches one
+         * instance of the group instead of all of them. null: a plain subscription (the embedded broker has no
+         * shared subscriptions and ignores this).
+         */
+        sharedGroup: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, "_" and "-", at most 40').nullable(),
       })
       .strict(),
     profilesDir: z.string().min(1),
@@ -76,6 +82,11 @@ export const ConfigSchema = z
         links: z.record(z.string(), z.object({ concurrency: z.number().int().min(1).max(10_000) }).strict()),
         /** How long a graceful stop waits for attempts on the wire. */
         shutdownGraceMs: z.number().int().min(0).max(600_000),
+        /**
+         * How long an order on the wire stays this instance's without a renewal (renewed every third of it).
+         * After an instance dies, another takes its in-flight orders over once this has run out.
+         */
+        leaseMs: z.number().int().min(1000).max(600_000),
       })
       .strict(),
     reconnect: z

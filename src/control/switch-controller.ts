@@ -7,7 +7,7 @@ import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { PaymentRechecker } from '../integrations/billing-recheck.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
-import type { GatewayStore } from '../store/store.js';
+import type { GatewayStore, Lease } from '../store/store.js';
 import { sleep, type Clock } from './clock.js';
 
 export interface ControllerOptions {
@@ -15,6 +15,8 @@ export interface ControllerOptions {
   linkConcurrency: number;
   links: Record<string, { concurrency: number }>;
   shutdownGraceMs: number;
+  /** How long an order on the wire stays this instance's without a renewal; renewed every third of it. */
+  leaseMs: number;
 }
 
 export interface ControllerDeps {
@@ -25,6 +27,8 @@ export interface ControllerDeps {
   clock: Clock;
   logger: Logger;
   options: ControllerOptions;
+  /** This instance's name: the owner of its leases. Unique per running instance, the same across its restarts. */
+  instanceId: string;
   /** The disconnect rules, checked again right before every disconnect attempt. */
   policy: PolicyConfig;
   /** Rule 3: asks billing whether the account is still in arrears. */
@@ -79,6 +83,8 @@ export const DEFAULT_ESCALATION: ControllerEscalation = {
 
 /** How many due orders one query fetches. */
 const FETCH_BATCH = 500;
+/** How many orphaned in-flight orders one claim takes over. */
+const CLAIM_BATCH = 500;
 
 /**
  * The control loop: drives each meter's observed relay state to the desired one, level-triggered like a
@@ -86,6 +92,11 @@ const FETCH_BATCH = 500;
  * before anything is sent), sends one command per meter through the meter's driver within a per-link
  * window, reads the relay back, and records the verdict. After a crash it first verifies, by a read, every
  * order that was left in flight; it never re-sends blindly.
+ *
+ * Several instances share one store: each order on the wire is leased to one instance, which renews its
+ * leases while it lives. An instance that dies (or loses the store) stops renewing; once its leases run out
+ * any instance takes those orders over and verifies them by a read. An instance never sends a command on a
+ * lease that could run out before the command's timeout.
  */
 export class SwitchController {
   private readonly active = new Map<string, number>();
@@ -96,6 +107,9 @@ export class SwitchController {
   private readonly gating = new Set<string>();
   /** Meters with an attempt on the wire: nothing else is sent to them meanwhile. */
   private readonly busyMeters = new Set<string>();
+  /** Orders this instance has on the wire, and until when (by its own clock) each lease is known to hold. */
+  private readonly leases = new Map<string, number>();
+  private leaseTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -123,6 +137,7 @@ export class SwitchController {
     }
     await this.recover();
     this.schedule(0);
+    this.leaseTimer = setInterval(() => void this.keepLeases().catch((err: unknown) => this.deps.logger.error({ err }, 'lease renewal or takeover failed')), Math.max(100, Math.floor(this.deps.options.leaseMs / 3)));
     this.deadlineTimer = setInterval(() => void this.escalateLateReconnects().catch((err: unknown) => this.deps.logger.error({ err }, 'deadline scan failed')), this.escalation.scanEveryMs);
   }
 
@@ -162,8 +177,42 @@ export class SwitchController {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.deadlineTimer) clearInterval(this.deadlineTimer);
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
     const all = Promise.allSettled([...this.running]);
     await Promise.race([all, sleep(this.deps.options.shutdownGraceMs)]);
+  }
+
+  private newLease(now: number): Lease {
+    return { owner: this.deps.instanceId, until: now + this.deps.options.leaseMs };
+  }
+
+  /**
+   * Renew the leases of the orders on the wire here, then take over orders whose lease ran out elsewhere (an
+   * instance died) or here (a renewal failed long enough): each is verified by a read, never re-sent blindly.
+   */
+  async keepLeases(): Promise<void> {
+    if (this.stopping) return;
+    const ids = [...this.leases.keys()];
+    if (ids.length > 0) {
+      const lease = this.newLease(this.deps.clock.now());
+      await this.deps.store.renewLeases(lease, ids);
+      for (const id of ids) if (this.leases.has(id)) this.leases.set(id, lease.until);
+    }
+    for (;;) {
+      const now = this.deps.clock.now();
+      const lease = this.newLease(now);
+      const orphans = await this.deps.store.claimOrphans(lease, now, CLAIM_BATCH, false);
+      for (const o of orphans) {
+        if (this.leases.has(o.id)) {
+          this.leases.set(o.id, lease.until); // ours and still on the wire here: the claim renewed it
+          continue;
+        }
+        this.deps.logger.warn({ meterId: o.meterId, orderId: o.id, attempt: o.attempts }, 'took over an in-flight order whose lease ran out; verifying it by a read');
+        this.leases.set(o.id, lease.until);
+        this.launch(o.link, () => this.verifyOrphan(o));
+      }
+      if (orphans.length < CLAIM_BATCH || this.stopping) return;
+    }
   }
 
   /** Look for work now (called when orders are admitted). */
@@ -226,8 +275,10 @@ export class SwitchController {
           this.launch(o.link, () => this.dispatchDisconnect(o).finally(() => this.gating.delete(o.id)));
         }
         if (chosen.length === 0 && disconnects.length === 0) break;
-        const taken = chosen.length > 0 ? await this.deps.store.beginAttempts(chosen, this.deps.clock.now()) : [];
+        const lease = this.newLease(this.deps.clock.now());
+        const taken = chosen.length > 0 ? await this.deps.store.beginAttempts(chosen, this.deps.clock.now(), lease) : [];
         for (const order of taken) {
+          this.leases.set(order.id, lease.until);
           this.deps.onOrderChange?.(order);
           this.launch(order.link, () => this.runAttempt(order));
         }
@@ -280,11 +331,13 @@ export class SwitchController {
         return;
       }
     }
-    const lease = await store.leaseDisconnect(order.id, clock.now(), policy);
+    const held = this.newLease(clock.now());
+    const lease = await store.leaseDisconnect(order.id, clock.now(), policy, held);
     if (!lease.leased) {
       this.deps.onOrderChange?.(lease.order);
       return;
     }
+    this.leases.set(order.id, held.until);
     this.deps.onOrderChange?.(lease.leased);
     await this.runAttempt(lease.leased);
   }
@@ -343,6 +396,7 @@ export class SwitchController {
       await this.runAttemptOnWire(order);
     } finally {
       this.busyMeters.delete(order.meterId);
+      this.leases.delete(order.id);
     }
   }
 
@@ -362,7 +416,18 @@ export class SwitchController {
       const reason = `not sent: link ${address.link} is down; waiting for it`;
       log.warn({ link: address.link }, reason);
       const now = this.deps.clock.now();
-      this.deps.onOrderChange?.(await this.deps.store.releaseAttempt(order.id, order.attempts, now, now + this.deps.options.tickMs, reason));
+      this.deps.onOrderChange?.(await this.deps.store.releaseAttempt(order.id, order.attempts, now, now + this.deps.options.tickMs, reason, this.deps.instanceId));
+      return;
+    }
+    // A command must land while this instance's lease holds; otherwise another instance may already be
+    // verifying the order. Nothing is sent; the order is released (or, if the lease is gone, left to its new holder).
+    const leaseLeft = (this.leases.get(order.id) ?? 0) - this.deps.clock.now();
+    if (leaseLeft <= profile.timeouts.commandMs) {
+      const reason = `not sent: the lease has ${Math.max(0, leaseLeft)} ms left, less than the command timeout`;
+      log.warn({ leaseLeft }, reason);
+      const now = this.deps.clock.now();
+      const released = await this.deps.store.releaseAttempt(order.id, order.attempts, now, now + this.deps.options.tickMs, reason, this.deps.instanceId).catch(() => undefined);
+      if (released) this.deps.onOrderChange?.(released);
       return;
     }
     log.info({ action: order.action, link: address.link, profile: profile.id }, 'sending command');
@@ -408,6 +473,7 @@ export class SwitchController {
     const updated = await this.deps.store.completeAttempt({
       orderId: order.id,
       attempt: order.attempts,
+      leaseOwner: this.deps.instanceId,
       endedAt: now,
       latencyMs: command ? command.latencyMs : null,
       commandEvidence: command ? (command.outcome === 'ok' ? command.evidence : (command.evidence ?? null)) : null,
@@ -438,25 +504,49 @@ export class SwitchController {
     else log.info(line, 'attempt finished');
   }
 
-  /** Orders left in flight by a crash: read the relay first; only what the read shows decides what happens next. */
+  /**
+   * Orders this instance left in flight (it crashed and restarted) and orders whose lease ran out elsewhere:
+   * read the relay first; only what the read shows decides what happens next.
+   */
   private async recover(): Promise<void> {
-    const orphans = await this.deps.store.inFlightOrders();
-    if (orphans.length === 0) return;
-    this.deps.logger.warn({ count: orphans.length }, 'verifying orders left in flight by the previous run');
-    const byLink = new Map<string, SwitchOrder[]>();
-    for (const o of orphans) byLink.set(o.link, [...(byLink.get(o.link) ?? []), o]);
-    await Promise.all(
-      [...byLink].map(async ([link, orders]) => {
-        const queue = [...orders];
-        const workers = Array.from({ length: Math.min(this.capacity(link), queue.length) }, async () => {
-          for (let o = queue.shift(); o; o = queue.shift()) await this.verifyOrphan(o);
-        });
-        await Promise.all(workers);
-      }),
-    );
+    for (;;) {
+      const now = this.deps.clock.now();
+      const lease = this.newLease(now);
+      const orphans = await this.deps.store.claimOrphans(lease, now, CLAIM_BATCH, true);
+      if (orphans.length === 0) return;
+      this.deps.logger.warn({ count: orphans.length }, 'verifying orders left in flight by a previous run or by an instance whose lease ran out');
+      for (const o of orphans) this.leases.set(o.id, lease.until);
+      const renew = setInterval(() => void this.keepLeases().catch(() => undefined), Math.max(100, Math.floor(this.deps.options.leaseMs / 3)));
+      const byLink = new Map<string, SwitchOrder[]>();
+      for (const o of orphans) byLink.set(o.link, [...(byLink.get(o.link) ?? []), o]);
+      try {
+        await Promise.all(
+          [...byLink].map(async ([link, orders]) => {
+            const queue = [...orders];
+            const workers = Array.from({ length: Math.min(this.capacity(link), queue.length) }, async () => {
+              for (let o = queue.shift(); o; o = queue.shift()) await this.verifyOrphan(o).catch((err: unknown) => this.deps.logger.error({ err, orderId: o.id }, 'verifying an interrupted attempt failed'));
+            });
+            await Promise.all(workers);
+          }),
+        );
+      } finally {
+        clearInterval(renew);
+      }
+      if (orphans.length < CLAIM_BATCH) return;
+    }
   }
 
   private async verifyOrphan(order: SwitchOrder): Promise<void> {
+    this.busyMeters.add(order.meterId);
+    try {
+      await this.verifyOrphanOnWire(order);
+    } finally {
+      this.busyMeters.delete(order.meterId);
+      this.leases.delete(order.id);
+    }
+  }
+
+  private async verifyOrphanOnWire(order: SwitchOrder): Promise<void> {
     const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id, attempt: order.attempts });
     const target = await this.addressOf(order);
     if (typeof target === 'string') {

@@ -22,6 +22,12 @@ export const MqttAddressingSchema = z
     /** Topic the meter publishes unsolicited status reports on. */
     statusTopic: topicTemplate,
     qos: z.union([z.literal(1), z.literal(2)]).default(1),
+    /**
+     * The firmware answers on the MQTT 5 Response Topic the command names (echoing its Correlation Data) when
+     * there is one, else on `replyTopic`. With it, each gateway instance names its own reply topic, so a reply
+     * reaches the instance that asked and no other (what a cluster of instances needs).
+     */
+    responseTopic: z.boolean().default(false),
     /** The words this firmware uses on the wire for each relay state. */
     relayValues: z
       .object({ connected: z.string().min(1), disconnected: z.string().min(1), armed: z.string().min(1) })

@@ -302,6 +302,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     last_reading_wh DOUBLE PRECISION
   );
   `,
+  // 2: leases: which instance has an order on the wire, and until when (others take it over after that).
+  `
+  ALTER TABLE orders ADD COLUMN lease_owner TEXT;
+  ALTER TABLE orders ADD COLUMN lease_until BIGINT;
+  CREATE INDEX orders_in_flight_lease ON orders (lease_until) WHERE state = 'in_flight';
+  `,
 ];
 
 /** A schema name safe to put in a search_path and in DDL without quoting tricks. */

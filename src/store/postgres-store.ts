@@ -55,6 +55,7 @@ import type {
   SubmitOutcome,
   WorkOrder,
   WorkOrderStatus,
+  Lease,
 } from './store.js';
 
 export interface PostgresStoreOptions {
@@ -410,7 +411,7 @@ export class PostgresStore implements GatewayStore {
     });
   }
 
-  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<DisconnectLease> {
+  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig, lease: Lease): Promise<DisconnectLease> {
     return this.tx(async (q): Promise<DisconnectLease> => {
       const locked = await this.lockOrder(q, orderId, true);
       if (locked === undefined) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${orderId} does not exist`);
@@ -432,9 +433,9 @@ export class PostgresStore implements GatewayStore {
       }
       if (order.state === 'held') order = await this.move(q, order, 'queued', now, 'every rule allows it now');
       const r = await q.get(
-        `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = $2, state_reason = NULL
+        `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = $2, state_reason = NULL, lease_owner = $3, lease_until = $4
          WHERE id = $1 AND state IN ('queued', 'escalated') RETURNING *`,
-        [orderId, now],
+        [orderId, now, lease.owner, lease.until],
       );
       if (!r) return { leased: null, order, decision: null };
       const leased = orderFromRow(r);
@@ -499,7 +500,7 @@ export class PostgresStore implements GatewayStore {
     return rows.map(orderFromRow);
   }
 
-  beginAttempts(orderIds: readonly string[], now: number): Promise<SwitchOrder[]> {
+  beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {
     if (orderIds.length === 0) return Promise.resolve([]);
     return this.tx(async (q) => {
       // Orders another instance is leasing (or admitting against) right now are skipped, never waited for.
@@ -514,10 +515,10 @@ export class PostgresStore implements GatewayStore {
            WHERE NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = c.meter_id AND f.state = 'in_flight')
            FOR UPDATE OF m SKIP LOCKED
          )
-         UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2, state_reason = NULL
+         UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2, state_reason = NULL, lease_owner = $3, lease_until = $4
          FROM taken WHERE o.id = taken.id
          RETURNING o.*, taken.state AS from_state`,
-        [orderIds, now],
+        [orderIds, now, lease.owner, lease.until],
       );
       if (rows.length === 0) return [];
       const ids = rows.map((r) => r.id as string);
@@ -533,15 +534,15 @@ export class PostgresStore implements GatewayStore {
     });
   }
 
-  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string): Promise<SwitchOrder> {
+  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string, leaseOwner: string): Promise<SwitchOrder> {
     return this.tx(async (q) => {
       await this.lockOrder(q, orderId);
       const r = await q.get(
         `UPDATE orders SET state = 'queued', attempts = attempts - 1, next_attempt_at = $3, state_reason = $4, updated_at = $5
-         WHERE id = $1 AND state = 'in_flight' AND attempts = $2 RETURNING *`,
-        [orderId, attempt, nextAttemptAt, reason, now],
+         WHERE id = $1 AND state = 'in_flight' AND attempts = $2 AND lease_owner IS NOT DISTINCT FROM $6 RETURNING *`,
+        [orderId, attempt, nextAttemptAt, reason, now, leaseOwner],
       );
-      if (!r) throw new Error(`order ${orderId} is not in flight at attempt ${attempt}`);
+      if (!r) throw new Error(`order ${orderId} is not in flight at attempt ${attempt} under ${leaseOwner}'s lease`);
       await q.run('DELETE FROM attempts WHERE order_id = $1 AND attempt = $2 AND ended_at IS NULL', [orderId, attempt]);
       await this.event(q, orderId, now, 'in_flight', 'queued', reason);
       return orderFromRow(r);
@@ -554,6 +555,8 @@ export class PostgresStore implements GatewayStore {
       if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
         throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
       }
+      const holder = ((await q.get('SELECT lease_owner FROM orders WHERE id = $1', [report.orderId]))!.lease_owner as string | null) ?? null;
+      if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
       const verdict = report.decide(current);
       await q.run(
         `UPDATE attempts SET ended_at = $3, outcome = $4, latency_ms = $5, observed_relay = $6, command_evidence = $7, read_evidence = $8, detail = $9
@@ -592,6 +595,33 @@ export class PostgresStore implements GatewayStore {
 
   async inFlightOrders(): Promise<SwitchOrder[]> {
     return (await this.r.all(`SELECT * FROM orders WHERE state = 'in_flight' ORDER BY seq`)).map(orderFromRow);
+  }
+
+  async renewLeases(lease: Lease, orderIds: readonly string[]): Promise<number> {
+    if (orderIds.length === 0) return 0;
+    return this.r.run(`UPDATE orders SET lease_until = $2 WHERE state = 'in_flight' AND lease_owner = $1 AND id = ANY($3::text[])`, [lease.owner, lease.until, orderIds]);
+  }
+
+  claimOrphans(lease: Lease, now: number, limit: number, includeOwn: boolean): Promise<SwitchOrder[]> {
+    return this.tx(async (q) => {
+      // Rows another instance is completing or claiming right now are skipped, never waited for.
+      const rows = await q.all(
+        `WITH c AS (
+           SELECT id, lease_owner FROM orders
+           WHERE state = 'in_flight' AND (lease_until IS NULL OR lease_until < $3 OR ($5 AND lease_owner = $1))
+           ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED
+         )
+         UPDATE orders o SET lease_owner = $1, lease_until = $2 FROM c WHERE o.id = c.id
+         RETURNING o.*, c.lease_owner AS previous_owner`,
+        [lease.owner, lease.until, now, limit, includeOwn],
+      );
+      for (const r of rows) {
+        const from = (r.previous_owner as string | null) ?? null;
+        const why = from === lease.owner ? `${lease.owner} restarted while attempt ${r.attempts as number} was on the wire; verifying it by a read` : `lease of ${from ?? 'an earlier version'} ran out; ${lease.owner} takes attempt ${r.attempts as number} over and verifies it by a read`;
+        await this.event(q, r.id as string, now, 'in_flight', 'in_flight', why);
+      }
+      return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map(orderFromRow);
+    });
   }
 
   // ---- facts, weather, plans, notifications, keys, history ------------------------------------------------

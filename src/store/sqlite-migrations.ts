@@ -302,4 +302,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     last_reading_wh REAL
   );
   `,
+  // 9: leases: which instance has an order on the wire, and until when (others take it over after that).
+  `
+  ALTER TABLE orders ADD COLUMN lease_owner TEXT;
+  ALTER TABLE orders ADD COLUMN lease_until INTEGER;
+  CREATE INDEX orders_in_flight_lease ON orders (lease_until) WHERE state = 'in_flight';
+  `,
 ];

@@ -65,6 +65,7 @@ import type {
   OrderRequest,
   SubmitContext,
   SubmitOutcome,
+  Lease,
 } from './store.js';
 
 type Db = Database.Database;
@@ -164,7 +165,7 @@ export class SqliteStore implements GatewayStore {
          LIMIT @limit`,
       ),
       begin: db.prepare(
-        `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = @now, state_reason = NULL
+        `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = @now, state_reason = NULL, lease_owner = @owner, lease_until = @until
          WHERE id = @id AND state IN ('queued', 'escalated')`,
       ),
       insertAttempt: db.prepare('INSERT INTO attempts (order_id, attempt, started_at) VALUES (?, ?, ?)'),
@@ -175,10 +176,17 @@ export class SqliteStore implements GatewayStore {
       ),
       release: db.prepare(
         `UPDATE orders SET state = 'queued', attempts = attempts - 1, next_attempt_at = @nextAttemptAt, state_reason = @reason, updated_at = @now
-         WHERE id = @id AND state = 'in_flight' AND attempts = @attempt`,
+         WHERE id = @id AND state = 'in_flight' AND attempts = @attempt AND lease_owner IS @owner`,
       ),
       deleteOpenAttempt: db.prepare('DELETE FROM attempts WHERE order_id = ? AND attempt = ? AND ended_at IS NULL'),
       inFlight: db.prepare(`SELECT * FROM orders WHERE state = 'in_flight' ORDER BY seq`),
+      renewLeases: db.prepare(`UPDATE orders SET lease_until = @until WHERE state = 'in_flight' AND lease_owner = @owner AND id IN (SELECT value FROM json_each(@ids))`),
+      orphans: db.prepare(
+        `SELECT * FROM orders WHERE state = 'in_flight' AND (lease_until IS NULL OR lease_until < @now OR (@includeOwn AND lease_owner = @owner))
+         ORDER BY seq LIMIT @limit`,
+      ),
+      claim: db.prepare(`UPDATE orders SET lease_owner = @owner, lease_until = @until WHERE id = @id`),
+      leaseOwnerOf: db.prepare('SELECT lease_owner FROM orders WHERE id = ?').pluck(),
       attempts: db.prepare('SELECT * FROM attempts WHERE order_id = ? ORDER BY attempt'),
       events: db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq'),
       counts: db.prepare('SELECT state, COUNT(*) AS n FROM orders GROUP BY state'),
@@ -490,7 +498,7 @@ export class SqliteStore implements GatewayStore {
     });
   }
 
-  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<DisconnectLease> {
+  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig, lease: Lease): Promise<DisconnectLease> {
     return this.enqueue((): DisconnectLease => {
       let order = orderFromRow(this.s.getOrder.get(orderId) as Row);
       if (order.state !== 'queued' && order.state !== 'held') return { leased: null, order, decision: null };
@@ -509,7 +517,7 @@ export class SqliteStore implements GatewayStore {
         this.move(order, 'queued', now, 'every rule allows it now');
         order = orderFromRow(this.s.getOrder.get(orderId) as Row);
       }
-      if (this.s.begin.run({ id: orderId, now }).changes !== 1) return { leased: null, order, decision: null };
+      if (this.s.begin.run({ id: orderId, now, owner: lease.owner, until: lease.until }).changes !== 1) return { leased: null, order, decision: null };
       const leased = orderFromRow(this.s.getOrder.get(orderId) as Row);
       this.s.insertAttempt.run(orderId, leased.attempts, now);
       this.s.insertEvent.run(orderId, now, 'queued', 'in_flight', `attempt ${leased.attempts}`);
@@ -567,12 +575,12 @@ export class SqliteStore implements GatewayStore {
     return (this.s.due.all({ now, limit, exclude: JSON.stringify(excludeLinks) }) as Row[]).map(orderFromRow);
   }
 
-  beginAttempts(orderIds: readonly string[], now: number): Promise<SwitchOrder[]> {
+  beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {
     return this.enqueue(() => {
       const taken: SwitchOrder[] = [];
       for (const id of orderIds) {
         const before = this.s.getOrder.get(id) as Row | undefined;
-        if (!before || this.s.begin.run({ id, now }).changes !== 1) continue;
+        if (!before || this.s.begin.run({ id, now, owner: lease.owner, until: lease.until }).changes !== 1) continue;
         const order = orderFromRow(this.s.getOrder.get(id) as Row);
         this.s.insertAttempt.run(id, order.attempts, now);
         this.s.insertEvent.run(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
@@ -582,10 +590,10 @@ export class SqliteStore implements GatewayStore {
     });
   }
 
-  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string): Promise<SwitchOrder> {
+  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string, leaseOwner: string): Promise<SwitchOrder> {
     return this.enqueue(() => {
-      if (this.s.release.run({ id: orderId, attempt, now, nextAttemptAt, reason }).changes !== 1) {
-        throw new Error(`order ${orderId} is not in flight at attempt ${attempt}`);
+      if (this.s.release.run({ id: orderId, attempt, now, nextAttemptAt, reason, owner: leaseOwner }).changes !== 1) {
+        throw new Error(`order ${orderId} is not in flight at attempt ${attempt} under ${leaseOwner}'s lease`);
       }
       this.s.deleteOpenAttempt.run(orderId, attempt);
       this.s.insertEvent.run(orderId, now, 'in_flight', 'queued', reason);
@@ -599,6 +607,8 @@ export class SqliteStore implements GatewayStore {
       if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
         throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
       }
+      const holder = this.s.leaseOwnerOf.get(report.orderId) as string | null;
+      if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
       const verdict = report.decide(current);
       this.s.finishAttempt.run({
         orderId: report.orderId,
@@ -646,6 +656,24 @@ export class SqliteStore implements GatewayStore {
   async inFlightOrders(): Promise<SwitchOrder[]> {
     await this.flushNow();
     return (this.s.inFlight.all() as Row[]).map(orderFromRow);
+  }
+
+  renewLeases(lease: Lease, orderIds: readonly string[]): Promise<number> {
+    if (orderIds.length === 0) return Promise.resolve(0);
+    return this.enqueue(() => this.s.renewLeases.run({ owner: lease.owner, until: lease.until, ids: JSON.stringify(orderIds) }).changes);
+  }
+
+  claimOrphans(lease: Lease, now: number, limit: number, includeOwn: boolean): Promise<SwitchOrder[]> {
+    return this.enqueue(() => {
+      const rows = this.s.orphans.all({ now, limit, owner: lease.owner, includeOwn: includeOwn ? 1 : 0 }) as Row[];
+      for (const r of rows) {
+        this.s.claim.run({ id: r.id, owner: lease.owner, until: lease.until });
+        const from = strOrNull(r.lease_owner);
+        const why = from === lease.owner ? `${lease.owner} restarted while attempt ${num(r.attempts)} was on the wire; verifying it by a read` : `lease of ${from ?? 'an earlier version'} ran out; ${lease.owner} takes attempt ${num(r.attempts)} over and verifies it by a read`;
+        this.s.insertEvent.run(r.id, now, 'in_flight', 'in_flight', why);
+      }
+      return rows.map((r) => orderFromRow(this.s.getOrder.get(r.id) as Row));
+    });
   }
 
   // ---- facts, weather, plans, notifications, keys, history ------------------------------------------------

@@ -70,9 +70,22 @@ export interface SubmitContext {
 
 export type SubmitOutcome = { kind: 'created' | 'replayed'; order: SwitchOrder };
 
+/**
+ * An instance's hold on the orders it has put on the wire. Other instances take an in-flight order over (and
+ * verify it by a read) only once its lease has run out; the holder renews its leases while it lives.
+ */
+export interface Lease {
+  /** The instance holding it (its configured `instanceId`). */
+  owner: string;
+  /** Epoch ms the lease runs out unless renewed. */
+  until: number;
+}
+
 export interface AttemptReport {
   orderId: string;
   attempt: number;
+  /** The instance reporting; the report is refused (E_LEASE_LOST) if another instance has taken the order over. */
+  leaseOwner: string;
   endedAt: number;
   latencyMs: number | null;
   commandEvidence: string | null;
@@ -337,19 +350,27 @@ export interface GatewayStore {
 
   /** Queued orders whose time has come, whose meter has nothing on the wire, highest priority first. */
   dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<SwitchOrder[]>;
-  /** queued → in_flight and a new attempt row, for each order still queued; returns the orders actually taken. */
-  beginAttempts(orderIds: readonly string[], now: number): Promise<SwitchOrder[]>;
+  /** queued → in_flight and a new attempt row under `lease`, for each order still queued; returns the orders actually taken. */
+  beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]>;
   /**
    * Give back a lease whose attempt never went on the wire (its link was down): in_flight → queued, the
    * attempt row removed and the attempt not counted, retried from `nextAttemptAt`.
    */
-  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string): Promise<SwitchOrder>;
+  releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string, leaseOwner: string): Promise<SwitchOrder>;
   /** Close the open attempt and move the order as `decide` says; returns the order after the move. */
   completeAttempt(report: AttemptReport): Promise<SwitchOrder>;
   /** A person withdraws an order not yet on the wire (queued, held, escalated): cancelled, audited, its work order cancelled. */
   cancelOrder(orderId: string, actor: string, reason: string, now: number): Promise<SwitchOrder>;
-  /** Orders left in flight (by a crash): the control loop verifies each by a read before anything else. */
+  /** Every order in flight now, on any instance (inspection and tests). */
   inFlightOrders(): Promise<SwitchOrder[]>;
+  /** Extend to `lease.until` the leases `lease.owner` still holds on these in-flight orders; returns how many. */
+  renewLeases(lease: Lease, orderIds: readonly string[]): Promise<number>;
+  /**
+   * Take over in-flight orders whose lease ran out by `now` (their instance died or lost the store), and with
+   * `includeOwn` also those still leased to `lease.owner` (a restarted instance's own previous life); at most
+   * `limit`, oldest first, each now under `lease`. The caller verifies each by a read before anything else.
+   */
+  claimOrphans(lease: Lease, now: number, limit: number, includeOwn: boolean): Promise<SwitchOrder[]>;
 
   // ---- customer and meter facts (DOMAIN.md rules 1, 6, 8, 9, 10) ----
   setMeterFlags(meterId: string, patch: Partial<MeterFlags>, actor: string, now: number): Promise<MeterFlags>;
@@ -376,7 +397,7 @@ export interface GatewayStore {
   /** The billing hook answered "paid" (cancel) or could not be reached (hold until `retryAt`). */
   recordPaymentCheck(orderId: string, now: number, outcome: 'paid' | 'unreachable', detail: string, retryAt: number): Promise<SwitchOrder>;
   /** Re-check the rules, reserve the day's cap slot and lease the order, atomically. */
-  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<DisconnectLease>;
+  leaseDisconnect(orderId: string, now: number, policy: PolicyConfig, lease: Lease): Promise<DisconnectLease>;
 
   // ---- notifications outbox (rule 2's pre-disconnect notice, later billing callbacks) ----
   /** Undelivered notifications due now whose kind starts with one of `kindPrefixes`. */

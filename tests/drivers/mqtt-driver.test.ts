@@ -27,6 +27,11 @@ function req(kind: 'cmd' | 'read' = 'read', timeoutMs = T): RequestOptions {
   return { correlationId: `${orderId}:1:${kind}`, orderId, timeoutMs };
 }
 
+/** Where the meter answers gateway instance gw1: its Response Topic when the firmware honours one, else its reply topic. */
+function answerTopic(profile: FirmwareProfile, meterId: string): string {
+  return profile.mqtt.responseTopic ? `meterline/gw1/reply/${meterId}` : topicFor(profile.mqtt.replyTopic, meterId);
+}
+
 function addr(meterId: string, profile: FirmwareProfile): MeterAddress {
   return { meterId, profile, link: 'mqtt-test', address: null };
 }
@@ -156,6 +161,46 @@ describe('MqttDriver (MQTT-specific)', () => {
     }
   });
 
+  it('several instances: a reply reaches only the instance that asked (Response Topic firmware); fixed-topic replies reach all, and only the asker takes them', async () => {
+    expect(closes.mqtt.responseTopic).toBe(true);
+    expect(arms.mqtt.responseTopic).toBe(false);
+    const a = new MqttDriver({ brokerUrl: broker.url, instanceId: 'inst-a', profiles: all, sharedGroup: 'g1' });
+    const b = new MqttDriver({ brokerUrl: broker.url, instanceId: 'inst-b', profiles: all, sharedGroup: 'g1' });
+    try {
+      await Promise.all([a.start(), b.start()]);
+      for (let i = 0; i < 10; i++) expect((await a.readRelay(addr(ids[2]!, closes), req())).outcome).toBe('ok');
+      expect(a.counters.replies).toBe(10);
+      expect(b.counters.replies).toBe(0);
+      for (let i = 0; i < 10; i++) expect((await a.readRelay(addr(ids[3]!, arms), req())).outcome).toBe('ok');
+      await waitFor(() => b.counters.unknownCidReplies === 10, 2000);
+      expect(a.counters.ok).toBe(20);
+      expect(b.counters.ok).toBe(0);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('several instances in one shared-subscription group: each status report is handled by exactly one of them', async () => {
+    const a = new MqttDriver({ brokerUrl: broker.url, instanceId: 'share-a', profiles: all, sharedGroup: 'g2' });
+    const b = new MqttDriver({ brokerUrl: broker.url, instanceId: 'share-b', profiles: all, sharedGroup: 'g2' });
+    const heard: string[] = [];
+    a.onStatusReport((meterId) => meterId === ids[5] && heard.push('a'));
+    b.onStatusReport((meterId) => meterId === ids[5] && heard.push('b'));
+    const raw = await connectAsync(broker.url, { protocolVersion: 5, clientId: `raw-${process.pid}-${++seq}` });
+    try {
+      await Promise.all([a.start(), b.start()]);
+      for (let i = 0; i < 40; i++) await raw.publishAsync(topicFor(closes.mqtt.statusTopic, ids[5]!), JSON.stringify({ relay: 'connected', ts: i }), { qos: 1 });
+      await waitFor(() => heard.length >= 40, 3000);
+      await new Promise((r) => setTimeout(r, 200)); // a duplicate would arrive about now
+      expect(heard).toHaveLength(40);
+      expect(heard.filter((h) => h === 'a').length).toBeGreaterThan(0);
+      expect(heard.filter((h) => h === 'b').length).toBeGreaterThan(0);
+    } finally {
+      await raw.endAsync(true);
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
   it('a late reply to a timed-out request is not taken for the next request', async () => {
     const id = ids[4]!;
     const sim = fleet.meter(id);
@@ -184,7 +229,7 @@ describe('MqttDriver (MQTT-specific)', () => {
       const pending = driver.readRelay(meter, req('read', 2000));
       await waitFor(() => driver.inFlight > 0, 1000);
       const bad = '{"result":"ok","relay":"connected"}'; // no cid
-      await raw.publishAsync(topicFor(closes.mqtt.replyTopic, id), bad, { qos: 1 });
+      await raw.publishAsync(answerTopic(closes, id), bad, { qos: 1 });
       const r = await pending;
       expect(r.outcome).toBe('garbled');
       expect(r.outcome !== 'ok' && r.evidence).toBe(bad);
@@ -195,7 +240,7 @@ describe('MqttDriver (MQTT-specific)', () => {
       const p2 = driver.readRelay(meter, o);
       await waitFor(() => driver.inFlight > 0, 1000);
       const odd = JSON.stringify({ cid: o.correlationId, result: 'ok', relay: 'HALF-OPEN' });
-      await raw.publishAsync(topicFor(closes.mqtt.replyTopic, id), odd, { qos: 1 });
+      await raw.publishAsync(answerTopic(closes, id), odd, { qos: 1 });
       const r2 = await p2;
       expect(r2.outcome).toBe('garbled');
       expect(r2.outcome !== 'ok' && r2.evidence).toBe(odd);

@@ -40,7 +40,8 @@ export async function startControlLoop(options: {
     profiles: new Map<string, FirmwareProfile>(options.profiles.map((p) => [p.id, p])),
     clock: systemClock,
     logger: options.logger,
-    options: { tickMs: 50, linkConcurrency: options.linkConcurrency, links: {}, shutdownGraceMs: 1000 },
+    options: { tickMs: 50, linkConcurrency: options.linkConcurrency, links: {}, shutdownGraceMs: 1000, leaseMs: 30_000 },
+    instanceId: `${options.protocol}-loop`,
     policy,
     payments: new HttpPaymentRechecker(policy.paymentRecheck),
   });

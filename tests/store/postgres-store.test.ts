@@ -84,10 +84,10 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       // Each instance asks for every order, in its own order, several times over, all at once.
       const reversed = [...ids].reverse();
       const batches = await Promise.all([
-        a.beginAttempts(ids, now),
-        b.beginAttempts(reversed, now),
-        a.beginAttempts(reversed.slice(0, 100), now),
-        b.beginAttempts(ids.slice(50, 150), now),
+        a.beginAttempts(ids, now, { owner: 'gw-a', until: now + 30_000 }),
+        b.beginAttempts(reversed, now, { owner: 'gw-b', until: now + 30_000 }),
+        a.beginAttempts(reversed.slice(0, 100), now, { owner: 'gw-a', until: now + 30_000 }),
+        b.beginAttempts(ids.slice(50, 150), now, { owner: 'gw-b', until: now + 30_000 }),
       ]);
       const leased = batches.flat().map((o) => o.id);
       expect(leased.length).toBe(200);
@@ -95,7 +95,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       expect(batches.flat().every((o) => o.state === 'in_flight' && o.attempts === 1)).toBe(true);
       expect((await b.inFlightOrders()).length).toBe(200);
       for (const id of [ids[0]!, ids[199]!]) expect((await a.listAttempts(id)).map((x) => x.attempt)).toEqual([1]);
-      expect(await a.beginAttempts(ids, now)).toEqual([]);
+      expect(await a.beginAttempts(ids, now, { owner: 'gw-a', until: now + 30_000 })).toEqual([]);
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
@@ -108,10 +108,10 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       let n = 0;
       const ctx = { now, reconnectLimitHours: 24, newOrderId: () => `ord_m1_${++n}`, policy: openPolicy() };
       const [first] = await a.submitOrders([request('M-1')], ctx);
-      expect((await a.beginAttempts([first!.order.id], now)).map((o) => o.state)).toEqual(['in_flight']);
+      expect((await a.beginAttempts([first!.order.id], now, { owner: 'gw-a', until: now + 30_000 })).map((o) => o.state)).toEqual(['in_flight']);
       const [second] = await b.submitOrders([{ ...request('M-1'), action: 'reconnect', reason: 'payment' }], ctx);
       expect(second!.order.state).toBe('queued');
-      expect(await b.beginAttempts([second!.order.id], now)).toEqual([]);
+      expect(await b.beginAttempts([second!.order.id], now, { owner: 'gw-b', until: now + 30_000 })).toEqual([]);
       expect((await b.getOrder(second!.order.id))?.state).toBe('queued');
     } finally {
       await Promise.all([a.close(), b.close()]);

@@ -18,7 +18,7 @@ describe('SQLite store specifics', () => {
       [{ meterId: 'M-1', action: 'disconnect', reason: 'customer_request', note: null, urgent: false, notBefore: null, paymentAt: null, requestedBy: 'ops', idempotencyKey: 'k', requestHash: 'h' }],
       { now: 2, reconnectLimitHours: 24, newOrderId: () => 'ord_a', policy: openPolicy() },
     );
-    await a.beginAttempts([o!.order.id], 3);
+    await a.beginAttempts([o!.order.id], 3, { owner: 'gw-a', until: 30_003 });
     await a.close();
     const b = new SqliteStore(path);
     await b.migrate();

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
 import { MeterlineError } from '../../src/errors.js';
-import type { GatewayStore, OrderRequest, SubmitContext } from '../../src/store/store.js';
+import type { GatewayStore, Lease, OrderRequest, SubmitContext } from '../../src/store/store.js';
 import { openPolicy } from '../harness/test-policy.js';
 
 /**
@@ -27,6 +27,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       requestHash: 'h',
       ...o,
     });
+    /** A lease of instance gw-a (or `owner`) taken at `t`, good for 30 s. */
+    const A = (t: number, owner = 'gw-a'): Lease => ({ owner, until: t + 30_000 });
     const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false }, retry: { maxAttempts: 2, baseDelayMs: 1000, maxDelayMs: 1000 } };
 
     beforeEach(async () => {
@@ -103,9 +105,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
     it('an order is leased once: begin takes only queued orders, and a meter with an attempt on the wire has nothing else due', async () => {
       const [d] = await store.submitOrders([req()], ctx());
-      const taken = await store.beginAttempts([d!.order.id], now);
+      const taken = await store.beginAttempts([d!.order.id], now, A(now));
       expect(taken.map((o) => [o.state, o.attempts])).toEqual([['in_flight', 1]]);
-      expect(await store.beginAttempts([d!.order.id], now)).toEqual([]);
+      expect(await store.beginAttempts([d!.order.id], now, A(now))).toEqual([]);
       await store.submitOrders([req({ action: 'reconnect', reason: 'payment' })], ctx());
       expect(await store.dueOrders(now, 10, [])).toEqual([]);
       expect((await store.inFlightOrders()).map((o) => o.id)).toEqual([d!.order.id]);
@@ -113,11 +115,12 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
     it('completing an attempt records outcome, latency, evidence and the observed relay, and moves the order', async () => {
       const [d] = await store.submitOrders([req()], ctx());
-      await store.beginAttempts([d!.order.id], now);
+      await store.beginAttempts([d!.order.id], now, A(now));
       now += 500;
       const after = await store.completeAttempt({
         orderId: d!.order.id,
         attempt: 1,
+        leaseOwner: 'gw-a',
         endedAt: now,
         latencyMs: 120,
         commandEvidence: '{"result":"ok"}',
@@ -141,15 +144,15 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const id = d!.order.id;
       const fail = (n: number) =>
         store.completeAttempt({
-          orderId: id, attempt: n, endedAt: now, latencyMs: null, commandEvidence: null, readEvidence: null, observedRelay: null, detail: 'no answer', observation: null,
+          orderId: id, attempt: n, leaseOwner: 'gw-a', endedAt: now, latencyMs: null, commandEvidence: null, readEvidence: null, observedRelay: null, detail: 'no answer', observation: null,
           decide: (o) => judgeAttempt(o, profile, { command: 'timeout', readBack: undefined }, now, 0),
         });
-      await store.beginAttempts([id], now);
+      await store.beginAttempts([id], now, A(now));
       const first = await fail(1);
       expect(first.state).toBe('queued');
       expect(first.nextAttemptAt).toBe(now + 500);
       expect(await store.dueOrders(now, 10, [])).toEqual([]);
-      await store.beginAttempts([id], now + 500);
+      await store.beginAttempts([id], now + 500, A(now + 500));
       const second = await fail(2);
       expect(second.state).toBe('failed');
       expect((await store.listAttempts(id)).map((a) => a.outcome)).toEqual(['timeout', 'timeout']);
@@ -157,11 +160,11 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
     it('an order superseded while on the wire ends superseded after its attempt, and the later order becomes due', async () => {
       const [d] = await store.submitOrders([req()], ctx());
-      await store.beginAttempts([d!.order.id], now);
+      await store.beginAttempts([d!.order.id], now, A(now));
       const [r] = await store.submitOrders([req({ action: 'reconnect', reason: 'payment' })], ctx());
       expect(r!.order.state).toBe('queued');
       const after = await store.completeAttempt({
-        orderId: d!.order.id, attempt: 1, endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
+        orderId: d!.order.id, attempt: 1, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
         decide: (o) => judgeAttempt(o, profile, { command: 'nack', readBack: 'connected' }, now, 0),
       });
       expect(after.state).toBe('superseded');
@@ -170,25 +173,58 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
     it('a lease given back (link down, nothing sent) spends no attempt and leaves no attempt row', async () => {
       const [d] = await store.submitOrders([req()], ctx());
-      await store.beginAttempts([d!.order.id], now);
-      const back = await store.releaseAttempt(d!.order.id, 1, now, now + 250, 'not sent: link L1 is down');
+      await store.beginAttempts([d!.order.id], now, A(now));
+      const back = await store.releaseAttempt(d!.order.id, 1, now, now + 250, 'not sent: link L1 is down', 'gw-a');
       expect(back).toMatchObject({ state: 'queued', attempts: 0, nextAttemptAt: now + 250, stateReason: 'not sent: link L1 is down' });
       expect(await store.listAttempts(d!.order.id)).toEqual([]);
-      await expect(store.releaseAttempt(d!.order.id, 1, now, now, 'again')).rejects.toThrow();
-      const [again] = await store.beginAttempts([d!.order.id], now + 250);
+      await expect(store.releaseAttempt(d!.order.id, 1, now, now, 'again', 'gw-a')).rejects.toThrow();
+      const [again] = await store.beginAttempts([d!.order.id], now + 250, A(now + 250));
       expect(again!.attempts).toBe(1);
     });
 
     it('an attempt cannot be completed twice', async () => {
       const [d] = await store.submitOrders([req()], ctx());
-      await store.beginAttempts([d!.order.id], now);
+      await store.beginAttempts([d!.order.id], now, A(now));
       const report = {
-        orderId: d!.order.id, attempt: 1, endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'disconnected' as const, detail: null, observation: null,
+        orderId: d!.order.id, attempt: 1, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'disconnected' as const, detail: null, observation: null,
         decide: (o: Parameters<typeof judgeAttempt>[0]) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now, 0),
       };
       await store.completeAttempt(report);
       await expect(store.completeAttempt(report)).rejects.toThrow();
       expect((await store.listOrderEvents(d!.order.id)).filter((e) => e.to === 'done')).toHaveLength(1);
+    });
+
+    it('leases: an instance takes over only orders whose lease ran out, and the old holder can then neither complete nor release them', async () => {
+      const [d1, d2] = await store.submitOrders([req(), req({ meterId: 'M-2' })], ctx());
+      await store.beginAttempts([d1!.order.id, d2!.order.id], now, A(now));
+      // gw-a is alive: its leases hold, gw-b finds nothing to take.
+      expect(await store.claimOrphans(A(now, 'gw-b'), now + 29_000, 10, false)).toEqual([]);
+      // gw-a renews one of them; after 30 s only the other has run out.
+      expect(await store.renewLeases(A(now + 20_000), [d1!.order.id])).toBe(1);
+      expect(await store.renewLeases(A(now + 20_000, 'gw-b'), [d2!.order.id])).toBe(0);
+      const taken = await store.claimOrphans(A(now + 31_000, 'gw-b'), now + 31_000, 10, false);
+      expect(taken.map((o) => [o.id, o.state, o.attempts])).toEqual([[d2!.order.id, 'in_flight', 1]]);
+      expect(await store.claimOrphans(A(now + 31_000, 'gw-c'), now + 31_000, 10, false)).toEqual([]);
+      expect((await store.listOrderEvents(d2!.order.id)).at(-1)).toMatchObject({ from: 'in_flight', to: 'in_flight', reason: expect.stringContaining('lease of gw-a ran out') });
+      // gw-a's late report is refused; gw-b's (after its verifying read) is recorded once.
+      const report = (owner: string) => ({
+        orderId: d2!.order.id, attempt: 1, leaseOwner: owner, endedAt: now + 32_000, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'disconnected' as const, detail: null, observation: null,
+        decide: (o: Parameters<typeof judgeAttempt>[0]) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now + 32_000, 0),
+      });
+      await expect(store.completeAttempt(report('gw-a'))).rejects.toMatchObject({ code: 'E_LEASE_LOST' });
+      await expect(store.releaseAttempt(d2!.order.id, 1, now, now, 'link down', 'gw-a')).rejects.toThrow();
+      expect((await store.completeAttempt(report('gw-b'))).state).toBe('done');
+      expect((await store.getOrder(d1!.order.id))?.state).toBe('in_flight');
+    });
+
+    it('leases: a restarted instance takes back its own live leases at start, and no other instance can', async () => {
+      const [d] = await store.submitOrders([req()], ctx());
+      await store.beginAttempts([d!.order.id], now, A(now));
+      expect(await store.claimOrphans(A(now + 1, 'gw-b'), now + 1, 10, true)).toEqual([]);
+      expect(await store.claimOrphans(A(now + 1), now + 1, 10, false)).toEqual([]);
+      const back = await store.claimOrphans(A(now + 1), now + 1, 10, true);
+      expect(back.map((o) => o.id)).toEqual([d!.order.id]);
+      expect((await store.listOrderEvents(d!.order.id)).at(-1)?.reason).toContain('gw-a restarted');
     });
 
     it('an older observation never overwrites a newer one', async () => {
@@ -219,8 +255,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(first.decision?.verdict).toBe('second_notice');
       expect(first.order.state).toBe('held');
       expect((await store.listNotifications('M-1')).map((n) => n.kind)).toEqual(['pre_disconnect_notice']);
-      expect((await store.leaseDisconnect(id, now + 29 * 60_000, policy)).leased).toBeNull();
-      const lease = await store.leaseDisconnect(id, now + 30 * 60_000, policy);
+      expect((await store.leaseDisconnect(id, now + 29 * 60_000, policy, A(now))).leased).toBeNull();
+      const lease = await store.leaseDisconnect(id, now + 30 * 60_000, policy, A(now));
       expect(lease.leased?.state).toBe('in_flight');
       expect(lease.leased?.capDay).toBe(new Date(now).toISOString().slice(0, 10));
       expect((await store.listAudit({ target: plan.id, limit: 10 })).map((a) => [a.action, a.actor])).toEqual([
@@ -236,8 +272,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const ids = (await store.decidePlan(plan.id, 'approve', 'sup', { ...ctx(), policy })).items.map((i) => i.orderId!);
       const later = now + 31 * 60_000;
       for (const id of ids) await store.gateDisconnect(id, now, policy);
-      const a = await store.leaseDisconnect(ids[0]!, later, policy);
-      const b = await store.leaseDisconnect(ids[1]!, later, policy);
+      const a = await store.leaseDisconnect(ids[0]!, later, policy, A(now));
+      const b = await store.leaseDisconnect(ids[1]!, later, policy, A(now));
       expect(a.leased).not.toBeNull();
       expect(b.leased).toBeNull();
       expect(b.leased === null && b.decision?.verdict === 'hold' && b.decision.code).toBe('E_DAILY_CAP');
