@@ -390,10 +390,15 @@ export class SwitchController {
   }
 
   /** One attempt: command, wait for the relay to operate, read back, record the verdict. */
-  private async runAttempt(order: SwitchOrder): Promise<void> {
+  private runAttempt(order: SwitchOrder): Promise<void> {
+    return this.onWire(order, () => this.runAttemptOnWire(order));
+  }
+
+  /** Work on the wire for a leased order: nothing else goes to its meter meanwhile; the lease is dropped after. */
+  private async onWire(order: SwitchOrder, work: () => Promise<void>): Promise<void> {
     this.busyMeters.add(order.meterId);
     try {
-      await this.runAttemptOnWire(order);
+      await work();
     } finally {
       this.busyMeters.delete(order.meterId);
       this.leases.delete(order.id);
@@ -536,14 +541,8 @@ export class SwitchController {
     }
   }
 
-  private async verifyOrphan(order: SwitchOrder): Promise<void> {
-    this.busyMeters.add(order.meterId);
-    try {
-      await this.verifyOrphanOnWire(order);
-    } finally {
-      this.busyMeters.delete(order.meterId);
-      this.leases.delete(order.id);
-    }
+  private verifyOrphan(order: SwitchOrder): Promise<void> {
+    return this.onWire(order, () => this.verifyOrphanOnWire(order));
   }
 
   private async verifyOrphanOnWire(order: SwitchOrder): Promise<void> {
