@@ -180,6 +180,10 @@ export class SwitchController {
     if (this.leaseTimer) clearInterval(this.leaseTimer);
     const all = Promise.allSettled([...this.running]);
     await Promise.race([all, sleep(this.deps.options.shutdownGraceMs)]);
+    // Attempts still on the wire after the grace period: let their leases run out now, so that another instance
+    // verifies them at once instead of a lease's time later.
+    const left = [...this.leases.keys()];
+    if (left.length > 0) await this.deps.store.renewLeases({ owner: this.deps.instanceId, until: this.deps.clock.now() - 1 }, left).catch(() => undefined);
   }
 
   private newLease(now: number): Lease {
