@@ -55,6 +55,12 @@ export interface MqttDriverOptions {
   logger?: Logger;
   /** Delay between reconnect attempts. Default 1000 ms. */
   reconnectPeriodMs?: number;
+  /**
+   * MQTT keepalive in seconds. Default 10: a connection that went silent (a partition that drops packets
+   * without a reset) is given up after 1.5 × this with nothing heard. mqtt.js's own default, 60 s, left the
+   * link "up" for 90 s in which every attempt was spent on commands that went nowhere.
+   */
+  keepaliveSec?: number;
   /** How long `start()` waits for the first connection and subscription. Default 10 s. */
   startTimeoutMs?: number;
 }
@@ -194,6 +200,8 @@ export class MqttDriver implements MeterDriver {
   private client: MqttClient | undefined;
   private subscribed = false;
   private stopped = false;
+  /** When the broker last sent anything (any packet) on the current connection. */
+  private lastPacketAt = 0;
 
   constructor(options: MqttDriverOptions) {
     this.options = options;
@@ -242,6 +250,7 @@ export class MqttDriver implements MeterDriver {
       clean: true,
       reconnectPeriod: this.options.reconnectPeriodMs ?? 1000,
       connectTimeout: 5000,
+      keepalive: this.options.keepaliveSec ?? 10,
       resubscribe: false,
       // Never hold QoS 0 packets for later either: nothing this driver sends may go out late.
       queueQoSZero: false,
@@ -273,6 +282,9 @@ export class MqttDriver implements MeterDriver {
     });
     client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt client error'));
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    client.on('packetreceive', () => {
+      this.lastPacketAt = Date.now();
+    });
 
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 10_000);
     while (!this.connected) {
@@ -365,6 +377,7 @@ export class MqttDriver implements MeterDriver {
         timer: setTimeout(() => {
           this.counters.timeouts++;
           this.log.info({ ...ctx, timeoutMs }, 'no reply within timeout');
+          if (profile.mqtt.qos > 0 && this.lastPacketAt < publishedAt) this.dropSilentConnection(timeoutMs);
           settle({ outcome: 'timeout', detail: `no reply within ${timeoutMs} ms`, latencyMs: elapsed() });
         }, timeoutMs),
         onReply: (reply, evidence, receivedAt) => {
@@ -421,6 +434,20 @@ export class MqttDriver implements MeterDriver {
         },
       );
     });
+  }
+
+  /**
+   * The broker has said nothing (not even the PUBACK of a QoS 1 command) since a request that has now timed
+   * out was published: the connection is silently dead (a partition that drops packets). Give it up now
+   * rather than at the keepalive timeout, so the link reads as down and orders wait for it instead of
+   * spending their attempts on commands that go nowhere; mqtt.js reconnects.
+   */
+  private dropSilentConnection(timeoutMs: number): void {
+    const client = this.client;
+    if (!client || this.stopped || !this.subscribed) return;
+    this.log.warn({ clientId: this.clientId, silentMs: Date.now() - this.lastPacketAt, timeoutMs }, 'broker silent for a whole request timeout: dropping the connection and reconnecting');
+    this.subscribed = false;
+    client.stream?.destroy();
   }
 
   private onMessage(topic: string, payload: Buffer): void {

@@ -111,10 +111,14 @@ export class PostgresStore implements GatewayStore {
 
   async migrate(): Promise<void> {
     const client = await this.pool.connect();
+    let broken = false;
+    const onError = () => (broken = true);
+    client.on('error', onError);
     try {
       this.migrationsApplied = await migratePostgres(client, this.schema);
     } finally {
-      client.release();
+      client.release(broken);
+      client.removeListener('error', onError);
     }
   }
 
@@ -129,6 +133,10 @@ export class PostgresStore implements GatewayStore {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       let broken = false;
+      // A checked-out client whose connection drops (the server restarted) emits 'error' on itself, not on the
+      // pool: unheard, that event ends the process. The query in progress fails with it anyway.
+      const onError = () => (broken = true);
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const value = await fn(new Q(client));
@@ -140,6 +148,7 @@ export class PostgresStore implements GatewayStore {
         throw error;
       } finally {
         client.release(broken);
+        client.removeListener('error', onError);
       }
     }
   }
