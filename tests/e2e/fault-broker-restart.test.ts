@@ -1,0 +1,71 @@
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startMosquitto, type MosquittoBroker } from '../harness/mosquitto.js';
+import { ATTEMPTS_SQL, FINALS_SQL, judgeRun, ORDERS_SQL, startFaultRun, type FaultRun, type OrderRow } from '../harness/fault-run.js';
+
+/**
+ * Fault: the MQTT broker (mosquitto, its own port) is restarted in the middle of a few thousand reconnects.
+ * The gateway (built program, SQLite) and the meters (MqttFleet in this process) both lose the broker, and
+ * both must reconnect by themselves. Whatever was on the wire is lost (no persistence, clean sessions); the
+ * orders must still all end exactly once, none failed, and no meter may get a command after its order ended.
+ */
+const COUNT = 3000;
+
+let broker: MosquittoBroker | undefined;
+let run: FaultRun | undefined;
+
+afterAll(async () => {
+  await run?.stop();
+  await broker?.stop();
+});
+
+describe('fault: broker restart', () => {
+  it('mosquitto restarted mid-run: gateway and meters reconnect, every order ends exactly once', async () => {
+    broker = await startMosquitto();
+    run = await startFaultRun({ name: 'broker', count: COUNT, links: 20, gatewayMqttUrl: broker.url, meterMqttUrl: broker.url, store: { kind: 'sqlite' } });
+    const t0 = Date.now();
+    expect(await run.submitAll()).toBe(COUNT);
+
+    const atFault = await run.waitFor('the fault point', (s) => (s.done ?? 0) >= COUNT * 0.3 && (s.in_flight ?? 0) > 0, 40_000, 20);
+    const fleetConnectsBefore = run.fleet.counters.connects;
+    const tFault = Date.now();
+    await broker.restart();
+    const restartMs = Date.now() - tFault;
+
+    // The meters reconnect by themselves (every fleet connection once more at least).
+    await run.waitFor('the meters to reconnect', () => run!.fleet.counters.connects >= fleetConnectsBefore + 4, 15_000);
+    const final = await run.waitAllFinal(50_000);
+    const tEnd = Date.now();
+    expect(run.gateway.unexpectedExits).toEqual([]);
+    await run.gateway.stop();
+
+    const db = new Database(run.sqlitePath, { readonly: true });
+    let verdict;
+    try {
+      verdict = judgeRun(
+        COUNT,
+        {
+          finals: db.prepare(FINALS_SQL).all() as { order_id: string; n: number }[],
+          orders: db.prepare(ORDERS_SQL).all() as OrderRow[],
+          attempts: db.prepare(ATTEMPTS_SQL).all() as { outcome: string | null; n: number }[],
+        },
+        run.fleet,
+      );
+    } finally {
+      db.close();
+    }
+    console.log(
+      `[fault-broker-restart] orders ${verdict.figures.orders}, states ${JSON.stringify(verdict.figures.byState)}, ` +
+        `fault at ${JSON.stringify(atFault)} (${tFault - t0} ms in), broker down ${restartMs} ms, ` +
+        `finished ${tEnd - t0} ms after submit (${tEnd - tFault} ms after the fault), attempts ${verdict.figures.attempts} ` +
+        `${JSON.stringify(verdict.figures.outcomes)}, retries caused by the fault ${verdict.figures.retries}, ` +
+        `fleet connects ${run.fleet.counters.connects}, late commands ${verdict.figures.lateCommands}`,
+    );
+    expect(verdict.problems).toEqual([]);
+    expect(final.failed ?? 0).toBe(0);
+    // Every meter is on supply: `done`, or `armed` for the arms-only profile (the customer presses the button).
+    expect((verdict.figures.byState.done ?? 0) + (verdict.figures.byState.armed ?? 0)).toBe(COUNT);
+    // The fault did cost something: attempts on the wire when the broker went away were retried.
+    expect(verdict.figures.retries).toBeGreaterThan(0);
+  }, 120_000);
+});
