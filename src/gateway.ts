@@ -21,6 +21,7 @@ import { ConsumptionWatch } from './control/consumption-watch.js';
 import { ReadingScheduler } from './control/reading-scheduler.js';
 import { RelayAuditRunner } from './control/relay-audit-runner.js';
 import { CreditController } from './control/credit-controller.js';
+import { SingletonDuty, type DutyJob } from './control/singleton-duty.js';
 import { createGatewayMetrics } from './integrations/metrics.js';
 import { TimeSeriesWriter } from './integrations/time-series-writer.js';
 import { CallbackDispatcher } from './integrations/callback-dispatcher.js';
@@ -282,8 +283,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
 
     await controller.start();
     stops.push(() => controller.stop());
-    monitor.start();
-    stops.push(async () => monitor.stop());
+    // Work done once across all instances, by the instance holding the singleton duty.
+    const singletonJobs: DutyJob[] = [{ name: 'success-rate monitor', start: () => monitor.start(), stop: () => monitor.stop() }];
     const readings = new ReadingScheduler({
       schedules: config.readings.schedules,
       concurrencyPerLink: config.readings.concurrencyPerLink,
@@ -295,13 +296,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         return r.ok ? { ok: true } : { ok: false, skipped: r.detail.startsWith('an order attempt') };
       },
     });
-    readings.start();
-    stops.push(() => readings.stop());
-    relayAudit.start();
-    stops.push(() => relayAudit.stop());
+    singletonJobs.push({ name: 'scheduled readings', start: () => readings.start(), stop: () => readings.stop() });
+    singletonJobs.push({ name: 'relay audit', start: () => relayAudit.start(), stop: () => relayAudit.stop() });
     const callbacks = new CallbackDispatcher(store, clock, config.callbacks, logger.child({ component: 'callbacks' }));
-    callbacks.start();
-    stops.push(async () => callbacks.stop());
+    singletonJobs.push({ name: 'billing callbacks', start: () => callbacks.start(), stop: () => callbacks.stop() });
     const routes: NotificationRoute[] = [];
     if (config.notifications.webhookUrl) {
       routes.push({ kindPrefix: 'pre_disconnect_notice', url: config.notifications.webhookUrl, secret: config.notifications.secret });
@@ -311,9 +309,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     if (config.successRates.alertWebhookUrl) routes.push({ kindPrefix: 'alert.', url: config.successRates.alertWebhookUrl, secret: config.successRates.alertSecret });
     if (routes.length > 0) {
       const dispatcher = new NotificationDispatcher(store, routes, config.notifications.pollMs, clock, logger.child({ component: 'notifications' }));
-      dispatcher.start();
-      stops.push(async () => dispatcher.stop());
+      singletonJobs.push({ name: 'webhooks', start: () => dispatcher.start(), stop: () => dispatcher.stop() });
     }
+    const duty = new SingletonDuty({ store, clock, owner: config.instanceId, leaseMs: config.control.leaseMs, logger: logger.child({ component: 'duty' }), jobs: singletonJobs });
+    await duty.start();
+    stops.push(() => duty.stop());
     await api.listen({ host: config.api.host, port: config.api.port });
     const address = api.server.address();
     const port = typeof address === 'object' && address ? address.port : config.api.port;

@@ -308,6 +308,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE orders ADD COLUMN lease_until BIGINT;
   CREATE INDEX orders_in_flight_lease ON orders (lease_until) WHERE state = 'in_flight';
   `,
+  // 3: duties: work one instance at a time must do (the success-rate monitor, scheduled readings, callbacks, ...).
+  `
+  CREATE TABLE duties (name TEXT PRIMARY KEY, owner TEXT NOT NULL, lease_until BIGINT NOT NULL);
+  `,
 ];
 
 /** A schema name safe to put in a search_path and in DDL without quoting tricks. */

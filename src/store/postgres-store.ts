@@ -611,6 +611,21 @@ export class PostgresStore implements GatewayStore {
     return this.r.run(`UPDATE orders SET lease_until = $2 WHERE state = 'in_flight' AND lease_owner = $1 AND id = ANY($3::text[])`, [lease.owner, lease.until, orderIds]);
   }
 
+  async holdDuty(name: string, lease: Lease, now: number): Promise<boolean> {
+    const row = await this.r.get(
+      `INSERT INTO duties (name, owner, lease_until) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+       WHERE duties.owner = excluded.owner OR duties.lease_until < $4
+       RETURNING owner`,
+      [name, lease.owner, lease.until, now],
+    );
+    return row?.owner === lease.owner;
+  }
+
+  async releaseDuty(name: string, owner: string): Promise<void> {
+    await this.r.run('UPDATE duties SET lease_until = 0 WHERE name = $1 AND owner = $2', [name, owner]);
+  }
+
   claimOrphans(lease: Lease, now: number, limit: number, includeOwn: boolean): Promise<SwitchOrder[]> {
     return this.tx(async (q) => {
       // Rows another instance is completing or claiming right now are skipped, never waited for.

@@ -308,4 +308,8 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE orders ADD COLUMN lease_until INTEGER;
   CREATE INDEX orders_in_flight_lease ON orders (lease_until) WHERE state = 'in_flight';
   `,
+  // 10: duties: work one instance at a time must do (the success-rate monitor, scheduled readings, callbacks, ...).
+  `
+  CREATE TABLE duties (name TEXT PRIMARY KEY, owner TEXT NOT NULL, lease_until INTEGER NOT NULL);
+  `,
 ];

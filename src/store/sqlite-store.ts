@@ -663,6 +663,26 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => this.s.renewLeases.run({ owner: lease.owner, until: lease.until, ids: JSON.stringify(orderIds) }).changes);
   }
 
+  holdDuty(name: string, lease: Lease, now: number): Promise<boolean> {
+    return this.enqueue(() => {
+      const row = this.db
+        .prepare(
+          `INSERT INTO duties (name, owner, lease_until) VALUES (@name, @owner, @until)
+           ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+           WHERE duties.owner = excluded.owner OR duties.lease_until < @now
+           RETURNING owner`,
+        )
+        .get({ name, owner: lease.owner, until: lease.until, now }) as { owner: string } | undefined;
+      return row?.owner === lease.owner;
+    });
+  }
+
+  releaseDuty(name: string, owner: string): Promise<void> {
+    return this.enqueue(() => {
+      this.db.prepare('UPDATE duties SET lease_until = 0 WHERE name = ? AND owner = ?').run(name, owner);
+    });
+  }
+
   claimOrphans(lease: Lease, now: number, limit: number, includeOwn: boolean): Promise<SwitchOrder[]> {
     return this.enqueue(() => {
       const rows = this.s.orphans.all({ now, limit, owner: lease.owner, includeOwn: includeOwn ? 1 : 0 }) as Row[];

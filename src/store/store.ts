@@ -371,6 +371,13 @@ export interface GatewayStore {
    * `limit`, oldest first, each now under `lease`. The caller verifies each by a read before anything else.
    */
   claimOrphans(lease: Lease, now: number, limit: number, includeOwn: boolean): Promise<SwitchOrder[]>;
+  /**
+   * Hold the named duty (work one instance at a time must do) under `lease`: true when `lease.owner` holds it
+   * now, because it was free, its holder's lease ran out by `now`, or it already held it (renewed).
+   */
+  holdDuty(name: string, lease: Lease, now: number): Promise<boolean>;
+  /** Give the duty up at once if `owner` holds it, so another instance takes it without waiting a lease. */
+  releaseDuty(name: string, owner: string): Promise<void>;
 
   // ---- customer and meter facts (DOMAIN.md rules 1, 6, 8, 9, 10) ----
   setMeterFlags(meterId: string, patch: Partial<MeterFlags>, actor: string, now: number): Promise<MeterFlags>;

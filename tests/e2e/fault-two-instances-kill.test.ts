@@ -136,6 +136,8 @@ describe('two instances on PostgreSQL, one killed with SIGKILL in the middle of 
       if (Date.now() > until) throw new Error(`never reached the kill point: finished ${finished}, in flight ${JSON.stringify(flying)}`);
       await new Promise((r) => setTimeout(r, 20));
     }
+    // gw-a started first, so it runs the singleton jobs (success rates, readings, callbacks, ...).
+    expect((await q<{ owner: string }>(`SELECT owner FROM duties WHERE name = 'singletons'`))[0]?.owner).toBe('gw-a');
     instances.a.child!.kill('SIGKILL');
     const killedAt = Date.now();
     await new Promise((r) => instances.a.child!.once('exit', r));
@@ -150,6 +152,10 @@ describe('two instances on PostgreSQL, one killed with SIGKILL in the middle of 
       await new Promise((r) => setTimeout(r, 100));
     }
     const finishedAt = Date.now();
+    // The survivor took the singleton duty over too, once gw-a's lease on it ran out.
+    const dutyBy = Date.now() + 3 * LEASE_MS;
+    while ((await q<{ owner: string }>(`SELECT owner FROM duties WHERE name = 'singletons'`))[0]?.owner !== 'gw-b' && Date.now() < dutyBy) await new Promise((r) => setTimeout(r, 100));
+    expect((await q<{ owner: string }>(`SELECT owner FROM duties WHERE name = 'singletons'`))[0]?.owner).toBe('gw-b');
     instances.b.child!.kill('SIGTERM');
     await new Promise((r) => instances.b.child!.once('exit', r));
     instances.b.child = undefined;

@@ -227,6 +227,20 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.listOrderEvents(d!.order.id)).at(-1)?.reason).toContain('gw-a restarted');
     });
 
+    it('duties: one instance holds a duty at a time; another takes it once the lease ran out or it was given up', async () => {
+      expect(await store.holdDuty('singletons', A(now), now)).toBe(true);
+      expect(await store.holdDuty('singletons', A(now + 1000, 'gw-b'), now + 1000)).toBe(false);
+      expect(await store.holdDuty('singletons', A(now + 20_000), now + 20_000)).toBe(true); // renewed to now + 50 s
+      expect(await store.holdDuty('singletons', A(now + 40_000, 'gw-b'), now + 40_000)).toBe(false);
+      expect(await store.holdDuty('singletons', A(now + 51_000, 'gw-b'), now + 51_000)).toBe(true);
+      expect(await store.holdDuty('singletons', A(now + 52_000), now + 52_000)).toBe(false);
+      expect(await store.holdDuty('other', A(now + 52_000), now + 52_000)).toBe(true);
+      await store.releaseDuty('singletons', 'gw-a'); // not gw-a's to give up: nothing changes
+      expect(await store.holdDuty('singletons', A(now + 53_000), now + 53_000)).toBe(false);
+      await store.releaseDuty('singletons', 'gw-b');
+      expect(await store.holdDuty('singletons', A(now + 53_000), now + 53_000)).toBe(true);
+    });
+
     it('an older observation never overwrites a newer one', async () => {
       await store.recordObservation('M-1', { relay: 'connected', at: now, source: 'read' });
       await store.recordObservation('M-1', { relay: 'disconnected', at: now - 10, source: 'status' });
