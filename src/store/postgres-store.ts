@@ -14,7 +14,7 @@ import { MeterlineError } from '../errors.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
 import { attemptFromRow, meterFromRow, notificationFromRow, Q } from './postgres-db.js';
-import { orderFromRow, paymentCancelReason, paymentReconnectRequest } from './store-rows.js';
+import { orderFromRow, paymentCancelReason, paymentReconnectRequest, type Row } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
 import * as plans from './postgres-plans.js';
@@ -196,13 +196,16 @@ export class PostgresStore implements GatewayStore {
   }
 
   private async observe(q: Q, meterId: string, o: Observation): Promise<void> {
+    // One round trip: the meter's latest observed state (unless a newer one is there) and the history row.
     await q.run(
-      `UPDATE meters SET observed_relay = $1, observed_at = $2, observed_source = $3,
-         voltage_v = COALESCE($4, voltage_v), energy_wh = COALESCE($5, energy_wh), updated_at = $2
-       WHERE meter_id = $6 AND (observed_at IS NULL OR observed_at <= $2)`,
+      `WITH latest AS (
+         UPDATE meters SET observed_relay = $1, observed_at = $2, observed_source = $3,
+           voltage_v = COALESCE($4::double precision, voltage_v), energy_wh = COALESCE($5::double precision, energy_wh), updated_at = $2
+         WHERE meter_id = $6 AND (observed_at IS NULL OR observed_at <= $2)
+       )
+       INSERT INTO observations (meter_id, at, relay, source, voltage_v, energy_wh) VALUES ($6, $2, $1, $3, $4, $5)`,
       [o.relay, o.at, o.source, o.voltageV ?? null, o.energyWh ?? null, meterId],
     );
-    await q.run('INSERT INTO observations (meter_id, at, relay, source, voltage_v, energy_wh) VALUES ($1, $2, $3, $4, $5, $6)', [meterId, o.at, o.relay, o.source, o.voltageV ?? null, o.energyWh ?? null]);
   }
 
   recordObservation(meterId: string, observation: Observation): Promise<void> {
@@ -220,10 +223,15 @@ export class PostgresStore implements GatewayStore {
    * in). With `skipLocked`, an order another instance holds is not waited for: `null`.
    */
   private async lockOrder(q: Q, orderId: string, skipLocked = false): Promise<SwitchOrder | null | undefined> {
+    const r = await this.lockOrderRow(q, orderId, skipLocked);
+    return r ? orderFromRow(r) : r;
+  }
+
+  /** The meter's row, then the order's (always in that order, so lockers never deadlock); the order's row as stored. */
+  private async lockOrderRow(q: Q, orderId: string, skipLocked = false): Promise<Row | null | undefined> {
     const m = await q.get('SELECT m.meter_id FROM orders o JOIN meters m ON m.meter_id = o.meter_id WHERE o.id = $1 FOR UPDATE OF m', [orderId]);
     if (!m) return undefined;
-    const r = await q.get(`SELECT * FROM orders WHERE id = $1 FOR UPDATE${skipLocked ? ' SKIP LOCKED' : ''}`, [orderId]);
-    return r ? orderFromRow(r) : null;
+    return (await q.get(`SELECT * FROM orders WHERE id = $1 FOR UPDATE${skipLocked ? ' SKIP LOCKED' : ''}`, [orderId])) ?? null;
   }
 
   private async mustLockOrder(q: Q, orderId: string): Promise<SwitchOrder> {
@@ -560,11 +568,13 @@ export class PostgresStore implements GatewayStore {
 
   completeAttempt(report: AttemptReport): Promise<SwitchOrder> {
     return this.tx(async (q) => {
-      const current = await this.mustLockOrder(q, report.orderId);
+      const row = await this.lockOrderRow(q, report.orderId);
+      if (!row) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${report.orderId} does not exist`);
+      const current = orderFromRow(row);
       if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
         throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
       }
-      const holder = ((await q.get('SELECT lease_owner FROM orders WHERE id = $1', [report.orderId]))!.lease_owner as string | null) ?? null;
+      const holder = (row.lease_owner as string | null) ?? null;
       if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
       const verdict = report.decide(current);
       await q.run(
@@ -577,7 +587,7 @@ export class PostgresStore implements GatewayStore {
         const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [current.meterId]))!.region as string;
         await work.raiseWorkOrder(q, current, region, verdict.escalation, report.endedAt);
       }
-      await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `escalated to the field: ${verdict.escalation.reason}` : verdict.reason, {
+      const after = await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `escalated to the field: ${verdict.escalation.reason}` : verdict.reason, {
         ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
         resultRelay: report.observedRelay,
       });
@@ -585,7 +595,7 @@ export class PostgresStore implements GatewayStore {
         const why = verdict.next === 'done' || verdict.next === 'armed' ? `restored remotely by attempt ${report.attempt} (${verdict.reason})` : `the order ended ${verdict.next}: ${verdict.reason}`;
         await work.cancelWorkOrderFor(q, current.id, why, report.endedAt);
       }
-      return this.order(q, report.orderId);
+      return after;
     });
   }
 
