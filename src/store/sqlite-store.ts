@@ -157,7 +157,8 @@ export class SqliteStore implements GatewayStore {
       getIdem: db.prepare('SELECT request_hash, order_id FROM idempotency_keys WHERE principal = ? AND key = ?'),
       insertIdem: db.prepare('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)'),
       due: db.prepare(
-        `SELECT * FROM orders o
+        // INDEXED BY: without ANALYZE statistics the planner would pick orders_state and sort every queued order.
+        `SELECT * FROM orders o INDEXED BY orders_queue
          WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= @now AND o.not_before <= @now
            AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
            AND o.link NOT IN (SELECT value FROM json_each(@exclude))
@@ -197,11 +198,11 @@ export class SqliteStore implements GatewayStore {
 
   async migrate(): Promise<void> {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-    const row = this.db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number };
+    const row = this.prep('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number };
     for (let v = row.v; v < SQLITE_MIGRATIONS.length; v++) {
       this.db.transaction(() => {
         this.db.exec(SQLITE_MIGRATIONS[v]!);
-        this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v + 1, Date.now());
+        this.prep('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v + 1, Date.now());
       })();
     }
     const audit = new SqliteAuditLog(this.db);
@@ -222,6 +223,19 @@ export class SqliteStore implements GatewayStore {
     await this.flushNow();
     this.closed = true;
     this.db.close();
+  }
+
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** A prepared statement, prepared once per SQL text (and pluck mode) and reused: preparing is not free. */
+  private prep(sql: string, pluck = false): Database.Statement {
+    const key = pluck ? `pluck:${sql}` : sql;
+    let stmt = this.statements.get(key);
+    if (!stmt) {
+      stmt = pluck ? this.db.prepare(sql).pluck() : this.db.prepare(sql);
+      this.statements.set(key, stmt);
+    }
+    return stmt;
   }
 
   // ---- coalesced writes -------------------------------------------------------------------------------
@@ -280,7 +294,7 @@ export class SqliteStore implements GatewayStore {
 
   async existingMeterIds(meterIds: readonly string[]): Promise<Set<string>> {
     const found = new Set<string>();
-    const stmt = this.db.prepare('SELECT meter_id FROM meters WHERE meter_id IN (SELECT value FROM json_each(?))').pluck();
+    const stmt = this.prep('SELECT meter_id FROM meters WHERE meter_id IN (SELECT value FROM json_each(?))', true);
     for (let i = 0; i < meterIds.length; i += 5000) {
       for (const id of stmt.all(JSON.stringify(meterIds.slice(i, i + 5000))) as string[]) found.add(id);
     }
@@ -426,7 +440,7 @@ export class SqliteStore implements GatewayStore {
     const meter = this.s.getMeter.get(order.meterId) as Row;
     const region = meter.region as string;
     const today = localParts(now, policy.windows.timezone).date;
-    const usage = this.db.prepare('SELECT COALESCE(SUM(used), 0) AS overall, COALESCE(SUM(CASE WHEN region = ? THEN used END), 0) AS region FROM cap_usage WHERE day = ?').get(region, today) as {
+    const usage = this.prep('SELECT COALESCE(SUM(used), 0) AS overall, COALESCE(SUM(CASE WHEN region = ? THEN used END), 0) AS region FROM cap_usage WHERE day = ?').get(region, today) as {
       overall: number;
       region: number;
     };
@@ -459,7 +473,7 @@ export class SqliteStore implements GatewayStore {
       this.db
         .prepare('INSERT INTO notifications (id, kind, meter_id, order_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(`ntf_${order.id}_${now}`, 'pre_disconnect_notice', order.meterId, order.id, JSON.stringify(payload), now, now);
-      this.db.prepare('UPDATE orders SET second_notice_at = ? WHERE id = ?').run(now, order.id);
+      this.prep('UPDATE orders SET second_notice_at = ? WHERE id = ?').run(now, order.id);
       this.p.audit.append(now, 'gateway', 'order.second_notice', order.meterId, { orderId: order.id, notBefore: payload.notBefore });
       this.holdSync(orderFromRow(this.s.getOrder.get(order.id) as Row), now, decision.until, `E_SECOND_NOTICE_PENDING: pre-disconnect notification sent; the command waits until ${payload.notBefore} (rule 2: second notice 30 minutes before)`);
     }
@@ -468,7 +482,7 @@ export class SqliteStore implements GatewayStore {
 
   private holdSync(order: SwitchOrder, now: number, until: number, reason: string): void {
     if (order.state === 'held') {
-      this.db.prepare('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(until, reason, now, order.id);
+      this.prep('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(until, reason, now, order.id);
       if (order.stateReason !== reason) this.s.insertEvent.run(order.id, now, 'held', 'held', reason);
     } else {
       this.move(order, 'held', now, reason, { nextAttemptAt: until });
@@ -509,8 +523,8 @@ export class SqliteStore implements GatewayStore {
         const today = localParts(now, policy.windows.timezone).date;
         if (order.capDay !== today) {
           const region = (this.s.getMeter.get(order.meterId) as Row).region as string;
-          this.db.prepare('INSERT INTO cap_usage (day, region, used) VALUES (?, ?, 1) ON CONFLICT (day, region) DO UPDATE SET used = used + 1').run(today, region);
-          this.db.prepare('UPDATE orders SET cap_day = ? WHERE id = ?').run(today, orderId);
+          this.prep('INSERT INTO cap_usage (day, region, used) VALUES (?, ?, 1) ON CONFLICT (day, region) DO UPDATE SET used = used + 1').run(today, region);
+          this.prep('UPDATE orders SET cap_day = ? WHERE id = ?').run(today, orderId);
         }
       }
       if (order.state === 'held') {
@@ -541,7 +555,7 @@ export class SqliteStore implements GatewayStore {
       args.push(s?.seq ?? Number.MAX_SAFE_INTEGER);
     }
     const sql = `SELECT * FROM orders ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq LIMIT ?`;
-    return (this.db.prepare(sql).all(...args, q.limit) as Row[]).map(orderFromRow);
+    return (this.prep(sql).all(...args, q.limit) as Row[]).map(orderFromRow);
   }
 
   async openOrdersForMeter(meterId: string): Promise<SwitchOrder[]> {
@@ -646,7 +660,7 @@ export class SqliteStore implements GatewayStore {
       if (order.state === 'in_flight') throw new MeterlineError('E_ORDER_ON_WIRE', `order ${orderId} has an attempt on the wire; cancel again in a few seconds, once it has been read back`);
       if (!['accepted', 'held', 'queued', 'escalated'].includes(order.state)) throw new MeterlineError('E_ORDER_FINISHED', `order ${orderId} is already ${order.state}`);
       this.move(order, 'cancelled', now, `cancelled by ${actor}: ${reason}`);
-      this.db.prepare('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, orderId);
+      this.prep('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, orderId);
       if (order.escalatedAt !== null) this.p.work.cancelFor(orderId, `the order was cancelled by ${actor}: ${reason}`, now);
       this.p.audit.append(now, actor, 'order.cancel', order.meterId, { orderId, before: { state: order.state }, after: { state: 'cancelled' }, reason });
       return orderFromRow(this.s.getOrder.get(orderId) as Row);
@@ -679,7 +693,7 @@ export class SqliteStore implements GatewayStore {
 
   releaseDuty(name: string, owner: string): Promise<void> {
     return this.enqueue(() => {
-      this.db.prepare('UPDATE duties SET lease_until = 0 WHERE name = ? AND owner = ?').run(name, owner);
+      this.prep('UPDATE duties SET lease_until = 0 WHERE name = ? AND owner = ?').run(name, owner);
     });
   }
 
@@ -754,13 +768,13 @@ export class SqliteStore implements GatewayStore {
 
   markNotification(id: string, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
     return this.enqueue(() => {
-      if (result.delivered) this.db.prepare('UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(now, id);
-      else this.db.prepare('UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?').run(result.error, result.retryAt, id);
+      if (result.delivered) this.prep('UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(now, id);
+      else this.prep('UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?').run(result.error, result.retryAt, id);
     });
   }
 
   async listNotifications(meterId: string): Promise<NotificationRecord[]> {
-    return (this.db.prepare('SELECT * FROM notifications WHERE meter_id = ? ORDER BY created_at').all(meterId) as Row[]).map(notificationFromRow);
+    return (this.prep('SELECT * FROM notifications WHERE meter_id = ? ORDER BY created_at').all(meterId) as Row[]).map(notificationFromRow);
   }
 
   createApiKey(key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord> {
@@ -784,7 +798,7 @@ export class SqliteStore implements GatewayStore {
   }
 
   async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
-    const rows = this.db.prepare('SELECT * FROM observations WHERE meter_id = ? ORDER BY at DESC LIMIT ?').all(meterId, limit) as Row[];
+    const rows = this.prep('SELECT * FROM observations WHERE meter_id = ? ORDER BY at DESC LIMIT ?').all(meterId, limit) as Row[];
     return rows.map((r) => ({
       meterId,
       at: num(r.at),
@@ -883,14 +897,14 @@ export class SqliteStore implements GatewayStore {
   }
 
   async listMeters(afterMeterId: string | null, limit: number): Promise<MeterView[]> {
-    const rows = this.db.prepare('SELECT * FROM meters WHERE meter_id > ? ORDER BY meter_id LIMIT ?').all(afterMeterId ?? '', limit) as Row[];
+    const rows = this.prep('SELECT * FROM meters WHERE meter_id > ? ORDER BY meter_id LIMIT ?').all(afterMeterId ?? '', limit) as Row[];
     return rows.map(meterFromRow);
   }
 
   async relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>> {
     const out = new Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>();
-    const open = this.db.prepare(`SELECT 1 FROM orders WHERE meter_id = ? AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`).pluck();
-    const last = this.db.prepare(`SELECT action, state, completed_at FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
+    const open = this.prep(`SELECT 1 FROM orders WHERE meter_id = ? AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`, true);
+    const last = this.prep(`SELECT action, state, completed_at FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
     for (const id of meterIds) {
       const l = last.get(id) as { action: string; state: string; completed_at: number } | undefined;
       out.set(id, {
@@ -904,24 +918,24 @@ export class SqliteStore implements GatewayStore {
 
   saveRelayAudit(run: RelayAuditRun): Promise<void> {
     return this.enqueue(() => {
-      this.db.prepare('INSERT INTO relay_audit_runs (id, ran_at, meters, exceptions) VALUES (?, ?, ?, ?)').run(run.id, run.ranAt, run.meters, JSON.stringify(run.exceptions));
+      this.prep('INSERT INTO relay_audit_runs (id, ran_at, meters, exceptions) VALUES (?, ?, ?, ?)').run(run.id, run.ranAt, run.meters, JSON.stringify(run.exceptions));
       this.p.audit.append(run.ranAt, 'gateway', 'relay_audit.run', run.id, { meters: run.meters, exceptions: run.exceptions.length });
     });
   }
 
   async latestRelayAudit(): Promise<RelayAuditRun | undefined> {
-    const r = this.db.prepare('SELECT * FROM relay_audit_runs ORDER BY ran_at DESC LIMIT 1').get() as Row | undefined;
+    const r = this.prep('SELECT * FROM relay_audit_runs ORDER BY ran_at DESC LIMIT 1').get() as Row | undefined;
     return r ? { id: r.id as string, ranAt: num(r.ran_at), meters: num(r.meters), exceptions: JSON.parse(r.exceptions as string) as unknown[] } : undefined;
   }
 
   async listAlerts(limit: number): Promise<NotificationRecord[]> {
     await this.flushNow();
-    return (this.db.prepare(`SELECT * FROM notifications WHERE kind LIKE 'alert.%' ORDER BY created_at DESC LIMIT ?`).all(limit) as Row[]).map(notificationFromRow);
+    return (this.prep(`SELECT * FROM notifications WHERE kind LIKE 'alert.%' ORDER BY created_at DESC LIMIT ?`).all(limit) as Row[]).map(notificationFromRow);
   }
 
   async countWorkOrdersByStatus(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM work_orders GROUP BY status').all() as { status: string; n: number }[]) out[r.status] = r.n;
+    for (const r of this.prep('SELECT status, COUNT(*) AS n FROM work_orders GROUP BY status').all() as { status: string; n: number }[]) out[r.status] = r.n;
     return out;
   }
 
@@ -937,9 +951,9 @@ export class SqliteStore implements GatewayStore {
   recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]> {
     return this.enqueue(() => {
       const out: { kind: 'created' | 'replayed'; payment: PaymentRecord }[] = [];
-      const byKey = this.db.prepare('SELECT * FROM payments WHERE client = ? AND idempotency_key = ?');
-      const meterExists = this.db.prepare('SELECT 1 FROM meters WHERE meter_id = ?').pluck();
-      const accountMeters = this.db.prepare('SELECT meter_id FROM meters WHERE account_id = ? ORDER BY meter_id').pluck();
+      const byKey = this.prep('SELECT * FROM payments WHERE client = ? AND idempotency_key = ?');
+      const meterExists = this.prep('SELECT 1 FROM meters WHERE meter_id = ?', true);
+      const accountMeters = this.prep('SELECT meter_id FROM meters WHERE account_id = ? ORDER BY meter_id', true);
       const missing: { index: number; meterId: string | null; accountId: string | null }[] = [];
       const resolved = requests.map((r, index) => {
         const ids = r.meterId !== null ? (meterExists.get(r.meterId) ? [r.meterId] : []) : (accountMeters.all(r.accountId) as string[]);
@@ -949,11 +963,11 @@ export class SqliteStore implements GatewayStore {
       if (missing.length > 0) {
         throw new MeterlineError('E_METER_NOT_FOUND', `${missing.length} payment(s) name meters or accounts that are not registered; nothing was recorded`, { missing: missing.slice(0, 100) });
       }
-      const openDisconnects = this.db.prepare(
+      const openDisconnects = this.prep(
         `SELECT * FROM orders WHERE meter_id = ? AND action = 'disconnect' AND reason IN ('arrears', 'credit_exhausted') AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') ORDER BY seq`,
       );
-      const openReconnect = this.db.prepare(`SELECT 1 FROM orders WHERE meter_id = ? AND action = 'reconnect' AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`).pluck();
-      const lastDone = this.db.prepare(`SELECT action, reason FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
+      const openReconnect = this.prep(`SELECT 1 FROM orders WHERE meter_id = ? AND action = 'reconnect' AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`, true);
+      const lastDone = this.prep(`SELECT action, reason FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
       requests.forEach((req, i) => {
         const prior = byKey.get(req.client, req.idempotencyKey) as Row | undefined;
         if (prior) {
@@ -1014,9 +1028,9 @@ export class SqliteStore implements GatewayStore {
 
   async checkPayments(requests: readonly PaymentRequest[]): Promise<{ missing: { index: number; meterId: string | null; accountId: string | null }[]; conflicts: { index: number; key: string }[] }> {
     await this.flushNow();
-    const meterExists = this.db.prepare('SELECT 1 FROM meters WHERE meter_id = ?').pluck();
-    const accountExists = this.db.prepare('SELECT 1 FROM meters WHERE account_id = ? LIMIT 1').pluck();
-    const byKey = this.db.prepare('SELECT request_hash FROM payments WHERE client = ? AND idempotency_key = ?').pluck();
+    const meterExists = this.prep('SELECT 1 FROM meters WHERE meter_id = ?', true);
+    const accountExists = this.prep('SELECT 1 FROM meters WHERE account_id = ? LIMIT 1', true);
+    const byKey = this.prep('SELECT request_hash FROM payments WHERE client = ? AND idempotency_key = ?', true);
     const missing: { index: number; meterId: string | null; accountId: string | null }[] = [];
     const conflicts: { index: number; key: string }[] = [];
     requests.forEach((r, index) => {
@@ -1034,7 +1048,7 @@ export class SqliteStore implements GatewayStore {
     if (query.client) (where.push('client = ?'), args.push(query.client));
     if (query.from !== undefined) (where.push('received_at >= ?'), args.push(query.from));
     if (query.to !== undefined) (where.push('received_at < ?'), args.push(query.to));
-    const rows = this.db.prepare(`SELECT * FROM payments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY received_at LIMIT ?`).all(...args, query.limit) as Row[];
+    const rows = this.prep(`SELECT * FROM payments ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY received_at LIMIT ?`).all(...args, query.limit) as Row[];
     return rows.map(paymentFromRow);
   }
 
@@ -1075,18 +1089,18 @@ export class SqliteStore implements GatewayStore {
   }
 
   private creditEventSync(meterId: string, event: CreditEvent, actor: string): void {
-    this.db.prepare('INSERT INTO credit_events (meter_id, event, at) VALUES (?, ?, ?)').run(meterId, JSON.stringify(event), event.at);
+    this.prep('INSERT INTO credit_events (meter_id, event, at) VALUES (?, ?, ?)').run(meterId, JSON.stringify(event), event.at);
     if (event.type !== 'consumption') this.p.audit.append(event.at, actor, `credit.${event.type}`, meterId, { after: event });
   }
 
   async creditEvents(meterId: string): Promise<CreditEvent[]> {
     await this.flushNow();
-    return (this.db.prepare('SELECT event FROM credit_events WHERE meter_id = ? ORDER BY seq').pluck().all(meterId) as string[]).map((e) => JSON.parse(e) as CreditEvent);
+    return (this.prep('SELECT event FROM credit_events WHERE meter_id = ? ORDER BY seq', true).all(meterId) as string[]).map((e) => JSON.parse(e) as CreditEvent);
   }
 
   async creditControl(meterId: string): Promise<CreditControlMemory> {
     await this.flushNow();
-    const r = this.db.prepare('SELECT * FROM credit_control WHERE meter_id = ?').get(meterId) as Row | undefined;
+    const r = this.prep('SELECT * FROM credit_control WHERE meter_id = ?').get(meterId) as Row | undefined;
     if (!r) return { cycleRef: null, warningsSent: [], emergencyOffered: false, lastReading: null };
     return {
       cycleRef: strOrNull(r.cycle_ref),
@@ -1109,7 +1123,7 @@ export class SqliteStore implements GatewayStore {
   }
 
   async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {
-    const r = this.db.prepare('SELECT * FROM idempotent_responses WHERE principal = ? AND key = ?').get(principal, key) as Row | undefined;
+    const r = this.prep('SELECT * FROM idempotent_responses WHERE principal = ? AND key = ?').get(principal, key) as Row | undefined;
     return r ? { requestHash: r.request_hash as string, status: num(r.status), body: JSON.parse(r.body as string) as unknown } : undefined;
   }
 
