@@ -70,19 +70,18 @@ import type {
 
 type Db = Database.Database;
 
-
-
-
-
 interface PendingWrite<T> {
   run: () => T;
   resolve: (v: T) => void;
   reject: (e: unknown) => void;
 }
 
+/** Writes committed in one transaction, one event-loop turn, at most. */
+const FLUSH_BATCH = 500;
+
 /**
  * The embedded store: SQLite in WAL mode. Writes (order admission, leases, attempt results, observations) are coalesced:
- * everything queued in one turn of the event loop commits in one transaction, and each caller's promise
+ * everything queued in one turn of the event loop (up to FLUSH_BATCH) commits in one transaction, and each caller's promise
  * resolves only after that commit, so "written before acted on" still holds.
  */
 export class SqliteStore implements GatewayStore {
@@ -253,8 +252,13 @@ export class SqliteStore implements GatewayStore {
 
   private flush(): void {
     this.flushScheduled = false;
-    const batch = this.pending;
-    this.pending = [];
+    // At most FLUSH_BATCH writes per event-loop turn, so a burst of writes does not hold the loop (and the API's
+    // accept queue) for long; the rest go in the next turn.
+    const batch = this.pending.splice(0, FLUSH_BATCH);
+    if (this.pending.length > 0) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
     if (batch.length === 0) return;
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     // One transaction for the batch; each write in its own savepoint, so one failing write rolls back
@@ -276,7 +280,7 @@ export class SqliteStore implements GatewayStore {
   }
 
   private async flushNow(): Promise<void> {
-    if (this.pending.length > 0) this.flush();
+    while (this.pending.length > 0) this.flush();
   }
 
   // ---- meters -----------------------------------------------------------------------------------------
