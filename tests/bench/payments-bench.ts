@@ -55,7 +55,7 @@ async function main(): Promise<void> {
     ...base,
     instanceId: 'bench-pay',
     api: { ...base.api, host: '127.0.0.1', port: 0, rateLimit: { max: 1_000_000, timeWindowMs: 1000 } },
-    store: { kind: 'sqlite', sqlite: { path: join(mkdtempSync(join(tmpdir(), 'ml-bench-pay-')), 'gw.db') } },
+    store: { kind: 'sqlite', sqlite: { path: join(mkdtempSync(join(tmpdir(), 'ml-bench-pay-')), 'gw.db') }, postgres: null },
     mqtt: { ...base.mqtt, mode: 'external', url: broker.url },
     fleet: { seed: { count: N, prefix: PREFIX, profiles: [PROFILE], links: 10, regions: ['north'] } },
     simulator: { ...base.simulator, inProcess: false },

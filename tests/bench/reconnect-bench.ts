@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     ...base,
     instanceId: 'bench',
     api: { ...base.api, host: '127.0.0.1', port: 0 },
-    store: { kind: 'sqlite', sqlite: { path: join(mkdtempSync(join(tmpdir(), 'ml-bench-')), 'gw.db') } },
+    store: { kind: 'sqlite', sqlite: { path: join(mkdtempSync(join(tmpdir(), 'ml-bench-')), 'gw.db') }, postgres: null },
     mqtt: { ...base.mqtt, mode: 'external', url: broker.url },
     fleet: { seed: { count: METERS, prefix: PREFIX, profiles: [PROFILE], links: 10, regions: ['north'] } },
     simulator: { ...base.simulator, inProcess: false },

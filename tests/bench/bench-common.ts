@@ -1,0 +1,146 @@
+/**
+ * Shared pieces of the issue-9 benches (raw MQTT limit, 100k gateway run, memory, API latency, crash recovery):
+ * the bench firmware profile, the simulator child process, the gateway configuration and small helpers.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
+import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
+import { projectRoot } from '../../src/config/project-root.js';
+
+export const BENCH_PROFILE = 'acme-em340-fw2.4';
+/** Relay operate time of the bench profile (shipped: 150 ms). Stated in every printed result. */
+export const BENCH_OPERATE_MS = Number(process.env.BENCH_OPERATE_MS ?? 20);
+export const LINKS = 10;
+/** Commands in flight per link in the control loop: 10 links × 200 = 2,000, above the driver's window of 500. */
+export const LINK_CONCURRENCY = 200;
+/** The MQTT driver's window per broker connection (config/default.json mqtt.maxInFlight). */
+export const MAX_IN_FLIGHT = 500;
+
+/** The p-th percentile of an ascending array. */
+export const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+export const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** True when this module is the script node was started with (so each bench file also runs on its own). */
+export function isMain(importMetaUrl: string): boolean {
+  return process.argv[1] !== undefined && importMetaUrl === pathToFileURL(process.argv[1]).href;
+}
+
+export function meterIds(prefix: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${prefix}${String(i + 1).padStart(6, '0')}`);
+}
+
+/**
+ * The shipped firmware profiles, written to a temp directory, with the bench profile's relay operate time set
+ * to BENCH_OPERATE_MS (everything else as shipped: topics, QoS 1, timeouts, retries). Gateway and simulator
+ * load this directory.
+ */
+export function writeBenchProfiles(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ml-bench-profiles-'));
+  for (const p of loadFirmwareProfiles(join(projectRoot(), 'firmware-profiles')).values()) {
+    const out = p.id === BENCH_PROFILE ? { ...p, relay: { ...p.relay, operateTimeMs: BENCH_OPERATE_MS } } : p;
+    writeFileSync(join(dir, `${p.id}.json`), JSON.stringify(out, null, 2));
+  }
+  return dir;
+}
+
+const children = new Set<ChildProcess>();
+/** Kill `child` when this process exits, however it exits (a failed bench leaves no simulator behind). */
+export function track(child: ChildProcess): ChildProcess {
+  if (children.size === 0) process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** Start `simulators/cli.js` (the MQTT fleet) as a child process and wait until it is subscribed. */
+export async function startSimulator(o: { brokerUrl: string; meters: number; prefix: string; profilesDir: string; initial?: string }): Promise<ChildProcess> {
+  const sim = track(spawn(
+    process.execPath,
+    [
+      join(projectRoot(), 'dist', 'simulators', 'cli.js'),
+      ...['--broker', o.brokerUrl, '--meters', String(o.meters), '--prefix', o.prefix, '--profiles', BENCH_PROFILE],
+      ...['--profiles-dir', o.profilesDir, '--links', String(LINKS), '--initial', o.initial ?? 'disconnected', '--log-level', 'info'],
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  ));
+  await waitForLine(sim, 'simulator running', 'simulator');
+  return sim;
+}
+
+/** Resolve when the child prints a line containing `marker` on stdout; reject if it exits first. */
+export function waitForLine(child: ChildProcess, marker: string, name: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (l) => {
+      if (l.includes(marker)) resolve(l);
+    });
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
+  });
+}
+
+/** Stop a child process and wait for it to exit. */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill(signal);
+  await gone;
+}
+
+/**
+ * Configuration overrides shared by the gateway runs (merged over config/default.json): external mosquitto,
+ * SQLite on disk, the bench profiles, 10 links × 200 in the control loop, fleet seeded with `meters` meters of
+ * the bench profile, no in-process simulator, no demo traffic, no scheduled readings (they would add unrelated
+ * MQTT traffic during the run), a rate limit that does not throttle the bench client.
+ */
+export function benchConfigOverrides(o: { instanceId: string; brokerUrl: string; dbPath: string; profilesDir: string; meters: number; prefix: string; port?: number }): Record<string, unknown> {
+  return {
+    instanceId: o.instanceId,
+    api: { host: '127.0.0.1', port: o.port ?? 0, rateLimit: { max: 1_000_000, timeWindowMs: 1000 } },
+    store: { kind: 'sqlite', sqlite: { path: o.dbPath } },
+    mqtt: { mode: 'external', url: o.brokerUrl, maxInFlight: MAX_IN_FLIGHT },
+    profilesDir: o.profilesDir,
+    control: { linkConcurrency: LINK_CONCURRENCY },
+    fleet: { seed: o.meters > 0 ? { count: o.meters, prefix: o.prefix, profiles: [BENCH_PROFILE], links: LINKS, regions: ['north'] } : null },
+    simulator: { inProcess: false },
+    demo: { reconnectEveryMs: 0 },
+    readings: { schedules: [] },
+    log: { level: 'warn' },
+  };
+}
+
+/** Plain recursive merge of JSON objects (b wins), for building a config from defaults + overrides. */
+export function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const av = out[k];
+    out[k] =
+      v !== null && typeof v === 'object' && !Array.isArray(v) && av !== null && typeof av === 'object' && !Array.isArray(av)
+        ? merge(av as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
+
+/** POST a JSON body; throws unless the status is 2xx. */
+export async function postJson(url: string, key: string, body: unknown, idempotencyKey: string): Promise<any> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
+    body: JSON.stringify(body),
+  });
+  const out = await res.json();
+  if (res.status >= 300) throw new Error(`POST ${url}: ${res.status} ${JSON.stringify(out).slice(0, 500)}`);
+  return out;
+}
+
+export function machineLine(): string {
+  // The load average shows whether something else was using the two cores when the bench started.
+  return `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+}

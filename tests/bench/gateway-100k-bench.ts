@@ -1,0 +1,130 @@
+/**
+ * Gateway vs raw limit (issue 9, items 3.1 and 3.2). Against one mosquitto, first the raw MQTT request/reply
+ * loop (raw-mqtt-bench.ts), then 100,000 reconnects through the whole gateway: bulk API (POST /v1/orders/bulk,
+ * chunks of 10,000, the route's maximum, sent one after another as a billing system's payment run would) →
+ * SQLite store on disk (temp dir) → control loop → MQTT driver → simulated meters in a child process
+ * (simulators/cli.js) → read-back verified. Prints both, and gateway orders/s ÷ raw orders/s (target ≥ 0.5).
+ *
+ * The gateway runs in this process (as in reconnect-bench.ts); the bench's own work is ten HTTP requests and an
+ * order-change hook. Bench firmware profile: acme-em340-fw2.4 with relay operate time BENCH_OPERATE_MS (20 ms,
+ * shipped 150 ms). 10 links × 200 commands in the control loop, so the driver's window (500) is the only window.
+ *
+ * `node dist/tests/bench/gateway-100k-bench.js`; BENCH_ORDERS (default 100000) scales both runs,
+ * BENCH_SKIP_RAW=1 runs the gateway part only.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { ConfigSchema } from '../../src/config/config-schema.js';
+import { loadConfig } from '../../src/config/load-config.js';
+import { isTerminal, type SwitchOrder } from '../../src/domain/switch-order.js';
+import { startGateway } from '../../src/gateway.js';
+import { BULK_LIMIT } from '../../src/api/schemas.js';
+import { startMosquitto } from '../harness/mosquitto.js';
+import {
+  BENCH_OPERATE_MS,
+  BENCH_PROFILE,
+  benchConfigOverrides,
+  fmt,
+  isMain,
+  LINK_CONCURRENCY,
+  LINKS,
+  machineLine,
+  MAX_IN_FLIGHT,
+  merge,
+  meterIds,
+  pct,
+  postJson,
+  startSimulator,
+  stopChild,
+  writeBenchProfiles,
+} from './bench-common.js';
+import { printRaw, runRaw } from './raw-mqtt-bench.js';
+
+export interface GatewayResult {
+  orders: number;
+  acceptMs: number;
+  wallMs: number;
+  ordersPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  states: Record<string, number>;
+  attempts: Record<string, number>;
+}
+
+export async function runGateway(brokerUrl: string, orders: number): Promise<GatewayResult> {
+  const PREFIX = 'G-';
+  const profilesDir = writeBenchProfiles();
+  const sim = await startSimulator({ brokerUrl, meters: orders, prefix: PREFIX, profilesDir });
+
+  const dbPath = join(mkdtempSync(join(tmpdir(), 'ml-bench-100k-')), 'gw.db');
+  const config = ConfigSchema.parse(
+    merge(loadConfig({}) as unknown as Record<string, unknown>, benchConfigOverrides({ instanceId: 'bench100k', brokerUrl, dbPath, profilesDir, meters: orders, prefix: PREFIX })),
+  );
+
+  const finishedAt = new Map<string, number>();
+  const finalState = new Map<string, string>();
+  let onAllDone: (() => void) | undefined;
+  const gw = await startGateway(config, {
+    onOrderChange: (o: SwitchOrder) => {
+      if (!isTerminal(o.state) || finishedAt.has(o.id)) return;
+      finishedAt.set(o.id, performance.now());
+      finalState.set(o.id, o.state);
+      if (finishedAt.size >= orders) onAllDone?.();
+    },
+  });
+  const key = gw.demoKeys!.operator;
+  const ids = meterIds(PREFIX, orders);
+  const allDone = new Promise<void>((r) => (onAllDone = r));
+
+  // The payment run: bulk requests of BULK_LIMIT reconnects, one after another.
+  const sentAt = new Map<string, number>(); // order id → when its bulk request was sent
+  const t0 = performance.now();
+  for (let i = 0; i < ids.length; i += BULK_LIMIT) {
+    const start = performance.now();
+    const chunk = ids.slice(i, i + BULK_LIMIT).map((meterId) => ({ meterId, action: 'reconnect', reason: 'payment' }));
+    const out = (await postJson(`${gw.apiUrl}/v1/orders/bulk`, key, { orders: chunk }, `bench-100k-${i}`)) as { results: { order: { id: string } }[] };
+    for (const r of out.results) sentAt.set(r.order.id, start);
+  }
+  const acceptMs = performance.now() - t0;
+  await allDone;
+  const wallMs = performance.now() - t0;
+
+  const lat = [...sentAt].map(([id, s]) => finishedAt.get(id)! - s).sort((a, b) => a - b);
+  const states: Record<string, number> = {};
+  for (const id of sentAt.keys()) states[finalState.get(id)!] = (states[finalState.get(id)!] ?? 0) + 1;
+  await gw.stop();
+  await stopChild(sim);
+  // Attempts by outcome, from the journal: retries (timeouts under load) show here.
+  const db = new Database(dbPath, { readonly: true });
+  const attempts = Object.fromEntries((db.prepare('SELECT outcome, COUNT(*) AS n FROM attempts GROUP BY outcome').all() as { outcome: string; n: number }[]).map((r) => [r.outcome, r.n]));
+  db.close();
+  return { orders, acceptMs, wallMs, ordersPerS: (orders / wallMs) * 1000, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), maxMs: lat.at(-1) ?? NaN, states, attempts };
+}
+
+export function printGateway(r: GatewayResult): void {
+  console.log(
+    `gateway: ${fmt(r.orders)} reconnects (${Math.ceil(r.orders / BULK_LIMIT)} bulk requests of ≤${fmt(BULK_LIMIT)}, all accepted after ${(r.acceptMs / 1000).toFixed(2)} s) ` +
+      `verified in ${(r.wallMs / 1000).toFixed(2)} s = ${fmt(r.ordersPerS)} verified orders/s; request→verified p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, max ${fmt(r.maxMs)} ms; ` +
+      `final states ${JSON.stringify(r.states)}, attempts by outcome ${JSON.stringify(r.attempts)}`,
+  );
+  console.log(
+    `  set-up: SQLite journal on disk (temp dir), simulator in a child process, ${LINKS} links × ${LINK_CONCURRENCY} in the control loop, driver window ${MAX_IN_FLIGHT}; ` +
+      `BENCH-ONLY firmware profile: ${BENCH_PROFILE} with relay operate time ${BENCH_OPERATE_MS} ms (shipped: 150 ms)`,
+  );
+}
+
+if (isMain(import.meta.url)) {
+  const orders = Number(process.env.BENCH_ORDERS ?? 100_000);
+  console.log(machineLine());
+  const broker = await startMosquitto();
+  const raw = process.env.BENCH_SKIP_RAW === '1' ? undefined : await runRaw(broker.url, orders, orders);
+  if (raw) printRaw(raw);
+  const gw = await runGateway(broker.url, orders);
+  printGateway(gw);
+  if (raw) console.log(`ratio gateway ÷ raw = ${fmt(gw.ordersPerS)} ÷ ${fmt(raw.ordersPerS)} orders/s = ${(gw.ordersPerS / raw.ordersPerS).toFixed(3)} (target ≥ 0.5)`);
+  await broker.stop();
+  process.exit(0);
+}
