@@ -103,7 +103,10 @@ export function benchConfigOverrides(o: { instanceId: string; brokerUrl: string;
   return {
     instanceId: o.instanceId,
     api: { host: '127.0.0.1', port: o.port ?? 0, rateLimit: { max: 1_000_000, timeWindowMs: 1000 } },
-    store: { kind: 'sqlite', sqlite: { path: o.dbPath } },
+    // BENCH_DATABASE_URL: the same bench on PostgreSQL, in a fresh schema (left behind for inspection; drop ml_bench_* schemas at will).
+    store: process.env.BENCH_DATABASE_URL
+      ? { kind: 'postgres', postgres: { url: process.env.BENCH_DATABASE_URL, schema: `ml_bench_${Date.now().toString(36)}`, maxConnections: 10 } }
+      : { kind: 'sqlite', sqlite: { path: o.dbPath } },
     mqtt: { mode: 'external', url: o.brokerUrl, maxInFlight: MAX_IN_FLIGHT },
     profilesDir: o.profilesDir,
     control: { linkConcurrency: LINK_CONCURRENCY },
