@@ -145,6 +145,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       profiles: mqttProfiles,
       maxInFlight: config.mqtt.maxInFlight,
       sharedGroup: config.mqtt.mode === 'external' ? config.mqtt.sharedGroup : null,
+      keepaliveSec: config.mqtt.keepaliveSec,
       logger: logger.child({ component: 'mqtt-driver' }),
     });
     await mqttDriver.start();

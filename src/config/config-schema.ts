@@ -65,6 +65,8 @@ export const ConfigSchema = z
          * instance of the group instead of all of them. null: a plain subscription (the embedded broker has no
          * shared subscriptions and ignores this).
          */
+        /** MQTT keepalive: a silently dead connection is given up after 1.5 × this with nothing heard. */
+        keepaliveSec: z.number().int().min(2).max(300),
         sharedGroup: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, "_" and "-", at most 40').nullable(),
       })
       .strict(),
