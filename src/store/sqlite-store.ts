@@ -147,7 +147,8 @@ export class SqliteStore implements GatewayStore {
            completed_at = CASE WHEN @terminal = 1 THEN @now ELSE completed_at END,
            next_attempt_at = COALESCE(@nextAttemptAt, next_attempt_at),
            result_relay = COALESCE(@resultRelay, result_relay)
-         WHERE id = @id AND state = @from`,
+         WHERE id = @id AND state = @from
+         RETURNING *`,
       ),
       markSuperseding: db.prepare('UPDATE orders SET superseded_by = ?, updated_at = ? WHERE id = ? AND superseded_by IS NULL'),
       setDeadline: db.prepare('UPDATE orders SET deadline = ?, urgent = ?, priority = ? WHERE id = ?'),
@@ -166,7 +167,8 @@ export class SqliteStore implements GatewayStore {
       ),
       begin: db.prepare(
         `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = @now, state_reason = NULL, lease_owner = @owner, lease_until = @until
-         WHERE id = @id AND state IN ('queued', 'escalated')`,
+         WHERE id = @id AND state IN ('queued', 'escalated')
+         RETURNING *`,
       ),
       insertAttempt: db.prepare('INSERT INTO attempts (order_id, attempt, started_at) VALUES (?, ?, ?)'),
       finishAttempt: db.prepare(
@@ -186,7 +188,7 @@ export class SqliteStore implements GatewayStore {
          ORDER BY seq LIMIT @limit`,
       ),
       claim: db.prepare(`UPDATE orders SET lease_owner = @owner, lease_until = @until WHERE id = @id`),
-      leaseOwnerOf: db.prepare('SELECT lease_owner FROM orders WHERE id = ?').pluck(),
+      stateOf: db.prepare('SELECT state FROM orders WHERE id = ?').pluck(),
       attempts: db.prepare('SELECT * FROM attempts WHERE order_id = ? ORDER BY attempt'),
       events: db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq'),
       counts: db.prepare('SELECT state, COUNT(*) AS n FROM orders GROUP BY state'),
@@ -320,7 +322,7 @@ export class SqliteStore implements GatewayStore {
     if (!canTransition(order.state, to)) {
       throw new Error(`illegal order transition ${order.state} → ${to} for ${order.id}`);
     }
-    const res = this.s.moveOrder.run({
+    const moved = this.s.moveOrder.get({
       id: order.id,
       from: order.state,
       to,
@@ -330,9 +332,9 @@ export class SqliteStore implements GatewayStore {
       nextAttemptAt: extra.nextAttemptAt ?? null,
       resultRelay: extra.resultRelay ?? null,
     });
-    if (res.changes !== 1) throw new Error(`order ${order.id} was not in state ${order.state}`);
+    if (!moved) throw new Error(`order ${order.id} was not in state ${order.state}`);
     this.s.insertEvent.run(order.id, now, order.state, to, reason);
-    if (CLIENT_VISIBLE_STATES.has(to)) this.p.billing.orderChanged(orderFromRow(this.s.getOrder.get(order.id) as Row), now);
+    if (CLIENT_VISIBLE_STATES.has(to)) this.p.billing.orderChanged(orderFromRow(moved as Row), now);
   }
 
   submitOrders(requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
@@ -535,8 +537,9 @@ export class SqliteStore implements GatewayStore {
         this.move(order, 'queued', now, 'every rule allows it now');
         order = orderFromRow(this.s.getOrder.get(orderId) as Row);
       }
-      if (this.s.begin.run({ id: orderId, now, owner: lease.owner, until: lease.until }).changes !== 1) return { leased: null, order, decision: null };
-      const leased = orderFromRow(this.s.getOrder.get(orderId) as Row);
+      const row = this.s.begin.get({ id: orderId, now, owner: lease.owner, until: lease.until }) as Row | undefined;
+      if (!row) return { leased: null, order, decision: null };
+      const leased = orderFromRow(row);
       this.s.insertAttempt.run(orderId, leased.attempts, now);
       this.s.insertEvent.run(orderId, now, 'queued', 'in_flight', `attempt ${leased.attempts}`);
       return { leased };
@@ -597,11 +600,12 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => {
       const taken: SwitchOrder[] = [];
       for (const id of orderIds) {
-        const before = this.s.getOrder.get(id) as Row | undefined;
-        if (!before || this.s.begin.run({ id, now, owner: lease.owner, until: lease.until }).changes !== 1) continue;
-        const order = orderFromRow(this.s.getOrder.get(id) as Row);
+        const before = this.s.stateOf.get(id) as string | undefined;
+        const row = before === undefined ? undefined : (this.s.begin.get({ id, now, owner: lease.owner, until: lease.until }) as Row | undefined);
+        if (!row) continue;
+        const order = orderFromRow(row);
         this.s.insertAttempt.run(id, order.attempts, now);
-        this.s.insertEvent.run(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
+        this.s.insertEvent.run(id, now, before!, 'in_flight', `attempt ${order.attempts}`);
         taken.push(order);
       }
       return taken;
@@ -621,11 +625,12 @@ export class SqliteStore implements GatewayStore {
 
   completeAttempt(report: AttemptReport): Promise<SwitchOrder> {
     return this.enqueue(() => {
-      const current = orderFromRow(this.s.getOrder.get(report.orderId) as Row);
+      const row = this.s.getOrder.get(report.orderId) as Row;
+      const current = orderFromRow(row);
       if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
         throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
       }
-      const holder = this.s.leaseOwnerOf.get(report.orderId) as string | null;
+      const holder = strOrNull(row.lease_owner);
       if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
       const verdict = report.decide(current);
       this.s.finishAttempt.run({
