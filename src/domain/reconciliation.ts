@@ -1,5 +1,5 @@
 import { localParts } from './policy/calendar.js';
-import { isTerminal, type OrderState } from './switch-order.js';
+import type { OrderState } from './switch-order.js';
 
 /**
  * The daily reconciliation report for one billing client (issue 7): the payments and top-ups it reported on

@@ -1,7 +1,6 @@
-import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startMosquitto, type MosquittoBroker } from '../harness/mosquitto.js';
-import { ATTEMPTS_SQL, FINALS_SQL, judgeRun, ORDERS_SQL, startFaultRun, type FaultRun, type OrderRow } from '../harness/fault-run.js';
+import { judgeSqliteRun, startFaultRun, type FaultRun } from '../harness/fault-run.js';
 
 /**
  * Fault: the MQTT broker (mosquitto, its own port) is restarted in the middle of a few thousand reconnects.
@@ -39,21 +38,7 @@ describe('fault: broker restart', () => {
     expect(run.gateway.unexpectedExits).toEqual([]);
     await run.gateway.stop();
 
-    const db = new Database(run.sqlitePath, { readonly: true });
-    let verdict;
-    try {
-      verdict = judgeRun(
-        COUNT,
-        {
-          finals: db.prepare(FINALS_SQL).all() as { order_id: string; n: number }[],
-          orders: db.prepare(ORDERS_SQL).all() as OrderRow[],
-          attempts: db.prepare(ATTEMPTS_SQL).all() as { outcome: string | null; n: number }[],
-        },
-        run.fleet,
-      );
-    } finally {
-      db.close();
-    }
+    const verdict = judgeSqliteRun(COUNT, run.sqlitePath, run.fleet, () => null);
     console.log(
       `[fault-broker-restart] orders ${verdict.figures.orders}, states ${JSON.stringify(verdict.figures.byState)}, ` +
         `fault at ${JSON.stringify(atFault)} (${tFault - t0} ms in), broker down ${restartMs} ms, ` +

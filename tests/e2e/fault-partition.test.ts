@@ -1,8 +1,7 @@
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startMosquitto, type MosquittoBroker } from '../harness/mosquitto.js';
 import { startTcpProxy, type CutMode, type TcpProxy } from '../harness/tcp-proxy.js';
-import { ATTEMPTS_SQL, FINALS_SQL, judgeRun, ORDERS_SQL, startFaultRun, type FaultRun, type OrderRow } from '../harness/fault-run.js';
+import { judgeSqliteRun, startFaultRun, type FaultRun } from '../harness/fault-run.js';
 
 /**
  * Fault: a network partition between the gateway and the broker. The gateway reaches mosquitto through a TCP
@@ -53,23 +52,10 @@ async function partitionRun(name: string, mode: CutMode, staleAfterHeal: 'resume
   expect(run.gateway.unexpectedExits).toEqual([]);
   await run.gateway.stop();
 
-  const db = new Database(run.sqlitePath, { readonly: true });
-  let verdict;
-  let failedReasons: string[] = [];
-  try {
-    verdict = judgeRun(
-      COUNT,
-      {
-        finals: db.prepare(FINALS_SQL).all() as { order_id: string; n: number }[],
-        orders: db.prepare(ORDERS_SQL).all() as OrderRow[],
-        attempts: db.prepare(ATTEMPTS_SQL).all() as { outcome: string | null; n: number }[],
-      },
-      run.fleet,
-    );
-    failedReasons = (db.prepare(`SELECT state_reason FROM orders WHERE state = 'failed' LIMIT 3`).all() as { state_reason: string }[]).map((r) => r.state_reason);
-  } finally {
-    db.close();
-  }
+  const verdict = judgeSqliteRun(COUNT, run.sqlitePath, run.fleet, (db) =>
+    (db.prepare(`SELECT state_reason FROM orders WHERE state = 'failed' LIMIT 3`).all() as { state_reason: string }[]).map((r) => r.state_reason),
+  );
+  const failedReasons = verdict.extra;
   console.log(
     `[fault-partition ${name}] orders ${verdict.figures.orders}, states ${JSON.stringify(verdict.figures.byState)}, ` +
       `cut (${mode}, stale connections ${staleAfterHeal}) at ${JSON.stringify(atFault)} (${tCut - t0} ms in) for ${tHeal - tCut} ms, ` +

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import pino from 'pino';
 import { newApiKey, sha256Hex } from '../../src/api/auth.js';
 import { ConfigSchema } from '../../src/config/config-schema.js';
@@ -227,6 +228,21 @@ export interface RunFacts {
 export const FINALS_SQL = `SELECT order_id, COUNT(*) AS n FROM order_events WHERE to_state IN (${FINAL_STATES.map((s) => `'${s}'`).join(',')}) GROUP BY order_id`;
 export const ORDERS_SQL = `SELECT id, meter_id, state, completed_at FROM orders`;
 export const ATTEMPTS_SQL = `SELECT outcome, COUNT(*) AS n FROM attempts GROUP BY outcome ORDER BY outcome`;
+
+/** judgeRun on a SQLite gateway's journal; `extra` reads more from the same database before it closes. */
+export function judgeSqliteRun<T>(count: number, sqlitePath: string, fleet: MqttFleet, extra: (db: Database.Database) => T): ReturnType<typeof judgeRun> & { extra: T } {
+  const db = new Database(sqlitePath, { readonly: true });
+  try {
+    const facts = {
+      finals: db.prepare(FINALS_SQL).all() as { order_id: string; n: number }[],
+      orders: db.prepare(ORDERS_SQL).all() as OrderRow[],
+      attempts: db.prepare(ATTEMPTS_SQL).all() as { outcome: string | null; n: number }[],
+    };
+    return { ...judgeRun(count, facts, fleet), extra: extra(db) };
+  } finally {
+    db.close();
+  }
+}
 
 /** The checks every fault test makes; returns the figures to print. */
 export function judgeRun(count: number, facts: RunFacts, fleet: MqttFleet): {

@@ -4,7 +4,6 @@ import { costOfConsumption, priceAt, TariffSchema, type Tariff } from '../../../
 /** Tariffs from config and the cost of the energy between two register readings, on fixed instants. */
 
 const at = (iso: string): number => Date.parse(iso);
-const H = 3_600_000;
 
 // London. Night every day 00:00–07:00 at 10 p/kWh; weekday peak 16:00–19:00 at 40; otherwise 25.
 const tou: Tariff = TariffSchema.parse({
