@@ -170,6 +170,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       : undefined;
     if (timeSeries) stops.push(() => timeSeries.close());
     const monitor = new SuccessRateMonitor(store, clock, config.successRates, logger.child({ component: 'success-rates' }), (kind) => metrics.alerts.inc({ kind }));
+    let duty: SingletonDuty | undefined;
     const metrics = createGatewayMetrics(
       {
         queueDepth: () => store.countOrdersByState() as Promise<Record<string, number>>,
@@ -187,6 +188,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         },
         openCircuitBreakers: async () => (await store.listBreakers(true)).length,
         timeSeries: () => timeSeries?.stats() ?? { dropped: 0, buffered: 0 },
+        singletonDutyHeld: () => duty?.held ?? false,
       },
       { logger: logger.child({ component: 'metrics' }) },
     );
@@ -216,6 +218,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         if (isTerminal(order.state)) metrics.ordersFinished.inc({ action: order.action, state: order.state });
         options.onOrderChange?.(order);
       },
+      onTakeover: () => metrics.leaseTakeovers.inc(),
       onAttempt: (a) => {
         metrics.attempts.inc({ protocol: a.protocol, action: a.action, outcome: a.outcome });
         metrics.attemptLatency.observe({ protocol: a.protocol, action: a.action }, a.latencyMs / 1000);
@@ -312,7 +315,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       const dispatcher = new NotificationDispatcher(store, routes, config.notifications.pollMs, clock, logger.child({ component: 'notifications' }));
       singletonJobs.push({ name: 'webhooks', start: () => dispatcher.start(), stop: () => dispatcher.stop() });
     }
-    const duty = new SingletonDuty({ store, clock, owner: config.instanceId, leaseMs: config.control.leaseMs, logger: logger.child({ component: 'duty' }), jobs: singletonJobs });
+    duty = new SingletonDuty({ store, clock, owner: config.instanceId, leaseMs: config.control.leaseMs, logger: logger.child({ component: 'duty' }), jobs: singletonJobs });
     await duty.start();
     stops.push(() => duty.stop());
     await api.listen({ host: config.api.host, port: config.api.port });

@@ -42,6 +42,8 @@ export interface ControllerDeps {
   onAttempt?: (attempt: AttemptRecord) => void;
   /** Called for every reading the loop takes (read-backs and live reads). */
   onReading?: (reading: ReadingRecord) => void;
+  /** Called for every in-flight order taken over from an instance whose lease ran out. */
+  onTakeover?: (order: SwitchOrder) => void;
 }
 
 export interface MeterContext {
@@ -212,6 +214,7 @@ export class SwitchController {
           continue;
         }
         this.deps.logger.warn({ meterId: o.meterId, orderId: o.id, attempt: o.attempts }, 'took over an in-flight order whose lease ran out; verifying it by a read');
+        this.deps.onTakeover?.(o);
         this.leases.set(o.id, lease.until);
         this.launch(o.link, () => this.verifyOrphan(o));
       }

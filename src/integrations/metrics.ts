@@ -39,6 +39,8 @@ export interface GatewayMetricsProviders {
   openCircuitBreakers(): Promise<number>;
   /** From `TimeSeriesWriter.stats()`. */
   timeSeries(): { dropped: number; buffered: number };
+  /** Whether this instance holds the singleton duty (runs the one-per-cluster jobs). */
+  singletonDutyHeld(): boolean;
 }
 
 export interface MetricDescription {
@@ -67,6 +69,8 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_circuit_breakers_open', type: 'gauge', labels: [], meaning: 'Populations whose new disconnects are stopped because their disconnect success collapsed.' },
   { name: 'meterline_timeseries_dropped_points', type: 'gauge', labels: [], meaning: 'Points the time-series writer lost since start (database down or slow with a full buffer, refused batches).' },
   { name: 'meterline_timeseries_buffered_points', type: 'gauge', labels: [], meaning: 'Points waiting for the time-series database.' },
+  { name: 'meterline_lease_takeovers_total', type: 'counter', labels: [], meaning: 'In-flight orders this instance took over (and verified by a read) after the lease of the instance that sent them ran out.' },
+  { name: 'meterline_singleton_duty_held', type: 'gauge', labels: [], meaning: '1 on the one instance that runs the one-per-cluster jobs (success rates, readings, relay audit, callbacks, webhooks), 0 on the others.' },
   { name: 'meterline_metrics_provider_errors_total', type: 'counter', labels: ['provider'], meaning: 'Scrapes in which a provider failed, so a gauge could not be computed (labelled: absent; single value: NaN).' },
   { name: 'meterline_process_*', type: 'default', labels: [], meaning: 'Process CPU, memory, file descriptors and start time (prom-client default metrics).' },
   { name: 'meterline_nodejs_*', type: 'default', labels: [], meaning: 'Node.js event-loop lag, heap, GC, handles and version (prom-client default metrics).' },
@@ -83,6 +87,7 @@ export interface GatewayMetrics {
   attemptLatency: Histogram<'protocol' | 'action'>;
   ordersFinished: Counter<'action' | 'state'>;
   alerts: Counter<'kind'>;
+  leaseTakeovers: Counter;
 }
 
 /**
@@ -225,6 +230,17 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     },
   });
 
+  const leaseTakeovers = new Counter({ name: `${PREFIX}lease_takeovers_total`, help: describe('meterline_lease_takeovers_total'), registers });
+  new Gauge({
+    name: `${PREFIX}singleton_duty_held`,
+    help: describe('meterline_singleton_duty_held'),
+    registers,
+    async collect() {
+      const held = await ask('singletonDutyHeld', () => providers.singletonDutyHeld());
+      this.set(held === undefined ? Number.NaN : held ? 1 : 0);
+    },
+  });
+
   registry.registerMetric(providerErrors);
 
   return {
@@ -235,6 +251,7 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     attemptLatency,
     ordersFinished,
     alerts,
+    leaseTakeovers,
   };
 }
 

@@ -152,10 +152,16 @@ describe('two instances on PostgreSQL, one killed with SIGKILL in the middle of 
       await new Promise((r) => setTimeout(r, 100));
     }
     const finishedAt = Date.now();
+    // gw-b's metrics say what it did: the takeovers, and that it now runs the singleton jobs.
+    const metricsText = await (await fetch(`http://127.0.0.1:${instances.b.port}/metrics`, { headers: { authorization: `Bearer ${apiKey}` } })).text();
+    const metric = (name: string): number => Number(metricsText.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
     // The survivor took the singleton duty over too, once gw-a's lease on it ran out.
     const dutyBy = Date.now() + 3 * LEASE_MS;
     while ((await q<{ owner: string }>(`SELECT owner FROM duties WHERE name = 'singletons'`))[0]?.owner !== 'gw-b' && Date.now() < dutyBy) await new Promise((r) => setTimeout(r, 100));
     expect((await q<{ owner: string }>(`SELECT owner FROM duties WHERE name = 'singletons'`))[0]?.owner).toBe('gw-b');
+    expect(metric('meterline_lease_takeovers_total')).toBe(orphaned.length);
+    const dutyMetric = await (await fetch(`http://127.0.0.1:${instances.b.port}/metrics`, { headers: { authorization: `Bearer ${apiKey}` } })).text();
+    expect(dutyMetric).toMatch(/^meterline_singleton_duty_held 1$/m);
     instances.b.child!.kill('SIGTERM');
     await new Promise((r) => instances.b.child!.once('exit', r));
     instances.b.child = undefined;

@@ -20,6 +20,7 @@ function providers(over: Partial<GatewayMetricsProviders> = {}): GatewayMetricsP
     successRates: async () => (count('successRates'), rates),
     openCircuitBreakers: async () => (count('openCircuitBreakers'), 1),
     timeSeries: () => (count('timeSeries'), { dropped: 7, buffered: 12 }),
+    singletonDutyHeld: () => (count('singletonDutyHeld'), true),
     ...over,
   };
 }
