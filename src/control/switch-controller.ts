@@ -137,9 +137,10 @@ export class SwitchController {
           .catch((e: unknown) => this.deps.logger.error({ meterId, err: e }, 'could not record status report'));
       });
     }
+    // Leases are renewed (and others' run-out ones taken over) from the start, recovery included.
+    this.leaseTimer = setInterval(() => void this.keepLeases().catch((err: unknown) => this.deps.logger.error({ err }, 'lease renewal or takeover failed')), Math.max(100, Math.floor(this.deps.options.leaseMs / 3)));
     await this.recover();
     this.schedule(0);
-    this.leaseTimer = setInterval(() => void this.keepLeases().catch((err: unknown) => this.deps.logger.error({ err }, 'lease renewal or takeover failed')), Math.max(100, Math.floor(this.deps.options.leaseMs / 3)));
     this.deadlineTimer = setInterval(() => void this.escalateLateReconnects().catch((err: unknown) => this.deps.logger.error({ err }, 'deadline scan failed')), this.escalation.scanEveryMs);
   }
 
@@ -528,22 +529,17 @@ export class SwitchController {
       if (orphans.length === 0) return;
       this.deps.logger.warn({ count: orphans.length }, 'verifying orders left in flight by a previous run or by an instance whose lease ran out');
       for (const o of orphans) this.leases.set(o.id, lease.until);
-      const renew = setInterval(() => void this.keepLeases().catch(() => undefined), Math.max(100, Math.floor(this.deps.options.leaseMs / 3)));
       const byLink = new Map<string, SwitchOrder[]>();
       for (const o of orphans) byLink.set(o.link, [...(byLink.get(o.link) ?? []), o]);
-      try {
-        await Promise.all(
-          [...byLink].map(async ([link, orders]) => {
-            const queue = [...orders];
-            const workers = Array.from({ length: Math.min(this.capacity(link), queue.length) }, async () => {
-              for (let o = queue.shift(); o; o = queue.shift()) await this.verifyOrphan(o).catch((err: unknown) => this.deps.logger.error({ err, orderId: o.id }, 'verifying an interrupted attempt failed'));
-            });
-            await Promise.all(workers);
-          }),
-        );
-      } finally {
-        clearInterval(renew);
-      }
+      await Promise.all(
+        [...byLink].map(async ([link, orders]) => {
+          const queue = [...orders];
+          const workers = Array.from({ length: Math.min(this.capacity(link), queue.length) }, async () => {
+            for (let o = queue.shift(); o; o = queue.shift()) await this.verifyOrphan(o).catch((err: unknown) => this.deps.logger.error({ err, orderId: o.id }, 'verifying an interrupted attempt failed'));
+          });
+          await Promise.all(workers);
+        }),
+      );
       if (orphans.length < CLAIM_BATCH) return;
     }
   }

@@ -14,7 +14,7 @@ import { MeterlineError } from '../errors.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
 import { attemptFromRow, meterFromRow, notificationFromRow, Q } from './postgres-db.js';
-import { orderFromRow, paymentCancelReason, paymentReconnectRequest, type Row } from './store-rows.js';
+import { orderAdmissionAudit, orderFromRow, paymentCancelReason, paymentReconnectRequest, type Row } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
 import * as plans from './postgres-plans.js';
@@ -337,16 +337,7 @@ export class PostgresStore implements GatewayStore {
       if (req.idempotencyKey !== null) {
         await q.run('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES ($1, $2, $3, $4, $5)', [req.requestedBy, req.idempotencyKey, req.requestHash, id, now]);
       }
-      await audit.appendAudit(q, now, req.requestedBy, `order.${req.action}`, req.meterId, {
-        orderId: id,
-        reason: req.reason,
-        note: req.note,
-        urgent: req.urgent,
-        paymentAt: req.paymentAt,
-        planId: req.planId ?? null,
-        outcome,
-        stateReason: order.stateReason,
-      });
+      await audit.appendAudit(q, now, req.requestedBy, `order.${req.action}`, req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
       out.push({ kind: 'created', order });
     }
     return out;

@@ -20,7 +20,7 @@ import {
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
-import { attemptFromRow, meterFromRow, notificationFromRow, num, numOrNull, orderFromRow, paymentCancelReason, paymentReconnectRequest, strOrNull, type Row } from './store-rows.js';
+import { attemptFromRow, meterFromRow, notificationFromRow, num, numOrNull, orderAdmissionAudit, orderFromRow, paymentCancelReason, paymentReconnectRequest, strOrNull, type Row } from './store-rows.js';
 import { SqliteApiKeys } from './sqlite-api-keys.js';
 import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
@@ -424,16 +424,7 @@ export class SqliteStore implements GatewayStore {
       }
       if (req.idempotencyKey !== null) this.s.insertIdem.run(req.requestedBy, req.idempotencyKey, req.requestHash, id, now);
       order = orderFromRow(this.s.getOrder.get(id) as Row);
-      this.p.audit.append(now, req.requestedBy, `order.${req.action}`, req.meterId, {
-        orderId: id,
-        reason: req.reason,
-        note: req.note,
-        urgent: req.urgent,
-        paymentAt: req.paymentAt,
-        planId: req.planId ?? null,
-        outcome,
-        stateReason: order.stateReason,
-      });
+      this.p.audit.append(now, req.requestedBy, `order.${req.action}`, req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
       out.push({ kind: 'created', order });
     }
     return out;

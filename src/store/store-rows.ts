@@ -217,6 +217,11 @@ export function orderEventPayload(order: SwitchOrder, now: number): Record<strin
 }
 
 /** Why a payment cancels a pending disconnect (DOMAIN.md rule 3). */
+/** What the audit log records when an order is admitted. */
+export function orderAdmissionAudit(req: OrderRequest, orderId: string, outcome: string, stateReason: string | null): Record<string, unknown> {
+  return { orderId, reason: req.reason, note: req.note, urgent: req.urgent, paymentAt: req.paymentAt, planId: req.planId ?? null, outcome, stateReason };
+}
+
 export const paymentCancelReason = (paymentId: string, req: PaymentRequest): string =>
   `E_PAID: payment ${paymentId} received ${new Date(req.receivedAt).toISOString()}; the disconnect is cancelled (rule 3: payment re-checked)`;
 

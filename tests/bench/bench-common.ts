@@ -85,13 +85,7 @@ export function waitForLine(child: ChildProcess, marker: string, name: string): 
   });
 }
 
-/** Stop a child process and wait for it to exit. */
-export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill(signal);
-  await gone;
-}
+export { stopChild } from '../harness/child-process.js';
 
 /**
  * Configuration overrides shared by the gateway runs (merged over config/default.json): external mosquitto,

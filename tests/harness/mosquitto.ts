@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { stopChild } from './child-process.js';
 import { join } from 'node:path';
 
 /**
@@ -147,16 +148,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   };
 
   const stop = async (): Promise<void> => {
-    const c = child;
-    if (!c) return;
-    const gone = new Promise<void>((resolve) => {
-      if (c.exitCode !== null || c.signalCode !== null) resolve();
-      else c.once('exit', () => resolve());
-    });
-    c.kill('SIGTERM');
-    const timer = setTimeout(() => c.kill('SIGKILL'), 3000);
-    await gone;
-    clearTimeout(timer);
+    if (child) await stopChild(child, 3000);
     child = undefined;
   };
 

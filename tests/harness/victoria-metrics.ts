@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stopChild } from './child-process.js';
 import { freePort } from './mosquitto.js';
 
 /**
@@ -121,16 +122,7 @@ export async function startVictoriaMetrics(options: { binary?: string } = {}): P
   };
 
   const stop = async (): Promise<void> => {
-    const c = child;
-    if (!c) return;
-    const gone = new Promise<void>((resolve) => {
-      if (c.exitCode !== null || c.signalCode !== null) resolve();
-      else c.once('exit', () => resolve());
-    });
-    c.kill('SIGTERM');
-    const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
-    await gone;
-    clearTimeout(timer);
+    if (child) await stopChild(child, 5000);
     child = undefined;
   };
 
