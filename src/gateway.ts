@@ -36,9 +36,18 @@ import { SqliteStore } from './store/sqlite-store.js';
 import { PostgresStore } from './store/postgres-store.js';
 import type { GatewayStore, SubmitContext } from './store/store.js';
 
-/** Order ids sort by creation time and are unique across instances. */
+/** Random bytes for order ids, drawn from the CSPRNG a pool at a time: one small randomBytes() call per id costs more than the rest of the id. */
+const idPool = { bytes: Buffer.alloc(0), at: 0 };
+
+/** Order ids sort by creation time and are unique across instances (48 random bits after the time). */
 export function newOrderId(now: number): string {
-  return `ord_${now.toString(36).padStart(9, '0')}${randomBytes(6).toString('hex')}`;
+  if (idPool.at + 6 > idPool.bytes.length) {
+    idPool.bytes = randomBytes(6 * 1024);
+    idPool.at = 0;
+  }
+  const tail = idPool.bytes.toString('hex', idPool.at, idPool.at + 6);
+  idPool.at += 6;
+  return `ord_${now.toString(36).padStart(9, '0')}${tail}`;
 }
 
 export interface RunningGateway {
@@ -229,7 +238,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         if (r.energyWh !== null) {
           const energyWh = r.energyWh;
           void consumption.check(r.meterId, clock.now()).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'consumption check failed'));
-          void credit.onReading(r.meterId, { at: r.at, energyWh }).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
+          void credit.onReading(r.meterId, { at: r.at, energyWh, ...(r.prepayment !== undefined ? { prepayment: r.prepayment } : {}) }).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
         }
       },
     });

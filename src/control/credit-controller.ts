@@ -43,8 +43,13 @@ export class CreditController {
     return !!meter && meter.flags.prepaymentMode && meter.flags.prepaymentAgreementRef !== null;
   }
 
-  /** A reading with the energy register: charge the energy since the last charged reading. */
-  onReading(meterId: string, reading: { at: number; energyWh: number }): Promise<void> {
+  /**
+   * A reading with the energy register: charge the energy since the last charged reading. `prepayment: false`
+   * (the meter's facts as the reading's caller just read them) skips a meter that is not in prepayment mode
+   * without reading its facts again.
+   */
+  onReading(meterId: string, reading: { at: number; energyWh: number; prepayment?: boolean }): Promise<void> {
+    if (reading.prepayment === false) return Promise.resolve();
     return this.serial(meterId, () => this.chargeReading(meterId, reading));
   }
 

@@ -70,6 +70,8 @@ export interface ReadingRecord extends MeterContext {
   voltageV: number | null;
   energyWh: number | null;
   source: 'read' | 'read_back';
+  /** Whether the meter was in prepayment mode with an agreement when the attempt began (read-backs only). */
+  prepayment?: boolean;
 }
 
 export type ControllerEscalation = Omit<EscalationPolicy, 'fieldLeadMs'> & { fieldLeadMs: (region: string) => number; maxFieldLeadMs: number; scanEveryMs: number };
@@ -115,6 +117,9 @@ export class SwitchController {
   private timer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private ticking = false;
+  /** Due orders fetched and not yet started (their links were full), most urgent first, and when they were fetched. */
+  private due: SwitchOrder[] = [];
+  private dueFetchedAt = 0;
   private wakeAgain = false;
   private stopping = false;
   private started = false;
@@ -223,8 +228,14 @@ export class SwitchController {
     }
   }
 
-  /** Look for work now (called when orders are admitted). */
+  /** Look for work now (called when orders are admitted: the fetched due batch may no longer be the most urgent). */
   wake(): void {
+    this.due = [];
+    this.wakeSoon();
+  }
+
+  /** Look for work now (a slot came free). */
+  private wakeSoon(): void {
     if (this.stopping || !this.started) return;
     if (this.ticking) {
       this.wakeAgain = true;
@@ -255,34 +266,46 @@ export class SwitchController {
     try {
       for (;;) {
         const saturated: string[] = [];
-        // Fetch no more than could start now: the free slots of busy links, plus one idle link's window.
-        let free = this.deps.options.linkConcurrency;
-        for (const [link, n] of this.active) {
-          if (n >= this.capacity(link)) saturated.push(link);
-          else free += this.capacity(link) - n;
-        }
+        for (const [link, n] of this.active) if (n >= this.capacity(link)) saturated.push(link);
         for (const [link, driver] of this.linkDrivers) if (!driver.isLinkUp(link)) saturated.push(link);
-        const limit = Math.min(FETCH_BATCH, free);
-        const due = await this.deps.store.dueOrders(this.deps.clock.now(), limit, saturated);
-        if (due.length === 0) break;
+        // Due orders come a batch at a time and wait here for free slots; a batch older than a tick, or one that
+        // has nothing left for the links with room, is fetched afresh (and admissions drop it: see wake()).
+        const now = this.deps.clock.now();
+        let fresh = false;
+        if (this.due.length === 0 || now - this.dueFetchedAt > this.deps.options.tickMs) {
+          this.due = await this.deps.store.dueOrders(now, FETCH_BATCH, saturated);
+          this.dueFetchedAt = now;
+          fresh = true;
+        }
+        if (this.due.length === 0) break;
         const chosen: string[] = [];
         const added = new Map<string, number>();
         const meters = new Set<string>();
         const disconnects: SwitchOrder[] = [];
-        for (const o of due) {
+        const waiting: SwitchOrder[] = [];
+        for (const o of this.due) {
+          if (this.gating.has(o.id) || this.busyMeters.has(o.meterId) || meters.has(o.meterId)) continue; // comes back once its meter is free
           const used = (this.active.get(o.link) ?? 0) + (added.get(o.link) ?? 0);
-          if (used >= this.capacity(o.link) || meters.has(o.meterId) || this.gating.has(o.id)) continue;
+          if (used >= this.capacity(o.link) || saturated.includes(o.link)) {
+            waiting.push(o);
+            continue;
+          }
           added.set(o.link, (added.get(o.link) ?? 0) + 1);
           meters.add(o.meterId);
           if (o.action === 'disconnect') disconnects.push(o);
           else chosen.push(o.id);
+        }
+        this.due = waiting;
+        if (chosen.length === 0 && disconnects.length === 0) {
+          if (fresh) break;
+          this.due = []; // what is left waits for full links: look again for the links with room
+          continue;
         }
         // Disconnects pass the policy gate (and the billing re-check) before they are leased.
         for (const o of disconnects) {
           this.gating.add(o.id);
           this.launch(o.link, () => this.dispatchDisconnect(o).finally(() => this.gating.delete(o.id)));
         }
-        if (chosen.length === 0 && disconnects.length === 0) break;
         const lease = this.newLease(this.deps.clock.now());
         const taken = chosen.length > 0 ? await this.deps.store.beginAttempts(chosen, this.deps.clock.now(), lease) : [];
         for (const order of taken) {
@@ -290,9 +313,10 @@ export class SwitchController {
           this.deps.onOrderChange?.(order);
           this.launch(order.link, () => this.runAttempt(order));
         }
-        if (this.stopping || taken.length + disconnects.length === 0 || due.length < limit) break;
+        if (this.stopping || taken.length + disconnects.length === 0) break;
       }
     } catch (err) {
+      this.due = [];
       this.deps.logger.error({ err }, 'control loop tick failed; retrying on the next tick');
     } finally {
       this.ticking = false;
@@ -309,7 +333,7 @@ export class SwitchController {
         if (n <= 0) this.active.delete(link);
         else this.active.set(link, n);
         this.running.delete(p);
-        this.wake();
+        this.wakeSoon();
       });
     this.running.add(p);
   }
@@ -508,7 +532,8 @@ export class SwitchController {
       const context = { meterId: order.meterId, profileId: meter.address.profile.id, protocol: meter.address.profile.protocol, link: meter.address.link, region: meter.region };
       this.deps.onAttempt?.({ ...context, orderId: order.id, action: order.action, attempt: order.attempts, outcome, latencyMs: command?.latencyMs ?? 0, at: now, state: updated.state });
       if (read && read.outcome === 'ok') {
-        this.deps.onReading?.({ ...context, at: read.value.at, relay: read.value.relay, voltageV: read.value.voltageV ?? null, energyWh: read.value.energyWh ?? null, source: 'read_back' });
+        const prepayment = meter.flags.prepaymentMode && meter.flags.prepaymentAgreementRef !== null;
+        this.deps.onReading?.({ ...context, at: read.value.at, relay: read.value.relay, voltageV: read.value.voltageV ?? null, energyWh: read.value.energyWh ?? null, source: 'read_back', prepayment });
       }
     }
     const line = { state: updated.state, reason: updated.stateReason };

@@ -318,4 +318,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   DROP INDEX orders_queue;
   CREATE INDEX orders_queue ON orders (priority DESC, deadline IS NULL, deadline, seq) WHERE state IN ('queued', 'held', 'escalated');
   `,
+  // 12: the due-orders query's filters (link, due times, meter) carried in the queue index, so that walking past
+  // orders of full or excluded links reads index entries only, not each order's row.
+  `
+  DROP INDEX orders_queue;
+  CREATE INDEX orders_queue ON orders (priority DESC, deadline IS NULL, deadline, seq, link, next_attempt_at, not_before, meter_id) WHERE state IN ('queued', 'held', 'escalated');
+  `,
 ];

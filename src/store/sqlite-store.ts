@@ -140,7 +140,8 @@ export class SqliteStore implements GatewayStore {
         `INSERT INTO orders (id, seq, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
            created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay, plan_id)
          VALUES (@id, @seq, @meterId, @action, @reason, @note, @requestedBy, @state, @stateReason, @priority, @urgent, @link,
-           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL, @planId)`,
+           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL, @planId)
+         RETURNING *`,
       ),
       moveOrder: db.prepare(
         `UPDATE orders SET state = @to, state_reason = @reason, updated_at = @now,
@@ -168,6 +169,7 @@ export class SqliteStore implements GatewayStore {
       begin: db.prepare(
         `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = @now, state_reason = NULL, lease_owner = @owner, lease_until = @until
          WHERE id = @id AND state IN ('queued', 'escalated')
+           AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = orders.meter_id AND f.state = 'in_flight')
          RETURNING *`,
       ),
       insertAttempt: db.prepare('INSERT INTO attempts (order_id, attempt, started_at) VALUES (?, ?, ?)'),
@@ -262,18 +264,27 @@ export class SqliteStore implements GatewayStore {
       setImmediate(() => this.flush());
     }
     if (batch.length === 0) return;
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
-    // One transaction for the batch; each write in its own savepoint, so one failing write rolls back
-    // only itself and the others still commit.
-    this.db.transaction(() => {
-      for (const w of batch) {
-        try {
-          outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
-        } catch (error) {
-          outcomes.push({ ok: false, error });
+    let outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    // One transaction for the batch. Almost always every write succeeds: run them plainly. If one throws, the
+    // whole batch rolls back and runs again with each write in its own savepoint, so the failing write rolls back
+    // only itself and the others still commit. (A write is a function of the database and its arguments, so
+    // running it twice is as running it once.)
+    try {
+      this.db.transaction(() => {
+        for (const w of batch) outcomes.push({ ok: true, value: w.run() });
+      })();
+    } catch {
+      outcomes = [];
+      this.db.transaction(() => {
+        for (const w of batch) {
+          try {
+            outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
         }
-      }
-    })();
+      })();
+    }
     batch.forEach((w, i) => {
       const o = outcomes[i]!;
       if (o.ok) w.resolve(o.value);
@@ -318,7 +329,8 @@ export class SqliteStore implements GatewayStore {
 
   // ---- orders -----------------------------------------------------------------------------------------
 
-  private move(order: SwitchOrder, to: OrderState, now: number, reason: string | null, extra: { nextAttemptAt?: number; resultRelay?: RelayState | null } = {}): void {
+  /** One state change with its history event (and the billing change feed's); returns the order as it now is. */
+  private move(order: SwitchOrder, to: OrderState, now: number, reason: string | null, extra: { nextAttemptAt?: number; resultRelay?: RelayState | null } = {}): SwitchOrder {
     if (!canTransition(order.state, to)) {
       throw new Error(`illegal order transition ${order.state} → ${to} for ${order.id}`);
     }
@@ -334,7 +346,9 @@ export class SqliteStore implements GatewayStore {
     });
     if (!moved) throw new Error(`order ${order.id} was not in state ${order.state}`);
     this.s.insertEvent.run(order.id, now, order.state, to, reason);
-    if (CLIENT_VISIBLE_STATES.has(to)) this.p.billing.orderChanged(orderFromRow(moved as Row), now);
+    const after = orderFromRow(moved as Row);
+    if (CLIENT_VISIBLE_STATES.has(to)) this.p.billing.orderChanged(after, now);
+    return after;
   }
 
   submitOrders(requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
@@ -372,7 +386,7 @@ export class SqliteStore implements GatewayStore {
       const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline: ownDeadline }, open);
       const id = ctx.newOrderId();
       seq += 1;
-      this.s.insertOrder.run({
+      let order = orderFromRow(this.s.insertOrder.get({
         id,
         seq,
         meterId: req.meterId,
@@ -393,17 +407,16 @@ export class SqliteStore implements GatewayStore {
         nextAttemptAt: req.notBefore ?? now,
         completedAt: null,
         planId: req.planId ?? null,
-      });
+      }) as Row);
       this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
-      let order = orderFromRow(this.s.getOrder.get(id) as Row);
       // The disconnect rules apply from the first moment; a refused order supersedes nothing.
       const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, ctx.policy)) : null;
       let outcome: string = decision.state;
       if (decision.state === 'refused') {
-        this.move(order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
+        order = this.move(order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
       } else if (gate?.verdict === 'refuse') {
         outcome = 'refused';
-        this.move(order, 'refused', now, `${gate.code}: ${gate.message}`);
+        order = this.move(order, 'refused', now, `${gate.code}: ${gate.message}`);
       } else {
         for (const oldId of decision.supersedeNow) {
           const old = orderFromRow(this.s.getOrder.get(oldId) as Row);
@@ -416,14 +429,13 @@ export class SqliteStore implements GatewayStore {
         }
         if (gate?.verdict === 'hold') {
           outcome = 'held';
-          this.move(order, 'held', now, `${gate.code}: ${gate.message}`, { nextAttemptAt: gate.until });
+          order = this.move(order, 'held', now, `${gate.code}: ${gate.message}`, { nextAttemptAt: gate.until });
         } else {
-          this.move(order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
+          order = this.move(order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
         }
         this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
       }
       if (req.idempotencyKey !== null) this.s.insertIdem.run(req.requestedBy, req.idempotencyKey, req.requestHash, id, now);
-      order = orderFromRow(this.s.getOrder.get(id) as Row);
       this.p.audit.append(now, req.requestedBy, `order.${req.action}`, req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
       out.push({ kind: 'created', order });
     }
@@ -640,7 +652,7 @@ export class SqliteStore implements GatewayStore {
         const region = (this.s.getMeter.get(current.meterId) as Row).region as string;
         this.p.work.raise(current, region, verdict.escalation, report.endedAt);
       }
-      this.move(current, verdict.next, report.endedAt, verdict.escalation ? `escalated to the field: ${verdict.escalation.reason}` : verdict.reason, {
+      const after = this.move(current, verdict.next, report.endedAt, verdict.escalation ? `escalated to the field: ${verdict.escalation.reason}` : verdict.reason, {
         ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
         resultRelay: report.observedRelay,
       });
@@ -648,7 +660,7 @@ export class SqliteStore implements GatewayStore {
         const why = verdict.next === 'done' || verdict.next === 'armed' ? `restored remotely by attempt ${report.attempt} (${verdict.reason})` : `the order ended ${verdict.next}: ${verdict.reason}`;
         this.p.work.cancelFor(current.id, why, report.endedAt);
       }
-      return orderFromRow(this.s.getOrder.get(report.orderId) as Row);
+      return after;
     });
   }
 
