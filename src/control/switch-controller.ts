@@ -7,7 +7,7 @@ import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { PaymentRechecker } from '../integrations/billing-recheck.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
-import type { GatewayStore, Lease } from '../store/store.js';
+import type { DueOrder, GatewayStore, Lease } from '../store/store.js';
 import { sleep, type Clock } from './clock.js';
 
 export interface ControllerOptions {
@@ -87,6 +87,8 @@ export const DEFAULT_ESCALATION: ControllerEscalation = {
 
 /** How many due orders one query fetches. */
 const FETCH_BATCH = 500;
+/** How long a fetched batch of due orders is used before it is fetched afresh (retries come due, priorities change). */
+const DUE_REFRESH_MS = 1000;
 /** How many orphaned in-flight orders one claim takes over. */
 const CLAIM_BATCH = 500;
 
@@ -118,7 +120,7 @@ export class SwitchController {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private ticking = false;
   /** Due orders fetched and not yet started (their links were full), most urgent first, and when they were fetched. */
-  private due: SwitchOrder[] = [];
+  private due: DueOrder[] = [];
   private dueFetchedAt = 0;
   private wakeAgain = false;
   private stopping = false;
@@ -268,39 +270,26 @@ export class SwitchController {
         const saturated: string[] = [];
         for (const [link, n] of this.active) if (n >= this.capacity(link)) saturated.push(link);
         for (const [link, driver] of this.linkDrivers) if (!driver.isLinkUp(link)) saturated.push(link);
-        // Due orders come a batch at a time and wait here for free slots; a batch older than a tick, or one that
-        // has nothing left for the links with room, is fetched afresh (and admissions drop it: see wake()).
+        // Due orders come a batch at a time and wait here for free slots. A batch older than DUE_REFRESH_MS is fetched
+        // afresh (and admissions drop it: see wake()); when it has nothing for the links with room, the orders
+        // of those links are fetched and added.
         const now = this.deps.clock.now();
         let fresh = false;
-        if (this.due.length === 0 || now - this.dueFetchedAt > this.deps.options.tickMs) {
+        if (this.due.length === 0 || now - this.dueFetchedAt > Math.max(this.deps.options.tickMs, DUE_REFRESH_MS)) {
           this.due = await this.deps.store.dueOrders(now, FETCH_BATCH, saturated);
           this.dueFetchedAt = now;
           fresh = true;
         }
         if (this.due.length === 0) break;
-        const chosen: string[] = [];
-        const added = new Map<string, number>();
-        const meters = new Set<string>();
-        const disconnects: SwitchOrder[] = [];
-        const waiting: SwitchOrder[] = [];
-        for (const o of this.due) {
-          if (this.gating.has(o.id) || this.busyMeters.has(o.meterId) || meters.has(o.meterId)) continue; // comes back once its meter is free
-          const used = (this.active.get(o.link) ?? 0) + (added.get(o.link) ?? 0);
-          if (used >= this.capacity(o.link) || saturated.includes(o.link)) {
-            waiting.push(o);
-            continue;
-          }
-          added.set(o.link, (added.get(o.link) ?? 0) + 1);
-          meters.add(o.meterId);
-          if (o.action === 'disconnect') disconnects.push(o);
-          else chosen.push(o.id);
+        let pick = this.pickDue(saturated);
+        if (pick.chosen.length + pick.disconnects.length === 0 && !fresh) {
+          const buffered = new Set(this.due.map((o) => o.link));
+          const more = await this.deps.store.dueOrders(now, FETCH_BATCH, [...saturated, ...buffered]);
+          this.due.push(...more);
+          pick = this.pickDue(saturated);
         }
-        this.due = waiting;
-        if (chosen.length === 0 && disconnects.length === 0) {
-          if (fresh) break;
-          this.due = []; // what is left waits for full links: look again for the links with room
-          continue;
-        }
+        const { chosen, disconnects } = pick;
+        if (chosen.length + disconnects.length === 0) break;
         // Disconnects pass the policy gate (and the billing re-check) before they are leased.
         for (const o of disconnects) {
           this.gating.add(o.id);
@@ -324,6 +313,32 @@ export class SwitchController {
     }
   }
 
+  /**
+   * Take from the fetched due orders what can start now: links with room, one order per meter, none for a meter
+   * with an attempt on the wire (those are dropped: they come back in a later fetch). The rest stay for later.
+   */
+  private pickDue(saturated: readonly string[]): { chosen: string[]; disconnects: DueOrder[] } {
+    const chosen: string[] = [];
+    const disconnects: DueOrder[] = [];
+    const added = new Map<string, number>();
+    const meters = new Set<string>();
+    const waiting: DueOrder[] = [];
+    for (const o of this.due) {
+      if (this.gating.has(o.id) || this.busyMeters.has(o.meterId) || meters.has(o.meterId)) continue;
+      const used = (this.active.get(o.link) ?? 0) + (added.get(o.link) ?? 0);
+      if (used >= this.capacity(o.link) || saturated.includes(o.link)) {
+        waiting.push(o);
+        continue;
+      }
+      added.set(o.link, (added.get(o.link) ?? 0) + 1);
+      meters.add(o.meterId);
+      if (o.action === 'disconnect') disconnects.push(o);
+      else chosen.push(o.id);
+    }
+    this.due = waiting;
+    return { chosen, disconnects };
+  }
+
   private launch(link: string, work: () => Promise<void>): void {
     this.active.set(link, (this.active.get(link) ?? 0) + 1);
     const p = work()
@@ -343,7 +358,7 @@ export class SwitchController {
    * here), the billing re-check for non-payment (paid cancels, unreachable holds), then an atomic re-check,
    * cap reservation and lease. Only a leased order is sent.
    */
-  private async dispatchDisconnect(order: SwitchOrder): Promise<void> {
+  private async dispatchDisconnect(order: DueOrder): Promise<void> {
     const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id });
     const { store, clock, policy } = this.deps;
     const gated = await store.gateDisconnect(order.id, clock.now(), policy);

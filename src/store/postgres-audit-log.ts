@@ -41,6 +41,31 @@ export async function appendAudit(q: Q, at: number, actor: string, action: strin
   ]);
 }
 
+/** Append several entries in order, in one statement: the chain is computed here from the last entry. */
+export async function appendAuditMany(q: Q, entries: readonly { at: number; actor: string; action: string; target: string; details: unknown }[]): Promise<void> {
+  if (entries.length === 0) return;
+  if (!q.auditLocked) {
+    await q.run(`SELECT pg_advisory_xact_lock(hashtext('meterline:audit:' || current_schema()))`);
+    q.auditLocked = true;
+  }
+  const last = (await q.get('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1')) as { seq: number | string; hash: string } | undefined;
+  let prev = last?.hash ?? GENESIS_HASH;
+  let seq = Number(last?.seq ?? 0);
+  const cols = { seq: [] as number[], at: [] as number[], actor: [] as string[], action: [] as string[], target: [] as string[], details: [] as (string | null)[], prev: [] as string[], hash: [] as string[] };
+  for (const e of entries) {
+    seq += 1;
+    const text = e.details === undefined ? null : JSON.stringify(e.details);
+    const hash = auditEntryHash(prev, { seq, at: e.at, actor: e.actor, action: e.action, target: e.target, details: text });
+    cols.seq.push(seq), cols.at.push(e.at), cols.actor.push(e.actor), cols.action.push(e.action), cols.target.push(e.target), cols.details.push(text), cols.prev.push(prev), cols.hash.push(hash);
+    prev = hash;
+  }
+  await q.run(
+    `INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])`,
+    [cols.seq, cols.at, cols.actor, cols.action, cols.target, cols.details, cols.prev, cols.hash],
+  );
+}
+
 export async function listAudit(q: Q, query: AuditQuery): Promise<AuditEntry[]> {
   const where: string[] = [];
   const args: unknown[] = [];

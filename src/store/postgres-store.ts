@@ -55,6 +55,7 @@ import type {
   SubmitOutcome,
   WorkOrder,
   WorkOrderStatus,
+  DueOrder,
   Lease,
 } from './store.js';
 
@@ -267,26 +268,53 @@ export class PostgresStore implements GatewayStore {
     return this.tx((q) => this.submitInTx(q, requests, ctx));
   }
 
-  /** Admission, inside a transaction: idempotency, latest intent wins, then the disconnect rules. */
+  /**
+   * Admission, inside a transaction: idempotency, latest intent wins, then the disconnect rules. The common case
+   * of a bulk request (a reconnect for a meter with nothing open) is written set-based, a statement per table for
+   * the whole run of such requests; any other request first writes that run, then goes through the rules one by one.
+   */
   private async submitInTx(q: Q, requests: readonly OrderRequest[], ctx: SubmitContext): Promise<SubmitOutcome[]> {
     // Lock every meter of the batch up front, in id order: admissions for one meter run one at a time.
     const meterIds = [...new Set(requests.map((r) => r.meterId))].sort();
     const meters = new Map((await q.all('SELECT * FROM meters WHERE meter_id = ANY($1::text[]) ORDER BY meter_id FOR UPDATE', [meterIds])).map((r) => [r.meter_id as string, r]));
-    const out: SubmitOutcome[] = [];
-    for (const req of requests) {
-      if (req.idempotencyKey !== null) {
-        const prior = await q.get('SELECT request_hash, order_id FROM idempotency_keys WHERE principal = $1 AND key = $2', [req.requestedBy, req.idempotencyKey]);
-        if (prior) {
-          if (prior.request_hash !== req.requestHash) {
-            throw new MeterlineError(
-              'E_IDEMPOTENCY_CONFLICT',
-              `Idempotency-Key "${req.idempotencyKey}" was already used for order ${prior.order_id as string} with a different request; use a new key for a new request`,
-              { orderId: prior.order_id },
-            );
-          }
-          out.push({ kind: 'replayed', order: await this.order(q, prior.order_id as string) });
-          continue;
+    // The batch's open orders (locked, as the one-by-one path locks them) and the idempotency keys it reuses.
+    const openAtStart = new Map<string, SwitchOrder[]>();
+    for (const r of await q.all(`SELECT * FROM orders WHERE meter_id = ANY($1::text[]) AND state IN ${OPEN_STATES} ORDER BY seq FOR UPDATE`, [meterIds])) {
+      const o = orderFromRow(r);
+      openAtStart.set(o.meterId, [...(openAtStart.get(o.meterId) ?? []), o]);
+    }
+    const keyed = requests.filter((r) => r.idempotencyKey !== null);
+    const priors = new Map<string, { requestHash: string; orderId: string }>();
+    if (keyed.length > 0) {
+      const rows = await q.all(
+        'SELECT principal, key, request_hash, order_id FROM idempotency_keys WHERE (principal, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
+        [keyed.map((r) => r.requestedBy), keyed.map((r) => r.idempotencyKey)],
+      );
+      for (const r of rows) priors.set(`${r.principal as string}\u0000${r.key as string}`, { requestHash: r.request_hash as string, orderId: r.order_id as string });
+    }
+    const touched = new Set<string>(); // meters with an order admitted earlier in this batch
+    const run: { index: number; req: OrderRequest; id: string; priority: number; urgent: boolean; deadline: number | null; link: string }[] = [];
+    const out: SubmitOutcome[] = new Array(requests.length);
+    const writeRun = async (): Promise<void> => {
+      if (run.length === 0) return;
+      await this.admitQueuedReconnects(q, run, ctx.now, out);
+      run.length = 0;
+    };
+    for (let index = 0; index < requests.length; index++) {
+      const req = requests[index]!;
+      const idemKey = req.idempotencyKey === null ? null : `${req.requestedBy}\u0000${req.idempotencyKey}`;
+      const prior = idemKey === null ? undefined : priors.get(idemKey);
+      if (prior) {
+        if (prior.requestHash !== req.requestHash) {
+          throw new MeterlineError(
+            'E_IDEMPOTENCY_CONFLICT',
+            `Idempotency-Key "${req.idempotencyKey}" was already used for order ${prior.orderId} with a different request; use a new key for a new request`,
+            { orderId: prior.orderId },
+          );
         }
+        await writeRun();
+        out[index] = { kind: 'replayed', order: await this.order(q, prior.orderId) };
+        continue;
       }
       const meterRow = meters.get(req.meterId);
       if (!meterRow) {
@@ -294,53 +322,136 @@ export class PostgresStore implements GatewayStore {
           meterId: req.meterId,
         });
       }
-      const now = ctx.now;
-      // The meter's open orders, locked: a lease elsewhere either finished before this read or skips them.
-      const open = (await q.all(`SELECT * FROM orders WHERE meter_id = $1 AND state IN ${OPEN_STATES} ORDER BY seq FOR UPDATE`, [req.meterId])).map(orderFromRow);
-      const ownDeadline = req.action === 'reconnect' ? reconnectDeadline(req.paymentAt, now, ctx.reconnectLimitHours) : null;
-      const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline: ownDeadline }, open);
-      const id = ctx.newOrderId();
-      let order = orderFromRow(
-        (await q.get(
-          `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
-             created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id)
-           VALUES ($1, $2, $3, $4, $5, $6, 'accepted', NULL, $7, $8, $9, $10, $10, $11, $12, $13, 0, $11, $14) RETURNING *`,
-          [id, req.meterId, req.action, req.reason, req.note, req.requestedBy, priorityOf(req.action, decision.urgent), decision.urgent, meterRow.link, now, req.notBefore ?? now, decision.deadline, req.paymentAt, req.planId ?? null],
-        ))!,
-      );
-      await this.event(q, id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
-      // The disconnect rules apply from the first moment; a refused order supersedes nothing.
-      const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(await this.gateInput(q, order, now, ctx.policy)) : null;
-      let outcome: string = decision.state;
-      if (decision.state === 'refused') {
-        order = await this.move(q, order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
-      } else if (gate?.verdict === 'refuse') {
-        outcome = 'refused';
-        order = await this.move(q, order, 'refused', now, `${gate.code}: ${gate.message}`);
-      } else {
-        for (const oldId of decision.supersedeNow) {
-          await q.run('UPDATE orders SET superseded_by = $1, updated_at = $2 WHERE id = $3 AND superseded_by IS NULL', [id, now, oldId]);
-          await this.move(q, await this.order(q, oldId), 'superseded', now, `superseded by ${id} (latest intent wins)`);
+      const first = !touched.has(req.meterId);
+      touched.add(req.meterId);
+      if (req.action === 'reconnect' && first) {
+        const deadline = reconnectDeadline(req.paymentAt, ctx.now, ctx.reconnectLimitHours);
+        const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline }, openAtStart.get(req.meterId) ?? []);
+        if (decision.state === 'queued' && decision.supersedeNow.length === 0 && decision.supersedeAfterAttempt.length === 0) {
+          const id = ctx.newOrderId();
+          run.push({ index, req, id, priority: priorityOf(req.action, decision.urgent), urgent: decision.urgent, deadline: decision.deadline, link: meterRow.link as string });
+          if (idemKey !== null) priors.set(idemKey, { requestHash: req.requestHash, orderId: id });
+          continue;
         }
-        for (const oldId of decision.supersedeAfterAttempt) {
-          await q.run('UPDATE orders SET superseded_by = $1, updated_at = $2 WHERE id = $3 AND superseded_by IS NULL', [id, now, oldId]);
-          await this.event(q, oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
-        }
-        if (gate?.verdict === 'hold') {
-          outcome = 'held';
-          order = await this.move(q, order, 'held', now, `${gate.code}: ${gate.message}`, { nextAttemptAt: gate.until });
-        } else {
-          order = await this.move(q, order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
-        }
-        await q.run('UPDATE meters SET desired_relay = $1, desired_order_id = $2, updated_at = $3 WHERE meter_id = $4', [targetRelay(req.action), id, now, req.meterId]);
       }
-      if (req.idempotencyKey !== null) {
-        await q.run('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES ($1, $2, $3, $4, $5)', [req.requestedBy, req.idempotencyKey, req.requestHash, id, now]);
-      }
-      await audit.appendAudit(q, now, req.requestedBy, `order.${req.action}`, req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
-      out.push({ kind: 'created', order });
+      await writeRun();
+      const created = await this.admitOne(q, req, meterRow, ctx);
+      if (idemKey !== null) priors.set(idemKey, { requestHash: req.requestHash, orderId: created.order.id });
+      out[index] = created;
     }
+    await writeRun();
     return out;
+  }
+
+  /** A run of reconnects for meters with nothing open: each queued at once (history: accepted → queued), set-based. */
+  private async admitQueuedReconnects(
+    q: Q,
+    run: readonly { index: number; req: OrderRequest; id: string; priority: number; urgent: boolean; deadline: number | null; link: string }[],
+    now: number,
+    out: SubmitOutcome[],
+  ): Promise<void> {
+    const col = <T>(f: (r: (typeof run)[number]) => T): T[] => run.map(f);
+    const rows = await q.all(
+      `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
+         created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id)
+       SELECT t.id, t.meter_id, 'reconnect', t.reason, t.note, t.requested_by, 'queued', NULL, t.priority, t.urgent, t.link,
+         $12, $12, t.not_before, t.deadline, t.payment_at, 0, t.not_before, t.plan_id
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::boolean[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $13::text[])
+         WITH ORDINALITY AS t(id, meter_id, reason, note, requested_by, priority, urgent, link, not_before, deadline, payment_at, plan_id, n)
+       ORDER BY t.n
+       RETURNING *`,
+      [
+        col((r) => r.id),
+        col((r) => r.req.meterId),
+        col((r) => r.req.reason),
+        col((r) => r.req.note),
+        col((r) => r.req.requestedBy),
+        col((r) => r.priority),
+        col((r) => r.urgent),
+        col((r) => r.link),
+        col((r) => r.req.notBefore ?? now),
+        col((r) => r.deadline),
+        col((r) => r.req.paymentAt),
+        now,
+        col((r) => r.req.planId ?? null),
+      ],
+    );
+    const byId = new Map(rows.map((r) => [r.id as string, orderFromRow(r)]));
+    await q.run(
+      `INSERT INTO order_events (order_id, at, from_state, to_state, reason)
+       SELECT t.id, $3, e.from_state, e.to_state, CASE WHEN e.to_state = 'accepted' THEN t.accepted ELSE NULL END
+       FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(id, accepted, n)
+       CROSS JOIN (VALUES (1, NULL::text, 'accepted'), (2, 'accepted', 'queued')) AS e(k, from_state, to_state)
+       ORDER BY t.n, e.k`,
+      [col((r) => r.id), col((r) => `requested by ${r.req.requestedBy}: ${r.req.action} (${r.req.reason})`), now],
+    );
+    await q.run(
+      `UPDATE meters m SET desired_relay = $3, desired_order_id = t.id, updated_at = $4
+       FROM unnest($1::text[], $2::text[]) AS t(meter_id, id) WHERE m.meter_id = t.meter_id`,
+      [col((r) => r.req.meterId), col((r) => r.id), targetRelay('reconnect'), now],
+    );
+    const keyed = run.filter((r) => r.req.idempotencyKey !== null);
+    if (keyed.length > 0) {
+      await q.run(
+        `INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at)
+         SELECT t.principal, t.key, t.hash, t.id, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(principal, key, hash, id)`,
+        [keyed.map((r) => r.req.requestedBy), keyed.map((r) => r.req.idempotencyKey), keyed.map((r) => r.req.requestHash), keyed.map((r) => r.id), now],
+      );
+    }
+    await audit.appendAuditMany(
+      q,
+      run.map((r) => ({ at: now, actor: r.req.requestedBy, action: `order.${r.req.action}`, target: r.req.meterId, details: orderAdmissionAudit(r.req, r.id, 'queued', null) })),
+    );
+    for (const r of run) out[r.index] = { kind: 'created', order: byId.get(r.id)! };
+  }
+
+  /** One request through the rules, one statement at a time. */
+  private async admitOne(q: Q, req: OrderRequest, meterRow: Row, ctx: SubmitContext): Promise<SubmitOutcome> {
+    const now = ctx.now;
+    // The meter's open orders, locked: a lease elsewhere either finished before this read or skips them.
+    const open = (await q.all(`SELECT * FROM orders WHERE meter_id = $1 AND state IN ${OPEN_STATES} ORDER BY seq FOR UPDATE`, [req.meterId])).map(orderFromRow);
+    const ownDeadline = req.action === 'reconnect' ? reconnectDeadline(req.paymentAt, now, ctx.reconnectLimitHours) : null;
+    const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline: ownDeadline }, open);
+    const id = ctx.newOrderId();
+    let order = orderFromRow(
+      (await q.get(
+        `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
+           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id)
+         VALUES ($1, $2, $3, $4, $5, $6, 'accepted', NULL, $7, $8, $9, $10, $10, $11, $12, $13, 0, $11, $14) RETURNING *`,
+        [id, req.meterId, req.action, req.reason, req.note, req.requestedBy, priorityOf(req.action, decision.urgent), decision.urgent, meterRow.link, now, req.notBefore ?? now, decision.deadline, req.paymentAt, req.planId ?? null],
+      ))!,
+    );
+    await this.event(q, id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
+    // The disconnect rules apply from the first moment; a refused order supersedes nothing.
+    const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(await this.gateInput(q, order, now, ctx.policy)) : null;
+    let outcome: string = decision.state;
+    if (decision.state === 'refused') {
+      order = await this.move(q, order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
+    } else if (gate?.verdict === 'refuse') {
+      outcome = 'refused';
+      order = await this.move(q, order, 'refused', now, `${gate.code}: ${gate.message}`);
+    } else {
+      for (const oldId of decision.supersedeNow) {
+        await q.run('UPDATE orders SET superseded_by = $1, updated_at = $2 WHERE id = $3 AND superseded_by IS NULL', [id, now, oldId]);
+        await this.move(q, await this.order(q, oldId), 'superseded', now, `superseded by ${id} (latest intent wins)`);
+      }
+      for (const oldId of decision.supersedeAfterAttempt) {
+        await q.run('UPDATE orders SET superseded_by = $1, updated_at = $2 WHERE id = $3 AND superseded_by IS NULL', [id, now, oldId]);
+        await this.event(q, oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
+      }
+      if (gate?.verdict === 'hold') {
+        outcome = 'held';
+        order = await this.move(q, order, 'held', now, `${gate.code}: ${gate.message}`, { nextAttemptAt: gate.until });
+      } else {
+        order = await this.move(q, order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
+      }
+      await q.run('UPDATE meters SET desired_relay = $1, desired_order_id = $2, updated_at = $3 WHERE meter_id = $4', [targetRelay(req.action), id, now, req.meterId]);
+    }
+    if (req.idempotencyKey !== null) {
+      await q.run('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES ($1, $2, $3, $4, $5)', [req.requestedBy, req.idempotencyKey, req.requestHash, id, now]);
+    }
+    await audit.appendAudit(q, now, req.requestedBy, `order.${req.action}`, req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
+    return { kind: 'created', order };
   }
 
   // ---- the disconnect rules ------------------------------------------------------------------------------
@@ -495,7 +606,7 @@ export class PostgresStore implements GatewayStore {
 
   // ---- control loop -------------------------------------------------------------------------------------
 
-  async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<SwitchOrder[]> {
+  async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<DueOrder[]> {
     const rows = await this.r.all(
       `SELECT * FROM orders o
        WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= $1 AND o.not_before <= $1

@@ -65,6 +65,7 @@ import type {
   OrderRequest,
   SubmitContext,
   SubmitOutcome,
+  DueOrder,
   Lease,
 } from './store.js';
 
@@ -159,7 +160,7 @@ export class SqliteStore implements GatewayStore {
       insertIdem: db.prepare('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)'),
       due: db.prepare(
         // INDEXED BY: without ANALYZE statistics the planner would pick orders_state and sort every queued order.
-        `SELECT * FROM orders o INDEXED BY orders_queue
+        `SELECT o.id, o.meter_id, o.link, o.action, o.reason, o.state FROM orders o INDEXED BY orders_queue
          WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= @now AND o.not_before <= @now
            AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
            AND o.link NOT IN (SELECT value FROM json_each(@exclude))
@@ -386,6 +387,10 @@ export class SqliteStore implements GatewayStore {
       const decision = admitOrder({ action: req.action, reason: req.reason, urgent: req.urgent, deadline: ownDeadline }, open);
       const id = ctx.newOrderId();
       seq += 1;
+      // A reconnect the admission queues is written queued at once, one write fewer; its history still reads
+      // accepted → queued.
+      const queuedReason = decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null;
+      const direct = req.action === 'reconnect' && decision.state === 'queued';
       let order = orderFromRow(this.s.insertOrder.get({
         id,
         seq,
@@ -394,8 +399,8 @@ export class SqliteStore implements GatewayStore {
         reason: req.reason,
         note: req.note,
         requestedBy: req.requestedBy,
-        state: 'accepted',
-        stateReason: null,
+        state: direct ? 'queued' : 'accepted',
+        stateReason: direct ? queuedReason : null,
         priority: priorityOf(req.action, decision.urgent),
         urgent: decision.urgent ? 1 : 0,
         link: meterRow.link as string,
@@ -409,6 +414,7 @@ export class SqliteStore implements GatewayStore {
         planId: req.planId ?? null,
       }) as Row);
       this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
+      if (direct) this.s.insertEvent.run(id, now, 'accepted', 'queued', queuedReason);
       // The disconnect rules apply from the first moment; a refused order supersedes nothing.
       const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, ctx.policy)) : null;
       let outcome: string = decision.state;
@@ -430,8 +436,8 @@ export class SqliteStore implements GatewayStore {
         if (gate?.verdict === 'hold') {
           outcome = 'held';
           order = this.move(order, 'held', now, `${gate.code}: ${gate.message}`, { nextAttemptAt: gate.until });
-        } else {
-          order = this.move(order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
+        } else if (!direct) {
+          order = this.move(order, 'queued', now, queuedReason);
         }
         this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
       }
@@ -594,9 +600,16 @@ export class SqliteStore implements GatewayStore {
 
   // ---- control loop -------------------------------------------------------------------------------------
 
-  async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<SwitchOrder[]> {
+  async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<DueOrder[]> {
     await this.flushNow();
-    return (this.s.due.all({ now, limit, exclude: JSON.stringify(excludeLinks) }) as Row[]).map(orderFromRow);
+    return (this.s.due.all({ now, limit, exclude: JSON.stringify(excludeLinks) }) as Row[]).map((r) => ({
+      id: r.id as string,
+      meterId: r.meter_id as string,
+      link: r.link as string,
+      action: r.action as DueOrder['action'],
+      reason: r.reason as DueOrder['reason'],
+      state: r.state as DueOrder['state'],
+    }));
   }
 
   beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {

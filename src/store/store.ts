@@ -13,6 +13,9 @@ import type { Attempt, OrderEvent, OrderReason, OrderState, SwitchOrder } from '
  * Every method that changes an order does so in one transaction together with its event and audit rows.
  */
 
+/** A due order as the control loop picks it: enough to choose what starts now; the rest comes when it is leased. */
+export type DueOrder = Pick<SwitchOrder, 'id' | 'meterId' | 'link' | 'action' | 'reason' | 'state'>;
+
 export interface MeterRecord {
   meterId: string;
   profileId: string;
@@ -348,8 +351,8 @@ export interface GatewayStore {
   listOrderEvents(orderId: string): Promise<OrderEvent[]>;
   countOrdersByState(): Promise<Partial<Record<OrderState, number>>>;
 
-  /** Queued orders whose time has come, whose meter has nothing on the wire, highest priority first. */
-  dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<SwitchOrder[]>;
+  /** Queued orders whose time has come, whose meter has nothing on the wire, highest priority first (what the loop needs to pick them). */
+  dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<DueOrder[]>;
   /** queued → in_flight and a new attempt row under `lease`, for each order still queued; returns the orders actually taken. */
   beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]>;
   /**

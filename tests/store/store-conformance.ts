@@ -76,6 +76,43 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(c!.kind).toBe('created');
     });
 
+    it('a mixed batch is admitted in request order: plain reconnects, a meter twice, a reused key, a reconnect over an open disconnect', async () => {
+      const [d] = await store.submitOrders([req({ meterId: 'M-3' })], ctx()); // an open disconnect on M-3
+      const outs = await store.submitOrders(
+        [
+          req({ meterId: 'M-1', action: 'reconnect', reason: 'payment', idempotencyKey: 'b1', requestHash: 'h1' }),
+          req({ meterId: 'M-2', action: 'reconnect', reason: 'payment' }),
+          req({ meterId: 'M-1', action: 'reconnect', reason: 'payment' }), // M-1 again: latest intent wins
+          req({ meterId: 'M-3', action: 'reconnect', reason: 'payment' }), // supersedes the disconnect
+          req({ meterId: 'M-2', action: 'reconnect', reason: 'payment', idempotencyKey: 'b1', requestHash: 'h1' }), // the key of the first request
+        ],
+        ctx(),
+      );
+      expect(outs.map((o) => o.kind)).toEqual(['created', 'created', 'created', 'created', 'replayed']);
+      const [m1a, m2, m1b, m3, replay] = outs.map((o) => o.order);
+      expect(replay!.id).toBe(m1a!.id);
+      expect((await store.getOrder(m1a!.id))?.state).toBe('superseded');
+      expect((await store.getOrder(m1a!.id))?.supersededBy).toBe(m1b!.id);
+      expect((await store.getOrder(d!.order.id))?.state).toBe('superseded');
+      for (const o of [m2!, m1b!, m3!]) {
+        expect(o.state).toBe('queued');
+        expect((await store.listOrderEvents(o.id)).map((e) => [e.from, e.to])).toEqual([
+          [null, 'accepted'],
+          ['accepted', 'queued'],
+        ]);
+      }
+      expect((await store.listOrderEvents(m1a!.id)).map((e) => e.to)).toEqual(['accepted', 'queued', 'superseded']);
+      expect((await store.getMeter('M-1'))?.desiredOrderId).toBe(m1b!.id);
+      expect((await store.getMeter('M-2'))?.desiredOrderId).toBe(m2!.id);
+      expect((await store.getMeter('M-3'))?.desiredRelay).toBe('connected');
+      // One audit entry per created order, in request order, and the chain holds.
+      const audit = await store.listAudit({ limit: 100 });
+      expect(audit.filter((a) => a.action === 'order.reconnect').map((a) => (a.details as { orderId: string }).orderId)).toEqual([m1a!.id, m2!.id, m1b!.id, m3!.id]);
+      expect((await store.verifyAudit()).ok).toBe(true);
+      // The ids come out in the order they were given: admission order.
+      expect((await store.dueOrders(now, 10, [])).map((o) => o.id)).toEqual([m2!.id, m1b!.id, m3!.id]);
+    });
+
     it('a batch with an unknown meter creates nothing', async () => {
       const err = await store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'NOPE' })], ctx()).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(MeterlineError);
