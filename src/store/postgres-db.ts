@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 
 /**
@@ -9,7 +10,7 @@ export { attemptFromRow, breakerFromRow, meterFromRow, notificationFromRow } fro
 import type { Row } from './store-rows.js';
 
 interface Queryable {
-  query(text: string, values?: unknown[]): Promise<pg.QueryResult>;
+  query(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult>;
 }
 
 export class Q {
@@ -19,7 +20,7 @@ export class Q {
   constructor(private readonly c: Queryable) {}
 
   async all(sql: string, args: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.c.query(sql, args as unknown[])).rows as Row[];
+    return (await this.query(sql, args)).rows as Row[];
   }
 
   async get(sql: string, args: readonly unknown[] = []): Promise<Row | undefined> {
@@ -28,8 +29,30 @@ export class Q {
 
   /** Run a change; returns the number of rows it touched. */
   async run(sql: string, args: readonly unknown[] = []): Promise<number> {
-    return (await this.c.query(sql, args as unknown[])).rowCount ?? 0;
+    return (await this.query(sql, args)).rowCount ?? 0;
   }
+
+  /**
+   * A statement with parameters goes as a named prepared statement: each connection parses and plans it once and
+   * then only binds and executes it (the server's CPU per statement roughly halves). Statements without
+   * parameters (migrations: several statements in one text) go as plain queries.
+   */
+  private query(sql: string, args: readonly unknown[]): Promise<pg.QueryResult> {
+    if (args.length === 0) return this.c.query(sql);
+    return this.c.query({ name: statementName(sql), text: sql, values: args as unknown[] });
+  }
+}
+
+const names = new Map<string, string>();
+
+/** A stable name per statement text (the same on every connection). */
+function statementName(sql: string): string {
+  let name = names.get(sql);
+  if (name === undefined) {
+    name = `ml_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+    names.set(sql, name);
+  }
+  return name;
 }
 
 

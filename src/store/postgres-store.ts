@@ -210,7 +210,8 @@ export class PostgresStore implements GatewayStore {
   }
 
   recordObservation(meterId: string, observation: Observation): Promise<void> {
-    return this.tx((q) => this.observe(q, meterId, observation));
+    // One statement, atomic on its own: no transaction round trips around it.
+    return this.observe(this.r, meterId, observation);
   }
 
   // ---- orders -----------------------------------------------------------------------------------------
