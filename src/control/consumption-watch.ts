@@ -19,10 +19,7 @@ export class ConsumptionWatch {
   ) {}
 
   async check(meterId: string, now: number): Promise<void> {
-    const history = (await this.store.listObservations(meterId, 500))
-      .filter((o): o is typeof o & { energyWh: number } => o.energyWh !== undefined)
-      .map((o) => ({ at: o.at, energyWh: o.energyWh }))
-      .sort((a, b) => a.at - b.at);
+    const history = await this.store.energyReadings(meterId, 500);
     for (const episode of abnormalConsumption(history, this.limits)) {
       const key = `${meterId}|${episode.kind}`;
       const last = this.alerted.get(key);

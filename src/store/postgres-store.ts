@@ -14,7 +14,7 @@ import { MeterlineError } from '../errors.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
 import { attemptFromRow, meterFromRow, notificationFromRow, Q } from './postgres-db.js';
-import { orderAdmissionAudit, orderFromRow, paymentCancelReason, paymentReconnectRequest, type Row } from './store-rows.js';
+import { orderAdmissionAudit, orderFromRow, orderKeyConflict, paymentCancelReason, paymentReconnectRequest, type Row } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
 import * as plans from './postgres-plans.js';
@@ -307,11 +307,7 @@ export class PostgresStore implements GatewayStore {
       const prior = idemKey === null ? undefined : priors.get(idemKey);
       if (prior) {
         if (prior.requestHash !== req.requestHash) {
-          throw new MeterlineError(
-            'E_IDEMPOTENCY_CONFLICT',
-            `Idempotency-Key "${req.idempotencyKey}" was already used for order ${prior.orderId} with a different request; use a new key for a new request`,
-            { orderId: prior.orderId },
-          );
+          throw orderKeyConflict(req.idempotencyKey!, prior.orderId);
         }
         await writeRun();
         out[index] = { kind: 'replayed', order: await this.order(q, prior.orderId) };
@@ -860,6 +856,11 @@ export class PostgresStore implements GatewayStore {
       voltageV: (r.voltage_v as number | null) ?? undefined,
       energyWh: (r.energy_wh as number | null) ?? undefined,
     }));
+  }
+
+  async energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]> {
+    const rows = await this.r.all('SELECT at, energy_wh FROM observations WHERE meter_id = $1 AND energy_wh IS NOT NULL ORDER BY at DESC LIMIT $2', [meterId, limit]);
+    return rows.reverse().map((r) => ({ at: r.at as number, energyWh: r.energy_wh as number }));
   }
 
   async lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined> {

@@ -20,7 +20,7 @@ import {
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
-import { attemptFromRow, meterFromRow, notificationFromRow, num, numOrNull, orderAdmissionAudit, orderFromRow, paymentCancelReason, paymentReconnectRequest, strOrNull, type Row } from './store-rows.js';
+import { attemptFromRow, meterFromRow, notificationFromRow, num, numOrNull, orderAdmissionAudit, orderFromRow, orderKeyConflict, paymentCancelReason, paymentReconnectRequest, strOrNull, type Row } from './store-rows.js';
 import { SqliteApiKeys } from './sqlite-api-keys.js';
 import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
@@ -365,11 +365,7 @@ export class SqliteStore implements GatewayStore {
         const prior = this.s.getIdem.get(req.requestedBy, req.idempotencyKey) as { request_hash: string; order_id: string } | undefined;
         if (prior) {
           if (prior.request_hash !== req.requestHash) {
-            throw new MeterlineError(
-              'E_IDEMPOTENCY_CONFLICT',
-              `Idempotency-Key "${req.idempotencyKey}" was already used for order ${prior.order_id} with a different request; use a new key for a new request`,
-              { orderId: prior.order_id },
-            );
+            throw orderKeyConflict(req.idempotencyKey!, prior.order_id);
           }
           out.push({ kind: 'replayed', order: orderFromRow(this.s.getOrder.get(prior.order_id) as Row) });
           continue;
@@ -832,6 +828,11 @@ export class SqliteStore implements GatewayStore {
       voltageV: numOrNull(r.voltage_v) ?? undefined,
       energyWh: numOrNull(r.energy_wh) ?? undefined,
     }));
+  }
+
+  async energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]> {
+    const rows = this.prep('SELECT at, energy_wh FROM observations WHERE meter_id = ? AND energy_wh IS NOT NULL ORDER BY at DESC LIMIT ?').all(meterId, limit) as { at: number; energy_wh: number }[];
+    return rows.reverse().map((r) => ({ at: r.at, energyWh: r.energy_wh }));
   }
 
   async lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined> {

@@ -1,6 +1,7 @@
 import type { RelayState, SwitchAction } from '../domain/relay.js';
 import type { PlanFacts } from '../domain/policy/meter-facts.js';
 import type { Attempt, OrderState, SwitchOrder } from '../domain/switch-order.js';
+import { MeterlineError } from '../errors.js';
 import { parseFlags } from './sqlite-meter-facts.js';
 import type {
   ApiKeyRecord,
@@ -218,6 +219,11 @@ export function orderEventPayload(order: SwitchOrder, now: number): Record<strin
 
 /** Why a payment cancels a pending disconnect (DOMAIN.md rule 3). */
 /** What the audit log records when an order is admitted. */
+/** An order request that reuses its caller's idempotency key with another body: refused, nothing changes. */
+export function orderKeyConflict(key: string, orderId: string): MeterlineError {
+  return new MeterlineError('E_IDEMPOTENCY_CONFLICT', `Idempotency-Key "${key}" was already used for order ${orderId} with a different request; use a new key for a new request`, { orderId });
+}
+
 export function orderAdmissionAudit(req: OrderRequest, orderId: string, outcome: string, stateReason: string | null): Record<string, unknown> {
   return { orderId, reason: req.reason, note: req.note, urgent: req.urgent, paymentAt: req.paymentAt, planId: req.planId ?? null, outcome, stateReason };
 }

@@ -424,6 +424,8 @@ export interface GatewayStore {
 
   // ---- history for the timeline and "fault or disconnect?" (rules 18, 19) ----
   listObservations(meterId: string, limit: number): Promise<ObservationRecord[]>;
+  /** The meter's last `limit` readings of its energy register, oldest first (abnormal consumption, rule 20). */
+  energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]>;
   /** The last order of this action for the meter that ended done (or armed). */
   lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined>;
 

@@ -113,6 +113,24 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.dueOrders(now, 10, [])).map((o) => o.id)).toEqual([m2!.id, m1b!.id, m3!.id]);
     });
 
+    it('energy readings: the last N with an energy register, oldest first; readings without one are left out', async () => {
+      await store.recordObservation('M-1', { relay: 'connected', at: now + 3000, source: 'read', energyWh: 130 });
+      await store.recordObservation('M-1', { relay: 'connected', at: now + 1000, source: 'read', energyWh: 110 });
+      await store.recordObservation('M-1', { relay: 'connected', at: now + 2000, source: 'status' }); // no register
+      await store.recordObservation('M-1', { relay: 'connected', at: now + 4000, source: 'read', energyWh: 140 });
+      await store.recordObservation('M-2', { relay: 'connected', at: now + 5000, source: 'read', energyWh: 999 });
+      expect(await store.energyReadings('M-1', 10)).toEqual([
+        { at: now + 1000, energyWh: 110 },
+        { at: now + 3000, energyWh: 130 },
+        { at: now + 4000, energyWh: 140 },
+      ]);
+      expect(await store.energyReadings('M-1', 2)).toEqual([
+        { at: now + 3000, energyWh: 130 },
+        { at: now + 4000, energyWh: 140 },
+      ]);
+      expect(await store.energyReadings('M-3', 10)).toEqual([]);
+    });
+
     it('a batch with an unknown meter creates nothing', async () => {
       const err = await store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'NOPE' })], ctx()).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(MeterlineError);
