@@ -246,16 +246,21 @@ export class PostgresStore implements GatewayStore {
     if (!canTransition(order.state, to)) {
       throw new Error(`illegal order transition ${order.state} → ${to} for ${order.id}`);
     }
+    // The state change and its history event in one round trip (the event is written only if the change was).
     const r = await q.get(
-      `UPDATE orders SET state = $3, state_reason = $4, updated_at = $5,
-         completed_at = CASE WHEN $6::boolean THEN $5 ELSE completed_at END,
-         next_attempt_at = COALESCE($7, next_attempt_at),
-         result_relay = COALESCE($8, result_relay)
-       WHERE id = $1 AND state = $2 RETURNING *`,
+      `WITH moved AS (
+         UPDATE orders SET state = $3, state_reason = $4, updated_at = $5,
+           completed_at = CASE WHEN $6::boolean THEN $5 ELSE completed_at END,
+           next_attempt_at = COALESCE($7, next_attempt_at),
+           result_relay = COALESCE($8, result_relay)
+         WHERE id = $1 AND state = $2 RETURNING *
+       ), event AS (
+         INSERT INTO order_events (order_id, at, from_state, to_state, reason) SELECT id, $5, $2, $3, $4 FROM moved
+       )
+       SELECT * FROM moved`,
       [order.id, order.state, to, reason, now, isTerminal(to), extra.nextAttemptAt ?? null, extra.resultRelay ?? null],
     );
     if (!r) throw new Error(`order ${order.id} was not in state ${order.state}`);
-    await this.event(q, order.id, now, order.state, to, reason);
     const after = orderFromRow(r);
     if (CLIENT_VISIBLE_STATES.has(to)) await billing.orderChanged(q, after, now);
     return after;
