@@ -13,11 +13,31 @@ interface Queryable {
   query(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult>;
 }
 
+/**
+ * Whether a store's statements go as named prepared statements. Shared by all of a store's connections; turned off
+ * for good when PostgreSQL reports that a prepared statement's row type changed under it (another instance migrated
+ * the schema: a newer release added a column), after which every statement is parsed afresh, as before preparing.
+ */
+export class StatementMode {
+  prepared = true;
+}
+
+/** PostgreSQL's answer to a prepared statement whose result row type changed (a column added under it). */
+export function isCachedPlanChange(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  return e.code === '0A000' && /cached plan must not change result type/.test(e.message ?? '');
+}
+
 export class Q {
   /** Whether this transaction already holds the audit lock (taken once, held to commit). */
   auditLocked = false;
 
-  constructor(private readonly c: Queryable) {}
+  /** `autocommit`: each statement is its own transaction (the pool), so a failed one can simply run again. */
+  constructor(
+    private readonly c: Queryable,
+    private readonly mode: StatementMode = new StatementMode(),
+    private readonly autocommit = false,
+  ) {}
 
   async all(sql: string, args: readonly unknown[] = []): Promise<Row[]> {
     return (await this.query(sql, args)).rows as Row[];
@@ -37,9 +57,18 @@ export class Q {
    * then only binds and executes it (the server's CPU per statement roughly halves). Statements without
    * parameters (migrations: several statements in one text) go as plain queries.
    */
-  private query(sql: string, args: readonly unknown[]): Promise<pg.QueryResult> {
+  private async query(sql: string, args: readonly unknown[]): Promise<pg.QueryResult> {
     if (args.length === 0) return this.c.query(sql);
-    return this.c.query({ name: statementName(sql), text: sql, values: args as unknown[] });
+    if (!this.mode.prepared) return this.c.query(sql, args as unknown[]);
+    try {
+      return await this.c.query({ name: statementName(sql), text: sql, values: args as unknown[] });
+    } catch (error) {
+      if (!isCachedPlanChange(error)) throw error;
+      this.mode.prepared = false;
+      // A transaction is aborted by the error: the store runs it again (see retryable); a lone statement runs again here.
+      if (!this.autocommit) throw error;
+      return this.c.query(sql, args as unknown[]);
+    }
   }
 }
 

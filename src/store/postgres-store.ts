@@ -13,7 +13,7 @@ import { canTransition, isTerminal, priorityOf, targetRelay, type Attempt, type 
 import { MeterlineError } from '../errors.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
-import { attemptFromRow, meterFromRow, notificationFromRow, Q } from './postgres-db.js';
+import { attemptFromRow, isCachedPlanChange, meterFromRow, notificationFromRow, Q, StatementMode } from './postgres-db.js';
 import { orderAdmissionAudit, orderFromRow, orderKeyConflict, paymentCancelReason, paymentReconnectRequest, type Row } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
@@ -76,7 +76,7 @@ const INT8_OID = 20;
 
 function retryable(error: unknown): boolean {
   const e = error as { code?: string; constraint?: string };
-  return RETRY_CODES.has(e.code ?? '') || (e.code === '23505' && RETRY_CONSTRAINTS.has(e.constraint ?? ''));
+  return RETRY_CODES.has(e.code ?? '') || (e.code === '23505' && RETRY_CONSTRAINTS.has(e.constraint ?? '')) || isCachedPlanChange(error);
 }
 
 /**
@@ -93,6 +93,8 @@ export class PostgresStore implements GatewayStore {
   /** Single-statement reads go straight to the pool. */
   private readonly r: Q;
   private closed = false;
+  /** Named prepared statements, until the schema changes under this instance. */
+  private readonly statements = new StatementMode();
   /** The schema versions the last migrate() applied (empty when another instance had already applied them). */
   migrationsApplied: number[] = [];
 
@@ -107,7 +109,7 @@ export class PostgresStore implements GatewayStore {
     });
     // An idle connection dropped by the server: the pool replaces it on the next query.
     this.pool.on('error', () => undefined);
-    this.r = new Q(this.pool);
+    this.r = new Q(this.pool, this.statements, true);
   }
 
   async migrate(): Promise<void> {
@@ -140,7 +142,7 @@ export class PostgresStore implements GatewayStore {
       client.on('error', onError);
       try {
         await client.query('BEGIN');
-        const value = await fn(new Q(client));
+        const value = await fn(new Q(client, this.statements));
         await client.query('COMMIT');
         return value;
       } catch (error) {

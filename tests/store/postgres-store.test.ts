@@ -155,4 +155,33 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       await client.end();
     }
   });
+
+  it('an instance keeps working when another instance migrates the schema under it (a rolling upgrade adds a column)', async () => {
+    const schema = freshSchema();
+    // One connection, so every statement runs on the connection that prepared the earlier ones.
+    const old = new PostgresStore({ connectionString: DATABASE_URL, schema, maxConnections: 1 });
+    await old.migrate();
+    try {
+      await old.upsertMeters([{ meterId: 'M-1', profileId: 'p', link: 'L1', region: 'north' }], now);
+      const ctx = { now, reconnectLimitHours: 24, newOrderId: () => `ord_${randomBytes(4).toString('hex')}`, policy: openPolicy() };
+      const [first] = await old.submitOrders([request('M-1')], ctx);
+      expect((await old.getOrder(first!.order.id))?.state).toBe('queued'); // a whole-row read, now prepared
+      // A newer release's migration, run by another instance.
+      const client = new pg.Client({ connectionString: DATABASE_URL });
+      await client.connect();
+      try {
+        await client.query(`ALTER TABLE ${schema}.orders ADD COLUMN added_by_a_newer_release TEXT`);
+      } finally {
+        await client.end();
+      }
+      // The same whole-row read and a whole-row write in a transaction still work on this instance.
+      expect((await old.getOrder(first!.order.id))?.state).toBe('queued');
+      const cancelled = await old.cancelOrder(first!.order.id, 'ops', 'test', now + 1);
+      expect(cancelled.state).toBe('cancelled');
+      const [second] = await old.submitOrders([request('M-1')], ctx);
+      expect(second!.order.state).toBe('queued');
+    } finally {
+      await old.close();
+    }
+  });
 });
