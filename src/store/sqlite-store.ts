@@ -276,15 +276,20 @@ export class SqliteStore implements GatewayStore {
       })();
     } catch {
       outcomes = [];
-      this.db.transaction(() => {
-        for (const w of batch) {
-          try {
-            outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
+      try {
+        this.db.transaction(() => {
+          for (const w of batch) {
+            try {
+              outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
+            }
           }
-        }
-      })();
+        })();
+      } catch (error) {
+        // The batch itself could not commit (the disk is full, the file is gone): every write in it failed.
+        outcomes = batch.map(() => ({ ok: false as const, error }));
+      }
     }
     batch.forEach((w, i) => {
       const o = outcomes[i]!;

@@ -131,6 +131,23 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(await store.energyReadings('M-3', 10)).toEqual([]);
     });
 
+    it('writes made at the same moment stand or fall alone: a refused one changes nothing, the others are kept', async () => {
+      // Issued in one turn of the event loop, so a store that commits writes together commits these together.
+      const results = await Promise.allSettled([
+        store.submitOrders([req({ meterId: 'M-1', action: 'reconnect', reason: 'payment' })], ctx()),
+        store.submitOrders([req({ meterId: 'M-2', action: 'reconnect', reason: 'payment' }), req({ meterId: 'NOPE' })], ctx()),
+        store.recordObservation('M-3', { relay: 'connected', at: now, source: 'read', energyWh: 5 }),
+        store.submitOrders([req({ meterId: 'M-3', action: 'reconnect', reason: 'payment' })], ctx()),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+      expect(((results[1] as PromiseRejectedResult).reason as MeterlineError).code).toBe('E_METER_NOT_FOUND');
+      const orders = await store.listOrders({ limit: 100 });
+      expect(orders.map((o) => o.meterId).sort()).toEqual(['M-1', 'M-3']);
+      expect((await store.getMeter('M-2'))?.desiredRelay).toBeNull();
+      expect(await store.energyReadings('M-3', 10)).toEqual([{ at: now, energyWh: 5 }]);
+      expect((await store.verifyAudit()).ok).toBe(true);
+    });
+
     it('a batch with an unknown meter creates nothing', async () => {
       const err = await store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'NOPE' })], ctx()).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(MeterlineError);
