@@ -20,25 +20,8 @@ interface AuditRow {
 }
 
 /** Append one entry; call inside the transaction that makes the change it records. */
-export async function appendAudit(q: Q, at: number, actor: string, action: string, target: string, details: unknown): Promise<void> {
-  if (!q.auditLocked) {
-    await q.run(`SELECT pg_advisory_xact_lock(hashtext('meterline:audit:' || current_schema()))`);
-    q.auditLocked = true;
-  }
-  const last = (await q.get('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1')) as { seq: number; hash: string } | undefined;
-  const prev = last?.hash ?? GENESIS_HASH;
-  const seq = (last?.seq ?? 0) + 1;
-  const text = details === undefined ? null : JSON.stringify(details);
-  await q.run('INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', [
-    seq,
-    at,
-    actor,
-    action,
-    target,
-    text,
-    prev,
-    auditEntryHash(prev, { seq, at, actor, action, target, details: text }),
-  ]);
+export function appendAudit(q: Q, at: number, actor: string, action: string, target: string, details: unknown): Promise<void> {
+  return appendAuditMany(q, [{ at, actor, action, target, details }]);
 }
 
 /** Append several entries in order, in one statement: the chain is computed here from the last entry. */

@@ -1,15 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newApiKey, sha256Hex } from '../../src/api/auth.js';
-import { asMqttProfile } from '../../src/domain/firmware-profile.js';
-import { planFleet } from '../../simulators/fleet-plan.js';
-import { MqttFleet } from '../../simulators/mqtt-fleet.js';
-import { startMosquitto, type MosquittoBroker } from '../harness/mosquitto.js';
+import { newApiKey } from '../../src/api/auth.js';
+import type { MqttFleet } from '../../simulators/mqtt-fleet.js';
+import { MAIN, startSlowFleet, waitHealthy, writeGatewayConfig } from '../harness/fault-run.js';
+import { freePort, startMosquitto, type MosquittoBroker } from '../harness/mosquitto.js';
 import { writeFastProfiles } from '../harness/test-profiles.js';
 
 /**
@@ -18,7 +16,6 @@ import { writeFastProfiles } from '../harness/test-profiles.js';
  * the built program (`node dist/src/main.js`), as in production; the meters run in this process so they
  * outlive the kill and keep a log of every command they received.
  */
-const MAIN = join(process.cwd(), 'dist', 'src', 'main.js');
 const COUNT = 1000;
 
 let broker: MosquittoBroker;
@@ -45,19 +42,7 @@ async function api(path: string, init: RequestInit = {}): Promise<any> {
   return body;
 }
 
-async function waitForHealthy(): Promise<void> {
-  const until = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (res.ok && (await res.json()).status === 'ok') return;
-    } catch {
-      /* not up yet */
-    }
-    if (Date.now() > until) throw new Error('gateway did not become healthy');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitForHealthy = (): Promise<void> => waitHealthy(port, 30_000);
 
 const byState = async (): Promise<Record<string, number>> => (await api('/v1/queue')).byState;
 
@@ -67,33 +52,20 @@ beforeAll(async () => {
   const { dir: profilesDir, profiles } = writeFastProfiles();
   dir = mkdtempSync(join(tmpdir(), 'ml-crash-'));
   apiKey = newApiKey('op');
-  const { freePort } = await import('../harness/mosquitto.js');
   port = await freePort();
   const seed = { count: COUNT, prefix: 'K-', profiles: ['acme-em340-fw2.4', 'volta-pp20-fw1.7'], links: 10, regions: ['north'] };
   configFile = join(dir, 'gateway.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      instanceId: 'crash',
-      api: { host: '127.0.0.1', port },
-      store: { kind: 'sqlite', sqlite: { path: join(dir, 'gw.db') } },
-      mqtt: { mode: 'external', url: broker.url },
-      profilesDir,
-      control: { tickMs: 50, linkConcurrency: 20 },
-      auth: { keys: [{ name: 'crash-test', role: 'operator', sha256: sha256Hex(apiKey) }], demoKeys: false },
-      fleet: { seed },
-      simulator: { inProcess: false },
-      demo: { reconnectEveryMs: 0 },
-      log: { level: 'warn' },
-    }),
-  );
-  // Slow replies keep many attempts on the wire at any moment, so the kill lands in the middle of some.
-  fleet = new MqttFleet({
-    brokerUrl: broker.url,
-    logger: pino({ level: 'silent' }),
-    meters: planFleet(seed).map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: 'disconnected', faults: { lateReplyMs: 150 } })),
+  writeGatewayConfig(configFile, {
+    instanceId: 'crash',
+    api: { port },
+    store: { kind: 'sqlite', sqlite: { path: join(dir, 'gw.db') } },
+    mqttUrl: broker.url,
+    profilesDir,
+    control: { linkConcurrency: 20 },
+    apiKey,
+    seed,
   });
-  await fleet.start();
+  fleet = await startSlowFleet({ brokerUrl: broker.url, seed, profiles, lateReplyMs: 150 });
 }, 60_000);
 
 afterAll(async () => {

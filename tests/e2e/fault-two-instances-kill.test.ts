@@ -1,14 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newApiKey, sha256Hex } from '../../src/api/auth.js';
-import { asMqttProfile } from '../../src/domain/firmware-profile.js';
-import { planFleet } from '../../simulators/fleet-plan.js';
-import { MqttFleet } from '../../simulators/mqtt-fleet.js';
+import { newApiKey } from '../../src/api/auth.js';
+import type { MqttFleet } from '../../simulators/mqtt-fleet.js';
+import { MAIN, startSlowFleet, waitHealthy, writeGatewayConfig } from '../harness/fault-run.js';
 import { freePort, startMosquitto, type MosquittoBroker } from '../harness/mosquitto.js';
 import { writeFastProfiles } from '../harness/test-profiles.js';
 
@@ -20,7 +18,6 @@ import { writeFastProfiles } from '../harness/test-profiles.js';
  * command after its order ended. The meters run in this process, so they outlive the kill and log every
  * command they received.
  */
-const MAIN = join(process.cwd(), 'dist', 'src', 'main.js');
 const COUNT = 10_000;
 const LEASE_MS = 3000;
 const PG_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
@@ -49,19 +46,7 @@ async function api(name: 'a' | 'b', path: string, init: RequestInit = {}): Promi
   return body;
 }
 
-async function waitHealthy(name: 'a' | 'b'): Promise<void> {
-  const until = Date.now() + 60_000;
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${instances[name].port}/healthz`);
-      if (res.ok && (await res.json()).status === 'ok') return;
-    } catch {
-      /* not up yet */
-    }
-    if (Date.now() > until) throw new Error(`gw-${name} did not become healthy`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitInstanceHealthy = (name: 'a' | 'b'): Promise<void> => waitHealthy(instances[name].port, 60_000, `gw-${name}`);
 
 const q = async <T = Record<string, unknown>>(sql: string, args: unknown[] = []): Promise<T[]> => (await db.query(sql, args)).rows as T[];
 const inFlightByOwner = async (): Promise<Record<string, number>> =>
@@ -81,30 +66,18 @@ beforeAll(async () => {
   for (const name of ['a', 'b'] as const) {
     instances[name].port = await freePort();
     instances[name].config = join(dir, `gw-${name}.json`);
-    writeFileSync(
-      instances[name].config,
-      JSON.stringify({
-        instanceId: `gw-${name}`,
-        api: { host: '127.0.0.1', port: instances[name].port },
-        store: { kind: 'postgres', postgres: { url: PG_URL, schema: SCHEMA, maxConnections: 10 } },
-        mqtt: { mode: 'external', url: broker.url },
-        profilesDir,
-        control: { tickMs: 50, linkConcurrency: 20, leaseMs: LEASE_MS },
-        auth: { keys: [{ name: 'kill-test', role: 'operator', sha256: sha256Hex(apiKey) }], demoKeys: false },
-        fleet: { seed },
-        simulator: { inProcess: false },
-        demo: { reconnectEveryMs: 0 },
-        log: { level: 'warn' },
-      }),
-    );
+    writeGatewayConfig(instances[name].config, {
+      instanceId: `gw-${name}`,
+      api: { port: instances[name].port },
+      store: { kind: 'postgres', postgres: { url: PG_URL, schema: SCHEMA, maxConnections: 10 } },
+      mqttUrl: broker.url,
+      profilesDir,
+      control: { linkConcurrency: 20, leaseMs: LEASE_MS },
+      apiKey,
+      seed,
+    });
   }
-  // Slow replies keep many attempts on the wire at any moment, so the kill lands in the middle of some.
-  fleet = new MqttFleet({
-    brokerUrl: broker.url,
-    logger: pino({ level: 'silent' }),
-    meters: planFleet(seed).map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: 'disconnected', faults: { lateReplyMs: 100 } })),
-  });
-  await fleet.start();
+  fleet = await startSlowFleet({ brokerUrl: broker.url, seed, profiles, lateReplyMs: 100 });
 }, 120_000);
 
 afterAll(async () => {
@@ -118,9 +91,9 @@ afterAll(async () => {
 describe('two instances on PostgreSQL, one killed with SIGKILL in the middle of 10,000 orders', () => {
   it('the survivor takes the dead instance’s orders over after its lease runs out; every order ends exactly once, none lost, no command after an order ended', async () => {
     start('a');
-    await waitHealthy('a');
+    await waitInstanceHealthy('a');
     start('b');
-    await waitHealthy('b');
+    await waitInstanceHealthy('b');
     const started = Date.now();
     const orders = [...fleet.meterIds()].map((meterId) => ({ meterId, action: 'reconnect', reason: 'payment' }));
     const created = await api('a', '/v1/orders/bulk', { method: 'POST', headers: { 'idempotency-key': 'kill-bulk-1' }, body: JSON.stringify({ orders }) });

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { newApiKey, sha256Hex } from '../../src/api/auth.js';
-import { ConfigSchema } from '../../src/config/config-schema.js';
 import { asMqttProfile } from '../../src/domain/firmware-profile.js';
 import { planFleet } from '../../simulators/fleet-plan.js';
 import { MqttFleet } from '../../simulators/mqtt-fleet.js';
@@ -33,14 +32,76 @@ export interface FaultRunOptions {
   lateReplyMs?: number;
   /** Meter-side reconnect delay after losing the broker (MqttFleet default 1000 ms). */
   fleetReconnectPeriodMs?: number;
-  /** `control.leaseMs` (in-flight order leases), where this version of the gateway has it. */
+  /** `control.leaseMs` (in-flight order leases). */
   leaseMs?: number;
 }
 
-/** Whether the gateway's configuration has `control.<key>` (lets a test set options newer than some builds). */
-function controlHas(key: string): boolean {
-  const control = (ConfigSchema as unknown as { shape: { control: { shape: Record<string, unknown> } } }).shape.control.shape;
-  return key in control;
+type FleetSeed = Parameters<typeof planFleet>[0];
+
+/**
+ * Wait until the gateway on `port` answers /healthz with status ok. `alive` (optional) says why waiting is
+ * pointless, e.g. the process exited; its message is thrown at once.
+ */
+export async function waitHealthy(port: number, timeoutMs: number, what = 'gateway', alive?: () => string | null): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+      if (res.ok && (await res.json()).status === 'ok') return;
+    } catch {
+      /* not up yet */
+    }
+    const dead = alive?.();
+    if (dead) throw new Error(dead);
+    if (Date.now() > until) throw new Error(`${what} did not become healthy`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * A configuration file for a gateway run as the built program: external broker, the tests' fast profiles, the
+ * seeded fleet, one operator key, no demo traffic, warnings only in its log.
+ */
+export function writeGatewayConfig(
+  file: string,
+  o: { instanceId: string; api: Record<string, unknown>; store: Record<string, unknown>; mqttUrl: string; profilesDir: string; control: Record<string, unknown>; apiKey: string; seed: FleetSeed },
+): void {
+  writeFileSync(
+    file,
+    JSON.stringify({
+      instanceId: o.instanceId,
+      api: { host: '127.0.0.1', ...o.api },
+      store: o.store,
+      mqtt: { mode: 'external', url: o.mqttUrl },
+      profilesDir: o.profilesDir,
+      control: { tickMs: 50, ...o.control },
+      auth: { keys: [{ name: o.instanceId, role: 'operator', sha256: sha256Hex(o.apiKey) }], demoKeys: false },
+      fleet: { seed: o.seed },
+      simulator: { inProcess: false },
+      demo: { reconnectEveryMs: 0 },
+      log: { level: 'warn' },
+    }),
+  );
+}
+
+/**
+ * The seeded meters, simulated in the test process and started: all disconnected, each answering `lateReplyMs`
+ * late, so that many attempts are on the wire at any moment and a fault lands in the middle of some.
+ */
+export async function startSlowFleet(o: { brokerUrl: string; seed: FleetSeed; profiles: ReturnType<typeof writeFastProfiles>['profiles']; lateReplyMs: number; reconnectPeriodMs?: number }): Promise<MqttFleet> {
+  const fleet = new MqttFleet({
+    brokerUrl: o.brokerUrl,
+    logger: pino({ level: 'silent' }),
+    ...(o.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: o.reconnectPeriodMs } : {}),
+    meters: planFleet(o.seed).map((m) => ({
+      meterId: m.meterId,
+      profile: asMqttProfile(o.profiles.get(m.profileId)!),
+      initialRelay: 'disconnected' as const,
+      faults: { lateReplyMs: o.lateReplyMs },
+    })),
+  });
+  await fleet.start();
+  return fleet;
 }
 
 export interface FaultRun {
@@ -111,37 +172,26 @@ export async function startFaultRun(o: FaultRunOptions): Promise<FaultRun> {
   const seed = { count: o.count, prefix: 'F-', profiles: ['acme-em340-fw2.4', 'volta-pp20-fw1.7'], links: o.links, regions: ['north'] };
   const sqlitePath = join(dir, 'gw.db');
   const configFile = join(dir, 'gateway.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      instanceId: `fault-${o.name}`,
-      api: { host: '127.0.0.1', port, rateLimit: { max: 100_000, timeWindowMs: 1000 } },
-      store:
-        o.store.kind === 'sqlite'
-          ? { kind: 'sqlite', sqlite: { path: sqlitePath }, postgres: null }
-          : { kind: 'postgres', sqlite: { path: sqlitePath }, postgres: { url: o.store.url, schema: o.store.schema, maxConnections: 10 } },
-      mqtt: { mode: 'external', url: o.gatewayMqttUrl },
-      profilesDir,
-      control: { tickMs: 50, linkConcurrency: o.linkConcurrency ?? 20, ...(o.leaseMs !== undefined && controlHas('leaseMs') ? { leaseMs: o.leaseMs } : {}) },
-      auth: { keys: [{ name: `fault-${o.name}`, role: 'operator', sha256: sha256Hex(apiKey) }], demoKeys: false },
-      fleet: { seed },
-      simulator: { inProcess: false },
-      demo: { reconnectEveryMs: 0 },
-      log: { level: 'warn' },
-    }),
-  );
-  const fleet = new MqttFleet({
-    brokerUrl: o.meterMqttUrl,
-    logger: pino({ level: 'silent' }),
-    ...(o.fleetReconnectPeriodMs !== undefined ? { reconnectPeriodMs: o.fleetReconnectPeriodMs } : {}),
-    meters: planFleet(seed).map((m) => ({
-      meterId: m.meterId,
-      profile: asMqttProfile(profiles.get(m.profileId)!),
-      initialRelay: 'disconnected' as const,
-      faults: { lateReplyMs: o.lateReplyMs ?? 100 },
-    })),
+  writeGatewayConfig(configFile, {
+    instanceId: `fault-${o.name}`,
+    api: { port, rateLimit: { max: 100_000, timeWindowMs: 1000 } },
+    store:
+      o.store.kind === 'sqlite'
+        ? { kind: 'sqlite', sqlite: { path: sqlitePath }, postgres: null }
+        : { kind: 'postgres', sqlite: { path: sqlitePath }, postgres: { url: o.store.url, schema: o.store.schema, maxConnections: 10 } },
+    mqttUrl: o.gatewayMqttUrl,
+    profilesDir,
+    control: { linkConcurrency: o.linkConcurrency ?? 20, ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}) },
+    apiKey,
+    seed,
   });
-  await fleet.start();
+  const fleet = await startSlowFleet({
+    brokerUrl: o.meterMqttUrl,
+    seed,
+    profiles,
+    lateReplyMs: o.lateReplyMs ?? 100,
+    ...(o.fleetReconnectPeriodMs !== undefined ? { reconnectPeriodMs: o.fleetReconnectPeriodMs } : {}),
+  });
   const gateway = new GatewayProcess(configFile);
 
   const api = async (path: string, init: RequestInit = {}): Promise<any> => {
@@ -187,18 +237,11 @@ export async function startFaultRun(o: FaultRunOptions): Promise<FaultRun> {
     waitFor,
     async submitAll() {
       gateway.start();
-      const until = Date.now() + 30_000;
-      for (;;) {
-        try {
-          const res = await fetch(`http://127.0.0.1:${port}/healthz`);
-          if (res.ok && (await res.json()).status === 'ok') break;
-        } catch {
-          /* not up yet */
-        }
-        if (!gateway.running) throw new Error(`gateway exited at start: ${gateway.unexpectedExits.join('; ')}\n${gateway.stderr.slice(-3000)}`);
-        if (Date.now() > until) throw new Error(`gateway did not become healthy\n${gateway.stderr.slice(-3000)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitHealthy(port, 30_000, 'gateway', () =>
+        gateway.running ? null : `gateway exited at start: ${gateway.unexpectedExits.join('; ')}`,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}\n${gateway.stderr.slice(-3000)}`);
+      });
       const orders = [...fleet.meterIds()].map((meterId) => ({ meterId, action: 'reconnect', reason: 'payment' }));
       const created = await api('/v1/orders/bulk', { method: 'POST', headers: { 'idempotency-key': `${o.name}-bulk-1` }, body: JSON.stringify({ orders }) });
       return created.created as number;
