@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { PolicyConfig } from '../domain/policy/policy-config.js';
+import { DISCONNECT_REASONS, type DisconnectReason } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 
 /** Roles (DESIGN.md §5, issue 6) and what each may do. The README's role matrix is generated from this table. */
@@ -15,6 +17,8 @@ export const PERMISSIONS = {
   'order:read': ALL,
   /** Withdraw an order not yet on the wire (with a reason, audited). */
   'order:cancel': ['operator', 'supervisor'],
+  /** Approve one disconnect that waits for a supervisor (a protected customer's request or move-out, a safety cut at a medical-equipment customer). */
+  'order:approve': ['supervisor'],
   'meter:read': ALL,
   'meter:write': ['operator', 'admin'],
   'facts:write': ['billing', 'operator'],
@@ -37,6 +41,38 @@ export const PERMISSIONS = {
   'changes:read': ['billing', 'operator'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
+
+/**
+ * Who may name which disconnect reason on a direct order (single, bulk, CLI, console): DOMAIN.md rule 7, "a
+ * reason is a claim, not an authority". The README's reason table is checked against this one. What each reason
+ * then needs and which rules it passes is `REASON_RULES` in src/domain/policy/disconnect-gate.ts.
+ * - arrears: through an approved plan only (drafted by `plan:draft`, approved by another person's `plan:approve`);
+ *   a direct order is refused E_PLAN_REQUIRED unless `policy.nonPaymentRequiresPlan` is off.
+ * - credit_exhausted: nobody; only the gateway's own credit control, from the ledger (E_CREDIT_CUTOFF_RESERVED).
+ */
+export const DISCONNECT_REASON_ROLES: Readonly<Record<DisconnectReason, readonly Role[]>> = {
+  arrears: ['operator'],
+  credit_exhausted: [],
+  customer_request: ['operator'],
+  vacant_premises: ['operator'],
+  safety: ['operator'],
+};
+
+/** The disconnect reasons a role can use on a direct order that the rules could let through (what the console and CLI offer). */
+export function usableDisconnectReasons(role: Role, policy: Pick<PolicyConfig, 'nonPaymentRequiresPlan'>): DisconnectReason[] {
+  return DISCONNECT_REASONS.filter((r) => DISCONNECT_REASON_ROLES[r].includes(role) && !(r === 'arrears' && policy.nonPaymentRequiresPlan));
+}
+
+/** Throws unless `role` may name `reason` on a direct disconnect order. */
+export function checkDisconnectReason(role: Role, reason: DisconnectReason): void {
+  if (reason === 'credit_exhausted') {
+    throw new MeterlineError('E_CREDIT_CUTOFF_RESERVED', 'reason credit_exhausted is reserved to the gateway’s own credit control, which cuts off only while the meter’s ledger shows no credit; no API key may name it');
+  }
+  const roles = DISCONNECT_REASON_ROLES[reason];
+  if (!roles.includes(role)) {
+    throw new MeterlineError('E_REASON_NOT_ALLOWED', `the ${role} role may not disconnect for ${reason}; ${roles.length > 0 ? `roles that may: ${roles.join(', ')}` : 'no role may'}`);
+  }
+}
 
 export interface Principal {
   name: string;

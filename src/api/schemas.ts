@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ATTEMPT_OUTCOMES, RELAY_STATES } from '../domain/relay.js';
-import { DISCONNECT_REASONS, ORDER_STATES, RECONNECT_REASONS } from '../domain/switch-order.js';
+import { DISCONNECT_REASONS, ORDER_ORIGINS, ORDER_STATES, RECONNECT_REASONS } from '../domain/switch-order.js';
 
 /** The API's wire shapes. Times are ISO 8601 strings in UTC. */
 
@@ -31,12 +31,17 @@ export const ReconnectBody = z
 
 export const DisconnectBody = z
   .object({
-    reason: z.enum(DISCONNECT_REASONS),
+    reason: z
+      .enum(DISCONNECT_REASONS)
+      .describe(
+        'customer_request and vacant_premises need a reference (the request, the move-out record) and, for a protected customer, a supervisor’s approval; safety needs an incident reference (and approval for a medical-equipment customer); arrears only through an approved plan; credit_exhausted is reserved to the gateway’s credit control (403 E_CREDIT_CUTOFF_RESERVED)',
+      ),
+    reference: z.string().min(1).max(200).optional().describe('The evidence the reason needs: the customer’s request, the move-out record, the incident (README "Disconnect safety")'),
     notBefore: isoTime.optional(),
     note: z.string().max(500).optional(),
   })
   .strict()
-  .meta({ examples: [{ reason: 'customer_request', note: 'moving out on 2026-11-30' }] });
+  .meta({ examples: [{ reason: 'customer_request', reference: 'CRM-2026-88121', note: 'moving out on 2026-11-30' }] });
 
 export const BULK_LIMIT = 10_000;
 
@@ -52,7 +57,7 @@ export const BulkBody = z
       {
         orders: [
           { meterId: 'SIM-000001', action: 'reconnect', reason: 'payment', paymentReceivedAt: '2026-11-25T08:12:00Z' },
-          { meterId: 'SIM-000002', action: 'disconnect', reason: 'vacant_premises' },
+          { meterId: 'SIM-000002', action: 'disconnect', reason: 'vacant_premises', reference: 'MOVE-OUT-7731' },
         ],
       },
     ],
@@ -105,6 +110,10 @@ export const OrderView = z.object({
   paymentReceivedAt: z.string().nullable(),
   attemptsUsed: z.number().int(),
   planId: z.string().nullable(),
+  origin: z.enum(ORDER_ORIGINS).describe('The path the order came in by: api, plan, or the gateway’s own credit_control'),
+  reference: z.string().nullable().describe('The evidence behind a disconnect’s reason (request, move-out record, incident)'),
+  approvedBy: z.string().nullable().describe('The supervisor who approved this one disconnect, if one had to'),
+  approvedAt: z.string().nullable(),
   nextAttemptAt: z.string().nullable(),
   supersededBy: z.string().nullable(),
   completedAt: z.string().nullable(),
@@ -113,6 +122,19 @@ export const OrderView = z.object({
     .describe('The relay state the last read-back showed; verified is true only for done and armed'),
   attempts: z.array(AttemptView).optional(),
   events: z.array(OrderEventView).optional(),
+  notifications: z
+    .array(
+      z.object({
+        id: z.string(),
+        kind: z.string(),
+        createdAt: z.string(),
+        deliveredAt: z.string().nullable(),
+        attempts: z.number().int(),
+        lastError: z.string().nullable(),
+      }),
+    )
+    .optional()
+    .describe('What went to the customer or the field about this order (the pre-disconnect notification of rule 2), with its delivery attempts'),
 });
 
 export const ObservedView = z.object({

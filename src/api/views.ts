@@ -2,13 +2,13 @@ import type { z } from 'zod';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { Attempt, OrderEvent, SwitchOrder } from '../domain/switch-order.js';
 import { isTerminal } from '../domain/switch-order.js';
-import type { MeterView as StoredMeter } from '../store/store.js';
+import type { NotificationRecord, MeterView as StoredMeter } from '../store/store.js';
 import type { MeterView, OrderView } from './schemas.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
 
-export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEvent[]): z.infer<typeof OrderView> {
+export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEvent[], notifications?: NotificationRecord[]): z.infer<typeof OrderView> {
   return {
     id: o.id,
     meterId: o.meterId,
@@ -27,6 +27,10 @@ export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEv
     paymentReceivedAt: isoOrNull(o.paymentAt),
     attemptsUsed: o.attempts,
     planId: o.planId,
+    origin: o.origin,
+    reference: o.reference,
+    approvedBy: o.approvedBy,
+    approvedAt: isoOrNull(o.approvedAt),
     nextAttemptAt: o.state === 'queued' ? iso(o.nextAttemptAt) : isTerminal(o.state) ? null : iso(o.nextAttemptAt),
     supersededBy: o.supersededBy,
     completedAt: isoOrNull(o.completedAt),
@@ -46,6 +50,9 @@ export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEv
         }
       : {}),
     ...(events ? { events: events.map((e) => ({ at: iso(e.at), from: e.from, to: e.to, reason: e.reason })) } : {}),
+    ...(notifications
+      ? { notifications: notifications.map((n) => ({ id: n.id, kind: n.kind, createdAt: iso(n.createdAt), deliveredAt: isoOrNull(n.deliveredAt), attempts: n.attempts, lastError: n.lastError })) }
+      : {}),
   };
 }
 

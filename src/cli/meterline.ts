@@ -16,12 +16,18 @@ export const USAGE = `Usage: meterline <command> [arguments] [options]
 Switching
   reconnect <meter> [--reason payment|top_up|customer_request|safety_cleared|operator]
                     [--payment-at <ISO time>] [--urgent] [--note <text>] [--wait]
-  disconnect <meter> --reason arrears|credit_exhausted|customer_request|safety|vacant_premises
+  disconnect <meter> --reason customer_request|vacant_premises|safety --reference <ref>
                     [--note <text>] [--not-before <ISO time>] [--wait]
+                                     the reasons your key may use are those \`whoami\` lists; the
+                                     reference is the request, the move-out record or the incident
+                                     (arrears go through plans; credit cut-offs are credit control's)
+  approve <orderId>                  a supervisor approves one disconnect waiting for approval
+                                     (a protected customer's request or move-out; safety at a
+                                     medical-equipment customer); never the one who asked for it
   order <orderId> [--watch]          an order with its attempts and events; --watch follows it to its end
   cancel <orderId> --reason <text>   withdraw an order not on the wire (queued, held, escalated); audited
   orders [--meter <id>] [--state <state>] [--limit <n>]
-  bulk <file.csv|file.json> --action reconnect|disconnect [--reason <reason>] [--detach]
+  bulk <file.csv|file.json> --action reconnect|disconnect [--reason <reason>] [--reference <ref>] [--detach]
                                      one order per meter in the file (CSV with a meterId column, or one id
                                      per line; JSON: ["M-1", …] or [{"meterId": "M-1", …}]); shows a live
                                      progress bar until every order has finished, unless --detach
@@ -34,7 +40,7 @@ Meters and the field
   success-rates [--kind final|first_attempt|attempt] [--window <minutes>] [--fresh]
 
 Plans (disconnects for non-payment)
-  plan draft --reason arrears|credit_exhausted --from <ISO> --to <ISO> (--meters M-1,M-2 | --file <file>) [--note <text>]
+  plan draft --reason arrears --from <ISO> --to <ISO> (--meters M-1,M-2 | --file <file>) [--note <text>]
   plan approve|reject|cancel <planId>
   plan show <planId> [--watch]
   plan list [--status draft|approved|rejected|cancelled]
@@ -58,7 +64,7 @@ Exit codes
      bulk: at least one order refused or not successful
   4  not found (unknown meter, order, plan, work order)
   5  authentication or permission: no key, unknown or revoked key (401), or the key's role may not do
-     this (403 E_FORBIDDEN)
+     this (403 E_FORBIDDEN, E_REASON_NOT_ALLOWED, E_CREDIT_CUTOFF_RESERVED)
 `;
 
 const SUCCESS = new Set(['done', 'armed', 'done_by_field']);
@@ -78,6 +84,7 @@ const OPTIONS = {
   'idempotency-key': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   reason: { type: 'string' },
+  reference: { type: 'string' },
   'payment-at': { type: 'string' },
   urgent: { type: 'boolean' },
   note: { type: 'string' },
@@ -171,7 +178,7 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
     case 'whoami': {
       noExtra(0);
       const who = await client.request('GET', '/v1/whoami');
-      print(who, () => `${who.name} (${who.role})\n  may: ${who.permissions.join(', ')}`);
+      print(who, () => `${who.name} (${who.role})\n  may: ${who.permissions.join(', ')}\n  disconnect reasons: ${who.disconnectReasons.length > 0 ? who.disconnectReasons.join(', ') : 'none'}`);
       return EXIT.ok;
     }
     case 'reconnect': {
@@ -188,8 +195,26 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
     case 'disconnect': {
       const meter = arg(0, 'the meter id: meterline disconnect <meter> --reason <reason>');
       noExtra(1);
-      const body = { reason: need(v.reason, '--reason (arrears, credit_exhausted, customer_request, safety or vacant_premises)'), ...(v.note ? { note: v.note } : {}), ...(v['not-before'] ? { notBefore: isoOption('not-before', v['not-before']) } : {}) };
+      // Only the reasons this key may use are offered (DOMAIN.md rule 7); the gateway checks them again.
+      if (!v.reason) {
+        const who = await client.request<{ role: string; disconnectReasons: string[] }>('GET', '/v1/whoami');
+        if (who.disconnectReasons.length === 0) throw new CliError(EXIT.auth, 'E_REASON_NOT_ALLOWED', `the ${who.role} role may not disconnect meters directly`);
+        throw usageError(`--reason: one of ${who.disconnectReasons.join(', ')} (the reasons your key may use), with --reference`);
+      }
+      const body = {
+        reason: v.reason,
+        ...(v.reference ? { reference: v.reference } : {}),
+        ...(v.note ? { note: v.note } : {}),
+        ...(v['not-before'] ? { notBefore: isoOption('not-before', v['not-before']) } : {}),
+      };
       return submitOrder(client, io, print, v, `/v1/meters/${enc(meter)}/disconnect`, body);
+    }
+    case 'approve': {
+      const id = arg(0, 'the order id: meterline approve <orderId>');
+      noExtra(1);
+      const order = await client.request<OrderLike>('POST', `/v1/orders/${enc(id)}/approve`);
+      print(order, () => orderText(order));
+      return EXIT.ok;
     }
     case 'order': {
       const id = arg(0, 'the order id: meterline order <orderId>');
@@ -323,7 +348,7 @@ interface BulkItem {
   [field: string]: unknown;
 }
 
-/** Orders from a CSV (header with meterId and optional reason, paymentReceivedAt, urgent, note; or one id per line) or JSON file. */
+/** Orders from a CSV (header with meterId and optional reason, reference, paymentReceivedAt, urgent, note; or one id per line) or JSON file. */
 export function readBulkFile(path: string): BulkItem[] {
   let text: string;
   try {
@@ -358,7 +383,7 @@ export function readBulkFile(path: string): BulkItem[] {
       const value = cells[i];
       if (i === col || !value) return;
       if (h === 'urgent') item.urgent = value === 'true' || value === '1' || value === 'yes';
-      else if (['reason', 'paymentReceivedAt', 'note', 'notBefore'].includes(h)) item[h] = value;
+      else if (['reason', 'reference', 'paymentReceivedAt', 'note', 'notBefore'].includes(h)) item[h] = value;
     });
     return item;
   });
@@ -370,7 +395,12 @@ async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: st
   if (action !== 'reconnect' && action !== 'disconnect') throw usageError(`--action must be reconnect or disconnect, not "${action}"`);
   const items = readBulkFile(file);
   if (items.length === 0) throw usageError(`${file} names no meters`);
-  const orders = items.map((i) => ({ ...i, action, ...(i.reason === undefined ? { reason: v.reason ?? (action === 'reconnect' ? 'payment' : need(undefined, '--reason for a bulk disconnect (or a reason column)')) } : {}) }));
+  const orders = items.map((i) => ({
+    ...i,
+    action,
+    ...(i.reason === undefined ? { reason: v.reason ?? (action === 'reconnect' ? 'payment' : need(undefined, '--reason for a bulk disconnect (or a reason column)')) } : {}),
+    ...(action === 'disconnect' && i.reference === undefined && v.reference ? { reference: v.reference } : {}),
+  }));
 
   const states = new Map<string, string>();
   const early = new Map<string, string>();

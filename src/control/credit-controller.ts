@@ -127,6 +127,8 @@ export class CreditController {
             notBefore: reconnect ? null : decision.notBefore,
             paymentAt: reconnect ? (state.lastTopUp?.at ?? now) : null,
             requestedBy: 'credit-control',
+            // The only path by which a credit cut-off is admitted (DOMAIN.md rule 8); the gate also checks the ledger again before every attempt.
+            origin: 'credit_control',
             idempotencyKey: `credit:${meterId}:${cycle ?? 'none'}:${decision.kind}:${events.length}`,
             requestHash: `${decision.kind}:${events.length}`,
           },

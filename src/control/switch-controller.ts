@@ -147,6 +147,10 @@ export class SwitchController {
     // Leases are renewed (and others' run-out ones taken over) from the start, recovery included.
     this.leaseTimer = setInterval(() => void this.keepLeases().catch((err: unknown) => this.deps.logger.error({ err }, 'lease renewal or takeover failed')), Math.max(100, Math.floor(this.deps.options.leaseMs / 3)));
     await this.recover();
+    // Held disconnects are looked at again now: the calendar, caps or windows may have changed while stopped (a
+    // holiday removed from the configuration takes effect at once, not when the old hold would have ended).
+    const woken = await this.deps.store.wakeHeldDisconnects({}, this.deps.clock.now());
+    if (woken > 0) this.deps.logger.info({ count: woken }, 'held disconnects looked at again under the current policy');
     this.schedule(0);
     this.deadlineTimer = setInterval(() => void this.escalateLateReconnects().catch((err: unknown) => this.deps.logger.error({ err }, 'deadline scan failed')), this.escalation.scanEveryMs);
   }

@@ -50,8 +50,17 @@ export function canTransition(from: OrderState, to: OrderState): boolean {
 }
 
 export const DISCONNECT_REASONS = ['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises'] as const;
+export type DisconnectReason = (typeof DISCONNECT_REASONS)[number];
 export const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'] as const;
-export type OrderReason = (typeof DISCONNECT_REASONS)[number] | (typeof RECONNECT_REASONS)[number];
+export type OrderReason = DisconnectReason | (typeof RECONNECT_REASONS)[number];
+
+/**
+ * The path an order came in by. Set by the code that admits it, never by a caller: an API key's name is a label,
+ * and a key named "credit-control" is still an API caller. Only the gateway's credit control may cut a customer
+ * off for credit (DOMAIN.md rule 8).
+ */
+export const ORDER_ORIGINS = ['api', 'plan', 'credit_control'] as const;
+export type OrderOrigin = (typeof ORDER_ORIGINS)[number];
 
 export interface SwitchOrder {
   id: string;
@@ -91,6 +100,13 @@ export interface SwitchOrder {
   capDay: string | null;
   /** When a field work order was raised for it (DOMAIN.md rule 11). */
   escalatedAt: number | null;
+  /** The path it came in by (DOMAIN.md rules 7, 8). */
+  origin: OrderOrigin;
+  /** The evidence behind a disconnect's reason: the customer's request, the move-out record, the incident (rule 7). */
+  reference: string | null;
+  /** A supervisor's one-meter approval (rule 7, maker–checker): who and when. */
+  approvedBy: string | null;
+  approvedAt: number | null;
 }
 
 export interface Attempt {

@@ -4,7 +4,7 @@ import type { MeterFlags, NoticeRecord } from '../domain/policy/meter-facts.js';
 import { MeterlineError } from '../errors.js';
 import { appendAudit } from './postgres-audit-log.js';
 import type { Q } from './postgres-db.js';
-import { noticeFromRow, parseFlags, weatherFromRow } from './sqlite-meter-facts.js';
+import { noticeFromRow, parseFlags, refuseNoticeWithoutEvidence, weatherFromRow } from './sqlite-meter-facts.js';
 import { apiKeyFromRow } from './store-rows.js';
 import type { ApiKeyRecord, MeterFactsRow } from './store.js';
 
@@ -33,6 +33,7 @@ export async function setFlags(q: Q, meterId: string, patch: Partial<MeterFlags>
 }
 
 export async function addNotice(q: Q, n: Omit<NoticeRecord, 'id' | 'recordedAt'>, now: number): Promise<NoticeRecord> {
+  refuseNoticeWithoutEvidence(n);
   if (!(await q.get('SELECT 1 FROM meters WHERE meter_id = $1', [n.meterId]))) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${n.meterId} is not registered`, { meterId: n.meterId });
   const notice: NoticeRecord = { ...n, id: newId('ntc'), recordedAt: now };
   await q.run('INSERT INTO notices (id, meter_id, channel, served_at, delivery, receipt_ref, recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', [

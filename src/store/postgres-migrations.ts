@@ -312,6 +312,18 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE duties (name TEXT PRIMARY KEY, owner TEXT NOT NULL, lease_until BIGINT NOT NULL);
   `,
+  // 4: every disconnect has an authority (issue 20): the path an order came in by (only credit control's own
+  // orders may cut off for credit), the reference its reason needs, and a supervisor's one-meter approval. Orders
+  // from before are given the origin their rows show. The gate reads an order's latest pre-disconnect notification.
+  `
+  ALTER TABLE orders ADD COLUMN origin TEXT NOT NULL DEFAULT 'api';
+  ALTER TABLE orders ADD COLUMN reference TEXT;
+  ALTER TABLE orders ADD COLUMN approved_by TEXT;
+  ALTER TABLE orders ADD COLUMN approved_at BIGINT;
+  UPDATE orders SET origin = 'credit_control' WHERE requested_by = 'credit-control';
+  UPDATE orders SET origin = 'plan' WHERE plan_id IS NOT NULL;
+  CREATE INDEX notifications_order ON notifications (order_id, created_at) WHERE order_id IS NOT NULL;
+  `,
 ];
 
 /** A schema name safe to put in a search_path and in DDL without quoting tricks. */

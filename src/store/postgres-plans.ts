@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { PlanFacts } from '../domain/policy/meter-facts.js';
 import { MeterlineError } from '../errors.js';
 import { appendAudit } from './postgres-audit-log.js';
 import type { Q } from './postgres-db.js';
-import { planFromRows } from './store-rows.js';
+import { planFromRows, planOrderRequests } from './store-rows.js';
 import type { OrderRequest, PlanDraft, PlanView, SubmitContext, SubmitOutcome } from './store.js';
 
 /**
@@ -95,19 +95,7 @@ export async function decidePlan(q: Q, hooks: PlanHooks, planId: string, decisio
     return (await getPlan(q, planId))!;
   }
   await q.run('UPDATE plans SET status = $1, decided_by = $2, decided_at = $3 WHERE id = $4', ['approved', actor, now, planId]);
-  const requests: OrderRequest[] = plan.items.map((item, i) => ({
-    meterId: item.meterId,
-    action: 'disconnect',
-    reason: plan.reason,
-    note: `plan ${planId} drafted by ${plan.author}, approved by ${actor}${plan.note ? `: ${plan.note}` : ''}`,
-    urgent: false,
-    notBefore: Math.max(now, plan.windowFrom),
-    paymentAt: null,
-    requestedBy: plan.author,
-    idempotencyKey: `plan:${planId}#${i}`,
-    requestHash: createHash('sha256').update(`${planId}#${i}:${item.meterId}`).digest('hex'),
-    planId,
-  }));
+  const requests = planOrderRequests(plan, actor, now);
   const outcomes = await hooks.submit(q, requests, ctx);
   await q.run(
     'UPDATE plan_meters pm SET order_id = t.order_id FROM unnest($2::text[]) WITH ORDINALITY AS t(order_id, p) WHERE pm.plan_id = $1 AND pm.position = t.p - 1',

@@ -4,7 +4,7 @@ import { admitOrder } from '../domain/admission.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
 import type { WorkOrderPlan } from '../domain/escalation.js';
 import { localParts, type WeatherPeriod } from '../domain/policy/calendar.js';
-import { evaluateDisconnectGate, NON_PAYMENT_REASONS, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
+import { evaluateDisconnectGate, takesCapSlot, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
@@ -14,7 +14,22 @@ import { MeterlineError } from '../errors.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
 import { attemptFromRow, isCachedPlanChange, meterFromRow, notificationFromRow, Q, StatementMode } from './postgres-db.js';
-import { orderAdmissionAudit, orderFromRow, orderKeyConflict, paymentCancelReason, paymentReconnectRequest, type Row } from './store-rows.js';
+import {
+  approvalProblem,
+  ESCALATION_ENDING_HOLDS,
+  GATED_STATES,
+  gateInputFrom,
+  gateNeeds,
+  orderAdmissionAction,
+  orderAdmissionAudit,
+  orderFromRow,
+  orderKeyConflict,
+  paymentCancelReason,
+  paymentReconnectRequest,
+  secondNoticeHoldReason,
+  secondNoticePayload,
+  type Row,
+} from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
 import * as plans from './postgres-plans.js';
@@ -36,6 +51,7 @@ import type {
   DisconnectLease,
   FieldOutcome,
   GatewayStore,
+  WakeFilter,
   MeterFactsRow,
   MeterRecord,
   MeterView,
@@ -357,11 +373,11 @@ export class PostgresStore implements GatewayStore {
     const col = <T>(f: (r: (typeof run)[number]) => T): T[] => run.map(f);
     const rows = await q.all(
       `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
-         created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id)
+         created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id, origin)
        SELECT t.id, t.meter_id, 'reconnect', t.reason, t.note, t.requested_by, 'queued', NULL, t.priority, t.urgent, t.link,
-         $12, $12, t.not_before, t.deadline, t.payment_at, 0, t.not_before, t.plan_id
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::boolean[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $13::text[])
-         WITH ORDINALITY AS t(id, meter_id, reason, note, requested_by, priority, urgent, link, not_before, deadline, payment_at, plan_id, n)
+         $12, $12, t.not_before, t.deadline, t.payment_at, 0, t.not_before, t.plan_id, t.origin
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::boolean[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $13::text[], $14::text[])
+         WITH ORDINALITY AS t(id, meter_id, reason, note, requested_by, priority, urgent, link, not_before, deadline, payment_at, plan_id, origin, n)
        ORDER BY t.n
        RETURNING *`,
       [
@@ -378,6 +394,7 @@ export class PostgresStore implements GatewayStore {
         col((r) => r.req.paymentAt),
         now,
         col((r) => r.req.planId ?? null),
+        col((r) => r.req.origin ?? 'api'),
       ],
     );
     const byId = new Map(rows.map((r) => [r.id as string, orderFromRow(r)]));
@@ -404,7 +421,7 @@ export class PostgresStore implements GatewayStore {
     }
     await audit.appendAuditMany(
       q,
-      run.map((r) => ({ at: now, actor: r.req.requestedBy, action: `order.${r.req.action}`, target: r.req.meterId, details: orderAdmissionAudit(r.req, r.id, 'queued', null) })),
+      run.map((r) => ({ at: now, actor: r.req.requestedBy, action: orderAdmissionAction(r.req), target: r.req.meterId, details: orderAdmissionAudit(r.req, r.id, 'queued', null) })),
     );
     for (const r of run) out[r.index] = { kind: 'created', order: byId.get(r.id)! };
   }
@@ -420,18 +437,18 @@ export class PostgresStore implements GatewayStore {
     let order = orderFromRow(
       (await q.get(
         `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
-           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id)
-         VALUES ($1, $2, $3, $4, $5, $6, 'accepted', NULL, $7, $8, $9, $10, $10, $11, $12, $13, 0, $11, $14) RETURNING *`,
-        [id, req.meterId, req.action, req.reason, req.note, req.requestedBy, priorityOf(req.action, decision.urgent), decision.urgent, meterRow.link, now, req.notBefore ?? now, decision.deadline, req.paymentAt, req.planId ?? null],
+           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id, origin, reference)
+         VALUES ($1, $2, $3, $4, $5, $6, 'accepted', NULL, $7, $8, $9, $10, $10, $11, $12, $13, 0, $11, $14, $15, $16) RETURNING *`,
+        [id, req.meterId, req.action, req.reason, req.note, req.requestedBy, priorityOf(req.action, decision.urgent), decision.urgent, meterRow.link, now, req.notBefore ?? now, decision.deadline, req.paymentAt, req.planId ?? null, req.origin ?? 'api', req.reference ?? null],
       ))!,
     );
     await this.event(q, id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
     // The disconnect rules apply from the first moment; a refused order supersedes nothing.
-    const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(await this.gateInput(q, order, now, ctx.policy)) : null;
+    const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(await this.gateInput(q, order, now, 'admission', ctx.policy)) : null;
     let outcome: string = decision.state;
     if (decision.state === 'refused') {
       order = await this.move(q, order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
-    } else if (gate?.verdict === 'refuse') {
+    } else if (gate?.verdict === 'refuse' || gate?.verdict === 'cancel') {
       outcome = 'refused';
       order = await this.move(q, order, 'refused', now, `${gate.code}: ${gate.message}`);
     } else {
@@ -454,58 +471,63 @@ export class PostgresStore implements GatewayStore {
     if (req.idempotencyKey !== null) {
       await q.run('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES ($1, $2, $3, $4, $5)', [req.requestedBy, req.idempotencyKey, req.requestHash, id, now]);
     }
-    await audit.appendAudit(q, now, req.requestedBy, `order.${req.action}`, req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
+    await audit.appendAudit(q, now, req.requestedBy, orderAdmissionAction(req), req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
     return { kind: 'created', order };
   }
 
   // ---- the disconnect rules ------------------------------------------------------------------------------
 
   /** Everything the gate needs about one order, read fresh. */
-  private async gateInput(q: Q, order: SwitchOrder, now: number, policy: PolicyConfig): Promise<GateInput> {
+  private async gateInput(q: Q, order: SwitchOrder, now: number, stage: GateInput['stage'], policy: PolicyConfig): Promise<GateInput> {
     const meter = (await q.get('SELECT * FROM meters WHERE meter_id = $1', [order.meterId]))!;
-    const region = meter.region as string;
     const today = localParts(now, policy.windows.timezone).date;
-    const usage = (await q.get('SELECT COALESCE(SUM(used), 0) AS overall, COALESCE(SUM(CASE WHEN region = $1 THEN used END), 0) AS region FROM cap_usage WHERE day = $2', [region, today])) as {
-      overall: number;
-      region: number;
-    };
-    const plan = order.planId ? await plans.planFacts(q, order.planId) : null;
-    return {
-      now,
-      order: { action: order.action, reason: order.reason, planId: order.planId, secondNoticeAt: order.secondNoticeAt, capDay: order.capDay },
-      plan: plan ?? null,
-      meter: { meterId: order.meterId, region, flags: parseFlags(meter.flags) },
+    const needs = gateNeeds(order);
+    return gateInputFrom(order, now, stage, policy, {
+      meter,
+      capUsage: (await q.get('SELECT COALESCE(SUM(used), 0) AS overall, COALESCE(SUM(CASE WHEN region = $1 THEN used END), 0) AS region FROM cap_usage WHERE day = $2', [meter.region, today])) as {
+        overall: number;
+        region: number;
+      },
+      plan: (order.planId ? await plans.planFacts(q, order.planId) : null) ?? null,
       notices: await facts.notices(q, order.meterId),
       weather: await facts.weather(q, now),
-      capUsage: usage,
-      openBreakers: (await work.listBreakers(q, true))
-        .filter((b) => b.action === 'disconnect' && ((b.scope === 'profile' && b.key === meter.profile_id) || (b.scope === 'link' && b.key === meter.link) || (b.scope === 'region' && b.key === region)))
-        .map((b) => ({ id: b.id, scope: b.scope, key: b.key, reason: b.reason })),
-      policy,
-    };
+      breakers: await work.listBreakers(q, true),
+      secondNotice: needs.secondNotice ? await q.get(`SELECT * FROM notifications WHERE order_id = $1 AND kind = 'pre_disconnect_notice' ORDER BY created_at DESC LIMIT 1`, [order.id]) : undefined,
+      creditEvents: needs.credit ? (await q.all('SELECT event FROM credit_events WHERE meter_id = $1 ORDER BY seq', [order.meterId])).map((r) => JSON.parse(r.event as string) as CreditEvent) : null,
+    });
   }
 
-  /** Apply a refusal, a hold or a second notice to a queued or held disconnect. */
+  /**
+   * Apply a refusal, a cancellation, a hold or a second notice to a queued, held or escalated disconnect. An
+   * escalated one (a crew may be on its way) that a rule now forbids is cancelled with its work order; one that
+   * must wait stays escalated, with no remote attempt before the rule allows it.
+   */
   private async applyGate(q: Q, order: SwitchOrder, decision: GateDecision, now: number): Promise<SwitchOrder> {
-    if (decision.verdict === 'refuse') {
-      await this.move(q, order, 'refused', now, `${decision.code}: ${decision.message}`);
-      await audit.appendAudit(q, now, 'gateway', 'order.refused', order.meterId, { orderId: order.id, code: decision.code, rule: decision.rule, message: decision.message });
+    const ends = decision.verdict === 'refuse' || decision.verdict === 'cancel' || (order.state === 'escalated' && decision.verdict === 'hold' && ESCALATION_ENDING_HOLDS.has(decision.code));
+    if (ends) {
+      const why = 'code' in decision ? `${decision.code}: ${decision.message}` : 'a rule forbids it now';
+      const to = decision.verdict === 'refuse' && order.state !== 'escalated' ? 'refused' : 'cancelled';
+      await this.move(q, order, to, now, why);
+      await q.run('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = $1 WHERE meter_id = $2 AND desired_order_id = $3', [now, order.meterId, order.id]);
+      if (order.escalatedAt !== null) await work.cancelWorkOrderFor(q, order.id, `the disconnect was stopped by the rules: ${why}`, now);
+      await audit.appendAudit(q, now, 'gateway', `order.${to}`, order.meterId, { orderId: order.id, ...('code' in decision ? { code: decision.code, rule: decision.rule, message: decision.message } : {}) });
     } else if (decision.verdict === 'hold') {
       await this.hold(q, order, now, decision.until, `${decision.code}: ${decision.message}`);
     } else if (decision.verdict === 'second_notice') {
-      const payload = { kind: 'pre_disconnect_notice', meterId: order.meterId, orderId: order.id, reason: order.reason, notBefore: new Date(decision.until).toISOString(), sentAt: new Date(now).toISOString() };
-      await work.notify(q, 'pre_disconnect_notice', order.meterId, order.id, payload, now, `ntf_${order.id}_${now}`);
+      const payload = secondNoticePayload(order, now, decision.until);
+      await work.notify(q, 'pre_disconnect_notice', order.meterId, order.id, payload, now, payload.notificationId);
       await q.run('UPDATE orders SET second_notice_at = $1 WHERE id = $2', [now, order.id]);
-      await audit.appendAudit(q, now, 'gateway', 'order.second_notice', order.meterId, { orderId: order.id, notBefore: payload.notBefore });
-      await this.hold(q, await this.order(q, order.id), now, decision.until, `E_SECOND_NOTICE_PENDING: pre-disconnect notification sent; the command waits until ${payload.notBefore} (rule 2: second notice 30 minutes before)`);
+      await audit.appendAudit(q, now, 'gateway', 'order.second_notice', order.meterId, { orderId: order.id, notificationId: payload.notificationId, notBefore: payload.notBefore });
+      await this.hold(q, await this.order(q, order.id), now, decision.until, secondNoticeHoldReason(payload, now, decision.until));
     }
     return this.order(q, order.id);
   }
 
+  /** Hold a queued order; a held or escalated one stays in its state with the new reason and time to look again. */
   private async hold(q: Q, order: SwitchOrder, now: number, until: number, reason: string): Promise<void> {
-    if (order.state === 'held') {
+    if (order.state === 'held' || order.state === 'escalated') {
       await q.run('UPDATE orders SET next_attempt_at = $1, state_reason = $2, updated_at = $3 WHERE id = $4', [until, reason, now, order.id]);
-      if (order.stateReason !== reason) await this.event(q, order.id, now, 'held', 'held', reason);
+      if (order.stateReason !== reason) await this.event(q, order.id, now, order.state, order.state, reason);
     } else {
       await this.move(q, order, 'held', now, reason, { nextAttemptAt: until });
     }
@@ -514,8 +536,8 @@ export class PostgresStore implements GatewayStore {
   gateDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<{ order: SwitchOrder; decision: GateDecision | null }> {
     return this.tx(async (q) => {
       const order = await this.mustLockOrder(q, orderId);
-      if (order.state !== 'queued' && order.state !== 'held') return { order, decision: null };
-      const decision = evaluateDisconnectGate(await this.gateInput(q, order, now, policy));
+      if (!GATED_STATES.has(order.state)) return { order, decision: null };
+      const decision = evaluateDisconnectGate(await this.gateInput(q, order, now, 'attempt', policy));
       return { order: await this.applyGate(q, order, decision, now), decision };
     });
   }
@@ -523,9 +545,11 @@ export class PostgresStore implements GatewayStore {
   recordPaymentCheck(orderId: string, now: number, outcome: 'paid' | 'unreachable', detail: string, retryAt: number): Promise<SwitchOrder> {
     return this.tx(async (q) => {
       const order = await this.mustLockOrder(q, orderId);
-      if (order.state !== 'queued' && order.state !== 'held') return order;
+      if (!GATED_STATES.has(order.state)) return order;
       if (outcome === 'paid') {
         await this.move(q, order, 'cancelled', now, `E_PAID: ${detail} (rule 3: payment re-checked at the last moment)`);
+        await q.run('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = $1 WHERE meter_id = $2 AND desired_order_id = $3', [now, order.meterId, orderId]);
+        if (order.escalatedAt !== null) await work.cancelWorkOrderFor(q, orderId, `the account is paid: ${detail}`, now);
         await audit.appendAudit(q, now, 'gateway', 'order.cancelled', order.meterId, { orderId, code: 'E_PAID', detail });
       } else {
         await this.hold(q, order, now, retryAt, `E_BILLING_UNREACHABLE: ${detail}; asking again at ${new Date(retryAt).toISOString()} (rule 3: payment re-checked at the last moment)`);
@@ -541,15 +565,15 @@ export class PostgresStore implements GatewayStore {
       // Another instance is leasing it right now: not this one's to send.
       if (locked === null) return { leased: null, order: await this.order(q, orderId), decision: null };
       let order = locked;
-      if (order.state !== 'queued' && order.state !== 'held') return { leased: null, order, decision: null };
+      if (!GATED_STATES.has(order.state)) return { leased: null, order, decision: null };
       if (await q.get(`SELECT 1 FROM orders WHERE meter_id = $1 AND state = 'in_flight'`, [order.meterId])) return { leased: null, order, decision: null };
       const today = localParts(now, policy.windows.timezone).date;
-      const takesCapSlot = NON_PAYMENT_REASONS.has(order.reason) && order.capDay !== today;
+      const reservesSlot = takesCapSlot(order.reason) && order.capDay !== today;
       // The day's cap is counted and reserved by one lease at a time (across instances), so it is never overrun.
-      if (takesCapSlot) await q.run('SELECT pg_advisory_xact_lock(hashtext($1))', [`meterline:cap:${this.schema ?? 'public'}:${today}`]);
-      const decision = evaluateDisconnectGate(await this.gateInput(q, order, now, policy));
+      if (reservesSlot) await q.run('SELECT pg_advisory_xact_lock(hashtext($1))', [`meterline:cap:${this.schema ?? 'public'}:${today}`]);
+      const decision = evaluateDisconnectGate(await this.gateInput(q, order, now, 'attempt', policy));
       if (decision.verdict !== 'allow') return { leased: null, order: await this.applyGate(q, order, decision, now), decision };
-      if (takesCapSlot) {
+      if (reservesSlot) {
         const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [order.meterId]))!.region as string;
         await q.get('INSERT INTO cap_usage (day, region, used) VALUES ($1, $2, 1) ON CONFLICT (day, region) DO UPDATE SET used = cap_usage.used + 1 RETURNING used', [today, region]);
         await q.run('UPDATE orders SET cap_day = $1 WHERE id = $2', [today, orderId]);
@@ -563,8 +587,35 @@ export class PostgresStore implements GatewayStore {
       if (!r) return { leased: null, order, decision: null };
       const leased = orderFromRow(r);
       await q.run('INSERT INTO attempts (order_id, attempt, started_at) VALUES ($1, $2, $3)', [orderId, leased.attempts, now]);
-      await this.event(q, orderId, now, 'queued', 'in_flight', `attempt ${leased.attempts}`);
+      await this.event(q, orderId, now, order.state, 'in_flight', `attempt ${leased.attempts}`);
       return { leased };
+    });
+  }
+
+  wakeHeldDisconnects(filter: WakeFilter, now: number): Promise<number> {
+    return this.tx((q) => this.wakeHeld(q, filter, now));
+  }
+
+  private async wakeHeld(q: Q, filter: WakeFilter, now: number): Promise<number> {
+    const args: unknown[] = [now];
+    const arg = (v: unknown): string => (args.push(v), `$${args.length}`);
+    const where = [`state = 'held'`, `action = 'disconnect'`, 'next_attempt_at > $1'];
+    if (filter.meterId !== undefined) where.push(`meter_id = ${arg(filter.meterId)}`);
+    if (filter.orderId !== undefined) where.push(`id = ${arg(filter.orderId)}`);
+    if (filter.codes && filter.codes.length > 0) where.push(`(${filter.codes.map((c) => `state_reason LIKE ${arg(`${c}:%`)}`).join(' OR ')})`);
+    const rows = await q.all(`UPDATE orders SET next_attempt_at = $1 WHERE ${where.join(' AND ')} RETURNING id`, args);
+    return rows.length;
+  }
+
+  approveOrder(orderId: string, actor: string, now: number): Promise<SwitchOrder> {
+    return this.tx(async (q) => {
+      const order = await this.mustLockOrder(q, orderId);
+      approvalProblem(order, actor);
+      await q.run('UPDATE orders SET approved_by = $1, approved_at = $2, updated_at = $2 WHERE id = $3', [actor, now, orderId]);
+      await this.event(q, orderId, now, order.state, order.state, `approved by ${actor}`);
+      await audit.appendAudit(q, now, actor, 'order.approve', order.meterId, { orderId, reason: order.reason, reference: order.reference, requestedBy: order.requestedBy, approvedAt: new Date(now).toISOString() });
+      await this.wakeHeld(q, { orderId }, now);
+      return this.order(q, orderId);
     });
   }
 
@@ -767,7 +818,11 @@ export class PostgresStore implements GatewayStore {
   // ---- facts, weather, plans, notifications, keys, history ------------------------------------------------
 
   setMeterFlags(meterId: string, patch: Partial<MeterFlags>, actor: string, now: number): Promise<MeterFlags> {
-    return this.tx((q) => facts.setFlags(q, meterId, patch, actor, now));
+    return this.tx(async (q) => {
+      const flags = await facts.setFlags(q, meterId, patch, actor, now);
+      await this.wakeHeld(q, { meterId }, now);
+      return flags;
+    });
   }
 
   addNotice(notice: Omit<NoticeRecord, 'id' | 'recordedAt'>, now: number): Promise<NoticeRecord> {
@@ -779,7 +834,11 @@ export class PostgresStore implements GatewayStore {
   }
 
   importMeterFacts(rows: readonly MeterFactsRow[], actor: string, now: number): Promise<{ meters: number; notices: number }> {
-    return this.tx((q) => facts.importFacts(q, rows, actor, now));
+    return this.tx(async (q) => {
+      const result = await facts.importFacts(q, rows, actor, now);
+      for (const meterId of new Set(rows.filter((r) => r.flags && Object.keys(r.flags).length > 0).map((r) => r.meterId))) await this.wakeHeld(q, { meterId }, now);
+      return result;
+    });
   }
 
   declareWeather(period: Omit<WeatherPeriod, 'id'>, actor: string, now: number): Promise<WeatherPeriod> {
@@ -787,7 +846,11 @@ export class PostgresStore implements GatewayStore {
   }
 
   liftWeather(id: string, actor: string, now: number): Promise<WeatherPeriod | undefined> {
-    return this.tx((q) => facts.liftWeather(q, id, actor, now));
+    return this.tx(async (q) => {
+      const lifted = await facts.liftWeather(q, id, actor, now);
+      if (lifted) await this.wakeHeld(q, { codes: ['E_OUTSIDE_WINDOW'] }, now);
+      return lifted;
+    });
   }
 
   listWeather(activeAt?: number): Promise<WeatherPeriod[]> {
@@ -825,8 +888,13 @@ export class PostgresStore implements GatewayStore {
   }
 
   async markNotification(id: string, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
-    if (result.delivered) await this.r.run('UPDATE notifications SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2', [now, id]);
-    else await this.r.run('UPDATE notifications SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3', [result.error, result.retryAt, id]);
+    if (result.delivered) {
+      await this.tx(async (q) => {
+        const row = await q.get('UPDATE notifications SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2 RETURNING order_id, kind', [now, id]);
+        // A delivered pre-disconnect notification starts rule 2's minutes: the order is looked at again now.
+        if (row && row.kind === 'pre_disconnect_notice' && row.order_id) await this.wakeHeld(q, { orderId: row.order_id as string }, now);
+      });
+    } else await this.r.run('UPDATE notifications SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3', [result.error, result.retryAt, id]);
   }
 
   async listNotifications(meterId: string): Promise<NotificationRecord[]> {
@@ -951,7 +1019,11 @@ export class PostgresStore implements GatewayStore {
   }
 
   resetBreaker(id: string, actor: string, now: number): Promise<CircuitBreaker | undefined> {
-    return this.tx((q) => work.resetBreaker(q, id, actor, now));
+    return this.tx(async (q) => {
+      const reset = await work.resetBreaker(q, id, actor, now);
+      if (reset) await this.wakeHeld(q, { codes: ['E_CIRCUIT_OPEN'] }, now);
+      return reset;
+    });
   }
 
   recordAlert(kind: string, payload: Record<string, unknown>, now: number): Promise<void> {

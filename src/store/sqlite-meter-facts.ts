@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
-import { DEFAULT_FLAGS, type MeterFlags, type NoticeRecord } from '../domain/policy/meter-facts.js';
+import { DEFAULT_FLAGS, deliveredNoticeProblem, type MeterFlags, type NoticeRecord } from '../domain/policy/meter-facts.js';
 import { MeterlineError } from '../errors.js';
 import type { SqliteAuditLog } from './sqlite-audit-log.js';
 import type { MeterFactsRow } from './store.js';
@@ -61,6 +61,7 @@ export class SqliteMeterFacts {
   }
 
   addNotice(n: Omit<NoticeRecord, 'id' | 'recordedAt'>, now: number): NoticeRecord {
+    refuseNoticeWithoutEvidence(n);
     if (!this.flags(n.meterId)) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${n.meterId} is not registered`, { meterId: n.meterId });
     const notice: NoticeRecord = { ...n, id: newId('ntc'), recordedAt: now };
     this.db
@@ -127,4 +128,10 @@ export class SqliteMeterFacts {
       : this.db.prepare('SELECT * FROM weather_periods WHERE to_ms > ? ORDER BY from_ms').all(activeAt)) as Row[];
     return rows.map(weatherFromRow);
   }
+}
+
+/** Rule 1: a notice recorded as delivered without its reference is refused at input, whatever path it comes by. */
+export function refuseNoticeWithoutEvidence(n: Pick<NoticeRecord, 'meterId' | 'channel' | 'delivery' | 'receiptRef'>): void {
+  const problem = deliveredNoticeProblem(n);
+  if (problem) throw new MeterlineError('E_NOTICE_NO_EVIDENCE', `notice for meter ${n.meterId} refused: ${problem}; record it as "unknown" or "failed" until you have it`, { meterId: n.meterId, channel: n.channel });
 }

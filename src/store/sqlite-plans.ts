@@ -1,10 +1,10 @@
 import type Database from 'better-sqlite3';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { PlanFacts } from '../domain/policy/meter-facts.js';
 import type { OrderState } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import type { SqliteAuditLog } from './sqlite-audit-log.js';
-import { planFromRows } from './store-rows.js';
+import { planFromRows, planOrderRequests } from './store-rows.js';
 import type { OrderRequest, PlanDraft, PlanView, SubmitContext, SubmitOutcome } from './store.js';
 
 /**
@@ -94,19 +94,7 @@ export class SqlitePlans {
       return this.get(planId)!;
     }
     this.db.prepare('UPDATE plans SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?').run('approved', actor, now, planId);
-    const requests: OrderRequest[] = plan.items.map((item, i) => ({
-      meterId: item.meterId,
-      action: 'disconnect',
-      reason: plan.reason,
-      note: `plan ${planId} drafted by ${plan.author}, approved by ${actor}${plan.note ? `: ${plan.note}` : ''}`,
-      urgent: false,
-      notBefore: Math.max(now, plan.windowFrom),
-      paymentAt: null,
-      requestedBy: plan.author,
-      idempotencyKey: `plan:${planId}#${i}`,
-      requestHash: createHash('sha256').update(`${planId}#${i}:${item.meterId}`).digest('hex'),
-      planId,
-    }));
+    const requests = planOrderRequests(plan, actor, now);
     const outcomes = this.submit(requests, ctx);
     const link = this.db.prepare('UPDATE plan_meters SET order_id = ? WHERE plan_id = ? AND position = ?');
     outcomes.forEach((o, i) => link.run(o.order.id, planId, i));

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { admitOrder } from '../domain/admission.js';
 import { localParts } from '../domain/policy/calendar.js';
-import { evaluateDisconnectGate, NON_PAYMENT_REASONS, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
+import { evaluateDisconnectGate, takesCapSlot, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
@@ -20,7 +20,28 @@ import {
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
-import { attemptFromRow, meterFromRow, notificationFromRow, num, numOrNull, orderAdmissionAudit, orderFromRow, orderKeyConflict, paymentCancelReason, paymentReconnectRequest, strOrNull, type Row } from './store-rows.js';
+import {
+  attemptFromRow,
+  approvalProblem,
+  ESCALATION_ENDING_HOLDS,
+  secondNoticeHoldReason,
+  secondNoticePayload,
+  GATED_STATES,
+  gateInputFrom,
+  gateNeeds,
+  meterFromRow,
+  notificationFromRow,
+  num,
+  numOrNull,
+  orderAdmissionAction,
+  orderAdmissionAudit,
+  orderFromRow,
+  orderKeyConflict,
+  paymentCancelReason,
+  paymentReconnectRequest,
+  strOrNull,
+  type Row,
+} from './store-rows.js';
 import { SqliteApiKeys } from './sqlite-api-keys.js';
 import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
@@ -58,6 +79,7 @@ import type {
   PaymentRequest,
   CreditControlMemory,
   GatewayStore,
+  WakeFilter,
   MeterRecord,
   MeterView,
   Observation,
@@ -139,9 +161,9 @@ export class SqliteStore implements GatewayStore {
       maxSeq: db.prepare('SELECT COALESCE(MAX(seq), 0) AS m FROM orders'),
       insertOrder: db.prepare(
         `INSERT INTO orders (id, seq, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
-           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay, plan_id)
+           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay, plan_id, origin, reference)
          VALUES (@id, @seq, @meterId, @action, @reason, @note, @requestedBy, @state, @stateReason, @priority, @urgent, @link,
-           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL, @planId)
+           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL, @planId, @origin, @reference)
          RETURNING *`,
       ),
       moveOrder: db.prepare(
@@ -413,15 +435,17 @@ export class SqliteStore implements GatewayStore {
         nextAttemptAt: req.notBefore ?? now,
         completedAt: null,
         planId: req.planId ?? null,
+        origin: req.origin ?? 'api',
+        reference: req.reference ?? null,
       }) as Row);
       this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
       if (direct) this.s.insertEvent.run(id, now, 'accepted', 'queued', queuedReason);
       // The disconnect rules apply from the first moment; a refused order supersedes nothing.
-      const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, ctx.policy)) : null;
+      const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, 'admission', ctx.policy)) : null;
       let outcome: string = decision.state;
       if (decision.state === 'refused') {
         order = this.move(order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
-      } else if (gate?.verdict === 'refuse') {
+      } else if (gate?.verdict === 'refuse' || gate?.verdict === 'cancel') {
         outcome = 'refused';
         order = this.move(order, 'refused', now, `${gate.code}: ${gate.message}`);
       } else {
@@ -443,7 +467,7 @@ export class SqliteStore implements GatewayStore {
         this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
       }
       if (req.idempotencyKey !== null) this.s.insertIdem.run(req.requestedBy, req.idempotencyKey, req.requestHash, id, now);
-      this.p.audit.append(now, req.requestedBy, `order.${req.action}`, req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
+      this.p.audit.append(now, req.requestedBy, orderAdmissionAction(req), req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
       out.push({ kind: 'created', order });
     }
     return out;
@@ -452,54 +476,60 @@ export class SqliteStore implements GatewayStore {
   // ---- the disconnect rules ------------------------------------------------------------------------------
 
   /** Everything the gate needs about one order, read fresh. */
-  private gateInput(order: SwitchOrder, now: number, policy: PolicyConfig): GateInput {
+  private gateInput(order: SwitchOrder, now: number, stage: GateInput['stage'], policy: PolicyConfig): GateInput {
     const meter = this.s.getMeter.get(order.meterId) as Row;
-    const region = meter.region as string;
     const today = localParts(now, policy.windows.timezone).date;
-    const usage = this.prep('SELECT COALESCE(SUM(used), 0) AS overall, COALESCE(SUM(CASE WHEN region = ? THEN used END), 0) AS region FROM cap_usage WHERE day = ?').get(region, today) as {
-      overall: number;
-      region: number;
-    };
-    const plan = order.planId ? this.p.plans.facts(order.planId) : null;
-    return {
-      now,
-      order: { action: order.action, reason: order.reason, planId: order.planId, secondNoticeAt: order.secondNoticeAt, capDay: order.capDay },
-      plan: plan ?? null,
-      meter: { meterId: order.meterId, region, flags: parseFlags(meter.flags) },
+    const needs = gateNeeds(order);
+    return gateInputFrom(order, now, stage, policy, {
+      meter,
+      capUsage: this.prep('SELECT COALESCE(SUM(used), 0) AS overall, COALESCE(SUM(CASE WHEN region = ? THEN used END), 0) AS region FROM cap_usage WHERE day = ?').get(meter.region, today) as {
+        overall: number;
+        region: number;
+      },
+      plan: (order.planId ? this.p.plans.facts(order.planId) : null) ?? null,
       notices: this.p.facts.notices(order.meterId),
       weather: this.p.facts.weather(now),
-      capUsage: usage,
-      openBreakers: this.p.work
-        .breakers(true)
-        .filter((b) => b.action === 'disconnect' && ((b.scope === 'profile' && b.key === meter.profile_id) || (b.scope === 'link' && b.key === meter.link) || (b.scope === 'region' && b.key === region)))
-        .map((b) => ({ id: b.id, scope: b.scope, key: b.key, reason: b.reason })),
-      policy,
-    };
+      breakers: this.p.work.breakers(true),
+      secondNotice: needs.secondNotice
+        ? (this.prep(`SELECT * FROM notifications WHERE order_id = ? AND kind = 'pre_disconnect_notice' ORDER BY created_at DESC LIMIT 1`).get(order.id) as Row | undefined)
+        : undefined,
+      creditEvents: needs.credit ? (this.prep('SELECT event FROM credit_events WHERE meter_id = ? ORDER BY seq', true).all(order.meterId) as string[]).map((e) => JSON.parse(e) as CreditEvent) : null,
+    });
   }
 
-  /** Apply a refusal, a hold or a second notice to a queued or held disconnect. */
+  /**
+   * Apply a refusal, a cancellation, a hold or a second notice to a queued, held or escalated disconnect. An
+   * escalated one (a crew may be on its way) that a rule now forbids is cancelled with its work order; one that
+   * must wait stays escalated, with no remote attempt before the rule allows it.
+   */
   private applyGate(order: SwitchOrder, decision: GateDecision, now: number): SwitchOrder {
-    if (decision.verdict === 'refuse') {
-      this.move(order, 'refused', now, `${decision.code}: ${decision.message}`);
-      this.p.audit.append(now, 'gateway', 'order.refused', order.meterId, { orderId: order.id, code: decision.code, rule: decision.rule, message: decision.message });
+    const ends = decision.verdict === 'refuse' || decision.verdict === 'cancel' || (order.state === 'escalated' && decision.verdict === 'hold' && ESCALATION_ENDING_HOLDS.has(decision.code));
+    if (ends) {
+      const why = 'code' in decision ? `${decision.code}: ${decision.message}` : 'a rule forbids it now';
+      const to = decision.verdict === 'refuse' && order.state !== 'escalated' ? 'refused' : 'cancelled';
+      this.move(order, to, now, why);
+      this.prep('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, order.id);
+      if (order.escalatedAt !== null) this.p.work.cancelFor(order.id, `the disconnect was stopped by the rules: ${why}`, now);
+      this.p.audit.append(now, 'gateway', `order.${to}`, order.meterId, { orderId: order.id, ...('code' in decision ? { code: decision.code, rule: decision.rule, message: decision.message } : {}) });
     } else if (decision.verdict === 'hold') {
       this.holdSync(order, now, decision.until, `${decision.code}: ${decision.message}`);
     } else if (decision.verdict === 'second_notice') {
-      const payload = { kind: 'pre_disconnect_notice', meterId: order.meterId, orderId: order.id, reason: order.reason, notBefore: new Date(decision.until).toISOString(), sentAt: new Date(now).toISOString() };
+      const payload = secondNoticePayload(order, now, decision.until);
       this.db
         .prepare('INSERT INTO notifications (id, kind, meter_id, order_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(`ntf_${order.id}_${now}`, 'pre_disconnect_notice', order.meterId, order.id, JSON.stringify(payload), now, now);
+        .run(payload.notificationId, 'pre_disconnect_notice', order.meterId, order.id, JSON.stringify(payload), now, now);
       this.prep('UPDATE orders SET second_notice_at = ? WHERE id = ?').run(now, order.id);
-      this.p.audit.append(now, 'gateway', 'order.second_notice', order.meterId, { orderId: order.id, notBefore: payload.notBefore });
-      this.holdSync(orderFromRow(this.s.getOrder.get(order.id) as Row), now, decision.until, `E_SECOND_NOTICE_PENDING: pre-disconnect notification sent; the command waits until ${payload.notBefore} (rule 2: second notice 30 minutes before)`);
+      this.p.audit.append(now, 'gateway', 'order.second_notice', order.meterId, { orderId: order.id, notificationId: payload.notificationId, notBefore: payload.notBefore });
+      this.holdSync(orderFromRow(this.s.getOrder.get(order.id) as Row), now, decision.until, secondNoticeHoldReason(payload, now, decision.until));
     }
     return orderFromRow(this.s.getOrder.get(order.id) as Row);
   }
 
+  /** Hold a queued order; a held or escalated one stays in its state with the new reason and time to look again. */
   private holdSync(order: SwitchOrder, now: number, until: number, reason: string): void {
-    if (order.state === 'held') {
+    if (order.state === 'held' || order.state === 'escalated') {
       this.prep('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(until, reason, now, order.id);
-      if (order.stateReason !== reason) this.s.insertEvent.run(order.id, now, 'held', 'held', reason);
+      if (order.stateReason !== reason) this.s.insertEvent.run(order.id, now, order.state, order.state, reason);
     } else {
       this.move(order, 'held', now, reason, { nextAttemptAt: until });
     }
@@ -508,8 +538,8 @@ export class SqliteStore implements GatewayStore {
   gateDisconnect(orderId: string, now: number, policy: PolicyConfig): Promise<{ order: SwitchOrder; decision: GateDecision | null }> {
     return this.enqueue(() => {
       const order = orderFromRow(this.s.getOrder.get(orderId) as Row);
-      if (order.state !== 'queued' && order.state !== 'held') return { order, decision: null };
-      const decision = evaluateDisconnectGate(this.gateInput(order, now, policy));
+      if (!GATED_STATES.has(order.state)) return { order, decision: null };
+      const decision = evaluateDisconnectGate(this.gateInput(order, now, 'attempt', policy));
       return { order: this.applyGate(order, decision, now), decision };
     });
   }
@@ -517,10 +547,15 @@ export class SqliteStore implements GatewayStore {
   recordPaymentCheck(orderId: string, now: number, outcome: 'paid' | 'unreachable', detail: string, retryAt: number): Promise<SwitchOrder> {
     return this.enqueue(() => {
       const order = orderFromRow(this.s.getOrder.get(orderId) as Row);
-      if (order.state !== 'queued' && order.state !== 'held') return order;
+      if (!GATED_STATES.has(order.state)) return order;
       if (outcome === 'paid') {
         this.move(order, 'cancelled', now, `E_PAID: ${detail} (rule 3: payment re-checked at the last moment)`);
+        this.prep('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, orderId);
+        if (order.escalatedAt !== null) this.p.work.cancelFor(orderId, `the account is paid: ${detail}`, now);
         this.p.audit.append(now, 'gateway', 'order.cancelled', order.meterId, { orderId, code: 'E_PAID', detail });
+      } else if (order.state === 'escalated') {
+        const why = `E_BILLING_UNREACHABLE: ${detail}; asking again at ${new Date(retryAt).toISOString()} (rule 3: payment re-checked at the last moment)`;
+        this.prep('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(retryAt, why, now, orderId);
       } else {
         this.holdSync(order, now, retryAt, `E_BILLING_UNREACHABLE: ${detail}; asking again at ${new Date(retryAt).toISOString()} (rule 3: payment re-checked at the last moment)`);
       }
@@ -531,11 +566,11 @@ export class SqliteStore implements GatewayStore {
   leaseDisconnect(orderId: string, now: number, policy: PolicyConfig, lease: Lease): Promise<DisconnectLease> {
     return this.enqueue((): DisconnectLease => {
       let order = orderFromRow(this.s.getOrder.get(orderId) as Row);
-      if (order.state !== 'queued' && order.state !== 'held') return { leased: null, order, decision: null };
+      if (!GATED_STATES.has(order.state)) return { leased: null, order, decision: null };
       if (this.s.meterInFlight.get(order.meterId)) return { leased: null, order, decision: null };
-      const decision = evaluateDisconnectGate(this.gateInput(order, now, policy));
+      const decision = evaluateDisconnectGate(this.gateInput(order, now, 'attempt', policy));
       if (decision.verdict !== 'allow') return { leased: null, order: this.applyGate(order, decision, now), decision };
-      if (NON_PAYMENT_REASONS.has(order.reason)) {
+      if (takesCapSlot(order.reason)) {
         const today = localParts(now, policy.windows.timezone).date;
         if (order.capDay !== today) {
           const region = (this.s.getMeter.get(order.meterId) as Row).region as string;
@@ -551,8 +586,38 @@ export class SqliteStore implements GatewayStore {
       if (!row) return { leased: null, order, decision: null };
       const leased = orderFromRow(row);
       this.s.insertAttempt.run(orderId, leased.attempts, now);
-      this.s.insertEvent.run(orderId, now, 'queued', 'in_flight', `attempt ${leased.attempts}`);
+      this.s.insertEvent.run(orderId, now, order.state, 'in_flight', `attempt ${leased.attempts}`);
       return { leased };
+    });
+  }
+
+  wakeHeldDisconnects(filter: WakeFilter, now: number): Promise<number> {
+    return this.enqueue(() => this.wakeHeldSync(filter, now));
+  }
+
+  private wakeHeldSync(filter: WakeFilter, now: number): number {
+    const where = [`state = 'held'`, `action = 'disconnect'`, 'next_attempt_at > ?'];
+    const args: unknown[] = [now, now];
+    if (filter.meterId !== undefined) (where.push('meter_id = ?'), args.push(filter.meterId));
+    if (filter.orderId !== undefined) (where.push('id = ?'), args.push(filter.orderId));
+    if (filter.codes && filter.codes.length > 0) {
+      where.push(`(${filter.codes.map(() => 'state_reason LIKE ?').join(' OR ')})`);
+      args.push(...filter.codes.map((c) => `${c}:%`));
+    }
+    return this.prep(`UPDATE orders SET next_attempt_at = ? WHERE ${where.join(' AND ')}`).run(...args).changes;
+  }
+
+  approveOrder(orderId: string, actor: string, now: number): Promise<SwitchOrder> {
+    return this.enqueue(() => {
+      const r = this.s.getOrder.get(orderId) as Row | undefined;
+      if (!r) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${orderId} does not exist`);
+      const order = orderFromRow(r);
+      approvalProblem(order, actor);
+      this.prep('UPDATE orders SET approved_by = ?, approved_at = ?, updated_at = ? WHERE id = ?').run(actor, now, now, orderId);
+      this.s.insertEvent.run(orderId, now, order.state, order.state, `approved by ${actor}`);
+      this.p.audit.append(now, actor, 'order.approve', order.meterId, { orderId, reason: order.reason, reference: order.reference, requestedBy: order.requestedBy, approvedAt: new Date(now).toISOString() });
+      this.wakeHeldSync({ orderId }, now);
+      return orderFromRow(this.s.getOrder.get(orderId) as Row);
     });
   }
 
@@ -739,7 +804,11 @@ export class SqliteStore implements GatewayStore {
   // ---- facts, weather, plans, notifications, keys, history ------------------------------------------------
 
   setMeterFlags(meterId: string, patch: Partial<MeterFlags>, actor: string, now: number): Promise<MeterFlags> {
-    return this.enqueue(() => this.p.facts.setFlags(meterId, patch, actor, now));
+    return this.enqueue(() => {
+      const flags = this.p.facts.setFlags(meterId, patch, actor, now);
+      this.wakeHeldSync({ meterId }, now);
+      return flags;
+    });
   }
 
   addNotice(notice: Omit<NoticeRecord, 'id' | 'recordedAt'>, now: number): Promise<NoticeRecord> {
@@ -751,7 +820,11 @@ export class SqliteStore implements GatewayStore {
   }
 
   importMeterFacts(rows: readonly MeterFactsRow[], actor: string, now: number): Promise<{ meters: number; notices: number }> {
-    return this.enqueue(() => this.p.facts.import(rows, actor, now));
+    return this.enqueue(() => {
+      const result = this.p.facts.import(rows, actor, now);
+      for (const meterId of new Set(rows.filter((r) => r.flags && Object.keys(r.flags).length > 0).map((r) => r.meterId))) this.wakeHeldSync({ meterId }, now);
+      return result;
+    });
   }
 
   declareWeather(period: Omit<WeatherPeriod, 'id'>, actor: string, now: number): Promise<WeatherPeriod> {
@@ -759,7 +832,11 @@ export class SqliteStore implements GatewayStore {
   }
 
   liftWeather(id: string, actor: string, now: number): Promise<WeatherPeriod | undefined> {
-    return this.enqueue(() => this.p.facts.liftWeather(id, actor, now));
+    return this.enqueue(() => {
+      const lifted = this.p.facts.liftWeather(id, actor, now);
+      if (lifted) this.wakeHeldSync({ codes: ['E_OUTSIDE_WINDOW'] }, now);
+      return lifted;
+    });
   }
 
   async listWeather(activeAt?: number): Promise<WeatherPeriod[]> {
@@ -794,8 +871,11 @@ export class SqliteStore implements GatewayStore {
 
   markNotification(id: string, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
     return this.enqueue(() => {
-      if (result.delivered) this.prep('UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(now, id);
-      else this.prep('UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?').run(result.error, result.retryAt, id);
+      if (result.delivered) {
+        const row = this.prep('UPDATE notifications SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ? RETURNING order_id, kind').get(now, id) as Row | undefined;
+        // A delivered pre-disconnect notification starts rule 2's minutes: the order is looked at again now.
+        if (row && row.kind === 'pre_disconnect_notice' && row.order_id) this.wakeHeldSync({ orderId: row.order_id as string }, now);
+      } else this.prep('UPDATE notifications SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?').run(result.error, result.retryAt, id);
     });
   }
 
@@ -920,7 +1000,11 @@ export class SqliteStore implements GatewayStore {
   }
 
   resetBreaker(id: string, actor: string, now: number): Promise<CircuitBreaker | undefined> {
-    return this.enqueue(() => this.p.work.resetBreaker(id, actor, now));
+    return this.enqueue(() => {
+      const reset = this.p.work.resetBreaker(id, actor, now);
+      if (reset) this.wakeHeldSync({ codes: ['E_CIRCUIT_OPEN'] }, now);
+      return reset;
+    });
   }
 
   recordAlert(kind: string, payload: Record<string, unknown>, now: number): Promise<void> {

@@ -1,6 +1,11 @@
+import { createHash } from 'node:crypto';
 import type { RelayState, SwitchAction } from '../domain/relay.js';
-import type { PlanFacts } from '../domain/policy/meter-facts.js';
-import type { Attempt, OrderState, SwitchOrder } from '../domain/switch-order.js';
+import type { WeatherPeriod } from '../domain/policy/calendar.js';
+import type { GateInput } from '../domain/policy/disconnect-gate.js';
+import type { NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
+import type { PolicyConfig } from '../domain/policy/policy-config.js';
+import { ledgerShowsNoCredit, type CreditEvent } from '../domain/prepayment/credit-ledger.js';
+import { ORDER_ORIGINS, type Attempt, type OrderOrigin, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { parseFlags } from './sqlite-meter-facts.js';
 import type {
@@ -56,8 +61,95 @@ export function orderFromRow(r: Row): SwitchOrder {
     secondNoticeAt: numOrNull(r.second_notice_at),
     capDay: strOrNull(r.cap_day),
     escalatedAt: numOrNull(r.escalated_at),
+    origin: (ORDER_ORIGINS as readonly string[]).includes(r.origin as string) ? (r.origin as OrderOrigin) : 'api',
+    reference: strOrNull(r.reference),
+    approvedBy: strOrNull(r.approved_by),
+    approvedAt: numOrNull(r.approved_at),
   };
 }
+
+/** The states in which a disconnect still passes the gate before an attempt. */
+export const GATED_STATES: ReadonlySet<OrderState> = new Set(['queued', 'held', 'escalated']);
+
+/**
+ * Holds that end an escalated disconnect (a crew may be on its way to cut the supply) instead of pausing it: the
+ * meter went into protected mode, or the customer became protected and nobody approved the disconnect since.
+ */
+export const ESCALATION_ENDING_HOLDS: ReadonlySet<string> = new Set(['E_PROTECTED_MODE', 'E_APPROVAL_REQUIRED']);
+
+/** Throws unless `actor` may approve this order now (DOMAIN.md rule 7: maker–checker, one order at a time). */
+export function approvalProblem(order: SwitchOrder, actor: string): void {
+  if (order.action !== 'disconnect' || !GATED_STATES.has(order.state) || !(order.stateReason ?? '').startsWith('E_APPROVAL_REQUIRED')) {
+    throw new MeterlineError('E_NOT_AWAITING_APPROVAL', `order ${order.id} is ${order.state}${order.stateReason ? ` (${order.stateReason.split(':')[0]})` : ''}, not a disconnect waiting for a supervisor's approval; disconnects for arrears are approved through plans`);
+  }
+  if (order.approvedBy !== null) {
+    throw new MeterlineError('E_NOT_AWAITING_APPROVAL', `order ${order.id} was already approved by ${order.approvedBy} at ${new Date(order.approvedAt ?? 0).toISOString()}`);
+  }
+  if (order.requestedBy === actor) {
+    throw new MeterlineError('E_SELF_APPROVAL', `order ${order.id} was asked for by ${actor}; another supervisor approves it (maker–checker, DOMAIN.md rule 7)`);
+  }
+}
+
+/** The pre-disconnect notification of rule 2, as the customer channel receives it. */
+export function secondNoticePayload(order: SwitchOrder, now: number, until: number) {
+  return {
+    kind: 'pre_disconnect_notice',
+    notificationId: `ntf_${order.id}_${now}`,
+    meterId: order.meterId,
+    orderId: order.id,
+    reason: order.reason,
+    /** The command goes no earlier than this, and no earlier than the delivery plus the configured minutes. */
+    notBefore: new Date(until).toISOString(),
+    sentAt: new Date(now).toISOString(),
+  };
+}
+
+export const secondNoticeHoldReason = (payload: { notificationId: string }, now: number, until: number): string =>
+  `E_SECOND_NOTICE_PENDING: pre-disconnect notification ${payload.notificationId} sent; the command waits for its delivery to the customer and ${Math.round((until - now) / 60_000)} minutes after it (rule 2: second notice 30 minutes before)`;
+
+/** The facts the disconnect gate needs about one order, as each store reads them in its own dialect. */
+export interface GateFacts {
+  meter: Row;
+  capUsage: { overall: number; region: number };
+  plan: PlanFacts | null;
+  notices: readonly NoticeRecord[];
+  weather: readonly WeatherPeriod[];
+  breakers: readonly CircuitBreaker[];
+  /** The order's latest pre-disconnect notification row (arrears only), if one went out. */
+  secondNotice: Row | undefined;
+  /** The meter's credit events (credit cut-offs only). */
+  creditEvents: readonly CreditEvent[] | null;
+}
+
+/** What a store reads for the gate besides the always-needed facts. */
+export const gateNeeds = (order: SwitchOrder): { secondNotice: boolean; credit: boolean } => ({
+  secondNotice: order.action === 'disconnect' && order.reason === 'arrears',
+  credit: order.action === 'disconnect' && order.reason === 'credit_exhausted',
+});
+
+/** One order's gate input from the facts read for it: the same for both stores. */
+export function gateInputFrom(order: SwitchOrder, now: number, stage: GateInput['stage'], policy: PolicyConfig, f: GateFacts): GateInput {
+  const meter = f.meter;
+  const region = meter.region as string;
+  const n = f.secondNotice;
+  return {
+    now,
+    stage,
+    order: { action: order.action, reason: order.reason, planId: order.planId, origin: order.origin, reference: order.reference, approvedAt: order.approvedAt, capDay: order.capDay },
+    secondNotice: n ? { id: n.id as string, sentAt: num(n.created_at), deliveredAt: numOrNull(n.delivered_at), attempts: num(n.attempts), lastError: strOrNull(n.last_error) } : null,
+    credit: f.creditEvents ? ledgerShowsNoCredit(f.creditEvents) : null,
+    plan: f.plan,
+    meter: { meterId: order.meterId, region, flags: parseFlags(meter.flags) },
+    notices: f.notices,
+    weather: f.weather,
+    capUsage: { overall: Number(f.capUsage.overall), region: Number(f.capUsage.region) },
+    openBreakers: f.breakers
+      .filter((b) => b.action === 'disconnect' && ((b.scope === 'profile' && b.key === meter.profile_id) || (b.scope === 'link' && b.key === meter.link) || (b.scope === 'region' && b.key === region)))
+      .map((b) => ({ id: b.id, scope: b.scope, key: b.key, reason: b.reason })),
+    policy,
+  };
+}
+
 
 export function meterFromRow(r: Row): MeterView {
   return {
@@ -225,7 +317,41 @@ export function orderKeyConflict(key: string, orderId: string): MeterlineError {
 }
 
 export function orderAdmissionAudit(req: OrderRequest, orderId: string, outcome: string, stateReason: string | null): Record<string, unknown> {
-  return { orderId, reason: req.reason, note: req.note, urgent: req.urgent, paymentAt: req.paymentAt, planId: req.planId ?? null, outcome, stateReason };
+  const emergency = req.action === 'disconnect' && req.reason === 'safety';
+  return {
+    orderId,
+    reason: req.reason,
+    note: req.note,
+    urgent: req.urgent,
+    paymentAt: req.paymentAt,
+    planId: req.planId ?? null,
+    origin: req.origin ?? 'api',
+    reference: req.reference ?? null,
+    ...(emergency ? { emergency: true } : {}),
+    outcome,
+    stateReason,
+  };
+}
+
+/** The audit action of an admitted order: a safety disconnect is audited as an emergency (DOMAIN.md rule 7). */
+export const orderAdmissionAction = (req: OrderRequest): string => (req.action === 'disconnect' && req.reason === 'safety' ? 'order.disconnect.emergency' : `order.${req.action}`);
+
+/** The disconnect orders an approved plan creates, one per meter, each keyed to its place in the plan. */
+export function planOrderRequests(plan: PlanView, approver: string, now: number): OrderRequest[] {
+  return plan.items.map((item, i) => ({
+    meterId: item.meterId,
+    action: 'disconnect',
+    reason: plan.reason,
+    note: `plan ${plan.id} drafted by ${plan.author}, approved by ${approver}${plan.note ? `: ${plan.note}` : ''}`,
+    urgent: false,
+    notBefore: Math.max(now, plan.windowFrom),
+    paymentAt: null,
+    requestedBy: plan.author,
+    idempotencyKey: `plan:${plan.id}#${i}`,
+    requestHash: createHash('sha256').update(`${plan.id}#${i}:${item.meterId}`).digest('hex'),
+    planId: plan.id,
+    origin: 'plan',
+  }));
 }
 
 export const paymentCancelReason = (paymentId: string, req: PaymentRequest): string =>

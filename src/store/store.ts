@@ -5,7 +5,7 @@ import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import type { RelayState, SwitchAction } from '../domain/relay.js';
-import type { Attempt, OrderEvent, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
+import type { Attempt, OrderEvent, OrderOrigin, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
 
 /**
  * The store interface the control loop and the API depend on. SQLite implements it for the embedded default;
@@ -61,6 +61,10 @@ export interface OrderRequest {
   requestHash: string;
   /** The approved disconnect plan the order belongs to (DOMAIN.md rule 7). */
   planId?: string | null;
+  /** The path it comes in by, set by the admitting code (default `api`): only `credit_control` may cut off for credit. */
+  origin?: OrderOrigin;
+  /** The evidence a disconnect reason needs: the request, the move-out record, the incident (rule 7). */
+  reference?: string | null;
 }
 
 export interface SubmitContext {
@@ -324,6 +328,14 @@ export interface RelayAuditRun {
   exceptions: unknown[];
 }
 
+/** Which held disconnects a policy change wakes, so the gate looks at them again within one tick. */
+export interface WakeFilter {
+  meterId?: string;
+  orderId?: string;
+  /** Only orders held by one of these codes (their state reason starts with it). */
+  codes?: readonly string[];
+}
+
 /** What the gate saw and did for one disconnect just before its attempt. */
 export type DisconnectLease = { leased: SwitchOrder } | { leased: null; order: SwitchOrder; decision: GateDecision | null };
 
@@ -408,6 +420,17 @@ export interface GatewayStore {
   recordPaymentCheck(orderId: string, now: number, outcome: 'paid' | 'unreachable', detail: string, retryAt: number): Promise<SwitchOrder>;
   /** Re-check the rules, reserve the day's cap slot and lease the order, atomically. */
   leaseDisconnect(orderId: string, now: number, policy: PolicyConfig, lease: Lease): Promise<DisconnectLease>;
+  /**
+   * A policy changed (a weather period lifted, a breaker reset, a meter's flags, an approval, a restart with a new
+   * calendar): the held disconnects it may concern are due now, so the gate looks at them again within one tick.
+   * Returns how many.
+   */
+  wakeHeldDisconnects(filter: WakeFilter, now: number): Promise<number>;
+  /**
+   * A supervisor approves one disconnect that waits for approval (rule 7, maker–checker): never the one who asked
+   * for it (E_SELF_APPROVAL), only an open disconnect (E_NOT_AWAITING_APPROVAL). Audited; the order is woken.
+   */
+  approveOrder(orderId: string, actor: string, now: number): Promise<SwitchOrder>;
 
   // ---- notifications outbox (rule 2's pre-disconnect notice, later billing callbacks) ----
   /** Undelivered notifications due now whose kind starts with one of `kindPrefixes`. */

@@ -15,7 +15,7 @@ import { ConfigSchema } from '../../src/config/config-schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { projectRoot } from '../../src/config/project-root.js';
 import { isTerminal, type SwitchOrder } from '../../src/domain/switch-order.js';
-import { startGateway } from '../../src/gateway.js';
+import { newOrderId, startGateway } from '../../src/gateway.js';
 import { startMosquitto } from '../harness/mosquitto.js';
 
 const N = Number(process.env.BENCH_PAYMENTS ?? 50_000);
@@ -92,8 +92,15 @@ async function main(): Promise<void> {
   finished = 0;
   waitingFor = N;
   const cutOff = new Promise<void>((r) => (onAll = r));
+  // Credit cut-offs come only from credit control (DOMAIN.md rule 8): admitted here as credit control admits them,
+  // for meters whose ledgers show no credit; the gate checks each ledger again before its attempt.
   for (let i = 0; i < N; i += 10_000) {
-    await api('/v1/orders/bulk', gw.demoKeys!.operator, { orders: ids.slice(i, i + 10_000).map((meterId) => ({ meterId, action: 'disconnect', reason: 'credit_exhausted' })) }, { 'idempotency-key': `cut-${i}` });
+    const ctx = { now: Date.now(), reconnectLimitHours: 24, newOrderId: () => newOrderId(Date.now()), policy: config.policy };
+    await gw.store.submitOrders(
+      ids.slice(i, i + 10_000).map((meterId) => ({ meterId, action: 'disconnect' as const, reason: 'credit_exhausted' as const, note: 'bench: out of credit', urgent: false, notBefore: null, paymentAt: null, requestedBy: 'credit-control', idempotencyKey: `cut-${meterId}`, requestHash: 'cut', origin: 'credit_control' as const })),
+      ctx,
+    );
+    gw.controller.wake();
   }
   await cutOff;
   console.log(`set-up: ${N} meters cut off for credit through the gateway in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -122,7 +122,7 @@ async function main(): Promise<void> {
   const res = await fetch(`${gw.apiUrl}/v1/orders/bulk`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': 'bench-bulk-1' },
-    body: JSON.stringify({ orders: ids.map((meterId) => ({ meterId, action: 'disconnect', reason: 'customer_request' })) }),
+    body: JSON.stringify({ orders: ids.map((meterId) => ({ meterId, action: 'disconnect', reason: 'customer_request', reference: 'BENCH' })) }),
   });
   const bulk = (await res.json()) as { created: number; results: { order: { id: string } }[] };
   const bulkAccepted = performance.now();

@@ -28,6 +28,10 @@ const base: SwitchOrder = {
   secondNoticeAt: null,
   capDay: null,
   escalatedAt: null,
+  origin: 'api',
+  reference: null,
+  approvedBy: null,
+  approvedAt: null,
 };
 const order = (o: Partial<SwitchOrder>): SwitchOrder => ({ ...base, ...o });
 

@@ -53,7 +53,13 @@ interface Case {
   action?: GateInput['order']['action'];
   flags?: Partial<MeterFlags>;
   notices?: NoticeRecord[];
-  secondNoticeAt?: number | null;
+  /** When the pre-disconnect notification was sent and delivered (null: none sent; deliveredAt null: not delivered). */
+  secondNotice?: { sentAt: number; deliveredAt: number | null } | null;
+  stage?: GateInput['stage'];
+  origin?: GateInput['order']['origin'];
+  reference?: string | null;
+  approvedAt?: number | null;
+  credit?: GateInput['credit'];
   capUsage?: { overall: number; region: number };
   capDay?: string | null;
   plan?: GateInput['plan'] | 'none';
@@ -70,15 +76,22 @@ const decemberPlan = { ...approvedPlan, windowTo: at('2027-01-31T00:00:00Z') };
 function input(c: Case): GateInput {
   const now = c.now ?? NOW;
   const plan = c.plan === 'none' ? null : (c.plan ?? approvedPlan);
+  const reason = c.reason ?? 'arrears';
+  const second = c.secondNotice === undefined ? { sentAt: now - 45 * MIN, deliveredAt: now - 44 * MIN } : c.secondNotice;
   return {
     now,
+    stage: c.stage ?? 'attempt',
     order: {
       action: c.action ?? 'disconnect',
-      reason: c.reason ?? 'arrears',
+      reason,
       planId: plan ? plan.id : null,
-      secondNoticeAt: c.secondNoticeAt === undefined ? now - 45 * MIN : c.secondNoticeAt,
+      origin: c.origin ?? (reason === 'credit_exhausted' ? 'credit_control' : plan ? 'plan' : 'api'),
+      reference: c.reference === undefined ? (['customer_request', 'vacant_premises', 'safety'].includes(reason) ? 'REF-1' : null) : c.reference,
+      approvedAt: c.approvedAt ?? null,
       capDay: c.capDay ?? null,
     },
+    secondNotice: second === null ? null : { id: 'ntf-1', sentAt: second.sentAt, deliveredAt: second.deliveredAt, attempts: second.deliveredAt === null ? 7 : 1, lastError: second.deliveredAt === null ? 'HTTP 500' : null },
+    credit: c.credit === undefined ? { noCredit: true, balance: 0, emergencyCreditRemaining: 0 } : c.credit,
     plan,
     meter: { meterId: 'M-1', region: c.region ?? 'north', flags: { ...DEFAULT_FLAGS, ...c.flags } },
     notices: c.notices ?? [notice(now - 4 * DAY)],
@@ -99,10 +112,17 @@ const cases: Case[] = [
   { name: 'rule 1: an SMS with no delivery receipt is not evidence', notices: [notice(NOW - 4 * DAY, { channel: 'sms', delivery: 'unknown', receiptRef: null })], expect: { verdict: 'refuse', code: 'E_NOTICE_MISSING' } },
   { name: 'rule 1: a failed SMS followed by a phone call 3 days ago is evidence', notices: [notice(NOW - 5 * DAY, { channel: 'sms', delivery: 'failed' }), notice(NOW - 3 * DAY, { channel: 'phone_call' })], expect: { verdict: 'allow' } },
   // Rule 2: the pre-disconnect notification 30 minutes before the command.
-  { name: 'rule 2: no second notice yet: emit it and hold 30 minutes', secondNoticeAt: null, expect: { verdict: 'second_notice', until: NOW + 30 * MIN } },
-  { name: 'rule 2: 29 minutes after the second notice: not sent', secondNoticeAt: NOW - 29 * MIN, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_PENDING', until: NOW + MIN } },
-  { name: 'rule 2: 30 minutes after the second notice: sent', secondNoticeAt: NOW - 30 * MIN, expect: { verdict: 'allow' } },
-  { name: 'rule 2: a second notice a day and more old is sent again', secondNoticeAt: NOW - 25 * HOUR, expect: { verdict: 'second_notice' } },
+  { name: 'rule 1: an SMS recorded as delivered with no receipt reference is not evidence', notices: [notice(NOW - 4 * DAY, { channel: 'sms', receiptRef: null })], expect: { verdict: 'refuse', code: 'E_NOTICE_MISSING' } },
+  { name: 'rule 1: a letter recorded as delivered with a blank reference is not evidence', notices: [notice(NOW - 4 * DAY, { channel: 'letter', receiptRef: '  ' })], expect: { verdict: 'refuse', code: 'E_NOTICE_MISSING' } },
+  { name: 'rule 1: an e-mail delivered with its receipt reference is evidence', notices: [notice(NOW - 4 * DAY, { channel: 'email', receiptRef: 'MSG-1' })], expect: { verdict: 'allow' } },
+  // Rule 2: the pre-disconnect notification delivered 30 minutes before the command.
+  { name: 'rule 2: no second notice yet: emit it and hold 30 minutes', secondNotice: null, expect: { verdict: 'second_notice', until: NOW + 30 * MIN } },
+  { name: 'rule 2: 29 minutes after the delivery: not sent', secondNotice: { sentAt: NOW - 29 * MIN, deliveredAt: NOW - 29 * MIN }, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_PENDING', until: NOW + MIN } },
+  { name: 'rule 2: 30 minutes after the delivery: sent', secondNotice: { sentAt: NOW - 30 * MIN, deliveredAt: NOW - 30 * MIN }, expect: { verdict: 'allow' } },
+  { name: 'rule 2: sent 2 hours ago but delivered 10 minutes ago: the 30 minutes run from the delivery', secondNotice: { sentAt: NOW - 2 * HOUR, deliveredAt: NOW - 10 * MIN }, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_PENDING', until: NOW + 20 * MIN } },
+  { name: 'rule 2: sent 45 minutes ago and never delivered: held, never let through', secondNotice: { sentAt: NOW - 45 * MIN, deliveredAt: null }, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_UNDELIVERED', rule: 'secondNotice', until: NOW + MIN } },
+  { name: 'rule 2: undelivered for three days: still held, no new notice instead', secondNotice: { sentAt: NOW - 3 * DAY, deliveredAt: null }, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_UNDELIVERED' } },
+  { name: 'rule 2: a second notice delivered a day and more ago is sent again', secondNotice: { sentAt: NOW - 25 * HOUR, deliveredAt: NOW - 25 * HOUR }, expect: { verdict: 'second_notice' } },
   // Rule 3: no re-check hook, no disconnect for non-payment.
   { name: 'rule 3: no billing re-check hook configured: refused', policy: { paymentRecheck: { url: null, timeoutMs: 1000, retryAfterMs: 60_000 } }, expect: { verdict: 'refuse', code: 'E_NO_BILLING_HOOK', rule: 'paymentRecheck' } },
   // Rule 4: daily cap, per region and overall.
@@ -111,7 +131,7 @@ const cases: Case[] = [
   { name: 'rule 4: the overall cap binds too', region: 'south', capUsage: { overall: 100, region: 0 }, expect: { verdict: 'hold', code: 'E_DAILY_CAP' } },
   { name: 'rule 4: an order that already holds a slot today is not counted twice', capUsage: { overall: 10, region: 2 }, capDay: '2026-11-24', expect: { verdict: 'allow' } },
   // Rule 5: permitted windows.
-  { name: 'rule 5: 07:55 on a Tuesday is before the window: held until 08:00', now: at('2026-11-24T07:55:00Z'), secondNoticeAt: at('2026-11-24T07:00:00Z'), expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW', until: at('2026-11-24T08:00:00Z') } },
+  { name: 'rule 5: 07:55 on a Tuesday is before the window: held until 08:00', now: at('2026-11-24T07:55:00Z'), secondNotice: { sentAt: at('2026-11-24T07:00:00Z'), deliveredAt: at('2026-11-24T07:00:00Z') }, expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW', until: at('2026-11-24T08:00:00Z') } },
   { name: 'rule 5: 15:55 on a Tuesday is inside', now: at('2026-11-24T15:55:00Z'), expect: { verdict: 'allow' } },
   { name: 'rule 5: 16:00 on a Tuesday (night): held until Wednesday 08:00', now: at('2026-11-24T16:00:00Z'), expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW', until: at('2026-11-25T08:00:00Z') } },
   { name: 'rule 5: Friday 11:55 is inside', now: at('2026-11-27T11:55:00Z'), expect: { verdict: 'allow' } },
@@ -131,12 +151,30 @@ const cases: Case[] = [
   { name: 'rule 6: vulnerable customer: refused, to a person', flags: { vulnerable: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_CUSTOMER' } },
   { name: 'rule 6: medical equipment: refused', flags: { medicalEquipment: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_CUSTOMER' } },
   { name: 'rule 6: priority register: refused', flags: { priorityRegister: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_CUSTOMER' } },
-  { name: 'rule 6: a protected customer may still ask to be disconnected (moving out)', flags: { vulnerable: true }, reason: 'customer_request', plan: 'none', expect: { verdict: 'allow' } },
+  { name: 'rule 6: a protected customer asking to be disconnected waits for a supervisor', flags: { vulnerable: true }, reason: 'customer_request', plan: 'none', expect: { verdict: 'hold', code: 'E_APPROVAL_REQUIRED', rule: 'protectedCustomer' } },
+  { name: "rule 6: a protected customer's request approved by a supervisor goes", flags: { vulnerable: true }, reason: 'customer_request', plan: 'none', approvedAt: NOW - MIN, expect: { verdict: 'allow' } },
+  { name: 'rule 6: a vacant-premises disconnect of a priority-register customer waits for a supervisor', flags: { priorityRegister: true }, reason: 'vacant_premises', plan: 'none', expect: { verdict: 'hold', code: 'E_APPROVAL_REQUIRED' } },
+  { name: 'rule 6: a safety disconnect at a medical-equipment customer waits for a supervisor', flags: { medicalEquipment: true }, reason: 'safety', plan: 'none', expect: { verdict: 'hold', code: 'E_APPROVAL_REQUIRED' } },
+  { name: 'rule 6: a safety disconnect at a medical-equipment customer, approved, goes', flags: { medicalEquipment: true }, reason: 'safety', plan: 'none', approvedAt: NOW - MIN, expect: { verdict: 'allow' } },
+  { name: 'rule 6: a safety disconnect at a vulnerable customer (no medical equipment) goes at once', flags: { vulnerable: true }, reason: 'safety', plan: 'none', expect: { verdict: 'allow' } },
+  { name: 'rule 6: approval does not help a protected customer in arrears', flags: { vulnerable: true }, approvedAt: NOW - MIN, expect: { verdict: 'refuse', code: 'E_PROTECTED_CUSTOMER' } },
   // Rule 7: central authority, maker–checker.
   { name: 'rule 7: a non-payment disconnect outside a plan is refused', plan: 'none', expect: { verdict: 'refuse', code: 'E_PLAN_REQUIRED', rule: 'plan' } },
   { name: 'rule 7: a plan not yet approved does not count', plan: { ...approvedPlan, status: 'draft' }, expect: { verdict: 'refuse', code: 'E_PLAN_NOT_APPROVED' } },
   { name: "rule 7: after the plan's window closes: refused", plan: { ...approvedPlan, windowTo: NOW }, expect: { verdict: 'refuse', code: 'E_PLAN_WINDOW_CLOSED' } },
   { name: "rule 7: before the plan's window opens: held until it opens", plan: { ...approvedPlan, windowFrom: NOW + HOUR }, expect: { verdict: 'hold', code: 'E_PLAN_WINDOW_NOT_OPEN', until: NOW + HOUR } },
+  // Rule 7: every disconnect has an authority: a reason is a claim, with its evidence.
+  { name: 'rule 7: a customer request with no reference is refused', reason: 'customer_request', plan: 'none', reference: null, expect: { verdict: 'refuse', code: 'E_REFERENCE_REQUIRED', rule: 'authority' } },
+  { name: 'rule 7: a vacant-premises disconnect with a blank reference is refused', reason: 'vacant_premises', plan: 'none', reference: ' ', expect: { verdict: 'refuse', code: 'E_REFERENCE_REQUIRED' } },
+  { name: 'rule 7: a safety disconnect with no incident reference is refused', reason: 'safety', plan: 'none', reference: null, expect: { verdict: 'refuse', code: 'E_REFERENCE_REQUIRED' } },
+  { name: 'rule 5: a customer request on a Saturday waits for the window', reason: 'customer_request', plan: 'none', now: at('2026-11-28T10:00:00Z'), expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW', until: at('2026-11-30T08:00:00Z') } },
+  { name: 'rule 4: a vacant-premises disconnect counts against the cap', reason: 'vacant_premises', plan: 'none', capUsage: { overall: 10, region: 2 }, expect: { verdict: 'hold', code: 'E_DAILY_CAP' } },
+  { name: 'rule 5: a safety disconnect goes at night on a holiday with the cap used (an emergency)', reason: 'safety', plan: 'none', now: at('2026-12-25T23:00:00Z'), capUsage: { overall: 1000, region: 1000 }, expect: { verdict: 'allow' } },
+  { name: 'rule 8: an API caller naming credit_exhausted is refused, whatever the ledger says', reason: 'credit_exhausted', origin: 'api', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], expect: { verdict: 'refuse', code: 'E_CREDIT_CUTOFF_RESERVED', rule: 'creditControl' } },
+  { name: 'rule 8: a plan cannot cut off for credit either', reason: 'credit_exhausted', origin: 'plan', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], expect: { verdict: 'refuse', code: 'E_CREDIT_CUTOFF_RESERVED' } },
+  { name: "rule 8: credit control's cut-off with the ledger in credit is cancelled", reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], credit: { noCredit: false, balance: 5000, emergencyCreditRemaining: 0 }, expect: { verdict: 'cancel', code: 'E_CREDIT_AVAILABLE' } },
+  { name: "rule 8: credit control's cut-off with emergency credit left is cancelled", reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], credit: { noCredit: false, balance: 0, emergencyCreditRemaining: 300 }, expect: { verdict: 'cancel', code: 'E_CREDIT_AVAILABLE' } },
+  { name: 'rule 8: a cut-off whose ledger could not be read is cancelled, never sent', reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], credit: null, expect: { verdict: 'cancel', code: 'E_CREDIT_AVAILABLE' } },
   // Rule 8: prepayment needs an agreement.
   { name: 'rule 8: a credit cut-off without an agreement on record is refused', reason: 'credit_exhausted', flags: { prepaymentMode: true }, expect: { verdict: 'refuse', code: 'E_NO_PREPAYMENT_AGREEMENT' } },
   { name: 'rule 8: a credit cut-off with the agreement is allowed', reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-77' }, notices: [], expect: { verdict: 'allow' } },
@@ -145,8 +183,10 @@ const cases: Case[] = [
   { name: 'prepayment: out of credit at 17:00 on a Friday, the cut-off waits until Monday 10:00', reason: 'credit_exhausted', now: at('2026-11-27T17:00:00Z'), flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-1' }, notices: [], expect: { verdict: 'hold', code: 'E_FRIENDLY_HOURS', until: at('2026-11-30T10:00:00Z') } },
   { name: 'prepayment: at 10:00 on a Tuesday the cut-off may go', reason: 'credit_exhausted', flags: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-1' }, notices: [], expect: { verdict: 'allow' } },
   // Rule 9: protected mode refuses every trip.
-  { name: 'rule 9: protected mode refuses a disconnect for arrears', flags: { protectedMode: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
-  { name: 'rule 9: protected mode refuses even a customer-requested disconnect', flags: { protectedMode: true }, reason: 'customer_request', plan: 'none', expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
+  { name: 'rule 9: protected mode refuses a disconnect for arrears at admission', stage: 'admission', flags: { protectedMode: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
+  { name: 'rule 9: protected mode refuses even a customer-requested disconnect', stage: 'admission', flags: { protectedMode: true }, reason: 'customer_request', plan: 'none', expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
+  { name: 'rule 9: protected mode refuses even a safety disconnect', stage: 'admission', flags: { protectedMode: true }, reason: 'safety', plan: 'none', expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
+  { name: 'rule 9: an order admitted before protected mode waits, before its attempt, until the mode is released', stage: 'attempt', flags: { protectedMode: true }, expect: { verdict: 'hold', code: 'E_PROTECTED_MODE', until: NOW + 15 * MIN } },
   // Rule 10: limit before cutting, where enabled and the meter can.
   { name: 'rule 10: limited for 14 days only: refused', policy: { limitBeforeCut: { enabled: true, days: 15 } }, flags: { hasLoadLimiter: true, loadLimitedSince: NOW - 14 * DAY }, expect: { verdict: 'refuse', code: 'E_LIMIT_FIRST' } },
   { name: 'rule 10: limited for 15 days: allowed', policy: { limitBeforeCut: { enabled: true, days: 15 } }, flags: { hasLoadLimiter: true, loadLimitedSince: NOW - 15 * DAY }, expect: { verdict: 'allow' } },

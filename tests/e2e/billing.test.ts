@@ -53,11 +53,20 @@ const until = async (what: string, cond: () => boolean | Promise<boolean>, timeo
     await new Promise((r) => setTimeout(r, 50));
   }
 };
+/**
+ * A credit cut-off the only way there is one: the meter goes into prepayment mode with no credit on its ledger, a
+ * reading reaches credit control, and credit control orders the cut-off (DOMAIN.md rule 8).
+ */
 const cutOff = async (meterId: string) => {
   await f.http('PUT', `/v1/meters/${meterId}/flags`, { key: f.billingKey, headers: k(), body: { prepaymentMode: true, prepaymentAgreementRef: `PPA-${meterId}` } });
-  const d = await f.http('POST', `/v1/meters/${meterId}/disconnect`, { headers: k(), body: { reason: 'credit_exhausted' } });
-  expect(d.status).toBe(202);
-  return d.body.id as string;
+  expect((await f.gateway.controller.readNow(meterId)).ok).toBe(true);
+  let id: string | undefined;
+  await until(`credit control's cut-off of ${meterId}`, async () => {
+    const orders = (await f.http('GET', `/v1/orders?meterId=${meterId}`)).body.items as any[];
+    id = orders.find((o) => o.action === 'disconnect' && o.reason === 'credit_exhausted' && !['cancelled', 'done', 'refused'].includes(o.state))?.id;
+    return id !== undefined;
+  });
+  return id!;
 };
 
 beforeAll(async () => {
@@ -97,18 +106,20 @@ describe('payments and top-ups', () => {
   });
 
   it('a payment cancels a disconnect for non-payment before it is sent; the simulator never receives it', async () => {
-    await f.http('PUT', '/v1/meters/PP-2/flags', { key: f.billingKey, headers: k(), body: { prepaymentMode: true, prepaymentAgreementRef: 'PPA-PP-2' } });
-    const later = new Date(clock.now() + 60 * MIN).toISOString();
-    const d = await f.http('POST', '/v1/meters/PP-2/disconnect', { headers: k(), body: { reason: 'credit_exhausted', notBefore: later } });
-    expect(d.body.state).toBe('queued');
+    const start = clock.now();
+    // 17:00, inside friendly-credit hours: credit control's cut-off waits for 10:00 tomorrow.
+    clock.set(Date.parse('2026-11-24T17:00:00Z'));
+    const id = await cutOff('PP-2');
+    expect(['queued', 'held']).toContain((await f.http('GET', `/v1/orders/${id}`)).body.state);
     const p = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PP-2', amount: 5, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
-    expect(p.body.effects[0]).toMatchObject({ cancelledOrders: [d.body.id], reconnectOrderId: null });
-    const cancelled = await f.waitForOrder(d.body.id);
+    expect(p.body.effects[0]).toMatchObject({ cancelledOrders: [id], reconnectOrderId: null });
+    const cancelled = await f.waitForOrder(id);
     expect(cancelled.state).toBe('cancelled');
     expect(cancelled.stateReason).toContain('E_PAID');
-    clock.advance(61 * MIN);
+    clock.set(Date.parse('2026-11-25T10:05:00Z'));
     await new Promise((r) => setTimeout(r, 300));
     expect(f.fleet.meter('PP-2').received.filter((c) => c.op === 'disconnect')).toEqual([]);
+    clock.set(start);
   });
 
   it('a payment by account reaches every meter of the account; a bulk file with an unknown meter records nothing', async () => {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBillingHook, type BillingHook } from '../harness/billing-hook.js';
 import { FakeClock } from '../harness/fake-clock.js';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../harness/webhook-receiver.js';
 import { loadConfig } from '../../src/config/load-config.js';
 
 /**
@@ -32,6 +33,8 @@ const meters: TestMeter[] = [
 
 let f: GatewayFixture;
 let hook: BillingHook;
+/** The customer channel (SMS/IVR gateway) that takes the pre-disconnect notifications of rule 2. */
+let channel: WebhookReceiver;
 let n = 0;
 const clock = new FakeClock(START);
 const k = () => ({ 'idempotency-key': `safety-${++n}` });
@@ -49,12 +52,21 @@ const someTicks = () => new Promise((r) => setTimeout(r, 400));
 
 beforeAll(async () => {
   hook = await startBillingHook();
+  channel = await startWebhookReceiver('customer-channel-secret-1');
   const base = loadConfig({});
-  f = await startGatewayFixture(meters, { policy: { ...base.policy, paymentRecheck: { url: hook.url, timeoutMs: 500, retryAfterMs: 10 * MIN } } }, { clock });
+  f = await startGatewayFixture(
+    meters,
+    {
+      policy: { ...base.policy, paymentRecheck: { url: hook.url, timeoutMs: 500, retryAfterMs: 10 * MIN } },
+      notifications: { webhookUrl: channel.url, secret: 'customer-channel-secret-1', pollMs: 50 },
+    },
+    { clock },
+  );
 }, 60_000);
 afterAll(async () => {
   await f?.stop();
   await hook?.close();
+  await channel?.close();
 });
 
 /** Order ids of the first plan, by meter. */
@@ -111,6 +123,9 @@ describe('disconnect plans and the rules, end to end', () => {
   it('the pre-disconnect notice goes out first; 29 minutes later nothing is sent, at 30 the command goes', async () => {
     for (const m of ['PLAN-1', 'PLAN-2', 'PLAN-3']) {
       await waitUntil(`${m} second notice`, async () => (await order(plan[m]!)).stateReason?.startsWith('E_SECOND_NOTICE_PENDING') ?? false);
+      // The customer channel has it (delivered, signed): the 30 minutes run from now.
+      await waitUntil(`${m} notice delivered`, async () => channel.received.some((r) => r.kind === 'pre_disconnect_notice' && r.body.meterId === m && r.signatureValid));
+      await waitUntil(`${m} delivery recorded`, async () => ((await order(plan[m]!)).notifications ?? []).some((n: any) => n.deliveredAt !== null));
     }
     const timeline = (await f.http('GET', '/v1/meters/PLAN-1/timeline')).body.items;
     expect(timeline.some((i: any) => i.kind === 'notification' && i.summary.startsWith('pre disconnect notice'))).toBe(true);
@@ -153,6 +168,7 @@ describe('disconnect plans and the rules, end to end', () => {
     const approved = await f.http('POST', `/v1/plans/${p.body.id}/approve`, { key: f.supervisorKey, headers: k() });
     const id = approved.body.items[0].orderId as string;
     await waitUntil('second notice', async () => (await order(id)).stateReason?.startsWith('E_SECOND_NOTICE_PENDING') ?? false);
+    await waitUntil('second notice delivered', async () => ((await order(id)).notifications ?? []).some((n: any) => n.deliveredAt !== null));
     hook.mode = '500';
     clock.advance(31 * MIN);
     await waitUntil('billing hold', async () => (await order(id)).stateReason?.startsWith('E_BILLING_UNREACHABLE') ?? false);
@@ -174,7 +190,7 @@ describe('roles and keys', () => {
     const field = await f.http('POST', '/v1/keys', { key: f.adminKey, headers: k(), body: { name: 'crew-7', role: 'field' } });
     expect(field.status).toBe(201);
     expect((await f.http('POST', '/v1/meters/ROLE-1/reconnect', { key: field.body.key, headers: k(), body: { reason: 'payment' } })).status).toBe(403);
-    expect((await f.http('POST', '/v1/meters/ROLE-1/disconnect', { key: field.body.key, headers: k(), body: { reason: 'customer_request' } })).status).toBe(403);
+    expect((await f.http('POST', '/v1/meters/ROLE-1/disconnect', { key: field.body.key, headers: k(), body: { reason: 'customer_request', reference: 'REQ-1' } })).status).toBe(403);
     expect((await f.http('GET', '/v1/meters/ROLE-1', { key: field.body.key })).status).toBe(200);
     expect(disconnectsTo('ROLE-1')).toEqual([]);
   });

@@ -76,7 +76,7 @@ afterAll(async () => {
 async function order(meterId: string, action: SwitchAction): Promise<string> {
   const now = Date.now();
   const [out] = await store.submitOrders(
-    [{ meterId, action, reason: action === 'reconnect' ? 'payment' : 'customer_request', note: null, urgent: false, notBefore: null, paymentAt: action === 'reconnect' ? now : null, requestedBy: 'dlms-e2e', idempotencyKey: `k-${++n}`, requestHash: `h-${n}` }],
+    [{ meterId, action, reason: action === 'reconnect' ? 'payment' : 'customer_request', note: null, urgent: false, notBefore: null, paymentAt: action === 'reconnect' ? now : null, requestedBy: 'dlms-e2e', idempotencyKey: `k-${++n}`, requestHash: `h-${n}`, reference: action === 'reconnect' ? null : 'REQ-1' }],
     { now, reconnectLimitHours: 24, newOrderId: () => `ord_dlms_${now.toString(36)}_${n}`, policy },
   );
   controller.wake();

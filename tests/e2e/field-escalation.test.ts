@@ -115,7 +115,7 @@ describe('field work orders before the 24-hour limit', () => {
 describe('success-rate monitor and the disconnect circuit breaker', () => {
   it('1,000 meters whose disconnects start failing: the rate falls below threshold, an alert fires, new disconnects for the population are held, reconnects go on', async () => {
     for (const m of POPULATION) f.fleet.meter(m).setFaults({ stuckRelay: true });
-    const bulk = await f.http('POST', '/v1/orders/bulk', { headers: k(), body: { orders: POPULATION.map((meterId) => ({ meterId, action: 'disconnect', reason: 'customer_request' })) } });
+    const bulk = await f.http('POST', '/v1/orders/bulk', { headers: k(), body: { orders: POPULATION.map((meterId) => ({ meterId, action: 'disconnect', reason: 'customer_request', reference: 'REQ-1' })) } });
     expect(bulk.body.created).toBe(1000);
 
     const breaker = await until('breaker', async () => (await f.http('GET', '/v1/stats/breakers')).body.items.find((b: any) => b.scope === 'profile' && b.key === 'volta-pp20-fw1.7'), 60_000);
@@ -129,7 +129,7 @@ describe('success-rate monitor and the disconnect circuit breaker', () => {
     await until('breaker alert', async () => alerts.received.find((a) => a.kind === 'alert.circuit_open'));
 
     // New disconnects for that population wait; a reconnect of the same profile goes ahead.
-    const later = await f.http('POST', '/v1/meters/SR-0001/disconnect', { headers: k(), body: { reason: 'customer_request' } });
+    const later = await f.http('POST', '/v1/meters/SR-0001/disconnect', { headers: k(), body: { reason: 'customer_request', reference: 'REQ-1' } });
     const held = later.status === 202 ? later.body : (await f.http('GET', `/v1/orders?meterId=SR-0001&state=held`)).body.items[0];
     expect(held.state).toBe('held');
     expect(held.stateReason).toContain('E_CIRCUIT_OPEN');

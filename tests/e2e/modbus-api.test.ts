@@ -44,7 +44,7 @@ afterAll(async () => {
 
 describe('Modbus devices through the API', () => {
   it('a breaker opens on a disconnect and a meter whose reconnect only arms ends armed, both read back', async () => {
-    const d = await f.http('POST', '/v1/meters/MB-BRK-5/disconnect', { headers: k(), body: { reason: 'safety' } });
+    const d = await f.http('POST', '/v1/meters/MB-BRK-5/disconnect', { headers: k(), body: { reason: 'safety', reference: 'INC-1' } });
     const r = await f.http('POST', '/v1/meters/MB-MTR-6/reconnect', { key: f.billingKey, headers: k(), body: { reason: 'payment' } });
     const od = await f.waitForOrder(d.body.id, undefined, 30_000);
     const or = await f.waitForOrder(r.body.id, undefined, 30_000);

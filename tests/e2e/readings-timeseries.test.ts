@@ -34,7 +34,7 @@ describe('readings, relay audit, consumption and time series', () => {
   it('a scheduled read round reads every meter; readings and attempt outcomes can be queried back from the time-series server', async () => {
     const round = await f.gateway.readings.runOnce('every-15-min');
     expect(round).toMatchObject({ status: 'completed', meters: 4, ok: 4, failed: 0 });
-    const d = await f.http('POST', '/v1/meters/RD-1/disconnect', { headers: k(), body: { reason: 'customer_request' } });
+    const d = await f.http('POST', '/v1/meters/RD-1/disconnect', { headers: k(), body: { reason: 'customer_request', reference: 'REQ-1' } });
     expect((await f.waitForOrder(d.body.id)).state).toBe('done');
     await f.gateway.timeSeries!.flush();
 

@@ -75,7 +75,7 @@ describe('switching through the API, verified by read-back', () => {
   it('a stuck relay: a disconnect ends failed with every attempt recorded; a reconnect goes to the field after its last remote attempt', async () => {
     f.fleet.meter('STUCK-0').setFaults({ stuckRelay: true });
     f.fleet.meter('STUCK-1').setFaults({ stuckRelay: true });
-    const d = await f.http('POST', '/v1/meters/STUCK-0/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request' } });
+    const d = await f.http('POST', '/v1/meters/STUCK-0/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request', reference: 'REQ-1' } });
     const res = await f.http('POST', '/v1/meters/STUCK-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'payment' } });
     const disconnect = await f.waitForOrder(d.body.id);
     expect(disconnect.state).toBe('failed');
@@ -120,7 +120,7 @@ describe('switching through the API, verified by read-back', () => {
 describe('latest intent wins, one command per meter', () => {
   it('a queued disconnect superseded by a later reconnect is never sent', async () => {
     const later = new Date(Date.now() + 3_600_000).toISOString();
-    const d = await f.http('POST', '/v1/meters/SUPERSEDE-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request', notBefore: later } });
+    const d = await f.http('POST', '/v1/meters/SUPERSEDE-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request', reference: 'REQ-1', notBefore: later } });
     expect(d.status).toBe(202);
     expect(d.body.state).toBe('queued');
     const r = await f.http('POST', '/v1/meters/SUPERSEDE-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'payment' } });
@@ -137,7 +137,7 @@ describe('latest intent wins, one command per meter', () => {
   it('an order arriving while another is on the wire waits for it, then runs; never two commands at once', async () => {
     const m = f.fleet.meter('BUSY-1');
     m.setFaults({ lateReplyMs: 300 });
-    const d = await f.http('POST', '/v1/meters/BUSY-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request' } });
+    const d = await f.http('POST', '/v1/meters/BUSY-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request', reference: 'REQ-1' } });
     await f.waitForOrder(d.body.id, ['in_flight']);
     const r = await f.http('POST', '/v1/meters/BUSY-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request' } });
     const disconnect = await f.waitForOrder(d.body.id);
@@ -153,7 +153,7 @@ describe('latest intent wins, one command per meter', () => {
   it('a disconnect is refused while a reconnect is open, naming the rule', async () => {
     f.fleet.meter('AUTH-1').setFaults({ lateReplyMs: 400 });
     const r = await f.http('POST', '/v1/meters/AUTH-1/reconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'payment' } });
-    const d = await f.http('POST', '/v1/meters/AUTH-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request' } });
+    const d = await f.http('POST', '/v1/meters/AUTH-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'customer_request', reference: 'REQ-1' } });
     expect(d.status).toBe(409);
     expect(d.body.code).toBe('E_RECONNECT_PENDING');
     expect(d.body.message).toContain(r.body.id);
@@ -268,7 +268,7 @@ describe('bulk', () => {
 describe('cancelling an order', () => {
   it('an operator cancels a queued disconnect with a reason: never sent, audited; a finished order cannot be cancelled; billing may not cancel', async () => {
     const later = new Date(Date.now() + 3_600_000).toISOString();
-    const d = await f.http('POST', '/v1/meters/CANCEL-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'vacant_premises', notBefore: later } });
+    const d = await f.http('POST', '/v1/meters/CANCEL-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'vacant_premises', reference: 'MOVE-1', notBefore: later } });
     expect((await f.http('POST', `/v1/orders/${d.body.id}/cancel`, { key: f.billingKey, headers: { 'idempotency-key': key() }, body: { reason: 'not mine' } })).status).toBe(403);
     const c = await f.http('POST', `/v1/orders/${d.body.id}/cancel`, { headers: { 'idempotency-key': key() }, body: { reason: 'tenant stays, premises not vacant' } });
     expect(c.status).toBe(200);

@@ -46,8 +46,13 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
   const broker = await startMosquitto();
   const { dir: profilesDir, profiles } = writeFastProfiles();
   const base = loadConfig({});
+  // Tests not about the calendar run at any hour: every hour of every day is a permitted window (a test about the
+  // calendar passes its own policy).
+  const allDay = ['00:00-24:00'];
+  const anyHour = { ...base.policy.windows, weekly: { mon: allDay, tue: allDay, wed: allDay, thu: allDay, fri: allDay, sat: allDay, sun: allDay }, holidayEveCutoff: null };
   const config = ConfigSchema.parse({
     ...base,
+    policy: { ...base.policy, windows: anyHour },
     instanceId: 'test',
     api: { ...base.api, host: '127.0.0.1', port: 0 },
     // METERLINE_TEST_STORE=postgres runs the same scenarios on PostgreSQL (a fresh schema per gateway).

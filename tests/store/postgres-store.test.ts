@@ -38,6 +38,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     meterId,
     action: 'disconnect',
     reason: 'customer_request',
+    reference: 'REQ-1',
     note: null,
     urgent: false,
     notBefore: null,

@@ -15,7 +15,7 @@ describe('SQLite store specifics', () => {
     await a.migrate();
     await a.upsertMeters([{ meterId: 'M-1', profileId: 'p', link: 'L', region: 'r' }], 1);
     const [o] = await a.submitOrders(
-      [{ meterId: 'M-1', action: 'disconnect', reason: 'customer_request', note: null, urgent: false, notBefore: null, paymentAt: null, requestedBy: 'ops', idempotencyKey: 'k', requestHash: 'h' }],
+      [{ meterId: 'M-1', action: 'disconnect', reason: 'customer_request', reference: 'REQ-1', note: null, urgent: false, notBefore: null, paymentAt: null, requestedBy: 'ops', idempotencyKey: 'k', requestHash: 'h' }],
       { now: 2, reconnectLimitHours: 24, newOrderId: () => 'ord_a', policy: openPolicy() },
     );
     await a.beginAttempts([o!.order.id], 3, { owner: 'gw-a', until: 30_003 });

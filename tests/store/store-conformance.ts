@@ -18,6 +18,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       meterId: 'M-1',
       action: 'disconnect',
       reason: 'customer_request',
+      reference: 'REQ-1',
       note: null,
       urgent: false,
       notBefore: null,
@@ -340,7 +341,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const first = await store.gateDisconnect(id, now, policy);
       expect(first.decision?.verdict).toBe('second_notice');
       expect(first.order.state).toBe('held');
-      expect((await store.listNotifications('M-1')).map((n) => n.kind)).toEqual(['pre_disconnect_notice']);
+      const notes = await store.listNotifications('M-1');
+      expect(notes.map((n) => n.kind)).toEqual(['pre_disconnect_notice']);
+      await store.markNotification(notes[0]!.id, now, { delivered: true });
       expect((await store.leaseDisconnect(id, now + 29 * 60_000, policy, A(now))).leased).toBeNull();
       const lease = await store.leaseDisconnect(id, now + 30 * 60_000, policy, A(now));
       expect(lease.leased?.state).toBe('in_flight');
@@ -353,16 +356,120 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
     it('the daily cap is reserved atomically: the slot after the last is held for the next day', async () => {
       const policy = openPolicy({ dailyCap: { overall: 1000, perRegion: { north: 1 }, defaultPerRegion: 1000 } });
-      for (const m of ['M-1', 'M-2']) await store.addNotice({ meterId: m, channel: 'phone_call', servedAt: now - 4 * 86_400_000, delivery: 'delivered', receiptRef: null, recordedBy: 'b' }, now);
+      for (const m of ['M-1', 'M-2']) await store.addNotice({ meterId: m, channel: 'phone_call', servedAt: now - 4 * 86_400_000, delivery: 'delivered', receiptRef: `CALL-${m}`, recordedBy: 'b' }, now);
       const plan = await store.createPlan({ reason: 'arrears', note: null, windowFrom: now - 1000, windowTo: now + 86_400_000, meterIds: ['M-1', 'M-2'] }, 'ops', now);
       const ids = (await store.decidePlan(plan.id, 'approve', 'sup', { ...ctx(), policy })).items.map((i) => i.orderId!);
       const later = now + 31 * 60_000;
       for (const id of ids) await store.gateDisconnect(id, now, policy);
+      for (const m of ['M-1', 'M-2']) for (const n of await store.listNotifications(m)) await store.markNotification(n.id, now, { delivered: true });
       const a = await store.leaseDisconnect(ids[0]!, later, policy, A(now));
       const b = await store.leaseDisconnect(ids[1]!, later, policy, A(now));
       expect(a.leased).not.toBeNull();
       expect(b.leased).toBeNull();
       expect(b.leased === null && b.decision?.verdict === 'hold' && b.decision.code).toBe('E_DAILY_CAP');
+    });
+
+    it('rule 2: a pre-disconnect notification never delivered holds the disconnect; its delivery wakes it and the minutes run from the delivery', async () => {
+      await store.addNotice({ meterId: 'M-1', channel: 'letter', servedAt: now - 4 * 86_400_000, delivery: 'delivered', receiptRef: 'r1', recordedBy: 'billing' }, now);
+      const plan = await store.createPlan({ reason: 'arrears', note: null, windowFrom: now - 1000, windowTo: now + 7 * 86_400_000, meterIds: ['M-1'] }, 'ops', now);
+      const id = (await store.decidePlan(plan.id, 'approve', 'sup', ctx())).items[0]!.orderId!;
+      const policy = openPolicy();
+      expect((await store.gateDisconnect(id, now, policy)).decision?.verdict).toBe('second_notice');
+      const [note] = await store.listNotifications('M-1');
+      for (let i = 1; i <= 7; i++) await store.markNotification(note!.id, now + i * 60_000, { delivered: false, error: 'HTTP 500', retryAt: now + (i + 1) * 60_000 });
+      // Two hours later, seven failed deliveries: still held, never let through, and it says why.
+      const held = await store.leaseDisconnect(id, now + 2 * 3_600_000, policy, A(now + 2 * 3_600_000));
+      expect(held.leased).toBeNull();
+      expect(held.leased === null && held.order.state).toBe('held');
+      expect(held.leased === null && held.order.stateReason).toMatch(/^E_SECOND_NOTICE_UNDELIVERED: /);
+      const [failing] = await store.listNotifications('M-1');
+      expect(failing).toMatchObject({ attempts: 7, deliveredAt: null, lastError: 'HTTP 500' });
+      // Delivered at +3 h: the order is due at once, and waits 30 minutes from the delivery.
+      const t = now + 3 * 3_600_000;
+      await store.markNotification(note!.id, t, { delivered: true });
+      expect((await store.dueOrders(t, 10, [])).map((o) => o.id)).toEqual([id]);
+      const pending = await store.leaseDisconnect(id, t + 29 * 60_000, policy, A(t));
+      expect(pending.leased === null && pending.order.stateReason).toMatch(/^E_SECOND_NOTICE_PENDING: /);
+      expect((await store.leaseDisconnect(id, t + 30 * 60_000, policy, A(t + 30 * 60_000))).leased?.state).toBe('in_flight');
+    });
+
+    it('rule 1: a notice recorded as delivered without its reference is refused at input and changes nothing', async () => {
+      for (const channel of ['sms', 'email', 'letter', 'hand_delivered', 'phone_call'] as const) {
+        await expect(store.addNotice({ meterId: 'M-1', channel, servedAt: now - 4 * 86_400_000, delivery: 'delivered', receiptRef: null, recordedBy: 'billing' }, now)).rejects.toMatchObject({ code: 'E_NOTICE_NO_EVIDENCE' });
+        await expect(store.addNotice({ meterId: 'M-1', channel, servedAt: now - 4 * 86_400_000, delivery: 'delivered', receiptRef: '  ', recordedBy: 'billing' }, now)).rejects.toMatchObject({ code: 'E_NOTICE_NO_EVIDENCE' });
+      }
+      await expect(store.importMeterFacts([{ meterId: 'M-2', notice: { channel: 'sms', servedAt: now, delivery: 'delivered', receiptRef: null } }], 'billing', now)).rejects.toMatchObject({ code: 'E_NOTICE_NO_EVIDENCE' });
+      expect(await store.listNotices('M-1')).toEqual([]);
+      expect(await store.listNotices('M-2')).toEqual([]);
+      // Not delivered (yet): recorded, as a fact that is not evidence.
+      expect((await store.addNotice({ meterId: 'M-1', channel: 'sms', servedAt: now, delivery: 'unknown', receiptRef: null, recordedBy: 'billing' }, now)).delivery).toBe('unknown');
+    });
+
+    it('rule 8: a credit cut-off is admitted only from credit control, and only while the ledger shows no credit; a top-up before the attempt cancels it', async () => {
+      await store.setMeterFlags('M-1', { prepaymentMode: true, prepaymentAgreementRef: 'PPA-1' }, 'billing', now);
+      await store.setMeterFlags('M-2', { prepaymentMode: true, prepaymentAgreementRef: 'PPA-2' }, 'billing', now);
+      await store.appendCreditEvent('M-2', { type: 'top_up', amount: 5000, at: now - 1000, ref: 'T-1' }, 'billing');
+      const policy = openPolicy();
+      const cut = (meterId: string, origin: OrderRequest['origin']) => req({ meterId, reason: 'credit_exhausted', reference: null, requestedBy: 'credit-control', origin });
+      const [byApi, byPlan, inCredit, byControl] = await store.submitOrders([cut('M-1', 'api'), cut('M-1', 'plan'), cut('M-2', 'credit_control'), cut('M-1', 'credit_control')], ctx());
+      expect(byApi!.order).toMatchObject({ state: 'refused', origin: 'api' });
+      expect(byApi!.order.stateReason).toMatch(/^E_CREDIT_CUTOFF_RESERVED: /);
+      expect(byPlan!.order.stateReason).toMatch(/^E_CREDIT_CUTOFF_RESERVED: /);
+      expect(inCredit!.order.stateReason).toMatch(/^E_CREDIT_AVAILABLE: /);
+      expect(byControl!.order).toMatchObject({ state: 'queued', origin: 'credit_control' });
+      // A top-up lands between admission and the attempt: the gate reads the ledger again and cancels the cut-off.
+      await store.appendCreditEvent('M-1', { type: 'top_up', amount: 1000, at: now + 500, ref: 'T-2' }, 'billing');
+      const gated = await store.leaseDisconnect(byControl!.order.id, now + 1000, policy, A(now + 1000));
+      expect(gated.leased).toBeNull();
+      expect(gated.leased === null && gated.order.state).toBe('cancelled');
+      expect(gated.leased === null && gated.order.stateReason).toMatch(/^E_CREDIT_AVAILABLE: /);
+      expect((await store.getMeter('M-1'))?.desiredRelay).toBeNull();
+    });
+
+    it('a policy change wakes the disconnects it held, within one tick: weather lifted, breaker reset, flags changed, approval given', async () => {
+      const policy = openPolicy();
+      // Held by a freeze declared for the north until tomorrow.
+      const wx = await store.declareWeather({ kind: 'freeze', from: now - 1000, to: now + 86_400_000, regions: ['north'] }, 'sup', now);
+      const [byWeather] = await store.submitOrders([req({ meterId: 'M-1' })], ctx());
+      expect(byWeather!.order).toMatchObject({ state: 'held' });
+      expect(byWeather!.order.stateReason).toMatch(/^E_OUTSIDE_WINDOW: /);
+      // Held by a breaker for the south.
+      const breaker = await store.openBreaker('region', 'south', 'disconnect', 'first-attempt success 10% < 50%', now);
+      const [byBreaker] = await store.submitOrders([req({ meterId: 'M-3' })], ctx());
+      expect(byBreaker!.order.stateReason).toMatch(/^E_CIRCUIT_OPEN: /);
+      // Held for approval: a vulnerable customer's own request.
+      await store.setMeterFlags('M-2', { vulnerable: true }, 'billing', now);
+      const [byApproval] = await store.submitOrders([req({ meterId: 'M-2' })], ctx());
+      expect(byApproval!.order.stateReason).toMatch(/^E_APPROVAL_REQUIRED: /);
+      const t = now + 30_000; // before the breaker's own one-minute look
+      expect(await store.dueOrders(t, 10, [])).toEqual([]);
+
+      await store.liftWeather(wx.id, 'sup', t);
+      expect((await store.dueOrders(t, 10, [])).map((o) => o.id)).toEqual([byWeather!.order.id]);
+      await store.resetBreaker(breaker!.id, 'sup', t);
+      expect((await store.dueOrders(t, 10, [])).map((o) => o.id).sort()).toEqual([byWeather!.order.id, byBreaker!.order.id].sort());
+      await expect(store.approveOrder(byApproval!.order.id, 'ops', t)).rejects.toMatchObject({ code: 'E_SELF_APPROVAL' });
+      const approved = await store.approveOrder(byApproval!.order.id, 'sup', t);
+      expect(approved).toMatchObject({ approvedBy: 'sup', approvedAt: t });
+      expect((await store.dueOrders(t, 10, [])).map((o) => o.id)).toContain(byApproval!.order.id);
+      await expect(store.approveOrder(byApproval!.order.id, 'sup-2', t)).rejects.toMatchObject({ code: 'E_NOT_AWAITING_APPROVAL' });
+      for (const o of [byWeather, byBreaker, byApproval]) expect((await store.leaseDisconnect(o!.order.id, t, policy, A(t))).leased?.state).toBe('in_flight');
+      expect((await store.listAudit({ target: 'M-2', actor: 'sup', limit: 10 })).map((a) => a.action)).toContain('order.approve');
+    });
+
+    it('rule 9: a meter put in protected mode holds its admitted disconnect; releasing the mode wakes it', async () => {
+      const policy = openPolicy();
+      const [o] = await store.submitOrders([req({ meterId: 'M-1', notBefore: now + 10_000 })], ctx());
+      await store.setMeterFlags('M-1', { protectedMode: true }, 'field', now + 1000);
+      const held = await store.leaseDisconnect(o!.order.id, now + 10_000, policy, A(now + 10_000));
+      expect(held.leased).toBeNull();
+      expect(held.leased === null && held.order).toMatchObject({ state: 'held' });
+      expect(held.leased === null && held.order.stateReason).toMatch(/^E_PROTECTED_MODE: /);
+      const [again] = await store.submitOrders([req({ meterId: 'M-2' }), req({ meterId: 'M-1', idempotencyKey: 'x' })].slice(1), ctx());
+      expect(again!.order.state).toBe('refused'); // a new order while in protected mode is refused outright
+      expect(await store.dueOrders(now + 20_000, 10, [])).toEqual([]);
+      await store.setMeterFlags('M-1', { protectedMode: false }, 'field', now + 20_000);
+      expect((await store.dueOrders(now + 20_000, 10, [])).map((x) => x.id)).toEqual([o!.order.id]);
     });
 
     it('a paid account cancels the disconnect; an unreachable billing hook holds it', async () => {

@@ -2,10 +2,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { isTerminal, type SwitchOrder } from '../../domain/switch-order.js';
+import { DISCONNECT_REASONS, isTerminal, type SwitchOrder } from '../../domain/switch-order.js';
 import { MeterlineError } from '../../errors.js';
 import type { MeterView as StoredMeter } from '../../store/store.js';
-import { PERMISSIONS, ROLES, requirePermission, type Permission, type Principal, type Role } from '../auth.js';
+import { PERMISSIONS, ROLES, requirePermission, usableDisconnectReasons, type Permission, type Principal, type Role } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { ErrorView } from '../schemas.js';
 import { orderView } from '../views.js';
@@ -29,7 +29,12 @@ const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** Meters listed per fleet request; counts cover every meter. */
 const FLEET_LIST_LIMIT = 5_000;
 
-const WhoAmI = z.object({ name: z.string(), role: z.enum(ROLES), permissions: z.array(z.string()) });
+const WhoAmI = z.object({
+  name: z.string(),
+  role: z.enum(ROLES),
+  permissions: z.array(z.string()),
+  disconnectReasons: z.array(z.enum(DISCONNECT_REASONS)).describe('The disconnect reasons this key may use on a direct order under the current policy (README "Disconnect safety"); the console and CLI offer only these'),
+});
 const RELAY_BUCKETS = ['connected', 'disconnected', 'armed', 'unknown'] as const;
 const FleetMeter = z.object({
   meterId: z.string(),
@@ -164,7 +169,7 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
     },
     handler: async (req) => {
       const principal = await deps.keys.authenticate(req.headers.authorization);
-      return { name: principal.name, role: principal.role, permissions: permissionsOf(principal.role) };
+      return { name: principal.name, role: principal.role, permissions: permissionsOf(principal.role), disconnectReasons: usableDisconnectReasons(principal.role, deps.submitContext().policy) };
     },
   });
 

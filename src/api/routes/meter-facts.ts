@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { z } from 'zod';
-import { NOTICE_CHANNELS, NOTICE_DELIVERY } from '../../domain/policy/meter-facts.js';
+import { deliveredNoticeProblem, NOTICE_CHANNELS, NOTICE_DELIVERY } from '../../domain/policy/meter-facts.js';
 import { MeterlineError } from '../../errors.js';
 import type { MeterFactsRow } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
@@ -48,8 +48,13 @@ export const NoticeBody = z
   .object({
     channel: z.enum(NOTICE_CHANNELS),
     servedAt: iso,
-    delivery: z.enum(NOTICE_DELIVERY).describe('Only "delivered" counts as evidence; an SMS without a receipt must be followed by a phone call or hand delivery'),
-    receiptRef: z.string().max(200).nullable().default(null),
+    delivery: z.enum(NOTICE_DELIVERY).describe('Only "delivered" with its reference counts as evidence; an SMS without a receipt must be followed by a phone call or hand delivery'),
+    receiptRef: z
+      .string()
+      .max(200)
+      .nullable()
+      .default(null)
+      .describe('Required when delivery is "delivered" (400 E_NOTICE_NO_EVIDENCE otherwise): the SMS or e-mail delivery receipt, the letter\'s tracking or proof-of-posting number, the signed slip of a hand delivery, the call record'),
   })
   .strict()
   .meta({ examples: [{ channel: 'letter', servedAt: '2026-11-20T09:00:00Z', delivery: 'delivered', receiptRef: 'RM-123456' }] });
@@ -86,6 +91,11 @@ const ImportRow = z
   .strict()
   .refine((r) => (r.noticeChannel === undefined) === (r.noticeServedAt === undefined) && (r.noticeChannel === undefined) === (r.noticeDelivery === undefined), {
     message: 'noticeChannel, noticeServedAt and noticeDelivery go together',
+  })
+  .superRefine((r, ctx) => {
+    if (r.noticeChannel === undefined || r.noticeDelivery === undefined) return;
+    const problem = deliveredNoticeProblem({ channel: r.noticeChannel, delivery: r.noticeDelivery, receiptRef: r.noticeReceiptRef ?? null });
+    if (problem) ctx.addIssue({ code: 'custom', path: ['noticeReceiptRef'], message: `E_NOTICE_NO_EVIDENCE: ${problem}` });
   });
 type ImportRowT = z.infer<typeof ImportRow>;
 
@@ -200,7 +210,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
       headers: IdempotencyHeaders,
       body: z
         .union([z.object({ rows: z.array(z.record(z.string(), z.unknown())).min(1) }).strict(), z.object({ csv: z.string() })])
-        .meta({ examples: [{ rows: [{ meterId: 'SIM-000007', vulnerable: true, noticeChannel: 'phone_call', noticeServedAt: '2026-11-20T10:00:00Z', noticeDelivery: 'delivered' }] }] }),
+        .meta({ examples: [{ rows: [{ meterId: 'SIM-000007', vulnerable: true, noticeChannel: 'phone_call', noticeServedAt: '2026-11-20T10:00:00Z', noticeDelivery: 'delivered', noticeReceiptRef: 'CALL-99812' }] }] }),
       response: { 200: z.object({ rows: z.number(), meters: z.number(), notices: z.number() }), 400: ErrorView, 401: ErrorView, 403: ErrorView, 422: ErrorView },
       security: [{ bearerAuth: [] }],
     },

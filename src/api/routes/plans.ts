@@ -19,7 +19,7 @@ export const PLAN_LIMIT = 10_000;
 
 const PlanBody = z
   .object({
-    reason: z.enum(['arrears', 'credit_exhausted']),
+    reason: z.enum(['arrears', 'credit_exhausted']).describe('arrears; credit_exhausted is refused (403 E_CREDIT_CUTOFF_RESERVED): credit cut-offs come only from the gateway’s own credit control'),
     windowFrom: iso,
     windowTo: iso,
     meters: z.array(z.string().min(1).max(64)).min(1).max(PLAN_LIMIT),
@@ -81,6 +81,9 @@ export async function planRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
     },
     preHandler: requirePermission(deps.keys, 'plan:draft'),
     handler: async (req, reply) => {
+      if (req.body.reason === 'credit_exhausted') {
+        throw new MeterlineError('E_CREDIT_CUTOFF_RESERVED', 'a plan cannot cut customers off for credit: credit cut-offs come only from the gateway’s own credit control, while the meter’s ledger shows no credit (DOMAIN.md rule 8)');
+      }
       await idempotentWrite(deps.store, req, reply, ctx().now, async () => {
         const plan = await deps.store.createPlan(
           { reason: req.body.reason, note: req.body.note ?? null, windowFrom: Date.parse(req.body.windowFrom), windowTo: Date.parse(req.body.windowTo), meterIds: req.body.meters },

@@ -4,7 +4,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ERRORS, MeterlineError, type ErrorCode } from '../../errors.js';
 import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
-import { requirePermission } from '../auth.js';
+import { REASON_RULES } from '../../domain/policy/disconnect-gate.js';
+import { checkDisconnectReason, requirePermission, type Role } from '../auth.js';
 import { idempotentWrite } from '../idempotent-write.js';
 import type { ApiDeps } from '../deps.js';
 import {
@@ -31,8 +32,21 @@ function requireKey(key: string | undefined): string {
 type ReconnectInput = z.infer<typeof ReconnectBody>;
 type DisconnectInput = z.infer<typeof DisconnectBody>;
 
+/**
+ * A direct disconnect's authority (DOMAIN.md rule 7), checked before anything is stored: the caller's role may name
+ * the reason (src/api/auth.ts), and the reason's evidence is there. The gate checks the same again in the store.
+ */
+function checkDisconnect(role: Role, body: DisconnectInput): void {
+  checkDisconnectReason(role, body.reason);
+  const needs = REASON_RULES[body.reason].reference;
+  if (needs !== null && (body.reference === undefined || body.reference.trim() === '')) {
+    throw new MeterlineError('E_REFERENCE_REQUIRED', `a ${body.reason} disconnect needs "reference": ${needs} (a ticket, case or record number); nothing was created`);
+  }
+}
+
 function toRequest(meterId: string, action: 'reconnect' | 'disconnect', body: ReconnectInput | DisconnectInput, requestedBy: string, key: string): OrderRequest {
   const reconnect = action === 'reconnect' ? (body as ReconnectInput) : undefined;
+  const disconnect = action === 'disconnect' ? (body as DisconnectInput) : undefined;
   return {
     meterId,
     action,
@@ -44,6 +58,8 @@ function toRequest(meterId: string, action: 'reconnect' | 'disconnect', body: Re
     requestedBy,
     idempotencyKey: key,
     requestHash: hashOf({ meterId, action, body }),
+    origin: 'api',
+    reference: disconnect?.reference ?? null,
   };
 }
 
@@ -92,7 +108,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     schema: {
       summary: 'Disconnect a meter',
       description:
-        'Creates a disconnect order, subject to every rule of DOMAIN.md: refused (409, with the rule\'s code) while a reconnect is open (E_RECONNECT_PENDING), for a protected customer or a meter in protected mode, and for non-payment outside an approved plan (E_PLAN_REQUIRED); held (202, state "held") while a rule says "not yet" (notice, window, cap, second notice).',
+        'Creates a disconnect order, subject to every rule of DOMAIN.md (README "Disconnect safety": reason × role × rule). The key\'s role must be allowed the reason (403 E_REASON_NOT_ALLOWED; credit_exhausted is never a caller\'s: 403 E_CREDIT_CUTOFF_RESERVED) and the reason\'s reference must be there (400 E_REFERENCE_REQUIRED); nothing is created then. Refused (409, with the rule\'s code) while a reconnect is open (E_RECONNECT_PENDING), for a protected customer in arrears or a meter in protected mode, and for non-payment outside an approved plan (E_PLAN_REQUIRED); held (202, state "held") while a rule says "not yet" (notice, window, cap, second notice, a supervisor\'s approval).',
       tags: ['switching'],
       params: MeterIdParam,
       headers: IdempotencyHeaders,
@@ -102,6 +118,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     },
     preHandler: requirePermission(deps.keys, 'order:disconnect'),
     handler: async (req, reply) => {
+      checkDisconnect(req.principal!.role, req.body);
       const outcome = await submitOne(toRequest(req.params.meterId, 'disconnect', req.body, req.principal!.name, requireKey(req.headers['idempotency-key'])));
       if (outcome.kind === 'replayed') reply.header('idempotent-replayed', 'true');
       return reply.code(202).send(replyWith(outcome));
@@ -125,6 +142,8 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
           results: z.array(z.object({ index: z.number().int(), outcome: z.enum(['created', 'replayed', 'refused']), order: OrderView })),
         }),
         400: ErrorView,
+        401: ErrorView,
+        403: ErrorView,
         404: ErrorView,
         409: ErrorView,
         413: ErrorView,
@@ -136,6 +155,16 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       const key = requireKey(req.headers['idempotency-key']);
       const items = req.body.orders;
       if (items.length > BULK_LIMIT) throw new MeterlineError('E_BULK_TOO_LARGE', `${items.length} orders in one request; send at most ${BULK_LIMIT} per request`);
+      // All or nothing: one disconnect the caller has no authority for refuses the whole request.
+      for (const [index, item] of items.entries()) {
+        if (item.action !== 'disconnect') continue;
+        try {
+          checkDisconnect(req.principal!.role, item);
+        } catch (e) {
+          if (e instanceof MeterlineError) throw new MeterlineError(e.code, `order ${index} (meter ${item.meterId}): ${e.message}; nothing was created`, { index, meterId: item.meterId });
+          throw e;
+        }
+      }
       const known = await deps.store.existingMeterIds([...new Set(items.map((i) => i.meterId))]);
       const missing = items.map((i, index) => ({ index, meterId: i.meterId })).filter((i) => !known.has(i.meterId));
       if (missing.length > 0) {
@@ -182,6 +211,28 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     },
   });
 
+  r.post('/v1/orders/:orderId/approve', {
+    schema: {
+      summary: 'A supervisor approves one disconnect that waits for approval (maker–checker, never the one who asked for it)',
+      description:
+        'For a disconnect held with E_APPROVAL_REQUIRED: a customer_request or vacant_premises disconnect of a protected customer, or a safety disconnect of a medical-equipment customer. The approval (who, when) is recorded on the order and audited; the order then passes every other rule as usual. Not for arrears (plans) and never by the key that asked for the order (403 E_SELF_APPROVAL).',
+      tags: ['switching'],
+      params: OrderIdParam,
+      headers: IdempotencyHeaders,
+      response: { 200: OrderView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    preHandler: requirePermission(deps.keys, 'order:approve'),
+    handler: async (req, reply) => {
+      await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
+        const order = await deps.store.approveOrder(req.params.orderId, req.principal!.name, deps.submitContext().now);
+        deps.controller.wake();
+        deps.events.emit('order', order);
+        return { status: 200, body: orderView(order) };
+      });
+    },
+  });
+
   r.get('/v1/orders/:orderId', {
     schema: {
       summary: 'An order: its state, every attempt with outcome, latency and evidence, and every state change',
@@ -194,8 +245,8 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     handler: async (req) => {
       const order = await deps.store.getOrder(req.params.orderId);
       if (!order) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${req.params.orderId} does not exist; check the id returned when the order was created`);
-      const [attempts, events] = await Promise.all([deps.store.listAttempts(order.id), deps.store.listOrderEvents(order.id)]);
-      return orderView(order, attempts, events);
+      const [attempts, events, notifications] = await Promise.all([deps.store.listAttempts(order.id), deps.store.listOrderEvents(order.id), deps.store.listNotifications(order.meterId)]);
+      return orderView(order, attempts, events, notifications.filter((n) => n.orderId === order.id));
     },
   });
 

@@ -3,7 +3,6 @@ import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, 
 import { onOrders } from '../live.js';
 
 const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'];
-const DISCONNECT_REASONS = ['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises'];
 
 /** #/meters: open a meter by id. #/meters/<id>: the meter page. */
 export async function render(main, ctx) {
@@ -165,7 +164,9 @@ async function renderMeter(main, ctx, meterId) {
     }
   };
   const canReconnect = session.can('order:reconnect');
-  const canDisconnect = session.can('order:disconnect');
+  // Only the reasons this key may use (GET /v1/whoami, DOMAIN.md rule 7); the gateway checks them again.
+  const disconnectReasons = session.who.disconnectReasons ?? [];
+  const canDisconnect = session.can('order:disconnect') && disconnectReasons.length > 0;
   actionBox.append(h('h2', { id: 'h-actions' }, 'Switch'));
   if (!canReconnect && !canDisconnect) {
     actionBox.append(h('p', {}, `The ${session.who.role} role cannot switch meters; this page is read-only.`));
@@ -194,7 +195,8 @@ async function renderMeter(main, ctx, meterId) {
     );
   }
   if (canDisconnect) {
-    const reason = select('reason', DISCONNECT_REASONS, 'customer_request');
+    const reason = select('reason', disconnectReasons, disconnectReasons[0]);
+    const reference = h('input', { type: 'text', name: 'reference', required: true, maxlength: 200, autocomplete: 'off' });
     actionBox.append(
       h(
         'form.inline-form',
@@ -202,11 +204,12 @@ async function renderMeter(main, ctx, meterId) {
           'aria-label': 'Disconnect',
           onsubmit: (e) => {
             e.preventDefault();
-            if (!confirm(`Disconnect meter ${meterId} (${reason.value})? Every disconnect rule applies.`)) return;
-            void submit('disconnect', { reason: reason.value });
+            if (!confirm(`Disconnect meter ${meterId} (${reason.value}, ${reference.value})? Every disconnect rule applies.`)) return;
+            void submit('disconnect', { reason: reason.value, reference: reference.value.trim() });
           },
         },
         field('Disconnect reason', reason),
+        field('Reference', reference, 'the customer’s request, the move-out record or the incident'),
         h('button.danger', { type: 'submit' }, 'Disconnect'),
       ),
     );

@@ -7,7 +7,6 @@ const STATES = ['accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 
 const FINAL = new Set(['done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused']);
 const SUCCESS = new Set(['done', 'armed', 'done_by_field']);
 const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'];
-const DISCONNECT_REASONS = ['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises'];
 /** The API lists oldest first; the console reads up to this many and shows the newest first. */
 const MAX_LOADED = 10000;
 
@@ -85,9 +84,14 @@ export async function render(main, ctx) {
   if (session.can('order:bulk')) {
     const action = select('action', ['reconnect', 'disconnect'], 'reconnect');
     const reason = select('reason', RECONNECT_REASONS, 'payment');
+    // Disconnect reasons: only those this key may use (GET /v1/whoami, DOMAIN.md rule 7).
+    const disconnectReasons = session.who.disconnectReasons ?? [];
+    const reference = h('input', { type: 'text', name: 'reference', maxlength: 200, autocomplete: 'off', disabled: true });
     action.addEventListener('change', () => {
-      const list = action.value === 'reconnect' ? RECONNECT_REASONS : DISCONNECT_REASONS;
+      const list = action.value === 'reconnect' ? RECONNECT_REASONS : disconnectReasons;
       reason.replaceChildren(...list.map((r) => h('option', { value: r }, r)));
+      reference.disabled = action.value !== 'disconnect';
+      reference.required = action.value === 'disconnect';
     });
     const ids = h('textarea', { rows: 3, name: 'meters', placeholder: 'M-1, M-2 … or one per line' });
     const file = h('input', { type: 'file', accept: '.csv,.json,.txt,text/csv,application/json' });
@@ -111,7 +115,8 @@ export async function render(main, ctx) {
             }
             if (meters.length === 0) return fill(status, errorBox({ code: 'E_VALIDATION', message: 'name at least one meter' }));
             try {
-              const res = await api('/v1/orders/bulk', { method: 'POST', idempotencyKey: newIdempotencyKey('bulk'), body: { orders: meters.map((m) => ({ meterId: m, action: action.value, reason: reason.value })) } });
+              const extra = action.value === 'disconnect' ? { reference: reference.value.trim() } : {};
+              const res = await api('/v1/orders/bulk', { method: 'POST', idempotencyKey: newIdempotencyKey('bulk'), body: { orders: meters.map((m) => ({ meterId: m, action: action.value, reason: reason.value, ...extra })) } });
               bulk = { action: action.value, startedAt: Date.now(), states: new Map(res.results.map((r) => [r.order.id, r.order.state])), finishedAt: [], refused: res.refused, redraw: null };
               bulk.redraw = drawBulk;
               announce(`bulk ${action.value} created: ${res.created} orders, ${res.refused} refused`);
@@ -123,6 +128,7 @@ export async function render(main, ctx) {
         },
         field('Action', action),
         field('Reason', reason),
+        field('Reference', reference, 'disconnects: the request, move-out record or incident'),
         field('Meters', ids, 'ids separated by commas or lines, or load a CSV (meterId column) or JSON file'),
         field('Or load a file', file),
         h('button.primary', { type: 'submit' }, 'Create bulk orders'),
@@ -178,6 +184,17 @@ export async function render(main, ctx) {
       window.alert(err instanceof Error ? err.message : String(err));
     }
   };
+  const approveOrder = async (o) => {
+    if (!window.confirm(`Approve the ${o.reason} disconnect of meter ${o.meterId} (reference ${o.reference ?? '-'}, asked for by ${o.requestedBy})? The customer is protected; every other rule still applies.`)) return;
+    try {
+      const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/approve`, { method: 'POST', idempotencyKey: newIdempotencyKey() });
+      const i = orders.findIndex((x) => x.id === o.id);
+      if (i >= 0) orders[i] = after;
+      draw();
+    } catch (err) {
+      window.alert(err instanceof Error ? err.message : String(err));
+    }
+  };
   let orders = [];
   let shown = 100;
   let truncated = false;
@@ -206,6 +223,17 @@ export async function render(main, ctx) {
                   cell: (o) =>
                     ['queued', 'held', 'escalated', 'accepted'].includes(o.state)
                       ? h('button', { type: 'button', 'aria-label': `Cancel order ${o.id}`, onclick: () => cancelOrder(o) }, 'Cancel')
+                      : '',
+                },
+              ]
+            : []),
+          ...(session.can('order:approve')
+            ? [
+                {
+                  label: 'Approve',
+                  cell: (o) =>
+                    o.action === 'disconnect' && (o.stateReason ?? '').startsWith('E_APPROVAL_REQUIRED') && o.requestedBy !== session.who.name
+                      ? h('button', { type: 'button', 'aria-label': `Approve disconnect ${o.id} (${o.reason}, ${o.reference ?? 'no reference'})`, onclick: () => approveOrder(o) }, 'Approve')
                       : '',
                 },
               ]

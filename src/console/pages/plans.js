@@ -44,7 +44,8 @@ export async function render(main, ctx) {
 }
 
 function draftForm(ctx) {
-  const reason = select('reason', ['arrears', 'credit_exhausted'], 'arrears');
+  // Plans are for arrears; credit cut-offs come only from the gateway's credit control (DOMAIN.md rule 8).
+  const reason = select('reason', ['arrears'], 'arrears');
   const from = h('input', { type: 'datetime-local', required: true, value: localInput(Date.now() + 3600_000) });
   const to = h('input', { type: 'datetime-local', required: true, value: localInput(Date.now() + 3 * 86400_000) });
   const meters = h('textarea', { rows: 3, required: true, placeholder: 'meter ids, separated by commas or lines' });

@@ -43,6 +43,29 @@ export interface NoticeRecord {
   recordedAt: number;
 }
 
+/** What each channel's reference is, in the words a person recording a notice understands. */
+export const NOTICE_REFERENCE: Readonly<Record<NoticeChannel, string>> = {
+  sms: "the SMS gateway's delivery receipt",
+  email: "the mail server's delivery receipt",
+  letter: 'the tracking or proof-of-posting number',
+  hand_delivered: 'the signed delivery slip',
+  phone_call: 'the call record',
+};
+
+/**
+ * Rule 1: a notice is evidence only when it is `delivered` AND carries its reference (an SMS or e-mail with no
+ * receipt reference, a letter or hand delivery with no record of it, is a claim, not evidence). Returns why a
+ * notice recorded as delivered is not evidence, or null when it is (or when it does not claim delivery).
+ */
+export function deliveredNoticeProblem(n: Pick<NoticeRecord, 'channel' | 'delivery' | 'receiptRef'>): string | null {
+  if (n.delivery !== 'delivered') return null;
+  if (n.receiptRef !== null && n.receiptRef.trim().length > 0) return null;
+  return `a notice by ${n.channel.replace('_', ' ')} recorded as delivered needs its reference (${NOTICE_REFERENCE[n.channel]}); without it the delivery is not evidence`;
+}
+
+/** Rule 1: the notices the gate may count. */
+export const isNoticeEvidence = (n: Pick<NoticeRecord, 'channel' | 'delivery' | 'receiptRef'>): boolean => n.delivery === 'delivered' && deliveredNoticeProblem(n) === null;
+
 export interface PlanFacts {
   id: string;
   status: 'draft' | 'approved' | 'rejected' | 'cancelled';

@@ -200,6 +200,18 @@ function statusOf(b: Book, config: CreditLedgerConfig): CreditStatus {
   return 'in_credit';
 }
 
+const GRADING_FREE: CreditLedgerConfig = { warnAtPercentOfLastTopUp: [], emergencyCredit: { amount: 0, offerWhenBelow: 0 } };
+
+/**
+ * DOMAIN.md rule 8: whether the ledger shows no credit at all, emergency credit included: the only state in
+ * which a credit cut-off may run. It needs no configuration: warning thresholds and the offer level only grade
+ * credit that exists.
+ */
+export function ledgerShowsNoCredit(events: readonly CreditEvent[]): { noCredit: boolean; balance: number; emergencyCreditRemaining: number } {
+  const s = creditState(events, GRADING_FREE);
+  return { noCredit: s.status === 'exhausted', balance: s.balance, emergencyCreditRemaining: s.emergencyCreditRemaining };
+}
+
 /**
  * Whether emergency credit can be offered now: configured, not in use (nor owed from an earlier grant), and the
  * balance below the offer level or spent.
