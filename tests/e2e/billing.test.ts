@@ -19,6 +19,8 @@ const meters: TestMeter[] = [
   { meterId: 'PP-3', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'ACC-A1', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'ACC-A2', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'PP-4', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'PP-5', profileId: CLOSES, initialRelay: 'connected' },
 ];
 
 interface Delivered {
@@ -163,6 +165,71 @@ describe('callbacks', () => {
     const feed = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key: f.billingKey })).body;
     await until('all delivered', async () => (await f.http('GET', '/v1/callbacks/deliveries?limit=1000', { key: f.billingKey })).body.items.every((e: any) => e.delivery.deliveredAt !== null));
     expect(received.length).toBe(feed.items.length);
+  });
+});
+
+describe('change feed numbering', () => {
+  it('two billing clients with events interleaved each get seq 1, 2, 3, … with no gap, in their change feed and in the callbacks they received', async () => {
+    // A second billing system, with its own key and its own receiver.
+    const created = await f.http('POST', '/v1/keys', { key: f.adminKey, headers: k(), body: { name: 'second-billing', role: 'billing' } });
+    expect(created.status).toBe(201);
+    const key2 = created.body.key as string;
+    const secret2 = 'second-billing-callback-secret';
+    const received2: Delivered[] = [];
+    const endpoint2 = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c: Buffer) => (raw += c.toString()));
+      req.on('end', () => {
+        const body = JSON.parse(raw) as Delivered;
+        const valid = req.headers['x-meterline-signature'] === `sha256=${createHmac('sha256', secret2).update(raw).digest('hex')}` && req.headers['x-meterline-event-seq'] === String(body.seq);
+        received2.push({ seq: body.seq, kind: body.kind, meterId: body.meterId, orderId: body.orderId, valid });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => endpoint2.listen(0, '127.0.0.1', r));
+    try {
+      const url2 = `http://127.0.0.1:${(endpoint2.address() as AddressInfo).port}/second`;
+      expect((await f.http('PUT', '/v1/callbacks', { key: key2, headers: k(), body: { url: url2, secret: secret2 } })).status).toBe(200);
+
+      // Rounds of: the first client's reconnect, the operator's cut-off (an event in the operator's own feed), and
+      // the second client's top-up that reconnects the meter.
+      for (let round = 0; round < 3; round++) {
+        const first = await f.http('POST', '/v1/meters/PP-4/reconnect', { key: f.billingKey, headers: k(), body: { reason: 'customer_request' } });
+        expect((await f.waitForOrder(await cutOff('PP-5'))).state).toBe('done');
+        const p = await f.http('POST', '/v1/payments', { key: key2, headers: k(), body: { meterId: 'PP-5', amount: 5, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+        expect(p.status).toBe(201);
+        expect((await f.waitForOrder(first.body.id)).state).toBe('done');
+        expect((await f.waitForOrder(p.body.effects[0].reconnectOrderId)).state).toBe('done');
+      }
+
+      const oneTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+      for (const [key, got] of [
+        [f.billingKey, received],
+        [key2, received2],
+      ] as const) {
+        await until('all delivered', async () => (await f.http('GET', '/v1/callbacks/deliveries?limit=1000', { key })).body.items.every((e: any) => e.delivery.deliveredAt !== null));
+        const feed = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key })).body.items as { seq: number }[];
+        expect(feed.map((e) => e.seq)).toEqual(oneTo(feed.length));
+        // What the receiver holds once it drops a seq it already has (delivery is at least once): 1..N, nothing missing.
+        expect([...new Set(got.map((r) => r.seq))].sort((a, b) => a - b)).toEqual(oneTo(feed.length));
+        expect(got.every((r) => r.valid)).toBe(true);
+      }
+      const feed2 = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key: key2 })).body;
+      expect(feed2.items.map((e: any) => [e.seq, e.kind, e.meterId])).toEqual([
+        [1, 'order.done', 'PP-5'],
+        [2, 'order.done', 'PP-5'],
+        [3, 'order.done', 'PP-5'],
+      ]);
+      expect(feed2.next).toBe(3);
+      // Paging by cursor, and the operator's own feed, numbered the same way.
+      expect((await f.http('GET', '/v1/changes?after=1&limit=1', { key: key2 })).body).toMatchObject({ items: [{ seq: 2 }], next: 2 });
+      const ops = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key: f.operatorKey })).body.items as { seq: number }[];
+      expect(ops.length).toBeGreaterThanOrEqual(3);
+      expect(ops.map((e) => e.seq)).toEqual(oneTo(ops.length));
+    } finally {
+      endpoint2.closeAllConnections();
+      await new Promise<void>((r) => endpoint2.close(() => r()));
+    }
   });
 });
 
