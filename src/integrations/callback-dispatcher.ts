@@ -7,7 +7,9 @@ import type { ClientEvent, GatewayStore } from '../store/store.js';
 /**
  * Delivers each billing client's change feed to its callback URL: `POST` with the event as JSON,
  * `X-Meterline-Signature: sha256=<HMAC-SHA256 of the body with the client's secret>` and
- * `X-Meterline-Event-Seq`. In order per meter: a meter's next event waits until the one before it was delivered;
+ * `X-Meterline-Event-Seq` (the event's number in this client's feed: 1, 2, 3, … with no gaps, so a receiver that
+ * misses a number knows it lost one; delivery is at least once, so it drops a number it already has). In order
+ * per meter: a meter's next event waits until the one before it was delivered;
  * meters do not wait for each other. A failed delivery is retried with backoff (capped at `maxRetryDelayMs`); the
  * feed lives in the store, so an endpoint that is down loses nothing and gets every event, in order, when it is back.
  */
@@ -80,12 +82,12 @@ export class CallbackDispatcher {
     }
     const now = this.clock.now();
     if (error === null) {
-      await this.store.markClientEvent(e.seq, now, { delivered: true });
+      await this.store.markClientEvent(e.client, e.seq, now, { delivered: true });
       this.onDelivered?.(true);
       return true;
     }
     const retryAt = now + retryDelay(e.attempts + 1, 1000, this.options.maxRetryDelayMs, Math.random());
-    await this.store.markClientEvent(e.seq, now, { delivered: false, error, retryAt });
+    await this.store.markClientEvent(e.client, e.seq, now, { delivered: false, error, retryAt });
     this.onDelivered?.(false);
     this.logger.warn({ client: e.client, meterId: e.meterId, orderId: e.orderId, seq: e.seq, error }, 'callback not delivered; will retry');
     return false;

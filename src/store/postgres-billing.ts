@@ -1,28 +1,43 @@
 import type { SwitchOrder } from '../domain/switch-order.js';
 import type { Q, Row } from './postgres-db.js';
 import { CLIENT_VISIBLE_STATES, clientEventFromRow, paymentFromRow } from './sqlite-billing.js';
-import { orderEventPayload } from './store-rows.js';
+import { CLIENT_FEED_SQL, type FeedEvent, numbered, orderFeedEvent } from './store-rows.js';
 import type { CallbackSubscription, ClientEvent, PaymentRecord } from './store.js';
 
 /**
  * Billing integration rows on PostgreSQL (payments, callback subscriptions, the per-client change feed): the same
- * semantics as sqlite-billing.ts. The feed row is written in the transaction of the order change it reports.
+ * semantics as sqlite-billing.ts. The feed row is written in the transaction of the order change it reports, numbered
+ * per client with no gaps (CLIENT_FEED_SQL in store-rows.ts).
  */
 export const pgPaymentFromRow = (r: Row): PaymentRecord => paymentFromRow({ ...r, posted: r.posted === true ? 1 : 0 });
 
-/** Called for every order transition, inside its transaction. */
+/** A client's next number and its event in one round trip, so its counter row is locked from here to COMMIT only. */
+const INSERT_FEED_EVENT = `WITH next AS (${numbered(CLIENT_FEED_SQL.nextSeq)})
+  INSERT INTO client_feed (client, seq, meter_id, order_id, kind, payload, at, next_attempt_at) SELECT $1, last_seq, $2, $3, $4, $5, $6, $6 FROM next`;
+
+/** The feed events of a transaction, waiting for its end (see orderChanged). */
+const unwritten = new WeakMap<Q, FeedEvent[]>();
+
+/**
+ * Called for every order transition, inside its transaction. The event is written at the end of the transaction
+ * (`atCommit`): taking the client's number locks its counter row until COMMIT, and every other transaction with
+ * an event for that client waits on it, so it is taken last. The events go by client, one client's in the order
+ * they happened, so two transactions take their clients' counters in the same order and cannot deadlock on them.
+ */
 export async function orderChanged(q: Q, order: SwitchOrder, now: number): Promise<void> {
   if (!CLIENT_VISIBLE_STATES.has(order.state)) return;
-  const payload = orderEventPayload(order, now);
-  await q.run('INSERT INTO client_events (client, meter_id, order_id, kind, payload, at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $6)', [
-    order.requestedBy,
-    order.meterId,
-    order.id,
-    `order.${order.state}`,
-    JSON.stringify(payload),
-    now,
-  ]);
+  const waiting = unwritten.get(q);
+  if (waiting) return void waiting.push(orderFeedEvent(order, now));
+  const events = [orderFeedEvent(order, now)];
+  unwritten.set(q, events);
+  q.atCommit(async () => {
+    unwritten.delete(q);
+    const byClient = [...events].sort((a, b) => (a.client < b.client ? -1 : a.client > b.client ? 1 : 0)); // stable: a client's events keep their order
+    for (const e of byClient) await q.run(INSERT_FEED_EVENT, [e.client, e.meterId, e.orderId, e.kind, e.payload, e.at]);
+  });
 }
+
+const SQL = { after: numbered(CLIENT_FEED_SQL.after), pending: numbered(CLIENT_FEED_SQL.pending), delivered: numbered(CLIENT_FEED_SQL.delivered), failed: numbered(CLIENT_FEED_SQL.failed) };
 
 const subFromRow = (r: Row): CallbackSubscription => ({ client: r.client as string, url: r.url as string, secret: r.secret as string, updatedAt: r.updated_at as number });
 
@@ -45,14 +60,14 @@ export async function callbacks(q: Q): Promise<CallbackSubscription[]> {
 }
 
 export async function clientEvents(q: Q, client: string, afterSeq: number, limit: number): Promise<ClientEvent[]> {
-  return (await q.all('SELECT * FROM client_events WHERE client = $1 AND seq > $2 ORDER BY seq LIMIT $3', [client, afterSeq, limit])).map(clientEventFromRow);
+  return (await q.all(SQL.after, [client, afterSeq, limit])).map(clientEventFromRow);
 }
 
 export async function pendingClientEvents(q: Q, client: string, limit: number): Promise<ClientEvent[]> {
-  return (await q.all('SELECT * FROM client_events WHERE client = $1 AND delivered_at IS NULL ORDER BY seq LIMIT $2', [client, limit])).map(clientEventFromRow);
+  return (await q.all(SQL.pending, [client, limit])).map(clientEventFromRow);
 }
 
-export async function markClientEvent(q: Q, seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
-  if (result.delivered) await q.run('UPDATE client_events SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE seq = $2', [now, seq]);
-  else await q.run('UPDATE client_events SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE seq = $3', [result.error, result.retryAt, seq]);
+export async function markClientEvent(q: Q, client: string, seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
+  if (result.delivered) await q.run(SQL.delivered, [now, client, seq]);
+  else await q.run(SQL.failed, [result.error, result.retryAt, client, seq]);
 }

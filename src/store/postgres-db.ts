@@ -31,6 +31,8 @@ export function isCachedPlanChange(error: unknown): boolean {
 export class Q {
   /** Whether this transaction already holds the audit lock (taken once, held to commit). */
   auditLocked = false;
+  /** Work this transaction does last, just before COMMIT (see `atCommit`). */
+  private readonly finalSteps: (() => Promise<void>)[] = [];
 
   /** `autocommit`: each statement is its own transaction (the pool), so a failed one can simply run again. */
   constructor(
@@ -45,6 +47,20 @@ export class Q {
 
   async get(sql: string, args: readonly unknown[] = []): Promise<Row | undefined> {
     return (await this.all(sql, args))[0];
+  }
+
+  /**
+   * Do `step` last, after the rest of the transaction and just before COMMIT (the store's `tx` runs it): for
+   * writes that take a lock others wait on until COMMIT, so it is held as briefly as possible. Only in a transaction.
+   */
+  atCommit(step: () => Promise<void>): void {
+    if (this.autocommit) throw new Error('Q.atCommit: not in a transaction (each statement on the pool commits alone)');
+    this.finalSteps.push(step);
+  }
+
+  /** The steps `atCommit` deferred, in the order they were given; the store's `tx` calls this before COMMIT. */
+  async runFinalSteps(): Promise<void> {
+    for (let step = this.finalSteps.shift(); step; step = this.finalSteps.shift()) await step();
   }
 
   /** Run a change; returns the number of rows it touched. */

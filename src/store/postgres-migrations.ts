@@ -324,6 +324,36 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   UPDATE orders SET origin = 'plan' WHERE plan_id IS NOT NULL;
   CREATE INDEX notifications_order ON notifications (order_id, created_at) WHERE order_id IS NOT NULL;
   `,
+  // 5: the change feed numbered per billing client, 1, 2, 3, … with no gaps (issue 20): client_feed keyed by
+  // (client, seq), each client's next number from its counter row in client_seq (not a sequence: a rolled-back
+  // transaction would leave a gap). The events so far are renumbered per client in their old order; the old table
+  // is locked first, so an instance of the older release cannot add an event between the copy and the drop. The
+  // table has a new name so that such an instance's statements fail loudly instead of matching one row per client
+  // (its UPDATE … WHERE seq = N).
+  `
+  LOCK TABLE client_events IN ACCESS EXCLUSIVE MODE;
+  CREATE TABLE client_feed (
+    client TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    meter_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT,
+    PRIMARY KEY (client, seq)
+  );
+  CREATE INDEX client_feed_pending ON client_feed (client, seq) WHERE delivered_at IS NULL;
+  INSERT INTO client_feed (client, seq, meter_id, order_id, kind, payload, at, attempts, next_attempt_at, delivered_at, last_error)
+    SELECT client, ROW_NUMBER() OVER (PARTITION BY client ORDER BY seq), meter_id, order_id, kind, payload, at, attempts, next_attempt_at, delivered_at, last_error
+    FROM client_events;
+  CREATE TABLE client_seq (client TEXT PRIMARY KEY, last_seq BIGINT NOT NULL);
+  INSERT INTO client_seq (client, last_seq) SELECT client, MAX(seq) FROM client_feed GROUP BY client;
+  DROP TABLE client_events;
+  `,
 ];
 
 /** A schema name safe to put in a search_path and in DDL without quoting tricks. */

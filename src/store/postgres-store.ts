@@ -158,7 +158,9 @@ export class PostgresStore implements GatewayStore {
       client.on('error', onError);
       try {
         await client.query('BEGIN');
-        const value = await fn(new Q(client, this.statements));
+        const q = new Q(client, this.statements);
+        const value = await fn(q);
+        await q.runFinalSteps();
         await client.query('COMMIT');
         return value;
       } catch (error) {
@@ -1225,8 +1227,8 @@ export class PostgresStore implements GatewayStore {
     return billing.pendingClientEvents(this.r, client, limit);
   }
 
-  markClientEvent(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
-    return billing.markClientEvent(this.r, seq, now, result);
+  markClientEvent(client: string, seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
+    return billing.markClientEvent(this.r, client, seq, now, result);
   }
 
   // ---- prepayment credit ----------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 import type Database from 'better-sqlite3';
 import type { SwitchOrder } from '../domain/switch-order.js';
-import { orderEventPayload } from './store-rows.js';
+import { CLIENT_FEED_SQL, feedInsertArgs, orderFeedEvent } from './store-rows.js';
 import type { CallbackSubscription, ClientEvent, PaymentRecord } from './store.js';
 
 /**
  * Billing integration rows: payments with what they caused, callback subscriptions, and the per-client change
  * feed. The feed is written in the same transaction as the order change it reports, so a change is reported
- * exactly once and never lost; delivery state lives on the same row (the delivery log).
+ * exactly once and never lost; each client's events are numbered 1, 2, 3, … with no gaps (CLIENT_FEED_SQL in
+ * store-rows.ts); delivery state lives on the same row (the delivery log).
  */
 type Row = Record<string, unknown>;
 
@@ -46,17 +47,28 @@ export function clientEventFromRow(r: Row): ClientEvent {
 }
 
 export class SqliteBilling {
-  private readonly insertEvent: Database.Statement;
+  private readonly feed: { [K in keyof typeof CLIENT_FEED_SQL]: Database.Statement };
 
   constructor(private readonly db: Database.Database) {
-    this.insertEvent = db.prepare('INSERT INTO client_events (client, meter_id, order_id, kind, payload, at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.feed = {
+      nextSeq: db.prepare(CLIENT_FEED_SQL.nextSeq),
+      insert: db.prepare(CLIENT_FEED_SQL.insert),
+      after: db.prepare(CLIENT_FEED_SQL.after),
+      pending: db.prepare(CLIENT_FEED_SQL.pending),
+      delivered: db.prepare(CLIENT_FEED_SQL.delivered),
+      failed: db.prepare(CLIENT_FEED_SQL.failed),
+    };
   }
 
-  /** Called for every order transition, inside its transaction. */
+  /**
+   * Called for every order transition, inside its transaction. SQLite has one writer, so the client's counter
+   * needs no lock; the write's transaction (or its savepoint) takes the number back with the event if it rolls back.
+   */
   orderChanged(order: SwitchOrder, now: number): void {
     if (!CLIENT_VISIBLE_STATES.has(order.state)) return;
-    const payload = orderEventPayload(order, now);
-    this.insertEvent.run(order.requestedBy, order.meterId, order.id, `order.${order.state}`, JSON.stringify(payload), now, now);
+    const event = orderFeedEvent(order, now);
+    const { last_seq: seq } = this.feed.nextSeq.get(event.client) as { last_seq: number };
+    this.feed.insert.run(...feedInsertArgs(event, seq));
   }
 
   setCallback(client: string, url: string, secret: string, now: number): CallbackSubscription {
@@ -76,15 +88,15 @@ export class SqliteBilling {
   }
 
   events(client: string, afterSeq: number, limit: number): ClientEvent[] {
-    return (this.db.prepare('SELECT * FROM client_events WHERE client = ? AND seq > ? ORDER BY seq LIMIT ?').all(client, afterSeq, limit) as Row[]).map(clientEventFromRow);
+    return (this.feed.after.all(client, afterSeq, limit) as Row[]).map(clientEventFromRow);
   }
 
   pending(client: string, limit: number): ClientEvent[] {
-    return (this.db.prepare('SELECT * FROM client_events WHERE client = ? AND delivered_at IS NULL ORDER BY seq LIMIT ?').all(client, limit) as Row[]).map(clientEventFromRow);
+    return (this.feed.pending.all(client, limit) as Row[]).map(clientEventFromRow);
   }
 
-  mark(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): void {
-    if (result.delivered) this.db.prepare('UPDATE client_events SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE seq = ?').run(now, seq);
-    else this.db.prepare('UPDATE client_events SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE seq = ?').run(result.error, result.retryAt, seq);
+  mark(client: string, seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): void {
+    if (result.delivered) this.feed.delivered.run(now, client, seq);
+    else this.feed.failed.run(result.error, result.retryAt, client, seq);
   }
 }

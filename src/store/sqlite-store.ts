@@ -1193,8 +1193,8 @@ export class SqliteStore implements GatewayStore {
     return this.p.billing.pending(client, limit);
   }
 
-  markClientEvent(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
-    return this.enqueue(() => this.p.billing.mark(seq, now, result));
+  markClientEvent(client: string, seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void> {
+    return this.enqueue(() => this.p.billing.mark(client, seq, now, result));
   }
 
   // ---- prepayment credit ----------------------------------------------------------------------------------

@@ -309,6 +309,47 @@ export function orderEventPayload(order: SwitchOrder, now: number): Record<strin
   };
 }
 
+/** One change for a billing client's feed, before it has its number. */
+export interface FeedEvent {
+  client: string;
+  meterId: string;
+  orderId: string;
+  kind: string;
+  /** JSON text. */
+  payload: string;
+  at: number;
+}
+
+/** The feed event of an order transition: it goes to the client that asked for the order. */
+export function orderFeedEvent(order: SwitchOrder, now: number): FeedEvent {
+  return { client: order.requestedBy, meterId: order.meterId, orderId: order.id, kind: `order.${order.state}`, payload: JSON.stringify(orderEventPayload(order, now)), at: now };
+}
+
+/**
+ * The billing change feed's statements, written once for both stores (placeholders `?`; `numbered` makes them
+ * PostgreSQL's). Each client's events are numbered 1, 2, 3, … by its own counter row in client_seq, taken in the
+ * transaction that writes the event: a rollback takes the number back with the event, so there is no gap, and on
+ * PostgreSQL the row stays locked to COMMIT, so a client's events commit in the order of their numbers (a reader
+ * paging with `after` never sees N + 1 before N). An event is named by (client, seq).
+ */
+export const CLIENT_FEED_SQL = {
+  nextSeq: 'INSERT INTO client_seq (client, last_seq) VALUES (?, 1) ON CONFLICT (client) DO UPDATE SET last_seq = client_seq.last_seq + 1 RETURNING last_seq',
+  insert: 'INSERT INTO client_feed (client, seq, meter_id, order_id, kind, payload, at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+  after: 'SELECT * FROM client_feed WHERE client = ? AND seq > ? ORDER BY seq LIMIT ?',
+  pending: 'SELECT * FROM client_feed WHERE client = ? AND delivered_at IS NULL ORDER BY seq LIMIT ?',
+  delivered: 'UPDATE client_feed SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE client = ? AND seq = ?',
+  failed: 'UPDATE client_feed SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE client = ? AND seq = ?',
+} as const;
+
+/** The arguments of `CLIENT_FEED_SQL.insert` (a new event is due for delivery at once). */
+export const feedInsertArgs = (e: FeedEvent, seq: number): unknown[] => [e.client, seq, e.meterId, e.orderId, e.kind, e.payload, e.at, e.at];
+
+/** `?` placeholders as PostgreSQL's `$1, $2, …` (the shared statements hold no `?` inside literals). */
+export function numbered(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+}
+
 /** Why a payment cancels a pending disconnect (DOMAIN.md rule 3). */
 /** What the audit log records when an order is admitted. */
 /** An order request that reuses its caller's idempotency key with another body: refused, nothing changes. */

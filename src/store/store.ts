@@ -299,6 +299,10 @@ export interface CallbackSubscription {
 
 /** One change a billing client hears about: the change feed and, with its delivery state, the delivery log. */
 export interface ClientEvent {
+  /**
+   * The event's number in its client's feed: 1 for the client's first event, then exactly one more for each
+   * next one, whatever other clients do; never skipped, never reused. (client, seq) names the event.
+   */
   seq: number;
   client: string;
   meterId: string;
@@ -494,9 +498,10 @@ export interface GatewayStore {
   setCallback(client: string, url: string, secret: string, now: number): Promise<CallbackSubscription>;
   getCallback(client: string): Promise<CallbackSubscription | undefined>;
   listCallbacks(): Promise<CallbackSubscription[]>;
+  /** The client's events with a seq above `afterSeq`, in seq order. */
   clientEvents(client: string, afterSeq: number, limit: number): Promise<ClientEvent[]>;
   pendingClientEvents(client: string, limit: number): Promise<ClientEvent[]>;
-  markClientEvent(seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void>;
+  markClientEvent(client: string, seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void>;
 
   // ---- prepayment credit (issue 7) ----
   appendCreditEvent(meterId: string, event: CreditEvent, actor: string): Promise<void>;

@@ -26,4 +26,15 @@ describe('OpenAPI document', () => {
     expect(missing).toEqual([]);
     for (const [, , op] of ops) expect(op.summary ?? op.description, JSON.stringify(op).slice(0, 80)).toBeTruthy();
   });
+
+  it('says what a billing receiver may rely on in `seq`: per client, from 1, no gaps (a gap means loss), at-least-once callbacks', async () => {
+    const spec = (await f.http('GET', '/openapi.json', { key: null })).body;
+    for (const path of ['/v1/changes', '/v1/callbacks/deliveries']) {
+      const seq = spec.paths[path].get.responses['200'].content['application/json'].schema.properties.items.items.properties.seq;
+      expect(seq).toMatchObject({ type: 'integer', minimum: 1 });
+      for (const promise of ["this billing client's own feed", '1 for its first event', 'exactly one more', 'never skipped', 'a gap there means loss', 'at least once', 'drops a seq it already has']) {
+        expect(seq.description, path).toContain(promise);
+      }
+    }
+  });
 });

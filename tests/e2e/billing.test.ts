@@ -19,6 +19,9 @@ const meters: TestMeter[] = [
   { meterId: 'PP-3', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'ACC-A1', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'ACC-A2', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'PP-4', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'PP-5', profileId: CLOSES, initialRelay: 'connected' },
+  { meterId: 'PP-6', profileId: CLOSES, initialRelay: 'connected' },
 ];
 
 interface Delivered {
@@ -58,12 +61,13 @@ const until = async (what: string, cond: () => boolean | Promise<boolean>, timeo
  * reading reaches credit control, and credit control orders the cut-off (DOMAIN.md rule 8).
  */
 const cutOff = async (meterId: string) => {
+  const cutOffs = async () => ((await f.http('GET', `/v1/orders?meterId=${meterId}&limit=1000`)).body.items as any[]).filter((o) => o.action === 'disconnect' && o.reason === 'credit_exhausted').map((o) => o.id as string);
+  const before = new Set(await cutOffs());
   await f.http('PUT', `/v1/meters/${meterId}/flags`, { key: f.billingKey, headers: k(), body: { prepaymentMode: true, prepaymentAgreementRef: `PPA-${meterId}` } });
   expect((await f.gateway.controller.readNow(meterId)).ok).toBe(true);
   let id: string | undefined;
   await until(`credit control's cut-off of ${meterId}`, async () => {
-    const orders = (await f.http('GET', `/v1/orders?meterId=${meterId}`)).body.items as any[];
-    id = orders.find((o) => o.action === 'disconnect' && o.reason === 'credit_exhausted' && !['cancelled', 'done', 'refused'].includes(o.state))?.id;
+    id = (await cutOffs()).find((o) => !before.has(o));
     return id !== undefined;
   });
   return id!;
@@ -174,6 +178,70 @@ describe('callbacks', () => {
     const feed = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key: f.billingKey })).body;
     await until('all delivered', async () => (await f.http('GET', '/v1/callbacks/deliveries?limit=1000', { key: f.billingKey })).body.items.every((e: any) => e.delivery.deliveredAt !== null));
     expect(received.length).toBe(feed.items.length);
+  });
+});
+
+describe('change feed numbering', () => {
+  it('two billing clients with events interleaved each get seq 1, 2, 3, … with no gap, in their change feed and in the callbacks they received', async () => {
+    // A second billing system, with its own key and its own receiver.
+    const created = await f.http('POST', '/v1/keys', { key: f.adminKey, headers: k(), body: { name: 'second-billing', role: 'billing' } });
+    expect(created.status).toBe(201);
+    const key2 = created.body.key as string;
+    const secret2 = 'second-billing-callback-secret';
+    const received2: Delivered[] = [];
+    const endpoint2 = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c: Buffer) => (raw += c.toString()));
+      req.on('end', () => {
+        const body = JSON.parse(raw) as Delivered;
+        const valid = req.headers['x-meterline-signature'] === `sha256=${createHmac('sha256', secret2).update(raw).digest('hex')}` && req.headers['x-meterline-event-seq'] === String(body.seq);
+        received2.push({ seq: body.seq, kind: body.kind, meterId: body.meterId, orderId: body.orderId, valid });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => endpoint2.listen(0, '127.0.0.1', r));
+    try {
+      const url2 = `http://127.0.0.1:${(endpoint2.address() as AddressInfo).port}/second`;
+      expect((await f.http('PUT', '/v1/callbacks', { key: key2, headers: k(), body: { url: url2, secret: secret2 } })).status).toBe(200);
+
+      // Rounds of: the first client's reconnect, an operator's order (an event in the operator's own feed), and the
+      // second client's reconnect after a payment it took.
+      for (let round = 0; round < 3; round++) {
+        const first = await f.http('POST', '/v1/meters/PP-4/reconnect', { key: f.billingKey, headers: k(), body: { reason: 'customer_request' } });
+        const byOperator = await f.http('POST', '/v1/meters/PP-6/reconnect', { headers: k(), body: { reason: 'operator' } });
+        const second = await f.http('POST', '/v1/meters/PP-5/reconnect', { key: key2, headers: k(), body: { reason: 'payment', paymentReceivedAt: new Date(clock.now()).toISOString() } });
+        expect(second.status).toBe(202);
+        for (const id of [first.body.id, byOperator.body.id, second.body.id]) expect((await f.waitForOrder(id)).state).toBe('done');
+      }
+
+      const oneTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+      for (const [key, got] of [
+        [f.billingKey, received],
+        [key2, received2],
+      ] as const) {
+        await until('all delivered', async () => (await f.http('GET', '/v1/callbacks/deliveries?limit=1000', { key })).body.items.every((e: any) => e.delivery.deliveredAt !== null));
+        const feed = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key })).body.items as { seq: number }[];
+        expect(feed.map((e) => e.seq)).toEqual(oneTo(feed.length));
+        // What the receiver holds once it drops a seq it already has (delivery is at least once): 1..N, nothing missing.
+        expect([...new Set(got.map((r) => r.seq))].sort((a, b) => a - b)).toEqual(oneTo(feed.length));
+        expect(got.every((r) => r.valid)).toBe(true);
+      }
+      const feed2 = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key: key2 })).body;
+      expect(feed2.items.map((e: any) => [e.seq, e.kind, e.meterId])).toEqual([
+        [1, 'order.done', 'PP-5'],
+        [2, 'order.done', 'PP-5'],
+        [3, 'order.done', 'PP-5'],
+      ]);
+      expect(feed2.next).toBe(3);
+      // Paging by cursor, and the operator's own feed, numbered the same way.
+      expect((await f.http('GET', '/v1/changes?after=1&limit=1', { key: key2 })).body).toMatchObject({ items: [{ seq: 2 }], next: 2 });
+      const ops = (await f.http('GET', '/v1/changes?after=0&limit=1000', { key: f.operatorKey })).body.items as { seq: number }[];
+      expect(ops.length).toBeGreaterThanOrEqual(3);
+      expect(ops.map((e) => e.seq)).toEqual(oneTo(ops.length));
+    } finally {
+      endpoint2.closeAllConnections();
+      await new Promise<void>((r) => endpoint2.close(() => r()));
+    }
   });
 });
 

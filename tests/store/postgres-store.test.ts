@@ -185,4 +185,75 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       await old.close();
     }
   });
+
+  it('change feed: a client\'s next event waits for its earlier one to commit or roll back, so a reader never sees N + 1 before N and a rollback leaves no gap', async () => {
+    const schema = freshSchema();
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    await store.migrate();
+    const other = new pg.Client({ connectionString: DATABASE_URL });
+    await other.connect();
+    try {
+      await store.upsertMeters([{ meterId: 'M-1', profileId: 'p', link: 'L1', region: 'north' }, { meterId: 'M-2', profileId: 'p', link: 'L1', region: 'north' }], now);
+      let n = 0;
+      const ctx = { now, reconnectLimitHours: 24, newOrderId: () => `ord_${++n}`, policy: openPolicy() };
+      const refused = (meterId: string) => store.submitOrders([{ ...request(meterId), reason: 'arrears', requestedBy: 'bill-a' }], ctx); // an event for bill-a
+      await refused('M-1');
+      // Another transaction (another instance) has taken bill-a's number 2 and not committed yet.
+      await other.query(`SET search_path TO ${schema}`);
+      await other.query('BEGIN');
+      const taken = await other.query(`INSERT INTO client_seq (client, last_seq) VALUES ('bill-a', 1) ON CONFLICT (client) DO UPDATE SET last_seq = client_seq.last_seq + 1 RETURNING last_seq`);
+      expect(Number(taken.rows[0].last_seq)).toBe(2);
+      await other.query(`INSERT INTO client_feed (client, seq, meter_id, order_id, kind, payload, at, next_attempt_at) VALUES ('bill-a', 2, 'M-1', 'ord_x', 'order.done', '{}', 1, 1)`);
+      let settled = false;
+      const next = refused('M-2').finally(() => (settled = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(settled).toBe(false); // waits on bill-a's counter, not committed as 3 ahead of 2
+      expect((await store.clientEvents('bill-a', 0, 10)).map((e) => e.seq)).toEqual([1]);
+      await other.query('ROLLBACK');
+      const [second] = await next;
+      expect((await store.clientEvents('bill-a', 0, 10)).map((e) => [e.seq, e.orderId])).toEqual([
+        [1, 'ord_1'],
+        [2, second!.order.id],
+      ]);
+    } finally {
+      await other.end();
+      await store.close();
+    }
+  });
+
+  it('upgrading renumbers an existing change feed per client, 1..N in the old order, keeping delivery state; the next event follows on', async () => {
+    const schema = freshSchema();
+    // A schema of the release before the per-client numbering, with a feed numbered across clients.
+    const perClient = POSTGRES_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE client_feed'));
+    const client = new pg.Client({ connectionString: DATABASE_URL });
+    await client.connect();
+    try {
+      await client.query(`CREATE SCHEMA ${schema}`);
+      await client.query(`SET search_path TO ${schema}`);
+      await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+      for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, perClient).entries()) {
+        await client.query(m);
+        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
+      }
+      for (const [who, orderId, deliveredAt] of [['a', 'o1', 5], ['b', 'o2', 5], ['ops', 'o3', null], ['a', 'o4', null], ['b', 'o5', null], ['a', 'o6', null]] as const) {
+        await client.query(`INSERT INTO client_events (client, meter_id, order_id, kind, payload, at, next_attempt_at, delivered_at) VALUES ($1, 'M-1', $2, 'order.done', '{}', 1, 1, $3)`, [who, orderId, deliveredAt]);
+      }
+      await client.query(`DELETE FROM client_events WHERE order_id = 'o3'`); // a hole, as a rolled-back write left one
+    } finally {
+      await client.end();
+    }
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    try {
+      await store.migrate();
+      expect(store.migrationsApplied[0]).toBe(perClient + 1);
+      const feed = async (c: string) => (await store.clientEvents(c, 0, 100)).map((e) => [e.seq, e.orderId, e.deliveredAt]);
+      expect(await feed('a')).toEqual([[1, 'o1', 5], [2, 'o4', null], [3, 'o6', null]]);
+      expect(await feed('b')).toEqual([[1, 'o2', 5], [2, 'o5', null]]);
+      await store.upsertMeters([{ meterId: 'M-1', profileId: 'p', link: 'L', region: 'r' }], now);
+      await store.submitOrders([{ ...request('M-1'), reason: 'arrears', requestedBy: 'a' }], { now, reconnectLimitHours: 24, newOrderId: () => 'ord_next', policy: openPolicy() });
+      expect((await feed('a')).map(([seq, orderId]) => [seq, orderId])).toEqual([[1, 'o1'], [2, 'o4'], [3, 'o6'], [4, 'ord_next']]);
+    } finally {
+      await store.close();
+    }
+  });
 });

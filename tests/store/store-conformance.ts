@@ -512,6 +512,79 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(v.entries).toBe(2);
     });
 
+    // The billing change feed (issue 20): what a billing receiver checks is that its own events are numbered 1, 2, 3, …
+    // with nothing missing and nothing twice, whatever the other clients' orders do.
+    const oneTo = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
+    const feedOf = async (client: string) => (await store.clientEvents(client, 0, 1000)).map((e) => [e.seq, e.kind, e.orderId]);
+    const refusedArrears = (client: string, meterId: string) => req({ meterId, reason: 'arrears', requestedBy: client }); // refused at admission: an event
+
+    it('change feed: each client numbers its own events 1, 2, 3, … with no gaps, with clients, payments and a rolled-back write interleaved', async () => {
+      const [a1] = await store.submitOrders([refusedArrears('bill-a', 'M-1')], ctx());
+      const [b1] = await store.submitOrders([refusedArrears('bill-b', 'M-1')], ctx());
+      // bill-b's disconnect superseded by bill-a's reconnect: an event for bill-b.
+      const [b2] = await store.submitOrders([req({ meterId: 'M-2', requestedBy: 'bill-b' })], ctx());
+      const [aReconnect] = await store.submitOrders([req({ meterId: 'M-2', action: 'reconnect', reason: 'payment', requestedBy: 'bill-a' })], ctx());
+      // credit control's cut-off, cancelled by bill-b's payment: an event for credit-control.
+      await store.setMeterFlags('M-3', { prepaymentMode: true, prepaymentAgreementRef: 'PPA-3' }, 'billing', now);
+      const [c1] = await store.submitOrders([req({ meterId: 'M-3', reason: 'credit_exhausted', reference: null, requestedBy: 'credit-control', origin: 'credit_control', notBefore: now + 3_600_000 })], ctx());
+      const [paid] = await store.recordPayments(
+        [{ client: 'bill-b', idempotencyKey: 'pay-1', requestHash: 'h', meterId: 'M-3', accountId: null, amount: 10, kind: 'payment', posted: true, reference: null, receivedAt: now }],
+        ctx(),
+      );
+      expect(paid!.payment.effects[0]!.cancelledOrders).toEqual([c1!.order.id]);
+      // A write that rolls back (its second order names an unknown meter) takes its refusal's number back with it.
+      await expect(store.submitOrders([refusedArrears('bill-a', 'M-3'), req({ meterId: 'NOPE', requestedBy: 'bill-a' })], ctx())).rejects.toMatchObject({ code: 'E_METER_NOT_FOUND' });
+      const [a2] = await store.submitOrders([refusedArrears('bill-a', 'M-3')], ctx());
+      await store.beginAttempts([aReconnect!.order.id], now, A(now));
+      await store.completeAttempt({
+        orderId: aReconnect!.order.id, attempt: 1, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
+        decide: (o) => judgeAttempt(o, profile, { command: 'ok', readBack: 'connected' }, now, 0),
+      });
+      const [b3] = await store.submitOrders([req({ meterId: 'M-1', requestedBy: 'bill-b', notBefore: now + 3_600_000 })], ctx());
+      await store.cancelOrder(b3!.order.id, 'ops', 'customer asked', now);
+
+      expect(await feedOf('bill-a')).toEqual([
+        [1, 'order.refused', a1!.order.id],
+        [2, 'order.refused', a2!.order.id],
+        [3, 'order.done', aReconnect!.order.id],
+      ]);
+      expect(await feedOf('bill-b')).toEqual([
+        [1, 'order.refused', b1!.order.id],
+        [2, 'order.superseded', b2!.order.id],
+        [3, 'order.cancelled', b3!.order.id],
+      ]);
+      expect(await feedOf('credit-control')).toEqual([[1, 'order.cancelled', c1!.order.id]]);
+      // Paging by cursor, and the delivery state of one client's event leaves the other's with the same number alone.
+      expect((await store.clientEvents('bill-a', 1, 1)).map((e) => e.seq)).toEqual([2]);
+      await store.markClientEvent('bill-a', 1, now, { delivered: true });
+      await store.markClientEvent('bill-b', 2, now, { delivered: false, error: 'HTTP 503', retryAt: now + 1000 });
+      expect((await store.pendingClientEvents('bill-a', 100)).map((e) => e.seq)).toEqual([2, 3]);
+      expect((await store.pendingClientEvents('bill-b', 100)).map((e) => [e.seq, e.attempts, e.lastError])).toEqual([
+        [1, 0, null],
+        [2, 1, 'HTTP 503'],
+        [3, 0, null],
+      ]);
+    });
+
+    it('change feed: writes for several clients at once, some of them rolled back, still number each client 1..N with no gaps or repeats', async () => {
+      const clients = ['bill-a', 'bill-b', 'bill-c'];
+      const meters = ['M-1', 'M-2', 'M-3'];
+      const writes = Array.from({ length: 60 }, (_, i) => {
+        const client = clients[i % clients.length]!;
+        const first = refusedArrears(client, meters[Math.floor(i / 3) % meters.length]!);
+        // Every fifth write fails whole after its refusal was written: its event must not take a number.
+        return store.submitOrders(i % 5 === 4 ? [first, req({ meterId: 'NOPE', requestedBy: client })] : [first], ctx());
+      });
+      const results = await Promise.allSettled(writes);
+      expect(results.filter((r) => r.status === 'rejected')).toHaveLength(12);
+      for (const client of clients) {
+        const admitted = results.flatMap((r, i) => (r.status === 'fulfilled' && i % clients.length === clients.indexOf(client) ? [r.value[0]!.order.id] : []));
+        const feed = await store.clientEvents(client, 0, 1000);
+        expect(feed.map((e) => e.seq)).toEqual(oneTo(admitted.length));
+        expect(feed.map((e) => e.orderId).sort()).toEqual([...admitted].sort());
+      }
+    });
+
     it('lists orders with cursor pagination and counts them by state', async () => {
       await store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'M-2' }), req({ meterId: 'M-3' })], ctx());
       const page1 = await store.listOrders({ limit: 2 });

@@ -47,8 +47,15 @@ const PaymentView = z.object({
   recordedAt: z.string(),
   effects: z.array(Effect),
 });
+/** What `seq` promises a receiver (the change feed, the callbacks' body and `X-Meterline-Event-Seq`, the delivery log). */
+const SEQ_CONTRACT =
+  "The event's number in this billing client's own feed: 1 for its first event, then exactly one more for each next one, " +
+  "whatever other clients' orders do; never skipped, never reused. The change feed lists events in seq order and never shows " +
+  'N + 1 before N, so a gap there means loss. Callbacks carry the same seq; they are delivered at least once (a receiver drops a ' +
+  'seq it already has) and in order per meter, not across meters, so a seq missing among callbacks is being retried or lost: ' +
+  '`GET /v1/changes?after=` the seq before the gap returns it.';
 const EventView = z.object({
-  seq: z.number(),
+  seq: z.number().int().min(1).describe(SEQ_CONTRACT),
   kind: z.string(),
   meterId: z.string(),
   orderId: z.string(),
@@ -292,10 +299,16 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     },
   });
 
-  const Cursor = z.object({ after: z.coerce.number().int().min(0).default(0), limit: z.coerce.number().int().min(1).max(10_000).default(1000) });
+  const Cursor = z.object({
+    after: z.coerce.number().int().min(0).default(0).describe('Return events with a seq above this one (0: from the first); pass the last `seq` you have'),
+    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+  });
   r.get('/v1/changes', {
     schema: {
       summary: "This client's order changes since a cursor (the same events the callbacks carry); page with `after` = the last `seq`",
+      description:
+        "Each billing client's events are numbered 1, 2, 3, … in its own feed with no gaps, and appear here in that order: a page " +
+        'never shows seq N + 1 before N has committed, so a receiver that sees a gap has lost an event. `next` is the last seq on the page.',
       tags: ['billing'],
       querystring: Cursor,
       response: { 200: z.object({ items: z.array(EventView), next: z.number() }), 401: ErrorView },
