@@ -2,6 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { SQLITE_MIGRATIONS } from '../../src/store/sqlite-migrations.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { describeStoreConformance } from './store-conformance.js';
 import { openPolicy } from '../harness/test-policy.js';
@@ -25,5 +27,26 @@ describe('SQLite store specifics', () => {
     expect((await b.inFlightOrders()).map((x) => x.id)).toEqual(['ord_a']);
     expect((await b.listAttempts('ord_a')).map((x) => [x.attempt, x.endedAt])).toEqual([[1, null]]);
     await b.close();
+  });
+
+  it('an older file keeps its work orders when inspections arrive (migration 13 rebuilds the table): they belong to switch orders', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db');
+    const old = new Database(path);
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    for (let v = 0; v < 12; v++) {
+      old.exec(SQLITE_MIGRATIONS[v]!);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v + 1, 0);
+    }
+    old.prepare(`INSERT INTO meters (meter_id, profile_id, link, region, created_at, updated_at) VALUES ('M-1', 'p', 'L', 'r', 1, 1)`).run();
+    old.prepare(
+      `INSERT INTO orders (id, seq, meter_id, action, reason, requested_by, state, priority, urgent, link, created_at, updated_at, not_before, next_attempt_at)
+       VALUES ('ord_a', 1, 'M-1', 'reconnect', 'payment', 'billing', 'escalated', 1, 0, 'L', 1, 1, 1, 1)`,
+    ).run();
+    old.prepare(`INSERT INTO work_orders (id, order_id, meter_id, region, action, reason, raised_at, due_at, priority, status, updated_at) VALUES ('wo_a', 'ord_a', 'M-1', 'r', 'reconnect', 'late', 2, 3, 1, 'open', 2)`).run();
+    old.close();
+    const store = new SqliteStore(path);
+    await store.migrate();
+    expect(await store.listWorkOrders({ limit: 10 })).toMatchObject([{ id: 'wo_a', kind: 'switch_order', orderId: 'ord_a', action: 'reconnect', status: 'open' }]);
+    await store.close();
   });
 });
