@@ -26,6 +26,7 @@ import { createGatewayMetrics } from './integrations/metrics.js';
 import { TimeSeriesWriter } from './integrations/time-series-writer.js';
 import { CallbackDispatcher } from './integrations/callback-dispatcher.js';
 import { isTerminal } from './domain/switch-order.js';
+import { alertMetricKind, type EpisodeKind } from './domain/alert-episodes.js';
 import { HOUR_MS } from './domain/deadlines.js';
 import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from './domain/firmware-profile.js';
 import type { SwitchOrder } from './domain/switch-order.js';
@@ -201,7 +202,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       },
       { logger: logger.child({ component: 'metrics' }) },
     );
-    const consumption = new ConsumptionWatch(store, config.consumption, logger.child({ component: 'consumption' }), () => metrics.alerts.inc({ kind: 'abnormal_consumption' }));
+    const countAlert = (kind: EpisodeKind): void => metrics.alerts.inc({ kind: alertMetricKind(kind) });
+    const consumption = new ConsumptionWatch(store, config.consumption, logger.child({ component: 'consumption' }), countAlert);
     const events = new EventEmitter();
     events.setMaxListeners(1000);
     const controller = new SwitchController({
@@ -233,6 +235,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         metrics.attemptLatency.observe({ protocol: a.protocol, action: a.action }, a.latencyMs / 1000);
         timeSeries?.writeAttempt(a);
       },
+      // Read, read back or pushed by the meter (status reports): every reading is judged the same way.
       onReading: (r) => {
         timeSeries?.writeReading(r);
         if (r.energyWh !== null) {
@@ -255,7 +258,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       },
       logger: logger.child({ component: 'credit-control' }),
     });
-    const relayAudit = new RelayAuditRunner(store, clock, config.relayAudit, logger.child({ component: 'relay-audit' }));
+    const relayAudit = new RelayAuditRunner(store, clock, config.relayAudit, logger.child({ component: 'relay-audit' }), countAlert);
     const keys = new ApiKeyRegistry(store);
     for (const k of config.auth.keys) keys.add(k.sha256, { name: k.name, role: k.role });
     let demoKeys: RunningGateway['demoKeys'];

@@ -21,6 +21,7 @@ import { liveRoutes } from './routes/live.js';
 import { meterFactsRoutes } from './routes/meter-facts.js';
 import { meterHistoryRoutes } from './routes/meter-history.js';
 import { meterRoutes } from './routes/meters.js';
+import { meterSwapRoutes } from './routes/meter-swaps.js';
 import { planRoutes } from './routes/plans.js';
 import { workOrderRoutes } from './routes/work-orders.js';
 import { monitoringRoutes } from './routes/monitoring.js';
@@ -107,6 +108,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => meterRoutes(scope, deps));
   await app.register(async (scope) => meterFactsRoutes(scope, deps));
   await app.register(async (scope) => meterHistoryRoutes(scope, deps));
+  await app.register(async (scope) => meterSwapRoutes(scope, deps));
   await app.register(async (scope) => planRoutes(scope, deps));
   await app.register(async (scope) => adminRoutes(scope, deps));
   await app.register(async (scope) => workOrderRoutes(scope, deps));

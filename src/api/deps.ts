@@ -25,7 +25,7 @@ export interface ApiDeps {
   /** Requests per key per window before 429 E_RATE_LIMITED. */
   rateLimit: { max: number; timeWindowMs: number };
   /** Prepayment credit control. */
-  credit?: Pick<CreditController, 'evaluate' | 'grantEmergencyCredit' | 'state'>;
+  credit?: Pick<CreditController, 'evaluate' | 'grantEmergencyCredit' | 'state' | 'onMeterSwap'>;
   /** Run the daily relay audit now. */
   relayAudit?: () => Promise<RelayAuditRun>;
   /** Extra health facts (broker connected, loop running). */

@@ -191,7 +191,19 @@ export const ConfigSchema = z
     /** Prepayment credit control: tariff (minor units per kWh), low-credit warnings, emergency credit. */
     prepayment: z.object({ tariff: TariffSchema, credit: CreditLedgerConfigSchema }).strict(),
     /** The daily relay audit (DOMAIN.md rule 17). */
-    relayAudit: z.object({ cron: z.string().min(1), maxObservationAgeHours: z.number().positive() }).strict(),
+    relayAudit: z
+      .object({
+        cron: z.string().min(1),
+        /** A meter not read for longer than this is an exception (not_read). */
+        maxObservationAgeHours: z.number().positive(),
+        /** A relay armed by our reconnect for longer than this is an exception (armed_too_long): the customer was never told. */
+        maxArmedHours: z.number().positive().max(24 * 30),
+        /** A relay open with no order, or closed while it should be open, gets an inspection work order: someone must look. */
+        workOrders: z.boolean(),
+        /** An inspection work order is due this long after the audit that raised it. */
+        inspectionDueHours: z.number().positive().max(24 * 14),
+      })
+      .strict(),
     /** Readings and attempt outcomes to an InfluxDB-protocol server (InfluxDB 2, VictoriaMetrics); url null = off. */
     timeSeries: z
       .object({

@@ -67,6 +67,21 @@ export class CreditController {
     await this.decide(meterId);
   }
 
+  /**
+   * A meter swap: the old register's final reading is charged, then the new register's first reading is the
+   * baseline, so the difference between two registers is never charged as consumption.
+   */
+  onMeterSwap(meterId: string, swap: { at: number; oldFinalWh: number; newFirstWh: number }): Promise<void> {
+    return this.serial(meterId, async () => {
+      if (!(await this.isPrepayment(meterId))) return;
+      await this.chargeReading(meterId, { at: swap.at, energyWh: swap.oldFinalWh });
+      const memory = await this.deps.store.creditControl(meterId);
+      // A reading later than the swap (the swap was recorded late) is already the baseline: it is kept.
+      if (memory.lastReading && memory.lastReading.at > swap.at) return;
+      await this.deps.store.setCreditControl(meterId, { ...memory, lastReading: { at: swap.at, energyWh: swap.newFirstWh } });
+    });
+  }
+
   /** The customer accepts emergency credit. */
   grantEmergencyCredit(meterId: string, actor: string): Promise<CreditState> {
     return this.serial(meterId, async () => {

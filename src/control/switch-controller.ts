@@ -9,6 +9,7 @@ import type { PaymentRechecker } from '../integrations/billing-recheck.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
 import type { DueOrder, GatewayStore, Lease } from '../store/store.js';
 import { sleep, type Clock } from './clock.js';
+import { listenToStatusReports } from './status-reports.js';
 
 export interface ControllerOptions {
   tickMs: number;
@@ -40,7 +41,7 @@ export interface ControllerDeps {
   onOrderChange?: (order: SwitchOrder) => void;
   /** Called after every attempt with its outcome (time series, metrics). */
   onAttempt?: (attempt: AttemptRecord) => void;
-  /** Called for every reading the loop takes (read-backs and live reads). */
+  /** Called for every reading: read-backs, live reads and the meters' own status reports. */
   onReading?: (reading: ReadingRecord) => void;
   /** Called for every in-flight order taken over from an instance whose lease ran out. */
   onTakeover?: (order: SwitchOrder) => void;
@@ -69,8 +70,8 @@ export interface ReadingRecord extends MeterContext {
   relay: RelayReading['relay'];
   voltageV: number | null;
   energyWh: number | null;
-  source: 'read' | 'read_back';
-  /** Whether the meter was in prepayment mode with an agreement when the attempt began (read-backs only). */
+  source: 'read' | 'read_back' | 'status_report';
+  /** Whether the meter was in prepayment mode with an agreement (read-backs: when the attempt began; status reports: when it came). */
   prepayment?: boolean;
 }
 
@@ -137,13 +138,7 @@ export class SwitchController {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    for (const driver of new Set(this.deps.drivers.values())) {
-      driver.onStatusReport?.((meterId, reading) => {
-        this.deps.store
-          .recordObservation(meterId, { relay: reading.relay, at: reading.at, source: 'status', voltageV: reading.voltageV, energyWh: reading.energyWh })
-          .catch((e: unknown) => this.deps.logger.error({ meterId, err: e }, 'could not record status report'));
-      });
-    }
+    listenToStatusReports(this.deps);
     // Leases are renewed (and others' run-out ones taken over) from the start, recovery included.
     this.leaseTimer = setInterval(() => void this.keepLeases().catch((err: unknown) => this.deps.logger.error({ err }, 'lease renewal or takeover failed')), Math.max(100, Math.floor(this.deps.options.leaseMs / 3)));
     await this.recover();

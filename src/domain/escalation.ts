@@ -71,3 +71,12 @@ export function escalateVerdict(
   }
   return verdict;
 }
+
+/**
+ * A field inspection with no switch order behind it (DOMAIN.md rule 17: a relay open with no order, or closed while
+ * it should be open): someone must look at the customer. Due `dueMs` from now; priority from the customer's
+ * protection flags as for every work order (medical equipment first).
+ */
+export function inspectionPlan(flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, dueMs: number, reason: string): WorkOrderPlan {
+  return { reason, dueAt: now + dueMs, priority: workOrderPriority(flags, dueMs) };
+}

@@ -1,4 +1,5 @@
 import type { RelayState } from './relay.js';
+import { judgeRelay } from './relay-judgement.js';
 
 /**
  * DOMAIN.md rule 17, the daily relay audit: the relay state read from every meter is compared with the state
@@ -6,7 +7,8 @@ import type { RelayState } from './relay.js';
  * order of ours opened (a local trip, tampering, an unauthorised switch: DESIGN.md §1 "staff switching meters
  * without authority"), a relay closed that we opened (a bypass), a reconnect armed for too long (the customer
  * was never told to press the button), a meter that could not be read. Meters with an open order are not
- * judged: the control loop is working on them. Pure: `now` is an argument.
+ * judged: the control loop is working on them. The relay is judged by `judgeRelay`, the same judgement the
+ * supply answer gives (rule 18), so the audit and the call centre never disagree. Pure: `now` is an argument.
  */
 
 export const RELAY_AUDIT_KINDS = ['open_without_order', 'closed_while_should_be_open', 'armed_too_long', 'not_read'] as const;
@@ -34,16 +36,17 @@ export interface RelayAuditException {
   message: string;
 }
 
-export interface RelayAuditOptions {
-  /** A relay armed for longer than this is an exception (default 24 h). */
-  maxArmedMs?: number;
+/** The audit's limits (configuration: `relayAudit.maxObservationAgeHours`, `relayAudit.maxArmedHours`). */
+export interface RelayAuditLimits {
+  /** A meter not read for longer than this is `not_read`. */
+  maxObservationAgeMs: number;
+  /** A relay armed by our reconnect for longer than this is `armed_too_long`. */
+  maxArmedMs: number;
 }
 
-const DAY_MS = 86_400_000;
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-export function relayAuditExceptions(meters: readonly AuditedMeter[], now: number, maxObservationAgeMs: number, options: RelayAuditOptions = {}): RelayAuditException[] {
-  const maxArmedMs = options.maxArmedMs ?? DAY_MS;
+export function relayAuditExceptions(meters: readonly AuditedMeter[], now: number, limits: RelayAuditLimits): RelayAuditException[] {
   const out: RelayAuditException[] = [];
   for (const m of meters) {
     if (m.hasOpenOrder) continue;
@@ -55,36 +58,31 @@ export function relayAuditExceptions(meters: readonly AuditedMeter[], now: numbe
       ex('not_read', `Meter ${m.meterId} has never been read: its relay state is unknown.`);
       continue;
     }
-    if (now - o.at > maxObservationAgeMs) {
+    if (now - o.at > limits.maxObservationAgeMs) {
       ex('not_read', `Meter ${m.meterId} has not been read since ${iso(o.at)}; it was then ${o.relay}.`);
       continue;
     }
-    const openedByUs = m.desiredRelay === 'disconnected' && m.lastDisconnectDone;
-    if (o.relay === 'disconnected') {
-      if (!openedByUs) {
-        const why =
-          m.desiredRelay === 'connected'
-            ? 'our latest order reconnected it'
-            : m.desiredRelay === 'disconnected'
-              ? 'our latest disconnect order never completed'
-              : 'no order of ours ever switched it';
-        ex('open_without_order', `Meter ${m.meterId} is open (read ${iso(o.at)}) but ${why}: a local trip, tampering or a switch without authority. A person should look.`);
-      }
-    } else if (o.relay === 'connected') {
-      if (m.desiredRelay === 'disconnected') {
-        const why = m.lastDisconnectDone ? 'we disconnected it and no order of ours closed it since (a bypass or a local reconnection)' : 'our latest disconnect order never completed';
-        ex('closed_while_should_be_open', `Meter ${m.meterId} is closed (read ${iso(o.at)}) while it should be open: ${why}.`);
-      }
-    } else {
-      // armed: open, but the customer's button closes it.
-      if (m.desiredRelay === 'disconnected') {
-        ex('closed_while_should_be_open', `Meter ${m.meterId} is armed (read ${iso(o.at)}) while it should be open: the customer's button would close it.`);
-      } else if (m.desiredRelay === null) {
-        ex('open_without_order', `Meter ${m.meterId} is armed (read ${iso(o.at)}) and no order of ours armed it. A person should look.`);
-      } else if (m.armedSince === undefined || m.armedSince === null || now - m.armedSince > maxArmedMs) {
-        const since = m.armedSince === undefined || m.armedSince === null ? 'for an unknown time' : `since ${iso(m.armedSince)}`;
-        ex('armed_too_long', `Meter ${m.meterId} has been armed ${since}: the customer has not pressed the button. Call them, or send a crew.`);
-      }
+    const j = judgeRelay({ relay: o.relay, desiredRelay: m.desiredRelay, hasOpenOrder: false, lastDisconnectDone: m.lastDisconnectDone, armedSince: m.armedSince ?? null });
+    switch (j.verdict) {
+      case 'open_without_order':
+        if (o.relay === 'armed') ex('open_without_order', `Meter ${m.meterId} is armed (read ${iso(o.at)}) and ${j.why}. A person should look.`);
+        else ex('open_without_order', `Meter ${m.meterId} is open (read ${iso(o.at)}) but ${j.why}: a local trip, tampering or a switch without authority. A person should look.`);
+        break;
+      case 'closed_against_order':
+        ex('closed_while_should_be_open', `Meter ${m.meterId} is closed (read ${iso(o.at)}) while it should be open: ${j.why}.`);
+        break;
+      case 'armed_against_order':
+        ex('closed_while_should_be_open', `Meter ${m.meterId} is armed (read ${iso(o.at)}) while it should be open: ${j.why}.`);
+        break;
+      case 'armed_by_order':
+        if (m.armedSince === undefined || m.armedSince === null || now - m.armedSince > limits.maxArmedMs) {
+          const since = m.armedSince === undefined || m.armedSince === null ? 'for an unknown time' : `since ${iso(m.armedSince)}`;
+          ex('armed_too_long', `Meter ${m.meterId} has been armed ${since}: the customer has not pressed the button. Call them, or send a crew.`);
+        }
+        break;
+      case 'open_by_order':
+      case 'closed':
+        break;
     }
   }
   return out;

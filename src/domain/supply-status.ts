@@ -1,12 +1,25 @@
 import type { RelayState } from './relay.js';
+import { judgeRelay, type RelayFacts } from './relay-judgement.js';
 import type { SwitchOrder } from './switch-order.js';
 
 /**
  * "Why is this customer off supply?" (DOMAIN.md rule 18): our disconnect (which order, when, why, who), a relay
  * armed and waiting for the customer's button, a supply fault (relay closed, no voltage), on supply, or unknown
- * (the meter has not answered since a given time). Pure: the clock and the facts are arguments.
+ * (the meter has not answered since a given time); and the states a person should look at: open with no order
+ * of ours, closed (bypassed) or armed while our disconnect says it should be open. The relay is judged by
+ * `judgeRelay`, the same judgement the daily relay audit (rule 17) makes, so the two never disagree. Pure: the
+ * clock and the facts are arguments.
  */
-export const SUPPLY_WORDS = ['disconnected_by_order', 'disconnected_without_order', 'armed_waiting_for_customer', 'supply_fault', 'on_supply', 'unknown'] as const;
+export const SUPPLY_WORDS = [
+  'disconnected_by_order',
+  'disconnected_without_order',
+  'on_supply_against_order',
+  'armed_against_order',
+  'armed_waiting_for_customer',
+  'supply_fault',
+  'on_supply',
+  'unknown',
+] as const;
 export type SupplyWord = (typeof SUPPLY_WORDS)[number];
 
 export interface SupplyFacts {
@@ -14,6 +27,8 @@ export interface SupplyFacts {
   observed: { relay: RelayState; at: number; voltageV: number | null } | null;
   /** Whether a live read was just tried, and how it went. */
   liveRead: 'ok' | 'failed' | 'not_tried';
+  /** What our orders did and want: the same facts the relay audit judges. */
+  orders: Omit<RelayFacts, 'relay'>;
   lastDisconnect: SwitchOrder | undefined;
   lastReconnect: SwitchOrder | undefined;
   /** Below this voltage a closed relay means no supply. */
@@ -37,40 +52,61 @@ export function supplyStatus(f: SupplyFacts): SupplyAnswer {
   if (f.liveRead === 'failed' || (f.liveRead === 'not_tried' && f.now - o.at > f.staleAfterMs)) {
     return { status: 'unknown', sentence: `The meter has not answered since ${iso(o.at)}; it was then ${o.relay}.`, orderId: null, since: o.at };
   }
-  if (o.relay === 'disconnected') {
-    const d = f.lastDisconnect;
-    const reconnectedLater = f.lastReconnect && d && (f.lastReconnect.completedAt ?? 0) > (d.completedAt ?? 0);
-    if (d && !reconnectedLater) {
+  const j = judgeRelay({ relay: o.relay, ...f.orders });
+  const d = f.lastDisconnect;
+  const volts = o.voltageV !== null ? `, ${o.voltageV} V` : '';
+  switch (j.verdict) {
+    case 'open_by_order':
       return {
         status: 'disconnected_by_order',
-        sentence: `Disconnected by order ${d.id} at ${iso(d.completedAt ?? d.updatedAt)}, reason ${d.reason}, requested by ${d.requestedBy}${d.note ? ` (${d.note})` : ''}.`,
-        orderId: d.id,
-        since: d.completedAt,
+        sentence: d
+          ? `Disconnected by order ${d.id} at ${iso(d.completedAt ?? d.updatedAt)}, reason ${d.reason}, requested by ${d.requestedBy}${d.note ? ` (${d.note})` : ''}.`
+          : `Disconnected by an order of this gateway (seen ${iso(o.at)}).`,
+        orderId: d?.id ?? null,
+        since: d?.completedAt ?? o.at,
+      };
+    case 'open_without_order':
+      return {
+        status: 'disconnected_without_order',
+        sentence:
+          o.relay === 'armed'
+            ? `The relay is armed (seen ${iso(o.at)}) and ${j.why}: it is open without an order of this gateway. A person should look.`
+            : `The relay is open (seen ${iso(o.at)}) but ${j.why}: a local trip, tampering or a switch without authority. A person should look.`,
+        orderId: null,
+        since: o.at,
+      };
+    case 'closed_against_order':
+      return {
+        status: 'on_supply_against_order',
+        sentence: `The relay is closed (seen ${iso(o.at)}${volts}) while our orders say it should be open: ${j.why}. A person should look.`,
+        orderId: d?.id ?? null,
+        since: o.at,
+      };
+    case 'armed_against_order':
+      return {
+        status: 'armed_against_order',
+        sentence: `The relay is armed (seen ${iso(o.at)}) while our orders say it should be open${d ? ` (disconnect order ${d.id})` : ''}: ${j.why}. A person should look.`,
+        orderId: d?.id ?? null,
+        since: o.at,
+      };
+    case 'armed_by_order': {
+      const r = f.lastReconnect;
+      return {
+        status: 'armed_waiting_for_customer',
+        sentence: `The relay is armed${r ? ` by order ${r.id}` : ''}: the customer presses the button on the meter to restore supply.`,
+        orderId: r?.id ?? null,
+        since: r?.completedAt ?? o.at,
       };
     }
-    return {
-      status: 'disconnected_without_order',
-      sentence: `The relay is open and no order of this gateway opened it (a local trip or tampering): a person should look. Seen ${iso(o.at)}.`,
-      orderId: null,
-      since: o.at,
-    };
+    case 'closed':
+      if (o.voltageV !== null && o.voltageV < f.noVoltageBelowV) {
+        return {
+          status: 'supply_fault',
+          sentence: `The relay is closed but there is no supply voltage (${o.voltageV} V at ${iso(o.at)}): a network or internal fault, not a disconnection.`,
+          orderId: null,
+          since: o.at,
+        };
+      }
+      return { status: 'on_supply', sentence: `On supply: relay closed${volts} at ${iso(o.at)}.`, orderId: null, since: o.at };
   }
-  if (o.relay === 'armed') {
-    const r = f.lastReconnect;
-    return {
-      status: 'armed_waiting_for_customer',
-      sentence: `The relay is armed${r ? ` by order ${r.id}` : ''}: the customer presses the button on the meter to restore supply.`,
-      orderId: r?.id ?? null,
-      since: r?.completedAt ?? o.at,
-    };
-  }
-  if (o.voltageV !== null && o.voltageV < f.noVoltageBelowV) {
-    return {
-      status: 'supply_fault',
-      sentence: `The relay is closed but there is no supply voltage (${o.voltageV} V at ${iso(o.at)}): a network or internal fault, not a disconnection.`,
-      orderId: null,
-      since: o.at,
-    };
-  }
-  return { status: 'on_supply', sentence: `On supply: relay closed${o.voltageV !== null ? `, ${o.voltageV} V` : ''} at ${iso(o.at)}.`, orderId: null, since: o.at };
 }

@@ -60,7 +60,7 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, interrupted).' },
   { name: 'meterline_switch_attempt_duration_seconds', type: 'histogram', labels: ['protocol', 'action'], meaning: 'Time of one attempt from command sent to read-back judged.' },
   { name: 'meterline_orders_finished_total', type: 'counter', labels: ['action', 'state'], meaning: 'Switch orders that reached a final state (done, armed, failed, superseded, cancelled, refused, done_by_field…).' },
-  { name: 'meterline_alerts_total', type: 'counter', labels: ['kind'], meaning: 'Alerts raised (low success rate, circuit breaker opened, abnormal consumption, relay audit exception…).' },
+  { name: 'meterline_alerts_total', type: 'counter', labels: ['kind'], meaning: 'Alerts raised, each once (low success rate, circuit breaker opened, abnormal_consumption, register_discontinuity, relay_audit_* such as relay_audit_open_without_order…).' },
   { name: 'meterline_queue_depth', type: 'gauge', labels: ['state'], meaning: 'Switch orders by state, as the store holds them at scrape time.' },
   { name: 'meterline_work_orders', type: 'gauge', labels: ['status'], meaning: 'Field work orders by status (open, assigned, done, cancelled).' },
   { name: 'meterline_most_urgent_reconnect_seconds_left', type: 'gauge', labels: [], meaning: 'Seconds until the deadline of the most urgent open reconnect; negative when overdue, +Inf when none is open.' },

@@ -354,6 +354,40 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   INSERT INTO client_seq (client, last_seq) SELECT client, MAX(seq) FROM client_feed GROUP BY client;
   DROP TABLE client_events;
   `,
+  // 6: inspection work orders with no switch order (the relay audit's, rule 17); alert episodes, claimed once per
+  // meter and kind (rules 17, 20); meter swaps, which reset the consumption baseline.
+  `
+  ALTER TABLE work_orders ALTER COLUMN order_id DROP NOT NULL;
+  ALTER TABLE work_orders ADD COLUMN kind TEXT NOT NULL DEFAULT 'switch_order';
+  CREATE TABLE episodes (
+    id TEXT PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    opened_at BIGINT NOT NULL,
+    from_at BIGINT NOT NULL,
+    to_at BIGINT NOT NULL,
+    wh_per_hour DOUBLE PRECISION,
+    message TEXT NOT NULL,
+    details TEXT,
+    ended_at BIGINT,
+    work_order_id TEXT
+  );
+  CREATE UNIQUE INDEX episodes_open ON episodes (meter_id, kind) WHERE ended_at IS NULL;
+  CREATE INDEX episodes_meter ON episodes (meter_id, opened_at);
+  CREATE INDEX episodes_opened ON episodes (opened_at);
+  CREATE TABLE meter_swaps (
+    id TEXT PRIMARY KEY,
+    meter_id TEXT NOT NULL REFERENCES meters(meter_id),
+    at BIGINT NOT NULL,
+    old_final_wh DOUBLE PRECISION NOT NULL,
+    new_first_wh DOUBLE PRECISION NOT NULL,
+    new_serial TEXT,
+    reference TEXT,
+    recorded_by TEXT NOT NULL,
+    recorded_at BIGINT NOT NULL
+  );
+  CREATE INDEX meter_swaps_meter ON meter_swaps (meter_id, at);
+  `,
 ];
 
 /** A schema name safe to put in a search_path and in DDL without quoting tricks. */

@@ -20,6 +20,7 @@ import {
   GATED_STATES,
   gateInputFrom,
   gateNeeds,
+  inspectedRelay,
   orderAdmissionAction,
   orderAdmissionAudit,
   orderFromRow,
@@ -34,9 +35,15 @@ import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
 import * as plans from './postgres-plans.js';
 import * as work from './postgres-work-orders.js';
+import * as scripts from './store-scripts.js';
+import { pgPlaceholders, runScriptAsync, type Script } from './store-scripts.js';
+import type { EpisodeKind } from '../domain/alert-episodes.js';
 import { CLIENT_VISIBLE_STATES } from './sqlite-billing.js';
 import { parseFlags } from './sqlite-meter-facts.js';
 import type {
+  AlertEpisode,
+  EpisodeClaim,
+  MeterSwap,
   ApiKeyRecord,
   AttemptReport,
   AttemptStatsRow,
@@ -172,6 +179,21 @@ export class PostgresStore implements GatewayStore {
         client.removeListener('error', onError);
       }
     }
+  }
+
+  /** Run a script written for both stores (store-scripts.ts) on `q`: one transaction's connection, or the pool for reads. */
+  private runScript<T>(q: Q, script: Script<T>): Promise<T> {
+    return runScriptAsync(script, async (step) => {
+      if ('lock' in step) {
+        await q.run('SELECT pg_advisory_xact_lock(hashtext($1))', [step.lock]);
+        return [];
+      }
+      if ('audit' in step) {
+        await audit.appendAudit(q, step.audit.at, step.audit.actor, step.audit.action, step.audit.target, step.audit.details);
+        return [];
+      }
+      return q.all(pgPlaceholders(step.sql), step.args);
+    });
   }
 
   // ---- meters -----------------------------------------------------------------------------------------
@@ -984,10 +1006,17 @@ export class PostgresStore implements GatewayStore {
     return this.tx((q) => work.assignWorkOrder(q, id, assignee, actor, now));
   }
 
-  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder }> {
+  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder | null }> {
     return this.tx(async (q) => {
       const existing = await work.getWorkOrder(q, id);
       if (!existing) throw new MeterlineError('E_WORK_ORDER_NOT_FOUND', `work order ${id} does not exist`);
+      if (existing.orderId === null) {
+        // An inspection: no switch order to settle; the relay the crew left is what the meter now shows.
+        const workOrder = await work.completeWorkOrder(q, id, outcome, note, actor, now);
+        const relay = inspectedRelay(outcome);
+        if (relay) await this.observe(q, existing.meterId, { relay, at: now, source: 'field' });
+        return { workOrder, order: null };
+      }
       const order = await this.mustLockOrder(q, existing.orderId);
       if (order.state === 'in_flight') throw new MeterlineError('E_ORDER_ON_WIRE', `a remote attempt for order ${order.id} is on the wire right now; report the outcome again in a few seconds`);
       const workOrder = await work.completeWorkOrder(q, id, outcome, note, actor, now);
@@ -1070,6 +1099,26 @@ export class PostgresStore implements GatewayStore {
 
   async listAlerts(limit: number): Promise<NotificationRecord[]> {
     return (await this.r.all(`SELECT * FROM notifications WHERE kind LIKE 'alert.%' ORDER BY created_at DESC LIMIT $1`, [limit])).map(notificationFromRow);
+  }
+
+  claimEpisode(claim: EpisodeClaim, now: number): Promise<{ episode: AlertEpisode; opened: boolean }> {
+    return this.tx((q) => this.runScript(q, scripts.claimEpisode(claim, now)));
+  }
+
+  endEpisodes(kindPrefix: string, keep: readonly { meterId: string; kind: EpisodeKind }[], now: number): Promise<AlertEpisode[]> {
+    return this.tx((q) => this.runScript(q, scripts.endEpisodes(kindPrefix, keep, now)));
+  }
+
+  listEpisodes(query: { meterId?: string; kindPrefix?: string; openOnly?: boolean; limit: number }): Promise<AlertEpisode[]> {
+    return this.runScript(this.r, scripts.listEpisodes(query));
+  }
+
+  recordMeterSwap(swap: Omit<MeterSwap, 'id' | 'recordedAt'>, now: number): Promise<MeterSwap> {
+    return this.tx((q) => this.runScript(q, scripts.recordMeterSwap(swap, now)));
+  }
+
+  listMeterSwaps(meterId: string, limit: number): Promise<MeterSwap[]> {
+    return this.runScript(this.r, scripts.listMeterSwaps(meterId, limit));
   }
 
   async countWorkOrdersByStatus(): Promise<Record<string, number>> {

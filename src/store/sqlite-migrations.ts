@@ -363,4 +363,63 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   INSERT INTO client_seq (client, last_seq) SELECT client, MAX(seq) FROM client_feed GROUP BY client;
   DROP TABLE client_events;
   `,
+  // 15: inspection work orders with no switch order (the relay audit's, rule 17): order_id nullable and a kind, which
+  // SQLite can only do by rebuilding the table (nothing references work_orders); alert episodes, claimed once per
+  // meter and kind (rules 17, 20); meter swaps, which reset the consumption baseline.
+  `
+  CREATE TABLE work_orders_v13 (
+    id TEXT PRIMARY KEY,
+    order_id TEXT REFERENCES orders(id),
+    kind TEXT NOT NULL DEFAULT 'switch_order',
+    meter_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raised_at INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    deadline INTEGER,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    assigned_to TEXT,
+    assigned_at INTEGER,
+    completed_at INTEGER,
+    outcome TEXT,
+    note TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  INSERT INTO work_orders_v13 (id, order_id, kind, meter_id, region, action, reason, raised_at, due_at, deadline, priority, status, assigned_to, assigned_at, completed_at, outcome, note, updated_at)
+    SELECT id, order_id, 'switch_order', meter_id, region, action, reason, raised_at, due_at, deadline, priority, status, assigned_to, assigned_at, completed_at, outcome, note, updated_at FROM work_orders;
+  DROP TABLE work_orders;
+  ALTER TABLE work_orders_v13 RENAME TO work_orders;
+  CREATE INDEX work_orders_open ON work_orders (status, priority, due_at);
+  CREATE INDEX work_orders_order ON work_orders (order_id);
+  CREATE TABLE episodes (
+    id TEXT PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    from_at INTEGER NOT NULL,
+    to_at INTEGER NOT NULL,
+    wh_per_hour REAL,
+    message TEXT NOT NULL,
+    details TEXT,
+    ended_at INTEGER,
+    work_order_id TEXT
+  );
+  CREATE UNIQUE INDEX episodes_open ON episodes (meter_id, kind) WHERE ended_at IS NULL;
+  CREATE INDEX episodes_meter ON episodes (meter_id, opened_at);
+  CREATE INDEX episodes_opened ON episodes (opened_at);
+  CREATE TABLE meter_swaps (
+    id TEXT PRIMARY KEY,
+    meter_id TEXT NOT NULL REFERENCES meters(meter_id),
+    at INTEGER NOT NULL,
+    old_final_wh REAL NOT NULL,
+    new_first_wh REAL NOT NULL,
+    new_serial TEXT,
+    reference TEXT,
+    recorded_by TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL
+  );
+  CREATE INDEX meter_swaps_meter ON meter_swaps (meter_id, at);
+  `,
 ];

@@ -29,6 +29,7 @@ import {
   GATED_STATES,
   gateInputFrom,
   gateNeeds,
+  inspectedRelay,
   meterFromRow,
   notificationFromRow,
   num,
@@ -47,12 +48,18 @@ import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
 import { SqlitePlans } from './sqlite-plans.js';
 import { SqliteWorkOrders } from './sqlite-work-orders.js';
+import * as scripts from './store-scripts.js';
+import { runScriptSync, type Script } from './store-scripts.js';
+import type { EpisodeKind } from '../domain/alert-episodes.js';
 import { CLIENT_VISIBLE_STATES, paymentFromRow, SqliteBilling } from './sqlite-billing.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { SwitchAction } from '../domain/relay.js';
 import type { WorkOrderPlan } from '../domain/escalation.js';
 import type {
+  AlertEpisode,
+  EpisodeClaim,
+  MeterSwap,
   ApiKeyRecord,
   AttemptReport,
   AttemptStatsRow,
@@ -262,6 +269,21 @@ export class SqliteStore implements GatewayStore {
       this.statements.set(key, stmt);
     }
     return stmt;
+  }
+
+  /** Run a script written for both stores (store-scripts.ts) on this connection, synchronously. */
+  private runScript<T>(script: Script<T>): T {
+    return runScriptSync(script, (step) => {
+      if ('lock' in step) return []; // the single writer already serialises writes
+      if ('audit' in step) {
+        this.p.audit.append(step.audit.at, step.audit.actor, step.audit.action, step.audit.target, step.audit.details);
+        return [];
+      }
+      const stmt = this.prep(step.sql);
+      if (stmt.reader) return stmt.all(...step.args) as Row[];
+      stmt.run(...step.args);
+      return [];
+    });
   }
 
   // ---- coalesced writes -------------------------------------------------------------------------------
@@ -964,10 +986,17 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => this.p.work.assign(id, assignee, actor, now));
   }
 
-  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder }> {
+  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder | null }> {
     return this.enqueue(() => {
       const existing = this.p.work.get(id);
       if (!existing) throw new MeterlineError('E_WORK_ORDER_NOT_FOUND', `work order ${id} does not exist`);
+      if (existing.orderId === null) {
+        // An inspection: no switch order to settle; the relay the crew left is what the meter now shows.
+        const workOrder = this.p.work.complete(id, outcome, note, actor, now);
+        const relay = inspectedRelay(outcome);
+        if (relay) this.observe(existing.meterId, { relay, at: now, source: 'field' });
+        return { workOrder, order: null };
+      }
       const order = orderFromRow(this.s.getOrder.get(existing.orderId) as Row);
       if (order.state === 'in_flight') throw new MeterlineError('E_ORDER_ON_WIRE', `a remote attempt for order ${order.id} is on the wire right now; report the outcome again in a few seconds`);
       const workOrder = this.p.work.complete(id, outcome, note, actor, now);
@@ -1046,6 +1075,27 @@ export class SqliteStore implements GatewayStore {
   async listAlerts(limit: number): Promise<NotificationRecord[]> {
     await this.flushNow();
     return (this.prep(`SELECT * FROM notifications WHERE kind LIKE 'alert.%' ORDER BY created_at DESC LIMIT ?`).all(limit) as Row[]).map(notificationFromRow);
+  }
+
+  claimEpisode(claim: EpisodeClaim, now: number): Promise<{ episode: AlertEpisode; opened: boolean }> {
+    return this.enqueue(() => this.runScript(scripts.claimEpisode(claim, now)));
+  }
+
+  endEpisodes(kindPrefix: string, keep: readonly { meterId: string; kind: EpisodeKind }[], now: number): Promise<AlertEpisode[]> {
+    return this.enqueue(() => this.runScript(scripts.endEpisodes(kindPrefix, keep, now)));
+  }
+
+  async listEpisodes(query: { meterId?: string; kindPrefix?: string; openOnly?: boolean; limit: number }): Promise<AlertEpisode[]> {
+    await this.flushNow();
+    return this.runScript(scripts.listEpisodes(query));
+  }
+
+  recordMeterSwap(swap: Omit<MeterSwap, 'id' | 'recordedAt'>, now: number): Promise<MeterSwap> {
+    return this.enqueue(() => this.runScript(scripts.recordMeterSwap(swap, now)));
+  }
+
+  async listMeterSwaps(meterId: string, limit: number): Promise<MeterSwap[]> {
+    return this.runScript(scripts.listMeterSwaps(meterId, limit));
   }
 
   async countWorkOrdersByStatus(): Promise<Record<string, number>> {

@@ -8,11 +8,14 @@ import { ledgerShowsNoCredit, type CreditEvent } from '../domain/prepayment/cred
 import { ORDER_ORIGINS, type Attempt, type OrderOrigin, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { parseFlags } from './sqlite-meter-facts.js';
+import type { EpisodeKind } from '../domain/alert-episodes.js';
 import type {
+  AlertEpisode,
   ApiKeyRecord,
   BreakerScope,
   CircuitBreaker,
   FieldOutcome,
+  MeterSwap,
   MeterView,
   NotificationRecord,
   Observation,
@@ -222,10 +225,12 @@ export function breakerFromRow(r: Row): CircuitBreaker {
 export function workOrderFromRow(r: Row): WorkOrder {
   return {
     id: r.id as string,
-    orderId: r.order_id as string,
+    // Rows from before inspections existed have no kind: they all belong to switch orders.
+    kind: (strOrNull(r.kind) ?? 'switch_order') as WorkOrder['kind'],
+    orderId: strOrNull(r.order_id),
     meterId: r.meter_id as string,
     region: r.region as string,
-    action: r.action as SwitchAction,
+    action: r.action as WorkOrder['action'],
     reason: r.reason as string,
     raisedAt: num(r.raised_at),
     dueAt: num(r.due_at),
@@ -241,10 +246,16 @@ export function workOrderFromRow(r: Row): WorkOrder {
   };
 }
 
+/** The relay an inspection's crew left, as its outcome says (none for an outcome that says nothing about it). */
+export function inspectedRelay(outcome: FieldOutcome): RelayState | null {
+  return outcome === 'reconnected' ? 'connected' : outcome === 'disconnected' ? 'disconnected' : null;
+}
+
 /** What a work-order notification and its audit entry carry. */
 export function workOrderPayload(w: WorkOrder): Record<string, unknown> {
   return {
     workOrderId: w.id,
+    kind: w.kind,
     orderId: w.orderId,
     meterId: w.meterId,
     region: w.region,
@@ -256,6 +267,36 @@ export function workOrderPayload(w: WorkOrder): Record<string, unknown> {
     deadline: w.deadline === null ? null : new Date(w.deadline).toISOString(),
     status: w.status,
     note: w.note,
+  };
+}
+
+export function episodeFromRow(r: Row): AlertEpisode {
+  return {
+    id: r.id as string,
+    meterId: r.meter_id as string,
+    kind: r.kind as EpisodeKind,
+    openedAt: num(r.opened_at),
+    from: num(r.from_at),
+    to: num(r.to_at),
+    whPerHour: numOrNull(r.wh_per_hour),
+    message: r.message as string,
+    details: JSON.parse((r.details as string | null) ?? '{}') as Record<string, unknown>,
+    endedAt: numOrNull(r.ended_at),
+    workOrderId: strOrNull(r.work_order_id),
+  };
+}
+
+export function meterSwapFromRow(r: Row): MeterSwap {
+  return {
+    id: r.id as string,
+    meterId: r.meter_id as string,
+    at: num(r.at),
+    oldFinalWh: num(r.old_final_wh),
+    newFirstWh: num(r.new_first_wh),
+    newSerial: strOrNull(r.new_serial),
+    reference: strOrNull(r.reference),
+    recordedBy: r.recorded_by as string,
+    recordedAt: num(r.recorded_at),
   };
 }
 

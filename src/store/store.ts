@@ -1,3 +1,4 @@
+import type { EpisodeContinuation, EpisodeKind } from '../domain/alert-episodes.js';
 import type { EscalatedVerdict, WorkOrderPlan } from '../domain/escalation.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { GateDecision } from '../domain/policy/disconnect-gate.js';
@@ -193,14 +194,25 @@ export const FIELD_OUTCOMES = ['reconnected', 'disconnected', 'meter_faulty', 'n
 export type FieldOutcome = (typeof FIELD_OUTCOMES)[number];
 export const WORK_ORDER_STATUSES = ['open', 'assigned', 'done', 'cancelled'] as const;
 export type WorkOrderStatus = (typeof WORK_ORDER_STATUSES)[number];
+/**
+ * `switch_order`: raised from a failed or late remote action, settles its switch order (rule 11); `inspection`:
+ * raised by the relay audit (rule 17) with no switch order behind it, someone must look at the customer.
+ */
+export const WORK_ORDER_KINDS = ['switch_order', 'inspection'] as const;
+export type WorkOrderKind = (typeof WORK_ORDER_KINDS)[number];
+export const WORK_ORDER_ACTIONS = ['disconnect', 'reconnect', 'inspect'] as const;
+export type WorkOrderAction = (typeof WORK_ORDER_ACTIONS)[number];
 
-/** A field work order (DOMAIN.md rule 11): raised from a failed or late remote action, due before the deadline. */
+/** A field work order: from a failed or late remote action, due before the deadline (rule 11), or an inspection (rule 17). */
 export interface WorkOrder {
   id: string;
-  orderId: string;
+  kind: WorkOrderKind;
+  /** The switch order it belongs to; null for an inspection. */
+  orderId: string | null;
   meterId: string;
   region: string;
-  action: SwitchAction;
+  /** The switch order's action; `inspect` for an inspection. */
+  action: WorkOrderAction;
   /** Why it was raised. */
   reason: string;
   raisedAt: number;
@@ -323,6 +335,57 @@ export interface CreditControlMemory {
   warningsSent: number[];
   emergencyOffered: boolean;
   lastReading: { at: number; energyWh: number } | null;
+}
+
+/**
+ * One alert episode (domain/alert-episodes.ts): a lasting condition on one meter, alerted once when it starts.
+ * `from`..`to` is the period the evidence covers (relay audit: first and latest run that saw it).
+ */
+export interface AlertEpisode {
+  id: string;
+  meterId: string;
+  kind: EpisodeKind;
+  /** When it was claimed, and alerted. */
+  openedAt: number;
+  from: number;
+  to: number;
+  /** Consumption: the rate (Wh/h) behind the alert; null where no rate applies. */
+  whPerHour: number | null;
+  message: string;
+  details: Record<string, unknown>;
+  /** When a later sighting showed it over (relay audit: a run no longer saw it; consumption: a new episode began). */
+  endedAt: number | null;
+  /** The inspection work order raised with it, if any. */
+  workOrderId: string | null;
+}
+
+/** A sighting of a condition, claimed as an episode: only the claim that opens the episode alerts. */
+export interface EpisodeClaim {
+  meterId: string;
+  kind: EpisodeKind;
+  from: number;
+  to: number;
+  whPerHour: number | null;
+  message: string;
+  details: Record<string, unknown>;
+  continues: EpisodeContinuation;
+  /** Recorded in the outbox (with the episode and work order ids) only when the claim opens a new episode. */
+  alert: { kind: string; payload: Record<string, unknown> };
+  /** An inspection work order raised with a new episode. */
+  inspection?: (WorkOrderPlan & { region: string }) | null;
+}
+
+/** A meter (or its register) replaced: readings before `at` are never compared with readings after it. */
+export interface MeterSwap {
+  id: string;
+  meterId: string;
+  at: number;
+  oldFinalWh: number;
+  newFirstWh: number;
+  newSerial: string | null;
+  reference: string | null;
+  recordedBy: string;
+  recordedAt: number;
 }
 
 export interface RelayAuditRun {
@@ -464,8 +527,11 @@ export interface GatewayStore {
   listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]>;
   getWorkOrder(id: string): Promise<WorkOrder | undefined>;
   assignWorkOrder(id: string, assignee: string, actor: string, now: number): Promise<WorkOrder>;
-  /** The crew's outcome closes the work order and settles the switch order and the meter's state. */
-  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder }>;
+  /**
+   * The crew's outcome closes the work order and settles the switch order and the meter's state; an inspection
+   * has no switch order (`order` null): `reconnected` / `disconnected` record the relay the crew left.
+   */
+  completeWorkOrder(id: string, outcome: FieldOutcome, note: string | null, actor: string, now: number): Promise<{ workOrder: WorkOrder; order: SwitchOrder | null }>;
 
   // ---- success rates and circuit breakers (DOMAIN.md rule 16) ----
   attemptStats(since: number): Promise<AttemptStatsRow[]>;
@@ -480,11 +546,25 @@ export interface GatewayStore {
   // ---- readings, relay audit, alerts, gauges (DOMAIN.md rules 16, 17, 20) ----
   /** Meters in id order after `afterMeterId`, for scheduled reads and the relay audit. */
   listMeters(afterMeterId: string | null, limit: number): Promise<MeterView[]>;
-  /** Per meter: whether an order is open, and whether its latest disconnect ended done (for the relay audit). */
+  /** Per meter: whether an order is open, and whether its latest disconnect ended done (for the relay audit and the supply answer). */
   relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>>;
   saveRelayAudit(run: RelayAuditRun): Promise<void>;
   latestRelayAudit(): Promise<RelayAuditRun | undefined>;
   listAlerts(limit: number): Promise<NotificationRecord[]>;
+  /**
+   * Claim a sighting atomically: it continues the meter's open episode of its kind (no alert), or it opens a new
+   * one, ending the open one, and records its alert and its inspection work order in the same transaction. Two
+   * instances (or a restarted one) claiming the same sighting open one episode between them.
+   */
+  claimEpisode(claim: EpisodeClaim, now: number): Promise<{ episode: AlertEpisode; opened: boolean }>;
+  /** End every open episode whose kind starts with `kindPrefix` except those in `keep` (a relay-audit run no longer saw them). */
+  endEpisodes(kindPrefix: string, keep: readonly { meterId: string; kind: EpisodeKind }[], now: number): Promise<AlertEpisode[]>;
+  /** Episodes, newest first. */
+  listEpisodes(query: { meterId?: string; kindPrefix?: string; openOnly?: boolean; limit: number }): Promise<AlertEpisode[]>;
+  /** Record a meter swap (audited). Throws E_METER_NOT_FOUND. */
+  recordMeterSwap(swap: Omit<MeterSwap, 'id' | 'recordedAt'>, now: number): Promise<MeterSwap>;
+  /** The meter's last `limit` swaps, oldest first. */
+  listMeterSwaps(meterId: string, limit: number): Promise<MeterSwap[]>;
   countWorkOrdersByStatus(): Promise<Record<string, number>>;
   /** The earliest deadline among open reconnects (for the "time left" gauge). */
   mostUrgentReconnectDeadline(): Promise<number | null>;

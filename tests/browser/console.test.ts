@@ -89,15 +89,21 @@ describe('operator console', () => {
     await shot(page, 'meter');
   });
 
-  it('a refused disconnect shows the rule’s code and message', async () => {
+  it('a refused disconnect shows the rule’s code and message; only the reasons the key may use are offered', async () => {
+    // The meter is in protected mode (保电): every disconnect is refused.
+    expect((await f.http('PUT', '/v1/meters/CON-2/flags', { key: f.billingKey, headers: key(), body: { protectedMode: true } })).status).toBe(200);
     const page = await signIn(f.operatorKey);
     await page.goto(`${f.gateway.apiUrl}/console/#/meters/CON-2`);
     await page.getByRole('heading', { level: 1, name: 'Meter CON-2' }).waitFor();
-    await page.getByLabel('Disconnect reason').selectOption('arrears');
+    // Arrears go through plans and credit cut-offs are credit control's: an operator is offered neither.
+    const offered = await page.getByLabel('Disconnect reason').locator('option').allTextContents();
+    expect(offered.sort()).toEqual(['customer_request', 'safety', 'vacant_premises']);
+    await page.getByLabel('Disconnect reason').selectOption('customer_request');
+    await page.getByLabel('Reference').fill('CRM-4411');
     await page.getByRole('button', { name: 'Disconnect' }).click();
     const alert = page.locator('#action-result [role="alert"]');
     await alert.waitFor();
-    expect(await alert.textContent()).toMatch(/^E_PLAN_REQUIRED: .*plan/);
+    expect(await alert.textContent()).toMatch(/^E_PROTECTED_MODE: .*protected mode/);
     expect(f.fleet.meter('CON-2').relay).toBe('connected');
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { abnormalConsumption, type EnergyReading } from '../../src/domain/consumption.js';
+import { abnormalConsumption, registerDiscontinuities, type EnergyReading } from '../../src/domain/consumption.js';
 
 const H = 3_600_000;
 const T0 = Date.UTC(2026, 10, 20, 0, 0, 0);
@@ -121,5 +121,56 @@ describe('abnormal consumption (DOMAIN.md rule 20)', () => {
     const sixHourly = [0, 1, 2].map((i) => ({ at: T0 + i * 6 * H, energyWh: i * 1200 })); // 200 Wh/h on average
     expect(abnormalConsumption(sixHourly, limits)).toEqual([]);
     expect(abnormalConsumption(sixHourly, { ...limits, maxIntervalHours: 6 }).map((f) => f.kind)).toEqual(['continuous']);
+  });
+});
+
+describe('meter swaps and register discontinuities (DOMAIN.md rule 20)', () => {
+  const swap = { at: T0 + 90 * 60_000, oldFinalWh: 10_600, newFirstWh: 900_000 };
+  const acrossSwap: EnergyReading[] = [
+    { at: T0, energyWh: 10_000 },
+    { at: T0 + H, energyWh: 10_500 },
+    { at: T0 + 2 * H, energyWh: 900_300 },
+    { at: T0 + 3 * H, energyWh: 900_700 },
+  ];
+
+  it('without a recorded swap, a new register that starts higher reads as excessive use (what a swap record prevents)', () => {
+    expect(abnormalConsumption(acrossSwap, limits).map((x) => x.kind)).toContain('excessive');
+  });
+
+  it('a recorded swap: readings before it are never compared with readings after it; each register is judged on its own', () => {
+    expect(abnormalConsumption(acrossSwap, limits, [swap])).toEqual([]);
+    expect(registerDiscontinuities(acrossSwap, [swap])).toEqual([]);
+    const excessAfter = [...acrossSwap, { at: T0 + 4 * H, energyWh: 906_700 }];
+    expect(abnormalConsumption(excessAfter, limits, [swap]).map(({ kind, from, to, whPerHour }) => ({ kind, from, to, whPerHour }))).toEqual([{ kind: 'excessive', from: T0 + 3 * H, to: T0 + 4 * H, whPerHour: 6000 }]);
+  });
+
+  it('the old register up to its final reading and the new one from its first are still consumption', () => {
+    // 5,100 Wh in the half hour before the swap (10,200 Wh/h), and 5,300 Wh in the half hour after it.
+    const readings = [
+      { at: T0, energyWh: 10_000 },
+      { at: T0 + H, energyWh: 10_500 },
+      { at: T0 + 2 * H, energyWh: 905_300 },
+    ];
+    const found = abnormalConsumption(readings, limits, [{ at: T0 + 90 * 60_000, oldFinalWh: 15_600, newFirstWh: 900_000 }]);
+    expect(found.map(({ kind, from, to, whPerHour }) => ({ kind, from, to, whPerHour }))).toEqual([
+      { kind: 'excessive', from: T0 + H, to: T0 + 90 * 60_000, whPerHour: 10_200 },
+      { kind: 'excessive', from: T0 + 90 * 60_000, to: T0 + 2 * H, whPerHour: 10_600 },
+    ]);
+  });
+
+  it('a register going down with no swap recorded is a register discontinuity, with the values on both sides', () => {
+    const readings = [
+      { at: T0, energyWh: 999_000 },
+      { at: T0 + H, energyWh: 999_200 },
+      { at: T0 + 2 * H, energyWh: 100 },
+      { at: T0 + 3 * H, energyWh: 150 },
+    ];
+    const [d, ...rest] = registerDiscontinuities(readings);
+    expect(rest).toEqual([]);
+    expect(d).toMatchObject({ from: T0 + H, to: T0 + 2 * H, beforeWh: 999_200, afterWh: 100 });
+    expect(d!.message).toContain('no meter swap recorded');
+    expect(abnormalConsumption(readings, limits)).toEqual([]);
+    // The same drop at a recorded swap is no discontinuity.
+    expect(registerDiscontinuities(readings, [{ at: T0 + 90 * 60_000, oldFinalWh: 999_300, newFirstWh: 50 }])).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import { relayAuditExceptions, type AuditedMeter, type RelayAuditKind } from '..
 const NOW = Date.UTC(2026, 10, 25, 3, 0, 0);
 const H = 3_600_000;
 const MAX_AGE = 26 * H;
+const LIMITS = { maxObservationAgeMs: MAX_AGE, maxArmedMs: 24 * H };
 
 const meter = (over: Partial<AuditedMeter>): AuditedMeter => ({
   meterId: 'M-1',
@@ -39,12 +40,12 @@ const cases: { name: string; meter: Partial<AuditedMeter>; expected: RelayAuditK
 
 describe('daily relay audit (DOMAIN.md rule 17)', () => {
   it.each(cases)('$name', ({ meter: over, expected }) => {
-    const found = relayAuditExceptions([meter(over)], NOW, MAX_AGE);
+    const found = relayAuditExceptions([meter(over)], NOW, LIMITS);
     expect(found.map((e) => e.kind)).toEqual(expected === null ? [] : [expected]);
   });
 
   it('an exception carries what was seen and what was wanted, and a sentence for the person who looks', () => {
-    const [e] = relayAuditExceptions([meter({ meterId: 'M-17', desiredRelay: 'disconnected', lastDisconnectDone: true })], NOW, MAX_AGE);
+    const [e] = relayAuditExceptions([meter({ meterId: 'M-17', desiredRelay: 'disconnected', lastDisconnectDone: true })], NOW, LIMITS);
     expect(e).toEqual({
       meterId: 'M-17',
       kind: 'closed_while_should_be_open',
@@ -61,12 +62,12 @@ describe('daily relay audit (DOMAIN.md rule 17)', () => {
       meter({ meterId: 'C', observed: null }),
       meter({ meterId: 'D', hasOpenOrder: true, observed: null }),
     ];
-    expect(relayAuditExceptions(fleet, NOW, MAX_AGE).map((e) => `${e.meterId}:${e.kind}`)).toEqual(['B:open_without_order', 'C:not_read']);
+    expect(relayAuditExceptions(fleet, NOW, LIMITS).map((e) => `${e.meterId}:${e.kind}`)).toEqual(['B:open_without_order', 'C:not_read']);
   });
 
   it('maxArmedMs is configurable', () => {
     const armed = meter({ observed: { relay: 'armed', at: NOW }, desiredRelay: 'connected', armedSince: NOW - 3 * H });
-    expect(relayAuditExceptions([armed], NOW, MAX_AGE, { maxArmedMs: 2 * H }).map((e) => e.kind)).toEqual(['armed_too_long']);
-    expect(relayAuditExceptions([armed], NOW, MAX_AGE, { maxArmedMs: 4 * H })).toEqual([]);
+    expect(relayAuditExceptions([armed], NOW, { ...LIMITS, maxArmedMs: 2 * H }).map((e) => e.kind)).toEqual(['armed_too_long']);
+    expect(relayAuditExceptions([armed], NOW, { ...LIMITS, maxArmedMs: 4 * H })).toEqual([]);
   });
 });

@@ -1,3 +1,4 @@
+import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
 import { startVictoriaMetrics } from '../harness/victoria-metrics.js';
@@ -45,6 +46,20 @@ describe('readings, relay audit, consumption and time series', () => {
     expect(attempts[0]!.metric).toMatchObject({ profile: 'acme-em340-fw2.4', protocol: 'mqtt', link: 'dc-1' });
     const relay = await vm.query('meter_reading_relay_closed{meter="RD-1",source="read_back"}', { expectSeries: 1 });
     expect(Number(relay[0]!.value[1])).toBe(0);
+  });
+
+  it('a status report the meter pushes is written to the time series as a read one is (source status_report)', async () => {
+    const energyWh = f.fleet.meter('RD-2').energyWh; // what the meter's register shows now
+    const meterSide = await connectAsync(f.broker.url, { protocolVersion: 5, clientId: `rd-meter-side-${process.pid}` });
+    try {
+      await meterSide.publishAsync('meters/RD-2/status', JSON.stringify({ relay: 'connected', voltageV: 229.5, energyWh, ts: Date.now() }), { qos: 1 });
+    } finally {
+      await meterSide.endAsync();
+    }
+    await expect.poll(async () => (await f.http('GET', '/v1/meters/RD-2')).body.observed?.source, { timeout: 5000 }).toBe('status');
+    await f.gateway.timeSeries!.flush();
+    const pushed = await vm.query('meter_reading_energy_wh{meter="RD-2",source="status_report"}', { expectSeries: 1 });
+    expect(Number(pushed[0]!.value[1])).toBe(energyWh);
   });
 
   it('the relay audit lists a relay open with no order behind it', async () => {

@@ -35,6 +35,8 @@ export interface GatewayFixture {
   /** Poll the API until the order is in one of `states` (default: any terminal state). */
   waitForOrder(orderId: string, states?: OrderState[], timeoutMs?: number): Promise<any>;
   registerMeters(meters: TestMeter[]): Promise<void>;
+  /** Stop the gateway and start it again on the same store (file or schema), broker and fleet: a restart. New demo keys. */
+  restartGateway(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -81,11 +83,10 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
   });
   await fleet.start();
   const gateway = await startGateway(config, options.clock ? { clock: options.clock } : {});
-  const operatorKey = gateway.demoKeys!.operator;
 
   const http: GatewayFixture['http'] = async (method, path, options = {}) => {
-    const key = options.key === undefined ? operatorKey : options.key;
-    const res = await fetch(gateway.apiUrl + path, {
+    const key = options.key === undefined ? fixture.operatorKey : options.key;
+    const res = await fetch(fixture.gateway.apiUrl + path, {
       method,
       headers: {
         ...(key ? { authorization: `Bearer ${key}` } : {}),
@@ -108,7 +109,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     broker,
     gateway,
     fleet,
-    operatorKey,
+    operatorKey: gateway.demoKeys!.operator,
     billingKey: gateway.demoKeys!.billing,
     supervisorKey: gateway.demoKeys!.supervisor,
     adminKey: gateway.demoKeys!.admin,
@@ -130,8 +131,19 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
         if (res.status !== 200) throw new Error(`register ${m.meterId}: ${res.status} ${JSON.stringify(res.body)}`);
       }
     },
+    async restartGateway() {
+      await fixture.gateway.stop();
+      const again = await startGateway(config, options.clock ? { clock: options.clock } : {});
+      Object.assign(fixture, {
+        gateway: again,
+        operatorKey: again.demoKeys!.operator,
+        billingKey: again.demoKeys!.billing,
+        supervisorKey: again.demoKeys!.supervisor,
+        adminKey: again.demoKeys!.admin,
+      });
+    },
     async stop() {
-      await gateway.stop();
+      await fixture.gateway.stop();
       await fleet.stop();
       await broker.stop();
       const pgStore = config.store.kind === 'postgres' ? config.store.postgres : null;

@@ -55,4 +55,25 @@ describe('SQLite store specifics', () => {
     expect((await feed('a')).map(([seq, orderId]) => [seq, orderId])).toEqual([[1, 'o1'], [2, 'o4'], [3, 'o6'], [4, 'ord_next']]);
     await store.close();
   });
+
+  it('an older file keeps its work orders when inspections arrive (a migration rebuilds the table): they belong to switch orders', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db');
+    const old = new Database(path);
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    for (let v = 0; v < 12; v++) {
+      old.exec(SQLITE_MIGRATIONS[v]!);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v + 1, 0);
+    }
+    old.prepare(`INSERT INTO meters (meter_id, profile_id, link, region, created_at, updated_at) VALUES ('M-1', 'p', 'L', 'r', 1, 1)`).run();
+    old.prepare(
+      `INSERT INTO orders (id, seq, meter_id, action, reason, requested_by, state, priority, urgent, link, created_at, updated_at, not_before, next_attempt_at)
+       VALUES ('ord_a', 1, 'M-1', 'reconnect', 'payment', 'billing', 'escalated', 1, 0, 'L', 1, 1, 1, 1)`,
+    ).run();
+    old.prepare(`INSERT INTO work_orders (id, order_id, meter_id, region, action, reason, raised_at, due_at, priority, status, updated_at) VALUES ('wo_a', 'ord_a', 'M-1', 'r', 'reconnect', 'late', 2, 3, 1, 'open', 2)`).run();
+    old.close();
+    const store = new SqliteStore(path);
+    await store.migrate();
+    expect(await store.listWorkOrders({ limit: 10 })).toMatchObject([{ id: 'wo_a', kind: 'switch_order', orderId: 'ord_a', action: 'reconnect', status: 'open' }]);
+    await store.close();
+  });
 });

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
 import { MeterlineError } from '../../src/errors.js';
-import type { GatewayStore, Lease, OrderRequest, SubmitContext } from '../../src/store/store.js';
+import type { EpisodeClaim, GatewayStore, Lease, OrderRequest, SubmitContext } from '../../src/store/store.js';
 import { openPolicy } from '../harness/test-policy.js';
 
 /**
@@ -592,6 +592,100 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect([...page1, ...page2].map((o) => o.meterId)).toEqual(['M-1', 'M-2', 'M-3']);
       expect(await store.countOrdersByState()).toEqual({ queued: 3 });
       expect(await store.existingMeterIds(['M-1', 'X', 'M-3'])).toEqual(new Set(['M-1', 'M-3']));
+    });
+
+    const H = 3_600_000;
+    const sighting = (o: Partial<EpisodeClaim> = {}): EpisodeClaim => ({
+      meterId: 'M-1',
+      kind: 'relay_audit_open_without_order',
+      from: now,
+      to: now,
+      whPerHour: null,
+      message: 'Meter M-1 is open but no order of ours ever switched it.',
+      details: { exception: 'open_without_order' },
+      continues: 'while_open',
+      alert: { kind: 'alert.relay_audit', payload: { meterId: o.meterId ?? 'M-1', exception: 'open_without_order' } },
+      ...o,
+    });
+
+    it('alert episodes: one sighting claimed by several callers at once opens one episode and one alert; later sightings continue it; a run that no longer sees it ends it', async () => {
+      const claims = await Promise.all(Array.from({ length: 6 }, () => store.claimEpisode(sighting(), now)));
+      expect(claims.filter((c) => c.opened)).toHaveLength(1);
+      expect(new Set(claims.map((c) => c.episode.id)).size).toBe(1);
+      const first = claims.find((c) => c.opened)!.episode;
+      expect(first).toMatchObject({ meterId: 'M-1', kind: 'relay_audit_open_without_order', openedAt: now, from: now, to: now, endedAt: null, workOrderId: null, details: { exception: 'open_without_order' } });
+      const alerts = (await store.listAlerts(100)).filter((a) => a.kind === 'alert.relay_audit');
+      expect(alerts).toHaveLength(1);
+      expect(alerts[0]).toMatchObject({ meterId: 'M-1', payload: { episodeId: first.id, exception: 'open_without_order' } });
+
+      const later = await store.claimEpisode(sighting({ from: now + H, to: now + H }), now + H);
+      expect(later).toMatchObject({ opened: false, episode: { id: first.id, from: now, to: now + H } });
+      expect((await store.claimEpisode(sighting({ meterId: 'M-2' }), now + H)).opened).toBe(true); // another meter: its own episode
+
+      const ended = await store.endEpisodes('relay_audit_', [{ meterId: 'M-2', kind: 'relay_audit_open_without_order' }], now + 2 * H);
+      expect(ended.map((e) => e.id)).toEqual([first.id]);
+      expect((await store.listEpisodes({ meterId: 'M-1', limit: 10 }))[0]).toMatchObject({ id: first.id, endedAt: now + 2 * H });
+      const again = await store.claimEpisode(sighting({ from: now + 3 * H, to: now + 3 * H }), now + 3 * H);
+      expect(again.opened).toBe(true);
+      expect(again.episode.id).not.toBe(first.id);
+      expect((await store.listEpisodes({ kindPrefix: 'relay_audit_', openOnly: true, limit: 10 })).map((e) => e.meterId).sort()).toEqual(['M-1', 'M-2']);
+      expect(await store.listEpisodes({ kindPrefix: 'consumption_', limit: 10 })).toEqual([]);
+      expect((await store.listAlerts(100)).filter((a) => a.kind === 'alert.relay_audit')).toHaveLength(3);
+    });
+
+    it('alert episodes from reading history: a finding overlapping the open episode continues it (its end and rate from the latest), an older one changes nothing, a later separate one opens a new episode', async () => {
+      const finding = (from: number, to: number, whPerHour: number) =>
+        sighting({ kind: 'consumption_excessive', continues: 'overlapping', from, to, whPerHour, alert: { kind: 'alert.abnormal_consumption', payload: { meterId: 'M-1', kind: 'excessive' } } });
+      expect((await store.claimEpisode(finding(now, now + H, 20_000), now + H)).opened).toBe(true);
+      expect(await store.claimEpisode(finding(now, now + 2 * H, 25_000), now + 2 * H)).toMatchObject({ opened: false, episode: { from: now, to: now + 2 * H, whPerHour: 25_000 } });
+      expect(await store.claimEpisode(finding(now, now + H, 20_000), now + 2 * H)).toMatchObject({ opened: false, episode: { to: now + 2 * H, whPerHour: 25_000 } });
+      const next = await store.claimEpisode(finding(now + 5 * H, now + 6 * H, 18_000), now + 6 * H);
+      expect(next.opened).toBe(true);
+      const list = await store.listEpisodes({ meterId: 'M-1', kindPrefix: 'consumption_', limit: 10 });
+      expect(list.map((e) => [e.from, e.to, e.whPerHour, e.endedAt])).toEqual([
+        [now + 5 * H, now + 6 * H, 18_000, null],
+        [now, now + 2 * H, 25_000, now + 6 * H],
+      ]);
+      expect((await store.listAlerts(100)).filter((a) => a.kind === 'alert.abnormal_consumption')).toHaveLength(2);
+    });
+
+    it('an inspection work order is raised once with its episode, listed beside switch work orders, told to the field, and completed with an outcome and no switch order', async () => {
+      await store.setMeterFlags('M-1', { medicalEquipment: true }, 'billing', now);
+      const inspection = { reason: 'relay audit: open with no order', dueAt: now + 24 * H, priority: 1, region: 'north' };
+      const claims = await Promise.all([store.claimEpisode(sighting({ inspection }), now), store.claimEpisode(sighting({ inspection }), now)]);
+      const woId = claims.find((c) => c.opened)!.episode.workOrderId!;
+      expect(claims.map((c) => c.episode.workOrderId)).toEqual([woId, woId]);
+      const [o] = await store.submitOrders([req({ meterId: 'M-2', action: 'reconnect', reason: 'payment', paymentAt: now })], ctx());
+      const escalated = await store.escalateOrder(o!.order.id, now, { reason: 'remote attempts exhausted', dueAt: now + 20 * H, priority: 2 }, now + H);
+      expect(escalated!.workOrder).toMatchObject({ kind: 'switch_order', orderId: o!.order.id, action: 'reconnect' });
+
+      const open = await store.listWorkOrders({ status: 'open', limit: 10 });
+      expect(open.map((w) => [w.kind, w.meterId, w.orderId, w.action, w.priority])).toEqual([
+        ['inspection', 'M-1', null, 'inspect', 1],
+        ['switch_order', 'M-2', o!.order.id, 'reconnect', 2],
+      ]);
+      const told = (await store.pendingNotifications(now, 10, ['work_order.'])).filter((x) => x.kind === 'work_order.created');
+      expect(told.map((x) => (x.payload as { kind: string }).kind).sort()).toEqual(['inspection', 'switch_order']);
+
+      const done = await store.completeWorkOrder(woId, 'disconnected', 'relay opened again and sealed', 'crew-1', now + 1);
+      expect(done.order).toBeNull();
+      expect(done.workOrder).toMatchObject({ status: 'done', outcome: 'disconnected', kind: 'inspection' });
+      expect((await store.getMeter('M-1'))!.observed).toMatchObject({ relay: 'disconnected', source: 'field' });
+      await expect(store.completeWorkOrder(woId, 'reconnected', null, 'crew-1', now + 2)).rejects.toMatchObject({ code: 'E_WORK_ORDER_STATE' });
+      const audit = (await store.listAudit({ target: 'M-1', limit: 50 })).map((a) => a.action);
+      expect(audit).toEqual(expect.arrayContaining(['work_order.raise', 'work_order.complete']));
+      expect((await store.verifyAudit()).ok).toBe(true);
+    });
+
+    it('meter swaps: recorded and audited, listed oldest first; an unknown meter is refused', async () => {
+      const s1 = await store.recordMeterSwap({ meterId: 'M-1', at: now - 2 * H, oldFinalWh: 18_402_310, newFirstWh: 12, newSerial: 'EM340-1', reference: 'job 1', recordedBy: 'ops' }, now);
+      const s2 = await store.recordMeterSwap({ meterId: 'M-1', at: now - H, oldFinalWh: 400, newFirstWh: 0.5, newSerial: null, reference: null, recordedBy: 'ops' }, now);
+      expect(s1).toMatchObject({ meterId: 'M-1', at: now - 2 * H, oldFinalWh: 18_402_310, newFirstWh: 12, newSerial: 'EM340-1', reference: 'job 1', recordedBy: 'ops', recordedAt: now });
+      expect((await store.listMeterSwaps('M-1', 10)).map((s) => s.id)).toEqual([s1.id, s2.id]);
+      expect((await store.listMeterSwaps('M-1', 1)).map((s) => [s.id, s.newFirstWh])).toEqual([[s2.id, 0.5]]);
+      expect(await store.listMeterSwaps('M-2', 10)).toEqual([]);
+      await expect(store.recordMeterSwap({ meterId: 'M-404', at: now, oldFinalWh: 1, newFirstWh: 0, newSerial: null, reference: null, recordedBy: 'ops' }, now)).rejects.toMatchObject({ code: 'E_METER_NOT_FOUND' });
+      expect((await store.listAudit({ target: 'M-1', limit: 50 })).filter((a) => a.action === 'meter.swap')).toHaveLength(2);
     });
   });
 }

@@ -3,20 +3,34 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { supplyStatus, SUPPLY_WORDS } from '../../domain/supply-status.js';
 import { MeterlineError } from '../../errors.js';
+import type { AlertEpisode } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { ErrorView, MeterIdParam } from '../schemas.js';
 
 /**
  * For the call centre and billing (DOMAIN.md rules 18, 19): a meter's timeline (orders step by step, attempts,
- * notices, notifications, readings, audit) and the one-word answer to "why is this customer off supply?".
+ * notices, notifications, readings, alerts, audit) and the one-word answer to "why is this customer off supply?".
  */
 const TimelineItem = z.object({
   at: z.string(),
-  kind: z.enum(['order', 'attempt', 'notice', 'notification', 'reading', 'audit']),
+  kind: z.enum(['order', 'attempt', 'notice', 'notification', 'reading', 'audit', 'alert']),
   summary: z.string(),
   orderId: z.string().nullable(),
   details: z.record(z.string(), z.unknown()),
+});
+
+/** One alert episode as the call centre sees it: what, how much (Wh/h), over which period. */
+const AlertView = z.object({
+  kind: z.string().describe('consumption_excessive, consumption_continuous, register_discontinuity, relay_audit_<exception>'),
+  whPerHour: z.number().nullable().describe('The rate behind a consumption alert (excessive: the peak; continuous: the lowest)'),
+  from: z.string(),
+  to: z.string(),
+  alertedAt: z.string(),
+  endedAt: z.string().nullable(),
+  message: z.string(),
+  episodeId: z.string(),
+  workOrderId: z.string().nullable(),
 });
 
 const SupplyView = z.object({
@@ -28,16 +42,32 @@ const SupplyView = z.object({
   observed: z.object({ relay: z.string(), at: z.string(), voltageV: z.number().nullable(), source: z.string() }).nullable(),
   liveRead: z.enum(['ok', 'failed', 'not_tried']),
   liveReadDetail: z.string().nullable(),
+  consumptionAlerts: z.array(AlertView).describe('The latest abnormal-consumption alerts (rule 20), newest first'),
 });
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+/** Consumption alerts shown with the supply answer. */
+const SUPPLY_CONSUMPTION_ALERTS = 5;
+
+const alertView = (e: AlertEpisode): z.infer<typeof AlertView> => ({
+  kind: e.kind,
+  whPerHour: e.whPerHour,
+  from: iso(e.from),
+  to: iso(e.to),
+  alertedAt: iso(e.openedAt),
+  endedAt: isoOrNull(e.endedAt),
+  message: e.message,
+  episodeId: e.id,
+  workOrderId: e.workOrderId,
+});
 
 export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get('/v1/meters/:meterId/timeline', {
     schema: {
-      summary: "A meter's history in time order: orders step by step, attempts, notices, notifications, readings, audit",
+      summary: "A meter's history in time order: orders step by step, attempts, notices, notifications, readings, alerts (kind, rate, period), audit",
       tags: ['meters'],
       params: MeterIdParam,
       querystring: z.object({ limit: z.coerce.number().int().min(1).max(5000).default(500) }),
@@ -74,6 +104,16 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
       for (const o of await store.listObservations(meterId, 200)) {
         items.push({ at: o.at, kind: 'reading', orderId: null, summary: `relay ${o.relay}${o.voltageV !== undefined ? `, ${o.voltageV} V` : ''} (${o.source})`, details: { relay: o.relay, voltageV: o.voltageV ?? null, energyWh: o.energyWh ?? null, source: o.source } });
       }
+      for (const e of await store.listEpisodes({ meterId, limit: 200 })) {
+        const rate = e.whPerHour === null ? '' : `, ${Math.round(e.whPerHour * 10) / 10} Wh/h`;
+        items.push({
+          at: e.openedAt,
+          kind: 'alert',
+          orderId: null,
+          summary: `${e.kind.replaceAll('_', ' ')}${rate}, ${iso(e.from)} to ${iso(e.to)}${e.endedAt !== null ? ` (over by ${iso(e.endedAt)})` : ''}: ${e.message}`,
+          details: alertView(e),
+        });
+      }
       for (const a of await store.listAudit({ target: meterId, limit: 500 })) {
         items.push({ at: a.at, kind: 'audit', orderId: null, summary: `${a.actor}: ${a.action}`, details: { actor: a.actor, action: a.action, details: a.details } });
       }
@@ -86,7 +126,7 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
     schema: {
       summary: 'Why is this customer off supply? One word and a sentence',
       description:
-        'disconnected_by_order (which order, when, why, who), armed_waiting_for_customer, supply_fault (relay closed, no voltage), on_supply, unknown (not answering since …), or disconnected_without_order (relay open, no order of ours: a person should look). With refresh=true (the default) the meter is read live first, unless an order attempt is on the wire to it.',
+        'disconnected_by_order (which order, when, why, who), armed_waiting_for_customer (armed by our reconnect), supply_fault (relay closed, no voltage), on_supply, unknown (not answering since …); and three a person should look at, the same the daily relay audit raises: disconnected_without_order (relay open, or armed, with no order of ours), on_supply_against_order (relay closed while our disconnect says it should be open: a bypass), armed_against_order (armed while our disconnect says it should be open). With the latest abnormal-consumption alerts (kind, rate, period). With refresh=true (the default) the meter is read live first, unless an order attempt is on the wire to it.',
       tags: ['meters'],
       params: MeterIdParam,
       querystring: z.object({ refresh: z.enum(['true', 'false']).default('true') }),
@@ -105,10 +145,13 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
         liveReadDetail = read.ok ? null : read.detail;
       }
       const meter = (await deps.store.getMeter(meterId))!;
+      // The same facts the relay audit judges, so the answer and the audit agree.
+      const facts = (await deps.store.relayAuditFacts([meterId])).get(meterId)!;
       const answer = supplyStatus({
         now: deps.submitContext().now,
         observed: meter.observed ? { relay: meter.observed.relay, at: meter.observed.at, voltageV: meter.observed.voltageV } : null,
         liveRead,
+        orders: { desiredRelay: meter.desiredRelay, hasOpenOrder: facts.hasOpenOrder, lastDisconnectDone: facts.lastDisconnectDone, armedSince: facts.armedSince },
         lastDisconnect: await deps.store.lastCompletedOrder(meterId, 'disconnect'),
         lastReconnect: await deps.store.lastCompletedOrder(meterId, 'reconnect'),
         ...deps.supply,
@@ -120,6 +163,7 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
         observed: meter.observed ? { relay: meter.observed.relay, at: iso(meter.observed.at), voltageV: meter.observed.voltageV, source: meter.observed.source } : null,
         liveRead,
         liveReadDetail,
+        consumptionAlerts: (await deps.store.listEpisodes({ meterId, kindPrefix: 'consumption_', limit: SUPPLY_CONSUMPTION_ALERTS })).map(alertView),
       };
     },
   });

@@ -22,7 +22,7 @@ export async function monitoringRoutes(app: FastifyInstance, deps: ApiDeps): Pro
   const Run = z.object({ id: z.string(), ranAt: z.string(), meters: z.number(), exceptions: z.array(z.unknown()) });
   r.get('/v1/relay-audit', {
     schema: {
-      summary: 'The latest daily relay audit: meters whose relay disagrees with their orders, for a person to look at',
+      summary: 'The latest daily relay audit: meters whose relay disagrees with their orders, for a person to look at (each with its episode, whether this run alerted, its inspection work order)',
       tags: ['monitoring'],
       response: { 200: Run, 401: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
@@ -46,7 +46,7 @@ export async function monitoringRoutes(app: FastifyInstance, deps: ApiDeps): Pro
 
   r.get('/v1/alerts', {
     schema: {
-      summary: 'Alerts, newest first: success rates below threshold, circuit breakers, abnormal consumption',
+      summary: 'Alerts, newest first: success rates below threshold, circuit breakers, abnormal consumption, register discontinuities, relay-audit exceptions (each once per episode)',
       tags: ['monitoring'],
       querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
       response: { 200: z.object({ items: z.array(z.object({ id: z.string(), kind: z.string(), meterId: z.string(), at: z.string(), payload: z.unknown(), delivered: z.boolean() })) }), 401: ErrorView },

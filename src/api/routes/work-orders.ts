@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { MeterlineError } from '../../errors.js';
-import { FIELD_OUTCOMES, WORK_ORDER_STATUSES, type WorkOrder } from '../../store/store.js';
+import { FIELD_OUTCOMES, WORK_ORDER_ACTIONS, WORK_ORDER_KINDS, WORK_ORDER_STATUSES, type WorkOrder } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { idempotentWrite } from '../idempotent-write.js';
@@ -10,15 +10,17 @@ import { ErrorView, IdempotencyHeaders } from '../schemas.js';
 import { orderView } from '../views.js';
 
 /**
- * The field side (DOMAIN.md rule 11): work orders raised from failed or late remote actions, most urgent first,
+ * The field side (DOMAIN.md rule 11): work orders raised from failed or late remote actions, and inspections the
+ * relay audit raised (rule 17: a relay open with no order, or closed while it should be open), most urgent first,
  * assigned to a crew, completed with what the crew found on site.
  */
 const WorkOrderView = z.object({
   id: z.string(),
-  orderId: z.string(),
+  kind: z.enum(WORK_ORDER_KINDS).describe('switch_order: settles its switch order; inspection: raised by the relay audit, no switch order behind it'),
+  orderId: z.string().nullable().describe('The switch order; null for an inspection'),
   meterId: z.string(),
   region: z.string(),
-  action: z.enum(['disconnect', 'reconnect']),
+  action: z.enum(WORK_ORDER_ACTIONS).describe('The switch order’s action; inspect for an inspection'),
   reason: z.string().describe('Why it was raised'),
   raisedAt: z.string(),
   dueAt: z.string(),
@@ -98,19 +100,20 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
   r.post('/v1/work-orders/:workOrderId/complete', {
     schema: {
       summary: 'Report what the crew found on site; this closes the work order and settles the switch order',
-      description: 'reconnected (or disconnected) marks the switch order done_by_field and the meter connected (or disconnected); meter_faulty, no_access and customer_refused end it failed with the crew’s note.',
+      description:
+        'reconnected (or disconnected) marks the switch order done_by_field and the meter connected (or disconnected); meter_faulty, no_access and customer_refused end it failed with the crew’s note. An inspection has no switch order (order is null): reconnected or disconnected record the relay the crew left.',
       tags: ['work orders'],
       params: Param,
       headers: IdempotencyHeaders,
       body: z.object({ outcome: z.enum(FIELD_OUTCOMES), note: z.string().max(1000).optional() }).strict().meta({ examples: [{ outcome: 'reconnected', note: 'relay closed by hand, supply checked' }] }),
-      response: { 200: z.object({ workOrder: WorkOrderView, order: z.unknown() }), 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
+      response: { 200: z.object({ workOrder: WorkOrderView, order: z.unknown().describe('The settled switch order; null for an inspection') }), 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     preHandler: requirePermission(deps.keys, 'workorder:update'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const done = await deps.store.completeWorkOrder(req.params.workOrderId, req.body.outcome, req.body.note ?? null, req.principal!.name, now());
-        return { status: 200, body: { workOrder: workOrderView(done.workOrder, now()), order: orderView(done.order) } };
+        return { status: 200, body: { workOrder: workOrderView(done.workOrder, now()), order: done.order ? orderView(done.order) : null } };
       });
     },
   });

@@ -30,6 +30,8 @@ const SUPPLY_CLASS = {
   armed_waiting_for_customer: 'armed',
   supply_fault: 'fault',
   disconnected_without_order: 'fault',
+  on_supply_against_order: 'fault',
+  armed_against_order: 'fault',
   unknown: 'unknown',
 };
 

@@ -7,12 +7,15 @@ const STATUSES = ['open', 'assigned', 'done', 'cancelled'];
 /** Urgency from the time left to the customer deadline: shown as a word, a colour only adds to it. */
 export function urgency(w) {
   if (w.status === 'done' || w.status === 'cancelled') return 'closed';
-  if (w.timeLeftMinutes === null) return 'normal';
+  if (w.timeLeftMinutes === null) return w.kind === 'inspection' && w.priority === 1 ? 'urgent' : 'normal';
   if (w.timeLeftMinutes < 0) return 'overdue';
   if (w.timeLeftMinutes < 120) return 'critical';
   if (w.timeLeftMinutes < 480) return 'urgent';
   return 'normal';
 }
+
+/** Minutes to sort by: to the customer deadline, or, for an inspection (no deadline), to its due time. */
+const minutesLeft = (w) => w.timeLeftMinutes ?? (Date.parse(w.dueAt) - Date.now()) / 60_000;
 
 export async function render(main, ctx) {
   const status = ctx.query.get('status') ?? 'open';
@@ -33,14 +36,14 @@ export async function render(main, ctx) {
         field('Region', regionInput),
         h('button', { type: 'submit' }, 'Apply'),
       ),
-      h('p.muted', {}, 'Raised when a remote action failed or cannot finish before its deadline; due before the customer deadline. Sorted by time left to that deadline.'),
+      h('p.muted', {}, 'Raised when a remote action failed or cannot finish before its deadline (due before the customer deadline), or by the relay audit when a relay is open with no order or closed while it should be open (an inspection). Sorted by time left.'),
       list,
     ),
   );
   const load = async () => {
     try {
       const res = await api(`/v1/work-orders${qs({ status: status === 'any' ? '' : status, region, limit: 1000 })}`);
-      const items = res.items.slice().sort((a, b) => (a.timeLeftMinutes ?? Infinity) - (b.timeLeftMinutes ?? Infinity) || Date.parse(a.dueAt) - Date.parse(b.dueAt));
+      const items = res.items.slice().sort((a, b) => minutesLeft(a) - minutesLeft(b) || a.priority - b.priority || Date.parse(a.dueAt) - Date.parse(b.dueAt));
       fill(
         list,
         table(
@@ -52,7 +55,7 @@ export async function render(main, ctx) {
             { label: 'Due', cell: (w) => fmtTime(w.dueAt) },
             { label: 'Meter', cell: (w) => h('a', { href: `#/meters/${encodeURIComponent(w.meterId)}` }, w.meterId) },
             { label: 'Region', cell: (w) => w.region },
-            { label: 'Action', cell: (w) => w.action },
+            { label: 'Action', cell: (w) => (w.kind === 'inspection' ? 'inspect (relay audit)' : w.action) },
             { label: 'Priority', cell: (w) => String(w.priority), class: 'num' },
             { label: 'Status', cell: (w) => `${w.status}${w.assignedTo ? ` (${w.assignedTo})` : ''}` },
             { label: 'Why', cell: (w) => w.reason },
