@@ -323,6 +323,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     }
     if (config.fieldService.webhookUrl) routes.push({ kindPrefix: 'work_order.', url: config.fieldService.webhookUrl, secret: config.fieldService.secret });
     if (config.successRates.alertWebhookUrl) routes.push({ kindPrefix: 'alert.', url: config.successRates.alertWebhookUrl, secret: config.successRates.alertSecret });
+    if (!config.notifications.webhookUrl) {
+      logger.warn('no customer channel configured (notifications.webhookUrl): pre-disconnect notices cannot be delivered, so disconnects for arrears wait at E_SECOND_NOTICE_UNDELIVERED (DOMAIN.md rule 2)');
+    }
     if (routes.length > 0) {
       const dispatcher = new NotificationDispatcher(store, routes, config.notifications.pollMs, clock, logger.child({ component: 'notifications' }));
       singletonJobs.push({ name: 'webhooks', start: () => dispatcher.start(), stop: () => dispatcher.stop() });
