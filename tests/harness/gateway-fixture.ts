@@ -36,7 +36,8 @@ export interface GatewayFixture {
   waitForOrder(orderId: string, states?: OrderState[], timeoutMs?: number): Promise<any>;
   registerMeters(meters: TestMeter[]): Promise<void>;
   /** Stop the gateway and start it again on the same store (file or schema), broker and fleet: a restart. New demo keys. */
-  restartGateway(): Promise<void>;
+  /** Stop the gateway and start it again on the same store; `change` edits its configuration first (a changed calendar, say). */
+  restartGateway(change?: (config: GatewayConfig) => GatewayConfig): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -52,7 +53,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
   // calendar passes its own policy).
   const allDay = ['00:00-24:00'];
   const anyHour = { ...base.policy.windows, weekly: { mon: allDay, tue: allDay, wed: allDay, thu: allDay, fri: allDay, sat: allDay, sun: allDay }, holidayEveCutoff: null };
-  const config = ConfigSchema.parse({
+  let config = ConfigSchema.parse({
     ...base,
     policy: { ...base.policy, windows: anyHour },
     instanceId: 'test',
@@ -131,8 +132,9 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
         if (res.status !== 200) throw new Error(`register ${m.meterId}: ${res.status} ${JSON.stringify(res.body)}`);
       }
     },
-    async restartGateway() {
+    async restartGateway(change) {
       await fixture.gateway.stop();
+      if (change) config = ConfigSchema.parse(change(config));
       const again = await startGateway(config, options.clock ? { clock: options.clock } : {});
       Object.assign(fixture, {
         gateway: again,
