@@ -623,7 +623,7 @@ export class PostgresStore implements GatewayStore {
   private async wakeHeld(q: Q, filter: WakeFilter, now: number): Promise<number> {
     const args: unknown[] = [now];
     const arg = (v: unknown): string => (args.push(v), `$${args.length}`);
-    const where = [`state = 'held'`, `action = 'disconnect'`, 'next_attempt_at > $1'];
+    const where = [`state IN ('held', 'escalated')`, `action = 'disconnect'`, 'next_attempt_at > $1'];
     if (filter.meterId !== undefined) where.push(`meter_id = ${arg(filter.meterId)}`);
     if (filter.orderId !== undefined) where.push(`id = ${arg(filter.orderId)}`);
     if (filter.codes && filter.codes.length > 0) where.push(`(${filter.codes.map((c) => `state_reason LIKE ${arg(`${c}:%`)}`).join(' OR ')})`);

@@ -575,9 +575,6 @@ export class SqliteStore implements GatewayStore {
         this.prep('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, orderId);
         if (order.escalatedAt !== null) this.p.work.cancelFor(orderId, `the account is paid: ${detail}`, now);
         this.p.audit.append(now, 'gateway', 'order.cancelled', order.meterId, { orderId, code: 'E_PAID', detail });
-      } else if (order.state === 'escalated') {
-        const why = `E_BILLING_UNREACHABLE: ${detail}; asking again at ${new Date(retryAt).toISOString()} (rule 3: payment re-checked at the last moment)`;
-        this.prep('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(retryAt, why, now, orderId);
       } else {
         this.holdSync(order, now, retryAt, `E_BILLING_UNREACHABLE: ${detail}; asking again at ${new Date(retryAt).toISOString()} (rule 3: payment re-checked at the last moment)`);
       }
@@ -618,7 +615,7 @@ export class SqliteStore implements GatewayStore {
   }
 
   private wakeHeldSync(filter: WakeFilter, now: number): number {
-    const where = [`state = 'held'`, `action = 'disconnect'`, 'next_attempt_at > ?'];
+    const where = [`state IN ('held', 'escalated')`, `action = 'disconnect'`, 'next_attempt_at > ?'];
     const args: unknown[] = [now, now];
     if (filter.meterId !== undefined) (where.push('meter_id = ?'), args.push(filter.meterId));
     if (filter.orderId !== undefined) (where.push('id = ?'), args.push(filter.orderId));

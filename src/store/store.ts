@@ -490,7 +490,7 @@ export interface GatewayStore {
   /**
    * A policy changed (a weather period lifted, a breaker reset, a meter's flags, an approval, a restart with a new
    * calendar): the held disconnects it may concern are due now, so the gate looks at them again within one tick.
-   * Returns how many.
+   * Escalated disconnects too: a crew must not go and cut a customer a rule now protects. Returns how many.
    */
   wakeHeldDisconnects(filter: WakeFilter, now: number): Promise<number>;
   /**
