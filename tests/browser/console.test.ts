@@ -16,6 +16,7 @@ const meters: TestMeter[] = [
   { meterId: 'CON-2', profileId: CLOSES, initialRelay: 'connected', region: 'north' },
   { meterId: 'CON-3', profileId: 'volta-pp20-fw1.7', initialRelay: 'connected', region: 'south' },
   { meterId: 'OFF-1', profileId: CLOSES, initialRelay: 'disconnected', region: 'east', link: 'dc-east' },
+  { meterId: 'CON-4', profileId: CLOSES, initialRelay: 'connected', region: 'north' },
 ];
 
 let f: GatewayFixture;
@@ -65,7 +66,7 @@ describe('operator console', () => {
     await expect.poll(() => page.locator('#who-role').textContent()).toBe('operator');
     const fleet = page.getByRole('table', { name: /^Meters/ });
     for (const m of meters) await expect.poll(() => fleet.getByRole('link', { name: m.meterId }).count()).toBe(1);
-    await expect.poll(() => page.locator('.big').first().textContent()).toBe('4 meters');
+    await expect.poll(() => page.locator('.big').first().textContent()).toBe('5 meters');
     expect(await fleet.locator('tr[data-meter="CON-1"]').textContent()).toContain('disconnected');
     expect(await fleet.locator('tr[data-meter="CON-2"]').textContent()).toContain('connected');
     await expect.poll(() => page.locator('#live-state').textContent(), { timeout: 5000 }).toBe('live: on');
@@ -105,6 +106,27 @@ describe('operator console', () => {
     await alert.waitFor();
     expect(await alert.textContent()).toMatch(/^E_PROTECTED_MODE: .*protected mode/);
     expect(f.fleet.meter('CON-2').relay).toBe('connected');
+  });
+
+  it('a protected customer’s own request waits for a supervisor: only a supervisor who did not ask sees Approve, and approving sends it', async () => {
+    expect((await f.http('PUT', '/v1/meters/CON-4/flags', { key: f.billingKey, headers: key(), body: { vulnerable: true } })).status).toBe(200);
+    const asked = await f.http('POST', '/v1/meters/CON-4/disconnect', { headers: key(), body: { reason: 'customer_request', reference: 'CRM-7001', note: 'moving out' } });
+    expect(asked.status).toBe(202);
+    expect(asked.body.stateReason).toMatch(/^E_APPROVAL_REQUIRED: /);
+    const id = asked.body.id as string;
+    // The operator who asked: no Approve button.
+    const operator = await signIn(f.operatorKey);
+    await operator.goto(`${f.gateway.apiUrl}/console/#/orders?meterId=CON-4`);
+    await operator.locator(`tr[data-order="${id}"]`).waitFor();
+    expect(await operator.getByRole('button', { name: /^Approve disconnect/ }).count()).toBe(0);
+    expect(f.fleet.meter('CON-4').relay).toBe('connected');
+    // A supervisor approves it.
+    const supervisor = await signIn(f.supervisorKey);
+    await supervisor.goto(`${f.gateway.apiUrl}/console/#/orders?meterId=CON-4`);
+    await supervisor.getByRole('button', { name: `Approve disconnect ${id} (customer_request, CRM-7001)` }).click();
+    expect((await f.waitForOrder(id)).state).toBe('done');
+    expect((await f.http('GET', `/v1/orders/${id}`)).body).toMatchObject({ approvedBy: 'demo-supervisor' });
+    expect(f.fleet.meter('CON-4').relay).toBe('disconnected');
   });
 
   it('a reconnect that cannot finish remotely shows up as a work order with its deadline, most urgent first', async () => {
