@@ -13,7 +13,7 @@ const at = (iso: string): number => Date.parse(iso);
 const NOW = at('2026-11-24T10:00:00Z');
 
 const policy: PolicyConfig = {
-  notice: { minLeadDays: 3, maxLeadDays: 7, secondNoticeMinutes: 30 },
+  notice: { minLeadDays: 3, maxLeadDays: 7, secondNoticeMinutes: 30, secondNoticeValidMinutes: 120 },
   paymentRecheck: { url: 'http://billing.example/recheck', timeoutMs: 2000, retryAfterMs: 300_000 },
   dailyCap: { overall: 100, perRegion: { north: 2 }, defaultPerRegion: 50 },
   windows: {
@@ -122,6 +122,10 @@ const cases: Case[] = [
   { name: 'rule 2: sent 2 hours ago but delivered 10 minutes ago: the 30 minutes run from the delivery', secondNotice: { sentAt: NOW - 2 * HOUR, deliveredAt: NOW - 10 * MIN }, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_PENDING', until: NOW + 20 * MIN } },
   { name: 'rule 2: sent 45 minutes ago and never delivered: held, never let through', secondNotice: { sentAt: NOW - 45 * MIN, deliveredAt: null }, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_UNDELIVERED', rule: 'secondNotice', until: NOW + MIN } },
   { name: 'rule 2: undelivered for three days: still held, no new notice instead', secondNotice: { sentAt: NOW - 3 * DAY, deliveredAt: null }, expect: { verdict: 'hold', code: 'E_SECOND_NOTICE_UNDELIVERED' } },
+  { name: 'rule 2: a second notice delivered 3 hours ago (the order was held since) no longer announces it: a new one', secondNotice: { sentAt: NOW - 3 * HOUR, deliveredAt: NOW - 3 * HOUR }, expect: { verdict: 'second_notice', until: NOW + 30 * MIN } },
+  { name: 'rule 2: a second notice delivered 2 hours ago still counts (policy.notice.secondNoticeValidMinutes, 120)', secondNotice: { sentAt: NOW - 2 * HOUR, deliveredAt: NOW - 2 * HOUR }, expect: { verdict: 'allow' } },
+  { name: 'rule 2: no notice is sent at 15:40 for a disconnect that could only come after 16:00: it waits for the next window', now: at('2026-11-24T15:40:00Z'), secondNotice: null, expect: { verdict: 'hold', code: 'E_OUTSIDE_WINDOW', until: at('2026-11-25T08:00:00Z') } },
+  { name: 'rule 2: at 15:25 the notice goes, its 30 minutes end inside the window', now: at('2026-11-24T15:25:00Z'), secondNotice: null, expect: { verdict: 'second_notice', until: at('2026-11-24T15:55:00Z') } },
   { name: 'rule 2: a second notice delivered a day and more ago is sent again', secondNotice: { sentAt: NOW - 25 * HOUR, deliveredAt: NOW - 25 * HOUR }, expect: { verdict: 'second_notice' } },
   // Rule 3: no re-check hook, no disconnect for non-payment.
   { name: 'rule 3: no billing re-check hook configured: refused', policy: { paymentRecheck: { url: null, timeoutMs: 1000, retryAfterMs: 60_000 } }, expect: { verdict: 'refuse', code: 'E_NO_BILLING_HOOK', rule: 'paymentRecheck' } },

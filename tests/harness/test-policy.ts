@@ -7,7 +7,7 @@ import type { PolicyConfig } from '../../src/domain/policy/policy-config.js';
 export function openPolicy(overrides: Partial<PolicyConfig> = {}): PolicyConfig {
   const allDay = ['00:00-24:00'];
   return {
-    notice: { minLeadDays: 3, maxLeadDays: 7, secondNoticeMinutes: 30 },
+    notice: { minLeadDays: 3, maxLeadDays: 7, secondNoticeMinutes: 30, secondNoticeValidMinutes: 120 },
     paymentRecheck: { url: 'http://127.0.0.1:9/recheck', timeoutMs: 500, retryAfterMs: 60_000 },
     dailyCap: { overall: 1000, perRegion: {}, defaultPerRegion: 1000 },
     windows: { timezone: 'UTC', weekly: { mon: allDay, tue: allDay, wed: allDay, thu: allDay, fri: allDay, sat: allDay, sun: allDay }, holidays: [], holidayEveCutoff: null },

@@ -155,17 +155,18 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     expect(w.f.fleet.meter('W-SINGLE').relay).toBe('disconnected');
   });
 
-  it('plan: an arrears disconnect whose second notice’s 30 minutes end after 16:00 is held outside the window; nothing is sent', async () => {
+  it('plan: an arrears disconnect at 15:40, whose second notice’s 30 minutes would end after 16:00, is held for the next window; no notice announces it, nothing is sent', async () => {
     w.clock.set(at('2026-11-25T15:40:00Z'));
     await w.serveNotice('W-PLAN', 4);
     const plan = await w.plan(['W-PLAN']);
     const id = plan.items['W-PLAN']!.orderId!;
     expect(id, JSON.stringify(plan)).toBeTruthy();
-    await reasonIs(w, id, 'E_SECOND_NOTICE_PENDING');
-    await w.waitFor('the pre-disconnect notice delivered', async () => ((await w.order(id)).notifications ?? []).some((n: any) => n.deliveredAt !== null));
-    expect(w.channel.received.some((m) => m.kind === 'pre_disconnect_notice' && m.body.meterId === 'W-PLAN')).toBe(true);
+    // The customer is not told of a disconnect that could not happen at the time the notice would give.
+    const waiting = await reasonIs(w, id, 'E_OUTSIDE_WINDOW');
+    expect(waiting.nextAttemptAt).toBe('2026-11-26T08:00:00.000Z');
+    expect(w.channel.received.some((m) => m.kind === 'pre_disconnect_notice' && m.body.meterId === 'W-PLAN')).toBe(false);
 
-    await w.advance(31 * MIN, 4); // 16:11: the 30 minutes are over, the window closed at 16:00
+    await w.advance(31 * MIN, 4); // 16:11: the window closed at 16:00
     const held = await reasonIs(w, id, 'E_OUTSIDE_WINDOW');
     expect(held.state, story(held)).toBe('held');
     await w.settle();

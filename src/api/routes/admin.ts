@@ -175,6 +175,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const w = await deps.store.liftWeather(req.params.periodId, req.principal!.name, now());
+        deps.controller.wake(); // the disconnects it held are due now
         if (!w) throw new MeterlineError('E_NOT_FOUND', `no weather period ${req.params.periodId}`);
         return { status: 200, body: weatherView(w) };
       });

@@ -163,6 +163,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
         const { loadLimitedSince, ...rest } = req.body;
         const patch = { ...rest, ...(loadLimitedSince !== undefined ? { loadLimitedSince: ms(loadLimitedSince) as number | null } : {}) };
         const flags = await deps.store.setMeterFlags(req.params.meterId, patch, req.principal!.name, now());
+        deps.controller.wake(); // the meter's held disconnects are looked at again now
         return { status: 200, body: flagsView(flags) };
       });
     },
@@ -233,6 +234,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
           });
         }
         const result = await deps.store.importMeterFacts(rows, req.principal!.name, now());
+        deps.controller.wake();
         return { status: 200, body: { rows: rows.length, ...result } };
       });
     },

@@ -123,8 +123,6 @@ export const BREAKER_RECHECK_MS = 60_000;
 export const UNDELIVERED_RECHECK_MS = 60_000;
 /** ...at protected mode, and at a missing approval, this often (releasing or approving wakes it at once). */
 export const PROTECTION_RECHECK_MS = 15 * 60_000;
-/** A second notice delivered longer ago than this no longer announces an imminent disconnect; a new one goes out. */
-export const SECOND_NOTICE_VALID_MS = 24 * 3_600_000;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const refuse = (rule: RuleId, code: ErrorCode, message: string): GateDecision => ({ verdict: 'refuse', rule, code, message: `${message} (${RULES[rule]})` });
@@ -240,7 +238,7 @@ export function evaluateDisconnectGate(input: GateInput): GateDecision {
       return hold('dailyCap', 'E_DAILY_CAP', `disconnect waits: today's cap for region ${meter.region} or overall is used`, nextLocalDay(now, input.policy.windows.timezone));
     }
   }
-  if (rules.nonPayment) return secondNoticeDecision(input);
+  if (rules.nonPayment) return secondNoticeDecision(input, rules);
   return { verdict: 'allow' };
 }
 
@@ -299,11 +297,24 @@ function limitBeforeCutDecision(input: GateInput): GateDecision | null {
  * 2xx) and the configured minutes have passed since the delivery. Sent but undelivered holds; it never lets the
  * order through.
  */
-function secondNoticeDecision(input: GateInput): GateDecision {
+function secondNoticeDecision(input: GateInput, rules: ReasonRules): GateDecision {
   const { now, policy } = input;
   const lead = policy.notice.secondNoticeMinutes * MIN_MS;
   const n = input.secondNotice;
-  if (n === null || (n.deliveredAt !== null && now - n.deliveredAt > SECOND_NOTICE_VALID_MS)) return { verdict: 'second_notice', rule: 'secondNotice', until: now + lead };
+  // A notice delivered longer ago than secondNoticeValidMinutes no longer announces an imminent disconnect: a new one.
+  if (n === null || (n.deliveredAt !== null && now - n.deliveredAt > policy.notice.secondNoticeValidMinutes * MIN_MS)) {
+    // Never announce a disconnect that could not happen then: the notice waits for a window that is still open after its minutes.
+    if (rules.windows) {
+      const at = now + lead;
+      const window = windowVerdict(at, policy.windows, input.weather, input.meter.region);
+      if (!window.ok) {
+        const until = nextPermitted(at, policy.windows, input.weather, input.meter.region);
+        if (until === null) return refuse('window', 'E_OUTSIDE_WINDOW', `disconnect refused: no permitted window in the next 60 days (${window.message})`);
+        return hold('window', 'E_OUTSIDE_WINDOW', `the pre-disconnect notice waits: ${policy.notice.secondNoticeMinutes} minutes from now is outside the permitted windows (${window.message})`, until);
+      }
+    }
+    return { verdict: 'second_notice', rule: 'secondNotice', until: now + lead };
+  }
   if (n.deliveredAt === null) {
     return holdWhile(
       'secondNotice',

@@ -23,9 +23,15 @@ export const PolicyConfigSchema = z
         maxLeadDays: z.number().min(1).max(60),
         /** Rule 2: the pre-disconnect notification goes out at least this long before the command. */
         secondNoticeMinutes: z.number().int().min(30).max(24 * 60),
+        /**
+         * A delivered pre-disconnect notification announces an imminent disconnect only this long: an order held
+         * past it (a window closed, the cap was used) sends a new one before its command.
+         */
+        secondNoticeValidMinutes: z.number().int().min(30).max(24 * 60),
       })
       .strict()
-      .refine((n) => n.maxLeadDays >= n.minLeadDays, 'maxLeadDays must be >= minLeadDays'),
+      .refine((n) => n.maxLeadDays >= n.minLeadDays, 'maxLeadDays must be >= minLeadDays')
+      .refine((n) => n.secondNoticeValidMinutes >= n.secondNoticeMinutes + 30, 'secondNoticeValidMinutes must leave at least 30 minutes after secondNoticeMinutes'),
     /** Rule 3: the billing system's "is this account still in arrears?" hook. */
     paymentRecheck: z
       .object({
