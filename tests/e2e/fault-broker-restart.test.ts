@@ -50,7 +50,10 @@ describe('fault: broker restart', () => {
     expect(final.failed ?? 0).toBe(0);
     // Every meter is on supply: `done`, or `armed` for the arms-only profile (the customer presses the button).
     expect((verdict.figures.byState.done ?? 0) + (verdict.figures.byState.armed ?? 0)).toBe(COUNT);
-    // The fault did cost something: attempts on the wire when the broker went away were retried.
-    expect(verdict.figures.retries).toBeGreaterThan(0);
+    // The fault hit a run still in progress: orders were on the wire and most were not yet done when the broker
+    // went away. (Whether any attempt then needed a retry depends on timing, e.g. on a loaded machine every command
+    // on the wire may have been answered before the broker stopped; that figure is printed above, not asserted.)
+    expect(atFault.in_flight ?? 0).toBeGreaterThan(0);
+    expect(atFault.done ?? 0).toBeLessThan(COUNT);
   }, 120_000);
 });
