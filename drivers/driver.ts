@@ -47,6 +47,12 @@ export interface RequestOptions {
 /** A command reply: what the meter claimed. A claim is not proof; the control loop reads the relay back. */
 export interface CommandAck {
   claimedRelay?: RelayState;
+  /**
+   * What a remote reconnect does on this meter, as the meter itself reports it (a DLMS meter's control_mode),
+   * where the protocol lets it say so. It decides over the firmware profile: a meter that arms is `armed`, not a
+   * mismatch, whatever profile it was registered under.
+   */
+  remoteReconnect?: 'closes' | 'arms';
 }
 
 export interface MeterDriver {

@@ -230,6 +230,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         options.onOrderChange?.(order);
       },
       onTakeover: () => metrics.leaseTakeovers.inc(),
+      onProfileMismatch: (m) => metrics.profileMismatches.inc({ profile: m.profileId, field: m.field }),
       onAttempt: (a) => {
         metrics.attempts.inc({ protocol: a.protocol, action: a.action, outcome: a.outcome });
         metrics.attemptLatency.observe({ protocol: a.protocol, action: a.action }, a.latencyMs / 1000);

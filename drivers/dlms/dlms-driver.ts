@@ -161,7 +161,8 @@ export class DlmsDriver implements MeterDriver {
       if (typeof state === 'string') throw new DlmsWireFailure('garbled', state, cosem.answers.at(-1));
       const claimedRelay = relayFromControlState(state);
       if (claimedRelay !== expected) log.warn({ controlMode: mode, expected, claimedRelay }, 'control_state after the ACTION is not the expected end state');
-      return { value: { claimedRelay }, evidence: { action: method.name, result: 'success', controlMode: mode, expected, claimedRelay, controlState: state } };
+      const remoteReconnect = remoteReconnectOutcome(mode as ControlMode) === 'armed' ? ('arms' as const) : ('closes' as const);
+      return { value: { claimedRelay, remoteReconnect }, evidence: { action: method.name, result: 'success', controlMode: mode, expected, claimedRelay, controlState: state } };
     });
   }
 

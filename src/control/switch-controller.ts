@@ -45,6 +45,8 @@ export interface ControllerDeps {
   onReading?: (reading: ReadingRecord) => void;
   /** Called for every in-flight order taken over from an instance whose lease ran out. */
   onTakeover?: (order: SwitchOrder) => void;
+  /** Called when a meter reports something its firmware profile contradicts (a DLMS control mode that arms under a profile that closes). */
+  onProfileMismatch?: (mismatch: { meterId: string; profileId: string; field: 'remote_reconnect' }) => void;
 }
 
 export interface MeterContext {
@@ -490,7 +492,13 @@ export class SwitchController {
     });
     if (command.outcome === 'ok') await sleep(profile.relay.operateTimeMs);
     const read = await this.readBack(driver, address, order, 'read');
-    await this.finish(order, log, target, { command: command.outcome, readBack: read.outcome === 'ok' ? read.value.relay : undefined }, command, read, null);
+    const meterRemoteReconnect = command.outcome === 'ok' ? command.value.remoteReconnect : undefined;
+    if (meterRemoteReconnect !== undefined && meterRemoteReconnect !== profile.relay.remoteReconnect) {
+      // The meter decides; the profile it was registered under is wrong for it, which a person should correct.
+      log.warn({ profile: profile.id, profileRemoteReconnect: profile.relay.remoteReconnect, meterRemoteReconnect }, 'the meter says its remote reconnect differs from its firmware profile');
+      this.deps.onProfileMismatch?.({ meterId: order.meterId, profileId: profile.id, field: 'remote_reconnect' });
+    }
+    await this.finish(order, log, target, { command: command.outcome, readBack: read.outcome === 'ok' ? read.value.relay : undefined, ...(meterRemoteReconnect ? { meterRemoteReconnect } : {}) }, command, read, null);
   }
 
   private readBack(driver: MeterDriver, address: MeterAddress, order: SwitchOrder, tag: string): Promise<WireResult<RelayReading>> {

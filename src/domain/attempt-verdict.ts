@@ -15,6 +15,8 @@ export interface AttemptFacts {
   command: CommandOutcome;
   /** The relay state the read-back showed; undefined if the read got no usable answer. */
   readBack: RelayState | undefined;
+  /** What a remote reconnect does, as the meter itself said in its reply (DLMS control_mode); decides over the profile. */
+  meterRemoteReconnect?: 'closes' | 'arms';
 }
 
 export interface AttemptVerdict {
@@ -25,16 +27,20 @@ export interface AttemptVerdict {
   reason: string;
 }
 
-/** Did the read-back show what the action asked for? `armed` counts only where the profile's reconnect only arms. */
+/**
+ * Did the read-back show what the action asked for? `armed` counts only where the meter's reconnect only arms: as
+ * the meter itself said (its control mode), else as its profile says.
+ */
 export function verifiedState(
   order: Pick<SwitchOrder, 'action'>,
   profile: Pick<FirmwareProfile, 'relay'>,
   readBack: RelayState | undefined,
+  meterRemoteReconnect?: 'closes' | 'arms',
 ): 'done' | 'armed' | undefined {
   if (readBack === undefined) return undefined;
   if (order.action === 'disconnect') return readBack === 'disconnected' ? 'done' : undefined;
   if (readBack === 'connected') return 'done';
-  if (readBack === 'armed' && profile.relay.remoteReconnect === 'arms') return 'armed';
+  if (readBack === 'armed' && (meterRemoteReconnect ?? profile.relay.remoteReconnect) === 'arms') return 'armed';
   return undefined;
 }
 
@@ -45,7 +51,7 @@ export function judgeAttempt(
   now: number,
   random: number,
 ): AttemptVerdict {
-  const verified = verifiedState(order, profile, facts.readBack);
+  const verified = verifiedState(order, profile, facts.readBack, facts.meterRemoteReconnect);
   if (verified) {
     return {
       outcome: 'ok',

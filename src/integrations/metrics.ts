@@ -70,6 +70,7 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_timeseries_dropped_points', type: 'gauge', labels: [], meaning: 'Points the time-series writer lost since start (database down or slow with a full buffer, refused batches).' },
   { name: 'meterline_timeseries_buffered_points', type: 'gauge', labels: [], meaning: 'Points waiting for the time-series database.' },
   { name: 'meterline_lease_takeovers_total', type: 'counter', labels: [], meaning: 'In-flight orders this instance took over (and verified by a read) after the lease of the instance that sent them ran out.' },
+  { name: 'meterline_profile_mismatches_total', type: 'counter', labels: ['profile', 'field'], meaning: 'Meters that reported something their firmware profile contradicts (field remote_reconnect: a DLMS control mode that arms under a profile that closes, or the other way); the meter decides, a person corrects the registration.' },
   { name: 'meterline_singleton_duty_held', type: 'gauge', labels: [], meaning: '1 on the one instance that runs the one-per-cluster jobs (success rates, readings, relay audit, callbacks, webhooks), 0 on the others.' },
   { name: 'meterline_metrics_provider_errors_total', type: 'counter', labels: ['provider'], meaning: 'Scrapes in which a provider failed, so a gauge could not be computed (labelled: absent; single value: NaN).' },
   { name: 'meterline_process_*', type: 'default', labels: [], meaning: 'Process CPU, memory, file descriptors and start time (prom-client default metrics).' },
@@ -88,6 +89,7 @@ export interface GatewayMetrics {
   ordersFinished: Counter<'action' | 'state'>;
   alerts: Counter<'kind'>;
   leaseTakeovers: Counter;
+  profileMismatches: Counter<'profile' | 'field'>;
 }
 
 /**
@@ -231,6 +233,7 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
   });
 
   const leaseTakeovers = new Counter({ name: `${PREFIX}lease_takeovers_total`, help: describe('meterline_lease_takeovers_total'), registers });
+  const profileMismatches = new Counter({ name: `${PREFIX}profile_mismatches_total`, help: describe('meterline_profile_mismatches_total'), labelNames: ['profile', 'field'] as const, registers });
   new Gauge({
     name: `${PREFIX}singleton_duty_held`,
     help: describe('meterline_singleton_duty_held'),
@@ -252,6 +255,7 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     ordersFinished,
     alerts,
     leaseTakeovers,
+    profileMismatches,
   };
 }
 

@@ -37,6 +37,8 @@ const meters = [
   { meterId: 'E2E-MODE2', profile: closes, address: '22', controlMode: 2 as const, password: TEST_PASSWORDS.closes },
   { meterId: 'E2E-DISC', profile: closes, address: '1/23', controlMode: 2 as const, password: TEST_PASSWORDS.closes },
   { meterId: 'E2E-LIAR', profile: closes, address: '24', controlMode: 2 as const, password: TEST_PASSWORDS.closes },
+  // Registered under a profile whose reconnect closes, but the meter's own control mode (1) only arms.
+  { meterId: 'E2E-MISREG', profile: closes, address: '25', controlMode: 1 as const, password: TEST_PASSWORDS.closes },
 ];
 
 beforeAll(async () => {
@@ -108,6 +110,17 @@ describe('DLMS switching through the control loop (real pty, SqliteStore, Switch
     expect(bus.meter('E2E-MODE1').pressButton()).toBe(true); // the customer's manual reconnect (transition e)
     const read = await driver.readRelay({ meterId: 'E2E-MODE1', profile: arms, link: LINK, address: '21' }, { timeoutMs: 400, correlationId: 'after-button' });
     expect(read.outcome === 'ok' && read.value.relay).toBe('connected');
+  });
+
+  it('the meter’s control mode decides: a mode-1 meter registered under a mode-2 profile ends armed at its first attempt, and the mismatch is counted', async () => {
+    const o = await settled(await order('E2E-MISREG', 'reconnect'));
+    expect(o.state).toBe('armed');
+    expect(o.attempts).toBe(1);
+    const [a] = await store.listAttempts(o.id);
+    expect(a).toMatchObject({ outcome: 'ok', observedRelay: 'armed' });
+    expect(JSON.parse(a!.commandEvidence!)).toMatchObject({ controlMode: 1, claimedRelay: 'armed' });
+    expect(loop.profileMismatches).toContainEqual({ meterId: 'E2E-MISREG', profileId: closes.id, field: 'remote_reconnect' });
+    expect(bus.meter('E2E-MISREG').relay).toBe('armed');
   });
 
   it('a reconnect of a control-mode-2 meter ends done with the read-back connected', async () => {

@@ -18,6 +18,8 @@ import { openPolicy } from './test-policy.js';
 export interface ControlLoop {
   store: SqliteStore;
   controller: SwitchController;
+  /** What meters reported against their firmware profile (the controller's onProfileMismatch). */
+  profileMismatches: { meterId: string; profileId: string; field: string }[];
   stop(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export async function startControlLoop(options: {
   const store = new SqliteStore(join(dir, 'meterline.db'));
   await store.migrate();
   await store.upsertMeters(options.meters, Date.now());
+  const profileMismatches: ControlLoop['profileMismatches'] = [];
   const controller = new SwitchController({
     store,
     drivers: new Map<string, MeterDriver>([[options.protocol, options.driver]]),
@@ -44,11 +47,13 @@ export async function startControlLoop(options: {
     instanceId: `${options.protocol}-loop`,
     policy,
     payments: new HttpPaymentRechecker(policy.paymentRecheck),
+    onProfileMismatch: (m) => profileMismatches.push(m),
   });
   await controller.start();
   return {
     store,
     controller,
+    profileMismatches,
     async stop() {
       await controller.stop();
       await store.close();
