@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../harness/webhook-receiver.js';
-import { MIN, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
+import { customerRequest, MIN, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
 
 /**
  * Escalated disconnects (with `escalation.disconnectFailures`): a disconnect that failed remotely becomes a field work
@@ -30,7 +30,7 @@ afterAll(async () => {
 /** A customer-requested disconnect whose every remote attempt fails: escalated to the field. */
 async function escalatedDisconnect(meterId: string): Promise<string> {
   w.f.fleet.meter(meterId).dropCommands(100);
-  const r = await w.single(meterId, { reason: 'customer_request', reference: `REQ-${meterId}` });
+  const r = await w.single(meterId, customerRequest(meterId));
   expect(r.status).toBe(202);
   const id = r.body.id as string;
   for (let i = 0; i < 40 && (await w.order(id)).state !== 'escalated'; i++) await w.advance(2_000, 2);
@@ -55,7 +55,7 @@ describe('escalated disconnects pass the rules too', () => {
   it('the customer is found to rely on medical equipment: the order and its work order are cancelled at once, the crew is told, nothing more is sent', async () => {
     const id = await escalatedDisconnect('E-MED');
     const sent = w.disconnectsOnWire('E-MED');
-    expect((await w.http('PUT', '/v1/meters/E-MED/flags', { key: w.f.billingKey, headers: w.key(), body: { medicalEquipment: true } })).status).toBe(200);
+    await w.setFlags('E-MED', { medicalEquipment: true });
     // No clock change: the flag change itself has the gate look again.
     await w.waitFor('the order cancelled', async () => (await w.order(id)).state === 'cancelled');
     expect((await w.order(id)).stateReason).toMatch(/^E_APPROVAL_REQUIRED: /);
@@ -71,7 +71,7 @@ describe('escalated disconnects pass the rules too', () => {
   it('the meter is put in protected mode: the escalated disconnect ends, nothing more is sent', async () => {
     const id = await escalatedDisconnect('E-MODE');
     const sent = w.disconnectsOnWire('E-MODE');
-    expect((await w.http('PUT', '/v1/meters/E-MODE/flags', { key: w.f.billingKey, headers: w.key(), body: { protectedMode: true } })).status).toBe(200);
+    await w.setFlags('E-MODE', { protectedMode: true });
     await w.waitFor('the order cancelled', async () => (await w.order(id)).state === 'cancelled');
     expect((await w.order(id)).stateReason).toMatch(/^E_PROTECTED_MODE: /);
     w.f.fleet.meter('E-MODE').dropCommands(0);

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bulkResults, DAY, HOUR, MIN, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
+import { describe, expect, it } from 'vitest';
+import { bulkResults, DAY, HOUR, iso, MIN, safetyWorldForFile } from './safety-harness.js';
 
 /**
  * DOMAIN.md rule 1 (issue 20, finding 3): a disconnect for arrears needs a notice served 3–7 days before, with
@@ -14,21 +14,9 @@ import { bulkResults, DAY, HOUR, MIN, startSafetyWorld, type SafetyWorld } from 
  * plan drafted by an operator and approved by a supervisor.
  */
 const METERS = ['N-OK', 'N-INPUT', 'N-LEGACY', 'N-SINGLE', 'N-BULK', 'N-CLI', 'N-PLAN', 'N-RETRY', 'N-RESTART', 'N-CHANGE'];
-let w: SafetyWorld;
+const w = safetyWorldForFile(METERS, { policy: { nonPaymentRequiresPlan: false } });
+// The shared fake clock only moves forward in this file (w.moveClockTo): each test says where it stands.
 
-beforeAll(async () => {
-  w = await startSafetyWorld(METERS, { policy: { nonPaymentRequiresPlan: false } });
-}, 60_000);
-afterAll(async () => {
-  await w?.close();
-});
-
-const iso = (ms: number) => new Date(ms).toISOString();
-/** The shared fake clock only moves forward in this file: each test says where it stands. */
-const moveTo = (t: number) => {
-  expect(t, `the clock moves forward only (now ${iso(w.clock.now())})`).toBeGreaterThanOrEqual(w.clock.now());
-  w.clock.set(t);
-};
 const notice = (meterId: string, body: Record<string, unknown>) => w.http('POST', `/v1/meters/${meterId}/notices`, { key: w.f.billingKey, headers: w.key(), body });
 const noticesOf = async (meterId: string): Promise<any[]> => (await w.http('GET', `/v1/meters/${meterId}/notices`)).body.items;
 const servedDaysAgo = (days: number) => iso(w.clock.now() - days * DAY);
@@ -37,33 +25,22 @@ const smsWithoutReceipt = async (meterId: string, daysAgo: number) => {
   const r = await notice(meterId, { channel: 'sms', servedAt: servedDaysAgo(daysAgo), delivery: 'unknown' });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
 };
-const waitForCode = (id: string, code: string) =>
-  w.waitFor(`order ${id} to carry ${code}`, async () => ((await w.order(id)).stateReason ?? '').startsWith(`${code}:`));
 /** Nothing reached the broker for this meter and its relay is still closed (call only after positive evidence). */
 const nothingOnWire = async (meterId: string) => {
   await w.settle();
   expect(w.disconnectsOnWire(meterId)).toBe(0);
   expect(w.f.fleet.meter(meterId).relay).toBe('connected');
 };
-/** When the customer channel accepted the order's pre-disconnect notification (rule 2), once it has. */
-const secondNoticeDelivered = async (id: string): Promise<number> => {
-  let at: string | null = null;
-  await w.waitFor(`the pre-disconnect notification of ${id} delivered`, async () => {
-    at = ((await w.order(id)).notifications ?? []).find((n: any) => n.kind === 'pre_disconnect_notice' && n.deliveredAt !== null)?.deliveredAt ?? null;
-    return at !== null;
-  });
-  return Date.parse(at!);
-};
 /** The order the CLI created or was refused for this meter (the latest disconnect). */
-const latestDisconnect = async (meterId: string) => ((await w.http('GET', `/v1/orders?meterId=${meterId}`)).body.items as any[]).find((o) => o.action === 'disconnect');
+const latestDisconnect = async (meterId: string) => (await w.disconnectOrdersOf(meterId))[0];
 
 describe('rule 1: a disconnect for arrears needs a delivered notice, with its reference, 3 to 7 days old', () => {
   it('control: a letter delivered 4 days ago with its tracking number lets the disconnect go; the broker carries one command', async () => {
     await w.serveNotice('N-OK', 4);
     const r = await w.single('N-OK', { reason: 'arrears' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
-    const delivered = await secondNoticeDelivered(r.body.id);
-    moveTo(delivered + 30 * MIN);
+    const delivered = await w.secondNoticeDeliveredAt(r.body.id);
+    w.moveClockTo(delivered + 30 * MIN);
     const done = await w.f.waitForOrder(r.body.id);
     expect(done).toMatchObject({ state: 'done', result: { relay: 'disconnected', verified: true } });
     await w.waitFor('the command on the wire', () => w.disconnectsOnWire('N-OK') >= 1);
@@ -213,16 +190,12 @@ describe('rule 1: a disconnect for arrears needs a delivered notice, with its re
     const r = await w.single('N-RETRY', { reason: 'arrears' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const id = r.body.id as string;
-    const delivered = await secondNoticeDelivered(id);
-    moveTo(delivered + 30 * MIN);
-    await w.waitFor('the first attempt to fail (the meter dropped the command)', async () => {
-      const o = await w.order(id);
-      return o.attemptsUsed >= 1 && o.state === 'queued';
-    });
-    await w.waitFor('the dropped command on the wire', () => w.disconnectsOnWire('N-RETRY') >= 1);
+    const delivered = await w.secondNoticeDeliveredAt(id);
+    w.moveClockTo(delivered + 30 * MIN);
+    await w.firstAttemptDropped(id, 'N-RETRY');
     // One jump: the retry is first looked at a day later, when the notice is 7.5 days old.
     await w.advance(DAY, 1);
-    await waitForCode(id, 'E_NOTICE_STALE');
+    await w.waitForReason(id, 'E_NOTICE_STALE');
     const after = await w.order(id);
     expect(after.state).toBe('refused');
     expect(after.attemptsUsed).toBe(1);
@@ -244,7 +217,7 @@ describe('rule 1: a disconnect for arrears needs a delivered notice, with its re
     await w.advance(12 * HOUR, 6);
     // A change to the meter's facts makes the restarted gateway look at the order again now: the rule answers
     // with the notice's new age, which is the evidence it was judged at this moment.
-    expect((await w.http('PUT', '/v1/meters/N-RESTART/flags', { key: w.f.billingKey, headers: w.key(), body: { vulnerable: false } })).status).toBe(200);
+    await w.setFlags('N-RESTART', { vulnerable: false });
     await w.waitFor('the order judged again, 12 hours on', async () => ((await w.order(id)).stateReason ?? '').includes('is 2.5 days old'));
     const after = await w.order(id);
     expect(after.state).toBe('held');
@@ -254,7 +227,7 @@ describe('rule 1: a disconnect for arrears needs a delivered notice, with its re
   });
 
   it('policy change in between: admitted Friday 12:30 (after the window) with a 5-day notice, held to Monday 08:00; at 08:05 the notice is 7.8 days old: refused E_NOTICE_STALE, nothing sent', async () => {
-    moveTo(Date.parse('2026-11-27T12:30:00Z'));
+    w.moveClockTo(Date.parse('2026-11-27T12:30:00Z'));
     await w.serveNotice('N-CHANGE', 5);
     const r = await w.single('N-CHANGE', { reason: 'arrears' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
@@ -262,8 +235,8 @@ describe('rule 1: a disconnect for arrears needs a delivered notice, with its re
     expect(r.body.state).toBe('held');
     expect(r.body.stateReason).toMatch(/^E_OUTSIDE_WINDOW: /);
     expect(r.body.nextAttemptAt).toBe('2026-11-30T08:00:00.000Z');
-    moveTo(Date.parse('2026-11-30T08:05:00Z'));
-    await waitForCode(id, 'E_NOTICE_STALE');
+    w.moveClockTo(Date.parse('2026-11-30T08:05:00Z'));
+    await w.waitForReason(id, 'E_NOTICE_STALE');
     const after = await w.order(id);
     expect(after.state).toBe('refused');
     expect(after.attemptsUsed).toBe(0);

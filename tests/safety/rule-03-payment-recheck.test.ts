@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bulkResults, MIN, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
+import { describe, expect, it } from 'vitest';
+import { iso, MIN, safetyWorldForFile, type ArrearsPath } from './safety-harness.js';
 
 /**
  * DOMAIN.md rule 3: immediately before a disconnect for arrears goes on the wire, the gateway asks billing (the
@@ -13,34 +13,11 @@ import { bulkResults, MIN, startSafetyWorld, type SafetyWorld } from './safety-h
  * way: a letter delivered 4 days ago, and the pre-disconnect notification delivered 30 minutes before.
  */
 const METERS = ['P-OK', 'P-SINGLE', 'P-BULK', 'P-CLI', 'P-PLAN', 'P-DOWN-500', 'P-DOWN-SILENT', 'P-RETRY', 'P-RESTART', 'P-CHANGE'];
-let w: SafetyWorld;
+const w = safetyWorldForFile(METERS, { policy: { nonPaymentRequiresPlan: false } });
+// The shared fake clock only moves forward in this file (w.moveClockTo), and each test stays inside a permitted window.
 
-beforeAll(async () => {
-  w = await startSafetyWorld(METERS, { policy: { nonPaymentRequiresPlan: false } });
-}, 60_000);
-afterAll(async () => {
-  await w?.close();
-});
-
-const iso = (ms: number) => new Date(ms).toISOString();
-/** The shared fake clock only moves forward in this file, and each test stays inside a permitted window. */
-const moveTo = (t: number) => {
-  expect(t, `the clock moves forward only (now ${iso(w.clock.now())})`).toBeGreaterThanOrEqual(w.clock.now());
-  w.clock.set(t);
-};
-const waitForCode = (id: string, code: string) =>
-  w.waitFor(`order ${id} to carry ${code}`, async () => ((await w.order(id)).stateReason ?? '').startsWith(`${code}:`));
 /** The questions billing's hook was asked about this order. */
 const askedAbout = (id: string) => w.hook.asked.filter((q) => q.orderId === id);
-/** When the customer channel accepted the order's pre-disconnect notification (rule 2), once it has. */
-const secondNoticeDelivered = async (id: string): Promise<number> => {
-  let at: string | null = null;
-  await w.waitFor(`the pre-disconnect notification of ${id} delivered`, async () => {
-    at = ((await w.order(id)).notifications ?? []).find((n: any) => n.kind === 'pre_disconnect_notice' && n.deliveredAt !== null)?.deliveredAt ?? null;
-    return at !== null;
-  });
-  return Date.parse(at!);
-};
 const goes = async (id: string, meterId: string) => {
   const done = await w.f.waitForOrder(id);
   expect(done).toMatchObject({ state: 'done', result: { relay: 'disconnected', verified: true } });
@@ -50,50 +27,21 @@ const goes = async (id: string, meterId: string) => {
   expect(w.f.fleet.meter(meterId).relay).toBe('disconnected');
 };
 
-type Path = 'single' | 'bulk' | 'cli' | 'plan';
-/** A disconnect for arrears by one path, with rule 1 satisfied (a letter delivered 4 days ago); the order's id. */
-async function disconnectFor(path: Path, meterId: string): Promise<string> {
-  await w.serveNotice(meterId, 4);
-  switch (path) {
-    case 'single': {
-      const r = await w.single(meterId, { reason: 'arrears' });
-      expect(r.status, JSON.stringify(r.body)).toBe(202);
-      return r.body.id;
-    }
-    case 'bulk': {
-      const r = await w.bulk([{ meterId, action: 'disconnect', reason: 'arrears' }]);
-      expect(r.status, JSON.stringify(r.body)).toBe(202);
-      expect(r.body.created).toBe(1);
-      return bulkResults(r)[0]!.id;
-    }
-    case 'cli': {
-      const r = await w.cli(['disconnect', meterId, '--reason', 'arrears', '--json']);
-      expect(r.code, r.stderr).toBe(0);
-      return JSON.parse(r.stdout).id;
-    }
-    case 'plan': {
-      const plan = await w.plan([meterId]);
-      expect(plan.items[meterId]!.orderId, JSON.stringify(plan.items)).toBeTruthy();
-      return plan.items[meterId]!.orderId!;
-    }
-  }
-}
-
 /** Billing answers "paid": the order is cancelled E_PAID at the moment it would have gone, and nothing is sent. */
-async function cancelledWhenPaid(path: Path, meterId: string): Promise<void> {
+async function cancelledWhenPaid(path: ArrearsPath, meterId: string): Promise<void> {
   w.hook.paid.add(meterId);
-  const id = await disconnectFor(path, meterId);
-  const delivered = await secondNoticeDelivered(id);
+  const id = await w.arrearsDisconnectBy(path, meterId);
+  const delivered = await w.secondNoticeDeliveredAt(id);
   // 29 minutes after the delivery the order still waits for rule 2, and billing has not been asked yet.
-  moveTo(delivered + 29 * MIN);
+  w.moveClockTo(delivered + 29 * MIN);
   await w.settle();
   const waiting = await w.order(id);
   expect(waiting.state).toBe('held');
   expect(waiting.stateReason).toMatch(/^E_SECOND_NOTICE_PENDING: /);
   expect(askedAbout(id)).toEqual([]);
   // At 30 minutes, the last moment: billing is asked, says paid, the order ends cancelled.
-  moveTo(delivered + 30 * MIN);
-  await waitForCode(id, 'E_PAID');
+  w.moveClockTo(delivered + 30 * MIN);
+  await w.waitForReason(id, 'E_PAID');
   const o = await w.order(id);
   expect(o.state).toBe('cancelled');
   expect(o.stateReason).toContain('paid at the counter');
@@ -108,12 +56,12 @@ async function cancelledWhenPaid(path: Path, meterId: string): Promise<void> {
 
 /** Billing cannot be reached: held E_BILLING_UNREACHABLE and asked again, nothing sent; when it answers "in arrears" again, it goes. */
 async function heldWhileBillingDown(mode: '500' | 'silent', meterId: string): Promise<void> {
-  const id = await disconnectFor('single', meterId);
-  const delivered = await secondNoticeDelivered(id);
+  const id = await w.arrearsDisconnectBy('single', meterId);
+  const delivered = await w.secondNoticeDeliveredAt(id);
   w.hook.mode = mode;
   try {
-    moveTo(delivered + 30 * MIN);
-    await waitForCode(id, 'E_BILLING_UNREACHABLE');
+    w.moveClockTo(delivered + 30 * MIN);
+    await w.waitForReason(id, 'E_BILLING_UNREACHABLE');
     const first = await w.order(id);
     expect(first.state).toBe('held');
     expect(first.stateReason).toContain(mode === '500' ? 'HTTP 500' : 'did not answer');
@@ -140,9 +88,9 @@ async function heldWhileBillingDown(mode: '500' | 'silent', meterId: string): Pr
 
 describe('rule 3: payment is re-checked with billing at the last moment before the command', () => {
   it('control: billing answers "in arrears" at the last moment; the command goes, once, and billing was asked about this order', async () => {
-    const id = await disconnectFor('single', 'P-OK');
-    const delivered = await secondNoticeDelivered(id);
-    moveTo(delivered + 30 * MIN);
+    const id = await w.arrearsDisconnectBy('single', 'P-OK');
+    const delivered = await w.secondNoticeDeliveredAt(id);
+    w.moveClockTo(delivered + 30 * MIN);
     await goes(id, 'P-OK');
     expect(askedAbout(id)).toEqual([expect.objectContaining({ meterId: 'P-OK', orderId: id, reason: 'arrears' })]);
   });
@@ -172,20 +120,16 @@ describe('rule 3: payment is re-checked with billing at the last moment before t
   });
 
   it('retry: the first command is dropped; the customer pays at the counter; the retry is cancelled E_PAID, one command on the wire', async () => {
-    moveTo(Date.parse('2026-11-25T09:00:00Z')); // Wednesday
+    w.moveClockTo(Date.parse('2026-11-25T09:00:00Z')); // Wednesday
     w.f.fleet.meter('P-RETRY').dropCommands(1);
-    const id = await disconnectFor('single', 'P-RETRY');
-    const delivered = await secondNoticeDelivered(id);
-    moveTo(delivered + 30 * MIN);
-    await w.waitFor('the first attempt to fail (the meter dropped the command)', async () => {
-      const o = await w.order(id);
-      return o.attemptsUsed >= 1 && o.state === 'queued';
-    });
-    await w.waitFor('the dropped command on the wire', () => w.disconnectsOnWire('P-RETRY') >= 1);
+    const id = await w.arrearsDisconnectBy('single', 'P-RETRY');
+    const delivered = await w.secondNoticeDeliveredAt(id);
+    w.moveClockTo(delivered + 30 * MIN);
+    await w.firstAttemptDropped(id, 'P-RETRY');
     expect(askedAbout(id)).toHaveLength(1);
     w.hook.paid.add('P-RETRY');
     await w.advance(5 * MIN, 1);
-    await waitForCode(id, 'E_PAID');
+    await w.waitForReason(id, 'E_PAID');
     const o = await w.order(id);
     expect(o.state).toBe('cancelled');
     expect(o.attemptsUsed).toBe(1);
@@ -196,12 +140,12 @@ describe('rule 3: payment is re-checked with billing at the last moment before t
   });
 
   it('restart: billing silent, the order held; after a restart it is asked again and still held, nothing sent; billing back → it goes (control)', async () => {
-    const id = await disconnectFor('single', 'P-RESTART');
-    const delivered = await secondNoticeDelivered(id);
+    const id = await w.arrearsDisconnectBy('single', 'P-RESTART');
+    const delivered = await w.secondNoticeDeliveredAt(id);
     w.hook.mode = 'silent';
     try {
-      moveTo(delivered + 30 * MIN);
-      await waitForCode(id, 'E_BILLING_UNREACHABLE');
+      w.moveClockTo(delivered + 30 * MIN);
+      await w.waitForReason(id, 'E_BILLING_UNREACHABLE');
       const asked = askedAbout(id).length;
       await w.restart();
       // The restarted gateway looks at every held disconnect at once: it asks billing again, gets no answer, holds.
@@ -224,19 +168,19 @@ describe('rule 3: payment is re-checked with billing at the last moment before t
 
   // Last in the file: the gateway runs without a billing hook from here on.
   it('policy change: the gateway restarted with no billing hook while an order waits: refused E_NO_BILLING_HOOK before any attempt, nothing sent', async () => {
-    const id = await disconnectFor('single', 'P-CHANGE');
-    const delivered = await secondNoticeDelivered(id);
+    const id = await w.arrearsDisconnectBy('single', 'P-CHANGE');
+    const delivered = await w.secondNoticeDeliveredAt(id);
     await w.waitFor('the order waiting out its 30 minutes', async () => ((await w.order(id)).stateReason ?? '').startsWith('E_SECOND_NOTICE_PENDING:') && (await w.order(id)).state === 'held');
     await w.restart((c) => ({ ...c, policy: { ...c.policy, paymentRecheck: { ...c.policy.paymentRecheck, url: null } } }));
     // No clock move: a restart looks at every held disconnect again under the new configuration.
-    await waitForCode(id, 'E_NO_BILLING_HOOK');
+    await w.waitForReason(id, 'E_NO_BILLING_HOOK');
     const o = await w.order(id);
     expect(o.state).toBe('refused');
     expect(o.attemptsUsed).toBe(0);
     expect(o.attempts).toEqual([]);
     expect(askedAbout(id)).toEqual([]);
     // Past the 30 minutes nothing changes.
-    moveTo(delivered + 31 * MIN);
+    w.moveClockTo(delivered + 31 * MIN);
     await w.settle();
     expect((await w.order(id)).state).toBe('refused');
     expect(w.disconnectsOnWire('P-CHANGE')).toBe(0);

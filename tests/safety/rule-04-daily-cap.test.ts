@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TestMeter } from '../harness/gateway-fixture.js';
-import { CLOSES, MIN, bulkResults, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
+import { MIN, bulkResults, connectedMeter, customerRequest, isHeld, safetyWorldForFile } from './safety-harness.js';
 
 /**
  * DOMAIN.md rule 4 (README "Disconnect safety", rule 4): disconnects per day are capped per region and overall,
@@ -18,39 +18,19 @@ const REGIONS: Record<string, string[]> = {
   'r-safety': ['CAP-E1', 'CAP-E2', 'CAP-E3'],
   race: Array.from({ length: 30 }, (_, i) => `RACE-${String(i + 1).padStart(2, '0')}`),
 };
-const METERS: TestMeter[] = Object.entries(REGIONS).flatMap(([region, ids]) => ids.map((meterId) => ({ meterId, profileId: CLOSES, initialRelay: 'connected' as const, region })));
+const METERS: TestMeter[] = Object.entries(REGIONS).flatMap(([region, ids]) => ids.map((meterId) => connectedMeter(meterId, region)));
 const WED_0000 = Date.parse('2026-11-25T00:00:00Z');
 
-let w: SafetyWorld;
+const w = safetyWorldForFile(METERS, { policy: { dailyCap: { overall: 1000, perRegion: { race: 5 }, defaultPerRegion: 1 } } });
 
-beforeAll(async () => {
-  w = await startSafetyWorld(METERS, { policy: { dailyCap: { overall: 1000, perRegion: { race: 5 }, defaultPerRegion: 1 } } });
-}, 60_000);
-afterAll(async () => {
-  await w?.close();
-});
-
-const request = (meterId: string) => ({ reason: 'customer_request', reference: `REQ-${meterId}` });
-const relay = (meterId: string) => w.f.fleet.meter(meterId).relay;
-const isHeld = (code: string) => (o: any) => o.state === 'held' && String(o.stateReason ?? '').startsWith(`${code}:`);
-/** Wait until the order satisfies `pred`; on timeout the error carries the order's state and events (GET /v1/orders/{id}). */
-async function until(id: string, what: string, pred: (o: any) => boolean, timeoutMs = 15_000): Promise<any> {
-  let last: any;
-  try {
-    await w.waitFor(`order ${id}: ${what}`, async () => pred((last = await w.order(id))), timeoutMs);
-  } catch (e) {
-    throw new Error(`${(e as Error).message}; it is ${last?.state} (${last?.stateReason}); events: ${JSON.stringify(last?.events)}`);
-  }
-  return last;
-}
 /** A direct customer_request disconnect that must go: admitted, done, exactly one command on the wire. */
 async function disconnectGoes(meterId: string): Promise<string> {
-  const r = await w.single(meterId, request(meterId));
+  const r = await w.single(meterId, customerRequest(meterId));
   expect(r.status, JSON.stringify(r.body)).toBe(202);
-  const done = await until(r.body.id, 'done', (o) => o.state === 'done' || o.state === 'failed' || o.state === 'refused' || isHeld('E_DAILY_CAP')(o));
+  const done = await w.waitUntilOrder(r.body.id, 'done', (o) => o.state === 'done' || o.state === 'failed' || o.state === 'refused' || isHeld('E_DAILY_CAP')(o));
   expect(done.state, JSON.stringify(done.events)).toBe('done');
   expect(w.disconnectsOnWire(meterId)).toBe(1);
-  expect(relay(meterId)).toBe('disconnected');
+  expect(w.relayOf(meterId)).toBe('disconnected');
   return r.body.id as string;
 }
 const history = async (id: string) => JSON.stringify((await w.order(id)).events);
@@ -61,21 +41,21 @@ const held: { single?: string; race: string[] } = { race: [] };
 describe('rule 4: a region’s daily cap is never overrun, on any path; orders over it wait for the next local day', () => {
   it('control and single: the first customer_request disconnect of a region goes; the second is held E_DAILY_CAP and nothing is sent for it', async () => {
     await disconnectGoes('CAP-S1');
-    const second = await w.single('CAP-S2', request('CAP-S2'));
+    const second = await w.single('CAP-S2', customerRequest('CAP-S2'));
     expect(second.status, JSON.stringify(second.body)).toBe(202);
-    const o = await until(second.body.id, 'held by the cap', isHeld('E_DAILY_CAP'));
+    const o = await w.waitUntilOrder(second.body.id, 'held by the cap', isHeld('E_DAILY_CAP'));
     expect(o.stateReason).toContain('r-single');
     // Held until the next local day (UTC here), not a moment earlier.
     expect(Date.parse(o.nextAttemptAt)).toBe(WED_0000);
     await w.settle();
     expect((await w.order(second.body.id)).state).toBe('held');
     expect(w.disconnectsOnWire('CAP-S2')).toBe(0);
-    expect(relay('CAP-S2')).toBe('connected');
+    expect(w.relayOf('CAP-S2')).toBe('connected');
     held.single = second.body.id;
   });
 
   it('bulk: two meters of one region in one bulk request: one command, the other held E_DAILY_CAP', async () => {
-    const r = await w.bulk(REGIONS['r-bulk']!.map((meterId) => ({ meterId, action: 'disconnect', ...request(meterId) })));
+    const r = await w.bulk(REGIONS['r-bulk']!.map((meterId) => ({ meterId, action: 'disconnect', ...customerRequest(meterId) })));
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const ids = bulkResults(r).map((x) => x.id);
     expect(ids).toHaveLength(2);
@@ -93,7 +73,7 @@ describe('rule 4: a region’s daily cap is never overrun, on any path; orders o
     expect(isHeld('E_DAILY_CAP')(waiting), JSON.stringify(waiting)).toBe(true);
     expect(w.disconnectsOnWire(done.meterId)).toBe(1);
     expect(w.disconnectsOnWire(waiting.meterId)).toBe(0);
-    expect(relay(waiting.meterId)).toBe('connected');
+    expect(w.relayOf(waiting.meterId)).toBe('connected');
   });
 
   it('plan: two meters of one region in one approved arrears plan: one command, the other held E_DAILY_CAP', async () => {
@@ -103,7 +83,7 @@ describe('rule 4: a region’s daily cap is never overrun, on any path; orders o
     for (const [i, id] of ids.entries()) {
       expect(id, JSON.stringify(plan.items)).toBeTruthy();
       // Rule 2 first: the pre-disconnect notice delivered; the 30 minutes run from its delivery.
-      await until(id, `${REGIONS['r-plan']![i]} second notice delivered`, (o) => isHeld('E_SECOND_NOTICE_PENDING')(o) && (o.notifications ?? []).some((n: any) => n.deliveredAt !== null));
+      await w.waitUntilOrder(id, `${REGIONS['r-plan']![i]} second notice delivered`, (o) => isHeld('E_SECOND_NOTICE_PENDING')(o) && (o.notifications ?? []).some((n: any) => n.deliveredAt !== null));
     }
     expect(REGIONS['r-plan']!.map((m) => w.disconnectsOnWire(m))).toEqual([0, 0]);
     await w.advance(31 * MIN);
@@ -121,61 +101,61 @@ describe('rule 4: a region’s daily cap is never overrun, on any path; orders o
     expect(isHeld('E_DAILY_CAP')(waiting), JSON.stringify(waiting)).toBe(true);
     expect(w.disconnectsOnWire(done.meterId)).toBe(1);
     expect(w.disconnectsOnWire(waiting.meterId)).toBe(0);
-    expect(relay(waiting.meterId)).toBe('connected');
+    expect(w.relayOf(waiting.meterId)).toBe('connected');
   });
 
   it('CLI: with the region’s slot used, `meterline disconnect` is admitted held E_DAILY_CAP (exit 0) and nothing is sent', async () => {
     await disconnectGoes('CAP-C1');
     const r = await w.cli(['disconnect', 'CAP-C2', '--reason', 'customer_request', '--reference', 'REQ-CAP-C2', '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const listed = (await w.http('GET', '/v1/orders?meterId=CAP-C2')).body.items.filter((o: any) => o.action === 'disconnect');
+    const listed = await w.disconnectOrdersOf('CAP-C2');
     expect(listed).toHaveLength(1);
-    const o = await until(listed[0].id, 'held by the cap', isHeld('E_DAILY_CAP'));
+    const o = await w.waitUntilOrder(listed[0].id, 'held by the cap', isHeld('E_DAILY_CAP'));
     expect(r.stdout).toContain(o.id);
     expect(r.stdout).toContain('held');
     await w.settle();
     expect((await w.order(o.id)).state).toBe('held');
     expect(w.disconnectsOnWire('CAP-C2')).toBe(0);
-    expect(relay('CAP-C2')).toBe('connected');
+    expect(w.relayOf('CAP-C2')).toBe('connected');
   });
 
   it('retry: a retry of the order holding the day’s slot takes no second slot and goes; a second order of the region stays held, 0 commands for its meter', async () => {
     w.f.fleet.meter('CAP-R1').dropCommands(1);
-    const first = await w.single('CAP-R1', request('CAP-R1'));
+    const first = await w.single('CAP-R1', customerRequest('CAP-R1'));
     expect(first.status).toBe(202);
-    await until(first.body.id, 'the first attempt to fail and wait for its retry', (o) => o.attemptsUsed >= 1 && o.state === 'queued');
+    await w.waitUntilOrder(first.body.id, 'the first attempt to fail and wait for its retry', (o) => o.attemptsUsed >= 1 && o.state === 'queued');
     expect(w.disconnectsOnWire('CAP-R1')).toBe(1); // the dropped one
-    const second = await w.single('CAP-R2', request('CAP-R2'));
+    const second = await w.single('CAP-R2', customerRequest('CAP-R2'));
     expect(second.status).toBe(202);
-    await until(second.body.id, 'held by the cap', isHeld('E_DAILY_CAP'));
+    await w.waitUntilOrder(second.body.id, 'held by the cap', isHeld('E_DAILY_CAP'));
     await w.advance(2000, 2); // the retry's backoff (50–200 ms) passes
-    const done = await until(first.body.id, 'done on its retry', (o) => o.state !== 'queued' && o.state !== 'in_flight');
+    const done = await w.waitUntilOrder(first.body.id, 'done on its retry', (o) => o.state !== 'queued' && o.state !== 'in_flight');
     expect(done.state, JSON.stringify(done.events)).toBe('done');
     expect(done.attemptsUsed).toBe(2);
     await w.settle();
     expect(w.disconnectsOnWire('CAP-R1')).toBe(2);
-    expect(relay('CAP-R1')).toBe('disconnected');
+    expect(w.relayOf('CAP-R1')).toBe('disconnected');
     const still = await w.order(second.body.id);
     expect(isHeld('E_DAILY_CAP')(still), JSON.stringify(still.events)).toBe(true);
     expect(w.disconnectsOnWire('CAP-R2')).toBe(0);
-    expect(relay('CAP-R2')).toBe('connected');
+    expect(w.relayOf('CAP-R2')).toBe('connected');
   });
 
   it('restart: the day’s count survives a restart; a new order of a full region is held E_DAILY_CAP', async () => {
     await disconnectGoes('CAP-RS1');
     await w.restart();
-    const r = await w.single('CAP-RS2', request('CAP-RS2'));
+    const r = await w.single('CAP-RS2', customerRequest('CAP-RS2'));
     expect(r.status, JSON.stringify(r.body)).toBe(202);
-    await until(r.body.id, 'held by the cap', isHeld('E_DAILY_CAP'));
+    await w.waitUntilOrder(r.body.id, 'held by the cap', isHeld('E_DAILY_CAP'));
     await w.settle(800);
     expect(isHeld('E_DAILY_CAP')(await w.order(r.body.id)), await history(r.body.id)).toBe(true);
     expect(w.disconnectsOnWire('CAP-RS2')).toBe(0);
-    expect(relay('CAP-RS2')).toBe('connected');
+    expect(w.relayOf('CAP-RS2')).toBe('connected');
   });
 
   it('race: 30 disconnects of one region (cap 5) sent at once: exactly 5 commands on the wire that day, 25 held E_DAILY_CAP', async () => {
     const meters = REGIONS.race!;
-    const responses = await Promise.all(meters.map((m) => w.single(m, request(m))));
+    const responses = await Promise.all(meters.map((m) => w.single(m, customerRequest(m))));
     for (const r of responses) expect(r.status, JSON.stringify(r.body)).toBe(202);
     const ids = responses.map((r) => r.body.id as string);
     let orders: any[] = [];
@@ -198,20 +178,20 @@ describe('rule 4: a region’s daily cap is never overrun, on any path; orders o
     const waiting = orders.filter(isHeld('E_DAILY_CAP'));
     expect({ onWire, done: done.length, held: waiting.length }).toEqual({ onWire: 5, done: 5, held: 25 });
     for (const o of waiting) expect(w.disconnectsOnWire(o.meterId)).toBe(0);
-    expect(meters.filter((m) => relay(m) === 'disconnected')).toHaveLength(5);
+    expect(meters.filter((m) => w.relayOf(m) === 'disconnected')).toHaveLength(5);
     held.race = waiting.map((o) => o.id);
   }, 60_000);
 
   it('safety: an emergency is not capped; a safety disconnect in a full region goes', async () => {
     await disconnectGoes('CAP-E1');
-    const capped = await w.single('CAP-E2', request('CAP-E2'));
-    await until(capped.body.id, 'held by the cap (the region is full)', isHeld('E_DAILY_CAP'));
+    const capped = await w.single('CAP-E2', customerRequest('CAP-E2'));
+    await w.waitUntilOrder(capped.body.id, 'held by the cap (the region is full)', isHeld('E_DAILY_CAP'));
     const r = await w.single('CAP-E3', { reason: 'safety', reference: 'INC-CAP-E3' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const done = await w.f.waitForOrder(r.body.id);
     expect(done.state, JSON.stringify(done.events)).toBe('done');
     expect(w.disconnectsOnWire('CAP-E3')).toBe(1);
-    expect(relay('CAP-E3')).toBe('disconnected');
+    expect(w.relayOf('CAP-E3')).toBe('disconnected');
     await w.settle();
     expect(w.disconnectsOnWire('CAP-E2')).toBe(0);
   });
@@ -225,14 +205,14 @@ describe('rule 4: a region’s daily cap is never overrun, on any path; orders o
     expect(w.disconnectsOnWire('CAP-S2')).toBe(0);
     // A new day, but before the window: the cap no longer holds it, the window does.
     w.clock.set(Date.parse('2026-11-25T00:05:00Z'));
-    await until(id, 'held by the window after midnight', isHeld('E_OUTSIDE_WINDOW'));
+    await w.waitUntilOrder(id, 'held by the window after midnight', isHeld('E_OUTSIDE_WINDOW'));
     await w.settle();
     expect(w.disconnectsOnWire('CAP-S2')).toBe(0);
     w.clock.set(Date.parse('2026-11-25T08:05:00Z'));
-    const done = await until(id, 'done on Wednesday', (o) => o.state === 'done' || o.state === 'failed' || o.state === 'refused');
+    const done = await w.waitUntilOrder(id, 'done on Wednesday', (o) => o.state === 'done' || o.state === 'failed' || o.state === 'refused');
     expect(done.state, JSON.stringify(done.events)).toBe('done');
     expect(w.disconnectsOnWire('CAP-S2')).toBe(1);
-    expect(relay('CAP-S2')).toBe('disconnected');
+    expect(w.relayOf('CAP-S2')).toBe('disconnected');
 
     // Wednesday's cap for `race` is 5 again: 5 of the 25 held orders go, 20 wait for Thursday.
     const race = REGIONS.race!;

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TestMeter } from '../harness/gateway-fixture.js';
-import { CLOSES, DAY, HOUR, MIN, bulkResults, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
+import { DAY, HOUR, MIN, bulkResults, connectedMeter, iso, orderStory, safetyWorldForFile, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
 
 /**
  * DOMAIN.md rule 5 (issue 20, finding 4 and item 4): no disconnect at night, at weekends, on holidays or during a
@@ -11,58 +11,25 @@ import { CLOSES, DAY, HOUR, MIN, bulkResults, startSafetyWorld, type SafetyWorld
  * One world on one fake clock; the tests run in the clock's order (Tuesday 10:00 → the next Monday). Meters in
  * their own regions keep a declared period from touching the other tests.
  */
-const meter = (meterId: string, region?: string): TestMeter => ({ meterId, profileId: CLOSES, initialRelay: 'connected', ...(region ? { region } : {}) });
 const METERS: TestMeter[] = [
-  meter('W-LIFT', 'coast'),
-  meter('W-CHANGE', 'hills'),
-  meter('W-FREEZE-SAFETY', 'hills'),
-  meter('W-RETRY'),
-  meter('W-SINGLE'),
-  meter('W-PLAN'),
-  meter('W-CLI'),
-  meter('W-NIGHT-SAFETY'),
-  meter('W-BULK-1'),
-  meter('W-BULK-2'),
+  connectedMeter('W-LIFT', 'coast'),
+  connectedMeter('W-CHANGE', 'hills'),
+  connectedMeter('W-FREEZE-SAFETY', 'hills'),
+  connectedMeter('W-RETRY'),
+  connectedMeter('W-SINGLE'),
+  connectedMeter('W-PLAN'),
+  connectedMeter('W-CLI'),
+  connectedMeter('W-NIGHT-SAFETY'),
+  connectedMeter('W-BULK-1'),
+  connectedMeter('W-BULK-2'),
 ];
-let w: SafetyWorld;
+const w = safetyWorldForFile(METERS);
 
-beforeAll(async () => {
-  w = await startSafetyWorld(METERS);
-}, 60_000);
-afterAll(async () => {
-  await w?.close();
-});
-
-const at = (iso: string) => Date.parse(iso);
-const iso = (ms: number) => new Date(ms).toISOString();
-/** The order's state, reason and history, for assertion messages (what a bug report needs). */
-const story = (o: any) => JSON.stringify({ id: o.id, state: o.state, stateReason: o.stateReason, attemptsUsed: o.attemptsUsed, events: o.events }, null, 1);
-/** Wait until the order's stateReason starts with `code` (positive evidence that the gate looked at it under the rule). */
-const reasonIs = async (x: SafetyWorld, id: string, code: string, timeoutMs?: number) => {
-  await x.waitFor(`order ${id} to be ${code}`, async () => ((await x.order(id)).stateReason ?? '').startsWith(code), timeoutMs);
-  return x.order(id);
-};
-/** Poll until the order is in one of `states` or the time is up; returns it either way (the assertion says what it was). */
-const reach = async (x: SafetyWorld, id: string, states: string[], timeoutMs = 8_000) => {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const o = await x.order(id);
-    if (states.includes(o.state) || Date.now() > until) return o;
-    await new Promise((r) => setTimeout(r, 40));
-  }
-};
+const at = (text: string) => Date.parse(text);
 const declareWeather = async (x: SafetyWorld, region: string, from: number, to: number) => {
   const r = await x.http('POST', '/v1/policy/weather', { key: x.f.supervisorKey, headers: x.key(), body: { kind: 'freeze', from: iso(from), to: iso(to), regions: [region] } });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
   return r.body as { id: string; to: string };
-};
-/** The first attempt was dropped by the meter: the order is back in the queue, its retry due on the fake clock. */
-const firstAttemptDropped = async (x: SafetyWorld, id: string, meterId: string) => {
-  await x.waitFor(`the first attempt of ${id} to fail`, async () => {
-    const o = await x.order(id);
-    return o.attemptsUsed >= 1 && o.state === 'queued';
-  });
-  await x.waitFor(`the dropped command on the wire to ${meterId}`, () => x.disconnectsOnWire(meterId) >= 1);
 };
 
 describe('rule 5: no disconnect outside the permitted windows, on any path', () => {
@@ -81,10 +48,10 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     const lifted = await w.http('DELETE', `/v1/policy/weather/${freeze.id}`, { key: w.f.supervisorKey, headers: w.key() });
     expect(lifted.status, JSON.stringify(lifted.body)).toBe(200);
     // No clock change: the order must leave `held` within a few ticks of real time, not at the period's old end.
-    const after = await reach(w, r.body.id, ['done', 'failed', 'refused', 'cancelled']);
+    const after = await w.pollOrderState(r.body.id, ['done', 'failed', 'refused', 'cancelled']);
     expect(w.clock.now()).toBe(now);
-    expect(after.state, story(after)).toBe('done');
-    expect((after.stateReason ?? '').includes(freeze.id), story(after)).toBe(false);
+    expect(after.state, orderStory(after)).toBe('done');
+    expect((after.stateReason ?? '').includes(freeze.id), orderStory(after)).toBe(false);
     await w.settle();
     expect(w.disconnectsOnWire('W-LIFT')).toBe(1);
     expect(w.f.fleet.meter('W-LIFT').relay).toBe('disconnected');
@@ -95,23 +62,23 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     const r = await w.single('W-CHANGE', { reason: 'customer_request', reference: 'CRM-CHANGE-1' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const id = r.body.id as string;
-    await firstAttemptDropped(w, id, 'W-CHANGE');
+    await w.firstAttemptDropped(id, 'W-CHANGE');
 
     const now = w.clock.now();
     const freeze = await declareWeather(w, 'hills', now, now + 3 * DAY);
     await w.advance(2 * MIN, 1); // the retry (backoff 50–200 ms on the fake clock) is due now
-    const held = await reasonIs(w, id, 'E_OUTSIDE_WINDOW');
-    expect(held.state, story(held)).toBe('held');
+    const held = await w.waitForReason(id, 'E_OUTSIDE_WINDOW');
+    expect(held.state, orderStory(held)).toBe('held');
     expect(held.stateReason).toContain(freeze.id);
     await w.settle();
-    expect(w.disconnectsOnWire('W-CHANGE'), story(await w.order(id))).toBe(1); // the dropped one only
+    expect(w.disconnectsOnWire('W-CHANGE'), orderStory(await w.order(id))).toBe(1); // the dropped one only
     expect(w.f.fleet.meter('W-CHANGE').relay).toBe('connected');
 
     // An emergency bypasses the windows: a safety disconnect in the frozen region goes at once.
     const s = await w.single('W-FREEZE-SAFETY', { reason: 'safety', reference: 'INC-FREEZE-1' });
     expect(s.status, JSON.stringify(s.body)).toBe(202);
-    const done = await reach(w, s.body.id, ['done', 'failed', 'refused', 'cancelled']);
-    expect(done.state, story(done)).toBe('done');
+    const done = await w.pollOrderState(s.body.id, ['done', 'failed', 'refused', 'cancelled']);
+    expect(done.state, orderStory(done)).toBe('done');
     expect(w.disconnectsOnWire('W-FREEZE-SAFETY')).toBe(1);
     expect(w.f.fleet.meter('W-FREEZE-SAFETY').relay).toBe('disconnected');
   });
@@ -122,14 +89,14 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     const r = await w.single('W-RETRY', { reason: 'customer_request', reference: 'CRM-RETRY-1' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const id = r.body.id as string;
-    await firstAttemptDropped(w, id, 'W-RETRY');
+    await w.firstAttemptDropped(id, 'W-RETRY');
     // The clock passes 16:00 before the retry comes due (one jump: no instant inside the window in between).
     w.clock.set(at('2026-11-24T16:01:00Z'));
-    const held = await reasonIs(w, id, 'E_OUTSIDE_WINDOW');
-    expect(held.state, story(held)).toBe('held');
+    const held = await w.waitForReason(id, 'E_OUTSIDE_WINDOW');
+    expect(held.state, orderStory(held)).toBe('held');
     expect(held.nextAttemptAt).toBe('2026-11-25T08:00:00.000Z');
     await w.settle();
-    expect(w.disconnectsOnWire('W-RETRY'), story(await w.order(id))).toBe(1);
+    expect(w.disconnectsOnWire('W-RETRY'), orderStory(await w.order(id))).toBe(1);
     expect(w.f.fleet.meter('W-RETRY').relay).toBe('connected');
   });
 
@@ -144,13 +111,13 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     await w.advance(at('2026-11-25T07:55:00Z') - w.clock.now(), 8);
     await w.settle();
     const night = await w.order(id);
-    expect(night.state, story(night)).toBe('held');
+    expect(night.state, orderStory(night)).toBe('held');
     expect(w.disconnectsOnWire('W-SINGLE')).toBe(0);
     expect(w.f.fleet.meter('W-SINGLE').relay).toBe('connected');
 
     await w.advance(10 * MIN, 2); // 08:05
-    const done = await reach(w, id, ['done', 'failed', 'refused', 'cancelled']);
-    expect(done.state, story(done)).toBe('done');
+    const done = await w.pollOrderState(id, ['done', 'failed', 'refused', 'cancelled']);
+    expect(done.state, orderStory(done)).toBe('done');
     expect(w.disconnectsOnWire('W-SINGLE')).toBe(1);
     expect(w.f.fleet.meter('W-SINGLE').relay).toBe('disconnected');
   });
@@ -162,15 +129,15 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     const id = plan.items['W-PLAN']!.orderId!;
     expect(id, JSON.stringify(plan)).toBeTruthy();
     // The customer is not told of a disconnect that could not happen at the time the notice would give.
-    const waiting = await reasonIs(w, id, 'E_OUTSIDE_WINDOW');
+    const waiting = await w.waitForReason(id, 'E_OUTSIDE_WINDOW');
     expect(waiting.nextAttemptAt).toBe('2026-11-26T08:00:00.000Z');
     expect(w.channel.received.some((m) => m.kind === 'pre_disconnect_notice' && m.body.meterId === 'W-PLAN')).toBe(false);
 
     await w.advance(31 * MIN, 4); // 16:11: the window closed at 16:00
-    const held = await reasonIs(w, id, 'E_OUTSIDE_WINDOW');
-    expect(held.state, story(held)).toBe('held');
+    const held = await w.waitForReason(id, 'E_OUTSIDE_WINDOW');
+    expect(held.state, orderStory(held)).toBe('held');
     await w.settle();
-    expect(w.disconnectsOnWire('W-PLAN'), story(await w.order(id))).toBe(0);
+    expect(w.disconnectsOnWire('W-PLAN'), orderStory(await w.order(id))).toBe(0);
     expect(w.f.fleet.meter('W-PLAN').relay).toBe('connected');
   });
 
@@ -181,7 +148,7 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     const order = JSON.parse(r.stdout);
     expect(order.state).toBe('held');
     expect(order.stateReason).toMatch(/^E_OUTSIDE_WINDOW: /);
-    await reasonIs(w, order.id, 'E_OUTSIDE_WINDOW');
+    await w.waitForReason(order.id, 'E_OUTSIDE_WINDOW');
     await w.settle();
     expect(w.disconnectsOnWire('W-CLI')).toBe(0);
     expect(w.f.fleet.meter('W-CLI').relay).toBe('connected');
@@ -191,8 +158,8 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     expect(w.clock.now()).toBe(at('2026-11-25T23:00:00Z'));
     const r = await w.single('W-NIGHT-SAFETY', { reason: 'safety', reference: 'INC-NIGHT-1' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
-    const done = await reach(w, r.body.id, ['done', 'failed', 'refused', 'cancelled']);
-    expect(done.state, story(done)).toBe('done');
+    const done = await w.pollOrderState(r.body.id, ['done', 'failed', 'refused', 'cancelled']);
+    expect(done.state, orderStory(done)).toBe('done');
     expect(w.disconnectsOnWire('W-NIGHT-SAFETY')).toBe(1);
   });
 
@@ -210,34 +177,34 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
     }
     await w.advance(at('2026-11-29T23:55:00Z') - w.clock.now(), 8);
     await w.settle();
-    for (const o of results) expect((await w.order(o.id)).state, story(await w.order(o.id))).toBe('held');
+    for (const o of results) expect((await w.order(o.id)).state, orderStory(await w.order(o.id))).toBe('held');
     expect(w.disconnectsOnWire('W-BULK-1')).toBe(0);
     expect(w.disconnectsOnWire('W-BULK-2')).toBe(0);
 
     w.clock.set(at('2026-11-30T08:05:00Z'));
-    for (const o of results) expect((await reach(w, o.id, ['done', 'failed', 'refused', 'cancelled'])).state).toBe('done');
+    for (const o of results) expect((await w.pollOrderState(o.id, ['done', 'failed', 'refused', 'cancelled'])).state).toBe('done');
     expect(w.disconnectsOnWire('W-BULK-1')).toBe(1);
     expect(w.disconnectsOnWire('W-BULK-2')).toBe(1);
   });
 
   it('restart: a holiday added holds a queued retry before its attempt; removed again, it releases the orders it held at once, not at the hold’s old end', async () => {
     // A world of its own on its own clock (Tuesday 24 November 10:00), restarted with a changed calendar.
-    const h = await startSafetyWorld([meter('W-HOLIDAY-ADD'), meter('W-HOLIDAY')]);
+    const h = await startSafetyWorld([connectedMeter('W-HOLIDAY-ADD'), connectedMeter('W-HOLIDAY')]);
     const holidays = (list: string[]) => (c: any) => ({ ...c, policy: { ...c.policy, windows: { ...c.policy.windows, holidays: list } } });
     try {
       h.f.fleet.meter('W-HOLIDAY-ADD').dropCommands(1);
       const a = await h.single('W-HOLIDAY-ADD', { reason: 'customer_request', reference: 'CRM-HOLIDAY-ADD-1' });
       expect(a.status, JSON.stringify(a.body)).toBe(202);
-      await firstAttemptDropped(h, a.body.id, 'W-HOLIDAY-ADD');
+      await h.firstAttemptDropped(a.body.id, 'W-HOLIDAY-ADD');
 
       // Today becomes a holiday: the queued retry is held by the gate before it is sent again.
       await h.restart(holidays(['2026-11-24']));
       await h.advance(MIN, 1);
-      const addHeld = await reasonIs(h, a.body.id, 'E_OUTSIDE_WINDOW');
-      expect(addHeld.state, story(addHeld)).toBe('held');
+      const addHeld = await h.waitForReason(a.body.id, 'E_OUTSIDE_WINDOW');
+      expect(addHeld.state, orderStory(addHeld)).toBe('held');
       expect(addHeld.stateReason).toContain('holiday');
       await h.settle();
-      expect(h.disconnectsOnWire('W-HOLIDAY-ADD'), story(addHeld)).toBe(1);
+      expect(h.disconnectsOnWire('W-HOLIDAY-ADD'), orderStory(addHeld)).toBe(1);
 
       const r = await h.single('W-HOLIDAY', { reason: 'customer_request', reference: 'CRM-HOLIDAY-1' });
       expect(r.status, JSON.stringify(r.body)).toBe(202);
@@ -253,11 +220,11 @@ describe('rule 5: no disconnect outside the permitted windows, on any path', () 
       // The holiday is removed from the configuration: a restart looks at every held disconnect again, now.
       const now = h.clock.now();
       await h.restart(holidays([]));
-      const after = await reach(h, id, ['done', 'failed', 'refused', 'cancelled']);
-      const afterAdd = await reach(h, a.body.id, ['done', 'failed', 'refused', 'cancelled']);
+      const after = await h.pollOrderState(id, ['done', 'failed', 'refused', 'cancelled']);
+      const afterAdd = await h.pollOrderState(a.body.id, ['done', 'failed', 'refused', 'cancelled']);
       expect(h.clock.now()).toBe(now);
-      expect(after.state, story(after)).toBe('done');
-      expect(afterAdd.state, story(afterAdd)).toBe('done');
+      expect(after.state, orderStory(after)).toBe('done');
+      expect(afterAdd.state, orderStory(afterAdd)).toBe('done');
       expect(h.disconnectsOnWire('W-HOLIDAY')).toBe(1);
       expect(h.disconnectsOnWire('W-HOLIDAY-ADD')).toBe(2); // the dropped one, and the one after the holiday was removed
       expect(h.f.fleet.meter('W-HOLIDAY').relay).toBe('disconnected');

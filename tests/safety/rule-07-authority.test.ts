@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestMeter } from '../harness/gateway-fixture.js';
-import { CLOSES, DAY, HOUR, MIN, bulkResults, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
+import { describe, expect, it } from 'vitest';
+import { DAY, FINAL_STATES, HOUR, MIN, bulkResults, iso, orderStory, safetyWorldForFile } from './safety-harness.js';
 
 /**
  * DOMAIN.md rule 7 (issue 20, finding 6): a reason is a claim, not an authority. Every direct disconnect carries the
@@ -11,37 +10,9 @@ import { CLOSES, DAY, HOUR, MIN, bulkResults, startSafetyWorld, type SafetyWorld
  *
  * One world on one fake clock (Tuesday from 10:00, inside the weekly window all along).
  */
-const meter = (meterId: string): TestMeter => ({ meterId, profileId: CLOSES, initialRelay: 'connected' });
-const METERS: TestMeter[] = ['A-OK', 'A-SINGLE', 'A-VULN', 'A-EMERG', 'A-BULK-1', 'A-BULK-2', 'A-BULK-3', 'A-PLAN', 'A-CLI', 'A-APPROVE', 'A-RETRY', 'A-RESTART', 'A-CANCEL'].map(meter);
-let w: SafetyWorld;
+const METERS = ['A-OK', 'A-SINGLE', 'A-VULN', 'A-EMERG', 'A-BULK-1', 'A-BULK-2', 'A-BULK-3', 'A-PLAN', 'A-CLI', 'A-APPROVE', 'A-RETRY', 'A-RESTART', 'A-CANCEL'];
+const w = safetyWorldForFile(METERS);
 
-beforeAll(async () => {
-  w = await startSafetyWorld(METERS);
-}, 60_000);
-afterAll(async () => {
-  await w?.close();
-});
-
-const iso = (ms: number) => new Date(ms).toISOString();
-const story = (o: any) => JSON.stringify({ id: o.id, state: o.state, stateReason: o.stateReason, attemptsUsed: o.attemptsUsed, approvedBy: o.approvedBy, events: o.events }, null, 1);
-const reasonIs = async (id: string, code: string, timeoutMs?: number) => {
-  await w.waitFor(`order ${id} to be ${code}`, async () => ((await w.order(id)).stateReason ?? '').startsWith(code), timeoutMs);
-  return w.order(id);
-};
-const reach = async (id: string, states: string[], timeoutMs = 8_000) => {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const o = await w.order(id);
-    if (states.includes(o.state) || Date.now() > until) return o;
-    await new Promise((r) => setTimeout(r, 40));
-  }
-};
-const FINAL = ['done', 'failed', 'refused', 'cancelled', 'superseded'];
-const ordersOf = async (meterId: string): Promise<any[]> => (await w.http('GET', `/v1/orders?meterId=${meterId}`)).body.items;
-const flag = async (meterId: string, flags: Record<string, boolean>) => {
-  const r = await w.http('PUT', `/v1/meters/${meterId}/flags`, { key: w.f.billingKey, headers: w.key(), body: flags });
-  expect(r.status, JSON.stringify(r.body)).toBe(200);
-};
 const audit = async (target: string): Promise<any[]> => {
   const r = await w.http('GET', `/v1/audit?target=${target}&limit=1000`, { key: w.f.supervisorKey });
   expect(r.status, JSON.stringify(r.body)).toBe(200);
@@ -62,8 +33,8 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     const r = await w.single('A-OK', { reason: 'customer_request', reference: 'CRM-A-OK' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     expect(r.body).toMatchObject({ reference: 'CRM-A-OK', requestedBy: 'demo-operator' });
-    const done = await reach(r.body.id, FINAL);
-    expect(done.state, story(done)).toBe('done');
+    const done = await w.pollOrderState(r.body.id, FINAL_STATES);
+    expect(done.state, orderStory(done)).toBe('done');
     expect(w.disconnectsOnWire('A-OK')).toBe(1);
     expect(w.f.fleet.meter('A-OK').relay).toBe('disconnected');
   });
@@ -78,7 +49,7 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     const blank = await w.single('A-SINGLE', { reason: 'vacant_premises', reference: '   ' });
     expect(blank.status, JSON.stringify(blank.body)).toBe(400);
     expect(blank.body.code).toBe('E_REFERENCE_REQUIRED');
-    expect(await ordersOf('A-SINGLE')).toEqual([]);
+    expect(await w.ordersOf('A-SINGLE')).toEqual([]);
 
     const arrears = await w.single('A-SINGLE', { reason: 'arrears' });
     expect(arrears.status, JSON.stringify(arrears.body)).toBe(409);
@@ -99,27 +70,27 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     }
     await w.settle();
     // Only the refused arrears order exists; nothing is held or queued, nothing reached the wire.
-    expect((await ordersOf('A-SINGLE')).map((o) => o.state)).toEqual(['refused']);
+    expect((await w.ordersOf('A-SINGLE')).map((o) => o.state)).toEqual(['refused']);
     expect(w.disconnectsOnWire('A-SINGLE')).toBe(0);
     expect(w.f.fleet.meter('A-SINGLE').relay).toBe('connected');
   });
 
   it('finding 6: an operator’s customer_request for a vulnerable customer waits for a supervisor and is not sent; a safety disconnect is audited as an emergency', async () => {
-    await flag('A-VULN', { vulnerable: true });
+    await w.setFlags('A-VULN', { vulnerable: true });
     const r = await w.single('A-VULN', { reason: 'customer_request', reference: 'CRM-A-VULN' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     expect(r.body.state).toBe('held');
     expect(r.body.stateReason).toMatch(/^E_APPROVAL_REQUIRED: /);
     await w.advance(30 * MIN, 3); // past the 15-minute re-check: still held
-    const held = await reasonIs(r.body.id, 'E_APPROVAL_REQUIRED');
-    expect(held.state, story(held)).toBe('held');
+    const held = await w.waitForReason(r.body.id, 'E_APPROVAL_REQUIRED');
+    expect(held.state, orderStory(held)).toBe('held');
     await w.settle();
-    expect(w.disconnectsOnWire('A-VULN'), story(held)).toBe(0);
+    expect(w.disconnectsOnWire('A-VULN'), orderStory(held)).toBe(0);
     expect(w.f.fleet.meter('A-VULN').relay).toBe('connected');
 
     const s = await w.single('A-EMERG', { reason: 'safety', reference: 'INC-A-EMERG' });
     expect(s.status, JSON.stringify(s.body)).toBe(202);
-    expect((await reach(s.body.id, FINAL)).state).toBe('done');
+    expect((await w.pollOrderState(s.body.id, FINAL_STATES)).state).toBe('done');
     expect(w.disconnectsOnWire('A-EMERG')).toBe(1);
     const entries = await audit('A-EMERG');
     const emergency = entries.filter((e) => e.action === 'order.disconnect.emergency');
@@ -137,7 +108,7 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     expect(bad.body).toMatchObject({ code: 'E_REFERENCE_REQUIRED', details: { index: 1, meterId: 'A-BULK-2' } });
     await w.settle();
     for (const m of ['A-BULK-1', 'A-BULK-2', 'A-BULK-3']) {
-      expect(await ordersOf(m)).toEqual([]);
+      expect(await w.ordersOf(m)).toEqual([]);
       expect(w.disconnectsOnWire(m)).toBe(0);
     }
 
@@ -148,7 +119,7 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     ]);
     expect(good.status, JSON.stringify(good.body)).toBe(202);
     expect(good.body.created).toBe(3);
-    for (const o of bulkResults(good)) expect((await reach(o.id, FINAL)).state, story(await w.order(o.id))).toBe('done');
+    for (const o of bulkResults(good)) expect((await w.pollOrderState(o.id, FINAL_STATES)).state, orderStory(await w.order(o.id))).toBe('done');
     for (const m of ['A-BULK-1', 'A-BULK-2', 'A-BULK-3']) expect(w.disconnectsOnWire(m)).toBe(1);
     // The safety line is audited as an emergency on the bulk path too, with its incident reference.
     const entries = await audit('A-BULK-3');
@@ -172,7 +143,7 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     expect(plan.status).toBe('draft');
     expect(plan.items[0].orderId).toBeNull();
     await w.settle();
-    expect(await ordersOf('A-PLAN')).toEqual([]);
+    expect(await w.ordersOf('A-PLAN')).toEqual([]);
     expect(w.disconnectsOnWire('A-PLAN')).toBe(0);
 
     const request = await w.http('POST', '/v1/plans', {
@@ -215,12 +186,12 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     expect(billing.stderr).toContain('E_REASON_NOT_ALLOWED');
 
     await w.settle();
-    expect(await ordersOf('A-CLI')).toEqual([]);
+    expect(await w.ordersOf('A-CLI')).toEqual([]);
     expect(w.disconnectsOnWire('A-CLI')).toBe(0);
   });
 
   it('approval: the one who asked cannot approve (E_SELF_APPROVAL); another supervisor’s approval is recorded and audited, then the order goes', async () => {
-    await flag('A-APPROVE', { vulnerable: true });
+    await w.setFlags('A-APPROVE', { vulnerable: true });
     const r = await w.single('A-APPROVE', { reason: 'customer_request', reference: 'CRM-A-APPROVE' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     expect(r.body.stateReason).toMatch(/^E_APPROVAL_REQUIRED: /);
@@ -231,15 +202,15 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     expect(self.body.code).toBe('E_SELF_APPROVAL');
     await w.settle();
     const still = await w.order(id);
-    expect(still, story(still)).toMatchObject({ state: 'held', approvedBy: null, approvedAt: null });
+    expect(still, orderStory(still)).toMatchObject({ state: 'held', approvedBy: null, approvedAt: null });
     expect(w.disconnectsOnWire('A-APPROVE')).toBe(0);
 
     const approved = await w.http('POST', `/v1/orders/${id}/approve`, { key: w.f.supervisorKey, headers: w.key() });
     expect(approved.status, JSON.stringify(approved.body)).toBe(200);
     const when = iso(w.clock.now());
     expect(approved.body).toMatchObject({ approvedBy: 'demo-supervisor', approvedAt: when });
-    const done = await reach(id, FINAL);
-    expect(done.state, story(done)).toBe('done');
+    const done = await w.pollOrderState(id, FINAL_STATES);
+    expect(done.state, orderStory(done)).toBe('done');
     expect(done).toMatchObject({ approvedBy: 'demo-supervisor', approvedAt: when });
     expect(w.disconnectsOnWire('A-APPROVE')).toBe(1);
     const entries = (await audit('A-APPROVE')).filter((e) => e.action === 'order.approve');
@@ -252,37 +223,33 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     const r = await w.single('A-RETRY', { reason: 'vacant_premises', reference: 'MOVE-OUT-A-RETRY' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const id = r.body.id as string;
-    await w.waitFor('the first attempt to fail', async () => {
-      const o = await w.order(id);
-      return o.attemptsUsed >= 1 && o.state === 'queued';
-    });
-    await w.waitFor('the dropped command on the wire', () => w.disconnectsOnWire('A-RETRY') >= 1);
-    await flag('A-RETRY', { priorityRegister: true });
+    await w.firstAttemptDropped(id, 'A-RETRY');
+    await w.setFlags('A-RETRY', { priorityRegister: true });
     await w.advance(MIN, 1); // the retry is due
-    const held = await reasonIs(id, 'E_APPROVAL_REQUIRED');
-    expect(held.state, story(held)).toBe('held');
+    const held = await w.waitForReason(id, 'E_APPROVAL_REQUIRED');
+    expect(held.state, orderStory(held)).toBe('held');
     await w.settle();
-    expect(w.disconnectsOnWire('A-RETRY'), story(held)).toBe(1);
+    expect(w.disconnectsOnWire('A-RETRY'), orderStory(held)).toBe(1);
     expect(w.f.fleet.meter('A-RETRY').relay).toBe('connected');
   });
 
   it('restart: an order held for approval stays held across a restart; approved after it by the supervisor, it goes', async () => {
-    await flag('A-RESTART', { vulnerable: true });
+    await w.setFlags('A-RESTART', { vulnerable: true });
     const r = await w.single('A-RESTART', { reason: 'customer_request', reference: 'CRM-A-RESTART' });
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const id = r.body.id as string;
     expect(r.body.stateReason).toMatch(/^E_APPROVAL_REQUIRED: /);
     await w.restart();
     await w.advance(20 * MIN, 2); // past the 15-minute re-check under the restarted gateway
-    const held = await reasonIs(id, 'E_APPROVAL_REQUIRED');
-    expect(held.state, story(held)).toBe('held');
+    const held = await w.waitForReason(id, 'E_APPROVAL_REQUIRED');
+    expect(held.state, orderStory(held)).toBe('held');
     await w.settle();
-    expect(w.disconnectsOnWire('A-RESTART'), story(held)).toBe(0);
+    expect(w.disconnectsOnWire('A-RESTART'), orderStory(held)).toBe(0);
 
     const approved = await w.http('POST', `/v1/orders/${id}/approve`, { key: w.f.supervisorKey, headers: w.key() });
     expect(approved.status, JSON.stringify(approved.body)).toBe(200);
-    const done = await reach(id, FINAL);
-    expect(done.state, story(done)).toBe('done');
+    const done = await w.pollOrderState(id, FINAL_STATES);
+    expect(done.state, orderStory(done)).toBe('done');
     expect(w.disconnectsOnWire('A-RESTART')).toBe(1);
   });
 
@@ -291,14 +258,14 @@ describe('rule 7: every disconnect has an authority; no reason lets one person g
     const plan = await w.plan(['A-CANCEL']);
     const id = plan.items['A-CANCEL']!.orderId!;
     expect(id, JSON.stringify(plan)).toBeTruthy();
-    await reasonIs(id, 'E_SECOND_NOTICE_PENDING');
+    await w.waitForReason(id, 'E_SECOND_NOTICE_PENDING');
     await w.waitFor('the pre-disconnect notice delivered', async () => ((await w.order(id)).notifications ?? []).some((n: any) => n.deliveredAt !== null));
 
     const cancelled = await w.http('POST', `/v1/plans/${plan.id}/cancel`, { key: w.f.operatorKey, headers: w.key() });
     expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
     expect(cancelled.body.status).toBe('cancelled');
-    const order = await reach(id, FINAL);
-    expect(order.state, story(order)).toBe('cancelled');
+    const order = await w.pollOrderState(id, FINAL_STATES);
+    expect(order.state, orderStory(order)).toBe('cancelled');
     await w.advance(HOUR, 4);
     await w.settle();
     expect((await w.order(id)).state).toBe('cancelled');

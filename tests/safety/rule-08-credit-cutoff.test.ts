@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DAY, MIN, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
+import { describe, expect, it } from 'vitest';
+import { DAY, MIN, safetyWorldForFile } from './safety-harness.js';
 
 /**
  * DOMAIN.md rule 8 (issue 20, finding 1): a meter is cut off for credit only by credit control, only while its
@@ -7,19 +7,11 @@ import { DAY, MIN, startSafetyWorld, type SafetyWorld } from './safety-harness.j
  * reason, whatever path it takes; a top-up or a withdrawn agreement in between stops the cut-off.
  */
 const METERS = ['C-SINGLE', 'C-BULK', 'C-PLAN', 'C-CLI', 'C-RETRY', 'C-RESTART', 'C-CHANGE', 'C-OK'];
-let w: SafetyWorld;
-
-beforeAll(async () => {
-  w = await startSafetyWorld(METERS);
-}, 60_000);
-afterAll(async () => {
-  await w?.close();
-});
+const w = safetyWorldForFile(METERS);
 
 /** Prepayment mode with an agreement on record (rule 8's precondition). */
 const prepayment = async (meterId: string) => {
-  const r = await w.http('PUT', `/v1/meters/${meterId}/flags`, { key: w.f.billingKey, headers: w.key(), body: { prepaymentMode: true, prepaymentAgreementRef: `PPA-${meterId}` } });
-  expect(r.status).toBe(200);
+  await w.setFlags(meterId, { prepaymentMode: true, prepaymentAgreementRef: `PPA-${meterId}` });
 };
 const topUp = async (meterId: string, amount: number) => {
   const r = await w.http('POST', '/v1/payments', { key: w.f.billingKey, headers: w.key(), body: { meterId, amount, kind: 'top_up', receivedAt: new Date(w.clock.now()).toISOString(), reference: `TOP-${meterId}-${amount}` } });
@@ -31,7 +23,7 @@ const creditControlCutsOff = async (meterId: string): Promise<string> => {
   expect((await w.f.gateway.controller.readNow(meterId)).ok).toBe(true);
   let id: string | undefined;
   await w.waitFor(`credit control's cut-off of ${meterId}`, async () => {
-    id = ((await w.http('GET', `/v1/orders?meterId=${meterId}`)).body.items as any[]).find((o) => o.action === 'disconnect' && o.reason === 'credit_exhausted')?.id;
+    id = (await w.disconnectOrdersOf(meterId)).find((o) => o.reason === 'credit_exhausted')?.id;
     return id !== undefined;
   });
   return id!;
@@ -57,7 +49,7 @@ describe('rule 8: a credit cut-off comes only from credit control, while the led
     const r2 = await w.single('C-OK', { reason: 'credit_exhausted', reference: 'X' });
     expect(r2.body.code).toBe('E_CREDIT_CUTOFF_RESERVED');
     await w.settle();
-    expect((await w.http('GET', '/v1/orders?meterId=C-SINGLE')).body.items.filter((o: any) => o.action === 'disconnect')).toEqual([]);
+    expect(await w.disconnectOrdersOf('C-SINGLE')).toEqual([]);
     expect(w.disconnectsOnWire('C-SINGLE')).toBe(0);
     expect(w.f.fleet.meter('C-SINGLE').relay).toBe('connected');
   });
@@ -72,7 +64,7 @@ describe('rule 8: a credit cut-off comes only from credit control, while the led
     expect(r.status).toBe(403);
     expect(r.body).toMatchObject({ code: 'E_CREDIT_CUTOFF_RESERVED', details: { index: 1, meterId: 'C-BULK' } });
     await w.settle();
-    expect((await w.http('GET', '/v1/orders?meterId=C-BULK')).body.items).toEqual([]);
+    expect(await w.ordersOf('C-BULK')).toEqual([]);
     expect(w.disconnectsOnWire('C-BULK')).toBe(0);
   });
 
@@ -133,7 +125,7 @@ describe('rule 8: a credit cut-off comes only from credit control, while the led
     await prepayment('C-CHANGE');
     const id = await creditControlCutsOff('C-CHANGE');
     expect(['held', 'queued']).toContain((await w.order(id)).state);
-    expect((await w.http('PUT', '/v1/meters/C-CHANGE/flags', { key: w.f.billingKey, headers: w.key(), body: { prepaymentMode: false } })).status).toBe(200);
+    await w.setFlags('C-CHANGE', { prepaymentMode: false });
     w.clock.set(Date.parse('2026-11-26T10:05:00Z'));
     await w.settle(800);
     const after = await w.order(id);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { TestMeter } from '../harness/gateway-fixture.js';
-import { CLOSES, MIN, bulkResults, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
+import { CLOSES, MIN, bulkResults, customerRequest, isHeld, startSafetyWorld, type SafetyWorld } from './safety-harness.js';
 
 /**
  * DOMAIN.md rule 12 (README "Disconnect safety"): reconnects are never held by disconnect rules (windows, caps,
@@ -48,22 +48,8 @@ afterAll(async () => {
   await w?.close();
 });
 
-const request = (meterId: string) => ({ reason: 'customer_request', reference: `REQ-${meterId}` });
-const relay = (meterId: string) => w.f.fleet.meter(meterId).relay;
 const reconnectsOnWire = (meterId: string) => w.wire.commands.filter((c) => c.meterId === meterId && c.op === 'reconnect').length;
-const isHeld = (code: string) => (o: any) => o.state === 'held' && String(o.stateReason ?? '').startsWith(`${code}:`);
 const ended = (o: any) => ['done', 'armed', 'failed', 'refused', 'cancelled', 'superseded'].includes(o.state);
-/** Wait until the order satisfies `pred`; on timeout the error carries the order's state and events (GET /v1/orders/{id}). */
-async function until(id: string, what: string, pred: (o: any) => boolean, timeoutMs = 15_000): Promise<any> {
-  let last: any;
-  try {
-    await w.waitFor(`order ${id}: ${what}`, async () => pred((last = await w.order(id))), timeoutMs);
-  } catch (e) {
-    throw new Error(`${(e as Error).message}; it is ${last?.state} (${last?.stateReason}); events: ${JSON.stringify(last?.events)}`);
-  }
-  return last;
-}
-const disconnectOrders = async (meterId: string) => ((await w.http('GET', `/v1/orders?meterId=${meterId}`)).body.items as any[]).filter((o) => o.action === 'disconnect');
 /** The customer paid: billing asks for the reconnect. */
 async function reconnect(meterId: string): Promise<string> {
   const r = await w.http('POST', `/v1/meters/${meterId}/reconnect`, { key: w.f.billingKey, headers: w.key(), body: { reason: 'payment', paymentReceivedAt: new Date(w.clock.now()).toISOString() } });
@@ -74,35 +60,35 @@ async function reconnect(meterId: string): Promise<string> {
 async function pendingReconnect(meterId: string): Promise<string> {
   w.f.fleet.meter(meterId).offlineUntil(Date.now() + 120_000);
   const id = await reconnect(meterId);
-  await until(id, 'its first attempt to time out and wait for a retry', (o) => o.attemptsUsed >= 1 && o.state === 'queued');
+  await w.waitUntilOrder(id, 'its first attempt to time out and wait for a retry', (o) => o.attemptsUsed >= 1 && o.state === 'queued');
   return id;
 }
 /** The meter answers again; the reconnect's retry finishes it. */
 async function finishReconnect(meterId: string, id: string): Promise<void> {
   w.f.fleet.meter(meterId).offlineUntil(0);
   await w.advance(2000, 2);
-  const o = await until(id, 'done', ended);
+  const o = await w.waitUntilOrder(id, 'done', ended);
   expect(o.state, JSON.stringify(o.events)).toBe('done');
-  expect(relay(meterId)).toBe('connected');
+  expect(w.relayOf(meterId)).toBe('connected');
 }
 
 describe('rule 12: a reconnect always wins over a disconnect, on any path', () => {
   it('control: with no reconnect open, a customer_request disconnect reaches the wire', async () => {
-    const r = await w.single('R12-OK', request('R12-OK'));
+    const r = await w.single('R12-OK', customerRequest('R12-OK'));
     expect(r.status, JSON.stringify(r.body)).toBe(202);
-    const o = await until(r.body.id, 'done', ended);
+    const o = await w.waitUntilOrder(r.body.id, 'done', ended);
     expect(o.state, JSON.stringify(o.events)).toBe('done');
     expect(w.disconnectsOnWire('R12-OK')).toBe(1);
-    expect(relay('R12-OK')).toBe('disconnected');
+    expect(w.relayOf('R12-OK')).toBe('disconnected');
   });
 
   it('single: while a reconnect is open, a disconnect is refused 409 E_RECONNECT_PENDING; nothing reaches the wire', async () => {
     const rc = await pendingReconnect('R12-SINGLE');
-    const r = await w.single('R12-SINGLE', request('R12-SINGLE'));
+    const r = await w.single('R12-SINGLE', customerRequest('R12-SINGLE'));
     expect(r.status, JSON.stringify(r.body)).toBe(409);
     expect(r.body.code).toBe('E_RECONNECT_PENDING');
     await w.settle();
-    const orders = await disconnectOrders('R12-SINGLE');
+    const orders = await w.disconnectOrdersOf('R12-SINGLE');
     expect(orders.map((o) => o.state)).toEqual(['refused']);
     expect(orders[0].stateReason).toMatch(/^E_RECONNECT_PENDING: /);
     expect(w.disconnectsOnWire('R12-SINGLE')).toBe(0);
@@ -114,18 +100,18 @@ describe('rule 12: a reconnect always wins over a disconnect, on any path', () =
   it('bulk: [reconnect M, disconnect M] in one request: the disconnect is refused E_RECONNECT_PENDING, the reconnect is done, no disconnect on the wire', async () => {
     const r = await w.bulk([
       { meterId: 'R12-BULK', action: 'reconnect', reason: 'operator' },
-      { meterId: 'R12-BULK', action: 'disconnect', ...request('R12-BULK') },
+      { meterId: 'R12-BULK', action: 'disconnect', ...customerRequest('R12-BULK') },
     ]);
     expect(r.status, JSON.stringify(r.body)).toBe(202);
     const [rc, dc] = bulkResults(r);
     expect(r.body.results.map((x: any) => x.outcome)).toEqual(['created', 'refused']);
     expect(dc).toMatchObject({ state: 'refused', reason: expect.stringMatching(/^E_RECONNECT_PENDING: /) });
-    const done = await until(rc!.id, 'done', ended);
+    const done = await w.waitUntilOrder(rc!.id, 'done', ended);
     expect(done.state, JSON.stringify(done.events)).toBe('done');
     await w.settle();
     expect((await w.order(dc!.id)).state).toBe('refused');
     expect(w.disconnectsOnWire('R12-BULK')).toBe(0);
-    expect(relay('R12-BULK')).toBe('connected');
+    expect(w.relayOf('R12-BULK')).toBe('connected');
   });
 
   it('plan: a plan approved while a reconnect of its meter is open: that item is refused E_RECONNECT_PENDING, nothing reaches the wire', async () => {
@@ -140,7 +126,7 @@ describe('rule 12: a reconnect always wins over a disconnect, on any path', () =
     await finishReconnect('R12-PLAN', rc);
     await w.settle();
     expect(w.disconnectsOnWire('R12-PLAN')).toBe(0);
-    expect(w.channel.received.filter((n) => n.kind === 'pre_disconnect_notice' && n.body.meterId === 'R12-PLAN')).toEqual([]);
+    expect(w.preDisconnectNoticesTo('R12-PLAN')).toEqual([]);
   });
 
   it('CLI: `meterline disconnect` while a reconnect is open exits 3 with E_RECONNECT_PENDING; nothing reaches the wire', async () => {
@@ -149,39 +135,39 @@ describe('rule 12: a reconnect always wins over a disconnect, on any path', () =
     expect(r.code, r.stdout + r.stderr).toBe(3);
     expect(r.stderr).toContain('E_RECONNECT_PENDING');
     await w.settle();
-    expect((await disconnectOrders('R12-CLI')).map((o) => o.state)).toEqual(['refused']);
+    expect((await w.disconnectOrdersOf('R12-CLI')).map((o) => o.state)).toEqual(['refused']);
     expect(w.disconnectsOnWire('R12-CLI')).toBe(0);
     await finishReconnect('R12-CLI', rc);
   });
 
   it('retry (reconnect): a disconnect whose first command the meter dropped is superseded by a reconnect before its retry; no second disconnect command, the reconnect done', async () => {
     w.f.fleet.meter('R12-RETRY').dropCommands(1);
-    const d = await w.single('R12-RETRY', request('R12-RETRY'));
+    const d = await w.single('R12-RETRY', customerRequest('R12-RETRY'));
     expect(d.status).toBe(202);
-    await until(d.body.id, 'the first attempt to fail and wait for its retry', (o) => o.attemptsUsed >= 1 && o.state === 'queued');
+    await w.waitUntilOrder(d.body.id, 'the first attempt to fail and wait for its retry', (o) => o.attemptsUsed >= 1 && o.state === 'queued');
     expect(w.disconnectsOnWire('R12-RETRY')).toBe(1); // the dropped one
     const rc = await reconnect('R12-RETRY');
-    const superseded = await until(d.body.id, 'superseded by the reconnect', (o) => o.state !== 'queued');
+    const superseded = await w.waitUntilOrder(d.body.id, 'superseded by the reconnect', (o) => o.state !== 'queued');
     expect(superseded.state, JSON.stringify(superseded.events)).toBe('superseded');
     expect(superseded.supersededBy).toBe(rc);
-    const done = await until(rc, 'done', ended);
+    const done = await w.waitUntilOrder(rc, 'done', ended);
     expect(done.state, JSON.stringify(done.events)).toBe('done');
     await w.advance(5 * MIN); // long past the disconnect's retry time
     await w.settle();
     expect((await w.order(d.body.id)).attemptsUsed).toBe(1);
     expect(w.disconnectsOnWire('R12-RETRY')).toBe(1);
     expect(reconnectsOnWire('R12-RETRY')).toBe(1);
-    expect(relay('R12-RETRY')).toBe('connected');
+    expect(w.relayOf('R12-RETRY')).toBe('connected');
   });
 
   it('retry (payment): an arrears disconnect whose first command was dropped is cancelled by a payment before its retry; no second disconnect command', async () => {
     await w.serveNotice('R12-PAY', 4);
     const plan = await w.plan(['R12-PAY']);
     const id = plan.items['R12-PAY']!.orderId!;
-    await until(id, 'second notice delivered', (o) => isHeld('E_SECOND_NOTICE_PENDING')(o) && (o.notifications ?? []).some((n: any) => n.deliveredAt !== null));
+    await w.waitUntilOrder(id, 'second notice delivered', (o) => isHeld('E_SECOND_NOTICE_PENDING')(o) && (o.notifications ?? []).some((n: any) => n.deliveredAt !== null));
     w.f.fleet.meter('R12-PAY').dropCommands(1);
     await w.advance(31 * MIN);
-    await until(id, 'the first attempt to fail and wait for its retry', (o) => o.attemptsUsed >= 1 && o.state === 'queued');
+    await w.waitUntilOrder(id, 'the first attempt to fail and wait for its retry', (o) => o.attemptsUsed >= 1 && o.state === 'queued');
     expect(w.disconnectsOnWire('R12-PAY')).toBe(1); // the dropped one
     const pay = await w.http('POST', '/v1/payments', {
       key: w.f.billingKey,
@@ -189,25 +175,25 @@ describe('rule 12: a reconnect always wins over a disconnect, on any path', () =
       body: { meterId: 'R12-PAY', amount: 80, receivedAt: new Date(w.clock.now()).toISOString(), reference: 'BANK-R12-PAY' },
     });
     expect(pay.status, JSON.stringify(pay.body)).toBe(201);
-    const cancelled = await until(id, 'cancelled by the payment', (o) => o.state !== 'queued');
+    const cancelled = await w.waitUntilOrder(id, 'cancelled by the payment', (o) => o.state !== 'queued');
     expect(cancelled.state, JSON.stringify(cancelled.events)).toBe('cancelled');
     await w.advance(5 * MIN);
     await w.settle();
     expect((await w.order(id)).attemptsUsed).toBe(1);
     expect(w.disconnectsOnWire('R12-PAY')).toBe(1);
-    expect(relay('R12-PAY')).toBe('connected');
+    expect(w.relayOf('R12-PAY')).toBe('connected');
   });
 
   it('restart: a disconnect held outside the window is superseded by a reconnect; after a restart and the next morning nothing is sent', async () => {
     w.clock.set(Date.parse('2026-11-24T16:05:00Z'));
-    const d = await w.single('R12-RESTART', request('R12-RESTART'));
+    const d = await w.single('R12-RESTART', customerRequest('R12-RESTART'));
     expect(d.status, JSON.stringify(d.body)).toBe(202);
-    await until(d.body.id, 'held by the window', isHeld('E_OUTSIDE_WINDOW'));
+    await w.waitUntilOrder(d.body.id, 'held by the window', isHeld('E_OUTSIDE_WINDOW'));
     const rc = await reconnect('R12-RESTART');
-    const superseded = await until(d.body.id, 'superseded by the reconnect', (o) => o.state !== 'held');
+    const superseded = await w.waitUntilOrder(d.body.id, 'superseded by the reconnect', (o) => o.state !== 'held');
     expect(superseded.state, JSON.stringify(superseded.events)).toBe('superseded');
     // The reconnect is not held by the window: it goes at 16:05.
-    expect((await until(rc, 'done', ended)).state).toBe('done');
+    expect((await w.waitUntilOrder(rc, 'done', ended)).state).toBe('done');
     await w.restart();
     const wed9 = Date.parse('2026-11-25T09:00:00Z');
     await w.advance(wed9 - w.clock.now(), 6);
@@ -216,7 +202,7 @@ describe('rule 12: a reconnect always wins over a disconnect, on any path', () =
     expect(after.state, JSON.stringify(after.events)).toBe('superseded');
     expect(after.attemptsUsed).toBe(0);
     expect(w.disconnectsOnWire('R12-RESTART')).toBe(0);
-    expect(relay('R12-RESTART')).toBe('connected');
+    expect(w.relayOf('R12-RESTART')).toBe('connected');
   });
 
   it('policy change: Saturday night, the region’s cap used, a freeze declared and its breaker open: a reconnect goes at once, a disconnect (even safety) does not', async () => {
@@ -224,13 +210,13 @@ describe('rule 12: a reconnect always wins over a disconnect, on any path', () =
     // whose meter refuses every command; 5 refused attempts make the monitor open the region's breaker.
     w.clock.set(SAT_19);
     w.f.fleet.meter('FRZ-BAD').nackCommands(99);
-    const bad = await w.single('FRZ-BAD', request('FRZ-BAD'));
+    const bad = await w.single('FRZ-BAD', customerRequest('FRZ-BAD'));
     expect(bad.status, JSON.stringify(bad.body)).toBe(202);
-    await until(bad.body.id, 'its first attempt (the lease takes the day’s slot)', (o) => o.attemptsUsed >= 1);
+    await w.waitUntilOrder(bad.body.id, 'its first attempt (the lease takes the day’s slot)', (o) => o.attemptsUsed >= 1);
     // The slot is used: another customer_request of the region, inside the window, waits for Sunday.
-    const capped = await w.single('FRZ-CAP', request('FRZ-CAP'));
+    const capped = await w.single('FRZ-CAP', customerRequest('FRZ-CAP'));
     expect(capped.status, JSON.stringify(capped.body)).toBe(202);
-    await until(capped.body.id, 'held by the cap', isHeld('E_DAILY_CAP'));
+    await w.waitUntilOrder(capped.body.id, 'held by the cap', isHeld('E_DAILY_CAP'));
     for (let i = 0; i < 60 && !ended(await w.order(bad.body.id)); i++) await w.advance(5000, 1);
     const failed = await w.order(bad.body.id);
     expect(failed.state, JSON.stringify(failed.events)).toBe('failed');
@@ -252,24 +238,24 @@ describe('rule 12: a reconnect always wins over a disconnect, on any path', () =
     expect((await w.http('GET', '/v1/policy/weather')).body.items.map((p: any) => p.kind)).toContain('freeze');
     const frozen = w.clock.now();
     const rc = await reconnect('FRZ-OFF');
-    const done = await until(rc, 'done at once', ended, 10_000);
+    const done = await w.waitUntilOrder(rc, 'done at once', ended, 10_000);
     expect(done.state, JSON.stringify(done.events)).toBe('done');
     expect(w.clock.now()).toBe(frozen);
     expect(reconnectsOnWire('FRZ-OFF')).toBe(1);
-    expect(relay('FRZ-OFF')).toBe('connected');
+    expect(w.relayOf('FRZ-OFF')).toBe('connected');
 
-    const d = await w.single('FRZ-DIS', request('FRZ-DIS'));
+    const d = await w.single('FRZ-DIS', customerRequest('FRZ-DIS'));
     expect(d.status, JSON.stringify(d.body)).toBe(202);
     const s = await w.single('FRZ-SAFE', { reason: 'safety', reference: 'INC-FRZ-1' });
     expect(s.status, JSON.stringify(s.body)).toBe(202);
-    for (const id of [d.body.id, s.body.id]) await until(id, 'held by the breaker', isHeld('E_CIRCUIT_OPEN'));
+    for (const id of [d.body.id, s.body.id]) await w.waitUntilOrder(id, 'held by the breaker', isHeld('E_CIRCUIT_OPEN'));
     await w.settle(800);
     for (const id of [d.body.id, s.body.id]) expect(isHeld('E_CIRCUIT_OPEN')(await w.order(id))).toBe(true);
     expect((await w.order(capped.body.id)).state).toBe('held');
     expect(w.disconnectsOnWire('FRZ-CAP')).toBe(0);
     expect(w.disconnectsOnWire('FRZ-DIS')).toBe(0);
     expect(w.disconnectsOnWire('FRZ-SAFE')).toBe(0);
-    expect(relay('FRZ-DIS')).toBe('connected');
-    expect(relay('FRZ-SAFE')).toBe('connected');
+    expect(w.relayOf('FRZ-DIS')).toBe('connected');
+    expect(w.relayOf('FRZ-SAFE')).toBe('connected');
   });
 });

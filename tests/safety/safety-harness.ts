@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { GatewayConfig } from '../../src/config/config-schema.js';
 import type { PolicyConfig } from '../../src/domain/policy/policy-config.js';
+import type { RelayState } from '../../src/domain/relay.js';
 import { startBillingHook, type BillingHook } from '../harness/billing-hook.js';
 import { FakeClock } from '../harness/fake-clock.js';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
@@ -26,6 +27,23 @@ export const TUESDAY_10 = Date.parse('2026-11-24T10:00:00Z');
 export const CLOSES = 'acme-em340-fw2.4';
 const CLI = join(process.cwd(), 'dist', 'src', 'cli', 'meterline.js');
 const CHANNEL_SECRET = 'customer-channel-secret-1';
+
+/** An instant (ms since the epoch) as the ISO 8601 string the API speaks. */
+export const iso = (ms: number): string => new Date(ms).toISOString();
+/** A simulated meter of the closing profile with its relay connected, in `region` if one is given. */
+export const connectedMeter = (meterId: string, region?: string): TestMeter => ({ meterId, profileId: CLOSES, initialRelay: 'connected', ...(region ? { region } : {}) });
+/** The body of a direct customer_request disconnect with its reference (`REQ-<meter>`). */
+export const customerRequest = (meterId: string) => ({ reason: 'customer_request', reference: `REQ-${meterId}` });
+/** A predicate: the order is held and its stateReason carries `code`. */
+export const isHeld = (code: string) => (o: any): boolean => o.state === 'held' && String(o.stateReason ?? '').startsWith(`${code}:`);
+/** The states an order does not leave. */
+export const FINAL_STATES: readonly string[] = ['done', 'failed', 'refused', 'cancelled', 'superseded'];
+/** A predicate: the order is in one of FINAL_STATES. */
+export const isFinal = (o: any): boolean => FINAL_STATES.includes(o.state);
+/** The order's state, reason, approval and history as JSON, for assertion messages (what a bug report needs). */
+export const orderStory = (o: any): string => JSON.stringify({ id: o.id, state: o.state, stateReason: o.stateReason, attemptsUsed: o.attemptsUsed, approvedBy: o.approvedBy, events: o.events }, null, 1);
+/** The paths an arrears disconnect can take into the gateway. */
+export type ArrearsPath = 'single' | 'bulk' | 'cli' | 'plan';
 
 /** Every command any meter's command topic carried, as the broker delivered it to an independent subscriber. */
 export interface WireRecorder {
@@ -81,6 +99,30 @@ export interface SafetyWorld {
   restart(change?: (config: GatewayConfig) => GatewayConfig): Promise<void>;
   /** A notice served `daysAgo` days ago by letter, delivered, with its reference (rule 1's evidence). */
   serveNotice(meterId: string, daysAgo: number): Promise<void>;
+  /** A disconnect for arrears by one path, with rule 1 satisfied (a letter delivered 4 days ago); the order's id. */
+  arrearsDisconnectBy(path: ArrearsPath, meterId: string): Promise<string>;
+  /** Set the fake clock to `t`, which must not be before now (for files whose tests move one clock forward only). */
+  moveClockTo(t: number): void;
+  /** The simulated meter's relay as it is now. */
+  relayOf(meterId: string): RelayState;
+  /** PUT the meter's flags (billing's key unless `key` is given), expecting 200; the meter's flags as returned. */
+  setFlags(meterId: string, flags: Record<string, unknown>, key?: string): Promise<any>;
+  /** Every order of the meter (GET /v1/orders?meterId=). */
+  ordersOf(meterId: string): Promise<any[]>;
+  /** The meter's disconnect orders (GET /v1/orders?meterId=, disconnects only). */
+  disconnectOrdersOf(meterId: string): Promise<any[]>;
+  /** The meter dropped the order's first command: wait until the order is back in the queue and that command was on the wire. */
+  firstAttemptDropped(id: string, meterId: string): Promise<void>;
+  /** Wait until the order's stateReason starts with `code:` (positive evidence the gate judged it under that rule); the order then. */
+  waitForReason(id: string, code: string, timeoutMs?: number): Promise<any>;
+  /** Poll until the order is in one of `states` or the time is up; returns it either way (the assertion says what it was). */
+  pollOrderState(id: string, states: readonly string[], timeoutMs?: number): Promise<any>;
+  /** Wait until the order satisfies `pred` and return it; on timeout the error carries the order's state and events. */
+  waitUntilOrder(id: string, what: string, pred: (o: any) => boolean, timeoutMs?: number): Promise<any>;
+  /** When the customer channel accepted the order's pre-disconnect notification (rule 2), once it has. */
+  secondNoticeDeliveredAt(id: string): Promise<number>;
+  /** The pre-disconnect notices the customer channel accepted for this meter. */
+  preDisconnectNoticesTo(meterId: string): WebhookReceiver['received'];
   close(): Promise<void>;
 }
 
@@ -96,7 +138,7 @@ export async function startSafetyWorld(meters: (string | TestMeter)[], options: 
   const channel = await startWebhookReceiver(CHANNEL_SECRET);
   const base = loadConfig({});
   const f = await startGatewayFixture(
-    meters.map((m) => (typeof m === 'string' ? { meterId: m, profileId: CLOSES, initialRelay: 'connected' as const } : m)),
+    meters.map((m) => (typeof m === 'string' ? connectedMeter(m) : m)),
     {
       policy: { ...base.policy, paymentRecheck: { url: hook.url, timeoutMs: 1000, retryAfterMs: 10 * MIN }, ...options.policy },
       notifications: { webhookUrl: channel.url, secret: CHANNEL_SECRET, pollMs: 50 },
@@ -116,6 +158,8 @@ export async function startSafetyWorld(meters: (string | TestMeter)[], options: 
   };
   const settle = (ms = 400) => new Promise<void>((r) => setTimeout(r, ms));
   const key = () => ({ 'idempotency-key': `safety-${process.pid}-${++n}` });
+  const order: SafetyWorld['order'] = async (id) => (await f.http('GET', `/v1/orders/${id}`)).body;
+  const ordersOf: SafetyWorld['ordersOf'] = async (meterId) => (await f.http('GET', `/v1/orders?meterId=${meterId}`)).body.items;
   const world: SafetyWorld = {
     f,
     clock,
@@ -125,7 +169,7 @@ export async function startSafetyWorld(meters: (string | TestMeter)[], options: 
     key,
     http,
     disconnectsOnWire: (meterId) => wire.commands.filter((c) => c.meterId === meterId && c.op === 'disconnect').length,
-    order: async (id) => (await f.http('GET', `/v1/orders/${id}`)).body,
+    order,
     settle,
     waitFor,
     async advance(ms, steps = 4) {
@@ -167,6 +211,81 @@ export async function startSafetyWorld(meters: (string | TestMeter)[], options: 
       });
       expect(r.status, JSON.stringify(r.body)).toBe(201);
     },
+    async arrearsDisconnectBy(path, meterId) {
+      await world.serveNotice(meterId, 4);
+      switch (path) {
+        case 'single': {
+          const r = await world.single(meterId, { reason: 'arrears' });
+          expect(r.status, JSON.stringify(r.body)).toBe(202);
+          return r.body.id;
+        }
+        case 'bulk': {
+          const r = await world.bulk([{ meterId, action: 'disconnect', reason: 'arrears' }]);
+          expect(r.status, JSON.stringify(r.body)).toBe(202);
+          expect(r.body.created).toBe(1);
+          return bulkResults(r)[0]!.id;
+        }
+        case 'cli': {
+          const r = await world.cli(['disconnect', meterId, '--reason', 'arrears', '--json']);
+          expect(r.code, r.stderr).toBe(0);
+          return JSON.parse(r.stdout).id;
+        }
+        case 'plan': {
+          const plan = await world.plan([meterId]);
+          expect(plan.items[meterId]!.orderId, JSON.stringify(plan.items)).toBeTruthy();
+          return plan.items[meterId]!.orderId!;
+        }
+      }
+    },
+    moveClockTo(t) {
+      expect(t, `the clock moves forward only (now ${iso(clock.now())})`).toBeGreaterThanOrEqual(clock.now());
+      clock.set(t);
+    },
+    relayOf: (meterId) => f.fleet.meter(meterId).relay,
+    async setFlags(meterId, flags, k) {
+      const r = await f.http('PUT', `/v1/meters/${meterId}/flags`, { key: k ?? f.billingKey, headers: key(), body: flags });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      return r.body;
+    },
+    ordersOf,
+    disconnectOrdersOf: async (meterId) => (await ordersOf(meterId)).filter((o) => o.action === 'disconnect'),
+    async firstAttemptDropped(id, meterId) {
+      await waitFor(`the first attempt of ${id} to fail`, async () => {
+        const o = await order(id);
+        return o.attemptsUsed >= 1 && o.state === 'queued';
+      });
+      await waitFor(`the dropped command on the wire to ${meterId}`, () => world.disconnectsOnWire(meterId) >= 1);
+    },
+    async waitForReason(id, code, timeoutMs) {
+      await waitFor(`order ${id} to carry ${code}`, async () => ((await order(id)).stateReason ?? '').startsWith(`${code}:`), timeoutMs);
+      return order(id);
+    },
+    async pollOrderState(id, states, timeoutMs = 8_000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const o = await order(id);
+        if (states.includes(o.state) || Date.now() > until) return o;
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    },
+    async waitUntilOrder(id, what, pred, timeoutMs = 15_000) {
+      let last: any;
+      try {
+        await waitFor(`order ${id}: ${what}`, async () => pred((last = await order(id))), timeoutMs);
+      } catch (e) {
+        throw new Error(`${(e as Error).message}; it is ${last?.state} (${last?.stateReason}); events: ${JSON.stringify(last?.events)}`);
+      }
+      return last;
+    },
+    async secondNoticeDeliveredAt(id) {
+      let at: string | null = null;
+      await waitFor(`the pre-disconnect notification of ${id} delivered`, async () => {
+        at = ((await order(id)).notifications ?? []).find((n: any) => n.kind === 'pre_disconnect_notice' && n.deliveredAt !== null)?.deliveredAt ?? null;
+        return at !== null;
+      });
+      return Date.parse(at!);
+    },
+    preDisconnectNoticesTo: (meterId) => channel.received.filter((m) => m.kind === 'pre_disconnect_notice' && m.body.meterId === meterId),
     async close() {
       await wire.close().catch(() => undefined);
       await f.stop();
@@ -174,6 +293,18 @@ export async function startSafetyWorld(meters: (string | TestMeter)[], options: 
       await channel.close();
     },
   };
+  return world;
+}
+
+/** One world for the whole test file: the object returned is filled in before its first test (60 s to start) and closed after its last. */
+export function safetyWorldForFile(meters: (string | TestMeter)[], options: SafetyOptions = {}): SafetyWorld {
+  const world = {} as SafetyWorld;
+  beforeAll(async () => {
+    Object.assign(world, await startSafetyWorld(meters, options));
+  }, 60_000);
+  afterAll(async () => {
+    await world.close?.();
+  });
   return world;
 }
 
