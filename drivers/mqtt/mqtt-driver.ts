@@ -27,9 +27,9 @@ import type {
  *   bound the command's life on the wire as a second line of defence;
  * - replies are matched by `cid` only, so a late reply to a timed-out request is never taken for the next;
  * - with several instances, a reply reaches the instance that asked: firmware that honours the MQTT 5 Response
- *   Topic answers on this instance's own topic; fixed-topic firmware answers on its reply topic, which every
- *   instance subscribes to and each ignores the cids it did not send. Status reports go to one instance of a
- *   shared-subscription group;
+ *   Topic answers on this instance's own topic; fixed-topic firmware (and Response Topic firmware that ignores it)
+ *   answers on its reply topic, which every instance subscribes to and each ignores the cids it did not send.
+ *   Status reports go to one instance of a shared-subscription group;
  * - requests in flight are bounded per connection (`maxInFlight`, below mosquitto's per-client queue of
  *   1,000), beyond which a broker silently drops QoS 1 messages.
  */
@@ -260,9 +260,9 @@ export class MqttDriver implements MeterDriver {
       this.counters.connects++;
       this.subscribed = false;
       const topics: Record<string, { qos: 1 }> = {};
-      // Fixed reply topics only for firmware that does not answer on this instance's own topic.
-      const v5 = (this.options.protocolVersion ?? 5) === 5;
-      for (const p of this.options.profiles) if (!(v5 && p.mqtt.responseTopic)) topics[wildcardFor(p.mqtt.replyTopic)] = { qos: 1 };
+      // Every profile's fixed reply topic, Response Topic firmware included: MQTT 3.1.1 firmware, or MQTT 5 firmware
+      // that ignores the Response Topic, answers there, and an unheard reply would leave a relay that moved unverified.
+      for (const p of this.options.profiles) topics[wildcardFor(p.mqtt.replyTopic)] = { qos: 1 };
       if (this.usesResponseTopic) topics[wildcardFor(this.ownReplyTemplate)] = { qos: 1 };
       const share = this.options.sharedGroup ? `$share/${this.options.sharedGroup}/` : '';
       for (const t of this.statusTemplates.keys()) topics[share + wildcardFor(t)] = { qos: 1 };

@@ -180,6 +180,29 @@ describe('MqttDriver (MQTT-specific)', () => {
     }
   });
 
+  it('Response Topic firmware that answers on its fixed reply topic instead (MQTT 3.1.1, or MQTT 5 ignoring the property) is heard', async () => {
+    expect(closes.mqtt.responseTopic).toBe(true);
+    const meterId = 'FIXED-REPLY-1';
+    // A meter of its own, not the simulator: MQTT 3.1.1, so it cannot even see the Response Topic.
+    const meter: MqttClient = await connectAsync(broker.url, { protocolVersion: 4, clientId: `fixed-reply-meter-${process.pid}-${++seq}` });
+    try {
+      let relay = closes.mqtt.relayValues.connected;
+      meter.on('message', (_topic, payload) => {
+        const cmd = JSON.parse(payload.toString()) as { cid: string; op: string };
+        if (cmd.op === 'disconnect') relay = closes.mqtt.relayValues.disconnected;
+        if (cmd.op === 'reconnect') relay = closes.mqtt.relayValues.connected;
+        void meter.publishAsync(topicFor(closes.mqtt.replyTopic, meterId), JSON.stringify({ cid: cmd.cid, result: 'ok', relay, ts: Date.now() }), { qos: 1 });
+      });
+      await meter.subscribeAsync(topicFor(closes.mqtt.commandTopic, meterId), { qos: 1 });
+      const cmd = await driver.operateRelay(addr(meterId, closes), 'disconnect', req('cmd', 2000));
+      expect(cmd.outcome).toBe('ok');
+      const read = await driver.readRelay(addr(meterId, closes), req('read', 2000));
+      expect(read.outcome === 'ok' && read.value.relay).toBe('disconnected');
+    } finally {
+      await meter.endAsync(true);
+    }
+  });
+
   it('several instances in one shared-subscription group: each status report is handled by exactly one of them', async () => {
     const a = new MqttDriver({ brokerUrl: broker.url, instanceId: 'share-a', profiles: all, sharedGroup: 'g2' });
     const b = new MqttDriver({ brokerUrl: broker.url, instanceId: 'share-b', profiles: all, sharedGroup: 'g2' });
