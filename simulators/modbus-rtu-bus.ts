@@ -48,6 +48,12 @@ export interface ModbusRtuBusOptions {
   logger?: Logger;
 }
 
+/** A reply the simulator owes: delayed on purpose (a fault), and when its last byte should leave. */
+interface ReplyInfo {
+  late: boolean;
+  plannedEndAt: number;
+}
+
 export interface BusViolation {
   at: number;
   kind: 'overlap' | 'silence';
@@ -64,8 +70,14 @@ export class ModbusRtuBus {
     noiseBytes: 0,
     unknownUnit: 0,
     corruptedBytes: 0,
-    /** Requests that broke "one frame on the bus at a time". Must stay 0. */
+    /** Requests that broke "one frame on the bus at a time" by the master's doing. Must stay 0. */
     violations: 0,
+    /**
+     * Requests that came while a slave's reply was due but not yet started: the slave answered after the master's
+     * response timeout (a late slave, or a simulator starved of CPU), and its reply then collides. Not the master's
+     * fault: it cannot see a reply that has not begun.
+     */
+    lateReplyCollisions: 0,
     portOpens: 0,
   };
   /** The first violations, for the test's failure message. */
@@ -85,8 +97,12 @@ export class ModbusRtuBus {
   private rx: Buffer = Buffer.alloc(0);
   private rxStartedAt = 0;
   private gapTimer: NodeJS.Timeout | undefined;
-  /** A reply is on the line (paced) or scheduled to start. */
-  private sending = false;
+  /** Replies scheduled or being sent, each with its own facts. */
+  private readonly due = new Set<ReplyInfo>();
+  /** The paced reply whose bytes are leaving now. */
+  private onLine: ReplyInfo | undefined;
+  /** The last reply ended late (delayed on purpose, or the simulator fell behind its own timing). */
+  private lastReplyLate = false;
   /** When the last byte of the last reply left (performance.now() ms). */
   private lastReplyEndAt = Number.NEGATIVE_INFINITY;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -223,8 +239,20 @@ export class ModbusRtuBus {
   /** A new frame starts at `at`: the line must have been quiet for t3.5 since our last reply. */
   private referee(at: number): void {
     let v: BusViolation | undefined;
-    if (this.sending) v = { at, kind: 'overlap', detail: 'a request started while a reply was on the bus (or due on it)' };
-    else if (at < this.lastReplyEndAt + this.interFrameMs) {
+    if (this.due.size > 0) {
+      // The slave is late when its answer was delayed on purpose (a fault) or it fell behind its own timing by more
+      // than t3.5 (a starved simulator): a master that timed out meanwhile is not at fault for what follows.
+      const late = [...this.due].some((r) => r.late || at > r.plannedEndAt + this.interFrameMs);
+      if (late) {
+        this.counters.lateReplyCollisions++;
+        return;
+      }
+      v = { at, kind: 'overlap', detail: `a request started while a reply was ${this.onLine ? 'on the bus' : 'due on it'}` };
+    } else if (at < this.lastReplyEndAt + this.interFrameMs) {
+      if (this.lastReplyLate) {
+        this.counters.lateReplyCollisions++;
+        return;
+      }
       v = { at, kind: 'silence', detail: `a request started ${(at - this.lastReplyEndAt).toFixed(3)} ms after a reply; t3.5 is ${this.interFrameMs.toFixed(3)} ms` };
     }
     if (!v) return;
@@ -281,23 +309,25 @@ export class ModbusRtuBus {
     let bytes: Buffer = answer.kind === 'pdu' ? encodeRtuFrame(unitId, answer.pdu) : Buffer.from(answer.bytes);
     if (this.noisy('replies')) bytes = this.addNoise(bytes);
     const paced = this.options.paced ?? false;
-    this.sending = true;
+    const startAt = (paced ? Math.max(performance.now(), requestEndsAt + this.interFrameMs) : performance.now()) + answer.delayMs;
+    // Each reply keeps its own facts: a late one may still be due when the next request's answer is made.
+    const info: ReplyInfo = { late: answer.delayMs > 0, plannedEndAt: startAt + (paced ? bytes.length * this.charMs : 0) };
+    this.due.add(info);
     const go = (): void => {
       const port = this.port;
       if (!port) {
-        this.sending = false;
+        this.due.delete(info);
         return;
       }
       this.counters.replies++;
       if (!paced) {
         port.write(bytes);
-        this.lastReplyEndAt = performance.now();
-        this.sending = false;
+        this.endReply(info);
         return;
       }
-      void this.pacedWrite(port, bytes);
+      this.onLine = info;
+      void this.pacedWrite(port, bytes, info);
     };
-    const startAt = (paced ? Math.max(performance.now(), requestEndsAt + this.interFrameMs) : performance.now()) + answer.delayMs;
     const wait = startAt - performance.now();
     if (wait <= 0) go();
     else if (answer.delayMs > 0) {
@@ -313,7 +343,7 @@ export class ModbusRtuBus {
    * Bytes leave one character time apart, as on the line: each is handed to the port when its last bit has
    * been sent (as a UART receiver delivers it), so the last byte's write marks the end of the reply.
    */
-  private async pacedWrite(port: SerialPort, bytes: Buffer): Promise<void> {
+  private async pacedWrite(port: SerialPort, bytes: Buffer, info: ReplyInfo): Promise<void> {
     const start = performance.now();
     let sent = 0;
     while (sent < bytes.length && !this.stopped) {
@@ -324,7 +354,14 @@ export class ModbusRtuBus {
         sent = done;
       }
     }
-    this.lastReplyEndAt = performance.now();
-    this.sending = false;
+    this.endReply(info);
   }
+
+  private endReply(info: ReplyInfo): void {
+    this.lastReplyEndAt = performance.now();
+    this.lastReplyLate = info.late || this.lastReplyEndAt > info.plannedEndAt + this.interFrameMs;
+    this.due.delete(info);
+    if (this.onLine === info) this.onLine = undefined;
+  }
+
 }

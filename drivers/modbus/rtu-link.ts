@@ -131,13 +131,26 @@ export class RtuLink implements ModbusLink {
   }
 
   /**
+   * Wait until t3.5 has passed since the last byte seen on the line. Bytes the OS already holds (a late reply that
+   * landed in the same turn as its request's timeout) are seen first: the event loop gets one turn for I/O before
+   * the line is judged, and again after every wait, until no byte came in meanwhile.
+   */
+  private async lineQuiet(): Promise<void> {
+    for (;;) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const quiet = this.lastRxAt + this.interFrameMs - performance.now();
+      if (quiet <= 0) return;
+      await preciseSleep(quiet);
+    }
+  }
+
+  /**
    * One frame: write it, then collect the reply by length, or the noise until the line is quiet. The
    * scheduler already keeps t3.5 between transactions; this also keeps it between the tries of one
    * transaction and after stray bytes (a late answer from a slave that was given up on).
    */
   private async tryOnce(request: TransactionRequest): Promise<FrameTry> {
-    const quiet = this.lastRxAt + this.interFrameMs - performance.now();
-    if (quiet > 0) await preciseSleep(quiet);
+    await this.lineQuiet();
     const port = this.port;
     if (!port) return Promise.resolve({ kind: 'link_error', detail: `serial port ${this.config.path} closed` });
     const { unitId, pdu } = request;

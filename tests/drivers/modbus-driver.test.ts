@@ -339,3 +339,32 @@ describe('Modbus TCP driver specifics', () => {
     expect(driver.linkStatus()['gw-t']).toMatchObject({ losses: 1, opens: 2 });
   });
 });
+
+describe('Modbus RTU driver: a late reply is still a reply on the line', () => {
+  it('a reply landing just as its request times out gets t3.5 of silence before the next frame (the referee sees no two frames at once)', async () => {
+    const { breaker, all } = modbusTestProfiles(T);
+    const pty = await startPtyPair();
+    const bus = new ModbusRtuBus({ path: pty.devicePath, baudRate: 19_200, parity: 'none', devices: [{ unitId: 9, meterId: 'LATE-9', profile: breaker }] });
+    await bus.start();
+    const driver = createModbusDriver({ links: { rtu: { late: { path: pty.gatewayPath, baudRate: 19_200, parity: 'none', frameRetries: 0 } } }, profiles: all });
+    await driver.start();
+    try {
+      const timeoutMs = 25;
+      const frameMs = (8 * 11 * 1000) / 19_200; // the request's own time on the line, added to its timeout
+      // Replies timed around the driver's timeout, from a little before to a little after it: some land in the
+      // same turn as the timeout, when the driver has not yet been handed the bytes.
+      for (let i = 0; i < 60; i++) {
+        bus.meter('LATE-9').setFaults({ lateReplyMs: timeoutMs + frameMs - 2 + (i % 12) * 0.5 });
+        await driver.readRelay(addr('LATE-9', breaker, 'late', 9), req('read', timeoutMs));
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      expect(bus.counters.replies).toBeGreaterThan(50);
+      expect(bus.violations).toEqual([]);
+    } finally {
+      await driver.stop();
+      await bus.stop();
+      await pty.stop();
+      removePtyDir(pty);
+    }
+  });
+});

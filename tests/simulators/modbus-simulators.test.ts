@@ -74,32 +74,55 @@ describe('ModbusRtuBus: the referee and the line', () => {
     expect(bus.counters.violations).toBe(0);
     master.removeAllListeners('data');
   });
+});
+
+// At 300 baud t3.5 is about 128 ms: a request the master writes at once is far inside it, and the referee's
+// judgement does not hang on a few milliseconds of scheduling on a loaded machine.
+describe('ModbusRtuBus: the referee counts the master’s collisions', () => {
+  let pty: PtyPair;
+  let bus: ModbusRtuBus;
+  let master: SerialPort;
+  const readDi = encodeRtuFrame(7, readRequest(FunctionCode.READ_DISCRETE_INPUTS, 0, 1));
+
+  beforeAll(async () => {
+    pty = await startPtyPair();
+    bus = new ModbusRtuBus({ path: pty.devicePath, baudRate: 300, parity: 'none', paced: true, devices: [{ unitId: 7, meterId: 'REF-7', profile: breaker }] });
+    await bus.start();
+    master = await openPort(pty.gatewayPath, 300);
+  });
+
+  afterAll(async () => {
+    await closePort(master);
+    await bus?.stop();
+    await pty?.stop();
+    if (pty) removePtyDir(pty);
+  });
 
   it('counts a request sent while a reply is on the bus, and one sent without the inter-frame silence', async () => {
-    await new Promise((r) => setTimeout(r, 20)); // a quiet line after the previous test's reply
+    await new Promise((r) => setTimeout(r, 20)); // a quiet line
     expect(bus.counters.violations).toBe(0);
     const rx = collector(master);
     master.write(readDi);
     master.write(readDi); // back to back: the second frame collides with the reply being sent
-    await rx.take(6);
+    await rx.take(6, 5000);
     await waitFor(() => bus.counters.violations >= 1);
     expect(bus.violations[0]!.kind).toBe('overlap');
-    await rx.take(6).catch(() => undefined); // the collided request may be answered too: drain it
-    await new Promise((r) => setTimeout(r, 50));
+    await rx.take(6, 5000).catch(() => undefined); // the collided request may be answered too: drain it
+    await new Promise((r) => setTimeout(r, 400));
 
     const before = bus.counters.violations;
     let got = 0;
     const eager = (c: Buffer): void => {
       got += c.length;
-      if (got === 6) master.write(readDi); // at once, well inside t3.5 (3.6 ms) after the reply's last byte
+      if (got === 6) master.write(readDi); // at once, far inside t3.5 (128 ms) after the reply's last byte
     };
     master.on('data', eager);
     master.write(readDi);
-    await rx.take(6);
+    await rx.take(6, 5000);
     await waitFor(() => bus.counters.violations > before);
     master.off('data', eager);
     expect(bus.violations.at(-1)!.kind).toBe('silence');
-    await rx.take(6);
+    await rx.take(6, 5000);
     master.removeAllListeners('data');
   });
 });
