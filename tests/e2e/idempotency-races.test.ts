@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
@@ -253,5 +254,42 @@ describe(`${PARALLEL} requests at once with one Idempotency-Key, on every write 
     expect(answers.filter((a) => a.headers.get('idempotent-replayed') === 'true').length).toBe(PARALLEL - 1);
     // One effect.
     expect(await race.effects(id)).toBe(1);
+  });
+});
+
+describe('a write that fails gives its Idempotency-Key back', () => {
+  it('a notice for a meter not yet registered is refused; once the meter is there, the retry with the same key acts', async () => {
+    const headers = { 'idempotency-key': 'notice-before-meter' };
+    const body = { channel: 'letter', servedAt: iso(Date.now() - 10 * 24 * HOUR), delivery: 'delivered', receiptRef: 'TRACK-LATE' };
+    const refused = await Promise.all(Array.from({ length: 10 }, () => f.http('POST', '/v1/meters/RACE-LATE/notices', { key: f.billingKey, headers, body })));
+    expect(refused.map((r) => r.body.code)).toEqual(Array(10).fill('E_METER_NOT_FOUND'));
+    await f.registerMeters([{ meterId: 'RACE-LATE', profileId: CLOSES, initialRelay: 'connected' }]);
+    const retried = await f.http('POST', '/v1/meters/RACE-LATE/notices', { key: f.billingKey, headers, body });
+    expect(retried.status, JSON.stringify(retried.body)).toBe(201);
+    expect(retried.headers.get('idempotent-replayed')).toBeNull();
+    expect((await f.http('POST', '/v1/meters/RACE-LATE/notices', { key: f.billingKey, headers, body })).headers.get('idempotent-replayed')).toBe('true');
+    expect(await f.gateway.store.listNotices('RACE-LATE')).toHaveLength(1);
+  });
+});
+
+describe('a key reserved by another instance', () => {
+  it('a request waits for the other instance’s answer and returns it, acting on nothing', async () => {
+    // What another gateway instance on the same database does: it reserved the key, acts, then saves its answer.
+    const body = { medicalEquipment: true };
+    const path = '/v1/meters/RACE-FLAGS/flags';
+    const hash = createHash('sha256').update(`PUT ${path}\n${JSON.stringify(body)}`).digest('hex');
+    expect(await f.gateway.store.reserveIdempotentWrite('demo-billing', 'other-instance', hash, Date.now())).toEqual({ reserved: true });
+    const before = await audited('meter.flags', 'RACE-FLAGS');
+    const waiting = f.http('PUT', path, { key: f.billingKey, headers: { 'idempotency-key': 'other-instance' }, body });
+    await new Promise((r) => setTimeout(r, 300)); // the request is polling the reserved key now
+    const flags = (await f.http('GET', '/v1/meters/RACE-FLAGS')).body.flags;
+    await f.gateway.store.saveIdempotentResponse('demo-billing', 'other-instance', hash, 200, { ...flags, medicalEquipment: true });
+    const answer = await waiting;
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(answer.body).toEqual({ ...flags, medicalEquipment: true });
+    expect(answer.headers.get('idempotent-replayed')).toBe('true');
+    // This instance acted on nothing: no flag change, no audit entry (the other instance's write is its own).
+    expect(await audited('meter.flags', 'RACE-FLAGS')).toBe(before);
+    expect((await f.http('GET', '/v1/meters/RACE-FLAGS')).body.flags.medicalEquipment).toBe(false);
   });
 });
