@@ -10,7 +10,8 @@ import { MqttDriver } from '../drivers/mqtt/mqtt-driver.js';
 import type { MeterDriver } from '../drivers/driver.js';
 import { MqttFleet } from '../simulators/mqtt-fleet.js';
 import { planFleet, type PlannedMeter } from '../simulators/fleet-plan.js';
-import { ApiKeyRegistry, newApiKey, sha256Hex } from './api/auth.js';
+import { ApiKeyRegistry, newApiKey, sha256Hex, type Principal, type Role } from './api/auth.js';
+import { configuredClientId } from './domain/client-identity.js';
 import { buildApi } from './api/app.js';
 import type { GatewayConfig } from './config/config-schema.js';
 import { loadFirmwareProfiles } from './config/load-profiles.js';
@@ -261,15 +262,18 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     });
     const relayAudit = new RelayAuditRunner(store, clock, config.relayAudit, logger.child({ component: 'relay-audit' }), countAlert);
     const keys = new ApiKeyRegistry(store);
-    for (const k of config.auth.keys) keys.add(k.sha256, { name: k.name, role: k.role });
+    const configured = (name: string, role: Role): Principal => ({ clientId: configuredClientId(name), name, role });
+    for (const k of config.auth.keys) keys.add(k.sha256, configured(k.name, k.role));
     let demoKeys: RunningGateway['demoKeys'];
     if (config.auth.demoKeys) {
       demoKeys = { operator: newApiKey('op'), billing: newApiKey('bill'), supervisor: newApiKey('sup'), admin: newApiKey('adm') };
-      keys.add(sha256Hex(demoKeys.operator), { name: 'demo-operator', role: 'operator' });
-      keys.add(sha256Hex(demoKeys.billing), { name: 'demo-billing', role: 'billing' });
-      keys.add(sha256Hex(demoKeys.supervisor), { name: 'demo-supervisor', role: 'supervisor' });
-      keys.add(sha256Hex(demoKeys.admin), { name: 'demo-admin', role: 'admin' });
+      keys.add(sha256Hex(demoKeys.operator), configured('demo-operator', 'operator'));
+      keys.add(sha256Hex(demoKeys.billing), configured('demo-billing', 'billing'));
+      keys.add(sha256Hex(demoKeys.supervisor), configured('demo-supervisor', 'supervisor'));
+      keys.add(sha256Hex(demoKeys.admin), configured('demo-admin', 'admin'));
     }
+    // Configured clients are in the store too, so that an administrator can issue them more keys by id.
+    await store.registerClients(keys.configuredClients(), clock.now());
 
     const submitContext = (): SubmitContext => ({
       now: clock.now(),
@@ -397,7 +401,7 @@ function startDemoPayments(
             urgent: false,
             notBefore: null,
             paymentAt: ctx.now,
-            requestedBy: 'demo-billing',
+            requestedBy: configuredClientId('demo-billing'),
             idempotencyKey: `demo-payment-${ctx.now}-${n}`,
             requestHash: `demo-${n}`,
           },

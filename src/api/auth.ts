@@ -74,7 +74,15 @@ export function checkDisconnectReason(role: Role, reason: DisconnectReason): voi
   }
 }
 
+/**
+ * Who is calling (DESIGN.md §8: an identity is an id, a name is only a label). Every decision about "who" compares
+ * `clientId`: ownership of billing data and the callback URL, maker–checker, the scope of Idempotency-Keys, the
+ * actor recorded in orders, plans and the audit. `name` is shown to people and decides nothing.
+ */
 export interface Principal {
+  /** The client (a billing system, a person) the key belongs to; all of a client's keys act as one identity. */
+  clientId: string;
+  /** The client's label. Two clients may carry the same one. */
   name: string;
   role: Role;
   /** The stored key's id, for keys managed through the API. */
@@ -88,7 +96,7 @@ export const newApiKey = (prefix: string): string => `${prefix}_${randomBytes(24
 
 /** Looks up keys managed through the API (stored hashed), so a revoked key is refused on its next request. */
 export interface StoredKeyLookup {
-  findApiKey(sha256: string): Promise<{ id: string; name: string; role: string; revokedAt: number | null } | undefined>;
+  findApiKey(sha256: string): Promise<{ id: string; clientId: string; name: string; role: string; revokedAt: number | null } | undefined>;
 }
 
 /** API keys by their hash: bootstrap keys from configuration (and demo keys), then keys in the store. */
@@ -101,6 +109,11 @@ export class ApiKeyRegistry {
     this.byHash.set(sha256, principal);
   }
 
+  /** The clients of the keys from configuration and the demo keys (registered in the store so keys can be issued to them). */
+  configuredClients(): { id: string; name: string }[] {
+    return [...new Map([...this.byHash.values()].map((p) => [p.clientId, { id: p.clientId, name: p.name }])).values()];
+  }
+
   /** Resolve `Authorization: Bearer <key>`; throws E_UNAUTHORIZED. */
   async authenticate(header: string | undefined): Promise<Principal> {
     const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
@@ -110,7 +123,7 @@ export class ApiKeyRegistry {
     if (fixed) return fixed;
     const stored = await this.stored?.findApiKey(hash);
     if (stored && stored.revokedAt === null && (ROLES as readonly string[]).includes(stored.role)) {
-      return { name: stored.name, role: stored.role as Role, keyId: stored.id };
+      return { clientId: stored.clientId, name: stored.name, role: stored.role as Role, keyId: stored.id };
     }
     if (stored) throw new MeterlineError('E_UNAUTHORIZED', `this API key (${stored.id}) was revoked; ask an administrator for a new one`);
     throw new MeterlineError('E_UNAUTHORIZED', 'this API key is not known to the gateway; ask an administrator for a valid key');

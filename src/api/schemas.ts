@@ -13,7 +13,9 @@ export const IdempotencyHeaders = z.object({
     .min(1)
     .max(200)
     .optional()
-    .describe('Required. A key unique to this request; retrying with the same key and body returns the same order'),
+    .describe(
+      'Required. A key unique to this request, scoped to your client; retrying with the same key and body returns the first answer (idempotent-replayed: true) and changes nothing. Requests with one key at the same time: one acts, the others get its answer (409 E_IDEMPOTENCY_IN_PROGRESS after 10 s). The same key with another body: 409 E_IDEMPOTENCY_CONFLICT',
+    ),
 });
 
 const isoTime = z.iso.datetime({ offset: true });

@@ -45,7 +45,7 @@ Plans (disconnects for non-payment)
   plan show <planId> [--watch]
   plan list [--status draft|approved|rejected|cancelled]
 
-  whoami                             the key's name, role and permissions
+  whoami                             the key's client (label, id), role and permissions
 
 Options
   --url <url>              the gateway (default: $METERLINE_URL, else http://127.0.0.1:8080)
@@ -178,7 +178,7 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
     case 'whoami': {
       noExtra(0);
       const who = await client.request('GET', '/v1/whoami');
-      print(who, () => `${who.name} (${who.role})\n  may: ${who.permissions.join(', ')}\n  disconnect reasons: ${who.disconnectReasons.length > 0 ? who.disconnectReasons.join(', ') : 'none'}`);
+      print(who, () => `${who.name} (${who.role}), client ${who.clientId}\n  may: ${who.permissions.join(', ')}\n  disconnect reasons: ${who.disconnectReasons.length > 0 ? who.disconnectReasons.join(', ') : 'none'}`);
       return EXIT.ok;
     }
     case 'reconnect': {

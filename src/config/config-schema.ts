@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { GENERATED_CLIENT_PREFIX } from '../domain/client-identity.js';
 import { PolicyConfigSchema } from '../domain/policy/policy-config.js';
 import { CreditLedgerConfigSchema } from '../domain/prepayment/credit-ledger.js';
 import { TariffSchema } from '../domain/prepayment/tariff.js';
@@ -13,7 +14,14 @@ const port = z.number().int().min(0).max(65535);
 
 export const ApiKeySchema = z
   .object({
-    name: z.string().min(1),
+    /**
+     * The client this key belongs to, by id, and its label: keys with the same name here are one client (a person
+     * with an operator and a supervisor key). `cli_` is reserved for clients created through the API.
+     */
+    name: z
+      .string()
+      .min(1)
+      .refine((n) => !n.startsWith(GENERATED_CLIENT_PREFIX), 'a configured key name may not start with "cli_" (reserved for the ids of clients created through the API)'),
     role: z.enum(['operator', 'billing', 'field', 'supervisor', 'auditor', 'admin']),
     /** SHA-256 of the key, hex; the key itself is never stored. */
     sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lower-case hex digits (sha256 of the key)'),

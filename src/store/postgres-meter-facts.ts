@@ -5,12 +5,11 @@ import { MeterlineError } from '../errors.js';
 import { appendAudit } from './postgres-audit-log.js';
 import type { Q } from './postgres-db.js';
 import { noticeFromRow, parseFlags, refuseNoticeWithoutEvidence, weatherFromRow } from './sqlite-meter-facts.js';
-import { apiKeyFromRow } from './store-rows.js';
-import type { ApiKeyRecord, MeterFactsRow } from './store.js';
+import type { MeterFactsRow } from './store.js';
 
 /**
- * Customer and meter facts (flags, notices, weather periods) and API keys on PostgreSQL: the same semantics
- * and error codes as sqlite-meter-facts.ts and sqlite-api-keys.ts. Every function runs inside the caller's
+ * Customer and meter facts (flags, notices, weather periods) on PostgreSQL: the same semantics
+ * and error codes as sqlite-meter-facts.ts. Every function runs inside the caller's
  * transaction; those that change a meter's facts lock its row first.
  */
 const newId = (prefix: string): string => `${prefix}_${Date.now().toString(36)}${randomBytes(5).toString('hex')}`;
@@ -111,46 +110,4 @@ export async function liftWeather(q: Q, id: string, actor: string, now: number):
 export async function weather(q: Q, activeAt?: number): Promise<WeatherPeriod[]> {
   const rows = activeAt === undefined ? await q.all('SELECT * FROM weather_periods ORDER BY from_ms') : await q.all('SELECT * FROM weather_periods WHERE to_ms > $1 ORDER BY from_ms', [activeAt]);
   return rows.map(weatherFromRow);
-}
-
-// ---- API keys: only their SHA-256 is stored; rotation replaces it, revocation takes effect on the next request ----
-
-export async function getKey(q: Q, id: string, lock = false): Promise<ApiKeyRecord | undefined> {
-  const r = await q.get(`SELECT * FROM api_keys WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
-  return r ? apiKeyFromRow(r) : undefined;
-}
-
-export async function createKey(q: Q, key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord> {
-  const id = `key_${randomBytes(8).toString('hex')}`;
-  await q.run('INSERT INTO api_keys (id, name, role, sha256, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [id, key.name, key.role, key.sha256, actor, now]);
-  const rec = (await getKey(q, id))!;
-  await appendAudit(q, now, actor, 'key.create', id, { after: rec });
-  return rec;
-}
-
-export async function rotateKey(q: Q, id: string, sha256: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
-  const before = await getKey(q, id, true);
-  if (!before || before.revokedAt !== null) return undefined;
-  await q.run('UPDATE api_keys SET sha256 = $1 WHERE id = $2', [sha256, id]);
-  await appendAudit(q, now, actor, 'key.rotate', id, { before, after: before });
-  return before;
-}
-
-export async function revokeKey(q: Q, id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
-  const before = await getKey(q, id, true);
-  if (!before) return undefined;
-  if (before.revokedAt === null) {
-    await q.run('UPDATE api_keys SET revoked_at = $1 WHERE id = $2', [now, id]);
-    await appendAudit(q, now, actor, 'key.revoke', id, { before, after: { ...before, revokedAt: now } });
-  }
-  return getKey(q, id);
-}
-
-export async function findKey(q: Q, sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined> {
-  const r = await q.get('SELECT * FROM api_keys WHERE sha256 = $1', [sha256]);
-  return r ? { ...apiKeyFromRow(r), sha256 } : undefined;
-}
-
-export async function listKeys(q: Q): Promise<ApiKeyRecord[]> {
-  return (await q.all('SELECT * FROM api_keys ORDER BY created_at')).map(apiKeyFromRow);
 }

@@ -388,6 +388,26 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX meter_swaps_meter ON meter_swaps (meter_id, at);
   `,
+  // Clients and reserved Idempotency-Keys (issue 14): as SQLite's migration of the same content. Keys sharing a name
+  // become one client whose id is that name (it was their identity); answers kept for key creation and rotation lose
+  // their secret.
+  `
+  CREATE TABLE clients (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  INSERT INTO clients (id, name, created_by, created_at) SELECT name, name, 'upgrade', MIN(created_at) FROM api_keys GROUP BY name;
+  ALTER TABLE api_keys ADD COLUMN client_id TEXT REFERENCES clients(id);
+  UPDATE api_keys SET client_id = name;
+  ALTER TABLE api_keys ALTER COLUMN client_id SET NOT NULL;
+  CREATE INDEX api_keys_client ON api_keys (client_id);
+  ALTER TABLE idempotent_responses ADD COLUMN state TEXT NOT NULL DEFAULT 'done';
+  UPDATE idempotent_responses SET body = (body::jsonb - 'key')::text
+    WHERE jsonb_typeof(body::jsonb) = 'object' AND jsonb_typeof(body::jsonb -> 'key') = 'string'
+      AND jsonb_typeof(body::jsonb -> 'role') = 'string' AND jsonb_typeof(body::jsonb -> 'createdBy') = 'string';
+  `,
 ];
 
 /** A schema name safe to put in a search_path and in DDL without quoting tricks. */

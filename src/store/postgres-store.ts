@@ -37,6 +37,8 @@ import * as plans from './postgres-plans.js';
 import * as work from './postgres-work-orders.js';
 import * as scripts from './store-scripts.js';
 import { pgPlaceholders, runScriptAsync, type Script } from './store-scripts.js';
+import * as keys from './client-keys.js';
+import * as answers from './idempotent-answers.js';
 import type { EpisodeKind } from '../domain/alert-episodes.js';
 import { CLIENT_VISIBLE_STATES } from './sqlite-billing.js';
 import { parseFlags } from './sqlite-meter-facts.js';
@@ -45,6 +47,8 @@ import type {
   EpisodeClaim,
   MeterSwap,
   ApiKeyRecord,
+  IdempotentAnswer,
+  NewApiKey,
   AttemptReport,
   AttemptStatsRow,
   AuditEntry,
@@ -925,24 +929,28 @@ export class PostgresStore implements GatewayStore {
     return (await this.r.all('SELECT * FROM notifications WHERE meter_id = $1 ORDER BY created_at', [meterId])).map(notificationFromRow);
   }
 
-  createApiKey(key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord> {
-    return this.tx((q) => facts.createKey(q, key, actor, now));
+  createApiKey(key: NewApiKey, actor: string, now: number): Promise<ApiKeyRecord> {
+    return this.tx((q) => this.runScript(q, keys.createApiKey(key, actor, now)));
+  }
+
+  registerClients(clients: readonly { id: string; name: string }[], now: number): Promise<void> {
+    return this.tx((q) => this.runScript(q, keys.registerClients(clients, now)));
   }
 
   rotateApiKey(id: string, sha256: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
-    return this.tx((q) => facts.rotateKey(q, id, sha256, actor, now));
+    return this.tx((q) => this.runScript(q, keys.rotateApiKey(id, sha256, actor, now)));
   }
 
   revokeApiKey(id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
-    return this.tx((q) => facts.revokeKey(q, id, actor, now));
+    return this.tx((q) => this.runScript(q, keys.revokeApiKey(id, actor, now)));
   }
 
   findApiKey(sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined> {
-    return facts.findKey(this.r, sha256);
+    return this.runScript(this.r, keys.findApiKey(sha256));
   }
 
   listApiKeys(): Promise<ApiKeyRecord[]> {
-    return facts.listKeys(this.r);
+    return this.runScript(this.r, keys.listApiKeys());
   }
 
   async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
@@ -1315,20 +1323,20 @@ export class PostgresStore implements GatewayStore {
     );
   }
 
-  async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {
-    const r = await this.r.get('SELECT * FROM idempotent_responses WHERE principal = $1 AND key = $2', [principal, key]);
-    return r ? { requestHash: r.request_hash as string, status: r.status as number, body: JSON.parse(r.body as string) as unknown } : undefined;
+  reserveIdempotentWrite(principal: string, key: string, requestHash: string, now: number): Promise<{ reserved: true } | { reserved: false; prior: IdempotentAnswer }> {
+    return this.runScript(this.r, answers.reserveIdempotentWrite(principal, key, requestHash, now));
   }
 
-  async saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown, now: number): Promise<void> {
-    await this.r.run('INSERT INTO idempotent_responses (principal, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING', [
-      principal,
-      key,
-      requestHash,
-      status,
-      JSON.stringify(body),
-      now,
-    ]);
+  getIdempotentResponse(principal: string, key: string): Promise<IdempotentAnswer | undefined> {
+    return this.runScript(this.r, answers.getIdempotentAnswer(principal, key));
+  }
+
+  saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown): Promise<void> {
+    return this.runScript(this.r, answers.saveIdempotentAnswer(principal, key, requestHash, status, body));
+  }
+
+  releaseIdempotentWrite(principal: string, key: string, requestHash: string): Promise<void> {
+    return this.runScript(this.r, answers.releaseIdempotentWrite(principal, key, requestHash));
   }
 
   // ---- audit --------------------------------------------------------------------------------------------

@@ -422,4 +422,24 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX meter_swaps_meter ON meter_swaps (meter_id, at);
   `,
+  // Clients and reserved Idempotency-Keys (issue 14, DESIGN.md §8). A client (a billing system, a person) is an id
+  // and owns keys; its name is only a label. Keys made before had only a name, which was their identity: keys sharing a
+  // name become one client whose id is that name, so the rows written under it (payments, callback, change feed,
+  // plans, orders, Idempotency-Keys) stay its own. New clients get generated `cli_` ids. An Idempotency-Key is now
+  // reserved (state 'pending') before its write acts. Answers kept for key creation and rotation lose their secret.
+  `
+  CREATE TABLE clients (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  INSERT INTO clients (id, name, created_by, created_at) SELECT name, name, 'upgrade', MIN(created_at) FROM api_keys GROUP BY name;
+  ALTER TABLE api_keys ADD COLUMN client_id TEXT REFERENCES clients(id);
+  UPDATE api_keys SET client_id = name;
+  CREATE INDEX api_keys_client ON api_keys (client_id);
+  ALTER TABLE idempotent_responses ADD COLUMN state TEXT NOT NULL DEFAULT 'done';
+  UPDATE idempotent_responses SET body = json_remove(body, '$.key')
+    WHERE json_type(body) = 'object' AND json_type(body, '$.key') = 'text' AND json_type(body, '$.role') = 'text' AND json_type(body, '$.createdBy') = 'text';
+  `,
 ];

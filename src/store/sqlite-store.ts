@@ -43,7 +43,8 @@ import {
   strOrNull,
   type Row,
 } from './store-rows.js';
-import { SqliteApiKeys } from './sqlite-api-keys.js';
+import * as keys from './client-keys.js';
+import * as answers from './idempotent-answers.js';
 import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
 import { SqlitePlans } from './sqlite-plans.js';
@@ -61,6 +62,8 @@ import type {
   EpisodeClaim,
   MeterSwap,
   ApiKeyRecord,
+  IdempotentAnswer,
+  NewApiKey,
   AttemptReport,
   AttemptStatsRow,
   BreakerScope,
@@ -120,7 +123,7 @@ export class SqliteStore implements GatewayStore {
   private flushScheduled = false;
   private closed = false;
   private prepared: ReturnType<SqliteStore['prepare']> | undefined;
-  private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; keys: SqliteApiKeys; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
+  private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
 
   constructor(readonly path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -244,7 +247,6 @@ export class SqliteStore implements GatewayStore {
     this.parts = {
       audit,
       facts,
-      keys: new SqliteApiKeys(this.db, audit),
       plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx), (orderId, at) => this.p.billing.orderChanged(orderFromRow(this.s.getOrder.get(orderId) as Row), at)),
       work: new SqliteWorkOrders(this.db, audit),
       billing: new SqliteBilling(this.db),
@@ -902,24 +904,28 @@ export class SqliteStore implements GatewayStore {
     return (this.prep('SELECT * FROM notifications WHERE meter_id = ? ORDER BY created_at').all(meterId) as Row[]).map(notificationFromRow);
   }
 
-  createApiKey(key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord> {
-    return this.enqueue(() => this.p.keys.create(key, actor, now));
+  createApiKey(key: NewApiKey, actor: string, now: number): Promise<ApiKeyRecord> {
+    return this.enqueue(() => this.runScript(keys.createApiKey(key, actor, now)));
+  }
+
+  registerClients(clients: readonly { id: string; name: string }[], now: number): Promise<void> {
+    return this.enqueue(() => this.runScript(keys.registerClients(clients, now)));
   }
 
   rotateApiKey(id: string, sha256: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
-    return this.enqueue(() => this.p.keys.rotate(id, sha256, actor, now));
+    return this.enqueue(() => this.runScript(keys.rotateApiKey(id, sha256, actor, now)));
   }
 
   revokeApiKey(id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined> {
-    return this.enqueue(() => this.p.keys.revoke(id, actor, now));
+    return this.enqueue(() => this.runScript(keys.revokeApiKey(id, actor, now)));
   }
 
   async findApiKey(sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined> {
-    return this.p.keys.find(sha256);
+    return this.runScript(keys.findApiKey(sha256));
   }
 
   async listApiKeys(): Promise<ApiKeyRecord[]> {
-    return this.p.keys.list();
+    return this.runScript(keys.listApiKeys());
   }
 
   async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
@@ -1284,17 +1290,20 @@ export class SqliteStore implements GatewayStore {
     });
   }
 
-  async getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined> {
-    const r = this.prep('SELECT * FROM idempotent_responses WHERE principal = ? AND key = ?').get(principal, key) as Row | undefined;
-    return r ? { requestHash: r.request_hash as string, status: num(r.status), body: JSON.parse(r.body as string) as unknown } : undefined;
+  reserveIdempotentWrite(principal: string, key: string, requestHash: string, now: number): Promise<{ reserved: true } | { reserved: false; prior: IdempotentAnswer }> {
+    return this.enqueue(() => this.runScript(answers.reserveIdempotentWrite(principal, key, requestHash, now)));
   }
 
-  saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown, now: number): Promise<void> {
-    return this.enqueue(() => {
-      this.db
-        .prepare('INSERT OR IGNORE INTO idempotent_responses (principal, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(principal, key, requestHash, status, JSON.stringify(body), now);
-    });
+  async getIdempotentResponse(principal: string, key: string): Promise<IdempotentAnswer | undefined> {
+    return this.runScript(answers.getIdempotentAnswer(principal, key));
+  }
+
+  saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown): Promise<void> {
+    return this.enqueue(() => this.runScript(answers.saveIdempotentAnswer(principal, key, requestHash, status, body)));
+  }
+
+  releaseIdempotentWrite(principal: string, key: string, requestHash: string): Promise<void> {
+    return this.enqueue(() => this.runScript(answers.releaseIdempotentWrite(principal, key, requestHash)));
   }
 
   // ---- audit --------------------------------------------------------------------------------------------

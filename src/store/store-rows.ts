@@ -325,6 +325,7 @@ export function planFromRows(r: Row, items: readonly Row[]): PlanView {
 export function apiKeyFromRow(r: Row): ApiKeyRecord {
   return {
     id: r.id as string,
+    clientId: r.client_id as string,
     name: r.name as string,
     role: r.role as string,
     createdBy: r.created_by as string,

@@ -39,7 +39,7 @@ export async function runScriptAsync<T>(script: Script<T>, run: (step: Step) => 
   }
 }
 
-const sql = (text: string, ...args: unknown[]): Step => ({ sql: text, args });
+export const sql = (text: string, ...args: unknown[]): Step => ({ sql: text, args });
 /** A LIKE pattern for names starting with `prefix`, its `_` and `%` taken literally (escaped with a backslash). */
 const startsWith = (prefix: string): string => `${prefix.replace(/[\\%_]/g, '\\$&')}%`;
 const newId = (prefix: string, now: number): string => `${prefix}_${now.toString(36)}${randomBytes(5).toString('hex')}`;

@@ -167,12 +167,30 @@ export interface PlanView extends PlanFacts {
 
 export interface ApiKeyRecord {
   id: string;
+  /** The client the key belongs to (its identity; see domain/client-identity.ts). Rotation keeps it. */
+  clientId: string;
+  /** The client's label when the key was made; decides nothing. */
   name: string;
   role: string;
   createdBy: string;
   createdAt: number;
   revokedAt: number | null;
 }
+
+/** A new key for an existing client (by id: it acts as that client) or for a new client (by its label). */
+export interface NewApiKey {
+  client: { id: string } | { name: string };
+  role: string;
+  sha256: string;
+}
+
+/**
+ * The answer kept for an Idempotency-Key of a write other than a switch order or a payment. The key is reserved
+ * (`pending`) before the write acts, so one request acts and every other with that key gets its answer.
+ */
+export type IdempotentAnswer =
+  | { state: 'pending'; requestHash: string; since: number }
+  | { state: 'done'; requestHash: string; status: number; body: unknown };
 
 export interface NotificationRecord {
   id: string;
@@ -505,8 +523,11 @@ export interface GatewayStore {
   markNotification(id: string, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void>;
   listNotifications(meterId: string): Promise<NotificationRecord[]>;
 
-  // ---- API keys (stored hashed, rotatable, revocable) ----
-  createApiKey(key: { name: string; role: string; sha256: string }, actor: string, now: number): Promise<ApiKeyRecord>;
+  // ---- clients and their API keys (keys stored hashed, rotatable, revocable) ----
+  /** Throws E_CLIENT_NOT_FOUND for a key asked for an unknown client id. Audited (the secret's hash is not). */
+  createApiKey(key: NewApiKey, actor: string, now: number): Promise<ApiKeyRecord>;
+  /** The clients of keys from configuration (and demo keys): created, or their label updated, so keys can be issued to them. */
+  registerClients(clients: readonly { id: string; name: string }[], now: number): Promise<void>;
   rotateApiKey(id: string, sha256: string, actor: string, now: number): Promise<ApiKeyRecord | undefined>;
   revokeApiKey(id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined>;
   findApiKey(sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined>;
@@ -589,9 +610,17 @@ export interface GatewayStore {
   creditControl(meterId: string): Promise<CreditControlMemory>;
   setCreditControl(meterId: string, memory: CreditControlMemory): Promise<void>;
 
-  // ---- idempotent answers for writes other than switch orders ----
-  getIdempotentResponse(principal: string, key: string): Promise<{ requestHash: string; status: number; body: unknown } | undefined>;
-  saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown, now: number): Promise<void>;
+  // ---- idempotent answers for writes other than switch orders and payments (api/idempotent-write.ts) ----
+  /**
+   * Reserve (principal, key) for the request with this hash, in one atomic insert: `reserved` when this call got
+   * it (it now acts, then saves or releases), otherwise what is there (pending or done, maybe for another hash).
+   */
+  reserveIdempotentWrite(principal: string, key: string, requestHash: string, now: number): Promise<{ reserved: true } | { reserved: false; prior: IdempotentAnswer }>;
+  getIdempotentResponse(principal: string, key: string): Promise<IdempotentAnswer | undefined>;
+  /** The reserved key's answer, replayed from now on. Never pass a secret: it would be stored. */
+  saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown): Promise<void>;
+  /** Give a reservation back (its write failed, changing nothing), so that a retry can act. */
+  releaseIdempotentWrite(principal: string, key: string, requestHash: string): Promise<void>;
 
   // ---- audit: append-only, hash-chained ----
   appendAudit(entry: Omit<AuditEntry, 'seq' | 'hash'>): Promise<void>;

@@ -120,6 +120,13 @@ describe('operator console', () => {
     await operator.locator(`tr[data-order="${id}"]`).waitFor();
     expect(await operator.getByRole('button', { name: /^Approve disconnect/ }).count()).toBe(0);
     expect(f.fleet.meter('CON-4').relay).toBe('connected');
+    // The same person's supervisor key (issued to the operator's client by its id): no Approve button either.
+    const own = await f.http('POST', '/v1/keys', { key: f.adminKey, headers: key(), body: { clientId: 'demo-operator', role: 'supervisor' } });
+    expect(own.status, JSON.stringify(own.body)).toBe(201);
+    const ownSupervisor = await signIn(own.body.key);
+    await ownSupervisor.goto(`${f.gateway.apiUrl}/console/#/orders?meterId=CON-4`);
+    await ownSupervisor.locator(`tr[data-order="${id}"]`).waitFor();
+    expect(await ownSupervisor.getByRole('button', { name: /^Approve disconnect/ }).count()).toBe(0);
     // A supervisor approves it.
     const supervisor = await signIn(f.supervisorKey);
     await supervisor.goto(`${f.gateway.apiUrl}/console/#/orders?meterId=CON-4`);

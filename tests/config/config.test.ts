@@ -42,6 +42,16 @@ describe('configuration', () => {
     expect(() => loadConfig({ METERLINE_CONFIG: file })).toThrow(/api\.port[\s\S]*reconnect\.limitHours[\s\S]*surprise|surprise[\s\S]*api\.port/);
   });
 
+  it('a configured key name is its client id: one starting with cli_ (the ids of clients made through the API) is refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ml-config-'));
+    const file = join(dir, 'site.json');
+    const key = (name: string) => ({ auth: { keys: [{ name, role: 'billing', sha256: 'a'.repeat(64) }], demoKeys: false } });
+    writeFileSync(file, JSON.stringify(key('cli_5f0c2a9e81d4b7a3')));
+    expect(() => loadConfig({ METERLINE_CONFIG: file })).toThrow(/auth\.keys\.0\.name[\s\S]*cli_/);
+    writeFileSync(file, JSON.stringify(key('erp-billing')));
+    expect(loadConfig({ METERLINE_CONFIG: file }).auth.keys[0]!.name).toBe('erp-billing');
+  });
+
   it('the firmware profiles shipped load, and a broken profile names its file and field', () => {
     const profiles = loadFirmwareProfiles(join(process.cwd(), 'firmware-profiles'));
     expect(profiles.get('acme-em340-fw2.4')?.relay.remoteReconnect).toBe('closes');

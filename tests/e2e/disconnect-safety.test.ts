@@ -107,7 +107,7 @@ describe('disconnect plans and the rules, end to end', () => {
 
   it("a plan's author cannot approve it, even holding a supervisor key", async () => {
     // The author is a person: an admin issues them a supervisor key as well (a supervisor who drafts).
-    const made = await f.http('POST', '/v1/keys', { key: f.adminKey, headers: k(), body: { name: 'demo-operator', role: 'supervisor' } });
+    const made = await f.http('POST', '/v1/keys', { key: f.adminKey, headers: k(), body: { clientId: 'demo-operator', role: 'supervisor' } });
     const own = await f.http('POST', '/v1/plans', {
       headers: k(),
       body: { reason: 'arrears', windowFrom: new Date(START).toISOString(), windowTo: new Date(START + DAY).toISOString(), meters: ['PLAN-7'] },

@@ -18,11 +18,11 @@ const audit = async (target: string): Promise<any[]> => {
   expect(r.status, JSON.stringify(r.body)).toBe(200);
   return r.body.items;
 };
-/** The operator as a person who also holds a supervisor key (same name as the demo operator key): made once. */
+/** The operator as a person who also holds a supervisor key (issued to the demo operator's client, by its id): made once. */
 let selfKey: string | undefined;
 const supervisorNamedLikeTheOperator = async (): Promise<string> => {
   if (selfKey) return selfKey;
-  const made = await w.http('POST', '/v1/keys', { key: w.f.adminKey, headers: w.key(), body: { name: 'demo-operator', role: 'supervisor' } });
+  const made = await w.http('POST', '/v1/keys', { key: w.f.adminKey, headers: w.key(), body: { clientId: 'demo-operator', role: 'supervisor' } });
   expect(made.status, JSON.stringify(made.body)).toBe(201);
   selfKey = made.body.key as string;
   return selfKey;

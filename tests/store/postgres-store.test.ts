@@ -256,4 +256,45 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       await store.close();
     }
   });
+  it('upgrading gives each key a client: keys that shared a name are one client under that name, their rows stay theirs; kept answers lose their secrets', async () => {
+    const schema = freshSchema();
+    const clients = POSTGRES_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE clients'));
+    const client = new pg.Client({ connectionString: DATABASE_URL });
+    await client.connect();
+    try {
+      await client.query(`CREATE SCHEMA ${schema}`);
+      await client.query(`SET search_path TO ${schema}`);
+      await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+      for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, clients).entries()) {
+        await client.query(m);
+        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
+      }
+      for (const [id, name, role, hash, at] of [['key_1', 'erp', 'billing', 'a', 10], ['key_2', 'erp', 'supervisor', 'b', 20], ['key_3', 'ops', 'operator', 'c', 30]] as const) {
+        await client.query('INSERT INTO api_keys (id, name, role, sha256, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [id, name, role, hash.repeat(64), 'admin', at]);
+      }
+      await client.query(`INSERT INTO callback_subscriptions (client, url, secret, updated_at) VALUES ('erp', 'https://erp.example/cb', 'a-long-shared-secret-0001', 1)`);
+      const answer = 'INSERT INTO idempotent_responses (principal, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, 1)';
+      await client.query(answer, ['admin', 'k-key', 'h', 201, JSON.stringify({ id: 'key_3', name: 'ops', role: 'operator', createdBy: 'admin', createdAt: 'x', revokedAt: null, key: 'ope_THE-OLD-SECRET' })]);
+      await client.query(answer, ['ops', 'k-breaker', 'h', 200, JSON.stringify({ id: 'brk_1', scope: 'link', key: 'dc-1', action: 'disconnect' })]);
+    } finally {
+      await client.end();
+    }
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    try {
+      await store.migrate();
+      expect((await store.findApiKey('a'.repeat(64)))?.clientId).toBe('erp');
+      expect((await store.findApiKey('b'.repeat(64)))?.clientId).toBe('erp');
+      expect((await store.findApiKey('c'.repeat(64)))?.clientId).toBe('ops');
+      expect((await store.getCallback('erp'))?.url).toBe('https://erp.example/cb');
+      const kept = await store.getIdempotentResponse('admin', 'k-key');
+      expect(kept).toMatchObject({ state: 'done', status: 201, body: { id: 'key_3', role: 'operator' } });
+      expect(kept?.state === 'done' && kept.body).not.toHaveProperty('key');
+      expect(await store.getIdempotentResponse('ops', 'k-breaker')).toMatchObject({ body: { key: 'dc-1' } }); // not a secret: kept
+      const lookalike = await store.createApiKey({ client: { name: 'erp' }, role: 'billing', sha256: 'd'.repeat(64) }, 'admin', 40);
+      expect(lookalike.clientId).not.toBe('erp');
+      expect((await store.createApiKey({ client: { id: 'erp' }, role: 'billing', sha256: 'e'.repeat(64) }, 'admin', 50)).clientId).toBe('erp');
+    } finally {
+      await store.close();
+    }
+  });
 });

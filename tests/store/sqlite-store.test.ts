@@ -76,4 +76,39 @@ describe('SQLite store specifics', () => {
     expect(await store.listWorkOrders({ limit: 10 })).toMatchObject([{ id: 'wo_a', kind: 'switch_order', orderId: 'ord_a', action: 'reconnect', status: 'open' }]);
     await store.close();
   });
+  it('upgrading gives each key a client: keys that shared a name are one client under that name, their rows stay theirs; kept answers lose their secrets', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db');
+    const clients = SQLITE_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE clients'));
+    const old = new Database(path);
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    SQLITE_MIGRATIONS.slice(0, clients).forEach((m, v) => {
+      old.exec(m);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 1)').run(v + 1);
+    });
+    const key = old.prepare('INSERT INTO api_keys (id, name, role, sha256, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)');
+    key.run('key_1', 'erp', 'billing', 'a'.repeat(64), 'admin', 10);
+    key.run('key_2', 'erp', 'supervisor', 'b'.repeat(64), 'admin', 20);
+    key.run('key_3', 'ops', 'operator', 'c'.repeat(64), 'admin', 30);
+    old.prepare(`INSERT INTO callback_subscriptions (client, url, secret, updated_at) VALUES ('erp', 'https://erp.example/cb', 'a-long-shared-secret-0001', 1)`).run();
+    const answer = old.prepare('INSERT INTO idempotent_responses (principal, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, 1)');
+    answer.run('admin', 'k-key', 'h', 201, JSON.stringify({ id: 'key_3', name: 'ops', role: 'operator', createdBy: 'admin', createdAt: 'x', revokedAt: null, key: 'ope_THE-OLD-SECRET' }));
+    answer.run('ops', 'k-breaker', 'h', 200, JSON.stringify({ id: 'brk_1', scope: 'link', key: 'dc-1', action: 'disconnect' }));
+    old.close();
+
+    const store = new SqliteStore(path);
+    await store.migrate();
+    expect((await store.findApiKey('a'.repeat(64)))?.clientId).toBe('erp');
+    expect((await store.findApiKey('b'.repeat(64)))?.clientId).toBe('erp');
+    expect((await store.findApiKey('c'.repeat(64)))?.clientId).toBe('ops');
+    expect((await store.getCallback('erp'))?.url).toBe('https://erp.example/cb');
+    const kept = await store.getIdempotentResponse('admin', 'k-key');
+    expect(kept).toMatchObject({ state: 'done', status: 201, body: { id: 'key_3', role: 'operator' } });
+    expect(kept?.state === 'done' && kept.body).not.toHaveProperty('key');
+    expect(await store.getIdempotentResponse('ops', 'k-breaker')).toMatchObject({ body: { key: 'dc-1' } }); // not a secret: kept
+    // From now on a key "named erp" is a new client; the old one gets more keys by its id.
+    const lookalike = await store.createApiKey({ client: { name: 'erp' }, role: 'billing', sha256: 'd'.repeat(64) }, 'admin', 40);
+    expect(lookalike.clientId).not.toBe('erp');
+    expect((await store.createApiKey({ client: { id: 'erp' }, role: 'billing', sha256: 'e'.repeat(64) }, 'admin', 50)).clientId).toBe('erp');
+    await store.close();
+  });
 });

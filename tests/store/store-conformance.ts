@@ -496,12 +496,56 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     });
 
     it('api keys: found by hash, rotated, revoked', async () => {
-      const k = await store.createApiKey({ name: 'ops', role: 'operator', sha256: 'a'.repeat(64) }, 'admin', now);
+      const k = await store.createApiKey({ client: { name: 'ops' }, role: 'operator', sha256: 'a'.repeat(64) }, 'admin', now);
       expect((await store.findApiKey('a'.repeat(64)))?.id).toBe(k.id);
       await store.rotateApiKey(k.id, 'b'.repeat(64), 'admin', now);
       expect(await store.findApiKey('a'.repeat(64))).toBeUndefined();
       await store.revokeApiKey(k.id, 'admin', now);
       expect((await store.findApiKey('b'.repeat(64)))?.revokedAt).toBe(now);
+    });
+
+    it('clients: a key is made for an existing client by id or for a new client; a label already taken makes another client; rotation keeps the client', async () => {
+      const first = await store.createApiKey({ client: { name: 'erp' }, role: 'billing', sha256: 'c'.repeat(64) }, 'admin', now);
+      expect(first.clientId).toMatch(/^cli_[0-9a-f]{16}$/);
+      expect(first.name).toBe('erp');
+      // The same person or system, a second key (another role): the same client.
+      const second = await store.createApiKey({ client: { id: first.clientId }, role: 'supervisor', sha256: 'd'.repeat(64) }, 'admin', now);
+      expect(second).toMatchObject({ clientId: first.clientId, name: 'erp', role: 'supervisor' });
+      // Someone else who happens to carry the same label: another client.
+      const lookalike = await store.createApiKey({ client: { name: 'erp' }, role: 'billing', sha256: 'e'.repeat(64) }, 'admin', now);
+      expect(lookalike.clientId).not.toBe(first.clientId);
+      expect((await store.findApiKey('e'.repeat(64)))?.clientId).toBe(lookalike.clientId);
+      await store.rotateApiKey(first.id, 'f'.repeat(64), 'admin', now);
+      expect((await store.findApiKey('f'.repeat(64)))?.clientId).toBe(first.clientId);
+      // An unknown client id is refused and makes nothing.
+      await expect(store.createApiKey({ client: { id: 'cli_0000000000000000' }, role: 'billing', sha256: '1'.repeat(64) }, 'admin', now)).rejects.toMatchObject({ code: 'E_CLIENT_NOT_FOUND' });
+      expect(await store.findApiKey('1'.repeat(64))).toBeUndefined();
+      // Configured clients are registered under their configured id, and keys can then be issued to them.
+      await store.registerClients([{ id: 'billing-main', name: 'billing-main' }], now);
+      await store.registerClients([{ id: 'billing-main', name: 'billing-main' }], now + 1); // every start: no duplicate
+      const issued = await store.createApiKey({ client: { id: 'billing-main' }, role: 'billing', sha256: '2'.repeat(64) }, 'admin', now);
+      expect(issued).toMatchObject({ clientId: 'billing-main', name: 'billing-main' });
+      expect((await store.listApiKeys()).map((k) => k.clientId).sort()).toEqual([first.clientId, first.clientId, lookalike.clientId, 'billing-main'].sort());
+      const audit = await store.listAudit({ limit: 100 });
+      expect(audit.filter((e) => e.action === 'client.create').map((e) => e.target)).toEqual([first.clientId, lookalike.clientId]);
+    });
+
+    it('idempotency keys: reserved by one atomic insert, so of many requests at once exactly one acts; the others see it pending, then its answer', async () => {
+      const tries = await Promise.all(Array.from({ length: 40 }, () => store.reserveIdempotentWrite('cli_a', 'k-1', 'h1', now)));
+      expect(tries.filter((t) => t.reserved).length).toBe(1);
+      for (const t of tries) if (!t.reserved) expect(t.prior).toEqual({ state: 'pending', requestHash: 'h1', since: now });
+      // The same key with another body is told apart by the hash; another client's key of the same text is its own.
+      expect(await store.reserveIdempotentWrite('cli_a', 'k-1', 'h2', now)).toMatchObject({ reserved: false, prior: { requestHash: 'h1' } });
+      expect(await store.reserveIdempotentWrite('cli_b', 'k-1', 'h2', now)).toEqual({ reserved: true });
+      await store.saveIdempotentResponse('cli_a', 'k-1', 'h1', 201, { id: 'x' });
+      expect(await store.reserveIdempotentWrite('cli_a', 'k-1', 'h1', now + 5)).toEqual({ reserved: false, prior: { state: 'done', requestHash: 'h1', status: 201, body: { id: 'x' } } });
+      expect(await store.getIdempotentResponse('cli_a', 'k-1')).toEqual({ state: 'done', requestHash: 'h1', status: 201, body: { id: 'x' } });
+      // A write that failed gives its key back: a retry reserves it again. An answer is never given back.
+      await store.releaseIdempotentWrite('cli_b', 'k-1', 'h2');
+      expect(await store.getIdempotentResponse('cli_b', 'k-1')).toBeUndefined();
+      expect(await store.reserveIdempotentWrite('cli_b', 'k-1', 'h2', now)).toEqual({ reserved: true });
+      await store.releaseIdempotentWrite('cli_a', 'k-1', 'h1');
+      expect(await store.getIdempotentResponse('cli_a', 'k-1')).toMatchObject({ state: 'done', status: 201 });
     });
 
     it('the audit chain verifies, entry by entry', async () => {

@@ -10,7 +10,31 @@ import { ErrorView, IdempotencyHeaders } from '../schemas.js';
 
 /** API keys (admin), the audit log (auditor, supervisor, admin) and declared extreme-weather periods (rule 5). */
 
-const KeyView = z.object({ id: z.string(), name: z.string(), role: z.enum(ROLES), createdBy: z.string(), createdAt: z.string(), revokedAt: z.string().nullable() });
+const KeyView = z.object({
+  id: z.string(),
+  clientId: z.string().describe('The client (billing system, person) the key acts as: its payments, callback URL, change feed, plans and Idempotency-Keys'),
+  name: z.string().describe('The client’s label; decides nothing (two clients may carry the same one)'),
+  role: z.enum(ROLES),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  revokedAt: z.string().nullable(),
+});
+/** The new secret: in the first answer only. A replay (same Idempotency-Key) answers the key without it: it is never stored. */
+const KeyWithSecret = KeyView.extend({
+  key: z.string().optional().describe('The new secret, shown once: only in the first answer; a replay with the same Idempotency-Key returns the key without it'),
+});
+const SECRET_ONCE =
+  'The secret is in this answer only: the gateway stores its SHA-256, never the secret, not even in the answer it keeps for the Idempotency-Key. ' +
+  'A replay (same Idempotency-Key and body) answers the same key (`idempotent-replayed: true`) without `key`; a secret that was lost is replaced by rotating the key again with a new Idempotency-Key.';
+const NewKeyBody = z
+  .object({
+    role: z.enum(ROLES),
+    clientId: z.string().min(1).max(100).optional().describe('An existing client: the key acts as it (a person’s second key with another role, a billing system’s next key)'),
+    name: z.string().min(1).max(100).optional().describe('A new client with this label; a label only: a client that already carries it is another client'),
+  })
+  .strict()
+  .refine((b) => (b.clientId === undefined) !== (b.name === undefined), { message: 'give exactly one of clientId (a key for an existing client) or name (a new client)' })
+  .meta({ examples: [{ name: 'crew-east-2', role: 'field' }, { clientId: 'cli_5f0c2a9e81d4b7a3', role: 'supervisor' }] });
 const KeyIdParam = z.object({ keyId: z.string().min(1).max(64) });
 const AuditView = z.object({ seq: z.number(), at: z.string(), actor: z.string(), action: z.string(), target: z.string(), details: z.unknown(), hash: z.string() });
 const AuditQuery = z.object({
@@ -23,8 +47,9 @@ const AuditQuery = z.object({
 });
 const WeatherView = z.object({ id: z.string(), kind: z.string(), from: z.string(), to: z.string(), regions: z.array(z.string()).nullable() });
 
-const keyView = (k: { id: string; name: string; role: string; createdBy: string; createdAt: number; revokedAt: number | null }) => ({
+const keyView = (k: { id: string; clientId: string; name: string; role: string; createdBy: string; createdAt: number; revokedAt: number | null }) => ({
   id: k.id,
+  clientId: k.clientId,
   name: k.name,
   role: k.role as (typeof ROLES)[number],
   createdBy: k.createdBy,
@@ -49,29 +74,32 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   });
   r.post('/v1/keys', {
     schema: {
-      summary: 'Create an API key; the key is shown once, only its SHA-256 is stored',
+      summary: 'Create an API key for an existing client (clientId) or a new one (name); the key is shown once, only its SHA-256 is stored',
+      description: SECRET_ONCE,
       tags: ['keys'],
       headers: IdempotencyHeaders,
-      body: z.object({ name: z.string().min(1).max(100), role: z.enum(ROLES) }).strict().meta({ examples: [{ name: 'crew-east-2', role: 'field' }] }),
-      response: { 201: KeyView.extend({ key: z.string() }), 400: ErrorView, 401: ErrorView, 403: ErrorView },
+      body: NewKeyBody,
+      response: { 201: KeyWithSecret, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     preHandler: requirePermission(deps.keys, 'key:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const key = newApiKey(req.body.role.slice(0, 3));
-        const rec = await deps.store.createApiKey({ name: req.body.name, role: req.body.role, sha256: sha256Hex(key) }, req.principal!.name, now());
-        return { status: 201, body: { ...keyView(rec), key } };
+        const client = req.body.clientId !== undefined ? { id: req.body.clientId } : { name: req.body.name! };
+        const rec = await deps.store.createApiKey({ client, role: req.body.role, sha256: sha256Hex(key) }, req.principal!.clientId, now());
+        return { status: 201, body: { ...keyView(rec), key }, replayBody: keyView(rec) };
       });
     },
   });
   r.post('/v1/keys/:keyId/rotate', {
     schema: {
-      summary: 'Rotate a key: a new secret, shown once; the old one stops working at once',
+      summary: 'Rotate a key: a new secret, shown once; the old one stops working at once; the key stays its client’s',
+      description: SECRET_ONCE,
       tags: ['keys'],
       params: KeyIdParam,
       headers: IdempotencyHeaders,
-      response: { 200: KeyView.extend({ key: z.string() }), 401: ErrorView, 403: ErrorView, 404: ErrorView },
+      response: { 200: KeyWithSecret, 401: ErrorView, 403: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     preHandler: requirePermission(deps.keys, 'key:manage'),
@@ -80,9 +108,9 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
         const current = (await deps.store.listApiKeys()).find((k) => k.id === req.params.keyId);
         if (!current || current.revokedAt !== null) throw new MeterlineError('E_KEY_NOT_FOUND', `key ${req.params.keyId} does not exist or is revoked`);
         const key = newApiKey(current.role.slice(0, 3));
-        const rec = await deps.store.rotateApiKey(req.params.keyId, sha256Hex(key), req.principal!.name, now());
+        const rec = await deps.store.rotateApiKey(req.params.keyId, sha256Hex(key), req.principal!.clientId, now());
         if (!rec) throw new MeterlineError('E_KEY_NOT_FOUND', `key ${req.params.keyId} does not exist or is revoked`);
-        return { status: 200, body: { ...keyView(rec), key } };
+        return { status: 200, body: { ...keyView(rec), key }, replayBody: keyView(rec) };
       });
     },
   });
@@ -91,7 +119,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     preHandler: requirePermission(deps.keys, 'key:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
-        const rec = await deps.store.revokeApiKey(req.params.keyId, req.principal!.name, now());
+        const rec = await deps.store.revokeApiKey(req.params.keyId, req.principal!.clientId, now());
         if (!rec) throw new MeterlineError('E_KEY_NOT_FOUND', `key ${req.params.keyId} does not exist`);
         return { status: 200, body: keyView(rec) };
       });
@@ -163,7 +191,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     preHandler: requirePermission(deps.keys, 'policy:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
-        const w = await deps.store.declareWeather({ kind: req.body.kind, from: Date.parse(req.body.from), to: Date.parse(req.body.to), regions: req.body.regions }, req.principal!.name, now());
+        const w = await deps.store.declareWeather({ kind: req.body.kind, from: Date.parse(req.body.from), to: Date.parse(req.body.to), regions: req.body.regions }, req.principal!.clientId, now());
         deps.controller.wake();
         return { status: 201, body: weatherView(w) };
       });
@@ -174,7 +202,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     preHandler: requirePermission(deps.keys, 'policy:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
-        const w = await deps.store.liftWeather(req.params.periodId, req.principal!.name, now());
+        const w = await deps.store.liftWeather(req.params.periodId, req.principal!.clientId, now());
         deps.controller.wake(); // the disconnects it held are due now
         if (!w) throw new MeterlineError('E_NOT_FOUND', `no weather period ${req.params.periodId}`);
         return { status: 200, body: weatherView(w) };

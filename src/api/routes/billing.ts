@@ -151,7 +151,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
         const meter = await deps.store.getMeter(req.params.meterId);
         if (!meter) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.params.meterId} is not registered`);
         if (!deps.credit || !meter.flags.prepaymentMode) throw new MeterlineError('E_NO_PREPAYMENT_AGREEMENT', `meter ${req.params.meterId} is not in prepayment mode`);
-        return { status: 200, body: creditView(req.params.meterId, await deps.credit.grantEmergencyCredit(req.params.meterId, req.principal!.name)) };
+        return { status: 200, body: creditView(req.params.meterId, await deps.credit.grantEmergencyCredit(req.params.meterId, req.principal!.clientId)) };
       });
     },
   });
@@ -167,7 +167,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     },
     preHandler: requirePermission(deps.keys, 'payment:write'),
     handler: async (req, reply) => {
-      const [out] = await deps.store.recordPayments([toRequest(req.body, req.principal!.name, requireKey(req.headers['idempotency-key']))], deps.submitContext());
+      const [out] = await deps.store.recordPayments([toRequest(req.body, req.principal!.clientId, requireKey(req.headers['idempotency-key']))], deps.submitContext());
       deps.controller.wake();
       if (out!.kind === 'created') await creditAfter([out!.payment]);
       if (out!.kind === 'replayed') reply.header('idempotent-replayed', 'true');
@@ -199,7 +199,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     handler: async (req, reply) => {
       const key = requireKey(req.headers['idempotency-key']);
       if (req.body.payments.length > PAYMENTS_BULK_LIMIT) throw new MeterlineError('E_BULK_TOO_LARGE', `${req.body.payments.length} payments in one request; send at most ${PAYMENTS_BULK_LIMIT}`);
-      const requests = req.body.payments.map((p, i) => toRequest(p, req.principal!.name, `${key}#${i}`));
+      const requests = req.body.payments.map((p, i) => toRequest(p, req.principal!.clientId, `${key}#${i}`));
       // All or nothing for what can be checked up front; then applied in parts, so a 50,000-row file does not hold
       // the gateway's event loop. A file cut short by a crash is completed by sending it again (same key).
       const check = await deps.store.checkPayments(requests);
@@ -235,7 +235,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     },
     preHandler: requirePermission(deps.keys, 'payment:read'),
     handler: async (req) => {
-      const own = req.principal!.role === 'billing' ? { client: req.principal!.name } : {};
+      const own = req.principal!.role === 'billing' ? { client: req.principal!.clientId } : {};
       const items = await deps.store.listPayments({ ...own, ...(req.query.from ? { from: Date.parse(req.query.from) } : {}), ...(req.query.to ? { to: Date.parse(req.query.to) } : {}), limit: req.query.limit });
       return { items: items.map(paymentView) };
     },
@@ -253,7 +253,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     preHandler: requirePermission(deps.keys, 'callback:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
-        const sub = await deps.store.setCallback(req.principal!.name, req.body.url, req.body.secret, deps.submitContext().now);
+        const sub = await deps.store.setCallback(req.principal!.clientId, req.body.url, req.body.secret, deps.submitContext().now);
         return { status: 200, body: { client: sub.client, url: sub.url, updatedAt: new Date(sub.updatedAt).toISOString() } };
       });
     },
@@ -265,7 +265,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       tags: ['billing'],
       querystring: z.object({
         day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'YYYY-MM-DD'),
-        client: z.string().optional().describe('Operators and auditors name the billing client; a billing key gets its own'),
+        client: z.string().optional().describe('Operators and auditors give the billing client’s id (its keys’ clientId, not its label); a billing key gets its own'),
         format: z.enum(['json', 'csv']).default('json'),
         timezone: z.string().default('UTC'),
       }),
@@ -273,8 +273,8 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     },
     preHandler: requirePermission(deps.keys, 'payment:read'),
     handler: async (req, reply) => {
-      const client = req.principal!.role === 'billing' ? req.principal!.name : req.query.client;
-      if (!client) throw new MeterlineError('E_VALIDATION', 'name the billing client (client=…)');
+      const client = req.principal!.role === 'billing' ? req.principal!.clientId : req.query.client;
+      if (!client) throw new MeterlineError('E_VALIDATION', 'give the billing client’s id (client=…, the clientId of its keys)');
       const dayStart = Date.parse(`${req.query.day}T00:00:00Z`);
       // A generous range around the day in any time zone; the report keeps the payments of the local day.
       const payments = await deps.store.listPayments({ client, from: dayStart - 86_400_000, to: dayStart + 2 * 86_400_000, limit: 1_000_000 });
@@ -316,7 +316,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     },
     preHandler: requirePermission(deps.keys, 'changes:read'),
     handler: async (req) => {
-      const items = await deps.store.clientEvents(req.principal!.name, req.query.after, req.query.limit);
+      const items = await deps.store.clientEvents(req.principal!.clientId, req.query.after, req.query.limit);
       return { items: items.map(eventView), next: items.length ? items[items.length - 1]!.seq : req.query.after };
     },
   });
@@ -329,6 +329,6 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       security: [{ bearerAuth: [] }],
     },
     preHandler: requirePermission(deps.keys, 'changes:read'),
-    handler: async (req) => ({ items: (await deps.store.clientEvents(req.principal!.name, req.query.after, req.query.limit)).map(eventView) }),
+    handler: async (req) => ({ items: (await deps.store.clientEvents(req.principal!.clientId, req.query.after, req.query.limit)).map(eventView) }),
   });
 }

@@ -30,7 +30,8 @@ const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 const FLEET_LIST_LIMIT = 5_000;
 
 const WhoAmI = z.object({
-  name: z.string(),
+  clientId: z.string().describe('The client this key acts as: what the gateway records as who did something (requestedBy, author, actor)'),
+  name: z.string().describe('The client’s label'),
   role: z.enum(ROLES),
   permissions: z.array(z.string()),
   disconnectReasons: z.array(z.enum(DISCONNECT_REASONS)).describe('The disconnect reasons this key may use on a direct order under the current policy (README "Disconnect safety"); the console and CLI offer only these'),
@@ -162,14 +163,14 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
 
   r.get('/v1/whoami', {
     schema: {
-      summary: 'The API key in use: its name, role and what that role may do',
+      summary: 'The API key in use: its client (id and label), role and what that role may do',
       tags: ['keys'],
       response: { 200: WhoAmI, 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     handler: async (req) => {
       const principal = await deps.keys.authenticate(req.headers.authorization);
-      return { name: principal.name, role: principal.role, permissions: permissionsOf(principal.role), disconnectReasons: usableDisconnectReasons(principal.role, deps.submitContext().policy) };
+      return { clientId: principal.clientId, name: principal.name, role: principal.role, permissions: permissionsOf(principal.role), disconnectReasons: usableDisconnectReasons(principal.role, deps.submitContext().policy) };
     },
   });
 

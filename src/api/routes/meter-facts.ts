@@ -162,7 +162,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const { loadLimitedSince, ...rest } = req.body;
         const patch = { ...rest, ...(loadLimitedSince !== undefined ? { loadLimitedSince: ms(loadLimitedSince) as number | null } : {}) };
-        const flags = await deps.store.setMeterFlags(req.params.meterId, patch, req.principal!.name, now());
+        const flags = await deps.store.setMeterFlags(req.params.meterId, patch, req.principal!.clientId, now());
         deps.controller.wake(); // the meter's held disconnects are looked at again now
         return { status: 200, body: flagsView(flags) };
       });
@@ -183,7 +183,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const n = await deps.store.addNotice(
-          { meterId: req.params.meterId, channel: req.body.channel, servedAt: Date.parse(req.body.servedAt), delivery: req.body.delivery, receiptRef: req.body.receiptRef, recordedBy: req.principal!.name },
+          { meterId: req.params.meterId, channel: req.body.channel, servedAt: Date.parse(req.body.servedAt), delivery: req.body.delivery, receiptRef: req.body.receiptRef, recordedBy: req.principal!.clientId },
           now(),
         );
         return { status: 201, body: { ...n, servedAt: new Date(n.servedAt).toISOString(), recordedAt: new Date(n.recordedAt).toISOString() } };
@@ -233,7 +233,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
             errors: errors.slice(0, 500),
           });
         }
-        const result = await deps.store.importMeterFacts(rows, req.principal!.name, now());
+        const result = await deps.store.importMeterFacts(rows, req.principal!.clientId, now());
         deps.controller.wake();
         return { status: 200, body: { rows: rows.length, ...result } };
       });

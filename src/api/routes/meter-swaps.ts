@@ -76,7 +76,7 @@ export async function meterSwapRoutes(app: FastifyInstance, deps: ApiDeps): Prom
             newFirstWh: req.body.newRegisterFirstWh,
             newSerial: req.body.newSerial ?? null,
             reference: req.body.reference ?? null,
-            recordedBy: req.principal!.name,
+            recordedBy: req.principal!.clientId,
           },
           now(),
         );

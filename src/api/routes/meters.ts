@@ -43,7 +43,7 @@ export async function meterRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       }
       const now = deps.submitContext().now;
       await deps.store.upsertMeters([{ meterId: req.params.meterId, ...req.body }], now);
-      await deps.store.appendAudit({ at: now, actor: req.principal!.name, action: 'meter.register', target: req.params.meterId, details: req.body });
+      await deps.store.appendAudit({ at: now, actor: req.principal!.clientId, action: 'meter.register', target: req.params.meterId, details: req.body });
       return view(req.params.meterId);
     },
   });

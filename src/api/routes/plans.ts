@@ -87,7 +87,7 @@ export async function planRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       await idempotentWrite(deps.store, req, reply, ctx().now, async () => {
         const plan = await deps.store.createPlan(
           { reason: req.body.reason, note: req.body.note ?? null, windowFrom: Date.parse(req.body.windowFrom), windowTo: Date.parse(req.body.windowTo), meterIds: req.body.meters },
-          req.principal!.name,
+          req.principal!.clientId,
           ctx().now,
         );
         return { status: 201, body: view(plan) };
@@ -123,7 +123,7 @@ export async function planRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       preHandler: requirePermission(deps.keys, permission),
       handler: async (req, reply) => {
         await idempotentWrite(deps.store, req, reply, ctx().now, async () => {
-          const plan = await deps.store.decidePlan(req.params.planId, verb, req.principal!.name, ctx());
+          const plan = await deps.store.decidePlan(req.params.planId, verb, req.principal!.clientId, ctx());
           deps.controller.wake();
           return { status: 200, body: view(plan) };
         });

@@ -98,7 +98,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     },
     preHandler: requirePermission(deps.keys, 'order:reconnect'),
     handler: async (req, reply) => {
-      const outcome = await submitOne(toRequest(req.params.meterId, 'reconnect', req.body, req.principal!.name, requireKey(req.headers['idempotency-key'])));
+      const outcome = await submitOne(toRequest(req.params.meterId, 'reconnect', req.body, req.principal!.clientId, requireKey(req.headers['idempotency-key'])));
       if (outcome.kind === 'replayed') reply.header('idempotent-replayed', 'true');
       return reply.code(202).send(replyWith(outcome));
     },
@@ -119,7 +119,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     preHandler: requirePermission(deps.keys, 'order:disconnect'),
     handler: async (req, reply) => {
       checkDisconnect(req.principal!.role, req.body);
-      const outcome = await submitOne(toRequest(req.params.meterId, 'disconnect', req.body, req.principal!.name, requireKey(req.headers['idempotency-key'])));
+      const outcome = await submitOne(toRequest(req.params.meterId, 'disconnect', req.body, req.principal!.clientId, requireKey(req.headers['idempotency-key'])));
       if (outcome.kind === 'replayed') reply.header('idempotent-replayed', 'true');
       return reply.code(202).send(replyWith(outcome));
     },
@@ -172,7 +172,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
           missing: missing.slice(0, 100),
         });
       }
-      const requests = items.map(({ action, meterId, ...body }, index) => toRequest(meterId, action, body, req.principal!.name, `${key}#${index}`));
+      const requests = items.map(({ action, meterId, ...body }, index) => toRequest(meterId, action, body, req.principal!.clientId, `${key}#${index}`));
       const outcomes = await deps.store.submitOrders(requests, deps.submitContext());
       deps.controller.wake();
       for (const o of outcomes) if (o.kind === 'created') deps.events.emit('order', o.order);
@@ -204,7 +204,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     preHandler: requirePermission(deps.keys, 'order:cancel'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
-        const order = await deps.store.cancelOrder(req.params.orderId, req.principal!.name, req.body.reason, deps.submitContext().now);
+        const order = await deps.store.cancelOrder(req.params.orderId, req.principal!.clientId, req.body.reason, deps.submitContext().now);
         deps.events.emit('order', order);
         return { status: 200, body: orderView(order) };
       });
@@ -225,7 +225,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     preHandler: requirePermission(deps.keys, 'order:approve'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
-        const order = await deps.store.approveOrder(req.params.orderId, req.principal!.name, deps.submitContext().now);
+        const order = await deps.store.approveOrder(req.params.orderId, req.principal!.clientId, deps.submitContext().now);
         deps.controller.wake();
         deps.events.emit('order', order);
         return { status: 200, body: orderView(order) };

@@ -92,7 +92,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => ({
         status: 200,
-        body: workOrderView(await deps.store.assignWorkOrder(req.params.workOrderId, req.body.assignee, req.principal!.name, now()), now()),
+        body: workOrderView(await deps.store.assignWorkOrder(req.params.workOrderId, req.body.assignee, req.principal!.clientId, now()), now()),
       }));
     },
   });
@@ -112,7 +112,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
     preHandler: requirePermission(deps.keys, 'workorder:update'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
-        const done = await deps.store.completeWorkOrder(req.params.workOrderId, req.body.outcome, req.body.note ?? null, req.principal!.name, now());
+        const done = await deps.store.completeWorkOrder(req.params.workOrderId, req.body.outcome, req.body.note ?? null, req.principal!.clientId, now());
         return { status: 200, body: { workOrder: workOrderView(done.workOrder, now()), order: done.order ? orderView(done.order) : null } };
       });
     },
@@ -160,7 +160,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
     preHandler: requirePermission(deps.keys, 'breaker:reset'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
-        const b = await deps.store.resetBreaker(req.params.breakerId, req.principal!.name, now());
+        const b = await deps.store.resetBreaker(req.params.breakerId, req.principal!.clientId, now());
         if (!b) throw new MeterlineError('E_BREAKER_NOT_FOUND', `breaker ${req.params.breakerId} does not exist`);
         deps.controller.wake();
         return { status: 200, body: breakerView(b) };

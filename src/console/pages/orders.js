@@ -232,7 +232,7 @@ export async function render(main, ctx) {
                 {
                   label: 'Approve',
                   cell: (o) =>
-                    o.action === 'disconnect' && (o.stateReason ?? '').startsWith('E_APPROVAL_REQUIRED') && o.requestedBy !== session.who.name
+                    o.action === 'disconnect' && (o.stateReason ?? '').startsWith('E_APPROVAL_REQUIRED') && o.requestedBy !== session.who.clientId
                       ? h('button', { type: 'button', 'aria-label': `Approve disconnect ${o.id} (${o.reason}, ${o.reference ?? 'no reference'})`, onclick: () => approveOrder(o) }, 'Approve')
                       : '',
                 },

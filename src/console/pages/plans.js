@@ -115,7 +115,8 @@ async function renderPlan(main, ctx, planId) {
     const total = p.items.length;
     const finished = p.items.filter((i) => i.state && FINAL.has(i.state)).length;
     const buttons = [];
-    if (p.status === 'draft' && session.can('plan:approve')) {
+    // Maker–checker: never offered to the plan's author (the same client, whichever of its keys); the gateway refuses it anyway.
+    if (p.status === 'draft' && session.can('plan:approve') && p.author !== session.who.clientId) {
       buttons.push(h('button.primary', { type: 'button', onclick: () => void act('approve') }, 'Approve'));
       buttons.push(h('button', { type: 'button', onclick: () => void act('reject') }, 'Reject'));
     }
