@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
@@ -14,6 +14,8 @@ import { ApiKeyRegistry, newApiKey, sha256Hex, type Principal, type Role } from 
 import { configuredClientId } from './domain/client-identity.js';
 import { buildApi } from './api/app.js';
 import type { GatewayConfig } from './config/config-schema.js';
+import { auditAnchorFile, gatewayAuditKeySource } from './config/audit-files.js';
+import { AuditAnchors, readAuditAnchors } from './integrations/audit-anchors.js';
 import { loadFirmwareProfiles } from './config/load-profiles.js';
 import { systemClock, type Clock } from './control/clock.js';
 import { SwitchController } from './control/switch-controller.js';
@@ -111,12 +113,17 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
 
     const pg = config.store.postgres;
     if (config.store.kind === 'postgres' && !pg) throw new Error('store.kind is postgres but store.postgres is not set (set DATABASE_URL or store.postgres.url)');
+    const auditKey = gatewayAuditKeySource(config, process.env, (file, keyId) =>
+      logger.warn({ file, keyId }, 'audit key made (the audit log is keyed with it from now on): keep a copy away from the database and its backups; without it the log cannot be verified'),
+    );
     const store: GatewayStore =
       config.store.kind === 'postgres' && pg
-        ? new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, ...(pg.schema ? { schema: pg.schema } : {}) })
-        : new SqliteStore(resolve(config.store.sqlite.path));
+        ? new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, auditKey, ...(pg.schema ? { schema: pg.schema } : {}) })
+        : new SqliteStore(resolve(config.store.sqlite.path), { auditKey });
     stops.push(() => store.close());
     await store.migrate();
+    const anchors = await startAuditAnchors(config, store, clock, logger);
+    stops.push(() => anchors.stop());
     if (planned.length > 0) await store.upsertMeters(planned, clock.now());
 
     let brokerUrl = config.mqtt.url;
@@ -295,6 +302,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         events,
         metrics,
         relayAudit: () => relayAudit.run(),
+        auditAnchors: () => {
+          const file = auditAnchorFile(config);
+          return file && existsSync(file) ? readAuditAnchors(file) : [];
+        },
         credit,
         health: () => ({ store: true, broker: mqttDriver.connected }),
       },
@@ -369,6 +380,24 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     await stopAll();
     throw err;
   }
+}
+
+/** Anchor the audit chain outside the database now, every `audit.anchorEveryMs`, and at stop (just before the store closes). */
+async function startAuditAnchors(config: GatewayConfig, store: GatewayStore, clock: Clock, logger: Logger): Promise<AuditAnchors> {
+  const head = await store.auditHead();
+  const file = auditAnchorFile(config);
+  logger.info({ auditKeyId: head.keyId, entries: head.entries, anchorFile: file }, 'audit chain keyed; anchoring its head outside the database');
+  const anchors = new AuditAnchors({
+    head: () => store.auditHead(),
+    file,
+    logger: config.audit.anchorLog ? logger.child({ component: 'audit' }) : null,
+    errors: logger.child({ component: 'audit' }),
+    everyMs: config.audit.anchorEveryMs,
+    instance: config.instanceId,
+    clock,
+  });
+  await anchors.start();
+  return anchors;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from './config/load-config.js';
+import { MeterlineError } from './errors.js';
 import { startGateway, writeDemoKeysFile } from './gateway.js';
 
 /** `npm start`: run the gateway on the configuration in config/ (+ METERLINE_CONFIG, + METERLINE__* env). */
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`meterline: could not start: ${err instanceof Error ? err.message : String(err)}\n`);
+  const code = err instanceof MeterlineError ? `${err.code}: ` : '';
+  process.stderr.write(`meterline: could not start: ${code}${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

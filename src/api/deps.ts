@@ -1,6 +1,7 @@
 import type { SwitchController } from '../control/switch-controller.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { GatewayStore, RelayAuditRun, SubmitContext } from '../store/store.js';
+import type { AuditAnchor } from '../store/audit-chain.js';
 import type { EventEmitter } from 'node:events';
 import type { ApiKeyRegistry } from './auth.js';
 import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
@@ -26,6 +27,8 @@ export interface ApiDeps {
   rateLimit: { max: number; timeWindowMs: number };
   /** Prepayment credit control. */
   credit?: Pick<CreditController, 'evaluate' | 'grantEmergencyCredit' | 'state' | 'onMeterSwap'>;
+  /** The audit anchors written outside the database (the configured anchor file), checked by GET /v1/audit/verify. */
+  auditAnchors?: () => AuditAnchor[];
   /** Run the daily relay audit now. */
   relayAudit?: () => Promise<RelayAuditRun>;
   /** Extra health facts (broker connected, loop running). */

@@ -245,6 +245,23 @@ export const ConfigSchema = z
         pollMs: z.number().int().min(50).max(60_000),
       })
       .strict(),
+    /** The audit chain's key and anchors (issue 14; README "Security"). */
+    audit: z
+      .object({
+        /**
+         * The file holding the chain's HMAC key (hex); METERLINE_AUDIT_KEY, when set, wins. null: `audit.key` beside
+         * the SQLite database, made there (mode 0600) on first start; PostgreSQL has no default: name a file every
+         * instance reads, or set METERLINE_AUDIT_KEY. Never inside the database or its backups.
+         */
+        keyFile: z.string().min(1).nullable(),
+        /** One JSON line per anchor (time, entries, head link, key id). null: `<database>.audit-anchors.jsonl` beside the SQLite file; none on PostgreSQL. */
+        anchorFile: z.string().min(1).nullable(),
+        /** Also log each anchor (info, "audit anchor"): a log shipped off the host keeps the anchors out of reach. */
+        anchorLog: z.boolean(),
+        /** An anchor this often (and one at start and at stop); 0: at start and stop only. */
+        anchorEveryMs: z.number().int().min(0),
+      })
+      .strict(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
   })
   .strict();

@@ -1,23 +1,14 @@
-import { auditEntryHash, GENESIS_HASH } from './sqlite-audit-log.js';
+import { AUDIT_SQL, AuditChainWalker, GENESIS_HASH, keyingFromRow, VERIFY_PAGE, type AuditAnchor, type AuditHead, type AuditKey, type AuditKeying, type AuditRow } from './audit-chain.js';
 import type { Q, Row } from './postgres-db.js';
+import { numbered } from './store-rows.js';
 import type { AuditEntry, AuditQuery, AuditVerification } from './store.js';
 
 /**
- * The audit log on PostgreSQL: the same hash chain as SQLite's (same hash function, same verification).
+ * The audit log on PostgreSQL: the same keyed chain as SQLite's (audit-chain.ts: same links, same verification).
  * Appends from every gateway instance take one transaction-scoped advisory lock, keyed by the schema, before
  * reading the chain's head, so the chain stays linear; the lock is held to commit. Triggers refuse UPDATE,
- * DELETE and TRUNCATE.
+ * DELETE and TRUNCATE; the key comes with the transaction (`q.auditKey`, set by the store once migrate() knows it).
  */
-interface AuditRow {
-  seq: number;
-  at: number;
-  actor: string;
-  action: string;
-  target: string;
-  details: string | null;
-  prev_hash: string;
-  hash: string;
-}
 
 /** Append one entry; call inside the transaction that makes the change it records. */
 export function appendAudit(q: Q, at: number, actor: string, action: string, target: string, details: unknown): Promise<void> {
@@ -27,18 +18,20 @@ export function appendAudit(q: Q, at: number, actor: string, action: string, tar
 /** Append several entries in order, in one statement: the chain is computed here from the last entry. */
 export async function appendAuditMany(q: Q, entries: readonly { at: number; actor: string; action: string; target: string; details: unknown }[]): Promise<void> {
   if (entries.length === 0) return;
+  const key = q.auditKey;
+  if (!key) throw new Error('PostgresStore: no audit key (call migrate() first)');
   if (!q.auditLocked) {
     await q.run(`SELECT pg_advisory_xact_lock(hashtext('meterline:audit:' || current_schema()))`);
     q.auditLocked = true;
   }
-  const last = (await q.get('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1')) as { seq: number | string; hash: string } | undefined;
+  const last = (await q.get(AUDIT_SQL.last)) as { seq: number | string; hash: string | null } | undefined;
   let prev = last?.hash ?? GENESIS_HASH;
   let seq = Number(last?.seq ?? 0);
   const cols = { seq: [] as number[], at: [] as number[], actor: [] as string[], action: [] as string[], target: [] as string[], details: [] as (string | null)[], prev: [] as string[], hash: [] as string[] };
   for (const e of entries) {
     seq += 1;
     const text = e.details === undefined ? null : JSON.stringify(e.details);
-    const hash = auditEntryHash(prev, { seq, at: e.at, actor: e.actor, action: e.action, target: e.target, details: text });
+    const hash = key.entryHash(prev, { seq, at: e.at, actor: e.actor, action: e.action, target: e.target, details: text });
     cols.seq.push(seq), cols.at.push(e.at), cols.actor.push(e.actor), cols.action.push(e.action), cols.target.push(e.target), cols.details.push(text), cols.prev.push(prev), cols.hash.push(hash);
     prev = hash;
   }
@@ -60,25 +53,30 @@ export async function listAudit(q: Q, query: AuditQuery): Promise<AuditEntry[]> 
   if (query.afterSeq !== undefined) where.push(`seq > ${arg(query.afterSeq)}`);
   const order = query.newestFirst ? 'DESC' : 'ASC';
   const rows = (await q.all(`SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${order} LIMIT ${arg(query.limit)}`, args)) as Row[] as unknown as AuditRow[];
-  return rows.map((r) => ({ seq: r.seq, at: r.at, actor: r.actor, action: r.action, target: r.target, details: r.details ? (JSON.parse(r.details) as unknown) : null, hash: r.hash }));
+  return rows.map((r) => ({ seq: r.seq, at: r.at, actor: r.actor, action: r.action, target: r.target, details: r.details ? (JSON.parse(r.details) as unknown) : null, hash: r.hash ?? '' }));
 }
 
-/** Walk the chain in pages (it can be long), checking every link. */
-export async function verifyAudit(q: Q): Promise<AuditVerification> {
-  let prev = GENESIS_HASH;
-  let expectedSeq = 1;
-  let entries = 0;
-  for (;;) {
-    const page = (await q.all('SELECT * FROM audit WHERE seq >= $1 ORDER BY seq LIMIT 5000', [expectedSeq])) as unknown as AuditRow[];
+export async function readKeying(q: Q): Promise<AuditKeying | undefined> {
+  return keyingFromRow(await q.get(AUDIT_SQL.keying));
+}
+
+export async function auditHead(q: Q, key: AuditKey): Promise<AuditHead> {
+  const last = (await q.get(AUDIT_SQL.last)) as { seq: number; hash: string | null } | undefined;
+  return { entries: Number(last?.seq ?? 0), head: last?.hash ?? GENESIS_HASH, keyId: key.id };
+}
+
+/** Walk the chain in pages (it can be long), checking every link and anchor. */
+export async function verifyAudit(q: Q, key: AuditKey, anchors: readonly AuditAnchor[] = []): Promise<AuditVerification> {
+  const walker = new AuditChainWalker(key, await readKeying(q), anchors);
+  const bad = walker.start();
+  if (bad) return bad;
+  for (let after = Number.MIN_SAFE_INTEGER; ; ) {
+    const page = (await q.all(numbered(AUDIT_SQL.page), [after, VERIFY_PAGE])) as unknown as AuditRow[];
     for (const r of page) {
-      entries++;
-      if (r.seq !== expectedSeq) return { ok: false, entries, badSeq: expectedSeq, problem: `entry ${expectedSeq} is missing (next entry is ${r.seq})` };
-      if (r.prev_hash !== prev) return { ok: false, entries, badSeq: r.seq, problem: `entry ${r.seq} does not chain to entry ${r.seq - 1}` };
-      const hash = auditEntryHash(prev, r);
-      if (r.hash !== hash) return { ok: false, entries, badSeq: r.seq, problem: `entry ${r.seq} was changed after it was written` };
-      prev = hash;
-      expectedSeq++;
+      const failure = walker.next(r);
+      if (failure) return failure;
     }
-    if (page.length < 5000) return { ok: true, entries, lastHash: prev };
+    if (page.length < VERIFY_PAGE) return walker.finish();
+    after = Number(page.at(-1)!.seq);
   }
 }

@@ -8,6 +8,7 @@ import type pg from 'pg';
 export type { Row } from './store-rows.js';
 export { attemptFromRow, breakerFromRow, meterFromRow, notificationFromRow } from './store-rows.js';
 import type { Row } from './store-rows.js';
+import type { AuditKey } from './audit-chain.js';
 
 interface Queryable {
   query(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult>;
@@ -31,6 +32,8 @@ export function isCachedPlanChange(error: unknown): boolean {
 export class Q {
   /** Whether this transaction already holds the audit lock (taken once, held to commit). */
   auditLocked = false;
+  /** The key audit entries are linked with (the store's, once migrate() has loaded it). */
+  auditKey: AuditKey | undefined;
   /** Work this transaction does last, just before COMMIT (see `atCommit`). */
   private readonly finalSteps: (() => Promise<void>)[] = [];
 

@@ -408,7 +408,24 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     WHERE jsonb_typeof(body::jsonb) = 'object' AND jsonb_typeof(body::jsonb -> 'key') = 'string'
       AND jsonb_typeof(body::jsonb -> 'role') = 'string' AND jsonb_typeof(body::jsonb -> 'createdBy') = 'string';
   `,
+  // The audit chain keyed (issue 14): from the entry audit_keying names on, each link is an HMAC under a key kept
+  // outside the database (older entries keep their SHA-256 links); the store writes that record, once, in this
+  // migration's transaction. audit.hash and prev_hash are NOT NULL since version 1.
+  `
+  CREATE TABLE audit_keying (
+    keyed_from BIGINT NOT NULL,
+    key_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    mac TEXT NOT NULL
+  );
+  CREATE UNIQUE INDEX audit_keying_once ON audit_keying ((true));
+  CREATE TRIGGER audit_keying_no_change BEFORE UPDATE OR DELETE ON audit_keying FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+  CREATE TRIGGER audit_keying_no_truncate BEFORE TRUNCATE ON audit_keying FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+  `,
 ];
+
+/** The migration that keys the audit chain (its transaction writes the keying record, once). */
+export const POSTGRES_AUDIT_KEYED = POSTGRES_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE audit_keying'));
 
 /** A schema name safe to put in a search_path and in DDL without quoting tricks. */
 export function checkSchemaName(schema: string): string {
@@ -419,9 +436,10 @@ export function checkSchemaName(schema: string): string {
 /**
  * Bring the schema up to the latest version, in one transaction, under an advisory lock keyed by the schema:
  * gateway instances starting together wait for each other and the later ones find nothing left to do.
+ * `afterMigration(index)` runs after each migration's SQL, in the same transaction (one-time data steps).
  * Returns the versions this call applied.
  */
-export async function migratePostgres(client: pg.ClientBase, schema: string | undefined): Promise<number[]> {
+export async function migratePostgres(client: pg.ClientBase, schema: string | undefined, afterMigration?: (index: number) => Promise<void>): Promise<number[]> {
   const applied: number[] = [];
   await client.query('BEGIN');
   try {
@@ -434,6 +452,7 @@ export async function migratePostgres(client: pg.ClientBase, schema: string | un
     const { rows } = await client.query<{ v: number }>('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations');
     for (let v = rows[0]!.v; v < POSTGRES_MIGRATIONS.length; v++) {
       await client.query(POSTGRES_MIGRATIONS[v]!);
+      await afterMigration?.(v);
       await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [v + 1, Date.now()]);
       applied.push(v + 1);
     }

@@ -32,7 +32,9 @@ import {
   type Row,
 } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
-import { checkSchemaName, migratePostgres } from './postgres-migrations.js';
+import { checkSchemaName, migratePostgres, POSTGRES_AUDIT_KEYED } from './postgres-migrations.js';
+import { keyTheChain, type AuditAnchor, type AuditHead, type AuditKey } from './audit-chain.js';
+import { keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import * as plans from './postgres-plans.js';
 import * as work from './postgres-work-orders.js';
 import * as scripts from './store-scripts.js';
@@ -93,6 +95,11 @@ export interface PostgresStoreOptions {
   schema?: string;
   /** Pool size (default 10). */
   maxConnections?: number;
+  /**
+   * Where the audit chain's key comes from. Every instance sharing the database must have the same key; there is no
+   * default file (instances on several hosts), so a deployment names one (METERLINE_AUDIT_KEY or audit.keyFile).
+   */
+  auditKey: AuditKeySource;
 }
 
 const OPEN_STATES = `('accepted', 'held', 'queued', 'in_flight', 'escalated')`;
@@ -124,9 +131,13 @@ export class PostgresStore implements GatewayStore {
   private readonly statements = new StatementMode();
   /** The schema versions the last migrate() applied (empty when another instance had already applied them). */
   migrationsApplied: number[] = [];
+  private readonly auditKeySource: AuditKeySource;
+  /** The audit chain's key, once migrate() has loaded it. */
+  private auditKey: AuditKey | undefined;
 
   constructor(options: PostgresStoreOptions) {
     this.schema = options.schema === undefined ? undefined : checkSchemaName(options.schema);
+    this.auditKeySource = options.auditKey;
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.maxConnections ?? 10,
@@ -145,7 +156,16 @@ export class PostgresStore implements GatewayStore {
     const onError = () => (broken = true);
     client.on('error', onError);
     try {
-      this.migrationsApplied = await migratePostgres(client, this.schema);
+      let keyedNow: AuditKey | undefined;
+      this.migrationsApplied = await migratePostgres(client, this.schema, async (index) => {
+        // Keying the chain is the keying migration's own one-time step, in its transaction, never at a later start.
+        if (index !== POSTGRES_AUDIT_KEYED) return;
+        keyedNow = keyForFirstKeying(this.auditKeySource);
+        const q = new Q(client, Object.assign(new StatementMode(), { prepared: false }));
+        q.auditKey = keyedNow;
+        await this.runScript(q, keyTheChain(keyedNow, Date.now()));
+      });
+      this.auditKey = keyedNow ?? keyForLog(this.auditKeySource, await audit.readKeying(new Q(client)));
     } finally {
       client.release(broken);
       client.removeListener('error', onError);
@@ -170,6 +190,7 @@ export class PostgresStore implements GatewayStore {
       try {
         await client.query('BEGIN');
         const q = new Q(client, this.statements);
+        q.auditKey = this.auditKey;
         const value = await fn(q);
         await q.runFinalSteps();
         await client.query('COMMIT');
@@ -1349,7 +1370,16 @@ export class PostgresStore implements GatewayStore {
     return audit.listAudit(this.r, query);
   }
 
-  verifyAudit(): Promise<AuditVerification> {
-    return audit.verifyAudit(this.r);
+  verifyAudit(options: { anchors?: readonly AuditAnchor[] } = {}): Promise<AuditVerification> {
+    return audit.verifyAudit(this.r, this.key(), options.anchors);
+  }
+
+  auditHead(): Promise<AuditHead> {
+    return audit.auditHead(this.r, this.key());
+  }
+
+  private key(): AuditKey {
+    if (!this.auditKey) throw new Error('PostgresStore: call migrate() first');
+    return this.auditKey;
   }
 }

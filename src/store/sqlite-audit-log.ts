@@ -1,63 +1,39 @@
 import type Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
+import { AUDIT_SQL, GENESIS_HASH, keyingFromRow, unkeyedEntryHash, verifyAuditRows, type AuditAnchor, type AuditHead, type AuditKey, type AuditKeying, type AuditRow } from './audit-chain.js';
+import type { Row } from './store-rows.js';
 import type { AuditEntry, AuditQuery, AuditVerification } from './store.js';
 
 /**
- * The audit log: append-only (triggers refuse UPDATE and DELETE) and tamper-evident: each entry carries the
- * SHA-256 of the previous entry's hash and its own content, so changing, inserting or removing an entry in the
- * database breaks the chain at that point, and `verify()` (and `npm run audit:verify`) names it.
+ * The audit log on SQLite: append-only (triggers refuse UPDATE and DELETE, and an INSERT without a chain link), each
+ * entry linked to the one before by an HMAC under the audit key (audit-chain.ts, shared with PostgreSQL).
  */
-export const GENESIS_HASH = '0'.repeat(64);
-
-export function auditEntryHash(prevHash: string, e: { seq: number; at: number; actor: string; action: string; target: string; details: string | null }): string {
-  return createHash('sha256')
-    .update([prevHash, e.seq, e.at, e.actor, e.action, e.target, e.details ?? ''].join('\u001f'))
-    .digest('hex');
-}
-
-interface AuditRow {
-  seq: number;
-  at: number;
-  actor: string;
-  action: string;
-  target: string;
-  details: string | null;
-  prev_hash: string | null;
-  hash: string | null;
-}
-
 export class SqliteAuditLog {
   private readonly insert: Database.Statement;
   private readonly last: Database.Statement;
+  private key: AuditKey | undefined;
 
   constructor(private readonly db: Database.Database) {
-    this.insert = db.prepare('INSERT INTO audit (at, actor, action, target, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    this.last = db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
+    this.insert = db.prepare('INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    this.last = db.prepare(AUDIT_SQL.last);
   }
 
-  /** Chain entries written before the log was hash-chained (schema version 2 and older). */
-  backfill(): void {
-    const rows = this.db.prepare('SELECT * FROM audit WHERE hash IS NULL ORDER BY seq').all() as AuditRow[];
-    if (rows.length === 0) return;
-    const update = this.db.prepare('UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?');
-    const before = this.db.prepare('SELECT hash FROM audit WHERE seq < ? AND hash IS NOT NULL ORDER BY seq DESC LIMIT 1');
-    this.db.transaction(() => {
-      let prev = ((before.get(rows[0]!.seq) as { hash: string } | undefined)?.hash) ?? GENESIS_HASH;
-      for (const r of rows) {
-        const hash = auditEntryHash(prev, r);
-        update.run(prev, hash, r.seq);
-        prev = hash;
-      }
-    })();
+  /** The key entries are linked with from now on (set by migrate(), once the log's key is known). */
+  useKey(key: AuditKey): void {
+    this.key = key;
+  }
+
+  keying(): AuditKeying | undefined {
+    return keyingFromRow(this.db.prepare(AUDIT_SQL.keying).get() as Row | undefined);
   }
 
   /** Append one entry; call inside the transaction that makes the change it records. */
   append(at: number, actor: string, action: string, target: string, details: unknown): void {
+    if (!this.key) throw new Error('SqliteAuditLog: no audit key (call migrate() first)');
     const last = this.last.get() as { seq: number; hash: string | null } | undefined;
     const prev = last?.hash ?? GENESIS_HASH;
     const seq = (last?.seq ?? 0) + 1;
     const text = details === undefined ? null : JSON.stringify(details);
-    this.insert.run(at, actor, action, target, text, prev, auditEntryHash(prev, { seq, at, actor, action, target, details: text }));
+    this.insert.run(seq, at, actor, action, target, text, prev, this.key.entryHash(prev, { seq, at, actor, action, target, details: text }));
   }
 
   list(q: AuditQuery): AuditEntry[] {
@@ -73,19 +49,30 @@ export class SqliteAuditLog {
     return rows.map((r) => ({ seq: r.seq, at: r.at, actor: r.actor, action: r.action, target: r.target, details: r.details ? JSON.parse(r.details) : null, hash: r.hash ?? '' }));
   }
 
-  verify(): AuditVerification {
-    let prev = GENESIS_HASH;
-    let expectedSeq = 1;
-    let entries = 0;
-    for (const r of this.db.prepare('SELECT * FROM audit ORDER BY seq').iterate() as IterableIterator<AuditRow>) {
-      entries++;
-      if (r.seq !== expectedSeq) return { ok: false, entries, badSeq: expectedSeq, problem: `entry ${expectedSeq} is missing (next entry is ${r.seq})` };
-      if (r.prev_hash !== prev) return { ok: false, entries, badSeq: r.seq, problem: `entry ${r.seq} does not chain to entry ${r.seq - 1}` };
-      const hash = auditEntryHash(prev, r);
-      if (r.hash !== hash) return { ok: false, entries, badSeq: r.seq, problem: `entry ${r.seq} was changed after it was written` };
-      prev = hash;
-      expectedSeq++;
-    }
-    return { ok: true, entries, lastHash: prev };
+  head(): AuditHead {
+    if (!this.key) throw new Error('SqliteAuditLog: no audit key (call migrate() first)');
+    const last = this.last.get() as { seq: number; hash: string | null } | undefined;
+    return { entries: last?.seq ?? 0, head: last?.hash ?? GENESIS_HASH, keyId: this.key.id };
+  }
+
+  verify(anchors: readonly AuditAnchor[] = []): AuditVerification {
+    if (!this.key) throw new Error('SqliteAuditLog: no audit key (call migrate() first)');
+    return verifyAuditRows(() => this.db.prepare('SELECT * FROM audit ORDER BY seq').iterate() as IterableIterator<AuditRow>, this.key, this.keying(), anchors);
+  }
+}
+
+/**
+ * Schema version 3 added the chain's columns: the entries written before it are linked here, once, in the
+ * transaction that adds the columns. Never again: a row found without a link later was put there by hand, and
+ * verification reports it instead of linking it.
+ */
+export function linkEntriesOfVersion2(db: Database.Database): void {
+  const rows = db.prepare('SELECT * FROM audit WHERE hash IS NULL ORDER BY seq').all() as AuditRow[];
+  const update = db.prepare('UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?');
+  let prev = GENESIS_HASH;
+  for (const r of rows) {
+    const hash = unkeyedEntryHash(prev, r);
+    update.run(prev, hash, r.seq);
+    prev = hash;
   }
 }

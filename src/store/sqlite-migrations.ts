@@ -442,4 +442,29 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   UPDATE idempotent_responses SET body = json_remove(body, '$.key')
     WHERE json_type(body) = 'object' AND json_type(body, '$.key') = 'text' AND json_type(body, '$.role') = 'text' AND json_type(body, '$.createdBy') = 'text';
   `,
+  // The audit chain keyed (issue 14): from the entry audit_keying names on, each link is an HMAC under a key kept
+  // outside the database (older entries keep their SHA-256 links); the store writes that record, once, in this
+  // migration's transaction. An entry must carry its link when inserted, and no entry is updated any more (the
+  // exception for unlinked rows served version 3's one-time linking; a row without a link is now tampering).
+  `
+  CREATE TABLE audit_keying (
+    keyed_from INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    mac TEXT NOT NULL
+  );
+  CREATE TRIGGER audit_keying_once BEFORE INSERT ON audit_keying
+    WHEN (SELECT COUNT(*) FROM audit_keying) > 0 BEGIN SELECT RAISE(ABORT, 'the audit chain is keyed once'); END;
+  CREATE TRIGGER audit_keying_no_update BEFORE UPDATE ON audit_keying BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  CREATE TRIGGER audit_keying_no_delete BEFORE DELETE ON audit_keying BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  DROP TRIGGER audit_no_update;
+  CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  CREATE TRIGGER audit_link_required BEFORE INSERT ON audit
+    WHEN NEW.hash IS NULL OR NEW.prev_hash IS NULL BEGIN SELECT RAISE(ABORT, 'an audit entry needs its chain link: only the gateway writes the audit log'); END;
+  `,
 ];
+
+/** The migration that added the chain's columns (its transaction links the entries written before, once). */
+export const SQLITE_AUDIT_LINKED = SQLITE_MIGRATIONS.findIndex((m) => m.includes('ALTER TABLE audit ADD COLUMN hash'));
+/** The migration that keys the chain (its transaction writes the keying record, once). */
+export const SQLITE_AUDIT_KEYED = SQLITE_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE audit_keying'));

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { admitOrder } from '../domain/admission.js';
 import { localParts } from '../domain/policy/calendar.js';
 import { evaluateDisconnectGate, takesCapSlot, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
@@ -19,7 +19,9 @@ import {
   type SwitchOrder,
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
-import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js';
+import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import {
   attemptFromRow,
   approvalProblem,
@@ -45,7 +47,7 @@ import {
 } from './store-rows.js';
 import * as keys from './client-keys.js';
 import * as answers from './idempotent-answers.js';
-import { SqliteAuditLog } from './sqlite-audit-log.js';
+import { linkEntriesOfVersion2, SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
 import { SqlitePlans } from './sqlite-plans.js';
 import { SqliteWorkOrders } from './sqlite-work-orders.js';
@@ -125,7 +127,17 @@ export class SqliteStore implements GatewayStore {
   private prepared: ReturnType<SqliteStore['prepare']> | undefined;
   private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
 
-  constructor(readonly path: string) {
+  private readonly auditKeySource: AuditKeySource;
+
+  /**
+   * `auditKey`: where the audit chain's key comes from; by default `audit.key` beside the database file, made there
+   * (mode 0600) when the log is first keyed (the gateway and the verify command pass their configured source).
+   */
+  constructor(
+    readonly path: string,
+    options: { auditKey?: AuditKeySource } = {},
+  ) {
+    this.auditKeySource = options.auditKey ?? (path === ':memory:' ? fixedAuditKey() : auditKeySource({ file: join(dirname(path), 'audit.key'), mayCreate: true }));
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -235,14 +247,25 @@ export class SqliteStore implements GatewayStore {
   async migrate(): Promise<void> {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
     const row = this.prep('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number };
+    let audit: SqliteAuditLog | undefined;
     for (let v = row.v; v < SQLITE_MIGRATIONS.length; v++) {
       this.db.transaction(() => {
         this.db.exec(SQLITE_MIGRATIONS[v]!);
+        // The chain's one-time steps, each in the transaction of the migration it belongs to, never at a later start.
+        if (v === SQLITE_AUDIT_LINKED) linkEntriesOfVersion2(this.db);
+        if (v === SQLITE_AUDIT_KEYED) {
+          const key = keyForFirstKeying(this.auditKeySource);
+          audit = new SqliteAuditLog(this.db);
+          audit.useKey(key);
+          this.runScript(keyTheChain(key, Date.now()), audit);
+        }
         this.prep('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v + 1, Date.now());
       })();
     }
-    const audit = new SqliteAuditLog(this.db);
-    audit.backfill();
+    if (!audit) {
+      audit = new SqliteAuditLog(this.db);
+      audit.useKey(keyForLog(this.auditKeySource, audit.keying()));
+    }
     const facts = new SqliteMeterFacts(this.db, audit);
     this.parts = {
       audit,
@@ -274,11 +297,11 @@ export class SqliteStore implements GatewayStore {
   }
 
   /** Run a script written for both stores (store-scripts.ts) on this connection, synchronously. */
-  private runScript<T>(script: Script<T>): T {
+  private runScript<T>(script: Script<T>, audit?: SqliteAuditLog): T {
     return runScriptSync(script, (step) => {
       if ('lock' in step) return []; // the single writer already serialises writes
       if ('audit' in step) {
-        this.p.audit.append(step.audit.at, step.audit.actor, step.audit.action, step.audit.target, step.audit.details);
+        (audit ?? this.p.audit).append(step.audit.at, step.audit.actor, step.audit.action, step.audit.target, step.audit.details);
         return [];
       }
       const stmt = this.prep(step.sql);
@@ -1316,9 +1339,14 @@ export class SqliteStore implements GatewayStore {
     return this.p.audit.list(query);
   }
 
-  async verifyAudit(): Promise<AuditVerification> {
+  async verifyAudit(options: { anchors?: readonly AuditAnchor[] } = {}): Promise<AuditVerification> {
     await this.flushNow();
-    return this.p.audit.verify();
+    return this.p.audit.verify(options.anchors);
+  }
+
+  async auditHead(): Promise<AuditHead> {
+    await this.flushNow();
+    return this.p.audit.head();
   }
 }
 

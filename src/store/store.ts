@@ -7,6 +7,7 @@ import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import type { RelayState, SwitchAction } from '../domain/relay.js';
 import type { Attempt, OrderEvent, OrderOrigin, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
+import type { AuditAnchor, AuditHead } from './audit-chain.js';
 
 /**
  * The store interface the control loop and the API depend on. SQLite implements it for the embedded default;
@@ -136,8 +137,9 @@ export interface AuditQuery {
 }
 
 export type AuditVerification =
-  | { ok: true; entries: number; lastHash: string }
-  | { ok: false; entries: number; badSeq: number; problem: string };
+  | { ok: true; entries: number; lastHash: string; keyId: string; keyedFrom: number; anchorsChecked: number }
+  /** `badSeq`: the first entry that is wrong or missing; absent when the keying record itself is. */
+  | { ok: false; entries: number; badSeq?: number; problem: string };
 
 /** One row of a bulk import of customer and meter facts: every field but meterId optional. */
 export interface MeterFactsRow {
@@ -622,8 +624,11 @@ export interface GatewayStore {
   /** Give a reservation back (its write failed, changing nothing), so that a retry can act. */
   releaseIdempotentWrite(principal: string, key: string, requestHash: string): Promise<void>;
 
-  // ---- audit: append-only, hash-chained ----
+  // ---- audit: append-only, a chain keyed with a key outside the database (audit-chain.ts) ----
   appendAudit(entry: Omit<AuditEntry, 'seq' | 'hash'>): Promise<void>;
   listAudit(query: AuditQuery): Promise<AuditEntry[]>;
-  verifyAudit(): Promise<AuditVerification>;
+  /** Check every link under the audit key, and that the log still reaches each anchor with the anchor's head. */
+  verifyAudit(options?: { anchors?: readonly AuditAnchor[] }): Promise<AuditVerification>;
+  /** The chain's head now (entries, head link, key id): what an anchor records. */
+  auditHead(): Promise<AuditHead>;
 }

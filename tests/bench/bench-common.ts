@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
@@ -101,6 +101,8 @@ export function benchConfigOverrides(o: { instanceId: string; brokerUrl: string;
     store: process.env.BENCH_DATABASE_URL
       ? { kind: 'postgres', postgres: { url: process.env.BENCH_DATABASE_URL, schema: `ml_bench_${Date.now().toString(36)}`, maxConnections: 10 } }
       : { kind: 'sqlite', sqlite: { path: o.dbPath } },
+    // PostgreSQL has no default place for the audit key: beside the bench's (unused) SQLite path.
+    ...(process.env.BENCH_DATABASE_URL ? { audit: { keyFile: join(dirname(o.dbPath), 'audit.key') } } : {}),
     mqtt: { mode: 'external', url: o.brokerUrl, maxInFlight: MAX_IN_FLIGHT },
     profilesDir: o.profilesDir,
     control: { linkConcurrency: LINK_CONCURRENCY },

@@ -267,7 +267,11 @@ describe('audit', () => {
     const cli = join(process.cwd(), 'dist', 'src', 'cli', 'audit-verify.js');
     const store = f.gateway.config.store;
     // The command checks the gateway's own store: the SQLite file, or the PostgreSQL schema.
-    const pgEnv = store.kind === 'postgres' && store.postgres ? { DATABASE_URL: store.postgres.url, METERLINE__STORE__POSTGRES__SCHEMA: store.postgres.schema ?? '' } : undefined;
+    // The audit key is the gateway's (beside the SQLite file, found from --db; on PostgreSQL its configured key file).
+    const pgEnv =
+      store.kind === 'postgres' && store.postgres
+        ? { DATABASE_URL: store.postgres.url, METERLINE__STORE__POSTGRES__SCHEMA: store.postgres.schema ?? '', METERLINE__AUDIT__KEYFILE: f.gateway.config.audit.keyFile ?? '' }
+        : undefined;
     const verifyCommand = () => (pgEnv ? run(process.execPath, [cli], { env: { ...process.env, ...pgEnv } }) : run(process.execPath, [cli, '--db', store.sqlite.path]));
     const ok = await verifyCommand();
     expect(ok.stdout).toContain('chain intact');

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { newApiKey, sha256Hex } from '../../src/api/auth.js';
@@ -79,6 +79,8 @@ export function writeGatewayConfig(
       fleet: { seed: o.seed },
       simulator: { inProcess: false },
       demo: { reconnectEveryMs: 0 },
+      // Beside the configuration: instances configured in one directory share the key, as they must on one database.
+      audit: { keyFile: join(dirname(file), 'audit.key'), anchorFile: join(dirname(file), `${o.instanceId}-audit-anchors.jsonl`) },
       log: { level: 'warn' },
     }),
   );

@@ -41,6 +41,9 @@ export interface GatewayFixture {
   stop(): Promise<void>;
 }
 
+/** The audit key and anchor files of a gateway kept in `dir`. */
+export const auditFilesIn = (dir: string) => ({ keyFile: join(dir, 'audit.key'), anchorFile: join(dir, 'audit-anchors.jsonl') });
+
 /**
  * A gateway wired exactly as in production (SQLite file, MQTT driver, control loop, HTTP API on a real port)
  * against a real mosquitto and a simulated fleet in the test process, where tests inject faults.
@@ -53,14 +56,18 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
   // calendar passes its own policy).
   const allDay = ['00:00-24:00'];
   const anyHour = { ...base.policy.windows, weekly: { mon: allDay, tue: allDay, wed: allDay, thu: allDay, fri: allDay, sat: allDay, sun: allDay }, holidayEveCutoff: null };
+  const onPostgres = process.env.METERLINE_TEST_STORE === 'postgres';
   let config = ConfigSchema.parse({
     ...base,
+    // SQLite: the audit key and anchors beside the database (the defaults). PostgreSQL has no default place for the
+    // key: a directory of this gateway's own, as a deployment names one.
+    ...(onPostgres ? { audit: { ...base.audit, ...auditFilesIn(mkdtempSync(join(tmpdir(), 'ml-gw-audit-'))) } } : {}),
     policy: { ...base.policy, windows: anyHour },
     instanceId: 'test',
     api: { ...base.api, host: '127.0.0.1', port: 0 },
     // METERLINE_TEST_STORE=postgres runs the same scenarios on PostgreSQL (a fresh schema per gateway).
     store:
-      process.env.METERLINE_TEST_STORE === 'postgres'
+      onPostgres
         ? {
             kind: 'postgres',
             sqlite: { path: 'unused.db' },

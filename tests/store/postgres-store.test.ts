@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { POSTGRES_MIGRATIONS } from '../../src/store/postgres-migrations.js';
+import { POSTGRES_AUDIT_KEYED, POSTGRES_MIGRATIONS } from '../../src/store/postgres-migrations.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import type { OrderRequest } from '../../src/store/store.js';
 import { openPolicy } from '../harness/test-policy.js';
-import { describeStoreConformance } from './store-conformance.js';
+import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
+import { fixedAuditKey } from '../../src/store/audit-key-source.js';
+import { GENESIS_HASH, unkeyedEntryHash } from '../../src/store/audit-chain.js';
+import { databaseHands } from '../harness/audit-tamper.js';
+import type { GatewayStore } from '../../src/store/store.js';
 
 /**
  * The PostgreSQL store against a real server (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test):
@@ -30,7 +34,35 @@ afterAll(async () => {
   }
 });
 
-describeStoreConformance('PostgreSQL', async () => new PostgresStore({ connectionString: DATABASE_URL, schema: freshSchema() }));
+/** One key for every store of this file: instances sharing a schema share the key, as a deployment's do. */
+const auditKey = fixedAuditKey();
+const schemaOf = new WeakMap<GatewayStore, string>();
+const postgresTamper: StoreTamperKit = {
+  async reopen(store, key) {
+    const schema = schemaOf.get(store)!;
+    const again = new PostgresStore({ connectionString: DATABASE_URL, schema, auditKey: key ?? auditKey });
+    schemaOf.set(again, schema);
+    try {
+      await again.migrate();
+      return again;
+    } catch (e) {
+      await again.close();
+      throw e;
+    }
+  },
+  hands: (store) => databaseHands({ postgres: { url: DATABASE_URL, schema: schemaOf.get(store)! } }),
+};
+
+describeStoreConformance(
+  'PostgreSQL',
+  async () => {
+    const schema = freshSchema();
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema, auditKey });
+    schemaOf.set(store, schema);
+    return store;
+  },
+  postgresTamper,
+);
 
 describe('PostgreSQL store specifics: several gateway instances on one database', () => {
   const now = 1_764_000_000_000;
@@ -49,8 +81,8 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
   });
   const twoInstances = async (): Promise<[PostgresStore, PostgresStore]> => {
     const schema = freshSchema();
-    const a = new PostgresStore({ connectionString: DATABASE_URL, schema });
-    const b = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    const a = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema });
+    const b = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema });
     await Promise.all([a.migrate(), b.migrate()]);
     return [a, b];
   };
@@ -143,7 +175,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
 
   it('the audit log refuses changes in the database', async () => {
     const schema = freshSchema();
-    const store = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    const store = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema });
     await store.migrate();
     await store.appendAudit({ at: now, actor: 'x', action: 'test', target: 't', details: null });
     await store.close();
@@ -160,7 +192,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
   it('an instance keeps working when another instance migrates the schema under it (a rolling upgrade adds a column)', async () => {
     const schema = freshSchema();
     // One connection, so every statement runs on the connection that prepared the earlier ones.
-    const old = new PostgresStore({ connectionString: DATABASE_URL, schema, maxConnections: 1 });
+    const old = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema, maxConnections: 1 });
     await old.migrate();
     try {
       await old.upsertMeters([{ meterId: 'M-1', profileId: 'p', link: 'L1', region: 'north' }], now);
@@ -188,7 +220,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
 
   it('change feed: a client\'s next event waits for its earlier one to commit or roll back, so a reader never sees N + 1 before N and a rollback leaves no gap', async () => {
     const schema = freshSchema();
-    const store = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    const store = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema });
     await store.migrate();
     const other = new pg.Client({ connectionString: DATABASE_URL });
     await other.connect();
@@ -221,6 +253,48 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     }
   });
 
+  it('a schema of an older release: its unkeyed entries still verify, the chain is keyed from the next entry (audited, once), and the old entries are covered by the key', async () => {
+    const schema = freshSchema();
+    const client = new pg.Client({ connectionString: DATABASE_URL });
+    await client.connect();
+    const e1 = { seq: 1, at: 1, actor: 'ops', action: 'order.disconnect', target: 'M-1', details: '{"a":1}' };
+    const e2 = { seq: 2, at: 2, actor: 'sup', action: 'plan.approve', target: 'plan_1', details: null };
+    const h1 = unkeyedEntryHash(GENESIS_HASH, e1);
+    try {
+      await client.query(`CREATE SCHEMA ${schema}`);
+      await client.query(`SET search_path TO ${schema}`);
+      await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+      for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, POSTGRES_AUDIT_KEYED).entries()) {
+        await client.query(m);
+        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
+      }
+      // As the release before the keying wrote them: SHA-256 links, no key.
+      const insert = 'INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)';
+      await client.query(insert, [e1.seq, e1.at, e1.actor, e1.action, e1.target, e1.details, GENESIS_HASH, h1]);
+      await client.query(insert, [e2.seq, e2.at, e2.actor, e2.action, e2.target, e2.details, h1, unkeyedEntryHash(h1, e2)]);
+    } finally {
+      await client.end();
+    }
+    const store = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema });
+    schemaOf.set(store, schema);
+    try {
+      await store.migrate();
+      expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 3, keyedFrom: 3, keyId: auditKey.load()!.id });
+      expect((await store.listAudit({ newestFirst: true, limit: 1 }))[0]).toMatchObject({ seq: 3, actor: 'gateway', action: 'audit.chain_keyed', details: { unkeyedEntries: 2 } });
+      await store.migrate(); // a later start keys nothing again
+      await store.appendAudit({ at: 5, actor: 'ops', action: 'test', target: 'M-1', details: null });
+      expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 4, keyedFrom: 3 });
+      // An old entry rewritten, with the unkeyed links before the boundary recomputed: the keyed entry 3 no longer chains.
+      await postgresTamper.hands(store).dropAuditGuards();
+      const c1 = unkeyedEntryHash(GENESIS_HASH, { ...e1, actor: 'someone-else' });
+      await postgresTamper.hands(store).sql('UPDATE audit SET actor = ?, hash = ? WHERE seq = 1', ['someone-else', c1]);
+      await postgresTamper.hands(store).sql('UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = 2', [c1, unkeyedEntryHash(c1, e2)]);
+      expect(await store.verifyAudit()).toMatchObject({ ok: false, badSeq: 3, problem: 'entry 3 does not chain to entry 2' });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('upgrading renumbers an existing change feed per client, 1..N in the old order, keeping delivery state; the next event follows on', async () => {
     const schema = freshSchema();
     // A schema of the release before the per-client numbering, with a feed numbered across clients.
@@ -242,7 +316,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     } finally {
       await client.end();
     }
-    const store = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    const store = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema });
     try {
       await store.migrate();
       expect(store.migrationsApplied[0]).toBe(perClient + 1);
@@ -279,7 +353,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     } finally {
       await client.end();
     }
-    const store = new PostgresStore({ connectionString: DATABASE_URL, schema });
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema, auditKey });
     try {
       await store.migrate();
       expect((await store.findApiKey('a'.repeat(64)))?.clientId).toBe('erp');

@@ -3,12 +3,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { SQLITE_MIGRATIONS } from '../../src/store/sqlite-migrations.js';
+import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from '../../src/store/sqlite-migrations.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { describeStoreConformance } from './store-conformance.js';
+import { unkeyedEntryHash, GENESIS_HASH } from '../../src/store/audit-chain.js';
+import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
 import { openPolicy } from '../harness/test-policy.js';
+import { databaseHands } from '../harness/audit-tamper.js';
 
-describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')));
+const sqliteTamper: StoreTamperKit = {
+  async reopen(store, auditKey) {
+    const again = new SqliteStore((store as SqliteStore).path, auditKey ? { auditKey } : {});
+    try {
+      await again.migrate();
+      return again;
+    } catch (e) {
+      await again.close();
+      throw e;
+    }
+  },
+  hands: (store) => databaseHands({ sqlite: (store as SqliteStore).path }),
+};
+
+// The key: the default, `audit.key` made beside each database file on its first start.
+describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')), sqliteTamper);
 
 describe('SQLite store specifics', () => {
   it('uses WAL, and what was committed survives reopening the file (a restart)', async () => {
@@ -53,6 +70,71 @@ describe('SQLite store specifics', () => {
     const arrears = { meterId: 'M-1', action: 'disconnect', reason: 'arrears', note: null, urgent: false, notBefore: null, paymentAt: null, requestedBy: 'a', idempotencyKey: null, requestHash: 'h' } as const;
     await store.submitOrders([arrears], { now: 2, reconnectLimitHours: 24, newOrderId: () => 'ord_next', policy: openPolicy() }); // refused: an event for a
     expect((await feed('a')).map(([seq, orderId]) => [seq, orderId])).toEqual([[1, 'o1'], [2, 'o4'], [3, 'o6'], [4, 'ord_next']]);
+    await store.close();
+  });
+
+  it('a database of an older release: its unkeyed entries still verify, the chain is keyed from the next entry (audited, once), and the old entries are covered by the key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ml-sqlite-'));
+    const path = join(dir, 'gw.db');
+    // Version 2 wrote entries with no links; the releases from version 3 to the keying linked them without a key.
+    const old = new Database(path);
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    SQLITE_MIGRATIONS.slice(0, SQLITE_AUDIT_LINKED).forEach((m, v) => {
+      old.exec(m);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 1)').run(v + 1);
+    });
+    old.prepare(`INSERT INTO audit (at, actor, action, target, details) VALUES (1, 'ops', 'order.disconnect', 'M-1', '{"a":1}')`).run();
+    SQLITE_MIGRATIONS.slice(SQLITE_AUDIT_LINKED, SQLITE_AUDIT_KEYED).forEach((m, i) => {
+      old.exec(m);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 1)').run(SQLITE_AUDIT_LINKED + i + 1);
+    });
+    // (the release of version 3 linked entry 1 at its start; as it did:)
+    old.prepare('UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = 1').run(GENESIS_HASH, unkeyedEntryHash(GENESIS_HASH, { seq: 1, at: 1, actor: 'ops', action: 'order.disconnect', target: 'M-1', details: '{"a":1}' }));
+    const h1 = (old.prepare('SELECT hash FROM audit WHERE seq = 1').get() as { hash: string }).hash;
+    const e2 = { seq: 2, at: 2, actor: 'sup', action: 'plan.approve', target: 'plan_1', details: null };
+    old.prepare('INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES (2, 2, ?, ?, ?, NULL, ?, ?)').run(e2.actor, e2.action, e2.target, h1, unkeyedEntryHash(h1, e2));
+    old.close();
+
+    const store = new SqliteStore(path);
+    await store.migrate();
+    const v = await store.verifyAudit();
+    expect(v).toMatchObject({ ok: true, entries: 3, keyedFrom: 3 });
+    const [boundary] = await store.listAudit({ newestFirst: true, limit: 1 });
+    expect(boundary).toMatchObject({ seq: 3, actor: 'gateway', action: 'audit.chain_keyed', details: { scheme: 'hmac-sha256', unkeyedEntries: 2, keyId: v.ok ? v.keyId : '' } });
+    await store.appendAudit({ at: 5, actor: 'ops', action: 'test', target: 'M-1', details: null });
+    await store.close();
+    const again = new SqliteStore(path);
+    await again.migrate(); // a later start keys nothing again
+    expect(await again.verifyAudit()).toMatchObject({ ok: true, entries: 4, keyedFrom: 3 });
+    await again.close();
+
+    // Someone rewrites an old entry and recomputes the unkeyed links before the boundary: the keyed entry 3 no longer chains.
+    const db = new Database(path);
+    db.exec('DROP TRIGGER audit_no_update');
+    const changed = { seq: 1, at: 1, actor: 'someone-else', action: 'order.disconnect', target: 'M-1', details: '{"a":1}' };
+    const c1 = unkeyedEntryHash(GENESIS_HASH, changed);
+    db.prepare('UPDATE audit SET actor = ?, hash = ? WHERE seq = 1').run(changed.actor, c1);
+    db.prepare('UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = 2').run(c1, unkeyedEntryHash(c1, e2));
+    db.close();
+    const third = new SqliteStore(path);
+    await third.migrate();
+    expect(await third.verifyAudit()).toMatchObject({ ok: false, badSeq: 3, problem: 'entry 3 does not chain to entry 2' });
+    await third.close();
+  });
+
+  it('a database of version 2 (entries with no links): its entries are linked once, by the migration that added links, then keyed from the next entry', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db');
+    const old = new Database(path);
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    SQLITE_MIGRATIONS.slice(0, SQLITE_AUDIT_LINKED).forEach((m, v) => {
+      old.exec(m);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 1)').run(v + 1);
+    });
+    for (const actor of ['a', 'b', 'c']) old.prepare(`INSERT INTO audit (at, actor, action, target, details) VALUES (1, ?, 'order.reconnect', 'M-1', NULL)`).run(actor);
+    old.close();
+    const store = new SqliteStore(path);
+    await store.migrate();
+    expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 4, keyedFrom: 4 });
     await store.close();
   });
 

@@ -3,12 +3,29 @@ import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
 import { MeterlineError } from '../../src/errors.js';
 import type { EpisodeClaim, GatewayStore, Lease, OrderRequest, SubmitContext } from '../../src/store/store.js';
 import { openPolicy } from '../harness/test-policy.js';
+import { AuditKey, unkeyedEntryHash, type AuditAnchor } from '../../src/store/audit-chain.js';
+import type { DatabaseHands } from '../harness/audit-tamper.js';
+import { auditKeySource, fixedAuditKey, type AuditKeySource } from '../../src/store/audit-key-source.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * What someone with write access to a store's database (but not to the audit key) can do, per store: the audit
+ * tests play that attacker with the store's own SQL, as a user with a database client would.
+ */
+export interface StoreTamperKit {
+  /** Another store on the same database: a restart (migrate runs again), with the store's key unless another source is given. */
+  reopen(store: GatewayStore, auditKey?: AuditKeySource): Promise<GatewayStore>;
+  /** Plain SQL and the like on the store's database, on a connection of their own. */
+  hands(store: GatewayStore): DatabaseHands;
+}
 
 /**
  * One conformance suite for every GatewayStore implementation (SQLite now, PostgreSQL next), in the manner of
  * aedes-persistence's abstract tests: a backend is done when it passes this suite, not a copy of it.
  */
-export function describeStoreConformance(name: string, makeStore: () => Promise<GatewayStore>): void {
+export function describeStoreConformance(name: string, makeStore: () => Promise<GatewayStore>, tamper: StoreTamperKit): void {
   describe(`GatewayStore conformance: ${name}`, () => {
     let store: GatewayStore;
     let now = 1_764_000_000_000;
@@ -554,6 +571,105 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const v = await store.verifyAudit();
       expect(v.ok).toBe(true);
       expect(v.entries).toBe(2);
+    });
+
+    // Issue 14: the chain is keyed (HMAC under a key outside the database) and anchored outside it.
+    describe('audit chain: what someone with the database but not the key can do is seen', () => {
+      const db = (s: GatewayStore = store) => tamper.hands(s);
+      const someEntries = async (n: number) => {
+        await store.submitOrders([req()], ctx());
+        for (let i = 2; i <= n; i++) await store.appendAudit({ at: now + i, actor: 'ops', action: 'test', target: 'M-1', details: { i } });
+      };
+      const anchorOf = async (s: GatewayStore): Promise<AuditAnchor> => ({ anchor: 'meterline-audit', at: new Date(now).toISOString(), instance: 'test', ...(await s.auditHead()) });
+
+      it('a row written into the audit table with plain SQL is refused; written after dropping the guards it is reported with its seq, also after a restart (never chained)', async () => {
+        await someEntries(2);
+        const intruder = 'INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES (3, ?, ?, ?, ?, NULL, NULL, NULL)';
+        await expect(db().sql(intruder, [now, 'intruder', 'order.approve', 'M-1'])).rejects.toThrow(/chain link|null/i);
+        await db().dropAuditGuards();
+        await db().sql(intruder, [now, 'intruder', 'order.approve', 'M-1']);
+        expect(await store.verifyAudit()).toMatchObject({ ok: false, badSeq: 3, problem: expect.stringMatching(/entry 3 has no chain link/) });
+        // A restart runs the migrations again: formerly that linked the row into the chain and the log read "intact".
+        const again = await tamper.reopen(store);
+        try {
+          expect(await again.verifyAudit()).toMatchObject({ ok: false, badSeq: 3 });
+          expect((await db(again).sql('SELECT hash FROM audit WHERE seq = 3'))[0]!.hash).toBeNull();
+        } finally {
+          await again.close();
+        }
+      });
+
+      it('a row added with a link someone without the key computed is reported with its seq', async () => {
+        await someEntries(3);
+        const [head] = await db().sql('SELECT hash FROM audit WHERE seq = 3');
+        const forged = { seq: 4, at: now + 9, actor: 'sup', action: 'order.approve', target: 'M-2', details: null };
+        await db().sql('INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)', [
+          forged.seq, forged.at, forged.actor, forged.action, forged.target, head!.hash, unkeyedEntryHash(String(head!.hash), forged),
+        ]);
+        expect(await store.verifyAudit()).toMatchObject({ ok: false, badSeq: 4, problem: expect.stringMatching(/does not verify under the audit key/) });
+      });
+
+      it('the whole chain recomputed without the key (the old unkeyed links, or another key) is reported from entry 1', async () => {
+        await someEntries(4);
+        expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+        await db().dropAuditGuards();
+        await db().sql('UPDATE audit SET actor = ? WHERE seq = 2', ['someone-else']);
+        await db().relink(unkeyedEntryHash);
+        expect(await store.verifyAudit()).toMatchObject({ ok: false, badSeq: 1, problem: expect.stringMatching(/entry 1 does not verify under the audit key/) });
+        const wrong = AuditKey.random();
+        await db().relink((prev, e) => wrong.entryHash(prev, e));
+        expect(await store.verifyAudit()).toMatchObject({ ok: false, badSeq: 1 });
+        const again = await tamper.reopen(store);
+        try {
+          expect(await again.verifyAudit()).toMatchObject({ ok: false, badSeq: 1 });
+        } finally {
+          await again.close();
+        }
+      });
+
+      it('a cut-off tail is not seen by the chain alone, and is against an anchor taken before; anchors are points in history', async () => {
+        await someEntries(3);
+        const early = await anchorOf(store);
+        await someEntries(3);
+        const anchor = await anchorOf(store);
+        expect(anchor.entries).toBe(6);
+        expect(await store.verifyAudit({ anchors: [early, anchor] })).toMatchObject({ ok: true, entries: 6, anchorsChecked: 2 });
+        await db().dropAuditGuards();
+        await db().sql('DELETE FROM audit WHERE seq > 4');
+        // The limit, plainly: without an anchor a shorter chain is still a chain.
+        expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+        expect(await store.verifyAudit({ anchors: [early, anchor] })).toMatchObject({ ok: false, badSeq: 5, problem: expect.stringMatching(/entries 5 to 6 are missing.*tail was cut off/) });
+        // The gateway writes on over the cut: the anchored entry 6 is now another entry.
+        await store.appendAudit({ at: now + 50, actor: 'ops', action: 'test', target: 'M-1', details: null });
+        await store.appendAudit({ at: now + 51, actor: 'ops', action: 'test', target: 'M-1', details: null });
+        expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 6 });
+        expect(await store.verifyAudit({ anchors: [early, anchor] })).toMatchObject({ ok: false, badSeq: 6, problem: expect.stringMatching(/not the entry the anchor taken at .* saw/) });
+      });
+
+      it('the keying record (where the keyed chain starts) cannot be deleted or moved unnoticed', async () => {
+        await someEntries(2);
+        await db().dropAuditGuards();
+        await db().sql('UPDATE audit_keying SET keyed_from = 100');
+        expect(await store.verifyAudit()).toMatchObject({ ok: false, problem: expect.stringMatching(/was changed: its HMAC does not verify/) });
+        await db().sql('DELETE FROM audit_keying');
+        expect(await store.verifyAudit()).toMatchObject({ ok: false, problem: expect.stringMatching(/is missing/) });
+      });
+
+      it('a keyed log opens only with its key: another key, no key or a malformed key file is refused at start, with its own code', async () => {
+        await someEntries(2);
+        const dir = mkdtempSync(join(tmpdir(), 'ml-key-'));
+        await expect(tamper.reopen(store, fixedAuditKey(AuditKey.random()))).rejects.toMatchObject({ code: 'E_AUDIT_KEY_MISMATCH' });
+        await expect(tamper.reopen(store, auditKeySource({ file: join(dir, 'absent.key'), mayCreate: false }))).rejects.toMatchObject({ code: 'E_AUDIT_KEY_MISSING' });
+        writeFileSync(join(dir, 'bad.key'), 'not-a-key\n');
+        await expect(tamper.reopen(store, auditKeySource({ file: join(dir, 'bad.key'), mayCreate: false }))).rejects.toMatchObject({ code: 'E_AUDIT_KEY_INVALID', message: expect.not.stringContaining('not-a-key') });
+        // Nor does a key that exists elsewhere get made in its place: the log still opens with its own key.
+        const again = await tamper.reopen(store);
+        try {
+          expect(await again.verifyAudit()).toMatchObject({ ok: true, entries: 2 });
+        } finally {
+          await again.close();
+        }
+      });
     });
 
     // The billing change feed (issue 20): what a billing receiver checks is that its own events are numbered 1, 2, 3, …

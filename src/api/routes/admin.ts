@@ -159,13 +159,28 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   });
   r.get('/v1/audit/verify', {
     schema: {
-      summary: 'Verify the audit hash chain: any entry changed, inserted or removed in the database is reported',
+      summary: 'Verify the audit chain: every link under the audit key (any entry changed, inserted, removed or recomputed), and that the log still reaches each anchor in the anchor file (a cut-off tail)',
       tags: ['audit'],
-      response: { 200: z.object({ ok: z.boolean(), entries: z.number(), badSeq: z.number().optional(), problem: z.string().optional(), lastHash: z.string().optional() }), 401: ErrorView, 403: ErrorView },
+      response: {
+        200: z.object({
+          ok: z.boolean(),
+          entries: z.number(),
+          badSeq: z.number().optional(),
+          problem: z.string().optional(),
+          lastHash: z.string().optional(),
+          /** The id of the key the chain is keyed with (never the key). */
+          keyId: z.string().optional(),
+          /** The first entry linked under the key; earlier ones have the unkeyed links of older releases. */
+          keyedFrom: z.number().optional(),
+          anchorsChecked: z.number().optional(),
+        }),
+        401: ErrorView,
+        403: ErrorView,
+      },
       security: [{ bearerAuth: [] }],
     },
     preHandler: requirePermission(deps.keys, 'audit:read'),
-    handler: async () => deps.store.verifyAudit(),
+    handler: async () => deps.store.verifyAudit({ anchors: deps.auditAnchors?.() ?? [] }),
   });
 
   // ---- extreme weather (rule 5) ----
