@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { csvField } from '../../domain/csv-field.js';
 import { MeterlineError } from '../../errors.js';
 import type { AuditEntry } from '../../store/store.js';
 import { newApiKey, requirePermission, ROLES, sha256Hex } from '../auth.js';
@@ -32,10 +33,8 @@ const keyView = (k: { id: string; name: string; role: string; createdBy: string;
   revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
 });
 const auditView = (e: AuditEntry) => ({ ...e, at: new Date(e.at).toISOString() });
-const csvCell = (v: unknown): string => {
-  const t = typeof v === 'string' ? v : JSON.stringify(v);
-  return /[",\n]/.test(t) ? `"${t.replaceAll('"', '""')}"` : t;
-};
+/** An audit value as one CSV field: text and numbers as they are, anything else (details) as JSON; escaped by csvField. */
+const csvCell = (v: unknown): string => csvField(typeof v === 'string' || typeof v === 'number' ? v : v === undefined ? null : JSON.stringify(v));
 
 export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
