@@ -43,7 +43,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   // ---- keys ----
   r.get('/v1/keys', {
     schema: { summary: 'API keys (never their secrets)', tags: ['keys'], response: { 200: z.object({ items: z.array(KeyView) }), 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'key:manage'),
+    onRequest: requirePermission(deps.keys, 'key:manage'),
     handler: async () => ({ items: (await deps.store.listApiKeys()).map(keyView) }),
   });
   r.post('/v1/keys', {
@@ -55,7 +55,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 201: KeyView.extend({ key: z.string() }), 400: ErrorView, 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'key:manage'),
+    onRequest: requirePermission(deps.keys, 'key:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const key = newApiKey(req.body.role.slice(0, 3));
@@ -73,7 +73,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 200: KeyView.extend({ key: z.string() }), 401: ErrorView, 403: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'key:manage'),
+    onRequest: requirePermission(deps.keys, 'key:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const current = (await deps.store.listApiKeys()).find((k) => k.id === req.params.keyId);
@@ -87,7 +87,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   });
   r.delete('/v1/keys/:keyId', {
     schema: { summary: 'Revoke a key; it is refused from the next request on', tags: ['keys'], params: KeyIdParam, headers: IdempotencyHeaders, response: { 200: KeyView, 401: ErrorView, 403: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'key:manage'),
+    onRequest: requirePermission(deps.keys, 'key:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const rec = await deps.store.revokeApiKey(req.params.keyId, req.principal!.name, now());
@@ -108,7 +108,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   });
   r.get('/v1/audit', {
     schema: { summary: 'Audit entries (oldest first; page with afterSeq)', tags: ['audit'], querystring: AuditQuery, response: { 200: z.object({ items: z.array(AuditView) }), 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'audit:read'),
+    onRequest: requirePermission(deps.keys, 'audit:read'),
     handler: async (req) => ({ items: (await deps.store.listAudit(toQuery(req.query))).map(auditView) }),
   });
   r.get('/v1/audit/export', {
@@ -118,7 +118,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       querystring: AuditQuery.extend({ format: z.enum(['ndjson', 'csv']).default('ndjson'), limit: z.coerce.number().int().min(1).max(1_000_000).default(100_000) }),
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'audit:read'),
+    onRequest: requirePermission(deps.keys, 'audit:read'),
     handler: async (req, reply) => {
       const entries = (await deps.store.listAudit(toQuery(req.query))).map(auditView);
       if (req.query.format === 'csv') {
@@ -135,7 +135,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 200: z.object({ ok: z.boolean(), entries: z.number(), badSeq: z.number().optional(), problem: z.string().optional(), lastHash: z.string().optional() }), 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'audit:read'),
+    onRequest: requirePermission(deps.keys, 'audit:read'),
     handler: async () => deps.store.verifyAudit(),
   });
 
@@ -143,7 +143,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   const weatherView = (w: { id: string; kind: string; from: number; to: number; regions: string[] | null }) => ({ ...w, from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString() });
   r.get('/v1/policy/weather', {
     schema: { summary: 'Declared extreme-weather periods not yet over (no disconnects for non-payment during them)', tags: ['policy'], response: { 200: z.object({ items: z.array(WeatherView) }), 401: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'policy:read'),
+    onRequest: requirePermission(deps.keys, 'policy:read'),
     handler: async () => ({ items: (await deps.store.listWeather(now())).map(weatherView) }),
   });
   r.post('/v1/policy/weather', {
@@ -159,7 +159,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 201: WeatherView, 400: ErrorView, 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'policy:write'),
+    onRequest: requirePermission(deps.keys, 'policy:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const w = await deps.store.declareWeather({ kind: req.body.kind, from: Date.parse(req.body.from), to: Date.parse(req.body.to), regions: req.body.regions }, req.principal!.name, now());
@@ -170,7 +170,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   });
   r.delete('/v1/policy/weather/:periodId', {
     schema: { summary: 'Lift a declared period now', tags: ['policy'], params: z.object({ periodId: z.string() }), headers: IdempotencyHeaders, response: { 200: WeatherView, 401: ErrorView, 403: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'policy:write'),
+    onRequest: requirePermission(deps.keys, 'policy:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const w = await deps.store.liftWeather(req.params.periodId, req.principal!.name, now());
