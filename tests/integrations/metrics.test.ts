@@ -54,6 +54,7 @@ describe('gateway metrics (Prometheus)', () => {
     m.attemptLatency.observe({ protocol: 'mqtt', action: 'reconnect' }, 0.2);
     m.ordersFinished.inc({ action: 'reconnect', state: 'done' });
     m.alerts.inc({ kind: 'success_rate_low' });
+    m.sseClientsDropped.inc({ reason: 'stalled' });
     await m.render();
     let checked = 0;
     for (const metric of await m.registry.getMetricsAsJSON()) {
