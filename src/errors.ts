@@ -6,6 +6,8 @@ export const ERRORS = {
   E_VALIDATION: { status: 400, title: 'the request is not valid' },
   E_IDEMPOTENCY_KEY_MISSING: { status: 400, title: 'an Idempotency-Key header is required on this write' },
   E_BULK_TOO_LARGE: { status: 413, title: 'too many orders in one bulk request' },
+  E_BODY_TOO_LARGE: { status: 413, title: 'the request body is larger than this route accepts' },
+  E_BODY_TOO_DEEP: { status: 400, title: 'the JSON body nests deeper than any request of this API needs' },
   E_UNAUTHORIZED: { status: 401, title: 'missing or unknown API key' },
   E_FORBIDDEN: { status: 403, title: 'this API key’s role may not do this' },
   E_NOT_FOUND: { status: 404, title: 'no such route' },

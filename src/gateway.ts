@@ -300,6 +300,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         successRates: monitor,
         successRateThresholds: { alertBelow: config.successRates.alertBelow, minSamples: config.successRates.minSamples, breakerBelow: config.successRates.breakerBelow },
         events,
+        liveEvents: { ...config.api.liveEvents, onClientDropped: (reason) => metrics.sseClientsDropped.inc({ reason }) },
         metrics,
         relayAudit: () => relayAudit.run(),
         auditAnchors: () => {

@@ -15,6 +15,8 @@ import { z } from 'zod';
 import { ERRORS, MeterlineError } from '../errors.js';
 import type { ApiDeps } from './deps.js';
 import { sha256Hex } from './auth.js';
+import { closeAfterAnswer } from './lingering-close.js';
+import { bodyTooLarge, DEFAULT_BODY_LIMIT, registerJsonBodyParser } from './request-body.js';
 import { adminRoutes } from './routes/admin.js';
 import { consoleRoutes } from './routes/console.js';
 import { liveRoutes } from './routes/live.js';
@@ -35,7 +37,10 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
     // Per-request lines are off: every order change is logged by the control loop with meter and order ids.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     genReqId: (req) => (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100 ? req.headers['x-request-id'] : randomUUID()),
+    // Every route reads at most this unless it sets its own limit (bulk routes: items × bytes per item).
+    bodyLimit: DEFAULT_BODY_LIMIT,
   });
+  registerJsonBodyParser(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.addHook('onSend', async (req, reply) => {
@@ -43,6 +48,12 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   });
 
   app.setErrorHandler((err: Error, req, reply) => {
+    // Refused before its body arrived (unknown key, too large, rate limited): close the connection rather than read
+    // an unknown number of bytes to keep it alive, and close it so that the client still gets this answer.
+    if (!req.raw.complete) {
+      reply.header('connection', 'close');
+      closeAfterAnswer(req.raw.socket);
+    }
     const send = (status: number, code: string, message: string, details?: unknown) =>
       reply.code(status).send({ code, message, ...(details === undefined ? {} : { details }), requestId: req.id });
     if (hasZodFastifySchemaValidationErrors(err)) {
@@ -51,7 +62,10 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
     }
     if (err instanceof MeterlineError) return send(err.status, err.code, err.message, err.details);
     const status = (err as { statusCode?: number }).statusCode;
-    if (status === 413) return send(413, 'E_BULK_TOO_LARGE', 'the request body is too large; split it into smaller requests');
+    if (status === 413) {
+      const tooLarge = bodyTooLarge(req);
+      return send(tooLarge.status, tooLarge.code, tooLarge.message, tooLarge.details);
+    }
     if (status === 429) return send(429, 'E_RATE_LIMITED', err.message);
     if (status !== undefined && status >= 400 && status < 500) return send(status, 'E_VALIDATION', `the request is not valid: ${err.message}`);
     req.log.error({ err }, 'unhandled error');

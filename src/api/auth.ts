@@ -136,7 +136,11 @@ declare module 'fastify' {
   }
 }
 
-/** A route guard: the caller must hold a key whose role has `permission`. */
+/**
+ * A route guard, for the route's `onRequest` hook: the caller must hold a key whose role has `permission`.
+ * `onRequest` runs before fastify reads, parses or validates the body (DESIGN.md §8: no work for an unknown caller),
+ * so a refused caller's body is never read; the error handler closes the connection instead of draining it.
+ */
 export function requirePermission(keys: ApiKeyRegistry, permission: Permission) {
   return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const principal = await keys.authenticate(request.headers.authorization);
@@ -144,5 +148,12 @@ export function requirePermission(keys: ApiKeyRegistry, permission: Permission) 
       throw new MeterlineError('E_FORBIDDEN', `the ${principal.role} role may not ${permission.replace(':', ' ')}; use a key with one of the roles: ${PERMISSIONS[permission].join(', ')}`);
     }
     request.principal = principal;
+  };
+}
+
+/** A route guard, for `onRequest`, that any valid key passes (`GET /v1/whoami`). */
+export function requireAnyKey(keys: ApiKeyRegistry) {
+  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    request.principal = await keys.authenticate(request.headers.authorization);
   };
 }

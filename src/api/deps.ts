@@ -7,6 +7,9 @@ import type { ApiKeyRegistry } from './auth.js';
 import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
 import type { CreditController } from '../control/credit-controller.js';
 
+/** Why a live-event client was cut off: its socket took nothing for too long, or too many orders waited for it. */
+export type LiveClientDropReason = 'stalled' | 'backlog';
+
 /** What the HTTP routes need from the rest of the gateway. */
 export interface ApiDeps {
   store: GatewayStore;
@@ -21,6 +24,8 @@ export interface ApiDeps {
   successRateThresholds: { alertBelow: number; minSamples: number; breakerBelow: number };
   /** Live events for the console (server-sent events): 'order' with a SwitchOrder after every change. */
   events: EventEmitter;
+  /** How far a `GET /v1/events` client may fall behind before it is cut off, and where each cut-off is counted. */
+  liveEvents: { stallMs: number; maxPendingOrders: number; onClientDropped?: (reason: LiveClientDropReason) => void };
   /** Prometheus exposition. */
   metrics?: { render(): Promise<string>; contentType: string };
   /** Requests per key per window before 429 E_RATE_LIMITED. */

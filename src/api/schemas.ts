@@ -46,6 +46,8 @@ export const DisconnectBody = z
   .meta({ examples: [{ reason: 'customer_request', reference: 'CRM-2026-88121', note: 'moving out on 2026-11-30' }] });
 
 export const BULK_LIMIT = 10_000;
+/** One bulk order item at most, as JSON: every field at its longest (ASCII) is about 900 bytes. Sets the bulk body limit. */
+export const ORDER_ITEM_BYTES = 1024;
 
 export const BulkOrderItem = z.discriminatedUnion('action', [
   ReconnectBody.extend({ action: z.literal('reconnect'), meterId: MeterIdParam.shape.meterId }).strict(),

@@ -38,6 +38,11 @@ export const ConfigSchema = z
         port,
         /** Requests per API key per window; beyond it 429 E_RATE_LIMITED. */
         rateLimit: z.object({ max: z.number().int().min(1), timeWindowMs: z.number().int().min(100) }).strict(),
+        /**
+         * `GET /v1/events` clients that stop reading: one whose socket has taken nothing for `stallMs` while events
+         * wait for it, or with more than `maxPendingOrders` changed orders waiting, is cut off (it reconnects).
+         */
+        liveEvents: z.object({ stallMs: z.number().int().min(500), maxPendingOrders: z.number().int().min(100) }).strict(),
       })
       .strict(),
     /** Delivery of billing callbacks (issue 7). */

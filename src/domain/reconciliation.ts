@@ -1,4 +1,5 @@
 import { localParts } from './policy/calendar.js';
+import { csvField } from './csv-field.js';
 import type { OrderState } from './switch-order.js';
 
 /**
@@ -155,12 +156,6 @@ export function reconciliationReport(input: ReconciliationInput): Reconciliation
       .filter((l): l is LateReconnect => l !== null)
       .sort((a, b) => a.deadline - b.deadline || a.orderId.localeCompare(b.orderId)),
   };
-}
-
-/** One field, RFC 4180: quoted when it holds a comma, a double quote, CR or LF; quotes doubled. */
-export function csvField(value: string | number | null): string {
-  const s = value === null ? '' : String(value);
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 export const CSV_COLUMNS = [

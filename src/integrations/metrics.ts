@@ -72,6 +72,7 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_lease_takeovers_total', type: 'counter', labels: [], meaning: 'In-flight orders this instance took over (and verified by a read) after the lease of the instance that sent them ran out.' },
   { name: 'meterline_profile_mismatches_total', type: 'counter', labels: ['profile', 'field'], meaning: 'Meters that reported something their firmware profile contradicts (field remote_reconnect: a DLMS control mode that arms under a profile that closes, or the other way); the meter decides, a person corrects the registration.' },
   { name: 'meterline_singleton_duty_held', type: 'gauge', labels: [], meaning: '1 on the one instance that runs the one-per-cluster jobs (success rates, readings, relay audit, callbacks, webhooks), 0 on the others.' },
+  { name: 'meterline_sse_clients_dropped_total', type: 'counter', labels: ['reason'], meaning: 'Live-event (`GET /v1/events`) clients cut off for falling behind: `stalled` (their socket took nothing for `api.liveEvents.stallMs`) or `backlog` (more than `api.liveEvents.maxPendingOrders` orders waiting for them).' },
   { name: 'meterline_metrics_provider_errors_total', type: 'counter', labels: ['provider'], meaning: 'Scrapes in which a provider failed, so a gauge could not be computed (labelled: absent; single value: NaN).' },
   { name: 'meterline_process_*', type: 'default', labels: [], meaning: 'Process CPU, memory, file descriptors and start time (prom-client default metrics).' },
   { name: 'meterline_nodejs_*', type: 'default', labels: [], meaning: 'Node.js event-loop lag, heap, GC, handles and version (prom-client default metrics).' },
@@ -90,6 +91,7 @@ export interface GatewayMetrics {
   alerts: Counter<'kind'>;
   leaseTakeovers: Counter;
   profileMismatches: Counter<'profile' | 'field'>;
+  sseClientsDropped: Counter<'reason'>;
 }
 
 /**
@@ -234,6 +236,7 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
 
   const leaseTakeovers = new Counter({ name: `${PREFIX}lease_takeovers_total`, help: describe('meterline_lease_takeovers_total'), registers });
   const profileMismatches = new Counter({ name: `${PREFIX}profile_mismatches_total`, help: describe('meterline_profile_mismatches_total'), labelNames: ['profile', 'field'] as const, registers });
+  const sseClientsDropped = new Counter({ name: `${PREFIX}sse_clients_dropped_total`, help: describe('meterline_sse_clients_dropped_total'), labelNames: ['reason'] as const, registers });
   new Gauge({
     name: `${PREFIX}singleton_duty_held`,
     help: describe('meterline_singleton_duty_held'),
@@ -256,6 +259,7 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     alerts,
     leaseTakeovers,
     profileMismatches,
+    sseClientsDropped,
   };
 }
 

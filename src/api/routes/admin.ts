@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { csvField } from '../../domain/csv-field.js';
 import { MeterlineError } from '../../errors.js';
 import type { AuditEntry } from '../../store/store.js';
 import { newApiKey, requirePermission, ROLES, sha256Hex } from '../auth.js';
@@ -57,10 +58,8 @@ const keyView = (k: { id: string; clientId: string; name: string; role: string; 
   revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
 });
 const auditView = (e: AuditEntry) => ({ ...e, at: new Date(e.at).toISOString() });
-const csvCell = (v: unknown): string => {
-  const t = typeof v === 'string' ? v : JSON.stringify(v);
-  return /[",\n]/.test(t) ? `"${t.replaceAll('"', '""')}"` : t;
-};
+/** An audit value as one CSV field: text and numbers as they are, anything else (details) as JSON; escaped by csvField. */
+const csvCell = (v: unknown): string => csvField(typeof v === 'string' || typeof v === 'number' ? v : v === undefined ? null : JSON.stringify(v));
 
 export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -69,7 +68,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   // ---- keys ----
   r.get('/v1/keys', {
     schema: { summary: 'API keys (never their secrets)', tags: ['keys'], response: { 200: z.object({ items: z.array(KeyView) }), 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'key:manage'),
+    onRequest: requirePermission(deps.keys, 'key:manage'),
     handler: async () => ({ items: (await deps.store.listApiKeys()).map(keyView) }),
   });
   r.post('/v1/keys', {
@@ -82,7 +81,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 201: KeyWithSecret, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'key:manage'),
+    onRequest: requirePermission(deps.keys, 'key:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const key = newApiKey(req.body.role.slice(0, 3));
@@ -102,7 +101,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 200: KeyWithSecret, 401: ErrorView, 403: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'key:manage'),
+    onRequest: requirePermission(deps.keys, 'key:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const current = (await deps.store.listApiKeys()).find((k) => k.id === req.params.keyId);
@@ -116,7 +115,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   });
   r.delete('/v1/keys/:keyId', {
     schema: { summary: 'Revoke a key; it is refused from the next request on', tags: ['keys'], params: KeyIdParam, headers: IdempotencyHeaders, response: { 200: KeyView, 401: ErrorView, 403: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'key:manage'),
+    onRequest: requirePermission(deps.keys, 'key:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const rec = await deps.store.revokeApiKey(req.params.keyId, req.principal!.clientId, now());
@@ -137,7 +136,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   });
   r.get('/v1/audit', {
     schema: { summary: 'Audit entries (oldest first; page with afterSeq)', tags: ['audit'], querystring: AuditQuery, response: { 200: z.object({ items: z.array(AuditView) }), 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'audit:read'),
+    onRequest: requirePermission(deps.keys, 'audit:read'),
     handler: async (req) => ({ items: (await deps.store.listAudit(toQuery(req.query))).map(auditView) }),
   });
   r.get('/v1/audit/export', {
@@ -147,7 +146,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       querystring: AuditQuery.extend({ format: z.enum(['ndjson', 'csv']).default('ndjson'), limit: z.coerce.number().int().min(1).max(1_000_000).default(100_000) }),
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'audit:read'),
+    onRequest: requirePermission(deps.keys, 'audit:read'),
     handler: async (req, reply) => {
       const entries = (await deps.store.listAudit(toQuery(req.query))).map(auditView);
       if (req.query.format === 'csv') {
@@ -179,7 +178,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'audit:read'),
+    onRequest: requirePermission(deps.keys, 'audit:read'),
     handler: async () => deps.store.verifyAudit({ anchors: deps.auditAnchors?.() ?? [] }),
   });
 
@@ -187,7 +186,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   const weatherView = (w: { id: string; kind: string; from: number; to: number; regions: string[] | null }) => ({ ...w, from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString() });
   r.get('/v1/policy/weather', {
     schema: { summary: 'Declared extreme-weather periods not yet over (no disconnects for non-payment during them)', tags: ['policy'], response: { 200: z.object({ items: z.array(WeatherView) }), 401: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'policy:read'),
+    onRequest: requirePermission(deps.keys, 'policy:read'),
     handler: async () => ({ items: (await deps.store.listWeather(now())).map(weatherView) }),
   });
   r.post('/v1/policy/weather', {
@@ -203,7 +202,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 201: WeatherView, 400: ErrorView, 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'policy:write'),
+    onRequest: requirePermission(deps.keys, 'policy:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const w = await deps.store.declareWeather({ kind: req.body.kind, from: Date.parse(req.body.from), to: Date.parse(req.body.to), regions: req.body.regions }, req.principal!.clientId, now());
@@ -214,7 +213,7 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   });
   r.delete('/v1/policy/weather/:periodId', {
     schema: { summary: 'Lift a declared period now', tags: ['policy'], params: z.object({ periodId: z.string() }), headers: IdempotencyHeaders, response: { 200: WeatherView, 401: ErrorView, 403: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'policy:write'),
+    onRequest: requirePermission(deps.keys, 'policy:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const w = await deps.store.liftWeather(req.params.periodId, req.principal!.clientId, now());

@@ -7,6 +7,7 @@ import type { ClientEvent, PaymentRecord, PaymentRequest } from '../../store/sto
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { idempotentWrite } from '../idempotent-write.js';
+import { bulkBodyLimit } from '../request-body.js';
 import { reconciliationReport, toCsv } from '../../domain/reconciliation.js';
 import { ErrorView, IdempotencyHeaders } from '../schemas.js';
 
@@ -16,6 +17,8 @@ import { ErrorView, IdempotencyHeaders } from '../schemas.js';
  * delivery log.
  */
 export const PAYMENTS_BULK_LIMIT = 50_000;
+/** One payment at most, as JSON: every field at its longest (ASCII) is about 300 bytes. Sets the bulk body limit. */
+export const PAYMENT_ITEM_BYTES = 384;
 /** A bulk file is applied this many payments per transaction. */
 const PAYMENTS_PER_TRANSACTION = 500;
 const iso = z.iso.datetime({ offset: true });
@@ -136,7 +139,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
   });
   r.get('/v1/meters/:meterId/credit', {
     schema: { summary: 'A prepayment meter’s credit: balance, emergency credit, thresholds crossed since the last top-up', tags: ['billing'], params: z.object({ meterId: z.string() }), response: { 200: CreditView, 401: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'meter:read'),
+    onRequest: requirePermission(deps.keys, 'meter:read'),
     handler: async (req) => {
       if (!deps.credit) throw new MeterlineError('E_NOT_FOUND', 'credit control is not running');
       if (!(await deps.store.getMeter(req.params.meterId))) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.params.meterId} is not registered`);
@@ -145,7 +148,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
   });
   r.post('/v1/meters/:meterId/emergency-credit', {
     schema: { summary: 'The customer accepts the emergency credit offered; a meter cut off for credit is reconnected', tags: ['billing'], params: z.object({ meterId: z.string() }), headers: IdempotencyHeaders, response: { 200: CreditView, 401: ErrorView, 403: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'payment:write'),
+    onRequest: requirePermission(deps.keys, 'payment:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
         const meter = await deps.store.getMeter(req.params.meterId);
@@ -165,7 +168,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       response: { 201: PaymentView, 200: PaymentView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'payment:write'),
+    onRequest: requirePermission(deps.keys, 'payment:write'),
     handler: async (req, reply) => {
       const [out] = await deps.store.recordPayments([toRequest(req.body, req.principal!.clientId, requireKey(req.headers['idempotency-key']))], deps.submitContext());
       deps.controller.wake();
@@ -175,11 +178,12 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     },
   });
 
+  const paymentsLimit = bulkBodyLimit(PAYMENTS_BULK_LIMIT, PAYMENT_ITEM_BYTES);
   r.post('/v1/payments/bulk', {
-    bodyLimit: 64 * 1024 * 1024,
+    bodyLimit: paymentsLimit,
     schema: {
       summary: `Report up to ${PAYMENTS_BULK_LIMIT} payments in one request (a payment file): all or nothing`,
-      description: 'Each payment gets the idempotency key "<Idempotency-Key>#<index>": retrying the same file changes nothing.',
+      description: `Each payment gets the idempotency key "<Idempotency-Key>#<index>": retrying the same file changes nothing. A body over ${paymentsLimit} bytes: 413 E_BODY_TOO_LARGE.`,
       tags: ['billing'],
       headers: IdempotencyHeaders,
       body: z
@@ -195,7 +199,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'payment:write'),
+    onRequest: requirePermission(deps.keys, 'payment:write'),
     handler: async (req, reply) => {
       const key = requireKey(req.headers['idempotency-key']);
       if (req.body.payments.length > PAYMENTS_BULK_LIMIT) throw new MeterlineError('E_BULK_TOO_LARGE', `${req.body.payments.length} payments in one request; send at most ${PAYMENTS_BULK_LIMIT}`);
@@ -233,7 +237,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       response: { 200: z.object({ items: z.array(PaymentView) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'payment:read'),
+    onRequest: requirePermission(deps.keys, 'payment:read'),
     handler: async (req) => {
       const own = req.principal!.role === 'billing' ? { client: req.principal!.clientId } : {};
       const items = await deps.store.listPayments({ ...own, ...(req.query.from ? { from: Date.parse(req.query.from) } : {}), ...(req.query.to ? { to: Date.parse(req.query.to) } : {}), limit: req.query.limit });
@@ -250,7 +254,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       response: { 200: z.object({ client: z.string(), url: z.string(), updatedAt: z.string() }), 400: ErrorView, 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'callback:manage'),
+    onRequest: requirePermission(deps.keys, 'callback:manage'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
         const sub = await deps.store.setCallback(req.principal!.clientId, req.body.url, req.body.secret, deps.submitContext().now);
@@ -271,7 +275,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       }),
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'payment:read'),
+    onRequest: requirePermission(deps.keys, 'payment:read'),
     handler: async (req, reply) => {
       const client = req.principal!.role === 'billing' ? req.principal!.clientId : req.query.client;
       if (!client) throw new MeterlineError('E_VALIDATION', 'give the billing client’s id (client=…, the clientId of its keys)');
@@ -314,7 +318,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       response: { 200: z.object({ items: z.array(EventView), next: z.number() }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'changes:read'),
+    onRequest: requirePermission(deps.keys, 'changes:read'),
     handler: async (req) => {
       const items = await deps.store.clientEvents(req.principal!.clientId, req.query.after, req.query.limit);
       return { items: items.map(eventView), next: items.length ? items[items.length - 1]!.seq : req.query.after };
@@ -328,7 +332,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
       response: { 200: z.object({ items: z.array(EventView) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'changes:read'),
+    onRequest: requirePermission(deps.keys, 'changes:read'),
     handler: async (req) => ({ items: (await deps.store.clientEvents(req.principal!.clientId, req.query.after, req.query.limit)).map(eventView) }),
   });
 }

@@ -5,8 +5,8 @@ import { z } from 'zod';
 import { DISCONNECT_REASONS, isTerminal, type SwitchOrder } from '../../domain/switch-order.js';
 import { MeterlineError } from '../../errors.js';
 import type { MeterView as StoredMeter } from '../../store/store.js';
-import { PERMISSIONS, ROLES, requirePermission, usableDisconnectReasons, type Permission, type Principal, type Role } from '../auth.js';
-import type { ApiDeps } from '../deps.js';
+import { PERMISSIONS, ROLES, requireAnyKey, requirePermission, usableDisconnectReasons, type Permission, type Role } from '../auth.js';
+import type { ApiDeps, LiveClientDropReason } from '../deps.js';
 import { ErrorView } from '../schemas.js';
 import { orderView } from '../views.js';
 
@@ -16,7 +16,8 @@ import { orderView } from '../views.js';
  * - `GET /v1/events`: server-sent events fed by `deps.events` ('order' after every change): `orders` (the latest
  *   view of every order that changed in the last 250 ms) and `stats` (queue by state and finished orders per
  *   minute, every 2 s and at once on connect). The key goes in `Authorization: Bearer` (the console and the CLI
- *   read the stream with fetch); for EventSource, which cannot send headers, `?key=` is accepted on this route only;
+ *   read the stream with fetch); for EventSource, which cannot send headers, `?key=` is accepted on this route only.
+ *   A client that stops reading is cut off (see `Client`), so a stalled reader costs a bounded amount of memory;
  * - `GET /v1/fleet`: how many registered meters are connected, disconnected, armed or never read, and the first
  *   5,000 of them by id.
  */
@@ -24,8 +25,10 @@ import { orderView } from '../views.js';
 const BATCH_MS = 250;
 const STATS_EVERY_MS = 2_000;
 const HEARTBEAT_MS = 15_000;
-/** A client that stops reading is dropped (it reconnects) rather than buffered without bound. */
-const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/** At most this many orders per `orders` event: a 10,000-order bulk goes out as several writes, not one of 7 MB. */
+const ORDERS_PER_EVENT = 200;
+/** A stall is judged over at least this many flushes, so one long event-loop pause (the drain not yet seen) is not one. */
+const STALL_MIN_FLUSHES = 3;
 /** Meters listed per fleet request; counts cover every meter. */
 const FLEET_LIST_LIMIT = 5_000;
 
@@ -84,10 +87,24 @@ class Throughput {
   }
 }
 
+/**
+ * One live-event stream. What the gateway holds for it is bounded: the socket is written only while it takes more
+ * (`write()` returned true, or 'drain' came), so Node buffers at most one event beyond its high-water mark; orders that
+ * change meanwhile wait in `pending`, one entry per order (the latest view), and at most the latest `stats`. A client
+ * whose socket takes nothing for `liveEvents.stallMs`, or with more than `liveEvents.maxPendingOrders` orders waiting,
+ * has fallen behind: its socket is destroyed (reset, so the kernel drops what was queued too, rather than `end()`,
+ * which would wait for it to read) and the drop is counted (`meterline_sse_clients_dropped_total`).
+ */
 interface Client {
   res: ServerResponse;
   meterId: string | undefined;
   pending: Map<string, SwitchOrder>;
+  stats: unknown;
+  heartbeatDue: boolean;
+  /** When the socket last refused more (write() returned false) without draining since; null while it keeps up. */
+  blockedSince: number | null;
+  /** Flushes seen while blocked. */
+  blockedFlushes: number;
 }
 
 export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
@@ -95,12 +112,56 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
   const clients = new Set<Client>();
   const throughput = new Throughput();
 
-  const send = (c: Client, event: string, data: unknown): void => {
-    if (c.res.writableLength > MAX_BUFFERED_BYTES) {
-      c.res.end();
-      return;
+  const { stallMs, maxPendingOrders, onClientDropped } = deps.liveEvents;
+
+  const drop = (c: Client, reason: LiveClientDropReason): void => {
+    if (!clients.delete(c)) return;
+    onClientDropped?.(reason);
+    app.log.warn({ reason, meterId: c.meterId, pendingOrders: c.pending.size, bufferedBytes: c.res.writableLength }, 'live-event client fell behind; its connection is reset');
+    c.pending.clear();
+    c.stats = null;
+    const socket = c.res.socket;
+    if (socket) socket.resetAndDestroy();
+    else c.res.destroy();
+  };
+
+  /** The next event for `c`, or null when nothing waits: stats first (small, latest only), then orders, then a heartbeat. */
+  const nextChunk = (c: Client): string | null => {
+    if (c.stats !== null) {
+      const data = c.stats;
+      c.stats = null;
+      return `event: stats\ndata: ${JSON.stringify(data)}\n\n`;
     }
-    c.res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    if (c.pending.size > 0) {
+      const batch: ReturnType<typeof orderView>[] = [];
+      for (const [id, order] of c.pending) {
+        c.pending.delete(id);
+        batch.push(orderView(order));
+        if (batch.length >= ORDERS_PER_EVENT) break;
+      }
+      return `event: orders\ndata: ${JSON.stringify(batch)}\n\n`;
+    }
+    if (c.heartbeatDue) {
+      c.heartbeatDue = false;
+      return ': keep-alive\n\n';
+    }
+    return null;
+  };
+
+  /** Write to `c` while its socket takes more; stop at the first refusal and go on at 'drain'. */
+  const pump = (c: Client): void => {
+    while (c.blockedSince === null && clients.has(c)) {
+      const chunk = nextChunk(c);
+      if (chunk === null) return;
+      if (!c.res.write(chunk)) {
+        c.blockedSince = Date.now();
+        c.blockedFlushes = 0;
+        c.res.once('drain', () => {
+          c.blockedSince = null;
+          pump(c);
+        });
+      }
+    }
   };
 
   const onOrder = (order: SwitchOrder): void => {
@@ -118,31 +179,45 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
   });
 
   const flush = setInterval(() => {
+    const now = Date.now();
     for (const c of clients) {
-      if (c.pending.size === 0) continue;
-      const batch = [...c.pending.values()].map((o) => orderView(o));
-      c.pending.clear();
-      send(c, 'orders', batch);
+      if (c.pending.size > maxPendingOrders) {
+        drop(c, 'backlog');
+      } else if (c.blockedSince !== null) {
+        c.blockedFlushes += 1;
+        if (now - c.blockedSince >= stallMs && c.blockedFlushes >= STALL_MIN_FLUSHES) drop(c, 'stalled');
+      } else {
+        pump(c);
+      }
     }
   }, BATCH_MS);
   const tick = setInterval(() => {
     if (clients.size === 0) return;
     stats()
       .then((s) => {
-        for (const c of clients) send(c, 'stats', s);
+        for (const c of clients) {
+          c.stats = s;
+          pump(c);
+        }
       })
       .catch((err: unknown) => app.log.error({ err }, 'live stats failed'));
   }, STATS_EVERY_MS);
   const heartbeat = setInterval(() => {
-    for (const c of clients) c.res.write(': keep-alive\n\n');
+    for (const c of clients) {
+      c.heartbeatDue = true;
+      pump(c);
+    }
   }, HEARTBEAT_MS);
   flush.unref();
   tick.unref();
   heartbeat.unref();
 
-  // Open streams would keep the server from closing: end them first.
+  // Open streams would keep the server from closing: end them first (a stalled one could never finish: destroy it).
   app.addHook('preClose', async () => {
-    for (const c of clients) c.res.end();
+    for (const c of clients) {
+      if (c.blockedSince === null) c.res.end();
+      else c.res.destroy();
+    }
     clients.clear();
   });
   app.addHook('onClose', async () => {
@@ -152,13 +227,15 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
     deps.events.off('order', onOrder);
   });
 
-  const authenticate = async (req: FastifyRequest, queryKey: string | undefined): Promise<Principal> => {
-    const header = req.headers.authorization ?? (queryKey ? `Bearer ${queryKey}` : undefined);
+  /** `onRequest` of `/v1/events`: the header, or `?key=` for EventSource (the query is parsed, not yet validated, here). */
+  const authenticateStream = async (req: FastifyRequest): Promise<void> => {
+    const queryKey = (req.query as Record<string, unknown> | undefined)?.key;
+    const header = req.headers.authorization ?? (typeof queryKey === 'string' && queryKey !== '' ? `Bearer ${queryKey}` : undefined);
     const principal = await deps.keys.authenticate(header);
     if (!(PERMISSIONS['order:read'] as readonly Role[]).includes(principal.role)) {
       throw new MeterlineError('E_FORBIDDEN', `the ${principal.role} role may not read orders`);
     }
-    return principal;
+    req.principal = principal;
   };
 
   r.get('/v1/whoami', {
@@ -168,8 +245,9 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       response: { 200: WhoAmI, 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
+    onRequest: requireAnyKey(deps.keys),
     handler: async (req) => {
-      const principal = await deps.keys.authenticate(req.headers.authorization);
+      const principal = req.principal!;
       return { clientId: principal.clientId, name: principal.name, role: principal.role, permissions: permissionsOf(principal.role), disconnectReasons: usableDisconnectReasons(principal.role, deps.submitContext().policy) };
     },
   });
@@ -178,13 +256,13 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
     schema: {
       summary: 'Live order changes and queue statistics (server-sent events)',
       description:
-        'text/event-stream. `event: orders` carries a JSON array of order views (the latest state of each order that changed in the last 250 ms); `event: stats` carries {at, queue, inFlightByLink, finished: {last1m, last5m, last15m}, countingSince}, at once and every 2 s. Send the key as `Authorization: Bearer`; EventSource clients, which cannot send headers, may pass `?key=` instead (on this route only; prefer the header, since URLs end up in proxy logs).',
+        'text/event-stream. `event: orders` carries a JSON array of order views (the latest state of each order that changed in the last 250 ms; at most 200 per event, more follow at once); `event: stats` carries {at, queue, inFlightByLink, finished: {last1m, last5m, last15m}, countingSince}, at once and every 2 s. Send the key as `Authorization: Bearer`; EventSource clients, which cannot send headers, may pass `?key=` instead (on this route only; prefer the header, since URLs end up in proxy logs). Events are written as fast as the client reads them; a client that stops reading (nothing taken for `api.liveEvents.stallMs`) is cut off and should reconnect.',
       tags: ['switching'],
       querystring: z.object({ meterId: z.string().max(64).optional().describe('Only this meter’s orders'), key: z.string().max(200).optional() }),
       security: [{ bearerAuth: [] }],
     },
+    onRequest: authenticateStream,
     handler: async (req, reply) => {
-      await authenticate(req, req.query.key);
       const initial = await stats();
       reply.hijack();
       const res = reply.raw;
@@ -195,13 +273,13 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
         'x-accel-buffering': 'no',
         'x-request-id': req.id,
       });
-      const client: Client = { res, meterId: req.query.meterId, pending: new Map() };
+      const client: Client = { res, meterId: req.query.meterId, pending: new Map(), stats: initial, heartbeatDue: false, blockedSince: null, blockedFlushes: 0 };
       clients.add(client);
       res.write('retry: 2000\n\n');
-      send(client, 'stats', initial);
-      const drop = () => clients.delete(client);
-      res.on('close', drop);
-      res.on('error', drop);
+      pump(client);
+      const gone = () => clients.delete(client);
+      res.on('close', gone);
+      res.on('error', gone);
     },
   });
 
@@ -212,7 +290,7 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       response: { 200: FleetView, 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'meter:read'),
+    onRequest: requirePermission(deps.keys, 'meter:read'),
     handler: async () => {
       const byRelay: Record<(typeof RELAY_BUCKETS)[number], number> = { connected: 0, disconnected: 0, armed: 0, unknown: 0 };
       const view: z.infer<typeof FleetMeter>[] = [];

@@ -8,6 +8,7 @@ import type { MeterFactsRow } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { idempotentWrite } from '../idempotent-write.js';
+import { bulkBodyLimit, MAX_JSON_DEPTH } from '../request-body.js';
 import { ErrorView, IdempotencyHeaders, MeterIdParam } from '../schemas.js';
 
 /**
@@ -100,6 +101,11 @@ const ImportRow = z
 type ImportRowT = z.infer<typeof ImportRow>;
 
 export const IMPORT_LIMIT = 100_000;
+/**
+ * One import row on average, JSON or CSV. A typical row (a meter id and a few flags) is under 200 bytes; a row with
+ * every field at its longest is about 850, so a file of such rows goes in parts of up to 50,000.
+ */
+const IMPORT_ROW_BYTES = 512;
 
 const ms = (v: string | null | undefined): number | null | undefined => (v === undefined ? undefined : v === null ? null : Date.parse(v));
 
@@ -157,7 +163,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
       response: { 200: FlagsView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'facts:write'),
+    onRequest: requirePermission(deps.keys, 'facts:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const { loadLimitedSince, ...rest } = req.body;
@@ -179,7 +185,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
       response: { 201: NoticeView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'facts:write'),
+    onRequest: requirePermission(deps.keys, 'facts:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const n = await deps.store.addNotice(
@@ -193,20 +199,20 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
 
   r.get('/v1/meters/:meterId/notices', {
     schema: { summary: 'Notices recorded for a meter', tags: ['customer facts'], params: MeterIdParam, response: { 200: z.object({ items: z.array(NoticeView) }), 401: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'meter:read'),
+    onRequest: requirePermission(deps.keys, 'meter:read'),
     handler: async (req) => ({
       items: (await deps.store.listNotices(req.params.meterId)).map((n) => ({ ...n, servedAt: new Date(n.servedAt).toISOString(), recordedAt: new Date(n.recordedAt).toISOString() })),
     }),
   });
 
   // JSON `{"rows": [...]}` or `text/csv` with a header row; all rows valid or nothing imported.
-  app.addContentTypeParser('text/csv', { parseAs: 'string', bodyLimit: 64 * 1024 * 1024 }, (_req, body, done) => done(null, { csv: body as string }));
+  const importLimit = bulkBodyLimit(IMPORT_LIMIT, IMPORT_ROW_BYTES);
+  app.addContentTypeParser('text/csv', { parseAs: 'string', bodyLimit: importLimit }, (_req, body, done) => done(null, { csv: body as string }));
   r.post('/v1/meters/facts/import', {
-    bodyLimit: 64 * 1024 * 1024,
+    bodyLimit: importLimit,
     schema: {
       summary: `Import customer and meter facts in bulk (JSON or CSV, up to ${IMPORT_LIMIT} rows): all rows or none`,
-      description:
-        'Columns/fields: meterId, region, vulnerable, medicalEquipment, priorityRegister, protectedMode, prepaymentMode, prepaymentAgreementRef, hasLoadLimiter, loadLimitedSince, noticeChannel, noticeServedAt, noticeDelivery, noticeReceiptRef. A bad row is reported with its row number and field, and nothing is imported.',
+      description: `Columns/fields: meterId, region, vulnerable, medicalEquipment, priorityRegister, protectedMode, prepaymentMode, prepaymentAgreementRef, hasLoadLimiter, loadLimitedSince, noticeChannel, noticeServedAt, noticeDelivery, noticeReceiptRef. A bad row is reported with its row number and field, and nothing is imported. A body over ${importLimit} bytes: 413 E_BODY_TOO_LARGE; JSON nested deeper than ${MAX_JSON_DEPTH} levels: 400 E_BODY_TOO_DEEP.`,
       tags: ['customer facts'],
       headers: IdempotencyHeaders,
       body: z
@@ -215,7 +221,7 @@ export async function meterFactsRoutes(app: FastifyInstance, deps: ApiDeps): Pro
       response: { 200: z.object({ rows: z.number(), meters: z.number(), notices: z.number() }), 400: ErrorView, 401: ErrorView, 403: ErrorView, 422: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'facts:write'),
+    onRequest: requirePermission(deps.keys, 'facts:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const raw = 'csv' in req.body ? csvRows(req.body.csv) : req.body.rows;

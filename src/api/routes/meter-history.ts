@@ -74,7 +74,7 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
       response: { 200: z.object({ meterId: z.string(), items: z.array(TimelineItem) }), 401: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'meter:read'),
+    onRequest: requirePermission(deps.keys, 'meter:read'),
     handler: async (req) => {
       const { meterId } = req.params;
       const { store } = deps;
@@ -133,7 +133,7 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
       response: { 200: SupplyView, 401: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'meter:read'),
+    onRequest: requirePermission(deps.keys, 'meter:read'),
     handler: async (req) => {
       const { meterId } = req.params;
       if (!(await deps.store.getMeter(meterId))) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${meterId} is not registered`);

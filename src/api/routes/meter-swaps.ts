@@ -63,7 +63,7 @@ export async function meterSwapRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       response: { 201: SwapView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'meter:write'),
+    onRequest: requirePermission(deps.keys, 'meter:write'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const at = req.body.at === undefined ? now() : Date.parse(req.body.at);
@@ -94,7 +94,7 @@ export async function meterSwapRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       response: { 200: z.object({ meterId: z.string(), items: z.array(SwapView) }), 401: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'meter:read'),
+    onRequest: requirePermission(deps.keys, 'meter:read'),
     handler: async (req) => {
       const { meterId } = req.params;
       if (!(await deps.store.getMeter(meterId))) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${meterId} is not registered`);

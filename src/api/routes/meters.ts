@@ -23,7 +23,7 @@ export async function meterRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 200: MeterView, 401: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'meter:read'),
+    onRequest: requirePermission(deps.keys, 'meter:read'),
     handler: async (req) => view(req.params.meterId),
   });
 
@@ -36,7 +36,7 @@ export async function meterRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       response: { 200: MeterView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 422: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'meter:write'),
+    onRequest: requirePermission(deps.keys, 'meter:write'),
     handler: async (req) => {
       if (!deps.profiles.has(req.body.profileId)) {
         throw new MeterlineError('E_PROFILE_UNKNOWN', `firmware profile "${req.body.profileId}" is not loaded; known profiles: ${[...deps.profiles.keys()].join(', ')}`);

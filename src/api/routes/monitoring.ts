@@ -12,7 +12,7 @@ export async function monitoringRoutes(app: FastifyInstance, deps: ApiDeps): Pro
 
   r.get('/metrics', {
     schema: { summary: 'Prometheus metrics (see the README for every metric); scrape with a bearer key', tags: ['monitoring'], security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'stats:read'),
+    onRequest: requirePermission(deps.keys, 'stats:read'),
     handler: async (_req, reply) => {
       if (!deps.metrics) throw new MeterlineError('E_NOT_FOUND', 'metrics are not enabled');
       return reply.type(deps.metrics.contentType).send(await deps.metrics.render());
@@ -27,7 +27,7 @@ export async function monitoringRoutes(app: FastifyInstance, deps: ApiDeps): Pro
       response: { 200: Run, 401: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'stats:read'),
+    onRequest: requirePermission(deps.keys, 'stats:read'),
     handler: async () => {
       const run = await deps.store.latestRelayAudit();
       if (!run) throw new MeterlineError('E_NOT_FOUND', 'no relay audit has run yet; it runs daily (relayAudit.cron) or on POST /v1/relay-audit/run');
@@ -36,7 +36,7 @@ export async function monitoringRoutes(app: FastifyInstance, deps: ApiDeps): Pro
   });
   r.post('/v1/relay-audit/run', {
     schema: { summary: 'Run the relay audit now', tags: ['monitoring'], response: { 200: Run, 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'monitoring:run'),
+    onRequest: requirePermission(deps.keys, 'monitoring:run'),
     handler: async () => {
       if (!deps.relayAudit) throw new MeterlineError('E_NOT_FOUND', 'the relay audit is not configured');
       const run = await deps.relayAudit();
@@ -52,7 +52,7 @@ export async function monitoringRoutes(app: FastifyInstance, deps: ApiDeps): Pro
       response: { 200: z.object({ items: z.array(z.object({ id: z.string(), kind: z.string(), meterId: z.string(), at: z.string(), payload: z.unknown(), delivered: z.boolean() })) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'stats:read'),
+    onRequest: requirePermission(deps.keys, 'stats:read'),
     handler: async (req) => ({
       items: (await deps.store.listAlerts(req.query.limit)).map((a) => ({ id: a.id, kind: a.kind, meterId: a.meterId, at: new Date(a.createdAt).toISOString(), payload: a.payload, delivered: a.deliveredAt !== null })),
     }),

@@ -5,6 +5,7 @@ import { ORDER_STATES } from '../../domain/switch-order.js';
 import { MeterlineError } from '../../errors.js';
 import type { PlanView as StoredPlan } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
+import { bulkBodyLimit } from '../request-body.js';
 import type { ApiDeps } from '../deps.js';
 import { idempotentWrite } from '../idempotent-write.js';
 import { ErrorView, IdempotencyHeaders } from '../schemas.js';
@@ -16,6 +17,8 @@ import { ErrorView, IdempotencyHeaders } from '../schemas.js';
  */
 const iso = z.iso.datetime({ offset: true });
 export const PLAN_LIMIT = 10_000;
+/** One meter id in a plan's list: at most 64 characters, its quotes, a comma and some indentation. */
+export const PLAN_METER_BYTES = 80;
 
 const PlanBody = z
   .object({
@@ -70,7 +73,7 @@ export async function planRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
   const ctx = () => deps.submitContext();
 
   r.post('/v1/plans', {
-    bodyLimit: 8 * 1024 * 1024,
+    bodyLimit: bulkBodyLimit(PLAN_LIMIT, PLAN_METER_BYTES),
     schema: {
       summary: 'Draft a disconnect plan (a list of meters and a window)',
       tags: ['plans'],
@@ -79,7 +82,7 @@ export async function planRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       response: { 201: PlanView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'plan:draft'),
+    onRequest: requirePermission(deps.keys, 'plan:draft'),
     handler: async (req, reply) => {
       if (req.body.reason === 'credit_exhausted') {
         throw new MeterlineError('E_CREDIT_CUTOFF_RESERVED', 'a plan cannot cut customers off for credit: credit cut-offs come only from the gateway’s own credit control, while the meter’s ledger shows no credit (DOMAIN.md rule 8)');
@@ -103,13 +106,13 @@ export async function planRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       response: { 200: z.object({ items: z.array(PlanView) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'plan:read'),
+    onRequest: requirePermission(deps.keys, 'plan:read'),
     handler: async (req) => ({ items: (await deps.store.listPlans(req.query.status)).map(view) }),
   });
 
   r.get('/v1/plans/:planId', {
     schema: { summary: 'A plan and, per meter, what happened and why', tags: ['plans'], params: PlanIdParam, response: { 200: PlanView, 401: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'plan:read'),
+    onRequest: requirePermission(deps.keys, 'plan:read'),
     handler: async (req) => {
       const plan = await deps.store.getPlan(req.params.planId);
       if (!plan) throw new MeterlineError('E_PLAN_NOT_FOUND', `plan ${req.params.planId} does not exist`);
@@ -120,7 +123,7 @@ export async function planRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
   const decision = (verb: 'approve' | 'reject' | 'cancel', permission: 'plan:approve' | 'plan:cancel', summary: string) =>
     r.post(`/v1/plans/:planId/${verb}`, {
       schema: { summary, tags: ['plans'], params: PlanIdParam, headers: IdempotencyHeaders, response: { 200: PlanView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView }, security: [{ bearerAuth: [] }] },
-      preHandler: requirePermission(deps.keys, permission),
+      onRequest: requirePermission(deps.keys, permission),
       handler: async (req, reply) => {
         await idempotentWrite(deps.store, req, reply, ctx().now, async () => {
           const plan = await deps.store.decidePlan(req.params.planId, verb, req.principal!.clientId, ctx());

@@ -7,10 +7,12 @@ import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
 import { REASON_RULES } from '../../domain/policy/disconnect-gate.js';
 import { checkDisconnectReason, requirePermission, type Role } from '../auth.js';
 import { idempotentWrite } from '../idempotent-write.js';
+import { bulkBodyLimit } from '../request-body.js';
 import type { ApiDeps } from '../deps.js';
 import {
   BULK_LIMIT,
   BulkBody,
+  ORDER_ITEM_BYTES,
   DisconnectBody,
   ErrorView,
   IdempotencyHeaders,
@@ -96,7 +98,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       response: ORDER_RESPONSES,
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'order:reconnect'),
+    onRequest: requirePermission(deps.keys, 'order:reconnect'),
     handler: async (req, reply) => {
       const outcome = await submitOne(toRequest(req.params.meterId, 'reconnect', req.body, req.principal!.clientId, requireKey(req.headers['idempotency-key'])));
       if (outcome.kind === 'replayed') reply.header('idempotent-replayed', 'true');
@@ -116,7 +118,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       response: ORDER_RESPONSES,
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'order:disconnect'),
+    onRequest: requirePermission(deps.keys, 'order:disconnect'),
     handler: async (req, reply) => {
       checkDisconnect(req.principal!.role, req.body);
       const outcome = await submitOne(toRequest(req.params.meterId, 'disconnect', req.body, req.principal!.clientId, requireKey(req.headers['idempotency-key'])));
@@ -125,12 +127,12 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     },
   });
 
+  const bulkLimit = bulkBodyLimit(BULK_LIMIT, ORDER_ITEM_BYTES);
   r.post('/v1/orders/bulk', {
-    bodyLimit: 32 * 1024 * 1024,
+    bodyLimit: bulkLimit,
     schema: {
       summary: `Create up to ${BULK_LIMIT} switch orders in one request`,
-      description:
-        'All or nothing: if any meter is unknown or the key was used for another request, nothing is created. Each order gets the idempotency key "<Idempotency-Key>#<index>", so retrying the same request returns the same orders.',
+      description: `All or nothing: if any meter is unknown or the key was used for another request, nothing is created. Each order gets the idempotency key "<Idempotency-Key>#<index>", so retrying the same request returns the same orders. More than ${BULK_LIMIT} orders: 413 E_BULK_TOO_LARGE; a body over ${bulkLimit} bytes: 413 E_BODY_TOO_LARGE.`,
       tags: ['switching'],
       headers: IdempotencyHeaders,
       body: BulkBody,
@@ -150,7 +152,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'order:bulk'),
+    onRequest: requirePermission(deps.keys, 'order:bulk'),
     handler: async (req, reply) => {
       const key = requireKey(req.headers['idempotency-key']);
       const items = req.body.orders;
@@ -201,7 +203,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       response: { 200: OrderView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'order:cancel'),
+    onRequest: requirePermission(deps.keys, 'order:cancel'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
         const order = await deps.store.cancelOrder(req.params.orderId, req.principal!.clientId, req.body.reason, deps.submitContext().now);
@@ -222,7 +224,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       response: { 200: OrderView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'order:approve'),
+    onRequest: requirePermission(deps.keys, 'order:approve'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
         const order = await deps.store.approveOrder(req.params.orderId, req.principal!.clientId, deps.submitContext().now);
@@ -241,7 +243,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       response: { 200: OrderView, 401: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'order:read'),
+    onRequest: requirePermission(deps.keys, 'order:read'),
     handler: async (req) => {
       const order = await deps.store.getOrder(req.params.orderId);
       if (!order) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${req.params.orderId} does not exist; check the id returned when the order was created`);
@@ -263,7 +265,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       response: { 200: z.object({ items: z.array(OrderView), next: z.string().nullable() }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'order:read'),
+    onRequest: requirePermission(deps.keys, 'order:read'),
     handler: async (req) => {
       const { limit, ...filter } = req.query;
       const items = await deps.store.listOrders({ ...filter, limit });
@@ -278,7 +280,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       response: { 200: z.object({ byState: z.record(z.string(), z.number()), inFlightByLink: z.record(z.string(), z.number()) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'order:read'),
+    onRequest: requirePermission(deps.keys, 'order:read'),
     handler: async () => ({ byState: await deps.store.countOrdersByState(), inFlightByLink: deps.controller.inFlightByLink() }),
   });
 }

@@ -61,7 +61,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       response: { 200: z.object({ items: z.array(WorkOrderView) }), 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'workorder:read'),
+    onRequest: requirePermission(deps.keys, 'workorder:read'),
     handler: async (req) => {
       const q = { limit: req.query.limit, ...(req.query.status ? { status: req.query.status } : {}), ...(req.query.region ? { region: req.query.region } : {}) };
       return { items: (await deps.store.listWorkOrders(q)).map((w) => workOrderView(w, now())) };
@@ -70,7 +70,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
 
   r.get('/v1/work-orders/:workOrderId', {
     schema: { summary: 'A work order', tags: ['work orders'], params: Param, response: { 200: WorkOrderView, 401: ErrorView, 404: ErrorView }, security: [{ bearerAuth: [] }] },
-    preHandler: requirePermission(deps.keys, 'workorder:read'),
+    onRequest: requirePermission(deps.keys, 'workorder:read'),
     handler: async (req) => {
       const w = await deps.store.getWorkOrder(req.params.workOrderId);
       if (!w) throw new MeterlineError('E_WORK_ORDER_NOT_FOUND', `work order ${req.params.workOrderId} does not exist`);
@@ -88,7 +88,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       response: { 200: WorkOrderView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'workorder:update'),
+    onRequest: requirePermission(deps.keys, 'workorder:update'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => ({
         status: 200,
@@ -109,7 +109,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       response: { 200: z.object({ workOrder: WorkOrderView, order: z.unknown().describe('The settled switch order; null for an inspection') }), 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'workorder:update'),
+    onRequest: requirePermission(deps.keys, 'workorder:update'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const done = await deps.store.completeWorkOrder(req.params.workOrderId, req.body.outcome, req.body.note ?? null, req.principal!.clientId, now());
@@ -128,7 +128,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       response: { 200: z.object({ at: z.string(), alertBelow: z.number(), minSamples: z.number(), breakerBelow: z.number(), rates: z.array(Rate), alerting: z.array(Rate) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'stats:read'),
+    onRequest: requirePermission(deps.keys, 'stats:read'),
     handler: async (req) => {
       const report = req.query.fresh === 'true' || deps.successRates.latest().at === 0 ? await deps.successRates.evaluate() : deps.successRates.latest();
       return { ...report, ...deps.successRateThresholds, at: new Date(report.at).toISOString() };
@@ -145,7 +145,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       response: { 200: z.object({ items: z.array(Breaker) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'stats:read'),
+    onRequest: requirePermission(deps.keys, 'stats:read'),
     handler: async (req) => ({ items: (await deps.store.listBreakers(req.query.open === 'true')).map(breakerView) }),
   });
   r.post('/v1/stats/breakers/:breakerId/reset', {
@@ -157,7 +157,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
       response: { 200: Breaker, 401: ErrorView, 403: ErrorView, 404: ErrorView },
       security: [{ bearerAuth: [] }],
     },
-    preHandler: requirePermission(deps.keys, 'breaker:reset'),
+    onRequest: requirePermission(deps.keys, 'breaker:reset'),
     handler: async (req, reply) => {
       await idempotentWrite(deps.store, req, reply, now(), async () => {
         const b = await deps.store.resetBreaker(req.params.breakerId, req.principal!.clientId, now());
