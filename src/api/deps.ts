@@ -5,6 +5,7 @@ import type { EventEmitter } from 'node:events';
 import type { ApiKeyRegistry } from './auth.js';
 import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
 import type { CreditController } from '../control/credit-controller.js';
+import type { MoneyLimits } from '../domain/money.js';
 
 /** What the HTTP routes need from the rest of the gateway. */
 export interface ApiDeps {
@@ -24,6 +25,8 @@ export interface ApiDeps {
   metrics?: { render(): Promise<string>; contentType: string };
   /** Requests per key per window before 429 E_RATE_LIMITED. */
   rateLimit: { max: number; timeWindowMs: number };
+  /** The bounds on money taken at the edge (config `payments`, money.ts). */
+  money: MoneyLimits;
   /** Prepayment credit control. */
   credit?: Pick<CreditController, 'evaluate' | 'grantEmergencyCredit' | 'state' | 'onMeterSwap'>;
   /** Run the daily relay audit now. */
