@@ -5,6 +5,9 @@
 export const ERRORS = {
   E_VALIDATION: { status: 400, title: 'the request is not valid' },
   E_IDEMPOTENCY_KEY_MISSING: { status: 400, title: 'an Idempotency-Key header is required on this write' },
+  E_AMOUNT_INVALID: { status: 400, title: 'the amount is not a positive amount in whole minor units (or a decimal with at most two places)' },
+  E_AMOUNT_OVER_LIMIT: { status: 400, title: 'the amount is over the maximum for one payment (payments.maxAmountMinor)' },
+  E_CREDIT_BALANCE_LIMIT: { status: 400, title: 'the top-up would take the prepayment balance over its maximum (payments.maxCreditBalanceMinor)' },
   E_BULK_TOO_LARGE: { status: 413, title: 'too many orders in one bulk request' },
   E_BODY_TOO_LARGE: { status: 413, title: 'the request body is larger than this route accepts' },
   E_BODY_TOO_DEEP: { status: 400, title: 'the JSON body nests deeper than any request of this API needs' },

@@ -297,6 +297,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         submitContext,
         supply: config.supply,
         rateLimit: config.api.rateLimit,
+        money: config.payments,
         successRates: monitor,
         successRateThresholds: { alertBelow: config.successRates.alertBelow, minSamples: config.successRates.minSamples, breakerBelow: config.successRates.breakerBelow },
         events,

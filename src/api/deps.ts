@@ -6,6 +6,7 @@ import type { EventEmitter } from 'node:events';
 import type { ApiKeyRegistry } from './auth.js';
 import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
 import type { CreditController } from '../control/credit-controller.js';
+import type { MoneyLimits } from '../domain/money.js';
 
 /** Why a live-event client was cut off: its socket took nothing for too long, or too many orders waited for it. */
 export type LiveClientDropReason = 'stalled' | 'backlog';
@@ -30,6 +31,8 @@ export interface ApiDeps {
   metrics?: { render(): Promise<string>; contentType: string };
   /** Requests per key per window before 429 E_RATE_LIMITED. */
   rateLimit: { max: number; timeWindowMs: number };
+  /** The bounds on money taken at the edge (config `payments`, money.ts). */
+  money: MoneyLimits;
   /** Prepayment credit control. */
   credit?: Pick<CreditController, 'evaluate' | 'grantEmergencyCredit' | 'state' | 'onMeterSwap'>;
   /** The audit anchors written outside the database (the configured anchor file), checked by GET /v1/audit/verify. */

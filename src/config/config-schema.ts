@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { GENERATED_CLIENT_PREFIX } from '../domain/client-identity.js';
 import { PolicyConfigSchema } from '../domain/policy/policy-config.js';
+import { MoneyLimitsSchema } from '../domain/money.js';
 import { CreditLedgerConfigSchema } from '../domain/prepayment/credit-ledger.js';
 import { TariffSchema } from '../domain/prepayment/tariff.js';
 import { DlmsLinksConfigSchema } from '../../drivers/dlms/dlms-config.js';
@@ -49,6 +50,11 @@ export const ConfigSchema = z
     callbacks: z
       .object({ pollMs: z.number().int().min(10), concurrency: z.number().int().min(1).max(1000), timeoutMs: z.number().int().min(100), maxRetryDelayMs: z.number().int().min(1000) })
       .strict(),
+    /**
+     * Bounds on money (issue 14), whole minor units: the largest payment or top-up, and the largest credit balance a
+     * top-up may leave on a prepayment meter. Neither may exceed 1,000,000,000 (money.ts).
+     */
+    payments: MoneyLimitsSchema,
     store: z
       .object({
         /** `sqlite`: one instance, a file. `postgres`: several instances sharing work (DATABASE_URL selects it too). */

@@ -60,7 +60,9 @@ export class CreditController {
     if (last && reading.at > last.at) {
       const cost = costOfConsumption(last, reading, this.deps.config.tariff);
       if (cost.flag === null && cost.energyWh > 0) {
-        await this.deps.store.appendCreditEvent(meterId, { type: 'consumption', cost: cost.cost, at: reading.at, fromWh: last.energyWh, toWh: reading.energyWh }, 'credit-control');
+        await this.deps.store.appendCreditEvent(meterId, { type: 'consumption', costMicro: cost.costMicro, at: reading.at, fromWh: last.energyWh, toWh: reading.energyWh }, 'credit-control');
+      } else if (cost.flag === 'cost_out_of_bounds') {
+        this.deps.logger.warn({ meterId, fromWh: last.energyWh, toWh: reading.energyWh }, 'reading not charged: its cost is beyond any real reading (a register jump?); it is the new baseline');
       }
     }
     if (!last || reading.at > last.at) await this.deps.store.setCreditControl(meterId, { ...memory, lastReading: reading });
@@ -86,7 +88,9 @@ export class CreditController {
   grantEmergencyCredit(meterId: string, actor: string): Promise<CreditState> {
     return this.serial(meterId, async () => {
       const now = this.deps.clock.now();
-      await this.deps.store.appendCreditEvent(meterId, { type: 'emergency_credit_granted', amount: this.deps.config.credit.emergencyCredit.amount, at: now }, actor);
+      const amount = this.deps.config.credit.emergencyCredit.amount;
+      // None configured (0): there is nothing to grant, and the ledger takes no empty grant.
+      if (amount > 0) await this.deps.store.appendCreditEvent(meterId, { type: 'emergency_credit_granted', amount, at: now }, actor);
       await this.decide(meterId);
       return this.state(meterId);
     });

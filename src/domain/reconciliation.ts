@@ -1,3 +1,4 @@
+import { majorDecimal, minorToMajor } from './money.js';
 import { localParts } from './policy/calendar.js';
 import { csvField } from './csv-field.js';
 import type { OrderState } from './switch-order.js';
@@ -16,13 +17,16 @@ import type { OrderState } from './switch-order.js';
  * - Late: finished (done or armed) after its deadline, still open after it, or failed with the deadline
  *   passed. Cancelled and superseded orders are not judged here: the order that replaced them is. An order
  *   without a deadline is not judged.
+ * - Money is summed in whole minor units (money.ts): exact, and bounded (at most 1,000,000 payments of at most
+ *   10^9 minor units stay below 2^53). A payment with no amount (a row from before amounts were bounded whose
+ *   amount was beyond any the gateway holds) is counted in `payments` and `paymentsWithoutAmount`, not in the sum.
  */
 
 export interface ReceivedPayment {
   paymentId: string;
   meterId: string;
-  /** Minor currency units. */
-  amount: number;
+  /** Whole minor currency units; null for a legacy row with no amount (see above). */
+  amountMinor: number | null;
   receivedAt: number;
   /** Posted to the customer's account; a payment received but not yet posted still reconnects (rule 13). */
   posted: boolean;
@@ -56,8 +60,12 @@ export interface ReconciliationReport {
   /** When the report was made: open orders are judged against it. */
   asOf: number;
   payments: number;
-  /** Minor currency units. */
+  /** The payments' sum, whole minor units. */
+  amountMinor: number;
+  /** The same in major units (amountMinor / 100; its JSON text is exact). */
   amount: number;
+  /** Payments counted with no amount (legacy rows beyond the ceiling): not in the sum. */
+  paymentsWithoutAmount: number;
   unposted: number;
   /** Payments of the day that caused no reconnect order (the meter was on supply). */
   paymentsWithoutReconnect: number;
@@ -136,13 +144,15 @@ export function reconciliationReport(input: ReconciliationInput): Reconciliation
   const counts: Record<Bucket, number> = { done: 0, armed: 0, escalated: 0, open: 0, failed: 0, cancelled: 0 };
   for (const o of orders) counts[BUCKET[o.state]] += 1;
   const withOrder = new Set(orders.map((o) => o.paymentId));
-  const amountMicro = [...payments.values()].reduce((s, p) => s + Math.round(p.amount * 1_000_000), 0);
+  const amountMinor = [...payments.values()].reduce((s, p) => s + (p.amountMinor ?? 0), 0);
   return {
     day: input.day,
     client: input.client,
     asOf: input.now,
     payments: payments.size,
-    amount: amountMicro / 1_000_000,
+    amountMinor,
+    amount: minorToMajor(amountMinor),
+    paymentsWithoutAmount: [...payments.values()].filter((p) => p.amountMinor === null).length,
     unposted: [...payments.values()].filter((p) => !p.posted).length,
     paymentsWithoutReconnect: [...payments.keys()].filter((id) => !withOrder.has(id)).length,
     reconnectsDone: counts.done,
@@ -165,6 +175,8 @@ export const CSV_COLUMNS = [
   'as_of',
   'payments',
   'amount',
+  'amount_minor',
+  'payments_without_amount',
   'unposted',
   'payments_without_reconnect',
   'reconnects_done',
@@ -182,7 +194,8 @@ export const CSV_COLUMNS = [
 
 /**
  * The report as CSV (RFC 4180: CRLF line ends, a header, the same number of fields on every line): one
- * `summary` line, then one `late` line per late reconnect. Times are ISO 8601 UTC.
+ * `summary` line, then one `late` line per late reconnect. Times are ISO 8601 UTC. `amount` is the exact decimal in
+ * major units ("1234.50"), `amount_minor` the same in whole minor units.
  */
 export function toCsv(report: ReconciliationReport): string {
   const blank = (n: number): null[] => Array<null>(n).fill(null);
@@ -191,7 +204,9 @@ export function toCsv(report: ReconciliationReport): string {
     'summary',
     ...head,
     report.payments,
-    report.amount,
+    majorDecimal(report.amountMinor),
+    report.amountMinor,
+    report.paymentsWithoutAmount,
     report.unposted,
     report.paymentsWithoutReconnect,
     report.reconnectsDone,
@@ -202,6 +217,6 @@ export function toCsv(report: ReconciliationReport): string {
     report.reconnectsCancelled,
     ...blank(5),
   ];
-  const late = report.late.map((l) => ['late', ...head, ...blank(10), l.orderId, l.meterId, iso(l.deadline), l.completedAt === null ? null : iso(l.completedAt), l.why]);
+  const late = report.late.map((l) => ['late', ...head, ...blank(12), l.orderId, l.meterId, iso(l.deadline), l.completedAt === null ? null : iso(l.completedAt), l.why]);
   return [[...CSV_COLUMNS], summary, ...late].map((row) => row.map(csvField).join(',')).join('\r\n') + '\r\n';
 }

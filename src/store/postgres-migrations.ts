@@ -388,6 +388,24 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX meter_swaps_meter ON meter_swaps (meter_id, at);
   `,
+  // Money in exact integer minor units (issue 14): as SQLite's migration of the same name says. payments.amount
+  // (DOUBLE PRECISION, major units) becomes amount_minor (BIGINT, minor units), rounded half up as the ledger booked
+  // a top-up; NULL beyond the ceiling. Consumption costs become whole millionths (`costMicro`), read back as the
+  // same double the gateway wrote (float8 parses the JSON text correctly rounded) and rounded as the fold did.
+  `
+  ALTER TABLE payments ADD COLUMN amount_minor BIGINT;
+  UPDATE payments SET amount_minor = (floor(amount * 100) + CASE WHEN amount * 100 - floor(amount * 100) >= 0.5 THEN 1 ELSE 0 END)::bigint
+    WHERE amount > 0 AND amount * 100 < 1000000000.5;
+  ALTER TABLE payments DROP COLUMN amount;
+  UPDATE credit_events
+    SET event = ((event::jsonb - 'cost') || jsonb_build_object('costMicro',
+      (floor((event::jsonb ->> 'cost')::float8 * 1000000)
+        + CASE WHEN (event::jsonb ->> 'cost')::float8 * 1000000 - floor((event::jsonb ->> 'cost')::float8 * 1000000) >= 0.5 THEN 1 ELSE 0 END)::bigint))::text
+    WHERE event::jsonb ->> 'type' = 'consumption'
+      AND jsonb_typeof(event::jsonb -> 'cost') = 'number'
+      AND (event::jsonb ->> 'cost')::float8 >= 0
+      AND (event::jsonb ->> 'cost')::float8 * 1000000 < 1000000000000000.5;
+  `,
   // Clients and reserved Idempotency-Keys (issue 14): as SQLite's migration of the same content. Keys sharing a name
   // become one client whose id is that name (it was their identity); answers kept for key creation and rotation lose
   // their secret.

@@ -11,11 +11,14 @@ import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import type { RelayState, SwitchAction } from '../domain/relay.js';
 import { canTransition, isTerminal, priorityOf, targetRelay, type Attempt, type OrderEvent, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
+import { creditBalanceLimitError } from '../domain/money.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
 import { attemptFromRow, isCachedPlanChange, meterFromRow, notificationFromRow, Q, StatementMode } from './postgres-db.js';
 import {
   approvalProblem,
+  CreditBalanceBound,
+  creditEventJson,
   ESCALATION_ENDING_HOLDS,
   GATED_STATES,
   gateInputFrom,
@@ -74,7 +77,9 @@ import type {
   OrderOutcomeRow,
   OrderQuery,
   OrderRequest,
+  PaymentCheck,
   PaymentEffect,
+  PaymentLimits,
   PaymentRecord,
   PaymentRequest,
   PlanDraft,
@@ -1163,8 +1168,9 @@ export class PostgresStore implements GatewayStore {
 
   // ---- billing --------------------------------------------------------------------------------------------
 
-  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]> {
+  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext, limits: PaymentLimits): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]> {
     return this.tx(async (q) => {
+      const bound = new CreditBalanceBound(limits.maxCreditBalanceMinor);
       // Lock every meter the payments reach (by id or by account) up front, in id order.
       const meterIds = [...new Set(requests.flatMap((r) => (r.meterId !== null ? [r.meterId] : [])))];
       const accountIds = [...new Set(requests.flatMap((r) => (r.meterId === null && r.accountId !== null ? [r.accountId] : [])))];
@@ -1197,8 +1203,11 @@ export class PostgresStore implements GatewayStore {
         for (const meterId of resolved[i]!) {
           const flags = parseFlags((await q.get('SELECT flags FROM meters WHERE meter_id = $1', [meterId]))!.flags);
           if (req.kind === 'top_up' && flags.prepaymentMode) {
-            // The ledger counts in minor units (cents, pence); payments are reported in major units.
-            await this.creditEvent(q, meterId, { type: 'top_up', amount: Math.round(req.amount * 100), at: req.receivedAt, ref: id }, req.client);
+            // The meter row is locked (above), so no other payment changes its balance before COMMIT.
+            if (!bound.knows(meterId)) bound.start(meterId, await this.creditEventsIn(q, meterId));
+            const fit = bound.add(meterId, req.amountMinor);
+            if (!fit.fits) throw creditBalanceLimitError([{ index: i, meterId, balanceAfterMinor: fit.balanceAfterMinor }], bound.maxMinor); // rolls the whole call back
+            await this.creditEvent(q, meterId, { type: 'top_up', amount: req.amountMinor, at: req.receivedAt, ref: id }, req.client);
           }
           const open = (
             await q.all(
@@ -1235,22 +1244,24 @@ export class PostgresStore implements GatewayStore {
           effects.push({ meterId, cancelledOrders: cancelled, reconnectOrderId, note });
         }
         const row = await q.get(
-          `INSERT INTO payments (id, client, idempotency_key, request_hash, account_id, meter_id, amount, kind, posted, reference, received_at, recorded_at, effects)
+          `INSERT INTO payments (id, client, idempotency_key, request_hash, account_id, meter_id, amount_minor, kind, posted, reference, received_at, recorded_at, effects)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *`,
-          [id, req.client, req.idempotencyKey, req.requestHash, req.accountId, req.meterId, req.amount, req.kind, req.posted, req.reference, req.receivedAt, now, JSON.stringify(effects)],
+          [id, req.client, req.idempotencyKey, req.requestHash, req.accountId, req.meterId, req.amountMinor, req.kind, req.posted, req.reference, req.receivedAt, now, JSON.stringify(effects)],
         );
-        await audit.appendAudit(q, now, req.client, `payment.${req.kind}`, req.meterId ?? `account:${req.accountId}`, { paymentId: id, amount: req.amount, posted: req.posted, reference: req.reference, effects });
+        await audit.appendAudit(q, now, req.client, `payment.${req.kind}`, req.meterId ?? `account:${req.accountId}`, { paymentId: id, amountMinor: req.amountMinor, posted: req.posted, reference: req.reference, effects });
         out.push({ kind: 'created', payment: billing.pgPaymentFromRow(row!) });
       }
       return out;
     });
   }
 
-  async checkPayments(requests: readonly PaymentRequest[]): Promise<{ missing: { index: number; meterId: string | null; accountId: string | null }[]; conflicts: { index: number; key: string }[] }> {
+  async checkPayments(requests: readonly PaymentRequest[], limits: PaymentLimits): Promise<PaymentCheck> {
     const meterIds = requests.flatMap((r) => (r.meterId !== null ? [r.meterId] : []));
     const accountIds = requests.flatMap((r) => (r.meterId === null && r.accountId !== null ? [r.accountId] : []));
-    const knownMeters = new Set((await this.r.all('SELECT meter_id FROM meters WHERE meter_id = ANY($1::text[])', [meterIds])).map((r) => r.meter_id as string));
-    const knownAccounts = new Set((await this.r.all('SELECT DISTINCT account_id FROM meters WHERE account_id = ANY($1::text[])', [accountIds])).map((r) => r.account_id as string));
+    const reached = await this.r.all('SELECT meter_id, account_id, flags FROM meters WHERE meter_id = ANY($1::text[]) OR account_id = ANY($2::text[]) ORDER BY meter_id', [meterIds, accountIds]);
+    const knownMeters = new Map(reached.map((r) => [r.meter_id as string, parseFlags(r.flags).prepaymentMode]));
+    const byAccount = new Map<string, string[]>();
+    for (const r of reached) if (r.account_id !== null) byAccount.set(r.account_id as string, [...(byAccount.get(r.account_id as string) ?? []), r.meter_id as string]);
     const prior = new Map(
       (
         await this.r.all('SELECT p.client, p.idempotency_key, p.request_hash FROM payments p JOIN unnest($1::text[], $2::text[]) AS t(c, k) ON p.client = t.c AND p.idempotency_key = t.k', [
@@ -1259,15 +1270,22 @@ export class PostgresStore implements GatewayStore {
         ])
       ).map((r) => [`${r.client as string}\u0000${r.idempotency_key as string}`, r.request_hash as string]),
     );
-    const missing: { index: number; meterId: string | null; accountId: string | null }[] = [];
-    const conflicts: { index: number; key: string }[] = [];
-    requests.forEach((r, index) => {
-      const known = r.meterId !== null ? knownMeters.has(r.meterId) : knownAccounts.has(r.accountId ?? '');
-      if (!known) missing.push({ index, meterId: r.meterId, accountId: r.accountId });
+    const bound = new CreditBalanceBound(limits.maxCreditBalanceMinor);
+    const out: PaymentCheck = { missing: [], conflicts: [], overLimit: [] };
+    for (const [index, r] of requests.entries()) {
+      const meters = r.meterId !== null ? (knownMeters.has(r.meterId) ? [r.meterId] : []) : (byAccount.get(r.accountId ?? '') ?? []);
+      if (meters.length === 0) out.missing.push({ index, meterId: r.meterId, accountId: r.accountId });
       const hash = prior.get(`${r.client}\u0000${r.idempotencyKey}`);
-      if (hash !== undefined && hash !== r.requestHash) conflicts.push({ index, key: r.idempotencyKey });
-    });
-    return { missing, conflicts };
+      if (hash !== undefined && hash !== r.requestHash) out.conflicts.push({ index, key: r.idempotencyKey });
+      if (hash !== undefined || r.kind !== 'top_up') continue; // a replay adds nothing
+      for (const meterId of meters) {
+        if (!knownMeters.get(meterId)) continue;
+        if (!bound.knows(meterId)) bound.start(meterId, await this.creditEventsIn(this.r, meterId));
+        const fit = bound.add(meterId, r.amountMinor);
+        if (!fit.fits) out.overLimit.push({ index, meterId, balanceAfterMinor: fit.balanceAfterMinor });
+      }
+    }
+    return out;
   }
 
   async listPayments(query: { client?: string; from?: number; to?: number; limit: number }): Promise<PaymentRecord[]> {
@@ -1316,12 +1334,16 @@ export class PostgresStore implements GatewayStore {
   }
 
   private async creditEvent(q: Q, meterId: string, event: CreditEvent, actor: string): Promise<void> {
-    await q.run('INSERT INTO credit_events (meter_id, event, at) VALUES ($1, $2, $3)', [meterId, JSON.stringify(event), event.at]);
+    await q.run('INSERT INTO credit_events (meter_id, event, at) VALUES ($1, $2, $3)', [meterId, creditEventJson(event), event.at]);
     if (event.type !== 'consumption') await audit.appendAudit(q, event.at, actor, `credit.${event.type}`, meterId, { after: event });
   }
 
-  async creditEvents(meterId: string): Promise<CreditEvent[]> {
-    return (await this.r.all('SELECT event FROM credit_events WHERE meter_id = $1 ORDER BY seq', [meterId])).map((r) => JSON.parse(r.event as string) as CreditEvent);
+  creditEvents(meterId: string): Promise<CreditEvent[]> {
+    return this.creditEventsIn(this.r, meterId);
+  }
+
+  private async creditEventsIn(q: Pick<Q, 'all'>, meterId: string): Promise<CreditEvent[]> {
+    return (await q.all('SELECT event FROM credit_events WHERE meter_id = $1 ORDER BY seq', [meterId])).map((r) => JSON.parse(r.event as string) as CreditEvent);
   }
 
   async creditControl(meterId: string): Promise<CreditControlMemory> {

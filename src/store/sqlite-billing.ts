@@ -20,7 +20,7 @@ export function paymentFromRow(r: Row): PaymentRecord {
     client: r.client as string,
     accountId: (r.account_id as string | null) ?? null,
     meterId: (r.meter_id as string | null) ?? null,
-    amount: r.amount as number,
+    amountMinor: r.amount_minor === null || r.amount_minor === undefined ? null : Number(r.amount_minor),
     kind: r.kind as PaymentRecord['kind'],
     posted: r.posted === 1,
     reference: (r.reference as string | null) ?? null,

@@ -422,6 +422,27 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX meter_swaps_meter ON meter_swaps (meter_id, at);
   `,
+  // Money in exact integer minor units (issue 14). payments.amount (REAL, major units) becomes amount_minor (INTEGER,
+  // minor units): amount × 100 rounded half up, as the ledger already booked a top-up (Math.round(amount × 100)),
+  // so payments and ledger agree; every amount of at most two decimals converts exactly. A row beyond the ceiling
+  // (10,000,000.00, money.ts) has no amount the gateway can hold: amount_minor stays NULL (the audit log keeps
+  // what was reported). Consumption costs in the ledger, float minor units (`cost`), become whole millionths of a
+  // minor unit (`costMicro`), rounded half up as the ledger's fold did (Math.round(cost × 10^6)); a cost beyond the
+  // ceiling is left as it was and the fold ignores it. floor(x) + (x - floor(x) >= 0.5) is Math.round(x) for x ≥ 0.
+  `
+  ALTER TABLE payments ADD COLUMN amount_minor INTEGER;
+  UPDATE payments SET amount_minor = CAST(amount * 100 AS INTEGER) + (amount * 100 - CAST(amount * 100 AS INTEGER) >= 0.5)
+    WHERE amount > 0 AND amount * 100 < 1000000000.5;
+  ALTER TABLE payments DROP COLUMN amount;
+  UPDATE credit_events
+    SET event = json_set(json_remove(event, '$.cost'), '$.costMicro',
+      CAST(json_extract(event, '$.cost') * 1000000 AS INTEGER)
+        + (json_extract(event, '$.cost') * 1000000 - CAST(json_extract(event, '$.cost') * 1000000 AS INTEGER) >= 0.5))
+    WHERE json_extract(event, '$.type') = 'consumption'
+      AND json_type(event, '$.cost') IN ('integer', 'real')
+      AND json_extract(event, '$.cost') >= 0
+      AND json_extract(event, '$.cost') * 1000000 < 1000000000000000.5;
+  `,
   // Clients and reserved Idempotency-Keys (issue 14, DESIGN.md §8). A client (a billing system, a person) is an id
   // and owns keys; its name is only a label. Keys made before had only a name, which was their identity: keys sharing a
   // name become one client whose id is that name, so the rows written under it (payments, callback, change feed,

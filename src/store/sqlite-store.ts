@@ -25,6 +25,8 @@ import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type Audit
 import {
   attemptFromRow,
   approvalProblem,
+  CreditBalanceBound,
+  creditEventJson,
   ESCALATION_ENDING_HOLDS,
   secondNoticeHoldReason,
   secondNoticePayload,
@@ -45,6 +47,7 @@ import {
   strOrNull,
   type Row,
 } from './store-rows.js';
+import { creditBalanceLimitError } from '../domain/money.js';
 import * as keys from './client-keys.js';
 import * as answers from './idempotent-answers.js';
 import { linkEntriesOfVersion2, SqliteAuditLog } from './sqlite-audit-log.js';
@@ -86,7 +89,9 @@ import type {
   RelayAuditRun,
   CallbackSubscription,
   ClientEvent,
+  PaymentCheck,
   PaymentEffect,
+  PaymentLimits,
   PaymentRecord,
   PaymentRequest,
   CreditControlMemory,
@@ -540,7 +545,7 @@ export class SqliteStore implements GatewayStore {
       secondNotice: needs.secondNotice
         ? (this.prep(`SELECT * FROM notifications WHERE order_id = ? AND kind = 'pre_disconnect_notice' ORDER BY created_at DESC LIMIT 1`).get(order.id) as Row | undefined)
         : undefined,
-      creditEvents: needs.credit ? (this.prep('SELECT event FROM credit_events WHERE meter_id = ? ORDER BY seq', true).all(order.meterId) as string[]).map((e) => JSON.parse(e) as CreditEvent) : null,
+      creditEvents: needs.credit ? this.creditEventsSync(order.meterId) : null,
     });
   }
 
@@ -1139,9 +1144,10 @@ export class SqliteStore implements GatewayStore {
 
   // ---- billing --------------------------------------------------------------------------------------------
 
-  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]> {
+  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext, limits: PaymentLimits): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]> {
     return this.enqueue(() => {
       const out: { kind: 'created' | 'replayed'; payment: PaymentRecord }[] = [];
+      const bound = new CreditBalanceBound(limits.maxCreditBalanceMinor);
       const byKey = this.prep('SELECT * FROM payments WHERE client = ? AND idempotency_key = ?');
       const meterExists = this.prep('SELECT 1 FROM meters WHERE meter_id = ?', true);
       const accountMeters = this.prep('SELECT meter_id FROM meters WHERE account_id = ? ORDER BY meter_id', true);
@@ -1174,8 +1180,10 @@ export class SqliteStore implements GatewayStore {
         for (const meterId of resolved[i]!) {
           const flags = parseFlags((this.s.getMeter.get(meterId) as Row).flags);
           if (req.kind === 'top_up' && flags.prepaymentMode) {
-            // The ledger counts in minor units (cents, pence); payments are reported in major units.
-            this.creditEventSync(meterId, { type: 'top_up', amount: Math.round(req.amount * 100), at: req.receivedAt, ref: id }, req.client);
+            if (!bound.knows(meterId)) bound.start(meterId, this.creditEventsSync(meterId));
+            const fit = bound.add(meterId, req.amountMinor);
+            if (!fit.fits) throw creditBalanceLimitError([{ index: i, meterId, balanceAfterMinor: fit.balanceAfterMinor }], bound.maxMinor); // rolls the whole call back
+            this.creditEventSync(meterId, { type: 'top_up', amount: req.amountMinor, at: req.receivedAt, ref: id }, req.client);
           }
           const open = (openDisconnects.all(meterId) as Row[]).map(orderFromRow);
           const cancelled: string[] = [];
@@ -1206,31 +1214,41 @@ export class SqliteStore implements GatewayStore {
         }
         this.db
           .prepare(
-            `INSERT INTO payments (id, client, idempotency_key, request_hash, account_id, meter_id, amount, kind, posted, reference, received_at, recorded_at, effects)
+            `INSERT INTO payments (id, client, idempotency_key, request_hash, account_id, meter_id, amount_minor, kind, posted, reference, received_at, recorded_at, effects)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
-          .run(id, req.client, req.idempotencyKey, req.requestHash, req.accountId, req.meterId, req.amount, req.kind, req.posted ? 1 : 0, req.reference, req.receivedAt, now, JSON.stringify(effects));
-        this.p.audit.append(now, req.client, `payment.${req.kind}`, req.meterId ?? `account:${req.accountId}`, { paymentId: id, amount: req.amount, posted: req.posted, reference: req.reference, effects });
+          .run(id, req.client, req.idempotencyKey, req.requestHash, req.accountId, req.meterId, req.amountMinor, req.kind, req.posted ? 1 : 0, req.reference, req.receivedAt, now, JSON.stringify(effects));
+        this.p.audit.append(now, req.client, `payment.${req.kind}`, req.meterId ?? `account:${req.accountId}`, { paymentId: id, amountMinor: req.amountMinor, posted: req.posted, reference: req.reference, effects });
         out.push({ kind: 'created', payment: paymentFromRow(byKey.get(req.client, req.idempotencyKey) as Row) });
       });
       return out;
     });
   }
 
-  async checkPayments(requests: readonly PaymentRequest[]): Promise<{ missing: { index: number; meterId: string | null; accountId: string | null }[]; conflicts: { index: number; key: string }[] }> {
+  async checkPayments(requests: readonly PaymentRequest[], limits: PaymentLimits): Promise<PaymentCheck> {
     await this.flushNow();
-    const meterExists = this.prep('SELECT 1 FROM meters WHERE meter_id = ?', true);
-    const accountExists = this.prep('SELECT 1 FROM meters WHERE account_id = ? LIMIT 1', true);
+    const meterFlags = this.prep('SELECT flags FROM meters WHERE meter_id = ?', true);
+    const accountMeters = this.prep('SELECT meter_id, flags FROM meters WHERE account_id = ? ORDER BY meter_id');
     const byKey = this.prep('SELECT request_hash FROM payments WHERE client = ? AND idempotency_key = ?', true);
-    const missing: { index: number; meterId: string | null; accountId: string | null }[] = [];
-    const conflicts: { index: number; key: string }[] = [];
+    const bound = new CreditBalanceBound(limits.maxCreditBalanceMinor);
+    const out: PaymentCheck = { missing: [], conflicts: [], overLimit: [] };
     requests.forEach((r, index) => {
-      const known = r.meterId !== null ? meterExists.get(r.meterId) : accountExists.get(r.accountId);
-      if (!known) missing.push({ index, meterId: r.meterId, accountId: r.accountId });
+      const reached: { meterId: string; flags: unknown }[] =
+        r.meterId !== null
+          ? ((f) => (f === undefined ? [] : [{ meterId: r.meterId!, flags: f }]))(meterFlags.get(r.meterId))
+          : (accountMeters.all(r.accountId) as { meter_id: string; flags: unknown }[]).map((m) => ({ meterId: m.meter_id, flags: m.flags }));
+      if (reached.length === 0) out.missing.push({ index, meterId: r.meterId, accountId: r.accountId });
       const prior = byKey.get(r.client, r.idempotencyKey) as string | undefined;
-      if (prior !== undefined && prior !== r.requestHash) conflicts.push({ index, key: r.idempotencyKey });
+      if (prior !== undefined && prior !== r.requestHash) out.conflicts.push({ index, key: r.idempotencyKey });
+      if (prior !== undefined || r.kind !== 'top_up') return; // a replay adds nothing
+      for (const m of reached) {
+        if (!parseFlags(m.flags).prepaymentMode) continue;
+        if (!bound.knows(m.meterId)) bound.start(m.meterId, this.creditEventsSync(m.meterId));
+        const fit = bound.add(m.meterId, r.amountMinor);
+        if (!fit.fits) out.overLimit.push({ index, meterId: m.meterId, balanceAfterMinor: fit.balanceAfterMinor });
+      }
     });
-    return { missing, conflicts };
+    return out;
   }
 
   async listPayments(query: { client?: string; from?: number; to?: number; limit: number }): Promise<PaymentRecord[]> {
@@ -1280,12 +1298,16 @@ export class SqliteStore implements GatewayStore {
   }
 
   private creditEventSync(meterId: string, event: CreditEvent, actor: string): void {
-    this.prep('INSERT INTO credit_events (meter_id, event, at) VALUES (?, ?, ?)').run(meterId, JSON.stringify(event), event.at);
+    this.prep('INSERT INTO credit_events (meter_id, event, at) VALUES (?, ?, ?)').run(meterId, creditEventJson(event), event.at);
     if (event.type !== 'consumption') this.p.audit.append(event.at, actor, `credit.${event.type}`, meterId, { after: event });
   }
 
   async creditEvents(meterId: string): Promise<CreditEvent[]> {
     await this.flushNow();
+    return this.creditEventsSync(meterId);
+  }
+
+  private creditEventsSync(meterId: string): CreditEvent[] {
     return (this.prep('SELECT event FROM credit_events WHERE meter_id = ? ORDER BY seq', true).all(meterId) as string[]).map((e) => JSON.parse(e) as CreditEvent);
   }
 

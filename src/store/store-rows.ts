@@ -4,7 +4,7 @@ import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { GateInput } from '../domain/policy/disconnect-gate.js';
 import type { NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
-import { ledgerShowsNoCredit, type CreditEvent } from '../domain/prepayment/credit-ledger.js';
+import { balanceAfterTopUp, CreditEventSchema, ledgerBalances, ledgerShowsNoCredit, type CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import { ORDER_ORIGINS, type Attempt, type OrderOrigin, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { parseFlags } from './sqlite-meter-facts.js';
@@ -454,4 +454,44 @@ export function paymentReconnectRequest(paymentId: string, meterId: string, req:
     idempotencyKey: `payment:${paymentId}:${meterId}`,
     requestHash: paymentId,
   };
+}
+
+// ---- money (issue 14) ----------------------------------------------------------------------------------------
+
+/**
+ * A credit event as stored (credit_events.event): checked against its schema first, so no ledger row holds a
+ * fractional, non-finite or unbounded amount. A refusal here is a bug in the caller, never a customer's input
+ * (the API refuses bad amounts before they reach the store).
+ */
+export function creditEventJson(event: CreditEvent): string {
+  const checked = CreditEventSchema.safeParse(event);
+  if (!checked.success) throw new Error(`credit event not stored, it is not valid: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return JSON.stringify(event);
+}
+
+/**
+ * The prepayment balance bound (payments.maxCreditBalanceMinor) over a run of top-ups: each meter's ledger is
+ * folded once, then each top-up is counted in, so the thousandth top-up of a file is judged with the 999 before it.
+ */
+export class CreditBalanceBound {
+  private readonly pots = new Map<string, { balance: number; emergencyDebt: number }>();
+  constructor(readonly maxMinor: number) {}
+
+  knows(meterId: string): boolean {
+    return this.pots.has(meterId);
+  }
+
+  /** The meter's ledger as it stands, before the run's top-ups. */
+  start(meterId: string, events: readonly CreditEvent[]): void {
+    this.pots.set(meterId, ledgerBalances(events));
+  }
+
+  /** Count a top-up in if the balance it leaves is within the bound; either way, say what that balance is. */
+  add(meterId: string, amountMinor: number): { fits: boolean; balanceAfterMinor: number } {
+    const pots = this.pots.get(meterId) ?? { balance: 0, emergencyDebt: 0 };
+    const after = balanceAfterTopUp(pots, amountMinor);
+    if (after > this.maxMinor) return { fits: false, balanceAfterMinor: after };
+    this.pots.set(meterId, { balance: after, emergencyDebt: pots.emergencyDebt - Math.min(amountMinor, pots.emergencyDebt) });
+    return { fits: true, balanceAfterMinor: after };
+  }
 }

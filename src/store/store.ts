@@ -291,12 +291,27 @@ export interface PaymentRequest {
   /** One of meterId or accountId (all the account's meters). */
   meterId: string | null;
   accountId: string | null;
-  amount: number;
+  /** Whole minor units (cents, pence), validated at the edge: 1 to payments.maxAmountMinor (money.ts). */
+  amountMinor: number;
   kind: 'payment' | 'top_up';
   /** Reported but not yet posted (bank or agent collection) still reconnects (DOMAIN.md rule 13). */
   posted: boolean;
   reference: string | null;
   receivedAt: number;
+}
+
+/** What the store checks of payments beyond their own form (money.ts): the prepayment balance bound. */
+export interface PaymentLimits {
+  /** A top-up may not leave a prepayment meter's credit balance above this, minor units. */
+  maxCreditBalanceMinor: number;
+}
+
+/** Why a payment file would be refused, by row index. */
+export interface PaymentCheck {
+  missing: { index: number; meterId: string | null; accountId: string | null }[];
+  conflicts: { index: number; key: string }[];
+  /** Top-ups that would take a prepayment meter's balance over the limit (the file's earlier top-ups counted in). */
+  overLimit: { index: number; meterId: string; balanceAfterMinor: number }[];
 }
 
 export interface PaymentEffect {
@@ -313,7 +328,12 @@ export interface PaymentRecord {
   client: string;
   accountId: string | null;
   meterId: string | null;
-  amount: number;
+  /**
+   * Whole minor units. Null only for a row recorded before amounts were bounded (issue 14) whose amount could not
+   * be a payment (beyond MONEY_CEILING_MINOR): the upgrade keeps the row but no amount, and the ledger never
+   * counted it.
+   */
+  amountMinor: number | null;
   kind: 'payment' | 'top_up';
   posted: boolean;
   reference: string | null;
@@ -593,10 +613,14 @@ export interface GatewayStore {
   mostUrgentReconnectDeadline(): Promise<number | null>;
 
   // ---- billing: payments, callbacks, change feed (issue 7) ----
-  /** All or nothing: unknown meters or accounts throw E_METER_NOT_FOUND; a key reused with another body throws E_IDEMPOTENCY_CONFLICT. */
-  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]>;
-  /** What would make `recordPayments` refuse these (unknown meters or accounts, reused keys): checked before a large file is applied in parts. */
-  checkPayments(requests: readonly PaymentRequest[]): Promise<{ missing: { index: number; meterId: string | null; accountId: string | null }[]; conflicts: { index: number; key: string }[] }>;
+  /**
+   * All or nothing: unknown meters or accounts throw E_METER_NOT_FOUND; a key reused with another body throws
+   * E_IDEMPOTENCY_CONFLICT; a top-up that would take a prepayment meter's balance over `limits.maxCreditBalanceMinor`
+   * throws E_CREDIT_BALANCE_LIMIT.
+   */
+  recordPayments(requests: readonly PaymentRequest[], ctx: SubmitContext, limits: PaymentLimits): Promise<{ kind: 'created' | 'replayed'; payment: PaymentRecord }[]>;
+  /** What would make `recordPayments` refuse these (unknown meters or accounts, reused keys, balances over the limit): checked before a large file is applied in parts. */
+  checkPayments(requests: readonly PaymentRequest[], limits: PaymentLimits): Promise<PaymentCheck>;
   listPayments(query: { client?: string; from?: number; to?: number; limit: number }): Promise<PaymentRecord[]>;
   setCallback(client: string, url: string, secret: string, now: number): Promise<CallbackSubscription>;
   getCallback(client: string): Promise<CallbackSubscription | undefined>;

@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   const reconnected = new Promise<void>((r) => (onAll = r));
   const t1 = performance.now();
   const now = new Date().toISOString();
-  const bulk = await api('/v1/payments/bulk', gw.demoKeys!.billing, { payments: ids.map((meterId, i) => ({ meterId, amount: 12.5, receivedAt: now, kind: 'top_up', reference: `TOPUP-${i}` })) }, { 'idempotency-key': 'payment-file-1' });
+  const bulk = await api('/v1/payments/bulk', gw.demoKeys!.billing, { payments: ids.map((meterId, i) => ({ meterId, amountMinor: 1250, receivedAt: now, kind: 'top_up', reference: `TOPUP-${i}` })) }, { 'idempotency-key': 'payment-file-1' });
   const accepted = performance.now();
   await reconnected;
   const allReconnected = performance.now();

@@ -12,7 +12,7 @@ const NOW = at('2026-11-25T12:00:00Z');
 const pay = (paymentId: string, receivedAt: string, o: Partial<ReceivedPayment> = {}): ReceivedPayment => ({
   paymentId,
   meterId: `M-${paymentId}`,
-  amount: 1000,
+  amountMinor: 1000,
   receivedAt: at(receivedAt),
   posted: true,
   ...o,
@@ -35,7 +35,7 @@ const order = (paymentId: string, state: PaymentReconnectOrder['state'], o: Part
 const payments: ReceivedPayment[] = [
   pay('p1', '2026-11-24T09:00:00Z'),
   pay('p1', '2026-11-24T09:00:05Z'), // the same payment reported twice
-  pay('p2', '2026-11-24T23:30:00Z', { amount: 2550.5, posted: false }),
+  pay('p2', '2026-11-24T23:30:00Z', { amountMinor: 255_050, posted: false }),
   pay('p3', '2026-11-23T23:59:59Z'), // the day before
   pay('p4', '2026-11-24T00:00:00Z'),
   pay('p5', '2026-11-24T06:00:00Z'),
@@ -66,7 +66,9 @@ const report = reconciliationReport({ day: '2026-11-24', client: 'billing-north'
 describe('reconciliationReport', () => {
   it.each([
     ['payments (a duplicate counted once, the day before left out)', 'payments', 10],
-    ['amount in minor units', 'amount', 9 * 1000 + 2550.5],
+    ['amount in whole minor units', 'amountMinor', 9 * 1000 + 255_050],
+    ['the same in major units', 'amount', 2640.5],
+    ['payments without an amount', 'paymentsWithoutAmount', 0],
     ['unposted payments (they reconnect all the same)', 'unposted', 2],
     ['payments that caused no reconnect', 'paymentsWithoutReconnect', 1],
     ['done, remotely or by a field crew', 'reconnectsDone', 3],
@@ -119,7 +121,22 @@ describe('reconciliationReport', () => {
 
   it('an empty day', () => {
     const r = reconciliationReport({ day: '2026-11-22', client: 'c', timezone: 'Europe/London', now: NOW, payments, orders });
-    expect(r).toMatchObject({ payments: 0, amount: 0, reconnectsDone: 0, late: [] });
+    expect(r).toMatchObject({ payments: 0, amount: 0, amountMinor: 0, reconnectsDone: 0, late: [] });
+  });
+
+  it('sums exactly in whole minor units: 10,000 payments of 0.10 are exactly 1,000.00, in JSON and CSV', () => {
+    const many = Array.from({ length: 10_000 }, (_, i) => pay(`m${i}`, '2026-11-24T12:00:00Z', { amountMinor: 10 }));
+    const r = reconciliationReport({ day: '2026-11-24', client: 'c', timezone: 'Europe/London', now: NOW, payments: many, orders: [] });
+    expect(r).toMatchObject({ payments: 10_000, amountMinor: 100_000, amount: 1000 });
+    expect(parse(toCsv(r), { columns: true })[0]).toMatchObject({ amount: '1000.00', amount_minor: '100000' });
+    // Summing the major-unit floats instead drifts: the reason for whole minor units.
+    expect(many.reduce((s) => s + 0.1, 0)).not.toBe(1000);
+  });
+
+  it('a payment recorded before amounts were bounded, with no amount the gateway can hold, is counted but not summed', () => {
+    const r = reconciliationReport({ day: '2026-11-24', client: 'c', timezone: 'Europe/London', now: NOW, payments: [pay('ok', '2026-11-24T12:00:00Z', { amountMinor: 1250 }), pay('legacy', '2026-11-24T13:00:00Z', { amountMinor: null })], orders: [] });
+    expect(r).toMatchObject({ payments: 2, amountMinor: 1250, amount: 12.5, paymentsWithoutAmount: 1 });
+    expect(JSON.stringify(r)).not.toMatch(/null|NaN|Infinity/);
   });
 });
 
@@ -131,7 +148,7 @@ describe('toCsv', () => {
     expect(rows[0]).toEqual([...CSV_COLUMNS]);
     expect(rows.every((r) => r.length === CSV_COLUMNS.length)).toBe(true);
     const records = parse(csv, { columns: true }) as Record<string, string>[];
-    expect(records[0]).toMatchObject({ record: 'summary', day: '2026-11-24', client: 'billing-north', payments: '10', amount: '11550.5', reconnects_done: '3', reconnects_open: '3', order_id: '' });
+    expect(records[0]).toMatchObject({ record: 'summary', day: '2026-11-24', client: 'billing-north', payments: '10', amount: '2640.50', amount_minor: '264050', payments_without_amount: '0', reconnects_done: '3', reconnects_open: '3', order_id: '' });
     const late = records.filter((r) => r.record === 'late');
     expect(late.map((r) => r.order_id)).toEqual(report.late.map((l) => l.orderId));
     // The reason with a comma and quotes survives the round trip.
@@ -153,6 +170,6 @@ describe('toCsv', () => {
     expect(records.map((x) => x.client)).toEqual([`'${client}`, `'${client}`]);
     expect(records[1]!.why).toBe("'@SUM(1+1)*cmd|' /C calc'!A0");
     // Numbers stay numbers.
-    expect(records[0]!.amount).toBe('11550.5');
+    expect(records[0]).toMatchObject({ amount: '2640.50', amount_minor: '264050' });
   });
 });

@@ -1,6 +1,9 @@
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import Database from 'better-sqlite3';
+import { connectAsync } from 'mqtt';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../harness/fake-clock.js';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
@@ -115,7 +118,7 @@ describe('payments and top-ups', () => {
     clock.set(Date.parse('2026-11-24T17:00:00Z'));
     const id = await cutOff('PP-2');
     expect(['queued', 'held']).toContain((await f.http('GET', `/v1/orders/${id}`)).body.state);
-    const p = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PP-2', amount: 5, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+    const p = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PP-2', amountMinor: 500, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
     expect(p.body.effects[0]).toMatchObject({ cancelledOrders: [id], reconnectOrderId: null });
     const cancelled = await f.waitForOrder(id);
     expect(cancelled.state).toBe('cancelled');
@@ -147,7 +150,7 @@ describe('callbacks', () => {
     endpointDown = true;
     const before = received.length;
     await f.waitForOrder(await cutOff('PP-3')); // the operator's order: the billing client does not hear of it
-    const p = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PP-3', amount: 10, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+    const p = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PP-3', amountMinor: 1000, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
     const first = p.body.effects[0].reconnectOrderId as string;
     await f.waitForOrder(first);
     const second = await f.http('POST', '/v1/meters/PP-3/reconnect', { key: f.billingKey, headers: k(), body: { reason: 'customer_request' } });
@@ -258,4 +261,150 @@ describe('reconciliation', () => {
     expect((await csv.text()).split('\r\n')[0]).toMatch(/^[a-z_,]+$/);
     expect((await f.http('GET', `/v1/reconciliation?day=${day}`, { key: null })).status).toBe(401);
   });
+});
+
+describe('money: exact whole minor units, bounded (issue 14)', () => {
+  const pay = (body: Record<string, unknown>) => f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { receivedAt: new Date(clock.now()).toISOString(), ...body } });
+  const bulk = (payments: Record<string, unknown>[]) =>
+    f.http('POST', '/v1/payments/bulk', { key: f.billingKey, headers: k(), body: { payments: payments.map((p) => ({ receivedAt: new Date(clock.now()).toISOString(), ...p })) } });
+  const credit = async (meterId: string) => f.http('GET', `/v1/meters/${meterId}/credit`);
+  const paymentsOf = async (meterId: string) => ((await f.http('GET', '/v1/payments?limit=10000', { key: f.billingKey })).body.items as any[]).filter((p) => p.meterId === meterId);
+  const prepayment = async (meterId: string) => {
+    await f.registerMeters([{ meterId, profileId: CLOSES, initialRelay: 'connected' }]); // no simulator: nothing reads it but the test
+    expect((await f.http('PUT', `/v1/meters/${meterId}/flags`, { key: f.billingKey, headers: k(), body: { prepaymentMode: true, prepaymentAgreementRef: `PPA-${meterId}` } })).status).toBe(200);
+  };
+  /** A row of the ledger as a release before this one could write it, straight into the store. */
+  const legacyCreditEvent = async (meterId: string, event: object) => {
+    const store = f.gateway.config.store;
+    if (store.kind === 'sqlite') {
+      const db = new Database(store.sqlite.path);
+      db.pragma('busy_timeout = 5000');
+      db.prepare('INSERT INTO credit_events (meter_id, event, at) VALUES (?, ?, ?)').run(meterId, JSON.stringify(event), clock.now());
+      db.close();
+    } else {
+      const client = new pg.Client({ connectionString: store.postgres!.url });
+      await client.connect();
+      await client.query(`INSERT INTO ${store.postgres!.schema}.credit_events (meter_id, event, at) VALUES ($1, $2, $3)`, [meterId, JSON.stringify(event), clock.now()]);
+      await client.end();
+    }
+  };
+
+  it('two top-ups of 1e300 are refused with 400 E_AMOUNT_OVER_LIMIT and record nothing; the credit view still answers 200', async () => {
+    await prepayment('MO-HUGE');
+    for (let i = 0; i < 2; i++) {
+      const r = await pay({ meterId: 'MO-HUGE', amount: 1e300, kind: 'top_up', reference: `HUGE-${i}` });
+      expect(r.status).toBe(400);
+      expect(r.body.code).toBe('E_AMOUNT_OVER_LIMIT');
+      expect(r.body.message).toMatch(/maximum of 10000000 minor units \(100,000\.00\)/);
+    }
+    expect((await pay({ meterId: 'MO-HUGE', amountMinor: 1e300, kind: 'top_up' })).body.code).toBe('E_AMOUNT_OVER_LIMIT');
+    // In a file: the whole file is refused, naming the row.
+    const file = await bulk([{ meterId: 'MO-HUGE', amountMinor: 500, kind: 'top_up' }, { meterId: 'MO-HUGE', amount: 1e300, kind: 'top_up' }]);
+    expect(file.status).toBe(400);
+    expect(file.body).toMatchObject({ code: 'E_AMOUNT_OVER_LIMIT', details: { invalid: [{ index: 1, code: 'E_AMOUNT_OVER_LIMIT' }] } });
+    const c = await credit('MO-HUGE');
+    expect(c.status).toBe(200);
+    expect(c.body).toMatchObject({ balance: 0, emergencyDebt: 0, lastTopUp: null });
+    expect(await paymentsOf('MO-HUGE')).toEqual([]);
+  });
+
+  it('ledger rows written before amounts were bounded (two 1e300 top-ups) are ignored: the credit view answers 200 with the real balance', async () => {
+    await prepayment('MO-LEGACY');
+    await legacyCreditEvent('MO-LEGACY', { type: 'top_up', amount: 1e302, at: clock.now(), ref: 'legacy-1' });
+    await legacyCreditEvent('MO-LEGACY', { type: 'top_up', amount: 1e302, at: clock.now(), ref: 'legacy-2' });
+    expect((await pay({ meterId: 'MO-LEGACY', amount: 12.34, kind: 'top_up' })).status).toBe(201);
+    const c = await credit('MO-LEGACY');
+    expect(c.status).toBe(200);
+    expect(c.body).toMatchObject({ balance: 1234, status: 'in_credit', lastTopUp: { amount: 1234 } });
+  });
+
+  it('amounts with more decimals than the minor unit allows are refused with 400 E_AMOUNT_INVALID; a decimal that converts exactly is taken', async () => {
+    for (const amount of [12.345, '12.345', 0.001, '0.001', -5, 0, '1e3', '12,50']) {
+      const r = await pay({ meterId: 'PP-6', amount });
+      expect([amount, r.status, r.body.code]).toEqual([amount, 400, 'E_AMOUNT_INVALID']);
+    }
+    for (const body of [{ amountMinor: 12.5 }, { amountMinor: 0 }, { amountMinor: -100 }, { amount: 12.5, amountMinor: 1250 }, {}]) {
+      const r = await pay({ meterId: 'PP-6', ...body });
+      expect([body, r.status, r.body.code]).toEqual([body, 400, 'E_AMOUNT_INVALID']);
+    }
+    const exact = await pay({ meterId: 'PP-6', amount: '12.50', reference: 'DECIMAL-STRING' });
+    expect(exact.status).toBe(201);
+    expect(exact.body).toMatchObject({ amountMinor: 1250, amount: 12.5 });
+    const tenth = await pay({ meterId: 'PP-6', amount: 0.1, reference: 'A-TENTH' });
+    expect(tenth.body).toMatchObject({ amountMinor: 10, amount: 0.1 });
+  });
+
+  it('the same payment in either form is the same payment: a retry with amountMinor replays one sent with amount', async () => {
+    const headers = k();
+    const body = { meterId: 'PP-6', receivedAt: new Date(clock.now()).toISOString(), reference: 'EITHER-FORM' };
+    const first = await f.http('POST', '/v1/payments', { key: f.billingKey, headers, body: { ...body, amount: 20.5 } });
+    expect(first.status).toBe(201);
+    for (const again of [{ amountMinor: 2050 }, { amount: '20.50' }]) {
+      const r = await f.http('POST', '/v1/payments', { key: f.billingKey, headers, body: { ...body, ...again } });
+      expect([r.status, r.body.id]).toEqual([200, first.body.id]);
+    }
+    expect((await f.http('POST', '/v1/payments', { key: f.billingKey, headers, body: { ...body, amountMinor: 2051 } })).body.code).toBe('E_IDEMPOTENCY_CONFLICT');
+  });
+
+  it('the maximum per payment (10,000,000 minor units) is accepted and one over refused; a top-up may not take a balance over 100,000,000', async () => {
+    expect((await pay({ meterId: 'PP-6', amountMinor: 10_000_000, reference: 'MAX' })).status).toBe(201);
+    expect((await pay({ meterId: 'PP-6', amount: '100000.00', reference: 'MAX-MAJOR' })).body).toMatchObject({ amountMinor: 10_000_000 });
+    const over = await pay({ meterId: 'PP-6', amountMinor: 10_000_001 });
+    expect(over).toMatchObject({ status: 400, body: { code: 'E_AMOUNT_OVER_LIMIT', details: { maxAmountMinor: 10_000_000 } } });
+    expect((await pay({ meterId: 'PP-6', amount: 100_000.01 })).body.code).toBe('E_AMOUNT_OVER_LIMIT');
+
+    await prepayment('MO-MAX');
+    const ten = Array.from({ length: 10 }, (_, i) => ({ meterId: 'MO-MAX', amountMinor: 10_000_000, kind: 'top_up', reference: `MAX-${i}` }));
+    // One minor unit over the balance limit in a file: nothing recorded.
+    const tooMuch = await bulk([...ten, { meterId: 'MO-MAX', amountMinor: 1, kind: 'top_up' }]);
+    expect(tooMuch).toMatchObject({ status: 400, body: { code: 'E_CREDIT_BALANCE_LIMIT', details: { maxCreditBalanceMinor: 100_000_000, overLimit: [{ index: 10, meterId: 'MO-MAX', balanceAfterMinor: 100_000_001 }] } } });
+    expect((await credit('MO-MAX')).body.balance).toBe(0);
+    expect((await bulk(ten)).status).toBe(202);
+    expect((await credit('MO-MAX')).body.balance).toBe(100_000_000);
+    expect((await pay({ meterId: 'MO-MAX', amountMinor: 1, kind: 'top_up' })).body.code).toBe('E_CREDIT_BALANCE_LIMIT');
+    expect((await credit('MO-MAX')).body.balance).toBe(100_000_000);
+  });
+
+  it('10,000 top-ups of 0.10 make exactly 1,000.00, and consumption at a fractional cost is charged in whole pence with the rest carried: credit view, payments list and reconciliation (JSON and CSV) exact', async () => {
+    await prepayment('MO-EXACT');
+    const day = '2026-11-21'; // a day of its own, so its reconciliation holds exactly these payments
+    const receivedAt = `${day}T12:00:00Z`;
+    const file = await bulk(Array.from({ length: 10_000 }, (_, i) => ({ meterId: 'MO-EXACT', amount: 0.1, kind: 'top_up', receivedAt, reference: `DIME-${i}` })));
+    expect(file.body).toMatchObject({ created: 10_000, replayed: 0 });
+    expect((await credit('MO-EXACT')).body).toMatchObject({ balance: 100_000, unchargedMicro: 0, lastTopUp: { amount: 10 } });
+
+    const listed = await paymentsOf('MO-EXACT');
+    expect(listed).toHaveLength(10_000);
+    expect(listed.every((p) => p.amountMinor === 10 && p.amount === 0.1)).toBe(true);
+    expect(listed.reduce((s, p) => s + p.amountMinor, 0)).toBe(100_000);
+
+    const report = (await f.http('GET', `/v1/reconciliation?day=${day}`, { key: f.billingKey })).body;
+    expect(report).toMatchObject({ payments: 10_000, amountMinor: 100_000, amount: 1000, paymentsWithoutAmount: 0 });
+    const csv = await (await fetch(`${f.gateway.apiUrl}/v1/reconciliation?day=${day}&format=csv`, { headers: { authorization: `Bearer ${f.billingKey}` } })).text();
+    const [header, summary] = csv.split('\r\n').map((l) => l.split(','));
+    const row = Object.fromEntries(header!.map((h, i) => [h, summary![i]]));
+    expect(row).toMatchObject({ payments: '10000', amount: '1000.00', amount_minor: '100000' });
+
+    // The meter pushes its register; each 7 Wh at the shipped 25 per kWh costs 0.175 minor units (175,000 millionths).
+    const meterSide = await connectAsync(f.broker.url, { protocolVersion: 5, clientId: `money-meter-${process.pid}` });
+    try {
+      const t0 = clock.now() - 30 * MIN;
+      for (let i = 0; i <= 20; i++) {
+        await meterSide.publishAsync('meters/MO-EXACT/status', JSON.stringify({ relay: 'connected', voltageV: 231, energyWh: 50_000 + 7 * i, ts: t0 + i * MIN }), { qos: 1 });
+        const totalMicro = 175_000 * i; // the first reading is the baseline
+        await expect
+          .poll(async () => {
+            const c = (await credit('MO-EXACT')).body;
+            return [c.balance, c.unchargedMicro];
+          }, { timeout: 5000 })
+          .toEqual([100_000 - Math.floor(totalMicro / 1_000_000), totalMicro % 1_000_000]);
+      }
+    } finally {
+      await meterSide.endAsync();
+    }
+    // 20 × 0.175 = 3.5: 3 charged, half a penny carried; every figure a safe integer.
+    const c = (await credit('MO-EXACT')).body;
+    expect(c).toMatchObject({ balance: 99_997, unchargedMicro: 500_000, emergencyDebt: 0, emergencyCreditRemaining: 0 });
+    expect([c.balance, c.unchargedMicro, c.emergencyDebt, c.emergencyCreditRemaining, c.lastTopUp.amount].every(Number.isSafeInteger)).toBe(true);
+  }, 180_000);
 });

@@ -57,7 +57,7 @@ describe('prepayment credit control', () => {
     // With no credit at all yet, emergency credit is offered once (before any top-up).
     await expect.poll(async () => (await notifications('PRE-1', 'customer.emergency_credit_offer')).length, { timeout: 5000 }).toBe(1);
 
-    const top = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-1', amount: 2, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+    const top = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-1', amountMinor: 200, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
     expect(top.status).toBe(201);
     expect((await credit('PRE-1')).balance).toBe(200);
     const exhausted = await readUntil('PRE-1', 'credit to run out', (c) => c.balance === 0);
@@ -89,7 +89,7 @@ describe('prepayment credit control', () => {
     expect(f.fleet.meter('PRE-1').relay).toBe('disconnected');
 
     // A top-up reconnects at once.
-    const again = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-1', amount: 5, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+    const again = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-1', amountMinor: 500, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
     const reconnect = again.body.effects[0].reconnectOrderId ?? (await f.http('GET', '/v1/orders?meterId=PRE-1')).body.items.find((o: any) => o.action === 'reconnect')?.id;
     expect((await f.waitForOrder(reconnect)).state).toBe('done');
   }, 90_000);
@@ -98,14 +98,15 @@ describe('prepayment credit control', () => {
     clock.set(Date.parse('2026-11-30T20:00:00Z')); // Monday evening, inside friendly hours
     await prepayment('PRE-2');
     await f.gateway.readings.runOnce();
-    await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-2', amount: 2, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+    await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-2', amountMinor: 200, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
     await readUntil('PRE-2', 'the emergency offer', (c) => c.status === 'emergency_available' || c.status === 'exhausted');
-    expect(await notifications('PRE-2', 'customer.emergency_credit_offer')).toHaveLength(1);
+    // The offer is recorded by credit control just after the ledger shows the state: wait for it, then it is one.
+    await expect.poll(async () => (await notifications('PRE-2', 'customer.emergency_credit_offer')).length, { timeout: 5000 }).toBe(1);
     const ec = await f.http('POST', '/v1/meters/PRE-2/emergency-credit', { key: f.billingKey, headers: k() });
     expect(ec.status).toBe(200);
     expect(ec.body.emergencyCreditInUse).toBe(true);
     await readUntil('PRE-2', 'some emergency credit used', (c) => c.emergencyDebt > 0);
-    await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-2', amount: 10, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
+    await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-2', amountMinor: 1000, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
     const after = await credit('PRE-2');
     expect(after).toMatchObject({ status: 'in_credit', emergencyCreditInUse: false, emergencyDebt: 0 });
     expect(after.balance).toBeGreaterThan(800);

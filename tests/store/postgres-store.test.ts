@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { creditState } from '../../src/domain/prepayment/credit-ledger.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { POSTGRES_AUDIT_KEYED, POSTGRES_MIGRATIONS } from '../../src/store/postgres-migrations.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
@@ -249,6 +250,47 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       ]);
     } finally {
       await other.end();
+      await store.close();
+    }
+  });
+
+  it('upgrading to exact money converts stored amounts exactly: payments to whole minor units (as the ledger booked them), consumption costs to whole millionths; what cannot be held is kept without an amount and never reaches a balance', async () => {
+    const schema = freshSchema();
+    const exact = POSTGRES_MIGRATIONS.findIndex((m) => m.includes('ADD COLUMN amount_minor'));
+    expect(exact).toBeGreaterThan(0);
+    const majors = [12.5, 0.1, 0.29, 20, 12.345, 100_000, 1e300];
+    const costs = [0.1, 2.45, 1 / 3, 24.57 * 0.007, 1e300];
+    const client = new pg.Client({ connectionString: DATABASE_URL });
+    await client.connect();
+    try {
+      await client.query(`CREATE SCHEMA ${schema}`);
+      await client.query(`SET search_path TO ${schema}`);
+      await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+      for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, exact).entries()) {
+        await client.query(m);
+        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
+      }
+      // What the release before wrote (see the SQLite twin of this test).
+      for (const [i, a] of majors.entries()) {
+        await client.query(`INSERT INTO payments (id, client, idempotency_key, request_hash, meter_id, amount, kind, posted, received_at, recorded_at, effects) VALUES ($1, 'bill', $2, 'h', 'M-1', $3, 'top_up', true, 1, 1, '[]')`, [`pay_${i}`, `k${i}`, a]);
+        await client.query(`INSERT INTO credit_events (meter_id, event, at) VALUES ('M-1', $1, 1)`, [JSON.stringify({ type: 'top_up', amount: Math.round(a * 100), at: 1, ref: `pay_${i}` })]);
+      }
+      for (const [i, cost] of costs.entries()) await client.query(`INSERT INTO credit_events (meter_id, event, at) VALUES ('M-1', $1, $2)`, [JSON.stringify({ type: 'consumption', cost, at: 2 + i, fromWh: i, toWh: i + 1 }), 2 + i]);
+    } finally {
+      await client.end();
+    }
+    const store = new PostgresStore({ connectionString: DATABASE_URL, schema, auditKey });
+    try {
+      await store.migrate();
+      const paid = new Map((await store.listPayments({ limit: 100 })).map((p) => [p.id, p.amountMinor]));
+      expect(majors.map((_, i) => paid.get(`pay_${i}`))).toEqual([1250, 10, 29, 2000, Math.round(12.345 * 100), 10_000_000, null]);
+      const events = await store.creditEvents('M-1');
+      const consumption = events.filter((e) => e.type === 'consumption') as { costMicro?: number }[];
+      expect(consumption.map((e) => e.costMicro)).toEqual([...costs.slice(0, 4).map((c) => Math.round(c * 1_000_000)), undefined]);
+      const st = creditState(events, { warnAtPercentOfLastTopUp: [], emergencyCredit: { amount: 0, offerWhenBelow: 0 } });
+      const totalCostMicro = costs.slice(0, 4).reduce((s, c) => s + Math.round(c * 1_000_000), 0);
+      expect(st).toMatchObject({ balance: 1250 + 10 + 29 + 2000 + Math.round(12.345 * 100) + 10_000_000 - Math.floor(totalCostMicro / 1_000_000), unchargedMicro: totalCostMicro % 1_000_000, ignored: 2 });
+    } finally {
       await store.close();
     }
   });

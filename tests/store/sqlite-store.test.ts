@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from '../../src/store/sqlite-migrations.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { creditState } from '../../src/domain/prepayment/credit-ledger.js';
 import { unkeyedEntryHash, GENESIS_HASH } from '../../src/store/audit-chain.js';
 import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
 import { openPolicy } from '../harness/test-policy.js';
@@ -135,6 +136,41 @@ describe('SQLite store specifics', () => {
     const store = new SqliteStore(path);
     await store.migrate();
     expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 4, keyedFrom: 4 });
+    await store.close();
+  });
+
+  it('upgrading to exact money converts stored amounts exactly: payments to whole minor units (as the ledger booked them), consumption costs to whole millionths; what cannot be held is kept without an amount and never reaches a balance', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db');
+    const exact = SQLITE_MIGRATIONS.findIndex((m) => m.includes('ADD COLUMN amount_minor'));
+    expect(exact).toBeGreaterThan(0);
+    const old = new Database(path);
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    SQLITE_MIGRATIONS.slice(0, exact).forEach((m, v) => {
+      old.exec(m);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 1)').run(v + 1);
+    });
+    // What the release before wrote: amounts in major units as REAL, top-ups in the ledger as Math.round(amount × 100),
+    // consumption costs as float minor units, and the 1e300 top-ups it let through.
+    const majors = [12.5, 0.1, 0.29, 20, 12.345, 100_000, 1e300];
+    const pay = old.prepare(`INSERT INTO payments (id, client, idempotency_key, request_hash, meter_id, amount, kind, posted, received_at, recorded_at, effects) VALUES (?, 'bill', ?, 'h', 'M-1', ?, 'top_up', 1, 1, 1, '[]')`);
+    majors.forEach((a, i) => pay.run(`pay_${i}`, `k${i}`, a));
+    const ev = old.prepare(`INSERT INTO credit_events (meter_id, event, at) VALUES ('M-1', ?, 1)`);
+    const costs = [0.1, 2.45, 1 / 3, 24.57 * 0.007, 1e300];
+    for (const [i, a] of majors.entries()) ev.run(JSON.stringify({ type: 'top_up', amount: Math.round(a * 100), at: 1, ref: `pay_${i}` }));
+    costs.forEach((cost, i) => ev.run(JSON.stringify({ type: 'consumption', cost, at: 2 + i, fromWh: i, toWh: i + 1 })));
+    old.close();
+
+    const store = new SqliteStore(path);
+    await store.migrate();
+    const paid = new Map((await store.listPayments({ limit: 100 })).map((p) => [p.id, p.amountMinor]));
+    expect(majors.map((_, i) => paid.get(`pay_${i}`))).toEqual([1250, 10, 29, 2000, Math.round(12.345 * 100), 10_000_000, null]);
+    const events = await store.creditEvents('M-1');
+    const consumption = events.filter((e) => e.type === 'consumption') as { costMicro?: number }[];
+    expect(consumption.map((e) => e.costMicro)).toEqual([...costs.slice(0, 4).map((c) => Math.round(c * 1_000_000)), undefined]);
+    // The ledger: the six real top-ups in, the two costs that make whole pence out; the 1e300 rows ignored, never Infinity.
+    const st = creditState(events, { warnAtPercentOfLastTopUp: [], emergencyCredit: { amount: 0, offerWhenBelow: 0 } });
+    const totalCostMicro = costs.slice(0, 4).reduce((s, c) => s + Math.round(c * 1_000_000), 0);
+    expect(st).toMatchObject({ balance: 1250 + 10 + 29 + 2000 + Math.round(12.345 * 100) + 10_000_000 - Math.floor(totalCostMicro / 1_000_000), unchargedMicro: totalCostMicro % 1_000_000, ignored: 2 });
     await store.close();
   });
 

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
 import { MeterlineError } from '../../src/errors.js';
-import type { EpisodeClaim, GatewayStore, Lease, OrderRequest, SubmitContext } from '../../src/store/store.js';
+import type { CreditEvent } from '../../src/domain/prepayment/credit-ledger.js';
+import type { EpisodeClaim, GatewayStore, Lease, OrderRequest, PaymentRequest, SubmitContext } from '../../src/store/store.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { AuditKey, unkeyedEntryHash, type AuditAnchor } from '../../src/store/audit-chain.js';
 import type { DatabaseHands } from '../harness/audit-tamper.js';
@@ -688,8 +689,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       await store.setMeterFlags('M-3', { prepaymentMode: true, prepaymentAgreementRef: 'PPA-3' }, 'billing', now);
       const [c1] = await store.submitOrders([req({ meterId: 'M-3', reason: 'credit_exhausted', reference: null, requestedBy: 'credit-control', origin: 'credit_control', notBefore: now + 3_600_000 })], ctx());
       const [paid] = await store.recordPayments(
-        [{ client: 'bill-b', idempotencyKey: 'pay-1', requestHash: 'h', meterId: 'M-3', accountId: null, amount: 10, kind: 'payment', posted: true, reference: null, receivedAt: now }],
+        [{ client: 'bill-b', idempotencyKey: 'pay-1', requestHash: 'h', meterId: 'M-3', accountId: null, amountMinor: 10, kind: 'payment', posted: true, reference: null, receivedAt: now }],
         ctx(),
+        { maxCreditBalanceMinor: 100_000_000 },
       );
       expect(paid!.payment.effects[0]!.cancelledOrders).toEqual([c1!.order.id]);
       // A write that rolls back (its second order names an unknown meter) takes its refusal's number back with it.
@@ -835,6 +837,63 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const audit = (await store.listAudit({ target: 'M-1', limit: 50 })).map((a) => a.action);
       expect(audit).toEqual(expect.arrayContaining(['work_order.raise', 'work_order.complete']));
       expect((await store.verifyAudit()).ok).toBe(true);
+    });
+
+    // Money (issue 14): exact whole minor units in and out, bounded in the ledger and by the balance limit.
+    const payment = (o: Partial<PaymentRequest> & { idempotencyKey: string }): PaymentRequest => ({
+      client: 'bill-m',
+      requestHash: `h-${o.idempotencyKey}`,
+      meterId: 'M-1',
+      accountId: null,
+      amountMinor: 100,
+      kind: 'top_up',
+      posted: true,
+      reference: null,
+      receivedAt: now,
+      ...o,
+    });
+
+    it('money: payments are stored and read back as exact whole minor units; the ledger takes no event with an invalid or unbounded amount', async () => {
+      await store.setMeterFlags('M-1', { prepaymentMode: true, prepaymentAgreementRef: 'PPA-1' }, 'billing', now);
+      const limits = { maxCreditBalanceMinor: 1_000_000_000 };
+      const out = await store.recordPayments([payment({ idempotencyKey: 'big', amountMinor: 999_999_999 }), payment({ idempotencyKey: 'dime', amountMinor: 10, kind: 'payment' })], ctx(), limits);
+      expect(out.map((o) => [o.kind, o.payment.amountMinor])).toEqual([['created', 999_999_999], ['created', 10]]);
+      expect((await store.listPayments({ client: 'bill-m', limit: 10 })).map((p) => p.amountMinor).sort((a, b) => a! - b!)).toEqual([10, 999_999_999]);
+      expect(await store.creditEvents('M-1')).toEqual([{ type: 'top_up', amount: 999_999_999, at: now, ref: out[0]!.payment.id }]);
+      for (const bad of [
+        { type: 'top_up', amount: 1e302, at: now, ref: 'huge' },
+        { type: 'top_up', amount: 12.5, at: now, ref: 'fraction' },
+        { type: 'consumption', costMicro: Number.POSITIVE_INFINITY, at: now, fromWh: 0, toWh: 1 },
+        { type: 'consumption', cost: 0.25, at: now, fromWh: 0, toWh: 1 },
+        { type: 'adjustment', amount: Number.NaN, at: now, reason: 'x' },
+      ]) {
+        await expect(store.appendCreditEvent('M-1', bad as unknown as CreditEvent, 'ops')).rejects.toThrow(/not valid/);
+      }
+      expect(await store.creditEvents('M-1')).toHaveLength(1);
+    });
+
+    it('money: a top-up that would take a prepayment balance over the limit is refused and records nothing, in recordPayments and in checkPayments; debt is repaid first', async () => {
+      await store.setMeterFlags('M-1', { prepaymentMode: true, prepaymentAgreementRef: 'PPA-1' }, 'billing', now);
+      const limits = { maxCreditBalanceMinor: 10_000 };
+      // A file's top-ups count together: 6,000 then 5,000 make 11,000.
+      const file = [payment({ idempotencyKey: 'f-1', amountMinor: 6000 }), payment({ idempotencyKey: 'f-2', amountMinor: 5000 })];
+      expect((await store.checkPayments(file, limits)).overLimit).toEqual([{ index: 1, meterId: 'M-1', balanceAfterMinor: 11_000 }]);
+      await expect(store.recordPayments(file, ctx(), limits)).rejects.toMatchObject({ code: 'E_CREDIT_BALANCE_LIMIT' });
+      expect(await store.listPayments({ client: 'bill-m', limit: 10 })).toEqual([]);
+      expect(await store.creditEvents('M-1')).toEqual([]);
+      // Up to the limit exactly is accepted; one minor unit more is not. A payment (not a top-up) and a meter not in prepayment are not bounded by it.
+      await store.recordPayments([payment({ idempotencyKey: 'a', amountMinor: 6000 }), payment({ idempotencyKey: 'b', amountMinor: 4000 })], ctx(), limits);
+      await expect(store.recordPayments([payment({ idempotencyKey: 'c', amountMinor: 1 })], ctx(), limits)).rejects.toMatchObject({ code: 'E_CREDIT_BALANCE_LIMIT', details: { overLimit: [{ meterId: 'M-1', balanceAfterMinor: 10_001 }] } });
+      expect((await store.checkPayments([payment({ idempotencyKey: 'c', amountMinor: 1 })], limits)).overLimit).toHaveLength(1);
+      await store.recordPayments([payment({ idempotencyKey: 'd', amountMinor: 50_000, kind: 'payment' }), payment({ idempotencyKey: 'e', meterId: 'M-2', amountMinor: 50_000 })], ctx(), limits);
+      // A replayed top-up adds nothing, so it is never over the limit.
+      expect((await store.checkPayments([payment({ idempotencyKey: 'b', amountMinor: 4000 })], limits)).overLimit).toEqual([]);
+      // Spent down to 0 with 3,000 owed: a top-up of 13,000 repays the 3,000 first and leaves exactly 10,000.
+      await store.appendCreditEvent('M-1', { type: 'adjustment', amount: -13_000, at: now, reason: 'test: spent' }, 'ops');
+      const repay = [payment({ idempotencyKey: 'g', amountMinor: 13_000 })];
+      expect((await store.checkPayments(repay, limits)).overLimit).toEqual([]);
+      await store.recordPayments(repay, ctx(), limits);
+      expect(await store.listPayments({ client: 'bill-m', limit: 10 })).toHaveLength(5);
     });
 
     it('meter swaps: recorded and audited, listed oldest first; an unknown meter is refused', async () => {

@@ -9,6 +9,8 @@ import type { ApiDeps } from '../deps.js';
 import { idempotentWrite } from '../idempotent-write.js';
 import { bulkBodyLimit } from '../request-body.js';
 import { reconciliationReport, toCsv } from '../../domain/reconciliation.js';
+import { checkMinorAmount, creditBalanceLimitError, majorToMinor, MINOR_UNIT_DIGITS, minorToMajor, MONEY_CEILING_MINOR, type MoneyLimits } from '../../domain/money.js';
+import type { CreditState } from '../../domain/prepayment/credit-ledger.js';
 import { ErrorView, IdempotencyHeaders } from '../schemas.js';
 
 /**
@@ -23,11 +25,28 @@ export const PAYMENT_ITEM_BYTES = 384;
 const PAYMENTS_PER_TRANSACTION = 500;
 const iso = z.iso.datetime({ offset: true });
 
+/** What the wire says about money (README "Billing and prepayment"). */
+const MONEY_ON_THE_WIRE =
+  `Money is exact: whole minor units (cents, pence; the minor unit is 1/${10 ** MINOR_UNIT_DIGITS} of the major unit) as integers. ` +
+  `A payment is at most payments.maxAmountMinor (default 10,000,000 = 100,000.00; never above ${MONEY_CEILING_MINOR}); a top-up may not take a ` +
+  'prepayment balance over payments.maxCreditBalanceMinor (default 100,000,000). Refused amounts: 400 E_AMOUNT_INVALID, E_AMOUNT_OVER_LIMIT, E_CREDIT_BALANCE_LIMIT.';
+
 const PaymentBody = z
   .object({
     meterId: z.string().min(1).max(64).optional(),
     accountId: z.string().min(1).max(64).optional(),
-    amount: z.number().positive(),
+    // Documented as what it must be; checked in the handler, so every amount refusal has its own code (E_AMOUNT_*).
+    amountMinor: z
+      .number()
+      .meta({ type: 'integer', minimum: 1, maximum: MONEY_CEILING_MINOR })
+      .optional()
+      .describe(`The amount in whole minor units (1250 for 12.50): an integer from 1 to payments.maxAmountMinor (default 10,000,000). Give this or amount. ${MONEY_ON_THE_WIRE}`),
+    amount: z
+      .union([z.number(), z.string().max(32)])
+      .optional()
+      .describe(
+        `The amount in major units, as a JSON number or a decimal string ("12.50"), accepted only if it converts exactly: positive, at most ${MINOR_UNIT_DIGITS} decimal places, within the maximum (else 400 E_AMOUNT_INVALID or E_AMOUNT_OVER_LIMIT). Prefer amountMinor.`,
+      ),
     receivedAt: iso.describe('When the customer paid; the 24-hour reconnect limit runs from it'),
     posted: z.boolean().default(true).describe('false: received by a bank or agent, not yet posted; it still reconnects (DOMAIN.md rule 13)'),
     kind: z.enum(['payment', 'top_up']).default('payment'),
@@ -35,14 +54,19 @@ const PaymentBody = z
   })
   .strict()
   .refine((p) => (p.meterId === undefined) !== (p.accountId === undefined), { message: 'give exactly one of meterId or accountId' })
-  .meta({ examples: [{ meterId: 'SIM-000001', amount: 42.5, receivedAt: '2026-11-25T08:12:00Z', posted: true, kind: 'payment', reference: 'BANK-7781' }] });
+  .meta({ examples: [{ meterId: 'SIM-000001', amountMinor: 4250, receivedAt: '2026-11-25T08:12:00Z', posted: true, kind: 'payment', reference: 'BANK-7781' }] });
 
 const Effect = z.object({ meterId: z.string(), cancelledOrders: z.array(z.string()), reconnectOrderId: z.string().nullable(), note: z.string() });
 const PaymentView = z.object({
   id: z.string(),
   meterId: z.string().nullable(),
   accountId: z.string().nullable(),
-  amount: z.number(),
+  amountMinor: z
+    .number()
+    .int()
+    .nullable()
+    .describe('Whole minor units. Null only for a payment recorded before amounts were bounded whose amount was beyond any the gateway holds (README "Billing and prepayment")'),
+  amount: z.number().nullable().describe('The same amount in major units (amountMinor / 100; its JSON text is exact), for display'),
   kind: z.enum(['payment', 'top_up']),
   posted: z.boolean(),
   reference: z.string().nullable(),
@@ -71,7 +95,8 @@ const paymentView = (p: PaymentRecord): z.infer<typeof PaymentView> => ({
   id: p.id,
   meterId: p.meterId,
   accountId: p.accountId,
-  amount: p.amount,
+  amountMinor: p.amountMinor,
+  amount: p.amountMinor === null ? null : minorToMajor(p.amountMinor),
   kind: p.kind,
   posted: p.posted,
   reference: p.reference,
@@ -89,14 +114,35 @@ const eventView = (e: ClientEvent): z.infer<typeof EventView> => ({
   delivery: { attempts: e.attempts, deliveredAt: e.deliveredAt === null ? null : new Date(e.deliveredAt).toISOString(), lastError: e.lastError },
 });
 
-function toRequest(body: z.infer<typeof PaymentBody>, client: string, key: string): PaymentRequest {
+type PaymentBodyIn = z.infer<typeof PaymentBody>;
+
+/** A payment's amount in whole minor units, or why not (money.ts: exact, positive, within the maximum). */
+function amountOf(body: PaymentBodyIn, max: number): { minor: number } | { code: 'E_AMOUNT_INVALID' | 'E_AMOUNT_OVER_LIMIT'; message: string } {
+  if ((body.amountMinor === undefined) === (body.amount === undefined)) {
+    return { code: 'E_AMOUNT_INVALID', message: 'give exactly one of amountMinor (whole minor units, 1250 for 12.50) or amount (major units, "12.50")' };
+  }
+  const r = body.amountMinor !== undefined ? checkMinorAmount(body.amountMinor, max) : majorToMinor(body.amount!, max);
+  return 'minor' in r ? r : { code: r.kind === 'over_limit' ? 'E_AMOUNT_OVER_LIMIT' : 'E_AMOUNT_INVALID', message: r.message };
+}
+
+/**
+ * The request's fingerprint for its Idempotency-Key: the body as the API took it before amounts were exact, with
+ * `amount` in major units as a JSON number. So 12.5, "12.50" and amountMinor 1250 are the same payment, and a
+ * retry of a payment recorded before the upgrade still matches its stored fingerprint.
+ */
+function requestHash(body: PaymentBodyIn, minor: number): string {
+  const canonical = { meterId: body.meterId, accountId: body.accountId, amount: minorToMajor(minor), receivedAt: body.receivedAt, posted: body.posted, kind: body.kind, reference: body.reference };
+  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
+}
+
+function toRequest(body: PaymentBodyIn, minor: number, client: string, key: string): PaymentRequest {
   return {
     client,
     idempotencyKey: key,
-    requestHash: createHash('sha256').update(JSON.stringify(body)).digest('hex'),
+    requestHash: requestHash(body, minor),
     meterId: body.meterId ?? null,
     accountId: body.accountId ?? null,
-    amount: body.amount,
+    amountMinor: minor,
     kind: body.kind,
     posted: body.posted,
     reference: body.reference ?? null,
@@ -111,29 +157,54 @@ function requireKey(key: string | undefined): string {
 
 export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  /** A top-up changes a prepayment meter's credit: warnings reset, a cut-off is lifted, the meter reconnects. */
+  const money: MoneyLimits = deps.money;
+  /** A top-up changes a prepayment meter's credit: warnings reset, a cut-off is lifted, the meter reconnects. Once per meter (level-triggered). */
   const creditAfter = async (payments: PaymentRecord[]) => {
     if (!deps.credit) return;
-    for (const p of payments) if (p.kind === 'top_up') for (const e of p.effects) await deps.credit.evaluate(e.meterId);
+    const meters = new Set(payments.filter((p) => p.kind === 'top_up').flatMap((p) => p.effects.map((e) => e.meterId)));
+    for (const meterId of meters) await deps.credit.evaluate(meterId);
+  };
+  /** Every row's amount in minor units, or 400 naming the rows that are not (nothing is recorded). */
+  const amountsOf = (bodies: readonly PaymentBodyIn[]): number[] => {
+    const bad: { index: number; code: 'E_AMOUNT_INVALID' | 'E_AMOUNT_OVER_LIMIT'; problem: string }[] = [];
+    const minors = bodies.map((b, index) => {
+      const a = amountOf(b, money.maxAmountMinor);
+      if ('minor' in a) return a.minor;
+      bad.push({ index, code: a.code, problem: a.message });
+      return 0;
+    });
+    if (bad.length > 0) {
+      // The first refused row names the code; each row in the details carries its own.
+      const first = bad[0]!;
+      const where = bodies.length > 1 ? `${bad.length} payment(s) have an amount the gateway cannot take, the first at index ${first.index}: ` : '';
+      throw new MeterlineError(first.code, `${where}${first.problem}; nothing was recorded`, { maxAmountMinor: money.maxAmountMinor, invalid: bad.slice(0, 100) });
+    }
+    return minors;
   };
 
+  const minor = (what: string) => z.number().int().describe(`${what}, whole minor units (cents, pence)`);
   const CreditView = z.object({
     meterId: z.string(),
-    balance: z.number().describe('The customer’s own credit, minor units (cents, pence)'),
+    balance: minor('The customer’s own credit (the exact balance rounded up by less than one minor unit: see unchargedMicro)'),
     status: z.enum(['in_credit', 'low', 'emergency_available', 'on_emergency_credit', 'exhausted']),
     emergencyCreditInUse: z.boolean(),
-    emergencyCreditRemaining: z.number(),
-    emergencyDebt: z.number(),
-    lastTopUp: z.object({ amount: z.number(), at: z.string(), ref: z.string() }).nullable(),
+    emergencyCreditRemaining: minor('Emergency credit granted and not used yet'),
+    emergencyDebt: minor('Used beyond the customer’s own credit and owed back (a top-up repays it first)'),
+    unchargedMicro: z
+      .number()
+      .int()
+      .describe('Energy used but not charged yet because it does not make a whole minor unit, in millionths of a minor unit (0 to 999,999); charged when it does'),
+    lastTopUp: z.object({ amount: minor('The top-up'), at: z.string(), ref: z.string() }).nullable(),
     thresholdsCrossed: z.array(z.number()),
   });
-  const creditView = (meterId: string, c: import('../../domain/prepayment/credit-ledger.js').CreditState): z.infer<typeof CreditView> => ({
+  const creditView = (meterId: string, c: CreditState): z.infer<typeof CreditView> => ({
     meterId,
     balance: c.balance,
     status: c.status,
     emergencyCreditInUse: c.emergencyCreditInUse,
     emergencyCreditRemaining: c.emergencyCreditRemaining,
     emergencyDebt: c.emergencyDebt,
+    unchargedMicro: c.unchargedMicro,
     lastTopUp: c.lastTopUp ? { amount: c.lastTopUp.amount, at: new Date(c.lastTopUp.at).toISOString(), ref: c.lastTopUp.ref } : null,
     thresholdsCrossed: c.thresholdsCrossed,
   });
@@ -162,6 +233,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
   r.post('/v1/payments', {
     schema: {
       summary: 'Report a payment or top-up: pending disconnects are cancelled, and a meter off for non-payment is reconnected within the limit',
+      description: MONEY_ON_THE_WIRE,
       tags: ['billing'],
       headers: IdempotencyHeaders,
       body: PaymentBody,
@@ -170,7 +242,9 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     },
     onRequest: requirePermission(deps.keys, 'payment:write'),
     handler: async (req, reply) => {
-      const [out] = await deps.store.recordPayments([toRequest(req.body, req.principal!.clientId, requireKey(req.headers['idempotency-key']))], deps.submitContext());
+      const key = requireKey(req.headers['idempotency-key']);
+      const [amount] = amountsOf([req.body]);
+      const [out] = await deps.store.recordPayments([toRequest(req.body, amount!, req.principal!.clientId, key)], deps.submitContext(), money);
       deps.controller.wake();
       if (out!.kind === 'created') await creditAfter([out!.payment]);
       if (out!.kind === 'replayed') reply.header('idempotent-replayed', 'true');
@@ -183,13 +257,13 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     bodyLimit: paymentsLimit,
     schema: {
       summary: `Report up to ${PAYMENTS_BULK_LIMIT} payments in one request (a payment file): all or nothing`,
-      description: `Each payment gets the idempotency key "<Idempotency-Key>#<index>": retrying the same file changes nothing. A body over ${paymentsLimit} bytes: 413 E_BODY_TOO_LARGE.`,
+      description: `Each payment gets the idempotency key "<Idempotency-Key>#<index>": retrying the same file changes nothing. Every row's amount and every prepayment balance is checked before anything is recorded. A body over ${paymentsLimit} bytes: 413 E_BODY_TOO_LARGE. ${MONEY_ON_THE_WIRE}`,
       tags: ['billing'],
       headers: IdempotencyHeaders,
       body: z
         .object({ payments: z.array(PaymentBody).min(1) })
         .strict()
-        .meta({ examples: [{ payments: [{ accountId: 'ACC-1001', amount: 30, receivedAt: '2026-11-25T07:00:00Z', posted: false, reference: 'AGENT-33' }] }] }),
+        .meta({ examples: [{ payments: [{ accountId: 'ACC-1001', amountMinor: 3000, receivedAt: '2026-11-25T07:00:00Z', posted: false, reference: 'AGENT-33' }] }] }),
       response: {
         202: z.object({ created: z.number(), replayed: z.number(), reconnects: z.number(), results: z.array(z.object({ index: z.number(), paymentId: z.string(), effects: z.array(Effect) })) }),
         400: ErrorView,
@@ -203,19 +277,21 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
     handler: async (req, reply) => {
       const key = requireKey(req.headers['idempotency-key']);
       if (req.body.payments.length > PAYMENTS_BULK_LIMIT) throw new MeterlineError('E_BULK_TOO_LARGE', `${req.body.payments.length} payments in one request; send at most ${PAYMENTS_BULK_LIMIT}`);
-      const requests = req.body.payments.map((p, i) => toRequest(p, req.principal!.clientId, `${key}#${i}`));
+      const amounts = amountsOf(req.body.payments);
+      const requests = req.body.payments.map((p, i) => toRequest(p, amounts[i]!, req.principal!.clientId, `${key}#${i}`));
       // All or nothing for what can be checked up front; then applied in parts, so a 50,000-row file does not hold
       // the gateway's event loop. A file cut short by a crash is completed by sending it again (same key).
-      const check = await deps.store.checkPayments(requests);
+      const check = await deps.store.checkPayments(requests, money);
       if (check.missing.length > 0) {
         throw new MeterlineError('E_METER_NOT_FOUND', `${check.missing.length} payment(s) name meters or accounts that are not registered; nothing was recorded`, { missing: check.missing.slice(0, 100) });
       }
       if (check.conflicts.length > 0) {
         throw new MeterlineError('E_IDEMPOTENCY_CONFLICT', `${check.conflicts.length} row(s) reuse their idempotency key with a different payment; nothing was recorded`, { conflicts: check.conflicts.slice(0, 100) });
       }
+      if (check.overLimit.length > 0) throw creditBalanceLimitError(check.overLimit, money.maxCreditBalanceMinor);
       const outs: Awaited<ReturnType<typeof deps.store.recordPayments>> = [];
       for (let i = 0; i < requests.length; i += PAYMENTS_PER_TRANSACTION) {
-        outs.push(...(await deps.store.recordPayments(requests.slice(i, i + PAYMENTS_PER_TRANSACTION), deps.submitContext())));
+        outs.push(...(await deps.store.recordPayments(requests.slice(i, i + PAYMENTS_PER_TRANSACTION), deps.submitContext(), money)));
         deps.controller.wake();
       }
       deps.controller.wake();
@@ -295,7 +371,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
         client,
         timezone: req.query.timezone,
         now: deps.submitContext().now,
-        payments: payments.flatMap((p) => p.effects.map((e) => ({ paymentId: p.id, meterId: e.meterId, amount: p.amount, receivedAt: p.receivedAt, posted: p.posted }))),
+        payments: payments.flatMap((p) => p.effects.map((e) => ({ paymentId: p.id, meterId: e.meterId, amountMinor: p.amountMinor, receivedAt: p.receivedAt, posted: p.posted }))),
         orders,
       });
       if (req.query.format === 'csv') return reply.type('text/csv').send(toCsv(report));

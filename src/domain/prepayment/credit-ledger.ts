@@ -1,11 +1,21 @@
 import { z } from 'zod';
+import { MICRO_PER_MINOR, minorUnits, MONEY_CEILING_MINOR } from '../money.js';
 
 /**
  * The credit of one prepayment meter (issue 7) as a pure fold over its events, in the order they were recorded.
  *
- * Money is in MINOR currency units (pence, cents). Top-ups and emergency credit are whole minor units;
- * consumption costs may have decimals (tariff.ts). The fold books every amount in integer millionths of a minor
- * unit, so a year of half-hourly costs adds up exactly, and reports minor units (up to six decimals).
+ * Money is in whole MINOR currency units (pence, cents) as safe integers (money.ts, issue 14). Top-ups, emergency
+ * credit, repayments and adjustments are whole minor units. A consumption's cost is kept in millionths of a minor
+ * unit (`costMicro`, rounded once per reading by tariff.ts), because a half-hour's energy rarely costs whole pence.
+ * **Charging rule:** costs go into a carry; each time the carry makes whole minor units, those are charged and the
+ * rest (under one minor unit) is carried to the next reading (`unchargedMicro`). So nothing is lost or invented:
+ * what was charged plus what is carried is exactly the sum of the costs, and the balance shown is always whole
+ * minor units (the exact balance rounded up, in the customer's favour, by less than one minor unit).
+ *
+ * Bounds: every pot stays within MONEY_CEILING_MINOR (money.ts). An event that is not a valid event of its type
+ * (a fractional or non-finite amount, a legacy row) or that would take a pot beyond the ceiling is not applied and
+ * is counted in `ignored`, so a bad row can never make a balance Infinity or NaN. The API refuses such amounts
+ * before they are recorded (payments.maxAmountMinor, payments.maxCreditBalanceMinor).
  *
  * Two pots:
  * - `balance` (≥ 0): the customer's own credit. Consumption takes from it first.
@@ -31,16 +41,28 @@ import { z } from 'zod';
  *   p% of it. Once crossed, it stays crossed until the next top-up, even if an adjustment lifts the balance.
  */
 
-const minor = z.number().finite();
-const wholeMinor = z.number().int();
+/** The largest cost one consumption event may carry: the ceiling, in millionths (10^15, below 2^53). */
+export const MAX_COST_MICRO = MONEY_CEILING_MINOR * MICRO_PER_MINOR;
+
 const at = z.number().int();
+/** Whole minor units, 1 to the ceiling. */
+const amount = minorUnits(1);
 
 export const CreditEventSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('top_up'), amount: wholeMinor.positive(), at, ref: z.string().min(1) }).strict(),
-  z.object({ type: z.literal('consumption'), cost: minor.min(0), at, fromWh: z.number().finite(), toWh: z.number().finite() }).strict(),
-  z.object({ type: z.literal('emergency_credit_granted'), amount: wholeMinor.positive(), at }).strict(),
-  z.object({ type: z.literal('emergency_credit_repaid'), amount: minor.positive(), at, ref: z.string().nullable().optional() }).strict(),
-  z.object({ type: z.literal('adjustment'), amount: minor, at, reason: z.string().min(1) }).strict(),
+  z.object({ type: z.literal('top_up'), amount, at, ref: z.string().min(1) }).strict(),
+  z
+    .object({
+      type: z.literal('consumption'),
+      /** The reading's cost in millionths of a minor unit, rounded once (tariff.ts). */
+      costMicro: z.number().int().min(0).max(MAX_COST_MICRO),
+      at,
+      fromWh: z.number().finite(),
+      toWh: z.number().finite(),
+    })
+    .strict(),
+  z.object({ type: z.literal('emergency_credit_granted'), amount, at }).strict(),
+  z.object({ type: z.literal('emergency_credit_repaid'), amount, at, ref: z.string().nullable().optional() }).strict(),
+  z.object({ type: z.literal('adjustment'), amount: z.number().int().min(-MONEY_CEILING_MINOR).max(MONEY_CEILING_MINOR), at, reason: z.string().min(1) }).strict(),
 ]);
 export type CreditEvent = z.infer<typeof CreditEventSchema>;
 
@@ -54,9 +76,9 @@ export const CreditLedgerConfigSchema = z
     emergencyCredit: z
       .object({
         /** Minor units offered as emergency credit; 0 = none. */
-        amount: wholeMinor.min(0),
+        amount: minorUnits(0),
         /** Offer it once the balance is below this many minor units (and always once it is spent). */
-        offerWhenBelow: wholeMinor.min(0),
+        offerWhenBelow: minorUnits(0),
       })
       .strict(),
   })
@@ -66,56 +88,72 @@ export type CreditLedgerConfig = z.infer<typeof CreditLedgerConfigSchema>;
 export type CreditStatus = 'in_credit' | 'low' | 'emergency_available' | 'on_emergency_credit' | 'exhausted';
 
 export interface CreditState {
-  /** The customer's own credit, minor units, ≥ 0. */
+  /** The customer's own credit, whole minor units, ≥ 0. */
   balance: number;
   emergencyCreditInUse: boolean;
-  /** Emergency credit granted and not used yet, minor units. */
+  /** Emergency credit granted and not used yet, whole minor units. */
   emergencyCreditRemaining: number;
-  /** Used beyond the customer's own credit and owed back, minor units. */
+  /** Used beyond the customer's own credit and owed back, whole minor units. */
   emergencyDebt: number;
+  /** Whole minor units. */
   lastTopUp: { amount: number; at: number; ref: string; /** Of it, repaid debt. */ repaid: number } | null;
   /** Percentages of the last top-up crossed since it, highest first. */
   thresholdsCrossed: number[];
   status: CreditStatus;
   /** Highest register value charged (idempotence mark), Wh; null before the first consumption. */
   chargedToWh: number | null;
-  /** Events the fold ignored: replayed consumption, a second emergency grant, non-finite amounts. */
+  /** Consumption cost not charged yet because it does not make a whole minor unit: millionths of a minor unit, 0 to 999,999. */
+  unchargedMicro: number;
+  /** Events the fold did not apply: replayed consumption, a second emergency grant, an invalid or out-of-bounds amount. */
   ignored: number;
 }
-
-const MICRO = 1_000_000;
-const toMicro = (minorUnits: number): number => Math.round(minorUnits * MICRO);
-const fromMicro = (micro: number): number => micro / MICRO;
 
 interface Book {
   balance: number;
   debt: number;
   ecInUse: boolean;
   ecRemaining: number;
+  carryMicro: number;
   lastTopUp: { amount: number; at: number; ref: string; repaid: number } | null;
   crossed: Set<number>;
   chargedToWh: number | null;
   ignored: number;
 }
 
-const EMPTY: Book = { balance: 0, debt: 0, ecInUse: false, ecRemaining: 0, lastTopUp: null, crossed: new Set(), chargedToWh: null, ignored: 0 };
+const EMPTY: Book = { balance: 0, debt: 0, ecInUse: false, ecRemaining: 0, carryMicro: 0, lastTopUp: null, crossed: new Set(), chargedToWh: null, ignored: 0 };
 
-/** Money in (top-up, positive adjustment): debt first. Returns the part that repaid debt. */
-function credit(b: Book, micro: number): number {
-  const repaid = Math.min(micro, b.debt);
+const wholeAmount = (n: unknown, min: number): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= min && n <= MONEY_CEILING_MINOR;
+
+/** Money in (top-up, positive adjustment): debt first. Returns the part that repaid debt, or null if the balance would pass the ceiling. */
+function credit(b: Book, minor: number): number | null {
+  const repaid = Math.min(minor, b.debt);
+  if (b.balance + minor - repaid > MONEY_CEILING_MINOR) return null;
   b.debt -= repaid;
-  b.balance += micro - repaid;
+  b.balance += minor - repaid;
   if (b.debt === 0) endEmergency(b);
   return repaid;
 }
 
+/** Whether `debit(b, minor)` keeps the debt within the ceiling. */
+const debitFits = (b: Book, minor: number): boolean => b.debt + (minor - Math.min(minor, b.balance)) <= MONEY_CEILING_MINOR;
+
 /** Money out (consumption, negative adjustment): balance first, then emergency credit, the rest is debt all the same. */
-function debit(b: Book, micro: number): void {
-  const fromBalance = Math.min(micro, b.balance);
+function debit(b: Book, minor: number): void {
+  const fromBalance = Math.min(minor, b.balance);
   b.balance -= fromBalance;
-  const rest = micro - fromBalance;
+  const rest = minor - fromBalance;
   b.debt += rest;
   b.ecRemaining -= Math.min(rest, b.ecRemaining);
+}
+
+/** Charge a consumption cost: into the carry, and the whole minor units it makes out of it. False if it does not fit. */
+function charge(b: Book, costMicro: number): boolean {
+  const carry = b.carryMicro + costMicro;
+  const whole = Math.floor(carry / MICRO_PER_MINOR);
+  if (!debitFits(b, whole)) return false;
+  b.carryMicro = carry - whole * MICRO_PER_MINOR;
+  debit(b, whole);
+  return true;
 }
 
 function endEmergency(b: Book): void {
@@ -123,82 +161,95 @@ function endEmergency(b: Book): void {
   b.ecRemaining = 0;
 }
 
-function apply(b: Book, e: CreditEvent): void {
+/** Apply one event; false when it was not applied (it is counted in `ignored`). */
+function apply(b: Book, e: CreditEvent): boolean {
   switch (e.type) {
     case 'top_up': {
-      if (!Number.isFinite(e.amount) || e.amount <= 0) break;
-      const repaid = credit(b, toMicro(e.amount));
-      b.lastTopUp = { amount: e.amount, at: e.at, ref: e.ref, repaid: fromMicro(repaid) };
+      if (!wholeAmount(e.amount, 1)) return false;
+      const repaid = credit(b, e.amount);
+      if (repaid === null) return false;
+      b.lastTopUp = { amount: e.amount, at: e.at, ref: e.ref, repaid };
       b.crossed = new Set();
-      return;
+      return true;
     }
     case 'consumption': {
-      if (!Number.isFinite(e.cost) || e.cost < 0) break;
+      const cost = e.costMicro;
+      if (typeof cost !== 'number' || !Number.isSafeInteger(cost) || cost < 0 || cost > MAX_COST_MICRO) return false; // a legacy `cost` row too
+      if (!Number.isFinite(e.fromWh) || !Number.isFinite(e.toWh)) return false;
       if (e.toWh < e.fromWh) {
         // The register went down: nothing to charge, start the idempotence mark again from the new value.
+        if (cost > 0 && !charge(b, cost)) return false;
         b.chargedToWh = e.toWh;
-        if (e.cost > 0) debit(b, toMicro(e.cost));
-        return;
+        return true;
       }
-      if (b.chargedToWh !== null && e.toWh <= b.chargedToWh) break; // a replay
+      if (b.chargedToWh !== null && e.toWh <= b.chargedToWh) return false; // a replay
+      if (!charge(b, cost)) return false;
       b.chargedToWh = e.toWh;
-      debit(b, toMicro(e.cost));
-      return;
+      return true;
     }
     case 'emergency_credit_granted': {
-      if (b.ecInUse || !Number.isFinite(e.amount) || e.amount <= 0) break;
+      if (b.ecInUse || !wholeAmount(e.amount, 1)) return false;
       b.ecInUse = true;
-      b.ecRemaining = toMicro(e.amount);
-      return;
+      b.ecRemaining = e.amount;
+      return true;
     }
     case 'emergency_credit_repaid': {
-      if (!Number.isFinite(e.amount) || e.amount <= 0) break;
-      b.debt -= Math.min(toMicro(e.amount), b.debt);
+      if (!wholeAmount(e.amount, 1)) return false;
+      b.debt -= Math.min(e.amount, b.debt);
       if (b.debt === 0) endEmergency(b);
-      return;
+      return true;
     }
     case 'adjustment': {
-      if (!Number.isFinite(e.amount)) break;
-      const micro = toMicro(e.amount);
-      if (micro >= 0) credit(b, micro);
-      else debit(b, -micro);
-      return;
+      const a = e.amount;
+      if (typeof a !== 'number' || !Number.isSafeInteger(a) || Math.abs(a) > MONEY_CEILING_MINOR) return false;
+      if (a >= 0) return credit(b, a) !== null;
+      if (!debitFits(b, -a)) return false;
+      debit(b, -a);
+      return true;
     }
+    default:
+      return false;
   }
-  b.ignored += 1;
 }
 
-/** The amount (micro-units) at or below which threshold `percent` is crossed. */
-const thresholdMicro = (percent: number, topUpAmount: number): number => Math.round((toMicro(topUpAmount) * percent) / 100);
+/** Threshold `percent` of the last top-up is crossed when the balance is at or below it. */
+const crossed = (balance: number, percent: number, topUpAmount: number): boolean => balance * 100 <= topUpAmount * percent;
 
 export function creditState(events: readonly CreditEvent[], config: CreditLedgerConfig): CreditState {
   const b: Book = { ...EMPTY, crossed: new Set() };
   for (const e of events) {
-    apply(b, e);
+    if (!apply(b, e)) b.ignored += 1;
     if (b.lastTopUp) {
-      for (const p of config.warnAtPercentOfLastTopUp) if (b.balance <= thresholdMicro(p, b.lastTopUp.amount)) b.crossed.add(p);
+      for (const p of config.warnAtPercentOfLastTopUp) if (crossed(b.balance, p, b.lastTopUp.amount)) b.crossed.add(p);
     }
   }
   return {
-    balance: fromMicro(b.balance),
+    balance: b.balance,
     emergencyCreditInUse: b.ecInUse,
-    emergencyCreditRemaining: fromMicro(b.ecRemaining),
-    emergencyDebt: fromMicro(b.debt),
+    emergencyCreditRemaining: b.ecRemaining,
+    emergencyDebt: b.debt,
     lastTopUp: b.lastTopUp,
     thresholdsCrossed: [...b.crossed].sort((x, y) => y - x),
     status: statusOf(b, config),
     chargedToWh: b.chargedToWh,
+    unchargedMicro: b.carryMicro,
     ignored: b.ignored,
   };
 }
 
 function statusOf(b: Book, config: CreditLedgerConfig): CreditStatus {
   if (b.balance <= 0) return b.ecInUse && b.ecRemaining > 0 ? 'on_emergency_credit' : 'exhausted';
-  if (emergencyCreditAvailable(b.ecInUse, fromMicro(b.balance), config)) return 'emergency_available';
+  if (emergencyCreditAvailable(b.ecInUse, b.balance, config)) return 'emergency_available';
   const highest = Math.max(-1, ...config.warnAtPercentOfLastTopUp);
-  if (b.lastTopUp && highest >= 0 && b.balance <= thresholdMicro(highest, b.lastTopUp.amount)) return 'low';
+  if (b.lastTopUp && highest >= 0 && crossed(b.balance, highest, b.lastTopUp.amount)) return 'low';
   return 'in_credit';
 }
+
+/**
+ * The balance a top-up of `amount` would leave (debt repaid first), from the state before it: what the API
+ * compares with `payments.maxCreditBalanceMinor`.
+ */
+export const balanceAfterTopUp = (state: Pick<CreditState, 'balance' | 'emergencyDebt'>, amount: number): number => state.balance + amount - Math.min(amount, state.emergencyDebt);
 
 const GRADING_FREE: CreditLedgerConfig = { warnAtPercentOfLastTopUp: [], emergencyCredit: { amount: 0, offerWhenBelow: 0 } };
 
@@ -210,6 +261,12 @@ const GRADING_FREE: CreditLedgerConfig = { warnAtPercentOfLastTopUp: [], emergen
 export function ledgerShowsNoCredit(events: readonly CreditEvent[]): { noCredit: boolean; balance: number; emergencyCreditRemaining: number } {
   const s = creditState(events, GRADING_FREE);
   return { noCredit: s.status === 'exhausted', balance: s.balance, emergencyCreditRemaining: s.emergencyCreditRemaining };
+}
+
+/** The two pots a top-up meets (its debt repaid first, then the balance), without grading. */
+export function ledgerBalances(events: readonly CreditEvent[]): Pick<CreditState, 'balance' | 'emergencyDebt'> {
+  const s = creditState(events, GRADING_FREE);
+  return { balance: s.balance, emergencyDebt: s.emergencyDebt };
 }
 
 /**

@@ -1,20 +1,30 @@
 import { z } from 'zod';
 import { localParts, type Weekday } from '../policy/calendar.js';
+import { MICRO_PER_MINOR } from '../money.js';
+import { MAX_COST_MICRO } from './credit-ledger.js';
 import { hhmmSchema, nextScheduleChange, timeZoneSchema, toMinutes, WEEKDAYS } from './local-schedule.js';
 
 /**
  * Prepayment tariffs (issue 7): a flat price per kWh, or time-of-use bands in the utility's local time.
  *
- * Money: every price is in MINOR currency units (pence, cents) per kWh and may have decimals (24.57 p/kWh).
- * `costOfConsumption` returns the exact cost in minor units, unrounded; the credit ledger (credit-ledger.ts)
- * rounds it once, to a millionth of a minor unit, when it books it. Rounding each half-hour to whole pence
- * instead would lose or invent up to half a penny per reading, every reading.
+ * Money: every price is in MINOR currency units (pence, cents) per kWh, with at most six decimals (24.57 p/kWh),
+ * at most MAX_PRICE_PER_KWH. `costOfConsumption` returns the cost of a reading in whole millionths of a minor unit
+ * (`costMicro`), rounded once, half up; the credit ledger (credit-ledger.ts) charges whole minor units out of
+ * the sum of these costs and carries the rest, so rounding each half-hour to whole pence never loses or invents
+ * a fraction of a penny. A reading whose cost would pass MAX_COST_MICRO (a register that jumped by a
+ * nonsensical amount) is flagged `cost_out_of_bounds` and not charged.
  *
  * Bands: `from` < `to` on each listed day (a night band over midnight is two bands, "23:00"–"24:00" and
  * "00:00"–"07:00"); bands sharing a day may not overlap; outside every band `defaultPricePerKwh` applies.
  */
 
-const price = z.number().finite().min(0);
+/** The highest price per kWh accepted, minor units (10,000.00 major units per kWh). */
+export const MAX_PRICE_PER_KWH = 1_000_000;
+const price = z
+  .number()
+  .min(0)
+  .max(MAX_PRICE_PER_KWH)
+  .refine((p) => /^\d+(\.\d{1,6})?$/.test(String(p)), 'at most six decimals (a millionth of a minor unit)');
 const weekday = z.enum(WEEKDAYS as [Weekday, ...Weekday[]]);
 
 export const TouBandSchema = z
@@ -72,18 +82,19 @@ export interface CostSegment {
   to: number;
   energyWh: number;
   pricePerKwh: number;
-  /** Minor units, unrounded. */
+  /** Minor units, unrounded: for showing how the cost was made up, never summed into money. */
   cost: number;
 }
 
-export type CostFlag = 'counter_went_down' | 'time_not_forward' | 'invalid_reading';
+export type CostFlag = 'counter_went_down' | 'time_not_forward' | 'invalid_reading' | 'cost_out_of_bounds';
 
 export interface ConsumptionCost {
-  /** Minor units, unrounded; 0 when `flag` is set. */
-  cost: number;
+  /** Millionths of a minor unit, a safe integer (the sum of the segments' costs rounded once, half up); 0 when `flag` is set. */
+  costMicro: number;
   energyWh: number;
   /** Why nothing was charged: the register went down (meter replaced, reset, rolled over), the readings are
-   * not in time order, or a value is not a finite number. The caller keeps the newer reading as its baseline. */
+   * not in time order, a value is not a finite number, or the cost is beyond any real reading's (MAX_COST_MICRO).
+   * The caller keeps the newer reading as its baseline. */
   flag: CostFlag | null;
   /** The interval split where the price changes, in time order. */
   segments: CostSegment[];
@@ -105,7 +116,7 @@ export function priceAt(ms: number, tariff: Tariff): number {
  * the part of the interval in each band gets its share of the energy in proportion to its duration.
  */
 export function costOfConsumption(fromReading: RegisterReading, toReading: RegisterReading, tariff: Tariff): ConsumptionCost {
-  const none = (flag: CostFlag | null, energyWh = 0): ConsumptionCost => ({ cost: 0, energyWh, flag, segments: [] });
+  const none = (flag: CostFlag | null, energyWh = 0): ConsumptionCost => ({ costMicro: 0, energyWh, flag, segments: [] });
   if (![fromReading.at, fromReading.energyWh, toReading.at, toReading.energyWh].every(Number.isFinite)) return none('invalid_reading');
   const energyWh = toReading.energyWh - fromReading.energyWh;
   if (energyWh < 0) return none('counter_went_down');
@@ -134,5 +145,8 @@ export function costOfConsumption(fromReading: RegisterReading, toReading: Regis
     allotted += e;
     return { ...p, energyWh: e, cost: (e / 1000) * p.pricePerKwh };
   });
-  return { cost: segments.reduce((s, x) => s + x.cost, 0), energyWh, flag: null, segments };
+  // Prices in whole millionths per kWh (exact: at most six decimals), so a flat price over whole Wh is exact below 2^53.
+  const costMicro = Math.round(segments.reduce((s, x) => s + (x.energyWh * Math.round(x.pricePerKwh * MICRO_PER_MINOR)) / 1000, 0));
+  if (!Number.isSafeInteger(costMicro) || costMicro > MAX_COST_MICRO) return none('cost_out_of_bounds', energyWh);
+  return { costMicro, energyWh, flag: null, segments };
 }

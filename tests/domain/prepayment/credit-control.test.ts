@@ -18,7 +18,7 @@ const MONDAY_10AM = at('2026-11-30T10:00:00Z');
 const state = (...events: CreditEvent[]): CreditState => creditState(events, config.credit);
 const top = (amount: number, ref = `t${amount}`): CreditEvent => ({ type: 'top_up', amount, at: TUESDAY_NOON - 3_600_000, ref });
 let wh = 0;
-const use = (cost: number): CreditEvent => ({ type: 'consumption', cost, at: TUESDAY_NOON - 60_000, fromWh: wh, toWh: (wh += 10) });
+const use = (cost: number): CreditEvent => ({ type: 'consumption', costMicro: Math.round(cost * 1_000_000), at: TUESDAY_NOON - 60_000, fromWh: wh, toWh: (wh += 10) });
 const grant: CreditEvent = { type: 'emergency_credit_granted', amount: 500, at: TUESDAY_NOON - 30_000 };
 
 const inCredit = state(top(2000), use(500));
@@ -123,9 +123,9 @@ describe('creditDecision', () => {
       }
       previous = s;
     };
-    events.push({ type: 'consumption', cost: 800, at: at('2026-11-27T12:00:00Z'), fromWh: 0, toWh: 3000 });
+    events.push({ type: 'consumption', costMicro: 800_000_000, at: at('2026-11-27T12:00:00Z'), fromWh: 0, toWh: 3000 });
     settle(at('2026-11-27T12:00:00Z'));
-    events.push({ type: 'consumption', cost: 250, at: FRIDAY_5PM, fromWh: 3000, toWh: 4000 });
+    events.push({ type: 'consumption', costMicro: 250_000_000, at: FRIDAY_5PM, fromWh: 3000, toWh: 4000 });
     settle(FRIDAY_5PM);
     events.push({ type: 'top_up', amount: 2000, at: at('2026-11-28T11:00:00Z'), ref: 'sat' });
     sent = [];

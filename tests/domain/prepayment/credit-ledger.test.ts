@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CreditEventSchema, CreditLedgerConfigSchema, creditState, type CreditEvent, type CreditLedgerConfig, type CreditState } from '../../../src/domain/prepayment/credit-ledger.js';
 
-/** The credit of one prepayment meter as a fold over its events. Money in minor units (pence). */
+/** The credit of one prepayment meter as a fold over its events. Money in whole minor units (pence); costs in millionths. */
 
 const T0 = Date.parse('2026-11-24T08:00:00Z');
 const MIN = 60_000;
@@ -17,7 +17,8 @@ function events(...steps: ((t: number, wh: number) => CreditEvent)[]): CreditEve
   });
 }
 const topUp = (amount: number, ref = `r${amount}`) => (at: number): CreditEvent => ({ type: 'top_up', amount, at, ref });
-const use = (cost: number) => (at: number, wh: number): CreditEvent => ({ type: 'consumption', cost, at, fromWh: wh, toWh: wh + Math.max(1, Math.round(cost)) });
+/** `cost` in minor units, possibly fractional: booked as whole millionths. */
+const use = (cost: number) => (at: number, wh: number): CreditEvent => ({ type: 'consumption', costMicro: Math.round(cost * 1_000_000), at, fromWh: wh, toWh: wh + Math.max(1, Math.round(cost)) });
 const grant = (amount = 500) => (at: number): CreditEvent => ({ type: 'emergency_credit_granted', amount, at });
 const repaid = (amount: number) => (at: number): CreditEvent => ({ type: 'emergency_credit_repaid', amount, at });
 const adjust = (amount: number) => (at: number): CreditEvent => ({ type: 'adjustment', amount, at, reason: 'goodwill' });
@@ -27,8 +28,16 @@ type Expect = Partial<Omit<CreditState, 'lastTopUp'>> & { lastTopUp?: Partial<No
 const cases: { name: string; events: CreditEvent[]; expected: Expect }[] = [
   { name: 'no events: nothing to spend', events: [], expected: { balance: 0, lastTopUp: null, thresholdsCrossed: [], status: 'exhausted', emergencyDebt: 0 } },
   { name: 'a top-up is credit', events: events(topUp(2000)), expected: { balance: 2000, status: 'in_credit', thresholdsCrossed: [], lastTopUp: { amount: 2000, repaid: 0 } } },
-  { name: 'consumption takes from the balance', events: events(topUp(2000), use(300), use(250.5)), expected: { balance: 1449.5, status: 'in_credit' } },
-  { name: 'just above 30% of the top-up: not crossed', events: events(topUp(2000), use(1399.999999)), expected: { balance: 600.000001, thresholdsCrossed: [], status: 'in_credit' } },
+  {
+    name: 'consumption takes whole pence from the balance; the half penny waits for the next reading',
+    events: events(topUp(2000), use(300), use(250.5)),
+    expected: { balance: 1450, unchargedMicro: 500_000, status: 'in_credit' },
+  },
+  {
+    name: 'just above 30% of the top-up: not crossed (a millionth short of the 1400th penny is not charged yet)',
+    events: events(topUp(2000), use(1399.999999)),
+    expected: { balance: 601, unchargedMicro: 999_999, thresholdsCrossed: [], status: 'in_credit' },
+  },
   { name: 'exactly 30% of the top-up: crossed, low', events: events(topUp(2000), use(1400)), expected: { balance: 600, thresholdsCrossed: [30], status: 'low' } },
   {
     name: 'below 10% and below the offer level: emergency credit available',
@@ -132,9 +141,9 @@ const cases: { name: string; events: CreditEvent[]; expected: Expect }[] = [
     name: 'a replayed consumption (same register range) is charged once',
     events: [
       { type: 'top_up', amount: 1000, at: T0, ref: 'a' },
-      { type: 'consumption', cost: 100, at: T0 + MIN, fromWh: 0, toWh: 400 },
-      { type: 'consumption', cost: 100, at: T0 + MIN, fromWh: 0, toWh: 400 },
-      { type: 'consumption', cost: 50, at: T0 + 2 * MIN, fromWh: 400, toWh: 600 },
+      { type: 'consumption', costMicro: 100_000_000, at: T0 + MIN, fromWh: 0, toWh: 400 },
+      { type: 'consumption', costMicro: 100_000_000, at: T0 + MIN, fromWh: 0, toWh: 400 },
+      { type: 'consumption', costMicro: 50_000_000, at: T0 + 2 * MIN, fromWh: 400, toWh: 600 },
     ],
     expected: { balance: 850, chargedToWh: 600, ignored: 1 },
   },
@@ -142,21 +151,26 @@ const cases: { name: string; events: CreditEvent[]; expected: Expect }[] = [
     name: 'a register reset, recorded as a zero-cost consumption going down, lets low register values be charged',
     events: [
       { type: 'top_up', amount: 1000, at: T0, ref: 'a' },
-      { type: 'consumption', cost: 100, at: T0 + MIN, fromWh: 90_000, toWh: 90_400 },
-      { type: 'consumption', cost: 0, at: T0 + 2 * MIN, fromWh: 90_400, toWh: 10 },
-      { type: 'consumption', cost: 25, at: T0 + 3 * MIN, fromWh: 10, toWh: 110 },
+      { type: 'consumption', costMicro: 100_000_000, at: T0 + MIN, fromWh: 90_000, toWh: 90_400 },
+      { type: 'consumption', costMicro: 0, at: T0 + 2 * MIN, fromWh: 90_400, toWh: 10 },
+      { type: 'consumption', costMicro: 25_000_000, at: T0 + 3 * MIN, fromWh: 10, toWh: 110 },
     ],
     expected: { balance: 875, chargedToWh: 110, ignored: 0 },
   },
   {
     name: 'fractional costs add up exactly: ten costs of 0.1 p from 100 p leave 99 p',
     events: events(topUp(100), ...Array.from({ length: 10 }, () => use(0.1))),
-    expected: { balance: 99 },
+    expected: { balance: 99, unchargedMicro: 0 },
   },
   {
-    name: 'three costs of a third of a penny round to a millionth each',
+    name: 'three costs of a third of a penny (333,333 millionths each) do not make a whole penny: nothing charged yet, all of it carried',
     events: events(topUp(100), use(1 / 3), use(1 / 3), use(1 / 3)),
-    expected: { balance: 99.000001 },
+    expected: { balance: 100, unchargedMicro: 999_999 },
+  },
+  {
+    name: 'the carry is charged the moment it makes a whole penny',
+    events: events(topUp(100), use(99.5), use(0.75)),
+    expected: { balance: 0, unchargedMicro: 250_000, emergencyDebt: 0, status: 'exhausted' },
   },
 ];
 
@@ -190,14 +204,64 @@ describe('creditState', () => {
   });
 });
 
+describe('money is exact and bounded (issue 14)', () => {
+  const finite = (st: CreditState) => [st.balance, st.emergencyDebt, st.emergencyCreditRemaining, st.unchargedMicro].every((n) => Number.isSafeInteger(n));
+
+  it('two top-ups of 1e300 (rows stored before amounts were bounded) are ignored: the balance is the real top-up, never Infinity', () => {
+    const legacy = [topUp(1e300, 'huge-1'), topUp(1e300, 'huge-2'), topUp(1000, 'real')].map((f, i) => f(T0 + i * MIN));
+    const st = creditState(legacy, config);
+    expect(st).toMatchObject({ balance: 1000, ignored: 2, status: 'in_credit', lastTopUp: { amount: 1000, ref: 'real' } });
+    expect(finite(st)).toBe(true);
+    expect(JSON.parse(JSON.stringify(st))).toEqual(st); // nothing that JSON would turn into null
+  });
+
+  it('amounts the ledger cannot hold are ignored, not rounded: fractional, non-finite, legacy float costs', () => {
+    const bad = [
+      { type: 'top_up', amount: 10.5, at: T0 + 1, ref: 'frac' },
+      { type: 'top_up', amount: Number.POSITIVE_INFINITY, at: T0 + 2, ref: 'inf' },
+      { type: 'adjustment', amount: Number.NaN, at: T0 + 3, reason: 'nan' },
+      { type: 'consumption', cost: 2.45, at: T0 + 4, fromWh: 0, toWh: 10 },
+      { type: 'consumption', costMicro: 1e300, at: T0 + 5, fromWh: 10, toWh: 20 },
+      { type: 'emergency_credit_granted', amount: 1e300, at: T0 + 6 },
+    ] as unknown as CreditEvent[];
+    const st = creditState([{ type: 'top_up', amount: 500, at: T0, ref: 'ok' }, ...bad], config);
+    expect(st).toMatchObject({ balance: 500, emergencyDebt: 0, emergencyCreditInUse: false, ignored: bad.length });
+    expect(finite(st)).toBe(true);
+  });
+
+  it('no pot passes the ceiling: a top-up that would, and a debt that would, are not applied', () => {
+    const ceiling = 1_000_000_000;
+    const st = creditState(events(topUp(ceiling, 'a'), topUp(1, 'b')), config);
+    expect(st).toMatchObject({ balance: ceiling, ignored: 1, lastTopUp: { ref: 'a' } });
+    const debt = creditState(events(topUp(ceiling, 'a'), adjust(-ceiling), adjust(-ceiling), adjust(-1)), config);
+    expect(debt).toMatchObject({ balance: 0, emergencyDebt: ceiling, ignored: 1 });
+  });
+
+  it('10,000 top-ups and 10,000 costs of a third of a penny: the balance is the exact integer sum, with no drift', () => {
+    const many: CreditEvent[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      many.push({ type: 'top_up', amount: 10, at: T0 + 2 * i, ref: `t${i}` });
+      many.push({ type: 'consumption', costMicro: 333_333, at: T0 + 2 * i + 1, fromWh: i, toWh: i + 1 });
+    }
+    const st = creditState(many, config);
+    // 10,000 × 10 p in; 10,000 × 333,333 millionths = 3,333,330,000 millionths = 3,333 p charged and 330,000 carried.
+    expect(st).toMatchObject({ balance: 100_000 - 3_333, unchargedMicro: 330_000, ignored: 0 });
+  });
+});
+
 describe('schemas', () => {
   it.each([
     { name: 'a top-up', value: { type: 'top_up', amount: 1000, at: T0, ref: 'pay-1' }, ok: true },
     { name: 'a top-up of 0', value: { type: 'top_up', amount: 0, at: T0, ref: 'pay-1' }, ok: false },
     { name: 'a top-up in fractions of a penny', value: { type: 'top_up', amount: 10.5, at: T0, ref: 'pay-1' }, ok: false },
     { name: 'a top-up without a reference', value: { type: 'top_up', amount: 1000, at: T0, ref: '' }, ok: false },
-    { name: 'a fractional consumption cost', value: { type: 'consumption', cost: 2.45, at: T0, fromWh: 0, toWh: 100 }, ok: true },
-    { name: 'a negative consumption cost', value: { type: 'consumption', cost: -1, at: T0, fromWh: 0, toWh: 100 }, ok: false },
+    { name: 'a consumption cost in millionths', value: { type: 'consumption', costMicro: 2_450_000, at: T0, fromWh: 0, toWh: 100 }, ok: true },
+    { name: 'a fraction of a millionth', value: { type: 'consumption', costMicro: 2.5, at: T0, fromWh: 0, toWh: 100 }, ok: false },
+    { name: 'a legacy float cost in minor units', value: { type: 'consumption', cost: 2.45, at: T0, fromWh: 0, toWh: 100 }, ok: false },
+    { name: 'a negative consumption cost', value: { type: 'consumption', costMicro: -1, at: T0, fromWh: 0, toWh: 100 }, ok: false },
+    { name: 'a top-up beyond the ceiling', value: { type: 'top_up', amount: 1_000_000_001, at: T0, ref: 'pay-1' }, ok: false },
+    { name: 'a top-up of 1e300', value: { type: 'top_up', amount: 1e300, at: T0, ref: 'pay-1' }, ok: false },
+    { name: 'a fractional adjustment', value: { type: 'adjustment', amount: 0.5, at: T0, reason: 'goodwill' }, ok: false },
     { name: 'a negative adjustment', value: { type: 'adjustment', amount: -50, at: T0, reason: 'wrong charge' }, ok: true },
     { name: 'an unknown event', value: { type: 'refund', amount: 1, at: T0 }, ok: false },
   ])('event: $name → valid: $ok', ({ value, ok }) => {

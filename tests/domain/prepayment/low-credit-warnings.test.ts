@@ -21,7 +21,7 @@ function run(steps: Step[]): number[][] {
   return steps.map((s, i) => {
     const at = T0 + i * 60_000;
     if (s.type === 'top_up') log.push({ type: 'top_up', amount: s.amount, at, ref: `t${i}` });
-    else if (s.type === 'use') log.push({ type: 'consumption', cost: s.cost, at, fromWh: wh, toWh: (wh += 10) });
+    else if (s.type === 'use') log.push({ type: 'consumption', costMicro: Math.round(s.cost * 1_000_000), at, fromWh: wh, toWh: (wh += 10) });
     else log.push({ type: 'adjustment', amount: s.amount, at, reason: 'goodwill' });
     const state = creditState(log, config);
     const due = dueWarnings(previous, state, sent);
@@ -84,11 +84,11 @@ describe('dueWarnings on its own', () => {
   const state = (events: CreditEvent[]) => creditState(events, config);
   const cycle1 = state([
     { type: 'top_up', amount: 1000, at: T0, ref: 'a' },
-    { type: 'consumption', cost: 1070, at: T0 + 1, fromWh: 0, toWh: 10 },
+    { type: 'consumption', costMicro: 1_070_000_000, at: T0 + 1, fromWh: 0, toWh: 10 },
   ]);
   const cycle2 = state([
     { type: 'top_up', amount: 1000, at: T0, ref: 'a' },
-    { type: 'consumption', cost: 1070, at: T0 + 1, fromWh: 0, toWh: 10 },
+    { type: 'consumption', costMicro: 1_070_000_000, at: T0 + 1, fromWh: 0, toWh: 10 },
     { type: 'top_up', amount: 100, at: T0 + 2, ref: 'b' },
   ]);
 

@@ -115,7 +115,8 @@ describe('costOfConsumption', () => {
   it.each(cases)('$name', ({ tariff, from, to, cost, prices, energies }) => {
     const r = costOfConsumption({ at: at(from[0]), energyWh: from[1] }, { at: at(to[0]), energyWh: to[1] }, tariff);
     expect(r.flag).toBeNull();
-    expect(r.cost).toBeCloseTo(cost, 9);
+    // Whole millionths of a minor unit, rounded once: exact for these prices.
+    expect(r.costMicro).toBe(Math.round(cost * 1_000_000));
     expect(r.energyWh).toBe(to[1] - from[1]);
     expect(r.segments.reduce((s, x) => s + x.energyWh, 0)).toBeCloseTo(to[1] - from[1], 9);
     expect(r.segments[0]!.from).toBe(at(from[0]));
@@ -134,10 +135,25 @@ describe('costOfConsumption', () => {
   it.each(unchargeable)('$name', ({ from, to, flag }) => {
     for (const tariff of [flat, tou]) {
       const r = costOfConsumption({ at: from[0], energyWh: from[1] }, { at: to[0], energyWh: to[1] }, tariff);
-      expect(r.cost).toBe(0);
+      expect(r.costMicro).toBe(0);
       expect(r.flag).toBe(flag);
       expect(r.segments).toEqual([]);
     }
+  });
+
+  it('a register jump no real reading could make (a garbled or hostile value) is flagged and not charged, never Infinity', () => {
+    for (const tariff of [flat, tou]) {
+      for (const toWh of [1e300, Number.MAX_VALUE, 5e16]) {
+        const r = costOfConsumption({ at: at('2026-11-24T10:00Z'), energyWh: 0 }, { at: at('2026-11-24T11:00Z'), energyWh: toWh }, tariff);
+        expect(r).toMatchObject({ costMicro: 0, flag: 'cost_out_of_bounds' });
+      }
+    }
+  });
+
+  it('a fractional cost is whole millionths of a minor unit, rounded once per reading (7 Wh at 24.57 p/kWh = 0.17199 p)', () => {
+    const r = costOfConsumption({ at: at('2026-11-24T10:00Z'), energyWh: 1000 }, { at: at('2026-11-24T10:30Z'), energyWh: 1007 }, TariffSchema.parse({ kind: 'flat', pricePerKwh: 24.57 }));
+    expect(r.costMicro).toBe(171_990);
+    expect(Number.isSafeInteger(r.costMicro)).toBe(true);
   });
 });
 
@@ -169,6 +185,10 @@ describe('TariffSchema', () => {
     { name: 'a band with no days', value: { ...base, bands: [band({ days: [] })] }, ok: false },
     { name: 'a day listed twice', value: { ...base, bands: [band({ days: ['mon', 'mon'] })] }, ok: false },
     { name: 'an unknown field', value: { kind: 'flat', pricePerKwh: 30, currency: 'GBP' }, ok: false },
+    { name: 'a price with six decimals (a millionth of a minor unit)', value: { kind: 'flat', pricePerKwh: 24.123456 }, ok: true },
+    { name: 'a price with seven decimals (not a whole millionth)', value: { kind: 'flat', pricePerKwh: 24.1234567 }, ok: false },
+    { name: 'a price beyond any real one', value: { kind: 'flat', pricePerKwh: 1e300 }, ok: false },
+    { name: 'an infinite price', value: { kind: 'flat', pricePerKwh: Number.POSITIVE_INFINITY }, ok: false },
   ])('$name → valid: $ok', ({ value, ok }) => {
     expect(TariffSchema.safeParse(value).success).toBe(ok);
   });
