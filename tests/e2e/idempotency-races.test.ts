@@ -247,7 +247,9 @@ describe(`${PARALLEL} requests at once with one Idempotency-Key, on every write 
     const statuses = new Set(answers.map((a) => (a.status === race.replayStatus ? 'replayed' : a.status)));
     expect([...statuses], JSON.stringify(answers.map((a) => a.body).slice(0, 3))).toHaveLength(race.replayStatus ? 2 : 1);
     for (const a of answers) expect(a.status, JSON.stringify(a.body)).toBeLessThan(300);
-    const withoutSecret = answers.map((a) => JSON.stringify({ ...a.body, key: undefined }));
+    // A switch order or payment replayed shows the order as it is now (it may have moved on): the same one, by id.
+    const sameness = (b: Record<string, unknown>) => (race.route.includes('/reconnect') || race.route.includes('/payments') ? String(b.id) : JSON.stringify({ ...b, key: undefined }));
+    const withoutSecret = answers.map((a) => sameness(a.body));
     expect(new Set(withoutSecret).size, withoutSecret.slice(0, 3).join('\n')).toBe(1);
     const secrets = answers.filter((a) => typeof a.body.key === 'string' && a.body.key.includes('_') && 'role' in a.body);
     expect(secrets.length).toBe(race.route.startsWith('POST /v1/keys') ? 1 : 0);
