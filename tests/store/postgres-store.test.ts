@@ -6,6 +6,7 @@ import { PostgresStore } from '../../src/store/postgres-store.js';
 import type { OrderRequest } from '../../src/store/store.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { describeStoreConformance } from './store-conformance.js';
+import { startPrivatePostgres, type PrivatePostgres } from '../harness/private-postgres.js';
 
 /**
  * The PostgreSQL store against a real server (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test):
@@ -30,7 +31,28 @@ afterAll(async () => {
   }
 });
 
-describeStoreConformance('PostgreSQL', async () => new PostgresStore({ connectionString: DATABASE_URL, schema: freshSchema() }));
+// The outage: the server goes away (a private cluster of the test's own, stopped and started again; the machine's
+// shared server is left alone).
+let outageServer: PrivatePostgres | undefined;
+afterAll(async () => {
+  await outageServer?.destroy();
+});
+describeStoreConformance('PostgreSQL', async () => new PostgresStore({ connectionString: DATABASE_URL, schema: freshSchema() }), {
+  storeName: () => `PostgreSQL at 127.0.0.1:${outageServer!.port}/postgres`,
+  cause: /ECONNREFUSED|terminat|shut ?down|Connection/i,
+  async open() {
+    outageServer ??= await startPrivatePostgres();
+    const server = outageServer;
+    const store = new PostgresStore({ connectionString: server.url, schema: 'outage' });
+    await store.migrate();
+    return {
+      store,
+      breakWrites: () => server.stop('fast'),
+      mendWrites: () => server.start(),
+      cleanup: () => store.close(),
+    };
+  },
+});
 
 describe('PostgreSQL store specifics: several gateway instances on one database', () => {
   const now = 1_764_000_000_000;

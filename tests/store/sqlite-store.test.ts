@@ -6,9 +6,33 @@ import { describe, expect, it } from 'vitest';
 import { SQLITE_MIGRATIONS } from '../../src/store/sqlite-migrations.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { describeStoreConformance } from './store-conformance.js';
+import { emptyWal, mountSmallDisk } from '../harness/small-disk.js';
 import { openPolicy } from '../harness/test-policy.js';
 
-describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')));
+// The outage: the disk under the file fills up (a tmpfs of the test's own, filled until ENOSPC), then is freed.
+let outagePath = '';
+describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')), {
+  storeName: () => outagePath,
+  cause: /disk is full/,
+  async open() {
+    const disk = mountSmallDisk(8);
+    outagePath = join(disk.dir, 'gw.db');
+    const store = new SqliteStore(outagePath);
+    await store.migrate();
+    return {
+      store,
+      breakWrites: async () => {
+        await emptyWal(outagePath);
+        disk.fill();
+      },
+      mendWrites: async () => disk.free(),
+      cleanup: async () => {
+        await store.close().catch(() => undefined);
+        disk.unmount();
+      },
+    };
+  },
+});
 
 describe('SQLite store specifics', () => {
   it('uses WAL, and what was committed survives reopening the file (a restart)', async () => {
