@@ -65,10 +65,21 @@ export const ERRORS = {
   E_BREAKER_NOT_FOUND: { status: 404, title: 'no such circuit breaker' },
   E_FRIENDLY_HOURS: { status: 409, title: 'a credit cut-off waits for friendly-credit hours to end' },
   E_RATE_LIMITED: { status: 429, title: 'too many requests for this API key; slow down and retry after the time given' },
+  E_STORE_UNAVAILABLE: { status: 503, title: 'the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given', retryAfterSec: 5 },
+  E_SHUTTING_DOWN: { status: 503, title: 'this gateway is stopping and admits no new work; send the request to another instance or retry once it is back', retryAfterSec: 10 },
+  E_STORE_OPEN: { status: 503, title: 'the store could not be opened' },
+  E_STORE_IN_USE: { status: 503, title: 'another gateway owns this SQLite file; one SQLite file serves one gateway (several instances need PostgreSQL)' },
+  E_PORT_IN_USE: { status: 503, title: 'the API port could not be bound' },
   E_INTERNAL: { status: 500, title: 'internal error' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** Seconds a client should wait before retrying an error that passes (the API sends them as `Retry-After`). */
+export function retryAfterSec(code: ErrorCode): number | undefined {
+  const entry = ERRORS[code];
+  return 'retryAfterSec' in entry ? entry.retryAfterSec : undefined;
+}
 
 export class MeterlineError extends Error {
   readonly code: ErrorCode;

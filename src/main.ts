@@ -1,7 +1,9 @@
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from './config/load-config.js';
+import { publicBrokerUrl } from '../drivers/mqtt/mqtt-driver.js';
 import { MeterlineError } from './errors.js';
-import { startGateway, writeDemoKeysFile } from './gateway.js';
+import { describePostgres } from './store/store-availability.js';
+import { startGateway, writeDemoKeysFile, type RunningGateway } from './gateway.js';
 
 /** `npm start`: run the gateway on the configuration in config/ (+ METERLINE_CONFIG, + METERLINE__* env). */
 async function main(): Promise<void> {
@@ -15,7 +17,11 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Signals are handled from the first moment: a SIGTERM during start stops the gateway as soon as it is up (a
+  // start does nothing on the wire before it owns its store and port), and SIGHUP never kills it silently.
+  const signals = watchSignals();
   const gateway = await startGateway(config);
+  signals.started(gateway);
   const keysFile = resolve(config.store.sqlite.path, '..', 'demo-keys.env');
   writeDemoKeysFile(keysFile, gateway);
 
@@ -23,8 +29,9 @@ async function main(): Promise<void> {
     '',
     `Meterline gateway "${config.instanceId}" is running`,
     `  API        ${gateway.apiUrl}      (OpenAPI: ${gateway.apiUrl}/openapi.json, browsable: ${gateway.apiUrl}/docs)`,
-    `  broker     ${gateway.brokerUrl} (${config.mqtt.mode})`,
-    `  store      ${resolve(config.store.sqlite.path)}`,
+    `  broker     ${publicBrokerUrl(gateway.brokerUrl)} (${config.mqtt.mode})`,
+    `  store      ${config.store.kind === 'postgres' && config.store.postgres ? describePostgres(config.store.postgres.url, config.store.postgres.schema ?? undefined) : resolve(config.store.sqlite.path)}`,
+    `  stop       SIGTERM or Ctrl-C: no new orders, attempts on the wire finish (up to ${config.control.shutdownGraceMs} ms), exit 0`,
   ];
   if (gateway.fleet) lines.push(`  simulator  ${gateway.fleet.size} simulated meters in this process (${[...gateway.fleet.meterIds()][0]} …)`);
   if (gateway.demoKeys) {
@@ -40,23 +47,68 @@ async function main(): Promise<void> {
     );
   }
   process.stdout.write(lines.join('\n') + '\n\n');
+}
 
+/**
+ * SIGTERM and SIGINT drain: the gateway stops admitting work (503 E_SHUTTING_DOWN; /healthz `stopping`), the
+ * attempts on the wire finish for up to `control.shutdownGraceMs`, what happened is logged, and the process exits 0.
+ * A second SIGTERM or SIGINT exits at once (code 1): attempts still on the wire are verified by a read at the next
+ * start. SIGHUP is ignored and logged: the configuration is read at start only (there is no reload).
+ */
+function watchSignals(): { started(gateway: RunningGateway): void } {
+  let gateway: RunningGateway | undefined;
+  let requested: NodeJS.Signals | undefined;
   let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
+  const say = (level: 'info' | 'warn', fields: Record<string, unknown>, message: string) => {
+    if (gateway) gateway.logger[level](fields, message);
+    else process.stderr.write(`meterline: ${message}\n`);
+  };
+  const drain = (signal: NodeJS.Signals) => {
+    if (!gateway || stopping) return;
     stopping = true;
-    gateway.logger.info({ signal }, 'stopping: finishing attempts on the wire');
+    const started = Date.now();
+    say('info', { signal, graceMs: gateway.config.control.shutdownGraceMs }, `${signal}: stopping; no new work is admitted (503 E_SHUTTING_DOWN), attempts on the wire finish first`);
     gateway.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => {
+        say('info', { signal, tookMs: Date.now() - started }, 'stopped; orders not yet started stay queued for the next start');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        say('warn', { signal, err }, 'stopped with an error');
+        process.exit(1);
+      },
     );
   };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  const onStop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      say('warn', { signal }, `${signal} again: exiting now without waiting; attempts still on the wire are verified by a read at the next start`);
+      process.exit(1);
+    }
+    if (!gateway) {
+      if (requested) {
+        say('warn', { signal }, `${signal} again while starting: exiting now`);
+        process.exit(1);
+      }
+      requested = signal;
+      say('info', { signal }, `${signal} while starting: stopping as soon as the start is done (again to exit at once)`);
+      return;
+    }
+    drain(signal);
+  };
+  process.on('SIGTERM', () => onStop('SIGTERM'));
+  process.on('SIGINT', () => onStop('SIGINT'));
+  process.on('SIGHUP', () => say('info', { signal: 'SIGHUP' }, 'SIGHUP ignored: the configuration is read at start only; to apply a change, stop (SIGTERM) and start the gateway'));
+  return {
+    started(g) {
+      gateway = g;
+      if (requested) drain(requested);
+    },
+  };
 }
 
 main().catch((err: unknown) => {
-  const code = err instanceof MeterlineError ? `${err.code}: ` : '';
-  process.stderr.write(`meterline: could not start: ${code}${err instanceof Error ? err.message : String(err)}\n`);
+  // Catalogue errors (a taken port, a store another gateway owns, a store that cannot be opened) print their code.
+  const text = err instanceof MeterlineError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  process.stderr.write(`meterline: could not start: ${text}\n`);
   process.exit(1);
 });

@@ -61,8 +61,49 @@ export interface MqttDriverOptions {
    * link "up" for 90 s in which every attempt was spent on commands that went nowhere.
    */
   keepaliveSec?: number;
-  /** How long `start()` waits for the first connection and subscription. Default 10 s. */
+  /**
+   * How long `start()` waits for the first connection and subscription. Default 10 s. `start()` never fails for
+   * want of the broker: after the first connection attempt fails (or this long), it returns with the link down, and
+   * the driver keeps reconnecting every `reconnectPeriodMs`; meanwhile `isLinkUp` is false and orders wait.
+   */
   startTimeoutMs?: number;
+}
+
+/** The broker connection as the health check shows it. */
+export interface BrokerState {
+  /** Connected and subscribed: requests can go out. */
+  connected: boolean;
+  /** The broker's URL without credentials. */
+  broker: string;
+  /** When the connection last came up or went down (ms since epoch; 0 before the first attempt ended). */
+  since: number;
+  /** Why it is down: the client's last error (connection refused, not authorised, subscription refused). */
+  lastError: string | null;
+}
+
+/** A URL as it may be shown in logs and the health check: no user name or password. */
+export function publicBrokerUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//');
+  }
+}
+
+/**
+ * An error as a line: its message, its code, and the errors inside it (a connect to a name with an IPv6 and an IPv4
+ * address fails with an AggregateError whose own message is empty: logged as `err.message`, it read "undefined").
+ */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as NodeJS.ErrnoException).code;
+  const inner = err instanceof AggregateError ? err.errors.map(describeError) : [];
+  const parts = [err.message || err.name, ...inner].filter((x) => x !== '');
+  const text = parts.join('; ');
+  return code !== undefined && !text.includes(String(code)) ? `${text} (${code})` : text;
 }
 
 export interface MqttDriverCounters {
@@ -200,6 +241,11 @@ export class MqttDriver implements MeterDriver {
   private client: MqttClient | undefined;
   private subscribed = false;
   private stopped = false;
+  private readonly brokerName: string;
+  private stateSince = 0;
+  private lastError: string | null = null;
+  /** The last error line logged and when, so a broker that stays down is logged once a minute, not once a second. */
+  private loggedError = { text: '', at: 0 };
   /** When the broker last sent anything (any packet) on the current connection. */
   private lastPacketAt = 0;
 
@@ -209,6 +255,7 @@ export class MqttDriver implements MeterDriver {
     this.clientId = `meterline-${options.instanceId}-${randomBytes(6).toString('hex')}`;
     this.slots = new Slots(Math.max(1, options.maxInFlight ?? 500));
     this.ownReplyTemplate = `meterline/${options.instanceId}/reply/{meterId}`;
+    this.brokerName = publicBrokerUrl(options.brokerUrl);
     for (const p of options.profiles) {
       this.replyTemplates.add(p.mqtt.replyTopic);
       const list = this.statusTemplates.get(p.mqtt.statusTopic) ?? [];
@@ -230,6 +277,10 @@ export class MqttDriver implements MeterDriver {
 
   get connected(): boolean {
     return !this.stopped && this.subscribed && (this.client?.connected ?? false);
+  }
+
+  brokerState(): BrokerState {
+    return { connected: this.connected, broker: this.brokerName, since: this.stateSince, lastError: this.connected ? null : (this.lastError ?? (this.client ? 'connecting for the first time' : 'not started')) };
   }
 
   /** Requests currently on the wire. */
@@ -269,31 +320,58 @@ export class MqttDriver implements MeterDriver {
       client.subscribe(topics, (err, granted) => {
         const refused = granted?.filter((g) => g.qos > 2) ?? [];
         if (err || refused.length > 0) {
-          this.log.error({ err: err?.message, refused }, 'subscribe failed; requests fail as link_error');
+          this.lastError = `subscription refused by the broker: ${err ? describeError(err) : refused.map((g) => `${g.topic} (reason ${g.qos})`).join(', ')}`;
+          this.log.error({ broker: this.brokerName, err: err ? describeError(err) : undefined, refused }, 'subscribe failed; requests fail as link_error');
           return;
         }
         this.subscribed = true;
-        this.log.info({ clientId: this.clientId, topics: Object.keys(topics) }, 'connected and subscribed');
+        this.lastError = null;
+        this.stateSince = Date.now();
+        this.log.info({ clientId: this.clientId, broker: this.brokerName, topics: Object.keys(topics) }, 'connected and subscribed');
       });
     });
     client.on('close', () => {
-      if (this.subscribed) this.log.warn({ clientId: this.clientId }, 'broker connection lost');
+      if (this.subscribed) {
+        this.stateSince = Date.now();
+        this.log.warn({ clientId: this.clientId, broker: this.brokerName }, 'broker connection lost; reconnecting');
+      }
       this.subscribed = false;
     });
-    client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt client error'));
+    client.on('error', (err) => this.onClientError(err));
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     client.on('packetreceive', () => {
       this.lastPacketAt = Date.now();
     });
 
-    const deadline = Date.now() + (this.options.startTimeoutMs ?? 10_000);
-    while (!this.connected) {
-      if (Date.now() > deadline) {
-        await this.stop();
-        throw new Error(`MqttDriver: could not connect and subscribe to ${this.options.brokerUrl}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
+    // Wait for the first connection, but not past its first failure: a broker that is down at start is a degraded
+    // start (the health check names the broker, orders wait), not a failed one; mqtt.js keeps reconnecting.
+    const startedAt = Date.now();
+    const deadline = startedAt + (this.options.startTimeoutMs ?? 10_000);
+    let failedOnce = false;
+    const failed = () => (failedOnce = true);
+    client.once('error', failed);
+    client.once('close', failed);
+    while (!this.connected && !failedOnce && !this.stopped && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    client.removeListener('error', failed);
+    client.removeListener('close', failed);
+    if (!this.connected && !this.stopped) {
+      this.stateSince = Date.now();
+      this.lastError ??= failedOnce ? 'the connection closed before it was established' : `no connection within ${Date.now() - startedAt} ms`;
+      this.log.error(
+        { broker: this.brokerName, err: this.lastError, retryEveryMs: this.options.reconnectPeriodMs ?? 1000 },
+        'MQTT broker not reachable at start; running degraded and reconnecting: orders wait for it without spending attempts',
+      );
     }
+  }
+
+  /** A client error: kept for the health check, and logged with what it really says (once a minute while it repeats). */
+  private onClientError(err: unknown): void {
+    const text = describeError(err);
+    this.lastError = text;
+    const now = Date.now();
+    if (text === this.loggedError.text && now - this.loggedError.at < 60_000) return;
+    this.loggedError = { text, at: now };
+    this.log.warn({ broker: this.brokerName, err: text }, `mqtt client error: ${text}`);
   }
 
   async stop(): Promise<void> {

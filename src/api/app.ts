@@ -12,7 +12,7 @@ import {
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { ERRORS, MeterlineError } from '../errors.js';
+import { ERRORS, MeterlineError, retryAfterSec } from '../errors.js';
 import type { ApiDeps } from './deps.js';
 import { sha256Hex } from './auth.js';
 import { closeAfterAnswer } from './lingering-close.js';
@@ -60,7 +60,12 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
       const issues = err.validation.map((v) => ({ where: `${err.validationContext ?? 'request'}${v.instancePath.replaceAll('/', '.')}`, problem: v.message }));
       return send(400, 'E_VALIDATION', `the request is not valid: ${issues.map((i) => `${i.where}: ${i.problem}`).slice(0, 5).join('; ')}`, { issues });
     }
-    if (err instanceof MeterlineError) return send(err.status, err.code, err.message, err.details);
+    if (err instanceof MeterlineError) {
+      // Errors that pass (the store cannot take writes, the gateway is stopping) tell the client when to try again.
+      const after = retryAfterSec(err.code);
+      if (after !== undefined) reply.header('retry-after', String(after));
+      return send(err.status, err.code, err.message, err.details);
+    }
     const status = (err as { statusCode?: number }).statusCode;
     if (status === 413) {
       const tooLarge = bodyTooLarge(req);
@@ -70,6 +75,13 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
     if (status !== undefined && status >= 400 && status < 500) return send(status, 'E_VALIDATION', `the request is not valid: ${err.message}`);
     req.log.error({ err }, 'unhandled error');
     return send(500, 'E_INTERNAL', `${ERRORS.E_INTERNAL.title}; the gateway logged it with request id ${req.id}`);
+  });
+  // A stopping gateway admits no new work (it drains: the attempts on the wire finish, then it exits). Refused before
+  // anything else is done for the request; reads go on, so clients can follow their orders to the end.
+  app.addHook('onRequest', async (req) => {
+    if (deps.stopping() && req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
+      throw new MeterlineError('E_SHUTTING_DOWN', `this gateway is stopping and admits no new work; send ${req.method} ${req.url.split('?')[0]} to another instance, or retry once it is back`);
+    }
   });
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send({ code: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url}; see /docs for the API`, requestId: req.id });
@@ -111,11 +123,30 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
 
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  const Health = z.object({
+    status: z.enum(['ok', 'degraded', 'stopping']),
+    checks: z.record(z.string(), z.boolean()),
+    problems: z.array(z.object({ check: z.string(), detail: z.string() })),
+  });
   r.get('/healthz', {
-    schema: { summary: 'Liveness and readiness', tags: ['health'], response: { 200: z.object({ status: z.enum(['ok', 'degraded']), checks: z.record(z.string(), z.boolean()) }) } },
-    handler: async () => {
-      const checks = deps.health();
-      return { status: Object.values(checks).every(Boolean) ? ('ok' as const) : ('degraded' as const), checks };
+    schema: {
+      summary: 'Liveness and readiness',
+      description:
+        '`ok`: the store takes writes, the broker is connected, the control loop runs. `degraded` (still 200): some check fails; `problems` names what (the broker, the store file and the cause). `stopping` (503): the gateway drains after SIGTERM and admits no new work.',
+      tags: ['health'],
+      response: { 200: Health, 503: Health },
+    },
+    handler: async (_req, reply) => {
+      const results = deps.health();
+      const checks = Object.fromEntries(Object.entries(results).map(([name, c]) => [name, c.ok]));
+      const problems = Object.entries(results)
+        .filter(([, c]) => !c.ok)
+        .map(([check, c]) => ({ check, detail: c.detail ?? `${check} check failed` }));
+      if (deps.stopping()) {
+        reply.code(503);
+        return { status: 'stopping' as const, checks, problems: [{ check: 'admission', detail: 'the gateway is stopping: no new work is admitted, the attempts on the wire are finishing' }, ...problems] };
+      }
+      return { status: problems.length === 0 ? ('ok' as const) : ('degraded' as const), checks, problems };
     },
   });
   await app.register(async (scope) => switchOrderRoutes(scope, deps));

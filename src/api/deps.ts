@@ -39,6 +39,14 @@ export interface ApiDeps {
   auditAnchors?: () => AuditAnchor[];
   /** Run the daily relay audit now. */
   relayAudit?: () => Promise<RelayAuditRun>;
-  /** Extra health facts (broker connected, loop running). */
-  health: () => Record<string, boolean>;
+  /** The gateway's health checks by name (store writable, broker connected, control loop running). */
+  health: () => Record<string, HealthCheck>;
+  /** True once the gateway is stopping (SIGTERM/SIGINT): writes answer 503 E_SHUTTING_DOWN, reads still work. */
+  stopping: () => boolean;
+}
+
+/** One health check: whether it passes, and when not, what is wrong, naming the thing (the broker, the store's file). */
+export interface HealthCheck {
+  ok: boolean;
+  detail?: string;
 }

@@ -10,6 +10,7 @@ import type { SwitchOrder } from '../domain/switch-order.js';
 import type { DueOrder, GatewayStore, Lease } from '../store/store.js';
 import { sleep, type Clock } from './clock.js';
 import { listenToStatusReports } from './status-reports.js';
+import { writeWhenStoreTakesIt } from './store-retry.js';
 
 export interface ControllerOptions {
   tickMs: number;
@@ -118,6 +119,11 @@ export class SwitchController {
   private readonly busyMeters = new Set<string>();
   /** Orders this instance has on the wire, and until when (by its own clock) each lease is known to hold. */
   private readonly leases = new Map<string, number>();
+  /**
+   * Orders left in flight (a crash, a lapsed lease) whose link is down: leased here and kept, not read yet. Reading
+   * now would only fail and spend an attempt; they are verified by a read once their link is back.
+   */
+  private readonly unverified = new Map<string, { order: SwitchOrder; link: string; driver: MeterDriver }>();
   private leaseTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -128,6 +134,7 @@ export class SwitchController {
   private wakeAgain = false;
   private stopping = false;
   private started = false;
+  private loopRunning_ = false;
   private readonly random: () => number;
   private readonly escalation: ControllerEscalation;
 
@@ -150,6 +157,12 @@ export class SwitchController {
     if (woken > 0) this.deps.logger.info({ count: woken }, 'held disconnects looked at again under the current policy');
     this.schedule(0);
     this.deadlineTimer = setInterval(() => void this.escalateLateReconnects().catch((err: unknown) => this.deps.logger.error({ err }, 'deadline scan failed')), this.escalation.scanEveryMs);
+    this.loopRunning_ = !this.stopping;
+  }
+
+  /** Started (recovery done) and not stopping: the loop takes orders. */
+  get loopRunning(): boolean {
+    return this.loopRunning_;
   }
 
   private policyFor(region: string): EscalationPolicy {
@@ -183,18 +196,34 @@ export class SwitchController {
     return raised;
   }
 
-  /** Stop taking orders; wait (up to the grace period) for attempts on the wire. Unfinished ones stay in flight for the next start to verify. */
+  /**
+   * Stop taking orders; wait (up to the grace period) for attempts on the wire. Unfinished ones stay in flight for
+   * the next start (or another instance) to verify by a read. Logs how many were on the wire and how many were left.
+   */
   async stop(): Promise<void> {
+    if (this.stopping) return;
     this.stopping = true;
+    this.loopRunning_ = false;
     if (this.timer) clearTimeout(this.timer);
     if (this.deadlineTimer) clearInterval(this.deadlineTimer);
     if (this.leaseTimer) clearInterval(this.leaseTimer);
-    const all = Promise.allSettled([...this.running]);
-    await Promise.race([all, sleep(this.deps.options.shutdownGraceMs)]);
+    const onWire = this.leases.size - this.unverified.size;
+    const graceMs = this.deps.options.shutdownGraceMs;
+    const log = this.deps.logger;
+    if (onWire > 0) log.info({ onWire, graceMs }, 'stopping the control loop: no new attempts; waiting for the attempts on the wire');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.running]), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    this.unverified.clear();
     // Attempts still on the wire after the grace period: let their leases run out now, so that another instance
     // verifies them at once instead of a lease's time later.
     const left = [...this.leases.keys()];
-    if (left.length > 0) await this.deps.store.renewLeases({ owner: this.deps.instanceId, until: this.deps.clock.now() - 1 }, left).catch(() => undefined);
+    if (left.length > 0) {
+      await this.deps.store.renewLeases({ owner: this.deps.instanceId, until: this.deps.clock.now() - 1 }, left).catch(() => undefined);
+      log.warn({ onWire, left: left.length, graceMs }, 'control loop stopped with orders still in flight after the grace period: their leases were ended; the next start (or another instance) verifies each by a read');
+    } else if (onWire > 0) {
+      log.info({ onWire }, 'control loop stopped: every attempt that was on the wire finished and was recorded');
+    }
   }
 
   private newLease(now: number): Lease {
@@ -267,6 +296,7 @@ export class SwitchController {
     this.ticking = true;
     this.wakeAgain = false;
     try {
+      this.verifyWhereLinksAreBack();
       for (;;) {
         const saturated: string[] = [];
         for (const [link, n] of this.active) if (n >= this.capacity(link)) saturated.push(link);
@@ -311,6 +341,15 @@ export class SwitchController {
     } finally {
       this.ticking = false;
       this.schedule(this.wakeAgain ? 0 : this.deps.options.tickMs);
+    }
+  }
+
+  /** Orders left in flight whose link was down: verify them now where the link is back. */
+  private verifyWhereLinksAreBack(): void {
+    for (const [id, { order, link, driver }] of this.unverified) {
+      if (!driver.isLinkUp(link)) continue;
+      this.unverified.delete(id);
+      this.launch(link, () => this.verifyOrphan(order));
     }
   }
 
@@ -468,8 +507,14 @@ export class SwitchController {
       // Nothing goes on the wire: give the lease back without spending an attempt; the order waits for the link.
       const reason = `not sent: link ${address.link} is down; waiting for it`;
       log.warn({ link: address.link }, reason);
-      const now = this.deps.clock.now();
-      this.deps.onOrderChange?.(await this.deps.store.releaseAttempt(order.id, order.attempts, now, now + this.deps.options.tickMs, reason, this.deps.instanceId));
+      const released = await writeWhenStoreTakesIt(
+        () => {
+          const now = this.deps.clock.now();
+          return this.deps.store.releaseAttempt(order.id, order.attempts, now, now + this.deps.options.tickMs, reason, this.deps.instanceId);
+        },
+        { logger: log, what: 'the release of an unsent attempt' },
+      );
+      this.deps.onOrderChange?.(released);
       return;
     }
     // A command must land while this instance's lease holds; otherwise another instance may already be
@@ -529,7 +574,9 @@ export class SwitchController {
       [command && command.outcome !== 'ok' ? `command: ${command.outcome} (${command.detail})` : null, read && read.outcome !== 'ok' ? `read-back: ${read.outcome} (${read.detail})` : null]
         .filter(Boolean)
         .join('; ');
-    const updated = await this.deps.store.completeAttempt({
+    // The meter has acted: its result must be recorded. While the store cannot take writes (a full disk, a database
+    // that is down) the write is retried and the order keeps its lease, so it ends as soon as writes go through.
+    const updated = await writeWhenStoreTakesIt(() => this.deps.store.completeAttempt({
       orderId: order.id,
       attempt: order.attempts,
       leaseOwner: this.deps.instanceId,
@@ -548,7 +595,7 @@ export class SwitchController {
         outcome = verdict.outcome;
         return verdict;
       },
-    });
+    }), { logger: log, what: "the attempt's result" });
     this.deps.onOrderChange?.(updated);
     if (meter) {
       const context = { meterId: order.meterId, profileId: meter.address.profile.id, protocol: meter.address.profile.protocol, link: meter.address.link, region: meter.region };
@@ -591,13 +638,30 @@ export class SwitchController {
     }
   }
 
-  private verifyOrphan(order: SwitchOrder): Promise<void> {
-    return this.onWire(order, () => this.verifyOrphanOnWire(order));
+  private async verifyOrphan(order: SwitchOrder): Promise<void> {
+    let target: Awaited<ReturnType<SwitchController['addressOf']>>;
+    try {
+      target = await this.addressOf(order);
+    } catch (err) {
+      this.leases.delete(order.id); // not verified here now: its lease runs out and it is taken over again
+      throw err;
+    }
+    if (typeof target !== 'string' && !target.driver.isLinkUp(target.address.link)) {
+      // The link is down (the broker is unreachable at start, say): a read now would fail and spend an attempt.
+      // The order stays leased here (renewed) and is read once its link is back.
+      const link = target.address.link;
+      this.linkDrivers.set(link, target.driver);
+      if (!this.unverified.has(order.id)) {
+        this.deps.logger.warn({ meterId: order.meterId, orderId: order.id, attempt: order.attempts, link }, 'an order left in flight waits for its link to verify it by a read');
+      }
+      this.unverified.set(order.id, { order, link, driver: target.driver });
+      return;
+    }
+    return this.onWire(order, () => this.verifyOrphanOnWire(order, target));
   }
 
-  private async verifyOrphanOnWire(order: SwitchOrder): Promise<void> {
+  private async verifyOrphanOnWire(order: SwitchOrder, target: Awaited<ReturnType<SwitchController['addressOf']>>): Promise<void> {
     const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id, attempt: order.attempts });
-    const target = await this.addressOf(order);
     if (typeof target === 'string') {
       await this.finish(order, log, undefined, { command: 'not_sent', readBack: undefined }, undefined, undefined, target);
       return;

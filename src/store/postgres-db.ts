@@ -37,11 +37,16 @@ export class Q {
   /** Work this transaction does last, just before COMMIT (see `atCommit`). */
   private readonly finalSteps: (() => Promise<void>)[] = [];
 
-  /** `autocommit`: each statement is its own transaction (the pool), so a failed one can simply run again. */
+  /**
+   * `autocommit`: each statement is its own transaction (the pool), so a failed one can simply run again.
+   * `availability` (autocommit only; a transaction reports through the store's `tx`): statements that fail because
+   * the server cannot take them turn into E_STORE_UNAVAILABLE, and changes that commit say the server takes writes.
+   */
   constructor(
     private readonly c: Queryable,
     private readonly mode: StatementMode = new StatementMode(),
     private readonly autocommit = false,
+    private readonly availability?: { failed(err: unknown): unknown; succeeded(): void },
   ) {}
 
   async all(sql: string, args: readonly unknown[] = []): Promise<Row[]> {
@@ -68,7 +73,9 @@ export class Q {
 
   /** Run a change; returns the number of rows it touched. */
   async run(sql: string, args: readonly unknown[] = []): Promise<number> {
-    return (await this.query(sql, args)).rowCount ?? 0;
+    const changed = (await this.query(sql, args)).rowCount ?? 0;
+    this.availability?.succeeded();
+    return changed;
   }
 
   /**
@@ -77,6 +84,15 @@ export class Q {
    * parameters (migrations: several statements in one text) go as plain queries.
    */
   private async query(sql: string, args: readonly unknown[]): Promise<pg.QueryResult> {
+    if (!this.availability) return this.send(sql, args);
+    try {
+      return await this.send(sql, args);
+    } catch (error) {
+      throw this.availability.failed(error);
+    }
+  }
+
+  private async send(sql: string, args: readonly unknown[]): Promise<pg.QueryResult> {
     if (args.length === 0) return this.c.query(sql);
     if (!this.mode.prepared) return this.c.query(sql, args as unknown[]);
     try {

@@ -40,6 +40,7 @@ import { keyTheChain, type AuditAnchor, type AuditHead, type AuditKey } from './
 import { keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import * as plans from './postgres-plans.js';
 import * as work from './postgres-work-orders.js';
+import { describePostgres, postgresUnavailableCause, StoreAvailability, type StoreWriteHealth } from './store-availability.js';
 import * as scripts from './store-scripts.js';
 import { pgPlaceholders, runScriptAsync, type Script } from './store-scripts.js';
 import * as keys from './client-keys.js';
@@ -134,6 +135,8 @@ export class PostgresStore implements GatewayStore {
   private closed = false;
   /** Named prepared statements, until the schema changes under this instance. */
   private readonly statements = new StatementMode();
+  /** Whether writes go through (a server that is down or read-only answers E_STORE_UNAVAILABLE, and /healthz says so). */
+  private readonly availability: StoreAvailability;
   /** The schema versions the last migrate() applied (empty when another instance had already applied them). */
   migrationsApplied: number[] = [];
   private readonly auditKeySource: AuditKeySource;
@@ -152,7 +155,12 @@ export class PostgresStore implements GatewayStore {
     });
     // An idle connection dropped by the server: the pool replaces it on the next query.
     this.pool.on('error', () => undefined);
-    this.r = new Q(this.pool, this.statements, true);
+    this.availability = new StoreAvailability(describePostgres(options.connectionString, this.schema), postgresUnavailableCause);
+    this.r = new Q(this.pool, this.statements, true, this.availability);
+  }
+
+  writeHealth(): StoreWriteHealth {
+    return this.availability.health();
   }
 
   async migrate(): Promise<void> {
@@ -186,7 +194,9 @@ export class PostgresStore implements GatewayStore {
   /** Run `fn` in one transaction on one connection: COMMIT, or ROLLBACK and rethrow (retrying deadlocks and key races). */
   private async tx<T>(fn: (q: Q) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const client = await this.pool.connect();
+      const client = await this.pool.connect().catch((error: unknown) => {
+        throw this.availability.failed(error);
+      });
       let broken = false;
       // A checked-out client whose connection drops (the server restarted) emits 'error' on itself, not on the
       // pool: unheard, that event ends the process. The query in progress fails with it anyway.
@@ -199,11 +209,12 @@ export class PostgresStore implements GatewayStore {
         const value = await fn(q);
         await q.runFinalSteps();
         await client.query('COMMIT');
+        this.availability.succeeded();
         return value;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => (broken = true));
         if (attempt < 5 && retryable(error)) continue;
-        throw error;
+        throw this.availability.failed(error);
       } finally {
         client.release(broken);
         client.removeListener('error', onError);

@@ -1,6 +1,5 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { admitOrder } from '../domain/admission.js';
 import { localParts } from '../domain/policy/calendar.js';
@@ -22,6 +21,8 @@ import { MeterlineError } from '../errors.js';
 import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js';
 import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
+import { openSqliteFile } from './sqlite-open.js';
+import { freeSpaceProblem, sqliteUnavailableCause, StoreAvailability, type StoreWriteHealth } from './store-availability.js';
 import {
   attemptFromRow,
   approvalProblem,
@@ -133,22 +134,30 @@ export class SqliteStore implements GatewayStore {
   private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
 
   private readonly auditKeySource: AuditKeySource;
+  /** Whether writes go through (a full disk or a read-only file system answers E_STORE_UNAVAILABLE, and /healthz says so). */
+  private readonly availability: StoreAvailability;
 
   /**
-   * `auditKey`: where the audit chain's key comes from; by default `audit.key` beside the database file, made there
-   * (mode 0600) when the log is first keyed (the gateway and the verify command pass their configured source).
+   * Opens (creating) the file; E_STORE_OPEN names the path and the cause when it cannot. `auditKey`: where the audit
+   * chain's key comes from; by default `audit.key` beside the database file, made there (mode 0600) when the log is
+   * first keyed (the gateway and the verify command pass their configured source).
    */
   constructor(
     readonly path: string,
     options: { auditKey?: AuditKeySource } = {},
   ) {
     this.auditKeySource = options.auditKey ?? (path === ':memory:' ? fixedAuditKey() : auditKeySource({ file: join(dirname(path), 'audit.key'), mayCreate: true }));
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openSqliteFile(path, (db) => {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+    });
+    this.availability = new StoreAvailability(`the SQLite file ${path}`, sqliteUnavailableCause, () => (path === ':memory:' ? null : freeSpaceProblem(path)));
+  }
+
+  writeHealth(): StoreWriteHealth {
+    return this.availability.health();
   }
 
   /** The parts that need the schema: available once migrate() has run. */
@@ -356,6 +365,9 @@ export class SqliteStore implements GatewayStore {
             try {
               outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
             } catch (error) {
+              // A full disk or an I/O error can make SQLite roll the whole transaction back by itself: the writes
+              // before were undone, and the ones after would run outside any transaction. The batch has failed.
+              if (!this.db.inTransaction) throw error;
               outcomes.push({ ok: false, error });
             }
           }
@@ -365,10 +377,11 @@ export class SqliteStore implements GatewayStore {
         outcomes = batch.map(() => ({ ok: false as const, error }));
       }
     }
+    if (outcomes.some((o) => o.ok)) this.availability.succeeded();
     batch.forEach((w, i) => {
       const o = outcomes[i]!;
       if (o.ok) w.resolve(o.value);
-      else w.reject(o.error);
+      else w.reject(this.availability.failed(o.error));
     });
   }
 
@@ -379,9 +392,14 @@ export class SqliteStore implements GatewayStore {
   // ---- meters -----------------------------------------------------------------------------------------
 
   async upsertMeters(meters: readonly MeterRecord[], now: number): Promise<void> {
-    this.db.transaction(() => {
-      for (const m of meters) this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, m.address ?? null, m.accountId ?? null, now, now);
-    })();
+    try {
+      this.db.transaction(() => {
+        for (const m of meters) this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, m.address ?? null, m.accountId ?? null, now, now);
+      })();
+    } catch (err) {
+      throw this.availability.failed(err);
+    }
+    this.availability.succeeded();
   }
 
   async getMeter(meterId: string): Promise<MeterView | undefined> {

@@ -1,3 +1,4 @@
+import type { StoreWriteHealth } from './store-availability.js';
 import type { EpisodeContinuation, EpisodeKind } from '../domain/alert-episodes.js';
 import type { EscalatedVerdict, WorkOrderPlan } from '../domain/escalation.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
@@ -449,6 +450,12 @@ export type DisconnectLease = { leased: SwitchOrder } | { leased: null; order: S
 export interface GatewayStore {
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Whether the store takes writes, judged by its latest writes (and, for a file, the free space beside it). A write
+   * the store cannot take (disk full, read-only, server down) fails with E_STORE_UNAVAILABLE; this stays false,
+   * naming the store and the cause, until a write succeeds again.
+   */
+  writeHealth(): StoreWriteHealth;
 
   upsertMeters(meters: readonly MeterRecord[], now: number): Promise<void>;
   getMeter(meterId: string): Promise<MeterView | undefined>;

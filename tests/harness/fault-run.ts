@@ -60,11 +60,11 @@ export async function waitHealthy(port: number, timeoutMs: number, what = 'gatew
 
 /**
  * A configuration file for a gateway run as the built program: external broker, the tests' fast profiles, the
- * seeded fleet, one operator key, no demo traffic, warnings only in its log.
+ * seeded fleet, one operator key, no demo traffic, warnings only in its log (unless `logLevel` says otherwise).
  */
 export function writeGatewayConfig(
   file: string,
-  o: { instanceId: string; api: Record<string, unknown>; store: Record<string, unknown>; mqttUrl: string; profilesDir: string; control: Record<string, unknown>; apiKey: string; seed: FleetSeed },
+  o: { instanceId: string; api: Record<string, unknown>; store: Record<string, unknown>; mqttUrl: string; profilesDir: string; control: Record<string, unknown>; apiKey: string; seed: FleetSeed; logLevel?: string },
 ): void {
   writeFileSync(
     file,
@@ -81,7 +81,7 @@ export function writeGatewayConfig(
       demo: { reconnectEveryMs: 0 },
       // Beside the configuration: instances configured in one directory share the key, as they must on one database.
       audit: { keyFile: join(dirname(file), 'audit.key'), anchorFile: join(dirname(file), `${o.instanceId}-audit-anchors.jsonl`) },
-      log: { level: 'warn' },
+      log: { level: o.logLevel ?? 'warn' },
     }),
   );
 }
@@ -128,12 +128,19 @@ export class GatewayProcess {
   /** The gateway's output (log and stderr), the last 200-400 kB. */
   stderr = '';
   private stopping = false;
+  private exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> = Promise.resolve({ code: null, signal: null });
 
   constructor(private readonly configFile: string) {}
+
+  /** How the process started last exits (or exited): its exit code, or the signal that ended it. */
+  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return this.exit;
+  }
 
   start(): void {
     this.stopping = false;
     const child = spawn(process.execPath, [MAIN], { env: { ...process.env, METERLINE_CONFIG: this.configFile, DATABASE_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     // Its log (pino, on stdout) and anything on stderr, kept for failure messages and counts.
     const keep = (d: string) => {
       this.stderr += d;

@@ -44,7 +44,8 @@ interface Pair {
   held: boolean;
 }
 
-export async function startTcpProxy(target: { host?: string; port: number }, options: { staleAfterHeal?: 'resume' | 'dead' } = {}): Promise<TcpProxy> {
+/** `listenPort`: where the proxy listens (default: a free port); a test can open it late, as a server that comes up. */
+export async function startTcpProxy(target: { host?: string; port: number }, options: { staleAfterHeal?: 'resume' | 'dead'; listenPort?: number } = {}): Promise<TcpProxy> {
   const host = target.host ?? '127.0.0.1';
   const stale = options.staleAfterHeal ?? 'resume';
   const pairs = new Set<Pair>();
@@ -128,7 +129,7 @@ export async function startTcpProxy(target: { host?: string; port: number }, opt
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(options.listenPort ?? 0, '127.0.0.1', () => resolve());
   });
   const addr = server.address();
   if (addr === null || typeof addr === 'string') throw new Error('tcp-proxy: no port');

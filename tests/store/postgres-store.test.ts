@@ -11,6 +11,7 @@ import { fixedAuditKey } from '../../src/store/audit-key-source.js';
 import { GENESIS_HASH, unkeyedEntryHash } from '../../src/store/audit-chain.js';
 import { databaseHands } from '../harness/audit-tamper.js';
 import type { GatewayStore } from '../../src/store/store.js';
+import { startPrivatePostgres, type PrivatePostgres } from '../harness/private-postgres.js';
 
 /**
  * The PostgreSQL store against a real server (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test):
@@ -35,6 +36,12 @@ afterAll(async () => {
   }
 });
 
+// The outage: the server goes away (a private cluster of the test's own, stopped and started again; the machine's
+// shared server is left alone).
+let outageServer: PrivatePostgres | undefined;
+afterAll(async () => {
+  await outageServer?.destroy();
+});
 /** One key for every store of this file: instances sharing a schema share the key, as a deployment's do. */
 const auditKey = fixedAuditKey();
 const schemaOf = new WeakMap<GatewayStore, string>();
@@ -63,6 +70,22 @@ describeStoreConformance(
     return store;
   },
   postgresTamper,
+  {
+    storeName: () => `PostgreSQL at 127.0.0.1:${outageServer!.port}/postgres`,
+    cause: /ECONNREFUSED|terminat|shut ?down|Connection/i,
+    async open() {
+      outageServer ??= await startPrivatePostgres();
+      const server = outageServer;
+      const store = new PostgresStore({ connectionString: server.url, schema: 'outage', auditKey });
+      await store.migrate();
+      return {
+        store,
+        breakWrites: () => server.stop('fast'),
+        mendWrites: () => server.start(),
+        cleanup: () => store.close(),
+      };
+    },
+  },
 );
 
 describe('PostgreSQL store specifics: several gateway instances on one database', () => {

@@ -8,6 +8,7 @@ import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { creditState } from '../../src/domain/prepayment/credit-ledger.js';
 import { unkeyedEntryHash, GENESIS_HASH } from '../../src/store/audit-chain.js';
 import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
+import { emptyWal, mountSmallDisk } from '../harness/small-disk.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { databaseHands } from '../harness/audit-tamper.js';
 
@@ -26,7 +27,30 @@ const sqliteTamper: StoreTamperKit = {
 };
 
 // The key: the default, `audit.key` made beside each database file on its first start.
-describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')), sqliteTamper);
+// The outage: the disk under the file fills up (a tmpfs of the test's own, filled until ENOSPC), then is freed.
+let outagePath = '';
+describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')), sqliteTamper, {
+  storeName: () => outagePath,
+  cause: /disk is full/,
+  async open() {
+    const disk = mountSmallDisk(8);
+    outagePath = join(disk.dir, 'gw.db');
+    const store = new SqliteStore(outagePath);
+    await store.migrate();
+    return {
+      store,
+      breakWrites: async () => {
+        await emptyWal(outagePath);
+        disk.fill();
+      },
+      mendWrites: async () => disk.free(),
+      cleanup: async () => {
+        await store.close().catch(() => undefined);
+        disk.unmount();
+      },
+    };
+  },
+});
 
 describe('SQLite store specifics', () => {
   it('uses WAL, and what was committed survives reopening the file (a restart)', async () => {

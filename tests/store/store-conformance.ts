@@ -23,10 +23,72 @@ export interface StoreTamperKit {
 }
 
 /**
+ * How a backend is made unable to take writes, for real: a SQLite file's disk filled up, a PostgreSQL server stopped.
+ * `open` gives a migrated store and the means to break and mend it; `cause` is what its messages must say.
+ */
+export interface StoreOutage {
+  open(): Promise<{ store: GatewayStore; breakWrites(): Promise<void>; mendWrites(): Promise<void>; cleanup(): Promise<void> }>;
+  /** The store as messages name it (its file, or its server's address). */
+  storeName: string | (() => string);
+  cause: RegExp;
+}
+
+/**
  * One conformance suite for every GatewayStore implementation (SQLite now, PostgreSQL next), in the manner of
  * aedes-persistence's abstract tests: a backend is done when it passes this suite, not a copy of it.
  */
-export function describeStoreConformance(name: string, makeStore: () => Promise<GatewayStore>, tamper: StoreTamperKit): void {
+export function describeStoreConformance(name: string, makeStore: () => Promise<GatewayStore>, tamper: StoreTamperKit, outage: StoreOutage): void {
+  describe(`GatewayStore conformance: ${name}: a store that cannot take writes`, () => {
+    it('answers E_STORE_UNAVAILABLE (503) naming itself and the cause, says so in writeHealth, and takes writes again once mended', async () => {
+      const o = await outage.open();
+      const now = 1_764_000_000_000;
+      let seq = 0;
+      const ctx = (): SubmitContext => ({ now, reconnectLimitHours: 24, newOrderId: () => `ord_out_${++seq}`, policy: openPolicy() });
+      const reconnect = (meterId: string): OrderRequest => ({ meterId, action: 'reconnect', reason: 'payment', note: null, urgent: false, notBefore: null, paymentAt: now, requestedBy: 'billing', idempotencyKey: null, requestHash: meterId });
+      try {
+        const { store } = o;
+        await store.upsertMeters([1, 2, 3].map((i) => ({ meterId: `M-OUT-${i}`, profileId: 'p', link: 'L1', region: 'north' })), now);
+        expect((await store.submitOrders([reconnect('M-OUT-1')], ctx()))[0]!.order.state).toBe('queued');
+
+        await o.breakWrites();
+        const storeName = typeof outage.storeName === 'string' ? outage.storeName : outage.storeName();
+        const err = await store.submitOrders([reconnect('M-OUT-2')], ctx()).then(
+          () => new Error('the write went through'),
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(MeterlineError);
+        expect(err).toMatchObject({ code: 'E_STORE_UNAVAILABLE', status: 503 });
+        expect((err as Error).message).toContain(storeName);
+        expect((err as Error).message).toMatch(outage.cause);
+        const broken = store.writeHealth();
+        expect(broken.writable).toBe(false);
+        expect(broken.detail).toContain(storeName);
+        expect(broken.detail).toMatch(outage.cause);
+
+        await o.mendWrites();
+        // Writes go through again (PostgreSQL: once the pool has new connections), and health follows.
+        const until = Date.now() + 30_000;
+        let outs;
+        for (;;) {
+          try {
+            outs = await store.submitOrders([reconnect('M-OUT-3')], ctx());
+            break;
+          } catch (e) {
+            if (!(e instanceof MeterlineError && e.code === 'E_STORE_UNAVAILABLE') || Date.now() > until) throw e;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+        expect(outs[0]!.order.state).toBe('queued');
+        expect(store.writeHealth()).toEqual({ writable: true, detail: null });
+        expect((await store.getOrder('ord_out_1'))?.state).toBe('queued');
+        // The refused write left nothing behind.
+        expect((await store.listOrders({ meterId: 'M-OUT-2', limit: 10 })).length).toBe(0);
+      } finally {
+        await o.cleanup();
+      }
+    }, 90_000);
+  });
+
   describe(`GatewayStore conformance: ${name}`, () => {
     let store: GatewayStore;
     let now = 1_764_000_000_000;

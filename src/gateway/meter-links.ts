@@ -1,0 +1,103 @@
+import type { Logger } from 'pino';
+import { createDlmsDriver } from '../../drivers/dlms/index.js';
+import { createModbusDriver } from '../../drivers/modbus/index.js';
+import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
+import type { MeterDriver } from '../../drivers/driver.js';
+import { MqttFleet } from '../../simulators/mqtt-fleet.js';
+import type { PlannedMeter } from '../../simulators/fleet-plan.js';
+import type { GatewayConfig } from '../config/config-schema.js';
+import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from '../domain/firmware-profile.js';
+import { EmbeddedBroker } from '../integrations/embedded-broker.js';
+import { bindError } from './bind-error.js';
+import type { StopList } from './stop-list.js';
+
+/** Which simulated meters start off supply: every k-th, so the demo has customers to reconnect. */
+function startsDisconnected(index: number, share: number): boolean {
+  if (share <= 0) return false;
+  return index % Math.max(1, Math.round(1 / share)) === 0;
+}
+
+/**
+ * The gateway's side of the wire: the broker (embedded, or a real one's address), the demo's in-process simulated
+ * fleet, and one driver per protocol. Built empty; `start()` connects them, after the gateway owns its store and
+ * its port, so that a start that fails has sent nothing. The drivers map is shared with the control loop, which
+ * looks a driver up only when it has an order to send.
+ */
+export class MeterLinks {
+  readonly drivers = new Map<string, MeterDriver>();
+  mqtt: MqttDriver | undefined;
+  fleet: MqttFleet | undefined;
+  brokerUrl: string;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly profiles: ReadonlyMap<string, FirmwareProfile>,
+    private readonly planned: readonly PlannedMeter[],
+    private readonly logger: Logger,
+  ) {
+    this.brokerUrl = config.mqtt.url;
+  }
+
+  /** Start the broker link (never failing for want of the broker: the link is then down and orders wait), the fleet and the drivers. */
+  async start(stops: StopList): Promise<void> {
+    const { config, profiles, logger } = this;
+    if (config.mqtt.mode === 'embedded') {
+      const broker = await EmbeddedBroker.start(config.mqtt.embeddedPort).catch((err: unknown) => {
+        throw bindError(err, `mqtt.embeddedPort ${config.mqtt.embeddedPort} (the embedded broker)`, 'METERLINE__MQTT__EMBEDDEDPORT');
+      });
+      stops.add(() => broker.stop());
+      this.brokerUrl = broker.url;
+    }
+    // aedes (embedded) speaks MQTT 3.1.1; real brokers get MQTT 5 (message expiry, shared subscriptions).
+    const protocolVersion = config.mqtt.mode === 'embedded' ? 4 : 5;
+
+    if (config.simulator.inProcess && this.planned.length > 0) {
+      const share = config.simulator.disconnectedShare;
+      const autoPress = config.simulator.autoPressMs;
+      const fleet = new MqttFleet({
+        brokerUrl: this.brokerUrl,
+        protocolVersion,
+        connections: protocolVersion === 5 ? 4 : 1,
+        logger: logger.child({ component: 'simulator' }),
+        meters: this.planned.map((m, i) => ({
+          meterId: m.meterId,
+          profile: asMqttProfile(profiles.get(m.profileId)!),
+          initialRelay: startsDisconnected(i, share) ? 'disconnected' : 'connected',
+          ...(autoPress !== null ? { faults: { autoPressAfterMs: autoPress } } : {}),
+        })),
+      });
+      await fleet.start();
+      stops.add(() => fleet.stop());
+      this.fleet = fleet;
+    }
+
+    const mqttProfiles = [...profiles.values()].filter((p): p is MqttFirmwareProfile => p.protocol === 'mqtt');
+    const mqtt = new MqttDriver({
+      brokerUrl: this.brokerUrl,
+      protocolVersion,
+      instanceId: config.instanceId,
+      profiles: mqttProfiles,
+      maxInFlight: config.mqtt.maxInFlight,
+      sharedGroup: config.mqtt.mode === 'external' ? config.mqtt.sharedGroup : null,
+      keepaliveSec: config.mqtt.keepaliveSec,
+      logger: logger.child({ component: 'mqtt-driver' }),
+    });
+    this.mqtt = mqtt;
+    await mqtt.start();
+    stops.add(() => mqtt.stop());
+    this.drivers.set('mqtt', mqtt);
+    // Serial and TCP protocols run only where links are configured (a DLMS profile with a password needs it then).
+    if (Object.keys(config.modbus.rtu).length + Object.keys(config.modbus.tcp).length > 0) {
+      const modbus = createModbusDriver({ links: config.modbus, profiles: [...profiles.values()], logger: logger.child({ component: 'modbus-driver' }) });
+      await modbus.start();
+      stops.add(() => modbus.stop());
+      this.drivers.set('modbus', modbus);
+    }
+    if (Object.keys(config.dlms.ports).length > 0) {
+      const dlms = createDlmsDriver({ links: config.dlms, profiles: profiles.values(), logger: logger.child({ component: 'dlms-driver' }) });
+      await dlms.start();
+      stops.add(() => dlms.stop());
+      this.drivers.set('dlms', dlms);
+    }
+  }
+}

@@ -1,0 +1,68 @@
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { PlannedMeter } from '../../simulators/fleet-plan.js';
+import type { Clock } from '../control/clock.js';
+import type { GatewayConfig } from '../config/config-schema.js';
+import { auditAnchorFile, gatewayAuditKeySource } from '../config/audit-files.js';
+import { AuditAnchors } from '../integrations/audit-anchors.js';
+import { PostgresStore } from '../store/postgres-store.js';
+import { SqliteFileOwnership } from '../store/sqlite-file-owner.js';
+import { SqliteStore } from '../store/sqlite-store.js';
+import type { GatewayStore } from '../store/store.js';
+import type { StopList } from './stop-list.js';
+
+/**
+ * Open the store and own it before anything else: a SQLite file is this gateway's alone (a second gateway on it
+ * refuses to start, E_STORE_IN_USE, before migrating or writing anything); PostgreSQL is shared by design (orders
+ * are leased row by row). Then migrate and register the seeded fleet.
+ */
+export async function ownStore(config: GatewayConfig, planned: readonly PlannedMeter[], clock: Clock, stops: StopList, logger: Logger): Promise<GatewayStore> {
+  const pg = config.store.postgres;
+  if (config.store.kind === 'postgres' && !pg) throw new Error('store.kind is postgres but store.postgres is not set (set DATABASE_URL or store.postgres.url)');
+  const auditKey = gatewayAuditKeySource(config, process.env, (file, keyId) =>
+    logger.warn({ file, keyId }, 'audit key made (the audit log is keyed with it from now on): keep a copy away from the database and its backups; without it the log cannot be verified'),
+  );
+  let store: GatewayStore;
+  if (config.store.kind === 'postgres' && pg) {
+    store = new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, auditKey, ...(pg.schema ? { schema: pg.schema } : {}) });
+    stops.add(() => store.close());
+  } else {
+    const path = resolve(config.store.sqlite.path);
+    // Opening says why it cannot (E_STORE_OPEN: a directory, permission denied, a read-only file system).
+    const sqlite = new SqliteStore(path, { auditKey });
+    let owner: SqliteFileOwnership;
+    try {
+      owner = SqliteFileOwnership.claim(path, config.instanceId);
+    } catch (err) {
+      await sqlite.close();
+      throw err;
+    }
+    logger.info({ path, lock: owner.lockPath }, 'this gateway owns the SQLite file');
+    stops.add(() => owner.release());
+    stops.add(() => sqlite.close());
+    store = sqlite;
+  }
+  await store.migrate();
+  const anchors = await startAuditAnchors(config, store, clock, logger);
+  stops.add(() => anchors.stop());
+  if (planned.length > 0) await store.upsertMeters(planned, clock.now());
+  return store;
+}
+
+/** Anchor the audit chain outside the database now, every `audit.anchorEveryMs`, and at stop (just before the store closes). */
+async function startAuditAnchors(config: GatewayConfig, store: GatewayStore, clock: Clock, logger: Logger): Promise<AuditAnchors> {
+  const head = await store.auditHead();
+  const file = auditAnchorFile(config);
+  logger.info({ auditKeyId: head.keyId, entries: head.entries, anchorFile: file }, 'audit chain keyed; anchoring its head outside the database');
+  const anchors = new AuditAnchors({
+    head: () => store.auditHead(),
+    file,
+    logger: config.audit.anchorLog ? logger.child({ component: 'audit' }) : null,
+    errors: logger.child({ component: 'audit' }),
+    everyMs: config.audit.anchorEveryMs,
+    instance: config.instanceId,
+    clock,
+  });
+  await anchors.start();
+  return anchors;
+}
