@@ -166,7 +166,9 @@ describe('the audit chain is keyed with a key outside the database', () => {
     // An anchor file that cannot be read is a usage problem (2), not a verdict.
     expect((await verify(['--anchor', join(dir, 'no-anchors.jsonl')])).code).toBe(2);
 
-    // The gateway on the same database with its key file gone: refused at start, no new key made there.
+    // The gateway on the same database with its key file gone: refused at start, no new key made there. (The fixture's
+    // gateway stops first: a SQLite file is one running gateway's, and a second start would be refused for that.)
+    await f.gateway.stop();
     const config = { ...f.gateway.config, api: { ...f.gateway.config.api, port: 0 }, audit: { ...f.gateway.config.audit, keyFile: join(dir, 'gone.key') } };
     await expect(startGateway(config)).rejects.toMatchObject({ code: 'E_AUDIT_KEY_MISSING' });
     expect(existsSync(join(dir, 'gone.key'))).toBe(false);
