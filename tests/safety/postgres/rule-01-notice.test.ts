@@ -1,0 +1,3 @@
+/** The same safety scenarios as `../rule-01-notice.test.ts`, with the gateway on PostgreSQL (a fresh schema per gateway). */
+process.env.METERLINE_TEST_STORE = 'postgres';
+await import('../rule-01-notice.test.js');
