@@ -27,7 +27,11 @@ export interface RelayReading {
   at: number;
 }
 
-export type WireFailure = 'timeout' | 'nack' | 'garbled' | 'link_error';
+/**
+ * How a request failed. `auth_failed`: the meter refused the gateway's credentials (a wrong password, key or
+ * authentication tag); the same request cannot succeed by repeating it, so it is never retried blindly.
+ */
+export type WireFailure = 'timeout' | 'nack' | 'garbled' | 'link_error' | 'auth_failed';
 
 /** The result of one request on the wire. `evidence` is the raw answer (payload text or hex bytes). */
 export type WireResult<T> =

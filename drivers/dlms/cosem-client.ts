@@ -1,14 +1,13 @@
 import { decodeAare, encodeAarq, encodeRlrq, ACSE_TAG, AssociationResult, CLIENT_CONFORMANCE, describeDiagnostic, type Aarq } from './acse-apdu.js';
 import { decodeData, AxdrError, describeData, type DlmsData } from './axdr.js';
 import { describeAttribute, type CosemAttribute, type CosemMethod } from './cosem/attribute.js';
-import type { HdlcClient } from './hdlc-client.js';
-import { LLC_REQUEST, LLC_RESPONSE, stripLlc, withLlc } from './llc.js';
+import type { ApduChannel } from './apdu-channel.js';
 import { BerError } from './ber.js';
 import { AccessResult, ApduError, decodeResponse, describeResult, encodeRequest, type XdlmsRequest, type XdlmsResponse } from './xdlms-apdu.js';
 import { DlmsWireFailure, hex } from './wire-failure.js';
 
 /**
- * One application association over an HDLC connection (IEC 62056-5-3): AARQ/AARE, then GET (with block
+ * One application association over an APDU channel (HDLC or the TCP wrapper) (IEC 62056-5-3): AARQ/AARE, then GET (with block
  * transfer), SET and ACTION by logical name, then RLRQ/RLRE. Every answer is checked: a refused
  * association or a non-success result becomes `nack` naming the standard's result; bytes that are not the
  * expected APDU become `garbled` with the raw bytes as evidence.
@@ -32,7 +31,7 @@ export class CosemClient {
   private associated = false;
 
   constructor(
-    private readonly hdlc: HdlcClient,
+    private readonly channel: ApduChannel,
     private readonly where: string,
   ) {}
 
@@ -122,9 +121,7 @@ export class CosemClient {
   }
 
   private async roundTrip(apdu: Uint8Array, what: string): Promise<Uint8Array> {
-    const info = await this.hdlc.request(withLlc(LLC_REQUEST, apdu));
-    const body = stripLlc(LLC_RESPONSE, info);
-    if (!body) throw this.garbled(info, `${what}: answer does not start with the LLC response header E6 E7 00`);
+    const body = await this.channel.request(apdu);
     this.answers.push(hex(body));
     return body;
   }

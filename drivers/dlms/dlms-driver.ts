@@ -1,10 +1,11 @@
 import { pino, type Logger } from 'pino';
 import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
-import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireResult } from '../driver.js';
+import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
 import type { DlmsData } from './axdr.js';
 import { BusLock } from './bus-lock.js';
 import { CosemClient } from './cosem-client.js';
+import { hdlcApduChannel } from './apdu-channel.js';
 import { CLOCK_CLASS_ID, ClockAttribute, decodeDateTime } from './cosem/clock.js';
 import {
   DISCONNECT_CONTROL_CLASS_ID,
@@ -56,6 +57,8 @@ export interface DlmsDriverCounters {
   linkErrors: number;
   frameRepeats: number;
   badFrames: number;
+  /** Conversations the meter refused for the gateway's credentials (password, key, authentication tag). */
+  authFailures: number;
 }
 
 interface Port {
@@ -79,7 +82,7 @@ const attr = (classId: number, logicalName: LogicalName, attribute: number, name
 
 export class DlmsDriver implements MeterDriver {
   readonly protocol = 'dlms' as const;
-  readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0 };
+  readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0, authFailures: 0 };
 
   private readonly ports = new Map<string, Port>();
   private readonly passwords = new Map<string, Uint8Array | undefined>();
@@ -192,7 +195,7 @@ export class DlmsDriver implements MeterDriver {
     const started = Date.now();
     const deadline = started + options.timeoutMs;
     const log = this.log.child({ meterId: meter.meterId, link: meter.link, op, correlationId: options.correlationId, ...(options.orderId !== undefined ? { orderId: options.orderId } : {}), ...(options.attempt !== undefined ? { attempt: options.attempt } : {}) });
-    const fail = (outcome: 'timeout' | 'nack' | 'garbled' | 'link_error', detail: string, evidence?: string): WireResult<T> => {
+    const fail = (outcome: WireFailure, detail: string, evidence?: string): WireResult<T> => {
       this.count(outcome);
       log.warn({ outcome, detail }, 'dlms request failed');
       return { outcome, detail, ...(evidence !== undefined ? { evidence } : {}), latencyMs: Date.now() - started };
@@ -228,7 +231,7 @@ export class DlmsDriver implements MeterDriver {
           deadline,
           log,
         });
-        const cosem = new CosemClient(hdlc, where);
+        const cosem = new CosemClient(hdlcApduChannel(hdlc, where), where);
         let connected = false;
         const settle = (r: WireResult<T>) => {
           this.counters.frameRepeats += hdlc.counters.repeats;
@@ -262,8 +265,9 @@ export class DlmsDriver implements MeterDriver {
     });
   }
 
-  private count(outcome: 'timeout' | 'nack' | 'garbled' | 'link_error'): void {
-    if (outcome === 'timeout') this.counters.timeouts++;
+  private count(outcome: WireFailure): void {
+    if (outcome === 'auth_failed') this.counters.authFailures++;
+    else if (outcome === 'timeout') this.counters.timeouts++;
     else if (outcome === 'nack') this.counters.nacks++;
     else if (outcome === 'garbled') this.counters.garbled++;
     else this.counters.linkErrors++;

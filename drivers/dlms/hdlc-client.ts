@@ -4,7 +4,7 @@ import { decodeFrame, encodeFrame, isFrame, type HdlcFrame } from './hdlc-frame.
 import { HdlcFrameReader } from './hdlc-frame-reader.js';
 import { decodeParameters, encodeParameters, type HdlcParameters } from './hdlc-parameters.js';
 import { formatServerAddress, sameServerAddress, type ServerAddress } from './hdlc-address.js';
-import type { SerialLine } from './serial-line.js';
+import type { ByteLine } from './byte-line.js';
 import { DlmsWireFailure, hex } from './wire-failure.js';
 
 /**
@@ -20,7 +20,7 @@ import { DlmsWireFailure, hex } from './wire-failure.js';
  */
 
 export interface HdlcClientOptions {
-  line: SerialLine;
+  line: ByteLine;
   server: ServerAddress;
   clientSap: number;
   /** What the client proposes in SNRM. */

@@ -8,7 +8,7 @@ import type { OrderState, SwitchOrder } from './switch-order.js';
  * the asked state ends an order well; a meter's reply alone never does.
  */
 
-export type CommandOutcome = 'ok' | 'timeout' | 'nack' | 'garbled' | 'link_error' | 'not_sent';
+export type CommandOutcome = 'ok' | 'timeout' | 'nack' | 'garbled' | 'link_error' | 'auth_failed' | 'not_sent';
 
 export interface AttemptFacts {
   /** How the command itself went (`not_sent` when the gateway restarted before it knew). */

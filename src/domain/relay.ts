@@ -16,6 +16,7 @@ export const ATTEMPT_OUTCOMES = [
   'garbled', // an answer arrived but could not be decoded
   'verify_mismatch', // the read-back did not show the asked state
   'link_error', // the link (broker, port) was unavailable
+  'auth_failed', // the meter refused the gateway's password, key or authentication tag; not retried
   'interrupted', // the gateway stopped while the attempt was on the wire; resolved by a read on restart
 ] as const;
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
