@@ -1,4 +1,4 @@
-import { decodeAare, encodeAarq, encodeRlrq, ACSE_TAG, AssociationResult, CLIENT_CONFORMANCE, describeDiagnostic, type Aarq } from './acse-apdu.js';
+import { decodeAare, encodeAarq, encodeRlrq, ACSE_TAG, AcseServiceUserDiagnostic, AssociationResult, CLIENT_CONFORMANCE, describeDiagnostic, type Aarq } from './acse-apdu.js';
 import { decodeData, AxdrError, describeData, type DlmsData } from './axdr.js';
 import { describeAttribute, type CosemAttribute, type CosemMethod } from './cosem/attribute.js';
 import type { ApduChannel } from './apdu-channel.js';
@@ -47,8 +47,12 @@ export class CosemClient {
     }
     if (aare.result !== AssociationResult.accepted) {
       const why = describeDiagnostic(aare);
-      const hint = why.startsWith('authenticationFailure') ? ': check the password' : '';
-      throw new DlmsWireFailure('nack', `meter ${this.where} rejected the association: ${why}${hint}`, hex(apdu));
+      // authentication-failure (IEC 62056-5-3 §8.2, acse-service-user 13): the meter refused the credentials; the
+      // same request cannot succeed by repeating it, so it is `auth_failed`, not a `nack` to retry.
+      if (aare.diagnosticSource === 'user' && aare.diagnostic === AcseServiceUserDiagnostic.authenticationFailure) {
+        throw new DlmsWireFailure('auth_failed', `meter ${this.where} rejected the association: ${why}: check the password or keys the gateway holds for it`, hex(apdu));
+      }
+      throw new DlmsWireFailure('nack', `meter ${this.where} rejected the association: ${why}`, hex(apdu));
     }
     this.associated = true;
   }

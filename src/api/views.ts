@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { Attempt, OrderEvent, SwitchOrder } from '../domain/switch-order.js';
 import { isTerminal } from '../domain/switch-order.js';
+import { NO_REMOTE_ATTEMPT } from '../domain/escalation.js';
 import type { NotificationRecord, MeterView as StoredMeter } from '../store/store.js';
 import type { MeterView, OrderView } from './schemas.js';
 
@@ -31,7 +32,8 @@ export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEv
     reference: o.reference,
     approvedBy: o.approvedBy,
     approvedAt: isoOrNull(o.approvedAt),
-    nextAttemptAt: o.state === 'queued' ? iso(o.nextAttemptAt) : isTerminal(o.state) ? null : iso(o.nextAttemptAt),
+    // An order that waits for the field with no remote attempt (the meter refuses our keys) has no next attempt.
+    nextAttemptAt: isTerminal(o.state) || o.nextAttemptAt >= NO_REMOTE_ATTEMPT ? null : iso(o.nextAttemptAt),
     supersededBy: o.supersededBy,
     completedAt: isoOrNull(o.completedAt),
     result: { relay: o.resultRelay, verified: o.state === 'done' || o.state === 'armed' },

@@ -30,8 +30,11 @@ export interface ReadingSchedulerOptions {
   schedules: ReadingSchedule[];
   /** Meters in a stable order (by id), after `afterMeterId` (null: from the start), at most `limit`. */
   listMeters: (afterMeterId: string | null, limit: number) => Promise<{ meterId: string; link: string }[]>;
-  /** Read one meter. `skipped`: the read was not tried (e.g. a command is on the wire to that meter). */
-  read: (meterId: string) => Promise<{ ok: boolean; skipped?: boolean }>;
+  /**
+   * Read one meter. `skipped`: the read was not tried (e.g. a command is on the wire to that meter). `authFailed`:
+   * the meter answered and refused the gateway's credentials (a key matter, not a dead meter).
+   */
+  read: (meterId: string) => Promise<{ ok: boolean; skipped?: boolean; authFailed?: boolean }>;
   concurrencyPerLink: number;
   logger: Logger;
   /** Meters per `listMeters` call (default 500). */
@@ -48,6 +51,8 @@ export interface ReadingRound {
   meters: number;
   ok: number;
   failed: number;
+  /** Of `failed`: meters that answered and refused the gateway's credentials (check the key file or the meter's keys). */
+  authFailed: number;
   /** Listed but not read: the read declined, or the round was stopped before reaching them. */
   skipped: number;
   ms: number;
@@ -111,7 +116,7 @@ export class ReadingScheduler {
     if (this.current) {
       this.skippedRounds += 1;
       this.options.logger.warn({ schedule: name, running: this.currentName }, 'reading round skipped: the previous round is still running');
-      return Promise.resolve({ schedule: name, status: 'overlap', meters: 0, ok: 0, failed: 0, skipped: 0, ms: 0 });
+      return Promise.resolve({ schedule: name, status: 'overlap', meters: 0, ok: 0, failed: 0, authFailed: 0, skipped: 0, ms: 0 });
     }
     this.currentName = name;
     this.stopRequested = false;
@@ -134,7 +139,7 @@ export class ReadingScheduler {
     const queues = new Map<string, string[]>();
     const active = new Map<string, number>();
     const inFlight = new Set<Promise<void>>();
-    const counts = { meters: 0, ok: 0, failed: 0, skipped: 0 };
+    const counts = { meters: 0, ok: 0, failed: 0, authFailed: 0, skipped: 0 };
     let queued = 0;
     let after: string | null = null;
     let exhausted = false;
@@ -145,7 +150,13 @@ export class ReadingScheduler {
         const r = await this.options.read(meterId);
         if (r.skipped) counts.skipped += 1;
         else if (r.ok) counts.ok += 1;
-        else counts.failed += 1;
+        else {
+          counts.failed += 1;
+          if (r.authFailed) {
+            counts.authFailed += 1;
+            log.warn({ meterId, link }, "scheduled read refused: the meter refused the gateway's credentials");
+          }
+        }
       } catch (err) {
         counts.failed += 1;
         log.warn({ meterId, link, err: (err as Error).message }, 'scheduled read failed');

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck } from '../../drivers/driver.js';
+import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck, WireFailure } from '../../drivers/driver.js';
 import { judgeAttempt, type AttemptFacts } from '../domain/attempt-verdict.js';
 import { cannotFinishInTime, escalateVerdict, workOrderPlan, type EscalationPolicy } from '../domain/escalation.js';
 import { DEFAULT_FLAGS, type MeterFlags } from '../domain/policy/meter-facts.js';
@@ -46,6 +46,8 @@ export interface ControllerDeps {
   onReading?: (reading: ReadingRecord) => void;
   /** Called for every in-flight order taken over from an instance whose lease ran out. */
   onTakeover?: (order: SwitchOrder) => void;
+  /** Called whenever a meter refuses the gateway's credentials (a command, a read-back or a read): counted per link. */
+  onAuthFailure?: (refusal: { meterId: string; protocol: string; link: string }) => void;
   /** Called when a meter reports something its firmware profile contradicts (a DLMS control mode that arms under a profile that closes). */
   onProfileMismatch?: (mismatch: { meterId: string; profileId: string; field: 'remote_reconnect' }) => void;
 }
@@ -76,6 +78,22 @@ export interface ReadingRecord extends MeterContext {
   source: 'read' | 'read_back' | 'status_report';
   /** Whether the meter was in prepayment mode with an agreement (read-backs: when the attempt began; status reports: when it came). */
   prepayment?: boolean;
+}
+
+/**
+ * A live read. `cause` when it failed: `busy` (an order attempt is on the wire to the meter; not tried),
+ * `not_configured`, or what the wire said: `auth_failed` is a meter that answered and refused the gateway's
+ * credentials, not a dead one.
+ */
+export type ReadNowResult =
+  | { ok: true; reading: RelayReading }
+  | { ok: false; cause: 'busy' | 'not_configured' | WireFailure; detail: string };
+
+/** The refusal facts of an attempt: where the meter refused the gateway's credentials, in the driver's words. */
+function refusal(command: WireResult<CommandAck> | undefined, read: WireResult<RelayReading> | undefined): Pick<AttemptFacts, 'credentialsRefused'> {
+  if (command && command.outcome === 'auth_failed') return { credentialsRefused: command.detail };
+  if (read && read.outcome === 'auth_failed') return { credentialsRefused: `read-back: ${read.detail}` };
+  return {};
 }
 
 export type ControllerEscalation = Omit<EscalationPolicy, 'fieldLeadMs'> & { fieldLeadMs: (region: string) => number; maxFieldLeadMs: number; scanEveryMs: number };
@@ -443,20 +461,24 @@ export class SwitchController {
    * Read a meter now (the call centre's "is the customer on supply?"), unless an attempt is on the wire to it.
    * The reading is recorded as the meter's observed state.
    */
-  async readNow(meterId: string): Promise<{ ok: true; reading: RelayReading } | { ok: false; detail: string }> {
-    if (this.busyMeters.has(meterId)) return { ok: false, detail: 'an order attempt is on the wire to this meter' };
+  async readNow(meterId: string): Promise<ReadNowResult> {
+    if (this.busyMeters.has(meterId)) return { ok: false, cause: 'busy', detail: 'an order attempt is on the wire to this meter' };
     const meter = await this.deps.store.getMeter(meterId);
     const profile = meter ? this.deps.profiles.get(meter.profileId) : undefined;
     const driver = profile ? this.deps.drivers.get(profile.protocol) : undefined;
-    if (!meter || !profile || !driver) return { ok: false, detail: 'the meter, its profile or its driver is not available' };
-    if (!driver.isLinkUp(meter.link)) return { ok: false, detail: `link ${meter.link} is down` };
+    if (!meter || !profile || !driver) return { ok: false, cause: 'not_configured', detail: 'the meter, its profile or its driver is not available' };
+    if (!driver.isLinkUp(meter.link)) return { ok: false, cause: 'link_error', detail: `link ${meter.link} is down` };
     this.busyMeters.add(meterId);
     try {
       const read = await driver.readRelay(
         { meterId, profile, link: meter.link, address: meter.address ?? null },
         { timeoutMs: profile.timeouts.readMs, correlationId: `read:${meterId}:${this.deps.clock.now()}` },
       );
-      if (read.outcome !== 'ok') return { ok: false, detail: `${read.outcome}: ${read.detail}` };
+      if (read.outcome === 'auth_failed') {
+        this.deps.logger.warn({ meterId, protocol: profile.protocol, link: meter.link, detail: read.detail }, "read refused: the meter refused the gateway's credentials");
+        this.deps.onAuthFailure?.({ meterId, protocol: profile.protocol, link: meter.link });
+      }
+      if (read.outcome !== 'ok') return { ok: false, cause: read.outcome, detail: `${read.outcome}: ${read.detail}` };
       await this.deps.store.recordObservation(meterId, { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh });
       this.deps.onReading?.({
         meterId,
@@ -536,14 +558,33 @@ export class SwitchController {
       attempt: order.attempts,
     });
     if (command.outcome === 'ok') await sleep(profile.relay.operateTimeMs);
-    const read = await this.readBack(driver, address, order, 'read');
+    // A refused association refuses the read-back too (the same keys): it is not spent, as each refusal may count
+    // towards the meter locking the client out. The command was not carried out; the order ends on the refusal.
+    const read = command.outcome === 'auth_failed' ? undefined : await this.readBack(driver, address, order, 'read');
+    const refused = refusal(command, read);
+    if (refused.credentialsRefused !== undefined) this.countRefusal(target, order.meterId, log, refused.credentialsRefused);
     const meterRemoteReconnect = command.outcome === 'ok' ? command.value.remoteReconnect : undefined;
     if (meterRemoteReconnect !== undefined && meterRemoteReconnect !== profile.relay.remoteReconnect) {
       // The meter decides; the profile it was registered under is wrong for it, which a person should correct.
       log.warn({ profile: profile.id, profileRemoteReconnect: profile.relay.remoteReconnect, meterRemoteReconnect }, 'the meter says its remote reconnect differs from its firmware profile');
       this.deps.onProfileMismatch?.({ meterId: order.meterId, profileId: profile.id, field: 'remote_reconnect' });
     }
-    await this.finish(order, log, target, { command: command.outcome, readBack: read.outcome === 'ok' ? read.value.relay : undefined, ...(meterRemoteReconnect ? { meterRemoteReconnect } : {}) }, command, read, null);
+    await this.finish(
+      order,
+      log,
+      target,
+      { command: command.outcome, readBack: read?.outcome === 'ok' ? read.value.relay : undefined, ...(meterRemoteReconnect ? { meterRemoteReconnect } : {}), ...refused },
+      command,
+      read,
+      null,
+    );
+  }
+
+  /** The meter refused the gateway's credentials: counted per protocol and link, logged (the driver's words only). */
+  private countRefusal(target: { address: MeterAddress }, meterId: string, log: Logger, detail: string): void {
+    const { protocol } = target.address.profile;
+    log.warn({ protocol, link: target.address.link, detail }, "the meter refused the gateway's credentials");
+    this.deps.onAuthFailure?.({ meterId, protocol, link: target.address.link });
   }
 
   private readBack(driver: MeterDriver, address: MeterAddress, order: SwitchOrder, tag: string): Promise<WireResult<RelayReading>> {
@@ -668,6 +709,8 @@ export class SwitchController {
     }
     const read = await this.readBack(target.driver, target.address, order, 'verify');
     log.info({ read: read.outcome }, 'verified an interrupted attempt by a read');
-    await this.finish(order, log, target, { command: 'not_sent', readBack: read.outcome === 'ok' ? read.value.relay : undefined }, undefined, read, 'gateway restarted while this attempt was on the wire; verified by a read');
+    const refused = refusal(undefined, read);
+    if (refused.credentialsRefused !== undefined) this.countRefusal(target, order.meterId, log, refused.credentialsRefused);
+    await this.finish(order, log, target, { command: 'not_sent', readBack: read.outcome === 'ok' ? read.value.relay : undefined, ...refused }, undefined, read, 'gateway restarted while this attempt was on the wire; verified by a read');
   }
 }

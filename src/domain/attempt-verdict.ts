@@ -5,7 +5,8 @@ import type { OrderState, SwitchOrder } from './switch-order.js';
 
 /**
  * What one attempt proved and what the order does next. Success means verified: only a read-back that shows
- * the asked state ends an order well; a meter's reply alone never does.
+ * the asked state ends an order well; a meter's reply alone never does. A meter that refuses the gateway's
+ * credentials (`auth_failed`) ends the order at once: repeating the request with the same keys cannot succeed.
  */
 
 export type CommandOutcome = 'ok' | 'timeout' | 'nack' | 'garbled' | 'link_error' | 'auth_failed' | 'not_sent';
@@ -17,6 +18,11 @@ export interface AttemptFacts {
   readBack: RelayState | undefined;
   /** What a remote reconnect does, as the meter itself said in its reply (DLMS control_mode); decides over the profile. */
   meterRemoteReconnect?: 'closes' | 'arms';
+  /**
+   * The meter refused the gateway's credentials (on the command, or on the read-back): what it said, in the
+   * driver's words (a diagnostic, never key bytes). Ends the order like an `auth_failed` command.
+   */
+  credentialsRefused?: string;
 }
 
 export interface AttemptVerdict {
@@ -59,8 +65,10 @@ export function judgeAttempt(
       reason: verified === 'armed' ? 'read-back shows the relay armed; the customer presses the button to close it' : `read-back shows the relay ${facts.readBack}`,
     };
   }
+  const refused = facts.command === 'auth_failed' || facts.credentialsRefused !== undefined;
   let outcome: AttemptOutcome;
-  if (facts.command === 'not_sent') outcome = 'interrupted';
+  if (refused) outcome = 'auth_failed';
+  else if (facts.command === 'not_sent') outcome = 'interrupted';
   else if (facts.command !== 'ok') outcome = facts.command;
   else if (facts.readBack === undefined) outcome = 'timeout';
   else outcome = 'verify_mismatch';
@@ -68,6 +76,12 @@ export function judgeAttempt(
 
   if (order.supersededBy !== null) {
     return { outcome, next: 'superseded', reason: `superseded by ${order.supersededBy} (${outcome}; ${seen})` };
+  }
+  if (refused) {
+    // The same credentials would be refused again, and every refused association may count towards the meter's
+    // lock-out of the client: no retry, whatever attempts are left.
+    const said = facts.credentialsRefused ?? 'the association was refused';
+    return { outcome, next: 'failed', reason: `the meter refused the gateway's credentials (${said}); retrying with the same keys cannot succeed` };
   }
   if (order.attempts >= profile.retry.maxAttempts) {
     return { outcome, next: 'failed', reason: `${order.attempts} of ${profile.retry.maxAttempts} attempts used; last: ${outcome}, ${seen}` };

@@ -20,11 +20,25 @@ export interface EscalationPolicy {
   escalateDisconnects: boolean;
 }
 
+/**
+ * `switch_order`: the crew does what the order asked; `credentials`: the meter refuses the gateway's keys, so the
+ * key file or the meter's keys must be put right (and, for a reconnect, the customer restored on site meanwhile).
+ */
+export type SwitchWorkOrderKind = 'switch_order' | 'credentials';
+
 export interface WorkOrderPlan {
   reason: string;
   dueAt: number;
   priority: number;
+  /** Default `switch_order`. */
+  kind?: SwitchWorkOrderKind;
 }
+
+/**
+ * `nextAttemptAt` of an order that waits for the field or an operator with no remote attempt at all (the meter
+ * refuses the gateway's keys): the last instant a JavaScript Date can hold, so it never comes due.
+ */
+export const NO_REMOTE_ATTEMPT = 8_640_000_000_000_000;
 
 export type EscalatedVerdict = Omit<AttemptVerdict, 'next'> & {
   next: AttemptVerdict['next'] | 'escalated';
@@ -59,6 +73,7 @@ export function escalateVerdict(
   policy: EscalationPolicy,
 ): EscalatedVerdict {
   if (verdict.next === 'done' || verdict.next === 'armed' || verdict.next === 'superseded') return verdict;
+  if (verdict.outcome === 'auth_failed') return credentialsVerdict(order, verdict, flags, now, policy);
   const slow = { ...verdict, next: 'escalated' as const, nextAttemptAt: now + policy.slowRetryMs };
   if (order.escalatedAt !== null) return { ...slow, reason: `${verdict.reason}; field work order open, next remote try in ${Math.round(policy.slowRetryMs / 1000)} s` };
   const escalates = order.action === 'reconnect' || policy.escalateDisconnects;
@@ -79,4 +94,31 @@ export function escalateVerdict(
  */
 export function inspectionPlan(flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, dueMs: number, reason: string): WorkOrderPlan {
   return { reason, dueAt: now + dueMs, priority: workOrderPriority(flags, dueMs) };
+}
+
+/**
+ * The meter refused the gateway's credentials: a field matter of its own kind, with no further remote attempt (the
+ * same keys would be refused again, and each refusal may count towards the meter locking the client out). A
+ * reconnect goes to the field like any failed reconnect, due before the customer's deadline, and waits there (the
+ * crew's outcome settles it; a new reconnect, once the keys are put right, supersedes it). A disconnect ends
+ * `failed` (a crew never disconnects on its own account) with a work order to put the keys right.
+ */
+function credentialsVerdict(
+  order: Pick<SwitchOrder, 'action' | 'deadline' | 'escalatedAt'>,
+  verdict: AttemptVerdict,
+  flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>,
+  now: number,
+  policy: EscalationPolicy,
+): EscalatedVerdict {
+  if (order.escalatedAt !== null) {
+    // A work order is already open for this order: it stays, and no remote attempt follows.
+    return { ...verdict, next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT, reason: `${verdict.reason}; field work order open, no further remote attempt` };
+  }
+  const what =
+    order.action === 'reconnect'
+      ? 'restore the supply on site, then check the key file or renew the keys'
+      : 'the disconnect was not done and this order has ended; check the key file or renew the keys, then request the disconnect again';
+  const plan: WorkOrderPlan = { ...workOrderPlan(order, flags, now, policy, `meter refuses the gateway's keys: ${what} (${verdict.reason})`), kind: 'credentials' };
+  if (order.action === 'reconnect') return { ...verdict, next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT, escalation: plan };
+  return { ...verdict, next: 'failed', escalation: plan };
 }

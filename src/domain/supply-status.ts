@@ -25,8 +25,11 @@ export type SupplyWord = (typeof SUPPLY_WORDS)[number];
 export interface SupplyFacts {
   now: number;
   observed: { relay: RelayState; at: number; voltageV: number | null } | null;
-  /** Whether a live read was just tried, and how it went. */
-  liveRead: 'ok' | 'failed' | 'not_tried';
+  /**
+   * Whether a live read was just tried, and how it went. `auth_failed`: the meter answered but refused the
+   * gateway's credentials, so its state cannot be read until the keys are put right (it is not a dead meter).
+   */
+  liveRead: 'ok' | 'failed' | 'auth_failed' | 'not_tried';
   /** What our orders did and want: the same facts the relay audit judges. */
   orders: Omit<RelayFacts, 'relay'>;
   lastDisconnect: SwitchOrder | undefined;
@@ -48,6 +51,11 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 
 export function supplyStatus(f: SupplyFacts): SupplyAnswer {
   const o = f.observed;
+  if (f.liveRead === 'auth_failed') {
+    const last = o ? ` It was last seen ${o.relay} at ${iso(o.at)}.` : ' It has never been read.';
+    const refused = "The meter answered but refused the gateway's credentials: its supply state cannot be read until the key file or the meter's keys are put right.";
+    return { status: 'unknown', sentence: `${refused}${last}`, orderId: null, since: o?.at ?? null };
+  }
   if (!o) return { status: 'unknown', sentence: 'The meter has never been read: its supply state is unknown.', orderId: null, since: null };
   if (f.liveRead === 'failed' || (f.liveRead === 'not_tried' && f.now - o.at > f.staleAfterMs)) {
     return { status: 'unknown', sentence: `The meter has not answered since ${iso(o.at)}; it was then ${o.relay}.`, orderId: null, since: o.at };

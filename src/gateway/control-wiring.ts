@@ -97,6 +97,7 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
       w.onOrderChange?.(order);
     },
     onTakeover: () => metrics.leaseTakeovers.inc(),
+    onAuthFailure: (r) => metrics.authFailures.inc({ protocol: r.protocol, link: r.link }),
     onProfileMismatch: (m) => metrics.profileMismatches.inc({ profile: m.profileId, field: m.field }),
     onAttempt: (a) => {
       metrics.attempts.inc({ protocol: a.protocol, action: a.action, outcome: a.outcome });

@@ -35,7 +35,7 @@ export function wireSingletonJobs(w: SingletonWiring): { duty: SingletonDuty; re
     listMeters: async (after, limit) => (await store.listMeters(after, limit)).map((m) => ({ meterId: m.meterId, link: m.link })),
     read: async (meterId) => {
       const r = await controller.readNow(meterId);
-      return r.ok ? { ok: true } : { ok: false, skipped: r.detail.startsWith('an order attempt') };
+      return r.ok ? { ok: true } : { ok: false, skipped: r.cause === 'busy', authFailed: r.cause === 'auth_failed' };
     },
   });
   jobs.push({ name: 'scheduled readings', start: () => readings.start(), stop: () => readings.stop() });

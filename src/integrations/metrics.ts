@@ -57,7 +57,7 @@ const PREFIX = 'meterline_';
  * metrics that prom-client's `collectDefaultMetrics` adds (they change with prom-client versions).
  */
 export const METRICS_TABLE: readonly MetricDescription[] = [
-  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, interrupted).' },
+  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, auth_failed, interrupted).' },
   { name: 'meterline_switch_attempt_duration_seconds', type: 'histogram', labels: ['protocol', 'action'], meaning: 'Time of one attempt from command sent to read-back judged.' },
   { name: 'meterline_orders_finished_total', type: 'counter', labels: ['action', 'state'], meaning: 'Switch orders that reached a final state (done, armed, failed, superseded, cancelled, refused, done_by_field…).' },
   { name: 'meterline_alerts_total', type: 'counter', labels: ['kind'], meaning: 'Alerts raised, each once (low success rate, circuit breaker opened, abnormal_consumption, register_discontinuity, relay_audit_* such as relay_audit_open_without_order…).' },
@@ -70,6 +70,7 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_timeseries_dropped_points', type: 'gauge', labels: [], meaning: 'Points the time-series writer lost since start (database down or slow with a full buffer, refused batches).' },
   { name: 'meterline_timeseries_buffered_points', type: 'gauge', labels: [], meaning: 'Points waiting for the time-series database.' },
   { name: 'meterline_lease_takeovers_total', type: 'counter', labels: [], meaning: 'In-flight orders this instance took over (and verified by a read) after the lease of the instance that sent them ran out.' },
+  { name: 'meterline_auth_failures_total', type: 'counter', labels: ['protocol', 'link'], meaning: "Requests a meter refused because of the gateway's credentials (a wrong password, key or authentication tag), on commands, read-backs and reads, per link: check the key file or renew the meters' keys; never retried blindly." },
   { name: 'meterline_profile_mismatches_total', type: 'counter', labels: ['profile', 'field'], meaning: 'Meters that reported something their firmware profile contradicts (field remote_reconnect: a DLMS control mode that arms under a profile that closes, or the other way); the meter decides, a person corrects the registration.' },
   { name: 'meterline_singleton_duty_held', type: 'gauge', labels: [], meaning: '1 on the one instance that runs the one-per-cluster jobs (success rates, readings, relay audit, callbacks, webhooks), 0 on the others.' },
   { name: 'meterline_sse_clients_dropped_total', type: 'counter', labels: ['reason'], meaning: 'Live-event (`GET /v1/events`) clients cut off for falling behind: `stalled` (their socket took nothing for `api.liveEvents.stallMs`) or `backlog` (more than `api.liveEvents.maxPendingOrders` orders waiting for them).' },
@@ -90,6 +91,7 @@ export interface GatewayMetrics {
   ordersFinished: Counter<'action' | 'state'>;
   alerts: Counter<'kind'>;
   leaseTakeovers: Counter;
+  authFailures: Counter<'protocol' | 'link'>;
   profileMismatches: Counter<'profile' | 'field'>;
   sseClientsDropped: Counter<'reason'>;
 }
@@ -235,6 +237,7 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
   });
 
   const leaseTakeovers = new Counter({ name: `${PREFIX}lease_takeovers_total`, help: describe('meterline_lease_takeovers_total'), registers });
+  const authFailures = new Counter({ name: `${PREFIX}auth_failures_total`, help: describe('meterline_auth_failures_total'), labelNames: ['protocol', 'link'] as const, registers });
   const profileMismatches = new Counter({ name: `${PREFIX}profile_mismatches_total`, help: describe('meterline_profile_mismatches_total'), labelNames: ['profile', 'field'] as const, registers });
   const sseClientsDropped = new Counter({ name: `${PREFIX}sse_clients_dropped_total`, help: describe('meterline_sse_clients_dropped_total'), labelNames: ['reason'] as const, registers });
   new Gauge({
@@ -258,6 +261,7 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     ordersFinished,
     alerts,
     leaseTakeovers,
+    authFailures,
     profileMismatches,
     sseClientsDropped,
   };

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { admitOrder } from '../domain/admission.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
-import type { WorkOrderPlan } from '../domain/escalation.js';
+import { NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
 import { localParts, type WeatherPeriod } from '../domain/policy/calendar.js';
 import { evaluateDisconnectGate, takesCapSlot, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
@@ -664,7 +664,8 @@ export class PostgresStore implements GatewayStore {
   private async wakeHeld(q: Q, filter: WakeFilter, now: number): Promise<number> {
     const args: unknown[] = [now];
     const arg = (v: unknown): string => (args.push(v), `$${args.length}`);
-    const where = [`state IN ('held', 'escalated')`, `action = 'disconnect'`, 'next_attempt_at > $1'];
+    // An order waiting for the field with no remote attempt at all (the meter refuses our keys) is not woken.
+    const where = [`state IN ('held', 'escalated')`, `action = 'disconnect'`, 'next_attempt_at > $1', `next_attempt_at < ${NO_REMOTE_ATTEMPT}`];
     if (filter.meterId !== undefined) where.push(`meter_id = ${arg(filter.meterId)}`);
     if (filter.orderId !== undefined) where.push(`id = ${arg(filter.orderId)}`);
     if (filter.codes && filter.codes.length > 0) where.push(`(${filter.codes.map((c) => `state_reason LIKE ${arg(`${c}:%`)}`).join(' OR ')})`);
@@ -809,7 +810,7 @@ export class PostgresStore implements GatewayStore {
         const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [current.meterId]))!.region as string;
         await work.raiseWorkOrder(q, current, region, verdict.escalation, report.endedAt);
       }
-      const after = await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `escalated to the field: ${verdict.escalation.reason}` : verdict.reason, {
+      const after = await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {
         ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
         resultRelay: report.observedRelay,
       });

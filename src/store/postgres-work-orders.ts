@@ -41,9 +41,9 @@ export async function raiseWorkOrder(q: Q, order: { id: string; meterId: string;
   if (existing) return existing;
   const woId = newId('wo', now);
   await q.run(
-    `INSERT INTO work_orders (id, order_id, meter_id, region, action, reason, raised_at, due_at, deadline, priority, status, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'open', $11)`,
-    [woId, order.id, order.meterId, region, order.action, plan.reason, now, plan.dueAt, order.deadline, plan.priority, now],
+    `INSERT INTO work_orders (id, order_id, kind, meter_id, region, action, reason, raised_at, due_at, deadline, priority, status, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12)`,
+    [woId, order.id, plan.kind ?? 'switch_order', order.meterId, region, order.action, plan.reason, now, plan.dueAt, order.deadline, plan.priority, now],
   );
   await q.run('UPDATE orders SET escalated_at = COALESCE(escalated_at, $1) WHERE id = $2', [now, order.id]);
   const wo = (await getWorkOrder(q, woId))!;

@@ -62,7 +62,7 @@ import { CLIENT_VISIBLE_STATES, paymentFromRow, SqliteBilling } from './sqlite-b
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { SwitchAction } from '../domain/relay.js';
-import type { WorkOrderPlan } from '../domain/escalation.js';
+import { NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
 import type {
   AlertEpisode,
   EpisodeClaim,
@@ -663,7 +663,8 @@ export class SqliteStore implements GatewayStore {
   }
 
   private wakeHeldSync(filter: WakeFilter, now: number): number {
-    const where = [`state IN ('held', 'escalated')`, `action = 'disconnect'`, 'next_attempt_at > ?'];
+    // An order waiting for the field with no remote attempt at all (the meter refuses our keys) is not woken.
+    const where = [`state IN ('held', 'escalated')`, `action = 'disconnect'`, 'next_attempt_at > ?', `next_attempt_at < ${NO_REMOTE_ATTEMPT}`];
     const args: unknown[] = [now, now];
     if (filter.meterId !== undefined) (where.push('meter_id = ?'), args.push(filter.meterId));
     if (filter.orderId !== undefined) (where.push('id = ?'), args.push(filter.orderId));
@@ -798,7 +799,7 @@ export class SqliteStore implements GatewayStore {
         const region = (this.s.getMeter.get(current.meterId) as Row).region as string;
         this.p.work.raise(current, region, verdict.escalation, report.endedAt);
       }
-      const after = this.move(current, verdict.next, report.endedAt, verdict.escalation ? `escalated to the field: ${verdict.escalation.reason}` : verdict.reason, {
+      const after = this.move(current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {
         ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
         resultRelay: report.observedRelay,
       });

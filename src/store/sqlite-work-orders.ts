@@ -44,10 +44,10 @@ export class SqliteWorkOrders {
     const woId = id('wo', now);
     this.db
       .prepare(
-        `INSERT INTO work_orders (id, order_id, meter_id, region, action, reason, raised_at, due_at, deadline, priority, status, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)`,
+        `INSERT INTO work_orders (id, order_id, kind, meter_id, region, action, reason, raised_at, due_at, deadline, priority, status, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)`,
       )
-      .run(woId, order.id, order.meterId, region, order.action, plan.reason, now, plan.dueAt, order.deadline, plan.priority, now);
+      .run(woId, order.id, plan.kind ?? 'switch_order', order.meterId, region, order.action, plan.reason, now, plan.dueAt, order.deadline, plan.priority, now);
     this.db.prepare('UPDATE orders SET escalated_at = COALESCE(escalated_at, ?) WHERE id = ?').run(now, order.id);
     const wo = this.get(woId)!;
     this.notify('work_order.created', order.meterId, order.id, workOrderPayload(wo), now);

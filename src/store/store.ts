@@ -216,10 +216,12 @@ export type FieldOutcome = (typeof FIELD_OUTCOMES)[number];
 export const WORK_ORDER_STATUSES = ['open', 'assigned', 'done', 'cancelled'] as const;
 export type WorkOrderStatus = (typeof WORK_ORDER_STATUSES)[number];
 /**
- * `switch_order`: raised from a failed or late remote action, settles its switch order (rule 11); `inspection`:
- * raised by the relay audit (rule 17) with no switch order behind it, someone must look at the customer.
+ * `switch_order`: raised from a failed or late remote action, settles its switch order (rule 11); `credentials`:
+ * raised when the meter refused the gateway's keys (no remote retry follows), settles its switch order the same
+ * way, and says the key file or the meter's keys must be put right; `inspection`: raised by the relay audit
+ * (rule 17) with no switch order behind it, someone must look at the customer.
  */
-export const WORK_ORDER_KINDS = ['switch_order', 'inspection'] as const;
+export const WORK_ORDER_KINDS = ['switch_order', 'credentials', 'inspection'] as const;
 export type WorkOrderKind = (typeof WORK_ORDER_KINDS)[number];
 export const WORK_ORDER_ACTIONS = ['disconnect', 'reconnect', 'inspect'] as const;
 export type WorkOrderAction = (typeof WORK_ORDER_ACTIONS)[number];

@@ -93,17 +93,18 @@ describe('ReadingScheduler', () => {
     expect(maxWaiting).toBeLessThanOrEqual(2 * 100 + 4 * 3); // two pages waiting + the reads on the wire
   });
 
-  it('counts failed, declined and throwing reads separately', async () => {
+  it('counts failed, declined and throwing reads separately, and the meters that refused our credentials among the failed', async () => {
     const meters = fleet(6, ['l1']);
-    const answers: Record<string, () => Promise<{ ok: boolean; skipped?: boolean }>> = {
+    const answers: Record<string, () => Promise<{ ok: boolean; skipped?: boolean; authFailed?: boolean }>> = {
       'M-000001': async () => ({ ok: false }),
+      'M-000004': async () => ({ ok: false, authFailed: true }), // it answered: our key is wrong, it is not dead
       'M-000002': async () => ({ ok: false, skipped: true }), // a command is on the wire to it
       'M-000003': async () => {
         throw new Error('driver exploded');
       },
     };
     const s = new ReadingScheduler({ schedules: [], ...lister(meters), concurrencyPerLink: 1, logger, read: (id) => (answers[id] ?? (async () => ({ ok: true })))() });
-    expect(await s.runOnce()).toMatchObject({ status: 'completed', meters: 6, ok: 3, failed: 2, skipped: 1 });
+    expect(await s.runOnce()).toMatchObject({ status: 'completed', meters: 6, ok: 2, failed: 3, authFailed: 1, skipped: 1 });
   });
 
   it('runs one round at a time: a round asked for while one runs is skipped and counted', async () => {
@@ -111,7 +112,7 @@ describe('ReadingScheduler', () => {
     const s = new ReadingScheduler({ schedules: [], ...lister(fleet(4, ['l1'])), concurrencyPerLink: 1, logger, read: async () => (await g.opened, { ok: true }) });
     const first = s.runOnce('daily');
     const second = await s.runOnce('hourly');
-    expect(second).toEqual({ schedule: 'hourly', status: 'overlap', meters: 0, ok: 0, failed: 0, skipped: 0, ms: 0 });
+    expect(second).toEqual({ schedule: 'hourly', status: 'overlap', meters: 0, ok: 0, failed: 0, authFailed: 0, skipped: 0, ms: 0 });
     expect(s.stats()).toMatchObject({ rounds: 0, skippedRounds: 1, running: 'daily' });
     g.open();
     expect(await first).toMatchObject({ status: 'completed', ok: 4 });

@@ -81,12 +81,15 @@ describe('DlmsDriver (DLMS-specific)', () => {
     fx.bus.busMeter('DLMS-C17').cosem.password = TEST_PASSWORDS.closes;
   }
 
-  it('a wrong password: the AARE rejects the association (authentication-failure) and nothing is switched', async () => {
+  it('a wrong password: the AARE rejects the association (authentication-failure), auth_failed, and nothing is switched', async () => {
     reset();
     fx.bus.busMeter('DLMS-C17').cosem.password = 'changed-on-site';
+    const before = fx.dlms.counters.authFailures;
     const res = await fx.driver.operateRelay(c17(), 'disconnect', req('cmd'));
-    expect(res.outcome).toBe('nack');
+    expect(res.outcome).toBe('auth_failed');
     expect(res.outcome !== 'ok' && res.detail).toMatch(/authenticationFailure \(13\).*password/);
+    expect(res.outcome !== 'ok' && `${res.detail} ${res.evidence}`).not.toContain(TEST_PASSWORDS.closes);
+    expect(fx.dlms.counters.authFailures).toBe(before + 1);
     expect(fx.sim('DLMS-C17').relay).toBe('connected');
     expect(fx.bus.busMeter('DLMS-C17').cosem.counters.refused).toBeGreaterThanOrEqual(1);
   });

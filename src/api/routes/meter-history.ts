@@ -40,7 +40,7 @@ const SupplyView = z.object({
   orderId: z.string().nullable(),
   since: z.string().nullable(),
   observed: z.object({ relay: z.string(), at: z.string(), voltageV: z.number().nullable(), source: z.string() }).nullable(),
-  liveRead: z.enum(['ok', 'failed', 'not_tried']),
+  liveRead: z.enum(['ok', 'failed', 'auth_failed', 'not_tried']).describe("auth_failed: the meter answered but refused the gateway's credentials (a key matter, not a dead meter)"),
   liveReadDetail: z.string().nullable(),
   consumptionAlerts: z.array(AlertView).describe('The latest abnormal-consumption alerts (rule 20), newest first'),
 });
@@ -126,7 +126,7 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
     schema: {
       summary: 'Why is this customer off supply? One word and a sentence',
       description:
-        'disconnected_by_order (which order, when, why, who), armed_waiting_for_customer (armed by our reconnect), supply_fault (relay closed, no voltage), on_supply, unknown (not answering since …); and three a person should look at, the same the daily relay audit raises: disconnected_without_order (relay open, or armed, with no order of ours), on_supply_against_order (relay closed while our disconnect says it should be open: a bypass), armed_against_order (armed while our disconnect says it should be open). With the latest abnormal-consumption alerts (kind, rate, period). With refresh=true (the default) the meter is read live first, unless an order attempt is on the wire to it.',
+        'disconnected_by_order (which order, when, why, who), armed_waiting_for_customer (armed by our reconnect), supply_fault (relay closed, no voltage), on_supply, unknown (not answering since …, or answering but refusing the gateway’s credentials: liveRead auth_failed); and three a person should look at, the same the daily relay audit raises: disconnected_without_order (relay open, or armed, with no order of ours), on_supply_against_order (relay closed while our disconnect says it should be open: a bypass), armed_against_order (armed while our disconnect says it should be open). With the latest abnormal-consumption alerts (kind, rate, period). With refresh=true (the default) the meter is read live first, unless an order attempt is on the wire to it.',
       tags: ['meters'],
       params: MeterIdParam,
       querystring: z.object({ refresh: z.enum(['true', 'false']).default('true') }),
@@ -137,11 +137,11 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
     handler: async (req) => {
       const { meterId } = req.params;
       if (!(await deps.store.getMeter(meterId))) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${meterId} is not registered`);
-      let liveRead: 'ok' | 'failed' | 'not_tried' = 'not_tried';
+      let liveRead: 'ok' | 'failed' | 'auth_failed' | 'not_tried' = 'not_tried';
       let liveReadDetail: string | null = null;
       if (req.query.refresh === 'true') {
         const read = await deps.controller.readNow(meterId);
-        liveRead = read.ok ? 'ok' : read.detail.startsWith('an order attempt') ? 'not_tried' : 'failed';
+        liveRead = read.ok ? 'ok' : read.cause === 'busy' ? 'not_tried' : read.cause === 'auth_failed' ? 'auth_failed' : 'failed';
         liveReadDetail = read.ok ? null : read.detail;
       }
       const meter = (await deps.store.getMeter(meterId))!;

@@ -3,6 +3,8 @@ import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, 
 import { onOrders } from '../live.js';
 
 const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'];
+/** The live read in words: a meter that refuses our keys answered; it is not a dead meter. */
+const LIVE_READ_WORDS = { ok: 'ok', failed: 'failed', auth_failed: "the meter refused the gateway's credentials", not_tried: 'not tried' };
 
 /** #/meters: open a meter by id. #/meters/<id>: the meter page. */
 export async function render(main, ctx) {
@@ -96,7 +98,7 @@ async function renderMeter(main, ctx, meterId) {
         h('h2', { id: 'h-supply' }, 'Fault or disconnect?'),
         h('p.big', { id: 'supply-status' }, badge(s.status, SUPPLY_CLASS[s.status] ?? s.status)),
         h('p', { id: 'supply-sentence' }, s.sentence),
-        h('p.muted', {}, `Live read: ${s.liveRead.replaceAll('_', ' ')}${s.liveReadDetail ? ` (${s.liveReadDetail})` : ''}.${s.since ? ` Since ${fmtTime(s.since)}.` : ''}`),
+        h('p.muted', {}, `Live read: ${LIVE_READ_WORDS[s.liveRead] ?? s.liveRead.replaceAll('_', ' ')}${s.liveReadDetail ? ` (${s.liveReadDetail})` : ''}.${s.since ? ` Since ${fmtTime(s.since)}.` : ''}`),
         h('button', { type: 'button', onclick: () => void loadSupply(true) }, 'Read the meter now'),
       );
     } catch (err) {

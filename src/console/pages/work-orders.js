@@ -14,6 +14,13 @@ export function urgency(w) {
   return 'normal';
 }
 
+/** What the crew is asked to do, in words: a credentials work order is about the keys as well as the switch. */
+export function actionWords(w) {
+  if (w.kind === 'inspection') return 'inspect (relay audit)';
+  if (w.kind === 'credentials') return `${w.action}: meter refuses the gateway's keys`;
+  return w.action;
+}
+
 /** Minutes to sort by: to the customer deadline, or, for an inspection (no deadline), to its due time. */
 const minutesLeft = (w) => w.timeLeftMinutes ?? (Date.parse(w.dueAt) - Date.now()) / 60_000;
 
@@ -36,7 +43,7 @@ export async function render(main, ctx) {
         field('Region', regionInput),
         h('button', { type: 'submit' }, 'Apply'),
       ),
-      h('p.muted', {}, 'Raised when a remote action failed or cannot finish before its deadline (due before the customer deadline), or by the relay audit when a relay is open with no order or closed while it should be open (an inspection). Sorted by time left.'),
+      h('p.muted', {}, 'Raised when a remote action failed or cannot finish before its deadline (due before the customer deadline), or when a meter refuses the gateway's keys (check the key file or renew the keys), or by the relay audit when a relay is open with no order or closed while it should be open (an inspection). Sorted by time left.'),
       list,
     ),
   );
@@ -55,7 +62,7 @@ export async function render(main, ctx) {
             { label: 'Due', cell: (w) => fmtTime(w.dueAt) },
             { label: 'Meter', cell: (w) => h('a', { href: `#/meters/${encodeURIComponent(w.meterId)}` }, w.meterId) },
             { label: 'Region', cell: (w) => w.region },
-            { label: 'Action', cell: (w) => (w.kind === 'inspection' ? 'inspect (relay audit)' : w.action) },
+            { label: 'Action', cell: (w) => actionWords(w) },
             { label: 'Priority', cell: (w) => String(w.priority), class: 'num' },
             { label: 'Status', cell: (w) => `${w.status}${w.assignedTo ? ` (${w.assignedTo})` : ''}` },
             { label: 'Why', cell: (w) => w.reason },
