@@ -55,6 +55,7 @@ describe('gateway metrics (Prometheus)', () => {
     m.ordersFinished.inc({ action: 'reconnect', state: 'done' });
     m.alerts.inc({ kind: 'success_rate_low' });
     m.profileMismatches.inc({ profile: 'p', field: 'remote_reconnect' });
+    m.authFailures.inc({ protocol: 'dlms', link: 'rs485-a' });
     m.sseClientsDropped.inc({ reason: 'stalled' });
     await m.render();
     let checked = 0;
