@@ -46,6 +46,37 @@ describe('success means verified (judgeAttempt)', () => {
   });
 });
 
+describe('a meter that refuses the gateway’s credentials (auth_failed)', () => {
+  const refused = 'meter 1/17 rejected the association: authenticationFailure (13): check the password or keys the gateway holds for it';
+
+  it('fails the order at its first attempt, with attempts left, saying why in plain words', () => {
+    const v = judgeAttempt({ action: 'reconnect', attempts: 1, supersededBy: null }, closes, { command: 'auth_failed', readBack: undefined, credentialsRefused: refused }, NOW, 0.5);
+    expect(v).toMatchObject({ outcome: 'auth_failed', next: 'failed' });
+    expect(v.nextAttemptAt).toBeUndefined();
+    expect(v.reason).toBe(`the meter refused the gateway's credentials (${refused}); retrying with the same keys cannot succeed`);
+  });
+
+  it('a read-back the meter refuses ends the order the same way, even when the command claimed success', () => {
+    const v = judgeAttempt({ action: 'disconnect', attempts: 1, supersededBy: null }, closes, { command: 'ok', readBack: undefined, credentialsRefused: `read-back: ${refused}` }, NOW, 0.5);
+    expect(v).toMatchObject({ outcome: 'auth_failed', next: 'failed' });
+  });
+
+  it('an interrupted attempt whose verifying read is refused is auth_failed, not a retry', () => {
+    const v = judgeAttempt({ action: 'disconnect', attempts: 1, supersededBy: null }, closes, { command: 'not_sent', readBack: undefined, credentialsRefused: `read-back: ${refused}` }, NOW, 0.5);
+    expect(v).toMatchObject({ outcome: 'auth_failed', next: 'failed' });
+  });
+
+  it('a superseded order stays superseded (the newer order is judged on its own attempt)', () => {
+    const v = judgeAttempt({ action: 'disconnect', attempts: 1, supersededBy: 'r9' }, closes, { command: 'auth_failed', readBack: undefined, credentialsRefused: refused }, NOW, 0);
+    expect(v).toMatchObject({ outcome: 'auth_failed', next: 'superseded' });
+  });
+
+  it('a timeout is still retried: an unreachable meter is not a refusal', () => {
+    const v = judgeAttempt({ action: 'reconnect', attempts: 1, supersededBy: null }, closes, { command: 'timeout', readBack: undefined }, NOW, 0.5);
+    expect(v).toMatchObject({ outcome: 'timeout', next: 'queued' });
+  });
+});
+
 describe('deadlines and backoff (fake clock)', () => {
   it('the reconnect deadline is the payment time plus the configured limit', () => {
     expect(reconnectDeadline(NOW, NOW + 5 * HOUR_MS, 24)).toBe(NOW + 24 * HOUR_MS);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AttemptVerdict } from '../../src/domain/attempt-verdict.js';
-import { cannotFinishInTime, escalateVerdict, workOrderPriority } from '../../src/domain/escalation.js';
+import { cannotFinishInTime, escalateVerdict, NO_REMOTE_ATTEMPT, workOrderPriority } from '../../src/domain/escalation.js';
 
 /** Field escalation on a fake clock (DOMAIN.md rule 11). */
 const H = 3_600_000;
@@ -46,5 +46,38 @@ describe('escalation', () => {
     expect(workOrderPriority(none, 5 * H)).toBe(2);
     expect(workOrderPriority(none, 10 * H)).toBe(3);
     expect(workOrderPriority(none, 20 * H)).toBe(4);
+  });
+});
+
+describe('escalation of a meter that refuses the gateway’s keys (auth_failed)', () => {
+  const refused: AttemptVerdict = { outcome: 'auth_failed', next: 'failed', reason: "the meter refused the gateway's credentials (authenticationFailure (13)); retrying with the same keys cannot succeed" };
+  const medical = { ...none, medicalEquipment: true };
+
+  it('a reconnect goes to the field at once with a credentials work order due before the deadline, and no remote attempt ever comes due', () => {
+    const v = escalateVerdict({ action: 'reconnect', deadline: NOW + 20 * H, escalatedAt: null }, refused, none, NOW, policy);
+    expect(v).toMatchObject({ outcome: 'auth_failed', next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT });
+    expect(v.escalation).toMatchObject({ kind: 'credentials', dueAt: NOW + 19 * H, priority: 4 });
+    expect(v.escalation!.reason).toMatch(/^meter refuses the gateway's keys: restore the supply on site, then check the key file or renew the keys \(the meter refused/);
+    expect(new Date(NO_REMOTE_ATTEMPT).toISOString()).toBe('+275760-09-13T00:00:00.000Z'); // still a valid time
+  });
+
+  it('priority by urgency as for every work order: medical equipment first', () => {
+    expect(escalateVerdict({ action: 'reconnect', deadline: NOW + 20 * H, escalatedAt: null }, refused, medical, NOW, policy).escalation!.priority).toBe(1);
+  });
+
+  it('a disconnect ends failed (a crew never disconnects on its own account) with a work order that says the disconnect was not done', () => {
+    for (const escalateDisconnects of [false, true]) {
+      const v = escalateVerdict({ action: 'disconnect', deadline: null, escalatedAt: null }, refused, none, NOW, { ...policy, escalateDisconnects });
+      expect(v.next).toBe('failed');
+      expect(v.escalation).toMatchObject({ kind: 'credentials' });
+      expect(v.escalation!.reason).toContain('the disconnect was not done and this order has ended');
+    }
+  });
+
+  it('an order already with the field keeps its work order and gets no further remote attempt', () => {
+    const v = escalateVerdict({ action: 'reconnect', deadline: NOW + 5 * H, escalatedAt: NOW - H }, refused, none, NOW, policy);
+    expect(v).toMatchObject({ next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT });
+    expect(v.escalation).toBeUndefined();
+    expect(v.reason).toContain('no further remote attempt');
   });
 });

@@ -111,4 +111,21 @@ describe('the supply answer agrees with the relay audit', () => {
     });
     expect(pendingDisconnect.status).toBe('on_supply');
   });
+
+  it('a live read the meter refuses (wrong keys) is said as such, not as a meter that does not answer', () => {
+    const facts = {
+      now: NOW,
+      observed: { relay: 'connected' as const, at: NOW - H, voltageV: 230 },
+      orders: { desiredRelay: null, hasOpenOrder: false, lastDisconnectDone: false, armedSince: null },
+      lastDisconnect: undefined,
+      lastReconnect: undefined,
+      noVoltageBelowV: 100,
+      staleAfterMs: 10 * 60_000,
+    };
+    const refused = supplyStatus({ ...facts, liveRead: 'auth_failed' });
+    expect(refused.status).toBe('unknown');
+    expect(refused.sentence).toMatch(/^The meter answered but refused the gateway's credentials: .*key file or the meter's keys.* It was last seen connected at /);
+    expect(refused.sentence).not.toContain('has not answered');
+    expect(supplyStatus({ ...facts, liveRead: 'failed' }).sentence).toContain('has not answered');
+  });
 });
