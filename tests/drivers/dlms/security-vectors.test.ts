@@ -176,3 +176,33 @@ describe('ciphered APDU codecs (IEC 62056-5-3 xDLMS-APDU tags)', () => {
     expect(() => decodeCipheredApdu(h('C81E3001234567'))).toThrow(/claims 30 bytes/);
   });
 });
+
+describe('AARQ / AARE for HLS-GMAC with ciphering (IEC 62056-5-3 §8, Green Book §9.4.2)', () => {
+  it('AARQ: context 3, calling-AP-title, mechanism 5, CtoS and the glo-initiate-request; decoded back on the server side', async () => {
+    const { encodeAarq, decodeAarq, CLIENT_CONFORMANCE } = await import('../../../drivers/dlms/acse-apdu.js');
+    const glo = h('21303001234567801302FF8A7874133D414CED25B42534D28DB0047720606B175BD52211BE6841DB204D39EE6FDB8E356855');
+    const aarq = encodeAarq({ applicationContext: 3, mechanism: 'hls-gmac', challenge: Buffer.from('K56iVagY', 'latin1'), callingApTitle: SYSTEM_TITLE, conformance: CLIENT_CONFORMANCE, maxPduSize: 0x4b0, userInformation: glo });
+    expect(hx(aarq)).toBe(
+      '6066A109060760857405080103A60A04084D4D4D0000BC614E8A0207808B0760857405080205AC0A80084B35366956616759BE34043221303001234567801302FF8A7874133D414CED25B42534D28DB0047720606B175BD52211BE6841DB204D39EE6FDB8E356855',
+    );
+    const back = decodeAarq(aarq);
+    expect(back).toMatchObject({ applicationContext: 3, mechanism: 'hls-gmac' });
+    expect(hx(back.callingApTitle!)).toBe('4D4D4D0000BC614E');
+    expect(hx(back.challenge!)).toBe('4B35366956616759');
+    expect(hx(back.userInformation)).toBe(hx(glo));
+  });
+  it('AARE: accepted with authentication-required (14), responding-AP-title, mechanism 5, StoC, glo-initiate-response', async () => {
+    const { encodeAare, decodeAare } = await import('../../../drivers/dlms/acse-apdu.js');
+    const info = h('281F3001234568' + '00'.repeat(14) + '00'.repeat(12));
+    const aare = encodeAare({ applicationContext: 3, result: 0, diagnostic: 14, diagnosticSource: 'user', respondingApTitle: SYSTEM_TITLE, mechanism: 'hls-gmac', challenge: Buffer.from('P6wRJ21F', 'latin1'), userInformation: info });
+    const text = hx(aare);
+    expect(text.startsWith('61')).toBe(true);
+    for (const field of ['A109060760857405080103', 'A305A10302010E', 'A40A04084D4D4D0000BC614E', '88020780', '890760857405080205', 'AA0A8008503677524A323146', 'BE2304212' + '81F3001234568']) expect(text).toContain(field);
+    const back = decodeAare(aare);
+    expect(back).toMatchObject({ applicationContext: 3, result: 0, diagnostic: 14, mechanism: 'hls-gmac' });
+    expect(hx(back.respondingApTitle!)).toBe('4D4D4D0000BC614E');
+    expect(Buffer.from(back.challenge!).toString('latin1')).toBe('P6wRJ21F');
+    expect(hx(back.userInformation!)).toBe(hx(info));
+    expect(hx(encodeAare(back))).toBe(hx(aare));
+  });
+});
