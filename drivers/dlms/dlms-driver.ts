@@ -332,7 +332,7 @@ export class DlmsDriver implements MeterDriver {
 
   /**
    * "Counter too low": a new HDLC connection as the public client (lowest security), GET the frame counter
-   * (class 1 Data, attribute 2), and raise the keyring past it (Green Book §9.2.7.2.4.? invocation counter).
+   * (class 1 Data, attribute 2), and raise the keyring past it (the Green Book invocation counter rules).
    */
   private async resyncCounter(port: Port, server: ServerAddress, where: string, profile: DlmsFirmwareProfile, keys: MeterKeys, meterId: string, deadline: number, timeoutMs: number, log: Logger): Promise<void> {
     const d = profile.dlms;

@@ -3,7 +3,7 @@ import { createCipheriv, createDecipheriv } from 'node:crypto';
 /**
  * AES key wrap (RFC 3394, default IV A6A6A6A6A6A6A6A6) with a 128-bit KEK through node:crypto's
  * id-aes128-wrap: how global_key_transfer (class 64 Security setup, method 2) carries new keys to a meter
- * (Green Book §9.2.7.3.? key transport, "AES key wrap").
+ * (Green Book, key transport with AES key wrap).
  */
 
 const DEFAULT_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
