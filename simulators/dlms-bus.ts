@@ -8,7 +8,7 @@ import { LLC_REQUEST, stripLlc } from '../drivers/dlms/llc.js';
 import { SerialLine } from '../drivers/dlms/serial-line.js';
 import type { ControlMode } from '../drivers/dlms/cosem/disconnect-control.js';
 import { SimulatedMeter, type MeterFaults } from './meter-model.js';
-import { DlmsSimMeter, type DlmsSimMeterOptions } from './dlms-meter.js';
+import { DlmsSimMeter, type DlmsSimMeterOptions, type SimMeterKeys } from './dlms-meter.js';
 
 /**
  * Simulated DLMS/HDLC meters on one serial bus (the far end of a pty): the HDLC server (secondary station)
@@ -34,6 +34,8 @@ export interface BusMeterSpec {
   logicalAddress?: number;
   controlMode: ControlMode;
   password?: string;
+  /** HLS-GMAC keys and system title for the management client (suite 0); the public client (SAP 16) stays open. */
+  keys?: SimMeterKeys;
   initialRelay?: SimulatedMeter['relay'];
   faults?: Partial<MeterFaults>;
   /** Limits the meter states in UA (default 128 bytes, window 1). */
@@ -80,7 +82,7 @@ export class DlmsBusSimulator {
     for (const s of options.meters) {
       const closes = s.controlMode === 0 || s.controlMode === 2 || s.controlMode === 4;
       const meter = new SimulatedMeter({ id: s.meterId, remoteReconnect: closes ? 'closes' : 'arms', now, ...(s.initialRelay ? { initialRelay: s.initialRelay } : {}), ...(s.faults ? { faults: s.faults } : {}) });
-      const spec: DlmsSimMeterOptions = { meter, physicalAddress: s.physicalAddress, controlMode: s.controlMode, ...(s.logicalAddress !== undefined ? { logicalAddress: s.logicalAddress } : {}), ...(s.password !== undefined ? { password: s.password } : {}), ...(s.maxPduSize !== undefined ? { maxPduSize: s.maxPduSize } : {}) };
+      const spec: DlmsSimMeterOptions = { meter, physicalAddress: s.physicalAddress, controlMode: s.controlMode, ...(s.logicalAddress !== undefined ? { logicalAddress: s.logicalAddress } : {}), ...(s.password !== undefined ? { password: s.password } : {}), ...(s.keys ? { keys: s.keys } : {}), ...(s.maxPduSize !== undefined ? { maxPduSize: s.maxPduSize } : {}) };
       const cosem = new DlmsSimMeter(spec);
       this.meters.set(s.meterId, {
         meter,
@@ -183,7 +185,7 @@ export class DlmsBusSimulator {
     link.rxSegments = [];
     const apdu = stripLlc(LLC_REQUEST, info);
     if (!apdu) return this.send(m, clientSap, { kind: 'FRMR', pf: true });
-    const answer = m.cosem.answer(apdu, now);
+    const answer = m.cosem.answer(apdu, now, clientSap);
     if (!answer) {
       this.log.debug({ meterId: m.meter.id }, 'meter silent');
       return;

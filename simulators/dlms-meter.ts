@@ -1,16 +1,42 @@
-import { decodeAarq, encodeAare, encodeRlre, ACSE_TAG, AcseServiceUserDiagnostic, AssociationResult, CONFORMANCE, CONTEXT_LN_NO_CIPHERING, DLMS_VERSION } from '../drivers/dlms/acse-apdu.js';
+import { randomBytes } from 'node:crypto';
+import {
+  decodeAarq,
+  decodeInitiateRequest,
+  encodeAare,
+  encodeInitiateResponse,
+  encodeRlre,
+  ACSE_TAG,
+  AcseServiceUserDiagnostic,
+  AssociationResult,
+  CONFORMANCE,
+  CONTEXT_LN_NO_CIPHERING,
+  CONTEXT_LN_WITH_CIPHERING,
+  DLMS_VERSION,
+  type DecodedAarq,
+  type InitiateRequest,
+} from '../drivers/dlms/acse-apdu.js';
+import { CIPHERED_TAG, cipheredTagFor, decodeCipheredApdu, encodeCipheredApdu, isCipheredApdu, plainTagOf, type KeyKind } from '../drivers/dlms/security/ciphered-apdu.js';
+import { hlsGmacResponse, verifyHlsGmac } from '../drivers/dlms/security/hls-gmac.js';
+import { ASSOCIATION_LN_CLASS_ID, CURRENT_ASSOCIATION } from '../drivers/dlms/security/hls-authentication.js';
+import { type SecurityControl } from '../drivers/dlms/security/security-control.js';
+import { protect, unprotect, type CipherKeys } from '../drivers/dlms/security/suite0-cipher.js';
+import { parseObis } from '../drivers/dlms/cosem/obis.js';
 import { data, encodeData, type DlmsData } from '../drivers/dlms/axdr.js';
 import { CLOCK_CLASS_ID, ClockAttribute, decodeDateTime, encodeDateTime } from '../drivers/dlms/cosem/clock.js';
 import { controlStateFromRelay, DISCONNECT_CONTROL_CLASS_ID, DisconnectControlAttribute, DisconnectControlMethod, remoteReconnectOutcome, type ControlMode } from '../drivers/dlms/cosem/disconnect-control.js';
 import { OBIS, sameLogicalName, type LogicalName } from '../drivers/dlms/cosem/obis.js';
 import { encodeScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, Unit, type ScalerUnit } from '../drivers/dlms/cosem/register.js';
 import { LLC_RESPONSE, withLlc } from '../drivers/dlms/llc.js';
-import { AccessResult, decodeRequest, encodeResponse, type XdlmsRequest, type XdlmsResponse } from '../drivers/dlms/xdlms-apdu.js';
+import { AccessResult, decodeRequest, encodeResponse, ServiceError, StateError, type XdlmsRequest, type XdlmsResponse } from '../drivers/dlms/xdlms-apdu.js';
 import type { MeterReply, SimulatedMeter } from './meter-model.js';
 
 /**
- * The COSEM application side of one simulated DLMS meter: association (AARQ/AARE with LLS password),
- * GET (with data blocks), SET, ACTION and release, over the protocol-independent `SimulatedMeter`.
+ * The COSEM application side of one simulated DLMS meter: association (AARQ/AARE with LLS password, or HLS-GMAC
+ * with security suite 0 ciphering as a real meter does it: glo-initiate, passes 3/4 on the current association,
+ * ciphered service APDUs with its own invocation counter, the client's counter checked to grow and rejected with
+ * exception-response invocation-counter-error otherwise), the public client (SAP 16, lowest security, read-only:
+ * the frame counter and the disconnect control), GET (with data blocks), SET, ACTION and release, over the
+ * protocol-independent `SimulatedMeter`.
  *
  * One conversation = one decision of the meter model. The first live read of an association (control
  * state, output state, a register value) calls `handle('read')`; an ACTION calls `handle('disconnect' |
@@ -23,6 +49,35 @@ import type { MeterReply, SimulatedMeter } from './meter-model.js';
 export interface DlmsMeterFaults {
   /** The next n ACTIONs are answered temporary-failure (the relay does not move). */
   temporaryFailures: number;
+  /** The meter holds other keys than the ones imported for it: HLS and deciphering fail. */
+  wrongKey: boolean;
+  /** At the next secured AARQ the meter's last-seen client counter jumps ahead by this much (then 0 again). */
+  counterAhead: number;
+}
+
+/** A meter's security suite 0 material (what the manufacturer's key file lists for it). */
+export interface SimMeterKeys {
+  encryptionKey: Buffer;
+  authenticationKey: Buffer;
+  systemTitle: Buffer;
+}
+
+/** The frame counter object the public client may read: class 1 Data, 0-0:43.1.0.255 (IDIS invocation counter). */
+export const FRAME_COUNTER_OBIS = parseObis('0-0:43.1.0.255');
+const DATA_CLASS_ID = 1;
+export const PUBLIC_CLIENT_SAP = 16;
+/** ConfirmedServiceError initiateError (1), application-reference (0), deciphering-error (6). */
+const INITIATE_DECIPHERING_ERROR = Uint8Array.from([0x0e, 0x01, 0x00, 0x06]);
+
+interface SecuredAssociation {
+  clientSystemTitle: Uint8Array;
+  ctos: Uint8Array;
+  stoc: Uint8Array;
+  /** Passes 3/4 done. */
+  authenticated: boolean;
+  /** Context 3: service APDUs must be ciphered. */
+  ciphered: boolean;
+  dedicatedKey: Uint8Array | undefined;
 }
 
 export interface DlmsSimMeterOptions {
@@ -35,6 +90,8 @@ export interface DlmsSimMeterOptions {
   controlMode: ControlMode;
   /** LLS password; undefined = lowest security (no authentication). */
   password?: string;
+  /** HLS-GMAC with these keys for the management client (instead of a password). */
+  keys?: SimMeterKeys;
   energyScalerUnit?: ScalerUnit;
   voltageScalerUnit?: ScalerUnit;
   /** Largest APDU the meter receives (server-max-receive-pdu-size). Default 1024. */
@@ -57,9 +114,18 @@ export class DlmsSimMeter {
   readonly logicalAddress: number;
   readonly controlMode: ControlMode;
   password: string | undefined;
-  readonly faults: DlmsMeterFaults = { temporaryFailures: 0 };
+  keys: SimMeterKeys | undefined;
+  readonly faults: DlmsMeterFaults = { temporaryFailures: 0, wrongKey: false, counterAhead: 0 };
   /** Associations accepted and refused, for tests. */
-  readonly counters = { associations: 0, refused: 0, releases: 0, blocksSent: 0 };
+  readonly counters = { associations: 0, refused: 0, releases: 0, blocksSent: 0, hlsFailures: 0, rejectedCounters: 0, publicAssociations: 0 };
+  /** Every client invocation counter value this meter was sent (accepted or not), in order: tests assert no repeat. */
+  readonly seenCounters: number[] = [];
+  /** The last client invocation counter accepted (the frame counter the public client reads). */
+  lastClientCounter = 0;
+  /** The meter's own invocation counter, for what it ciphers. */
+  private serverCounter = 1;
+  private secured: SecuredAssociation | undefined;
+  private publicClient = false;
 
   private readonly energySu: ScalerUnit;
   private readonly voltageSu: ScalerUnit;
@@ -78,6 +144,7 @@ export class DlmsSimMeter {
     this.logicalAddress = o.logicalAddress ?? 1;
     this.controlMode = o.controlMode;
     this.password = o.password;
+    this.keys = o.keys;
     this.energySu = o.energyScalerUnit ?? { scaler: 0, unit: Unit.Wh };
     this.voltageSu = o.voltageScalerUnit ?? { scaler: -1, unit: Unit.V };
     this.maxPduSize = o.maxPduSize ?? 1024;
@@ -93,6 +160,8 @@ export class DlmsSimMeter {
     this.snapshot = undefined;
     this.silent = false;
     this.blocks = undefined;
+    this.secured = undefined;
+    this.publicClient = false;
     this.conversation++;
   }
 
@@ -101,16 +170,25 @@ export class DlmsSimMeter {
     return this.silent;
   }
 
-  /** Answer one complete APDU (LLC stripped); undefined = the meter stays silent. */
-  answer(apdu: Uint8Array, now: number): MeterAnswer | undefined {
+  /** Answer one complete APDU (LLC stripped) from client SAP `clientSap`; undefined = the meter stays silent. */
+  answer(apdu: Uint8Array, now: number, clientSap = 1): MeterAnswer | undefined {
     if (this.silent) return undefined;
     const tag = apdu[0];
-    if (tag === ACSE_TAG.AARQ) return this.respondRaw(this.associate(apdu));
+    if (tag === ACSE_TAG.AARQ) return this.respondRaw(this.associate(apdu, clientSap));
     if (tag === ACSE_TAG.RLRQ) {
       this.associated = false;
+      this.secured = undefined;
       this.counters.releases++;
       return this.respondRaw(encodeRlre());
     }
+    if (this.secured?.ciphered && this.associated) {
+      if (!isCipheredApdu(apdu)) return this.respondRaw(encodeResponse({ kind: 'exception', stateError: StateError.serviceNotAllowed, serviceError: ServiceError.operationNotPossible }));
+      return this.answerCiphered(apdu, now);
+    }
+    return this.answerPlain(apdu, now);
+  }
+
+  private answerPlain(apdu: Uint8Array, now: number): MeterAnswer | undefined {
     let req: XdlmsRequest;
     try {
       req = decodeRequest(apdu);
@@ -118,6 +196,12 @@ export class DlmsSimMeter {
       return this.respondRaw(encodeResponse({ kind: 'exception', stateError: 2 /* service-unknown */, serviceError: 2 }));
     }
     if (!this.associated) return this.respond(this.refuse(req, AccessResult.readWriteDenied));
+    if (this.secured && !this.secured.authenticated) {
+      // Between AARE and pass 3 only reply_to_HLS_authentication is allowed.
+      if (req.kind === 'action' && req.method.classId === ASSOCIATION_LN_CLASS_ID && sameLogicalName(req.method.logicalName, CURRENT_ASSOCIATION) && req.method.method === 1) return this.replyToHls(req);
+      return this.respond(this.refuse(req, AccessResult.readWriteDenied));
+    }
+    if (this.publicClient) return this.answerPublic(req, now);
     switch (req.kind) {
       case 'get':
         return this.get(req, now);
@@ -128,6 +212,87 @@ export class DlmsSimMeter {
       case 'action':
         return this.action(req, now);
     }
+  }
+
+  /** The public client reads the frame counter and the disconnect control; everything else is denied. */
+  private answerPublic(req: XdlmsRequest, now: number): MeterAnswer | undefined {
+    if (req.kind === 'get') {
+      const { classId, logicalName: ln, attribute: a } = req.attribute;
+      if (classId === DATA_CLASS_ID && sameLogicalName(ln, FRAME_COUNTER_OBIS) && a === 2) return this.getResult(req.invokeId, data.doubleLongUnsigned(this.lastClientCounter), 0);
+      if (classId === DISCONNECT_CONTROL_CLASS_ID && sameLogicalName(ln, OBIS.disconnectControl)) return this.get(req, now);
+    }
+    if (req.kind === 'get-next') return this.nextBlock(req.invokeId, req.block);
+    return this.respond(this.refuse(req, AccessResult.readWriteDenied));
+  }
+
+  /** The keys the meter actually holds (other ones under the wrongKey fault). */
+  private meterKeys(dedicated?: Uint8Array): CipherKeys {
+    const k = this.keys!;
+    const flip = (b: Uint8Array) => {
+      const out = Buffer.from(b);
+      if (this.faults.wrongKey) out[0]! ^= 0x5a;
+      return out;
+    };
+    return { encryptionKey: dedicated ? Buffer.from(dedicated) : flip(k.encryptionKey), authenticationKey: flip(k.authenticationKey) };
+  }
+
+  /** Check a client invocation counter: strictly above the last accepted one (Green Book §9.2.7.2.4). */
+  private acceptCounter(ic: number): boolean {
+    this.seenCounters.push(ic);
+    if (ic <= this.lastClientCounter) {
+      this.counters.rejectedCounters++;
+      return false;
+    }
+    this.lastClientCounter = ic;
+    return true;
+  }
+
+  private counterError(): Uint8Array {
+    return encodeResponse({ kind: 'exception', stateError: StateError.serviceNotAllowed, serviceError: ServiceError.invocationCounterError, invocationCounter: this.lastClientCounter + 1 });
+  }
+
+  private cipher(plain: Uint8Array, tag: number, sc: SecurityControl, keys: CipherKeys): Uint8Array {
+    const content = protect({ ...keys, securityControl: sc, systemTitle: this.keys!.systemTitle, invocationCounter: this.serverCounter++, plaintext: plain });
+    return encodeCipheredApdu(tag, content);
+  }
+
+  private answerCiphered(apdu: Uint8Array, now: number): MeterAnswer | undefined {
+    const s = this.secured!;
+    let kind: KeyKind;
+    let plain;
+    try {
+      const c = decodeCipheredApdu(apdu);
+      kind = c.tag === CIPHERED_TAG.generalDedCiphering ? 'dedicated' : c.tag === CIPHERED_TAG.generalGloCiphering ? 'global' : plainTagOf(c.tag)!.key;
+      if (kind === 'dedicated' && !s.dedicatedKey) throw new Error('no dedicated key');
+      plain = unprotect(c.content, c.systemTitle ?? s.clientSystemTitle, this.meterKeys(kind === 'dedicated' ? s.dedicatedKey : undefined));
+    } catch {
+      return this.respondRaw(encodeResponse({ kind: 'exception', stateError: StateError.serviceNotAllowed, serviceError: ServiceError.decipheringError }));
+    }
+    if (!this.acceptCounter(plain.invocationCounter)) return this.respondRaw(this.counterError());
+    const answer = this.answerPlain(plain.plaintext, now);
+    if (!answer) return undefined;
+    const body = answer.info.subarray(LLC_RESPONSE.length);
+    const tag = cipheredTagFor(body[0]!, kind);
+    const isLlc = LLC_RESPONSE.every((b, i) => answer.info[i] === b);
+    if (!isLlc || tag === undefined) return answer; // garbage or an exception-response goes out as it is
+    return { info: withLlc(LLC_RESPONSE, this.cipher(body, tag, plain.securityControl, this.meterKeys(kind === 'dedicated' ? s.dedicatedKey : undefined))), delayMs: answer.delayMs };
+  }
+
+  /** Pass 3 checked, pass 4 answered: f(StoC) from the client must verify, f(CtoS) goes back. */
+  private replyToHls(req: Extract<XdlmsRequest, { kind: 'action' }>): MeterAnswer {
+    const s = this.secured!;
+    const param = req.parameter;
+    const ic = param?.type === 'octet-string' ? verifyHlsGmac(this.meterKeys(), s.clientSystemTitle, s.stoc, param.value) : undefined;
+    const fresh = ic !== undefined && !this.seenCounters.includes(ic);
+    if (ic !== undefined) this.seenCounters.push(ic);
+    if (!fresh) {
+      this.counters.hlsFailures++;
+      this.associated = false;
+      return this.respond({ kind: 'action', invokeId: req.invokeId, result: AccessResult.otherReason });
+    }
+    s.authenticated = true;
+    const fCtoS = hlsGmacResponse(this.meterKeys(), this.keys!.systemTitle, this.serverCounter++, s.ctos);
+    return this.respond({ kind: 'action', invokeId: req.invokeId, result: AccessResult.success, returned: { data: data.octetString(fCtoS) } });
   }
 
   private respondRaw(apdu: Uint8Array, delayMs = 0): MeterAnswer {
@@ -144,31 +309,92 @@ export class DlmsSimMeter {
     return { kind: 'action', invokeId: req.invokeId, result: code };
   }
 
-  private associate(apdu: Uint8Array): Uint8Array {
+  private associate(apdu: Uint8Array, clientSap: number): Uint8Array {
     this.resetLink();
-    const refuse = (diagnostic: number) => {
+    const refuse = (diagnostic: number, userInformation?: Uint8Array) => {
       this.counters.refused++;
-      return encodeAare({ result: AssociationResult.rejectedPermanent, diagnostic, diagnosticSource: 'user' });
+      return encodeAare({ result: AssociationResult.rejectedPermanent, diagnostic, diagnosticSource: 'user', ...(userInformation ? { userInformation } : {}) });
     };
-    let aarq;
+    let aarq: DecodedAarq;
     try {
       aarq = decodeAarq(apdu);
     } catch {
       return refuse(AcseServiceUserDiagnostic.noReasonGiven);
     }
-    if (aarq.applicationContext !== CONTEXT_LN_NO_CIPHERING) return refuse(AcseServiceUserDiagnostic.applicationContextNameNotSupported);
+    if (clientSap === PUBLIC_CLIENT_SAP) {
+      // The public client: lowest security, no ciphering, read-only.
+      if (aarq.applicationContext !== CONTEXT_LN_NO_CIPHERING) return refuse(AcseServiceUserDiagnostic.applicationContextNameNotSupported);
+      if (aarq.mechanism !== 'lowest' || !aarq.initiate) return refuse(AcseServiceUserDiagnostic.authenticationMechanismNameNotRecognised);
+      this.publicClient = true;
+      this.counters.publicAssociations++;
+      return this.accept(aarq.initiate);
+    }
+    if (this.keys) return this.associateHls(aarq, refuse);
+    if (aarq.applicationContext !== CONTEXT_LN_NO_CIPHERING || !aarq.initiate) return refuse(AcseServiceUserDiagnostic.applicationContextNameNotSupported);
     if (this.password !== undefined) {
       if (aarq.mechanism !== 'low' || !aarq.password) return refuse(AcseServiceUserDiagnostic.authenticationRequired);
       if (Buffer.from(aarq.password).toString('latin1') !== this.password) return refuse(AcseServiceUserDiagnostic.authenticationFailure);
     }
+    return this.accept(aarq.initiate);
+  }
+
+  private accept(initiate: InitiateRequest): Uint8Array {
     this.associated = true;
-    this.clientMaxPdu = aarq.maxPduSize;
+    this.clientMaxPdu = initiate.maxPduSize;
     this.counters.associations++;
     return encodeAare({
       result: AssociationResult.accepted,
       diagnostic: AcseServiceUserDiagnostic.null,
       diagnosticSource: 'user',
-      initiate: { conformance: aarq.conformance & SERVER_CONFORMANCE, maxPduSize: this.maxPduSize, dlmsVersion: DLMS_VERSION },
+      initiate: { conformance: initiate.conformance & SERVER_CONFORMANCE, maxPduSize: this.maxPduSize, dlmsVersion: DLMS_VERSION },
+    });
+  }
+
+  /** The management client with HLS-GMAC (mechanism 5), with or without ciphering (context 3 or 1). */
+  private associateHls(aarq: DecodedAarq, refuse: (diagnostic: number, userInformation?: Uint8Array) => Uint8Array): Uint8Array {
+    if (aarq.mechanism !== 'hls-gmac') return refuse(AcseServiceUserDiagnostic.authenticationMechanismNameRequired);
+    if (!aarq.challenge || aarq.challenge.length < 8 || aarq.challenge.length > 64 || aarq.callingApTitle?.length !== 8) return refuse(AcseServiceUserDiagnostic.authenticationFailure);
+    if (this.faults.counterAhead > 0) {
+      this.lastClientCounter += this.faults.counterAhead;
+      this.faults.counterAhead = 0;
+    }
+    const ciphered = aarq.applicationContext === CONTEXT_LN_WITH_CIPHERING;
+    if (!ciphered && aarq.applicationContext !== CONTEXT_LN_NO_CIPHERING) return refuse(AcseServiceUserDiagnostic.applicationContextNameNotSupported);
+    let initiate: InitiateRequest;
+    let sc: SecurityControl | undefined;
+    if (ciphered) {
+      if (aarq.userInformation[0] !== CIPHERED_TAG.gloInitiateRequest) return refuse(AcseServiceUserDiagnostic.noReasonGiven);
+      let plain;
+      try {
+        plain = unprotect(decodeCipheredApdu(aarq.userInformation).content, aarq.callingApTitle, this.meterKeys());
+        initiate = decodeInitiateRequest(plain.plaintext);
+      } catch {
+        this.counters.hlsFailures++;
+        return refuse(AcseServiceUserDiagnostic.noReasonGiven, INITIATE_DECIPHERING_ERROR);
+      }
+      // A counter that does not grow: refused, saying which counter the meter expects (as its exception-response does).
+      if (!this.acceptCounter(plain.invocationCounter)) return refuse(AcseServiceUserDiagnostic.noReasonGiven, this.counterError());
+      sc = plain.securityControl;
+    } else {
+      if (!aarq.initiate) return refuse(AcseServiceUserDiagnostic.noReasonGiven);
+      initiate = aarq.initiate;
+    }
+    const stoc = randomBytes(16);
+    this.secured = { clientSystemTitle: aarq.callingApTitle, ctos: aarq.challenge, stoc, authenticated: false, ciphered, dedicatedKey: initiate.dedicatedKey };
+    this.associated = true;
+    this.clientMaxPdu = initiate.maxPduSize;
+    this.counters.associations++;
+    const response = encodeInitiateResponse({ conformance: initiate.conformance & SERVER_CONFORMANCE, maxPduSize: this.maxPduSize, dlmsVersion: DLMS_VERSION });
+    return encodeAare({
+      applicationContext: aarq.applicationContext,
+      result: AssociationResult.accepted,
+      // Accepted, with passes 3 and 4 still to do.
+      diagnostic: AcseServiceUserDiagnostic.authenticationRequired,
+      diagnosticSource: 'user',
+      respondingApTitle: this.keys!.systemTitle,
+      mechanism: 'hls-gmac',
+      challenge: stoc,
+      userInformation: sc ? this.cipher(response, CIPHERED_TAG.gloInitiateResponse, sc, this.meterKeys()) : response,
     });
   }
 

@@ -3,8 +3,10 @@ import { decodeData, AxdrError, describeData, type DlmsData } from './axdr.js';
 import { describeAttribute, type CosemAttribute, type CosemMethod } from './cosem/attribute.js';
 import type { ApduChannel } from './apdu-channel.js';
 import { BerError } from './ber.js';
-import { AccessResult, ApduError, decodeResponse, describeResult, encodeRequest, type XdlmsRequest, type XdlmsResponse } from './xdlms-apdu.js';
+import { AccessResult, ApduError, decodeResponse, describeException, describeResult, encodeRequest, type XdlmsRequest, type XdlmsResponse } from './xdlms-apdu.js';
 import { DlmsWireFailure, hex } from './wire-failure.js';
+import type { CipheringChannel } from './security/ciphering-channel.js';
+import { hlsGmacPasses } from './security/hls-authentication.js';
 
 /**
  * One application association over an APDU channel (HDLC or the TCP wrapper) (IEC 62056-5-3): AARQ/AARE, then GET (with block
@@ -18,6 +20,8 @@ export interface AssociationOptions {
   password?: Uint8Array;
   /** client-max-receive-pdu-size proposed in the InitiateRequest; larger answers come in GET data blocks. */
   maxPduSize: number;
+  /** HLS and/or ciphering (security suite 0): the channel this client talks through, which holds the keys. */
+  secure?: CipheringChannel;
 }
 
 /** GET block transfers longer than this are not something a disconnect-control conversation needs. */
@@ -36,8 +40,9 @@ export class CosemClient {
   ) {}
 
   async associate(o: AssociationOptions): Promise<void> {
-    const aarq: Aarq = { mechanism: o.mechanism, conformance: CLIENT_CONFORMANCE, maxPduSize: o.maxPduSize };
+    let aarq: Aarq = { mechanism: o.mechanism, conformance: CLIENT_CONFORMANCE, maxPduSize: o.maxPduSize };
     if (o.password) aarq.password = o.password;
+    if (o.secure) aarq = { ...aarq, ...(await o.secure.aarqFields({ conformance: CLIENT_CONFORMANCE, maxPduSize: o.maxPduSize })) };
     const apdu = await this.roundTrip(encodeAarq(aarq), 'AARQ');
     let aare;
     try {
@@ -45,6 +50,7 @@ export class CosemClient {
     } catch (e) {
       throw this.garbled(apdu, `AARE: ${(e as Error).message}`);
     }
+    o.secure?.acceptAare(aare);
     if (aare.result !== AssociationResult.accepted) {
       const why = describeDiagnostic(aare);
       // authentication-failure (IEC 62056-5-3 §8.2, acse-service-user 13): the meter refused the credentials; the
@@ -55,6 +61,11 @@ export class CosemClient {
       throw new DlmsWireFailure('nack', `meter ${this.where} rejected the association: ${why}`, hex(apdu));
     }
     this.associated = true;
+    if (o.mechanism === 'hls-gmac') {
+      // Accepted with "authentication-required" (14): passes 3 and 4 are still to do (IEC 62056-5-3 §5.2.2.3).
+      if (!o.secure || !aare.challenge) throw this.garbled(apdu, 'HLS association without a StoC challenge in the AARE');
+      await hlsGmacPasses(this, o.secure, aare.challenge);
+    }
   }
 
   /** GET-Request-Normal, following GET-Response-With-Datablock to the last block (IEC 62056-5-3 §9.3.7). */
@@ -97,6 +108,16 @@ export class CosemClient {
     if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
   }
 
+  /** ACTION-Request-Normal whose answer carries return parameters (reply_to_HLS_authentication); `nack` on any other result. */
+  async actionWithReturn(method: CosemMethod, parameter: DlmsData): Promise<DlmsData | undefined> {
+    const what = `ACTION ${describeAttribute(method)}`;
+    const res = await this.service({ kind: 'action', invokeId: this.nextInvokeId(), method, parameter }, what);
+    if (res.kind !== 'action') throw this.garbledLast(`${what}: answered with ${res.kind}`);
+    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
+    if (res.returned && 'error' in res.returned) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.returned.error)}`, this.answers.at(-1));
+    return res.returned?.data;
+  }
+
   /** RLRQ → RLRE (IEC 62056-5-3 §8.4). */
   async release(): Promise<void> {
     if (!this.associated) return;
@@ -119,7 +140,7 @@ export class CosemClient {
       if (e instanceof ApduError || e instanceof AxdrError || e instanceof BerError) throw this.garbled(apdu, `${what}: ${e.message}`);
       throw e;
     }
-    if (res.kind === 'exception') throw new DlmsWireFailure('nack', `${what}: exception-response (state-error ${res.stateError}, service-error ${res.serviceError})`, hex(apdu));
+    if (res.kind === 'exception') throw new DlmsWireFailure('nack', `${what}: ${describeException(res)}`, hex(apdu));
     if (res.invokeId !== req.invokeId) throw this.garbled(apdu, `${what}: answer carries invoke-id ${res.invokeId}, expected ${req.invokeId}`);
     return res;
   }

@@ -9,6 +9,9 @@ import { z } from 'zod';
  *     "passwords": { "lgz-e570-dlms-mode2": { "env": "METERLINE_DLMS_PASSWORD_LGZ_E570" } } }
  */
 
+/** "MTL" and five bytes: the default client system title (manufacturer-style prefix, serial 1). */
+export const DEFAULT_CLIENT_SYSTEM_TITLE = '4d544c0000000001';
+
 export const DlmsPortSchema = z
   .object({
     /** The serial device: /dev/ttyUSB0 (RS-485 adapter), /dev/ttyACM0 (optical probe), a pty in tests. */
@@ -37,6 +40,11 @@ export const DlmsLinksConfigSchema = z
     ports: z.record(z.string().min(1), DlmsPortSchema),
     /** Password sources by firmware profile id. */
     passwords: z.record(z.string().min(1), DlmsPasswordSourceSchema).default({}),
+    /**
+     * The gateway's own system title (8 bytes, hex): the calling-AP-title of HLS and ciphered associations and
+     * the fixed part of its GCM IVs. Give each gateway instance talking to the same meters its own.
+     */
+    clientSystemTitle: z.string().regex(/^[0-9a-fA-F]{16}$/, 'a system title: 16 hex digits (8 bytes)').optional(),
   })
   .strict();
 

@@ -27,6 +27,9 @@ import { formatServerAddress, parseServerAddress, type ServerAddress } from './h
 import { resolvePassword } from './password.js';
 import { SerialLine } from './serial-line.js';
 import { DlmsWireFailure } from './wire-failure.js';
+import { CipheringChannel, CounterTooLow } from './security/ciphering-channel.js';
+import type { MeterKeyring, MeterKeys } from './security/keyring.js';
+import { DEFAULT_CLIENT_SYSTEM_TITLE } from './dlms-config.js';
 
 /**
  * The DLMS/COSEM meter driver over HDLC serial links. Each `readRelay` and `operateRelay` is one complete
@@ -37,6 +40,11 @@ import { DlmsWireFailure } from './wire-failure.js';
  *
  * The driver reports what the wire said: the ACTION result and the control_state the meter shows right
  * after it (a claim); the control loop decides with its own read-back.
+ *
+ * Profiles with 'hls-gmac' security or ciphering take the meter's keys from the MeterKeyring before any wire
+ * traffic (none imported: `auth_failed`); every ciphered APDU gets a fresh invocation counter from it. A meter
+ * that says our counter is too low is resynchronised once per conversation: its frame counter is read
+ * through the public client, the keyring raised past it, and the conversation run again.
  */
 
 export interface DlmsDriverOptions {
@@ -46,6 +54,8 @@ export interface DlmsDriverOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Delay between attempts to reopen a port that is gone. Default 250 ms. */
   reopenMs?: number;
+  /** Where HLS/ciphering profiles get each meter's keys and invocation counters. */
+  keyring?: MeterKeyring;
 }
 
 export interface DlmsDriverCounters {
@@ -59,6 +69,8 @@ export interface DlmsDriverCounters {
   badFrames: number;
   /** Conversations the meter refused for the gateway's credentials (password, key, authentication tag). */
   authFailures: number;
+  /** Invocation counters resynchronised from a meter's frame counter ("counter too low"). */
+  counterResyncs: number;
 }
 
 interface Port {
@@ -78,21 +90,29 @@ interface ObjectNames {
 /** The body of a conversation: what it asks the associated meter, and the value it makes of the answers. */
 type Dialogue<T> = (cosem: CosemClient, names: ObjectNames, log: Logger) => Promise<{ value: T; evidence: Record<string, unknown> }>;
 
+/** COSEM class 1 "Data" (Blue Book §4.3.1): attribute 2 value. */
+const DATA_CLASS_ID = 1;
+const DATA_VALUE_ATTRIBUTE = 2;
+
 const attr = (classId: number, logicalName: LogicalName, attribute: number, name: string): CosemAttribute => ({ classId, logicalName, attribute, name });
 
 export class DlmsDriver implements MeterDriver {
   readonly protocol = 'dlms' as const;
-  readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0, authFailures: 0 };
+  readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0, authFailures: 0, counterResyncs: 0 };
 
   private readonly ports = new Map<string, Port>();
   private readonly passwords = new Map<string, Uint8Array | undefined>();
   private readonly names = new Map<string, ObjectNames>();
   private readonly log: Logger;
+  private readonly keyring: MeterKeyring | undefined;
+  private readonly clientSystemTitle: Buffer;
   private stopped = false;
 
   constructor(options: DlmsDriverOptions) {
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ driver: 'dlms' });
     const env = options.env ?? process.env;
+    this.keyring = options.keyring;
+    this.clientSystemTitle = Buffer.from(options.links.clientSystemTitle ?? DEFAULT_CLIENT_SYSTEM_TITLE, 'hex');
     for (const profile of options.profiles) {
       this.passwords.set(profile.id, resolvePassword(profile, options.links.passwords, env));
       const o = profile.dlms.obis;
@@ -191,7 +211,7 @@ export class DlmsDriver implements MeterDriver {
     }
   }
 
-  private converse<T>(meter: MeterAddress, options: RequestOptions, op: 'read' | SwitchAction, dialogue: Dialogue<T>): Promise<WireResult<T>> {
+  private async converse<T>(meter: MeterAddress, options: RequestOptions, op: 'read' | SwitchAction, dialogue: Dialogue<T>): Promise<WireResult<T>> {
     const started = Date.now();
     const deadline = started + options.timeoutMs;
     const log = this.log.child({ meterId: meter.meterId, link: meter.link, op, correlationId: options.correlationId, ...(options.orderId !== undefined ? { orderId: options.orderId } : {}), ...(options.attempt !== undefined ? { attempt: options.attempt } : {}) });
@@ -200,69 +220,141 @@ export class DlmsDriver implements MeterDriver {
       log.warn({ outcome, detail }, 'dlms request failed');
       return { outcome, detail, ...(evidence !== undefined ? { evidence } : {}), latencyMs: Date.now() - started };
     };
-    if (meter.profile.protocol !== 'dlms') return Promise.resolve(fail('link_error', `meter ${meter.meterId}: profile ${meter.profile.id} is ${meter.profile.protocol}, not dlms`));
+    if (meter.profile.protocol !== 'dlms') return fail('link_error', `meter ${meter.meterId}: profile ${meter.profile.id} is ${meter.profile.protocol}, not dlms`);
     const profile = meter.profile;
     const port = this.ports.get(meter.link);
-    if (!port) return Promise.resolve(fail('link_error', `no serial port configured for link ${meter.link} (DLMS links config "ports")`));
+    if (!port) return fail('link_error', `no serial port configured for link ${meter.link} (DLMS links config "ports")`);
     let server: ServerAddress;
     try {
       server = parseServerAddress(meter.address, profile.dlms.serverLogicalAddress);
     } catch (e) {
-      return Promise.resolve(fail('link_error', (e as Error).message));
+      return fail('link_error', (e as Error).message);
     }
-    if (!this.isLinkUp(meter.link)) return Promise.resolve(fail('link_error', `serial port ${port.config.path} (link ${meter.link}) is not open`));
+    if (!this.isLinkUp(meter.link)) return fail('link_error', `serial port ${port.config.path} (link ${meter.link}) is not open`);
     const names = this.names.get(profile.id);
-    if (!names || !this.passwords.has(profile.id)) return Promise.resolve(fail('link_error', `firmware profile ${profile.id} was not given to the DLMS driver`));
+    if (!names || !this.passwords.has(profile.id)) return fail('link_error', `firmware profile ${profile.id} was not given to the DLMS driver`);
+    const d = profile.dlms;
+    let keys: MeterKeys | undefined;
+    if (d.security === 'hls-gmac' || d.ciphering !== 'none') {
+      // Keys first: a meter without keys costs no wire traffic.
+      keys = await this.keyring?.keysFor(meter.meterId);
+      if (!keys || !this.keyring) return fail('auth_failed', `no keys imported for meter ${meter.meterId}: its profile ${profile.id} uses ${d.security} with ciphering ${d.ciphering}; import the meter's key file`);
+    }
+    const where = formatServerAddress(server);
 
     return new Promise<WireResult<T>>((resolve) => {
       void port.lock.run(async () => {
         if (Date.now() >= deadline) return resolve(fail('timeout', `the bus ${meter.link} stayed busy past the deadline`));
         if (!port.line.isOpen || this.stopped) return resolve(fail('link_error', `serial port ${port.config.path} (link ${meter.link}) is not open`));
         this.counters.conversations++;
-        const where = formatServerAddress(server);
-        const d = profile.dlms;
-        const hdlc = new HdlcClient({
-          line: port.line,
-          server,
-          clientSap: d.clientSap,
-          proposal: { maxInfoTx: d.hdlc.maxInfoTx, maxInfoRx: d.hdlc.maxInfoRx, windowTx: d.hdlc.windowTx, windowRx: d.hdlc.windowRx },
-          responseTimeoutMs: Math.min(d.hdlc.responseTimeoutMs, Math.max(10, Math.floor(options.timeoutMs / (port.config.frameRetries + 2)))),
-          frameRetries: port.config.frameRetries,
-          deadline,
-          log,
-        });
-        const cosem = new CosemClient(hdlcApduChannel(hdlc, where), where);
-        let connected = false;
-        const settle = (r: WireResult<T>) => {
-          this.counters.frameRepeats += hdlc.counters.repeats;
-          this.counters.badFrames += hdlc.counters.badFrames;
-          resolve(r);
-        };
-        try {
-          await hdlc.connect();
-          connected = true;
-          const password = this.passwords.get(profile.id);
-          await cosem.associate({ mechanism: d.security, ...(password ? { password } : {}), maxPduSize: d.maxPduSize });
-          const { value, evidence } = await dialogue(cosem, names, log);
-          this.counters.ok++;
-          const latencyMs = Date.now() - started;
-          log.debug({ latencyMs, ...evidence }, 'dlms request answered');
-          settle({ outcome: 'ok', value, evidence: JSON.stringify({ server: where, ...evidence, apdus: cosem.answers }), latencyMs });
-          // Finish the conversation cleanly, on a budget of its own, before the bus is free again.
-          hdlc.deadline = Date.now() + d.hdlc.responseTimeoutMs * 2;
-          await cosem.release().catch((e: unknown) => log.debug({ err: (e as Error).message }, 'release not confirmed'));
-        } catch (e) {
-          if (!(e instanceof DlmsWireFailure)) {
-            log.error({ err: e }, 'dlms conversation crashed');
-            settle(fail('garbled', `unexpected error: ${(e as Error).message}`, hdlc.evidence()));
-          } else settle(fail(e.outcome, e.detail, e.evidence ?? hdlc.evidence()));
-        } finally {
-          if (connected) await hdlc.disconnect(Math.min(d.hdlc.responseTimeoutMs, 100));
-          hdlc.close();
-          if (port.config.interFrameMs) await new Promise((r) => setTimeout(r, port.config.interFrameMs));
+        let resynced = false;
+        for (;;) {
+          const tooLow = await this.conversation({ port, server, where, profile, names, keys, deadline, timeoutMs: options.timeoutMs, log, meterId: meter.meterId, started }, dialogue, resolve, fail);
+          if (!tooLow) return;
+          if (resynced || !keys) return resolve(fail('auth_failed', `${tooLow.detail}, even after resynchronising from its frame counter`, tooLow.evidence));
+          resynced = true;
+          log.warn({ expected: tooLow.expected, keySetId: keys.keySetId }, 'meter says the invocation counter is too low: resynchronising through the public client');
+          try {
+            await this.resyncCounter(port, server, where, profile, keys, meter.meterId, deadline, options.timeoutMs, log);
+          } catch (e) {
+            const f = e instanceof DlmsWireFailure ? e : new DlmsWireFailure('garbled', `unexpected error: ${(e as Error).message}`);
+            return resolve(fail(f.outcome, `resynchronising the invocation counter of meter ${meter.meterId}: ${f.detail}`, f.evidence));
+          }
         }
       });
     });
+  }
+
+  /**
+   * One HDLC connection and association: resolves the request as soon as the answer is in (then releases and
+   * disconnects), or returns the CounterTooLow refusal (nothing executed) for the caller to resynchronise.
+   */
+  private async conversation<T>(
+    c: { port: Port; server: ServerAddress; where: string; profile: DlmsFirmwareProfile; names: ObjectNames; keys: MeterKeys | undefined; deadline: number; timeoutMs: number; log: Logger; meterId: string; started: number },
+    dialogue: Dialogue<T>,
+    resolve: (r: WireResult<T>) => void,
+    fail: (outcome: WireFailure, detail: string, evidence?: string) => WireResult<T>,
+  ): Promise<CounterTooLow | undefined> {
+    const d = c.profile.dlms;
+    const hdlc = this.hdlcClient(c.port, c.server, d.clientSap, c.profile, c.deadline, c.timeoutMs, c.log);
+    const plain = hdlcApduChannel(hdlc, c.where);
+    const secure = c.keys
+      ? new CipheringChannel(plain, { meterId: c.meterId, where: c.where, keys: c.keys, keyring: this.keyring!, clientSystemTitle: this.clientSystemTitle, mechanism: d.security, policy: d.ciphering, dedicatedKey: d.dedicatedKey })
+      : undefined;
+    const cosem = new CosemClient(secure ?? plain, c.where);
+    let connected = false;
+    const settle = (r: WireResult<T>) => {
+      this.counters.frameRepeats += hdlc.counters.repeats;
+      this.counters.badFrames += hdlc.counters.badFrames;
+      resolve(r);
+    };
+    try {
+      await hdlc.connect();
+      connected = true;
+      const password = this.passwords.get(c.profile.id);
+      await cosem.associate({ mechanism: d.security, ...(password ? { password } : {}), maxPduSize: d.maxPduSize, ...(secure ? { secure } : {}) });
+      const { value, evidence } = await dialogue(cosem, c.names, c.log);
+      this.counters.ok++;
+      const latencyMs = Date.now() - c.started;
+      c.log.debug({ latencyMs, ...evidence }, 'dlms request answered');
+      settle({ outcome: 'ok', value, evidence: JSON.stringify({ server: c.where, ...evidence, ...(c.keys ? { keySetId: c.keys.keySetId, ciphering: d.ciphering } : {}), apdus: secure ? secure.wire : cosem.answers }), latencyMs });
+      // Finish the conversation cleanly, on a budget of its own, before the bus is free again.
+      hdlc.deadline = Date.now() + d.hdlc.responseTimeoutMs * 2;
+      await cosem.release().catch((e: unknown) => c.log.debug({ err: (e as Error).message }, 'release not confirmed'));
+      return undefined;
+    } catch (e) {
+      if (e instanceof CounterTooLow) return e;
+      if (!(e instanceof DlmsWireFailure)) {
+        c.log.error({ err: e }, 'dlms conversation crashed');
+        settle(fail('garbled', `unexpected error: ${(e as Error).message}`, hdlc.evidence()));
+      } else settle(fail(e.outcome, e.detail, e.evidence ?? hdlc.evidence()));
+      return undefined;
+    } finally {
+      if (connected) await hdlc.disconnect(Math.min(d.hdlc.responseTimeoutMs, 100));
+      hdlc.close();
+      if (c.port.config.interFrameMs) await new Promise((r) => setTimeout(r, c.port.config.interFrameMs));
+    }
+  }
+
+  private hdlcClient(port: Port, server: ServerAddress, clientSap: number, profile: DlmsFirmwareProfile, deadline: number, timeoutMs: number, log: Logger): HdlcClient {
+    const d = profile.dlms;
+    return new HdlcClient({
+      line: port.line,
+      server,
+      clientSap,
+      proposal: { maxInfoTx: d.hdlc.maxInfoTx, maxInfoRx: d.hdlc.maxInfoRx, windowTx: d.hdlc.windowTx, windowRx: d.hdlc.windowRx },
+      responseTimeoutMs: Math.min(d.hdlc.responseTimeoutMs, Math.max(10, Math.floor(timeoutMs / (port.config.frameRetries + 2)))),
+      frameRetries: port.config.frameRetries,
+      deadline,
+      log,
+    });
+  }
+
+  /**
+   * "Counter too low": a new HDLC connection as the public client (lowest security), GET the frame counter
+   * (class 1 Data, attribute 2), and raise the keyring past it (the Green Book invocation counter rules).
+   */
+  private async resyncCounter(port: Port, server: ServerAddress, where: string, profile: DlmsFirmwareProfile, keys: MeterKeys, meterId: string, deadline: number, timeoutMs: number, log: Logger): Promise<void> {
+    const d = profile.dlms;
+    const hdlc = this.hdlcClient(port, server, d.publicClientSap, profile, deadline, timeoutMs, log);
+    const cosem = new CosemClient(hdlcApduChannel(hdlc, where), where);
+    let connected = false;
+    try {
+      await hdlc.connect();
+      connected = true;
+      await cosem.associate({ mechanism: 'lowest', maxPduSize: d.maxPduSize });
+      const value = await cosem.get(attr(DATA_CLASS_ID, parseObis(d.frameCounterObis), DATA_VALUE_ATTRIBUTE, 'frame_counter.value'));
+      if (value.type !== 'double-long-unsigned' && value.type !== 'long64-unsigned' && value.type !== 'double-long') throw new DlmsWireFailure('garbled', `frame counter ${d.frameCounterObis} is ${value.type}, not a 32-bit counter`, cosem.answers.at(-1));
+      const seen = Number(value.value);
+      await this.keyring!.raiseInvocationCounter(meterId, keys.keySetId, seen + 1);
+      this.counters.counterResyncs++;
+      log.info({ frameCounter: seen, keySetId: keys.keySetId }, 'invocation counter resynchronised from the meter frame counter');
+      hdlc.deadline = Date.now() + d.hdlc.responseTimeoutMs * 2;
+      await cosem.release().catch(() => undefined);
+    } finally {
+      if (connected) await hdlc.disconnect(Math.min(d.hdlc.responseTimeoutMs, 100));
+      hdlc.close();
+    }
   }
 
   private count(outcome: WireFailure): void {

@@ -80,7 +80,18 @@ export type XdlmsResponse =
   | { kind: 'get-block'; invokeId: number; lastBlock: boolean; block: number; result: { raw: Uint8Array } | { error: number } }
   | { kind: 'set'; invokeId: number; result: number }
   | { kind: 'action'; invokeId: number; result: number; returned?: { data: DlmsData } | { error: number } }
-  | { kind: 'exception'; stateError: number; serviceError: number };
+  | { kind: 'exception'; stateError: number; serviceError: number; invocationCounter?: number };
+
+/** Exception-Response (IEC 62056-5-3 §9.5): state-error and service-error codes. */
+export const StateError = { serviceNotAllowed: 1, serviceUnknown: 2 } as const;
+export const ServiceError = { operationNotPossible: 1, serviceNotSupported: 2, otherReason: 3, pduTooLong: 4, decipheringError: 5, invocationCounterError: 6 } as const;
+const SERVICE_ERROR_NAMES = new Map<number, string>(Object.entries(ServiceError).map(([k, v]) => [v, k]));
+
+export function describeException(r: { stateError: number; serviceError: number; invocationCounter?: number }): string {
+  const name = SERVICE_ERROR_NAMES.get(r.serviceError) ?? 'unknown';
+  const ic = r.invocationCounter !== undefined ? `, the meter expects invocation counter ${r.invocationCounter}` : '';
+  return `exception-response (state-error ${r.stateError}, service-error ${name} (${r.serviceError})${ic})`;
+}
 
 export class ApduError extends Error {
   override readonly name = 'ApduError';
@@ -111,7 +122,11 @@ export function encodeRequest(r: XdlmsRequest): Uint8Array {
 }
 
 export function encodeResponse(r: XdlmsResponse): Uint8Array {
-  if (r.kind === 'exception') return Uint8Array.from([XDLMS_TAG.exceptionResponse, r.stateError, r.serviceError]);
+  if (r.kind === 'exception') {
+    // invocation-counter-error carries the Unsigned32 the meter expects at least.
+    const ic = r.serviceError === ServiceError.invocationCounterError && r.invocationCounter !== undefined ? u32(r.invocationCounter) : [];
+    return Uint8Array.from([XDLMS_TAG.exceptionResponse, r.stateError, r.serviceError, ...ic]);
+  }
   const iid = invokeIdAndPriority(r.invokeId);
   switch (r.kind) {
     case 'get':
@@ -209,7 +224,8 @@ export function decodeResponse(bytes: Uint8Array): XdlmsResponse {
   const tag = c.byte('tag');
   if (tag === XDLMS_TAG.exceptionResponse) {
     const out: XdlmsResponse = { kind: 'exception', stateError: c.byte('state-error'), serviceError: c.byte('service-error') };
-    return out; // service-error may carry more bytes (invocation-counter-error); they are not needed
+    if (out.serviceError === ServiceError.invocationCounterError && bytes.length - c.p >= 4) out.invocationCounter = c.u32('invocation counter');
+    return out;
   }
   const choice = c.byte('choice');
   const invokeId = c.byte('invoke-id') & INVOKE_ID_MASK;

@@ -15,8 +15,19 @@ export const DlmsProfileSchema = z
     clientSap: z.number().int().min(1).max(127),
     /** Upper HDLC address (logical device), 1 = management logical device; the lower comes from the meter's address. */
     serverLogicalAddress: z.number().int().min(0).max(16383).default(1),
-    /** 'lowest': no authentication; 'low': LLS, a password sent in the AARQ. HLS and ciphering are not supported. */
-    security: z.enum(['lowest', 'low']),
+    /**
+     * 'lowest': no authentication; 'low': LLS, a password sent in the AARQ; 'hls-gmac': HLS authentication
+     * mechanism 5 in security suite 0 with the meter's keys from the key store (never from the profile).
+     */
+    security: z.enum(['lowest', 'low', 'hls-gmac']),
+    /** Security policy for every service APDU after the association (Green Book §9.2.7.2): needs the meter's keys. */
+    ciphering: z.enum(['none', 'authenticated', 'encrypted', 'authenticated-encrypted']).default('none'),
+    /** A fresh random dedicated key per association, sent in the glo-initiate-request (needs encryption in `ciphering`). */
+    dedicatedKey: z.boolean().default(false),
+    /** The frame counter object (class 1 Data, attribute 2) read through the public client to resynchronise the invocation counter. */
+    frameCounterObis: obis.default('0-0:43.1.0.255'),
+    /** The public client's SAP (lowest security, read-only), used for the frame counter; 16 in IEC 62056-46. */
+    publicClientSap: z.number().int().min(1).max(127).default(16),
     /** Environment variable holding the LLS password (upper-case, e.g. METERLINE_DLMS_PASSWORD_ACME_E570). */
     passwordEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name: A-Z, 0-9 and _').optional(),
     /** The meter's serial speed (optical probe 9600 after IEC 62056-21 mode E, RS-485 commonly 9600–115200). */
@@ -49,8 +60,24 @@ export const DlmsProfileSchema = z
       .default({ disconnectControl: '0-0:96.3.10.255', activeEnergyImport: '1-0:1.8.0.255', voltage: '1-0:32.7.0.255', clock: '0-0:1.0.0.255' }),
   })
   .strict()
-  .refine((p) => p.security === 'lowest' || p.passwordEnv !== undefined, {
+  .refine((p) => p.security !== 'low' || p.passwordEnv !== undefined, {
     message: "security 'low' needs passwordEnv (the password itself never goes in a profile)",
     path: ['passwordEnv'],
+  })
+  .refine((p) => p.security !== 'hls-gmac' || p.passwordEnv === undefined, {
+    message: "security 'hls-gmac' authenticates with the meter's keys from the key store, not a password: remove passwordEnv",
+    path: ['passwordEnv'],
+  })
+  .refine((p) => p.ciphering === 'none' || p.security !== 'lowest', {
+    message: "ciphering needs the meter's keys and an authenticated association: use security 'hls-gmac' (or 'low'), not 'lowest'",
+    path: ['ciphering'],
+  })
+  .refine((p) => !p.dedicatedKey || p.ciphering === 'encrypted' || p.ciphering === 'authenticated-encrypted', {
+    message: "dedicatedKey needs ciphering 'encrypted' or 'authenticated-encrypted' (the dedicated key travels encrypted in the glo-initiate-request)",
+    path: ['dedicatedKey'],
+  })
+  .refine((p) => p.publicClientSap !== p.clientSap || p.security === 'lowest', {
+    message: 'the public client SAP must differ from the secured client SAP',
+    path: ['publicClientSap'],
   });
 export type DlmsProfile = z.infer<typeof DlmsProfileSchema>;

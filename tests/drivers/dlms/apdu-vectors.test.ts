@@ -32,7 +32,7 @@ describe('AARQ / AARE', () => {
       '7E A0 44 03 03 10 65 94 E6 E6 00 60 36 A1 09 06 07 60 85 74 05 08 01 01 8A 02 07 80 8B 07 60 85 74 05 08 02 01 AC 0A 80 08 78 52 77 50 62 45 78 46 BE 10 04 0E 01 00 00 00 06 5F 1F 04 00 00 7E 1F 01 00 AF DF 7E',
     );
     const back = decodeAarq(aarq);
-    expect(back).toMatchObject({ applicationContext: 1, mechanism: 'low', conformance: CLIENT_CONFORMANCE, maxPduSize: 256 });
+    expect(back).toMatchObject({ applicationContext: 1, mechanism: 'low', initiate: { conformance: CLIENT_CONFORMANCE, maxPduSize: 256 } });
     expect(Buffer.from(back.password!).toString()).toBe('xRwPbExF');
   });
 

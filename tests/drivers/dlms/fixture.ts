@@ -9,8 +9,9 @@ export function dlmsTestProfiles(timeoutMs = 300, responseTimeoutMs = 60): { clo
   const all = [...loadFirmwareProfiles(dir).values()]
     .filter((p): p is DlmsFirmwareProfile => p.protocol === 'dlms')
     .map((p) => ({ ...p, timeouts: { commandMs: timeoutMs, readMs: timeoutMs }, relay: { ...p.relay, operateTimeMs: 20 }, retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 50 }, dlms: { ...p.dlms, hdlc: { ...p.dlms.hdlc, responseTimeoutMs } } }));
-  const closes = all.find((p) => p.relay.remoteReconnect === 'closes');
-  const arms = all.find((p) => p.relay.remoteReconnect === 'arms');
+  // The password (LLS) profiles; the HLS-GMAC ones need keys and have tests of their own (dlms-security.test.ts).
+  const closes = all.find((p) => p.relay.remoteReconnect === 'closes' && p.dlms.security === 'low');
+  const arms = all.find((p) => p.relay.remoteReconnect === 'arms' && p.dlms.security === 'low');
   if (!closes || !arms) throw new Error('need one closes and one arms DLMS profile in firmware-profiles/');
   return { closes, arms, all };
 }
