@@ -78,6 +78,8 @@ export interface RunningGateway {
 export interface StartOptions {
   logger?: Logger;
   clock?: Clock;
+  /** Where secrets from the environment are read (the key master, transport keys); default process.env. */
+  env?: NodeJS.ProcessEnv;
   /** Observe every order change the loop makes (tests, metrics). */
   onOrderChange?: (order: SwitchOrder) => void;
 }
@@ -122,7 +124,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const singletons = wireSingletonJobs({ config, store, clock, logger, controller, monitor, relayAudit });
     duty = singletons.duty;
     // The key master of per-meter DLMS keys: a bad one stops the start; none runs the gateway without meter keys.
-    const keyMaster = masterKeyFromEnv(process.env);
+    const secretEnv = options.env ?? process.env;
+    const keyMaster = masterKeyFromEnv(secretEnv);
     logger.info({ keyMasterId: keyMaster?.id ?? null }, keyMaster ? 'meter keys: key master configured' : 'meter keys: no key master (METERLINE_KEY_MASTER / _FILE): key imports are refused and no meter gets keys');
     const keyring = new StoreKeyring({ store, master: keyMaster, now: () => clock.now() });
     const { keys, demoKeys } = apiKeys(config, store);
@@ -149,7 +152,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
           return file && existsSync(file) ? readAuditAnchors(file) : [];
         },
         credit,
-        meterKeys: { master: keyMaster, env: process.env },
+        meterKeys: { master: keyMaster, env: secretEnv },
         health: gatewayHealth(store, links, controller),
         stopping: () => stopping,
       },
