@@ -10,6 +10,8 @@ import { configuredClientId } from './domain/client-identity.js';
 import { auditAnchorFile } from './config/audit-files.js';
 import { readAuditAnchors } from './integrations/audit-anchors.js';
 import { buildApi } from './api/app.js';
+import { masterKeyFromEnv } from './keys/key-envelope.js';
+import { StoreKeyring } from './keys/store-keyring.js';
 import type { GatewayConfig } from './config/config-schema.js';
 import { loadFirmwareProfiles } from './config/load-profiles.js';
 import { systemClock, type Clock } from './control/clock.js';
@@ -59,6 +61,8 @@ export interface RunningGateway {
   profiles: ReadonlyMap<string, FirmwareProfile>;
   /** The in-process simulated fleet, when `simulator.inProcess` is set. */
   fleet: MqttFleet | undefined;
+  /** Per-meter DLMS keys and invocation counters over the store (no keys without a key master). */
+  keyring: StoreKeyring;
   /** Keys made at start-up when `auth.demoKeys` is set. */
   demoKeys: { operator: string; billing: string; supervisor: string; admin: string } | undefined;
   /**
@@ -74,6 +78,8 @@ export interface RunningGateway {
 export interface StartOptions {
   logger?: Logger;
   clock?: Clock;
+  /** Where secrets from the environment are read (the key master, transport keys); default process.env. */
+  env?: NodeJS.ProcessEnv;
   /** Observe every order change the loop makes (tests, metrics). */
   onOrderChange?: (order: SwitchOrder) => void;
 }
@@ -117,6 +123,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const { controller, monitor, credit, relayAudit, metrics, events } = control;
     const singletons = wireSingletonJobs({ config, store, clock, logger, controller, monitor, relayAudit });
     duty = singletons.duty;
+    // The key master of per-meter DLMS keys: a bad one stops the start; none runs the gateway without meter keys.
+    const secretEnv = options.env ?? process.env;
+    const keyMaster = masterKeyFromEnv(secretEnv);
+    logger.info({ keyMasterId: keyMaster?.id ?? null }, keyMaster ? 'meter keys: key master configured' : 'meter keys: no key master (METERLINE_KEY_MASTER / _FILE): key imports are refused and no meter gets keys');
+    const keyring = new StoreKeyring({ store, master: keyMaster, now: () => clock.now() });
     const { keys, demoKeys } = apiKeys(config, store);
     // Configured clients are in the store too, so that an administrator can issue them more keys by id.
     await store.registerClients(keys.configuredClients(), clock.now());
@@ -141,6 +152,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
           return file && existsSync(file) ? readAuditAnchors(file) : [];
         },
         credit,
+        meterKeys: { master: keyMaster, env: secretEnv },
         health: gatewayHealth(store, links, controller),
         stopping: () => stopping,
       },
@@ -183,6 +195,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       profiles,
       fleet: links.fleet,
       demoKeys,
+      keyring,
       get stopping() {
         return stopping;
       },

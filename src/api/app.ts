@@ -20,6 +20,7 @@ import { bodyTooLarge, DEFAULT_BODY_LIMIT, registerJsonBodyParser } from './requ
 import { adminRoutes } from './routes/admin.js';
 import { consoleRoutes } from './routes/console.js';
 import { liveRoutes } from './routes/live.js';
+import { meterKeyRoutes } from './routes/meter-keys.js';
 import { meterFactsRoutes } from './routes/meter-facts.js';
 import { meterHistoryRoutes } from './routes/meter-history.js';
 import { meterRoutes } from './routes/meters.js';
@@ -152,6 +153,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => switchOrderRoutes(scope, deps));
   await app.register(async (scope) => meterRoutes(scope, deps));
   await app.register(async (scope) => meterFactsRoutes(scope, deps));
+  await app.register(async (scope) => meterKeyRoutes(scope, deps));
   await app.register(async (scope) => meterHistoryRoutes(scope, deps));
   await app.register(async (scope) => meterSwapRoutes(scope, deps));
   await app.register(async (scope) => planRoutes(scope, deps));

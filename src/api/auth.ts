@@ -30,6 +30,10 @@ export const PERMISSIONS = {
   'policy:write': ['supervisor', 'admin'],
   'audit:read': ['auditor', 'supervisor', 'admin'],
   'key:manage': ['admin'],
+  /** Import a manufacturer's meter key file (DLMS keys, stored envelope-encrypted). */
+  'meterkeys:import': ['admin'],
+  /** A meter's key set ids, states and times (never key bytes). */
+  'meterkeys:read': ['admin'],
   'workorder:read': ['field', 'operator', 'supervisor', 'auditor', 'admin'],
   'workorder:update': ['field', 'operator'],
   'stats:read': ALL,

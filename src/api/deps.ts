@@ -7,6 +7,7 @@ import type { ApiKeyRegistry } from './auth.js';
 import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
 import type { CreditController } from '../control/credit-controller.js';
 import type { MoneyLimits } from '../domain/money.js';
+import type { MasterKey } from '../keys/key-envelope.js';
 
 /** Why a live-event client was cut off: its socket took nothing for too long, or too many orders waited for it. */
 export type LiveClientDropReason = 'stalled' | 'backlog';
@@ -39,6 +40,8 @@ export interface ApiDeps {
   auditAnchors?: () => AuditAnchor[];
   /** Run the daily relay audit now. */
   relayAudit?: () => Promise<RelayAuditRun>;
+  /** Per-meter DLMS keys: the key master (undefined: importing keys is refused) and where transport keys are looked up. */
+  meterKeys?: { master: MasterKey | undefined; env: NodeJS.ProcessEnv };
   /** The gateway's health checks by name (store writable, broker connected, control loop running). */
   health: () => Record<string, HealthCheck>;
   /** True once the gateway is stopping (SIGTERM/SIGINT): writes answer 503 E_SHUTTING_DOWN, reads still work. */

@@ -45,6 +45,14 @@ Plans (disconnects for non-payment)
   plan show <planId> [--watch]
   plan list [--status draft|approved|rejected|cancelled]
 
+Meter keys (admin)
+  keys import <file> [--format csv|json] [--wrapped-with-env <NAME>] [--replace]
+                                     import a manufacturer's key file (meter id, system title, GUEK,
+                                     GAK, optional KEK); keys wrapped (RFC 3394) under the transport
+                                     key the gateway holds in its environment variable NAME
+                                     (METERLINE_TRANSPORT_KEY_…); all rows or none
+  keys list <meter>                  a meter's key sets: ids, states and times (never key bytes)
+
   whoami                             the key's client (label, id), role and permissions
 
 Options
@@ -106,6 +114,9 @@ const OPTIONS = {
   to: { type: 'string' },
   meters: { type: 'string' },
   file: { type: 'string' },
+  format: { type: 'string' },
+  'wrapped-with-env': { type: 'string' },
+  replace: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parse>['values'];
@@ -298,6 +309,8 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
     }
     case 'plan':
       return plan(client, io, print, v, args);
+    case 'keys':
+      return meterKeys(client, print, v, args);
     default:
       throw usageError(`unknown command "${command}"`);
   }
@@ -536,6 +549,36 @@ async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: st
     default:
       throw usageError(`plan needs one of: draft, approve, reject, cancel, show, list (got ${sub ?? 'nothing'})`);
   }
+}
+
+/** `keys import` and `keys list`: the file's text goes to the gateway; a transport key is named, never sent. */
+async function meterKeys(client: ApiClient, print: Print, v: Values, args: string[]): Promise<number> {
+  const [sub, target, extra] = args;
+  if (extra !== undefined) throw usageError(`unexpected argument "${extra}" for keys ${sub}`);
+  if (sub === 'import') {
+    const path = need(target, 'the key file: meterline keys import <file>');
+    let content: string;
+    try {
+      content = readFileSync(path, 'utf8');
+    } catch (e) {
+      throw usageError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const format = v.format ?? (extname(path).toLowerCase() === '.json' ? 'json' : 'csv');
+    if (format !== 'csv' && format !== 'json') throw usageError(`--format: "${format}" is not csv or json`);
+    const body = { format, content, ...(v['wrapped-with-env'] ? { wrappedWithEnv: v['wrapped-with-env'] } : {}), ...(v.replace ? { replace: true } : {}) };
+    const res = await client.request<{ imported: number; created: number; unchanged: number; replaced: number; keySets: { meterId: string; keySetId: string; result: string }[] }>('POST', '/v1/meter-keys/import', body);
+    print(res, () =>
+      [`${res.imported} meter(s): ${res.created} created, ${res.unchanged} unchanged, ${res.replaced} replaced`, ...res.keySets.map((k) => `  ${k.meterId}  ${k.keySetId}  ${k.result}`)].join('\n'),
+    );
+    return EXIT.ok;
+  }
+  if (sub === 'list') {
+    const meter = need(target, 'the meter id: meterline keys list <meter>');
+    const res = await client.request<{ keySets: { keySetId: string; state: string; createdAt: string; confirmedAt: string | null; retiredAt: string | null }[] }>('GET', `/v1/meters/${enc(meter)}/keys`);
+    print(res, () => (res.keySets.length === 0 ? `meter ${meter} has no keys` : res.keySets.map((k) => `${k.keySetId}  ${k.state.padEnd(8)}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : ''}`).join('\n')));
+    return EXIT.ok;
+  }
+  throw usageError('keys import <file> | keys list <meter>');
 }
 
 // Run when executed as a program (not when imported by a test).

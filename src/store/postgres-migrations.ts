@@ -440,6 +440,31 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER audit_keying_no_change BEFORE UPDATE OR DELETE ON audit_keying FOR EACH ROW EXECUTE FUNCTION audit_append_only();
   CREATE TRIGGER audit_keying_no_truncate BEFORE TRUNCATE ON audit_keying FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
   `,
+  // Per-meter DLMS keys and invocation counters (issue 15 items 3 and 4), as in SQLite's migration: nothing here is a
+  // key in clear (src/keys/key-envelope.ts); every counter value below reserved_until has been handed out.
+  `
+  CREATE TABLE meter_key_sets (
+    meter_id TEXT NOT NULL,
+    key_set_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('current', 'pending', 'retired')),
+    master_key_id TEXT NOT NULL,
+    wrapped_data_key TEXT NOT NULL,
+    sealed_keys TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    confirmed_at BIGINT,
+    retired_at BIGINT,
+    PRIMARY KEY (meter_id, key_set_id)
+  );
+  CREATE UNIQUE INDEX meter_key_sets_one_current ON meter_key_sets (meter_id) WHERE state = 'current';
+  CREATE UNIQUE INDEX meter_key_sets_one_pending ON meter_key_sets (meter_id) WHERE state = 'pending';
+  CREATE TABLE invocation_counters (
+    meter_id TEXT NOT NULL,
+    key_set_id TEXT NOT NULL,
+    reserved_until BIGINT NOT NULL,
+    PRIMARY KEY (meter_id, key_set_id)
+  );
+  `,
 ];
 
 /** The migration that keys the audit chain (its transaction writes the keying record, once). */

@@ -45,10 +45,11 @@ import * as scripts from './store-scripts.js';
 import { pgPlaceholders, runScriptAsync, type Script } from './store-scripts.js';
 import * as keys from './client-keys.js';
 import * as answers from './idempotent-answers.js';
+import * as meterKeys from './meter-key-sets.js';
 import type { EpisodeKind } from '../domain/alert-episodes.js';
 import { CLIENT_VISIBLE_STATES } from './sqlite-billing.js';
 import { parseFlags } from './sqlite-meter-facts.js';
-import type {
+import type { KeySetPutOutcome, MeterKeySetRecord, NewMeterKeySet, StoredMeterKeySet,
   AlertEpisode,
   EpisodeClaim,
   MeterSwap,
@@ -1376,6 +1377,36 @@ export class PostgresStore implements GatewayStore {
          emergency_offered = excluded.emergency_offered, last_reading_at = excluded.last_reading_at, last_reading_wh = excluded.last_reading_wh`,
       [meterId, m.cycleRef, JSON.stringify(m.warningsSent), m.emergencyOffered, m.lastReading?.at ?? null, m.lastReading?.energyWh ?? null],
     );
+  }
+
+  // ---- per-meter DLMS keys and invocation counters (meter-key-sets.ts) ----
+
+  putMeterKeySets(sets: readonly NewMeterKeySet[], options: { replace: boolean }, actor: string, now: number): Promise<KeySetPutOutcome[]> {
+    return this.tx((q) => this.runScript(q, meterKeys.putMeterKeySets(sets, options, actor, now)));
+  }
+
+  meterKeySets(meterId: string): Promise<StoredMeterKeySet[]> {
+    return this.runScript(this.r, meterKeys.meterKeySets(meterId));
+  }
+
+  stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Promise<MeterKeySetRecord> {
+    return this.tx((q) => this.runScript(q, meterKeys.stageMeterKeySet(set, actor, now)));
+  }
+
+  confirmMeterKeySet(meterId: string, keySetId: string, actor: string, now: number): Promise<MeterKeySetRecord> {
+    return this.tx((q) => this.runScript(q, meterKeys.confirmMeterKeySet(meterId, keySetId, actor, now)));
+  }
+
+  retireMeterKeySet(meterId: string, keySetId: string, actor: string, now: number): Promise<MeterKeySetRecord> {
+    return this.tx((q) => this.runScript(q, meterKeys.retireMeterKeySet(meterId, keySetId, actor, now)));
+  }
+
+  reserveInvocationCounters(meterId: string, keySetId: string, block: number): Promise<number> {
+    return this.tx((q) => this.runScript(q, meterKeys.reserveInvocationCounters(meterId, keySetId, block)));
+  }
+
+  raiseInvocationCounter(meterId: string, keySetId: string, atLeast: number): Promise<void> {
+    return this.tx((q) => this.runScript(q, meterKeys.raiseInvocationCounter(meterId, keySetId, atLeast)));
   }
 
   reserveIdempotentWrite(principal: string, key: string, requestHash: string, now: number): Promise<{ reserved: true } | { reserved: false; prior: IdempotentAnswer }> {

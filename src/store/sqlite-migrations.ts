@@ -483,6 +483,33 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER audit_link_required BEFORE INSERT ON audit
     WHEN NEW.hash IS NULL OR NEW.prev_hash IS NULL BEGIN SELECT RAISE(ABORT, 'an audit entry needs its chain link: only the gateway writes the audit log'); END;
   `,
+  // Per-meter DLMS keys and invocation counters (issue 15 items 3 and 4). A key set's material is sealed under a data
+  // key, itself sealed under the key master kept outside the database (src/keys/key-envelope.ts): nothing here is a
+  // key in clear. A meter has at most one current and one pending key set. A counter row says which values of a
+  // meter's key set have been handed out: every value below reserved_until (reserved ahead, in blocks).
+  `
+  CREATE TABLE meter_key_sets (
+    meter_id TEXT NOT NULL,
+    key_set_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('current', 'pending', 'retired')),
+    master_key_id TEXT NOT NULL,
+    wrapped_data_key TEXT NOT NULL,
+    sealed_keys TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    confirmed_at INTEGER,
+    retired_at INTEGER,
+    PRIMARY KEY (meter_id, key_set_id)
+  );
+  CREATE UNIQUE INDEX meter_key_sets_one_current ON meter_key_sets (meter_id) WHERE state = 'current';
+  CREATE UNIQUE INDEX meter_key_sets_one_pending ON meter_key_sets (meter_id) WHERE state = 'pending';
+  CREATE TABLE invocation_counters (
+    meter_id TEXT NOT NULL,
+    key_set_id TEXT NOT NULL,
+    reserved_until INTEGER NOT NULL,
+    PRIMARY KEY (meter_id, key_set_id)
+  );
+  `,
 ];
 
 /** The migration that added the chain's columns (its transaction links the entries written before, once). */

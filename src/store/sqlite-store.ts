@@ -51,6 +51,7 @@ import {
 import { creditBalanceLimitError } from '../domain/money.js';
 import * as keys from './client-keys.js';
 import * as answers from './idempotent-answers.js';
+import * as meterKeys from './meter-key-sets.js';
 import { linkEntriesOfVersion2, SqliteAuditLog } from './sqlite-audit-log.js';
 import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
 import { SqlitePlans } from './sqlite-plans.js';
@@ -63,7 +64,7 @@ import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { SwitchAction } from '../domain/relay.js';
 import { NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
-import type {
+import type { KeySetPutOutcome, MeterKeySetRecord, NewMeterKeySet, StoredMeterKeySet,
   AlertEpisode,
   EpisodeClaim,
   MeterSwap,
@@ -1352,6 +1353,36 @@ export class SqliteStore implements GatewayStore {
         )
         .run(meterId, m.cycleRef, JSON.stringify(m.warningsSent), m.emergencyOffered ? 1 : 0, m.lastReading?.at ?? null, m.lastReading?.energyWh ?? null);
     });
+  }
+
+  // ---- per-meter DLMS keys and invocation counters (meter-key-sets.ts) ----
+
+  putMeterKeySets(sets: readonly NewMeterKeySet[], options: { replace: boolean }, actor: string, now: number): Promise<KeySetPutOutcome[]> {
+    return this.enqueue(() => this.runScript(meterKeys.putMeterKeySets(sets, options, actor, now)));
+  }
+
+  async meterKeySets(meterId: string): Promise<StoredMeterKeySet[]> {
+    return this.runScript(meterKeys.meterKeySets(meterId));
+  }
+
+  stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Promise<MeterKeySetRecord> {
+    return this.enqueue(() => this.runScript(meterKeys.stageMeterKeySet(set, actor, now)));
+  }
+
+  confirmMeterKeySet(meterId: string, keySetId: string, actor: string, now: number): Promise<MeterKeySetRecord> {
+    return this.enqueue(() => this.runScript(meterKeys.confirmMeterKeySet(meterId, keySetId, actor, now)));
+  }
+
+  retireMeterKeySet(meterId: string, keySetId: string, actor: string, now: number): Promise<MeterKeySetRecord> {
+    return this.enqueue(() => this.runScript(meterKeys.retireMeterKeySet(meterId, keySetId, actor, now)));
+  }
+
+  reserveInvocationCounters(meterId: string, keySetId: string, block: number): Promise<number> {
+    return this.enqueue(() => this.runScript(meterKeys.reserveInvocationCounters(meterId, keySetId, block)));
+  }
+
+  raiseInvocationCounter(meterId: string, keySetId: string, atLeast: number): Promise<void> {
+    return this.enqueue(() => this.runScript(meterKeys.raiseInvocationCounter(meterId, keySetId, atLeast)));
   }
 
   reserveIdempotentWrite(principal: string, key: string, requestHash: string, now: number): Promise<{ reserved: true } | { reserved: false; prior: IdempotentAnswer }> {

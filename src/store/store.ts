@@ -9,6 +9,7 @@ import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import type { RelayState, SwitchAction } from '../domain/relay.js';
 import type { Attempt, OrderEvent, OrderOrigin, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
 import type { AuditAnchor, AuditHead } from './audit-chain.js';
+import type { SealedKeySet } from '../keys/key-envelope.js';
 
 /**
  * The store interface the control loop and the API depend on. SQLite implements it for the embedded default;
@@ -449,6 +450,44 @@ export interface WakeFilter {
 /** What the gate saw and did for one disconnect just before its attempt. */
 export type DisconnectLease = { leased: SwitchOrder } | { leased: null; order: SwitchOrder; decision: GateDecision | null };
 
+/** Where a meter's key set stands: in use, staged by a renewal and not yet proven, or no longer used. */
+export type KeySetState = 'current' | 'pending' | 'retired';
+
+/** A meter's key set as anyone may see it: ids, state and times, never key bytes. */
+export interface MeterKeySetRecord {
+  meterId: string;
+  keySetId: string;
+  state: KeySetState;
+  createdBy: string;
+  createdAt: number;
+  confirmedAt: number | null;
+  retiredAt: number | null;
+}
+
+/** A key set as the keyring reads it: the record and its material, sealed under the key master (never in clear). */
+export interface StoredMeterKeySet extends MeterKeySetRecord {
+  sealed: SealedKeySet;
+}
+
+/** A key set to put in the store: its id and its sealed material. */
+export interface NewMeterKeySet {
+  meterId: string;
+  keySetId: string;
+  sealed: SealedKeySet;
+}
+
+/** What importing one key set did: made it the meter's keys, found it already there, or replaced other keys (`replace`). */
+export interface KeySetPutOutcome {
+  meterId: string;
+  keySetId: string;
+  result: 'created' | 'unchanged' | 'replaced';
+  /** The key sets this one retired (with `replace` only). */
+  replaced: string[];
+}
+
+/** The largest DLMS invocation counter (a 32-bit unsigned integer, Green Book 9.2.7.2.4.2). */
+export const MAX_INVOCATION_COUNTER = 0xffff_ffff;
+
 export interface GatewayStore {
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -656,6 +695,30 @@ export interface GatewayStore {
   saveIdempotentResponse(principal: string, key: string, requestHash: string, status: number, body: unknown): Promise<void>;
   /** Give a reservation back (its write failed, changing nothing), so that a retry can act. */
   releaseIdempotentWrite(principal: string, key: string, requestHash: string): Promise<void>;
+
+  // ---- per-meter DLMS keys and invocation counters (issue 15; src/keys/) ----
+  /**
+   * Import key sets, all or none, in one transaction: a set already there is `unchanged` (importing a file twice
+   * changes nothing); a meter whose current keys are other keys is E_KEY_SET_CONFLICT unless `replace`, which
+   * retires its current and pending sets. Audited per meter with key set ids only.
+   */
+  putMeterKeySets(sets: readonly NewMeterKeySet[], options: { replace: boolean }, actor: string, now: number): Promise<KeySetPutOutcome[]>;
+  /** A meter's key sets, current and pending first, then the retired ones, newest first. */
+  meterKeySets(meterId: string): Promise<StoredMeterKeySet[]>;
+  /** Stage a renewal's new keys as the meter's pending key set (a pending set before it is retired). */
+  stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Promise<MeterKeySetRecord>;
+  /** The pending set proved itself in an association: it becomes current and the current one is retired. */
+  confirmMeterKeySet(meterId: string, keySetId: string, actor: string, now: number): Promise<MeterKeySetRecord>;
+  retireMeterKeySet(meterId: string, keySetId: string, actor: string, now: number): Promise<MeterKeySetRecord>;
+  /**
+   * Reserve `block` invocation counter values of a meter's key set that were never reserved before, by this or any
+   * other instance, and return the first: the block is [start, start + block). Durable before it returns; one
+   * atomic statement, so two instances never get overlapping blocks. The first block starts at 1.
+   * E_INVOCATION_COUNTER_EXHAUSTED when the block would go past 2^32 - 1.
+   */
+  reserveInvocationCounters(meterId: string, keySetId: string, block: number): Promise<number>;
+  /** No value below `atLeast` is handed out from now on (the meter's frame counter says it expects at least that). */
+  raiseInvocationCounter(meterId: string, keySetId: string, atLeast: number): Promise<void>;
 
   // ---- audit: append-only, a chain keyed with a key outside the database (audit-chain.ts) ----
   appendAudit(entry: Omit<AuditEntry, 'seq' | 'hash'>): Promise<void>;

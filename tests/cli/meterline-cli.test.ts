@@ -35,6 +35,8 @@ function meterline(args: string[], key: string | null = f.operatorKey): Promise<
 }
 
 beforeAll(async () => {
+  // The gateway reads its key master from its environment (here: this process's), for `keys import`.
+  process.env.METERLINE_KEY_MASTER = 'ab'.repeat(32);
   f = await startGatewayFixture(meters);
 }, 60_000);
 afterAll(async () => {
@@ -42,6 +44,28 @@ afterAll(async () => {
 });
 
 describe('meterline CLI', () => {
+  it('keys import: an admin imports a key file (meters and key set ids printed, never keys), again without change; other roles exit 5', async () => {
+    const ek = '000102030405060708090A0B0C0D0E0F';
+    const file = join(dir, 'keys.csv');
+    writeFileSync(file, `meter id,system title,GUEK,GAK\nCLI-1,4D4D4D0000BC614E,${ek},D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF\n`);
+    const first = await meterline(['keys', 'import', file], f.adminKey);
+    expect(first.code).toBe(0);
+    expect(first.stdout.trimEnd()).toMatch(/^1 meter\(s\): 1 created, 0 unchanged, 0 replaced\n  CLI-1  ks_[0-9a-f]{20}  created$/);
+    const again = await meterline(['keys', 'import', file, '--json'], f.adminKey);
+    expect(JSON.parse(again.stdout)).toMatchObject({ imported: 1, unchanged: 1 });
+    const listed = await meterline(['keys', 'list', 'CLI-1'], f.adminKey);
+    expect(listed.stdout).toMatch(/^ks_[0-9a-f]{20}  current /);
+    for (const out of [first.stdout, again.stdout, listed.stdout]) expect(out.toUpperCase()).not.toContain(ek);
+    const refused = await meterline(['keys', 'import', file]);
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toContain('E_FORBIDDEN');
+    writeFileSync(file, `meter id,system title,GUEK,GAK\nCLI-1,4D4D4D0000BC614E,${ek},D0D1\n`);
+    const bad = await meterline(['keys', 'import', file], f.adminKey);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('E_KEY_FILE_INVALID');
+    expect(bad.stderr).toContain('row 1, authenticationKey');
+  });
+
   it('reconnects a meter, then follows the order to done; --json output parses', async () => {
     const created = await meterline(['reconnect', 'CLI-1', '--reason', 'payment', '--payment-at', new Date().toISOString(), '--json']);
     expect(created.code).toBe(0);

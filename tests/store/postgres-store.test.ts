@@ -158,6 +158,22 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     }
   });
 
+  it('two instances reserving invocation counters at once never get overlapping blocks, and together cover every value once', async () => {
+    const [a, b] = await twoInstances();
+    try {
+      const block = 100;
+      // 2 instances × 60 reservations, all in flight at once, on one meter and key set (and a second key set beside it).
+      const starts = await Promise.all(Array.from({ length: 120 }, (_, i) => (i % 2 === 0 ? a : b).reserveInvocationCounters('M-CTR', 'ks_1', block)));
+      const other = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? b : a).reserveInvocationCounters('M-CTR', 'ks_2', block)));
+      const sorted = [...starts].sort((x, y) => x - y);
+      expect(sorted).toEqual(Array.from({ length: 120 }, (_, i) => 1 + i * block));
+      expect([...other].sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => 1 + i * block));
+      expect(await a.reserveInvocationCounters('M-CTR', 'ks_1', 1)).toBe(1 + 120 * block);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it('one command per meter across instances: while one instance has an order on the wire, the other cannot lease the meter’s next order', async () => {
     const [a, b] = await twoInstances();
     try {

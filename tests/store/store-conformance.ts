@@ -10,6 +10,7 @@ import { auditKeySource, fixedAuditKey, type AuditKeySource } from '../../src/st
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describeMeterKeysConformance } from './meter-keys-conformance.js';
 
 /**
  * What someone with write access to a store's database (but not to the audit key) can do, per store: the audit
@@ -969,4 +970,6 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.listAudit({ target: 'M-1', limit: 50 })).filter((a) => a.action === 'meter.swap')).toHaveLength(2);
     });
   });
+
+  describeMeterKeysConformance(name, makeStore, tamper);
 }
