@@ -108,7 +108,12 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const store = await ownStore(config, planned, clock, stops, logger);
 
     // 2. Build the rest; nothing is started, nothing goes on the wire.
-    const links = new MeterLinks(config, profiles, planned, logger);
+    // The key master of per-meter DLMS keys: a bad one stops the start; none runs the gateway without meter keys.
+    const secretEnv = options.env ?? process.env;
+    const keyMaster = masterKeyFromEnv(secretEnv);
+    logger.info({ keyMasterId: keyMaster?.id ?? null }, keyMaster ? 'meter keys: key master configured' : 'meter keys: no key master (METERLINE_KEY_MASTER / _FILE): key imports are refused and no meter gets keys');
+    const keyring = new StoreKeyring({ store, master: keyMaster, now: () => clock.now() });
+    const links = new MeterLinks(config, profiles, planned, logger, keyring);
     const submitContext = (): SubmitContext => ({
       now: clock.now(),
       reconnectLimitHours: config.reconnect.limitHours,
@@ -123,11 +128,6 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const { controller, monitor, credit, relayAudit, metrics, events } = control;
     const singletons = wireSingletonJobs({ config, store, clock, logger, controller, monitor, relayAudit });
     duty = singletons.duty;
-    // The key master of per-meter DLMS keys: a bad one stops the start; none runs the gateway without meter keys.
-    const secretEnv = options.env ?? process.env;
-    const keyMaster = masterKeyFromEnv(secretEnv);
-    logger.info({ keyMasterId: keyMaster?.id ?? null }, keyMaster ? 'meter keys: key master configured' : 'meter keys: no key master (METERLINE_KEY_MASTER / _FILE): key imports are refused and no meter gets keys');
-    const keyring = new StoreKeyring({ store, master: keyMaster, now: () => clock.now() });
     const { keys, demoKeys } = apiKeys(config, store);
     // Configured clients are in the store too, so that an administrator can issue them more keys by id.
     await store.registerClients(keys.configuredClients(), clock.now());

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { createDlmsDriver } from '../../drivers/dlms/index.js';
+import { createDlmsDriver, type MeterKeyring } from '../../drivers/dlms/index.js';
 import { createModbusDriver } from '../../drivers/modbus/index.js';
 import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
 import type { MeterDriver } from '../../drivers/driver.js';
@@ -34,6 +34,8 @@ export class MeterLinks {
     private readonly profiles: ReadonlyMap<string, FirmwareProfile>,
     private readonly planned: readonly PlannedMeter[],
     private readonly logger: Logger,
+    /** Per-meter DLMS keys and invocation counters (HLS-GMAC profiles), from the store. */
+    private readonly keyring?: MeterKeyring,
   ) {
     this.brokerUrl = config.mqtt.url;
   }
@@ -94,7 +96,7 @@ export class MeterLinks {
       this.drivers.set('modbus', modbus);
     }
     if (Object.keys(config.dlms.ports).length > 0) {
-      const dlms = createDlmsDriver({ links: config.dlms, profiles: profiles.values(), logger: logger.child({ component: 'dlms-driver' }) });
+      const dlms = createDlmsDriver({ links: config.dlms, profiles: profiles.values(), logger: logger.child({ component: 'dlms-driver' }), ...(this.keyring ? { keyring: this.keyring } : {}) });
       await dlms.start();
       stops.add(() => dlms.stop());
       this.drivers.set('dlms', dlms);
