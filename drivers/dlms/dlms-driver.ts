@@ -3,9 +3,7 @@ import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
 import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
 import type { DlmsData } from './axdr.js';
-import { BusLock } from './bus-lock.js';
 import { CosemClient } from './cosem-client.js';
-import { hdlcApduChannel } from './apdu-channel.js';
 import { CLOCK_CLASS_ID, ClockAttribute, decodeDateTime } from './cosem/clock.js';
 import {
   DISCONNECT_CONTROL_CLASS_ID,
@@ -21,18 +19,17 @@ import {
 import type { CosemAttribute, CosemMethod } from './cosem/attribute.js';
 import { parseObis, type LogicalName } from './cosem/obis.js';
 import { readScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, scaledValue, Unit } from './cosem/register.js';
-import type { DlmsLinksConfig, DlmsPortConfig } from './dlms-config.js';
-import { HdlcClient } from './hdlc-client.js';
-import { formatServerAddress, parseServerAddress, type ServerAddress } from './hdlc-address.js';
+import type { DlmsLinksConfig } from './dlms-config.js';
+import { createDlmsLinks, type DlmsLink, type MeterLocation } from './dlms-links.js';
 import { resolvePassword } from './password.js';
-import { SerialLine } from './serial-line.js';
 import { DlmsWireFailure } from './wire-failure.js';
 
 /**
- * The DLMS/COSEM meter driver over HDLC serial links. Each `readRelay` and `operateRelay` is one complete
- * conversation with one meter: SNRM/UA, AARQ/AARE, the reads or the ACTION and its read-back, RLRQ/RLRE,
- * DISC/UA. Conversations on one port run one at a time (half-duplex bus, meters told apart by HDLC
- * server address); the port lock is always released, whatever the meter does. The result is returned as
+ * The DLMS/COSEM meter driver over HDLC serial links, HDLC over TCP, and the TCP wrapper (the link kind is
+ * chosen per link: dlms-links.ts). Each `readRelay` and `operateRelay` is one complete conversation with one
+ * meter: SNRM/UA (HDLC), AARQ/AARE, the reads or the ACTION and its read-back, RLRQ/RLRE, DISC/UA (HDLC).
+ * Conversations on one HDLC bus run one at a time (half-duplex, meters told apart by HDLC server address);
+ * a wrapper link runs up to its connection limit at once. What a link holds is always released. The result is returned as
  * soon as the answer is in; release and disconnect then finish on the bus before the next conversation.
  *
  * The driver reports what the wire said: the ACTION result and the control_state the meter shows right
@@ -61,13 +58,6 @@ export interface DlmsDriverCounters {
   authFailures: number;
 }
 
-interface Port {
-  name: string;
-  config: DlmsPortConfig;
-  line: SerialLine;
-  lock: BusLock;
-}
-
 interface ObjectNames {
   disconnectControl: LogicalName;
   activeEnergyImport: LogicalName;
@@ -84,7 +74,7 @@ export class DlmsDriver implements MeterDriver {
   readonly protocol = 'dlms' as const;
   readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0, authFailures: 0 };
 
-  private readonly ports = new Map<string, Port>();
+  private readonly links: Map<string, DlmsLink>;
   private readonly passwords = new Map<string, Uint8Array | undefined>();
   private readonly names = new Map<string, ObjectNames>();
   private readonly log: Logger;
@@ -103,25 +93,21 @@ export class DlmsDriver implements MeterDriver {
         clock: parseObis(o.clock),
       });
     }
-    for (const [name, config] of Object.entries(options.links.ports)) {
-      const line = new SerialLine({ path: config.path, baudRate: config.baudRate, ...(config.parity ? { parity: config.parity } : {}), reopenMs: options.reopenMs ?? 250, logger: this.log.child({ link: name }) });
-      this.ports.set(name, { name, config, line, lock: new BusLock() });
-    }
+    this.links = createDlmsLinks(options.links, options.reopenMs ?? 250, this.log);
   }
 
   async start(): Promise<void> {
     this.stopped = false;
-    await Promise.all([...this.ports.values()].map((p) => p.line.open()));
-    for (const p of this.ports.values()) if (!p.line.isOpen) this.log.warn({ link: p.name, path: p.config.path }, 'serial port not available yet; requests get link_error until it is back');
+    await Promise.all([...this.links.values()].map((l) => l.start()));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all([...this.ports.values()].map((p) => p.line.close()));
+    await Promise.all([...this.links.values()].map((l) => l.stop()));
   }
 
   isLinkUp(link: string): boolean {
-    return !this.stopped && this.ports.get(link)?.line.isOpen === true;
+    return !this.stopped && this.links.get(link)?.isUp() === true;
   }
 
   readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {
@@ -202,66 +188,59 @@ export class DlmsDriver implements MeterDriver {
     };
     if (meter.profile.protocol !== 'dlms') return Promise.resolve(fail('link_error', `meter ${meter.meterId}: profile ${meter.profile.id} is ${meter.profile.protocol}, not dlms`));
     const profile = meter.profile;
-    const port = this.ports.get(meter.link);
-    if (!port) return Promise.resolve(fail('link_error', `no serial port configured for link ${meter.link} (DLMS links config "ports")`));
-    let server: ServerAddress;
+    const link = this.links.get(meter.link);
+    if (!link) return Promise.resolve(fail('link_error', `no serial port or TCP link configured for link ${meter.link} (DLMS links config "ports" or "tcp")`));
+    let at: MeterLocation;
     try {
-      server = parseServerAddress(meter.address, profile.dlms.serverLogicalAddress);
+      at = link.locate(meter.address, profile.dlms);
     } catch (e) {
       return Promise.resolve(fail('link_error', (e as Error).message));
     }
-    if (!this.isLinkUp(meter.link)) return Promise.resolve(fail('link_error', `serial port ${port.config.path} (link ${meter.link}) is not open`));
+    if (!this.isLinkUp(meter.link)) return Promise.resolve(fail('link_error', `${link.description} (link ${meter.link}) is not open`));
     const names = this.names.get(profile.id);
     if (!names || !this.passwords.has(profile.id)) return Promise.resolve(fail('link_error', `firmware profile ${profile.id} was not given to the DLMS driver`));
 
+    const d = profile.dlms;
     return new Promise<WireResult<T>>((resolve) => {
-      void port.lock.run(async () => {
-        if (Date.now() >= deadline) return resolve(fail('timeout', `the bus ${meter.link} stayed busy past the deadline`));
-        if (!port.line.isOpen || this.stopped) return resolve(fail('link_error', `serial port ${port.config.path} (link ${meter.link}) is not open`));
-        this.counters.conversations++;
-        const where = formatServerAddress(server);
-        const d = profile.dlms;
-        const hdlc = new HdlcClient({
-          line: port.line,
-          server,
-          clientSap: d.clientSap,
-          proposal: { maxInfoTx: d.hdlc.maxInfoTx, maxInfoRx: d.hdlc.maxInfoRx, windowTx: d.hdlc.windowTx, windowRx: d.hdlc.windowRx },
-          responseTimeoutMs: Math.min(d.hdlc.responseTimeoutMs, Math.max(10, Math.floor(options.timeoutMs / (port.config.frameRetries + 2)))),
-          frameRetries: port.config.frameRetries,
-          deadline,
-          log,
+      // The link runs the conversation holding what it needs exclusively (bus lock, connection slot).
+      link
+        .converse(at, { profile: d, deadline, timeoutMs: options.timeoutMs, log }, async (t) => {
+          if (this.stopped) throw new DlmsWireFailure('link_error', `${link.description} (link ${meter.link}) is not open`);
+          this.counters.conversations++;
+          const where = t.where;
+          const cosem = new CosemClient(t.channel, where);
+          const settle = (r: WireResult<T>) => {
+            const c = t.counters();
+            this.counters.frameRepeats += c.repeats;
+            this.counters.badFrames += c.badFrames;
+            resolve(r);
+          };
+          try {
+            await t.connect();
+            const password = this.passwords.get(profile.id);
+            await cosem.associate({ mechanism: d.security, ...(password ? { password } : {}), maxPduSize: d.maxPduSize });
+            const { value, evidence } = await dialogue(cosem, names, log);
+            this.counters.ok++;
+            const latencyMs = Date.now() - started;
+            log.debug({ latencyMs, ...evidence }, 'dlms request answered');
+            settle({ outcome: 'ok', value, evidence: JSON.stringify({ server: where, ...evidence, apdus: cosem.answers }), latencyMs });
+            // Finish the conversation cleanly, on a budget of its own, before the link is free again.
+            t.extendDeadline(d.hdlc.responseTimeoutMs * 2);
+            await cosem.release().catch((e: unknown) => log.debug({ err: (e as Error).message }, 'release not confirmed'));
+          } catch (e) {
+            if (!(e instanceof DlmsWireFailure)) {
+              log.error({ err: e }, 'dlms conversation crashed');
+              settle(fail('garbled', `unexpected error: ${(e as Error).message}`, t.evidence()));
+            } else settle(fail(e.outcome, e.detail, e.evidence ?? t.evidence()));
+          } finally {
+            await t.disconnect();
+          }
+        })
+        .catch((e: unknown) => {
+          // The conversation could not start: link down, busy past the deadline, meter unreachable.
+          if (e instanceof DlmsWireFailure) resolve(fail(e.outcome, e.detail, e.evidence));
+          else resolve(fail('link_error', `link ${meter.link}: ${(e as Error).message}`));
         });
-        const cosem = new CosemClient(hdlcApduChannel(hdlc, where), where);
-        let connected = false;
-        const settle = (r: WireResult<T>) => {
-          this.counters.frameRepeats += hdlc.counters.repeats;
-          this.counters.badFrames += hdlc.counters.badFrames;
-          resolve(r);
-        };
-        try {
-          await hdlc.connect();
-          connected = true;
-          const password = this.passwords.get(profile.id);
-          await cosem.associate({ mechanism: d.security, ...(password ? { password } : {}), maxPduSize: d.maxPduSize });
-          const { value, evidence } = await dialogue(cosem, names, log);
-          this.counters.ok++;
-          const latencyMs = Date.now() - started;
-          log.debug({ latencyMs, ...evidence }, 'dlms request answered');
-          settle({ outcome: 'ok', value, evidence: JSON.stringify({ server: where, ...evidence, apdus: cosem.answers }), latencyMs });
-          // Finish the conversation cleanly, on a budget of its own, before the bus is free again.
-          hdlc.deadline = Date.now() + d.hdlc.responseTimeoutMs * 2;
-          await cosem.release().catch((e: unknown) => log.debug({ err: (e as Error).message }, 'release not confirmed'));
-        } catch (e) {
-          if (!(e instanceof DlmsWireFailure)) {
-            log.error({ err: e }, 'dlms conversation crashed');
-            settle(fail('garbled', `unexpected error: ${(e as Error).message}`, hdlc.evidence()));
-          } else settle(fail(e.outcome, e.detail, e.evidence ?? hdlc.evidence()));
-        } finally {
-          if (connected) await hdlc.disconnect(Math.min(d.hdlc.responseTimeoutMs, 100));
-          hdlc.close();
-          if (port.config.interFrameMs) await new Promise((r) => setTimeout(r, port.config.interFrameMs));
-        }
-      });
     });
   }
 
