@@ -21,6 +21,7 @@ import { parseObis, type LogicalName } from './cosem/obis.js';
 import { readScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, scaledValue, Unit } from './cosem/register.js';
 import type { DlmsLinksConfig } from './dlms-config.js';
 import { createDlmsLinks, type DlmsLink, type MeterLocation } from './dlms-links.js';
+import { DlmsPushListener, PUSH_DROP_REASONS, type PushListenerOptions, type PushDropReason } from './push-listener.js';
 import { resolvePassword } from './password.js';
 import { DlmsWireFailure } from './wire-failure.js';
 
@@ -43,7 +44,12 @@ export interface DlmsDriverOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Delay between attempts to reopen a port that is gone. Default 250 ms. */
   reopenMs?: number;
+  /** How pushed notifications are deciphered and mapped to meters (used when `links.push` is set). */
+  push?: DlmsPushHooks;
 }
+
+/** What the gateway gives the push listener: who a sender is, and how to decipher (see push-listener.ts). */
+export type DlmsPushHooks = Pick<PushListenerOptions, 'meterFor' | 'decipher' | 'systemTitleFor'>;
 
 export interface DlmsDriverCounters {
   conversations: number;
@@ -56,6 +62,10 @@ export interface DlmsDriverCounters {
   badFrames: number;
   /** Conversations the meter refused for the gateway's credentials (password, key, authentication tag). */
   authFailures: number;
+  /** Pushed notifications delivered as status reports. */
+  pushDelivered: number;
+  /** Pushed frames and connections dropped, by reason. */
+  pushDropped: Record<PushDropReason, number>;
 }
 
 interface ObjectNames {
@@ -72,9 +82,11 @@ const attr = (classId: number, logicalName: LogicalName, attribute: number, name
 
 export class DlmsDriver implements MeterDriver {
   readonly protocol = 'dlms' as const;
-  readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0, authFailures: 0 };
+  readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0, authFailures: 0, pushDelivered: 0, pushDropped: Object.fromEntries(PUSH_DROP_REASONS.map((r) => [r, 0])) as Record<PushDropReason, number> };
 
   private readonly links: Map<string, DlmsLink>;
+  private readonly push: DlmsPushListener | undefined;
+  private readonly statusListeners: Array<(meterId: string, reading: RelayReading, evidence: string) => void> = [];
   private readonly passwords = new Map<string, Uint8Array | undefined>();
   private readonly names = new Map<string, ObjectNames>();
   private readonly log: Logger;
@@ -94,16 +106,40 @@ export class DlmsDriver implements MeterDriver {
       });
     }
     this.links = createDlmsLinks(options.links, options.reopenMs ?? 250, this.log);
+    if (options.links.push) {
+      this.push = new DlmsPushListener({
+        config: options.links.push,
+        ...options.push,
+        logger: this.log,
+        onState: (meterId, reading, evidence) => {
+          this.counters.pushDelivered++;
+          for (const l of this.statusListeners) l(meterId, reading, evidence);
+        },
+      });
+      this.counters.pushDropped = this.push.counters.dropped;
+    }
   }
 
   async start(): Promise<void> {
     this.stopped = false;
     await Promise.all([...this.links.values()].map((l) => l.start()));
+    await this.push?.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.push?.stop();
     await Promise.all([...this.links.values()].map((l) => l.stop()));
+  }
+
+  /** Disconnector states meters push (evidence says `"source":"push"`); needs `links.push`. */
+  onStatusReport(listener: (meterId: string, reading: RelayReading, evidence: string) => void): void {
+    this.statusListeners.push(listener);
+  }
+
+  /** The port the push listener is bound to (the actual one when configured as 0); undefined without one. */
+  get pushPort(): number | undefined {
+    return this.push?.port;
   }
 
   isLinkUp(link: string): boolean {
