@@ -4,7 +4,7 @@ import type { RelayReading } from '../driver.js';
 import { relayFromControlState } from './cosem/disconnect-control.js';
 import { formatObis, OBIS, type LogicalName } from './cosem/obis.js';
 import type { DlmsPushConfig } from './dlms-config.js';
-import { decodeNotification, disconnectStateOf, PUSH_TAG } from './push-notification.js';
+import { decodeNotification, disconnectStateOf, PUSH_TAG, type PushedDisconnectState } from './push-notification.js';
 import { hex } from './wire-failure.js';
 import { WrapperFrameReader, WRAPPER_HEADER_BYTES, type WrapperFrame } from './wrapper-frame.js';
 
@@ -55,8 +55,8 @@ export interface PushSender {
 
 export interface PushListenerOptions {
   config: DlmsPushConfig;
-  /** Which meter sent it; undefined = not one of ours (dropped as unknown-meter). */
-  meterFor?: (sender: PushSender) => string | undefined;
+  /** Which meter sent it (the gateway's fleet lookup, may be async); undefined = not one of ours (dropped as unknown-meter). */
+  meterFor?: (sender: PushSender) => string | undefined | Promise<string | undefined>;
   decipher?: PushDecipher;
   /** The system title of a sender whose ciphered APDU does not carry one (glo-event-notification). */
   systemTitleFor?: (sender: { wPort: number; peerAddress: string }) => Buffer | undefined;
@@ -178,7 +178,16 @@ export class DlmsPushListener {
     const state = disconnectStateOf(n, this.o.disconnectControl ?? OBIS.disconnectControl);
     if (typeof state === 'string') return this.drop('no-relay-state', { ...where, detail: state });
     const sender: PushSender = { wPort: f.source, peerAddress, ...(systemTitle ? { systemTitle } : {}), ...(state.logicalDeviceName ? { logicalDeviceName: state.logicalDeviceName } : {}) };
-    const meterId = this.o.meterFor?.(sender);
+    void Promise.resolve()
+      .then(() => this.o.meterFor?.(sender))
+      .then(
+        (meterId) => this.deliver(meterId, f, n.kind, peerAddress, systemTitle, state, apdu, ciphered),
+        (e: unknown) => this.log.error({ err: (e as Error).message, peer: peerAddress, wPort: f.source }, 'push meter lookup failed'),
+      );
+  }
+
+  private deliver(meterId: string | undefined, f: WrapperFrame, service: string, peerAddress: string, systemTitle: Buffer | undefined, state: PushedDisconnectState, apdu: Uint8Array, ciphered: boolean): void {
+    const where = { peer: peerAddress, wPort: f.source };
     if (meterId === undefined) {
       return this.drop('unknown-meter', { ...where, ...(systemTitle ? { systemTitle: systemTitle.toString('hex') } : {}), ...(state.logicalDeviceName ? { logicalDeviceName: Buffer.from(state.logicalDeviceName).toString('latin1') } : {}) });
     }
@@ -186,7 +195,7 @@ export class DlmsPushListener {
     const reading: RelayReading = { relay, at: this.now() };
     const evidence = JSON.stringify({
       source: 'push',
-      service: n.kind,
+      service,
       ciphered,
       peer: peerAddress,
       wPort: f.source,
