@@ -150,11 +150,14 @@ export async function runDlmsSimulator(args: string[]): Promise<void> {
     ].join('\n'),
   );
 
+  // Also what keeps the process alive while a serial device is missing (the line's retry timer is unref'd).
+  const statsTimer = setInterval(() => log.info({ meters: meters.map((m) => m.meterId).slice(0, 3), count }, 'running'), 60_000);
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    clearInterval(statsTimer);
     await stop();
     process.exit(0);
   };
