@@ -357,7 +357,9 @@ export class WrapperLink implements DlmsLink {
 
   /** An idle standing connection, opened again if it dropped, or a new one within the limit. */
   private async takeStanding(ctx: ConversationContext): Promise<WrapperConnection> {
-    let conn = this.idle.shift();
+    // An open idle connection first; then a new one (within the slots, so within maxConnections); then one to reopen.
+    const open = this.idle.findIndex((c) => c.line.isOpen);
+    let conn = open >= 0 ? this.idle.splice(open, 1)[0] : this.standing.length < (this.config.maxConnections ?? 4) ? undefined : this.idle.shift();
     if (!conn) {
       // Another standing connection, kept up (and reconnected) like the first from now on.
       conn = this.newConnection(this.config.host!, this.config.port ?? DLMS_WRAPPER_PORT, true);

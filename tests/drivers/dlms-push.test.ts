@@ -6,6 +6,7 @@ import type { RelayReading } from '../../drivers/driver.js';
 import { ControlState } from '../../drivers/dlms/cosem/disconnect-control.js';
 import { decodeNotification, disconnectPushBody, disconnectStateOf, encodeControlStateEvent, encodeDataNotification } from '../../drivers/dlms/push-notification.js';
 import { encodeWrapperFrame } from '../../drivers/dlms/wrapper-frame.js';
+import { DlmsPushListener } from '../../drivers/dlms/push-listener.js';
 import { DlmsTcpServer } from '../../simulators/dlms-tcp-server.js';
 import { dlmsTestProfiles, passwordEnv, TEST_PASSWORDS, waitFor } from './dlms/fixture.js';
 
@@ -170,6 +171,22 @@ describe('DLMS push listener', () => {
     await new Promise<void>((resolve) => bad.once('close', () => resolve()));
     expect(d.counters.pushDropped['bad-version']).toBe(1);
     expect(reports).toEqual([]);
+  });
+
+  it('a connection idle longer than idleTimeoutMs is closed and counted', async () => {
+    const listener = new DlmsPushListener({ config: { port: 0, host: '127.0.0.1', maxConnections: 4, maxFrameBytes: 256, idleTimeoutMs: 100 }, logger, onState: () => undefined });
+    await listener.start();
+    try {
+      const s = await send(listener.port, new Uint8Array(0));
+      sockets.push(s);
+      const started = Date.now();
+      await new Promise<void>((resolve) => s.once('close', () => resolve()));
+      expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+      expect(listener.counters.idleClosed).toBe(1);
+      await waitFor(() => listener.openConnections === 0, 1000);
+    } finally {
+      await listener.stop();
+    }
   });
 
   it('connections beyond maxConnections are refused and counted', async () => {
