@@ -30,6 +30,8 @@ export class TcpLine implements ByteLine {
   private wanted = false;
   private connecting: Promise<boolean> | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Bumped by close(): a connect that completes after it is thrown away. */
+  private generation = 0;
   private readonly listeners = new Set<DataListener>();
   private readonly closeListeners = new Set<() => void>();
   private readonly openListeners = new Set<() => void>();
@@ -83,6 +85,7 @@ export class TcpLine implements ByteLine {
 
   async close(): Promise<void> {
     this.wanted = false;
+    this.generation++;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     const s = this.socket;
@@ -113,6 +116,7 @@ export class TcpLine implements ByteLine {
   }
 
   private attempt(): Promise<boolean> {
+    const generation = this.generation;
     return new Promise<boolean>((resolve) => {
       const s = new Socket();
       let settled = false;
@@ -126,6 +130,10 @@ export class TcpLine implements ByteLine {
           this.counters.connectFailures++;
           this.log.debug({ err: err.message }, 'TCP connect failed');
           this.scheduleReconnect();
+          return resolve(false);
+        }
+        if (generation !== this.generation) {
+          s.destroy(); // closed while connecting
           return resolve(false);
         }
         this.adopt(s);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createDlmsDriver, type DlmsDriver, type DlmsLinksConfigInput } from '../../drivers/dlms/index.js';
 import type { RequestOptions } from '../../drivers/driver.js';
+import { parseWrapperEndpoint } from '../../drivers/dlms/dlms-links.js';
 import { DlmsTcpServer } from '../../simulators/dlms-tcp-server.js';
 import { describeDriverConformance, type DriverFixture } from './driver-conformance.js';
 import { dlmsAddress, dlmsTestProfiles, passwordEnv, TEST_PASSWORDS, waitFor } from './dlms/fixture.js';
@@ -163,6 +164,15 @@ describe('DLMS TCP links', () => {
     } finally {
       await fx.teardown();
     }
+  });
+
+  it('a direct meter address: host, port (default 4059) and logical device (default the profile\'s)', () => {
+    expect(parseWrapperEndpoint('10.9.1.4:4060/3', 1)).toEqual({ host: '10.9.1.4', port: 4060, logicalDevice: 3 });
+    expect(parseWrapperEndpoint('meter-7.example', 1)).toEqual({ host: 'meter-7.example', port: 4059, logicalDevice: 1 });
+    expect(parseWrapperEndpoint('[fd00::7]:4059/1', 16)).toEqual({ host: 'fd00::7', port: 4059, logicalDevice: 1 });
+    expect(() => parseWrapperEndpoint('17', 1)).not.toThrow(); // a bare name is a host
+    expect(() => parseWrapperEndpoint('10.0.0.1:70000', 1)).toThrow(/port 70000 out of range/);
+    expect(() => parseWrapperEndpoint('', 1)).toThrow(/expected "host:port\/logicalDevice"/);
   });
 
   it('a bad link config is refused naming the field', () => {
