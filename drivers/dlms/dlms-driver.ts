@@ -237,46 +237,48 @@ export class DlmsDriver implements MeterDriver {
     if (!names || !this.passwords.has(profile.id)) return Promise.resolve(fail('link_error', `firmware profile ${profile.id} was not given to the DLMS driver`));
 
     const d = profile.dlms;
+    let answered = false;
     return new Promise<WireResult<T>>((resolve) => {
       // The link runs the conversation holding what it needs exclusively (bus lock, connection slot).
-      link
-        .converse(at, { profile: d, deadline, timeoutMs: options.timeoutMs, log }, async (t) => {
-          if (this.stopped) throw new DlmsWireFailure('link_error', `${link.description} (link ${meter.link}) is not open`);
-          this.counters.conversations++;
-          const where = t.where;
-          const cosem = new CosemClient(t.channel, where);
-          const settle = (r: WireResult<T>) => {
-            const c = t.counters();
-            this.counters.frameRepeats += c.repeats;
-            this.counters.badFrames += c.badFrames;
-            resolve(r);
-          };
-          try {
-            await t.connect();
-            const password = this.passwords.get(profile.id);
-            await cosem.associate({ mechanism: d.security, ...(password ? { password } : {}), maxPduSize: d.maxPduSize });
-            const { value, evidence } = await dialogue(cosem, names, log);
-            this.counters.ok++;
-            const latencyMs = Date.now() - started;
-            log.debug({ latencyMs, ...evidence }, 'dlms request answered');
-            settle({ outcome: 'ok', value, evidence: JSON.stringify({ server: where, ...evidence, apdus: cosem.answers }), latencyMs });
-            // Finish the conversation cleanly, on a budget of its own, before the link is free again.
-            t.extendDeadline(d.hdlc.responseTimeoutMs * 2);
-            await cosem.release().catch((e: unknown) => log.debug({ err: (e as Error).message }, 'release not confirmed'));
-          } catch (e) {
-            if (!(e instanceof DlmsWireFailure)) {
-              log.error({ err: e }, 'dlms conversation crashed');
-              settle(fail('garbled', `unexpected error: ${(e as Error).message}`, t.evidence()));
-            } else settle(fail(e.outcome, e.detail, e.evidence ?? t.evidence()));
-          } finally {
-            await t.disconnect();
-          }
-        })
-        .catch((e: unknown) => {
-          // The conversation could not start: link down, busy past the deadline, meter unreachable.
-          if (e instanceof DlmsWireFailure) resolve(fail(e.outcome, e.detail, e.evidence));
-          else resolve(fail('link_error', `link ${meter.link}: ${(e as Error).message}`));
-        });
+      const conversation = link.converse(at, { profile: d, deadline, timeoutMs: options.timeoutMs, log }, async (t) => {
+        if (this.stopped) throw new DlmsWireFailure('link_error', `${link.description} (link ${meter.link}) is not open`);
+        this.counters.conversations++;
+        const where = t.where;
+        const cosem = new CosemClient(t.channel, where);
+        const settle = (r: WireResult<T>) => {
+          const c = t.counters();
+          this.counters.frameRepeats += c.repeats;
+          this.counters.badFrames += c.badFrames;
+          answered = true;
+          resolve(r);
+        };
+        try {
+          await t.connect();
+          const password = this.passwords.get(profile.id);
+          await cosem.associate({ mechanism: d.security, ...(password ? { password } : {}), maxPduSize: d.maxPduSize });
+          const { value, evidence } = await dialogue(cosem, names, log);
+          this.counters.ok++;
+          const latencyMs = Date.now() - started;
+          log.debug({ latencyMs, ...evidence }, 'dlms request answered');
+          settle({ outcome: 'ok', value, evidence: JSON.stringify({ server: where, ...evidence, apdus: cosem.answers }), latencyMs });
+          // Finish the conversation cleanly, on a budget of its own, before the link is free again.
+          t.extendDeadline(d.hdlc.responseTimeoutMs * 2);
+          await cosem.release().catch((e: unknown) => log.debug({ err: (e as Error).message }, 'release not confirmed'));
+        } catch (e) {
+          if (!(e instanceof DlmsWireFailure)) {
+            log.error({ err: e }, 'dlms conversation crashed');
+            settle(fail('garbled', `unexpected error: ${(e as Error).message}`, t.evidence()));
+          } else settle(fail(e.outcome, e.detail, e.evidence ?? t.evidence()));
+        } finally {
+          await t.disconnect();
+        }
+      });
+      conversation.catch((e: unknown) => {
+        // The conversation could not start: link down, busy past the deadline, meter unreachable.
+        if (answered) return log.debug({ err: (e as Error).message }, 'link not released cleanly after the answer');
+        if (e instanceof DlmsWireFailure) resolve(fail(e.outcome, e.detail, e.evidence));
+        else resolve(fail('link_error', `link ${meter.link}: ${(e as Error).message}`));
+      });
     });
   }
 
