@@ -20,6 +20,12 @@ describe('TCP wrapper frame (IEC 62056-47)', () => {
     expect(toHex(bytes.subarray(WRAPPER_HEADER_BYTES))).toBe(toHex(AARQ));
   });
 
+  it('decodes an answer from the management logical device to the public client (an RLRE, 5 bytes)', () => {
+    const f = decodeWrapperFrame(h('0001 0001 0010 0005 6303800100'));
+    expect(f).toMatchObject({ source: 0x01, destination: 0x10 });
+    expect(toHex(f.apdu)).toBe('6303800100');
+  });
+
   it('decodes what it encodes, including wPorts above 255', () => {
     const f = decodeWrapperFrame(encodeWrapperFrame({ source: 0x0102, destination: 0xfffe, apdu: AARQ }));
     expect(f.source).toBe(0x0102);
