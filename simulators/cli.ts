@@ -9,14 +9,17 @@ import { planFleet } from './fleet-plan.js';
 import { loadFirmwareProfiles } from '../src/config/load-profiles.js';
 import { asMqttProfile } from '../src/domain/firmware-profile.js';
 import { MqttFleet } from './mqtt-fleet.js';
+import { runDlmsSimulator } from './dlms-cli.js';
 
 /**
  * Runs a simulated MQTT meter fleet on its own, so the gateway can be demonstrated and load-tested
  * against thousands of meters without hardware. Meter ids, profiles and links come from `planFleet`,
- * the same layout the gateway seeds its fleet from.
+ * the same layout the gateway seeds its fleet from. `cli.js dlms …` runs simulated DLMS meters instead
+ * (dlms-cli.ts).
  */
 
 const USAGE = `Usage: node dist/simulators/cli.js [options]
+       node dist/simulators/cli.js dlms --help     (simulated DLMS/COSEM meters on a serial or TCP port)
 
 Simulated MQTT smart-meter fleet (see the MQTT contract in README.md).
 
@@ -48,6 +51,7 @@ function int(name: string, value: string | undefined, fallback: number, min: num
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'dlms') return runDlmsSimulator(process.argv.slice(3));
   let values;
   try {
     ({ values } = parseArgs({

@@ -5,13 +5,14 @@ import { decodeFrame, encodeFrame, isFrame, type HdlcFrame } from '../drivers/dl
 import { HdlcFrameReader } from '../drivers/dlms/hdlc-frame-reader.js';
 import { decodeParameters, encodeParameters, negotiate, type HdlcParameters } from '../drivers/dlms/hdlc-parameters.js';
 import { LLC_REQUEST, stripLlc } from '../drivers/dlms/llc.js';
+import type { ByteLine } from '../drivers/dlms/byte-line.js';
 import { SerialLine } from '../drivers/dlms/serial-line.js';
 import type { ControlMode } from '../drivers/dlms/cosem/disconnect-control.js';
 import { SimulatedMeter, type MeterFaults } from './meter-model.js';
 import { DlmsSimMeter, type DlmsSimMeterOptions, type SimMeterKeys } from './dlms-meter.js';
 
 /**
- * Simulated DLMS/HDLC meters on one serial bus (the far end of a pty): the HDLC server (secondary station)
+ * Simulated DLMS/HDLC meters on one serial bus (the far end of a pty, or a TCP socket for HDLC over TCP): the HDLC server (secondary station)
  * side of IEC 62056-46 for each meter, addressed by its HDLC server address, over `DlmsSimMeter`.
  * Link-level fault injection lives here: no UA to SNRM, frames sent with a bad FCS, a lost segment of a
  * segmented answer. A repeated I-frame (same N(S)) is never executed twice: the last answer is repeated.
@@ -66,24 +67,33 @@ export interface SimulatedBusMeter {
   link: LinkState;
 }
 
+/** The meter model and its COSEM side for one spec (the bus, the TCP wrapper server and the CLI share it). */
+export function simulatedDlmsMeter(s: BusMeterSpec, now: () => number): { meter: SimulatedMeter; cosem: DlmsSimMeter } {
+  const closes = s.controlMode === 0 || s.controlMode === 2 || s.controlMode === 4;
+  const meter = new SimulatedMeter({ id: s.meterId, remoteReconnect: closes ? 'closes' : 'arms', now, ...(s.initialRelay ? { initialRelay: s.initialRelay } : {}), ...(s.faults ? { faults: s.faults } : {}) });
+  const spec: DlmsSimMeterOptions = { meter, physicalAddress: s.physicalAddress, controlMode: s.controlMode, ...(s.logicalAddress !== undefined ? { logicalAddress: s.logicalAddress } : {}), ...(s.password !== undefined ? { password: s.password } : {}), ...(s.keys ? { keys: s.keys } : {}), ...(s.maxPduSize !== undefined ? { maxPduSize: s.maxPduSize } : {}) };
+  return { meter, cosem: new DlmsSimMeter(spec) };
+}
+
 const freshLink = (): LinkState => ({ connected: false, vs: 0, vr: 0, params: { maxInfoTx: 128, maxInfoRx: 128, windowTx: 1, windowRx: 1 }, rxSegments: [], txQueue: [], txSent: 0, lastSent: undefined, timers: new Set() });
 
+/** The simulator's end of the bus: a serial port (pty), or a TCP socket a terminal server would give. */
+export type SimulatorLine = ByteLine & { open(): Promise<void>; close(): Promise<void> };
+
 export class DlmsBusSimulator {
-  private readonly line: SerialLine;
-  private readonly reader = new HdlcFrameReader();
+  private readonly line: SimulatorLine;
+  private reader = new HdlcFrameReader();
   private readonly meters = new Map<string, SimulatedBusMeter>();
   private readonly log: Logger;
   private unsubscribe: (() => void) | undefined;
 
-  constructor(options: { path: string; baudRate?: number; meters: readonly BusMeterSpec[]; logger?: Logger; now?: () => number }) {
+  /** On a serial device (`path`), or on any line (`line`: HDLC over TCP, see dlms-tcp-server.ts). */
+  constructor(options: ({ path: string; baudRate?: number } | { line: SimulatorLine }) & { meters: readonly BusMeterSpec[]; logger?: Logger; now?: () => number }) {
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ simulator: 'dlms-bus' });
-    this.line = new SerialLine({ path: options.path, baudRate: options.baudRate ?? 9600, reopenMs: 100, logger: this.log });
+    this.line = 'line' in options ? options.line : new SerialLine({ path: options.path, baudRate: options.baudRate ?? 9600, reopenMs: 100, logger: this.log });
     const now = options.now ?? Date.now;
     for (const s of options.meters) {
-      const closes = s.controlMode === 0 || s.controlMode === 2 || s.controlMode === 4;
-      const meter = new SimulatedMeter({ id: s.meterId, remoteReconnect: closes ? 'closes' : 'arms', now, ...(s.initialRelay ? { initialRelay: s.initialRelay } : {}), ...(s.faults ? { faults: s.faults } : {}) });
-      const spec: DlmsSimMeterOptions = { meter, physicalAddress: s.physicalAddress, controlMode: s.controlMode, ...(s.logicalAddress !== undefined ? { logicalAddress: s.logicalAddress } : {}), ...(s.password !== undefined ? { password: s.password } : {}), ...(s.keys ? { keys: s.keys } : {}), ...(s.maxPduSize !== undefined ? { maxPduSize: s.maxPduSize } : {}) };
-      const cosem = new DlmsSimMeter(spec);
+      const { meter, cosem } = simulatedDlmsMeter(s, now);
       this.meters.set(s.meterId, {
         meter,
         cosem,
@@ -109,6 +119,17 @@ export class DlmsBusSimulator {
 
   get ready(): boolean {
     return this.line.isOpen;
+  }
+
+  /** Every meter on the bus. */
+  get busMeters(): SimulatedBusMeter[] {
+    return [...this.meters.values()];
+  }
+
+  /** The line went away (TCP client gone): every meter forgets its HDLC connection. */
+  resetLinks(): void {
+    for (const m of this.meters.values()) this.resetLink(m);
+    this.reader = new HdlcFrameReader();
   }
 
   /** The meter model behind a meter id (relay, model faults, received log). */

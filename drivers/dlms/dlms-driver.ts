@@ -3,9 +3,7 @@ import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
 import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
 import type { DlmsData } from './axdr.js';
-import { BusLock } from './bus-lock.js';
 import { CosemClient } from './cosem-client.js';
-import { hdlcApduChannel } from './apdu-channel.js';
 import { CLOCK_CLASS_ID, ClockAttribute, decodeDateTime } from './cosem/clock.js';
 import {
   DISCONNECT_CONTROL_CLASS_ID,
@@ -21,21 +19,21 @@ import {
 import type { CosemAttribute, CosemMethod } from './cosem/attribute.js';
 import { parseObis, type LogicalName } from './cosem/obis.js';
 import { readScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, scaledValue, Unit } from './cosem/register.js';
-import type { DlmsLinksConfig, DlmsPortConfig } from './dlms-config.js';
-import { HdlcClient } from './hdlc-client.js';
-import { formatServerAddress, parseServerAddress, type ServerAddress } from './hdlc-address.js';
+import type { DlmsLinksConfig } from './dlms-config.js';
+import { createDlmsLinks, type DlmsLink, type MeterLocation } from './dlms-links.js';
+import { DlmsPushListener, PUSH_DROP_REASONS, type PushListenerOptions, type PushDropReason } from './push-listener.js';
 import { resolvePassword } from './password.js';
-import { SerialLine } from './serial-line.js';
 import { DlmsWireFailure } from './wire-failure.js';
 import { CipheringChannel, CounterTooLow } from './security/ciphering-channel.js';
 import type { MeterKeyring, MeterKeys } from './security/keyring.js';
 import { DEFAULT_CLIENT_SYSTEM_TITLE } from './dlms-config.js';
 
 /**
- * The DLMS/COSEM meter driver over HDLC serial links. Each `readRelay` and `operateRelay` is one complete
- * conversation with one meter: SNRM/UA, AARQ/AARE, the reads or the ACTION and its read-back, RLRQ/RLRE,
- * DISC/UA. Conversations on one port run one at a time (half-duplex bus, meters told apart by HDLC
- * server address); the port lock is always released, whatever the meter does. The result is returned as
+ * The DLMS/COSEM meter driver over HDLC serial links, HDLC over TCP, and the TCP wrapper (the link kind is
+ * chosen per link: dlms-links.ts). Each `readRelay` and `operateRelay` is one complete conversation with one
+ * meter: SNRM/UA (HDLC), AARQ/AARE, the reads or the ACTION and its read-back, RLRQ/RLRE, DISC/UA (HDLC).
+ * Conversations on one HDLC bus run one at a time (half-duplex, meters told apart by HDLC server address);
+ * a wrapper link runs up to its connection limit at once. What a link holds is always released. The result is returned as
  * soon as the answer is in; release and disconnect then finish on the bus before the next conversation.
  *
  * The driver reports what the wire said: the ACTION result and the control_state the meter shows right
@@ -56,7 +54,12 @@ export interface DlmsDriverOptions {
   reopenMs?: number;
   /** Where HLS/ciphering profiles get each meter's keys and invocation counters. */
   keyring?: MeterKeyring;
+  /** How pushed notifications are deciphered and mapped to meters (used when `links.push` is set). */
+  push?: DlmsPushHooks;
 }
+
+/** What the gateway gives the push listener: who a sender is, and how to decipher (see push-listener.ts). */
+export type DlmsPushHooks = Pick<PushListenerOptions, 'meterFor' | 'decipher' | 'systemTitleFor'>;
 
 export interface DlmsDriverCounters {
   conversations: number;
@@ -71,13 +74,10 @@ export interface DlmsDriverCounters {
   authFailures: number;
   /** Invocation counters resynchronised from a meter's frame counter ("counter too low"). */
   counterResyncs: number;
-}
-
-interface Port {
-  name: string;
-  config: DlmsPortConfig;
-  line: SerialLine;
-  lock: BusLock;
+  /** Pushed notifications delivered as status reports. */
+  pushDelivered: number;
+  /** Pushed frames and connections dropped, by reason. */
+  pushDropped: Record<PushDropReason, number>;
 }
 
 interface ObjectNames {
@@ -98,9 +98,11 @@ const attr = (classId: number, logicalName: LogicalName, attribute: number, name
 
 export class DlmsDriver implements MeterDriver {
   readonly protocol = 'dlms' as const;
-  readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0, authFailures: 0, counterResyncs: 0 };
+  readonly counters: DlmsDriverCounters = { conversations: 0, ok: 0, timeouts: 0, nacks: 0, garbled: 0, linkErrors: 0, frameRepeats: 0, badFrames: 0, authFailures: 0, counterResyncs: 0, pushDelivered: 0, pushDropped: Object.fromEntries(PUSH_DROP_REASONS.map((r) => [r, 0])) as Record<PushDropReason, number> };
 
-  private readonly ports = new Map<string, Port>();
+  private readonly links: Map<string, DlmsLink>;
+  private readonly push: DlmsPushListener | undefined;
+  private readonly statusListeners: Array<(meterId: string, reading: RelayReading, evidence: string) => void> = [];
   private readonly passwords = new Map<string, Uint8Array | undefined>();
   private readonly names = new Map<string, ObjectNames>();
   private readonly log: Logger;
@@ -123,25 +125,45 @@ export class DlmsDriver implements MeterDriver {
         clock: parseObis(o.clock),
       });
     }
-    for (const [name, config] of Object.entries(options.links.ports)) {
-      const line = new SerialLine({ path: config.path, baudRate: config.baudRate, ...(config.parity ? { parity: config.parity } : {}), reopenMs: options.reopenMs ?? 250, logger: this.log.child({ link: name }) });
-      this.ports.set(name, { name, config, line, lock: new BusLock() });
+    this.links = createDlmsLinks(options.links, options.reopenMs ?? 250, this.log);
+    if (options.links.push) {
+      this.push = new DlmsPushListener({
+        config: options.links.push,
+        ...options.push,
+        logger: this.log,
+        onState: (meterId, reading, evidence) => {
+          this.counters.pushDelivered++;
+          for (const l of this.statusListeners) l(meterId, reading, evidence);
+        },
+      });
+      this.counters.pushDropped = this.push.counters.dropped;
     }
   }
 
   async start(): Promise<void> {
     this.stopped = false;
-    await Promise.all([...this.ports.values()].map((p) => p.line.open()));
-    for (const p of this.ports.values()) if (!p.line.isOpen) this.log.warn({ link: p.name, path: p.config.path }, 'serial port not available yet; requests get link_error until it is back');
+    await Promise.all([...this.links.values()].map((l) => l.start()));
+    await this.push?.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.all([...this.ports.values()].map((p) => p.line.close()));
+    await this.push?.stop();
+    await Promise.all([...this.links.values()].map((l) => l.stop()));
+  }
+
+  /** Disconnector states meters push (evidence says `"source":"push"`); needs `links.push`. */
+  onStatusReport(listener: (meterId: string, reading: RelayReading, evidence: string) => void): void {
+    this.statusListeners.push(listener);
+  }
+
+  /** The port the push listener is bound to (the actual one when configured as 0); undefined without one. */
+  get pushPort(): number | undefined {
+    return this.push?.port;
   }
 
   isLinkUp(link: string): boolean {
-    return !this.stopped && this.ports.get(link)?.line.isOpen === true;
+    return !this.stopped && this.links.get(link)?.isUp() === true;
   }
 
   readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {
@@ -222,15 +244,15 @@ export class DlmsDriver implements MeterDriver {
     };
     if (meter.profile.protocol !== 'dlms') return fail('link_error', `meter ${meter.meterId}: profile ${meter.profile.id} is ${meter.profile.protocol}, not dlms`);
     const profile = meter.profile;
-    const port = this.ports.get(meter.link);
-    if (!port) return fail('link_error', `no serial port configured for link ${meter.link} (DLMS links config "ports")`);
-    let server: ServerAddress;
+    const link = this.links.get(meter.link);
+    if (!link) return fail('link_error', `no serial port or TCP link configured for link ${meter.link} (DLMS links config "ports" or "tcp")`);
+    let at: MeterLocation;
     try {
-      server = parseServerAddress(meter.address, profile.dlms.serverLogicalAddress);
+      at = link.locate(meter.address, profile.dlms);
     } catch (e) {
       return fail('link_error', (e as Error).message);
     }
-    if (!this.isLinkUp(meter.link)) return fail('link_error', `serial port ${port.config.path} (link ${meter.link}) is not open`);
+    if (!this.isLinkUp(meter.link)) return fail('link_error', `${link.description} (link ${meter.link}) is not open`);
     const names = this.names.get(profile.id);
     if (!names || !this.passwords.has(profile.id)) return fail('link_error', `firmware profile ${profile.id} was not given to the DLMS driver`);
     const d = profile.dlms;
@@ -240,121 +262,111 @@ export class DlmsDriver implements MeterDriver {
       keys = await this.keyring?.keysFor(meter.meterId);
       if (!keys || !this.keyring) return fail('auth_failed', `no keys imported for meter ${meter.meterId}: its profile ${profile.id} uses ${d.security} with ciphering ${d.ciphering}; import the meter's key file`);
     }
-    const where = formatServerAddress(server);
+    const c = { link, at, profile, names, keys, deadline, timeoutMs: options.timeoutMs, log, meterId: meter.meterId, started };
+    let resynced = false;
+    for (;;) {
+      const r = await this.conversation(c, dialogue, fail);
+      if (!(r instanceof CounterTooLow)) return r;
+      if (resynced || !keys) return fail('auth_failed', `${r.detail}, even after resynchronising from its frame counter`, r.evidence);
+      resynced = true;
+      log.warn({ expected: r.expected, keySetId: keys.keySetId }, 'meter says the invocation counter is too low: resynchronising through the public client');
+      try {
+        await this.resyncCounter(c, keys);
+      } catch (e) {
+        const f = e instanceof DlmsWireFailure ? e : new DlmsWireFailure('garbled', `unexpected error: ${(e as Error).message}`);
+        return fail(f.outcome, `resynchronising the invocation counter of meter ${meter.meterId}: ${f.detail}`, f.evidence);
+      }
+    }
+  }
 
-    return new Promise<WireResult<T>>((resolve) => {
-      void port.lock.run(async () => {
-        if (Date.now() >= deadline) return resolve(fail('timeout', `the bus ${meter.link} stayed busy past the deadline`));
-        if (!port.line.isOpen || this.stopped) return resolve(fail('link_error', `serial port ${port.config.path} (link ${meter.link}) is not open`));
+  /**
+   * One association on the link: resolves as soon as the answer is in (the link then releases and disconnects
+   * before it is free again), or with the CounterTooLow refusal (nothing executed) for the caller to resynchronise.
+   */
+  private conversation<T>(
+    c: { link: DlmsLink; at: MeterLocation; profile: DlmsFirmwareProfile; names: ObjectNames; keys: MeterKeys | undefined; deadline: number; timeoutMs: number; log: Logger; meterId: string; started: number },
+    dialogue: Dialogue<T>,
+    fail: (outcome: WireFailure, detail: string, evidence?: string) => WireResult<T>,
+  ): Promise<WireResult<T> | CounterTooLow> {
+    const { link, profile, log } = c;
+    const d = profile.dlms;
+    let answered = false;
+    return new Promise<WireResult<T> | CounterTooLow>((resolve) => {
+      // The link runs the conversation holding what it needs exclusively (bus lock, connection slot).
+      const conversation = link.converse(c.at, { profile: d, deadline: c.deadline, timeoutMs: c.timeoutMs, log }, async (t) => {
+        if (this.stopped) throw new DlmsWireFailure('link_error', `${link.description} is not open`);
         this.counters.conversations++;
-        let resynced = false;
-        for (;;) {
-          const tooLow = await this.conversation({ port, server, where, profile, names, keys, deadline, timeoutMs: options.timeoutMs, log, meterId: meter.meterId, started }, dialogue, resolve, fail);
-          if (!tooLow) return;
-          if (resynced || !keys) return resolve(fail('auth_failed', `${tooLow.detail}, even after resynchronising from its frame counter`, tooLow.evidence));
-          resynced = true;
-          log.warn({ expected: tooLow.expected, keySetId: keys.keySetId }, 'meter says the invocation counter is too low: resynchronising through the public client');
-          try {
-            await this.resyncCounter(port, server, where, profile, keys, meter.meterId, deadline, options.timeoutMs, log);
-          } catch (e) {
-            const f = e instanceof DlmsWireFailure ? e : new DlmsWireFailure('garbled', `unexpected error: ${(e as Error).message}`);
-            return resolve(fail(f.outcome, `resynchronising the invocation counter of meter ${meter.meterId}: ${f.detail}`, f.evidence));
-          }
+        const where = t.where;
+        const secure = c.keys
+          ? new CipheringChannel(t.channel, { meterId: c.meterId, where, keys: c.keys, keyring: this.keyring!, clientSystemTitle: this.clientSystemTitle, mechanism: d.security, policy: d.ciphering, dedicatedKey: d.dedicatedKey })
+          : undefined;
+        const cosem = new CosemClient(secure ?? t.channel, where);
+        const settle = (r: WireResult<T> | CounterTooLow) => {
+          const n = t.counters();
+          this.counters.frameRepeats += n.repeats;
+          this.counters.badFrames += n.badFrames;
+          answered = true;
+          resolve(r);
+        };
+        try {
+          await t.connect();
+          const password = this.passwords.get(profile.id);
+          await cosem.associate({ mechanism: d.security, ...(password ? { password } : {}), maxPduSize: d.maxPduSize, ...(secure ? { secure } : {}) });
+          const { value, evidence } = await dialogue(cosem, c.names, log);
+          this.counters.ok++;
+          const latencyMs = Date.now() - c.started;
+          log.debug({ latencyMs, ...evidence }, 'dlms request answered');
+          settle({ outcome: 'ok', value, evidence: JSON.stringify({ server: where, ...evidence, ...(c.keys ? { keySetId: c.keys.keySetId, ciphering: d.ciphering } : {}), apdus: secure ? secure.wire : cosem.answers }), latencyMs });
+          // Finish the conversation cleanly, on a budget of its own, before the link is free again.
+          t.extendDeadline(d.hdlc.responseTimeoutMs * 2);
+          await cosem.release().catch((e: unknown) => log.debug({ err: (e as Error).message }, 'release not confirmed'));
+        } catch (e) {
+          if (e instanceof CounterTooLow) settle(e);
+          else if (!(e instanceof DlmsWireFailure)) {
+            log.error({ err: e }, 'dlms conversation crashed');
+            settle(fail('garbled', `unexpected error: ${(e as Error).message}`, t.evidence()));
+          } else settle(fail(e.outcome, e.detail, e.evidence ?? t.evidence()));
+        } finally {
+          await t.disconnect();
         }
+      });
+      conversation.catch((e: unknown) => {
+        // The conversation could not start: link down, busy past the deadline, meter unreachable.
+        if (answered) return log.debug({ err: (e as Error).message }, 'link not released cleanly after the answer');
+        if (e instanceof DlmsWireFailure) resolve(fail(e.outcome, e.detail, e.evidence));
+        else resolve(fail('link_error', `link ${link.name}: ${(e as Error).message}`));
       });
     });
   }
 
   /**
-   * One HDLC connection and association: resolves the request as soon as the answer is in (then releases and
-   * disconnects), or returns the CounterTooLow refusal (nothing executed) for the caller to resynchronise.
+   * "Counter too low": a new association as the public client (lowest security, the profile's public client SAP
+   * or wPort), GET the frame counter (class 1 Data, attribute 2), and raise the keyring past it (the Green Book's
+   * invocation counter rules).
    */
-  private async conversation<T>(
-    c: { port: Port; server: ServerAddress; where: string; profile: DlmsFirmwareProfile; names: ObjectNames; keys: MeterKeys | undefined; deadline: number; timeoutMs: number; log: Logger; meterId: string; started: number },
-    dialogue: Dialogue<T>,
-    resolve: (r: WireResult<T>) => void,
-    fail: (outcome: WireFailure, detail: string, evidence?: string) => WireResult<T>,
-  ): Promise<CounterTooLow | undefined> {
+  private async resyncCounter(c: { link: DlmsLink; at: MeterLocation; profile: DlmsFirmwareProfile; deadline: number; timeoutMs: number; log: Logger; meterId: string }, keys: MeterKeys): Promise<void> {
     const d = c.profile.dlms;
-    const hdlc = this.hdlcClient(c.port, c.server, d.clientSap, c.profile, c.deadline, c.timeoutMs, c.log);
-    const plain = hdlcApduChannel(hdlc, c.where);
-    const secure = c.keys
-      ? new CipheringChannel(plain, { meterId: c.meterId, where: c.where, keys: c.keys, keyring: this.keyring!, clientSystemTitle: this.clientSystemTitle, mechanism: d.security, policy: d.ciphering, dedicatedKey: d.dedicatedKey })
-      : undefined;
-    const cosem = new CosemClient(secure ?? plain, c.where);
-    let connected = false;
-    const settle = (r: WireResult<T>) => {
-      this.counters.frameRepeats += hdlc.counters.repeats;
-      this.counters.badFrames += hdlc.counters.badFrames;
-      resolve(r);
-    };
-    try {
-      await hdlc.connect();
-      connected = true;
-      const password = this.passwords.get(c.profile.id);
-      await cosem.associate({ mechanism: d.security, ...(password ? { password } : {}), maxPduSize: d.maxPduSize, ...(secure ? { secure } : {}) });
-      const { value, evidence } = await dialogue(cosem, c.names, c.log);
-      this.counters.ok++;
-      const latencyMs = Date.now() - c.started;
-      c.log.debug({ latencyMs, ...evidence }, 'dlms request answered');
-      settle({ outcome: 'ok', value, evidence: JSON.stringify({ server: c.where, ...evidence, ...(c.keys ? { keySetId: c.keys.keySetId, ciphering: d.ciphering } : {}), apdus: secure ? secure.wire : cosem.answers }), latencyMs });
-      // Finish the conversation cleanly, on a budget of its own, before the bus is free again.
-      hdlc.deadline = Date.now() + d.hdlc.responseTimeoutMs * 2;
-      await cosem.release().catch((e: unknown) => c.log.debug({ err: (e as Error).message }, 'release not confirmed'));
-      return undefined;
-    } catch (e) {
-      if (e instanceof CounterTooLow) return e;
-      if (!(e instanceof DlmsWireFailure)) {
-        c.log.error({ err: e }, 'dlms conversation crashed');
-        settle(fail('garbled', `unexpected error: ${(e as Error).message}`, hdlc.evidence()));
-      } else settle(fail(e.outcome, e.detail, e.evidence ?? hdlc.evidence()));
-      return undefined;
-    } finally {
-      if (connected) await hdlc.disconnect(Math.min(d.hdlc.responseTimeoutMs, 100));
-      hdlc.close();
-      if (c.port.config.interFrameMs) await new Promise((r) => setTimeout(r, c.port.config.interFrameMs));
-    }
-  }
-
-  private hdlcClient(port: Port, server: ServerAddress, clientSap: number, profile: DlmsFirmwareProfile, deadline: number, timeoutMs: number, log: Logger): HdlcClient {
-    const d = profile.dlms;
-    return new HdlcClient({
-      line: port.line,
-      server,
-      clientSap,
-      proposal: { maxInfoTx: d.hdlc.maxInfoTx, maxInfoRx: d.hdlc.maxInfoRx, windowTx: d.hdlc.windowTx, windowRx: d.hdlc.windowRx },
-      responseTimeoutMs: Math.min(d.hdlc.responseTimeoutMs, Math.max(10, Math.floor(timeoutMs / (port.config.frameRetries + 2)))),
-      frameRetries: port.config.frameRetries,
-      deadline,
-      log,
+    let failure: unknown;
+    await c.link.converse(c.at, { profile: { ...d, clientSap: d.publicClientSap }, deadline: c.deadline, timeoutMs: c.timeoutMs, log: c.log }, async (t) => {
+      const cosem = new CosemClient(t.channel, t.where);
+      try {
+        await t.connect();
+        await cosem.associate({ mechanism: 'lowest', maxPduSize: d.maxPduSize });
+        const value = await cosem.get(attr(DATA_CLASS_ID, parseObis(d.frameCounterObis), DATA_VALUE_ATTRIBUTE, 'frame_counter.value'));
+        if (value.type !== 'double-long-unsigned' && value.type !== 'long64-unsigned' && value.type !== 'double-long') throw new DlmsWireFailure('garbled', `frame counter ${d.frameCounterObis} is ${value.type}, not a 32-bit counter`, cosem.answers.at(-1));
+        const seen = Number(value.value);
+        await this.keyring!.raiseInvocationCounter(c.meterId, keys.keySetId, seen + 1);
+        this.counters.counterResyncs++;
+        c.log.info({ frameCounter: seen, keySetId: keys.keySetId }, 'invocation counter resynchronised from the meter frame counter');
+        t.extendDeadline(d.hdlc.responseTimeoutMs * 2);
+        await cosem.release().catch(() => undefined);
+      } catch (e) {
+        failure = e;
+      } finally {
+        await t.disconnect();
+      }
     });
-  }
-
-  /**
-   * "Counter too low": a new HDLC connection as the public client (lowest security), GET the frame counter
-   * (class 1 Data, attribute 2), and raise the keyring past it (the Green Book invocation counter rules).
-   */
-  private async resyncCounter(port: Port, server: ServerAddress, where: string, profile: DlmsFirmwareProfile, keys: MeterKeys, meterId: string, deadline: number, timeoutMs: number, log: Logger): Promise<void> {
-    const d = profile.dlms;
-    const hdlc = this.hdlcClient(port, server, d.publicClientSap, profile, deadline, timeoutMs, log);
-    const cosem = new CosemClient(hdlcApduChannel(hdlc, where), where);
-    let connected = false;
-    try {
-      await hdlc.connect();
-      connected = true;
-      await cosem.associate({ mechanism: 'lowest', maxPduSize: d.maxPduSize });
-      const value = await cosem.get(attr(DATA_CLASS_ID, parseObis(d.frameCounterObis), DATA_VALUE_ATTRIBUTE, 'frame_counter.value'));
-      if (value.type !== 'double-long-unsigned' && value.type !== 'long64-unsigned' && value.type !== 'double-long') throw new DlmsWireFailure('garbled', `frame counter ${d.frameCounterObis} is ${value.type}, not a 32-bit counter`, cosem.answers.at(-1));
-      const seen = Number(value.value);
-      await this.keyring!.raiseInvocationCounter(meterId, keys.keySetId, seen + 1);
-      this.counters.counterResyncs++;
-      log.info({ frameCounter: seen, keySetId: keys.keySetId }, 'invocation counter resynchronised from the meter frame counter');
-      hdlc.deadline = Date.now() + d.hdlc.responseTimeoutMs * 2;
-      await cosem.release().catch(() => undefined);
-    } finally {
-      if (connected) await hdlc.disconnect(Math.min(d.hdlc.responseTimeoutMs, 100));
-      hdlc.close();
-    }
+    if (failure !== undefined) throw failure;
   }
 
   private count(outcome: WireFailure): void {

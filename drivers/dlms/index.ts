@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
 import type { DlmsFirmwareProfile, FirmwareProfile } from '../../src/domain/firmware-profile.js';
 import { DlmsLinksConfigSchema, type DlmsLinksConfigInput } from './dlms-config.js';
-import { DlmsDriver } from './dlms-driver.js';
+import { DlmsDriver, type DlmsPushHooks } from './dlms-driver.js';
 import type { MeterKeyring } from './security/keyring.js';
 
-export { DlmsDriver, type DlmsDriverOptions, type DlmsDriverCounters } from './dlms-driver.js';
+export { DlmsDriver, type DlmsDriverOptions, type DlmsDriverCounters, type DlmsPushHooks } from './dlms-driver.js';
 export type { MeterKeyring, MeterKeys } from './security/keyring.js';
-export { DlmsLinksConfigSchema, DlmsPortSchema, DlmsPasswordSourceSchema, type DlmsLinksConfig, type DlmsLinksConfigInput, type DlmsPortConfig } from './dlms-config.js';
+export { DlmsLinksConfigSchema, DlmsPortSchema, DlmsPasswordSourceSchema, DlmsTcpLinkSchema, DlmsPushSchema, type DlmsLinksConfig, type DlmsLinksConfigInput, type DlmsPortConfig, type DlmsTcpLinkConfig, type DlmsPushConfig } from './dlms-config.js';
+export type { PushDecipher, PushSender, PushDropReason } from './push-listener.js';
 
 export interface CreateDlmsDriverOptions {
   /** The DLMS links config (validated here with zod; a bad value throws naming the field). */
@@ -18,17 +19,19 @@ export interface CreateDlmsDriverOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** The key store's view for HLS/ciphering profiles (a meter without keys gets `auth_failed`). */
   keyring?: MeterKeyring;
+  /** Who a pushed notification is from, and how to decipher it (see push-listener.ts). */
+  push?: DlmsPushHooks;
 }
 
 /**
  * Build the DLMS driver from configuration. Throws at start-up, naming the profile, when a profile with
  * low-level security has no password, and naming the field when the links config is invalid.
  */
-export function createDlmsDriver({ links, profiles, logger, env, keyring }: CreateDlmsDriverOptions): DlmsDriver {
+export function createDlmsDriver({ links, profiles, logger, env, keyring, push }: CreateDlmsDriverOptions): DlmsDriver {
   const parsed = DlmsLinksConfigSchema.safeParse(links);
   if (!parsed.success) {
     throw new Error(`invalid DLMS links config:\n${parsed.error.issues.map((i) => `  - ${i.path.join('.') || '(top level)'}: ${i.message}`).join('\n')}`);
   }
   const dlms = [...profiles].filter((p): p is DlmsFirmwareProfile => p.protocol === 'dlms');
-  return new DlmsDriver({ links: parsed.data, profiles: dlms, logger, ...(env ? { env } : {}), ...(keyring ? { keyring } : {}) });
+  return new DlmsDriver({ links: parsed.data, profiles: dlms, logger, ...(env ? { env } : {}), ...(keyring ? { keyring } : {}), ...(push ? { push } : {}) });
 }

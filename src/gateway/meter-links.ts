@@ -95,7 +95,7 @@ export class MeterLinks {
       stops.add(() => modbus.stop());
       this.drivers.set('modbus', modbus);
     }
-    if (Object.keys(config.dlms.ports).length > 0) {
+    if (Object.keys(config.dlms.ports).length + Object.keys(config.dlms.tcp ?? {}).length > 0 || config.dlms.push) {
       const dlms = createDlmsDriver({ links: config.dlms, profiles: profiles.values(), logger: logger.child({ component: 'dlms-driver' }), ...(this.keyring ? { keyring: this.keyring } : {}) });
       await dlms.start();
       stops.add(() => dlms.stop());

@@ -212,7 +212,7 @@ describe('DlmsDriver (DLMS-specific)', () => {
     expect(bad.outcome).toBe('link_error');
     expect(bad.outcome !== 'ok' && bad.detail).toMatch(/"upper\/lower"/);
     const noLink = await fx.driver.readRelay(dlmsAddress('X', closes, 'nowhere', '17'), req());
-    expect(noLink.outcome !== 'ok' && noLink.detail).toMatch(/no serial port configured for link nowhere/);
+    expect(noLink.outcome !== 'ok' && noLink.detail).toMatch(/no serial port or TCP link configured for link nowhere/);
   });
 
   it('while the port is gone: isLinkUp is false and requests are link_error; it reopens by itself', async () => {

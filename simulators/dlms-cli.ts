@@ -1,0 +1,166 @@
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { CONTROL_MODES, remoteReconnectOutcome, type ControlMode } from '../drivers/dlms/cosem/disconnect-control.js';
+import { DLMS_WRAPPER_PORT } from '../drivers/dlms/wrapper-frame.js';
+import { RELAY_STATES, type RelayState } from '../src/domain/relay.js';
+import { DlmsBusSimulator, type BusMeterSpec } from './dlms-bus.js';
+import { DlmsTcpServer } from './dlms-tcp-server.js';
+
+/**
+ * `simulator dlms`: N simulated DLMS/COSEM meters on their own, on a serial port (HDLC on RS-485 or a pty)
+ * or on a TCP port (the IEC 62056-47 wrapper, meters by wPort, or HDLC over TCP as a terminal server gives
+ * it), with push on relay change. Prints each meter with the address to register it under in the gateway.
+ */
+
+export const DLMS_USAGE = `Usage: node dist/simulators/cli.js dlms (--serial <device> | --tcp <port>) [options]
+
+Simulated DLMS/COSEM meters (see "DLMS/COSEM meters" in README.md).
+
+Where:
+  --serial <device>       the simulator's end of a serial line (RS-485 adapter, or one side of a pty pair)
+  --baud <n>              serial speed                                  (default 9600)
+  --tcp <port>            listen on this TCP port (4059 is the DLMS port)
+  --host <addr>           TCP listen address                            (default 127.0.0.1)
+  --hdlc                  on --tcp: HDLC over TCP (a terminal server) instead of the wrapper
+
+Meters:
+  --meters <n>            number of meters                              (default 4)
+  --prefix <text>         meter id prefix; ids are <prefix>000001…      (default DLMS-)
+  --first-address <n>     first meter's address; the rest follow        (default 17)
+  --control-mode <m>      disconnect control mode 0..6, or "mixed" (2, 1 alternating) (default mixed)
+  --password <text>       LLS password every meter requires (default: none, lowest security)
+  --initial <state>       initial relay: connected|disconnected|armed   (default connected)
+  --auto-press-ms <ms>    an armed relay is closed by the "customer" this long after arming
+  --push <host:port>      push a Data-Notification there when a meter's relay moves on its own
+  --log-level <level>     pino log level                                (default info)
+  -h, --help              print this help
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`error: ${message}\nRun "cli.js dlms --help" for usage.\n`);
+  process.exit(2);
+}
+
+function int(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) fail(`--${name} must be an integer ${min}..${max}, got "${value}"`);
+  return n;
+}
+
+export async function runDlmsSimulator(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        serial: { type: 'string' },
+        baud: { type: 'string' },
+        tcp: { type: 'string' },
+        host: { type: 'string' },
+        hdlc: { type: 'boolean' },
+        meters: { type: 'string' },
+        prefix: { type: 'string' },
+        'first-address': { type: 'string' },
+        'control-mode': { type: 'string' },
+        password: { type: 'string' },
+        initial: { type: 'string' },
+        'auto-press-ms': { type: 'string' },
+        push: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(DLMS_USAGE);
+    return;
+  }
+  if ((values.serial === undefined) === (values.tcp === undefined)) fail('give exactly one of --serial <device> or --tcp <port>');
+  if (values.hdlc && values.tcp === undefined) fail('--hdlc goes with --tcp (a serial line is HDLC already)');
+  const count = int('meters', values.meters, 4, 1, 10_000);
+  const first = int('first-address', values['first-address'], 17, 1, 0x3fff);
+  if (first + count - 1 > 0x3fff) fail(`--first-address ${first} with --meters ${count} runs past the largest address 16383`);
+  const modeArg = values['control-mode'] ?? 'mixed';
+  const modeOf = (i: number): ControlMode => {
+    if (modeArg === 'mixed') return i % 2 === 0 ? 2 : 1;
+    return Number(modeArg) as ControlMode;
+  };
+  if (modeArg !== 'mixed' && !CONTROL_MODES.includes(Number(modeArg) as ControlMode)) fail(`--control-mode must be 0..6 or "mixed", got "${modeArg}"`);
+  const initial = (values.initial ?? 'connected') as RelayState;
+  if (!RELAY_STATES.includes(initial)) fail(`--initial must be one of ${RELAY_STATES.join('|')}, got "${values.initial}"`);
+  const autoPressMs = values['auto-press-ms'] === undefined ? undefined : int('auto-press-ms', values['auto-press-ms'], 0, 0, 86_400_000);
+  let push: { host: string; port: number } | undefined;
+  if (values.push !== undefined) {
+    const m = /^(.+):(\d{1,5})$/.exec(values.push);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65_535) fail(`--push must be host:port, got "${values.push}"`);
+    push = { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  }
+  const prefix = values.prefix ?? 'DLMS-';
+  const tcpMode = values.tcp === undefined ? undefined : values.hdlc ? 'hdlc' : 'wrapper';
+
+  const meters: BusMeterSpec[] = [];
+  for (let i = 0; i < count; i++) {
+    const address = first + i;
+    meters.push({
+      meterId: `${prefix}${String(i + 1).padStart(6, '0')}`,
+      physicalAddress: address,
+      // On the wrapper a meter is its wPort (logical device); on HDLC the management logical device 1.
+      logicalAddress: tcpMode === 'wrapper' ? address : 1,
+      controlMode: modeOf(i),
+      initialRelay: initial,
+      ...(values.password !== undefined ? { password: values.password } : {}),
+      ...(autoPressMs !== undefined ? { faults: { autoPressAfterMs: autoPressMs } } : {}),
+    });
+  }
+
+  const log = pino({ level: values['log-level'] ?? 'info', base: { component: 'dlms-simulator' } });
+  let stop: () => Promise<void>;
+  let where: string;
+  if (values.serial !== undefined) {
+    if (push) fail('--push needs a TCP network; a serial meter cannot push (use --tcp)');
+    const bus = new DlmsBusSimulator({ path: values.serial, baudRate: int('baud', values.baud, 9600, 300, 921_600), meters, logger: log });
+    await bus.start();
+    if (!bus.ready) log.warn({ path: values.serial }, 'serial device not open yet; retrying');
+    stop = () => bus.stop();
+    where = `serial ${values.serial}`;
+  } else {
+    const port = int('tcp', values.tcp, DLMS_WRAPPER_PORT, 0, 65_535);
+    const server = new DlmsTcpServer({ mode: tcpMode!, port, host: values.host ?? '127.0.0.1', meters, logger: log, ...(push ? { push } : {}) });
+    await server.start();
+    stop = () => server.stop();
+    where = `TCP ${values.host ?? '127.0.0.1'}:${server.port} (${tcpMode === 'hdlc' ? 'HDLC over TCP' : 'wrapper'})`;
+  }
+
+  const lines = meters.map((m) => {
+    const address = tcpMode === 'wrapper' ? `${m.logicalAddress}` : `${m.physicalAddress}`;
+    const reconnect = remoteReconnectOutcome(m.controlMode) === 'armed' ? 'reconnect arms' : m.controlMode === 0 ? 'not operable' : 'reconnect closes';
+    return `  ${m.meterId}  address "${address}"  control mode ${m.controlMode} (${reconnect})`;
+  });
+  process.stdout.write(
+    [
+      `DLMS simulator on ${where}: ${count} meter(s), ${values.password !== undefined ? 'LLS password required' : 'lowest security'}${push ? `, pushing to ${push.host}:${push.port}` : ''}`,
+      `Register each meter on a link that points here, with this address:`,
+      ...lines,
+      '',
+    ].join('\n'),
+  );
+
+  // Also what keeps the process alive while a serial device is missing (the line's retry timer is unref'd).
+  const statsTimer = setInterval(() => log.info({ meters: meters.map((m) => m.meterId).slice(0, 3), count }, 'running'), 60_000);
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    clearInterval(statsTimer);
+    await stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
