@@ -303,7 +303,8 @@ export class WrapperLink implements DlmsLink {
   isUp(): boolean {
     if (this.stopped) return false;
     if (!this.config.host) return true; // direct meters: one meter unreachable is that meter's failure
-    return this.standing[0]?.line.isOpen === true;
+    const first = this.standing[0]?.line;
+    return first !== undefined && (first.isOpen || first.isRenewing);
   }
 
   locate(address: string | null, profile: DlmsProfileData): MeterLocation {
@@ -319,6 +320,7 @@ export class WrapperLink implements DlmsLink {
     if (!(await this.slots.acquire(ctx.deadline))) throw new DlmsWireFailure('timeout', `link ${this.name}: all ${this.config.maxConnections ?? 4} connections stayed busy past the deadline`);
     let conn: WrapperConnection | undefined;
     let perConversation = false;
+    let timeoutsBefore = 0;
     try {
       if (this.stopped) throw new DlmsWireFailure('link_error', `link ${this.name} is stopped`);
       if (this.config.host) conn = await this.takeStanding(ctx);
@@ -331,6 +333,7 @@ export class WrapperLink implements DlmsLink {
         }
       }
       const where = `${conn.line.path}/${at.logicalDevice}`;
+      timeoutsBefore = conn.counters.timeouts;
       let deadline = ctx.deadline;
       const channel = conn.channel({ client: ctx.profile.clientSap, server: at.logicalDevice }, where, () => deadline);
       const before = { ...conn.counters };
@@ -349,7 +352,12 @@ export class WrapperLink implements DlmsLink {
     } finally {
       if (conn) {
         if (perConversation) await conn.line.close();
-        else if (!this.stopped) this.idle.push(conn);
+        else {
+          // A request that timed out may still be answered; on this connection that late answer would be taken
+          // for the next association's (the wrapper carries no invoke id for an AARQ). Start afresh instead.
+          if (conn.counters.timeouts > timeoutsBefore && !this.stopped) await conn.line.renew('a request timed out: its late answer must not be taken for the next request');
+          if (!this.stopped) this.idle.push(conn);
+        }
       }
       this.slots.release();
     }

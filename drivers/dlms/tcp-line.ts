@@ -29,6 +29,7 @@ export class TcpLine implements ByteLine {
   private connected = false;
   private wanted = false;
   private connecting: Promise<boolean> | undefined;
+  private renewing = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   /** Bumped by close(): a connect that completes after it is thrown away. */
   private generation = 0;
@@ -99,6 +100,34 @@ export class TcpLine implements ByteLine {
       s.end();
       setTimeout(() => s.destroy(), 100).unref();
     });
+  }
+
+  /** True while `renew()` replaces the connection: the link is not down, only being renewed. */
+  get isRenewing(): boolean {
+    return this.renewing;
+  }
+
+  /**
+   * Replace the connection now: the current socket is cut at once (nothing more it carries is delivered), and a
+   * new one is made. Resolves true when connected again. For a connection whose state can no longer be trusted
+   * (a request timed out and its late answer may still arrive).
+   */
+  async renew(reason: string): Promise<boolean> {
+    const s = this.socket;
+    this.renewing = true;
+    try {
+      if (s && this.socket === s) {
+        this.log.info({ reason }, 'renewing the TCP connection');
+        this.socket = undefined;
+        this.connected = false;
+        this.counters.drops++;
+        for (const l of this.closeListeners) l();
+        s.destroy();
+      }
+      return await this.connectOnce();
+    } finally {
+      this.renewing = false;
+    }
   }
 
   /** Drop the connection now (a peer that broke the framing); `open()` reconnects later. */

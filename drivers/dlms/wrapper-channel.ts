@@ -20,6 +20,8 @@ export interface WrapperConnectionCounters {
   strayFrames: number;
   /** Streams dropped for a bad header (version or length). */
   badStreams: number;
+  /** Requests whose answer did not come by the deadline (it may still come: the connection is then not reused). */
+  timeouts: number;
 }
 
 export interface WrapperAddress {
@@ -30,7 +32,7 @@ export interface WrapperAddress {
 }
 
 export class WrapperConnection {
-  readonly counters: WrapperConnectionCounters = { strayFrames: 0, badStreams: 0 };
+  readonly counters: WrapperConnectionCounters = { strayFrames: 0, badStreams: 0, timeouts: 0 };
   private reader: WrapperFrameReader;
   private inbox: WrapperFrame[] = [];
   private fatal: string | undefined;
@@ -94,7 +96,10 @@ export class WrapperConnection {
       if (this.fatal) throw new DlmsWireFailure('garbled', `meter ${where}: ${this.fatal}; connection dropped`);
       if (!this.line.isOpen) throw new DlmsWireFailure('link_error', `meter ${where}: TCP connection to ${this.line.path} dropped while waiting for the answer`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new DlmsWireFailure('timeout', `meter ${where}: no answer on ${this.line.path} (wPort ${a.client} → ${a.server}) by the deadline`);
+      if (left <= 0) {
+        this.counters.timeouts++;
+        throw new DlmsWireFailure('timeout', `meter ${where}: no answer on ${this.line.path} (wPort ${a.client} → ${a.server}) by the deadline`);
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, left);
         function done(): void {

@@ -125,6 +125,24 @@ describe('DLMS TCP links', () => {
     }
   });
 
+  it('a request that timed out on a standing connection: its late answer is never taken for the next association (the connection is renewed)', async () => {
+    const fx = await tcpFixture('wrapper', { maxConnections: 1 });
+    try {
+      fx.sim('TCP-C17').setFaults({ lateReplyMs: 600 }); // the first live read is answered after 600 ms
+      const late = await fx.driver.readRelay(fx.closesMeter, req('read', 250));
+      expect(late.outcome).toBe('timeout');
+      fx.sim('TCP-C17').clearFaults();
+      fx.sim('TCP-C17').setRelay('disconnected');
+      // At once, on the link's only connection: the late GET answer (at 600 ms) must not pass for this AARQ's AARE.
+      const next = await fx.driver.readRelay(fx.closesMeter, req('read', 3000));
+      expect(next).toMatchObject({ outcome: 'ok', value: { relay: 'disconnected' } });
+      await new Promise((r) => setTimeout(r, 500)); // past the late answer: a third conversation is clean too
+      expect((await fx.driver.readRelay(fx.closesMeter, req('read', 3000))).outcome).toBe('ok');
+    } finally {
+      await fx.teardown();
+    }
+  });
+
   it('the connection limit of a wrapper link is honoured: six parallel conversations, never more than two connections', async () => {
     const meters: BusMeterSpec[] = [];
     for (let i = 0; i < 6; i++) meters.push({ meterId: `TCP-M${i}`, physicalAddress: 20 + i, logicalAddress: 20 + i, controlMode: 2, password: TEST_PASSWORDS.closes });
