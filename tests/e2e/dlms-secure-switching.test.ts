@@ -24,6 +24,9 @@ import { writeFastProfiles } from '../harness/test-profiles.js';
  */
 
 const logger = pino({ level: process.env.DLMS_TEST_LOG ?? 'silent' });
+/** Everything the gateway logs, at debug (the driver logs each conversation's evidence there), to search for keys. */
+const gatewayLog: string[] = [];
+const gatewayLogger = pino({ level: 'debug' }, { write: (line: string) => void gatewayLog.push(line) });
 const PTY_LINK = 'rs485-sec';
 const TCP_LINK = 'dc-sec';
 const MASTER = randomBytes(32).toString('hex');
@@ -134,7 +137,7 @@ beforeAll(async () => {
         passwords: { 'kam-omnipower-dlms-mode1': { value: 'kam-secret-1' }, 'lgz-e570-dlms-mode2': { value: 'lgz-secret-2' } },
       },
     },
-    { env: { METERLINE_KEY_MASTER: MASTER } },
+    { env: { METERLINE_KEY_MASTER: MASTER }, logger: gatewayLogger },
   );
 
   // The manufacturer's key file, as delivered: meter id, system title, GUEK, GAK. The wrong-key meters' rows hold
@@ -294,4 +297,19 @@ describe('a meter that holds other keys, and one that does not answer', () => {
       expectNoKeys(o);
     }
   }, 60_000);
+});
+
+describe('keys stay out of what a user sees', () => {
+  it("the gateway's log (debug: every conversation) never holds a key (hex either case, base64); refusals name the key set id", () => {
+    const log = gatewayLog.join('');
+    expect(gatewayLog.length).toBeGreaterThan(50);
+    // The refusals are logged naming the key set the meter did not accept, by id.
+    for (const m of [ptyWrongKey, tcpWrongKey]) expect(log).toContain(keySetIds.get(m.meterId));
+    for (const m of ALL) {
+      for (const key of [m.keys.encryptionKey, m.keys.authenticationKey]) {
+        for (const form of [key.toString('hex'), key.toString('hex').toUpperCase(), key.toString('base64'), key.toString('base64url')]) expect(log).not.toContain(form);
+      }
+    }
+    expect(log).not.toContain(MASTER);
+  });
 });

@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { ConfigSchema, type GatewayConfig } from '../../src/config/config-schema.js';
 import { asMqttProfile } from '../../src/domain/firmware-profile.js';
 import { loadConfig } from '../../src/config/load-config.js';
@@ -51,8 +51,8 @@ export const auditFilesIn = (dir: string) => ({ keyFile: join(dir, 'audit.key'),
 export async function startGatewayFixture(
   meters: TestMeter[],
   overrides: Partial<GatewayConfig> = {},
-  /** `env`: where the gateway reads its secrets (key master, transport keys); default process.env. */
-  options: { clock?: Clock; env?: NodeJS.ProcessEnv } = {},
+  /** `env`: where the gateway reads its secrets (key master, transport keys), default process.env; `logger`: where it logs (default per config: silent). */
+  options: { clock?: Clock; env?: NodeJS.ProcessEnv; logger?: Logger } = {},
 ): Promise<GatewayFixture> {
   const broker = await startMosquitto();
   const { dir: profilesDir, profiles } = writeFastProfiles();
@@ -95,7 +95,7 @@ export async function startGatewayFixture(
     meters: meters.map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: m.initialRelay, ...(m.loadW !== undefined ? { loadW: m.loadW } : {}) })),
   });
   await fleet.start();
-  const startOptions = { ...(options.clock ? { clock: options.clock } : {}), ...(options.env ? { env: options.env } : {}) };
+  const startOptions = { ...(options.clock ? { clock: options.clock } : {}), ...(options.env ? { env: options.env } : {}), ...(options.logger ? { logger: options.logger } : {}) };
   const gateway = await startGateway(config, startOptions);
 
   const http: GatewayFixture['http'] = async (method, path, options = {}) => {
