@@ -94,7 +94,10 @@ const ptyWrongKey = secMeter(PTY_LINK, 'H', 48, 6, '-WRONGKEY');
 const tcpWrongKey = secMeter(TCP_LINK, 'W', 58, 6, '-WRONGKEY');
 const ptyOffline = secMeter(PTY_LINK, 'H', 49, 6, '-OFFLINE');
 const tcpOffline = secMeter(TCP_LINK, 'W', 59, 6, '-OFFLINE');
-const ALL = [...ptyMeters, ...tcpMeters, ptyWrongKey, tcpWrongKey, ptyOffline, tcpOffline];
+/** Registered with an HLS profile, but its row was left out of the key file. */
+const ptyNoKeys = secMeter(PTY_LINK, 'H', 50, 6, '-NOKEYS');
+const IMPORTED = [...ptyMeters, ...tcpMeters, ptyWrongKey, tcpWrongKey, ptyOffline, tcpOffline];
+const ALL = [...IMPORTED, ptyNoKeys];
 const KEY_HEX = ALL.flatMap((m) => [m.keys.encryptionKey.toString('hex'), m.keys.authenticationKey.toString('hex')]);
 
 const spec = (m: SecMeter): BusMeterSpec => ({
@@ -119,7 +122,7 @@ const simOf = (m: SecMeter) => (m.link === PTY_LINK ? bus.busMeter(m.meterId) : 
 
 beforeAll(async () => {
   pty = await startPtyPair();
-  bus = new DlmsBusSimulator({ path: pty.devicePath, logger, meters: [...ptyMeters, ptyWrongKey, ptyOffline].map(spec) });
+  bus = new DlmsBusSimulator({ path: pty.devicePath, logger, meters: [...ptyMeters, ptyWrongKey, ptyOffline, ptyNoKeys].map(spec) });
   await bus.start();
   dc = new DlmsTcpServer({ mode: 'wrapper', port: 0, logger, meters: [...tcpMeters, tcpWrongKey, tcpOffline].map(spec) });
   await dc.start();
@@ -142,10 +145,10 @@ beforeAll(async () => {
 
   // The manufacturer's key file, as delivered: meter id, system title, GUEK, GAK. The wrong-key meters' rows hold
   // the keys the gateway will use; their simulators are switched to other keys below.
-  const csv = ['meter id,system title,GUEK,GAK', ...ALL.map((m) => [m.meterId, m.keys.systemTitle.toString('hex').toUpperCase(), m.keys.encryptionKey.toString('hex'), m.keys.authenticationKey.toString('hex')].join(','))].join('\n') + '\n';
+  const csv = ['meter id,system title,GUEK,GAK', ...IMPORTED.map((m) => [m.meterId, m.keys.systemTitle.toString('hex').toUpperCase(), m.keys.encryptionKey.toString('hex'), m.keys.authenticationKey.toString('hex')].join(','))].join('\n') + '\n';
   const imported = await f.http('POST', '/v1/meter-keys/import', { key: f.adminKey, headers: k(), body: { format: 'csv', content: csv } });
   expect(imported.status, JSON.stringify(imported.body)).toBe(200);
-  expect(imported.body).toMatchObject({ imported: ALL.length, created: ALL.length });
+  expect(imported.body).toMatchObject({ imported: IMPORTED.length, created: IMPORTED.length });
   for (const ks of imported.body.keySets) keySetIds.set(ks.meterId, ks.keySetId);
   for (const hex of KEY_HEX) expect(JSON.stringify(imported.body).toLowerCase()).not.toContain(hex);
 
@@ -297,6 +300,24 @@ describe('a meter that holds other keys, and one that does not answer', () => {
       expectNoKeys(o);
     }
   }, 60_000);
+});
+
+describe('a meter with no keys imported', () => {
+  it('is an auth_failed too: one attempt, nothing on the wire, a credentials work order, counted for the link', async () => {
+    const sim = simOf(ptyNoKeys);
+    const before = { ...sim.cosem.counters };
+    const res = await disconnect(ptyNoKeys.meterId);
+    const o = await f.waitForOrder(res.body.id, undefined, 30_000);
+    expect(o.state).toBe('failed');
+    expect(o.attempts.map((a: any) => a.outcome)).toEqual(['auth_failed']);
+    expect(o.attempts[0].detail).toMatch(/no keys imported for meter SEC-H6-NOKEYS/);
+    expect(sim.cosem.counters).toEqual(before);
+    expect(sim.meter.relay).toBe('connected');
+    const wo = (await f.http('GET', '/v1/work-orders?status=open')).body.items.find((w: any) => w.orderId === o.id);
+    expect(wo).toMatchObject({ kind: 'credentials', meterId: ptyNoKeys.meterId });
+    const metrics = (await f.http('GET', '/metrics', { key: f.adminKey })).body as string;
+    expect(metrics).toContain(`meterline_auth_failures_total{protocol="dlms",link="${PTY_LINK}"} 2`);
+  }, 30_000);
 });
 
 describe('keys stay out of what a user sees', () => {
