@@ -19,8 +19,9 @@ import { writeFastProfiles } from '../harness/test-profiles.js';
  * manufacturer's key file imported through POST /v1/meter-keys/import (CSV), meters registered over the API,
  * disconnect then reconnect through the API, on an HDLC bus over a real pty AND on a TCP wrapper link (IEC 62056-47)
  * to a simulated concentrator. Every control mode that arms on remote_reconnect (1, 3, 5, 6) and one that closes (2).
- * A meter holding other keys ends after one attempt as auth_failed (a `credentials` work order, counted per link);
- * an unreachable meter is retried as before.
+ * A meter holding other keys ends after one attempt as auth_failed (a `credentials` work order, counted per link),
+ * as does one with no keys imported; an unreachable meter is retried as before. Neither the orders, the work orders
+ * nor the gateway's debug log hold a key; after a restart the invocation counters carry on from the store.
  */
 
 const logger = pino({ level: process.env.DLMS_TEST_LOG ?? 'silent' });
