@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { ConfigSchema, type GatewayConfig } from '../../src/config/config-schema.js';
 import { asMqttProfile } from '../../src/domain/firmware-profile.js';
 import { loadConfig } from '../../src/config/load-config.js';
@@ -48,7 +48,12 @@ export const auditFilesIn = (dir: string) => ({ keyFile: join(dir, 'audit.key'),
  * A gateway wired exactly as in production (SQLite file, MQTT driver, control loop, HTTP API on a real port)
  * against a real mosquitto and a simulated fleet in the test process, where tests inject faults.
  */
-export async function startGatewayFixture(meters: TestMeter[], overrides: Partial<GatewayConfig> = {}, options: { clock?: Clock } = {}): Promise<GatewayFixture> {
+export async function startGatewayFixture(
+  meters: TestMeter[],
+  overrides: Partial<GatewayConfig> = {},
+  /** `env`: where the gateway reads its secrets (key master, transport keys), default process.env; `logger`: where it logs (default per config: silent). */
+  options: { clock?: Clock; env?: NodeJS.ProcessEnv; logger?: Logger } = {},
+): Promise<GatewayFixture> {
   const broker = await startMosquitto();
   const { dir: profilesDir, profiles } = writeFastProfiles();
   const base = loadConfig({});
@@ -90,7 +95,8 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     meters: meters.map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: m.initialRelay, ...(m.loadW !== undefined ? { loadW: m.loadW } : {}) })),
   });
   await fleet.start();
-  const gateway = await startGateway(config, options.clock ? { clock: options.clock } : {});
+  const startOptions = { ...(options.clock ? { clock: options.clock } : {}), ...(options.env ? { env: options.env } : {}), ...(options.logger ? { logger: options.logger } : {}) };
+  const gateway = await startGateway(config, startOptions);
 
   const http: GatewayFixture['http'] = async (method, path, options = {}) => {
     const key = options.key === undefined ? fixture.operatorKey : options.key;
@@ -142,7 +148,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     async restartGateway(change) {
       await fixture.gateway.stop();
       if (change) config = ConfigSchema.parse(change(config));
-      const again = await startGateway(config, options.clock ? { clock: options.clock } : {});
+      const again = await startGateway(config, startOptions);
       Object.assign(fixture, {
         gateway: again,
         operatorKey: again.demoKeys!.operator,
