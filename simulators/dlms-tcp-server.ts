@@ -181,6 +181,8 @@ export class DlmsTcpServer {
     if (this.busLine) return this.busLine.attach(s);
     const reader = new WrapperFrameReader();
     const touched = new Set<WrapperMeter>();
+    // A meter answers one request after another: an answer never overtakes a slower one before it on the connection.
+    let busyUntil = 0;
     s.on('close', () => {
       // The association lives on the connection that made it: a meter another connection has since associated on keeps that one.
       for (const m of touched) if (this.associatedOn.get(m) === s) {
@@ -215,7 +217,9 @@ export class DlmsTcpServer {
         const send = () => {
           if (!s.destroyed) s.write(frame);
         };
-        if (answer.delayMs > 0) this.later(send, answer.delayMs);
+        const at = Math.max(now + answer.delayMs, busyUntil);
+        busyUntil = at;
+        if (at > now) this.later(send, at - now);
         else send();
       }
     });
