@@ -37,6 +37,7 @@ describe.each(['sqlite', 'postgres'] as const)('POST /v1/meters/{id}/keys/renew 
   let gateway: RunningGateway;
   const keys = { 'RN-1': simKeys(), 'RN-2': simKeys(), 'RN-3': simKeys() };
   const answers: string[] = [];
+  let logText = '';
   let n = 0;
 
   const call = async (method: string, path: string, o: { key?: string | null; body?: unknown; idem?: string | null } = {}) => {
@@ -97,7 +98,7 @@ describe.each(['sqlite', 'postgres'] as const)('POST /v1/meters/{id}/keys/renew 
       log: { level: 'silent' },
       dlms: { ports: {}, tcp: { 'dc-1': { kind: 'wrapper', host: '127.0.0.1', port: sim.port, maxConnections: 2, connectTimeoutMs: 1000, reconnectMs: 100 } }, passwords: { 'kam-omnipower-dlms-mode1': { value: 'unused-1' }, 'lgz-e570-dlms-mode2': { value: 'unused-2' } } },
     });
-    gateway = await startGateway(config, { logger: pino({ level: 'silent' }), env: { METERLINE_KEY_MASTER: randomBytes(32).toString('hex') } });
+    gateway = await startGateway(config, { logger: pino({ level: 'trace' }, { write: (line: string) => void (logText += line) }), env: { METERLINE_KEY_MASTER: randomBytes(32).toString('hex') } });
     for (const [i, meterId] of Object.keys(keys).entries()) {
       const res = await call('PUT', `/v1/meters/${meterId}`, { key: gateway.demoKeys!.operator, body: { profileId: 'idis-hls-gmac-mode6', link: 'dc-1', region: 'north', address: String(41 + i) } });
       expect(res.status, JSON.stringify(res.body)).toBe(200);
@@ -167,15 +168,18 @@ describe.each(['sqlite', 'postgres'] as const)('POST /v1/meters/{id}/keys/renew 
     expect(sim.simMeter('RN-3').counters.keyTransfers + sim.simMeter('RN-3').counters.keyTransfersRefused).toBe(0);
   });
 
-  it('the audit names key set ids only; no key (old or new) appears in any answer', async () => {
+  it('the audit names key set ids only; no key (old or new) appears in any answer or in the log', async () => {
     const audit = await call('GET', '/v1/audit?limit=1000');
     const renewals = (audit.body.entries ?? audit.body.items ?? audit.body).filter((e: any) => e.action === 'meter_keys.renew');
     expect(renewals.map((e: any) => [e.target, e.details.outcome])).toEqual(expect.arrayContaining([['RN-1', 'confirmed'], ['RN-2', 'refused']]));
     const all = [...Object.values(keys), ...['RN-1', 'RN-2', 'RN-3'].map((id) => sim.simMeter(id).keys!)];
-    const text = answers.join('\n').toLowerCase();
-    for (const k of all) for (const b of [k.encryptionKey, k.authenticationKey, k.masterKey!]) {
-      expect(text).not.toContain(b.toString('hex'));
-      expect(answers.join('\n')).not.toContain(b.toString('base64'));
+    expect(logText).toContain('meter key renewal');
+    const places = { answers: answers.join('\n'), log: logText };
+    for (const [where, text] of Object.entries(places)) {
+      for (const k of all) for (const b of [k.encryptionKey, k.authenticationKey, k.masterKey!]) {
+        expect(text.toLowerCase(), where).not.toContain(b.toString('hex'));
+        expect(text, where).not.toContain(b.toString('base64'));
+      }
     }
   });
 });
