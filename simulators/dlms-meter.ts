@@ -56,6 +56,8 @@ export interface DlmsMeterFaults {
   counterAhead: number;
   /** global_key_transfer is answered other-reason (the meter keeps its keys). */
   refuseKeyTransfer: boolean;
+  /** The next global_key_transfer is carried out but its answer is lost (the meter goes silent until the next connection). */
+  loseKeyTransferAnswer: boolean;
 }
 
 /** A meter's security suite 0 material (what the manufacturer's key file lists for it). */
@@ -122,7 +124,7 @@ export class DlmsSimMeter {
   readonly controlMode: ControlMode;
   password: string | undefined;
   keys: SimMeterKeys | undefined;
-  readonly faults: DlmsMeterFaults = { temporaryFailures: 0, wrongKey: false, counterAhead: 0, refuseKeyTransfer: false };
+  readonly faults: DlmsMeterFaults = { temporaryFailures: 0, wrongKey: false, counterAhead: 0, refuseKeyTransfer: false, loseKeyTransferAnswer: false };
   /** Associations accepted and refused, for tests. */
   readonly counters = { associations: 0, refused: 0, releases: 0, blocksSent: 0, hlsFailures: 0, rejectedCounters: 0, publicAssociations: 0, keyTransfers: 0, keyTransfersRefused: 0 };
   /** Every client invocation counter value this meter was sent (accepted or not), in order: tests assert no repeat. */
@@ -508,7 +510,7 @@ export class DlmsSimMeter {
   }
 
   /** Security setup global_key_transfer: only in an HLS association; a wrap that does not open is refused, old keys kept. */
-  private keyTransfer(req: Extract<XdlmsRequest, { kind: 'action' }>): MeterAnswer {
+  private keyTransfer(req: Extract<XdlmsRequest, { kind: 'action' }>): MeterAnswer | undefined {
     const result = (code: number) => this.respond({ kind: 'action', invokeId: req.invokeId, result: code });
     const refused = (code: number) => {
       this.counters.keyTransfersRefused++;
@@ -524,6 +526,11 @@ export class DlmsSimMeter {
     if (enc.length !== 16 || auth.length !== 16) return refused(AccessResult.typeUnmatched);
     this.nextKeys = { ...this.keys, encryptionKey: Buffer.from(enc), authenticationKey: Buffer.from(auth), masterKey: got.get(KeyId.master) ?? this.keys.masterKey };
     this.counters.keyTransfers++;
+    if (this.faults.loseKeyTransferAnswer) {
+      this.faults.loseKeyTransferAnswer = false;
+      this.silent = true;
+      return undefined;
+    }
     return result(AccessResult.success);
   }
 
