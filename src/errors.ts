@@ -67,6 +67,7 @@ export const ERRORS = {
   E_INVOCATION_COUNTER_EXHAUSTED: { status: 409, title: 'the invocation counters of this key set are used up (2^32): renew the meter’s keys' },
   E_KEY_RENEWAL_UNSUPPORTED: { status: 409, title: 'this meter’s keys cannot be renewed by the gateway (not an HLS-GMAC DLMS meter, no DLMS link, or its key set has no master key)' },
   E_KEY_RENEWAL_UNSETTLED: { status: 409, title: 'the meter’s last key renewal is not settled yet (neither its current nor its pending keys associate); nothing was changed' },
+  E_KEY_RENEWAL_IN_PROGRESS: { status: 409, title: 'a renewal of this meter’s keys is already running on this gateway; try again when it has answered' },
   E_KEY_RENEWAL_FAILED: { status: 502, title: 'the meter did not take the new keys; it keeps its current keys' },
   E_CIRCUIT_OPEN: { status: 409, title: 'disconnect success collapsed for this population; held until an operator resets the breaker (rule 16)' },
   E_WORK_ORDER_NOT_FOUND: { status: 404, title: 'no such work order' },

@@ -50,7 +50,20 @@ export interface KeyRenewalResult {
 
 const isDriver = (d: MeterDriver | undefined): d is MeterDriver & KeyRenewalDriver => typeof (d as Partial<KeyRenewalDriver> | undefined)?.transferKeys === 'function';
 
+/** Meters whose keys this process is renewing: a second renewal would stage over the first one's pending set. */
+const renewing = new Set<string>();
+
 export async function renewMeterKeys(deps: KeyRenewalDeps, meterId: string, actor: string): Promise<KeyRenewalResult> {
+  if (renewing.has(meterId)) throw new MeterlineError('E_KEY_RENEWAL_IN_PROGRESS', `meter ${meterId}: a renewal of its keys is already running; try again when it has answered`, { meterId });
+  renewing.add(meterId);
+  try {
+    return await renewOnce(deps, meterId, actor);
+  } finally {
+    renewing.delete(meterId);
+  }
+}
+
+async function renewOnce(deps: KeyRenewalDeps, meterId: string, actor: string): Promise<KeyRenewalResult> {
   const { keyring, store, logger } = deps;
   const meter = await store.getMeter(meterId);
   if (!meter) throw new MeterlineError('E_METER_NOT_FOUND', `no meter ${meterId}`, { meterId });

@@ -102,6 +102,13 @@ describe('renewMeterKeys: the driver over a pty, the keyring on SQLite', () => {
     expect(m.cosem.keys!.encryptionKey.equals((await keyring.keysFor('RW-52'))!.encryptionKey)).toBe(true);
   });
 
+  it('a second renewal of the same meter while one runs: 409 E_KEY_RENEWAL_IN_PROGRESS, and the first completes', async () => {
+    const first = renewMeterKeys(deps, 'RW-52', 'admin-test');
+    await expect(renewMeterKeys(deps, 'RW-52', 'admin-test')).rejects.toMatchObject({ code: 'E_KEY_RENEWAL_IN_PROGRESS' });
+    expect(await first).toMatchObject({ state: 'current' });
+    expect(bus.busMeter('RW-52').cosem.keys!.encryptionKey.equals((await keyring.keysFor('RW-52'))!.encryptionKey)).toBe(true);
+  });
+
   it('refused before the wire: an unknown meter, a meter whose profile has no HLS keys', async () => {
     await expect(renewMeterKeys(deps, 'NOPE', 'admin-test')).rejects.toMatchObject({ code: 'E_METER_NOT_FOUND' });
     const lls = { ...profile, id: 'lls-only', dlms: { ...profile.dlms, security: 'low' as const, ciphering: 'none' as const } };
