@@ -21,6 +21,7 @@ import { ASSOCIATION_LN_CLASS_ID, CURRENT_ASSOCIATION } from '../drivers/dlms/se
 import { type SecurityControl } from '../drivers/dlms/security/security-control.js';
 import { protect, unprotect, type CipherKeys } from '../drivers/dlms/security/suite0-cipher.js';
 import { parseObis } from '../drivers/dlms/cosem/obis.js';
+import { KeyId, readGlobalKeyTransfer, SECURITY_SETUP_CLASS_ID, SecuritySetupMethod } from '../drivers/dlms/cosem/security-setup.js';
 import { data, encodeData, type DlmsData } from '../drivers/dlms/axdr.js';
 import { CLOCK_CLASS_ID, ClockAttribute, decodeDateTime, encodeDateTime } from '../drivers/dlms/cosem/clock.js';
 import { controlStateFromRelay, DISCONNECT_CONTROL_CLASS_ID, DisconnectControlAttribute, DisconnectControlMethod, remoteReconnectOutcome, type ControlMode } from '../drivers/dlms/cosem/disconnect-control.js';
@@ -53,6 +54,10 @@ export interface DlmsMeterFaults {
   wrongKey: boolean;
   /** At the next secured AARQ the meter's last-seen client counter jumps ahead by this much (then 0 again). */
   counterAhead: number;
+  /** global_key_transfer is answered other-reason (the meter keeps its keys). */
+  refuseKeyTransfer: boolean;
+  /** The next global_key_transfer is carried out but its answer is lost (the meter goes silent until the next connection). */
+  loseKeyTransferAnswer: boolean;
 }
 
 /** A meter's security suite 0 material (what the manufacturer's key file lists for it). */
@@ -60,12 +65,16 @@ export interface SimMeterKeys {
   encryptionKey: Buffer;
   authenticationKey: Buffer;
   systemTitle: Buffer;
+  /** Master key (KEK): global_key_transfer (class 64 method 2) is unwrapped with it; without one it is refused. */
+  masterKey?: Buffer;
 }
 
 /** The frame counter object the public client may read: class 1 Data, 0-0:43.1.0.255 (IDIS invocation counter). */
 export const FRAME_COUNTER_OBIS = parseObis('0-0:43.1.0.255');
 const DATA_CLASS_ID = 1;
 export const PUBLIC_CLIENT_SAP = 16;
+/** The Security setup object of the management client's association (class 64). */
+export const SECURITY_SETUP_OBIS = parseObis('0-0:43.0.0.255');
 /** ConfirmedServiceError initiateError (1), application-reference (0), deciphering-error (6). */
 const INITIATE_DECIPHERING_ERROR = Uint8Array.from([0x0e, 0x01, 0x00, 0x06]);
 
@@ -115,9 +124,9 @@ export class DlmsSimMeter {
   readonly controlMode: ControlMode;
   password: string | undefined;
   keys: SimMeterKeys | undefined;
-  readonly faults: DlmsMeterFaults = { temporaryFailures: 0, wrongKey: false, counterAhead: 0 };
+  readonly faults: DlmsMeterFaults = { temporaryFailures: 0, wrongKey: false, counterAhead: 0, refuseKeyTransfer: false, loseKeyTransferAnswer: false };
   /** Associations accepted and refused, for tests. */
-  readonly counters = { associations: 0, refused: 0, releases: 0, blocksSent: 0, hlsFailures: 0, rejectedCounters: 0, publicAssociations: 0 };
+  readonly counters = { associations: 0, refused: 0, releases: 0, blocksSent: 0, hlsFailures: 0, rejectedCounters: 0, publicAssociations: 0, keyTransfers: 0, keyTransfersRefused: 0 };
   /** Every client invocation counter value this meter was sent (accepted or not), in order: tests assert no repeat. */
   readonly seenCounters: number[] = [];
   /** The last client invocation counter accepted (the frame counter the public client reads). */
@@ -126,6 +135,8 @@ export class DlmsSimMeter {
   private serverCounter = 1;
   private secured: SecuredAssociation | undefined;
   private publicClient = false;
+  /** Keys taken by global_key_transfer: used from the next association on (the answer still goes out under the old ones). */
+  private nextKeys: SimMeterKeys | undefined;
 
   private readonly energySu: ScalerUnit;
   private readonly voltageSu: ScalerUnit;
@@ -156,6 +167,7 @@ export class DlmsSimMeter {
 
   /** The link was (re)connected or disconnected: forget the association. */
   resetLink(): void {
+    this.switchKeys();
     this.associated = false;
     this.snapshot = undefined;
     this.silent = false;
@@ -179,6 +191,7 @@ export class DlmsSimMeter {
       this.associated = false;
       this.secured = undefined;
       this.counters.releases++;
+      this.switchKeys();
       return this.respondRaw(encodeRlre());
     }
     if (this.secured?.ciphered && this.associated) {
@@ -484,9 +497,47 @@ export class DlmsSimMeter {
     return { kind: 'set', invokeId: req.invokeId, result: known ? AccessResult.readWriteDenied : AccessResult.objectUndefined };
   }
 
+  /**
+   * New keys from global_key_transfer take effect here, between associations. Invocation counters start again with
+   * the new keys (Green Book: a counter belongs to its key), so `seenCounters` restarts too.
+   */
+  private switchKeys(): void {
+    if (!this.nextKeys) return;
+    this.keys = this.nextKeys;
+    this.nextKeys = undefined;
+    this.lastClientCounter = 0;
+    this.seenCounters.length = 0;
+  }
+
+  /** Security setup global_key_transfer: only in an HLS association; a wrap that does not open is refused, old keys kept. */
+  private keyTransfer(req: Extract<XdlmsRequest, { kind: 'action' }>): MeterAnswer | undefined {
+    const result = (code: number) => this.respond({ kind: 'action', invokeId: req.invokeId, result: code });
+    const refused = (code: number) => {
+      this.counters.keyTransfersRefused++;
+      return result(code);
+    };
+    if (req.method.method !== SecuritySetupMethod.globalKeyTransfer) return refused(AccessResult.objectUndefined);
+    if (!this.secured?.authenticated || !this.keys) return refused(AccessResult.readWriteDenied);
+    if (!this.keys.masterKey || this.faults.refuseKeyTransfer) return refused(AccessResult.otherReason);
+    const got = readGlobalKeyTransfer(this.faults.wrongKey ? Buffer.alloc(16, 0x77) : this.keys.masterKey, req.parameter);
+    if ('error' in got) return refused(got.error === 'type' ? AccessResult.typeUnmatched : AccessResult.otherReason);
+    const enc = got.get(KeyId.globalUnicastEncryption) ?? this.keys.encryptionKey;
+    const auth = got.get(KeyId.authentication) ?? this.keys.authenticationKey;
+    if (enc.length !== 16 || auth.length !== 16) return refused(AccessResult.typeUnmatched);
+    this.nextKeys = { ...this.keys, encryptionKey: Buffer.from(enc), authenticationKey: Buffer.from(auth), masterKey: got.get(KeyId.master) ?? this.keys.masterKey };
+    this.counters.keyTransfers++;
+    if (this.faults.loseKeyTransferAnswer) {
+      this.faults.loseKeyTransferAnswer = false;
+      this.silent = true;
+      return undefined;
+    }
+    return result(AccessResult.success);
+  }
+
   private action(req: Extract<XdlmsRequest, { kind: 'action' }>, now: number): MeterAnswer | undefined {
     const { classId, logicalName: ln, method } = req.method;
     const result = (code: number, delayMs = 0) => this.respond({ kind: 'action', invokeId: req.invokeId, result: code }, delayMs);
+    if (sameLogicalName(ln, SECURITY_SETUP_OBIS)) return classId === SECURITY_SETUP_CLASS_ID ? this.keyTransfer(req) : result(AccessResult.objectClassInconsistent);
     if (!sameLogicalName(ln, OBIS.disconnectControl)) return result(AccessResult.objectUndefined);
     if (classId !== DISCONNECT_CONTROL_CLASS_ID) return result(AccessResult.objectClassInconsistent);
     if (method !== DisconnectControlMethod.remoteDisconnect && method !== DisconnectControlMethod.remoteReconnect) return result(AccessResult.objectUndefined);

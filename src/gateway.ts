@@ -12,6 +12,7 @@ import { readAuditAnchors } from './integrations/audit-anchors.js';
 import { buildApi } from './api/app.js';
 import { masterKeyFromEnv } from './keys/key-envelope.js';
 import { StoreKeyring } from './keys/store-keyring.js';
+import { renewMeterKeys } from './keys/key-renewal.js';
 import type { GatewayConfig } from './config/config-schema.js';
 import { loadFirmwareProfiles } from './config/load-profiles.js';
 import { systemClock, type Clock } from './control/clock.js';
@@ -152,7 +153,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
           return file && existsSync(file) ? readAuditAnchors(file) : [];
         },
         credit,
-        meterKeys: { master: keyMaster, env: secretEnv },
+        meterKeys: {
+          master: keyMaster,
+          env: secretEnv,
+          renew: (meterId, actor) => renewMeterKeys({ store, keyring, drivers: links.drivers, profiles, now: () => clock.now(), logger: logger.child({ component: 'key-renewal' }) }, meterId, actor),
+        },
         health: gatewayHealth(store, links, controller),
         stopping: () => stopping,
       },

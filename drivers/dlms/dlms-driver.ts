@@ -18,6 +18,7 @@ import {
 } from './cosem/disconnect-control.js';
 import type { CosemAttribute, CosemMethod } from './cosem/attribute.js';
 import { parseObis, type LogicalName } from './cosem/obis.js';
+import { globalKeyTransferMethod, globalKeyTransferParameter } from './cosem/security-setup.js';
 import { readScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, scaledValue, Unit } from './cosem/register.js';
 import type { DlmsLinksConfig } from './dlms-config.js';
 import { createDlmsLinks, type DlmsLink, type MeterLocation } from './dlms-links.js';
@@ -80,7 +81,14 @@ export interface DlmsDriverCounters {
   pushDropped: Record<PushDropReason, number>;
 }
 
+/** What a key renewal did on the wire: the transfer, and (when the meter took it) the association with the new keys. */
+export interface KeyTransferResult {
+  transfer: WireResult<{ keySetId: string }>;
+  proof?: WireResult<{ keySetId: string }>;
+}
+
 interface ObjectNames {
+  securitySetup: LogicalName;
   disconnectControl: LogicalName;
   activeEnergyImport: LogicalName;
   voltage: LogicalName;
@@ -119,6 +127,7 @@ export class DlmsDriver implements MeterDriver {
       this.passwords.set(profile.id, resolvePassword(profile, options.links.passwords, env));
       const o = profile.dlms.obis;
       this.names.set(profile.id, {
+        securitySetup: parseObis(profile.dlms.securitySetupObis ?? '0-0:43.0.0.255'),
         disconnectControl: parseObis(o.disconnectControl),
         activeEnergyImport: parseObis(o.activeEnergyImport),
         voltage: parseObis(o.voltage),
@@ -233,7 +242,42 @@ export class DlmsDriver implements MeterDriver {
     }
   }
 
-  private async converse<T>(meter: MeterAddress, options: RequestOptions, op: 'read' | SwitchAction, dialogue: Dialogue<T>): Promise<WireResult<T>> {
+  /**
+   * Renew a meter's keys (Green Book key transport; Blue Book class 64 method 2): in an HLS association with its
+   * current keys, global_key_transfer with the new GUEK and GAK wrapped (RFC 3394) with its master key (KEK); then a
+   * fresh association with the NEW keys proves them. The keyring is not changed here: the caller stages the new
+   * keys before and confirms them after (src/keys/key-renewal.ts). `transfer` failing means the meter did not take
+   * the keys (refused or never answered: it may still have, when the answer was lost, so the caller keeps both);
+   * `proof` failing means the meter accepted but the new keys did not associate.
+   */
+  async transferKeys(meter: MeterAddress, newKeys: MeterKeys, options: RequestOptions): Promise<KeyTransferResult> {
+    const transfer = await this.converse(meter, options, 'key-transfer', async (cosem, n) => {
+      const current = await this.keyring!.keysFor(meter.meterId);
+      if (!current?.masterKey) throw new DlmsWireFailure('auth_failed', `meter ${meter.meterId}: its key set ${current?.keySetId ?? '(none)'} has no master key (KEK) to wrap new keys with; import its key file with the KEK column`);
+      const method = globalKeyTransferMethod(n.securitySetup);
+      await cosem.action(method, globalKeyTransferParameter(current.masterKey, newKeys));
+      return { value: { keySetId: newKeys.keySetId }, evidence: { action: method.name, result: 'success', fromKeySetId: current.keySetId, toKeySetId: newKeys.keySetId } };
+    });
+    if (transfer.outcome !== 'ok') return { transfer };
+    return { transfer, proof: await this.proveKeys(meter, newKeys, options) };
+  }
+
+  /** A fresh HLS association with these keys (not the keyring's current ones) and one ciphered GET: ok proves them. */
+  proveKeys(meter: MeterAddress, keys: MeterKeys, options: RequestOptions): Promise<WireResult<{ keySetId: string }>> {
+    return this.converse(
+      meter,
+      options,
+      'key-proof',
+      async (cosem, n) => {
+        // The HLS passes 3/4 already proved both keys; a ciphered GET shows the encryption key works on service APDUs.
+        await this.optional(cosem.get(attr(CLOCK_CLASS_ID, n.clock, ClockAttribute.time, 'clock.time')));
+        return { value: { keySetId: keys.keySetId }, evidence: { proof: 'association', keySetId: keys.keySetId } };
+      },
+      keys,
+    );
+  }
+
+  private async converse<T>(meter: MeterAddress, options: RequestOptions, op: 'read' | SwitchAction | 'key-transfer' | 'key-proof', dialogue: Dialogue<T>, keysOverride?: MeterKeys): Promise<WireResult<T>> {
     const started = Date.now();
     const deadline = started + options.timeoutMs;
     const log = this.log.child({ meterId: meter.meterId, link: meter.link, op, correlationId: options.correlationId, ...(options.orderId !== undefined ? { orderId: options.orderId } : {}), ...(options.attempt !== undefined ? { attempt: options.attempt } : {}) });
@@ -242,6 +286,9 @@ export class DlmsDriver implements MeterDriver {
       log.warn({ outcome, detail }, 'dlms request failed');
       return { outcome, detail, ...(evidence !== undefined ? { evidence } : {}), latencyMs: Date.now() - started };
     };
+    if (op.startsWith('key-') && (meter.profile.protocol !== 'dlms' || meter.profile.dlms.security !== 'hls-gmac' || !this.keyring)) {
+      return fail('nack', `meter ${meter.meterId}: its profile ${meter.profile.id} does not use HLS-GMAC with per-meter keys, so its keys cannot be renewed`);
+    }
     if (meter.profile.protocol !== 'dlms') return fail('link_error', `meter ${meter.meterId}: profile ${meter.profile.id} is ${meter.profile.protocol}, not dlms`);
     const profile = meter.profile;
     const link = this.links.get(meter.link);
@@ -259,10 +306,32 @@ export class DlmsDriver implements MeterDriver {
     let keys: MeterKeys | undefined;
     if (d.security === 'hls-gmac' || d.ciphering !== 'none') {
       // Keys first: a meter without keys costs no wire traffic.
-      keys = await this.keyring?.keysFor(meter.meterId);
+      keys = keysOverride ?? (await this.keyring?.keysFor(meter.meterId));
       if (!keys || !this.keyring) return fail('auth_failed', `no keys imported for meter ${meter.meterId}: its profile ${profile.id} uses ${d.security} with ciphering ${d.ciphering}; import the meter's key file`);
     }
-    const c = { link, at, profile, names, keys, deadline, timeoutMs: options.timeoutMs, log, meterId: meter.meterId, started };
+    const first = await this.withKeys({ link, at, profile, names, keys, deadline, timeoutMs: options.timeoutMs, log, meterId: meter.meterId, started }, dialogue, fail);
+    if (first.outcome !== 'auth_failed' || !keys || keysOverride || !this.keyring?.pendingKeysFor) return first;
+    // Never locked out by a renewal: a meter that took new keys whose proof never came (the answer lost, the link cut)
+    // refuses the current ones; the staged (pending) keys are tried once, and on success they become current.
+    const pending = await this.keyring.pendingKeysFor(meter.meterId);
+    if (!pending || pending.keySetId === keys.keySetId || Date.now() >= deadline) return first;
+    log.warn({ keySetId: keys.keySetId, pendingKeySetId: pending.keySetId }, 'meter refused its current keys: trying the keys staged by its last renewal');
+    const second = await this.withKeys({ link, at, profile, names, keys: pending, deadline, timeoutMs: options.timeoutMs, log, meterId: meter.meterId, started }, dialogue, fail);
+    if (second.outcome === 'ok' && this.keyring.confirmPendingKeys) {
+      await this.keyring.confirmPendingKeys(meter.meterId, pending.keySetId);
+      log.info({ keySetId: pending.keySetId, retiredKeySetId: keys.keySetId }, 'the pending keys associated: they are now the meter\'s keys');
+    }
+    return second;
+  }
+
+  /** One conversation with these keys, resynchronising the invocation counter once if the meter says it is too low. */
+  private async withKeys<T>(
+    c: { link: DlmsLink; at: MeterLocation; profile: DlmsFirmwareProfile; names: ObjectNames; keys: MeterKeys | undefined; deadline: number; timeoutMs: number; log: Logger; meterId: string; started: number },
+    dialogue: Dialogue<T>,
+    fail: (outcome: WireFailure, detail: string, evidence?: string) => WireResult<T>,
+  ): Promise<WireResult<T>> {
+    const { keys, log } = c;
+    const meter = { meterId: c.meterId };
     let resynced = false;
     for (;;) {
       const r = await this.conversation(c, dialogue, fail);

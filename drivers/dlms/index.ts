@@ -4,7 +4,7 @@ import { DlmsLinksConfigSchema, type DlmsLinksConfigInput } from './dlms-config.
 import { DlmsDriver, type DlmsPushHooks } from './dlms-driver.js';
 import type { MeterKeyring } from './security/keyring.js';
 
-export { DlmsDriver, type DlmsDriverOptions, type DlmsDriverCounters, type DlmsPushHooks } from './dlms-driver.js';
+export { DlmsDriver, type KeyTransferResult, type DlmsDriverOptions, type DlmsDriverCounters, type DlmsPushHooks } from './dlms-driver.js';
 export type { MeterKeyring, MeterKeys } from './security/keyring.js';
 export { DlmsLinksConfigSchema, DlmsPortSchema, DlmsPasswordSourceSchema, DlmsTcpLinkSchema, DlmsPushSchema, type DlmsLinksConfig, type DlmsLinksConfigInput, type DlmsPortConfig, type DlmsTcpLinkConfig, type DlmsPushConfig } from './dlms-config.js';
 export type { PushDecipher, PushSender, PushDropReason } from './push-listener.js';

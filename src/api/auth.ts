@@ -34,6 +34,8 @@ export const PERMISSIONS = {
   'meterkeys:import': ['admin'],
   /** A meter's key set ids, states and times (never key bytes). */
   'meterkeys:read': ['admin'],
+  /** Renew a meter's DLMS keys on the meter (global_key_transfer). */
+  'meterkeys:renew': ['admin'],
   'workorder:read': ['field', 'operator', 'supervisor', 'auditor', 'admin'],
   'workorder:update': ['field', 'operator'],
   'stats:read': ALL,

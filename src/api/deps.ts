@@ -8,6 +8,7 @@ import type { SuccessRateMonitor } from '../control/success-rate-monitor.js';
 import type { CreditController } from '../control/credit-controller.js';
 import type { MoneyLimits } from '../domain/money.js';
 import type { MasterKey } from '../keys/key-envelope.js';
+import type { KeyRenewalResult } from '../keys/key-renewal.js';
 
 /** Why a live-event client was cut off: its socket took nothing for too long, or too many orders waited for it. */
 export type LiveClientDropReason = 'stalled' | 'backlog';
@@ -41,7 +42,7 @@ export interface ApiDeps {
   /** Run the daily relay audit now. */
   relayAudit?: () => Promise<RelayAuditRun>;
   /** Per-meter DLMS keys: the key master (undefined: importing keys is refused) and where transport keys are looked up. */
-  meterKeys?: { master: MasterKey | undefined; env: NodeJS.ProcessEnv };
+  meterKeys?: { master: MasterKey | undefined; env: NodeJS.ProcessEnv; renew?: (meterId: string, actor: string) => Promise<KeyRenewalResult> };
   /** The gateway's health checks by name (store writable, broker connected, control loop running). */
   health: () => Record<string, HealthCheck>;
   /** True once the gateway is stopping (SIGTERM/SIGINT): writes answer 503 E_SHUTTING_DOWN, reads still work. */

@@ -52,6 +52,9 @@ Meter keys (admin)
                                      key the gateway holds in its environment variable NAME
                                      (METERLINE_TRANSPORT_KEY_…); all rows or none
   keys list <meter>                  a meter's key sets: ids, states and times (never key bytes)
+  keys renew <meter>                 new keys to the meter (global_key_transfer, wrapped under its KEK),
+                                     proved by an association with them; prints the new key set id and
+                                     its state (current, or pending when the proof did not come back)
 
   whoami                             the key's client (label, id), role and permissions
 
@@ -551,7 +554,7 @@ async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: st
   }
 }
 
-/** `keys import` and `keys list`: the file's text goes to the gateway; a transport key is named, never sent. */
+/** `keys import`, `keys list` and `keys renew`: the file's text goes to the gateway; a transport key is named, never sent. */
 async function meterKeys(client: ApiClient, print: Print, v: Values, args: string[]): Promise<number> {
   const [sub, target, extra] = args;
   if (extra !== undefined) throw usageError(`unexpected argument "${extra}" for keys ${sub}`);
@@ -578,7 +581,18 @@ async function meterKeys(client: ApiClient, print: Print, v: Values, args: strin
     print(res, () => (res.keySets.length === 0 ? `meter ${meter} has no keys` : res.keySets.map((k) => `${k.keySetId}  ${k.state.padEnd(8)}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : ''}`).join('\n')));
     return EXIT.ok;
   }
-  throw usageError('keys import <file> | keys list <meter>');
+  if (sub === 'renew') {
+    const meter = need(target, 'the meter id: meterline keys renew <meter>');
+    const res = await client.request<{ meterId: string; keySetId: string; state: string; previousKeySetId: string; settled?: { keySetId: string; result: string }; detail?: string }>('POST', `/v1/meters/${enc(meter)}/keys/renew`);
+    print(res, () =>
+      [
+        ...(res.settled ? [`an earlier renewal's key set ${res.settled.keySetId} was ${res.settled.result} first`] : []),
+        res.state === 'current' ? `meter ${res.meterId}: keys renewed and proved: ${res.keySetId} current (${res.previousKeySetId} retired)` : `meter ${res.meterId}: key set ${res.keySetId} pending, ${res.previousKeySetId} kept: ${res.detail ?? ''}`,
+      ].join('\n'),
+    );
+    return EXIT.ok;
+  }
+  throw usageError('keys import <file> | keys list <meter> | keys renew <meter>');
 }
 
 // Run when executed as a program (not when imported by a test).

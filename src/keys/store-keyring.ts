@@ -16,7 +16,7 @@ export const DEFAULT_COUNTER_BLOCK = 1000;
 const DEFAULT_CACHE_MS = 60_000;
 const MAX_CACHED_METERS = 10_000;
 
-type KeyringStore = Pick<GatewayStore, 'meterKeySets' | 'reserveInvocationCounters' | 'raiseInvocationCounter' | 'stageMeterKeySet' | 'confirmMeterKeySet'>;
+type KeyringStore = Pick<GatewayStore, 'meterKeySets' | 'reserveInvocationCounters' | 'raiseInvocationCounter' | 'stageMeterKeySet' | 'confirmMeterKeySet' | 'retireMeterKeySet'>;
 
 export interface StoreKeyringOptions {
   store: KeyringStore;
@@ -85,6 +85,12 @@ export class StoreKeyring implements MeterKeyring {
     await this.store.stageMeterKeySet({ meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, keys) }, actor, this.now());
     this.cache.delete(meterId);
     return keySetId;
+  }
+
+  /** A renewal the meter did not take: its staged (pending) set is retired, the current one stays. */
+  async dropPendingKeys(meterId: string, keySetId: string, actor = 'gateway'): Promise<void> {
+    await this.store.retireMeterKeySet(meterId, keySetId, actor, this.now());
+    this.cache.delete(meterId);
   }
 
   nextInvocationCounter(meterId: string, keySetId: string): Promise<number> {

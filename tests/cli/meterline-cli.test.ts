@@ -66,6 +66,19 @@ describe('meterline CLI', () => {
     expect(bad.stderr).toContain('row 1, authenticationKey');
   });
 
+  it('keys renew: admin only; a meter that is not an HLS-GMAC DLMS meter is refused with its code (renewal itself: tests/e2e/dlms-key-renew-api.test.ts)', async () => {
+    const forbidden = await meterline(['keys', 'renew', 'CLI-2']);
+    expect(forbidden.code).toBe(5);
+    expect(forbidden.stderr).toContain('E_FORBIDDEN');
+    const unsupported = await meterline(['keys', 'renew', 'CLI-2'], f.adminKey);
+    expect(unsupported.code).not.toBe(0);
+    expect(unsupported.stderr).toContain('E_KEY_RENEWAL_UNSUPPORTED');
+    expect(unsupported.stderr).toContain('CLI-2');
+    const usage = await meterline(['keys', 'renew'], f.adminKey);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('meterline keys renew <meter>');
+  });
+
   it('reconnects a meter, then follows the order to done; --json output parses', async () => {
     const created = await meterline(['reconnect', 'CLI-1', '--reason', 'payment', '--payment-at', new Date().toISOString(), '--json']);
     expect(created.code).toBe(0);

@@ -36,6 +36,12 @@ describe('StoreKeyring', () => {
     expect(await keyring.keysFor('M-1')).toEqual({ keySetId: id, ...keys });
     expect(await keyring.keysFor('M-2')).toBeUndefined();
     expect(await keyring.pendingKeysFor('M-1')).toBeUndefined();
+    // A renewal the meter refused: the staged set is retired, the current one untouched.
+    const refusedId = await keyring.stagePendingKeys('M-1', { ...keys, encryptionKey: Buffer.alloc(16, 0x43) });
+    await keyring.dropPendingKeys('M-1', refusedId);
+    expect(await keyring.pendingKeysFor('M-1')).toBeUndefined();
+    expect((await store.meterKeySets('M-1')).find((s) => s.keySetId === refusedId)?.state).toBe('retired');
+    expect((await keyring.keysFor('M-1'))!.keySetId).toBe(id);
     const renewed = { ...keys, encryptionKey: Buffer.alloc(16, 0x42) };
     const pendingId = await keyring.stagePendingKeys('M-1', renewed);
     expect(await keyring.pendingKeysFor('M-1')).toMatchObject({ keySetId: pendingId, encryptionKey: renewed.encryptionKey });

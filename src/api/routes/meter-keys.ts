@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { KEY_MASTER_ENV, KEY_MASTER_FILE_ENV } from '../../keys/key-envelope.js';
 import { KEY_FILE_MAX_ROWS } from '../../keys/key-file.js';
 import { importKeyFile } from '../../keys/key-import.js';
+import { MeterlineError } from '../../errors.js';
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { idempotentWrite } from '../idempotent-write.js';
@@ -46,6 +47,15 @@ const ImportView = z.object({
   keySets: z.array(z.object({ meterId: z.string(), keySetId: z.string(), result: z.enum(['created', 'unchanged', 'replaced']), replaced: z.array(z.string()) })),
 });
 
+const RenewView = z.object({
+  meterId: z.string(),
+  keySetId: z.string().describe('The renewed key set'),
+  state: z.enum(['current', 'pending']),
+  previousKeySetId: z.string(),
+  settled: z.object({ keySetId: z.string(), result: z.enum(['confirmed', 'dropped']) }).optional().describe("A pending set left by an earlier renewal, settled first"),
+  detail: z.string().optional(),
+});
+
 /** A CSV row is about 230 bytes at its longest (a 64-character meter id, a system title, three wrapped keys); 512 leaves room for JSON's names and escapes. */
 const KEY_ROW_BYTES = 512;
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -79,6 +89,32 @@ export async function meterKeyRoutes(app: FastifyInstance, deps: ApiDeps): Promi
         );
         req.log.info({ imported: result.imported, created: result.created, unchanged: result.unchanged, replaced: result.replaced }, 'meter keys imported');
         return { status: 200, body: result };
+      });
+    },
+  });
+
+  r.post('/v1/meters/:meterId/keys/renew', {
+    schema: {
+      summary: "Renew a meter's DLMS keys on the meter (global_key_transfer), proved by an association with the new keys",
+      description:
+        'New random keys are staged (sealed) as the pending key set, sent to the meter wrapped (RFC 3394) under its master key (KEK) by the Security setup ' +
+        'global_key_transfer, and proved by a fresh association: 200 with state current (the old set retired). 202 with state pending: the meter took them ' +
+        '(or its answer was lost) but the proof failed; both sets are kept and the next association tries the current keys, then the pending ones, so the ' +
+        'meter is never locked out. The meter refusing: 502 E_KEY_RENEWAL_FAILED, it keeps its keys. The answer names key set ids only.',
+      tags: ['meter keys'],
+      params: MeterIdParam,
+      headers: IdempotencyHeaders,
+      response: { 200: RenewView, 202: RenewView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView, 502: ErrorView },
+      security: [{ bearerAuth: [] }],
+    },
+    onRequest: requirePermission(deps.keys, 'meterkeys:renew'),
+    handler: async (req, reply) => {
+      await idempotentWrite(deps.store, req, reply, now(), async () => {
+        const renew = deps.meterKeys?.renew;
+        if (!renew) throw new MeterlineError('E_KEY_RENEWAL_UNSUPPORTED', 'this gateway does not renew meter keys (no DLMS driver wired)');
+        const result = await renew(req.params.meterId, req.principal!.clientId);
+        req.log.info({ meterId: result.meterId, keySetId: result.keySetId, state: result.state, previousKeySetId: result.previousKeySetId }, 'meter key renewal');
+        return { status: result.state === 'current' ? 200 : 202, body: result };
       });
     },
   });

@@ -26,6 +26,8 @@ export const DlmsProfileSchema = z
     dedicatedKey: z.boolean().default(false),
     /** The frame counter object (class 1 Data, attribute 2) read through the public client to resynchronise the invocation counter. */
     frameCounterObis: obis.default('0-0:43.1.0.255'),
+    /** The Security setup object (class 64) whose global_key_transfer (method 2) renews the meter's keys. */
+    securitySetupObis: obis.default('0-0:43.0.0.255'),
     /** The public client's SAP (lowest security, read-only), used for the frame counter; 16 in IEC 62056-46. */
     publicClientSap: z.number().int().min(1).max(127).default(16),
     /** Environment variable holding the LLS password (upper-case, e.g. METERLINE_DLMS_PASSWORD_ACME_E570). */

@@ -6,6 +6,8 @@ import type { MeterKeyring, MeterKeys } from '../../../drivers/dlms/security/key
  */
 export class MemoryKeyring implements MeterKeyring {
   private readonly keys = new Map<string, MeterKeys>();
+  private readonly pending = new Map<string, MeterKeys>();
+  readonly confirmed: Array<{ meterId: string; keySetId: string }> = [];
   private readonly counters = new Map<string, number>();
   readonly handedOut: number[] = [];
   readonly raises: Array<{ meterId: string; keySetId: string; atLeast: number }> = [];
@@ -16,6 +18,24 @@ export class MemoryKeyring implements MeterKeyring {
 
   async keysFor(meterId: string): Promise<MeterKeys | undefined> {
     return this.keys.get(meterId);
+  }
+
+  /** Stage keys a renewal is about to transfer (undefined drops the pending set). */
+  stage(meterId: string, keys: MeterKeys | undefined): void {
+    if (keys) this.pending.set(meterId, keys);
+    else this.pending.delete(meterId);
+  }
+
+  async pendingKeysFor(meterId: string): Promise<MeterKeys | undefined> {
+    return this.pending.get(meterId);
+  }
+
+  async confirmPendingKeys(meterId: string, keySetId: string): Promise<void> {
+    const p = this.pending.get(meterId);
+    if (p?.keySetId !== keySetId) throw new Error(`no pending key set ${keySetId} for ${meterId}`);
+    this.keys.set(meterId, p);
+    this.pending.delete(meterId);
+    this.confirmed.push({ meterId, keySetId });
   }
 
   async nextInvocationCounter(meterId: string, keySetId: string): Promise<number> {
