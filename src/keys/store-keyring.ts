@@ -16,7 +16,7 @@ export const DEFAULT_COUNTER_BLOCK = 1000;
 const DEFAULT_CACHE_MS = 60_000;
 const MAX_CACHED_METERS = 10_000;
 
-type KeyringStore = Pick<GatewayStore, 'meterKeySets' | 'reserveInvocationCounters' | 'raiseInvocationCounter' | 'stageMeterKeySet' | 'confirmMeterKeySet'>;
+type KeyringStore = Pick<GatewayStore, 'meterKeySets' | 'meterKeySetBySystemTitle' | 'reserveInvocationCounters' | 'raiseInvocationCounter' | 'stageMeterKeySet' | 'confirmMeterKeySet'>;
 
 export interface StoreKeyringOptions {
   store: KeyringStore;
@@ -69,6 +69,19 @@ export class StoreKeyring implements MeterKeyring {
     return (await this.opened(meterId))?.current;
   }
 
+  /**
+   * The meter (and its keys) whose current or pending key set names this system title: the sender of a pushed
+   * general-glo-ciphering notification. Undefined without a key master or when no key set names it.
+   */
+  async keysForSystemTitle(systemTitle: Buffer): Promise<{ meterId: string; keys: MeterKeys } | undefined> {
+    if (!this.master) return undefined;
+    const found = await this.store.meterKeySetBySystemTitle(systemTitle.toString('hex'));
+    if (!found) return undefined;
+    const opened = await this.opened(found.meterId);
+    const keys = [opened?.current, opened?.pending].find((k) => k?.keySetId === found.keySetId);
+    return keys ? { meterId: found.meterId, keys } : undefined;
+  }
+
   async pendingKeysFor(meterId: string): Promise<MeterKeys | undefined> {
     return (await this.opened(meterId))?.pending;
   }
@@ -82,7 +95,7 @@ export class StoreKeyring implements MeterKeyring {
   async stagePendingKeys(meterId: string, keys: MeterKeyMaterial, actor = 'gateway'): Promise<string> {
     const master = this.requireMaster();
     const keySetId = keySetIdFor(master, meterId, keys);
-    await this.store.stageMeterKeySet({ meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, keys) }, actor, this.now());
+    await this.store.stageMeterKeySet({ meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, keys), systemTitle: keys.serverSystemTitle ? keys.serverSystemTitle.toString('hex') : null }, actor, this.now());
     this.cache.delete(meterId);
     return keySetId;
   }

@@ -1389,6 +1389,10 @@ export class PostgresStore implements GatewayStore {
     return this.runScript(this.r, meterKeys.meterKeySets(meterId));
   }
 
+  meterKeySetBySystemTitle(systemTitle: string): Promise<{ meterId: string; keySetId: string } | undefined> {
+    return this.runScript(this.r, meterKeys.meterKeySetBySystemTitle(systemTitle));
+  }
+
   stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Promise<MeterKeySetRecord> {
     return this.tx((q) => this.runScript(q, meterKeys.stageMeterKeySet(set, actor, now)));
   }

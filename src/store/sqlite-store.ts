@@ -1365,6 +1365,10 @@ export class SqliteStore implements GatewayStore {
     return this.runScript(meterKeys.meterKeySets(meterId));
   }
 
+  async meterKeySetBySystemTitle(systemTitle: string): Promise<{ meterId: string; keySetId: string } | undefined> {
+    return this.runScript(meterKeys.meterKeySetBySystemTitle(systemTitle));
+  }
+
   stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Promise<MeterKeySetRecord> {
     return this.enqueue(() => this.runScript(meterKeys.stageMeterKeySet(set, actor, now)));
   }
