@@ -113,7 +113,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const keyMaster = masterKeyFromEnv(secretEnv);
     logger.info({ keyMasterId: keyMaster?.id ?? null }, keyMaster ? 'meter keys: key master configured' : 'meter keys: no key master (METERLINE_KEY_MASTER / _FILE): key imports are refused and no meter gets keys');
     const keyring = new StoreKeyring({ store, master: keyMaster, now: () => clock.now() });
-    const links = new MeterLinks(config, profiles, planned, logger, keyring);
+    const links = new MeterLinks(config, profiles, planned, logger, keyring, { keyring, store });
     const submitContext = (): SubmitContext => ({
       now: clock.now(),
       reconnectLimitHours: config.reconnect.limitHours,

@@ -31,7 +31,12 @@ export interface MeterRecord {
   accountId?: string | null;
 }
 
-export type ObservationSource = 'read' | 'status' | 'field';
+/**
+ * How the gateway learnt a meter's state: it read it (`read`), the meter reported it on its status topic (`status`,
+ * MQTT), the meter pushed it unasked (`push`, a DLMS Data-/Event-Notification, deciphered and checked when ciphered),
+ * or the field crew reported it (`field`).
+ */
+export type ObservationSource = 'read' | 'status' | 'push' | 'field';
 
 export interface Observation {
   relay: RelayState;
