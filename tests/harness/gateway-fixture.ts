@@ -48,7 +48,7 @@ export const auditFilesIn = (dir: string) => ({ keyFile: join(dir, 'audit.key'),
  * A gateway wired exactly as in production (SQLite file, MQTT driver, control loop, HTTP API on a real port)
  * against a real mosquitto and a simulated fleet in the test process, where tests inject faults.
  */
-export async function startGatewayFixture(meters: TestMeter[], overrides: Partial<GatewayConfig> = {}, options: { clock?: Clock } = {}): Promise<GatewayFixture> {
+export async function startGatewayFixture(meters: TestMeter[], overrides: Partial<GatewayConfig> = {}, options: { clock?: Clock; /** The gateway's environment for secrets (METERLINE_KEY_MASTER…); default process.env. */ env?: NodeJS.ProcessEnv } = {}): Promise<GatewayFixture> {
   const broker = await startMosquitto();
   const { dir: profilesDir, profiles } = writeFastProfiles();
   const base = loadConfig({});
@@ -90,7 +90,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     meters: meters.map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: m.initialRelay, ...(m.loadW !== undefined ? { loadW: m.loadW } : {}) })),
   });
   await fleet.start();
-  const gateway = await startGateway(config, options.clock ? { clock: options.clock } : {});
+  const gateway = await startGateway(config, { ...(options.clock ? { clock: options.clock } : {}), ...(options.env ? { env: options.env } : {}) });
 
   const http: GatewayFixture['http'] = async (method, path, options = {}) => {
     const key = options.key === undefined ? fixture.operatorKey : options.key;
@@ -142,7 +142,7 @@ export async function startGatewayFixture(meters: TestMeter[], overrides: Partia
     async restartGateway(change) {
       await fixture.gateway.stop();
       if (change) config = ConfigSchema.parse(change(config));
-      const again = await startGateway(config, options.clock ? { clock: options.clock } : {});
+      const again = await startGateway(config, { ...(options.clock ? { clock: options.clock } : {}), ...(options.env ? { env: options.env } : {}) });
       Object.assign(fixture, {
         gateway: again,
         operatorKey: again.demoKeys!.operator,
