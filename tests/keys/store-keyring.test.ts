@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MasterKey, keySetIdFor, sealKeySet, type MeterKeyMaterial } from '../../src/keys/key-envelope.js';
+import { importKeyFile } from '../../src/keys/key-import.js';
 import { StoreKeyring } from '../../src/keys/store-keyring.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 
@@ -47,6 +48,20 @@ describe('StoreKeyring', () => {
     expect(await new StoreKeyring({ store, master: undefined }).keysFor('M-1')).toBeUndefined();
     // Under another master: named, not garbage.
     await expect(new StoreKeyring({ store, master: MasterKey.random() }).keysFor('M-1')).rejects.toMatchObject({ code: 'E_KEY_MASTER_MISMATCH' });
+  });
+
+  it('finds a pushing meter and its keys by the system title of its key set, as imported from the key file; a renewal\'s new title once staged', async () => {
+    const store = await open(newPath());
+    const master = MasterKey.random();
+    await importKeyFile(store, master, { text: `meter id,system title,GUEK,GAK\nM-1,4D4D4D0000BC614E,${keys.encryptionKey.toString('hex')},${keys.authenticationKey.toString('hex')}\nM-2,4D4D4D0000000001,${'11'.repeat(16)},${'22'.repeat(16)}\n`, format: 'csv', replace: false, actor: 'admin', now: 1 });
+    const keyring = new StoreKeyring({ store, master, cacheMs: 0 });
+    expect(await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000BC614E', 'hex'))).toEqual({ meterId: 'M-1', keys: { keySetId: expect.any(String), ...keys } });
+    expect((await keyring.keysForSystemTitle(Buffer.from('4d4d4d0000000001', 'hex')))?.meterId).toBe('M-2');
+    expect(await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000002', 'hex'))).toBeUndefined();
+    const staged = await keyring.stagePendingKeys('M-2', { encryptionKey: Buffer.alloc(16, 3), authenticationKey: Buffer.alloc(16, 4), serverSystemTitle: Buffer.from('4D4D4D0000000002', 'hex') });
+    expect(await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000002', 'hex'))).toMatchObject({ meterId: 'M-2', keys: { keySetId: staged } });
+    // Without a key master nothing is found (no meter has keys).
+    expect(await new StoreKeyring({ store, master: undefined }).keysForSystemTitle(Buffer.from('4D4D4D0000BC614E', 'hex'))).toBeUndefined();
   });
 
   it('hands out strictly increasing counters, reserving one block per blockSize values, even when asked concurrently', async () => {
