@@ -169,6 +169,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const apiUrl = `http://${config.api.host === '0.0.0.0' ? '127.0.0.1' : config.api.host}:${port}`;
 
     // 4. The wire: broker, drivers, then the loop (recovery of orders left in flight first), then the singleton jobs.
+    // Key sets stored before their system title was kept beside them get it now, so their meters' pushes are found.
+    if (config.dlms.push && keyring.enabled) {
+      const filled = await keyring.backfillSystemTitles().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'meter keys: could not record system titles for push'));
+      if (filled && filled.recorded + filled.unreadable + filled.withoutTitle > 0) logger.info(filled, 'meter keys: system titles recorded for DLMS push');
+    }
     await links.start(stops);
     await controller.start();
     stops.add(() => controller.stop());

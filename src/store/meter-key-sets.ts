@@ -121,6 +121,18 @@ export function* meterKeySetBySystemTitle(systemTitle: string): Script<{ meterId
   return row ? { meterId: row.meter_id as string, keySetId: row.key_set_id as string } : undefined;
 }
 
+/** GatewayStore.meterKeySetsWithoutSystemTitle. */
+export function* meterKeySetsWithoutSystemTitle(limit: number): Script<StoredMeterKeySet[]> {
+  const rows = yield sql(`SELECT * FROM meter_key_sets WHERE system_title IS NULL AND state IN ('current', 'pending') ORDER BY meter_id, key_set_id LIMIT ?`, limit);
+  return rows.map(storedFromRow);
+}
+
+/** GatewayStore.recordMeterKeySetSystemTitle. */
+export function* recordMeterKeySetSystemTitle(meterId: string, keySetId: string, systemTitle: string): Script<void> {
+  if (!/^[0-9a-fA-F]{16}$/.test(systemTitle)) throw new RangeError(`meter ${meterId}, key set ${keySetId}: a system title is 16 hex digits`);
+  yield sql('UPDATE meter_key_sets SET system_title = ? WHERE meter_id = ? AND key_set_id = ? AND system_title IS NULL', systemTitle.toLowerCase(), meterId, keySetId);
+}
+
 /** GatewayStore.stageMeterKeySet. */
 export function* stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Script<MeterKeySetRecord> {
   yield { lock: `meterline:meter-keys:${set.meterId}` };

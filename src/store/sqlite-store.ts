@@ -1369,6 +1369,14 @@ export class SqliteStore implements GatewayStore {
     return this.runScript(meterKeys.meterKeySetBySystemTitle(systemTitle));
   }
 
+  async meterKeySetsWithoutSystemTitle(limit: number): Promise<StoredMeterKeySet[]> {
+    return this.runScript(meterKeys.meterKeySetsWithoutSystemTitle(limit));
+  }
+
+  recordMeterKeySetSystemTitle(meterId: string, keySetId: string, systemTitle: string): Promise<void> {
+    return this.enqueue(() => this.runScript(meterKeys.recordMeterKeySetSystemTitle(meterId, keySetId, systemTitle)));
+  }
+
   stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Promise<MeterKeySetRecord> {
     return this.enqueue(() => this.runScript(meterKeys.stageMeterKeySet(set, actor, now)));
   }

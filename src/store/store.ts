@@ -725,6 +725,10 @@ export interface GatewayStore {
    * id; undefined when none does (retired sets are not asked). A pushed ciphered notification finds its sender so.
    */
   meterKeySetBySystemTitle(systemTitle: string): Promise<{ meterId: string; keySetId: string } | undefined>;
+  /** Current and pending key sets whose system title is not recorded (imported before it was kept), at most `limit`. */
+  meterKeySetsWithoutSystemTitle(limit: number): Promise<StoredMeterKeySet[]>;
+  /** Record a key set's system title (16 hex digits), read from its opened material; a recorded one is kept. */
+  recordMeterKeySetSystemTitle(meterId: string, keySetId: string, systemTitle: string): Promise<void>;
   /**
    * Reserve `block` invocation counter values of a meter's key set that were never reserved before, by this or any
    * other instance, and return the first: the block is [start, start + block). Durable before it returns; one

@@ -64,6 +64,25 @@ describe('StoreKeyring', () => {
     expect(await new StoreKeyring({ store, master: undefined }).keysForSystemTitle(Buffer.from('4D4D4D0000BC614E', 'hex'))).toBeUndefined();
   });
 
+  it('records the system title of key sets stored without one (before titles were kept), from their sealed material', async () => {
+    const store = await open(newPath());
+    const master = MasterKey.random();
+    const sets = ['M-1', 'M-2', 'M-3'].map((meterId, i) => {
+      const material = i === 2 ? { encryptionKey: keys.encryptionKey, authenticationKey: keys.authenticationKey } : { ...keys, serverSystemTitle: Buffer.from(`4D4D4D000000000${i}`, 'hex') };
+      const keySetId = keySetIdFor(master, meterId, material);
+      return { meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, material) };
+    });
+    await store.putMeterKeySets(sets, { replace: false }, 'admin', 1);
+    const keyring = new StoreKeyring({ store, master, cacheMs: 0 });
+    expect(await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000001', 'hex'))).toBeUndefined();
+    expect(await keyring.backfillSystemTitles(1)).toEqual({ recorded: 2, unreadable: 0, withoutTitle: 1 });
+    expect((await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000001', 'hex')))?.meterId).toBe('M-2');
+    expect((await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000000', 'hex')))?.meterId).toBe('M-1');
+    expect(await keyring.backfillSystemTitles()).toEqual({ recorded: 0, unreadable: 0, withoutTitle: 1 });
+    // Under another master nothing opens: counted, nothing recorded.
+    expect(await new StoreKeyring({ store, master: MasterKey.random() }).backfillSystemTitles()).toEqual({ recorded: 0, unreadable: 1, withoutTitle: 0 });
+  });
+
   it('hands out strictly increasing counters, reserving one block per blockSize values, even when asked concurrently', async () => {
     const store = await open(newPath());
     let reservations = 0;

@@ -66,6 +66,23 @@ export function describeMeterKeysConformance(name: string, makeStore: () => Prom
       expect(await store.meterKeySetBySystemTitle('4d4d4d0000000002')).toBeUndefined();
     });
 
+    it('lists current and pending key sets without a system title, and records one once (a recorded title is kept)', async () => {
+      const a = { ...newSet('M-K1', 1), systemTitle: null };
+      const b = { ...newSet('M-K2', 2), systemTitle: null };
+      const c = newSet('M-K3', 3);
+      await store.putMeterKeySets([a, b, c], { replace: false }, 'admin-1', now);
+      await store.retireMeterKeySet('M-K2', b.keySetId, 'admin-1', now + 1);
+      const missing = await store.meterKeySetsWithoutSystemTitle(10);
+      expect(missing.map((s) => [s.meterId, s.keySetId])).toEqual([['M-K1', a.keySetId]]);
+      expect(missing[0]!.sealed).toEqual(a.sealed);
+      await store.recordMeterKeySetSystemTitle('M-K1', a.keySetId, '4D4D4D00000000AA');
+      expect(await store.meterKeySetsWithoutSystemTitle(10)).toEqual([]);
+      expect(await store.meterKeySetBySystemTitle('4d4d4d00000000aa')).toEqual({ meterId: 'M-K1', keySetId: a.keySetId });
+      await store.recordMeterKeySetSystemTitle('M-K3', c.keySetId, '4D4D4D00000000BB');
+      expect(await store.meterKeySetBySystemTitle('4d4d4d0000000003')).toEqual({ meterId: 'M-K3', keySetId: c.keySetId });
+      await expect(store.recordMeterKeySetSystemTitle('M-K1', a.keySetId, 'not-a-title')).rejects.toThrow(/16 hex digits/);
+    });
+
     it('importing the same keys again changes nothing; other keys for a meter with keys are refused, all or none, unless replace', async () => {
       const a = newSet('M-K1', 1);
       await store.putMeterKeySets([a], { replace: false }, 'admin-1', now);
