@@ -5,11 +5,12 @@ import type { GatewayStore, ObservationSource } from '../store/store.js';
 import type { ReadingRecord } from './switch-controller.js';
 
 /**
- * Where a report came from: a DLMS push says so in its evidence (`"source":"push"`, drivers/dlms/push-listener.ts);
- * everything else is a status report (the MQTT status topic).
+ * Where a report came from: a DLMS push says so in the evidence the DLMS driver writes (`"source":"push"`,
+ * drivers/dlms/push-listener.ts); everything else is a status report (the MQTT status topic, whose payload the meter
+ * writes: never taken as a push, whatever it says).
  */
-export function reportSource(evidence: string): ObservationSource {
-  if (!evidence.startsWith('{')) return 'status';
+export function reportSource(protocol: MeterDriver['protocol'], evidence: string): ObservationSource {
+  if (protocol !== 'dlms' || !evidence.startsWith('{')) return 'status';
   try {
     return (JSON.parse(evidence) as { source?: unknown }).source === 'push' ? 'push' : 'status';
   } catch {
@@ -52,7 +53,7 @@ export function listenToStatusReports(deps: {
   };
   for (const driver of new Set(deps.drivers.values())) {
     driver.onStatusReport?.((meterId, reading, evidence) => {
-      onReport(meterId, reading, reportSource(evidence)).catch((err: unknown) => logger.error({ meterId, err }, 'could not record status report'));
+      onReport(meterId, reading, reportSource(driver.protocol, evidence)).catch((err: unknown) => logger.error({ meterId, err }, 'could not record status report'));
     });
   }
 }

@@ -8,6 +8,7 @@ import { encodeGeneralCiphering } from '../../drivers/dlms/security/ciphered-apd
 import { protect } from '../../drivers/dlms/security/suite0-cipher.js';
 import type { SecurityControl } from '../../drivers/dlms/security/security-control.js';
 import type { FirmwareProfile } from '../../src/domain/firmware-profile.js';
+import { reportSource } from '../../src/control/status-reports.js';
 import { dlmsPushHooks, type PushKeyring } from '../../src/gateway/dlms-push.js';
 import type { MeterView } from '../../src/store/store.js';
 import { dlmsTestProfiles } from '../drivers/dlms/fixture.js';
@@ -116,5 +117,12 @@ describe('DLMS push hooks of the gateway', () => {
     expect(await h.meterFor(from('HLS-1', 21, '10.4.0.17'))).toBeUndefined(); // has keys: must cipher
     expect(await h.meterFor(from('NOBODY', 23, '10.4.0.17'))).toBeUndefined();
     expect(await h.meterFor({ wPort: 23, peerAddress: '10.4.0.17' })).toBeUndefined(); // no device name
+  });
+
+  it('a status report is observed with source push only when the DLMS driver says it was pushed', () => {
+    expect(reportSource('dlms', JSON.stringify({ source: 'push', service: 'data-notification' }))).toBe('push');
+    expect(reportSource('mqtt', JSON.stringify({ source: 'push' }))).toBe('status'); // a meter's own payload decides nothing
+    expect(reportSource('mqtt', '{"relay":"connected"}')).toBe('status');
+    expect(reportSource('dlms', 'not json')).toBe('status');
   });
 });
