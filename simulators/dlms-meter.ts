@@ -15,7 +15,7 @@ import {
   type DecodedAarq,
   type InitiateRequest,
 } from '../drivers/dlms/acse-apdu.js';
-import { CIPHERED_TAG, cipheredTagFor, decodeCipheredApdu, encodeCipheredApdu, isCipheredApdu, plainTagOf, type KeyKind } from '../drivers/dlms/security/ciphered-apdu.js';
+import { CIPHERED_TAG, cipheredTagFor, decodeCipheredApdu, encodeCipheredApdu, encodeGeneralCiphering, isCipheredApdu, plainTagOf, type KeyKind } from '../drivers/dlms/security/ciphered-apdu.js';
 import { hlsGmacResponse, verifyHlsGmac } from '../drivers/dlms/security/hls-gmac.js';
 import { ASSOCIATION_LN_CLASS_ID, CURRENT_ASSOCIATION } from '../drivers/dlms/security/hls-authentication.js';
 import { type SecurityControl } from '../drivers/dlms/security/security-control.js';
@@ -236,6 +236,16 @@ export class DlmsSimMeter {
     }
     if (req.kind === 'get-next') return this.nextBlock(req.invokeId, req.block);
     return this.respond(this.refuse(req, AccessResult.readWriteDenied));
+  }
+
+  /**
+   * What the meter pushes, as it sends it: with keys, general-glo-ciphering (Green Book §9.2.7.2.4: its system title,
+   * SC authenticated and encrypted, its own invocation counter, the global unicast key); without, the plain APDU.
+   */
+  protectPush(plain: Uint8Array): Uint8Array {
+    if (!this.keys) return plain;
+    const content = protect({ ...this.meterKeys(), securityControl: { suite: 0, authenticated: true, encrypted: true, broadcastKey: false, compressed: false }, systemTitle: this.keys.systemTitle, invocationCounter: this.serverCounter++, plaintext: plain });
+    return encodeGeneralCiphering('global', this.keys.systemTitle, content);
   }
 
   /** The keys the meter actually holds (other ones under the wrongKey fault). */

@@ -20,7 +20,8 @@ import type { SimulatedMeter } from './meter-model.js';
  *
  * Push: with `push` set, a relay change the meter makes on its own (the customer's button press, a local
  * trip: `SimulatedMeter.onChange`) opens a TCP connection to the push address and sends a Data-Notification
- * in a wrapper frame, body as push-notification.ts documents (device name = meter id, control_state).
+ * in a wrapper frame, body as push-notification.ts documents (device name = meter id, control_state); a meter
+ * with keys sends it general-glo-ciphering under its system title (DlmsSimMeter.protectPush).
  */
 
 export interface DlmsTcpServerOptions {
@@ -241,7 +242,7 @@ export class DlmsTcpServer {
       at: this.now(),
       body: disconnectPushBody(Buffer.from(wm.meter.id, 'latin1'), controlStateFromRelay(relay)),
     });
-    const frame = encodeWrapperFrame({ source: wm.cosem.logicalAddress, destination: push.destinationWPort ?? 1, apdu });
+    const frame = encodeWrapperFrame({ source: wm.cosem.logicalAddress, destination: push.destinationWPort ?? 1, apdu: wm.cosem.protectPush(apdu) });
     const s = new Socket();
     s.on('error', (e) => {
       this.counters.pushFailures++;

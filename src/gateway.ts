@@ -114,7 +114,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const keyMaster = masterKeyFromEnv(secretEnv);
     logger.info({ keyMasterId: keyMaster?.id ?? null }, keyMaster ? 'meter keys: key master configured' : 'meter keys: no key master (METERLINE_KEY_MASTER / _FILE): key imports are refused and no meter gets keys');
     const keyring = new StoreKeyring({ store, master: keyMaster, now: () => clock.now() });
-    const links = new MeterLinks(config, profiles, planned, logger, keyring);
+    const links = new MeterLinks(config, profiles, planned, logger, keyring, { keyring, store });
     const submitContext = (): SubmitContext => ({
       now: clock.now(),
       reconnectLimitHours: config.reconnect.limitHours,
@@ -174,6 +174,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const apiUrl = `http://${config.api.host === '0.0.0.0' ? '127.0.0.1' : config.api.host}:${port}`;
 
     // 4. The wire: broker, drivers, then the loop (recovery of orders left in flight first), then the singleton jobs.
+    // Key sets stored before their system title was kept beside them get it now, so their meters' pushes are found.
+    if (config.dlms.push && keyring.enabled) {
+      const filled = await keyring.backfillSystemTitles().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'meter keys: could not record system titles for push'));
+      if (filled && filled.recorded + filled.unreadable + filled.withoutTitle > 0) logger.info(filled, 'meter keys: system titles recorded for DLMS push');
+    }
     await links.start(stops);
     await controller.start();
     stops.add(() => controller.stop());

@@ -7,7 +7,7 @@ import type { MeterKeyring } from './security/keyring.js';
 export { DlmsDriver, type KeyTransferResult, type DlmsDriverOptions, type DlmsDriverCounters, type DlmsPushHooks } from './dlms-driver.js';
 export type { MeterKeyring, MeterKeys } from './security/keyring.js';
 export { DlmsLinksConfigSchema, DlmsPortSchema, DlmsPasswordSourceSchema, DlmsTcpLinkSchema, DlmsPushSchema, type DlmsLinksConfig, type DlmsLinksConfigInput, type DlmsPortConfig, type DlmsTcpLinkConfig, type DlmsPushConfig } from './dlms-config.js';
-export type { PushDecipher, PushSender, PushDropReason } from './push-listener.js';
+export type { PushDecipher, PushDecipherRefusal, PushSender, PushDropReason } from './push-listener.js';
 
 export interface CreateDlmsDriverOptions {
   /** The DLMS links config (validated here with zod; a bad value throws naming the field). */

@@ -28,18 +28,23 @@ export type PushDropReason =
   | 'oversize'
   | 'unknown-system-title'
   | 'bad-tag'
+  | 'replayed'
   | 'ciphered-without-decipher'
   | 'not-a-notification'
   | 'no-relay-state'
   | 'unknown-meter';
 
-export const PUSH_DROP_REASONS: readonly PushDropReason[] = ['connection-limit', 'bad-version', 'oversize', 'unknown-system-title', 'bad-tag', 'ciphered-without-decipher', 'not-a-notification', 'no-relay-state', 'unknown-meter'];
+export const PUSH_DROP_REASONS: readonly PushDropReason[] = ['connection-limit', 'bad-version', 'oversize', 'unknown-system-title', 'bad-tag', 'replayed', 'ciphered-without-decipher', 'not-a-notification', 'no-relay-state', 'unknown-meter'];
+
+/** Why a ciphered notification was not deciphered: no keys for that system title, a tag that does not verify, or an invocation counter that did not grow (a replay). */
+export type PushDecipherRefusal = 'unknown-system-title' | 'bad-tag' | 'replayed';
 
 /**
- * Unwrap a ciphered APDU (the whole APDU, tag included) sent by `systemTitle`: the plain APDU, or why not.
- * The security layer and the key ring provide it; the listener never sees a key.
+ * Unwrap a ciphered APDU (the whole APDU, tag included) sent by `systemTitle`: the plain APDU, or why not (may be
+ * async: the key store is). The security layer and the key ring provide it; the listener never sees a key.
+ * Notifications of one connection are deciphered one after the other, in the order they arrived.
  */
-export type PushDecipher = (systemTitle: Buffer, apdu: Uint8Array) => Uint8Array | 'unknown-system-title' | 'bad-tag';
+export type PushDecipher = (systemTitle: Buffer, apdu: Uint8Array) => Uint8Array | PushDecipherRefusal | Promise<Uint8Array | PushDecipherRefusal>;
 
 /** What the listener knows about who sent a notification. */
 export interface PushSender {
@@ -142,6 +147,8 @@ export class DlmsPushListener {
     });
     s.on('error', () => undefined);
     s.on('close', () => this.sockets.delete(s));
+    // One frame at a time per connection: a meter's notifications are handled (and their counters checked) in order.
+    let queue: Promise<void> = Promise.resolve();
     s.on('data', (chunk: Buffer) => {
       for (const item of reader.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length))) {
         if (item.kind === 'fatal') {
@@ -150,12 +157,13 @@ export class DlmsPushListener {
           return;
         }
         this.counters.frames++;
-        this.onFrame(item.frame, peerAddress);
+        const frame = item.frame;
+        queue = queue.then(() => this.onFrame(frame, peerAddress)).catch((e: unknown) => this.log.error({ err: (e as Error).message, peer: peerAddress, wPort: frame.source }, 'push frame failed'));
       }
     });
   }
 
-  private onFrame(f: WrapperFrame, peerAddress: string): void {
+  private async onFrame(f: WrapperFrame, peerAddress: string): Promise<void> {
     const where = { peer: peerAddress, wPort: f.source };
     let apdu = f.apdu;
     let systemTitle: Buffer | undefined;
@@ -169,8 +177,8 @@ export class DlmsPushListener {
       } else systemTitle = this.o.systemTitleFor?.({ wPort: f.source, peerAddress });
       if (!systemTitle) return this.drop('unknown-system-title', { ...where, detail: 'glo-ciphered notification from a sender whose system title is not known' });
       if (!this.o.decipher) return this.drop('ciphered-without-decipher', { ...where, systemTitle: systemTitle.toString('hex') });
-      const plain = this.o.decipher(systemTitle, apdu);
-      if (plain === 'unknown-system-title' || plain === 'bad-tag') return this.drop(plain, { ...where, systemTitle: systemTitle.toString('hex') });
+      const plain = await this.o.decipher(systemTitle, apdu);
+      if (typeof plain === 'string') return this.drop(plain, { ...where, systemTitle: systemTitle.toString('hex') });
       apdu = plain;
     }
     const n = decodeNotification(apdu);
@@ -178,12 +186,13 @@ export class DlmsPushListener {
     const state = disconnectStateOf(n, this.o.disconnectControl ?? OBIS.disconnectControl);
     if (typeof state === 'string') return this.drop('no-relay-state', { ...where, detail: state });
     const sender: PushSender = { wPort: f.source, peerAddress, ...(systemTitle ? { systemTitle } : {}), ...(state.logicalDeviceName ? { logicalDeviceName: state.logicalDeviceName } : {}) };
-    void Promise.resolve()
-      .then(() => this.o.meterFor?.(sender))
-      .then(
-        (meterId) => this.deliver(meterId, f, n.kind, peerAddress, systemTitle, state, apdu, ciphered),
-        (e: unknown) => this.log.error({ err: (e as Error).message, peer: peerAddress, wPort: f.source }, 'push meter lookup failed'),
-      );
+    let meterId: string | undefined;
+    try {
+      meterId = await this.o.meterFor?.(sender);
+    } catch (e) {
+      return this.log.error({ err: (e as Error).message, peer: peerAddress, wPort: f.source }, 'push meter lookup failed');
+    }
+    this.deliver(meterId, f, n.kind, peerAddress, systemTitle, state, apdu, ciphered);
   }
 
   private deliver(meterId: string | undefined, f: WrapperFrame, service: string, peerAddress: string, systemTitle: Buffer | undefined, state: PushedDisconnectState, apdu: Uint8Array, ciphered: boolean): void {

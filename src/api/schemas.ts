@@ -144,7 +144,7 @@ export const OrderView = z.object({
 export const ObservedView = z.object({
   relay: z.enum(RELAY_STATES),
   at: z.string(),
-  source: z.enum(['read', 'status', 'field']),
+  source: z.enum(['read', 'status', 'push', 'field']).describe('read: the gateway read the meter; status: the meter reported on its status topic (MQTT); push: the meter pushed it (DLMS notification); field: a crew reported it'),
   voltageV: z.number().nullable(),
   energyWh: z.number().nullable(),
 });

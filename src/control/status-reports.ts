@@ -1,8 +1,22 @@
 import type { Logger } from 'pino';
 import type { MeterDriver, RelayReading } from '../../drivers/driver.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
-import type { GatewayStore } from '../store/store.js';
+import type { GatewayStore, ObservationSource } from '../store/store.js';
 import type { ReadingRecord } from './switch-controller.js';
+
+/**
+ * Where a report came from: a DLMS push says so in the evidence the DLMS driver writes (`"source":"push"`,
+ * drivers/dlms/push-listener.ts); everything else is a status report (the MQTT status topic, whose payload the meter
+ * writes: never taken as a push, whatever it says).
+ */
+export function reportSource(protocol: MeterDriver['protocol'], evidence: string): ObservationSource {
+  if (protocol !== 'dlms' || !evidence.startsWith('{')) return 'status';
+  try {
+    return (JSON.parse(evidence) as { source?: unknown }).source === 'push' ? 'push' : 'status';
+  } catch {
+    return 'status';
+  }
+}
 
 /**
  * Unsolicited status reports (MQTT status topic, DLMS event push). A report is recorded as the meter's observed
@@ -17,8 +31,8 @@ export function listenToStatusReports(deps: {
   onReading?: ((reading: ReadingRecord) => void) | undefined;
 }): void {
   const { store, logger } = deps;
-  const onReport = async (meterId: string, reading: RelayReading): Promise<void> => {
-    await store.recordObservation(meterId, { relay: reading.relay, at: reading.at, source: 'status', voltageV: reading.voltageV, energyWh: reading.energyWh });
+  const onReport = async (meterId: string, reading: RelayReading, source: ObservationSource): Promise<void> => {
+    await store.recordObservation(meterId, { relay: reading.relay, at: reading.at, source, voltageV: reading.voltageV, energyWh: reading.energyWh });
     if (!deps.onReading) return;
     const meter = await store.getMeter(meterId);
     const profile = meter ? deps.profiles.get(meter.profileId) : undefined;
@@ -38,8 +52,8 @@ export function listenToStatusReports(deps: {
     });
   };
   for (const driver of new Set(deps.drivers.values())) {
-    driver.onStatusReport?.((meterId, reading) => {
-      onReport(meterId, reading).catch((err: unknown) => logger.error({ meterId, err }, 'could not record status report'));
+    driver.onStatusReport?.((meterId, reading, evidence) => {
+      onReport(meterId, reading, reportSource(driver.protocol, evidence)).catch((err: unknown) => logger.error({ meterId, err }, 'could not record status report'));
     });
   }
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { DlmsDriver } from '../../drivers/dlms/index.js';
 import type { MeterDriver } from '../../drivers/driver.js';
 import type { GatewayConfig } from '../config/config-schema.js';
 import type { Clock } from '../control/clock.js';
@@ -66,6 +67,10 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
       openCircuitBreakers: async () => (await store.listBreakers(true)).length,
       timeSeries: () => timeSeries?.stats() ?? { dropped: 0, buffered: 0 },
       singletonDutyHeld: w.singletonDutyHeld,
+      dlmsPush: () => {
+        const dlms = w.drivers.get('dlms');
+        return !(dlms instanceof DlmsDriver) || dlms.pushPort === undefined ? undefined : { delivered: dlms.counters.pushDelivered, dropped: dlms.counters.pushDropped };
+      },
     },
     { logger: logger.child({ component: 'metrics' }) },
   );

@@ -9,6 +9,7 @@ import type { GatewayConfig } from '../config/config-schema.js';
 import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from '../domain/firmware-profile.js';
 import { EmbeddedBroker } from '../integrations/embedded-broker.js';
 import { bindError } from './bind-error.js';
+import { dlmsPushHooks, type DlmsPushWiring, type PushKeyring } from './dlms-push.js';
 import type { StopList } from './stop-list.js';
 
 /** Which simulated meters start off supply: every k-th, so the demo has customers to reconnect. */
@@ -36,6 +37,8 @@ export class MeterLinks {
     private readonly logger: Logger,
     /** Per-meter DLMS keys and invocation counters (HLS-GMAC profiles), from the store. */
     private readonly keyring?: MeterKeyring,
+    /** Who pushed a notification, and its keys (dlms-push.ts); without it the listener delivers nothing. */
+    private readonly push?: { keyring: PushKeyring; store: DlmsPushWiring['store'] },
   ) {
     this.brokerUrl = config.mqtt.url;
   }
@@ -96,7 +99,14 @@ export class MeterLinks {
       this.drivers.set('modbus', modbus);
     }
     if (Object.keys(config.dlms.ports).length + Object.keys(config.dlms.tcp ?? {}).length > 0 || config.dlms.push) {
-      const dlms = createDlmsDriver({ links: config.dlms, profiles: profiles.values(), logger: logger.child({ component: 'dlms-driver' }), ...(this.keyring ? { keyring: this.keyring } : {}) });
+      const push = config.dlms.push && this.push ? dlmsPushHooks({ ...this.push, links: config.dlms, profiles, logger }) : undefined;
+      const dlms = createDlmsDriver({
+        links: config.dlms,
+        profiles: profiles.values(),
+        logger: logger.child({ component: 'dlms-driver' }),
+        ...(this.keyring ? { keyring: this.keyring } : {}),
+        ...(push ? { push: { meterFor: push.meterFor, decipher: push.decipher } } : {}),
+      });
       await dlms.start();
       stops.add(() => dlms.stop());
       this.drivers.set('dlms', dlms);

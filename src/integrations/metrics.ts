@@ -41,6 +41,11 @@ export interface GatewayMetricsProviders {
   timeSeries(): { dropped: number; buffered: number };
   /** Whether this instance holds the singleton duty (runs the one-per-cluster jobs). */
   singletonDutyHeld(): boolean;
+  /**
+   * What the DLMS push listener did since start (the driver's counters, which only grow): notifications delivered,
+   * frames and connections dropped by reason. Undefined (or absent) without a push listener.
+   */
+  dlmsPush?(): { delivered: number; dropped: Readonly<Record<string, number>> } | undefined;
 }
 
 export interface MetricDescription {
@@ -74,6 +79,7 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_profile_mismatches_total', type: 'counter', labels: ['profile', 'field'], meaning: 'Meters that reported something their firmware profile contradicts (field remote_reconnect: a DLMS control mode that arms under a profile that closes, or the other way); the meter decides, a person corrects the registration.' },
   { name: 'meterline_singleton_duty_held', type: 'gauge', labels: [], meaning: '1 on the one instance that runs the one-per-cluster jobs (success rates, readings, relay audit, callbacks, webhooks), 0 on the others.' },
   { name: 'meterline_sse_clients_dropped_total', type: 'counter', labels: ['reason'], meaning: 'Live-event (`GET /v1/events`) clients cut off for falling behind: `stalled` (their socket took nothing for `api.liveEvents.stallMs`) or `backlog` (more than `api.liveEvents.maxPendingOrders` orders waiting for them).' },
+  { name: 'meterline_dlms_push_total', type: 'counter', labels: ['outcome'], meaning: 'What DLMS meters pushed to the `dlms.push` listener: `delivered` (recorded as observed state with source push), or dropped by reason: `unknown_system_title` (no key set names it), `bad_tag` (the authentication tag does not verify), `replayed` (the invocation counter did not grow), `unknown_meter`, `not_a_notification`, `no_relay_state`, `ciphered_without_decipher`, `connection_limit`, `bad_version`, `oversize`.' },
   { name: 'meterline_metrics_provider_errors_total', type: 'counter', labels: ['provider'], meaning: 'Scrapes in which a provider failed, so a gauge could not be computed (labelled: absent; single value: NaN).' },
   { name: 'meterline_process_*', type: 'default', labels: [], meaning: 'Process CPU, memory, file descriptors and start time (prom-client default metrics).' },
   { name: 'meterline_nodejs_*', type: 'default', labels: [], meaning: 'Node.js event-loop lag, heap, GC, handles and version (prom-client default metrics).' },
@@ -247,6 +253,21 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     async collect() {
       const held = await ask('singletonDutyHeld', () => providers.singletonDutyHeld());
       this.set(held === undefined ? Number.NaN : held ? 1 : 0);
+    },
+  });
+
+  // The listener's counters are the source of truth (they only grow): each scrape shows them as they are.
+  new Counter({
+    name: `${PREFIX}dlms_push_total`,
+    help: describe('meterline_dlms_push_total'),
+    labelNames: ['outcome'] as const,
+    registers,
+    async collect() {
+      this.reset();
+      const push = providers.dlmsPush ? await ask('dlmsPush', () => providers.dlmsPush!()) : undefined;
+      if (!push) return;
+      this.inc({ outcome: 'delivered' }, push.delivered);
+      for (const [reason, n] of Object.entries(push.dropped)) this.inc({ outcome: reason.replace(/-/g, '_') }, n);
     },
   });
 

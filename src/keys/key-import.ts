@@ -37,7 +37,7 @@ export async function importKeyFile(store: Pick<GatewayStore, 'putMeterKeySets'>
     const keySetId = keySetIdFor(master, r.meterId, r.keys);
     const sealed = sealKeySet(master, r.meterId, keySetId, r.keys);
     for (const k of [r.keys.encryptionKey, r.keys.authenticationKey, r.keys.masterKey]) k?.fill(0);
-    return { meterId: r.meterId, keySetId, sealed };
+    return { meterId: r.meterId, keySetId, sealed, systemTitle: r.keys.serverSystemTitle ? r.keys.serverSystemTitle.toString('hex') : null };
   });
   const keySets = await store.putMeterKeySets(sets, { replace: req.replace }, req.actor, req.now);
   const count = (result: KeySetPutOutcome['result']) => keySets.filter((k) => k.result === result).length;

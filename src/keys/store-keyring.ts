@@ -16,7 +16,7 @@ export const DEFAULT_COUNTER_BLOCK = 1000;
 const DEFAULT_CACHE_MS = 60_000;
 const MAX_CACHED_METERS = 10_000;
 
-type KeyringStore = Pick<GatewayStore, 'meterKeySets' | 'reserveInvocationCounters' | 'raiseInvocationCounter' | 'stageMeterKeySet' | 'confirmMeterKeySet' | 'retireMeterKeySet'>;
+type KeyringStore = Pick<GatewayStore, 'meterKeySets' | 'meterKeySetBySystemTitle' | 'meterKeySetsWithoutSystemTitle' | 'recordMeterKeySetSystemTitle' | 'reserveInvocationCounters' | 'raiseInvocationCounter' | 'stageMeterKeySet' | 'confirmMeterKeySet' | 'retireMeterKeySet'>;
 
 export interface StoreKeyringOptions {
   store: KeyringStore;
@@ -69,6 +69,52 @@ export class StoreKeyring implements MeterKeyring {
     return (await this.opened(meterId))?.current;
   }
 
+  /**
+   * The meter (and its keys) whose current or pending key set names this system title: the sender of a pushed
+   * general-glo-ciphering notification. Undefined without a key master or when no key set names it.
+   */
+  async keysForSystemTitle(systemTitle: Buffer): Promise<{ meterId: string; keys: MeterKeys } | undefined> {
+    if (!this.master) return undefined;
+    const found = await this.store.meterKeySetBySystemTitle(systemTitle.toString('hex'));
+    if (!found) return undefined;
+    const opened = await this.opened(found.meterId);
+    const keys = [opened?.current, opened?.pending].find((k) => k?.keySetId === found.keySetId);
+    return keys ? { meterId: found.meterId, keys } : undefined;
+  }
+
+  /**
+   * Record the system title of key sets stored before titles were kept beside them (it is inside the sealed
+   * material), so their meters' pushes are found. Needs the key master; a set that does not open is left as it is
+   * and counted. Returns how many titles were recorded and how many sets could not be opened.
+   */
+  async backfillSystemTitles(batch = 500): Promise<{ recorded: number; unreadable: number; withoutTitle: number }> {
+    const out = { recorded: 0, unreadable: 0, withoutTitle: 0 };
+    const master = this.master;
+    if (!master) return out;
+    const skipped = new Set<string>();
+    for (;;) {
+      const sets = (await this.store.meterKeySetsWithoutSystemTitle(batch + skipped.size)).filter((s) => !skipped.has(`${s.meterId}\u0000${s.keySetId}`));
+      if (sets.length === 0) return out;
+      for (const s of sets) {
+        let title: Buffer | undefined | 'unreadable';
+        try {
+          const keys = openKeySet(master, s.meterId, s.keySetId, s.sealed);
+          title = keys.serverSystemTitle;
+          for (const k of [keys.encryptionKey, keys.authenticationKey, keys.masterKey]) k?.fill(0);
+        } catch {
+          title = 'unreadable';
+        }
+        if (title instanceof Buffer) {
+          await this.store.recordMeterKeySetSystemTitle(s.meterId, s.keySetId, title.toString('hex'));
+          out.recorded++;
+          continue;
+        }
+        out[title === 'unreadable' ? 'unreadable' : 'withoutTitle']++;
+        skipped.add(`${s.meterId}\u0000${s.keySetId}`);
+      }
+    }
+  }
+
   async pendingKeysFor(meterId: string): Promise<MeterKeys | undefined> {
     return (await this.opened(meterId))?.pending;
   }
@@ -82,7 +128,7 @@ export class StoreKeyring implements MeterKeyring {
   async stagePendingKeys(meterId: string, keys: MeterKeyMaterial, actor = 'gateway'): Promise<string> {
     const master = this.requireMaster();
     const keySetId = keySetIdFor(master, meterId, keys);
-    await this.store.stageMeterKeySet({ meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, keys) }, actor, this.now());
+    await this.store.stageMeterKeySet({ meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, keys), systemTitle: keys.serverSystemTitle ? keys.serverSystemTitle.toString('hex') : null }, actor, this.now());
     this.cache.delete(meterId);
     return keySetId;
   }

@@ -33,8 +33,8 @@ function* keySet(meterId: string, keySetId: string): Script<StoredMeterKeySet | 
 
 function* insertKeySet(set: NewMeterKeySet, state: 'current' | 'pending', actor: string, now: number): Script<void> {
   yield sql(
-    `INSERT INTO meter_key_sets (meter_id, key_set_id, state, master_key_id, wrapped_data_key, sealed_keys, created_by, created_at, confirmed_at, retired_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+    `INSERT INTO meter_key_sets (meter_id, key_set_id, state, master_key_id, wrapped_data_key, sealed_keys, created_by, created_at, confirmed_at, retired_at, system_title)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`,
     set.meterId,
     set.keySetId,
     state,
@@ -44,6 +44,7 @@ function* insertKeySet(set: NewMeterKeySet, state: 'current' | 'pending', actor:
     actor,
     now,
     state === 'current' ? now : null,
+    set.systemTitle ? set.systemTitle.toLowerCase() : null,
   );
 }
 
@@ -108,6 +109,28 @@ export function* meterKeySets(meterId: string): Script<StoredMeterKeySet[]> {
     meterId,
   );
   return rows.map(storedFromRow);
+}
+
+/** GatewayStore.meterKeySetBySystemTitle (current before pending; two meters with one title: the one keyed first). */
+export function* meterKeySetBySystemTitle(systemTitle: string): Script<{ meterId: string; keySetId: string } | undefined> {
+  const [row] = yield sql(
+    `SELECT meter_id, key_set_id FROM meter_key_sets WHERE system_title = ? AND state IN ('current', 'pending')
+     ORDER BY CASE state WHEN 'current' THEN 0 ELSE 1 END, created_at, meter_id LIMIT 1`,
+    systemTitle.toLowerCase(),
+  );
+  return row ? { meterId: row.meter_id as string, keySetId: row.key_set_id as string } : undefined;
+}
+
+/** GatewayStore.meterKeySetsWithoutSystemTitle. */
+export function* meterKeySetsWithoutSystemTitle(limit: number): Script<StoredMeterKeySet[]> {
+  const rows = yield sql(`SELECT * FROM meter_key_sets WHERE system_title IS NULL AND state IN ('current', 'pending') ORDER BY meter_id, key_set_id LIMIT ?`, limit);
+  return rows.map(storedFromRow);
+}
+
+/** GatewayStore.recordMeterKeySetSystemTitle. */
+export function* recordMeterKeySetSystemTitle(meterId: string, keySetId: string, systemTitle: string): Script<void> {
+  if (!/^[0-9a-fA-F]{16}$/.test(systemTitle)) throw new RangeError(`meter ${meterId}, key set ${keySetId}: a system title is 16 hex digits`);
+  yield sql('UPDATE meter_key_sets SET system_title = ? WHERE meter_id = ? AND key_set_id = ? AND system_title IS NULL', systemTitle.toLowerCase(), meterId, keySetId);
 }
 
 /** GatewayStore.stageMeterKeySet. */

@@ -465,6 +465,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (meter_id, key_set_id)
   );
   `,
+  // The meter's system title beside its sealed key set (issue 15 item 6: a pushed ciphered notification names its
+  // sender by system title). Not a secret: the meter sends it in clear in every ciphered APDU.
+  `
+  ALTER TABLE meter_key_sets ADD COLUMN system_title TEXT;
+  CREATE INDEX meter_key_sets_by_system_title ON meter_key_sets (system_title) WHERE system_title IS NOT NULL;
+  `,
 ];
 
 /** The migration that keys the audit chain (its transaction writes the keying record, once). */

@@ -1389,6 +1389,18 @@ export class PostgresStore implements GatewayStore {
     return this.runScript(this.r, meterKeys.meterKeySets(meterId));
   }
 
+  meterKeySetBySystemTitle(systemTitle: string): Promise<{ meterId: string; keySetId: string } | undefined> {
+    return this.runScript(this.r, meterKeys.meterKeySetBySystemTitle(systemTitle));
+  }
+
+  meterKeySetsWithoutSystemTitle(limit: number): Promise<StoredMeterKeySet[]> {
+    return this.runScript(this.r, meterKeys.meterKeySetsWithoutSystemTitle(limit));
+  }
+
+  recordMeterKeySetSystemTitle(meterId: string, keySetId: string, systemTitle: string): Promise<void> {
+    return this.tx((q) => this.runScript(q, meterKeys.recordMeterKeySetSystemTitle(meterId, keySetId, systemTitle)));
+  }
+
   stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Promise<MeterKeySetRecord> {
     return this.tx((q) => this.runScript(q, meterKeys.stageMeterKeySet(set, actor, now)));
   }

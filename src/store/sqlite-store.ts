@@ -1365,6 +1365,18 @@ export class SqliteStore implements GatewayStore {
     return this.runScript(meterKeys.meterKeySets(meterId));
   }
 
+  async meterKeySetBySystemTitle(systemTitle: string): Promise<{ meterId: string; keySetId: string } | undefined> {
+    return this.runScript(meterKeys.meterKeySetBySystemTitle(systemTitle));
+  }
+
+  async meterKeySetsWithoutSystemTitle(limit: number): Promise<StoredMeterKeySet[]> {
+    return this.runScript(meterKeys.meterKeySetsWithoutSystemTitle(limit));
+  }
+
+  recordMeterKeySetSystemTitle(meterId: string, keySetId: string, systemTitle: string): Promise<void> {
+    return this.enqueue(() => this.runScript(meterKeys.recordMeterKeySetSystemTitle(meterId, keySetId, systemTitle)));
+  }
+
   stageMeterKeySet(set: NewMeterKeySet, actor: string, now: number): Promise<MeterKeySetRecord> {
     return this.enqueue(() => this.runScript(meterKeys.stageMeterKeySet(set, actor, now)));
   }

@@ -31,7 +31,12 @@ export interface MeterRecord {
   accountId?: string | null;
 }
 
-export type ObservationSource = 'read' | 'status' | 'field';
+/**
+ * How the gateway learnt a meter's state: it read it (`read`), the meter reported it on its status topic (`status`,
+ * MQTT), the meter pushed it unasked (`push`, a DLMS Data-/Event-Notification, deciphered and checked when ciphered),
+ * or the field crew reported it (`field`).
+ */
+export type ObservationSource = 'read' | 'status' | 'push' | 'field';
 
 export interface Observation {
   relay: RelayState;
@@ -474,6 +479,11 @@ export interface NewMeterKeySet {
   meterId: string;
   keySetId: string;
   sealed: SealedKeySet;
+  /**
+   * The meter's system title (16 hex digits, lower case) when the key file gives it. Not a secret (the meter sends it
+   * in clear in every ciphered APDU); kept beside the sealed material so a pushed notification finds its meter.
+   */
+  systemTitle?: string | null;
 }
 
 /** What importing one key set did: made it the meter's keys, found it already there, or replaced other keys (`replace`). */
@@ -710,6 +720,15 @@ export interface GatewayStore {
   /** The pending set proved itself in an association: it becomes current and the current one is retired. */
   confirmMeterKeySet(meterId: string, keySetId: string, actor: string, now: number): Promise<MeterKeySetRecord>;
   retireMeterKeySet(meterId: string, keySetId: string, actor: string, now: number): Promise<MeterKeySetRecord>;
+  /**
+   * The meter whose current or pending key set names this system title (16 hex digits, any case), with that key set's
+   * id; undefined when none does (retired sets are not asked). A pushed ciphered notification finds its sender so.
+   */
+  meterKeySetBySystemTitle(systemTitle: string): Promise<{ meterId: string; keySetId: string } | undefined>;
+  /** Current and pending key sets whose system title is not recorded (imported before it was kept), at most `limit`. */
+  meterKeySetsWithoutSystemTitle(limit: number): Promise<StoredMeterKeySet[]>;
+  /** Record a key set's system title (16 hex digits), read from its opened material; a recorded one is kept. */
+  recordMeterKeySetSystemTitle(meterId: string, keySetId: string, systemTitle: string): Promise<void>;
   /**
    * Reserve `block` invocation counter values of a meter's key set that were never reserved before, by this or any
    * other instance, and return the first: the block is [start, start + block). Durable before it returns; one

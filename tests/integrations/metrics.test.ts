@@ -21,6 +21,7 @@ function providers(over: Partial<GatewayMetricsProviders> = {}): GatewayMetricsP
     openCircuitBreakers: async () => (count('openCircuitBreakers'), 1),
     timeSeries: () => (count('timeSeries'), { dropped: 7, buffered: 12 }),
     singletonDutyHeld: () => (count('singletonDutyHeld'), true),
+    dlmsPush: () => (count('dlmsPush'), { delivered: 3, dropped: { 'unknown-system-title': 1, 'bad-tag': 2, replayed: 0 } }),
     ...over,
   };
 }
@@ -46,6 +47,23 @@ describe('gateway metrics (Prometheus)', () => {
     }
     for (const row of rows) expect(exposed.some((e) => covers(row, e.name)), `${row.name} is in METRICS_TABLE but not exposed`).toBe(true);
     expect(new Set(rows.map((r) => r.name)).size).toBe(rows.length);
+  });
+
+  it('DLMS push outcomes are the listener\'s counters as they stand, reasons in snake case, none without a listener', async () => {
+    let counts = { delivered: 3, dropped: { 'unknown-system-title': 1, 'bad-tag': 2, replayed: 0 } as Record<string, number> };
+    const m = createGatewayMetrics(providers({ dlmsPush: () => counts }));
+    let text = await m.render();
+    expect(sample(text, 'meterline_dlms_push_total{outcome="delivered"}')).toBe(3);
+    expect(sample(text, 'meterline_dlms_push_total{outcome="unknown_system_title"}')).toBe(1);
+    expect(sample(text, 'meterline_dlms_push_total{outcome="bad_tag"}')).toBe(2);
+    expect(sample(text, 'meterline_dlms_push_total{outcome="replayed"}')).toBe(0);
+    counts = { delivered: 5, dropped: { 'unknown-system-title': 1, 'bad-tag': 4, replayed: 1 } };
+    text = await m.render();
+    expect(sample(text, 'meterline_dlms_push_total{outcome="delivered"}')).toBe(5);
+    expect(sample(text, 'meterline_dlms_push_total{outcome="bad_tag"}')).toBe(4);
+    const none = await createGatewayMetrics(providers({ dlmsPush: () => undefined })).render();
+    expect(none).toContain('# TYPE meterline_dlms_push_total counter');
+    expect(none).not.toMatch(/^meterline_dlms_push_total\{/m);
   });
 
   it('labels in METRICS_TABLE are the labels the metrics carry', async () => {

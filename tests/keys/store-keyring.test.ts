@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MasterKey, keySetIdFor, sealKeySet, type MeterKeyMaterial } from '../../src/keys/key-envelope.js';
+import { importKeyFile } from '../../src/keys/key-import.js';
 import { StoreKeyring } from '../../src/keys/store-keyring.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 
@@ -53,6 +54,39 @@ describe('StoreKeyring', () => {
     expect(await new StoreKeyring({ store, master: undefined }).keysFor('M-1')).toBeUndefined();
     // Under another master: named, not garbage.
     await expect(new StoreKeyring({ store, master: MasterKey.random() }).keysFor('M-1')).rejects.toMatchObject({ code: 'E_KEY_MASTER_MISMATCH' });
+  });
+
+  it('finds a pushing meter and its keys by the system title of its key set, as imported from the key file; a renewal\'s new title once staged', async () => {
+    const store = await open(newPath());
+    const master = MasterKey.random();
+    await importKeyFile(store, master, { text: `meter id,system title,GUEK,GAK\nM-1,4D4D4D0000BC614E,${keys.encryptionKey.toString('hex')},${keys.authenticationKey.toString('hex')}\nM-2,4D4D4D0000000001,${'11'.repeat(16)},${'22'.repeat(16)}\n`, format: 'csv', replace: false, actor: 'admin', now: 1 });
+    const keyring = new StoreKeyring({ store, master, cacheMs: 0 });
+    expect(await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000BC614E', 'hex'))).toEqual({ meterId: 'M-1', keys: { keySetId: expect.any(String), ...keys } });
+    expect((await keyring.keysForSystemTitle(Buffer.from('4d4d4d0000000001', 'hex')))?.meterId).toBe('M-2');
+    expect(await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000002', 'hex'))).toBeUndefined();
+    const staged = await keyring.stagePendingKeys('M-2', { encryptionKey: Buffer.alloc(16, 3), authenticationKey: Buffer.alloc(16, 4), serverSystemTitle: Buffer.from('4D4D4D0000000002', 'hex') });
+    expect(await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000002', 'hex'))).toMatchObject({ meterId: 'M-2', keys: { keySetId: staged } });
+    // Without a key master nothing is found (no meter has keys).
+    expect(await new StoreKeyring({ store, master: undefined }).keysForSystemTitle(Buffer.from('4D4D4D0000BC614E', 'hex'))).toBeUndefined();
+  });
+
+  it('records the system title of key sets stored without one (before titles were kept), from their sealed material', async () => {
+    const store = await open(newPath());
+    const master = MasterKey.random();
+    const sets = ['M-1', 'M-2', 'M-3'].map((meterId, i) => {
+      const material = i === 2 ? { encryptionKey: keys.encryptionKey, authenticationKey: keys.authenticationKey } : { ...keys, serverSystemTitle: Buffer.from(`4D4D4D000000000${i}`, 'hex') };
+      const keySetId = keySetIdFor(master, meterId, material);
+      return { meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, material) };
+    });
+    await store.putMeterKeySets(sets, { replace: false }, 'admin', 1);
+    const keyring = new StoreKeyring({ store, master, cacheMs: 0 });
+    expect(await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000001', 'hex'))).toBeUndefined();
+    expect(await keyring.backfillSystemTitles(1)).toEqual({ recorded: 2, unreadable: 0, withoutTitle: 1 });
+    expect((await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000001', 'hex')))?.meterId).toBe('M-2');
+    expect((await keyring.keysForSystemTitle(Buffer.from('4D4D4D0000000000', 'hex')))?.meterId).toBe('M-1');
+    expect(await keyring.backfillSystemTitles()).toEqual({ recorded: 0, unreadable: 0, withoutTitle: 1 });
+    // Under another master nothing opens: counted, nothing recorded.
+    expect(await new StoreKeyring({ store, master: MasterKey.random() }).backfillSystemTitles()).toEqual({ recorded: 0, unreadable: 1, withoutTitle: 0 });
   });
 
   it('hands out strictly increasing counters, reserving one block per blockSize values, even when asked concurrently', async () => {

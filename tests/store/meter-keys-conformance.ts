@@ -20,7 +20,7 @@ export function describeMeterKeysConformance(name: string, makeStore: () => Prom
     });
     const newSet = (meterId: string, n: number): NewMeterKeySet => {
       const keySetId = keySetIdFor(master, meterId, material(n));
-      return { meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, material(n)) };
+      return { meterId, keySetId, sealed: sealKeySet(master, meterId, keySetId, material(n)), systemTitle: material(n).serverSystemTitle!.toString('hex') };
     };
 
     beforeEach(async () => {
@@ -50,6 +50,37 @@ export function describeMeterKeysConformance(name: string, makeStore: () => Prom
       const audit = await store.listAudit({ target: 'M-K1', limit: 10 });
       expect(audit.map((e) => [e.action, e.actor])).toEqual([['meter_keys.import', 'admin-1']]);
       expect(JSON.stringify(audit[0]!.details)).toContain(a.keySetId);
+    });
+
+    it('finds the meter by the system title of its current or pending key set, never of a retired one', async () => {
+      const a = newSet('M-K1', 1);
+      const b = newSet('M-K2', 2);
+      await store.putMeterKeySets([a, b, { ...newSet('M-K3', 3), systemTitle: null }], { replace: false }, 'admin-1', now);
+      expect(await store.meterKeySetBySystemTitle('4d4d4d0000000002')).toEqual({ meterId: 'M-K2', keySetId: b.keySetId });
+      expect(await store.meterKeySetBySystemTitle('4D4D4D0000000001')).toEqual({ meterId: 'M-K1', keySetId: a.keySetId });
+      expect(await store.meterKeySetBySystemTitle('4d4d4d0000000003')).toBeUndefined();
+      const staged = newSet('M-K1', 7);
+      await store.stageMeterKeySet(staged, 'gateway', now + 1);
+      expect(await store.meterKeySetBySystemTitle('4d4d4d0000000007')).toEqual({ meterId: 'M-K1', keySetId: staged.keySetId });
+      await store.retireMeterKeySet('M-K2', b.keySetId, 'admin-1', now + 2);
+      expect(await store.meterKeySetBySystemTitle('4d4d4d0000000002')).toBeUndefined();
+    });
+
+    it('lists current and pending key sets without a system title, and records one once (a recorded title is kept)', async () => {
+      const a = { ...newSet('M-K1', 1), systemTitle: null };
+      const b = { ...newSet('M-K2', 2), systemTitle: null };
+      const c = newSet('M-K3', 3);
+      await store.putMeterKeySets([a, b, c], { replace: false }, 'admin-1', now);
+      await store.retireMeterKeySet('M-K2', b.keySetId, 'admin-1', now + 1);
+      const missing = await store.meterKeySetsWithoutSystemTitle(10);
+      expect(missing.map((s) => [s.meterId, s.keySetId])).toEqual([['M-K1', a.keySetId]]);
+      expect(missing[0]!.sealed).toEqual(a.sealed);
+      await store.recordMeterKeySetSystemTitle('M-K1', a.keySetId, '4D4D4D00000000AA');
+      expect(await store.meterKeySetsWithoutSystemTitle(10)).toEqual([]);
+      expect(await store.meterKeySetBySystemTitle('4d4d4d00000000aa')).toEqual({ meterId: 'M-K1', keySetId: a.keySetId });
+      await store.recordMeterKeySetSystemTitle('M-K3', c.keySetId, '4D4D4D00000000BB');
+      expect(await store.meterKeySetBySystemTitle('4d4d4d0000000003')).toEqual({ meterId: 'M-K3', keySetId: c.keySetId });
+      await expect(store.recordMeterKeySetSystemTitle('M-K1', a.keySetId, 'not-a-title')).rejects.toThrow(/16 hex digits/);
     });
 
     it('importing the same keys again changes nothing; other keys for a meter with keys are refused, all or none, unless replace', async () => {
