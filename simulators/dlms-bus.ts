@@ -42,6 +42,8 @@ export interface BusMeterSpec {
   /** Limits the meter states in UA (default 128 bytes, window 1). */
   hdlcLimits?: Partial<HdlcParameters>;
   maxPduSize?: number;
+  /** Whether the meter grants general-protection (general-glo/ded-ciphering). Default true. */
+  generalProtection?: boolean;
 }
 
 interface LinkState {
@@ -71,7 +73,7 @@ export interface SimulatedBusMeter {
 export function simulatedDlmsMeter(s: BusMeterSpec, now: () => number): { meter: SimulatedMeter; cosem: DlmsSimMeter } {
   const closes = s.controlMode === 0 || s.controlMode === 2 || s.controlMode === 4;
   const meter = new SimulatedMeter({ id: s.meterId, remoteReconnect: closes ? 'closes' : 'arms', now, ...(s.initialRelay ? { initialRelay: s.initialRelay } : {}), ...(s.faults ? { faults: s.faults } : {}) });
-  const spec: DlmsSimMeterOptions = { meter, physicalAddress: s.physicalAddress, controlMode: s.controlMode, ...(s.logicalAddress !== undefined ? { logicalAddress: s.logicalAddress } : {}), ...(s.password !== undefined ? { password: s.password } : {}), ...(s.keys ? { keys: s.keys } : {}), ...(s.maxPduSize !== undefined ? { maxPduSize: s.maxPduSize } : {}) };
+  const spec: DlmsSimMeterOptions = { meter, physicalAddress: s.physicalAddress, controlMode: s.controlMode, ...(s.logicalAddress !== undefined ? { logicalAddress: s.logicalAddress } : {}), ...(s.password !== undefined ? { password: s.password } : {}), ...(s.keys ? { keys: s.keys } : {}), ...(s.maxPduSize !== undefined ? { maxPduSize: s.maxPduSize } : {}), ...(s.generalProtection !== undefined ? { generalProtection: s.generalProtection } : {}) };
   return { meter, cosem: new DlmsSimMeter(spec) };
 }
 

@@ -45,6 +45,11 @@ import type { MeterReply, SimulatedMeter } from './meter-model.js';
  * claims the asked state within the command's association, a stuck one shows the unchanged state, and
  * a fresh association (the gateway's read-back) sees the truth. When the model stays silent (offline,
  * dropped command) the meter answers nothing more until the next SNRM.
+ *
+ * Ciphered service requests come as glo-/ded-xxx or, when the association negotiated general-protection (conformance
+ * bit 1, granted unless `generalProtection: false`), as general-glo/ded-ciphering whose system title must be the
+ * association's calling-AP-title (else deciphering-error); the meter answers in the form the client used, as real
+ * meters do. `wireTags` records the first byte of each APDU in (">db") and out ("<db"), newest last.
  */
 
 export interface DlmsMeterFaults {
@@ -87,6 +92,8 @@ interface SecuredAssociation {
   /** Context 3: service APDUs must be ciphered. */
   ciphered: boolean;
   dedicatedKey: Uint8Array | undefined;
+  /** general-protection negotiated: general-glo/ded-ciphering allowed. */
+  generalProtection: boolean;
 }
 
 export interface DlmsSimMeterOptions {
@@ -105,6 +112,8 @@ export interface DlmsSimMeterOptions {
   voltageScalerUnit?: ScalerUnit;
   /** Largest APDU the meter receives (server-max-receive-pdu-size). Default 1024. */
   maxPduSize?: number;
+  /** Whether the meter grants general-protection (general-glo/ded-ciphering) when the client proposes it. Default true. */
+  generalProtection?: boolean;
 }
 
 /** What the meter puts on the wire for one request: an information field (LLC + APDU, or garbage), when. */
@@ -116,6 +125,8 @@ export interface MeterAnswer {
 const SERVER_CONFORMANCE = CONFORMANCE.priorityManagement | CONFORMANCE.blockTransferWithGet | CONFORMANCE.get | CONFORMANCE.set | CONFORMANCE.selectiveAccess | CONFORMANCE.eventNotification | CONFORMANCE.action;
 /** GET-Response-With-Datablock header: tag, choice, invoke-id, last-block, block-number (4), choice, length (≤ 3). */
 const BLOCK_OVERHEAD = 12;
+const WIRE_TAGS_KEPT = 500;
+const tagHex = (b: number | undefined) => (b ?? 0).toString(16).padStart(2, '0');
 
 export class DlmsSimMeter {
   readonly meter: SimulatedMeter;
@@ -129,6 +140,8 @@ export class DlmsSimMeter {
   readonly counters = { associations: 0, refused: 0, releases: 0, blocksSent: 0, hlsFailures: 0, rejectedCounters: 0, publicAssociations: 0, keyTransfers: 0, keyTransfersRefused: 0 };
   /** Every client invocation counter value this meter was sent (accepted or not), in order: tests assert no repeat. */
   readonly seenCounters: number[] = [];
+  /** The first byte of every APDU received (">c8") and answered ("<cc"), newest last, at most WIRE_TAGS_KEPT. */
+  readonly wireTags: string[] = [];
   /** The last client invocation counter accepted (the frame counter the public client reads). */
   lastClientCounter = 0;
   /** The meter's own invocation counter, for what it ciphers. */
@@ -141,6 +154,7 @@ export class DlmsSimMeter {
   private readonly energySu: ScalerUnit;
   private readonly voltageSu: ScalerUnit;
   private readonly maxPduSize: number;
+  private readonly serverConformance: number;
   private associated = false;
   private clientMaxPdu = 0xffff;
   private snapshot: MeterReply | undefined;
@@ -159,6 +173,7 @@ export class DlmsSimMeter {
     this.energySu = o.energyScalerUnit ?? { scaler: 0, unit: Unit.Wh };
     this.voltageSu = o.voltageScalerUnit ?? { scaler: -1, unit: Unit.V };
     this.maxPduSize = o.maxPduSize ?? 1024;
+    this.serverConformance = o.generalProtection === false ? SERVER_CONFORMANCE : SERVER_CONFORMANCE | CONFORMANCE.generalProtection;
     const arms = remoteReconnectOutcome(o.controlMode) === 'armed';
     if (o.controlMode !== 0 && arms !== (o.meter.remoteReconnect === 'arms')) {
       throw new Error(`simulated meter ${o.meter.id}: control mode ${o.controlMode} ${arms ? 'arms' : 'closes'} on reconnect, but the meter model ${o.meter.remoteReconnect}`);
@@ -185,6 +200,18 @@ export class DlmsSimMeter {
   /** Answer one complete APDU (LLC stripped) from client SAP `clientSap`; undefined = the meter stays silent. */
   answer(apdu: Uint8Array, now: number, clientSap = 1): MeterAnswer | undefined {
     if (this.silent) return undefined;
+    this.record(`>${tagHex(apdu[0])}`);
+    const out = this.answerApdu(apdu, now, clientSap);
+    if (out) this.record(`<${tagHex(out.info[LLC_RESPONSE.length])}`);
+    return out;
+  }
+
+  private record(tag: string): void {
+    this.wireTags.push(tag);
+    if (this.wireTags.length > WIRE_TAGS_KEPT) this.wireTags.splice(0, this.wireTags.length - WIRE_TAGS_KEPT);
+  }
+
+  private answerApdu(apdu: Uint8Array, now: number, clientSap: number): MeterAnswer | undefined {
     const tag = apdu[0];
     if (tag === ACSE_TAG.AARQ) return this.respondRaw(this.associate(apdu, clientSap));
     if (tag === ACSE_TAG.RLRQ) {
@@ -283,11 +310,16 @@ export class DlmsSimMeter {
     const s = this.secured!;
     let kind: KeyKind;
     let plain;
+    let general = false;
     try {
       const c = decodeCipheredApdu(apdu);
+      general = c.systemTitle !== undefined;
+      if (general && !s.generalProtection) return this.respondRaw(encodeResponse({ kind: 'exception', stateError: StateError.serviceNotAllowed, serviceError: ServiceError.operationNotPossible }));
+      // The sender's system title must be the one this association was made with (its calling-AP-title).
+      if (general && !Buffer.from(c.systemTitle!).equals(Buffer.from(s.clientSystemTitle))) throw new Error('another system title');
       kind = c.tag === CIPHERED_TAG.generalDedCiphering ? 'dedicated' : c.tag === CIPHERED_TAG.generalGloCiphering ? 'global' : plainTagOf(c.tag)!.key;
       if (kind === 'dedicated' && !s.dedicatedKey) throw new Error('no dedicated key');
-      plain = unprotect(c.content, c.systemTitle ?? s.clientSystemTitle, this.meterKeys(kind === 'dedicated' ? s.dedicatedKey : undefined));
+      plain = unprotect(c.content, s.clientSystemTitle, this.meterKeys(kind === 'dedicated' ? s.dedicatedKey : undefined));
     } catch {
       return this.respondRaw(encodeResponse({ kind: 'exception', stateError: StateError.serviceNotAllowed, serviceError: ServiceError.decipheringError }));
     }
@@ -298,7 +330,12 @@ export class DlmsSimMeter {
     const tag = cipheredTagFor(body[0]!, kind);
     const isLlc = LLC_RESPONSE.every((b, i) => answer.info[i] === b);
     if (!isLlc || tag === undefined) return answer; // garbage or an exception-response goes out as it is
-    return { info: withLlc(LLC_RESPONSE, this.cipher(body, tag, plain.securityControl, this.meterKeys(kind === 'dedicated' ? s.dedicatedKey : undefined))), delayMs: answer.delayMs };
+    const keys = this.meterKeys(kind === 'dedicated' ? s.dedicatedKey : undefined);
+    if (general) {
+      const content = protect({ ...keys, securityControl: plain.securityControl, systemTitle: this.keys!.systemTitle, invocationCounter: this.serverCounter++, plaintext: body });
+      return { info: withLlc(LLC_RESPONSE, encodeGeneralCiphering(kind, this.keys!.systemTitle, content)), delayMs: answer.delayMs };
+    }
+    return { info: withLlc(LLC_RESPONSE, this.cipher(body, tag, plain.securityControl, keys)), delayMs: answer.delayMs };
   }
 
   /** Pass 3 checked, pass 4 answered: f(StoC) from the client must verify, f(CtoS) goes back. */
@@ -403,11 +440,12 @@ export class DlmsSimMeter {
       initiate = aarq.initiate;
     }
     const stoc = randomBytes(16);
-    this.secured = { clientSystemTitle: aarq.callingApTitle, ctos: aarq.challenge, stoc, authenticated: false, ciphered, dedicatedKey: initiate.dedicatedKey };
+    const conformance = initiate.conformance & this.serverConformance;
+    this.secured = { clientSystemTitle: aarq.callingApTitle, ctos: aarq.challenge, stoc, authenticated: false, ciphered, dedicatedKey: initiate.dedicatedKey, generalProtection: (conformance & CONFORMANCE.generalProtection) !== 0 };
     this.associated = true;
     this.clientMaxPdu = initiate.maxPduSize;
     this.counters.associations++;
-    const response = encodeInitiateResponse({ conformance: initiate.conformance & SERVER_CONFORMANCE, maxPduSize: this.maxPduSize, dlmsVersion: DLMS_VERSION });
+    const response = encodeInitiateResponse({ conformance, maxPduSize: this.maxPduSize, dlmsVersion: DLMS_VERSION });
     return encodeAare({
       applicationContext: aarq.applicationContext,
       result: AssociationResult.accepted,

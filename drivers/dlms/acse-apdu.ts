@@ -60,6 +60,8 @@ const VAA_NAME_LN = 0x0007;
 /** Conformance block bit n (IEC 62056-5-3 §9.4.6.1, bit 0 the most significant of the 24). */
 export const conformanceBit = (n: number): number => 1 << (23 - n);
 export const CONFORMANCE = {
+  /** general-glo-ciphering / general-ded-ciphering (and general-ciphering) may be used in the association. */
+  generalProtection: conformanceBit(1),
   priorityManagement: conformanceBit(9),
   attribute0WithGet: conformanceBit(10),
   blockTransferWithGet: conformanceBit(11),

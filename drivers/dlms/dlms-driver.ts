@@ -367,7 +367,7 @@ export class DlmsDriver implements MeterDriver {
         this.counters.conversations++;
         const where = t.where;
         const secure = c.keys
-          ? new CipheringChannel(t.channel, { meterId: c.meterId, where, keys: c.keys, keyring: this.keyring!, clientSystemTitle: this.clientSystemTitle, mechanism: d.security, policy: d.ciphering, dedicatedKey: d.dedicatedKey })
+          ? new CipheringChannel(t.channel, { meterId: c.meterId, where, keys: c.keys, keyring: this.keyring!, clientSystemTitle: this.clientSystemTitle, mechanism: d.security, policy: d.ciphering, dedicatedKey: d.dedicatedKey, cipheredApdu: d.cipheredApdu })
           : undefined;
         const cosem = new CosemClient(secure ?? t.channel, where);
         const settle = (r: WireResult<T> | CounterTooLow) => {

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { ApduChannel } from '../apdu-channel.js';
-import { AcseServiceUserDiagnostic, AssociationResult, CONTEXT_LN_WITH_CIPHERING, CONTEXT_LN_NO_CIPHERING, decodeInitiateResponse, encodeInitiateRequest, describeDiagnostic, type Aare, type Aarq, type MechanismName } from '../acse-apdu.js';
+import { AcseServiceUserDiagnostic, AssociationResult, CONFORMANCE, CONTEXT_LN_WITH_CIPHERING, CONTEXT_LN_NO_CIPHERING, decodeInitiateResponse, encodeInitiateRequest, describeDiagnostic, type Aare, type Aarq, type MechanismName } from '../acse-apdu.js';
 import { BerError } from '../ber.js';
 import { decodeResponse, describeException, ServiceError, XDLMS_TAG } from '../xdlms-apdu.js';
 import { DlmsWireFailure, hex } from '../wire-failure.js';
-import { CipheredApduError, CIPHERED_TAG, cipheredTagFor, decodeCipheredApdu, encodeCipheredApdu, plainTagOf, type KeyKind } from './ciphered-apdu.js';
+import { CipheredApduError, CIPHERED_TAG, cipheredTagFor, decodeCipheredApdu, encodeCipheredApdu, encodeGeneralCiphering, plainTagOf, type KeyKind } from './ciphered-apdu.js';
 import type { MeterKeyring, MeterKeys } from './keyring.js';
 import { securityControlFor, type CipheringPolicy } from './security-control.js';
 import { DecipherError, KEY_LENGTH, protect, SYSTEM_TITLE_LENGTH, unprotect, type CipherKeys } from './suite0-cipher.js';
@@ -16,6 +16,15 @@ import { DecipherError, KEY_LENGTH, protect, SYSTEM_TITLE_LENGTH, unprotect, typ
  * xDLMS service request per the profile's policy with a fresh invocation counter from the MeterKeyring and
  * deciphers every response, checking its tag and that the meter's own counter grows (a replayed response is
  * garbled). What goes over the wire is kept in `wire` (ciphered, never keys) for evidence.
+ *
+ * With `cipheredApdu: 'general'` the service requests go as general-glo-ciphering (0xDB) or, with a dedicated key,
+ * general-ded-ciphering (0xDC), carrying the client's system title (Green Book §9.2.7.2.4). Their use is governed by
+ * the general-protection conformance bit (IEC 62056-5-3 §9.4.6.1, bit 1): the client proposes it in the InitiateRequest
+ * and a meter that does not grant it cannot take the general form (a `nack` naming the profile setting). The AARQ keeps
+ * the glo-initiate-request: general-protection is negotiated by that very InitiateRequest, so it cannot yet apply to it.
+ * The answer must come in the same general form, and the system title it carries must be the one the meter gave as
+ * responding-AP-title in the AARE: another title is not the meter this association authenticated, which is
+ * `auth_failed` (as a title that differs from the key file's), judged before anything is deciphered.
  */
 
 export interface SecureSessionOptions {
@@ -27,6 +36,8 @@ export interface SecureSessionOptions {
   mechanism: MechanismName;
   policy: CipheringPolicy;
   dedicatedKey: boolean;
+  /** Service APDUs as glo-/ded-xxx (default) or as general-glo/ded-ciphering with the system title. */
+  cipheredApdu?: 'service-specific' | 'general';
 }
 
 /** The meter refused our invocation counter: resynchronise through the frame counter, then retry once. */
@@ -65,6 +76,10 @@ export class CipheringChannel implements ApduChannel {
     return this.o.policy !== 'none';
   }
 
+  get general(): boolean {
+    return this.ciphering && this.o.cipheredApdu === 'general';
+  }
+
   get globalKeys(): CipherKeys {
     return { encryptionKey: this.o.keys.encryptionKey, authenticationKey: this.o.keys.authenticationKey };
   }
@@ -87,7 +102,8 @@ export class CipheringChannel implements ApduChannel {
     if (this.o.mechanism === 'hls-gmac') out.challenge = this.challenge = randomBytes(CHALLENGE_LENGTH);
     if (this.ciphering) {
       if (this.o.dedicatedKey) this.dedicated = randomBytes(KEY_LENGTH);
-      const initiate = encodeInitiateRequest({ ...base, ...(this.dedicated ? { dedicatedKey: this.dedicated } : {}) });
+      const conformance = this.general ? base.conformance | CONFORMANCE.generalProtection : base.conformance;
+      const initiate = encodeInitiateRequest({ ...base, conformance, ...(this.dedicated ? { dedicatedKey: this.dedicated } : {}) });
       const sc = securityControlFor(this.o.policy)!;
       const content = protect({ ...this.globalKeys, securityControl: sc, systemTitle: this.o.clientSystemTitle, invocationCounter: await this.nextInvocationCounter(), plaintext: initiate });
       out.userInformation = encodeCipheredApdu(CIPHERED_TAG.gloInitiateRequest, content);
@@ -114,10 +130,14 @@ export class CipheringChannel implements ApduChannel {
     if (this.ciphering) {
       if (!info || info[0] !== CIPHERED_TAG.gloInitiateResponse) throw new DlmsWireFailure('garbled', `meter ${this.o.where}: AARE user-information is not a glo-initiate-response`, this.evidence());
       const plain = this.decipher(info, 'global', 'glo-initiate-response');
+      let initiate;
       try {
-        decodeInitiateResponse(plain);
+        initiate = decodeInitiateResponse(plain);
       } catch (e) {
         throw new DlmsWireFailure('garbled', `meter ${this.o.where}: deciphered InitiateResponse: ${(e as BerError).message}`, this.evidence());
+      }
+      if (this.general && (initiate.conformance & CONFORMANCE.generalProtection) === 0) {
+        throw new DlmsWireFailure('nack', `meter ${this.o.where}: the meter did not grant general-protection (conformance bit 1), so it takes no general-glo/ded-ciphering; the profile asks cipheredApdu 'general' (use 'service-specific' for this meter)`, this.evidence());
       }
     }
     this.active = true;
@@ -128,9 +148,8 @@ export class CipheringChannel implements ApduChannel {
     let sent = apdu;
     const key: KeyKind = this.dedicated ? 'dedicated' : 'global';
     if (cipherIt) {
-      const tag = cipheredTagFor(apdu[0]!, key)!;
       const content = protect({ ...this.keysFor(key), securityControl: securityControlFor(this.o.policy)!, systemTitle: this.o.clientSystemTitle, invocationCounter: await this.nextInvocationCounter(), plaintext: apdu });
-      sent = encodeCipheredApdu(tag, content);
+      sent = this.general ? encodeGeneralCiphering(key, this.o.clientSystemTitle, content) : encodeCipheredApdu(cipheredTagFor(apdu[0]!, key)!, content);
     }
     this.wire.push(`>${hex(sent)}`);
     const answer = await this.inner.request(sent);
@@ -138,10 +157,14 @@ export class CipheringChannel implements ApduChannel {
     if (ACSE_TAGS.has(answer[0]!)) return answer;
     if (answer[0] === XDLMS_TAG.exceptionResponse) this.throwException(answer);
     if (!cipherIt) return answer;
-    const expectedTag = cipheredTagFor(apdu[0]! + 4, key); // request tag + 4 = its response tag (C0→C4, C1→C5, C3→C7)
     const general = key === 'global' ? CIPHERED_TAG.generalGloCiphering : CIPHERED_TAG.generalDedCiphering;
-    if (answer[0] !== expectedTag && answer[0] !== general) throw new DlmsWireFailure('garbled', `meter ${this.o.where}: answer 0x${answer[0]?.toString(16)} to a ciphered request is not the ${key} ciphered response 0x${expectedTag?.toString(16)}`, this.evidence());
-    return this.decipher(answer, key, 'response');
+    // The answer comes in the form of the request; a service-specific request also takes a general answer (older behaviour kept).
+    const expectedTag = this.general ? general : cipheredTagFor(apdu[0]! + 4, key); // request tag + 4 = its response tag (C0→C4, C1→C5, C3→C7)
+    if (answer[0] !== expectedTag && (this.general || answer[0] !== general)) throw new DlmsWireFailure('garbled', `meter ${this.o.where}: answer 0x${answer[0]?.toString(16)} to a ciphered request is not the ${key} ciphered response 0x${expectedTag?.toString(16)}`, this.evidence());
+    const plain = this.decipher(answer, key, 'response');
+    if (this.general && plain[0] === XDLMS_TAG.exceptionResponse) this.throwException(plain);
+    if (this.general && plain[0] !== apdu[0]! + 4) throw new DlmsWireFailure('garbled', `meter ${this.o.where}: the general-ciphered answer holds APDU 0x${plain[0]?.toString(16)}, not the response 0x${(apdu[0]! + 4).toString(16)} to our request`, this.evidence());
+    return plain;
   }
 
   private keysFor(key: KeyKind): CipherKeys {
@@ -154,6 +177,9 @@ export class CipheringChannel implements ApduChannel {
       const c = decodeCipheredApdu(bytes);
       const kind = c.tag === CIPHERED_TAG.generalGloCiphering ? 'global' : c.tag === CIPHERED_TAG.generalDedCiphering ? 'dedicated' : plainTagOf(c.tag)?.key;
       if (kind !== key) throw new CipheredApduError(`${what} ciphered with the wrong key kind`);
+      if (c.systemTitle && !Buffer.from(c.systemTitle).equals(Buffer.from(this.serverSystemTitle!))) {
+        throw this.authFailed(`the ${what} carries system title ${hex(c.systemTitle)}, not the meter's responding-AP-title ${hex(this.serverSystemTitle!)} from the AARE`);
+      }
       const st = c.systemTitle ?? this.serverSystemTitle!;
       const out = unprotect(c.content, st, this.keysFor(key));
       const wanted = securityControlFor(this.o.policy)!;

@@ -24,6 +24,13 @@ export const DlmsProfileSchema = z
     ciphering: z.enum(['none', 'authenticated', 'encrypted', 'authenticated-encrypted']).default('none'),
     /** A fresh random dedicated key per association, sent in the glo-initiate-request (needs encryption in `ciphering`). */
     dedicatedKey: z.boolean().default(false),
+    /**
+     * The form of the ciphered service APDUs (Green Book §9.2.7.2.4, IEC 62056-5-3 §9.5): 'service-specific' =
+     * glo-/ded-get/set/action-request (0xC8–0xD3); 'general' = general-glo-ciphering (0xDB) or, with a dedicated key,
+     * general-ded-ciphering (0xDC), each carrying the gateway's system title. 'general' proposes the general-protection
+     * conformance bit and needs the meter to grant it. The AARQ carries a glo-initiate-request either way.
+     */
+    cipheredApdu: z.enum(['service-specific', 'general']).default('service-specific'),
     /** The frame counter object (class 1 Data, attribute 2) read through the public client to resynchronise the invocation counter. */
     frameCounterObis: obis.default('0-0:43.1.0.255'),
     /** The Security setup object (class 64) whose global_key_transfer (method 2) renews the meter's keys. */
@@ -77,6 +84,10 @@ export const DlmsProfileSchema = z
   .refine((p) => !p.dedicatedKey || p.ciphering === 'encrypted' || p.ciphering === 'authenticated-encrypted', {
     message: "dedicatedKey needs ciphering 'encrypted' or 'authenticated-encrypted' (the dedicated key travels encrypted in the glo-initiate-request)",
     path: ['dedicatedKey'],
+  })
+  .refine((p) => p.cipheredApdu !== 'general' || p.ciphering !== 'none', {
+    message: "cipheredApdu 'general' (general-glo/ded-ciphering) needs ciphering other than 'none': there is nothing to cipher otherwise",
+    path: ['cipheredApdu'],
   })
   .refine((p) => p.publicClientSap !== p.clientSap || p.security === 'lowest', {
     message: 'the public client SAP must differ from the secured client SAP',

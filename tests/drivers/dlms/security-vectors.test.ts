@@ -69,6 +69,32 @@ describe('suite 0 ciphering: Green Book glo-get-request example (Table 40)', () 
   });
 });
 
+describe('general-glo-ciphering (0xDB): the Green Book glo-get-request example under the general header', () => {
+  // No general-glo-ciphering example with these keys is published to check against; the protected content is the
+  // same SC ‖ IC ‖ ciphertext ‖ tag as the glo-get-request example (the system title goes into the IV, not the AAD),
+  // so the APDU is DB ‖ 08 ‖ system title ‖ 1E ‖ that content.
+  const content = '3001234567411312FF935A47566827C467BC7D825C3BE4A77C3FCC056B6B';
+  const expected = `DB08${hx(SYSTEM_TITLE)}1E${content}`;
+  it('ciphers to DB 08 4D4D4D0000BC614E 1E 30 01234567 …, and decodes back to the system title and GET', () => {
+    const c = protect({ ...KEYS, securityControl: securityControlFor('authenticated-encrypted')!, systemTitle: SYSTEM_TITLE, invocationCounter: IC, plaintext: GET_CLOCK });
+    expect(hx(encodeGeneralCiphering('global', SYSTEM_TITLE, c))).toBe(expected);
+    expect(expected).toBe('DB084D4D4D0000BC614E1E3001234567411312FF935A47566827C467BC7D825C3BE4A77C3FCC056B6B');
+    const parsed = decodeCipheredApdu(h(expected));
+    expect(parsed.tag).toBe(CIPHERED_TAG.generalGloCiphering);
+    expect(hx(parsed.systemTitle!)).toBe(hx(SYSTEM_TITLE));
+    expect(hx(unprotect(parsed.content, parsed.systemTitle!, KEYS).plaintext)).toBe(hx(GET_CLOCK));
+  });
+  it('general-ded-ciphering is the same with tag 0xDC; a title of the wrong length is refused both ways', () => {
+    const c = protect({ ...KEYS, securityControl: securityControlFor('authenticated-encrypted')!, systemTitle: SYSTEM_TITLE, invocationCounter: IC, plaintext: GET_CLOCK });
+    expect(hx(encodeGeneralCiphering('dedicated', SYSTEM_TITLE, c))).toBe(`DC${expected.slice(2)}`);
+    expect(() => encodeGeneralCiphering('global', SYSTEM_TITLE.subarray(0, 7), c)).toThrow(RangeError);
+    expect(() => decodeCipheredApdu(h(`DB07${hx(SYSTEM_TITLE.subarray(0, 7))}1E${content}`))).toThrow(/system-title of 7 bytes/);
+  });
+  it('deciphered under another system title (the IV) it fails the tag check', () => {
+    expect(() => unprotect(decodeCipheredApdu(h(expected)).content, h('4D4D4D0000BC614F'), KEYS)).toThrow(DecipherError);
+  });
+});
+
 describe('suite 0: Green Book glo-initiate-request example (dedicated key 00112233…FF in the InitiateRequest)', () => {
   const initiateRequest = h('01011000112233445566778899AABBCCDDEEFF0000065F1F0400007E1F04B0');
   const expected = '21303001234567801302FF8A7874133D414CED25B42534D28DB0047720606B175BD52211BE6841DB204D39EE6FDB8E356855';
