@@ -29,6 +29,13 @@ import { CipheringChannel, CounterTooLow } from './security/ciphering-channel.js
 import type { MeterKeyring, MeterKeys } from './security/keyring.js';
 import { DEFAULT_CLIENT_SYSTEM_TITLE } from './dlms-config.js';
 
+/** Where each key a profile may name (`dlms.keys`) is in a key set. */
+const KEY_FIELD = {
+  GUEK: { field: 'encryptionKey', what: 'global unicast encryption key' },
+  GAK: { field: 'authenticationKey', what: 'global authentication key' },
+  KEK: { field: 'masterKey', what: 'master key' },
+} as const satisfies Record<string, { field: keyof MeterKeys; what: string }>;
+
 /**
  * The DLMS/COSEM meter driver over HDLC serial links, HDLC over TCP, and the TCP wrapper (the link kind is
  * chosen per link: dlms-links.ts). Each `readRelay` and `operateRelay` is one complete conversation with one
@@ -308,6 +315,11 @@ export class DlmsDriver implements MeterDriver {
       // Keys first: a meter without keys costs no wire traffic.
       keys = keysOverride ?? (await this.keyring?.keysFor(meter.meterId));
       if (!keys || !this.keyring) return fail('auth_failed', `no keys imported for meter ${meter.meterId}: its profile ${profile.id} uses ${d.security} with ciphering ${d.ciphering}; import the meter's key file`);
+      // The profile names the keys its meters need (GUEK, GAK, KEK where renewal is wanted): a key set without one costs no traffic.
+      const missing = (d.keys ?? []).find((name) => !keys![KEY_FIELD[name].field]?.length);
+      if (missing) {
+        return fail('auth_failed', `meter ${meter.meterId}: its profile ${profile.id} needs the key ${missing} (${KEY_FIELD[missing].what}), but its key set ${keys.keySetId} has none; import its key file with the ${missing} column`);
+      }
     }
     const first = await this.withKeys({ link, at, profile, names, keys, deadline, timeoutMs: options.timeoutMs, log, meterId: meter.meterId, started }, dialogue, fail);
     if (first.outcome !== 'auth_failed' || !keys || keysOverride || !this.keyring?.pendingKeysFor) return first;

@@ -215,9 +215,9 @@ describe('DLMS HLS-GMAC + authenticated-and-encrypted APDUs over a real pty', ()
 describe('DLMS profile schema: security combinations', () => {
   const base = { clientSap: 1, baudRate: 9600, controlMode: 1, hdlc: {} };
   it('accepts hls-gmac with or without ciphering, and defaults the frame counter and public client', () => {
-    const p = DlmsProfileSchema.parse({ ...base, security: 'hls-gmac' });
+    const p = DlmsProfileSchema.parse({ ...base, security: 'hls-gmac', keys: ['GUEK', 'GAK'] });
     expect(p).toMatchObject({ ciphering: 'none', dedicatedKey: false, frameCounterObis: '0-0:43.1.0.255', publicClientSap: 16 });
-    expect(DlmsProfileSchema.safeParse({ ...base, security: 'hls-gmac', ciphering: 'authenticated-encrypted', dedicatedKey: true }).success).toBe(true);
+    expect(DlmsProfileSchema.safeParse({ ...base, security: 'hls-gmac', ciphering: 'authenticated-encrypted', dedicatedKey: true, keys: ['GUEK', 'GAK', 'KEK'] }).success).toBe(true);
   });
   it.each([
     [{ security: 'hls-gmac', passwordEnv: 'METERLINE_X' }, /not a password: remove passwordEnv/],

@@ -86,6 +86,7 @@ export async function meterKeyRoutes(app: FastifyInstance, deps: ApiDeps): Promi
           deps.meterKeys?.master,
           { text: req.body.content, format: req.body.format, wrappedWithEnv: req.body.wrappedWithEnv, replace: req.body.replace, actor: req.principal!.clientId, now: now() },
           deps.meterKeys?.env ?? process.env,
+          { store: deps.store, profiles: deps.profiles },
         );
         req.log.info({ imported: result.imported, created: result.created, unchanged: result.unchanged, replaced: result.replaced }, 'meter keys imported');
         return { status: 200, body: result };

@@ -7,6 +7,17 @@ import { z } from 'zod';
  * profile: `passwordEnv` names the environment variable that holds it (the DLMS links config may override).
  */
 
+/**
+ * The keys a profile's meters need from their key set (the manufacturer's key file): GUEK (global unicast encryption
+ * key) and GAK (global authentication key) for HLS-GMAC and ciphering, KEK (master key) where the gateway is to renew
+ * the keys (class 64 global_key_transfer wraps new keys under it).
+ */
+export const DLMS_KEY_NAMES = ['GUEK', 'GAK', 'KEK'] as const;
+export type DlmsKeyName = (typeof DLMS_KEY_NAMES)[number];
+
+/** Whether a profile authenticates or ciphers with the meter's keys (and so must name them in `keys`). */
+export const usesMeterKeys = (p: { security: string; ciphering: string }): boolean => p.security === 'hls-gmac' || p.ciphering !== 'none';
+
 const obis = z.string().regex(/^\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/, 'an OBIS code like 0-0:96.3.10.255');
 
 export const DlmsProfileSchema = z
@@ -31,6 +42,12 @@ export const DlmsProfileSchema = z
      * conformance bit and needs the meter to grant it. The AARQ carries a glo-initiate-request either way.
      */
     cipheredApdu: z.enum(['service-specific', 'general']).default('service-specific'),
+    /**
+     * The keys each meter of this profile needs in its key set: GUEK and GAK for hls-gmac or ciphering, plus KEK where
+     * key renewal is wanted. Required for those profiles, refused for lowest/low without ciphering. The driver refuses
+     * to associate (auth_failed, no traffic) and the key import refuses a row, when a needed key is missing.
+     */
+    keys: z.array(z.enum(DLMS_KEY_NAMES)).min(1).max(3).optional(),
     /** The frame counter object (class 1 Data, attribute 2) read through the public client to resynchronise the invocation counter. */
     frameCounterObis: obis.default('0-0:43.1.0.255'),
     /** The Security setup object (class 64) whose global_key_transfer (method 2) renews the meter's keys. */
@@ -88,6 +105,22 @@ export const DlmsProfileSchema = z
   .refine((p) => p.cipheredApdu !== 'general' || p.ciphering !== 'none', {
     message: "cipheredApdu 'general' (general-glo/ded-ciphering) needs ciphering other than 'none': there is nothing to cipher otherwise",
     path: ['cipheredApdu'],
+  })
+  .refine((p) => !usesMeterKeys(p) || p.keys !== undefined, {
+    message: 'security \'hls-gmac\' and ciphering use the meter\'s keys: name the keys its key set must hold, e.g. "keys": ["GUEK", "GAK"] (add "KEK" where key renewal is wanted)',
+    path: ['keys'],
+  })
+  .refine((p) => usesMeterKeys(p) || p.keys === undefined, {
+    message: "security 'lowest' or 'low' without ciphering uses no meter keys: remove keys",
+    path: ['keys'],
+  })
+  .refine((p) => p.keys === undefined || (p.keys.includes('GUEK') && p.keys.includes('GAK')), {
+    message: 'keys must include "GUEK" and "GAK" (HLS-GMAC and suite 0 ciphering use both); "KEK" is optional',
+    path: ['keys'],
+  })
+  .refine((p) => p.keys === undefined || new Set(p.keys).size === p.keys.length, {
+    message: 'keys lists each key once',
+    path: ['keys'],
   })
   .refine((p) => p.publicClientSap !== p.clientSap || p.security === 'lowest', {
     message: 'the public client SAP must differ from the secured client SAP',
