@@ -215,7 +215,7 @@ describe('general ciphering: system titles checked on both sides (client channel
 });
 
 describe("DLMS profile schema: cipheredApdu", () => {
-  const base = { clientSap: 1, baudRate: 9600, controlMode: 1, hdlc: {}, security: 'hls-gmac' };
+  const base = { clientSap: 1, baudRate: 9600, controlMode: 1, hdlc: {}, security: 'hls-gmac', keys: ['GUEK', 'GAK'] };
   it("defaults to 'service-specific' and takes 'general' with ciphering", () => {
     expect(DlmsProfileSchema.parse(base).cipheredApdu).toBe('service-specific');
     expect(DlmsProfileSchema.parse({ ...base, ciphering: 'authenticated', cipheredApdu: 'general' }).cipheredApdu).toBe('general');
