@@ -43,7 +43,7 @@ export async function render(main, ctx) {
         field('Region', regionInput),
         h('button', { type: 'submit' }, 'Apply'),
       ),
-      h('p.muted', {}, 'Raised when a remote action failed or cannot finish before its deadline (due before the customer deadline), or when a meter refuses the gateway's keys (check the key file or renew the keys), or by the relay audit when a relay is open with no order or closed while it should be open (an inspection). Sorted by time left.'),
+      h('p.muted', {}, 'Raised when a remote action failed or cannot finish before its deadline (due before the customer deadline), or when a meter refuses the gateway’s keys (check the key file or renew the keys), or by the relay audit when a relay is open with no order or closed while it should be open (an inspection). Sorted by time left.'),
       list,
     ),
   );
