@@ -98,10 +98,13 @@ describe('prepayment credit control', () => {
     clock.set(Date.parse('2026-11-30T20:00:00Z')); // Monday evening, inside friendly hours
     await prepayment('PRE-2');
     await f.gateway.readings.runOnce();
+    // With no credit yet, emergency credit is offered once (as for PRE-1); wait for it so the top-up starts a new cycle
+    // after it, whatever the machine's speed.
+    await expect.poll(async () => (await notifications('PRE-2', 'customer.emergency_credit_offer')).length, { timeout: 5000 }).toBe(1);
     await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-2', amountMinor: 200, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
     await readUntil('PRE-2', 'the emergency offer', (c) => c.status === 'emergency_available' || c.status === 'exhausted');
-    // The offer is recorded by credit control just after the ledger shows the state: wait for it, then it is one.
-    await expect.poll(async () => (await notifications('PRE-2', 'customer.emergency_credit_offer')).length, { timeout: 5000 }).toBe(1);
+    // The offer of the new cycle is recorded by credit control just after the ledger shows the state: wait for it, then it is one more.
+    await expect.poll(async () => (await notifications('PRE-2', 'customer.emergency_credit_offer')).length, { timeout: 5000 }).toBe(2);
     const ec = await f.http('POST', '/v1/meters/PRE-2/emergency-credit', { key: f.billingKey, headers: k() });
     expect(ec.status).toBe(200);
     expect(ec.body.emergencyCreditInUse).toBe(true);
