@@ -132,11 +132,15 @@ describe('rule 2: the command waits for the pre-disconnect notification to be de
     }
     expect(delivered, 'the notification delivered once the channel recovered').toBeGreaterThan(0);
     expect(w.preDisconnectNoticesTo('S-CHANGE')).toEqual([expect.objectContaining({ signatureValid: true })]);
-    // The delivery wakes the order: it now waits for 30 minutes from the delivery, not from the first send.
-    await w.waitFor('the order held for 30 minutes from the delivery', async () => {
+    // The delivery wakes the order: it now waits for 30 minutes from the delivery, not from the first send. A wake that
+    // lands while the loop is judging the same order is taken at its next look instead (later, never earlier), so the
+    // fake clock moves on a minute at a time meanwhile, as time does; the 30 minutes still run from the delivery.
+    const heldFromDelivery = async () => {
       const o = await w.order(id);
       return (o.stateReason ?? '').startsWith('E_SECOND_NOTICE_PENDING:') && o.nextAttemptAt === iso(delivered + 30 * MIN);
-    });
+    };
+    for (let i = 0; i < 15 && !(await heldFromDelivery()); i++) await w.advance(1 * MIN, 1);
+    await w.waitFor('the order held for 30 minutes from the delivery', heldFromDelivery);
     w.moveClockTo(delivered + 29 * MIN);
     await w.settle(800);
     expect((await w.order(id)).state).toBe('held');
