@@ -13,6 +13,18 @@ import { databaseHands } from '../harness/audit-tamper.js';
 import type { GatewayStore } from '../../src/store/store.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../harness/private-postgres.js';
 
+/** A fresh schema as a release before migration `upTo` (0-based index) left it: the migrations before it applied and recorded. */
+async function schemaAtRelease(client: pg.Client, schema: string, upTo: number): Promise<void> {
+  await client.query(`CREATE SCHEMA ${schema}`);
+  await client.query(`SET search_path TO ${schema}`);
+  await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+  for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, upTo).entries()) {
+    await client.query(m);
+    await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
+  }
+}
+
+
 /**
  * The PostgreSQL store against a real server (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test):
  * the shared conformance suite, each test in a fresh schema, then what only a shared database has: several
@@ -302,13 +314,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     const client = new pg.Client({ connectionString: DATABASE_URL });
     await client.connect();
     try {
-      await client.query(`CREATE SCHEMA ${schema}`);
-      await client.query(`SET search_path TO ${schema}`);
-      await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
-      for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, exact).entries()) {
-        await client.query(m);
-        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
-      }
+      await schemaAtRelease(client, schema, exact);
       // What the release before wrote (see the SQLite twin of this test).
       for (const [i, a] of majors.entries()) {
         await client.query(`INSERT INTO payments (id, client, idempotency_key, request_hash, meter_id, amount, kind, posted, received_at, recorded_at, effects) VALUES ($1, 'bill', $2, 'h', 'M-1', $3, 'top_up', true, 1, 1, '[]')`, [`pay_${i}`, `k${i}`, a]);
@@ -342,13 +348,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     const e2 = { seq: 2, at: 2, actor: 'sup', action: 'plan.approve', target: 'plan_1', details: null };
     const h1 = unkeyedEntryHash(GENESIS_HASH, e1);
     try {
-      await client.query(`CREATE SCHEMA ${schema}`);
-      await client.query(`SET search_path TO ${schema}`);
-      await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
-      for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, POSTGRES_AUDIT_KEYED).entries()) {
-        await client.query(m);
-        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
-      }
+      await schemaAtRelease(client, schema, POSTGRES_AUDIT_KEYED);
       // As the release before the keying wrote them: SHA-256 links, no key.
       const insert = 'INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)';
       await client.query(insert, [e1.seq, e1.at, e1.actor, e1.action, e1.target, e1.details, GENESIS_HASH, h1]);
@@ -383,13 +383,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     const client = new pg.Client({ connectionString: DATABASE_URL });
     await client.connect();
     try {
-      await client.query(`CREATE SCHEMA ${schema}`);
-      await client.query(`SET search_path TO ${schema}`);
-      await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
-      for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, perClient).entries()) {
-        await client.query(m);
-        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
-      }
+      await schemaAtRelease(client, schema, perClient);
       for (const [who, orderId, deliveredAt] of [['a', 'o1', 5], ['b', 'o2', 5], ['ops', 'o3', null], ['a', 'o4', null], ['b', 'o5', null], ['a', 'o6', null]] as const) {
         await client.query(`INSERT INTO client_events (client, meter_id, order_id, kind, payload, at, next_attempt_at, delivered_at) VALUES ($1, 'M-1', $2, 'order.done', '{}', 1, 1, $3)`, [who, orderId, deliveredAt]);
       }
@@ -417,13 +411,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     const client = new pg.Client({ connectionString: DATABASE_URL });
     await client.connect();
     try {
-      await client.query(`CREATE SCHEMA ${schema}`);
-      await client.query(`SET search_path TO ${schema}`);
-      await client.query('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
-      for (const [v, m] of POSTGRES_MIGRATIONS.slice(0, clients).entries()) {
-        await client.query(m);
-        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)', [v + 1]);
-      }
+      await schemaAtRelease(client, schema, clients);
       for (const [id, name, role, hash, at] of [['key_1', 'erp', 'billing', 'a', 10], ['key_2', 'erp', 'supervisor', 'b', 20], ['key_3', 'ops', 'operator', 'c', 30]] as const) {
         await client.query('INSERT INTO api_keys (id, name, role, sha256, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [id, name, role, hash.repeat(64), 'admin', at]);
       }
