@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MeterlineError } from '../../src/errors.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
@@ -14,8 +14,11 @@ import { SqliteStore } from '../../src/store/sqlite-store.js';
  */
 const mounts: string[] = [];
 const dirs: string[] = [];
+/** Folders above the checkout whose mode was widened for uid 65534 to reach the built store, and their modes. */
+const widened: Array<[string, number]> = [];
 
 afterAll(() => {
+  for (const [dir, mode] of widened.reverse()) chmodSync(dir, mode);
   for (const m of mounts) {
     try {
       execFileSync('umount', [m]);
@@ -30,6 +33,22 @@ function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'ml-open-'));
   dirs.push(d);
   return d;
+}
+
+/**
+ * The checkout may sit in a folder others may not enter (`mktemp -d` makes it 0700), and then uid 65534 cannot load
+ * the built store at all. Give "others" the search bit (enter, not list) on each folder above the checkout that
+ * lacks it, for the length of this file; afterAll puts the modes back.
+ */
+function letNobodyReach(dir: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    const mode = statSync(d).mode & 0o7777;
+    if ((mode & 0o001) === 0 && !widened.some(([w]) => w === d)) {
+      widened.push([d, mode]);
+      chmodSync(d, mode | 0o001);
+    }
+    if (dirname(d) === d) break;
+  }
 }
 
 /** Open a store at `path` and return the error it fails with. */
@@ -48,6 +67,7 @@ async function openFailure(path: string): Promise<{ code: string; message: strin
 function openFailureAsNobody(path: string): { code: string; message: string } {
   const storeModule = join(process.cwd(), 'dist', 'src', 'store', 'sqlite-store.js');
   if (!existsSync(storeModule)) throw new Error(`${storeModule} is missing: run "npm run build" first`);
+  letNobodyReach(process.cwd());
   const script = `
     const { SqliteStore } = await import(${JSON.stringify(storeModule)});
     try { const s = new SqliteStore(${JSON.stringify(path)}); await s.migrate(); await s.close(); console.log(JSON.stringify({ code: 'opened', message: '' })); }
