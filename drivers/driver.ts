@@ -23,6 +23,16 @@ export interface RelayReading {
   voltageV?: number;
   /** Cumulative active energy import, if the meter reports it. */
   energyWh?: number;
+  /**
+   * Voltage on the load side of the relay (customer side), where the meter measures it (DOMAIN.md rule 14).
+   * Voltage there while the relay is open means a bypass, a generator backfeed or tampering.
+   */
+  loadSideVoltageV?: number;
+  /**
+   * The demand limit in force, in watts, where the profile has a load limiter (DOMAIN.md rule 10): null when no
+   * limit is set, undefined when the profile has no limiter or the meter did not say.
+   */
+  loadLimitW?: number | null;
   /** When the meter took the reading (ms since epoch), or when the gateway received it. */
   at: number;
 }
@@ -30,8 +40,11 @@ export interface RelayReading {
 /**
  * How a request failed. `auth_failed`: the meter refused the gateway's credentials (a wrong password, key or
  * authentication tag); the same request cannot succeed by repeating it, so it is never retried blindly.
+ * `load_side_voltage`: the meter refused to close its relay because there is voltage on the load side (or the
+ * gateway found voltage there before sending close); closing is dangerous, so it is never retried blindly and the
+ * reconnect goes to the field (DOMAIN.md rule 14).
  */
-export type WireFailure = 'timeout' | 'nack' | 'garbled' | 'link_error' | 'auth_failed';
+export type WireFailure = 'timeout' | 'nack' | 'garbled' | 'link_error' | 'auth_failed' | 'load_side_voltage';
 
 /** The result of one request on the wire. `evidence` is the raw answer (payload text or hex bytes). */
 export type WireResult<T> =
@@ -59,6 +72,47 @@ export interface CommandAck {
   remoteReconnect?: 'closes' | 'arms';
 }
 
+/** A load-limit command reply: what the meter claimed. Only the read-back (`RelayReading.loadLimitW`) is proof. */
+export interface LimitAck {
+  claimedLimitW?: number | null;
+}
+
+/** The kinds of link a driver keeps (GET /v1/links). */
+export type LinkKind = 'mqtt' | 'modbus-rtu' | 'modbus-tcp' | 'dlms-hdlc' | 'dlms-tcp';
+
+/** One link's counters since the gateway started (monotonic; on /metrics as counters with a `link` label). */
+export interface LinkCounters {
+  /** Frames whose CRC / FCS did not check. */
+  crcErrors: number;
+  /** Answers that arrived but could not be decoded. */
+  garbled: number;
+  /** Frames sent again on the same request (corruption, lost frame). */
+  frameRetries: number;
+  /** Requests that got no answer in time. */
+  timeouts: number;
+  /** Protocol exceptions the devices answered, by code (Modbus exception code in hex "0x02", DLMS result name). */
+  exceptions: Record<string, number>;
+  /** Replies whose correlation id matched no request in flight (MQTT). */
+  unknownCorrelationIds: number;
+  /** Times the port / socket was opened again after it failed. */
+  reopens: number;
+  /** Times the connection (broker, TCP) was re-established after it dropped. */
+  reconnects: number;
+}
+
+/** One link's health as the driver sees it now. */
+export interface LinkHealth {
+  /** The link's configured name (a meter's `link`). */
+  link: string;
+  kind: LinkKind;
+  state: 'up' | 'down';
+  /** When it entered that state (ms since epoch). */
+  since: number;
+  /** The last error the link met, in words, with when; null if none yet. */
+  lastError: { at: number; message: string } | null;
+  counters: LinkCounters;
+}
+
 export interface MeterDriver {
   readonly protocol: FirmwareProfile['protocol'];
   start(): Promise<void>;
@@ -72,6 +126,13 @@ export interface MeterDriver {
   readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>>;
   /** Send one disconnect or reconnect command and wait for the meter's acknowledgement. */
   operateRelay(meter: MeterAddress, action: SwitchAction, options: RequestOptions): Promise<WireResult<CommandAck>>;
+  /**
+   * Set (watts) or remove (null) the meter's demand limit (DOMAIN.md rule 10); only for profiles with a load
+   * limiter. The control loop verifies by reading back `loadLimitW` with `readRelay`.
+   */
+  setLoadLimit?(meter: MeterAddress, limitW: number | null, options: RequestOptions): Promise<WireResult<LimitAck>>;
+  /** Every link this driver keeps, with its state and counters (GET /v1/links, /metrics, /healthz). */
+  linkHealth?(): LinkHealth[];
   /** Unsolicited status reports (MQTT status topic, DLMS event push); optional. */
   onStatusReport?(listener: (meterId: string, reading: RelayReading, evidence: string) => void): void;
 }

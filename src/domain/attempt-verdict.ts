@@ -9,7 +9,7 @@ import type { OrderState, SwitchOrder } from './switch-order.js';
  * credentials (`auth_failed`) ends the order at once: repeating the request with the same keys cannot succeed.
  */
 
-export type CommandOutcome = 'ok' | 'timeout' | 'nack' | 'garbled' | 'link_error' | 'auth_failed' | 'not_sent';
+export type CommandOutcome = 'ok' | 'timeout' | 'nack' | 'garbled' | 'link_error' | 'auth_failed' | 'load_side_voltage' | 'not_sent';
 
 export interface AttemptFacts {
   /** How the command itself went (`not_sent` when the gateway restarted before it knew). */

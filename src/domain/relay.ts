@@ -17,6 +17,7 @@ export const ATTEMPT_OUTCOMES = [
   'verify_mismatch', // the read-back did not show the asked state
   'link_error', // the link (broker, port) was unavailable
   'auth_failed', // the meter refused the gateway's password, key or authentication tag; not retried
+  'load_side_voltage', // close refused: voltage on the load side (bypass, backfeed, tampering); not retried, to the field
   'interrupted', // the gateway stopped while the attempt was on the wire; resolved by a read on restart
 ] as const;
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
