@@ -13,7 +13,8 @@ import type { FirmwareProfile } from '../src/domain/firmware-profile.js';
  * the energy register is computed lazily from the clock.
  */
 
-export type MeterOp = 'disconnect' | 'reconnect' | 'read';
+/** `limit`: set (watts) or remove (null) the demand limit (DOMAIN.md rule 10), from `MeterCommand.limitW`. */
+export type MeterOp = 'disconnect' | 'reconnect' | 'read' | 'limit';
 
 /** What the front-end decoded from the wire. */
 export interface MeterCommand {
@@ -21,6 +22,8 @@ export interface MeterCommand {
   orderId?: string;
   /** Expiry (ms since epoch): a command that arrives after it is dropped without action or reply. */
   exp?: number;
+  /** For `limit`: the demand limit to set in watts, or null to remove it. */
+  limitW?: number | null;
 }
 
 /** What became of one received command. */
@@ -40,7 +43,13 @@ export interface MeterReply {
   /** The relay state the reply claims (the truth, unless the meter lies). */
   relay: RelayState;
   reason?: string;
+  /** Why a close was refused, in the words the front-end maps to its protocol: voltage on the load side (rule 14). */
+  refusal?: 'load_side_voltage';
   voltageV: number;
+  /** Voltage on the load (customer) side of the relay. */
+  loadSideVoltageV: number;
+  /** The demand limit in force (W), null when none. */
+  loadLimitW: number | null;
   energyWh: number;
   /** When the meter took the reading (ms since epoch). */
   ts: number;
@@ -69,6 +78,11 @@ export interface MeterFaults {
   autoPressAfterMs?: number;
   /** Relay closed but no voltage (network-side fault). */
   supplyFault: boolean;
+  /**
+   * Voltage on the load side while the relay is open (a bypass, a generator backfeed, tampering). A meter that
+   * checks its load side (`checksLoadSide`) refuses to close or arm then, with `refusal: 'load_side_voltage'`.
+   */
+  backfeed: boolean;
 }
 
 export type ChangeCause = 'button' | 'trip';
@@ -90,6 +104,8 @@ export interface SimulatedMeterOptions {
   voltageNoiseV?: number;
   faults?: Partial<MeterFaults>;
   schedule?: Scheduler;
+  /** The meter itself checks the load side before closing and refuses with voltage there (rule 14). Default false. */
+  checksLoadSide?: boolean;
 }
 
 export function noFaults(): MeterFaults {
@@ -103,6 +119,7 @@ export function noFaults(): MeterFaults {
     nackCommands: 0,
     autoPressAfterMs: undefined,
     supplyFault: false,
+    backfeed: false,
   };
 }
 
@@ -132,6 +149,8 @@ export class SimulatedMeter {
   lastReply: MeterReply | undefined;
   /** Current faults. Change them through `setFaults()` or the helper methods so the energy register stays exact. */
   readonly faults: MeterFaults;
+  /** Whether the meter refuses to close with voltage on the load side. */
+  readonly checksLoadSide: boolean;
 
   private readonly now: () => number;
   private readonly schedule: Scheduler;
@@ -139,6 +158,7 @@ export class SimulatedMeter {
   private readonly nominalVoltageV: number;
   private readonly voltageNoiseV: number;
   private relayState: RelayState;
+  private limitW: number | null = null;
   /** Energy register at `energyMarkAt`; energy since then is computed from the state. */
   private energyMarkWh: number;
   private energyMarkAt: number;
@@ -157,6 +177,7 @@ export class SimulatedMeter {
     this.energyMarkWh = options.initialEnergyWh ?? 0;
     this.energyMarkAt = this.now();
     this.faults = { ...noFaults(), ...options.faults };
+    this.checksLoadSide = options.checksLoadSide ?? false;
   }
 
   get relay(): RelayState {
@@ -168,6 +189,26 @@ export class SimulatedMeter {
     if (this.faults.supplyFault) return 0;
     const noise = (Math.random() * 2 - 1) * this.voltageNoiseV;
     return Math.round((this.nominalVoltageV + noise) * 10) / 10;
+  }
+
+  /**
+   * Voltage on the load side of the relay: the supply's while it is closed; while it is open, only a backfeed's
+   * (a generator or a bypass feeding the customer's wiring), else 0.
+   */
+  get loadSideVoltageV(): number {
+    if (this.relayState === 'connected') return this.voltageV;
+    return this.faults.backfeed ? Math.round((this.nominalVoltageV - 5 + Math.random()) * 10) / 10 : 0;
+  }
+
+  /** The demand limit in force (W), null when none. */
+  get loadLimitW(): number | null {
+    return this.limitW;
+  }
+
+  /** Set the demand limit without a command (test and scenario set-up). */
+  setLoadLimit(limitW: number | null): void {
+    this.settleEnergy();
+    this.limitW = limitW;
   }
 
   /** Cumulative energy import (Wh, whole units as a register shows them). */
@@ -260,6 +301,19 @@ export class SimulatedMeter {
       this.counters.nacked++;
       return this.reply(now, 'nack', this.relayState, 'command refused by meter (simulated)');
     }
+    if (op === 'limit') {
+      const limitW = cmd.limitW === undefined ? null : cmd.limitW;
+      this.counters.executed++;
+      if (!f.lieAboutSuccess && !f.stuckRelay) this.setLoadLimit(limitW);
+      return this.reply(now, 'ok', this.relayState, undefined, f.lieAboutSuccess ? limitW : undefined);
+    }
+    if (op === 'reconnect' && this.relayState !== 'connected' && this.checksLoadSide && f.backfeed) {
+      entry.fate = 'nacked';
+      this.counters.nacked++;
+      const r = this.reply(now, 'nack', this.relayState, 'close refused: voltage on the load side');
+      r.refusal = 'load_side_voltage';
+      return r;
+    }
     this.counters.executed++;
     const asked: RelayState =
       op === 'disconnect' ? 'disconnected' : this.remoteReconnect === 'arms' ? this.reconnectTarget() : 'connected';
@@ -298,12 +352,14 @@ export class SimulatedMeter {
     return undefined;
   }
 
-  private reply(now: number, result: 'ok' | 'nack', relay: RelayState, reason?: string): MeterReply {
+  private reply(now: number, result: 'ok' | 'nack', relay: RelayState, reason?: string, claimedLimitW?: number | null): MeterReply {
     this.counters.replies++;
     const r: MeterReply = {
       result,
       relay,
       voltageV: this.voltageV,
+      loadSideVoltageV: this.loadSideVoltageV,
+      loadLimitW: claimedLimitW !== undefined ? claimedLimitW : this.limitW,
       energyWh: Math.floor(this.exactEnergyWh(now)),
       ts: now,
       replyDelayMs: this.faults.lateReplyMs,
@@ -343,7 +399,9 @@ export class SimulatedMeter {
   private exactEnergyWh(at: number): number {
     const flowing = this.relayState === 'connected' && !this.faults.supplyFault;
     const dt = Math.max(0, at - this.energyMarkAt);
-    return this.energyMarkWh + (flowing ? (this.loadW * dt) / 3_600_000 : 0);
+    // A limiter holds the demand at its threshold: the customer's load is served up to it.
+    const w = this.limitW === null ? this.loadW : Math.min(this.loadW, this.limitW);
+    return this.energyMarkWh + (flowing ? (w * dt) / 3_600_000 : 0);
   }
 
   private settleEnergy(): void {

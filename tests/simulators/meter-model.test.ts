@@ -205,3 +205,42 @@ describe('SimulatedMeter', () => {
     expect(seen).toEqual(['connected->disconnected:trip']);
   });
 });
+
+describe('load limiter and load side (DOMAIN.md rules 10 and 14)', () => {
+  it('a limit command sets the demand limit, serves the load only up to it, and a null limit removes it', () => {
+    const { m, clock } = meter({ loadW: 2000 });
+    const r = m.handle('limit', clock.now(), { cid: 'l1', limitW: 500 });
+    expect(r?.result).toBe('ok');
+    expect(r?.loadLimitW).toBe(500);
+    expect(m.loadLimitW).toBe(500);
+    clock.advance(3_600_000);
+    expect(m.energyWh).toBe(500);
+    m.handle('limit', clock.now(), { cid: 'l2', limitW: null });
+    expect(m.loadLimitW).toBeNull();
+    clock.advance(3_600_000);
+    expect(m.energyWh).toBe(2500);
+  });
+
+  it('a meter that lies claims the limit in its reply but keeps none', () => {
+    const { m, clock } = meter({ faults: { lieAboutSuccess: true } });
+    expect(m.handle('limit', clock.now(), { cid: 'l1', limitW: 500 })?.loadLimitW).toBe(500);
+    expect(m.loadLimitW).toBeNull();
+  });
+
+  it('backfeed: voltage on the load side of an open relay; a meter that checks refuses to close, one that does not closes', () => {
+    const checking = meter({ initialRelay: 'disconnected', checksLoadSide: true, faults: { backfeed: true } });
+    expect(checking.m.loadSideVoltageV).toBeGreaterThan(200);
+    const r = checking.m.handle('reconnect', checking.clock.now(), { cid: 'c1' });
+    expect(r?.result).toBe('nack');
+    expect(r?.refusal).toBe('load_side_voltage');
+    expect(checking.m.relay).toBe('disconnected');
+
+    const blind = meter({ initialRelay: 'disconnected', faults: { backfeed: true } });
+    expect(blind.m.handle('reconnect', blind.clock.now(), { cid: 'c1' })?.result).toBe('ok');
+    expect(blind.m.relay).toBe('connected');
+
+    const clean = meter({ initialRelay: 'disconnected', checksLoadSide: true });
+    expect(clean.m.loadSideVoltageV).toBe(0);
+    expect(clean.m.handle('reconnect', clean.clock.now(), { cid: 'c1' })?.result).toBe('ok');
+  });
+});
