@@ -3,7 +3,7 @@ import { decodeData, AxdrError, describeData, type DlmsData } from './axdr.js';
 import { describeAttribute, type CosemAttribute, type CosemMethod } from './cosem/attribute.js';
 import type { ApduChannel } from './apdu-channel.js';
 import { BerError } from './ber.js';
-import { AccessResult, ApduError, decodeResponse, describeException, describeResult, encodeRequest, type XdlmsRequest, type XdlmsResponse } from './xdlms-apdu.js';
+import { AccessResult, ApduError, decodeResponse, describeException, describeResult, encodeRequest, exceptionResultName, resultName, type XdlmsRequest, type XdlmsResponse } from './xdlms-apdu.js';
 import { DlmsWireFailure, hex } from './wire-failure.js';
 import type { CipheringChannel } from './security/ciphering-channel.js';
 import { hlsGmacPasses } from './security/hls-authentication.js';
@@ -73,13 +73,13 @@ export class CosemClient {
     const what = `GET ${describeAttribute(attribute)}`;
     let res = await this.service({ kind: 'get', invokeId: this.nextInvokeId(), attribute }, what);
     if (res.kind === 'get') {
-      if ('error' in res.result) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result.error)}`, this.answers.at(-1));
+      if ('error' in res.result) throw this.refused(what, res.result.error);
       return res.result.data;
     }
     const blocks: Uint8Array[] = [];
     for (let expected = 1; ; expected++) {
       if (res.kind !== 'get-block') throw this.garbledLast(`${what}: expected a data block, got ${res.kind}`);
-      if ('error' in res.result) throw new DlmsWireFailure('nack', `${what}: block ${res.block}: ${describeResult(res.result.error)}`, this.answers.at(-1));
+      if ('error' in res.result) throw this.refused(`${what}: block ${res.block}`, res.result.error);
       if (res.block !== expected) throw this.garbledLast(`${what}: block ${res.block} where ${expected} was due`);
       blocks.push(res.result.raw);
       if (res.lastBlock) break;
@@ -97,7 +97,7 @@ export class CosemClient {
     const what = `SET ${describeAttribute(attribute)} = ${describeData(value)}`;
     const res = await this.service({ kind: 'set', invokeId: this.nextInvokeId(), attribute, value }, what);
     if (res.kind !== 'set') throw this.garbledLast(`${what}: answered with ${res.kind}`);
-    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
+    if (res.result !== AccessResult.success) throw this.refused(what, res.result);
   }
 
   /** ACTION-Request-Normal; resolves on action-result success, throws `nack` naming any other result. */
@@ -105,7 +105,7 @@ export class CosemClient {
     const what = `ACTION ${describeAttribute(method)}`;
     const res = await this.service({ kind: 'action', invokeId: this.nextInvokeId(), method, parameter }, what);
     if (res.kind !== 'action') throw this.garbledLast(`${what}: answered with ${res.kind}`);
-    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
+    if (res.result !== AccessResult.success) throw this.refused(what, res.result);
   }
 
   /** ACTION-Request-Normal whose answer carries return parameters (reply_to_HLS_authentication); `nack` on any other result. */
@@ -113,8 +113,8 @@ export class CosemClient {
     const what = `ACTION ${describeAttribute(method)}`;
     const res = await this.service({ kind: 'action', invokeId: this.nextInvokeId(), method, parameter }, what);
     if (res.kind !== 'action') throw this.garbledLast(`${what}: answered with ${res.kind}`);
-    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
-    if (res.returned && 'error' in res.returned) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.returned.error)}`, this.answers.at(-1));
+    if (res.result !== AccessResult.success) throw this.refused(what, res.result);
+    if (res.returned && 'error' in res.returned) throw this.refused(what, res.returned.error);
     return res.returned?.data;
   }
 
@@ -140,7 +140,7 @@ export class CosemClient {
       if (e instanceof ApduError || e instanceof AxdrError || e instanceof BerError) throw this.garbled(apdu, `${what}: ${e.message}`);
       throw e;
     }
-    if (res.kind === 'exception') throw new DlmsWireFailure('nack', `${what}: ${describeException(res)}`, hex(apdu));
+    if (res.kind === 'exception') throw new DlmsWireFailure('nack', `${what}: ${describeException(res)}`, hex(apdu), exceptionResultName(res));
     if (res.invokeId !== req.invokeId) throw this.garbled(apdu, `${what}: answer carries invoke-id ${res.invokeId}, expected ${req.invokeId}`);
     return res;
   }
@@ -149,6 +149,11 @@ export class CosemClient {
     const body = await this.channel.request(apdu);
     this.answers.push(hex(body));
     return body;
+  }
+
+  /** A non-success result: `nack`, naming the result in words and by name. */
+  private refused(what: string, result: number): DlmsWireFailure {
+    return new DlmsWireFailure('nack', `${what}: ${describeResult(result)}`, this.answers.at(-1), resultName(result));
   }
 
   private garbled(bytes: Uint8Array, detail: string): DlmsWireFailure {

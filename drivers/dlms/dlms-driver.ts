@@ -1,7 +1,8 @@
 import { pino, type Logger } from 'pino';
 import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
-import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
+import type { CommandAck, LinkHealth, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
+import { countException } from '../link-health.js';
 import type { DlmsData } from './axdr.js';
 import { CosemClient } from './cosem-client.js';
 import { CLOCK_CLASS_ID, ClockAttribute, decodeDateTime } from './cosem/clock.js';
@@ -21,7 +22,7 @@ import { parseObis, type LogicalName } from './cosem/obis.js';
 import { globalKeyTransferMethod, globalKeyTransferParameter } from './cosem/security-setup.js';
 import { readScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, scaledValue, Unit } from './cosem/register.js';
 import type { DlmsLinksConfig } from './dlms-config.js';
-import { createDlmsLinks, type DlmsLink, type MeterLocation } from './dlms-links.js';
+import { createDlmsLinks, type DlmsLink, type MeterLocation, type SessionCounters } from './dlms-links.js';
 import { DlmsPushListener, PUSH_DROP_REASONS, type PushListenerOptions, type PushDropReason } from './push-listener.js';
 import { resolvePassword } from './password.js';
 import { DlmsWireFailure } from './wire-failure.js';
@@ -182,6 +183,15 @@ export class DlmsDriver implements MeterDriver {
     return !this.stopped && this.links.get(link)?.isUp() === true;
   }
 
+  /**
+   * Each serial port (`dlms-hdlc`) and TCP link (`dlms-tcp`): bad HCS/FCS as CRC errors, garbled answers and frames,
+   * frame repeats, timeouts, the meters' refusals by result name, wrapper frames for no one waiting as unknown
+   * correlation ids, reopens of the port and reconnects of the standing connection.
+   */
+  linkHealth(): LinkHealth[] {
+    return [...this.links.values()].map((l) => l.health());
+  }
+
   readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {
     return this.converse(meter, options, 'read', async (cosem, n) => {
       const dc = (a: number, name: string) => attr(DISCONNECT_CONTROL_CLASS_ID, n.disconnectControl, a, name);
@@ -288,8 +298,10 @@ export class DlmsDriver implements MeterDriver {
     const started = Date.now();
     const deadline = started + options.timeoutMs;
     const log = this.log.child({ meterId: meter.meterId, link: meter.link, op, correlationId: options.correlationId, ...(options.orderId !== undefined ? { orderId: options.orderId } : {}), ...(options.attempt !== undefined ? { attempt: options.attempt } : {}) });
-    const fail = (outcome: WireFailure, detail: string, evidence?: string): WireResult<T> => {
+    let onLink: DlmsLink | undefined;
+    const fail = (outcome: WireFailure, detail: string, evidence?: string, result?: string): WireResult<T> => {
       this.count(outcome);
+      if (onLink) countOnLink(onLink, outcome, detail, result);
       log.warn({ outcome, detail }, 'dlms request failed');
       return { outcome, detail, ...(evidence !== undefined ? { evidence } : {}), latencyMs: Date.now() - started };
     };
@@ -300,6 +312,7 @@ export class DlmsDriver implements MeterDriver {
     const profile = meter.profile;
     const link = this.links.get(meter.link);
     if (!link) return fail('link_error', `no serial port or TCP link configured for link ${meter.link} (DLMS links config "ports" or "tcp")`);
+    onLink = link;
     let at: MeterLocation;
     try {
       at = link.locate(meter.address, profile.dlms);
@@ -340,7 +353,7 @@ export class DlmsDriver implements MeterDriver {
   private async withKeys<T>(
     c: { link: DlmsLink; at: MeterLocation; profile: DlmsFirmwareProfile; names: ObjectNames; keys: MeterKeys | undefined; deadline: number; timeoutMs: number; log: Logger; meterId: string; started: number },
     dialogue: Dialogue<T>,
-    fail: (outcome: WireFailure, detail: string, evidence?: string) => WireResult<T>,
+    fail: (outcome: WireFailure, detail: string, evidence?: string, result?: string) => WireResult<T>,
   ): Promise<WireResult<T>> {
     const { keys, log } = c;
     const meter = { meterId: c.meterId };
@@ -367,7 +380,7 @@ export class DlmsDriver implements MeterDriver {
   private conversation<T>(
     c: { link: DlmsLink; at: MeterLocation; profile: DlmsFirmwareProfile; names: ObjectNames; keys: MeterKeys | undefined; deadline: number; timeoutMs: number; log: Logger; meterId: string; started: number },
     dialogue: Dialogue<T>,
-    fail: (outcome: WireFailure, detail: string, evidence?: string) => WireResult<T>,
+    fail: (outcome: WireFailure, detail: string, evidence?: string, result?: string) => WireResult<T>,
   ): Promise<WireResult<T> | CounterTooLow> {
     const { link, profile, log } = c;
     const d = profile.dlms;
@@ -386,6 +399,7 @@ export class DlmsDriver implements MeterDriver {
           const n = t.counters();
           this.counters.frameRepeats += n.repeats;
           this.counters.badFrames += n.badFrames;
+          countFrames(link, n);
           answered = true;
           resolve(r);
         };
@@ -406,7 +420,7 @@ export class DlmsDriver implements MeterDriver {
           else if (!(e instanceof DlmsWireFailure)) {
             log.error({ err: e }, 'dlms conversation crashed');
             settle(fail('garbled', `unexpected error: ${(e as Error).message}`, t.evidence()));
-          } else settle(fail(e.outcome, e.detail, e.evidence ?? t.evidence()));
+          } else settle(fail(e.outcome, e.detail, e.evidence ?? t.evidence(), e.result));
         } finally {
           await t.disconnect();
         }
@@ -414,7 +428,7 @@ export class DlmsDriver implements MeterDriver {
       conversation.catch((e: unknown) => {
         // The conversation could not start: link down, busy past the deadline, meter unreachable.
         if (answered) return log.debug({ err: (e as Error).message }, 'link not released cleanly after the answer');
-        if (e instanceof DlmsWireFailure) resolve(fail(e.outcome, e.detail, e.evidence));
+        if (e instanceof DlmsWireFailure) resolve(fail(e.outcome, e.detail, e.evidence, e.result));
         else resolve(fail('link_error', `link ${link.name}: ${(e as Error).message}`));
       });
     });
@@ -457,4 +471,20 @@ export class DlmsDriver implements MeterDriver {
     else if (outcome === 'garbled') this.counters.garbled++;
     else this.counters.linkErrors++;
   }
+}
+
+/** A failed request on its link: timeouts and garbled answers counted, a refusal counted by its result name; a failure of the link itself (not a meter's refusal) is its last error. */
+function countOnLink(link: DlmsLink, outcome: WireFailure, detail: string, result: string | undefined): void {
+  if (outcome === 'timeout') link.traffic.timeouts++;
+  else if (outcome === 'garbled') link.traffic.garbled++;
+  if (result !== undefined) countException(link.traffic.exceptions, result);
+  if (outcome === 'timeout' || outcome === 'garbled' || outcome === 'link_error') link.state.failed(detail);
+}
+
+/** What one conversation met below the APDUs, on its link's counters. */
+function countFrames(link: DlmsLink, n: SessionCounters): void {
+  link.traffic.frameRetries += n.repeats;
+  link.traffic.crcErrors += n.fcsErrors;
+  link.traffic.unknownCorrelationIds += n.strayFrames;
+  link.traffic.garbled += n.badFrames - n.fcsErrors - n.strayFrames;
 }

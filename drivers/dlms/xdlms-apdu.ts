@@ -67,6 +67,11 @@ export function describeResult(code: number): string {
   return `${RESULT_MEANING.get(code) ?? 'unknown result'} (${code})`;
 }
 
+/** A result's name alone ("temporary-failure"), as link health counts the meters' refusals by it. */
+export function resultName(code: number): string {
+  return RESULT_MEANING.get(code)?.split(':')[0] ?? `result-${code}`;
+}
+
 export const invokeIdAndPriority = (invokeId: number): number => PRIORITY_HIGH | CONFIRMED | (invokeId & INVOKE_ID_MASK);
 
 export type XdlmsRequest =
@@ -86,6 +91,11 @@ export type XdlmsResponse =
 export const StateError = { serviceNotAllowed: 1, serviceUnknown: 2 } as const;
 export const ServiceError = { operationNotPossible: 1, serviceNotSupported: 2, otherReason: 3, pduTooLong: 4, decipheringError: 5, invocationCounterError: 6 } as const;
 const SERVICE_ERROR_NAMES = new Map<number, string>(Object.entries(ServiceError).map(([k, v]) => [v, k]));
+
+/** An exception-response by its service error ("exception-invocationCounterError"), for link health. */
+export function exceptionResultName(r: { serviceError: number }): string {
+  return `exception-${SERVICE_ERROR_NAMES.get(r.serviceError) ?? r.serviceError}`;
+}
 
 export function describeException(r: { stateError: number; serviceError: number; invocationCounter?: number }): string {
   const name = SERVICE_ERROR_NAMES.get(r.serviceError) ?? 'unknown';

@@ -2,11 +2,11 @@ import { pino, type Logger } from 'pino';
 import type { FirmwareProfile, ModbusFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { ModbusRegisterMap } from '../../src/domain/profiles/modbus-profile.js';
 import type { SwitchAction } from '../../src/domain/relay.js';
-import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
+import type { CommandAck, LinkHealth, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
 import { ModbusLinksConfigSchema, type ModbusLinksConfig, type ModbusLinksConfigInput } from './modbus-config.js';
 import { MAX_UNIT_ID, MIN_UNIT_ID } from './modbus-codes.js';
 import { exceptionVerdict } from './modbus-exceptions.js';
-import type { LinkCounters, ModbusLink, TransactionRequest } from './modbus-link.js';
+import type { ModbusLink, ModbusLinkCounters, TransactionRequest } from './modbus-link.js';
 import { claimFromEcho, readingPlan, registerMapProblem, relayCommandPdu, type ReadingPlan } from './register-map.js';
 import { RtuLink } from './rtu-link.js';
 import { TcpLink } from './tcp-link.js';
@@ -27,7 +27,7 @@ export interface ModbusDriverOptions {
   logger?: Logger;
 }
 
-export interface ModbusLinkStatus extends LinkCounters {
+export interface ModbusLinkStatus extends ModbusLinkCounters {
   kind: 'rtu' | 'tcp';
   up: boolean;
   queued: number;
@@ -71,6 +71,28 @@ export class ModbusDriver implements MeterDriver {
     const out: Record<string, ModbusLinkStatus> = {};
     for (const [name, l] of this.links) out[name] = { ...l.counters, kind: l.kind, up: l.isUp(), queued: l.queued };
     return out;
+  }
+
+  /**
+   * Each RTU bus and TCP gateway in the counters every driver shows: CRC errors, garbled frames (wrong unit or
+   * function, bad length, noise), frames re-sent, timeouts, exceptions by code, reopens of a serial port and
+   * reconnects of a TCP connection (every open after the first), answers for no waiting transaction id.
+   */
+  linkHealth(): LinkHealth[] {
+    return [...this.links].map(([name, l]) => {
+      const c = l.counters;
+      const again = Math.max(0, c.opens - 1);
+      return l.state.health(name, l.kind === 'rtu' ? 'modbus-rtu' : 'modbus-tcp', l.isUp(), {
+        crcErrors: c.crcErrors,
+        garbled: c.garbledFrames,
+        frameRetries: c.retries,
+        timeouts: c.timeouts,
+        exceptions: c.exceptions,
+        unknownCorrelationIds: c.unmatchedReplies,
+        reopens: l.kind === 'rtu' ? again : 0,
+        reconnects: l.kind === 'tcp' ? again : 0,
+      });
+    });
   }
 
   async readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {

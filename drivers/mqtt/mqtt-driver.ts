@@ -9,8 +9,10 @@ import {
   type MqttFirmwareProfile,
 } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
+import { zeroLinkCounters } from '../link-health.js';
 import type {
   CommandAck,
+  LinkHealth,
   MeterAddress,
   MeterDriver,
   RelayReading,
@@ -244,6 +246,9 @@ export class MqttDriver implements MeterDriver {
   private readonly brokerName: string;
   private stateSince = 0;
   private lastError: string | null = null;
+  /** The last failure on the connection, kept after it recovers (GET /v1/links). */
+  private lastFailure: { at: number; message: string } | null = null;
+  private readonly createdAt = Date.now();
   /** The last error line logged and when, so a broker that stays down is logged once a minute, not once a second. */
   private loggedError = { text: '', at: 0 };
   /** When the broker last sent anything (any packet) on the current connection. */
@@ -281,6 +286,25 @@ export class MqttDriver implements MeterDriver {
 
   brokerState(): BrokerState {
     return { connected: this.connected, broker: this.brokerName, since: this.stateSince, lastError: this.connected ? null : (this.lastError ?? (this.client ? 'connecting for the first time' : 'not started')) };
+  }
+
+  /**
+   * The one broker connection this driver keeps, named by the broker's address (without credentials): replies with a
+   * correlation id no request waits for, reconnects (every connection after the first), timeouts, garbled replies.
+   */
+  linkHealth(): LinkHealth[] {
+    const c = this.counters;
+    const since = this.stateSince || this.createdAt;
+    return [
+      {
+        link: this.brokerName,
+        kind: 'mqtt',
+        state: this.connected ? 'up' : 'down',
+        since,
+        lastError: this.lastFailure && { ...this.lastFailure },
+        counters: { ...zeroLinkCounters(), garbled: c.garbled + c.unattributedGarbage, timeouts: c.timeouts, unknownCorrelationIds: c.unknownCidReplies, reconnects: Math.max(0, c.connects - 1) },
+      },
+    ];
   }
 
   /** Requests currently on the wire. */
@@ -321,6 +345,7 @@ export class MqttDriver implements MeterDriver {
         const refused = granted?.filter((g) => g.qos > 2) ?? [];
         if (err || refused.length > 0) {
           this.lastError = `subscription refused by the broker: ${err ? describeError(err) : refused.map((g) => `${g.topic} (reason ${g.qos})`).join(', ')}`;
+          this.noteFailure(this.lastError);
           this.log.error({ broker: this.brokerName, err: err ? describeError(err) : undefined, refused }, 'subscribe failed; requests fail as link_error');
           return;
         }
@@ -333,6 +358,7 @@ export class MqttDriver implements MeterDriver {
     client.on('close', () => {
       if (this.subscribed) {
         this.stateSince = Date.now();
+        this.noteFailure('broker connection lost; reconnecting');
         this.log.warn({ clientId: this.clientId, broker: this.brokerName }, 'broker connection lost; reconnecting');
       }
       this.subscribed = false;
@@ -357,6 +383,7 @@ export class MqttDriver implements MeterDriver {
     if (!this.connected && !this.stopped) {
       this.stateSince = Date.now();
       this.lastError ??= failedOnce ? 'the connection closed before it was established' : `no connection within ${Date.now() - startedAt} ms`;
+      this.noteFailure(this.lastError);
       this.log.error(
         { broker: this.brokerName, err: this.lastError, retryEveryMs: this.options.reconnectPeriodMs ?? 1000 },
         'MQTT broker not reachable at start; running degraded and reconnecting: orders wait for it without spending attempts',
@@ -368,10 +395,15 @@ export class MqttDriver implements MeterDriver {
   private onClientError(err: unknown): void {
     const text = describeError(err);
     this.lastError = text;
+    this.noteFailure(text);
     const now = Date.now();
     if (text === this.loggedError.text && now - this.loggedError.at < 60_000) return;
     this.loggedError = { text, at: now };
     this.log.warn({ broker: this.brokerName, err: text }, `mqtt client error: ${text}`);
+  }
+
+  private noteFailure(message: string): void {
+    this.lastFailure = { at: Date.now(), message };
   }
 
   async stop(): Promise<void> {
@@ -454,6 +486,7 @@ export class MqttDriver implements MeterDriver {
         publishedAt,
         timer: setTimeout(() => {
           this.counters.timeouts++;
+          this.noteFailure(`meter ${meterId}: no reply within ${timeoutMs} ms`);
           this.log.info({ ...ctx, timeoutMs }, 'no reply within timeout');
           if (profile.mqtt.qos > 0 && this.lastPacketAt < publishedAt) this.dropSilentConnection(timeoutMs);
           settle({ outcome: 'timeout', detail: `no reply within ${timeoutMs} ms`, latencyMs: elapsed() });
@@ -477,6 +510,7 @@ export class MqttDriver implements MeterDriver {
           settle({ outcome: 'ok', value: decode(reply, relay, receivedAt), evidence, latencyMs });
         },
         fail: (outcome, detail, evidence) => {
+          this.noteFailure(`meter ${meterId}: ${detail}`);
           if (outcome === 'garbled') this.counters.garbled++;
           if (outcome === 'link_error') this.counters.linkErrors++;
           this.log.warn({ ...ctx, outcome, detail, evidence }, 'request failed');
