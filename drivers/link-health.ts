@@ -33,7 +33,11 @@ export class LinkStateLog {
   private since: number;
   private lastError: { at: number; message: string } | null = null;
 
-  constructor(private readonly now: () => number = Date.now) {
+  constructor(
+    /** What the link is, for its last error when it is found down unannounced: "serial port /dev/ttyUSB0". */
+    private readonly what: string,
+    private readonly now: () => number = Date.now,
+  ) {
     this.since = now();
   }
 
@@ -56,7 +60,7 @@ export class LinkStateLog {
 
   health(link: string, kind: LinkKind, isUp: boolean, counters: LinkCounters): LinkHealth {
     if (isUp) this.up();
-    else if (this.state === 'up') this.down('the link went down');
+    else if (this.state === 'up') this.down(`${this.what} is not open`);
     return { link, kind, state: this.state, since: this.since, lastError: this.lastError && { ...this.lastError }, counters: { ...counters, exceptions: { ...counters.exceptions } } };
   }
 }

@@ -126,7 +126,7 @@ abstract class HdlcBusLink implements DlmsLink {
   private readonly lock = new BusLock();
   protected stopped = false;
   readonly traffic = zeroLinkCounters();
-  readonly state = new LinkStateLog();
+  abstract readonly state: LinkStateLog;
   abstract readonly name: string;
   abstract readonly description: string;
   protected abstract readonly line: ByteLine;
@@ -162,6 +162,7 @@ abstract class HdlcBusLink implements DlmsLink {
 
 export class SerialHdlcLink extends HdlcBusLink {
   readonly description: string;
+  readonly state: LinkStateLog;
   protected readonly line: SerialLine;
   protected readonly frameRetries: number;
   protected readonly interFrameMs: number | undefined;
@@ -174,6 +175,7 @@ export class SerialHdlcLink extends HdlcBusLink {
   ) {
     super();
     this.description = `serial port ${config.path}`;
+    this.state = new LinkStateLog(this.description);
     this.frameRetries = config.frameRetries;
     this.interFrameMs = config.interFrameMs;
     this.line = new SerialLine({ path: config.path, baudRate: config.baudRate, ...(config.parity ? { parity: config.parity } : {}), reopenMs, logger: log });
@@ -200,6 +202,7 @@ export class SerialHdlcLink extends HdlcBusLink {
 
 export class TcpHdlcLink extends HdlcBusLink {
   readonly description: string;
+  readonly state: LinkStateLog;
   protected readonly line: TcpLine;
   protected readonly frameRetries: number;
   protected readonly interFrameMs: number | undefined;
@@ -212,6 +215,7 @@ export class TcpHdlcLink extends HdlcBusLink {
     super();
     this.line = new TcpLine({ host: config.host!, port: config.port!, connectTimeoutMs: config.connectTimeoutMs, reconnectMs: config.reconnectMs, logger: log });
     this.description = `HDLC over TCP ${this.line.path}`;
+    this.state = new LinkStateLog(this.description);
     this.frameRetries = config.frameRetries ?? 3;
     this.interFrameMs = config.interFrameMs;
     watchConnection(this.line, this.state, () => false);
@@ -306,7 +310,7 @@ export class WrapperLink implements DlmsLink {
   private stopped = true;
   readonly counters = { connectFailures: 0 };
   readonly traffic = zeroLinkCounters();
-  readonly state = new LinkStateLog();
+  readonly state: LinkStateLog;
   /** Connections (standing and per conversation) open now, for tests and metrics. */
   openConnections = 0;
 
@@ -318,6 +322,7 @@ export class WrapperLink implements DlmsLink {
     this.slots = new Slots(config.maxConnections ?? 4);
     this.maxApduBytes = config.maxApduBytes ?? 0xffff;
     this.description = config.host ? `TCP wrapper ${config.host}:${config.port ?? DLMS_WRAPPER_PORT}` : 'TCP wrapper (direct meters)';
+    this.state = new LinkStateLog(this.description);
   }
 
   private newConnection(host: string, port: number, standing: boolean): WrapperConnection {

@@ -18,7 +18,7 @@ import { bitsPerCharacter, decodeRtuFrame, encodeRtuFrame, interFrameSilenceMs, 
 export class RtuLink implements ModbusLink {
   readonly kind = 'rtu' as const;
   readonly counters = newModbusLinkCounters();
-  readonly state = new LinkStateLog();
+  readonly state: LinkStateLog;
   /** Silence kept between transactions (ms). */
   readonly interFrameMs: number;
   /** Time one character takes on the line (ms). */
@@ -39,6 +39,7 @@ export class RtuLink implements ModbusLink {
     private readonly log: Logger,
     clock?: BusClock,
   ) {
+    this.state = new LinkStateLog(`serial port ${config.path}`);
     const bits = bitsPerCharacter(config);
     this.charMs = (bits * 1000) / config.baudRate;
     this.interFrameMs = config.interFrameMs ?? interFrameSilenceMs(config.baudRate, bits);

@@ -21,7 +21,7 @@ interface Waiter {
 export class TcpLink implements ModbusLink {
   readonly kind = 'tcp' as const;
   readonly counters = newModbusLinkCounters();
-  readonly state = new LinkStateLog();
+  readonly state: LinkStateLog;
   private readonly scheduler: BusScheduler;
   private readonly reader = new MbapReader();
   private readonly waiting = new Map<number, Waiter>();
@@ -36,6 +36,7 @@ export class TcpLink implements ModbusLink {
     private readonly config: ModbusTcpLinkConfig,
     private readonly log: Logger,
   ) {
+    this.state = new LinkStateLog(`Modbus TCP connection to ${config.host}:${config.port}`);
     this.scheduler = new BusScheduler({ maxConcurrent: config.maxConcurrent, interFrameMs: 0 });
     this.scheduler.setOpen(false);
   }

@@ -153,7 +153,8 @@ describe('Modbus RTU driver on one bus of 8 unit ids', () => {
     expect(r.outcome !== 'ok' && r.evidence).toMatch(/^038506[0-9a-f]{4}$/); // unit 3, fc 0x05|0x80, exception 0x06, CRC
     expect(sim.relay).toBe('connected');
     const status = driver.linkStatus()['bus-b']!;
-    expect(status.exceptions).toBeGreaterThanOrEqual(1);
+    expect(status.exceptions['0x06']).toBeGreaterThanOrEqual(1);
+    expect(driver.linkHealth().find((l) => l.link === 'bus-b')?.counters.exceptions['0x06']).toBe(status.exceptions['0x06']);
   });
 
   it('a register the device does not have is a profile error; a refused command names exception 0x04', async () => {
