@@ -39,8 +39,8 @@ const KEY_FIELD = {
 
 /**
  * The DLMS/COSEM meter driver over HDLC serial links, HDLC over TCP, and the TCP wrapper (the link kind is
- * chosen per link: dlms-links.ts). Each `readRelay` and `operateRelay` is one complete conversation with one
- * meter: SNRM/UA (HDLC), AARQ/AARE, the reads or the ACTION and its read-back, RLRQ/RLRE, DISC/UA (HDLC).
+ * chosen per link: dlms-links.ts). Each `readRelay`, `operateRelay` and `setLoadLimit` is one complete conversation
+ * with one meter: SNRM/UA (HDLC), AARQ/AARE, the reads, or the ACTION or SET and its read-back, RLRQ/RLRE, DISC/UA (HDLC).
  * Conversations on one HDLC bus run one at a time (half-duplex, meters told apart by HDLC server address);
  * a wrapper link runs up to its connection limit at once. What a link holds is always released. The result is returned as
  * soon as the answer is in; release and disconnect then finish on the bus before the next conversation.
@@ -258,22 +258,24 @@ export class DlmsDriver implements MeterDriver {
    */
   setLoadLimit(meter: MeterAddress, limitW: number | null, options: RequestOptions): Promise<WireResult<LimitAck>> {
     const profileLimiter = meter.profile.protocol === 'dlms' ? meter.profile.dlms.limiter : undefined;
-    const threshold = profileLimiter ? encodeThreshold(thresholdEncoding(profileLimiter), limitW) : undefined;
+    const limiter = profileLimiter ? limiterSetup(profileLimiter) : undefined;
+    const threshold = limiter ? encodeThreshold(limiter.encoding, limitW) : undefined;
     const refusal = (profile: DlmsFirmwareProfile): string | undefined =>
       threshold === undefined ? `meter ${meter.meterId}: its profile ${profile.id} has no load limiter (dlms.limiter)` : typeof threshold === 'string' ? `meter ${meter.meterId}: ${threshold}` : undefined;
     return this.converse(
       meter,
       options,
       'limit',
-      async (cosem, n, log) => {
-        const limiter = n.limiter!;
+      async (cosem, _names, log) => {
+        // Only reached with a limiter and a threshold it holds: the refusal stops anything else before any traffic.
+        const setup = limiter!;
         const written = threshold as DlmsData & { value: number };
-        const lim = (a: number) => attr(LIMITER_CLASS_ID, limiter.logicalName, a, LIMITER_ATTRIBUTE_NAMES[a]!);
-        const duration = limitW !== null ? limiter.minOverThresholdDurationS : undefined;
+        const lim = (a: number) => attr(LIMITER_CLASS_ID, setup.logicalName, a, LIMITER_ATTRIBUTE_NAMES[a]!);
+        const duration = limitW !== null ? setup.minOverThresholdDurationS : undefined;
         if (duration !== undefined) await cosem.set(lim(LimiterAttribute.minOverThresholdDuration), data.doubleLongUnsigned(duration));
         await cosem.set(lim(LimiterAttribute.thresholdNormal), written);
         // What the meter shows right after: its claim. An active emergency profile keeps threshold_emergency in force.
-        const claimed = await this.readLimit(cosem, limiter);
+        const claimed = await this.readLimit(cosem, setup);
         if (claimed !== limitW) log.warn({ limitW, claimedLimitW: claimed }, 'threshold_active after the SET is not the limit written');
         return {
           value: claimed === undefined ? {} : { claimedLimitW: claimed },

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createDlmsDriver, type DlmsDriver } from '../../drivers/dlms/index.js';
-import type { RequestOptions } from '../../drivers/driver.js';
+import type { MeterAddress, RequestOptions } from '../../drivers/driver.js';
 import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import { DlmsLimiterSchema } from '../../src/domain/profiles/dlms-profile.js';
 import { DlmsBusSimulator } from '../../simulators/dlms-bus.js';
 import { DlmsTcpServer } from '../../simulators/dlms-tcp-server.js';
 import type { SimMeterKeys } from '../../simulators/dlms-meter.js';
+import type { SimulatedMeter } from '../../simulators/meter-model.js';
 import { removePtyDir, startPtyPair, type PtyPair } from '../harness/pty-pair.js';
 import { dlmsAddress, dlmsTestProfiles, passwordEnv, TEST_PASSWORDS } from './dlms/fixture.js';
 import { MemoryKeyring } from './dlms/memory-keyring.js';
@@ -34,6 +35,25 @@ const watts = withLimiter('e570-limiter', {});
 const watts900s = withLimiter('e570-limiter-900s', { minOverThresholdDurationS: 900 });
 const tensOfWatts = withLimiter('e570-limiter-10w', { type: 'long-unsigned', scaler: 1 });
 const idis = all.find((p) => p.id === 'idis-hls-gmac-mode6')!;
+
+/**
+ * What a user checks of a limit on any link: set, the model holds it and the read-back reports it; removed, the
+ * read-back reports no limit (null). Returns the SET's evidence.
+ */
+async function setReadRemove(driver: DlmsDriver, meter: MeterAddress, model: SimulatedMeter, limitW: number, timeoutMs = T): Promise<Record<string, unknown>> {
+  const set = await driver.setLoadLimit(meter, limitW, req(timeoutMs));
+  expect(set.outcome).toBe('ok');
+  expect(set.outcome === 'ok' && set.value.claimedLimitW).toBe(limitW);
+  expect(model.loadLimitW).toBe(limitW);
+  const read = await driver.readRelay(meter, req(timeoutMs));
+  expect(read.outcome === 'ok' && read.value.loadLimitW).toBe(limitW);
+  const removed = await driver.setLoadLimit(meter, null, req(timeoutMs));
+  expect(removed.outcome === 'ok' && removed.value.claimedLimitW).toBeNull();
+  expect(model.loadLimitW).toBeNull();
+  const after = await driver.readRelay(meter, req(timeoutMs));
+  expect(after.outcome === 'ok' && after.value.loadLimitW).toBeNull();
+  return JSON.parse(set.outcome === 'ok' ? set.evidence : '{}') as Record<string, unknown>;
+}
 
 const hlsKeys: SimMeterKeys = { encryptionKey: Buffer.alloc(16, 0x31), authenticationKey: Buffer.alloc(16, 0xd1), systemTitle: Buffer.from('4C494D0000000022', 'hex') };
 
@@ -90,21 +110,12 @@ describe('DLMS load limiter (class 71) over a real pty', () => {
 
   it('sets a limit, reads it back from threshold_active, and removes it (read back as no limit)', async () => {
     const meter = at('LIM-31', watts, '31');
-    const set = await driver.setLoadLimit(meter, 5000, req());
-    expect(set.outcome).toBe('ok');
-    expect(set.outcome === 'ok' && set.value.claimedLimitW).toBe(5000);
-    expect(set.outcome === 'ok' && JSON.parse(set.evidence)).toMatchObject({ set: 'threshold_normal', limitW: 5000, raw: 5000, result: 'success' });
-    expect(sim('LIM-31').meter.loadLimitW).toBe(5000);
-    const read = await driver.readRelay(meter, req());
-    expect(read.outcome === 'ok' && read.value).toMatchObject({ relay: 'connected', loadLimitW: 5000 });
-
+    expect(await setReadRemove(driver, meter, sim('LIM-31').meter, 5000)).toMatchObject({ set: 'threshold_normal', limitW: 5000, raw: 5000, result: 'success' });
+    // The removal wrote the "no limit" value, the type's maximum.
     const removed = await driver.setLoadLimit(meter, null, req());
-    expect(removed.outcome).toBe('ok');
-    expect(removed.outcome === 'ok' && removed.value.claimedLimitW).toBeNull();
     expect(removed.outcome === 'ok' && JSON.parse(removed.evidence).raw).toBe(0xffffffff);
-    expect(sim('LIM-31').meter.loadLimitW).toBeNull();
-    const after = await driver.readRelay(meter, req());
-    expect(after.outcome === 'ok' && after.value.loadLimitW).toBeNull();
+    const read = await driver.readRelay(meter, req());
+    expect(read.outcome === 'ok' && read.value).toMatchObject({ relay: 'connected', loadLimitW: null });
   });
 
   it('a meter whose access rights make the limiter read-only: nack naming read-write-denied, and the limit is unchanged', async () => {
@@ -195,16 +206,8 @@ describe('DLMS load limiter (class 71) over a real pty', () => {
   });
 
   it('the shipped IDIS profile (HLS-GMAC, authenticated and encrypted APDUs): set, read back, remove', async () => {
-    const meter = at('LIM-34', idis, '34');
-    const set = await driver.setLoadLimit(meter, 6900, req(HLS_T));
-    expect(set.outcome).toBe('ok');
-    expect(set.outcome === 'ok' && JSON.parse(set.evidence)).toMatchObject({ set: 'threshold_normal', limitW: 6900, ciphering: 'authenticated-encrypted' });
-    expect(sim('LIM-34').meter.loadLimitW).toBe(6900);
-    const read = await driver.readRelay(meter, req(HLS_T));
-    expect(read.outcome === 'ok' && read.value.loadLimitW).toBe(6900);
-    expect((await driver.setLoadLimit(meter, null, req(HLS_T))).outcome).toBe('ok');
-    const after = await driver.readRelay(meter, req(HLS_T));
-    expect(after.outcome === 'ok' && after.value.loadLimitW).toBeNull();
+    const evidence = await setReadRemove(driver, at('LIM-34', idis, '34'), sim('LIM-34').meter, 6900, HLS_T);
+    expect(evidence).toMatchObject({ set: 'threshold_normal', limitW: 6900, ciphering: 'authenticated-encrypted' });
     // Every service APDU went ciphered (glo-set-request 0xC9 in, glo-set-response 0xCD out).
     expect(sim('LIM-34').cosem.wireTags).toEqual(expect.arrayContaining(['>c9', '<cd']));
     expect(sim('LIM-34').cosem.wireTags).not.toContain('>c1');
@@ -219,14 +222,7 @@ describe('DLMS load limiter over the TCP wrapper', () => {
     const driver = createDlmsDriver({ links: { tcp: { [link]: { kind: 'wrapper', host: '127.0.0.1', port: server.port, maxConnections: 1, connectTimeoutMs: 500, reconnectMs: 50 } } }, profiles: [...all, watts], logger, env: passwordEnv(closes, arms) });
     await driver.start();
     try {
-      const meter = dlmsAddress('TCP-L41', watts, link, '41');
-      expect((await driver.setLoadLimit(meter, 7500, req())).outcome).toBe('ok');
-      expect(server.meter('TCP-L41').loadLimitW).toBe(7500);
-      const read = await driver.readRelay(meter, req());
-      expect(read.outcome === 'ok' && read.value.loadLimitW).toBe(7500);
-      expect((await driver.setLoadLimit(meter, null, req())).outcome).toBe('ok');
-      const after = await driver.readRelay(meter, req());
-      expect(after.outcome === 'ok' && after.value.loadLimitW).toBeNull();
+      expect(await setReadRemove(driver, dlmsAddress('TCP-L41', watts, link, '41'), server.meter('TCP-L41'), 7500)).toMatchObject({ set: 'threshold_normal', raw: 7500 });
     } finally {
       await driver.stop();
       await server.stop();
