@@ -1,8 +1,8 @@
 import { pino, type Logger } from 'pino';
 import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
-import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
-import type { DlmsData } from './axdr.js';
+import type { CommandAck, LimitAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
+import { data, type DlmsData } from './axdr.js';
 import { CosemClient } from './cosem-client.js';
 import { CLOCK_CLASS_ID, ClockAttribute, decodeDateTime } from './cosem/clock.js';
 import {
@@ -17,6 +17,7 @@ import {
   type ControlMode,
 } from './cosem/disconnect-control.js';
 import type { CosemAttribute, CosemMethod } from './cosem/attribute.js';
+import { decodeThreshold, encodeThreshold, LIMITER_ATTRIBUTE_NAMES, LIMITER_CLASS_ID, LimiterAttribute, thresholdEncoding, type ThresholdEncoding } from './cosem/limiter.js';
 import { parseObis, type LogicalName } from './cosem/obis.js';
 import { globalKeyTransferMethod, globalKeyTransferParameter } from './cosem/security-setup.js';
 import { readScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, scaledValue, Unit } from './cosem/register.js';
@@ -38,8 +39,8 @@ const KEY_FIELD = {
 
 /**
  * The DLMS/COSEM meter driver over HDLC serial links, HDLC over TCP, and the TCP wrapper (the link kind is
- * chosen per link: dlms-links.ts). Each `readRelay` and `operateRelay` is one complete conversation with one
- * meter: SNRM/UA (HDLC), AARQ/AARE, the reads or the ACTION and its read-back, RLRQ/RLRE, DISC/UA (HDLC).
+ * chosen per link: dlms-links.ts). Each `readRelay`, `operateRelay` and `setLoadLimit` is one complete conversation
+ * with one meter: SNRM/UA (HDLC), AARQ/AARE, the reads, or the ACTION or SET and its read-back, RLRQ/RLRE, DISC/UA (HDLC).
  * Conversations on one HDLC bus run one at a time (half-duplex, meters told apart by HDLC server address);
  * a wrapper link runs up to its connection limit at once. What a link holds is always released. The result is returned as
  * soon as the answer is in; release and disconnect then finish on the bus before the next conversation.
@@ -100,6 +101,23 @@ interface ObjectNames {
   activeEnergyImport: LogicalName;
   voltage: LogicalName;
   clock: LogicalName;
+  /** The load limiter (class 71), where the profile has one. */
+  limiter?: LimiterSetup;
+}
+
+/** A profile's limiter as the driver uses it (`dlms.limiter`). */
+interface LimiterSetup {
+  logicalName: LogicalName;
+  encoding: ThresholdEncoding;
+  minOverThresholdDurationS?: number;
+}
+
+/** What `converse` may be given besides the dialogue. */
+interface ConverseExtras {
+  /** Associate with these keys instead of the keyring's current ones (key renewal's proof). */
+  keysOverride?: MeterKeys;
+  /** Why the request cannot go on the wire for this profile (checked before any traffic), or undefined. */
+  refusal?: (profile: DlmsFirmwareProfile) => string | undefined;
 }
 
 /** The body of a conversation: what it asks the associated meter, and the value it makes of the answers. */
@@ -139,6 +157,7 @@ export class DlmsDriver implements MeterDriver {
         activeEnergyImport: parseObis(o.activeEnergyImport),
         voltage: parseObis(o.voltage),
         clock: parseObis(o.clock),
+        ...(profile.dlms.limiter ? { limiter: limiterSetup(profile.dlms.limiter) } : {}),
       });
     }
     this.links = createDlmsLinks(options.links, options.reopenMs ?? 250, this.log);
@@ -193,6 +212,10 @@ export class DlmsDriver implements MeterDriver {
       if (voltage !== undefined) reading.voltageV = evidence.voltageV = voltage;
       const energy = await this.readRegister(cosem, n.activeEnergyImport, 'active_energy_import', Unit.Wh);
       if (energy !== undefined) reading.energyWh = evidence.energyWh = energy;
+      if (n.limiter) {
+        const limit = await this.readLimit(cosem, n.limiter);
+        if (limit !== undefined) reading.loadLimitW = evidence.loadLimitW = limit;
+      }
       const clock = await this.optional(cosem.get(attr(CLOCK_CLASS_ID, n.clock, ClockAttribute.time, 'clock.time')));
       if (clock?.type === 'octet-string') {
         const t = decodeDateTime(clock.value);
@@ -225,6 +248,51 @@ export class DlmsDriver implements MeterDriver {
       const remoteReconnect = remoteReconnectOutcome(mode as ControlMode) === 'armed' ? ('arms' as const) : ('closes' as const);
       return { value: { claimedRelay, remoteReconnect }, evidence: { action: method.name, result: 'success', controlMode: mode, expected, claimedRelay, controlState: state } };
     });
+  }
+
+  /**
+   * Set (watts) or remove (null) the demand limit (DOMAIN.md rule 10): in one association, SET the limiter's
+   * threshold_normal (class 71 attribute 4; with min_over_threshold_duration first where the profile says), then GET
+   * threshold_active (attribute 3) as the meter's claim. A refused SET is `nack` naming the data-access-result. A
+   * limit the threshold cannot hold is refused before any traffic. The control loop verifies with `readRelay`.
+   */
+  setLoadLimit(meter: MeterAddress, limitW: number | null, options: RequestOptions): Promise<WireResult<LimitAck>> {
+    const profileLimiter = meter.profile.protocol === 'dlms' ? meter.profile.dlms.limiter : undefined;
+    const limiter = profileLimiter ? limiterSetup(profileLimiter) : undefined;
+    const threshold = limiter ? encodeThreshold(limiter.encoding, limitW) : undefined;
+    const refusal = (profile: DlmsFirmwareProfile): string | undefined =>
+      threshold === undefined ? `meter ${meter.meterId}: its profile ${profile.id} has no load limiter (dlms.limiter)` : typeof threshold === 'string' ? `meter ${meter.meterId}: ${threshold}` : undefined;
+    return this.converse(
+      meter,
+      options,
+      'limit',
+      async (cosem, _names, log) => {
+        // Only reached with a limiter and a threshold it holds: the refusal stops anything else before any traffic.
+        const setup = limiter!;
+        const written = threshold as DlmsData & { value: number };
+        const lim = (a: number) => attr(LIMITER_CLASS_ID, setup.logicalName, a, LIMITER_ATTRIBUTE_NAMES[a]!);
+        const duration = limitW !== null ? setup.minOverThresholdDurationS : undefined;
+        if (duration !== undefined) await cosem.set(lim(LimiterAttribute.minOverThresholdDuration), data.doubleLongUnsigned(duration));
+        await cosem.set(lim(LimiterAttribute.thresholdNormal), written);
+        // What the meter shows right after: its claim. An active emergency profile keeps threshold_emergency in force.
+        const claimed = await this.readLimit(cosem, setup);
+        if (claimed !== limitW) log.warn({ limitW, claimedLimitW: claimed }, 'threshold_active after the SET is not the limit written');
+        return {
+          value: claimed === undefined ? {} : { claimedLimitW: claimed },
+          evidence: { set: 'threshold_normal', limitW, raw: written.value, ...(duration !== undefined ? { minOverThresholdDurationS: duration } : {}), result: 'success', ...(claimed !== undefined ? { claimedLimitW: claimed } : {}) },
+        };
+      },
+      { refusal },
+    );
+  }
+
+  /** threshold_active in watts (null = no limit), or undefined when the meter does not answer it (object-undefined, denied). */
+  private async readLimit(cosem: CosemClient, limiter: LimiterSetup): Promise<number | null | undefined> {
+    const d = await this.optional(cosem.get(attr(LIMITER_CLASS_ID, limiter.logicalName, LimiterAttribute.thresholdActive, 'threshold_active')));
+    if (!d) return undefined;
+    const limit = decodeThreshold(limiter.encoding, d);
+    if (typeof limit === 'string') throw new DlmsWireFailure('garbled', `limiter threshold_active: ${limit}`, cosem.answers.at(-1));
+    return limit;
   }
 
   /** A register in its unit, or undefined when the meter does not have it (object-undefined and the like). */
@@ -280,11 +348,12 @@ export class DlmsDriver implements MeterDriver {
         await this.optional(cosem.get(attr(CLOCK_CLASS_ID, n.clock, ClockAttribute.time, 'clock.time')));
         return { value: { keySetId: keys.keySetId }, evidence: { proof: 'association', keySetId: keys.keySetId } };
       },
-      keys,
+      { keysOverride: keys },
     );
   }
 
-  private async converse<T>(meter: MeterAddress, options: RequestOptions, op: 'read' | SwitchAction | 'key-transfer' | 'key-proof', dialogue: Dialogue<T>, keysOverride?: MeterKeys): Promise<WireResult<T>> {
+  private async converse<T>(meter: MeterAddress, options: RequestOptions, op: 'read' | SwitchAction | 'limit' | 'key-transfer' | 'key-proof', dialogue: Dialogue<T>, extras: ConverseExtras = {}): Promise<WireResult<T>> {
+    const { keysOverride } = extras;
     const started = Date.now();
     const deadline = started + options.timeoutMs;
     const log = this.log.child({ meterId: meter.meterId, link: meter.link, op, correlationId: options.correlationId, ...(options.orderId !== undefined ? { orderId: options.orderId } : {}), ...(options.attempt !== undefined ? { attempt: options.attempt } : {}) });
@@ -298,6 +367,8 @@ export class DlmsDriver implements MeterDriver {
     }
     if (meter.profile.protocol !== 'dlms') return fail('link_error', `meter ${meter.meterId}: profile ${meter.profile.id} is ${meter.profile.protocol}, not dlms`);
     const profile = meter.profile;
+    const refused = extras.refusal?.(profile);
+    if (refused !== undefined) return fail('nack', refused);
     const link = this.links.get(meter.link);
     if (!link) return fail('link_error', `no serial port or TCP link configured for link ${meter.link} (DLMS links config "ports" or "tcp")`);
     let at: MeterLocation;
@@ -457,4 +528,8 @@ export class DlmsDriver implements MeterDriver {
     else if (outcome === 'garbled') this.counters.garbled++;
     else this.counters.linkErrors++;
   }
+}
+
+function limiterSetup(l: NonNullable<DlmsFirmwareProfile['dlms']['limiter']>): LimiterSetup {
+  return { logicalName: parseObis(l.logicalName), encoding: thresholdEncoding(l), ...(l.minOverThresholdDurationS !== undefined ? { minOverThresholdDurationS: l.minOverThresholdDurationS } : {}) };
 }
