@@ -4,7 +4,7 @@ import { exceptionVerdict } from '../../drivers/modbus/modbus-exceptions.js';
 import { ExceptionCode, FunctionCode } from '../../drivers/modbus/modbus-codes.js';
 import { parseResponse, readRequest, writeSingleCoilRequest, writeSingleRegisterRequest } from '../../drivers/modbus/modbus-pdu.js';
 import { encodeMbap, MbapReader } from '../../drivers/modbus/mbap-frame.js';
-import { claimFromEcho, readingPlan, registerMapProblem, relayCommandPdu } from '../../drivers/modbus/register-map.js';
+import { claimFromEcho, commandSteps, readingPlan, registerMapProblem, stepPdu } from '../../drivers/modbus/register-map.js';
 import { decodeNumber, encodeNumber } from '../../drivers/modbus/register-values.js';
 import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
 import { FirmwareProfileSchema, type ModbusFirmwareProfile } from '../../src/domain/firmware-profile.js';
@@ -135,13 +135,15 @@ describe('firmware profile register maps', () => {
   });
 
   it('relay commands and what their echo claims', () => {
-    expect(relayCommandPdu(breaker.modbus, 'disconnect')).toEqual(hex('05 00 00 00 00'));
-    expect(relayCommandPdu(breaker.modbus, 'reconnect')).toEqual(hex('05 00 00 FF 00'));
-    expect(relayCommandPdu(meter.modbus, 'reconnect')).toEqual(hex('06 01 00 00 01'));
-    expect(claimFromEcho(breaker.modbus, 'closes', 0xff00)).toBe('connected');
-    expect(claimFromEcho(meter.modbus, 'arms', 1)).toBe('armed');
-    expect(claimFromEcho(meter.modbus, 'arms', 0)).toBe('disconnected');
-    expect(claimFromEcho(meter.modbus, 'arms', 9)).toBeUndefined();
+    const pdus = (p: ModbusFirmwareProfile, a: 'disconnect' | 'reconnect') => commandSteps(p.modbus, a).map(stepPdu);
+    expect(pdus(breaker, 'disconnect')).toEqual([hex('05 00 00 00 00')]);
+    expect(pdus(breaker, 'reconnect')).toEqual([hex('05 00 00 FF 00')]);
+    expect(pdus(meter, 'reconnect')).toEqual([hex('06 01 00 00 01')]);
+    expect(claimFromEcho(breaker.modbus, 'closes', 'reconnect', 0xff00)).toBe('connected');
+    expect(claimFromEcho(meter.modbus, 'arms', 'reconnect', 1)).toBe('armed');
+    // Firmware echoing the other action's value claims that state (a relay that did not move).
+    expect(claimFromEcho(meter.modbus, 'arms', 'reconnect', 0)).toBe('disconnected');
+    expect(claimFromEcho(meter.modbus, 'arms', 'reconnect', 9)).toBeUndefined();
   });
 
   it('rejects unknown fields, duplicate state values, and an "arms" profile that cannot read armed', () => {
