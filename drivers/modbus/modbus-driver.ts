@@ -5,7 +5,7 @@ import type { SwitchAction } from '../../src/domain/relay.js';
 import type { CommandAck, LimitAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
 import { ModbusLinksConfigSchema, type ModbusLinksConfig, type ModbusLinksConfigInput } from './modbus-config.js';
 import { MAX_UNIT_ID, MIN_UNIT_ID } from './modbus-codes.js';
-import { exceptionVerdict } from './modbus-exceptions.js';
+import { exceptionVerdict, hex2 } from './modbus-exceptions.js';
 import type { LinkCounters, ModbusLink, TransactionRequest } from './modbus-link.js';
 import { claimFromEcho, closeRefusalRead, commandSteps, echoOf, loadLimitPdu, readingPlan, registerMapProblem, stepPdu, type ReadingPlan } from './register-map.js';
 import { RtuLink } from './rtu-link.js';
@@ -115,14 +115,14 @@ export class ModbusDriver implements MeterDriver {
     for (const [i, step] of steps.entries()) {
       const pdu = stepPdu(step);
       const last = i === steps.length - 1;
-      const named = (detail: string): string => (steps.length === 1 ? detail : `step ${i + 1} of ${steps.length} (function 0x${hex2(step.fc)} at address ${step.address}): ${detail}`);
+      const named = (detail: string): string => (steps.length === 1 ? detail : `step ${i + 1} of ${steps.length} (function ${hex2(step.fc)} at address ${step.address}): ${detail}`);
       this.log.info({ ...ctx, step: i + 1, pdu: pdu.toString('hex') }, 'relay command');
       const r = await link.transact(this.request(unitId, pdu, 'command', options, ctx));
       latencyMs += r.latencyMs;
       if (!r.ok) return this.failed(ctx, r.outcome, named(r.detail), [...evidence, ...(r.evidence ? [r.evidence] : [])], latencyMs);
       evidence.push(r.evidence);
       if (r.response.kind === 'exception') {
-        const refusal = last && action === 'reconnect' ? await this.closeRefused(map, r.response.code, unitId, options, ctx, evidence) : undefined;
+        const refusal = last && action === 'reconnect' ? await this.closeRefused(map, r.response.code, link, unitId, options, ctx, evidence) : undefined;
         if (refusal) return this.failed(ctx, 'load_side_voltage', refusal, evidence, latencyMs);
         const v = exceptionVerdict(r.response.code, step.fc, step.address);
         return this.failed(ctx, v.outcome, named(v.detail), evidence, latencyMs);
@@ -136,7 +136,7 @@ export class ModbusDriver implements MeterDriver {
       const claimed = claimFromEcho(map, profile.relay.remoteReconnect, action, r.response.value);
       if (claimed === undefined) return this.failed(ctx, 'garbled', `echoed value 0x${r.response.value.toString(16)} is not a relay command value of profile ${profile.id}`, evidence, latencyMs);
       if (action === 'reconnect') {
-        const refusal = await this.closeRefused(map, undefined, unitId, options, ctx, evidence);
+        const refusal = await this.closeRefused(map, undefined, link, unitId, options, ctx, evidence);
         if (refusal) return this.failed(ctx, 'load_side_voltage', refusal, evidence, latencyMs);
       }
       this.log.info({ ...ctx, claimed, latencyMs, tries: r.tries }, 'relay command acknowledged');
@@ -167,13 +167,13 @@ export class ModbusDriver implements MeterDriver {
    * Whether the device refused a close for voltage on its load side, as its profile says it reports one: the
    * exception code it answered, or its status bit read after the command. Returns the detail, or undefined.
    */
-  private async closeRefused(map: ModbusRegisterMap, exception: number | undefined, unitId: number, options: RequestOptions, ctx: Ctx, evidence: string[]): Promise<string | undefined> {
+  private async closeRefused(map: ModbusRegisterMap, exception: number | undefined, link: ModbusLink, unitId: number, options: RequestOptions, ctx: Ctx, evidence: string[]): Promise<string | undefined> {
     const how = map.closeRefusal;
     if (!how) return undefined;
-    if (exception !== undefined && exception === how.exceptionCode) return `close refused: voltage on the load side (exception 0x${hex2(exception)}); send a crew`;
+    if (exception !== undefined && exception === how.exceptionCode) return `close refused: voltage on the load side (exception ${hex2(exception)}); send a crew`;
     const read = closeRefusalRead(map);
     if (!read) return undefined;
-    const r = await this.links.get(ctx.link)!.transact(this.request(unitId, read.pdu, 'command', options, ctx));
+    const r = await link.transact(this.request(unitId, read.pdu, 'command', options, ctx));
     if (!r.ok || r.response.kind !== 'registers') return undefined;
     evidence.push(r.evidence);
     return (r.response.words[0]! & how.statusBit!.mask) !== 0 ? `close refused: voltage on the load side (status register ${read.address} = 0x${r.response.words[0]!.toString(16)}); send a crew` : undefined;
@@ -218,8 +218,6 @@ export class ModbusDriver implements MeterDriver {
     return { outcome, detail, latencyMs, ...(evidence.length ? { evidence: evidence.join(' ') } : {}) };
   }
 }
-
-const hex2 = (n: number): string => n.toString(16).padStart(2, '0');
 
 /** A unit id in decimal: 1–247 on a serial bus (Serial Line §2.2), 0–255 on TCP (the server decides). */
 export function parseUnitId(address: string | null, kind: 'rtu' | 'tcp'): number | string {

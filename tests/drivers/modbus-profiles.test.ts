@@ -3,6 +3,7 @@ import type { MeterAddress, RequestOptions } from '../../drivers/driver.js';
 import { createModbusDriver, type ModbusDriver } from '../../drivers/modbus/index.js';
 import { FunctionCode } from '../../drivers/modbus/modbus-codes.js';
 import { readRequest } from '../../drivers/modbus/modbus-pdu.js';
+import { decodeNumber } from '../../drivers/modbus/register-values.js';
 import type { ModbusFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { RtuBusDeviceSpec } from '../../simulators/modbus-rtu-bus.js';
 import { ModbusRtuBus } from '../../simulators/modbus-rtu-bus.js';
@@ -119,6 +120,20 @@ function profileCases(name: string, rig: () => Rig): void {
       // 123,456,789,012 Wh is 123,456,789,012,000 mWh: beyond 2^32, read exactly through BigInt.
       expect(r.value.energyWh).toBe(meter(5).energyWh);
       expect(r.value.energyWh).toBeGreaterThanOrEqual(123_456_789_012);
+    });
+
+    it('the swapped-bytes fault serves the registers as a device set up the other way: they decode with the opposite byte order', async () => {
+      const { device } = rig();
+      const v = sbo.modbus.voltageV!;
+      device(5).faults.swappedBytes = true;
+      const a = device(5).answer(readRequest(FunctionCode.READ_INPUT_REGISTERS, v.address, 4), Date.now());
+      device(5).faults.swappedBytes = false;
+      expect(a.kind).toBe('pdu');
+      if (a.kind !== 'pdu') return;
+      const words = [0, 1, 2, 3].map((i) => a.pdu.readUInt16BE(2 + i * 2));
+      expect(decodeNumber(words, { ...v, byteOrder: 'bigEndian' })).toBeGreaterThan(225);
+      expect(decodeNumber(words, { ...v, byteOrder: 'bigEndian' })).toBeLessThan(235);
+      expect(decodeNumber(words, v)).not.toBeCloseTo(230, -1);
     });
 
     it('a demand limit is set, read back, and removed (the register then holds its "no limit" value)', async () => {
