@@ -36,7 +36,7 @@ export interface ModbusDeviceFaults {
 }
 
 /** The exception a device answers an operate write whose select / unlock step is missing or stale with. */
-export const SEQUENCE_REFUSAL = ExceptionCode.ILLEGAL_DATA_VALUE;
+const SEQUENCE_REFUSAL = ExceptionCode.ILLEGAL_DATA_VALUE;
 
 const ACTIONS: readonly SwitchAction[] = ['disconnect', 'reconnect'];
 

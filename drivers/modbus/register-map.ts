@@ -224,7 +224,7 @@ function decodeField(map: ModbusRegisterMap, field: NumericField, words: number[
 }
 
 /** The field value of the relay state (bit field of a register, or the inputs read as bits of a number). */
-export function relayFieldValue(s: RelayStateField, a: ParsedResponse, offset: number): number | { problem: string } {
+function relayFieldValue(s: RelayStateField, a: ParsedResponse, offset: number): number | { problem: string } {
   if (s.table === 'coil' || s.table === 'discreteInput') {
     if (a.kind !== 'bits') return { problem: `expected bits for the relay state, got ${a.kind}` };
     let v = 0;

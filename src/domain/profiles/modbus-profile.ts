@@ -21,10 +21,10 @@ const closedWhen = z.enum(['on', 'off']).default('on');
 const encodings = z.union([registerValue, z.array(registerValue).min(1).max(16)]);
 
 /** Largest quantities one write may carry (MB AP §6.11: 0x07B0 coils, §6.12: 0x7B registers). */
-export const MAX_WRITE_COILS = 1968;
-export const MAX_WRITE_REGISTERS = 123;
+const MAX_WRITE_COILS = 1968;
+const MAX_WRITE_REGISTERS = 123;
 /** Longest wait a profile may ask for between two steps of a command (ms). */
-export const MAX_STEP_DELAY_MS = 60_000;
+const MAX_STEP_DELAY_MS = 60_000;
 
 /** A write's values, the same for both actions (an unlock code) or one list per action. */
 const stepValues = z.union([
@@ -193,10 +193,8 @@ export type ModbusRelayCommand = z.infer<typeof ModbusRelayCommandSchema>;
 export type ModbusWriteStep = z.infer<typeof ModbusWriteStepSchema>;
 export type ModbusRelayStatePoint = z.infer<typeof ModbusRelayStateSchema>;
 export type ModbusNumericPoint = z.infer<typeof ModbusNumericPointSchema>;
-export type ModbusLoadLimit = z.infer<typeof ModbusLoadLimitSchema>;
-export type ModbusCloseRefusal = z.infer<typeof ModbusCloseRefusalSchema>;
 export type ModbusRegisterTable = 'coil' | 'discreteInput' | 'holdingRegister' | 'inputRegister';
-export type NumericType = ModbusNumericPoint['type'];
+type NumericType = ModbusNumericPoint['type'];
 
 /** Registers a numeric point occupies. */
 export function pointWidth(point: Pick<ModbusNumericPoint, 'type'>): 1 | 2 | 4 {
@@ -215,7 +213,7 @@ interface MapProblem {
 const asList = (e: number | number[]): number[] => (typeof e === 'number' ? [e] : e);
 
 /** Whether `raw` fits a point's type before scaling. */
-export function rawFits(type: NumericType, raw: number): boolean {
+function rawFits(type: NumericType, raw: number): boolean {
   if (!Number.isInteger(raw)) return type.startsWith('float');
   const bits = type.endsWith('16') ? 16 : type.endsWith('32') ? 32 : 64;
   if (type.startsWith('float')) return true;
