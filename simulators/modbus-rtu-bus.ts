@@ -132,6 +132,8 @@ export class ModbusRtuBus {
       const meter = new SimulatedMeter({
         id: d.meterId,
         remoteReconnect: d.profile.relay.remoteReconnect,
+        // A profile that says how the device reports a refused close describes a device that checks its load side.
+        checksLoadSide: d.profile.modbus.closeRefusal !== undefined,
         now: this.now,
         ...(d.initialRelay ? { initialRelay: d.initialRelay } : {}),
         ...(d.initialEnergyWh !== undefined ? { initialEnergyWh: d.initialEnergyWh } : {}),

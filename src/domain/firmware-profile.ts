@@ -41,6 +41,8 @@ const profileCommon = {
   manufacturer: z.string().min(1),
   model: z.string().min(1),
   firmware: z.string().min(1),
+  /** The data sheet this profile was written from: maker, document, version. */
+  source: z.string().min(1).optional(),
   relay: z
     .object({
       /** `closes`: a remote reconnect closes the relay. `arms`: it only arms it; the customer presses the button. */
