@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
+import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { MeterlineError } from '../../src/errors.js';
 import type { CreditEvent } from '../../src/domain/prepayment/credit-ledger.js';
 import type { EpisodeClaim, GatewayStore, Lease, OrderRequest, PaymentRequest, SubmitContext } from '../../src/store/store.js';
@@ -111,7 +112,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     });
     /** A lease of instance gw-a (or `owner`) taken at `t`, good for 30 s. */
     const A = (t: number, owner = 'gw-a'): Lease => ({ owner, until: t + 30_000 });
-    const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false }, retry: { maxAttempts: 2, baseDelayMs: 1000, maxDelayMs: 1000 } };
+    const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK }, retry: { maxAttempts: 2, baseDelayMs: 1000, maxDelayMs: 1000 } };
 
     beforeEach(async () => {
       store = await makeStore();
