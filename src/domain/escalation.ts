@@ -49,6 +49,8 @@ export type EscalatedVerdict = Omit<AttemptVerdict, 'next'> & {
   next: AttemptVerdict['next'] | 'escalated';
   /** Set when this verdict raises the order's work order. */
   escalation?: WorkOrderPlan;
+  /** Set when the order's open work order must be revised to this plan: a danger found after it was raised. */
+  reviseWorkOrder?: WorkOrderPlan;
 };
 
 /** 1 (most urgent) to 4: medical equipment first, then vulnerable or little time left. */
@@ -79,7 +81,12 @@ export function escalateVerdict(
 ): EscalatedVerdict {
   if (verdict.next === 'done' || verdict.next === 'armed' || verdict.next === 'superseded') return verdict;
   if (verdict.outcome === 'auth_failed') return fieldOnlyVerdict(order, verdict, credentialsWork(order, verdict, flags, now, policy));
-  if (verdict.outcome === 'load_side_voltage') return fieldOnlyVerdict(order, verdict, loadSideWork(order, verdict, flags, now, policy));
+  if (verdict.outcome === 'load_side_voltage') {
+    const plan = loadSideWork(order, verdict, flags, now, policy);
+    const v = fieldOnlyVerdict(order, verdict, plan);
+    // A work order already open (raised for the deadline, say) must tell the crew of the danger: its kind, reason and priority are revised.
+    return order.escalatedAt !== null ? { ...v, reviseWorkOrder: plan } : v;
+  }
   const slow = { ...verdict, next: 'escalated' as const, nextAttemptAt: now + policy.slowRetryMs };
   if (order.escalatedAt !== null) return { ...slow, reason: `${verdict.reason}; field work order open, next remote try in ${Math.round(policy.slowRetryMs / 1000)} s` };
   const escalates = order.action === 'reconnect' || policy.escalateDisconnects;

@@ -61,10 +61,11 @@ describe('escalateVerdict: the reconnect goes to the field at once, first in the
     expect(v.escalation!.reason).toMatch(/^voltage on the load side: do not close from afar; find the bypass, generator backfeed or tampering and make it safe, then restore the supply on site \(close refused: 231 V on the load side/);
   });
 
-  it('an order already with the field (late, on slow retries) keeps its work order and gets no further remote attempt', () => {
+  it('an order already with the field (late, on slow retries) gets no further remote attempt, and its open work order is revised to tell the crew of the danger', () => {
     const v = escalateVerdict({ action: 'reconnect', deadline: NOW + 5 * H, escalatedAt: NOW - H }, refused, none, NOW, policy);
     expect(v).toMatchObject({ next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT });
     expect(v.escalation).toBeUndefined();
+    expect(v.reviseWorkOrder).toMatchObject({ kind: 'load_side_voltage', priority: 1, dueAt: NOW + 4 * H });
     expect(v.reason).toContain('close refused: 231 V on the load side');
   });
 });
