@@ -126,7 +126,10 @@ function credentialsWork(order: Pick<SwitchOrder, 'action' | 'deadline'>, verdic
  * crew goes at once, first in the queue (LOAD_SIDE_PRIORITY), and no remote close follows.
  */
 function loadSideWork(order: Pick<SwitchOrder, 'action' | 'deadline'>, verdict: AttemptVerdict, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy): WorkOrderPlan {
-  const what = 'do not close from afar; find the bypass, generator backfeed or tampering and make it safe, then restore the supply on site';
+  const what =
+    order.action === 'reconnect'
+      ? 'do not close from afar; find the bypass, generator backfeed or tampering and make it safe, then restore the supply on site'
+      : 'the disconnect was not done and this order has ended; find the bypass, generator backfeed or tampering and make it safe';
   return { ...workOrderPlan(order, flags, now, policy, `voltage on the load side: ${what} (${verdict.reason})`), priority: LOAD_SIDE_PRIORITY, kind: 'load_side_voltage' };
 }
 

@@ -61,6 +61,13 @@ describe('escalateVerdict: the reconnect goes to the field at once, first in the
     expect(v.escalation!.reason).toMatch(/^voltage on the load side: do not close from afar; find the bypass, generator backfeed or tampering and make it safe, then restore the supply on site \(close refused: 231 V on the load side/);
   });
 
+  it('a disconnect the meter reports the same way ends failed with a work order saying it was not done (a crew never disconnects on its own account)', () => {
+    const v = escalateVerdict({ action: 'disconnect', deadline: null, escalatedAt: null }, { ...refused }, none, NOW, policy);
+    expect(v.next).toBe('failed');
+    expect(v.escalation).toMatchObject({ kind: 'load_side_voltage', priority: 1 });
+    expect(v.escalation!.reason).toMatch(/^voltage on the load side: the disconnect was not done and this order has ended/);
+  });
+
   it('an order already with the field (late, on slow retries) gets no further remote attempt, and its open work order is revised to tell the crew of the danger', () => {
     const v = escalateVerdict({ action: 'reconnect', deadline: NOW + 5 * H, escalatedAt: NOW - H }, refused, none, NOW, policy);
     expect(v).toMatchObject({ next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT });
