@@ -76,6 +76,12 @@ export interface SimMeterKeys {
   masterKey?: Buffer;
 }
 
+/**
+ * Where the simulated meter keeps the voltage on the load side of its disconnector (class 3 Register, DOMAIN.md rule
+ * 14). The standard has no instance for it: like real makers, a manufacturer-specific code (value group E 128–254).
+ */
+export const LOAD_SIDE_VOLTAGE_OBIS = parseObis('1-0:32.7.128.255');
+
 /** The frame counter object the public client may read: class 1 Data, 0-0:43.1.0.255 (IDIS invocation counter). */
 export const FRAME_COUNTER_OBIS = parseObis('0-0:43.1.0.255');
 const DATA_CLASS_ID = 1;
@@ -495,7 +501,7 @@ export class DlmsSimMeter {
       if (a === DisconnectControlAttribute.outputState) return live((r) => data.boolean(r.relay === 'connected'));
       if (a === DisconnectControlAttribute.controlState) return live((r) => data.enum(controlStateFromRelay(r.relay)));
       if (a === DisconnectControlAttribute.controlMode) return reply(data.enum(this.controlMode));
-    } else if (sameLogicalName(ln, OBIS.activeEnergyImport) || sameLogicalName(ln, OBIS.voltageL1)) {
+    } else if (sameLogicalName(ln, OBIS.activeEnergyImport) || sameLogicalName(ln, OBIS.voltageL1) || sameLogicalName(ln, LOAD_SIDE_VOLTAGE_OBIS)) {
       if (classId !== REGISTER_CLASS_ID) return this.respond(this.refuse(req, AccessResult.objectClassInconsistent));
       const energy = sameLogicalName(ln, OBIS.activeEnergyImport);
       const su = energy ? this.energySu : this.voltageSu;
@@ -503,7 +509,8 @@ export class DlmsSimMeter {
       if (a === RegisterAttribute.scalerUnit) return reply(encodeScalerUnit(su));
       if (a === RegisterAttribute.value) {
         return live((r) => {
-          const raw = Math.round((energy ? r.energyWh : r.voltageV) / 10 ** su.scaler);
+          const volts = sameLogicalName(ln, OBIS.voltageL1) ? r.voltageV : r.loadSideVoltageV;
+          const raw = Math.round((energy ? r.energyWh : volts) / 10 ** su.scaler);
           return energy ? data.doubleLongUnsigned(raw) : data.longUnsigned(raw);
         });
       }
@@ -622,6 +629,8 @@ export class DlmsSimMeter {
     const r = this.take(method === DisconnectControlMethod.remoteDisconnect ? 'disconnect' : 'reconnect', now);
     if (!r) return undefined;
     if (r.garbled) return { info: r.garbage ?? new Uint8Array([0xff]), delayMs: r.replyDelayMs };
+    // A close refused for a live load side: temporary-failure, as the condition may clear (the profile names the result).
+    if (r.refusal === 'load_side_voltage') return result(AccessResult.temporaryFailure, r.replyDelayMs);
     if (r.result === 'nack') return result(AccessResult.otherReason, r.replyDelayMs);
     return result(AccessResult.success, r.replyDelayMs);
   }

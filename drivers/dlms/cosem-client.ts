@@ -100,12 +100,12 @@ export class CosemClient {
     if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
   }
 
-  /** ACTION-Request-Normal; resolves on action-result success, throws `nack` naming any other result. */
+  /** ACTION-Request-Normal; resolves on action-result success, throws `nack` naming (and carrying) any other result. */
   async action(method: CosemMethod, parameter: DlmsData): Promise<void> {
     const what = `ACTION ${describeAttribute(method)}`;
     const res = await this.service({ kind: 'action', invokeId: this.nextInvokeId(), method, parameter }, what);
     if (res.kind !== 'action') throw this.garbledLast(`${what}: answered with ${res.kind}`);
-    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
+    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1), res.result);
   }
 
   /** ACTION-Request-Normal whose answer carries return parameters (reply_to_HLS_authentication); `nack` on any other result. */

@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
 import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
+import type { LoadSideRefusalResult } from '../../src/domain/profiles/dlms-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
 import type { CommandAck, LimitAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
 import { data, type DlmsData } from './axdr.js';
@@ -26,6 +27,7 @@ import { createDlmsLinks, type DlmsLink, type MeterLocation } from './dlms-links
 import { DlmsPushListener, PUSH_DROP_REASONS, type PushListenerOptions, type PushDropReason } from './push-listener.js';
 import { resolvePassword } from './password.js';
 import { DlmsWireFailure } from './wire-failure.js';
+import { AccessResult, describeResult } from './xdlms-apdu.js';
 import { CipheringChannel, CounterTooLow } from './security/ciphering-channel.js';
 import type { MeterKeyring, MeterKeys } from './security/keyring.js';
 import { DEFAULT_CLIENT_SYSTEM_TITLE } from './dlms-config.js';
@@ -36,6 +38,15 @@ const KEY_FIELD = {
   GAK: { field: 'authenticationKey', what: 'global authentication key' },
   KEK: { field: 'masterKey', what: 'master key' },
 } as const satisfies Record<string, { field: keyof MeterKeys; what: string }>;
+
+/** The Action-Result codes (IEC 62056-5-3 §9.3.x) behind the names a profile's `loadSideRefusalResults` uses. */
+const ACTION_RESULT_CODE = {
+  'hardware-fault': AccessResult.hardwareFault,
+  'temporary-failure': AccessResult.temporaryFailure,
+  'read-write-denied': AccessResult.readWriteDenied,
+  'object-unavailable': AccessResult.objectUnavailable,
+  'other-reason': AccessResult.otherReason,
+} as const satisfies Record<LoadSideRefusalResult, number>;
 
 /**
  * The DLMS/COSEM meter driver over HDLC serial links, HDLC over TCP, and the TCP wrapper (the link kind is
@@ -103,6 +114,8 @@ interface ObjectNames {
   clock: LogicalName;
   /** The load limiter (class 71), where the profile has one. */
   limiter?: LimiterSetup;
+  /** The load-side voltage register, where the profile names one (DOMAIN.md rule 14). */
+  loadSideVoltage?: LogicalName;
 }
 
 /** A profile's limiter as the driver uses it (`dlms.limiter`). */
@@ -158,6 +171,7 @@ export class DlmsDriver implements MeterDriver {
         voltage: parseObis(o.voltage),
         clock: parseObis(o.clock),
         ...(profile.dlms.limiter ? { limiter: limiterSetup(profile.dlms.limiter) } : {}),
+        ...(o.loadSideVoltage !== undefined ? { loadSideVoltage: parseObis(o.loadSideVoltage) } : {}),
       });
     }
     this.links = createDlmsLinks(options.links, options.reopenMs ?? 250, this.log);
@@ -216,6 +230,10 @@ export class DlmsDriver implements MeterDriver {
         const limit = await this.readLimit(cosem, n.limiter);
         if (limit !== undefined) reading.loadLimitW = evidence.loadLimitW = limit;
       }
+      if (n.loadSideVoltage) {
+        const loadSide = await this.readRegister(cosem, n.loadSideVoltage, 'load_side_voltage', Unit.V);
+        if (loadSide !== undefined) reading.loadSideVoltageV = evidence.loadSideVoltageV = loadSide;
+      }
       const clock = await this.optional(cosem.get(attr(CLOCK_CLASS_ID, n.clock, ClockAttribute.time, 'clock.time')));
       if (clock?.type === 'octet-string') {
         const t = decodeDateTime(clock.value);
@@ -239,7 +257,11 @@ export class DlmsDriver implements MeterDriver {
         action === 'disconnect'
           ? { classId: DISCONNECT_CONTROL_CLASS_ID, logicalName: n.disconnectControl, method: DisconnectControlMethod.remoteDisconnect, name: 'remote_disconnect' }
           : { classId: DISCONNECT_CONTROL_CLASS_ID, logicalName: n.disconnectControl, method: DisconnectControlMethod.remoteReconnect, name: 'remote_reconnect' };
-      await cosem.action(method, METHOD_PARAMETER);
+      try {
+        await cosem.action(method, METHOD_PARAMETER);
+      } catch (e) {
+        throw action === 'reconnect' ? await this.loadSideRefusal(cosem, n, profile, e) : e;
+      }
       // What the meter shows right after: its claim (armed when the mode makes ready_for_reconnection the end state).
       const state = readControlState(await cosem.get(dc(DisconnectControlAttribute.controlState, 'control_state')));
       if (typeof state === 'string') throw new DlmsWireFailure('garbled', state, cosem.answers.at(-1));
@@ -293,6 +315,20 @@ export class DlmsDriver implements MeterDriver {
     const limit = decodeThreshold(limiter.encoding, d);
     if (typeof limit === 'string') throw new DlmsWireFailure('garbled', `limiter threshold_active: ${limit}`, cosem.answers.at(-1));
     return limit;
+  }
+
+  /**
+   * A refused remote_reconnect in the driver's words: an Action-Result the profile names for a live load side
+   * (DOMAIN.md rule 14) is `load_side_voltage`, never retried; any other refusal stays as it was. Where the profile
+   * names the load-side register too, it is read in the same association: the refusal counts as the load side's only
+   * when the register shows it live (or cannot be read), so an ordinary refusal with the same result stays a `nack`.
+   */
+  private async loadSideRefusal(cosem: CosemClient, n: ObjectNames, profile: DlmsFirmwareProfile, e: unknown): Promise<unknown> {
+    const named = profile.dlms.loadSideRefusalResults;
+    if (!(e instanceof DlmsWireFailure) || e.result === undefined || !named?.some((r) => ACTION_RESULT_CODE[r] === e.result)) return e;
+    const volts = n.loadSideVoltage ? await this.readRegister(cosem, n.loadSideVoltage, 'load_side_voltage', Unit.V).catch(() => undefined) : undefined;
+    if (volts !== undefined && volts <= profile.relay.loadSideVoltageCheck.maxVoltageV) return e;
+    return new DlmsWireFailure('load_side_voltage', `meter refused to close: ${volts !== undefined ? `${volts} V` : 'voltage'} on the load side (remote_reconnect answered ${describeResult(e.result)})`, e.evidence, e.result);
   }
 
   /** A register in its unit, or undefined when the meter does not have it (object-undefined and the like). */
@@ -524,7 +560,7 @@ export class DlmsDriver implements MeterDriver {
   private count(outcome: WireFailure): void {
     if (outcome === 'auth_failed') this.counters.authFailures++;
     else if (outcome === 'timeout') this.counters.timeouts++;
-    else if (outcome === 'nack') this.counters.nacks++;
+    else if (outcome === 'nack' || outcome === 'load_side_voltage') this.counters.nacks++; // the meter refused
     else if (outcome === 'garbled') this.counters.garbled++;
     else this.counters.linkErrors++;
   }

@@ -18,6 +18,10 @@ export type DlmsKeyName = (typeof DLMS_KEY_NAMES)[number];
 /** Whether a profile authenticates or ciphers with the meter's keys (and so must name them in `keys`). */
 export const usesMeterKeys = (p: { security: string; ciphering: string }): boolean => p.security === 'hls-gmac' || p.ciphering !== 'none';
 
+/** Action-Result names (IEC 62056-5-3 §9.3.x) a meter may refuse remote_reconnect with. */
+export const LOAD_SIDE_REFUSAL_RESULTS = ['hardware-fault', 'temporary-failure', 'read-write-denied', 'object-unavailable', 'other-reason'] as const;
+export type LoadSideRefusalResult = (typeof LOAD_SIDE_REFUSAL_RESULTS)[number];
+
 const obis = z.string().regex(/^\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/, 'an OBIS code like 0-0:96.3.10.255');
 
 /**
@@ -129,6 +133,12 @@ export const DlmsProfileSchema = z
     maxPduSize: z.number().int().min(12).max(65_535).default(1024),
     /** The load limiter (class 71), for models that have one: the gateway can then set and remove demand limits. */
     limiter: DlmsLimiterSchema.optional(),
+    /**
+     * The action results of remote_reconnect (IEC 62056-5-3 Action-Result) with which this meter refuses to close for
+     * voltage on the load side (DOMAIN.md rule 14). With `obis.loadSideVoltage` the register, read in the same
+     * association, must show the voltage too, so an ordinary refusal with the same result is not taken for it.
+     */
+    loadSideRefusalResults: z.array(z.enum(LOAD_SIDE_REFUSAL_RESULTS)).min(1).optional(),
     /** Logical names, for meters that deviate from the standard's instances. */
     obis: z
       .object({
@@ -136,6 +146,11 @@ export const DlmsProfileSchema = z
         activeEnergyImport: obis.default('1-0:1.8.0.255'),
         voltage: obis.default('1-0:32.7.0.255'),
         clock: obis.default('0-0:1.0.0.255'),
+        /**
+         * Voltage on the load (customer) side of the disconnector, class 3 Register, read with the relay (DOMAIN.md
+         * rule 14). No standard instance: makers put it in a manufacturer-specific code (value groups 128–254).
+         */
+        loadSideVoltage: obis.optional(),
       })
       .strict()
       .default({ disconnectControl: '0-0:96.3.10.255', activeEnergyImport: '1-0:1.8.0.255', voltage: '1-0:32.7.0.255', clock: '0-0:1.0.0.255' }),
