@@ -123,8 +123,8 @@ export type MqttAddressing = z.infer<typeof MqttAddressingSchema>;
 
 /**
  * A load-side check the profile cannot carry out: a self-checking meter whose refusal the gateway would not
- * recognise, or a gateway check on a DLMS meter with no load-side voltage register to read. (MQTT firmware reports
- * the voltage in its replies, and Modbus profiles map it from a point: a reading without it is caught at run time.)
+ * recognise, or a gateway check on a DLMS or Modbus meter with no load-side voltage register to read. (MQTT firmware
+ * reports the voltage in its replies: a reading without it is caught at run time, and the close is not sent.)
  */
 function loadSideProblem(p: FirmwareProfile): string | undefined {
   const { checkedBy } = p.relay.loadSideVoltageCheck;
@@ -136,6 +136,12 @@ function loadSideProblem(p: FirmwareProfile): string | undefined {
   }
   if (checkedBy === 'gateway' && p.protocol === 'dlms' && p.dlms.obis.loadSideVoltage === undefined) {
     return 'checkedBy "gateway" needs dlms.obis.loadSideVoltage: the register the gateway reads before closing';
+  }
+  if (checkedBy === 'meter' && p.protocol === 'modbus' && p.modbus.closeRefusal === undefined) {
+    return 'checkedBy "meter" needs modbus.closeRefusal: the exception code or status bit the device refuses a close with';
+  }
+  if (checkedBy === 'gateway' && p.protocol === 'modbus' && p.modbus.loadSideVoltageV === undefined) {
+    return 'checkedBy "gateway" needs modbus.loadSideVoltageV: the point the gateway reads before closing';
   }
   return undefined;
 }

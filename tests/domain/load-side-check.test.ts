@@ -140,4 +140,21 @@ describe('profile: relay.loadSideVoltageCheck', () => {
     expect(issues(withCheck({ checkedBy: 'meter' })).join()).toContain('relay.loadSideVoltageCheck: checkedBy "meter" needs mqtt.loadSideRefusalReasons');
     expect(issues(withCheck({ checkedBy: 'meter' }, { loadSideRefusalReasons: ['LOAD_SIDE_VOLTAGE'] }))).toEqual([]);
   });
+
+  it('a Modbus profile: the meter check needs closeRefusal, the gateway check needs the load-side voltage point', () => {
+    const { mqtt: _addressing, ...common } = mqtt;
+    const modbus = {
+      ...common,
+      protocol: 'modbus',
+      modbus: {
+        relayCommand: { kind: 'coil', address: 0 },
+        relayState: { kind: 'discreteInput', address: 0 },
+      },
+    };
+    const withModbusCheck = (check: unknown, extra: Record<string, unknown> = {}) => ({ ...modbus, relay: { ...modbus.relay, loadSideVoltageCheck: check }, modbus: { ...modbus.modbus, ...extra } });
+    expect(issues(withModbusCheck({ checkedBy: 'meter' })).join()).toContain('checkedBy "meter" needs modbus.closeRefusal');
+    expect(issues(withModbusCheck({ checkedBy: 'meter' }, { closeRefusal: { exceptionCode: 4 } }))).toEqual([]);
+    expect(issues(withModbusCheck({ checkedBy: 'gateway' })).join()).toContain('checkedBy "gateway" needs modbus.loadSideVoltageV');
+    expect(issues(withModbusCheck({ checkedBy: 'gateway' }, { loadSideVoltageV: { table: 'inputRegister', address: 10, type: 'uint16', scale: 0.1 } }))).toEqual([]);
+  });
 });
