@@ -3,7 +3,7 @@ import { decodeData, AxdrError, describeData, type DlmsData } from './axdr.js';
 import { describeAttribute, type CosemAttribute, type CosemMethod } from './cosem/attribute.js';
 import type { ApduChannel } from './apdu-channel.js';
 import { BerError } from './ber.js';
-import { AccessResult, ApduError, decodeResponse, describeException, describeResult, encodeRequest, exceptionResultName, resultName, type XdlmsRequest, type XdlmsResponse } from './xdlms-apdu.js';
+import { AccessResult, ApduError, decodeResponse, describeException, describeResult, encodeRequest, type XdlmsRequest, type XdlmsResponse } from './xdlms-apdu.js';
 import { DlmsWireFailure, hex } from './wire-failure.js';
 import type { CipheringChannel } from './security/ciphering-channel.js';
 import { hlsGmacPasses } from './security/hls-authentication.js';
@@ -100,7 +100,7 @@ export class CosemClient {
     if (res.result !== AccessResult.success) throw this.refused(what, res.result);
   }
 
-  /** ACTION-Request-Normal; resolves on action-result success, throws `nack` naming any other result. */
+  /** ACTION-Request-Normal; resolves on action-result success, throws `nack` naming (and carrying) any other result. */
   async action(method: CosemMethod, parameter: DlmsData): Promise<void> {
     const what = `ACTION ${describeAttribute(method)}`;
     const res = await this.service({ kind: 'action', invokeId: this.nextInvokeId(), method, parameter }, what);
@@ -140,7 +140,7 @@ export class CosemClient {
       if (e instanceof ApduError || e instanceof AxdrError || e instanceof BerError) throw this.garbled(apdu, `${what}: ${e.message}`);
       throw e;
     }
-    if (res.kind === 'exception') throw new DlmsWireFailure('nack', `${what}: ${describeException(res)}`, hex(apdu), exceptionResultName(res));
+    if (res.kind === 'exception') throw new DlmsWireFailure('nack', `${what}: ${describeException(res)}`, hex(apdu));
     if (res.invokeId !== req.invokeId) throw this.garbled(apdu, `${what}: answer carries invoke-id ${res.invokeId}, expected ${req.invokeId}`);
     return res;
   }
@@ -151,9 +151,9 @@ export class CosemClient {
     return body;
   }
 
-  /** A non-success result: `nack`, naming the result in words and by name. */
+  /** A non-success result: `nack`, naming the result in words and carrying its code (link health counts it by name). */
   private refused(what: string, result: number): DlmsWireFailure {
-    return new DlmsWireFailure('nack', `${what}: ${describeResult(result)}`, this.answers.at(-1), resultName(result));
+    return new DlmsWireFailure('nack', `${what}: ${describeResult(result)}`, this.answers.at(-1), result);
   }
 
   private garbled(bytes: Uint8Array, detail: string): DlmsWireFailure {

@@ -1,17 +1,14 @@
 import type { WireFailure } from '../driver.js';
 
-/**
- * A conversation that ended without the answer it asked for: what the wire said, in the driver's outcome words.
- * `result` names the meter's refusal where it gave one (a Data-Access-Result, an exception-response), for the link's
- * exception counters.
- */
+/** A conversation that ended without the answer it asked for: what the wire said, in the driver's outcome words. */
 export class DlmsWireFailure extends Error {
   override readonly name = 'DlmsWireFailure';
   constructor(
     readonly outcome: WireFailure,
     readonly detail: string,
     readonly evidence?: string,
-    readonly result?: string,
+    /** The Action-Result or Data-Access-Result code the meter answered, where it answered one (IEC 62056-5-3 §9.3). */
+    readonly result?: number,
   ) {
     super(detail);
   }

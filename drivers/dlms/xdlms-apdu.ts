@@ -92,11 +92,6 @@ export const StateError = { serviceNotAllowed: 1, serviceUnknown: 2 } as const;
 export const ServiceError = { operationNotPossible: 1, serviceNotSupported: 2, otherReason: 3, pduTooLong: 4, decipheringError: 5, invocationCounterError: 6 } as const;
 const SERVICE_ERROR_NAMES = new Map<number, string>(Object.entries(ServiceError).map(([k, v]) => [v, k]));
 
-/** An exception-response by its service error ("exception-invocationCounterError"), for link health. */
-export function exceptionResultName(r: { serviceError: number }): string {
-  return `exception-${SERVICE_ERROR_NAMES.get(r.serviceError) ?? r.serviceError}`;
-}
-
 export function describeException(r: { stateError: number; serviceError: number; invocationCounter?: number }): string {
   const name = SERVICE_ERROR_NAMES.get(r.serviceError) ?? 'unknown';
   const ic = r.invocationCounter !== undefined ? `, the meter expects invocation counter ${r.invocationCounter}` : '';

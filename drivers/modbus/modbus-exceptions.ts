@@ -17,7 +17,7 @@ export function exceptionName(code: number): string {
   return EXCEPTION_NAMES[code] ?? 'unknown exception';
 }
 
-/** A function or exception code as the standard writes it: "0x02". */
+/** A byte as 0x-prefixed hex, as exception details print it. */
 export const hex2 = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
 
 export function exceptionVerdict(code: number, functionCode: number, address?: number): ExceptionVerdict {

@@ -133,6 +133,8 @@ const ReplySchema = z.object({
   relay: z.string().optional(),
   voltageV: z.number().optional(),
   energyWh: z.number().optional(),
+  /** Voltage on the load side of the relay, where the firmware measures it (DOMAIN.md rule 14). */
+  loadSideVoltageV: z.number().optional(),
   ts: z.number().optional(),
   reason: z.string().optional(),
 });
@@ -208,6 +210,18 @@ function relayFromWord(profile: MqttFirmwareProfile, word: string | undefined): 
   const values = profile.mqtt.relayValues;
   for (const state of ['connected', 'disconnected', 'armed'] as const) if (values[state] === word) return state;
   return undefined;
+}
+
+/**
+ * A nack in the driver's words: one whose reason is among the profile's load-side refusal words is the meter
+ * refusing to close onto a live load side (DOMAIN.md rule 14), `load_side_voltage`, never retried; any other is `nack`.
+ */
+function nackOutcome(profile: MqttFirmwareProfile, reply: Reply): { outcome: 'nack' | 'load_side_voltage'; detail: string } {
+  if (reply.reason !== undefined && profile.mqtt.loadSideRefusalReasons?.includes(reply.reason)) {
+    const volts = reply.loadSideVoltageV !== undefined ? `${reply.loadSideVoltageV} V` : 'voltage';
+    return { outcome: 'load_side_voltage', detail: `meter refused to close: ${volts} on the load side (reason ${JSON.stringify(reply.reason)})` };
+  }
+  return { outcome: 'nack', detail: `meter refused: ${reply.reason ?? 'no reason given'}` };
 }
 
 export class MqttDriver implements MeterDriver {
@@ -424,6 +438,7 @@ export class MqttDriver implements MeterDriver {
       const reading: RelayReading = { relay, at: reply.ts ?? receivedAt };
       if (reply.voltageV !== undefined) reading.voltageV = reply.voltageV;
       if (reply.energyWh !== undefined) reading.energyWh = reply.energyWh;
+      if (reply.loadSideVoltageV !== undefined) reading.loadSideVoltageV = reply.loadSideVoltageV;
       return reading;
     });
   }
@@ -495,9 +510,9 @@ export class MqttDriver implements MeterDriver {
           const latencyMs = receivedAt - publishedAt;
           if (reply.result === 'nack') {
             this.counters.nacks++;
-            const detail = `meter refused: ${reply.reason ?? 'no reason given'}`;
-            this.log.info({ ...ctx, detail }, 'nack');
-            settle({ outcome: 'nack', detail, evidence, latencyMs });
+            const { outcome, detail } = nackOutcome(profile, reply);
+            this.log.info({ ...ctx, outcome, detail }, 'nack');
+            settle({ outcome, detail, evidence, latencyMs });
             return;
           }
           const relay = relayFromWord(profile, reply.relay);

@@ -65,7 +65,7 @@ const PREFIX = 'meterline_';
  * metrics that prom-client's `collectDefaultMetrics` adds (they change with prom-client versions).
  */
 export const METRICS_TABLE: readonly MetricDescription[] = [
-  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, auth_failed, interrupted).' },
+  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, auth_failed, load_side_voltage, interrupted).' },
   { name: 'meterline_switch_attempt_duration_seconds', type: 'histogram', labels: ['protocol', 'action'], meaning: 'Time of one attempt from command sent to read-back judged.' },
   { name: 'meterline_orders_finished_total', type: 'counter', labels: ['action', 'state'], meaning: 'Switch orders that reached a final state (done, armed, failed, superseded, cancelled, refused, done_by_field…).' },
   { name: 'meterline_alerts_total', type: 'counter', labels: ['kind'], meaning: 'Alerts raised, each once (low success rate, circuit breaker opened, abnormal_consumption, register_discontinuity, relay_audit_* such as relay_audit_open_without_order…).' },
