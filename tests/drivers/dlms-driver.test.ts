@@ -245,7 +245,7 @@ describe('DlmsDriver (DLMS-specific)', () => {
     // First a meter that never answers SNRM (a timeout): the conversation before it finishes its release and DISC on
     // the bus first, and this one leaves nothing behind, so the bad FCS below hits the next conversation's UAs.
     m.linkFaults.noUa = 100;
-    expect((await fx.driver.readRelay(c17(), req())).outcome).toBe('timeout');
+    expect((await fx.driver.readRelay(c17(), req('read', 1000))).outcome).toBe('timeout'); // time to get the bus, then no UA
     m.linkFaults.noUa = 0;
     m.linkFaults.fcsErrors = 2; // two UAs with a bad FCS: discarded, the SNRM repeated
     expect((await fx.driver.readRelay(c17(), req('read', 1000))).outcome).toBe('ok');
