@@ -6,7 +6,7 @@ import type { GateDecision } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
-import type { RelayState, SwitchAction } from '../domain/relay.js';
+import type { OrderAction, RelayState, SwitchAction } from '../domain/relay.js';
 import type { Attempt, OrderEvent, OrderOrigin, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
 import type { AuditAnchor, AuditHead } from './audit-chain.js';
 import type { SealedKeySet } from '../keys/key-envelope.js';
@@ -57,7 +57,9 @@ export interface MeterView extends MeterRecord {
 
 export interface OrderRequest {
   meterId: string;
-  action: SwitchAction;
+  action: OrderAction;
+  /** For `limit`: the demand limit in watts, or null to remove it (DOMAIN.md rule 10); absent for relay orders. */
+  limitW?: number | null;
   reason: OrderReason;
   note: string | null;
   urgent: boolean;
@@ -277,7 +279,7 @@ export interface AttemptStatsRow {
   profileId: string;
   link: string;
   region: string;
-  action: SwitchAction;
+  action: OrderAction;
   attempts: number;
   ok: number;
   firstAttempts: number;
@@ -288,7 +290,7 @@ export interface OrderOutcomeRow {
   profileId: string;
   link: string;
   region: string;
-  action: SwitchAction;
+  action: OrderAction;
   finished: number;
   succeeded: number;
 }
@@ -329,6 +331,8 @@ export interface PaymentEffect {
   cancelledOrders: string[];
   /** The reconnect this payment created (the meter was off for arrears or credit, or being cut off). */
   reconnectOrderId: string | null;
+  /** The removal of a limit set for arrears this payment created (DOMAIN.md rule 10); absent on payments recorded before limits. */
+  limitRemovalOrderId?: string | null;
   note: string;
 }
 
@@ -617,8 +621,8 @@ export interface GatewayStore {
   listObservations(meterId: string, limit: number): Promise<ObservationRecord[]>;
   /** The meter's last `limit` readings of its energy register, oldest first (abnormal consumption, rule 20). */
   energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]>;
-  /** The last order of this action for the meter that ended done (or armed). */
-  lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined>;
+  /** The last order of this action for the meter that ended done (or armed): for `limit`, the limit in force. */
+  lastCompletedOrder(meterId: string, action: OrderAction): Promise<SwitchOrder | undefined>;
 
   // ---- field work orders (DOMAIN.md rule 11) ----
   /** Raise the order's work order (once) and put the order on slow remote retries. */

@@ -6,6 +6,7 @@ const base: SwitchOrder = {
   id: 'o1',
   meterId: 'M-1',
   action: 'disconnect',
+  limitW: null,
   reason: 'arrears',
   note: null,
   requestedBy: 'ops',

@@ -51,6 +51,7 @@ interface Case {
   now?: number;
   reason?: GateInput['order']['reason'];
   action?: GateInput['order']['action'];
+  limitW?: number | null;
   flags?: Partial<MeterFlags>;
   notices?: NoticeRecord[];
   /** When the pre-disconnect notification was sent and delivered (null: none sent; deliveredAt null: not delivered). */
@@ -83,6 +84,7 @@ function input(c: Case): GateInput {
     stage: c.stage ?? 'attempt',
     order: {
       action: c.action ?? 'disconnect',
+      limitW: c.limitW ?? null,
       reason,
       planId: plan ? plan.id : null,
       origin: c.origin ?? (reason === 'credit_exhausted' ? 'credit_control' : plan ? 'plan' : 'api'),
