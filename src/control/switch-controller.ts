@@ -406,8 +406,10 @@ export class SwitchController {
       }
       added.set(o.link, (added.get(o.link) ?? 0) + 1);
       meters.add(o.meterId);
-      if (o.action === 'disconnect') disconnects.push(o);
-      else chosen.push(o.id);
+      // Disconnects and limits pass the gate again right before the wire (a limit: protected mode and protected
+      // customers may have changed since it was admitted); reconnects are never held (rule 12).
+      if (o.action === 'reconnect') chosen.push(o.id);
+      else disconnects.push(o);
     }
     this.due = waiting;
     return { chosen, disconnects };
@@ -430,7 +432,7 @@ export class SwitchController {
   /**
    * A disconnect's last moment before the wire: the rules on fresh facts (a hold, refusal or second notice ends
    * here), the billing re-check for non-payment (paid cancels, unreachable holds), then an atomic re-check,
-   * cap reservation and lease. Only a leased order is sent.
+   * cap reservation and lease. Only a leased order is sent. Limit orders come this way too, for the limit rules.
    */
   private async dispatchDisconnect(order: DueOrder): Promise<void> {
     const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id });
@@ -441,8 +443,9 @@ export class SwitchController {
       this.deps.onOrderChange?.(gated.order);
       return;
     }
-    // Arrears: ask billing. A credit cut-off's balance is the gateway's own; a top-up has already cancelled it.
-    if (order.reason === 'arrears') {
+    // Arrears: ask billing. A credit cut-off's balance is the gateway's own; a top-up has already cancelled it. A
+    // limit is no cut: a payment lifts it (recordPayments), it is not re-checked.
+    if (order.action === 'disconnect' && order.reason === 'arrears') {
       const answer = await this.deps.payments.check({ meterId: order.meterId, orderId: order.id, reason: order.reason });
       if (answer.kind !== 'in_arrears') {
         const now = clock.now();

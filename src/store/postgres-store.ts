@@ -640,7 +640,7 @@ export class PostgresStore implements GatewayStore {
       if (!GATED_STATES.has(order.state)) return { leased: null, order, decision: null };
       if (await q.get(`SELECT 1 FROM orders WHERE meter_id = $1 AND state = 'in_flight'`, [order.meterId])) return { leased: null, order, decision: null };
       const today = localParts(now, policy.windows.timezone).date;
-      const reservesSlot = takesCapSlot(order.reason) && order.capDay !== today;
+      const reservesSlot = takesCapSlot(order) && order.capDay !== today;
       // The day's cap is counted and reserved by one lease at a time (across instances), so it is never overrun.
       if (reservesSlot) await q.run('SELECT pg_advisory_xact_lock(hashtext($1))', [`meterline:cap:${this.schema ?? 'public'}:${today}`]);
       const decision = evaluateDisconnectGate(await this.gateInput(q, order, now, 'attempt', policy));

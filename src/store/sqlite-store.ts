@@ -642,7 +642,7 @@ export class SqliteStore implements GatewayStore {
       if (this.s.meterInFlight.get(order.meterId)) return { leased: null, order, decision: null };
       const decision = evaluateDisconnectGate(this.gateInput(order, now, 'attempt', policy));
       if (decision.verdict !== 'allow') return { leased: null, order: this.applyGate(order, decision, now), decision };
-      if (takesCapSlot(order.reason)) {
+      if (takesCapSlot(order)) {
         const today = localParts(now, policy.windows.timezone).date;
         if (order.capDay !== today) {
           const region = (this.s.getMeter.get(order.meterId) as Row).region as string;

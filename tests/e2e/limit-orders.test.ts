@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DAY, bulkResults, iso, safetyWorldForFile } from '../safety/safety-harness.js';
+import { DAY, HOUR, bulkResults, isFinal, iso, safetyWorldForFile } from '../safety/safety-harness.js';
 
 /**
  * Load limiting as an order (issue 16 item 5, DOMAIN.md rule 10), end to end: the API, the control loop, a real
@@ -12,7 +12,7 @@ const PROTOCOLS = [{ protocol: 'mqtt', limiter: 'acme-em340-fw2.4', noLimiter: '
 describe.each(PROTOCOLS)('limit orders over $protocol', ({ limiter, noLimiter }) => {
   const meter = (meterId: string, profileId: string = limiter) => ({ meterId, profileId, initialRelay: 'connected' as const });
   const w = safetyWorldForFile(
-    [meter('L-SET'), meter('L-LIAR'), meter('L-NONE', noLimiter), meter('L-RULE10'), meter('L-PAID'), meter('L-PROT'), meter('L-BULK-1'), meter('L-BULK-2'), meter('L-BULK-NONE', noLimiter)],
+    [meter('L-SET'), meter('L-LIAR'), meter('L-NONE', noLimiter), meter('L-RULE10'), meter('L-PAID'), meter('L-PROT'), meter('L-BULK-1'), meter('L-BULK-2'), meter('L-BULK-NONE', noLimiter), meter('L-LATE-PM')],
     { policy: { nonPaymentRequiresPlan: false, limitBeforeCut: { enabled: true, days: 15 } } },
   );
   const limit = (meterId: string, body: Record<string, unknown>, key?: string) => w.http('POST', `/v1/meters/${meterId}/limit`, { key: key ?? w.f.operatorKey, headers: w.key(), body });
@@ -59,6 +59,19 @@ describe.each(PROTOCOLS)('limit orders over $protocol', ({ limiter, noLimiter })
     expect(JSON.parse(o.attempts[0].evidence.readBack)).toMatchObject({ loadLimitW: null }); // the truth
     expect(limitOfSimulated('L-LIAR')).toBeNull();
     expect((await meterView('L-LIAR')).flags.loadLimitedSince).toBeNull();
+  });
+
+  it('a limit admitted before the meter went into protected mode is refused before the wire (the gate runs again before every attempt); nothing is sent', async () => {
+    const set = await limit('L-LATE-PM', { limitW: 1000, reason: 'arrears', notBefore: iso(w.clock.now() + HOUR) });
+    expect(set.status, JSON.stringify(set.body)).toBe(202);
+    expect(set.body.state).toBe('queued');
+    await w.setFlags('L-LATE-PM', { protectedMode: true });
+    await w.advance(2 * HOUR);
+    const o = await w.waitUntilOrder(set.body.id, 'refused', isFinal);
+    expect(o.state).toBe('refused');
+    expect(o.stateReason).toMatch(/^E_PROTECTED_MODE: /);
+    expect(w.wire.commands.filter((c) => c.meterId === 'L-LATE-PM' && c.op !== 'read')).toEqual([]);
+    expect(limitOfSimulated('L-LATE-PM')).toBeNull();
   });
 
   it('a meter whose profile has no limiter: refused at admission with E_NO_LOAD_LIMITER naming the profile; nothing is created or sent', async () => {

@@ -61,8 +61,8 @@ export const REASON_RULES: Readonly<Record<DisconnectReason, ReasonRules>> = {
 
 const rulesOf = (reason: OrderReason): ReasonRules | undefined => REASON_RULES[reason as DisconnectReason];
 
-/** Whether a disconnect for this reason counts against the day's cap (rule 4). */
-export const takesCapSlot = (reason: OrderReason): boolean => rulesOf(reason)?.cap ?? false;
+/** Whether the order counts against the day's cap (rule 4): a disconnect for a reason the cap applies to; never a limit. */
+export const takesCapSlot = (order: { action: OrderAction; reason: OrderReason }): boolean => order.action === 'disconnect' && (rulesOf(order.reason)?.cap ?? false);
 
 /** The latest pre-disconnect notification of an order (rule 2) and what became of it. */
 export interface SecondNoticeFacts {
