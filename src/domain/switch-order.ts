@@ -164,5 +164,15 @@ export function priorityOf(action: OrderAction, urgent: boolean, limitW: number 
   return urgent ? PRIORITY.urgentReconnect : PRIORITY.reconnect;
 }
 
+/**
+ * An order's step in a meter's history, in words: the action and its state change; a verified limit reads "limit of
+ * 1500 W set" and a verified removal "limit removed" (the timeline's limit set / removed events).
+ */
+export function orderStepWords(o: Pick<SwitchOrder, 'action' | 'limitW'>, from: OrderState | null, to: OrderState): string {
+  if (o.action === 'limit' && to === 'done') return o.limitW === null ? 'limit removed' : `limit of ${o.limitW} W set`;
+  const what = o.action !== 'limit' ? o.action : o.limitW === null ? 'limit removal' : `limit ${o.limitW} W`;
+  return `${what} ${from ? `${from} → ` : ''}${to}`;
+}
+
 /** A limit order that sets a limit (not a removal): the orders the limit rules apply to. */
 export const setsLimit = (order: { action: OrderAction; limitW: number | null }): boolean => order.action === 'limit' && order.limitW !== null;

@@ -1121,12 +1121,13 @@ export class PostgresStore implements GatewayStore {
   }
 
   async relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>> {
-    const open = new Set((await this.r.all(`SELECT DISTINCT meter_id FROM orders WHERE meter_id = ANY($1::text[]) AND state IN ${OPEN_STATES}`, [meterIds])).map((r) => r.meter_id as string));
+    // The relay's orders only: a limit order says nothing of whether the relay should be open.
+    const open = new Set((await this.r.all(`SELECT DISTINCT meter_id FROM orders WHERE meter_id = ANY($1::text[]) AND action IN ('disconnect', 'reconnect') AND state IN ${OPEN_STATES}`, [meterIds])).map((r) => r.meter_id as string));
     const last = new Map(
       (
         await this.r.all(
           `SELECT DISTINCT ON (meter_id) meter_id, action, state, completed_at FROM orders
-           WHERE meter_id = ANY($1::text[]) AND state IN ('done', 'armed', 'done_by_field')
+           WHERE meter_id = ANY($1::text[]) AND action IN ('disconnect', 'reconnect') AND state IN ('done', 'armed', 'done_by_field')
            ORDER BY meter_id, completed_at DESC NULLS LAST, seq DESC`,
           [meterIds],
         )

@@ -1104,8 +1104,9 @@ export class SqliteStore implements GatewayStore {
 
   async relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>> {
     const out = new Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>();
-    const open = this.prep(`SELECT 1 FROM orders WHERE meter_id = ? AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`, true);
-    const last = this.prep(`SELECT action, state, completed_at FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
+    // The relay's orders only: a limit order says nothing of whether the relay should be open.
+    const open = this.prep(`SELECT 1 FROM orders WHERE meter_id = ? AND action IN ('disconnect', 'reconnect') AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`, true);
+    const last = this.prep(`SELECT action, state, completed_at FROM orders WHERE meter_id = ? AND action IN ('disconnect', 'reconnect') AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
     for (const id of meterIds) {
       const l = last.get(id) as { action: string; state: string; completed_at: number } | undefined;
       out.set(id, {

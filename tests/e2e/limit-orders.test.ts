@@ -46,6 +46,9 @@ describe.each(PROTOCOLS)('limit orders over $protocol', ({ limiter, noLimiter })
     const lifted = await meterView('L-SET');
     expect(lifted.loadLimit).toBeNull();
     expect(lifted.flags.loadLimitedSince).toBeNull();
+    const timeline = (await w.http('GET', '/v1/meters/L-SET/timeline')).body.items.filter((i: any) => i.kind === 'order').map((i: any) => i.summary);
+    expect(timeline.some((s: string) => s.startsWith('limit of 1500 W set: read-back shows a limit of 1500 W in force'))).toBe(true);
+    expect(timeline.some((s: string) => s.startsWith('limit removed: read-back shows no limit in force'))).toBe(true);
   });
 
   it('a meter that claims the limit without setting it is caught by the read-back: not done, retried', async () => {
@@ -106,6 +109,8 @@ describe.each(PROTOCOLS)('limit orders over $protocol', ({ limiter, noLimiter })
     expect(ok.body.created).toBe(2);
     for (const { id } of bulkResults(ok)) expect((await done(id)).state).toBe('done');
     expect(limitOfSimulated('L-BULK-1')).toBe(2000);
+    // Counted by action, like every attempt on the wire.
+    expect(String((await w.http('GET', '/metrics')).body)).toMatch(/meterline_switch_attempts_total\{[^}]*action="limit"[^}]*outcome="ok"[^}]*\} [1-9]/);
     expect(limitOfSimulated('L-BULK-2')).toBe(800);
   });
 
