@@ -517,9 +517,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX meter_key_sets_by_system_title ON meter_key_sets (system_title) WHERE system_title IS NOT NULL;
   `,
   // Load limiting as an order (issue 16 item 5, DOMAIN.md rule 10): a limit order's demand limit in watts, NULL for a
-  // removal and for every relay order.
+  // removal and for every relay order; a plan's limit, NULL for a disconnect plan.
   `
   ALTER TABLE orders ADD COLUMN limit_w INTEGER;
+  ALTER TABLE plans ADD COLUMN limit_w INTEGER;
   `,
 ];
 

@@ -309,6 +309,7 @@ export function planFromRows(r: Row, items: readonly Row[]): PlanView {
     windowFrom: num(r.window_from),
     windowTo: num(r.window_to),
     reason: r.reason as PlanDraft['reason'],
+    limitW: numOrNull(r.limit_w),
     note: strOrNull(r.note),
     author: r.author as string,
     createdAt: num(r.created_at),
@@ -420,11 +421,14 @@ export function orderAdmissionAudit(req: OrderRequest, orderId: string, outcome:
 /** The audit action of an admitted order: a safety disconnect is audited as an emergency (DOMAIN.md rule 7). */
 export const orderAdmissionAction = (req: OrderRequest): string => (req.action === 'disconnect' && req.reason === 'safety' ? 'order.disconnect.emergency' : `order.${req.action}`);
 
-/** The disconnect orders an approved plan creates, one per meter, each keyed to its place in the plan. */
+/**
+ * The orders an approved plan creates, one per meter, each keyed to its place in the plan: disconnects, or for a
+ * limiting plan (rule 10) limit orders of the plan's watts.
+ */
 export function planOrderRequests(plan: PlanView, approver: string, now: number): OrderRequest[] {
   return plan.items.map((item, i) => ({
     meterId: item.meterId,
-    action: 'disconnect',
+    ...(plan.limitW !== null ? { action: 'limit' as const, limitW: plan.limitW } : { action: 'disconnect' as const }),
     reason: plan.reason,
     note: `plan ${plan.id} drafted by ${plan.author}, approved by ${approver}${plan.note ? `: ${plan.note}` : ''}`,
     urgent: false,

@@ -160,6 +160,8 @@ export interface MeterFactsRow {
 
 export interface PlanDraft {
   reason: 'arrears' | 'credit_exhausted';
+  /** A limiting plan (rule 10): each meter gets a limit order of this many watts instead of a disconnect; absent or null: a disconnect plan. */
+  limitW?: number | null;
   note: string | null;
   windowFrom: number;
   windowTo: number;
@@ -168,6 +170,7 @@ export interface PlanDraft {
 
 export interface PlanView extends PlanFacts {
   reason: PlanDraft['reason'];
+  limitW: number | null;
   note: string | null;
   author: string;
   createdAt: number;

@@ -12,7 +12,7 @@ const PROTOCOLS = [{ protocol: 'mqtt', limiter: 'acme-em340-fw2.4', noLimiter: '
 describe.each(PROTOCOLS)('limit orders over $protocol', ({ limiter, noLimiter }) => {
   const meter = (meterId: string, profileId: string = limiter) => ({ meterId, profileId, initialRelay: 'connected' as const });
   const w = safetyWorldForFile(
-    [meter('L-SET'), meter('L-LIAR'), meter('L-NONE', noLimiter), meter('L-RULE10'), meter('L-PAID'), meter('L-PROT'), meter('L-BULK-1'), meter('L-BULK-2'), meter('L-BULK-NONE', noLimiter), meter('L-LATE-PM')],
+    [meter('L-SET'), meter('L-LIAR'), meter('L-NONE', noLimiter), meter('L-RULE10'), meter('L-PAID'), meter('L-PROT'), meter('L-BULK-1'), meter('L-BULK-2'), meter('L-BULK-NONE', noLimiter), meter('L-LATE-PM'), meter('L-PLAN-1'), meter('L-PLAN-2'), meter('L-PLAN-NONE', noLimiter)],
     { policy: { nonPaymentRequiresPlan: false, limitBeforeCut: { enabled: true, days: 15 } } },
   );
   const limit = (meterId: string, body: Record<string, unknown>, key?: string) => w.http('POST', `/v1/meters/${meterId}/limit`, { key: key ?? w.f.operatorKey, headers: w.key(), body });
@@ -112,6 +112,25 @@ describe.each(PROTOCOLS)('limit orders over $protocol', ({ limiter, noLimiter })
     // Counted by action, like every attempt on the wire.
     expect(String((await w.http('GET', '/metrics')).body)).toMatch(/meterline_switch_attempts_total\{[^}]*action="limit"[^}]*outcome="ok"[^}]*\} [1-9]/);
     expect(limitOfSimulated('L-BULK-2')).toBe(800);
+  });
+
+  it('plans: a limiting plan (limitW), approved by a supervisor who is not its author, limits every meter for arrears; a meter without limiter refuses the draft', async () => {
+    const draft = (meters: string[]) =>
+      w.http('POST', '/v1/plans', { key: w.f.operatorKey, headers: w.key(), body: { reason: 'arrears', limitW: 1100, windowFrom: iso(w.clock.now() - 60_000), windowTo: iso(w.clock.now() + DAY), meters } });
+    const none = await draft(['L-PLAN-1', 'L-PLAN-NONE']);
+    expect(none.status).toBe(409);
+    expect(none.body.code).toBe('E_NO_LOAD_LIMITER');
+    const plan = await draft(['L-PLAN-1', 'L-PLAN-2']);
+    expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+    expect(plan.body).toMatchObject({ action: 'limit', limitW: 1100, status: 'draft' });
+    const approved = await w.http('POST', `/v1/plans/${plan.body.id}/approve`, { key: w.f.supervisorKey, headers: w.key() });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+    for (const item of approved.body.items) {
+      const o = await done(item.orderId);
+      expect(o).toMatchObject({ action: 'limit', limitW: 1100, reason: 'arrears', planId: plan.body.id, state: 'done' });
+      expect(limitOfSimulated(item.meterId)).toBe(1100);
+    }
+    expect(w.disconnectsOnWire('L-PLAN-1') + w.disconnectsOnWire('L-PLAN-2')).toBe(0);
   });
 
   it('a payment for a meter limited for arrears admits the removal, which is verified; no reconnect is made for a meter that was never cut', async () => {

@@ -5,10 +5,10 @@ import { z } from 'zod';
 import { ERRORS, MeterlineError, type ErrorCode } from '../../errors.js';
 import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
 import { REASON_RULES } from '../../domain/policy/disconnect-gate.js';
-import { hasLoadLimiter } from '../../domain/load-limiter.js';
 import type { OrderReason } from '../../domain/switch-order.js';
 import { checkDisconnectReason, requirePermission, type Role } from '../auth.js';
 import { idempotentWrite } from '../idempotent-write.js';
+import { requireLoadLimiters } from '../limit-admission.js';
 import { bulkBodyLimit } from '../request-body.js';
 import type { ApiDeps } from '../deps.js';
 import {
@@ -58,12 +58,7 @@ function checkDisconnect(role: Role, body: DisconnectInput): void {
 async function checkLimit(deps: ApiDeps, meterId: string, body: LimitInput): Promise<void> {
   const problem = limitReasonProblem(body);
   if (problem !== null) throw new MeterlineError('E_VALIDATION', `${problem}; nothing was created`);
-  const meter = await deps.store.getMeter(meterId);
-  if (!meter) return; // the store's admission refuses it with E_METER_NOT_FOUND
-  const profile = deps.profiles.get(meter.profileId);
-  if (!profile || !hasLoadLimiter(profile)) {
-    throw new MeterlineError('E_NO_LOAD_LIMITER', `meter ${meterId}'s firmware profile ${meter.profileId} has no load limiter, so a limit could never be verified by read-back; nothing was created`, { meterId, profileId: meter.profileId });
-  }
+  await requireLoadLimiters(deps, [meterId]);
 }
 
 function toRequest(meterId: string, action: 'reconnect' | 'disconnect' | 'limit', body: ReconnectInput | DisconnectInput | LimitInput, requestedBy: string, key: string): OrderRequest {
