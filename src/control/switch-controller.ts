@@ -439,7 +439,7 @@ export class SwitchController {
     const { store, clock, policy } = this.deps;
     const gated = await store.gateDisconnect(order.id, clock.now(), policy);
     if (!gated.decision || gated.decision.verdict !== 'allow') {
-      if (gated.decision) log.info({ verdict: gated.decision.verdict, state: gated.order.state, reason: gated.order.stateReason }, 'disconnect not sent now');
+      if (gated.decision) log.info({ verdict: gated.decision.verdict, state: gated.order.state, reason: gated.order.stateReason }, `${order.action} not sent now`);
       this.deps.onOrderChange?.(gated.order);
       return;
     }

@@ -169,7 +169,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     bodyLimit: bulkLimit,
     schema: {
       summary: `Create up to ${BULK_LIMIT} switch orders in one request`,
-      description: `All or nothing: if any meter is unknown or the key was used for another request, nothing is created. Each order gets the idempotency key "<Idempotency-Key>#<index>", so retrying the same request returns the same orders. More than ${BULK_LIMIT} orders: 413 E_BULK_TOO_LARGE; a body over ${bulkLimit} bytes: 413 E_BODY_TOO_LARGE.`,
+      description: `Lines are reconnect, disconnect or limit orders (a limit line carries limitW, null to remove). All or nothing: if any meter is unknown, any limit line names a meter without load limiter (409 E_NO_LOAD_LIMITER) or the key was used for another request, nothing is created. Each order gets the idempotency key "<Idempotency-Key>#<index>", so retrying the same request returns the same orders. More than ${BULK_LIMIT} orders: 413 E_BULK_TOO_LARGE; a body over ${bulkLimit} bytes: 413 E_BODY_TOO_LARGE.`,
       tags: ['switching'],
       headers: IdempotencyHeaders,
       body: BulkBody,
