@@ -44,6 +44,10 @@ export interface BusMeterSpec {
   maxPduSize?: number;
   /** Whether the meter grants general-protection (general-glo/ded-ciphering). Default true. */
   generalProtection?: boolean;
+  /** The class 71 limiter (default: one at 0-0:17.0.0.255 with double-long-unsigned watts); `false` = none. */
+  limiter?: DlmsSimMeterOptions['limiter'];
+  /** The meter refuses to close with voltage on its load side (rule 14; the `backfeed` fault puts it there). */
+  checksLoadSide?: boolean;
 }
 
 interface LinkState {
@@ -72,8 +76,8 @@ export interface SimulatedBusMeter {
 /** The meter model and its COSEM side for one spec (the bus, the TCP wrapper server and the CLI share it). */
 export function simulatedDlmsMeter(s: BusMeterSpec, now: () => number): { meter: SimulatedMeter; cosem: DlmsSimMeter } {
   const closes = s.controlMode === 0 || s.controlMode === 2 || s.controlMode === 4;
-  const meter = new SimulatedMeter({ id: s.meterId, remoteReconnect: closes ? 'closes' : 'arms', now, ...(s.initialRelay ? { initialRelay: s.initialRelay } : {}), ...(s.faults ? { faults: s.faults } : {}) });
-  const spec: DlmsSimMeterOptions = { meter, physicalAddress: s.physicalAddress, controlMode: s.controlMode, ...(s.logicalAddress !== undefined ? { logicalAddress: s.logicalAddress } : {}), ...(s.password !== undefined ? { password: s.password } : {}), ...(s.keys ? { keys: s.keys } : {}), ...(s.maxPduSize !== undefined ? { maxPduSize: s.maxPduSize } : {}), ...(s.generalProtection !== undefined ? { generalProtection: s.generalProtection } : {}) };
+  const meter = new SimulatedMeter({ id: s.meterId, remoteReconnect: closes ? 'closes' : 'arms', now, ...(s.initialRelay ? { initialRelay: s.initialRelay } : {}), ...(s.faults ? { faults: s.faults } : {}), ...(s.checksLoadSide ? { checksLoadSide: true } : {}) });
+  const spec: DlmsSimMeterOptions = { meter, physicalAddress: s.physicalAddress, controlMode: s.controlMode, ...(s.logicalAddress !== undefined ? { logicalAddress: s.logicalAddress } : {}), ...(s.password !== undefined ? { password: s.password } : {}), ...(s.keys ? { keys: s.keys } : {}), ...(s.maxPduSize !== undefined ? { maxPduSize: s.maxPduSize } : {}), ...(s.generalProtection !== undefined ? { generalProtection: s.generalProtection } : {}), ...(s.limiter !== undefined ? { limiter: s.limiter } : {}) };
   return { meter, cosem: new DlmsSimMeter(spec) };
 }
 

@@ -30,6 +30,7 @@ import { encodeScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, Unit, type Scal
 import { LLC_RESPONSE, withLlc } from '../drivers/dlms/llc.js';
 import { AccessResult, decodeRequest, encodeResponse, ServiceError, StateError, type XdlmsRequest, type XdlmsResponse } from '../drivers/dlms/xdlms-apdu.js';
 import type { MeterReply, SimulatedMeter } from './meter-model.js';
+import { SimulatedLimiter, type SimLimiterOptions } from './dlms-limiter.js';
 
 /**
  * The COSEM application side of one simulated DLMS meter: association (AARQ/AARE with LLS password, or HLS-GMAC
@@ -43,7 +44,8 @@ import type { MeterReply, SimulatedMeter } from './meter-model.js';
  * state, output state, a register value) calls `handle('read')`; an ACTION calls `handle('disconnect' |
  * 'reconnect')`; every later read in the same association is answered from that reply. So a lying meter
  * claims the asked state within the command's association, a stuck one shows the unchanged state, and
- * a fresh association (the gateway's read-back) sees the truth. When the model stays silent (offline,
+ * a fresh association (the gateway's read-back) sees the truth. A SET of the limiter's threshold_normal (class 71,
+ * dlms-limiter.ts) calls `handle('limit')` the same way, and threshold_active is read from that reply. When the model stays silent (offline,
  * dropped command) the meter answers nothing more until the next SNRM.
  *
  * Ciphered service requests come as glo-/ded-xxx or, when the association negotiated general-protection (conformance
@@ -73,6 +75,12 @@ export interface SimMeterKeys {
   /** Master key (KEK): global_key_transfer (class 64 method 2) is unwrapped with it; without one it is refused. */
   masterKey?: Buffer;
 }
+
+/**
+ * Where the simulated meter keeps the voltage on the load side of its disconnector (class 3 Register, DOMAIN.md rule
+ * 14). The standard has no instance for it: like real makers, a manufacturer-specific code (value group E 128–254).
+ */
+export const LOAD_SIDE_VOLTAGE_OBIS = parseObis('1-0:32.7.128.255');
 
 /** The frame counter object the public client may read: class 1 Data, 0-0:43.1.0.255 (IDIS invocation counter). */
 export const FRAME_COUNTER_OBIS = parseObis('0-0:43.1.0.255');
@@ -114,6 +122,8 @@ export interface DlmsSimMeterOptions {
   maxPduSize?: number;
   /** Whether the meter grants general-protection (general-glo/ded-ciphering) when the client proposes it. Default true. */
   generalProtection?: boolean;
+  /** The load limiter (class 71) over the model's demand limit: on by default at 0-0:17.0.0.255; `false` = the meter has none. */
+  limiter?: SimLimiterOptions | false;
 }
 
 /** What the meter puts on the wire for one request: an information field (LLC + APDU, or garbage), when. */
@@ -135,6 +145,8 @@ export class DlmsSimMeter {
   readonly controlMode: ControlMode;
   password: string | undefined;
   keys: SimMeterKeys | undefined;
+  /** The class 71 limiter, undefined for a meter without one; its `readOnly` is the refused-SET fault. */
+  readonly limiter: SimulatedLimiter | undefined;
   readonly faults: DlmsMeterFaults = { temporaryFailures: 0, wrongKey: false, counterAhead: 0, refuseKeyTransfer: false, loseKeyTransferAnswer: false };
   /** Associations accepted and refused, for tests. */
   readonly counters = { associations: 0, refused: 0, releases: 0, blocksSent: 0, hlsFailures: 0, rejectedCounters: 0, publicAssociations: 0, keyTransfers: 0, keyTransfersRefused: 0 };
@@ -173,6 +185,7 @@ export class DlmsSimMeter {
     this.energySu = o.energyScalerUnit ?? { scaler: 0, unit: Unit.Wh };
     this.voltageSu = o.voltageScalerUnit ?? { scaler: -1, unit: Unit.V };
     this.maxPduSize = o.maxPduSize ?? 1024;
+    this.limiter = o.limiter === false ? undefined : new SimulatedLimiter(o.limiter);
     this.serverConformance = o.generalProtection === false ? SERVER_CONFORMANCE : SERVER_CONFORMANCE | CONFORMANCE.generalProtection;
     const arms = remoteReconnectOutcome(o.controlMode) === 'armed';
     if (o.controlMode !== 0 && arms !== (o.meter.remoteReconnect === 'arms')) {
@@ -248,7 +261,7 @@ export class DlmsSimMeter {
       case 'get-next':
         return this.nextBlock(req.invokeId, req.block);
       case 'set':
-        return this.respond(this.set(req, now));
+        return this.set(req, now);
       case 'action':
         return this.action(req, now);
     }
@@ -460,9 +473,10 @@ export class DlmsSimMeter {
   }
 
   /** The model's reply this association rests on, taking it now if there is none yet. */
-  private take(op: 'read' | 'disconnect' | 'reconnect', now: number): MeterReply | undefined {
+  private take(op: 'read' | 'disconnect' | 'reconnect' | 'limit', now: number, limitW?: number | null): MeterReply | undefined {
     if (op === 'read' && this.snapshot) return this.snapshot;
-    const reply = this.meter.handle(op, now, { cid: `dlms:${this.logicalAddress}/${this.physicalAddress}:${this.conversation}:${op}` });
+    const cid = `dlms:${this.logicalAddress}/${this.physicalAddress}:${this.conversation}:${op}`;
+    const reply = this.meter.handle(op, now, op === 'limit' ? { cid, limitW: limitW ?? null } : { cid });
     if (!reply) {
       this.silent = true;
       return undefined;
@@ -487,7 +501,7 @@ export class DlmsSimMeter {
       if (a === DisconnectControlAttribute.outputState) return live((r) => data.boolean(r.relay === 'connected'));
       if (a === DisconnectControlAttribute.controlState) return live((r) => data.enum(controlStateFromRelay(r.relay)));
       if (a === DisconnectControlAttribute.controlMode) return reply(data.enum(this.controlMode));
-    } else if (sameLogicalName(ln, OBIS.activeEnergyImport) || sameLogicalName(ln, OBIS.voltageL1)) {
+    } else if (sameLogicalName(ln, OBIS.activeEnergyImport) || sameLogicalName(ln, OBIS.voltageL1) || sameLogicalName(ln, LOAD_SIDE_VOLTAGE_OBIS)) {
       if (classId !== REGISTER_CLASS_ID) return this.respond(this.refuse(req, AccessResult.objectClassInconsistent));
       const energy = sameLogicalName(ln, OBIS.activeEnergyImport);
       const su = energy ? this.energySu : this.voltageSu;
@@ -495,7 +509,8 @@ export class DlmsSimMeter {
       if (a === RegisterAttribute.scalerUnit) return reply(encodeScalerUnit(su));
       if (a === RegisterAttribute.value) {
         return live((r) => {
-          const raw = Math.round((energy ? r.energyWh : r.voltageV) / 10 ** su.scaler);
+          const volts = sameLogicalName(ln, OBIS.voltageL1) ? r.voltageV : r.loadSideVoltageV;
+          const raw = Math.round((energy ? r.energyWh : volts) / 10 ** su.scaler);
           return energy ? data.doubleLongUnsigned(raw) : data.longUnsigned(raw);
         });
       }
@@ -503,6 +518,9 @@ export class DlmsSimMeter {
       if (classId !== CLOCK_CLASS_ID) return this.respond(this.refuse(req, AccessResult.objectClassInconsistent));
       if (a === ClockAttribute.logicalName) return reply(data.octetString(Uint8Array.from(ln)));
       if (a === ClockAttribute.time) return reply(data.octetString(encodeDateTime(now + this.clockOffsetMs)));
+    } else if (this.limiter && sameLogicalName(ln, this.limiter.logicalName)) {
+      const g = this.limiter.get(classId, a);
+      return 'value' in g ? reply(g.value) : 'live' in g ? live(g.live) : this.respond(this.refuse(req, g.refused));
     } else return this.respond(this.refuse(req, AccessResult.objectUndefined));
     return this.respond(this.refuse(req, AccessResult.objectUndefined));
   }
@@ -532,17 +550,30 @@ export class DlmsSimMeter {
     return this.respond({ kind: 'get-block', invokeId: b.invokeId, lastBlock, block: b.sent, result: { raw: chunk } });
   }
 
-  /** Only the clock's time is writable here; everything else is read-write-denied (access rights of a public client). */
-  private set(req: Extract<XdlmsRequest, { kind: 'set' }>, now: number): XdlmsResponse {
+  /**
+   * The clock's time and the limiter's threshold_normal and min_over_threshold_duration are writable here; everything
+   * else is read-write-denied (access rights of a public client). A new threshold is the meter model's decision
+   * (`handle('limit')`): silent, garbled or refused as its faults say.
+   */
+  private set(req: Extract<XdlmsRequest, { kind: 'set' }>, now: number): MeterAnswer | undefined {
     const { classId, logicalName: ln, attribute: a } = req.attribute;
+    const result = (code: number, delayMs = 0) => this.respond({ kind: 'set', invokeId: req.invokeId, result: code }, delayMs);
     if (classId === CLOCK_CLASS_ID && sameLogicalName(ln, OBIS.clock) && a === ClockAttribute.time) {
       const t = req.value.type === 'octet-string' ? decodeDateTime(req.value.value) : 'not an octet-string';
-      if (typeof t === 'string') return { kind: 'set', invokeId: req.invokeId, result: AccessResult.typeUnmatched };
+      if (typeof t === 'string') return result(AccessResult.typeUnmatched);
       this.clockOffsetMs = t - now;
-      return { kind: 'set', invokeId: req.invokeId, result: AccessResult.success };
+      return result(AccessResult.success);
+    }
+    if (this.limiter && sameLogicalName(ln, this.limiter.logicalName)) {
+      const s = this.limiter.set(classId, a, req.value);
+      if ('result' in s) return result(s.result);
+      const r = this.take('limit', now, s.limitW);
+      if (!r) return undefined;
+      if (r.garbled) return { info: r.garbage ?? new Uint8Array([0xff]), delayMs: r.replyDelayMs };
+      return result(r.result === 'nack' ? AccessResult.otherReason : AccessResult.success, r.replyDelayMs);
     }
     const known = [OBIS.disconnectControl, OBIS.activeEnergyImport, OBIS.voltageL1, OBIS.clock].some((k) => sameLogicalName(k, ln as LogicalName));
-    return { kind: 'set', invokeId: req.invokeId, result: known ? AccessResult.readWriteDenied : AccessResult.objectUndefined };
+    return result(known ? AccessResult.readWriteDenied : AccessResult.objectUndefined);
   }
 
   /**
@@ -598,6 +629,8 @@ export class DlmsSimMeter {
     const r = this.take(method === DisconnectControlMethod.remoteDisconnect ? 'disconnect' : 'reconnect', now);
     if (!r) return undefined;
     if (r.garbled) return { info: r.garbage ?? new Uint8Array([0xff]), delayMs: r.replyDelayMs };
+    // A close refused for a live load side: temporary-failure, as the condition may clear (the profile names the result).
+    if (r.refusal === 'load_side_voltage') return result(AccessResult.temporaryFailure, r.replyDelayMs);
     if (r.result === 'nack') return result(AccessResult.otherReason, r.replyDelayMs);
     return result(AccessResult.success, r.replyDelayMs);
   }

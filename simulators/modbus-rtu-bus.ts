@@ -3,6 +3,7 @@ import { SerialPort } from 'serialport';
 import type { ModbusFirmwareProfile } from '../src/domain/firmware-profile.js';
 import type { RelayState } from '../src/domain/relay.js';
 import { preciseSleep } from '../drivers/modbus/bus-clock.js';
+import { FunctionCode } from '../drivers/modbus/modbus-codes.js';
 import { bitsPerCharacter, decodeRtuFrame, encodeRtuFrame, interFrameSilenceMs, requestFrameLength } from '../drivers/modbus/rtu-frame.js';
 import { SimulatedMeter, type MeterFaults } from './meter-model.js';
 import { ModbusSimDevice, type DeviceAnswer } from './modbus-device.js';
@@ -48,6 +49,14 @@ export interface ModbusRtuBusOptions {
   logger?: Logger;
 }
 
+/** Function codes a master may broadcast: the writes (MB AP §6.5, §6.6, §6.11, §6.12). */
+const BROADCAST_WRITES: ReadonlySet<number> = new Set([
+  FunctionCode.WRITE_SINGLE_COIL,
+  FunctionCode.WRITE_SINGLE_REGISTER,
+  FunctionCode.WRITE_MULTIPLE_COILS,
+  FunctionCode.WRITE_MULTIPLE_REGISTERS,
+]);
+
 /** A reply the simulator owes: delayed on purpose (a fault), and when its last byte should leave. */
 interface ReplyInfo {
   late: boolean;
@@ -79,6 +88,8 @@ export class ModbusRtuBus {
      */
     lateReplyCollisions: 0,
     portOpens: 0,
+    /** Broadcast requests (unit 0) taken: executed by every slave, answered by none. */
+    broadcasts: 0,
   };
   /** The first violations, for the test's failure message. */
   readonly violations: BusViolation[] = [];
@@ -121,6 +132,8 @@ export class ModbusRtuBus {
       const meter = new SimulatedMeter({
         id: d.meterId,
         remoteReconnect: d.profile.relay.remoteReconnect,
+        // A profile that says how the device reports a refused close describes a device that checks its load side.
+        checksLoadSide: d.profile.modbus.closeRefusal !== undefined,
         now: this.now,
         ...(d.initialRelay ? { initialRelay: d.initialRelay } : {}),
         ...(d.initialEnergyWh !== undefined ? { initialEnergyWh: d.initialEnergyWh } : {}),
@@ -277,12 +290,24 @@ export class ModbusRtuBus {
       }
     }
     if (this.rx.length > 0) {
-      // Bytes that fit no frame (or not yet): a real slave drops them after silence.
-      this.gapTimer = setTimeout(() => {
-        this.counters.noiseBytes += this.rx.length;
-        this.counters.badRequests++;
-        this.rx = Buffer.alloc(0);
-      }, this.options.noiseGapMs ?? 20);
+      // A function code whose length framing cannot tell (one this slave does not implement, or noise in the
+      // function code byte): the frame ends at t3.5 of silence (Serial Line §2.5.1.1). A frame whose CRC checks is
+      // answered (exception 01, illegal function); anything else is noise. Bytes of a known frame that stop short
+      // are dropped after `noiseGapMs`.
+      const unsized = requestFrameLength(this.rx) === 'unknown';
+      this.gapTimer = setTimeout(
+        () => {
+          const bytes = this.rx;
+          this.rx = Buffer.alloc(0);
+          if (unsized && decodeRtuFrame(bytes).ok) {
+            this.onFrame(Buffer.from(bytes), this.rxStartedAt);
+            return;
+          }
+          this.counters.noiseBytes += bytes.length;
+          this.counters.badRequests++;
+        },
+        unsized ? this.interFrameMs : (this.options.noiseGapMs ?? 20),
+      );
     }
   }
 
@@ -293,7 +318,15 @@ export class ModbusRtuBus {
       return;
     }
     this.counters.requests++;
-    if (checked.unitId === 0) return; // broadcast: never answered (Serial Line §2.1)
+    if (checked.unitId === 0) {
+      // Broadcast (Serial Line §2.1, MB AP §4.1): every slave executes a write, and none answers; a read cannot
+      // be broadcast and is ignored.
+      if (!BROADCAST_WRITES.has(checked.pdu[0]!)) return;
+      this.counters.broadcasts++;
+      const now = this.now();
+      for (const d of this.devices.values()) d.answer(checked.pdu, now);
+      return;
+    }
     const device = this.devices.get(checked.unitId);
     if (!device) {
       this.counters.unknownUnit++;

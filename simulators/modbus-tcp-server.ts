@@ -21,6 +21,8 @@ export interface TcpServerDeviceSpec {
   meterId: string;
   profile: ModbusFirmwareProfile;
   initialRelay?: RelayState;
+  /** The energy register at start (Wh), as on the RTU bus. Default 0. */
+  initialEnergyWh?: number;
   faults?: Partial<MeterFaults>;
 }
 
@@ -51,7 +53,8 @@ export class ModbusTcpServer {
     const now = options.now ?? Date.now;
     for (const d of options.devices) {
       if (this.devices.has(d.unitId)) throw new Error(`unit id ${d.unitId} is used twice`);
-      const meter = new SimulatedMeter({ id: d.meterId, remoteReconnect: d.profile.relay.remoteReconnect, now, ...(d.initialRelay ? { initialRelay: d.initialRelay } : {}), ...(d.faults ? { faults: d.faults } : {}) });
+      // A profile that says how the device reports a refused close describes a device that checks its load side.
+      const meter = new SimulatedMeter({ id: d.meterId, remoteReconnect: d.profile.relay.remoteReconnect, checksLoadSide: d.profile.modbus.closeRefusal !== undefined, now, ...(d.initialRelay ? { initialRelay: d.initialRelay } : {}), ...(d.initialEnergyWh !== undefined ? { initialEnergyWh: d.initialEnergyWh } : {}), ...(d.faults ? { faults: d.faults } : {}) });
       const device = new ModbusSimDevice(d.unitId, meter, d.profile);
       this.devices.set(d.unitId, device);
       this.byMeter.set(d.meterId, device);

@@ -28,6 +28,8 @@ export interface FleetMeterSpec {
   /** Constant load in W while connected (default 1 kW). */
   loadW?: number;
   faults?: Partial<MeterFaults>;
+  /** The meter refuses to close with voltage on its load side (rule 14). Default: as the profile says (`checkedBy: "meter"`). */
+  checksLoadSide?: boolean;
 }
 
 export interface MqttFleetOptions {
@@ -145,6 +147,7 @@ export class MqttFleet {
         initialEnergyWh: spec.initialEnergyWh,
         ...(spec.loadW !== undefined ? { loadW: spec.loadW } : {}),
         faults: spec.faults,
+        checksLoadSide: spec.checksLoadSide ?? spec.profile.relay.loadSideVoltageCheck.checkedBy === 'meter',
       });
       meter.onChange(onChange);
       this.entries.set(spec.meterId, { meter, profile: spec.profile });
@@ -318,9 +321,12 @@ export class MqttFleet {
         relay: entry.profile.mqtt.relayValues[reply.relay],
         voltageV: reply.voltageV,
         energyWh: reply.energyWh,
+        loadSideVoltageV: reply.loadSideVoltageV,
         ts: reply.ts,
       };
-      if (reply.reason !== undefined) body.reason = reply.reason;
+      // A close refused for a live load side carries the firmware's own word for it (the profile's first).
+      const refusalWord = reply.refusal === 'load_side_voltage' ? entry.profile.mqtt.loadSideRefusalReasons?.[0] : undefined;
+      if (refusalWord !== undefined || reply.reason !== undefined) body.reason = refusalWord ?? reply.reason;
       // Firmware with a limiter says the limit in force in every reply, so a read-back shows it.
       if (entry.profile.mqtt.limitOp !== undefined) body.loadLimitW = reply.loadLimitW;
       payload = JSON.stringify(body);

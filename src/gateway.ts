@@ -158,6 +158,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
           env: secretEnv,
           renew: (meterId, actor) => renewMeterKeys({ store, keyring, drivers: links.drivers, profiles, now: () => clock.now(), logger: logger.child({ component: 'key-renewal' }) }, meterId, actor),
         },
+        links: () => links.linkHealth(),
         health: gatewayHealth(store, links, controller),
         stopping: () => stopping,
       },

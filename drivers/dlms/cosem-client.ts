@@ -73,13 +73,13 @@ export class CosemClient {
     const what = `GET ${describeAttribute(attribute)}`;
     let res = await this.service({ kind: 'get', invokeId: this.nextInvokeId(), attribute }, what);
     if (res.kind === 'get') {
-      if ('error' in res.result) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result.error)}`, this.answers.at(-1));
+      if ('error' in res.result) throw this.refused(what, res.result.error);
       return res.result.data;
     }
     const blocks: Uint8Array[] = [];
     for (let expected = 1; ; expected++) {
       if (res.kind !== 'get-block') throw this.garbledLast(`${what}: expected a data block, got ${res.kind}`);
-      if ('error' in res.result) throw new DlmsWireFailure('nack', `${what}: block ${res.block}: ${describeResult(res.result.error)}`, this.answers.at(-1));
+      if ('error' in res.result) throw this.refused(`${what}: block ${res.block}`, res.result.error);
       if (res.block !== expected) throw this.garbledLast(`${what}: block ${res.block} where ${expected} was due`);
       blocks.push(res.result.raw);
       if (res.lastBlock) break;
@@ -97,15 +97,15 @@ export class CosemClient {
     const what = `SET ${describeAttribute(attribute)} = ${describeData(value)}`;
     const res = await this.service({ kind: 'set', invokeId: this.nextInvokeId(), attribute, value }, what);
     if (res.kind !== 'set') throw this.garbledLast(`${what}: answered with ${res.kind}`);
-    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
+    if (res.result !== AccessResult.success) throw this.refused(what, res.result);
   }
 
-  /** ACTION-Request-Normal; resolves on action-result success, throws `nack` naming any other result. */
+  /** ACTION-Request-Normal; resolves on action-result success, throws `nack` naming (and carrying) any other result. */
   async action(method: CosemMethod, parameter: DlmsData): Promise<void> {
     const what = `ACTION ${describeAttribute(method)}`;
     const res = await this.service({ kind: 'action', invokeId: this.nextInvokeId(), method, parameter }, what);
     if (res.kind !== 'action') throw this.garbledLast(`${what}: answered with ${res.kind}`);
-    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
+    if (res.result !== AccessResult.success) throw this.refused(what, res.result);
   }
 
   /** ACTION-Request-Normal whose answer carries return parameters (reply_to_HLS_authentication); `nack` on any other result. */
@@ -113,8 +113,8 @@ export class CosemClient {
     const what = `ACTION ${describeAttribute(method)}`;
     const res = await this.service({ kind: 'action', invokeId: this.nextInvokeId(), method, parameter }, what);
     if (res.kind !== 'action') throw this.garbledLast(`${what}: answered with ${res.kind}`);
-    if (res.result !== AccessResult.success) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.result)}`, this.answers.at(-1));
-    if (res.returned && 'error' in res.returned) throw new DlmsWireFailure('nack', `${what}: ${describeResult(res.returned.error)}`, this.answers.at(-1));
+    if (res.result !== AccessResult.success) throw this.refused(what, res.result);
+    if (res.returned && 'error' in res.returned) throw this.refused(what, res.returned.error);
     return res.returned?.data;
   }
 
@@ -149,6 +149,11 @@ export class CosemClient {
     const body = await this.channel.request(apdu);
     this.answers.push(hex(body));
     return body;
+  }
+
+  /** A non-success result: `nack`, naming the result in words and carrying its code (link health counts it by name). */
+  private refused(what: string, result: number): DlmsWireFailure {
+    return new DlmsWireFailure('nack', `${what}: ${describeResult(result)}`, this.answers.at(-1), result);
   }
 
   private garbled(bytes: Uint8Array, detail: string): DlmsWireFailure {

@@ -1,8 +1,10 @@
 import { pino, type Logger } from 'pino';
 import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
+import type { LoadSideRefusalResult } from '../../src/domain/profiles/dlms-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
-import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
-import type { DlmsData } from './axdr.js';
+import type { CommandAck, LimitAck, LinkHealth, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
+import { countException } from '../link-health.js';
+import { data, type DlmsData } from './axdr.js';
 import { CosemClient } from './cosem-client.js';
 import { CLOCK_CLASS_ID, ClockAttribute, decodeDateTime } from './cosem/clock.js';
 import {
@@ -17,14 +19,16 @@ import {
   type ControlMode,
 } from './cosem/disconnect-control.js';
 import type { CosemAttribute, CosemMethod } from './cosem/attribute.js';
+import { decodeThreshold, encodeThreshold, LIMITER_ATTRIBUTE_NAMES, LIMITER_CLASS_ID, LimiterAttribute, thresholdEncoding, type ThresholdEncoding } from './cosem/limiter.js';
 import { parseObis, type LogicalName } from './cosem/obis.js';
 import { globalKeyTransferMethod, globalKeyTransferParameter } from './cosem/security-setup.js';
 import { readScalerUnit, REGISTER_CLASS_ID, RegisterAttribute, scaledValue, Unit } from './cosem/register.js';
 import type { DlmsLinksConfig } from './dlms-config.js';
-import { createDlmsLinks, type DlmsLink, type MeterLocation } from './dlms-links.js';
+import { createDlmsLinks, type DlmsLink, type MeterLocation, type SessionCounters } from './dlms-links.js';
 import { DlmsPushListener, PUSH_DROP_REASONS, type PushListenerOptions, type PushDropReason } from './push-listener.js';
 import { resolvePassword } from './password.js';
 import { DlmsWireFailure } from './wire-failure.js';
+import { AccessResult, describeResult, resultName } from './xdlms-apdu.js';
 import { CipheringChannel, CounterTooLow } from './security/ciphering-channel.js';
 import type { MeterKeyring, MeterKeys } from './security/keyring.js';
 import { DEFAULT_CLIENT_SYSTEM_TITLE } from './dlms-config.js';
@@ -36,10 +40,19 @@ const KEY_FIELD = {
   KEK: { field: 'masterKey', what: 'master key' },
 } as const satisfies Record<string, { field: keyof MeterKeys; what: string }>;
 
+/** The Action-Result codes (IEC 62056-5-3 §9.3.x) behind the names a profile's `loadSideRefusalResults` uses. */
+const ACTION_RESULT_CODE = {
+  'hardware-fault': AccessResult.hardwareFault,
+  'temporary-failure': AccessResult.temporaryFailure,
+  'read-write-denied': AccessResult.readWriteDenied,
+  'object-unavailable': AccessResult.objectUnavailable,
+  'other-reason': AccessResult.otherReason,
+} as const satisfies Record<LoadSideRefusalResult, number>;
+
 /**
  * The DLMS/COSEM meter driver over HDLC serial links, HDLC over TCP, and the TCP wrapper (the link kind is
- * chosen per link: dlms-links.ts). Each `readRelay` and `operateRelay` is one complete conversation with one
- * meter: SNRM/UA (HDLC), AARQ/AARE, the reads or the ACTION and its read-back, RLRQ/RLRE, DISC/UA (HDLC).
+ * chosen per link: dlms-links.ts). Each `readRelay`, `operateRelay` and `setLoadLimit` is one complete conversation
+ * with one meter: SNRM/UA (HDLC), AARQ/AARE, the reads, or the ACTION or SET and its read-back, RLRQ/RLRE, DISC/UA (HDLC).
  * Conversations on one HDLC bus run one at a time (half-duplex, meters told apart by HDLC server address);
  * a wrapper link runs up to its connection limit at once. What a link holds is always released. The result is returned as
  * soon as the answer is in; release and disconnect then finish on the bus before the next conversation.
@@ -100,6 +113,25 @@ interface ObjectNames {
   activeEnergyImport: LogicalName;
   voltage: LogicalName;
   clock: LogicalName;
+  /** The load limiter (class 71), where the profile has one. */
+  limiter?: LimiterSetup;
+  /** The load-side voltage register, where the profile names one (DOMAIN.md rule 14). */
+  loadSideVoltage?: LogicalName;
+}
+
+/** A profile's limiter as the driver uses it (`dlms.limiter`). */
+interface LimiterSetup {
+  logicalName: LogicalName;
+  encoding: ThresholdEncoding;
+  minOverThresholdDurationS?: number;
+}
+
+/** What `converse` may be given besides the dialogue. */
+interface ConverseExtras {
+  /** Associate with these keys instead of the keyring's current ones (key renewal's proof). */
+  keysOverride?: MeterKeys;
+  /** Why the request cannot go on the wire for this profile (checked before any traffic), or undefined. */
+  refusal?: (profile: DlmsFirmwareProfile) => string | undefined;
 }
 
 /** The body of a conversation: what it asks the associated meter, and the value it makes of the answers. */
@@ -139,6 +171,8 @@ export class DlmsDriver implements MeterDriver {
         activeEnergyImport: parseObis(o.activeEnergyImport),
         voltage: parseObis(o.voltage),
         clock: parseObis(o.clock),
+        ...(profile.dlms.limiter ? { limiter: limiterSetup(profile.dlms.limiter) } : {}),
+        ...(o.loadSideVoltage !== undefined ? { loadSideVoltage: parseObis(o.loadSideVoltage) } : {}),
       });
     }
     this.links = createDlmsLinks(options.links, options.reopenMs ?? 250, this.log);
@@ -182,6 +216,15 @@ export class DlmsDriver implements MeterDriver {
     return !this.stopped && this.links.get(link)?.isUp() === true;
   }
 
+  /**
+   * Each serial port (`dlms-hdlc`) and TCP link (`dlms-tcp`): bad HCS/FCS as CRC errors, garbled answers and frames,
+   * frame repeats, timeouts, the meters' refusals by result name, wrapper frames for no one waiting as unknown
+   * correlation ids, reopens of the port and reconnects of the standing connection.
+   */
+  linkHealth(): LinkHealth[] {
+    return [...this.links.values()].map((l) => l.health());
+  }
+
   readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {
     return this.converse(meter, options, 'read', async (cosem, n) => {
       const dc = (a: number, name: string) => attr(DISCONNECT_CONTROL_CLASS_ID, n.disconnectControl, a, name);
@@ -193,6 +236,14 @@ export class DlmsDriver implements MeterDriver {
       if (voltage !== undefined) reading.voltageV = evidence.voltageV = voltage;
       const energy = await this.readRegister(cosem, n.activeEnergyImport, 'active_energy_import', Unit.Wh);
       if (energy !== undefined) reading.energyWh = evidence.energyWh = energy;
+      if (n.limiter) {
+        const limit = await this.readLimit(cosem, n.limiter);
+        if (limit !== undefined) reading.loadLimitW = evidence.loadLimitW = limit;
+      }
+      if (n.loadSideVoltage) {
+        const loadSide = await this.readRegister(cosem, n.loadSideVoltage, 'load_side_voltage', Unit.V);
+        if (loadSide !== undefined) reading.loadSideVoltageV = evidence.loadSideVoltageV = loadSide;
+      }
       const clock = await this.optional(cosem.get(attr(CLOCK_CLASS_ID, n.clock, ClockAttribute.time, 'clock.time')));
       if (clock?.type === 'octet-string') {
         const t = decodeDateTime(clock.value);
@@ -216,7 +267,11 @@ export class DlmsDriver implements MeterDriver {
         action === 'disconnect'
           ? { classId: DISCONNECT_CONTROL_CLASS_ID, logicalName: n.disconnectControl, method: DisconnectControlMethod.remoteDisconnect, name: 'remote_disconnect' }
           : { classId: DISCONNECT_CONTROL_CLASS_ID, logicalName: n.disconnectControl, method: DisconnectControlMethod.remoteReconnect, name: 'remote_reconnect' };
-      await cosem.action(method, METHOD_PARAMETER);
+      try {
+        await cosem.action(method, METHOD_PARAMETER);
+      } catch (e) {
+        throw action === 'reconnect' ? await this.loadSideRefusal(cosem, n, profile, e) : e;
+      }
       // What the meter shows right after: its claim (armed when the mode makes ready_for_reconnection the end state).
       const state = readControlState(await cosem.get(dc(DisconnectControlAttribute.controlState, 'control_state')));
       if (typeof state === 'string') throw new DlmsWireFailure('garbled', state, cosem.answers.at(-1));
@@ -225,6 +280,65 @@ export class DlmsDriver implements MeterDriver {
       const remoteReconnect = remoteReconnectOutcome(mode as ControlMode) === 'armed' ? ('arms' as const) : ('closes' as const);
       return { value: { claimedRelay, remoteReconnect }, evidence: { action: method.name, result: 'success', controlMode: mode, expected, claimedRelay, controlState: state } };
     });
+  }
+
+  /**
+   * Set (watts) or remove (null) the demand limit (DOMAIN.md rule 10): in one association, SET the limiter's
+   * threshold_normal (class 71 attribute 4; with min_over_threshold_duration first where the profile says), then GET
+   * threshold_active (attribute 3) as the meter's claim. A refused SET is `nack` naming the data-access-result. A
+   * limit the threshold cannot hold is refused before any traffic. The control loop verifies with `readRelay`.
+   */
+  setLoadLimit(meter: MeterAddress, limitW: number | null, options: RequestOptions): Promise<WireResult<LimitAck>> {
+    const profileLimiter = meter.profile.protocol === 'dlms' ? meter.profile.dlms.limiter : undefined;
+    const limiter = profileLimiter ? limiterSetup(profileLimiter) : undefined;
+    const threshold = limiter ? encodeThreshold(limiter.encoding, limitW) : undefined;
+    const refusal = (profile: DlmsFirmwareProfile): string | undefined =>
+      threshold === undefined ? `meter ${meter.meterId}: its profile ${profile.id} has no load limiter (dlms.limiter)` : typeof threshold === 'string' ? `meter ${meter.meterId}: ${threshold}` : undefined;
+    return this.converse(
+      meter,
+      options,
+      'limit',
+      async (cosem, _names, log) => {
+        // Only reached with a limiter and a threshold it holds: the refusal stops anything else before any traffic.
+        const setup = limiter!;
+        const written = threshold as DlmsData & { value: number };
+        const lim = (a: number) => attr(LIMITER_CLASS_ID, setup.logicalName, a, LIMITER_ATTRIBUTE_NAMES[a]!);
+        const duration = limitW !== null ? setup.minOverThresholdDurationS : undefined;
+        if (duration !== undefined) await cosem.set(lim(LimiterAttribute.minOverThresholdDuration), data.doubleLongUnsigned(duration));
+        await cosem.set(lim(LimiterAttribute.thresholdNormal), written);
+        // What the meter shows right after: its claim. An active emergency profile keeps threshold_emergency in force.
+        const claimed = await this.readLimit(cosem, setup);
+        if (claimed !== limitW) log.warn({ limitW, claimedLimitW: claimed }, 'threshold_active after the SET is not the limit written');
+        return {
+          value: claimed === undefined ? {} : { claimedLimitW: claimed },
+          evidence: { set: 'threshold_normal', limitW, raw: written.value, ...(duration !== undefined ? { minOverThresholdDurationS: duration } : {}), result: 'success', ...(claimed !== undefined ? { claimedLimitW: claimed } : {}) },
+        };
+      },
+      { refusal },
+    );
+  }
+
+  /** threshold_active in watts (null = no limit), or undefined when the meter does not answer it (object-undefined, denied). */
+  private async readLimit(cosem: CosemClient, limiter: LimiterSetup): Promise<number | null | undefined> {
+    const d = await this.optional(cosem.get(attr(LIMITER_CLASS_ID, limiter.logicalName, LimiterAttribute.thresholdActive, 'threshold_active')));
+    if (!d) return undefined;
+    const limit = decodeThreshold(limiter.encoding, d);
+    if (typeof limit === 'string') throw new DlmsWireFailure('garbled', `limiter threshold_active: ${limit}`, cosem.answers.at(-1));
+    return limit;
+  }
+
+  /**
+   * A refused remote_reconnect in the driver's words: an Action-Result the profile names for a live load side
+   * (DOMAIN.md rule 14) is `load_side_voltage`, never retried; any other refusal stays as it was. Where the profile
+   * names the load-side register too, it is read in the same association: the refusal counts as the load side's only
+   * when the register shows it live (or cannot be read), so an ordinary refusal with the same result stays a `nack`.
+   */
+  private async loadSideRefusal(cosem: CosemClient, n: ObjectNames, profile: DlmsFirmwareProfile, e: unknown): Promise<unknown> {
+    const named = profile.dlms.loadSideRefusalResults;
+    if (!(e instanceof DlmsWireFailure) || e.result === undefined || !named?.some((r) => ACTION_RESULT_CODE[r] === e.result)) return e;
+    const volts = n.loadSideVoltage ? await this.readRegister(cosem, n.loadSideVoltage, 'load_side_voltage', Unit.V).catch(() => undefined) : undefined;
+    if (volts !== undefined && volts <= profile.relay.loadSideVoltageCheck.maxVoltageV) return e;
+    return new DlmsWireFailure('load_side_voltage', `meter refused to close: ${volts !== undefined ? `${volts} V` : 'voltage'} on the load side (remote_reconnect answered ${describeResult(e.result)})`, e.evidence, e.result);
   }
 
   /** A register in its unit, or undefined when the meter does not have it (object-undefined and the like). */
@@ -280,16 +394,19 @@ export class DlmsDriver implements MeterDriver {
         await this.optional(cosem.get(attr(CLOCK_CLASS_ID, n.clock, ClockAttribute.time, 'clock.time')));
         return { value: { keySetId: keys.keySetId }, evidence: { proof: 'association', keySetId: keys.keySetId } };
       },
-      keys,
+      { keysOverride: keys },
     );
   }
 
-  private async converse<T>(meter: MeterAddress, options: RequestOptions, op: 'read' | SwitchAction | 'key-transfer' | 'key-proof', dialogue: Dialogue<T>, keysOverride?: MeterKeys): Promise<WireResult<T>> {
+  private async converse<T>(meter: MeterAddress, options: RequestOptions, op: 'read' | SwitchAction | 'limit' | 'key-transfer' | 'key-proof', dialogue: Dialogue<T>, extras: ConverseExtras = {}): Promise<WireResult<T>> {
+    const { keysOverride } = extras;
     const started = Date.now();
     const deadline = started + options.timeoutMs;
     const log = this.log.child({ meterId: meter.meterId, link: meter.link, op, correlationId: options.correlationId, ...(options.orderId !== undefined ? { orderId: options.orderId } : {}), ...(options.attempt !== undefined ? { attempt: options.attempt } : {}) });
-    const fail = (outcome: WireFailure, detail: string, evidence?: string): WireResult<T> => {
+    let onLink: DlmsLink | undefined;
+    const fail = (outcome: WireFailure, detail: string, evidence?: string, result?: number): WireResult<T> => {
       this.count(outcome);
+      if (onLink) countOnLink(onLink, outcome, detail, result);
       log.warn({ outcome, detail }, 'dlms request failed');
       return { outcome, detail, ...(evidence !== undefined ? { evidence } : {}), latencyMs: Date.now() - started };
     };
@@ -298,8 +415,11 @@ export class DlmsDriver implements MeterDriver {
     }
     if (meter.profile.protocol !== 'dlms') return fail('link_error', `meter ${meter.meterId}: profile ${meter.profile.id} is ${meter.profile.protocol}, not dlms`);
     const profile = meter.profile;
+    const refused = extras.refusal?.(profile);
+    if (refused !== undefined) return fail('nack', refused);
     const link = this.links.get(meter.link);
     if (!link) return fail('link_error', `no serial port or TCP link configured for link ${meter.link} (DLMS links config "ports" or "tcp")`);
+    onLink = link;
     let at: MeterLocation;
     try {
       at = link.locate(meter.address, profile.dlms);
@@ -340,7 +460,7 @@ export class DlmsDriver implements MeterDriver {
   private async withKeys<T>(
     c: { link: DlmsLink; at: MeterLocation; profile: DlmsFirmwareProfile; names: ObjectNames; keys: MeterKeys | undefined; deadline: number; timeoutMs: number; log: Logger; meterId: string; started: number },
     dialogue: Dialogue<T>,
-    fail: (outcome: WireFailure, detail: string, evidence?: string) => WireResult<T>,
+    fail: (outcome: WireFailure, detail: string, evidence?: string, result?: number) => WireResult<T>,
   ): Promise<WireResult<T>> {
     const { keys, log } = c;
     const meter = { meterId: c.meterId };
@@ -367,7 +487,7 @@ export class DlmsDriver implements MeterDriver {
   private conversation<T>(
     c: { link: DlmsLink; at: MeterLocation; profile: DlmsFirmwareProfile; names: ObjectNames; keys: MeterKeys | undefined; deadline: number; timeoutMs: number; log: Logger; meterId: string; started: number },
     dialogue: Dialogue<T>,
-    fail: (outcome: WireFailure, detail: string, evidence?: string) => WireResult<T>,
+    fail: (outcome: WireFailure, detail: string, evidence?: string, result?: number) => WireResult<T>,
   ): Promise<WireResult<T> | CounterTooLow> {
     const { link, profile, log } = c;
     const d = profile.dlms;
@@ -386,6 +506,7 @@ export class DlmsDriver implements MeterDriver {
           const n = t.counters();
           this.counters.frameRepeats += n.repeats;
           this.counters.badFrames += n.badFrames;
+          countFrames(link, n);
           answered = true;
           resolve(r);
         };
@@ -406,7 +527,7 @@ export class DlmsDriver implements MeterDriver {
           else if (!(e instanceof DlmsWireFailure)) {
             log.error({ err: e }, 'dlms conversation crashed');
             settle(fail('garbled', `unexpected error: ${(e as Error).message}`, t.evidence()));
-          } else settle(fail(e.outcome, e.detail, e.evidence ?? t.evidence()));
+          } else settle(fail(e.outcome, e.detail, e.evidence ?? t.evidence(), e.result));
         } finally {
           await t.disconnect();
         }
@@ -414,7 +535,7 @@ export class DlmsDriver implements MeterDriver {
       conversation.catch((e: unknown) => {
         // The conversation could not start: link down, busy past the deadline, meter unreachable.
         if (answered) return log.debug({ err: (e as Error).message }, 'link not released cleanly after the answer');
-        if (e instanceof DlmsWireFailure) resolve(fail(e.outcome, e.detail, e.evidence));
+        if (e instanceof DlmsWireFailure) resolve(fail(e.outcome, e.detail, e.evidence, e.result));
         else resolve(fail('link_error', `link ${link.name}: ${(e as Error).message}`));
       });
     });
@@ -453,8 +574,28 @@ export class DlmsDriver implements MeterDriver {
   private count(outcome: WireFailure): void {
     if (outcome === 'auth_failed') this.counters.authFailures++;
     else if (outcome === 'timeout') this.counters.timeouts++;
-    else if (outcome === 'nack') this.counters.nacks++;
+    else if (outcome === 'nack' || outcome === 'load_side_voltage') this.counters.nacks++; // the meter refused
     else if (outcome === 'garbled') this.counters.garbled++;
     else this.counters.linkErrors++;
   }
+}
+
+function limiterSetup(l: NonNullable<DlmsFirmwareProfile['dlms']['limiter']>): LimiterSetup {
+  return { logicalName: parseObis(l.logicalName), encoding: thresholdEncoding(l), ...(l.minOverThresholdDurationS !== undefined ? { minOverThresholdDurationS: l.minOverThresholdDurationS } : {}) };
+}
+
+/** A failed request on its link: timeouts and garbled answers counted, a refusal counted by its result name; a failure of the link itself (not a meter's refusal) is its last error. */
+function countOnLink(link: DlmsLink, outcome: WireFailure, detail: string, result: number | undefined): void {
+  if (outcome === 'timeout') link.traffic.timeouts++;
+  else if (outcome === 'garbled') link.traffic.garbled++;
+  if (result !== undefined) countException(link.traffic.exceptions, resultName(result));
+  if (outcome === 'timeout' || outcome === 'garbled' || outcome === 'link_error') link.state.failed(detail);
+}
+
+/** What one conversation met below the APDUs, on its link's counters. */
+function countFrames(link: DlmsLink, n: SessionCounters): void {
+  link.traffic.frameRetries += n.repeats;
+  link.traffic.crcErrors += n.fcsErrors;
+  link.traffic.unknownCorrelationIds += n.strayFrames;
+  link.traffic.garbled += n.badFrames - n.fcsErrors - n.strayFrames;
 }

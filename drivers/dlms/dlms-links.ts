@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { DlmsFirmwareProfile } from '../../src/domain/firmware-profile.js';
+import type { LinkCounters, LinkHealth } from '../driver.js';
+import { LinkStateLog, zeroLinkCounters } from '../link-health.js';
 import { hdlcApduChannel, type ApduChannel } from './apdu-channel.js';
 import { BusLock } from './bus-lock.js';
 import type { ByteLine } from './byte-line.js';
@@ -35,7 +37,18 @@ export interface LinkSession {
   disconnect(): Promise<void>;
   /** Hex of what was received, for evidence when no APDU made sense. */
   evidence(): string | undefined;
-  counters(): { repeats: number; badFrames: number };
+  /**
+   * What the conversation met below the APDUs: frames repeated, bad frames (those with a bad HCS/FCS among them) and
+   * frames addressed to no one waiting (a late answer to a conversation given up on).
+   */
+  counters(): SessionCounters;
+}
+
+export interface SessionCounters {
+  repeats: number;
+  badFrames: number;
+  fcsErrors: number;
+  strayFrames: number;
 }
 
 export interface ConversationContext {
@@ -52,6 +65,12 @@ export interface DlmsLink {
   readonly name: string;
   /** For messages: "serial port /dev/ttyUSB0", "TCP 10.0.0.5:4059". */
   readonly description: string;
+  /** What its conversations met (the driver adds each one's), shown with its state by `health()`. */
+  readonly traffic: LinkCounters;
+  /** Up or down since when, and the last failure in words. */
+  readonly state: LinkStateLog;
+  /** GET /v1/links: kind `dlms-hdlc` (serial port) or `dlms-tcp` (HDLC over TCP, the wrapper). */
+  health(): LinkHealth;
   start(): Promise<void>;
   stop(): Promise<void>;
   isUp(): boolean;
@@ -95,7 +114,7 @@ function hdlcSession(line: ByteLine, at: MeterLocation, ctx: ConversationContext
       if (connected) await hdlc.disconnect(Math.min(d.hdlc.responseTimeoutMs, 100));
     },
     evidence: () => hdlc.evidence(),
-    counters: () => ({ repeats: hdlc.counters.repeats, badFrames: hdlc.counters.badFrames }),
+    counters: () => ({ repeats: hdlc.counters.repeats, badFrames: hdlc.counters.badFrames, fcsErrors: hdlc.counters.fcsErrors, strayFrames: 0 }),
     close: () => hdlc.close(),
   };
 }
@@ -106,6 +125,8 @@ const parseHdlc = (address: string | null, profile: DlmsProfileData): MeterLocat
 abstract class HdlcBusLink implements DlmsLink {
   private readonly lock = new BusLock();
   protected stopped = false;
+  readonly traffic = zeroLinkCounters();
+  abstract readonly state: LinkStateLog;
   abstract readonly name: string;
   abstract readonly description: string;
   protected abstract readonly line: ByteLine;
@@ -117,6 +138,8 @@ abstract class HdlcBusLink implements DlmsLink {
   isUp(): boolean {
     return !this.stopped && this.line.isOpen;
   }
+
+  abstract health(): LinkHealth;
 
   locate(address: string | null, profile: DlmsProfileData): MeterLocation {
     return parseHdlc(address, profile);
@@ -139,6 +162,7 @@ abstract class HdlcBusLink implements DlmsLink {
 
 export class SerialHdlcLink extends HdlcBusLink {
   readonly description: string;
+  readonly state: LinkStateLog;
   protected readonly line: SerialLine;
   protected readonly frameRetries: number;
   protected readonly interFrameMs: number | undefined;
@@ -151,9 +175,17 @@ export class SerialHdlcLink extends HdlcBusLink {
   ) {
     super();
     this.description = `serial port ${config.path}`;
+    this.state = new LinkStateLog(this.description);
     this.frameRetries = config.frameRetries;
     this.interFrameMs = config.interFrameMs;
     this.line = new SerialLine({ path: config.path, baudRate: config.baudRate, ...(config.parity ? { parity: config.parity } : {}), reopenMs, logger: log });
+    this.line.onOpen(() => this.state.up());
+    this.line.onClose((why) => this.state.down(why));
+    this.line.onOpenFailure((why) => this.state.failed(why));
+  }
+
+  health(): LinkHealth {
+    return this.state.health(this.name, 'dlms-hdlc', this.isUp(), { ...this.traffic, reopens: Math.max(0, this.line.counters.opens - 1) });
   }
 
   async start(): Promise<void> {
@@ -170,6 +202,7 @@ export class SerialHdlcLink extends HdlcBusLink {
 
 export class TcpHdlcLink extends HdlcBusLink {
   readonly description: string;
+  readonly state: LinkStateLog;
   protected readonly line: TcpLine;
   protected readonly frameRetries: number;
   protected readonly interFrameMs: number | undefined;
@@ -182,8 +215,14 @@ export class TcpHdlcLink extends HdlcBusLink {
     super();
     this.line = new TcpLine({ host: config.host!, port: config.port!, connectTimeoutMs: config.connectTimeoutMs, reconnectMs: config.reconnectMs, logger: log });
     this.description = `HDLC over TCP ${this.line.path}`;
+    this.state = new LinkStateLog(this.description);
     this.frameRetries = config.frameRetries ?? 3;
     this.interFrameMs = config.interFrameMs;
+    watchConnection(this.line, this.state, () => false);
+  }
+
+  health(): LinkHealth {
+    return this.state.health(this.name, 'dlms-tcp', this.isUp(), { ...this.traffic, reconnects: Math.max(0, this.line.counters.connects - 1) });
   }
 
   async start(): Promise<void> {
@@ -196,6 +235,15 @@ export class TcpHdlcLink extends HdlcBusLink {
     this.stopped = true;
     await this.line.close();
   }
+}
+
+/** A standing TCP connection's ups and downs as its link's state (a renewal, cut and made again at once, is neither). */
+function watchConnection(line: TcpLine, state: LinkStateLog, renewing: () => boolean): void {
+  line.onOpen(() => state.up());
+  line.onClose(() => {
+    if (!renewing()) state.down(`TCP connection to ${line.path} lost; reconnecting`);
+  });
+  line.onConnectFailure((why) => state.failed(why));
 }
 
 /** Up to `max` holders at once, FIFO; waiters give up at their deadline. */
@@ -261,6 +309,8 @@ export class WrapperLink implements DlmsLink {
   private readonly idle: WrapperConnection[] = [];
   private stopped = true;
   readonly counters = { connectFailures: 0 };
+  readonly traffic = zeroLinkCounters();
+  readonly state: LinkStateLog;
   /** Connections (standing and per conversation) open now, for tests and metrics. */
   openConnections = 0;
 
@@ -272,6 +322,7 @@ export class WrapperLink implements DlmsLink {
     this.slots = new Slots(config.maxConnections ?? 4);
     this.maxApduBytes = config.maxApduBytes ?? 0xffff;
     this.description = config.host ? `TCP wrapper ${config.host}:${config.port ?? DLMS_WRAPPER_PORT}` : 'TCP wrapper (direct meters)';
+    this.state = new LinkStateLog(this.description);
   }
 
   private newConnection(host: string, port: number, standing: boolean): WrapperConnection {
@@ -279,8 +330,21 @@ export class WrapperLink implements DlmsLink {
     line.onOpen(() => this.openConnections++);
     line.onClose(() => this.openConnections--);
     const c = new WrapperConnection(line, this.maxApduBytes);
-    if (standing) this.standing.push(c);
+    if (standing) {
+      // The link is up while its first standing connection is (isUp); the others only add capacity.
+      if (this.standing.length === 0) watchConnection(line, this.state, () => line.isRenewing);
+      this.standing.push(c);
+    }
     return c;
+  }
+
+  /**
+   * Reconnects are those of the standing connections (each after its first connect, renewals after a timeout
+   * included); with direct meters (a connection per conversation) there are none, and the link is always up.
+   */
+  health(): LinkHealth {
+    const reconnects = this.standing.reduce((n, c) => n + Math.max(0, c.line.counters.connects - 1), 0);
+    return this.state.health(this.name, 'dlms-tcp', this.isUp(), { ...this.traffic, reconnects });
   }
 
   async start(): Promise<void> {
@@ -347,7 +411,10 @@ export class WrapperLink implements DlmsLink {
         },
         disconnect: async () => undefined,
         evidence: () => channel.received.join(' '),
-        counters: () => ({ repeats: 0, badFrames: c.counters.strayFrames - before.strayFrames + c.counters.badStreams - before.badStreams }),
+        counters: () => {
+          const strayFrames = c.counters.strayFrames - before.strayFrames;
+          return { repeats: 0, badFrames: strayFrames + c.counters.badStreams - before.badStreams, fcsErrors: 0, strayFrames };
+        },
       });
     } finally {
       if (conn) {

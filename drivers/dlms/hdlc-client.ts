@@ -36,11 +36,13 @@ export interface HdlcCounters {
   framesSent: number;
   framesReceived: number;
   badFrames: number;
+  /** Of the bad frames, those whose HCS or FCS (CRC-16/X.25) did not check: noise on the line. */
+  fcsErrors: number;
   repeats: number;
 }
 
 export class HdlcClient {
-  readonly counters: HdlcCounters = { framesSent: 0, framesReceived: 0, badFrames: 0, repeats: 0 };
+  readonly counters: HdlcCounters = { framesSent: 0, framesReceived: 0, badFrames: 0, fcsErrors: 0, repeats: 0 };
   /** What the UA negotiated, from the client's side. */
   negotiated: HdlcParameters | undefined;
   /** Hex of every frame and stray byte received, for evidence. */
@@ -220,6 +222,7 @@ export class HdlcClient {
       const f = decodeFrame(item.bytes, 'toClient');
       if (!isFrame(f)) {
         this.counters.badFrames++;
+        if (f.error === 'fcs' || f.error === 'hcs') this.counters.fcsErrors++;
         this.received.push(`bad-${f.error}:${hex(item.bytes)}`);
         this.o.log.debug({ server: this.where, error: f.error, rx: hex(item.bytes) }, 'discarded an invalid frame');
         continue;

@@ -22,6 +22,11 @@ type DataListener = (chunk: Uint8Array) => void;
 export class SerialLine {
   private port: SerialPort | undefined;
   private listeners = new Set<DataListener>();
+  private readonly openListeners = new Set<() => void>();
+  private readonly closeListeners = new Set<(why: string) => void>();
+  private readonly failureListeners = new Set<(why: string) => void>();
+  /** Times the port was opened, for the link's counters (every open after the first is a reopen). */
+  readonly counters = { opens: 0 };
   private reopenTimer: NodeJS.Timeout | undefined;
   private wanted = false;
   private opening = false;
@@ -64,6 +69,24 @@ export class SerialLine {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called each time the port is opened. */
+  onOpen(listener: () => void): () => void {
+    this.openListeners.add(listener);
+    return () => this.openListeners.delete(listener);
+  }
+
+  /** Called each time the open port is lost (not when `close()` is called), with why in words. */
+  onClose(listener: (why: string) => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  /** Called each time an attempt to open the port fails, with the system's reason. */
+  onOpenFailure(listener: (why: string) => void): () => void {
+    this.failureListeners.add(listener);
+    return () => this.failureListeners.delete(listener);
+  }
+
   /** Write and wait until the bytes are handed to the OS; rejects when the port is not open. */
   write(bytes: Uint8Array): Promise<void> {
     const p = this.port;
@@ -81,7 +104,10 @@ export class SerialLine {
     const error = await new Promise<Error | null>((resolve) => port.open((err) => resolve(err ?? null)));
     this.opening = false;
     if (error || !this.wanted) {
-      if (error) this.log.debug({ err: error.message }, 'serial port not available; retrying');
+      if (error) {
+        this.log.debug({ err: error.message }, 'serial port not available; retrying');
+        for (const l of this.failureListeners) l(`cannot open serial port ${path}: ${error.message}`);
+      }
       if (!error) port.close();
       this.scheduleReopen();
       return;
@@ -98,10 +124,13 @@ export class SerialLine {
       if (this.port === port) this.port = undefined;
       if (this.wanted) {
         this.log.warn('serial port closed; reopening when it is back');
+        for (const l of this.closeListeners) l(`serial port ${path} closed (adapter unplugged or device gone); reopening when it is back`);
         this.scheduleReopen();
       }
     });
+    this.counters.opens++;
     this.log.info({ baudRate }, 'serial port open');
+    for (const l of this.openListeners) l();
   }
 
   /**

@@ -36,6 +36,7 @@ export class TcpLine implements ByteLine {
   private readonly listeners = new Set<DataListener>();
   private readonly closeListeners = new Set<() => void>();
   private readonly openListeners = new Set<() => void>();
+  private readonly failureListeners = new Set<(why: string) => void>();
   private readonly log: Logger;
   /** Connections made and lost, for the link's counters. */
   readonly counters = { connects: 0, connectFailures: 0, drops: 0 };
@@ -67,6 +68,12 @@ export class TcpLine implements ByteLine {
   onOpen(listener: () => void): () => void {
     this.openListeners.add(listener);
     return () => this.openListeners.delete(listener);
+  }
+
+  /** Called each time a connection attempt fails, with why in words. */
+  onConnectFailure(listener: (why: string) => void): () => void {
+    this.failureListeners.add(listener);
+    return () => this.failureListeners.delete(listener);
   }
 
   /** Keep the connection up from now on. Resolves after the first attempt, connected or not. */
@@ -158,6 +165,7 @@ export class TcpLine implements ByteLine {
           s.destroy();
           this.counters.connectFailures++;
           this.log.debug({ err: err.message }, 'TCP connect failed');
+          for (const l of this.failureListeners) l(`TCP connect to ${this.path} failed: ${err.message}`);
           this.scheduleReconnect();
           return resolve(false);
         }

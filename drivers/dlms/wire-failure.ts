@@ -7,6 +7,8 @@ export class DlmsWireFailure extends Error {
     readonly outcome: WireFailure,
     readonly detail: string,
     readonly evidence?: string,
+    /** The Action-Result or Data-Access-Result code the meter answered, where it answered one (IEC 62056-5-3 §9.3). */
+    readonly result?: number,
   ) {
     super(detail);
   }

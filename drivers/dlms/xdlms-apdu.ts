@@ -67,6 +67,11 @@ export function describeResult(code: number): string {
   return `${RESULT_MEANING.get(code) ?? 'unknown result'} (${code})`;
 }
 
+/** A result's name alone ("temporary-failure"), as link health counts the meters' refusals by it. */
+export function resultName(code: number): string {
+  return RESULT_MEANING.get(code)?.split(':')[0] ?? `result-${code}`;
+}
+
 export const invokeIdAndPriority = (invokeId: number): number => PRIORITY_HIGH | CONFIRMED | (invokeId & INVOKE_ID_MASK);
 
 export type XdlmsRequest =

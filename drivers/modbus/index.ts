@@ -29,4 +29,4 @@ export {
   type ModbusRtuLinkConfig,
   type ModbusTcpLinkConfig,
 } from './modbus-config.js';
-export type { LinkCounters } from './modbus-link.js';
+export type { ModbusLinkCounters } from './modbus-link.js';

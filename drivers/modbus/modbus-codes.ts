@@ -11,6 +11,7 @@ export const FunctionCode = {
   READ_INPUT_REGISTERS: 0x04, // §6.4
   WRITE_SINGLE_COIL: 0x05, // §6.5
   WRITE_SINGLE_REGISTER: 0x06, // §6.6
+  WRITE_MULTIPLE_COILS: 0x0f, // §6.11
   WRITE_MULTIPLE_REGISTERS: 0x10, // §6.12
 } as const;
 export type FunctionCodeValue = (typeof FunctionCode)[keyof typeof FunctionCode];

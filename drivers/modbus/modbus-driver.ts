@@ -2,12 +2,12 @@ import { pino, type Logger } from 'pino';
 import type { FirmwareProfile, ModbusFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import type { ModbusRegisterMap } from '../../src/domain/profiles/modbus-profile.js';
 import type { SwitchAction } from '../../src/domain/relay.js';
-import type { CommandAck, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
+import type { CommandAck, LimitAck, LinkHealth, MeterAddress, MeterDriver, RelayReading, RequestOptions, WireFailure, WireResult } from '../driver.js';
 import { ModbusLinksConfigSchema, type ModbusLinksConfig, type ModbusLinksConfigInput } from './modbus-config.js';
 import { MAX_UNIT_ID, MIN_UNIT_ID } from './modbus-codes.js';
-import { exceptionVerdict } from './modbus-exceptions.js';
-import type { LinkCounters, ModbusLink, TransactionRequest } from './modbus-link.js';
-import { claimFromEcho, readingPlan, registerMapProblem, relayCommandPdu, type ReadingPlan } from './register-map.js';
+import { exceptionVerdict, hex2 } from './modbus-exceptions.js';
+import type { ModbusLink, ModbusLinkCounters, TransactionRequest } from './modbus-link.js';
+import { claimFromEcho, closeRefusalRead, commandSteps, echoOf, loadLimitPdu, readingPlan, registerMapProblem, stepPdu, type ReadingPlan } from './register-map.js';
 import { RtuLink } from './rtu-link.js';
 import { TcpLink } from './tcp-link.js';
 
@@ -27,7 +27,7 @@ export interface ModbusDriverOptions {
   logger?: Logger;
 }
 
-export interface ModbusLinkStatus extends LinkCounters {
+export interface ModbusLinkStatus extends ModbusLinkCounters {
   kind: 'rtu' | 'tcp';
   up: boolean;
   queued: number;
@@ -73,6 +73,28 @@ export class ModbusDriver implements MeterDriver {
     return out;
   }
 
+  /**
+   * Each RTU bus and TCP gateway in the counters every driver shows: CRC errors, garbled frames (wrong unit or
+   * function, bad length, noise), frames re-sent, timeouts, exceptions by code, reopens of a serial port and
+   * reconnects of a TCP connection (every open after the first), answers for no waiting transaction id.
+   */
+  linkHealth(): LinkHealth[] {
+    return [...this.links].map(([name, l]) => {
+      const c = l.counters;
+      const again = Math.max(0, c.opens - 1);
+      return l.state.health(name, l.kind === 'rtu' ? 'modbus-rtu' : 'modbus-tcp', l.isUp(), {
+        crcErrors: c.crcErrors,
+        garbled: c.garbledFrames,
+        frameRetries: c.retries,
+        timeouts: c.timeouts,
+        exceptions: c.exceptions,
+        unknownCorrelationIds: c.unmatchedReplies,
+        reopens: l.kind === 'rtu' ? again : 0,
+        reconnects: l.kind === 'tcp' ? again : 0,
+      });
+    });
+  }
+
   async readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {
     const pre = this.prepare(meter, 'read', options);
     if ('fail' in pre) return pre.fail;
@@ -94,30 +116,89 @@ export class ModbusDriver implements MeterDriver {
     }
     const decoded = plan.decode(answers);
     if ('problem' in decoded) return this.failed(ctx, 'garbled', decoded.problem, evidence, latencyMs);
-    const reading: RelayReading = { relay: decoded.relay, at: Date.now() };
-    if (decoded.voltageV !== undefined) reading.voltageV = decoded.voltageV;
-    if (decoded.energyWh !== undefined) reading.energyWh = decoded.energyWh;
+    const reading: RelayReading = { ...decoded, at: Date.now() };
     this.log.debug({ ...ctx, relay: reading.relay, latencyMs }, 'read');
     return { outcome: 'ok', value: reading, evidence: evidence.join(' '), latencyMs };
   }
 
+  /**
+   * Sends the profile's writes for `action` in order, waiting each step's `delayMs` after its answer (the bus is
+   * free meanwhile). An exception at any step ends the command, naming the step. A close refused for voltage on
+   * the load side (the profile's exception code or status bit, DOMAIN.md rule 14) is `load_side_voltage`.
+   */
   async operateRelay(meter: MeterAddress, action: SwitchAction, options: RequestOptions): Promise<WireResult<CommandAck>> {
     const pre = this.prepare(meter, action, options);
     if ('fail' in pre) return pre.fail;
     const { profile, link, unitId, ctx } = pre;
-    const pdu = relayCommandPdu(profile.modbus, action);
-    this.log.info({ ...ctx, pdu: pdu.toString('hex') }, 'relay command');
+    const map = profile.modbus;
+    const steps = commandSteps(map, action);
+    const evidence: string[] = [];
+    let latencyMs = 0;
+    for (const [i, step] of steps.entries()) {
+      const pdu = stepPdu(step);
+      const last = i === steps.length - 1;
+      const named = (detail: string): string => (steps.length === 1 ? detail : `step ${i + 1} of ${steps.length} (function ${hex2(step.fc)} at address ${step.address}): ${detail}`);
+      this.log.info({ ...ctx, step: i + 1, pdu: pdu.toString('hex') }, 'relay command');
+      const r = await link.transact(this.request(unitId, pdu, 'command', options, ctx));
+      latencyMs += r.latencyMs;
+      if (!r.ok) return this.failed(ctx, r.outcome, named(r.detail), [...evidence, ...(r.evidence ? [r.evidence] : [])], latencyMs);
+      evidence.push(r.evidence);
+      if (r.response.kind === 'exception') {
+        const refusal = last && action === 'reconnect' ? await this.closeRefused(map, r.response.code, link, unitId, options, ctx, evidence) : undefined;
+        if (refusal) return this.failed(ctx, 'load_side_voltage', refusal, evidence, latencyMs);
+        const v = exceptionVerdict(r.response.code, step.fc, step.address);
+        return this.failed(ctx, v.outcome, named(v.detail), evidence, latencyMs);
+      }
+      if (r.response.kind !== 'echo') return this.failed(ctx, 'garbled', named(`a write was answered with ${r.response.kind}`), evidence, latencyMs);
+      if (!last) {
+        if (r.response.value !== echoOf(step)) return this.failed(ctx, 'garbled', named(`echoed 0x${r.response.value.toString(16)}, not the 0x${echoOf(step).toString(16)} written`), evidence, latencyMs);
+        if (step.delayMs > 0) await new Promise((res) => setTimeout(res, step.delayMs));
+        continue;
+      }
+      const claimed = claimFromEcho(map, profile.relay.remoteReconnect, action, r.response.value);
+      if (claimed === undefined) return this.failed(ctx, 'garbled', `echoed value 0x${r.response.value.toString(16)} is not a relay command value of profile ${profile.id}`, evidence, latencyMs);
+      if (action === 'reconnect') {
+        const refusal = await this.closeRefused(map, undefined, link, unitId, options, ctx, evidence);
+        if (refusal) return this.failed(ctx, 'load_side_voltage', refusal, evidence, latencyMs);
+      }
+      this.log.info({ ...ctx, claimed, latencyMs, tries: r.tries }, 'relay command acknowledged');
+      return { outcome: 'ok', value: { claimedRelay: claimed }, evidence: evidence.join(' '), latencyMs };
+    }
+    throw new Error('unreachable: a relay command has at least one step');
+  }
+
+  /** Set (W) or remove (null) the demand limit through the profile's limit register; the read-back decides. */
+  async setLoadLimit(meter: MeterAddress, limitW: number | null, options: RequestOptions): Promise<WireResult<LimitAck>> {
+    const pre = this.prepare(meter, 'limit', options);
+    if ('fail' in pre) return pre.fail;
+    const { profile, link, unitId, ctx } = pre;
+    const pdu = loadLimitPdu(profile.modbus, limitW);
+    if ('problem' in pdu) return this.failed(ctx, 'nack', `profile error: ${profile.id}: ${pdu.problem}`, [], 0);
+    this.log.info({ ...ctx, limitW, pdu: pdu.toString('hex') }, 'load limit command');
     const r = await link.transact(this.request(unitId, pdu, 'command', options, ctx));
     if (!r.ok) return this.failed(ctx, r.outcome, r.detail, r.evidence ? [r.evidence] : [], r.latencyMs);
     if (r.response.kind === 'exception') {
-      const v = exceptionVerdict(r.response.code, pdu[0]!, profile.modbus.relayCommand.address);
+      const v = exceptionVerdict(r.response.code, pdu[0]!, profile.modbus.loadLimit!.address);
       return this.failed(ctx, v.outcome, v.detail, [r.evidence], r.latencyMs);
     }
     if (r.response.kind !== 'echo') return this.failed(ctx, 'garbled', `a write was answered with ${r.response.kind}`, [r.evidence], r.latencyMs);
-    const claimed = claimFromEcho(profile.modbus, profile.relay.remoteReconnect, r.response.value);
-    if (claimed === undefined) return this.failed(ctx, 'garbled', `echoed value 0x${r.response.value.toString(16)} is not a relay command value of profile ${profile.id}`, [r.evidence], r.latencyMs);
-    this.log.info({ ...ctx, claimed, latencyMs: r.latencyMs, tries: r.tries }, 'relay command acknowledged');
-    return { outcome: 'ok', value: { claimedRelay: claimed }, evidence: r.evidence, latencyMs: r.latencyMs };
+    return { outcome: 'ok', value: { claimedLimitW: limitW }, evidence: r.evidence, latencyMs: r.latencyMs };
+  }
+
+  /**
+   * Whether the device refused a close for voltage on its load side, as its profile says it reports one: the
+   * exception code it answered, or its status bit read after the command. Returns the detail, or undefined.
+   */
+  private async closeRefused(map: ModbusRegisterMap, exception: number | undefined, link: ModbusLink, unitId: number, options: RequestOptions, ctx: Ctx, evidence: string[]): Promise<string | undefined> {
+    const how = map.closeRefusal;
+    if (!how) return undefined;
+    if (exception !== undefined && exception === how.exceptionCode) return `close refused: voltage on the load side (exception ${hex2(exception)}); send a crew`;
+    const read = closeRefusalRead(map);
+    if (!read) return undefined;
+    const r = await link.transact(this.request(unitId, read.pdu, 'command', options, ctx));
+    if (!r.ok || r.response.kind !== 'registers') return undefined;
+    evidence.push(r.evidence);
+    return (r.response.words[0]! & how.statusBit!.mask) !== 0 ? `close refused: voltage on the load side (status register ${read.address} = 0x${r.response.words[0]!.toString(16)}); send a crew` : undefined;
   }
 
   private planFor(map: ModbusRegisterMap): ReadingPlan {

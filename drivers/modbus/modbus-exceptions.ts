@@ -17,7 +17,8 @@ export function exceptionName(code: number): string {
   return EXCEPTION_NAMES[code] ?? 'unknown exception';
 }
 
-const hex2 = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
+/** A byte as 0x-prefixed hex, as exception details print it. */
+export const hex2 = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
 
 export function exceptionVerdict(code: number, functionCode: number, address?: number): ExceptionVerdict {
   const where = address === undefined ? '' : ` at address ${address}`;

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
+import { countException, type LinkStateLog } from '../link-health.js';
 import type { TransactionPriority } from './bus-scheduler.js';
+import { hex2 } from './modbus-exceptions.js';
 import { parseResponse, type ParsedResponse } from './modbus-pdu.js';
 import { toHex } from './rtu-frame.js';
 
@@ -22,8 +24,11 @@ export type TransactionResult =
   | { ok: true; response: Exclude<ParsedResponse, { kind: 'malformed' }>; evidence: string; latencyMs: number; tries: number }
   | { ok: false; outcome: 'timeout' | 'garbled' | 'link_error'; detail: string; evidence?: string; latencyMs: number };
 
-/** Per-link counters (exposed by the driver per bus / connection). */
-export interface LinkCounters {
+/**
+ * Per-link counters (exposed by the driver per bus / connection: `linkStatus()` in full, `linkHealth()` mapped to
+ * the counters every driver shows).
+ */
+export interface ModbusLinkCounters {
   transactions: number;
   /** Frames written, retries included. */
   framesSent: number;
@@ -34,8 +39,11 @@ export interface LinkCounters {
   /** Frames re-sent after a corrupted answer. */
   retries: number;
   timeouts: number;
-  exceptions: number;
+  /** Exception responses (MB AP §7), by code in hex ("0x02"). */
+  exceptions: Record<string, number>;
   linkErrors: number;
+  /** Answers whose MBAP transaction id no request was waiting for (a late answer to a request given up on): discarded. */
+  unmatchedReplies: number;
   /** Bytes that arrived while no transaction was waiting (late answers, noise): discarded. */
   strayBytes: number;
   /** Bytes written and received on the line (frames / ADUs), for throughput against the line's capacity. */
@@ -47,7 +55,7 @@ export interface LinkCounters {
   losses: number;
 }
 
-export const newLinkCounters = (): LinkCounters => ({
+export const newModbusLinkCounters = (): ModbusLinkCounters => ({
   transactions: 0,
   framesSent: 0,
   replies: 0,
@@ -55,8 +63,9 @@ export const newLinkCounters = (): LinkCounters => ({
   garbledFrames: 0,
   retries: 0,
   timeouts: 0,
-  exceptions: 0,
+  exceptions: {},
   linkErrors: 0,
+  unmatchedReplies: 0,
   strayBytes: 0,
   bytesOut: 0,
   bytesIn: 0,
@@ -77,7 +86,9 @@ export interface TransactionRequest {
 export interface ModbusLink {
   readonly name: string;
   readonly kind: 'rtu' | 'tcp';
-  readonly counters: LinkCounters;
+  readonly counters: ModbusLinkCounters;
+  /** Up or down since when, and the last failure in words (GET /v1/links). */
+  readonly state: LinkStateLog;
   start(): Promise<void>;
   stop(): Promise<void>;
   isUp(): boolean;
@@ -86,13 +97,22 @@ export interface ModbusLink {
   transact(request: TransactionRequest): Promise<TransactionResult>;
 }
 
-/** The retry loop: `tryOnce` puts one frame on the wire (the caller holds the bus for all tries). */
+/**
+ * The retry loop: `tryOnce` puts one frame on the wire (the caller holds the bus for all tries). A failure is the
+ * link's last error; an exception is the device's answer, counted by code.
+ */
 export async function runTransaction(
   request: TransactionRequest,
   frameRetries: number,
-  counters: LinkCounters,
+  link: Pick<ModbusLink, 'counters' | 'state'>,
   tryOnce: () => Promise<FrameTry>,
 ): Promise<TransactionResult> {
+  const result = await transactionTries(request, frameRetries, link.counters, tryOnce);
+  if (!result.ok) link.state.failed(`unit ${request.unitId}: ${result.detail}`);
+  return result;
+}
+
+async function transactionTries(request: TransactionRequest, frameRetries: number, counters: ModbusLinkCounters, tryOnce: () => Promise<FrameTry>): Promise<TransactionResult> {
   counters.transactions++;
   const started = performance.now();
   const latency = () => Math.round((performance.now() - started) * 10) / 10;
@@ -116,7 +136,7 @@ export async function runTransaction(
       counters.replies++;
       const parsed = parseResponse(request.pdu, t.pdu);
       if (parsed.kind !== 'malformed') {
-        if (parsed.kind === 'exception') counters.exceptions++;
+        if (parsed.kind === 'exception') countException(counters.exceptions, hex2(parsed.code));
         return { ok: true, response: parsed, evidence: toHex(t.raw), latencyMs: latency(), tries: tryNo + 1 };
       }
       counters.garbledFrames++;

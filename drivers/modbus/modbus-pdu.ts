@@ -50,11 +50,36 @@ export function writeMultipleRegistersRequest(address: number, values: readonly 
   return pdu;
 }
 
+/** Write Multiple Coils (MB AP §6.11): the coils packed LSB first, the first coil in bit 0 of the first byte. */
+export function writeMultipleCoilsRequest(address: number, bits: readonly boolean[]): Buffer {
+  const count = Math.ceil(bits.length / 8);
+  const pdu = Buffer.alloc(6 + count);
+  pdu[0] = FunctionCode.WRITE_MULTIPLE_COILS;
+  pdu.writeUInt16BE(address, 1);
+  pdu.writeUInt16BE(bits.length, 3);
+  pdu[5] = count;
+  bits.forEach((on, i) => {
+    if (on) pdu[6 + (i >> 3)]! |= 1 << (i & 7);
+  });
+  return pdu;
+}
+
+/** The coils an FC15 request writes, in address order (MB AP §6.11). */
+export function coilsOfRequest(pdu: Buffer): boolean[] {
+  const quantity = pdu.readUInt16BE(3);
+  return Array.from({ length: quantity }, (_, i) => ((pdu[6 + (i >> 3)]! >> (i & 7)) & 1) === 1);
+}
+
+/** The registers an FC16 request writes, in address order (MB AP §6.12). */
+export function registersOfRequest(pdu: Buffer): number[] {
+  return Array.from({ length: pdu.readUInt16BE(3) }, (_, i) => pdu.readUInt16BE(6 + i * 2));
+}
+
 export type ParsedResponse =
   | { kind: 'exception'; code: number }
   | { kind: 'bits'; bits: boolean[] }
   | { kind: 'registers'; words: number[] }
-  /** Write responses echo the address and the value (or quantity) (MB AP §6.5, §6.6, §6.12). */
+  /** Write responses echo the address and the value (FC05, FC06) or the quantity (FC15, FC16) (MB AP §6.5, §6.6, §6.11, §6.12). */
   | { kind: 'echo'; address: number; value: number }
   | { kind: 'malformed'; reason: string };
 
@@ -87,11 +112,17 @@ export function parseResponse(request: Uint8Array, response: Uint8Array): Parsed
     }
     case FunctionCode.WRITE_SINGLE_COIL:
     case FunctionCode.WRITE_SINGLE_REGISTER:
+    case FunctionCode.WRITE_MULTIPLE_COILS:
     case FunctionCode.WRITE_MULTIPLE_REGISTERS: {
       if (res.length !== 5) return { kind: 'malformed', reason: `write response of ${res.length} bytes` };
       const address = res.readUInt16BE(1);
       if (address !== req.readUInt16BE(1)) return { kind: 'malformed', reason: `write response names address ${address}, not ${req.readUInt16BE(1)}` };
-      return { kind: 'echo', address, value: res.readUInt16BE(3) };
+      const value = res.readUInt16BE(3);
+      // FC15/FC16 answer with the quantity written (§6.11, §6.12): another quantity is not this request's answer.
+      if ((fc === FunctionCode.WRITE_MULTIPLE_COILS || fc === FunctionCode.WRITE_MULTIPLE_REGISTERS) && value !== req.readUInt16BE(3)) {
+        return { kind: 'malformed', reason: `write response names quantity ${value}, not ${req.readUInt16BE(3)}` };
+      }
+      return { kind: 'echo', address, value };
     }
     default:
       return { kind: 'malformed', reason: `function code 0x${fc.toString(16)} is not used by this driver` };

@@ -76,8 +76,9 @@ export function responseFrameLength(bytes: Uint8Array, requestFc: number): numbe
       return bytes.length < 3 ? null : 5 + bytes[2]!;
     case FunctionCode.WRITE_SINGLE_COIL:
     case FunctionCode.WRITE_SINGLE_REGISTER:
+    case FunctionCode.WRITE_MULTIPLE_COILS:
     case FunctionCode.WRITE_MULTIPLE_REGISTERS:
-      return 8; // unit, fc, address, value or quantity, CRC (MB AP §6.5, §6.6, §6.12)
+      return 8; // unit, fc, address, value or quantity, CRC (MB AP §6.5, §6.6, §6.11, §6.12)
     default:
       return 'mismatch';
   }
@@ -85,8 +86,9 @@ export function responseFrameLength(bytes: Uint8Array, requestFc: number): numbe
 
 /**
  * Length of the request frame that starts `bytes` (the server side): a number once known, `null` while
- * more bytes are needed, `'unknown'` for a function code this framing cannot size (the server then waits
- * for silence and discards the bytes).
+ * more bytes are needed, `'unknown'` for a function code this framing cannot size (the server then finds the
+ * frame's end by t3.5 of silence, Serial Line §2.5.1.1, and answers it as a whole: exception 01 for a function it
+ * does not implement).
  */
 export function requestFrameLength(bytes: Uint8Array): number | null | 'unknown' {
   if (bytes.length < 2) return null;
@@ -98,8 +100,9 @@ export function requestFrameLength(bytes: Uint8Array): number | null | 'unknown'
     case FunctionCode.WRITE_SINGLE_COIL:
     case FunctionCode.WRITE_SINGLE_REGISTER:
       return 8; // unit, fc, address (2), quantity or value (2), CRC (2)
-    case FunctionCode.WRITE_MULTIPLE_REGISTERS:
-      return bytes.length < 7 ? null : 9 + bytes[6]!; // unit, fc, address, quantity, byte count, values, CRC (§6.12)
+    case FunctionCode.WRITE_MULTIPLE_COILS: // §6.11
+    case FunctionCode.WRITE_MULTIPLE_REGISTERS: // §6.12
+      return bytes.length < 7 ? null : 9 + bytes[6]!; // unit, fc, address, quantity, byte count, values, CRC
     default:
       return 'unknown';
   }

@@ -3,7 +3,8 @@ import { SerialPort } from 'serialport';
 import { preciseSleep, type BusClock } from './bus-clock.js';
 import { BusScheduler, BusSchedulerClosedError } from './bus-scheduler.js';
 import type { ModbusRtuLinkConfig } from './modbus-config.js';
-import { newLinkCounters, runTransaction, type FrameTry, type ModbusLink, type TransactionRequest, type TransactionResult } from './modbus-link.js';
+import { LinkStateLog } from '../link-health.js';
+import { newModbusLinkCounters, runTransaction, type FrameTry, type ModbusLink, type TransactionRequest, type TransactionResult } from './modbus-link.js';
 import { bitsPerCharacter, decodeRtuFrame, encodeRtuFrame, interFrameSilenceMs, responseFrameLength } from './rtu-frame.js';
 
 /**
@@ -16,7 +17,8 @@ import { bitsPerCharacter, decodeRtuFrame, encodeRtuFrame, interFrameSilenceMs, 
  */
 export class RtuLink implements ModbusLink {
   readonly kind = 'rtu' as const;
-  readonly counters = newLinkCounters();
+  readonly counters = newModbusLinkCounters();
+  readonly state: LinkStateLog;
   /** Silence kept between transactions (ms). */
   readonly interFrameMs: number;
   /** Time one character takes on the line (ms). */
@@ -37,6 +39,7 @@ export class RtuLink implements ModbusLink {
     private readonly log: Logger,
     clock?: BusClock,
   ) {
+    this.state = new LinkStateLog(`serial port ${config.path}`);
     const bits = bitsPerCharacter(config);
     this.charMs = (bits * 1000) / config.baudRate;
     this.interFrameMs = config.interFrameMs ?? interFrameSilenceMs(config.baudRate, bits);
@@ -75,7 +78,7 @@ export class RtuLink implements ModbusLink {
     }
     try {
       return await this.scheduler.submit(request.unitId, request.priority, () =>
-        runTransaction(request, this.config.frameRetries, this.counters, () => this.tryOnce(request)),
+        runTransaction(request, this.config.frameRetries, this, () => this.tryOnce(request)),
       );
     } catch (e) {
       if (e instanceof BusSchedulerClosedError) return { ok: false, outcome: 'link_error', detail: e.message, latencyMs: 0 };
@@ -98,7 +101,10 @@ export class RtuLink implements ModbusLink {
     return new Promise((resolve) => {
       port.open((err) => {
         if (err || this.stopped) {
-          if (err) this.log.debug({ link: this.name, path, err: err.message }, 'cannot open serial port; retrying');
+          if (err) {
+            this.log.debug({ link: this.name, path, err: err.message }, 'cannot open serial port; retrying');
+            this.state.failed(`cannot open serial port ${path}: ${err.message}`);
+          }
           else port.close();
           this.scheduleReopen();
           resolve();
@@ -106,6 +112,7 @@ export class RtuLink implements ModbusLink {
         }
         this.port = port;
         this.counters.opens++;
+        this.state.up();
         this.log.info({ link: this.name, path, baudRate, parity, interFrameMs: this.interFrameMs, opens: this.counters.opens }, 'serial bus open');
         this.scheduler.setOpen(true);
         resolve();
@@ -119,6 +126,7 @@ export class RtuLink implements ModbusLink {
     this.scheduler.setOpen(false);
     if (this.stopped) return;
     this.counters.losses++;
+    this.state.down(`serial port ${this.config.path} closed (adapter unplugged or device gone); reopening every ${this.config.reopenMs} ms`);
     this.log.warn({ link: this.name, path: this.config.path, queued: this.scheduler.queued }, 'serial port lost; queued requests wait for it to reopen');
     this.abortTry?.(`serial port ${this.config.path} closed during the transaction`);
     this.scheduleReopen();

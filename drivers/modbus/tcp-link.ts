@@ -2,7 +2,8 @@ import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { BusScheduler, BusSchedulerClosedError } from './bus-scheduler.js';
 import type { ModbusTcpLinkConfig } from './modbus-config.js';
-import { newLinkCounters, runTransaction, type FrameTry, type ModbusLink, type TransactionRequest, type TransactionResult } from './modbus-link.js';
+import { LinkStateLog } from '../link-health.js';
+import { newModbusLinkCounters, runTransaction, type FrameTry, type ModbusLink, type TransactionRequest, type TransactionResult } from './modbus-link.js';
 import { encodeMbap, MbapReader } from './mbap-frame.js';
 
 /**
@@ -19,7 +20,8 @@ interface Waiter {
 
 export class TcpLink implements ModbusLink {
   readonly kind = 'tcp' as const;
-  readonly counters = newLinkCounters();
+  readonly counters = newModbusLinkCounters();
+  readonly state: LinkStateLog;
   private readonly scheduler: BusScheduler;
   private readonly reader = new MbapReader();
   private readonly waiting = new Map<number, Waiter>();
@@ -34,6 +36,7 @@ export class TcpLink implements ModbusLink {
     private readonly config: ModbusTcpLinkConfig,
     private readonly log: Logger,
   ) {
+    this.state = new LinkStateLog(`Modbus TCP connection to ${config.host}:${config.port}`);
     this.scheduler = new BusScheduler({ maxConcurrent: config.maxConcurrent, interFrameMs: 0 });
     this.scheduler.setOpen(false);
   }
@@ -75,7 +78,7 @@ export class TcpLink implements ModbusLink {
     }
     try {
       return await this.scheduler.submit(request.unitId, request.priority, () =>
-        runTransaction(request, this.config.frameRetries, this.counters, () => this.tryOnce(request)),
+        runTransaction(request, this.config.frameRetries, this, () => this.tryOnce(request)),
       );
     } catch (e) {
       if (e instanceof BusSchedulerClosedError) return { ok: false, outcome: 'link_error', detail: e.message, latencyMs: 0 };
@@ -94,12 +97,16 @@ export class TcpLink implements ModbusLink {
       socket.once('connect', () => {
         this.connected = true;
         this.counters.opens++;
+        this.state.up();
         this.log.info({ link: this.name, host, port, maxConcurrent: this.config.maxConcurrent }, 'Modbus TCP connected');
         this.scheduler.setOpen(true);
         resolve();
       });
       socket.on('data', (chunk: Buffer) => this.onData(chunk));
-      socket.on('error', (err) => this.log.debug({ link: this.name, host, port, err: err.message }, 'Modbus TCP socket error'));
+      socket.on('error', (err) => {
+        this.log.debug({ link: this.name, host, port, err: err.message }, 'Modbus TCP socket error');
+        this.state.failed(`Modbus TCP ${host}:${port}: ${err.message}`);
+      });
       socket.once('close', () => {
         const wasUp = this.connected;
         if (this.socket === socket) this.socket = undefined;
@@ -109,6 +116,7 @@ export class TcpLink implements ModbusLink {
         if (!this.stopped) {
           if (wasUp) {
             this.counters.losses++;
+            this.state.down(`Modbus TCP connection to ${host}:${port} lost; reconnecting every ${this.config.reconnectMs} ms`);
             this.log.warn({ link: this.name, host, port, queued: this.scheduler.queued }, 'Modbus TCP connection lost; queued requests wait for it');
           }
           clearTimeout(this.reconnectTimer);
@@ -127,6 +135,7 @@ export class TcpLink implements ModbusLink {
       const w = this.waiting.get(adu.transactionId);
       if (!w) {
         this.counters.strayBytes += adu.raw.length;
+        this.counters.unmatchedReplies++;
         continue;
       }
       if (adu.unitId !== w.unitId) w.settle({ kind: 'corrupt', crc: false, reason: `reply names unit ${adu.unitId}, request was for unit ${w.unitId}`, raw: adu.raw });

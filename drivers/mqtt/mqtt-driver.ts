@@ -9,9 +9,11 @@ import {
   type MqttFirmwareProfile,
 } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
+import { zeroLinkCounters } from '../link-health.js';
 import type {
   CommandAck,
   LimitAck,
+  LinkHealth,
   MeterAddress,
   MeterDriver,
   RelayReading,
@@ -134,6 +136,8 @@ const ReplySchema = z.object({
   energyWh: z.number().optional(),
   /** The demand limit in force (W), null for none: on every reply of firmware with a limiter (`limitOp`). */
   loadLimitW: z.number().nullable().optional(),
+  /** Voltage on the load side of the relay, where the firmware measures it (DOMAIN.md rule 14). */
+  loadSideVoltageV: z.number().optional(),
   ts: z.number().optional(),
   reason: z.string().optional(),
 });
@@ -211,6 +215,18 @@ function relayFromWord(profile: MqttFirmwareProfile, word: string | undefined): 
   return undefined;
 }
 
+/**
+ * A nack in the driver's words: one whose reason is among the profile's load-side refusal words is the meter
+ * refusing to close onto a live load side (DOMAIN.md rule 14), `load_side_voltage`, never retried; any other is `nack`.
+ */
+function nackOutcome(profile: MqttFirmwareProfile, reply: Reply): { outcome: 'nack' | 'load_side_voltage'; detail: string } {
+  if (reply.reason !== undefined && profile.mqtt.loadSideRefusalReasons?.includes(reply.reason)) {
+    const volts = reply.loadSideVoltageV !== undefined ? `${reply.loadSideVoltageV} V` : 'voltage';
+    return { outcome: 'load_side_voltage', detail: `meter refused to close: ${volts} on the load side (reason ${JSON.stringify(reply.reason)})` };
+  }
+  return { outcome: 'nack', detail: `meter refused: ${reply.reason ?? 'no reason given'}` };
+}
+
 export class MqttDriver implements MeterDriver {
   readonly protocol = 'mqtt' as const;
   readonly clientId: string;
@@ -247,6 +263,9 @@ export class MqttDriver implements MeterDriver {
   private readonly brokerName: string;
   private stateSince = 0;
   private lastError: string | null = null;
+  /** The last failure on the connection, kept after it recovers (GET /v1/links). */
+  private lastFailure: { at: number; message: string } | null = null;
+  private readonly createdAt = Date.now();
   /** The last error line logged and when, so a broker that stays down is logged once a minute, not once a second. */
   private loggedError = { text: '', at: 0 };
   /** When the broker last sent anything (any packet) on the current connection. */
@@ -284,6 +303,25 @@ export class MqttDriver implements MeterDriver {
 
   brokerState(): BrokerState {
     return { connected: this.connected, broker: this.brokerName, since: this.stateSince, lastError: this.connected ? null : (this.lastError ?? (this.client ? 'connecting for the first time' : 'not started')) };
+  }
+
+  /**
+   * The one broker connection this driver keeps, named by the broker's address (without credentials): replies with a
+   * correlation id no request waits for, reconnects (every connection after the first), timeouts, garbled replies.
+   */
+  linkHealth(): LinkHealth[] {
+    const c = this.counters;
+    const since = this.stateSince || this.createdAt;
+    return [
+      {
+        link: this.brokerName,
+        kind: 'mqtt',
+        state: this.connected ? 'up' : 'down',
+        since,
+        lastError: this.lastFailure && { ...this.lastFailure },
+        counters: { ...zeroLinkCounters(), garbled: c.garbled + c.unattributedGarbage, timeouts: c.timeouts, unknownCorrelationIds: c.unknownCidReplies, reconnects: Math.max(0, c.connects - 1) },
+      },
+    ];
   }
 
   /** Requests currently on the wire. */
@@ -324,6 +362,7 @@ export class MqttDriver implements MeterDriver {
         const refused = granted?.filter((g) => g.qos > 2) ?? [];
         if (err || refused.length > 0) {
           this.lastError = `subscription refused by the broker: ${err ? describeError(err) : refused.map((g) => `${g.topic} (reason ${g.qos})`).join(', ')}`;
+          this.noteFailure(this.lastError);
           this.log.error({ broker: this.brokerName, err: err ? describeError(err) : undefined, refused }, 'subscribe failed; requests fail as link_error');
           return;
         }
@@ -336,6 +375,7 @@ export class MqttDriver implements MeterDriver {
     client.on('close', () => {
       if (this.subscribed) {
         this.stateSince = Date.now();
+        this.noteFailure('broker connection lost; reconnecting');
         this.log.warn({ clientId: this.clientId, broker: this.brokerName }, 'broker connection lost; reconnecting');
       }
       this.subscribed = false;
@@ -360,6 +400,7 @@ export class MqttDriver implements MeterDriver {
     if (!this.connected && !this.stopped) {
       this.stateSince = Date.now();
       this.lastError ??= failedOnce ? 'the connection closed before it was established' : `no connection within ${Date.now() - startedAt} ms`;
+      this.noteFailure(this.lastError);
       this.log.error(
         { broker: this.brokerName, err: this.lastError, retryEveryMs: this.options.reconnectPeriodMs ?? 1000 },
         'MQTT broker not reachable at start; running degraded and reconnecting: orders wait for it without spending attempts',
@@ -371,10 +412,15 @@ export class MqttDriver implements MeterDriver {
   private onClientError(err: unknown): void {
     const text = describeError(err);
     this.lastError = text;
+    this.noteFailure(text);
     const now = Date.now();
     if (text === this.loggedError.text && now - this.loggedError.at < 60_000) return;
     this.loggedError = { text, at: now };
     this.log.warn({ broker: this.brokerName, err: text }, `mqtt client error: ${text}`);
+  }
+
+  private noteFailure(message: string): void {
+    this.lastFailure = { at: Date.now(), message };
   }
 
   async stop(): Promise<void> {
@@ -397,6 +443,7 @@ export class MqttDriver implements MeterDriver {
       if (reply.energyWh !== undefined) reading.energyWh = reply.energyWh;
       // Only firmware with a limiter reports one: for any other, the reading says nothing of a limit.
       if (meter.profile.protocol === 'mqtt' && meter.profile.mqtt.limitOp !== undefined && reply.loadLimitW !== undefined) reading.loadLimitW = reply.loadLimitW;
+      if (reply.loadSideVoltageV !== undefined) reading.loadSideVoltageV = reply.loadSideVoltageV;
       return reading;
     });
   }
@@ -472,6 +519,7 @@ export class MqttDriver implements MeterDriver {
         publishedAt,
         timer: setTimeout(() => {
           this.counters.timeouts++;
+          this.noteFailure(`meter ${meterId}: no reply within ${timeoutMs} ms`);
           this.log.info({ ...ctx, timeoutMs }, 'no reply within timeout');
           if (profile.mqtt.qos > 0 && this.lastPacketAt < publishedAt) this.dropSilentConnection(timeoutMs);
           settle({ outcome: 'timeout', detail: `no reply within ${timeoutMs} ms`, latencyMs: elapsed() });
@@ -480,9 +528,9 @@ export class MqttDriver implements MeterDriver {
           const latencyMs = receivedAt - publishedAt;
           if (reply.result === 'nack') {
             this.counters.nacks++;
-            const detail = `meter refused: ${reply.reason ?? 'no reason given'}`;
-            this.log.info({ ...ctx, detail }, 'nack');
-            settle({ outcome: 'nack', detail, evidence, latencyMs });
+            const { outcome, detail } = nackOutcome(profile, reply);
+            this.log.info({ ...ctx, outcome, detail }, 'nack');
+            settle({ outcome, detail, evidence, latencyMs });
             return;
           }
           const relay = relayFromWord(profile, reply.relay);
@@ -495,6 +543,7 @@ export class MqttDriver implements MeterDriver {
           settle({ outcome: 'ok', value: decode(reply, relay, receivedAt), evidence, latencyMs });
         },
         fail: (outcome, detail, evidence) => {
+          this.noteFailure(`meter ${meterId}: ${detail}`);
           if (outcome === 'garbled') this.counters.garbled++;
           if (outcome === 'link_error') this.counters.linkErrors++;
           this.log.warn({ ...ctx, outcome, detail, evidence }, 'request failed');

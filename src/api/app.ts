@@ -19,6 +19,7 @@ import { closeAfterAnswer } from './lingering-close.js';
 import { bodyTooLarge, DEFAULT_BODY_LIMIT, registerJsonBodyParser } from './request-body.js';
 import { adminRoutes } from './routes/admin.js';
 import { consoleRoutes } from './routes/console.js';
+import { linkRoutes } from './routes/links.js';
 import { liveRoutes } from './routes/live.js';
 import { meterKeyRoutes } from './routes/meter-keys.js';
 import { meterFactsRoutes } from './routes/meter-facts.js';
@@ -133,7 +134,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
     schema: {
       summary: 'Liveness and readiness',
       description:
-        '`ok`: the store takes writes, the broker is connected, the control loop runs. `degraded` (still 200): some check fails; `problems` names what (the broker, the store file and the cause). `stopping` (503): the gateway drains after SIGTERM and admits no new work.',
+        '`ok`: the store takes writes, the broker is connected, every Modbus and DLMS link is up, the control loop runs. `degraded` (still 200): some check fails; `problems` names what (the broker, the store file and the cause, each link that is down with since when and its last error). `stopping` (503): the gateway drains after SIGTERM and admits no new work.',
       tags: ['health'],
       response: { 200: Health, 503: Health },
     },
@@ -162,6 +163,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => liveRoutes(scope, deps));
   await app.register(async (scope) => consoleRoutes(scope, deps));
   await app.register(async (scope) => monitoringRoutes(scope, deps));
+  await app.register(async (scope) => linkRoutes(scope, deps));
   await app.register(async (scope) => billingRoutes(scope, deps));
   return app;
 }

@@ -1,3 +1,4 @@
+import type { LinkHealth } from '../../drivers/driver.js';
 import type { SwitchController } from '../control/switch-controller.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { GatewayStore, RelayAuditRun, SubmitContext } from '../store/store.js';
@@ -43,6 +44,8 @@ export interface ApiDeps {
   relayAudit?: () => Promise<RelayAuditRun>;
   /** Per-meter DLMS keys: the key master (undefined: importing keys is refused) and where transport keys are looked up. */
   meterKeys?: { master: MasterKey | undefined; env: NodeJS.ProcessEnv; renew?: (meterId: string, actor: string) => Promise<KeyRenewalResult> };
+  /** Every link the drivers keep, with its state and counters (GET /v1/links); none before the drivers start. */
+  links?: () => LinkHealth[];
   /** The gateway's health checks by name (store writable, broker connected, control loop running). */
   health: () => Record<string, HealthCheck>;
   /** True once the gateway is stopping (SIGTERM/SIGINT): writes answer 503 E_SHUTTING_DOWN, reads still work. */

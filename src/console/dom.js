@@ -96,11 +96,14 @@ export function errorBox(err) {
   return h('div.error', { role: 'alert' }, h('strong', {}, err.code ?? 'Error'), ': ', err.message ?? String(err));
 }
 
-/** A simple table; columns: [{label, cell: (row) => node|string, class?}] */
+/**
+ * A simple table; columns: [{label, cell: (row) => node|string, class?}]. `options.stack`: on a narrow screen each row
+ * becomes a block of "label: value" lines (style.css `table.stack`), so the page never scrolls sideways.
+ */
 export function table(caption, columns, rows, options = {}) {
   return h(
     'table',
-    { class: options.class },
+    { class: [options.class, options.stack ? 'stack' : ''].filter(Boolean).join(' ') || undefined },
     h('caption', {}, caption),
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.class }, c.label)))),
     h(
@@ -108,7 +111,7 @@ export function table(caption, columns, rows, options = {}) {
       {},
       rows.length === 0
         ? h('tr', {}, h('td.empty', { colspan: columns.length }, options.empty ?? 'Nothing to show.'))
-        : rows.map((r) => h('tr', { class: options.rowClass?.(r), dataset: options.rowData?.(r) }, columns.map((c) => h('td', { class: c.class }, c.cell(r))))),
+        : rows.map((r) => h('tr', { class: options.rowClass?.(r), dataset: options.rowData?.(r) }, columns.map((c) => (options.stack ? h('td', { class: c.class, 'data-label': c.label }, h('div', {}, c.cell(r))) : h('td', { class: c.class }, c.cell(r)))))),
     ),
   );
 }

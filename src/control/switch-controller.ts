@@ -3,12 +3,13 @@ import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck, L
 import { judgeAttempt, type AttemptFacts } from '../domain/attempt-verdict.js';
 import { cannotFinishInTime, escalateVerdict, workOrderPlan, type EscalationPolicy } from '../domain/escalation.js';
 import { DEFAULT_FLAGS, type MeterFlags } from '../domain/policy/meter-facts.js';
-import type { FirmwareProfile } from '../domain/firmware-profile.js';
+import { NO_LOAD_SIDE_CHECK, type FirmwareProfile } from '../domain/firmware-profile.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { PaymentRechecker } from '../integrations/billing-recheck.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
 import type { DueOrder, GatewayStore, Lease } from '../store/store.js';
 import { sleep, type Clock } from './clock.js';
+import { needsPreCloseRead, preCloseCheck } from './load-side-check.js';
 import { listenToStatusReports } from './status-reports.js';
 import { writeWhenStoreTakesIt } from './store-retry.js';
 
@@ -569,6 +570,18 @@ export class SwitchController {
       if (released) this.deps.onOrderChange?.(released);
       return;
     }
+    if (needsPreCloseRead(order.action, profile)) {
+      // Rule 14, the gateway's own check: read the load side first; a live one (or no reading of it) withholds the close.
+      const before = await this.readBack(driver, address, order, 'load-side');
+      const check = preCloseCheck(profile, before);
+      if (!check.send) {
+        const refused = refusal(undefined, before);
+        if (refused.credentialsRefused !== undefined) this.countRefusal(target, order.meterId, log, refused.credentialsRefused);
+        log.warn({ problem: check.problem }, 'close withheld by the load-side check');
+        await this.finish(order, log, target, { ...check.facts, ...refused }, undefined, before, check.problem);
+        return;
+      }
+    }
     log.info({ action: order.action, ...(order.action === 'limit' ? { limitW: order.limitW } : {}), link: address.link, profile: profile.id }, 'sending command');
     const command = await sendCommand(driver, address, order, {
       timeoutMs: profile.timeouts.commandMs,
@@ -592,7 +605,13 @@ export class SwitchController {
       order,
       log,
       target,
-      { command: command.outcome, ...readFacts(read), ...(meterRemoteReconnect ? { meterRemoteReconnect } : {}), ...refused },
+      {
+        command: command.outcome,
+        ...readFacts(read),
+        ...(read?.outcome === 'ok' && read.value.loadSideVoltageV !== undefined ? { loadSideVoltageV: read.value.loadSideVoltageV } : {}),
+        ...(meterRemoteReconnect ? { meterRemoteReconnect } : {}),
+        ...refused,
+      },
       command,
       read,
       null,
@@ -625,7 +644,7 @@ export class SwitchController {
     problem: string | null,
   ): Promise<void> {
     // Without a profile nothing can be sent: one attempt, then failed, so a person looks at the meter's set-up.
-    const rules = meter?.address.profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false } };
+    const rules = meter?.address.profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK } };
     const escalation = this.policyFor(meter?.region ?? '*');
     let outcome = 'unknown';
     const now = this.deps.clock.now();

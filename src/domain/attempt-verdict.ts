@@ -6,7 +6,9 @@ import type { OrderState, SwitchOrder } from './switch-order.js';
 /**
  * What one attempt proved and what the order does next. Success means verified: only a read-back that shows
  * the asked state ends an order well; a meter's reply alone never does. A meter that refuses the gateway's
- * credentials (`auth_failed`) ends the order at once: repeating the request with the same keys cannot succeed.
+ * credentials (`auth_failed`) ends the order at once: repeating the request with the same keys cannot succeed. A close
+ * refused for voltage on the load side (`load_side_voltage`, DOMAIN.md rule 14) ends it at once too: closing onto a
+ * bypass, a backfeed or tampering is dangerous, so no close is sent again and a person must look.
  */
 
 export type CommandOutcome = 'ok' | 'timeout' | 'nack' | 'garbled' | 'link_error' | 'auth_failed' | 'load_side_voltage' | 'not_sent';
@@ -28,6 +30,10 @@ export interface AttemptFacts {
    * usable answer or the reading did not carry a limit (a profile without limiter), which can never verify a limit.
    */
   readBackLimitW?: number | null;
+  /** Voltage on the load side as the read-back (or the gateway's read before closing) showed it. */
+  loadSideVoltageV?: number;
+  /** The gateway's own check before closing found the load side live, so the close was never sent (`command` is `load_side_voltage`). */
+  closeWithheld?: boolean;
 }
 
 export interface AttemptVerdict {
@@ -63,6 +69,27 @@ export function verifiedState(
   return undefined;
 }
 
+/**
+ * Why the close counts as refused for voltage on the load side, in words for the order, or undefined: the meter (or
+ * the driver for it) said so, the gateway withheld the close, or, where the profile demands the check, the read-back
+ * shows the relay still open with more than the profile's threshold on the load side (a meter that refused silently).
+ */
+function loadSideRefusal(
+  order: Pick<SwitchOrder, 'action'>,
+  profile: Pick<FirmwareProfile, 'relay'>,
+  facts: AttemptFacts,
+): string | undefined {
+  const check = profile.relay.loadSideVoltageCheck;
+  const v = facts.loadSideVoltageV;
+  let how: string;
+  if (facts.command === 'load_side_voltage') how = facts.closeWithheld ? `the gateway's check before closing, above ${check.maxVoltageV} V; no close sent` : 'the meter refused to close';
+  else if (order.action === 'reconnect' && check.checkedBy !== 'none' && facts.readBack !== undefined && facts.readBack !== 'connected' && v !== undefined && v > check.maxVoltageV) {
+    how = `the read-back shows the relay still ${facts.readBack}`;
+  } else return undefined;
+  const volts = v === undefined ? 'voltage' : `${v} V`;
+  return `close refused: ${volts} on the load side (${how}); a bypass, a generator backfeed or tampering: closing is dangerous, so no close is sent again and a crew is sent`;
+}
+
 export function judgeAttempt(
   order: JudgedOrder & Pick<SwitchOrder, 'attempts' | 'supersededBy'>,
   profile: Pick<FirmwareProfile, 'relay' | 'retry'>,
@@ -79,8 +106,10 @@ export function judgeAttempt(
     return { outcome: 'ok', next: verified, reason };
   }
   const refused = facts.command === 'auth_failed' || facts.credentialsRefused !== undefined;
+  const loadSide = refused ? undefined : loadSideRefusal(order, profile, facts);
   let outcome: AttemptOutcome;
   if (refused) outcome = 'auth_failed';
+  else if (loadSide !== undefined) outcome = 'load_side_voltage';
   else if (facts.command === 'not_sent') outcome = 'interrupted';
   else if (facts.command !== 'ok') outcome = facts.command;
   else if (facts.readBack === undefined) outcome = 'timeout';
@@ -97,6 +126,8 @@ export function judgeAttempt(
     const said = facts.credentialsRefused ?? 'the association was refused';
     return { outcome, next: 'failed', reason: `the meter refused the gateway's credentials (${said}); retrying with the same keys cannot succeed` };
   }
+  // Whatever attempts are left: the next close would meet the same live load side (escalateVerdict sends a crew).
+  if (loadSide !== undefined) return { outcome, next: 'failed', reason: loadSide };
   if (order.attempts >= profile.retry.maxAttempts) {
     return { outcome, next: 'failed', reason: `${order.attempts} of ${profile.retry.maxAttempts} attempts used; last: ${outcome}, ${seen}` };
   }

@@ -23,9 +23,14 @@ export interface EscalationPolicy {
 
 /**
  * `switch_order`: the crew does what the order asked; `credentials`: the meter refuses the gateway's keys, so the
- * key file or the meter's keys must be put right (and, for a reconnect, the customer restored on site meanwhile).
+ * key file or the meter's keys must be put right (and, for a reconnect, the customer restored on site meanwhile);
+ * `load_side_voltage`: the close was refused for voltage on the load side (DOMAIN.md rule 14), so the crew finds
+ * the bypass, backfeed or tampering and makes it safe before restoring the supply.
  */
-export type SwitchWorkOrderKind = 'switch_order' | 'credentials';
+export type SwitchWorkOrderKind = 'switch_order' | 'credentials' | 'load_side_voltage';
+
+/** A live load side is a danger to people, not only a late reconnect: its work order comes first, whatever the deadline. */
+export const LOAD_SIDE_PRIORITY = 1;
 
 export interface WorkOrderPlan {
   reason: string;
@@ -45,6 +50,8 @@ export type EscalatedVerdict = Omit<AttemptVerdict, 'next'> & {
   next: AttemptVerdict['next'] | 'escalated';
   /** Set when this verdict raises the order's work order. */
   escalation?: WorkOrderPlan;
+  /** Set when the order's open work order must be revised to this plan: a danger found after it was raised. */
+  reviseWorkOrder?: WorkOrderPlan;
 };
 
 /** 1 (most urgent) to 4: medical equipment first, then vulnerable or little time left. */
@@ -76,7 +83,13 @@ export function escalateVerdict(
   if (verdict.next === 'done' || verdict.next === 'armed' || verdict.next === 'superseded') return verdict;
   // A limit is no field work: a crew does not set a demand limit, and a customer under no limit is no worse off.
   if (order.action === 'limit') return verdict;
-  if (verdict.outcome === 'auth_failed') return credentialsVerdict(order, verdict, flags, now, policy);
+  if (verdict.outcome === 'auth_failed') return fieldOnlyVerdict(order, verdict, credentialsWork(order, verdict, flags, now, policy));
+  if (verdict.outcome === 'load_side_voltage') {
+    const plan = loadSideWork(order, verdict, flags, now, policy);
+    const v = fieldOnlyVerdict(order, verdict, plan);
+    // A work order already open (raised for the deadline, say) must tell the crew of the danger: its kind, reason and priority are revised.
+    return order.escalatedAt !== null ? { ...v, reviseWorkOrder: plan } : v;
+  }
   const slow = { ...verdict, next: 'escalated' as const, nextAttemptAt: now + policy.slowRetryMs };
   if (order.escalatedAt !== null) return { ...slow, reason: `${verdict.reason}; field work order open, next remote try in ${Math.round(policy.slowRetryMs / 1000)} s` };
   const escalates = order.action === 'reconnect' || policy.escalateDisconnects;
@@ -101,27 +114,38 @@ export function inspectionPlan(flags: Pick<MeterFlags, 'medicalEquipment' | 'vul
 
 /**
  * The meter refused the gateway's credentials: a field matter of its own kind, with no further remote attempt (the
- * same keys would be refused again, and each refusal may count towards the meter locking the client out). A
- * reconnect goes to the field like any failed reconnect, due before the customer's deadline, and waits there (the
- * crew's outcome settles it; a new reconnect, once the keys are put right, supersedes it). A disconnect ends
- * `failed` (a crew never disconnects on its own account) with a work order to put the keys right.
+ * same keys would be refused again, and each refusal may count towards the meter locking the client out).
  */
-function credentialsVerdict(
-  order: Pick<SwitchOrder, 'action' | 'deadline' | 'escalatedAt'>,
-  verdict: AttemptVerdict,
-  flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>,
-  now: number,
-  policy: EscalationPolicy,
-): EscalatedVerdict {
-  if (order.escalatedAt !== null) {
-    // A work order is already open for this order: it stays, and no remote attempt follows.
-    return { ...verdict, next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT, reason: `${verdict.reason}; field work order open, no further remote attempt` };
-  }
+function credentialsWork(order: Pick<SwitchOrder, 'action' | 'deadline'>, verdict: AttemptVerdict, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy): WorkOrderPlan {
   const what =
     order.action === 'reconnect'
       ? 'restore the supply on site, then check the key file or renew the keys'
       : 'the disconnect was not done and this order has ended; check the key file or renew the keys, then request the disconnect again';
-  const plan: WorkOrderPlan = { ...workOrderPlan(order, flags, now, policy, `meter refuses the gateway's keys: ${what} (${verdict.reason})`), kind: 'credentials' };
+  return { ...workOrderPlan(order, flags, now, policy, `meter refuses the gateway's keys: ${what} (${verdict.reason})`), kind: 'credentials' };
+}
+
+/**
+ * The close was refused for voltage on the load side (DOMAIN.md rule 14): closing again from afar is dangerous, so a
+ * crew goes at once, first in the queue (LOAD_SIDE_PRIORITY), and no remote close follows.
+ */
+function loadSideWork(order: Pick<SwitchOrder, 'action' | 'deadline'>, verdict: AttemptVerdict, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy): WorkOrderPlan {
+  const what =
+    order.action === 'reconnect'
+      ? 'do not close from afar; find the bypass, generator backfeed or tampering and make it safe, then restore the supply on site'
+      : 'the disconnect was not done and this order has ended; find the bypass, generator backfeed or tampering and make it safe';
+  return { ...workOrderPlan(order, flags, now, policy, `voltage on the load side: ${what} (${verdict.reason})`), priority: LOAD_SIDE_PRIORITY, kind: 'load_side_voltage' };
+}
+
+/**
+ * A refusal that only a person can settle, with no further remote attempt. A reconnect goes to the field like any
+ * failed reconnect, due before the customer's deadline, and waits there (the crew's outcome settles it; a new
+ * reconnect supersedes it). A disconnect ends `failed` (a crew never disconnects on its own account) with its work order.
+ */
+function fieldOnlyVerdict(order: Pick<SwitchOrder, 'action' | 'escalatedAt'>, verdict: AttemptVerdict, plan: WorkOrderPlan): EscalatedVerdict {
+  if (order.escalatedAt !== null) {
+    // A work order is already open for this order: it stays, and no remote attempt follows.
+    return { ...verdict, next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT, reason: `${verdict.reason}; field work order open, no further remote attempt` };
+  }
   if (order.action === 'reconnect') return { ...verdict, next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT, escalation: plan };
   return { ...verdict, next: 'failed', escalation: plan };
 }

@@ -37,8 +37,38 @@ export const MqttAddressingSchema = z
     relayValues: z
       .object({ connected: z.string().min(1), disconnected: z.string().min(1), armed: z.string().min(1) })
       .strict(),
+    /**
+     * The nack `reason` words with which this firmware refuses to close because there is voltage on the load side
+     * (DOMAIN.md rule 14): such a nack is `load_side_voltage`, never retried. Needed when the meter checks itself.
+     */
+    loadSideRefusalReasons: z.array(z.string().min(1)).min(1).optional(),
   })
   .strict();
+
+/**
+ * Who checks the load side of an open relay for voltage before it is closed (DOMAIN.md rule 14): voltage there
+ * means a bypass, a generator backfeed or tampering, and closing onto it is dangerous.
+ * - `none`: nobody (the profile does not demand the check);
+ * - `meter`: the meter checks itself and refuses to close; the protocol part says how it reports the refusal (MQTT
+ *   `loadSideRefusalReasons`, DLMS `loadSideRefusalResults` and/or `obis.loadSideVoltage`), and a read-back that
+ *   still shows the relay open with more than `maxVoltageV` on the load side is taken as the same refusal;
+ * - `gateway`: the gateway reads the relay first and sends no close while the load side shows more than
+ *   `maxVoltageV`; a reading without the load-side voltage is a profile problem (`garbled`), never a blind close.
+ */
+export const LOAD_SIDE_CHECKERS = ['none', 'meter', 'gateway'] as const;
+export type LoadSideVoltageCheck = { checkedBy: (typeof LOAD_SIDE_CHECKERS)[number]; maxVoltageV: number };
+/** Above this the load side of an open relay is live (the safe default: a backfeed shows near-nominal voltage, induction a few volts). */
+export const DEFAULT_LOAD_SIDE_MAX_V = 50;
+export const NO_LOAD_SIDE_CHECK: LoadSideVoltageCheck = { checkedBy: 'none', maxVoltageV: DEFAULT_LOAD_SIDE_MAX_V };
+
+const LoadSideVoltageCheckSchema = z
+  .union([z.boolean(), z.object({ checkedBy: z.enum(LOAD_SIDE_CHECKERS), maxVoltageV: z.number().min(1).max(1000).default(DEFAULT_LOAD_SIDE_MAX_V) }).strict()])
+  .optional()
+  .superRefine((v, ctx) => {
+    // Profiles before the structure said `false` (kept loading as none); a bare `true` never said who checks.
+    if (v === true) ctx.addIssue({ code: 'custom', message: 'loadSideVoltageCheck: say who checks, e.g. { "checkedBy": "meter" } or { "checkedBy": "gateway", "maxVoltageV": 50 }' });
+  })
+  .transform((v): LoadSideVoltageCheck => (v === undefined || typeof v === 'boolean' ? NO_LOAD_SIDE_CHECK : v));
 
 /** What every profile says, whatever the protocol. */
 const profileCommon = {
@@ -46,14 +76,16 @@ const profileCommon = {
   manufacturer: z.string().min(1),
   model: z.string().min(1),
   firmware: z.string().min(1),
+  /** The data sheet this profile was written from: maker, document, version. */
+  source: z.string().min(1).optional(),
   relay: z
     .object({
       /** `closes`: a remote reconnect closes the relay. `arms`: it only arms it; the customer presses the button. */
       remoteReconnect: z.enum(['closes', 'arms']),
       /** Time the relay needs to operate; the read-back is taken after it. */
       operateTimeMs: z.number().int().min(0).max(60_000),
-      /** Check load-side voltage before closing (DOMAIN.md rule 14). */
-      loadSideVoltageCheck: z.boolean().default(false),
+      /** Who checks the load-side voltage before closing (DOMAIN.md rule 14); `false` or absent: none. */
+      loadSideVoltageCheck: LoadSideVoltageCheckSchema,
     })
     .strict(),
   timeouts: z
@@ -77,17 +109,47 @@ const profileCommon = {
 };
 
 /** A profile is common fields plus the addressing of its protocol; `protocol` selects the driver. */
-export const FirmwareProfileSchema = z.discriminatedUnion('protocol', [
-  z.object({ ...profileCommon, protocol: z.literal('mqtt'), mqtt: MqttAddressingSchema }).strict(),
-  z.object({ ...profileCommon, protocol: z.literal('modbus'), modbus: ModbusRegisterMapSchema }).strict(),
-  z.object({ ...profileCommon, protocol: z.literal('dlms'), dlms: DlmsProfileSchema }).strict(),
-]);
+export const FirmwareProfileSchema = z
+  .discriminatedUnion('protocol', [
+    z.object({ ...profileCommon, protocol: z.literal('mqtt'), mqtt: MqttAddressingSchema }).strict(),
+    z.object({ ...profileCommon, protocol: z.literal('modbus'), modbus: ModbusRegisterMapSchema }).strict(),
+    z.object({ ...profileCommon, protocol: z.literal('dlms'), dlms: DlmsProfileSchema }).strict(),
+  ])
+  .superRefine((p, ctx) => {
+    const problem = loadSideProblem(p);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem, path: ['relay', 'loadSideVoltageCheck'] });
+  });
 
 export type FirmwareProfile = z.infer<typeof FirmwareProfileSchema>;
 export type MqttFirmwareProfile = Extract<FirmwareProfile, { protocol: 'mqtt' }>;
 export type ModbusFirmwareProfile = Extract<FirmwareProfile, { protocol: 'modbus' }>;
 export type DlmsFirmwareProfile = Extract<FirmwareProfile, { protocol: 'dlms' }>;
 export type MqttAddressing = z.infer<typeof MqttAddressingSchema>;
+
+/**
+ * A load-side check the profile cannot carry out: a self-checking meter whose refusal the gateway would not
+ * recognise, or a gateway check on a DLMS or Modbus meter with no load-side voltage register to read. (MQTT firmware
+ * reports the voltage in its replies: a reading without it is caught at run time, and the close is not sent.)
+ */
+function loadSideProblem(p: FirmwareProfile): string | undefined {
+  const { checkedBy } = p.relay.loadSideVoltageCheck;
+  if (checkedBy === 'meter' && p.protocol === 'mqtt' && p.mqtt.loadSideRefusalReasons === undefined) {
+    return 'checkedBy "meter" needs mqtt.loadSideRefusalReasons: the nack reason word(s) the firmware refuses a close with';
+  }
+  if (checkedBy === 'meter' && p.protocol === 'dlms' && p.dlms.loadSideRefusalResults === undefined && p.dlms.obis.loadSideVoltage === undefined) {
+    return 'checkedBy "meter" needs dlms.loadSideRefusalResults (the action results of remote_reconnect that mean the refusal) or dlms.obis.loadSideVoltage';
+  }
+  if (checkedBy === 'gateway' && p.protocol === 'dlms' && p.dlms.obis.loadSideVoltage === undefined) {
+    return 'checkedBy "gateway" needs dlms.obis.loadSideVoltage: the register the gateway reads before closing';
+  }
+  if (checkedBy === 'meter' && p.protocol === 'modbus' && p.modbus.closeRefusal === undefined) {
+    return 'checkedBy "meter" needs modbus.closeRefusal: the exception code or status bit the device refuses a close with';
+  }
+  if (checkedBy === 'gateway' && p.protocol === 'modbus' && p.modbus.loadSideVoltageV === undefined) {
+    return 'checkedBy "gateway" needs modbus.loadSideVoltageV: the point the gateway reads before closing';
+  }
+  return undefined;
+}
 
 /** Replace `{meterId}` in a topic template. */
 export function topicFor(template: string, meterId: string): string {

@@ -6,7 +6,8 @@ import type { SwitchOrder } from './switch-order.js';
  * "Why is this customer off supply?" (DOMAIN.md rule 18): our disconnect (which order, when, why, who), a relay
  * armed and waiting for the customer's button, a supply fault (relay closed, no voltage), on supply, or unknown
  * (the meter has not answered since a given time); and the states a person should look at: open with no order
- * of ours, closed (bypassed) or armed while our disconnect says it should be open. The relay is judged by
+ * of ours, closed (bypassed) or armed while our disconnect says it should be open; and a reconnect refused for
+ * voltage on the load side (rule 14), with a crew sent. The relay is judged by
  * `judgeRelay`, the same judgement the daily relay audit (rule 17) makes, so the two never disagree. Pure: the
  * clock and the facts are arguments.
  */
@@ -19,6 +20,7 @@ export const SUPPLY_WORDS = [
   'supply_fault',
   'on_supply',
   'unknown',
+  'reconnect_refused_load_side',
 ] as const;
 export type SupplyWord = (typeof SUPPLY_WORDS)[number];
 
@@ -38,6 +40,11 @@ export interface SupplyFacts {
   noVoltageBelowV: number;
   /** An observation older than this is not trusted on its own. */
   staleAfterMs: number;
+  /**
+   * The meter's open reconnect whose close was refused for voltage on the load side (rule 14), gone to the field:
+   * why the customer is still off supply, whatever the relay shows until a person has been.
+   */
+  loadSideRefusal?: { orderId: string; at: number; detail: string | null } | null;
 }
 
 export interface SupplyAnswer {
@@ -51,10 +58,19 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 
 export function supplyStatus(f: SupplyFacts): SupplyAnswer {
   const o = f.observed;
+  const refused = f.loadSideRefusal;
+  if (refused && o?.relay !== 'connected') {
+    return {
+      status: 'reconnect_refused_load_side',
+      sentence: `Reconnect refused: voltage on the load side (a bypass, a generator backfeed or tampering), so the relay was not closed; crew sent (order ${refused.orderId}, ${iso(refused.at)})${refused.detail ? `: ${refused.detail}` : ''}.`,
+      orderId: refused.orderId,
+      since: refused.at,
+    };
+  }
   if (f.liveRead === 'auth_failed') {
     const last = o ? ` It was last seen ${o.relay} at ${iso(o.at)}.` : ' It has never been read.';
-    const refused = "The meter answered but refused the gateway's credentials: its supply state cannot be read until the key file or the meter's keys are put right.";
-    return { status: 'unknown', sentence: `${refused}${last}`, orderId: null, since: o?.at ?? null };
+    const keys = "The meter answered but refused the gateway's credentials: its supply state cannot be read until the key file or the meter's keys are put right.";
+    return { status: 'unknown', sentence: `${keys}${last}`, orderId: null, since: o?.at ?? null };
   }
   if (!o) return { status: 'unknown', sentence: 'The meter has never been read: its supply state is unknown.', orderId: null, since: null };
   if (f.liveRead === 'failed' || (f.liveRead === 'not_tried' && f.now - o.at > f.staleAfterMs)) {

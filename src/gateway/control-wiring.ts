@@ -17,6 +17,7 @@ import { HttpPaymentRechecker } from '../integrations/billing-recheck.js';
 import { createGatewayMetrics, type GatewayMetrics } from '../integrations/metrics.js';
 import { TimeSeriesWriter } from '../integrations/time-series-writer.js';
 import type { GatewayStore, SubmitContext } from '../store/store.js';
+import { allLinkHealth } from './meter-links.js';
 import type { StopList } from './stop-list.js';
 
 /** The control loop and what watches it, built and not started (nothing goes on the wire until `controller.start()`). */
@@ -71,6 +72,7 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
         const dlms = w.drivers.get('dlms');
         return !(dlms instanceof DlmsDriver) || dlms.pushPort === undefined ? undefined : { delivered: dlms.counters.pushDelivered, dropped: dlms.counters.pushDropped };
       },
+      links: () => allLinkHealth(w.drivers),
     },
     { logger: logger.child({ component: 'metrics' }) },
   );

@@ -1,3 +1,4 @@
+import type { LinkHealth } from '../../drivers/driver.js';
 import type { HealthCheck } from '../api/deps.js';
 import type { SwitchController } from '../control/switch-controller.js';
 import type { GatewayStore } from '../store/store.js';
@@ -5,7 +6,8 @@ import type { MeterLinks } from './meter-links.js';
 
 /**
  * The health checks `/healthz` shows, each naming what it is about when it fails: the store (its file or server,
- * and why it takes no writes), the broker (its address, and the client's last error), the control loop.
+ * and why it takes no writes), the broker (its address, and the client's last error), the Modbus and DLMS links
+ * (each one down, since when, and its last error), the control loop.
  */
 export function gatewayHealth(store: GatewayStore, links: MeterLinks, controller: SwitchController): () => Record<string, HealthCheck> {
   return () => {
@@ -20,7 +22,19 @@ export function gatewayHealth(store: GatewayStore, links: MeterLinks, controller
       const since = mqtt.since > 0 ? ` since ${new Date(mqtt.since).toISOString()}` : '';
       checks.broker = { ok: false, detail: `MQTT broker ${mqtt.broker} not connected${since}: ${mqtt.lastError}; reconnecting, and orders wait for it without spending attempts` };
     }
+    checks.links = linksCheck(links.linkHealth());
     checks.control = controller.loopRunning ? { ok: true } : { ok: false, detail: 'the control loop is not running (starting: verifying orders left in flight; or stopping)' };
     return checks;
   };
+}
+
+/**
+ * The serial buses, TCP gateways and DLMS links that are down, each named with since when and its last error. The
+ * broker connection is the `broker` check's (named there with its address), so it is not named twice.
+ */
+export function linksCheck(links: readonly LinkHealth[]): HealthCheck {
+  const down = links.filter((l) => l.kind !== 'mqtt' && l.state === 'down');
+  if (down.length === 0) return { ok: true };
+  const named = down.map((l) => `${l.link} (${l.kind}) down since ${new Date(l.since).toISOString()}${l.lastError ? `: ${l.lastError.message}` : ''}`);
+  return { ok: false, detail: `${down.length} link(s) down, their meters' orders wait without spending attempts: ${named.join('; ')}` };
 }

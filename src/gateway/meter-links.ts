@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { createDlmsDriver, type MeterKeyring } from '../../drivers/dlms/index.js';
 import { createModbusDriver } from '../../drivers/modbus/index.js';
 import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
-import type { MeterDriver } from '../../drivers/driver.js';
+import type { LinkHealth, MeterDriver } from '../../drivers/driver.js';
 import { MqttFleet } from '../../simulators/mqtt-fleet.js';
 import type { PlannedMeter } from '../../simulators/fleet-plan.js';
 import type { GatewayConfig } from '../config/config-schema.js';
@@ -11,6 +11,11 @@ import { EmbeddedBroker } from '../integrations/embedded-broker.js';
 import { bindError } from './bind-error.js';
 import { dlmsPushHooks, type DlmsPushWiring, type PushKeyring } from './dlms-push.js';
 import type { StopList } from './stop-list.js';
+
+/** Every link of every driver (broker connection, RTU bus, TCP gateway, DLMS port or TCP link), ordered by name. */
+export function allLinkHealth(drivers: ReadonlyMap<string, MeterDriver>): LinkHealth[] {
+  return [...drivers.values()].flatMap((d) => d.linkHealth?.() ?? []).sort((a, b) => a.link.localeCompare(b.link));
+}
 
 /** Which simulated meters start off supply: every k-th, so the demo has customers to reconnect. */
 function startsDisconnected(index: number, share: number): boolean {
@@ -41,6 +46,11 @@ export class MeterLinks {
     private readonly push?: { keyring: PushKeyring; store: DlmsPushWiring['store'] },
   ) {
     this.brokerUrl = config.mqtt.url;
+  }
+
+  /** GET /v1/links, /metrics and /healthz: every link the drivers keep, with its state and counters. */
+  linkHealth(): LinkHealth[] {
+    return allLinkHealth(this.drivers);
   }
 
   /** Start the broker link (never failing for want of the broker: the link is then down and orders wait), the fleet and the drivers. */

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { OrderAction } from '../domain/relay.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { LinkCounters, LinkHealth } from '../../drivers/driver.js';
 
 /**
  * Prometheus metrics for `/metrics` (DESIGN.md §4): counters and a latency histogram the control loop
@@ -47,6 +48,8 @@ export interface GatewayMetricsProviders {
    * frames and connections dropped by reason. Undefined (or absent) without a push listener.
    */
   dlmsPush?(): { delivered: number; dropped: Readonly<Record<string, number>> } | undefined;
+  /** Every link the drivers keep, with its state and counters (the drivers' counters, which only grow). */
+  links?(): LinkHealth[];
 }
 
 export interface MetricDescription {
@@ -63,7 +66,7 @@ const PREFIX = 'meterline_';
  * metrics that prom-client's `collectDefaultMetrics` adds (they change with prom-client versions).
  */
 export const METRICS_TABLE: readonly MetricDescription[] = [
-  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action (disconnect, reconnect, limit) and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, auth_failed, interrupted).' },
+  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action (disconnect, reconnect, limit) and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, auth_failed, load_side_voltage, interrupted).' },
   { name: 'meterline_switch_attempt_duration_seconds', type: 'histogram', labels: ['protocol', 'action'], meaning: 'Time of one attempt from command sent to read-back judged.' },
   { name: 'meterline_orders_finished_total', type: 'counter', labels: ['action', 'state'], meaning: 'Switch orders that reached a final state (done, armed, failed, superseded, cancelled, refused, done_by_field…).' },
   { name: 'meterline_alerts_total', type: 'counter', labels: ['kind'], meaning: 'Alerts raised, each once (low success rate, circuit breaker opened, abnormal_consumption, register_discontinuity, relay_audit_* such as relay_audit_open_without_order…).' },
@@ -81,6 +84,15 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_singleton_duty_held', type: 'gauge', labels: [], meaning: '1 on the one instance that runs the one-per-cluster jobs (success rates, readings, relay audit, callbacks, webhooks), 0 on the others.' },
   { name: 'meterline_sse_clients_dropped_total', type: 'counter', labels: ['reason'], meaning: 'Live-event (`GET /v1/events`) clients cut off for falling behind: `stalled` (their socket took nothing for `api.liveEvents.stallMs`) or `backlog` (more than `api.liveEvents.maxPendingOrders` orders waiting for them).' },
   { name: 'meterline_dlms_push_total', type: 'counter', labels: ['outcome'], meaning: 'What DLMS meters pushed to the `dlms.push` listener: `delivered` (recorded as observed state with source push), or dropped by reason: `unknown_system_title` (no key set names it), `bad_tag` (the authentication tag does not verify), `replayed` (the invocation counter did not grow), `unknown_meter`, `not_a_notification`, `no_relay_state`, `ciphered_without_decipher`, `connection_limit`, `bad_version`, `oversize`.' },
+  { name: 'meterline_link_up', type: 'gauge', labels: ['link', 'kind'], meaning: '1 while the link is up (broker connected, serial port open, TCP connection made), 0 while it is down and its orders wait; kind mqtt, modbus-rtu, modbus-tcp, dlms-hdlc or dlms-tcp (`GET /v1/links` says since when and the last error).' },
+  { name: 'meterline_link_crc_errors_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Frames whose CRC (Modbus RTU) or HCS/FCS (DLMS HDLC) did not check: noise on the line, or a baud rate or parity that does not match the devices.' },
+  { name: 'meterline_link_garbled_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Answers that arrived but did not decode: a wrong unit id or function code in the reply, a bad length, a broken TCP stream, an unreadable MQTT reply or DLMS APDU.' },
+  { name: 'meterline_link_frame_retries_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Frames sent again on the same request after a corrupted or lost answer (Modbus frame retries, DLMS HDLC repeats and RR polls).' },
+  { name: 'meterline_link_timeouts_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Requests that got no answer in time: a meter that is off, a wrong unit id or address, a link that stalls.' },
+  { name: 'meterline_link_exceptions_total', type: 'counter', labels: ['link', 'kind', 'code'], meaning: 'Refusals the devices answered, by code: the Modbus exception code (`0x02` illegal data address: the profile does not fit the device) or the DLMS result name (`temporary-failure`, `object-undefined`, `exception-…`).' },
+  { name: 'meterline_link_unknown_correlation_ids_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Answers for no request waiting: MQTT replies whose cid matches no request in flight, Modbus TCP transaction ids, DLMS wrapper frames; late answers to requests given up on (or another instance’s).' },
+  { name: 'meterline_link_reopens_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Times a serial port (Modbus RTU bus, DLMS port) was opened again after it was lost or could not be opened.' },
+  { name: 'meterline_link_reconnects_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Times a connection (the MQTT broker, a Modbus TCP gateway, a DLMS TCP link) was made again after it dropped.' },
   { name: 'meterline_metrics_provider_errors_total', type: 'counter', labels: ['provider'], meaning: 'Scrapes in which a provider failed, so a gauge could not be computed (labelled: absent; single value: NaN).' },
   { name: 'meterline_process_*', type: 'default', labels: [], meaning: 'Process CPU, memory, file descriptors and start time (prom-client default metrics).' },
   { name: 'meterline_nodejs_*', type: 'default', labels: [], meaning: 'Node.js event-loop lag, heap, GC, handles and version (prom-client default metrics).' },
@@ -272,6 +284,42 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     },
   });
 
+  // Each link's counters as they are (the drivers' counters only grow), one family per counter, and its state.
+  new Gauge({
+    name: `${PREFIX}link_up`,
+    help: describe('meterline_link_up'),
+    labelNames: ['link', 'kind'] as const,
+    registers,
+    async collect() {
+      this.reset();
+      for (const l of (await ask('links', () => providers.links?.() ?? [])) ?? []) this.set({ link: l.link, kind: l.kind }, l.state === 'up' ? 1 : 0);
+    },
+  });
+  for (const [field, name] of LINK_COUNTER_METRICS) {
+    new Counter({
+      name: `${PREFIX}${name}`,
+      help: describe(`meterline_${name}`),
+      labelNames: ['link', 'kind'] as const,
+      registers,
+      async collect() {
+        this.reset();
+        for (const l of (await ask('links', () => providers.links?.() ?? [])) ?? []) this.inc({ link: l.link, kind: l.kind }, l.counters[field]);
+      },
+    });
+  }
+  new Counter({
+    name: `${PREFIX}link_exceptions_total`,
+    help: describe('meterline_link_exceptions_total'),
+    labelNames: ['link', 'kind', 'code'] as const,
+    registers,
+    async collect() {
+      this.reset();
+      for (const l of (await ask('links', () => providers.links?.() ?? [])) ?? []) {
+        for (const [code, n] of Object.entries(l.counters.exceptions)) this.inc({ link: l.link, kind: l.kind, code }, n);
+      }
+    },
+  });
+
   registry.registerMetric(providerErrors);
 
   return {
@@ -288,6 +336,17 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     sseClientsDropped,
   };
 }
+
+/** The link counters shown as one counter family each, by field, with the family's name after the prefix. */
+const LINK_COUNTER_METRICS: ReadonlyArray<[Exclude<keyof LinkCounters, 'exceptions'>, string]> = [
+  ['crcErrors', 'link_crc_errors_total'],
+  ['garbled', 'link_garbled_total'],
+  ['frameRetries', 'link_frame_retries_total'],
+  ['timeouts', 'link_timeouts_total'],
+  ['unknownCorrelationIds', 'link_unknown_correlation_ids_total'],
+  ['reopens', 'link_reopens_total'],
+  ['reconnects', 'link_reconnects_total'],
+];
 
 function describe(name: string): string {
   const row = METRICS_TABLE.find((m) => m.name === name);

@@ -45,7 +45,7 @@ import * as plans from './postgres-plans.js';
 import * as work from './postgres-work-orders.js';
 import { describePostgres, postgresUnavailableCause, StoreAvailability, type StoreWriteHealth } from './store-availability.js';
 import * as scripts from './store-scripts.js';
-import { pgPlaceholders, runScriptAsync, type Script } from './store-scripts.js';
+import { pgPlaceholders, reviseOpenWorkOrder, runScriptAsync, type Script } from './store-scripts.js';
 import * as keys from './client-keys.js';
 import * as answers from './idempotent-answers.js';
 import * as meterKeys from './meter-key-sets.js';
@@ -817,6 +817,7 @@ export class PostgresStore implements GatewayStore {
         const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [current.meterId]))!.region as string;
         await work.raiseWorkOrder(q, fieldOrder(current), region, verdict.escalation, report.endedAt);
       }
+      if (verdict.reviseWorkOrder) await this.runScript(q, reviseOpenWorkOrder(current.id, verdict.reviseWorkOrder, report.endedAt));
       const limited = limitFlagsAfter(current, verdict.next, parseFlags((await q.get('SELECT flags FROM meters WHERE meter_id = $1', [current.meterId]))!.flags), report.endedAt);
       if (limited) await facts.setFlags(q, current.meterId, limited, 'gateway', report.endedAt);
       const after = await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {

@@ -60,7 +60,7 @@ import { parseFlags, SqliteMeterFacts } from './sqlite-meter-facts.js';
 import { SqlitePlans } from './sqlite-plans.js';
 import { SqliteWorkOrders } from './sqlite-work-orders.js';
 import * as scripts from './store-scripts.js';
-import { runScriptSync, type Script } from './store-scripts.js';
+import { reviseOpenWorkOrder, runScriptSync, type Script } from './store-scripts.js';
 import type { EpisodeKind } from '../domain/alert-episodes.js';
 import { CLIENT_VISIBLE_STATES, paymentFromRow, SqliteBilling } from './sqlite-billing.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
@@ -804,6 +804,7 @@ export class SqliteStore implements GatewayStore {
         const region = (this.s.getMeter.get(current.meterId) as Row).region as string;
         this.p.work.raise(fieldOrder(current), region, verdict.escalation, report.endedAt);
       }
+      if (verdict.reviseWorkOrder) this.runScript(reviseOpenWorkOrder(current.id, verdict.reviseWorkOrder, report.endedAt));
       const limited = limitFlagsAfter(current, verdict.next, parseFlags((this.s.getMeter.get(current.meterId) as Row).flags), report.endedAt);
       if (limited) this.p.facts.setFlags(current.meterId, limited, 'gateway', report.endedAt);
       const after = this.move(current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {

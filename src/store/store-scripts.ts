@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { continuesEpisode, type EpisodeKind } from '../domain/alert-episodes.js';
 import { MeterlineError } from '../errors.js';
 import { episodeFromRow, meterSwapFromRow, workOrderFromRow, workOrderPayload, type Row } from './store-rows.js';
+import type { WorkOrderPlan } from '../domain/escalation.js';
 import type { AlertEpisode, EpisodeClaim, MeterSwap, WorkOrder } from './store.js';
 
 /**
@@ -46,6 +47,31 @@ const newId = (prefix: string, now: number): string => `${prefix}_${now.toString
 
 function* notify(kind: string, meterId: string, orderId: string | null, payload: Record<string, unknown>, now: number): Script<void> {
   yield sql('INSERT INTO notifications (id, kind, meter_id, order_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)', newId('ntf', now), kind, meterId, orderId, JSON.stringify(payload), now, now);
+}
+
+/**
+ * Revise the switch order's open work order to a plan found after it was raised (a close refused for voltage on the
+ * load side, rule 14): its kind and reason become the plan's, its priority and due time the more urgent of the two.
+ * Told to the field-service system (`work_order.updated`) and audited with before and after. Nothing open: nothing.
+ */
+export function* reviseOpenWorkOrder(orderId: string, plan: WorkOrderPlan, now: number): Script<WorkOrder | undefined> {
+  const [row] = yield sql(`SELECT * FROM work_orders WHERE order_id = ? AND status IN ('open', 'assigned')`, orderId);
+  if (!row) return undefined;
+  const before = workOrderFromRow(row);
+  yield sql(
+    'UPDATE work_orders SET kind = ?, reason = ?, priority = ?, due_at = ?, updated_at = ? WHERE id = ?',
+    plan.kind ?? before.kind,
+    plan.reason,
+    Math.min(before.priority, plan.priority),
+    Math.min(before.dueAt, plan.dueAt),
+    now,
+    before.id,
+  );
+  const [revised] = yield sql('SELECT * FROM work_orders WHERE id = ?', before.id);
+  const after = workOrderFromRow(revised!);
+  yield* notify('work_order.updated', after.meterId, orderId, workOrderPayload(after), now);
+  yield { audit: { at: now, actor: 'gateway', action: 'work_order.revise', target: after.meterId, details: { before: workOrderPayload(before), after: workOrderPayload(after) } } };
+  return after;
 }
 
 function* getEpisode(id: string): Script<AlertEpisode> {

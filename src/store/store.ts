@@ -229,10 +229,12 @@ export type WorkOrderStatus = (typeof WORK_ORDER_STATUSES)[number];
 /**
  * `switch_order`: raised from a failed or late remote action, settles its switch order (rule 11); `credentials`:
  * raised when the meter refused the gateway's keys (no remote retry follows), settles its switch order the same
- * way, and says the key file or the meter's keys must be put right; `inspection`: raised by the relay audit
+ * way, and says the key file or the meter's keys must be put right; `load_side_voltage`: raised when a close was
+ * refused for voltage on the load side (rule 14, no remote close follows), settles its switch order the same way,
+ * priority 1, the crew makes the customer's side safe first; `inspection`: raised by the relay audit
  * (rule 17) with no switch order behind it, someone must look at the customer.
  */
-export const WORK_ORDER_KINDS = ['switch_order', 'credentials', 'inspection'] as const;
+export const WORK_ORDER_KINDS = ['switch_order', 'credentials', 'load_side_voltage', 'inspection'] as const;
 export type WorkOrderKind = (typeof WORK_ORDER_KINDS)[number];
 export const WORK_ORDER_ACTIONS = ['disconnect', 'reconnect', 'inspect'] as const;
 export type WorkOrderAction = (typeof WORK_ORDER_ACTIONS)[number];

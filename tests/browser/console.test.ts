@@ -44,6 +44,8 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   f = await startGatewayFixture(meters, {
     escalation: { fieldLeadHours: 8, regionLeadHours: {}, dueMarginMinutes: 60, slowRetryMs: 500, disconnectFailures: false, scanEveryMs: 200 },
+    // An RS-485 adapter that is not plugged in: a link that is down from the start, for the overview's links table.
+    modbus: { rtu: { 'bus-unplugged': { path: '/dev/ttyMeterlineNone9', baudRate: 9600, parity: 'even', dataBits: 8, stopBits: 1, frameRetries: 2, noiseGapMs: 20, reopenMs: 500 } }, tcp: {} },
   });
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -74,6 +76,20 @@ describe('operator console', () => {
     await page.getByRole('img', { name: /Success rate per firmware profile; alert threshold 95%/ }).waitFor();
     expect(await page.locator('svg.chart .threshold').count()).toBe(2);
     await shot(page, 'overview');
+  });
+
+  it('the overview shows each link with its state, since when, its last error and its counters; at phone width (390 px) without sideways scrolling', async () => {
+    const page = await signIn(f.operatorKey);
+    const links = page.getByRole('table', { name: /^Links/ });
+    const bus = links.locator('tr[data-link="bus-unplugged"]');
+    await expect.poll(() => bus.textContent()).toMatch(/bus-unplugged\s*modbus-rtu\s*down\s*since .*cannot open serial port \/dev\/ttyMeterlineNone9/);
+    await expect.poll(() => links.locator(`tr[data-link="${f.broker.url}"]`).textContent()).toMatch(/mqtt\s*up\s*since/);
+    expect(await page.getByRole('status').filter({ hasText: 'link(s) down' }).textContent()).toMatch(/^1 link\(s\) down/);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await expect.poll(() => bus.locator('td[data-label="Last error"]').isVisible()).toBe(true);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.getByRole('heading', { name: 'Links' }).scrollIntoViewIfNeeded();
+    await shot(page, 'overview-links-390');
   });
 
   it('reconnects a meter from its page and shows the relay change, the order and the supply answer', async () => {

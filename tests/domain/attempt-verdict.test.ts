@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
+import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { reconnectDeadline, retryDelay, HOUR_MS } from '../../src/domain/deadlines.js';
 
-const closes = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false }, retry: { maxAttempts: 3, baseDelayMs: 1000, maxDelayMs: 8000 } };
+const closes = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK }, retry: { maxAttempts: 3, baseDelayMs: 1000, maxDelayMs: 8000 } };
 const arms = { ...closes, relay: { ...closes.relay, remoteReconnect: 'arms' as const } };
 const NOW = 1_764_000_000_000;
 

@@ -234,6 +234,41 @@ describe('DlmsDriver (DLMS-specific)', () => {
     while (after.outcome !== 'ok' && Date.now() < until) after = await fx.driver.readRelay(c17(), req('read', 1000));
     expect(after.outcome).toBe('ok');
   });
+
+  it("linkHealth: the port's bad FCS, frame repeats, timeouts and refusals by result name; down while the port is gone, then up with its reopen counted", async () => {
+    reset();
+    const health = () => fx.dlms.linkHealth().find((l) => l.link === LINK)!;
+    const before = health();
+    expect(before).toMatchObject({ kind: 'dlms-hdlc', state: 'up' });
+    const m = fx.bus.busMeter('DLMS-C17');
+
+    // First a meter that never answers SNRM (a timeout): the conversation before it finishes its release and DISC on
+    // the bus first, and this one leaves nothing behind, so the bad FCS below hits the next conversation's UAs.
+    m.linkFaults.noUa = 100;
+    expect((await fx.driver.readRelay(c17(), req('read', 1000))).outcome).toBe('timeout'); // time to get the bus, then no UA
+    m.linkFaults.noUa = 0;
+    m.linkFaults.fcsErrors = 2; // two UAs with a bad FCS: discarded, the SNRM repeated
+    expect((await fx.driver.readRelay(c17(), req('read', 1000))).outcome).toBe('ok');
+    m.cosem.faults.temporaryFailures = 1;
+    expect((await fx.driver.operateRelay(c17(), 'disconnect', req('cmd'))).outcome).toBe('nack');
+    const counted = health();
+    expect(counted.counters.crcErrors - before.counters.crcErrors).toBe(2);
+    expect(counted.counters.frameRetries - before.counters.frameRetries).toBeGreaterThanOrEqual(2);
+    expect(counted.counters.timeouts - before.counters.timeouts).toBe(1);
+    expect((counted.counters.exceptions['temporary-failure'] ?? 0) - (before.counters.exceptions['temporary-failure'] ?? 0)).toBe(1);
+    expect(counted.lastError?.message).toMatch(/UA to SNRM/); // a meter's refusal is counted, not the link's error
+    expect(counted.state).toBe('up');
+
+    const lostAt = Date.now();
+    await fx.pty.stop();
+    await waitFor(() => health().state === 'down', 3000);
+    expect(health().since).toBeGreaterThanOrEqual(lostAt);
+    expect(health().lastError?.message).toMatch(/serial port .*(closed|is not open)|cannot open serial port/);
+    await fx.pty.start();
+    await waitFor(() => health().state === 'up', 5000);
+    expect(health().counters.reopens - before.counters.reopens).toBe(1);
+    expect(health().since).toBeGreaterThan(lostAt);
+  });
 });
 
 describe('createDlmsDriver', () => {

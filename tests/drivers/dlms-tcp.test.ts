@@ -72,8 +72,11 @@ describe('DLMS TCP links', () => {
       const link = fx.closesMeter.link;
       expect(fx.dlms.isLinkUp(link)).toBe(true);
       expect((await fx.driver.readRelay(fx.closesMeter, req())).outcome).toBe('ok');
+      const health = () => fx.dlms.linkHealth().find((l) => l.link === link)!;
+      expect(health()).toMatchObject({ kind: 'dlms-tcp', state: 'up', lastError: null, counters: { reconnects: 0 } });
       await fx.server.suspend();
       await waitFor(() => !fx.dlms.isLinkUp(link), 2000);
+      expect(health()).toMatchObject({ state: 'down', lastError: { message: expect.stringMatching(/TCP connection to 127\.0\.0\.1:\d+ lost|not open/) } });
       const received = fx.sim('TCP-C17').received.length;
       const down = await fx.driver.operateRelay(fx.closesMeter, 'disconnect', req('cmd'));
       expect(down.outcome).toBe('link_error');
@@ -84,6 +87,7 @@ describe('DLMS TCP links', () => {
       expect(fx.dlms.isLinkUp(link)).toBe(false);
       await fx.server.resume();
       await waitFor(() => fx.dlms.isLinkUp(link), 2000);
+      expect(health()).toMatchObject({ state: 'up', counters: { reconnects: 1 } });
       const back = await fx.driver.operateRelay(fx.closesMeter, 'disconnect', req('cmd'));
       expect(back.outcome).toBe('ok');
       expect(fx.sim('TCP-C17').relay).toBe('disconnected');
@@ -131,6 +135,10 @@ describe('DLMS TCP links', () => {
       fx.sim('TCP-C17').setFaults({ lateReplyMs: 600 }); // the first live read is answered after 600 ms
       const late = await fx.driver.readRelay(fx.closesMeter, req('read', 250));
       expect(late.outcome).toBe('timeout');
+      const health = () => fx.dlms.linkHealth().find((l) => l.link === fx.closesMeter.link)!;
+      expect(health().counters.timeouts).toBe(1);
+      expect(health().lastError?.message).toMatch(/no answer .* by the deadline/);
+      await waitFor(() => health().counters.reconnects === 1, 2000); // the connection is renewed after the timeout
       fx.sim('TCP-C17').clearFaults();
       fx.sim('TCP-C17').setRelay('disconnected');
       // At once, on the link's only connection: the late GET answer (at 600 ms) must not pass for this AARQ's AARE.

@@ -4,8 +4,8 @@ import { exceptionVerdict } from '../../drivers/modbus/modbus-exceptions.js';
 import { ExceptionCode, FunctionCode } from '../../drivers/modbus/modbus-codes.js';
 import { parseResponse, readRequest, writeSingleCoilRequest, writeSingleRegisterRequest } from '../../drivers/modbus/modbus-pdu.js';
 import { encodeMbap, MbapReader } from '../../drivers/modbus/mbap-frame.js';
-import { claimFromEcho, readingPlan, registerMapProblem, relayCommandPdu } from '../../drivers/modbus/register-map.js';
-import { decodeNumber, encodeNumber } from '../../drivers/modbus/register-values.js';
+import { claimFromEcho, commandSteps, readingPlan, registerMapProblem, stepPdu } from '../../drivers/modbus/register-map.js';
+import { decodeNumber, encodeNumber, encodeRaw, UnsafeValueError } from '../../drivers/modbus/register-values.js';
 import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
 import { FirmwareProfileSchema, type ModbusFirmwareProfile } from '../../src/domain/firmware-profile.js';
 import { ModbusRegisterMapSchema } from '../../src/domain/profiles/modbus-profile.js';
@@ -43,6 +43,65 @@ describe('register value encoding (word order, scaling)', () => {
       for (const wordOrder of ['highFirst', 'lowFirst'] as const) {
         const enc = { type, wordOrder, scale: 0.1 };
         expect(decodeNumber(encodeNumber(123.4, enc), enc)).toBeCloseTo(123.4, 4);
+      }
+    }
+  });
+});
+
+describe('64-bit and float64 values in every byte and word order', () => {
+  // The four orders as data sheets letter them, for bytes A (most significant) to H.
+  const ORDERS = {
+    ABCD: { wordOrder: 'highFirst', byteOrder: 'bigEndian' },
+    CDAB: { wordOrder: 'lowFirst', byteOrder: 'bigEndian' },
+    BADC: { wordOrder: 'highFirst', byteOrder: 'swapped' },
+    DCBA: { wordOrder: 'lowFirst', byteOrder: 'swapped' },
+  } as const;
+  const enc = (type: 'uint64' | 'int64' | 'float64' | 'float32' | 'uint32', order: keyof typeof ORDERS, scale = 1) => ({ type, ...ORDERS[order], scale });
+
+  it('uint64 0x0102030405060708 as the registers of each order', () => {
+    const words: Record<keyof typeof ORDERS, number[]> = {
+      ABCD: [0x0102, 0x0304, 0x0506, 0x0708],
+      CDAB: [0x0708, 0x0506, 0x0304, 0x0102],
+      BADC: [0x0201, 0x0403, 0x0605, 0x0807],
+      DCBA: [0x0807, 0x0605, 0x0403, 0x0201],
+    };
+    for (const order of Object.keys(ORDERS) as Array<keyof typeof ORDERS>) {
+      // 0x0102030405060708 = 72,623,859,790,382,856: beyond 2^53, so only a scale that brings it down is reportable.
+      expect(decodeNumber(words[order], enc('uint64', order, 0.001)), order).toBe(72_623_859_790_382.856);
+      expect(() => decodeNumber(words[order], enc('uint64', order))).toThrow(UnsafeValueError);
+      expect(encodeRaw(0x0102030405060708n, enc('uint64', order)), order).toEqual(words[order]);
+    }
+  });
+
+  it('a 64-bit value just past 2^53 is refused, not rounded; below it every unit is exact', () => {
+    const above = encodeRaw(2n ** 53n + 1n, enc('uint64', 'ABCD'));
+    expect(() => decodeNumber(above, enc('uint64', 'ABCD'))).toThrow(/beyond ±2\^53/);
+    expect(decodeNumber(encodeRaw(2n ** 53n - 1n, enc('uint64', 'ABCD')), enc('uint64', 'ABCD'))).toBe(Number.MAX_SAFE_INTEGER);
+    expect(decodeNumber([0xffff, 0xffff, 0xffff, 0xfffe], { type: 'int64', wordOrder: 'highFirst', scale: 1 })).toBe(-2);
+    expect(decodeNumber([0x0000, 0x0000, 0x0000, 0x3039], { type: 'uint64', wordOrder: 'highFirst', scale: 10 })).toBe(123_450);
+  });
+
+  it('float64 1.0 (0x3FF0000000000000) and float32 230.4 (0x43666666) in each order', () => {
+    const one: Record<keyof typeof ORDERS, number[]> = { ABCD: [0x3ff0, 0, 0, 0], CDAB: [0, 0, 0, 0x3ff0], BADC: [0xf03f, 0, 0, 0], DCBA: [0, 0, 0, 0xf03f] };
+    const v230: Record<keyof typeof ORDERS, number[]> = { ABCD: [0x4366, 0x6666], CDAB: [0x6666, 0x4366], BADC: [0x6643, 0x6666], DCBA: [0x6666, 0x6643] };
+    for (const order of Object.keys(ORDERS) as Array<keyof typeof ORDERS>) {
+      expect(decodeNumber(one[order], enc('float64', order)), order).toBe(1);
+      expect(encodeNumber(1, enc('float64', order)), order).toEqual(one[order]);
+      expect(decodeNumber(v230[order], enc('float32', order)), order).toBe(230.4);
+      expect(encodeNumber(230.4, enc('float32', order)), order).toEqual(v230[order]);
+    }
+  });
+
+  it('scale and offset: engineering = raw × scale + offset', () => {
+    expect(decodeNumber([0xfe70], { type: 'int16', wordOrder: 'highFirst', scale: 0.1, offset: 40 })).toBe(0); // -400 × 0.1 + 40
+    expect(encodeNumber(0, { type: 'int16', wordOrder: 'highFirst', scale: 0.1, offset: 40 })).toEqual([0xfe70]);
+  });
+
+  it('round-trips every type and order', () => {
+    for (const type of ['uint16', 'int16', 'uint32', 'int32', 'float32', 'uint64', 'int64', 'float64'] as const) {
+      for (const order of Object.keys(ORDERS) as Array<keyof typeof ORDERS>) {
+        const e = { type, ...ORDERS[order], scale: 0.1 };
+        expect(decodeNumber(encodeNumber(123.4, e), e), `${type} ${order}`).toBeCloseTo(123.4, 4);
       }
     }
   });
@@ -135,13 +194,15 @@ describe('firmware profile register maps', () => {
   });
 
   it('relay commands and what their echo claims', () => {
-    expect(relayCommandPdu(breaker.modbus, 'disconnect')).toEqual(hex('05 00 00 00 00'));
-    expect(relayCommandPdu(breaker.modbus, 'reconnect')).toEqual(hex('05 00 00 FF 00'));
-    expect(relayCommandPdu(meter.modbus, 'reconnect')).toEqual(hex('06 01 00 00 01'));
-    expect(claimFromEcho(breaker.modbus, 'closes', 0xff00)).toBe('connected');
-    expect(claimFromEcho(meter.modbus, 'arms', 1)).toBe('armed');
-    expect(claimFromEcho(meter.modbus, 'arms', 0)).toBe('disconnected');
-    expect(claimFromEcho(meter.modbus, 'arms', 9)).toBeUndefined();
+    const pdus = (p: ModbusFirmwareProfile, a: 'disconnect' | 'reconnect') => commandSteps(p.modbus, a).map(stepPdu);
+    expect(pdus(breaker, 'disconnect')).toEqual([hex('05 00 00 00 00')]);
+    expect(pdus(breaker, 'reconnect')).toEqual([hex('05 00 00 FF 00')]);
+    expect(pdus(meter, 'reconnect')).toEqual([hex('06 01 00 00 01')]);
+    expect(claimFromEcho(breaker.modbus, 'closes', 'reconnect', 0xff00)).toBe('connected');
+    expect(claimFromEcho(meter.modbus, 'arms', 'reconnect', 1)).toBe('armed');
+    // Firmware echoing the other action's value claims that state (a relay that did not move).
+    expect(claimFromEcho(meter.modbus, 'arms', 'reconnect', 0)).toBe('disconnected');
+    expect(claimFromEcho(meter.modbus, 'arms', 'reconnect', 9)).toBeUndefined();
   });
 
   it('rejects unknown fields, duplicate state values, and an "arms" profile that cannot read armed', () => {

@@ -378,3 +378,43 @@ describe('MqttDriver across a broker restart', () => {
     expect(driver.counters.connects).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe('MqttDriver: a meter that checks its load side (DOMAIN.md rule 14)', () => {
+  const { closes } = testProfiles();
+  /** The closing firmware, in a build that refuses to close onto a live load side with its own reason word. */
+  const checks: FirmwareProfile = { ...closes, id: `${closes.id}-ls`, relay: { ...closes.relay, loadSideVoltageCheck: { checkedBy: 'meter', maxVoltageV: 50 } }, mqtt: { ...closes.mqtt, loadSideRefusalReasons: ['LOAD_SIDE_LIVE', 'BACKFEED'] } };
+  let broker: MosquittoBroker;
+  let fleet: MqttFleet;
+  let driver: MqttDriver;
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+    fleet = new MqttFleet({ brokerUrl: broker.url, meters: [{ meterId: 'LS-1', profile: checks, initialRelay: 'disconnected', faults: { backfeed: true } }] });
+    await fleet.start();
+    driver = new MqttDriver({ brokerUrl: broker.url, instanceId: 'gw1', profiles: [checks] });
+    await driver.start();
+  });
+
+  afterAll(async () => {
+    await driver?.stop();
+    await fleet?.stop();
+    await broker?.stop();
+  });
+
+  it('a read carries the load-side voltage; a close refused with the profile word is load_side_voltage with the voltage; any other refusal stays a nack', async () => {
+    const read = await driver.readRelay(addr('LS-1', checks), req('read'));
+    expect(read).toMatchObject({ outcome: 'ok', value: { relay: 'disconnected' } });
+    if (read.outcome === 'ok') expect(read.value.loadSideVoltageV).toBeGreaterThan(200);
+
+    const refused = await driver.operateRelay(addr('LS-1', checks), 'reconnect', req('cmd'));
+    expect(refused.outcome).toBe('load_side_voltage');
+    if (refused.outcome !== 'ok') expect(refused.detail).toMatch(/^meter refused to close: \d+(\.\d)? V on the load side \(reason "LOAD_SIDE_LIVE"\)$/);
+    expect(JSON.parse(refused.evidence!)).toMatchObject({ result: 'nack', reason: 'LOAD_SIDE_LIVE' });
+    expect(fleet.meter('LS-1').relay).toBe('disconnected');
+
+    fleet.meter('LS-1').setFaults({ backfeed: false });
+    fleet.meter('LS-1').nackCommands(1);
+    const other = await driver.operateRelay(addr('LS-1', checks), 'reconnect', req('cmd'));
+    expect(other).toMatchObject({ outcome: 'nack', detail: 'meter refused: command refused by meter (simulated)' });
+  });
+});

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { ConfigSchema, type GatewayConfig } from '../../src/config/config-schema.js';
-import { asMqttProfile } from '../../src/domain/firmware-profile.js';
+import { asMqttProfile, type FirmwareProfile } from '../../src/domain/firmware-profile.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { isTerminal, type OrderState } from '../../src/domain/switch-order.js';
 import type { RelayState } from '../../src/domain/relay.js';
@@ -51,11 +51,11 @@ export const auditFilesIn = (dir: string) => ({ keyFile: join(dir, 'audit.key'),
 export async function startGatewayFixture(
   meters: TestMeter[],
   overrides: Partial<GatewayConfig> = {},
-  /** `env`: where the gateway reads its secrets (key master, transport keys), default process.env; `logger`: where it logs (default per config: silent). */
-  options: { clock?: Clock; env?: NodeJS.ProcessEnv; logger?: Logger } = {},
+  /** `env`: where the gateway reads its secrets (key master, transport keys), default process.env; `logger`: where it logs (default per config: silent); `extraProfiles`: loaded beside the shipped ones. */
+  options: { clock?: Clock; env?: NodeJS.ProcessEnv; logger?: Logger; extraProfiles?: FirmwareProfile[] } = {},
 ): Promise<GatewayFixture> {
   const broker = await startMosquitto();
-  const { dir: profilesDir, profiles } = writeFastProfiles();
+  const { dir: profilesDir, profiles } = writeFastProfiles(options.extraProfiles);
   const base = loadConfig({});
   // Tests not about the calendar run at any hour: every hour of every day is a permitted window (a test about the
   // calendar passes its own policy).

@@ -1,10 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { register as globalRegistry } from 'prom-client';
+import type { LinkHealth } from '../../drivers/driver.js';
+import { zeroLinkCounters } from '../../drivers/link-health.js';
 import { createGatewayMetrics, METRICS_TABLE, type GatewayMetricsProviders, type SuccessRateSample } from '../../src/integrations/metrics.js';
 
 const rates: SuccessRateSample[] = [
   { scope: 'profile', key: 'mtr-em500-modbus-fw1.4', action: 'reconnect', kind: 'first_attempt', rate: 0.9, samples: 40 },
   { scope: 'link', key: 'rtu-bus-1', action: 'disconnect', kind: 'final', rate: 1, samples: 12 },
+];
+
+const links: LinkHealth[] = [
+  { link: 'rtu-bus-1', kind: 'modbus-rtu', state: 'down', since: 0, lastError: { at: 0, message: 'serial port /dev/ttyUSB0 closed' }, counters: { ...zeroLinkCounters(), crcErrors: 4, timeouts: 2, exceptions: { '0x02': 1 }, reopens: 1 } },
+  { link: 'mqtt://broker:1883', kind: 'mqtt', state: 'up', since: 0, lastError: null, counters: { ...zeroLinkCounters(), unknownCorrelationIds: 3, reconnects: 2 } },
 ];
 
 function providers(over: Partial<GatewayMetricsProviders> = {}): GatewayMetricsProviders & { calls: Record<string, number> } {
@@ -22,6 +29,7 @@ function providers(over: Partial<GatewayMetricsProviders> = {}): GatewayMetricsP
     timeSeries: () => (count('timeSeries'), { dropped: 7, buffered: 12 }),
     singletonDutyHeld: () => (count('singletonDutyHeld'), true),
     dlmsPush: () => (count('dlmsPush'), { delivered: 3, dropped: { 'unknown-system-title': 1, 'bad-tag': 2, replayed: 0 } }),
+    links: () => (count('links'), links),
     ...over,
   };
 }
@@ -64,6 +72,27 @@ describe('gateway metrics (Prometheus)', () => {
     const none = await createGatewayMetrics(providers({ dlmsPush: () => undefined })).render();
     expect(none).toContain('# TYPE meterline_dlms_push_total counter');
     expect(none).not.toMatch(/^meterline_dlms_push_total\{/m);
+  });
+
+  it('each link shows as up or down and with its counters as the driver has them, exceptions by code', async () => {
+    let now = links;
+    const m = createGatewayMetrics(providers({ links: () => now }));
+    let text = await m.render();
+    expect(sample(text, 'meterline_link_up{link="rtu-bus-1",kind="modbus-rtu"}')).toBe(0);
+    expect(sample(text, 'meterline_link_up{link="mqtt://broker:1883",kind="mqtt"}')).toBe(1);
+    expect(sample(text, 'meterline_link_crc_errors_total{link="rtu-bus-1",kind="modbus-rtu"}')).toBe(4);
+    expect(sample(text, 'meterline_link_timeouts_total{link="rtu-bus-1",kind="modbus-rtu"}')).toBe(2);
+    expect(sample(text, 'meterline_link_exceptions_total{link="rtu-bus-1",kind="modbus-rtu",code="0x02"}')).toBe(1);
+    expect(sample(text, 'meterline_link_reopens_total{link="rtu-bus-1",kind="modbus-rtu"}')).toBe(1);
+    expect(sample(text, 'meterline_link_unknown_correlation_ids_total{link="mqtt://broker:1883",kind="mqtt"}')).toBe(3);
+    expect(sample(text, 'meterline_link_reconnects_total{link="mqtt://broker:1883",kind="mqtt"}')).toBe(2);
+    now = [{ ...links[0]!, state: 'up', counters: { ...links[0]!.counters, crcErrors: 9, exceptions: { '0x02': 1, '0x04': 2 }, reopens: 2 } }];
+    text = await m.render();
+    expect(sample(text, 'meterline_link_up{link="rtu-bus-1",kind="modbus-rtu"}')).toBe(1);
+    expect(sample(text, 'meterline_link_crc_errors_total{link="rtu-bus-1",kind="modbus-rtu"}')).toBe(9);
+    expect(sample(text, 'meterline_link_exceptions_total{link="rtu-bus-1",kind="modbus-rtu",code="0x04"}')).toBe(2);
+    expect(sample(text, 'meterline_link_reopens_total{link="rtu-bus-1",kind="modbus-rtu"}')).toBe(2);
+    expect(text).not.toContain('link="mqtt://broker:1883"'); // a link no driver keeps any more is gone
   });
 
   it('labels in METRICS_TABLE are the labels the metrics carry', async () => {

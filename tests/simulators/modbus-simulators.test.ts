@@ -237,3 +237,109 @@ describe('interoperability with modbus-serial (an independent Modbus implementat
     }
   });
 });
+
+/** A raw RTU frame: unit, function code, data, CRC (little-endian). */
+const rawFrame = (unit: number, fc: number, data: number[]): Buffer => encodeRtuFrame(unit, Buffer.from([fc, ...data]));
+
+describe('ModbusRtuBus conformance: function codes it does not implement, broadcast', () => {
+  let pty: PtyPair;
+  let bus: ModbusRtuBus;
+  let master: SerialPort;
+
+  beforeAll(async () => {
+    pty = await startPtyPair();
+    bus = new ModbusRtuBus({
+      path: pty.devicePath,
+      baudRate: 19_200,
+      parity: 'none',
+      devices: [
+        { unitId: 21, meterId: 'CF-21', profile: breaker, initialRelay: 'connected' },
+        { unitId: 22, meterId: 'CF-22', profile: breaker, initialRelay: 'connected' },
+      ],
+    });
+    await bus.start();
+    master = await openPort(pty.gatewayPath, 19_200);
+  });
+
+  afterAll(async () => {
+    await closePort(master);
+    await bus?.stop();
+    await pty?.stop();
+    if (pty) removePtyDir(pty);
+  });
+
+  // Frames of functions a meter rarely implements, each with the data its function defines (MB AP §6.7, §6.8,
+  // §6.14, §6.21 and Serial Line diagnostics): the slave finds each frame's end by t3.5 of silence, checks its CRC,
+  // and answers exception 01 (illegal function) with the request's function code and the high bit set (§7).
+  const unimplemented: Array<[string, number, number[]]> = [
+    ['0x07 read exception status', 0x07, []],
+    ['0x08 diagnostics, return query data', 0x08, [0x00, 0x00, 0x12, 0x34]],
+    ['0x14 read file record', 0x14, [0x07, 0x06, 0x00, 0x04, 0x00, 0x01, 0x00, 0x02]],
+    ['0x2B/0x0E read device identification', 0x2b, [0x0e, 0x01, 0x00]],
+  ];
+  for (const [name, fc, data] of unimplemented) {
+    it(`answers ${name} with exception 01`, async () => {
+      const rx = collector(master);
+      master.write(rawFrame(21, fc, data));
+      const { bytes } = await rx.take(5, 2000);
+      expect([...bytes]).toEqual([...rawFrame(21, fc | 0x80, [0x01])]);
+      master.removeAllListeners('data');
+    });
+  }
+
+  it('a frame of an unknown function whose CRC is broken is noise: no answer, counted as a bad request', async () => {
+    const bad = rawFrame(21, 0x07, []);
+    bad[bad.length - 1]! ^= 0xff;
+    const before = bus.counters.badRequests;
+    const rx = collector(master);
+    master.write(bad);
+    await waitFor(() => bus.counters.badRequests > before, 2000);
+    // The next request is answered, and it is the first thing to come back.
+    master.write(encodeRtuFrame(21, readRequest(FunctionCode.READ_DISCRETE_INPUTS, 0, 1)));
+    const { bytes } = await rx.take(6, 2000);
+    expect(bytes[1]).toBe(FunctionCode.READ_DISCRETE_INPUTS);
+    master.removeAllListeners('data');
+  });
+
+  it('executes a broadcast write (unit 0) on every slave and answers none', async () => {
+    const rx = collector(master);
+    master.write(rawFrame(0, FunctionCode.WRITE_SINGLE_COIL, [0x00, 0x00, 0x00, 0x00])); // coil 0 off: open
+    await waitFor(() => bus.meter('CF-21').relay === 'disconnected' && bus.meter('CF-22').relay === 'disconnected', 2000);
+    expect(bus.counters.broadcasts).toBeGreaterThanOrEqual(1);
+    // Nothing answered the broadcast: the first bytes back are the reply to this read.
+    master.write(encodeRtuFrame(22, readRequest(FunctionCode.READ_DISCRETE_INPUTS, 0, 1)));
+    const { bytes } = await rx.take(6, 2000);
+    expect([...bytes.subarray(0, 4)]).toEqual([22, FunctionCode.READ_DISCRETE_INPUTS, 1, 0]);
+    master.removeAllListeners('data');
+  });
+
+  it('ignores a broadcast read (a read cannot be broadcast)', async () => {
+    const rx = collector(master);
+    const before = bus.counters.broadcasts;
+    master.write(encodeRtuFrame(0, readRequest(FunctionCode.READ_DISCRETE_INPUTS, 0, 1)));
+    master.write(encodeRtuFrame(21, readRequest(FunctionCode.READ_DISCRETE_INPUTS, 0, 1)));
+    const { bytes } = await rx.take(6, 2000);
+    expect(bytes[0]).toBe(21);
+    expect(bus.counters.broadcasts).toBe(before);
+    master.removeAllListeners('data');
+  });
+});
+
+describe('ModbusTcpServer: initial energy', () => {
+  it('serves the energy register from the initial energy it was given, like the RTU bus', async () => {
+    const server = new ModbusTcpServer({ devices: [{ unitId: 9, meterId: 'IE-9', profile: meter, initialRelay: 'disconnected', initialEnergyWh: 1_234_567 }] });
+    await server.start();
+    const client = new ModbusRTU();
+    try {
+      await client.connectTCP('127.0.0.1', { port: server.port });
+      client.setID(9);
+      client.setTimeout(500);
+      const r = await client.readHoldingRegisters(260, 2);
+      expect(r.data[0]! + r.data[1]! * 65_536).toBe(1_234_567); // low word first, per the profile
+    } finally {
+      await new Promise<void>((r) => client.close(() => r()));
+      await server.stop();
+      server.dispose();
+    }
+  });
+});

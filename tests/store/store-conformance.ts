@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
+import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
+import { escalateVerdict, NO_REMOTE_ATTEMPT } from '../../src/domain/escalation.js';
 import { MeterlineError } from '../../src/errors.js';
 import type { CreditEvent } from '../../src/domain/prepayment/credit-ledger.js';
 import type { EpisodeClaim, GatewayStore, Lease, OrderRequest, PaymentRequest, SubmitContext } from '../../src/store/store.js';
@@ -111,7 +113,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
     });
     /** A lease of instance gw-a (or `owner`) taken at `t`, good for 30 s. */
     const A = (t: number, owner = 'gw-a'): Lease => ({ owner, until: t + 30_000 });
-    const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: false }, retry: { maxAttempts: 2, baseDelayMs: 1000, maxDelayMs: 1000 } };
+    const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK }, retry: { maxAttempts: 2, baseDelayMs: 1000, maxDelayMs: 1000 } };
 
     beforeEach(async () => {
       store = await makeStore();
@@ -960,6 +962,40 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       await expect(store.completeWorkOrder(woId, 'reconnected', null, 'crew-1', now + 2)).rejects.toMatchObject({ code: 'E_WORK_ORDER_STATE' });
       const audit = (await store.listAudit({ target: 'M-1', limit: 50 })).map((a) => a.action);
       expect(audit).toEqual(expect.arrayContaining(['work_order.raise', 'work_order.complete']));
+      expect((await store.verifyAudit()).ok).toBe(true);
+    });
+
+    it('a close refused for voltage on the load side after the order went to the field: its open work order is revised (kind, reason, priority 1), told to the field and audited; no second one, no remote attempt after', async () => {
+      const [o] = await store.submitOrders([req({ meterId: 'M-2', action: 'reconnect', reason: 'payment', paymentAt: now })], ctx());
+      const id = o!.order.id;
+      const raised = await store.escalateOrder(id, now, { reason: 'cannot finish remotely in time', dueAt: now + 19 * H, priority: 3 }, now + H);
+      expect(raised!.workOrder).toMatchObject({ kind: 'switch_order', priority: 3 });
+      const t = now + H;
+      expect((await store.beginAttempts([id], t, A(t))).map((x) => x.state)).toEqual(['in_flight']);
+      const checks = { ...profile, relay: { ...profile.relay, loadSideVoltageCheck: { checkedBy: 'meter' as const, maxVoltageV: 50 } } };
+      const policy = { fieldLeadMs: 8 * H, dueMarginMs: H, slowRetryMs: 30 * 60_000, escalateDisconnects: false };
+      const none = { medicalEquipment: false, vulnerable: false, priorityRegister: false };
+      const after = await store.completeAttempt({
+        orderId: id,
+        attempt: 1,
+        leaseOwner: 'gw-a',
+        endedAt: t,
+        latencyMs: 90,
+        commandEvidence: '{"result":"nack","reason":"LOAD_SIDE_LIVE"}',
+        readEvidence: null,
+        observedRelay: 'disconnected',
+        detail: 'command: load_side_voltage (meter refused to close: 231 V on the load side)',
+        observation: null,
+        decide: (cur) => escalateVerdict(cur, judgeAttempt(cur, checks, { command: 'load_side_voltage', readBack: 'disconnected', loadSideVoltageV: 231 }, t, 0), none, t, policy),
+      });
+      expect(after).toMatchObject({ state: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT });
+      const mine = (await store.listWorkOrders({ limit: 10 })).filter((w) => w.orderId === id);
+      expect(mine).toHaveLength(1);
+      expect(mine[0]).toMatchObject({ id: raised!.workOrder.id, kind: 'load_side_voltage', priority: 1, status: 'open', dueAt: now + 19 * H });
+      expect(mine[0]!.reason).toMatch(/^voltage on the load side: do not close from afar.*close refused: 231 V on the load side/);
+      const told = (await store.pendingNotifications(t, 10, ['work_order.'])).filter((x) => x.kind === 'work_order.updated');
+      expect(told.map((x) => (x.payload as { kind: string; priority: number }).kind)).toEqual(['load_side_voltage']);
+      expect((await store.listAudit({ target: 'M-2', limit: 50 })).map((a) => a.action)).toContain('work_order.revise');
       expect((await store.verifyAudit()).ok).toBe(true);
     });
 

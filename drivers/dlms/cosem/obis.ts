@@ -36,4 +36,10 @@ export const OBIS = {
   activeEnergyImport: parseObis('1-0:1.8.0.255'),
   /** Instantaneous voltage L1, class 3. */
   voltageL1: parseObis('1-0:32.7.0.255'),
+  /** Limiter, class 71 (IDIS: the supply's demand limiter). */
+  limiter: parseObis('0-0:17.0.0.255'),
+  /** Instantaneous active power import (+P), total, class 3: what a limiter monitors. */
+  activePowerImport: parseObis('1-0:1.7.0.255'),
+  /** Disconnect control script table, class 9: the scripts a limiter's actions run. */
+  disconnectScriptTable: parseObis('0-0:10.0.106.255'),
 } as const;

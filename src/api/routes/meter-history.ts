@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { supplyStatus, SUPPLY_WORDS } from '../../domain/supply-status.js';
 import { orderStepWords } from '../../domain/switch-order.js';
 import { MeterlineError } from '../../errors.js';
-import type { AlertEpisode } from '../../store/store.js';
+import type { AlertEpisode, GatewayStore } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { ErrorView, MeterIdParam } from '../schemas.js';
@@ -63,6 +63,16 @@ const alertView = (e: AlertEpisode): z.infer<typeof AlertView> => ({
   workOrderId: e.workOrderId,
 });
 
+/** The meter's open reconnect that went to the field because its close was refused for a live load side (rule 14). */
+async function loadSideRefusal(store: GatewayStore, meterId: string): Promise<{ orderId: string; at: number; detail: string | null } | null> {
+  for (const o of await store.openOrdersForMeter(meterId)) {
+    if (o.action !== 'reconnect' || o.state !== 'escalated') continue;
+    const last = (await store.listAttempts(o.id)).at(-1);
+    if (last?.outcome === 'load_side_voltage') return { orderId: o.id, at: last.endedAt ?? last.startedAt, detail: last.detail };
+  }
+  return null;
+}
+
 export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -91,7 +101,8 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
             at: a.startedAt,
             kind: 'attempt',
             orderId: o.id,
-            summary: `attempt ${a.attempt} of ${o.action}: ${a.outcome ?? 'on the wire'}${a.observedRelay ? `, read back ${a.observedRelay}` : ''}`,
+            // A close refused for a live load side says what was seen there (the voltage), not only the outcome word.
+            summary: `attempt ${a.attempt} of ${o.action}: ${a.outcome ?? 'on the wire'}${a.observedRelay ? `, read back ${a.observedRelay}` : ''}${a.outcome === 'load_side_voltage' && a.detail ? ` (${a.detail})` : ''}`,
             details: { attempt: a.attempt, outcome: a.outcome, latencyMs: a.latencyMs, observedRelay: a.observedRelay, detail: a.detail },
           });
         }
@@ -127,7 +138,7 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
     schema: {
       summary: 'Why is this customer off supply? One word and a sentence',
       description:
-        'disconnected_by_order (which order, when, why, who), armed_waiting_for_customer (armed by our reconnect), supply_fault (relay closed, no voltage), on_supply, unknown (not answering since …, or answering but refusing the gateway’s credentials: liveRead auth_failed); and three a person should look at, the same the daily relay audit raises: disconnected_without_order (relay open, or armed, with no order of ours), on_supply_against_order (relay closed while our disconnect says it should be open: a bypass), armed_against_order (armed while our disconnect says it should be open). With the latest abnormal-consumption alerts (kind, rate, period). With refresh=true (the default) the meter is read live first, unless an order attempt is on the wire to it.',
+        'disconnected_by_order (which order, when, why, who), reconnect_refused_load_side (our reconnect was refused for voltage on the load side: a bypass, a backfeed or tampering; not closed, crew sent), armed_waiting_for_customer (armed by our reconnect), supply_fault (relay closed, no voltage), on_supply, unknown (not answering since …, or answering but refusing the gateway’s credentials: liveRead auth_failed); and three a person should look at, the same the daily relay audit raises: disconnected_without_order (relay open, or armed, with no order of ours), on_supply_against_order (relay closed while our disconnect says it should be open: a bypass), armed_against_order (armed while our disconnect says it should be open). With the latest abnormal-consumption alerts (kind, rate, period). With refresh=true (the default) the meter is read live first, unless an order attempt is on the wire to it.',
       tags: ['meters'],
       params: MeterIdParam,
       querystring: z.object({ refresh: z.enum(['true', 'false']).default('true') }),
@@ -155,6 +166,7 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
         orders: { desiredRelay: meter.desiredRelay, hasOpenOrder: facts.hasOpenOrder, lastDisconnectDone: facts.lastDisconnectDone, armedSince: facts.armedSince },
         lastDisconnect: await deps.store.lastCompletedOrder(meterId, 'disconnect'),
         lastReconnect: await deps.store.lastCompletedOrder(meterId, 'reconnect'),
+        loadSideRefusal: await loadSideRefusal(deps.store, meterId),
         ...deps.supply,
       });
       return {

@@ -17,7 +17,7 @@ import { orderView } from '../views.js';
  */
 const WorkOrderView = z.object({
   id: z.string(),
-  kind: z.enum(WORK_ORDER_KINDS).describe('switch_order: settles its switch order; inspection: raised by the relay audit, no switch order behind it'),
+  kind: z.enum(WORK_ORDER_KINDS).describe('switch_order: settles its switch order; credentials: the meter refuses the gateway\'s keys; load_side_voltage: a close refused for voltage on the load side (bypass, backfeed, tampering), make it safe first; inspection: raised by the relay audit, no switch order behind it'),
   orderId: z.string().nullable().describe('The switch order; null for an inspection'),
   meterId: z.string(),
   region: z.string(),

@@ -37,6 +37,7 @@ const SUPPLY_CLASS = {
   disconnected_without_order: 'fault',
   on_supply_against_order: 'fault',
   armed_against_order: 'fault',
+  reconnect_refused_load_side: 'fault',
   unknown: 'unknown',
 };
 

@@ -11,7 +11,8 @@ export async function render(main) {
   const fleetBox = h('section.card', { 'aria-labelledby': 'h-fleet' });
   const queueBox = h('section.card', { 'aria-labelledby': 'h-queue' });
   const ratesBox = h('section.card.wide', { 'aria-labelledby': 'h-rates' });
-  main.append(h('h1', {}, 'Overview'), h('div.grid', {}, fleetBox, queueBox, ratesBox));
+  const linksBox = h('section.card.wide', { 'aria-labelledby': 'h-links' });
+  main.append(h('h1', {}, 'Overview'), h('div.grid', {}, fleetBox, queueBox, linksBox, ratesBox));
 
   // ---- fleet ----
   let filter = '';
@@ -39,7 +40,7 @@ export async function render(main) {
           { label: 'Last read', cell: (m) => fmtTime(m.observedAt) },
         ],
         rows.slice(0, 200),
-        { class: 'compact', rowData: (m) => ({ meter: m.meterId }) },
+        { class: 'compact', stack: true, rowData: (m) => ({ meter: m.meterId }) },
       ),
     );
   };
@@ -111,6 +112,33 @@ export async function render(main) {
     fill(queueBox, h('h2', { id: 'h-queue' }, 'Queue'), errorBox(err));
   }
 
+  // ---- links (GET /v1/links) ----
+  const linksTable = h('div');
+  linksBox.append(h('h2', { id: 'h-links' }, 'Links'), linksTable);
+  const loadLinks = async () => {
+    try {
+      const { items } = await api('/v1/links');
+      const down = items.filter((l) => l.state === 'down').length;
+      fill(
+        linksTable,
+        down > 0 ? h('div.warning', { role: 'status' }, `${down} link(s) down: their meters' orders wait without spending attempts.`) : null,
+        table(
+          'Links: state, last error and counters since the gateway started',
+          [
+            { label: 'Link', cell: (l) => [h('strong', {}, l.link), h('div.muted', {}, l.kind)] },
+            { label: 'State', cell: (l) => [badge(l.state), h('div.muted', {}, `since ${fmtTime(l.since)}`)] },
+            { label: 'Last error', cell: (l) => (l.lastError ? [h('div.muted', {}, fmtTime(l.lastError.at)), l.lastError.message] : '—') },
+            { label: 'Counters', cell: (l) => linkCounters(l.counters) },
+          ],
+          items,
+          { class: 'compact links', stack: true, empty: 'No links yet (the drivers are starting).', rowData: (l) => ({ link: l.link }) },
+        ),
+      );
+    } catch (err) {
+      fill(linksTable, errorBox(err));
+    }
+  };
+
   // ---- success rates ----
   let kind = 'final';
   let windowMinutes = null;
@@ -154,7 +182,7 @@ export async function render(main) {
   };
   ratesBox.append(h('h2', { id: 'h-rates' }, 'Success rates'), charts);
 
-  await Promise.all([loadFleet(), loadRates()]);
+  await Promise.all([loadFleet(), loadRates(), loadLinks()]);
   const offStats = onStats(drawStats);
   // Meter states change when orders finish; refresh the fleet at most every 2 s while orders move.
   let fleetTimer = null;
@@ -166,10 +194,31 @@ export async function render(main) {
     }, 2000);
   });
   const ratesTimer = setInterval(loadRates, 10000);
+  const linksTimer = setInterval(loadLinks, 5000);
   return () => {
     offStats();
     offOrders();
     clearInterval(ratesTimer);
+    clearInterval(linksTimer);
     if (fleetTimer) clearTimeout(fleetTimer);
   };
+}
+
+const COUNTER_WORDS = [
+  ['crcErrors', 'CRC errors'],
+  ['garbled', 'garbled'],
+  ['frameRetries', 'frame retries'],
+  ['timeouts', 'timeouts'],
+  ['unknownCorrelationIds', 'unknown correlation ids'],
+  ['reopens', 'reopens'],
+  ['reconnects', 'reconnects'],
+];
+
+/** The counters that are not zero, in words; exceptions by code. */
+function linkCounters(c) {
+  const items = [
+    ...COUNTER_WORDS.filter(([k]) => c[k] > 0).map(([k, words]) => `${words} ${c[k]}`),
+    ...Object.entries(c.exceptions ?? {}).filter(([, n]) => n > 0).map(([code, n]) => `exception ${code} ${n}`),
+  ];
+  return items.length === 0 ? h('span.muted', {}, 'all zero') : h('ul.counters', {}, items.map((t) => h('li', {}, t)));
 }

@@ -7,6 +7,8 @@ const STATUSES = ['open', 'assigned', 'done', 'cancelled'];
 /** Urgency from the time left to the customer deadline: shown as a word, a colour only adds to it. */
 export function urgency(w) {
   if (w.status === 'done' || w.status === 'cancelled') return 'closed';
+  // A live load side (rule 14) is a danger to people now, whatever the customer's deadline.
+  if (w.kind === 'load_side_voltage') return 'critical';
   if (w.timeLeftMinutes === null) return w.kind === 'inspection' && w.priority === 1 ? 'urgent' : 'normal';
   if (w.timeLeftMinutes < 0) return 'overdue';
   if (w.timeLeftMinutes < 120) return 'critical';
@@ -14,10 +16,11 @@ export function urgency(w) {
   return 'normal';
 }
 
-/** What the crew is asked to do, in words: a credentials work order is about the keys as well as the switch. */
+/** What the crew is asked to do, in words: a credentials work order is about the keys, a load-side one about safety, as well as the switch. */
 export function actionWords(w) {
   if (w.kind === 'inspection') return 'inspect (relay audit)';
   if (w.kind === 'credentials') return `${w.action}: meter refuses the gateway's keys`;
+  if (w.kind === 'load_side_voltage') return `${w.action}: refused, voltage on the load side (make safe first)`;
   return w.action;
 }
 

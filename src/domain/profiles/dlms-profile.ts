@@ -18,7 +18,64 @@ export type DlmsKeyName = (typeof DLMS_KEY_NAMES)[number];
 /** Whether a profile authenticates or ciphers with the meter's keys (and so must name them in `keys`). */
 export const usesMeterKeys = (p: { security: string; ciphering: string }): boolean => p.security === 'hls-gmac' || p.ciphering !== 'none';
 
+/** Action-Result names (IEC 62056-5-3 §9.3.x) a meter may refuse remote_reconnect with. */
+export const LOAD_SIDE_REFUSAL_RESULTS = ['hardware-fault', 'temporary-failure', 'read-write-denied', 'object-unavailable', 'other-reason'] as const;
+export type LoadSideRefusalResult = (typeof LOAD_SIDE_REFUSAL_RESULTS)[number];
+
 const obis = z.string().regex(/^\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/, 'an OBIS code like 0-0:96.3.10.255');
+
+/**
+ * The integer types a limiter's thresholds may have, with their ranges. Blue Book (IEC 62056-6-2) class 71: the
+ * thresholds take the type of the monitored value (attribute 2), e.g. double-long-unsigned watts of 1-0:1.7.0.255.
+ */
+export const LIMITER_THRESHOLD_RANGES = {
+  'long-unsigned': { min: 0, max: 0xffff },
+  'double-long-unsigned': { min: 0, max: 0xffff_ffff },
+  long: { min: -0x8000, max: 0x7fff },
+  'double-long': { min: -0x8000_0000, max: 0x7fff_ffff },
+} as const;
+export type LimiterThresholdType = keyof typeof LIMITER_THRESHOLD_RANGES;
+const THRESHOLD_TYPES = Object.keys(LIMITER_THRESHOLD_RANGES) as [LimiterThresholdType, ...LimiterThresholdType[]];
+const DOUBLE_LONG_UNSIGNED_MAX = LIMITER_THRESHOLD_RANGES['double-long-unsigned'].max;
+
+/**
+ * The meter's load limiter (COSEM class 71 "Limiter", version 0; DOMAIN.md rule 10), where the model has one. The
+ * gateway writes threshold_normal (attribute 4) and reads threshold_active (attribute 3) back; emergency thresholds
+ * and profiles belong to the utility's demand-response scheme and are never written. A threshold is a raw number of
+ * the monitored register's units: watts = raw × 10^scaler.
+ */
+export const DlmsLimiterSchema = z
+  .object({
+    /** The limiter object; IDIS and the Blue Book's OBIS list put it at 0-0:17.0.0.255. */
+    logicalName: obis.default('0-0:17.0.0.255'),
+    /** The threshold the gateway writes: threshold_normal (threshold_active follows it while no emergency profile is active). */
+    threshold: z.literal('normal').default('normal'),
+    /** The thresholds' data type: the monitored value's (its register's attribute 2). */
+    type: z.enum(THRESHOLD_TYPES).default('double-long-unsigned'),
+    /** The monitored register's scaler (its scaler_unit, unit W): watts = raw × 10^scaler. */
+    scaler: z.number().int().min(-6).max(6).default(0),
+    /**
+     * The raw threshold meaning "no limit". Real meters ship with the type's maximum (0xFFFFFFFF for
+     * double-long-unsigned), which no demand reaches; the default. Set it where a meter's manual names another.
+     */
+    noLimitValue: z.number().int().optional(),
+    /**
+     * Also write min_over_threshold_duration (attribute 6, double-long-unsigned seconds) with every limit: how long the
+     * demand may stay over the threshold before the over-threshold action (the disconnect) runs. Left as the meter has it when absent.
+     */
+    minOverThresholdDurationS: z.number().int().min(0).max(DOUBLE_LONG_UNSIGNED_MAX).optional(),
+  })
+  .strict()
+  .superRefine((l, ctx) => {
+    const range = LIMITER_THRESHOLD_RANGES[l.type];
+    if (l.noLimitValue !== undefined && (l.noLimitValue < range.min || l.noLimitValue > range.max)) {
+      ctx.addIssue({ code: 'custom', path: ['noLimitValue'], message: `noLimitValue ${l.noLimitValue} does not fit the threshold type ${l.type} (${range.min}..${range.max})` });
+    }
+  });
+export type DlmsLimiter = z.infer<typeof DlmsLimiterSchema>;
+
+/** The raw threshold that means "no limit" for a limiter: its profile's, else the type's maximum. */
+export const noLimitValueOf = (l: DlmsLimiter): number => l.noLimitValue ?? LIMITER_THRESHOLD_RANGES[l.type].max;
 
 export const DlmsProfileSchema = z
   .object({
@@ -74,6 +131,14 @@ export const DlmsProfileSchema = z
       .strict(),
     /** client-max-receive-pdu-size proposed in the AARQ; answers larger than this arrive as GET data blocks. */
     maxPduSize: z.number().int().min(12).max(65_535).default(1024),
+    /** The load limiter (class 71), for models that have one: the gateway can then set and remove demand limits. */
+    limiter: DlmsLimiterSchema.optional(),
+    /**
+     * The action results of remote_reconnect (IEC 62056-5-3 Action-Result) with which this meter refuses to close for
+     * voltage on the load side (DOMAIN.md rule 14). With `obis.loadSideVoltage` the register, read in the same
+     * association, must show the voltage too, so an ordinary refusal with the same result is not taken for it.
+     */
+    loadSideRefusalResults: z.array(z.enum(LOAD_SIDE_REFUSAL_RESULTS)).min(1).optional(),
     /** Logical names, for meters that deviate from the standard's instances. */
     obis: z
       .object({
@@ -81,6 +146,11 @@ export const DlmsProfileSchema = z
         activeEnergyImport: obis.default('1-0:1.8.0.255'),
         voltage: obis.default('1-0:32.7.0.255'),
         clock: obis.default('0-0:1.0.0.255'),
+        /**
+         * Voltage on the load (customer) side of the disconnector, class 3 Register, read with the relay (DOMAIN.md
+         * rule 14). No standard instance: makers put it in a manufacturer-specific code (value groups 128–254).
+         */
+        loadSideVoltage: obis.optional(),
       })
       .strict()
       .default({ disconnectControl: '0-0:96.3.10.255', activeEnergyImport: '1-0:1.8.0.255', voltage: '1-0:32.7.0.255', clock: '0-0:1.0.0.255' }),
