@@ -9,7 +9,7 @@ import {
   type MqttFirmwareProfile,
 } from '../src/domain/firmware-profile.js';
 import type { RelayState } from '../src/domain/relay.js';
-import { SimulatedMeter, type MeterFaults, type MeterReply } from './meter-model.js';
+import { SimulatedMeter, type MeterFaults, type MeterOp, type MeterReply } from './meter-model.js';
 
 /**
  * A fleet of simulated MQTT meters behind a real broker, speaking the MQTT contract in README.md. It lets the
@@ -70,7 +70,10 @@ export interface FleetCounters {
 
 const CommandSchema = z.object({
   cid: z.string().min(1),
-  op: z.enum(['disconnect', 'reconnect', 'read']),
+  /** `disconnect`, `reconnect`, `read`, or the profile's `limitOp` word (checked per meter: `meterOp`). */
+  op: z.string().min(1),
+  /** For the limit op: watts, or null to remove the limit. */
+  limitW: z.number().int().positive().nullable().optional(),
   orderId: z.string().optional(),
   ts: z.number().optional(),
   exp: z.number().optional(),
@@ -85,6 +88,12 @@ interface Link {
   index: number;
   client: MqttClient;
   subscribed: boolean;
+}
+
+/** The meter model's op for a command's op word, by the meter's profile; undefined for a word it does not know. */
+function meterOp(profile: MqttFirmwareProfile, word: string): MeterOp | undefined {
+  if (profile.mqtt.limitOp !== undefined && word === profile.mqtt.limitOp) return 'limit';
+  return word === 'disconnect' || word === 'reconnect' || word === 'read' ? word : undefined;
 }
 
 function hashString(s: string): number {
@@ -264,10 +273,14 @@ export class MqttFleet {
       return;
     }
     let cmd: z.infer<typeof CommandSchema>;
+    let op: MeterOp;
     try {
       const parsed = CommandSchema.safeParse(JSON.parse(payload.toString('utf8')));
       if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
       cmd = parsed.data;
+      const known = meterOp(entry.profile, cmd.op);
+      if (known === undefined) throw new Error(`op ${JSON.stringify(cmd.op)} is not one this firmware knows`);
+      op = known;
     } catch (err) {
       this.counters.badPayloads++;
       this.log.debug({ meterId, err: (err as Error).message }, 'bad command payload ignored');
@@ -275,8 +288,8 @@ export class MqttFleet {
     }
     this.counters.commands++;
     const now = this.now();
-    const reply = entry.meter.handle(cmd.op, now, cmd);
-    this.log.debug({ meterId, orderId: cmd.orderId, cid: cmd.cid, op: cmd.op, replied: reply !== undefined }, 'command');
+    const reply = entry.meter.handle(op, now, cmd);
+    this.log.debug({ meterId, orderId: cmd.orderId, cid: cmd.cid, op, replied: reply !== undefined }, 'command');
     if (!reply) {
       this.counters.silent++;
       return;
@@ -314,6 +327,8 @@ export class MqttFleet {
       // A close refused for a live load side carries the firmware's own word for it (the profile's first).
       const refusalWord = reply.refusal === 'load_side_voltage' ? entry.profile.mqtt.loadSideRefusalReasons?.[0] : undefined;
       if (refusalWord !== undefined || reply.reason !== undefined) body.reason = refusalWord ?? reply.reason;
+      // Firmware with a limiter says the limit in force in every reply, so a read-back shows it.
+      if (entry.profile.mqtt.limitOp !== undefined) body.loadLimitW = reply.loadLimitW;
       payload = JSON.stringify(body);
     }
     this.counters.replies++;

@@ -39,6 +39,7 @@ export const ERRORS = {
   E_NO_PREPAYMENT_AGREEMENT: { status: 409, title: 'no prepayment agreement on record (rule 8)' },
   E_PROTECTED_MODE: { status: 409, title: 'the meter is in protected mode (rule 9)' },
   E_LIMIT_FIRST: { status: 409, title: 'limit the load before cutting (rule 10)' },
+  E_NO_LOAD_LIMITER: { status: 409, title: 'the meter’s firmware profile has no load limiter, so a limit could never be verified' },
   E_SELF_APPROVAL: { status: 403, title: 'a plan or a disconnect cannot be approved by the one who asked for it (rule 7)' },
   E_REASON_NOT_ALLOWED: { status: 403, title: 'this key’s role may not disconnect for this reason (rule 7)' },
   E_REFERENCE_REQUIRED: { status: 400, title: 'this disconnect reason needs a reference to its evidence (rule 7)' },

@@ -12,6 +12,7 @@ import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
 import { zeroLinkCounters } from '../link-health.js';
 import type {
   CommandAck,
+  LimitAck,
   LinkHealth,
   MeterAddress,
   MeterDriver,
@@ -133,6 +134,8 @@ const ReplySchema = z.object({
   relay: z.string().optional(),
   voltageV: z.number().optional(),
   energyWh: z.number().optional(),
+  /** The demand limit in force (W), null for none: on every reply of firmware with a limiter (`limitOp`). */
+  loadLimitW: z.number().nullable().optional(),
   /** Voltage on the load side of the relay, where the firmware measures it (DOMAIN.md rule 14). */
   loadSideVoltageV: z.number().optional(),
   ts: z.number().optional(),
@@ -147,7 +150,7 @@ const StatusSchema = z.object({
   ts: z.number().optional(),
 });
 
-type Op = 'read' | SwitchAction;
+type Op = 'read' | SwitchAction | 'limit';
 
 interface Pending {
   cid: string;
@@ -438,6 +441,8 @@ export class MqttDriver implements MeterDriver {
       const reading: RelayReading = { relay, at: reply.ts ?? receivedAt };
       if (reply.voltageV !== undefined) reading.voltageV = reply.voltageV;
       if (reply.energyWh !== undefined) reading.energyWh = reply.energyWh;
+      // Only firmware with a limiter reports one: for any other, the reading says nothing of a limit.
+      if (meter.profile.protocol === 'mqtt' && meter.profile.mqtt.limitOp !== undefined && reply.loadLimitW !== undefined) reading.loadLimitW = reply.loadLimitW;
       if (reply.loadSideVoltageV !== undefined) reading.loadSideVoltageV = reply.loadSideVoltageV;
       return reading;
     });
@@ -447,11 +452,24 @@ export class MqttDriver implements MeterDriver {
     return this.request<CommandAck>(meter, action, options, (_reply, relay) => ({ claimedRelay: relay }));
   }
 
+  /**
+   * Set (watts) or remove (null) the demand limit with the profile's `limitOp` (README "MQTT contract"). The reply's
+   * `loadLimitW` is a claim; the control loop reads the limit back. A profile without `limitOp` has no limiter.
+   */
+  setLoadLimit(meter: MeterAddress, limitW: number | null, options: RequestOptions): Promise<WireResult<LimitAck>> {
+    if (meter.profile.protocol !== 'mqtt' || meter.profile.mqtt.limitOp === undefined) {
+      return Promise.resolve({ outcome: 'nack', detail: `firmware profile ${meter.profile.id} has no load limiter (no mqtt.limitOp)`, latencyMs: 0 });
+    }
+    return this.request<LimitAck>(meter, 'limit', options, (reply) => (reply.loadLimitW !== undefined ? { claimedLimitW: reply.loadLimitW } : {}), { limitW });
+  }
+
   private async request<T>(
     meter: MeterAddress,
     op: Op,
     options: RequestOptions,
     decode: (reply: Reply, relay: RelayState, receivedAt: number) => T,
+    /** Fields the command carries besides cid and op (a limit's `limitW`). */
+    args: Record<string, unknown> = {},
   ): Promise<WireResult<T>> {
     const { meterId } = meter;
     const profile = meter.profile;
@@ -541,7 +559,8 @@ export class MqttDriver implements MeterDriver {
       if (list) list.push(entry);
       else this.pendingByMeter.set(meterId, [entry]);
 
-      const body: Record<string, unknown> = { cid, op };
+      // The op word on the wire: the firmware's own for a limit (profile `limitOp`), the action's name otherwise.
+      const body: Record<string, unknown> = { cid, op: op === 'limit' ? profile.mqtt.limitOp : op, ...args };
       if (orderId !== undefined) body.orderId = orderId;
       body.ts = publishedAt;
       body.exp = publishedAt + timeoutMs;

@@ -14,6 +14,8 @@ export const PERMISSIONS = {
   /** Disconnects for non-payment additionally need an approved plan (the policy gate refuses them otherwise). */
   'order:disconnect': ['operator'],
   'order:bulk': ['operator'],
+  /** Set or remove a meter's demand limit (DOMAIN.md rule 10): billing limits for arrears and lifts on payment. */
+  'order:limit': ['operator', 'billing'],
   'order:read': ALL,
   /** Withdraw an order not yet on the wire (with a reason, audited). */
   'order:cancel': ['operator', 'supervisor'],

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { ATTEMPT_OUTCOMES, RELAY_STATES } from '../domain/relay.js';
-import { DISCONNECT_REASONS, ORDER_ORIGINS, ORDER_STATES, RECONNECT_REASONS } from '../domain/switch-order.js';
+import { ATTEMPT_OUTCOMES, ORDER_ACTIONS, RELAY_STATES } from '../domain/relay.js';
+import { DISCONNECT_REASONS, LIMIT_REASONS, LIMIT_REMOVAL_REASONS, LIMIT_W_MAX, ORDER_ORIGINS, ORDER_STATES, RECONNECT_REASONS } from '../domain/switch-order.js';
 
 /** The API's wire shapes. Times are ISO 8601 strings in UTC. */
 
@@ -45,6 +45,35 @@ export const DisconnectBody = z
   .strict()
   .meta({ examples: [{ reason: 'customer_request', reference: 'CRM-2026-88121', note: 'moving out on 2026-11-30' }] });
 
+const LIMIT_ANY_REASON = [...new Set([...LIMIT_REASONS, ...LIMIT_REMOVAL_REASONS])] as [string, ...string[]];
+
+/** A limit order's body. Its reason must fit: a limit names a limit reason, a removal a removal reason (`limitReasonProblem`). */
+export const LimitBody = z
+  .object({
+    limitW: z
+      .number()
+      .int()
+      .min(1)
+      .max(LIMIT_W_MAX)
+      .nullable()
+      .describe(`The demand limit to set, in watts (1 to ${LIMIT_W_MAX}); null removes the meter's limit. Done only when the meter's read-back shows exactly this value (none, for a removal)`),
+    reason: z
+      .enum(LIMIT_ANY_REASON)
+      .describe(`A limit: ${LIMIT_REASONS.join(', ')} (arrears: the step before any cut for non-payment, rule 10; customer_request and safety need a reference). A removal (limitW null): ${LIMIT_REMOVAL_REASONS.join(', ')}`),
+    reference: z.string().min(1).max(200).optional().describe('The evidence a customer_request or safety limit needs (the request, the incident)'),
+    notBefore: isoTime.optional(),
+    note: z.string().max(500).optional(),
+  })
+  .strict()
+  .meta({ examples: [{ limitW: 1500, reason: 'arrears', note: 'hardship step before suspension' }, { limitW: null, reason: 'payment' }] });
+
+/** Why a limit body's reason does not fit its limitW, or null when it does. */
+export function limitReasonProblem(b: { limitW: number | null; reason: string }): string | null {
+  const allowed: readonly string[] = b.limitW === null ? LIMIT_REMOVAL_REASONS : LIMIT_REASONS;
+  if (allowed.includes(b.reason)) return null;
+  return b.limitW === null ? `a limit's removal names one of ${LIMIT_REMOVAL_REASONS.join(', ')}, not ${b.reason}` : `a limit names one of ${LIMIT_REASONS.join(', ')}, not ${b.reason}`;
+}
+
 export const BULK_LIMIT = 10_000;
 /** One bulk order item at most, as JSON: every field at its longest (ASCII) is about 900 bytes. Sets the bulk body limit. */
 export const ORDER_ITEM_BYTES = 1024;
@@ -52,6 +81,7 @@ export const ORDER_ITEM_BYTES = 1024;
 export const BulkOrderItem = z.discriminatedUnion('action', [
   ReconnectBody.extend({ action: z.literal('reconnect'), meterId: MeterIdParam.shape.meterId }).strict(),
   DisconnectBody.extend({ action: z.literal('disconnect'), meterId: MeterIdParam.shape.meterId }).strict(),
+  LimitBody.extend({ action: z.literal('limit'), meterId: MeterIdParam.shape.meterId }).strict(),
 ]);
 export const BulkBody = z
   .object({ orders: z.array(BulkOrderItem).min(1) })
@@ -99,7 +129,8 @@ export const OrderEventView = z.object({
 export const OrderView = z.object({
   id: z.string(),
   meterId: z.string(),
-  action: z.enum(['disconnect', 'reconnect']),
+  action: z.enum(ORDER_ACTIONS).describe('disconnect or reconnect (the relay), or limit (the demand limit, DOMAIN.md rule 10)'),
+  limitW: z.number().int().nullable().describe('For a limit order: the limit asked for in watts, null for a removal; null for relay orders'),
   reason: z.string(),
   note: z.string().nullable(),
   state: z.enum(ORDER_STATES),
@@ -161,6 +192,10 @@ export const MeterView = z.object({
   desiredRelay: z.enum(['connected', 'disconnected']).nullable(),
   desiredOrderId: z.string().nullable(),
   flags: z.record(z.string(), z.unknown()).describe('Protection flags, protected mode, prepayment mode and agreement, load limiter'),
+  loadLimit: z
+    .object({ limitW: z.number().int(), since: z.string().nullable(), orderId: z.string(), reason: z.string() })
+    .nullable()
+    .describe('The demand limit in force, as the last verified limit order set it, and since when the meter is limited (rule 10); null when none'),
   openOrders: z.array(OrderView),
 });
 

@@ -14,6 +14,7 @@ export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEv
     id: o.id,
     meterId: o.meterId,
     action: o.action,
+    limitW: o.limitW,
     reason: o.reason,
     note: o.note,
     state: o.state,
@@ -58,7 +59,13 @@ export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEv
   };
 }
 
-export function meterView(m: StoredMeter, profile: FirmwareProfile | undefined, openOrders: SwitchOrder[]): z.infer<typeof MeterView> {
+/** The limit in force: the last verified limit order, unless it was a removal. */
+function loadLimitView(m: StoredMeter, lastLimit: SwitchOrder | undefined): z.infer<typeof MeterView>['loadLimit'] {
+  if (!lastLimit || lastLimit.limitW === null) return null;
+  return { limitW: lastLimit.limitW, since: isoOrNull(m.flags.loadLimitedSince), orderId: lastLimit.id, reason: lastLimit.reason };
+}
+
+export function meterView(m: StoredMeter, profile: FirmwareProfile | undefined, openOrders: SwitchOrder[], lastLimit?: SwitchOrder): z.infer<typeof MeterView> {
   return {
     meterId: m.meterId,
     profile: profile
@@ -80,6 +87,7 @@ export function meterView(m: StoredMeter, profile: FirmwareProfile | undefined, 
     desiredRelay: m.desiredRelay,
     desiredOrderId: m.desiredOrderId,
     flags: { ...m.flags, loadLimitedSince: m.flags.loadLimitedSince === null ? null : new Date(m.flags.loadLimitedSince).toISOString() },
+    loadLimit: loadLimitView(m, lastLimit),
     openOrders: openOrders.map((o) => orderView(o)),
   };
 }

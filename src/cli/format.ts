@@ -28,6 +28,8 @@ export interface OrderLike {
   id: string;
   meterId: string;
   action: string;
+  /** For a limit order: the watts asked for, null for a removal. */
+  limitW?: number | null;
   state: string;
   stateReason: string | null;
   reason: string;
@@ -40,9 +42,12 @@ export interface OrderLike {
   events?: { at: string; from: string | null; to: string; reason: string | null }[];
 }
 
+/** What an order asks, in words: "disconnect", "reconnect", "limit to 1500 W", "remove the limit". */
+export const orderWhat = (o: Pick<OrderLike, 'action' | 'limitW'>): string => (o.action !== 'limit' ? o.action : o.limitW == null ? 'remove the limit of' : `limit to ${o.limitW} W`);
+
 export function orderText(o: OrderLike): string {
   const lines = [
-    `order ${o.id}: ${o.action} ${o.meterId} is ${o.state}${o.stateReason ? ` (${o.stateReason})` : ''}`,
+    `order ${o.id}: ${orderWhat(o)} ${o.meterId} is ${o.state}${o.stateReason ? ` (${o.stateReason})` : ''}`,
     `  reason ${o.reason}, requested by ${o.requestedBy} at ${time(o.createdAt)}${o.deadline ? `, deadline ${time(o.deadline)}` : ''}`,
     `  relay read back: ${o.result.relay ?? '-'}${o.result.verified ? ' (verified)' : ''}; attempts ${o.attemptsUsed}`,
   ];

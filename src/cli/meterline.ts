@@ -21,6 +21,11 @@ Switching
                                      the reasons your key may use are those \`whoami\` lists; the
                                      reference is the request, the move-out record or the incident
                                      (arrears go through plans; credit cut-offs are credit control's)
+  limit <meter> <watts> --reason arrears|customer_request|safety [--reference <ref>]
+                    [--note <text>] [--not-before <ISO time>] [--wait]
+  limit <meter> --remove [--reason payment|top_up|operator|customer_request] [--wait]
+                                     set or remove the meter's demand limit (rule 10: the step before
+                                     a cut for arrears); done only when the meter reads it back
   approve <orderId>                  a supervisor approves one disconnect waiting for approval
                                      (a protected customer's request or move-out; safety at a
                                      medical-equipment customer); never the one who asked for it
@@ -120,6 +125,7 @@ const OPTIONS = {
   format: { type: 'string' },
   'wrapped-with-env': { type: 'string' },
   replace: { type: 'boolean' },
+  remove: { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parse>['values'];
@@ -222,6 +228,22 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
         ...(v['not-before'] ? { notBefore: isoOption('not-before', v['not-before']) } : {}),
       };
       return submitOrder(client, io, print, v, `/v1/meters/${enc(meter)}/disconnect`, body);
+    }
+    case 'limit': {
+      const meter = arg(0, 'the meter id: meterline limit <meter> <watts> --reason <reason>, or meterline limit <meter> --remove');
+      if (v.remove && args[1] !== undefined) throw usageError('give either the watts or --remove, not both');
+      const given = v.remove ? null : arg(1, 'the limit in watts (or --remove)');
+      if (given !== null && !/^\d+$/.test(given)) throw usageError(`the limit "${given}" is not a whole number of watts`);
+      const watts = given === null ? null : Number(given);
+      noExtra(v.remove ? 1 : 2);
+      const body = {
+        limitW: watts,
+        reason: v.reason ?? (v.remove ? 'operator' : need(undefined, '--reason arrears|customer_request|safety')),
+        ...(v.reference ? { reference: v.reference } : {}),
+        ...(v.note ? { note: v.note } : {}),
+        ...(v['not-before'] ? { notBefore: isoOption('not-before', v['not-before']) } : {}),
+      };
+      return submitOrder(client, io, print, v, `/v1/meters/${enc(meter)}/limit`, body);
     }
     case 'approve': {
       const id = arg(0, 'the order id: meterline approve <orderId>');

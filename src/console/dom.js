@@ -119,3 +119,9 @@ export function table(caption, columns, rows, options = {}) {
 export function newIdempotencyKey(prefix) {
   return `console-${prefix}-${crypto.randomUUID()}`;
 }
+
+/** What an order asks, in words: the relay action, or a demand limit in watts, or a limit's removal (rule 10). */
+export function orderWhat(o) {
+  if (o.action !== 'limit') return o.action;
+  return o.limitW === null || o.limitW === undefined ? 'remove limit' : `limit ${o.limitW} W`;
+}

@@ -1,6 +1,7 @@
 import type { RelayReading, WireResult } from '../../drivers/driver.js';
 import type { AttemptFacts } from '../domain/attempt-verdict.js';
 import type { FirmwareProfile } from '../domain/firmware-profile.js';
+import type { OrderAction } from '../domain/relay.js';
 
 /**
  * The gateway's own load-side check before a close (DOMAIN.md rule 14; profile `relay.loadSideVoltageCheck` with
@@ -12,7 +13,7 @@ import type { FirmwareProfile } from '../domain/firmware-profile.js';
 export type PreCloseCheck = { send: true } | { send: false; facts: AttemptFacts; problem: string };
 
 /** Whether this attempt must read the load side first: a reconnect on a profile whose gateway checks. */
-export function needsPreCloseRead(action: 'disconnect' | 'reconnect', profile: Pick<FirmwareProfile, 'relay'>): boolean {
+export function needsPreCloseRead(action: OrderAction, profile: Pick<FirmwareProfile, 'relay'>): boolean {
   return action === 'reconnect' && profile.relay.loadSideVoltageCheck.checkedBy === 'gateway';
 }
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { SwitchAction } from '../domain/relay.js';
+import type { OrderAction } from '../domain/relay.js';
 import type { AttemptStatsRow, BreakerScope, GatewayStore, OrderOutcomeRow } from '../store/store.js';
 import type { Clock } from './clock.js';
 
@@ -17,7 +17,8 @@ export interface SuccessRate {
   windowMinutes: number;
   scope: BreakerScope;
   key: string;
-  action: SwitchAction;
+  /** Limits are measured too (a limiter that will not take its limit is a fault like a relay that will not move). */
+  action: OrderAction;
   kind: RateKind;
   ok: number;
   total: number;
@@ -49,7 +50,7 @@ const SCOPES: { scope: BreakerScope; keyOf: (r: { profileId: string; link: strin
 /** Sum the store's rows into rates per scope, key, action and kind. Pure. */
 export function aggregateRates(windowMinutes: number, attempts: readonly AttemptStatsRow[], orders: readonly OrderOutcomeRow[]): SuccessRate[] {
   const acc = new Map<string, SuccessRate>();
-  const add = (scope: BreakerScope, key: string, action: SwitchAction, kind: RateKind, ok: number, total: number) => {
+  const add = (scope: BreakerScope, key: string, action: OrderAction, kind: RateKind, ok: number, total: number) => {
     const id = `${scope}\u0000${key}\u0000${action}\u0000${kind}`;
     const cur = acc.get(id) ?? { windowMinutes, scope, key, action, kind, ok: 0, total: 0, rate: 0 };
     cur.ok += ok;

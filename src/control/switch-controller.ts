@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck, WireFailure } from '../../drivers/driver.js';
+import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck, LimitAck, RequestOptions, WireFailure } from '../../drivers/driver.js';
 import { judgeAttempt, type AttemptFacts } from '../domain/attempt-verdict.js';
 import { cannotFinishInTime, escalateVerdict, workOrderPlan, type EscalationPolicy } from '../domain/escalation.js';
 import { DEFAULT_FLAGS, type MeterFlags } from '../domain/policy/meter-facts.js';
@@ -90,8 +90,24 @@ export type ReadNowResult =
   | { ok: true; reading: RelayReading }
   | { ok: false; cause: 'busy' | 'not_configured' | WireFailure; detail: string };
 
+/** What the read-back showed, as an attempt's facts: the relay, and for a limit order the limit in force. */
+function readFacts(read: WireResult<RelayReading> | undefined): Pick<AttemptFacts, 'readBack' | 'readBackLimitW'> {
+  if (!read || read.outcome !== 'ok') return { readBack: undefined };
+  return { readBack: read.value.relay, readBackLimitW: read.value.loadLimitW };
+}
+
+/**
+ * An order's command on the wire: a relay operation, or the meter's demand limit (DOMAIN.md rule 10). A driver
+ * without `setLoadLimit` cannot carry a limit: the attempt ends `nack` (admission refuses such meters before).
+ */
+function sendCommand(driver: MeterDriver, address: MeterAddress, order: SwitchOrder, options: RequestOptions): Promise<WireResult<CommandAck | LimitAck>> {
+  if (order.action !== 'limit') return driver.operateRelay(address, order.action, options);
+  if (!driver.setLoadLimit) return Promise.resolve({ outcome: 'nack', detail: `the ${driver.protocol} driver cannot set a load limit`, latencyMs: 0 });
+  return driver.setLoadLimit(address, order.limitW, options);
+}
+
 /** The refusal facts of an attempt: where the meter refused the gateway's credentials, in the driver's words. */
-function refusal(command: WireResult<CommandAck> | undefined, read: WireResult<RelayReading> | undefined): Pick<AttemptFacts, 'credentialsRefused'> {
+function refusal(command: WireResult<CommandAck | LimitAck> | undefined, read: WireResult<RelayReading> | undefined): Pick<AttemptFacts, 'credentialsRefused'> {
   if (command && command.outcome === 'auth_failed') return { credentialsRefused: command.detail };
   if (read && read.outcome === 'auth_failed') return { credentialsRefused: `read-back: ${read.detail}` };
   return {};
@@ -391,8 +407,10 @@ export class SwitchController {
       }
       added.set(o.link, (added.get(o.link) ?? 0) + 1);
       meters.add(o.meterId);
-      if (o.action === 'disconnect') disconnects.push(o);
-      else chosen.push(o.id);
+      // Disconnects and limits pass the gate again right before the wire (a limit: protected mode and protected
+      // customers may have changed since it was admitted); reconnects are never held (rule 12).
+      if (o.action === 'reconnect') chosen.push(o.id);
+      else disconnects.push(o);
     }
     this.due = waiting;
     return { chosen, disconnects };
@@ -415,19 +433,20 @@ export class SwitchController {
   /**
    * A disconnect's last moment before the wire: the rules on fresh facts (a hold, refusal or second notice ends
    * here), the billing re-check for non-payment (paid cancels, unreachable holds), then an atomic re-check,
-   * cap reservation and lease. Only a leased order is sent.
+   * cap reservation and lease. Only a leased order is sent. Limit orders come this way too, for the limit rules.
    */
   private async dispatchDisconnect(order: DueOrder): Promise<void> {
     const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id });
     const { store, clock, policy } = this.deps;
     const gated = await store.gateDisconnect(order.id, clock.now(), policy);
     if (!gated.decision || gated.decision.verdict !== 'allow') {
-      if (gated.decision) log.info({ verdict: gated.decision.verdict, state: gated.order.state, reason: gated.order.stateReason }, 'disconnect not sent now');
+      if (gated.decision) log.info({ verdict: gated.decision.verdict, state: gated.order.state, reason: gated.order.stateReason }, `${order.action} not sent now`);
       this.deps.onOrderChange?.(gated.order);
       return;
     }
-    // Arrears: ask billing. A credit cut-off's balance is the gateway's own; a top-up has already cancelled it.
-    if (order.reason === 'arrears') {
+    // Arrears: ask billing. A credit cut-off's balance is the gateway's own; a top-up has already cancelled it. A
+    // limit is no cut: a payment lifts it (recordPayments), it is not re-checked.
+    if (order.action === 'disconnect' && order.reason === 'arrears') {
       const answer = await this.deps.payments.check({ meterId: order.meterId, orderId: order.id, reason: order.reason });
       if (answer.kind !== 'in_arrears') {
         const now = clock.now();
@@ -563,8 +582,8 @@ export class SwitchController {
         return;
       }
     }
-    log.info({ action: order.action, link: address.link, profile: profile.id }, 'sending command');
-    const command = await driver.operateRelay(address, order.action, {
+    log.info({ action: order.action, ...(order.action === 'limit' ? { limitW: order.limitW } : {}), link: address.link, profile: profile.id }, 'sending command');
+    const command = await sendCommand(driver, address, order, {
       timeoutMs: profile.timeouts.commandMs,
       correlationId: `${order.id}:${order.attempts}:cmd`,
       orderId: order.id,
@@ -576,7 +595,7 @@ export class SwitchController {
     const read = command.outcome === 'auth_failed' ? undefined : await this.readBack(driver, address, order, 'read');
     const refused = refusal(command, read);
     if (refused.credentialsRefused !== undefined) this.countRefusal(target, order.meterId, log, refused.credentialsRefused);
-    const meterRemoteReconnect = command.outcome === 'ok' ? command.value.remoteReconnect : undefined;
+    const meterRemoteReconnect = command.outcome === 'ok' && 'remoteReconnect' in command.value ? command.value.remoteReconnect : undefined;
     if (meterRemoteReconnect !== undefined && meterRemoteReconnect !== profile.relay.remoteReconnect) {
       // The meter decides; the profile it was registered under is wrong for it, which a person should correct.
       log.warn({ profile: profile.id, profileRemoteReconnect: profile.relay.remoteReconnect, meterRemoteReconnect }, 'the meter says its remote reconnect differs from its firmware profile');
@@ -588,7 +607,7 @@ export class SwitchController {
       target,
       {
         command: command.outcome,
-        readBack: read?.outcome === 'ok' ? read.value.relay : undefined,
+        ...readFacts(read),
         ...(read?.outcome === 'ok' && read.value.loadSideVoltageV !== undefined ? { loadSideVoltageV: read.value.loadSideVoltageV } : {}),
         ...(meterRemoteReconnect ? { meterRemoteReconnect } : {}),
         ...refused,
@@ -620,7 +639,7 @@ export class SwitchController {
     log: Logger,
     meter: { address: MeterAddress; flags: MeterFlags; region: string } | undefined,
     facts: AttemptFacts,
-    command: WireResult<CommandAck> | undefined,
+    command: WireResult<CommandAck | LimitAck> | undefined,
     read: WireResult<RelayReading> | undefined,
     problem: string | null,
   ): Promise<void> {
@@ -730,6 +749,6 @@ export class SwitchController {
     log.info({ read: read.outcome }, 'verified an interrupted attempt by a read');
     const refused = refusal(undefined, read);
     if (refused.credentialsRefused !== undefined) this.countRefusal(target, order.meterId, log, refused.credentialsRefused);
-    await this.finish(order, log, target, { command: 'not_sent', readBack: read.outcome === 'ok' ? read.value.relay : undefined, ...refused }, undefined, read, 'gateway restarted while this attempt was on the wire; verified by a read');
+    await this.finish(order, log, target, { command: 'not_sent', ...readFacts(read), ...refused }, undefined, read, 'gateway restarted while this attempt was on the wire; verified by a read');
   }
 }

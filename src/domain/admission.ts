@@ -1,13 +1,19 @@
-import type { SwitchAction } from './relay.js';
+import type { OrderAction } from './relay.js';
 import { isTerminal, type OrderReason, type SwitchOrder } from './switch-order.js';
 
 /**
- * Latest intent wins, per meter (DESIGN.md §2). Given the meter's open orders and a new request, decide
- * what happens to each. Pure: the store applies the decision inside one transaction.
+ * Latest intent wins, per meter and per dimension (DESIGN.md §2): the relay (disconnect, reconnect) is one, the demand
+ * limit (`limit`) another. A later limit order supersedes an earlier unfinished one; relay orders and limit orders do
+ * not supersede each other (a reconnect does not undo a limit, a limit does not undo a disconnect). They never run on
+ * the wire to one meter at once all the same: the control loop keeps one attempt per meter. Pure: the store applies
+ * the decision inside one transaction.
  */
 
+/** The dimension of a meter an action sets: its relay, or its demand limit. */
+const dimensionOf = (action: OrderAction): 'relay' | 'limit' => (action === 'limit' ? 'limit' : 'relay');
+
 export interface NewOrderIntent {
-  action: SwitchAction;
+  action: OrderAction;
   reason: OrderReason;
   urgent: boolean;
   deadline: number | null;
@@ -33,7 +39,7 @@ export interface AdmissionDecision {
 }
 
 export function admitOrder(intent: NewOrderIntent, openOrders: readonly SwitchOrder[]): AdmissionDecision {
-  const open = openOrders.filter((o) => !isTerminal(o.state));
+  const open = openOrders.filter((o) => !isTerminal(o.state) && dimensionOf(o.action) === dimensionOf(intent.action));
 
   // DOMAIN.md rule 12: a reconnect is never overtaken by a disconnect. A customer who paid stays on supply.
   const pendingReconnect = open.find((o) => o.action === 'reconnect' && o.supersededBy === null);

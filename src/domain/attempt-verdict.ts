@@ -25,6 +25,11 @@ export interface AttemptFacts {
    * driver's words (a diagnostic, never key bytes). Ends the order like an `auth_failed` command.
    */
   credentialsRefused?: string;
+  /**
+   * For a `limit` order: the demand limit the read-back showed (null: none in force); undefined when the read got no
+   * usable answer or the reading did not carry a limit (a profile without limiter), which can never verify a limit.
+   */
+  readBackLimitW?: number | null;
   /** Voltage on the load side as the read-back (or the gateway's read before closing) showed it. */
   loadSideVoltageV?: number;
   /** The gateway's own check before closing found the load side live, so the close was never sent (`command` is `load_side_voltage`). */
@@ -39,17 +44,25 @@ export interface AttemptVerdict {
   reason: string;
 }
 
+/** The order fields a verdict looks at; `limitW` only matters for a `limit` order. */
+type JudgedOrder = Pick<SwitchOrder, 'action'> & Partial<Pick<SwitchOrder, 'limitW'>>;
+
+const limitWords = (w: number | null | undefined): string => (w === undefined ? 'no limit reported' : w === null ? 'no limit in force' : `a limit of ${w} W in force`);
+
 /**
  * Did the read-back show what the action asked for? `armed` counts only where the meter's reconnect only arms: as
- * the meter itself said (its control mode), else as its profile says.
+ * the meter itself said (its control mode), else as its profile says. A limit is verified only by the limit the
+ * reading shows (DOMAIN.md rule 10): the very value asked for, or none for a removal.
  */
 export function verifiedState(
-  order: Pick<SwitchOrder, 'action'>,
+  order: JudgedOrder,
   profile: Pick<FirmwareProfile, 'relay'>,
   readBack: RelayState | undefined,
   meterRemoteReconnect?: 'closes' | 'arms',
+  readBackLimitW?: number | null,
 ): 'done' | 'armed' | undefined {
   if (readBack === undefined) return undefined;
+  if (order.action === 'limit') return readBackLimitW !== undefined && readBackLimitW === (order.limitW ?? null) ? 'done' : undefined;
   if (order.action === 'disconnect') return readBack === 'disconnected' ? 'done' : undefined;
   if (readBack === 'connected') return 'done';
   if (readBack === 'armed' && (meterRemoteReconnect ?? profile.relay.remoteReconnect) === 'arms') return 'armed';
@@ -78,19 +91,19 @@ function loadSideRefusal(
 }
 
 export function judgeAttempt(
-  order: Pick<SwitchOrder, 'action' | 'attempts' | 'supersededBy'>,
+  order: JudgedOrder & Pick<SwitchOrder, 'attempts' | 'supersededBy'>,
   profile: Pick<FirmwareProfile, 'relay' | 'retry'>,
   facts: AttemptFacts,
   now: number,
   random: number,
 ): AttemptVerdict {
-  const verified = verifiedState(order, profile, facts.readBack, facts.meterRemoteReconnect);
+  const limit = order.action === 'limit';
+  const verified = verifiedState(order, profile, facts.readBack, facts.meterRemoteReconnect, facts.readBackLimitW);
   if (verified) {
-    return {
-      outcome: 'ok',
-      next: verified,
-      reason: verified === 'armed' ? 'read-back shows the relay armed; the customer presses the button to close it' : `read-back shows the relay ${facts.readBack}`,
-    };
+    let reason = `read-back shows the relay ${facts.readBack}`;
+    if (limit) reason = `read-back shows ${limitWords(facts.readBackLimitW)}`;
+    else if (verified === 'armed') reason = 'read-back shows the relay armed; the customer presses the button to close it';
+    return { outcome: 'ok', next: verified, reason };
   }
   const refused = facts.command === 'auth_failed' || facts.credentialsRefused !== undefined;
   const loadSide = refused ? undefined : loadSideRefusal(order, profile, facts);
@@ -101,7 +114,8 @@ export function judgeAttempt(
   else if (facts.command !== 'ok') outcome = facts.command;
   else if (facts.readBack === undefined) outcome = 'timeout';
   else outcome = 'verify_mismatch';
-  const seen = facts.readBack === undefined ? 'the read-back got no answer' : `the read-back shows the relay ${facts.readBack}`;
+  let seen = facts.readBack === undefined ? 'the read-back got no answer' : `the read-back shows the relay ${facts.readBack}`;
+  if (limit && facts.readBack !== undefined) seen = `the read-back shows ${limitWords(facts.readBackLimitW)}`;
 
   if (order.supersededBy !== null) {
     return { outcome, next: 'superseded', reason: `superseded by ${order.supersededBy} (${outcome}; ${seen})` };

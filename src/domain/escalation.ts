@@ -1,6 +1,7 @@
 import type { AttemptVerdict } from './attempt-verdict.js';
 import { HOUR_MS } from './deadlines.js';
 import type { MeterFlags } from './policy/meter-facts.js';
+import { isRelayAction, type SwitchAction } from './relay.js';
 import type { SwitchOrder } from './switch-order.js';
 
 /**
@@ -80,6 +81,8 @@ export function escalateVerdict(
   policy: EscalationPolicy,
 ): EscalatedVerdict {
   if (verdict.next === 'done' || verdict.next === 'armed' || verdict.next === 'superseded') return verdict;
+  // A limit is no field work: a crew does not set a demand limit, and a customer under no limit is no worse off.
+  if (order.action === 'limit') return verdict;
   if (verdict.outcome === 'auth_failed') return fieldOnlyVerdict(order, verdict, credentialsWork(order, verdict, flags, now, policy));
   if (verdict.outcome === 'load_side_voltage') {
     const plan = loadSideWork(order, verdict, flags, now, policy);
@@ -145,4 +148,10 @@ function fieldOnlyVerdict(order: Pick<SwitchOrder, 'action' | 'escalatedAt'>, ve
   }
   if (order.action === 'reconnect') return { ...verdict, next: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT, escalation: plan };
   return { ...verdict, next: 'failed', escalation: plan };
+}
+
+/** The order a work order is raised for: always a relay order (escalateVerdict never sends a limit to the field). */
+export function fieldOrder<T extends Pick<SwitchOrder, 'action'>>(order: T): T & { action: SwitchAction } {
+  if (!isRelayAction(order.action)) throw new Error('a limit order never goes to the field');
+  return order as T & { action: SwitchAction };
 }

@@ -28,6 +28,11 @@ export const MqttAddressingSchema = z
      * reaches the instance that asked and no other (what a cluster of instances needs).
      */
     responseTopic: z.boolean().default(false),
+    /**
+     * The op word of the firmware's demand limiter (DOMAIN.md rule 10): `{"cid","op":<limitOp>,"limitW":500|null}`,
+     * every reply then carries `"loadLimitW"` (null: none in force). Absent: the firmware has no limiter.
+     */
+    limitOp: z.string().min(1).optional(),
     /** The words this firmware uses on the wire for each relay state. */
     relayValues: z
       .object({ connected: z.string().min(1), disconnected: z.string().min(1), armed: z.string().min(1) })

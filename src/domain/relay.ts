@@ -8,6 +8,14 @@ export type RelayState = (typeof RELAY_STATES)[number];
 export const SWITCH_ACTIONS = ['disconnect', 'reconnect'] as const;
 export type SwitchAction = (typeof SWITCH_ACTIONS)[number];
 
+/**
+ * What an order asks of a meter: a relay command, or `limit`, which sets (or removes) the meter's demand limit
+ * (DOMAIN.md rule 10). Relay commands stay `SwitchAction`: only they move the relay.
+ */
+export const ORDER_ACTIONS = ['disconnect', 'reconnect', 'limit'] as const;
+export type OrderAction = (typeof ORDER_ACTIONS)[number];
+export const isRelayAction = (a: OrderAction): a is SwitchAction => a !== 'limit';
+
 /** What one try on the wire ended as (DESIGN.md §2, "Attempt"). */
 export const ATTEMPT_OUTCOMES = [
   'ok', // command acknowledged and the read-back matched

@@ -1,4 +1,4 @@
-import type { AttemptOutcome, RelayState, SwitchAction } from './relay.js';
+import type { AttemptOutcome, OrderAction, RelayState, SwitchAction } from './relay.js';
 
 /** Order states (DESIGN.md §2). Every transition is written to the store before it is acted on. */
 export const ORDER_STATES = [
@@ -55,6 +55,18 @@ export const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safe
 export type OrderReason = DisconnectReason | (typeof RECONNECT_REASONS)[number];
 
 /**
+ * Why a demand limit is set (DOMAIN.md rule 10): `arrears`, the hardship step before any cut for non-payment; or the
+ * customer's request, or safety (an overloaded service). Why one is removed: the customer paid or topped up, an
+ * operator lifts it, or the customer asks.
+ */
+export const LIMIT_REASONS = ['arrears', 'customer_request', 'safety'] as const;
+export type LimitReason = (typeof LIMIT_REASONS)[number];
+export const LIMIT_REMOVAL_REASONS = ['payment', 'top_up', 'operator', 'customer_request'] as const;
+export type LimitRemovalReason = (typeof LIMIT_REMOVAL_REASONS)[number];
+/** A limit in watts: a positive whole number, up to 1 MW (no household or small-business service goes beyond). */
+export const LIMIT_W_MAX = 1_000_000;
+
+/**
  * The path an order came in by. Set by the code that admits it, never by a caller: an API key's name is a label,
  * and a key named "credit-control" is still an API caller. Only the gateway's credit control may cut a customer
  * off for credit (DOMAIN.md rule 8).
@@ -65,7 +77,9 @@ export type OrderOrigin = (typeof ORDER_ORIGINS)[number];
 export interface SwitchOrder {
   id: string;
   meterId: string;
-  action: SwitchAction;
+  action: OrderAction;
+  /** For `limit`: the demand limit to set, in watts, or null to remove the limit; null for relay orders. */
+  limitW: number | null;
   reason: OrderReason;
   /** Free text from the requester (ticket number, payment reference). */
   note: string | null;
@@ -138,9 +152,27 @@ export function targetRelay(action: SwitchAction): 'connected' | 'disconnected' 
   return action === 'disconnect' ? 'disconnected' : 'connected';
 }
 
-export const PRIORITY = { urgentReconnect: 300, reconnect: 200, disconnect: 100 } as const;
+export const PRIORITY = { urgentReconnect: 300, reconnect: 200, limit: 150, disconnect: 100 } as const;
 
-export function priorityOf(action: SwitchAction, urgent: boolean): number {
+/**
+ * A limit's removal gives the customer their supply back, like a reconnect (rule 12); setting one ranks above a
+ * disconnect (it is the step before it) and below every reconnect.
+ */
+export function priorityOf(action: OrderAction, urgent: boolean, limitW: number | null = null): number {
   if (action === 'disconnect') return PRIORITY.disconnect;
+  if (action === 'limit') return limitW === null ? PRIORITY.reconnect : PRIORITY.limit;
   return urgent ? PRIORITY.urgentReconnect : PRIORITY.reconnect;
 }
+
+/**
+ * An order's step in a meter's history, in words: the action and its state change; a verified limit reads "limit of
+ * 1500 W set" and a verified removal "limit removed" (the timeline's limit set / removed events).
+ */
+export function orderStepWords(o: Pick<SwitchOrder, 'action' | 'limitW'>, from: OrderState | null, to: OrderState): string {
+  if (o.action === 'limit' && to === 'done') return o.limitW === null ? 'limit removed' : `limit of ${o.limitW} W set`;
+  const what = o.action !== 'limit' ? o.action : o.limitW === null ? 'limit removal' : `limit ${o.limitW} W`;
+  return `${what} ${from ? `${from} → ` : ''}${to}`;
+}
+
+/** A limit order that sets a limit (not a removal): the orders the limit rules apply to. */
+export const setsLimit = (order: { action: OrderAction; limitW: number | null }): boolean => order.action === 'limit' && order.limitW !== null;

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { OrderAction } from '../domain/relay.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { LinkCounters, LinkHealth } from '../../drivers/driver.js';
 
@@ -21,7 +22,7 @@ export type SuccessRateScope = 'profile' | 'link' | 'region';
 export interface SuccessRateSample {
   scope: SuccessRateScope;
   key: string;
-  action: 'disconnect' | 'reconnect';
+  action: OrderAction;
   /** `attempt`: per try on the wire; `first_attempt`: orders done at the first try; `final`: orders done remotely at all. */
   kind: 'attempt' | 'first_attempt' | 'final';
   /** 0..1 */
@@ -65,7 +66,7 @@ const PREFIX = 'meterline_';
  * metrics that prom-client's `collectDefaultMetrics` adds (they change with prom-client versions).
  */
 export const METRICS_TABLE: readonly MetricDescription[] = [
-  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, auth_failed, load_side_voltage, interrupted).' },
+  { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action (disconnect, reconnect, limit) and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, auth_failed, load_side_voltage, interrupted).' },
   { name: 'meterline_switch_attempt_duration_seconds', type: 'histogram', labels: ['protocol', 'action'], meaning: 'Time of one attempt from command sent to read-back judged.' },
   { name: 'meterline_orders_finished_total', type: 'counter', labels: ['action', 'state'], meaning: 'Switch orders that reached a final state (done, armed, failed, superseded, cancelled, refused, done_by_field…).' },
   { name: 'meterline_alerts_total', type: 'counter', labels: ['kind'], meaning: 'Alerts raised, each once (low success rate, circuit breaker opened, abnormal_consumption, register_discontinuity, relay_audit_* such as relay_audit_open_without_order…).' },

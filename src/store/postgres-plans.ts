@@ -29,7 +29,7 @@ export async function createPlan(q: Q, draft: PlanDraft, actor: string, now: num
   const dupes = draft.meterIds.filter((m, i) => draft.meterIds.indexOf(m) !== i);
   if (dupes.length > 0) throw new MeterlineError('E_VALIDATION', `meters listed twice in the plan: ${[...new Set(dupes)].slice(0, 20).join(', ')}`);
   const id = `plan_${now.toString(36)}${randomBytes(4).toString('hex')}`;
-  await q.run('INSERT INTO plans (id, reason, note, author, created_at, window_from, window_to, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', [
+  await q.run('INSERT INTO plans (id, reason, note, author, created_at, window_from, window_to, status, limit_w) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)', [
     id,
     draft.reason,
     draft.note,
@@ -38,9 +38,10 @@ export async function createPlan(q: Q, draft: PlanDraft, actor: string, now: num
     draft.windowFrom,
     draft.windowTo,
     'draft',
+    draft.limitW ?? null,
   ]);
   await q.run('INSERT INTO plan_meters (plan_id, position, meter_id) SELECT $1, p - 1, m FROM unnest($2::text[]) WITH ORDINALITY AS t(m, p)', [id, draft.meterIds]);
-  await appendAudit(q, now, actor, 'plan.draft', id, { after: { reason: draft.reason, windowFrom: draft.windowFrom, windowTo: draft.windowTo, meters: draft.meterIds.length, note: draft.note } });
+  await appendAudit(q, now, actor, 'plan.draft', id, { after: { reason: draft.reason, limitW: draft.limitW ?? null, windowFrom: draft.windowFrom, windowTo: draft.windowTo, meters: draft.meterIds.length, note: draft.note } });
   return (await getPlan(q, id))!;
 }
 

@@ -2,13 +2,13 @@ import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { admitOrder } from '../domain/admission.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
-import { NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
+import { fieldOrder, NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
 import { localParts, type WeatherPeriod } from '../domain/policy/calendar.js';
 import { evaluateDisconnectGate, takesCapSlot, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
-import type { RelayState, SwitchAction } from '../domain/relay.js';
+import { isRelayAction, type RelayState, type SwitchAction } from '../domain/relay.js';
 import { canTransition, isTerminal, priorityOf, targetRelay, type Attempt, type OrderEvent, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { creditBalanceLimitError } from '../domain/money.js';
@@ -30,6 +30,9 @@ import {
   orderKeyConflict,
   paymentCancelReason,
   paymentReconnectRequest,
+  paymentLimitRemovalRequest,
+  limitSetForArrears,
+  limitFlagsAfter,
   secondNoticeHoldReason,
   secondNoticePayload,
   type Row,
@@ -503,14 +506,17 @@ export class PostgresStore implements GatewayStore {
     let order = orderFromRow(
       (await q.get(
         `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
-           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id, origin, reference)
-         VALUES ($1, $2, $3, $4, $5, $6, 'accepted', NULL, $7, $8, $9, $10, $10, $11, $12, $13, 0, $11, $14, $15, $16) RETURNING *`,
-        [id, req.meterId, req.action, req.reason, req.note, req.requestedBy, priorityOf(req.action, decision.urgent), decision.urgent, meterRow.link, now, req.notBefore ?? now, decision.deadline, req.paymentAt, req.planId ?? null, req.origin ?? 'api', req.reference ?? null],
+           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id, origin, reference, limit_w)
+         VALUES ($1, $2, $3, $4, $5, $6, 'accepted', NULL, $7, $8, $9, $10, $10, $11, $12, $13, 0, $11, $14, $15, $16, $17) RETURNING *`,
+        [
+          id, req.meterId, req.action, req.reason, req.note, req.requestedBy, priorityOf(req.action, decision.urgent, req.limitW ?? null), decision.urgent, meterRow.link, now, req.notBefore ?? now,
+          decision.deadline, req.paymentAt, req.planId ?? null, req.origin ?? 'api', req.reference ?? null, req.action === 'limit' ? (req.limitW ?? null) : null,
+        ],
       ))!,
     );
     await this.event(q, id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
-    // The disconnect rules apply from the first moment; a refused order supersedes nothing.
-    const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(await this.gateInput(q, order, now, 'admission', ctx.policy)) : null;
+    // The disconnect rules (and a limit's: disconnect-gate.ts) apply from the first moment; a refused order supersedes nothing.
+    const gate = req.action !== 'reconnect' && decision.state === 'queued' ? evaluateDisconnectGate(await this.gateInput(q, order, now, 'admission', ctx.policy)) : null;
     let outcome: string = decision.state;
     if (decision.state === 'refused') {
       order = await this.move(q, order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
@@ -532,7 +538,7 @@ export class PostgresStore implements GatewayStore {
       } else {
         order = await this.move(q, order, 'queued', now, decision.supersedeAfterAttempt.length > 0 ? `waiting for ${decision.supersedeAfterAttempt.join(', ')} to leave the wire` : null);
       }
-      await q.run('UPDATE meters SET desired_relay = $1, desired_order_id = $2, updated_at = $3 WHERE meter_id = $4', [targetRelay(req.action), id, now, req.meterId]);
+      if (isRelayAction(req.action)) await q.run('UPDATE meters SET desired_relay = $1, desired_order_id = $2, updated_at = $3 WHERE meter_id = $4', [targetRelay(req.action), id, now, req.meterId]);
     }
     if (req.idempotencyKey !== null) {
       await q.run('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES ($1, $2, $3, $4, $5)', [req.requestedBy, req.idempotencyKey, req.requestHash, id, now]);
@@ -634,7 +640,7 @@ export class PostgresStore implements GatewayStore {
       if (!GATED_STATES.has(order.state)) return { leased: null, order, decision: null };
       if (await q.get(`SELECT 1 FROM orders WHERE meter_id = $1 AND state = 'in_flight'`, [order.meterId])) return { leased: null, order, decision: null };
       const today = localParts(now, policy.windows.timezone).date;
-      const reservesSlot = takesCapSlot(order.reason) && order.capDay !== today;
+      const reservesSlot = takesCapSlot(order) && order.capDay !== today;
       // The day's cap is counted and reserved by one lease at a time (across instances), so it is never overrun.
       if (reservesSlot) await q.run('SELECT pg_advisory_xact_lock(hashtext($1))', [`meterline:cap:${this.schema ?? 'public'}:${today}`]);
       const decision = evaluateDisconnectGate(await this.gateInput(q, order, now, 'attempt', policy));
@@ -809,9 +815,11 @@ export class PostgresStore implements GatewayStore {
       if (report.observation) await this.observe(q, current.meterId, report.observation);
       if (verdict.escalation) {
         const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [current.meterId]))!.region as string;
-        await work.raiseWorkOrder(q, current, region, verdict.escalation, report.endedAt);
+        await work.raiseWorkOrder(q, fieldOrder(current), region, verdict.escalation, report.endedAt);
       }
       if (verdict.reviseWorkOrder) await this.runScript(q, reviseOpenWorkOrder(current.id, verdict.reviseWorkOrder, report.endedAt));
+      const limited = limitFlagsAfter(current, verdict.next, parseFlags((await q.get('SELECT flags FROM meters WHERE meter_id = $1', [current.meterId]))!.flags), report.endedAt);
+      if (limited) await facts.setFlags(q, current.meterId, limited, 'gateway', report.endedAt);
       const after = await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {
         ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
         resultRelay: report.observedRelay,
@@ -1025,7 +1033,7 @@ export class PostgresStore implements GatewayStore {
       const order = await this.mustLockOrder(q, orderId);
       if (!['queued', 'held', 'in_flight', 'escalated'].includes(order.state)) return undefined;
       const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [order.meterId]))!.region as string;
-      const workOrder = await work.raiseWorkOrder(q, order, region, plan, now);
+      const workOrder = await work.raiseWorkOrder(q, fieldOrder(order), region, plan, now);
       if (order.state === 'queued' || order.state === 'held') {
         await this.move(q, order, 'escalated', now, `escalated to the field: ${plan.reason}`, { nextAttemptAt: Math.min(order.nextAttemptAt, slowRetryAt) });
       }
@@ -1114,12 +1122,13 @@ export class PostgresStore implements GatewayStore {
   }
 
   async relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>> {
-    const open = new Set((await this.r.all(`SELECT DISTINCT meter_id FROM orders WHERE meter_id = ANY($1::text[]) AND state IN ${OPEN_STATES}`, [meterIds])).map((r) => r.meter_id as string));
+    // The relay's orders only: a limit order says nothing of whether the relay should be open.
+    const open = new Set((await this.r.all(`SELECT DISTINCT meter_id FROM orders WHERE meter_id = ANY($1::text[]) AND action IN ('disconnect', 'reconnect') AND state IN ${OPEN_STATES}`, [meterIds])).map((r) => r.meter_id as string));
     const last = new Map(
       (
         await this.r.all(
           `SELECT DISTINCT ON (meter_id) meter_id, action, state, completed_at FROM orders
-           WHERE meter_id = ANY($1::text[]) AND state IN ('done', 'armed', 'done_by_field')
+           WHERE meter_id = ANY($1::text[]) AND action IN ('disconnect', 'reconnect') AND state IN ('done', 'armed', 'done_by_field')
            ORDER BY meter_id, completed_at DESC NULLS LAST, seq DESC`,
           [meterIds],
         )
@@ -1239,7 +1248,10 @@ export class PostgresStore implements GatewayStore {
             await this.move(q, o, 'cancelled', now, paymentCancelReason(id, req));
             cancelled.push(o.id);
           }
-          const last = await q.get(`SELECT action, reason FROM orders WHERE meter_id = $1 AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC NULLS LAST, seq DESC LIMIT 1`, [meterId]);
+          const last = await q.get(
+            `SELECT action, reason FROM orders WHERE meter_id = $1 AND action IN ('disconnect', 'reconnect') AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC NULLS LAST, seq DESC LIMIT 1`,
+            [meterId],
+          );
           const offForNonPayment = last?.action === 'disconnect' && (last.reason === 'arrears' || last.reason === 'credit_exhausted');
           const reconnectOpen = async (): Promise<boolean> => (await q.get(`SELECT 1 FROM orders WHERE meter_id = $1 AND action = 'reconnect' AND state IN ${OPEN_STATES} LIMIT 1`, [meterId])) !== undefined;
           let reconnectOrderId: string | null = null;
@@ -1255,7 +1267,13 @@ export class PostgresStore implements GatewayStore {
           } else if (await reconnectOpen()) {
             note = 'a reconnect is already under way';
           }
-          effects.push({ meterId, cancelledOrders: cancelled, reconnectOrderId, note });
+          // Rule 10: the limit was the step before a cut for non-payment; paid, it is lifted.
+          let limitRemovalOrderId: string | null = null;
+          if (limitSetForArrears(await q.get(`SELECT reason, limit_w, state FROM orders WHERE meter_id = $1 AND action = 'limit' ORDER BY seq DESC LIMIT 1`, [meterId]))) {
+            limitRemovalOrderId = (await this.submitInTx(q, [paymentLimitRemovalRequest(id, meterId, req)], ctx))[0]!.order.id;
+            note += '; limit set for arrears: removal ordered';
+          }
+          effects.push({ meterId, cancelledOrders: cancelled, reconnectOrderId, limitRemovalOrderId, note });
         }
         const row = await q.get(
           `INSERT INTO payments (id, client, idempotency_key, request_hash, account_id, meter_id, amount_minor, kind, posted, reference, received_at, recorded_at, effects)

@@ -516,6 +516,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE meter_key_sets ADD COLUMN system_title TEXT;
   CREATE INDEX meter_key_sets_by_system_title ON meter_key_sets (system_title) WHERE system_title IS NOT NULL;
   `,
+  // Load limiting as an order (issue 16 item 5, DOMAIN.md rule 10): a limit order's demand limit in watts, NULL for a
+  // removal and for every relay order; a plan's limit, NULL for a disconnect plan.
+  `
+  ALTER TABLE orders ADD COLUMN limit_w INTEGER;
+  ALTER TABLE plans ADD COLUMN limit_w INTEGER;
+  `,
 ];
 
 /** The migration that added the chain's columns (its transaction links the entries written before, once). */

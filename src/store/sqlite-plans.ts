@@ -37,11 +37,11 @@ export class SqlitePlans {
     if (dupes.length > 0) throw new MeterlineError('E_VALIDATION', `meters listed twice in the plan: ${[...new Set(dupes)].slice(0, 20).join(', ')}`);
     const id = `plan_${now.toString(36)}${randomBytes(4).toString('hex')}`;
     this.db
-      .prepare('INSERT INTO plans (id, reason, note, author, created_at, window_from, window_to, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(id, draft.reason, draft.note, actor, now, draft.windowFrom, draft.windowTo, 'draft');
+      .prepare('INSERT INTO plans (id, reason, note, author, created_at, window_from, window_to, status, limit_w) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(id, draft.reason, draft.note, actor, now, draft.windowFrom, draft.windowTo, 'draft', draft.limitW ?? null);
     const item = this.db.prepare('INSERT INTO plan_meters (plan_id, position, meter_id) VALUES (?, ?, ?)');
     draft.meterIds.forEach((m, i) => item.run(id, i, m));
-    this.audit.append(now, actor, 'plan.draft', id, { after: { reason: draft.reason, windowFrom: draft.windowFrom, windowTo: draft.windowTo, meters: draft.meterIds.length, note: draft.note } });
+    this.audit.append(now, actor, 'plan.draft', id, { after: { reason: draft.reason, limitW: draft.limitW ?? null, windowFrom: draft.windowFrom, windowTo: draft.windowTo, meters: draft.meterIds.length, note: draft.note } });
     return this.get(id)!;
   }
 

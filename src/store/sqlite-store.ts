@@ -7,7 +7,7 @@ import { evaluateDisconnectGate, takesCapSlot, type GateDecision, type GateInput
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
-import type { RelayState } from '../domain/relay.js';
+import { isRelayAction, type RelayState } from '../domain/relay.js';
 import {
   canTransition,
   priorityOf,
@@ -45,6 +45,9 @@ import {
   orderKeyConflict,
   paymentCancelReason,
   paymentReconnectRequest,
+  paymentLimitRemovalRequest,
+  limitSetForArrears,
+  limitFlagsAfter,
   strOrNull,
   type Row,
 } from './store-rows.js';
@@ -63,7 +66,7 @@ import { CLIENT_VISIBLE_STATES, paymentFromRow, SqliteBilling } from './sqlite-b
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { SwitchAction } from '../domain/relay.js';
-import { NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
+import { fieldOrder, NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
 import type { KeySetPutOutcome, MeterKeySetRecord, NewMeterKeySet, StoredMeterKeySet,
   AlertEpisode,
   EpisodeClaim,
@@ -198,9 +201,9 @@ export class SqliteStore implements GatewayStore {
       maxSeq: db.prepare('SELECT COALESCE(MAX(seq), 0) AS m FROM orders'),
       insertOrder: db.prepare(
         `INSERT INTO orders (id, seq, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
-           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay, plan_id, origin, reference)
+           created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay, plan_id, origin, reference, limit_w)
          VALUES (@id, @seq, @meterId, @action, @reason, @note, @requestedBy, @state, @stateReason, @priority, @urgent, @link,
-           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL, @planId, @origin, @reference)
+           @createdAt, @updatedAt, @notBefore, @deadline, @paymentAt, 0, @nextAttemptAt, NULL, @completedAt, NULL, @planId, @origin, @reference, @limitW)
          RETURNING *`,
       ),
       moveOrder: db.prepare(
@@ -495,7 +498,7 @@ export class SqliteStore implements GatewayStore {
         requestedBy: req.requestedBy,
         state: direct ? 'queued' : 'accepted',
         stateReason: direct ? queuedReason : null,
-        priority: priorityOf(req.action, decision.urgent),
+        priority: priorityOf(req.action, decision.urgent, req.limitW ?? null),
         urgent: decision.urgent ? 1 : 0,
         link: meterRow.link as string,
         createdAt: now,
@@ -508,11 +511,12 @@ export class SqliteStore implements GatewayStore {
         planId: req.planId ?? null,
         origin: req.origin ?? 'api',
         reference: req.reference ?? null,
+        limitW: req.action === 'limit' ? (req.limitW ?? null) : null,
       }) as Row);
       this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
       if (direct) this.s.insertEvent.run(id, now, 'accepted', 'queued', queuedReason);
-      // The disconnect rules apply from the first moment; a refused order supersedes nothing.
-      const gate = req.action === 'disconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, 'admission', ctx.policy)) : null;
+      // The disconnect rules (and a limit's: disconnect-gate.ts) apply from the first moment; a refused order supersedes nothing.
+      const gate = req.action !== 'reconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, 'admission', ctx.policy)) : null;
       let outcome: string = decision.state;
       if (decision.state === 'refused') {
         order = this.move(order, 'refused', now, `${decision.refusal!.code}: ${decision.refusal!.message}`);
@@ -535,7 +539,7 @@ export class SqliteStore implements GatewayStore {
         } else if (!direct) {
           order = this.move(order, 'queued', now, queuedReason);
         }
-        this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
+        if (isRelayAction(req.action)) this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
       }
       if (req.idempotencyKey !== null) this.s.insertIdem.run(req.requestedBy, req.idempotencyKey, req.requestHash, id, now);
       this.p.audit.append(now, req.requestedBy, orderAdmissionAction(req), req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
@@ -638,7 +642,7 @@ export class SqliteStore implements GatewayStore {
       if (this.s.meterInFlight.get(order.meterId)) return { leased: null, order, decision: null };
       const decision = evaluateDisconnectGate(this.gateInput(order, now, 'attempt', policy));
       if (decision.verdict !== 'allow') return { leased: null, order: this.applyGate(order, decision, now), decision };
-      if (takesCapSlot(order.reason)) {
+      if (takesCapSlot(order)) {
         const today = localParts(now, policy.windows.timezone).date;
         if (order.capDay !== today) {
           const region = (this.s.getMeter.get(order.meterId) as Row).region as string;
@@ -798,9 +802,11 @@ export class SqliteStore implements GatewayStore {
       if (report.observation) this.observe(current.meterId, report.observation);
       if (verdict.escalation) {
         const region = (this.s.getMeter.get(current.meterId) as Row).region as string;
-        this.p.work.raise(current, region, verdict.escalation, report.endedAt);
+        this.p.work.raise(fieldOrder(current), region, verdict.escalation, report.endedAt);
       }
       if (verdict.reviseWorkOrder) this.runScript(reviseOpenWorkOrder(current.id, verdict.reviseWorkOrder, report.endedAt));
+      const limited = limitFlagsAfter(current, verdict.next, parseFlags((this.s.getMeter.get(current.meterId) as Row).flags), report.endedAt);
+      if (limited) this.p.facts.setFlags(current.meterId, limited, 'gateway', report.endedAt);
       const after = this.move(current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {
         ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
         resultRelay: report.observedRelay,
@@ -1008,7 +1014,7 @@ export class SqliteStore implements GatewayStore {
       const order = orderFromRow(this.s.getOrder.get(orderId) as Row);
       if (!['queued', 'held', 'in_flight', 'escalated'].includes(order.state)) return undefined;
       const region = (this.s.getMeter.get(order.meterId) as Row).region as string;
-      const workOrder = this.p.work.raise(order, region, plan, now);
+      const workOrder = this.p.work.raise(fieldOrder(order), region, plan, now);
       if (order.state === 'queued' || order.state === 'held') {
         this.move(order, 'escalated', now, `escalated to the field: ${plan.reason}`, { nextAttemptAt: Math.min(order.nextAttemptAt, slowRetryAt) });
       }
@@ -1099,8 +1105,9 @@ export class SqliteStore implements GatewayStore {
 
   async relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>> {
     const out = new Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>();
-    const open = this.prep(`SELECT 1 FROM orders WHERE meter_id = ? AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`, true);
-    const last = this.prep(`SELECT action, state, completed_at FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
+    // The relay's orders only: a limit order says nothing of whether the relay should be open.
+    const open = this.prep(`SELECT 1 FROM orders WHERE meter_id = ? AND action IN ('disconnect', 'reconnect') AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`, true);
+    const last = this.prep(`SELECT action, state, completed_at FROM orders WHERE meter_id = ? AND action IN ('disconnect', 'reconnect') AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
     for (const id of meterIds) {
       const l = last.get(id) as { action: string; state: string; completed_at: number } | undefined;
       out.set(id, {
@@ -1185,7 +1192,8 @@ export class SqliteStore implements GatewayStore {
         `SELECT * FROM orders WHERE meter_id = ? AND action = 'disconnect' AND reason IN ('arrears', 'credit_exhausted') AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') ORDER BY seq`,
       );
       const openReconnect = this.prep(`SELECT 1 FROM orders WHERE meter_id = ? AND action = 'reconnect' AND state IN ('accepted', 'held', 'queued', 'in_flight', 'escalated') LIMIT 1`, true);
-      const lastDone = this.prep(`SELECT action, reason FROM orders WHERE meter_id = ? AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
+      const lastDone = this.prep(`SELECT action, reason FROM orders WHERE meter_id = ? AND action IN ('disconnect', 'reconnect') AND state IN ('done', 'armed', 'done_by_field') ORDER BY completed_at DESC, seq DESC LIMIT 1`);
+      const latestLimit = this.prep(`SELECT reason, limit_w, state FROM orders WHERE meter_id = ? AND action = 'limit' ORDER BY seq DESC LIMIT 1`);
       requests.forEach((req, i) => {
         const prior = byKey.get(req.client, req.idempotencyKey) as Row | undefined;
         if (prior) {
@@ -1231,7 +1239,13 @@ export class SqliteStore implements GatewayStore {
           } else if (openReconnect.get(meterId)) {
             note = 'a reconnect is already under way';
           }
-          effects.push({ meterId, cancelledOrders: cancelled, reconnectOrderId, note });
+          // Rule 10: the limit was the step before a cut for non-payment; paid, it is lifted.
+          let limitRemovalOrderId: string | null = null;
+          if (limitSetForArrears(latestLimit.get(meterId) as Row | undefined)) {
+            limitRemovalOrderId = this.submitSync([paymentLimitRemovalRequest(id, meterId, req)], ctx)[0]!.order.id;
+            note += '; limit set for arrears: removal ordered';
+          }
+          effects.push({ meterId, cancelledOrders: cancelled, reconnectOrderId, limitRemovalOrderId, note });
         }
         this.db
           .prepare(

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { RelayState, SwitchAction } from '../domain/relay.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { GateInput } from '../domain/policy/disconnect-gate.js';
-import type { NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
+import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import { balanceAfterTopUp, CreditEventSchema, ledgerBalances, ledgerShowsNoCredit, type CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import { ORDER_ORIGINS, type Attempt, type OrderOrigin, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
@@ -42,6 +42,7 @@ export function orderFromRow(r: Row): SwitchOrder {
     id: r.id as string,
     meterId: r.meter_id as string,
     action: r.action as SwitchOrder['action'],
+    limitW: numOrNull(r.limit_w),
     reason: r.reason as SwitchOrder['reason'],
     note: strOrNull(r.note),
     requestedBy: r.requested_by as string,
@@ -138,7 +139,7 @@ export function gateInputFrom(order: SwitchOrder, now: number, stage: GateInput[
   return {
     now,
     stage,
-    order: { action: order.action, reason: order.reason, planId: order.planId, origin: order.origin, reference: order.reference, approvedAt: order.approvedAt, capDay: order.capDay },
+    order: { action: order.action, limitW: order.limitW, reason: order.reason, planId: order.planId, origin: order.origin, reference: order.reference, approvedAt: order.approvedAt, capDay: order.capDay },
     secondNotice: n ? { id: n.id as string, sentAt: num(n.created_at), deliveredAt: numOrNull(n.delivered_at), attempts: num(n.attempts), lastError: strOrNull(n.last_error) } : null,
     credit: f.creditEvents ? ledgerShowsNoCredit(f.creditEvents) : null,
     plan: f.plan,
@@ -308,6 +309,7 @@ export function planFromRows(r: Row, items: readonly Row[]): PlanView {
     windowFrom: num(r.window_from),
     windowTo: num(r.window_to),
     reason: r.reason as PlanDraft['reason'],
+    limitW: numOrNull(r.limit_w),
     note: strOrNull(r.note),
     author: r.author as string,
     createdAt: num(r.created_at),
@@ -419,11 +421,14 @@ export function orderAdmissionAudit(req: OrderRequest, orderId: string, outcome:
 /** The audit action of an admitted order: a safety disconnect is audited as an emergency (DOMAIN.md rule 7). */
 export const orderAdmissionAction = (req: OrderRequest): string => (req.action === 'disconnect' && req.reason === 'safety' ? 'order.disconnect.emergency' : `order.${req.action}`);
 
-/** The disconnect orders an approved plan creates, one per meter, each keyed to its place in the plan. */
+/**
+ * The orders an approved plan creates, one per meter, each keyed to its place in the plan: disconnects, or for a
+ * limiting plan (rule 10) limit orders of the plan's watts.
+ */
 export function planOrderRequests(plan: PlanView, approver: string, now: number): OrderRequest[] {
   return plan.items.map((item, i) => ({
     meterId: item.meterId,
-    action: 'disconnect',
+    ...(plan.limitW !== null ? { action: 'limit' as const, limitW: plan.limitW } : { action: 'disconnect' as const }),
     reason: plan.reason,
     note: `plan ${plan.id} drafted by ${plan.author}, approved by ${approver}${plan.note ? `: ${plan.note}` : ''}`,
     urgent: false,
@@ -453,6 +458,38 @@ export function paymentReconnectRequest(paymentId: string, meterId: string, req:
     requestedBy: req.client,
     idempotencyKey: `payment:${paymentId}:${meterId}`,
     requestHash: paymentId,
+  };
+}
+
+/**
+ * What a verified limit order does to the meter's rule 10 facts: a limit starts the limiting period (a change of the
+ * watts keeps the period's start), a removal ends it. Undefined for any other order or verdict.
+ */
+export function limitFlagsAfter(order: SwitchOrder, next: OrderState, flags: MeterFlags, now: number): Partial<MeterFlags> | undefined {
+  if (order.action !== 'limit' || next !== 'done') return undefined;
+  if (order.limitW === null) return { loadLimitedSince: null };
+  return { hasLoadLimiter: true, loadLimitedSince: flags.loadLimitedSince ?? now };
+}
+
+/**
+ * Whether a payment lifts the meter's limit: the latest limit order of the meter (done, or still open) set a limit for
+ * arrears (DOMAIN.md rule 10: the limit was the step before a cut for non-payment; the customer has now paid).
+ */
+export function limitSetForArrears(latestLimit: Row | undefined): boolean {
+  if (!latestLimit) return false;
+  const live = !['failed', 'cancelled', 'superseded', 'refused'].includes(latestLimit.state as string);
+  return live && latestLimit.limit_w !== null && latestLimit.limit_w !== undefined && latestLimit.reason === 'arrears';
+}
+
+/** The removal a payment (or top-up) orders for a meter limited for arrears, next to the reconnect it may order. */
+export function paymentLimitRemovalRequest(paymentId: string, meterId: string, req: PaymentRequest): OrderRequest {
+  return {
+    ...paymentReconnectRequest(paymentId, meterId, req),
+    action: 'limit',
+    limitW: null,
+    paymentAt: null,
+    idempotencyKey: `payment:${paymentId}:${meterId}:limit`,
+    requestHash: `${paymentId}:limit`,
   };
 }
 

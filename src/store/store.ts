@@ -6,7 +6,7 @@ import type { GateDecision } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
-import type { RelayState, SwitchAction } from '../domain/relay.js';
+import type { OrderAction, RelayState, SwitchAction } from '../domain/relay.js';
 import type { Attempt, OrderEvent, OrderOrigin, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
 import type { AuditAnchor, AuditHead } from './audit-chain.js';
 import type { SealedKeySet } from '../keys/key-envelope.js';
@@ -57,7 +57,9 @@ export interface MeterView extends MeterRecord {
 
 export interface OrderRequest {
   meterId: string;
-  action: SwitchAction;
+  action: OrderAction;
+  /** For `limit`: the demand limit in watts, or null to remove it (DOMAIN.md rule 10); absent for relay orders. */
+  limitW?: number | null;
   reason: OrderReason;
   note: string | null;
   urgent: boolean;
@@ -158,6 +160,8 @@ export interface MeterFactsRow {
 
 export interface PlanDraft {
   reason: 'arrears' | 'credit_exhausted';
+  /** A limiting plan (rule 10): each meter gets a limit order of this many watts instead of a disconnect; absent or null: a disconnect plan. */
+  limitW?: number | null;
   note: string | null;
   windowFrom: number;
   windowTo: number;
@@ -166,6 +170,7 @@ export interface PlanDraft {
 
 export interface PlanView extends PlanFacts {
   reason: PlanDraft['reason'];
+  limitW: number | null;
   note: string | null;
   author: string;
   createdAt: number;
@@ -279,7 +284,7 @@ export interface AttemptStatsRow {
   profileId: string;
   link: string;
   region: string;
-  action: SwitchAction;
+  action: OrderAction;
   attempts: number;
   ok: number;
   firstAttempts: number;
@@ -290,7 +295,7 @@ export interface OrderOutcomeRow {
   profileId: string;
   link: string;
   region: string;
-  action: SwitchAction;
+  action: OrderAction;
   finished: number;
   succeeded: number;
 }
@@ -331,6 +336,8 @@ export interface PaymentEffect {
   cancelledOrders: string[];
   /** The reconnect this payment created (the meter was off for arrears or credit, or being cut off). */
   reconnectOrderId: string | null;
+  /** The removal of a limit set for arrears this payment created (DOMAIN.md rule 10); absent on payments recorded before limits. */
+  limitRemovalOrderId?: string | null;
   note: string;
 }
 
@@ -619,8 +626,8 @@ export interface GatewayStore {
   listObservations(meterId: string, limit: number): Promise<ObservationRecord[]>;
   /** The meter's last `limit` readings of its energy register, oldest first (abnormal consumption, rule 20). */
   energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]>;
-  /** The last order of this action for the meter that ended done (or armed). */
-  lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined>;
+  /** The last order of this action for the meter that ended done (or armed): for `limit`, the limit in force. */
+  lastCompletedOrder(meterId: string, action: OrderAction): Promise<SwitchOrder | undefined>;
 
   // ---- field work orders (DOMAIN.md rule 11) ----
   /** Raise the order's work order (once) and put the order on slow remote retries. */

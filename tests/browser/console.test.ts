@@ -17,6 +17,7 @@ const meters: TestMeter[] = [
   { meterId: 'CON-3', profileId: 'volta-pp20-fw1.7', initialRelay: 'connected', region: 'south' },
   { meterId: 'OFF-1', profileId: CLOSES, initialRelay: 'disconnected', region: 'east', link: 'dc-east' },
   { meterId: 'CON-4', profileId: CLOSES, initialRelay: 'connected', region: 'north' },
+  { meterId: 'CON-5', profileId: CLOSES, initialRelay: 'connected', region: 'north' },
 ];
 
 let f: GatewayFixture;
@@ -68,7 +69,7 @@ describe('operator console', () => {
     await expect.poll(() => page.locator('#who-role').textContent()).toBe('operator');
     const fleet = page.getByRole('table', { name: /^Meters/ });
     for (const m of meters) await expect.poll(() => fleet.getByRole('link', { name: m.meterId }).count()).toBe(1);
-    await expect.poll(() => page.locator('.big').first().textContent()).toBe('5 meters');
+    await expect.poll(() => page.locator('.big').first().textContent()).toBe('6 meters');
     expect(await fleet.locator('tr[data-meter="CON-1"]').textContent()).toContain('disconnected');
     expect(await fleet.locator('tr[data-meter="CON-2"]').textContent()).toContain('connected');
     await expect.poll(() => page.locator('#live-state').textContent(), { timeout: 5000 }).toBe('live: on');
@@ -122,6 +123,20 @@ describe('operator console', () => {
     await alert.waitFor();
     expect(await alert.textContent()).toMatch(/^E_PROTECTED_MODE: .*protected mode/);
     expect(f.fleet.meter('CON-2').relay).toBe('connected');
+  });
+
+  it('sets a demand limit from the meter page: verified by read-back, shown in force, and the orders list says it in watts', async () => {
+    const page = await signIn(f.operatorKey);
+    await page.goto(`${f.gateway.apiUrl}/console/#/meters/CON-5`);
+    await page.getByRole('heading', { level: 1, name: 'Meter CON-5' }).waitFor();
+    await page.getByLabel('Limit (W)').fill('1500');
+    await page.getByRole('button', { name: 'Set limit' }).click();
+    await expect.poll(() => page.locator('#action-result').textContent(), { timeout: 15_000 }).toMatch(/Order ord_\S+ \(limit 1500 W\): done/);
+    await expect.poll(() => page.locator('#meter-limit').textContent(), { timeout: 10_000 }).toMatch(/^1500 W \(arrears\) since /);
+    expect(f.fleet.meter('CON-5').loadLimitW).toBe(1500);
+    expect(f.fleet.meter('CON-5').relay).toBe('connected');
+    await page.goto(`${f.gateway.apiUrl}/console/#/orders?meterId=CON-5`);
+    await expect.poll(() => page.getByRole('table', { name: /order\(s\)/ }).textContent(), { timeout: 10_000 }).toContain('limit 1500 W');
   });
 
   it('a protected customer’s own request waits for a supervisor: only a supervisor who did not ask sees Approve, and approving sends it', async () => {

@@ -16,6 +16,7 @@ const meters: TestMeter[] = [
   { meterId: 'CLI-2', profileId: CLOSES, initialRelay: 'connected' },
   { meterId: 'CLI-3', profileId: CLOSES, initialRelay: 'disconnected' },
   { meterId: 'CLI-4', profileId: 'volta-pp20-fw1.7', initialRelay: 'disconnected' },
+  { meterId: 'CLI-LIM', profileId: CLOSES, initialRelay: 'connected' },
 ];
 
 let f: GatewayFixture;
@@ -96,6 +97,24 @@ describe('meterline CLI', () => {
     expect(human.code).toBe(0);
     expect(human.stdout).toContain(`order ${order.id}: reconnect CLI-1 is done`);
     expect(human.stdout).toMatch(/attempt 1: ok \d+ ms, read back connected/);
+  });
+
+  it('limit: sets a demand limit and follows it to done (read back), then removes it; a meter without limiter exits 3 with E_NO_LOAD_LIMITER', async () => {
+    const set = await meterline(['limit', 'CLI-LIM', '1500', '--reason', 'arrears', '--wait']);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toContain('limit to 1500 W CLI-LIM is done');
+    expect(f.fleet.meter('CLI-LIM').loadLimitW).toBe(1500);
+    expect(f.fleet.meter('CLI-LIM').relay).toBe('connected');
+    const lift = await meterline(['limit', 'CLI-LIM', '--remove', '--wait', '--json']);
+    expect(lift.code, lift.stderr).toBe(0);
+    expect(JSON.parse(lift.stdout)).toMatchObject({ action: 'limit', limitW: null, reason: 'operator', state: 'done' });
+    expect(f.fleet.meter('CLI-LIM').loadLimitW).toBeNull();
+    const none = await meterline(['limit', 'CLI-4', '1000', '--reason', 'arrears']);
+    expect(none.code).toBe(3);
+    expect(none.stderr).toMatch(/^meterline: E_NO_LOAD_LIMITER: .*volta-pp20-fw1\.7/);
+    const usage = await meterline(['limit', 'CLI-LIM', 'lots', '--reason', 'arrears']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('not a whole number of watts');
   });
 
   it('sends an Idempotency-Key: the same --idempotency-key returns the same order instead of a second one', async () => {

@@ -6,6 +6,7 @@ const base: SwitchOrder = {
   id: 'o1',
   meterId: 'M-1',
   action: 'disconnect',
+  limitW: null,
   reason: 'arrears',
   note: null,
   requestedBy: 'ops',
@@ -36,6 +37,18 @@ const base: SwitchOrder = {
 const order = (o: Partial<SwitchOrder>): SwitchOrder => ({ ...base, ...o });
 
 describe('latest intent wins (admitOrder)', () => {
+  it('per dimension: a limit supersedes an earlier limit, not a relay order; a reconnect supersedes no limit', () => {
+    const limit = admitOrder({ action: 'limit', reason: 'operator', urgent: false, deadline: null }, [order({ id: 'd1' }), order({ id: 'l1', action: 'limit', limitW: 1000 }), order({ id: 'l2', action: 'limit', limitW: 800, state: 'in_flight' })]);
+    expect(limit).toMatchObject({ state: 'queued', supersedeNow: ['l1'], supersedeAfterAttempt: ['l2'] });
+    const reconnect = admitOrder({ action: 'reconnect', reason: 'payment', urgent: false, deadline: 100 }, [order({ id: 'l1', action: 'limit', limitW: 1000 })]);
+    expect(reconnect).toMatchObject({ state: 'queued', supersedeNow: [], supersedeAfterAttempt: [] });
+  });
+
+  it('an open limit removal does not refuse a disconnect (rule 12 is about reconnects)', () => {
+    const d = admitOrder({ action: 'disconnect', reason: 'arrears', urgent: false, deadline: null }, [order({ id: 'l1', action: 'limit', limitW: null, reason: 'payment' })]);
+    expect(d.state).toBe('queued');
+  });
+
   it('a reconnect supersedes a queued disconnect before it is sent', () => {
     const d = admitOrder({ action: 'reconnect', reason: 'payment', urgent: false, deadline: 100 }, [order({ id: 'd1' })]);
     expect(d.state).toBe('queued');

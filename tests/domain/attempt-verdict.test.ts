@@ -25,6 +25,20 @@ describe('success means verified (judgeAttempt)', () => {
     expect(judgeAttempt({ action: 'reconnect', attempts: 1, supersededBy: null }, closes, { command: 'ok', readBack: 'armed' }, NOW, 0).outcome).toBe('verify_mismatch');
   });
 
+  it('a limit is done only when the read-back shows that very limit; a removal only when it shows none', () => {
+    const limit = (limitW: number | null) => ({ action: 'limit' as const, limitW, attempts: 1, supersededBy: null });
+    expect(judgeAttempt(limit(1500), closes, { command: 'ok', readBack: 'connected', readBackLimitW: 1500 }, NOW, 0)).toMatchObject({ outcome: 'ok', next: 'done', reason: 'read-back shows a limit of 1500 W in force' });
+    expect(judgeAttempt(limit(1500), closes, { command: 'ok', readBack: 'connected', readBackLimitW: 1000 }, NOW, 0)).toMatchObject({ outcome: 'verify_mismatch', next: 'queued' });
+    expect(judgeAttempt(limit(1500), closes, { command: 'ok', readBack: 'connected', readBackLimitW: null }, NOW, 0).outcome).toBe('verify_mismatch');
+    expect(judgeAttempt(limit(null), closes, { command: 'ok', readBack: 'connected', readBackLimitW: null }, NOW, 0)).toMatchObject({ outcome: 'ok', next: 'done', reason: 'read-back shows no limit in force' });
+  });
+
+  it('a reading that says nothing of a limit (no limiter) never verifies one, not even a removal', () => {
+    const v = judgeAttempt({ action: 'limit', limitW: null, attempts: 1, supersededBy: null }, closes, { command: 'ok', readBack: 'connected' }, NOW, 0);
+    expect(v).toMatchObject({ outcome: 'verify_mismatch', next: 'queued' });
+    expect(v.reason).toContain('no limit reported');
+  });
+
   it('a command that timed out but whose read-back shows the asked state is done (the reply was lost, not the command)', () => {
     const v = judgeAttempt({ action: 'disconnect', attempts: 1, supersededBy: null }, closes, { command: 'timeout', readBack: 'disconnected' }, NOW, 0);
     expect(v).toMatchObject({ outcome: 'ok', next: 'done' });

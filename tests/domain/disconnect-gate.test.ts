@@ -51,6 +51,7 @@ interface Case {
   now?: number;
   reason?: GateInput['order']['reason'];
   action?: GateInput['order']['action'];
+  limitW?: number | null;
   flags?: Partial<MeterFlags>;
   notices?: NoticeRecord[];
   /** When the pre-disconnect notification was sent and delivered (null: none sent; deliveredAt null: not delivered). */
@@ -83,6 +84,7 @@ function input(c: Case): GateInput {
     stage: c.stage ?? 'attempt',
     order: {
       action: c.action ?? 'disconnect',
+      limitW: c.limitW ?? null,
       reason,
       planId: plan ? plan.id : null,
       origin: c.origin ?? (reason === 'credit_exhausted' ? 'credit_control' : plan ? 'plan' : 'api'),
@@ -195,6 +197,14 @@ const cases: Case[] = [
   { name: 'rule 10: limited for 14 days only: refused', policy: { limitBeforeCut: { enabled: true, days: 15 } }, flags: { hasLoadLimiter: true, loadLimitedSince: NOW - 14 * DAY }, expect: { verdict: 'refuse', code: 'E_LIMIT_FIRST' } },
   { name: 'rule 10: limited for 15 days: allowed', policy: { limitBeforeCut: { enabled: true, days: 15 } }, flags: { hasLoadLimiter: true, loadLimitedSince: NOW - 15 * DAY }, expect: { verdict: 'allow' } },
   { name: 'rule 10: a meter without a limiter is not held to it', policy: { limitBeforeCut: { enabled: true, days: 15 } }, expect: { verdict: 'allow' } },
+  // Rule 10: a limit is a hardship measure, not a cut: no notice, plan, window or cap; its reason, protection and protected mode.
+  { name: 'limit: an arrears limit needs no notice, plan or window', action: 'limit', limitW: 1500, plan: 'none', notices: [], now: at('2026-11-28T23:00:00Z'), expect: { verdict: 'allow' } },
+  { name: 'limit: a protected customer is not limited by default', action: 'limit', limitW: 1500, flags: { vulnerable: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_CUSTOMER' } },
+  { name: 'limit: a protected customer is limited where the policy says so', action: 'limit', limitW: 1500, flags: { medicalEquipment: true }, policy: { limitBeforeCut: { enabled: true, days: 15, protectedCustomers: true } }, expect: { verdict: 'allow' } },
+  { name: 'limit: protected mode refuses a limit (the limiter trips the relay)', action: 'limit', limitW: 1500, stage: 'attempt', flags: { protectedMode: true }, expect: { verdict: 'refuse', code: 'E_PROTECTED_MODE' } },
+  { name: 'limit: a safety limit needs its incident reference', action: 'limit', limitW: 1500, reason: 'safety', reference: null, expect: { verdict: 'refuse', code: 'E_REFERENCE_REQUIRED' } },
+  { name: 'limit: vacant premises is no reason to limit', action: 'limit', limitW: 1500, reason: 'vacant_premises', expect: { verdict: 'refuse', code: 'E_REASON_NOT_ALLOWED' } },
+  { name: 'limit: a removal is never held, whatever the flags (rule 12)', action: 'limit', limitW: null, reason: 'payment', flags: { protectedMode: true, vulnerable: true }, expect: { verdict: 'allow' } },
   // Rule 16: a collapse of disconnect success stops disconnects for the population (not reconnects).
   { name: 'rule 16: an open breaker for the meter’s profile holds any disconnect', reason: 'customer_request', plan: 'none', breakers: [{ id: 'brk1', scope: 'profile', key: 'p1', reason: 'first-attempt success 12% < 50%' }], expect: { verdict: 'hold', code: 'E_CIRCUIT_OPEN', until: NOW + MIN } },
   // Rule 12: reconnects are never held by any of it.

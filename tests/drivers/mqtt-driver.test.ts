@@ -124,6 +124,37 @@ describe('MqttDriver (MQTT-specific)', () => {
     }
   });
 
+  it("a limit goes out with the profile's limitOp word and limitW; readings carry the limit in force; firmware without limitOp has none", async () => {
+    expect(closes.mqtt.limitOp).toBe('limit');
+    expect(arms.mqtt.limitOp).toBeUndefined();
+    const meterId = ids[2]!;
+    const spy: MqttClient = await connectAsync(broker.url, { protocolVersion: 5, clientId: `spy-${process.pid}-${++seq}` });
+    try {
+      const seen = new Promise<IPublishPacket>((res) => spy.on('message', (_t, _p, packet) => res(packet)));
+      await spy.subscribeAsync(topicFor(closes.mqtt.commandTopic, meterId), { qos: 1 });
+      const set = await driver.setLoadLimit(addr(meterId, closes), 2500, req('cmd', 2500));
+      expect(set).toMatchObject({ outcome: 'ok', value: { claimedLimitW: 2500 } });
+      expect(JSON.parse((await seen).payload.toString())).toMatchObject({ op: 'limit', limitW: 2500 });
+    } finally {
+      await spy.endAsync(true);
+    }
+    expect(fleet.meter(meterId).loadLimitW).toBe(2500);
+    const read = await driver.readRelay(addr(meterId, closes), req('read', 2500));
+    expect(read).toMatchObject({ outcome: 'ok', value: { relay: 'connected', loadLimitW: 2500 } });
+    const lifted = await driver.setLoadLimit(addr(meterId, closes), null, req('cmd', 2500));
+    expect(lifted).toMatchObject({ outcome: 'ok', value: { claimedLimitW: null } });
+    expect(fleet.meter(meterId).loadLimitW).toBeNull();
+
+    const other = ids[1]!; // an arms profile: no limiter
+    const published = driver.counters.published;
+    const none = await driver.setLoadLimit(addr(other, arms), 1000, req('cmd'));
+    expect(none.outcome).toBe('nack');
+    expect(driver.counters.published).toBe(published);
+    const plain = await driver.readRelay(addr(other, arms), req('read', 2500));
+    expect(plain.outcome).toBe('ok');
+    if (plain.outcome === 'ok') expect('loadLimitW' in plain.value).toBe(false);
+  });
+
   it('reports status published by a meter whose customer pressed the button', async () => {
     const id = ids[1]!; // arms profile
     const sim = fleet.meter(id);

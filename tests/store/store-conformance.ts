@@ -295,6 +295,67 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(meter?.observed).toMatchObject({ relay: 'disconnected', source: 'read', at: now, voltageV: 0 });
     });
 
+    const verifyLimit = async (orderId: string, attempt: number, readBackLimitW: number | null) => {
+      await store.beginAttempts([orderId], now, A(now));
+      return store.completeAttempt({
+        orderId, attempt, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
+        decide: (o) => judgeAttempt(o, profile, { command: 'ok', readBack: 'connected', readBackLimitW }, now, 0),
+      });
+    };
+
+    it('a limit order keeps its watts (limit_w), supersedes an earlier unfinished limit order but no relay order, and sets no desired relay', async () => {
+      const [cut] = await store.submitOrders([req({ meterId: 'M-1', notBefore: now + 3_600_000 })], ctx());
+      const [first] = await store.submitOrders([req({ meterId: 'M-1', action: 'limit', limitW: 1500, reason: 'arrears', reference: null })], ctx());
+      expect(first!.order).toMatchObject({ action: 'limit', limitW: 1500, state: 'queued' });
+      expect((await store.getOrder(cut!.order.id))!.state).toBe('queued');
+      expect((await store.getMeter('M-1'))!.desiredOrderId).toBe(cut!.order.id);
+      const [second] = await store.submitOrders([req({ meterId: 'M-1', action: 'limit', limitW: null, reason: 'operator', reference: null })], ctx());
+      expect(second!.order).toMatchObject({ action: 'limit', limitW: null, state: 'queued' });
+      expect((await store.getOrder(first!.order.id))!).toMatchObject({ state: 'superseded', supersededBy: second!.order.id, limitW: 1500 });
+      expect((await store.getOrder(cut!.order.id))!.state).toBe('queued');
+      expect((await store.listOrders({ meterId: 'M-1', limit: 10 })).map((o) => [o.action, o.limitW])).toEqual([
+        ['disconnect', null],
+        ['limit', 1500],
+        ['limit', null],
+      ]);
+    });
+
+    it('a verified limit starts the rule 10 period and marks the limiter; a mismatch does not; a verified removal ends the period', async () => {
+      const [set] = await store.submitOrders([req({ meterId: 'M-2', action: 'limit', limitW: 900, reason: 'arrears', reference: null })], ctx());
+      const wrong = await verifyLimit(set!.order.id, 1, null);
+      expect(wrong.state).toBe('queued');
+      expect((await store.getMeter('M-2'))!.flags).toMatchObject({ hasLoadLimiter: false, loadLimitedSince: null });
+      now += 5000;
+      const started = now;
+      const ok = await verifyLimit(set!.order.id, 2, 900);
+      expect(ok.state).toBe('done');
+      expect((await store.getMeter('M-2'))!.flags).toMatchObject({ hasLoadLimiter: true, loadLimitedSince: started });
+      expect((await store.lastCompletedOrder('M-2', 'limit'))!.limitW).toBe(900);
+      now += 60_000;
+      const [lift] = await store.submitOrders([req({ meterId: 'M-2', action: 'limit', limitW: null, reason: 'operator', reference: null })], ctx());
+      expect((await verifyLimit(lift!.order.id, 1, null)).state).toBe('done');
+      expect((await store.getMeter('M-2'))!.flags).toMatchObject({ hasLoadLimiter: true, loadLimitedSince: null });
+    });
+
+    it('a payment lifts a limit set for arrears (a removal order beside the effects), not one the customer asked for', async () => {
+      const pay = (meterId: string, key: string) =>
+        store.recordPayments([{ client: 'bill', idempotencyKey: key, requestHash: key, meterId, accountId: null, amountMinor: 10, kind: 'payment', posted: true, reference: null, receivedAt: now }], ctx(), { maxCreditBalanceMinor: 100_000_000 });
+      const [arrears] = await store.submitOrders([req({ meterId: 'M-1', action: 'limit', limitW: 1000, reason: 'arrears', reference: null })], ctx());
+      await verifyLimit(arrears!.order.id, 1, 1000);
+      const [asked] = await store.submitOrders([req({ meterId: 'M-3', action: 'limit', limitW: 1000, reason: 'customer_request' })], ctx());
+      await verifyLimit(asked!.order.id, 1, 1000);
+      const [paid] = await pay('M-1', 'p-1');
+      const removalId = paid!.payment.effects[0]!.limitRemovalOrderId;
+      expect(removalId).toBeTruthy();
+      expect(await store.getOrder(removalId!)).toMatchObject({ action: 'limit', limitW: null, reason: 'payment', state: 'queued' });
+      expect(paid!.payment.effects[0]!.reconnectOrderId).toBeNull();
+      const [other] = await pay('M-3', 'p-2');
+      expect(other!.payment.effects[0]!.limitRemovalOrderId).toBeNull();
+      // Paid again while the removal is still open: the latest limit order is a removal, nothing more to lift.
+      const [again] = await pay('M-1', 'p-3');
+      expect(again!.payment.effects[0]!.limitRemovalOrderId).toBeNull();
+    });
+
     it('a failed attempt is retried later, and after the last one the order fails', async () => {
       const [d] = await store.submitOrders([req()], ctx());
       const id = d!.order.id;

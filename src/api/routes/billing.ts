@@ -56,7 +56,13 @@ const PaymentBody = z
   .refine((p) => (p.meterId === undefined) !== (p.accountId === undefined), { message: 'give exactly one of meterId or accountId' })
   .meta({ examples: [{ meterId: 'SIM-000001', amountMinor: 4250, receivedAt: '2026-11-25T08:12:00Z', posted: true, kind: 'payment', reference: 'BANK-7781' }] });
 
-const Effect = z.object({ meterId: z.string(), cancelledOrders: z.array(z.string()), reconnectOrderId: z.string().nullable(), note: z.string() });
+const Effect = z.object({
+  meterId: z.string(),
+  cancelledOrders: z.array(z.string()),
+  reconnectOrderId: z.string().nullable(),
+  limitRemovalOrderId: z.string().nullable().optional().describe('The removal of a limit set for arrears that this payment ordered (DOMAIN.md rule 10); null when none was in force'),
+  note: z.string(),
+});
 const PaymentView = z.object({
   id: z.string(),
   meterId: z.string().nullable(),

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { supplyStatus, SUPPLY_WORDS } from '../../domain/supply-status.js';
+import { orderStepWords } from '../../domain/switch-order.js';
 import { MeterlineError } from '../../errors.js';
 import type { AlertEpisode, GatewayStore } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
@@ -93,7 +94,7 @@ export async function meterHistoryRoutes(app: FastifyInstance, deps: ApiDeps): P
       const orders = await store.listOrders({ meterId, limit: 200 });
       for (const o of orders) {
         for (const e of await store.listOrderEvents(o.id)) {
-          items.push({ at: e.at, kind: 'order', orderId: o.id, summary: `${o.action} ${e.from ? `${e.from} → ` : ''}${e.to}${e.reason ? `: ${e.reason}` : ''}`, details: { action: o.action, reason: o.reason, requestedBy: o.requestedBy, from: e.from, to: e.to } });
+          items.push({ at: e.at, kind: 'order', orderId: o.id, summary: `${orderStepWords(o, e.from, e.to)}${e.reason ? `: ${e.reason}` : ''}`, details: { action: o.action, ...(o.action === 'limit' ? { limitW: o.limitW } : {}), reason: o.reason, requestedBy: o.requestedBy, from: e.from, to: e.to } });
         }
         for (const a of await store.listAttempts(o.id)) {
           items.push({

@@ -12,7 +12,8 @@ export async function meterRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   const view = async (meterId: string) => {
     const meter = await deps.store.getMeter(meterId);
     if (!meter) throw new MeterlineError('E_METER_NOT_FOUND', `meter ${meterId} is not registered; register it with PUT /v1/meters/${meterId}`);
-    return meterView(meter, deps.profiles.get(meter.profileId), await deps.store.openOrdersForMeter(meterId));
+    const [open, lastLimit] = await Promise.all([deps.store.openOrdersForMeter(meterId), deps.store.lastCompletedOrder(meterId, 'limit')]);
+    return meterView(meter, deps.profiles.get(meter.profileId), open, lastLimit);
   };
 
   r.get('/v1/meters/:meterId', {

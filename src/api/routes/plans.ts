@@ -1,13 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ORDER_STATES } from '../../domain/switch-order.js';
+import { LIMIT_W_MAX, ORDER_STATES } from '../../domain/switch-order.js';
 import { MeterlineError } from '../../errors.js';
 import type { PlanView as StoredPlan } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
 import { bulkBodyLimit } from '../request-body.js';
 import type { ApiDeps } from '../deps.js';
 import { idempotentWrite } from '../idempotent-write.js';
+import { requireLoadLimiters } from '../limit-admission.js';
 import { ErrorView, IdempotencyHeaders } from '../schemas.js';
 
 /**
@@ -23,6 +24,13 @@ export const PLAN_METER_BYTES = 80;
 const PlanBody = z
   .object({
     reason: z.enum(['arrears', 'credit_exhausted']).describe('arrears; credit_exhausted is refused (403 E_CREDIT_CUTOFF_RESERVED): credit cut-offs come only from the gateway’s own credit control'),
+    limitW: z
+      .number()
+      .int()
+      .min(1)
+      .max(LIMIT_W_MAX)
+      .optional()
+      .describe('A limiting plan (DOMAIN.md rule 10): once approved, each meter gets a limit order of this many watts for arrears instead of a disconnect. Every meter’s profile must have a load limiter (409 E_NO_LOAD_LIMITER otherwise)'),
     windowFrom: iso,
     windowTo: iso,
     meters: z.array(z.string().min(1).max(64)).min(1).max(PLAN_LIMIT),
@@ -35,6 +43,8 @@ const PlanView = z.object({
   id: z.string(),
   status: z.enum(['draft', 'approved', 'rejected', 'cancelled']),
   reason: z.enum(['arrears', 'credit_exhausted']),
+  action: z.enum(['disconnect', 'limit']).describe('What the plan orders for each meter: a disconnect, or (limitW) a demand limit'),
+  limitW: z.number().int().nullable(),
   note: z.string().nullable(),
   author: z.string(),
   createdAt: z.string(),
@@ -56,6 +66,8 @@ function view(p: StoredPlan): z.infer<typeof PlanView> {
     id: p.id,
     status: p.status,
     reason: p.reason,
+    action: p.limitW === null ? 'disconnect' : 'limit',
+    limitW: p.limitW,
     note: p.note,
     author: p.author,
     createdAt: new Date(p.createdAt).toISOString(),
@@ -87,9 +99,10 @@ export async function planRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       if (req.body.reason === 'credit_exhausted') {
         throw new MeterlineError('E_CREDIT_CUTOFF_RESERVED', 'a plan cannot cut customers off for credit: credit cut-offs come only from the gateway’s own credit control, while the meter’s ledger shows no credit (DOMAIN.md rule 8)');
       }
+      if (req.body.limitW !== undefined) await requireLoadLimiters(deps, req.body.meters);
       await idempotentWrite(deps.store, req, reply, ctx().now, async () => {
         const plan = await deps.store.createPlan(
-          { reason: req.body.reason, note: req.body.note ?? null, windowFrom: Date.parse(req.body.windowFrom), windowTo: Date.parse(req.body.windowTo), meterIds: req.body.meters },
+          { reason: req.body.reason, limitW: req.body.limitW ?? null, note: req.body.note ?? null, windowFrom: Date.parse(req.body.windowFrom), windowTo: Date.parse(req.body.windowTo), meterIds: req.body.meters },
           req.principal!.clientId,
           ctx().now,
         );

@@ -5,8 +5,10 @@ import { z } from 'zod';
 import { ERRORS, MeterlineError, type ErrorCode } from '../../errors.js';
 import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
 import { REASON_RULES } from '../../domain/policy/disconnect-gate.js';
+import type { OrderReason } from '../../domain/switch-order.js';
 import { checkDisconnectReason, requirePermission, type Role } from '../auth.js';
 import { idempotentWrite } from '../idempotent-write.js';
+import { requireLoadLimiters } from '../limit-admission.js';
 import { bulkBodyLimit } from '../request-body.js';
 import type { ApiDeps } from '../deps.js';
 import {
@@ -16,6 +18,8 @@ import {
   DisconnectBody,
   ErrorView,
   IdempotencyHeaders,
+  LimitBody,
+  limitReasonProblem,
   MeterIdParam,
   OrderIdParam,
   OrderView,
@@ -33,6 +37,7 @@ function requireKey(key: string | undefined): string {
 
 type ReconnectInput = z.infer<typeof ReconnectBody>;
 type DisconnectInput = z.infer<typeof DisconnectBody>;
+type LimitInput = z.infer<typeof LimitBody>;
 
 /**
  * A direct disconnect's authority (DOMAIN.md rule 7), checked before anything is stored: the caller's role may name
@@ -46,13 +51,24 @@ function checkDisconnect(role: Role, body: DisconnectInput): void {
   }
 }
 
-function toRequest(meterId: string, action: 'reconnect' | 'disconnect', body: ReconnectInput | DisconnectInput, requestedBy: string, key: string): OrderRequest {
+/**
+ * A limit order's own checks, before anything is stored (DOMAIN.md rule 10): its reason fits (a limit or a removal
+ * reason), and the meter's firmware profile has a limiter, without which the limit could never be read back.
+ */
+async function checkLimit(deps: ApiDeps, meterId: string, body: LimitInput): Promise<void> {
+  const problem = limitReasonProblem(body);
+  if (problem !== null) throw new MeterlineError('E_VALIDATION', `${problem}; nothing was created`);
+  await requireLoadLimiters(deps, [meterId]);
+}
+
+function toRequest(meterId: string, action: 'reconnect' | 'disconnect' | 'limit', body: ReconnectInput | DisconnectInput | LimitInput, requestedBy: string, key: string): OrderRequest {
   const reconnect = action === 'reconnect' ? (body as ReconnectInput) : undefined;
-  const disconnect = action === 'disconnect' ? (body as DisconnectInput) : undefined;
+  const withReference = action === 'reconnect' ? undefined : (body as DisconnectInput | LimitInput);
   return {
     meterId,
     action,
-    reason: body.reason,
+    ...(action === 'limit' ? { limitW: (body as LimitInput).limitW } : {}),
+    reason: body.reason as OrderReason,
     note: body.note ?? null,
     urgent: reconnect?.urgent ?? false,
     notBefore: msOrNull(body.notBefore),
@@ -61,7 +77,7 @@ function toRequest(meterId: string, action: 'reconnect' | 'disconnect', body: Re
     idempotencyKey: key,
     requestHash: hashOf({ meterId, action, body }),
     origin: 'api',
-    reference: disconnect?.reference ?? null,
+    reference: withReference?.reference ?? null,
   };
 }
 
@@ -127,12 +143,33 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     },
   });
 
+  r.post('/v1/meters/:meterId/limit', {
+    schema: {
+      summary: 'Set or remove a meter’s demand limit (DOMAIN.md rule 10)',
+      description:
+        'Creates a limit order: `limitW` watts, or null to remove the limit. Verified like every switch: done only when the meter’s read-back shows exactly that limit (none, for a removal). A later limit order supersedes an earlier unfinished one; relay orders are not superseded by it, nor it by them. A meter whose firmware profile has no limiter: 409 E_NO_LOAD_LIMITER, nothing created. A limit (not a removal) is refused for a meter in protected mode (E_PROTECTED_MODE), for a protected customer unless policy.limitBeforeCut.protectedCustomers (E_PROTECTED_CUSTOMER), and without the reference a customer_request or safety limit needs (E_REFERENCE_REQUIRED). A verified limit starts the limiting period rule 10 counts before an arrears cut; a payment lifts a limit set for arrears.',
+      tags: ['switching'],
+      params: MeterIdParam,
+      headers: IdempotencyHeaders,
+      body: LimitBody,
+      response: ORDER_RESPONSES,
+      security: [{ bearerAuth: [] }],
+    },
+    onRequest: requirePermission(deps.keys, 'order:limit'),
+    handler: async (req, reply) => {
+      await checkLimit(deps, req.params.meterId, req.body);
+      const outcome = await submitOne(toRequest(req.params.meterId, 'limit', req.body, req.principal!.clientId, requireKey(req.headers['idempotency-key'])));
+      if (outcome.kind === 'replayed') reply.header('idempotent-replayed', 'true');
+      return reply.code(202).send(replyWith(outcome));
+    },
+  });
+
   const bulkLimit = bulkBodyLimit(BULK_LIMIT, ORDER_ITEM_BYTES);
   r.post('/v1/orders/bulk', {
     bodyLimit: bulkLimit,
     schema: {
       summary: `Create up to ${BULK_LIMIT} switch orders in one request`,
-      description: `All or nothing: if any meter is unknown or the key was used for another request, nothing is created. Each order gets the idempotency key "<Idempotency-Key>#<index>", so retrying the same request returns the same orders. More than ${BULK_LIMIT} orders: 413 E_BULK_TOO_LARGE; a body over ${bulkLimit} bytes: 413 E_BODY_TOO_LARGE.`,
+      description: `Lines are reconnect, disconnect or limit orders (a limit line carries limitW, null to remove). All or nothing: if any meter is unknown, any limit line names a meter without load limiter (409 E_NO_LOAD_LIMITER) or the key was used for another request, nothing is created. Each order gets the idempotency key "<Idempotency-Key>#<index>", so retrying the same request returns the same orders. More than ${BULK_LIMIT} orders: 413 E_BULK_TOO_LARGE; a body over ${bulkLimit} bytes: 413 E_BODY_TOO_LARGE.`,
       tags: ['switching'],
       headers: IdempotencyHeaders,
       body: BulkBody,
@@ -159,9 +196,10 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       if (items.length > BULK_LIMIT) throw new MeterlineError('E_BULK_TOO_LARGE', `${items.length} orders in one request; send at most ${BULK_LIMIT} per request`);
       // All or nothing: one disconnect the caller has no authority for refuses the whole request.
       for (const [index, item] of items.entries()) {
-        if (item.action !== 'disconnect') continue;
+        if (item.action === 'reconnect') continue;
         try {
-          checkDisconnect(req.principal!.role, item);
+          if (item.action === 'disconnect') checkDisconnect(req.principal!.role, item);
+          else await checkLimit(deps, item.meterId, item);
         } catch (e) {
           if (e instanceof MeterlineError) throw new MeterlineError(e.code, `order ${index} (meter ${item.meterId}): ${e.message}; nothing was created`, { index, meterId: item.meterId });
           throw e;

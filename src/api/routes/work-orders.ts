@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ORDER_ACTIONS } from '../../domain/relay.js';
 import { MeterlineError } from '../../errors.js';
 import { FIELD_OUTCOMES, WORK_ORDER_ACTIONS, WORK_ORDER_KINDS, WORK_ORDER_STATUSES, type WorkOrder } from '../../store/store.js';
 import { requirePermission } from '../auth.js';
@@ -119,7 +120,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
   });
 
   // ---- success rates and breakers (rule 16) ----
-  const Rate = z.object({ windowMinutes: z.number(), scope: z.enum(['profile', 'link', 'region']), key: z.string(), action: z.enum(['disconnect', 'reconnect']), kind: z.enum(['attempt', 'first_attempt', 'final']), ok: z.number(), total: z.number(), rate: z.number() });
+  const Rate = z.object({ windowMinutes: z.number(), scope: z.enum(['profile', 'link', 'region']), key: z.string(), action: z.enum(ORDER_ACTIONS), kind: z.enum(['attempt', 'first_attempt', 'final']), ok: z.number(), total: z.number(), rate: z.number() });
   r.get('/v1/stats/success-rates', {
     schema: {
       summary: 'Rolling success rates of remote disconnect and reconnect per profile, link and region (per attempt, first attempt, final)',

@@ -1,8 +1,11 @@
 import { api, session } from '../api.js';
-import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table } from '../dom.js';
+import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, orderWhat, select, table } from '../dom.js';
 import { onOrders } from '../live.js';
 
 const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'];
+/** Why a demand limit is set, and why one is removed (DOMAIN.md rule 10; the gateway checks them again). */
+const LIMIT_REASONS = ['arrears', 'customer_request', 'safety'];
+const LIMIT_REMOVAL_REASONS = ['payment', 'top_up', 'operator', 'customer_request'];
 /** The live read in words: a meter that refuses our keys answered; it is not a dead meter. */
 const LIVE_READ_WORDS = { ok: 'ok', failed: 'failed', auth_failed: "the meter refused the gateway's credentials", not_tried: 'not tried' };
 
@@ -61,6 +64,8 @@ async function renderMeter(main, ctx, meterId) {
           h('dd', {}, m.observed ? `${fmtTime(m.observed.at)} by ${m.observed.source}${m.observed.voltageV !== null ? `, ${m.observed.voltageV} V` : ''}` : '—'),
           h('dt', {}, 'Desired'),
           h('dd', {}, m.desiredRelay ?? '—'),
+          h('dt', {}, 'Demand limit'),
+          h('dd', { id: 'meter-limit' }, m.loadLimit ? `${m.loadLimit.limitW} W (${m.loadLimit.reason}) since ${fmtTime(m.loadLimit.since)}` : 'none'),
           h('dt', {}, 'Profile'),
           h('dd', {}, m.profile ? `${m.profile.manufacturer} ${m.profile.model} fw ${m.profile.firmware} (${m.profile.protocol}; remote reconnect ${m.profile.remoteReconnect})` : m.profileId),
           h('dt', {}, 'Region / link'),
@@ -73,7 +78,7 @@ async function renderMeter(main, ctx, meterId) {
           'Open orders',
           [
             { label: 'Order', cell: (o) => h('code', {}, o.id) },
-            { label: 'Action', cell: (o) => o.action },
+            { label: 'Action', cell: (o) => orderWhat(o) },
             { label: 'State', cell: (o) => badge(o.state) },
             { label: 'Why', cell: (o) => o.stateReason ?? '' },
             { label: 'Deadline', cell: (o) => fmtTime(o.deadline) },
@@ -154,7 +159,7 @@ async function renderMeter(main, ctx, meterId) {
   let watching = null;
   const showOrder = (o) => {
     watching = o.id;
-    fill(result, h('p.order-result', {}, `Order `, h('code', {}, o.id), ` (${o.action}): `, badge(o.state), o.stateReason ? ` — ${o.stateReason}` : ''));
+    fill(result, h('p.order-result', {}, `Order `, h('code', {}, o.id), ` (${orderWhat(o)}): `, badge(o.state), o.stateReason ? ` — ${o.stateReason}` : ''));
   };
   const submit = async (action, body) => {
     fill(result, h('p.muted', {}, `Sending the ${action}…`));
@@ -172,8 +177,9 @@ async function renderMeter(main, ctx, meterId) {
   // Only the reasons this key may use (GET /v1/whoami, DOMAIN.md rule 7); the gateway checks them again.
   const disconnectReasons = session.who.disconnectReasons ?? [];
   const canDisconnect = session.can('order:disconnect') && disconnectReasons.length > 0;
+  const canLimit = session.can('order:limit');
   actionBox.append(h('h2', { id: 'h-actions' }, 'Switch'));
-  if (!canReconnect && !canDisconnect) {
+  if (!canReconnect && !canDisconnect && !canLimit) {
     actionBox.append(h('p', {}, `The ${session.who.role} role cannot switch meters; this page is read-only.`));
   }
   if (canReconnect) {
@@ -216,6 +222,36 @@ async function renderMeter(main, ctx, meterId) {
         field('Disconnect reason', reason),
         field('Reference', reference, 'the customer’s request, the move-out record or the incident'),
         h('button.danger', { type: 'submit' }, 'Disconnect'),
+      ),
+    );
+  }
+  if (canLimit) {
+    const watts = h('input', { type: 'number', name: 'limitW', min: 1, max: 1000000, step: 1, required: true, inputmode: 'numeric' });
+    const remove = h('input', { type: 'checkbox', name: 'remove' });
+    const reason = select('reason', LIMIT_REASONS, 'arrears');
+    const reference = h('input', { type: 'text', name: 'reference', maxlength: 200, autocomplete: 'off' });
+    remove.addEventListener('change', () => {
+      watts.disabled = remove.checked;
+      watts.required = !remove.checked;
+      reason.replaceChildren(...(remove.checked ? LIMIT_REMOVAL_REASONS : LIMIT_REASONS).map((r) => h('option', { value: r }, r)));
+    });
+    actionBox.append(
+      h(
+        'form.inline-form',
+        {
+          'aria-label': 'Demand limit',
+          onsubmit: (e) => {
+            e.preventDefault();
+            const body = { limitW: remove.checked ? null : Number(watts.value), reason: reason.value };
+            if (reference.value.trim()) body.reference = reference.value.trim();
+            void submit('limit', body);
+          },
+        },
+        field('Limit (W)', watts, 'the demand the customer keeps; verified by read-back'),
+        h('label.check', {}, remove, ' Remove the limit'),
+        field('Limit reason', reason),
+        field('Limit evidence', reference, 'customer_request and safety: the request or the incident'),
+        h('button', { type: 'submit' }, 'Set limit'),
       ),
     );
   }

@@ -1,6 +1,6 @@
 import { api, qs, session } from '../api.js';
 import { stackedBar } from '../charts.js';
-import { announce, badge, errorBox, field, fill, fmtDuration, fmtTime, h, newIdempotencyKey, select, table } from '../dom.js';
+import { announce, badge, errorBox, field, fill, fmtDuration, fmtTime, h, newIdempotencyKey, orderWhat, select, table } from '../dom.js';
 import { onOrders } from '../live.js';
 
 const STATES = ['accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused'];
@@ -208,7 +208,7 @@ export async function render(main, ctx) {
         [
           { label: 'Order', cell: (o) => h('code', {}, o.id) },
           { label: 'Meter', cell: (o) => h('a', { href: `#/meters/${encodeURIComponent(o.meterId)}` }, o.meterId) },
-          { label: 'Action', cell: (o) => `${o.action}${o.urgent ? ' (urgent)' : ''}` },
+          { label: 'Action', cell: (o) => `${orderWhat(o)}${o.urgent ? ' (urgent)' : ''}` },
           { label: 'State', cell: (o) => badge(o.state) },
           { label: 'Why', cell: (o) => o.stateReason ?? '' },
           { label: 'Reason', cell: (o) => o.reason },

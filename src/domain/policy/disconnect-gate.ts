@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../../errors.js';
-import type { SwitchAction } from '../relay.js';
-import type { DisconnectReason, OrderOrigin, OrderReason } from '../switch-order.js';
+import type { OrderAction } from '../relay.js';
+import { LIMIT_REASONS, type DisconnectReason, type OrderOrigin, type OrderReason } from '../switch-order.js';
 import { FRIENDLY_SEARCH_MS, friendlyHoursEnd, isFriendly } from '../prepayment/friendly-hours.js';
 import { localParts, nextPermitted, windowVerdict, type WeatherPeriod } from './calendar.js';
 import { isNoticeEvidence, type MeterFlags, type NoticeRecord, type PlanFacts } from './meter-facts.js';
@@ -61,8 +61,8 @@ export const REASON_RULES: Readonly<Record<DisconnectReason, ReasonRules>> = {
 
 const rulesOf = (reason: OrderReason): ReasonRules | undefined => REASON_RULES[reason as DisconnectReason];
 
-/** Whether a disconnect for this reason counts against the day's cap (rule 4). */
-export const takesCapSlot = (reason: OrderReason): boolean => rulesOf(reason)?.cap ?? false;
+/** Whether the order counts against the day's cap (rule 4): a disconnect for a reason the cap applies to; never a limit. */
+export const takesCapSlot = (order: { action: OrderAction; reason: OrderReason }): boolean => order.action === 'disconnect' && (rulesOf(order.reason)?.cap ?? false);
 
 /** The latest pre-disconnect notification of an order (rule 2) and what became of it. */
 export interface SecondNoticeFacts {
@@ -79,7 +79,9 @@ export interface GateInput {
   /** At admission a rule that says "never" refuses; before an attempt a temporary state (protected mode) holds. */
   stage: 'admission' | 'attempt';
   order: {
-    action: SwitchAction;
+    action: OrderAction;
+    /** For `limit`: the limit asked for (W), null for a removal. */
+    limitW: number | null;
     reason: OrderReason;
     planId: string | null;
     /** The path the order came in by: only credit control's own orders may cut off for credit. */
@@ -186,6 +188,7 @@ export function nextLocalDay(now: number, timeZone: string): number {
 export function evaluateDisconnectGate(input: GateInput): GateDecision {
   const { now, order, meter } = input;
   if (order.action === 'reconnect') return { verdict: 'allow' }; // rule 12
+  if (order.action === 'limit') return limitDecision(input);
   const f = meter.flags;
   if (f.protectedMode) {
     // Admission: refused (rule 9). An order admitted before the meter went into protected mode waits until it is
@@ -278,6 +281,39 @@ function nonPaymentDecision(input: GateInput): GateDecision | null {
   const notice = noticeDecision(meter.meterId, input.notices, now, policy);
   if (notice.verdict !== 'allow') return notice;
   return null;
+}
+
+/**
+ * The rules for a demand limit (rule 10), decided at admission. A limit is a hardship measure, not a cut: the customer
+ * keeps a supply up to the limit, so the notice, second notice and payment re-check (rules 1–3), the plan (rule 7),
+ * the daily cap (4) and the windows (5) do not apply to it. What does: the reason and its evidence (rule 7: a customer's
+ * request or a safety limit names its reference), protected mode (rule 9: a limiter opens the relay when the demand
+ * goes over it, and protected mode refuses every trip) and protected customers (rule 6: limited only if the utility's
+ * configuration says so, `policy.limitBeforeCut.protectedCustomers`). A removal gives supply back and is never held,
+ * like a reconnect (rule 12).
+ */
+function limitDecision(input: GateInput): GateDecision {
+  const { order, meter, policy } = input;
+  if (order.limitW === null) return { verdict: 'allow' };
+  if (!(LIMIT_REASONS as readonly string[]).includes(order.reason)) {
+    return refuse('authority', 'E_REASON_NOT_ALLOWED', `limit refused: "${order.reason}" is not a reason to limit a meter (${LIMIT_REASONS.join(', ')})`);
+  }
+  const needs = rulesOf(order.reason)?.reference ?? null;
+  if (needs !== null && (order.reference === null || order.reference.trim() === '')) {
+    return refuse('authority', 'E_REFERENCE_REQUIRED', `limit refused: reason ${order.reason} needs a reference to ${needs}`);
+  }
+  if (meter.flags.protectedMode) {
+    return refuse('protectedMode', 'E_PROTECTED_MODE', `limit refused: meter ${meter.meterId} is in protected mode, and a limiter opens the relay when the demand goes over the limit; release the mode first`);
+  }
+  const protection = protectionWords(meter.flags);
+  if (protection.length > 0 && policy.limitBeforeCut.protectedCustomers !== true) {
+    return refuse(
+      'protectedCustomer',
+      'E_PROTECTED_CUSTOMER',
+      `limit refused: the customer at meter ${meter.meterId} is protected (${protection.join(', ')}) and the utility's configuration does not limit protected customers (policy.limitBeforeCut.protectedCustomers); the case goes to a person`,
+    );
+  }
+  return { verdict: 'allow' };
 }
 
 function limitBeforeCutDecision(input: GateInput): GateDecision | null {

@@ -76,6 +76,11 @@ export const PolicyConfigSchema = z
         enabled: z.boolean(),
         /** The meter must have been limited at least this many days. */
         days: z.number().int().min(1).max(90),
+        /**
+         * Rule 6 for limits: protected customers (vulnerable, medical equipment, priority register) may be limited,
+         * though never cut for arrears. Absent or false: they are not limited either (E_PROTECTED_CUSTOMER).
+         */
+        protectedCustomers: z.boolean().optional(),
       })
       .strict(),
   })
