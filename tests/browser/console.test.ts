@@ -18,6 +18,7 @@ const meters: TestMeter[] = [
   { meterId: 'OFF-1', profileId: CLOSES, initialRelay: 'disconnected', region: 'east', link: 'dc-east' },
   { meterId: 'CON-4', profileId: CLOSES, initialRelay: 'connected', region: 'north' },
   { meterId: 'CON-5', profileId: CLOSES, initialRelay: 'connected', region: 'north' },
+  { meterId: 'CON-6', profileId: CLOSES, initialRelay: 'connected', region: 'north' },
 ];
 
 let f: GatewayFixture;
@@ -69,7 +70,7 @@ describe('operator console', () => {
     await expect.poll(() => page.locator('#who-role').textContent()).toBe('operator');
     const fleet = page.getByRole('table', { name: /^Meters/ });
     for (const m of meters) await expect.poll(() => fleet.getByRole('link', { name: m.meterId }).count()).toBe(1);
-    await expect.poll(() => page.locator('.big').first().textContent()).toBe('6 meters');
+    await expect.poll(() => page.locator('.big').first().textContent()).toBe('7 meters');
     expect(await fleet.locator('tr[data-meter="CON-1"]').textContent()).toContain('disconnected');
     expect(await fleet.locator('tr[data-meter="CON-2"]').textContent()).toContain('connected');
     await expect.poll(() => page.locator('#live-state').textContent(), { timeout: 5000 }).toBe('live: on');
@@ -137,6 +138,20 @@ describe('operator console', () => {
     expect(f.fleet.meter('CON-5').relay).toBe('connected');
     await page.goto(`${f.gateway.apiUrl}/console/#/orders?meterId=CON-5`);
     await expect.poll(() => page.getByRole('table', { name: /order\(s\)/ }).textContent(), { timeout: 10_000 }).toContain('limit 1500 W');
+  });
+
+  it('limits several meters at once from the bulk form: the lines are created, verified, and the progress says so', async () => {
+    const page = await signIn(f.operatorKey);
+    await page.goto(`${f.gateway.apiUrl}/console/#/orders`);
+    await page.getByRole('heading', { level: 1, name: 'Orders' }).waitFor();
+    await page.getByLabel('Action').selectOption('limit');
+    await page.getByLabel('Limit (W)').fill('900');
+    await expect.poll(() => page.getByLabel('Reason').inputValue()).toBe('arrears');
+    await page.getByLabel('Meters', { exact: true }).fill('CON-6');
+    await page.getByRole('button', { name: 'Create bulk orders' }).click();
+    await expect.poll(() => page.locator('#bulk-progress h3').textContent(), { timeout: 15_000 }).toBe('Bulk limit: 1 of 1 finished');
+    expect(f.fleet.meter('CON-6').loadLimitW).toBe(900);
+    expect(f.fleet.meter('CON-6').relay).toBe('connected');
   });
 
   it('a protected customer’s own request waits for a supervisor: only a supervisor who did not ask sees Approve, and approving sends it', async () => {

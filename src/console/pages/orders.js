@@ -7,6 +7,9 @@ const STATES = ['accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 
 const FINAL = new Set(['done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused']);
 const SUCCESS = new Set(['done', 'armed', 'done_by_field']);
 const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'];
+/** Why a demand limit is set, and why one is removed (DOMAIN.md rule 10; the gateway checks them again). */
+const LIMIT_REASONS = ['arrears', 'customer_request', 'safety'];
+const LIMIT_REMOVAL_REASONS = ['payment', 'top_up', 'operator', 'customer_request'];
 /** The API lists oldest first; the console reads up to this many and shows the newest first. */
 const MAX_LOADED = 10000;
 
@@ -82,17 +85,26 @@ export async function render(main, ctx) {
     );
   };
   if (session.can('order:bulk')) {
-    const action = select('action', ['reconnect', 'disconnect'], 'reconnect');
+    const action = select('action', session.can('order:limit') ? ['reconnect', 'disconnect', 'limit'] : ['reconnect', 'disconnect'], 'reconnect');
     const reason = select('reason', RECONNECT_REASONS, 'payment');
     // Disconnect reasons: only those this key may use (GET /v1/whoami, DOMAIN.md rule 7).
     const disconnectReasons = session.who.disconnectReasons ?? [];
     const reference = h('input', { type: 'text', name: 'reference', maxlength: 200, autocomplete: 'off', disabled: true });
-    action.addEventListener('change', () => {
-      const list = action.value === 'reconnect' ? RECONNECT_REASONS : disconnectReasons;
+    // A limit line: the demand in watts, or none to remove the limit (DOMAIN.md rule 10).
+    const watts = h('input', { type: 'number', name: 'limitW', min: 1, max: 1000000, step: 1, inputmode: 'numeric', disabled: true, placeholder: 'empty: remove the limit' });
+    const reasonsFor = () => (action.value === 'reconnect' ? RECONNECT_REASONS : action.value === 'disconnect' ? disconnectReasons : watts.value === '' ? LIMIT_REMOVAL_REASONS : LIMIT_REASONS);
+    const setReasons = () => {
+      const list = reasonsFor();
+      if (list.includes(reason.value) && reason.options.length === list.length) return;
       reason.replaceChildren(...list.map((r) => h('option', { value: r }, r)));
-      reference.disabled = action.value !== 'disconnect';
+    };
+    action.addEventListener('change', () => {
+      setReasons();
+      reference.disabled = action.value === 'reconnect';
       reference.required = action.value === 'disconnect';
+      watts.disabled = action.value !== 'limit';
     });
+    watts.addEventListener('input', setReasons);
     const ids = h('textarea', { rows: 3, name: 'meters', placeholder: 'M-1, M-2 … or one per line' });
     const file = h('input', { type: 'file', accept: '.csv,.json,.txt,text/csv,application/json' });
     file.addEventListener('change', async () => {
@@ -115,7 +127,8 @@ export async function render(main, ctx) {
             }
             if (meters.length === 0) return fill(status, errorBox({ code: 'E_VALIDATION', message: 'name at least one meter' }));
             try {
-              const extra = action.value === 'disconnect' ? { reference: reference.value.trim() } : {};
+              const extra = action.value === 'disconnect' || (action.value === 'limit' && reference.value.trim()) ? { reference: reference.value.trim() } : {};
+              if (action.value === 'limit') extra.limitW = watts.value === '' ? null : Number(watts.value);
               const res = await api('/v1/orders/bulk', { method: 'POST', idempotencyKey: newIdempotencyKey('bulk'), body: { orders: meters.map((m) => ({ meterId: m, action: action.value, reason: reason.value, ...extra })) } });
               bulk = { action: action.value, startedAt: Date.now(), states: new Map(res.results.map((r) => [r.order.id, r.order.state])), finishedAt: [], refused: res.refused, redraw: null };
               bulk.redraw = drawBulk;
@@ -128,7 +141,8 @@ export async function render(main, ctx) {
         },
         field('Action', action),
         field('Reason', reason),
-        field('Reference', reference, 'disconnects: the request, move-out record or incident'),
+        field('Reference', reference, 'disconnects, and limits for a customer request or safety: the request, move-out record or incident'),
+        field('Limit (W)', watts, 'limit orders: the demand each customer keeps, verified by read-back'),
         field('Meters', ids, 'ids separated by commas or lines, or load a CSV (meterId column) or JSON file'),
         field('Or load a file', file),
         h('button.primary', { type: 'submit' }, 'Create bulk orders'),
