@@ -13,6 +13,10 @@ export const EXIT = {
   refused: 3,
   notFound: 4,
   auth: 5,
+  /** --wait/--watch with --timeout: the timeout passed and the order is still open. */
+  stillOpen: 6,
+  /** --wait/--watch: the order went to a field crew (escalated); without --wait-field the CLI stops waiting there. */
+  escalated: 7,
 } as const;
 
 export class CliError extends Error {

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { ApiClient, CliError, EXIT, usageError } from './api-client.js';
 import { followEvents } from './event-stream.js';
 import { bar, duration, minutes, orderText, table, time, type OrderLike } from './format.js';
+import { FINAL, SUCCESS, WAIT_OPTIONS, waitSettings, watchOrder } from './wait.js';
 
 /**
  * `meterline`: the gateway's operations for scripts and terminals, through the same API and rules as the console.
@@ -30,6 +31,7 @@ Switching
                                      (a protected customer's request or move-out; safety at a
                                      medical-equipment customer); never the one who asked for it
   order <orderId> [--watch]          an order with its attempts and events; --watch follows it to its end
+                                     (or to the field; see --timeout, --wait-field)
   cancel <orderId> --reason <text>   withdraw an order not on the wire (queued, held, escalated); audited
   orders [--meter <id>] [--state <state>] [--limit <n>]
   bulk <file.csv|file.json> --action reconnect|disconnect [--reason <reason>] [--reference <ref>] [--detach]
@@ -47,7 +49,7 @@ Meters and the field
 Plans (disconnects for non-payment)
   plan draft --reason arrears --from <ISO> --to <ISO> (--meters M-1,M-2 | --file <file>) [--note <text>]
   plan approve|reject|cancel <planId>
-  plan show <planId> [--watch]
+  plan show <planId> [--watch [--timeout <duration>]]
   plan list [--status draft|approved|rejected|cancelled]
 
 Meter keys (admin)
@@ -69,6 +71,10 @@ Options
   --json                   print the API's JSON answer (one JSON document) instead of text
   --idempotency-key <key>  the Idempotency-Key of the write (default: a new random key); re-running a
                            command with the same key returns the first result instead of acting twice
+  --timeout <duration>     with --wait/--watch: stop waiting after this long (500ms, 30s, 5m, 2h; a bare
+                           number is seconds); exit 6 when the order is still open then
+  --wait-field             with --wait/--watch: go on waiting while the order is with a field crew
+                           (escalated); without it, waiting stops there with exit 7
   -h, --help               this text
 
 Exit codes
@@ -81,11 +87,10 @@ Exit codes
   4  not found (unknown meter, order, plan, work order)
   5  authentication or permission: no key, unknown or revoked key (401), or the key's role may not do
      this (403 E_FORBIDDEN, E_REASON_NOT_ALLOWED, E_CREDIT_CUTOFF_RESERVED)
+  6  still open: with --wait/--watch and --timeout, the timeout passed before the order (or plan) ended
+  7  escalated: with --wait/--watch, the order went to a field crew, which can take hours (--wait-field
+     waits for the crew)
 `;
-
-const SUCCESS = new Set(['done', 'armed', 'done_by_field']);
-const FINAL = new Set(['done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused']);
-const NOT_OK_FINAL = new Set(['cancelled', 'superseded', 'refused']);
 
 interface Io {
   out: (text: string) => void;
@@ -94,6 +99,7 @@ interface Io {
 }
 
 const OPTIONS = {
+  ...WAIT_OPTIONS,
   url: { type: 'string' },
   key: { type: 'string' },
   json: { type: 'boolean' },
@@ -190,6 +196,7 @@ type Print = (json: unknown, text: () => string) => void;
 
 async function run(positionals: string[], v: Values, client: ApiClient, io: Io, print: Print): Promise<number> {
   const [command, ...args] = positionals;
+  waitSettings(v); // a bad --timeout is refused before anything is sent
   const arg = (i: number, what: string) => need(args[i], what);
   const noExtra = (count: number) => {
     if (args.length > count) throw usageError(`unexpected argument "${args[count]}" for ${command}`);
@@ -260,7 +267,7 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
         print(order, () => orderText(order));
         return EXIT.ok;
       }
-      return watchOrder(client, io, print, v, order);
+      return watchOrder(client, io, print, Boolean(v.json), waitSettings(v), order);
     }
     case 'cancel': {
       const id = arg(0, 'the order id: meterline cancel <orderId> --reason <text>');
@@ -347,38 +354,7 @@ async function submitOrder(client: ApiClient, io: Io, print: Print, v: Values, p
     print(order, () => `${orderText(order)}\nfollow it: meterline order ${order.id} --watch`);
     return EXIT.ok;
   }
-  return watchOrder(client, io, print, v, order);
-}
-
-/** Follow an order to its end; exit 0 for done/armed/done_by_field, 3 for refused/cancelled/superseded, 1 for failed. */
-async function watchOrder(client: ApiClient, io: Io, print: Print, v: Values, first: OrderLike): Promise<number> {
-  let last = first.state;
-  const say = (state: string, why: string | null) => {
-    if (!v.json) io.err(`${new Date().toISOString()} ${first.id} ${state}${why ? ` (${why})` : ''}`);
-  };
-  say(first.state, first.stateReason);
-  const abort = new AbortController();
-  let final: OrderLike | undefined = FINAL.has(first.state) ? first : undefined;
-  if (!final) {
-    final = await new Promise<OrderLike>((resolve, reject) => {
-      const check = async () => {
-        const o = await client.request<OrderLike>('GET', `/v1/orders/${enc(first.id)}`);
-        if (o.state !== last) {
-          last = o.state;
-          say(o.state, o.stateReason);
-        }
-        if (FINAL.has(o.state)) resolve(o);
-      };
-      // Live events say when to look; a slow poll covers a dropped stream.
-      void followEvents(client, `?meterId=${enc(first.meterId)}`, { onOrders: (os) => { if (os.some((o) => o.id === first.id)) check().catch(reject); } }, abort.signal);
-      const timer = setInterval(() => check().catch(reject), 3000);
-      abort.signal.addEventListener('abort', () => clearInterval(timer));
-      check().catch(reject);
-    }).finally(() => abort.abort());
-  }
-  const full = await client.request<OrderLike>('GET', `/v1/orders/${enc(first.id)}`);
-  print(full, () => orderText(full));
-  return SUCCESS.has(full.state) ? EXIT.ok : NOT_OK_FINAL.has(full.state) ? EXIT.refused : EXIT.other;
+  return watchOrder(client, io, print, Boolean(v.json), waitSettings(v), order);
 }
 
 interface BulkItem {
@@ -555,10 +531,16 @@ async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: st
       const planId = need(id, 'the plan id: meterline plan show <planId>');
       let p = await client.request<Plan>('GET', `/v1/plans/${enc(planId)}`);
       if (v.watch) {
+        const { timeoutMs } = waitSettings(v);
+        const giveUpAt = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
         for (;;) {
           const open = p.items.filter((i) => !i.state || !FINAL.has(i.state)).length;
           if (!v.json) io.err(`${bar(p.items.length - open, p.items.length)}  ${Object.entries(p.summary).map(([s, n]) => `${s} ${n}`).join(', ')}`);
           if (open === 0 || p.status === 'rejected' || p.status === 'cancelled') break;
+          if (Date.now() >= giveUpAt) {
+            print(p, () => planText(p));
+            return EXIT.stillOpen;
+          }
           await new Promise((r) => setTimeout(r, 2000));
           p = await client.request<Plan>('GET', `/v1/plans/${enc(planId)}`);
         }
