@@ -7,6 +7,8 @@ import { ApiClient, CliError, EXIT, usageError } from './api-client.js';
 import { followEvents } from './event-stream.js';
 import { bar, duration, minutes, orderText, table, time, type OrderLike } from './format.js';
 import { FINAL, SUCCESS, WAIT_OPTIONS, waitSettings, watchOrder } from './wait.js';
+import { CONTEXT_OPTIONS, contextCommand, login, resolveTarget } from './contexts.js';
+import { readSecret } from './secret-input.js';
 
 /**
  * `meterline`: the gateway's operations for scripts and terminals, through the same API and rules as the console.
@@ -65,9 +67,22 @@ Meter keys (admin)
 
   whoami                             the key's client (label, id), role and permissions
 
+Contexts (a gateway URL and API key per name, in $XDG_CONFIG_HOME/meterline/contexts.json, else
+~/.config/meterline/contexts.json; mode 0600, never printed)
+  login [--context <name>] --url <url>
+                                     reads the key from stdin (piped) or a prompt, never from the
+                                     arguments; checks it (whoami), stores it and makes the context
+                                     current (default name: default)
+  context list                       the contexts, the current one marked *
+  context use <name>                 make a context current
+  context remove <name>              forget a context and its key
+
 Options
-  --url <url>              the gateway (default: $METERLINE_URL, else http://127.0.0.1:8080)
-  --key <key>              the API key (default: $METERLINE_KEY)
+  --url <url>              the gateway
+  --key <key>              the API key
+  --context <name>         use this stored context; the gateway and key are taken from, in this order:
+                           --url/--key, --context, $METERLINE_URL/$METERLINE_KEY, the current context
+                           (URL default http://127.0.0.1:8080)
   --json                   print the API's JSON answer (one JSON document) instead of text
   --idempotency-key <key>  the Idempotency-Key of the write (default: a new random key); re-running a
                            command with the same key returns the first result instead of acting twice
@@ -84,9 +99,10 @@ Exit codes
   3  refused by a rule or a conflict (409: E_PLAN_REQUIRED, E_RECONNECT_PENDING, E_IDEMPOTENCY_CONFLICT, …,
      and E_SELF_APPROVAL); with --wait/--watch: the order ended refused, cancelled or superseded;
      bulk: at least one order refused or not successful
-  4  not found (unknown meter, order, plan, work order)
+  4  not found (unknown meter, order, plan, work order, context)
   5  authentication or permission: no key, unknown or revoked key (401), or the key's role may not do
-     this (403 E_FORBIDDEN, E_REASON_NOT_ALLOWED, E_CREDIT_CUTOFF_RESERVED)
+     this (403 E_FORBIDDEN, E_REASON_NOT_ALLOWED, E_CREDIT_CUTOFF_RESERVED); the contexts file is open to
+     others (E_CONTEXT_FILE_MODE)
   6  still open: with --wait/--watch and --timeout, the timeout passed before the order (or plan) ended
   7  escalated: with --wait/--watch, the order went to a field crew, which can take hours (--wait-field
      waits for the crew)
@@ -96,10 +112,12 @@ interface Io {
   out: (text: string) => void;
   err: (text: string) => void;
   errIsTty: boolean;
+  readSecret: (prompt: string) => Promise<string>;
 }
 
 const OPTIONS = {
   ...WAIT_OPTIONS,
+  ...CONTEXT_OPTIONS,
   url: { type: 'string' },
   key: { type: 'string' },
   json: { type: 'boolean' },
@@ -177,9 +195,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
     io.err(USAGE);
     return EXIT.usage;
   }
-  const client = new ApiClient({ url: v.url ?? env.METERLINE_URL ?? 'http://127.0.0.1:8080', key: v.key ?? env.METERLINE_KEY, idempotencyKey: v['idempotency-key'] });
   const print = (json: unknown, text: () => string) => io.out(v.json ? JSON.stringify(json, null, 2) : text());
   try {
+    const [command, ...args] = positionals;
+    // Commands about the CLI's own set-up run without a gateway target.
+    if (command === 'login') return await login(v, args, env, io);
+    if (command === 'context') return contextCommand(v, args, env, io);
+    const client = new ApiClient({ ...resolveTarget(v, env, io.err), idempotencyKey: v['idempotency-key'] });
     return await run(positionals, v, client, io, print);
   } catch (err) {
     if (err instanceof CliError) {
@@ -606,6 +628,7 @@ if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToP
     out: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
     err: (t) => process.stderr.write(t.startsWith('\r') || t === '\n' ? t : `${t}\n`),
     errIsTty: Boolean(process.stderr.isTTY),
+    readSecret,
   });
   process.exitCode = code;
 }

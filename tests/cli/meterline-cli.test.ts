@@ -24,7 +24,8 @@ const dir = mkdtempSync(join(tmpdir(), 'ml-cli-'));
 
 function meterline(args: string[], key: string | null = f.operatorKey): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, METERLINE_URL: f.gateway.apiUrl, ...(key ? { METERLINE_KEY: key } : {}) };
+    // An empty config directory: no stored context of the user running the tests stands in for a missing key.
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, XDG_CONFIG_HOME: join(dir, 'config'), METERLINE_URL: f.gateway.apiUrl, ...(key ? { METERLINE_KEY: key } : {}) };
     const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
