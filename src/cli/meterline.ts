@@ -9,6 +9,8 @@ import { bar, duration, minutes, orderText, table, time, type OrderLike } from '
 import { FINAL, SUCCESS, WAIT_OPTIONS, waitSettings, watchOrder } from './wait.js';
 import { CONTEXT_OPTIONS, contextCommand, login, resolveTarget } from './contexts.js';
 import { readSecret } from './secret-input.js';
+import { COMMANDS } from './command-table.js';
+import { completionScript } from './completion.js';
 
 /**
  * `meterline`: the gateway's operations for scripts and terminals, through the same API and rules as the console.
@@ -76,6 +78,8 @@ Contexts (a gateway URL and API key per name, in $XDG_CONFIG_HOME/meterline/cont
   context list                       the contexts, the current one marked *
   context use <name>                 make a context current
   context remove <name>              forget a context and its key
+
+  completion bash|zsh                a shell completion script (bash: eval "$(meterline completion bash)")
 
 Options
   --url <url>              the gateway
@@ -198,7 +202,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
   const print = (json: unknown, text: () => string) => io.out(v.json ? JSON.stringify(json, null, 2) : text());
   try {
     const [command, ...args] = positionals;
+    if (!Object.hasOwn(COMMANDS, command!)) throw usageError(`unknown command "${command}"`);
     // Commands about the CLI's own set-up run without a gateway target.
+    if (command === 'completion') {
+      io.out(completionScript(args, OPTIONS));
+      return EXIT.ok;
+    }
     if (command === 'login') return await login(v, args, env, io);
     if (command === 'context') return contextCommand(v, args, env, io);
     const client = new ApiClient({ ...resolveTarget(v, env, io.err), idempotencyKey: v['idempotency-key'] });
