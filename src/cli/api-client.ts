@@ -70,6 +70,16 @@ export class ApiClient {
   }
 
   async request<T = any>(method: string, path: string, body?: unknown): Promise<T> {
+    const { data } = await this.send(method, path, body);
+    return data as T;
+  }
+
+  /** A GET whose answer is text (an export), not JSON; errors as `request`. */
+  async text(path: string): Promise<string> {
+    return (await this.send('GET', path)).text;
+  }
+
+  private async send(method: string, path: string, body?: unknown): Promise<{ data: unknown; text: string }> {
     const write = method !== 'GET';
     const headers = this.headers({
       ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
@@ -92,6 +102,6 @@ export class ApiClient {
       const code = typeof data?.code === 'string' ? data.code : `HTTP_${res.status}`;
       throw new CliError(exitCodeFor(res.status, code), code, typeof data?.message === 'string' ? data.message : res.statusText, data?.details);
     }
-    return data as T;
+    return { data, text };
   }
 }

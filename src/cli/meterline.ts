@@ -11,6 +11,7 @@ import { CONTEXT_OPTIONS, contextCommand, login, resolveTarget } from './context
 import { readSecret } from './secret-input.js';
 import { COMMANDS } from './command-table.js';
 import { completionScript } from './completion.js';
+import { RESOURCE_OPTIONS, alerts, apiKeys, audit, breakers, workOrderCommand } from './resources.js';
 
 /**
  * `meterline`: the gateway's operations for scripts and terminals, through the same API and rules as the console.
@@ -48,6 +49,18 @@ Meters and the field
   supply <meter> [--cached]          "fault or disconnect?" (reads the meter live unless --cached)
   timeline <meter> [--limit <n>]     orders, attempts, notices, notifications, readings and audit
   work-orders [--status open|assigned|done|cancelled] [--region <region>]
+  work-orders assign <workOrderId> --to <crew>
+  work-orders complete <workOrderId> --outcome reconnected|disconnected|meter_faulty|no_access|customer_refused
+                    [--note <text>]  what the crew found on site; settles the switch order
+                                     (done_by_field, or failed)
+
+Monitoring
+  alerts [--limit <n>]               alerts, newest first (the API has no acknowledge or clear)
+  breakers [--all]                   open disconnect circuit breakers (--all: reset ones too)
+  breakers reset <breakerId>         reset a breaker once the cause is fixed; held disconnects resume
+  audit verify                       the gateway checks its audit chain: exit 0 intact, 3 tampered
+  audit export [--format ndjson|csv] [--from <ISO>] [--to <ISO>] [--actor <id>] [--target <id>] [--limit <n>]
+                                     the audit entries with their chain hashes, to stdout
   success-rates [--kind final|first_attempt|attempt] [--window <minutes>] [--fresh]
 
 Plans (disconnects for non-payment)
@@ -66,6 +79,14 @@ Meter keys (admin)
   keys renew <meter>                 new keys to the meter (global_key_transfer, wrapped under its KEK),
                                      proved by an association with them; prints the new key set id and
                                      its state (current, or pending when the proof did not come back)
+
+API keys (admin)
+  api-keys list                      the API keys (never their secrets)
+  api-keys create --role <role> (--name <label> | --client <clientId>)
+                                     a key for a new client or another key of an existing one; the
+                                     secret is printed once, on the last line of stdout
+  api-keys rotate <keyId>            a new secret (printed once); the old one stops working at once
+  api-keys revoke <keyId>            the key is refused from the next request on
 
   whoami                             the key's client (label, id), role and permissions
 
@@ -102,7 +123,7 @@ Exit codes
   2  usage error: bad arguments, or the gateway found the request invalid (400, 413, 422)
   3  refused by a rule or a conflict (409: E_PLAN_REQUIRED, E_RECONNECT_PENDING, E_IDEMPOTENCY_CONFLICT, …,
      and E_SELF_APPROVAL); with --wait/--watch: the order ended refused, cancelled or superseded;
-     bulk: at least one order refused or not successful
+     bulk: at least one order refused or not successful; audit verify: the audit chain is tampered
   4  not found (unknown meter, order, plan, work order, context)
   5  authentication or permission: no key, unknown or revoked key (401), or the key's role may not do
      this (403 E_FORBIDDEN, E_REASON_NOT_ALLOWED, E_CREDIT_CUTOFF_RESERVED); the contexts file is open to
@@ -122,6 +143,7 @@ interface Io {
 const OPTIONS = {
   ...WAIT_OPTIONS,
   ...CONTEXT_OPTIONS,
+  ...RESOURCE_OPTIONS,
   url: { type: 'string' },
   key: { type: 'string' },
   json: { type: 'boolean' },
@@ -342,6 +364,7 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
       return EXIT.ok;
     }
     case 'work-orders': {
+      if (args[0] === 'assign' || args[0] === 'complete') return workOrderCommand(client, print, v, args);
       noExtra(0);
       const res = await client.request('GET', `/v1/work-orders${qs({ status: v.status, region: v.region, limit: 1000 })}`);
       type Wo = { id: string; meterId: string; region: string; action: string; status: string; dueAt: string; deadline: string | null; timeLeftMinutes: number | null; priority: number; reason: string };
@@ -374,6 +397,14 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
       return plan(client, io, print, v, args);
     case 'keys':
       return meterKeys(client, print, v, args);
+    case 'alerts':
+      return alerts(client, print, v, args);
+    case 'breakers':
+      return breakers(client, print, v, args);
+    case 'api-keys':
+      return apiKeys(client, io, print, v, args);
+    case 'audit':
+      return audit(client, io, print, v, args);
     default:
       throw usageError(`unknown command "${command}"`);
   }
