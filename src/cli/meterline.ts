@@ -11,6 +11,7 @@ import { CONTEXT_OPTIONS, contextCommand, login, resolveTarget } from './context
 import { readSecret } from './secret-input.js';
 import { COMMANDS } from './command-table.js';
 import { completionScript } from './completion.js';
+import { duplicateWarnings, nameUnknownMeters } from './bulk-checks.js';
 import { RESOURCE_OPTIONS, alerts, apiKeys, audit, breakers, workOrderCommand } from './resources.js';
 
 /**
@@ -471,6 +472,7 @@ async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: st
   if (action !== 'reconnect' && action !== 'disconnect') throw usageError(`--action must be reconnect or disconnect, not "${action}"`);
   const items = readBulkFile(file);
   if (items.length === 0) throw usageError(`${file} names no meters`);
+  for (const line of duplicateWarnings(file, items.map((i) => i.meterId))) io.err(line);
   const orders = items.map((i) => ({
     ...i,
     action,
@@ -503,7 +505,7 @@ async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: st
     res = await client.request('POST', '/v1/orders/bulk', { orders });
   } catch (err) {
     abort.abort();
-    throw err;
+    throw nameUnknownMeters(err, orders.map((o) => o.meterId));
   }
   for (const r of res.results) states.set(r.order.id, r.order.state);
   for (const [id, state] of early) if (states.has(id)) record(id, state);
