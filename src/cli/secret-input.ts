@@ -11,9 +11,10 @@ export async function readSecret(prompt: string): Promise<string> {
     for await (const chunk of stdin) text += chunk;
     return text;
   }
-  process.stderr.write(prompt);
+  // Echo off before the prompt shows: whatever is typed after the prompt is never echoed.
   stdin.setRawMode(true);
   stdin.setEncoding('utf8');
+  process.stderr.write(prompt);
   return new Promise((resolve, reject) => {
     let typed = '';
     const finish = () => {

@@ -43,7 +43,7 @@ describe('meterline bulk: unknown and duplicate meters', () => {
     const m = await meterline(['bulk', many, '--action', 'reconnect']);
     expect(m.code).toBe(4);
     expect(m.stderr).toMatch(/\n {2}unknown meters \(those of the first 100 of 105 orders\): GONE-1, GONE-2, .*, GONE-100\n/);
-  });
+  }, 90_000);
 
   it('warns about meter ids given more than once, with their positions, before sending', async () => {
     const file = join(dir, 'dups.json');
@@ -54,5 +54,5 @@ describe('meterline bulk: unknown and duplicate meters', () => {
     expect(r.stderr).toContain('\n  BULK-1: orders 1, 3, 4\n');
     expect(r.stderr.indexOf('warning')).toBeLessThan(r.stderr.indexOf('bulk reconnect: 4 created'));
     expect(r.stderr).not.toContain('BULK-2: orders');
-  });
+  }, 90_000);
 });

@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
-import { runCli } from './run-cli.js';
+import { CLI, runCli } from './run-cli.js';
 
 /**
  * `meterline login` and `meterline context` against a real gateway: the key goes in through stdin, is checked,
@@ -61,7 +62,31 @@ describe('meterline contexts', () => {
     expect((await runCli(['context', 'remove', 'ops'], env)).stdout).toContain('no context is current');
     expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')).contexts)).toEqual(['bill']);
     expect(modeOf(file)).toBe(0o600);
-  });
+  }, 90_000);
+
+  it('at a terminal, login prompts for the key with echo off: the typed key never appears on the screen', async () => {
+    const config = join(mkdtempSync(join(tmpdir(), 'ml-ctx-')), 'config');
+    // script(1) runs the CLI on a pseudo-terminal; the key is typed only once the prompt is shown.
+    const child = spawn('script', ['-qec', `${process.execPath} ${CLI} login --context tty --url ${f.gateway.apiUrl}`, '/dev/null'], {
+      env: { PATH: process.env.PATH, XDG_CONFIG_HOME: config, TERM: 'dumb' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let screen = '';
+    let typed = false;
+    child.stdout.on('data', (d) => {
+      screen += d;
+      if (!typed && screen.includes(`API key for ${f.gateway.apiUrl}: `)) {
+        typed = true;
+        child.stdin.write(`${f.operatorKey}\r`);
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, screen).toBe(0);
+    expect(screen).toContain('logged in to');
+    expect(screen).toContain('context "tty" is current');
+    expect(screen).not.toContain(f.operatorKey);
+    expect(JSON.parse(readFileSync(join(config, 'meterline', 'contexts.json'), 'utf8')).contexts.tty.key).toBe(f.operatorKey);
+  }, 90_000);
 
   it('refuses a key on the command line, a key the gateway does not know (nothing stored), and a contexts file open to others; narrows an open directory', async () => {
     const config = join(mkdtempSync(join(tmpdir(), 'ml-ctx-')), 'config');
@@ -90,5 +115,5 @@ describe('meterline contexts', () => {
     expect(open.stderr).toContain(`chmod 600 ${file}`);
     // The environment alone needs no context file, so a script with METERLINE_URL and METERLINE_KEY still runs.
     expect((await runCli(['whoami'], { ...env, METERLINE_URL: f.gateway.apiUrl, METERLINE_KEY: f.operatorKey })).code).toBe(0);
-  });
+  }, 90_000);
 });

@@ -73,7 +73,7 @@ describe('meterline api-keys, work-orders, breakers, alerts, audit', () => {
       expect((await meterline(args, f.adminKey)).code, args.join(' ')).toBe(2);
     }
     expect((await meterline(['api-keys', 'rotate', 'key_nope'], f.adminKey)).code).toBe(4);
-  });
+  }, 120_000);
 
   it('work-orders assign and complete: a crew takes the work order of an escalated reconnect and completes it; the order ends done_by_field', async () => {
     f.fleet.meter('WO-1').offlineUntil(Date.now() + HOUR);
@@ -97,7 +97,7 @@ describe('meterline api-keys, work-orders, breakers, alerts, audit', () => {
     expect(completed.code, completed.stderr).toBe(0);
     expect(completed.stdout).toContain(`work order ${wo.id}: reconnect WO-1 is done, assigned to crew-east-1, outcome reconnected (closed by hand)`);
     expect(completed.stdout).toContain(`order ${orderId}: reconnect WO-1 is done_by_field`);
-  });
+  }, 120_000);
 
   it('breakers: disconnects that keep failing open a breaker; a supervisor resets it; alerts lists what happened', async () => {
     for (const m of STUCK) f.fleet.meter(m).setFaults({ stuckRelay: true });
@@ -120,7 +120,7 @@ describe('meterline api-keys, work-orders, breakers, alerts, audit', () => {
     expect(alerts[0]).toMatchObject({ id: expect.any(String), kind: expect.any(String), at: expect.any(String) });
     expect((await meterline(['alerts'])).stdout).toMatch(/^AT\s+KIND\s+METER\s+DELIVERED\s+ID$/m);
     expect((await meterline(['alerts', '--limit', 'all'])).code).toBe(2);
-  });
+  }, 120_000);
 
   it('audit verify (exit 0 intact) and audit export as NDJSON and CSV, with filters; an operator may not read the audit log', async () => {
     const verify = await meterline(['audit', 'verify'], f.supervisorKey);
@@ -143,5 +143,5 @@ describe('meterline api-keys, work-orders, breakers, alerts, audit', () => {
     expect((await meterline(['audit', 'verify'])).code).toBe(5);
     expect((await meterline(['audit', 'export', '--format', 'xml'], f.supervisorKey)).code).toBe(2);
     expect((await meterline(['audit', 'export', '--from', 'last week'], f.supervisorKey)).code).toBe(2);
-  });
+  }, 120_000);
 });

@@ -42,7 +42,7 @@ describe('meterline --wait/--watch with --timeout', () => {
       expect(bad.stderr, args.join(' ')).toMatch(/E_USAGE: --timeout/);
     }
     expect((await f.http('GET', '/v1/orders?meterId=WAIT-1')).body.items.length).toBe(before);
-  });
+  }, 90_000);
 
   it('an order that goes to the field: --wait returns at once with exit 7; with --wait-field it waits on, until its timeout (6)', async () => {
     f.fleet.meter('WAIT-GONE').offlineUntil(Date.now() + HOUR);
@@ -56,5 +56,5 @@ describe('meterline --wait/--watch with --timeout', () => {
     const field = await meterline(['order', id, '--watch', '--wait-field', '--timeout', '1s']);
     expect(field.code).toBe(6);
     expect(field.stderr).toContain('is still escalated after 1s');
-  });
+  }, 90_000);
 });
