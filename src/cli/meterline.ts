@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { ApiClient, CliError, EXIT, usageError } from './api-client.js';
 import { followEvents } from './event-stream.js';
 import { bar, duration, minutes, orderText, table, time, type OrderLike } from './format.js';
-import { FINAL, SUCCESS, WAIT_OPTIONS, waitSettings, watchOrder } from './wait.js';
+import { FINAL, WAIT_OPTIONS, exitForStates, stopsAt, waitSettings, watchOrder } from './wait.js';
 import { CONTEXT_OPTIONS, contextCommand, login, resolveTarget } from './contexts.js';
 import { readSecret } from './secret-input.js';
 import { COMMANDS } from './command-table.js';
@@ -40,10 +40,12 @@ Switching
                                      (or to the field; see --timeout, --wait-field)
   cancel <orderId> --reason <text>   withdraw an order not on the wire (queued, held, escalated); audited
   orders [--meter <id>] [--state <state>] [--limit <n>]
-  bulk <file.csv|file.json> --action reconnect|disconnect [--reason <reason>] [--reference <ref>] [--detach]
+  bulk <file.csv|file.json> --action reconnect|disconnect [--reason <reason>] [--reference <ref>]
+                    [--detach | --timeout <duration> [--wait-field]]
                                      one order per meter in the file (CSV with a meterId column, or one id
                                      per line; JSON: ["M-1", …] or [{"meterId": "M-1", …}]); shows a live
-                                     progress bar until every order has finished, unless --detach
+                                     progress bar until every order has finished or gone to the
+                                     field, unless --detach
   queue                              orders by state and attempts on the wire per link
 
 Meters and the field
@@ -129,9 +131,10 @@ Exit codes
   5  authentication or permission: no key, unknown or revoked key (401), or the key's role may not do
      this (403 E_FORBIDDEN, E_REASON_NOT_ALLOWED, E_CREDIT_CUTOFF_RESERVED); the contexts file is open to
      others (E_CONTEXT_FILE_MODE)
-  6  still open: with --wait/--watch and --timeout, the timeout passed before the order (or plan) ended
-  7  escalated: with --wait/--watch, the order went to a field crew, which can take hours (--wait-field
-     waits for the crew)
+  6  still open: with --wait/--watch (or bulk) and --timeout, the timeout passed before the order (or
+     plan, or every order of the bulk) ended
+  7  escalated: with --wait/--watch (or bulk), the order (or one of the bulk's) went to a field crew, which
+     can take hours (--wait-field waits for the crew)
 `;
 
 interface Io {
@@ -250,7 +253,7 @@ type Print = (json: unknown, text: () => string) => void;
 
 async function run(positionals: string[], v: Values, client: ApiClient, io: Io, print: Print): Promise<number> {
   const [command, ...args] = positionals;
-  waitSettings(v); // a bad --timeout is refused before anything is sent
+  waitSettings(v, Boolean(v.wait || v.watch) || (command === 'bulk' && !v.detach)); // a bad --timeout is refused before anything is sent
   const arg = (i: number, what: string) => need(args[i], what);
   const noExtra = (count: number) => {
     if (args.length > count) throw usageError(`unexpected argument "${args[count]}" for ${command}`);
@@ -538,10 +541,14 @@ async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: st
     else return;
     lastPrinted = now;
   };
+  // Waiting ends when every order is final or with a field crew (unless --wait-field), or at --timeout.
+  const settings = waitSettings(v, true);
   await new Promise<void>((resolve) => {
     const done = () => {
-      if (progress().finished === states.size) resolve();
+      if ([...states.values()].every((s) => stopsAt(s, settings))) resolve();
     };
+    const giveUp = settings.timeoutMs === undefined ? undefined : setTimeout(resolve, settings.timeoutMs);
+    abort.signal.addEventListener('abort', () => clearTimeout(giveUp));
     onChange = () => {
       draw();
       done();
@@ -564,7 +571,7 @@ async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: st
   const p = progress();
   const summary = { created: res.created, replayed: res.replayed, refused: res.refused, total: p.total, byState: p.counts, orders: res.results.map((r) => ({ meterId: r.order.meterId, orderId: r.order.id, state: states.get(r.order.id) })) };
   print(summary, () => table(['STATE', 'ORDERS'], Object.entries(p.counts).map(([s, n]) => [s, n])));
-  return Object.keys(p.counts).every((s) => SUCCESS.has(s)) ? EXIT.ok : Object.keys(p.counts).some((s) => s === 'failed') ? EXIT.other : EXIT.refused;
+  return exitForStates(Object.keys(p.counts), settings);
 }
 
 async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: string[]): Promise<number> {

@@ -8,7 +8,6 @@ import { duration, orderText, type OrderLike } from './format.js';
  * `--wait-field` asks to go on waiting for the crew.
  */
 
-export const SUCCESS = new Set(['done', 'armed', 'done_by_field']);
 export const FINAL = new Set(['done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused']);
 const NOT_OK_FINAL = new Set(['cancelled', 'superseded', 'refused']);
 
@@ -33,19 +32,28 @@ export function parseDuration(name: string, value: string): number {
   return ms;
 }
 
-/** The wait settings of a command line; --timeout and --wait-field mean nothing without --wait or --watch. */
-export function waitSettings(v: { wait?: boolean; watch?: boolean; timeout?: string; 'wait-field'?: boolean }): WaitSettings {
-  if ((v.timeout !== undefined || v['wait-field']) && !v.wait && !v.watch) throw usageError('--timeout and --wait-field go with --wait (or order/plan show --watch)');
+/** The wait settings of a command line; --timeout and --wait-field mean nothing for a command that does not wait. */
+export function waitSettings(v: { wait?: boolean; watch?: boolean; timeout?: string; 'wait-field'?: boolean }, waits = Boolean(v.wait || v.watch)): WaitSettings {
+  if ((v.timeout !== undefined || v['wait-field']) && !waits) throw usageError('--timeout and --wait-field go with --wait (or order/plan show --watch, or bulk without --detach)');
   return { timeoutMs: v.timeout === undefined ? undefined : parseDuration('timeout', v.timeout), waitField: Boolean(v['wait-field']) };
 }
 
 /** Whether waiting for an order in this state is over: final, or escalated when the field is not waited for. */
-const stopsAt = (state: string, settings: WaitSettings) => FINAL.has(state) || (state === 'escalated' && !settings.waitField);
+export const stopsAt = (state: string, settings: WaitSettings) => FINAL.has(state) || (state === 'escalated' && !settings.waitField);
 
 /**
- * Follow an order until `stopsAt` or the timeout. Exit 0 for done/armed/done_by_field, 3 refused/cancelled/superseded,
- * 1 failed, 7 escalated (without --wait-field), 6 still open when the timeout passed.
+ * The exit code for orders that were waited for, the gravest first: 1 one failed, 3 one refused, cancelled or
+ * superseded, 6 one still open (the timeout passed), 7 one with a field crew, else 0.
  */
+export function exitForStates(states: readonly string[], settings: WaitSettings): number {
+  if (states.includes('failed')) return EXIT.other;
+  if (states.some((s) => NOT_OK_FINAL.has(s))) return EXIT.refused;
+  if (states.some((s) => !stopsAt(s, settings))) return EXIT.stillOpen;
+  if (states.includes('escalated')) return EXIT.escalated;
+  return EXIT.ok;
+}
+
+/** Follow an order until `stopsAt` or the timeout; the exit code as `exitForStates`. */
 export async function watchOrder(
   client: ApiClient,
   io: { err: (text: string) => void },
@@ -83,13 +91,9 @@ export async function watchOrder(
   }
   const full = await client.request<OrderLike>('GET', `/v1/orders/${encodeURIComponent(first.id)}`);
   print(full, () => orderText(full));
-  if (SUCCESS.has(full.state)) return EXIT.ok;
-  if (NOT_OK_FINAL.has(full.state)) return EXIT.refused;
-  if (FINAL.has(full.state)) return EXIT.other;
-  if (full.state === 'escalated' && !settings.waitField) {
-    if (!json) io.err(`${first.id} went to a field crew (escalated); wait for the crew with: meterline order ${first.id} --watch --wait-field`);
-    return EXIT.escalated;
-  }
-  if (!json) io.err(`${first.id} is still ${full.state} after ${duration((settings.timeoutMs ?? 0) / 1000)} (--timeout)`);
-  return EXIT.stillOpen;
+  const code = exitForStates([full.state], settings);
+  if (json) return code;
+  if (code === EXIT.escalated) io.err(`${first.id} went to a field crew (escalated); wait for the crew with: meterline order ${first.id} --watch --wait-field`);
+  if (code === EXIT.stillOpen) io.err(`${first.id} is still ${full.state} after ${duration((settings.timeoutMs ?? 0) / 1000)} (--timeout)`);
+  return code;
 }

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
 import { runCli } from './run-cli.js';
@@ -10,6 +13,7 @@ import { runCli } from './run-cli.js';
  */
 const CLOSES = 'acme-em340-fw2.4';
 const HOUR = 3_600_000;
+const dir = mkdtempSync(join(tmpdir(), 'ml-wait-'));
 let f: GatewayFixture;
 const meterline = (args: string[]) => runCli(args, { METERLINE_URL: f.gateway.apiUrl, METERLINE_KEY: f.operatorKey });
 
@@ -17,6 +21,9 @@ beforeAll(async () => {
   f = await startGatewayFixture([
     { meterId: 'WAIT-1', profileId: CLOSES, initialRelay: 'connected' },
     { meterId: 'WAIT-GONE', profileId: CLOSES, initialRelay: 'disconnected' },
+    { meterId: 'WAIT-B1', profileId: CLOSES, initialRelay: 'disconnected' },
+    { meterId: 'WAIT-B2', profileId: CLOSES, initialRelay: 'disconnected' },
+    { meterId: 'WAIT-B3', profileId: CLOSES, initialRelay: 'connected' },
   ]);
 }, 60_000);
 afterAll(async () => {
@@ -56,5 +63,23 @@ describe('meterline --wait/--watch with --timeout', () => {
     const field = await meterline(['order', id, '--watch', '--wait-field', '--timeout', '1s']);
     expect(field.code).toBe(6);
     expect(field.stderr).toContain('is still escalated after 1s');
+  }, 90_000);
+
+  it('bulk waits until every order is final or with the field (exit 7), or until --timeout (exit 6)', async () => {
+    f.fleet.meter('WAIT-B2').offlineUntil(Date.now() + HOUR);
+    const paidAt = new Date(Date.now() - 20 * HOUR).toISOString();
+    const file = join(dir, 'escalates.csv');
+    writeFileSync(file, `meterId,paymentReceivedAt\nWAIT-B1,${new Date().toISOString()}\nWAIT-B2,${paidAt}\n`);
+    const r = await meterline(['bulk', file, '--action', 'reconnect']);
+    expect(r.code, r.stderr).toBe(7);
+    expect(r.stdout).toMatch(/done\s+1/);
+    expect(r.stdout).toMatch(/escalated\s+1/);
+
+    const later = join(dir, 'later.csv');
+    writeFileSync(later, `meterId,reference,notBefore\nWAIT-B3,REQ-B3,${new Date(Date.now() + HOUR).toISOString()}\n`);
+    const open = await meterline(['bulk', later, '--action', 'disconnect', '--reason', 'customer_request', '--timeout', '1s', '--json']);
+    expect(open.code, open.stderr).toBe(6);
+    expect(JSON.parse(open.stdout).orders[0]).toMatchObject({ meterId: 'WAIT-B3', state: expect.stringMatching(/^(queued|held)$/) });
+    expect((await meterline(['bulk', later, '--action', 'disconnect', '--reason', 'customer_request', '--detach', '--timeout', '1s'])).code).toBe(2);
   }, 90_000);
 });
