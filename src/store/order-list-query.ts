@@ -6,6 +6,8 @@ export interface OrderListDialect {
   param(value: unknown): string;
   /** True when `column` holds `needle` (case-sensitive in both stores, so both answer alike). */
   contains(column: string, needle: string): string;
+  /** True when `column` is one of `values`, bound as one parameter: however many states are asked, one statement text. */
+  anyOf(column: string, values: readonly string[]): string;
 }
 
 /**
@@ -18,7 +20,10 @@ export function orderListSql(q: OrderQuery, afterSeq: number | undefined, d: Ord
   const where: string[] = [];
   const desc = (q.order ?? 'asc') === 'desc';
   if (q.meterId !== undefined) where.push(`meter_id = ${d.param(q.meterId)}`);
-  if (q.states?.length) where.push(`state IN (${q.states.map((s) => d.param(s)).join(', ')})`);
+  // One state walks the (state, seq) index in order; several are one bound list (each text is a prepared statement
+  // per connection on PostgreSQL, so the texts must not multiply with the number of states).
+  if (q.states?.length === 1) where.push(`state = ${d.param(q.states[0])}`);
+  else if (q.states?.length) where.push(d.anyOf('state', q.states));
   if (q.action !== undefined) where.push(`action = ${d.param(q.action)}`);
   if (q.requestedBy !== undefined) where.push(`requested_by = ${d.param(q.requestedBy)}`);
   if (q.reason !== undefined) where.push(`reason = ${d.param(q.reason)}`);

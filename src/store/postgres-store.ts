@@ -706,7 +706,12 @@ export class PostgresStore implements GatewayStore {
       afterSeq = s.seq as number;
     }
     const args: unknown[] = [];
-    const sql = orderListSql(q, afterSeq, { param: (v) => (args.push(v), `$${args.length}`), contains: (column, needle) => `strpos(${column}, ${needle}) > 0` });
+    const param = (v: unknown): string => (args.push(v), `$${args.length}`);
+    const sql = orderListSql(q, afterSeq, {
+      param,
+      contains: (column, needle) => `strpos(${column}, ${needle}) > 0`,
+      anyOf: (column, values) => `${column} = ANY(${param(values)}::text[])`,
+    });
     return (await this.r.all(sql, args)).map(orderFromRow);
   }
 

@@ -708,7 +708,12 @@ export class SqliteStore implements GatewayStore {
       afterSeq = s.seq;
     }
     const args: unknown[] = [];
-    const sql = orderListSql(q, afterSeq, { param: (v) => (args.push(v), '?'), contains: (column, needle) => `instr(${column}, ${needle}) > 0` });
+    const param = (v: unknown): string => (args.push(v), '?');
+    const sql = orderListSql(q, afterSeq, {
+      param,
+      contains: (column, needle) => `instr(${column}, ${needle}) > 0`,
+      anyOf: (column, values) => `${column} IN (SELECT value FROM json_each(${param(JSON.stringify(values))}))`,
+    });
     return (this.prep(sql).all(...args) as Row[]).map(orderFromRow);
   }
 
