@@ -39,7 +39,12 @@ Switching
   order <orderId> [--watch]          an order with its attempts and events; --watch follows it to its end
                                      (or to the field; see --timeout, --wait-field)
   cancel <orderId> --reason <text>   withdraw an order not on the wire (queued, held, escalated); audited
-  orders [--meter <id>] [--state <state>] [--limit <n>]
+  orders [--limit <n>] [--after <cursor>] [--oldest-first] [--meter <id>] [--state <state>[,<state>…]]
+         [--action <action>] [--reason <reason>] [--requested-by <client>] [--note <text>]
+         [--from <ISO>] [--to <ISO>] [--id <order id or its start>]
+                                     orders, newest first, a page at a time (100 unless --limit, up to
+                                     1000); the last line gives the next page's --after; --json prints
+                                     the page as the API returns it ({items, next})
   bulk <file.csv|file.json> --action reconnect|disconnect [--reason <reason>] [--reference <ref>]
                     [--detach | --timeout <duration> [--wait-field]]
                                      one order per meter in the file (CSV with a meterId column, or one id
@@ -180,6 +185,10 @@ const OPTIONS = {
   'wrapped-with-env': { type: 'string' },
   replace: { type: 'boolean' },
   remove: { type: 'boolean' },
+  after: { type: 'string' },
+  'requested-by': { type: 'string' },
+  id: { type: 'string' },
+  'oldest-first': { type: 'boolean' },
 } as const;
 
 type Values = ReturnType<typeof parse>['values'];
@@ -201,9 +210,10 @@ const need = (value: string | undefined, what: string): string => {
   return value;
 };
 const enc = encodeURIComponent;
-const qs = (params: Record<string, string | number | undefined>): string => {
+/** A query string; a list is the parameter repeated (state=queued&state=held). */
+const qs = (params: Record<string, string | number | readonly string[] | undefined>): string => {
   const p = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') p.set(k, String(v));
+  for (const [k, v] of Object.entries(params)) for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined && one !== '') p.append(k, String(one));
   const s = p.toString();
   return s ? `?${s}` : '';
 };
@@ -336,12 +346,26 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
     }
     case 'orders': {
       noExtra(0);
-      const res = await client.request<{ items: OrderLike[]; next: string | null }>('GET', `/v1/orders${qs({ meterId: v.meter, state: v.state, limit: intOption('limit', v.limit) })}`);
+      const query = {
+        meterId: v.meter,
+        state: v.state?.split(',').map((st) => st.trim()),
+        action: v.action,
+        reason: v.reason,
+        requestedBy: v['requested-by'],
+        note: v.note,
+        createdFrom: isoOption('from', v.from),
+        createdTo: isoOption('to', v.to),
+        q: v.id,
+        order: v['oldest-first'] ? 'asc' : undefined,
+        after: v.after,
+        limit: intOption('limit', v.limit),
+      };
+      const res = await client.request<{ items: OrderLike[]; next: string | null }>('GET', `/v1/orders${qs(query)}`);
       print(res, () =>
         table(
           ['ORDER', 'METER', 'ACTION', 'STATE', 'CREATED', 'WHY'],
           res.items.map((o) => [o.id, o.meterId, o.action, o.state, time(o.createdAt), o.stateReason ?? '']),
-        ) + (res.next ? `\n(more: the next page starts after ${res.next})` : ''),
+        ) + (res.next ? `\nnext page: --after ${res.next}` : '\n(last page)'),
       );
       return EXIT.ok;
     }

@@ -477,6 +477,14 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE orders ADD COLUMN limit_w INTEGER;
   ALTER TABLE plans ADD COLUMN limit_w INTEGER;
   `,
+  // Order lists at fleet scale (issue 17): a page, newest first, of one meter's orders or of orders in a state walks
+  // these in seq order and stops at the page's end; the unfiltered list walks the seq column's own unique index.
+  // (state, seq) serves every query orders_state served.
+  `
+  CREATE INDEX orders_meter_seq ON orders (meter_id, seq);
+  CREATE INDEX orders_state_seq ON orders (state, seq);
+  DROP INDEX orders_state;
+  `,
 ];
 
 /** The migration that keys the audit chain (its transaction writes the keying record, once). */

@@ -11,6 +11,7 @@ import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import { isRelayAction, type RelayState, type SwitchAction } from '../domain/relay.js';
 import { canTransition, isTerminal, priorityOf, targetRelay, type Attempt, type OrderEvent, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
+import { orderListSql, unknownCursorMessage } from './order-list-query.js';
 import { creditBalanceLimitError } from '../domain/money.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
@@ -697,14 +698,20 @@ export class PostgresStore implements GatewayStore {
     return r ? orderFromRow(r) : undefined;
   }
 
-  async listOrders(query: OrderQuery): Promise<SwitchOrder[]> {
-    const where: string[] = [];
+  async listOrders(q: OrderQuery): Promise<SwitchOrder[]> {
+    let afterSeq: number | undefined;
+    if (q.after !== undefined) {
+      const s = await this.r.get('SELECT seq FROM orders WHERE id = $1', [q.after]);
+      if (!s) throw new MeterlineError('E_VALIDATION', unknownCursorMessage(q.after));
+      afterSeq = s.seq as number;
+    }
     const args: unknown[] = [];
-    const arg = (v: unknown): string => (args.push(v), `$${args.length}`);
-    if (query.meterId) where.push(`meter_id = ${arg(query.meterId)}`);
-    if (query.state) where.push(`state = ${arg(query.state)}`);
-    if (query.after) where.push(`seq > COALESCE((SELECT seq FROM orders WHERE id = ${arg(query.after)}), ${Number.MAX_SAFE_INTEGER})`);
-    const sql = `SELECT * FROM orders ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq LIMIT ${arg(query.limit)}`;
+    const param = (v: unknown): string => (args.push(v), `$${args.length}`);
+    const sql = orderListSql(q, afterSeq, {
+      param,
+      contains: (column, needle) => `strpos(${column}, ${needle}) > 0`,
+      anyOf: (column, values) => `${column} = ANY(${param(values)}::text[])`,
+    });
     return (await this.r.all(sql, args)).map(orderFromRow);
   }
 

@@ -18,6 +18,7 @@ import {
   type SwitchOrder,
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
+import { orderListSql, unknownCursorMessage } from './order-list-query.js';
 import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js';
 import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
@@ -700,17 +701,20 @@ export class SqliteStore implements GatewayStore {
   }
 
   async listOrders(q: OrderQuery): Promise<SwitchOrder[]> {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    if (q.meterId) (where.push('meter_id = ?'), args.push(q.meterId));
-    if (q.state) (where.push('state = ?'), args.push(q.state));
-    if (q.after) {
+    let afterSeq: number | undefined;
+    if (q.after !== undefined) {
       const s = this.s.seqOf.get(q.after) as { seq: number } | undefined;
-      where.push('seq > ?');
-      args.push(s?.seq ?? Number.MAX_SAFE_INTEGER);
+      if (!s) throw new MeterlineError('E_VALIDATION', unknownCursorMessage(q.after));
+      afterSeq = s.seq;
     }
-    const sql = `SELECT * FROM orders ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq LIMIT ?`;
-    return (this.prep(sql).all(...args, q.limit) as Row[]).map(orderFromRow);
+    const args: unknown[] = [];
+    const param = (v: unknown): string => (args.push(v), '?');
+    const sql = orderListSql(q, afterSeq, {
+      param,
+      contains: (column, needle) => `instr(${column}, ${needle}) > 0`,
+      anyOf: (column, values) => `${column} IN (SELECT value FROM json_each(${param(JSON.stringify(values))}))`,
+    });
+    return (this.prep(sql).all(...args) as Row[]).map(orderFromRow);
   }
 
   async openOrdersForMeter(meterId: string): Promise<SwitchOrder[]> {

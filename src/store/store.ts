@@ -118,9 +118,23 @@ export interface AttemptReport {
 
 export interface OrderQuery {
   meterId?: string;
-  state?: OrderState;
-  /** Orders created after this order id (cursor pagination, oldest first). */
+  /** Any of these states. */
+  states?: readonly OrderState[];
+  action?: OrderAction;
+  requestedBy?: string;
+  reason?: string;
+  /** A substring of the note, case-sensitive. */
+  noteContains?: string;
+  /** Created at or after this time (ms). */
+  createdFrom?: number;
+  /** Created before this time (ms). */
+  createdBefore?: number;
+  /** The order id, or its beginning. */
+  idPrefix?: string;
+  /** The cursor: the orders that come after this order id in the chosen order. An id that names no order is E_VALIDATION. */
   after?: string;
+  /** Oldest first (default) or newest first; by insertion, which is creation order. */
+  order?: 'asc' | 'desc';
   limit: number;
 }
 

@@ -130,7 +130,7 @@ describe('success-rate monitor and the disconnect circuit breaker', () => {
 
     // New disconnects for that population wait; a reconnect of the same profile goes ahead.
     const later = await f.http('POST', '/v1/meters/SR-0001/disconnect', { headers: k(), body: { reason: 'customer_request', reference: 'REQ-1' } });
-    const held = later.status === 202 ? later.body : (await f.http('GET', `/v1/orders?meterId=SR-0001&state=held`)).body.items[0];
+    const held = later.status === 202 ? later.body : (await f.http('GET', `/v1/orders?meterId=SR-0001&state=held&order=asc`)).body.items[0];
     expect(held.state).toBe('held');
     expect(held.stateReason).toContain('E_CIRCUIT_OPEN');
     const rc = await f.http('POST', '/v1/meters/SR-RECONNECT/reconnect', { key: f.billingKey, headers: k(), body: { reason: 'top_up' } });

@@ -74,7 +74,7 @@ describe('prepayment credit control', () => {
     expect(await notifications('PRE-1', 'customer.emergency_credit_offer')).toHaveLength(2); // and once in this top-up's cycle
 
     // The offer is not taken: a cut-off is ordered, but not before friendly hours end on Monday 10:00.
-    const cuts = (await f.http('GET', '/v1/orders?meterId=PRE-1')).body.items.filter((o: any) => o.action === 'disconnect');
+    const cuts = (await f.http('GET', '/v1/orders?meterId=PRE-1&order=asc')).body.items.filter((o: any) => o.action === 'disconnect');
     // The first cut-off (no credit at all) was cancelled by the top-up; the second is this cycle's.
     expect(cuts.map((o: any) => o.state)).toEqual(['cancelled', expect.stringMatching(/queued|held/)]);
     const cut = cuts[1];
@@ -90,7 +90,7 @@ describe('prepayment credit control', () => {
 
     // A top-up reconnects at once.
     const again = await f.http('POST', '/v1/payments', { key: f.billingKey, headers: k(), body: { meterId: 'PRE-1', amountMinor: 500, receivedAt: new Date(clock.now()).toISOString(), kind: 'top_up' } });
-    const reconnect = again.body.effects[0].reconnectOrderId ?? (await f.http('GET', '/v1/orders?meterId=PRE-1')).body.items.find((o: any) => o.action === 'reconnect')?.id;
+    const reconnect = again.body.effects[0].reconnectOrderId ?? (await f.http('GET', '/v1/orders?meterId=PRE-1&order=asc')).body.items.find((o: any) => o.action === 'reconnect')?.id;
     expect((await f.waitForOrder(reconnect)).state).toBe('done');
   }, 90_000);
 

@@ -107,7 +107,7 @@ export interface SafetyWorld {
   relayOf(meterId: string): RelayState;
   /** PUT the meter's flags (billing's key unless `key` is given), expecting 200; the meter's flags as returned. */
   setFlags(meterId: string, flags: Record<string, unknown>, key?: string): Promise<any>;
-  /** Every order of the meter (GET /v1/orders?meterId=). */
+  /** Every order of the meter, oldest first (GET /v1/orders?meterId=&order=asc). */
   ordersOf(meterId: string): Promise<any[]>;
   /** The meter's disconnect orders (GET /v1/orders?meterId=, disconnects only). */
   disconnectOrdersOf(meterId: string): Promise<any[]>;
@@ -159,7 +159,7 @@ export async function startSafetyWorld(meters: (string | TestMeter)[], options: 
   const settle = (ms = 400) => new Promise<void>((r) => setTimeout(r, ms));
   const key = () => ({ 'idempotency-key': `safety-${process.pid}-${++n}` });
   const order: SafetyWorld['order'] = async (id) => (await f.http('GET', `/v1/orders/${id}`)).body;
-  const ordersOf: SafetyWorld['ordersOf'] = async (meterId) => (await f.http('GET', `/v1/orders?meterId=${meterId}`)).body.items;
+  const ordersOf: SafetyWorld['ordersOf'] = async (meterId) => (await f.http('GET', `/v1/orders?meterId=${meterId}&order=asc&limit=1000`)).body.items;
   const world: SafetyWorld = {
     f,
     clock,

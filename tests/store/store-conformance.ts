@@ -882,6 +882,56 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(await store.existingMeterIds(['M-1', 'X', 'M-3'])).toEqual(new Set(['M-1', 'M-3']));
     });
 
+    it('lists orders newest first page by page; an order created while a user pages neither repeats nor is skipped on later pages', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await store.submitOrders([req({ meterId: `M-${(i % 3) + 1}` })], ctx()))[0]!.order.id);
+      const page1 = await store.listOrders({ order: 'desc', limit: 2 });
+      expect(page1.map((o) => o.id)).toEqual([ids[4], ids[3]]);
+      now += 1000;
+      const late = (await store.submitOrders([req({ meterId: 'M-1' })], ctx()))[0]!.order.id;
+      const page2 = await store.listOrders({ order: 'desc', limit: 2, after: page1[1]!.id });
+      const page3 = await store.listOrders({ order: 'desc', limit: 2, after: page2[1]!.id });
+      expect([...page2, ...page3].map((o) => o.id)).toEqual([ids[2], ids[1], ids[0]]);
+      expect((await store.listOrders({ order: 'desc', limit: 1 }))[0]!.id).toBe(late);
+      // Oldest first is the same walk the other way.
+      expect((await store.listOrders({ order: 'asc', limit: 10 })).map((o) => o.id)).toEqual([...ids, late]);
+      await expect(store.listOrders({ order: 'desc', limit: 2, after: 'ord_no_such' })).rejects.toMatchObject({ code: 'E_VALIDATION', message: expect.stringContaining('after') });
+    });
+
+    it('filters orders by state (one or several), action, meter, requester, reason, note, creation time and id prefix, alike in every store', async () => {
+      const t0 = now;
+      const [a] = await store.submitOrders([req({ meterId: 'M-1', note: 'Gate code 4411, dog' })], ctx());
+      now += 60_000;
+      const [b] = await store.submitOrders([req({ meterId: 'M-2', action: 'reconnect', reason: 'payment', paymentAt: now, reference: null, requestedBy: 'billing', note: 'paid at kiosk' })], ctx());
+      now += 60_000;
+      const [c] = await store.submitOrders([req({ meterId: 'M-3', reason: 'safety', reference: 'INC-9', note: '=HYPERLINK("x")' })], ctx());
+      await store.cancelOrder(a!.order.id, 'ops', 'wrong meter', now);
+      const ids = async (q: Omit<Parameters<GatewayStore['listOrders']>[0], 'limit'>) => (await store.listOrders({ order: 'desc', limit: 100, ...q })).map((o) => o.id);
+      const [A, B, C] = [a!.order.id, b!.order.id, c!.order.id];
+      expect(await ids({})).toEqual([C, B, A]);
+      expect(await ids({ states: ['cancelled'] })).toEqual([A]);
+      expect(await ids({ states: ['queued', 'cancelled'] })).toEqual([C, B, A]);
+      expect(await ids({ states: ['queued'], meterId: 'M-3' })).toEqual([C]);
+      expect(await ids({ meterId: 'M-1' })).toEqual([A]);
+      expect(await ids({ action: 'reconnect' })).toEqual([B]);
+      expect(await ids({ requestedBy: 'billing' })).toEqual([B]);
+      expect(await ids({ reason: 'safety' })).toEqual([C]);
+      expect(await ids({ noteContains: 'code 44' })).toEqual([A]);
+      expect(await ids({ noteContains: 'CODE 44' })).toEqual([]);
+      expect(await ids({ noteContains: '=HYPERLINK' })).toEqual([C]);
+      expect(await ids({ createdFrom: t0 + 60_000 })).toEqual([C, B]);
+      expect(await ids({ createdFrom: t0, createdBefore: t0 + 60_000 })).toEqual([A]);
+      expect(await ids({ idPrefix: B })).toEqual([B]);
+      const shared = A.slice(0, [...A].findIndex((ch, i) => ch !== B[i] || ch !== C[i]));
+      expect(await ids({ idPrefix: shared })).toEqual([C, B, A]);
+      expect(await ids({ idPrefix: shared.toUpperCase() })).toEqual([]);
+      expect(await ids({ idPrefix: 'ord_%' })).toEqual([]);
+      // A filtered walk pages like the whole list.
+      const first = await store.listOrders({ order: 'desc', limit: 1, states: ['queued', 'cancelled'], action: 'disconnect' });
+      expect(first.map((o) => o.id)).toEqual([C]);
+      expect((await store.listOrders({ order: 'desc', limit: 5, states: ['queued', 'cancelled'], action: 'disconnect', after: C })).map((o) => o.id)).toEqual([A]);
+    });
+
     const H = 3_600_000;
     const sighting = (o: Partial<EpisodeClaim> = {}): EpisodeClaim => ({
       meterId: 'M-1',

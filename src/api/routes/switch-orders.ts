@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -26,6 +27,7 @@ import {
   ReconnectBody,
 } from '../schemas.js';
 import { orderView } from '../views.js';
+import { EXPORT_PAGE, OrderFilters, OrderListQuery, orderQuery, ordersCsv } from '../order-list.js';
 
 const hashOf = (value: unknown): string => createHash('sha256').update(JSON.stringify(value)).digest('hex');
 const msOrNull = (iso: string | undefined): number | null => (iso === undefined ? null : Date.parse(iso));
@@ -292,22 +294,35 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
 
   r.get('/v1/orders', {
     schema: {
-      summary: 'List orders, oldest first, filtered by meter and state; page with `after`',
+      summary: 'List orders, newest first (order=asc for oldest first), filtered; page with `after` = the previous page\'s `next`',
+      description: 'A page continues from its cursor, so orders created while a user pages neither repeat nor push others off the page.',
       tags: ['switching'],
-      querystring: z.object({
-        meterId: z.string().optional(),
-        state: OrderView.shape.state.optional(),
-        after: z.string().optional().describe('The last order id of the previous page'),
-        limit: z.coerce.number().int().min(1).max(1000).default(100),
-      }),
-      response: { 200: z.object({ items: z.array(OrderView), next: z.string().nullable() }), 401: ErrorView },
+      querystring: OrderListQuery,
+      response: { 200: z.object({ items: z.array(OrderView), next: z.string().nullable().describe('The cursor for the next page; null on the last page') }), 400: ErrorView, 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     onRequest: requirePermission(deps.keys, 'order:read'),
     handler: async (req) => {
-      const { limit, ...filter } = req.query;
-      const items = await deps.store.listOrders({ ...filter, limit });
-      return { items: items.map((o) => orderView(o)), next: items.length === limit ? items[items.length - 1]!.id : null };
+      const { after, limit, ...filters } = req.query;
+      // One more than asked tells whether a next page exists, so the last page says null and no empty page follows.
+      const items = await deps.store.listOrders(orderQuery(filters, { after, limit: limit + 1 }));
+      const page = items.slice(0, limit);
+      return { items: page.map((o) => orderView(o)), next: items.length > limit ? page[page.length - 1]!.id : null };
+    },
+  });
+
+  r.get('/v1/orders/export', {
+    schema: {
+      summary: 'Every order the filters match, as CSV (same filters as GET /v1/orders), streamed',
+      tags: ['switching'],
+      querystring: OrderFilters,
+      security: [{ bearerAuth: [] }],
+    },
+    onRequest: requirePermission(deps.keys, 'order:read'),
+    handler: async (req, reply) => {
+      // The query is built (and a bad range refused) before the 200 and the header row go out.
+      const rows = ordersCsv(deps.store, orderQuery(req.query, { limit: EXPORT_PAGE }));
+      return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="orders.csv"').send(Readable.from(rows));
     },
   });
 

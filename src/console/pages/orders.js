@@ -10,8 +10,11 @@ const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_clea
 /** Why a demand limit is set, and why one is removed (DOMAIN.md rule 10; the gateway checks them again). */
 const LIMIT_REASONS = ['arrears', 'customer_request', 'safety'];
 const LIMIT_REMOVAL_REASONS = ['payment', 'top_up', 'operator', 'customer_request'];
-/** The API lists oldest first; the console reads up to this many and shows the newest first. */
-const MAX_LOADED = 10000;
+/** Every reason an order can give, for the list's filter. */
+const ALL_REASONS = [...new Set(['arrears', 'credit_exhausted', 'customer_request', 'safety', 'vacant_premises', ...RECONNECT_REASONS, ...LIMIT_REASONS, ...LIMIT_REMOVAL_REASONS])];
+/** The list's filters, named as GET /v1/orders names them (and as the console's URL carries them). */
+const FILTERS = ['q', 'meterId', 'state', 'action', 'reason', 'requestedBy', 'note', 'createdFrom', 'createdTo'];
+const PAGE_SIZE = 100;
 
 // ---- bulk progress: kept for the whole tab, so it keeps counting while the user looks at other pages ----
 let bulk = null;
@@ -56,10 +59,61 @@ export function parseMeterList(text) {
   return lines.flatMap((l) => l.split(/[\s,;]+/)).filter(Boolean);
 }
 
+/**
+ * One page of orders, newest first: after a cursor (older orders), or the page just newer than `before` (asked
+ * oldest first from there, then turned round). Null when nothing is newer than `before`'s page: the newest page it is.
+ */
+async function loadPage(filters, after, before) {
+  if (!before) return api(`/v1/orders${qs({ ...filters, after, limit: PAGE_SIZE })}`);
+  const newer = await api(`/v1/orders${qs({ ...filters, order: 'asc', after: before, limit: PAGE_SIZE + 1 })}`);
+  if (newer.items.length <= PAGE_SIZE) return null;
+  const items = newer.items.slice(0, PAGE_SIZE).reverse();
+  return { items, next: items[items.length - 1].id };
+}
+
+/** Whether a live order belongs on the first page of these filters: the same tests the API applies. */
+export function matchesFilters(o, f) {
+  const created = Date.parse(o.createdAt);
+  return (
+    (!f.q || o.id.startsWith(f.q)) &&
+    (!f.meterId || o.meterId === f.meterId) &&
+    (!f.state || o.state === f.state) &&
+    (!f.action || o.action === f.action) &&
+    (!f.reason || o.reason === f.reason) &&
+    (!f.requestedBy || o.requestedBy === f.requestedBy) &&
+    (!f.note || (o.note ?? '').includes(f.note)) &&
+    (!f.createdFrom || created >= Date.parse(f.createdFrom)) &&
+    (!f.createdTo || created < Date.parse(f.createdTo))
+  );
+}
+
+/** A datetime-local input's value (the user's local time, no zone) as ISO UTC; '' stays ''. */
+const isoFromLocal = (v) => (v ? new Date(v).toISOString() : '');
+/** An ISO time as a datetime-local input shows it, in the user's local time. */
+function localInput(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return '';
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+/** The export needs the signed-in key, which a plain link cannot carry: fetched with it, then saved as a file. */
+async function downloadCsv(url) {
+  try {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${session.key}` } });
+    if (!res.ok) throw new Error((await res.json().catch(() => null))?.message ?? res.statusText);
+    const file = URL.createObjectURL(await res.blob());
+    const a = h('a', { href: file, download: 'orders.csv', hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(file), 10_000);
+  } catch (err) {
+    window.alert(`The export failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 export async function render(main, ctx) {
-  const meterId = ctx.query.get('meterId') ?? '';
-  const state = ctx.query.get('state') ?? '';
-  let search = ctx.query.get('q') ?? '';
   main.append(h('h1', {}, 'Orders'));
 
   // ---- bulk ----
@@ -157,11 +211,32 @@ export async function render(main, ctx) {
   drawBulk();
   if (bulkBox.childNodes.length) main.append(bulkBox);
 
-  // ---- list ----
-  const meterInput = h('input', { name: 'meterId', value: meterId, placeholder: 'e.g. SIM-000001' });
-  const stateSelect = select('state', [['', 'any state'], ...STATES.map((s) => [s, s.replaceAll('_', ' ')])], state);
-  const searchInput = h('input', { type: 'search', name: 'q', value: search, placeholder: 'order id, reason, requester, note' });
-  const listBox = h('div');
+  // ---- list: one page at a time from the server, newest first; the URL holds the filters and the cursor ----
+  const filters = Object.fromEntries(FILTERS.map((k) => [k, ctx.query.get(k) ?? '']));
+  const after = ctx.query.get('after') ?? '';
+  const before = ctx.query.get('before') ?? '';
+  const input = (name, attrs = {}) => h('input', { name, value: filters[name], ...attrs });
+  const controls = {
+    q: input('q', { type: 'search', placeholder: 'ord_… (the whole id or its start)', autocomplete: 'off' }),
+    meterId: input('meterId', { placeholder: 'e.g. SIM-000001' }),
+    state: select('state', [['', 'any state'], ...STATES.map((s) => [s, s.replaceAll('_', ' ')])], filters.state),
+    action: select('action', [['', 'any type'], 'disconnect', 'reconnect', 'limit'], filters.action),
+    reason: select('reason', [['', 'any'], ...ALL_REASONS.map((r) => [r, r.replaceAll('_', ' ')])], filters.reason),
+    requestedBy: input('requestedBy', { placeholder: 'client id, e.g. demo-billing' }),
+    note: input('note', { placeholder: 'words in the note' }),
+    createdFrom: h('input', { type: 'datetime-local', name: 'createdFrom', value: localInput(filters.createdFrom) }),
+    createdTo: h('input', { type: 'datetime-local', name: 'createdTo', value: localInput(filters.createdTo) }),
+  };
+  /** The filters as the form holds them, times as ISO (UTC) for the API. */
+  const formFilters = () => ({
+    ...Object.fromEntries(FILTERS.map((k) => [k, controls[k].value.trim()])),
+    createdFrom: isoFromLocal(controls.createdFrom.value),
+    createdTo: isoFromLocal(controls.createdTo.value),
+  });
+  const go = (extra = {}) => ctx.navigate(`/orders${qs({ ...filters, ...extra })}`);
+  const exportLink = h('a', { href: `/v1/orders/export${qs(filters)}`, download: 'orders.csv', onclick: (e) => (e.preventDefault(), downloadCsv(exportLink.href)) }, 'Export CSV');
+  const listBox = h('div', { id: 'order-list' });
+  const navBox = h('nav.pager', { 'aria-label': 'Order pages' });
   main.append(
     h(
       'section.card',
@@ -173,27 +248,37 @@ export async function render(main, ctx) {
           role: 'search',
           onsubmit: (e) => {
             e.preventDefault();
-            ctx.navigate(`/orders${qs({ meterId: meterInput.value.trim(), state: stateSelect.value, q: searchInput.value.trim() })}`);
+            ctx.navigate(`/orders${qs(formFilters())}`);
           },
         },
-        field('Meter', meterInput),
-        field('State', stateSelect),
-        field('Search', searchInput),
+        field('Order id', controls.q),
+        field('Meter', controls.meterId),
+        field('State', controls.state),
+        field('Type', controls.action),
+        field('Because', controls.reason),
+        field('Asked by', controls.requestedBy),
+        field('Note contains', controls.note),
+        field('Created from', controls.createdFrom),
+        field('Created before', controls.createdTo),
         h('button', { type: 'submit' }, 'Apply'),
       ),
+      h('p', {}, exportLink, ' ', h('span.muted', {}, 'every order these filters match, newest first')),
       session.can('order:cancel') ? h('p.muted', {}, 'An order not on the wire (queued, held, escalated) can be cancelled with a reason; the cancellation is audited.') : null,
       listBox,
+      navBox,
     ),
   );
 
+  const replaceOrder = (o) => {
+    const i = orders.findIndex((x) => x.id === o.id);
+    if (i >= 0) orders[i] = o;
+    draw();
+  };
   const cancelOrder = async (o) => {
     const reason = window.prompt(`Why cancel the ${o.action} order ${o.id} for meter ${o.meterId}?`);
     if (!reason || reason.trim().length < 3) return;
     try {
-      const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/cancel`, { method: 'POST', body: { reason: reason.trim() }, idempotencyKey: newIdempotencyKey() });
-      const i = orders.findIndex((x) => x.id === o.id);
-      if (i >= 0) orders[i] = after;
-      draw();
+      replaceOrder(await api(`/v1/orders/${encodeURIComponent(o.id)}/cancel`, { method: 'POST', body: { reason: reason.trim() }, idempotencyKey: newIdempotencyKey() }));
     } catch (err) {
       window.alert(err instanceof Error ? err.message : String(err));
     }
@@ -201,24 +286,19 @@ export async function render(main, ctx) {
   const approveOrder = async (o) => {
     if (!window.confirm(`Approve the ${o.reason} disconnect of meter ${o.meterId} (reference ${o.reference ?? '-'}, asked for by ${o.requestedBy})? The customer is protected; every other rule still applies.`)) return;
     try {
-      const after = await api(`/v1/orders/${encodeURIComponent(o.id)}/approve`, { method: 'POST', idempotencyKey: newIdempotencyKey() });
-      const i = orders.findIndex((x) => x.id === o.id);
-      if (i >= 0) orders[i] = after;
-      draw();
+      replaceOrder(await api(`/v1/orders/${encodeURIComponent(o.id)}/approve`, { method: 'POST', idempotencyKey: newIdempotencyKey() }));
     } catch (err) {
       window.alert(err instanceof Error ? err.message : String(err));
     }
   };
   let orders = [];
-  let shown = 100;
-  let truncated = false;
-  const matches = (o) => (!meterId || o.meterId === meterId) && (!state || o.state === state) && (!search || [o.id, o.meterId, o.reason, o.requestedBy, o.note ?? '', o.stateReason ?? ''].some((v) => v.toLowerCase().includes(search.toLowerCase())));
+  let next = null;
+  const firstPage = !after && !before;
   const draw = () => {
-    const rows = orders.filter(matches);
     fill(
       listBox,
       table(
-        `${rows.length} order(s)${truncated ? ` (the first ${MAX_LOADED} the gateway listed)` : ''}, newest first`,
+        `${orders.length} order(s) on this page, newest first`,
         [
           { label: 'Order', cell: (o) => h('code', {}, o.id) },
           { label: 'Meter', cell: (o) => h('a', { href: `#/meters/${encodeURIComponent(o.meterId)}` }, o.meterId) },
@@ -227,6 +307,7 @@ export async function render(main, ctx) {
           { label: 'Why', cell: (o) => o.stateReason ?? '' },
           { label: 'Reason', cell: (o) => o.reason },
           { label: 'By', cell: (o) => o.requestedBy },
+          { label: 'Note', cell: (o) => o.note ?? '' },
           { label: 'Attempts', cell: (o) => String(o.attemptsUsed), class: 'num' },
           { label: 'Created', cell: (o) => fmtTime(o.createdAt) },
           { label: 'Deadline', cell: (o) => fmtTime(o.deadline) },
@@ -253,37 +334,34 @@ export async function render(main, ctx) {
               ]
             : []),
         ],
-        rows.slice(0, shown),
-        { empty: 'No orders match.', rowData: (o) => ({ order: o.id }) },
+        orders,
+        { empty: 'No orders match.', rowData: (o) => ({ order: o.id }), stack: true },
       ),
-      rows.length > shown ? h('button', { type: 'button', onclick: () => { shown += 100; draw(); } }, `Show 100 more (${rows.length - shown} not shown)`) : null,
+    );
+    fill(
+      navBox,
+      firstPage ? null : h('button', { type: 'button', onclick: () => go({ before: orders[0]?.id ?? after }) }, 'Newer'),
+      firstPage ? null : h('button', { type: 'button', onclick: () => go() }, 'Newest'),
+      next ? h('button', { type: 'button', onclick: () => go({ after: next }) }, 'Next page') : null,
     );
   };
   try {
-    let after = null;
-    for (;;) {
-      const page = await api(`/v1/orders${qs({ meterId, state, after, limit: 1000 })}`);
-      orders.push(...page.items);
-      if (!page.next) break;
-      if (orders.length >= MAX_LOADED) {
-        truncated = true;
-        break;
-      }
-      after = page.next;
-    }
-    orders.reverse();
+    const page = await loadPage(filters, after, before);
+    if (page === null) return go(); // nothing newer than the cursor: the first page is the newest
+    ({ items: orders, next } = page);
   } catch (err) {
     fill(listBox, errorBox(err));
     return;
   }
   draw();
+  // Live: orders on this page change state in place; on the first page, a new order that matches is put on top.
   let pending = false;
   const off = onOrders((batch) => {
     const byId = new Map(orders.map((o, i) => [o.id, i]));
     for (const o of batch) {
       const i = byId.get(o.id);
       if (i !== undefined) orders[i] = o;
-      else if ((!meterId || o.meterId === meterId) && (!state || o.state === state)) orders.unshift(o);
+      else if (firstPage && matchesFilters(o, filters)) orders.unshift(o);
     }
     if (pending) return;
     pending = true;
