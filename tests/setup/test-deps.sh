@@ -11,6 +11,7 @@ have mosquitto || need+=(mosquitto)
 have socat || need+=(socat)
 have victoria-metrics || need+=(victoria-metrics)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+have zsh || need+=(zsh) # the CLI completion test loads the zsh script
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
