@@ -2,7 +2,7 @@ import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { MqttFleet } from '../simulators/mqtt-fleet.js';
 import { planFleet, type PlannedMeter } from '../simulators/fleet-plan.js';
 import { ApiKeyRegistry, newApiKey, sha256Hex, type Principal, type Role } from './api/auth.js';
@@ -32,6 +32,7 @@ import { MeterLinks } from './gateway/meter-links.js';
 import { ownStore } from './gateway/own-store.js';
 import { wireSingletonJobs } from './gateway/singleton-jobs.js';
 import { StopList } from './gateway/stop-list.js';
+import { gatewayLogger } from './log/gateway-logger.js';
 
 /** Random bytes for order ids, drawn from the CSPRNG a pool at a time: one small randomBytes() call per id costs more than the rest of the id. */
 const idPool = { bytes: Buffer.alloc(0), at: 0 };
@@ -91,7 +92,7 @@ export interface StartOptions {
  * and start the control loop. A start that cannot own its store or bind its port sends nothing to any meter.
  */
 export async function startGateway(config: GatewayConfig, options: StartOptions = {}): Promise<RunningGateway> {
-  const logger = options.logger ?? pino({ level: config.log.level, base: { instance: config.instanceId } });
+  const logger = options.logger ?? gatewayLogger(config);
   const clock = options.clock ?? systemClock;
   const stops = new StopList(logger);
   let stopping = false;

@@ -46,7 +46,8 @@ async function main(): Promise<void> {
       `       -H "Idempotency-Key: try-1" -H "Content-Type: application/json" -d '{"reason":"payment"}'`,
     );
   }
-  process.stdout.write(lines.join('\n') + '\n\n');
+  // On stderr: stdout is the log alone, so `npm start | jq` reads every line of it.
+  process.stderr.write(lines.join('\n') + '\n\n');
 }
 
 /**
