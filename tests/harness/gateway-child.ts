@@ -51,13 +51,16 @@ export interface GatewayChild {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Run `node dist/src/main.js …args` on `configFile` with `env` over a clean environment (no METERLINE__*, no DATABASE_URL). */
-export function runGateway(o: { configFile: string; args?: string[]; env?: Record<string, string>; cwd?: string; main?: string }): GatewayChild {
+/**
+ * Run `node dist/src/main.js …args` (or another built `main`, from `cwd`) on `configFile` when given, with `env` over a
+ * clean environment (no METERLINE*, DATABASE_URL or NODE_ENV of the test run's own).
+ */
+export function runGateway(o: { configFile?: string; args?: string[]; env?: Record<string, string>; cwd?: string; main?: string }): GatewayChild {
   const main = o.main ?? MAIN;
   if (!existsSync(main)) throw new Error(`${main} is missing: run "npm run build" first`);
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('METERLINE') && k !== 'DATABASE_URL' && k !== 'NODE_ENV'));
   const child = spawn(process.execPath, [main, ...(o.args ?? [])], {
-    env: { ...base, METERLINE_CONFIG: o.configFile, ...o.env },
+    env: { ...base, ...(o.configFile ? { METERLINE_CONFIG: o.configFile } : {}), ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(o.cwd ? { cwd: o.cwd } : {}),
   });
