@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -32,6 +32,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await gateway?.stop();
   await broker?.stop();
+  // The install is a few hundred MB (node_modules).
+  if (app) rmSync(app, { recursive: true, force: true });
 });
 
 describe('the production install', () => {
