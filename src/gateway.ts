@@ -1,11 +1,11 @@
-import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { MqttFleet } from '../simulators/mqtt-fleet.js';
 import { planFleet, type PlannedMeter } from '../simulators/fleet-plan.js';
-import { ApiKeyRegistry, newApiKey, sha256Hex, type Principal, type Role } from './api/auth.js';
+import { ApiKeyRegistry, sha256Hex, type Principal, type Role } from './api/auth.js';
 import { configuredClientId } from './domain/client-identity.js';
 import { auditAnchorFile } from './config/audit-files.js';
 import { readAuditAnchors } from './integrations/audit-anchors.js';
@@ -32,6 +32,8 @@ import { MeterLinks } from './gateway/meter-links.js';
 import { ownStore } from './gateway/own-store.js';
 import { wireSingletonJobs } from './gateway/singleton-jobs.js';
 import { StopList } from './gateway/stop-list.js';
+import { gatewayLogger } from './log/gateway-logger.js';
+import { DEMO_ROLES, newDemoKeys, type DemoKeys } from './gateway/demo-keys.js';
 
 /** Random bytes for order ids, drawn from the CSPRNG a pool at a time: one small randomBytes() call per id costs more than the rest of the id. */
 const idPool = { bytes: Buffer.alloc(0), at: 0 };
@@ -64,8 +66,8 @@ export interface RunningGateway {
   fleet: MqttFleet | undefined;
   /** Per-meter DLMS keys and invocation counters over the store (no keys without a key master). */
   keyring: StoreKeyring;
-  /** Keys made at start-up when `auth.demoKeys` is set. */
-  demoKeys: { operator: string; billing: string; supervisor: string; admin: string } | undefined;
+  /** The demo keys when `auth.demoKeys` is set: those given in StartOptions, else new ones. */
+  demoKeys: DemoKeys | undefined;
   /**
    * Drain and stop: admit no new work (writes answer 503 E_SHUTTING_DOWN, /healthz says `stopping`), let the attempts
    * on the wire finish for up to `control.shutdownGraceMs`, then stop everything. Orders not started stay queued for
@@ -81,6 +83,8 @@ export interface StartOptions {
   clock?: Clock;
   /** Where secrets from the environment are read (the key master, transport keys); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** The demo keys to accept when `auth.demoKeys` is set (main.ts keeps them across restarts); default: new ones. */
+  demoKeys?: DemoKeys;
   /** Observe every order change the loop makes (tests, metrics). */
   onOrderChange?: (order: SwitchOrder) => void;
 }
@@ -91,7 +95,7 @@ export interface StartOptions {
  * and start the control loop. A start that cannot own its store or bind its port sends nothing to any meter.
  */
 export async function startGateway(config: GatewayConfig, options: StartOptions = {}): Promise<RunningGateway> {
-  const logger = options.logger ?? pino({ level: config.log.level, base: { instance: config.instanceId } });
+  const logger = options.logger ?? gatewayLogger(config);
   const clock = options.clock ?? systemClock;
   const stops = new StopList(logger);
   let stopping = false;
@@ -129,7 +133,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     const { controller, monitor, credit, relayAudit, metrics, events } = control;
     const singletons = wireSingletonJobs({ config, store, clock, logger, controller, monitor, relayAudit });
     duty = singletons.duty;
-    const { keys, demoKeys } = apiKeys(config, store);
+    const { keys, demoKeys } = apiKeys(config, store, options.demoKeys);
     // Configured clients are in the store too, so that an administrator can issue them more keys by id.
     await store.registerClients(keys.configuredClients(), clock.now());
     const api = await buildApi(
@@ -223,18 +227,15 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   }
 }
 
-/** The API keys: from the configuration (hashes), plus demo keys made now when `auth.demoKeys` is set. */
-function apiKeys(config: GatewayConfig, store: GatewayStore): { keys: ApiKeyRegistry; demoKeys: RunningGateway['demoKeys'] } {
+/** The API keys: from the configuration (hashes), plus the demo keys' hashes when `auth.demoKeys` is set. */
+function apiKeys(config: GatewayConfig, store: GatewayStore, given: DemoKeys | undefined): { keys: ApiKeyRegistry; demoKeys: RunningGateway['demoKeys'] } {
   const keys = new ApiKeyRegistry(store);
   // A configured key belongs to the client its configured name names (DESIGN.md §8: an identity is an id).
   const configured = (name: string, role: Role): Principal => ({ clientId: configuredClientId(name), name, role });
   for (const k of config.auth.keys) keys.add(k.sha256, configured(k.name, k.role));
   if (!config.auth.demoKeys) return { keys, demoKeys: undefined };
-  const demoKeys = { operator: newApiKey('op'), billing: newApiKey('bill'), supervisor: newApiKey('sup'), admin: newApiKey('adm') };
-  keys.add(sha256Hex(demoKeys.operator), configured('demo-operator', 'operator'));
-  keys.add(sha256Hex(demoKeys.billing), configured('demo-billing', 'billing'));
-  keys.add(sha256Hex(demoKeys.supervisor), configured('demo-supervisor', 'supervisor'));
-  keys.add(sha256Hex(demoKeys.admin), configured('demo-admin', 'admin'));
+  const demoKeys = given ?? newDemoKeys();
+  for (const role of DEMO_ROLES) keys.add(sha256Hex(demoKeys[role]), configured(`demo-${role}`, role));
   return { keys, demoKeys };
 }
 
@@ -281,22 +282,4 @@ function startDemoPayments(
       })
       .catch((err: unknown) => logger.error({ err }, 'demo payment failed'));
   }, everyMs);
-}
-
-/** Write the demo keys where a shell can `source` them. */
-export function writeDemoKeysFile(path: string, gateway: RunningGateway): void {
-  if (!gateway.demoKeys) return;
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(
-    path,
-    [
-      `export METERLINE_URL=${gateway.apiUrl}`,
-      `export METERLINE_KEY=${gateway.demoKeys.operator}`,
-      `export METERLINE_BILLING_KEY=${gateway.demoKeys.billing}`,
-      `export METERLINE_SUPERVISOR_KEY=${gateway.demoKeys.supervisor}`,
-      `export METERLINE_ADMIN_KEY=${gateway.demoKeys.admin}`,
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
 }

@@ -3,7 +3,11 @@ import { ConfigError, loadConfig } from './config/load-config.js';
 import { publicBrokerUrl } from '../drivers/mqtt/mqtt-driver.js';
 import { MeterlineError } from './errors.js';
 import { describePostgres } from './store/store-availability.js';
-import { startGateway, writeDemoKeysFile, type RunningGateway } from './gateway.js';
+import { startGateway, type RunningGateway } from './gateway.js';
+import { DEMO_KEY_ENV, DEMO_ROLES, demoKeysFile, demoKeysFor, writeDemoKeysFile } from './gateway/demo-keys.js';
+
+/** The program's own arguments; the configuration comes from files and the environment. */
+const ARGS_USAGE = 'usage: node dist/src/main.js [--new-keys]   (--new-keys: replace the demo keys kept in the data directory)';
 
 /** `npm start`: run the gateway on the configuration in config/ (+ METERLINE_CONFIG, + METERLINE__* env). */
 async function main(): Promise<void> {
@@ -17,13 +21,23 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  const args = process.argv.slice(2);
+  const unknown = args.filter((a) => a !== '--new-keys');
+  const newKeys = args.includes('--new-keys');
+  if (unknown.length > 0 || (newKeys && !config.auth.demoKeys)) {
+    const why = unknown.length > 0 ? `unknown argument ${unknown.map((a) => `"${a}"`).join(', ')}` : '--new-keys replaces demo keys, and auth.demoKeys is off';
+    process.stderr.write(`meterline: E_USAGE: ${why}\n${ARGS_USAGE}\n`);
+    process.exit(2);
+  }
+  // Demo keys outlive a restart (sourced shells and open consoles keep working) until --new-keys replaces them.
+  const keysFile = demoKeysFile(config);
+  const demoKeys = config.auth.demoKeys ? demoKeysFor(keysFile, newKeys) : undefined;
   // Signals are handled from the first moment: a SIGTERM during start stops the gateway as soon as it is up (a
   // start does nothing on the wire before it owns its store and port), and SIGHUP never kills it silently.
   const signals = watchSignals();
-  const gateway = await startGateway(config);
+  const gateway = await startGateway(config, demoKeys ? { demoKeys } : {});
   signals.started(gateway);
-  const keysFile = resolve(config.store.sqlite.path, '..', 'demo-keys.env');
-  writeDemoKeysFile(keysFile, gateway);
+  if (gateway.demoKeys) writeDemoKeysFile(keysFile, gateway.apiUrl, gateway.demoKeys);
 
   const lines = [
     '',
@@ -35,10 +49,10 @@ async function main(): Promise<void> {
   ];
   if (gateway.fleet) lines.push(`  simulator  ${gateway.fleet.size} simulated meters in this process (${[...gateway.fleet.meterIds()][0]} …)`);
   if (gateway.demoKeys) {
+    const keys = gateway.demoKeys;
     lines.push(
-      `  demo keys  operator: ${gateway.demoKeys.operator}`,
-      `             billing:  ${gateway.demoKeys.billing}`,
-      `             (also in ${keysFile}: run "source ${keysFile}" in another shell)`,
+      ...DEMO_ROLES.map((role, i) => `  ${i === 0 ? 'demo keys' : '         '}  ${`${role}:`.padEnd(12)}${keys[role]}   ($${DEMO_KEY_ENV[role]})`),
+      `             kept in ${keysFile} (mode 0600, a demo convenience) across restarts; --new-keys replaces them`,
       '',
       'Try, in another shell:',
       `  source ${keysFile}`,
@@ -46,7 +60,8 @@ async function main(): Promise<void> {
       `       -H "Idempotency-Key: try-1" -H "Content-Type: application/json" -d '{"reason":"payment"}'`,
     );
   }
-  process.stdout.write(lines.join('\n') + '\n\n');
+  // On stderr: stdout is the log alone, so `npm start | jq` reads every line of it.
+  process.stderr.write(lines.join('\n') + '\n\n');
 }
 
 /**

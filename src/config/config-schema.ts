@@ -273,7 +273,15 @@ export const ConfigSchema = z
         anchorEveryMs: z.number().int().min(0),
       })
       .strict(),
-    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+        /** `iso`: ISO 8601 UTC times ("2026-11-28T02:14:21.123Z"); `epoch`: milliseconds since 1970, as pino writes them. */
+        time: z.enum(['iso', 'epoch']).default('iso'),
+        /** `auto`: readable lines when stdout is a terminal, JSON otherwise; `json` or `pretty` always. */
+        format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+      })
+      .strict(),
   })
   .strict();
 

@@ -85,9 +85,19 @@ function describeIssue(issue: z.core.$ZodIssue, origins: Map<string, string>): s
   return `${path}${origin ? ` (from ${origin})` : ''}: ${issue.message}`;
 }
 
+/**
+ * NODE_ENV=production runs without the demo: `config/production-defaults.json` goes over the defaults (no demo keys,
+ * no simulated fleet, an external broker), unless METERLINE_DEMO=1 asks for the demo explicitly.
+ */
+export function productionMode(env: NodeJS.ProcessEnv): boolean {
+  return env.NODE_ENV === 'production' && env.METERLINE_DEMO !== '1' && env.METERLINE_DEMO !== 'true';
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: JsonObject = {}): GatewayConfig {
   const root = projectRoot();
   let merged = readJsonFile(join(root, 'config', 'default.json'));
+  const production = productionMode(env);
+  if (production) merged = deepMerge(merged, readJsonFile(join(root, 'config', 'production-defaults.json')));
   if (env.METERLINE_CONFIG) merged = deepMerge(merged, readJsonFile(env.METERLINE_CONFIG));
   merged = deepMerge(merged, overrides);
   const origins = new Map<string, string>();
@@ -101,5 +111,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Json
   merged = applyEnv(merged, env, origins);
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) throw new ConfigError(result.error.issues.map((i) => describeIssue(i, origins)));
+  // Demo keys are printed and kept in plain text: a production start never makes them, whatever a file or variable says.
+  if (production && result.data.auth.demoKeys) {
+    const origin = origins.get('auth.demoKeys') ?? env.METERLINE_CONFIG;
+    throw new ConfigError([`auth.demoKeys${origin ? ` (from ${origin})` : ''}: demo keys are refused with NODE_ENV=production; set METERLINE_DEMO=1 to run the demo`]);
+  }
   return result.data;
 }
