@@ -1,31 +1,18 @@
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
+import { runCli } from './run-cli.js';
 
 /**
  * `meterline orders` as a script or an operator on a terminal pages through a busy gateway: newest first, `--limit`,
  * `--after` the cursor the previous page printed, the filters as options, `--json` for the page itself.
  * The built CLI (dist/) as a separate process against a real gateway.
  */
-const CLI = join(process.cwd(), 'dist', 'src', 'cli', 'meterline.js');
 const CLOSES = 'acme-em340-fw2.4';
 let f: GatewayFixture;
 let all: string[] = [];
 let newest = '';
 
-function meterline(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, METERLINE_URL: f.gateway.apiUrl, METERLINE_KEY: f.operatorKey };
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const meterline = (args: string[]) => runCli(args, { METERLINE_URL: f.gateway.apiUrl, METERLINE_KEY: f.operatorKey });
 
 beforeAll(async () => {
   f = await startGatewayFixture(['CP-1', 'CP-2'].map((meterId) => ({ meterId, profileId: CLOSES, initialRelay: 'connected' as const })));
