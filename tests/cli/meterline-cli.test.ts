@@ -1,15 +1,14 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
+import { runCli } from './run-cli.js';
 
 /**
  * The built `meterline` command (node dist/src/cli/meterline.js, built by `npm run build`) against a real gateway,
  * mosquitto and simulated meters: what a script sees on stdout, stderr and in the exit code.
  */
-const CLI = join(process.cwd(), 'dist', 'src', 'cli', 'meterline.js');
 const CLOSES = 'acme-em340-fw2.4';
 const meters: TestMeter[] = [
   { meterId: 'CLI-1', profileId: CLOSES, initialRelay: 'disconnected' },
@@ -22,19 +21,9 @@ const meters: TestMeter[] = [
 let f: GatewayFixture;
 const dir = mkdtempSync(join(tmpdir(), 'ml-cli-'));
 
-function meterline(args: string[], key: string | null = f.operatorKey): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    // An empty config directory: no stored context of the user running the tests stands in for a missing key.
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, XDG_CONFIG_HOME: join(dir, 'config'), METERLINE_URL: f.gateway.apiUrl, ...(key ? { METERLINE_KEY: key } : {}) };
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+/** An empty config directory: no stored context of the user running the tests stands in for a missing key. */
+const meterline = (args: string[], key: string | null = f.operatorKey) =>
+  runCli(args, { XDG_CONFIG_HOME: join(dir, 'config'), METERLINE_URL: f.gateway.apiUrl, ...(key ? { METERLINE_KEY: key } : {}) });
 
 beforeAll(async () => {
   // The gateway reads its key master from its environment (here: this process's), for `keys import`.
