@@ -9,15 +9,27 @@ import * as orders from './pages/orders.js';
 import * as workOrders from './pages/work-orders.js';
 import * as meters from './pages/meters.js';
 import * as plans from './pages/plans.js';
+import * as order from './pages/order.js';
+import * as alerts from './pages/alerts.js';
+import * as breakers from './pages/breakers.js';
+import * as links from './pages/links.js';
+import * as audit from './pages/audit.js';
+import * as apiKeys from './pages/api-keys.js';
 
 /** [pattern, module, page name] — the first match wins. */
 const ROUTES = [
   [/^\/signin$/, signin, 'signin'],
   [/^\/overview$/, overview, 'overview'],
   [/^\/orders$/, orders, 'orders'],
+  [/^\/orders\/(?<orderId>[^/]+)$/, order, 'orders'],
   [/^\/work-orders$/, workOrders, 'work-orders'],
   [/^\/meters(?:\/(?<meterId>[^/]+))?$/, meters, 'meters'],
   [/^\/plans(?:\/(?<planId>[^/]+))?$/, plans, 'plans'],
+  [/^\/alerts$/, alerts, 'alerts'],
+  [/^\/breakers$/, breakers, 'breakers'],
+  [/^\/links$/, links, 'links'],
+  [/^\/audit$/, audit, 'audit'],
+  [/^\/keys$/, apiKeys, 'keys'],
 ];
 
 const main = document.getElementById('main');

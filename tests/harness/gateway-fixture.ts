@@ -31,6 +31,7 @@ export interface GatewayFixture {
   billingKey: string;
   supervisorKey: string;
   adminKey: string;
+  fieldKey: string;
   http(method: string, path: string, options?: { body?: unknown; key?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
   /** Poll the API until the order is in one of `states` (default: any terminal state). */
   waitForOrder(orderId: string, states?: OrderState[], timeoutMs?: number): Promise<any>;
@@ -127,6 +128,7 @@ export async function startGatewayFixture(
     billingKey: gateway.demoKeys!.billing,
     supervisorKey: gateway.demoKeys!.supervisor,
     adminKey: gateway.demoKeys!.admin,
+    fieldKey: gateway.demoKeys!.field,
     http,
     async waitForOrder(orderId, states, timeoutMs = 20_000) {
       const until = Date.now() + timeoutMs;
@@ -155,6 +157,7 @@ export async function startGatewayFixture(
         billingKey: again.demoKeys!.billing,
         supervisorKey: again.demoKeys!.supervisor,
         adminKey: again.demoKeys!.admin,
+        fieldKey: again.demoKeys!.field,
       });
     },
     async stop() {
