@@ -40,6 +40,10 @@ describe('the rules on an order', () => {
     const order = await f.waitForOrder(res.body.id);
     expect(order.state).toBe('done');
     expect(order.rules).toEqual([expect.objectContaining({ rule: 'reconnectWins', outcome: 'passed' })]);
+    // Its callback to billing, found by the order's id: only that order's, and only for the client whose feed it is.
+    const mine = await f.http('GET', `/v1/callbacks/deliveries?orderId=${order.id}`, { key: f.billingKey });
+    expect(mine.body.items.map((e: any) => [e.orderId, e.kind])).toEqual([[order.id, 'order.done']]);
+    expect((await f.http('GET', `/v1/callbacks/deliveries?orderId=${order.id}`, { key: f.operatorKey })).body.items).toEqual([]);
   });
 
   it('a disconnect while a reconnect is open is stopped by rule 12 before any other rule is checked', async () => {

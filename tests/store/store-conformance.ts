@@ -844,6 +844,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(await feedOf('credit-control')).toEqual([[1, 'order.cancelled', c1!.order.id]]);
       // Paging by cursor, and the delivery state of one client's event leaves the other's with the same number alone.
       expect((await store.clientEvents('bill-a', 1, 1)).map((e) => e.seq)).toEqual([2]);
+      // One order's events (the order page): only that order's, and only in the asking client's own feed.
+      expect((await store.clientEvents('bill-a', 0, 100, a2!.order.id)).map((e) => [e.seq, e.orderId])).toEqual([[2, a2!.order.id]]);
+      expect(await store.clientEvents('bill-b', 0, 100, a2!.order.id)).toEqual([]);
       await store.markClientEvent('bill-a', 1, now, { delivered: true });
       await store.markClientEvent('bill-b', 2, now, { delivered: false, error: 'HTTP 503', retryAt: now + 1000 });
       expect((await store.pendingClientEvents('bill-a', 100)).map((e) => e.seq)).toEqual([2, 3]);
