@@ -1057,7 +1057,7 @@ export class PostgresStore implements GatewayStore {
     return rows.map(orderFromRow);
   }
 
-  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]> {
+  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; orderId?: string; limit: number }): Promise<WorkOrder[]> {
     return work.listWorkOrders(this.r, query);
   }
 

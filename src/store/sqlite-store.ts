@@ -1036,7 +1036,7 @@ export class SqliteStore implements GatewayStore {
     return rows.map(orderFromRow);
   }
 
-  async listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]> {
+  async listWorkOrders(query: { status?: WorkOrderStatus; region?: string; orderId?: string; limit: number }): Promise<WorkOrder[]> {
     return this.p.work.list(query);
   }
 

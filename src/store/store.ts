@@ -648,7 +648,7 @@ export interface GatewayStore {
   escalateOrder(orderId: string, now: number, plan: WorkOrderPlan, slowRetryAt: number): Promise<{ order: SwitchOrder; workOrder: WorkOrder } | undefined>;
   /** Open reconnects not yet escalated whose deadline is at or before `before`. */
   reconnectsNearDeadline(before: number, limit: number): Promise<SwitchOrder[]>;
-  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]>;
+  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; orderId?: string; limit: number }): Promise<WorkOrder[]>;
   getWorkOrder(id: string): Promise<WorkOrder | undefined>;
   assignWorkOrder(id: string, assignee: string, actor: string, now: number): Promise<WorkOrder>;
   /**

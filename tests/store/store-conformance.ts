@@ -1044,6 +1044,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(after).toMatchObject({ state: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT });
       const mine = (await store.listWorkOrders({ limit: 10 })).filter((w) => w.orderId === id);
       expect(mine).toHaveLength(1);
+      // Found by its switch order (the order page).
+      expect((await store.listWorkOrders({ orderId: id, limit: 10 })).map((w) => w.id)).toEqual([raised!.workOrder.id]);
+      expect(await store.listWorkOrders({ orderId: 'no-such-order', limit: 10 })).toEqual([]);
       expect(mine[0]).toMatchObject({ id: raised!.workOrder.id, kind: 'load_side_voltage', priority: 1, status: 'open', dueAt: now + 19 * H });
       expect(mine[0]!.reason).toMatch(/^voltage on the load side: do not close from afar.*close refused: 231 V on the load side/);
       const told = (await store.pendingNotifications(t, 10, ['work_order.'])).filter((x) => x.kind === 'work_order.updated');
