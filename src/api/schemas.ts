@@ -126,6 +126,16 @@ export const OrderEventView = z.object({
   reason: z.string().nullable(),
 });
 
+export const RuleView = z.object({
+  rule: z.string().describe('The rule\'s key in the gate (e.g. plan, notice, window, reconnectWins)'),
+  name: z.string().describe('The rule in words, with its DOMAIN.md number: "rule 7: central authority, maker–checker"'),
+  outcome: z
+    .enum(['passed', 'held', 'stopped', 'not_checked', 'not_applicable'])
+    .describe('passed: evaluated and let the order through; held: it makes the order wait (now, or when the order ended); stopped: it refused or cancelled the order; not_checked: not evaluated (a rule before it held or stopped the order, or the order has not got that far); not_applicable: this action and reason do not go through it'),
+  code: z.string().nullable().describe('The code it held or stopped the order with (or, for a rule passed later, the code it held it with before)'),
+  detail: z.string().nullable(),
+});
+
 export const OrderView = z.object({
   id: z.string(),
   meterId: z.string(),
@@ -157,6 +167,10 @@ export const OrderView = z.object({
     .describe('The relay state the last read-back showed; verified is true only for done and armed'),
   attempts: z.array(AttemptView).optional(),
   events: z.array(OrderEventView).optional(),
+  rules: z
+    .array(RuleView)
+    .optional()
+    .describe('GET /v1/orders/{orderId} only: the rules the order passed or was held or stopped by, in the gate\'s order, told from its stored events; a rule is never called passed unless it was evaluated'),
   notifications: z
     .array(
       z.object({

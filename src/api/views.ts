@@ -3,13 +3,14 @@ import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import type { Attempt, OrderEvent, SwitchOrder } from '../domain/switch-order.js';
 import { isTerminal } from '../domain/switch-order.js';
 import { NO_REMOTE_ATTEMPT } from '../domain/escalation.js';
+import type { RuleFinding } from '../domain/policy/order-rules.js';
 import type { NotificationRecord, MeterView as StoredMeter } from '../store/store.js';
 import type { MeterView, OrderView } from './schemas.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
 
-export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEvent[], notifications?: NotificationRecord[]): z.infer<typeof OrderView> {
+export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEvent[], notifications?: NotificationRecord[], rules?: RuleFinding[]): z.infer<typeof OrderView> {
   return {
     id: o.id,
     meterId: o.meterId,
@@ -56,6 +57,7 @@ export function orderView(o: SwitchOrder, attempts?: Attempt[], events?: OrderEv
     ...(notifications
       ? { notifications: notifications.map((n) => ({ id: n.id, kind: n.kind, createdAt: iso(n.createdAt), deliveredAt: isoOrNull(n.deliveredAt), attempts: n.attempts, lastError: n.lastError })) }
       : {}),
+    ...(rules ? { rules } : {}),
   };
 }
 

@@ -37,7 +37,7 @@ export async function orderChanged(q: Q, order: SwitchOrder, now: number): Promi
   });
 }
 
-const SQL = { after: numbered(CLIENT_FEED_SQL.after), pending: numbered(CLIENT_FEED_SQL.pending), delivered: numbered(CLIENT_FEED_SQL.delivered), failed: numbered(CLIENT_FEED_SQL.failed) };
+const SQL = { after: numbered(CLIENT_FEED_SQL.after), afterForOrder: numbered(CLIENT_FEED_SQL.afterForOrder), pending: numbered(CLIENT_FEED_SQL.pending), delivered: numbered(CLIENT_FEED_SQL.delivered), failed: numbered(CLIENT_FEED_SQL.failed) };
 
 const subFromRow = (r: Row): CallbackSubscription => ({ client: r.client as string, url: r.url as string, secret: r.secret as string, updatedAt: r.updated_at as number });
 
@@ -59,8 +59,9 @@ export async function callbacks(q: Q): Promise<CallbackSubscription[]> {
   return (await q.all('SELECT * FROM callback_subscriptions')).map(subFromRow);
 }
 
-export async function clientEvents(q: Q, client: string, afterSeq: number, limit: number): Promise<ClientEvent[]> {
-  return (await q.all(SQL.after, [client, afterSeq, limit])).map(clientEventFromRow);
+export async function clientEvents(q: Q, client: string, afterSeq: number, limit: number, orderId?: string): Promise<ClientEvent[]> {
+  const rows = orderId === undefined ? await q.all(SQL.after, [client, afterSeq, limit]) : await q.all(SQL.afterForOrder, [client, orderId, afterSeq, limit]);
+  return rows.map(clientEventFromRow);
 }
 
 export async function pendingClientEvents(q: Q, client: string, limit: number): Promise<ClientEvent[]> {

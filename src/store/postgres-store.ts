@@ -1057,7 +1057,7 @@ export class PostgresStore implements GatewayStore {
     return rows.map(orderFromRow);
   }
 
-  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]> {
+  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; orderId?: string; limit: number }): Promise<WorkOrder[]> {
     return work.listWorkOrders(this.r, query);
   }
 
@@ -1354,8 +1354,8 @@ export class PostgresStore implements GatewayStore {
     return billing.callbacks(this.r);
   }
 
-  clientEvents(client: string, afterSeq: number, limit: number): Promise<ClientEvent[]> {
-    return billing.clientEvents(this.r, client, afterSeq, limit);
+  clientEvents(client: string, afterSeq: number, limit: number, orderId?: string): Promise<ClientEvent[]> {
+    return billing.clientEvents(this.r, client, afterSeq, limit, orderId);
   }
 
   pendingClientEvents(client: string, limit: number): Promise<ClientEvent[]> {

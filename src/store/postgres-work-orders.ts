@@ -63,11 +63,12 @@ export async function cancelWorkOrderFor(q: Q, orderId: string, why: string, now
   return after;
 }
 
-export async function listWorkOrders(q: Q, query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]> {
+export async function listWorkOrders(q: Q, query: { status?: WorkOrderStatus; region?: string; orderId?: string; limit: number }): Promise<WorkOrder[]> {
   const where: string[] = [];
   const args: unknown[] = [];
   if (query.status) (args.push(query.status), where.push(`status = $${args.length}`));
   if (query.region) (args.push(query.region), where.push(`region = $${args.length}`));
+  if (query.orderId) (args.push(query.orderId), where.push(`order_id = $${args.length}`));
   args.push(query.limit);
   const sql = `SELECT * FROM work_orders ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY priority, due_at LIMIT $${args.length}`;
   return (await q.all(sql, args)).map(workOrderFromRow);

@@ -54,6 +54,7 @@ export class SqliteBilling {
       nextSeq: db.prepare(CLIENT_FEED_SQL.nextSeq),
       insert: db.prepare(CLIENT_FEED_SQL.insert),
       after: db.prepare(CLIENT_FEED_SQL.after),
+      afterForOrder: db.prepare(CLIENT_FEED_SQL.afterForOrder),
       pending: db.prepare(CLIENT_FEED_SQL.pending),
       delivered: db.prepare(CLIENT_FEED_SQL.delivered),
       failed: db.prepare(CLIENT_FEED_SQL.failed),
@@ -87,8 +88,9 @@ export class SqliteBilling {
     return (this.db.prepare('SELECT * FROM callback_subscriptions').all() as Row[]).map((r) => ({ client: r.client as string, url: r.url as string, secret: r.secret as string, updatedAt: r.updated_at as number }));
   }
 
-  events(client: string, afterSeq: number, limit: number): ClientEvent[] {
-    return (this.feed.after.all(client, afterSeq, limit) as Row[]).map(clientEventFromRow);
+  events(client: string, afterSeq: number, limit: number, orderId?: string): ClientEvent[] {
+    const rows = orderId === undefined ? this.feed.after.all(client, afterSeq, limit) : this.feed.afterForOrder.all(client, orderId, afterSeq, limit);
+    return (rows as Row[]).map(clientEventFromRow);
   }
 
   pending(client: string, limit: number): ClientEvent[] {

@@ -1036,7 +1036,7 @@ export class SqliteStore implements GatewayStore {
     return rows.map(orderFromRow);
   }
 
-  async listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]> {
+  async listWorkOrders(query: { status?: WorkOrderStatus; region?: string; orderId?: string; limit: number }): Promise<WorkOrder[]> {
     return this.p.work.list(query);
   }
 
@@ -1316,9 +1316,9 @@ export class SqliteStore implements GatewayStore {
     return this.p.billing.callbacks();
   }
 
-  async clientEvents(client: string, afterSeq: number, limit: number): Promise<ClientEvent[]> {
+  async clientEvents(client: string, afterSeq: number, limit: number, orderId?: string): Promise<ClientEvent[]> {
     await this.flushNow();
-    return this.p.billing.events(client, afterSeq, limit);
+    return this.p.billing.events(client, afterSeq, limit, orderId);
   }
 
   async pendingClientEvents(client: string, limit: number): Promise<ClientEvent[]> {

@@ -66,11 +66,12 @@ export class SqliteWorkOrders {
     return after;
   }
 
-  list(q: { status?: WorkOrderStatus; region?: string; limit: number }): WorkOrder[] {
+  list(q: { status?: WorkOrderStatus; region?: string; orderId?: string; limit: number }): WorkOrder[] {
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.status) (where.push('status = ?'), args.push(q.status));
     if (q.region) (where.push('region = ?'), args.push(q.region));
+    if (q.orderId) (where.push('order_id = ?'), args.push(q.orderId));
     const sql = `SELECT * FROM work_orders ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY priority, due_at LIMIT ?`;
     return (this.db.prepare(sql).all(...args, q.limit) as Row[]).map(workOrderFromRow);
   }

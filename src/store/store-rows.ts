@@ -380,6 +380,8 @@ export const CLIENT_FEED_SQL = {
   nextSeq: 'INSERT INTO client_seq (client, last_seq) VALUES (?, 1) ON CONFLICT (client) DO UPDATE SET last_seq = client_seq.last_seq + 1 RETURNING last_seq',
   insert: 'INSERT INTO client_feed (client, seq, meter_id, order_id, kind, payload, at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   after: 'SELECT * FROM client_feed WHERE client = ? AND seq > ? ORDER BY seq LIMIT ?',
+  /** One order's events in the client's feed (the order page); walks the client's feed by its key. */
+  afterForOrder: 'SELECT * FROM client_feed WHERE client = ? AND order_id = ? AND seq > ? ORDER BY seq LIMIT ?',
   pending: 'SELECT * FROM client_feed WHERE client = ? AND delivered_at IS NULL ORDER BY seq LIMIT ?',
   delivered: 'UPDATE client_feed SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE client = ? AND seq = ?',
   failed: 'UPDATE client_feed SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE client = ? AND seq = ?',

@@ -648,7 +648,7 @@ export interface GatewayStore {
   escalateOrder(orderId: string, now: number, plan: WorkOrderPlan, slowRetryAt: number): Promise<{ order: SwitchOrder; workOrder: WorkOrder } | undefined>;
   /** Open reconnects not yet escalated whose deadline is at or before `before`. */
   reconnectsNearDeadline(before: number, limit: number): Promise<SwitchOrder[]>;
-  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; limit: number }): Promise<WorkOrder[]>;
+  listWorkOrders(query: { status?: WorkOrderStatus; region?: string; orderId?: string; limit: number }): Promise<WorkOrder[]>;
   getWorkOrder(id: string): Promise<WorkOrder | undefined>;
   assignWorkOrder(id: string, assignee: string, actor: string, now: number): Promise<WorkOrder>;
   /**
@@ -706,8 +706,8 @@ export interface GatewayStore {
   setCallback(client: string, url: string, secret: string, now: number): Promise<CallbackSubscription>;
   getCallback(client: string): Promise<CallbackSubscription | undefined>;
   listCallbacks(): Promise<CallbackSubscription[]>;
-  /** The client's events with a seq above `afterSeq`, in seq order. */
-  clientEvents(client: string, afterSeq: number, limit: number): Promise<ClientEvent[]>;
+  /** The client's events with a seq above `afterSeq`, in seq order; only one order's when `orderId` is given. */
+  clientEvents(client: string, afterSeq: number, limit: number, orderId?: string): Promise<ClientEvent[]>;
   pendingClientEvents(client: string, limit: number): Promise<ClientEvent[]>;
   markClientEvent(client: string, seq: number, now: number, result: { delivered: true } | { delivered: false; error: string; retryAt: number }): Promise<void>;
 

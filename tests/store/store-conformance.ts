@@ -844,6 +844,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(await feedOf('credit-control')).toEqual([[1, 'order.cancelled', c1!.order.id]]);
       // Paging by cursor, and the delivery state of one client's event leaves the other's with the same number alone.
       expect((await store.clientEvents('bill-a', 1, 1)).map((e) => e.seq)).toEqual([2]);
+      // One order's events (the order page): only that order's, and only in the asking client's own feed.
+      expect((await store.clientEvents('bill-a', 0, 100, a2!.order.id)).map((e) => [e.seq, e.orderId])).toEqual([[2, a2!.order.id]]);
+      expect(await store.clientEvents('bill-b', 0, 100, a2!.order.id)).toEqual([]);
       await store.markClientEvent('bill-a', 1, now, { delivered: true });
       await store.markClientEvent('bill-b', 2, now, { delivered: false, error: 'HTTP 503', retryAt: now + 1000 });
       expect((await store.pendingClientEvents('bill-a', 100)).map((e) => e.seq)).toEqual([2, 3]);
@@ -1041,6 +1044,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(after).toMatchObject({ state: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT });
       const mine = (await store.listWorkOrders({ limit: 10 })).filter((w) => w.orderId === id);
       expect(mine).toHaveLength(1);
+      // Found by its switch order (the order page).
+      expect((await store.listWorkOrders({ orderId: id, limit: 10 })).map((w) => w.id)).toEqual([raised!.workOrder.id]);
+      expect(await store.listWorkOrders({ orderId: 'no-such-order', limit: 10 })).toEqual([]);
       expect(mine[0]).toMatchObject({ id: raised!.workOrder.id, kind: 'load_side_voltage', priority: 1, status: 'open', dueAt: now + 19 * H });
       expect(mine[0]!.reason).toMatch(/^voltage on the load side: do not close from afar.*close refused: 231 V on the load side/);
       const told = (await store.pendingNotifications(t, 10, ['work_order.'])).filter((x) => x.kind === 'work_order.updated');

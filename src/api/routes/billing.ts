@@ -409,12 +409,13 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
   r.get('/v1/callbacks/deliveries', {
     schema: {
       summary: 'The delivery log of this client’s callbacks: every event with its attempts, delivery time and last error',
+      description: '`orderId` narrows it to one order’s events (the console’s order page); only this client’s own callbacks are ever listed.',
       tags: ['billing'],
-      querystring: Cursor,
+      querystring: Cursor.extend({ orderId: z.string().min(1).max(200).optional().describe('Only the events about this order') }),
       response: { 200: z.object({ items: z.array(EventView) }), 401: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     onRequest: requirePermission(deps.keys, 'changes:read'),
-    handler: async (req) => ({ items: (await deps.store.clientEvents(req.principal!.clientId, req.query.after, req.query.limit)).map(eventView) }),
+    handler: async (req) => ({ items: (await deps.store.clientEvents(req.principal!.clientId, req.query.after, req.query.limit, req.query.orderId)).map(eventView) }),
   });
 }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { ERRORS, MeterlineError, type ErrorCode } from '../../errors.js';
 import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
 import { REASON_RULES } from '../../domain/policy/disconnect-gate.js';
+import { orderRules } from '../../domain/policy/order-rules.js';
 import type { OrderReason } from '../../domain/switch-order.js';
 import { checkDisconnectReason, requirePermission, type Role } from '../auth.js';
 import { idempotentWrite } from '../idempotent-write.js';
@@ -277,7 +278,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
 
   r.get('/v1/orders/:orderId', {
     schema: {
-      summary: 'An order: its state, every attempt with outcome, latency and evidence, and every state change',
+      summary: 'An order: its state, every attempt with outcome, latency and evidence, every state change, and the rules it passed or was held or stopped by',
       tags: ['switching'],
       params: OrderIdParam,
       response: { 200: OrderView, 401: ErrorView, 404: ErrorView },
@@ -288,7 +289,8 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       const order = await deps.store.getOrder(req.params.orderId);
       if (!order) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${req.params.orderId} does not exist; check the id returned when the order was created`);
       const [attempts, events, notifications] = await Promise.all([deps.store.listAttempts(order.id), deps.store.listOrderEvents(order.id), deps.store.listNotifications(order.meterId)]);
-      return orderView(order, attempts, events, notifications.filter((n) => n.orderId === order.id));
+      const rules = orderRules({ ...order, events, policy: deps.submitContext().policy });
+      return orderView(order, attempts, events, notifications.filter((n) => n.orderId === order.id), rules);
     },
   });
 

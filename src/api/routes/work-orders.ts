@@ -58,13 +58,13 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
     schema: {
       summary: 'Work orders, most urgent first (priority, then due time)',
       tags: ['work orders'],
-      querystring: z.object({ status: z.enum(WORK_ORDER_STATUSES).optional(), region: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+      querystring: z.object({ status: z.enum(WORK_ORDER_STATUSES).optional(), region: z.string().optional(), orderId: z.string().min(1).max(200).optional().describe('Only the work orders raised for this switch order'), limit: z.coerce.number().int().min(1).max(1000).default(100) }),
       response: { 200: z.object({ items: z.array(WorkOrderView) }), 401: ErrorView, 403: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     onRequest: requirePermission(deps.keys, 'workorder:read'),
     handler: async (req) => {
-      const q = { limit: req.query.limit, ...(req.query.status ? { status: req.query.status } : {}), ...(req.query.region ? { region: req.query.region } : {}) };
+      const q = { limit: req.query.limit, ...(req.query.status ? { status: req.query.status } : {}), ...(req.query.region ? { region: req.query.region } : {}), ...(req.query.orderId ? { orderId: req.query.orderId } : {}) };
       return { items: (await deps.store.listWorkOrders(q)).map((w) => workOrderView(w, now())) };
     },
   });

@@ -77,7 +77,7 @@ async function renderMeter(main, ctx, meterId) {
         table(
           'Open orders',
           [
-            { label: 'Order', cell: (o) => h('code', {}, o.id) },
+            { label: 'Order', cell: (o) => h('a', { href: `#/orders/${encodeURIComponent(o.id)}` }, h('code', {}, o.id)) },
             { label: 'Action', cell: (o) => orderWhat(o) },
             { label: 'State', cell: (o) => badge(o.state) },
             { label: 'Why', cell: (o) => o.stateReason ?? '' },
@@ -126,7 +126,7 @@ async function renderMeter(main, ctx, meterId) {
           { label: 'When', cell: (i) => fmtTime(i.at) },
           { label: 'Kind', cell: (i) => i.kind },
           { label: 'What', cell: (i) => i.summary },
-          { label: 'Order', cell: (i) => (i.orderId ? h('code', {}, i.orderId) : '') },
+          { label: 'Order', cell: (i) => (i.orderId ? h('a', { href: `#/orders/${encodeURIComponent(i.orderId)}` }, h('code', {}, i.orderId)) : '') },
         ],
         items.slice(0, 300),
         { class: 'compact timeline', empty: 'Nothing has happened to this meter yet.' },

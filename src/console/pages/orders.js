@@ -300,7 +300,7 @@ export async function render(main, ctx) {
       table(
         `${orders.length} order(s) on this page, newest first`,
         [
-          { label: 'Order', cell: (o) => h('code', {}, o.id) },
+          { label: 'Order', cell: (o) => h('a', { href: `#/orders/${encodeURIComponent(o.id)}` }, h('code', {}, o.id)) },
           { label: 'Meter', cell: (o) => h('a', { href: `#/meters/${encodeURIComponent(o.meterId)}` }, o.meterId) },
           { label: 'Action', cell: (o) => `${orderWhat(o)}${o.urgent ? ' (urgent)' : ''}` },
           { label: 'State', cell: (o) => badge(o.state) },
