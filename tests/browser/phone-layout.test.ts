@@ -54,12 +54,12 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   f = await startGatewayFixture(meters, {
     escalation: { fieldLeadHours: 8, regionLeadHours: {}, dueMarginMinutes: 60, slowRetryMs: 500, disconnectFailures: false, scanEveryMs: 200 },
-  }, 90_000);
+  });
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  }, 90_000);
+  });
   // 2,000 more meters, registered (not simulated): the fleet the overview and the Meters page must cope with.
   for (let i = 0; i < FLEET.length; i += 50) {
     const batch = await Promise.all(FLEET.slice(i, i + 50).map((id) => f.http('PUT', `/v1/meters/${id}`, { body: { profileId: CLOSES, link: 'dc-fleet', region: i % 100 === 0 ? 'south' : 'west' } })));
@@ -152,7 +152,7 @@ describe('the console on a phone (390 × 844)', () => {
           if (said.startsWith('E_ORDER_ON_WIRE')) await send.click();
           return said;
         },
-        { timeout: 40_000, intervals: [1_000] },
+        { timeout: 40_000, interval: 1_000 },
       )
       .toMatch(/^Work order for meter PH-OFF: done \(.+\) — reconnected: relay closed on site; order ord_\S+ done by field$/);
     // Done, it leaves the list of work to do; listed as done, it shows who did it.
