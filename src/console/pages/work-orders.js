@@ -1,5 +1,5 @@
 import { api, qs, session } from '../api.js';
-import { announce, badge, errorBox, field, fill, fmtMinutes, fmtTime, h, newIdempotencyKey, select, table } from '../dom.js';
+import { announce, badge, errorBox, field, fill, fmtMinutes, fmtTime, h, newIdempotencyKey, select, table, timesIn } from '../dom.js';
 import { onOrders } from '../live.js';
 
 const STATUSES = ['open', 'assigned', 'done', 'cancelled'];
@@ -36,6 +36,9 @@ export function actionWords(w) {
 
 /** Minutes to sort by: to the customer deadline, or, for an inspection (no deadline), to its due time. */
 const minutesLeft = (w) => w.timeLeftMinutes ?? (Date.parse(w.dueAt) - Date.now()) / 60_000;
+
+/** The list's order: by urgency word (a live load side first among equals in time), then time left, priority, due time. */
+export const mostUrgentFirst = (a, b) => URGENCY_RANK[urgency(a)] - URGENCY_RANK[urgency(b)] || minutesLeft(a) - minutesLeft(b) || a.priority - b.priority || Date.parse(a.dueAt) - Date.parse(b.dueAt);
 
 export async function render(main, ctx) {
   // By default the work still to do: open and assigned (a crew's own work orders stay in its list once assigned).
@@ -139,7 +142,7 @@ export async function render(main, ctx) {
     try {
       const asked = status === 'todo' ? ['open', 'assigned'] : [status === 'any' ? '' : status];
       const pages = await Promise.all(asked.map((s) => api(`/v1/work-orders${qs({ status: s, region, limit: 1000 })}`)));
-      const items = pages.flatMap((p) => p.items).sort((a, b) => URGENCY_RANK[urgency(a)] - URGENCY_RANK[urgency(b)] || minutesLeft(a) - minutesLeft(b) || a.priority - b.priority || Date.parse(a.dueAt) - Date.parse(b.dueAt));
+      const items = pages.flatMap((p) => p.items).sort(mostUrgentFirst);
       fill(
         list,
         table(
@@ -154,7 +157,7 @@ export async function render(main, ctx) {
             { label: 'Action', cell: (w) => actionWords(w) },
             { label: 'Priority', cell: (w) => String(w.priority), class: 'num' },
             { label: 'Status', cell: (w) => `${w.status}${w.assignedTo ? ` (${w.assignedTo})` : ''}` },
-            { label: 'Why', cell: (w) => w.reason },
+            { label: 'Why', cell: (w) => timesIn(w.reason) },
             ...(canUpdate ? [{ label: 'Do', cell: actions }] : []),
           ],
           items,
