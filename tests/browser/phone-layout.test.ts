@@ -131,6 +131,13 @@ describe('the console on a phone (390 × 844)', () => {
     await card.waitFor({ timeout: 20_000 });
     expect(await card.textContent()).toMatch(/^urgent/);
     const me = (await f.http('GET', '/v1/whoami', { key: f.fieldKey })).body.clientId as string;
+    // "Assign…" hands it to a crew by name; "Assign to me" takes it.
+    await card.getByText('Assign…', { exact: true }).click();
+    const assign = card.getByRole('form', { name: 'Assign the work order for meter PH-OFF' });
+    await assign.getByLabel('Assign to').fill('crew-east-2');
+    await assign.getByRole('button', { name: 'Assign', exact: true }).click();
+    await expect.poll(() => page.locator('#wo-result').textContent()).toBe('Work order for meter PH-OFF: assigned (crew-east-2)');
+    await expect.poll(() => card.locator('td[data-label="Status"]').textContent()).toBe('assigned (crew-east-2)');
     await card.getByRole('button', { name: 'Assign the work order for meter PH-OFF to me' }).click();
     await expect.poll(() => page.locator('#wo-result').textContent()).toBe(`Work order for meter PH-OFF: assigned (${me})`);
     await expect.poll(() => card.locator('td[data-label="Status"]').textContent()).toBe(`assigned (${me})`);
