@@ -33,10 +33,18 @@ const ROUTES = [
 ];
 
 const main = document.getElementById('main');
+/** The nav's items in the page's own order, before a role's landing page is moved first. */
+const NAV_ITEMS = [...document.getElementById('nav-list').children];
 let cleanup = null;
 
+/** Where a role starts: a field crew works from its work orders (first in the nav too), everyone else from the overview. */
+export const landingPage = (who) => (who?.role === 'field' ? '/work-orders' : '/overview');
+
+/** Page modules that keep state for the whole tab (a bulk's progress): forgotten when the user changes. */
+const STATEFUL = [orders];
+
 function parseHash() {
-  const raw = location.hash.replace(/^#/, '') || '/overview';
+  const raw = location.hash.replace(/^#/, '') || landingPage(session.who);
   const [path, query = ''] = raw.split('?');
   return { path, query: new URLSearchParams(query) };
 }
@@ -64,18 +72,45 @@ function showChrome() {
   const who = session.who;
   document.getElementById('nav').hidden = !who;
   document.getElementById('who').hidden = !who;
+  // No name or role is left behind when nobody is signed in (a 401, a sign-out): the header shows who is, or nothing.
+  document.getElementById('who-name').textContent = who ? who.name : '';
+  document.getElementById('who-role').textContent = who ? who.role : '';
+  setMenu(false);
   if (!who) return;
-  document.getElementById('who-name').textContent = who.name;
-  document.getElementById('who-role').textContent = who.role;
   for (const a of document.querySelectorAll('#nav a[data-needs]')) a.parentElement.hidden = !session.can(a.dataset.needs);
+  // The role's landing page comes first in the nav (Work orders for a field crew); the rest keep their order.
+  const list = document.getElementById('nav-list');
+  const items = NAV_ITEMS.slice();
+  const first = items.findIndex((li) => li.querySelector(`a[href="#${landingPage(who)}"]`));
+  if (first > 0) items.unshift(...items.splice(first, 1));
+  list.append(...items);
 }
 
-export function signOut() {
+/** Below 600 px the nav folds behind a "Menu" button so its items never widen the page. */
+function setMenu(open) {
+  const button = document.getElementById('menu-toggle');
+  button.setAttribute('aria-expanded', String(open));
+  document.getElementById('nav').classList.toggle('open', open);
+}
+
+/** Sign-out and a key that stopped working (401): nothing of the last user stays, neither in the header nor on a page. */
+function forgetUser() {
   session.key = null;
   session.who = null;
   stopLive();
+  if (cleanup) {
+    cleanup();
+    cleanup = null;
+  }
+  for (const mod of STATEFUL) mod.reset();
+  fill(main);
   showChrome();
-  navigate('/signin');
+  if (location.hash === '#/signin') void route();
+  else navigate('/signin');
+}
+
+export function signOut() {
+  forgetUser();
 }
 
 async function route() {
@@ -86,7 +121,7 @@ async function route() {
   }
   const signedIn = await ensureSignedIn();
   if (!signedIn && path !== '/signin') return navigate('/signin');
-  if (signedIn && path === '/signin') return navigate('/overview');
+  if (signedIn && path === '/signin') return navigate(landingPage(session.who));
   const match = ROUTES.map(([re, mod, name]) => ({ m: re.exec(path), mod, name })).find((r) => r.m);
   for (const a of document.querySelectorAll('#nav a')) {
     if (match && a.dataset.page === match.name) a.setAttribute('aria-current', 'page');
@@ -97,12 +132,15 @@ async function route() {
     return;
   }
   fill(main);
+  // Busy while the page loads its data, so assistive technology (and a test) knows when the page is complete.
+  main.setAttribute('aria-busy', 'true');
   const params = Object.fromEntries(Object.entries(match.m.groups ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => [k, decodeURIComponent(v)]));
   try {
-    cleanup = (await match.mod.render(main, { params, query, navigate, signedIn: () => showChrome() })) ?? null;
+    cleanup = (await match.mod.render(main, { params, query, navigate, landingPage, signedIn: () => showChrome() })) ?? null;
   } catch (err) {
     fill(main, h('h1', {}, 'Something went wrong'), h('div.error', { role: 'alert' }, h('strong', {}, err.code ?? 'Error'), ': ', err.message));
   }
+  main.setAttribute('aria-busy', 'false');
   // Move focus to the page heading so keyboard and screen-reader users start at the new content.
   const heading = main.querySelector('h1');
   if (heading) {
@@ -112,15 +150,14 @@ async function route() {
   }
 }
 
-whenUnauthorized(() => {
-  session.key = null;
-  session.who = null;
-  stopLive();
-  showChrome();
-  navigate('/signin');
-});
+whenUnauthorized(forgetUser);
 
 document.getElementById('sign-out').addEventListener('click', signOut);
+document.getElementById('menu-toggle').addEventListener('click', (e) => setMenu(e.currentTarget.getAttribute('aria-expanded') !== 'true'));
+// Choosing a page closes the menu on a phone.
+document.getElementById('nav-list').addEventListener('click', (e) => {
+  if (e.target.closest('a')) setMenu(false);
+});
 onLiveState((s) => {
   const el = document.getElementById('live-state');
   el.textContent = `live: ${s}`;

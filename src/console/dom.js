@@ -33,12 +33,29 @@ export function fill(el, ...children) {
 
 const pad = (n) => String(n).padStart(2, '0');
 
-/** "2026-11-24 09:05:03" in the browser's time zone. */
+/** The zone of a local time as the console names it: "UTC", "UTC+1", "UTC-3:30" (from the offset at that instant). */
+export function zoneName(d) {
+  const east = -d.getTimezoneOffset();
+  if (east === 0) return 'UTC';
+  const a = Math.abs(east);
+  return `UTC${east > 0 ? '+' : '-'}${Math.floor(a / 60)}${a % 60 ? `:${pad(a % 60)}` : ''}`;
+}
+
+/**
+ * Every time on every console page: "2026-11-24 09:05:03 UTC+1", in the browser's time zone and naming it, so a
+ * time never reads as another zone's. '—' for none; a string that is not a time is shown as it is.
+ */
 export function fmtTime(iso) {
-  if (!iso) return '—';
+  if (iso === null || iso === undefined || iso === '') return '—';
   const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return iso;
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneName(d)}`;
+}
+
+/** A sentence from the API with ISO times in it (a timeline summary, a reason) with each time as fmtTime shows it. */
+export function timesIn(text) {
+  if (typeof text !== 'string') return text;
+  return text.replace(/\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})\b/g, (iso) => fmtTime(iso));
 }
 
 /** "3 h 20 min", "45 min", "overdue 12 min". */

@@ -27,7 +27,7 @@ const contexts: BrowserContext[] = [];
 let n = 0;
 const key = () => ({ 'idempotency-key': `browser-${++n}` });
 
-async function signIn(apiKey: string): Promise<Page> {
+async function signIn(apiKey: string, landing = 'Overview'): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
   contexts.push(context);
   const page = await context.newPage();
@@ -35,7 +35,7 @@ async function signIn(apiKey: string): Promise<Page> {
   await page.goto(`${f.gateway.apiUrl}/`);
   await page.getByLabel('API key').fill(apiKey);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+  await page.getByRole('heading', { level: 1, name: landing }).waitFor();
   return page;
 }
 
@@ -68,15 +68,17 @@ describe('operator console', () => {
     for (const m of meters.filter((m) => m.meterId !== 'OFF-1')) expect((await f.http('GET', `/v1/meters/${m.meterId}/supply`)).status).toBe(200);
     const page = await signIn(f.operatorKey);
     await expect.poll(() => page.locator('#who-role').textContent()).toBe('operator');
-    const fleet = page.getByRole('table', { name: /^Meters/ });
-    for (const m of meters) await expect.poll(() => fleet.getByRole('link', { name: m.meterId }).count()).toBe(1);
     await expect.poll(() => page.locator('.big').first().textContent()).toBe('7 meters');
-    expect(await fleet.locator('tr[data-meter="CON-1"]').textContent()).toContain('disconnected');
-    expect(await fleet.locator('tr[data-meter="CON-2"]').textContent()).toContain('connected');
     await expect.poll(() => page.locator('#live-state').textContent(), { timeout: 5000 }).toBe('live: on');
     await page.getByRole('img', { name: /Success rate per firmware profile; alert threshold 95%/ }).waitFor();
     expect(await page.locator('svg.chart .threshold').count()).toBe(2);
     await shot(page, 'overview');
+    // The per-meter list is on the Meters page.
+    await page.getByRole('link', { name: 'List and search the meters' }).click();
+    const fleet = page.getByRole('table', { name: /^Meters/ });
+    for (const m of meters) await expect.poll(() => fleet.getByRole('link', { name: m.meterId }).count()).toBe(1);
+    expect(await fleet.locator('tr[data-meter="CON-1"]').textContent()).toContain('disconnected');
+    expect(await fleet.locator('tr[data-meter="CON-2"]').textContent()).toContain('connected');
   });
 
   it('the overview shows each link with its state, since when, its last error and its counters; at phone width (390 px) without sideways scrolling', async () => {
@@ -95,6 +97,7 @@ describe('operator console', () => {
 
   it('reconnects a meter from its page and shows the relay change, the order and the supply answer', async () => {
     const page = await signIn(f.operatorKey);
+    await page.getByRole('link', { name: 'Meters', exact: true }).click();
     await page.getByRole('link', { name: 'CON-1' }).click();
     await page.getByRole('heading', { level: 1, name: 'Meter CON-1' }).waitFor();
     await expect.poll(() => page.locator('#meter-relay').textContent()).toBe('disconnected');
@@ -233,7 +236,7 @@ describe('operator console', () => {
   it('a field key sees the meter and its work orders but no switching buttons', async () => {
     const created = await f.http('POST', '/v1/keys', { key: f.adminKey, headers: key(), body: { name: 'crew-7', role: 'field' } });
     expect(created.status).toBe(201);
-    const page = await signIn(created.body.key);
+    const page = await signIn(created.body.key, 'Work orders');
     expect(await page.locator('#who-role').textContent()).toBe('field');
     expect(await page.getByRole('link', { name: 'Plans' }).isVisible()).toBe(false);
     await page.goto(`${f.gateway.apiUrl}/console/#/meters/CON-2`);

@@ -1,5 +1,5 @@
-import { api, session } from '../api.js';
-import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, orderWhat, select, table } from '../dom.js';
+import { api, qs, session } from '../api.js';
+import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, orderWhat, select, table, timesIn } from '../dom.js';
 import { onOrders } from '../live.js';
 
 const RECONNECT_REASONS = ['payment', 'top_up', 'customer_request', 'safety_cleared', 'operator'];
@@ -15,17 +15,80 @@ export async function render(main, ctx) {
   return renderMeter(main, ctx, ctx.params.meterId);
 }
 
-function renderSearch(main, ctx) {
+const PAGE_SIZE = 50;
+
+/** A relay as last observed, in words that are true: "never read" only when the meter has no reading at all. */
+export function relayWords(relay, observedAt) {
+  if (!observedAt) return badge('never read', 'unknown');
+  return relay === 'unknown' ? badge('relay not known', 'unknown') : badge(relay);
+}
+
+/** The meters as GET /v1/fleet lists them, whose id, region, link, profile or relay contain the search words. */
+export function searchMeters(meters, words) {
+  const w = words.trim().toLowerCase();
+  if (!w) return meters;
+  return meters.filter((m) => [m.meterId, m.region, m.link, m.profileId, m.relay].some((v) => String(v).toLowerCase().includes(w)));
+}
+
+/** #/meters?q=…&page=…: every meter, 50 to a page, searched in the browser; the URL keeps the search and page. */
+async function renderSearch(main, ctx) {
   const input = h('input', { name: 'meterId', required: true, placeholder: 'e.g. SIM-000001', autocomplete: 'off' });
+  const words = ctx.query.get('q') ?? '';
+  const pageNo = Math.max(1, Number(ctx.query.get('page')) || 1);
+  const search = h('input', { name: 'q', type: 'search', value: words, placeholder: 'id, region, link, profile or relay', autocomplete: 'off' });
+  const listBox = h('div', { id: 'meter-list' });
+  const pager = h('nav.pager', { 'aria-label': 'Meter pages' });
   main.append(
     h('h1', {}, 'Meters'),
     h(
       'form.card.inline-form',
-      { role: 'search', onsubmit: (e) => { e.preventDefault(); ctx.navigate(`/meters/${encodeURIComponent(input.value.trim())}`); } },
+      { role: 'search', 'aria-label': 'Open a meter', onsubmit: (e) => { e.preventDefault(); ctx.navigate(`/meters/${encodeURIComponent(input.value.trim())}`); } },
       field('Meter id', input),
       h('button.primary', { type: 'submit' }, 'Open meter'),
     ),
-    h('p', {}, 'The overview lists every meter with its relay state.'),
+    h(
+      'section.card',
+      { 'aria-labelledby': 'h-meters' },
+      h('h2', { id: 'h-meters' }, 'All meters'),
+      h('form.inline-form', { role: 'search', 'aria-label': 'Search meters', onsubmit: (e) => { e.preventDefault(); ctx.navigate(`/meters${qs({ q: search.value.trim() })}`); } }, field('Search meters', search), h('button', { type: 'submit' }, 'Search')),
+      listBox,
+      pager,
+    ),
+  );
+  let fleet;
+  try {
+    fleet = await api('/v1/fleet');
+  } catch (err) {
+    fill(listBox, errorBox(err));
+    return;
+  }
+  const found = searchMeters(fleet.meters, words);
+  const pages = Math.max(1, Math.ceil(found.length / PAGE_SIZE));
+  const p = Math.min(pageNo, pages);
+  const rows = found.slice((p - 1) * PAGE_SIZE, p * PAGE_SIZE);
+  const listedNote = fleet.listed < fleet.total ? ` (the gateway lists the first ${fleet.listed} of ${fleet.total} by id)` : '';
+  fill(
+    listBox,
+    table(
+      `Meters ${found.length === 0 ? 0 : (p - 1) * PAGE_SIZE + 1}–${(p - 1) * PAGE_SIZE + rows.length} of ${found.length}${words ? ` matching "${words}"` : ''}${listedNote}`,
+      [
+        { label: 'Meter', cell: (m) => h('a', { href: `#/meters/${encodeURIComponent(m.meterId)}` }, m.meterId) },
+        { label: 'Relay', cell: (m) => relayWords(m.relay, m.observedAt) },
+        { label: 'Region', cell: (m) => m.region },
+        { label: 'Link', cell: (m) => m.link },
+        { label: 'Profile', cell: (m) => m.profileId },
+        { label: 'Last reading', cell: (m) => (m.observedAt ? `${fmtTime(m.observedAt)}${m.voltageV !== null ? `, ${m.voltageV} V` : ''}` : 'none') },
+      ],
+      rows,
+      { class: 'compact meters', stack: true, empty: words ? 'No meter matches.' : 'No meters are registered.', rowData: (m) => ({ meter: m.meterId }) },
+    ),
+  );
+  const go = (n) => ctx.navigate(`/meters${qs({ q: words, page: n > 1 ? n : '' })}`);
+  fill(
+    pager,
+    p > 1 ? h('button', { type: 'button', onclick: () => go(p - 1) }, 'Previous page') : null,
+    h('span.muted', {}, ` Page ${p} of ${pages} `),
+    p < pages ? h('button', { type: 'button', onclick: () => go(p + 1) }, 'Next page') : null,
   );
 }
 
@@ -59,9 +122,9 @@ async function renderMeter(main, ctx, meterId) {
           'dl.facts',
           {},
           h('dt', {}, 'Relay (last observed)'),
-          h('dd', { id: 'meter-relay' }, m.observed ? badge(m.observed.relay) : badge('never read', 'unknown')),
-          h('dt', {}, 'Observed'),
-          h('dd', {}, m.observed ? `${fmtTime(m.observed.at)} by ${m.observed.source}${m.observed.voltageV !== null ? `, ${m.observed.voltageV} V` : ''}` : '—'),
+          h('dd', { id: 'meter-relay' }, relayWords(m.observed?.relay, m.observed?.at)),
+          h('dt', {}, 'Last reading'),
+          h('dd', { id: 'meter-last-reading' }, m.observed ? `${fmtTime(m.observed.at)} by ${m.observed.source}${m.observed.voltageV !== null && m.observed.voltageV !== undefined ? `, ${m.observed.voltageV} V` : ''}` : 'none yet'),
           h('dt', {}, 'Desired'),
           h('dd', {}, m.desiredRelay ?? '—'),
           h('dt', {}, 'Demand limit'),
@@ -80,11 +143,11 @@ async function renderMeter(main, ctx, meterId) {
             { label: 'Order', cell: (o) => h('a', { href: `#/orders/${encodeURIComponent(o.id)}` }, h('code', {}, o.id)) },
             { label: 'Action', cell: (o) => orderWhat(o) },
             { label: 'State', cell: (o) => badge(o.state) },
-            { label: 'Why', cell: (o) => o.stateReason ?? '' },
+            { label: 'Why', cell: (o) => timesIn(o.stateReason ?? '') },
             { label: 'Deadline', cell: (o) => fmtTime(o.deadline) },
           ],
           m.openOrders,
-          { class: 'compact', empty: 'No open orders.' },
+          { class: 'compact', stack: true, empty: 'No open orders.' },
         ),
       );
     } catch (err) {
@@ -103,7 +166,7 @@ async function renderMeter(main, ctx, meterId) {
         supplyBox,
         h('h2', { id: 'h-supply' }, 'Fault or disconnect?'),
         h('p.big', { id: 'supply-status' }, badge(s.status, SUPPLY_CLASS[s.status] ?? s.status)),
-        h('p', { id: 'supply-sentence' }, s.sentence),
+        h('p', { id: 'supply-sentence' }, timesIn(s.sentence)),
         h('p.muted', {}, `Live read: ${LIVE_READ_WORDS[s.liveRead] ?? s.liveRead.replaceAll('_', ' ')}${s.liveReadDetail ? ` (${s.liveReadDetail})` : ''}.${s.since ? ` Since ${fmtTime(s.since)}.` : ''}`),
         h('button', { type: 'button', onclick: () => void loadSupply(true) }, 'Read the meter now'),
       );
@@ -125,11 +188,11 @@ async function renderMeter(main, ctx, meterId) {
         [
           { label: 'When', cell: (i) => fmtTime(i.at) },
           { label: 'Kind', cell: (i) => i.kind },
-          { label: 'What', cell: (i) => i.summary },
+          { label: 'What', cell: (i) => timesIn(i.summary) },
           { label: 'Order', cell: (i) => (i.orderId ? h('a', { href: `#/orders/${encodeURIComponent(i.orderId)}` }, h('code', {}, i.orderId)) : '') },
         ],
         items.slice(0, 300),
-        { class: 'compact timeline', empty: 'Nothing has happened to this meter yet.' },
+        { class: 'compact timeline', stack: true, empty: 'Nothing has happened to this meter yet.' },
       ),
     );
   };

@@ -1,6 +1,6 @@
 import { api, qs, session } from '../api.js';
 import { stackedBar } from '../charts.js';
-import { announce, badge, errorBox, field, fill, fmtDuration, fmtTime, h, newIdempotencyKey, orderWhat, select, table } from '../dom.js';
+import { announce, badge, errorBox, field, fill, fmtDuration, fmtTime, h, newIdempotencyKey, orderWhat, select, table, timesIn } from '../dom.js';
 import { onOrders } from '../live.js';
 
 const STATES = ['accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused'];
@@ -18,6 +18,22 @@ const PAGE_SIZE = 100;
 
 // ---- bulk progress: kept for the whole tab, so it keeps counting while the user looks at other pages ----
 let bulk = null;
+
+/** Forget the last bulk: the next person to sign in on this tab does not see it (app.js calls this on sign-out and 401). */
+export function reset() {
+  bulk = null;
+}
+
+/**
+ * A bulk refused for unknown meters names them: from the error's details (`missing`, the gateway's first 100), else
+ * the ids sent that its message names. The count says when the gateway found more than it listed.
+ */
+export function unknownMeters(err, sent) {
+  if (err?.code !== 'E_METER_NOT_FOUND') return null;
+  const listed = err.details?.missing?.map((m) => m.meterId) ?? sent.filter((id) => (err.message ?? '').includes(id));
+  const ids = [...new Set(listed)];
+  return ids.length === 0 ? null : ids;
+}
 onOrders((orders) => {
   if (!bulk) return;
   const now = Date.now();
@@ -189,7 +205,14 @@ export async function render(main, ctx) {
               announce(`bulk ${action.value} created: ${res.created} orders, ${res.refused} refused`);
               drawBulk();
             } catch (err) {
-              fill(status, errorBox(err));
+              const unknown = unknownMeters(err, meters);
+              fill(
+                status,
+                errorBox(err),
+                unknown
+                  ? h('div.unknown-meters', {}, h('p', {}, `Meters not registered (${unknown.length}): remove them from the list or register them first.`), h('ul.meter-ids', { 'aria-label': 'Unknown meters' }, unknown.map((id) => h('li', {}, h('code', {}, id)))))
+                  : null,
+              );
             }
           },
         },
@@ -304,7 +327,7 @@ export async function render(main, ctx) {
           { label: 'Meter', cell: (o) => h('a', { href: `#/meters/${encodeURIComponent(o.meterId)}` }, o.meterId) },
           { label: 'Action', cell: (o) => `${orderWhat(o)}${o.urgent ? ' (urgent)' : ''}` },
           { label: 'State', cell: (o) => badge(o.state) },
-          { label: 'Why', cell: (o) => o.stateReason ?? '' },
+          { label: 'Why', cell: (o) => timesIn(o.stateReason ?? '') },
           { label: 'Reason', cell: (o) => o.reason },
           { label: 'By', cell: (o) => o.requestedBy },
           { label: 'Note', cell: (o) => o.note ?? '' },

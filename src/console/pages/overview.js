@@ -14,39 +14,12 @@ export async function render(main) {
   const linksBox = h('section.card.wide', { 'aria-labelledby': 'h-links' });
   main.append(h('h1', {}, 'Overview'), h('div.grid', {}, fleetBox, queueBox, linksBox, ratesBox));
 
-  // ---- fleet ----
-  let filter = '';
-  let fleet = null;
-  const fleetTable = h('div');
+  // ---- fleet: counts only; the per-meter list is the Meters page (at fleet scale it is thousands of rows) ----
   const fleetSummary = h('div');
-  fleetBox.append(
-    h('h2', { id: 'h-fleet' }, 'Meters by relay state'),
-    fleetSummary,
-    h('div.field.inline', {}, h('label', { for: 'fleet-filter' }, 'Filter meters'), h('input', { id: 'fleet-filter', type: 'search', placeholder: 'id, region or relay', oninput: (e) => { filter = e.target.value.trim().toLowerCase(); drawFleetTable(); } })),
-    fleetTable,
-  );
-  const drawFleetTable = () => {
-    if (!fleet) return;
-    const rows = fleet.meters.filter((m) => !filter || m.meterId.toLowerCase().includes(filter) || m.region.toLowerCase().includes(filter) || m.relay.includes(filter));
-    fill(
-      fleetTable,
-      table(
-        `Meters (${rows.length > 200 ? `first 200 of ${rows.length}` : rows.length} shown)`,
-        [
-          { label: 'Meter', cell: (m) => h('a', { href: `#/meters/${encodeURIComponent(m.meterId)}` }, m.meterId) },
-          { label: 'Relay', cell: (m) => badge(m.relay) },
-          { label: 'Region', cell: (m) => m.region },
-          { label: 'Profile', cell: (m) => m.profileId },
-          { label: 'Last read', cell: (m) => fmtTime(m.observedAt) },
-        ],
-        rows.slice(0, 200),
-        { class: 'compact', stack: true, rowData: (m) => ({ meter: m.meterId }) },
-      ),
-    );
-  };
+  fleetBox.append(h('h2', { id: 'h-fleet' }, 'Meters by relay state'), fleetSummary);
   const loadFleet = async () => {
     try {
-      fleet = await api('/v1/fleet');
+      const fleet = await api('/v1/fleet');
       const b = fleet.byRelay;
       fill(
         fleetSummary,
@@ -55,7 +28,7 @@ export async function render(main) {
           { label: 'connected', value: b.connected, kind: 'connected' },
           { label: 'disconnected', value: b.disconnected, kind: 'disconnected' },
           { label: 'armed', value: b.armed, kind: 'armed' },
-          { label: 'never read', value: b.unknown, kind: 'unknown' },
+          { label: 'not known', value: b.unknown, kind: 'unknown' },
         ]),
         h(
           'ul.legend',
@@ -63,10 +36,10 @@ export async function render(main) {
           h('li', {}, badge('connected'), ` ${b.connected}`),
           h('li', {}, badge('disconnected'), ` ${b.disconnected}`),
           h('li', {}, badge('armed'), ` ${b.armed}`),
-          h('li', {}, badge('never read', 'unknown'), ` ${b.unknown}`),
+          h('li', {}, badge('not known', 'unknown'), ` ${b.unknown}`),
         ),
+        h('p', {}, h('a', { href: '#/meters' }, 'List and search the meters'), h('span.muted', {}, ' (relay "not known": never read, or the last reading did not say)')),
       );
-      drawFleetTable();
     } catch (err) {
       fill(fleetSummary, errorBox(err));
     }

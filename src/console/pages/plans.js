@@ -1,6 +1,6 @@
 import { api, session } from '../api.js';
 import { stackedBar } from '../charts.js';
-import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table } from '../dom.js';
+import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table, timesIn } from '../dom.js';
 import { parseMeterList } from './orders.js';
 
 const STATES = ['not_created', 'accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused'];
@@ -35,7 +35,7 @@ export async function render(main, ctx) {
           { label: 'Decided by', cell: (p) => p.decidedBy ?? '—' },
         ],
         items,
-        { empty: 'No plans yet.' },
+        { empty: 'No plans yet.', stack: true },
       ),
     );
   } catch (err) {
@@ -158,11 +158,11 @@ async function renderPlan(main, ctx, planId) {
           [
             { label: 'Meter', cell: (i) => h('a', { href: `#/meters/${encodeURIComponent(i.meterId)}` }, i.meterId) },
             { label: 'State', cell: (i) => (i.state ? badge(i.state) : badge('not created', 'unknown')) },
-            { label: 'Why', cell: (i) => i.why ?? '' },
+            { label: 'Why', cell: (i) => timesIn(i.why ?? '') },
             { label: 'Order', cell: (i) => (i.orderId ? h('code', {}, i.orderId) : '—') },
           ],
           p.items,
-          { class: 'compact' },
+          { class: 'compact', stack: true },
         ),
       ),
     );

@@ -18,7 +18,7 @@ export function render(main, ctx) {
           session.who = who;
           ctx.signedIn();
           startLive();
-          ctx.navigate('/overview');
+          ctx.navigate(ctx.landingPage(who));
         } catch (err) {
           fill(status, errorBox(err));
           input.focus();
