@@ -42,6 +42,8 @@ export const PERMISSIONS = {
   'workorder:update': ['field', 'operator'],
   'stats:read': ALL,
   'breaker:reset': ['operator', 'supervisor'],
+  /** Acknowledge an alert (seen, being handled) and clear it (over). */
+  'alert:manage': ['operator', 'supervisor'],
   'monitoring:run': ['operator', 'supervisor'],
   'payment:write': ['billing'],
   'payment:read': ['billing', 'operator', 'supervisor', 'auditor', 'admin'],

@@ -485,6 +485,13 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX orders_state_seq ON orders (state, seq);
   DROP INDEX orders_state;
   `,
+  // Alerts a person acknowledges and clears (issue 17): alerts are the outbox's `alert.*` records; who and when.
+  `
+  ALTER TABLE notifications ADD COLUMN acknowledged_at BIGINT;
+  ALTER TABLE notifications ADD COLUMN acknowledged_by TEXT;
+  ALTER TABLE notifications ADD COLUMN cleared_at BIGINT;
+  ALTER TABLE notifications ADD COLUMN cleared_by TEXT;
+  `,
 ];
 
 /** The migration that keys the audit chain (its transaction writes the keying record, once). */

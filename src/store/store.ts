@@ -152,9 +152,13 @@ export interface AuditEntry {
 export interface AuditQuery {
   target?: string;
   actor?: string;
+  /** An action (`alert.clear`), or every action under a prefix ending in a dot (`alert.`). */
+  action?: string;
   from?: number;
   to?: number;
   afterSeq?: number;
+  /** Entries before this one (the next page when newest first). */
+  beforeSeq?: number;
   newestFirst?: boolean;
   limit: number;
 }
@@ -230,6 +234,21 @@ export interface NotificationRecord {
   attempts: number;
   deliveredAt: number | null;
   lastError: string | null;
+}
+
+/** What a person made of an alert (issue 17): open until someone acknowledges it (seen, being handled), then cleared (over). */
+export const ALERT_STATES = ['open', 'acknowledged', 'cleared'] as const;
+export type AlertState = (typeof ALERT_STATES)[number];
+export const ALERT_ACTS = ['acknowledge', 'clear'] as const;
+export type AlertAct = (typeof ALERT_ACTS)[number];
+
+/** An alert (an outbox record of kind `alert.*`) with who acknowledged and cleared it. */
+export interface AlertRecord extends NotificationRecord {
+  state: AlertState;
+  acknowledgedAt: number | null;
+  acknowledgedBy: string | null;
+  clearedAt: number | null;
+  clearedBy: string | null;
 }
 
 export interface ObservationRecord extends Observation {
@@ -674,7 +693,14 @@ export interface GatewayStore {
   relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>>;
   saveRelayAudit(run: RelayAuditRun): Promise<void>;
   latestRelayAudit(): Promise<RelayAuditRun | undefined>;
-  listAlerts(limit: number): Promise<NotificationRecord[]>;
+  /** Alerts, newest first; only those in `state` when given. */
+  listAlerts(limit: number, state?: AlertState): Promise<AlertRecord[]>;
+  /**
+   * Acknowledge or clear an alert, audited (`alert.acknowledge`, `alert.clear`, with the note). Acknowledging an
+   * acknowledged alert changes nothing; clearing an acknowledged one is fine. Throws E_ALERT_NOT_FOUND for an unknown
+   * id (or a record that is no alert) and E_ALERT_CLEARED for a cleared alert: it is over, nothing more to do.
+   */
+  actOnAlert(id: string, act: AlertAct, note: string | null, actor: string, now: number): Promise<AlertRecord>;
   /**
    * Claim a sighting atomically: it continues the meter's open episode of its kind (no alert), or it opens a new
    * one, ending the open one, and records its alert and its inspection work order in the same transaction. Two
