@@ -1013,6 +1013,10 @@ export class PostgresStore implements GatewayStore {
     return this.runScript(this.r, keys.listApiKeys());
   }
 
+  async touchApiKey(id: string, now: number): Promise<void> {
+    await this.runScript(this.r, keys.touchApiKey(id, now));
+  }
+
   async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
     const rows = await this.r.all('SELECT * FROM observations WHERE meter_id = $1 ORDER BY at DESC LIMIT $2', [meterId, limit]);
     return rows.map((r) => ({

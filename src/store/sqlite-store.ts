@@ -992,6 +992,10 @@ export class SqliteStore implements GatewayStore {
     return this.runScript(keys.listApiKeys());
   }
 
+  touchApiKey(id: string, now: number): Promise<void> {
+    return this.enqueue(() => this.runScript(keys.touchApiKey(id, now)));
+  }
+
   async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
     const rows = this.prep('SELECT * FROM observations WHERE meter_id = ? ORDER BY at DESC LIMIT ?').all(meterId, limit) as Row[];
     return rows.map((r) => ({

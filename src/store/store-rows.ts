@@ -364,6 +364,7 @@ export function apiKeyFromRow(r: Row): ApiKeyRecord {
     createdBy: r.created_by as string,
     createdAt: num(r.created_at),
     revokedAt: numOrNull(r.revoked_at),
+    lastUsedAt: numOrNull(r.last_used_at),
   };
 }
 

@@ -207,7 +207,12 @@ export interface ApiKeyRecord {
   createdBy: string;
   createdAt: number;
   revokedAt: number | null;
+  /** When it last authenticated a request, to within API_KEY_USE_GRANULARITY_MS; null: never (or before this was kept). */
+  lastUsedAt: number | null;
 }
+
+/** A key's use is recorded at most this often: a write per minute per key, not per request. */
+export const API_KEY_USE_GRANULARITY_MS = 60_000;
 
 /** A new key for an existing client (by id: it acts as that client) or for a new client (by its label). */
 export interface NewApiKey {
@@ -654,6 +659,8 @@ export interface GatewayStore {
   revokeApiKey(id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined>;
   findApiKey(sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined>;
   listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** Record that the key authenticated a request now (kept only when the last record is a minute old or more). */
+  touchApiKey(id: string, now: number): Promise<void>;
 
   // ---- history for the timeline and "fault or disconnect?" (rules 18, 19) ----
   listObservations(meterId: string, limit: number): Promise<ObservationRecord[]>;

@@ -648,6 +648,18 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.findApiKey('b'.repeat(64)))?.revokedAt).toBe(now);
     });
 
+    it('api keys: the last use is kept to the minute (a use within a minute of the recorded one writes nothing)', async () => {
+      const k = await store.createApiKey({ client: { name: 'ops' }, role: 'operator', sha256: 'c'.repeat(64) }, 'admin', now);
+      expect(k.lastUsedAt).toBeNull();
+      await store.touchApiKey(k.id, now + 1_000);
+      await store.touchApiKey(k.id, now + 30_000);
+      const lastUsed = async () => (await store.listApiKeys()).find((x) => x.id === k.id)!.lastUsedAt;
+      expect(await lastUsed()).toBe(now + 1_000);
+      await store.touchApiKey(k.id, now + 61_000);
+      expect(await lastUsed()).toBe(now + 61_000);
+      expect((await store.findApiKey('c'.repeat(64)))?.lastUsedAt).toBe(now + 61_000);
+    });
+
     it('clients: a key is made for an existing client by id or for a new client; a label already taken makes another client; rotation keeps the client', async () => {
       const first = await store.createApiKey({ client: { name: 'erp' }, role: 'billing', sha256: 'c'.repeat(64) }, 'admin', now);
       expect(first.clientId).toMatch(/^cli_[0-9a-f]{16}$/);

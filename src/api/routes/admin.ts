@@ -19,6 +19,7 @@ const KeyView = z.object({
   createdBy: z.string(),
   createdAt: z.string(),
   revokedAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable().describe('When the key last authenticated a request (to the minute); null: not since this was kept'),
 });
 /** The new secret: in the first answer only. A replay (same Idempotency-Key) answers the key without it: it is never stored. */
 const KeyWithSecret = KeyView.extend({
@@ -51,7 +52,7 @@ const AuditQuery = z.object({
 });
 const WeatherView = z.object({ id: z.string(), kind: z.string(), from: z.string(), to: z.string(), regions: z.array(z.string()).nullable() });
 
-const keyView = (k: { id: string; clientId: string; name: string; role: string; createdBy: string; createdAt: number; revokedAt: number | null }) => ({
+const keyView = (k: { id: string; clientId: string; name: string; role: string; createdBy: string; createdAt: number; revokedAt: number | null; lastUsedAt: number | null }) => ({
   id: k.id,
   clientId: k.clientId,
   name: k.name,
@@ -59,6 +60,7 @@ const keyView = (k: { id: string; clientId: string; name: string; role: string; 
   createdBy: k.createdBy,
   createdAt: new Date(k.createdAt).toISOString(),
   revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+  lastUsedAt: k.lastUsedAt === null ? null : new Date(k.lastUsedAt).toISOString(),
 });
 const auditView = (e: AuditEntry) => ({ ...e, at: new Date(e.at).toISOString() });
 /** An audit value as one CSV field: text and numbers as they are, anything else (details) as JSON; escaped by csvField. */
