@@ -95,7 +95,7 @@ export async function monitoringRoutes(app: FastifyInstance, deps: ApiDeps): Pro
         tags: ['monitoring'],
         params: z.object({ alertId: z.string().min(1).max(64) }),
         headers: IdempotencyHeaders,
-        body: z.object({ note: z.string().max(1000).optional() }).strict().optional().meta({ examples: [{ note: act === 'acknowledge' ? 'looking at link L-3' : 'link L-3 back up' }] }),
+        body: z.object({ note: z.string().max(1000).optional() }).strict().nullish().meta({ examples: [{ note: act === 'acknowledge' ? 'looking at link L-3' : 'link L-3 back up' }] }).describe('Optional: a note for the audit log; no body at all is fine'),
         response: { 200: AlertView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 404: ErrorView, 409: ErrorView },
         security: [{ bearerAuth: [] }],
       },
