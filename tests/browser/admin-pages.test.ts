@@ -129,7 +129,7 @@ describe('admin pages', () => {
     expect(await scrollWidth(page)).toBeLessThanOrEqual(390);
   });
 
-  it('breakers: a supervisor sees the open breaker, why and since when, and resets it after confirming; held disconnects may resume', async () => {
+  it('breakers: a supervisor sees the open breaker, why and since when, and resets it after confirming; a billing key gets no Reset button', async () => {
     const [breaker] = (await f.http('GET', '/v1/stats/breakers')).body.items;
     const page = await signIn(f.supervisorKey);
     await open(page, '/breakers', 'Circuit breakers');
