@@ -77,6 +77,8 @@ export const ERRORS = {
   E_LEASE_LOST: { status: 409, title: "another instance took the order over after this one's lease ran out" },
   E_ORDER_FINISHED: { status: 409, title: 'the order has already finished' },
   E_BREAKER_NOT_FOUND: { status: 404, title: 'no such circuit breaker' },
+  E_ALERT_NOT_FOUND: { status: 404, title: 'no such alert' },
+  E_ALERT_CLEARED: { status: 409, title: 'the alert was cleared: it is over and cannot be acknowledged or cleared again' },
   E_FRIENDLY_HOURS: { status: 409, title: 'a credit cut-off waits for friendly-credit hours to end' },
   E_RATE_LIMITED: { status: 429, title: 'too many requests for this API key; slow down and retry after the time given' },
   E_STORE_UNAVAILABLE: { status: 503, title: 'the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given', retryAfterSec: 5 },

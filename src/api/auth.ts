@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import { DISCONNECT_REASONS, type DisconnectReason } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
+import { API_KEY_USE_GRANULARITY_MS } from '../store/store.js';
 
 /** Roles (DESIGN.md §5, issue 6) and what each may do. The README's role matrix is generated from this table. */
 export const ROLES = ['operator', 'billing', 'field', 'supervisor', 'auditor', 'admin'] as const;
@@ -42,6 +43,8 @@ export const PERMISSIONS = {
   'workorder:update': ['field', 'operator'],
   'stats:read': ALL,
   'breaker:reset': ['operator', 'supervisor'],
+  /** Acknowledge an alert (seen, being handled) and clear it (over). */
+  'alert:manage': ['operator', 'supervisor'],
   'monitoring:run': ['operator', 'supervisor'],
   'payment:write': ['billing'],
   'payment:read': ['billing', 'operator', 'supervisor', 'auditor', 'admin'],
@@ -105,11 +108,15 @@ export const newApiKey = (prefix: string): string => `${prefix}_${randomBytes(24
 /** Looks up keys managed through the API (stored hashed), so a revoked key is refused on its next request. */
 export interface StoredKeyLookup {
   findApiKey(sha256: string): Promise<{ id: string; clientId: string; name: string; role: string; revokedAt: number | null } | undefined>;
+  /** Record a key's use (the keys page shows when each key was last used). */
+  touchApiKey?(id: string, now: number): Promise<void>;
 }
 
 /** API keys by their hash: bootstrap keys from configuration (and demo keys), then keys in the store. */
 export class ApiKeyRegistry {
   private readonly byHash = new Map<string, Principal>();
+  /** When this instance last recorded each stored key's use: at most one write a minute per key, whatever the traffic. */
+  private readonly usedAt = new Map<string, number>();
 
   constructor(private readonly stored?: StoredKeyLookup) {}
 
@@ -122,6 +129,14 @@ export class ApiKeyRegistry {
     return [...new Map([...this.byHash.values()].map((p) => [p.clientId, { id: p.clientId, name: p.name }])).values()];
   }
 
+  /** Record the use in the background; a store that cannot take the write (full disk) must not refuse the request. */
+  private noteUse(keyId: string): void {
+    const now = Date.now();
+    if (!this.stored?.touchApiKey || now - (this.usedAt.get(keyId) ?? -Infinity) < API_KEY_USE_GRANULARITY_MS) return;
+    this.usedAt.set(keyId, now);
+    this.stored.touchApiKey(keyId, now).catch(() => this.usedAt.delete(keyId));
+  }
+
   /** Resolve `Authorization: Bearer <key>`; throws E_UNAUTHORIZED. */
   async authenticate(header: string | undefined): Promise<Principal> {
     const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
@@ -131,6 +146,7 @@ export class ApiKeyRegistry {
     if (fixed) return fixed;
     const stored = await this.stored?.findApiKey(hash);
     if (stored && stored.revokedAt === null && (ROLES as readonly string[]).includes(stored.role)) {
+      this.noteUse(stored.id);
       return { clientId: stored.clientId, name: stored.name, role: stored.role as Role, keyId: stored.id };
     }
     if (stored) throw new MeterlineError('E_UNAUTHORIZED', `this API key (${stored.id}) was revoked; ask an administrator for a new one`);

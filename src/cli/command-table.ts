@@ -19,7 +19,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   'success-rates': [],
   plan: ['draft', 'approve', 'reject', 'cancel', 'show', 'list'],
   keys: ['import', 'list', 'renew'],
-  alerts: [],
+  alerts: ['ack', 'clear'],
   breakers: ['reset'],
   audit: ['verify', 'export'],
   'api-keys': ['list', 'create', 'rotate', 'revoke'],

@@ -63,7 +63,10 @@ Meters and the field
                                      (done_by_field, or failed)
 
 Monitoring
-  alerts [--limit <n>]               alerts, newest first (the API has no acknowledge or clear)
+  alerts [--state open|acknowledged|cleared] [--limit <n>]
+                                     alerts, newest first, with who acknowledged or cleared them
+  alerts ack <alertId> [--note <text>]    acknowledge: seen, being handled (operator, supervisor)
+  alerts clear <alertId> [--note <text>]  clear: over; a cleared alert cannot be acted on (exit 3)
   breakers [--all]                   open disconnect circuit breakers (--all: reset ones too)
   breakers reset <breakerId>         reset a breaker once the cause is fixed; held disconnects resume
   audit verify                       the gateway checks its audit chain: exit 0 intact, 3 tampered

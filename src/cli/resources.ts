@@ -3,8 +3,8 @@ import { orderWhat, table, time, type OrderLike } from './format.js';
 
 /**
  * The operators' resources beyond orders, each a thin wrapper of its API: field work (assign, complete), alerts,
- * circuit breakers, API keys (admin) and the audit log (verify, export). What the API does not offer (acknowledging
- * or clearing an alert) the CLI does not pretend to.
+ * circuit breakers, API keys (admin) and the audit log (verify, export). What the API does not offer the CLI does
+ * not pretend to.
  */
 
 export const RESOURCE_OPTIONS = {
@@ -23,6 +23,7 @@ interface Values {
   outcome?: string;
   note?: string;
   role?: string;
+  state?: string;
   name?: string;
   client?: string;
   all?: boolean;
@@ -78,11 +79,25 @@ export async function workOrderCommand(client: ApiClient, print: Print, v: Value
   return EXIT.ok;
 }
 
-/** `alerts [--limit <n>]`: newest first. */
+type Alert = { id: string; kind: string; meterId: string; at: string; payload: unknown; delivered: boolean; state: string; acknowledgedBy: string | null; clearedBy: string | null };
+const alertLine = (a: Alert) => `alert ${a.id} (${a.kind}${a.meterId !== '-' ? ` ${a.meterId}` : ''}) is ${a.state}${a.acknowledgedBy ? `, acknowledged by ${a.acknowledgedBy}` : ''}${a.clearedBy ? `, cleared by ${a.clearedBy}` : ''}`;
+
+/** `alerts [--state <state>] [--limit <n>]` (newest first), `alerts ack <id> [--note]`, `alerts clear <id> [--note]`. */
 export async function alerts(client: ApiClient, print: Print, v: Values, args: string[]): Promise<number> {
-  noArgs(args, 0, 'alerts');
-  const res = await client.request<{ items: { id: string; kind: string; meterId: string; at: string; payload: unknown; delivered: boolean }[] }>('GET', `/v1/alerts${qs({ limit: wholeNumber('limit', v.limit) })}`);
-  print(res, () => (res.items.length === 0 ? 'no alerts' : table(['AT', 'KIND', 'METER', 'DELIVERED', 'ID'], res.items.map((a) => [time(a.at), a.kind, a.meterId, a.delivered ? 'yes' : 'no', a.id]))));
+  const [sub] = args;
+  if (sub === 'ack' || sub === 'clear') {
+    const id = idOf(args, `alerts ${sub} <alertId> [--note <text>]`);
+    const a = await client.request<Alert>('POST', `/v1/alerts/${enc(id)}/${sub === 'ack' ? 'acknowledge' : 'clear'}`, v.note ? { note: v.note } : {});
+    print(a, () => alertLine(a));
+    return EXIT.ok;
+  }
+  noArgs(args, 0, 'alerts (or alerts ack|clear <alertId>)');
+  const res = await client.request<{ items: Alert[] }>('GET', `/v1/alerts${qs({ limit: wholeNumber('limit', v.limit), state: v.state })}`);
+  print(res, () =>
+    res.items.length === 0
+      ? 'no alerts'
+      : table(['AT', 'KIND', 'METER', 'STATE', 'BY', 'DELIVERED', 'ID'], res.items.map((a) => [time(a.at), a.kind, a.meterId, a.state, a.clearedBy ?? a.acknowledgedBy ?? '', a.delivered ? 'yes' : 'no', a.id])),
+  );
   return EXIT.ok;
 }
 

@@ -3,7 +3,7 @@ import { newClientId } from '../domain/client-identity.js';
 import { MeterlineError } from '../errors.js';
 import { apiKeyFromRow } from './store-rows.js';
 import { sql, type Script } from './store-scripts.js';
-import type { ApiKeyRecord, NewApiKey } from './store.js';
+import { API_KEY_USE_GRANULARITY_MS, type ApiKeyRecord, type NewApiKey } from './store.js';
 
 /**
  * Clients and their API keys, written once for both stores (store-scripts.ts). A client (a billing system, a person)
@@ -73,4 +73,8 @@ export function* findApiKey(sha256: string): Script<(ApiKeyRecord & { sha256: st
 /** GatewayStore.listApiKeys. */
 export function* listApiKeys(): Script<ApiKeyRecord[]> {
   return (yield sql('SELECT * FROM api_keys ORDER BY created_at, id')).map(apiKeyFromRow);
+}
+
+export function* touchApiKey(id: string, now: number): Script<void> {
+  yield sql('UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at <= ?)', now, id, now - API_KEY_USE_GRANULARITY_MS);
 }

@@ -48,9 +48,11 @@ export async function listAudit(q: Q, query: AuditQuery): Promise<AuditEntry[]> 
   const arg = (v: unknown): string => (args.push(v), `$${args.length}`);
   if (query.target) where.push(`target = ${arg(query.target)}`);
   if (query.actor) where.push(`actor = ${arg(query.actor)}`);
+  if (query.action) where.push(query.action.endsWith('.') ? `substr(action, 1, length(${arg(query.action)})) = ${arg(query.action)}` : `action = ${arg(query.action)}`);
   if (query.from !== undefined) where.push(`at >= ${arg(query.from)}`);
   if (query.to !== undefined) where.push(`at < ${arg(query.to)}`);
   if (query.afterSeq !== undefined) where.push(`seq > ${arg(query.afterSeq)}`);
+  if (query.beforeSeq !== undefined) where.push(`seq < ${arg(query.beforeSeq)}`);
   const order = query.newestFirst ? 'DESC' : 'ASC';
   const rows = (await q.all(`SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${order} LIMIT ${arg(query.limit)}`, args)) as Row[] as unknown as AuditRow[];
   return rows.map((r) => ({ seq: r.seq, at: r.at, actor: r.actor, action: r.action, target: r.target, details: r.details ? (JSON.parse(r.details) as unknown) : null, hash: r.hash ?? '' }));

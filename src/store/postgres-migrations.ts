@@ -485,6 +485,15 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX orders_state_seq ON orders (state, seq);
   DROP INDEX orders_state;
   `,
+  // Alerts a person acknowledges and clears (issue 17): alerts are the outbox's `alert.*` records; who and when.
+  // And when an API key was last used (to the minute), for the admins' keys page.
+  `
+  ALTER TABLE notifications ADD COLUMN acknowledged_at BIGINT;
+  ALTER TABLE notifications ADD COLUMN acknowledged_by TEXT;
+  ALTER TABLE notifications ADD COLUMN cleared_at BIGINT;
+  ALTER TABLE notifications ADD COLUMN cleared_by TEXT;
+  ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
+  `,
 ];
 
 /** The migration that keys the audit chain (its transaction writes the keying record, once). */

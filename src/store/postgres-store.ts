@@ -37,6 +37,8 @@ import {
   secondNoticeHoldReason,
   secondNoticePayload,
   type Row,
+  alertFromRow,
+  ALERT_STATE_SQL,
 } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres, POSTGRES_AUDIT_KEYED } from './postgres-migrations.js';
@@ -97,6 +99,9 @@ import type { KeySetPutOutcome, MeterKeySetRecord, NewMeterKeySet, StoredMeterKe
   WorkOrderStatus,
   DueOrder,
   Lease,
+  AlertAct,
+  AlertRecord,
+  AlertState,
 } from './store.js';
 
 export interface PostgresStoreOptions {
@@ -1008,6 +1013,10 @@ export class PostgresStore implements GatewayStore {
     return this.runScript(this.r, keys.listApiKeys());
   }
 
+  async touchApiKey(id: string, now: number): Promise<void> {
+    await this.runScript(this.r, keys.touchApiKey(id, now));
+  }
+
   async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
     const rows = await this.r.all('SELECT * FROM observations WHERE meter_id = $1 ORDER BY at DESC LIMIT $2', [meterId, limit]);
     return rows.map((r) => ({
@@ -1161,8 +1170,13 @@ export class PostgresStore implements GatewayStore {
     return r ? { id: r.id as string, ranAt: r.ran_at as number, meters: r.meters as number, exceptions: JSON.parse(r.exceptions as string) as unknown[] } : undefined;
   }
 
-  async listAlerts(limit: number): Promise<NotificationRecord[]> {
-    return (await this.r.all(`SELECT * FROM notifications WHERE kind LIKE 'alert.%' ORDER BY created_at DESC LIMIT $1`, [limit])).map(notificationFromRow);
+  async listAlerts(limit: number, state?: AlertState): Promise<AlertRecord[]> {
+    const where = state === undefined ? '' : ` AND ${ALERT_STATE_SQL[state]}`;
+    return (await this.r.all(`SELECT * FROM notifications WHERE kind LIKE 'alert.%'${where} ORDER BY created_at DESC LIMIT $1`, [limit])).map(alertFromRow);
+  }
+
+  actOnAlert(id: string, act: AlertAct, note: string | null, actor: string, now: number): Promise<AlertRecord> {
+    return this.tx((q) => work.actOnAlert(q, id, act, note, actor, now));
   }
 
   claimEpisode(claim: EpisodeClaim, now: number): Promise<{ episode: AlertEpisode; opened: boolean }> {

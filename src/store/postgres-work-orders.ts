@@ -4,8 +4,8 @@ import type { SwitchAction } from '../domain/relay.js';
 import { MeterlineError } from '../errors.js';
 import { appendAudit } from './postgres-audit-log.js';
 import { breakerFromRow, type Q } from './postgres-db.js';
-import { workOrderFromRow, workOrderPayload } from './store-rows.js';
-import type { AttemptStatsRow, BreakerScope, CircuitBreaker, FieldOutcome, OrderOutcomeRow, WorkOrder, WorkOrderStatus } from './store.js';
+import { alertActPlan, alertFromRow, workOrderFromRow, workOrderPayload } from './store-rows.js';
+import type { AlertAct, AlertRecord, AttemptStatsRow, BreakerScope, CircuitBreaker, FieldOutcome, OrderOutcomeRow, WorkOrder, WorkOrderStatus } from './store.js';
 
 /**
  * Field work orders (DOMAIN.md rule 11), success-rate facts and circuit breakers (rule 16) on PostgreSQL: the
@@ -144,4 +144,19 @@ export async function resetBreaker(q: Q, id: string, actor: string, now: number)
     await appendAudit(q, now, actor, 'breaker.reset', `${before.scope}:${before.key}`, { before, after: { ...before, resetAt: now, resetBy: actor } });
   }
   return breakerFromRow((await q.get('SELECT * FROM breakers WHERE id = $1', [id]))!);
+}
+
+export async function getAlert(q: Q, id: string, lock = false): Promise<AlertRecord | undefined> {
+  const r = await q.get(`SELECT * FROM notifications WHERE id = $1 AND kind LIKE 'alert.%'${lock ? ' FOR UPDATE' : ''}`, [id]);
+  return r ? alertFromRow(r) : undefined;
+}
+
+export async function actOnAlert(q: Q, id: string, act: AlertAct, note: string | null, actor: string, now: number): Promise<AlertRecord> {
+  const before = await getAlert(q, id, true);
+  const plan = alertActPlan(id, before, act);
+  if (plan.set === null) return before!;
+  const col = plan.set === 'acknowledged' ? 'acknowledged' : 'cleared';
+  await q.run(`UPDATE notifications SET ${col}_at = $1, ${col}_by = $2 WHERE id = $3`, [now, actor, id]);
+  await appendAudit(q, now, actor, `alert.${act}`, id, { kind: before!.kind, meterId: before!.meterId, before: before!.state, after: plan.set, note });
+  return (await getAlert(q, id))!;
 }

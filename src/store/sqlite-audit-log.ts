@@ -41,9 +41,11 @@ export class SqliteAuditLog {
     const args: unknown[] = [];
     if (q.target) (where.push('target = ?'), args.push(q.target));
     if (q.actor) (where.push('actor = ?'), args.push(q.actor));
+    if (q.action) q.action.endsWith('.') ? (where.push('substr(action, 1, length(?)) = ?'), args.push(q.action, q.action)) : (where.push('action = ?'), args.push(q.action));
     if (q.from !== undefined) (where.push('at >= ?'), args.push(q.from));
     if (q.to !== undefined) (where.push('at < ?'), args.push(q.to));
     if (q.afterSeq !== undefined) (where.push('seq > ?'), args.push(q.afterSeq));
+    if (q.beforeSeq !== undefined) (where.push('seq < ?'), args.push(q.beforeSeq));
     const order = q.newestFirst ? 'DESC' : 'ASC';
     const rows = this.db.prepare(`SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${order} LIMIT ?`).all(...args, q.limit) as AuditRow[];
     return rows.map((r) => ({ seq: r.seq, at: r.at, actor: r.actor, action: r.action, target: r.target, details: r.details ? JSON.parse(r.details) : null, hash: r.hash ?? '' }));

@@ -51,6 +51,8 @@ import {
   limitFlagsAfter,
   strOrNull,
   type Row,
+  alertFromRow,
+  ALERT_STATE_SQL,
 } from './store-rows.js';
 import { creditBalanceLimitError } from '../domain/money.js';
 import * as keys from './client-keys.js';
@@ -112,6 +114,9 @@ import type { KeySetPutOutcome, MeterKeySetRecord, NewMeterKeySet, StoredMeterKe
   SubmitOutcome,
   DueOrder,
   Lease,
+  AlertAct,
+  AlertRecord,
+  AlertState,
 } from './store.js';
 
 type Db = Database.Database;
@@ -987,6 +992,10 @@ export class SqliteStore implements GatewayStore {
     return this.runScript(keys.listApiKeys());
   }
 
+  touchApiKey(id: string, now: number): Promise<void> {
+    return this.enqueue(() => this.runScript(keys.touchApiKey(id, now)));
+  }
+
   async listObservations(meterId: string, limit: number): Promise<ObservationRecord[]> {
     const rows = this.prep('SELECT * FROM observations WHERE meter_id = ? ORDER BY at DESC LIMIT ?').all(meterId, limit) as Row[];
     return rows.map((r) => ({
@@ -1135,9 +1144,14 @@ export class SqliteStore implements GatewayStore {
     return r ? { id: r.id as string, ranAt: num(r.ran_at), meters: num(r.meters), exceptions: JSON.parse(r.exceptions as string) as unknown[] } : undefined;
   }
 
-  async listAlerts(limit: number): Promise<NotificationRecord[]> {
+  async listAlerts(limit: number, state?: AlertState): Promise<AlertRecord[]> {
     await this.flushNow();
-    return (this.prep(`SELECT * FROM notifications WHERE kind LIKE 'alert.%' ORDER BY created_at DESC LIMIT ?`).all(limit) as Row[]).map(notificationFromRow);
+    const where = state === undefined ? '' : ` AND ${ALERT_STATE_SQL[state]}`;
+    return (this.prep(`SELECT * FROM notifications WHERE kind LIKE 'alert.%'${where} ORDER BY created_at DESC LIMIT ?`).all(limit) as Row[]).map(alertFromRow);
+  }
+
+  actOnAlert(id: string, act: AlertAct, note: string | null, actor: string, now: number): Promise<AlertRecord> {
+    return this.enqueue(() => this.p.work.actOnAlert(id, act, note, actor, now));
   }
 
   claimEpisode(claim: EpisodeClaim, now: number): Promise<{ episode: AlertEpisode; opened: boolean }> {

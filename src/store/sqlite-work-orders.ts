@@ -4,8 +4,8 @@ import type { WorkOrderPlan } from '../domain/escalation.js';
 import type { SwitchAction } from '../domain/relay.js';
 import { MeterlineError } from '../errors.js';
 import type { SqliteAuditLog } from './sqlite-audit-log.js';
-import { breakerFromRow, workOrderFromRow, workOrderPayload } from './store-rows.js';
-import type { AttemptStatsRow, BreakerScope, CircuitBreaker, FieldOutcome, OrderOutcomeRow, WorkOrder, WorkOrderStatus } from './store.js';
+import { alertActPlan, alertFromRow, breakerFromRow, workOrderFromRow, workOrderPayload } from './store-rows.js';
+import type { AlertAct, AlertRecord, AttemptStatsRow, BreakerScope, CircuitBreaker, FieldOutcome, OrderOutcomeRow, WorkOrder, WorkOrderStatus } from './store.js';
 
 /**
  * Field work orders (DOMAIN.md rule 11) and success-rate facts (rule 16): the rows, their notifications to the
@@ -153,5 +153,20 @@ export class SqliteWorkOrders {
 
   recordAlert(kind: string, payload: Record<string, unknown>, now: number): void {
     this.notify(kind, typeof payload.meterId === 'string' ? payload.meterId : '-', null, payload, now);
+  }
+
+  getAlert(alertId: string): AlertRecord | undefined {
+    const r = this.db.prepare(`SELECT * FROM notifications WHERE id = ? AND kind LIKE 'alert.%'`).get(alertId) as Row | undefined;
+    return r ? alertFromRow(r) : undefined;
+  }
+
+  actOnAlert(alertId: string, act: AlertAct, note: string | null, actor: string, now: number): AlertRecord {
+    const before = this.getAlert(alertId);
+    const plan = alertActPlan(alertId, before, act);
+    if (plan.set === null) return before!;
+    const col = plan.set === 'acknowledged' ? 'acknowledged' : 'cleared';
+    this.db.prepare(`UPDATE notifications SET ${col}_at = ?, ${col}_by = ? WHERE id = ?`).run(now, actor, alertId);
+    this.audit.append(now, actor, `alert.${act}`, alertId, { kind: before!.kind, meterId: before!.meterId, before: before!.state, after: plan.set, note });
+    return this.getAlert(alertId)!;
   }
 }

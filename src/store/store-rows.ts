@@ -10,7 +10,10 @@ import { MeterlineError } from '../errors.js';
 import { parseFlags } from './sqlite-meter-facts.js';
 import type { EpisodeKind } from '../domain/alert-episodes.js';
 import type {
+  AlertAct,
   AlertEpisode,
+  AlertRecord,
+  AlertState,
   ApiKeyRecord,
   BreakerScope,
   CircuitBreaker,
@@ -210,6 +213,34 @@ export function notificationFromRow(r: Row): NotificationRecord {
   };
 }
 
+/** The WHERE condition for alerts in a state (a fixed string per state: no user text reaches the SQL). */
+export const ALERT_STATE_SQL: Readonly<Record<AlertState, string>> = {
+  open: 'acknowledged_at IS NULL AND cleared_at IS NULL',
+  acknowledged: 'acknowledged_at IS NOT NULL AND cleared_at IS NULL',
+  cleared: 'cleared_at IS NOT NULL',
+};
+
+export function alertFromRow(r: Row): AlertRecord {
+  const acknowledgedAt = numOrNull(r.acknowledged_at);
+  const clearedAt = numOrNull(r.cleared_at);
+  return {
+    ...notificationFromRow(r),
+    state: clearedAt !== null ? 'cleared' : acknowledgedAt !== null ? 'acknowledged' : 'open',
+    acknowledgedAt,
+    acknowledgedBy: strOrNull(r.acknowledged_by),
+    clearedAt,
+    clearedBy: strOrNull(r.cleared_by),
+  };
+}
+
+/** The columns an act on an alert sets, and the error for an alert it cannot act on (shared by both stores). */
+export function alertActPlan(alertId: string, current: AlertRecord | undefined, act: AlertAct): { set: 'acknowledged' | 'cleared' } | { set: null } {
+  if (!current) throw new MeterlineError('E_ALERT_NOT_FOUND', `alert ${alertId} does not exist; GET /v1/alerts lists them`);
+  if (current.state === 'cleared') throw new MeterlineError('E_ALERT_CLEARED', `alert ${alertId} was cleared by ${current.clearedBy ?? 'someone'}; a cleared alert is over and cannot be acknowledged or cleared again`);
+  if (act === 'acknowledge') return current.state === 'acknowledged' ? { set: null } : { set: 'acknowledged' };
+  return { set: 'cleared' };
+}
+
 export function breakerFromRow(r: Row): CircuitBreaker {
   return {
     id: r.id as string,
@@ -333,6 +364,7 @@ export function apiKeyFromRow(r: Row): ApiKeyRecord {
     createdBy: r.created_by as string,
     createdAt: num(r.created_at),
     revokedAt: numOrNull(r.revoked_at),
+    lastUsedAt: numOrNull(r.last_used_at),
   };
 }
 

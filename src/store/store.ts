@@ -152,9 +152,13 @@ export interface AuditEntry {
 export interface AuditQuery {
   target?: string;
   actor?: string;
+  /** An action (`alert.clear`), or every action under a prefix ending in a dot (`alert.`). */
+  action?: string;
   from?: number;
   to?: number;
   afterSeq?: number;
+  /** Entries before this one (the next page when newest first). */
+  beforeSeq?: number;
   newestFirst?: boolean;
   limit: number;
 }
@@ -203,7 +207,12 @@ export interface ApiKeyRecord {
   createdBy: string;
   createdAt: number;
   revokedAt: number | null;
+  /** When it last authenticated a request, to within API_KEY_USE_GRANULARITY_MS; null: never (or before this was kept). */
+  lastUsedAt: number | null;
 }
+
+/** A key's use is recorded at most this often: a write per minute per key, not per request. */
+export const API_KEY_USE_GRANULARITY_MS = 60_000;
 
 /** A new key for an existing client (by id: it acts as that client) or for a new client (by its label). */
 export interface NewApiKey {
@@ -230,6 +239,21 @@ export interface NotificationRecord {
   attempts: number;
   deliveredAt: number | null;
   lastError: string | null;
+}
+
+/** What a person made of an alert (issue 17): open until someone acknowledges it (seen, being handled), then cleared (over). */
+export const ALERT_STATES = ['open', 'acknowledged', 'cleared'] as const;
+export type AlertState = (typeof ALERT_STATES)[number];
+export const ALERT_ACTS = ['acknowledge', 'clear'] as const;
+export type AlertAct = (typeof ALERT_ACTS)[number];
+
+/** An alert (an outbox record of kind `alert.*`) with who acknowledged and cleared it. */
+export interface AlertRecord extends NotificationRecord {
+  state: AlertState;
+  acknowledgedAt: number | null;
+  acknowledgedBy: string | null;
+  clearedAt: number | null;
+  clearedBy: string | null;
 }
 
 export interface ObservationRecord extends Observation {
@@ -635,6 +659,8 @@ export interface GatewayStore {
   revokeApiKey(id: string, actor: string, now: number): Promise<ApiKeyRecord | undefined>;
   findApiKey(sha256: string): Promise<(ApiKeyRecord & { sha256: string }) | undefined>;
   listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** Record that the key authenticated a request now (kept only when the last record is a minute old or more). */
+  touchApiKey(id: string, now: number): Promise<void>;
 
   // ---- history for the timeline and "fault or disconnect?" (rules 18, 19) ----
   listObservations(meterId: string, limit: number): Promise<ObservationRecord[]>;
@@ -674,7 +700,14 @@ export interface GatewayStore {
   relayAuditFacts(meterIds: readonly string[]): Promise<Map<string, { hasOpenOrder: boolean; lastDisconnectDone: boolean; armedSince: number | null }>>;
   saveRelayAudit(run: RelayAuditRun): Promise<void>;
   latestRelayAudit(): Promise<RelayAuditRun | undefined>;
-  listAlerts(limit: number): Promise<NotificationRecord[]>;
+  /** Alerts, newest first; only those in `state` when given. */
+  listAlerts(limit: number, state?: AlertState): Promise<AlertRecord[]>;
+  /**
+   * Acknowledge or clear an alert, audited (`alert.acknowledge`, `alert.clear`, with the note). Acknowledging an
+   * acknowledged alert changes nothing; clearing an acknowledged one is fine. Throws E_ALERT_NOT_FOUND for an unknown
+   * id (or a record that is no alert) and E_ALERT_CLEARED for a cleared alert: it is over, nothing more to do.
+   */
+  actOnAlert(id: string, act: AlertAct, note: string | null, actor: string, now: number): Promise<AlertRecord>;
   /**
    * Claim a sighting atomically: it continues the meter's open episode of its kind (no alert), or it opens a new
    * one, ending the open one, and records its alert and its inspection work order in the same transaction. Two

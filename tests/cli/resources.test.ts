@@ -118,9 +118,31 @@ describe('meterline api-keys, work-orders, breakers, alerts, audit', () => {
       return items.length > 0 ? items : undefined;
     });
     expect(alerts[0]).toMatchObject({ id: expect.any(String), kind: expect.any(String), at: expect.any(String) });
-    expect((await meterline(['alerts'])).stdout).toMatch(/^AT\s+KIND\s+METER\s+DELIVERED\s+ID$/m);
+    expect((await meterline(['alerts'])).stdout).toMatch(/^AT\s+KIND\s+METER\s+STATE\s+BY\s+DELIVERED\s+ID$/m);
     expect((await meterline(['alerts', '--limit', 'all'])).code).toBe(2);
   }, 120_000);
+
+  it('alerts ack and clear: a supervisor acknowledges an alert, an operator clears it, acting again on it exits 3; billing may not (exit 5); an unknown id exits 4', async () => {
+    const alert = await until('an open alert', async () => ((await json(['alerts', '--state', 'open'])).items as any[])[0]);
+    expect((await meterline(['alerts', 'ack', alert.id], f.billingKey)).code).toBe(5);
+    const ack = await meterline(['alerts', 'ack', alert.id, '--note', 'looking at dc-brk'], f.supervisorKey);
+    expect(ack.code, ack.stderr).toBe(0);
+    expect(ack.stdout).toMatch(new RegExp(`^alert ${alert.id} \\(${alert.kind}.*\\) is acknowledged, acknowledged by demo-supervisor$`, 'm'));
+    expect(((await json(['alerts', '--state', 'acknowledged'])).items as any[]).map((a) => a.id)).toContain(alert.id);
+    const cleared = await json(['alerts', 'clear', alert.id]);
+    expect(cleared).toMatchObject({ id: alert.id, state: 'cleared', acknowledgedBy: 'demo-supervisor', clearedBy: 'demo-operator' });
+    const again = await meterline(['alerts', 'ack', alert.id]);
+    expect(again.code).toBe(3);
+    expect(again.stderr).toContain('E_ALERT_CLEARED');
+    expect((await meterline(['alerts', 'clear', 'ntf_nope'])).code).toBe(4);
+    expect((await meterline(['alerts'])).stdout).toMatch(new RegExp(`\\scleared\\s+demo-operator\\s+(yes|no)\\s+${alert.id}$`, 'm'));
+    const exported = await meterline(['audit', 'export', '--target', alert.id], f.supervisorKey);
+    const entries = exported.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(entries.map((e) => [e.action, e.actor, e.details.note])).toEqual([
+      ['alert.acknowledge', 'demo-supervisor', 'looking at dc-brk'],
+      ['alert.clear', 'demo-operator', null],
+    ]);
+  }, 60_000);
 
   it('audit verify (exit 0 intact) and audit export as NDJSON and CSV, with filters; an operator may not read the audit log', async () => {
     const verify = await meterline(['audit', 'verify'], f.supervisorKey);

@@ -648,6 +648,18 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.findApiKey('b'.repeat(64)))?.revokedAt).toBe(now);
     });
 
+    it('api keys: the last use is kept to the minute (a use within a minute of the recorded one writes nothing)', async () => {
+      const k = await store.createApiKey({ client: { name: 'ops' }, role: 'operator', sha256: 'c'.repeat(64) }, 'admin', now);
+      expect(k.lastUsedAt).toBeNull();
+      await store.touchApiKey(k.id, now + 1_000);
+      await store.touchApiKey(k.id, now + 30_000);
+      const lastUsed = async () => (await store.listApiKeys()).find((x) => x.id === k.id)!.lastUsedAt;
+      expect(await lastUsed()).toBe(now + 1_000);
+      await store.touchApiKey(k.id, now + 61_000);
+      expect(await lastUsed()).toBe(now + 61_000);
+      expect((await store.findApiKey('c'.repeat(64)))?.lastUsedAt).toBe(now + 61_000);
+    });
+
     it('clients: a key is made for an existing client by id or for a new client; a label already taken makes another client; rotation keeps the client', async () => {
       const first = await store.createApiKey({ client: { name: 'erp' }, role: 'billing', sha256: 'c'.repeat(64) }, 'admin', now);
       expect(first.clientId).toMatch(/^cli_[0-9a-f]{16}$/);
@@ -972,6 +984,41 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.listEpisodes({ kindPrefix: 'relay_audit_', openOnly: true, limit: 10 })).map((e) => e.meterId).sort()).toEqual(['M-1', 'M-2']);
       expect(await store.listEpisodes({ kindPrefix: 'consumption_', limit: 10 })).toEqual([]);
       expect((await store.listAlerts(100)).filter((a) => a.kind === 'alert.relay_audit')).toHaveLength(3);
+    });
+
+    it('alerts: acknowledged then cleared, each audited with its note; acknowledging twice changes nothing; a cleared alert is refused; an unknown id is E_ALERT_NOT_FOUND; the list filters by state', async () => {
+      await store.recordAlert('alert.success_rate', { scope: 'link', key: 'L1', action: 'disconnect', rate: 0.4 }, now);
+      await store.recordAlert('alert.circuit_open', { scope: 'profile', key: 'p', action: 'disconnect' }, now + 1);
+      const [breaker, rate] = await store.listAlerts(10);
+      expect(breaker).toMatchObject({ kind: 'alert.circuit_open', state: 'open', acknowledgedAt: null, acknowledgedBy: null, clearedAt: null, clearedBy: null });
+      expect(rate).toMatchObject({ kind: 'alert.success_rate', meterId: '-', state: 'open' });
+
+      const acked = await store.actOnAlert(rate!.id, 'acknowledge', 'looking at L1', 'sup', now + 10);
+      expect(acked).toMatchObject({ id: rate!.id, state: 'acknowledged', acknowledgedAt: now + 10, acknowledgedBy: 'sup', clearedAt: null });
+      expect(await store.actOnAlert(rate!.id, 'acknowledge', null, 'op', now + 20)).toMatchObject({ state: 'acknowledged', acknowledgedAt: now + 10, acknowledgedBy: 'sup' });
+      expect((await store.listAlerts(10, 'acknowledged')).map((a) => a.id)).toEqual([rate!.id]);
+      expect((await store.listAlerts(10, 'open')).map((a) => a.id)).toEqual([breaker!.id]);
+
+      const cleared = await store.actOnAlert(rate!.id, 'clear', 'L1 back', 'op', now + 30);
+      expect(cleared).toMatchObject({ state: 'cleared', acknowledgedBy: 'sup', clearedAt: now + 30, clearedBy: 'op' });
+      expect(await store.actOnAlert(breaker!.id, 'clear', null, 'op', now + 40)).toMatchObject({ state: 'cleared', acknowledgedAt: null, clearedBy: 'op' }); // clearing an open one is fine too
+      for (const act of ['acknowledge', 'clear'] as const) {
+        await expect(store.actOnAlert(rate!.id, act, null, 'op', now + 50)).rejects.toMatchObject({ code: 'E_ALERT_CLEARED' });
+      }
+      await expect(store.actOnAlert('ntf_nope', 'acknowledge', null, 'op', now)).rejects.toMatchObject({ code: 'E_ALERT_NOT_FOUND' });
+      expect((await store.listAlerts(10, 'cleared')).map((a) => a.id)).toEqual([breaker!.id, rate!.id]);
+      expect(await store.listAlerts(10, 'open')).toEqual([]);
+
+      const audit = await store.listAudit({ action: 'alert.', limit: 10 });
+      expect(audit.map((e) => [e.action, e.actor, e.target, (e.details as { note: string | null }).note])).toEqual([
+        ['alert.acknowledge', 'sup', rate!.id, 'looking at L1'],
+        ['alert.clear', 'op', rate!.id, 'L1 back'],
+        ['alert.clear', 'op', breaker!.id, null],
+      ]);
+      expect((await store.listAudit({ action: 'alert.clear', newestFirst: true, limit: 10 })).map((e) => e.target)).toEqual([breaker!.id, rate!.id]);
+      const newest = (await store.listAudit({ newestFirst: true, limit: 1 }))[0]!;
+      expect((await store.listAudit({ newestFirst: true, beforeSeq: newest.seq, limit: 2 })).map((e) => e.seq)).toEqual([newest.seq - 1, newest.seq - 2]);
+      expect((await store.verifyAudit()).ok).toBe(true);
     });
 
     it('alert episodes from reading history: a finding overlapping the open episode continues it (its end and rate from the latest), an older one changes nothing, a later separate one opens a new episode', async () => {

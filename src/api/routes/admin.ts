@@ -19,6 +19,7 @@ const KeyView = z.object({
   createdBy: z.string(),
   createdAt: z.string(),
   revokedAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable().describe('When the key last authenticated a request (to the minute); null: not since this was kept'),
 });
 /** The new secret: in the first answer only. A replay (same Idempotency-Key) answers the key without it: it is never stored. */
 const KeyWithSecret = KeyView.extend({
@@ -41,14 +42,17 @@ const AuditView = z.object({ seq: z.number(), at: z.string(), actor: z.string(),
 const AuditQuery = z.object({
   target: z.string().optional(),
   actor: z.string().optional(),
+  action: z.string().max(100).optional().describe('An action (`alert.clear`), or every action under a prefix ending in a dot (`alert.`)'),
   from: z.iso.datetime({ offset: true }).optional(),
   to: z.iso.datetime({ offset: true }).optional(),
   afterSeq: z.coerce.number().int().min(0).optional(),
+  beforeSeq: z.coerce.number().int().min(0).optional().describe('Entries before this seq: the next page of a newest-first list'),
+  order: z.enum(['asc', 'desc']).default('asc').describe('asc: oldest first (page with afterSeq); desc: newest first (page with beforeSeq)'),
   limit: z.coerce.number().int().min(1).max(10_000).default(100),
 });
 const WeatherView = z.object({ id: z.string(), kind: z.string(), from: z.string(), to: z.string(), regions: z.array(z.string()).nullable() });
 
-const keyView = (k: { id: string; clientId: string; name: string; role: string; createdBy: string; createdAt: number; revokedAt: number | null }) => ({
+const keyView = (k: { id: string; clientId: string; name: string; role: string; createdBy: string; createdAt: number; revokedAt: number | null; lastUsedAt: number | null }) => ({
   id: k.id,
   clientId: k.clientId,
   name: k.name,
@@ -56,6 +60,7 @@ const keyView = (k: { id: string; clientId: string; name: string; role: string; 
   createdBy: k.createdBy,
   createdAt: new Date(k.createdAt).toISOString(),
   revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+  lastUsedAt: k.lastUsedAt === null ? null : new Date(k.lastUsedAt).toISOString(),
 });
 const auditView = (e: AuditEntry) => ({ ...e, at: new Date(e.at).toISOString() });
 /** An audit value as one CSV field: text and numbers as they are, anything else (details) as JSON; escaped by csvField. */
@@ -131,11 +136,14 @@ export async function adminRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     ...(q.actor ? { actor: q.actor } : {}),
     ...(q.from ? { from: Date.parse(q.from) } : {}),
     ...(q.to ? { to: Date.parse(q.to) } : {}),
+    ...(q.action ? { action: q.action } : {}),
     ...(q.afterSeq !== undefined ? { afterSeq: q.afterSeq } : {}),
+    ...(q.beforeSeq !== undefined ? { beforeSeq: q.beforeSeq } : {}),
+    ...(q.order === 'desc' ? { newestFirst: true } : {}),
     limit: q.limit,
   });
   r.get('/v1/audit', {
-    schema: { summary: 'Audit entries (oldest first; page with afterSeq)', tags: ['audit'], querystring: AuditQuery, response: { 200: z.object({ items: z.array(AuditView) }), 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
+    schema: { summary: 'Audit entries, filtered by target, actor, action and time (oldest first, paged with afterSeq; or order=desc, newest first, paged with beforeSeq)', tags: ['audit'], querystring: AuditQuery, response: { 200: z.object({ items: z.array(AuditView) }), 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
     onRequest: requirePermission(deps.keys, 'audit:read'),
     handler: async (req) => ({ items: (await deps.store.listAudit(toQuery(req.query))).map(auditView) }),
   });

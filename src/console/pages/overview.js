@@ -2,6 +2,7 @@ import { api } from '../api.js';
 import { rateBars, stackedBar } from '../charts.js';
 import { errorBox, fill, fmtTime, h, select, table, badge } from '../dom.js';
 import { onOrders, onStats } from '../live.js';
+import { linksDownNotice, linksTable as linksTableOf } from '../links-table.js';
 
 const OPEN_STATES = ['accepted', 'held', 'queued', 'in_flight', 'escalated'];
 const STATE_ORDER = ['accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused'];
@@ -91,22 +92,7 @@ export async function render(main) {
   const loadLinks = async () => {
     try {
       const { items } = await api('/v1/links');
-      const down = items.filter((l) => l.state === 'down').length;
-      fill(
-        linksTable,
-        down > 0 ? h('div.warning', { role: 'status' }, `${down} link(s) down: their meters' orders wait without spending attempts.`) : null,
-        table(
-          'Links: state, last error and counters since the gateway started',
-          [
-            { label: 'Link', cell: (l) => [h('strong', {}, l.link), h('div.muted', {}, l.kind)] },
-            { label: 'State', cell: (l) => [badge(l.state), h('div.muted', {}, `since ${fmtTime(l.since)}`)] },
-            { label: 'Last error', cell: (l) => (l.lastError ? [h('div.muted', {}, fmtTime(l.lastError.at)), l.lastError.message] : '—') },
-            { label: 'Counters', cell: (l) => linkCounters(l.counters) },
-          ],
-          items,
-          { class: 'compact links', stack: true, empty: 'No links yet (the drivers are starting).', rowData: (l) => ({ link: l.link }) },
-        ),
-      );
+      fill(linksTable, linksDownNotice(items), linksTableOf(items, { caption: 'Links: state and last error', compact: true }), h('p', {}, h('a', { href: '#/links' }, 'Every link with its counters')));
     } catch (err) {
       fill(linksTable, errorBox(err));
     }
@@ -175,23 +161,4 @@ export async function render(main) {
     clearInterval(linksTimer);
     if (fleetTimer) clearTimeout(fleetTimer);
   };
-}
-
-const COUNTER_WORDS = [
-  ['crcErrors', 'CRC errors'],
-  ['garbled', 'garbled'],
-  ['frameRetries', 'frame retries'],
-  ['timeouts', 'timeouts'],
-  ['unknownCorrelationIds', 'unknown correlation ids'],
-  ['reopens', 'reopens'],
-  ['reconnects', 'reconnects'],
-];
-
-/** The counters that are not zero, in words; exceptions by code. */
-function linkCounters(c) {
-  const items = [
-    ...COUNTER_WORDS.filter(([k]) => c[k] > 0).map(([k, words]) => `${words} ${c[k]}`),
-    ...Object.entries(c.exceptions ?? {}).filter(([, n]) => n > 0).map(([code, n]) => `exception ${code} ${n}`),
-  ];
-  return items.length === 0 ? h('span.muted', {}, 'all zero') : h('ul.counters', {}, items.map((t) => h('li', {}, t)));
 }
