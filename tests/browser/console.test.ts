@@ -81,7 +81,7 @@ describe('operator console', () => {
     expect(await fleet.locator('tr[data-meter="CON-2"]').textContent()).toContain('connected');
   });
 
-  it('the overview shows each link with its state, since when, its last error and its counters; at phone width (390 px) without sideways scrolling', async () => {
+  it('the overview shows each link with its state, since when and its last error (the counters are on the Links page); at phone width (390 px) without sideways scrolling', async () => {
     const page = await signIn(f.operatorKey);
     const links = page.getByRole('table', { name: /^Links/ });
     const bus = links.locator('tr[data-link="bus-unplugged"]');
