@@ -303,6 +303,8 @@ export interface AttemptStatsRow {
   ok: number;
   firstAttempts: number;
   firstOk: number;
+  /** Distinct meters with at least one attempt that did not end ok (a scope alert needs failures on enough meters). */
+  failedMeters: number;
 }
 
 export interface OrderOutcomeRow {
@@ -312,6 +314,8 @@ export interface OrderOutcomeRow {
   action: OrderAction;
   finished: number;
   succeeded: number;
+  /** Distinct meters with at least one order that did not end well remotely. */
+  failedMeters: number;
 }
 
 export interface PaymentRequest {
