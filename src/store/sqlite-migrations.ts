@@ -530,6 +530,13 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX orders_state_seq ON orders (state, seq);
   DROP INDEX orders_state;
   `,
+  // Orders over time for the overview's charts (issue 17, src/store/order-series.ts): bucketed counts of created,
+  // completed and escalated orders are range scans of these; orders_completed covers its statements (no table reads).
+  `
+  CREATE INDEX orders_created ON orders (created_at);
+  CREATE INDEX orders_completed ON orders (completed_at, state, escalated_at, created_at);
+  CREATE INDEX orders_escalated ON orders (escalated_at, state);
+  `,
 ];
 
 /** The migration that added the chain's columns (its transaction links the entries written before, once). */
