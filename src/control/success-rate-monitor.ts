@@ -85,6 +85,8 @@ export class SuccessRateMonitor {
   private timer: NodeJS.Timeout | undefined;
   private last: SuccessRateReport = { at: 0, rates: [], alerting: [] };
   private readonly active = new Set<string>();
+  /** Whether `active` has been read back from the alerts already sent (after a start, a restart or a duty handover). */
+  private seeded = false;
   private inProgress: Promise<SuccessRateReport> | undefined;
 
   constructor(
@@ -96,6 +98,7 @@ export class SuccessRateMonitor {
   ) {}
 
   start(): void {
+    this.seeded = false;
     this.timer = setInterval(() => void this.evaluate().catch((err: unknown) => this.logger.error({ err }, 'success-rate evaluation failed')), this.config.evaluateEveryMs);
   }
 
@@ -114,6 +117,7 @@ export class SuccessRateMonitor {
   }
 
   private async evaluateOnce(): Promise<SuccessRateReport> {
+    if (!this.seeded) await this.seedEpisodes();
     const now = this.clock.now();
     const rates: SuccessRate[] = [];
     for (const minutes of this.config.windowMinutes) {
@@ -127,6 +131,26 @@ export class SuccessRateMonitor {
     return this.last;
   }
 
+
+  /**
+   * The episodes open now, as the alerts already sent tell (the latest of each scope's `alert.success_rate` and
+   * `alert.success_rate_recovered`): a restarted gateway, or the instance that takes the duty over, does not alert
+   * again for an episode already alerted.
+   */
+  private async seedEpisodes(): Promise<void> {
+    const latest = new Set<string>();
+    this.active.clear();
+    for (const a of await this.store.listAlerts(1000)) {
+      if (a.kind !== 'alert.success_rate' && a.kind !== 'alert.success_rate_recovered') continue;
+      const p = a.payload as Partial<Pick<SuccessRate, 'scope' | 'key' | 'action'>> | null;
+      if (!p?.scope || p.key === undefined || !p.action) continue;
+      const id = episodeId({ scope: p.scope, key: p.key, action: p.action });
+      if (latest.has(id)) continue;
+      latest.add(id);
+      if (a.kind === 'alert.success_rate') this.active.add(id);
+    }
+    this.seeded = true;
+  }
 
   /**
    * One alert when a scope's episode starts (the worst of its rates below the threshold heads it, the others are

@@ -74,7 +74,7 @@ describe('success-rate alerts by distinct meters', () => {
     expect(await successRateAlerts()).toEqual([]);
   });
 
-  it('failures on six meters: one alert per scope (link, profile, region) for the episode, not one per window and kind, and none again while it lasts', async () => {
+  it('failures on six meters: one alert per scope (link, profile, region) for the episode, not one per window and kind, and none again while it lasts, after a restart too', async () => {
     const monitor = new SuccessRateMonitor(store, clock, config, pino({ level: 'silent' }));
     const dead = new Set(meterIds(1, 6));
     for (let round = 0; round < 3; round++) {
@@ -88,14 +88,21 @@ describe('success-rate alerts by distinct meters', () => {
     expect(alerts.map((a) => `${(a.payload as { scope: string }).scope} ${(a.payload as { key: string }).key}`).sort()).toEqual(['link L1', 'profile p', 'region north']);
     expect(alerts[0]!.payload).toMatchObject({ action: 'reconnect', failingMeters: 6 });
 
+    // A restarted gateway (a new monitor on the same store) knows the episode is alerted already.
+    const restarted = new SuccessRateMonitor(store, clock, config, pino({ level: 'silent' }));
+    clock.advance(60_000);
+    await reconnectAll(meterIds(1, 20), dead);
+    expect((await restarted.evaluate()).alerting.length).toBeGreaterThan(0);
+    expect(await successRateAlerts()).toHaveLength(3);
+
     // The episode ends when every rate has recovered (the failures leave both windows), and a new one alerts once again.
     clock.advance(61 * 60_000);
     await reconnectAll(meterIds(1, 20), new Set());
-    await monitor.evaluate();
+    await restarted.evaluate();
     expect((await store.listAlerts(1000)).filter((a) => a.kind === 'alert.success_rate_recovered')).toHaveLength(3);
     await reconnectAll(meterIds(1, 20), dead);
     await reconnectAll(meterIds(1, 20), dead);
-    await monitor.evaluate();
+    await restarted.evaluate();
     expect(await successRateAlerts()).toHaveLength(6);
   });
 });
