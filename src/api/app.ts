@@ -31,6 +31,7 @@ import { workOrderRoutes } from './routes/work-orders.js';
 import { monitoringRoutes } from './routes/monitoring.js';
 import { billingRoutes } from './routes/billing.js';
 import { switchOrderRoutes } from './routes/switch-orders.js';
+import { statsSeriesRoutes } from './routes/stats-series.js';
 
 /** Build the HTTP API (not yet listening). The OpenAPI document is served at /openapi.json and browsable at /docs. */
 export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyInstance> {
@@ -160,6 +161,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => planRoutes(scope, deps));
   await app.register(async (scope) => adminRoutes(scope, deps));
   await app.register(async (scope) => workOrderRoutes(scope, deps));
+  await app.register(async (scope) => statsSeriesRoutes(scope, deps));
   await app.register(async (scope) => liveRoutes(scope, deps));
   await app.register(async (scope) => consoleRoutes(scope, deps));
   await app.register(async (scope) => monitoringRoutes(scope, deps));

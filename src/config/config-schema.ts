@@ -181,6 +181,8 @@ export const ConfigSchema = z
         /** A rate below this (with enough samples) raises an alert; Texas rule 25.490 sets 95% for reconnects. */
         alertBelow: z.number().min(0).max(1),
         minSamples: z.number().int().min(1),
+        /** A profile, link or region alerts only when its failures span at least this many distinct meters: a few dead meters are not a link fault. */
+        minDistinctMeters: z.number().int().min(1).default(5),
         /** Disconnect success below this stops new disconnects for the population until an operator resets it. */
         breakerBelow: z.number().min(0).max(1),
         breakerMinSamples: z.number().int().min(1),

@@ -7,7 +7,9 @@ import type { Clock } from './clock.js';
  * Rolling success rates of remote disconnect and reconnect (DOMAIN.md rule 16) per firmware profile, link and
  * region, over configurable windows: per attempt, first attempt, and final (the order ended well remotely). A rate
  * below the threshold with enough samples is an alert (log, metric, outbox `alert.success_rate`), not a statistic
- * for next month. A collapse of disconnect success opens a circuit breaker for that population: its new
+ * for next month. A scope alerts only when its failures span `minDistinctMeters` meters (a few dead meters are
+ * meter faults, not a link's), and one episode (the scope's rates below the threshold, until none is) is one alert
+ * per scope, key and action, however many windows and kinds of rate show it. A collapse of disconnect success opens a circuit breaker for that population: its new
  * disconnects are held by the policy gate until an operator resets it; its reconnects go on and escalate.
  */
 
@@ -23,12 +25,16 @@ export interface SuccessRate {
   ok: number;
   total: number;
   rate: number;
+  /** Distinct meters whose attempts (or orders, for `final`) failed in the window. */
+  failingMeters: number;
 }
 
 export interface SuccessRateConfig {
   windowMinutes: number[];
   alertBelow: number;
   minSamples: number;
+  /** A scope alerts only when its failures span at least this many distinct meters. */
+  minDistinctMeters: number;
   breakerBelow: number;
   breakerMinSamples: number;
   evaluateEveryMs: number;
@@ -50,27 +56,37 @@ const SCOPES: { scope: BreakerScope; keyOf: (r: { profileId: string; link: strin
 /** Sum the store's rows into rates per scope, key, action and kind. Pure. */
 export function aggregateRates(windowMinutes: number, attempts: readonly AttemptStatsRow[], orders: readonly OrderOutcomeRow[]): SuccessRate[] {
   const acc = new Map<string, SuccessRate>();
-  const add = (scope: BreakerScope, key: string, action: OrderAction, kind: RateKind, ok: number, total: number) => {
+  // A meter has one profile, link and region, so the store's rows hold disjoint sets of meters: their distinct
+  // failing meters add up. (`first_attempt` counts the meters of every failed attempt: an upper bound.)
+  const add = (scope: BreakerScope, key: string, action: OrderAction, kind: RateKind, ok: number, total: number, failingMeters: number) => {
     const id = `${scope}\u0000${key}\u0000${action}\u0000${kind}`;
-    const cur = acc.get(id) ?? { windowMinutes, scope, key, action, kind, ok: 0, total: 0, rate: 0 };
+    const cur = acc.get(id) ?? { windowMinutes, scope, key, action, kind, ok: 0, total: 0, rate: 0, failingMeters: 0 };
     cur.ok += ok;
     cur.total += total;
+    cur.failingMeters += failingMeters;
     acc.set(id, cur);
   };
   for (const { scope, keyOf } of SCOPES) {
     for (const r of attempts) {
-      add(scope, keyOf(r), r.action, 'attempt', r.ok, r.attempts);
-      add(scope, keyOf(r), r.action, 'first_attempt', r.firstOk, r.firstAttempts);
+      add(scope, keyOf(r), r.action, 'attempt', r.ok, r.attempts, r.failedMeters);
+      add(scope, keyOf(r), r.action, 'first_attempt', r.firstOk, r.firstAttempts, r.failedMeters);
     }
-    for (const r of orders) add(scope, keyOf(r), r.action, 'final', r.succeeded, r.finished);
+    for (const r of orders) add(scope, keyOf(r), r.action, 'final', r.succeeded, r.finished, r.failedMeters);
   }
   return [...acc.values()].filter((r) => r.total > 0).map((r) => ({ ...r, rate: r.ok / r.total }));
+}
+
+/** A success-rate alert episode is one scope, key and action: its windows and kinds of rate are one problem. */
+function episodeId(r: Pick<SuccessRate, 'scope' | 'key' | 'action'>): string {
+  return `${r.scope}|${r.key}|${r.action}`;
 }
 
 export class SuccessRateMonitor {
   private timer: NodeJS.Timeout | undefined;
   private last: SuccessRateReport = { at: 0, rates: [], alerting: [] };
   private readonly active = new Set<string>();
+  /** Whether `active` has been read back from the alerts already sent (after a start, a restart or a duty handover). */
+  private seeded = false;
   private inProgress: Promise<SuccessRateReport> | undefined;
 
   constructor(
@@ -82,6 +98,7 @@ export class SuccessRateMonitor {
   ) {}
 
   start(): void {
+    this.seeded = false;
     this.timer = setInterval(() => void this.evaluate().catch((err: unknown) => this.logger.error({ err }, 'success-rate evaluation failed')), this.config.evaluateEveryMs);
   }
 
@@ -100,13 +117,14 @@ export class SuccessRateMonitor {
   }
 
   private async evaluateOnce(): Promise<SuccessRateReport> {
+    if (!this.seeded) await this.seedEpisodes();
     const now = this.clock.now();
     const rates: SuccessRate[] = [];
     for (const minutes of this.config.windowMinutes) {
       const since = now - minutes * 60_000;
       rates.push(...aggregateRates(minutes, await this.store.attemptStats(since), await this.store.orderOutcomeStats(since)));
     }
-    const alerting = rates.filter((r) => r.total >= this.config.minSamples && r.rate < this.config.alertBelow);
+    const alerting = rates.filter((r) => r.total >= this.config.minSamples && r.rate < this.config.alertBelow && r.failingMeters >= this.config.minDistinctMeters);
     await this.raiseAlerts(alerting, rates, now);
     await this.tripBreakers(rates, now);
     this.last = { at: now, rates, alerting };
@@ -114,21 +132,47 @@ export class SuccessRateMonitor {
   }
 
 
+  /**
+   * The episodes open now, as the alerts already sent tell (the latest of each scope's `alert.success_rate` and
+   * `alert.success_rate_recovered`): a restarted gateway, or the instance that takes the duty over, does not alert
+   * again for an episode already alerted.
+   */
+  private async seedEpisodes(): Promise<void> {
+    const latest = new Set<string>();
+    this.active.clear();
+    for (const a of await this.store.listAlerts(1000)) {
+      if (a.kind !== 'alert.success_rate' && a.kind !== 'alert.success_rate_recovered') continue;
+      const p = a.payload as Partial<Pick<SuccessRate, 'scope' | 'key' | 'action'>> | null;
+      if (!p?.scope || p.key === undefined || !p.action) continue;
+      const id = episodeId({ scope: p.scope, key: p.key, action: p.action });
+      if (latest.has(id)) continue;
+      latest.add(id);
+      if (a.kind === 'alert.success_rate') this.active.add(id);
+    }
+    this.seeded = true;
+  }
+
+  /**
+   * One alert when a scope's episode starts (the worst of its rates below the threshold heads it, the others are
+   * listed), one `recovered` when none of its rates is below any more: not one per window and kind of rate.
+   */
   private async raiseAlerts(alerting: SuccessRate[], all: SuccessRate[], now: number): Promise<void> {
-    const id = (r: SuccessRate) => `${r.windowMinutes}|${r.scope}|${r.key}|${r.action}|${r.kind}`;
-    const nowAlerting = new Set(alerting.map(id));
-    for (const r of alerting) {
-      if (this.active.has(id(r))) continue;
-      this.active.add(id(r));
-      const message = `${r.kind.replace('_', ' ')} ${r.action} success for ${r.scope} ${r.key} is ${(r.rate * 100).toFixed(1)}% over ${r.windowMinutes} min (${r.ok}/${r.total}), below ${(this.config.alertBelow * 100).toFixed(0)}%`;
+    const episodes = new Map<string, SuccessRate[]>();
+    for (const r of alerting) episodes.set(episodeId(r), [...(episodes.get(episodeId(r)) ?? []), r]);
+    for (const [id, below] of episodes) {
+      if (this.active.has(id)) continue;
+      this.active.add(id);
+      const r = below.reduce((worst, x) => (x.rate < worst.rate ? x : worst));
+      const message = `${r.kind.replace('_', ' ')} ${r.action} success for ${r.scope} ${r.key} is ${(r.rate * 100).toFixed(1)}% over ${r.windowMinutes} min (${r.ok}/${r.total}, failures on ${r.failingMeters} meters), below ${(this.config.alertBelow * 100).toFixed(0)}%`;
       this.logger.warn({ alert: 'success_rate', ...r }, message);
       this.onAlert?.('success_rate');
-      await this.store.recordAlert('alert.success_rate', { ...r, threshold: this.config.alertBelow, message, at: new Date(now).toISOString() }, now);
+      await this.store.recordAlert('alert.success_rate', { ...r, threshold: this.config.alertBelow, below, message, at: new Date(now).toISOString() }, now);
     }
-    for (const key of [...this.active]) {
-      if (nowAlerting.has(key)) continue;
-      this.active.delete(key);
-      const r = all.find((x) => id(x) === key);
+    for (const id of [...this.active]) {
+      if (episodes.has(id)) continue;
+      this.active.delete(id);
+      const scopeRates = all.filter((x) => episodeId(x) === id);
+      const r = scopeRates.reduce<SuccessRate | undefined>((worst, x) => (!worst || x.rate < worst.rate ? x : worst), undefined);
       if (r) await this.store.recordAlert('alert.success_rate_recovered', { ...r, at: new Date(now).toISOString() }, now);
     }
   }

@@ -12,6 +12,7 @@ import { sleep, type Clock } from './clock.js';
 import { needsPreCloseRead, preCloseCheck } from './load-side-check.js';
 import { listenToStatusReports } from './status-reports.js';
 import { writeWhenStoreTakesIt } from './store-retry.js';
+import { logAttemptEnd } from './order-log.js';
 
 export interface ControllerOptions {
   tickMs: number;
@@ -582,7 +583,7 @@ export class SwitchController {
         return;
       }
     }
-    log.info({ action: order.action, ...(order.action === 'limit' ? { limitW: order.limitW } : {}), link: address.link, profile: profile.id }, 'sending command');
+    log.debug({ action: order.action, ...(order.action === 'limit' ? { limitW: order.limitW } : {}), link: address.link, profile: profile.id }, 'sending command');
     const command = await sendCommand(driver, address, order, {
       timeoutMs: profile.timeouts.commandMs,
       correlationId: `${order.id}:${order.attempts}:cmd`,
@@ -684,10 +685,7 @@ export class SwitchController {
         this.deps.onReading?.({ ...context, at: read.value.at, relay: read.value.relay, voltageV: read.value.voltageV ?? null, energyWh: read.value.energyWh ?? null, source: 'read_back', prepayment });
       }
     }
-    const line = { state: updated.state, reason: updated.stateReason };
-    if (updated.state === 'failed') log.warn(line, 'order failed: remote attempts exhausted');
-    else if (updated.state === 'escalated') log.warn(line, 'attempt failed; the order is with the field');
-    else log.info(line, 'attempt finished');
+    logAttemptEnd(log, order, updated, outcome, command?.latencyMs ?? null, now);
   }
 
   /**

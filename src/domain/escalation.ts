@@ -32,6 +32,9 @@ export type SwitchWorkOrderKind = 'switch_order' | 'credentials' | 'load_side_vo
 /** A live load side is a danger to people, not only a late reconnect: its work order comes first, whatever the deadline. */
 export const LOAD_SIDE_PRIORITY = 1;
 
+/** What escalation reads of an order; `urgent` (a medical emergency) raises its work order to priority 1. */
+export type EscalatingOrder = Pick<SwitchOrder, 'action' | 'deadline' | 'escalatedAt'> & Partial<Pick<SwitchOrder, 'urgent'>>;
+
 export interface WorkOrderPlan {
   reason: string;
   dueAt: number;
@@ -54,17 +57,20 @@ export type EscalatedVerdict = Omit<AttemptVerdict, 'next'> & {
   reviseWorkOrder?: WorkOrderPlan;
 };
 
-/** 1 (most urgent) to 4: medical equipment first, then vulnerable or little time left. */
-export function workOrderPriority(flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, msLeft: number): number {
-  if (flags.medicalEquipment || msLeft < 2 * HOUR_MS) return 1;
+/**
+ * 1 (most urgent) to 4: medical equipment first (the meter's flag, or an order the requester marked urgent: a
+ * medical emergency, DOMAIN.md rule 15, which the meter's flags may not know of yet), then vulnerable or little time left.
+ */
+export function workOrderPriority(flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, msLeft: number, urgent = false): number {
+  if (urgent || flags.medicalEquipment || msLeft < 2 * HOUR_MS) return 1;
   if (flags.vulnerable || flags.priorityRegister || msLeft < 6 * HOUR_MS) return 2;
   if (msLeft < 12 * HOUR_MS) return 3;
   return 4;
 }
 
-export function workOrderPlan(order: Pick<SwitchOrder, 'deadline'>, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy, reason: string): WorkOrderPlan {
+export function workOrderPlan(order: Pick<EscalatingOrder, 'deadline' | 'urgent'>, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy, reason: string): WorkOrderPlan {
   const deadline = order.deadline ?? now + policy.fieldLeadMs;
-  return { reason, dueAt: Math.max(now, deadline - policy.dueMarginMs), priority: workOrderPriority(flags, deadline - now) };
+  return { reason, dueAt: Math.max(now, deadline - policy.dueMarginMs), priority: workOrderPriority(flags, deadline - now, order.urgent) };
 }
 
 /** Whether an open reconnect can no longer be trusted to the remote path alone. */
@@ -74,7 +80,7 @@ export function cannotFinishInTime(order: Pick<SwitchOrder, 'action' | 'deadline
 
 /** Turn an attempt's verdict into what the order does, escalation included. */
 export function escalateVerdict(
-  order: Pick<SwitchOrder, 'action' | 'deadline' | 'escalatedAt'>,
+  order: EscalatingOrder,
   verdict: AttemptVerdict,
   flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>,
   now: number,
@@ -116,7 +122,7 @@ export function inspectionPlan(flags: Pick<MeterFlags, 'medicalEquipment' | 'vul
  * The meter refused the gateway's credentials: a field matter of its own kind, with no further remote attempt (the
  * same keys would be refused again, and each refusal may count towards the meter locking the client out).
  */
-function credentialsWork(order: Pick<SwitchOrder, 'action' | 'deadline'>, verdict: AttemptVerdict, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy): WorkOrderPlan {
+function credentialsWork(order: Pick<EscalatingOrder, 'action' | 'deadline' | 'urgent'>, verdict: AttemptVerdict, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy): WorkOrderPlan {
   const what =
     order.action === 'reconnect'
       ? 'restore the supply on site, then check the key file or renew the keys'
@@ -128,7 +134,7 @@ function credentialsWork(order: Pick<SwitchOrder, 'action' | 'deadline'>, verdic
  * The close was refused for voltage on the load side (DOMAIN.md rule 14): closing again from afar is dangerous, so a
  * crew goes at once, first in the queue (LOAD_SIDE_PRIORITY), and no remote close follows.
  */
-function loadSideWork(order: Pick<SwitchOrder, 'action' | 'deadline'>, verdict: AttemptVerdict, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy): WorkOrderPlan {
+function loadSideWork(order: Pick<EscalatingOrder, 'action' | 'deadline' | 'urgent'>, verdict: AttemptVerdict, flags: Pick<MeterFlags, 'medicalEquipment' | 'vulnerable' | 'priorityRegister'>, now: number, policy: EscalationPolicy): WorkOrderPlan {
   const what =
     order.action === 'reconnect'
       ? 'do not close from afar; find the bypass, generator backfeed or tampering and make it safe, then restore the supply on site'

@@ -494,6 +494,13 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE notifications ADD COLUMN cleared_by TEXT;
   ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
   `,
+  // Orders over time for the overview's charts (issue 17, src/store/order-series.ts): bucketed counts of created,
+  // completed and escalated orders are range scans of these; orders_completed covers its statements (no table reads).
+  `
+  CREATE INDEX orders_created ON orders (created_at);
+  CREATE INDEX orders_completed ON orders (completed_at, state, escalated_at, created_at);
+  CREATE INDEX orders_escalated ON orders (escalated_at, state);
+  `,
 ];
 
 /** The migration that keys the audit chain (its transaction writes the keying record, once). */

@@ -55,6 +55,7 @@ import * as meterKeys from './meter-key-sets.js';
 import type { EpisodeKind } from '../domain/alert-episodes.js';
 import { CLIENT_VISIBLE_STATES } from './sqlite-billing.js';
 import { parseFlags } from './sqlite-meter-facts.js';
+import { queryOrderSeries, type OrderSeriesBucket } from './order-series.js';
 import type { KeySetPutOutcome, MeterKeySetRecord, NewMeterKeySet, StoredMeterKeySet,
   AlertEpisode,
   EpisodeClaim,
@@ -742,6 +743,10 @@ export class PostgresStore implements GatewayStore {
     const out: Partial<Record<OrderState, number>> = {};
     for (const r of await this.r.all('SELECT state, COUNT(*) AS n FROM orders GROUP BY state')) out[r.state as OrderState] = r.n as number;
     return out;
+  }
+
+  orderSeries(from: number, to: number, stepMs: number): Promise<OrderSeriesBucket[]> {
+    return queryOrderSeries((sql, args) => this.r.all(sql, args) as Promise<Record<string, unknown>[]>, (n) => `$${n}::bigint`, from, to, stepMs);
   }
 
   // ---- control loop -------------------------------------------------------------------------------------

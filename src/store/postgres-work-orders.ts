@@ -99,7 +99,8 @@ export async function attemptStats(q: Q, since: number): Promise<AttemptStatsRow
   return (await q.all(
     `SELECT m.profile_id AS "profileId", m.link AS link, m.region AS region, o.action AS action,
             COUNT(*) AS attempts, COUNT(*) FILTER (WHERE a.outcome = 'ok') AS ok,
-            COUNT(*) FILTER (WHERE a.attempt = 1) AS "firstAttempts", COUNT(*) FILTER (WHERE a.attempt = 1 AND a.outcome = 'ok') AS "firstOk"
+            COUNT(*) FILTER (WHERE a.attempt = 1) AS "firstAttempts", COUNT(*) FILTER (WHERE a.attempt = 1 AND a.outcome = 'ok') AS "firstOk",
+            COUNT(DISTINCT o.meter_id) FILTER (WHERE a.outcome <> 'ok') AS "failedMeters"
      FROM attempts a JOIN orders o ON o.id = a.order_id JOIN meters m ON m.meter_id = o.meter_id
      WHERE a.ended_at >= $1 AND a.outcome IS NOT NULL AND a.outcome <> 'interrupted'
      GROUP BY m.profile_id, m.link, m.region, o.action`,
@@ -110,7 +111,8 @@ export async function attemptStats(q: Q, since: number): Promise<AttemptStatsRow
 export async function orderOutcomeStats(q: Q, since: number): Promise<OrderOutcomeRow[]> {
   return (await q.all(
     `SELECT m.profile_id AS "profileId", m.link AS link, m.region AS region, o.action AS action,
-            COUNT(*) AS finished, COUNT(*) FILTER (WHERE o.state IN ('done', 'armed') AND o.escalated_at IS NULL) AS succeeded
+            COUNT(*) AS finished, COUNT(*) FILTER (WHERE o.state IN ('done', 'armed') AND o.escalated_at IS NULL) AS succeeded,
+            COUNT(DISTINCT o.meter_id) FILTER (WHERE NOT (o.state IN ('done', 'armed') AND o.escalated_at IS NULL)) AS "failedMeters"
      FROM orders o JOIN meters m ON m.meter_id = o.meter_id
      WHERE (o.completed_at >= $1 AND o.state IN ('done', 'armed', 'failed', 'done_by_field')) OR (o.escalated_at >= $1 AND o.state = 'escalated')
      GROUP BY m.profile_id, m.link, m.region, o.action`,

@@ -539,6 +539,13 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE notifications ADD COLUMN cleared_by TEXT;
   ALTER TABLE api_keys ADD COLUMN last_used_at INTEGER;
   `,
+  // Orders over time for the overview's charts (issue 17, src/store/order-series.ts): bucketed counts of created,
+  // completed and escalated orders are range scans of these; orders_completed covers its statements (no table reads).
+  `
+  CREATE INDEX orders_created ON orders (created_at);
+  CREATE INDEX orders_completed ON orders (completed_at, state, escalated_at, created_at);
+  CREATE INDEX orders_escalated ON orders (escalated_at, state);
+  `,
 ];
 
 /** The migration that added the chain's columns (its transaction links the entries written before, once). */

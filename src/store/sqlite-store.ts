@@ -66,6 +66,7 @@ import * as scripts from './store-scripts.js';
 import { reviseOpenWorkOrder, runScriptSync, type Script } from './store-scripts.js';
 import type { EpisodeKind } from '../domain/alert-episodes.js';
 import { CLIENT_VISIBLE_STATES, paymentFromRow, SqliteBilling } from './sqlite-billing.js';
+import { queryOrderSeries, type OrderSeriesBucket } from './order-series.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
 import type { SwitchAction } from '../domain/relay.js';
@@ -744,6 +745,11 @@ export class SqliteStore implements GatewayStore {
     const out: Partial<Record<OrderState, number>> = {};
     for (const r of this.s.counts.all() as { state: OrderState; n: number }[]) out[r.state] = r.n;
     return out;
+  }
+
+  orderSeries(from: number, to: number, stepMs: number): Promise<OrderSeriesBucket[]> {
+    // Bound as integers, so the bucket number is an integer division.
+    return queryOrderSeries((sql, args) => this.prep(sql).all(...args) as Record<string, unknown>[], () => 'CAST(? AS INTEGER)', from, to, stepMs);
   }
 
   // ---- control loop -------------------------------------------------------------------------------------

@@ -103,20 +103,22 @@ export class SqliteWorkOrders {
         .prepare(
           `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, o.action AS action,
                   COUNT(*) AS attempts, SUM(a.outcome = 'ok') AS ok,
-                  SUM(a.attempt = 1) AS firstAttempts, SUM(a.attempt = 1 AND a.outcome = 'ok') AS firstOk
+                  SUM(a.attempt = 1) AS firstAttempts, SUM(a.attempt = 1 AND a.outcome = 'ok') AS firstOk,
+                  COUNT(DISTINCT CASE WHEN a.outcome != 'ok' THEN o.meter_id END) AS failedMeters
            FROM attempts a JOIN orders o ON o.id = a.order_id JOIN meters m ON m.meter_id = o.meter_id
            WHERE a.ended_at >= ? AND a.outcome IS NOT NULL AND a.outcome != 'interrupted'
            GROUP BY m.profile_id, m.link, m.region, o.action`,
         )
         .all(since) as AttemptStatsRow[]
-    ).map((r) => ({ ...r, ok: r.ok ?? 0, firstAttempts: r.firstAttempts ?? 0, firstOk: r.firstOk ?? 0 }));
+    ).map((r) => ({ ...r, ok: r.ok ?? 0, firstAttempts: r.firstAttempts ?? 0, firstOk: r.firstOk ?? 0, failedMeters: r.failedMeters ?? 0 }));
   }
 
   orderOutcomeStats(since: number): OrderOutcomeRow[] {
     return this.db
       .prepare(
         `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, o.action AS action,
-                COUNT(*) AS finished, SUM(o.state IN ('done', 'armed') AND o.escalated_at IS NULL) AS succeeded
+                COUNT(*) AS finished, SUM(o.state IN ('done', 'armed') AND o.escalated_at IS NULL) AS succeeded,
+                COUNT(DISTINCT CASE WHEN NOT (o.state IN ('done', 'armed') AND o.escalated_at IS NULL) THEN o.meter_id END) AS failedMeters
          FROM orders o JOIN meters m ON m.meter_id = o.meter_id
          WHERE (o.completed_at >= ? AND o.state IN ('done', 'armed', 'failed', 'done_by_field')) OR (o.escalated_at >= ? AND o.state = 'escalated')
          GROUP BY m.profile_id, m.link, m.region, o.action`,

@@ -10,6 +10,7 @@ import type { OrderAction, RelayState, SwitchAction } from '../domain/relay.js';
 import type { Attempt, OrderEvent, OrderOrigin, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
 import type { AuditAnchor, AuditHead } from './audit-chain.js';
 import type { SealedKeySet } from '../keys/key-envelope.js';
+import type { OrderSeriesBucket } from './order-series.js';
 
 /**
  * The store interface the control loop and the API depend on. SQLite implements it for the embedded default;
@@ -327,6 +328,8 @@ export interface AttemptStatsRow {
   ok: number;
   firstAttempts: number;
   firstOk: number;
+  /** Distinct meters with at least one attempt that did not end ok (a scope alert needs failures on enough meters). */
+  failedMeters: number;
 }
 
 export interface OrderOutcomeRow {
@@ -336,6 +339,8 @@ export interface OrderOutcomeRow {
   action: OrderAction;
   finished: number;
   succeeded: number;
+  /** Distinct meters with at least one order that did not end well remotely. */
+  failedMeters: number;
 }
 
 export interface PaymentRequest {
@@ -574,6 +579,11 @@ export interface GatewayStore {
   listAttempts(orderId: string): Promise<Attempt[]>;
   listOrderEvents(orderId: string): Promise<OrderEvent[]>;
   countOrdersByState(): Promise<Partial<Record<OrderState, number>>>;
+  /**
+   * Orders over time (src/store/order-series.ts): buckets of `stepMs` from `from` covering `to`, each with the
+   * orders finished in it, how many ended well remotely, and the orders open at its end. Index range scans only.
+   */
+  orderSeries(from: number, to: number, stepMs: number): Promise<OrderSeriesBucket[]>;
 
   /** Queued orders whose time has come, whose meter has nothing on the wire, highest priority first (what the loop needs to pick them). */
   dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<DueOrder[]>;

@@ -81,3 +81,25 @@ describe('escalation of a meter that refuses the gateway’s keys (auth_failed)'
     expect(v.reason).toContain('no further remote attempt');
   });
 });
+
+describe('an order marked urgent (medical emergency, rule 15) raises a priority-1 work order', () => {
+  it('an urgent reconnect with a whole day left and no flags on the meter: priority 1, not 4', () => {
+    const v = escalateVerdict({ action: 'reconnect', deadline: NOW + 20 * H, escalatedAt: null, urgent: true }, failed, none, NOW, policy);
+    expect(v.escalation).toMatchObject({ dueAt: NOW + 19 * H, priority: 1 });
+    const plain = escalateVerdict({ action: 'reconnect', deadline: NOW + 20 * H, escalatedAt: null, urgent: false }, failed, none, NOW, policy);
+    expect(plain.escalation).toMatchObject({ priority: 4 });
+  });
+
+  it('an urgent reconnect that cannot finish in time, or whose meter refuses the keys, is priority 1 too', () => {
+    const late = escalateVerdict({ action: 'reconnect', deadline: NOW + 8 * H, escalatedAt: null, urgent: true }, retry, none, NOW, policy);
+    expect(late.escalation!.priority).toBe(1);
+    const refused: AttemptVerdict = { outcome: 'auth_failed', next: 'failed', reason: 'the meter refused the gateway’s credentials' };
+    const keys = escalateVerdict({ action: 'reconnect', deadline: NOW + 20 * H, escalatedAt: null, urgent: true }, refused, none, NOW, policy);
+    expect(keys.escalation).toMatchObject({ kind: 'credentials', priority: 1 });
+  });
+
+  it('workOrderPriority takes the order’s urgency into account', () => {
+    expect(workOrderPriority(none, 20 * H, true)).toBe(1);
+    expect(workOrderPriority(none, 20 * H, false)).toBe(4);
+  });
+});

@@ -41,7 +41,7 @@ beforeAll(async () => {
   f = await startGatewayFixture(meters, {
     escalation: { fieldLeadHours: 8, regionLeadHours: {}, dueMarginMinutes: 60, slowRetryMs: 400, disconnectFailures: false, scanEveryMs: 200 },
     fieldService: { webhookUrl: field.url, secret: FIELD_SECRET },
-    successRates: { windowMinutes: [5], alertBelow: 0.95, minSamples: 50, breakerBelow: 0.5, breakerMinSamples: 100, evaluateEveryMs: 200, alertWebhookUrl: alerts.url, alertSecret: ALERT_SECRET },
+    successRates: { windowMinutes: [5], alertBelow: 0.95, minSamples: 50, minDistinctMeters: 5, breakerBelow: 0.5, breakerMinSamples: 100, evaluateEveryMs: 200, alertWebhookUrl: alerts.url, alertSecret: ALERT_SECRET },
     notifications: { webhookUrl: null, secret: null, pollMs: 100 },
   });
 }, 120_000);

@@ -13,6 +13,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeMeterKeysConformance } from './meter-keys-conformance.js';
+import { describeOrderSeriesConformance } from './order-series-conformance.js';
 
 /**
  * What someone with write access to a store's database (but not to the audit key) can do, per store: the audit
@@ -1172,4 +1173,5 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
   });
 
   describeMeterKeysConformance(name, makeStore, tamper);
+  describeOrderSeriesConformance(name, makeStore);
 }

@@ -120,7 +120,7 @@ export async function workOrderRoutes(app: FastifyInstance, deps: ApiDeps): Prom
   });
 
   // ---- success rates and breakers (rule 16) ----
-  const Rate = z.object({ windowMinutes: z.number(), scope: z.enum(['profile', 'link', 'region']), key: z.string(), action: z.enum(ORDER_ACTIONS), kind: z.enum(['attempt', 'first_attempt', 'final']), ok: z.number(), total: z.number(), rate: z.number() });
+  const Rate = z.object({ windowMinutes: z.number(), scope: z.enum(['profile', 'link', 'region']), key: z.string(), action: z.enum(ORDER_ACTIONS), kind: z.enum(['attempt', 'first_attempt', 'final']), ok: z.number(), total: z.number(), rate: z.number(), failingMeters: z.number().int().describe('Distinct meters whose attempts or orders failed in the window') });
   r.get('/v1/stats/success-rates', {
     schema: {
       summary: 'Rolling success rates of remote disconnect and reconnect per profile, link and region (per attempt, first attempt, final)',

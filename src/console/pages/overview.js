@@ -3,6 +3,7 @@ import { rateBars, stackedBar } from '../charts.js';
 import { errorBox, fill, fmtTime, h, select, table, badge } from '../dom.js';
 import { onOrders, onStats } from '../live.js';
 import { linksDownNotice, linksTable as linksTableOf } from '../links-table.js';
+import { seriesCard } from '../series-charts.js';
 
 const OPEN_STATES = ['accepted', 'held', 'queued', 'in_flight', 'escalated'];
 const STATE_ORDER = ['accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused'];
@@ -14,6 +15,7 @@ export async function render(main) {
   const ratesBox = h('section.card.wide', { 'aria-labelledby': 'h-rates' });
   const linksBox = h('section.card.wide', { 'aria-labelledby': 'h-links' });
   main.append(h('h1', {}, 'Overview'), h('div.grid', {}, fleetBox, queueBox, linksBox, ratesBox));
+  queueBox.after(seriesCard());
 
   // ---- fleet: counts only; the per-meter list is the Meters page (at fleet scale it is thousands of rows) ----
   const fleetSummary = h('div');
