@@ -1,0 +1,107 @@
+import type { Logger } from 'pino';
+import type { MqttFleet } from '../../simulators/mqtt-fleet.js';
+import type { GatewayConfig } from '../config/config-schema.js';
+import type { DemoBilling } from './demo-billing.js';
+import type { DemoKeys } from './demo-keys.js';
+
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+/** A meter paid for is not paid for again this soon (its reconnect is on its way). */
+const REPAY_AFTER_MS = 60_000;
+
+/**
+ * Demo only: the life of a utility at a gentle pace, so every console page has live data at any hour. Everything goes
+ * through the gateway's own API with the demo keys, as the billing system and a supervisor would send it:
+ * - every `demo.planEveryMs` the billing identity records a delivered arrears notice (served four days ago, rule 1)
+ *   for a few connected meters and drafts a disconnect plan for them; the supervisor identity (another client,
+ *   rule 7) approves it, and the gateway runs it through every rule (the demo billing answers "still unpaid");
+ * - every `demo.reconnectEveryMs` a customer whose meter is off pays: the demo billing records it (a later
+ *   re-check answers "paid") and the billing identity asks for the reconnect;
+ * - one meter is a failing meter (its relay is stuck): its reconnect fails, every remote attempt is used and the
+ *   gateway escalates it to a field work order.
+ */
+export interface DemoActivity {
+  failingMeter: string | undefined;
+  stop(): void;
+}
+
+export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; apiUrl: string; keys: DemoKeys; billing: DemoBilling | undefined; logger: Logger }): DemoActivity {
+  const { config, fleet, apiUrl, keys, billing } = o;
+  const log = o.logger.child({ component: 'demo' });
+  const ids = [...fleet.meterIds()];
+  // The failing meter: the first meter that starts off supply; its relay no longer moves.
+  const failingMeter = ids.find((id) => fleet.meter(id).relay === 'disconnected');
+  if (failingMeter) {
+    fleet.meter(failingMeter).setFaults({ stuckRelay: true });
+    log.info({ meterId: failingMeter }, 'demo: meter has a stuck relay (a failing meter): its reconnect will fail and go to the field');
+  }
+  let failingPaid = false;
+  const paidAt = new Map<string, number>();
+  let n = 0;
+  let cursor = 0;
+
+  const call = async (key: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    n += 1;
+    const res = await fetch(apiUrl + path, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': 'application/json', 'idempotency-key': `demo-${Date.now()}-${n}` } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: await res.json().catch(() => undefined) };
+  };
+  const must = async (what: string, want: number, p: Promise<{ status: number; body: any }>) => {
+    const r = await p;
+    if (r.status !== want) throw new Error(`${what}: HTTP ${r.status} ${r.body?.code ?? ''} ${r.body?.message ?? ''}`.trim());
+    return r.body;
+  };
+
+  const pay = async (): Promise<void> => {
+    const now = Date.now();
+    // The failing meter pays first, once: its reconnect is the one that escalates.
+    let meterId = failingMeter && !failingPaid ? failingMeter : undefined;
+    if (meterId) failingPaid = true;
+    meterId ??= [...ids].reverse().find((id) => id !== failingMeter && fleet.meter(id).relay === 'disconnected' && now - (paidAt.get(id) ?? 0) > REPAY_AFTER_MS);
+    if (!meterId) return;
+    paidAt.set(meterId, now);
+    billing?.paid(meterId);
+    const order = await must(`demo payment for ${meterId}`, 202, call(keys.billing, 'POST', `/v1/meters/${meterId}/reconnect`, { reason: 'payment', paymentReceivedAt: new Date(now).toISOString(), note: 'demo payment' }));
+    log.info({ meterId, orderId: order.id }, 'demo: payment received, reconnect ordered');
+  };
+
+  const plan = async (): Promise<void> => {
+    const now = Date.now();
+    const meters: string[] = [];
+    for (let i = 0; i < ids.length && meters.length < config.demo.planMeters; i++) {
+      const id = ids[(cursor + i) % ids.length]!;
+      if (id !== failingMeter && fleet.meter(id).relay === 'connected') meters.push(id);
+    }
+    if (meters.length === 0) return;
+    cursor = (ids.indexOf(meters[meters.length - 1]!) + 1) % ids.length;
+    for (const m of meters) {
+      billing?.inArrears(m);
+      paidAt.delete(m);
+      await must(`demo notice for ${m}`, 201, call(keys.billing, 'POST', `/v1/meters/${m}/notices`, { channel: 'letter', servedAt: new Date(now - 4 * DAY_MS).toISOString(), delivery: 'delivered', receiptRef: `DEMO-${now}-${m}` }));
+    }
+    const draft = await must('demo plan', 201, call(keys.billing, 'POST', '/v1/plans', { reason: 'arrears', windowFrom: new Date(now).toISOString(), windowTo: new Date(now + 2 * HOUR_MS).toISOString(), meters, note: 'demo arrears run' }));
+    await must(`demo approval of ${draft.id}`, 200, call(keys.supervisor, 'POST', `/v1/plans/${draft.id}/approve`, {}));
+    log.info({ planId: draft.id, meters }, 'demo: arrears plan drafted by billing and approved by the supervisor');
+  };
+
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, what: string, fn: () => Promise<void>) => {
+    if (ms <= 0) return;
+    let busy = false;
+    timers.push(
+      setInterval(() => {
+        if (busy) return;
+        busy = true;
+        fn()
+          .catch((err: unknown) => log.warn({ err: (err as Error).message }, `demo: ${what} failed`))
+          .finally(() => (busy = false));
+      }, ms),
+    );
+  };
+  every(config.demo.reconnectEveryMs, 'payment', pay);
+  every(config.demo.planEveryMs, 'plan', plan);
+  return { failingMeter, stop: () => timers.forEach((t) => clearInterval(t)) };
+}

@@ -1,0 +1,120 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DEMO_KEY_ENV, DEMO_ROLES, type DemoKeys } from '../../src/gateway/demo-keys.js';
+import { prepareDemoDir, runGateway, type DemoDir, type GatewayChild } from '../harness/gateway-child.js';
+import { eventually } from '../harness/startup-run.js';
+
+/**
+ * The demo as a user runs it (`node dist/src/main.js`, demo configuration, its own data directory): a disconnect plan
+ * for arrears runs end to end (the demo's simulated billing answers the payment re-check and takes the pre-disconnect
+ * notice), and the demo's own activity produces plans, reconnects and an escalated work order. Only the pace is
+ * changed, so the test waits seconds: plans and payments every second or two, the second notice 0 minutes before.
+ */
+const DAY = 86_400_000;
+const running: GatewayChild[] = [];
+afterAll(async () => {
+  await Promise.all(running.map((g) => g.stop()));
+});
+
+async function startDemo(name: string, demo: Record<string, unknown>): Promise<{ dir: DemoDir; gw: GatewayChild; keys: DemoKeys; url: string }> {
+  const dir = await prepareDemoDir(name, { demo: { billing: true, planMeters: 2, policy: { alwaysOpen: true, secondNoticeMinutes: 0 }, ...demo } });
+  const gw = runGateway({ configFile: dir.configFile });
+  running.push(gw);
+  await gw.started();
+  // The keys as `. data/demo-keys.env` gives them to a shell.
+  const vars = new Map([...readFileSync(dir.keysFile, 'utf8').matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+  const keys = Object.fromEntries(DEMO_ROLES.map((r) => [r, vars.get(DEMO_KEY_ENV[r])!])) as DemoKeys;
+  return { dir, gw, keys, url: vars.get('METERLINE_URL')! };
+}
+
+function client(url: string) {
+  let n = 0;
+  return async (key: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const res = await fetch(url + path, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(method === 'POST' ? { 'idempotency-key': `demo-plan-test-${++n}`, 'content-type': 'application/json' } : {}) },
+      ...(method === 'POST' ? { body: JSON.stringify(body ?? {}) } : {}),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+}
+
+describe('the demo runs a disconnect plan end to end', () => {
+  it('the README tour: notice, plan with computed dates, supervisor approval, and the plan and its order reach done with read-back', async () => {
+    // A quiet demo (no activity of its own), so the meter is ours alone.
+    const { keys, url, gw } = await startDemo('demo-tour', { reconnectEveryMs: 0, planEveryMs: 0 });
+    const api = client(url);
+    const meter = 'SIM-000002';
+    expect((await api(keys.operator, 'GET', `/v1/meters/${meter}/supply`)).body.status).toBe('on_supply');
+    const now = Date.now();
+    const notice = await api(keys.billing, 'POST', `/v1/meters/${meter}/notices`, { channel: 'letter', servedAt: new Date(now - 4 * DAY).toISOString(), delivery: 'delivered', receiptRef: 'RM-123' });
+    expect(notice.status).toBe(201);
+    const draft = await api(keys.operator, 'POST', '/v1/plans', { reason: 'arrears', windowFrom: new Date(now).toISOString(), windowTo: new Date(now + 2 * 3_600_000).toISOString(), meters: [meter] });
+    expect(draft.status).toBe(201);
+    expect(draft.body.status).toBe('draft');
+    const approved = await api(keys.supervisor, 'POST', `/v1/plans/${draft.body.id}/approve`);
+    expect(approved.status).toBe(200);
+    expect(approved.body.status).toBe('approved');
+
+    const done = await eventually(
+      'the plan order done',
+      async () => {
+        const plan = (await api(keys.operator, 'GET', `/v1/plans/${draft.body.id}`)).body;
+        return plan.items[0]?.state === 'done' ? plan : undefined;
+      },
+      60_000,
+      250,
+    );
+    expect(done.summary).toEqual({ done: 1 });
+    const order = (await api(keys.operator, 'GET', `/v1/orders/${done.items[0].orderId}`)).body;
+    expect(order.state).toBe('done');
+    expect(order.action).toBe('disconnect');
+    expect(order.result).toMatchObject({ relay: 'disconnected', verified: true });
+    // The meter's own words read back after the command (SIM-000002 is a volta-pp20: "OFF" is its open relay).
+    expect(order.attempts.at(-1).evidence.readBack).toMatch(/"relay":"(OFF|disconnected)"/);
+    // The pre-disconnect notice went to the demo's customer channel, signed, and was accepted.
+    expect(order.notifications.some((n: any) => n.deliveredAt !== null)).toBe(true);
+    // The meter is off supply because of this order.
+    const supply = (await api(keys.operator, 'GET', `/v1/meters/${meter}/supply`)).body;
+    expect(supply.status).toBe('disconnected_by_order');
+    expect(gw.stdout).not.toContain('E_NO_BILLING_HOOK');
+  }, 120_000);
+
+  it("the demo's own activity: plans drafted by billing and approved by the supervisor run, payments reconnect, and the failing meter's reconnect escalates to a work order", async () => {
+    const { keys, url, gw } = await startDemo('demo-activity', { reconnectEveryMs: 1000, planEveryMs: 2000 });
+    const api = client(url);
+    const plan = await eventually(
+      'a demo plan with a done disconnect',
+      async () => {
+        const plans = (await api(keys.operator, 'GET', '/v1/plans')).body.items as any[];
+        return plans.find((p) => p.status === 'approved' && p.items.some((i: any) => i.state === 'done'));
+      },
+      90_000,
+      500,
+    );
+    expect(plan.author).not.toBe(plan.decidedBy); // two clients: billing drafts, the supervisor approves
+    const reconnect = await eventually(
+      'a demo reconnect done',
+      async () => {
+        const orders = (await api(keys.operator, 'GET', '/v1/orders?action=reconnect&state=done&limit=5')).body.items as any[];
+        return orders[0];
+      },
+      60_000,
+      500,
+    );
+    expect(reconnect.reason).toBe('payment');
+    const work = await eventually(
+      'an escalated reconnect with its work order',
+      async () => {
+        const items = (await api(keys.field, 'GET', '/v1/work-orders')).body.items as any[];
+        return items[0];
+      },
+      90_000,
+      500,
+    );
+    const escalated = (await api(keys.operator, 'GET', `/v1/orders/${work.orderId}`)).body;
+    expect(escalated.action).toBe('reconnect');
+    expect(escalated.state).toBe('escalated');
+    expect(gw.stdout).toContain('stuck relay');
+  }, 240_000);
+});
