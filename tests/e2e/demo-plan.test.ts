@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEMO_KEY_ENV, DEMO_ROLES, type DemoKeys } from '../../src/gateway/demo-keys.js';
-import { prepareDemoDir, runGateway, type DemoDir, type GatewayChild } from '../harness/gateway-child.js';
+import { startDemo, type DemoRun } from '../harness/demo-run.js';
 import { eventually } from '../harness/startup-run.js';
 
 /**
@@ -11,39 +9,20 @@ import { eventually } from '../harness/startup-run.js';
  * changed, so the test waits seconds: plans and payments every second or two, the second notice 0 minutes before.
  */
 const DAY = 86_400_000;
-const running: GatewayChild[] = [];
+const running: DemoRun[] = [];
 afterAll(async () => {
-  await Promise.all(running.map((g) => g.stop()));
+  await Promise.all(running.map((d) => d.gw.stop()));
 });
-
-async function startDemo(name: string, demo: Record<string, unknown>): Promise<{ dir: DemoDir; gw: GatewayChild; keys: DemoKeys; url: string }> {
-  const dir = await prepareDemoDir(name, { demo: { billing: true, planMeters: 2, policy: { alwaysOpen: true, secondNoticeMinutes: 0 }, ...demo } });
-  const gw = runGateway({ configFile: dir.configFile });
-  running.push(gw);
-  await gw.started();
-  // The keys as `. data/demo-keys.env` gives them to a shell.
-  const vars = new Map([...readFileSync(dir.keysFile, 'utf8').matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
-  const keys = Object.fromEntries(DEMO_ROLES.map((r) => [r, vars.get(DEMO_KEY_ENV[r])!])) as DemoKeys;
-  return { dir, gw, keys, url: vars.get('METERLINE_URL')! };
-}
-
-function client(url: string) {
-  let n = 0;
-  return async (key: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await fetch(url + path, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(method === 'POST' ? { 'idempotency-key': `demo-plan-test-${++n}`, 'content-type': 'application/json' } : {}) },
-      ...(method === 'POST' ? { body: JSON.stringify(body ?? {}) } : {}),
-    });
-    return { status: res.status, body: await res.json() };
-  };
-}
+const demo = async (name: string, pace: Record<string, unknown>): Promise<DemoRun> => {
+  const d = await startDemo(name, pace);
+  running.push(d);
+  return d;
+};
 
 describe('the demo runs a disconnect plan end to end', () => {
   it('the README tour: notice, plan with computed dates, supervisor approval, and the plan and its order reach done with read-back', async () => {
     // A quiet demo (no activity of its own), so the meter is ours alone.
-    const { keys, url, gw } = await startDemo('demo-tour', { reconnectEveryMs: 0, planEveryMs: 0 });
-    const api = client(url);
+    const { keys, gw, api } = await demo('demo-tour', { reconnectEveryMs: 0, planEveryMs: 0 });
     const meter = 'SIM-000002';
     expect((await api(keys.operator, 'GET', `/v1/meters/${meter}/supply`)).body.status).toBe('on_supply');
     const now = Date.now();
@@ -81,8 +60,7 @@ describe('the demo runs a disconnect plan end to end', () => {
   }, 120_000);
 
   it("the demo's own activity: plans drafted by billing and approved by the supervisor run, payments reconnect, and the failing meter's reconnect escalates to a work order", async () => {
-    const { keys, url, gw } = await startDemo('demo-activity', { reconnectEveryMs: 1000, planEveryMs: 2000 });
-    const api = client(url);
+    const { keys, gw, api } = await demo('demo-activity', { reconnectEveryMs: 1000, planEveryMs: 2000 });
     const plan = await eventually(
       'a demo plan with a done disconnect',
       async () => {
