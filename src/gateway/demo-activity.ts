@@ -29,8 +29,8 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
   const { config, fleet, apiUrl, keys, billing } = o;
   const log = o.logger.child({ component: 'demo' });
   const ids = [...fleet.meterIds()];
-  // The failing meter: the first meter that starts off supply; its relay no longer moves.
-  const failingMeter = ids.find((id) => fleet.meter(id).relay === 'disconnected');
+  // The failing meter: the last meter that starts off supply (the README's examples use the first ones); its relay no longer moves.
+  const failingMeter = [...ids].reverse().find((id) => fleet.meter(id).relay === 'disconnected');
   if (failingMeter) {
     fleet.meter(failingMeter).setFaults({ stuckRelay: true });
     log.info({ meterId: failingMeter }, 'demo: meter has a stuck relay (a failing meter): its reconnect will fail and go to the field');
@@ -38,7 +38,8 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
   let failingPaid = false;
   const paidAt = new Map<string, number>();
   let n = 0;
-  let cursor = 0;
+  // The demo's plans start halfway through the fleet, away from the meters the README's tour uses.
+  let cursor = Math.floor(ids.length / 2);
 
   const call = async (key: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
     n += 1;
