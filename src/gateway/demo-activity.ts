@@ -41,19 +41,17 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
   // The demo's plans start halfway through the fleet, away from the meters the README's tour uses.
   let cursor = Math.floor(ids.length / 2);
 
-  const call = async (key: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+  /** One call to the gateway's own API as a demo client; the answer must have status `want`, and an `id` when one is read. */
+  const call = async (what: string, key: string, path: string, body: unknown, want: number): Promise<{ id?: string }> => {
     n += 1;
     const res = await fetch(apiUrl + path, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': 'application/json', 'idempotency-key': `demo-${Date.now()}-${n}` } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': `demo-${Date.now()}-${n}` },
+      body: JSON.stringify(body),
     });
-    return { status: res.status, body: await res.json().catch(() => undefined) };
-  };
-  const must = async (what: string, want: number, p: Promise<{ status: number; body: any }>) => {
-    const r = await p;
-    if (r.status !== want) throw new Error(`${what}: HTTP ${r.status} ${r.body?.code ?? ''} ${r.body?.message ?? ''}`.trim());
-    return r.body;
+    const answer = (await res.json().catch(() => ({}))) as { id?: unknown; code?: unknown; message?: unknown };
+    if (res.status !== want) throw new Error(`${what}: HTTP ${res.status} ${String(answer.code ?? '')} ${String(answer.message ?? '')}`.trim());
+    return typeof answer.id === 'string' ? { id: answer.id } : {};
   };
 
   const pay = async (): Promise<void> => {
@@ -65,7 +63,7 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
     if (!meterId) return;
     paidAt.set(meterId, now);
     billing?.paid(meterId);
-    const order = await must(`demo payment for ${meterId}`, 202, call(keys.billing, 'POST', `/v1/meters/${meterId}/reconnect`, { reason: 'payment', paymentReceivedAt: new Date(now).toISOString(), note: 'demo payment' }));
+    const order = await call(`demo payment for ${meterId}`, keys.billing, `/v1/meters/${meterId}/reconnect`, { reason: 'payment', paymentReceivedAt: new Date(now).toISOString(), note: 'demo payment' }, 202);
     log.info({ meterId, orderId: order.id }, 'demo: payment received, reconnect ordered');
   };
 
@@ -81,10 +79,10 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
     for (const m of meters) {
       billing?.inArrears(m);
       paidAt.delete(m);
-      await must(`demo notice for ${m}`, 201, call(keys.billing, 'POST', `/v1/meters/${m}/notices`, { channel: 'letter', servedAt: new Date(now - 4 * DAY_MS).toISOString(), delivery: 'delivered', receiptRef: `DEMO-${now}-${m}` }));
+      await call(`demo notice for ${m}`, keys.billing, `/v1/meters/${m}/notices`, { channel: 'letter', servedAt: new Date(now - 4 * DAY_MS).toISOString(), delivery: 'delivered', receiptRef: `DEMO-${now}-${m}` }, 201);
     }
-    const draft = await must('demo plan', 201, call(keys.billing, 'POST', '/v1/plans', { reason: 'arrears', windowFrom: new Date(now).toISOString(), windowTo: new Date(now + 2 * HOUR_MS).toISOString(), meters, note: 'demo arrears run' }));
-    await must(`demo approval of ${draft.id}`, 200, call(keys.supervisor, 'POST', `/v1/plans/${draft.id}/approve`, {}));
+    const draft = await call('demo plan', keys.billing, '/v1/plans', { reason: 'arrears', windowFrom: new Date(now).toISOString(), windowTo: new Date(now + 2 * HOUR_MS).toISOString(), meters, note: 'demo arrears run' }, 201);
+    await call(`demo approval of ${draft.id}`, keys.supervisor, `/v1/plans/${draft.id}/approve`, {}, 200);
     log.info({ planId: draft.id, meters }, 'demo: arrears plan drafted by billing and approved by the supervisor');
   };
 
