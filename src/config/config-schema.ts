@@ -158,17 +158,17 @@ export const ConfigSchema = z
          * systems do. Used only in the demo (simulated fleet in process, demo keys) and only where
          * `policy.paymentRecheck.url` / `notifications.webhookUrl` are not configured.
          */
-        billing: z.boolean(),
+        billing: z.boolean().default(false),
         /** Every this many ms the demo drafts a disconnect plan for arrears (billing) and approves it (supervisor). 0 = off. */
-        planEveryMs: z.number().int().min(0),
+        planEveryMs: z.number().int().min(0).default(0),
         /** Meters in each demo plan. */
-        planMeters: z.number().int().min(1).max(50),
+        planMeters: z.number().int().min(1).max(50).default(2),
         /**
          * The demo's calendar: disconnect windows open at every hour of every day, and the pre-disconnect notice this
          * many minutes before the command (rule 2 says 30; a demo may shorten it so a plan is seen to finish). Applied
          * only in the demo; null keeps the configured policy.
          */
-        policy: z.object({ alwaysOpen: z.boolean(), secondNoticeMinutes: z.number().int().min(0).max(30) }).strict().nullable(),
+        policy: z.object({ alwaysOpen: z.boolean(), secondNoticeMinutes: z.number().int().min(0).max(30) }).strict().nullable().default(null),
       })
       .strict(),
     /** Field escalation of reconnects that cannot finish remotely (DOMAIN.md rule 11). */
