@@ -119,7 +119,7 @@ export const ConfigSchema = z
     auth: z
       .object({
         keys: z.array(ApiKeySchema),
-        /** Print freshly made operator and billing keys at start-up (demo only; never in production). */
+        /** Demo keys for the operator, billing, supervisor, field and admin roles, printed at start-up and kept in demo-keys.env (demo only; never in production). */
         demoKeys: z.boolean(),
       })
       .strict(),
