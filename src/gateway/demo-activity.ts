@@ -40,6 +40,7 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
   let n = 0;
   // The demo's plans start halfway through the fleet, away from the meters the README's tour uses.
   let cursor = Math.floor(ids.length / 2);
+  let payCursor = 0;
 
   /** One call to the gateway's own API as a demo client; the answer must have status `want`, and an `id` when one is read. */
   const call = async (what: string, key: string, path: string, body: unknown, want: number): Promise<{ id?: string }> => {
@@ -59,7 +60,14 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
     // The failing meter pays first, once: its reconnect is the one that escalates.
     let meterId = failingMeter && !failingPaid ? failingMeter : undefined;
     if (meterId) failingPaid = true;
-    meterId ??= [...ids].reverse().find((id) => id !== failingMeter && fleet.meter(id).relay === 'disconnected' && now - (paidAt.get(id) ?? 0) > REPAY_AFTER_MS);
+    // Round the fleet, so that every customer who is off pays in turn (none waits behind the others for ever).
+    for (let i = 0; i < ids.length && !meterId; i++) {
+      const id = ids[(payCursor + i) % ids.length]!;
+      if (id !== failingMeter && fleet.meter(id).relay === 'disconnected' && now - (paidAt.get(id) ?? 0) > REPAY_AFTER_MS) {
+        meterId = id;
+        payCursor = (payCursor + i + 1) % ids.length;
+      }
+    }
     if (!meterId) return;
     paidAt.set(meterId, now);
     billing?.paid(meterId);

@@ -71,12 +71,11 @@ describe('the demo runs a disconnect plan end to end', () => {
       500,
     );
     expect(plan.author).not.toBe(plan.decidedBy); // two clients: billing drafts, the supervisor approves
+    // Later the customer pays: the demo billing records it and asks for the reconnect, which follows.
+    const meterId = plan.items.find((i: any) => i.state === 'done').meterId as string;
     const reconnect = await eventually(
-      'a demo reconnect done',
-      async () => {
-        const orders = (await api(keys.operator, 'GET', '/v1/orders?action=reconnect&state=done&limit=5')).body.items as any[];
-        return orders[0];
-      },
+      `the reconnect of ${meterId} after its payment`,
+      async () => (await api(keys.operator, 'GET', `/v1/orders?meterId=${meterId}&action=reconnect&state=done`)).body.items[0],
       60_000,
       500,
     );
