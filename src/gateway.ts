@@ -34,6 +34,8 @@ import { wireSingletonJobs } from './gateway/singleton-jobs.js';
 import { StopList } from './gateway/stop-list.js';
 import { gatewayLogger } from './log/gateway-logger.js';
 import { DEMO_ROLES, newDemoKeys, type DemoKeys } from './gateway/demo-keys.js';
+import { startDemoBilling, type DemoBilling } from './gateway/demo-billing.js';
+import { startDemoActivity } from './gateway/demo-activity.js';
 
 /** Random bytes for order ids, drawn from the CSPRNG a pool at a time: one small randomBytes() call per id costs more than the rest of the id. */
 const idPool = { bytes: Buffer.alloc(0), at: 0 };
@@ -101,6 +103,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   let stopping = false;
 
   try {
+    // The demo's own billing system and calendar (a demo only: simulated fleet in process and demo keys).
+    const demoBilling = isDemo(config) && config.demo.billing && (config.policy.paymentRecheck.url === null || config.notifications.webhookUrl === null) ? await startDemoBilling(logger) : undefined;
+    if (demoBilling) stops.add(() => demoBilling.close());
+    config = demoConfig(config, demoBilling, logger);
     const profiles = loadFirmwareProfiles(resolve(config.profilesDir));
     let planned: PlannedMeter[] = [];
     if (config.fleet.seed) {
@@ -190,9 +196,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     await duty.start();
     stops.add(() => duty.stop());
 
-    if (links.fleet && config.demo.reconnectEveryMs > 0) {
-      const timer = startDemoPayments(links.fleet, store, controller, submitContext, config.demo.reconnectEveryMs, logger);
-      stops.add(() => clearInterval(timer));
+    if (links.fleet && demoKeys && (config.demo.reconnectEveryMs > 0 || config.demo.planEveryMs > 0)) {
+      const activity = startDemoActivity({ config, fleet: links.fleet, apiUrl, keys: demoKeys, billing: demoBilling, logger });
+      stops.add(() => activity.stop());
     }
 
     return {
@@ -239,47 +245,33 @@ function apiKeys(config: GatewayConfig, store: GatewayStore, given: DemoKeys | u
   return { keys, demoKeys };
 }
 
+/** The demo runs when the simulated fleet is in the process and the demo keys are on (never in production: load-config). */
+const isDemo = (config: GatewayConfig): boolean => config.simulator.inProcess && config.auth.demoKeys;
+
 /**
- * Demo only: now and then a simulated customer "pays", and billing asks for a reconnect of a meter that the
- * simulator has off supply, so a user watching the log sees the gateway switch meters without doing anything.
+ * The configuration the demo runs on: its billing system where none is configured (payment re-check and customer
+ * notifications, signed as in production), and its calendar (`demo.policy`). Outside the demo, `config` as given.
  */
-function startDemoPayments(
-  fleet: MqttFleet,
-  store: GatewayStore,
-  controller: SwitchController,
-  submitContext: () => SubmitContext,
-  everyMs: number,
-  logger: Logger,
-): NodeJS.Timeout {
-  const ids = [...fleet.meterIds()].reverse();
-  let n = 0;
-  return setInterval(() => {
-    const meterId = ids.find((id) => fleet.meter(id).relay === 'disconnected');
-    if (!meterId) return;
-    n += 1;
-    const ctx = submitContext();
-    store
-      .submitOrders(
-        [
-          {
-            meterId,
-            action: 'reconnect',
-            reason: 'payment',
-            note: `demo payment ${n}`,
-            urgent: false,
-            notBefore: null,
-            paymentAt: ctx.now,
-            requestedBy: configuredClientId('demo-billing'),
-            idempotencyKey: `demo-payment-${ctx.now}-${n}`,
-            requestHash: `demo-${n}`,
-          },
-        ],
-        ctx,
-      )
-      .then(([o]) => {
-        logger.info({ meterId, orderId: o!.order.id }, 'demo: payment received, reconnect ordered');
-        controller.wake();
-      })
-      .catch((err: unknown) => logger.error({ err }, 'demo payment failed'));
-  }, everyMs);
+function demoConfig(config: GatewayConfig, billing: DemoBilling | undefined, logger: Logger): GatewayConfig {
+  if (!isDemo(config)) return config;
+  let policy = config.policy;
+  let notifications = config.notifications;
+  if (billing && policy.paymentRecheck.url === null) policy = { ...policy, paymentRecheck: { ...policy.paymentRecheck, url: billing.recheckUrl } };
+  if (billing && notifications.webhookUrl === null) notifications = { ...notifications, webhookUrl: billing.notificationsUrl, secret: billing.secret };
+  const calendar = config.demo.policy;
+  if (calendar) {
+    const allDay = ['00:00-24:00'];
+    policy = {
+      ...policy,
+      notice: { ...policy.notice, secondNoticeMinutes: calendar.secondNoticeMinutes },
+      ...(calendar.alwaysOpen ? { windows: { ...policy.windows, weekly: { mon: allDay, tue: allDay, wed: allDay, thu: allDay, fri: allDay, sat: allDay, sun: allDay }, holidays: [], holidayEveCutoff: null } } : {}),
+    };
+  }
+  if (billing || calendar) {
+    logger.info(
+      { recheckUrl: policy.paymentRecheck.url, notificationsUrl: notifications.webhookUrl, alwaysOpen: calendar?.alwaysOpen ?? false, secondNoticeMinutes: policy.notice.secondNoticeMinutes },
+      'demo: simulated billing answers the payment re-check and takes customer notifications; demo calendar in force',
+    );
+  }
+  return { ...config, policy, notifications };
 }

@@ -119,7 +119,7 @@ export const ConfigSchema = z
     auth: z
       .object({
         keys: z.array(ApiKeySchema),
-        /** Print freshly made operator and billing keys at start-up (demo only; never in production). */
+        /** Demo keys for the operator, billing, supervisor, field and admin roles, printed at start-up and kept in demo-keys.env (demo only; never in production). */
         demoKeys: z.boolean(),
       })
       .strict(),
@@ -152,6 +152,23 @@ export const ConfigSchema = z
       .object({
         /** Every this many ms, the demo submits a reconnect for a disconnected meter ("a payment arrived"). 0 = off. */
         reconnectEveryMs: z.number().int().min(0),
+        /**
+         * A simulated billing system in the gateway process, on a port of its own (127.0.0.1): it answers the payment
+         * re-check (rule 3) and takes the pre-disconnect notifications (rule 2, HMAC-signed), over HTTP as production
+         * systems do. Used only in the demo (simulated fleet in process, demo keys) and only where
+         * `policy.paymentRecheck.url` / `notifications.webhookUrl` are not configured.
+         */
+        billing: z.boolean().default(false),
+        /** Every this many ms the demo drafts a disconnect plan for arrears (billing) and approves it (supervisor). 0 = off. */
+        planEveryMs: z.number().int().min(0).default(0),
+        /** Meters in each demo plan. */
+        planMeters: z.number().int().min(1).max(50).default(2),
+        /**
+         * The demo's calendar: disconnect windows open at every hour of every day, and the pre-disconnect notice this
+         * many minutes before the command (rule 2 says 30; a demo may shorten it so a plan is seen to finish). Applied
+         * only in the demo; null keeps the configured policy.
+         */
+        policy: z.object({ alwaysOpen: z.boolean(), secondNoticeMinutes: z.number().int().min(0).max(30) }).strict().nullable().default(null),
       })
       .strict(),
     /** Field escalation of reconnects that cannot finish remotely (DOMAIN.md rule 11). */

@@ -12,6 +12,9 @@ describe('production mode', () => {
     expect(c.fleet.seed).toBeNull();
     expect(c.simulator.inProcess).toBe(false);
     expect(c.demo.reconnectEveryMs).toBe(0);
+    // No simulated billing, no demo plans, no demo calendar: the configured policy (windows, 30-minute notice) holds.
+    expect(c.demo).toMatchObject({ billing: false, planEveryMs: 0, policy: null });
+    expect(c.policy.notice.secondNoticeMinutes).toBe(30);
     expect(c.mqtt.mode).toBe('external');
   });
 

@@ -2,8 +2,14 @@ import { api, session } from '../api.js';
 import { stackedBar } from '../charts.js';
 import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table, timesIn } from '../dom.js';
 import { parseMeterList } from './orders.js';
+import { planOutcome } from '../plan-outcome.js';
 
 const STATES = ['not_created', 'accepted', 'held', 'queued', 'in_flight', 'escalated', 'done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused'];
+/** The plan's outcome as a badge: the word is its orders' outcome, the colour follows it (never green for a refusal). */
+const outcomeBadge = (p) => {
+  const { word, kind } = planOutcome(p);
+  return badge(word, kind);
+};
 const FINAL = new Set(['done', 'armed', 'done_by_field', 'failed', 'cancelled', 'superseded', 'refused']);
 
 /** "2026-11-24T08:00" for a datetime-local input, in the browser's time zone. */
@@ -27,7 +33,8 @@ export async function render(main, ctx) {
         `${items.length} plan(s)`,
         [
           { label: 'Plan', cell: (p) => h('a', { href: `#/plans/${encodeURIComponent(p.id)}` }, p.id) },
-          { label: 'Status', cell: (p) => badge(p.status) },
+          // The outcome, not only the decision: "approved · 1 of 1 refused" is never green.
+          { label: 'Status', cell: (p) => outcomeBadge(p) },
           { label: 'Reason', cell: (p) => p.reason },
           { label: 'Meters', cell: (p) => String(p.items.length), class: 'num' },
           { label: 'Window', cell: (p) => `${fmtTime(p.windowFrom)} – ${fmtTime(p.windowTo)}` },
@@ -134,6 +141,8 @@ async function renderPlan(main, ctx, planId) {
           {},
           h('dt', {}, 'Status'),
           h('dd', { id: 'plan-status' }, badge(p.status)),
+          h('dt', {}, 'Outcome'),
+          h('dd', { id: 'plan-outcome' }, outcomeBadge(p)),
           h('dt', {}, 'Reason'),
           h('dd', {}, p.reason + (p.note ? ` — ${p.note}` : '')),
           h('dt', {}, 'Window'),
