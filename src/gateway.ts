@@ -245,6 +245,18 @@ function apiKeys(config: GatewayConfig, store: GatewayStore, given: DemoKeys | u
   return { keys, demoKeys };
 }
 
+/** The links by which a gateway could reach a meter that is not simulated in its own process. */
+export function outsideLinks(config: GatewayConfig): string[] {
+  const out: string[] = [];
+  if (config.mqtt.mode !== 'embedded') out.push(`the external MQTT broker (mqtt.mode "${config.mqtt.mode}")`);
+  for (const name of Object.keys(config.modbus.rtu)) out.push(`Modbus RTU link "${name}"`);
+  for (const name of Object.keys(config.modbus.tcp)) out.push(`Modbus TCP link "${name}"`);
+  for (const name of Object.keys(config.dlms.ports)) out.push(`DLMS port "${name}"`);
+  for (const name of Object.keys(config.dlms.tcp ?? {})) out.push(`DLMS TCP link "${name}"`);
+  if (config.dlms.push) out.push('the DLMS push listener');
+  return out;
+}
+
 /** The demo runs when the simulated fleet is in the process and the demo keys are on (never in production: load-config). */
 const isDemo = (config: GatewayConfig): boolean => config.simulator.inProcess && config.auth.demoKeys;
 
@@ -260,6 +272,15 @@ function demoConfig(config: GatewayConfig, billing: DemoBilling | undefined, log
   if (billing && notifications.webhookUrl === null) notifications = { ...notifications, webhookUrl: billing.notificationsUrl, secret: billing.secret };
   const calendar = config.demo.policy;
   if (calendar) {
+    // The demo calendar shortens the 30-minute second notice (DOMAIN.md rule 2) and opens every hour: only for a
+    // gateway whose every meter is simulated. A real meter could be reached over a serial or TCP link, or through a
+    // broker other than the in-process one on loopback, so any such link refuses the start rather than relax a rule.
+    const outside = outsideLinks(config);
+    if (outside.length > 0) {
+      throw new Error(
+        `demo.policy shortens the pre-disconnect notice and opens the calendar, so it is allowed only when every meter is simulated; this configuration reaches real meters through ${outside.join(', ')}. Set demo.policy to null, or remove those links`,
+      );
+    }
     const allDay = ['00:00-24:00'];
     policy = {
       ...policy,
