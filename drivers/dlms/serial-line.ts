@@ -2,6 +2,9 @@ import { realpathSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import type { Logger } from 'pino';
 
+/** How much longer than the bytes' time on the wire a write may take before it is a failure of the line. */
+const WRITE_MARGIN_MS = 2000;
+
 /**
  * One serial port (optical probe, RS-485 adapter, or a pty in tests) that keeps itself open: when the
  * device disappears (adapter unplugged, pty gone) it reports down and retries opening every `reopenMs`
@@ -87,12 +90,23 @@ export class SerialLine {
     return () => this.failureListeners.delete(listener);
   }
 
-  /** Write and wait until the bytes are handed to the OS; rejects when the port is not open. */
+  /**
+   * Write and wait until the bytes are handed to the OS; rejects when the port is not open, and when the OS has not
+   * taken them within their time on the wire plus WRITE_MARGIN_MS: a drain can block for ever on an adapter or pty
+   * whose far side is gone, and a conversation (and the bus lock behind it) must never wait for ever.
+   */
   write(bytes: Uint8Array): Promise<void> {
     const p = this.port;
     if (!p?.isOpen) return Promise.reject(new Error(`serial port ${this.options.path} is not open`));
+    const allowedMs = Math.ceil((bytes.length * 11 * 1000) / this.options.baudRate) + WRITE_MARGIN_MS;
     return new Promise((resolve, reject) => {
-      p.write(Buffer.from(bytes), (err) => (err ? reject(err) : p.drain((e) => (e ? reject(e) : resolve()))));
+      const timer = setTimeout(() => reject(new Error(`serial port ${this.options.path} did not take ${bytes.length} byte(s) within ${allowedMs} ms (adapter or device stopped)`)), allowedMs);
+      const done = (err?: Error | null): void => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve();
+      };
+      p.write(Buffer.from(bytes), (err) => (err ? done(err) : p.drain((e) => done(e))));
     });
   }
 
