@@ -36,8 +36,14 @@ function valueList(obj) {
   return h(
     'dl.facts.evidence-values',
     {},
-    Object.entries(obj).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v !== null && typeof v === 'object' ? valueList(v) : v === null ? '—' : String(v))]),
+    Object.entries(obj).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v !== null && typeof v === 'object' ? valueList(v) : v === null ? '—' : evidenceValue(k, v))]),
   );
+}
+
+/** A meter's `ts` (milliseconds since 1970, the MQTT contract) is shown as a time, with the raw value beside it. */
+function evidenceValue(key, v) {
+  if (key === 'ts' && typeof v === 'number' && v > 1e12) return `${fmtTime(new Date(v).toISOString())} (${v})`;
+  return String(v);
 }
 
 function factsSection(o, workOrders) {
