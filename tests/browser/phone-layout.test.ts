@@ -228,6 +228,10 @@ describe('the console at fleet scale (2,000 meters more)', () => {
     await page.locator('main[aria-busy="false"]').waitFor();
     expect(await page.evaluate(() => document.documentElement.scrollHeight)).toBeLessThan(3_000);
     expect(await page.getByRole('table', { name: /^Meters/ }).count()).toBe(0);
+    // At desk width the nav is a row of links, and "Menu" (for phones) is not shown.
+    const nav = (p: Page) => p.getByRole('navigation', { name: 'Console sections' });
+    expect(await nav(page).getByRole('button', { name: 'Menu' }).isVisible()).toBe(false);
+    expect(await nav(page).getByRole('link', { name: 'Orders', exact: true }).isVisible()).toBe(true);
 
     await page.getByRole('link', { name: 'List and search the meters' }).click();
     const list = page.getByRole('table', { name: /^Meters/ });
@@ -245,6 +249,11 @@ describe('the console at fleet scale (2,000 meters more)', () => {
     await signIn(phone, f.operatorKey);
     await phone.locator('main[aria-busy="false"]').waitFor();
     expect(await scrollWidth(phone)).toBeLessThanOrEqual(390);
+    // On a phone the links fold behind "Menu" until it is opened.
+    expect(await nav(phone).getByRole('link', { name: 'Orders', exact: true }).isVisible()).toBe(false);
+    await nav(phone).getByRole('button', { name: 'Menu' }).click();
+    expect(await nav(phone).getByRole('link', { name: 'Orders', exact: true }).isVisible()).toBe(true);
+    await nav(phone).getByRole('button', { name: 'Menu' }).click();
     await shot(phone, 'phone-overview');
   }, 90_000);
 
