@@ -66,3 +66,25 @@ export const qs = (params) => {
   const s = p.toString();
   return s ? `?${s}` : '';
 };
+
+/**
+ * Save what a route answers as a file (a CSV export). The route needs the signed-in key, which a plain link cannot
+ * carry: fetched with it, then handed to the browser as a download.
+ */
+export async function downloadWithKey(url, filename) {
+  try {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${session.key}` } });
+    if (!res.ok) throw new Error((await res.json().catch(() => null))?.message ?? res.statusText);
+    const file = URL.createObjectURL(await res.blob());
+    const a = document.createElement('a');
+    a.href = file;
+    a.download = filename;
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(file), 10_000);
+  } catch (err) {
+    window.alert(`The export failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}

@@ -15,8 +15,9 @@ const REPAY_AFTER_MS = 60_000;
  * - every `demo.planEveryMs` the billing identity records a delivered arrears notice (served four days ago, rule 1)
  *   for a few connected meters and drafts a disconnect plan for them; the supervisor identity (another client,
  *   rule 7) approves it, and the gateway runs it through every rule (the demo billing answers "still unpaid");
- * - every `demo.reconnectEveryMs` a customer whose meter is off pays: the demo billing records it (a later
- *   re-check answers "paid") and the billing identity asks for the reconnect;
+ * - every `demo.reconnectEveryMs` a customer whose meter is off pays (first those a demo plan cut off, ten rounds
+ *   after the cut, then the rest of the fleet in turn): the demo billing records it (a later re-check answers "paid") and the billing
+ *   identity asks for the reconnect;
  * - one meter is a failing meter (its relay is stuck): its reconnect fails, every remote attempt is used and the
  *   gateway escalates it to a field work order.
  */
@@ -36,6 +37,8 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
     log.info({ meterId: failingMeter }, 'demo: meter has a stuck relay (a failing meter): its reconnect will fail and go to the field');
   }
   let failingPaid = false;
+  /** Meters in a demo arrears plan, not yet paid for, with when the payment round first saw them off supply. */
+  const cutForArrears = new Map<string, number | null>();
   const paidAt = new Map<string, number>();
   let n = 0;
   // The demo's plans start halfway through the fleet, away from the meters the README's tour uses.
@@ -60,6 +63,19 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
     // The failing meter pays first, once: its reconnect is the one that escalates.
     let meterId = failingMeter && !failingPaid ? failingMeter : undefined;
     if (meterId) failingPaid = true;
+    // Then a customer a demo plan cut off for arrears, some time after the cut (ten payment rounds: off supply long
+    // enough to be seen), before the rest of the fleet.
+    if (!meterId) {
+      for (const [id, cutSeenAt] of cutForArrears) {
+        if (fleet.meter(id).relay !== 'disconnected') continue;
+        if (cutSeenAt === null) cutForArrears.set(id, now);
+        else if (now - cutSeenAt >= 10 * config.demo.reconnectEveryMs) {
+          meterId = id;
+          cutForArrears.delete(id);
+          break;
+        }
+      }
+    }
     // Round the fleet, so that every customer who is off pays in turn (none waits behind the others for ever).
     for (let i = 0; i < ids.length && !meterId; i++) {
       const id = ids[(payCursor + i) % ids.length]!;
@@ -87,6 +103,7 @@ export function startDemoActivity(o: { config: GatewayConfig; fleet: MqttFleet; 
     for (const m of meters) {
       billing?.inArrears(m);
       paidAt.delete(m);
+      cutForArrears.set(m, null);
       await call(`demo notice for ${m}`, keys.billing, `/v1/meters/${m}/notices`, { channel: 'letter', servedAt: new Date(now - 4 * DAY_MS).toISOString(), delivery: 'delivered', receiptRef: `DEMO-${now}-${m}` }, 201);
     }
     const draft = await call('demo plan', keys.billing, '/v1/plans', { reason: 'arrears', windowFrom: new Date(now).toISOString(), windowTo: new Date(now + 2 * HOUR_MS).toISOString(), meters, note: 'demo arrears run' }, 201);

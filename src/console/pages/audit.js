@@ -1,6 +1,6 @@
 // The audit log (GET /v1/audit): filtered by actor, action and time, newest first, a page at a time; the chain
 // verified on demand (GET /v1/audit/verify); the filtered entries exported as CSV (GET /v1/audit/export).
-import { api, qs, session } from '../api.js';
+import { api, downloadWithKey, qs } from '../api.js';
 import { errorBox, field, fill, fmtTime, h, table } from '../dom.js';
 
 const PAGE = 50;
@@ -29,21 +29,6 @@ function detailsText(d) {
   return text.length > 160 ? `${text.slice(0, 157)}…` : text;
 }
 
-async function downloadCsv(url) {
-  try {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${session.key}` } });
-    if (!res.ok) throw new Error((await res.json().catch(() => null))?.message ?? res.statusText);
-    const file = URL.createObjectURL(await res.blob());
-    const a = h('a', { href: file, download: 'audit.csv', hidden: true });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(file), 10_000);
-  } catch (err) {
-    window.alert(`The export failed: ${err instanceof Error ? err.message : String(err)}`);
-  }
-}
-
 export async function render(main, ctx) {
   const q = ctx.query;
   const filters = { actor: q.get('actor') ?? '', action: q.get('action') ?? '', from: q.get('from') ?? '', to: q.get('to') ?? '' };
@@ -54,7 +39,7 @@ export async function render(main, ctx) {
   const to = h('input', { name: 'to', type: 'datetime-local', value: isoToLocal(filters.to) });
   const list = h('div');
   const verifyOut = h('div', { id: 'verify-result', 'aria-live': 'polite' });
-  const exportLink = h('a', { href: `/v1/audit/export${qs({ ...filters, format: 'csv' })}`, download: 'audit.csv', onclick: (e) => (e.preventDefault(), downloadCsv(exportLink.href)) }, 'Export CSV');
+  const exportLink = h('a', { href: `/v1/audit/export${qs({ ...filters, format: 'csv' })}`, download: 'audit.csv', onclick: (e) => (e.preventDefault(), downloadWithKey(exportLink.href, 'audit.csv')) }, 'Export CSV');
   const verifyButton = h('button', { type: 'button', onclick: () => verify() }, 'Verify the chain');
 
   main.append(

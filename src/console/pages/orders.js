@@ -1,4 +1,4 @@
-import { api, qs, session } from '../api.js';
+import { api, downloadWithKey, qs, session } from '../api.js';
 import { stackedBar } from '../charts.js';
 import { announce, badge, errorBox, field, fill, fmtDuration, fmtTime, h, newIdempotencyKey, orderWhat, select, table, timesIn } from '../dom.js';
 import { onOrders } from '../live.js';
@@ -111,22 +111,6 @@ function localInput(iso) {
   if (!iso || Number.isNaN(d.getTime())) return '';
   const p = (n) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
-}
-
-/** The export needs the signed-in key, which a plain link cannot carry: fetched with it, then saved as a file. */
-async function downloadCsv(url) {
-  try {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${session.key}` } });
-    if (!res.ok) throw new Error((await res.json().catch(() => null))?.message ?? res.statusText);
-    const file = URL.createObjectURL(await res.blob());
-    const a = h('a', { href: file, download: 'orders.csv', hidden: true });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(file), 10_000);
-  } catch (err) {
-    window.alert(`The export failed: ${err instanceof Error ? err.message : String(err)}`);
-  }
 }
 
 export async function render(main, ctx) {
@@ -257,7 +241,7 @@ export async function render(main, ctx) {
     createdTo: isoFromLocal(controls.createdTo.value),
   });
   const go = (extra = {}) => ctx.navigate(`/orders${qs({ ...filters, ...extra })}`);
-  const exportLink = h('a', { href: `/v1/orders/export${qs(filters)}`, download: 'orders.csv', onclick: (e) => (e.preventDefault(), downloadCsv(exportLink.href)) }, 'Export CSV');
+  const exportLink = h('a', { href: `/v1/orders/export${qs(filters)}`, download: 'orders.csv', onclick: (e) => (e.preventDefault(), downloadWithKey(exportLink.href, 'orders.csv')) }, 'Export CSV');
   const listBox = h('div', { id: 'order-list' });
   const navBox = h('nav.pager', { 'aria-label': 'Order pages' });
   main.append(
