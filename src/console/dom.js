@@ -142,3 +142,17 @@ export function orderWhat(o) {
   if (o.action !== 'limit') return o.action;
   return o.limitW === null || o.limitW === undefined ? 'remove limit' : `limit ${o.limitW} W`;
 }
+
+/**
+ * Run a user's action and say how it went in `box`: the sentence `work` returns as a status (also announced to
+ * screen-reader users), or the API error with its code.
+ */
+export async function showOutcome(box, work) {
+  try {
+    const words = await work();
+    fill(box, h('p', { role: 'status' }, words));
+    announce(words);
+  } catch (err) {
+    fill(box, errorBox(err));
+  }
+}

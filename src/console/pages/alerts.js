@@ -1,7 +1,7 @@
 // Alerts (GET /v1/alerts), newest first, each with its state in words; acknowledge (seen, being handled) and clear
 // (over) for those with alert:manage (POST /v1/alerts/{id}/acknowledge|clear).
 import { api, qs, session } from '../api.js';
-import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table } from '../dom.js';
+import { badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table, showOutcome } from '../dom.js';
 
 const STATES = ['open', 'acknowledged', 'cleared'];
 const KIND_WORDS = {
@@ -66,14 +66,10 @@ export async function render(main, ctx) {
   );
 
   const act = async (a, verb) => {
-    try {
+    await showOutcome(result, async () => {
       const done = await api(`/v1/alerts/${encodeURIComponent(a.id)}/${verb}`, { method: 'POST', body: {}, idempotencyKey: newIdempotencyKey(`alert-${verb}`) });
-      const words = `Alert ${done.id} (${KIND_WORDS[done.kind] ?? done.kind}) is ${done.state}.`;
-      fill(result, h('p', { role: 'status' }, words));
-      announce(words);
-    } catch (err) {
-      fill(result, errorBox(err));
-    }
+      return `Alert ${done.id} (${KIND_WORDS[done.kind] ?? done.kind}) is ${done.state}.`;
+    });
     await load();
   };
 

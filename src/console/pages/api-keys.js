@@ -1,7 +1,7 @@
 // API keys (admins, key:manage): list, create, rotate, revoke. A new secret is shown once, in this page only: it is
 // kept in no variable that outlives the page and never in sessionStorage or localStorage.
 import { api } from '../api.js';
-import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table } from '../dom.js';
+import { announce, badge, errorBox, field, fill, fmtTime, h, newIdempotencyKey, select, table, showOutcome } from '../dom.js';
 
 const ROLES = ['operator', 'billing', 'field', 'supervisor', 'auditor', 'admin'];
 
@@ -82,14 +82,10 @@ export async function render(main) {
   };
   const revoke = async (k) => {
     if (!window.confirm(`Revoke key ${k.id} (${k.role} of ${k.name})? It is refused from its next request on; this cannot be undone.`)) return;
-    try {
+    await showOutcome(result, async () => {
       const r = await api(`/v1/keys/${encodeURIComponent(k.id)}`, { method: 'DELETE', idempotencyKey: newIdempotencyKey('key-revoke') });
-      const words = `Key ${r.id} (${r.role} of ${r.name}) revoked.`;
-      fill(result, h('p', { role: 'status' }, words));
-      announce(words);
-    } catch (err) {
-      fill(result, errorBox(err));
-    }
+      return `Key ${r.id} (${r.role} of ${r.name}) revoked.`;
+    });
     await load();
   };
 

@@ -1,7 +1,7 @@
 // Circuit breakers (GET /v1/stats/breakers): an open breaker holds new disconnects for its population (a firmware
 // profile, link or region) because their success fell too low. Reset (breaker:reset) once the cause is fixed.
 import { api, qs, session } from '../api.js';
-import { announce, badge, errorBox, fill, fmtDuration, fmtTime, h, newIdempotencyKey, table } from '../dom.js';
+import { badge, errorBox, fill, fmtDuration, fmtTime, h, newIdempotencyKey, table, showOutcome } from '../dom.js';
 
 const SCOPE_WORDS = { profile: 'firmware profile', link: 'link', region: 'region' };
 
@@ -26,14 +26,10 @@ export async function render(main, ctx) {
   const reset = async (b) => {
     const who = `${SCOPE_WORDS[b.scope] ?? b.scope} ${b.key}`;
     if (!window.confirm(`Reset the ${b.action} breaker for ${who}? Held disconnects for ${who} resume at once. Reset only once the cause is fixed.`)) return;
-    try {
+    await showOutcome(result, async () => {
       const done = await api(`/v1/stats/breakers/${encodeURIComponent(b.id)}/reset`, { method: 'POST', idempotencyKey: newIdempotencyKey('breaker-reset') });
-      const words = `Breaker for ${who} reset by ${done.resetBy}; held disconnects resume.`;
-      fill(result, h('p', { role: 'status' }, words));
-      announce(words);
-    } catch (err) {
-      fill(result, errorBox(err));
-    }
+      return `Breaker for ${who} reset by ${done.resetBy}; held disconnects resume.`;
+    });
     await load();
   };
 
