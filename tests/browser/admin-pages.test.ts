@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium } from '../harness/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config.js';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
@@ -66,11 +67,7 @@ beforeAll(async () => {
     // An RS-485 adapter that is not plugged in: a link that is down from the start, for the links page.
     modbus: { rtu: { 'bus-unplugged': { path: '/dev/ttyMeterlineNone7', baudRate: 9600, parity: 'even', dataBits: 8, stopBits: 1, frameRetries: 2, noiseGapMs: 20, reopenMs: 500 } }, tcp: {} },
   });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   // Disconnects that keep failing (the relays stick): the breaker for their population opens, and alerts are raised.
   for (const m of STUCK) f.fleet.meter(m).setFaults({ stuckRelay: true });
   for (const m of STUCK) expect((await f.http('POST', `/v1/meters/${m}/disconnect`, { headers: key(), body: { reason: 'customer_request', reference: `REQ-${m}` } })).status).toBe(202);

@@ -1,4 +1,5 @@
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium } from '../harness/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
 
@@ -33,11 +34,7 @@ const card = (page: Page) => page.locator('#series-card');
 
 beforeAll(async () => {
   f = await startGatewayFixture(METERS.map((meterId) => ({ meterId, profileId: CLOSES, initialRelay: 'disconnected' as const })));
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   // Four reconnects run to the end, so the last hour has finished orders to draw.
   let n = 0;
   for (const meterId of METERS) {

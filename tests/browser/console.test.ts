@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium } from '../harness/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
 
@@ -48,12 +49,7 @@ beforeAll(async () => {
     // An RS-485 adapter that is not plugged in: a link that is down from the start, for the overview's links table.
     modbus: { rtu: { 'bus-unplugged': { path: '/dev/ttyMeterlineNone9', baudRate: 9600, parity: 'even', dataBits: 8, stopBits: 1, frameRetries: 2, noiseGapMs: 20, reopenMs: 500 } }, tcp: {} },
   });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    // Playwright gives every launch a fresh temporary profile (user-data-dir).
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium } from '../harness/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemo, type DemoRun } from '../harness/demo-run.js';
 
@@ -43,11 +44,7 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   // A quiet demo: no plans or payments of its own, so the plans on the page are this test's.
   d = await startDemo('demo-browser', { reconnectEveryMs: 0, planEveryMs: 0 });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {

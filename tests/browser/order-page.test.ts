@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium } from '../harness/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
 
@@ -51,11 +52,7 @@ beforeAll(async () => {
     { meterId: 'OP-1', profileId: CLOSES, initialRelay: 'disconnected', region: 'north' },
     { meterId: 'OP-2', profileId: CLOSES, initialRelay: 'connected', region: 'north' },
   ]);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   f.fleet.meter('OP-1').dropCommands(1);
   const r = await f.http('POST', '/v1/meters/OP-1/reconnect', { key: f.billingKey, headers: key(), body: { reason: 'payment', note: 'paid at the counter' } });
   expect(r.status).toBe(202);

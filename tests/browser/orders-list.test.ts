@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium } from '../harness/chromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-fixture.js';
 
@@ -34,11 +35,7 @@ const openOrders = async (page: Page, hash = '#/orders') => {
 
 beforeAll(async () => {
   f = await startGatewayFixture(METERS.map((meterId) => ({ meterId, profileId: CLOSES, initialRelay: 'connected' as const })));
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   // 12,000 orders in two bulk requests: disconnects for arrears outside a plan, each refused (E_PLAN_REQUIRED) and
   // stored, nothing on the wire. Then the newest: one reconnect from billing.
   let n = 0;

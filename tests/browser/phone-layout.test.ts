@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium } from '../harness/chromium.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startGatewayFixture, type GatewayFixture, type TestMeter } from '../harness/gateway-fixture.js';
 
@@ -55,11 +56,7 @@ beforeAll(async () => {
   f = await startGatewayFixture(meters, {
     escalation: { fieldLeadHours: 8, regionLeadHours: {}, dueMarginMinutes: 60, slowRetryMs: 500, disconnectFailures: false, scanEveryMs: 200 },
   });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   // 2,000 more meters, registered (not simulated): the fleet the overview and the Meters page must cope with.
   for (let i = 0; i < FLEET.length; i += 50) {
     const batch = await Promise.all(FLEET.slice(i, i + 50).map((id) => f.http('PUT', `/v1/meters/${id}`, { body: { profileId: CLOSES, link: 'dc-fleet', region: i % 100 === 0 ? 'south' : 'west' } })));
