@@ -78,6 +78,8 @@ const OTHER_CONTENT: Readonly<Record<string, Record<string, Json>>> = {
 export function finishDocument(built: Json, facts: RouteFacts): Json {
   const doc: Json = structuredClone(built);
   doc.openapi = '3.1.0';
+  // package.json: UNLICENSED. A name is all OpenAPI asks; there is no SPDX identifier for "no licence granted".
+  doc.info = { ...doc.info, license: { name: 'UNLICENSED: proprietary, no licence is granted' } };
   doc.servers = [{ url: '/', description: 'The gateway serving this document (paths are relative to its address, e.g. https://meterline.example.net/)' }];
   doc.components ??= {};
   doc.components.schemas = { ...doc.components.schemas, Error: ERROR_SCHEMA };
@@ -88,7 +90,22 @@ export function finishDocument(built: Json, facts: RouteFacts): Json {
     }
   }
   addWebhooks(doc);
+  completeRecords(doc);
   return doc;
+}
+
+/**
+ * A zod record keyed by an enum (`z.record(z.enum([...]), v)`) has every key, and its JSON Schema says so with
+ * `required` and `propertyNames` but no `properties`: name each key as a property, so the required keys are defined.
+ */
+function completeRecords(node: unknown): void {
+  if (Array.isArray(node)) return node.forEach(completeRecords);
+  if (node === null || typeof node !== 'object') return;
+  const schema = node as Json;
+  if (Array.isArray(schema.required) && Array.isArray(schema.propertyNames?.enum) && schema.properties === undefined && typeof schema.additionalProperties === 'object') {
+    schema.properties = Object.fromEntries(schema.required.map((key: string) => [key, schema.additionalProperties]));
+  }
+  Object.values(schema).forEach(completeRecords);
 }
 
 function finishOperation(method: (typeof HTTP_METHODS)[number], path: string, op: Json, facts: RouteFacts): void {
