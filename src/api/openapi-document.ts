@@ -47,8 +47,8 @@ const ERROR_SCHEMA = {
 const RETRY_AFTER = { description: 'Seconds to wait before retrying', schema: { type: 'integer', minimum: 0 } };
 
 /**
- * Non-JSON bodies, by operation: what the route sends with `reply.type(...)` (or writes itself, the event stream).
- * A route that also answers JSON keeps its JSON schema beside these.
+ * Bodies the route schemas do not declare, by operation: what the route sends with `reply.type(...)` (or writes
+ * itself, the event stream), and JSON a route sends without a response schema.
  */
 const OTHER_CONTENT: Readonly<Record<string, Record<string, Json>>> = {
   'GET /v1/orders/export': {
@@ -59,6 +59,7 @@ const OTHER_CONTENT: Readonly<Record<string, Record<string, Json>>> = {
     'text/csv': { schema: { type: 'string', description: 'format=csv: the header row `seq,at,actor,action,target,details,hash`, then one row per entry' } },
   },
   'GET /v1/reconciliation': {
+    'application/json': { schema: { type: 'object', description: 'format=json (the default): the report' } },
     'text/csv': { schema: { type: 'string', description: 'format=csv: the same report as rows' } },
   },
   'GET /v1/events': {
@@ -140,7 +141,8 @@ function addContent(key: string, op: Json): void {
   op.responses ??= {};
   const ok = (op.responses['200'] ??= { description: 'OK' });
   if (ok.description === 'Default Response') ok.description = 'OK';
-  ok.content = { ...ok.content, ...other };
+  // A JSON schema the route declares itself wins over the generic one here.
+  ok.content = { ...other, ...ok.content };
 }
 
 interface OperationKind {
