@@ -121,6 +121,7 @@ function finishOperation(method: (typeof HTTP_METHODS)[number], path: string, op
   const idempotent = write && path.startsWith('/v1/');
   if (idempotent) requireIdempotencyKey(op);
   addContent(key, op);
+  nameSuccesses(op);
   setErrors(op, errorsOf({ method, path, op, open, permission, write, idempotent, key }));
 }
 
@@ -143,6 +144,16 @@ function addContent(key: string, op: Json): void {
   if (ok.description === 'Default Response') ok.description = 'OK';
   // A JSON schema the route declares itself wins over the generic one here.
   ok.content = { ...other, ...ok.content };
+}
+
+/** Only GET /healthz answers a 503 of its own (its report while the gateway stops); every other 503 is an error. */
+const RESPONSE_NAMES: Readonly<Record<string, string>> = { '200': 'OK', '201': 'Created', '202': 'Accepted', '503': 'Stopping: the gateway drains and admits no new work' };
+
+/** fastify-swagger calls every response "Default Response"; a generated client shows these names instead. */
+function nameSuccesses(op: Json): void {
+  for (const [status, response] of Object.entries<Json>(op.responses ?? {})) {
+    if (response.description === 'Default Response' && RESPONSE_NAMES[status]) response.description = RESPONSE_NAMES[status];
+  }
 }
 
 interface OperationKind {
