@@ -21,6 +21,9 @@ type Json = Record<string, any>;
 export interface RouteFacts {
   /** `"<METHOD> <path>"` → the permission the route's key check asks for (its 403 and roles). */
   permissions: ReadonlyMap<string, Permission>;
+  /** The tables to apply; OPERATION_IDS and OPERATION_ERRORS unless a test gives its own. */
+  operationIds?: Readonly<Record<string, string>>;
+  operationErrors?: Readonly<Record<string, readonly ErrorCode[]>>;
 }
 
 export const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch'] as const;
@@ -111,7 +114,7 @@ function completeRecords(node: unknown): void {
 
 function finishOperation(method: (typeof HTTP_METHODS)[number], path: string, op: Json, facts: RouteFacts): void {
   const key = operationKey(method, path);
-  const id = OPERATION_IDS[key];
+  const id = (facts.operationIds ?? OPERATION_IDS)[key];
   if (id !== undefined) op.operationId = id;
   const open = !Array.isArray(op.security) || op.security.length === 0;
   if (open) op.security = [];
@@ -122,7 +125,7 @@ function finishOperation(method: (typeof HTTP_METHODS)[number], path: string, op
   if (idempotent) requireIdempotencyKey(op);
   addContent(key, op);
   nameSuccesses(op);
-  setErrors(op, errorsOf({ method, path, op, open, permission, write, idempotent, key }));
+  setErrors(op, errorsOf({ method, path, op, open, permission, write, idempotent, key }, facts.operationErrors ?? OPERATION_ERRORS));
 }
 
 /** The Idempotency-Key header, required: the server answers 400 E_IDEMPOTENCY_KEY_MISSING without it. */
@@ -168,7 +171,7 @@ interface OperationKind {
 }
 
 /** Every error code the operation can answer with, by HTTP status. */
-export function errorsOf(kind: OperationKind): Map<number, Set<ErrorCode>> {
+export function errorsOf(kind: OperationKind, operationErrors: Readonly<Record<string, readonly ErrorCode[]>>): Map<number, Set<ErrorCode>> {
   const codes: ErrorCode[] = ['E_INTERNAL'];
   const hasInput = (kind.op.parameters ?? []).some((p: Json) => p.in === 'path' || p.in === 'query') || kind.op.requestBody !== undefined;
   if (hasInput) codes.push('E_VALIDATION');
@@ -181,7 +184,7 @@ export function errorsOf(kind: OperationKind): Map<number, Set<ErrorCode>> {
     codes.push('E_VALIDATION', 'E_BODY_TOO_DEEP', 'E_BODY_TOO_LARGE', 'E_SHUTTING_DOWN', 'E_STORE_UNAVAILABLE');
   }
   if (kind.idempotent) codes.push('E_IDEMPOTENCY_KEY_MISSING', 'E_IDEMPOTENCY_CONFLICT', 'E_IDEMPOTENCY_IN_PROGRESS');
-  codes.push(...(OPERATION_ERRORS[kind.key] ?? []));
+  codes.push(...(operationErrors[kind.key] ?? []));
   const byStatus = new Map<number, Set<ErrorCode>>();
   for (const code of codes) {
     const status = ERRORS[code].status;
