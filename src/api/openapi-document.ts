@@ -134,7 +134,8 @@ function requireIdempotencyKey(op: Json): void {
   const declared = op.parameters.find((p: Json) => p.in === 'header' && String(p.name).toLowerCase() === 'idempotency-key');
   const description =
     'A key unique to this request (a UUID, your payment reference), up to 200 characters, scoped to your client. Retrying with the same key and body returns the first answer (`idempotent-replayed: true`) and changes nothing; requests with one key at the same time: one acts, the others get its answer (409 E_IDEMPOTENCY_IN_PROGRESS after 10 s); the same key with another body: 409 E_IDEMPOTENCY_CONFLICT. Without it: 400 E_IDEMPOTENCY_KEY_MISSING.';
-  const param = { name: 'Idempotency-Key', in: 'header', required: true, description, schema: { type: 'string', minLength: 1, maxLength: 200 } };
+  // Named in lower case as the route schemas (and so the clients generated before this) name it; HTTP does not mind.
+  const param = { name: 'idempotency-key', in: 'header', required: true, description, schema: { type: 'string', minLength: 1, maxLength: 200 } };
   if (declared) Object.assign(declared, param);
   else op.parameters.push(param);
 }

@@ -38,7 +38,7 @@ describe('finishDocument', () => {
     expect([doc.paths['/healthz'].get.operationId, get.operationId, post.operationId]).toEqual(['getHealth', 'getThing', 'changeThing']);
     expect(doc.paths['/healthz'].get.security).toEqual([]);
     expect(post.security).toEqual([{ bearerAuth: [] }]);
-    expect(post.parameters.filter((p: any) => p.in === 'header')).toEqual([expect.objectContaining({ name: 'Idempotency-Key', required: true })]);
+    expect(post.parameters.filter((p: any) => p.in === 'header')).toEqual([expect.objectContaining({ name: 'idempotency-key', required: true })]);
     expect(get.parameters.some((p: any) => p.in === 'header')).toBe(false);
     expect(post.description).toContain('Roles: operator, admin');
   });
