@@ -238,6 +238,57 @@ describe('Grafana dashboard (docs/monitoring/grafana-dashboard.json)', () => {
   });
 });
 
+/**
+ * Runs one dashboard query through promtool's unit tests: `series` (promtool notation, one value a minute) evaluated at
+ * 5m must give exactly `expected` (labels in PromQL notation, value).
+ */
+function evaluatesTo(expr: string, series: Record<string, string>, expected: [labels: string, value: string][]): { ok: boolean; output: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'meterline-panel-'));
+  const input = Object.entries(series).map(([name, values]) => `      - series: ${JSON.stringify(name)}\n        values: ${JSON.stringify(values)}`);
+  const samples = expected.map(([labels, value]) => `          - labels: ${JSON.stringify(labels)}\n            value: ${value}`);
+  writeFileSync(
+    join(dir, 'panel.test.yml'),
+    `rule_files: []\ntests:\n  - interval: 1m\n    input_series:\n${input.join('\n')}\n    promql_expr_test:\n      - expr: ${JSON.stringify(asPrometheusQuery(expr))}\n        eval_time: 5m\n        exp_samples:${samples.length === 0 ? ' []' : `\n${samples.join('\n')}`}\n`,
+  );
+  return promtool(['test', 'rules', 'panel.test.yml'], dir);
+}
+
+const queryOf = (panelTitle: string): string => queries.find((q) => q.panel === panelTitle)?.expr ?? '';
+
+describe('Grafana dashboard panels on sample series (evaluated by promtool)', () => {
+  it("the reconnect stat shows 1.5 h for 5,400 s left, and a finite value past its 'none open' mapping when none is open", () => {
+    const expr = queryOf('Most urgent reconnect: time left');
+    const mapped = (dashboard.panels.find((p) => p.title === 'Most urgent reconnect: time left') as unknown as { fieldConfig: { defaults: { mappings: { options: { from: number; result: { text: string } } }[] } } })
+      .fieldConfig.defaults.mappings[0]!.options;
+    expect(mapped.result.text).toBe('none open');
+    const near = { 'meterline_most_urgent_reconnect_remaining_seconds{job="meterline",instance="a:8080"}': '5400x5', 'meterline_most_urgent_reconnect_remaining_seconds{job="meterline",instance="b:8080"}': '5400x5' };
+    let r = evaluatesTo(expr, near, [['{}', '1.5']]);
+    expect(r.ok, r.output).toBe(true);
+    // +Inf (none open) is clamped to a finite number of hours that the mapping turns into "none open".
+    const none = { 'meterline_most_urgent_reconnect_remaining_seconds{job="meterline",instance="a:8080"}': 'Inf Inf Inf Inf Inf Inf' };
+    const hours = 1e7 / 3600;
+    expect(hours).toBeGreaterThan(mapped.from);
+    r = evaluatesTo(expr, none, [['{}', String(hours)]]);
+    expect(r.ok, r.output).toBe(true);
+  });
+
+  it("a success-ratio panel shows the duty holder's ratios only, not another instance's older report", () => {
+    const expr = queryOf('Success ratio by firmware profile');
+    const labels = (instance: string, key: string) => `{job="meterline",instance="${instance}",scope="profile",key="${key}",action="reconnect",kind="final",window="15m"}`;
+    const r = evaluatesTo(
+      expr,
+      {
+        'meterline_singleton_duty_held{job="meterline",instance="a:8080"}': '1x5',
+        'meterline_singleton_duty_held{job="meterline",instance="b:8080"}': '0x5',
+        [`meterline_success_ratio${labels('a:8080', 'acme-v2')}`]: '0.9x5',
+        [`meterline_success_ratio${labels('b:8080', 'acme-v2')}`]: '0.4x5',
+      },
+      [[`meterline_success_ratio${labels('a:8080', 'acme-v2')}`, '0.9']],
+    );
+    expect(r.ok, r.output).toBe(true);
+  });
+});
+
 describe('metric names in docs/monitoring', () => {
   it.each(['grafana-dashboard.json', 'alert-rules.yml', 'alert-rules.test.yml', 'README.md'])('%s names only metrics the gateway exposes', (file) => {
     const unknown = metricNames(read(file)).filter((n) => !FINAL_METRIC_NAMES.includes(n));
