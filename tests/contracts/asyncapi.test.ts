@@ -1,4 +1,3 @@
-import { Parser } from '@asyncapi/parser';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -6,6 +5,7 @@ import { buildAsyncApiDocument, channelIds, messageId, RESPONSE_CHANNEL_ID } fro
 import { MQTT_CONTRACT_SEMANTICS } from '../../src/api/mqtt-contract-semantics.js';
 import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
 import type { MqttFirmwareProfile } from '../../src/domain/firmware-profile.js';
+import { asyncApiErrors } from './asyncapi-validate.js';
 import { SHIPPED_ASYNCAPI, shippedAsyncApiIsCurrent } from './generate-asyncapi.js';
 
 /**
@@ -18,13 +18,6 @@ const profiles = loadFirmwareProfiles(join(process.cwd(), 'firmware-profiles'));
 const mqttProfiles = [...profiles.values()].filter((p): p is MqttFirmwareProfile => p.protocol === 'mqtt');
 const shipped = JSON.parse(readFileSync(SHIPPED_ASYNCAPI, 'utf8'));
 const served = buildAsyncApiDocument({ profiles: profiles.values(), broker: { url: 'mqtt://meter-user:secret@broker.example:1883', embedded: false }, instanceId: 'gw1' });
-
-/** Errors (severity 0) of the parser; warnings and hints are printed so a reader sees them. */
-export async function asyncApiErrors(doc: unknown): Promise<string[]> {
-  const diagnostics = await new Parser().validate(JSON.stringify(doc));
-  for (const d of diagnostics.filter((x) => x.severity > 0)) console.log(`asyncapi ${['error', 'warning', 'info', 'hint'][d.severity]}: ${d.code} at ${d.path.join('.') || '(root)'}: ${d.message}`);
-  return diagnostics.filter((d) => d.severity === 0).map((d) => `${d.code} at ${d.path.join('.')}: ${d.message}`);
-}
 
 const propsOf = (doc: any, profileId: string, kind: 'command' | 'reply' | 'status'): string[] => Object.keys(doc.components.messages[messageId(profileId, kind)].payload.properties);
 
