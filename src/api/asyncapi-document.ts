@@ -49,12 +49,13 @@ const opBinding = (qos: number, extra: Json = {}): Json => ({ mqtt: { qos, retai
 const epochMs = (what: string): Json => ({ type: 'integer', minimum: 0, description: `${what}, in Unix epoch milliseconds (UTC).`, examples: [1764054000000] });
 const volts = (what: string): Json => ({ type: 'number', minimum: 0, description: what, examples: [230.4] });
 
-function relayWords(p: MqttFirmwareProfile): Json {
+/** The relay state in this firmware's words (`mqtt.relayValues`), `what` saying which moment it describes. */
+function relayWords(p: MqttFirmwareProfile, what: string): Json {
   const v = p.mqtt.relayValues;
   return {
     type: 'string',
     enum: [...new Set([v.connected, v.disconnected, v.armed])],
-    description: `The relay state after the op, in this firmware's words: "${v.connected}" connected (closed), "${v.disconnected}" disconnected (open), "${v.armed}" armed (the customer's button closes it).`,
+    description: `${what}, in this firmware's words: "${v.connected}" connected (closed), "${v.disconnected}" disconnected (open), "${v.armed}" armed (the customer's button closes it).`,
   };
 }
 
@@ -94,7 +95,7 @@ function replyPayload(p: MqttFirmwareProfile): Json {
   const properties: Json = {
     cid: { type: 'string', minLength: 1, description: "The command's `cid`, echoed." },
     result: { type: 'string', enum: ['ok', 'nack'], description: '`ok`: done (a claim; the gateway verifies by read-back). `nack`: refused, the relay did not move.' },
-    relay: relayWords(p),
+    relay: relayWords(p, 'The relay state after the op'),
     voltageV: volts('Voltage on the supply (line) side of the relay, in volts: present whatever the relay state.'),
     energyWh: { type: 'number', minimum: 0, description: 'Cumulative imported energy register, in watt-hours.', examples: [1234567] },
     loadSideVoltageV: volts('Voltage on the load (customer) side of the relay, in volts: 0 while open unless backfed. Optional.'),
@@ -115,7 +116,7 @@ function statusPayload(p: MqttFirmwareProfile): Json {
     additionalProperties: false,
     required: ['relay'],
     properties: {
-      relay: { ...relayWords(p), description: `The relay state after a change the meter made on its own. ${String(relayWords(p).description).replace('The relay state after the op, in', 'In')}` },
+      relay: relayWords(p, 'The relay state after a change the meter made on its own'),
       voltageV: volts('Voltage on the supply (line) side of the relay, in volts.'),
       energyWh: { type: 'number', minimum: 0, description: 'Cumulative imported energy register, in watt-hours.', examples: [1234567] },
       ts: epochMs('When the relay changed'),
@@ -170,7 +171,7 @@ export function buildAsyncApiDocument(options: AsyncApiOptions): Json {
     }
     messages[messageId(p.id, 'command')] = {
       name: 'command',
-      title: `Command to a ${p.model}`,
+      title: `Command to one ${p.model}`,
       summary: 'A relay command, a read, or a demand-limit command, from the gateway to one meter.',
       payload: commandPayload(p),
       correlationId: { location: '$message.payload#/cid' },
@@ -178,14 +179,14 @@ export function buildAsyncApiDocument(options: AsyncApiOptions): Json {
     };
     messages[messageId(p.id, 'reply')] = {
       name: 'reply',
-      title: `Reply from a ${p.model}`,
+      title: `Reply from one ${p.model}`,
       summary: 'The answer to one command, with the relay state after it.',
       payload: replyPayload(p),
       correlationId: { location: '$message.payload#/cid' },
     };
     messages[messageId(p.id, 'status')] = {
       name: 'status',
-      title: `Status report from a ${p.model}`,
+      title: `Status report from one ${p.model}`,
       summary: 'Published when the relay changes on its own (button press, local trip); never after a remote switch.',
       payload: statusPayload(p),
     };
@@ -223,7 +224,7 @@ export function buildAsyncApiDocument(options: AsyncApiOptions): Json {
     operations[`${k}-sendCommand`] = {
       action: 'send',
       channel: ref(`#/channels/${ids.command}`),
-      title: `Send a command to a ${p.model}`,
+      title: `Send a command to one ${p.model}`,
       summary: 'The gateway sends (publishes) this.',
       description: `From the gateway's point of view: the gateway sends a command to one meter and waits \`timeouts.commandMs\` (${p.timeouts.commandMs} ms; reads ${p.timeouts.readMs} ms) for the reply. ${p.mqtt.responseTopic ? `Over MQTT 5 it names its own reply topic \`${RESPONSE_TOPIC_TEMPLATE}\` as the Response Topic, with the \`cid\` as Correlation Data.` : 'The meter replies on its reply topic.'}`,
       messages: [ref(`#/channels/${ids.command}/messages/command`)],
@@ -233,7 +234,7 @@ export function buildAsyncApiDocument(options: AsyncApiOptions): Json {
     operations[`${k}-receiveReply`] = {
       action: 'receive',
       channel: ref(`#/channels/${ids.reply}`),
-      title: `Receive a ${p.model}'s replies`,
+      title: `Receive the replies of ${p.id} meters`,
       summary: 'The gateway receives (subscribes to) this.',
       description: "From the gateway's point of view: the gateway receives the meter's replies; every gateway instance subscribes and takes only the `cid`s it sent.",
       messages: [ref(`#/channels/${ids.reply}/messages/reply`)],
@@ -242,7 +243,7 @@ export function buildAsyncApiDocument(options: AsyncApiOptions): Json {
     operations[`${k}-receiveStatus`] = {
       action: 'receive',
       channel: ref(`#/channels/${ids.status}`),
-      title: `Receive a ${p.model}'s status reports`,
+      title: `Receive the status reports of ${p.id} meters`,
       summary: 'The gateway receives (subscribes to) this.',
       description: "From the gateway's point of view: the gateway receives status reports and records them as observed state (source `status`), never as a command's proof.",
       messages: [ref(`#/channels/${ids.status}/messages/status`)],
