@@ -108,6 +108,13 @@ describe('the AsyncAPI document of the MQTT contract', () => {
     expect(JSON.stringify(served)).not.toContain('secret');
     expect((served as any).channels[RESPONSE_CHANNEL_ID].parameters.instanceId).toMatchObject({ enum: ['gw1'] });
   });
+
+  it('says when the gateway runs its embedded broker: MQTT 3.1.1, so no Response Topic and no message expiry', async () => {
+    const embedded: any = buildAsyncApiDocument({ profiles: profiles.values(), broker: { url: 'mqtt://127.0.0.1:1883', embedded: true }, instanceId: 'gw1' });
+    expect(embedded.servers.broker).toMatchObject({ host: '127.0.0.1:1883', protocol: 'mqtt', protocolVersion: '3.1.1' });
+    expect(embedded.servers.broker.description).toContain('no Response Topic, no message expiry');
+    expect(await asyncApiErrors(embedded)).toEqual([]);
+  }, 60_000);
 });
 
 describe("the README's MQTT contract table", () => {
