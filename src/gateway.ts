@@ -169,6 +169,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
           renew: (meterId, actor) => renewMeterKeys({ store, keyring, drivers: links.drivers, profiles, now: () => clock.now(), logger: logger.child({ component: 'key-renewal' }) }, meterId, actor),
         },
         links: () => links.linkHealth(),
+        mqttContract: () => ({ brokerUrl: links.brokerUrl, embedded: config.mqtt.mode === 'embedded', instanceId: config.instanceId }),
         health: gatewayHealth(store, links, controller),
         stopping: () => stopping,
       },

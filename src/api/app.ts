@@ -18,6 +18,7 @@ import { sha256Hex } from './auth.js';
 import { closeAfterAnswer } from './lingering-close.js';
 import { bodyTooLarge, DEFAULT_BODY_LIMIT, registerJsonBodyParser } from './request-body.js';
 import { adminRoutes } from './routes/admin.js';
+import { asyncApiRoutes } from './routes/asyncapi.js';
 import { consoleRoutes } from './routes/console.js';
 import { linkRoutes } from './routes/links.js';
 import { liveRoutes } from './routes/live.js';
@@ -167,5 +168,6 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => monitoringRoutes(scope, deps));
   await app.register(async (scope) => linkRoutes(scope, deps));
   await app.register(async (scope) => billingRoutes(scope, deps));
+  await app.register(async (scope) => asyncApiRoutes(scope, deps));
   return app;
 }

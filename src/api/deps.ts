@@ -46,6 +46,8 @@ export interface ApiDeps {
   meterKeys?: { master: MasterKey | undefined; env: NodeJS.ProcessEnv; renew?: (meterId: string, actor: string) => Promise<KeyRenewalResult> };
   /** Every link the drivers keep, with its state and counters (GET /v1/links); none before the drivers start. */
   links?: () => LinkHealth[];
+  /** The MQTT contract's server for GET /asyncapi.json: the broker the gateway uses (embedded or configured) and its instance id. */
+  mqttContract?: () => { brokerUrl: string; embedded: boolean; instanceId: string };
   /** The gateway's health checks by name (store writable, broker connected, control loop running). */
   health: () => Record<string, HealthCheck>;
   /** True once the gateway is stopping (SIGTERM/SIGINT): writes answer 503 E_SHUTTING_DOWN, reads still work. */
