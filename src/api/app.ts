@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { ERRORS, MeterlineError, retryAfterSec } from '../errors.js';
 import type { ApiDeps } from './deps.js';
 import { sha256Hex } from './auth.js';
+import { registerHttpMetrics } from './http-metrics.js';
 import { closeAfterAnswer } from './lingering-close.js';
 import { bodyTooLarge, DEFAULT_BODY_LIMIT, registerJsonBodyParser } from './request-body.js';
 import { adminRoutes } from './routes/admin.js';
@@ -50,6 +51,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
+  registerHttpMetrics(app, deps.metrics?.httpRequestDuration);
 
   app.setErrorHandler((err: Error, req, reply) => {
     // Refused before its body arrived (unknown key, too large, rate limited): close the connection rather than read
