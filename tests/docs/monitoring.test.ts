@@ -3,6 +3,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { METRICS_TABLE } from '../../src/integrations/metrics.js';
 
 /**
  * What docs/monitoring ships is checked the way an operations team would load it: Prometheus's own promtool checks
@@ -13,38 +14,8 @@ import { describe, expect, it } from 'vitest';
 
 const DIR = 'docs/monitoring';
 
-/**
- * The metric names of issue 18 (item 3). The metrics rename is another branch: once it lands, this list becomes
- * `METRICS_TABLE` from src/integrations/metrics.ts.
- */
-const FINAL_METRIC_NAMES: readonly string[] = [
-  'meterline_orders_finished_total',
-  'meterline_switch_attempts_total',
-  'meterline_alerts_total',
-  'meterline_timeseries_dropped_points_total',
-  'meterline_sse_clients_dropped_total',
-  'meterline_link_crc_errors_total',
-  'meterline_link_garbled_total',
-  'meterline_link_frame_retries_total',
-  'meterline_link_timeouts_total',
-  'meterline_link_exceptions_total',
-  'meterline_link_unknown_correlation_ids_total',
-  'meterline_link_reopens_total',
-  'meterline_link_reconnects_total',
-  'meterline_switch_attempt_duration_seconds',
-  'meterline_http_request_duration_seconds',
-  'meterline_queue_depth',
-  'meterline_success_ratio',
-  'meterline_success_samples',
-  'meterline_most_urgent_reconnect_remaining_seconds',
-  'meterline_circuit_breakers_open',
-  'meterline_link_up',
-  'meterline_broker_connected',
-  'meterline_singleton_duty_held',
-  'meterline_work_orders',
-  'meterline_audit_anchor_age_seconds',
-  'meterline_sse_clients',
-];
+/** Every metric the gateway exposes (the registry is checked against this table in tests/integrations/metrics.test.ts). */
+const FINAL_METRIC_NAMES: readonly string[] = METRICS_TABLE.map((m) => m.name).filter((n) => n.startsWith('meterline_'));
 
 /** The alert each brief item asks for. */
 const ALERTS = [
