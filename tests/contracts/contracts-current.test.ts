@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/config/project-root.js';
-import { CONTRACT_FILES, instanceValuesIn, renderContracts, type Contracts } from './generate.js';
+import { CONTRACT_FILES, canonicalOpenApi, instanceValuesIn, renderContracts, type Contracts } from './generate.js';
 
 /**
  * The contracts in the repository are the ones the gateway serves: docs/openapi.json is what billing teams generate
@@ -43,5 +43,20 @@ describe('contracts in the repository', () => {
     expect(JSON.parse(served.openapi).paths['/v1/whoami']).toBeDefined();
     expect(served.openapi).not.toMatch(/ml-contracts-|gw-contracts-generator/);
     expect(instanceValuesIn('{"servers": [{"url": "http://127.0.0.1:41234/v1"}]}', 'http://127.0.0.1:41234')).toEqual(['the port 41234 of the gateway that served it']);
+  });
+});
+
+describe('the order of docs/openapi.json', () => {
+  it('does not depend on the order routes were registered in: paths by name, methods in HTTP order, responses by status; schema properties as declared', () => {
+    const op = (responses: Record<string, unknown>) => ({ responses, requestBody: { content: { 'application/json': { schema: { properties: { z: {}, a: {} } } } } } });
+    const one = { openapi: '3.0.3', paths: { '/v1/orders': { post: op({ 409: {}, 202: {} }), get: op({ 200: {} }) }, '/healthz': { get: op({ 200: {} }) } } };
+    const other = { openapi: '3.0.3', paths: { '/healthz': { get: op({ 200: {} }) }, '/v1/orders': { get: op({ 200: {} }), post: op({ 202: {}, 409: {} }) } } };
+    const text = JSON.stringify(canonicalOpenApi(one));
+    expect(JSON.stringify(canonicalOpenApi(other))).toBe(text);
+    const doc = canonicalOpenApi(one);
+    expect(Object.keys(doc.paths)).toEqual(['/healthz', '/v1/orders']);
+    expect(Object.keys(doc.paths['/v1/orders'])).toEqual(['get', 'post']);
+    expect(Object.keys(doc.paths['/v1/orders'].post.responses)).toEqual(['202', '409']);
+    expect(Object.keys(doc.paths['/v1/orders'].post.requestBody.content['application/json'].schema.properties)).toEqual(['z', 'a']);
   });
 });
