@@ -111,6 +111,8 @@ export class ApiClient {
       answer = await call;
     } catch (err) {
       if (err instanceof CliError || (err as Error).name === 'AbortError') throw err;
+      // A success answer that is not JSON: the URL names some other web server.
+      if (err instanceof SyntaxError) throw new CliError(EXIT.other, 'E_NOT_A_GATEWAY', `the answer from ${this.baseUrl} is not the gateway's JSON (${err.message}); check METERLINE_URL or --url`);
       const cause = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
       throw new CliError(EXIT.other, 'E_NETWORK', `cannot reach the gateway at ${this.baseUrl} (${cause}); check METERLINE_URL or --url`);
     }
