@@ -20,7 +20,7 @@ import { startGateway } from '../../src/gateway.js';
 export const CONTRACT_FILES = {
   openapi: 'docs/openapi.json',
   openapiTypes: 'src/cli/generated/openapi-types.ts',
-  // The AsyncAPI document (the MQTT contract) goes here, rendered beside the OpenAPI one in renderContracts.
+  // The AsyncAPI document (the MQTT contract) goes here, e.g. asyncapi: 'docs/asyncapi.json', rendered in renderContracts.
 } as const;
 
 export type ContractName = keyof typeof CONTRACT_FILES;
@@ -107,6 +107,8 @@ export async function renderContracts(): Promise<Contracts> {
     const leaked = instanceValuesIn(openapi, apiUrl);
     if (leaked.length > 0) throw new Error(`docs/openapi.json would carry instance-specific values: ${leaked.join('; ')}`);
     const openapiTypes = TYPES_HEADER + astToString(await openapiTS(doc as OpenAPI3, { silent: true }));
+    // The AsyncAPI document goes here: fetch /asyncapi.json from the same gateway, check it with instanceValuesIn,
+    // and return it under a name added to CONTRACT_FILES (the test then compares it like the others).
     return { openapi, openapiTypes };
   });
 }
