@@ -5,7 +5,7 @@ import { MQTT_CONTRACT_SEMANTICS } from './mqtt-contract-semantics.js';
  * The MQTT contract as an AsyncAPI 3.0.0 document (issue 18 item 2), built from the loaded MQTT firmware profiles: per
  * profile a command, a reply and a status channel, the operations seen from the gateway's side, the payloads as JSON
  * Schema (draft-07 keywords only, so any JSON Schema validator checks a real payload against them) and the semantics in
- * `mqtt-contract-semantics.ts`. Served at GET /asyncapi.json and shipped as docs/asyncapi.json (npm run contracts:asyncapi).
+ * `mqtt-contract-semantics.ts`. Served at GET /asyncapi.json and shipped as docs/asyncapi.json (npm run contracts).
  * Plain objects only: the gateway needs no AsyncAPI library at run time.
  */
 

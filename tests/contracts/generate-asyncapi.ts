@@ -1,13 +1,12 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildAsyncApiDocument } from '../../src/api/asyncapi-document.js';
 import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
 import { projectRoot } from '../../src/config/project-root.js';
 
 /**
  * The shipped MQTT contract, docs/asyncapi.json, built from the repository's firmware profiles (no broker, no
- * instance: those stay variables and parameters a deployment fills in). `npm run contracts:asyncapi` writes it;
+ * instance: those stay variables and parameters a deployment fills in). `npm run contracts` writes it;
  * tests/contracts/asyncapi.test.ts fails when it is not current.
  */
 export const SHIPPED_ASYNCAPI = 'docs/asyncapi.json';
@@ -25,10 +24,4 @@ export function shippedAsyncApiIsCurrent(root: string = projectRoot()): boolean 
   } catch {
     return false;
   }
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const root = projectRoot();
-  writeFileSync(join(root, SHIPPED_ASYNCAPI), shippedAsyncApiText(root));
-  console.log(`wrote ${SHIPPED_ASYNCAPI}`);
 }

@@ -8,6 +8,7 @@ import { ConfigSchema } from '../../src/config/config-schema.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { projectRoot } from '../../src/config/project-root.js';
 import { startGateway } from '../../src/gateway.js';
+import { SHIPPED_ASYNCAPI, shippedAsyncApiText } from './generate-asyncapi.js';
 
 /**
  * `npm run contracts`: the documents others build on, taken from a running gateway and written into the repository,
@@ -20,7 +21,8 @@ import { startGateway } from '../../src/gateway.js';
 export const CONTRACT_FILES = {
   openapi: 'docs/openapi.json',
   openapiTypes: 'src/cli/generated/openapi-types.ts',
-  // The AsyncAPI document (the MQTT contract) goes here, e.g. asyncapi: 'docs/asyncapi.json', rendered in renderContracts.
+  /** The MQTT contract, from the repository's firmware profiles (tests/contracts/generate-asyncapi.ts). */
+  asyncapi: SHIPPED_ASYNCAPI,
 } as const;
 
 export type ContractName = keyof typeof CONTRACT_FILES;
@@ -107,9 +109,7 @@ export async function renderContracts(): Promise<Contracts> {
     const leaked = instanceValuesIn(openapi, apiUrl);
     if (leaked.length > 0) throw new Error(`docs/openapi.json would carry instance-specific values: ${leaked.join('; ')}`);
     const openapiTypes = TYPES_HEADER + astToString(await openapiTS(doc as OpenAPI3, { silent: true }));
-    // The AsyncAPI document goes here: fetch /asyncapi.json from the same gateway, check it with instanceValuesIn,
-    // and return it under a name added to CONTRACT_FILES (the test then compares it like the others).
-    return { openapi, openapiTypes };
+    return { openapi, openapiTypes, asyncapi: shippedAsyncApiText() };
   });
 }
 
