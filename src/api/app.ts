@@ -14,7 +14,8 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ERRORS, MeterlineError, retryAfterSec } from '../errors.js';
 import type { ApiDeps } from './deps.js';
-import { sha256Hex } from './auth.js';
+import { permissionOfGuard, sha256Hex, type Permission } from './auth.js';
+import { documentPath, finishDocument, operationKey } from './openapi-document.js';
 import { closeAfterAnswer } from './lingering-close.js';
 import { bodyTooLarge, DEFAULT_BODY_LIMIT, registerJsonBodyParser } from './request-body.js';
 import { adminRoutes } from './routes/admin.js';
@@ -101,8 +102,16 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
       message: `rate limit of ${ctx.max} requests per ${Math.round(Number(ctx.after.replace(/\D/g, '')) || 1)} s for this key reached; retry after ${ctx.after}`,
     }),
   });
+  // What the document builder needs from each route beyond its schema: the permission its key check asks for.
+  const permissions = new Map<string, Permission>();
+  app.addHook('onRoute', (route) => {
+    const permission = permissionOfGuard(route.onRequest);
+    if (!permission) return;
+    for (const method of [route.method].flat()) permissions.set(operationKey(method, documentPath(route.url)), permission);
+  });
   await app.register(swagger, {
     openapi: {
+      openapi: '3.1.0',
       info: {
         title: 'Meterline gateway API',
         version: '1',
@@ -121,6 +130,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
       }
       return out;
     },
+    transformObject: (documentObject) => finishDocument((documentObject as { openapiObject: Record<string, unknown> }).openapiObject, { permissions }),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 

@@ -166,13 +166,30 @@ declare module 'fastify' {
  * so a refused caller's body is never read; the error handler closes the connection instead of draining it.
  */
 export function requirePermission(keys: ApiKeyRegistry, permission: Permission) {
-  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+  return checksPermission(permission, async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const principal = await keys.authenticate(request.headers.authorization);
     if (!(PERMISSIONS[permission] as readonly Role[]).includes(principal.role)) {
       throw new MeterlineError('E_FORBIDDEN', `the ${principal.role} role may not ${permission.replace(':', ' ')}; use a key with one of the roles: ${PERMISSIONS[permission].join(', ')}`);
     }
     request.principal = principal;
-  };
+  });
+}
+
+/** The permission each route guard checks: the OpenAPI document lists 403 and the roles from it. */
+const GUARD_PERMISSIONS = new WeakMap<object, Permission>();
+
+/** Marks `guard` as checking `permission` (for a guard written by hand, like the event stream's). */
+export function checksPermission<T extends object>(permission: Permission, guard: T): T {
+  GUARD_PERMISSIONS.set(guard, permission);
+  return guard;
+}
+
+/** The permission a route's `onRequest` hook (or hooks) checks, if any. */
+export function permissionOfGuard(onRequest: unknown): Permission | undefined {
+  for (const hook of Array.isArray(onRequest) ? onRequest : [onRequest]) {
+    if (typeof hook === 'function' && GUARD_PERMISSIONS.has(hook)) return GUARD_PERMISSIONS.get(hook);
+  }
+  return undefined;
 }
 
 /** A route guard, for `onRequest`, that any valid key passes (`GET /v1/whoami`). */

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { DISCONNECT_REASONS, isTerminal, type SwitchOrder } from '../../domain/switch-order.js';
 import { MeterlineError } from '../../errors.js';
 import type { MeterView as StoredMeter } from '../../store/store.js';
-import { PERMISSIONS, ROLES, requireAnyKey, requirePermission, usableDisconnectReasons, type Permission, type Role } from '../auth.js';
+import { PERMISSIONS, ROLES, checksPermission, requireAnyKey, requirePermission, usableDisconnectReasons, type Permission, type Role } from '../auth.js';
 import type { ApiDeps, LiveClientDropReason } from '../deps.js';
 import { ErrorView } from '../schemas.js';
 import { orderView } from '../views.js';
@@ -228,7 +228,7 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
   });
 
   /** `onRequest` of `/v1/events`: the header, or `?key=` for EventSource (the query is parsed, not yet validated, here). */
-  const authenticateStream = async (req: FastifyRequest): Promise<void> => {
+  const authenticateStream = checksPermission('order:read', async (req: FastifyRequest): Promise<void> => {
     const queryKey = (req.query as Record<string, unknown> | undefined)?.key;
     const header = req.headers.authorization ?? (typeof queryKey === 'string' && queryKey !== '' ? `Bearer ${queryKey}` : undefined);
     const principal = await deps.keys.authenticate(header);
@@ -236,7 +236,7 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       throw new MeterlineError('E_FORBIDDEN', `the ${principal.role} role may not read orders`);
     }
     req.principal = principal;
-  };
+  });
 
   r.get('/v1/whoami', {
     schema: {
