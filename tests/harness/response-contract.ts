@@ -157,7 +157,7 @@ export class ServedContracts {
   private async load(origin: string): Promise<OpenApiContract | null> {
     let res: Response;
     try {
-      res = await this.fetchDocument(`${origin}/openapi.json`);
+      res = await this.fetchDocument(`${origin}/openapi.json`, { signal: AbortSignal.timeout(10_000) });
     } catch {
       return this.last;
     }
@@ -193,7 +193,9 @@ export function checkedFetch(inner: FetchFn, contracts: ServedContracts, report:
     const res = await inner(input, init);
     const request = input instanceof Request ? input : undefined;
     const url = new URL(request?.url ?? String(input instanceof URL ? input.href : input));
-    if (url.protocol !== 'http:' || !LOCAL_HOSTS.has(url.hostname)) return res;
+    // A gateway stamps every answer with x-request-id (app.ts). Other local servers (the billing hook and webhook
+    // receivers the gateway itself calls, VictoriaMetrics) are not gateways and are never probed for a document.
+    if (url.protocol !== 'http:' || !LOCAL_HOSTS.has(url.hostname) || !res.headers.has('x-request-id')) return res;
     const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
     const contract = await contracts.for(url.origin);
     if (!contract) return res;

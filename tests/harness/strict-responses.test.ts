@@ -52,7 +52,7 @@ let server: Server;
 let origin: string;
 
 const json = (status: number, body: unknown, type = 'application/json; charset=utf-8') => (res: ServerResponse) => {
-  res.writeHead(status, { 'content-type': type });
+  res.writeHead(status, { 'content-type': type, 'x-request-id': 'r-1' });
   res.end(JSON.stringify(body));
 };
 
@@ -141,11 +141,11 @@ describe('strict response validation', () => {
   it('checks only the content type of CSV, and does not read an event stream that never ends', async () => {
     answers = {
       '/v1/meters/export': (res) => {
-        res.writeHead(200, { 'content-type': 'text/csv' });
+        res.writeHead(200, { 'content-type': 'text/csv', 'x-request-id': 'r-2' });
         res.end('not,really\n"csv');
       },
       '/v1/events': (res) => {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'r-3' });
         res.write('data: {"kind":"hello"}\n\n'); // and never ends
       },
     };
@@ -160,11 +160,25 @@ describe('strict response validation', () => {
   });
 
   it('skips paths the document does not have (console files, /docs)', async () => {
-    answers = { '/console/app.js': (res) => res.end('console.log(1)') };
+    answers = { '/console/app.js': (res) => res.writeHead(200, { 'x-request-id': 'r-4' }).end('console.log(1)') };
     const { fetch, violations } = checker();
     expect((await fetch(`${origin}/console/app.js`)).status).toBe(200);
     expect((await fetch(`${origin}/docs`)).status).toBe(404);
     expect(violations).toEqual([]);
+  });
+
+  it('never checks, nor asks for a document, a local server that is not a gateway (no x-request-id: a webhook receiver)', async () => {
+    answers = { '/v1/meters/M-1': (res) => res.writeHead(500).end('receiver down') };
+    let asked = 0;
+    const counting: FetchFn = async (input, init) => {
+      if (String(input).endsWith('/openapi.json')) asked++;
+      return globalThis.fetch(input, init);
+    };
+    const violations: ResponseViolation[] = [];
+    const fetch = checkedFetch(globalThis.fetch, new ServedContracts(counting, () => true), (v) => violations.push(v));
+    expect((await fetch(`${origin}/v1/meters/M-1`)).status).toBe(500);
+    expect(violations).toEqual([]);
+    expect(asked).toBe(0);
   });
 
   it('prefers a literal path segment over a parameter, as the router does', async () => {
