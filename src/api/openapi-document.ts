@@ -21,6 +21,9 @@ type Json = Record<string, any>;
 export interface RouteFacts {
   /** `"<METHOD> <path>"` → the permission the route's key check asks for (its 403 and roles). */
   permissions: ReadonlyMap<string, Permission>;
+  /** The tables to apply; OPERATION_IDS and OPERATION_ERRORS unless a test gives its own. */
+  operationIds?: Readonly<Record<string, string>>;
+  operationErrors?: Readonly<Record<string, readonly ErrorCode[]>>;
 }
 
 export const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch'] as const;
@@ -47,8 +50,8 @@ const ERROR_SCHEMA = {
 const RETRY_AFTER = { description: 'Seconds to wait before retrying', schema: { type: 'integer', minimum: 0 } };
 
 /**
- * Non-JSON bodies, by operation: what the route sends with `reply.type(...)` (or writes itself, the event stream).
- * A route that also answers JSON keeps its JSON schema beside these.
+ * Bodies the route schemas do not declare, by operation: what the route sends with `reply.type(...)` (or writes
+ * itself, the event stream), and JSON a route sends without a response schema.
  */
 const OTHER_CONTENT: Readonly<Record<string, Record<string, Json>>> = {
   'GET /v1/orders/export': {
@@ -59,6 +62,7 @@ const OTHER_CONTENT: Readonly<Record<string, Record<string, Json>>> = {
     'text/csv': { schema: { type: 'string', description: 'format=csv: the header row `seq,at,actor,action,target,details,hash`, then one row per entry' } },
   },
   'GET /v1/reconciliation': {
+    'application/json': { schema: { type: 'object', description: 'format=json (the default): the report' } },
     'text/csv': { schema: { type: 'string', description: 'format=csv: the same report as rows' } },
   },
   'GET /v1/events': {
@@ -78,6 +82,8 @@ const OTHER_CONTENT: Readonly<Record<string, Record<string, Json>>> = {
 export function finishDocument(built: Json, facts: RouteFacts): Json {
   const doc: Json = structuredClone(built);
   doc.openapi = '3.1.0';
+  // package.json: UNLICENSED. A name is all OpenAPI asks; there is no SPDX identifier for "no licence granted".
+  doc.info = { ...doc.info, license: { name: 'UNLICENSED: proprietary, no licence is granted' } };
   doc.servers = [{ url: '/', description: 'The gateway serving this document (paths are relative to its address, e.g. https://meterline.example.net/)' }];
   doc.components ??= {};
   doc.components.schemas = { ...doc.components.schemas, Error: ERROR_SCHEMA };
@@ -88,12 +94,27 @@ export function finishDocument(built: Json, facts: RouteFacts): Json {
     }
   }
   addWebhooks(doc);
+  completeRecords(doc);
   return doc;
+}
+
+/**
+ * A zod record keyed by an enum (`z.record(z.enum([...]), v)`) has every key, and its JSON Schema says so with
+ * `required` and `propertyNames` but no `properties`: name each key as a property, so the required keys are defined.
+ */
+function completeRecords(node: unknown): void {
+  if (Array.isArray(node)) return node.forEach(completeRecords);
+  if (node === null || typeof node !== 'object') return;
+  const schema = node as Json;
+  if (Array.isArray(schema.required) && Array.isArray(schema.propertyNames?.enum) && schema.properties === undefined && typeof schema.additionalProperties === 'object') {
+    schema.properties = Object.fromEntries(schema.required.map((key: string) => [key, schema.additionalProperties]));
+  }
+  Object.values(schema).forEach(completeRecords);
 }
 
 function finishOperation(method: (typeof HTTP_METHODS)[number], path: string, op: Json, facts: RouteFacts): void {
   const key = operationKey(method, path);
-  const id = OPERATION_IDS[key];
+  const id = (facts.operationIds ?? OPERATION_IDS)[key];
   if (id !== undefined) op.operationId = id;
   const open = !Array.isArray(op.security) || op.security.length === 0;
   if (open) op.security = [];
@@ -103,7 +124,8 @@ function finishOperation(method: (typeof HTTP_METHODS)[number], path: string, op
   const idempotent = write && path.startsWith('/v1/');
   if (idempotent) requireIdempotencyKey(op);
   addContent(key, op);
-  setErrors(op, errorsOf({ method, path, op, open, permission, write, idempotent, key }));
+  nameSuccesses(op);
+  setErrors(op, errorsOf({ method, path, op, open, permission, write, idempotent, key }, facts.operationErrors ?? OPERATION_ERRORS));
 }
 
 /** The Idempotency-Key header, required: the server answers 400 E_IDEMPOTENCY_KEY_MISSING without it. */
@@ -112,7 +134,8 @@ function requireIdempotencyKey(op: Json): void {
   const declared = op.parameters.find((p: Json) => p.in === 'header' && String(p.name).toLowerCase() === 'idempotency-key');
   const description =
     'A key unique to this request (a UUID, your payment reference), up to 200 characters, scoped to your client. Retrying with the same key and body returns the first answer (`idempotent-replayed: true`) and changes nothing; requests with one key at the same time: one acts, the others get its answer (409 E_IDEMPOTENCY_IN_PROGRESS after 10 s); the same key with another body: 409 E_IDEMPOTENCY_CONFLICT. Without it: 400 E_IDEMPOTENCY_KEY_MISSING.';
-  const param = { name: 'Idempotency-Key', in: 'header', required: true, description, schema: { type: 'string', minLength: 1, maxLength: 200 } };
+  // Named in lower case as the route schemas (and so the clients generated before this) name it; HTTP does not mind.
+  const param = { name: 'idempotency-key', in: 'header', required: true, description, schema: { type: 'string', minLength: 1, maxLength: 200 } };
   if (declared) Object.assign(declared, param);
   else op.parameters.push(param);
 }
@@ -123,7 +146,18 @@ function addContent(key: string, op: Json): void {
   op.responses ??= {};
   const ok = (op.responses['200'] ??= { description: 'OK' });
   if (ok.description === 'Default Response') ok.description = 'OK';
-  ok.content = { ...ok.content, ...other };
+  // A JSON schema the route declares itself wins over the generic one here.
+  ok.content = { ...other, ...ok.content };
+}
+
+/** Only GET /healthz answers a 503 of its own (its report while the gateway stops); every other 503 is an error. */
+const RESPONSE_NAMES: Readonly<Record<string, string>> = { '200': 'OK', '201': 'Created', '202': 'Accepted', '503': 'Stopping: the gateway drains and admits no new work' };
+
+/** fastify-swagger calls every response "Default Response"; a generated client shows these names instead. */
+function nameSuccesses(op: Json): void {
+  for (const [status, response] of Object.entries<Json>(op.responses ?? {})) {
+    if (response.description === 'Default Response' && RESPONSE_NAMES[status]) response.description = RESPONSE_NAMES[status];
+  }
 }
 
 interface OperationKind {
@@ -138,7 +172,7 @@ interface OperationKind {
 }
 
 /** Every error code the operation can answer with, by HTTP status. */
-export function errorsOf(kind: OperationKind): Map<number, Set<ErrorCode>> {
+export function errorsOf(kind: OperationKind, operationErrors: Readonly<Record<string, readonly ErrorCode[]>>): Map<number, Set<ErrorCode>> {
   const codes: ErrorCode[] = ['E_INTERNAL'];
   const hasInput = (kind.op.parameters ?? []).some((p: Json) => p.in === 'path' || p.in === 'query') || kind.op.requestBody !== undefined;
   if (hasInput) codes.push('E_VALIDATION');
@@ -151,7 +185,7 @@ export function errorsOf(kind: OperationKind): Map<number, Set<ErrorCode>> {
     codes.push('E_VALIDATION', 'E_BODY_TOO_DEEP', 'E_BODY_TOO_LARGE', 'E_SHUTTING_DOWN', 'E_STORE_UNAVAILABLE');
   }
   if (kind.idempotent) codes.push('E_IDEMPOTENCY_KEY_MISSING', 'E_IDEMPOTENCY_CONFLICT', 'E_IDEMPOTENCY_IN_PROGRESS');
-  codes.push(...(OPERATION_ERRORS[kind.key] ?? []));
+  codes.push(...(operationErrors[kind.key] ?? []));
   const byStatus = new Map<number, Set<ErrorCode>>();
   for (const code of codes) {
     const status = ERRORS[code].status;

@@ -41,7 +41,7 @@ describe('alerts: acknowledge and clear over the API', () => {
       expect(r.body.code).toBe('E_FORBIDDEN');
     }
     expect((await f.http('POST', `/v1/alerts/${id}/clear`, { key: null, headers: key(), body: {} })).status).toBe(401);
-    const noKey = await f.http('POST', `/v1/alerts/${id}/acknowledge`, { key: f.supervisorKey, body: {} });
+    const noKey = await f.http('POST', `/v1/alerts/${id}/acknowledge`, { key: f.supervisorKey, body: {}, idempotencyKey: null });
     expect(noKey.body.code).toBe('E_IDEMPOTENCY_KEY_MISSING');
     expect((await f.http('GET', `/v1/alerts?state=open`)).body.items).toHaveLength(2);
   });

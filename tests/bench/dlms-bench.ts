@@ -108,7 +108,7 @@ async function throughGateway(links: number, maxConnections: number, linkConcurr
   try {
     gateway.start();
     await waitHealthy(port, 30_000, 'gateway', () => (gateway.running ? null : `gateway exited: ${gateway.stderr.slice(-2000)}`));
-    for (const m of fleet.meters) await api(`/v1/meters/${m.meterId}`, { method: 'PUT', body: JSON.stringify({ profileId: HLS_PROFILE, link: m.link, region: 'north', address: String(m.wPort) }) });
+    for (const m of fleet.meters) await api(`/v1/meters/${m.meterId}`, { method: 'PUT', headers: { 'idempotency-key': `register-${m.meterId}` }, body: JSON.stringify({ profileId: HLS_PROFILE, link: m.link, region: 'north', address: String(m.wPort) }) });
     await api('/v1/meter-keys/import', { method: 'POST', key: adminKey, headers: { 'idempotency-key': 'bench-keys' }, body: JSON.stringify({ format: 'csv', content: fleet.keyFileCsv() }) });
     const t0 = performance.now();
     let states: Record<string, number> = {};

@@ -104,7 +104,7 @@ beforeAll(async () => {
   process.env.METERLINE_KEY_MASTER = randomBytes(32).toString('hex');
   gateway = new GatewayProcess(configFile);
   await startGateway();
-  for (const m of fleet.meters) await api(`/v1/meters/${m.meterId}`, { method: 'PUT', body: JSON.stringify({ profileId: HLS_PROFILE, link: m.link, region: 'north', address: String(m.wPort) }) });
+  for (const m of fleet.meters) await api(`/v1/meters/${m.meterId}`, { method: 'PUT', headers: { 'idempotency-key': `register-${m.meterId}` }, body: JSON.stringify({ profileId: HLS_PROFILE, link: m.link, region: 'north', address: String(m.wPort) }) });
   const imported = await api('/v1/meter-keys/import', { method: 'POST', key: adminKey, headers: { 'idempotency-key': 'dlms-kill-keys' }, body: JSON.stringify({ format: 'csv', content: fleet.keyFileCsv() }) });
   expect(imported.created).toBe(METERS);
 }, 120_000);

@@ -202,7 +202,7 @@ describe('idempotency, validation and access', () => {
   });
 
   it('a write without an Idempotency-Key, or with an invalid body, is refused with a stable code and changes nothing', async () => {
-    const noKey = await f.http('POST', '/v1/meters/IDEM-1/reconnect', { body: { reason: 'payment' } });
+    const noKey = await f.http('POST', '/v1/meters/IDEM-1/reconnect', { body: { reason: 'payment' }, idempotencyKey: null });
     expect(noKey.status).toBe(400);
     expect(noKey.body.code).toBe('E_IDEMPOTENCY_KEY_MISSING');
     const bad = await f.http('POST', '/v1/meters/IDEM-1/disconnect', { headers: { 'idempotency-key': key() }, body: { reason: 'because' } });

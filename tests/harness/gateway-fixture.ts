@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +33,11 @@ export interface GatewayFixture {
   supervisorKey: string;
   adminKey: string;
   fieldKey: string;
-  http(method: string, path: string, options?: { body?: unknown; key?: string | null; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+  /**
+   * A request to the API. Writes (not GET/HEAD) carry a fresh Idempotency-Key, as every write must, unless `headers`
+   * names one; `idempotencyKey: null` sends none (for the tests of the 400 without it).
+   */
+  http(method: string, path: string, options?: { body?: unknown; key?: string | null; headers?: Record<string, string>; idempotencyKey?: null }): Promise<{ status: number; body: any; headers: Headers }>;
   /** Poll the API until the order is in one of `states` (default: any terminal state). */
   waitForOrder(orderId: string, states?: OrderState[], timeoutMs?: number): Promise<any>;
   registerMeters(meters: TestMeter[]): Promise<void>;
@@ -101,10 +106,13 @@ export async function startGatewayFixture(
 
   const http: GatewayFixture['http'] = async (method, path, options = {}) => {
     const key = options.key === undefined ? fixture.operatorKey : options.key;
+    const write = method !== 'GET' && method !== 'HEAD';
+    const callerNamesKey = Object.keys(options.headers ?? {}).some((h) => h.toLowerCase() === 'idempotency-key');
     const res = await fetch(fixture.gateway.apiUrl + path, {
       method,
       headers: {
         ...(key ? { authorization: `Bearer ${key}` } : {}),
+        ...(write && !callerNamesKey && options.idempotencyKey !== null ? { 'idempotency-key': randomUUID() } : {}),
         ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
         ...options.headers,
       },

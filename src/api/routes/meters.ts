@@ -3,7 +3,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { MeterlineError } from '../../errors.js';
 import { requirePermission } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { ErrorView, MeterBody, MeterIdParam, MeterView } from '../schemas.js';
+import { idempotentWrite } from '../idempotent-write.js';
+import { ErrorView, IdempotencyHeaders, MeterBody, MeterIdParam, MeterView } from '../schemas.js';
 import { meterView } from '../views.js';
 
 export async function meterRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
@@ -33,19 +34,23 @@ export async function meterRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       summary: 'Register a meter or change its profile, link or region',
       tags: ['meters'],
       params: MeterIdParam,
+      headers: IdempotencyHeaders,
       body: MeterBody,
       response: { 200: MeterView, 400: ErrorView, 401: ErrorView, 403: ErrorView, 422: ErrorView },
       security: [{ bearerAuth: [] }],
     },
     onRequest: requirePermission(deps.keys, 'meter:write'),
-    handler: async (req) => {
-      if (!deps.profiles.has(req.body.profileId)) {
-        throw new MeterlineError('E_PROFILE_UNKNOWN', `firmware profile "${req.body.profileId}" is not loaded; known profiles: ${[...deps.profiles.keys()].join(', ')}`);
-      }
+    handler: async (req, reply) => {
       const now = deps.submitContext().now;
-      await deps.store.upsertMeters([{ meterId: req.params.meterId, ...req.body }], now);
-      await deps.store.appendAudit({ at: now, actor: req.principal!.clientId, action: 'meter.register', target: req.params.meterId, details: req.body });
-      return view(req.params.meterId);
+      // Idempotent like every write: a retried registration answers what the first one did and audits nothing twice.
+      await idempotentWrite(deps.store, req, reply, now, async () => {
+        if (!deps.profiles.has(req.body.profileId)) {
+          throw new MeterlineError('E_PROFILE_UNKNOWN', `firmware profile "${req.body.profileId}" is not loaded; known profiles: ${[...deps.profiles.keys()].join(', ')}`);
+        }
+        await deps.store.upsertMeters([{ meterId: req.params.meterId, ...req.body }], now);
+        await deps.store.appendAudit({ at: now, actor: req.principal!.clientId, action: 'meter.register', target: req.params.meterId, details: req.body });
+        return { status: 200, body: await view(req.params.meterId) };
+      });
     },
   });
 }

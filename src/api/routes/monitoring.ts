@@ -65,12 +65,16 @@ export async function monitoringRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     },
   });
   r.post('/v1/relay-audit/run', {
-    schema: { summary: 'Run the relay audit now', tags: ['monitoring'], response: { 200: Run, 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
+    schema: { summary: 'Run the relay audit now', tags: ['monitoring'], headers: IdempotencyHeaders, response: { 200: Run, 401: ErrorView, 403: ErrorView }, security: [{ bearerAuth: [] }] },
     onRequest: requirePermission(deps.keys, 'monitoring:run'),
-    handler: async () => {
-      if (!deps.relayAudit) throw new MeterlineError('E_NOT_FOUND', 'the relay audit is not configured');
-      const run = await deps.relayAudit();
-      return { ...run, ranAt: new Date(run.ranAt).toISOString() };
+    handler: async (req, reply) => {
+      const relayAudit = deps.relayAudit;
+      if (!relayAudit) throw new MeterlineError('E_NOT_FOUND', 'the relay audit is not configured');
+      // Idempotent like every write: a retried request answers the run it started instead of running (and alerting) again.
+      await idempotentWrite(deps.store, req, reply, deps.submitContext().now, async () => {
+        const run = await relayAudit();
+        return { status: 200, body: { ...run, ranAt: new Date(run.ranAt).toISOString() } };
+      });
     },
   });
 
