@@ -34,8 +34,11 @@ const DISCONNECT_REFUSALS: readonly ErrorCode[] = [
 /** A limit refused at admission (disconnect-gate.ts, the limit's rules) or before it (limit-admission.ts). */
 const LIMIT_REFUSALS: readonly ErrorCode[] = ['E_RECONNECT_PENDING', 'E_REASON_NOT_ALLOWED', 'E_REFERENCE_REQUIRED', 'E_PROTECTED_MODE', 'E_PROTECTED_CUSTOMER', 'E_NO_LOAD_LIMITER'];
 
-/** Reading or changing a meter's sealed DLMS keys (src/keys/). */
-const KEY_MATERIAL: readonly ErrorCode[] = ['E_NO_MASTER_KEY', 'E_KEY_MASTER_MISMATCH', 'E_KEY_ENVELOPE_INVALID'];
+/**
+ * Reading or changing a meter's sealed DLMS keys (src/keys/). A sealed set that does not open (E_KEY_MASTER_MISMATCH,
+ * E_KEY_ENVELOPE_INVALID, status 500) is left out: the document lists only E_INTERNAL under 500.
+ */
+const KEY_MATERIAL: readonly ErrorCode[] = ['E_NO_MASTER_KEY'];
 
 export const OPERATION_ERRORS: Readonly<Record<string, readonly ErrorCode[]>> = {
   'POST /v1/meters/{meterId}/reconnect': ['E_METER_NOT_FOUND'],
