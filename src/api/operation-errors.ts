@@ -79,7 +79,7 @@ export const OPERATION_ERRORS: Readonly<Record<string, readonly ErrorCode[]>> = 
   'DELETE /v1/policy/weather/{periodId}': ['E_NOT_FOUND'],
   'GET /v1/work-orders/{workOrderId}': ['E_WORK_ORDER_NOT_FOUND'],
   'POST /v1/work-orders/{workOrderId}/assign': ['E_WORK_ORDER_NOT_FOUND', 'E_WORK_ORDER_STATE'],
-  'POST /v1/work-orders/{workOrderId}/complete': ['E_WORK_ORDER_NOT_FOUND', 'E_WORK_ORDER_STATE'],
+  'POST /v1/work-orders/{workOrderId}/complete': ['E_WORK_ORDER_NOT_FOUND', 'E_WORK_ORDER_STATE', 'E_ORDER_ON_WIRE'],
   'POST /v1/stats/breakers/{breakerId}/reset': ['E_BREAKER_NOT_FOUND'],
   'GET /metrics': ['E_NOT_FOUND'],
   'GET /v1/relay-audit': ['E_NOT_FOUND'],
