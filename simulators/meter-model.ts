@@ -22,7 +22,7 @@ export interface MeterCommand {
   orderId?: string;
   /** Expiry (ms since epoch): a command that arrives after it is dropped without action or reply. */
   exp?: number;
-  /** For `limit`: the demand limit to set in watts, or null to remove it. */
+  /** For `limit`: the demand limit to set in watts, or null to remove it; a limit without it is refused. */
   limitW?: number | null;
 }
 
@@ -290,6 +290,13 @@ export class SimulatedMeter {
     if (cmd.exp !== undefined && cmd.exp < now) return this.silent(entry, 'expired');
 
     if (op === 'read') return this.reply(now, 'ok', this.relayState);
+    // A limit command that does not say the limit (the MQTT contract requires `limitW`, null to remove) is refused:
+    // taking it as "no limit" would lift a customer's limit on a malformed command, which no real meter should do.
+    if (op === 'limit' && cmd.limitW === undefined) {
+      entry.fate = 'nacked';
+      this.counters.nacked++;
+      return this.reply(now, 'nack', this.relayState, 'limit command without limitW');
+    }
 
     if (f.dropCommands > 0) {
       f.dropCommands--;
@@ -302,7 +309,7 @@ export class SimulatedMeter {
       return this.reply(now, 'nack', this.relayState, 'command refused by meter (simulated)');
     }
     if (op === 'limit') {
-      const limitW = cmd.limitW === undefined ? null : cmd.limitW;
+      const limitW = cmd.limitW ?? null;
       this.counters.executed++;
       if (!f.lieAboutSuccess && !f.stuckRelay) this.setLoadLimit(limitW);
       return this.reply(now, 'ok', this.relayState, undefined, f.lieAboutSuccess ? limitW : undefined);

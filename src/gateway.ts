@@ -116,7 +116,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     }
 
     // 1. Own the store.
-    const store = await ownStore(config, planned, clock, stops, logger);
+    const { store, anchors } = await ownStore(config, planned, clock, stops, logger);
 
     // 2. Build the rest; nothing is started, nothing goes on the wire.
     // The key master of per-meter DLMS keys: a bad one stops the start; none runs the gateway without meter keys.
@@ -133,7 +133,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     });
     let duty: SingletonDuty | undefined;
     const control = wireControl(
-      { config, store, drivers: links.drivers, profiles, clock, logger, submitContext, singletonDutyHeld: () => duty?.held ?? false, ...(options.onOrderChange ? { onOrderChange: options.onOrderChange } : {}) },
+      { config, store, drivers: links.drivers, profiles, clock, logger, submitContext, singletonDutyHeld: () => duty?.held ?? false, auditAnchorAgeSeconds: () => anchors.ageSeconds(), ...(options.onOrderChange ? { onOrderChange: options.onOrderChange } : {}) },
       stops,
     );
     const { controller, monitor, credit, relayAudit, metrics, events } = control;
@@ -155,7 +155,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         successRates: monitor,
         successRateThresholds: { alertBelow: config.successRates.alertBelow, minSamples: config.successRates.minSamples, breakerBelow: config.successRates.breakerBelow },
         events,
-        liveEvents: { ...config.api.liveEvents, onClientDropped: (reason) => metrics.sseClientsDropped.inc({ reason }) },
+        liveEvents: { ...config.api.liveEvents, onClientDropped: (reason) => metrics.sseClientsDropped.inc({ reason }), onClientCount: (n) => metrics.sseClients.set(n) },
         metrics,
         relayAudit: () => relayAudit.run(),
         auditAnchors: () => {
@@ -169,6 +169,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
           renew: (meterId, actor) => renewMeterKeys({ store, keyring, drivers: links.drivers, profiles, now: () => clock.now(), logger: logger.child({ component: 'key-renewal' }) }, meterId, actor),
         },
         links: () => links.linkHealth(),
+        mqttContract: () => ({ brokerUrl: links.brokerUrl, embedded: config.mqtt.mode === 'embedded', instanceId: config.instanceId }),
         health: gatewayHealth(store, links, controller),
         stopping: () => stopping,
       },

@@ -15,10 +15,12 @@ import { z } from 'zod';
 import { ERRORS, MeterlineError, retryAfterSec } from '../errors.js';
 import type { ApiDeps } from './deps.js';
 import { permissionOfGuard, sha256Hex, type Permission } from './auth.js';
+import { registerHttpMetrics } from './http-metrics.js';
 import { documentPath, finishDocument, operationKey } from './openapi-document.js';
 import { closeAfterAnswer } from './lingering-close.js';
 import { bodyTooLarge, DEFAULT_BODY_LIMIT, registerJsonBodyParser } from './request-body.js';
 import { adminRoutes } from './routes/admin.js';
+import { asyncApiRoutes } from './routes/asyncapi.js';
 import { consoleRoutes } from './routes/console.js';
 import { linkRoutes } from './routes/links.js';
 import { liveRoutes } from './routes/live.js';
@@ -50,6 +52,7 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
+  registerHttpMetrics(app, deps.metrics?.httpRequestDuration);
 
   app.setErrorHandler((err: Error, req, reply) => {
     // Refused before its body arrived (unknown key, too large, rate limited): close the connection rather than read
@@ -177,5 +180,6 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
   await app.register(async (scope) => monitoringRoutes(scope, deps));
   await app.register(async (scope) => linkRoutes(scope, deps));
   await app.register(async (scope) => billingRoutes(scope, deps));
+  await app.register(async (scope) => asyncApiRoutes(scope, deps));
   return app;
 }

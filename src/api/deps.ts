@@ -10,6 +10,7 @@ import type { CreditController } from '../control/credit-controller.js';
 import type { MoneyLimits } from '../domain/money.js';
 import type { MasterKey } from '../keys/key-envelope.js';
 import type { KeyRenewalResult } from '../keys/key-renewal.js';
+import type { HttpRequestObserver } from './http-metrics.js';
 
 /** Why a live-event client was cut off: its socket took nothing for too long, or too many orders waited for it. */
 export type LiveClientDropReason = 'stalled' | 'backlog';
@@ -29,9 +30,9 @@ export interface ApiDeps {
   /** Live events for the console (server-sent events): 'order' with a SwitchOrder after every change. */
   events: EventEmitter;
   /** How far a `GET /v1/events` client may fall behind before it is cut off, and where each cut-off is counted. */
-  liveEvents: { stallMs: number; maxPendingOrders: number; onClientDropped?: (reason: LiveClientDropReason) => void };
-  /** Prometheus exposition. */
-  metrics?: { render(): Promise<string>; contentType: string };
+  liveEvents: { stallMs: number; maxPendingOrders: number; onClientDropped?: (reason: LiveClientDropReason) => void; onClientCount?: (connected: number) => void };
+  /** Prometheus exposition, and where each request's duration is observed (src/api/http-metrics.ts). */
+  metrics?: { render(): Promise<string>; contentType: string; httpRequestDuration?: HttpRequestObserver };
   /** Requests per key per window before 429 E_RATE_LIMITED. */
   rateLimit: { max: number; timeWindowMs: number };
   /** The bounds on money taken at the edge (config `payments`, money.ts). */
@@ -46,6 +47,8 @@ export interface ApiDeps {
   meterKeys?: { master: MasterKey | undefined; env: NodeJS.ProcessEnv; renew?: (meterId: string, actor: string) => Promise<KeyRenewalResult> };
   /** Every link the drivers keep, with its state and counters (GET /v1/links); none before the drivers start. */
   links?: () => LinkHealth[];
+  /** The MQTT contract's server for GET /asyncapi.json: the broker the gateway uses (embedded or configured) and its instance id. */
+  mqttContract?: () => { brokerUrl: string; embedded: boolean; instanceId: string };
   /** The gateway's health checks by name (store writable, broker connected, control loop running). */
   health: () => Record<string, HealthCheck>;
   /** True once the gateway is stopping (SIGTERM/SIGINT): writes answer 503 E_SHUTTING_DOWN, reads still work. */

@@ -131,7 +131,8 @@ export async function login(v: { url?: string; key?: string; context?: string; j
   const data = load(env, io.err);
   const key = (await io.readSecret(`API key for ${url}: `)).trim();
   if (!key) throw usageError('no API key given (pipe it to stdin or type it at the prompt)');
-  const who = await new ApiClient({ url, key, idempotencyKey: undefined }).request<{ name: string; role: string }>('GET', '/v1/whoami');
+  const client = new ApiClient({ url, key, idempotencyKey: undefined });
+  const who = await client.ok(client.api.GET('/v1/whoami'));
   data.contexts[name] = { url, key, identity: `${who.name} (${who.role})` };
   data.current = name;
   save(env, data);

@@ -1,25 +1,26 @@
 import type { ApiClient } from './api-client.js';
 
 /**
- * Read `GET /v1/events` (server-sent events) with fetch, the key in the Authorization header; reconnects after a
- * drop until `signal` aborts. `onOpen` runs when a connection is established (after its first event).
+ * Read `GET /v1/events` (server-sent events) as a stream through the generated client, the key in the Authorization
+ * header; reconnects after a drop until `signal` aborts. `onOpen` runs when a connection is established (after its
+ * first event).
  */
 export async function followEvents(
   client: ApiClient,
-  query: string,
+  query: { meterId?: string },
   handlers: { onOrders?: (orders: any[]) => void; onStats?: (stats: any) => void; onOpen?: () => void },
   signal: AbortSignal,
 ): Promise<void> {
   let delay = 500;
   while (!signal.aborted) {
     try {
-      const res = await fetch(`${client.baseUrl}/v1/events${query}`, { headers: client.headers({ accept: 'text/event-stream' }), signal });
-      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+      const body = await client.ok(client.api.GET('/v1/events', { params: { query }, parseAs: 'stream', headers: { accept: 'text/event-stream' }, signal }));
+      if (!body) throw new Error('no event stream');
       delay = 500;
       let opened = false;
       const decoder = new TextDecoder();
       let buffer = '';
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
         buffer += decoder.decode(chunk, { stream: true });
         let end: number;
         while ((end = buffer.indexOf('\n\n')) >= 0) {

@@ -3,10 +3,11 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ApiClient, CliError, EXIT, usageError } from './api-client.js';
+import { ApiClient, CliError, EXIT, asGiven, usageError } from './api-client.js';
+import type { AnswerOf, BodyOf, QueryOf } from './api-types.js';
 import { followEvents } from './event-stream.js';
 import { bar, duration, minutes, orderText, table, time, type OrderLike } from './format.js';
-import { FINAL, WAIT_OPTIONS, exitForStates, stopsAt, waitSettings, watchOrder } from './wait.js';
+import { FINAL, WAIT_OPTIONS, exitForStates, getOrder, stopsAt, waitSettings, watchOrder } from './wait.js';
 import { CONTEXT_OPTIONS, contextCommand, login, resolveTarget } from './contexts.js';
 import { readSecret } from './secret-input.js';
 import { COMMANDS } from './command-table.js';
@@ -197,12 +198,14 @@ const OPTIONS = {
 type Values = ReturnType<typeof parse>['values'];
 const parse = (argv: string[]) => parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
 
-const isoOption = (name: string, value: string | undefined): string | undefined => {
+function isoOption(name: string, value: string): string;
+function isoOption(name: string, value: string | undefined): string | undefined;
+function isoOption(name: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   const ms = Date.parse(value);
   if (Number.isNaN(ms)) throw usageError(`--${name}: "${value}" is not a date and time (use ISO 8601, e.g. 2026-11-24T09:00:00Z)`);
   return new Date(ms).toISOString();
-};
+}
 const intOption = (name: string, value: string | undefined): number | undefined => {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) throw usageError(`--${name}: "${value}" is not a whole number`);
@@ -211,14 +214,6 @@ const intOption = (name: string, value: string | undefined): number | undefined 
 const need = (value: string | undefined, what: string): string => {
   if (!value) throw usageError(`missing ${what}; see meterline --help`);
   return value;
-};
-const enc = encodeURIComponent;
-/** A query string; a list is the parameter repeated (state=queued&state=held). */
-const qs = (params: Record<string, string | number | readonly string[] | undefined>): string => {
-  const p = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined && one !== '') p.append(k, String(one));
-  const s = p.toString();
-  return s ? `?${s}` : '';
 };
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Promise<number> {
@@ -274,37 +269,37 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
   switch (command) {
     case 'whoami': {
       noExtra(0);
-      const who = await client.request('GET', '/v1/whoami');
+      const who = await client.ok(client.api.GET('/v1/whoami'));
       print(who, () => `${who.name} (${who.role}), client ${who.clientId}\n  may: ${who.permissions.join(', ')}\n  disconnect reasons: ${who.disconnectReasons.length > 0 ? who.disconnectReasons.join(', ') : 'none'}`);
       return EXIT.ok;
     }
     case 'reconnect': {
       const meter = arg(0, 'the meter id: meterline reconnect <meter>');
       noExtra(1);
-      const body = {
-        reason: v.reason ?? 'payment',
+      const body: BodyOf<'/v1/meters/{meterId}/reconnect', 'post'> = {
+        reason: asGiven(v.reason ?? 'payment'),
         ...(v['payment-at'] ? { paymentReceivedAt: isoOption('payment-at', v['payment-at']) } : {}),
         ...(v.urgent ? { urgent: true } : {}),
         ...(v.note ? { note: v.note } : {}),
       };
-      return submitOrder(client, io, print, v, `/v1/meters/${enc(meter)}/reconnect`, body);
+      return submitOrder(client, io, print, v, await client.ok(client.api.POST('/v1/meters/{meterId}/reconnect', { params: { path: { meterId: meter }, header: client.write() }, body })));
     }
     case 'disconnect': {
       const meter = arg(0, 'the meter id: meterline disconnect <meter> --reason <reason>');
       noExtra(1);
       // Only the reasons this key may use are offered (DOMAIN.md rule 7); the gateway checks them again.
       if (!v.reason) {
-        const who = await client.request<{ role: string; disconnectReasons: string[] }>('GET', '/v1/whoami');
+        const who = await client.ok(client.api.GET('/v1/whoami'));
         if (who.disconnectReasons.length === 0) throw new CliError(EXIT.auth, 'E_REASON_NOT_ALLOWED', `the ${who.role} role may not disconnect meters directly`);
         throw usageError(`--reason: one of ${who.disconnectReasons.join(', ')} (the reasons your key may use), with --reference`);
       }
-      const body = {
-        reason: v.reason,
+      const body: BodyOf<'/v1/meters/{meterId}/disconnect', 'post'> = {
+        reason: asGiven(v.reason),
         ...(v.reference ? { reference: v.reference } : {}),
         ...(v.note ? { note: v.note } : {}),
         ...(v['not-before'] ? { notBefore: isoOption('not-before', v['not-before']) } : {}),
       };
-      return submitOrder(client, io, print, v, `/v1/meters/${enc(meter)}/disconnect`, body);
+      return submitOrder(client, io, print, v, await client.ok(client.api.POST('/v1/meters/{meterId}/disconnect', { params: { path: { meterId: meter }, header: client.write() }, body })));
     }
     case 'limit': {
       const meter = arg(0, 'the meter id: meterline limit <meter> <watts> --reason <reason>, or meterline limit <meter> --remove');
@@ -313,26 +308,26 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
       if (given !== null && !/^\d+$/.test(given)) throw usageError(`the limit "${given}" is not a whole number of watts`);
       const watts = given === null ? null : Number(given);
       noExtra(v.remove ? 1 : 2);
-      const body = {
+      const body: BodyOf<'/v1/meters/{meterId}/limit', 'post'> = {
         limitW: watts,
-        reason: v.reason ?? (v.remove ? 'operator' : need(undefined, '--reason arrears|customer_request|safety')),
+        reason: asGiven(v.reason ?? (v.remove ? 'operator' : need(undefined, '--reason arrears|customer_request|safety'))),
         ...(v.reference ? { reference: v.reference } : {}),
         ...(v.note ? { note: v.note } : {}),
         ...(v['not-before'] ? { notBefore: isoOption('not-before', v['not-before']) } : {}),
       };
-      return submitOrder(client, io, print, v, `/v1/meters/${enc(meter)}/limit`, body);
+      return submitOrder(client, io, print, v, await client.ok(client.api.POST('/v1/meters/{meterId}/limit', { params: { path: { meterId: meter }, header: client.write() }, body })));
     }
     case 'approve': {
       const id = arg(0, 'the order id: meterline approve <orderId>');
       noExtra(1);
-      const order = await client.request<OrderLike>('POST', `/v1/orders/${enc(id)}/approve`);
+      const order = await client.ok(client.api.POST('/v1/orders/{orderId}/approve', { params: { path: { orderId: id }, header: client.write() } }));
       print(order, () => orderText(order));
       return EXIT.ok;
     }
     case 'order': {
       const id = arg(0, 'the order id: meterline order <orderId>');
       noExtra(1);
-      const order = await client.request<OrderLike>('GET', `/v1/orders/${enc(id)}`);
+      const order = await getOrder(client, id);
       if (!v.watch) {
         print(order, () => orderText(order));
         return EXIT.ok;
@@ -343,17 +338,18 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
       const id = arg(0, 'the order id: meterline cancel <orderId> --reason <text>');
       noExtra(1);
       const reason = need(v.reason, '--reason (why the order is withdrawn; it is audited)');
-      const order = await client.request<OrderLike>('POST', `/v1/orders/${enc(id)}/cancel`, { reason });
+      const order = await client.ok(client.api.POST('/v1/orders/{orderId}/cancel', { params: { path: { orderId: id }, header: client.write() }, body: { reason } }));
       print(order, () => orderText(order));
       return EXIT.ok;
     }
     case 'orders': {
       noExtra(0);
-      const query = {
+      type Query = QueryOf<'/v1/orders', 'get'>;
+      const query: Query = {
         meterId: v.meter,
-        state: v.state?.split(',').map((st) => st.trim()),
-        action: v.action,
-        reason: v.reason,
+        state: asGiven<Query['state']>(v.state?.split(',').map((st) => st.trim())),
+        action: asGiven(v.action),
+        reason: asGiven(v.reason),
         requestedBy: v['requested-by'],
         note: v.note,
         createdFrom: isoOption('from', v.from),
@@ -363,7 +359,7 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
         after: v.after,
         limit: intOption('limit', v.limit),
       };
-      const res = await client.request<{ items: OrderLike[]; next: string | null }>('GET', `/v1/orders${qs(query)}`);
+      const res = await client.ok(client.api.GET('/v1/orders', { params: { query } }));
       print(res, () =>
         table(
           ['ORDER', 'METER', 'ACTION', 'STATE', 'CREATED', 'WHY'],
@@ -374,8 +370,8 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
     }
     case 'queue': {
       noExtra(0);
-      const q = await client.request('GET', '/v1/queue');
-      print(q, () => table(['STATE', 'ORDERS'], Object.entries(q.byState as Record<string, number>).map(([s, n]) => [s, n])) + `\non the wire: ${JSON.stringify(q.inFlightByLink)}`);
+      const q = await client.ok(client.api.GET('/v1/queue'));
+      print(q, () => table(['STATE', 'ORDERS'], Object.entries(q.byState).map(([s, n]) => [s, n])) + `\non the wire: ${JSON.stringify(q.inFlightByLink)}`);
       return EXIT.ok;
     }
     case 'bulk':
@@ -383,23 +379,22 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
     case 'supply': {
       const meter = arg(0, 'the meter id: meterline supply <meter>');
       noExtra(1);
-      const s = await client.request('GET', `/v1/meters/${enc(meter)}/supply?refresh=${v.cached ? 'false' : 'true'}`);
+      const s = await client.ok(client.api.GET('/v1/meters/{meterId}/supply', { params: { path: { meterId: meter }, query: { refresh: v.cached ? 'false' : 'true' } } }));
       print(s, () => `${s.meterId}: ${s.status}\n  ${s.sentence}\n  live read: ${s.liveRead}${s.liveReadDetail ? ` (${s.liveReadDetail})` : ''}${s.observed ? `; last observed ${s.observed.relay} at ${time(s.observed.at)}` : ''}`);
       return EXIT.ok;
     }
     case 'timeline': {
       const meter = arg(0, 'the meter id: meterline timeline <meter>');
       noExtra(1);
-      const t = await client.request('GET', `/v1/meters/${enc(meter)}/timeline${qs({ limit: intOption('limit', v.limit) })}`);
-      print(t, () => table(['WHEN', 'KIND', 'WHAT', 'ORDER'], (t.items as { at: string; kind: string; summary: string; orderId: string | null }[]).map((i) => [time(i.at), i.kind, i.summary, i.orderId ?? ''])));
+      const t = await client.ok(client.api.GET('/v1/meters/{meterId}/timeline', { params: { path: { meterId: meter }, query: { limit: intOption('limit', v.limit) } } }));
+      print(t, () => table(['WHEN', 'KIND', 'WHAT', 'ORDER'], t.items.map((i) => [time(i.at), i.kind, i.summary, i.orderId ?? ''])));
       return EXIT.ok;
     }
     case 'work-orders': {
       if (args[0] === 'assign' || args[0] === 'complete') return workOrderCommand(client, print, v, args);
       noExtra(0);
-      const res = await client.request('GET', `/v1/work-orders${qs({ status: v.status, region: v.region, limit: 1000 })}`);
-      type Wo = { id: string; meterId: string; region: string; action: string; status: string; dueAt: string; deadline: string | null; timeLeftMinutes: number | null; priority: number; reason: string };
-      const items = (res.items as Wo[]).slice().sort((a, b) => (a.timeLeftMinutes ?? Infinity) - (b.timeLeftMinutes ?? Infinity));
+      const res = await client.ok(client.api.GET('/v1/work-orders', { params: { query: { status: asGiven<QueryOf<'/v1/work-orders', 'get'>['status']>(v.status), region: v.region, limit: 1000 } } }));
+      const items = res.items.slice().sort((a, b) => (a.timeLeftMinutes ?? Infinity) - (b.timeLeftMinutes ?? Infinity));
       print({ items }, () => table(['TIME LEFT', 'DEADLINE', 'DUE', 'METER', 'REGION', 'ACTION', 'P', 'STATUS', 'ID', 'WHY'], items.map((w) => [minutes(w.timeLeftMinutes), time(w.deadline), time(w.dueAt), w.meterId, w.region, w.action, w.priority, w.status, w.id, w.reason])));
       return EXIT.ok;
     }
@@ -407,10 +402,9 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
       noExtra(0);
       const kind = v.kind ?? 'final';
       const windowMinutes = intOption('window', v.window);
-      const report = await client.request('GET', `/v1/stats/success-rates${qs({ fresh: v.fresh ? 'true' : undefined })}`);
-      type Rate = { windowMinutes: number; scope: string; key: string; action: string; kind: string; ok: number; total: number; rate: number };
-      const rates = (report.rates as Rate[]).filter((r) => r.kind === kind && (windowMinutes === undefined || r.windowMinutes === windowMinutes));
-      const alerting = new Set((report.alerting as Rate[]).map((r) => `${r.windowMinutes}|${r.scope}|${r.key}|${r.action}|${r.kind}`));
+      const report = await client.ok(client.api.GET('/v1/stats/success-rates', { params: { query: { fresh: v.fresh ? 'true' : undefined } } }));
+      const rates = report.rates.filter((r) => r.kind === kind && (windowMinutes === undefined || r.windowMinutes === windowMinutes));
+      const alerting = new Set(report.alerting.map((r) => `${r.windowMinutes}|${r.scope}|${r.key}|${r.action}|${r.kind}`));
       const threshold = typeof report.alertBelow === 'number' ? report.alertBelow : undefined;
       print(report, () =>
         (rates.length === 0
@@ -441,8 +435,8 @@ async function run(positionals: string[], v: Values, client: ApiClient, io: Io, 
   }
 }
 
-async function submitOrder(client: ApiClient, io: Io, print: Print, v: Values, path: string, body: Record<string, unknown>): Promise<number> {
-  const order = await client.request<OrderLike>('POST', path, body);
+/** Print the order a write created, or follow it with --wait. */
+async function submitOrder(client: ApiClient, io: Io, print: Print, v: Values, order: OrderLike): Promise<number> {
   if (!v.wait) {
     print(order, () => `${orderText(order)}\nfollow it: meterline order ${order.id} --watch`);
     return EXIT.ok;
@@ -526,13 +520,13 @@ async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: st
   // Subscribe before submitting, so no change between the answer and the subscription is missed.
   if (!v.detach) {
     await Promise.race([
-      new Promise<void>((resolve) => void followEvents(client, '', { onOpen: resolve, onOrders: (os) => os.forEach((o) => record(o.id, o.state)) }, abort.signal)),
+      new Promise<void>((resolve) => void followEvents(client, {}, { onOpen: resolve, onOrders: (os) => os.forEach((o) => record(o.id, o.state)) }, abort.signal)),
       new Promise<void>((resolve) => setTimeout(resolve, 3000)),
     ]);
   }
-  let res: { created: number; replayed: number; refused: number; results: { index: number; outcome: string; order: OrderLike }[] };
+  let res: AnswerOf<'/v1/orders/bulk', 'post', 202>;
   try {
-    res = await client.request('POST', '/v1/orders/bulk', { orders });
+    res = await client.ok(client.api.POST('/v1/orders/bulk', { params: { header: client.write() }, body: { orders: orders as BodyOf<'/v1/orders/bulk', 'post'>['orders'] } }));
   } catch (err) {
     abort.abort();
     throw nameUnknownMeters(err, orders.map((o) => o.meterId));
@@ -589,7 +583,7 @@ async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: st
       quiet += 1;
       if (quiet % 10 !== 0) return;
       const open = [...states.entries()].filter(([, s]) => !FINAL.has(s)).slice(0, 50);
-      void Promise.all(open.map(([id]) => client.request<OrderLike>('GET', `/v1/orders/${enc(id)}`).then((o) => record(o.id, o.state)).catch(() => undefined)));
+      void Promise.all(open.map(([id]) => getOrder(client, id).then((o) => record(o.id, o.state)).catch(() => undefined)));
     }, 1000);
     abort.signal.addEventListener('abort', () => clearInterval(timer));
   }).finally(() => abort.abort());
@@ -604,7 +598,7 @@ async function bulk(client: ApiClient, io: Io, print: Print, v: Values, file: st
 async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: string[]): Promise<number> {
   const [sub, id, extra] = args;
   if (extra !== undefined) throw usageError(`unexpected argument "${extra}" for plan ${sub}`);
-  type Plan = { id: string; status: string; reason: string; author: string; windowFrom: string; windowTo: string; decidedBy: string | null; summary: Record<string, number>; items: { meterId: string; orderId: string | null; state: string | null; why: string | null }[] };
+  type Plan = AnswerOf<'/v1/plans/{planId}', 'get'>;
   const planText = (p: Plan) =>
     `plan ${p.id}: ${p.status} (${p.reason}), by ${p.author}${p.decidedBy ? `, decided by ${p.decidedBy}` : ''}\n  window ${time(p.windowFrom)} – ${time(p.windowTo)}\n  ${Object.entries(p.summary).map(([s, n]) => `${s} ${n}`).join(', ')}\n` +
     table(['METER', 'STATE', 'ORDER', 'WHY'], p.items.map((i) => [i.meterId, i.state ?? 'not created', i.orderId ?? '-', i.why ?? '']));
@@ -613,21 +607,25 @@ async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: st
       if (id !== undefined) throw usageError('plan draft takes no positional argument; name meters with --meters or --file');
       const meters = v.file ? readBulkFile(v.file).map((i) => i.meterId) : v.meters ? v.meters.split(',').map((m) => m.trim()).filter(Boolean) : [];
       if (meters.length === 0) throw usageError('name the meters with --meters M-1,M-2 or --file <file>');
-      const body = { reason: need(v.reason, '--reason arrears|credit_exhausted'), windowFrom: isoOption('from', need(v.from, '--from <ISO time>')), windowTo: isoOption('to', need(v.to, '--to <ISO time>')), meters, ...(v.note ? { note: v.note } : {}) };
-      const p = await client.request<Plan>('POST', '/v1/plans', body);
+      const body: BodyOf<'/v1/plans', 'post'> = { reason: asGiven(need(v.reason, '--reason arrears|credit_exhausted')), windowFrom: isoOption('from', need(v.from, '--from <ISO time>')), windowTo: isoOption('to', need(v.to, '--to <ISO time>')), meters, ...(v.note ? { note: v.note } : {}) };
+      const p = await client.ok(client.api.POST('/v1/plans', { params: { header: client.write() }, body }));
       print(p, () => `${planText(p)}\nnext: a supervisor runs meterline plan approve ${p.id}`);
       return EXIT.ok;
     }
     case 'approve':
     case 'reject':
     case 'cancel': {
-      const p = await client.request<Plan>('POST', `/v1/plans/${enc(need(id, `the plan id: meterline plan ${sub} <planId>`))}/${sub}`);
+      const action = { params: { path: { planId: need(id, `the plan id: meterline plan ${sub} <planId>`) }, header: client.write() } };
+      const p = await client.ok(
+        sub === 'approve' ? client.api.POST('/v1/plans/{planId}/approve', action) : sub === 'reject' ? client.api.POST('/v1/plans/{planId}/reject', action) : client.api.POST('/v1/plans/{planId}/cancel', action),
+      );
       print(p, () => planText(p));
       return EXIT.ok;
     }
     case 'show': {
       const planId = need(id, 'the plan id: meterline plan show <planId>');
-      let p = await client.request<Plan>('GET', `/v1/plans/${enc(planId)}`);
+      const getPlan = () => client.ok(client.api.GET('/v1/plans/{planId}', { params: { path: { planId } } }));
+      let p = await getPlan();
       if (v.watch) {
         const { timeoutMs } = waitSettings(v);
         const giveUpAt = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
@@ -640,14 +638,14 @@ async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: st
             return EXIT.stillOpen;
           }
           await new Promise((r) => setTimeout(r, 2000));
-          p = await client.request<Plan>('GET', `/v1/plans/${enc(planId)}`);
+          p = await getPlan();
         }
       }
       print(p, () => planText(p));
       return EXIT.ok;
     }
     case 'list': {
-      const res = await client.request<{ items: Plan[] }>('GET', `/v1/plans${qs({ status: v.status })}`);
+      const res = await client.ok(client.api.GET('/v1/plans', { params: { query: { status: asGiven<QueryOf<'/v1/plans', 'get'>['status']>(v.status) } } }));
       print(res, () => table(['PLAN', 'STATUS', 'REASON', 'METERS', 'AUTHOR', 'WINDOW'], res.items.map((p) => [p.id, p.status, p.reason, p.items.length, p.author, `${time(p.windowFrom)} – ${time(p.windowTo)}`])));
       return EXIT.ok;
     }
@@ -655,6 +653,8 @@ async function plan(client: ApiClient, io: Io, print: Print, v: Values, args: st
       throw usageError(`plan needs one of: draft, approve, reject, cancel, show, list (got ${sub ?? 'nothing'})`);
   }
 }
+
+const isKeyFileFormat = (format: string): format is BodyOf<'/v1/meter-keys/import', 'post'>['format'] => format === 'csv' || format === 'json';
 
 /** `keys import`, `keys list` and `keys renew`: the file's text goes to the gateway; a transport key is named, never sent. */
 async function meterKeys(client: ApiClient, print: Print, v: Values, args: string[]): Promise<number> {
@@ -669,9 +669,9 @@ async function meterKeys(client: ApiClient, print: Print, v: Values, args: strin
       throw usageError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     const format = v.format ?? (extname(path).toLowerCase() === '.json' ? 'json' : 'csv');
-    if (format !== 'csv' && format !== 'json') throw usageError(`--format: "${format}" is not csv or json`);
-    const body = { format, content, ...(v['wrapped-with-env'] ? { wrappedWithEnv: v['wrapped-with-env'] } : {}), ...(v.replace ? { replace: true } : {}) };
-    const res = await client.request<{ imported: number; created: number; unchanged: number; replaced: number; keySets: { meterId: string; keySetId: string; result: string }[] }>('POST', '/v1/meter-keys/import', body);
+    if (!isKeyFileFormat(format)) throw usageError(`--format: "${format}" is not csv or json`);
+    const body: BodyOf<'/v1/meter-keys/import', 'post'> = { format, content, ...(v['wrapped-with-env'] ? { wrappedWithEnv: v['wrapped-with-env'] } : {}), ...(v.replace ? { replace: true } : {}) };
+    const res = await client.ok(client.api.POST('/v1/meter-keys/import', { params: { header: client.write() }, body }));
     print(res, () =>
       [`${res.imported} meter(s): ${res.created} created, ${res.unchanged} unchanged, ${res.replaced} replaced`, ...res.keySets.map((k) => `  ${k.meterId}  ${k.keySetId}  ${k.result}`)].join('\n'),
     );
@@ -679,13 +679,13 @@ async function meterKeys(client: ApiClient, print: Print, v: Values, args: strin
   }
   if (sub === 'list') {
     const meter = need(target, 'the meter id: meterline keys list <meter>');
-    const res = await client.request<{ keySets: { keySetId: string; state: string; createdAt: string; confirmedAt: string | null; retiredAt: string | null }[] }>('GET', `/v1/meters/${enc(meter)}/keys`);
+    const res = await client.ok(client.api.GET('/v1/meters/{meterId}/keys', { params: { path: { meterId: meter } } }));
     print(res, () => (res.keySets.length === 0 ? `meter ${meter} has no keys` : res.keySets.map((k) => `${k.keySetId}  ${k.state.padEnd(8)}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : ''}`).join('\n')));
     return EXIT.ok;
   }
   if (sub === 'renew') {
     const meter = need(target, 'the meter id: meterline keys renew <meter>');
-    const res = await client.request<{ meterId: string; keySetId: string; state: string; previousKeySetId: string; settled?: { keySetId: string; result: string }; detail?: string }>('POST', `/v1/meters/${enc(meter)}/keys/renew`);
+    const res = await client.ok(client.api.POST('/v1/meters/{meterId}/keys/renew', { params: { path: { meterId: meter }, header: client.write() } }));
     print(res, () =>
       [
         ...(res.settled ? [`an earlier renewal's key set ${res.settled.keySetId} was ${res.settled.result} first`] : []),

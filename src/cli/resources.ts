@@ -1,4 +1,5 @@
-import { type ApiClient, EXIT, usageError } from './api-client.js';
+import { type ApiClient, EXIT, asGiven, usageError } from './api-client.js';
+import type { BodyOf, QueryOf } from './api-types.js';
 import { orderWhat, table, time, type OrderLike } from './format.js';
 
 /**
@@ -34,11 +35,6 @@ interface Values {
   target?: string;
 }
 
-const enc = encodeURIComponent;
-const qs = (params: Record<string, string | undefined>): string => {
-  const p = new URLSearchParams(Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
-  return p.size > 0 ? `?${p}` : '';
-};
 /** `<command> <sub> <id>`: exactly one id after the sub-command. */
 function idOf(args: string[], usage: string): string {
   if (!args[1]) throw usageError(`missing the id: meterline ${usage}`);
@@ -48,9 +44,9 @@ function idOf(args: string[], usage: string): string {
 const noArgs = (args: string[], from: number, command: string) => {
   if (args.length > from) throw usageError(`unexpected argument "${args[from]}" for ${command}`);
 };
-const wholeNumber = (name: string, value: string | undefined): string | undefined => {
+const wholeNumber = (name: string, value: string | undefined): number | undefined => {
   if (value !== undefined && !/^\d+$/.test(value)) throw usageError(`--${name}: "${value}" is not a whole number`);
-  return value;
+  return value === undefined ? undefined : Number(value);
 };
 const isoTime = (name: string, value: string | undefined): string | undefined => {
   if (value === undefined) return undefined;
@@ -68,14 +64,17 @@ export async function workOrderCommand(client: ApiClient, print: Print, v: Value
   if (sub === 'assign') {
     const id = idOf(args, 'work-orders assign <workOrderId> --to <crew>');
     if (!v.to) throw usageError('missing the crew: meterline work-orders assign <workOrderId> --to <crew>');
-    const w = await client.request<WorkOrder>('POST', `/v1/work-orders/${enc(id)}/assign`, { assignee: v.to });
+    const w = await client.ok(client.api.POST('/v1/work-orders/{workOrderId}/assign', { params: { path: { workOrderId: id }, header: client.write() }, body: { assignee: v.to } }));
     print(w, () => workOrderLine(w));
     return EXIT.ok;
   }
   const id = idOf(args, 'work-orders complete <workOrderId> --outcome reconnected|disconnected|meter_faulty|no_access|customer_refused');
   if (!v.outcome) throw usageError('missing --outcome reconnected|disconnected|meter_faulty|no_access|customer_refused (what the crew found)');
-  const res = await client.request<{ workOrder: WorkOrder; order: OrderLike | null }>('POST', `/v1/work-orders/${enc(id)}/complete`, { outcome: v.outcome, ...(v.note ? { note: v.note } : {}) });
-  print(res, () => workOrderLine(res.workOrder) + (res.order ? `\norder ${res.order.id}: ${orderWhat(res.order)} ${res.order.meterId} is ${res.order.state}` : ''));
+  const res = await client.ok(
+    client.api.POST('/v1/work-orders/{workOrderId}/complete', { params: { path: { workOrderId: id }, header: client.write() }, body: { outcome: asGiven<BodyOf<'/v1/work-orders/{workOrderId}/complete', 'post'>['outcome']>(v.outcome), ...(v.note ? { note: v.note } : {}) } }),
+  );
+  const order = res.order as OrderLike | null; // the document does not describe it yet (unknown)
+  print(res, () => workOrderLine(res.workOrder) + (order ? `\norder ${order.id}: ${orderWhat(order)} ${order.meterId} is ${order.state}` : ''));
   return EXIT.ok;
 }
 
@@ -87,12 +86,13 @@ export async function alerts(client: ApiClient, print: Print, v: Values, args: s
   const [sub] = args;
   if (sub === 'ack' || sub === 'clear') {
     const id = idOf(args, `alerts ${sub} <alertId> [--note <text>]`);
-    const a = await client.request<Alert>('POST', `/v1/alerts/${enc(id)}/${sub === 'ack' ? 'acknowledge' : 'clear'}`, v.note ? { note: v.note } : {});
+    const action = { params: { path: { alertId: id }, header: client.write() }, body: v.note ? { note: v.note } : {} };
+    const a = await client.ok(sub === 'ack' ? client.api.POST('/v1/alerts/{alertId}/acknowledge', action) : client.api.POST('/v1/alerts/{alertId}/clear', action));
     print(a, () => alertLine(a));
     return EXIT.ok;
   }
   noArgs(args, 0, 'alerts (or alerts ack|clear <alertId>)');
-  const res = await client.request<{ items: Alert[] }>('GET', `/v1/alerts${qs({ limit: wholeNumber('limit', v.limit), state: v.state })}`);
+  const res = await client.ok(client.api.GET('/v1/alerts', { params: { query: { limit: wholeNumber('limit', v.limit), state: asGiven<NonNullable<QueryOf<'/v1/alerts', 'get'>['state']>>(v.state) } } }));
   print(res, () =>
     res.items.length === 0
       ? 'no alerts'
@@ -101,17 +101,15 @@ export async function alerts(client: ApiClient, print: Print, v: Values, args: s
   return EXIT.ok;
 }
 
-type Breaker = { id: string; scope: string; key: string; action: string; openedAt: string; reason: string; resetAt: string | null; resetBy: string | null };
-
 /** `breakers [--all]` (open ones, or all with --all) and `breakers reset <breakerId>`. */
 export async function breakers(client: ApiClient, print: Print, v: Values, args: string[]): Promise<number> {
   if (args[0] === 'reset') {
-    const b = await client.request<Breaker>('POST', `/v1/stats/breakers/${enc(idOf(args, 'breakers reset <breakerId>'))}/reset`);
+    const b = await client.ok(client.api.POST('/v1/stats/breakers/{breakerId}/reset', { params: { path: { breakerId: idOf(args, 'breakers reset <breakerId>') }, header: client.write() } }));
     print(b, () => `breaker ${b.id} (${b.action} ${b.scope} ${b.key}) reset by ${b.resetBy} at ${time(b.resetAt)}; held disconnects resume`);
     return EXIT.ok;
   }
   noArgs(args, 0, 'breakers (or breakers reset <breakerId>)');
-  const res = await client.request<{ items: Breaker[] }>('GET', `/v1/stats/breakers${qs({ open: v.all ? 'false' : 'true' })}`);
+  const res = await client.ok(client.api.GET('/v1/stats/breakers', { params: { query: { open: v.all ? 'false' : 'true' } } }));
   print(res, () =>
     res.items.length === 0
       ? `no ${v.all ? '' : 'open '}circuit breakers`
@@ -131,7 +129,7 @@ export async function apiKeys(client: ApiClient, io: { err: (text: string) => vo
   switch (sub) {
     case 'list': {
       noArgs(args, 1, 'api-keys list');
-      const res = await client.request<{ items: ApiKey[] }>('GET', '/v1/keys');
+      const res = await client.ok(client.api.GET('/v1/keys'));
       print(res, () => table(['KEY', 'ROLE', 'CLIENT', 'NAME', 'CREATED', 'REVOKED'], res.items.map((k) => [k.id, k.role, k.clientId, k.name, time(k.createdAt), time(k.revokedAt)])));
       return EXIT.ok;
     }
@@ -139,19 +137,19 @@ export async function apiKeys(client: ApiClient, io: { err: (text: string) => vo
       noArgs(args, 1, 'api-keys create');
       if (!v.role) throw usageError('missing --role (operator, billing, supervisor, field, auditor, admin): meterline api-keys create --role <role> --name <label>');
       if ((v.name === undefined) === (v.client === undefined)) throw usageError('give exactly one of --name <label> (a new client) or --client <clientId> (another key of an existing client)');
-      const k = await client.request<ApiKey>('POST', '/v1/keys', { role: v.role, ...(v.name !== undefined ? { name: v.name } : { clientId: v.client }) });
+      const k = await client.ok(client.api.POST('/v1/keys', { params: { header: client.write() }, body: { role: asGiven<BodyOf<'/v1/keys', 'post'>['role']>(v.role), ...(v.name !== undefined ? { name: v.name } : { clientId: v.client }) } }));
       if (k.key) io.err('the secret is shown this once: the gateway keeps only its hash');
       print(k, () => secretText(k));
       return EXIT.ok;
     }
     case 'rotate': {
-      const k = await client.request<ApiKey>('POST', `/v1/keys/${enc(idOf(args, 'api-keys rotate <keyId>'))}/rotate`);
+      const k = await client.ok(client.api.POST('/v1/keys/{keyId}/rotate', { params: { path: { keyId: idOf(args, 'api-keys rotate <keyId>') }, header: client.write() } }));
       if (k.key) io.err('the old secret stopped working; the new one is shown this once');
       print(k, () => secretText(k));
       return EXIT.ok;
     }
     case 'revoke': {
-      const k = await client.request<ApiKey>('DELETE', `/v1/keys/${enc(idOf(args, 'api-keys revoke <keyId>'))}`);
+      const k = await client.ok(client.api.DELETE('/v1/keys/{keyId}', { params: { path: { keyId: idOf(args, 'api-keys revoke <keyId>') }, header: client.write() } }));
       print(k, () => keyLine(k));
       return EXIT.ok;
     }
@@ -159,6 +157,9 @@ export async function apiKeys(client: ApiClient, io: { err: (text: string) => vo
       throw usageError(`api-keys needs one of: list, create, rotate, revoke (got ${sub ?? 'nothing'})`);
   }
 }
+
+type ExportFormat = NonNullable<QueryOf<'/v1/audit/export', 'get'>['format']>;
+const isExportFormat = (format: string): format is ExportFormat => format === 'ndjson' || format === 'csv';
 
 /**
  * `audit verify`: the gateway checks its audit chain; exit 0 intact, 3 tampered (as the offline `audit-verify`).
@@ -168,7 +169,7 @@ export async function audit(client: ApiClient, io: { out: (text: string) => void
   const [sub] = args;
   if (sub === 'verify') {
     noArgs(args, 1, 'audit verify');
-    const r = await client.request<{ ok: boolean; entries: number; badSeq?: number; problem?: string; lastHash?: string; anchorsChecked?: number }>('GET', '/v1/audit/verify');
+    const r = await client.ok(client.api.GET('/v1/audit/verify'));
     print(r, () =>
       r.ok
         ? `audit log: ${r.entries} entries, chain intact${r.anchorsChecked ? `, reaches all ${r.anchorsChecked} anchors` : ''} (last hash ${r.lastHash ?? '-'})`
@@ -179,9 +180,9 @@ export async function audit(client: ApiClient, io: { out: (text: string) => void
   if (sub === 'export') {
     noArgs(args, 1, 'audit export');
     const format = v.format ?? 'ndjson';
-    if (format !== 'ndjson' && format !== 'csv') throw usageError(`--format: "${format}" is not ndjson or csv`);
-    const query = qs({ format, from: isoTime('from', v.from), to: isoTime('to', v.to), actor: v.actor, target: v.target, limit: wholeNumber('limit', v.limit) });
-    io.out(await client.text(`/v1/audit/export${query}`));
+    if (!isExportFormat(format)) throw usageError(`--format: "${format}" is not ndjson or csv`);
+    const query = { format, from: isoTime('from', v.from), to: isoTime('to', v.to), actor: v.actor, target: v.target, limit: wholeNumber('limit', v.limit) };
+    io.out((await client.ok(client.api.GET('/v1/audit/export', { params: { query }, parseAs: 'text' }))) ?? '');
     return EXIT.ok;
   }
   throw usageError(`audit needs one of: verify, export (got ${sub ?? 'nothing'})`);

@@ -53,6 +53,9 @@ export function exitForStates(states: readonly string[], settings: WaitSettings)
   return EXIT.ok;
 }
 
+/** An order with its attempts and events. */
+export const getOrder = (client: ApiClient, orderId: string) => client.ok(client.api.GET('/v1/orders/{orderId}', { params: { path: { orderId } } }));
+
 /** Follow an order until `stopsAt` or the timeout; the exit code as `exitForStates`. */
 export async function watchOrder(
   client: ApiClient,
@@ -71,7 +74,7 @@ export async function watchOrder(
     const abort = new AbortController();
     await new Promise<void>((resolve, reject) => {
       const check = async () => {
-        const o = await client.request<OrderLike>('GET', `/v1/orders/${encodeURIComponent(first.id)}`);
+        const o = await getOrder(client, first.id);
         if (o.state !== last) {
           last = o.state;
           say(o.state, o.stateReason);
@@ -79,7 +82,7 @@ export async function watchOrder(
         if (stopsAt(o.state, settings)) resolve();
       };
       // Live events say when to look; a slow poll covers a dropped stream.
-      void followEvents(client, `?meterId=${encodeURIComponent(first.meterId)}`, { onOrders: (os) => { if (os.some((o) => o.id === first.id)) check().catch(reject); } }, abort.signal);
+      void followEvents(client, { meterId: first.meterId }, { onOrders: (os) => { if (os.some((o) => o.id === first.id)) check().catch(reject); } }, abort.signal);
       const timer = setInterval(() => check().catch(reject), 3000);
       const deadline = settings.timeoutMs === undefined ? undefined : setTimeout(resolve, settings.timeoutMs);
       abort.signal.addEventListener('abort', () => {
@@ -89,7 +92,7 @@ export async function watchOrder(
       check().catch(reject);
     }).finally(() => abort.abort());
   }
-  const full = await client.request<OrderLike>('GET', `/v1/orders/${encodeURIComponent(first.id)}`);
+  const full = await getOrder(client, first.id);
   print(full, () => orderText(full));
   const code = exitForStates([full.state], settings);
   if (json) return code;

@@ -29,6 +29,10 @@ export const TERMINAL_STATES: ReadonlySet<OrderState> = new Set([
 ]);
 export const isTerminal = (s: OrderState): boolean => TERMINAL_STATES.has(s);
 
+/** States in which an order is still open (waiting, on the wire, or with the field): the queue. */
+export const OPEN_ORDER_STATES = ['accepted', 'held', 'queued', 'in_flight', 'escalated'] as const satisfies readonly OrderState[];
+export type OpenOrderState = (typeof OPEN_ORDER_STATES)[number];
+
 /** The transitions the state machine allows; anything else is a bug and is refused by the store. */
 export const ALLOWED_TRANSITIONS: Readonly<Record<OrderState, readonly OrderState[]>> = {
   accepted: ['held', 'queued', 'refused', 'superseded', 'cancelled'],

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { DlmsDriver } from '../../drivers/dlms/index.js';
+import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
 import type { MeterDriver } from '../../drivers/driver.js';
 import type { GatewayConfig } from '../config/config-schema.js';
 import type { Clock } from '../control/clock.js';
@@ -43,6 +44,8 @@ export interface ControlWiring {
   onOrderChange?: (order: SwitchOrder) => void;
   /** Whether this instance runs the singleton jobs (a metric). */
   singletonDutyHeld: () => boolean;
+  /** Seconds since this instance wrote its newest audit anchor; null: anchoring is off (a metric). */
+  auditAnchorAgeSeconds?: () => number | null;
 }
 
 export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
@@ -52,19 +55,14 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
   const monitor = new SuccessRateMonitor(store, clock, config.successRates, logger.child({ component: 'success-rates' }), (kind) => metrics.alerts.inc({ kind }));
   const metrics = createGatewayMetrics(
     {
-      queueDepth: () => store.countOrdersByState() as Promise<Record<string, number>>,
+      queueDepth: () => store.countOpenOrdersByState(),
       workOrdersByStatus: () => store.countWorkOrdersByStatus(),
       mostUrgentReconnectSecondsLeft: async () => {
         const d = await store.mostUrgentReconnectDeadline();
         return d === null ? null : (d - clock.now()) / 1000;
       },
-      successRates: async () => {
-        const shortest = Math.min(...config.successRates.windowMinutes);
-        return monitor
-          .latest()
-          .rates.filter((r) => r.windowMinutes === shortest)
-          .map((r) => ({ scope: r.scope, key: r.key, action: r.action, kind: r.kind, rate: r.rate, samples: r.total }));
-      },
+      successRates: async () =>
+        monitor.latest().rates.map((r) => ({ scope: r.scope, key: r.key, action: r.action, kind: r.kind, windowMinutes: r.windowMinutes, rate: r.rate, samples: r.total })),
       openCircuitBreakers: async () => (await store.listBreakers(true)).length,
       timeSeries: () => timeSeries?.stats() ?? { dropped: 0, buffered: 0 },
       singletonDutyHeld: w.singletonDutyHeld,
@@ -73,6 +71,11 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
         return !(dlms instanceof DlmsDriver) || dlms.pushPort === undefined ? undefined : { delivered: dlms.counters.pushDelivered, dropped: dlms.counters.pushDropped };
       },
       links: () => allLinkHealth(w.drivers),
+      brokerConnected: () => {
+        const mqtt = w.drivers.get('mqtt');
+        return mqtt instanceof MqttDriver ? mqtt.brokerState().connected : undefined;
+      },
+      ...(w.auditAnchorAgeSeconds ? { auditAnchorAgeSeconds: w.auditAnchorAgeSeconds } : {}),
     },
     { logger: logger.child({ component: 'metrics' }) },
   );

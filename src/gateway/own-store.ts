@@ -14,9 +14,9 @@ import type { StopList } from './stop-list.js';
 /**
  * Open the store and own it before anything else: a SQLite file is this gateway's alone (a second gateway on it
  * refuses to start, E_STORE_IN_USE, before migrating or writing anything); PostgreSQL is shared by design (orders
- * are leased row by row). Then migrate and register the seeded fleet.
+ * are leased row by row). Then migrate and register the seeded fleet. `anchors` anchors the audit chain outside it.
  */
-export async function ownStore(config: GatewayConfig, planned: readonly PlannedMeter[], clock: Clock, stops: StopList, logger: Logger): Promise<GatewayStore> {
+export async function ownStore(config: GatewayConfig, planned: readonly PlannedMeter[], clock: Clock, stops: StopList, logger: Logger): Promise<{ store: GatewayStore; anchors: AuditAnchors }> {
   const pg = config.store.postgres;
   if (config.store.kind === 'postgres' && !pg) throw new Error('store.kind is postgres but store.postgres is not set (set DATABASE_URL or store.postgres.url)');
   const auditKey = gatewayAuditKeySource(config, process.env, (file, keyId) =>
@@ -46,7 +46,7 @@ export async function ownStore(config: GatewayConfig, planned: readonly PlannedM
   const anchors = await startAuditAnchors(config, store, clock, logger);
   stops.add(() => anchors.stop());
   if (planned.length > 0) await store.upsertMeters(planned, clock.now());
-  return store;
+  return { store, anchors };
 }
 
 /** Anchor the audit chain outside the database now, every `audit.anchorEveryMs`, and at stop (just before the store closes). */

@@ -28,8 +28,19 @@ export interface AuditAnchorOptions {
 export class AuditAnchors {
   private timer: NodeJS.Timeout | undefined;
   private last: Promise<unknown> = Promise.resolve();
+  private newestAt: number | null = null;
 
   constructor(private readonly o: AuditAnchorOptions) {}
+
+  /** Whether anchors go anywhere (a file or the log); without either, anchoring is off. */
+  get enabled(): boolean {
+    return this.o.file !== null || this.o.logger !== null;
+  }
+
+  /** Seconds since the newest anchor was written out; null when anchoring is off or none was written yet. */
+  ageSeconds(): number | null {
+    return !this.enabled || this.newestAt === null ? null : (this.o.clock.now() - this.newestAt) / 1000;
+  }
 
   /** Take an anchor now and write it out. */
   async anchor(): Promise<AuditAnchor> {
@@ -40,6 +51,7 @@ export class AuditAnchors {
       appendFileSync(this.o.file, JSON.stringify(anchor) + '\n');
     }
     this.o.logger?.info({ auditAnchor: anchor }, 'audit anchor');
+    this.newestAt = this.o.clock.now();
     return anchor;
   }
 

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { OrderAction } from '../domain/relay.js';
+import { OPEN_ORDER_STATES, type OpenOrderState } from '../domain/switch-order.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { LinkCounters, LinkHealth } from '../../drivers/driver.js';
 
@@ -15,12 +16,11 @@ import type { LinkCounters, LinkHealth } from '../../drivers/driver.js';
 
 export type SuccessRateScope = 'profile' | 'link' | 'region';
 
-/**
- * One rolling rate. The gauge has no window label: pass one window per (scope, key, action, kind), e.g. the
- * window the alerts are judged on (SuccessRateMonitor computes several; a second one would overwrite the first).
- */
+/** One rolling rate over one window (SuccessRateMonitor computes several: each is its own series, label `window`). */
 export interface SuccessRateSample {
   scope: SuccessRateScope;
+  /** The window's length in minutes; the label is `15m`, `60m`, … */
+  windowMinutes: number;
   key: string;
   action: OrderAction;
   /** `attempt`: per try on the wire; `first_attempt`: orders done at the first try; `final`: orders done remotely at all. */
@@ -31,8 +31,8 @@ export interface SuccessRateSample {
 }
 
 export interface GatewayMetricsProviders {
-  /** Switch orders by state. */
-  queueDepth(): Promise<Record<string, number>>;
+  /** Open switch orders by state (only the states of OPEN_ORDER_STATES: a final state is never a queue). */
+  queueDepth(): Promise<Partial<Record<OpenOrderState, number>>>;
   /** Field work orders by status. */
   workOrdersByStatus(): Promise<Record<string, number>>;
   /** Seconds until the reconnect deadline of the most urgent open reconnect (negative: overdue); null: none open. */
@@ -50,6 +50,10 @@ export interface GatewayMetricsProviders {
   dlmsPush?(): { delivered: number; dropped: Readonly<Record<string, number>> } | undefined;
   /** Every link the drivers keep, with its state and counters (the drivers' counters, which only grow). */
   links?(): LinkHealth[];
+  /** Whether the gateway's MQTT client is connected to its broker; undefined (or absent): no MQTT link. */
+  brokerConnected?(): boolean | undefined;
+  /** Seconds since the newest audit anchor was written; null: anchoring is off (no anchor file, no anchor log). */
+  auditAnchorAgeSeconds?(): number | null;
 }
 
 export interface MetricDescription {
@@ -63,27 +67,32 @@ const PREFIX = 'meterline_';
 
 /**
  * Every metric `createGatewayMetrics` exposes. A name ending in `*` stands for the family of Node.js process
- * metrics that prom-client's `collectDefaultMetrics` adds (they change with prom-client versions).
+ * metrics that prom-client's `collectDefaultMetrics` adds (they change with prom-client versions), under their
+ * standard names (no prefix), so that the usual Node.js dashboards work.
  */
 export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_switch_attempts_total', type: 'counter', labels: ['protocol', 'action', 'outcome'], meaning: 'Tries on the wire, by protocol, action (disconnect, reconnect, limit) and outcome (ok, timeout, nack, garbled, verify_mismatch, link_error, auth_failed, load_side_voltage, interrupted).' },
   { name: 'meterline_switch_attempt_duration_seconds', type: 'histogram', labels: ['protocol', 'action'], meaning: 'Time of one attempt from command sent to read-back judged.' },
   { name: 'meterline_orders_finished_total', type: 'counter', labels: ['action', 'state'], meaning: 'Switch orders that reached a final state (done, armed, failed, superseded, cancelled, refused, done_by_field…).' },
   { name: 'meterline_alerts_total', type: 'counter', labels: ['kind'], meaning: 'Alerts raised, each once (low success rate, circuit breaker opened, abnormal_consumption, register_discontinuity, relay_audit_* such as relay_audit_open_without_order…).' },
-  { name: 'meterline_queue_depth', type: 'gauge', labels: ['state'], meaning: 'Switch orders by state, as the store holds them at scrape time.' },
+  { name: 'meterline_queue_depth', type: 'gauge', labels: ['state'], meaning: 'Open switch orders by state (accepted, held, queued, in_flight, escalated; 0 when none), as the store holds them at scrape time. Finished orders are in meterline_orders_finished_total.' },
   { name: 'meterline_work_orders', type: 'gauge', labels: ['status'], meaning: 'Field work orders by status (open, assigned, done, cancelled).' },
-  { name: 'meterline_most_urgent_reconnect_seconds_left', type: 'gauge', labels: [], meaning: 'Seconds until the deadline of the most urgent open reconnect; negative when overdue, +Inf when none is open.' },
-  { name: 'meterline_success_rate', type: 'gauge', labels: ['scope', 'key', 'action', 'kind'], meaning: 'Rolling success rate (0..1) of remote switching per firmware profile, link or region; kind attempt, first_attempt or final.' },
-  { name: 'meterline_success_rate_samples', type: 'gauge', labels: ['scope', 'key', 'action', 'kind'], meaning: 'Orders behind the matching meterline_success_rate (a rate over few samples is weak evidence).' },
+  { name: 'meterline_most_urgent_reconnect_remaining_seconds', type: 'gauge', labels: [], meaning: 'Seconds until the deadline of the most urgent open reconnect; negative when overdue, +Inf when none is open.' },
+  { name: 'meterline_success_ratio', type: 'gauge', labels: ['scope', 'key', 'action', 'kind', 'window'], meaning: 'Rolling success ratio (0..1) of remote switching per firmware profile, link or region; kind attempt, first_attempt or final; one series per window the gateway computes (`successRates.windowMinutes`: window 15m and 60m by default).' },
+  { name: 'meterline_success_samples', type: 'gauge', labels: ['scope', 'key', 'action', 'kind', 'window'], meaning: 'Tries or orders behind the matching meterline_success_ratio (a ratio over few samples is weak evidence).' },
   { name: 'meterline_circuit_breakers_open', type: 'gauge', labels: [], meaning: 'Populations whose new disconnects are stopped because their disconnect success collapsed.' },
-  { name: 'meterline_timeseries_dropped_points', type: 'gauge', labels: [], meaning: 'Points the time-series writer lost since start (database down or slow with a full buffer, refused batches).' },
+  { name: 'meterline_timeseries_dropped_points_total', type: 'counter', labels: [], meaning: 'Points the time-series writer lost since start (database down or slow with a full buffer, refused batches).' },
   { name: 'meterline_timeseries_buffered_points', type: 'gauge', labels: [], meaning: 'Points waiting for the time-series database.' },
   { name: 'meterline_lease_takeovers_total', type: 'counter', labels: [], meaning: 'In-flight orders this instance took over (and verified by a read) after the lease of the instance that sent them ran out.' },
   { name: 'meterline_auth_failures_total', type: 'counter', labels: ['protocol', 'link'], meaning: "Requests a meter refused because of the gateway's credentials (a wrong password, key or authentication tag), on commands, read-backs and reads, per link: check the key file or renew the meters' keys; never retried blindly." },
   { name: 'meterline_profile_mismatches_total', type: 'counter', labels: ['profile', 'field'], meaning: 'Meters that reported something their firmware profile contradicts (field remote_reconnect: a DLMS control mode that arms under a profile that closes, or the other way); the meter decides, a person corrects the registration.' },
   { name: 'meterline_singleton_duty_held', type: 'gauge', labels: [], meaning: '1 on the one instance that runs the one-per-cluster jobs (success rates, readings, relay audit, callbacks, webhooks), 0 on the others.' },
+  { name: 'meterline_sse_clients', type: 'gauge', labels: [], meaning: 'Live-event (`GET /v1/events`) clients connected now (the console\'s pages, anything else following the orders).' },
   { name: 'meterline_sse_clients_dropped_total', type: 'counter', labels: ['reason'], meaning: 'Live-event (`GET /v1/events`) clients cut off for falling behind: `stalled` (their socket took nothing for `api.liveEvents.stallMs`) or `backlog` (more than `api.liveEvents.maxPendingOrders` orders waiting for them).' },
   { name: 'meterline_dlms_push_total', type: 'counter', labels: ['outcome'], meaning: 'What DLMS meters pushed to the `dlms.push` listener: `delivered` (recorded as observed state with source push), or dropped by reason: `unknown_system_title` (no key set names it), `bad_tag` (the authentication tag does not verify), `replayed` (the invocation counter did not grow), `unknown_meter`, `not_a_notification`, `no_relay_state`, `ciphered_without_decipher`, `connection_limit`, `bad_version`, `oversize`.' },
+  { name: 'meterline_broker_connected', type: 'gauge', labels: [], meaning: "1 while the gateway's MQTT client is connected to its broker, 0 while it is not (orders to MQTT meters wait); absent when the gateway has no MQTT link." },
+  { name: 'meterline_http_request_duration_seconds', type: 'histogram', labels: ['method', 'route', 'status'], meaning: 'API requests by method, route template (`/v1/meters/:meterId/reconnect`; `unmatched` for a 404 on no route) and status code, from the request arriving to the answer sent.' },
+  { name: 'meterline_audit_anchor_age_seconds', type: 'gauge', labels: [], meaning: 'Seconds since this instance wrote its newest audit anchor (`audit.anchorEveryMs`); NaN when anchoring is off (no anchor file and no anchor log).' },
   { name: 'meterline_link_up', type: 'gauge', labels: ['link', 'kind'], meaning: '1 while the link is up (broker connected, serial port open, TCP connection made), 0 while it is down and its orders wait; kind mqtt, modbus-rtu, modbus-tcp, dlms-hdlc or dlms-tcp (`GET /v1/links` says since when and the last error).' },
   { name: 'meterline_link_crc_errors_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Frames whose CRC (Modbus RTU) or HCS/FCS (DLMS HDLC) did not check: noise on the line, or a baud rate or parity that does not match the devices.' },
   { name: 'meterline_link_garbled_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Answers that arrived but did not decode: a wrong unit id or function code in the reply, a bad length, a broken TCP stream, an unreadable MQTT reply or DLMS APDU.' },
@@ -94,8 +103,8 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_link_reopens_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Times a serial port (Modbus RTU bus, DLMS port) was opened again after it was lost or could not be opened.' },
   { name: 'meterline_link_reconnects_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Times a connection (the MQTT broker, a Modbus TCP gateway, a DLMS TCP link) was made again after it dropped.' },
   { name: 'meterline_metrics_provider_errors_total', type: 'counter', labels: ['provider'], meaning: 'Scrapes in which a provider failed, so a gauge could not be computed (labelled: absent; single value: NaN).' },
-  { name: 'meterline_process_*', type: 'default', labels: [], meaning: 'Process CPU, memory, file descriptors and start time (prom-client default metrics).' },
-  { name: 'meterline_nodejs_*', type: 'default', labels: [], meaning: 'Node.js event-loop lag, heap, GC, handles and version (prom-client default metrics).' },
+  { name: 'process_*', type: 'default', labels: [], meaning: 'Process CPU (`process_cpu_seconds_total`), memory (`process_resident_memory_bytes`), file descriptors and start time: the standard names (prom-client default metrics, no prefix).' },
+  { name: 'nodejs_*', type: 'default', labels: [], meaning: 'Node.js event-loop lag (`nodejs_eventloop_lag_seconds`), heap (`nodejs_heap_size_used_bytes`), GC, handles and version: the standard names. The three `nodejs_active_*_total` gauges are left out (promtool refuses a gauge named `_total`): sum `nodejs_active_handles`, `nodejs_active_requests` and `nodejs_active_resources` over `type` instead.' },
 ];
 
 export interface GatewayMetrics {
@@ -113,6 +122,10 @@ export interface GatewayMetrics {
   authFailures: Counter<'protocol' | 'link'>;
   profileMismatches: Counter<'profile' | 'field'>;
   sseClientsDropped: Counter<'reason'>;
+  /** Live-event clients connected now: set by the live-event route as clients come and go. */
+  sseClients: Gauge;
+  /** Seconds; route is the route template, never the raw URL (src/api/http-metrics.ts). */
+  httpRequestDuration: Histogram<'method' | 'route' | 'status'>;
 }
 
 /**
@@ -122,7 +135,11 @@ export interface GatewayMetrics {
  */
 export function createGatewayMetrics(providers: GatewayMetricsProviders, options: { logger?: Logger } = {}): GatewayMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  collectDefaultMetrics({ register: registry });
+  // Gauges named `_total`, which promtool refuses; each is the sum over `type` of its labelled sibling.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
+  }
   const registers = [registry];
 
   // Registered last (below) and waiting for the provider calls of the same scrape, so that a failure shows in
@@ -174,7 +191,8 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     async collect() {
       this.reset();
       const byState = await ask('queueDepth', () => providers.queueDepth());
-      for (const [state, n] of Object.entries(byState ?? {})) this.set({ state }, n);
+      // Every open state, 0 when empty: an empty queue is a value, not a missing series.
+      if (byState) for (const state of OPEN_ORDER_STATES) this.set({ state }, byState[state] ?? 0);
     },
   });
   new Gauge({
@@ -189,8 +207,8 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     },
   });
   new Gauge({
-    name: `${PREFIX}most_urgent_reconnect_seconds_left`,
-    help: describe('meterline_most_urgent_reconnect_seconds_left'),
+    name: `${PREFIX}most_urgent_reconnect_remaining_seconds`,
+    help: describe('meterline_most_urgent_reconnect_remaining_seconds'),
     registers,
     async collect() {
       const left = await ask('mostUrgentReconnectSecondsLeft', () => providers.mostUrgentReconnectSecondsLeft());
@@ -199,32 +217,33 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     },
   });
 
-  // Both success-rate gauges come from one provider call per scrape: `registry.metrics()` starts every collect in
-  // registration order (then awaits them together), so the rate gauge has started the call by the time the
+  // Both success gauges come from one provider call per scrape: `registry.metrics()` starts every collect in
+  // registration order (then awaits them together), so the ratio gauge has started the call by the time the
   // samples gauge (registered right after it) asks, and the samples gauge reuses that answer.
   let lastRates: Promise<SuccessRateSample[] | undefined> | undefined;
-  const successRateLabels = ['scope', 'key', 'action', 'kind'] as const;
+  const successRateLabels = ['scope', 'key', 'action', 'kind', 'window'] as const;
+  const successLabels = (r: SuccessRateSample) => ({ scope: r.scope, key: r.key, action: r.action, kind: r.kind, window: `${r.windowMinutes}m` });
   new Gauge({
-    name: `${PREFIX}success_rate`,
-    help: describe('meterline_success_rate'),
+    name: `${PREFIX}success_ratio`,
+    help: describe('meterline_success_ratio'),
     labelNames: successRateLabels,
     registers,
     async collect() {
       this.reset();
       lastRates = ask('successRates', () => providers.successRates());
-      for (const r of (await lastRates) ?? []) this.set({ scope: r.scope, key: r.key, action: r.action, kind: r.kind }, r.rate);
+      for (const r of (await lastRates) ?? []) this.set(successLabels(r), r.rate);
     },
   });
   new Gauge({
-    name: `${PREFIX}success_rate_samples`,
-    help: describe('meterline_success_rate_samples'),
+    name: `${PREFIX}success_samples`,
+    help: describe('meterline_success_samples'),
     labelNames: successRateLabels,
     registers,
     async collect() {
       this.reset();
       const rates = lastRates ?? ask('successRates', () => providers.successRates());
       lastRates = undefined;
-      for (const r of (await rates) ?? []) this.set({ scope: r.scope, key: r.key, action: r.action, kind: r.kind }, r.samples);
+      for (const r of (await rates) ?? []) this.set(successLabels(r), r.samples);
     },
   });
   new Gauge({
@@ -236,13 +255,15 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
       this.set(n ?? Number.NaN);
     },
   });
-  new Gauge({
-    name: `${PREFIX}timeseries_dropped_points`,
-    help: describe('meterline_timeseries_dropped_points'),
+  // The writer's count is the source of truth (it only grows): each scrape shows it as it is.
+  new Counter({
+    name: `${PREFIX}timeseries_dropped_points_total`,
+    help: describe('meterline_timeseries_dropped_points_total'),
     registers,
     async collect() {
       const s = await ask('timeSeries', () => providers.timeSeries());
-      this.set(s?.dropped ?? Number.NaN);
+      this.reset();
+      if (s) this.inc(s.dropped);
     },
   });
   new Gauge({
@@ -258,7 +279,25 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
   const leaseTakeovers = new Counter({ name: `${PREFIX}lease_takeovers_total`, help: describe('meterline_lease_takeovers_total'), registers });
   const authFailures = new Counter({ name: `${PREFIX}auth_failures_total`, help: describe('meterline_auth_failures_total'), labelNames: ['protocol', 'link'] as const, registers });
   const profileMismatches = new Counter({ name: `${PREFIX}profile_mismatches_total`, help: describe('meterline_profile_mismatches_total'), labelNames: ['profile', 'field'] as const, registers });
+  const sseClients = new Gauge({ name: `${PREFIX}sse_clients`, help: describe('meterline_sse_clients'), registers });
   const sseClientsDropped = new Counter({ name: `${PREFIX}sse_clients_dropped_total`, help: describe('meterline_sse_clients_dropped_total'), labelNames: ['reason'] as const, registers });
+  const httpRequestDuration = new Histogram({
+    name: `${PREFIX}http_request_duration_seconds`,
+    help: describe('meterline_http_request_duration_seconds'),
+    labelNames: ['method', 'route', 'status'] as const,
+    // From a cached read (1 ms) to a bulk submit or an export (10 s).
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+  new Gauge({
+    name: `${PREFIX}audit_anchor_age_seconds`,
+    help: describe('meterline_audit_anchor_age_seconds'),
+    registers,
+    async collect() {
+      const age = providers.auditAnchorAgeSeconds ? await ask('auditAnchorAgeSeconds', () => providers.auditAnchorAgeSeconds!()) : null;
+      this.set(age ?? Number.NaN);
+    },
+  });
   new Gauge({
     name: `${PREFIX}singleton_duty_held`,
     help: describe('meterline_singleton_duty_held'),
@@ -281,6 +320,19 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
       if (!push) return;
       this.inc({ outcome: 'delivered' }, push.delivered);
       for (const [reason, n] of Object.entries(push.dropped)) this.inc({ outcome: reason.replace(/-/g, '_') }, n);
+    },
+  });
+
+  new Gauge({
+    name: `${PREFIX}broker_connected`,
+    help: describe('meterline_broker_connected'),
+    registers,
+    async collect() {
+      this.reset();
+      const connected = providers.brokerConnected ? await ask('brokerConnected', () => providers.brokerConnected!()) : undefined;
+      // Absent (no sample) without an MQTT link: reset() alone would leave a gauge without labels at 0.
+      if (connected === undefined) this.remove({});
+      else this.set(connected ? 1 : 0);
     },
   });
 
@@ -334,6 +386,8 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
     authFailures,
     profileMismatches,
     sseClientsDropped,
+    sseClients,
+    httpRequestDuration,
   };
 }
 

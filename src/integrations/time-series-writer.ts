@@ -1,7 +1,7 @@
 import { HttpError, InfluxDB, Point, type WriteApi } from '@influxdata/influxdb-client';
 import type { Logger } from 'pino';
 import { retryDelay } from '../domain/deadlines.js';
-import type { RelayState } from '../domain/relay.js';
+import type { AttemptOutcome, RelayState } from '../domain/relay.js';
 
 /**
  * Writes meter readings, switch attempts and events to a time-series database over the InfluxDB v2 write API
@@ -22,7 +22,28 @@ import type { RelayState } from '../domain/relay.js';
  *
  * All `write*` methods are synchronous, never throw and never wait for the network: the control loop must not
  * slow down or stop because the database is down.
+ *
+ * Fields are numbers only: VictoriaMetrics keeps no text (a string field becomes a series of zeros) and a
+ * number is what a graph or an alert can use. Identifiers and states are tags; states are also numeric fields
+ * (`relay_code`, `outcome_code`, codes below) so that they can be graphed. Order ids are not written at all:
+ * one tag value per order would grow the series without bound (they are in the store).
  */
+
+/** `relay_code` of a reading: the README's table. Never renumbered: dashboards and stored points rely on them. */
+export const RELAY_CODES: Readonly<Record<RelayState, number>> = { disconnected: 0, connected: 1, armed: 2 };
+
+/** `outcome_code` of an attempt: the README's table. Never renumbered; a new outcome takes the next number. */
+export const OUTCOME_CODES: Readonly<Record<AttemptOutcome, number>> = {
+  ok: 0,
+  timeout: 1,
+  nack: 2,
+  garbled: 3,
+  verify_mismatch: 4,
+  link_error: 5,
+  auth_failed: 6,
+  load_side_voltage: 7,
+  interrupted: 8,
+};
 
 export interface TimeSeriesWriterOptions {
   /** Base URL, e.g. `http://127.0.0.1:8428` (VictoriaMetrics) or `http://influxdb:8086`. */
@@ -75,14 +96,15 @@ export interface SwitchAttemptPoint {
   link: string;
   protocol: string;
   action: string;
+  /** An AttemptOutcome; one without a code is written without `outcome_code`. */
   outcome: string;
   attempt: number;
   latencyMs: number;
   at: number;
 }
 
-/** A field value of `writeEvent`: numbers are floats, `{ int }` an integer field. */
-export type EventFieldValue = number | boolean | string | { int: number };
+/** A field value of `writeEvent`: numbers are floats, `{ int }` an integer field, a boolean the integer 1 or 0. No text. */
+export type EventFieldValue = number | boolean | { int: number };
 
 export interface TimeSeriesWriterStats {
   /** Lines the server accepted. */
@@ -174,17 +196,23 @@ export class TimeSeriesWriter {
     });
   }
 
-  /** One reading of one meter: `meter_reading` (VictoriaMetrics: `meter_reading_voltage_v{meter=…}`, …). */
+  /**
+   * One reading of one meter: `meter_reading` (VictoriaMetrics: `meter_reading_voltage_v{meter=…}`, …). The relay
+   * state is the tag `relay` and the field `relay_code` (RELAY_CODES); `relay_closed` is 1 when connected.
+   */
   writeReading(r: MeterReadingPoint): void {
     this.enqueue('meter_reading', () => {
+      if (!Object.hasOwn(RELAY_CODES, r.relay)) throw new Error(`unknown relay state ${String(r.relay)}`);
+      const code = RELAY_CODES[r.relay];
       const p = new Point('meter_reading')
         .tag('meter', r.meterId)
         .tag('profile', r.profileId)
         .tag('region', r.region)
         .tag('link', r.link)
         .tag('source', r.source)
+        .tag('relay', r.relay)
+        .intField('relay_code', code)
         .intField('relay_closed', r.relay === 'connected' ? 1 : 0)
-        .stringField('relay', r.relay)
         .timestamp(checkedTime(r.at));
       if (r.voltageV !== undefined && r.voltageV !== null) p.floatField('voltage_v', r.voltageV);
       if (r.energyWh !== undefined && r.energyWh !== null) p.floatField('energy_wh', r.energyWh);
@@ -193,12 +221,14 @@ export class TimeSeriesWriter {
   }
 
   /**
-   * One try on the wire: `switch_attempt`. The meter and order are fields, not tags, so that the number of
-   * series stays bounded by profiles × regions × links × outcomes, not by the fleet.
+   * One try on the wire: `switch_attempt`, the meter a tag (series grow with the meters that were switched, as
+   * readings do with the fleet), the outcome a tag and `outcome_code` (OUTCOME_CODES). The order id is not
+   * written: a tag per order would grow without bound, and a text field is useless in VictoriaMetrics.
    */
   writeAttempt(a: SwitchAttemptPoint): void {
-    this.enqueue('switch_attempt', () =>
-      new Point('switch_attempt')
+    this.enqueue('switch_attempt', () => {
+      const p = new Point('switch_attempt')
+        .tag('meter', a.meterId)
         .tag('profile', a.profileId)
         .tag('region', a.region)
         .tag('link', a.link)
@@ -207,22 +237,24 @@ export class TimeSeriesWriter {
         .tag('outcome', a.outcome)
         .floatField('latency_ms', a.latencyMs)
         .intField('attempt', a.attempt)
-        .stringField('order_id', a.orderId)
-        .stringField('meter', a.meterId)
-        .timestamp(checkedTime(a.at)),
-    );
+        .timestamp(checkedTime(a.at));
+      return Object.hasOwn(OUTCOME_CODES, a.outcome) ? p.intField('outcome_code', OUTCOME_CODES[a.outcome as AttemptOutcome]) : p;
+    });
   }
 
-  /** Anything else worth a timeline: alerts, work orders, audit exceptions. */
+  /**
+   * Anything else worth a timeline: alerts, work orders, audit exceptions. Text goes in tags; a field that is
+   * not a number (or a boolean, written as 1/0) drops the point, counted and logged.
+   */
   writeEvent(measurement: string, tags: Record<string, string>, fields: Record<string, EventFieldValue>, at: number): void {
     this.enqueue(measurement, () => {
       const p = new Point(measurement).timestamp(checkedTime(at));
       for (const [k, v] of Object.entries(tags)) p.tag(k, v);
       for (const [k, v] of Object.entries(fields)) {
         if (typeof v === 'number') p.floatField(k, v);
-        else if (typeof v === 'boolean') p.booleanField(k, v);
-        else if (typeof v === 'string') p.stringField(k, v);
-        else p.intField(k, v.int);
+        else if (typeof v === 'boolean') p.intField(k, v ? 1 : 0);
+        else if (typeof v === 'object' && v !== null && typeof v.int === 'number') p.intField(k, v.int);
+        else throw new Error(`field ${k} is not a number (text belongs in a tag)`);
       }
       return p;
     });

@@ -9,7 +9,7 @@ import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import { isRelayAction, type RelayState, type SwitchAction } from '../domain/relay.js';
-import { canTransition, isTerminal, priorityOf, targetRelay, type Attempt, type OrderEvent, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
+import { canTransition, isTerminal, OPEN_ORDER_STATES, priorityOf, targetRelay, type Attempt, type OpenOrderState, type OrderEvent, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { orderListSql, unknownCursorMessage } from './order-list-query.js';
 import { creditBalanceLimitError } from '../domain/money.js';
@@ -742,6 +742,13 @@ export class PostgresStore implements GatewayStore {
   async countOrdersByState(): Promise<Partial<Record<OrderState, number>>> {
     const out: Partial<Record<OrderState, number>> = {};
     for (const r of await this.r.all('SELECT state, COUNT(*) AS n FROM orders GROUP BY state')) out[r.state as OrderState] = r.n as number;
+    return out;
+  }
+
+  async countOpenOrdersByState(): Promise<Partial<Record<OpenOrderState, number>>> {
+    const out: Partial<Record<OpenOrderState, number>> = {};
+    const rows = await this.r.all('SELECT state, COUNT(*) AS n FROM orders WHERE state = ANY($1::text[]) GROUP BY state', [[...OPEN_ORDER_STATES]]);
+    for (const r of rows) out[r.state as OpenOrderState] = Number(r.n);
     return out;
   }
 

@@ -10,9 +10,11 @@ import { reconnectDeadline } from '../domain/deadlines.js';
 import { isRelayAction, type RelayState } from '../domain/relay.js';
 import {
   canTransition,
+  OPEN_ORDER_STATES,
   priorityOf,
   targetRelay,
   type Attempt,
+  type OpenOrderState,
   type OrderEvent,
   type OrderState,
   type SwitchOrder,
@@ -264,6 +266,7 @@ export class SqliteStore implements GatewayStore {
       attempts: db.prepare('SELECT * FROM attempts WHERE order_id = ? ORDER BY attempt'),
       events: db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq'),
       counts: db.prepare('SELECT state, COUNT(*) AS n FROM orders GROUP BY state'),
+      openCounts: db.prepare(`SELECT state, COUNT(*) AS n FROM orders WHERE state IN (${OPEN_ORDER_STATES.map((st) => `'${st}'`).join(', ')}) GROUP BY state`),
       seqOf: db.prepare('SELECT seq FROM orders WHERE id = ?'),
       meterInFlight: db.prepare(`SELECT 1 FROM orders WHERE meter_id = ? AND state = 'in_flight'`),
     };
@@ -744,6 +747,12 @@ export class SqliteStore implements GatewayStore {
   async countOrdersByState(): Promise<Partial<Record<OrderState, number>>> {
     const out: Partial<Record<OrderState, number>> = {};
     for (const r of this.s.counts.all() as { state: OrderState; n: number }[]) out[r.state] = r.n;
+    return out;
+  }
+
+  async countOpenOrdersByState(): Promise<Partial<Record<OpenOrderState, number>>> {
+    const out: Partial<Record<OpenOrderState, number>> = {};
+    for (const r of this.s.openCounts.all() as { state: OpenOrderState; n: number }[]) out[r.state] = r.n;
     return out;
   }
 

@@ -7,7 +7,7 @@ import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import type { OrderAction, RelayState, SwitchAction } from '../domain/relay.js';
-import type { Attempt, OrderEvent, OrderOrigin, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
+import type { Attempt, OpenOrderState, OrderEvent, OrderOrigin, OrderReason, OrderState, SwitchOrder } from '../domain/switch-order.js';
 import type { AuditAnchor, AuditHead } from './audit-chain.js';
 import type { SealedKeySet } from '../keys/key-envelope.js';
 import type { OrderSeriesBucket } from './order-series.js';
@@ -579,6 +579,8 @@ export interface GatewayStore {
   listAttempts(orderId: string): Promise<Attempt[]>;
   listOrderEvents(orderId: string): Promise<OrderEvent[]>;
   countOrdersByState(): Promise<Partial<Record<OrderState, number>>>;
+  /** Open orders by state (OPEN_ORDER_STATES only; a state with none is absent), read through the state index. */
+  countOpenOrdersByState(): Promise<Partial<Record<OpenOrderState, number>>>;
   /**
    * Orders over time (src/store/order-series.ts): buckets of `stepMs` from `from` covering `to`, each with the
    * orders finished in it, how many ended well remotely, and the orders open at its end. Index range scans only.

@@ -57,8 +57,8 @@ export const auditFilesIn = (dir: string) => ({ keyFile: join(dir, 'audit.key'),
 export async function startGatewayFixture(
   meters: TestMeter[],
   overrides: Partial<GatewayConfig> = {},
-  /** `env`: where the gateway reads its secrets (key master, transport keys), default process.env; `logger`: where it logs (default per config: silent); `extraProfiles`: loaded beside the shipped ones. */
-  options: { clock?: Clock; env?: NodeJS.ProcessEnv; logger?: Logger; extraProfiles?: FirmwareProfile[] } = {},
+  /** `env`: where the gateway reads its secrets (key master, transport keys), default process.env; `logger`: where it logs (default per config: silent); `extraProfiles`: loaded beside the shipped ones; `meterClock`: the simulated meters' own clock (default the real one), to make a command arrive after its `exp`. */
+  options: { clock?: Clock; env?: NodeJS.ProcessEnv; logger?: Logger; extraProfiles?: FirmwareProfile[]; meterClock?: Clock } = {},
 ): Promise<GatewayFixture> {
   const broker = await startMosquitto();
   const { dir: profilesDir, profiles } = writeFastProfiles(options.extraProfiles);
@@ -98,6 +98,7 @@ export async function startGatewayFixture(
   const fleet = new MqttFleet({
     brokerUrl: broker.url,
     logger: pino({ level: 'silent' }),
+    ...(options.meterClock ? { now: () => options.meterClock!.now() } : {}),
     meters: meters.map((m) => ({ meterId: m.meterId, profile: asMqttProfile(profiles.get(m.profileId)!), initialRelay: m.initialRelay, ...(m.loadW !== undefined ? { loadW: m.loadW } : {}) })),
   });
   await fleet.start();

@@ -49,6 +49,26 @@ describe('audit anchors', () => {
     await store.close();
   });
 
+  it('tells the age of the newest anchor (meterline_audit_anchor_age_seconds); none when anchoring goes nowhere', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ml-anchor-'));
+    const store = new SqliteStore(join(dir, 'gw.db'));
+    await store.migrate();
+    const clock = new FakeClock(Date.parse('2026-11-24T10:00:00Z'));
+    const quiet = pino({ level: 'silent' });
+    const anchors = new AuditAnchors({ head: () => store.auditHead(), file: join(dir, 'anchors.jsonl'), logger: null, errors: quiet, everyMs: 0, instance: 'gw-a', clock });
+    expect(anchors.ageSeconds()).toBeNull(); // none written yet
+    await anchors.start();
+    clock.advance(90_000);
+    expect(anchors.ageSeconds()).toBe(90);
+    await anchors.anchor();
+    expect(anchors.ageSeconds()).toBe(0);
+    const off = new AuditAnchors({ head: () => store.auditHead(), file: null, logger: null, errors: quiet, everyMs: 0, instance: 'gw-a', clock });
+    await off.start();
+    expect(off.enabled).toBe(false);
+    expect(off.ageSeconds()).toBeNull();
+    await store.close();
+  });
+
   it('a line that is not an anchor is refused, by its number', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'ml-anchor-')), 'anchors.jsonl');
     writeFileSync(file, `${JSON.stringify({ anchor: 'meterline-audit', at: 'x', instance: 'a', entries: 1, head: 'f'.repeat(64), keyId: '0'.repeat(16) })}\n\n{"entries": 3}\n`);

@@ -5,8 +5,9 @@ import { zeroLinkCounters } from '../../drivers/link-health.js';
 import { createGatewayMetrics, METRICS_TABLE, type GatewayMetricsProviders, type SuccessRateSample } from '../../src/integrations/metrics.js';
 
 const rates: SuccessRateSample[] = [
-  { scope: 'profile', key: 'mtr-em500-modbus-fw1.4', action: 'reconnect', kind: 'first_attempt', rate: 0.9, samples: 40 },
-  { scope: 'link', key: 'rtu-bus-1', action: 'disconnect', kind: 'final', rate: 1, samples: 12 },
+  { scope: 'profile', key: 'mtr-em500-modbus-fw1.4', action: 'reconnect', kind: 'first_attempt', windowMinutes: 15, rate: 0.9, samples: 40 },
+  { scope: 'profile', key: 'mtr-em500-modbus-fw1.4', action: 'reconnect', kind: 'first_attempt', windowMinutes: 60, rate: 0.95, samples: 160 },
+  { scope: 'link', key: 'rtu-bus-1', action: 'disconnect', kind: 'final', windowMinutes: 15, rate: 1, samples: 12 },
 ];
 
 const links: LinkHealth[] = [
@@ -30,6 +31,8 @@ function providers(over: Partial<GatewayMetricsProviders> = {}): GatewayMetricsP
     singletonDutyHeld: () => (count('singletonDutyHeld'), true),
     dlmsPush: () => (count('dlmsPush'), { delivered: 3, dropped: { 'unknown-system-title': 1, 'bad-tag': 2, replayed: 0 } }),
     links: () => (count('links'), links),
+    brokerConnected: () => (count('brokerConnected'), true),
+    auditAnchorAgeSeconds: () => (count('auditAnchorAgeSeconds'), 42),
     ...over,
   };
 }
@@ -104,6 +107,7 @@ describe('gateway metrics (Prometheus)', () => {
     m.profileMismatches.inc({ profile: 'p', field: 'remote_reconnect' });
     m.authFailures.inc({ protocol: 'dlms', link: 'rs485-a' });
     m.sseClientsDropped.inc({ reason: 'stalled' });
+    m.httpRequestDuration.observe({ method: 'GET', route: '/v1/orders/:orderId', status: '200' }, 0.01);
     await m.render();
     let checked = 0;
     for (const metric of await m.registry.getMetricsAsJSON()) {
@@ -117,25 +121,34 @@ describe('gateway metrics (Prometheus)', () => {
   });
 
   it('gauges show what the providers answer at scrape time', async () => {
-    let depth: Record<string, number> = { queued: 3, in_flight: 1 };
+    let depth: Partial<Record<'accepted' | 'held' | 'queued' | 'in_flight' | 'escalated', number>> = { queued: 3, in_flight: 1 };
     const p = providers({ queueDepth: async () => depth });
     const m = createGatewayMetrics(p);
     let text = await m.render();
     expect(sample(text, 'meterline_queue_depth{state="queued"}')).toBe(3);
     expect(sample(text, 'meterline_queue_depth{state="in_flight"}')).toBe(1);
     expect(sample(text, 'meterline_work_orders{status="open"}')).toBe(2);
-    expect(sample(text, 'meterline_most_urgent_reconnect_seconds_left')).toBe(5400);
-    expect(sample(text, 'meterline_success_rate{scope="profile",key="mtr-em500-modbus-fw1.4",action="reconnect",kind="first_attempt"}')).toBe(0.9);
-    expect(sample(text, 'meterline_success_rate_samples{scope="link",key="rtu-bus-1",action="disconnect",kind="final"}')).toBe(12);
+    expect(sample(text, 'meterline_queue_depth{state="escalated"}')).toBe(0); // an open state with no order is 0, not absent
+    expect(text).not.toMatch(/^meterline_queue_depth\{state="(done|failed|cancelled|superseded|refused|armed|done_by_field)"\}/m);
+    expect(sample(text, 'meterline_work_orders{status="open"}')).toBe(2);
+    expect(sample(text, 'meterline_most_urgent_reconnect_remaining_seconds')).toBe(5400);
+    // One series per window the monitor computes.
+    expect(sample(text, 'meterline_success_ratio{scope="profile",key="mtr-em500-modbus-fw1.4",action="reconnect",kind="first_attempt",window="15m"}')).toBe(0.9);
+    expect(sample(text, 'meterline_success_ratio{scope="profile",key="mtr-em500-modbus-fw1.4",action="reconnect",kind="first_attempt",window="60m"}')).toBe(0.95);
+    expect(sample(text, 'meterline_success_samples{scope="profile",key="mtr-em500-modbus-fw1.4",action="reconnect",kind="first_attempt",window="60m"}')).toBe(160);
+    expect(sample(text, 'meterline_success_samples{scope="link",key="rtu-bus-1",action="disconnect",kind="final",window="15m"}')).toBe(12);
     expect(sample(text, 'meterline_circuit_breakers_open')).toBe(1);
-    expect(sample(text, 'meterline_timeseries_dropped_points')).toBe(7);
+    expect(text).toContain('# TYPE meterline_timeseries_dropped_points_total counter');
+    expect(sample(text, 'meterline_timeseries_dropped_points_total')).toBe(7);
     expect(sample(text, 'meterline_timeseries_buffered_points')).toBe(12);
-    expect(p.calls.successRates).toBe(1); // one provider call feeds both success-rate gauges
+    expect(sample(text, 'meterline_broker_connected')).toBe(1);
+    expect(sample(text, 'meterline_audit_anchor_age_seconds')).toBe(42);
+    expect(p.calls.successRates).toBe(1); // one provider call feeds both success gauges
 
-    depth = { queued: 5 }; // a state that emptied disappears instead of keeping its last value
+    depth = { queued: 5 }; // a state that emptied reads 0 instead of keeping its last value
     text = await m.render();
     expect(sample(text, 'meterline_queue_depth{state="queued"}')).toBe(5);
-    expect(sample(text, 'meterline_queue_depth{state="in_flight"}')).toBeUndefined();
+    expect(sample(text, 'meterline_queue_depth{state="in_flight"}')).toBe(0);
     expect(p.calls.successRates).toBe(2);
   });
 
@@ -157,10 +170,22 @@ describe('gateway metrics (Prometheus)', () => {
     expect(m.contentType).toContain('text/plain');
   });
 
+  it('standard process and Node.js metrics carry their usual names, without the gateway prefix', async () => {
+    const text = await createGatewayMetrics(providers()).render();
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
+      expect(text, name).toMatch(new RegExp(`^${name}(\\{| )`, 'm'));
+    }
+    expect(text).not.toContain('meterline_process_');
+    expect(text).not.toContain('meterline_nodejs_');
+    expect(text).not.toMatch(/^nodejs_active_\w+_total/m); // gauges named _total, which promtool refuses
+  });
+
   it('no reconnect open reads +Inf (not 0, which would look due now); a failing provider does not break the page', async () => {
     const m = createGatewayMetrics(
       providers({
         mostUrgentReconnectSecondsLeft: async () => null,
+        brokerConnected: () => undefined,
+        auditAnchorAgeSeconds: () => null,
         queueDepth: async () => {
           throw new Error('store is locked');
         },
@@ -170,7 +195,9 @@ describe('gateway metrics (Prometheus)', () => {
       }),
     );
     const text = await m.render();
-    expect(sample(text, 'meterline_most_urgent_reconnect_seconds_left')).toBe(Number.POSITIVE_INFINITY);
+    expect(sample(text, 'meterline_most_urgent_reconnect_remaining_seconds')).toBe(Number.POSITIVE_INFINITY);
+    expect(text).not.toMatch(/^meterline_broker_connected /m); // no MQTT link: absent
+    expect(sample(text, 'meterline_audit_anchor_age_seconds')).toBeNaN(); // anchoring off
     expect(text).not.toMatch(/^meterline_queue_depth\{/m);
     expect(sample(text, 'meterline_circuit_breakers_open')).toBeNaN();
     expect(sample(text, 'meterline_metrics_provider_errors_total{provider="queueDepth"}')).toBe(1);

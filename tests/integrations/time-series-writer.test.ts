@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TimeSeriesWriter, type TimeSeriesWriterOptions } from '../../src/integrations/time-series-writer.js';
+import { readFileSync } from 'node:fs';
+import { OUTCOME_CODES, RELAY_CODES, TimeSeriesWriter, type TimeSeriesWriterOptions } from '../../src/integrations/time-series-writer.js';
 import { startVictoriaMetrics, type VictoriaMetrics } from '../harness/victoria-metrics.js';
 
 const logger = pino({ level: 'silent' });
@@ -47,12 +48,12 @@ describe('TimeSeriesWriter against a real VictoriaMetrics', () => {
     w.writeReading({ meterId: 'M-1', profileId: 'mqtt-a', region: 'north', link: 'broker-1', at, relay: 'connected', voltageV: 230.5, energyWh: 1234, source: 'read' });
     w.writeReading({ meterId: 'M-2', profileId: 'mqtt-a', region: 'north', link: 'broker-1', at, relay: 'armed', source: 'read_back' });
     w.writeAttempt({ meterId: 'M-1', orderId: 'ord_1', profileId: 'mqtt-a', region: 'north', link: 'broker-1', protocol: 'mqtt', action: 'reconnect', outcome: 'ok', attempt: 1, latencyMs: 44, at });
-    w.writeEvent('meterline_alert', { kind: 'success_rate_low', scope: 'profile' }, { rate: 0.91, open: true, note: 'below 95 %', count: { int: 3 } }, at);
+    w.writeEvent('meterline_alert', { kind: 'success_rate_low', scope: 'profile', note: 'below 95 %' }, { rate: 0.91, open: true, count: { int: 3 } }, at);
     await w.flush();
     expect(w.stats()).toEqual({ written: 4, dropped: 0, failedFlushes: 0, buffered: 0 });
 
     const voltage = await vm.query('meter_reading_voltage_v{meter="M-1"}', { expectSeries: 1 });
-    expect(voltage[0]?.metric).toEqual({ __name__: 'meter_reading_voltage_v', meter: 'M-1', profile: 'mqtt-a', region: 'north', link: 'broker-1', source: 'read' });
+    expect(voltage[0]?.metric).toEqual({ __name__: 'meter_reading_voltage_v', meter: 'M-1', profile: 'mqtt-a', region: 'north', link: 'broker-1', source: 'read', relay: 'connected' });
     expect(Number(voltage[0]?.value[1])).toBe(230.5);
 
     const closed = await vm.export('{__name__="meter_reading_relay_closed",region="north"}', { expectSeries: 2 });
@@ -63,7 +64,8 @@ describe('TimeSeriesWriter against a real VictoriaMetrics', () => {
 
     const latency = await vm.query('switch_attempt_latency_ms{protocol="mqtt",action="reconnect",outcome="ok"}', { expectSeries: 1 });
     expect(Number(latency[0]?.value[1])).toBe(44);
-    expect(latency[0]?.metric).not.toHaveProperty('meter'); // meter and order are fields, not labels
+    expect(latency[0]?.metric).toMatchObject({ meter: 'M-1' }); // the meter is a tag; the order id is not written
+    expect(latency[0]?.metric).not.toHaveProperty('order_id');
     const attemptNo = await vm.query('switch_attempt_attempt{link="broker-1"}', { expectSeries: 1 });
     expect(Number(attemptNo[0]?.value[1])).toBe(1);
 
@@ -71,10 +73,34 @@ describe('TimeSeriesWriter against a real VictoriaMetrics', () => {
     expect(Number(alert[0]?.value[1])).toBe(0.91);
     expect(Number((await vm.query('meterline_alert_open', { expectSeries: 1 }))[0]?.value[1])).toBe(1);
 
-    // VictoriaMetrics keeps no text: a string field becomes a series whose value is 0.
-    const relayText = await vm.query('meter_reading_relay{meter="M-1"}', { expectSeries: 1 });
-    expect(Number(relayText[0]?.value[1])).toBe(0);
+    // The relay state is a label and a number; the outcome too.
+    const relay = await vm.query('meter_reading_relay_code{region="north"}', { expectSeries: 2 });
+    expect(Object.fromEntries(relay.map((s) => [s.metric.meter, [s.metric.relay, Number(s.value[1])]]))).toEqual({ 'M-1': ['connected', 1], 'M-2': ['armed', 2] });
+    expect(Number((await vm.query('meter_reading_relay_code{meter="M-2",relay="armed"}', { expectSeries: 1 }))[0]?.value[1])).toBe(RELAY_CODES.armed);
+    expect(Number((await vm.query('switch_attempt_outcome_code{meter="M-1"}', { expectSeries: 1 }))[0]?.value[1])).toBe(OUTCOME_CODES.ok);
+
+    // VictoriaMetrics keeps no text: a string field would be a series of zeros. Every series is a number field.
+    const all = await vm.export('{__name__=~"meter_reading_.*|switch_attempt_.*|meterline_alert_.*"}', { expectSeries: 11 });
+    expect([...new Set(all.map((s) => s.metric.__name__))].sort()).toEqual([
+      'meter_reading_energy_wh',
+      'meter_reading_relay_closed',
+      'meter_reading_relay_code',
+      'meter_reading_voltage_v',
+      'meterline_alert_count',
+      'meterline_alert_open',
+      'meterline_alert_rate',
+      'switch_attempt_attempt',
+      'switch_attempt_latency_ms',
+      'switch_attempt_outcome_code',
+    ]);
+    expect(all.find((s) => s.metric.__name__ === 'meterline_alert_rate')?.metric.note).toBe('below 95 %'); // text as a tag
     await w.close();
+  });
+
+  it("the README's table of relay and outcome codes is the writer's", () => {
+    const readme = readFileSync('README.md', 'utf8');
+    for (const [state, code] of Object.entries(RELAY_CODES)) expect(readme, state).toContain(`| \`relay_code\` | ${code} | \`${state}\``);
+    for (const [outcome, code] of Object.entries(OUTCOME_CODES)) expect(readme, outcome).toContain(`| \`outcome_code\` | ${code} | \`${outcome}\` |`);
   });
 
   it('keeps accepting points while the server is down, keeps at most maxBufferLines (oldest waiting lines dropped, counted) and delivers them when it is back', async () => {
@@ -110,10 +136,12 @@ describe('TimeSeriesWriter against a real VictoriaMetrics', () => {
     const w = writerFor(vm.url);
     expect(() => w.writeReading({ meterId: 'M-x', profileId: 'p', region: 'r', link: 'l', at: Date.now(), relay: 'connected', voltageV: Number.NaN, source: 'read' })).not.toThrow();
     expect(() => w.writeAttempt({ meterId: 'M-x', orderId: 'o', profileId: 'p', region: 'r', link: 'l', protocol: 'mqtt', action: 'disconnect', outcome: 'ok', attempt: 1, latencyMs: 5, at: Number.NaN })).not.toThrow();
-    expect(w.stats()).toMatchObject({ dropped: 2, buffered: 0 });
+    // Text in a field (from untyped code): refused, not written as a useless series.
+    expect(() => w.writeEvent('meterline_alert', {}, { note: 'text' as unknown as number }, Date.now())).not.toThrow();
+    expect(w.stats()).toMatchObject({ dropped: 3, buffered: 0 });
     await w.close();
     w.writeEvent('meterline_alert', {}, { x: 1 }, Date.now()); // after close: counted, not thrown
-    expect(w.stats().dropped).toBe(3);
+    expect(w.stats().dropped).toBe(4);
   });
 });
 
@@ -175,6 +203,22 @@ describe('TimeSeriesWriter against a scripted server (hanging, refusing)', () =>
     w.writeEvent('meterline_fine', {}, { v: 3 }, 3);
     await w.flush();
     expect(w.stats()).toMatchObject({ written: 1, dropped: 2, buffered: 0 });
+    await w.close();
+  });
+
+  it('writes line protocol that InfluxDB 2 and VictoriaMetrics read alike: numeric fields only, ints as ints, states as tags', async () => {
+    requests.length = 0;
+    answer = 204;
+    const w = writerFor(url, { batchSize: 10 });
+    w.writeReading({ meterId: 'M 1', profileId: 'p', region: 'r', link: 'l', at: 1000, relay: 'disconnected', voltageV: 0, source: 'read' });
+    w.writeAttempt({ meterId: 'M 1', orderId: 'ord_9', profileId: 'p', region: 'r', link: 'l', protocol: 'mqtt', action: 'disconnect', outcome: 'verify_mismatch', attempt: 2, latencyMs: 12.5, at: 1001 });
+    await w.flush();
+    expect(requests.map((r) => r.body)).toEqual([
+      'meter_reading,link=l,meter=M\\ 1,profile=p,region=r,relay=disconnected,source=read relay_closed=0i,relay_code=0i,voltage_v=0 1000\n' +
+        'switch_attempt,action=disconnect,link=l,meter=M\\ 1,outcome=verify_mismatch,profile=p,protocol=mqtt,region=r attempt=2i,latency_ms=12.5,outcome_code=4i 1001',
+    ]);
+    expect(requests[0]?.body).not.toContain('"'); // no string field anywhere
+    expect(requests[0]?.body).not.toContain('ord_9');
     await w.close();
   });
 });

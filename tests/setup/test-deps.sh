@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What the test suite talks to, from Debian's packages: a real MQTT broker, pseudo-terminal serial links, an
-# InfluxDB-protocol server and a browser (README "Tests and benchmarks"), and the machine's PostgreSQL on
-# 127.0.0.1:5432. Run by `npm test` before anything else (npm's pretest). As root it installs what is missing with
-# apt-get and starts an installed PostgreSQL that is stopped; otherwise it prints the one command to run, and stops.
+# InfluxDB-protocol server, Prometheus's promtool and a browser (README "Tests and benchmarks"), and the machine's
+# PostgreSQL on 127.0.0.1:5432. Run by `npm test` before anything else (npm's pretest). As root it installs what is
+# missing with apt-get and starts an installed PostgreSQL that is stopped; otherwise it prints the one command to run,
+# and stops.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ have socat || need+=(socat)
 have victoria-metrics || need+=(victoria-metrics)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 have zsh || need+=(zsh) # the CLI completion test loads the zsh script
+have promtool || need+=(prometheus) # only its promtool: `promtool check metrics` on /metrics, and docs/monitoring's rules and scrape example
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then

@@ -221,6 +221,17 @@ describe('load limiter and load side (DOMAIN.md rules 10 and 14)', () => {
     expect(m.energyWh).toBe(2500);
   });
 
+  it('a limit command that does not say the limit is refused, and the limit in force stays', () => {
+    const { m, clock } = meter();
+    m.handle('limit', clock.now(), { cid: 'l1', limitW: 500 });
+    const r = m.handle('limit', clock.now(), { cid: 'l2' });
+    expect(r?.result).toBe('nack');
+    expect(r?.reason).toBe('limit command without limitW');
+    expect(r?.loadLimitW).toBe(500);
+    expect(m.loadLimitW).toBe(500);
+    expect(m.received.at(-1)?.fate).toBe('nacked');
+  });
+
   it('a meter that lies claims the limit in its reply but keeps none', () => {
     const { m, clock } = meter({ faults: { lieAboutSuccess: true } });
     expect(m.handle('limit', clock.now(), { cid: 'l1', limitW: 500 })?.loadLimitW).toBe(500);

@@ -898,6 +898,15 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(await store.existingMeterIds(['M-1', 'X', 'M-3'])).toEqual(new Set(['M-1', 'M-3']));
     });
 
+    it('counts open orders by state for the queue depth: a finished order is not in the queue', async () => {
+      const [a, b] = await store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'M-2' })], ctx());
+      await store.cancelOrder(a!.order.id, 'ops', 'customer asked', now);
+      expect(await store.countOrdersByState()).toEqual({ queued: 1, cancelled: 1 });
+      expect(await store.countOpenOrdersByState()).toEqual({ queued: 1 });
+      await store.cancelOrder(b!.order.id, 'ops', 'customer asked', now);
+      expect(await store.countOpenOrdersByState()).toEqual({});
+    });
+
     it('lists orders newest first page by page; an order created while a user pages neither repeats nor is skipped on later pages', async () => {
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) ids.push((await store.submitOrders([req({ meterId: `M-${(i % 3) + 1}` })], ctx()))[0]!.order.id);

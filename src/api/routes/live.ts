@@ -112,10 +112,13 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
   const clients = new Set<Client>();
   const throughput = new Throughput();
 
-  const { stallMs, maxPendingOrders, onClientDropped } = deps.liveEvents;
+  const { stallMs, maxPendingOrders, onClientDropped, onClientCount } = deps.liveEvents;
+  /** Tells how many clients are connected now (`meterline_sse_clients`) after each change. */
+  const counted = (): void => onClientCount?.(clients.size);
 
   const drop = (c: Client, reason: LiveClientDropReason): void => {
     if (!clients.delete(c)) return;
+    counted();
     onClientDropped?.(reason);
     app.log.warn({ reason, meterId: c.meterId, pendingOrders: c.pending.size, bufferedBytes: c.res.writableLength }, 'live-event client fell behind; its connection is reset');
     c.pending.clear();
@@ -219,6 +222,7 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       else c.res.destroy();
     }
     clients.clear();
+    counted();
   });
   app.addHook('onClose', async () => {
     clearInterval(flush);
@@ -275,9 +279,12 @@ export async function liveRoutes(app: FastifyInstance, deps: ApiDeps): Promise<v
       });
       const client: Client = { res, meterId: req.query.meterId, pending: new Map(), stats: initial, heartbeatDue: false, blockedSince: null, blockedFlushes: 0 };
       clients.add(client);
+      counted();
       res.write('retry: 2000\n\n');
       pump(client);
-      const gone = () => clients.delete(client);
+      const gone = () => {
+        if (clients.delete(client)) counted();
+      };
       res.on('close', gone);
       res.on('error', gone);
     },
