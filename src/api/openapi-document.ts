@@ -62,7 +62,6 @@ const OTHER_CONTENT: Readonly<Record<string, Record<string, Json>>> = {
     'text/csv': { schema: { type: 'string', description: 'format=csv: the header row `seq,at,actor,action,target,details,hash`, then one row per entry' } },
   },
   'GET /v1/reconciliation': {
-    'application/json': { schema: { type: 'object', description: 'format=json (the default): the report' } },
     'text/csv': { schema: { type: 'string', description: 'format=csv: the same report as rows' } },
   },
   'GET /v1/events': {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { MeterlineError } from '../../errors.js';
@@ -63,6 +63,28 @@ const Effect = z.object({
   limitRemovalOrderId: z.string().nullable().optional().describe('The removal of a limit set for arrears that this payment ordered (DOMAIN.md rule 10); null when none was in force'),
   note: z.string(),
 });
+/** GET /v1/reconciliation as JSON (domain/reconciliation.ts ReconciliationReport); times are milliseconds since the epoch. */
+const ReconciliationView = z.object({
+  day: z.string(),
+  client: z.string(),
+  asOf: z.number().int().describe('When the report was made (ms since the epoch): open orders are judged against it'),
+  payments: z.number().int(),
+  amountMinor: z.number().int().describe('The payments’ sum, whole minor units'),
+  amount: z.number().describe('The same in major units'),
+  paymentsWithoutAmount: z.number().int().describe('Payments counted with no amount (legacy rows beyond the ceiling): not in the sum'),
+  unposted: z.number().int(),
+  paymentsWithoutReconnect: z.number().int().describe('Payments of the day that caused no reconnect order (the meter was on supply)'),
+  reconnectsDone: z.number().int(),
+  reconnectsArmed: z.number().int(),
+  reconnectsEscalated: z.number().int(),
+  reconnectsOpen: z.number().int(),
+  reconnectsFailed: z.number().int(),
+  reconnectsCancelled: z.number().int(),
+  late: z
+    .array(z.object({ orderId: z.string(), meterId: z.string(), deadline: z.number().int(), completedAt: z.number().int().nullable().describe('When the customer was back on supply; null when not yet'), why: z.string() }))
+    .describe('The reconnects over the 24-hour limit, in deadline order'),
+});
+
 const PaymentView = z.object({
   id: z.string(),
   meterId: z.string().nullable(),
@@ -355,6 +377,7 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
         format: z.enum(['json', 'csv']).default('json'),
         timezone: z.string().default('UTC'),
       }),
+      response: { 200: ReconciliationView },
       security: [{ bearerAuth: [] }],
     },
     onRequest: requirePermission(deps.keys, 'payment:read'),
@@ -380,7 +403,8 @@ export async function billingRoutes(app: FastifyInstance, deps: ApiDeps): Promis
         payments: payments.flatMap((p) => p.effects.map((e) => ({ paymentId: p.id, meterId: e.meterId, amountMinor: p.amountMinor, receivedAt: p.receivedAt, posted: p.posted }))),
         orders,
       });
-      if (req.query.format === 'csv') return reply.type('text/csv').send(toCsv(report));
+      // CSV is sent as text, past the JSON response schema (a string with its own type is not serialized).
+      if (req.query.format === 'csv') return (reply as FastifyReply).type('text/csv').send(toCsv(report));
       return report;
     },
   });

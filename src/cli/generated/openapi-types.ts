@@ -1500,6 +1500,18 @@ export interface operations {
                     };
                 };
             };
+            /** @description E_NOT_FOUND: no such route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_NOT_FOUND";
+                    };
+                };
+            };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
             429: {
                 headers: {
@@ -1714,16 +1726,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_ALERT_NOT_FOUND: no such alert */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ALERT_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_ALERT_CLEARED: the alert was cleared: it is over and cannot be acknowledged or cleared again; E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1731,7 +1746,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_ALERT_CLEARED" | "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
                     };
                 };
             };
@@ -1886,16 +1901,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_ALERT_NOT_FOUND: no such alert */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ALERT_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_ALERT_CLEARED: the alert was cleared: it is over and cannot be acknowledged or cleared again; E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1903,7 +1921,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_ALERT_CLEARED" | "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
                     };
                 };
             };
@@ -2963,13 +2981,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_CLIENT_NOT_FOUND: no such client (the billing system or person API keys belong to) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_CLIENT_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -3122,13 +3143,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_KEY_NOT_FOUND: no such API key */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_KEY_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -3283,13 +3307,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_KEY_NOT_FOUND: no such API key */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_KEY_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -3538,7 +3565,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
+            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_KEY_FILE_INVALID: the key file has an invalid row or field; nothing was imported; E_TRANSPORT_KEY_MISSING: the transport key named for unwrapping the key file is not configured on the gateway; E_VALIDATION: the request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3546,7 +3573,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
+                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_KEY_FILE_INVALID" | "E_TRANSPORT_KEY_MISSING" | "E_VALIDATION";
                     };
                 };
             };
@@ -3574,7 +3601,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_METER_NOT_FOUND: no such meter */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
+                };
+            };
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_KEY_SET_CONFLICT: the meter already has other keys; nothing was imported; E_NO_MASTER_KEY: no key master is configured (METERLINE_KEY_MASTER or METERLINE_KEY_MASTER_FILE): meter keys cannot be imported or used */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3582,7 +3621,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_KEY_SET_CONFLICT" | "E_NO_MASTER_KEY";
                     };
                 };
             };
@@ -3773,13 +3812,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_IMPORT_INVALID: the import has invalid rows; nothing was imported */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_IMPORT_INVALID";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -4009,13 +4051,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -4291,13 +4336,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_PROFILE_UNKNOWN: no such firmware profile */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PROFILE_UNKNOWN";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -4418,13 +4466,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter; E_NOT_FOUND: no such route */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND" | "E_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -4587,7 +4638,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
+            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_REFERENCE_REQUIRED: this disconnect reason needs a reference to its evidence (rule 7); E_VALIDATION: the request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4595,7 +4646,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
+                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_REFERENCE_REQUIRED" | "E_VALIDATION";
                     };
                 };
             };
@@ -4611,7 +4662,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_FORBIDDEN: this API key’s role may not do this */
+            /** @description E_CREDIT_CUTOFF_RESERVED: a credit cut-off comes only from the gateway’s own credit control (rule 8); E_FORBIDDEN: this API key’s role may not do this; E_REASON_NOT_ALLOWED: this key’s role may not disconnect for this reason (rule 7) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4619,20 +4670,23 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_FORBIDDEN";
+                        code?: "E_CREDIT_CUTOFF_RESERVED" | "E_FORBIDDEN" | "E_REASON_NOT_ALLOWED";
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_CREDIT_AVAILABLE: the meter’s ledger shows credit; the credit cut-off is cancelled (rule 8); E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_LIMIT_FIRST: limit the load before cutting (rule 10); E_NOTICE_MISSING: no delivered notice (DOMAIN.md rule 1); E_NOTICE_STALE: the notice is too old (rule 1); E_NO_BILLING_HOOK: no billing re-check hook is configured (rule 3); E_NO_PREPAYMENT_AGREEMENT: no prepayment agreement on record (rule 8); E_OUTSIDE_WINDOW: outside the permitted disconnect windows; held (rule 5); E_PLAN_NOT_APPROVED: the plan is not approved (rule 7); E_PLAN_REQUIRED: disconnects for non-payment need an approved plan (rule 7); E_PLAN_WINDOW_CLOSED: the plan window has closed (rule 7); E_PROTECTED_CUSTOMER: protected customer (rule 6); E_PROTECTED_MODE: the meter is in protected mode (rule 9); E_RECONNECT_PENDING: a reconnect is pending for this meter; reconnects always win (DOMAIN.md rule 12) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4640,7 +4694,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_CREDIT_AVAILABLE" | "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_LIMIT_FIRST" | "E_NOTICE_MISSING" | "E_NOTICE_STALE" | "E_NO_BILLING_HOOK" | "E_NO_PREPAYMENT_AGREEMENT" | "E_OUTSIDE_WINDOW" | "E_PLAN_NOT_APPROVED" | "E_PLAN_REQUIRED" | "E_PLAN_WINDOW_CLOSED" | "E_PROTECTED_CUSTOMER" | "E_PROTECTED_MODE" | "E_RECONNECT_PENDING";
                     };
                 };
             };
@@ -4789,16 +4843,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_NO_PREPAYMENT_AGREEMENT: no prepayment agreement on record (rule 8) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4806,7 +4863,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_NO_PREPAYMENT_AGREEMENT";
                     };
                 };
             };
@@ -4957,16 +5014,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_NO_PREPAYMENT_AGREEMENT: no prepayment agreement on record (rule 8) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4974,7 +5034,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_NO_PREPAYMENT_AGREEMENT";
                     };
                 };
             };
@@ -5235,16 +5295,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_INVOCATION_COUNTER_EXHAUSTED: the invocation counters of this key set are used up (2^32): renew the meter’s keys; E_KEY_RENEWAL_IN_PROGRESS: a renewal of this meter’s keys is already running on this gateway; try again when it has answered; E_KEY_RENEWAL_UNSETTLED: the meter’s last key renewal is not settled yet (neither its current nor its pending keys associate); nothing was changed; E_KEY_RENEWAL_UNSUPPORTED: this meter’s keys cannot be renewed by the gateway (not an HLS-GMAC DLMS meter, no DLMS link, or its key set has no master key); E_KEY_SET_CONFLICT: the meter already has other keys; nothing was imported; E_NO_MASTER_KEY: no key master is configured (METERLINE_KEY_MASTER or METERLINE_KEY_MASTER_FILE): meter keys cannot be imported or used */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5252,7 +5315,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_INVOCATION_COUNTER_EXHAUSTED" | "E_KEY_RENEWAL_IN_PROGRESS" | "E_KEY_RENEWAL_UNSETTLED" | "E_KEY_RENEWAL_UNSUPPORTED" | "E_KEY_SET_CONFLICT" | "E_NO_MASTER_KEY";
                     };
                 };
             };
@@ -5306,13 +5369,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_KEY_RENEWAL_FAILED: the meter did not take the new keys; it keeps its current keys */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_KEY_RENEWAL_FAILED";
+                    };
                 };
             };
             /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
@@ -5458,7 +5524,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
+            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_REFERENCE_REQUIRED: this disconnect reason needs a reference to its evidence (rule 7); E_VALIDATION: the request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5466,7 +5532,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
+                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_REFERENCE_REQUIRED" | "E_VALIDATION";
                     };
                 };
             };
@@ -5482,7 +5548,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_FORBIDDEN: this API key’s role may not do this */
+            /** @description E_FORBIDDEN: this API key’s role may not do this; E_REASON_NOT_ALLOWED: this key’s role may not disconnect for this reason (rule 7) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5490,20 +5556,23 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_FORBIDDEN";
+                        code?: "E_FORBIDDEN" | "E_REASON_NOT_ALLOWED";
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_NO_LOAD_LIMITER: the meter’s firmware profile has no load limiter, so a limit could never be verified; E_PROTECTED_CUSTOMER: protected customer (rule 6); E_PROTECTED_MODE: the meter is in protected mode (rule 9); E_RECONNECT_PENDING: a reconnect is pending for this meter; reconnects always win (DOMAIN.md rule 12) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5511,7 +5580,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_NO_LOAD_LIMITER" | "E_PROTECTED_CUSTOMER" | "E_PROTECTED_MODE" | "E_RECONNECT_PENDING";
                     };
                 };
             };
@@ -5739,7 +5808,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
+            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_NOTICE_NO_EVIDENCE: a notice recorded as delivered needs its reference, or it is not evidence (rule 1); E_VALIDATION: the request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5747,7 +5816,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
+                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_NOTICE_NO_EVIDENCE" | "E_VALIDATION";
                     };
                 };
             };
@@ -5775,13 +5844,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -6038,13 +6110,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -6216,13 +6291,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -6322,13 +6400,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -6455,13 +6536,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -6612,13 +6696,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -7038,7 +7125,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
+            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_REFERENCE_REQUIRED: this disconnect reason needs a reference to its evidence (rule 7); E_VALIDATION: the request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7046,7 +7133,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
+                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_REFERENCE_REQUIRED" | "E_VALIDATION";
                     };
                 };
             };
@@ -7062,7 +7149,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_FORBIDDEN: this API key’s role may not do this */
+            /** @description E_CREDIT_CUTOFF_RESERVED: a credit cut-off comes only from the gateway’s own credit control (rule 8); E_FORBIDDEN: this API key’s role may not do this; E_REASON_NOT_ALLOWED: this key’s role may not disconnect for this reason (rule 7) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7070,20 +7157,23 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_FORBIDDEN";
+                        code?: "E_CREDIT_CUTOFF_RESERVED" | "E_FORBIDDEN" | "E_REASON_NOT_ALLOWED";
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_CREDIT_AVAILABLE: the meter’s ledger shows credit; the credit cut-off is cancelled (rule 8); E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_LIMIT_FIRST: limit the load before cutting (rule 10); E_NOTICE_MISSING: no delivered notice (DOMAIN.md rule 1); E_NOTICE_STALE: the notice is too old (rule 1); E_NO_BILLING_HOOK: no billing re-check hook is configured (rule 3); E_NO_LOAD_LIMITER: the meter’s firmware profile has no load limiter, so a limit could never be verified; E_NO_PREPAYMENT_AGREEMENT: no prepayment agreement on record (rule 8); E_OUTSIDE_WINDOW: outside the permitted disconnect windows; held (rule 5); E_PLAN_NOT_APPROVED: the plan is not approved (rule 7); E_PLAN_REQUIRED: disconnects for non-payment need an approved plan (rule 7); E_PLAN_WINDOW_CLOSED: the plan window has closed (rule 7); E_PROTECTED_CUSTOMER: protected customer (rule 6); E_PROTECTED_MODE: the meter is in protected mode (rule 9); E_RECONNECT_PENDING: a reconnect is pending for this meter; reconnects always win (DOMAIN.md rule 12) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7091,11 +7181,11 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_CREDIT_AVAILABLE" | "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_LIMIT_FIRST" | "E_NOTICE_MISSING" | "E_NOTICE_STALE" | "E_NO_BILLING_HOOK" | "E_NO_LOAD_LIMITER" | "E_NO_PREPAYMENT_AGREEMENT" | "E_OUTSIDE_WINDOW" | "E_PLAN_NOT_APPROVED" | "E_PLAN_REQUIRED" | "E_PLAN_WINDOW_CLOSED" | "E_PROTECTED_CUSTOMER" | "E_PROTECTED_MODE" | "E_RECONNECT_PENDING";
                     };
                 };
             };
-            /** @description E_BODY_TOO_LARGE: the request body is larger than this route accepts */
+            /** @description E_BODY_TOO_LARGE: the request body is larger than this route accepts; E_BULK_TOO_LARGE: too many orders in one bulk request */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -7103,7 +7193,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_LARGE";
+                        code?: "E_BODY_TOO_LARGE" | "E_BULK_TOO_LARGE";
                     };
                 };
             };
@@ -7405,13 +7495,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_ORDER_NOT_FOUND: no such order */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ORDER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -7576,7 +7669,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_FORBIDDEN: this API key’s role may not do this */
+            /** @description E_FORBIDDEN: this API key’s role may not do this; E_SELF_APPROVAL: a plan or a disconnect cannot be approved by the one who asked for it (rule 7) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7584,20 +7677,23 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_FORBIDDEN";
+                        code?: "E_FORBIDDEN" | "E_SELF_APPROVAL";
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_ORDER_NOT_FOUND: no such order */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ORDER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_NOT_AWAITING_APPROVAL: this order is not a disconnect waiting for approval */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7605,7 +7701,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_NOT_AWAITING_APPROVAL";
                     };
                 };
             };
@@ -7832,16 +7928,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_ORDER_NOT_FOUND: no such order */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_ORDER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_ORDER_FINISHED: the order has already finished; E_ORDER_ON_WIRE: an attempt for this order is on the wire; try again in a few seconds */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7849,7 +7948,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_ORDER_FINISHED" | "E_ORDER_ON_WIRE";
                     };
                 };
             };
@@ -8140,7 +8239,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
+            /** @description E_AMOUNT_INVALID: the amount is not a positive amount in whole minor units (or a decimal with at most two places); E_AMOUNT_OVER_LIMIT: the amount is over the maximum for one payment (payments.maxAmountMinor); E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_CREDIT_BALANCE_LIMIT: the top-up would take the prepayment balance over its maximum (payments.maxCreditBalanceMinor); E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8148,7 +8247,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
+                        code?: "E_AMOUNT_INVALID" | "E_AMOUNT_OVER_LIMIT" | "E_BODY_TOO_DEEP" | "E_CREDIT_BALANCE_LIMIT" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
                     };
                 };
             };
@@ -8176,13 +8275,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -8342,7 +8444,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
+            /** @description E_AMOUNT_INVALID: the amount is not a positive amount in whole minor units (or a decimal with at most two places); E_AMOUNT_OVER_LIMIT: the amount is over the maximum for one payment (payments.maxAmountMinor); E_BODY_TOO_DEEP: the JSON body nests deeper than any request of this API needs; E_CREDIT_BALANCE_LIMIT: the top-up would take the prepayment balance over its maximum (payments.maxCreditBalanceMinor); E_IDEMPOTENCY_KEY_MISSING: an Idempotency-Key header is required on this write; E_VALIDATION: the request is not valid */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8350,7 +8452,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_DEEP" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
+                        code?: "E_AMOUNT_INVALID" | "E_AMOUNT_OVER_LIMIT" | "E_BODY_TOO_DEEP" | "E_CREDIT_BALANCE_LIMIT" | "E_IDEMPOTENCY_KEY_MISSING" | "E_VALIDATION";
                     };
                 };
             };
@@ -8378,13 +8480,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -8399,7 +8504,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_BODY_TOO_LARGE: the request body is larger than this route accepts */
+            /** @description E_BODY_TOO_LARGE: the request body is larger than this route accepts; E_BULK_TOO_LARGE: too many orders in one bulk request */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -8407,7 +8512,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_BODY_TOO_LARGE";
+                        code?: "E_BODY_TOO_LARGE" | "E_BULK_TOO_LARGE";
                     };
                 };
             };
@@ -8684,7 +8789,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_FORBIDDEN: this API key’s role may not do this */
+            /** @description E_CREDIT_CUTOFF_RESERVED: a credit cut-off comes only from the gateway’s own credit control (rule 8); E_FORBIDDEN: this API key’s role may not do this */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8692,20 +8797,23 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_FORBIDDEN";
+                        code?: "E_CREDIT_CUTOFF_RESERVED" | "E_FORBIDDEN";
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_METER_NOT_FOUND: no such meter */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_METER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_NO_LOAD_LIMITER: the meter’s firmware profile has no load limiter, so a limit could never be verified */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8713,7 +8821,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_NO_LOAD_LIMITER";
                     };
                 };
             };
@@ -8868,13 +8976,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_PLAN_NOT_FOUND: no such plan */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PLAN_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -8981,7 +9092,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_FORBIDDEN: this API key’s role may not do this */
+            /** @description E_FORBIDDEN: this API key’s role may not do this; E_SELF_APPROVAL: a plan or a disconnect cannot be approved by the one who asked for it (rule 7) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8989,20 +9100,23 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_FORBIDDEN";
+                        code?: "E_FORBIDDEN" | "E_SELF_APPROVAL";
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_PLAN_NOT_FOUND: no such plan */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PLAN_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_PLAN_STATE: the plan is not in a state that allows this */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9010,7 +9124,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_PLAN_STATE";
                     };
                 };
             };
@@ -9168,16 +9282,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_PLAN_NOT_FOUND: no such plan */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PLAN_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_PLAN_STATE: the plan is not in a state that allows this */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9185,7 +9302,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_PLAN_STATE";
                     };
                 };
             };
@@ -9343,16 +9460,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_PLAN_NOT_FOUND: no such plan */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_PLAN_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_PLAN_STATE: the plan is not in a state that allows this */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9360,7 +9480,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_PLAN_STATE";
                     };
                 };
             };
@@ -9736,13 +9856,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_NOT_FOUND: no such route */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -9921,8 +10044,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
                     "text/csv": string;
+                    "application/json": {
+                        day: string;
+                        client: string;
+                        /** @description When the report was made (ms since the epoch): open orders are judged against it */
+                        asOf: number;
+                        payments: number;
+                        /** @description The payments’ sum, whole minor units */
+                        amountMinor: number;
+                        /** @description The same in major units */
+                        amount: number;
+                        /** @description Payments counted with no amount (legacy rows beyond the ceiling): not in the sum */
+                        paymentsWithoutAmount: number;
+                        unposted: number;
+                        /** @description Payments of the day that caused no reconnect order (the meter was on supply) */
+                        paymentsWithoutReconnect: number;
+                        reconnectsDone: number;
+                        reconnectsArmed: number;
+                        reconnectsEscalated: number;
+                        reconnectsOpen: number;
+                        reconnectsFailed: number;
+                        reconnectsCancelled: number;
+                        /** @description The reconnects over the 24-hour limit, in deadline order */
+                        late: {
+                            orderId: string;
+                            meterId: string;
+                            deadline: number;
+                            /** @description When the customer was back on supply; null when not yet */
+                            completedAt: number | null;
+                            why: string;
+                        }[];
+                    };
                 };
             };
             /** @description E_VALIDATION: the request is not valid */
@@ -10036,13 +10189,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_NOT_FOUND: no such route */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -10132,6 +10288,18 @@ export interface operations {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
                         code?: "E_FORBIDDEN";
+                    };
+                };
+            };
+            /** @description E_NOT_FOUND: no such route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_NOT_FOUND";
                     };
                 };
             };
@@ -10376,13 +10544,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_BREAKER_NOT_FOUND: no such circuit breaker */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_BREAKER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
@@ -10967,13 +11138,16 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_WORK_ORDER_NOT_FOUND: no such work order */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_WORK_ORDER_NOT_FOUND";
+                    };
                 };
             };
             /** @description E_RATE_LIMITED: too many requests for this API key; slow down and retry after the time given */
@@ -11106,16 +11280,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_WORK_ORDER_NOT_FOUND: no such work order */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_WORK_ORDER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_WORK_ORDER_STATE: the work order is not in a state that allows this */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11123,7 +11300,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_WORK_ORDER_STATE";
                     };
                 };
             };
@@ -11302,16 +11479,19 @@ export interface operations {
                     };
                 };
             };
-            /** @description An error (see its code) */
+            /** @description E_WORK_ORDER_NOT_FOUND: no such work order */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Error"] & {
+                        /** @enum {unknown} */
+                        code?: "E_WORK_ORDER_NOT_FOUND";
+                    };
                 };
             };
-            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied */
+            /** @description E_IDEMPOTENCY_CONFLICT: this Idempotency-Key was already used with a different request; E_IDEMPOTENCY_IN_PROGRESS: a request with this Idempotency-Key is still being applied; E_ORDER_ON_WIRE: an attempt for this order is on the wire; try again in a few seconds; E_WORK_ORDER_STATE: the work order is not in a state that allows this */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11319,7 +11499,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS";
+                        code?: "E_IDEMPOTENCY_CONFLICT" | "E_IDEMPOTENCY_IN_PROGRESS" | "E_ORDER_ON_WIRE" | "E_WORK_ORDER_STATE";
                     };
                 };
             };
