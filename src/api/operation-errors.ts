@@ -35,10 +35,11 @@ const DISCONNECT_REFUSALS: readonly ErrorCode[] = [
 const LIMIT_REFUSALS: readonly ErrorCode[] = ['E_RECONNECT_PENDING', 'E_REASON_NOT_ALLOWED', 'E_REFERENCE_REQUIRED', 'E_PROTECTED_MODE', 'E_PROTECTED_CUSTOMER', 'E_NO_LOAD_LIMITER'];
 
 /**
- * Reading or changing a meter's sealed DLMS keys (src/keys/). A sealed set that does not open (E_KEY_MASTER_MISMATCH,
- * E_KEY_ENVELOPE_INVALID, status 500) is left out: the document lists only E_INTERNAL under 500.
+ * Reading or changing a meter's sealed DLMS keys (src/keys/): no key master configured, or a sealed set that does not
+ * open (sealed under another master, or its row altered): status 500 with its own code, so an operator can tell a
+ * wrong key master from a bug.
  */
-const KEY_MATERIAL: readonly ErrorCode[] = ['E_NO_MASTER_KEY'];
+const KEY_MATERIAL: readonly ErrorCode[] = ['E_NO_MASTER_KEY', 'E_KEY_MASTER_MISMATCH', 'E_KEY_ENVELOPE_INVALID'];
 
 export const OPERATION_ERRORS: Readonly<Record<string, readonly ErrorCode[]>> = {
   'POST /v1/meters/{meterId}/reconnect': ['E_METER_NOT_FOUND'],

@@ -3663,7 +3663,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_INTERNAL: internal error */
+            /** @description E_INTERNAL: internal error; E_KEY_ENVELOPE_INVALID: a meter key set in the store does not open under the key master: the row was altered or moved; E_KEY_MASTER_MISMATCH: a meter key set was sealed under another key master than the one configured */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3671,7 +3671,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_INTERNAL";
+                        code?: "E_INTERNAL" | "E_KEY_ENVELOPE_INVALID" | "E_KEY_MASTER_MISMATCH";
                     };
                 };
             };
@@ -5357,7 +5357,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_INTERNAL: internal error */
+            /** @description E_INTERNAL: internal error; E_KEY_ENVELOPE_INVALID: a meter key set in the store does not open under the key master: the row was altered or moved; E_KEY_MASTER_MISMATCH: a meter key set was sealed under another key master than the one configured */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -5365,7 +5365,7 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         /** @enum {unknown} */
-                        code?: "E_INTERNAL";
+                        code?: "E_INTERNAL" | "E_KEY_ENVELOPE_INVALID" | "E_KEY_MASTER_MISMATCH";
                     };
                 };
             };
