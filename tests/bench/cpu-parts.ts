@@ -82,3 +82,14 @@ export function splitByPart(profile: CpuProfile): CpuSplit {
   }
   return { byPart, idleUs, busyUs: CPU_PARTS.reduce((s, p) => s + byPart[p], 0) };
 }
+
+/** `node dist/tests/bench/cpu-parts.js FILE.cpuprofile [ORDERS]`: the split of a saved profile (e.g. `node --cpu-prof`'s). */
+if (process.argv[1]?.endsWith('cpu-parts.js') && process.argv[2]) {
+  const { readFileSync } = await import('node:fs');
+  const split = splitByPart(JSON.parse(readFileSync(process.argv[2], 'utf8')) as CpuProfile);
+  const orders = Number(process.argv[3] ?? 1);
+  for (const part of CPU_PARTS) {
+    console.log(`${part.padEnd(15)} ${(split.byPart[part] / orders).toFixed(1).padStart(10)} µs  ${((100 * split.byPart[part]) / Math.max(1, split.busyUs)).toFixed(1).padStart(5)} %`);
+  }
+  console.log(`${'idle'.padEnd(15)} ${(split.idleUs / orders).toFixed(1).padStart(10)} µs`);
+}

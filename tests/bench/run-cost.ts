@@ -179,12 +179,14 @@ export function printRunCost(c: RunCost, loadAverage: string): void {
   }
   if (c.profile) {
     const p = c.profile;
-    const total = p.split.busyUs / c.orders;
-    console.log(`  main thread by part (CPU profile, 100 µs sampling; ${p.file}), µs per verified order:`);
+    const sampled = p.split.busyUs / c.orders;
+    // Samples measure time on the stack, which includes time the thread waited for a core on a busy machine; the
+    // shares are the profile's, the µs are those shares of the main thread's CPU time measured from /proc.
+    console.log(`  main thread by part (CPU profile, 100 µs sampling; ${p.file}): share of the samples, and that share of the main thread's ${fmt(c.mainUsPerOrder, 1)} µs per order:`);
     for (const part of CPU_PARTS) {
-      const us = p.usPerOrder[part]!;
-      console.log(`    ${part.padEnd(15)} ${fmt(us, 1).padStart(7)}  ${total > 0 ? fmt((100 * us) / total, 0).padStart(3) : '  -'} %`);
+      const share = sampled > 0 ? p.usPerOrder[part]! / sampled : 0;
+      console.log(`    ${part.padEnd(15)} ${fmt(100 * share, 1).padStart(5)} %  ${fmt(share * c.mainUsPerOrder, 1).padStart(7)} µs`);
     }
-    console.log(`    ${'all parts'.padEnd(15)} ${fmt(total, 1).padStart(7)}  (idle ${fmt(p.split.idleUs / c.orders, 1)} µs per order, not counted)`);
+    console.log(`    (samples: ${fmt(sampled, 1)} µs busy and ${fmt(p.split.idleUs / c.orders, 1)} µs idle per order)`);
   }
 }
