@@ -5,23 +5,32 @@ import type pg from 'pg';
  * An opt-in count of the statements a store runs (issue 19: statements per order in the bench). A store given one
  * wraps its connection once, at open; a store without one runs untouched, so counting costs nothing when off.
  * Statements are counted by a label, their text with whitespace collapsed and cut short, which is enough to tell
- * them apart. `roundTrips` counts PostgreSQL's client.query calls (node-postgres sends each one and waits for its
- * answer, so each is one network round trip); it stays 0 for SQLite.
+ * them apart. On SQLite each statement's time is measured too (statements run synchronously on the calling thread,
+ * so that is the main thread's time in them). `roundTrips` counts PostgreSQL's client.query calls (node-postgres
+ * sends each one and waits for its answer, so each is one network round trip); it stays 0 for SQLite, and
+ * PostgreSQL's statements are not timed (their time is the server's, spent while the thread does other work).
  */
+interface Cell {
+  /** Runs. */
+  n: number;
+  /** µs spent in them (SQLite only). */
+  us: number;
+}
+
 export class StatementCounter {
-  private readonly cells = new Map<string, { n: number }>();
+  private readonly cells = new Map<string, Cell>();
   /** Each statement text's cell, so that a text seen again is not labelled again. */
-  private readonly byText = new Map<string, { n: number }>();
+  private readonly byText = new Map<string, Cell>();
   roundTrips = 0;
 
   /** The cell a statement's runs are counted in (one per label). */
-  cell(sql: string): { n: number } {
+  cell(sql: string): Cell {
     let cell = this.byText.get(sql);
     if (cell) return cell;
     const label = statementLabel(sql);
     cell = this.cells.get(label);
     if (!cell) {
-      cell = { n: 0 };
+      cell = { n: 0, us: 0 };
       this.cells.set(label, cell);
     }
     this.byText.set(sql, cell);
@@ -30,15 +39,18 @@ export class StatementCounter {
 
   /** Forget what was counted so far (the bench counts from the first order on, not the start-up). */
   reset(): void {
-    for (const cell of this.cells.values()) cell.n = 0;
+    for (const cell of this.cells.values()) {
+      cell.n = 0;
+      cell.us = 0;
+    }
     this.roundTrips = 0;
   }
 
   /** The statements run since the last reset: the total and each label's count, most run first. */
-  snapshot(): { total: number; roundTrips: number; byStatement: { statement: string; count: number }[] } {
+  snapshot(): { total: number; roundTrips: number; byStatement: { statement: string; count: number; us: number }[] } {
     const byStatement = [...this.cells]
       .filter(([, c]) => c.n > 0)
-      .map(([statement, c]) => ({ statement, count: c.n }))
+      .map(([statement, c]) => ({ statement, count: c.n, us: c.us }))
       .sort((a, b) => b.count - a.count || (a.statement < b.statement ? -1 : 1));
     return { total: byStatement.reduce((s, r) => s + r.count, 0), roundTrips: this.roundTrips, byStatement };
   }
@@ -55,9 +67,10 @@ export function statementLabel(sql: string): string {
 type Counted = 'run' | 'get' | 'all' | 'iterate';
 
 /**
- * Count every statement run on `db` from now on: each run/get/all/iterate of a statement prepared after this call,
- * each exec, and each transaction's BEGIN and COMMIT (or ROLLBACK; SAVEPOINT and RELEASE when nested). Pragmas are
- * prepared statements too. Call it right after opening, before anything is prepared.
+ * Count and time every statement run on `db` from now on: each run/get/all/iterate of a statement prepared after
+ * this call (iterate: the call, not the iteration), each exec, and each transaction's BEGIN and COMMIT (or ROLLBACK;
+ * SAVEPOINT and RELEASE when nested; the time of BEGIN and COMMIT together is COMMIT's). Pragmas are prepared
+ * statements too. Call it right after opening, before anything is prepared.
  */
 export function countSqliteStatements(db: Database.Database, counter: StatementCounter): void {
   const prepare = db.prepare.bind(db) as (sql: string) => Database.Statement;
@@ -72,15 +85,26 @@ export function countSqliteStatements(db: Database.Database, counter: StatementC
       const original = methods[name].bind(stmt);
       // An own property over the prototype's method; pluck(), raw() and expand() return the same object, so it stays.
       methods[name] = (...args: unknown[]) => {
-        cell.n++;
-        return original(...args);
+        const start = performance.now();
+        try {
+          return original(...args);
+        } finally {
+          cell.us += (performance.now() - start) * 1000;
+          cell.n++;
+        }
       };
     }
     return stmt;
   };
   self.exec = (sql: string): Database.Database => {
-    counter.cell(sql).n++;
-    return exec(sql);
+    const cell = counter.cell(sql);
+    const start = performance.now();
+    try {
+      return exec(sql);
+    } finally {
+      cell.us += (performance.now() - start) * 1000;
+      cell.n++;
+    }
   };
   const begin = counter.cell('BEGIN');
   const commit = counter.cell('COMMIT');
@@ -89,12 +113,14 @@ export function countSqliteStatements(db: Database.Database, counter: StatementC
   const release = counter.cell('RELEASE');
   const rollbackTo = counter.cell('ROLLBACK TO');
   let depth = 0;
-  self.transaction = (fn: (...args: unknown[]) => unknown) =>
-    transaction(function (this: unknown, ...args: unknown[]) {
+  let innerUs = 0;
+  self.transaction = (fn: (...args: unknown[]) => unknown) => {
+    const inTransaction = transaction(function (this: unknown, ...args: unknown[]) {
       // better-sqlite3 has already begun (BEGIN, or SAVEPOINT inside another transaction) when fn runs.
       const outermost = depth === 0;
       (outermost ? begin : savepoint).n++;
       depth++;
+      const start = performance.now();
       try {
         const value = fn.apply(this, args);
         (outermost ? commit : release).n++;
@@ -104,8 +130,20 @@ export function countSqliteStatements(db: Database.Database, counter: StatementC
         throw err;
       } finally {
         depth--;
+        if (depth === 0) innerUs = (performance.now() - start) * 1000;
       }
     });
+    // The outermost transaction's own time (BEGIN and COMMIT) is its whole time less its body's.
+    return Object.assign(function (this: unknown, ...args: unknown[]) {
+      if (depth > 0) return inTransaction.apply(this, args);
+      const start = performance.now();
+      try {
+        return inTransaction.apply(this, args);
+      } finally {
+        commit.us += (performance.now() - start) * 1000 - innerUs;
+      }
+    }, { deferred: inTransaction.deferred, immediate: inTransaction.immediate, exclusive: inTransaction.exclusive });
+  };
 }
 
 /**

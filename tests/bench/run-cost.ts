@@ -54,7 +54,8 @@ export interface RunCost {
   gc: { count: number; ms: number; usPerOrder: number; byKind: Record<string, { count: number; ms: number }> };
   /** The bench's own synchronous work, timed around it (its hook, building bulk requests, reading their answers). */
   benchUsPerOrder: number;
-  statements?: { perOrder: number; roundTripsPerOrder: number; top: { statement: string; perOrder: number }[] };
+  /** The store's statements per order; `us`: µs in them per order (SQLite only: 0 on PostgreSQL). */
+  statements?: { perOrder: number; roundTripsPerOrder: number; usPerOrder: number; top: { statement: string; perOrder: number; usPerOrder: number }[] };
   profile?: { file: string; split: CpuSplit; usPerOrder: Record<string, number> };
 }
 
@@ -148,7 +149,8 @@ export class RunCostMeter {
             statements: {
               perOrder: statements.total / orders,
               roundTripsPerOrder: statements.roundTrips / orders,
-              top: statements.byStatement.slice(0, 12).map((s) => ({ statement: s.statement, perOrder: s.count / orders })),
+              usPerOrder: statements.byStatement.reduce((sum, s) => sum + s.us, 0) / orders,
+              top: statements.byStatement.slice(0, 15).map((s) => ({ statement: s.statement, perOrder: s.count / orders, usPerOrder: s.us / orders })),
             },
           }
         : {}),
@@ -174,8 +176,12 @@ export function printRunCost(c: RunCost, loadAverage: string): void {
   console.log(`  gc: ${fmt(c.gc.usPerOrder, 1)} µs per order (${fmt(c.gc.ms)} ms in ${fmt(c.gc.count)} pauses: ${kinds || 'none'}); allocations: not measured (Node 20 has no allocation counter)`);
   if (c.statements) {
     const s = c.statements;
-    console.log(`  store statements per order: ${fmt(s.perOrder, 2)}${s.roundTripsPerOrder > 0 ? `, round trips per order ${fmt(s.roundTripsPerOrder, 2)}` : ''}; the most run:`);
-    for (const t of s.top) console.log(`    ${fmt(t.perOrder, 3).padStart(7)}  ${t.statement}`);
+    const timed = s.usPerOrder > 0;
+    console.log(
+      `  store statements per order: ${fmt(s.perOrder, 2)}${s.roundTripsPerOrder > 0 ? `, round trips per order ${fmt(s.roundTripsPerOrder, 2)}` : ''}` +
+        `${timed ? `, ${fmt(s.usPerOrder, 1)} µs per order in them (wall time around each call)` : ''}; the most run, per order${timed ? ' (runs, µs)' : ''}:`,
+    );
+    for (const t of s.top) console.log(`    ${fmt(t.perOrder, 3).padStart(7)}${timed ? ` ${fmt(t.usPerOrder, 1).padStart(7)}` : ''}  ${t.statement}`);
   }
   if (c.profile) {
     const p = c.profile;

@@ -46,7 +46,7 @@ async function admitTwo(store: GatewayStore, counter: StatementCounter): Promise
 }
 
 describe('counting a store’s statements', () => {
-  it('SQLite: counts each statement run since reset, by its text, with each transaction’s BEGIN and COMMIT', async () => {
+  it('SQLite: counts and times each statement run since reset, by its text, with each transaction’s BEGIN and COMMIT', async () => {
     const counter = new StatementCounter();
     const store = new SqliteStore(':memory:', { countStatements: counter });
     try {
@@ -54,6 +54,7 @@ describe('counting a store’s statements', () => {
       const snap = counter.snapshot();
       const count = (prefix: string) => snap.byStatement.find((s) => s.statement.startsWith(prefix))?.count ?? 0;
       expect(count('INSERT INTO orders')).toBeGreaterThanOrEqual(1); // one row each, or one multi-row statement
+      expect(snap.byStatement.find((s) => s.statement.startsWith('INSERT INTO orders'))!.us).toBeGreaterThan(0); // timed
       expect(count('BEGIN')).toBeGreaterThanOrEqual(1);
       expect(count('BEGIN')).toBe(count('COMMIT'));
       expect(snap.byStatement.some((s) => s.statement.startsWith('CREATE TABLE'))).toBe(false); // migrations were before reset
