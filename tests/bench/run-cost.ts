@@ -151,7 +151,7 @@ export class RunCostMeter {
               roundTripsPerOrder: statements.roundTrips / orders,
               usPerOrder: statements.byStatement.reduce((sum, s) => sum + s.us, 0) / orders,
               // The most run, then those of the rest that took the most time (a statement run once per batch can cost more).
-              top: [...statements.byStatement.slice(0, 15), ...statements.byStatement.slice(15).sort((a, b) => b.us - a.us).slice(0, 5)].map((s) => ({
+              top: [...statements.byStatement.slice(0, 15), ...statements.byStatement.slice(15).sort((a, b) => b.us - a.us || b.count - a.count).slice(0, 5)].map((s) => ({
                 statement: s.statement,
                 perOrder: s.count / orders,
                 usPerOrder: s.us / orders,
@@ -184,7 +184,7 @@ export function printRunCost(c: RunCost, loadAverage: string): void {
     const timed = s.usPerOrder > 0;
     console.log(
       `  store statements per order: ${fmt(s.perOrder, 2)}${s.roundTripsPerOrder > 0 ? `, round trips per order ${fmt(s.roundTripsPerOrder, 2)}` : ''}` +
-        `${timed ? `, ${fmt(s.usPerOrder, 1)} µs per order in them (wall time around each call)` : ''}; the 15 most run${timed ? ' and the 5 of the rest that took longest, per order (runs, µs)' : ', per order'}:`,
+        `${timed ? `, ${fmt(s.usPerOrder, 1)} µs per order in them (wall time around each call)` : ''}; the 15 most run and the 5 of the rest that took longest${timed ? ', per order (runs, µs)' : ' (untimed: the next 5 most run), per order'}:`,
     );
     for (const t of s.top) console.log(`    ${fmt(t.perOrder, 3).padStart(7)}${timed ? ` ${fmt(t.usPerOrder, 1).padStart(7)}` : ''}  ${t.statement}`);
   }
