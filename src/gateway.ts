@@ -25,6 +25,7 @@ import type { TimeSeriesWriter } from './integrations/time-series-writer.js';
 import type { FirmwareProfile } from './domain/firmware-profile.js';
 import type { SwitchOrder } from './domain/switch-order.js';
 import type { GatewayStore, SubmitContext } from './store/store.js';
+import type { StatementCounter } from './store/statement-counter.js';
 import { bindError } from './gateway/bind-error.js';
 import { wireControl } from './gateway/control-wiring.js';
 import { gatewayHealth } from './gateway/health.js';
@@ -89,6 +90,8 @@ export interface StartOptions {
   demoKeys?: DemoKeys;
   /** Observe every order change the loop makes (tests, metrics). */
   onOrderChange?: (order: SwitchOrder) => void;
+  /** Count the store's statements into this counter (the 100k bench's statements per order); off by default. */
+  countStatements?: StatementCounter;
 }
 
 /**
@@ -116,7 +119,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     }
 
     // 1. Own the store.
-    const { store, anchors } = await ownStore(config, planned, clock, stops, logger);
+    const { store, anchors } = await ownStore(config, planned, clock, stops, logger, options.countStatements);
 
     // 2. Build the rest; nothing is started, nothing goes on the wire.
     // The key master of per-meter DLMS keys: a bad one stops the start; none runs the gateway without meter keys.

@@ -8,6 +8,7 @@ import { AuditAnchors } from '../integrations/audit-anchors.js';
 import { PostgresStore } from '../store/postgres-store.js';
 import { SqliteFileOwnership } from '../store/sqlite-file-owner.js';
 import { SqliteStore } from '../store/sqlite-store.js';
+import type { StatementCounter } from '../store/statement-counter.js';
 import type { GatewayStore } from '../store/store.js';
 import type { StopList } from './stop-list.js';
 
@@ -15,8 +16,16 @@ import type { StopList } from './stop-list.js';
  * Open the store and own it before anything else: a SQLite file is this gateway's alone (a second gateway on it
  * refuses to start, E_STORE_IN_USE, before migrating or writing anything); PostgreSQL is shared by design (orders
  * are leased row by row). Then migrate and register the seeded fleet. `anchors` anchors the audit chain outside it.
+ * `countStatements`: count the store's statements into it (the bench); off by default.
  */
-export async function ownStore(config: GatewayConfig, planned: readonly PlannedMeter[], clock: Clock, stops: StopList, logger: Logger): Promise<{ store: GatewayStore; anchors: AuditAnchors }> {
+export async function ownStore(
+  config: GatewayConfig,
+  planned: readonly PlannedMeter[],
+  clock: Clock,
+  stops: StopList,
+  logger: Logger,
+  countStatements?: StatementCounter,
+): Promise<{ store: GatewayStore; anchors: AuditAnchors }> {
   const pg = config.store.postgres;
   if (config.store.kind === 'postgres' && !pg) throw new Error('store.kind is postgres but store.postgres is not set (set DATABASE_URL or store.postgres.url)');
   const auditKey = gatewayAuditKeySource(config, process.env, (file, keyId) =>
@@ -24,12 +33,12 @@ export async function ownStore(config: GatewayConfig, planned: readonly PlannedM
   );
   let store: GatewayStore;
   if (config.store.kind === 'postgres' && pg) {
-    store = new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, auditKey, ...(pg.schema ? { schema: pg.schema } : {}) });
+    store = new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, auditKey, ...(pg.schema ? { schema: pg.schema } : {}), ...(countStatements ? { countStatements } : {}) });
     stops.add(() => store.close());
   } else {
     const path = resolve(config.store.sqlite.path);
     // Opening says why it cannot (E_STORE_OPEN: a directory, permission denied, a read-only file system).
-    const sqlite = new SqliteStore(path, { auditKey });
+    const sqlite = new SqliteStore(path, { auditKey, ...(countStatements ? { countStatements } : {}) });
     let owner: SqliteFileOwnership;
     try {
       owner = SqliteFileOwnership.claim(path, config.instanceId);

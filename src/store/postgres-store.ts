@@ -56,6 +56,7 @@ import type { EpisodeKind } from '../domain/alert-episodes.js';
 import { CLIENT_VISIBLE_STATES } from './sqlite-billing.js';
 import { parseFlags } from './sqlite-meter-facts.js';
 import { queryOrderSeries, type OrderSeriesBucket } from './order-series.js';
+import { countPostgresQueries, type StatementCounter } from './statement-counter.js';
 import type { KeySetPutOutcome, MeterKeySetRecord, NewMeterKeySet, StoredMeterKeySet,
   AlertEpisode,
   EpisodeClaim,
@@ -117,6 +118,8 @@ export interface PostgresStoreOptions {
    * default file (instances on several hosts), so a deployment names one (METERLINE_AUDIT_KEY or audit.keyFile).
    */
   auditKey: AuditKeySource;
+  /** Count every query and round trip (statement-counter.ts; the bench's statements per order). Off by default. */
+  countStatements?: StatementCounter;
 }
 
 const OPEN_STATES = `('accepted', 'held', 'queued', 'in_flight', 'escalated')`;
@@ -166,6 +169,7 @@ export class PostgresStore implements GatewayStore {
     });
     // An idle connection dropped by the server: the pool replaces it on the next query.
     this.pool.on('error', () => undefined);
+    if (options.countStatements) countPostgresQueries(this.pool, options.countStatements);
     this.availability = new StoreAvailability(describePostgres(options.connectionString, this.schema), postgresUnavailableCause);
     this.r = new Q(this.pool, this.statements, true, this.availability);
   }

@@ -25,6 +25,7 @@ import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from './sq
 import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js';
 import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import { openSqliteFile } from './sqlite-open.js';
+import { countSqliteStatements, type StatementCounter } from './statement-counter.js';
 import { freeSpaceProblem, sqliteUnavailableCause, StoreAvailability, type StoreWriteHealth } from './store-availability.js';
 import {
   attemptFromRow,
@@ -157,10 +158,12 @@ export class SqliteStore implements GatewayStore {
    */
   constructor(
     readonly path: string,
-    options: { auditKey?: AuditKeySource } = {},
+    options: { auditKey?: AuditKeySource; countStatements?: StatementCounter } = {},
   ) {
     this.auditKeySource = options.auditKey ?? (path === ':memory:' ? fixedAuditKey() : auditKeySource({ file: join(dirname(path), 'audit.key'), mayCreate: true }));
     this.db = openSqliteFile(path, (db) => {
+      // Off by default: only the bench counts statements (statement-counter.ts).
+      if (options.countStatements) countSqliteStatements(db, options.countStatements);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');

@@ -11,11 +11,17 @@
  * order-change hook. Bench firmware profile: acme-em340-fw2.4 with relay operate time BENCH_OPERATE_MS (20 ms,
  * shipped 150 ms). 10 links × 200 commands in the control loop, so the driver's window (500) is the only window.
  *
+ * What each order costs (issue 19), from the first bulk request to the last verified order (run-cost.ts): CPU time of
+ * the main thread and of the whole process, event-loop utilisation, GC pauses and the store's statements (and round
+ * trips on PostgreSQL) per verified order. BENCH_CPU_PROFILE=1 also profiles the main thread over the run and prints
+ * its time per order by part (cpu-parts.ts); the profiler costs time of its own, so the other figures of that run
+ * are not today's.
+ *
  * `node dist/tests/bench/gateway-100k-bench.js`; BENCH_ORDERS (default 100000) scales both runs,
  * BENCH_SKIP_RAW=1 runs the gateway part only.
  */
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ConfigSchema } from '../../src/config/config-schema.js';
@@ -23,6 +29,7 @@ import { loadConfig } from '../../src/config/load-config.js';
 import { isTerminal, type SwitchOrder } from '../../src/domain/switch-order.js';
 import { startGateway } from '../../src/gateway.js';
 import { BULK_LIMIT } from '../../src/api/schemas.js';
+import { StatementCounter } from '../../src/store/statement-counter.js';
 import { startMosquitto } from '../harness/mosquitto.js';
 import {
   BENCH_OPERATE_MS,
@@ -43,6 +50,7 @@ import {
   writeBenchProfiles,
 } from './bench-common.js';
 import { printRaw, runRaw } from './raw-mqtt-bench.js';
+import { printRunCost, RunCostMeter, type RunCost } from './run-cost.js';
 
 export interface GatewayResult {
   orders: number;
@@ -54,6 +62,9 @@ export interface GatewayResult {
   maxMs: number;
   states: Record<string, number>;
   attempts: Record<string, number>;
+  cost: RunCost;
+  /** The load average when the last order was verified (other jobs on the machine show here). */
+  loadAverageAtEnd: string;
 }
 
 export async function runGateway(brokerUrl: string, orders: number): Promise<GatewayResult> {
@@ -61,7 +72,8 @@ export async function runGateway(brokerUrl: string, orders: number): Promise<Gat
   const profilesDir = writeBenchProfiles();
   const sim = await startSimulator({ brokerUrl, meters: orders, prefix: PREFIX, profilesDir });
 
-  const dbPath = join(mkdtempSync(join(tmpdir(), 'ml-bench-100k-')), 'gw.db');
+  const dir = mkdtempSync(join(tmpdir(), 'ml-bench-100k-'));
+  const dbPath = join(dir, 'gw.db');
   const config = ConfigSchema.parse(
     merge(loadConfig({}) as unknown as Record<string, unknown>, benchConfigOverrides({ instanceId: 'bench100k', brokerUrl, dbPath, profilesDir, meters: orders, prefix: PREFIX })),
   );
@@ -69,13 +81,17 @@ export async function runGateway(brokerUrl: string, orders: number): Promise<Gat
   const finishedAt = new Map<string, number>();
   const finalState = new Map<string, string>();
   let onAllDone: (() => void) | undefined;
+  const statements = new StatementCounter();
+  const meter = new RunCostMeter({ statements, ...(process.env.BENCH_CPU_PROFILE === '1' ? { profileTo: join(dir, 'gateway-100k.cpuprofile') } : {}) });
   const gw = await startGateway(config, {
-    onOrderChange: (o: SwitchOrder) => {
-      if (!isTerminal(o.state) || finishedAt.has(o.id)) return;
-      finishedAt.set(o.id, performance.now());
-      finalState.set(o.id, o.state);
-      if (finishedAt.size >= orders) onAllDone?.();
-    },
+    countStatements: statements,
+    onOrderChange: (o: SwitchOrder) =>
+      meter.bench(() => {
+        if (!isTerminal(o.state) || finishedAt.has(o.id)) return;
+        finishedAt.set(o.id, performance.now());
+        finalState.set(o.id, o.state);
+        if (finishedAt.size >= orders) onAllDone?.();
+      }),
   });
   const key = gw.demoKeys!.operator;
   const ids = meterIds(PREFIX, orders);
@@ -83,16 +99,21 @@ export async function runGateway(brokerUrl: string, orders: number): Promise<Gat
 
   // The payment run: bulk requests of BULK_LIMIT reconnects, one after another.
   const sentAt = new Map<string, number>(); // order id → when its bulk request was sent
+  await meter.start();
   const t0 = performance.now();
   for (let i = 0; i < ids.length; i += BULK_LIMIT) {
     const start = performance.now();
-    const chunk = ids.slice(i, i + BULK_LIMIT).map((meterId) => ({ meterId, action: 'reconnect', reason: 'payment' }));
+    const chunk = meter.bench(() => ids.slice(i, i + BULK_LIMIT).map((meterId) => ({ meterId, action: 'reconnect', reason: 'payment' })));
     const out = (await postJson(`${gw.apiUrl}/v1/orders/bulk`, key, { orders: chunk }, `bench-100k-${i}`)) as { results: { order: { id: string } }[] };
-    for (const r of out.results) sentAt.set(r.order.id, start);
+    meter.bench(() => {
+      for (const r of out.results) sentAt.set(r.order.id, start);
+    });
   }
   const acceptMs = performance.now() - t0;
   await allDone;
   const wallMs = performance.now() - t0;
+  const loadAverageAtEnd = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const cost = await meter.stop(orders);
 
   const lat = [...sentAt].map(([id, s]) => finishedAt.get(id)! - s).sort((a, b) => a - b);
   const states: Record<string, number> = {};
@@ -106,7 +127,7 @@ export async function runGateway(brokerUrl: string, orders: number): Promise<Gat
     attempts = Object.fromEntries((db.prepare('SELECT outcome, COUNT(*) AS n FROM attempts GROUP BY outcome').all() as { outcome: string; n: number }[]).map((r) => [r.outcome, r.n]));
     db.close();
   }
-  return { orders, acceptMs, wallMs, ordersPerS: (orders / wallMs) * 1000, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), maxMs: lat.at(-1) ?? NaN, states, attempts };
+  return { orders, acceptMs, wallMs, ordersPerS: (orders / wallMs) * 1000, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), maxMs: lat.at(-1) ?? NaN, states, attempts, cost, loadAverageAtEnd };
 }
 
 export function printGateway(r: GatewayResult): void {
@@ -119,6 +140,7 @@ export function printGateway(r: GatewayResult): void {
     `  set-up: ${process.env.BENCH_DATABASE_URL ? 'PostgreSQL store (BENCH_DATABASE_URL, same machine)' : 'SQLite journal on disk (temp dir)'}, simulator in a child process, ${LINKS} links × ${LINK_CONCURRENCY} in the control loop, driver window ${MAX_IN_FLIGHT}; ` +
       `BENCH-ONLY firmware profile: ${BENCH_PROFILE} with relay operate time ${BENCH_OPERATE_MS} ms (shipped: 150 ms)`,
   );
+  printRunCost(r.cost, r.loadAverageAtEnd);
 }
 
 if (isMain(import.meta.url)) {

@@ -1,0 +1,203 @@
+/**
+ * What a stretch of the gateway's run costs the process it runs in (issue 19): CPU time of the main thread and of the
+ * whole process, the other threads by name, event-loop utilisation, GC pauses, the store's statements and, on
+ * request, a CPU profile split by part (cpu-parts.ts). Start it when the first order is sent, stop it when the last
+ * is verified, and divide by the orders.
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { execFileSync } from 'node:child_process';
+import { performance, PerformanceObserver, type EventLoopUtilization } from 'node:perf_hooks';
+import type { StatementCounter } from '../../src/store/statement-counter.js';
+import { CPU_PARTS, splitByPart, type CpuProfile, type CpuSplit } from './cpu-parts.js';
+import { fmt } from './bench-common.js';
+
+/** Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux unless configured otherwise). */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of each of this process's threads, in µs, by thread id, with the thread's name. */
+function threadTimes(): Map<number, { name: string; us: number }> {
+  const out = new Map<number, { name: string; us: number }>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    // "tid (name) state ppid …": the name may hold spaces, so fields are counted after its closing parenthesis.
+    const close = stat.lastIndexOf(')');
+    const fields = stat.slice(close + 2).split(' ');
+    // Fields 14 and 15 (utime, stime) of proc(5); fields[0] is field 3.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    out.set(Number(tid), { name: stat.slice(stat.indexOf('(') + 1, close), us: (ticks * 1e6) / CLK_TCK });
+  }
+  return out;
+}
+
+export interface RunCost {
+  orders: number;
+  wallMs: number;
+  /** µs of CPU per order: the main thread (from /proc, 1/CLK_TCK resolution), the whole process (process.cpuUsage). */
+  mainUsPerOrder: number;
+  processUsPerOrder: number;
+  /** µs per order of the process's other threads, by thread name (V8's GC helpers, libuv's pool). */
+  otherThreadsUsPerOrder: Record<string, number>;
+  /** Event-loop utilisation over the run (0–1). */
+  elu: number;
+  gc: { count: number; ms: number; usPerOrder: number; byKind: Record<string, { count: number; ms: number }> };
+  /** The bench's own synchronous work, timed around it (its hook, building bulk requests, reading their answers). */
+  benchUsPerOrder: number;
+  /** The store's statements per order; `us`: µs in them per order (SQLite only: 0 on PostgreSQL). */
+  statements?: { perOrder: number; roundTripsPerOrder: number; usPerOrder: number; top: { statement: string; perOrder: number; usPerOrder: number }[] };
+  profile?: { file: string; split: CpuSplit; usPerOrder: Record<string, number> };
+}
+
+const GC_KINDS: Record<number, string> = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weak callbacks' };
+
+/** Measuring a run: `start()` at the first order, `stop(orders)` after the last. */
+export class RunCostMeter {
+  private mainStart = 0;
+  private threadsStart = new Map<number, { name: string; us: number }>();
+  private cpuStart: NodeJS.CpuUsage | undefined;
+  private eluStart: EventLoopUtilization | undefined;
+  private t0 = 0;
+  private gcByKind: Record<string, { count: number; ms: number }> = {};
+  private readonly gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = GC_KINDS[(e as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other';
+      const k = (this.gcByKind[kind] ??= { count: 0, ms: 0 });
+      k.count++;
+      k.ms += e.duration;
+    }
+  });
+  private session: Session | undefined;
+  /** µs of the bench's own synchronous work (see `bench`). */
+  private benchUs = 0;
+
+  constructor(private readonly o: { statements?: StatementCounter; profileTo?: string }) {}
+
+  /** Time the bench's own synchronous work `fn` (not the gateway's), so it can be told apart. */
+  bench<T>(fn: () => T): T {
+    const s = performance.now();
+    try {
+      return fn();
+    } finally {
+      this.benchUs += (performance.now() - s) * 1000;
+    }
+  }
+
+  async start(): Promise<void> {
+    if (this.o.profileTo) {
+      this.session = new Session();
+      this.session.connect();
+      await this.session.post('Profiler.enable');
+      await this.session.post('Profiler.setSamplingInterval', { interval: 100 });
+      await this.session.post('Profiler.start');
+    }
+    this.o.statements?.reset();
+    this.gcByKind = {};
+    this.gcObserver.observe({ entryTypes: ['gc'] });
+    this.threadsStart = threadTimes();
+    this.mainStart = this.threadsStart.get(process.pid)!.us;
+    this.cpuStart = process.cpuUsage();
+    this.eluStart = performance.eventLoopUtilization();
+    this.benchUs = 0;
+    this.t0 = performance.now();
+  }
+
+  async stop(orders: number): Promise<RunCost> {
+    const wallMs = performance.now() - this.t0;
+    const elu = performance.eventLoopUtilization(this.eluStart).utilization;
+    const cpu = process.cpuUsage(this.cpuStart);
+    const threads = threadTimes();
+    const mainUs = threads.get(process.pid)!.us - this.mainStart;
+    const statements = this.o.statements?.snapshot();
+    let profile: RunCost['profile'];
+    if (this.session) {
+      const { profile: p } = (await this.session.post('Profiler.stop')) as { profile: CpuProfile };
+      this.session.disconnect();
+      writeFileSync(this.o.profileTo!, JSON.stringify(p));
+      const split = splitByPart(p);
+      profile = { file: this.o.profileTo!, split, usPerOrder: Object.fromEntries(CPU_PARTS.map((part) => [part, split.byPart[part] / orders])) };
+    }
+    this.gcObserver.disconnect();
+    const others: Record<string, number> = {};
+    for (const [tid, t] of threads) {
+      if (tid === process.pid) continue;
+      const us = t.us - (this.threadsStart.get(tid)?.us ?? 0);
+      if (us > 0) others[t.name] = (others[t.name] ?? 0) + us / orders;
+    }
+    const gcMs = Object.values(this.gcByKind).reduce((s, k) => s + k.ms, 0);
+    return {
+      orders,
+      wallMs,
+      mainUsPerOrder: mainUs / orders,
+      processUsPerOrder: (cpu.user + cpu.system) / orders,
+      otherThreadsUsPerOrder: others,
+      elu,
+      gc: { count: Object.values(this.gcByKind).reduce((s, k) => s + k.count, 0), ms: gcMs, usPerOrder: (gcMs * 1000) / orders, byKind: this.gcByKind },
+      benchUsPerOrder: this.benchUs / orders,
+      ...(statements
+        ? {
+            statements: {
+              perOrder: statements.total / orders,
+              roundTripsPerOrder: statements.roundTrips / orders,
+              usPerOrder: statements.byStatement.reduce((sum, s) => sum + s.us, 0) / orders,
+              // The most run, then those of the rest that took the most time (a statement run once per batch can cost more).
+              top: [...statements.byStatement.slice(0, 15), ...statements.byStatement.slice(15).sort((a, b) => b.us - a.us || b.count - a.count).slice(0, 5)].map((s) => ({
+                statement: s.statement,
+                perOrder: s.count / orders,
+                usPerOrder: s.us / orders,
+              })),
+            },
+          }
+        : {}),
+      ...(profile ? { profile } : {}),
+    };
+  }
+}
+
+/** The run's cost, as the bench prints it. */
+export function printRunCost(c: RunCost, loadAverage: string): void {
+  const others = Object.entries(c.otherThreadsUsPerOrder)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, us]) => `${name} ${fmt(us, 1)}`)
+    .join(', ');
+  console.log(
+    `cpu per verified order (first bulk request → last verified, ${fmt(c.wallMs / 1000, 2)} s): main thread ${fmt(c.mainUsPerOrder, 1)} µs, whole process ${fmt(c.processUsPerOrder, 1)} µs ` +
+      `(other threads: ${others || 'none'}); of the main thread, the bench's own timed work ${fmt(c.benchUsPerOrder, 1)} µs; ` +
+      `event-loop utilisation ${c.elu.toFixed(3)}; load average at the end ${loadAverage}`,
+  );
+  const kinds = Object.entries(c.gc.byKind)
+    .map(([k, v]) => `${k} ${fmt(v.count)} × ${fmt(v.ms / Math.max(1, v.count), 2)} ms`)
+    .join(', ');
+  console.log(`  gc: ${fmt(c.gc.usPerOrder, 1)} µs per order (${fmt(c.gc.ms)} ms in ${fmt(c.gc.count)} pauses: ${kinds || 'none'}); allocations: not measured (Node 20 has no allocation counter)`);
+  if (c.statements) {
+    const s = c.statements;
+    const timed = s.usPerOrder > 0;
+    console.log(
+      `  store statements per order: ${fmt(s.perOrder, 2)}${s.roundTripsPerOrder > 0 ? `, round trips per order ${fmt(s.roundTripsPerOrder, 2)}` : ''}` +
+        `${timed ? `, ${fmt(s.usPerOrder, 1)} µs per order in them (wall time around each call)` : ''}; the 15 most run and the 5 of the rest that took longest${timed ? ', per order (runs, µs)' : ' (untimed: the next 5 most run), per order'}:`,
+    );
+    for (const t of s.top) console.log(`    ${fmt(t.perOrder, 3).padStart(7)}${timed ? ` ${fmt(t.usPerOrder, 1).padStart(7)}` : ''}  ${t.statement}`);
+  }
+  if (c.profile) {
+    const p = c.profile;
+    const sampled = p.split.busyUs / c.orders;
+    // Samples measure time on the stack, which includes time the thread waited for a core on a busy machine; the
+    // shares are the profile's, the µs are those shares of the main thread's CPU time measured from /proc.
+    console.log(`  main thread by part (CPU profile, 100 µs sampling; ${p.file}): share of the samples, and that share of the main thread's ${fmt(c.mainUsPerOrder, 1)} µs per order:`);
+    for (const part of CPU_PARTS) {
+      const share = sampled > 0 ? p.usPerOrder[part]! / sampled : 0;
+      console.log(`    ${part.padEnd(15)} ${fmt(100 * share, 1).padStart(5)} %  ${fmt(share * c.mainUsPerOrder, 1).padStart(7)} µs`);
+    }
+    console.log(`    (samples: ${fmt(sampled, 1)} µs busy and ${fmt(p.split.idleUs / c.orders, 1)} µs idle per order)`);
+  }
+}
