@@ -168,6 +168,8 @@ export class SwitchController {
   private due: DueOrder[] = [];
   private dueFetchedAt = 0;
   private wakeAgain = false;
+  /** The loop's timer is armed with no delay (a tick is coming at once). */
+  private tickSoon = false;
   private stopping = false;
   private started = false;
   private loopRunning_ = false;
@@ -323,8 +325,14 @@ export class SwitchController {
 
   private schedule(ms: number): void {
     if (this.stopping) return;
+    // A tick already due at once stays: re-arming it (a timer per finished attempt) changes nothing but costs.
+    if (ms === 0 && this.tickSoon) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), ms);
+    this.tickSoon = ms === 0;
+    this.timer = setTimeout(() => {
+      this.tickSoon = false;
+      void this.tick();
+    }, ms);
   }
 
   private async tick(): Promise<void> {
@@ -396,17 +404,23 @@ export class SwitchController {
   private pickDue(saturated: readonly string[]): { chosen: string[]; disconnects: DueOrder[] } {
     const chosen: string[] = [];
     const disconnects: DueOrder[] = [];
-    const added = new Map<string, number>();
+    // Free slots per link for this pick (0: saturated or full), worked out once per link rather than per order.
+    const room = new Map<string, number>();
+    for (const link of saturated) room.set(link, 0);
     const meters = new Set<string>();
     const waiting: DueOrder[] = [];
     for (const o of this.due) {
       if (this.gating.has(o.id) || this.busyMeters.has(o.meterId) || meters.has(o.meterId)) continue;
-      const used = (this.active.get(o.link) ?? 0) + (added.get(o.link) ?? 0);
-      if (used >= this.capacity(o.link) || saturated.includes(o.link)) {
+      let free = room.get(o.link);
+      if (free === undefined) {
+        free = this.capacity(o.link) - (this.active.get(o.link) ?? 0);
+        room.set(o.link, free);
+      }
+      if (free <= 0) {
         waiting.push(o);
         continue;
       }
-      added.set(o.link, (added.get(o.link) ?? 0) + 1);
+      room.set(o.link, free - 1);
       meters.add(o.meterId);
       // Disconnects and limits pass the gate again right before the wire (a limit: protected mode and protected
       // customers may have changed since it was admitted); reconnects are never held (rule 12).
