@@ -10,6 +10,7 @@ import {
 } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
 import { zeroLinkCounters } from '../link-health.js';
+import { batchWrites } from './write-batch.js';
 import type {
   CommandAck,
   LimitAck,
@@ -143,6 +144,40 @@ const ReplySchema = z.object({
 });
 type Reply = z.infer<typeof ReplySchema>;
 
+const noop = (): void => {};
+
+const OPTIONAL_NUMBER_FIELDS = ['voltageV', 'energyWh', 'loadSideVoltageV', 'ts'] as const;
+
+/**
+ * The common well-formed reply, checked by hand: what `ReplySchema.safeParse` would return for it (the known fields
+ * only), without zod's cost on every reply (issue 19). Undefined: anything else, which zod judges (and words).
+ */
+function quickReply(json: unknown): Reply | undefined {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
+  const o = json as Record<string, unknown>;
+  if (typeof o.cid !== 'string' || o.cid.length === 0 || (o.result !== 'ok' && o.result !== 'nack')) return undefined;
+  const reply: Reply = { cid: o.cid, result: o.result };
+  if (o.relay !== undefined) {
+    if (typeof o.relay !== 'string') return undefined;
+    reply.relay = o.relay;
+  }
+  for (const k of OPTIONAL_NUMBER_FIELDS) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) return undefined;
+    reply[k] = v;
+  }
+  if (o.loadLimitW !== undefined) {
+    if (o.loadLimitW !== null && (typeof o.loadLimitW !== 'number' || !Number.isFinite(o.loadLimitW))) return undefined;
+    reply.loadLimitW = o.loadLimitW;
+  }
+  if (o.reason !== undefined) {
+    if (typeof o.reason !== 'string') return undefined;
+    reply.reason = o.reason;
+  }
+  return reply;
+}
+
 const StatusSchema = z.object({
   relay: z.string(),
   voltageV: z.number().optional(),
@@ -189,12 +224,18 @@ class Slots {
   get waiting(): number {
     return this.waiters.length;
   }
-  acquire(): Promise<boolean> {
-    if (this.closed) return Promise.resolve(false);
+  /** A slot now (true), none ever (false: closed), or undefined: wait for one with `acquire()`. */
+  tryAcquire(): boolean | undefined {
+    if (this.closed) return false;
     if (this.free > 0) {
       this.free--;
-      return Promise.resolve(true);
+      return true;
     }
+    return undefined;
+  }
+  acquire(): Promise<boolean> {
+    const now = this.tryAcquire();
+    if (now !== undefined) return Promise.resolve(now);
     return new Promise((resolve) => this.waiters.push(resolve));
   }
   release(): void {
@@ -346,6 +387,9 @@ export class MqttDriver implements MeterDriver {
       resubscribe: false,
       // Never hold QoS 0 packets for later either: nothing this driver sends may go out late.
       queueQoSZero: false,
+      // mqtt.js logs each packet several times through `debug`, which costs even when off (issue 19): a no-op unless
+      // DEBUG is set (then mqtt.js's own `debug` logger, as before).
+      ...(process.env.DEBUG ? {} : { log: noop }),
     });
     this.client = client;
     client.on('connect', () => {
@@ -384,6 +428,9 @@ export class MqttDriver implements MeterDriver {
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     client.on('packetreceive', () => {
       this.lastPacketAt = Date.now();
+      // From the first packet of each connection (its CONNACK) on, what is written in one turn of the event loop
+      // (commands, read-backs, PUBACKs) leaves in one socket write (write-batch.ts).
+      batchWrites(client.stream);
     });
 
     // Wait for the first connection, but not past its first failure: a broker that is down at start is a degraded
@@ -485,7 +532,8 @@ export class MqttDriver implements MeterDriver {
       return { outcome: 'link_error', detail, latencyMs };
     };
 
-    if (!(await this.slots.acquire())) return linkError('driver stopped');
+    // A free slot is taken at once, without a turn through the microtask queue per request.
+    if (!(this.slots.tryAcquire() ?? (await this.slots.acquire()))) return linkError('driver stopped');
     if (!this.connected) {
       this.slots.release();
       return linkError(this.stopped ? 'driver stopped' : 'broker not connected');
@@ -539,7 +587,7 @@ export class MqttDriver implements MeterDriver {
             return;
           }
           this.counters.ok++;
-          this.log.debug({ ...ctx, relay, latencyMs }, 'reply');
+          if (this.log.isLevelEnabled('debug')) this.log.debug({ ...ctx, relay, latencyMs }, 'reply');
           settle({ outcome: 'ok', value: decode(reply, relay, receivedAt), evidence, latencyMs });
         },
         fail: (outcome, detail, evidence) => {
@@ -565,7 +613,7 @@ export class MqttDriver implements MeterDriver {
       body.ts = publishedAt;
       body.exp = publishedAt + timeoutMs;
       this.counters.published++;
-      this.log.debug({ ...ctx, timeoutMs }, 'publish');
+      if (this.log.isLevelEnabled('debug')) this.log.debug({ ...ctx, timeoutMs }, 'publish');
       const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: Buffer } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
       if (profile.mqtt.responseTopic && this.usesResponseTopic) {
         properties.responseTopic = topicFor(this.ownReplyTemplate, meterId);
@@ -629,7 +677,8 @@ export class MqttDriver implements MeterDriver {
     } catch {
       json = undefined;
     }
-    const parsed = ReplySchema.safeParse(json);
+    const quick = quickReply(json);
+    const parsed = quick ? ({ success: true, data: quick } as const) : ReplySchema.safeParse(json);
     if (parsed.success) {
       const entry = this.pending.get(parsed.data.cid);
       if (entry && entry.meterId === meterId) {
