@@ -522,7 +522,12 @@ export class MqttDriver implements MeterDriver {
     const profile = meter.profile;
     if (profile.protocol !== 'mqtt') throw new Error(`MqttDriver: meter ${meterId} has ${profile.protocol} profile ${profile.id}`);
     const { correlationId: cid, orderId, attempt, timeoutMs } = options;
-    const ctx = { meterId, ...(orderId === undefined ? {} : { orderId }), ...(attempt === undefined ? {} : { attempt }), cid, op };
+    // For log lines: built field by field (no spreads of temporary objects per request), in the same key order.
+    const ctx: { meterId: string; orderId?: string; attempt?: number; cid: string; op: Op } = { meterId } as { meterId: string; cid: string; op: Op };
+    if (orderId !== undefined) ctx.orderId = orderId;
+    if (attempt !== undefined) ctx.attempt = attempt;
+    ctx.cid = cid;
+    ctx.op = op;
     if (!this.replyTemplates.has(profile.mqtt.replyTopic)) {
       throw new Error(`MqttDriver: profile ${profile.id} was not given to the driver, its replies are not subscribed`);
     }
@@ -608,7 +613,8 @@ export class MqttDriver implements MeterDriver {
       else this.pendingByMeter.set(meterId, [entry]);
 
       // The op word on the wire: the firmware's own for a limit (profile `limitOp`), the action's name otherwise.
-      const body: Record<string, unknown> = { cid, op: op === 'limit' ? profile.mqtt.limitOp : op, ...args };
+      const body: Record<string, unknown> = { cid, op: op === 'limit' ? profile.mqtt.limitOp : op };
+      for (const k in args) body[k] = args[k];
       if (orderId !== undefined) body.orderId = orderId;
       body.ts = publishedAt;
       body.exp = publishedAt + timeoutMs;

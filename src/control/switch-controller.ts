@@ -433,15 +433,18 @@ export class SwitchController {
 
   private launch(link: string, work: () => Promise<void>): void {
     this.active.set(link, (this.active.get(link) ?? 0) + 1);
-    const p = work()
-      .catch((err: unknown) => this.deps.logger.error({ err, link }, 'attempt crashed'))
-      .finally(() => {
-        const n = (this.active.get(link) ?? 1) - 1;
-        if (n <= 0) this.active.delete(link);
-        else this.active.set(link, n);
-        this.running.delete(p);
-        this.wakeSoon();
-      });
+    const done = (): void => {
+      const n = (this.active.get(link) ?? 1) - 1;
+      if (n <= 0) this.active.delete(link);
+      else this.active.set(link, n);
+      this.running.delete(p);
+      this.wakeSoon();
+    };
+    // One promise per attempt for the bookkeeping (a .catch().finally() chain made two).
+    const p: Promise<void> = work().then(done, (err: unknown) => {
+      this.deps.logger.error({ err, link }, 'attempt crashed');
+      done();
+    });
     this.running.add(p);
   }
 
@@ -692,11 +695,37 @@ export class SwitchController {
     }), { logger: log, what: "the attempt's result" });
     this.deps.onOrderChange?.(updated);
     if (meter) {
-      const context = { meterId: order.meterId, profileId: meter.address.profile.id, protocol: meter.address.profile.protocol, link: meter.address.link, region: meter.region };
-      this.deps.onAttempt?.({ ...context, orderId: order.id, action: order.action, attempt: order.attempts, outcome, latencyMs: command?.latencyMs ?? 0, at: now, state: updated.state });
+      // Literal records, not spreads of a shared context (one object each, per attempt: issue 19).
+      const { profile, link } = meter.address;
+      this.deps.onAttempt?.({
+        meterId: order.meterId,
+        profileId: profile.id,
+        protocol: profile.protocol,
+        link,
+        region: meter.region,
+        orderId: order.id,
+        action: order.action,
+        attempt: order.attempts,
+        outcome,
+        latencyMs: command?.latencyMs ?? 0,
+        at: now,
+        state: updated.state,
+      });
       if (read && read.outcome === 'ok') {
         const prepayment = meter.flags.prepaymentMode && meter.flags.prepaymentAgreementRef !== null;
-        this.deps.onReading?.({ ...context, at: read.value.at, relay: read.value.relay, voltageV: read.value.voltageV ?? null, energyWh: read.value.energyWh ?? null, source: 'read_back', prepayment });
+        this.deps.onReading?.({
+          meterId: order.meterId,
+          profileId: profile.id,
+          protocol: profile.protocol,
+          link,
+          region: meter.region,
+          at: read.value.at,
+          relay: read.value.relay,
+          voltageV: read.value.voltageV ?? null,
+          energyWh: read.value.energyWh ?? null,
+          source: 'read_back',
+          prepayment,
+        });
       }
     }
     logAttemptEnd(log, order, updated, outcome, command?.latencyMs ?? null, now);

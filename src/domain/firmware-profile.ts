@@ -151,9 +151,21 @@ function loadSideProblem(p: FirmwareProfile): string | undefined {
   return undefined;
 }
 
+/** Topic templates split at `{meterId}`, once each: topics are built and matched per message (issue 19). */
+const templateParts = new Map<string, string[]>();
+function partsOf(template: string): string[] {
+  let parts = templateParts.get(template);
+  if (!parts) {
+    parts = template.split('{meterId}');
+    if (templateParts.size < 1000) templateParts.set(template, parts);
+  }
+  return parts;
+}
+
 /** Replace `{meterId}` in a topic template. */
 export function topicFor(template: string, meterId: string): string {
-  return template.replaceAll('{meterId}', meterId);
+  const parts = partsOf(template);
+  return parts.length === 2 ? parts[0]! + meterId + parts[1]! : parts.join(meterId);
 }
 
 /** The single-level wildcard subscription that covers a topic template for every meter. */
@@ -163,7 +175,7 @@ export function wildcardFor(template: string): string {
 
 /** Extract the meter id from a concrete topic, or undefined if the topic does not fit the template. */
 export function meterIdFromTopic(template: string, topic: string): string | undefined {
-  const [before, after] = template.split('{meterId}') as [string, string];
+  const [before, after] = partsOf(template) as [string, string];
   if (!topic.startsWith(before) || !topic.endsWith(after)) return undefined;
   const id = topic.slice(before.length, topic.length - after.length);
   return id.length > 0 && !id.includes('/') ? id : undefined;
