@@ -619,21 +619,16 @@ export class SwitchController {
       log.warn({ profile: profile.id, profileRemoteReconnect: profile.relay.remoteReconnect, meterRemoteReconnect }, 'the meter says its remote reconnect differs from its firmware profile');
       this.deps.onProfileMismatch?.({ meterId: order.meterId, profileId: profile.id, field: 'remote_reconnect' });
     }
-    await this.finish(
-      order,
-      log,
-      target,
-      {
-        command: command.outcome,
-        ...readFacts(read),
-        ...(read?.outcome === 'ok' && read.value.loadSideVoltageV !== undefined ? { loadSideVoltageV: read.value.loadSideVoltageV } : {}),
-        ...(meterRemoteReconnect ? { meterRemoteReconnect } : {}),
-        ...refused,
-      },
-      command,
-      read,
-      null,
-    );
+    // The facts field by field (spreads of temporary objects per attempt cost: issue 19); the same keys as readFacts().
+    const facts: AttemptFacts = { command: command.outcome, readBack: undefined };
+    if (read && read.outcome === 'ok') {
+      facts.readBack = read.value.relay;
+      facts.readBackLimitW = read.value.loadLimitW;
+      if (read.value.loadSideVoltageV !== undefined) facts.loadSideVoltageV = read.value.loadSideVoltageV;
+    }
+    if (meterRemoteReconnect) facts.meterRemoteReconnect = meterRemoteReconnect;
+    if (refused.credentialsRefused !== undefined) facts.credentialsRefused = refused.credentialsRefused;
+    await this.finish(order, log, target, facts, command, read, null);
   }
 
   /** The meter refused the gateway's credentials: counted per protocol and link, logged (the driver's words only). */

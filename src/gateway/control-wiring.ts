@@ -120,7 +120,9 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
       if (r.energyWh !== null) {
         const energyWh = r.energyWh;
         void consumption.check(r.meterId, clock.now()).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'consumption check failed'));
-        void credit.onReading(r.meterId, { at: r.at, energyWh, ...(r.prepayment !== undefined ? { prepayment: r.prepayment } : {}) }).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
+        const reading: { at: number; energyWh: number; prepayment?: boolean } = { at: r.at, energyWh };
+        if (r.prepayment !== undefined) reading.prepayment = r.prepayment;
+        void credit.onReading(r.meterId, reading).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
       }
     },
   });
