@@ -9,7 +9,7 @@
  * (default URL as shown); BENCH_SCALE_ORDERS (default 20000). The schemas are dropped at the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -31,6 +31,18 @@ export interface ScaleResult {
   states: Record<string, number>;
   /** Final transitions by the instance whose lease the order was under when it ended. */
   byInstance: Record<string, number>;
+  /** CPU time (user + system) of all gateway processes over the run, per verified order (µs); NaN without /proc. */
+  gatewayCpuUsPerOrder: number;
+}
+
+/** A process's CPU time so far (user + system, ms), from /proc (Linux); NaN elsewhere. */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return NaN;
+  }
 }
 
 function startInstance(config: string, name: string): ChildProcess {
@@ -86,6 +98,7 @@ export async function runScale(o: { url: string; brokerUrl: string; profilesDir:
       await waitHealthy(port, 120_000, instanceId, () => (child.exitCode !== null ? `${instanceId} exited with ${child.exitCode}` : null));
     }
     const ids = meterIds(o.prefix, o.orders);
+    const cpu0 = children.reduce((sum, c) => sum + cpuMs(c.pid), 0);
     const t0 = performance.now();
     for (let i = 0; i < ids.length; i += BULK_LIMIT) {
       const chunk = ids.slice(i, i + BULK_LIMIT).map((meterId) => ({ meterId, action: 'reconnect', reason: 'payment' }));
@@ -98,11 +111,12 @@ export async function runScale(o: { url: string; brokerUrl: string; profilesDir:
       await new Promise((r) => setTimeout(r, 25));
     }
     const wallMs = performance.now() - t0;
+    const gatewayCpuUsPerOrder = ((children.reduce((sum, c) => sum + cpuMs(c.pid), 0) - cpu0) * 1000) / o.orders;
     const states = Object.fromEntries((await db.query(`SELECT state, COUNT(*)::int AS n FROM ${schema}.orders GROUP BY state`)).rows.map((r) => [r.state, r.n]));
     const byInstance = Object.fromEntries(
       (await db.query(`SELECT COALESCE(lease_owner, '-') AS o, COUNT(*)::int AS n FROM ${schema}.orders GROUP BY lease_owner ORDER BY 1`)).rows.map((r) => [r.o, r.n]),
     );
-    return { instances: o.instances, orders: o.orders, wallMs, ordersPerS: (o.orders / wallMs) * 1000, states, byInstance };
+    return { instances: o.instances, orders: o.orders, wallMs, ordersPerS: (o.orders / wallMs) * 1000, states, byInstance, gatewayCpuUsPerOrder };
   } finally {
     for (const c of children) await stopChild(c);
     await stopChild(sim);
@@ -114,7 +128,7 @@ export async function runScale(o: { url: string; brokerUrl: string; profilesDir:
 export function printScale(r: ScaleResult): void {
   console.log(
     `postgres, ${r.instances} instance${r.instances > 1 ? 's' : ''}: ${fmt(r.orders)} reconnects verified in ${(r.wallMs / 1000).toFixed(2)} s = ${fmt(r.ordersPerS)} verified orders/s; ` +
-      `final states ${JSON.stringify(r.states)}; orders by last lease holder ${JSON.stringify(r.byInstance)}`,
+      `gateway CPU (all instances) ${fmt(r.gatewayCpuUsPerOrder)} µs per order; final states ${JSON.stringify(r.states)}; orders by last lease holder ${JSON.stringify(r.byInstance)}`,
   );
 }
 
