@@ -372,6 +372,7 @@ export class SwitchController {
         }
         const lease = this.newLease(this.deps.clock.now());
         const taken = chosen.length > 0 ? await this.deps.store.beginAttempts(chosen, this.deps.clock.now(), lease) : [];
+        if (taken.length < chosen.length) this.due = []; // another instance took some: the rest of the batch is stale, fetch afresh
         for (const order of taken) {
           this.leases.set(order.id, lease.until);
           this.deps.onOrderChange?.(order);

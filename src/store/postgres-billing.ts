@@ -32,10 +32,40 @@ export async function orderChanged(q: Q, order: SwitchOrder, now: number): Promi
   unwritten.set(q, events);
   q.atCommit(async () => {
     unwritten.delete(q);
+    if (events.length === 1) {
+      const e = events[0]!;
+      return void (await q.run(INSERT_FEED_EVENT, [e.client, e.meterId, e.orderId, e.kind, e.payload, e.at]));
+    }
+    // All of them in one statement (a batch of completions has hundreds): the counters in client order, each client's
+    // events numbered in the order they happened.
     const byClient = [...events].sort((a, b) => (a.client < b.client ? -1 : a.client > b.client ? 1 : 0)); // stable: a client's events keep their order
-    for (const e of byClient) await q.run(INSERT_FEED_EVENT, [e.client, e.meterId, e.orderId, e.kind, e.payload, e.at]);
+    await q.run(INSERT_FEED_EVENTS, [
+      byClient.map((e) => e.client),
+      byClient.map((e) => e.meterId),
+      byClient.map((e) => e.orderId),
+      byClient.map((e) => e.kind),
+      byClient.map((e) => e.payload),
+      byClient.map((e) => e.at),
+    ]);
   });
 }
+
+/**
+ * Many events, any clients: each client's counter moves by its number of events (its row locked in client order,
+ * byte order as the JS sort above, so two such statements never wait on each other in a cycle), and its events take
+ * the numbers in between, in the order given (no gaps, as one by one).
+ */
+const INSERT_FEED_EVENTS = `WITH e AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY AS e(client, meter_id, order_id, kind, payload, at, n)
+  ), counts AS (
+    SELECT client, count(*)::bigint AS k FROM e GROUP BY client
+  ), next AS (
+    INSERT INTO client_seq (client, last_seq) SELECT client, k FROM counts ORDER BY client COLLATE "C"
+    ON CONFLICT (client) DO UPDATE SET last_seq = client_seq.last_seq + excluded.last_seq RETURNING client, last_seq
+  )
+  INSERT INTO client_feed (client, seq, meter_id, order_id, kind, payload, at, next_attempt_at)
+  SELECT e.client, next.last_seq - counts.k + row_number() OVER (PARTITION BY e.client ORDER BY e.n), e.meter_id, e.order_id, e.kind, e.payload, e.at, e.at
+  FROM e JOIN counts ON counts.client = e.client JOIN next ON next.client = e.client`;
 
 const SQL = { after: numbered(CLIENT_FEED_SQL.after), afterForOrder: numbered(CLIENT_FEED_SQL.afterForOrder), pending: numbered(CLIENT_FEED_SQL.pending), delivered: numbered(CLIENT_FEED_SQL.delivered), failed: numbered(CLIENT_FEED_SQL.failed) };
 

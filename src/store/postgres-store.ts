@@ -2,7 +2,7 @@ import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { admitOrder } from '../domain/admission.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
-import { fieldOrder, NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
+import { fieldOrder, NO_REMOTE_ATTEMPT, type EscalatedVerdict, type WorkOrderPlan } from '../domain/escalation.js';
 import { localParts, type WeatherPeriod } from '../domain/policy/calendar.js';
 import { evaluateDisconnectGate, takesCapSlot, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
@@ -15,7 +15,7 @@ import { orderListSql, unknownCursorMessage } from './order-list-query.js';
 import { creditBalanceLimitError } from '../domain/money.js';
 import * as audit from './postgres-audit-log.js';
 import * as billing from './postgres-billing.js';
-import { attemptFromRow, isCachedPlanChange, meterFromRow, notificationFromRow, Q, StatementMode } from './postgres-db.js';
+import { attemptFromRow, isCachedPlanChange, meterFromRow, notificationFromRow, Q, StatementMode, TurnBatch } from './postgres-db.js';
 import {
   approvalProblem,
   CreditBalanceBound,
@@ -39,6 +39,7 @@ import {
   type Row,
   alertFromRow,
   ALERT_STATE_SQL,
+  meterSwapFromRow,
 } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres, POSTGRES_AUDIT_KEYED } from './postgres-migrations.js';
@@ -127,6 +128,72 @@ const OPEN_STATES = `('accepted', 'held', 'queued', 'in_flight', 'escalated')`;
 const RETRY_CODES = new Set(['40P01', '40001']);
 const RETRY_CONSTRAINTS = new Set(['idempotency_keys_pkey', 'payments_client_idempotency_key_key']);
 const INT8_OID = 20;
+
+/** Rows by their meter_id, each meter's in the order the statement gave them. */
+function groupByMeter(rows: Row[]): Map<string, Row[]> {
+  const out = new Map<string, Row[]>();
+  for (const r of rows) {
+    const id = r.meter_id as string;
+    const list = out.get(id);
+    if (list) list.push(r);
+    else out.set(id, [r]);
+  }
+  return out;
+}
+
+/** completeAttempt's batches: at most this many in a transaction at once, of at most this many reports. */
+const COMPLETION_BATCHES_AT_ONCE = 2;
+const COMPLETION_BATCH_MAX = 1000;
+
+interface PendingCompletion {
+  report: AttemptReport;
+  resolve: (order: SwitchOrder) => void;
+  reject: (error: unknown) => void;
+}
+type CompletionResult = { ok: true; order: SwitchOrder } | { ok: false; error: unknown };
+
+function settle(p: PendingCompletion, r: CompletionResult): void {
+  if (r.ok) p.resolve(r.order);
+  else p.reject(r.error);
+}
+
+/** The verdict on an attempt, from the order as it is in the store now (the one place the store decides). */
+function decideAttempt(report: AttemptReport, current: SwitchOrder): EscalatedVerdict {
+  return report.decide(current);
+}
+
+/**
+ * Many plain reports at once (no field work, no flags): each attempt closed, each read-back recorded as its meter's
+ * observed state (unless a newer one is there) and in its history, each order moved (only from the state it was
+ * read in) with its history event. Returns the moved orders.
+ */
+const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
+      $10::text[], $11::text[], $12::text[], $13::boolean[], $14::bigint[])
+      AS t(id, attempt, ended_at, outcome, latency_ms, observed_relay, command_evidence, read_evidence, detail, from_state, to_state, reason, terminal, next_attempt_at)
+  ), obs AS (
+    SELECT * FROM unnest($15::text[], $16::text[], $17::bigint[], $18::text[], $19::double precision[], $20::double precision[])
+      AS x(meter_id, relay, at, source, voltage_v, energy_wh)
+  ), closed AS (
+    UPDATE attempts a SET ended_at = t.ended_at, outcome = t.outcome, latency_ms = t.latency_ms, observed_relay = t.observed_relay,
+      command_evidence = t.command_evidence, read_evidence = t.read_evidence, detail = t.detail
+    FROM t WHERE a.order_id = t.id AND a.attempt = t.attempt AND a.ended_at IS NULL
+  ), latest AS (
+    UPDATE meters m SET observed_relay = obs.relay, observed_at = obs.at, observed_source = obs.source,
+      voltage_v = COALESCE(obs.voltage_v, m.voltage_v), energy_wh = COALESCE(obs.energy_wh, m.energy_wh), updated_at = obs.at
+    FROM obs WHERE m.meter_id = obs.meter_id AND (m.observed_at IS NULL OR m.observed_at <= obs.at)
+  ), history AS (
+    INSERT INTO observations (meter_id, at, relay, source, voltage_v, energy_wh) SELECT meter_id, at, relay, source, voltage_v, energy_wh FROM obs
+  ), moved AS (
+    UPDATE orders o SET state = t.to_state, state_reason = t.reason, updated_at = t.ended_at,
+      completed_at = CASE WHEN t.terminal THEN t.ended_at ELSE o.completed_at END,
+      next_attempt_at = COALESCE(t.next_attempt_at, o.next_attempt_at),
+      result_relay = COALESCE(t.observed_relay, o.result_relay)
+    FROM t WHERE o.id = t.id AND o.state = t.from_state RETURNING o.*
+  ), events AS (
+    INSERT INTO order_events (order_id, at, from_state, to_state, reason) SELECT t.id, t.ended_at, t.from_state, t.to_state, t.reason FROM t JOIN moved ON moved.id = t.id
+  )
+  SELECT * FROM moved`;
 
 function retryable(error: unknown): boolean {
   const e = error as { code?: string; constraint?: string };
@@ -284,9 +351,14 @@ export class PostgresStore implements GatewayStore {
     });
   }
 
-  async getMeter(meterId: string): Promise<MeterView | undefined> {
-    const r = await this.r.get('SELECT * FROM meters WHERE meter_id = $1', [meterId]);
-    return r ? meterFromRow(r) : undefined;
+  /** The meters asked for in one turn, read by one statement. */
+  private readonly meterReads = new TurnBatch<Row, MeterView | undefined>(
+    async (ids) => new Map((await this.r.all('SELECT * FROM meters WHERE meter_id = ANY($1::text[])', [ids])).map((r) => [r.meter_id as string, r])),
+    (r) => (r ? meterFromRow(r) : undefined),
+  );
+
+  getMeter(meterId: string): Promise<MeterView | undefined> {
+    return this.meterReads.get(meterId);
   }
 
   async existingMeterIds(meterIds: readonly string[]): Promise<Set<string>> {
@@ -824,40 +896,162 @@ export class PostgresStore implements GatewayStore {
     });
   }
 
+  /** Reports waiting for the next batch (completeAttempt). */
+  private completions: PendingCompletion[] = [];
+  private completionsScheduled = false;
+  private completionBatchesRunning = 0;
+
+  /**
+   * Reports arriving in one turn of the event loop are recorded together: one transaction, a statement to lock and
+   * read all their rows, one to write them all, one for their feed events (five round trips per batch instead of
+   * nine per report). Each caller still gets its own order or its own error: a report refused (lease lost, not in
+   * flight, no such order) is left out of the writes and fails alone. While two batches are in a transaction the
+   * next one waits, growing, as the SQLite store's group commit does.
+   */
   completeAttempt(report: AttemptReport): Promise<SwitchOrder> {
-    return this.tx(async (q) => {
-      const row = await this.lockOrderRow(q, report.orderId);
-      if (!row) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${report.orderId} does not exist`);
-      const current = orderFromRow(row);
-      if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
-        throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
-      }
-      const holder = (row.lease_owner as string | null) ?? null;
-      if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
-      const verdict = report.decide(current);
-      await q.run(
-        `UPDATE attempts SET ended_at = $3, outcome = $4, latency_ms = $5, observed_relay = $6, command_evidence = $7, read_evidence = $8, detail = $9
-         WHERE order_id = $1 AND attempt = $2 AND ended_at IS NULL`,
-        [report.orderId, report.attempt, report.endedAt, verdict.outcome, report.latencyMs, report.observedRelay, report.commandEvidence, report.readEvidence, report.detail],
-      );
-      if (report.observation) await this.observe(q, current.meterId, report.observation);
-      if (verdict.escalation) {
-        const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [current.meterId]))!.region as string;
-        await work.raiseWorkOrder(q, fieldOrder(current), region, verdict.escalation, report.endedAt);
-      }
-      if (verdict.reviseWorkOrder) await this.runScript(q, reviseOpenWorkOrder(current.id, verdict.reviseWorkOrder, report.endedAt));
-      const limited = limitFlagsAfter(current, verdict.next, parseFlags((await q.get('SELECT flags FROM meters WHERE meter_id = $1', [current.meterId]))!.flags), report.endedAt);
-      if (limited) await facts.setFlags(q, current.meterId, limited, 'gateway', report.endedAt);
-      const after = await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {
-        ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
-        resultRelay: report.observedRelay,
-      });
-      if (verdict.next !== 'escalated' && current.escalatedAt !== null) {
-        const why = verdict.next === 'done' || verdict.next === 'armed' ? `restored remotely by attempt ${report.attempt} (${verdict.reason})` : `the order ended ${verdict.next}: ${verdict.reason}`;
-        await work.cancelWorkOrderFor(q, current.id, why, report.endedAt);
-      }
-      return after;
+    return new Promise<SwitchOrder>((resolve, reject) => {
+      this.completions.push({ report, resolve, reject });
+      this.scheduleCompletions();
     });
+  }
+
+  private scheduleCompletions(): void {
+    if (this.completionsScheduled || this.completions.length === 0 || this.completionBatchesRunning >= COMPLETION_BATCHES_AT_ONCE) return;
+    this.completionsScheduled = true;
+    setImmediate(() => {
+      this.completionsScheduled = false;
+      if (this.completionBatchesRunning >= COMPLETION_BATCHES_AT_ONCE) return; // the batch that ends schedules the next
+      // One report per order in a batch (a second one for an order waits for the next batch, as it would wait for its lock).
+      const batch: PendingCompletion[] = [];
+      const rest: PendingCompletion[] = [];
+      const orders = new Set<string>();
+      for (const p of this.completions) {
+        if (batch.length >= COMPLETION_BATCH_MAX || orders.has(p.report.orderId)) rest.push(p);
+        else {
+          orders.add(p.report.orderId);
+          batch.push(p);
+        }
+      }
+      this.completions = rest;
+      this.completionBatchesRunning++;
+      void this.runCompletions(batch).finally(() => {
+        this.completionBatchesRunning--;
+        this.scheduleCompletions();
+      });
+    });
+  }
+
+  private async runCompletions(batch: PendingCompletion[]): Promise<void> {
+    try {
+      const results = await this.tx((q) => this.completeBatch(q, batch.map((p) => p.report)));
+      batch.forEach((p, i) => settle(p, results[i]!));
+    } catch (error) {
+      const unavailable = error instanceof MeterlineError && error.code === 'E_STORE_UNAVAILABLE';
+      if (batch.length === 1 || unavailable) return batch.forEach((p) => p.reject(error));
+      // A failure the checks did not foresee fails the whole transaction: each report is then recorded alone, so
+      // one order's failure is its caller's only.
+      await Promise.all(
+        batch.map((p) => this.tx((q) => this.completeBatch(q, [p.report])).then((r) => settle(p, r[0]!), (e: unknown) => p.reject(e))),
+      );
+    }
+  }
+
+  /** The reports' orders in one transaction: checked and decided each, written set-based. Results in the reports' order. */
+  private async completeBatch(q: Q, reports: readonly AttemptReport[]): Promise<CompletionResult[]> {
+    // The meters' rows, then the orders' (the order every writer takes them in), in meter order: one statement.
+    const rows = await q.all(
+      `SELECT o.*, m.flags AS meter_flags_now FROM meters m JOIN orders o ON o.meter_id = m.meter_id
+       WHERE o.id = ANY($1::text[]) ORDER BY m.meter_id, o.id FOR UPDATE OF m, o`,
+      [reports.map((r) => r.orderId)],
+    );
+    const byId = new Map(rows.map((r) => [r.id as string, r]));
+    const results: CompletionResult[] = new Array(reports.length);
+    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict }[] = [];
+    const other: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; limited: Partial<MeterFlags> | undefined }[] = [];
+    const meters = new Set<string>();
+    for (let i = 0; i < reports.length; i++) {
+      const report = reports[i]!;
+      const row = byId.get(report.orderId);
+      try {
+        if (!row) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${report.orderId} does not exist`);
+        const current = orderFromRow(row);
+        if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
+          throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
+        }
+        const holder = (row.lease_owner as string | null) ?? null;
+        if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
+        const verdict = decideAttempt(report, current);
+        if (!canTransition(current.state, verdict.next)) throw new Error(`illegal order transition ${current.state} → ${verdict.next} for ${current.id}`);
+        const limited = limitFlagsAfter(current, verdict.next, parseFlags(row.meter_flags_now), report.endedAt);
+        const plain = !verdict.escalation && !verdict.reviseWorkOrder && !limited && !(verdict.next !== 'escalated' && current.escalatedAt !== null);
+        // The set-based write touches each meter's row once: a second report on one meter goes the one-by-one way.
+        if (plain && !meters.has(current.meterId)) {
+          meters.add(current.meterId);
+          simple.push({ i, report, current, verdict });
+        } else other.push({ i, report, current, verdict, limited });
+      } catch (error) {
+        results[i] = { ok: false, error };
+      }
+    }
+    if (simple.length > 0) {
+      const withObs = simple.filter((s) => s.report.observation);
+      const moved = await q.all(COMPLETE_ATTEMPTS_SQL, [
+        simple.map((s) => s.report.orderId),
+        simple.map((s) => s.report.attempt),
+        simple.map((s) => s.report.endedAt),
+        simple.map((s) => s.verdict.outcome),
+        simple.map((s) => s.report.latencyMs),
+        simple.map((s) => s.report.observedRelay),
+        simple.map((s) => s.report.commandEvidence),
+        simple.map((s) => s.report.readEvidence),
+        simple.map((s) => s.report.detail),
+        simple.map((s) => s.current.state),
+        simple.map((s) => s.verdict.next),
+        simple.map((s) => s.verdict.reason),
+        simple.map((s) => isTerminal(s.verdict.next)),
+        simple.map((s) => s.verdict.nextAttemptAt ?? null),
+        withObs.map((s) => s.current.meterId),
+        withObs.map((s) => s.report.observation!.relay),
+        withObs.map((s) => s.report.observation!.at),
+        withObs.map((s) => s.report.observation!.source),
+        withObs.map((s) => s.report.observation!.voltageV ?? null),
+        withObs.map((s) => s.report.observation!.energyWh ?? null),
+      ]);
+      const after = new Map(moved.map((r) => [r.id as string, orderFromRow(r)]));
+      for (const s of simple) {
+        const order = after.get(s.report.orderId);
+        if (!order) throw new Error(`order ${s.report.orderId} was not in state ${s.current.state}`);
+        if (CLIENT_VISIBLE_STATES.has(order.state)) await billing.orderChanged(q, order, s.report.endedAt);
+        results[s.i] = { ok: true, order };
+      }
+    }
+    for (const o of other) results[o.i] = { ok: true, order: await this.finishAttempt(q, o.report, o.current, o.verdict, o.limited) };
+    return results;
+  }
+
+  /** One report, its order locked and checked: the attempt, the observation, the field work, the flags, the move. */
+  private async finishAttempt(q: Q, report: AttemptReport, current: SwitchOrder, verdict: EscalatedVerdict, limited: Partial<MeterFlags> | undefined): Promise<SwitchOrder> {
+    await q.run(
+      `UPDATE attempts SET ended_at = $3, outcome = $4, latency_ms = $5, observed_relay = $6, command_evidence = $7, read_evidence = $8, detail = $9
+       WHERE order_id = $1 AND attempt = $2 AND ended_at IS NULL`,
+      [report.orderId, report.attempt, report.endedAt, verdict.outcome, report.latencyMs, report.observedRelay, report.commandEvidence, report.readEvidence, report.detail],
+    );
+    if (report.observation) await this.observe(q, current.meterId, report.observation);
+    if (verdict.escalation) {
+      const region = (await q.get('SELECT region FROM meters WHERE meter_id = $1', [current.meterId]))!.region as string;
+      await work.raiseWorkOrder(q, fieldOrder(current), region, verdict.escalation, report.endedAt);
+    }
+    if (verdict.reviseWorkOrder) await this.runScript(q, reviseOpenWorkOrder(current.id, verdict.reviseWorkOrder, report.endedAt));
+    if (limited) await facts.setFlags(q, current.meterId, limited, 'gateway', report.endedAt);
+    const after = await this.move(q, current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {
+      ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
+      resultRelay: report.observedRelay,
+    });
+    if (verdict.next !== 'escalated' && current.escalatedAt !== null) {
+      const why = verdict.next === 'done' || verdict.next === 'armed' ? `restored remotely by attempt ${report.attempt} (${verdict.reason})` : `the order ended ${verdict.next}: ${verdict.reason}`;
+      await work.cancelWorkOrderFor(q, current.id, why, report.endedAt);
+    }
+    return after;
   }
 
   cancelOrder(orderId: string, actor: string, reason: string, now: number): Promise<SwitchOrder> {
@@ -1045,9 +1239,27 @@ export class PostgresStore implements GatewayStore {
     }));
   }
 
-  async energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]> {
-    const rows = await this.r.all('SELECT at, energy_wh FROM observations WHERE meter_id = $1 AND energy_wh IS NOT NULL ORDER BY at DESC LIMIT $2', [meterId, limit]);
-    return rows.reverse().map((r) => ({ at: r.at as number, energyWh: r.energy_wh as number }));
+  /** Per limit: the meters whose readings were asked for in one turn, read by one statement. */
+  private readonly energyReads = new Map<number, TurnBatch<Row[], { at: number; energyWh: number }[]>>();
+
+  energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]> {
+    let batch = this.energyReads.get(limit);
+    if (!batch) {
+      batch = new TurnBatch(
+        async (ids) =>
+          groupByMeter(
+            await this.r.all(
+              `SELECT t.meter_id, x.at, x.energy_wh FROM unnest($1::text[]) AS t(meter_id) CROSS JOIN LATERAL (
+                 SELECT at, energy_wh FROM observations o WHERE o.meter_id = t.meter_id AND o.energy_wh IS NOT NULL ORDER BY at DESC LIMIT $2
+               ) x`,
+              [ids, limit],
+            ),
+          ),
+        (rows) => (rows ?? []).map((r) => ({ at: r.at as number, energyWh: r.energy_wh as number })).reverse(),
+      );
+      this.energyReads.set(limit, batch);
+    }
+    return batch.get(meterId);
   }
 
   async lastCompletedOrder(meterId: string, action: SwitchAction): Promise<SwitchOrder | undefined> {
@@ -1211,8 +1423,27 @@ export class PostgresStore implements GatewayStore {
     return this.tx((q) => this.runScript(q, scripts.recordMeterSwap(swap, now)));
   }
 
+  /** Per limit: the meters whose swaps were asked for in one turn, read by one statement (as scripts.listMeterSwaps, oldest first). */
+  private readonly swapReads = new Map<number, TurnBatch<Row[], MeterSwap[]>>();
+
   listMeterSwaps(meterId: string, limit: number): Promise<MeterSwap[]> {
-    return this.runScript(this.r, scripts.listMeterSwaps(meterId, limit));
+    let batch = this.swapReads.get(limit);
+    if (!batch) {
+      batch = new TurnBatch(
+        async (ids) =>
+          groupByMeter(
+            await this.r.all(
+              `SELECT x.* FROM unnest($1::text[]) AS t(meter_id) CROSS JOIN LATERAL (
+                 SELECT * FROM meter_swaps s WHERE s.meter_id = t.meter_id ORDER BY at DESC, recorded_at DESC LIMIT $2
+               ) x`,
+              [ids, limit],
+            ),
+          ),
+        (rows) => (rows ?? []).map(meterSwapFromRow).reverse(),
+      );
+      this.swapReads.set(limit, batch);
+    }
+    return batch.get(meterId);
   }
 
   async countWorkOrdersByStatus(): Promise<Record<string, number>> {

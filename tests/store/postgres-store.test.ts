@@ -4,7 +4,9 @@ import { creditState } from '../../src/domain/prepayment/credit-ledger.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { POSTGRES_AUDIT_KEYED, POSTGRES_MIGRATIONS } from '../../src/store/postgres-migrations.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
-import type { OrderRequest } from '../../src/store/store.js';
+import type { AttemptReport, OrderRequest } from '../../src/store/store.js';
+import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
+import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
 import { fixedAuditKey } from '../../src/store/audit-key-source.js';
@@ -167,6 +169,64 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       expect((await b.inFlightOrders()).length).toBe(200);
       for (const id of [ids[0]!, ids[199]!]) expect((await a.listAttempts(id)).map((x) => x.attempt)).toEqual([1]);
       expect(await a.beginAttempts(ids, now, { owner: 'gw-a', until: now + 30_000 })).toEqual([]);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('reports arriving at once are recorded together, each answered alone: a lost lease, an unknown order, a failing verdict and a second report fail only their own caller', async () => {
+    const [a, b] = await twoInstances();
+    try {
+      const meters = Array.from({ length: 6 }, (_, i) => `MB-${i}`);
+      await a.upsertMeters(meters.map((meterId) => ({ meterId, profileId: 'p', link: 'L1', region: 'north' })), now);
+      let n = 0;
+      const ids = (await a.submitOrders(meters.map(request), { now, reconnectLimitHours: 24, newOrderId: () => `ordb_${++n}`, policy: openPolicy() })).map((o) => o.order.id);
+      expect(await a.beginAttempts(ids, now, { owner: 'gw-a', until: now + 30_000 })).toHaveLength(6);
+      const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK }, retry: { maxAttempts: 2, baseDelayMs: 1000, maxDelayMs: 1000 } };
+      const report = (orderId: string, owner = 'gw-a', decide?: AttemptReport['decide']): AttemptReport => ({
+        orderId, attempt: 1, leaseOwner: owner, endedAt: now + 100, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'disconnected', detail: null,
+        observation: { relay: 'disconnected', at: now + 100, source: 'read', energyWh: 1000 },
+        decide: decide ?? ((o) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now + 100, 0)),
+      });
+      // All in one turn of the event loop, so one batch (a second report for an order waits for the next).
+      const settled = await Promise.allSettled([
+        a.completeAttempt(report(ids[0]!)),
+        a.completeAttempt(report(ids[1]!, 'gw-x')),
+        a.completeAttempt(report('ordb_missing')),
+        a.completeAttempt(report(ids[2]!, 'gw-a', () => { throw new Error('verdict failed'); })),
+        a.completeAttempt(report(ids[3]!)),
+        a.completeAttempt(report(ids[3]!)),
+        a.completeAttempt(report(ids[4]!)),
+      ]);
+      const outcome = settled.map((r) => (r.status === 'fulfilled' ? r.value.state : ((r.reason as { code?: string }).code ?? (r.reason as Error).message)));
+      expect(outcome).toEqual([
+        'done',
+        'E_LEASE_LOST',
+        'E_ORDER_NOT_FOUND',
+        'verdict failed',
+        'done',
+        `order ${ids[3]} is done at attempt 1, not in flight at attempt 1`,
+        'done',
+      ]);
+      // What the store holds: the three done once each with their attempt closed and the read-back observed; the
+      // refused ones still in flight, their attempt open; the other instance sees the same.
+      for (const id of [ids[0]!, ids[3]!, ids[4]!]) {
+        expect((await b.listOrderEvents(id)).filter((e) => e.to === 'done')).toHaveLength(1);
+        expect((await b.listAttempts(id))[0]).toMatchObject({ outcome: 'ok', endedAt: now + 100 });
+      }
+      for (const id of [ids[1]!, ids[2]!, ids[5]!]) {
+        expect((await b.getOrder(id))?.state).toBe('in_flight');
+        expect((await b.listAttempts(id))[0]?.endedAt).toBeNull();
+      }
+      expect((await b.getMeter('MB-0'))?.observed).toMatchObject({ relay: 'disconnected', at: now + 100, energyWh: 1000 });
+      expect((await b.getMeter('MB-1'))?.observed).toBeNull();
+      expect(await b.energyReadings('MB-4', 10)).toEqual([{ at: now + 100, energyWh: 1000 }]);
+      // The client's feed: one event per order done, numbered 1, 2, 3 with no gap.
+      const feed = (await b.clientEvents('ops', 0, 100)).filter((e) => e.kind === 'order.done');
+      expect(feed.map((e) => e.orderId).sort()).toEqual([ids[0]!, ids[3]!, ids[4]!].sort());
+      expect((await b.clientEvents('ops', 0, 100)).map((e) => e.seq)).toEqual([1, 2, 3]);
+      // The lease holder's own later report on the one whose verdict failed is recorded.
+      expect((await a.completeAttempt(report(ids[2]!))).state).toBe('done');
     } finally {
       await Promise.all([a.close(), b.close()]);
     }

@@ -1,0 +1,149 @@
+/**
+ * PostgreSQL scale-out (issue 19, item 4): the same 20,000 reconnects through one gateway instance, then through two
+ * instances (two processes, the built program `dist/src/main.js`, each its own instanceId) sharing one PostgreSQL
+ * schema, one mosquitto and one simulated fleet. Each run has a fresh schema and a fresh fleet (its own meter ids),
+ * the orders go in as bulk requests to the first instance, and the run ends when the database has every order in a
+ * final state. Prints both wall times, verified orders/s, which instance finished how many orders, and two ÷ one.
+ *
+ * `BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test node dist/tests/bench/postgres-scale-bench.js`
+ * (default URL as shown); BENCH_SCALE_ORDERS (default 20000). The schemas are dropped at the end.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { newApiKey, sha256Hex } from '../../src/api/auth.js';
+import { BULK_LIMIT } from '../../src/api/schemas.js';
+import { projectRoot } from '../../src/config/project-root.js';
+import { freePort, startMosquitto } from '../harness/mosquitto.js';
+import { waitHealthy } from '../harness/fault-run.js';
+import { BENCH_PROFILE, fmt, isMain, LINK_CONCURRENCY, LINKS, machineLine, MAX_IN_FLIGHT, meterIds, postJson, startSimulator, stopChild, track, writeBenchProfiles } from './bench-common.js';
+
+const MAIN = join(projectRoot(), 'dist', 'src', 'main.js');
+const FINAL = `('done', 'armed', 'failed', 'done_by_field', 'cancelled', 'superseded', 'refused')`;
+
+export interface ScaleResult {
+  instances: number;
+  orders: number;
+  wallMs: number;
+  ordersPerS: number;
+  states: Record<string, number>;
+  /** Final transitions by the instance whose lease the order was under when it ended. */
+  byInstance: Record<string, number>;
+  /** CPU time (user + system) of all gateway processes over the run, per verified order (µs); NaN without /proc. */
+  gatewayCpuUsPerOrder: number;
+}
+
+/** A process's CPU time so far (user + system, ms), from /proc (Linux); NaN elsewhere. */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return NaN;
+  }
+}
+
+function startInstance(config: string, name: string): ChildProcess {
+  const child = track(spawn(process.execPath, [MAIN], { env: { ...process.env, METERLINE_CONFIG: config, DATABASE_URL: '' }, stdio: ['ignore', 'ignore', 'pipe'] }));
+  // Its log (warnings and the start banner) is shown only if it fails.
+  let log = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    log = (log + d).slice(-8000);
+  });
+  child.once('exit', (code, signal) => {
+    if (code !== 0 && signal !== 'SIGTERM') process.stderr.write(`[${name}] exited with ${code ?? signal}; its last log:\n${log}\n`);
+  });
+  return child;
+}
+
+export async function runScale(o: { url: string; brokerUrl: string; profilesDir: string; orders: number; instances: number; prefix: string }): Promise<ScaleResult> {
+  const schema = `ml_bench_scale${o.instances}_${Date.now().toString(36)}`;
+  const db = new pg.Client({ connectionString: o.url });
+  await db.connect();
+  const sim = await startSimulator({ brokerUrl: o.brokerUrl, meters: o.orders, prefix: o.prefix, profilesDir: o.profilesDir });
+  const dir = mkdtempSync(join(tmpdir(), 'ml-bench-scale-'));
+  const apiKey = newApiKey('op');
+  const children: ChildProcess[] = [];
+  const ports: number[] = [];
+  try {
+    for (let i = 0; i < o.instances; i++) {
+      const instanceId = `scale-${String.fromCharCode(97 + i)}`;
+      const port = await freePort();
+      const config = join(dir, `${instanceId}.json`);
+      writeFileSync(
+        config,
+        JSON.stringify({
+          instanceId,
+          api: { host: '127.0.0.1', port, rateLimit: { max: 1_000_000, timeWindowMs: 1000 } },
+          store: { kind: 'postgres', postgres: { url: o.url, schema, maxConnections: 10 } },
+          mqtt: { mode: 'external', url: o.brokerUrl, maxInFlight: MAX_IN_FLIGHT },
+          profilesDir: o.profilesDir,
+          control: { linkConcurrency: LINK_CONCURRENCY },
+          auth: { keys: [{ name: instanceId, role: 'operator', sha256: sha256Hex(apiKey) }], demoKeys: false },
+          fleet: { seed: { count: o.orders, prefix: o.prefix, profiles: [BENCH_PROFILE], links: LINKS, regions: ['north'] } },
+          simulator: { inProcess: false },
+          demo: { reconnectEveryMs: 0 },
+          readings: { schedules: [] },
+          // Instances configured in one directory share the audit key, as they must on one database.
+          audit: { keyFile: join(dir, 'audit.key'), anchorFile: join(dir, `${instanceId}-audit-anchors.jsonl`) },
+          log: { level: 'warn' },
+        }),
+      );
+      // One after another: the first creates the schema (and the audit key) the next one joins.
+      const child = startInstance(config, instanceId);
+      children.push(child);
+      ports.push(port);
+      await waitHealthy(port, 120_000, instanceId, () => (child.exitCode !== null ? `${instanceId} exited with ${child.exitCode}` : null));
+    }
+    const ids = meterIds(o.prefix, o.orders);
+    const cpu0 = children.reduce((sum, c) => sum + cpuMs(c.pid), 0);
+    const t0 = performance.now();
+    for (let i = 0; i < ids.length; i += BULK_LIMIT) {
+      const chunk = ids.slice(i, i + BULK_LIMIT).map((meterId) => ({ meterId, action: 'reconnect', reason: 'payment' }));
+      await postJson(`http://127.0.0.1:${ports[0]}/v1/orders/bulk`, apiKey, { orders: chunk }, `scale-${i}`);
+    }
+    for (;;) {
+      const open = (await db.query(`SELECT COUNT(*)::int AS n FROM ${schema}.orders WHERE state NOT IN ${FINAL}`)).rows[0].n as number;
+      if (open === 0) break;
+      if (performance.now() - t0 > 600_000) throw new Error(`${open} orders still open after 600 s`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const wallMs = performance.now() - t0;
+    const gatewayCpuUsPerOrder = ((children.reduce((sum, c) => sum + cpuMs(c.pid), 0) - cpu0) * 1000) / o.orders;
+    const states = Object.fromEntries((await db.query(`SELECT state, COUNT(*)::int AS n FROM ${schema}.orders GROUP BY state`)).rows.map((r) => [r.state, r.n]));
+    const byInstance = Object.fromEntries(
+      (await db.query(`SELECT COALESCE(lease_owner, '-') AS o, COUNT(*)::int AS n FROM ${schema}.orders GROUP BY lease_owner ORDER BY 1`)).rows.map((r) => [r.o, r.n]),
+    );
+    return { instances: o.instances, orders: o.orders, wallMs, ordersPerS: (o.orders / wallMs) * 1000, states, byInstance, gatewayCpuUsPerOrder };
+  } finally {
+    for (const c of children) await stopChild(c);
+    await stopChild(sim);
+    await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+    await db.end();
+  }
+}
+
+export function printScale(r: ScaleResult): void {
+  console.log(
+    `postgres, ${r.instances} instance${r.instances > 1 ? 's' : ''}: ${fmt(r.orders)} reconnects verified in ${(r.wallMs / 1000).toFixed(2)} s = ${fmt(r.ordersPerS)} verified orders/s; ` +
+      `gateway CPU (all instances) ${fmt(r.gatewayCpuUsPerOrder)} µs per order; final states ${JSON.stringify(r.states)}; orders by last lease holder ${JSON.stringify(r.byInstance)}`,
+  );
+}
+
+if (isMain(import.meta.url)) {
+  const orders = Number(process.env.BENCH_SCALE_ORDERS ?? 20_000);
+  const url = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+  console.log(machineLine());
+  console.log(`  set-up: PostgreSQL ${url.replace(/\/\/[^@]*@/, '//')} (same machine), mosquitto, simulator in a child process, each gateway instance its own process (dist/src/main.js), ${LINKS} links × ${LINK_CONCURRENCY}, driver window ${MAX_IN_FLIGHT}, pool 10 per instance`);
+  const broker = await startMosquitto();
+  const profilesDir = writeBenchProfiles();
+  const one = await runScale({ url, brokerUrl: broker.url, profilesDir, orders, instances: 1, prefix: 'P1-' });
+  printScale(one);
+  const two = await runScale({ url, brokerUrl: broker.url, profilesDir, orders, instances: 2, prefix: 'P2-' });
+  printScale(two);
+  console.log(`two ÷ one: ${(two.ordersPerS / one.ordersPerS).toFixed(2)} (wall ${(one.wallMs / 1000).toFixed(2)} s → ${(two.wallMs / 1000).toFixed(2)} s); load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  await broker.stop();
+  process.exit(0);
+}
