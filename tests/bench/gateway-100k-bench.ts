@@ -456,6 +456,7 @@ if (isMain(import.meta.url)) {
     const value = v.value === undefined ? 'not measured' : Number.isFinite(v.value) ? fmt(v.value, v.value < 10 ? 3 : 1) : 'unfinished orders';
     console.log(`  ${(v.pass === undefined ? 'n/a ' : v.pass ? 'PASS' : 'FAIL').padEnd(4)}  ${v.name}: ${value} (bar ${v.bar})`);
   }
+  if (gw.openLoop && process.env.BENCH_OPEN_RATE) console.log(`  (the open loop ran at BENCH_OPEN_RATE=${process.env.BENCH_OPEN_RATE}/s, not at half the raw limit: its p99 is not the acceptance figure)`);
   await broker.stop();
   process.exit(0);
 }
