@@ -2,7 +2,7 @@
  * Shared pieces of the issue-9 benches (raw MQTT limit, 100k gateway run, memory, API latency, crash recovery):
  * the bench firmware profile, the simulator child process, the gateway configuration and small helpers.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { loadFirmwareProfiles } from '../../src/config/load-profiles.js';
 import { projectRoot } from '../../src/config/project-root.js';
+import { parseCpuList } from './bench-math.js';
 
 export const BENCH_PROFILE = 'acme-em340-fw2.4';
 /** Relay operate time of the bench profile (shipped: 150 ms). Stated in every printed result. */
@@ -50,6 +51,49 @@ export function writeBenchProfiles(): string {
   return dir;
 }
 
+/**
+ * The pinning switch (issue 19): BENCH_CPUS_GATEWAY pins the bench's own process (the gateway runs in it, and the raw
+ * loop's requester), BENCH_CPUS_PEERS the processes it talks to (mosquitto, the simulator, the raw loop's echo
+ * responder), each as a taskset CPU list ("0,1", "2-3"). Unset: nothing is pinned.
+ */
+export const PIN = {
+  gateway: process.env.BENCH_CPUS_GATEWAY ? process.env.BENCH_CPUS_GATEWAY.trim() : undefined,
+  peers: process.env.BENCH_CPUS_PEERS ? process.env.BENCH_CPUS_PEERS.trim() : undefined,
+};
+if (PIN.gateway) parseCpuList(PIN.gateway); // refuse a bad list before anything starts
+if (PIN.peers) parseCpuList(PIN.peers);
+
+/** Pin every thread of process `pid` to `cpus` (`taskset -a -p -c`); throws if taskset fails (no such CPU, no taskset). */
+export function pinProcess(pid: number | undefined, cpus: string | undefined): void {
+  if (!cpus) return;
+  if (pid === undefined) throw new Error('cannot pin a process that has no pid');
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const now = parseCpuList(affinityOf(pid));
+  if (now.join(',') !== parseCpuList(cpus).join(',')) throw new Error(`pinning process ${pid} to CPUs ${cpus} did not take: it may run on ${now.join(',')}`);
+}
+
+/** The CPUs `pid` may run on now, as taskset reports them ("0,1"), to show the pinning took. */
+export function affinityOf(pid: number): string {
+  const out = execFileSync('taskset', ['-c', '-p', String(pid)], { encoding: 'utf8' });
+  return out.slice(out.lastIndexOf(':') + 1).trim();
+}
+
+/** A peer process (broker, simulator, echo responder): pinned to BENCH_CPUS_PEERS if set. */
+export const pinPeer = (pid: number | undefined): void => pinProcess(pid, PIN.peers);
+
+/** Pin this process (all its threads, the gateway's and V8's) to BENCH_CPUS_GATEWAY if set; call before starting anything. */
+export function pinSelf(): void {
+  pinProcess(process.pid, PIN.gateway);
+}
+
+/** The pinning, as the set-up lines print it. */
+export function pinningLine(): string {
+  if (!PIN.gateway && !PIN.peers) return 'not pinned (BENCH_CPUS_GATEWAY / BENCH_CPUS_PEERS unset)';
+  const self = PIN.gateway ? `gateway process on CPUs ${affinityOf(process.pid)} (BENCH_CPUS_GATEWAY=${PIN.gateway})` : 'gateway process not pinned';
+  const peers = PIN.peers ? `broker, simulator and echo responder on CPUs ${PIN.peers} (BENCH_CPUS_PEERS)` : 'broker, simulator and echo responder not pinned';
+  return `pinned with taskset: ${self}; ${peers}`;
+}
+
 const children = new Set<ChildProcess>();
 /** Kill `child` when this process exits, however it exits (a failed bench leaves no simulator behind). */
 export function track(child: ChildProcess): ChildProcess {
@@ -70,6 +114,7 @@ export async function startSimulator(o: { brokerUrl: string; meters: number; pre
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   ));
+  pinPeer(sim.pid);
   await waitForLine(sim, 'simulator running', 'simulator');
   return sim;
 }

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { connect } from 'mqtt';
 import { projectRoot } from '../../src/config/project-root.js';
 import { startMosquitto } from '../harness/mosquitto.js';
-import { fmt, isMain, machineLine, MAX_IN_FLIGHT, meterIds, pct, stopChild, track, waitForLine } from './bench-common.js';
+import { fmt, isMain, machineLine, MAX_IN_FLIGHT, meterIds, pct, pinPeer, stopChild, track, waitForLine } from './bench-common.js';
 
 export interface RawResult {
   /** MQTT messages per order: 4 (request/reply only) or 5 (with the status report). */
@@ -37,6 +37,7 @@ export async function runRaw(brokerUrl: string, orders: number, meters: number, 
   const responder = track(spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
   }));
+  pinPeer(responder.pid);
   await waitForLine(responder, 'echo responder running', 'echo responder');
 
   const client = connect(brokerUrl, { clientId: `raw-bench-${process.pid}`, protocolVersion: 5, clean: true, queueQoSZero: false });

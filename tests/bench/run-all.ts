@@ -11,7 +11,7 @@ const dir = join(projectRoot(), 'dist', 'tests', 'bench');
 const benches: { name: string; args: string[] }[] = [
   { name: 'reconnects, 10k (reconnect-bench)', args: [join(dir, 'reconnect-bench.js')] },
   { name: 'Modbus RTU bus (modbus-bus-bench)', args: [join(dir, 'modbus-bus-bench.js')] },
-  { name: 'raw MQTT limit + gateway 100k + ratio (gateway-100k-bench)', args: [join(dir, 'gateway-100k-bench.js')] },
+  { name: 'raw MQTT limit + gateway 100k + open loop + 10k statements pass + ratio and acceptance (gateway-100k-bench)', args: [join(dir, 'gateway-100k-bench.js')] },
   { name: 'memory per meter, 1M meters (memory-bench)', args: ['--expose-gc', join(dir, 'memory-bench.js')] },
   { name: 'API latency under load (api-latency-bench)', args: [join(dir, 'api-latency-bench.js')] },
   { name: 'crash recovery, 100k orders (recovery-bench)', args: [join(dir, 'recovery-bench.js')] },

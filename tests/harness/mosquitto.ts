@@ -31,6 +31,8 @@ export interface MosquittoBroker {
   restart(): Promise<void>;
   /** What the broker wrote to stderr so far (its log). */
   log(): string;
+  /** The broker's process id while it runs (changes on restart). */
+  pid(): number | undefined;
 }
 
 const running = new Set<ChildProcess>();
@@ -166,5 +168,6 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       await start();
     },
     log: () => stderr,
+    pid: () => child?.pid,
   };
 }
