@@ -132,6 +132,9 @@ interface PendingWrite<T> {
   reject: (e: unknown) => void;
 }
 
+/** The meters columns of INTEGER affinity the store writes numbers to (a non-integer would not read back as written). */
+const INTEGER_METER_COLUMNS = new Set(['observed_at', 'updated_at', 'created_at']);
+
 /** Writes committed in one transaction, one event-loop turn, at most. */
 const FLUSH_BATCH = 500;
 
@@ -209,14 +212,6 @@ export class SqliteStore implements GatewayStore {
          WHERE meter_id = ? AND (observed_at IS NULL OR observed_at <= ?)`,
       ),
       setDesired: db.prepare('UPDATE meters SET desired_relay = ?, desired_order_id = ?, updated_at = ? WHERE meter_id = ?'),
-      // The same writes returning the row, for a meter whose row is cached (the cache then holds the row as written).
-      observeReturning: db.prepare(
-        `UPDATE meters SET observed_relay = ?, observed_at = ?, observed_source = ?,
-           voltage_v = COALESCE(?, voltage_v), energy_wh = COALESCE(?, energy_wh), updated_at = ?
-         WHERE meter_id = ? AND (observed_at IS NULL OR observed_at <= ?)
-         RETURNING *`,
-      ),
-      setDesiredReturning: db.prepare('UPDATE meters SET desired_relay = ?, desired_order_id = ?, updated_at = ? WHERE meter_id = ? RETURNING *'),
       getOrder: db.prepare('SELECT * FROM orders WHERE id = ?'),
       openForMeter: db.prepare(
         `SELECT * FROM orders WHERE meter_id = ? AND state IN ('accepted','held','queued','in_flight','escalated') ORDER BY seq`,
@@ -461,12 +456,25 @@ export class SqliteStore implements GatewayStore {
 
   /** Set a meter's desired relay (and the order that wants it). */
   private setDesired(meterId: string, relay: RelayState | null, orderId: string | null, now: number): void {
-    if (!this.meterRows.has(meterId)) {
-      this.s.setDesired.run(relay, orderId, now, meterId);
-      return;
-    }
-    const row = this.s.setDesiredReturning.get(relay, orderId, now, meterId) as Row | undefined;
-    if (row) this.meterRows.put(meterId, row);
+    const changed = this.s.setDesired.run(relay, orderId, now, meterId).changes === 1;
+    this.followMeterWrite(meterId, changed, { desired_relay: relay, desired_order_id: orderId, updated_at: now });
+  }
+
+  /**
+   * After an UPDATE of one meter row: the cached row (if any) takes the values the statement wrote, when they read
+   * back exactly as written (integers for INTEGER columns, finite numbers other than -0 for REAL ones, text); any
+   * other value, or a statement that changed nothing, makes the cache forget the row (read again next time).
+   * (RETURNING * would hand the row back, but costs SQLite a temporary table per statement: more than the read it saves.)
+   */
+  private followMeterWrite(meterId: string, changed: boolean, values: Row): void {
+    const row = this.meterRows.get(meterId);
+    if (row === undefined) return;
+    const exact = Object.entries(values).every(([column, v]) => {
+      if (v === null || typeof v === 'string') return true;
+      if (typeof v !== 'number') return false;
+      return INTEGER_METER_COLUMNS.has(column) ? Number.isSafeInteger(v) : Number.isFinite(v) && !Object.is(v, -0);
+    });
+    if (changed && exact) this.meterRows.put(meterId, { ...row, ...values });
     else this.meterRows.forget(meterId);
   }
 
@@ -480,13 +488,17 @@ export class SqliteStore implements GatewayStore {
   }
 
   private observe(meterId: string, o: Observation): void {
-    const args = [o.relay, o.at, o.source, o.voltageV ?? null, o.energyWh ?? null, o.at, meterId, o.at];
-    if (this.meterRows.has(meterId)) {
-      // No row back: an older reading than the one recorded, which changed nothing.
-      const row = this.s.observeReturning.get(...args) as Row | undefined;
-      if (row) this.meterRows.put(meterId, row);
-    } else {
-      this.s.observe.run(...args);
+    const changed = this.s.observe.run(o.relay, o.at, o.source, o.voltageV ?? null, o.energyWh ?? null, o.at, meterId, o.at).changes === 1;
+    if (!changed) {
+      // An older reading than the one recorded: nothing changed, and the cached row (if any) is still the meter's.
+    } else if (this.meterRows.has(meterId)) {
+      const before = this.meterRows.get(meterId)!;
+      // COALESCE(?, column): a reading without a voltage or an energy register keeps the last one (NaN binds as NULL).
+      const keep = (v: number | undefined, column: string) => (v === undefined || v === null || Number.isNaN(v) ? before[column] : v);
+      this.followMeterWrite(meterId, true, {
+        observed_relay: o.relay, observed_at: o.at, observed_source: o.source,
+        voltage_v: keep(o.voltageV ?? undefined, 'voltage_v'), energy_wh: keep(o.energyWh ?? undefined, 'energy_wh'), updated_at: o.at,
+      });
     }
     this.s.insertObservation.run(meterId, o.at, o.relay, o.source, o.voltageV ?? null, o.energyWh ?? null);
   }
