@@ -4,8 +4,9 @@ import type { Row } from './store-rows.js';
  * The SQLite store's recently used meter rows (issue 19): an order reads its meter three times (admission, the
  * attempt's address, the verdict's flags), each a `SELECT * FROM meters` that cost about as much as a write. The
  * store's file is owned by one process (sqlite-file-owner.ts) and every write to `meters` goes through the store,
- * which keeps this cache in step: a write whose new values it knows (observations, desired states) updates the entry, any other write
- * forgets it, and a transaction that fails clears the cache (it may hold rows the rollback undid).
+ * which keeps this cache in step: a write whose new values it knows (observations, desired states) updates the
+ * entry, any other write forgets it, and a transaction that fails clears the cache (it may hold rows the rollback
+ * undid).
  *
  * Bounded: at most `capacity` rows, the least recently used leaving first, so a fleet of a million meters is never
  * held in memory (a row is about 0.4-0.5 KB of heap: the default bound keeps the cache under ~16 MiB). Rows are
