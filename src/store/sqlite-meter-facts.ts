@@ -41,6 +41,8 @@ export class SqliteMeterFacts {
   constructor(
     private readonly db: Database.Database,
     private readonly audit: SqliteAuditLog,
+    /** Told of every meter row this part changes (the store's meter-row cache forgets it). */
+    private readonly meterWritten: (meterId: string) => void = () => {},
   ) {}
 
   flags(meterId: string): MeterFlags | undefined {
@@ -56,6 +58,7 @@ export class SqliteMeterFacts {
       throw new MeterlineError('E_NO_PREPAYMENT_AGREEMENT', `meter ${meterId} cannot be put in prepayment mode without a prepayment agreement on record (prepaymentAgreementRef) (DOMAIN.md rule 8)`, { meterId });
     }
     this.db.prepare('UPDATE meters SET flags = ?, updated_at = ? WHERE meter_id = ?').run(JSON.stringify(after), now, meterId);
+    this.meterWritten(meterId);
     this.audit.append(now, actor, 'meter.flags', meterId, { before, after });
     return after;
   }
@@ -90,6 +93,7 @@ export class SqliteMeterFacts {
         const before = (this.db.prepare('SELECT region FROM meters WHERE meter_id = ?').get(r.meterId) as { region: string }).region;
         if (before !== r.region) {
           setRegion.run(r.region, now, r.meterId);
+          this.meterWritten(r.meterId);
           this.audit.append(now, actor, 'meter.region', r.meterId, { before, after: r.region });
         }
       }

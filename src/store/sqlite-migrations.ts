@@ -546,6 +546,27 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX orders_completed ON orders (completed_at, state, escalated_at, created_at);
   CREATE INDEX orders_escalated ON orders (escalated_at, state);
   `,
+  // Fewer b-trees rewritten per state change (issue 19): an order's row is written three times on its way to verified
+  // (admitted, leased, verdict), and each write rewrote every index holding `state`. An index that only its
+  // queries' rows need holds only those rows now, so that an order's in-flight churn passes it by:
+  // - "is an order of this meter on the wire" (the due query, leasing) is a partial index of the in-flight orders;
+  //   the meter's other lookups walk orders_meter_seq (a meter's orders, in order), as the open-orders one did;
+  // - the charts' indexes hold finished (completed_at) and escalated orders only (their statements ask a range of
+  //   those columns, which implies NOT NULL);
+  // - the deadline index's rows are the unfinished orders (completed_at IS NULL: the statement says so too), not
+  //   those in three states, so leasing an order no longer moves its entry;
+  // - orders_in_flight_lease goes: the orphans statement walks orders_state_seq (state = 'in_flight', by seq).
+  `
+  DROP INDEX orders_meter_state;
+  CREATE INDEX orders_meter_in_flight ON orders (meter_id) WHERE state = 'in_flight';
+  DROP INDEX orders_in_flight_lease;
+  DROP INDEX orders_completed;
+  CREATE INDEX orders_completed ON orders (completed_at, state, escalated_at, created_at) WHERE completed_at IS NOT NULL;
+  DROP INDEX orders_escalated;
+  CREATE INDEX orders_escalated ON orders (escalated_at, state) WHERE escalated_at IS NOT NULL;
+  DROP INDEX orders_deadline;
+  CREATE INDEX orders_deadline ON orders (deadline) WHERE deadline IS NOT NULL AND escalated_at IS NULL AND completed_at IS NULL;
+  `,
 ];
 
 /** The migration that added the chain's columns (its transaction links the entries written before, once). */

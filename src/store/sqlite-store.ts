@@ -25,6 +25,7 @@ import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from './sq
 import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js';
 import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import { openSqliteFile } from './sqlite-open.js';
+import { METER_ROW_CACHE_ROWS, MeterRowCache } from './meter-row-cache.js';
 import { countSqliteStatements, type StatementCounter } from './statement-counter.js';
 import { freeSpaceProblem, sqliteUnavailableCause, StoreAvailability, type StoreWriteHealth } from './store-availability.js';
 import {
@@ -131,6 +132,9 @@ interface PendingWrite<T> {
   reject: (e: unknown) => void;
 }
 
+/** The meters columns of INTEGER affinity the store writes numbers to (a non-integer would not read back as written). */
+const INTEGER_METER_COLUMNS = new Set(['observed_at', 'updated_at', 'created_at']);
+
 /** Writes committed in one transaction, one event-loop turn, at most. */
 const FLUSH_BATCH = 500;
 
@@ -146,6 +150,8 @@ export class SqliteStore implements GatewayStore {
   private closed = false;
   private prepared: ReturnType<SqliteStore['prepare']> | undefined;
   private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
+  /** Recently read meter rows, kept in step with every write to `meters` (meter-row-cache.ts). */
+  private readonly meterRows = new MeterRowCache(METER_ROW_CACHE_ROWS);
 
   private readonly auditKeySource: AuditKeySource;
   /** Whether writes go through (a full disk or a read-only file system answers E_STORE_UNAVAILABLE, and /healthz says so). */
@@ -297,7 +303,7 @@ export class SqliteStore implements GatewayStore {
       audit = new SqliteAuditLog(this.db);
       audit.useKey(keyForLog(this.auditKeySource, audit.keying()));
     }
-    const facts = new SqliteMeterFacts(this.db, audit);
+    const facts = new SqliteMeterFacts(this.db, audit, (meterId) => this.meterRows.forget(meterId));
     this.parts = {
       audit,
       facts,
@@ -375,6 +381,8 @@ export class SqliteStore implements GatewayStore {
         for (const w of batch) outcomes.push({ ok: true, value: w.run() });
       })();
     } catch {
+      // Rolled back: the cache may hold rows the rollback undid (and will again for a write that fails below).
+      this.meterRows.clear();
       outcomes = [];
       try {
         this.db.transaction(() => {
@@ -384,12 +392,14 @@ export class SqliteStore implements GatewayStore {
             } catch (error) {
               // A full disk or an I/O error can make SQLite roll the whole transaction back by itself: the writes
               // before were undone, and the ones after would run outside any transaction. The batch has failed.
+              this.meterRows.clear();
               if (!this.db.inTransaction) throw error;
               outcomes.push({ ok: false, error });
             }
           }
         })();
       } catch (error) {
+        this.meterRows.clear();
         // The batch itself could not commit (the disk is full, the file is gone): every write in it failed.
         outcomes = batch.map(() => ({ ok: false as const, error }));
       }
@@ -411,17 +421,61 @@ export class SqliteStore implements GatewayStore {
   async upsertMeters(meters: readonly MeterRecord[], now: number): Promise<void> {
     try {
       this.db.transaction(() => {
-        for (const m of meters) this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, m.address ?? null, m.accountId ?? null, now, now);
+        for (const m of meters) {
+          this.s.upsertMeter.run(m.meterId, m.profileId, m.link, m.region, m.address ?? null, m.accountId ?? null, now, now);
+          this.meterRows.forget(m.meterId);
+        }
       })();
     } catch (err) {
+      this.meterRows.clear();
       throw this.availability.failed(err);
     }
     this.availability.succeeded();
   }
 
   async getMeter(meterId: string): Promise<MeterView | undefined> {
-    const r = this.s.getMeter.get(meterId) as Row | undefined;
+    const r = this.meterRow(meterId);
     return r ? meterFromRow(r) : undefined;
+  }
+
+  /** The meter's row (`SELECT *`), from the cache when it holds it. Shared: never change it. */
+  private meterRow(meterId: string): Row | undefined {
+    let row = this.meterRows.get(meterId);
+    if (row === undefined) {
+      row = this.s.getMeter.get(meterId) as Row | undefined;
+      if (row !== undefined) this.meterRows.put(meterId, row);
+    }
+    return row;
+  }
+
+  /** The meter no longer wants what `orderId` wanted (that order is cancelled or refused). */
+  private clearDesired(meterId: string, orderId: string, now: number): void {
+    this.prep('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, meterId, orderId);
+    this.meterRows.forget(meterId);
+  }
+
+  /** Set a meter's desired relay (and the order that wants it). */
+  private setDesired(meterId: string, relay: RelayState | null, orderId: string | null, now: number): void {
+    const changed = this.s.setDesired.run(relay, orderId, now, meterId).changes === 1;
+    this.followMeterWrite(meterId, changed, { desired_relay: relay, desired_order_id: orderId, updated_at: now });
+  }
+
+  /**
+   * After an UPDATE of one meter row: the cached row (if any) takes the values the statement wrote, when they read
+   * back exactly as written (integers for INTEGER columns, finite numbers other than -0 for REAL ones, text); any
+   * other value, or a statement that changed nothing, makes the cache forget the row (read again next time).
+   * (RETURNING * would hand the row back, but costs SQLite a temporary table per statement: more than the read it saves.)
+   */
+  private followMeterWrite(meterId: string, changed: boolean, values: Row): void {
+    const row = this.meterRows.get(meterId);
+    if (row === undefined) return;
+    const exact = Object.entries(values).every(([column, v]) => {
+      if (v === null || typeof v === 'string') return true;
+      if (typeof v !== 'number') return false;
+      return INTEGER_METER_COLUMNS.has(column) ? Number.isSafeInteger(v) : Number.isFinite(v) && !Object.is(v, -0);
+    });
+    if (changed && exact) this.meterRows.put(meterId, { ...row, ...values });
+    else this.meterRows.forget(meterId);
   }
 
   async existingMeterIds(meterIds: readonly string[]): Promise<Set<string>> {
@@ -434,7 +488,18 @@ export class SqliteStore implements GatewayStore {
   }
 
   private observe(meterId: string, o: Observation): void {
-    this.s.observe.run(o.relay, o.at, o.source, o.voltageV ?? null, o.energyWh ?? null, o.at, meterId, o.at);
+    const changed = this.s.observe.run(o.relay, o.at, o.source, o.voltageV ?? null, o.energyWh ?? null, o.at, meterId, o.at).changes === 1;
+    if (!changed) {
+      // An older reading than the one recorded: nothing changed, and the cached row (if any) is still the meter's.
+    } else if (this.meterRows.has(meterId)) {
+      const before = this.meterRows.get(meterId)!;
+      // COALESCE(?, column): a reading without a voltage or an energy register keeps the last one (NaN binds as NULL).
+      const keep = (v: number | undefined, column: string) => (v === undefined || v === null || Number.isNaN(v) ? before[column] : v);
+      this.followMeterWrite(meterId, true, {
+        observed_relay: o.relay, observed_at: o.at, observed_source: o.source,
+        voltage_v: keep(o.voltageV ?? undefined, 'voltage_v'), energy_wh: keep(o.energyWh ?? undefined, 'energy_wh'), updated_at: o.at,
+      });
+    }
     this.s.insertObservation.run(meterId, o.at, o.relay, o.source, o.voltageV ?? null, o.energyWh ?? null);
   }
 
@@ -485,7 +550,7 @@ export class SqliteStore implements GatewayStore {
           continue;
         }
       }
-      const meterRow = this.s.getMeter.get(req.meterId) as Row | undefined;
+      const meterRow = this.meterRow(req.meterId);
       if (!meterRow) {
         throw new MeterlineError('E_METER_NOT_FOUND', `meter ${req.meterId} is not registered; register it first (PUT /v1/meters/${req.meterId})`, {
           meterId: req.meterId,
@@ -552,7 +617,7 @@ export class SqliteStore implements GatewayStore {
         } else if (!direct) {
           order = this.move(order, 'queued', now, queuedReason);
         }
-        if (isRelayAction(req.action)) this.s.setDesired.run(targetRelay(req.action), id, now, req.meterId);
+        if (isRelayAction(req.action)) this.setDesired(req.meterId, targetRelay(req.action), id, now);
       }
       if (req.idempotencyKey !== null) this.s.insertIdem.run(req.requestedBy, req.idempotencyKey, req.requestHash, id, now);
       this.p.audit.append(now, req.requestedBy, orderAdmissionAction(req), req.meterId, orderAdmissionAudit(req, id, outcome, order.stateReason));
@@ -565,7 +630,7 @@ export class SqliteStore implements GatewayStore {
 
   /** Everything the gate needs about one order, read fresh. */
   private gateInput(order: SwitchOrder, now: number, stage: GateInput['stage'], policy: PolicyConfig): GateInput {
-    const meter = this.s.getMeter.get(order.meterId) as Row;
+    const meter = this.meterRow(order.meterId)!;
     const today = localParts(now, policy.windows.timezone).date;
     const needs = gateNeeds(order);
     return gateInputFrom(order, now, stage, policy, {
@@ -596,7 +661,7 @@ export class SqliteStore implements GatewayStore {
       const why = 'code' in decision ? `${decision.code}: ${decision.message}` : 'a rule forbids it now';
       const to = decision.verdict === 'refuse' && order.state !== 'escalated' ? 'refused' : 'cancelled';
       this.move(order, to, now, why);
-      this.prep('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, order.id);
+      this.clearDesired(order.meterId, order.id, now);
       if (order.escalatedAt !== null) this.p.work.cancelFor(order.id, `the disconnect was stopped by the rules: ${why}`, now);
       this.p.audit.append(now, 'gateway', `order.${to}`, order.meterId, { orderId: order.id, ...('code' in decision ? { code: decision.code, rule: decision.rule, message: decision.message } : {}) });
     } else if (decision.verdict === 'hold') {
@@ -638,7 +703,7 @@ export class SqliteStore implements GatewayStore {
       if (!GATED_STATES.has(order.state)) return order;
       if (outcome === 'paid') {
         this.move(order, 'cancelled', now, `E_PAID: ${detail} (rule 3: payment re-checked at the last moment)`);
-        this.prep('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, orderId);
+        this.clearDesired(order.meterId, orderId, now);
         if (order.escalatedAt !== null) this.p.work.cancelFor(orderId, `the account is paid: ${detail}`, now);
         this.p.audit.append(now, 'gateway', 'order.cancelled', order.meterId, { orderId, code: 'E_PAID', detail });
       } else {
@@ -658,7 +723,7 @@ export class SqliteStore implements GatewayStore {
       if (takesCapSlot(order)) {
         const today = localParts(now, policy.windows.timezone).date;
         if (order.capDay !== today) {
-          const region = (this.s.getMeter.get(order.meterId) as Row).region as string;
+          const region = this.meterRow(order.meterId)!.region as string;
           this.prep('INSERT INTO cap_usage (day, region, used) VALUES (?, ?, 1) ON CONFLICT (day, region) DO UPDATE SET used = used + 1').run(today, region);
           this.prep('UPDATE orders SET cap_day = ? WHERE id = ?').run(today, orderId);
         }
@@ -828,11 +893,11 @@ export class SqliteStore implements GatewayStore {
       });
       if (report.observation) this.observe(current.meterId, report.observation);
       if (verdict.escalation) {
-        const region = (this.s.getMeter.get(current.meterId) as Row).region as string;
+        const region = this.meterRow(current.meterId)!.region as string;
         this.p.work.raise(fieldOrder(current), region, verdict.escalation, report.endedAt);
       }
       if (verdict.reviseWorkOrder) this.runScript(reviseOpenWorkOrder(current.id, verdict.reviseWorkOrder, report.endedAt));
-      const limited = limitFlagsAfter(current, verdict.next, parseFlags((this.s.getMeter.get(current.meterId) as Row).flags), report.endedAt);
+      const limited = limitFlagsAfter(current, verdict.next, parseFlags(this.meterRow(current.meterId)!.flags), report.endedAt);
       if (limited) this.p.facts.setFlags(current.meterId, limited, 'gateway', report.endedAt);
       const after = this.move(current, verdict.next, report.endedAt, verdict.escalation ? `${verdict.next === 'escalated' ? 'escalated to the field' : 'field work order raised'}: ${verdict.escalation.reason}` : verdict.reason, {
         ...(verdict.nextAttemptAt !== undefined ? { nextAttemptAt: verdict.nextAttemptAt } : {}),
@@ -854,7 +919,7 @@ export class SqliteStore implements GatewayStore {
       if (order.state === 'in_flight') throw new MeterlineError('E_ORDER_ON_WIRE', `order ${orderId} has an attempt on the wire; cancel again in a few seconds, once it has been read back`);
       if (!['accepted', 'held', 'queued', 'escalated'].includes(order.state)) throw new MeterlineError('E_ORDER_FINISHED', `order ${orderId} is already ${order.state}`);
       this.move(order, 'cancelled', now, `cancelled by ${actor}: ${reason}`);
-      this.prep('UPDATE meters SET desired_relay = NULL, desired_order_id = NULL, updated_at = ? WHERE meter_id = ? AND desired_order_id = ?').run(now, order.meterId, orderId);
+      this.clearDesired(order.meterId, orderId, now);
       if (order.escalatedAt !== null) this.p.work.cancelFor(orderId, `the order was cancelled by ${actor}: ${reason}`, now);
       this.p.audit.append(now, actor, 'order.cancel', order.meterId, { orderId, before: { state: order.state }, after: { state: 'cancelled' }, reason });
       return orderFromRow(this.s.getOrder.get(orderId) as Row);
@@ -1044,7 +1109,7 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => {
       const order = orderFromRow(this.s.getOrder.get(orderId) as Row);
       if (!['queued', 'held', 'in_flight', 'escalated'].includes(order.state)) return undefined;
-      const region = (this.s.getMeter.get(order.meterId) as Row).region as string;
+      const region = this.meterRow(order.meterId)!.region as string;
       const workOrder = this.p.work.raise(fieldOrder(order), region, plan, now);
       if (order.state === 'queued' || order.state === 'held') {
         this.move(order, 'escalated', now, `escalated to the field: ${plan.reason}`, { nextAttemptAt: Math.min(order.nextAttemptAt, slowRetryAt) });
@@ -1056,7 +1121,9 @@ export class SqliteStore implements GatewayStore {
   async reconnectsNearDeadline(before: number, limit: number): Promise<SwitchOrder[]> {
     const rows = this.db
       .prepare(
-        `SELECT * FROM orders WHERE action = 'reconnect' AND escalated_at IS NULL AND deadline IS NOT NULL AND deadline <= ?
+        // completed_at IS NULL (true of every order in these states) lets the statement walk orders_deadline in its
+        // order up to the limit (the planner, with no ANALYZE statistics, would read every open order and sort them).
+        `SELECT * FROM orders INDEXED BY orders_deadline WHERE action = 'reconnect' AND escalated_at IS NULL AND deadline IS NOT NULL AND deadline <= ? AND completed_at IS NULL
          AND state IN ('queued', 'held', 'in_flight') ORDER BY deadline LIMIT ?`,
       )
       .all(before, limit) as Row[];
@@ -1186,10 +1253,25 @@ export class SqliteStore implements GatewayStore {
   }
 
   recordMeterSwap(swap: Omit<MeterSwap, 'id' | 'recordedAt'>, now: number): Promise<MeterSwap> {
-    return this.enqueue(() => this.runScript(scripts.recordMeterSwap(swap, now)));
+    return this.enqueue(() => {
+      // Before the write: should it roll back, the set names one meter too many, which costs a lookup, never an answer.
+      this.metersWithSwaps().add(swap.meterId);
+      return this.runScript(scripts.recordMeterSwap(swap, now));
+    });
+  }
+
+  /**
+   * The meters with a recorded swap. Swaps are rare (a meter replaced in the field), and the consumption check asks
+   * for a meter's swaps after every reading: a meter not in this set has none, with no statement run.
+   */
+  private swapMeters: Set<string> | undefined;
+  private metersWithSwaps(): Set<string> {
+    this.swapMeters ??= new Set(this.prep('SELECT DISTINCT meter_id FROM meter_swaps', true).all() as string[]);
+    return this.swapMeters;
   }
 
   async listMeterSwaps(meterId: string, limit: number): Promise<MeterSwap[]> {
+    if (!this.metersWithSwaps().has(meterId)) return [];
     return this.runScript(scripts.listMeterSwaps(meterId, limit));
   }
 
@@ -1243,7 +1325,7 @@ export class SqliteStore implements GatewayStore {
         const id = `pay_${now.toString(36)}${randomBytes(5).toString('hex')}`;
         const effects: PaymentEffect[] = [];
         for (const meterId of resolved[i]!) {
-          const flags = parseFlags((this.s.getMeter.get(meterId) as Row).flags);
+          const flags = parseFlags(this.meterRow(meterId)!.flags);
           if (req.kind === 'top_up' && flags.prepaymentMode) {
             if (!bound.knows(meterId)) bound.start(meterId, this.creditEventsSync(meterId));
             const fit = bound.add(meterId, req.amountMinor);
