@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { admitOrder } from '../domain/admission.js';
+import { decideAttempt } from '../domain/attempt-decision.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
 import { fieldOrder, NO_REMOTE_ATTEMPT, type WorkOrderPlan } from '../domain/escalation.js';
 import { localParts, type WeatherPeriod } from '../domain/policy/calendar.js';
@@ -834,7 +835,7 @@ export class PostgresStore implements GatewayStore {
       }
       const holder = (row.lease_owner as string | null) ?? null;
       if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
-      const verdict = report.decide(current);
+      const verdict = decideAttempt(current, report.judgement);
       await q.run(
         `UPDATE attempts SET ended_at = $3, outcome = $4, latency_ms = $5, observed_relay = $6, command_evidence = $7, read_evidence = $8, detail = $9
          WHERE order_id = $1 AND attempt = $2 AND ended_at IS NULL`,
