@@ -63,6 +63,9 @@ function workerUrl(): URL {
   throw new Error(`the SQLite store worker is not built (${fileURLToPath(beside)}): run npm run build`);
 }
 
+/** writeHealth() asks the worker again when its latest answer is older than this. */
+const HEALTH_REFRESH_MS = 1000;
+
 interface Waiting {
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
@@ -78,6 +81,9 @@ export class SqliteWorkerStore {
   private readonly waiting = new Map<number, Waiting>();
   private readonly pendingControl = new Map<string, Waiting>();
   private health: StoreWriteHealth = { writable: true, detail: null };
+  /** When the latest answer came (performance.now()), and whether a refresh of the health is on its way. */
+  private answeredAt = 0;
+  private healthAsked = false;
   /** Set once the worker can take no more calls: why (its crash, its failure to open the file, close()). */
   private gone: Error | undefined;
   private closing: Promise<void> | undefined;
@@ -130,7 +136,18 @@ export class SqliteWorkerStore {
     return this.opened;
   }
 
+  /**
+   * As of the worker's latest answer. With no call for a second, this asks the worker again in the background (the
+   * store's standing checks, free disk space, change between writes), so a health check that polls sees it.
+   */
   writeHealth(): StoreWriteHealth {
+    if (!this.gone && !this.closing && !this.healthAsked && performance.now() - this.answeredAt > HEALTH_REFRESH_MS) {
+      this.healthAsked = true;
+      this.call('writeHealth', []).then(
+        () => (this.healthAsked = false),
+        () => (this.healthAsked = false),
+      );
+    }
     return this.health;
   }
 
@@ -216,6 +233,7 @@ export class SqliteWorkerStore {
       }
       case 'results':
         this.health = m.health;
+        this.answeredAt = performance.now();
         for (const r of m.results) {
           const w = this.waiting.get(r.id);
           if (!w) continue;
@@ -247,6 +265,8 @@ export class SqliteWorkerStore {
 
   /** The worker is gone: every call waiting, and every later one, fails with `e`. */
   private fail(e: Error): void {
+    // Closed on purpose is not unhealthy; a thread that died, or a file that could not be opened, is.
+    if (!this.closing && !this.gone) this.health = { writable: false, detail: e.message };
     this.gone ??= e;
     const waiting = [...this.waiting.values(), ...this.pendingControl.values()];
     this.waiting.clear();

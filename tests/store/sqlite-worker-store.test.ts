@@ -123,6 +123,8 @@ describe('SQLite store on a worker thread', () => {
     await (store as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
     for (const p of waiting) await expect(p).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE', status: 503 });
     await expect(store.getOrder('ord_c1')).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE' });
+    // /healthz says so (the control loop retries its writes while the store is unavailable).
+    expect(store.writeHealth()).toMatchObject({ writable: false, detail: expect.stringContaining('its thread ended') });
     await store.close();
   });
 
