@@ -59,7 +59,16 @@ export const ConfigSchema = z
       .object({
         /** `sqlite`: one instance, a file. `postgres`: several instances sharing work (DATABASE_URL selects it too). */
         kind: z.enum(['sqlite', 'postgres']),
-        sqlite: z.object({ path: z.string().min(1) }).strict(),
+        sqlite: z
+          .object({
+            path: z.string().min(1),
+            /**
+             * Where the journal's statements run: `worker` (the default when absent), a thread of its own, so the main
+             * thread keeps its CPU for the control loop, the drivers and the API; `main`, on the main thread.
+             */
+            thread: z.enum(['worker', 'main']).optional(),
+          })
+          .strict(),
         postgres: z
           .object({
             url: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL'),

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { MeterAddress, MeterDriver, WireResult, RelayReading, CommandAck, LimitAck, RequestOptions, WireFailure } from '../../drivers/driver.js';
-import { judgeAttempt, type AttemptFacts } from '../domain/attempt-verdict.js';
-import { cannotFinishInTime, escalateVerdict, workOrderPlan, type EscalationPolicy } from '../domain/escalation.js';
+import type { AttemptFacts } from '../domain/attempt-verdict.js';
+import { decideAttempt, type AttemptJudgement } from '../domain/attempt-decision.js';
+import { cannotFinishInTime, workOrderPlan, type EscalationPolicy } from '../domain/escalation.js';
 import { DEFAULT_FLAGS, type MeterFlags } from '../domain/policy/meter-facts.js';
 import { NO_LOAD_SIDE_CHECK, type FirmwareProfile } from '../domain/firmware-profile.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
@@ -660,7 +661,6 @@ export class SwitchController {
     // Without a profile nothing can be sent: one attempt, then failed, so a person looks at the meter's set-up.
     const rules = meter?.address.profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK } };
     const escalation = this.policyFor(meter?.region ?? '*');
-    let outcome = 'unknown';
     const now = this.deps.clock.now();
     const detail =
       problem ??
@@ -669,6 +669,8 @@ export class SwitchController {
         .join('; ');
     // The meter has acted: its result must be recorded. While the store cannot take writes (a full disk, a database
     // that is down) the write is retried and the order keeps its lease, so it ends as soon as writes go through.
+    // Plain data, not a function: the store may run on its own thread (sqlite-worker-store.ts).
+    const judgement: AttemptJudgement = { rules: { relay: rules.relay, retry: rules.retry }, facts, now, random: this.random(), flags: meter?.flags ?? DEFAULT_FLAGS, escalation };
     const updated = await writeWhenStoreTakesIt(() => this.deps.store.completeAttempt({
       orderId: order.id,
       attempt: order.attempts,
@@ -683,12 +685,10 @@ export class SwitchController {
         read && read.outcome === 'ok'
           ? { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh }
           : null,
-      decide: (current) => {
-        const verdict = escalateVerdict(current, judgeAttempt(current, rules, facts, now, this.random()), meter?.flags ?? DEFAULT_FLAGS, now, escalation);
-        outcome = verdict.outcome;
-        return verdict;
-      },
+      judgement,
     }), { logger: log, what: "the attempt's result" });
+    // The outcome is the attempt's alone (the command and the read-back against the action), whatever the order became.
+    const outcome = decideAttempt(order, judgement).outcome;
     this.deps.onOrderChange?.(updated);
     if (meter) {
       // Literal records, not spreads of a shared context (one object each, per attempt: issue 19).

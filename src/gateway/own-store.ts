@@ -8,6 +8,7 @@ import { AuditAnchors } from '../integrations/audit-anchors.js';
 import { PostgresStore } from '../store/postgres-store.js';
 import { SqliteFileOwnership } from '../store/sqlite-file-owner.js';
 import { SqliteStore } from '../store/sqlite-store.js';
+import { SqliteWorkerStore } from '../store/sqlite-worker-store.js';
 import type { StatementCounter } from '../store/statement-counter.js';
 import type { GatewayStore } from '../store/store.js';
 import type { StopList } from './stop-list.js';
@@ -37,8 +38,20 @@ export async function ownStore(
     stops.add(() => store.close());
   } else {
     const path = resolve(config.store.sqlite.path);
-    // Opening says why it cannot (E_STORE_OPEN: a directory, permission denied, a read-only file system).
-    const sqlite = new SqliteStore(path, { auditKey, ...(countStatements ? { countStatements } : {}) });
+    // Opening says why it cannot (E_STORE_OPEN: a directory, permission denied, a read-only file system). By default
+    // the journal runs on a thread of its own (store.sqlite.thread); the file's ownership is claimed here, on the main thread.
+    const options = { auditKey, ...(countStatements ? { countStatements } : {}) };
+    let sqlite: GatewayStore;
+    if ((config.store.sqlite.thread ?? 'worker') === 'worker') {
+      const onWorker = new SqliteWorkerStore(path, options);
+      try {
+        await onWorker.ready();
+      } catch (err) {
+        await onWorker.close().catch(() => undefined);
+        throw err;
+      }
+      sqlite = onWorker;
+    } else sqlite = new SqliteStore(path, options);
     let owner: SqliteFileOwnership;
     try {
       owner = SqliteFileOwnership.claim(path, config.instanceId);

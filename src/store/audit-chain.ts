@@ -60,6 +60,11 @@ export class AuditKey {
     this.id = this.#mac(['meterline audit key id']).slice(0, 16);
   }
 
+  /** The key's bytes in hex: only to hand an in-memory key to the store's worker thread (fixedAuditKey). */
+  exportHex(): string {
+    return this.#key.export().toString('hex');
+  }
+
   /** A new random key (32 bytes from the CSPRNG). */
   static random(): AuditKey {
     return new AuditKey(randomBytes(32));

@@ -15,6 +15,21 @@ export interface AuditKeySource {
   load(): AuditKey | undefined;
   /** Make and keep a new key; only when a log is keyed for the first time, and absent where a key must be given. */
   readonly create?: () => AuditKey;
+  /** The same source as plain data, for a store on another thread (sqlite-worker-store.ts); absent for a source of code's own. */
+  readonly portable?: PortableAuditKeySource;
+  /** Told when `create` made a key (the worker store calls it on the main thread for a key made on the worker). */
+  readonly onCreate?: (file: string, keyId: string) => void;
+}
+
+/** An audit key source as data that can cross to a worker thread: the options of auditKeySource(), or a key in memory. */
+export type PortableAuditKeySource =
+  | { kind: 'options'; envKey?: string | undefined; file?: string | null | undefined; mayCreate: boolean }
+  | { kind: 'fixed'; keyHex: string };
+
+/** The source a portable description stands for, on this thread (`onCreate`: told of a key made here). */
+export function auditKeySourceFrom(p: PortableAuditKeySource, onCreate?: (file: string, keyId: string) => void): AuditKeySource {
+  if (p.kind === 'fixed') return fixedAuditKey(new AuditKey(Buffer.from(p.keyHex, 'hex')));
+  return auditKeySource({ envKey: p.envKey, file: p.file, mayCreate: p.mayCreate, ...(onCreate ? { onCreate } : {}) });
 }
 
 export const AUDIT_KEY_ENV = 'METERLINE_AUDIT_KEY';
@@ -36,10 +51,10 @@ export function parseAuditKey(text: string, where: string): AuditKey {
 export function auditKeySource(o: { envKey?: string | undefined; file?: string | null | undefined; mayCreate: boolean; onCreate?: (file: string, keyId: string) => void }): AuditKeySource {
   if (o.envKey) {
     const envKey = o.envKey;
-    return { where: AUDIT_KEY_ENV, load: () => parseAuditKey(envKey, AUDIT_KEY_ENV) };
+    return { where: AUDIT_KEY_ENV, load: () => parseAuditKey(envKey, AUDIT_KEY_ENV), portable: { kind: 'options', envKey, mayCreate: false } };
   }
   const file = o.file;
-  if (!file) return { where: `${AUDIT_KEY_ENV} (not set) or audit.keyFile (not set)`, load: () => undefined };
+  if (!file) return { where: `${AUDIT_KEY_ENV} (not set) or audit.keyFile (not set)`, load: () => undefined, portable: { kind: 'options', mayCreate: false } };
   const load = (): AuditKey | undefined => {
     let text: string;
     try {
@@ -64,12 +79,18 @@ export function auditKeySource(o: { envKey?: string | undefined; file?: string |
     o.onCreate?.(file, key.id);
     return key;
   };
-  return { where: `${AUDIT_KEY_ENV} (not set) or the key file ${file}`, load, ...(o.mayCreate ? { create } : {}) };
+  return {
+    where: `${AUDIT_KEY_ENV} (not set) or the key file ${file}`,
+    load,
+    ...(o.mayCreate ? { create } : {}),
+    portable: { kind: 'options', file, mayCreate: o.mayCreate },
+    ...(o.onCreate ? { onCreate: o.onCreate } : {}),
+  };
 }
 
 /** A key held in memory (tests; a `:memory:` database, whose log lives no longer than the process). */
 export function fixedAuditKey(key: AuditKey = AuditKey.random()): AuditKeySource {
-  return { where: `a key in memory (id ${key.id})`, load: () => key };
+  return { where: `a key in memory (id ${key.id})`, load: () => key, portable: { kind: 'fixed', keyHex: key.exportHex() } };
 }
 
 /** The key for a log: the one it was keyed with, or a refusal that says which key is needed. */

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { admitOrder } from '../domain/admission.js';
+import { decideAttempt } from '../domain/attempt-decision.js';
 import { reconnectDeadline } from '../domain/deadlines.js';
 import { fieldOrder, NO_REMOTE_ATTEMPT, type EscalatedVerdict, type WorkOrderPlan } from '../domain/escalation.js';
 import { localParts, type WeatherPeriod } from '../domain/policy/calendar.js';
@@ -157,10 +158,6 @@ function settle(p: PendingCompletion, r: CompletionResult): void {
   else p.reject(r.error);
 }
 
-/** The verdict on an attempt, from the order as it is in the store now (the one place the store decides). */
-function decideAttempt(report: AttemptReport, current: SwitchOrder): EscalatedVerdict {
-  return report.decide(current);
-}
 
 /**
  * Many plain reports at once (no field work, no flags): each attempt closed, each read-back recorded as its meter's
@@ -980,7 +977,7 @@ export class PostgresStore implements GatewayStore {
         }
         const holder = (row.lease_owner as string | null) ?? null;
         if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
-        const verdict = decideAttempt(report, current);
+        const verdict = decideAttempt(current, report.judgement);
         if (!canTransition(current.state, verdict.next)) throw new Error(`illegal order transition ${current.state} → ${verdict.next} for ${current.id}`);
         const limited = limitFlagsAfter(current, verdict.next, parseFlags(row.meter_flags_now), report.endedAt);
         const plain = !verdict.escalation && !verdict.reviseWorkOrder && !limited && !(verdict.next !== 'escalated' && current.escalatedAt !== null);

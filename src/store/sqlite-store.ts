@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { admitOrder } from '../domain/admission.js';
+import { decideAttempt } from '../domain/attempt-decision.js';
 import { localParts } from '../domain/policy/calendar.js';
 import { evaluateDisconnectGate, takesCapSlot, type GateDecision, type GateInput } from '../domain/policy/disconnect-gate.js';
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
@@ -879,7 +880,7 @@ export class SqliteStore implements GatewayStore {
       }
       const holder = strOrNull(row.lease_owner);
       if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
-      const verdict = report.decide(current);
+      const verdict = decideAttempt(current, report.judgement);
       this.s.finishAttempt.run({
         orderId: report.orderId,
         attempt: report.attempt,

@@ -22,6 +22,11 @@ export class StatementCounter {
   /** Each statement text's cell, so that a text seen again is not labelled again. */
   private readonly byText = new Map<string, Cell>();
   roundTrips = 0;
+  /**
+   * Set by a store whose statements run on another thread (sqlite-worker-store.ts), where the counts live: reset()
+   * is passed on to it, and pull() brings its counts here (call it before snapshot()).
+   */
+  remote: { reset(): void; pull(): Promise<void> } | undefined;
 
   /** The cell a statement's runs are counted in (one per label). */
   cell(sql: string): Cell {
@@ -39,11 +44,22 @@ export class StatementCounter {
 
   /** Forget what was counted so far (the bench counts from the first order on, not the start-up). */
   reset(): void {
+    this.clear();
+    this.remote?.reset();
+  }
+
+  /** Zero every count here (not the remote's). */
+  clear(): void {
     for (const cell of this.cells.values()) {
       cell.n = 0;
       cell.us = 0;
     }
     this.roundTrips = 0;
+  }
+
+  /** The remote's counts, when the statements run on another thread; nothing to do otherwise. */
+  async pull(): Promise<void> {
+    await this.remote?.pull();
   }
 
   /** The statements run since the last reset: the total and each label's count, most run first. */

@@ -1,6 +1,7 @@
 import type { StoreWriteHealth } from './store-availability.js';
 import type { EpisodeContinuation, EpisodeKind } from '../domain/alert-episodes.js';
-import type { EscalatedVerdict, WorkOrderPlan } from '../domain/escalation.js';
+import type { AttemptJudgement } from '../domain/attempt-decision.js';
+import type { WorkOrderPlan } from '../domain/escalation.js';
 import type { WeatherPeriod } from '../domain/policy/calendar.js';
 import type { GateDecision } from '../domain/policy/disconnect-gate.js';
 import type { MeterFlags, NoticeRecord, PlanFacts } from '../domain/policy/meter-facts.js';
@@ -113,8 +114,8 @@ export interface AttemptReport {
   detail: string | null;
   /** The read-back, recorded as the meter's observed state. */
   observation: Observation | null;
-  /** Decides the order's next state from the order as it is in the store now (a later order may have superseded it). */
-  decide: (current: SwitchOrder) => EscalatedVerdict;
+  /** Decides the order's next state (decideAttempt) from the order as it is in the store now (a later order may have superseded it). */
+  judgement: AttemptJudgement;
 }
 
 export interface OrderQuery {

@@ -118,6 +118,8 @@ export class RunCostMeter {
     const cpu = process.cpuUsage(this.cpuStart);
     const threads = threadTimes();
     const mainUs = threads.get(process.pid)!.us - this.mainStart;
+    // A store on a worker thread counts there: bring its counts here first.
+    await this.o.statements?.pull();
     const statements = this.o.statements?.snapshot();
     let profile: RunCost['profile'];
     if (this.session) {

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SuccessRateMonitor, type SuccessRateConfig } from '../../src/control/success-rate-monitor.js';
-import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
 import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { FakeClock } from '../harness/fake-clock.js';
@@ -50,7 +49,7 @@ async function reconnectAll(meterIds: readonly string[], dead: ReadonlySet<strin
     await store.completeAttempt({
       orderId: order.id, attempt: 1, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null,
       observedRelay: bad ? null : 'connected', detail: null, observation: null,
-      decide: (o) => judgeAttempt(o, profile, bad ? { command: 'timeout', readBack: undefined } : { command: 'ok', readBack: 'connected' }, now, 0),
+      judgement: { rules: profile, facts: bad ? { command: 'timeout', readBack: undefined } : { command: 'ok', readBack: 'connected' }, now, random: 0 },
     });
   }
 }

@@ -123,7 +123,8 @@ describe('start-up with the broker down and orders left in flight on their last 
           await store.completeAttempt({
             orderId: out.order.id, attempt: k, leaseOwner: 'an-earlier-run', endedAt: now, latencyMs: null, commandEvidence: null, readEvidence: null,
             observedRelay: null, detail: 'no reply', observation: null,
-            decide: () => ({ outcome: 'timeout', next: 'queued', nextAttemptAt: now, reason: 'retry after timeout' }),
+            // A timeout with attempts left: queued again, due at once (no retry delay).
+            judgement: { rules: { relay: r.profiles.get(planned[i]!.profileId)!.relay, retry: { maxAttempts: max, baseDelayMs: 0, maxDelayMs: 0 } }, facts: { command: 'timeout', readBack: undefined }, now, random: 0 },
           });
         }
         await store.beginAttempts([out.order.id], now, { owner: 'an-earlier-run', until: now - 1 });

@@ -1,6 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { judgeAttempt, type AttemptFacts } from '../../src/domain/attempt-verdict.js';
-import { escalateVerdict } from '../../src/domain/escalation.js';
+import type { AttemptFacts } from '../../src/domain/attempt-verdict.js';
 import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { DEFAULT_FLAGS } from '../../src/domain/policy/meter-facts.js';
 import type { GatewayStore, OrderRequest } from '../../src/store/store.js';
@@ -45,7 +44,7 @@ export function describeOrderSeriesConformance(name: string, makeStore: () => Pr
       const facts: AttemptFacts = ok ? { command: 'ok', readBack: order.action === 'disconnect' ? 'disconnected' : 'connected' } : { command: 'timeout', readBack: undefined };
       return store.completeAttempt({
         orderId, attempt: 1, leaseOwner: 'gw-a', endedAt: at, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: facts.readBack ?? null, detail: null, observation: null,
-        decide: (o) => escalateVerdict(o, judgeAttempt(o, profile, facts, at, 0), DEFAULT_FLAGS, at, escalation),
+        judgement: { rules: profile, facts, now: at, random: 0, flags: DEFAULT_FLAGS, escalation },
       });
     };
 

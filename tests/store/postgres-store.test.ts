@@ -5,7 +5,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { POSTGRES_AUDIT_KEYED, POSTGRES_MIGRATIONS } from '../../src/store/postgres-migrations.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import type { AttemptReport, OrderRequest } from '../../src/store/store.js';
-import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
 import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
@@ -123,6 +122,8 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     const schema = freshSchema();
     const a = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema });
     const b = new PostgresStore({ connectionString: DATABASE_URL, auditKey, schema });
+    schemaOf.set(a, schema);
+    schemaOf.set(b, schema);
     await Promise.all([a.migrate(), b.migrate()]);
     return [a, b];
   };
@@ -174,8 +175,9 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
     }
   });
 
-  it('reports arriving at once are recorded together, each answered alone: a lost lease, an unknown order, a failing verdict and a second report fail only their own caller', async () => {
+  it('reports arriving at once are recorded together, each answered alone: a lost lease, an unknown order, a write the database refuses and a second report fail only their own caller', async () => {
     const [a, b] = await twoInstances();
+    const schema = schemaOf.get(a)!;
     try {
       const meters = Array.from({ length: 6 }, (_, i) => `MB-${i}`);
       await a.upsertMeters(meters.map((meterId) => ({ meterId, profileId: 'p', link: 'L1', region: 'north' })), now);
@@ -183,17 +185,23 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       const ids = (await a.submitOrders(meters.map(request), { now, reconnectLimitHours: 24, newOrderId: () => `ordb_${++n}`, policy: openPolicy() })).map((o) => o.order.id);
       expect(await a.beginAttempts(ids, now, { owner: 'gw-a', until: now + 30_000 })).toHaveLength(6);
       const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK }, retry: { maxAttempts: 2, baseDelayMs: 1000, maxDelayMs: 1000 } };
-      const report = (orderId: string, owner = 'gw-a', decide?: AttemptReport['decide']): AttemptReport => ({
+      const report = (orderId: string, owner = 'gw-a'): AttemptReport => ({
         orderId, attempt: 1, leaseOwner: owner, endedAt: now + 100, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'disconnected', detail: null,
         observation: { relay: 'disconnected', at: now + 100, source: 'read', energyWh: 1000 },
-        decide: decide ?? ((o) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now + 100, 0)),
+        judgement: { rules: profile, facts: { command: 'ok', readBack: 'disconnected' }, now: now + 100, random: 0 },
       });
+      // The database refuses one order's verdict (a constraint a bug would break): the batch's set-based write fails,
+      // and the reports are recorded one by one, so only that order's caller hears of it.
+      const admin = new pg.Client({ connectionString: DATABASE_URL });
+      await admin.connect();
+      await admin.query(`CREATE FUNCTION ${schema}.refuse_verdict() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'verdict refused by the test trigger'; END $$`);
+      await admin.query(`CREATE TRIGGER refuse_verdict BEFORE UPDATE ON ${schema}.orders FOR EACH ROW WHEN (NEW.id = '${ids[2]!}' AND NEW.state = 'done') EXECUTE FUNCTION ${schema}.refuse_verdict()`);
       // All in one turn of the event loop, so one batch (a second report for an order waits for the next).
       const settled = await Promise.allSettled([
         a.completeAttempt(report(ids[0]!)),
         a.completeAttempt(report(ids[1]!, 'gw-x')),
         a.completeAttempt(report('ordb_missing')),
-        a.completeAttempt(report(ids[2]!, 'gw-a', () => { throw new Error('verdict failed'); })),
+        a.completeAttempt(report(ids[2]!)),
         a.completeAttempt(report(ids[3]!)),
         a.completeAttempt(report(ids[3]!)),
         a.completeAttempt(report(ids[4]!)),
@@ -203,7 +211,7 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
         'done',
         'E_LEASE_LOST',
         'E_ORDER_NOT_FOUND',
-        'verdict failed',
+        'P0001', // the server's raise_exception, from the test trigger
         'done',
         `order ${ids[3]} is done at attempt 1, not in flight at attempt 1`,
         'done',
@@ -225,7 +233,9 @@ describe('PostgreSQL store specifics: several gateway instances on one database'
       const feed = (await b.clientEvents('ops', 0, 100)).filter((e) => e.kind === 'order.done');
       expect(feed.map((e) => e.orderId).sort()).toEqual([ids[0]!, ids[3]!, ids[4]!].sort());
       expect((await b.clientEvents('ops', 0, 100)).map((e) => e.seq)).toEqual([1, 2, 3]);
-      // The lease holder's own later report on the one whose verdict failed is recorded.
+      // The lease holder's own later report on the one whose verdict failed is recorded, once the database takes it.
+      await admin.query(`DROP TRIGGER refuse_verdict ON ${schema}.orders`);
+      await admin.end();
       expect((await a.completeAttempt(report(ids[2]!))).state).toBe('done');
     } finally {
       await Promise.all([a.close(), b.close()]);

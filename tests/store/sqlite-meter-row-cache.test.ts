@@ -1,7 +1,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { MeterRowCache } from '../../src/store/meter-row-cache.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import type { Lease, OrderRequest, SubmitContext } from '../../src/store/store.js';
@@ -13,6 +15,8 @@ import { openPolicy } from '../harness/test-policy.js';
  */
 describe('SQLite store: the meter rows it keeps follow every change', () => {
   let store: SqliteStore;
+  let dbPath: string;
+  const RULES = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK }, retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 } };
   let now = 1_764_000_000_000;
   let seq = 0;
   const ctx = (): SubmitContext => ({ now, reconnectLimitHours: 24, newOrderId: () => `ord_${String(++seq).padStart(6, '0')}`, policy: openPolicy() });
@@ -31,7 +35,8 @@ describe('SQLite store: the meter rows it keeps follow every change', () => {
   const lease = (): Lease => ({ owner: 'gw-a', until: now + 30_000 });
 
   beforeEach(async () => {
-    store = new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-meter-cache-')), 'gw.db'));
+    dbPath = join(mkdtempSync(join(tmpdir(), 'ml-meter-cache-')), 'gw.db');
+    store = new SqliteStore(dbPath);
     await store.migrate();
     await store.upsertMeters([{ meterId: 'M-1', profileId: 'acme-a', link: 'L1', region: 'north', address: '5' }], now);
   });
@@ -46,7 +51,7 @@ describe('SQLite store: the meter rows it keeps follow every change', () => {
     await store.completeAttempt({
       orderId: leased!.id, attempt: leased!.attempts, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null,
       observedRelay: 'connected', detail: null, observation: { relay: 'connected', at: observedAt, source: 'read', voltageV: 231, energyWh },
-      decide: () => ({ next: 'done', outcome: 'ok', reason: 'verified connected' }),
+      judgement: { rules: RULES, facts: { command: 'ok', readBack: 'connected' }, now, random: 0 },
     });
     return { created: created!.order, leased: leased! };
   }
@@ -88,13 +93,16 @@ describe('SQLite store: the meter rows it keeps follow every change', () => {
     await verifiedReconnect(now, 100);
     const [created] = await store.submitOrders([reconnect('M-1')], ctx());
     const [leased] = await store.beginAttempts([created!.order.id], now, lease());
+    // The database refuses the verdict (a constraint a bug would break): the store rolls the whole write back.
+    const admin = new Database(dbPath);
+    admin.exec(`CREATE TRIGGER refuse_verdict BEFORE UPDATE ON orders WHEN NEW.id = '${leased!.id}' AND NEW.state <> 'in_flight' BEGIN SELECT RAISE(ABORT, 'verdict refused by the test trigger'); END`);
+    admin.close();
     const failed = store.completeAttempt({
       orderId: leased!.id, attempt: leased!.attempts, leaseOwner: 'gw-a', endedAt: now + 10, latencyMs: 10, commandEvidence: null, readEvidence: null,
       observedRelay: 'disconnected', detail: null, observation: { relay: 'disconnected', at: now + 10, source: 'read', energyWh: 999 },
-      // A verdict no order on the wire can take (a bug's): the store refuses the whole write, reading included.
-      decide: () => ({ next: 'accepted' as 'done', outcome: 'ok', reason: 'nonsense' }),
+      judgement: { rules: RULES, facts: { command: 'ok', readBack: 'disconnected' }, now: now + 10, random: 0 },
     });
-    await expect(failed).rejects.toThrow(/illegal order transition/);
+    await expect(failed).rejects.toThrow(/verdict refused by the test trigger/);
     expect((await store.getMeter('M-1'))!.observed).toMatchObject({ relay: 'connected', at: now, energyWh: 100 });
     expect((await store.listObservations('M-1', 10)).map((o) => o.energyWh)).toEqual([100]);
   });

@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { judgeAttempt } from '../../src/domain/attempt-verdict.js';
 import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
-import { escalateVerdict, NO_REMOTE_ATTEMPT } from '../../src/domain/escalation.js';
+import { NO_REMOTE_ATTEMPT } from '../../src/domain/escalation.js';
 import { MeterlineError } from '../../src/errors.js';
 import type { CreditEvent } from '../../src/domain/prepayment/credit-ledger.js';
 import type { EpisodeClaim, GatewayStore, Lease, OrderRequest, PaymentRequest, SubmitContext } from '../../src/store/store.js';
@@ -285,7 +284,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         observedRelay: 'disconnected',
         detail: null,
         observation: { relay: 'disconnected', at: now, source: 'read', voltageV: 0 },
-        decide: (o) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now, 0),
+        judgement: { rules: profile, facts: { command: 'ok', readBack: 'disconnected' }, now, random: 0 },
       });
       expect(after.state).toBe('done');
       expect(after.completedAt).toBe(now);
@@ -300,7 +299,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       await store.beginAttempts([orderId], now, A(now));
       return store.completeAttempt({
         orderId, attempt, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
-        decide: (o) => judgeAttempt(o, profile, { command: 'ok', readBack: 'connected', readBackLimitW }, now, 0),
+        judgement: { rules: profile, facts: { command: 'ok', readBack: 'connected', readBackLimitW }, now, random: 0 },
       });
     };
 
@@ -363,7 +362,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const fail = (n: number) =>
         store.completeAttempt({
           orderId: id, attempt: n, leaseOwner: 'gw-a', endedAt: now, latencyMs: null, commandEvidence: null, readEvidence: null, observedRelay: null, detail: 'no answer', observation: null,
-          decide: (o) => judgeAttempt(o, profile, { command: 'timeout', readBack: undefined }, now, 0),
+          judgement: { rules: profile, facts: { command: 'timeout', readBack: undefined }, now, random: 0 },
         });
       await store.beginAttempts([id], now, A(now));
       const first = await fail(1);
@@ -383,7 +382,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(r!.order.state).toBe('queued');
       const after = await store.completeAttempt({
         orderId: d!.order.id, attempt: 1, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
-        decide: (o) => judgeAttempt(o, profile, { command: 'nack', readBack: 'connected' }, now, 0),
+        judgement: { rules: profile, facts: { command: 'nack', readBack: 'connected' }, now, random: 0 },
       });
       expect(after.state).toBe('superseded');
       expect((await store.dueOrders(now, 10, [])).map((o) => o.id)).toEqual([r!.order.id]);
@@ -405,7 +404,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       await store.beginAttempts([d!.order.id], now, A(now));
       const report = {
         orderId: d!.order.id, attempt: 1, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'disconnected' as const, detail: null, observation: null,
-        decide: (o: Parameters<typeof judgeAttempt>[0]) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now, 0),
+        judgement: { rules: profile, facts: { command: 'ok' as const, readBack: 'disconnected' as const }, now, random: 0 },
       };
       await store.completeAttempt(report);
       await expect(store.completeAttempt(report)).rejects.toThrow();
@@ -427,7 +426,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       // gw-a's late report is refused; gw-b's (after its verifying read) is recorded once.
       const report = (owner: string) => ({
         orderId: d2!.order.id, attempt: 1, leaseOwner: owner, endedAt: now + 32_000, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'disconnected' as const, detail: null, observation: null,
-        decide: (o: Parameters<typeof judgeAttempt>[0]) => judgeAttempt(o, profile, { command: 'ok', readBack: 'disconnected' }, now + 32_000, 0),
+        judgement: { rules: profile, facts: { command: 'ok' as const, readBack: 'disconnected' as const }, now: now + 32_000, random: 0 },
       });
       await expect(store.completeAttempt(report('gw-a'))).rejects.toMatchObject({ code: 'E_LEASE_LOST' });
       await expect(store.releaseAttempt(d2!.order.id, 1, now, now, 'link down', 'gw-a')).rejects.toThrow();
@@ -839,7 +838,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       await store.beginAttempts([aReconnect!.order.id], now, A(now));
       await store.completeAttempt({
         orderId: aReconnect!.order.id, attempt: 1, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
-        decide: (o) => judgeAttempt(o, profile, { command: 'ok', readBack: 'connected' }, now, 0),
+        judgement: { rules: profile, facts: { command: 'ok', readBack: 'connected' }, now, random: 0 },
       });
       const [b3] = await store.submitOrders([req({ meterId: 'M-1', requestedBy: 'bill-b', notBefore: now + 3_600_000 })], ctx());
       await store.cancelOrder(b3!.order.id, 'ops', 'customer asked', now);
@@ -1096,7 +1095,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         observedRelay: 'disconnected',
         detail: 'command: load_side_voltage (meter refused to close: 231 V on the load side)',
         observation: null,
-        decide: (cur) => escalateVerdict(cur, judgeAttempt(cur, checks, { command: 'load_side_voltage', readBack: 'disconnected', loadSideVoltageV: 231 }, t, 0), none, t, policy),
+        judgement: { rules: checks, facts: { command: 'load_side_voltage', readBack: 'disconnected', loadSideVoltageV: 231 }, now: t, random: 0, flags: none, escalation: policy },
       });
       expect(after).toMatchObject({ state: 'escalated', nextAttemptAt: NO_REMOTE_ATTEMPT });
       const mine = (await store.listWorkOrders({ limit: 10 })).filter((w) => w.orderId === id);

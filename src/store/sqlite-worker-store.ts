@@ -1,0 +1,321 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { MeterlineError, retryAfterSec } from '../errors.js';
+import type { AuditKeySource } from './audit-key-source.js';
+import type { StatementCounter } from './statement-counter.js';
+import type { StoreWriteHealth } from './store-availability.js';
+import type { GatewayStore, SubmitContext } from './store.js';
+import { rebuildError, type PortableSubmitContext, type StatementSnapshot, type ToMain, type ToWorker, type WorkerCall, type WorkerOptions } from './sqlite-worker-protocol.js';
+
+/**
+ * The SQLite store on a thread of its own (issue 19, "use the cores"): a real SqliteStore runs on a worker thread
+ * (sqlite-store-worker.ts) and this forwards every GatewayStore call to it, so the journal's CPU (statements, commits,
+ * row mapping) leaves the main thread, which is left with the control loop, the drivers and the API.
+ *
+ * The calls made in one turn of the event loop go in one message and start on the worker in that order, in one turn,
+ * so the writes among them still commit in one transaction and every promise resolves only after its commit:
+ * "durable before acted on" holds as with SqliteStore on the main thread. Answers come back in one message per batch,
+ * with the store's write health, which writeHealth() answers from synchronously. A MeterlineError keeps its code,
+ * message and details across the thread. The worker dying (a crash, a terminate) fails every call still waiting with
+ * E_STORE_UNAVAILABLE, and every later one: nothing hangs.
+ */
+
+/**
+ * Every GatewayStore method forwarded to the worker as it is: a Record over the interface's keys, so a method added to
+ * GatewayStore and not here (or here and not there) does not compile. writeHealth and close are this class's own.
+ */
+const FORWARDED: Record<Exclude<keyof GatewayStore, 'writeHealth' | 'close'>, true> = {
+  actOnAlert: true, addNotice: true, appendAudit: true, appendCreditEvent: true, approveOrder: true,
+  assignWorkOrder: true, attemptStats: true, auditHead: true, beginAttempts: true, cancelOrder: true,
+  checkPayments: true, claimEpisode: true, claimOrphans: true, clientEvents: true, completeAttempt: true,
+  completeWorkOrder: true, confirmMeterKeySet: true, countOpenOrdersByState: true, countOrdersByState: true,
+  countWorkOrdersByStatus: true, createApiKey: true, createPlan: true, creditControl: true, creditEvents: true,
+  decidePlan: true, declareWeather: true, dueOrders: true, endEpisodes: true, energyReadings: true,
+  escalateOrder: true, existingMeterIds: true, findApiKey: true, gateDisconnect: true, getCallback: true,
+  getIdempotentResponse: true, getMeter: true, getOrder: true, getPlan: true, getWorkOrder: true, holdDuty: true,
+  importMeterFacts: true, inFlightOrders: true, lastCompletedOrder: true, latestRelayAudit: true,
+  leaseDisconnect: true, liftWeather: true, listAlerts: true, listApiKeys: true, listAttempts: true, listAudit: true,
+  listBreakers: true, listCallbacks: true, listEpisodes: true, listMeterSwaps: true, listMeters: true,
+  listNotices: true, listNotifications: true, listObservations: true, listOrderEvents: true, listOrders: true,
+  listPayments: true, listPlans: true, listWeather: true, listWorkOrders: true, markClientEvent: true,
+  markNotification: true, meterKeySetBySystemTitle: true, meterKeySets: true, meterKeySetsWithoutSystemTitle: true,
+  migrate: true, mostUrgentReconnectDeadline: true, openBreaker: true, openOrdersForMeter: true,
+  orderOutcomeStats: true, orderSeries: true, pendingClientEvents: true, pendingNotifications: true,
+  putMeterKeySets: true, raiseInvocationCounter: true, reconnectsNearDeadline: true, recordAlert: true,
+  recordMeterKeySetSystemTitle: true, recordMeterSwap: true, recordObservation: true, recordPaymentCheck: true,
+  recordPayments: true, registerClients: true, relayAuditFacts: true, releaseAttempt: true, releaseDuty: true,
+  releaseIdempotentWrite: true, renewLeases: true, reserveIdempotentWrite: true, reserveInvocationCounters: true,
+  resetBreaker: true, retireMeterKeySet: true, revokeApiKey: true, rotateApiKey: true, saveIdempotentResponse: true,
+  saveRelayAudit: true, setCallback: true, setCreditControl: true, setMeterFlags: true, stageMeterKeySet: true,
+  submitOrders: true, touchApiKey: true, upsertMeters: true, verifyAudit: true, wakeHeldDisconnects: true,
+};
+
+/** The forwarded method names (the test compares them with SqliteStore's). */
+export const FORWARDED_METHODS: readonly string[] = Object.keys(FORWARDED);
+
+/** The compiled worker beside this file; run from the TypeScript sources (vitest), the build's copy in dist/. */
+function workerUrl(): URL {
+  const beside = new URL('./sqlite-store-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(beside))) return beside;
+  const built = new URL('../../dist/src/store/sqlite-store-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new Error(`the SQLite store worker is not built (${fileURLToPath(beside)}): run npm run build`);
+}
+
+/** writeHealth() asks the worker again when its latest answer is older than this. */
+const HEALTH_REFRESH_MS = 1000;
+
+interface Waiting {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface SqliteWorkerStore extends GatewayStore {}
+
+export class SqliteWorkerStore {
+  private readonly worker: Worker;
+  private nextId = 1;
+  /** Calls made in this turn, not yet posted. */
+  private outbox: WorkerCall[] = [];
+  private readonly waiting = new Map<number, Waiting>();
+  private readonly pendingControl = new Map<string, Waiting>();
+  private health: StoreWriteHealth = { writable: true, detail: null };
+  /** When the latest answer came (performance.now()), and whether a refresh of the health is on its way. */
+  private answeredAt = 0;
+  private healthAsked = false;
+  /** Set once the worker can take no more calls: why (its crash, its failure to open the file, close()). */
+  private gone: Error | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly opened: Promise<void>;
+  private readonly counter: StatementCounter | undefined;
+
+  /**
+   * Starts the worker, which opens (creating) the file. `auditKey` must be a source auditKeySource() or fixedAuditKey()
+   * made (it is rebuilt on the worker from its portable form). `countStatements`: the worker counts, and this counter
+   * gets the worker's counts at statementCounts() and close().
+   */
+  constructor(
+    readonly path: string,
+    options: { auditKey?: AuditKeySource; countStatements?: StatementCounter } = {},
+  ) {
+    const key = options.auditKey;
+    if (key && !key.portable) throw new Error(`the audit key source ${key.where} cannot be handed to the store's worker thread (use auditKeySource or fixedAuditKey)`);
+    this.counter = options.countStatements;
+    if (this.counter) {
+      this.counter.remote = {
+        reset: () => void this.control({ type: 'statements', id: 0, reset: true }).catch(() => undefined),
+        pull: async () => void (await this.statementCounts()),
+      };
+    }
+    const data: WorkerOptions = { path, auditKey: key?.portable ?? null, countStatements: this.counter !== undefined };
+    this.worker = new Worker(workerUrl(), { workerData: data });
+    let ready!: () => void;
+    let failed!: (e: Error) => void;
+    this.opened = new Promise<void>((res, rej) => {
+      ready = res;
+      failed = rej;
+    });
+    // Not every caller waits for ready(): the failure still reaches them through their calls.
+    this.opened.catch(() => undefined);
+    this.worker.on('message', (m: ToMain) => this.onMessage(m, ready, failed, key));
+    this.worker.on('error', (err) => {
+      const e = this.unavailable(`its thread failed: ${err.message}`);
+      failed(e);
+      this.fail(e);
+    });
+    this.worker.on('exit', (code) => {
+      const e = this.unavailable(`its thread ended (exit code ${code})`);
+      failed(e);
+      this.fail(e);
+    });
+  }
+
+  /** Resolves once the worker has opened the file; rejects as the open failed (E_STORE_OPEN, as SqliteStore's constructor throws it). */
+  ready(): Promise<void> {
+    return this.opened;
+  }
+
+  /**
+   * As of the worker's latest answer. With no call for a second, this asks the worker again in the background (the
+   * store's standing checks, free disk space, change between writes), so a health check that polls sees it.
+   */
+  writeHealth(): StoreWriteHealth {
+    if (!this.gone && !this.closing && !this.healthAsked && performance.now() - this.answeredAt > HEALTH_REFRESH_MS) {
+      this.healthAsked = true;
+      this.call('writeHealth', []).then(
+        () => (this.healthAsked = false),
+        () => (this.healthAsked = false),
+      );
+    }
+    return this.health;
+  }
+
+  /** The worker's statement counts so far (the bench); `reset` starts them again from zero after reading. Also copied into the counter given. */
+  async statementCounts(reset = false): Promise<StatementSnapshot | null> {
+    const snapshot = (await this.control({ type: 'statements', id: 0, reset })) as StatementSnapshot | null;
+    if (snapshot) this.copyCounts(snapshot);
+    return snapshot;
+  }
+
+  /** Drains every call made so far, closes the worker's store, ends the thread. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.gone) return;
+      this.post();
+      let failure: Error | undefined;
+      try {
+        const answer = (await this.control({ type: 'close', id: 0 })) as { snapshot: StatementSnapshot | null };
+        if (answer.snapshot) this.copyCounts(answer.snapshot);
+      } catch (err) {
+        failure = err as Error;
+      }
+      this.gone = new MeterlineError('E_STORE_UNAVAILABLE', `the SQLite file ${this.path} is closed`, { store: `the SQLite file ${this.path}`, cause: 'closed' });
+      await this.worker.terminate();
+      if (failure && !(failure instanceof MeterlineError && failure.code === 'E_STORE_UNAVAILABLE')) throw failure;
+    })();
+    return this.closing;
+  }
+
+  /** A forwarded call: queued for this turn's message. */
+  call(method: string, args: unknown[]): Promise<unknown> {
+    if (this.gone) return Promise.reject(this.gone);
+    if (this.closing) return Promise.reject(new Error('store closed'));
+    const id = this.nextId++;
+    const call: WorkerCall = { id, method, args: args.map((a) => (isSubmitContext(a) ? portableContext(a, method, args) : a)) };
+    return new Promise((resolve, reject) => {
+      // The thread keeps the process alive only while a call waits on it (as a pending write on the main thread would).
+      if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.ref();
+      this.waiting.set(id, { resolve, reject });
+      this.outbox.push(call);
+      // At the end of this turn of the event loop: every call made in it goes in one message (one transaction there).
+      if (this.outbox.length === 1) setImmediate(() => this.post());
+    });
+  }
+
+  private post(): void {
+    if (this.outbox.length === 0) return;
+    const calls = this.outbox;
+    this.outbox = [];
+    try {
+      this.worker.postMessage({ type: 'calls', calls } satisfies ToWorker);
+    } catch (err) {
+      // An argument that cannot be cloned (a function, a class with private state): those calls fail, as a bug would.
+      for (const c of calls) {
+        const w = this.waiting.get(c.id);
+        this.waiting.delete(c.id);
+        w?.reject(new Error(`${c.method}: its arguments cannot cross to the store's thread (${(err as Error).message})`));
+      }
+    }
+  }
+
+  private control(message: ToWorker): Promise<unknown> {
+    if (this.gone) return Promise.reject(this.gone);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.worker.ref();
+      this.pendingControl.set(`${message.type}:${id}`, { resolve, reject });
+      this.worker.postMessage({ ...message, id });
+    });
+  }
+
+  private onMessage(m: ToMain, ready: () => void, failed: (e: Error) => void, key: AuditKeySource | undefined): void {
+    switch (m.type) {
+      case 'ready':
+        ready();
+        if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.unref();
+        return;
+      case 'openFailed': {
+        const e = rebuildError(m.error);
+        failed(e);
+        this.fail(e);
+        return;
+      }
+      case 'results':
+        this.health = m.health;
+        this.answeredAt = performance.now();
+        for (const r of m.results) {
+          const w = this.waiting.get(r.id);
+          if (!w) continue;
+          this.waiting.delete(r.id);
+          if (r.ok) w.resolve(r.value);
+          else w.reject(rebuildError(r.error));
+        }
+        if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.unref();
+        return;
+      case 'statements': {
+        const w = this.pendingControl.get(`statements:${m.id}`);
+        this.pendingControl.delete(`statements:${m.id}`);
+        w?.resolve(m.snapshot);
+        if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.unref();
+        return;
+      }
+      case 'closed': {
+        const w = this.pendingControl.get(`close:${m.id}`);
+        this.pendingControl.delete(`close:${m.id}`);
+        if (m.error) w?.reject(rebuildError(m.error));
+        else w?.resolve({ snapshot: m.snapshot });
+        return;
+      }
+      case 'keyCreated':
+        key?.onCreate?.(m.file, m.keyId);
+        return;
+    }
+  }
+
+  /** The worker is gone: every call waiting, and every later one, fails with `e`. */
+  private fail(e: Error): void {
+    // Closed on purpose is not unhealthy; a thread that died, or a file that could not be opened, is.
+    if (!this.closing && !this.gone) this.health = { writable: false, detail: e.message };
+    this.gone ??= e;
+    const waiting = [...this.waiting.values(), ...this.pendingControl.values()];
+    this.waiting.clear();
+    this.pendingControl.clear();
+    this.outbox = [];
+    for (const w of waiting) w.reject(e);
+  }
+
+  private unavailable(cause: string): MeterlineError {
+    const name = `the SQLite file ${this.path}`;
+    return new MeterlineError('E_STORE_UNAVAILABLE', `${name} cannot take writes: ${cause}; retry in ${retryAfterSec('E_STORE_UNAVAILABLE')} s`, { store: name, cause });
+  }
+
+  private copyCounts(snapshot: StatementSnapshot): void {
+    const c = this.counter;
+    if (!c) return;
+    c.clear();
+    for (const s of snapshot.byStatement) {
+      const cell = c.cell(s.statement);
+      cell.n += s.count;
+      cell.us += s.us;
+    }
+    c.roundTrips = snapshot.roundTrips;
+  }
+}
+
+for (const method of FORWARDED_METHODS) {
+  Object.defineProperty(SqliteWorkerStore.prototype, method, {
+    value(this: SqliteWorkerStore, ...args: unknown[]) {
+      return this.call(method, args);
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+
+function isSubmitContext(a: unknown): a is SubmitContext {
+  return a !== null && typeof a === 'object' && typeof (a as { newOrderId?: unknown }).newOrderId === 'function';
+}
+
+/**
+ * The context without its function. The ids are made here, with the caller's generator, before the call: one per
+ * order request (submitOrders), two per payment (a reconnect and a limit removal, recordPayments). What the worker needs
+ * beyond them (a plan's orders, an account's many meters) it makes with the gateway's own generator at `ctx.now`.
+ */
+function portableContext(ctx: SubmitContext, method: string, args: unknown[]): PortableSubmitContext {
+  const requests = Array.isArray(args[0]) ? args[0].length : 0;
+  const count = method === 'submitOrders' ? requests : method === 'recordPayments' ? 2 * requests : 0;
+  const orderIds: string[] = [];
+  for (let i = 0; i < count; i++) orderIds.push(ctx.newOrderId());
+  return { portableSubmitContext: true, now: ctx.now, reconnectLimitHours: ctx.reconnectLimitHours, policy: ctx.policy, orderIds };
+}
