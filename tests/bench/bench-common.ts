@@ -103,11 +103,17 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** Start `simulators/cli.js` (the MQTT fleet) as a child process and wait until it is subscribed. */
+/**
+ * Start `simulators/cli.js` (the MQTT fleet) as a child process and wait until it is subscribed. BENCH_SIM_CPU_PROF=DIR
+ * profiles it (`node --cpu-prof --cpu-prof-dir DIR`; the .cpuprofile is written when it stops; read it with
+ * `node dist/tests/bench/cpu-parts.js FILE ORDERS`).
+ */
 export async function startSimulator(o: { brokerUrl: string; meters: number; prefix: string; profilesDir: string; initial?: string }): Promise<ChildProcess> {
+  const prof = process.env.BENCH_SIM_CPU_PROF;
   const sim = track(spawn(
     process.execPath,
     [
+      ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
       join(projectRoot(), 'dist', 'simulators', 'cli.js'),
       ...['--broker', o.brokerUrl, '--meters', String(o.meters), '--prefix', o.prefix, '--profiles', BENCH_PROFILE],
       ...['--profiles-dir', o.profilesDir, '--links', String(LINKS), '--initial', o.initial ?? 'disconnected', '--log-level', 'info'],

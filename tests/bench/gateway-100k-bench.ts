@@ -15,8 +15,10 @@
  * (BENCH_OPEN_RATE overrides) for BENCH_OPEN_SECONDS (20; 0 skips it), a bulk request every BENCH_OPEN_TICK_MS (10)
  * with the orders due by then, on meters of its own (each ordered once), with each order's request→verified latency.
  *
- * The gateway runs in this process (as in reconnect-bench.ts); the bench's own work is its HTTP requests and an
- * order-change hook. Bench firmware profile: acme-em340-fw2.4 with relay operate time BENCH_OPERATE_MS (20 ms,
+ * The gateway runs in this process (as in reconnect-bench.ts); the bench's own work is the backlog run's HTTP requests
+ * and an order-change hook; the open loop's API client is a child process (open-loop-submitter.ts). The peers' CPU per
+ * verified order (simulator, broker, the open loop's submitter, the raw loop's echo responder) is printed beside each
+ * run (peer-cpu.ts): on 2 cores they take it from the gateway. Bench firmware profile: acme-em340-fw2.4 with relay operate time BENCH_OPERATE_MS (20 ms,
  * shipped 150 ms). 10 links × 200 commands in the control loop, so the driver's window (500) is the only window.
  *
  * What each order costs (issue 19), from the first bulk request to the last verified order (run-cost.ts): CPU time of
@@ -35,9 +37,11 @@
  * `node dist/tests/bench/gateway-100k-bench.js`; BENCH_ORDERS (default 100000) scales both runs,
  * BENCH_SKIP_RAW=1 runs the gateway part only.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { connect, type MqttClient } from 'mqtt';
 import { ConfigSchema } from '../../src/config/config-schema.js';
@@ -45,6 +49,7 @@ import { loadConfig } from '../../src/config/load-config.js';
 import { isTerminal, type SwitchOrder } from '../../src/domain/switch-order.js';
 import { startGateway } from '../../src/gateway.js';
 import { BULK_LIMIT } from '../../src/api/schemas.js';
+import { projectRoot } from '../../src/config/project-root.js';
 import { StatementCounter } from '../../src/store/statement-counter.js';
 import { startMosquitto } from '../harness/mosquitto.js';
 import {
@@ -67,9 +72,11 @@ import {
   sleep,
   startSimulator,
   stopChild,
+  track,
   writeBenchProfiles,
 } from './bench-common.js';
 import { acceptance, dueBy, latencySummary, type LatencySummary } from './bench-math.js';
+import { PeerCpu, peersLine } from './peer-cpu.js';
 import { printRaw, runRaw } from './raw-mqtt-bench.js';
 import { printRunCost, RunCostMeter, type RunCost } from './run-cost.js';
 
@@ -94,6 +101,8 @@ export interface OpenLoopResult {
   latency: LatencySummary;
   states: Record<string, number>;
   cost: RunCost;
+  /** CPU µs per order of the simulator, the broker and the submitter over the run (peer-cpu.ts). */
+  peers: Record<string, number>;
 }
 
 export interface GatewayResult {
@@ -107,6 +116,8 @@ export interface GatewayResult {
   states: Record<string, number>;
   attempts: Record<string, number>;
   cost: RunCost;
+  /** CPU µs per verified order of the simulator child and the broker over the run (peer-cpu.ts). */
+  peers: Record<string, number>;
   /** True when the store's statements were counted (and timed) in this run: its CPU figures include the counter. */
   statementsCounted: boolean;
   /** The load average when the last order was verified (other jobs on the machine show here). */
@@ -123,6 +134,8 @@ export interface GatewayRunOptions {
   countMessages?: boolean;
   /** After the backlog run, an open-loop run on meters of its own at a fixed rate. */
   openLoop?: { ratePerS: number; rateSource: string; seconds: number; tickMs: number };
+  /** The broker's pid, to measure its CPU per order (mosquitto.ts pid()). */
+  brokerPid?: number;
 }
 
 /** mosquitto's $SYS tree every second (default 10 s), so that the message counter can be read around a run. */
@@ -204,15 +217,16 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
       }),
   });
   const key = gw.demoKeys!.operator;
-  const allIds = meterIds(PREFIX, meters);
-  const ids = allIds.slice(0, orders);
+  const ids = meterIds(PREFIX, orders);
   const allDone = new Promise<void>((r) => (onAllDone = r));
   const counter = options.countMessages ? await BrokerMessages.open(brokerUrl) : undefined;
   const publishesBefore = counter ? await counter.read() : NaN;
 
   // The payment run: bulk requests of BULK_LIMIT reconnects, one after another.
   const sentAt = new Map<string, number>(); // order id → when its bulk request was sent
+  const peers = new PeerCpu({ simulator: sim.pid, mosquitto: options.brokerPid });
   await meter.start();
+  peers.start();
   const t0 = performance.now();
   for (let i = 0; i < ids.length; i += BULK_LIMIT) {
     const start = performance.now();
@@ -226,6 +240,7 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
   await allDone;
   const wallMs = performance.now() - t0;
   const loadAverageAtEnd = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const peerUs = peers.stop(orders);
   const cost = await meter.stop(orders);
   let messages: GatewayResult['messages'];
   if (counter) {
@@ -250,7 +265,7 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
   let openLoop: OpenLoopResult | undefined;
   if (options.openLoop) {
     active = new RunCostMeter({});
-    openLoop = await runOpenLoop({ ...options.openLoop, apiUrl: gw.apiUrl, key, meterIds: allIds.slice(orders), finishedAt, finalState, meter: active });
+    openLoop = await runOpenLoop({ ...options.openLoop, apiUrl: gw.apiUrl, key, prefix: PREFIX, from: orders + 1, count: openOrders, finishedAt, finalState, meter: active, peerPids: { simulator: sim.pid, mosquitto: options.brokerPid } });
   }
 
   await gw.stop();
@@ -266,6 +281,7 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
     states,
     attempts,
     cost,
+    peers: peerUs,
     statementsCounted: options.countStatements,
     loadAverageAtEnd,
     ...(messages ? { messages } : {}),
@@ -275,10 +291,12 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
 
 /**
  * The open-loop run (issue 19's acceptance: p99 request→verified for a healthy meter at half the raw rate, at a fixed
- * rate rather than one backlog). Every `tickMs` a bulk request carries the orders the schedule owes by then
- * (dueBy: rate × elapsed, so a late tick catches up); requests are not awaited before the next tick, as independent
- * clients would not wait for each other. Each order's latency runs from the moment its request was sent to the hook
- * seeing it terminal. Each meter is ordered once. The bench's HTTP client runs in the gateway's process.
+ * rate rather than one backlog). The API client is a child process (open-loop-submitter.ts), so its HTTP work is not
+ * charged to the gateway's process: every `tickMs` it sends a bulk request with the orders the schedule owes by then
+ * (dueBy: rate × elapsed, so a late tick catches up), not awaiting earlier requests, as independent clients would not
+ * wait for each other, and reports each order's send time. Each order's latency runs from the moment its request was
+ * sent (the child's clock) to this process's hook seeing it terminal (this process's clock), both as ms since the epoch
+ * (performance.timeOrigin + now) on the same machine. Each meter is ordered once.
  */
 async function runOpenLoop(o: {
   ratePerS: number;
@@ -287,44 +305,37 @@ async function runOpenLoop(o: {
   tickMs: number;
   apiUrl: string;
   key: string;
-  meterIds: string[];
+  prefix: string;
+  /** Meters prefix+from … prefix+(from+count−1) are the open loop's own. */
+  from: number;
+  count: number;
   finishedAt: Map<string, number>;
   finalState: Map<string, string>;
   meter: RunCostMeter;
+  peerPids: Record<string, number | undefined>;
 }): Promise<OpenLoopResult> {
-  const total = Math.min(o.meterIds.length, dueBy(o.ratePerS, o.seconds * 1000));
-  const sent: { id: string; at: number }[] = [];
-  const posts: Promise<void>[] = [];
-  let refusedRequests = 0;
-  let request = 0;
-  const post = (meterIds: string[]): Promise<void> => {
-    const at = performance.now();
-    const body = o.meter.bench(() => ({ orders: meterIds.map((meterId) => ({ meterId, action: 'reconnect', reason: 'payment' })) }));
-    return postJson(`${o.apiUrl}/v1/orders/bulk`, o.key, body, `bench-open-${request++}`).then(
-      (out: { results: { order: { id: string } }[] }) =>
-        o.meter.bench(() => {
-          for (const r of out.results) sent.push({ id: r.order.id, at });
-        }),
-      () => {
-        refusedRequests++;
-      },
-    );
-  };
+  const job = { url: o.apiUrl, key: o.key, ratePerS: o.ratePerS, seconds: o.seconds, tickMs: o.tickMs, bulkLimit: BULK_LIMIT, prefix: o.prefix, from: o.from, count: o.count };
+  const submitter = track(spawn(process.execPath, [join(projectRoot(), 'dist', 'tests', 'bench', 'open-loop-submitter.js'), JSON.stringify(job)], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  pinPeer(submitter.pid);
+  const lines = createInterface({ input: submitter.stdout! });
+  const exited = new Promise<never>((_, reject) => submitter.once('exit', (code) => reject(new Error(`open-loop submitter exited with ${code}`))));
+  const nextLine = (): Promise<string> => Promise.race([new Promise<string>((resolve) => lines.once('line', resolve)), exited]);
+  exited.catch(() => undefined);
+  const ready = await nextLine();
+  if (ready !== 'submitter ready') throw new Error(`open-loop submitter: unexpected "${ready.slice(0, 200)}"`);
 
+  const peers = new PeerCpu(o.peerPids);
   await o.meter.start();
-  const t0 = performance.now();
-  let submitted = 0;
-  while (submitted < total) {
-    const due = Math.min(total, dueBy(o.ratePerS, performance.now() - t0));
-    for (let i = submitted; i < due; i += BULK_LIMIT) posts.push(post(o.meterIds.slice(i, Math.min(due, i + BULK_LIMIT))));
-    submitted = Math.max(submitted, due);
-    if (submitted >= total) break;
-    const next = t0 + (Math.floor((performance.now() - t0) / o.tickMs) + 1) * o.tickMs;
-    await sleep(Math.max(0, next - performance.now()));
-  }
-  const submitEnd = performance.now();
-  const submitMs = submitEnd - t0;
-  await Promise.all(posts);
+  peers.start();
+  submitter.stdin!.write('go\n');
+  const out = JSON.parse(await nextLine()) as { sent: [string, number][]; refusedRequests: number; refusals: string[]; startEpochMs: number; submitEndEpochMs: number; cpuUs: number };
+  for (const r of out.refusals) console.error(`open loop: a bulk request was refused: ${r}`);
+  // The child's epoch times on this process's performance.now() clock, as finishedAt's.
+  const local = (epochMs: number): number => epochMs - performance.timeOrigin;
+  const sent = out.sent.map(([id, at]) => ({ id, at: local(at) }));
+  const submitEnd = local(out.submitEndEpochMs);
+  const submitMs = out.submitEndEpochMs - out.startEpochMs;
+  const refusedRequests = out.refusedRequests;
 
   // Drain: wait until every accepted order is terminal, or give up after BENCH_OPEN_DRAIN_S (those count as unfinished).
   const drainDeadline = performance.now() + Number(process.env.BENCH_OPEN_DRAIN_S ?? 60) * 1000;
@@ -336,7 +347,10 @@ async function runOpenLoop(o: {
   };
   while (unfinished() && performance.now() < drainDeadline) await sleep(20);
   const lastDone = sent.reduce((m, s) => Math.max(m, o.finishedAt.get(s.id) ?? submitEnd), submitEnd);
+  // The submitter measures itself (it has exited by now): its CPU from the first request to the last answer.
+  const peerUs = { ...peers.stop(Math.max(1, sent.length)), 'open-loop submitter': out.cpuUs / Math.max(1, sent.length) };
   const cost = await o.meter.stop(Math.max(1, sent.length));
+  await stopChild(submitter);
 
   const doneBySubmitEnd = sent.filter((s) => (o.finishedAt.get(s.id) ?? Infinity) <= submitEnd).length;
   const backlogAtEnd = sent.length - doneBySubmitEnd;
@@ -365,6 +379,7 @@ async function runOpenLoop(o: {
     latency: latencySummary(sent.map((s) => (o.finishedAt.has(s.id) ? o.finishedAt.get(s.id)! - s.at : undefined))),
     states,
     cost,
+    peers: peerUs,
   };
 }
 
@@ -388,6 +403,7 @@ export function printGateway(r: GatewayResult): void {
     );
   }
   printRunCost(r.cost, r.loadAverageAtEnd);
+  console.log(`  peers' cpu per verified order over the same stretch: ${peersLine(r.peers)}`);
   if (r.openLoop) printOpenLoop(r.openLoop);
 }
 
@@ -403,7 +419,8 @@ export function printOpenLoop(o: OpenLoopResult): void {
   );
   console.log(
     `  open loop's cost per order (submission start → last verified): main thread ${fmt(o.cost.mainUsPerOrder, 1)} µs, whole process ${fmt(o.cost.processUsPerOrder, 1)} µs, ` +
-      `event-loop utilisation ${o.cost.elu.toFixed(3)}, gc ${fmt(o.cost.gc.usPerOrder, 1)} µs`,
+      `event-loop utilisation ${o.cost.elu.toFixed(3)}, gc ${fmt(o.cost.gc.usPerOrder, 1)} µs; the API client is a child process: ` +
+      `peers ${peersLine(o.peers)}`,
   );
 }
 
@@ -427,9 +444,9 @@ if (isMain(import.meta.url)) {
   // remote switch), which the ratio uses, then with a status report per order too (the ratio's old denominator).
   // The 5-message loop runs first, as before: the first run also warms the broker up, which would flatter the ratio if
   // it were the denominator's.
-  const rawStatus = process.env.BENCH_SKIP_RAW === '1' ? undefined : await runRaw(broker.url, orders, orders, true);
+  const rawStatus = process.env.BENCH_SKIP_RAW === '1' ? undefined : await runRaw(broker.url, orders, orders, true, broker.pid());
   if (rawStatus) printRaw(rawStatus);
-  const raw = rawStatus ? await runRaw(broker.url, orders, orders, false) : undefined;
+  const raw = rawStatus ? await runRaw(broker.url, orders, orders, false, broker.pid()) : undefined;
   if (raw) printRaw(raw);
 
   const openSeconds = Number(process.env.BENCH_OPEN_SECONDS ?? 20);
@@ -446,11 +463,11 @@ if (isMain(import.meta.url)) {
   // The headline run: without the statement counter unless BENCH_COUNT_STATEMENTS=1 (its wrapping of every
   // statement costs main-thread time of its own); the statements come from a shorter pass after it.
   const countInMain = process.env.BENCH_COUNT_STATEMENTS === '1';
-  const gw = await runGateway(broker.url, orders, { countStatements: countInMain, countMessages: true, ...(openLoop ? { openLoop } : {}) });
+  const gw = await runGateway(broker.url, orders, { countStatements: countInMain, countMessages: true, brokerPid: broker.pid(), ...(openLoop ? { openLoop } : {}) });
   printGateway(gw);
   if (!openLoop) console.log('open loop: not run (BENCH_OPEN_SECONDS=0, or no raw limit measured and no BENCH_OPEN_RATE)');
   const statementOrders = Number(process.env.BENCH_STATEMENTS_ORDERS ?? 10_000);
-  if (!countInMain && statementOrders > 0) printStatementsPass(await runGateway(broker.url, statementOrders, { countStatements: true }));
+  if (!countInMain && statementOrders > 0) printStatementsPass(await runGateway(broker.url, statementOrders, { countStatements: true, brokerPid: broker.pid() }));
 
   const ratio = raw ? gw.ordersPerS / raw.ordersPerS : undefined;
   if (raw && rawStatus) {

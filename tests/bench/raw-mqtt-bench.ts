@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { connect } from 'mqtt';
 import { projectRoot } from '../../src/config/project-root.js';
 import { startMosquitto } from '../harness/mosquitto.js';
+import { PeerCpu, peersLine } from './peer-cpu.js';
 import { fmt, isMain, machineLine, MAX_IN_FLIGHT, meterIds, pct, pinPeer, stopChild, track, waitForLine } from './bench-common.js';
 
 export interface RawResult {
@@ -29,10 +30,12 @@ export interface RawResult {
   ordersPerS: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU µs per order of the echo responder and the broker over the loop (peer-cpu.ts). */
+  peers: Record<string, number>;
 }
 
 /** `orders` orders = 2 × `orders` round trips over `meters` meter ids, window MAX_IN_FLIGHT; with `status`, a status report per order too. */
-export async function runRaw(brokerUrl: string, orders: number, meters: number, status = true): Promise<RawResult> {
+export async function runRaw(brokerUrl: string, orders: number, meters: number, status = true, brokerPid?: number): Promise<RawResult> {
   const args = [join(projectRoot(), 'dist', 'simulators', 'echo-responder.js'), '--broker', brokerUrl, ...(status ? ['--status'] : [])];
   const responder = track(spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -83,16 +86,19 @@ export async function runRaw(brokerUrl: string, orders: number, meters: number, 
     else if (answered === total && statusReports === statusWanted) done();
   });
 
+  const peers = new PeerCpu({ 'echo responder': responder.pid, mosquitto: brokerPid });
+  peers.start();
   const t0 = performance.now();
   for (let i = 0; i < Math.min(MAX_IN_FLIGHT, total); i++) send();
   await finished;
   const wallMs = performance.now() - t0;
+  const peerUs = peers.stop(orders);
 
   await client.endAsync();
   await stopChild(responder);
   const s = rtt.sort((a, b) => a - b);
   const roundTripsPerS = (total / wallMs) * 1000;
-  return { messagesPerOrder: status ? 5 : 4, statusReports, roundTrips: total, wallMs, roundTripsPerS, ordersPerS: roundTripsPerS / 2, p50Ms: pct(s, 50), p99Ms: pct(s, 99) };
+  return { messagesPerOrder: status ? 5 : 4, statusReports, roundTrips: total, wallMs, roundTripsPerS, ordersPerS: roundTripsPerS / 2, p50Ms: pct(s, 50), p99Ms: pct(s, 99), peers: peerUs };
 }
 
 export function printRaw(r: RawResult): void {
@@ -101,13 +107,14 @@ export function printRaw(r: RawResult): void {
       `${(r.wallMs / 1000).toFixed(2)} s = ${fmt(r.roundTripsPerS)} round trips/s = ${fmt(r.ordersPerS)} orders/s equivalent ` +
       `(2 round trips per order); round trip p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms`,
   );
+  console.log(`  peers' cpu per order during the loop: ${peersLine(r.peers)}`);
 }
 
 if (isMain(import.meta.url)) {
   const orders = Number(process.env.BENCH_ORDERS ?? 100_000);
   console.log(machineLine());
   const broker = await startMosquitto();
-  printRaw(await runRaw(broker.url, orders, orders, process.env.BENCH_RAW_STATUS !== '0'));
+  printRaw(await runRaw(broker.url, orders, orders, process.env.BENCH_RAW_STATUS !== '0', broker.pid()));
   await broker.stop();
   process.exit(0);
 }
