@@ -107,6 +107,8 @@ async function main(): Promise<void> {
     brokerUrl: values.broker ?? 'mqtt://127.0.0.1:1883',
     connections,
     logger: log,
+    // Nothing can inspect the meters of this process: their command logs would only grow.
+    keepCommandLog: false,
     meters: plan.map((m) => ({
       meterId: m.meterId,
       profile: byId.get(m.profileId)!,

@@ -106,6 +106,11 @@ export interface SimulatedMeterOptions {
   schedule?: Scheduler;
   /** The meter itself checks the load side before closing and refuses with voltage there (rule 14). Default false. */
   checksLoadSide?: boolean;
+  /**
+   * Keep every received command in `received` (default true: tests inspect it). A fleet nobody inspects (the simulator
+   * CLI) turns it off: the log grows by one entry per command for the life of the process.
+   */
+  keepCommandLog?: boolean;
 }
 
 export function noFaults(): MeterFaults {
@@ -142,7 +147,7 @@ function garbageBytes(): Uint8Array {
 export class SimulatedMeter {
   readonly id: string;
   readonly remoteReconnect: 'closes' | 'arms';
-  /** Every command that reached the meter, in arrival order, whatever became of it. */
+  /** Every command that reached the meter, in arrival order, whatever became of it (empty with `keepCommandLog: false`). */
   readonly received: ReceivedCommand[] = [];
   readonly counters = { received: 0, executed: 0, replies: 0, expired: 0, offline: 0, dropped: 0, nacked: 0, garbled: 0 };
   /** The last reply the meter produced (garbage bytes included), for inspection. */
@@ -153,6 +158,7 @@ export class SimulatedMeter {
   readonly checksLoadSide: boolean;
 
   private readonly now: () => number;
+  private readonly keepCommandLog: boolean;
   private readonly schedule: Scheduler;
   private readonly loadW: number;
   private readonly nominalVoltageV: number;
@@ -178,6 +184,7 @@ export class SimulatedMeter {
     this.energyMarkAt = this.now();
     this.faults = { ...noFaults(), ...options.faults };
     this.checksLoadSide = options.checksLoadSide ?? false;
+    this.keepCommandLog = options.keepCommandLog ?? true;
   }
 
   get relay(): RelayState {
@@ -282,7 +289,7 @@ export class SimulatedMeter {
   handle(op: MeterOp, now: number, cmd: MeterCommand): MeterReply | undefined {
     const entry: ReceivedCommand = { at: now, op, cid: cmd.cid, fate: 'executed' };
     if (cmd.orderId !== undefined) entry.orderId = cmd.orderId;
-    this.received.push(entry);
+    if (this.keepCommandLog) this.received.push(entry);
     this.counters.received++;
     const f = this.faults;
 

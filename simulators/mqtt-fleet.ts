@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
-import { z } from 'zod';
+import { batchWrites } from '../drivers/mqtt/write-batch.js';
 import {
   meterIdFromTopic,
   topicFor,
@@ -46,6 +46,8 @@ export interface MqttFleetOptions {
   reconnectPeriodMs?: number;
   /** How long `start()` waits for every connection to be up and subscribed. Default 10 s. */
   startTimeoutMs?: number;
+  /** Keep each meter's log of received commands (SimulatedMeter.received). Default true; the CLI, which nobody inspects, turns it off. */
+  keepCommandLog?: boolean;
 }
 
 export interface FleetCounters {
@@ -68,16 +70,44 @@ export interface FleetCounters {
   publishErrors: number;
 }
 
-const CommandSchema = z.object({
-  cid: z.string().min(1),
+/** A command as the contract gives it (what the simulator reads of it; other fields are ignored). */
+interface Command {
+  cid: string;
   /** `disconnect`, `reconnect`, `read`, or the profile's `limitOp` word (checked per meter: `meterOp`). */
-  op: z.string().min(1),
+  op: string;
   /** For the limit op: watts, or null to remove the limit. */
-  limitW: z.number().int().positive().nullable().optional(),
-  orderId: z.string().optional(),
-  ts: z.number().optional(),
-  exp: z.number().optional(),
-});
+  limitW?: number | null;
+  orderId?: string;
+  ts?: number;
+  exp?: number;
+}
+
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/**
+ * `body` (parsed JSON) as a command, or the reasons it is not one. Hand-written rather than a schema library's parse
+ * (per message, that was a good part of the simulator's CPU per order); accepts exactly what the zod schema it
+ * replaces did: cid and op non-empty strings; limitW absent, null or a positive integer; orderId a string, ts and exp
+ * numbers when present.
+ */
+export function parseCommand(body: unknown): Command | string {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'the payload is not a JSON object';
+  const b = body as Record<string, unknown>;
+  const issues: string[] = [];
+  if (typeof b.cid !== 'string' || b.cid.length === 0) issues.push('cid: a non-empty string is required');
+  if (typeof b.op !== 'string' || b.op.length === 0) issues.push('op: a non-empty string is required');
+  if (b.limitW !== undefined && b.limitW !== null && !(Number.isSafeInteger(b.limitW) && (b.limitW as number) > 0)) issues.push('limitW: a positive integer or null');
+  if (b.orderId !== undefined && typeof b.orderId !== 'string') issues.push('orderId: a string');
+  if (b.ts !== undefined && !isNumber(b.ts)) issues.push('ts: a number');
+  if (b.exp !== undefined && !isNumber(b.exp)) issues.push('exp: a number');
+  if (issues.length > 0) return issues.join('; ');
+  const cmd: Command = { cid: b.cid as string, op: b.op as string };
+  if (b.limitW !== undefined) cmd.limitW = b.limitW as number | null;
+  if (b.orderId !== undefined) cmd.orderId = b.orderId as string;
+  if (b.ts !== undefined) cmd.ts = b.ts as number;
+  if (b.exp !== undefined) cmd.exp = b.exp as number;
+  return cmd;
+}
 
 interface FleetEntry {
   meter: SimulatedMeter;
@@ -122,6 +152,8 @@ export class MqttFleet {
   private readonly options: MqttFleetOptions;
   private readonly now: () => number;
   private readonly log: Logger;
+  /** Whether the logger logs at debug (read once: the per-command debug line's object is not built otherwise). */
+  private readonly debugLog: boolean;
   private readonly entries = new Map<string, FleetEntry>();
   /** Distinct command topic templates of the fleet's profiles. */
   private readonly commandTemplates: string[];
@@ -135,6 +167,7 @@ export class MqttFleet {
     this.options = options;
     this.now = options.now ?? Date.now;
     this.log = options.logger ?? pino({ level: 'silent' });
+    this.debugLog = this.log.isLevelEnabled('debug');
     const templates = new Set<string>();
     const onChange = (meter: SimulatedMeter) => this.publishStatus(meter);
     for (const spec of options.meters) {
@@ -148,6 +181,7 @@ export class MqttFleet {
         ...(spec.loadW !== undefined ? { loadW: spec.loadW } : {}),
         faults: spec.faults,
         checksLoadSide: spec.checksLoadSide ?? spec.profile.relay.loadSideVoltageCheck.checkedBy === 'meter',
+        keepCommandLog: options.keepCommandLog ?? true,
       });
       meter.onChange(onChange);
       this.entries.set(spec.meterId, { meter, profile: spec.profile });
@@ -222,6 +256,8 @@ export class MqttFleet {
       reconnectPeriod: this.options.reconnectPeriodMs ?? 1000,
       connectTimeout: 5000,
       resubscribe: false,
+      // mqtt.js logs each packet several times through `debug`, which costs even when off: a no-op unless DEBUG is set.
+      ...(process.env.DEBUG ? {} : { log: () => undefined }),
     });
     const link: Link = { index, client, subscribed: false };
     client.on('connect', () => {
@@ -250,6 +286,9 @@ export class MqttFleet {
       this.log.warn({ err: err.message, link: index }, 'fleet link error');
     });
     client.on('message', (topic, payload, packet) => this.onCommand(link, topic, payload, packet.properties));
+    // What a link writes in one turn of the event loop (replies, PUBACKs, status reports) leaves in one socket write
+    // (drivers/mqtt/write-batch.ts, as the gateway's driver does): the bytes and their order are unchanged.
+    client.on('packetreceive', () => batchWrites(client.stream));
     return link;
   }
 
@@ -272,12 +311,12 @@ export class MqttFleet {
       this.log.debug({ topic }, 'command for unknown meter ignored');
       return;
     }
-    let cmd: z.infer<typeof CommandSchema>;
+    let cmd: Command;
     let op: MeterOp;
     try {
-      const parsed = CommandSchema.safeParse(JSON.parse(payload.toString('utf8')));
-      if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-      cmd = parsed.data;
+      const parsed = parseCommand(JSON.parse(payload.toString('utf8')));
+      if (typeof parsed === 'string') throw new Error(parsed);
+      cmd = parsed;
       const known = meterOp(entry.profile, cmd.op);
       if (known === undefined) throw new Error(`op ${JSON.stringify(cmd.op)} is not one this firmware knows`);
       op = known;
@@ -289,7 +328,7 @@ export class MqttFleet {
     this.counters.commands++;
     const now = this.now();
     const reply = entry.meter.handle(op, now, cmd);
-    this.log.debug({ meterId, orderId: cmd.orderId, cid: cmd.cid, op, replied: reply !== undefined }, 'command');
+    if (this.debugLog) this.log.debug({ meterId, orderId: cmd.orderId, cid: cmd.cid, op, replied: reply !== undefined }, 'command');
     if (!reply) {
       this.counters.silent++;
       return;
