@@ -107,11 +107,15 @@ export interface SimulatedMeterOptions {
   /** The meter itself checks the load side before closing and refuses with voltage there (rule 14). Default false. */
   checksLoadSide?: boolean;
   /**
-   * Keep every received command in `received` (default true: tests inspect it). A fleet nobody inspects (the simulator
-   * CLI) turns it off: the log grows by one entry per command for the life of the process.
+   * Keep the received commands in `received` (default true: tests inspect it), the latest COMMAND_LOG_LIMIT of them per
+   * meter, so a long-running fleet (the demo's in-process simulator) does not grow without end. A fleet nobody inspects
+   * (the simulator CLI) turns it off.
    */
   keepCommandLog?: boolean;
 }
+
+/** How many received commands a simulated meter keeps for inspection (the oldest go first). */
+export const COMMAND_LOG_LIMIT = 1_000;
 
 export function noFaults(): MeterFaults {
   return {
@@ -147,7 +151,7 @@ function garbageBytes(): Uint8Array {
 export class SimulatedMeter {
   readonly id: string;
   readonly remoteReconnect: 'closes' | 'arms';
-  /** Every command that reached the meter, in arrival order, whatever became of it (empty with `keepCommandLog: false`). */
+  /** The latest commands that reached the meter (at most COMMAND_LOG_LIMIT), in arrival order, whatever became of each (empty with `keepCommandLog: false`). */
   readonly received: ReceivedCommand[] = [];
   readonly counters = { received: 0, executed: 0, replies: 0, expired: 0, offline: 0, dropped: 0, nacked: 0, garbled: 0 };
   /** The last reply the meter produced (garbage bytes included), for inspection. */
@@ -289,7 +293,10 @@ export class SimulatedMeter {
   handle(op: MeterOp, now: number, cmd: MeterCommand): MeterReply | undefined {
     const entry: ReceivedCommand = { at: now, op, cid: cmd.cid, fate: 'executed' };
     if (cmd.orderId !== undefined) entry.orderId = cmd.orderId;
-    if (this.keepCommandLog) this.received.push(entry);
+    if (this.keepCommandLog) {
+      this.received.push(entry);
+      if (this.received.length > COMMAND_LOG_LIMIT) this.received.splice(0, this.received.length - COMMAND_LOG_LIMIT);
+    }
     this.counters.received++;
     const f = this.faults;
 

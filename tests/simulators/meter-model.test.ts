@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SimulatedMeter, type Scheduler, type SimulatedMeterOptions } from '../../simulators/meter-model.js';
+import { COMMAND_LOG_LIMIT, SimulatedMeter, type Scheduler, type SimulatedMeterOptions } from '../../simulators/meter-model.js';
 
 /** A hand-driven clock and scheduler: time moves only when the test says so. */
 function fakeTime(start = 1_700_000_000_000) {
@@ -129,6 +129,18 @@ describe('SimulatedMeter', () => {
       { at: clock.now(), op: 'disconnect', cid: 'b', orderId: 'o9', fate: 'executed' },
     ]);
     expect(m.counters.received).toBe(2);
+  });
+
+  it('keeps the latest COMMAND_LOG_LIMIT commands in its log, so a long-running fleet does not grow without end', () => {
+    const { m, clock } = meter();
+    for (let i = 0; i < COMMAND_LOG_LIMIT + 5; i++) {
+      m.handle('read', clock.now(), { cid: `c${i}` });
+      clock.advance(1);
+    }
+    expect(m.received).toHaveLength(COMMAND_LOG_LIMIT);
+    expect(m.received[0]?.cid).toBe('c5');
+    expect(m.received.at(-1)?.cid).toBe(`c${COMMAND_LOG_LIMIT + 4}`);
+    expect(m.counters.received).toBe(COMMAND_LOG_LIMIT + 5);
   });
 
   it('dropCommands loses the next n relay commands but not reads', () => {
