@@ -518,6 +518,10 @@ export class MqttDriver implements MeterDriver {
       reconnectPeriod: this.options.reconnectPeriodMs ?? 1000,
       connectTimeout: 5000,
       keepalive: this.options.keepaliveSec ?? 10,
+      // A PINGREQ every keepalive interval whatever else flows, instead of the keepalive timer cleared and set again on
+      // every PUBACK received (mqtt.js's default; a timer per packet, issue 19). A silent broker is noticed no later:
+      // 1.5 keepalive intervals after its last PINGRESP, which is never after its last packet.
+      reschedulePings: false,
       resubscribe: false,
       // Never hold QoS 0 packets for later either: nothing this driver sends may go out late.
       queueQoSZero: false,
