@@ -194,10 +194,139 @@ interface Pending {
   op: Op;
   profile: MqttFirmwareProfile;
   publishedAt: number;
-  timer: NodeJS.Timeout;
+  /** Date.now() at or after which, with no reply, the request times out (DeadlineSweep). */
+  deadline: number;
+  timeoutMs: number;
   /** Decode a well-formed reply into the request's result. */
   onReply(reply: Reply, evidence: string, receivedAt: number): void;
   fail(outcome: WireFailure, detail: string, evidence?: string): void;
+}
+
+/** A request's fields for log lines, in this key order. */
+function logContext(meterId: string, orderId: string | undefined, attempt: number | undefined, cid: string, op: Op): { meterId: string; orderId?: string; attempt?: number; cid: string; op: Op } {
+  const ctx = { meterId } as { meterId: string; orderId?: string; attempt?: number; cid: string; op: Op };
+  if (orderId !== undefined) ctx.orderId = orderId;
+  if (attempt !== undefined) ctx.attempt = attempt;
+  ctx.cid = cid;
+  ctx.op = op;
+  return ctx;
+}
+
+/**
+ * One request on the wire. Its state on one object with methods, where it was five closures and a timer per request
+ * (issue 19: allocations per order on the main thread); the driver does the work (replied, failed, expire).
+ */
+class PendingRequest<T> implements Pending {
+  orderId?: string;
+  /** mqtt.js's publish callback: a failed publish fails the request as a link error. */
+  readonly published: (err?: Error) => void;
+
+  constructor(
+    private readonly driver: MqttDriver,
+    readonly cid: string,
+    readonly meterId: string,
+    readonly op: Op,
+    readonly profile: MqttFirmwareProfile,
+    readonly publishedAt: number,
+    readonly deadline: number,
+    readonly timeoutMs: number,
+    private readonly options: RequestOptions,
+    readonly decode: (reply: Reply, relay: RelayState, receivedAt: number) => T,
+    private readonly resolve: (result: WireResult<T>) => void,
+  ) {
+    if (options.orderId !== undefined) this.orderId = options.orderId;
+    this.published = (err) => {
+      if (err) this.fail('link_error', `publish failed: ${err.message}`);
+    };
+  }
+
+  ctx(): ReturnType<typeof logContext> {
+    return logContext(this.meterId, this.options.orderId, this.options.attempt, this.cid, this.op);
+  }
+
+  onReply(reply: Reply, evidence: string, receivedAt: number): void {
+    this.driver.replied(this, reply, evidence, receivedAt);
+  }
+
+  fail(outcome: WireFailure, detail: string, evidence?: string): void {
+    this.driver.failed(this, outcome, detail, evidence);
+  }
+
+  /** The request's one result: the first settles it, any later is ignored. */
+  settle(result: WireResult<T>): void {
+    if (this.driver.forget(this)) this.resolve(result);
+  }
+}
+
+/**
+ * Request deadlines on one timer (issue 19: a timer set and cleared per request was main-thread work per order).
+ * Requests wait in first-in-first-out queues, one per timeout length, so each queue's deadlines only grow; the timer is
+ * set for the earliest deadline at the head of a queue. A request that settles stays queued (it is skipped when it
+ * reaches the head), so ending a request costs nothing here. A request times out no earlier than its deadline, as with
+ * a timer of its own; the driver empties the queues whenever no request is in flight.
+ */
+class DeadlineSweep {
+  private readonly queues = new Map<number, { items: Pending[]; head: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+
+  constructor(
+    private readonly isPending: (p: Pending) => boolean,
+    private readonly expire: (p: Pending) => void,
+  ) {}
+
+  add(p: Pending): void {
+    let q = this.queues.get(p.timeoutMs);
+    if (!q) {
+      q = { items: [], head: 0 };
+      this.queues.set(p.timeoutMs, q);
+    }
+    q.items.push(p);
+    if (p.deadline < this.timerAt) this.arm(p.deadline);
+  }
+
+  /** Nothing is in flight: forget every queued request and the timer. */
+  clear(): void {
+    this.queues.clear();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private arm(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.sweep(), Math.max(0, at - Date.now()));
+  }
+
+  private sweep(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = Date.now();
+    const due: Pending[] = [];
+    let next = Infinity;
+    for (const [ms, q] of this.queues) {
+      const { items } = q;
+      while (q.head < items.length) {
+        const p = items[q.head]!;
+        if (!this.isPending(p)) q.head++;
+        else if (p.deadline <= now) {
+          due.push(p);
+          q.head++;
+        } else break;
+      }
+      if (q.head >= items.length) this.queues.delete(ms);
+      else {
+        if (q.head > 1024 && q.head * 2 > items.length) {
+          q.items = items.slice(q.head);
+          q.head = 0;
+        }
+        next = Math.min(next, q.items[q.head]!.deadline);
+      }
+    }
+    if (next !== Infinity) this.arm(next);
+    for (const p of due) this.expire(p);
+  }
 }
 
 type StatusListener = (meterId: string, reading: RelayReading, evidence: string) => void;
@@ -293,6 +422,11 @@ export class MqttDriver implements MeterDriver {
   private readonly pending = new Map<string, Pending>();
   /** Pending requests per meter, oldest first (to attribute undecodable replies). */
   private readonly pendingByMeter = new Map<string, Pending[]>();
+  /** Every in-flight request's deadline, on one timer. */
+  private readonly deadlines = new DeadlineSweep(
+    (p) => this.pending.get(p.cid) === p,
+    (p) => this.expire(p as PendingRequest<unknown>),
+  );
   private readonly replyTemplates = new Set<string>();
   /** This instance's own reply topic (MQTT 5 Response Topic) template. */
   private readonly ownReplyTemplate: string;
@@ -384,6 +518,10 @@ export class MqttDriver implements MeterDriver {
       reconnectPeriod: this.options.reconnectPeriodMs ?? 1000,
       connectTimeout: 5000,
       keepalive: this.options.keepaliveSec ?? 10,
+      // A PINGREQ every keepalive interval whatever else flows, instead of the keepalive timer cleared and set again on
+      // every PUBACK received (mqtt.js's default; a timer per packet, issue 19). A silent broker is noticed no later:
+      // 1.5 keepalive intervals after its last PINGRESP, which is never after its last packet.
+      reschedulePings: false,
       resubscribe: false,
       // Never hold QoS 0 packets for later either: nothing this driver sends may go out late.
       queueQoSZero: false,
@@ -522,18 +660,12 @@ export class MqttDriver implements MeterDriver {
     const profile = meter.profile;
     if (profile.protocol !== 'mqtt') throw new Error(`MqttDriver: meter ${meterId} has ${profile.protocol} profile ${profile.id}`);
     const { correlationId: cid, orderId, attempt, timeoutMs } = options;
-    // For log lines: built field by field (no spreads of temporary objects per request), in the same key order.
-    const ctx: { meterId: string; orderId?: string; attempt?: number; cid: string; op: Op } = { meterId } as { meterId: string; cid: string; op: Op };
-    if (orderId !== undefined) ctx.orderId = orderId;
-    if (attempt !== undefined) ctx.attempt = attempt;
-    ctx.cid = cid;
-    ctx.op = op;
     if (!this.replyTemplates.has(profile.mqtt.replyTopic)) {
       throw new Error(`MqttDriver: profile ${profile.id} was not given to the driver, its replies are not subscribed`);
     }
     const linkError = (detail: string, latencyMs = 0): WireResult<T> => {
       this.counters.linkErrors++;
-      this.log.warn({ ...ctx, detail }, 'request not sent: link error');
+      this.log.warn({ ...logContext(meterId, orderId, attempt, cid, op), detail }, 'request not sent: link error');
       return { outcome: 'link_error', detail, latencyMs };
     };
 
@@ -550,67 +682,13 @@ export class MqttDriver implements MeterDriver {
 
     return new Promise<WireResult<T>>((resolve) => {
       const publishedAt = Date.now();
-      const elapsed = () => Date.now() - publishedAt;
-      const settle = (result: WireResult<T>) => {
-        if (this.pending.get(cid) !== entry) return; // already settled
-        clearTimeout(entry.timer);
-        this.pending.delete(cid);
-        const list = this.pendingByMeter.get(meterId);
-        if (list) {
-          const i = list.indexOf(entry);
-          if (i >= 0) list.splice(i, 1);
-          if (list.length === 0) this.pendingByMeter.delete(meterId);
-        }
-        this.slots.release();
-        resolve(result);
-      };
-      const entry: Pending = {
-        cid,
-        meterId,
-        op,
-        profile,
-        publishedAt,
-        timer: setTimeout(() => {
-          this.counters.timeouts++;
-          this.noteFailure(`meter ${meterId}: no reply within ${timeoutMs} ms`);
-          this.log.info({ ...ctx, timeoutMs }, 'no reply within timeout');
-          if (profile.mqtt.qos > 0 && this.lastPacketAt < publishedAt) this.dropSilentConnection(timeoutMs);
-          settle({ outcome: 'timeout', detail: `no reply within ${timeoutMs} ms`, latencyMs: elapsed() });
-        }, timeoutMs),
-        onReply: (reply, evidence, receivedAt) => {
-          const latencyMs = receivedAt - publishedAt;
-          if (reply.result === 'nack') {
-            this.counters.nacks++;
-            const { outcome, detail } = nackOutcome(profile, reply);
-            this.log.info({ ...ctx, outcome, detail }, 'nack');
-            settle({ outcome, detail, evidence, latencyMs });
-            return;
-          }
-          const relay = relayFromWord(profile, reply.relay);
-          if (relay === undefined) {
-            entry.fail('garbled', `relay word ${JSON.stringify(reply.relay)} is not one of the profile's relay values`, evidence);
-            return;
-          }
-          this.counters.ok++;
-          if (this.log.isLevelEnabled('debug')) this.log.debug({ ...ctx, relay, latencyMs }, 'reply');
-          settle({ outcome: 'ok', value: decode(reply, relay, receivedAt), evidence, latencyMs });
-        },
-        fail: (outcome, detail, evidence) => {
-          this.noteFailure(`meter ${meterId}: ${detail}`);
-          if (outcome === 'garbled') this.counters.garbled++;
-          if (outcome === 'link_error') this.counters.linkErrors++;
-          this.log.warn({ ...ctx, outcome, detail, evidence }, 'request failed');
-          const r: WireResult<T> = { outcome, detail, latencyMs: elapsed() };
-          if (evidence !== undefined) r.evidence = evidence;
-          settle(r);
-        },
-      };
-      if (orderId !== undefined) entry.orderId = orderId;
+      const entry = new PendingRequest<T>(this, cid, meterId, op, profile, publishedAt, publishedAt + timeoutMs, timeoutMs, options, decode, resolve);
       this.pending.set(cid, entry);
       if (this.pending.size > this.counters.peakInFlight) this.counters.peakInFlight = this.pending.size;
       const list = this.pendingByMeter.get(meterId);
       if (list) list.push(entry);
       else this.pendingByMeter.set(meterId, [entry]);
+      this.deadlines.add(entry);
 
       // The op word on the wire: the firmware's own for a limit (profile `limitOp`), the action's name otherwise.
       const body: Record<string, unknown> = { cid, op: op === 'limit' ? profile.mqtt.limitOp : op };
@@ -619,21 +697,72 @@ export class MqttDriver implements MeterDriver {
       body.ts = publishedAt;
       body.exp = publishedAt + timeoutMs;
       this.counters.published++;
-      if (this.log.isLevelEnabled('debug')) this.log.debug({ ...ctx, timeoutMs }, 'publish');
+      if (this.log.isLevelEnabled('debug')) this.log.debug({ ...entry.ctx(), timeoutMs }, 'publish');
       const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: Buffer } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
       if (profile.mqtt.responseTopic && this.usesResponseTopic) {
         properties.responseTopic = topicFor(this.ownReplyTemplate, meterId);
         properties.correlationData = Buffer.from(cid);
       }
-      this.client!.publish(
-        topicFor(profile.mqtt.commandTopic, meterId),
-        JSON.stringify(body),
-        { qos: profile.mqtt.qos, properties },
-        (err) => {
-          if (err) entry.fail('link_error', `publish failed: ${err.message}`);
-        },
-      );
+      this.client!.publish(topicFor(profile.mqtt.commandTopic, meterId), JSON.stringify(body), { qos: profile.mqtt.qos, properties }, entry.published);
     });
+  }
+
+  /** @internal A request has ended (PendingRequest): off the books, its slot free for the next. */
+  forget(entry: Pending): boolean {
+    if (this.pending.get(entry.cid) !== entry) return false; // already settled
+    this.pending.delete(entry.cid);
+    const list = this.pendingByMeter.get(entry.meterId);
+    if (list) {
+      const i = list.indexOf(entry);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.pendingByMeter.delete(entry.meterId);
+    }
+    if (this.pending.size === 0) this.deadlines.clear();
+    this.slots.release();
+    return true;
+  }
+
+  /** @internal A request's deadline passed without a reply (DeadlineSweep). */
+  expire(entry: PendingRequest<unknown>): void {
+    if (this.pending.get(entry.cid) !== entry) return;
+    const { timeoutMs } = entry;
+    this.counters.timeouts++;
+    this.noteFailure(`meter ${entry.meterId}: no reply within ${timeoutMs} ms`);
+    this.log.info({ ...entry.ctx(), timeoutMs }, 'no reply within timeout');
+    if (entry.profile.mqtt.qos > 0 && this.lastPacketAt < entry.publishedAt) this.dropSilentConnection(timeoutMs);
+    entry.settle({ outcome: 'timeout', detail: `no reply within ${timeoutMs} ms`, latencyMs: Date.now() - entry.publishedAt });
+  }
+
+  /** @internal A well-formed reply to `entry` (PendingRequest). */
+  replied<T>(entry: PendingRequest<T>, reply: Reply, evidence: string, receivedAt: number): void {
+    const latencyMs = receivedAt - entry.publishedAt;
+    const { profile } = entry;
+    if (reply.result === 'nack') {
+      this.counters.nacks++;
+      const { outcome, detail } = nackOutcome(profile, reply);
+      this.log.info({ ...entry.ctx(), outcome, detail }, 'nack');
+      entry.settle({ outcome, detail, evidence, latencyMs });
+      return;
+    }
+    const relay = relayFromWord(profile, reply.relay);
+    if (relay === undefined) {
+      entry.fail('garbled', `relay word ${JSON.stringify(reply.relay)} is not one of the profile's relay values`, evidence);
+      return;
+    }
+    this.counters.ok++;
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ ...entry.ctx(), relay, latencyMs }, 'reply');
+    entry.settle({ outcome: 'ok', value: entry.decode(reply, relay, receivedAt), evidence, latencyMs });
+  }
+
+  /** @internal A request failed (PendingRequest.fail). */
+  failed<T>(entry: PendingRequest<T>, outcome: WireFailure, detail: string, evidence: string | undefined): void {
+    this.noteFailure(`meter ${entry.meterId}: ${detail}`);
+    if (outcome === 'garbled') this.counters.garbled++;
+    if (outcome === 'link_error') this.counters.linkErrors++;
+    this.log.warn({ ...entry.ctx(), outcome, detail, evidence }, 'request failed');
+    const r: WireResult<T> = { outcome, detail, latencyMs: Date.now() - entry.publishedAt };
+    if (evidence !== undefined) r.evidence = evidence;
+    entry.settle(r);
   }
 
   /**

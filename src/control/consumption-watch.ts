@@ -28,7 +28,9 @@ export class ConsumptionWatch {
 
   async check(meterId: string, now: number): Promise<void> {
     const [history, swaps] = await Promise.all([this.store.energyReadings(meterId, HISTORY_READINGS), this.store.listMeterSwaps(meterId, HISTORY_SWAPS)]);
-    const at = iso(now);
+    // Only a finding needs the time as text (nearly every reading has none: issue 19, work per order).
+    let atText: string | undefined;
+    const at = (): string => (atText ??= iso(now));
     for (const episode of abnormalConsumption(history, this.limits, swaps)) {
       const kind: EpisodeKind = episode.kind === 'excessive' ? 'consumption_excessive' : 'consumption_continuous';
       const period = { from: iso(episode.from), to: iso(episode.to) };
@@ -42,7 +44,7 @@ export class ConsumptionWatch {
           message: episode.message,
           details: { limitWhPerHour: episode.kind === 'excessive' ? this.limits.maxWhPerHour : this.limits.continuousMinWhPerHour },
           continues: 'overlapping',
-          alert: { kind: 'alert.abnormal_consumption', payload: { meterId, kind: episode.kind, whPerHour: episode.whPerHour, message: episode.message, ...period, at } },
+          alert: { kind: 'alert.abnormal_consumption', payload: { meterId, kind: episode.kind, whPerHour: episode.whPerHour, message: episode.message, ...period, at: at() } },
         },
         now,
       );
@@ -62,7 +64,7 @@ export class ConsumptionWatch {
           message: drop.message,
           details: { beforeWh: drop.beforeWh, afterWh: drop.afterWh },
           continues: 'overlapping',
-          alert: { kind: 'alert.register_discontinuity', payload: { meterId, beforeWh: drop.beforeWh, afterWh: drop.afterWh, message: drop.message, ...period, at } },
+          alert: { kind: 'alert.register_discontinuity', payload: { meterId, beforeWh: drop.beforeWh, afterWh: drop.afterWh, message: drop.message, ...period, at: at() } },
         },
         now,
       );

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { LineLog } from './lazy-log.js';
 import { isTerminal, type SwitchOrder } from '../domain/switch-order.js';
 
 /**
@@ -7,7 +8,7 @@ import { isTerminal, type SwitchOrder } from '../domain/switch-order.js';
  * created), `warn` when it failed, `info` otherwise; and a `warn` when it goes to the field (once: its slow remote
  * retries afterwards are debug detail).
  */
-export function logAttemptEnd(log: Logger, order: Pick<SwitchOrder, 'action' | 'escalatedAt'>, updated: SwitchOrder, outcome: string, latencyMs: number | null, now: number): void {
+export function logAttemptEnd(log: LineLog, order: Pick<SwitchOrder, 'action' | 'escalatedAt'>, updated: SwitchOrder, outcome: string, latencyMs: number | null, now: number): void {
   log.debug({ outcome, latencyMs, state: updated.state, reason: updated.stateReason }, 'attempt finished');
   const line = { action: order.action, state: updated.state, attempts: updated.attempts, ms: now - updated.createdAt, reason: updated.stateReason };
   if (updated.state === 'failed') log.warn(line, 'order failed: remote attempts exhausted');

@@ -1,9 +1,9 @@
-import type { Logger } from 'pino';
+import type { LineLog } from './lazy-log.js';
 import { isStoreUnavailable } from '../store/store-availability.js';
 import { sleep } from './clock.js';
 
 export interface StoreRetryOptions {
-  logger: Logger;
+  logger: LineLog;
   /** What is being written, for the log ("the attempt's result"). */
   what: string;
   /** First wait after a failure; doubled up to `maxDelayMs`. */

@@ -14,6 +14,7 @@ import { needsPreCloseRead, preCloseCheck } from './load-side-check.js';
 import { listenToStatusReports } from './status-reports.js';
 import { writeWhenStoreTakesIt } from './store-retry.js';
 import { logAttemptEnd } from './order-log.js';
+import { LazyChild, type LineLog } from './lazy-log.js';
 
 export interface ControllerOptions {
   tickMs: number;
@@ -555,7 +556,7 @@ export class SwitchController {
   }
 
   private async runAttemptOnWire(order: SwitchOrder): Promise<void> {
-    const log = this.deps.logger.child({ meterId: order.meterId, orderId: order.id, attempt: order.attempts });
+    const log = new LazyChild(this.deps.logger, { meterId: order.meterId, orderId: order.id, attempt: order.attempts });
     const target = await this.addressOf(order);
     if (typeof target === 'string') {
       log.error({ problem: target }, 'cannot address meter');
@@ -602,7 +603,7 @@ export class SwitchController {
         return;
       }
     }
-    log.debug({ action: order.action, ...(order.action === 'limit' ? { limitW: order.limitW } : {}), link: address.link, profile: profile.id }, 'sending command');
+    if (log.isLevelEnabled('debug')) log.debug({ action: order.action, ...(order.action === 'limit' ? { limitW: order.limitW } : {}), link: address.link, profile: profile.id }, 'sending command');
     const command = await sendCommand(driver, address, order, {
       timeoutMs: profile.timeouts.commandMs,
       correlationId: `${order.id}:${order.attempts}:cmd`,
@@ -634,7 +635,7 @@ export class SwitchController {
   }
 
   /** The meter refused the gateway's credentials: counted per protocol and link, logged (the driver's words only). */
-  private countRefusal(target: { address: MeterAddress }, meterId: string, log: Logger, detail: string): void {
+  private countRefusal(target: { address: MeterAddress }, meterId: string, log: LineLog, detail: string): void {
     const { protocol } = target.address.profile;
     log.warn({ protocol, link: target.address.link, detail }, "the meter refused the gateway's credentials");
     this.deps.onAuthFailure?.({ meterId, protocol, link: target.address.link });
@@ -651,7 +652,7 @@ export class SwitchController {
 
   private async finish(
     order: SwitchOrder,
-    log: Logger,
+    log: LineLog,
     meter: { address: MeterAddress; flags: MeterFlags; region: string } | undefined,
     facts: AttemptFacts,
     command: WireResult<CommandAck | LimitAck> | undefined,

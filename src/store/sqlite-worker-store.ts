@@ -182,7 +182,16 @@ export class SqliteWorkerStore {
     if (this.gone) return Promise.reject(this.gone);
     if (this.closing) return Promise.reject(new Error('store closed'));
     const id = this.nextId++;
-    const call: WorkerCall = { id, method, args: args.map((a) => (isSubmitContext(a) ? portableContext(a, method, args) : a)) };
+    // The arguments as they are (rest arguments, this call's own array) unless one is a submit context (issue 19: no
+    // copy of the array per call).
+    let portable = args;
+    for (const a of args) {
+      if (isSubmitContext(a)) {
+        portable = args.map((x) => (isSubmitContext(x) ? portableContext(x, method, args) : x));
+        break;
+      }
+    }
+    const call: WorkerCall = { id, method, args: portable };
     return new Promise((resolve, reject) => {
       // The thread keeps the process alive only while a call waits on it (as a pending write on the main thread would).
       if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.ref();

@@ -255,6 +255,31 @@ describe('MqttDriver (MQTT-specific)', () => {
     }
   });
 
+  it('requests with different timeouts each time out at their own deadline, however they were sent', async () => {
+    // Two silent meters: a long-timeout read sent first must not hold back a short one sent after it, nor the short one
+    // end the long one early; a third, answered, meter's read is unaffected by either.
+    const [a, b, c] = [ids[10]!, ids[12]!, ids[14]!];
+    fleet.meter(a).offlineUntil(Number.MAX_SAFE_INTEGER);
+    fleet.meter(b).offlineUntil(Number.MAX_SAFE_INTEGER);
+    try {
+      const started = Date.now();
+      const ended = (p: Promise<{ outcome: string }>) => p.then((r) => ({ outcome: r.outcome, ms: Date.now() - started }));
+      const long = ended(driver.readRelay(addr(a, closes), req('read', 900)));
+      const short = ended(driver.readRelay(addr(b, closes), req('read', 300)));
+      const answered = ended(driver.readRelay(addr(c, closes), req('read', T)));
+      const [l, s, ok] = await Promise.all([long, short, answered]);
+      expect(s.outcome).toBe('timeout');
+      expect(s.ms).toBeGreaterThanOrEqual(299);
+      expect(s.ms).toBeLessThan(800);
+      expect(l.outcome).toBe('timeout');
+      expect(l.ms).toBeGreaterThanOrEqual(899);
+      expect(ok.outcome).toBe('ok');
+    } finally {
+      fleet.meter(a).offlineUntil(0);
+      fleet.meter(b).offlineUntil(0);
+    }
+  });
+
   it('a late reply to a timed-out request is not taken for the next request', async () => {
     const id = ids[4]!;
     const sim = fleet.meter(id);
