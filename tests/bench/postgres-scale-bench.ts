@@ -4,6 +4,8 @@
  * schema, one mosquitto and one simulated fleet. Each run has a fresh schema and a fresh fleet (its own meter ids),
  * the orders go in as bulk requests to the first instance, and the run ends when the database has every order in a
  * final state. Prints both wall times, verified orders/s, which instance finished how many orders, and two ÷ one.
+ * Then the same 20,000 through one instance on SQLite (the shipped default: its journal on a worker thread), the
+ * same harness and processes, for PostgreSQL ÷ SQLite (issue 19's bar: at least 0.7).
  *
  * `BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test node dist/tests/bench/postgres-scale-bench.js`
  * (default URL as shown); BENCH_SCALE_ORDERS (default 20000). The schemas are dropped at the end.
@@ -12,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { newApiKey, sha256Hex } from '../../src/api/auth.js';
 import { BULK_LIMIT } from '../../src/api/schemas.js';
@@ -24,6 +27,7 @@ const MAIN = join(projectRoot(), 'dist', 'src', 'main.js');
 const FINAL = `('done', 'armed', 'failed', 'done_by_field', 'cancelled', 'superseded', 'refused')`;
 
 export interface ScaleResult {
+  store: 'postgres' | 'sqlite';
   instances: number;
   orders: number;
   wallMs: number;
@@ -58,12 +62,46 @@ function startInstance(config: string, name: string): ChildProcess {
   return child;
 }
 
-export async function runScale(o: { url: string; brokerUrl: string; profilesDir: string; orders: number; instances: number; prefix: string }): Promise<ScaleResult> {
-  const schema = `ml_bench_scale${o.instances}_${Date.now().toString(36)}`;
-  const db = new pg.Client({ connectionString: o.url });
+/** What the run asks of the store it ends on: how many orders are open, and the final counts. */
+interface RunDb {
+  rows(sql: string): Promise<Record<string, unknown>[]>;
+  end(): Promise<void>;
+}
+
+async function postgresDb(url: string, schema: string): Promise<RunDb> {
+  const db = new pg.Client({ connectionString: url });
   await db.connect();
-  const sim = await startSimulator({ brokerUrl: o.brokerUrl, meters: o.orders, prefix: o.prefix, profilesDir: o.profilesDir });
+  return {
+    rows: async (sql) => (await db.query(sql.replaceAll('{orders}', `${schema}.orders`))).rows,
+    end: async () => {
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+      await db.end();
+    },
+  };
+}
+
+/** The gateway's SQLite file, read on a connection of its own (WAL: readers do not block the gateway's writes). */
+function sqliteDb(path: string): RunDb {
+  let db: Database.Database | undefined;
+  return {
+    rows: async (sql) => {
+      db ??= new Database(path, { readonly: true, fileMustExist: true });
+      return db.prepare(sql.replaceAll('{orders}', 'orders').replaceAll('::int', '')).all() as Record<string, unknown>[];
+    },
+    end: async () => {
+      db?.close();
+    },
+  };
+}
+
+export async function runScale(o: { url: string; brokerUrl: string; profilesDir: string; orders: number; instances: number; prefix: string; store?: 'postgres' | 'sqlite' }): Promise<ScaleResult> {
+  const kind = o.store ?? 'postgres';
+  if (kind === 'sqlite' && o.instances !== 1) throw new Error('a SQLite file has one gateway instance');
+  const schema = `ml_bench_scale${o.instances}_${Date.now().toString(36)}`;
   const dir = mkdtempSync(join(tmpdir(), 'ml-bench-scale-'));
+  const sqlitePath = join(dir, 'gw.db');
+  const db = kind === 'postgres' ? await postgresDb(o.url, schema) : sqliteDb(sqlitePath);
+  const sim = await startSimulator({ brokerUrl: o.brokerUrl, meters: o.orders, prefix: o.prefix, profilesDir: o.profilesDir });
   const apiKey = newApiKey('op');
   const children: ChildProcess[] = [];
   const ports: number[] = [];
@@ -77,7 +115,7 @@ export async function runScale(o: { url: string; brokerUrl: string; profilesDir:
         JSON.stringify({
           instanceId,
           api: { host: '127.0.0.1', port, rateLimit: { max: 1_000_000, timeWindowMs: 1000 } },
-          store: { kind: 'postgres', postgres: { url: o.url, schema, maxConnections: 10 } },
+          store: kind === 'postgres' ? { kind: 'postgres', postgres: { url: o.url, schema, maxConnections: 10 } } : { kind: 'sqlite', sqlite: { path: sqlitePath } },
           mqtt: { mode: 'external', url: o.brokerUrl, maxInFlight: MAX_IN_FLIGHT },
           profilesDir: o.profilesDir,
           control: { linkConcurrency: LINK_CONCURRENCY },
@@ -105,29 +143,28 @@ export async function runScale(o: { url: string; brokerUrl: string; profilesDir:
       await postJson(`http://127.0.0.1:${ports[0]}/v1/orders/bulk`, apiKey, { orders: chunk }, `scale-${i}`);
     }
     for (;;) {
-      const open = (await db.query(`SELECT COUNT(*)::int AS n FROM ${schema}.orders WHERE state NOT IN ${FINAL}`)).rows[0].n as number;
+      const open = (await db.rows(`SELECT COUNT(*)::int AS n FROM {orders} WHERE state NOT IN ${FINAL}`))[0]!.n as number;
       if (open === 0) break;
       if (performance.now() - t0 > 600_000) throw new Error(`${open} orders still open after 600 s`);
       await new Promise((r) => setTimeout(r, 25));
     }
     const wallMs = performance.now() - t0;
     const gatewayCpuUsPerOrder = ((children.reduce((sum, c) => sum + cpuMs(c.pid), 0) - cpu0) * 1000) / o.orders;
-    const states = Object.fromEntries((await db.query(`SELECT state, COUNT(*)::int AS n FROM ${schema}.orders GROUP BY state`)).rows.map((r) => [r.state, r.n]));
+    const states = Object.fromEntries((await db.rows(`SELECT state, COUNT(*)::int AS n FROM {orders} GROUP BY state`)).map((r) => [r.state, r.n]));
     const byInstance = Object.fromEntries(
-      (await db.query(`SELECT COALESCE(lease_owner, '-') AS o, COUNT(*)::int AS n FROM ${schema}.orders GROUP BY lease_owner ORDER BY 1`)).rows.map((r) => [r.o, r.n]),
+      (await db.rows(`SELECT COALESCE(lease_owner, '-') AS o, COUNT(*)::int AS n FROM {orders} GROUP BY lease_owner ORDER BY 1`)).map((r) => [r.o, r.n]),
     );
-    return { instances: o.instances, orders: o.orders, wallMs, ordersPerS: (o.orders / wallMs) * 1000, states, byInstance, gatewayCpuUsPerOrder };
+    return { store: kind, instances: o.instances, orders: o.orders, wallMs, ordersPerS: (o.orders / wallMs) * 1000, states, byInstance, gatewayCpuUsPerOrder };
   } finally {
     for (const c of children) await stopChild(c);
     await stopChild(sim);
-    await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
     await db.end();
   }
 }
 
 export function printScale(r: ScaleResult): void {
   console.log(
-    `postgres, ${r.instances} instance${r.instances > 1 ? 's' : ''}: ${fmt(r.orders)} reconnects verified in ${(r.wallMs / 1000).toFixed(2)} s = ${fmt(r.ordersPerS)} verified orders/s; ` +
+    `${r.store === 'postgres' ? 'PostgreSQL' : 'SQLite'}, ${r.instances} instance${r.instances > 1 ? 's' : ''}: ${fmt(r.orders)} reconnects verified in ${(r.wallMs / 1000).toFixed(2)} s = ${fmt(r.ordersPerS)} verified orders/s; ` +
       `gateway CPU (all instances) ${fmt(r.gatewayCpuUsPerOrder)} µs per order; final states ${JSON.stringify(r.states)}; orders by last lease holder ${JSON.stringify(r.byInstance)}`,
   );
 }
@@ -143,7 +180,15 @@ if (isMain(import.meta.url)) {
   printScale(one);
   const two = await runScale({ url, brokerUrl: broker.url, profilesDir, orders, instances: 2, prefix: 'P2-' });
   printScale(two);
-  console.log(`two ÷ one: ${(two.ordersPerS / one.ordersPerS).toFixed(2)} (wall ${(one.wallMs / 1000).toFixed(2)} s → ${(two.wallMs / 1000).toFixed(2)} s); load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  const lite = await runScale({ url, brokerUrl: broker.url, profilesDir, orders, instances: 1, prefix: 'S1-', store: 'sqlite' });
+  printScale(lite);
+  const twoOverOne = two.ordersPerS / one.ordersPerS;
+  const pgOverLite = one.ordersPerS / lite.ordersPerS;
+  console.log(`two ÷ one (PostgreSQL): ${twoOverOne.toFixed(2)} (wall ${(one.wallMs / 1000).toFixed(2)} s → ${(two.wallMs / 1000).toFixed(2)} s)`);
+  console.log(`PostgreSQL ÷ SQLite, one instance each: ${pgOverLite.toFixed(2)} (${fmt(one.ordersPerS)} ÷ ${fmt(lite.ordersPerS)} verified orders/s); load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log('acceptance (issue 19):');
+  console.log(`  ${twoOverOne > 1 ? 'PASS' : 'FAIL'}  two PostgreSQL instances finish ${fmt(orders)} orders faster than one: ${twoOverOne.toFixed(2)} × (bar > 1)`);
+  console.log(`  ${pgOverLite >= 0.7 ? 'PASS' : 'FAIL'}  PostgreSQL ÷ SQLite: ${pgOverLite.toFixed(2)} (bar ≥ 0.7)`);
   await broker.stop();
   process.exit(0);
 }

@@ -16,7 +16,7 @@ const benches: { name: string; args: string[] }[] = [
   { name: 'API latency under load (api-latency-bench)', args: [join(dir, 'api-latency-bench.js')] },
   { name: 'crash recovery, 100k orders (recovery-bench)', args: [join(dir, 'recovery-bench.js')] },
   { name: 'payments, 50k (payments-bench)', args: [join(dir, 'payments-bench.js')] },
-  { name: 'PostgreSQL, one instance vs two on one database, 20k (postgres-scale-bench)', args: [join(dir, 'postgres-scale-bench.js')] },
+  { name: 'PostgreSQL, one instance vs two on one database, and vs SQLite, 20k (postgres-scale-bench)', args: [join(dir, 'postgres-scale-bench.js')] },
   { name: 'DLMS ciphered orders, HLS association, ciphering cost (dlms-bench)', args: [join(dir, 'dlms-bench.js')] },
 ];
 
