@@ -272,7 +272,6 @@ export class SqliteStore implements GatewayStore {
          ORDER BY seq LIMIT @limit`,
       ),
       claim: db.prepare(`UPDATE orders SET lease_owner = @owner, lease_until = @until WHERE id = @id`),
-      stateOf: db.prepare('SELECT state FROM orders WHERE id = ?').pluck(),
       attempts: db.prepare('SELECT * FROM attempts WHERE order_id = ? ORDER BY attempt'),
       events: db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq'),
       counts: db.prepare('SELECT state, COUNT(*) AS n FROM orders GROUP BY state'),
@@ -890,11 +889,13 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => {
       const taken: SwitchOrder[] = [];
       for (const id of orderIds) {
-        const before = this.s.stateOf.get(id) as string | undefined;
+        const before = this.s.getOrder.get(id) as Row | undefined;
         if (before === undefined || this.s.begin.run({ id, now, owner: lease.owner, until: lease.until }).changes !== 1) continue;
-        const order = orderFromRow(this.s.getOrder.get(id) as Row);
+        // The row as the lease's UPDATE left it, from the row before and what it wrote (read when that cannot be told).
+        const written = this.writtenOrderRow(before, { state: 'in_flight', attempts: num(before.attempts) + 1, updated_at: now, state_reason: null, lease_owner: lease.owner, lease_until: lease.until });
+        const order = orderFromRow(written ?? (this.s.getOrder.get(id) as Row));
         this.s.insertAttempt.run(id, order.attempts, now);
-        this.s.insertEvent.run(id, now, before!, 'in_flight', `attempt ${order.attempts}`);
+        this.s.insertEvent.run(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
         taken.push(order);
       }
       return taken;
