@@ -10,6 +10,7 @@ import { unkeyedEntryHash, GENESIS_HASH } from '../../src/store/audit-chain.js';
 import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
 import { emptyWal, mountSmallDisk } from '../harness/small-disk.js';
 import { openPolicy } from '../harness/test-policy.js';
+import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { databaseHands } from '../harness/audit-tamper.js';
 
 const sqliteTamper: StoreTamperKit = {
@@ -53,6 +54,42 @@ describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(
 });
 
 describe('SQLite store specifics', () => {
+  it('the order each write answers with is the order as stored (read back), whatever its text and times: admission, lease, a verified and a failed attempt', async () => {
+    const store = new SqliteStore(':memory:');
+    await store.migrate();
+    await store.upsertMeters(['M-1', 'M-2', 'M-3', 'M-4'].map((meterId) => ({ meterId, profileId: 'p', link: 'L', region: 'r' })), 1);
+    const profile = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK }, retry: { maxAttempts: 3, baseDelayMs: 1000, maxDelayMs: 5000 } };
+    // Text SQLite cannot hold as written (a lone surrogate, a NUL) and a time that is not a whole millisecond.
+    const cases = [
+      { meterId: 'M-1', action: 'disconnect' as const, reason: 'customer_request' as const, note: 'plain', now: 10 },
+      { meterId: 'M-2', action: 'reconnect' as const, reason: 'payment' as const, note: 'lone \uD800 surrogate', now: 20 },
+      { meterId: 'M-3', action: 'disconnect' as const, reason: 'customer_request' as const, note: 'nul \0 inside', now: 30.5 },
+      { meterId: 'M-4', action: 'reconnect' as const, reason: 'payment' as const, note: null, now: 40 },
+    ];
+    let n = 0;
+    for (const c of cases) {
+      const [created] = await store.submitOrders(
+        [{ meterId: c.meterId, action: c.action, reason: c.reason, reference: 'REF', note: c.note, urgent: false, notBefore: null, paymentAt: c.action === 'reconnect' ? c.now : null, requestedBy: 'ops', idempotencyKey: null, requestHash: 'h' }],
+        { now: c.now, reconnectLimitHours: 24, newOrderId: () => `ord_${++n}`, policy: openPolicy() },
+      );
+      const id = created!.order.id;
+      expect(created!.order).toEqual(await store.getOrder(id));
+      const [leased] = await store.beginAttempts([id], c.now + 1, { owner: 'gw-a', until: c.now + 30_000 });
+      expect(leased).toEqual(await store.getOrder(id));
+      // Odd cases fail (a retry at a jittered time), even ones are verified.
+      const verified = n % 2 === 0;
+      const relay = c.action === 'reconnect' ? 'connected' : 'disconnected';
+      const after = await store.completeAttempt({
+        orderId: id, attempt: 1, leaseOwner: 'gw-a', endedAt: c.now + 2, latencyMs: 5, commandEvidence: null, readEvidence: null,
+        observedRelay: verified ? relay : null, detail: null, observation: null,
+        judgement: { rules: profile, facts: verified ? { command: 'ok', readBack: relay } : { command: 'timeout', readBack: undefined }, now: c.now + 2, random: 0.37 },
+      });
+      expect(after.state).toBe(verified ? 'done' : 'queued');
+      expect(after).toEqual(await store.getOrder(id));
+    }
+    await store.close();
+  });
+
   it('uses WAL, and what was committed survives reopening the file (a restart)', async () => {
     const path = join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db');
     const a = new SqliteStore(path);
