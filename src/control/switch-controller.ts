@@ -84,6 +84,22 @@ export interface ReadingRecord extends MeterContext {
   prepayment?: boolean;
 }
 
+/** A reading as the reading listeners get it (built field by field: one per verified order). */
+function readingRecord(meterId: string, profile: { id: string; protocol: string }, link: string, region: string, value: RelayReading, source: ReadingRecord['source']): ReadingRecord {
+  return {
+    meterId,
+    profileId: profile.id,
+    protocol: profile.protocol,
+    link,
+    region,
+    at: value.at,
+    relay: value.relay,
+    voltageV: value.voltageV ?? null,
+    energyWh: value.energyWh ?? null,
+    source,
+  };
+}
+
 /**
  * A live read. `cause` when it failed: `busy` (an order attempt is on the wire to the meter; not tried),
  * `not_configured`, or what the wire said: `auth_failed` is a meter that answered and refused the gateway's
@@ -521,18 +537,7 @@ export class SwitchController {
       }
       if (read.outcome !== 'ok') return { ok: false, cause: read.outcome, detail: `${read.outcome}: ${read.detail}` };
       await this.deps.store.recordObservation(meterId, { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh });
-      this.deps.onReading?.({
-        meterId,
-        profileId: profile.id,
-        protocol: profile.protocol,
-        link: meter.link,
-        region: meter.region,
-        at: read.value.at,
-        relay: read.value.relay,
-        voltageV: read.value.voltageV ?? null,
-        energyWh: read.value.energyWh ?? null,
-        source: 'read',
-      });
+      this.deps.onReading?.(readingRecord(meterId, profile, meter.link, meter.region, read.value, 'read'));
       return { ok: true, reading: read.value };
     } finally {
       this.busyMeters.delete(meterId);
@@ -710,19 +715,9 @@ export class SwitchController {
       });
       if (read && read.outcome === 'ok') {
         const prepayment = meter.flags.prepaymentMode && meter.flags.prepaymentAgreementRef !== null;
-        this.deps.onReading?.({
-          meterId: order.meterId,
-          profileId: profile.id,
-          protocol: profile.protocol,
-          link,
-          region: meter.region,
-          at: read.value.at,
-          relay: read.value.relay,
-          voltageV: read.value.voltageV ?? null,
-          energyWh: read.value.energyWh ?? null,
-          source: 'read_back',
-          prepayment,
-        });
+        const reading = readingRecord(order.meterId, profile, link, meter.region, read.value, 'read_back');
+        reading.prepayment = prepayment;
+        this.deps.onReading?.(reading);
       }
     }
     logAttemptEnd(log, order, updated, outcome, command?.latencyMs ?? null, now);

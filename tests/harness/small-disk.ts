@@ -3,6 +3,8 @@ import { closeSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { GatewayStore } from '../../src/store/store.js';
+import type { StoreOutage } from '../store/store-conformance.js';
 
 /**
  * A small file system of the test's own (a tmpfs; mounting needs root, as CI runs the tests), to fill to the last
@@ -71,4 +73,34 @@ export async function emptyWal(sqlitePath: string): Promise<void> {
   } finally {
     side.close();
   }
+}
+
+/**
+ * The store conformance suite's outage for a SQLite store (SqliteStore, or the same on its worker thread): the file on
+ * a small disk of its own, the WAL emptied so the next write must grow the file, then the disk filled (ENOSPC) and freed.
+ */
+export function sqliteDiskOutage(openStore: (path: string) => GatewayStore): StoreOutage {
+  let outagePath = '';
+  return {
+    storeName: () => outagePath,
+    cause: /disk is full/,
+    async open() {
+      const disk = mountSmallDisk(8);
+      outagePath = join(disk.dir, 'gw.db');
+      const store = openStore(outagePath);
+      await store.migrate();
+      return {
+        store,
+        breakWrites: async () => {
+          await emptyWal(outagePath);
+          disk.fill();
+        },
+        mendWrites: async () => disk.free(),
+        cleanup: async () => {
+          await store.close().catch(() => undefined);
+          disk.unmount();
+        },
+      };
+    },
+  };
 }

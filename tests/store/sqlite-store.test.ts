@@ -8,7 +8,7 @@ import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { creditState } from '../../src/domain/prepayment/credit-ledger.js';
 import { unkeyedEntryHash, GENESIS_HASH } from '../../src/store/audit-chain.js';
 import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
-import { emptyWal, mountSmallDisk } from '../harness/small-disk.js';
+import { sqliteDiskOutage } from '../harness/small-disk.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
 import { databaseHands } from '../harness/audit-tamper.js';
@@ -29,29 +29,7 @@ const sqliteTamper: StoreTamperKit = {
 
 // The key: the default, `audit.key` made beside each database file on its first start.
 // The outage: the disk under the file fills up (a tmpfs of the test's own, filled until ENOSPC), then is freed.
-let outagePath = '';
-describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')), sqliteTamper, {
-  storeName: () => outagePath,
-  cause: /disk is full/,
-  async open() {
-    const disk = mountSmallDisk(8);
-    outagePath = join(disk.dir, 'gw.db');
-    const store = new SqliteStore(outagePath);
-    await store.migrate();
-    return {
-      store,
-      breakWrites: async () => {
-        await emptyWal(outagePath);
-        disk.fill();
-      },
-      mendWrites: async () => disk.free(),
-      cleanup: async () => {
-        await store.close().catch(() => undefined);
-        disk.unmount();
-      },
-    };
-  },
-});
+describeStoreConformance('SQLite', async () => new SqliteStore(join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db')), sqliteTamper, sqliteDiskOutage((path) => new SqliteStore(path)));
 
 describe('SQLite store specifics', () => {
   it('the order each write answers with is the order as stored (read back), whatever its text and times: admission, lease, a verified and a failed attempt', async () => {

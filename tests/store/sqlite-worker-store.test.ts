@@ -8,7 +8,7 @@ import { FORWARDED_METHODS, SqliteWorkerStore } from '../../src/store/sqlite-wor
 import { StatementCounter } from '../../src/store/statement-counter.js';
 import type { OrderRequest, SubmitContext } from '../../src/store/store.js';
 import { databaseHands } from '../harness/audit-tamper.js';
-import { emptyWal, mountSmallDisk } from '../harness/small-disk.js';
+import { sqliteDiskOutage } from '../harness/small-disk.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
 
@@ -31,29 +31,7 @@ const workerTamper: StoreTamperKit = {
 const newPath = (): string => join(mkdtempSync(join(tmpdir(), 'ml-sqlite-worker-')), 'gw.db');
 
 // The same suite as SqliteStore and PostgresStore pass, against the store on its worker thread.
-let outagePath = '';
-describeStoreConformance('SQLite on a worker thread', async () => new SqliteWorkerStore(newPath()), workerTamper, {
-  storeName: () => outagePath,
-  cause: /disk is full/,
-  async open() {
-    const disk = mountSmallDisk(8);
-    outagePath = join(disk.dir, 'gw.db');
-    const store = new SqliteWorkerStore(outagePath);
-    await store.migrate();
-    return {
-      store,
-      breakWrites: async () => {
-        await emptyWal(outagePath);
-        disk.fill();
-      },
-      mendWrites: async () => disk.free(),
-      cleanup: async () => {
-        await store.close().catch(() => undefined);
-        disk.unmount();
-      },
-    };
-  },
-});
+describeStoreConformance('SQLite on a worker thread', async () => new SqliteWorkerStore(newPath()), workerTamper, sqliteDiskOutage((path) => new SqliteWorkerStore(path)));
 
 const now = 1_764_000_000_000;
 const reconnect = (meterId: string): OrderRequest => ({ meterId, action: 'reconnect', reason: 'payment', note: null, urgent: false, notBefore: null, paymentAt: now, requestedBy: 'billing', idempotencyKey: null, requestHash: meterId });
