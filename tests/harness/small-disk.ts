@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { GatewayStore } from '../../src/store/store.js';
-import type { StoreOutage } from '../store/store-conformance.js';
+import type { StoreOutage, StoreTamperKit } from '../store/store-conformance.js';
+import { databaseHands } from './audit-tamper.js';
+import type { AuditKeySource } from '../../src/store/audit-key-source.js';
 
 /**
  * A small file system of the test's own (a tmpfs; mounting needs root, as CI runs the tests), to fill to the last
@@ -102,5 +104,22 @@ export function sqliteDiskOutage(openStore: (path: string) => GatewayStore): Sto
         },
       };
     },
+  };
+}
+
+/** The conformance suite's tamper kit for a SQLite store (on the main thread or its worker): reopen the same file, and hands on it. */
+export function sqliteTamperKit<S extends GatewayStore & { readonly path: string }>(openStore: (path: string, options: { auditKey?: AuditKeySource }) => S): StoreTamperKit {
+  return {
+    async reopen(store, auditKey) {
+      const again = openStore((store as S).path, auditKey ? { auditKey } : {});
+      try {
+        await again.migrate();
+        return again;
+      } catch (e) {
+        await again.close();
+        throw e;
+      }
+    },
+    hands: (store) => databaseHands({ sqlite: (store as S).path }),
   };
 }

@@ -7,25 +7,12 @@ import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from '../.
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { creditState } from '../../src/domain/prepayment/credit-ledger.js';
 import { unkeyedEntryHash, GENESIS_HASH } from '../../src/store/audit-chain.js';
-import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
-import { sqliteDiskOutage } from '../harness/small-disk.js';
+import { describeStoreConformance } from './store-conformance.js';
+import { sqliteDiskOutage, sqliteTamperKit } from '../harness/small-disk.js';
 import { openPolicy } from '../harness/test-policy.js';
 import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
-import { databaseHands } from '../harness/audit-tamper.js';
 
-const sqliteTamper: StoreTamperKit = {
-  async reopen(store, auditKey) {
-    const again = new SqliteStore((store as SqliteStore).path, auditKey ? { auditKey } : {});
-    try {
-      await again.migrate();
-      return again;
-    } catch (e) {
-      await again.close();
-      throw e;
-    }
-  },
-  hands: (store) => databaseHands({ sqlite: (store as SqliteStore).path }),
-};
+const sqliteTamper = sqliteTamperKit((path, options) => new SqliteStore(path, options));
 
 // The key: the default, `audit.key` made beside each database file on its first start.
 // The outage: the disk under the file fills up (a tmpfs of the test's own, filled until ENOSPC), then is freed.

@@ -7,26 +7,13 @@ import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { FORWARDED_METHODS, SqliteWorkerStore } from '../../src/store/sqlite-worker-store.js';
 import { StatementCounter } from '../../src/store/statement-counter.js';
 import type { OrderRequest, SubmitContext } from '../../src/store/store.js';
-import { databaseHands } from '../harness/audit-tamper.js';
-import { sqliteDiskOutage } from '../harness/small-disk.js';
+import { sqliteDiskOutage, sqliteTamperKit } from '../harness/small-disk.js';
 import { openPolicy } from '../harness/test-policy.js';
-import { describeStoreConformance, type StoreTamperKit } from './store-conformance.js';
+import { describeStoreConformance } from './store-conformance.js';
 
 // The worker runs the compiled store (dist/): `npm run build` before these tests.
 
-const workerTamper: StoreTamperKit = {
-  async reopen(store, auditKey) {
-    const again = new SqliteWorkerStore((store as SqliteWorkerStore).path, auditKey ? { auditKey } : {});
-    try {
-      await again.migrate();
-      return again;
-    } catch (e) {
-      await again.close();
-      throw e;
-    }
-  },
-  hands: (store) => databaseHands({ sqlite: (store as SqliteWorkerStore).path }),
-};
+const workerTamper = sqliteTamperKit((path, options) => new SqliteWorkerStore(path, options));
 
 const newPath = (): string => join(mkdtempSync(join(tmpdir(), 'ml-sqlite-worker-')), 'gw.db');
 
