@@ -30,7 +30,7 @@ import { bindError } from './gateway/bind-error.js';
 import { wireControl } from './gateway/control-wiring.js';
 import { gatewayHealth } from './gateway/health.js';
 import { MeterLinks } from './gateway/meter-links.js';
-import { ownStore } from './gateway/own-store.js';
+import { ownStore, type EarlyJournal } from './gateway/own-store.js';
 import { wireSingletonJobs } from './gateway/singleton-jobs.js';
 import { StopList } from './gateway/stop-list.js';
 import { gatewayLogger } from './log/gateway-logger.js';
@@ -81,6 +81,8 @@ export interface StartOptions {
   onOrderChange?: (order: SwitchOrder) => void;
   /** Count the store's statements into this counter (the 100k bench's statements per order); off by default. */
   countStatements?: StatementCounter;
+  /** The SQLite journal's worker, started before the gateway's modules loaded (main.ts, startJournalEarly); taken over by the start. */
+  journal?: EarlyJournal;
 }
 
 /**
@@ -93,6 +95,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   const clock = options.clock ?? systemClock;
   const stops = new StopList(logger);
   let stopping = false;
+  // Closed at stop, or if the start fails before the store is owned (closing twice is nothing).
+  const journal = options.journal;
+  if (journal) stops.add(() => journal.store.close());
 
   try {
     // The demo's own billing system and calendar (a demo only: simulated fleet in process and demo keys).
@@ -108,7 +113,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     }
 
     // 1. Own the store.
-    const { store, anchors } = await ownStore(config, planned, clock, stops, logger, options.countStatements);
+    const { store, anchors } = await ownStore(config, planned, clock, stops, logger, options.countStatements, journal);
 
     // 2. Build the rest; nothing is started, nothing goes on the wire.
     // The key master of per-meter DLMS keys: a bad one stops the start; none runs the gateway without meter keys.

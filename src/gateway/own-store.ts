@@ -12,6 +12,9 @@ import { SqliteWorkerStore } from '../store/sqlite-worker-store.js';
 import type { StatementCounter } from '../store/statement-counter.js';
 import type { GatewayStore } from '../store/store.js';
 import type { StopList } from './stop-list.js';
+import { auditKeyMade, type EarlyJournal } from './own-store-early.js';
+
+export type { EarlyJournal } from './own-store-early.js';
 
 /**
  * Open the store and own it before anything else: a SQLite file is this gateway's alone (a second gateway on it
@@ -26,12 +29,11 @@ export async function ownStore(
   stops: StopList,
   logger: Logger,
   countStatements?: StatementCounter,
+  early?: EarlyJournal,
 ): Promise<{ store: GatewayStore; anchors: AuditAnchors }> {
   const pg = config.store.postgres;
   if (config.store.kind === 'postgres' && !pg) throw new Error('store.kind is postgres but store.postgres is not set (set DATABASE_URL or store.postgres.url)');
-  const auditKey = gatewayAuditKeySource(config, process.env, (file, keyId) =>
-    logger.warn({ file, keyId }, 'audit key made (the audit log is keyed with it from now on): keep a copy away from the database and its backups; without it the log cannot be verified'),
-  );
+  const auditKey = gatewayAuditKeySource(config, process.env, (file, keyId) => auditKeyMade(logger, file, keyId));
   let store: GatewayStore;
   if (config.store.kind === 'postgres' && pg) {
     store = new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, auditKey, ...(pg.schema ? { schema: pg.schema } : {}), ...(countStatements ? { countStatements } : {}) });
@@ -43,7 +45,9 @@ export async function ownStore(
     const options = { auditKey, ...(countStatements ? { countStatements } : {}) };
     let sqlite: GatewayStore;
     if ((config.store.sqlite.thread ?? 'worker') === 'worker') {
-      const onWorker = new SqliteWorkerStore(path, options);
+      // The worker main.ts started early for this file (it only opened it), else one started now.
+      const onWorker = early?.path === path ? early.store : new SqliteWorkerStore(path, options);
+      if (onWorker === early?.store) early.useLogger(logger);
       try {
         await onWorker.ready();
       } catch (err) {

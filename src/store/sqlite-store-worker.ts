@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { newOrderId } from '../domain/order-id.js';
 import { auditKeySourceFrom } from './audit-key-source.js';
+import { releaseMemoryWhenQuiet } from './quiet-memory.js';
 import { SqliteStore } from './sqlite-store.js';
 import { StatementCounter } from './statement-counter.js';
 import type { SubmitContext } from './store.js';
@@ -84,4 +85,6 @@ port.on('message', (m: ToWorker) => {
       break;
   }
 });
+// The young generation a burst grew goes back once the journal is quiet (quiet-memory.ts).
+releaseMemoryWhenQuiet();
 post({ type: 'ready' });
