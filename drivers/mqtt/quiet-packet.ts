@@ -1,0 +1,71 @@
+import { createRequire } from 'node:module';
+import { dirname, sep } from 'node:path';
+
+/**
+ * mqtt-packet (mqtt.js's encoder and parser) without its `debug` calls, when debug output is off (DEBUG unset).
+ *
+ * Why (issue 19): mqtt-packet calls its `debug` logger about 25 times per packet (on every header, length, property,
+ * payload it parses or writes), and a `debug` logger that is off still gathers its arguments into an array and reads
+ * its `enabled` getter on every call: ~7.6 KB of garbage per verified order on the gateway's main thread, the largest
+ * single source of its allocations. The bytes on the wire and the packets parsed are unchanged: this is mqtt-packet's
+ * own code, loaded a second time with a `debug` that does nothing for its `mqtt-packet:*` loggers (every other module's
+ * `debug` is untouched).
+ *
+ * How: mqtt.js looks up `writeToStream` and `parser` on mqtt-packet's exports each time it writes a packet or sets up
+ * a connection, so the quiet copy's functions are put on those same exports. That works whichever module loaded
+ * mqtt.js first; connections set up before this ran keep the parser they have. Idempotent.
+ *
+ * With DEBUG set nothing changes, so `DEBUG=mqtt-packet:*` still shows mqtt-packet's lines (as with mqtt.js's own
+ * log, MqttDriver.start).
+ */
+export function quietMqttPacket(): boolean {
+  if (process.env.DEBUG) return false;
+  const fromHere = createRequire(import.meta.url);
+  const fromMqtt = createRequire(fromHere.resolve('mqtt'));
+  const packetMain = fromMqtt.resolve('mqtt-packet');
+  const fromPacket = createRequire(packetMain);
+  const original = fromPacket(packetMain) as PacketExports;
+  if (original[QUIET]) return true;
+  const debugMain = fromPacket.resolve('debug');
+  const cache = fromPacket.cache;
+  const debugModule = cache[debugMain];
+  if (!debugModule) return false; // mqtt-packet loaded without `debug`: nothing to quieten
+  const realDebug = debugModule.exports as (namespace: string) => unknown;
+
+  // mqtt-packet's own files (not its dependencies, which stay shared) are loaded afresh, then put back as they were.
+  const dir = dirname(packetMain) + sep;
+  const own = (key: string): boolean => key.startsWith(dir) && !key.startsWith(`${dir}node_modules${sep}`);
+  const saved = Object.keys(cache).filter(own).map((key) => [key, cache[key]] as const);
+  for (const [key] of saved) delete cache[key];
+  const quietDebug = (namespace: string): unknown => (namespace.startsWith('mqtt-packet:') ? off : realDebug(namespace));
+  let fresh: PacketExports;
+  debugModule.exports = quietDebug;
+  try {
+    fresh = fromPacket(packetMain) as PacketExports;
+  } finally {
+    debugModule.exports = realDebug;
+    for (const key of Object.keys(cache).filter(own)) delete cache[key];
+    for (const [key, module] of saved) cache[key] = module;
+  }
+
+  // The number cache setting (mqtt.js's `writeCache: false`) carries over to the quiet writer.
+  const cacheNumbers = original.writeToStream.cacheNumbers;
+  original.parser = fresh.parser;
+  original.generate = fresh.generate;
+  original.writeToStream = fresh.writeToStream;
+  if (original.writeToStream.cacheNumbers !== cacheNumbers) original.writeToStream.cacheNumbers = cacheNumbers;
+  original[QUIET] = true;
+  return true;
+}
+
+const QUIET = Symbol.for('meterline.quietMqttPacket');
+
+interface PacketExports {
+  parser: unknown;
+  generate: unknown;
+  writeToStream: { cacheNumbers: boolean };
+  [QUIET]?: true;
+}
+
+/** A `debug` logger that is off: no arguments gathered, nothing read. */
+function off(): void {}
