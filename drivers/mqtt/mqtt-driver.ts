@@ -10,7 +10,7 @@ import {
 } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
 import { zeroLinkCounters } from '../link-health.js';
-import { quietMqttPacket } from './quiet-packet.js';
+import { tuneMqttPacket } from './packet-tuning.js';
 import { batchWrites } from './write-batch.js';
 import type {
   CommandAck,
@@ -529,8 +529,9 @@ export class MqttDriver implements MeterDriver {
 
   async start(): Promise<void> {
     if (this.client) throw new Error('MqttDriver already started');
-    // mqtt-packet's `debug` calls, ~25 per packet, cost even when off (issue 19): gone unless DEBUG is set (quiet-packet.ts).
-    quietMqttPacket();
+    // mqtt-packet's `debug` calls (~25 per packet, a cost even when off) and its write per field (issue 19): unless DEBUG
+    // is set, no debug calls, and a PUBLISH or PUBACK in one buffer, the same bytes (packet-tuning.ts).
+    tuneMqttPacket();
     const client = connect(this.options.brokerUrl, {
       clientId: this.clientId,
       protocolVersion: this.options.protocolVersion ?? 5,

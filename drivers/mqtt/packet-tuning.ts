@@ -1,8 +1,11 @@
 import { createRequire } from 'node:module';
 import { dirname, sep } from 'node:path';
+import { encodeFast } from './fast-packet.js';
 
 /**
- * mqtt-packet (mqtt.js's encoder and parser) without its `debug` calls, when debug output is off (DEBUG unset).
+ * mqtt-packet (mqtt.js's encoder and parser) tuned for the gateway's main thread, when debug output is off (DEBUG
+ * unset): without its `debug` calls, and with PUBLISH and PUBACK packets written as one buffer each (fast-packet.ts,
+ * the same bytes; every other packet as mqtt-packet writes it).
  *
  * Why (issue 19): mqtt-packet calls its `debug` logger about 25 times per packet (on every header, length, property,
  * payload it parses or writes), and a `debug` logger that is off still gathers its arguments into an array and reads
@@ -18,7 +21,7 @@ import { dirname, sep } from 'node:path';
  * With DEBUG set nothing changes, so `DEBUG=mqtt-packet:*` still shows mqtt-packet's lines (as with mqtt.js's own
  * log, MqttDriver.start).
  */
-export function quietMqttPacket(): boolean {
+export function tuneMqttPacket(): boolean {
   if (process.env.DEBUG) return false;
   const fromHere = createRequire(import.meta.url);
   const fromMqtt = createRequire(fromHere.resolve('mqtt'));
@@ -50,20 +53,31 @@ export function quietMqttPacket(): boolean {
 
   // The number cache setting (mqtt.js's `writeCache: false`) carries over to the quiet writer.
   const cacheNumbers = original.writeToStream.cacheNumbers;
+  const quiet = fresh.writeToStream;
+  if (quiet.cacheNumbers !== cacheNumbers) quiet.cacheNumbers = cacheNumbers;
+  const writeToStream = function writeToStream(packet: Record<string, unknown>, stream: { write(chunk: Buffer): boolean }, opts?: { protocolVersion?: number }): boolean {
+    const bytes = encodeFast(packet, opts ? (opts.protocolVersion ?? 4) : 4);
+    return bytes === undefined ? quiet(packet, stream, opts) : stream.write(bytes);
+  } as WriteToStream;
+  Object.defineProperty(writeToStream, 'cacheNumbers', {
+    get: () => quiet.cacheNumbers,
+    set: (value: boolean) => (quiet.cacheNumbers = value),
+  });
   original.parser = fresh.parser;
   original.generate = fresh.generate;
-  original.writeToStream = fresh.writeToStream;
-  if (original.writeToStream.cacheNumbers !== cacheNumbers) original.writeToStream.cacheNumbers = cacheNumbers;
+  original.writeToStream = writeToStream;
   original[QUIET] = true;
   return true;
 }
 
-const QUIET = Symbol.for('meterline.quietMqttPacket');
+const QUIET = Symbol.for('meterline.tuneMqttPacket');
+
+type WriteToStream = ((packet: Record<string, unknown>, stream: { write(chunk: Buffer): boolean }, opts?: { protocolVersion?: number }) => boolean) & { cacheNumbers: boolean };
 
 interface PacketExports {
   parser: unknown;
   generate: unknown;
-  writeToStream: { cacheNumbers: boolean };
+  writeToStream: WriteToStream;
   [QUIET]?: true;
 }
 

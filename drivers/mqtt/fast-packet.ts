@@ -1,0 +1,155 @@
+/**
+ * The two packets the gateway writes per request and per reply, PUBLISH and PUBACK, encoded in one buffer: the same
+ * bytes as mqtt-packet's `writeToStream` writes (tests/drivers/mqtt-packet-fast.test.ts compares them), for the packets
+ * the driver sends. Anything else (other packets, other properties, any value mqtt-packet would refuse) is undefined
+ * and left to mqtt-packet, which writes it or refuses it as before.
+ *
+ * Why (issue 19): mqtt-packet writes a PUBLISH as about fifteen writes (a header byte, the length, the topic's length,
+ * the topic, the packet id, each property's id, length and value, the payload), each a call through the stream, which
+ * write-batch.ts then gathers and copies byte by byte. One buffer, one write, instead.
+ *
+ * mqtt.js still does everything else exactly as before: packet ids, the outgoing store, the in-flight window, PUBACK
+ * matching, topic aliases (a packet with one is left to mqtt-packet).
+ */
+
+/** What mqtt.js hands mqtt-packet (the fields these encoders read). */
+interface PacketLike {
+  cmd?: unknown;
+  topic?: unknown;
+  payload?: unknown;
+  qos?: unknown;
+  dup?: unknown;
+  retain?: unknown;
+  messageId?: unknown;
+  properties?: unknown;
+  reasonCode?: unknown;
+}
+
+/** Largest MQTT variable byte integer (the remaining length). */
+const VARBYTEINT_MAX = 268_435_455;
+
+const MESSAGE_EXPIRY_INTERVAL = 0x02;
+const RESPONSE_TOPIC = 0x08;
+const CORRELATION_DATA = 0x09;
+
+/** The packet as bytes, or undefined: not one these encoders take (mqtt-packet writes it). */
+export function encodeFast(packet: PacketLike, protocolVersion: number): Buffer | undefined {
+  if (packet.cmd === 'publish') return encodePublish(packet, protocolVersion);
+  if (packet.cmd === 'puback') return encodePuback(packet, protocolVersion);
+  return undefined;
+}
+
+const isU16 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff;
+
+function encodePublish(packet: PacketLike, version: number): Buffer | undefined {
+  const qos = packet.qos || 0;
+  if (qos !== 0 && qos !== 1 && qos !== 2) return undefined;
+  const { topic } = packet;
+  if (typeof topic !== 'string') return undefined;
+  const payload = packet.payload || '';
+  if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return undefined;
+  const id = packet.messageId;
+  if (qos > 0 && !isU16(id)) return undefined;
+
+  const topicBytes = Buffer.byteLength(topic);
+  if (topicBytes > 0xffff) return undefined;
+  const payloadBytes = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  let length = 2 + topicBytes + payloadBytes + (qos > 0 ? 2 : 0);
+
+  // MQTT 5 properties: only those the driver sends, each at most once, in the object's key order (as mqtt-packet).
+  let expiry: number | undefined;
+  let responseTopic: string | undefined;
+  let responseTopicBytes = 0;
+  let correlation: string | Buffer | undefined;
+  let correlationBytes = 0;
+  let order: number[] | undefined;
+  let propertiesLength = 0;
+  if (version === 5) {
+    const { properties } = packet;
+    if (properties !== undefined) {
+      if (typeof properties !== 'object' || properties === null || Object.getPrototypeOf(properties) !== Object.prototype) return undefined;
+      order = [];
+      for (const key in properties) {
+        const value = (properties as Record<string, unknown>)[key];
+        if (key === 'messageExpiryInterval') {
+          if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xffffffff) return undefined;
+          expiry = value;
+          order.push(MESSAGE_EXPIRY_INTERVAL);
+          propertiesLength += 5;
+        } else if (key === 'responseTopic') {
+          if (typeof value !== 'string') return undefined;
+          responseTopic = value;
+          responseTopicBytes = Buffer.byteLength(value);
+          if (responseTopicBytes > 0xffff) return undefined;
+          order.push(RESPONSE_TOPIC);
+          propertiesLength += 3 + responseTopicBytes;
+        } else if (key === 'correlationData') {
+          if (typeof value !== 'string' && !Buffer.isBuffer(value)) return undefined;
+          correlation = value;
+          correlationBytes = typeof value === 'string' ? Buffer.byteLength(value) : value.length;
+          if (correlationBytes > 0xffff) return undefined;
+          order.push(CORRELATION_DATA);
+          propertiesLength += 3 + correlationBytes;
+        } else {
+          return undefined;
+        }
+      }
+    }
+    length += varIntBytes(propertiesLength) + propertiesLength;
+  }
+  if (length > VARBYTEINT_MAX) return undefined;
+
+  const out = Buffer.allocUnsafe(1 + varIntBytes(length) + length);
+  out[0] = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
+  let at = writeVarInt(out, 1, length);
+  out[at++] = topicBytes >> 8;
+  out[at++] = topicBytes & 0xff;
+  at += out.write(topic, at, 'utf8');
+  if (qos > 0) {
+    out[at++] = (id as number) >> 8;
+    out[at++] = (id as number) & 0xff;
+  }
+  if (version === 5) {
+    at = writeVarInt(out, at, propertiesLength);
+    for (const p of order ?? []) {
+      out[at++] = p;
+      if (p === MESSAGE_EXPIRY_INTERVAL) {
+        out.writeUInt32BE(expiry!, at);
+        at += 4;
+      } else if (p === RESPONSE_TOPIC) {
+        out[at++] = responseTopicBytes >> 8;
+        out[at++] = responseTopicBytes & 0xff;
+        at += out.write(responseTopic!, at, 'utf8');
+      } else {
+        out[at++] = correlationBytes >> 8;
+        out[at++] = correlationBytes & 0xff;
+        at += typeof correlation === 'string' ? out.write(correlation, at, 'utf8') : correlation!.copy(out, at);
+      }
+    }
+  }
+  if (typeof payload === 'string') at += out.write(payload, at, 'utf8');
+  else at += payload.copy(out, at);
+  return at === out.length ? out : undefined;
+}
+
+/** A PUBACK with no properties: with MQTT 5, reason code 0 (success), which is left out (MQTT 5 §3.4.2.1). */
+function encodePuback(packet: PacketLike, version: number): Buffer | undefined {
+  const id = packet.messageId;
+  if (!isU16(id) || packet.properties !== undefined) return undefined;
+  if (version === 5 && packet.reasonCode !== 0) return undefined;
+  return Buffer.from([0x40, 0x02, id >> 8, id & 0xff]);
+}
+
+function varIntBytes(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 4;
+}
+
+function writeVarInt(out: Buffer, at: number, n: number): number {
+  do {
+    let digit = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) digit |= 0x80;
+    out[at++] = digit;
+  } while (n > 0);
+  return at;
+}
