@@ -1,11 +1,11 @@
 import { createRequire } from 'node:module';
 import { dirname, sep } from 'node:path';
-import { encodeFast } from './fast-packet.js';
+import { encodeFast, parseFast, type PacketParser } from './fast-packet.js';
 
 /**
  * mqtt-packet (mqtt.js's encoder and parser) tuned for the gateway's main thread, when debug output is off (DEBUG
- * unset): without its `debug` calls, and with PUBLISH and PUBACK packets written as one buffer each (fast-packet.ts,
- * the same bytes; every other packet as mqtt-packet writes it).
+ * unset): without its `debug` calls, with PUBLISH and PUBACK packets written as one buffer each, and read straight from
+ * the socket's chunks (fast-packet.ts: the same bytes, the same packets; every other packet as mqtt-packet has it).
  *
  * Why (issue 19): mqtt-packet calls its `debug` logger about 25 times per packet (on every header, length, property,
  * payload it parses or writes), and a `debug` logger that is off still gathers its arguments into an array and reads
@@ -35,9 +35,11 @@ export function tuneMqttPacket(): boolean {
   if (!debugModule) return false; // mqtt-packet loaded without `debug`: nothing to quieten
   const realDebug = debugModule.exports as (namespace: string) => unknown;
 
-  // mqtt-packet's own files (not its dependencies, which stay shared) are loaded afresh, then put back as they were.
+  // mqtt-packet's files that call `debug`, and those that load them, are loaded afresh, then put back as they were. The
+  // rest (its constants, its number cache of 65,536 two-byte buffers) and its dependencies stay shared.
   const dir = dirname(packetMain) + sep;
-  const own = (key: string): boolean => key.startsWith(dir) && !key.startsWith(`${dir}node_modules${sep}`);
+  const reload = new Set(['mqtt.js', 'parser.js', 'writeToStream.js', 'generate.js'].map((f) => dir + f));
+  const own = (key: string): boolean => reload.has(key);
   const saved = Object.keys(cache).filter(own).map((key) => [key, cache[key]] as const);
   for (const [key] of saved) delete cache[key];
   const quietDebug = (namespace: string): unknown => (namespace.startsWith('mqtt-packet:') ? off : realDebug(namespace));
@@ -54,7 +56,9 @@ export function tuneMqttPacket(): boolean {
   // The number cache setting (mqtt.js's `writeCache: false`) carries over to the quiet writer.
   const cacheNumbers = original.writeToStream.cacheNumbers;
   const quiet = fresh.writeToStream;
-  if (quiet.cacheNumbers !== cacheNumbers) quiet.cacheNumbers = cacheNumbers;
+  // Off then on: the quiet writer uses the shared number cache as it is, without filling it again, once it is filled.
+  quiet.cacheNumbers = false;
+  quiet.cacheNumbers = cacheNumbers;
   const writeToStream = function writeToStream(packet: Record<string, unknown>, stream: { write(chunk: Buffer): boolean }, opts?: { protocolVersion?: number }): boolean {
     const bytes = encodeFast(packet, opts ? (opts.protocolVersion ?? 4) : 4);
     return bytes === undefined ? quiet(packet, stream, opts) : stream.write(bytes);
@@ -63,7 +67,12 @@ export function tuneMqttPacket(): boolean {
     get: () => quiet.cacheNumbers,
     set: (value: boolean) => (quiet.cacheNumbers = value),
   });
-  original.parser = fresh.parser;
+  // Each connection's parser reads whole PUBLISH and PUBACK packets itself (fast-packet.ts), the rest as before.
+  const Packet = fromPacket(`${dir}packet.js`) as new () => Record<string, unknown>;
+  const quietParser = fresh.parser as (opt?: object) => PacketParser;
+  original.parser = function parser(opt?: object): PacketParser {
+    return parseFast(quietParser(opt), Packet);
+  };
   original.generate = fresh.generate;
   original.writeToStream = writeToStream;
   original[QUIET] = true;

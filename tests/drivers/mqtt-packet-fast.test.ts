@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { encodeFast } from '../../drivers/mqtt/fast-packet.js';
+import { encodeFast, parseFast, type PacketParser } from '../../drivers/mqtt/fast-packet.js';
 import { tuneMqttPacket } from '../../drivers/mqtt/packet-tuning.js';
 
 // mqtt-packet as mqtt.js loads it, and its own writer and parser as they were before any tuning.
@@ -101,6 +101,67 @@ describe('fast PUBLISH and PUBACK encoding: the bytes mqtt-packet writes', () =>
     for (const packet of left) expect(encodeFast(packet, 5), JSON.stringify(packet).slice(0, 80)).toBeUndefined();
     // A PUBACK with a reason code other than success is MQTT 5's alone; 3.1.1 has none to write.
     expect(encodeFast({ cmd: 'puback', messageId: 1, reasonCode: 16 }, 4)).toEqual(Buffer.from([0x40, 2, 0, 1]));
+  });
+});
+
+/** A seeded pseudo-random sequence (the chunkings below are the same on every run). */
+function seeded(seed: number): () => number {
+  let x = seed;
+  return () => ((x = (x * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+}
+
+/** What a parser emits for `chunks`, in order (packets and errors). */
+function emitted(parser: PacketParser & { on(e: string, cb: (x: unknown) => void): void }, chunks: Buffer[]): unknown[] {
+  const out: unknown[] = [];
+  parser.on('packet', (x) => out.push(x));
+  parser.on('error', (e) => out.push(String(e)));
+  for (const c of chunks) parser.parse(c);
+  return out;
+}
+
+describe('fast PUBLISH and PUBACK parsing: the packets mqtt-packet emits', () => {
+  const Packet = fromMqtt(fromMqtt.resolve('mqtt-packet').replace(/mqtt\.js$/, 'packet.js')) as new () => Record<string, unknown>;
+  for (const version of [4, 5] as const) {
+    it(`MQTT ${version}: a stream of replies, acknowledgements and other packets, cut anywhere, parses to the same packets`, () => {
+      const stream: Buffer[] = [];
+      // The samples up to 2 KB (mqtt-packet's own parser takes minutes over the largest cut into bytes; the encoding test has them).
+      for (const { packet } of samples()) {
+        const bytes = written(pristineWrite, packet, version);
+        if (bytes.length <= 2_000) stream.push(bytes);
+      }
+      // Packets the fast path leaves to mqtt-packet, between the others.
+      const others = [
+        { cmd: 'suback', messageId: 3, granted: [1, 1, 1] },
+        { cmd: 'pingresp' },
+        { cmd: 'connack', sessionPresent: false, returnCode: 0, reasonCode: 0 },
+        { cmd: 'puback', messageId: 4, reasonCode: 16 },
+        { cmd: 'publish', topic: 'meters/m-1/reply', payload: '{"cid":"c"}', qos: 1, messageId: 5, properties: { correlationData: Buffer.from('c') } },
+      ];
+      for (let i = 0; i < others.length; i++) stream.splice(1 + i * 40, 0, written(pristineWrite, others[i]!, version));
+      const all = Buffer.concat(stream);
+      const random = seeded(version);
+      for (const maxChunk of [3, 7, 64, 1500, 65_536, all.length]) {
+        const chunks: Buffer[] = [];
+        for (let at = 0; at < all.length; ) {
+          const n = Math.max(1, Math.floor(random() * maxChunk));
+          chunks.push(all.subarray(at, at + n));
+          at += n;
+        }
+        const slow = emitted(pristineParser({ protocolVersion: version }) as never, chunks);
+        const fast = emitted(parseFast(pristineParser({ protocolVersion: version }) as never, Packet) as never, chunks);
+        expect(fast.length).toBeGreaterThan(300);
+        expect(fast).toStrictEqual(slow);
+      }
+    });
+  }
+
+  it('malformed bytes end in the same error as with mqtt-packet alone', () => {
+    const bad = [Buffer.from([0x36, 0x02, 0x00, 0x00]), Buffer.from([0x42, 0x02, 0x00, 0x01]), Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), Buffer.from([0x30, 0x03, 0x00, 0x05, 0x61])];
+    for (const b of bad) {
+      const slow = emitted(pristineParser({ protocolVersion: 5 }) as never, [b]);
+      const fast = emitted(parseFast(pristineParser({ protocolVersion: 5 }) as never, Packet) as never, [b]);
+      expect(fast).toStrictEqual(slow);
+    }
   });
 });
 
