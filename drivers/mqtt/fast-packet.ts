@@ -154,6 +154,9 @@ function writeVarInt(out: Buffer, at: number, n: number): number {
   return at;
 }
 
+/** A larger packet cut across chunks goes to mqtt-packet's parser, which gathers chunks without copying each time. */
+const MAX_TAIL = 65_536;
+
 /** mqtt-packet's parser, as far as the fast path below uses it. */
 export interface PacketParser {
   settings: { protocolVersion?: number };
@@ -168,9 +171,10 @@ export interface PacketParser {
 /**
  * `parser` reading the PUBLISH and PUBACK packets the gateway receives (replies, status reports, acknowledgements)
  * straight from each chunk the socket gives it: the same packet objects, in the same order, as mqtt-packet's parser
- * emits (tests/drivers/mqtt-packet-fast.test.ts compares them). A packet it does not take (another kind, one with MQTT 5
- * properties, one cut across chunks, anything malformed) and all after it in the chunk go to mqtt-packet's parser,
- * which parses on from there as it always does; the fast path is only taken between whole packets.
+ * emits (tests/drivers/mqtt-packet-fast.test.ts compares them). A packet cut across chunks is read when its end comes. A
+ * packet it does not take (another kind, one with MQTT 5 properties, one over 64 KiB cut across chunks, anything
+ * malformed) and all after it in the chunk go to mqtt-packet's parser, which parses on from there as it always does;
+ * the fast path takes over again once that parser is between whole packets.
  *
  * Why (issue 19): mqtt-packet's parser appends each chunk to a buffer list, reads each field through it, and copies
  * and consumes it: a third of the MQTT part of the main thread's work per order.
@@ -178,22 +182,32 @@ export interface PacketParser {
 export function parseFast<P extends PacketParser>(parser: P, Packet: new () => Record<string, unknown>): P {
   const slowParse = parser.parse;
   const v5 = parser.settings.protocolVersion === 5;
-  parser.parse = function parse(this: P, buf: Buffer): number {
-    // Only between whole packets: nothing buffered, no packet begun, no error to reset.
-    if (this.error || this._list.length !== 0 || this._stateCounter !== 0 || this.packet.length !== -1 || !Buffer.isBuffer(buf)) return slowParse.call(this, buf);
+  // The start of a packet the fast path may take, cut off at the end of the last chunk: read with the next chunk.
+  let tail: Buffer | undefined;
+  parser.parse = function parse(this: P, chunk: Buffer): number {
+    // Only between whole packets: nothing buffered in mqtt-packet's parser, no packet begun there, no error to reset.
+    if (this.error || this._list.length !== 0 || this._stateCounter !== 0 || this.packet.length !== -1 || !Buffer.isBuffer(chunk)) return slowParse.call(this, chunk);
+    const buf = tail === undefined ? chunk : Buffer.concat([tail, chunk]);
+    tail = undefined;
     let at = 0;
     while (at < buf.length) {
       const used = one(this, buf, at, v5, Packet);
-      if (used === 0) break;
+      if (used === 0) return slowParse.call(this, at === 0 ? buf : buf.subarray(at));
+      if (used < 0) {
+        tail = buf.subarray(at);
+        return tail.length;
+      }
       at += used;
     }
-    if (at === buf.length) return 0;
-    return slowParse.call(this, at === 0 ? buf : buf.subarray(at));
+    return 0;
   };
   return parser;
 }
 
-/** One whole PUBLISH or PUBACK at `at` emitted: its size in bytes. 0: none taken (mqtt-packet's parser reads on). */
+/**
+ * One whole PUBLISH or PUBACK at `at` emitted: its size in bytes. 0: none taken (mqtt-packet's parser reads on from
+ * here). -1: a PUBLISH or PUBACK of at most MAX_TAIL bytes whose end is not in `buf` yet.
+ */
 function one(parser: PacketParser, buf: Buffer, at: number, v5: boolean, Packet: new () => Record<string, unknown>): number {
   const header = buf[at]!;
   const type = header >> 4;
@@ -203,14 +217,15 @@ function one(parser: PacketParser, buf: Buffer, at: number, v5: boolean, Packet:
   let mul = 1;
   let p = at + 1;
   for (let i = 0; ; i++) {
-    if (i === 4 || p >= buf.length) return 0;
+    if (i === 4) return 0;
+    if (p >= buf.length) return -1;
     const byte = buf[p++]!;
     length += (byte & 0x7f) * mul;
     mul *= 0x80;
     if ((byte & 0x80) === 0) break;
   }
   const end = p + length;
-  if (end > buf.length) return 0;
+  if (end > buf.length) return end - at <= MAX_TAIL ? -1 : 0;
   if (type === 4) {
     // PUBACK: reserved flags 0, a packet id and nothing else (MQTT 5: reason code 0, success, left out).
     if ((header & 0x0f) !== 0 || length !== 2) return 0;

@@ -155,6 +155,17 @@ describe('fast PUBLISH and PUBACK parsing: the packets mqtt-packet emits', () =>
     });
   }
 
+  it('a packet over 64 KiB cut across chunks, and the packets after it, parse to the same packets', () => {
+    const big = { cmd: 'publish', topic: 'meters/m-1/status', payload: Buffer.alloc(70_000, 7), qos: 1, messageId: 9 };
+    const all = Buffer.concat([written(pristineWrite, big, 5), written(pristineWrite, { cmd: 'puback', messageId: 9, reasonCode: 0 }, 5), written(pristineWrite, { ...big, payload: 'ok' }, 5)]);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < all.length; at += 1500) chunks.push(all.subarray(at, at + 1500));
+    const slow = emitted(pristineParser({ protocolVersion: 5 }) as never, chunks);
+    const fast = emitted(parseFast(pristineParser({ protocolVersion: 5 }) as never, Packet) as never, chunks);
+    expect(slow).toHaveLength(3);
+    expect(fast).toStrictEqual(slow);
+  });
+
   it('malformed bytes end in the same error as with mqtt-packet alone', () => {
     const bad = [Buffer.from([0x36, 0x02, 0x00, 0x00]), Buffer.from([0x42, 0x02, 0x00, 0x01]), Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), Buffer.from([0x30, 0x03, 0x00, 0x05, 0x61])];
     for (const b of bad) {
