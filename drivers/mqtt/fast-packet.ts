@@ -179,7 +179,7 @@ export interface PacketParser {
  * Why (issue 19): mqtt-packet's parser appends each chunk to a buffer list, reads each field through it, and copies
  * and consumes it: a third of the MQTT part of the main thread's work per order.
  */
-export function parseFast<P extends PacketParser>(parser: P, Packet: new () => Record<string, unknown>): P {
+export function parseFast<P extends PacketParser>(parser: P, Packet: new () => Record<string, unknown>, constants: PacketConstants): P {
   const slowParse = parser.parse;
   const v5 = parser.settings.protocolVersion === 5;
   // The start of a packet the fast path may take, cut off at the end of the last chunk: read with the next chunk.
@@ -191,7 +191,7 @@ export function parseFast<P extends PacketParser>(parser: P, Packet: new () => R
     tail = undefined;
     let at = 0;
     while (at < buf.length) {
-      const used = one(this, buf, at, v5, Packet);
+      const used = one(this, buf, at, v5, Packet, constants);
       if (used === 0) return slowParse.call(this, at === 0 ? buf : buf.subarray(at));
       if (used < 0) {
         tail = buf.subarray(at);
@@ -208,7 +208,7 @@ export function parseFast<P extends PacketParser>(parser: P, Packet: new () => R
  * One whole PUBLISH or PUBACK at `at` emitted: its size in bytes. 0: none taken (mqtt-packet's parser reads on from
  * here). -1: a PUBLISH or PUBACK of at most MAX_TAIL bytes whose end is not in `buf` yet.
  */
-function one(parser: PacketParser, buf: Buffer, at: number, v5: boolean, Packet: new () => Record<string, unknown>): number {
+function one(parser: PacketParser, buf: Buffer, at: number, v5: boolean, Packet: new () => Record<string, unknown>, constants: PacketConstants): number {
   const header = buf[at]!;
   const type = header >> 4;
   if (type !== 3 && type !== 4) return 0;
@@ -248,10 +248,17 @@ function one(parser: PacketParser, buf: Buffer, at: number, v5: boolean, Packet:
     messageId = buf.readUInt16BE(q);
     q += 2;
   }
-  // MQTT 5: only a packet without properties (a property length of 0).
+  // MQTT 5: its properties, read as mqtt-packet reads them (user properties are left to it).
+  let properties: Record<string, unknown> | undefined;
   if (v5) {
-    if (q >= end || buf[q] !== 0) return 0;
-    q += 1;
+    if (q >= end) return 0;
+    if (buf[q] === 0) q += 1;
+    else {
+      const read = readProperties(buf, q, end, constants);
+      if (read === undefined) return 0;
+      q = read.next;
+      properties = read.properties;
+    }
   }
   const packet = new Packet();
   packet.cmd = 'publish';
@@ -261,7 +268,88 @@ function one(parser: PacketParser, buf: Buffer, at: number, v5: boolean, Packet:
   packet.length = length;
   packet.topic = buf.toString('utf8', p + 2, topicEnd);
   if (qos > 0) packet.messageId = messageId;
+  if (properties !== undefined) packet.properties = properties;
   packet.payload = buf.subarray(q, end);
   parser.emit('packet', packet);
   return end - at;
+}
+
+/** mqtt-packet's property tables (constants.js). */
+export interface PacketConstants {
+  propertiesCodes: Record<number, string>;
+  propertiesTypes: Record<string, string>;
+}
+
+/**
+ * The properties at `at` (their length first), as mqtt-packet's parser makes them: one key per property, a repeated one
+ * as an array. Undefined: anything it would refuse or read past the packet, and user properties (left to it).
+ */
+function readProperties(buf: Buffer, at: number, end: number, constants: PacketConstants): { properties: Record<string, unknown> | undefined; next: number } | undefined {
+  const len = readVarInt(buf, at, end);
+  if (len === undefined) return undefined;
+  let p = len.next;
+  const stop = p + len.value;
+  if (stop > end) return undefined;
+  const result: Record<string, unknown> = {};
+  let any = false;
+  while (p < stop) {
+    const name = constants.propertiesCodes[buf[p++]!];
+    if (name === undefined || name === 'userProperties') return undefined;
+    let value: unknown;
+    switch (constants.propertiesTypes[name]) {
+      case 'byte':
+      case 'int8':
+        if (p + 1 > stop) return undefined;
+        value = constants.propertiesTypes[name] === 'byte' ? buf[p] !== 0 : buf[p];
+        p += 1;
+        break;
+      case 'int16':
+        if (p + 2 > stop) return undefined;
+        value = buf.readUInt16BE(p);
+        p += 2;
+        break;
+      case 'int32':
+        if (p + 4 > stop) return undefined;
+        value = buf.readUInt32BE(p);
+        p += 4;
+        break;
+      case 'var': {
+        const v = readVarInt(buf, p, stop);
+        if (v === undefined) return undefined;
+        value = v.value;
+        p = v.next;
+        break;
+      }
+      case 'string':
+      case 'binary': {
+        if (p + 2 > stop) return undefined;
+        const n = buf.readUInt16BE(p);
+        if (p + 2 + n > stop) return undefined;
+        value = constants.propertiesTypes[name] === 'string' ? buf.toString('utf8', p + 2, p + 2 + n) : buf.subarray(p + 2, p + 2 + n);
+        p += 2 + n;
+        break;
+      }
+      default:
+        return undefined;
+    }
+    // As mqtt-packet: a repeat of a property whose value so far is falsy replaces it.
+    const had = result[name];
+    if (!had) result[name] = value;
+    else if (Array.isArray(had)) had.push(value);
+    else result[name] = [had, value];
+    any = true;
+  }
+  return { properties: any ? result : undefined, next: p };
+}
+
+function readVarInt(buf: Buffer, at: number, end: number): { value: number; next: number } | undefined {
+  let value = 0;
+  let mul = 1;
+  for (let i = 0; i < 4 && at < end; i++) {
+    const byte = buf[at++]!;
+    value += (byte & 0x7f) * mul;
+    mul *= 0x80;
+    if ((byte & 0x80) === 0) return { value, next: at };
+  }
+  return undefined;
 }

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname, sep } from 'node:path';
-import { encodeFast, parseFast, type PacketParser } from './fast-packet.js';
+import { encodeFast, parseFast, type PacketConstants, type PacketParser } from './fast-packet.js';
 
 /**
  * mqtt-packet (mqtt.js's encoder and parser) tuned for the gateway's main thread, when debug output is off (DEBUG
@@ -69,9 +69,10 @@ export function tuneMqttPacket(): boolean {
   });
   // Each connection's parser reads whole PUBLISH and PUBACK packets itself (fast-packet.ts), the rest as before.
   const Packet = fromPacket(`${dir}packet.js`) as new () => Record<string, unknown>;
+  const constants = fromPacket(`${dir}constants.js`) as PacketConstants;
   const quietParser = fresh.parser as (opt?: object) => PacketParser;
   original.parser = function parser(opt?: object): PacketParser {
-    return parseFast(quietParser(opt), Packet);
+    return parseFast(quietParser(opt), Packet, constants);
   };
   original.generate = fresh.generate;
   original.writeToStream = writeToStream;

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { encodeFast, parseFast, type PacketParser } from '../../drivers/mqtt/fast-packet.js';
+import { encodeFast, parseFast, type PacketConstants, type PacketParser } from '../../drivers/mqtt/fast-packet.js';
 import { tuneMqttPacket } from '../../drivers/mqtt/packet-tuning.js';
 
 // mqtt-packet as mqtt.js loads it, and its own writer and parser as they were before any tuning.
@@ -121,6 +121,7 @@ function emitted(parser: PacketParser & { on(e: string, cb: (x: unknown) => void
 
 describe('fast PUBLISH and PUBACK parsing: the packets mqtt-packet emits', () => {
   const Packet = fromMqtt(fromMqtt.resolve('mqtt-packet').replace(/mqtt\.js$/, 'packet.js')) as new () => Record<string, unknown>;
+  const constants = fromMqtt(fromMqtt.resolve('mqtt-packet').replace(/mqtt\.js$/, 'constants.js')) as PacketConstants;
   for (const version of [4, 5] as const) {
     it(`MQTT ${version}: a stream of replies, acknowledgements and other packets, cut anywhere, parses to the same packets`, () => {
       const stream: Buffer[] = [];
@@ -135,7 +136,9 @@ describe('fast PUBLISH and PUBACK parsing: the packets mqtt-packet emits', () =>
         { cmd: 'pingresp' },
         { cmd: 'connack', sessionPresent: false, returnCode: 0, reasonCode: 0 },
         { cmd: 'puback', messageId: 4, reasonCode: 16 },
-        { cmd: 'publish', topic: 'meters/m-1/reply', payload: '{"cid":"c"}', qos: 1, messageId: 5, properties: { correlationData: Buffer.from('c') } },
+        { cmd: 'publish', topic: 'meters/m-1/reply', payload: '{"cid":"c"}', qos: 1, messageId: 5, properties: { userProperties: { a: 'b' } } },
+        { cmd: 'publish', topic: 'meters/m-1/reply', payload: '{"cid":"c"}', qos: 1, messageId: 6, properties: { payloadFormatIndicator: true, contentType: 'application/json', subscriptionIdentifier: [1, 300], topicAlias: 2 } },
+        { cmd: 'publish', topic: 'meters/m-1/reply', payload: 'x', qos: 0, properties: { subscriptionIdentifier: 20_000 } },
       ];
       for (let i = 0; i < others.length; i++) stream.splice(1 + i * 40, 0, written(pristineWrite, others[i]!, version));
       const all = Buffer.concat(stream);
@@ -148,7 +151,7 @@ describe('fast PUBLISH and PUBACK parsing: the packets mqtt-packet emits', () =>
           at += n;
         }
         const slow = emitted(pristineParser({ protocolVersion: version }) as never, chunks);
-        const fast = emitted(parseFast(pristineParser({ protocolVersion: version }) as never, Packet) as never, chunks);
+        const fast = emitted(parseFast(pristineParser({ protocolVersion: version }) as never, Packet, constants) as never, chunks);
         expect(fast.length).toBeGreaterThan(300);
         expect(fast).toStrictEqual(slow);
       }
@@ -161,7 +164,7 @@ describe('fast PUBLISH and PUBACK parsing: the packets mqtt-packet emits', () =>
     const chunks: Buffer[] = [];
     for (let at = 0; at < all.length; at += 1500) chunks.push(all.subarray(at, at + 1500));
     const slow = emitted(pristineParser({ protocolVersion: 5 }) as never, chunks);
-    const fast = emitted(parseFast(pristineParser({ protocolVersion: 5 }) as never, Packet) as never, chunks);
+    const fast = emitted(parseFast(pristineParser({ protocolVersion: 5 }) as never, Packet, constants) as never, chunks);
     expect(slow).toHaveLength(3);
     expect(fast).toStrictEqual(slow);
   });
@@ -170,7 +173,7 @@ describe('fast PUBLISH and PUBACK parsing: the packets mqtt-packet emits', () =>
     const bad = [Buffer.from([0x36, 0x02, 0x00, 0x00]), Buffer.from([0x42, 0x02, 0x00, 0x01]), Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), Buffer.from([0x30, 0x03, 0x00, 0x05, 0x61])];
     for (const b of bad) {
       const slow = emitted(pristineParser({ protocolVersion: 5 }) as never, [b]);
-      const fast = emitted(parseFast(pristineParser({ protocolVersion: 5 }) as never, Packet) as never, [b]);
+      const fast = emitted(parseFast(pristineParser({ protocolVersion: 5 }) as never, Packet, constants) as never, [b]);
       expect(fast).toStrictEqual(slow);
     }
   });
