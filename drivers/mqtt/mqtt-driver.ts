@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { connect, type MqttClient } from 'mqtt';
+import { connect, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import {
@@ -728,12 +728,14 @@ export class MqttDriver implements MeterDriver {
       body.exp = publishedAt + timeoutMs;
       this.counters.published++;
       if (this.log.isLevelEnabled('debug')) this.log.debug({ ...entry.ctx(), timeoutMs }, 'publish');
-      const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: Buffer } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
+      const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: string } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
       if (profile.mqtt.responseTopic && this.usesResponseTopic) {
         properties.responseTopic = topicFor(this.ownReplyTemplate, meterId);
-        properties.correlationData = Buffer.from(cid);
+        // The cid's UTF-8 bytes, as a Buffer of it would be: mqtt-packet writes a string as its UTF-8 bytes, and mqtt.js's
+        // copy of the packet for its outgoing store does not copy a string (issue 19: a Buffer and its copy per request).
+        properties.correlationData = cid;
       }
-      this.client!.publish(topicFor(profile.mqtt.commandTopic, meterId), JSON.stringify(body), { qos: profile.mqtt.qos, properties }, entry.published);
+      this.client!.publish(topicFor(profile.mqtt.commandTopic, meterId), JSON.stringify(body), { qos: profile.mqtt.qos, properties: properties as IClientPublishOptions['properties'] }, entry.published);
     });
   }
 
