@@ -172,7 +172,7 @@ export interface PacketParser {
  * `parser` reading the PUBLISH and PUBACK packets the gateway receives (replies, status reports, acknowledgements)
  * straight from each chunk the socket gives it: the same packet objects, in the same order, as mqtt-packet's parser
  * emits (tests/drivers/mqtt-packet-fast.test.ts compares them). A packet cut across chunks is read when its end comes. A
- * packet it does not take (another kind, one with MQTT 5 properties, one over 64 KiB cut across chunks, anything
+ * packet it does not take (another kind, one with MQTT 5 user properties, one over 64 KiB cut across chunks, anything
  * malformed) and all after it in the chunk go to mqtt-packet's parser, which parses on from there as it always does;
  * the fast path takes over again once that parser is between whole packets.
  *
@@ -186,7 +186,15 @@ export function parseFast<P extends PacketParser>(parser: P, Packet: new () => R
   let tail: Buffer | undefined;
   parser.parse = function parse(this: P, chunk: Buffer): number {
     // Only between whole packets: nothing buffered in mqtt-packet's parser, no packet begun there, no error to reset.
-    if (this.error || this._list.length !== 0 || this._stateCounter !== 0 || this.packet.length !== -1 || !Buffer.isBuffer(chunk)) return slowParse.call(this, chunk);
+    if (this.error || this._list.length !== 0 || this._stateCounter !== 0 || this.packet.length !== -1 || !Buffer.isBuffer(chunk)) {
+      // A tail is only kept while mqtt-packet's parser is between packets: it reads the tail first, then the chunk.
+      if (tail !== undefined) {
+        const first = tail;
+        tail = undefined;
+        slowParse.call(this, first);
+      }
+      return slowParse.call(this, chunk);
+    }
     const buf = tail === undefined ? chunk : Buffer.concat([tail, chunk]);
     tail = undefined;
     let at = 0;
