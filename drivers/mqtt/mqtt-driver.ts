@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { connect, type MqttClient } from 'mqtt';
+import { connect, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import {
@@ -10,6 +10,7 @@ import {
 } from '../../src/domain/firmware-profile.js';
 import type { RelayState, SwitchAction } from '../../src/domain/relay.js';
 import { zeroLinkCounters } from '../link-health.js';
+import { tuneMqttPacket } from './packet-tuning.js';
 import { batchWrites } from './write-batch.js';
 import type {
   CommandAck,
@@ -231,7 +232,7 @@ class PendingRequest<T> implements Pending {
     readonly deadline: number,
     readonly timeoutMs: number,
     private readonly options: RequestOptions,
-    readonly decode: (reply: Reply, relay: RelayState, receivedAt: number) => T,
+    readonly decode: Decode<T>,
     private readonly resolve: (result: WireResult<T>) => void,
   ) {
     if (options.orderId !== undefined) this.orderId = options.orderId;
@@ -397,6 +398,23 @@ function nackOutcome(profile: MqttFirmwareProfile, reply: Reply): { outcome: 'na
   return { outcome: 'nack', detail: `meter refused: ${reply.reason ?? 'no reason given'}` };
 }
 
+/** A well-formed reply as a request's result (one function per kind of request, not a closure per request: issue 19). */
+type Decode<T> = (reply: Reply, relay: RelayState, receivedAt: number, profile: MqttFirmwareProfile) => T;
+
+const decodeReading: Decode<RelayReading> = (reply, relay, receivedAt, profile) => {
+  const reading: RelayReading = { relay, at: reply.ts ?? receivedAt };
+  if (reply.voltageV !== undefined) reading.voltageV = reply.voltageV;
+  if (reply.energyWh !== undefined) reading.energyWh = reply.energyWh;
+  // Only firmware with a limiter reports one: for any other, the reading says nothing of a limit.
+  if (profile.mqtt.limitOp !== undefined && reply.loadLimitW !== undefined) reading.loadLimitW = reply.loadLimitW;
+  if (reply.loadSideVoltageV !== undefined) reading.loadSideVoltageV = reply.loadSideVoltageV;
+  return reading;
+};
+
+const decodeCommandAck: Decode<CommandAck> = (_reply, relay) => ({ claimedRelay: relay });
+
+const decodeLimitAck: Decode<LimitAck> = (reply) => (reply.loadLimitW !== undefined ? { claimedLimitW: reply.loadLimitW } : {});
+
 export class MqttDriver implements MeterDriver {
   readonly protocol = 'mqtt' as const;
   readonly clientId: string;
@@ -511,6 +529,9 @@ export class MqttDriver implements MeterDriver {
 
   async start(): Promise<void> {
     if (this.client) throw new Error('MqttDriver already started');
+    // mqtt-packet's `debug` calls (~25 per packet, a cost even when off) and its write per field (issue 19): unless DEBUG
+    // is set, no debug calls, and a PUBLISH or PUBACK in one buffer, the same bytes (packet-tuning.ts).
+    tuneMqttPacket();
     const client = connect(this.options.brokerUrl, {
       clientId: this.clientId,
       protocolVersion: this.options.protocolVersion ?? 5,
@@ -622,19 +643,11 @@ export class MqttDriver implements MeterDriver {
   }
 
   readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>> {
-    return this.request<RelayReading>(meter, 'read', options, (reply, relay, receivedAt) => {
-      const reading: RelayReading = { relay, at: reply.ts ?? receivedAt };
-      if (reply.voltageV !== undefined) reading.voltageV = reply.voltageV;
-      if (reply.energyWh !== undefined) reading.energyWh = reply.energyWh;
-      // Only firmware with a limiter reports one: for any other, the reading says nothing of a limit.
-      if (meter.profile.protocol === 'mqtt' && meter.profile.mqtt.limitOp !== undefined && reply.loadLimitW !== undefined) reading.loadLimitW = reply.loadLimitW;
-      if (reply.loadSideVoltageV !== undefined) reading.loadSideVoltageV = reply.loadSideVoltageV;
-      return reading;
-    });
+    return this.request<RelayReading>(meter, 'read', options, decodeReading);
   }
 
   operateRelay(meter: MeterAddress, action: SwitchAction, options: RequestOptions): Promise<WireResult<CommandAck>> {
-    return this.request<CommandAck>(meter, action, options, (_reply, relay) => ({ claimedRelay: relay }));
+    return this.request<CommandAck>(meter, action, options, decodeCommandAck);
   }
 
   /**
@@ -645,35 +658,52 @@ export class MqttDriver implements MeterDriver {
     if (meter.profile.protocol !== 'mqtt' || meter.profile.mqtt.limitOp === undefined) {
       return Promise.resolve({ outcome: 'nack', detail: `firmware profile ${meter.profile.id} has no load limiter (no mqtt.limitOp)`, latencyMs: 0 });
     }
-    return this.request<LimitAck>(meter, 'limit', options, (reply) => (reply.loadLimitW !== undefined ? { claimedLimitW: reply.loadLimitW } : {}), { limitW });
+    return this.request<LimitAck>(meter, 'limit', options, decodeLimitAck, { limitW });
   }
 
-  private async request<T>(
+  /**
+   * A request on the wire, its result when it ends. Not an async function: the promise it returns is the request's own
+   * (an async function returning it would wrap it in a second, settled a turn later: issue 19, promises per order).
+   */
+  private request<T>(
     meter: MeterAddress,
     op: Op,
     options: RequestOptions,
-    decode: (reply: Reply, relay: RelayState, receivedAt: number) => T,
+    decode: Decode<T>,
     /** Fields the command carries besides cid and op (a limit's `limitW`). */
-    args: Record<string, unknown> = {},
+    args?: Record<string, unknown>,
+  ): Promise<WireResult<T>> {
+    try {
+      const { meterId, profile } = meter;
+      if (profile.protocol !== 'mqtt') throw new Error(`MqttDriver: meter ${meterId} has ${profile.protocol} profile ${profile.id}`);
+      if (!this.replyTemplates.has(profile.mqtt.replyTopic)) {
+        throw new Error(`MqttDriver: profile ${profile.id} was not given to the driver, its replies are not subscribed`);
+      }
+      // A free slot is taken at once, without a turn through the microtask queue per request.
+      const slot = this.slots.tryAcquire();
+      if (slot === undefined) return this.slots.acquire().then((ok) => this.send(meter, profile, op, options, decode, args, ok));
+      return this.send(meter, profile, op, options, decode, args, slot);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** A request that was given a slot (`slot` true) or none (false: the driver stopped): on the wire, or a link error. */
+  private send<T>(
+    meter: MeterAddress,
+    profile: MqttFirmwareProfile,
+    op: Op,
+    options: RequestOptions,
+    decode: Decode<T>,
+    args: Record<string, unknown> | undefined,
+    slot: boolean,
   ): Promise<WireResult<T>> {
     const { meterId } = meter;
-    const profile = meter.profile;
-    if (profile.protocol !== 'mqtt') throw new Error(`MqttDriver: meter ${meterId} has ${profile.protocol} profile ${profile.id}`);
-    const { correlationId: cid, orderId, attempt, timeoutMs } = options;
-    if (!this.replyTemplates.has(profile.mqtt.replyTopic)) {
-      throw new Error(`MqttDriver: profile ${profile.id} was not given to the driver, its replies are not subscribed`);
-    }
-    const linkError = (detail: string, latencyMs = 0): WireResult<T> => {
-      this.counters.linkErrors++;
-      this.log.warn({ ...logContext(meterId, orderId, attempt, cid, op), detail }, 'request not sent: link error');
-      return { outcome: 'link_error', detail, latencyMs };
-    };
-
-    // A free slot is taken at once, without a turn through the microtask queue per request.
-    if (!(this.slots.tryAcquire() ?? (await this.slots.acquire()))) return linkError('driver stopped');
+    const { correlationId: cid, orderId, timeoutMs } = options;
+    if (!slot) return Promise.resolve(this.notSent(meterId, op, options, 'driver stopped'));
     if (!this.connected) {
       this.slots.release();
-      return linkError(this.stopped ? 'driver stopped' : 'broker not connected');
+      return Promise.resolve(this.notSent(meterId, op, options, this.stopped ? 'driver stopped' : 'broker not connected'));
     }
     if (this.pending.has(cid)) {
       this.slots.release();
@@ -692,19 +722,28 @@ export class MqttDriver implements MeterDriver {
 
       // The op word on the wire: the firmware's own for a limit (profile `limitOp`), the action's name otherwise.
       const body: Record<string, unknown> = { cid, op: op === 'limit' ? profile.mqtt.limitOp : op };
-      for (const k in args) body[k] = args[k];
+      if (args) for (const k in args) body[k] = args[k];
       if (orderId !== undefined) body.orderId = orderId;
       body.ts = publishedAt;
       body.exp = publishedAt + timeoutMs;
       this.counters.published++;
       if (this.log.isLevelEnabled('debug')) this.log.debug({ ...entry.ctx(), timeoutMs }, 'publish');
-      const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: Buffer } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
+      const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: string } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
       if (profile.mqtt.responseTopic && this.usesResponseTopic) {
         properties.responseTopic = topicFor(this.ownReplyTemplate, meterId);
-        properties.correlationData = Buffer.from(cid);
+        // The cid's UTF-8 bytes, as a Buffer of it would be: mqtt-packet writes a string as its UTF-8 bytes, and mqtt.js's
+        // copy of the packet for its outgoing store does not copy a string (issue 19: a Buffer and its copy per request).
+        properties.correlationData = cid;
       }
-      this.client!.publish(topicFor(profile.mqtt.commandTopic, meterId), JSON.stringify(body), { qos: profile.mqtt.qos, properties }, entry.published);
+      this.client!.publish(topicFor(profile.mqtt.commandTopic, meterId), JSON.stringify(body), { qos: profile.mqtt.qos, properties: properties as IClientPublishOptions['properties'] }, entry.published);
     });
+  }
+
+  /** A request that never went out: counted, logged, its result. */
+  private notSent<T>(meterId: string, op: Op, options: RequestOptions, detail: string): WireResult<T> {
+    this.counters.linkErrors++;
+    this.log.warn({ ...logContext(meterId, options.orderId, options.attempt, options.correlationId, op), detail }, 'request not sent: link error');
+    return { outcome: 'link_error', detail, latencyMs: 0 };
   }
 
   /** @internal A request has ended (PendingRequest): off the books, its slot free for the next. */
@@ -751,7 +790,7 @@ export class MqttDriver implements MeterDriver {
     }
     this.counters.ok++;
     if (this.log.isLevelEnabled('debug')) this.log.debug({ ...entry.ctx(), relay, latencyMs }, 'reply');
-    entry.settle({ outcome: 'ok', value: entry.decode(reply, relay, receivedAt), evidence, latencyMs });
+    entry.settle({ outcome: 'ok', value: entry.decode(reply, relay, receivedAt, profile), evidence, latencyMs });
   }
 
   /** @internal A request failed (PendingRequest.fail). */
