@@ -1284,7 +1284,9 @@ export class PostgresStore implements GatewayStore {
 
   async reconnectsNearDeadline(before: number, limit: number): Promise<SwitchOrder[]> {
     const rows = await this.r.all(
-      `SELECT * FROM orders WHERE action = 'reconnect' AND escalated_at IS NULL AND deadline IS NOT NULL AND deadline <= $1
+      // completed_at IS NULL (true of every order in these states) lets the statement use orders_deadline, whose rows
+      // are the unfinished orders.
+      `SELECT * FROM orders WHERE action = 'reconnect' AND escalated_at IS NULL AND deadline IS NOT NULL AND deadline <= $1 AND completed_at IS NULL
        AND state IN ('queued', 'held', 'in_flight') ORDER BY deadline LIMIT $2`,
       [before, limit],
     );
