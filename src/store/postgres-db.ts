@@ -29,19 +29,17 @@ export function isCachedPlanChange(error: unknown): boolean {
   return e.code === '0A000' && /cached plan must not change result type/.test(e.message ?? '');
 }
 
+/** A statement and its arguments. */
+export type FinalStatement = readonly [sql: string, args: readonly unknown[]];
+
 export class Q {
   /** Whether this transaction already holds the audit lock (taken once, held to commit). */
   auditLocked = false;
   /** The key audit entries are linked with (the store's, once migrate() has loaded it). */
   auditKey: AuditKey | undefined;
-  /** Work this transaction does last, just before COMMIT (see `atCommit`). */
-  private readonly finalSteps: (() => Promise<void>)[] = [];
+  /** Statements this transaction sends last, just before COMMIT (see `atCommit`). */
+  private readonly finalStatements: (() => FinalStatement)[] = [];
 
-  /**
-   * `autocommit`: each statement is its own transaction (the pool), so a failed one can simply run again.
-   * `availability` (autocommit only; a transaction reports through the store's `tx`): statements that fail because
-   * the server cannot take them turn into E_STORE_UNAVAILABLE, and changes that commit say the server takes writes.
-   */
   constructor(
     private readonly c: Queryable,
     private readonly mode: StatementMode = new StatementMode(),
@@ -58,17 +56,28 @@ export class Q {
   }
 
   /**
-   * Do `step` last, after the rest of the transaction and just before COMMIT (the store's `tx` runs it): for
-   * writes that take a lock others wait on until COMMIT, so it is held as briefly as possible. Only in a transaction.
+   * Send a statement last, after the rest of the transaction, in one message with its COMMIT (the store's `tx`
+   * does): for writes that take a lock others wait on until COMMIT, so it is held as briefly as possible (one round
+   * trip, no turn of the event loop in between). `build` runs at commit time, so it can gather what the
+   * transaction collected. Only in a transaction.
    */
-  atCommit(step: () => Promise<void>): void {
+  atCommit(build: () => FinalStatement): void {
     if (this.autocommit) throw new Error('Q.atCommit: not in a transaction (each statement on the pool commits alone)');
-    this.finalSteps.push(step);
+    this.finalStatements.push(build);
   }
 
-  /** The steps `atCommit` deferred, in the order they were given; the store's `tx` calls this before COMMIT. */
-  async runFinalSteps(): Promise<void> {
-    for (let step = this.finalSteps.shift(); step; step = this.finalSteps.shift()) await step();
+  /**
+   * Send the statements `atCommit` deferred, in the order they were given, without waiting for their answers; the
+   * store's `tx` sends COMMIT right behind them. Each answer settles its promise (a failed one aborts the
+   * transaction, so the COMMIT behind it rolls back).
+   */
+  sendFinalStatements(): Promise<number>[] {
+    const sent: Promise<number>[] = [];
+    for (let build = this.finalStatements.shift(); build; build = this.finalStatements.shift()) {
+      const [sql, args] = build();
+      sent.push(this.run(sql, args));
+    }
+    return sent;
   }
 
   /** Run a change; returns the number of rows it touched. */

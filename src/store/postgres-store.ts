@@ -192,6 +192,29 @@ const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
   )
   SELECT * FROM moved`;
 
+/**
+ * Lease the given orders (those still queued or escalated), in one statement: orders another instance is leasing
+ * (or admitting against) right now are skipped, never waited for; a meter's order is leased only while holding the
+ * meter's row and only if no other order of the meter is in flight (one command on the wire per meter, across
+ * instances). Each leased order gets its attempt row and its history event. Returns the leased orders.
+ */
+const BEGIN_ATTEMPTS_SQL = `WITH candidates AS (
+    SELECT id, state, meter_id FROM orders WHERE id = ANY($1::text[]) AND state IN ('queued', 'escalated') ORDER BY id FOR UPDATE SKIP LOCKED
+  ), taken AS (
+    SELECT c.id, c.state FROM candidates c JOIN meters m ON m.meter_id = c.meter_id
+    WHERE NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = c.meter_id AND f.state = 'in_flight')
+    FOR UPDATE OF m SKIP LOCKED
+  ), leased AS (
+    UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2::bigint, state_reason = NULL, lease_owner = $3, lease_until = $4::bigint
+    FROM taken WHERE o.id = taken.id
+    RETURNING o.*, taken.state AS from_state
+  ), opened AS (
+    INSERT INTO attempts (order_id, attempt, started_at) SELECT id, attempts, $2::bigint FROM leased
+  ), events AS (
+    INSERT INTO order_events (order_id, at, from_state, to_state, reason) SELECT id, $2::bigint, from_state, 'in_flight', 'attempt ' || attempts FROM leased
+  )
+  SELECT * FROM leased`;
+
 function retryable(error: unknown): boolean {
   const e = error as { code?: string; constraint?: string };
   return RETRY_CODES.has(e.code ?? '') || (e.code === '23505' && RETRY_CONSTRAINTS.has(e.constraint ?? '')) || isCachedPlanChange(error);
@@ -282,12 +305,22 @@ export class PostgresStore implements GatewayStore {
       const onError = () => (broken = true);
       client.on('error', onError);
       try {
-        await client.query('BEGIN');
+        // BEGIN goes without waiting for its answer: the connection sends the first statement right behind it (one
+        // round trip less per transaction). Its answer is awaited before COMMIT; a BEGIN that fails fails the
+        // statements behind it too (the connection is gone).
+        const begun = client.query('BEGIN');
+        begun.catch(() => undefined);
         const q = new Q(client, this.statements);
         q.auditKey = this.auditKey;
         const value = await fn(q);
-        await q.runFinalSteps();
-        await client.query('COMMIT');
+        await begun;
+        // The statements deferred to the end, and COMMIT right behind them in one go. A final statement that fails
+        // aborts the transaction (its COMMIT then rolls back) and its error is thrown here.
+        const finals = q.sendFinalStatements();
+        const committed = client.query('COMMIT');
+        committed.catch(() => undefined);
+        await Promise.all(finals);
+        await committed;
         this.availability.succeeded();
         return value;
       } catch (error) {
@@ -844,38 +877,25 @@ export class PostgresStore implements GatewayStore {
     return rows.map(orderFromRow);
   }
 
-  beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {
-    if (orderIds.length === 0) return Promise.resolve([]);
-    return this.tx(async (q) => {
-      // Orders another instance is leasing (or admitting against) right now are skipped, never waited for.
-      const rows = await q.all(
-        `WITH candidates AS (
-           SELECT id, state, meter_id FROM orders WHERE id = ANY($1::text[]) AND state IN ('queued', 'escalated') ORDER BY id FOR UPDATE SKIP LOCKED
-         ),
-         -- One command on the wire per meter, across instances: lease only while holding the meter's row, and
-         -- only if no other order of the meter is in flight.
-         taken AS (
-           SELECT c.id, c.state FROM candidates c JOIN meters m ON m.meter_id = c.meter_id
-           WHERE NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = c.meter_id AND f.state = 'in_flight')
-           FOR UPDATE OF m SKIP LOCKED
-         )
-         UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2, state_reason = NULL, lease_owner = $3, lease_until = $4
-         FROM taken WHERE o.id = taken.id
-         RETURNING o.*, taken.state AS from_state`,
-        [orderIds, now, lease.owner, lease.until],
-      );
-      if (rows.length === 0) return [];
-      const ids = rows.map((r) => r.id as string);
-      const attempts = rows.map((r) => r.attempts as number);
-      await q.run('INSERT INTO attempts (order_id, attempt, started_at) SELECT t.id, t.n, $3 FROM unnest($1::text[], $2::int[]) AS t(id, n)', [ids, attempts, now]);
-      await q.run(
-        `INSERT INTO order_events (order_id, at, from_state, to_state, reason)
-         SELECT t.id, $4, t.f, 'in_flight', 'attempt ' || t.n FROM unnest($1::text[], $2::text[], $3::int[]) AS t(id, f, n)`,
-        [ids, rows.map((r) => r.from_state), attempts, now],
-      );
-      const position = new Map(orderIds.map((id, i) => [id, i]));
-      return rows.map(orderFromRow).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
-    });
+  async beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {
+    if (orderIds.length === 0) return [];
+    // One statement, so one round trip and its own transaction: the leases, their attempts and their history events
+    // commit together or not at all, as a BEGIN … COMMIT of three statements did (five round trips).
+    const rows = await this.retrying(() => this.r.all(BEGIN_ATTEMPTS_SQL, [orderIds, now, lease.owner, lease.until]));
+    const position = new Map(orderIds.map((id, i) => [id, i]));
+    return rows.map(orderFromRow).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
+  }
+
+  /** A single statement on the pool (its own transaction), run again after a deadlock or serialization failure, as `tx` does. */
+  private async retrying<T>(run: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (error) {
+        if (attempt < 5 && retryable(error)) continue;
+        throw error;
+      }
+    }
   }
 
   releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string, leaseOwner: string): Promise<SwitchOrder> {
