@@ -162,7 +162,7 @@ function settle(p: PendingCompletion, r: CompletionResult): void {
 /**
  * Many plain reports at once (no field work, no flags): each attempt closed, each read-back recorded as its meter's
  * observed state (unless a newer one is there) and in its history, each order moved (only from the state it was
- * read in) with its history event. Returns the moved orders.
+ * read in) with its history event. Returns the ids of the moved orders (the caller knows their rows: see completeBatch).
  */
 const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
@@ -186,11 +186,11 @@ const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
       completed_at = CASE WHEN t.terminal THEN t.ended_at ELSE o.completed_at END,
       next_attempt_at = COALESCE(t.next_attempt_at, o.next_attempt_at),
       result_relay = COALESCE(t.observed_relay, o.result_relay)
-    FROM t WHERE o.id = t.id AND o.state = t.from_state RETURNING o.*
+    FROM t WHERE o.id = t.id AND o.state = t.from_state RETURNING o.id
   ), events AS (
     INSERT INTO order_events (order_id, at, from_state, to_state, reason) SELECT t.id, t.ended_at, t.from_state, t.to_state, t.reason FROM t JOIN moved ON moved.id = t.id
   )
-  SELECT * FROM moved`;
+  SELECT id FROM moved`;
 
 /**
  * Lease the given orders (those still queued or escalated), in one statement: orders another instance is leasing
@@ -250,6 +250,11 @@ export class PostgresStore implements GatewayStore {
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.maxConnections ?? 10,
+      // A statement goes on the wire when it is asked for, not when the one before it is answered: `tx` sends BEGIN
+      // with the first statement and the final statements with COMMIT, each group in one round trip. Each statement
+      // still has its own Sync, so one that fails fails alone (in a transaction: the ones after it are refused
+      // until the ROLLBACK, and a COMMIT rolls back).
+      pipeline: true,
       ...(this.schema ? { options: `-c search_path=${this.schema}` } : {}),
       // BIGINT (ms timestamps, counts) as numbers, for this pool only.
       types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
@@ -305,8 +310,8 @@ export class PostgresStore implements GatewayStore {
       const onError = () => (broken = true);
       client.on('error', onError);
       try {
-        // BEGIN goes without waiting for its answer: the connection sends the first statement right behind it (one
-        // round trip less per transaction). Its answer is awaited before COMMIT; a BEGIN that fails fails the
+        // BEGIN goes without waiting for its answer: the first statement follows it on the wire (pipeline mode),
+        // one round trip less per transaction. Its answer is awaited before COMMIT; a BEGIN that fails fails the
         // statements behind it too (the connection is gone).
         const begun = client.query('BEGIN');
         begun.catch(() => undefined);
@@ -865,8 +870,9 @@ export class PostgresStore implements GatewayStore {
   // ---- control loop -------------------------------------------------------------------------------------
 
   async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<DueOrder[]> {
+    // The columns the control loop picks by, not the whole row (500 rows a fetch, parsed on the main thread).
     const rows = await this.r.all(
-      `SELECT * FROM orders o
+      `SELECT o.id, o.meter_id, o.link, o.action, o.reason, o.state FROM orders o
        WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= $1 AND o.not_before <= $1
          AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
          AND o.link <> ALL($2::text[])
@@ -874,7 +880,14 @@ export class PostgresStore implements GatewayStore {
        LIMIT $3`,
       [now, excludeLinks, limit],
     );
-    return rows.map(orderFromRow);
+    return rows.map((r) => ({
+      id: r.id as string,
+      meterId: r.meter_id as string,
+      link: r.link as string,
+      action: r.action as DueOrder['action'],
+      reason: r.reason as DueOrder['reason'],
+      state: r.state as DueOrder['state'],
+    }));
   }
 
   async beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {
@@ -983,7 +996,7 @@ export class PostgresStore implements GatewayStore {
     );
     const byId = new Map(rows.map((r) => [r.id as string, r]));
     const results: CompletionResult[] = new Array(reports.length);
-    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict }[] = [];
+    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; row: Row }[] = [];
     const other: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; limited: Partial<MeterFlags> | undefined }[] = [];
     const meters = new Set<string>();
     for (let i = 0; i < reports.length; i++) {
@@ -1004,7 +1017,7 @@ export class PostgresStore implements GatewayStore {
         // The set-based write touches each meter's row once: a second report on one meter goes the one-by-one way.
         if (plain && !meters.has(current.meterId)) {
           meters.add(current.meterId);
-          simple.push({ i, report, current, verdict });
+          simple.push({ i, report, current, verdict, row });
         } else other.push({ i, report, current, verdict, limited });
       } catch (error) {
         results[i] = { ok: false, error };
@@ -1034,10 +1047,21 @@ export class PostgresStore implements GatewayStore {
         withObs.map((s) => s.report.observation!.voltageV ?? null),
         withObs.map((s) => s.report.observation!.energyWh ?? null),
       ]);
-      const after = new Map(moved.map((r) => [r.id as string, orderFromRow(r)]));
+      const movedIds = new Set(moved.map((r) => r.id as string));
       for (const s of simple) {
-        const order = after.get(s.report.orderId);
-        if (!order) throw new Error(`order ${s.report.orderId} was not in state ${s.current.state}`);
+        if (!movedIds.has(s.report.orderId)) throw new Error(`order ${s.report.orderId} was not in state ${s.current.state}`);
+        // The row as the statement left it, from the row read under its lock and what the statement wrote (no
+        // RETURNING o.*: a thousand rows of every column parsed on the main thread). The columns written are
+        // bigints from safe integers and text, which read back exactly as written.
+        const order = orderFromRow({
+          ...s.row,
+          state: s.verdict.next,
+          state_reason: s.verdict.reason,
+          updated_at: s.report.endedAt,
+          completed_at: isTerminal(s.verdict.next) ? s.report.endedAt : s.row.completed_at,
+          next_attempt_at: s.verdict.nextAttemptAt ?? s.row.next_attempt_at,
+          result_relay: s.report.observedRelay ?? s.row.result_relay,
+        });
         if (CLIENT_VISIBLE_STATES.has(order.state)) await billing.orderChanged(q, order, s.report.endedAt);
         results[s.i] = { ok: true, order };
       }
