@@ -40,6 +40,11 @@ export class Q {
   /** Statements this transaction sends last, just before COMMIT (see `atCommit`). */
   private readonly finalStatements: (() => FinalStatement)[] = [];
 
+  /**
+   * `autocommit`: each statement is its own transaction (the pool), so a failed one can simply run again.
+   * `availability` (autocommit only; a transaction reports through the store's `tx`): statements that fail because
+   * the server cannot take them turn into E_STORE_UNAVAILABLE, and changes that commit say the server takes writes.
+   */
   constructor(
     private readonly c: Queryable,
     private readonly mode: StatementMode = new StatementMode(),
@@ -49,6 +54,21 @@ export class Q {
 
   async all(sql: string, args: readonly unknown[] = []): Promise<Row[]> {
     return (await this.query(sql, args)).rows as Row[];
+  }
+
+  /**
+   * A read planned afresh each time (an unnamed statement, never a cached generic plan): for a statement whose best
+   * plan depends on how many rows the tables hold right now. A generic plan made while the tables were nearly empty
+   * (a fresh schema) can stay in use as they fill, e.g. a nested loop that reads a whole table per row.
+   */
+  async allPlanned(sql: string, args: readonly unknown[]): Promise<Row[]> {
+    const run = (): Promise<pg.QueryResult> => this.c.query(sql, args as unknown[]);
+    if (!this.availability) return (await run()).rows as Row[];
+    try {
+      return (await run()).rows as Row[];
+    } catch (error) {
+      throw this.availability.failed(error);
+    }
   }
 
   async get(sql: string, args: readonly unknown[] = []): Promise<Row | undefined> {
