@@ -30,23 +30,26 @@ export async function orderChanged(q: Q, order: SwitchOrder, now: number): Promi
   if (waiting) return void waiting.push(orderFeedEvent(order, now));
   const events = [orderFeedEvent(order, now)];
   unwritten.set(q, events);
-  q.atCommit(async () => {
+  q.atCommit(() => {
     unwritten.delete(q);
     if (events.length === 1) {
       const e = events[0]!;
-      return void (await q.run(INSERT_FEED_EVENT, [e.client, e.meterId, e.orderId, e.kind, e.payload, e.at]));
+      return [INSERT_FEED_EVENT, [e.client, e.meterId, e.orderId, e.kind, e.payload, e.at]];
     }
     // All of them in one statement (a batch of completions has hundreds): the counters in client order, each client's
     // events numbered in the order they happened.
     const byClient = [...events].sort((a, b) => (a.client < b.client ? -1 : a.client > b.client ? 1 : 0)); // stable: a client's events keep their order
-    await q.run(INSERT_FEED_EVENTS, [
-      byClient.map((e) => e.client),
-      byClient.map((e) => e.meterId),
-      byClient.map((e) => e.orderId),
-      byClient.map((e) => e.kind),
-      byClient.map((e) => e.payload),
-      byClient.map((e) => e.at),
-    ]);
+    return [
+      INSERT_FEED_EVENTS,
+      [
+        byClient.map((e) => e.client),
+        byClient.map((e) => e.meterId),
+        byClient.map((e) => e.orderId),
+        byClient.map((e) => e.kind),
+        byClient.map((e) => e.payload),
+        byClient.map((e) => e.at),
+      ],
+    ];
   });
 }
 

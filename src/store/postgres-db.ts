@@ -29,13 +29,16 @@ export function isCachedPlanChange(error: unknown): boolean {
   return e.code === '0A000' && /cached plan must not change result type/.test(e.message ?? '');
 }
 
+/** A statement and its arguments. */
+export type FinalStatement = readonly [sql: string, args: readonly unknown[]];
+
 export class Q {
   /** Whether this transaction already holds the audit lock (taken once, held to commit). */
   auditLocked = false;
   /** The key audit entries are linked with (the store's, once migrate() has loaded it). */
   auditKey: AuditKey | undefined;
-  /** Work this transaction does last, just before COMMIT (see `atCommit`). */
-  private readonly finalSteps: (() => Promise<void>)[] = [];
+  /** Statements this transaction sends last, just before COMMIT (see `atCommit`). */
+  private readonly finalStatements: (() => FinalStatement)[] = [];
 
   /**
    * `autocommit`: each statement is its own transaction (the pool), so a failed one can simply run again.
@@ -53,22 +56,48 @@ export class Q {
     return (await this.query(sql, args)).rows as Row[];
   }
 
+  /**
+   * A read planned afresh each time (an unnamed statement, never a cached generic plan): for a statement whose best
+   * plan depends on how many rows the tables hold right now. A generic plan made while the tables were nearly empty
+   * (a fresh schema) can stay in use as they fill, e.g. a nested loop that reads a whole table per row.
+   */
+  async allPlanned(sql: string, args: readonly unknown[]): Promise<Row[]> {
+    const run = (): Promise<pg.QueryResult> => this.c.query(sql, args as unknown[]);
+    if (!this.availability) return (await run()).rows as Row[];
+    try {
+      return (await run()).rows as Row[];
+    } catch (error) {
+      throw this.availability.failed(error);
+    }
+  }
+
   async get(sql: string, args: readonly unknown[] = []): Promise<Row | undefined> {
     return (await this.all(sql, args))[0];
   }
 
   /**
-   * Do `step` last, after the rest of the transaction and just before COMMIT (the store's `tx` runs it): for
-   * writes that take a lock others wait on until COMMIT, so it is held as briefly as possible. Only in a transaction.
+   * Send a statement last, after the rest of the transaction, in one message with its COMMIT (the store's `tx`
+   * does): for writes that take a lock others wait on until COMMIT, so it is held as briefly as possible (one round
+   * trip, no turn of the event loop in between). `build` runs at commit time, so it can gather what the
+   * transaction collected. Only in a transaction.
    */
-  atCommit(step: () => Promise<void>): void {
+  atCommit(build: () => FinalStatement): void {
     if (this.autocommit) throw new Error('Q.atCommit: not in a transaction (each statement on the pool commits alone)');
-    this.finalSteps.push(step);
+    this.finalStatements.push(build);
   }
 
-  /** The steps `atCommit` deferred, in the order they were given; the store's `tx` calls this before COMMIT. */
-  async runFinalSteps(): Promise<void> {
-    for (let step = this.finalSteps.shift(); step; step = this.finalSteps.shift()) await step();
+  /**
+   * Send the statements `atCommit` deferred, in the order they were given, without waiting for their answers; the
+   * store's `tx` sends COMMIT right behind them. Each answer settles its promise (a failed one aborts the
+   * transaction, so the COMMIT behind it rolls back).
+   */
+  sendFinalStatements(): Promise<number>[] {
+    const sent: Promise<number>[] = [];
+    for (let build = this.finalStatements.shift(); build; build = this.finalStatements.shift()) {
+      const [sql, args] = build();
+      sent.push(this.run(sql, args));
+    }
+    return sent;
   }
 
   /** Run a change; returns the number of rows it touched. */

@@ -501,6 +501,26 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX orders_completed ON orders (completed_at, state, escalated_at, created_at);
   CREATE INDEX orders_escalated ON orders (escalated_at, state);
   `,
+  // Fewer index entries written per state change (issue 19; the SQLite store's migration 24 does the same). Every
+  // state change of an order is a non-HOT update (`state` is indexed), which adds the new row version to every index
+  // of the table whose predicate it meets: an index only some statements' rows need now holds only those rows.
+  // - "is an order of this meter on the wire" (the due query, leasing) is a partial index of the in-flight orders;
+  //   the meter's other lookups walk orders_meter_seq (a meter's orders, in order);
+  // - the charts' indexes hold finished (completed_at) and escalated orders only (their statements ask a range of
+  //   those columns, which implies NOT NULL);
+  // - the deadline index's rows are the unfinished orders (completed_at IS NULL: the statement says so too);
+  // - orders_in_flight_lease goes: the orphans statement walks orders_state_seq (state = 'in_flight', by seq).
+  `
+  DROP INDEX orders_meter_state;
+  CREATE INDEX orders_meter_in_flight ON orders (meter_id) WHERE state = 'in_flight';
+  DROP INDEX orders_in_flight_lease;
+  DROP INDEX orders_completed;
+  CREATE INDEX orders_completed ON orders (completed_at, state, escalated_at, created_at) WHERE completed_at IS NOT NULL;
+  DROP INDEX orders_escalated;
+  CREATE INDEX orders_escalated ON orders (escalated_at, state) WHERE escalated_at IS NOT NULL;
+  DROP INDEX orders_deadline;
+  CREATE INDEX orders_deadline ON orders (deadline) WHERE deadline IS NOT NULL AND escalated_at IS NULL AND completed_at IS NULL;
+  `,
 ];
 
 /** The migration that keys the audit chain (its transaction writes the keying record, once). */

@@ -162,7 +162,7 @@ function settle(p: PendingCompletion, r: CompletionResult): void {
 /**
  * Many plain reports at once (no field work, no flags): each attempt closed, each read-back recorded as its meter's
  * observed state (unless a newer one is there) and in its history, each order moved (only from the state it was
- * read in) with its history event. Returns the moved orders.
+ * read in) with its history event. Returns the ids of the moved orders (the caller knows their rows: see completeBatch).
  */
 const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
@@ -186,11 +186,34 @@ const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
       completed_at = CASE WHEN t.terminal THEN t.ended_at ELSE o.completed_at END,
       next_attempt_at = COALESCE(t.next_attempt_at, o.next_attempt_at),
       result_relay = COALESCE(t.observed_relay, o.result_relay)
-    FROM t WHERE o.id = t.id AND o.state = t.from_state RETURNING o.*
+    FROM t WHERE o.id = t.id AND o.state = t.from_state RETURNING o.id
   ), events AS (
     INSERT INTO order_events (order_id, at, from_state, to_state, reason) SELECT t.id, t.ended_at, t.from_state, t.to_state, t.reason FROM t JOIN moved ON moved.id = t.id
   )
-  SELECT * FROM moved`;
+  SELECT id FROM moved`;
+
+/**
+ * Lease the given orders (those still queued or escalated), in one statement: orders another instance is leasing
+ * (or admitting against) right now are skipped, never waited for; a meter's order is leased only while holding the
+ * meter's row and only if no other order of the meter is in flight (one command on the wire per meter, across
+ * instances). Each leased order gets its attempt row and its history event. Returns the leased orders.
+ */
+const BEGIN_ATTEMPTS_SQL = `WITH candidates AS (
+    SELECT id, state, meter_id FROM orders WHERE id = ANY($1::text[]) AND state IN ('queued', 'escalated') ORDER BY id FOR UPDATE SKIP LOCKED
+  ), taken AS (
+    SELECT c.id, c.state FROM candidates c JOIN meters m ON m.meter_id = c.meter_id
+    WHERE NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = c.meter_id AND f.state = 'in_flight')
+    FOR UPDATE OF m SKIP LOCKED
+  ), leased AS (
+    UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2::bigint, state_reason = NULL, lease_owner = $3, lease_until = $4::bigint
+    FROM taken WHERE o.id = taken.id
+    RETURNING o.*, taken.state AS from_state
+  ), opened AS (
+    INSERT INTO attempts (order_id, attempt, started_at) SELECT id, attempts, $2::bigint FROM leased
+  ), events AS (
+    INSERT INTO order_events (order_id, at, from_state, to_state, reason) SELECT id, $2::bigint, from_state, 'in_flight', 'attempt ' || attempts FROM leased
+  )
+  SELECT * FROM leased`;
 
 function retryable(error: unknown): boolean {
   const e = error as { code?: string; constraint?: string };
@@ -227,6 +250,11 @@ export class PostgresStore implements GatewayStore {
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.maxConnections ?? 10,
+      // A statement goes on the wire when it is asked for, not when the one before it is answered: `tx` sends BEGIN
+      // with the first statement and the final statements with COMMIT, each group in one round trip. Each statement
+      // still has its own Sync, so one that fails fails alone (in a transaction: the ones after it are refused
+      // until the ROLLBACK, and a COMMIT rolls back).
+      pipeline: true,
       ...(this.schema ? { options: `-c search_path=${this.schema}` } : {}),
       // BIGINT (ms timestamps, counts) as numbers, for this pool only.
       types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
@@ -282,12 +310,22 @@ export class PostgresStore implements GatewayStore {
       const onError = () => (broken = true);
       client.on('error', onError);
       try {
-        await client.query('BEGIN');
+        // BEGIN goes without waiting for its answer: the first statement follows it on the wire (pipeline mode),
+        // one round trip less per transaction. Its answer is awaited before COMMIT; a BEGIN that fails fails the
+        // statements behind it too (the connection is gone).
+        const begun = client.query('BEGIN');
+        begun.catch(() => undefined);
         const q = new Q(client, this.statements);
         q.auditKey = this.auditKey;
         const value = await fn(q);
-        await q.runFinalSteps();
-        await client.query('COMMIT');
+        await begun;
+        // The statements deferred to the end, and COMMIT right behind them in one go. A final statement that fails
+        // aborts the transaction (its COMMIT then rolls back) and its error is thrown here.
+        const finals = q.sendFinalStatements();
+        const committed = client.query('COMMIT');
+        committed.catch(() => undefined);
+        await Promise.all(finals);
+        await committed;
         this.availability.succeeded();
         return value;
       } catch (error) {
@@ -832,8 +870,11 @@ export class PostgresStore implements GatewayStore {
   // ---- control loop -------------------------------------------------------------------------------------
 
   async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<DueOrder[]> {
-    const rows = await this.r.all(
-      `SELECT * FROM orders o
+    // The columns the control loop picks by, not the whole row (500 rows a fetch, parsed on the main thread). Planned
+    // each time: a cached generic plan made while the schema was empty once read the whole orders table for each due
+    // order (seconds per fetch, with two instances) while the table filled.
+    const rows = await this.r.allPlanned(
+      `SELECT o.id, o.meter_id, o.link, o.action, o.reason, o.state FROM orders o
        WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= $1 AND o.not_before <= $1
          AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
          AND o.link <> ALL($2::text[])
@@ -841,41 +882,35 @@ export class PostgresStore implements GatewayStore {
        LIMIT $3`,
       [now, excludeLinks, limit],
     );
-    return rows.map(orderFromRow);
+    return rows.map((r) => ({
+      id: r.id as string,
+      meterId: r.meter_id as string,
+      link: r.link as string,
+      action: r.action as DueOrder['action'],
+      reason: r.reason as DueOrder['reason'],
+      state: r.state as DueOrder['state'],
+    }));
   }
 
-  beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {
-    if (orderIds.length === 0) return Promise.resolve([]);
-    return this.tx(async (q) => {
-      // Orders another instance is leasing (or admitting against) right now are skipped, never waited for.
-      const rows = await q.all(
-        `WITH candidates AS (
-           SELECT id, state, meter_id FROM orders WHERE id = ANY($1::text[]) AND state IN ('queued', 'escalated') ORDER BY id FOR UPDATE SKIP LOCKED
-         ),
-         -- One command on the wire per meter, across instances: lease only while holding the meter's row, and
-         -- only if no other order of the meter is in flight.
-         taken AS (
-           SELECT c.id, c.state FROM candidates c JOIN meters m ON m.meter_id = c.meter_id
-           WHERE NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = c.meter_id AND f.state = 'in_flight')
-           FOR UPDATE OF m SKIP LOCKED
-         )
-         UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2, state_reason = NULL, lease_owner = $3, lease_until = $4
-         FROM taken WHERE o.id = taken.id
-         RETURNING o.*, taken.state AS from_state`,
-        [orderIds, now, lease.owner, lease.until],
-      );
-      if (rows.length === 0) return [];
-      const ids = rows.map((r) => r.id as string);
-      const attempts = rows.map((r) => r.attempts as number);
-      await q.run('INSERT INTO attempts (order_id, attempt, started_at) SELECT t.id, t.n, $3 FROM unnest($1::text[], $2::int[]) AS t(id, n)', [ids, attempts, now]);
-      await q.run(
-        `INSERT INTO order_events (order_id, at, from_state, to_state, reason)
-         SELECT t.id, $4, t.f, 'in_flight', 'attempt ' || t.n FROM unnest($1::text[], $2::text[], $3::int[]) AS t(id, f, n)`,
-        [ids, rows.map((r) => r.from_state), attempts, now],
-      );
-      const position = new Map(orderIds.map((id, i) => [id, i]));
-      return rows.map(orderFromRow).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
-    });
+  async beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {
+    if (orderIds.length === 0) return [];
+    // One statement, so one round trip and its own transaction: the leases, their attempts and their history events
+    // commit together or not at all, as a BEGIN … COMMIT of three statements did (five round trips).
+    const rows = await this.retrying(() => this.r.all(BEGIN_ATTEMPTS_SQL, [orderIds, now, lease.owner, lease.until]));
+    const position = new Map(orderIds.map((id, i) => [id, i]));
+    return rows.map(orderFromRow).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
+  }
+
+  /** A single statement on the pool (its own transaction), run again after a deadlock or serialization failure, as `tx` does. */
+  private async retrying<T>(run: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (error) {
+        if (attempt < 5 && retryable(error)) continue;
+        throw error;
+      }
+    }
   }
 
   releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string, leaseOwner: string): Promise<SwitchOrder> {
@@ -963,7 +998,7 @@ export class PostgresStore implements GatewayStore {
     );
     const byId = new Map(rows.map((r) => [r.id as string, r]));
     const results: CompletionResult[] = new Array(reports.length);
-    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict }[] = [];
+    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; row: Row }[] = [];
     const other: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; limited: Partial<MeterFlags> | undefined }[] = [];
     const meters = new Set<string>();
     for (let i = 0; i < reports.length; i++) {
@@ -984,7 +1019,7 @@ export class PostgresStore implements GatewayStore {
         // The set-based write touches each meter's row once: a second report on one meter goes the one-by-one way.
         if (plain && !meters.has(current.meterId)) {
           meters.add(current.meterId);
-          simple.push({ i, report, current, verdict });
+          simple.push({ i, report, current, verdict, row });
         } else other.push({ i, report, current, verdict, limited });
       } catch (error) {
         results[i] = { ok: false, error };
@@ -1014,10 +1049,21 @@ export class PostgresStore implements GatewayStore {
         withObs.map((s) => s.report.observation!.voltageV ?? null),
         withObs.map((s) => s.report.observation!.energyWh ?? null),
       ]);
-      const after = new Map(moved.map((r) => [r.id as string, orderFromRow(r)]));
+      const movedIds = new Set(moved.map((r) => r.id as string));
       for (const s of simple) {
-        const order = after.get(s.report.orderId);
-        if (!order) throw new Error(`order ${s.report.orderId} was not in state ${s.current.state}`);
+        if (!movedIds.has(s.report.orderId)) throw new Error(`order ${s.report.orderId} was not in state ${s.current.state}`);
+        // The row as the statement left it, from the row read under its lock and what the statement wrote (no
+        // RETURNING o.*: a thousand rows of every column parsed on the main thread). The columns written are
+        // bigints from safe integers and text, which read back exactly as written.
+        const order = orderFromRow({
+          ...s.row,
+          state: s.verdict.next,
+          state_reason: s.verdict.reason,
+          updated_at: s.report.endedAt,
+          completed_at: isTerminal(s.verdict.next) ? s.report.endedAt : s.row.completed_at,
+          next_attempt_at: s.verdict.nextAttemptAt ?? s.row.next_attempt_at,
+          result_relay: s.report.observedRelay ?? s.row.result_relay,
+        });
         if (CLIENT_VISIBLE_STATES.has(order.state)) await billing.orderChanged(q, order, s.report.endedAt);
         results[s.i] = { ok: true, order };
       }
@@ -1284,7 +1330,9 @@ export class PostgresStore implements GatewayStore {
 
   async reconnectsNearDeadline(before: number, limit: number): Promise<SwitchOrder[]> {
     const rows = await this.r.all(
-      `SELECT * FROM orders WHERE action = 'reconnect' AND escalated_at IS NULL AND deadline IS NOT NULL AND deadline <= $1
+      // completed_at IS NULL (true of every order in these states) lets the statement use orders_deadline, whose rows
+      // are the unfinished orders.
+      `SELECT * FROM orders WHERE action = 'reconnect' AND escalated_at IS NULL AND deadline IS NOT NULL AND deadline <= $1 AND completed_at IS NULL
        AND state IN ('queued', 'held', 'in_flight') ORDER BY deadline LIMIT $2`,
       [before, limit],
     );

@@ -6,8 +6,9 @@ import type pg from 'pg';
  * wraps its connection once, at open; a store without one runs untouched, so counting costs nothing when off.
  * Statements are counted by a label, their text with whitespace collapsed and cut short, which is enough to tell
  * them apart. On SQLite each statement's time is measured too (statements run synchronously on the calling thread,
- * so that is the main thread's time in them). `roundTrips` counts PostgreSQL's client.query calls (node-postgres
- * sends each one and waits for its answer, so each is one network round trip); it stays 0 for SQLite, and
+ * so that is the main thread's time in them). `roundTrips` counts PostgreSQL's network round trips: a query sent
+ * while its connection has no other query waiting for an answer starts one; a query sent behind another (the store's
+ * connections pipeline, e.g. BEGIN with a transaction's first statement) shares it. It stays 0 for SQLite, and
  * PostgreSQL's statements are not timed (their time is the server's, spent while the thread does other work).
  */
 interface Cell {
@@ -164,17 +165,27 @@ export function countSqliteStatements(db: Database.Database, counter: StatementC
 
 /**
  * Count every query `pool` sends from now on, on every connection it opens (including the single-statement reads
- * pool.query runs on one of them): one round trip per client.query call, and one statement per call under its text's
- * label (BEGIN, COMMIT and ROLLBACK included). Call it right after creating the pool, before its first connection.
+ * pool.query runs on one of them): one statement per client.query call under its text's label (BEGIN, COMMIT and
+ * ROLLBACK included), and a round trip for each call made while no earlier query of that connection is still
+ * unanswered (pipelined ones travel together). Call it right after creating the pool, before its first connection.
  */
 export function countPostgresQueries(pool: pg.Pool, counter: StatementCounter): void {
   pool.on('connect', (client) => {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    let unanswered = 0;
+    const answered = (): void => {
+      unanswered--;
+    };
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
       const first = args[0] as string | { text: string };
       counter.cell(typeof first === 'string' ? first : first.text).n++;
-      counter.roundTrips++;
-      return query(...args);
+      if (unanswered === 0) counter.roundTrips++;
+      const result = query(...args);
+      if (result instanceof Promise) {
+        unanswered++;
+        result.then(answered, answered);
+      }
+      return result;
     };
   });
 }
