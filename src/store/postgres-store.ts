@@ -1116,7 +1116,14 @@ export class PostgresStore implements GatewayStore {
 
   async renewLeases(lease: Lease, orderIds: readonly string[]): Promise<number> {
     if (orderIds.length === 0) return 0;
-    return this.r.run(`UPDATE orders SET lease_until = $2 WHERE state = 'in_flight' AND lease_owner = $1 AND id = ANY($3::text[])`, [lease.owner, lease.until, orderIds]);
+    // Locked in the order a completion batch locks orders (meter, then id), so the two never wait on each other in a cycle.
+    return this.r.run(
+      `WITH mine AS (
+         SELECT id FROM orders WHERE state = 'in_flight' AND lease_owner = $1 AND id = ANY($3::text[]) ORDER BY meter_id, id FOR UPDATE
+       )
+       UPDATE orders o SET lease_until = $2 FROM mine WHERE o.id = mine.id AND o.state = 'in_flight' AND o.lease_owner = $1`,
+      [lease.owner, lease.until, orderIds],
+    );
   }
 
   async holdDuty(name: string, lease: Lease, now: number): Promise<boolean> {
