@@ -567,33 +567,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   DROP INDEX orders_deadline;
   CREATE INDEX orders_deadline ON orders (deadline) WHERE deadline IS NOT NULL AND escalated_at IS NULL AND completed_at IS NULL;
   `,
-  // An order's history in one b-tree (issue 19): four events per order, each an insert into the table and into its
-  // index order_events_order. Keyed (order_id, seq) WITHOUT ROWID, an event is one insert, and an order's history
-  // is one range of it. seq orders an order's events (the history is only ever read one order at a time, by seq):
-  // the events kept keep theirs, a new one takes the order's last seq + 1.
-  `
-  CREATE TABLE order_events_keyed (
-    seq INTEGER NOT NULL,
-    order_id TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    reason TEXT,
-    PRIMARY KEY (order_id, seq)
-  ) WITHOUT ROWID;
-  INSERT INTO order_events_keyed (seq, order_id, at, from_state, to_state, reason) SELECT seq, order_id, at, from_state, to_state, reason FROM order_events;
-  DROP TABLE order_events;
-  ALTER TABLE order_events_keyed RENAME TO order_events;
-  `,
 ];
-
-/**
- * One event of an order's history, with the arguments (order_id, at, from_state, to_state, reason): its seq is the
- * order's last one + 1 (one look in the b-tree the row goes into), so an order's events read back in the order written.
- */
-export const ORDER_EVENT_INSERT = `INSERT INTO order_events (order_id, seq, at, from_state, to_state, reason)
-  SELECT e.o, COALESCE((SELECT k.seq FROM order_events k WHERE k.order_id = e.o ORDER BY k.seq DESC LIMIT 1), 0) + 1, e.a, e.f, e.t, e.r
-  FROM (SELECT ? AS o, ? AS a, ? AS f, ? AS t, ? AS r) e`;
 
 /** The migration that added the chain's columns (its transaction links the entries written before, once). */
 export const SQLITE_AUDIT_LINKED = SQLITE_MIGRATIONS.findIndex((m) => m.includes('ALTER TABLE audit ADD COLUMN hash'));

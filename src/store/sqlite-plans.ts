@@ -4,7 +4,6 @@ import type { PlanFacts } from '../domain/policy/meter-facts.js';
 import type { OrderState } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import type { SqliteAuditLog } from './sqlite-audit-log.js';
-import { ORDER_EVENT_INSERT } from './sqlite-migrations.js';
 import { planFromRows, planOrderRequests } from './store-rows.js';
 import type { OrderRequest, PlanDraft, PlanView, SubmitContext, SubmitOutcome } from './store.js';
 
@@ -75,7 +74,7 @@ export class SqlitePlans {
       // Open orders of the plan end now; one on the wire is refused by the gate before any retry.
       const open = this.db.prepare(`SELECT id, state FROM orders WHERE plan_id = ? AND state IN ('queued', 'held')`).all(planId) as { id: string; state: OrderState }[];
       const cancel = this.db.prepare(`UPDATE orders SET state = 'cancelled', state_reason = ?, updated_at = ?, completed_at = ? WHERE id = ? AND state = ?`);
-      const event = this.db.prepare(ORDER_EVENT_INSERT);
+      const event = this.db.prepare('INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)');
       for (const o of open) {
         const why = `plan ${planId} cancelled by ${actor}`;
         cancel.run(why, now, now, o.id, o.state);

@@ -22,7 +22,7 @@ import {
 } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
 import { orderListSql, unknownCursorMessage } from './order-list-query.js';
-import { ORDER_EVENT_INSERT, SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js';
 import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import { openSqliteFile } from './sqlite-open.js';
@@ -242,7 +242,7 @@ export class SqliteStore implements GatewayStore {
       ),
       markSuperseding: db.prepare('UPDATE orders SET superseded_by = ?, updated_at = ? WHERE id = ? AND superseded_by IS NULL'),
       setDeadline: db.prepare('UPDATE orders SET deadline = ?, urgent = ?, priority = ? WHERE id = ?'),
-      insertEvent: db.prepare(ORDER_EVENT_INSERT),
+      insertEvent: db.prepare('INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)'),
       insertObservation: db.prepare('INSERT INTO observations (meter_id, at, relay, source, voltage_v, energy_wh) VALUES (?, ?, ?, ?, ?, ?)'),
       getIdem: db.prepare('SELECT request_hash, order_id FROM idempotency_keys WHERE principal = ? AND key = ?'),
       insertIdem: db.prepare('INSERT INTO idempotency_keys (principal, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)'),

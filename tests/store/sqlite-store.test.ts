@@ -100,40 +100,6 @@ describe('SQLite store specifics', () => {
     await store.close();
   });
 
-  it('upgrading keys the order history by order: each order\'s events read back as before, in order, and its next event follows them', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'ml-sqlite-')), 'gw.db');
-    // A database of the release before (made by this one, its history table put back as it was then): events
-    // numbered across orders, interleaved, with holes.
-    const keyed = SQLITE_MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE order_events_keyed'));
-    const made = new SqliteStore(path);
-    await made.migrate();
-    await made.close();
-    const old = new Database(path);
-    old.exec(`DROP TABLE order_events;
-      CREATE TABLE order_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, at INTEGER NOT NULL, from_state TEXT, to_state TEXT NOT NULL, reason TEXT);
-      CREATE INDEX order_events_order ON order_events (order_id, seq);`);
-    old.prepare('DELETE FROM schema_migrations WHERE version > ?').run(keyed);
-    old.exec(`INSERT INTO meters (meter_id, profile_id, link, region, created_at, updated_at) VALUES ('M-1', 'p', 'L', 'r', 1, 1)`);
-    old.exec(`INSERT INTO orders (id, seq, meter_id, action, reason, requested_by, state, priority, urgent, link, created_at, updated_at, not_before, next_attempt_at)
-              VALUES ('ord_a', 1, 'M-1', 'disconnect', 'customer_request', 'ops', 'queued', 1, 0, 'L', 1, 1, 1, 1)`);
-    const event = old.prepare('INSERT INTO order_events (seq, order_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?, ?)');
-    event.run(1, 'ord_a', 1, null, 'accepted', 'a1');
-    event.run(2, 'ord_b', 1, null, 'accepted', 'b1');
-    event.run(4, 'ord_a', 1, 'accepted', 'queued', 'a2');
-    event.run(7, 'ord_b', 2, 'accepted', 'refused', 'b2');
-    old.close();
-
-    const store = new SqliteStore(path);
-    await store.migrate();
-    const history = async (id: string) => (await store.listOrderEvents(id)).map((e) => `${e.from ?? '-'}→${e.to} ${e.reason}`);
-    expect(await history('ord_a')).toEqual(['-→accepted a1', 'accepted→queued a2']);
-    expect(await history('ord_b')).toEqual(['-→accepted b1', 'accepted→refused b2']);
-    await store.cancelOrder('ord_a', 'ops', 'changed their mind', 5);
-    expect(await history('ord_a')).toEqual(['-→accepted a1', 'accepted→queued a2', 'queued→cancelled cancelled by ops: changed their mind']);
-    expect(await history('ord_b')).toEqual(['-→accepted b1', 'accepted→refused b2']);
-    await store.close();
-  });
-
   it('a database of an older release: its unkeyed entries still verify, the chain is keyed from the next entry (audited, once), and the old entries are covered by the key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ml-sqlite-'));
     const path = join(dir, 'gw.db');
