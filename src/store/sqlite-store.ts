@@ -27,7 +27,6 @@ import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js'
 import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import { openSqliteFile } from './sqlite-open.js';
 import { METER_ROW_CACHE_ROWS, MeterRowCache } from './meter-row-cache.js';
-import { ORDER_ROW_CACHE_ROWS, ORDER_ROW_TRIGGERS, ORDER_WRITTEN_FUNCTION, OrderRowCache } from './order-row-cache.js';
 import { countSqliteStatements, type StatementCounter } from './statement-counter.js';
 import { freeSpaceProblem, sqliteUnavailableCause, StoreAvailability, type StoreWriteHealth } from './store-availability.js';
 import {
@@ -140,9 +139,6 @@ const INTEGER_METER_COLUMNS = new Set(['observed_at', 'updated_at', 'created_at'
 /** Text that may not read back from SQLite as written: a lone surrogate (not UTF-8) or a NUL. */
 const NOT_AS_WRITTEN_TEXT = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]|\0/;
 
-/** The states an order ends in (its row is not kept in the order-row cache). */
-const TERMINAL_STATES: ReadonlySet<OrderState> = new Set(['done', 'armed', 'failed', 'done_by_field', 'cancelled', 'superseded', 'refused']);
-
 /** Writes committed in one transaction, one event-loop turn, at most. */
 const FLUSH_BATCH = 500;
 
@@ -160,8 +156,6 @@ export class SqliteStore implements GatewayStore {
   private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
   /** Recently read meter rows, kept in step with every write to `meters` (meter-row-cache.ts). */
   private readonly meterRows = new MeterRowCache(METER_ROW_CACHE_ROWS);
-  /** Open orders' rows, kept in step with every write to `orders` by TEMP triggers (order-row-cache.ts). */
-  private readonly orderRows = new OrderRowCache(ORDER_ROW_CACHE_ROWS);
 
   private readonly auditKeySource: AuditKeySource;
   /** Whether writes go through (a full disk or a read-only file system answers E_STORE_UNAVAILABLE, and /healthz says so). */
@@ -309,13 +303,6 @@ export class SqliteStore implements GatewayStore {
       audit = new SqliteAuditLog(this.db);
       audit.useKey(keyForLog(this.auditKeySource, audit.keying()));
     }
-    // Any write to an order row the store does not follow itself makes the cache forget that row (order-row-cache.ts).
-    this.db.function(ORDER_WRITTEN_FUNCTION, { varargs: false }, (id: unknown) => {
-      if (typeof id === 'string') this.orderRows.forget(id);
-      else this.orderRows.clear();
-      return null;
-    });
-    this.db.exec(ORDER_ROW_TRIGGERS);
     const facts = new SqliteMeterFacts(this.db, audit, (meterId) => this.meterRows.forget(meterId));
     this.parts = {
       audit,
@@ -324,22 +311,6 @@ export class SqliteStore implements GatewayStore {
       work: new SqliteWorkOrders(this.db, audit),
       billing: new SqliteBilling(this.db),
     };
-  }
-
-  /** A transaction rolled back: the caches may hold rows it wrote. */
-  private forgetCachedRows(): void {
-    this.meterRows.clear();
-    this.orderRows.clear();
-  }
-
-  /** The order's row (`SELECT *`), from the cache when it holds it. Shared: never change it. */
-  private orderRow(orderId: string): Row | undefined {
-    return this.orderRows.get(orderId) ?? (this.s.getOrder.get(orderId) as Row | undefined);
-  }
-
-  /** Keep the row an order-row write just left (after the statement: its trigger made the cache forget the old one). */
-  private keepOrderRow(row: Row | undefined): void {
-    if (row !== undefined && !TERMINAL_STATES.has(row.state as OrderState)) this.orderRows.put(row.id as string, row);
   }
 
   async close(): Promise<void> {
@@ -411,7 +382,7 @@ export class SqliteStore implements GatewayStore {
       })();
     } catch {
       // Rolled back: the cache may hold rows the rollback undid (and will again for a write that fails below).
-      this.forgetCachedRows();
+      this.meterRows.clear();
       outcomes = [];
       try {
         this.db.transaction(() => {
@@ -421,14 +392,14 @@ export class SqliteStore implements GatewayStore {
             } catch (error) {
               // A full disk or an I/O error can make SQLite roll the whole transaction back by itself: the writes
               // before were undone, and the ones after would run outside any transaction. The batch has failed.
-              this.forgetCachedRows();
+              this.meterRows.clear();
               if (!this.db.inTransaction) throw error;
               outcomes.push({ ok: false, error });
             }
           }
         })();
       } catch (error) {
-        this.forgetCachedRows();
+        this.meterRows.clear();
         // The batch itself could not commit (the disk is full, the file is gone): every write in it failed.
         outcomes = batch.map(() => ({ ok: false as const, error }));
       }
@@ -456,7 +427,7 @@ export class SqliteStore implements GatewayStore {
         }
       })();
     } catch (err) {
-      this.forgetCachedRows();
+      this.meterRows.clear();
       throw this.availability.failed(err);
     }
     this.availability.succeeded();
@@ -543,7 +514,7 @@ export class SqliteStore implements GatewayStore {
     if (!canTransition(order.state, to)) {
       throw new Error(`illegal order transition ${order.state} → ${to} for ${order.id}`);
     }
-    const terminal = TERMINAL_STATES.has(to);
+    const terminal = ['done', 'armed', 'failed', 'done_by_field', 'cancelled', 'superseded', 'refused'].includes(to);
     const nextAttemptAt = extra.nextAttemptAt ?? null;
     const resultRelay = extra.resultRelay ?? null;
     const changed = this.s.moveOrder.run({ id: order.id, from: order.state, to, reason, now, terminal: terminal ? 1 : 0, nextAttemptAt, resultRelay }).changes;
@@ -558,7 +529,6 @@ export class SqliteStore implements GatewayStore {
       next_attempt_at: nextAttemptAt ?? row.next_attempt_at,
       result_relay: resultRelay ?? row.result_relay,
     });
-    this.keepOrderRow(written);
     const after = orderFromRow(written ?? (this.s.getOrder.get(order.id) as Row));
     if (CLIENT_VISIBLE_STATES.has(to)) this.p.billing.orderChanged(after, now);
     return after;
@@ -663,7 +633,6 @@ export class SqliteStore implements GatewayStore {
       this.s.insertOrder.run(values);
       // Written plainly, not RETURNING * (a temporary table per statement, ~30 µs), and not read back when the row is known.
       const orderRow = this.writtenOrderRow(null, values) ?? (this.s.getOrder.get(id) as Row);
-      this.keepOrderRow(orderRow);
       let order = orderFromRow(orderRow);
       this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
       if (direct) this.s.insertEvent.run(id, now, 'accepted', 'queued', queuedReason);
@@ -920,11 +889,10 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => {
       const taken: SwitchOrder[] = [];
       for (const id of orderIds) {
-        const before = this.orderRow(id);
+        const before = this.s.getOrder.get(id) as Row | undefined;
         if (before === undefined || this.s.begin.run({ id, now, owner: lease.owner, until: lease.until }).changes !== 1) continue;
         // The row as the lease's UPDATE left it, from the row before and what it wrote (read when that cannot be told).
         const written = this.writtenOrderRow(before, { state: 'in_flight', attempts: num(before.attempts) + 1, updated_at: now, state_reason: null, lease_owner: lease.owner, lease_until: lease.until });
-        this.keepOrderRow(written);
         const order = orderFromRow(written ?? (this.s.getOrder.get(id) as Row));
         this.s.insertAttempt.run(id, order.attempts, now);
         this.s.insertEvent.run(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
@@ -947,7 +915,7 @@ export class SqliteStore implements GatewayStore {
 
   completeAttempt(report: AttemptReport): Promise<SwitchOrder> {
     return this.enqueue(() => {
-      const row = this.orderRow(report.orderId) as Row;
+      const row = this.s.getOrder.get(report.orderId) as Row;
       const current = orderFromRow(row);
       if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
         throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
