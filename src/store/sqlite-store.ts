@@ -143,6 +143,14 @@ const NOT_AS_WRITTEN_TEXT = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDB
 /** The states an order ends in (its row is not kept in the order-row cache). */
 const TERMINAL_STATES: ReadonlySet<OrderState> = new Set(['done', 'armed', 'failed', 'done_by_field', 'cancelled', 'superseded', 'refused']);
 
+/** Whether `v`, written to a column of declared `type`, reads back from SQLite exactly as written (see writtenOrderRow). */
+function readsBackAsWritten(v: unknown, type: string): boolean {
+  if (v === null) return true;
+  if (type === 'TEXT') return typeof v === 'string' && !NOT_AS_WRITTEN_TEXT.test(v);
+  if (type === 'INTEGER') return typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0);
+  return false;
+}
+
 /** Writes committed in one transaction, one event-loop turn, at most. */
 const FLUSH_BATCH = 500;
 
@@ -587,20 +595,21 @@ export class SqliteStore implements GatewayStore {
    */
   private writtenOrderRow(base: Row | null, values: Row): Row | undefined {
     this.orderColumnInfo ??= new Map((this.prep('PRAGMA table_info(orders)').all() as { name: string; type: string; dflt_value: unknown }[]).map((c) => [c.name, { type: c.type.toUpperCase(), dflt: c.dflt_value }]));
+    if (base !== null) {
+      // `base` is a row as SQLite holds it (read, or made here): only the values written need a look.
+      for (const column in values) {
+        const info = this.orderColumnInfo.get(column);
+        if (info === undefined || !readsBackAsWritten(values[column], info.type)) return undefined;
+      }
+      return { ...base, ...values };
+    }
     const row: Row = {};
     for (const [column, info] of this.orderColumnInfo) {
       let v: unknown;
       if (column in values) v = values[column];
-      else if (base !== null) v = base[column];
       else if (info.dflt === null) v = null;
       else return undefined;
-      if (v !== null) {
-        if (info.type === 'TEXT') {
-          if (typeof v !== 'string' || NOT_AS_WRITTEN_TEXT.test(v)) return undefined;
-        } else if (info.type === 'INTEGER') {
-          if (typeof v !== 'number' || !Number.isSafeInteger(v) || Object.is(v, -0)) return undefined;
-        } else return undefined;
-      }
+      if (!readsBackAsWritten(v, info.type)) return undefined;
       row[column] = v;
     }
     for (const column in values) if (!this.orderColumnInfo.has(column)) return undefined;
