@@ -151,6 +151,12 @@ function readsBackAsWritten(v: unknown, type: string): boolean {
   return false;
 }
 
+/** An order event's values: order_id, at, from_state, to_state, reason. */
+type OrderEventArgs = [string, number, string | null, string, string | null];
+
+/** Order events written by one INSERT at most (5 values each: well under SQLite's bound on a statement's parameters). */
+const EVENTS_PER_INSERT = 100;
+
 /** Writes committed in one transaction, one event-loop turn, at most. */
 const FLUSH_BATCH = 500;
 
@@ -327,7 +333,7 @@ export class SqliteStore implements GatewayStore {
     this.parts = {
       audit,
       facts,
-      plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx), (orderId, at) => this.p.billing.orderChanged(orderFromRow(this.s.getOrder.get(orderId) as Row), at)),
+      plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx), (orderId, at) => this.p.billing.orderChanged(orderFromRow(this.s.getOrder.get(orderId) as Row), at), (orderId, at, from, to, reason) => this.event(orderId, at, from, to, reason)),
       work: new SqliteWorkOrders(this.db, audit),
       billing: new SqliteBilling(this.db),
     };
@@ -424,20 +430,28 @@ export class SqliteStore implements GatewayStore {
     // whole batch rolls back and runs again with each write in its own savepoint, so the failing write rolls back
     // only itself and the others still commit. (A write is a function of the database and its arguments, so
     // running it twice is as running it once.)
+    // The writes' order events are kept until the batch's writes have run, then written in a few multi-row INSERTs,
+    // in the same transaction (so in the order made: each order's history reads back as written).
+    const events: OrderEventArgs[] = [];
+    this.events = events;
     try {
       this.db.transaction(() => {
         for (const w of batch) outcomes.push({ ok: true, value: w.run() });
+        this.writeEvents(events);
       })();
     } catch {
+      events.length = 0;
       // Rolled back: the cache may hold rows the rollback undid (and will again for a write that fails below).
       this.forgetCachedRows();
       outcomes = [];
       try {
         this.db.transaction(() => {
           for (const w of batch) {
+            const mark = events.length;
             try {
               outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
             } catch (error) {
+              events.length = mark; // the failed write's events go with it
               // A full disk or an I/O error can make SQLite roll the whole transaction back by itself: the writes
               // before were undone, and the ones after would run outside any transaction. The batch has failed.
               this.forgetCachedRows();
@@ -445,12 +459,15 @@ export class SqliteStore implements GatewayStore {
               outcomes.push({ ok: false, error });
             }
           }
+          this.writeEvents(events);
         })();
       } catch (error) {
         this.forgetCachedRows();
         // The batch itself could not commit (the disk is full, the file is gone): every write in it failed.
         outcomes = batch.map(() => ({ ok: false as const, error }));
       }
+    } finally {
+      this.events = null;
     }
     if (outcomes.some((o) => o.ok)) this.availability.succeeded();
     batch.forEach((w, i) => {
@@ -458,6 +475,29 @@ export class SqliteStore implements GatewayStore {
       if (o.ok) w.resolve(o.value);
       else w.reject(this.availability.failed(o.error));
     });
+  }
+
+  /** The order events of the batch being written (flush), kept to be written together; null outside a batch. */
+  private events: OrderEventArgs[] | null = null;
+
+  /** One event of an order's history: kept with the batch's (flush), or written at once outside a batch. */
+  private event(orderId: string, at: number, from: OrderState | string | null, to: OrderState | string, reason: string | null): void {
+    if (this.events !== null) this.events.push([orderId, at, from, to, reason]);
+    else this.s.insertEvent.run(orderId, at, from, to, reason);
+  }
+
+  /** Write the batch's events in the order made, EVENTS_PER_INSERT to a statement. */
+  private writeEvents(events: OrderEventArgs[]): void {
+    for (let i = 0; i < events.length; i += EVENTS_PER_INSERT) {
+      const rows = events.slice(i, i + EVENTS_PER_INSERT);
+      this.eventInsert(rows.length).run(rows.flat());
+    }
+    events.length = 0;
+  }
+
+  /** INSERT of `n` order events (prepared once per n). */
+  private eventInsert(n: number): Database.Statement {
+    return this.prep(`INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES ${Array.from({ length: n }, () => '(?, ?, ?, ?, ?)').join(', ')}`);
   }
 
   private async flushNow(): Promise<void> {
@@ -567,7 +607,7 @@ export class SqliteStore implements GatewayStore {
     const resultRelay = extra.resultRelay ?? null;
     const changed = this.s.moveOrder.run({ id: order.id, from: order.state, to, reason, now, terminal: terminal ? 1 : 0, nextAttemptAt, resultRelay }).changes;
     if (changed !== 1) throw new Error(`order ${order.id} was not in state ${order.state}`);
-    this.s.insertEvent.run(order.id, now, order.state, to, reason);
+    this.event(order.id, now, order.state, to, reason);
     // The row as the UPDATE left it, from `row` (the order's row before it) and what the statement wrote; read when that cannot be told.
     const written = row === undefined ? undefined : this.writtenOrderRow(row, {
       state: to,
@@ -685,8 +725,8 @@ export class SqliteStore implements GatewayStore {
       const orderRow = this.writtenOrderRow(null, values) ?? (this.s.getOrder.get(id) as Row);
       this.followOrderWrite(id, orderRow);
       let order = orderFromRow(orderRow);
-      this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
-      if (direct) this.s.insertEvent.run(id, now, 'accepted', 'queued', queuedReason);
+      this.event(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
+      if (direct) this.event(id, now, 'accepted', 'queued', queuedReason);
       // The disconnect rules (and a limit's: disconnect-gate.ts) apply from the first moment; a refused order supersedes nothing.
       const gate = req.action !== 'reconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, 'admission', ctx.policy)) : null;
       let outcome: string = decision.state;
@@ -705,7 +745,7 @@ export class SqliteStore implements GatewayStore {
         for (const oldId of decision.supersedeAfterAttempt) {
           this.s.markSuperseding.run(id, now, oldId);
           this.orderRows.forget(oldId);
-          this.s.insertEvent.run(oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
+          this.event(oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
         }
         if (gate?.verdict === 'hold') {
           outcome = 'held';
@@ -780,7 +820,7 @@ export class SqliteStore implements GatewayStore {
     if (order.state === 'held' || order.state === 'escalated') {
       this.prepFollowed('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(until, reason, now, order.id);
       this.orderRows.forget(order.id);
-      if (order.stateReason !== reason) this.s.insertEvent.run(order.id, now, order.state, order.state, reason);
+      if (order.stateReason !== reason) this.event(order.id, now, order.state, order.state, reason);
     } else {
       this.move(order, 'held', now, reason, { nextAttemptAt: until });
     }
@@ -836,7 +876,7 @@ export class SqliteStore implements GatewayStore {
       if (begun !== 1) return { leased: null, order, decision: null };
       const leased = orderFromRow(this.s.getOrder.get(orderId) as Row);
       this.s.insertAttempt.run(orderId, leased.attempts, now);
-      this.s.insertEvent.run(orderId, now, order.state, 'in_flight', `attempt ${leased.attempts}`);
+      this.event(orderId, now, order.state, 'in_flight', `attempt ${leased.attempts}`);
       return { leased };
     });
   }
@@ -866,7 +906,7 @@ export class SqliteStore implements GatewayStore {
       approvalProblem(order, actor);
       this.prepFollowed('UPDATE orders SET approved_by = ?, approved_at = ?, updated_at = ? WHERE id = ?').run(actor, now, now, orderId);
       this.orderRows.forget(orderId);
-      this.s.insertEvent.run(orderId, now, order.state, order.state, `approved by ${actor}`);
+      this.event(orderId, now, order.state, order.state, `approved by ${actor}`);
       this.p.audit.append(now, actor, 'order.approve', order.meterId, { orderId, reason: order.reason, reference: order.reference, requestedBy: order.requestedBy, approvedAt: new Date(now).toISOString() });
       this.wakeHeldSync({ orderId }, now);
       return orderFromRow(this.s.getOrder.get(orderId) as Row);
@@ -961,7 +1001,7 @@ export class SqliteStore implements GatewayStore {
         this.followOrderWrite(id, written);
         const order = orderFromRow(written ?? (this.s.getOrder.get(id) as Row));
         this.s.insertAttempt.run(id, order.attempts, now);
-        this.s.insertEvent.run(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
+        this.event(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
         taken.push(order);
       }
       return taken;
@@ -976,7 +1016,7 @@ export class SqliteStore implements GatewayStore {
         throw new Error(`order ${orderId} is not in flight at attempt ${attempt} under ${leaseOwner}'s lease`);
       }
       this.s.deleteOpenAttempt.run(orderId, attempt);
-      this.s.insertEvent.run(orderId, now, 'in_flight', 'queued', reason);
+      this.event(orderId, now, 'in_flight', 'queued', reason);
       return orderFromRow(this.s.getOrder.get(orderId) as Row);
     });
   }
@@ -1080,7 +1120,7 @@ export class SqliteStore implements GatewayStore {
         this.orderRows.forget(r.id as string);
         const from = strOrNull(r.lease_owner);
         const why = from === lease.owner ? `${lease.owner} restarted while attempt ${num(r.attempts)} was on the wire; verifying it by a read` : `lease of ${from ?? 'an earlier version'} ran out; ${lease.owner} takes attempt ${num(r.attempts)} over and verifies it by a read`;
-        this.s.insertEvent.run(r.id, now, 'in_flight', 'in_flight', why);
+        this.event(r.id as string, now, 'in_flight', 'in_flight', why);
       }
       return rows.map((r) => orderFromRow(this.s.getOrder.get(r.id) as Row));
     });

@@ -116,6 +116,24 @@ describe('SQLite store: the order rows it keeps follow every change', () => {
     expect(await store.completeAttempt(report(id, 1, 'gw-a', now))).toMatchObject({ state: 'done', attempts: 1 });
   });
 
+  it('verdicts given at the same moment stand or fall alone, each with its history: the refused one leaves no event, the others keep theirs in order', async () => {
+    await store.upsertMeters([{ meterId: 'M-2', profileId: 'acme-a', link: 'L1', region: 'north', address: '6' }, { meterId: 'M-3', profileId: 'acme-a', link: 'L1', region: 'north', address: '7' }], now);
+    const created = await store.submitOrders([reconnect('M-1'), reconnect('M-2'), reconnect('M-3')], ctx());
+    const ids = created.map((c) => c.order.id);
+    expect((await store.beginAttempts(ids, now, lease())).map((o) => o.state)).toEqual(['in_flight', 'in_flight', 'in_flight']);
+    const admin = new Database(dbPath);
+    // Refused at its last step (the change feed's row, after the order's row and its event were written).
+    admin.exec(`CREATE TRIGGER refuse_verdict BEFORE INSERT ON client_feed WHEN NEW.order_id = '${ids[1]}' AND NEW.kind LIKE '%done%' BEGIN SELECT RAISE(ABORT, 'verdict refused by the test trigger'); END`);
+    admin.close();
+    const verdicts = await Promise.allSettled(ids.map((id) => store.completeAttempt(report(id, 1, 'gw-a', now + 10))));
+    expect(verdicts.map((v) => v.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const history = async (id: string) => (await store.listOrderEvents(id)).map((e) => `${e.from ?? '-'}→${e.to}`);
+    expect(await history(ids[0]!)).toEqual(['-→accepted', 'accepted→queued', 'queued→in_flight', 'in_flight→done']);
+    expect(await history(ids[1]!)).toEqual(['-→accepted', 'accepted→queued', 'queued→in_flight']);
+    expect(await history(ids[2]!)).toEqual(['-→accepted', 'accepted→queued', 'queued→in_flight', 'in_flight→done']);
+    expect(await store.getOrder(ids[1]!)).toMatchObject({ state: 'in_flight', attempts: 1 });
+  });
+
   it('an order cancelled while another is on the wire is not leased, and the one on the wire is verified', async () => {
     await store.upsertMeters([{ meterId: 'M-2', profileId: 'acme-a', link: 'L1', region: 'north', address: '6' }], now);
     const [mine] = await store.submitOrders([reconnect('M-2')], ctx());
