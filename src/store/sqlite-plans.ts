@@ -21,6 +21,8 @@ export class SqlitePlans {
     private readonly submit: (requests: readonly OrderRequest[], ctx: SubmitContext) => SubmitOutcome[],
     /** Tell the change feed about an order this module moved itself. */
     private readonly orderChanged: (orderId: string, at: number) => void,
+    /** Record an event of an order's history (the store writes it with its batch's). */
+    private readonly event: (orderId: string, at: number, from: OrderState, to: OrderState, reason: string) => void,
   ) {}
 
   facts(planId: string): PlanFacts | undefined {
@@ -74,11 +76,10 @@ export class SqlitePlans {
       // Open orders of the plan end now; one on the wire is refused by the gate before any retry.
       const open = this.db.prepare(`SELECT id, state FROM orders WHERE plan_id = ? AND state IN ('queued', 'held')`).all(planId) as { id: string; state: OrderState }[];
       const cancel = this.db.prepare(`UPDATE orders SET state = 'cancelled', state_reason = ?, updated_at = ?, completed_at = ? WHERE id = ? AND state = ?`);
-      const event = this.db.prepare('INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)');
       for (const o of open) {
         const why = `plan ${planId} cancelled by ${actor}`;
         cancel.run(why, now, now, o.id, o.state);
-        event.run(o.id, now, o.state, 'cancelled', why);
+        this.event(o.id, now, o.state, 'cancelled', why);
         this.orderChanged(o.id, now);
       }
       this.audit.append(now, actor, 'plan.cancel', planId, { before: { status: plan.status }, after: { status: 'cancelled', ordersCancelled: open.length } });

@@ -27,6 +27,7 @@ import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js'
 import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import { openSqliteFile } from './sqlite-open.js';
 import { METER_ROW_CACHE_ROWS, MeterRowCache } from './meter-row-cache.js';
+import { guardOrderWrites, ORDER_ROW_CACHE_ROWS, OrderRowCache } from './order-row-cache.js';
 import { countSqliteStatements, type StatementCounter } from './statement-counter.js';
 import { freeSpaceProblem, sqliteUnavailableCause, StoreAvailability, type StoreWriteHealth } from './store-availability.js';
 import {
@@ -139,6 +140,23 @@ const INTEGER_METER_COLUMNS = new Set(['observed_at', 'updated_at', 'created_at'
 /** Text that may not read back from SQLite as written: a lone surrogate (not UTF-8) or a NUL. */
 const NOT_AS_WRITTEN_TEXT = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]|\0/;
 
+/** The states an order ends in (its row is not kept in the order-row cache). */
+const TERMINAL_STATES: ReadonlySet<OrderState> = new Set(['done', 'armed', 'failed', 'done_by_field', 'cancelled', 'superseded', 'refused']);
+
+/** Whether `v`, written to a column of declared `type`, reads back from SQLite exactly as written (see writtenOrderRow). */
+function readsBackAsWritten(v: unknown, type: string): boolean {
+  if (v === null) return true;
+  if (type === 'TEXT') return typeof v === 'string' && !NOT_AS_WRITTEN_TEXT.test(v);
+  if (type === 'INTEGER') return typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0);
+  return false;
+}
+
+/** An order event's values: order_id, at, from_state, to_state, reason. */
+type OrderEventArgs = [string, number, string | null, string, string | null];
+
+/** Order events written by one INSERT at most (5 values each: well under SQLite's bound on a statement's parameters). */
+const EVENTS_PER_INSERT = 100;
+
 /** Writes committed in one transaction, one event-loop turn, at most. */
 const FLUSH_BATCH = 500;
 
@@ -156,6 +174,10 @@ export class SqliteStore implements GatewayStore {
   private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
   /** Recently read meter rows, kept in step with every write to `meters` (meter-row-cache.ts). */
   private readonly meterRows = new MeterRowCache(METER_ROW_CACHE_ROWS);
+  /** Open orders' rows, kept in step with every write to `orders` (order-row-cache.ts). */
+  private readonly orderRows = new OrderRowCache(ORDER_ROW_CACHE_ROWS);
+  /** Prepare a statement that writes `orders` whose caller keeps `orderRows` in step itself (order-row-cache.ts). */
+  private readonly followed: (sql: string) => Database.Statement;
 
   private readonly auditKeySource: AuditKeySource;
   /** Whether writes go through (a full disk or a read-only file system answers E_STORE_UNAVAILABLE, and /healthz says so). */
@@ -179,6 +201,8 @@ export class SqliteStore implements GatewayStore {
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
     });
+    // From here on, a statement that writes `orders` and is not `followed` empties the order-row cache when run.
+    this.followed = guardOrderWrites(this.db, this.orderRows).followed;
     this.availability = new StoreAvailability(`the SQLite file ${path}`, sqliteUnavailableCause, () => (path === ':memory:' ? null : freeSpaceProblem(path)));
   }
 
@@ -199,6 +223,8 @@ export class SqliteStore implements GatewayStore {
 
   private prepare() {
     const db = this.db;
+    // Statements that write `orders`, each followed by the order-row cache where it runs.
+    const follow = this.followed;
     return {
       getMeter: db.prepare('SELECT * FROM meters WHERE meter_id = ?'),
       upsertMeter: db.prepare(
@@ -221,20 +247,20 @@ export class SqliteStore implements GatewayStore {
         `SELECT * FROM orders WHERE meter_id = ? AND state IN ('accepted','held','queued','in_flight','escalated') ORDER BY seq`,
       ),
       maxSeq: db.prepare('SELECT COALESCE(MAX(seq), 0) AS m FROM orders'),
-      insertOrder: db.prepare(
+      insertOrder: follow(
         `INSERT INTO orders (id, seq, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
            created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, superseded_by, completed_at, result_relay, plan_id, origin, reference, limit_w)
          VALUES (@id, @seq, @meter_id, @action, @reason, @note, @requested_by, @state, @state_reason, @priority, @urgent, @link,
            @created_at, @updated_at, @not_before, @deadline, @payment_at, @attempts, @next_attempt_at, @superseded_by, @completed_at, @result_relay, @plan_id, @origin, @reference, @limit_w)`,
       ),
-      moveOrder: db.prepare(
+      moveOrder: follow(
         `UPDATE orders SET state = @to, state_reason = @reason, updated_at = @now,
            completed_at = CASE WHEN @terminal = 1 THEN @now ELSE completed_at END,
            next_attempt_at = COALESCE(@nextAttemptAt, next_attempt_at),
            result_relay = COALESCE(@resultRelay, result_relay)
          WHERE id = @id AND state = @from`,
       ),
-      markSuperseding: db.prepare('UPDATE orders SET superseded_by = ?, updated_at = ? WHERE id = ? AND superseded_by IS NULL'),
+      markSuperseding: follow('UPDATE orders SET superseded_by = ?, updated_at = ? WHERE id = ? AND superseded_by IS NULL'),
       setDeadline: db.prepare('UPDATE orders SET deadline = ?, urgent = ?, priority = ? WHERE id = ?'),
       insertEvent: db.prepare('INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)'),
       insertObservation: db.prepare('INSERT INTO observations (meter_id, at, relay, source, voltage_v, energy_wh) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -249,7 +275,7 @@ export class SqliteStore implements GatewayStore {
          ORDER BY o.priority DESC, o.deadline IS NULL, o.deadline, o.seq
          LIMIT @limit`,
       ),
-      begin: db.prepare(
+      begin: follow(
         `UPDATE orders SET state = 'in_flight', attempts = attempts + 1, updated_at = @now, state_reason = NULL, lease_owner = @owner, lease_until = @until
          WHERE id = @id AND state IN ('queued', 'escalated')
            AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = orders.meter_id AND f.state = 'in_flight')`,
@@ -260,18 +286,18 @@ export class SqliteStore implements GatewayStore {
            command_evidence = @commandEvidence, read_evidence = @readEvidence, detail = @detail
          WHERE order_id = @orderId AND attempt = @attempt AND ended_at IS NULL`,
       ),
-      release: db.prepare(
+      release: follow(
         `UPDATE orders SET state = 'queued', attempts = attempts - 1, next_attempt_at = @nextAttemptAt, state_reason = @reason, updated_at = @now
          WHERE id = @id AND state = 'in_flight' AND attempts = @attempt AND lease_owner IS @owner`,
       ),
       deleteOpenAttempt: db.prepare('DELETE FROM attempts WHERE order_id = ? AND attempt = ? AND ended_at IS NULL'),
       inFlight: db.prepare(`SELECT * FROM orders WHERE state = 'in_flight' ORDER BY seq`),
-      renewLeases: db.prepare(`UPDATE orders SET lease_until = @until WHERE state = 'in_flight' AND lease_owner = @owner AND id IN (SELECT value FROM json_each(@ids))`),
+      renewLeases: follow(`UPDATE orders SET lease_until = @until WHERE state = 'in_flight' AND lease_owner = @owner AND id IN (SELECT value FROM json_each(@ids))`),
       orphans: db.prepare(
         `SELECT * FROM orders WHERE state = 'in_flight' AND (lease_until IS NULL OR lease_until < @now OR (@includeOwn AND lease_owner = @owner))
          ORDER BY seq LIMIT @limit`,
       ),
-      claim: db.prepare(`UPDATE orders SET lease_owner = @owner, lease_until = @until WHERE id = @id`),
+      claim: follow(`UPDATE orders SET lease_owner = @owner, lease_until = @until WHERE id = @id`),
       attempts: db.prepare('SELECT * FROM attempts WHERE order_id = ? ORDER BY attempt'),
       events: db.prepare('SELECT * FROM order_events WHERE order_id = ? ORDER BY seq'),
       counts: db.prepare('SELECT state, COUNT(*) AS n FROM orders GROUP BY state'),
@@ -307,10 +333,38 @@ export class SqliteStore implements GatewayStore {
     this.parts = {
       audit,
       facts,
-      plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx), (orderId, at) => this.p.billing.orderChanged(orderFromRow(this.s.getOrder.get(orderId) as Row), at)),
+      plans: new SqlitePlans(this.db, audit, (reqs, ctx) => this.submitSync(reqs, ctx), (orderId, at) => this.p.billing.orderChanged(orderFromRow(this.s.getOrder.get(orderId) as Row), at), (orderId, at, from, to, reason) => this.event(orderId, at, from, to, reason)),
       work: new SqliteWorkOrders(this.db, audit),
       billing: new SqliteBilling(this.db),
     };
+  }
+
+  /** A transaction rolled back: the caches may hold rows it wrote. */
+  private forgetCachedRows(): void {
+    this.meterRows.clear();
+    this.orderRows.clear();
+  }
+
+  /** The order's row (`SELECT *`), from the cache when it holds it. Shared: never change it. */
+  private orderRow(orderId: string): Row | undefined {
+    return this.orderRows.get(orderId) ?? (this.s.getOrder.get(orderId) as Row | undefined);
+  }
+
+  /** After a write of order `orderId`: keep its row as written when known (and the order still open), else forget it. */
+  private followOrderWrite(orderId: string, written: Row | undefined): void {
+    if (written !== undefined && !TERMINAL_STATES.has(written.state as OrderState)) this.orderRows.put(orderId, written);
+    else this.orderRows.forget(orderId);
+  }
+
+  /** A statement prepared (once) to write one order, by its id: the caller forgets that order's row (followOrderWrite). */
+  private prepFollowed(sql: string): Database.Statement {
+    const key = `followed:${sql}`;
+    let stmt = this.statements.get(key);
+    if (!stmt) {
+      stmt = this.followed(sql);
+      this.statements.set(key, stmt);
+    }
+    return stmt;
   }
 
   async close(): Promise<void> {
@@ -376,33 +430,44 @@ export class SqliteStore implements GatewayStore {
     // whole batch rolls back and runs again with each write in its own savepoint, so the failing write rolls back
     // only itself and the others still commit. (A write is a function of the database and its arguments, so
     // running it twice is as running it once.)
+    // The writes' order events are kept until the batch's writes have run, then written in a few multi-row INSERTs,
+    // in the same transaction (so in the order made: each order's history reads back as written).
+    const events: OrderEventArgs[] = [];
+    this.events = events;
     try {
       this.db.transaction(() => {
         for (const w of batch) outcomes.push({ ok: true, value: w.run() });
+        this.writeEvents(events);
       })();
     } catch {
+      events.length = 0;
       // Rolled back: the cache may hold rows the rollback undid (and will again for a write that fails below).
-      this.meterRows.clear();
+      this.forgetCachedRows();
       outcomes = [];
       try {
         this.db.transaction(() => {
           for (const w of batch) {
+            const mark = events.length;
             try {
               outcomes.push({ ok: true, value: this.db.transaction(w.run)() });
             } catch (error) {
+              events.length = mark; // the failed write's events go with it
               // A full disk or an I/O error can make SQLite roll the whole transaction back by itself: the writes
               // before were undone, and the ones after would run outside any transaction. The batch has failed.
-              this.meterRows.clear();
+              this.forgetCachedRows();
               if (!this.db.inTransaction) throw error;
               outcomes.push({ ok: false, error });
             }
           }
+          this.writeEvents(events);
         })();
       } catch (error) {
-        this.meterRows.clear();
+        this.forgetCachedRows();
         // The batch itself could not commit (the disk is full, the file is gone): every write in it failed.
         outcomes = batch.map(() => ({ ok: false as const, error }));
       }
+    } finally {
+      this.events = null;
     }
     if (outcomes.some((o) => o.ok)) this.availability.succeeded();
     batch.forEach((w, i) => {
@@ -410,6 +475,29 @@ export class SqliteStore implements GatewayStore {
       if (o.ok) w.resolve(o.value);
       else w.reject(this.availability.failed(o.error));
     });
+  }
+
+  /** The order events of the batch being written (flush), kept to be written together; null outside a batch. */
+  private events: OrderEventArgs[] | null = null;
+
+  /** One event of an order's history: kept with the batch's (flush), or written at once outside a batch. */
+  private event(orderId: string, at: number, from: OrderState | string | null, to: OrderState | string, reason: string | null): void {
+    if (this.events !== null) this.events.push([orderId, at, from, to, reason]);
+    else this.s.insertEvent.run(orderId, at, from, to, reason);
+  }
+
+  /** Write the batch's events in the order made, EVENTS_PER_INSERT to a statement. */
+  private writeEvents(events: OrderEventArgs[]): void {
+    for (let i = 0; i < events.length; i += EVENTS_PER_INSERT) {
+      const rows = events.slice(i, i + EVENTS_PER_INSERT);
+      this.eventInsert(rows.length).run(rows.flat());
+    }
+    events.length = 0;
+  }
+
+  /** INSERT of `n` order events (prepared once per n). */
+  private eventInsert(n: number): Database.Statement {
+    return this.prep(`INSERT INTO order_events (order_id, at, from_state, to_state, reason) VALUES ${Array.from({ length: n }, () => '(?, ?, ?, ?, ?)').join(', ')}`);
   }
 
   private async flushNow(): Promise<void> {
@@ -427,7 +515,7 @@ export class SqliteStore implements GatewayStore {
         }
       })();
     } catch (err) {
-      this.meterRows.clear();
+      this.forgetCachedRows();
       throw this.availability.failed(err);
     }
     this.availability.succeeded();
@@ -514,12 +602,12 @@ export class SqliteStore implements GatewayStore {
     if (!canTransition(order.state, to)) {
       throw new Error(`illegal order transition ${order.state} → ${to} for ${order.id}`);
     }
-    const terminal = ['done', 'armed', 'failed', 'done_by_field', 'cancelled', 'superseded', 'refused'].includes(to);
+    const terminal = TERMINAL_STATES.has(to);
     const nextAttemptAt = extra.nextAttemptAt ?? null;
     const resultRelay = extra.resultRelay ?? null;
     const changed = this.s.moveOrder.run({ id: order.id, from: order.state, to, reason, now, terminal: terminal ? 1 : 0, nextAttemptAt, resultRelay }).changes;
     if (changed !== 1) throw new Error(`order ${order.id} was not in state ${order.state}`);
-    this.s.insertEvent.run(order.id, now, order.state, to, reason);
+    this.event(order.id, now, order.state, to, reason);
     // The row as the UPDATE left it, from `row` (the order's row before it) and what the statement wrote; read when that cannot be told.
     const written = row === undefined ? undefined : this.writtenOrderRow(row, {
       state: to,
@@ -529,6 +617,7 @@ export class SqliteStore implements GatewayStore {
       next_attempt_at: nextAttemptAt ?? row.next_attempt_at,
       result_relay: resultRelay ?? row.result_relay,
     });
+    this.followOrderWrite(order.id, written);
     const after = orderFromRow(written ?? (this.s.getOrder.get(order.id) as Row));
     if (CLIENT_VISIBLE_STATES.has(to)) this.p.billing.orderChanged(after, now);
     return after;
@@ -546,20 +635,21 @@ export class SqliteStore implements GatewayStore {
    */
   private writtenOrderRow(base: Row | null, values: Row): Row | undefined {
     this.orderColumnInfo ??= new Map((this.prep('PRAGMA table_info(orders)').all() as { name: string; type: string; dflt_value: unknown }[]).map((c) => [c.name, { type: c.type.toUpperCase(), dflt: c.dflt_value }]));
+    if (base !== null) {
+      // `base` is a row as SQLite holds it (read, or made here): only the values written need a look.
+      for (const column in values) {
+        const info = this.orderColumnInfo.get(column);
+        if (info === undefined || !readsBackAsWritten(values[column], info.type)) return undefined;
+      }
+      return { ...base, ...values };
+    }
     const row: Row = {};
     for (const [column, info] of this.orderColumnInfo) {
       let v: unknown;
       if (column in values) v = values[column];
-      else if (base !== null) v = base[column];
       else if (info.dflt === null) v = null;
       else return undefined;
-      if (v !== null) {
-        if (info.type === 'TEXT') {
-          if (typeof v !== 'string' || NOT_AS_WRITTEN_TEXT.test(v)) return undefined;
-        } else if (info.type === 'INTEGER') {
-          if (typeof v !== 'number' || !Number.isSafeInteger(v) || Object.is(v, -0)) return undefined;
-        } else return undefined;
-      }
+      if (!readsBackAsWritten(v, info.type)) return undefined;
       row[column] = v;
     }
     for (const column in values) if (!this.orderColumnInfo.has(column)) return undefined;
@@ -633,9 +723,10 @@ export class SqliteStore implements GatewayStore {
       this.s.insertOrder.run(values);
       // Written plainly, not RETURNING * (a temporary table per statement, ~30 µs), and not read back when the row is known.
       const orderRow = this.writtenOrderRow(null, values) ?? (this.s.getOrder.get(id) as Row);
+      this.followOrderWrite(id, orderRow);
       let order = orderFromRow(orderRow);
-      this.s.insertEvent.run(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
-      if (direct) this.s.insertEvent.run(id, now, 'accepted', 'queued', queuedReason);
+      this.event(id, now, null, 'accepted', `requested by ${req.requestedBy}: ${req.action} (${req.reason})`);
+      if (direct) this.event(id, now, 'accepted', 'queued', queuedReason);
       // The disconnect rules (and a limit's: disconnect-gate.ts) apply from the first moment; a refused order supersedes nothing.
       const gate = req.action !== 'reconnect' && decision.state === 'queued' ? evaluateDisconnectGate(this.gateInput(order, now, 'admission', ctx.policy)) : null;
       let outcome: string = decision.state;
@@ -648,11 +739,13 @@ export class SqliteStore implements GatewayStore {
         for (const oldId of decision.supersedeNow) {
           const old = orderFromRow(this.s.getOrder.get(oldId) as Row);
           this.s.markSuperseding.run(id, now, oldId);
+          this.orderRows.forget(oldId);
           this.move(old, 'superseded', now, `superseded by ${id} (latest intent wins)`);
         }
         for (const oldId of decision.supersedeAfterAttempt) {
           this.s.markSuperseding.run(id, now, oldId);
-          this.s.insertEvent.run(oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
+          this.orderRows.forget(oldId);
+          this.event(oldId, now, 'in_flight', 'in_flight', `superseded by ${id} once the attempt on the wire ends`);
         }
         if (gate?.verdict === 'hold') {
           outcome = 'held';
@@ -714,7 +807,8 @@ export class SqliteStore implements GatewayStore {
       this.db
         .prepare('INSERT INTO notifications (id, kind, meter_id, order_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(payload.notificationId, 'pre_disconnect_notice', order.meterId, order.id, JSON.stringify(payload), now, now);
-      this.prep('UPDATE orders SET second_notice_at = ? WHERE id = ?').run(now, order.id);
+      this.prepFollowed('UPDATE orders SET second_notice_at = ? WHERE id = ?').run(now, order.id);
+      this.orderRows.forget(order.id);
       this.p.audit.append(now, 'gateway', 'order.second_notice', order.meterId, { orderId: order.id, notificationId: payload.notificationId, notBefore: payload.notBefore });
       this.holdSync(orderFromRow(this.s.getOrder.get(order.id) as Row), now, decision.until, secondNoticeHoldReason(payload, now, decision.until));
     }
@@ -724,8 +818,9 @@ export class SqliteStore implements GatewayStore {
   /** Hold a queued order; a held or escalated one stays in its state with the new reason and time to look again. */
   private holdSync(order: SwitchOrder, now: number, until: number, reason: string): void {
     if (order.state === 'held' || order.state === 'escalated') {
-      this.prep('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(until, reason, now, order.id);
-      if (order.stateReason !== reason) this.s.insertEvent.run(order.id, now, order.state, order.state, reason);
+      this.prepFollowed('UPDATE orders SET next_attempt_at = ?, state_reason = ?, updated_at = ? WHERE id = ?').run(until, reason, now, order.id);
+      this.orderRows.forget(order.id);
+      if (order.stateReason !== reason) this.event(order.id, now, order.state, order.state, reason);
     } else {
       this.move(order, 'held', now, reason, { nextAttemptAt: until });
     }
@@ -768,17 +863,20 @@ export class SqliteStore implements GatewayStore {
         if (order.capDay !== today) {
           const region = this.meterRow(order.meterId)!.region as string;
           this.prep('INSERT INTO cap_usage (day, region, used) VALUES (?, ?, 1) ON CONFLICT (day, region) DO UPDATE SET used = used + 1').run(today, region);
-          this.prep('UPDATE orders SET cap_day = ? WHERE id = ?').run(today, orderId);
+          this.prepFollowed('UPDATE orders SET cap_day = ? WHERE id = ?').run(today, orderId);
+          this.orderRows.forget(orderId);
         }
       }
       if (order.state === 'held') {
         this.move(order, 'queued', now, 'every rule allows it now');
         order = orderFromRow(this.s.getOrder.get(orderId) as Row);
       }
-      if (this.s.begin.run({ id: orderId, now, owner: lease.owner, until: lease.until }).changes !== 1) return { leased: null, order, decision: null };
+      const begun = this.s.begin.run({ id: orderId, now, owner: lease.owner, until: lease.until }).changes;
+      this.orderRows.forget(orderId);
+      if (begun !== 1) return { leased: null, order, decision: null };
       const leased = orderFromRow(this.s.getOrder.get(orderId) as Row);
       this.s.insertAttempt.run(orderId, leased.attempts, now);
-      this.s.insertEvent.run(orderId, now, order.state, 'in_flight', `attempt ${leased.attempts}`);
+      this.event(orderId, now, order.state, 'in_flight', `attempt ${leased.attempts}`);
       return { leased };
     });
   }
@@ -806,8 +904,9 @@ export class SqliteStore implements GatewayStore {
       if (!r) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${orderId} does not exist`);
       const order = orderFromRow(r);
       approvalProblem(order, actor);
-      this.prep('UPDATE orders SET approved_by = ?, approved_at = ?, updated_at = ? WHERE id = ?').run(actor, now, now, orderId);
-      this.s.insertEvent.run(orderId, now, order.state, order.state, `approved by ${actor}`);
+      this.prepFollowed('UPDATE orders SET approved_by = ?, approved_at = ?, updated_at = ? WHERE id = ?').run(actor, now, now, orderId);
+      this.orderRows.forget(orderId);
+      this.event(orderId, now, order.state, order.state, `approved by ${actor}`);
       this.p.audit.append(now, actor, 'order.approve', order.meterId, { orderId, reason: order.reason, reference: order.reference, requestedBy: order.requestedBy, approvedAt: new Date(now).toISOString() });
       this.wakeHeldSync({ orderId }, now);
       return orderFromRow(this.s.getOrder.get(orderId) as Row);
@@ -889,13 +988,20 @@ export class SqliteStore implements GatewayStore {
     return this.enqueue(() => {
       const taken: SwitchOrder[] = [];
       for (const id of orderIds) {
-        const before = this.s.getOrder.get(id) as Row | undefined;
-        if (before === undefined || this.s.begin.run({ id, now, owner: lease.owner, until: lease.until }).changes !== 1) continue;
+        const before = this.orderRow(id);
+        if (before === undefined) continue;
+        const begun = this.s.begin.run({ id, now, owner: lease.owner, until: lease.until }).changes;
+        if (begun !== 1) {
+          // Not leased (no longer queued, or its meter has an attempt on the wire): the row is unchanged, but read it again next time.
+          this.orderRows.forget(id);
+          continue;
+        }
         // The row as the lease's UPDATE left it, from the row before and what it wrote (read when that cannot be told).
         const written = this.writtenOrderRow(before, { state: 'in_flight', attempts: num(before.attempts) + 1, updated_at: now, state_reason: null, lease_owner: lease.owner, lease_until: lease.until });
+        this.followOrderWrite(id, written);
         const order = orderFromRow(written ?? (this.s.getOrder.get(id) as Row));
         this.s.insertAttempt.run(id, order.attempts, now);
-        this.s.insertEvent.run(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
+        this.event(id, now, before.state as string, 'in_flight', `attempt ${order.attempts}`);
         taken.push(order);
       }
       return taken;
@@ -904,18 +1010,20 @@ export class SqliteStore implements GatewayStore {
 
   releaseAttempt(orderId: string, attempt: number, now: number, nextAttemptAt: number, reason: string, leaseOwner: string): Promise<SwitchOrder> {
     return this.enqueue(() => {
-      if (this.s.release.run({ id: orderId, attempt, now, nextAttemptAt, reason, owner: leaseOwner }).changes !== 1) {
+      const released = this.s.release.run({ id: orderId, attempt, now, nextAttemptAt, reason, owner: leaseOwner }).changes;
+      this.orderRows.forget(orderId);
+      if (released !== 1) {
         throw new Error(`order ${orderId} is not in flight at attempt ${attempt} under ${leaseOwner}'s lease`);
       }
       this.s.deleteOpenAttempt.run(orderId, attempt);
-      this.s.insertEvent.run(orderId, now, 'in_flight', 'queued', reason);
+      this.event(orderId, now, 'in_flight', 'queued', reason);
       return orderFromRow(this.s.getOrder.get(orderId) as Row);
     });
   }
 
   completeAttempt(report: AttemptReport): Promise<SwitchOrder> {
     return this.enqueue(() => {
-      const row = this.s.getOrder.get(report.orderId) as Row;
+      const row = this.orderRow(report.orderId) as Row;
       const current = orderFromRow(row);
       if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
         throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
@@ -977,7 +1085,11 @@ export class SqliteStore implements GatewayStore {
 
   renewLeases(lease: Lease, orderIds: readonly string[]): Promise<number> {
     if (orderIds.length === 0) return Promise.resolve(0);
-    return this.enqueue(() => this.s.renewLeases.run({ owner: lease.owner, until: lease.until, ids: JSON.stringify(orderIds) }).changes);
+    return this.enqueue(() => {
+      const renewed = this.s.renewLeases.run({ owner: lease.owner, until: lease.until, ids: JSON.stringify(orderIds) }).changes;
+      for (const id of orderIds) this.orderRows.forget(id);
+      return renewed;
+    });
   }
 
   holdDuty(name: string, lease: Lease, now: number): Promise<boolean> {
@@ -1005,9 +1117,10 @@ export class SqliteStore implements GatewayStore {
       const rows = this.s.orphans.all({ now, limit, owner: lease.owner, includeOwn: includeOwn ? 1 : 0 }) as Row[];
       for (const r of rows) {
         this.s.claim.run({ id: r.id, owner: lease.owner, until: lease.until });
+        this.orderRows.forget(r.id as string);
         const from = strOrNull(r.lease_owner);
         const why = from === lease.owner ? `${lease.owner} restarted while attempt ${num(r.attempts)} was on the wire; verifying it by a read` : `lease of ${from ?? 'an earlier version'} ran out; ${lease.owner} takes attempt ${num(r.attempts)} over and verifies it by a read`;
-        this.s.insertEvent.run(r.id, now, 'in_flight', 'in_flight', why);
+        this.event(r.id as string, now, 'in_flight', 'in_flight', why);
       }
       return rows.map((r) => orderFromRow(this.s.getOrder.get(r.id) as Row));
     });
