@@ -1,3 +1,4 @@
+import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { newOrderId } from '../domain/order-id.js';
 import { auditKeySourceFrom } from './audit-key-source.js';
@@ -87,4 +88,14 @@ port.on('message', (m: ToWorker) => {
 });
 // The young generation a burst grew goes back once the journal is quiet (quiet-memory.ts).
 releaseMemoryWhenQuiet();
-post({ type: 'ready' });
+post({ type: 'ready', osThreadId: osThreadId() });
+
+/** This thread's id as the OS knows it (Linux: /proc/thread-self links to /proc/<pid>/task/<tid>); null elsewhere. */
+function osThreadId(): number | null {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    return Number.isInteger(tid) && tid > 0 ? tid : null;
+  } catch {
+    return null;
+  }
+}

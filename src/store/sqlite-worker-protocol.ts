@@ -48,7 +48,7 @@ export type ToWorker =
   | { type: 'close'; id: number };
 
 export type ToMain =
-  | { type: 'ready' }
+  | { type: 'ready'; /** The worker's thread id as the OS knows it (/proc/<pid>/task/<tid>), for per-thread CPU figures; null off Linux. */ osThreadId: number | null }
   | { type: 'openFailed'; error: PortableError }
   | { type: 'results'; results: WorkerResult[]; health: StoreWriteHealth }
   | { type: 'statements'; id: number; snapshot: StatementSnapshot | null }

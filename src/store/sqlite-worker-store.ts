@@ -132,6 +132,9 @@ export class SqliteWorkerStore {
   }
 
   /** Resolves once the worker has opened the file; rejects as the open failed (E_STORE_OPEN, as SqliteStore's constructor throws it). */
+  /** The worker's thread id as the OS knows it, once ready (Linux), for per-thread CPU figures (the benches). */
+  osThreadId: number | undefined;
+
   ready(): Promise<void> {
     return this.opened;
   }
@@ -231,6 +234,7 @@ export class SqliteWorkerStore {
   private onMessage(m: ToMain, ready: () => void, failed: (e: Error) => void, key: AuditKeySource | undefined): void {
     switch (m.type) {
       case 'ready':
+        this.osThreadId = m.osThreadId ?? undefined;
         ready();
         if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.unref();
         return;

@@ -204,7 +204,10 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
   const finalState = new Map<string, string>();
   let onAllDone: (() => void) | undefined;
   const statements = options.countStatements ? new StatementCounter() : undefined;
-  const meter = new RunCostMeter({ ...(statements ? { statements } : {}), ...(process.env.BENCH_CPU_PROFILE === '1' ? { profileTo: join(dir, 'gateway-100k.cpuprofile') } : {}) });
+  // The journal's worker thread by its OS thread id (every thread Node starts is named "node").
+  let journalTid: number | undefined;
+  const threadNames = (): ReadonlyMap<number, string> => new Map(journalTid !== undefined ? [[journalTid, 'journal worker']] : []);
+  const meter = new RunCostMeter({ threadNames, ...(statements ? { statements } : {}), ...(process.env.BENCH_CPU_PROFILE === '1' ? { profileTo: join(dir, 'gateway-100k.cpuprofile') } : {}) });
   let active = meter; // the open-loop run has a meter of its own
   const gw = await startGateway(config, {
     ...(statements ? { countStatements: statements } : {}),
@@ -216,6 +219,7 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
         if (finishedAt.size >= orders) onAllDone?.();
       }),
   });
+  journalTid = (gw.store as { osThreadId?: number }).osThreadId;
   const key = gw.demoKeys!.operator;
   const ids = meterIds(PREFIX, orders);
   const allDone = new Promise<void>((r) => (onAllDone = r));
@@ -264,7 +268,7 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
 
   let openLoop: OpenLoopResult | undefined;
   if (options.openLoop) {
-    active = new RunCostMeter({});
+    active = new RunCostMeter({ threadNames });
     openLoop = await runOpenLoop({ ...options.openLoop, apiUrl: gw.apiUrl, key, prefix: PREFIX, from: orders + 1, count: openOrders, finishedAt, finalState, meter: active, peerPids: { simulator: sim.pid, mosquitto: options.brokerPid } });
   }
 

@@ -81,7 +81,8 @@ export class RunCostMeter {
   /** µs of the bench's own synchronous work (see `bench`). */
   private benchUs = 0;
 
-  constructor(private readonly o: { statements?: StatementCounter; profileTo?: string }) {}
+  /** `threadNames`: names for thread ids the OS names alike (every thread Node starts is "node"), e.g. the journal's worker. */
+  constructor(private readonly o: { statements?: StatementCounter; profileTo?: string; threadNames?: () => ReadonlyMap<number, string> }) {}
 
   /** Time the bench's own synchronous work `fn` (not the gateway's), so it can be told apart. */
   bench<T>(fn: () => T): T {
@@ -131,10 +132,12 @@ export class RunCostMeter {
     }
     this.gcObserver.disconnect();
     const others: Record<string, number> = {};
+    const names = this.o.threadNames?.() ?? new Map<number, string>();
     for (const [tid, t] of threads) {
       if (tid === process.pid) continue;
       const us = t.us - (this.threadsStart.get(tid)?.us ?? 0);
-      if (us > 0) others[t.name] = (others[t.name] ?? 0) + us / orders;
+      const name = names.get(tid) ?? (t.name === 'node' ? 'node (V8 and libuv helpers)' : t.name);
+      if (us > 0) others[name] = (others[name] ?? 0) + us / orders;
     }
     const gcMs = Object.values(this.gcByKind).reduce((s, k) => s + k.ms, 0);
     return {
