@@ -34,6 +34,8 @@ const NOTE_MAX = 500;
 const REFERENCE_MAX = 200;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+// zod measures a string's length in code points; one within its maximum in UTF-16 units is within it in code points
+// too, and a longer one (emoji, say) is left to zod.
 const isIsoTime = (v: unknown): boolean => typeof v === 'string' && ISO_TIME!.test(v);
 const optionalIso = (v: unknown): boolean => v === undefined || isIsoTime(v);
 const optionalNote = (v: unknown): boolean => v === undefined || (typeof v === 'string' && v.length <= NOTE_MAX);
