@@ -4,7 +4,9 @@ import { DISCONNECT_REASONS, LIMIT_REASONS, LIMIT_REMOVAL_REASONS, LIMIT_W_MAX, 
 
 /** The API's wire shapes. Times are ISO 8601 strings in UTC. */
 
-export const MeterIdParam = z.object({ meterId: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'letters, digits, ".", "_", ":" and "-", at most 64') });
+/** A meter id: the route parameter's, and a bulk line's (src/api/bulk-admission.ts checks bulk lines with it too). */
+export const METER_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+export const MeterIdParam = z.object({ meterId: z.string().regex(METER_ID_PATTERN, 'letters, digits, ".", "_", ":" and "-", at most 64') });
 export const OrderIdParam = z.object({ orderId: z.string().min(1).max(64) });
 
 export const IdempotencyHeaders = z.object({
@@ -45,7 +47,7 @@ export const DisconnectBody = z
   .strict()
   .meta({ examples: [{ reason: 'customer_request', reference: 'CRM-2026-88121', note: 'moving out on 2026-11-30' }] });
 
-const LIMIT_ANY_REASON = [...new Set([...LIMIT_REASONS, ...LIMIT_REMOVAL_REASONS])] as [string, ...string[]];
+export const LIMIT_ANY_REASON = [...new Set([...LIMIT_REASONS, ...LIMIT_REMOVAL_REASONS])] as [string, ...string[]];
 
 /** A limit order's body. Its reason must fit: a limit names a limit reason, a removal a removal reason (`limitReasonProblem`). */
 export const LimitBody = z
