@@ -15,6 +15,38 @@ import type { AlertAct, AlertRecord, AttemptStatsRow, BreakerScope, CircuitBreak
 type Row = Record<string, unknown>;
 const id = (prefix: string, now: number): string => `${prefix}_${now.toString(36)}${randomBytes(5).toString('hex')}`;
 
+/**
+ * The success-rate statements (exported for their plans in the periodic-queries bench and tests). They run every
+ * `successRates.evaluateEveryMs` for every window, over every attempt and order of the window (100,000 in the last
+ * hour at fleet rate), so each reads index entries only (attempts_ended and orders_completed/orders_escalated cover
+ * them) and sums per meter and action first: a meter's profile, link and region are then looked up once per meter, not
+ * once per attempt, and a meter with failures counts once (`failed > 0`) without a DISTINCT b-tree. The orders one is
+ * two range scans (finished, escalated: disjoint by state) in one UNION ALL, where an OR let the planner walk every
+ * meter's orders. Same rows as the plain join (tests/store/success-rate-stats.test.ts).
+ */
+export const SQLITE_RATE_SQL = {
+  attempts: `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, x.action AS action,
+                    SUM(x.attempts) AS attempts, SUM(x.ok) AS ok, SUM(x.firstAttempts) AS firstAttempts, SUM(x.firstOk) AS firstOk,
+                    SUM(x.failed > 0) AS failedMeters
+             FROM (SELECT o.meter_id AS meter_id, o.action AS action, COUNT(*) AS attempts, SUM(a.outcome = 'ok') AS ok,
+                          SUM(a.attempt = 1) AS firstAttempts, SUM(a.attempt = 1 AND a.outcome = 'ok') AS firstOk, SUM(a.outcome != 'ok') AS failed
+                   FROM attempts a JOIN orders o ON o.id = a.order_id
+                   WHERE a.ended_at >= ? AND a.outcome IS NOT NULL AND a.outcome != 'interrupted'
+                   GROUP BY o.meter_id, o.action) x
+             JOIN meters m ON m.meter_id = x.meter_id
+             GROUP BY m.profile_id, m.link, m.region, x.action`,
+  orders: `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, x.action AS action,
+                  SUM(x.finished) AS finished, SUM(x.succeeded) AS succeeded, SUM(x.finished > x.succeeded) AS failedMeters
+           FROM (SELECT meter_id, action, COUNT(*) AS finished, SUM(ok) AS succeeded
+                 FROM (SELECT o.meter_id AS meter_id, o.action AS action, o.state IN ('done', 'armed') AND o.escalated_at IS NULL AS ok
+                       FROM orders o WHERE o.completed_at >= ? AND o.state IN ('done', 'armed', 'failed', 'done_by_field')
+                       UNION ALL
+                       SELECT o.meter_id, o.action, 0 FROM orders o WHERE o.escalated_at >= ? AND o.state = 'escalated')
+                 GROUP BY meter_id, action) x
+           JOIN meters m ON m.meter_id = x.meter_id
+           GROUP BY m.profile_id, m.link, m.region, x.action`,
+};
+
 export class SqliteWorkOrders {
   constructor(
     private readonly db: Database.Database,
@@ -98,32 +130,17 @@ export class SqliteWorkOrders {
   }
 
   attemptStats(since: number): AttemptStatsRow[] {
-    return (
-      this.db
-        .prepare(
-          `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, o.action AS action,
-                  COUNT(*) AS attempts, SUM(a.outcome = 'ok') AS ok,
-                  SUM(a.attempt = 1) AS firstAttempts, SUM(a.attempt = 1 AND a.outcome = 'ok') AS firstOk,
-                  COUNT(DISTINCT CASE WHEN a.outcome != 'ok' THEN o.meter_id END) AS failedMeters
-           FROM attempts a JOIN orders o ON o.id = a.order_id JOIN meters m ON m.meter_id = o.meter_id
-           WHERE a.ended_at >= ? AND a.outcome IS NOT NULL AND a.outcome != 'interrupted'
-           GROUP BY m.profile_id, m.link, m.region, o.action`,
-        )
-        .all(since) as AttemptStatsRow[]
-    ).map((r) => ({ ...r, ok: r.ok ?? 0, firstAttempts: r.firstAttempts ?? 0, firstOk: r.firstOk ?? 0, failedMeters: r.failedMeters ?? 0 }));
+    return (this.db.prepare(SQLITE_RATE_SQL.attempts).all(since) as AttemptStatsRow[]).map((r) => ({
+      ...r,
+      ok: r.ok ?? 0,
+      firstAttempts: r.firstAttempts ?? 0,
+      firstOk: r.firstOk ?? 0,
+      failedMeters: r.failedMeters ?? 0,
+    }));
   }
 
   orderOutcomeStats(since: number): OrderOutcomeRow[] {
-    return this.db
-      .prepare(
-        `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, o.action AS action,
-                COUNT(*) AS finished, SUM(o.state IN ('done', 'armed') AND o.escalated_at IS NULL) AS succeeded,
-                COUNT(DISTINCT CASE WHEN NOT (o.state IN ('done', 'armed') AND o.escalated_at IS NULL) THEN o.meter_id END) AS failedMeters
-         FROM orders o JOIN meters m ON m.meter_id = o.meter_id
-         WHERE (o.completed_at >= ? AND o.state IN ('done', 'armed', 'failed', 'done_by_field')) OR (o.escalated_at >= ? AND o.state = 'escalated')
-         GROUP BY m.profile_id, m.link, m.region, o.action`,
-      )
-      .all(since, since) as OrderOutcomeRow[];
+    return this.db.prepare(SQLITE_RATE_SQL.orders).all(since, since) as OrderOutcomeRow[];
   }
 
   openBreaker(scope: BreakerScope, key: string, action: SwitchAction, reason: string, now: number): CircuitBreaker | undefined {
