@@ -18,31 +18,26 @@ const id = (prefix: string, now: number): string => `${prefix}_${now.toString(36
 /**
  * The success-rate statements (exported for their plans in the periodic-queries bench and tests). They run every
  * `successRates.evaluateEveryMs` for every window, over every attempt and order of the window (100,000 in the last
- * hour at fleet rate), so each reads index entries only (attempts_ended and orders_completed/orders_escalated cover
- * them) and sums per meter and action first: a meter's profile, link and region are then looked up once per meter, not
- * once per attempt, and a meter with failures counts once (`failed > 0`) without a DISTINCT b-tree. The orders one is
- * two range scans (finished, escalated: disjoint by state) in one UNION ALL, where an OR let the planner walk every
- * meter's orders. Same rows as the plain join (tests/store/success-rate-stats.test.ts).
+ * hour at fleet rate), so each reads the window's index entries only: attempts_ended carries the outcome, attempt
+ * and order, orders_completed and orders_escalated the meter and action. The orders one is two range scans (finished,
+ * escalated: disjoint by state) in one UNION ALL, where an OR let the planner walk every meter's orders (with ANALYZE
+ * statistics) or orders_state_seq (without). INDEXED BY, as the store keeps no statistics. Same rows as the plain
+ * join (tests/store/success-rate-stats.test.ts).
  */
 export const SQLITE_RATE_SQL = {
-  attempts: `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, x.action AS action,
-                    SUM(x.attempts) AS attempts, SUM(x.ok) AS ok, SUM(x.firstAttempts) AS firstAttempts, SUM(x.firstOk) AS firstOk,
-                    SUM(x.failed > 0) AS failedMeters
-             FROM (SELECT o.meter_id AS meter_id, o.action AS action, COUNT(*) AS attempts, SUM(a.outcome = 'ok') AS ok,
-                          SUM(a.attempt = 1) AS firstAttempts, SUM(a.attempt = 1 AND a.outcome = 'ok') AS firstOk, SUM(a.outcome != 'ok') AS failed
-                   FROM attempts a JOIN orders o ON o.id = a.order_id
-                   WHERE a.ended_at >= ? AND a.outcome IS NOT NULL AND a.outcome != 'interrupted'
-                   GROUP BY o.meter_id, o.action) x
-             JOIN meters m ON m.meter_id = x.meter_id
-             GROUP BY m.profile_id, m.link, m.region, x.action`,
+  attempts: `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, o.action AS action,
+                    COUNT(*) AS attempts, SUM(a.outcome = 'ok') AS ok,
+                    SUM(a.attempt = 1) AS firstAttempts, SUM(a.attempt = 1 AND a.outcome = 'ok') AS firstOk,
+                    COUNT(DISTINCT CASE WHEN a.outcome != 'ok' THEN o.meter_id END) AS failedMeters
+             FROM attempts a INDEXED BY attempts_ended JOIN orders o ON o.id = a.order_id JOIN meters m ON m.meter_id = o.meter_id
+             WHERE a.ended_at >= ? AND a.outcome IS NOT NULL AND a.outcome != 'interrupted'
+             GROUP BY m.profile_id, m.link, m.region, o.action`,
   orders: `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, x.action AS action,
-                  SUM(x.finished) AS finished, SUM(x.succeeded) AS succeeded, SUM(x.finished > x.succeeded) AS failedMeters
-           FROM (SELECT meter_id, action, COUNT(*) AS finished, SUM(ok) AS succeeded
-                 FROM (SELECT o.meter_id AS meter_id, o.action AS action, o.state IN ('done', 'armed') AND o.escalated_at IS NULL AS ok
-                       FROM orders o WHERE o.completed_at >= ? AND o.state IN ('done', 'armed', 'failed', 'done_by_field')
-                       UNION ALL
-                       SELECT o.meter_id, o.action, 0 FROM orders o WHERE o.escalated_at >= ? AND o.state = 'escalated')
-                 GROUP BY meter_id, action) x
+                  COUNT(*) AS finished, SUM(x.ok) AS succeeded, COUNT(DISTINCT CASE WHEN NOT x.ok THEN x.meter_id END) AS failedMeters
+           FROM (SELECT o.meter_id AS meter_id, o.action AS action, o.state IN ('done', 'armed') AND o.escalated_at IS NULL AS ok
+                 FROM orders o INDEXED BY orders_completed WHERE o.completed_at >= ? AND o.state IN ('done', 'armed', 'failed', 'done_by_field')
+                 UNION ALL
+                 SELECT o.meter_id, o.action, 0 FROM orders o INDEXED BY orders_escalated WHERE o.escalated_at >= ? AND o.state = 'escalated') x
            JOIN meters m ON m.meter_id = x.meter_id
            GROUP BY m.profile_id, m.link, m.region, x.action`,
 };
