@@ -15,6 +15,33 @@ import type { AlertAct, AlertRecord, AttemptStatsRow, BreakerScope, CircuitBreak
 type Row = Record<string, unknown>;
 const id = (prefix: string, now: number): string => `${prefix}_${now.toString(36)}${randomBytes(5).toString('hex')}`;
 
+/**
+ * The success-rate statements (exported for their plans in the periodic-queries bench and tests). They run every
+ * `successRates.evaluateEveryMs` for every window, over every attempt and order of the window (100,000 in the last
+ * hour at fleet rate), so each reads the window's index entries only: attempts_ended carries the outcome, attempt
+ * and order, orders_completed and orders_escalated the meter and action. The orders one is two range scans (finished,
+ * escalated: disjoint by state) in one UNION ALL, where an OR let the planner walk every meter's orders (with ANALYZE
+ * statistics) or orders_state_seq (without). INDEXED BY, as the store keeps no statistics. Same rows as the plain
+ * join (tests/store/success-rate-stats.test.ts).
+ */
+export const SQLITE_RATE_SQL = {
+  attempts: `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, o.action AS action,
+                    COUNT(*) AS attempts, SUM(a.outcome = 'ok') AS ok,
+                    SUM(a.attempt = 1) AS firstAttempts, SUM(a.attempt = 1 AND a.outcome = 'ok') AS firstOk,
+                    COUNT(DISTINCT CASE WHEN a.outcome != 'ok' THEN o.meter_id END) AS failedMeters
+             FROM attempts a INDEXED BY attempts_ended JOIN orders o ON o.id = a.order_id JOIN meters m ON m.meter_id = o.meter_id
+             WHERE a.ended_at >= ? AND a.outcome IS NOT NULL AND a.outcome != 'interrupted'
+             GROUP BY m.profile_id, m.link, m.region, o.action`,
+  orders: `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, x.action AS action,
+                  COUNT(*) AS finished, SUM(x.ok) AS succeeded, COUNT(DISTINCT CASE WHEN NOT x.ok THEN x.meter_id END) AS failedMeters
+           FROM (SELECT o.meter_id AS meter_id, o.action AS action, o.state IN ('done', 'armed') AND o.escalated_at IS NULL AS ok
+                 FROM orders o INDEXED BY orders_completed WHERE o.completed_at >= ? AND o.state IN ('done', 'armed', 'failed', 'done_by_field')
+                 UNION ALL
+                 SELECT o.meter_id, o.action, 0 FROM orders o INDEXED BY orders_escalated WHERE o.escalated_at >= ? AND o.state = 'escalated') x
+           JOIN meters m ON m.meter_id = x.meter_id
+           GROUP BY m.profile_id, m.link, m.region, x.action`,
+};
+
 export class SqliteWorkOrders {
   constructor(
     private readonly db: Database.Database,
@@ -98,32 +125,17 @@ export class SqliteWorkOrders {
   }
 
   attemptStats(since: number): AttemptStatsRow[] {
-    return (
-      this.db
-        .prepare(
-          `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, o.action AS action,
-                  COUNT(*) AS attempts, SUM(a.outcome = 'ok') AS ok,
-                  SUM(a.attempt = 1) AS firstAttempts, SUM(a.attempt = 1 AND a.outcome = 'ok') AS firstOk,
-                  COUNT(DISTINCT CASE WHEN a.outcome != 'ok' THEN o.meter_id END) AS failedMeters
-           FROM attempts a JOIN orders o ON o.id = a.order_id JOIN meters m ON m.meter_id = o.meter_id
-           WHERE a.ended_at >= ? AND a.outcome IS NOT NULL AND a.outcome != 'interrupted'
-           GROUP BY m.profile_id, m.link, m.region, o.action`,
-        )
-        .all(since) as AttemptStatsRow[]
-    ).map((r) => ({ ...r, ok: r.ok ?? 0, firstAttempts: r.firstAttempts ?? 0, firstOk: r.firstOk ?? 0, failedMeters: r.failedMeters ?? 0 }));
+    return (this.db.prepare(SQLITE_RATE_SQL.attempts).all(since) as AttemptStatsRow[]).map((r) => ({
+      ...r,
+      ok: r.ok ?? 0,
+      firstAttempts: r.firstAttempts ?? 0,
+      firstOk: r.firstOk ?? 0,
+      failedMeters: r.failedMeters ?? 0,
+    }));
   }
 
   orderOutcomeStats(since: number): OrderOutcomeRow[] {
-    return this.db
-      .prepare(
-        `SELECT m.profile_id AS profileId, m.link AS link, m.region AS region, o.action AS action,
-                COUNT(*) AS finished, SUM(o.state IN ('done', 'armed') AND o.escalated_at IS NULL) AS succeeded,
-                COUNT(DISTINCT CASE WHEN NOT (o.state IN ('done', 'armed') AND o.escalated_at IS NULL) THEN o.meter_id END) AS failedMeters
-         FROM orders o JOIN meters m ON m.meter_id = o.meter_id
-         WHERE (o.completed_at >= ? AND o.state IN ('done', 'armed', 'failed', 'done_by_field')) OR (o.escalated_at >= ? AND o.state = 'escalated')
-         GROUP BY m.profile_id, m.link, m.region, o.action`,
-      )
-      .all(since, since) as OrderOutcomeRow[];
+    return this.db.prepare(SQLITE_RATE_SQL.orders).all(since, since) as OrderOutcomeRow[];
   }
 
   openBreaker(scope: BreakerScope, key: string, action: SwitchAction, reason: string, now: number): CircuitBreaker | undefined {
