@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { MqttFleet } from '../simulators/mqtt-fleet.js';
+import type { MqttFleet } from '../simulators/mqtt-fleet.js';
 import { planFleet, type PlannedMeter } from '../simulators/fleet-plan.js';
 import { ApiKeyRegistry, sha256Hex, type Principal, type Role } from './api/auth.js';
 import { configuredClientId } from './domain/client-identity.js';

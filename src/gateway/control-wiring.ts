@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { DlmsDriver } from '../../drivers/dlms/index.js';
 import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
 import type { MeterDriver } from '../../drivers/driver.js';
 import type { GatewayConfig } from '../config/config-schema.js';
@@ -18,7 +17,7 @@ import { HttpPaymentRechecker } from '../integrations/billing-recheck.js';
 import { createGatewayMetrics, type GatewayMetrics } from '../integrations/metrics.js';
 import { TimeSeriesWriter } from '../integrations/time-series-writer.js';
 import type { GatewayStore, SubmitContext } from '../store/store.js';
-import { allLinkHealth } from './meter-links.js';
+import { allLinkHealth, loadedDlmsDriver } from './meter-links.js';
 import type { StopList } from './stop-list.js';
 
 /** The control loop and what watches it, built and not started (nothing goes on the wire until `controller.start()`). */
@@ -68,7 +67,7 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
       singletonDutyHeld: w.singletonDutyHeld,
       dlmsPush: () => {
         const dlms = w.drivers.get('dlms');
-        return !(dlms instanceof DlmsDriver) || dlms.pushPort === undefined ? undefined : { delivered: dlms.counters.pushDelivered, dropped: dlms.counters.pushDropped };
+        return loadedDlmsDriver === undefined || !(dlms instanceof loadedDlmsDriver) || dlms.pushPort === undefined ? undefined : { delivered: dlms.counters.pushDelivered, dropped: dlms.counters.pushDropped };
       },
       links: () => allLinkHealth(w.drivers),
       brokerConnected: () => {
