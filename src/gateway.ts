@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { MqttFleet } from '../simulators/mqtt-fleet.js';
+import type { MqttFleet } from '../simulators/mqtt-fleet.js';
 import { planFleet, type PlannedMeter } from '../simulators/fleet-plan.js';
 import { ApiKeyRegistry, sha256Hex, type Principal, type Role } from './api/auth.js';
 import { configuredClientId } from './domain/client-identity.js';
@@ -27,7 +27,7 @@ import type { SwitchOrder } from './domain/switch-order.js';
 import type { GatewayStore, SubmitContext } from './store/store.js';
 import type { StatementCounter } from './store/statement-counter.js';
 import { bindError } from './gateway/bind-error.js';
-import { wireControl } from './gateway/control-wiring.js';
+import { newTimeSeriesWriter, wireControl } from './gateway/control-wiring.js';
 import { gatewayHealth } from './gateway/health.js';
 import { MeterLinks } from './gateway/meter-links.js';
 import { ownStore, type EarlyJournal } from './gateway/own-store.js';
@@ -129,8 +129,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       policy: config.policy,
     });
     let duty: SingletonDuty | undefined;
+    const timeSeries = await newTimeSeriesWriter(config, logger);
     const control = wireControl(
-      { config, store, drivers: links.drivers, profiles, clock, logger, submitContext, singletonDutyHeld: () => duty?.held ?? false, auditAnchorAgeSeconds: () => anchors.ageSeconds(), ...(options.onOrderChange ? { onOrderChange: options.onOrderChange } : {}) },
+      { config, store, ...(timeSeries ? { timeSeries } : {}), drivers: links.drivers, profiles, clock, logger, submitContext, singletonDutyHeld: () => duty?.held ?? false, auditAnchorAgeSeconds: () => anchors.ageSeconds(), ...(options.onOrderChange ? { onOrderChange: options.onOrderChange } : {}) },
       stops,
     );
     const { controller, monitor, credit, relayAudit, metrics, events } = control;

@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { DlmsDriver } from '../../drivers/dlms/index.js';
 import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
 import type { MeterDriver } from '../../drivers/driver.js';
 import type { GatewayConfig } from '../config/config-schema.js';
@@ -16,9 +15,9 @@ import type { FirmwareProfile } from '../domain/firmware-profile.js';
 import { isTerminal, type SwitchOrder } from '../domain/switch-order.js';
 import { HttpPaymentRechecker } from '../integrations/billing-recheck.js';
 import { createGatewayMetrics, type GatewayMetrics } from '../integrations/metrics.js';
-import { TimeSeriesWriter } from '../integrations/time-series-writer.js';
+import type { TimeSeriesWriter } from '../integrations/time-series-writer.js';
 import type { GatewayStore, SubmitContext } from '../store/store.js';
-import { allLinkHealth } from './meter-links.js';
+import { allLinkHealth, loadedDlmsDriver } from './meter-links.js';
 import type { StopList } from './stop-list.js';
 
 /** The control loop and what watches it, built and not started (nothing goes on the wire until `controller.start()`). */
@@ -34,6 +33,8 @@ export interface ControlParts {
 }
 
 export interface ControlWiring {
+  /** The time-series writer when `timeSeries.url` is set (newTimeSeriesWriter); stopped with the rest. */
+  timeSeries?: TimeSeriesWriter;
   config: GatewayConfig;
   store: GatewayStore;
   drivers: ReadonlyMap<string, MeterDriver>;
@@ -48,9 +49,19 @@ export interface ControlWiring {
   auditAnchorAgeSeconds?: () => number | null;
 }
 
+/**
+ * The time-series writer `config.timeSeries` asks for, or undefined: the InfluxDB client (~1 MiB of the main thread's
+ * heap, issue 19) is loaded only when a URL is set.
+ */
+export async function newTimeSeriesWriter(config: GatewayConfig, logger: Logger): Promise<TimeSeriesWriter | undefined> {
+  if (!config.timeSeries.url) return undefined;
+  const { TimeSeriesWriter } = await import('../integrations/time-series-writer.js');
+  return new TimeSeriesWriter({ ...config.timeSeries, url: config.timeSeries.url, logger: logger.child({ component: 'time-series' }) });
+}
+
 export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
   const { config, store, clock, logger } = w;
-  const timeSeries = config.timeSeries.url ? new TimeSeriesWriter({ ...config.timeSeries, url: config.timeSeries.url, logger: logger.child({ component: 'time-series' }) }) : undefined;
+  const timeSeries = w.timeSeries;
   if (timeSeries) stops.add(() => timeSeries.close());
   const monitor = new SuccessRateMonitor(store, clock, config.successRates, logger.child({ component: 'success-rates' }), (kind) => metrics.alerts.inc({ kind }));
   const metrics = createGatewayMetrics(
@@ -68,7 +79,7 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
       singletonDutyHeld: w.singletonDutyHeld,
       dlmsPush: () => {
         const dlms = w.drivers.get('dlms');
-        return !(dlms instanceof DlmsDriver) || dlms.pushPort === undefined ? undefined : { delivered: dlms.counters.pushDelivered, dropped: dlms.counters.pushDropped };
+        return loadedDlmsDriver === undefined || !(dlms instanceof loadedDlmsDriver) || dlms.pushPort === undefined ? undefined : { delivered: dlms.counters.pushDelivered, dropped: dlms.counters.pushDropped };
       },
       links: () => allLinkHealth(w.drivers),
       brokerConnected: () => {

@@ -1,16 +1,23 @@
 import type { Logger } from 'pino';
-import { createDlmsDriver, type MeterKeyring } from '../../drivers/dlms/index.js';
-import { createModbusDriver } from '../../drivers/modbus/index.js';
+import type { DlmsDriver, MeterKeyring } from '../../drivers/dlms/index.js';
 import { MqttDriver } from '../../drivers/mqtt/mqtt-driver.js';
 import type { LinkHealth, MeterDriver } from '../../drivers/driver.js';
-import { MqttFleet } from '../../simulators/mqtt-fleet.js';
+import type { MqttFleet } from '../../simulators/mqtt-fleet.js';
 import type { PlannedMeter } from '../../simulators/fleet-plan.js';
 import type { GatewayConfig } from '../config/config-schema.js';
 import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from '../domain/firmware-profile.js';
-import { EmbeddedBroker } from '../integrations/embedded-broker.js';
 import { bindError } from './bind-error.js';
-import { dlmsPushHooks, type DlmsPushWiring, type PushKeyring } from './dlms-push.js';
+import { mqttNumberCacheOff } from './mqtt-number-cache.js';
+import type { DlmsPushWiring, PushKeyring } from './dlms-push.js';
 import type { StopList } from './stop-list.js';
+
+/**
+ * The DLMS driver's class once a gateway in this process has loaded the DLMS stack, else undefined (then no driver is
+ * one). The serial and TCP protocol stacks (DLMS, Modbus with serialport), the embedded broker (aedes) and the
+ * in-process simulated fleet are loaded when configured, not at start (issue 19: the main thread's fixed heap, ~5 MiB
+ * for these with MQTT links only).
+ */
+export let loadedDlmsDriver: typeof DlmsDriver | undefined;
 
 /** Every link of every driver (broker connection, RTU bus, TCP gateway, DLMS port or TCP link), ordered by name. */
 export function allLinkHealth(drivers: ReadonlyMap<string, MeterDriver>): LinkHealth[] {
@@ -56,7 +63,10 @@ export class MeterLinks {
   /** Start the broker link (never failing for want of the broker: the link is then down and orders wait), the fleet and the drivers. */
   async start(stops: StopList): Promise<void> {
     const { config, profiles, logger } = this;
+    // Before any MQTT packet is written here: no 7 MiB table of two-byte numbers (mqtt-number-cache.ts).
+    mqttNumberCacheOff();
     if (config.mqtt.mode === 'embedded') {
+      const { EmbeddedBroker } = await import('../integrations/embedded-broker.js');
       const broker = await EmbeddedBroker.start(config.mqtt.embeddedPort).catch((err: unknown) => {
         throw bindError(err, `mqtt.embeddedPort ${config.mqtt.embeddedPort} (the embedded broker)`, 'METERLINE__MQTT__EMBEDDEDPORT');
       });
@@ -69,6 +79,7 @@ export class MeterLinks {
     if (config.simulator.inProcess && this.planned.length > 0) {
       const share = config.simulator.disconnectedShare;
       const autoPress = config.simulator.autoPressMs;
+      const { MqttFleet } = await import('../../simulators/mqtt-fleet.js');
       const fleet = new MqttFleet({
         brokerUrl: this.brokerUrl,
         protocolVersion,
@@ -103,13 +114,16 @@ export class MeterLinks {
     this.drivers.set('mqtt', mqtt);
     // Serial and TCP protocols run only where links are configured (a DLMS profile with a password needs it then).
     if (Object.keys(config.modbus.rtu).length + Object.keys(config.modbus.tcp).length > 0) {
+      const { createModbusDriver } = await import('../../drivers/modbus/index.js');
       const modbus = createModbusDriver({ links: config.modbus, profiles: [...profiles.values()], logger: logger.child({ component: 'modbus-driver' }) });
       await modbus.start();
       stops.add(() => modbus.stop());
       this.drivers.set('modbus', modbus);
     }
     if (Object.keys(config.dlms.ports).length + Object.keys(config.dlms.tcp ?? {}).length > 0 || config.dlms.push) {
-      const push = config.dlms.push && this.push ? dlmsPushHooks({ ...this.push, links: config.dlms, profiles, logger }) : undefined;
+      const { createDlmsDriver, DlmsDriver: dlmsDriverClass } = await import('../../drivers/dlms/index.js');
+      loadedDlmsDriver = dlmsDriverClass;
+      const push = config.dlms.push && this.push ? (await import('./dlms-push.js')).dlmsPushHooks({ ...this.push, links: config.dlms, profiles, logger }) : undefined;
       const dlms = createDlmsDriver({
         links: config.dlms,
         profiles: profiles.values(),

@@ -5,7 +5,6 @@ import type { Clock } from '../control/clock.js';
 import type { GatewayConfig } from '../config/config-schema.js';
 import { auditAnchorFile, gatewayAuditKeySource } from '../config/audit-files.js';
 import { AuditAnchors } from '../integrations/audit-anchors.js';
-import { PostgresStore } from '../store/postgres-store.js';
 import { SqliteFileOwnership } from '../store/sqlite-file-owner.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { SqliteWorkerStore } from '../store/sqlite-worker-store.js';
@@ -36,6 +35,8 @@ export async function ownStore(
   const auditKey = gatewayAuditKeySource(config, process.env, (file, keyId) => auditKeyMade(logger, file, keyId));
   let store: GatewayStore;
   if (config.store.kind === 'postgres' && pg) {
+    // Loaded only for a PostgreSQL store (pg and its store, ~3 MiB of the main thread's heap otherwise; issue 19).
+    const { PostgresStore } = await import('../store/postgres-store.js');
     store = new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, auditKey, ...(pg.schema ? { schema: pg.schema } : {}), ...(countStatements ? { countStatements } : {}) });
     stops.add(() => store.close());
   } else {

@@ -1,5 +1,5 @@
 import { createDecipheriv } from 'node:crypto';
-import { parse as parseCsv } from 'csv-parse/sync';
+import { parseCsv } from '../csv-parse-lazy.js';
 import { MeterlineError } from '../errors.js';
 import { parseSecretKey, readSecretFile, type MeterKeyMaterial } from './key-envelope.js';
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { parse as parseCsv } from 'csv-parse/sync';
+import { parseCsv } from '../../csv-parse-lazy.js';
 import { z } from 'zod';
 import { deliveredNoticeProblem, NOTICE_CHANNELS, NOTICE_DELIVERY } from '../../domain/policy/meter-facts.js';
 import { MeterlineError } from '../../errors.js';
