@@ -28,8 +28,10 @@ try {
   });
 } catch (err) {
   // E_STORE_OPEN (a directory, permission denied, a read-only file system): the main thread says so and ends this thread.
+  // Ended by exit, not by the error thrown: a thread's 'error' can reach the main thread before this message (the
+  // caller then saw E_STORE_UNAVAILABLE), while every message it posted is delivered before its 'exit'.
   post({ type: 'openFailed', error: serialiseError(err) });
-  throw err;
+  process.exit(1);
 }
 const store = opened;
 const methods = store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
