@@ -7,8 +7,8 @@ import { SqliteStore } from './sqlite-store.js';
 import { StatementCounter } from './statement-counter.js';
 import type { SubmitContext } from './store.js';
 import type { StoreWriteHealth } from './store-availability.js';
-import type { AnswerCodec, PortableError, PortableSubmitContext, ToMain, ToWorker, WorkerCalls, WorkerOptions } from './sqlite-worker-protocol.js';
-import { ANSWER_CODECS, serialiseError } from './sqlite-worker-protocol.js';
+import type { AnswerCodec, ArgsCodec, PortableError, PortableSubmitContext, ToMain, ToWorker, WorkerCalls, WorkerOptions } from './sqlite-worker-protocol.js';
+import { ANSWER_CODECS, ARGS_CODECS, serialiseError } from './sqlite-worker-protocol.js';
 
 /**
  * The worker side of SqliteWorkerStore (sqlite-worker-store.ts): a real SqliteStore on this thread. Each message is
@@ -44,14 +44,16 @@ function liveContext(p: PortableSubmitContext): SubmitContext {
   return { now: p.now, reconnectLimitHours: p.reconnectLimitHours, policy: p.policy, newOrderId: () => (next < ids.length ? ids[next++]! : newOrderId(p.now)) };
 }
 
-function start(method: string, args: unknown[]): Promise<unknown> {
+function start(method: string, encoded: unknown[]): Promise<unknown> {
   const fn = methods[method];
   if (typeof fn !== 'function' || method === 'close') return Promise.reject(new Error(`the SQLite store has no method ${method}`));
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a !== null && typeof a === 'object' && (a as { portableSubmitContext?: true }).portableSubmitContext) args[i] = liveContext(a as PortableSubmitContext);
-  }
   try {
+    const codec = (ARGS_CODECS as Record<string, ArgsCodec<unknown[]> | undefined>)[method];
+    const args = codec ? codec.decode(encoded) : encoded;
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (a !== null && typeof a === 'object' && (a as { portableSubmitContext?: true }).portableSubmitContext) args[i] = liveContext(a as PortableSubmitContext);
+    }
     return fn.apply(store, args);
   } catch (err) {
     return Promise.reject(err);

@@ -3,7 +3,8 @@ import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { PortableAuditKeySource } from './audit-key-source.js';
 import type { StatementCounter } from './statement-counter.js';
 import type { StoreWriteHealth } from './store-availability.js';
-import type { DueOrder, GatewayStore, MeterView, SubmitOutcome } from './store.js';
+import type { AttemptReport, DueOrder, GatewayStore, MeterView, SubmitOutcome } from './store.js';
+import type { AttemptJudgement } from '../domain/attempt-decision.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
 
 /** The messages between SqliteWorkerStore (main thread) and sqlite-store-worker.ts: plain data only (structured clone). */
@@ -203,4 +204,46 @@ export const ANSWER_CODECS: { readonly [M in keyof GatewayStore]?: AnswerCodec<A
   releaseAttempt: orderCodec,
   dueOrders: dueCodec,
   getMeter: meterCodec,
+};
+
+// ---- compact arguments ------------------------------------------------------------------------------------------------
+
+/** A method's arguments as they cross: encoded on the main thread, decoded on the worker. */
+export interface ArgsCodec<A extends unknown[]> {
+  encode(args: A): unknown[];
+  decode(encoded: unknown[]): A;
+}
+
+/**
+ * An attempt's report (one per attempt): its values in a row, the judgement's escalation policy as four values and of
+ * the meter's flags the three the verdict reads (escalation.ts), rather than every key of every object.
+ */
+const reportCodec: ArgsCodec<[AttemptReport]> = {
+  encode([r]) {
+    const j = r.judgement;
+    const f = j.flags;
+    const e = j.escalation;
+    return [
+      r.orderId, r.attempt, r.leaseOwner, r.endedAt, r.latencyMs, r.commandEvidence, r.readEvidence, r.observedRelay, r.detail, r.observation,
+      j.rules, j.facts, j.now, j.random,
+      f ? [f.medicalEquipment, f.vulnerable, f.priorityRegister] : null,
+      e ? [e.fieldLeadMs, e.dueMarginMs, e.slowRetryMs, e.escalateDisconnects] : null,
+    ];
+  },
+  decode(v) {
+    const a = v as never[];
+    const judgement: AttemptJudgement = { rules: a[10]!, facts: a[11]!, now: a[12]!, random: a[13]! };
+    const f = a[14] as unknown as [boolean, boolean, boolean] | null;
+    if (f) judgement.flags = { medicalEquipment: f[0], vulnerable: f[1], priorityRegister: f[2] };
+    const e = a[15] as unknown as [number, number, number, boolean] | null;
+    if (e) judgement.escalation = { fieldLeadMs: e[0], dueMarginMs: e[1], slowRetryMs: e[2], escalateDisconnects: e[3] };
+    return [{ orderId: a[0]!, attempt: a[1]!, leaseOwner: a[2]!, endedAt: a[3]!, latencyMs: a[4]!, commandEvidence: a[5]!, readEvidence: a[6]!, observedRelay: a[7]!, detail: a[8]!, observation: a[9]!, judgement }];
+  },
+};
+
+type Args<M extends keyof GatewayStore> = GatewayStore[M] extends (...args: infer A) => Promise<unknown> ? A : never;
+
+/** The methods whose arguments cross compact. */
+export const ARGS_CODECS: { readonly [M in keyof GatewayStore]?: ArgsCodec<Args<M>> } = {
+  completeAttempt: reportCodec,
 };

@@ -6,7 +6,7 @@ import type { AuditKeySource } from './audit-key-source.js';
 import type { StatementCounter } from './statement-counter.js';
 import type { StoreWriteHealth } from './store-availability.js';
 import type { GatewayStore, SubmitContext } from './store.js';
-import { ANSWER_CODECS, rebuildError, type AnswerCodec, type PortableError, type PortableSubmitContext, type StatementSnapshot, type ToMain, type ToWorker, type WorkerCalls, type WorkerOptions, type WorkerResults } from './sqlite-worker-protocol.js';
+import { ANSWER_CODECS, ARGS_CODECS, rebuildError, type ArgsCodec, type AnswerCodec, type PortableError, type PortableSubmitContext, type StatementSnapshot, type ToMain, type ToWorker, type WorkerCalls, type WorkerOptions, type WorkerResults } from './sqlite-worker-protocol.js';
 
 /**
  * The SQLite store on a thread of its own (issue 19, "use the cores"): a real SqliteStore runs on a worker thread
@@ -74,6 +74,7 @@ interface Waiting {
 }
 
 const CODECS = ANSWER_CODECS as Record<string, AnswerCodec<unknown> | undefined>;
+const ARGS = ARGS_CODECS as Record<string, ArgsCodec<unknown[]> | undefined>;
 
 export interface SqliteWorkerStore extends GatewayStore {}
 
@@ -194,14 +195,22 @@ export class SqliteWorkerStore {
   call(method: string, args: unknown[]): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
     if (this.closing) return Promise.reject(new Error('store closed'));
-    const id = this.nextId++;
-    // The arguments as they are (rest arguments, this call's own array) unless one is a submit context (issue 19: no
-    // copy of the array per call).
+    // The arguments as they are (rest arguments, this call's own array: issue 19, no copy of the array per call), compact
+    // where ARGS_CODECS says, a submit context without its function.
+    const argsCodec = ARGS[method];
     let portable = args;
-    for (const a of args) {
-      if (isSubmitContext(a)) {
-        portable = args.map((x) => (isSubmitContext(x) ? portableContext(x, method, args) : x));
-        break;
+    if (argsCodec) {
+      try {
+        portable = argsCodec.encode(args);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    } else {
+      for (const a of args) {
+        if (isSubmitContext(a)) {
+          portable = args.map((x) => (isSubmitContext(x) ? portableContext(x, method, args) : x));
+          break;
+        }
       }
     }
     return new Promise((resolve, reject) => {

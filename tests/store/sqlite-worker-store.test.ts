@@ -125,8 +125,19 @@ describe('SQLite store on a worker thread', () => {
       // An admission replayed (the same idempotency key and body) and one created.
       const keyed = { ...reconnect('M-1'), idempotencyKey: 'k-1' };
       answers.push(await store.submitOrders([keyed], ctx), await store.submitOrders([keyed, reconnect('M-2')], ctx));
+      // An attempt whose report carries the meter's flags and the escalation policy (compact across the thread too):
+      // retries run out, so a field work order is raised with the priority the flags give.
+      await store.beginAttempts(['ord_x3'], now + 800, lease);
+      const flags = { vulnerable: false, medicalEquipment: true, priorityRegister: false, protectedMode: false, prepaymentMode: false, prepaymentAgreementRef: null, hasLoadLimiter: false, loadLimitedSince: null };
+      const escalation = { fieldLeadMs: 4 * 3_600_000, dueMarginMs: 1_800_000, slowRetryMs: 600_000, escalateDisconnects: true };
+      const last = report('ord_x3', undefined);
+      answers.push(
+        await store.completeAttempt({ ...last, observedRelay: null, judgement: { rules: { ...rules, retry: { maxAttempts: 1, baseDelayMs: 1000, maxDelayMs: 5000 } }, facts: { command: 'timeout', readBack: undefined }, now: now + 900, random: 0.5, flags, escalation } }),
+      );
+      // Work order ids are random: the rest of each must match.
+      answers.push((await store.listWorkOrders({ limit: 10 })).map((w) => ({ ...w, id: 'wo' })));
       // A failure among successes in one batch: each caller gets its own answer.
-      answers.push(await Promise.allSettled([store.getMeter('M-3'), store.completeAttempt(report('ord_x3', 'connected')), store.dueOrders(now + 10_000, 10, [])]).then((r) => r.map((x) => (x.status === 'fulfilled' ? x.value : String(x.reason)))));
+      answers.push(await Promise.allSettled([store.getMeter('M-3'), store.completeAttempt(report('ord_x2', 'connected')), store.dueOrders(now + 10_000, 10, [])]).then((r) => r.map((x) => (x.status === 'fulfilled' ? x.value : String(x.reason)))));
       return answers.map((a) => JSON.stringify(a));
     };
     const here = new SqliteStore(newPath());
@@ -134,6 +145,8 @@ describe('SQLite store on a worker thread', () => {
     try {
       const expected = await run(here);
       expect(expected.join('')).toContain('"resultRelay":"connected"');
+      expect(expected.join('')).toContain('"state":"escalated"');
+      expect(expected.join('')).toContain('"priority":1');
       expect(await run(there)).toEqual(expected);
     } finally {
       await here.close();
