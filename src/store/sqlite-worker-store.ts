@@ -294,40 +294,40 @@ export class SqliteWorkerStore {
     return this.outbox.length === 0 && this.waiting.size === 0 && this.pendingControl.size === 0;
   }
 
-  /** A batch's answers to its callers: the failed ones first (their positions), then the rest, decoded. */
+  /** A batch's answers to its callers, in the calls' order: each failed call's error, each other's value decoded. */
   private onResults(m: WorkerResults): void {
     if (m.health) this.health = m.health;
     this.answeredAt = performance.now();
     const waiting = this.waiting.get(m.batch);
     if (!waiting) return;
     this.waiting.delete(m.batch);
-    const errors = m.errors;
-    if (errors) {
-      for (let k = 0; k < errors.length; k += 2) {
-        const i = errors[k] as number;
-        const reject = waiting[3 * i + 1] as Waiting['reject'] | undefined;
-        // Settled: neither its resolve nor its reject is called again.
-        waiting[3 * i] = undefined;
-        reject?.(rebuildError(errors[k + 1] as PortableError));
-      }
+    // Failures are rare: only then a map of them by position.
+    let failed: Map<number, PortableError> | undefined;
+    if (m.errors) {
+      failed = new Map();
+      for (let k = 0; k < m.errors.length; k += 2) failed.set(m.errors[k] as number, m.errors[k + 1] as PortableError);
     }
     const values = m.values;
     for (let i = 0, w = 0; w < waiting.length; i++, w += 3) {
-      const resolve = waiting[w] as Waiting['resolve'] | undefined;
-      if (!resolve) continue;
+      const reject = waiting[w + 1] as Waiting['reject'];
+      const error = failed?.get(i);
+      if (error) {
+        reject(rebuildError(error));
+        continue;
+      }
       const codec = waiting[w + 2] as AnswerCodec<unknown> | undefined;
       if (!codec) {
-        resolve(values[i]);
+        (waiting[w] as Waiting['resolve'])(values[i]);
         continue;
       }
       let value: unknown;
       try {
         value = codec.decode(values[i]);
       } catch (err) {
-        (waiting[w + 1] as Waiting['reject'])(err);
+        reject(err);
         continue;
       }
-      resolve(value);
+      (waiting[w] as Waiting['resolve'])(value);
     }
   }
 
