@@ -6,14 +6,15 @@ import { releaseMemoryWhenQuiet } from './quiet-memory.js';
 import { SqliteStore } from './sqlite-store.js';
 import { StatementCounter } from './statement-counter.js';
 import type { SubmitContext } from './store.js';
-import type { PortableSubmitContext, ToMain, ToWorker, WorkerCall, WorkerOptions, WorkerResult } from './sqlite-worker-protocol.js';
-import { serialiseError } from './sqlite-worker-protocol.js';
+import type { StoreWriteHealth } from './store-availability.js';
+import type { AnswerCodec, ArgsCodec, PortableError, PortableSubmitContext, ToMain, ToWorker, WorkerCalls, WorkerOptions } from './sqlite-worker-protocol.js';
+import { ANSWER_CODECS, ARGS_CODECS, serialiseError } from './sqlite-worker-protocol.js';
 
 /**
  * The worker side of SqliteWorkerStore (sqlite-worker-store.ts): a real SqliteStore on this thread. Each message is
  * a batch of calls made in one turn of the main thread's event loop; they start here in order, in one turn, so the
  * store's writes among them commit in one transaction (SqliteStore.enqueue), and their answers go back in one message
- * with the store's write health after them.
+ * (compact where ANSWER_CODECS says) with the store's write health after them when it changed.
  */
 const port = parentPort;
 if (!port) throw new Error('sqlite-store-worker runs as a worker thread (SqliteWorkerStore starts it)');
@@ -28,8 +29,10 @@ try {
   });
 } catch (err) {
   // E_STORE_OPEN (a directory, permission denied, a read-only file system): the main thread says so and ends this thread.
+  // Ended by exit, not by the error thrown: a thread's 'error' can reach the main thread before this message (the
+  // caller then saw E_STORE_UNAVAILABLE), while every message it posted is delivered before its 'exit'.
   post({ type: 'openFailed', error: serialiseError(err) });
-  throw err;
+  process.exit(1);
 }
 const store = opened;
 const methods = store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
@@ -41,11 +44,16 @@ function liveContext(p: PortableSubmitContext): SubmitContext {
   return { now: p.now, reconnectLimitHours: p.reconnectLimitHours, policy: p.policy, newOrderId: () => (next < ids.length ? ids[next++]! : newOrderId(p.now)) };
 }
 
-function start(call: WorkerCall): Promise<unknown> {
-  const fn = methods[call.method];
-  if (typeof fn !== 'function' || call.method === 'close') return Promise.reject(new Error(`the SQLite store has no method ${call.method}`));
-  const args = call.args.map((a) => (a !== null && typeof a === 'object' && (a as { portableSubmitContext?: true }).portableSubmitContext ? liveContext(a as PortableSubmitContext) : a));
+function start(method: string, encoded: unknown[]): Promise<unknown> {
+  const fn = methods[method];
+  if (typeof fn !== 'function' || method === 'close') return Promise.reject(new Error(`the SQLite store has no method ${method}`));
   try {
+    const codec = (ARGS_CODECS as Record<string, ArgsCodec<unknown[]> | undefined>)[method];
+    const args = codec ? codec.decode(encoded) : encoded;
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (a !== null && typeof a === 'object' && (a as { portableSubmitContext?: true }).portableSubmitContext) args[i] = liveContext(a as PortableSubmitContext);
+    }
     return fn.apply(store, args);
   } catch (err) {
     return Promise.reject(err);
@@ -55,21 +63,66 @@ function start(call: WorkerCall): Promise<unknown> {
 /** Batches whose answers are not yet posted: close() waits for them, so every call made before it is answered. */
 const inFlight = new Set<Promise<void>>();
 
-async function runBatch(calls: readonly WorkerCall[]): Promise<void> {
-  // All started in this turn, in order: the store batches their writes; then every answer at once.
-  const settled = await Promise.allSettled(calls.map(start));
-  const results: WorkerResult[] = settled.map((s, i) => (s.status === 'fulfilled' ? { id: calls[i]!.id, ok: true, value: s.value } : { id: calls[i]!.id, ok: false, error: serialiseError(s.reason) }));
-  post({ type: 'results', results, health: store.writeHealth() });
+/** The write health last sent: a batch's answers carry it only when it changed. */
+let healthSent: StoreWriteHealth | undefined;
+
+function healthIfChanged(): StoreWriteHealth | undefined {
+  const h = store.writeHealth();
+  if (healthSent && healthSent.writable === h.writable && healthSent.detail === h.detail) return undefined;
+  healthSent = h;
+  return h;
+}
+
+/** All started in this turn, in order (the store batches their writes); then every answer at once. */
+function runBatch(batch: number, calls: WorkerCalls): Promise<void> {
+  const n = calls.length >> 1;
+  // Filled in order (a packed array crosses densely; one with holes would cross key by key).
+  const values: unknown[] = [];
+  for (let i = 0; i < n; i++) values.push(null);
+  let errors: (number | PortableError)[] | null = null;
+  let left = n;
+  return new Promise<void>((done) => {
+    const send = (): void => {
+      const health = healthIfChanged();
+      const m: ToMain = health ? { type: 'results', batch, values, errors, health } : { type: 'results', batch, values, errors };
+      try {
+        post(m);
+      } catch (err) {
+        // An answer that cannot be cloned: fail the batch's calls with the reason rather than leave them waiting.
+        const e = serialiseError(err);
+        const failed: (number | PortableError)[] = [];
+        for (let i = 0; i < n; i++) failed.push(i, e);
+        post(health ? { type: 'results', batch, values: [], errors: failed, health } : { type: 'results', batch, values: [], errors: failed });
+      }
+      done();
+    };
+    for (let i = 0; i < n; i++) {
+      const method = calls[2 * i] as string;
+      const codec = (ANSWER_CODECS as Record<string, AnswerCodec<unknown> | undefined>)[method];
+      start(method, calls[2 * i + 1] as unknown[]).then(
+        (v) => {
+          try {
+            values[i] = codec ? codec.encode(v) : v;
+          } catch (err) {
+            (errors ??= []).push(i, serialiseError(err));
+          }
+          if (--left === 0) send();
+        },
+        (err: unknown) => {
+          (errors ??= []).push(i, serialiseError(err));
+          if (--left === 0) send();
+        },
+      );
+    }
+    if (n === 0) send();
+  });
 }
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'calls':
     {
-      const batch = runBatch(m.calls).catch((err: unknown) => {
-        // An answer that cannot be cloned: fail the batch's calls with the reason rather than leave them waiting.
-        post({ type: 'results', results: m.calls.map((c) => ({ id: c.id, ok: false, error: serialiseError(err) })), health: store.writeHealth() });
-      });
+      const batch = runBatch(m.batch, m.calls);
       inFlight.add(batch);
       void batch.finally(() => inFlight.delete(batch));
       break;

@@ -3,6 +3,9 @@ import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { PortableAuditKeySource } from './audit-key-source.js';
 import type { StatementCounter } from './statement-counter.js';
 import type { StoreWriteHealth } from './store-availability.js';
+import type { AttemptReport, DueOrder, GatewayStore, MeterView, SubmitOutcome } from './store.js';
+import type { AttemptJudgement } from '../domain/attempt-decision.js';
+import type { SwitchOrder } from '../domain/switch-order.js';
 
 /** The messages between SqliteWorkerStore (main thread) and sqlite-store-worker.ts: plain data only (structured clone). */
 
@@ -22,11 +25,11 @@ export interface PortableSubmitContext {
   orderIds: string[];
 }
 
-export interface WorkerCall {
-  id: number;
-  method: string;
-  args: unknown[];
-}
+/**
+ * A batch of calls as it crosses: flat, method then arguments, per call (no wrapper object per call: issue 19). The
+ * answers come back in the same positions.
+ */
+export type WorkerCalls = unknown[];
 
 /** An error as it crosses: what rebuilding it on the main thread needs (a MeterlineError keeps its code, status, details). */
 export interface PortableError {
@@ -38,19 +41,30 @@ export interface PortableError {
   meterline: boolean;
 }
 
-export type WorkerResult = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: PortableError };
+/**
+ * A batch's answers: `values[i]` is call i's (encoded by its method's codec, if it has one); `errors` lists the calls
+ * that failed as position, error, position, error (null when none did). `health` is the store's write health, there
+ * only when it differs from the one last sent.
+ */
+export interface WorkerResults {
+  type: 'results';
+  batch: number;
+  values: unknown[];
+  errors: (number | PortableError)[] | null;
+  health?: StoreWriteHealth;
+}
 
 export type StatementSnapshot = ReturnType<StatementCounter['snapshot']>;
 
 export type ToWorker =
-  | { type: 'calls'; calls: WorkerCall[] }
+  | { type: 'calls'; batch: number; calls: WorkerCalls }
   | { type: 'statements'; id: number; reset: boolean }
   | { type: 'close'; id: number };
 
 export type ToMain =
   | { type: 'ready'; /** The worker's thread id as the OS knows it (/proc/<pid>/task/<tid>), for per-thread CPU figures; null off Linux. */ osThreadId: number | null }
   | { type: 'openFailed'; error: PortableError }
-  | { type: 'results'; results: WorkerResult[]; health: StoreWriteHealth }
+  | WorkerResults
   | { type: 'statements'; id: number; snapshot: StatementSnapshot | null }
   | { type: 'closed'; id: number; snapshot: StatementSnapshot | null; error: PortableError | null }
   | { type: 'keyCreated'; file: string; keyId: string };
@@ -87,3 +101,149 @@ function cloneable(details: unknown): unknown {
     return JSON.parse(JSON.stringify(details ?? null)) as unknown;
   }
 }
+
+// ---- compact answers (issue 19) ---------------------------------------------------------------------------------------
+// The hottest answers cross as arrays of their values rather than objects: structured clone writes (and the other
+// side reads and looks up) every key of every object, 30 per order. Each side knows the keys; the main thread rebuilds
+// the very same object (same keys, same order, same values).
+
+/** A method's answer as it crosses: encoded on the worker, decoded on the main thread. */
+export interface AnswerCodec<T> {
+  encode(value: T): unknown;
+  decode(encoded: unknown): T;
+}
+
+/**
+ * An order's values, in orderFromRow's key order (store-rows.ts), so a rebuilt order serialises as the store's does
+ * (the worker store's tests compare the answers as JSON with SqliteStore's).
+ */
+function encodeOrder(o: SwitchOrder): unknown[] {
+  return [
+    o.id, o.meterId, o.action, o.limitW, o.reason, o.note, o.requestedBy, o.state, o.stateReason, o.priority, o.urgent,
+    o.link, o.createdAt, o.updatedAt, o.notBefore, o.deadline, o.paymentAt, o.attempts, o.nextAttemptAt, o.supersededBy,
+    o.completedAt, o.resultRelay, o.planId, o.secondNoticeAt, o.capDay, o.escalatedAt, o.origin, o.reference,
+    o.approvedBy, o.approvedAt,
+  ];
+}
+
+/** The order again, as one literal (one hidden class for every order the worker sends). */
+function decodeOrder(v: unknown): SwitchOrder {
+  const a = v as never[];
+  return {
+    id: a[0]!, meterId: a[1]!, action: a[2]!, limitW: a[3]!, reason: a[4]!, note: a[5]!, requestedBy: a[6]!, state: a[7]!,
+    stateReason: a[8]!, priority: a[9]!, urgent: a[10]!, link: a[11]!, createdAt: a[12]!, updatedAt: a[13]!, notBefore: a[14]!,
+    deadline: a[15]!, paymentAt: a[16]!, attempts: a[17]!, nextAttemptAt: a[18]!, supersededBy: a[19]!, completedAt: a[20]!,
+    resultRelay: a[21]!, planId: a[22]!, secondNoticeAt: a[23]!, capDay: a[24]!, escalatedAt: a[25]!, origin: a[26]!,
+    reference: a[27]!, approvedBy: a[28]!, approvedAt: a[29]!,
+  };
+}
+
+const orderCodec: AnswerCodec<SwitchOrder> = { encode: encodeOrder, decode: decodeOrder };
+
+const ordersCodec: AnswerCodec<SwitchOrder[]> = {
+  encode: (orders) => orders.map(encodeOrder),
+  decode: (v) => (v as unknown[]).map(decodeOrder),
+};
+
+/** An order or none (undefined crosses as null). */
+const maybeOrderCodec: AnswerCodec<SwitchOrder | undefined> = {
+  encode: (o) => (o === undefined ? null : encodeOrder(o)),
+  decode: (v) => (v === null ? undefined : decodeOrder(v)),
+};
+
+/** Admissions flat: kind, then the order, per request. */
+const submitCodec: AnswerCodec<SubmitOutcome[]> = {
+  encode(outcomes) {
+    const flat: unknown[] = [];
+    for (const o of outcomes) flat.push(o.kind, encodeOrder(o.order));
+    return flat;
+  },
+  decode(v) {
+    const f = v as unknown[];
+    const out: SubmitOutcome[] = [];
+    for (let j = 0; j < f.length; j += 2) out.push({ kind: f[j] as SubmitOutcome['kind'], order: decodeOrder(f[j + 1]) });
+    return out;
+  },
+};
+
+/** Due orders flat: six values per order, all strings. */
+const dueCodec: AnswerCodec<DueOrder[]> = {
+  encode(rows) {
+    const flat: string[] = [];
+    for (const r of rows) flat.push(r.id, r.meterId, r.link, r.action, r.reason, r.state);
+    return flat;
+  },
+  decode(v) {
+    const f = v as never[];
+    const rows: DueOrder[] = [];
+    for (let j = 0; j < f.length; j += 6) rows.push({ id: f[j]!, meterId: f[j + 1]!, link: f[j + 2]!, action: f[j + 3]!, reason: f[j + 4]!, state: f[j + 5]! });
+    return rows;
+  },
+};
+
+/** A meter: its top-level values in meterFromRow's order (its observation and flags cross as they are); null: none. */
+const meterCodec: AnswerCodec<MeterView | undefined> = {
+  encode: (m) =>
+    m === undefined ? null : [m.meterId, m.profileId, m.link, m.region, m.address, m.accountId, m.createdAt, m.updatedAt, m.observed, m.desiredRelay, m.desiredOrderId, m.flags],
+  decode(v) {
+    if (v === null) return undefined;
+    const a = v as never[];
+    return { meterId: a[0]!, profileId: a[1]!, link: a[2]!, region: a[3]!, address: a[4]!, accountId: a[5]!, createdAt: a[6]!, updatedAt: a[7]!, observed: a[8]!, desiredRelay: a[9]!, desiredOrderId: a[10]!, flags: a[11]! };
+  },
+};
+
+type Answer<M extends keyof GatewayStore> = GatewayStore[M] extends (...args: never[]) => Promise<infer R> ? R : never;
+
+/** The methods whose answers cross compact: those of every order's path through the control loop. */
+export const ANSWER_CODECS: { readonly [M in keyof GatewayStore]?: AnswerCodec<Answer<M>> } = {
+  submitOrders: submitCodec,
+  getOrder: maybeOrderCodec,
+  openOrdersForMeter: ordersCodec,
+  beginAttempts: ordersCodec,
+  completeAttempt: orderCodec,
+  releaseAttempt: orderCodec,
+  dueOrders: dueCodec,
+  getMeter: meterCodec,
+};
+
+// ---- compact arguments ------------------------------------------------------------------------------------------------
+
+/** A method's arguments as they cross: encoded on the main thread, decoded on the worker. */
+export interface ArgsCodec<A extends unknown[]> {
+  encode(args: A): unknown[];
+  decode(encoded: unknown[]): A;
+}
+
+/**
+ * An attempt's report (one per attempt): its values in a row, the judgement's escalation policy as four values and of
+ * the meter's flags the three the verdict reads (escalation.ts), rather than every key of every object.
+ */
+const reportCodec: ArgsCodec<[AttemptReport]> = {
+  encode([r]) {
+    const j = r.judgement;
+    const f = j.flags;
+    const e = j.escalation;
+    return [
+      r.orderId, r.attempt, r.leaseOwner, r.endedAt, r.latencyMs, r.commandEvidence, r.readEvidence, r.observedRelay, r.detail, r.observation,
+      j.rules, j.facts, j.now, j.random,
+      f ? [f.medicalEquipment, f.vulnerable, f.priorityRegister] : null,
+      e ? [e.fieldLeadMs, e.dueMarginMs, e.slowRetryMs, e.escalateDisconnects] : null,
+    ];
+  },
+  decode(v) {
+    const a = v as never[];
+    const judgement: AttemptJudgement = { rules: a[10]!, facts: a[11]!, now: a[12]!, random: a[13]! };
+    const f = a[14] as unknown as [boolean, boolean, boolean] | null;
+    if (f) judgement.flags = { medicalEquipment: f[0], vulnerable: f[1], priorityRegister: f[2] };
+    const e = a[15] as unknown as [number, number, number, boolean] | null;
+    if (e) judgement.escalation = { fieldLeadMs: e[0], dueMarginMs: e[1], slowRetryMs: e[2], escalateDisconnects: e[3] };
+    return [{ orderId: a[0]!, attempt: a[1]!, leaseOwner: a[2]!, endedAt: a[3]!, latencyMs: a[4]!, commandEvidence: a[5]!, readEvidence: a[6]!, observedRelay: a[7]!, detail: a[8]!, observation: a[9]!, judgement }];
+  },
+};
+
+type Args<M extends keyof GatewayStore> = GatewayStore[M] extends (...args: infer A) => Promise<unknown> ? A : never;
+
+/** The methods whose arguments cross compact. */
+export const ARGS_CODECS: { readonly [M in keyof GatewayStore]?: ArgsCodec<Args<M>> } = {
+  completeAttempt: reportCodec,
+};

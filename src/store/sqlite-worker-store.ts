@@ -6,7 +6,7 @@ import type { AuditKeySource } from './audit-key-source.js';
 import type { StatementCounter } from './statement-counter.js';
 import type { StoreWriteHealth } from './store-availability.js';
 import type { GatewayStore, SubmitContext } from './store.js';
-import { rebuildError, type PortableSubmitContext, type StatementSnapshot, type ToMain, type ToWorker, type WorkerCall, type WorkerOptions } from './sqlite-worker-protocol.js';
+import { ANSWER_CODECS, ARGS_CODECS, rebuildError, type ArgsCodec, type AnswerCodec, type PortableError, type PortableSubmitContext, type StatementSnapshot, type ToMain, type ToWorker, type WorkerCalls, type WorkerOptions, type WorkerResults } from './sqlite-worker-protocol.js';
 
 /**
  * The SQLite store on a thread of its own (issue 19, "use the cores"): a real SqliteStore runs on a worker thread
@@ -16,7 +16,9 @@ import { rebuildError, type PortableSubmitContext, type StatementSnapshot, type 
  * The calls made in one turn of the event loop go in one message and start on the worker in that order, in one turn,
  * so the writes among them still commit in one transaction and every promise resolves only after its commit:
  * "durable before acted on" holds as with SqliteStore on the main thread. Answers come back in one message per batch,
- * with the store's write health, which writeHealth() answers from synchronously. A MeterlineError keeps its code,
+ * with the store's write health when it changed, which writeHealth() answers from synchronously. What crosses is kept
+ * small (issue 19): a batch is flat arrays, not an object per call, and the control loop's answers (orders, due orders,
+ * a meter) cross as arrays of values that this side rebuilds into the very objects SqliteStore returns (ANSWER_CODECS). A MeterlineError keeps its code,
  * message and details across the thread. The worker dying (a crash, a terminate) fails every call still waiting with
  * E_STORE_UNAVAILABLE, and every later one: nothing hangs.
  */
@@ -71,14 +73,23 @@ interface Waiting {
   reject: (e: unknown) => void;
 }
 
+const CODECS = ANSWER_CODECS as Record<string, AnswerCodec<unknown> | undefined>;
+const ARGS = ARGS_CODECS as Record<string, ArgsCodec<unknown[]> | undefined>;
+
 export interface SqliteWorkerStore extends GatewayStore {}
 
 export class SqliteWorkerStore {
   private readonly worker: Worker;
   private nextId = 1;
-  /** Calls made in this turn, not yet posted. */
-  private outbox: WorkerCall[] = [];
-  private readonly waiting = new Map<number, Waiting>();
+  /** Calls made in this turn, not yet posted: method, arguments, per call. */
+  private outbox: WorkerCalls = [];
+  /**
+   * Their callers, flat: per call its resolve, its reject and its answer's codec (or undefined), in the calls' order
+   * (no object, no map entry per call: issue 19).
+   */
+  private outboxWaiting: unknown[] = [];
+  /** Posted batches not yet answered (their callers as outboxWaiting holds them), by batch number. */
+  private readonly waiting = new Map<number, unknown[]>();
   private readonly pendingControl = new Map<string, Waiting>();
   private health: StoreWriteHealth = { writable: true, detail: null };
   /** When the latest answer came (performance.now()), and whether a refresh of the health is on its way. */
@@ -184,40 +195,50 @@ export class SqliteWorkerStore {
   call(method: string, args: unknown[]): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
     if (this.closing) return Promise.reject(new Error('store closed'));
-    const id = this.nextId++;
-    // The arguments as they are (rest arguments, this call's own array) unless one is a submit context (issue 19: no
-    // copy of the array per call).
+    // The arguments as they are (rest arguments, this call's own array: issue 19, no copy of the array per call), compact
+    // where ARGS_CODECS says, a submit context without its function.
+    const argsCodec = ARGS[method];
     let portable = args;
-    for (const a of args) {
-      if (isSubmitContext(a)) {
-        portable = args.map((x) => (isSubmitContext(x) ? portableContext(x, method, args) : x));
-        break;
+    if (argsCodec) {
+      try {
+        portable = argsCodec.encode(args);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    } else {
+      for (const a of args) {
+        if (isSubmitContext(a)) {
+          portable = args.map((x) => (isSubmitContext(x) ? portableContext(x, method, args) : x));
+          break;
+        }
       }
     }
-    const call: WorkerCall = { id, method, args: portable };
     return new Promise((resolve, reject) => {
       // The thread keeps the process alive only while a call waits on it (as a pending write on the main thread would).
-      if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.ref();
-      this.waiting.set(id, { resolve, reject });
-      this.outbox.push(call);
+      if (this.idle()) this.worker.ref();
+      this.outbox.push(method, portable);
+      this.outboxWaiting.push(resolve, reject, CODECS[method]);
       // At the end of this turn of the event loop: every call made in it goes in one message (one transaction there).
-      if (this.outbox.length === 1) setImmediate(() => this.post());
+      if (this.outbox.length === 2) setImmediate(() => this.post());
     });
   }
 
   private post(): void {
     if (this.outbox.length === 0) return;
     const calls = this.outbox;
+    const waiting = this.outboxWaiting;
     this.outbox = [];
+    this.outboxWaiting = [];
+    const batch = this.nextId++;
     try {
-      this.worker.postMessage({ type: 'calls', calls } satisfies ToWorker);
+      this.worker.postMessage({ type: 'calls', batch, calls } satisfies ToWorker);
+      this.waiting.set(batch, waiting);
     } catch (err) {
       // An argument that cannot be cloned (a function, a class with private state): those calls fail, as a bug would.
-      for (const c of calls) {
-        const w = this.waiting.get(c.id);
-        this.waiting.delete(c.id);
-        w?.reject(new Error(`${c.method}: its arguments cannot cross to the store's thread (${(err as Error).message})`));
+      for (let i = 0; i < waiting.length; i += 3) {
+        (waiting[i + 1] as Waiting['reject'])(new Error(`${calls[(2 * i) / 3] as string}: its arguments cannot cross to the store's thread (${(err as Error).message})`));
       }
+      if (this.idle()) this.worker.unref();
     }
   }
 
@@ -236,7 +257,7 @@ export class SqliteWorkerStore {
       case 'ready':
         this.osThreadId = m.osThreadId ?? undefined;
         ready();
-        if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.unref();
+        if (this.idle()) this.worker.unref();
         return;
       case 'openFailed': {
         const e = rebuildError(m.error);
@@ -245,22 +266,14 @@ export class SqliteWorkerStore {
         return;
       }
       case 'results':
-        this.health = m.health;
-        this.answeredAt = performance.now();
-        for (const r of m.results) {
-          const w = this.waiting.get(r.id);
-          if (!w) continue;
-          this.waiting.delete(r.id);
-          if (r.ok) w.resolve(r.value);
-          else w.reject(rebuildError(r.error));
-        }
-        if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.unref();
+        this.onResults(m);
+        if (this.idle()) this.worker.unref();
         return;
       case 'statements': {
         const w = this.pendingControl.get(`statements:${m.id}`);
         this.pendingControl.delete(`statements:${m.id}`);
         w?.resolve(m.snapshot);
-        if (this.waiting.size === 0 && this.pendingControl.size === 0) this.worker.unref();
+        if (this.idle()) this.worker.unref();
         return;
       }
       case 'closed': {
@@ -276,16 +289,63 @@ export class SqliteWorkerStore {
     }
   }
 
+  /** No call waits on the worker (queued, posted or a control message): it need not keep the process alive. */
+  private idle(): boolean {
+    return this.outbox.length === 0 && this.waiting.size === 0 && this.pendingControl.size === 0;
+  }
+
+  /** A batch's answers to its callers, in the calls' order: each failed call's error, each other's value decoded. */
+  private onResults(m: WorkerResults): void {
+    if (m.health) this.health = m.health;
+    this.answeredAt = performance.now();
+    const waiting = this.waiting.get(m.batch);
+    if (!waiting) return;
+    this.waiting.delete(m.batch);
+    // Failures are rare: only then a map of them by position.
+    let failed: Map<number, PortableError> | undefined;
+    if (m.errors) {
+      failed = new Map();
+      for (let k = 0; k < m.errors.length; k += 2) failed.set(m.errors[k] as number, m.errors[k + 1] as PortableError);
+    }
+    const values = m.values;
+    for (let i = 0, w = 0; w < waiting.length; i++, w += 3) {
+      const reject = waiting[w + 1] as Waiting['reject'];
+      const error = failed?.get(i);
+      if (error) {
+        reject(rebuildError(error));
+        continue;
+      }
+      const codec = waiting[w + 2] as AnswerCodec<unknown> | undefined;
+      if (!codec) {
+        (waiting[w] as Waiting['resolve'])(values[i]);
+        continue;
+      }
+      let value: unknown;
+      try {
+        value = codec.decode(values[i]);
+      } catch (err) {
+        reject(err);
+        continue;
+      }
+      (waiting[w] as Waiting['resolve'])(value);
+    }
+  }
+
   /** The worker is gone: every call waiting, and every later one, fails with `e`. */
   private fail(e: Error): void {
     // Closed on purpose is not unhealthy; a thread that died, or a file that could not be opened, is.
     if (!this.closing && !this.gone) this.health = { writable: false, detail: e.message };
     this.gone ??= e;
-    const waiting = [...this.waiting.values(), ...this.pendingControl.values()];
+    const rejects: Waiting['reject'][] = [];
+    for (const batch of [...this.waiting.values(), this.outboxWaiting]) {
+      for (let w = 0; w < batch.length; w += 3) rejects.push(batch[w + 1] as Waiting['reject']);
+    }
+    for (const c of this.pendingControl.values()) rejects.push(c.reject);
     this.waiting.clear();
     this.pendingControl.clear();
     this.outbox = [];
-    for (const w of waiting) w.reject(e);
+    this.outboxWaiting = [];
+    for (const reject of rejects) reject(e);
   }
 
   private unavailable(cause: string): MeterlineError {

@@ -100,6 +100,60 @@ describe('SQLite store on a worker thread', () => {
     await store.close();
   });
 
+  it("answers the control loop's calls (sent compact across the thread) exactly as SqliteStore does: same keys, same order, same values", async () => {
+    // The same calls against SqliteStore on this thread and against the worker store; their answers as JSON (key order counts).
+    const run = async (store: SqliteStore | SqliteWorkerStore): Promise<string[]> => {
+      await store.migrate();
+      await store.upsertMeters([1, 2, 3].map((i) => ({ meterId: `M-${i}`, profileId: 'p', link: 'L1', region: 'north', ...(i === 2 ? { address: 'A-2', accountId: 'acct-2' } : {}) })), now);
+      let n = 0;
+      const ctx: SubmitContext = { now, reconnectLimitHours: 24, newOrderId: () => `ord_x${++n}`, policy: openPolicy() };
+      const answers: unknown[] = [];
+      answers.push(await store.submitOrders([reconnect('M-1'), reconnect('M-2'), reconnect('M-3')], ctx));
+      answers.push(await store.dueOrders(now, 10, []), await store.dueOrders(now, 10, ['L1']));
+      const lease = { owner: 'gw-a', until: now + 60_000 };
+      answers.push(await store.beginAttempts(['ord_x1', 'ord_x2', 'ord_x3', 'ord_none'], now, lease), await store.beginAttempts([], now, lease));
+      answers.push(await store.getMeter('M-1'), await store.getMeter('M-2'), await store.getMeter('M-none'));
+      const rules = { relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: { checkedBy: 'none' as const, maxVoltageV: 0 } }, retry: { maxAttempts: 3, baseDelayMs: 1000, maxDelayMs: 5000 } };
+      const report = (orderId: string, readBack: 'connected' | undefined) => ({
+        orderId, attempt: 1, leaseOwner: 'gw-a', endedAt: now + 500, latencyMs: 120, commandEvidence: '{"result":"ok"}', readEvidence: null, observedRelay: readBack ?? null, detail: null,
+        observation: readBack ? { relay: readBack, at: now + 500, source: 'read' as const, voltageV: 230, energyWh: 12 } : null,
+        judgement: { rules, facts: { command: 'ok' as const, readBack }, now: now + 500, random: 0 },
+      });
+      answers.push(await store.completeAttempt(report('ord_x1', 'connected')), await store.completeAttempt(report('ord_x2', undefined)));
+      answers.push(await store.releaseAttempt('ord_x3', 1, now + 600, now + 700, 'not sent: link L1 is down; waiting for it', 'gw-a'));
+      answers.push(await store.getMeter('M-1'), await store.getOrder('ord_x1'), await store.getOrder('ord_none'), await store.openOrdersForMeter('M-3'), await store.openOrdersForMeter('M-1'));
+      // An admission replayed (the same idempotency key and body) and one created.
+      const keyed = { ...reconnect('M-1'), idempotencyKey: 'k-1' };
+      answers.push(await store.submitOrders([keyed], ctx), await store.submitOrders([keyed, reconnect('M-2')], ctx));
+      // An attempt whose report carries the meter's flags and the escalation policy (compact across the thread too):
+      // retries run out, so a field work order is raised with the priority the flags give.
+      await store.beginAttempts(['ord_x3'], now + 800, lease);
+      const flags = { vulnerable: false, medicalEquipment: true, priorityRegister: false, protectedMode: false, prepaymentMode: false, prepaymentAgreementRef: null, hasLoadLimiter: false, loadLimitedSince: null };
+      const escalation = { fieldLeadMs: 4 * 3_600_000, dueMarginMs: 1_800_000, slowRetryMs: 600_000, escalateDisconnects: true };
+      const last = report('ord_x3', undefined);
+      answers.push(
+        await store.completeAttempt({ ...last, observedRelay: null, judgement: { rules: { ...rules, retry: { maxAttempts: 1, baseDelayMs: 1000, maxDelayMs: 5000 } }, facts: { command: 'timeout', readBack: undefined }, now: now + 900, random: 0.5, flags, escalation } }),
+      );
+      // Work order ids are random: the rest of each must match.
+      answers.push((await store.listWorkOrders({ limit: 10 })).map((w) => ({ ...w, id: 'wo' })));
+      // A failure among successes in one batch: each caller gets its own answer.
+      answers.push(await Promise.allSettled([store.getMeter('M-3'), store.completeAttempt(report('ord_x2', 'connected')), store.dueOrders(now + 10_000, 10, [])]).then((r) => r.map((x) => (x.status === 'fulfilled' ? x.value : String(x.reason)))));
+      return answers.map((a) => JSON.stringify(a));
+    };
+    const here = new SqliteStore(newPath());
+    const there = new SqliteWorkerStore(newPath());
+    try {
+      const expected = await run(here);
+      expect(expected.join('')).toContain('"resultRelay":"connected"');
+      expect(expected.join('')).toContain('"state":"escalated"');
+      expect(expected.join('')).toContain('"priority":1');
+      expect(await run(there)).toEqual(expected);
+    } finally {
+      await here.close();
+      await there.close();
+    }
+  });
+
   it('counts its statements on its thread and hands the counts to the counter it was given', async () => {
     const counter = new StatementCounter();
     const store = await openStore({ countStatements: counter });
