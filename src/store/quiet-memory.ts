@@ -2,7 +2,8 @@ import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /**
- * Memory handed back by the SQLite store's worker thread once a burst is over (issue 19, memory per meter).
+ * Memory handed back by a thread once a burst is over (issue 19, memory per meter): the SQLite store's worker, and the
+ * gateway's main thread.
  *
  * V8 grows a thread's young generation to its maximum (2 × 16 MiB semi-spaces) during a burst of work (a meter
  * import, a bulk of orders) and shrinks it only in a garbage collection that runs once the thread's allocation rate
@@ -67,10 +68,15 @@ export function youngCollector(): (() => void) | undefined {
   }
 }
 
-/** Start looking on this thread (the SQLite store's worker); the timer never keeps the thread alive. */
-export function releaseMemoryWhenQuiet(): void {
+/**
+ * Start looking on this thread (the SQLite store's worker, the gateway's main thread); the timer never keeps the
+ * thread alive. Returns what stops it.
+ */
+export function releaseMemoryWhenQuiet(): () => void {
   const collect = youngCollector();
-  if (!collect) return;
+  if (!collect) return () => undefined;
   const release = new QuietMemoryRelease({ youngBytes: youngGenerationBytes, collect });
-  setInterval(() => release.check(), CHECK_EVERY_MS).unref();
+  const timer = setInterval(() => release.check(), CHECK_EVERY_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -7,6 +7,7 @@
  * `node --expose-gc dist/tests/bench/memory-bench.js`; BENCH_MEMORY_METERS (default 1000000).
  */
 import { mkdtempSync, statSync } from 'node:fs';
+import { getHeapSpaceStatistics } from 'node:v8';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +21,7 @@ const BATCH = 10_000;
 const MiB = 2 ** 20;
 
 /** RSS after the heap has been collected and the process left alone for a moment. */
-async function settledRss(): Promise<{ rss: number; heapUsed: number }> {
+async function settledRss(): Promise<{ rss: number; heapUsed: number; young: number }> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('run with node --expose-gc');
   for (let i = 0; i < 3; i++) {
@@ -30,7 +31,8 @@ async function settledRss(): Promise<{ rss: number; heapUsed: number }> {
   await sleep(2000);
   gc();
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed };
+  const young = getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space')?.physical_space_size ?? 0;
+  return { rss: m.rss, heapUsed: m.heapUsed, young };
 }
 
 export async function runMemory(meters: number): Promise<void> {
@@ -65,7 +67,7 @@ export async function runMemory(meters: number): Promise<void> {
 
   console.log(
     `memory: ${fmt(count)} meters registered (upsertMeters, batches of ${fmt(BATCH)}) in ${(registerMs / 1000).toFixed(1)} s; ` +
-      `RSS before ${fmt(before.rss / MiB, 1)} MiB, after ${fmt(after.rss / MiB, 1)} MiB (heap used ${fmt(before.heapUsed / MiB, 1)} → ${fmt(after.heapUsed / MiB, 1)} MiB); ` +
+      `RSS before ${fmt(before.rss / MiB, 1)} MiB, after ${fmt(after.rss / MiB, 1)} MiB (heap used ${fmt(before.heapUsed / MiB, 1)} → ${fmt(after.heapUsed / MiB, 1)} MiB; the main thread's young generation ${fmt(before.young / MiB, 1)} → ${fmt(after.young / MiB, 1)} MiB); ` +
       `RSS ÷ meters = ${fmt(after.rss / count)} bytes/meter (target < 1,024), growth ÷ meters = ${fmt((after.rss - before.rss) / count)} bytes/meter; ` +
       `SQLite file + WAL on disk ${fmt(dbBytes / MiB, 1)} MiB`,
   );
