@@ -51,6 +51,15 @@ const reconnectKey = (k: string): boolean =>
 const disconnectKey = (k: string): boolean => k === 'action' || k === 'meterId' || k === 'reason' || k === 'reference' || k === 'notBefore' || k === 'note';
 const limitKey = (k: string): boolean => k === 'action' || k === 'meterId' || k === 'limitW' || k === 'reason' || k === 'reference' || k === 'notBefore' || k === 'note';
 
+/** The keys every action's line ends with, in the schema's order: notBefore and note when given, then action, meterId. */
+function withCommonTail(out: Record<string, unknown>, notBefore: unknown, note: unknown, action: BulkItemOut['action'], meterId: string): BulkItemOut {
+  if (notBefore !== undefined) out.notBefore = notBefore;
+  if (note !== undefined) out.note = note;
+  out.action = action;
+  out.meterId = meterId;
+  return out as BulkItemOut;
+}
+
 /** One line as zod would give it back (keys in the schema's order: the body's own, then action, meterId), or undefined: ask zod. */
 function fastItem(o: unknown): BulkItemOut | undefined {
   if (!isRecord(o)) return undefined;
@@ -64,22 +73,14 @@ function fastItem(o: unknown): BulkItemOut | undefined {
       const out: Record<string, unknown> = { reason: reason ?? 'payment' };
       if (paymentReceivedAt !== undefined) out.paymentReceivedAt = paymentReceivedAt;
       out.urgent = urgent ?? false;
-      if (notBefore !== undefined) out.notBefore = notBefore;
-      if (note !== undefined) out.note = note;
-      out.action = 'reconnect';
-      out.meterId = meterId;
-      return out as BulkItemOut;
+      return withCommonTail(out, notBefore, note, 'reconnect', meterId);
     }
     case 'disconnect': {
       const { reason, reference } = o;
       if (!onlyKeys(o, disconnectKey) || !DISCONNECT_REASON.has(reason) || !optionalReference(reference)) return undefined;
       const out: Record<string, unknown> = { reason };
       if (reference !== undefined) out.reference = reference;
-      if (notBefore !== undefined) out.notBefore = notBefore;
-      if (note !== undefined) out.note = note;
-      out.action = 'disconnect';
-      out.meterId = meterId;
-      return out as BulkItemOut;
+      return withCommonTail(out, notBefore, note, 'disconnect', meterId);
     }
     case 'limit': {
       const { limitW, reason, reference } = o;
@@ -87,11 +88,7 @@ function fastItem(o: unknown): BulkItemOut | undefined {
       if (limitW !== null && !(typeof limitW === 'number' && Number.isSafeInteger(limitW) && limitW >= 1 && limitW <= LIMIT_W_MAX)) return undefined;
       const out: Record<string, unknown> = { limitW, reason };
       if (reference !== undefined) out.reference = reference;
-      if (notBefore !== undefined) out.notBefore = notBefore;
-      if (note !== undefined) out.note = note;
-      out.action = 'limit';
-      out.meterId = meterId;
-      return out as BulkItemOut;
+      return withCommonTail(out, notBefore, note, 'limit', meterId);
     }
     default:
       return undefined;

@@ -41,6 +41,7 @@ import {
   alertFromRow,
   ALERT_STATE_SQL,
   meterSwapFromRow,
+  dueOrderFromRow,
 } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
 import { checkSchemaName, migratePostgres, POSTGRES_AUDIT_KEYED } from './postgres-migrations.js';
@@ -882,14 +883,7 @@ export class PostgresStore implements GatewayStore {
        LIMIT $3`,
       [now, excludeLinks, limit],
     );
-    return rows.map((r) => ({
-      id: r.id as string,
-      meterId: r.meter_id as string,
-      link: r.link as string,
-      action: r.action as DueOrder['action'],
-      reason: r.reason as DueOrder['reason'],
-      state: r.state as DueOrder['state'],
-    }));
+    return rows.map(dueOrderFromRow);
   }
 
   async beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {

@@ -59,6 +59,7 @@ import {
   type Row,
   alertFromRow,
   ALERT_STATE_SQL,
+  dueOrderFromRow,
 } from './store-rows.js';
 import { creditBalanceLimitError } from '../domain/money.js';
 import * as keys from './client-keys.js';
@@ -977,14 +978,7 @@ export class SqliteStore implements GatewayStore {
 
   async dueOrders(now: number, limit: number, excludeLinks: readonly string[]): Promise<DueOrder[]> {
     await this.flushNow();
-    return (this.s.due.all({ now, limit, exclude: JSON.stringify(excludeLinks) }) as Row[]).map((r) => ({
-      id: r.id as string,
-      meterId: r.meter_id as string,
-      link: r.link as string,
-      action: r.action as DueOrder['action'],
-      reason: r.reason as DueOrder['reason'],
-      state: r.state as DueOrder['state'],
-    }));
+    return (this.s.due.all({ now, limit, exclude: JSON.stringify(excludeLinks) }) as Row[]).map(dueOrderFromRow);
   }
 
   beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {

@@ -7,6 +7,7 @@ import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import { balanceAfterTopUp, CreditEventSchema, ledgerBalances, ledgerShowsNoCredit, type CreditEvent } from '../domain/prepayment/credit-ledger.js';
 import { ORDER_ORIGINS, type Attempt, type OrderOrigin, type OrderState, type SwitchOrder } from '../domain/switch-order.js';
 import { MeterlineError } from '../errors.js';
+import type { DueOrder } from './store.js';
 import { parseFlags } from './sqlite-meter-facts.js';
 import type { EpisodeKind } from '../domain/alert-episodes.js';
 import type {
@@ -565,4 +566,16 @@ export class CreditBalanceBound {
     this.pots.set(meterId, { balance: after, emergencyDebt: pots.emergencyDebt - Math.min(amountMinor, pots.emergencyDebt) });
     return { fits: true, balanceAfterMinor: after };
   }
+}
+
+/** A due order from the columns both stores' due-orders statements select. */
+export function dueOrderFromRow(r: Record<string, unknown>): DueOrder {
+  return {
+    id: r.id as string,
+    meterId: r.meter_id as string,
+    link: r.link as string,
+    action: r.action as DueOrder['action'],
+    reason: r.reason as DueOrder['reason'],
+    state: r.state as DueOrder['state'],
+  };
 }
