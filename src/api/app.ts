@@ -58,6 +58,9 @@ export async function buildApi(deps: ApiDeps, logger: Logger): Promise<FastifyIn
     // Refused before its body arrived (unknown key, too large, rate limited): close the connection rather than read
     // an unknown number of bytes to keep it alive, and close it so that the client still gets this answer.
     if (!req.raw.complete) {
+      // Stop reading the body now, not only once the answer is written: fastify's body reader drops its listener at
+      // the limit but leaves the stream flowing, so a loaded machine read megabytes more before the answer went out.
+      req.raw.pause();
       reply.header('connection', 'close');
       closeAfterAnswer(req.raw.socket);
     }
