@@ -107,18 +107,22 @@ export function sqliteDiskOutage(openStore: (path: string) => GatewayStore): Sto
   };
 }
 
+/** A reopened store, migrated; closed again if its migration fails (the tamper kits' reopen). */
+export async function migratedOrClosed<S extends GatewayStore>(store: S): Promise<S> {
+  try {
+    await store.migrate();
+    return store;
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
+
 /** The conformance suite's tamper kit for a SQLite store (on the main thread or its worker): reopen the same file, and hands on it. */
 export function sqliteTamperKit<S extends GatewayStore & { readonly path: string }>(openStore: (path: string, options: { auditKey?: AuditKeySource }) => S): StoreTamperKit {
   return {
     async reopen(store, auditKey) {
-      const again = openStore((store as S).path, auditKey ? { auditKey } : {});
-      try {
-        await again.migrate();
-        return again;
-      } catch (e) {
-        await again.close();
-        throw e;
-      }
+      return migratedOrClosed(openStore((store as S).path, auditKey ? { auditKey } : {}));
     },
     hands: (store) => databaseHands({ sqlite: (store as S).path }),
   };

@@ -13,6 +13,7 @@ import { GENESIS_HASH, unkeyedEntryHash } from '../../src/store/audit-chain.js';
 import { databaseHands } from '../harness/audit-tamper.js';
 import type { GatewayStore } from '../../src/store/store.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../harness/private-postgres.js';
+import { migratedOrClosed } from '../harness/small-disk.js';
 
 /** A fresh schema as a release before migration `upTo` (0-based index) left it: the migrations before it applied and recorded. */
 async function schemaAtRelease(client: pg.Client, schema: string, upTo: number): Promise<void> {
@@ -65,13 +66,7 @@ const postgresTamper: StoreTamperKit = {
     const schema = schemaOf.get(store)!;
     const again = new PostgresStore({ connectionString: DATABASE_URL, schema, auditKey: key ?? auditKey });
     schemaOf.set(again, schema);
-    try {
-      await again.migrate();
-      return again;
-    } catch (e) {
-      await again.close();
-      throw e;
-    }
+    return migratedOrClosed(again);
   },
   hands: (store) => databaseHands({ postgres: { url: DATABASE_URL, schema: schemaOf.get(store)! } }),
 };
