@@ -54,7 +54,9 @@ function start(method: string, encoded: unknown[]): Promise<unknown> {
       const a = args[i];
       if (a !== null && typeof a === 'object' && (a as { portableSubmitContext?: true }).portableSubmitContext) args[i] = liveContext(a as PortableSubmitContext);
     }
-    return fn.apply(store, args);
+    // Promise.resolve: a method the store answers synchronously (writeHealth, which the main thread asks for after a
+    // second with no call) is answered like the others; a promise is returned as it is.
+    return Promise.resolve(fn.apply(store, args));
   } catch (err) {
     return Promise.reject(err);
   }

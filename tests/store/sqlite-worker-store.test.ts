@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { MeterlineError } from '../../src/errors.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { FORWARDED_METHODS, SqliteWorkerStore } from '../../src/store/sqlite-worker-store.js';
@@ -91,6 +91,24 @@ describe('SQLite store on a worker thread', () => {
     // /healthz says so (the control loop retries its writes while the store is unavailable).
     expect(store.writeHealth()).toMatchObject({ writable: false, detail: expect.stringContaining('its thread ended') });
     await store.close();
+  });
+
+  it('asked for its write health after a second with no call, answers it and stays up (a synchronous method once killed the thread)', async () => {
+    const store = await openStore();
+    try {
+      // A second with no answer, as when the health check polls an idle gateway (or a stalled loop): the next
+      // writeHealth() asks the worker in the background.
+      const real = performance.now.bind(performance);
+      const later = vi.spyOn(performance, 'now').mockImplementation(() => real() + 5_000);
+      expect(store.writeHealth()).toMatchObject({ writable: true });
+      later.mockRestore();
+      // The thread is still there: calls after the background ask are answered, and health stays writable.
+      await store.submitOrders([reconnect('M-1')], { now, reconnectLimitHours: 24, newOrderId: () => 'ord_h1', policy: openPolicy() });
+      expect(await store.getOrder('ord_h1')).toMatchObject({ id: 'ord_h1', meterId: 'M-1' });
+      expect(store.writeHealth()).toMatchObject({ writable: true });
+    } finally {
+      await store.close();
+    }
   });
 
   it('a file it cannot open says so (E_STORE_OPEN) through ready() and every call, as SqliteStore says it at construction', async () => {
