@@ -348,6 +348,7 @@ export class SqliteStore implements GatewayStore {
   private forgetCachedRows(): void {
     this.meterRows.clear();
     this.orderRows.clear();
+    this.parts?.audit.forgetHead();
   }
 
   /** The order's row (`SELECT *`), from the cache when it holds it. Shared: never change it. */
@@ -439,6 +440,8 @@ export class SqliteStore implements GatewayStore {
     // in the same transaction (so in the order made: each order's history reads back as written).
     const events: OrderEventArgs[] = [];
     this.events = events;
+    // The audit log's head is kept in memory for the batch (forgetCachedRows forgets it on every rollback below).
+    this.parts?.audit.hold();
     try {
       this.db.transaction(() => {
         for (const w of batch) outcomes.push({ ok: true, value: w.run() });
@@ -473,6 +476,7 @@ export class SqliteStore implements GatewayStore {
       }
     } finally {
       this.events = null;
+      this.parts?.audit.release();
     }
     if (outcomes.some((o) => o.ok)) this.availability.succeeded();
     batch.forEach((w, i) => {
