@@ -11,6 +11,12 @@ export class SqliteAuditLog {
   private readonly insert: Database.Statement;
   private readonly last: Database.Statement;
   private key: AuditKey | undefined;
+  /**
+   * The last entry's (seq, hash) as this connection wrote it, while `holding` (one batch's transaction: see hold());
+   * null when it must be read. Issue 19: the read was a statement per order.
+   */
+  private held: { seq: number; hash: string } | null = null;
+  private holding = false;
 
   constructor(private readonly db: Database.Database) {
     this.insert = db.prepare('INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
@@ -26,14 +32,37 @@ export class SqliteAuditLog {
     return keyingFromRow(this.db.prepare(AUDIT_SQL.keying).get() as Row | undefined);
   }
 
+  /**
+   * From now until release(), keep the head this log appends in memory instead of reading it before each append.
+   * The store holds it for one batch's transaction (sqlite-store.ts flush), in which every write to `audit` is an
+   * append made here; it calls forgetHead() whenever that transaction, or a savepoint in it, rolls back (the rolled
+   * back entries would otherwise be linked to).
+   */
+  hold(): void {
+    this.holding = true;
+    this.held = null;
+  }
+
+  release(): void {
+    this.holding = false;
+    this.held = null;
+  }
+
+  /** Read the head again at the next append (a rollback may have taken the held one back). */
+  forgetHead(): void {
+    this.held = null;
+  }
+
   /** Append one entry; call inside the transaction that makes the change it records. */
   append(at: number, actor: string, action: string, target: string, details: unknown): void {
     if (!this.key) throw new Error('SqliteAuditLog: no audit key (call migrate() first)');
-    const last = this.last.get() as { seq: number; hash: string | null } | undefined;
+    const last = this.held ?? (this.last.get() as { seq: number; hash: string | null } | undefined);
     const prev = last?.hash ?? GENESIS_HASH;
     const seq = (last?.seq ?? 0) + 1;
     const text = details === undefined ? null : JSON.stringify(details);
-    this.insert.run(seq, at, actor, action, target, text, prev, this.key.entryHash(prev, { seq, at, actor, action, target, details: text }));
+    const hash = this.key.entryHash(prev, { seq, at, actor, action, target, details: text });
+    this.insert.run(seq, at, actor, action, target, text, prev, hash);
+    if (this.holding) this.held = { seq, hash };
   }
 
   list(q: AuditQuery): AuditEntry[] {

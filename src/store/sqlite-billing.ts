@@ -46,12 +46,20 @@ export function clientEventFromRow(r: Row): ClientEvent {
   };
 }
 
+/**
+ * A client's next feed number on SQLite: one past its last event's, read off the end of the feed's key (client, seq)
+ * (events are never deleted). PostgreSQL keeps a counter row per client (CLIENT_FEED_SQL.nextSeq), whose lock orders
+ * the commits of two instances; SQLite's one writer needs none, and the counter's upsert was a write per event
+ * (issue 19: 8.6 µs per order, against a read of the key's last entry). Its table is dropped (sqlite-migrations.ts).
+ */
+const SQLITE_NEXT_FEED_SEQ = 'SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM client_feed WHERE client = ?';
+
 export class SqliteBilling {
   private readonly feed: { [K in keyof typeof CLIENT_FEED_SQL]: Database.Statement };
 
   constructor(private readonly db: Database.Database) {
     this.feed = {
-      nextSeq: db.prepare(CLIENT_FEED_SQL.nextSeq),
+      nextSeq: db.prepare(SQLITE_NEXT_FEED_SEQ),
       insert: db.prepare(CLIENT_FEED_SQL.insert),
       after: db.prepare(CLIENT_FEED_SQL.after),
       afterForOrder: db.prepare(CLIENT_FEED_SQL.afterForOrder),
@@ -62,13 +70,14 @@ export class SqliteBilling {
   }
 
   /**
-   * Called for every order transition, inside its transaction. SQLite has one writer, so the client's counter
-   * needs no lock; the write's transaction (or its savepoint) takes the number back with the event if it rolls back.
+   * Called for every order transition, inside its transaction. SQLite has one writer, so the client's next number
+   * is its feed's last plus one (SQLITE_NEXT_FEED_SEQ), read in the transaction that writes the event: a rollback of
+   * the write's transaction (or its savepoint) takes the event back, and with it the number.
    */
   orderChanged(order: SwitchOrder, now: number): void {
     if (!CLIENT_VISIBLE_STATES.has(order.state)) return;
     const event = orderFeedEvent(order, now);
-    const { last_seq: seq } = this.feed.nextSeq.get(event.client) as { last_seq: number };
+    const { seq } = this.feed.nextSeq.get(event.client) as { seq: number };
     this.feed.insert.run(...feedInsertArgs(event, seq));
   }
 

@@ -579,6 +579,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   DROP INDEX orders_escalated;
   CREATE INDEX orders_escalated ON orders (escalated_at, state, meter_id, action) WHERE escalated_at IS NOT NULL;
   `,
+  // A client's next feed number is its feed's last plus one (sqlite-billing.ts: the file has one writer, and feed
+  // events are never deleted), so the per-client counter row, an upsert per event (issue 19), goes. Its last_seq
+  // was always its client's MAX(seq) in client_feed (both written in one transaction).
+  `
+  DROP TABLE client_seq;
+  `,
 ];
 
 /** The migration that added the chain's columns (its transaction links the entries written before, once). */

@@ -712,6 +712,23 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(v.entries).toBe(2);
     });
 
+    it('the audit chain: writes at once, some rolled back after their entry was written, leave one chain, numbered 1..N, that verifies', async () => {
+      // Every third write fails whole after its admission's entry was written: that entry, and its number, go with it.
+      const writes = Array.from({ length: 30 }, (_, i) =>
+        i % 3 === 2
+          ? store.submitOrders([req({ meterId: 'M-1' }), req({ meterId: 'NOPE' })], ctx())
+          : store.appendAudit({ at: now + i, actor: 'ops', action: 'test', target: 'M-1', details: { i } }),
+      );
+      const results = await Promise.allSettled(writes);
+      expect(results.filter((r) => r.status === 'rejected')).toHaveLength(10);
+      await store.appendAudit({ at: now + 99, actor: 'ops', action: 'test', target: 'M-1', details: { i: 99 } });
+      expect(await store.verifyAudit()).toMatchObject({ ok: true, entries: 21 });
+      const entries = await store.listAudit({ limit: 100 });
+      expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
+      // The entries of the writes that committed (PostgreSQL may commit concurrent writes in another order than made).
+      expect(entries.map((e) => (e.details as { i: number }).i).sort((a, b) => a - b)).toEqual([...Array.from({ length: 30 }, (_, i) => i).filter((i) => i % 3 !== 2), 99]);
+    });
+
     // Issue 14: the chain is keyed (HMAC under a key outside the database) and anchored outside it.
     describe('audit chain: what someone with the database but not the key can do is seen', () => {
       const db = (s: GatewayStore = store) => tamper.hands(s);
