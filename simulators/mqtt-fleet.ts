@@ -48,6 +48,12 @@ export interface MqttFleetOptions {
   startTimeoutMs?: number;
   /** Keep each meter's log of received commands (SimulatedMeter.received). Default true; the CLI, which nobody inspects, turns it off. */
   keepCommandLog?: boolean;
+  /**
+   * mqtt.js's `writeCache` for the fleet's connections. Default true (mqtt.js's default). The gateway's in-process
+   * fleet connects before its driver and turns it off, as the driver does (MqttDriver.start): mqtt-packet's number
+   * cache is process-wide, and a first packet written with it on makes a table of 65,536 buffers that stays.
+   */
+  writeCache?: boolean;
 }
 
 export interface FleetCounters {
@@ -256,6 +262,7 @@ export class MqttFleet {
       reconnectPeriod: this.options.reconnectPeriodMs ?? 1000,
       connectTimeout: 5000,
       resubscribe: false,
+      writeCache: this.options.writeCache ?? true,
       // mqtt.js logs each packet several times through `debug`, which costs even when off: a no-op unless DEBUG is set.
       ...(process.env.DEBUG ? {} : { log: () => undefined }),
     });

@@ -25,7 +25,7 @@ import type { TimeSeriesWriter } from './integrations/time-series-writer.js';
 import type { FirmwareProfile } from './domain/firmware-profile.js';
 import type { SwitchOrder } from './domain/switch-order.js';
 import type { GatewayStore, SubmitContext } from './store/store.js';
-import { releaseMemoryWhenQuiet } from './store/quiet-memory.js';
+import { releaseMemoryWhenQuiet } from './runtime/quiet-memory.js';
 import type { StatementCounter } from './store/statement-counter.js';
 import { bindError } from './gateway/bind-error.js';
 import { newTimeSeriesWriter, wireControl } from './gateway/control-wiring.js';

@@ -546,6 +546,11 @@ export class MqttDriver implements MeterDriver {
       resubscribe: false,
       // Never hold QoS 0 packets for later either: nothing this driver sends may go out late.
       queueQoSZero: false,
+      // mqtt-packet's number cache off (process-wide, set here before this client writes a packet): the few packets
+      // mqtt-packet still writes (CONNECT, SUBSCRIBE, PINGREQ...; PUBLISH and PUBACK are fast-packet.ts's) take a
+      // two-byte buffer per number they carry, instead of a table of all 65,536 made on the first packet written and
+      // kept for good: ~7 MiB of the main thread's heap (issue 19, memory per meter). The same bytes on the wire.
+      writeCache: false,
       // mqtt.js logs each packet several times through `debug`, which costs even when off (issue 19): a no-op unless
       // DEBUG is set (then mqtt.js's own `debug` logger, as before).
       ...(process.env.DEBUG ? {} : { log: noop }),

@@ -7,7 +7,6 @@ import type { PlannedMeter } from '../../simulators/fleet-plan.js';
 import type { GatewayConfig } from '../config/config-schema.js';
 import { asMqttProfile, type FirmwareProfile, type MqttFirmwareProfile } from '../domain/firmware-profile.js';
 import { bindError } from './bind-error.js';
-import { mqttNumberCacheOff } from './mqtt-number-cache.js';
 import type { DlmsPushWiring, PushKeyring } from './dlms-push.js';
 import type { StopList } from './stop-list.js';
 
@@ -63,8 +62,11 @@ export class MeterLinks {
   /** Start the broker link (never failing for want of the broker: the link is then down and orders wait), the fleet and the drivers. */
   async start(stops: StopList): Promise<void> {
     const { config, profiles, logger } = this;
-    // Before any MQTT packet is written here: no 7 MiB table of two-byte numbers (mqtt-number-cache.ts).
-    mqttNumberCacheOff();
+    const withFleet = config.simulator.inProcess && this.planned.length > 0;
+    // mqtt-packet's number cache is process-wide and goes off with the first client made with `writeCache: false` (the
+    // fleet's or the driver's): loaded before the broker listens, so that nothing waits between the broker listening and
+    // that client being made, and the broker writes no packet (a CONNACK to a client from outside) with the cache on.
+    const { MqttFleet } = withFleet ? await import('../../simulators/mqtt-fleet.js') : { MqttFleet: undefined };
     if (config.mqtt.mode === 'embedded') {
       const { EmbeddedBroker } = await import('../integrations/embedded-broker.js');
       const broker = await EmbeddedBroker.start(config.mqtt.embeddedPort).catch((err: unknown) => {
@@ -76,14 +78,14 @@ export class MeterLinks {
     // aedes (embedded) speaks MQTT 3.1.1; real brokers get MQTT 5 (message expiry, shared subscriptions).
     const protocolVersion = config.mqtt.mode === 'embedded' ? 4 : 5;
 
-    if (config.simulator.inProcess && this.planned.length > 0) {
+    if (MqttFleet) {
       const share = config.simulator.disconnectedShare;
       const autoPress = config.simulator.autoPressMs;
-      const { MqttFleet } = await import('../../simulators/mqtt-fleet.js');
       const fleet = new MqttFleet({
         brokerUrl: this.brokerUrl,
         protocolVersion,
         connections: protocolVersion === 5 ? 4 : 1,
+        writeCache: false,
         logger: logger.child({ component: 'simulator' }),
         meters: this.planned.map((m, i) => ({
           meterId: m.meterId,

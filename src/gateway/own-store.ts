@@ -32,22 +32,25 @@ export async function ownStore(
 ): Promise<{ store: GatewayStore; anchors: AuditAnchors }> {
   const pg = config.store.postgres;
   if (config.store.kind === 'postgres' && !pg) throw new Error('store.kind is postgres but store.postgres is not set (set DATABASE_URL or store.postgres.url)');
-  const auditKey = gatewayAuditKeySource(config, process.env, (file, keyId) => auditKeyMade(logger, file, keyId));
+  // For a store opened here: the journal started early (own-store-early.ts) came with its own key source.
+  const storeOptions = () => ({
+    auditKey: gatewayAuditKeySource(config, process.env, (file, keyId) => auditKeyMade(logger, file, keyId)),
+    ...(countStatements ? { countStatements } : {}),
+  });
   let store: GatewayStore;
   if (config.store.kind === 'postgres' && pg) {
     // Loaded only for a PostgreSQL store (pg and its store, ~3 MiB of the main thread's heap otherwise; issue 19).
     const { PostgresStore } = await import('../store/postgres-store.js');
-    store = new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, auditKey, ...(pg.schema ? { schema: pg.schema } : {}), ...(countStatements ? { countStatements } : {}) });
+    store = new PostgresStore({ connectionString: pg.url, maxConnections: pg.maxConnections, ...(pg.schema ? { schema: pg.schema } : {}), ...storeOptions() });
     stops.add(() => store.close());
   } else {
     const path = resolve(config.store.sqlite.path);
     // Opening says why it cannot (E_STORE_OPEN: a directory, permission denied, a read-only file system). By default
     // the journal runs on a thread of its own (store.sqlite.thread); the file's ownership is claimed here, on the main thread.
-    const options = { auditKey, ...(countStatements ? { countStatements } : {}) };
     let sqlite: GatewayStore;
     if ((config.store.sqlite.thread ?? 'worker') === 'worker') {
       // The worker main.ts started early for this file (it only opened it), else one started now.
-      const onWorker = early?.path === path ? early.store : new SqliteWorkerStore(path, options);
+      const onWorker = early?.path === path ? early.store : new SqliteWorkerStore(path, storeOptions());
       if (onWorker === early?.store) early.useLogger(logger);
       try {
         await onWorker.ready();
@@ -56,7 +59,7 @@ export async function ownStore(
         throw err;
       }
       sqlite = onWorker;
-    } else sqlite = new SqliteStore(path, options);
+    } else sqlite = new SqliteStore(path, storeOptions());
     let owner: SqliteFileOwnership;
     try {
       owner = SqliteFileOwnership.claim(path, config.instanceId);

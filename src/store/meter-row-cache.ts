@@ -1,58 +1,14 @@
-import type { Row } from './store-rows.js';
-
 /**
- * The SQLite store's recently used meter rows (issue 19): an order reads its meter three times (admission, the
- * attempt's address, the verdict's flags), each a `SELECT * FROM meters` that cost about as much as a write. The
- * store's file is owned by one process (sqlite-file-owner.ts) and every write to `meters` goes through the store,
- * which keeps this cache in step: a write whose new values it knows (observations, desired states) updates the
- * entry, any other write forgets it, and a transaction that fails clears the cache (it may hold rows the rollback
+ * The SQLite store's recently used meter rows (issue 19), a RowCache (row-cache.ts): an order reads its meter three
+ * times (admission, the attempt's address, the verdict's flags), each a `SELECT * FROM meters` that cost about as much
+ * as a write. The store's file is owned by one process (sqlite-file-owner.ts) and every write to `meters` goes through
+ * the store, which keeps this cache in step: a write whose new values it knows (observations, desired states) updates
+ * the entry, any other write forgets it, and a transaction that fails clears the cache (it may hold rows the rollback
  * undid).
  *
- * Bounded: at most `capacity` rows, the least recently used leaving first, so a fleet of a million meters is never
- * held in memory (a row is about 0.4-0.5 KB of heap: the default bound keeps the cache under ~16 MiB). Rows are
- * shared, never mutated: a caller must not change one.
- */
-export class MeterRowCache {
-  private readonly rows = new Map<string, Row>();
-
-  constructor(readonly capacity: number) {}
-
-  get size(): number {
-    return this.rows.size;
-  }
-
-  /** The row, if cached; marks it recently used. */
-  get(meterId: string): Row | undefined {
-    const row = this.rows.get(meterId);
-    if (row !== undefined) {
-      this.rows.delete(meterId);
-      this.rows.set(meterId, row);
-    }
-    return row;
-  }
-
-  has(meterId: string): boolean {
-    return this.rows.has(meterId);
-  }
-
-  /** Keep the row as the meter now is (read from the database, or returned by the write that made it). */
-  put(meterId: string, row: Row): void {
-    this.rows.delete(meterId);
-    this.rows.set(meterId, row);
-    if (this.rows.size > this.capacity) this.rows.delete(this.rows.keys().next().value as string);
-  }
-
-  /** The meter was written in a way the cache cannot follow: read it again next time. */
-  forget(meterId: string): void {
-    this.rows.delete(meterId);
-  }
-
-  clear(): void {
-    this.rows.clear();
-  }
-}
-
-/**
+ * Bounded so that a fleet of a million meters is never held in memory (a row is about 0.4-0.5 KB of heap: the default
+ * bound keeps the cache under ~16 MiB).
+ *
  * Rows kept by default. The attempt's read and the verdict's always find their row (seconds apart, a few thousand
  * meters between them); the admission's row is still there at the attempt while fewer orders than this are waiting
  * in between (a queue of 30,000 reconnects, as the 100k bench's 30,000 run, is; a deeper one reads it again).

@@ -1,8 +1,8 @@
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { newOrderId } from '../domain/order-id.js';
+import { releaseMemoryWhenQuiet } from '../runtime/quiet-memory.js';
 import { auditKeySourceFrom } from './audit-key-source.js';
-import { releaseMemoryWhenQuiet } from './quiet-memory.js';
 import { SqliteStore } from './sqlite-store.js';
 import { StatementCounter } from './statement-counter.js';
 import type { SubmitContext } from './store.js';

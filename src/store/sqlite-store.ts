@@ -26,8 +26,9 @@ import { SQLITE_AUDIT_KEYED, SQLITE_AUDIT_LINKED, SQLITE_MIGRATIONS } from './sq
 import { keyTheChain, type AuditAnchor, type AuditHead } from './audit-chain.js';
 import { auditKeySource, fixedAuditKey, keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
 import { openSqliteFile } from './sqlite-open.js';
-import { METER_ROW_CACHE_ROWS, MeterRowCache } from './meter-row-cache.js';
-import { guardOrderWrites, ORDER_ROW_CACHE_ROWS, OrderRowCache } from './order-row-cache.js';
+import { METER_ROW_CACHE_ROWS } from './meter-row-cache.js';
+import { guardOrderWrites, ORDER_ROW_CACHE_ROWS } from './order-row-cache.js';
+import { RowCache } from './row-cache.js';
 import { countSqliteStatements, type StatementCounter } from './statement-counter.js';
 import { freeSpaceProblem, sqliteUnavailableCause, StoreAvailability, type StoreWriteHealth } from './store-availability.js';
 import {
@@ -174,9 +175,9 @@ export class SqliteStore implements GatewayStore {
   private prepared: ReturnType<SqliteStore['prepare']> | undefined;
   private parts: { audit: SqliteAuditLog; facts: SqliteMeterFacts; plans: SqlitePlans; work: SqliteWorkOrders; billing: SqliteBilling } | undefined;
   /** Recently read meter rows, kept in step with every write to `meters` (meter-row-cache.ts). */
-  private readonly meterRows = new MeterRowCache(METER_ROW_CACHE_ROWS);
+  private readonly meterRows = new RowCache(METER_ROW_CACHE_ROWS);
   /** Open orders' rows, kept in step with every write to `orders` (order-row-cache.ts). */
-  private readonly orderRows = new OrderRowCache(ORDER_ROW_CACHE_ROWS);
+  private readonly orderRows = new RowCache(ORDER_ROW_CACHE_ROWS);
   /** Prepare a statement that writes `orders` whose caller keeps `orderRows` in step itself (order-row-cache.ts). */
   private readonly followed: (sql: string) => Database.Statement;
 

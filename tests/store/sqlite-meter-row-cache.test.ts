@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NO_LOAD_SIDE_CHECK } from '../../src/domain/firmware-profile.js';
-import { MeterRowCache } from '../../src/store/meter-row-cache.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import type { Lease, OrderRequest, SubmitContext } from '../../src/store/store.js';
 import { openPolicy } from '../harness/test-policy.js';
@@ -118,18 +117,5 @@ describe('SQLite store: the meter rows it keeps follow every change', () => {
     } finally {
       await again.close();
     }
-  });
-});
-
-describe('MeterRowCache', () => {
-  it('holds at most its capacity, the least recently used leaving first', () => {
-    const cache = new MeterRowCache(2);
-    cache.put('a', { meter_id: 'a' });
-    cache.put('b', { meter_id: 'b' });
-    expect(cache.get('a')).toEqual({ meter_id: 'a' }); // a is now the most recent
-    cache.put('c', { meter_id: 'c' });
-    expect([cache.has('a'), cache.has('b'), cache.has('c'), cache.size]).toEqual([true, false, true, 2]);
-    cache.forget('a');
-    expect(cache.get('a')).toBeUndefined();
   });
 });

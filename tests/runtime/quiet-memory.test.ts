@@ -1,6 +1,6 @@
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { QuietMemoryRelease, youngCollector, youngGenerationBytes, YOUNG_THRESHOLD_BYTES } from '../../src/store/quiet-memory.js';
+import { QuietMemoryRelease, youngCollector, youngGenerationBytes, YOUNG_THRESHOLD_BYTES } from '../../src/runtime/quiet-memory.js';
 
 const MiB = 2 ** 20;
 
