@@ -559,15 +559,14 @@ export class PostgresStore implements GatewayStore {
     out: SubmitOutcome[],
   ): Promise<void> {
     const col = <T>(f: (r: (typeof run)[number]) => T): T[] => run.map(f);
-    const rows = await q.all(
+    await q.run(
       `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
          created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id, origin)
        SELECT t.id, t.meter_id, 'reconnect', t.reason, t.note, t.requested_by, 'queued', NULL, t.priority, t.urgent, t.link,
          $12, $12, t.not_before, t.deadline, t.payment_at, 0, t.not_before, t.plan_id, t.origin
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::boolean[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $13::text[], $14::text[])
          WITH ORDINALITY AS t(id, meter_id, reason, note, requested_by, priority, urgent, link, not_before, deadline, payment_at, plan_id, origin, n)
-       ORDER BY t.n
-       RETURNING *`,
+       ORDER BY t.n`,
       [
         col((r) => r.id),
         col((r) => r.req.meterId),
@@ -585,7 +584,21 @@ export class PostgresStore implements GatewayStore {
         col((r) => r.req.origin ?? 'api'),
       ],
     );
-    const byId = new Map(rows.map((r) => [r.id as string, orderFromRow(r)]));
+    // The rows as inserted, from the values sent (no RETURNING *: a row of every column per order parsed on the main
+    // thread). The columns not written take their defaults: NULL, and origin 'api' (given here anyway). Numbers are
+    // safe integers into integer and bigint columns, which read back exactly as written.
+    const byId = new Map(
+      run.map((r) => [
+        r.id,
+        orderFromRow({
+          id: r.id, meter_id: r.req.meterId, action: 'reconnect', limit_w: null, reason: r.req.reason, note: r.req.note, requested_by: r.req.requestedBy,
+          state: 'queued', state_reason: null, priority: r.priority, urgent: r.urgent, link: r.link, created_at: now, updated_at: now,
+          not_before: r.req.notBefore ?? now, deadline: r.deadline, payment_at: r.req.paymentAt, attempts: 0, next_attempt_at: r.req.notBefore ?? now,
+          superseded_by: null, completed_at: null, result_relay: null, plan_id: r.req.planId ?? null, second_notice_at: null, cap_day: null,
+          escalated_at: null, origin: r.req.origin ?? 'api', reference: null, approved_by: null, approved_at: null,
+        }),
+      ]),
+    );
     await q.run(
       `INSERT INTO order_events (order_id, at, from_state, to_state, reason)
        SELECT t.id, $3, e.from_state, e.to_state, CASE WHEN e.to_state = 'accepted' THEN t.accepted ELSE NULL END
@@ -1049,15 +1062,15 @@ export class PostgresStore implements GatewayStore {
         // The row as the statement left it, from the row read under its lock and what the statement wrote (no
         // RETURNING o.*: a thousand rows of every column parsed on the main thread). The columns written are
         // bigints from safe integers and text, which read back exactly as written.
-        const order = orderFromRow({
-          ...s.row,
+        const order: SwitchOrder = {
+          ...s.current,
           state: s.verdict.next,
-          state_reason: s.verdict.reason,
-          updated_at: s.report.endedAt,
-          completed_at: isTerminal(s.verdict.next) ? s.report.endedAt : s.row.completed_at,
-          next_attempt_at: s.verdict.nextAttemptAt ?? s.row.next_attempt_at,
-          result_relay: s.report.observedRelay ?? s.row.result_relay,
-        });
+          stateReason: s.verdict.reason ?? null,
+          updatedAt: s.report.endedAt,
+          completedAt: isTerminal(s.verdict.next) ? s.report.endedAt : s.current.completedAt,
+          nextAttemptAt: s.verdict.nextAttemptAt ?? s.current.nextAttemptAt,
+          resultRelay: s.report.observedRelay ?? s.current.resultRelay,
+        };
         if (CLIENT_VISIBLE_STATES.has(order.state)) await billing.orderChanged(q, order, s.report.endedAt);
         results[s.i] = { ok: true, order };
       }
