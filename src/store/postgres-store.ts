@@ -44,6 +44,7 @@ import {
   dueOrderFromRow,
 } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
+import { columnPositions, orderColumns, orderRowFromValues } from './postgres-order-rows.js';
 import { checkSchemaName, migratePostgres, POSTGRES_AUDIT_KEYED } from './postgres-migrations.js';
 import { keyTheChain, type AuditAnchor, type AuditHead, type AuditKey } from './audit-chain.js';
 import { keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
@@ -903,9 +904,10 @@ export class PostgresStore implements GatewayStore {
     if (orderIds.length === 0) return [];
     // One statement, so one round trip and its own transaction: the leases, their attempts and their history events
     // commit together or not at all, as a BEGIN … COMMIT of three statements did (five round trips).
-    const rows = await this.retrying(() => this.r.all(BEGIN_ATTEMPTS_SQL, [orderIds, now, lease.owner, lease.until]));
+    const read = await this.retrying(() => this.r.allArrays(BEGIN_ATTEMPTS_SQL, [orderIds, now, lease.owner, lease.until]));
+    const c = orderColumns(read.fields);
     const position = new Map(orderIds.map((id, i) => [id, i]));
-    return rows.map(orderFromRow).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
+    return read.rows.map((v) => orderFromRow(orderRowFromValues(v, c))).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
   }
 
   /** A single statement on the pool (its own transaction), run again after a deadlock or serialization failure, as `tx` does. */
@@ -998,21 +1000,25 @@ export class PostgresStore implements GatewayStore {
   /** The reports' orders in one transaction: checked and decided each, written set-based. Results in the reports' order. */
   private async completeBatch(q: Q, reports: readonly AttemptReport[]): Promise<CompletionResult[]> {
     // The meters' rows, then the orders' (the order every writer takes them in), in meter order: one statement.
-    const rows = await q.all(
+    // Read as arrays (postgres-order-rows.ts): a thousand rows of thirty-odd columns, on the main thread.
+    const read = await q.allArrays(
       `SELECT o.*, m.flags AS meter_flags_now FROM meters m JOIN orders o ON o.meter_id = m.meter_id
        WHERE o.id = ANY($1::text[]) ORDER BY m.meter_id, o.id FOR UPDATE OF m, o`,
       [reports.map((r) => r.orderId)],
     );
-    const byId = new Map(rows.map((r) => [r.id as string, r]));
+    const c = orderColumns(read.fields);
+    const flagsAt = columnPositions(read.fields, ['meter_flags_now']).meter_flags_now;
+    const byId = new Map(read.rows.map((v) => [v[c.id] as string, v]));
     const results: CompletionResult[] = new Array(reports.length);
-    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; row: Row }[] = [];
+    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict }[] = [];
     const other: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; limited: Partial<MeterFlags> | undefined }[] = [];
     const meters = new Set<string>();
     for (let i = 0; i < reports.length; i++) {
       const report = reports[i]!;
-      const row = byId.get(report.orderId);
+      const values = byId.get(report.orderId);
       try {
-        if (!row) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${report.orderId} does not exist`);
+        if (!values) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${report.orderId} does not exist`);
+        const row = orderRowFromValues(values, c);
         const current = orderFromRow(row);
         if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
           throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
@@ -1021,12 +1027,12 @@ export class PostgresStore implements GatewayStore {
         if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
         const verdict = decideAttempt(current, report.judgement);
         if (!canTransition(current.state, verdict.next)) throw new Error(`illegal order transition ${current.state} → ${verdict.next} for ${current.id}`);
-        const limited = limitFlagsAfter(current, verdict.next, parseFlags(row.meter_flags_now), report.endedAt);
+        const limited = limitFlagsAfter(current, verdict.next, parseFlags(values[flagsAt]), report.endedAt);
         const plain = !verdict.escalation && !verdict.reviseWorkOrder && !limited && !(verdict.next !== 'escalated' && current.escalatedAt !== null);
         // The set-based write touches each meter's row once: a second report on one meter goes the one-by-one way.
         if (plain && !meters.has(current.meterId)) {
           meters.add(current.meterId);
-          simple.push({ i, report, current, verdict, row });
+          simple.push({ i, report, current, verdict });
         } else other.push({ i, report, current, verdict, limited });
       } catch (error) {
         results[i] = { ok: false, error };
@@ -1059,7 +1065,7 @@ export class PostgresStore implements GatewayStore {
       const movedIds = new Set(moved.map((r) => r.id as string));
       for (const s of simple) {
         if (!movedIds.has(s.report.orderId)) throw new Error(`order ${s.report.orderId} was not in state ${s.current.state}`);
-        // The row as the statement left it, from the row read under its lock and what the statement wrote (no
+        // The order as the statement left it, from the row read under its lock and what the statement wrote (no
         // RETURNING o.*: a thousand rows of every column parsed on the main thread). The columns written are
         // bigints from safe integers and text, which read back exactly as written.
         const order: SwitchOrder = {

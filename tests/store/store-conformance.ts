@@ -266,6 +266,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const [d] = await store.submitOrders([req()], ctx());
       const taken = await store.beginAttempts([d!.order.id], now, A(now));
       expect(taken.map((o) => [o.state, o.attempts])).toEqual([['in_flight', 1]]);
+      expect(taken).toEqual([await store.getOrder(d!.order.id)]);
       expect(await store.beginAttempts([d!.order.id], now, A(now))).toEqual([]);
       await store.submitOrders([req({ action: 'reconnect', reason: 'payment' })], ctx());
       expect(await store.dueOrders(now, 10, [])).toEqual([]);
@@ -301,10 +302,12 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
     const verifyLimit = async (orderId: string, attempt: number, readBackLimitW: number | null) => {
       await store.beginAttempts([orderId], now, A(now));
-      return store.completeAttempt({
+      const after = await store.completeAttempt({
         orderId, attempt, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
         judgement: { rules: profile, facts: { command: 'ok', readBack: 'connected', readBackLimitW }, now, random: 0 },
       });
+      expect(after).toEqual(await store.getOrder(orderId));
+      return after;
     };
 
     it('a limit order keeps its watts (limit_w), supersedes an earlier unfinished limit order but no relay order, and sets no desired relay', async () => {
