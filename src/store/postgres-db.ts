@@ -9,6 +9,7 @@ export type { Row } from './store-rows.js';
 export { attemptFromRow, breakerFromRow, meterFromRow, notificationFromRow } from './store-rows.js';
 import type { Row } from './store-rows.js';
 import type { AuditKey } from './audit-chain.js';
+import { withArrayLiterals } from './postgres-arrays.js';
 
 interface Queryable {
   query(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult>;
@@ -27,6 +28,12 @@ export class StatementMode {
 export function isCachedPlanChange(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
   return e.code === '0A000' && /cached plan must not change result type/.test(e.message ?? '');
+}
+
+/** Rows read as arrays (Q.allArrays): the values in column order, and the columns. */
+export interface ArrayRows {
+  rows: unknown[][];
+  fields: readonly { name: string }[];
 }
 
 /** A statement and its arguments. */
@@ -62,13 +69,23 @@ export class Q {
    * (a fresh schema) can stay in use as they fill, e.g. a nested loop that reads a whole table per row.
    */
   async allPlanned(sql: string, args: readonly unknown[]): Promise<Row[]> {
-    const run = (): Promise<pg.QueryResult> => this.c.query(sql, args as unknown[]);
+    const values = withArrayLiterals(args) as unknown[];
+    const run = (): Promise<pg.QueryResult> => this.c.query(sql, values);
     if (!this.availability) return (await run()).rows as Row[];
     try {
       return (await run()).rows as Row[];
     } catch (error) {
       throw this.availability.failed(error);
     }
+  }
+
+  /**
+   * Rows as arrays of values in the statement's column order, with the columns' names: for wide rows read often,
+   * which pg builds as objects at several times the cost (a keyed store per column); see postgres-order-rows.ts.
+   */
+  async allArrays(sql: string, args: readonly unknown[]): Promise<ArrayRows> {
+    const r = await this.query(sql, args, 'array');
+    return { rows: r.rows as unknown as unknown[][], fields: r.fields };
   }
 
   async get(sql: string, args: readonly unknown[] = []): Promise<Row | undefined> {
@@ -112,26 +129,29 @@ export class Q {
    * then only binds and executes it (the server's CPU per statement roughly halves). Statements without
    * parameters (migrations: several statements in one text) go as plain queries.
    */
-  private async query(sql: string, args: readonly unknown[]): Promise<pg.QueryResult> {
-    if (!this.availability) return this.send(sql, args);
+  private async query(sql: string, args: readonly unknown[], rowMode?: 'array'): Promise<pg.QueryResult> {
+    if (!this.availability) return this.send(sql, args, rowMode);
     try {
-      return await this.send(sql, args);
+      return await this.send(sql, args, rowMode);
     } catch (error) {
       throw this.availability.failed(error);
     }
   }
 
-  private async send(sql: string, args: readonly unknown[]): Promise<pg.QueryResult> {
-    if (args.length === 0) return this.c.query(sql);
-    if (!this.mode.prepared) return this.c.query(sql, args as unknown[]);
+  private async send(sql: string, given: readonly unknown[], rowMode?: 'array'): Promise<pg.QueryResult> {
+    const asArrays = rowMode ? { rowMode } : {};
+    if (given.length === 0) return rowMode ? this.c.query({ text: sql, ...asArrays }) : this.c.query(sql);
+    // Array parameters as literals written here, the same text pg would write, for less of the main thread (postgres-arrays.ts).
+    const args = withArrayLiterals(given) as unknown[];
+    if (!this.mode.prepared) return this.c.query({ text: sql, values: args, ...asArrays });
     try {
-      return await this.c.query({ name: statementName(sql), text: sql, values: args as unknown[] });
+      return await this.c.query({ name: statementName(sql), text: sql, values: args, ...asArrays });
     } catch (error) {
       if (!isCachedPlanChange(error)) throw error;
       this.mode.prepared = false;
       // A transaction is aborted by the error: the store runs it again (see retryable); a lone statement runs again here.
       if (!this.autocommit) throw error;
-      return this.c.query(sql, args as unknown[]);
+      return this.c.query({ text: sql, values: args, ...asArrays });
     }
   }
 }

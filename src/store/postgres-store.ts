@@ -44,6 +44,7 @@ import {
   dueOrderFromRow,
 } from './store-rows.js';
 import * as facts from './postgres-meter-facts.js';
+import { columnPositions, orderColumns, orderRowFromValues } from './postgres-order-rows.js';
 import { checkSchemaName, migratePostgres, POSTGRES_AUDIT_KEYED } from './postgres-migrations.js';
 import { keyTheChain, type AuditAnchor, type AuditHead, type AuditKey } from './audit-chain.js';
 import { keyForFirstKeying, keyForLog, type AuditKeySource } from './audit-key-source.js';
@@ -559,15 +560,14 @@ export class PostgresStore implements GatewayStore {
     out: SubmitOutcome[],
   ): Promise<void> {
     const col = <T>(f: (r: (typeof run)[number]) => T): T[] => run.map(f);
-    const rows = await q.all(
+    await q.run(
       `INSERT INTO orders (id, meter_id, action, reason, note, requested_by, state, state_reason, priority, urgent, link,
          created_at, updated_at, not_before, deadline, payment_at, attempts, next_attempt_at, plan_id, origin)
        SELECT t.id, t.meter_id, 'reconnect', t.reason, t.note, t.requested_by, 'queued', NULL, t.priority, t.urgent, t.link,
          $12, $12, t.not_before, t.deadline, t.payment_at, 0, t.not_before, t.plan_id, t.origin
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::boolean[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $13::text[], $14::text[])
          WITH ORDINALITY AS t(id, meter_id, reason, note, requested_by, priority, urgent, link, not_before, deadline, payment_at, plan_id, origin, n)
-       ORDER BY t.n
-       RETURNING *`,
+       ORDER BY t.n`,
       [
         col((r) => r.id),
         col((r) => r.req.meterId),
@@ -585,7 +585,21 @@ export class PostgresStore implements GatewayStore {
         col((r) => r.req.origin ?? 'api'),
       ],
     );
-    const byId = new Map(rows.map((r) => [r.id as string, orderFromRow(r)]));
+    // The rows as inserted, from the values sent (no RETURNING *: a row of every column per order parsed on the main
+    // thread). The columns not written take their defaults: NULL, and origin 'api' (given here anyway). Numbers are
+    // safe integers into integer and bigint columns, which read back exactly as written.
+    const byId = new Map(
+      run.map((r) => [
+        r.id,
+        orderFromRow({
+          id: r.id, meter_id: r.req.meterId, action: 'reconnect', limit_w: null, reason: r.req.reason, note: r.req.note, requested_by: r.req.requestedBy,
+          state: 'queued', state_reason: null, priority: r.priority, urgent: r.urgent, link: r.link, created_at: now, updated_at: now,
+          not_before: r.req.notBefore ?? now, deadline: r.deadline, payment_at: r.req.paymentAt, attempts: 0, next_attempt_at: r.req.notBefore ?? now,
+          superseded_by: null, completed_at: null, result_relay: null, plan_id: r.req.planId ?? null, second_notice_at: null, cap_day: null,
+          escalated_at: null, origin: r.req.origin ?? 'api', reference: null, approved_by: null, approved_at: null,
+        }),
+      ]),
+    );
     await q.run(
       `INSERT INTO order_events (order_id, at, from_state, to_state, reason)
        SELECT t.id, $3, e.from_state, e.to_state, CASE WHEN e.to_state = 'accepted' THEN t.accepted ELSE NULL END
@@ -890,9 +904,10 @@ export class PostgresStore implements GatewayStore {
     if (orderIds.length === 0) return [];
     // One statement, so one round trip and its own transaction: the leases, their attempts and their history events
     // commit together or not at all, as a BEGIN … COMMIT of three statements did (five round trips).
-    const rows = await this.retrying(() => this.r.all(BEGIN_ATTEMPTS_SQL, [orderIds, now, lease.owner, lease.until]));
+    const read = await this.retrying(() => this.r.allArrays(BEGIN_ATTEMPTS_SQL, [orderIds, now, lease.owner, lease.until]));
+    const c = orderColumns(read.fields);
     const position = new Map(orderIds.map((id, i) => [id, i]));
-    return rows.map(orderFromRow).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
+    return read.rows.map((v) => orderFromRow(orderRowFromValues(v, c))).sort((a, b) => position.get(a.id)! - position.get(b.id)!);
   }
 
   /** A single statement on the pool (its own transaction), run again after a deadlock or serialization failure, as `tx` does. */
@@ -985,21 +1000,25 @@ export class PostgresStore implements GatewayStore {
   /** The reports' orders in one transaction: checked and decided each, written set-based. Results in the reports' order. */
   private async completeBatch(q: Q, reports: readonly AttemptReport[]): Promise<CompletionResult[]> {
     // The meters' rows, then the orders' (the order every writer takes them in), in meter order: one statement.
-    const rows = await q.all(
+    // Read as arrays (postgres-order-rows.ts): a thousand rows of thirty-odd columns, on the main thread.
+    const read = await q.allArrays(
       `SELECT o.*, m.flags AS meter_flags_now FROM meters m JOIN orders o ON o.meter_id = m.meter_id
        WHERE o.id = ANY($1::text[]) ORDER BY m.meter_id, o.id FOR UPDATE OF m, o`,
       [reports.map((r) => r.orderId)],
     );
-    const byId = new Map(rows.map((r) => [r.id as string, r]));
+    const c = orderColumns(read.fields);
+    const flagsAt = columnPositions(read.fields, ['meter_flags_now']).meter_flags_now;
+    const byId = new Map(read.rows.map((v) => [v[c.id] as string, v]));
     const results: CompletionResult[] = new Array(reports.length);
-    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; row: Row }[] = [];
+    const simple: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict }[] = [];
     const other: { i: number; report: AttemptReport; current: SwitchOrder; verdict: EscalatedVerdict; limited: Partial<MeterFlags> | undefined }[] = [];
     const meters = new Set<string>();
     for (let i = 0; i < reports.length; i++) {
       const report = reports[i]!;
-      const row = byId.get(report.orderId);
+      const values = byId.get(report.orderId);
       try {
-        if (!row) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${report.orderId} does not exist`);
+        if (!values) throw new MeterlineError('E_ORDER_NOT_FOUND', `order ${report.orderId} does not exist`);
+        const row = orderRowFromValues(values, c);
         const current = orderFromRow(row);
         if (current.state !== 'in_flight' || current.attempts !== report.attempt) {
           throw new Error(`order ${report.orderId} is ${current.state} at attempt ${current.attempts}, not in flight at attempt ${report.attempt}`);
@@ -1008,12 +1027,12 @@ export class PostgresStore implements GatewayStore {
         if (holder !== report.leaseOwner) throw new MeterlineError('E_LEASE_LOST', `order ${report.orderId} was taken over by ${holder ?? 'nobody'}; ${report.leaseOwner}'s report is not recorded`);
         const verdict = decideAttempt(current, report.judgement);
         if (!canTransition(current.state, verdict.next)) throw new Error(`illegal order transition ${current.state} → ${verdict.next} for ${current.id}`);
-        const limited = limitFlagsAfter(current, verdict.next, parseFlags(row.meter_flags_now), report.endedAt);
+        const limited = limitFlagsAfter(current, verdict.next, parseFlags(values[flagsAt]), report.endedAt);
         const plain = !verdict.escalation && !verdict.reviseWorkOrder && !limited && !(verdict.next !== 'escalated' && current.escalatedAt !== null);
         // The set-based write touches each meter's row once: a second report on one meter goes the one-by-one way.
         if (plain && !meters.has(current.meterId)) {
           meters.add(current.meterId);
-          simple.push({ i, report, current, verdict, row });
+          simple.push({ i, report, current, verdict });
         } else other.push({ i, report, current, verdict, limited });
       } catch (error) {
         results[i] = { ok: false, error };
@@ -1046,18 +1065,18 @@ export class PostgresStore implements GatewayStore {
       const movedIds = new Set(moved.map((r) => r.id as string));
       for (const s of simple) {
         if (!movedIds.has(s.report.orderId)) throw new Error(`order ${s.report.orderId} was not in state ${s.current.state}`);
-        // The row as the statement left it, from the row read under its lock and what the statement wrote (no
+        // The order as the statement left it, from the row read under its lock and what the statement wrote (no
         // RETURNING o.*: a thousand rows of every column parsed on the main thread). The columns written are
         // bigints from safe integers and text, which read back exactly as written.
-        const order = orderFromRow({
-          ...s.row,
+        const order: SwitchOrder = {
+          ...s.current,
           state: s.verdict.next,
-          state_reason: s.verdict.reason,
-          updated_at: s.report.endedAt,
-          completed_at: isTerminal(s.verdict.next) ? s.report.endedAt : s.row.completed_at,
-          next_attempt_at: s.verdict.nextAttemptAt ?? s.row.next_attempt_at,
-          result_relay: s.report.observedRelay ?? s.row.result_relay,
-        });
+          stateReason: s.verdict.reason ?? null,
+          updatedAt: s.report.endedAt,
+          completedAt: isTerminal(s.verdict.next) ? s.report.endedAt : s.current.completedAt,
+          nextAttemptAt: s.verdict.nextAttemptAt ?? s.current.nextAttemptAt,
+          resultRelay: s.report.observedRelay ?? s.current.resultRelay,
+        };
         if (CLIENT_VISIBLE_STATES.has(order.state)) await billing.orderChanged(q, order, s.report.endedAt);
         results[s.i] = { ok: true, order };
       }

@@ -136,6 +136,8 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(out!.kind).toBe('created');
       expect(out!.order.state).toBe('queued');
       expect(out!.order.deadline).toBe(now - 1000 + 24 * 3_600_000);
+      // The order handed back is the order as stored, every field (a store may build it from what it wrote).
+      expect(out!.order).toEqual(await store.getOrder(out!.order.id));
       const events = await store.listOrderEvents(out!.order.id);
       expect(events.map((e) => [e.from, e.to])).toEqual([
         [null, 'accepted'],
@@ -180,6 +182,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect((await store.getOrder(d!.order.id))?.state).toBe('superseded');
       for (const o of [m2!, m1b!, m3!]) {
         expect(o.state).toBe('queued');
+        expect(o).toEqual(await store.getOrder(o.id));
         expect((await store.listOrderEvents(o.id)).map((e) => [e.from, e.to])).toEqual([
           [null, 'accepted'],
           ['accepted', 'queued'],
@@ -263,6 +266,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const [d] = await store.submitOrders([req()], ctx());
       const taken = await store.beginAttempts([d!.order.id], now, A(now));
       expect(taken.map((o) => [o.state, o.attempts])).toEqual([['in_flight', 1]]);
+      expect(taken).toEqual([await store.getOrder(d!.order.id)]);
       expect(await store.beginAttempts([d!.order.id], now, A(now))).toEqual([]);
       await store.submitOrders([req({ action: 'reconnect', reason: 'payment' })], ctx());
       expect(await store.dueOrders(now, 10, [])).toEqual([]);
@@ -289,6 +293,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       expect(after.state).toBe('done');
       expect(after.completedAt).toBe(now);
       expect(after.resultRelay).toBe('disconnected');
+      expect(after).toEqual(await store.getOrder(d!.order.id));
       const [attempt] = await store.listAttempts(d!.order.id);
       expect(attempt).toMatchObject({ attempt: 1, outcome: 'ok', latencyMs: 120, commandEvidence: '{"result":"ok"}', readEvidence: '{"relay":"disconnected"}' });
       const meter = await store.getMeter('M-1');
@@ -297,10 +302,12 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
 
     const verifyLimit = async (orderId: string, attempt: number, readBackLimitW: number | null) => {
       await store.beginAttempts([orderId], now, A(now));
-      return store.completeAttempt({
+      const after = await store.completeAttempt({
         orderId, attempt, leaseOwner: 'gw-a', endedAt: now, latencyMs: 10, commandEvidence: null, readEvidence: null, observedRelay: 'connected', detail: null, observation: null,
         judgement: { rules: profile, facts: { command: 'ok', readBack: 'connected', readBackLimitW }, now, random: 0 },
       });
+      expect(after).toEqual(await store.getOrder(orderId));
+      return after;
     };
 
     it('a limit order keeps its watts (limit_w), supersedes an earlier unfinished limit order but no relay order, and sets no desired relay', async () => {
@@ -368,6 +375,7 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       const first = await fail(1);
       expect(first.state).toBe('queued');
       expect(first.nextAttemptAt).toBe(now + 500);
+      expect(first).toEqual(await store.getOrder(id));
       expect(await store.dueOrders(now, 10, [])).toEqual([]);
       await store.beginAttempts([id], now + 500, A(now + 500));
       const second = await fail(2);
