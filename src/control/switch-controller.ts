@@ -8,7 +8,7 @@ import { NO_LOAD_SIDE_CHECK, type FirmwareProfile } from '../domain/firmware-pro
 import type { PolicyConfig } from '../domain/policy/policy-config.js';
 import type { PaymentRechecker } from '../integrations/billing-recheck.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
-import type { DueOrder, GatewayStore, Lease } from '../store/store.js';
+import type { DueOrder, GatewayStore, Lease, MeterView } from '../store/store.js';
 import { sleep, type Clock } from './clock.js';
 import { needsPreCloseRead, preCloseCheck } from './load-side-check.js';
 import { listenToStatusReports } from './status-reports.js';
@@ -261,6 +261,7 @@ export class SwitchController {
     this.stopping = true;
     this.loopRunning_ = false;
     if (this.timer) clearTimeout(this.timer);
+    this.tickSoon = false;
     if (this.deadlineTimer) clearInterval(this.deadlineTimer);
     if (this.leaseTimer) clearInterval(this.leaseTimer);
     const onWire = this.leases.size - this.unverified.size;
@@ -346,11 +347,20 @@ export class SwitchController {
     // A tick already due at once stays: re-arming it (a timer per finished attempt) changes nothing but costs.
     if (ms === 0 && this.tickSoon) return;
     if (this.timer) clearTimeout(this.timer);
-    this.tickSoon = ms === 0;
-    this.timer = setTimeout(() => {
-      this.tickSoon = false;
-      void this.tick();
-    }, ms);
+    this.timer = undefined;
+    if (ms === 0) {
+      // At once: in this turn's check phase, not a timer's (a setTimeout of 0 waits at least 1 ms, per admission and
+      // per freed slot). The armed timer, if any, was cleared above; the tick re-arms it.
+      this.tickSoon = true;
+      setImmediate(() => {
+        if (!this.tickSoon) return; // stop() came first
+        this.tickSoon = false;
+        void this.tick();
+      });
+      return;
+    }
+    this.tickSoon = false;
+    this.timer = setTimeout(() => void this.tick(), ms);
   }
 
   private async tick(): Promise<void> {
@@ -389,12 +399,18 @@ export class SwitchController {
           this.launch(o.link, () => this.dispatchDisconnect(o).finally(() => this.gating.delete(o.id)));
         }
         const lease = this.newLease(this.deps.clock.now());
-        const taken = chosen.length > 0 ? await this.deps.store.beginAttempts(chosen, this.deps.clock.now(), lease) : [];
+        // Each chosen order's meter is asked for in the same turn as the lease (one message to the store's thread, one
+        // answer), so that an attempt does not wait for a round trip of its own before its command. Nothing is sent
+        // before the lease is committed: the attempts start only once beginAttempts has answered.
+        const begun = chosen.length > 0 ? this.deps.store.beginAttempts(chosen, this.deps.clock.now(), lease) : undefined;
+        const meters = this.askMeters(pick.chosenMeters);
+        const taken = begun ? await begun : [];
         if (taken.length < chosen.length) this.due = []; // another instance took some: the rest of the batch is stale, fetch afresh
         for (const order of taken) {
           this.leases.set(order.id, lease.until);
           this.deps.onOrderChange?.(order);
-          this.launch(order.link, () => this.runAttempt(order));
+          const meter = meters.get(order.meterId);
+          this.launch(order.link, () => this.runAttempt(order, meter));
         }
         if (this.stopping || taken.length + disconnects.length === 0) break;
       }
@@ -420,8 +436,9 @@ export class SwitchController {
    * Take from the fetched due orders what can start now: links with room, one order per meter, none for a meter
    * with an attempt on the wire (those are dropped: they come back in a later fetch). The rest stay for later.
    */
-  private pickDue(saturated: readonly string[]): { chosen: string[]; disconnects: DueOrder[] } {
+  private pickDue(saturated: readonly string[]): { chosen: string[]; chosenMeters: string[]; disconnects: DueOrder[] } {
     const chosen: string[] = [];
+    const chosenMeters: string[] = [];
     const disconnects: DueOrder[] = [];
     // Free slots per link for this pick (0: saturated or full), worked out once per link rather than per order.
     const room = new Map<string, number>();
@@ -443,11 +460,13 @@ export class SwitchController {
       meters.add(o.meterId);
       // Disconnects and limits pass the gate again right before the wire (a limit: protected mode and protected
       // customers may have changed since it was admitted); reconnects are never held (rule 12).
-      if (o.action === 'reconnect') chosen.push(o.id);
-      else disconnects.push(o);
+      if (o.action === 'reconnect') {
+        chosen.push(o.id);
+        chosenMeters.push(o.meterId);
+      } else disconnects.push(o);
     }
     this.due = waiting;
-    return { chosen, disconnects };
+    return { chosen, chosenMeters, disconnects };
   }
 
   private launch(link: string, work: () => Promise<void>): void {
@@ -504,8 +523,22 @@ export class SwitchController {
     await this.runAttempt(lease.leased);
   }
 
-  private async addressOf(order: SwitchOrder): Promise<{ address: MeterAddress; driver: MeterDriver; flags: MeterFlags; region: string } | string> {
-    const meter = await this.deps.store.getMeter(order.meterId);
+  /**
+   * The meters of orders about to be leased, asked for now (by meter id). A failed lookup is the attempt's to report
+   * (addressOf); one whose order was not leased after all is dropped unread, so its failure is caught here.
+   */
+  private askMeters(meterIds: readonly string[]): Map<string, Promise<MeterView | undefined>> {
+    const meters = new Map<string, Promise<MeterView | undefined>>();
+    for (const meterId of meterIds) {
+      const meter = this.deps.store.getMeter(meterId);
+      meter.catch(() => undefined);
+      meters.set(meterId, meter);
+    }
+    return meters;
+  }
+
+  private async addressOf(order: SwitchOrder, asked?: Promise<MeterView | undefined>): Promise<{ address: MeterAddress; driver: MeterDriver; flags: MeterFlags; region: string } | string> {
+    const meter = await (asked ?? this.deps.store.getMeter(order.meterId));
     if (!meter) return `meter ${order.meterId} is no longer registered`;
     const profile = this.deps.profiles.get(meter.profileId);
     if (!profile) return `firmware profile ${meter.profileId} is not loaded`;
@@ -545,8 +578,8 @@ export class SwitchController {
   }
 
   /** One attempt: command, wait for the relay to operate, read back, record the verdict. */
-  private runAttempt(order: SwitchOrder): Promise<void> {
-    return this.onWire(order, () => this.runAttemptOnWire(order));
+  private runAttempt(order: SwitchOrder, meter?: Promise<MeterView | undefined>): Promise<void> {
+    return this.onWire(order, () => this.runAttemptOnWire(order, meter));
   }
 
   /** Work on the wire for a leased order: nothing else goes to its meter meanwhile; the lease is dropped after. */
@@ -560,9 +593,10 @@ export class SwitchController {
     }
   }
 
-  private async runAttemptOnWire(order: SwitchOrder): Promise<void> {
+  /** `meter`: the meter's lookup when the loop asked for it with the lease (askMeters); otherwise it is looked up here. */
+  private async runAttemptOnWire(order: SwitchOrder, meter?: Promise<MeterView | undefined>): Promise<void> {
     const log = new LazyChild(this.deps.logger, { meterId: order.meterId, orderId: order.id, attempt: order.attempts });
-    const target = await this.addressOf(order);
+    const target = await this.addressOf(order, meter);
     if (typeof target === 'string') {
       log.error({ problem: target }, 'cannot address meter');
       await this.finish(order, log, undefined, { command: 'link_error', readBack: undefined }, undefined, undefined, target);

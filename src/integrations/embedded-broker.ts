@@ -15,7 +15,12 @@ export class EmbeddedBroker {
 
   static async start(port: number, host = '127.0.0.1'): Promise<EmbeddedBroker> {
     const broker = await Aedes.createBroker({ drainTimeout: 30_000 });
-    const server = createServer(broker.handle);
+    // Nagle's algorithm off on every connection, as a deployment's broker is asked to (docs/DEPLOYMENT.md): otherwise a
+    // reply waits for the client's delayed ACK of the broker's previous packet.
+    const server = createServer((socket) => {
+      socket.setNoDelay(true);
+      broker.handle(socket);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());

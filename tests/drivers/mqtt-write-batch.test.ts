@@ -1,5 +1,5 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { batchWrites } from '../../drivers/mqtt/write-batch.js';
 
 /** A TCP server that keeps every byte it receives, and a client socket connected to it. */
@@ -68,5 +68,14 @@ describe('batchWrites: the bytes written in one turn go out together, unchanged 
     await new Promise((r) => setTimeout(r, 20));
     expect(errors).toEqual([]);
     expect(client.destroyed).toBe(true);
+  });
+
+  it("turns Nagle's algorithm off: a turn's bytes do not wait for the peer to acknowledge the previous turn's", async () => {
+    const { client, server } = await pair();
+    servers.push(server);
+    const noDelay = vi.spyOn(client, 'setNoDelay');
+    batchWrites(client);
+    expect(noDelay).toHaveBeenCalledWith(true);
+    client.destroy();
   });
 });
