@@ -111,8 +111,6 @@ export interface SqliteWorkerStoreOptions {
    * waits for the new thread (default 3 s). `false`: never (the store stays unavailable, as before restarts existed).
    */
   restart?: (RestartBackoffOptions & { waitMs?: number }) | false;
-  /** The clock of the backoff and the waits (default performance.now); tests move it. */
-  now?: () => number;
 }
 
 const CODECS = ANSWER_CODECS as Record<string, AnswerCodec<unknown> | undefined>;
@@ -159,7 +157,7 @@ export class SqliteWorkerStore {
   private heldTimer: NodeJS.Timeout | undefined;
   private readonly backoff: RestartBackoff | undefined;
   private readonly waitMs: number;
-  private readonly now: () => number;
+  private readonly now = (): number => performance.now();
   private logger: StoreThreadLog | undefined;
   /** Lines said before a logger was given (the journal started early, before the gateway's logger exists). */
   private unsaid: [level: 'error' | 'info', obj: object, msg: string][] = [];
@@ -187,7 +185,6 @@ export class SqliteWorkerStore {
     }
     this.backoff = options.restart === false ? undefined : new RestartBackoff(options.restart);
     this.waitMs = (options.restart || undefined)?.waitMs ?? RESTART_WAIT_MS;
-    this.now = options.now ?? (() => performance.now());
     this.logger = options.logger;
     this.workerData = { path, auditKey: key?.portable ?? null, countStatements: this.counter !== undefined, migrate: false };
     this.opened = new Promise<void>((res, rej) => {
@@ -414,7 +411,7 @@ export class SqliteWorkerStore {
     this.pendingControl.clear();
     for (const reject of rejects) reject(sent);
     this.say('error', { path: this.path, cause, failedCalls: rejects.length, restartInMs: delayMs, restarts: this.restarts }, firstDeath ? 'the SQLite journal thread died; calls sent to it fail with E_STORE_UNAVAILABLE; starting it again' : 'the SQLite journal thread died again before answering; starting it again after a longer wait');
-    // A thread that is not needed does not keep the process alive; the restart does (the gateway is not done).
+    // This timer keeps the process alive until the new thread starts (the gateway is not done); close() clears it.
     this.restartTimer = setTimeout(() => this.restart(), delayMs);
     if (!firstDeath) {
       // Held calls that cannot be answered before their wait is over fail now.
