@@ -25,7 +25,8 @@ const acting = new WeakMap<GatewayStore, Map<string, Promise<unknown>>>();
  * keys the store checks inside the admitting transaction), the key is reserved in the store before the write acts,
  * by one atomic insert: of all requests with the same client and key, on this instance or another, exactly one acts.
  * The others wait for its answer and get it (`idempotent-replayed: true`); one that waits longer than
- * IDEMPOTENCY_WAIT_MS gets 409 E_IDEMPOTENCY_IN_PROGRESS. A write that fails gives the key back, so a retry acts.
+ * IDEMPOTENCY_WAIT_MS gets 409 E_IDEMPOTENCY_IN_PROGRESS. A write that fails gives the key back, so a retry acts, unless
+ * its outcome is unknown (it may have committed): then the key stays taken, as after a crash of the process.
  * The same key with another body is E_IDEMPOTENCY_CONFLICT. Keys are scoped to the caller's client id.
  */
 export async function idempotentWrite(store: GatewayStore, request: FastifyRequest, reply: FastifyReply, now: number, write: () => Promise<WriteAnswer>): Promise<FastifyReply> {
@@ -85,11 +86,18 @@ async function act(store: GatewayStore, principal: string, key: string, hash: st
   try {
     answer = await write();
   } catch (error) {
-    await store.releaseIdempotentWrite(principal, key, hash).catch(logReleaseError);
+    // A write whose outcome is unknown (the store's thread died before answering: it may have committed) keeps the key:
+    // a retry must not apply it a second time. It then answers E_IDEMPOTENCY_IN_PROGRESS, which says what to do.
+    if (!outcomeUnknown(error)) await store.releaseIdempotentWrite(principal, key, hash).catch(logReleaseError);
     throw error;
   }
   await store.saveIdempotentResponse(principal, key, hash, answer.status, 'replayBody' in answer ? answer.replayBody : answer.body);
   return { status: answer.status, body: answer.body };
+}
+
+/** E_STORE_UNAVAILABLE for a write that may or may not have committed (sqlite-worker-store.ts, a thread that died). */
+function outcomeUnknown(error: unknown): boolean {
+  return error instanceof MeterlineError && error.code === 'E_STORE_UNAVAILABLE' && (error.details as { committed?: unknown } | undefined)?.committed === 'unknown';
 }
 
 /** A pause that does not keep the process alive (a gateway stopping does not wait for it). */

@@ -593,6 +593,19 @@ export class SwitchController {
     }
   }
 
+  /** The order, if this attempt's report (ended at `endedAt`) is already recorded: a try whose answer was lost landed. */
+  private async completionLanded(order: SwitchOrder, endedAt: number): Promise<SwitchOrder | undefined> {
+    const attempts = await this.deps.store.listAttempts(order.id);
+    const mine = attempts.find((a) => a.attempt === order.attempts);
+    return mine?.endedAt === endedAt ? this.deps.store.getOrder(order.id) : undefined;
+  }
+
+  /** The order, if this release is already recorded (queued again, the attempt given back, with this reason). */
+  private async releaseLanded(order: SwitchOrder, reason: string): Promise<SwitchOrder | undefined> {
+    const now = await this.deps.store.getOrder(order.id);
+    return now?.state === 'queued' && now.attempts === order.attempts - 1 && now.stateReason === reason ? now : undefined;
+  }
+
   /** `meter`: the meter's lookup when the loop asked for it with the lease (askMeters); otherwise it is looked up here. */
   private async runAttemptOnWire(order: SwitchOrder, meter?: Promise<MeterView | undefined>): Promise<void> {
     const log = new LazyChild(this.deps.logger, { meterId: order.meterId, orderId: order.id, attempt: order.attempts });
@@ -614,7 +627,7 @@ export class SwitchController {
           const now = this.deps.clock.now();
           return this.deps.store.releaseAttempt(order.id, order.attempts, now, now + this.deps.options.tickMs, reason, this.deps.instanceId);
         },
-        { logger: log, what: 'the release of an unsent attempt' },
+        { logger: log, what: 'the release of an unsent attempt', landed: () => this.releaseLanded(order, reason) },
       );
       this.deps.onOrderChange?.(released);
       return;
@@ -726,7 +739,7 @@ export class SwitchController {
           ? { relay: read.value.relay, at: read.value.at, source: 'read', voltageV: read.value.voltageV, energyWh: read.value.energyWh }
           : null,
       judgement,
-    }), { logger: log, what: "the attempt's result" });
+    }), { logger: log, what: "the attempt's result", landed: () => this.completionLanded(order, now) });
     // The outcome is the attempt's alone (the command and the read-back against the action), whatever the order became.
     const outcome = decideAttempt(order, judgement).outcome;
     this.deps.onOrderChange?.(updated);

@@ -52,6 +52,8 @@ export async function ownStore(
       // The worker main.ts started early for this file (it only opened it), else one started now.
       const onWorker = early?.path === path ? early.store : new SqliteWorkerStore(path, storeOptions());
       if (onWorker === early?.store) early.useLogger(logger);
+      // Its thread's deaths and restarts (it is started again on the file; this thread keeps owning the file meanwhile).
+      onWorker.setLogger(logger.child({ component: 'store' }));
       try {
         await onWorker.ready();
       } catch (err) {

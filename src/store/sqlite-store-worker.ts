@@ -27,6 +27,9 @@ try {
     ...(options.auditKey ? { auditKey: auditKeySourceFrom(options.auditKey, (file, keyId) => post({ type: 'keyCreated', file, keyId })) } : {}),
     ...(counter ? { countStatements: counter } : {}),
   });
+  // A thread started again after the last one died: the store was migrated by then (this only checks it and builds
+  // what needs the schema); its first calls come once it is ready.
+  if (options.migrate) await opened.migrate();
 } catch (err) {
   // E_STORE_OPEN (a directory, permission denied, a read-only file system): the main thread says so and ends this thread.
   // Ended by exit, not by the error thrown: a thread's 'error' can reach the main thread before this message (the

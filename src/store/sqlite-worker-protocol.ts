@@ -14,6 +14,8 @@ export interface WorkerOptions {
   /** Absent: the store's default (audit.key beside the file). */
   auditKey: PortableAuditKeySource | null;
   countStatements: boolean;
+  /** Run migrate() before saying ready: a thread started again for a store that had been migrated (its calls need it). */
+  migrate: boolean;
 }
 
 /** A SubmitContext without its function: the order ids made on the main thread, in the order they are to be used. */

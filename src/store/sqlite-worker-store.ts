@@ -5,6 +5,7 @@ import { MeterlineError, retryAfterSec } from '../errors.js';
 import type { AuditKeySource } from './audit-key-source.js';
 import type { StatementCounter } from './statement-counter.js';
 import type { StoreWriteHealth } from './store-availability.js';
+import { RestartBackoff, type RestartBackoffOptions } from './thread-restart-backoff.js';
 import type { GatewayStore, SubmitContext } from './store.js';
 import { ANSWER_CODECS, ARGS_CODECS, rebuildError, type ArgsCodec, type AnswerCodec, type PortableError, type PortableSubmitContext, type StatementSnapshot, type ToMain, type ToWorker, type WorkerCalls, type WorkerOptions, type WorkerResults } from './sqlite-worker-protocol.js';
 
@@ -19,8 +20,19 @@ import { ANSWER_CODECS, ARGS_CODECS, rebuildError, type ArgsCodec, type AnswerCo
  * with the store's write health when it changed, which writeHealth() answers from synchronously. What crosses is kept
  * small (issue 19): a batch is flat arrays, not an object per call, and the control loop's answers (orders, due orders,
  * a meter) cross as arrays of values that this side rebuilds into the very objects SqliteStore returns (ANSWER_CODECS). A MeterlineError keeps its code,
- * message and details across the thread. The worker dying (a crash, a terminate) fails every call still waiting with
- * E_STORE_UNAVAILABLE, and every later one: nothing hangs.
+ * message and details across the thread.
+ *
+ * The thread dying (an abort in native code, out of memory, a bug) heals: the calls sent to it fail with
+ * E_STORE_UNAVAILABLE (details.committed 'unknown': a write among them may have committed just before; callers retry
+ * with their idempotency keys), and a new thread is started on the same file after a backoff (100 ms doubling to 5 s,
+ * back to 100 ms after a minute up: thread-restart-backoff.ts), which opens the store again (migrated already; the
+ * caches, which live on the thread, start empty). Calls made meanwhile wait for the new thread, at most `waitMs` (3 s),
+ * then fail with E_STORE_UNAVAILABLE (Retry-After); when the next start is further off than that, they fail at once.
+ * Waiting rather than failing at once lets a short restart (a few hundred ms) go unnoticed by API clients, and lets a
+ * write that failed give its Idempotency-Key back. Health is not writable from the death until the new thread answers.
+ * The file's ownership lock (sqlite-file-owner.ts) is held by the main thread, not this one, so it stays held across
+ * restarts: no other gateway can take the file in between. A thread that never answered (the file cannot be opened at
+ * start) is not restarted: the gateway refuses to start, as before. close() ends restarting; nothing hangs.
  */
 
 /**
@@ -68,9 +80,37 @@ function workerUrl(): URL {
 /** writeHealth() asks the worker again when its latest answer is older than this. */
 const HEALTH_REFRESH_MS = 1000;
 
+/** How long a call made while the thread restarts waits for the new one, at most, before E_STORE_UNAVAILABLE. */
+const RESTART_WAIT_MS = 3000;
+
 interface Waiting {
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
+}
+
+/** A turn's calls made while no thread could take them: posted to the next thread that answers, or failed at `failAt`. */
+interface HeldBatch {
+  calls: WorkerCalls;
+  waiting: unknown[];
+  failAt: number;
+}
+
+/** Where the store says its thread died and came back (the gateway's logger, pino's shape). */
+export interface StoreThreadLog {
+  error(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+export interface SqliteWorkerStoreOptions {
+  auditKey?: AuditKeySource;
+  countStatements?: StatementCounter;
+  /** Where deaths and restarts of the thread are logged (also later, setLogger()). */
+  logger?: StoreThreadLog;
+  /**
+   * Starting the thread again when it dies (see the class): the backoff, and `waitMs`, how long a call made meanwhile
+   * waits for the new thread (default 3 s). `false`: never (the store stays unavailable, as before restarts existed).
+   */
+  restart?: (RestartBackoffOptions & { waitMs?: number }) | false;
 }
 
 const CODECS = ANSWER_CODECS as Record<string, AnswerCodec<unknown> | undefined>;
@@ -79,7 +119,11 @@ const ARGS = ARGS_CODECS as Record<string, ArgsCodec<unknown[]> | undefined>;
 export interface SqliteWorkerStore extends GatewayStore {}
 
 export class SqliteWorkerStore {
-  private readonly worker: Worker;
+  /** The thread now (after a death, the one starting or started again). */
+  private worker: Worker;
+  /** What a thread starts with; `migrate` once the store has been migrated (a thread started again then migrates first). */
+  private readonly workerData: WorkerOptions;
+  private readonly key: AuditKeySource | undefined;
   private nextId = 1;
   /** Calls made in this turn, not yet posted: method, arguments, per call. */
   private outbox: WorkerCalls = [];
@@ -95,23 +139,43 @@ export class SqliteWorkerStore {
   /** When the latest answer came (performance.now()), and whether a refresh of the health is on its way. */
   private answeredAt = 0;
   private healthAsked = false;
-  /** Set once the worker can take no more calls: why (its crash, its failure to open the file, close()). */
+  /** Set once the worker can take no more calls: why (its first thread's crash or failure to open the file, close()). */
   private gone: Error | undefined;
   private closing: Promise<void> | undefined;
   private readonly opened: Promise<void>;
+  private markOpened!: () => void;
+  private markOpenFailed!: (e: Error) => void;
   private readonly counter: StatementCounter | undefined;
+  /** A thread has answered once: from then on a death is healed by a new thread (before, it is the store failing to open). */
+  private everReady = false;
+  /** The thread died and its successor has not answered yet: why (what calls made meanwhile fail with, if they must). */
+  private down: MeterlineError | undefined;
+  /** When the next thread starts (this.now()), while one is waited for. */
+  private restartAt = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private held: HeldBatch[] = [];
+  private heldTimer: NodeJS.Timeout | undefined;
+  private readonly backoff: RestartBackoff | undefined;
+  private readonly waitMs: number;
+  private readonly now = (): number => performance.now();
+  private logger: StoreThreadLog | undefined;
+  /** Lines said before a logger was given (the journal started early, before the gateway's logger exists). */
+  private unsaid: [level: 'error' | 'info', obj: object, msg: string][] = [];
+  private diedAt = 0;
+  private restarts = 0;
 
   /**
    * Starts the worker, which opens (creating) the file. `auditKey` must be a source auditKeySource() or fixedAuditKey()
    * made (it is rebuilt on the worker from its portable form). `countStatements`: the worker counts, and this counter
-   * gets the worker's counts at statementCounts() and close().
+   * gets the worker's counts at statementCounts() and close() (a thread started again counts from zero).
    */
   constructor(
     readonly path: string,
-    options: { auditKey?: AuditKeySource; countStatements?: StatementCounter } = {},
+    options: SqliteWorkerStoreOptions = {},
   ) {
     const key = options.auditKey;
     if (key && !key.portable) throw new Error(`the audit key source ${key.where} cannot be handed to the store's worker thread (use auditKeySource or fixedAuditKey)`);
+    this.key = key;
     this.counter = options.countStatements;
     if (this.counter) {
       this.counter.remote = {
@@ -119,27 +183,17 @@ export class SqliteWorkerStore {
         pull: async () => void (await this.statementCounts()),
       };
     }
-    const data: WorkerOptions = { path, auditKey: key?.portable ?? null, countStatements: this.counter !== undefined };
-    this.worker = new Worker(workerUrl(), { workerData: data });
-    let ready!: () => void;
-    let failed!: (e: Error) => void;
+    this.backoff = options.restart === false ? undefined : new RestartBackoff(options.restart);
+    this.waitMs = (options.restart || undefined)?.waitMs ?? RESTART_WAIT_MS;
+    this.logger = options.logger;
+    this.workerData = { path, auditKey: key?.portable ?? null, countStatements: this.counter !== undefined, migrate: false };
     this.opened = new Promise<void>((res, rej) => {
-      ready = res;
-      failed = rej;
+      this.markOpened = res;
+      this.markOpenFailed = rej;
     });
     // Not every caller waits for ready(): the failure still reaches them through their calls.
     this.opened.catch(() => undefined);
-    this.worker.on('message', (m: ToMain) => this.onMessage(m, ready, failed, key));
-    this.worker.on('error', (err) => {
-      const e = this.unavailable(`its thread failed: ${err.message}`);
-      failed(e);
-      this.fail(e);
-    });
-    this.worker.on('exit', (code) => {
-      const e = this.unavailable(`its thread ended (exit code ${code})`);
-      failed(e);
-      this.fail(e);
-    });
+    this.worker = this.startThread();
   }
 
   /** Resolves once the worker has opened the file; rejects as the open failed (E_STORE_OPEN, as SqliteStore's constructor throws it). */
@@ -150,12 +204,23 @@ export class SqliteWorkerStore {
     return this.opened;
   }
 
+  /** Threads started after a death (the first thread is not counted). */
+  get threadRestarts(): number {
+    return this.restarts;
+  }
+
+  /** Where deaths and restarts of the thread are logged from now on (and those before, if any). */
+  setLogger(logger: StoreThreadLog): void {
+    this.logger = logger;
+    for (const [level, obj, msg] of this.unsaid.splice(0)) logger[level](obj, msg);
+  }
+
   /**
    * As of the worker's latest answer. With no call for a second, this asks the worker again in the background (the
    * store's standing checks, free disk space, change between writes), so a health check that polls sees it.
    */
   writeHealth(): StoreWriteHealth {
-    if (!this.gone && !this.closing && !this.healthAsked && performance.now() - this.answeredAt > HEALTH_REFRESH_MS) {
+    if (!this.gone && !this.closing && !this.down && !this.healthAsked && performance.now() - this.answeredAt > HEALTH_REFRESH_MS) {
       this.healthAsked = true;
       this.call('writeHealth', []).then(
         () => (this.healthAsked = false),
@@ -172,10 +237,21 @@ export class SqliteWorkerStore {
     return snapshot;
   }
 
-  /** Drains every call made so far, closes the worker's store, ends the thread. */
+  /**
+   * Drains every call made so far, closes the worker's store, ends the thread. While the thread is being started again
+   * there is none to drain: the calls held for it fail (E_STORE_UNAVAILABLE), a thread starting is ended, none starts.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.gone) return;
+      clearTimeout(this.restartTimer);
+      const closed = new MeterlineError('E_STORE_UNAVAILABLE', `the SQLite file ${this.path} is closed`, { store: `the SQLite file ${this.path}`, cause: 'closed' });
+      if (this.down) {
+        this.gone = closed;
+        this.fail(closed);
+        await this.worker.terminate();
+        return;
+      }
       this.post();
       let failure: Error | undefined;
       try {
@@ -184,7 +260,7 @@ export class SqliteWorkerStore {
       } catch (err) {
         failure = err as Error;
       }
-      this.gone = new MeterlineError('E_STORE_UNAVAILABLE', `the SQLite file ${this.path} is closed`, { store: `the SQLite file ${this.path}`, cause: 'closed' });
+      this.gone = closed;
       await this.worker.terminate();
       if (failure && !(failure instanceof MeterlineError && failure.code === 'E_STORE_UNAVAILABLE')) throw failure;
     })();
@@ -195,6 +271,8 @@ export class SqliteWorkerStore {
   call(method: string, args: unknown[]): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
     if (this.closing) return Promise.reject(new Error('store closed'));
+    // No thread before the wait is over: fail now rather than after it (Retry-After says when to come back).
+    if (this.down && this.restartAt - this.now() >= this.waitMs) return Promise.reject(this.down);
     // The arguments as they are (rest arguments, this call's own array: issue 19, no copy of the array per call), compact
     // where ARGS_CODECS says, a submit context without its function.
     const argsCodec = ARGS[method];
@@ -213,6 +291,16 @@ export class SqliteWorkerStore {
         }
       }
     }
+    if (method === 'migrate') {
+      return this.enqueue(method, portable).then((v) => {
+        this.workerData.migrate = true;
+        return v;
+      });
+    }
+    return this.enqueue(method, portable);
+  }
+
+  private enqueue(method: string, portable: unknown[]): Promise<unknown> {
     return new Promise((resolve, reject) => {
       // The thread keeps the process alive only while a call waits on it (as a pending write on the main thread would).
       if (this.idle()) this.worker.ref();
@@ -229,6 +317,16 @@ export class SqliteWorkerStore {
     const waiting = this.outboxWaiting;
     this.outbox = [];
     this.outboxWaiting = [];
+    if (this.down) {
+      // The thread is being started again: these wait for it (in their turn's batch), a bounded time.
+      this.held.push({ calls, waiting, failAt: this.now() + this.waitMs });
+      this.heldTimer ??= setTimeout(() => this.failOverdue(), this.waitMs);
+      return;
+    }
+    this.postBatch(calls, waiting);
+  }
+
+  private postBatch(calls: WorkerCalls, waiting: unknown[]): void {
     const batch = this.nextId++;
     try {
       this.worker.postMessage({ type: 'calls', batch, calls } satisfies ToWorker);
@@ -242,8 +340,17 @@ export class SqliteWorkerStore {
     }
   }
 
+  /** Held calls whose wait is over fail with E_STORE_UNAVAILABLE; the timer follows the next one still waiting. */
+  private failOverdue(): void {
+    this.heldTimer = undefined;
+    const now = this.now();
+    while (this.held.length > 0 && this.held[0]!.failAt <= now) rejectAll(this.held.shift()!.waiting, this.down ?? this.unavailable('its thread is being started again'));
+    if (this.held.length > 0) this.heldTimer = setTimeout(() => this.failOverdue(), Math.max(1, this.held[0]!.failAt - now));
+  }
+
   private control(message: ToWorker): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
+    if (this.down) return Promise.reject(this.down);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.worker.ref();
@@ -252,16 +359,108 @@ export class SqliteWorkerStore {
     });
   }
 
-  private onMessage(m: ToMain, ready: () => void, failed: (e: Error) => void, key: AuditKeySource | undefined): void {
+  /** A thread on the file, its events bound to it (those of a thread that has been replaced are not this store's business). */
+  private startThread(): Worker {
+    const w = new Worker(workerUrl(), { workerData: this.workerData });
+    let ended = false;
+    const end = (cause: string): void => {
+      if (ended) return;
+      ended = true;
+      if (w === this.worker) this.onThreadEnd(cause);
+    };
+    w.on('message', (m: ToMain) => {
+      if (w !== this.worker || ended) return;
+      if (m.type === 'openFailed' && this.everReady) {
+        // A thread started again that cannot open the file (it was moved, the disk failed): try again later.
+        end(`it could not open the file: ${m.error.message}`);
+        return;
+      }
+      this.onMessage(m);
+    });
+    w.on('error', (err) => end(`its thread failed: ${err.message}`));
+    w.on('exit', (code) => end(`its thread ended (exit code ${code})`));
+    return w;
+  }
+
+  /**
+   * The thread ended, not through close(). Before it ever answered, the store could not be opened: it stays unavailable
+   * (the gateway does not start). After, the calls sent to it fail with E_STORE_UNAVAILABLE (a write among them may or
+   * may not have committed: their callers retry, with their idempotency keys), and a new thread is started after the
+   * backoff; calls made meanwhile wait for it, a bounded time.
+   */
+  private onThreadEnd(cause: string): void {
+    if (this.closing || !this.everReady || !this.backoff) {
+      const e = this.unavailable(cause);
+      this.markOpenFailed(e);
+      this.fail(e);
+      return;
+    }
+    const now = this.now();
+    const firstDeath = !this.down;
+    if (firstDeath) this.diedAt = now;
+    const delayMs = this.backoff.died(now);
+    this.restartAt = now + delayMs;
+    this.down = this.unavailable(`its thread ended (${cause}); it is being started again`);
+    this.health = { writable: false, detail: this.down.message };
+    // What was sent to the thread: answered by no one now, perhaps committed (a batch's commit may have been its last act).
+    const sent = this.unavailable(`its thread ended (${cause}) before answering; a write among these calls may or may not have committed`, 'unknown');
+    const rejects: Waiting['reject'][] = [];
+    for (const batch of this.waiting.values()) for (let w = 0; w < batch.length; w += 3) rejects.push(batch[w + 1] as Waiting['reject']);
+    for (const c of this.pendingControl.values()) rejects.push(c.reject);
+    this.waiting.clear();
+    this.pendingControl.clear();
+    for (const reject of rejects) reject(sent);
+    this.say('error', { path: this.path, cause, failedCalls: rejects.length, restartInMs: delayMs, restarts: this.restarts }, firstDeath ? 'the SQLite journal thread died; calls sent to it fail with E_STORE_UNAVAILABLE; starting it again' : 'the SQLite journal thread died again before answering; starting it again after a longer wait');
+    // This timer keeps the process alive until the new thread starts (the gateway is not done); close() clears it.
+    this.restartTimer = setTimeout(() => this.restart(), delayMs);
+    if (!firstDeath) {
+      // Held calls that cannot be answered before their wait is over fail now.
+      const keep = this.held.filter((h) => h.failAt > this.restartAt);
+      for (const h of this.held) if (h.failAt <= this.restartAt) rejectAll(h.waiting, this.down);
+      this.held = keep;
+    }
+  }
+
+  private restart(): void {
+    this.restartTimer = undefined;
+    if (this.closing || this.gone) return;
+    this.restarts++;
+    this.worker = this.startThread();
+  }
+
+  /** The new thread answered: the calls held for it go, in their order, and health is the store's own again. */
+  private backUp(): void {
+    const downMs = Math.round(this.now() - this.diedAt);
+    this.down = undefined;
+    this.health = { writable: true, detail: null };
+    // The store's own health comes with the first answers (the new thread sends it with its first batch).
+    this.answeredAt = 0;
+    clearTimeout(this.heldTimer);
+    this.heldTimer = undefined;
+    const held = this.held;
+    this.held = [];
+    for (const h of held) this.postBatch(h.calls, h.waiting);
+    this.say('info', { path: this.path, downMs, restarts: this.restarts, heldCalls: held.reduce((n, h) => n + h.waiting.length / 3, 0) }, 'the SQLite journal thread is running again; the store takes calls');
+  }
+
+  private say(level: 'error' | 'info', obj: object, msg: string): void {
+    if (this.logger) this.logger[level](obj, msg);
+    else this.unsaid.push([level, obj, msg]);
+  }
+
+  private onMessage(m: ToMain): void {
     switch (m.type) {
       case 'ready':
         this.osThreadId = m.osThreadId ?? undefined;
-        ready();
+        this.backoff?.up(this.now());
+        if (this.everReady) this.backUp();
+        this.everReady = true;
+        this.markOpened();
         if (this.idle()) this.worker.unref();
         return;
       case 'openFailed': {
         const e = rebuildError(m.error);
-        failed(e);
+        this.markOpenFailed(e);
         this.fail(e);
         return;
       }
@@ -284,7 +483,7 @@ export class SqliteWorkerStore {
         return;
       }
       case 'keyCreated':
-        key?.onCreate?.(m.file, m.keyId);
+        this.key?.onCreate?.(m.file, m.keyId);
         return;
     }
   }
@@ -337,20 +536,24 @@ export class SqliteWorkerStore {
     if (!this.closing && !this.gone) this.health = { writable: false, detail: e.message };
     this.gone ??= e;
     const rejects: Waiting['reject'][] = [];
-    for (const batch of [...this.waiting.values(), this.outboxWaiting]) {
+    for (const batch of [...this.waiting.values(), ...this.held.map((h) => h.waiting), this.outboxWaiting]) {
       for (let w = 0; w < batch.length; w += 3) rejects.push(batch[w + 1] as Waiting['reject']);
     }
     for (const c of this.pendingControl.values()) rejects.push(c.reject);
     this.waiting.clear();
     this.pendingControl.clear();
+    this.held = [];
+    clearTimeout(this.heldTimer);
+    this.heldTimer = undefined;
     this.outbox = [];
     this.outboxWaiting = [];
     for (const reject of rejects) reject(e);
   }
 
-  private unavailable(cause: string): MeterlineError {
+  /** `committed: 'unknown'`: the calls were sent to a thread that died before answering (see idempotent-write.ts). */
+  private unavailable(cause: string, committed?: 'unknown'): MeterlineError {
     const name = `the SQLite file ${this.path}`;
-    return new MeterlineError('E_STORE_UNAVAILABLE', `${name} cannot take writes: ${cause}; retry in ${retryAfterSec('E_STORE_UNAVAILABLE')} s`, { store: name, cause });
+    return new MeterlineError('E_STORE_UNAVAILABLE', `${name} cannot take writes: ${cause}; retry in ${retryAfterSec('E_STORE_UNAVAILABLE')} s`, { store: name, cause, ...(committed ? { committed } : {}) });
   }
 
   private copyCounts(snapshot: StatementSnapshot): void {
@@ -391,4 +594,9 @@ function portableContext(ctx: SubmitContext, method: string, args: unknown[]): P
   const orderIds: string[] = [];
   for (let i = 0; i < count; i++) orderIds.push(ctx.newOrderId());
   return { portableSubmitContext: true, now: ctx.now, reconnectLimitHours: ctx.reconnectLimitHours, policy: ctx.policy, orderIds };
+}
+
+/** Fails every caller of a batch (flat: resolve, reject, codec per call). */
+function rejectAll(waiting: unknown[], e: Error): void {
+  for (let w = 0; w < waiting.length; w += 3) (waiting[w + 1] as Waiting['reject'])(e);
 }

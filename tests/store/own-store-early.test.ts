@@ -11,6 +11,7 @@ import { ownStore } from '../../src/gateway/own-store.js';
 import { startJournalEarly } from '../../src/gateway/own-store-early.js';
 import { StopList } from '../../src/gateway/stop-list.js';
 import { readAuditAnchors } from '../../src/integrations/audit-anchors.js';
+import { SqliteFileOwnership } from '../../src/store/sqlite-file-owner.js';
 import { SqliteWorkerStore } from '../../src/store/sqlite-worker-store.js';
 
 // Every audit key source the gateway builds, counted.
@@ -51,5 +52,33 @@ describe('the journal started early (main.ts): ownStore takes it over', () => {
     } finally {
       await stops.runAll();
     }
+  });
+
+  it("its thread dies: a new one takes over on the file, the gateway keeps owning the file meanwhile, and the death and the restart are logged (error, then info)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ml-early-'));
+    const path = join(dir, 'gw.db');
+    const config = loadConfig({}, { store: { kind: 'sqlite', sqlite: { path }, postgres: null }, audit: { keyFile: join(dir, 'audit.key') } });
+    const { logger, lines } = memoryLogger();
+    const stops = new StopList(logger);
+    const early = startJournalEarly(config);
+    try {
+      const { store } = await ownStore(config, [], systemClock, stops, logger, undefined, early);
+      await store.appendAudit({ at: Date.now(), actor: 'ops', action: 'before', target: 'M-1', details: {} });
+      const worker = store as SqliteWorkerStore;
+      await (worker as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      // Between the death and the new thread: another gateway still cannot take the file (the lock is this thread's).
+      expect(() => SqliteFileOwnership.claim(path, 'gw-other')).toThrow(expect.objectContaining({ code: 'E_STORE_IN_USE' }));
+      await store.appendAudit({ at: Date.now(), actor: 'ops', action: 'after', target: 'M-1', details: {} });
+      expect((await store.listAudit({ limit: 10 })).map((e) => e.action)).toEqual(expect.arrayContaining(['before', 'after']));
+      expect((await store.verifyAudit()).ok).toBe(true);
+      expect(worker.threadRestarts).toBe(1);
+      expect(() => SqliteFileOwnership.claim(path, 'gw-other')).toThrow(expect.objectContaining({ code: 'E_STORE_IN_USE' }));
+      const said = lines().map((l) => JSON.parse(l) as { level: number; msg: string; component?: string }).filter((l) => l.component === 'store');
+      expect(said.map((l) => [l.level, l.msg.includes('died') ? 'died' : l.msg.includes('running again') ? 'back' : l.msg])).toEqual([[50, 'died'], [30, 'back']]);
+    } finally {
+      await stops.runAll();
+    }
+    // Stopped: the file is free again.
+    SqliteFileOwnership.claim(path, 'gw-other').release();
   });
 });

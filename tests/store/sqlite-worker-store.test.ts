@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { MeterlineError } from '../../src/errors.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { FORWARDED_METHODS, SqliteWorkerStore } from '../../src/store/sqlite-worker-store.js';
+import { FORWARDED_METHODS, SqliteWorkerStore, type StoreThreadLog } from '../../src/store/sqlite-worker-store.js';
 import { StatementCounter } from '../../src/store/statement-counter.js';
 import type { OrderRequest, SubmitContext } from '../../src/store/store.js';
 import { sqliteDiskOutage, sqliteTamperKit } from '../harness/small-disk.js';
@@ -22,6 +22,19 @@ describeStoreConformance('SQLite on a worker thread', async () => new SqliteWork
 
 const now = 1_764_000_000_000;
 const reconnect = (meterId: string): OrderRequest => ({ meterId, action: 'reconnect', reason: 'payment', note: null, urgent: false, notBefore: null, paymentAt: now, requestedBy: 'billing', idempotencyKey: null, requestHash: meterId });
+
+/** The store's thread now (to end it as a crash would). */
+const threadOf = (store: SqliteWorkerStore): { terminate(): Promise<number> } => (store as unknown as { worker: { terminate(): Promise<number> } }).worker;
+
+/** A logger that keeps what it is told. */
+function captureLog(): StoreThreadLog & { lines: { level: 'error' | 'info'; obj: Record<string, unknown>; msg: string }[] } {
+  const lines: { level: 'error' | 'info'; obj: Record<string, unknown>; msg: string }[] = [];
+  return {
+    lines,
+    error: (obj, msg) => lines.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
+    info: (obj, msg) => lines.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
+  };
+}
 
 async function openStore(options: ConstructorParameters<typeof SqliteWorkerStore>[1] = {}): Promise<SqliteWorkerStore> {
   const store = new SqliteWorkerStore(newPath(), options);
@@ -81,14 +94,113 @@ describe('SQLite store on a worker thread', () => {
     }
   });
 
-  it('a crash of its thread fails the calls waiting on it, and every later one, with E_STORE_UNAVAILABLE; none hangs', async () => {
-    const store = await openStore();
-    const waiting = [store.submitOrders([reconnect('M-1')], { now, reconnectLimitHours: 24, newOrderId: () => 'ord_c1', policy: openPolicy() }), store.listOrders({ limit: 10 })];
-    // The thread dies under them (as an abort in native code or an out-of-memory would end it).
-    await (store as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
-    for (const p of waiting) await expect(p).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE', status: 503 });
+  it('a crash of its thread fails the calls waiting on it with E_STORE_UNAVAILABLE (outcome unknown); a new thread answers the later ones and sees what was committed', async () => {
+    const log = captureLog();
+    const store = await openStore({ logger: log, restart: { firstMs: 20 } });
+    try {
+      await store.submitOrders([reconnect('M-2')], { now, reconnectLimitHours: 24, newOrderId: () => 'ord_c0', policy: openPolicy() });
+      const waiting = [store.submitOrders([reconnect('M-1')], { now, reconnectLimitHours: 24, newOrderId: () => 'ord_c1', policy: openPolicy() }), store.listOrders({ limit: 10 })];
+      // The thread dies under them (as an abort in native code or an out-of-memory would end it).
+      await threadOf(store).terminate();
+      for (const p of waiting) await expect(p).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE', status: 503, details: { committed: 'unknown' } });
+      // /healthz says so until the new thread answers (the control loop retries its writes meanwhile).
+      expect(store.writeHealth()).toMatchObject({ writable: false, detail: expect.stringContaining('its thread ended') });
+      // A call made now waits for the new thread, which opens the same file: the order committed before the crash is there.
+      expect(await store.getOrder('ord_c0')).toMatchObject({ id: 'ord_c0', meterId: 'M-2', state: 'queued' });
+      expect(store.writeHealth()).toEqual({ writable: true, detail: null });
+      expect(store.threadRestarts).toBe(1);
+      // Writes go on, on the new thread; the admission the crash cut off may or may not have landed: retried with its
+      // idempotency key, it is admitted once.
+      const keyed = { ...reconnect('M-1'), idempotencyKey: 'k-crash' };
+      const [first] = await store.submitOrders([keyed], { now, reconnectLimitHours: 24, newOrderId: () => 'ord_c2', policy: openPolicy() });
+      const [again] = await store.submitOrders([keyed], { now, reconnectLimitHours: 24, newOrderId: () => 'ord_c3', policy: openPolicy() });
+      expect(again!.order.id).toBe(first!.order.id);
+      // The death, then the restart, in the log.
+      expect(log.lines.map((l) => l.level)).toEqual(['error', 'info']);
+      expect(log.lines[0]).toMatchObject({ obj: { cause: expect.stringContaining('exit code 1'), failedCalls: 2, restartInMs: 20 } });
+      expect(log.lines[1]).toMatchObject({ obj: { restarts: 1 }, msg: expect.stringContaining('running again') });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a thread that dies again at once (it cannot open the file) is started again after longer and longer waits, not in a loop, and heals once it can', async () => {
+    const log = captureLog();
+    const store = await openStore({ logger: log, restart: { firstMs: 10, maxMs: 40 } });
+    const dir = dirname(store.path);
+    const aside = join(dir, 'aside');
+    try {
+      await store.submitOrders([reconnect('M-1')], { now, reconnectLimitHours: 24, newOrderId: () => 'ord_o1', policy: openPolicy() });
+      await threadOf(store).terminate();
+      // The file goes away and a directory takes its place: every new thread fails to open it.
+      mkdirSync(aside);
+      for (const f of ['gw.db', 'gw.db-wal', 'gw.db-shm']) if (existsSync(join(dir, f))) renameSync(join(dir, f), join(aside, f));
+      mkdirSync(store.path);
+      await vi.waitFor(() => expect(log.lines.length).toBeGreaterThanOrEqual(6), { timeout: 5000, interval: 5 });
+      const deaths = log.lines.filter((l) => l.level === 'error');
+      expect(deaths.slice(0, 5).map((l) => l.obj.restartInMs)).toEqual([10, 20, 40, 40, 40]);
+      expect(deaths[1]!.obj.cause).toContain('could not open the file');
+      expect(store.writeHealth().writable).toBe(false);
+      // The file is back: the next thread opens it and the order is there.
+      rmdirSync(store.path);
+      for (const f of readdirSync(aside)) renameSync(join(aside, f), join(dir, f));
+      await vi.waitFor(() => expect(log.lines.at(-1)!.level).toBe('info'), { timeout: 5000, interval: 5 });
+      expect(await store.getOrder('ord_o1')).toMatchObject({ id: 'ord_o1' });
+      expect(store.writeHealth().writable).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a call made while the next thread is further off than the wait fails at once with E_STORE_UNAVAILABLE; one that waits longer than the wait fails then', async () => {
+    const store = await openStore({ restart: { firstMs: 60_000, waitMs: 1000 } });
+    try {
+      await threadOf(store).terminate();
+      const asked = performance.now();
+      await expect(store.getOrder('ord_x')).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE', message: expect.stringContaining('retry in 5 s') });
+      expect(performance.now() - asked).toBeLessThan(500);
+    } finally {
+      await store.close();
+    }
+    // A new thread that does not answer in time (it cannot open the file): the calls held for it fail after the wait.
+    const slow = await openStore({ restart: { firstMs: 5, maxMs: 5, waitMs: 50 } });
+    try {
+      await threadOf(slow).terminate();
+      rmSync(slow.path);
+      mkdirSync(slow.path);
+      const asked = performance.now();
+      await expect(slow.getOrder('ord_x')).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE' });
+      expect(performance.now() - asked).toBeGreaterThanOrEqual(45);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('close() while its thread is being started again ends cleanly: the calls held fail, no thread is started after', async () => {
+    // Closed while waiting to start the next thread.
+    const waitingStore = await openStore({ restart: { firstMs: 50 } });
+    await threadOf(waitingStore).terminate();
+    const held = expect(waitingStore.getOrder('ord_x')).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE' });
+    await waitingStore.close();
+    await held;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(waitingStore.threadRestarts).toBe(0);
+    await expect(waitingStore.getOrder('ord_x')).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE' });
+    // Closed while the next thread is starting (not answered yet).
+    const startingStore = await openStore({ restart: { firstMs: 1 } });
+    await threadOf(startingStore).terminate();
+    await vi.waitFor(() => expect(startingStore.threadRestarts).toBe(1), { timeout: 2000, interval: 1 });
+    const heldToo = expect(startingStore.getOrder('ord_x')).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE' });
+    await startingStore.close();
+    await heldToo;
+  });
+
+  it('restart: false keeps the old behaviour: after a crash every call fails with E_STORE_UNAVAILABLE; none hangs', async () => {
+    const store = await openStore({ restart: false });
+    const waiting = store.listOrders({ limit: 10 });
+    await threadOf(store).terminate();
+    await expect(waiting).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE', status: 503 });
     await expect(store.getOrder('ord_c1')).rejects.toMatchObject({ code: 'E_STORE_UNAVAILABLE' });
-    // /healthz says so (the control loop retries its writes while the store is unavailable).
     expect(store.writeHealth()).toMatchObject({ writable: false, detail: expect.stringContaining('its thread ended') });
     await store.close();
   });
