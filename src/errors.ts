@@ -81,7 +81,7 @@ export const ERRORS = {
   E_ALERT_CLEARED: { status: 409, title: 'the alert was cleared: it is over and cannot be acknowledged or cleared again' },
   E_FRIENDLY_HOURS: { status: 409, title: 'a credit cut-off waits for friendly-credit hours to end' },
   E_RATE_LIMITED: { status: 429, title: 'too many requests for this API key; slow down and retry after the time given' },
-  E_STORE_UNAVAILABLE: { status: 503, title: 'the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given', retryAfterSec: 5 },
+  E_STORE_UNAVAILABLE: { status: 503, title: 'the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first', retryAfterSec: 5 },
   E_SHUTTING_DOWN: { status: 503, title: 'this gateway is stopping and admits no new work; send the request to another instance or retry once it is back', retryAfterSec: 10 },
   E_STORE_OPEN: { status: 503, title: 'the store could not be opened' },
   E_STORE_IN_USE: { status: 503, title: 'another gateway owns this SQLite file; one SQLite file serves one gateway (several instances need PostgreSQL)' },

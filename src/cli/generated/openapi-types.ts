@@ -1800,7 +1800,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -1975,7 +1975,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -2409,7 +2409,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3055,7 +3055,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3217,7 +3217,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3381,7 +3381,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3675,7 +3675,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -3850,7 +3850,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -4374,7 +4374,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -4748,7 +4748,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -4917,7 +4917,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -5088,7 +5088,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -5381,7 +5381,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -5634,7 +5634,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -5918,7 +5918,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -6184,7 +6184,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -6610,7 +6610,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -7235,7 +7235,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -7755,7 +7755,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -8002,7 +8002,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -8349,7 +8349,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -8554,7 +8554,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -8875,7 +8875,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -9178,7 +9178,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -9356,7 +9356,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -9534,7 +9534,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -9775,7 +9775,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -9930,7 +9930,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -10365,7 +10365,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -10618,7 +10618,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -11354,7 +11354,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
@@ -11553,7 +11553,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only or unreachable); nothing was changed: retry after the time given */
+            /** @description E_SHUTTING_DOWN: this gateway is stopping and admits no new work; send the request to another instance or retry once it is back; E_STORE_UNAVAILABLE: the store cannot take writes right now (disk full, read-only, unreachable or its thread restarting): retry after the time given; the write changed nothing unless details.committed is unknown (its thread ended before answering), in which case check its effect first */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying */
