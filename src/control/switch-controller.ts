@@ -132,6 +132,13 @@ function refusal(command: WireResult<CommandAck | LimitAck> | undefined, read: W
   return {};
 }
 
+/** What went wrong on the wire, as the attempt's detail ('' when nothing did: no array per attempt, issue 19). */
+function attemptDetail(command: WireResult<CommandAck | LimitAck> | undefined, read: WireResult<RelayReading> | undefined): string {
+  const commandPart = command && command.outcome !== 'ok' ? `command: ${command.outcome} (${command.detail})` : '';
+  const readPart = read && read.outcome !== 'ok' ? `read-back: ${read.outcome} (${read.detail})` : '';
+  return commandPart && readPart ? `${commandPart}; ${readPart}` : commandPart || readPart;
+}
+
 export type ControllerEscalation = Omit<EscalationPolicy, 'fieldLeadMs'> & { fieldLeadMs: (region: string) => number; maxFieldLeadMs: number; scanEveryMs: number };
 
 export const DEFAULT_ESCALATION: ControllerEscalation = {
@@ -715,11 +722,7 @@ export class SwitchController {
     const rules = meter?.address.profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK } };
     const escalation = this.policyFor(meter?.region ?? '*');
     const now = this.deps.clock.now();
-    const detail =
-      problem ??
-      [command && command.outcome !== 'ok' ? `command: ${command.outcome} (${command.detail})` : null, read && read.outcome !== 'ok' ? `read-back: ${read.outcome} (${read.detail})` : null]
-        .filter(Boolean)
-        .join('; ');
+    const detail = problem ?? attemptDetail(command, read);
     // The meter has acted: its result must be recorded. While the store cannot take writes (a full disk, a database
     // that is down) the write is retried and the order keeps its lease, so it ends as soon as writes go through.
     // Plain data, not a function: the store may run on its own thread (sqlite-worker-store.ts).
