@@ -424,10 +424,13 @@ class Slots {
   }
 }
 
+/** The relay states a word can name, in the order they are matched (one array, not one per reply). */
+const RELAY_STATES = ['connected', 'disconnected', 'armed'] as const;
+
 function relayFromWord(profile: MqttFirmwareProfile, word: string | undefined): RelayState | undefined {
   if (word === undefined) return undefined;
   const values = profile.mqtt.relayValues;
-  for (const state of ['connected', 'disconnected', 'armed'] as const) if (values[state] === word) return state;
+  for (const state of RELAY_STATES) if (values[state] === word) return state;
   return undefined;
 }
 

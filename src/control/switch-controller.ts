@@ -129,8 +129,10 @@ function sendCommand(driver: MeterDriver, address: MeterAddress, order: SwitchOr
 function refusal(command: WireResult<CommandAck | LimitAck> | undefined, read: WireResult<RelayReading> | undefined): Pick<AttemptFacts, 'credentialsRefused'> {
   if (command && command.outcome === 'auth_failed') return { credentialsRefused: command.detail };
   if (read && read.outcome === 'auth_failed') return { credentialsRefused: `read-back: ${read.detail}` };
-  return {};
+  return NO_REFUSAL;
 }
+/** No refusal: one shared empty object, not one per attempt (only read and spread). */
+const NO_REFUSAL: Pick<AttemptFacts, 'credentialsRefused'> = Object.freeze({});
 
 /** What went wrong on the wire, as the attempt's detail ('' when nothing did: no array per attempt, issue 19). */
 function attemptDetail(command: WireResult<CommandAck | LimitAck> | undefined, read: WireResult<RelayReading> | undefined): string {

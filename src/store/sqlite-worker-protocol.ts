@@ -200,14 +200,14 @@ const dueCodec: AnswerCodec<DueOrder[]> = {
   },
 };
 
-/** A meter: its top-level values in meterFromRow's order (its observation and flags cross as they are); null: none. */
+/** A meter: its top-level values in meterFromRow's order (its observation and flags cross as they are; profile, link and region shared: `word`); null: none. */
 const meterCodec: AnswerCodec<MeterView | undefined> = {
   encode: (m) =>
     m === undefined ? null : [m.meterId, m.profileId, m.link, m.region, m.address, m.accountId, m.createdAt, m.updatedAt, m.observed, m.desiredRelay, m.desiredOrderId, m.flags],
   decode(v) {
     if (v === null) return undefined;
     const a = v as never[];
-    return { meterId: a[0]!, profileId: a[1]!, link: a[2]!, region: a[3]!, address: a[4]!, accountId: a[5]!, createdAt: a[6]!, updatedAt: a[7]!, observed: a[8]!, desiredRelay: a[9]!, desiredOrderId: a[10]!, flags: a[11]! };
+    return { meterId: a[0]!, profileId: word(a[1]!), link: word(a[2]!), region: word(a[3]!), address: a[4]!, accountId: a[5]!, createdAt: a[6]!, updatedAt: a[7]!, observed: a[8]!, desiredRelay: a[9]!, desiredOrderId: a[10]!, flags: a[11]! };
   },
 };
 
