@@ -86,7 +86,8 @@ export class RunCostMeter {
   /**
    * `heapProfileTo`: also sample the main thread's allocations over the run (the inspector's sampling heap profiler),
    * keeping samples of objects the GC has since collected, so the total is what was allocated; with `heapSurvivors`,
-   * only the samples of objects not collected by the end (live, or promoted and not yet marked dead): what survives.
+   * the first SURVIVORS_WINDOW_MS of the run only, and only the samples of objects not collected by then (live, or
+   * promoted and not yet marked dead): what the orders in progress hold, which is what scavenges copy and promote.
    */
   constructor(private readonly o: { statements?: StatementCounter; profileTo?: string; heapProfileTo?: string; heapSurvivors?: boolean; threadNames?: () => ReadonlyMap<number, string> }) {}
 
@@ -126,7 +127,12 @@ export class RunCostMeter {
     this.t0 = performance.now();
     // For lining up with --trace-gc(-nvp), whose lines carry ms since the isolate started (about performance.now()).
     if (this.o.heapProfileTo) console.log(`run window starts at ${this.t0.toFixed(0)} ms`);
+    if (this.o.heapSurvivors) {
+      this.survivorsTaken = new Promise((resolve) => setTimeout(() => void this.session!.post('HeapProfiler.stopSampling').then((r) => resolve((r as { profile: HeapProfile }).profile)), SURVIVORS_WINDOW_MS));
+    }
   }
+
+  private survivorsTaken: Promise<HeapProfile> | undefined;
 
   async stop(orders: number): Promise<RunCost> {
     const wallMs = performance.now() - this.t0;
@@ -140,9 +146,10 @@ export class RunCostMeter {
     if (this.o.heapProfileTo) console.log(`run window ends at ${performance.now().toFixed(0)} ms`);
     let heap: HeapSampleSummary | undefined;
     if (this.o.heapProfileTo) {
-      const { profile: h } = (await this.session!.post('HeapProfiler.stopSampling')) as { profile: HeapProfile };
+      const h = this.survivorsTaken ? await this.survivorsTaken : ((await this.session!.post('HeapProfiler.stopSampling')) as { profile: HeapProfile }).profile;
       writeFileSync(this.o.heapProfileTo, JSON.stringify(h));
-      heap = { ...summariseHeapSamples(h, orders, this.o.heapProfileTo), survivors: this.o.heapSurvivors === true };
+      // Survivors: bytes in the window, not per order (the window holds some of the orders, each part-way).
+      heap = { ...summariseHeapSamples(h, this.survivorsTaken ? 1 : orders, this.o.heapProfileTo), survivors: this.survivorsTaken !== undefined };
     }
     let profile: RunCost['profile'];
     if (this.o.profileTo) {
@@ -192,6 +199,9 @@ export class RunCostMeter {
     };
   }
 }
+
+/** How long into the run the survivors' profile is taken (BENCH_HEAP_PROFILE=survivors): well inside a 20k-order run. */
+const SURVIVORS_WINDOW_MS = 6000;
 
 /** Bytes between two samples of the heap profiler: small enough for a per-site split over thousands of orders. */
 const HEAP_SAMPLING_BYTES = 32 * 1024;
@@ -278,7 +288,10 @@ export function printRunCost(c: RunCost, loadAverage: string): void {
     console.log(`    (samples: ${fmt(sampled, 1)} µs busy and ${fmt(p.split.idleUs / c.orders, 1)} µs idle per order)`);
   }
   if (c.heap) {
-    console.log(`  main thread ${c.heap.survivors ? 'survivors (objects not collected by the end of the run, ' : 'allocations ('}sampling heap profile, ${c.heap.file}): ${fmt(c.heap.bytesPerOrder)} B per order; the sites that allocated most, B per order:`);
-    for (const s of c.heap.topSites) console.log(`    ${fmt(s.bytesPerOrder).padStart(7)}  ${s.site}`);
+    const unit = c.heap.survivors ? 'B' : 'B per order';
+    console.log(
+      `  main thread ${c.heap.survivors ? `survivors (objects allocated in the run's first ${SURVIVORS_WINDOW_MS / 1000} s and not collected by then, ` : 'allocations ('}sampling heap profile, ${c.heap.file}): ${fmt(c.heap.bytesPerOrder)} ${unit}; the sites that allocated most, ${unit}:`,
+    );
+    for (const s of c.heap.topSites) console.log(`    ${fmt(s.bytesPerOrder).padStart(c.heap.survivors ? 11 : 7)}  ${s.site}`);
   }
 }
