@@ -260,6 +260,34 @@ class PendingRequest<T> implements Pending {
 }
 
 /**
+ * A request waiting for an in-flight slot: what sending it needs, and its promise's settlers, on one object (issue 19:
+ * it was a promise, a closure and a second promise per waiting request, and with the driver's window full most
+ * requests wait long enough to outlive a scavenge).
+ */
+class QueuedRequest<T> implements SlotWaiter {
+  constructor(
+    private readonly driver: MqttDriver,
+    private readonly meter: MeterAddress,
+    private readonly profile: MqttFirmwareProfile,
+    private readonly op: Op,
+    private readonly options: RequestOptions,
+    private readonly decode: Decode<T>,
+    private readonly args: Record<string, unknown> | undefined,
+    private readonly resolve: (result: WireResult<T>) => void,
+    private readonly reject: (err: Error) => void,
+  ) {}
+
+  granted(ok: boolean): void {
+    // Sent from inside another request's ending (its freed slot): a throw here is this request's failure, not that one's.
+    try {
+      this.driver.send(this.meter, this.profile, this.op, this.options, this.decode, this.args, ok, this.resolve, this.reject);
+    } catch (err) {
+      this.reject(err as Error);
+    }
+  }
+}
+
+/**
  * Request deadlines on one timer (issue 19: a timer set and cleared per request was main-thread work per order).
  * Requests wait in first-in-first-out queues, one per timeout length, so each queue's deadlines only grow; the timer is
  * set for the earliest deadline at the head of a queue. A request that settles stays queued (it is skipped when it
@@ -343,18 +371,28 @@ export function payloadEvidence(payload: Uint8Array): string {
   }
 }
 
-/** Counting semaphore with a FIFO of waiters; `close()` makes every waiter (and later caller) get false. */
+/** Something waiting for a slot: `granted(true)` when it has one, `granted(false)` when none will come (closed). */
+interface SlotWaiter {
+  granted(ok: boolean): void;
+}
+
+/**
+ * Counting semaphore with a FIFO of waiters; `close()` makes every waiter (and later caller) get false. A freed slot goes
+ * to the next waiter at once, in a loop rather than by recursion: a waiter that gives its slot straight back (the link
+ * is down) does not nest the next one's grant inside its own.
+ */
 class Slots {
   private free: number;
-  private readonly waiters: Array<(ok: boolean) => void> = [];
+  private readonly waiters: SlotWaiter[] = [];
   private closed = false;
+  private granting = false;
   constructor(size: number) {
     this.free = size;
   }
   get waiting(): number {
     return this.waiters.length;
   }
-  /** A slot now (true), none ever (false: closed), or undefined: wait for one with `acquire()`. */
+  /** A slot now (true), none ever (false: closed), or undefined: `wait()` for one. */
   tryAcquire(): boolean | undefined {
     if (this.closed) return false;
     if (this.free > 0) {
@@ -363,26 +401,36 @@ class Slots {
     }
     return undefined;
   }
-  acquire(): Promise<boolean> {
-    const now = this.tryAcquire();
-    if (now !== undefined) return Promise.resolve(now);
-    return new Promise((resolve) => this.waiters.push(resolve));
+  /** Queue `waiter` for the next free slot (after tryAcquire() said there is none now). */
+  wait(waiter: SlotWaiter): void {
+    this.waiters.push(waiter);
   }
   release(): void {
-    const next = this.waiters.shift();
-    if (next) next(true);
-    else this.free++;
+    this.free++;
+    if (this.granting) return;
+    this.granting = true;
+    try {
+      while (this.free > 0 && this.waiters.length > 0) {
+        this.free--;
+        this.waiters.shift()!.granted(true);
+      }
+    } finally {
+      this.granting = false;
+    }
   }
   close(): void {
     this.closed = true;
-    for (const w of this.waiters.splice(0)) w(false);
+    for (const w of this.waiters.splice(0)) w.granted(false);
   }
 }
+
+/** The relay states a word can name, in the order they are matched (one array, not one per reply). */
+const RELAY_STATES = ['connected', 'disconnected', 'armed'] as const;
 
 function relayFromWord(profile: MqttFirmwareProfile, word: string | undefined): RelayState | undefined {
   if (word === undefined) return undefined;
   const values = profile.mqtt.relayValues;
-  for (const state of ['connected', 'disconnected', 'armed'] as const) if (values[state] === word) return state;
+  for (const state of RELAY_STATES) if (values[state] === word) return state;
   return undefined;
 }
 
@@ -668,7 +716,8 @@ export class MqttDriver implements MeterDriver {
 
   /**
    * A request on the wire, its result when it ends. Not an async function: the promise it returns is the request's own
-   * (an async function returning it would wrap it in a second, settled a turn later: issue 19, promises per order).
+   * (an async function returning it would wrap it in a second, settled a turn later: issue 19, promises per order). A
+   * request that must wait for a slot waits as one small object (QueuedRequest), settling this same promise.
    */
   private request<T>(
     meter: MeterAddress,
@@ -678,7 +727,7 @@ export class MqttDriver implements MeterDriver {
     /** Fields the command carries besides cid and op (a limit's `limitW`). */
     args?: Record<string, unknown>,
   ): Promise<WireResult<T>> {
-    try {
+    return new Promise<WireResult<T>>((resolve, reject) => {
       const { meterId, profile } = meter;
       if (profile.protocol !== 'mqtt') throw new Error(`MqttDriver: meter ${meterId} has ${profile.protocol} profile ${profile.id}`);
       if (!this.replyTemplates.has(profile.mqtt.replyTopic)) {
@@ -686,15 +735,16 @@ export class MqttDriver implements MeterDriver {
       }
       // A free slot is taken at once, without a turn through the microtask queue per request.
       const slot = this.slots.tryAcquire();
-      if (slot === undefined) return this.slots.acquire().then((ok) => this.send(meter, profile, op, options, decode, args, ok));
-      return this.send(meter, profile, op, options, decode, args, slot);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+      if (slot === undefined) this.slots.wait(new QueuedRequest<T>(this, meter, profile, op, options, decode, args, resolve, reject));
+      else this.send(meter, profile, op, options, decode, args, slot, resolve, reject);
+    });
   }
 
-  /** A request that was given a slot (`slot` true) or none (false: the driver stopped): on the wire, or a link error. */
-  private send<T>(
+  /**
+   * A request that was given a slot (`slot` true) or none (false: the driver stopped): on the wire (settled when it
+   * ends), or a link error now. @internal (QueuedRequest)
+   */
+  send<T>(
     meter: MeterAddress,
     profile: MqttFirmwareProfile,
     op: Op,
@@ -702,46 +752,46 @@ export class MqttDriver implements MeterDriver {
     decode: Decode<T>,
     args: Record<string, unknown> | undefined,
     slot: boolean,
-  ): Promise<WireResult<T>> {
+    resolve: (result: WireResult<T>) => void,
+    reject: (err: Error) => void,
+  ): void {
     const { meterId } = meter;
     const { correlationId: cid, orderId, timeoutMs } = options;
-    if (!slot) return Promise.resolve(this.notSent(meterId, op, options, 'driver stopped'));
+    if (!slot) return resolve(this.notSent(meterId, op, options, 'driver stopped'));
     if (!this.connected) {
       this.slots.release();
-      return Promise.resolve(this.notSent(meterId, op, options, this.stopped ? 'driver stopped' : 'broker not connected'));
+      return resolve(this.notSent(meterId, op, options, this.stopped ? 'driver stopped' : 'broker not connected'));
     }
     if (this.pending.has(cid)) {
       this.slots.release();
-      throw new Error(`MqttDriver: correlation id ${cid} is already in flight`);
+      return reject(new Error(`MqttDriver: correlation id ${cid} is already in flight`));
     }
 
-    return new Promise<WireResult<T>>((resolve) => {
-      const publishedAt = Date.now();
-      const entry = new PendingRequest<T>(this, cid, meterId, op, profile, publishedAt, publishedAt + timeoutMs, timeoutMs, options, decode, resolve);
-      this.pending.set(cid, entry);
-      if (this.pending.size > this.counters.peakInFlight) this.counters.peakInFlight = this.pending.size;
-      const list = this.pendingByMeter.get(meterId);
-      if (list) list.push(entry);
-      else this.pendingByMeter.set(meterId, [entry]);
-      this.deadlines.add(entry);
+    const publishedAt = Date.now();
+    const entry = new PendingRequest<T>(this, cid, meterId, op, profile, publishedAt, publishedAt + timeoutMs, timeoutMs, options, decode, resolve);
+    this.pending.set(cid, entry);
+    if (this.pending.size > this.counters.peakInFlight) this.counters.peakInFlight = this.pending.size;
+    const list = this.pendingByMeter.get(meterId);
+    if (list) list.push(entry);
+    else this.pendingByMeter.set(meterId, [entry]);
+    this.deadlines.add(entry);
 
-      // The op word on the wire: the firmware's own for a limit (profile `limitOp`), the action's name otherwise.
-      const body: Record<string, unknown> = { cid, op: op === 'limit' ? profile.mqtt.limitOp : op };
-      if (args) for (const k in args) body[k] = args[k];
-      if (orderId !== undefined) body.orderId = orderId;
-      body.ts = publishedAt;
-      body.exp = publishedAt + timeoutMs;
-      this.counters.published++;
-      if (this.log.isLevelEnabled('debug')) this.log.debug({ ...entry.ctx(), timeoutMs }, 'publish');
-      const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: string } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
-      if (profile.mqtt.responseTopic && this.usesResponseTopic) {
-        properties.responseTopic = topicFor(this.ownReplyTemplate, meterId);
-        // The cid's UTF-8 bytes, as a Buffer of it would be: mqtt-packet writes a string as its UTF-8 bytes, and mqtt.js's
-        // copy of the packet for its outgoing store does not copy a string (issue 19: a Buffer and its copy per request).
-        properties.correlationData = cid;
-      }
-      this.client!.publish(topicFor(profile.mqtt.commandTopic, meterId), JSON.stringify(body), { qos: profile.mqtt.qos, properties: properties as IClientPublishOptions['properties'] }, entry.published);
-    });
+    // The op word on the wire: the firmware's own for a limit (profile `limitOp`), the action's name otherwise.
+    const body: Record<string, unknown> = { cid, op: op === 'limit' ? profile.mqtt.limitOp : op };
+    if (args) for (const k in args) body[k] = args[k];
+    if (orderId !== undefined) body.orderId = orderId;
+    body.ts = publishedAt;
+    body.exp = publishedAt + timeoutMs;
+    this.counters.published++;
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ ...entry.ctx(), timeoutMs }, 'publish');
+    const properties: { messageExpiryInterval: number; responseTopic?: string; correlationData?: string } = { messageExpiryInterval: Math.max(1, Math.ceil(timeoutMs / 1000)) };
+    if (profile.mqtt.responseTopic && this.usesResponseTopic) {
+      properties.responseTopic = topicFor(this.ownReplyTemplate, meterId);
+      // The cid's UTF-8 bytes, as a Buffer of it would be: mqtt-packet writes a string as its UTF-8 bytes, and mqtt.js's
+      // copy of the packet for its outgoing store does not copy a string (issue 19: a Buffer and its copy per request).
+      properties.correlationData = cid;
+    }
+    this.client!.publish(topicFor(profile.mqtt.commandTopic, meterId), JSON.stringify(body), { qos: profile.mqtt.qos, properties: properties as IClientPublishOptions['properties'] }, entry.published);
   }
 
   /** A request that never went out: counted, logged, its result. */

@@ -28,6 +28,9 @@ export class ConsumptionWatch {
 
   async check(meterId: string, now: number): Promise<void> {
     const [history, swaps] = await Promise.all([this.store.energyReadings(meterId, HISTORY_READINGS), this.store.listMeterSwaps(meterId, HISTORY_SWAPS)]);
+    // Both findings are about the change between readings (a swap's own two count as readings): with fewer than two
+    // and no swap there is none (a meter's first reading), and the analyses would only build empty runs (issue 19).
+    if (history.length < 2 && swaps.length === 0) return;
     // Only a finding needs the time as text (nearly every reading has none: issue 19, work per order).
     let atText: string | undefined;
     const at = (): string => (atText ??= iso(now));

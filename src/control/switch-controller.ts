@@ -129,7 +129,16 @@ function sendCommand(driver: MeterDriver, address: MeterAddress, order: SwitchOr
 function refusal(command: WireResult<CommandAck | LimitAck> | undefined, read: WireResult<RelayReading> | undefined): Pick<AttemptFacts, 'credentialsRefused'> {
   if (command && command.outcome === 'auth_failed') return { credentialsRefused: command.detail };
   if (read && read.outcome === 'auth_failed') return { credentialsRefused: `read-back: ${read.detail}` };
-  return {};
+  return NO_REFUSAL;
+}
+/** No refusal: one shared empty object, not one per attempt (only read and spread). */
+const NO_REFUSAL: Pick<AttemptFacts, 'credentialsRefused'> = Object.freeze({});
+
+/** What went wrong on the wire, as the attempt's detail ('' when nothing did: no array per attempt, issue 19). */
+function attemptDetail(command: WireResult<CommandAck | LimitAck> | undefined, read: WireResult<RelayReading> | undefined): string {
+  const commandPart = command && command.outcome !== 'ok' ? `command: ${command.outcome} (${command.detail})` : '';
+  const readPart = read && read.outcome !== 'ok' ? `read-back: ${read.outcome} (${read.detail})` : '';
+  return commandPart && readPart ? `${commandPart}; ${readPart}` : commandPart || readPart;
 }
 
 export type ControllerEscalation = Omit<EscalationPolicy, 'fieldLeadMs'> & { fieldLeadMs: (region: string) => number; maxFieldLeadMs: number; scanEveryMs: number };
@@ -715,11 +724,7 @@ export class SwitchController {
     const rules = meter?.address.profile ?? { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 }, relay: { remoteReconnect: 'closes' as const, operateTimeMs: 0, loadSideVoltageCheck: NO_LOAD_SIDE_CHECK } };
     const escalation = this.policyFor(meter?.region ?? '*');
     const now = this.deps.clock.now();
-    const detail =
-      problem ??
-      [command && command.outcome !== 'ok' ? `command: ${command.outcome} (${command.detail})` : null, read && read.outcome !== 'ok' ? `read-back: ${read.outcome} (${read.detail})` : null]
-        .filter(Boolean)
-        .join('; ');
+    const detail = problem ?? attemptDetail(command, read);
     // The meter has acted: its result must be recorded. While the store cannot take writes (a full disk, a database
     // that is down) the write is retried and the order keeps its lease, so it ends as soon as writes go through.
     // Plain data, not a function: the store may run on its own thread (sqlite-worker-store.ts).

@@ -128,14 +128,31 @@ function encodeOrder(o: SwitchOrder): unknown[] {
   ];
 }
 
-/** The order again, as one literal (one hidden class for every order the worker sends). */
+/** How many distinct words `word` keeps (links are the most numerous: one per bus or broker). */
+const WORDS_KEPT = 4096;
+const words = new Map<string, string>();
+
+/**
+ * A string of few values (an action, a state, a reason, a link) as one shared copy. Structured clone makes a new
+ * string of every value that crosses, so each order held on this side (in the due buffer, on the wire) carried its
+ * own copies of the same few words (issue 19: what survives a scavenge is what costs). Other values pass as they are.
+ */
+function word<T>(v: T): T {
+  if (typeof v !== 'string') return v;
+  const kept = words.get(v);
+  if (kept !== undefined) return kept as T;
+  if (words.size < WORDS_KEPT) words.set(v, v);
+  return v;
+}
+
+/** The order again, as one literal (one hidden class for every order the worker sends), its few-valued words shared. */
 function decodeOrder(v: unknown): SwitchOrder {
   const a = v as never[];
   return {
-    id: a[0]!, meterId: a[1]!, action: a[2]!, limitW: a[3]!, reason: a[4]!, note: a[5]!, requestedBy: a[6]!, state: a[7]!,
-    stateReason: a[8]!, priority: a[9]!, urgent: a[10]!, link: a[11]!, createdAt: a[12]!, updatedAt: a[13]!, notBefore: a[14]!,
+    id: a[0]!, meterId: a[1]!, action: word(a[2]!), limitW: a[3]!, reason: word(a[4]!), note: a[5]!, requestedBy: word(a[6]!), state: word(a[7]!),
+    stateReason: a[8]!, priority: a[9]!, urgent: a[10]!, link: word(a[11]!), createdAt: a[12]!, updatedAt: a[13]!, notBefore: a[14]!,
     deadline: a[15]!, paymentAt: a[16]!, attempts: a[17]!, nextAttemptAt: a[18]!, supersededBy: a[19]!, completedAt: a[20]!,
-    resultRelay: a[21]!, planId: a[22]!, secondNoticeAt: a[23]!, capDay: a[24]!, escalatedAt: a[25]!, origin: a[26]!,
+    resultRelay: word(a[21]!), planId: a[22]!, secondNoticeAt: a[23]!, capDay: a[24]!, escalatedAt: a[25]!, origin: word(a[26]!),
     reference: a[27]!, approvedBy: a[28]!, approvedAt: a[29]!,
   };
 }
@@ -168,7 +185,7 @@ const submitCodec: AnswerCodec<SubmitOutcome[]> = {
   },
 };
 
-/** Due orders flat: six values per order, all strings. */
+/** Due orders flat: six values per order, all strings (the four of few values shared: `word`). */
 const dueCodec: AnswerCodec<DueOrder[]> = {
   encode(rows) {
     const flat: string[] = [];
@@ -178,19 +195,19 @@ const dueCodec: AnswerCodec<DueOrder[]> = {
   decode(v) {
     const f = v as never[];
     const rows: DueOrder[] = [];
-    for (let j = 0; j < f.length; j += 6) rows.push({ id: f[j]!, meterId: f[j + 1]!, link: f[j + 2]!, action: f[j + 3]!, reason: f[j + 4]!, state: f[j + 5]! });
+    for (let j = 0; j < f.length; j += 6) rows.push({ id: f[j]!, meterId: f[j + 1]!, link: word(f[j + 2]!), action: word(f[j + 3]!), reason: word(f[j + 4]!), state: word(f[j + 5]!) });
     return rows;
   },
 };
 
-/** A meter: its top-level values in meterFromRow's order (its observation and flags cross as they are); null: none. */
+/** A meter: its top-level values in meterFromRow's order (its observation and flags cross as they are; profile, link and region shared: `word`); null: none. */
 const meterCodec: AnswerCodec<MeterView | undefined> = {
   encode: (m) =>
     m === undefined ? null : [m.meterId, m.profileId, m.link, m.region, m.address, m.accountId, m.createdAt, m.updatedAt, m.observed, m.desiredRelay, m.desiredOrderId, m.flags],
   decode(v) {
     if (v === null) return undefined;
     const a = v as never[];
-    return { meterId: a[0]!, profileId: a[1]!, link: a[2]!, region: a[3]!, address: a[4]!, accountId: a[5]!, createdAt: a[6]!, updatedAt: a[7]!, observed: a[8]!, desiredRelay: a[9]!, desiredOrderId: a[10]!, flags: a[11]! };
+    return { meterId: a[0]!, profileId: word(a[1]!), link: word(a[2]!), region: word(a[3]!), address: a[4]!, accountId: a[5]!, createdAt: a[6]!, updatedAt: a[7]!, observed: a[8]!, desiredRelay: a[9]!, desiredOrderId: a[10]!, flags: a[11]! };
   },
 };
 

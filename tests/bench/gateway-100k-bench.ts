@@ -27,7 +27,10 @@
  * statement counter on, because the counter's timing of every statement costs main-thread time of its own;
  * BENCH_COUNT_STATEMENTS=1 counts in the headline run instead. BENCH_CPU_PROFILE=1 also profiles the main thread over
  * the run and prints its time per order by part (cpu-parts.ts); the profiler costs time of its own, so the other
- * figures of that run are not today's.
+ * figures of that run are not today's. BENCH_HEAP_PROFILE=1 samples the main thread's allocations over the run and
+ * prints bytes per order with the sites that allocate most (with node --trace-gc-nvp, the printed run window picks the
+ * scavenges of the run: their allocated, new_space_survived and promoted bytes); BENCH_HEAP_PROFILE=survivors counts
+ * only what the GC had not collected by the end of the run (what survived scavenges).
  *
  * Pinning (bench-common.ts): BENCH_CPUS_GATEWAY=0,1 pins this process (gateway, raw requester), BENCH_CPUS_PEERS=2,3
  * the broker, the simulator and the echo responder, with taskset.
@@ -207,7 +210,7 @@ export async function runGateway(brokerUrl: string, orders: number, options: Gat
   // The journal's worker thread by its OS thread id (every thread Node starts is named "node").
   let journalTid: number | undefined;
   const threadNames = (): ReadonlyMap<number, string> => new Map(journalTid !== undefined ? [[journalTid, 'journal worker']] : []);
-  const meter = new RunCostMeter({ threadNames, ...(statements ? { statements } : {}), ...(process.env.BENCH_CPU_PROFILE === '1' ? { profileTo: join(dir, 'gateway-100k.cpuprofile') } : {}) });
+  const meter = new RunCostMeter({ threadNames, ...(statements ? { statements } : {}), ...(process.env.BENCH_CPU_PROFILE === '1' ? { profileTo: join(dir, 'gateway-100k.cpuprofile') } : {}), ...(process.env.BENCH_HEAP_PROFILE ? { heapProfileTo: join(dir, 'gateway-100k.heapprofile'), heapSurvivors: process.env.BENCH_HEAP_PROFILE === 'survivors' } : {}) });
   let active = meter; // the open-loop run has a meter of its own
   const gw = await startGateway(config, {
     ...(statements ? { countStatements: statements } : {}),

@@ -57,6 +57,7 @@ export interface RunCost {
   /** The store's statements per order; `us`: µs in them per order (SQLite only: 0 on PostgreSQL). */
   statements?: { perOrder: number; roundTripsPerOrder: number; usPerOrder: number; top: { statement: string; perOrder: number; usPerOrder: number }[] };
   profile?: { file: string; split: CpuSplit; usPerOrder: Record<string, number> };
+  heap?: HeapSampleSummary;
 }
 
 const GC_KINDS: Record<number, string> = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weak callbacks' };
@@ -82,7 +83,13 @@ export class RunCostMeter {
   private benchUs = 0;
 
   /** `threadNames`: names for thread ids the OS names alike (every thread Node starts is "node"), e.g. the journal's worker. */
-  constructor(private readonly o: { statements?: StatementCounter; profileTo?: string; threadNames?: () => ReadonlyMap<number, string> }) {}
+  /**
+   * `heapProfileTo`: also sample the main thread's allocations over the run (the inspector's sampling heap profiler),
+   * keeping samples of objects the GC has since collected, so the total is what was allocated; with `heapSurvivors`,
+   * the first SURVIVORS_WINDOW_MS of the run only, and only the samples of objects not collected by then (live, or
+   * promoted and not yet marked dead): what the orders in progress hold, which is what scavenges copy and promote.
+   */
+  constructor(private readonly o: { statements?: StatementCounter; profileTo?: string; heapProfileTo?: string; heapSurvivors?: boolean; threadNames?: () => ReadonlyMap<number, string> }) {}
 
   /** Time the bench's own synchronous work `fn` (not the gateway's), so it can be told apart. */
   bench<T>(fn: () => T): T {
@@ -95,12 +102,19 @@ export class RunCostMeter {
   }
 
   async start(): Promise<void> {
-    if (this.o.profileTo) {
+    if (this.o.profileTo || this.o.heapProfileTo) {
       this.session = new Session();
       this.session.connect();
-      await this.session.post('Profiler.enable');
-      await this.session.post('Profiler.setSamplingInterval', { interval: 100 });
-      await this.session.post('Profiler.start');
+    }
+    if (this.o.heapProfileTo) {
+      await this.session!.post('HeapProfiler.enable');
+      await this.session!.post('HeapProfiler.startSampling', { samplingInterval: HEAP_SAMPLING_BYTES, includeObjectsCollectedByMajorGC: !this.o.heapSurvivors, includeObjectsCollectedByMinorGC: !this.o.heapSurvivors });
+    }
+    if (this.o.profileTo) {
+      const session = this.session!;
+      await session.post('Profiler.enable');
+      await session.post('Profiler.setSamplingInterval', { interval: 100 });
+      await session.post('Profiler.start');
     }
     this.o.statements?.reset();
     this.gcByKind = {};
@@ -111,7 +125,14 @@ export class RunCostMeter {
     this.eluStart = performance.eventLoopUtilization();
     this.benchUs = 0;
     this.t0 = performance.now();
+    // For lining up with --trace-gc(-nvp), whose lines carry ms since the isolate started (about performance.now()).
+    if (this.o.heapProfileTo) console.log(`run window starts at ${this.t0.toFixed(0)} ms`);
+    if (this.o.heapSurvivors) {
+      this.survivorsTaken = new Promise((resolve) => setTimeout(() => void this.session!.post('HeapProfiler.stopSampling').then((r) => resolve((r as { profile: HeapProfile }).profile)), SURVIVORS_WINDOW_MS));
+    }
   }
+
+  private survivorsTaken: Promise<HeapProfile> | undefined;
 
   async stop(orders: number): Promise<RunCost> {
     const wallMs = performance.now() - this.t0;
@@ -122,14 +143,23 @@ export class RunCostMeter {
     // A store on a worker thread counts there: bring its counts here first.
     await this.o.statements?.pull();
     const statements = this.o.statements?.snapshot();
+    if (this.o.heapProfileTo) console.log(`run window ends at ${performance.now().toFixed(0)} ms`);
+    let heap: HeapSampleSummary | undefined;
+    if (this.o.heapProfileTo) {
+      const h = this.survivorsTaken ? await this.survivorsTaken : ((await this.session!.post('HeapProfiler.stopSampling')) as { profile: HeapProfile }).profile;
+      writeFileSync(this.o.heapProfileTo, JSON.stringify(h));
+      // Survivors: bytes in the window, not per order (the window holds some of the orders, each part-way).
+      heap = { ...summariseHeapSamples(h, this.survivorsTaken ? 1 : orders, this.o.heapProfileTo), survivors: this.survivorsTaken !== undefined };
+    }
     let profile: RunCost['profile'];
-    if (this.session) {
-      const { profile: p } = (await this.session.post('Profiler.stop')) as { profile: CpuProfile };
-      this.session.disconnect();
+    if (this.o.profileTo) {
+      const { profile: p } = (await this.session!.post('Profiler.stop')) as { profile: CpuProfile };
       writeFileSync(this.o.profileTo!, JSON.stringify(p));
       const split = splitByPart(p);
       profile = { file: this.o.profileTo!, split, usPerOrder: Object.fromEntries(CPU_PARTS.map((part) => [part, split.byPart[part] / orders])) };
     }
+    this.session?.disconnect();
+    this.session = undefined;
     this.gcObserver.disconnect();
     const others: Record<string, number> = {};
     const names = this.o.threadNames?.() ?? new Map<number, string>();
@@ -165,8 +195,60 @@ export class RunCostMeter {
           }
         : {}),
       ...(profile ? { profile } : {}),
+      ...(heap ? { heap } : {}),
     };
   }
+}
+
+/** How long into the run the survivors' profile is taken (BENCH_HEAP_PROFILE=survivors): well inside a 20k-order run. */
+const SURVIVORS_WINDOW_MS = 6000;
+
+/** Bytes between two samples of the heap profiler: small enough for a per-site split over thousands of orders. */
+const HEAP_SAMPLING_BYTES = 32 * 1024;
+
+/** The subset of the inspector's HeapProfiler.SamplingHeapProfile the summary reads. */
+interface HeapProfileNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapProfileNode[];
+}
+interface HeapProfile {
+  head: HeapProfileNode;
+}
+
+export interface HeapSampleSummary {
+  file: string;
+  /** Only objects still there at the end were counted (see RunCostMeter's `heapSurvivors`). */
+  survivors?: boolean;
+  /** Bytes allocated per order on the main thread (sampled estimate). */
+  bytesPerOrder: number;
+  /** The sites that allocated most (function at script:line, self bytes per order), and the same by calling site of our code. */
+  topSites: { site: string; bytesPerOrder: number }[];
+}
+
+/** Per order: all sampled bytes, and the allocating sites with most bytes (a site: function name, file and line). */
+export function summariseHeapSamples(profile: HeapProfile, orders: number, file: string): HeapSampleSummary {
+  const bySite = new Map<string, number>();
+  let total = 0;
+  const walk = (n: HeapProfileNode, ourCaller: string): void => {
+    const { functionName, url, lineNumber } = n.callFrame;
+    const short = url.replace(/^.*\/(node_modules\/|dist\/)/, '$1');
+    const site = `${functionName || '(anonymous)'} ${short}:${lineNumber + 1}`;
+    // Our own code (src/, drivers/, tests/) names the site; a library's or Node's allocations go to our caller too.
+    const ours = /\/dist\/(src|drivers|tests)\//.test(url) ? site : ourCaller;
+    if (n.selfSize > 0) {
+      total += n.selfSize;
+      bySite.set(site, (bySite.get(site) ?? 0) + n.selfSize);
+      if (ours !== site) bySite.set(`  via ${ours}`, (bySite.get(`  via ${ours}`) ?? 0) + n.selfSize);
+    }
+    for (const c of n.children) walk(c, ours);
+  };
+  walk(profile.head, '(no caller of ours)');
+  const topSites = [...bySite]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 40)
+    .map(([site, bytes]) => ({ site, bytesPerOrder: bytes / orders }));
+  return { file, bytesPerOrder: total / orders, topSites };
 }
 
 /** The run's cost, as the bench prints it. */
@@ -204,5 +286,12 @@ export function printRunCost(c: RunCost, loadAverage: string): void {
       console.log(`    ${part.padEnd(15)} ${fmt(100 * share, 1).padStart(5)} %  ${fmt(share * c.mainUsPerOrder, 1).padStart(7)} µs`);
     }
     console.log(`    (samples: ${fmt(sampled, 1)} µs busy and ${fmt(p.split.idleUs / c.orders, 1)} µs idle per order)`);
+  }
+  if (c.heap) {
+    const unit = c.heap.survivors ? 'B' : 'B per order';
+    console.log(
+      `  main thread ${c.heap.survivors ? `survivors (objects allocated in the run's first ${SURVIVORS_WINDOW_MS / 1000} s and not collected by then, ` : 'allocations ('}sampling heap profile, ${c.heap.file}): ${fmt(c.heap.bytesPerOrder)} ${unit}; the sites that allocated most, ${unit}:`,
+    );
+    for (const s of c.heap.topSites) console.log(`    ${fmt(s.bytesPerOrder).padStart(c.heap.survivors ? 11 : 7)}  ${s.site}`);
   }
 }

@@ -480,3 +480,55 @@ describe("MqttDriver: a request/reply round trip is not held by Nagle's algorith
     });
   }
 });
+
+describe('MqttDriver: requests waiting for an in-flight slot', () => {
+  const { closes } = testProfiles();
+  let broker: MosquittoBroker;
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+  });
+
+  afterAll(async () => {
+    await broker?.stop();
+  });
+
+  it('each waits for a slot and is then sent; a waiting request whose cid is on the wire when its slot comes fails alone', async () => {
+    // No meter answers: each request ends at its own timeout, freeing its slot for the next in line.
+    const driver = new MqttDriver({ brokerUrl: broker.url, instanceId: 'slots', profiles: [closes], maxInFlight: 2 });
+    await driver.start();
+    try {
+      const meter = addr('NOBODY-1', closes);
+      const long = { correlationId: 'long:1:read', orderId: 'long', timeoutMs: 1200 };
+      const first = driver.readRelay(meter, long);
+      const short = driver.readRelay(addr('NOBODY-2', closes), req('read', 200));
+      const queued = [driver.readRelay(addr('NOBODY-3', closes), req('read', 200)), driver.readRelay(meter, long), driver.readRelay(addr('NOBODY-4', closes), req('read', 200))];
+      expect(driver.queued).toBe(3);
+      expect(driver.inFlight).toBe(2);
+      // The short one's slot goes to the next in line (sent, then timed out); the cid still on the wire is refused when
+      // its turn comes; the last is sent after it, in the slot the refusal gave back.
+      const [third, dup, fourth] = await Promise.allSettled(queued);
+      expect(third).toMatchObject({ status: 'fulfilled', value: { outcome: 'timeout' } });
+      expect(dup).toMatchObject({ status: 'rejected', reason: { message: 'MqttDriver: correlation id long:1:read is already in flight' } });
+      expect(fourth).toMatchObject({ status: 'fulfilled', value: { outcome: 'timeout' } });
+      expect((await short).outcome).toBe('timeout');
+      expect((await first).outcome).toBe('timeout');
+      expect(driver.counters.published).toBe(4);
+      expect(driver.counters.peakInFlight).toBe(2);
+    } finally {
+      await driver.stop();
+    }
+  });
+
+  it('when the driver stops, the request on the wire and every waiting one end as link errors, none is sent', async () => {
+    const driver = new MqttDriver({ brokerUrl: broker.url, instanceId: 'slots-stop', profiles: [closes], maxInFlight: 1 });
+    await driver.start();
+    const onWire = driver.readRelay(addr('NOBODY-1', closes), req('read', 5000));
+    const waiting = Array.from({ length: 3000 }, (_, i) => driver.readRelay(addr(`NOBODY-W${i}`, closes), req('read', 5000)));
+    expect(driver.queued).toBe(3000);
+    await driver.stop();
+    const results = await Promise.all([onWire, ...waiting]);
+    expect(new Set(results.map((r) => `${r.outcome}: ${r.outcome === 'ok' ? '' : r.detail}`))).toEqual(new Set(['link_error: driver stopped']));
+    expect(driver.counters.published).toBe(1);
+  });
+});
