@@ -122,6 +122,13 @@ export interface MeterDriver {
    * control loop leaves a down link's orders queued, without spending their attempts, until it is back.
    */
   isLinkUp(link: string): boolean;
+  /**
+   * Whether requests for `link` wait for a free slot on the driver's connection (its in-flight window is full). The
+   * control loop leases no more of the link's orders until they have gone out: an order waits as a due order (small,
+   * in priority order, its lease not yet running) rather than leased in the driver's first-come queue, where an urgent
+   * reconnect would queue behind every order leased before it. Optional: a driver without a window of its own.
+   */
+  hasBacklog?(link: string): boolean;
   /** Read the relay state (and voltage / energy where available). */
   readRelay(meter: MeterAddress, options: RequestOptions): Promise<WireResult<RelayReading>>;
   /** Send one disconnect or reconnect command and wait for the meter's acknowledgement. */

@@ -538,6 +538,11 @@ export class MqttDriver implements MeterDriver {
     return this.connected;
   }
 
+  /** Every MQTT link shares this driver's window: requests wait for a slot when it is full. */
+  hasBacklog(_link: string): boolean {
+    return this.slots.waiting > 0;
+  }
+
   get connected(): boolean {
     return !this.stopped && this.subscribed && (this.client?.connected ?? false);
   }

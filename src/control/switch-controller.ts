@@ -381,7 +381,8 @@ export class SwitchController {
       for (;;) {
         const saturated: string[] = [];
         for (const [link, n] of this.active) if (n >= this.capacity(link)) saturated.push(link);
-        for (const [link, driver] of this.linkDrivers) if (!driver.isLinkUp(link)) saturated.push(link);
+        // A link that is down, or whose driver already has requests waiting for its window, takes no more leases now.
+        for (const [link, driver] of this.linkDrivers) if (!driver.isLinkUp(link) || driver.hasBacklog?.(link)) saturated.push(link);
         // Due orders come a batch at a time and wait here for free slots. A batch older than DUE_REFRESH_MS is fetched
         // afresh (and admissions drop it: see wake()); when it has nothing for the links with room, the orders
         // of those links are fetched and added.

@@ -502,9 +502,11 @@ describe('MqttDriver: requests waiting for an in-flight slot', () => {
       const long = { correlationId: 'long:1:read', orderId: 'long', timeoutMs: 1200 };
       const first = driver.readRelay(meter, long);
       const short = driver.readRelay(addr('NOBODY-2', closes), req('read', 200));
+      expect(driver.hasBacklog('broker'), 'the window is full but nothing waits for it yet').toBe(false);
       const queued = [driver.readRelay(addr('NOBODY-3', closes), req('read', 200)), driver.readRelay(meter, long), driver.readRelay(addr('NOBODY-4', closes), req('read', 200))];
       expect(driver.queued).toBe(3);
       expect(driver.inFlight).toBe(2);
+      expect(driver.hasBacklog('broker'), 'requests wait for the window: the control loop leases no more').toBe(true);
       // The short one's slot goes to the next in line (sent, then timed out); the cid still on the wire is refused when
       // its turn comes; the last is sent after it, in the slot the refusal gave back.
       const [third, dup, fourth] = await Promise.allSettled(queued);
