@@ -27,6 +27,11 @@ export class DueBuffer {
   /** Most urgent first; per link exactly the due query's order (ties of priority and deadline: older first). */
   orders: DueOrder[] = [];
   fetchedAt = 0;
+  /**
+   * Whether the buffer holds what the last fetch afresh found, kept up to date since (false: cleared, or never
+   * fetched). A valid empty buffer is an answer too: nothing was due on the links it covers.
+   */
+  valid = false;
   /** When the last fetch (afresh or added) was asked for. */
   lastFetchAt = 0;
   /** Links whose due orders the buffer may lack (left out of the fetches since the last full one). */
@@ -48,6 +53,7 @@ export class DueBuffer {
   replace(rows: DueOrder[], now: number, excluded: readonly string[], limit: number): void {
     if (this.voided()) return;
     this.orders = rows;
+    this.valid = true;
     this.fetchedAt = now;
     this.lastFetchAt = now;
     this.missingLinks = new Set(excluded);
@@ -107,6 +113,7 @@ export class DueBuffer {
   /** Forget everything: the next pick fetches afresh. */
   clear(): void {
     this.orders = [];
+    this.valid = false;
     this.missingLinks.clear();
     this.cut = null;
     if (this.admittedDuringFetch !== null) this.fetchVoided = true;
@@ -119,7 +126,7 @@ export class DueBuffer {
    */
   admit(created: readonly SwitchOrder[], now: number): void {
     this.admittedDuringFetch?.push(...created);
-    if (this.orders.length === 0) return; // nothing buffered: the next pick fetches, the admitted orders with the rest
+    if (!this.valid) return; // the next pick fetches afresh, the admitted orders with the rest
     let incoming: DueOrder[] = [];
     for (const order of created) {
       if (order.state === 'refused') continue; // a refused order supersedes nothing

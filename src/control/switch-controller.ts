@@ -380,11 +380,14 @@ export class SwitchController {
         for (const [link, n] of this.active) if (n >= this.capacity(link)) saturated.push(link);
         for (const [link, driver] of this.linkDrivers) if (!driver.isLinkUp(link)) saturated.push(link);
         // Due orders come a batch at a time and wait here for free slots. A batch older than DUE_REFRESH_MS is fetched
-        // afresh (and admissions drop it: see wake()); when it has nothing for the links with room, the orders
-        // of those links are fetched and added.
+        // afresh (submissions add their orders to it, other wakes drop it: see wake()); when it has nothing for the
+        // links with room, the orders of those links are fetched and added.
         const now = this.deps.clock.now();
         let fresh = false;
-        if (this.due.orders.length === 0 || now - this.due.fetchedAt > Math.max(this.deps.options.tickMs, DUE_REFRESH_MS)) {
+        // An empty batch is fetched again only if it may lack due orders of a link with room, or once a tick (retries
+        // and ends of holds come due by the clock): not on every wake and every freed slot (issue 19).
+        const emptyMayLack = this.due.orders.length === 0 && (this.due.mayLackOtherLinks(saturated) || now - this.due.lastFetchAt >= this.deps.options.tickMs);
+        if (!this.due.valid || emptyMayLack || now - this.due.fetchedAt > Math.max(this.deps.options.tickMs, DUE_REFRESH_MS)) {
           this.due.fetching();
           this.due.replace(await this.deps.store.dueOrders(now, FETCH_BATCH, saturated), now, saturated, FETCH_BATCH);
           fresh = true;
@@ -744,6 +747,8 @@ export class SwitchController {
     // The outcome is the attempt's alone (the command and the read-back against the action), whatever the order became.
     const outcome = decideAttempt(order, judgement).outcome;
     this.deps.onOrderChange?.(updated);
+    // Superseded once off the wire: its successor (left out of the due batch while it waited) is due now.
+    if (updated.supersededBy !== null) this.due.clear();
     if (meter) {
       // Literal records, not spreads of a shared context (one object each, per attempt: issue 19).
       const { profile, link } = meter.address;

@@ -154,6 +154,23 @@ describe('admissions hand the loop their orders (issue 19: no due query per admi
   let n = 0;
   const ctx = () => ({ now: Date.now(), reconnectLimitHours: 24, newOrderId: () => `ord_burst_${++n}`, policy: openPolicy() });
 
+  it('with room on the link, each admission is picked from what it handed over: no due query per admission or per finished attempt', async () => {
+    const meters = Array.from({ length: 30 }, (_, i) => `KEPT-${i}`);
+    const { store, controller, events, dueCalls } = await startLoop({ meters });
+    await new Promise((r) => setTimeout(r, 50));
+    const before = dueCalls();
+    const ids: string[] = [];
+    for (const m of meters) {
+      const out = await store.submitOrders([request(m, 'reconnect')], ctx());
+      controller.wake(out.map((o) => o.order));
+      ids.push(out[0]!.order.id);
+      await eventually('picked', async () => (events.includes(`command ${m}`) ? true : undefined), 5_000);
+    }
+    await eventually('every order done', async () => ((await Promise.all(ids.map((id) => store.getOrder(id)))).every((o) => o?.state === 'done') ? true : undefined), 10_000);
+    // The start's empty fetch answers for every link until something may have changed it (tickMs is 60 s here).
+    expect(dueCalls() - before, '30 admissions, each started and finished').toBeLessThanOrEqual(2);
+  });
+
   it('a burst of admissions behind a full link: few due queries; the urgent one goes first; a superseded buffered one is never sent', async () => {
     const meters = Array.from({ length: 60 }, (_, i) => `BURST-${i}`);
     let open!: () => void;
