@@ -15,6 +15,7 @@ import { listenToStatusReports } from './status-reports.js';
 import { writeWhenStoreTakesIt } from './store-retry.js';
 import { logAttemptEnd } from './order-log.js';
 import { LazyChild, type LineLog } from './lazy-log.js';
+import { DueBuffer } from './due-buffer.js';
 
 export interface ControllerOptions {
   tickMs: number;
@@ -191,9 +192,8 @@ export class SwitchController {
   private timer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private ticking = false;
-  /** Due orders fetched and not yet started (their links were full), most urgent first, and when they were fetched. */
-  private due: DueOrder[] = [];
-  private dueFetchedAt = 0;
+  /** Due orders fetched (or admitted) and not yet started (their links were full), most urgent first. */
+  private readonly due = new DueBuffer();
   private wakeAgain = false;
   /** The loop's timer is armed with no delay (a tick is coming at once). */
   private tickSoon = false;
@@ -326,9 +326,15 @@ export class SwitchController {
     }
   }
 
-  /** Look for work now (called when orders are admitted: the fetched due batch may no longer be the most urgent). */
-  wake(): void {
-    this.due = [];
+  /**
+   * Look for work now. `admitted`: the orders an admission just created (submitOrders' created ones, in its order):
+   * they join the fetched due batch where the due query would have put them, and what they supersede leaves it
+   * (DueBuffer). Without them (a meter's facts, an approval, billing, the admin: anything that may change what is
+   * due or how it ranks) the batch is dropped and fetched afresh.
+   */
+  wake(admitted?: readonly SwitchOrder[]): void {
+    if (admitted) this.due.admit(admitted, this.deps.clock.now());
+    else this.due.clear();
     this.wakeSoon();
   }
 
@@ -384,21 +390,27 @@ export class SwitchController {
         // A link that is down, or whose driver already has requests waiting for its window, takes no more leases now.
         for (const [link, driver] of this.linkDrivers) if (!driver.isLinkUp(link) || driver.hasBacklog?.(link)) saturated.push(link);
         // Due orders come a batch at a time and wait here for free slots. A batch older than DUE_REFRESH_MS is fetched
-        // afresh (and admissions drop it: see wake()); when it has nothing for the links with room, the orders
-        // of those links are fetched and added.
+        // afresh (submissions add their orders to it, other wakes drop it: see wake()); when it has nothing for the
+        // links with room, the orders of those links are fetched and added.
         const now = this.deps.clock.now();
         let fresh = false;
-        if (this.due.length === 0 || now - this.dueFetchedAt > Math.max(this.deps.options.tickMs, DUE_REFRESH_MS)) {
-          this.due = await this.deps.store.dueOrders(now, FETCH_BATCH, saturated);
-          this.dueFetchedAt = now;
+        // An empty batch is fetched again only if it may lack due orders of a link with room, or once a tick (retries
+        // and ends of holds come due by the clock): not on every wake and every freed slot (issue 19).
+        const emptyMayLack = this.due.orders.length === 0 && (this.due.mayLackOtherLinks(saturated) || now - this.due.lastFetchAt >= this.deps.options.tickMs);
+        if (!this.due.valid || emptyMayLack || now - this.due.fetchedAt > Math.max(this.deps.options.tickMs, DUE_REFRESH_MS)) {
+          this.due.fetching();
+          this.due.replace(await this.deps.store.dueOrders(now, FETCH_BATCH, saturated), now, saturated, FETCH_BATCH);
           fresh = true;
         }
-        if (this.due.length === 0) break;
+        if (this.due.orders.length === 0) break;
         let pick = this.pickDue(saturated);
-        if (pick.chosen.length + pick.disconnects.length === 0 && !fresh) {
-          const buffered = new Set(this.due.map((o) => o.link));
-          const more = await this.deps.store.dueOrders(now, FETCH_BATCH, [...saturated, ...buffered]);
-          this.due.push(...more);
+        // Nothing to start from the batch: fetch the links it holds nothing for, if it may lack orders of theirs (or
+        // once a tick, for what became due since), not on every wake (issue 19: a due query per admission).
+        const moreDue = this.due.mayLackOtherLinks(saturated) || now - this.due.lastFetchAt >= this.deps.options.tickMs;
+        if (pick.chosen.length + pick.disconnects.length === 0 && !fresh && moreDue) {
+          const excluded = [...saturated, ...new Set(this.due.orders.map((o) => o.link))];
+          this.due.fetching();
+          this.due.add(await this.deps.store.dueOrders(now, FETCH_BATCH, excluded), now, excluded, FETCH_BATCH);
           pick = this.pickDue(saturated);
         }
         const { chosen, disconnects } = pick;
@@ -415,7 +427,7 @@ export class SwitchController {
         const begun = chosen.length > 0 ? this.deps.store.beginAttempts(chosen, this.deps.clock.now(), lease) : undefined;
         const meters = this.askMeters(pick.chosenMeters);
         const taken = begun ? await begun : [];
-        if (taken.length < chosen.length) this.due = []; // another instance took some: the rest of the batch is stale, fetch afresh
+        if (taken.length < chosen.length) this.due.clear(); // another instance took some (or they were superseded): the rest of the batch is stale, fetch afresh
         for (const order of taken) {
           this.leases.set(order.id, lease.until);
           this.deps.onOrderChange?.(order);
@@ -425,7 +437,7 @@ export class SwitchController {
         if (this.stopping || taken.length + disconnects.length === 0) break;
       }
     } catch (err) {
-      this.due = [];
+      this.due.clear();
       this.deps.logger.error({ err }, 'control loop tick failed; retrying on the next tick');
     } finally {
       this.ticking = false;
@@ -455,8 +467,13 @@ export class SwitchController {
     for (const link of saturated) room.set(link, 0);
     const meters = new Set<string>();
     const waiting: DueOrder[] = [];
-    for (const o of this.due) {
-      if (this.gating.has(o.id) || this.busyMeters.has(o.meterId) || meters.has(o.meterId)) continue;
+    for (const o of this.due.orders) {
+      if (this.gating.has(o.id)) continue;
+      if (this.busyMeters.has(o.meterId) || meters.has(o.meterId)) {
+        // Dropped, though it may be due again soon: the batch no longer holds all of its link's due orders.
+        this.due.missing(o.link);
+        continue;
+      }
       let free = room.get(o.link);
       if (free === undefined) {
         free = this.capacity(o.link) - (this.active.get(o.link) ?? 0);
@@ -475,7 +492,7 @@ export class SwitchController {
         chosenMeters.push(o.meterId);
       } else disconnects.push(o);
     }
-    this.due = waiting;
+    this.due.orders = waiting;
     return { chosen, chosenMeters, disconnects };
   }
 
@@ -749,6 +766,8 @@ export class SwitchController {
     // The outcome is the attempt's alone (the command and the read-back against the action), whatever the order became.
     const outcome = decideAttempt(order, judgement).outcome;
     this.deps.onOrderChange?.(updated);
+    // Superseded once off the wire: its successor (left out of the due batch while it waited) is due now.
+    if (updated.supersededBy !== null) this.due.clear();
     if (meter) {
       // Literal records, not spreads of a shared context (one object each, per attempt: issue 19).
       const { profile, link } = meter.address;

@@ -10,7 +10,7 @@ import { isTerminal, type OrderReason, type SwitchOrder } from './switch-order.j
  */
 
 /** The dimension of a meter an action sets: its relay, or its demand limit. */
-const dimensionOf = (action: OrderAction): 'relay' | 'limit' => (action === 'limit' ? 'limit' : 'relay');
+export const dimensionOf = (action: OrderAction): 'relay' | 'limit' => (action === 'limit' ? 'limit' : 'relay');
 
 export interface NewOrderIntent {
   action: OrderAction;

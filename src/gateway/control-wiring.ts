@@ -17,6 +17,7 @@ import { HttpPaymentRechecker } from '../integrations/billing-recheck.js';
 import { createGatewayMetrics, type GatewayMetrics } from '../integrations/metrics.js';
 import type { TimeSeriesWriter } from '../integrations/time-series-writer.js';
 import type { GatewayStore, SubmitContext } from '../store/store.js';
+import { createdOrders } from '../control/due-buffer.js';
 import { allLinkHealth, loadedDlmsDriver } from './meter-links.js';
 import type { StopList } from './stop-list.js';
 
@@ -144,7 +145,7 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
     config: { ...config.prepayment, friendlyHours: config.policy.creditCutOff.friendlyHours },
     submit: async (requests) => {
       const outs = await store.submitOrders(requests, w.submitContext());
-      controller.wake();
+      controller.wake(createdOrders(outs));
       for (const o of outs) events.emit('order', o.order);
       return outs.map((o) => o.order);
     },

@@ -889,7 +889,7 @@ export class PostgresStore implements GatewayStore {
     // each time: a cached generic plan made while the schema was empty once read the whole orders table for each due
     // order (seconds per fetch, with two instances) while the table filled.
     const rows = await this.r.allPlanned(
-      `SELECT o.id, o.meter_id, o.link, o.action, o.reason, o.state FROM orders o
+      `SELECT o.id, o.meter_id, o.link, o.action, o.reason, o.state, o.priority, o.deadline FROM orders o
        WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= $1 AND o.not_before <= $1
          AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
          AND o.link <> ALL($2::text[])

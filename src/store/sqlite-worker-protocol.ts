@@ -185,17 +185,19 @@ const submitCodec: AnswerCodec<SubmitOutcome[]> = {
   },
 };
 
-/** Due orders flat: six values per order, all strings (the four of few values shared: `word`). */
+/** Due orders flat: eight values per order (six strings, the four of few values shared: `word`; the priority, the deadline or null). */
 const dueCodec: AnswerCodec<DueOrder[]> = {
   encode(rows) {
-    const flat: string[] = [];
-    for (const r of rows) flat.push(r.id, r.meterId, r.link, r.action, r.reason, r.state);
+    const flat: (string | number | null)[] = [];
+    for (const r of rows) flat.push(r.id, r.meterId, r.link, r.action, r.reason, r.state, r.priority, r.deadline);
     return flat;
   },
   decode(v) {
     const f = v as never[];
     const rows: DueOrder[] = [];
-    for (let j = 0; j < f.length; j += 6) rows.push({ id: f[j]!, meterId: f[j + 1]!, link: word(f[j + 2]!), action: word(f[j + 3]!), reason: word(f[j + 4]!), state: word(f[j + 5]!) });
+    for (let j = 0; j < f.length; j += 8) {
+      rows.push({ id: f[j]!, meterId: f[j + 1]!, link: word(f[j + 2]!), action: word(f[j + 3]!), reason: word(f[j + 4]!), state: word(f[j + 5]!), priority: f[j + 6]!, deadline: f[j + 7]! });
+    }
     return rows;
   },
 };

@@ -577,5 +577,7 @@ export function dueOrderFromRow(r: Record<string, unknown>): DueOrder {
     action: r.action as DueOrder['action'],
     reason: r.reason as DueOrder['reason'],
     state: r.state as DueOrder['state'],
+    priority: num(r.priority),
+    deadline: numOrNull(r.deadline),
   };
 }

@@ -19,8 +19,11 @@ import type { OrderSeriesBucket } from './order-series.js';
  * Every method that changes an order does so in one transaction together with its event and audit rows.
  */
 
-/** A due order as the control loop picks it: enough to choose what starts now; the rest comes when it is leased. */
-export type DueOrder = Pick<SwitchOrder, 'id' | 'meterId' | 'link' | 'action' | 'reason' | 'state'>;
+/**
+ * A due order as the control loop picks it: enough to choose what starts now, and to place an admitted order among
+ * those it holds (priority, deadline: the due query's order); the rest comes when it is leased.
+ */
+export type DueOrder = Pick<SwitchOrder, 'id' | 'meterId' | 'link' | 'action' | 'reason' | 'state' | 'priority' | 'deadline'>;
 
 export interface MeterRecord {
   meterId: string;

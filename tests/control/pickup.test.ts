@@ -32,11 +32,13 @@ afterEach(async () => {
 });
 
 /** The loop with tickMs 60 s, over a store and a driver that log, in order, what the loop asked and sent. */
-async function startLoop(): Promise<{ store: GatewayStore; controller: SwitchController; events: string[] }> {
+async function startLoop(opts: { meters?: string[]; linkConcurrency?: number; gate?: Promise<void> } = {}): Promise<{ store: GatewayStore; controller: SwitchController; events: string[]; dueCalls: () => number }> {
+  const meters = opts.meters ?? METERS;
+  let dueCalls = 0;
   const dir = mkdtempSync(join(tmpdir(), 'meterline-pickup-'));
   const sqlite = new SqliteStore(join(dir, 'meterline.db'));
   await sqlite.migrate();
-  await sqlite.upsertMeters(METERS.map((meterId) => ({ meterId, profileId: profile.id, link: 'broker-1', region: 'north' })), Date.now());
+  await sqlite.upsertMeters(meters.map((meterId) => ({ meterId, profileId: profile.id, link: 'broker-1', region: 'north' })), Date.now());
   const events: string[] = [];
   const store = new Proxy(sqlite, {
     get(target, key, receiver) {
@@ -45,6 +47,12 @@ async function startLoop(): Promise<{ store: GatewayStore; controller: SwitchCon
         return (meterId: string) => {
           events.push(`meter asked ${meterId}`);
           return target.getMeter(meterId);
+        };
+      }
+      if (key === 'dueOrders') {
+        return (...args: Parameters<GatewayStore['dueOrders']>) => {
+          dueCalls++;
+          return target.dueOrders(...args);
         };
       }
       if (key === 'beginAttempts') {
@@ -69,6 +77,7 @@ async function startLoop(): Promise<{ store: GatewayStore; controller: SwitchCon
     },
     async operateRelay(m: MeterAddress, action: SwitchAction): Promise<WireResult<CommandAck>> {
       events.push(`command ${m.meterId}`);
+      await opts.gate;
       relay.set(m.meterId, action === 'disconnect' ? 'disconnected' : 'connected');
       return { outcome: 'ok', value: { claimedRelay: relay.get(m.meterId)! }, evidence: '{"result":"ok"}', latencyMs: 1 };
     },
@@ -80,7 +89,7 @@ async function startLoop(): Promise<{ store: GatewayStore; controller: SwitchCon
     profiles: new Map([[profile.id, profile]]),
     clock: systemClock,
     logger: pino({ level: 'silent' }),
-    options: { tickMs: 60_000, linkConcurrency: 10, links: {}, shutdownGraceMs: 1000, leaseMs: 30_000 },
+    options: { tickMs: 60_000, linkConcurrency: opts.linkConcurrency ?? 10, links: {}, shutdownGraceMs: 1000, leaseMs: 30_000 },
     instanceId: 'pickup-test',
     policy,
     payments: new HttpPaymentRechecker(policy.paymentRecheck),
@@ -91,7 +100,7 @@ async function startLoop(): Promise<{ store: GatewayStore; controller: SwitchCon
     await sqlite.close();
     rmSync(dir, { recursive: true, force: true });
   };
-  return { store, controller, events };
+  return { store, controller, events, dueCalls: () => dueCalls };
 }
 
 async function admit(store: GatewayStore, controller: SwitchController): Promise<string[]> {
@@ -134,5 +143,70 @@ describe('the control loop picks an admitted order up', () => {
       expect(asked, `${meterId}: the meter is asked for before the lease's answer, not after it`).toBeLessThan(leased);
       expect(leased, `${meterId}: durable before acted on`).toBeLessThan(command);
     }
+  });
+});
+
+describe('admissions hand the loop their orders (issue 19: no due query per admission)', () => {
+  const request = (meterId: string, action: 'reconnect' | 'disconnect', urgent = false) => ({
+    meterId, action, reason: action === 'reconnect' ? ('payment' as const) : ('customer_request' as const), note: null, urgent, notBefore: null,
+    paymentAt: action === 'reconnect' ? Date.now() : null, requestedBy: 'billing', idempotencyKey: null, requestHash: `${meterId}:${action}`, origin: 'api' as const, reference: action === 'disconnect' ? 'REF-1' : null,
+  });
+  let n = 0;
+  const ctx = () => ({ now: Date.now(), reconnectLimitHours: 24, newOrderId: () => `ord_burst_${++n}`, policy: openPolicy() });
+
+  it('with room on the link, each admission is picked from what it handed over: no due query per admission or per finished attempt', async () => {
+    const meters = Array.from({ length: 30 }, (_, i) => `KEPT-${i}`);
+    const { store, controller, events, dueCalls } = await startLoop({ meters });
+    await new Promise((r) => setTimeout(r, 50));
+    const before = dueCalls();
+    const ids: string[] = [];
+    for (const m of meters) {
+      const out = await store.submitOrders([request(m, 'reconnect')], ctx());
+      controller.wake(out.map((o) => o.order));
+      ids.push(out[0]!.order.id);
+      await eventually('picked', async () => (events.includes(`command ${m}`) ? true : undefined), 5_000);
+    }
+    await eventually('every order done', async () => ((await Promise.all(ids.map((id) => store.getOrder(id)))).every((o) => o?.state === 'done') ? true : undefined), 10_000);
+    // The start's empty fetch answers for every link until something may have changed it (tickMs is 60 s here).
+    expect(dueCalls() - before, '30 admissions, each started and finished').toBeLessThanOrEqual(2);
+  });
+
+  it('a burst of admissions behind a full link: few due queries; the urgent one goes first; a superseded buffered one is never sent', async () => {
+    const meters = Array.from({ length: 60 }, (_, i) => `BURST-${i}`);
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const { store, controller, events, dueCalls } = await startLoop({ meters, linkConcurrency: 1, gate });
+    await new Promise((r) => setTimeout(r, 50));
+    // One on the wire (held there by the gate), the next 9 buffered.
+    const first = await store.submitOrders(meters.slice(0, 10).map((m) => request(m, 'reconnect')), ctx());
+    controller.wake(first.map((o) => o.order));
+    await eventually('one on the wire', async () => (events.some((e) => e.startsWith('command')) ? true : undefined), 5_000);
+    const before = dueCalls();
+    // 49 admissions, one request each (the last one urgent); one of them supersedes a buffered reconnect with a disconnect... a
+    // reconnect cannot be overtaken (rule 12), so a newer reconnect for a buffered meter supersedes the buffered one.
+    const superseded = first[5]!.order.id;
+    const again = await store.submitOrders([request(meters[5]!, 'reconnect')], ctx());
+    controller.wake(again.map((o) => o.order));
+    expect((await store.getOrder(superseded))!.state).toBe('superseded');
+    for (const m of meters.slice(10, 59)) {
+      const out = await store.submitOrders([request(m, 'reconnect')], ctx());
+      controller.wake(out.map((o) => o.order));
+    }
+    const urgent = await store.submitOrders([request(meters[59]!, 'reconnect', true)], ctx());
+    controller.wake(urgent.map((o) => o.order));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(dueCalls() - before, 'due queries while 50 admissions arrived behind a full link').toBeLessThanOrEqual(3);
+    open();
+    const all = [...first, ...again, ...urgent].map((o) => o.order.id);
+    await eventually('every order ended', async () => {
+      const orders = await Promise.all(all.map((id) => store.getOrder(id)));
+      return orders.every((o) => o && ['done', 'superseded'].includes(o.state)) ? true : undefined;
+    }, 10_000);
+    const commands = events.filter((e) => e.startsWith('command'));
+    // The first on the wire was admitted before the urgent one; the urgent one is the next.
+    expect(commands[1], commands.join(', ')).toBe(`command ${meters[59]}`);
+    const leased = events.filter((e) => e === `leased ${meters[5]}`);
+    expect(leased, 'the superseded order is never leased: only its successor').toHaveLength(1);
+    expect((await store.getOrder(superseded))!.attempts).toBe(0);
   });
 });

@@ -5,6 +5,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ERRORS, MeterlineError, type ErrorCode } from '../../errors.js';
 import type { OrderRequest, SubmitOutcome } from '../../store/store.js';
+import { createdOrders } from '../../control/due-buffer.js';
 import { REASON_RULES } from '../../domain/policy/disconnect-gate.js';
 import { orderRules } from '../../domain/policy/order-rules.js';
 import type { OrderReason } from '../../domain/switch-order.js';
@@ -104,7 +105,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
 
   const submitOne = async (request: OrderRequest): Promise<SubmitOutcome> => {
     const [outcome] = await deps.store.submitOrders([request], deps.submitContext());
-    deps.controller.wake();
+    deps.controller.wake(outcome!.kind === 'created' ? [outcome!.order] : []);
     deps.events.emit('order', outcome!.order);
     return outcome!;
   };
@@ -242,7 +243,7 @@ export async function switchOrderRoutes(app: FastifyInstance, deps: ApiDeps): Pr
       const clientId = req.principal!.clientId;
       const requests = items.map(({ action, meterId, ...body }, index) => toRequest(meterId, action, body, clientId, `${key}#${index}`));
       const outcomes = await deps.store.submitOrders(requests, deps.submitContext());
-      deps.controller.wake();
+      deps.controller.wake(createdOrders(outcomes));
       for (const o of outcomes) if (o.kind === 'created') deps.events.emit('order', o.order);
       let created = 0;
       let replayed = 0;
