@@ -114,26 +114,27 @@ async function admit(store: GatewayStore, controller: SwitchController): Promise
   return out.map((o) => o.order.id);
 }
 
+/** Waits (up to 5 s) until every order in `ids` is done. */
+const allDone = (store: GatewayStore, ids: readonly string[]) =>
+  eventually('every order done', async () => {
+    const orders = await Promise.all(ids.map((id) => store.getOrder(id)));
+    return orders.every((o) => o?.state === 'done') ? true : undefined;
+  }, 5_000);
+
 describe('the control loop picks an admitted order up', () => {
   it('at the admission’s wake, not at its next tick (tickMs 60 s here): every order is done within seconds', async () => {
     const { store, controller } = await startLoop();
     // The start's first tick has run (nothing was due): only the wake can start these before a minute is up.
     await new Promise((r) => setTimeout(r, 50));
     const ids = await admit(store, controller);
-    await eventually('every order done', async () => {
-      const orders = await Promise.all(ids.map((id) => store.getOrder(id)));
-      return orders.every((o) => o?.state === 'done') ? true : undefined;
-    }, 5_000);
+    await allDone(store, ids);
   });
 
   it('with its meter asked for alongside its lease, once, and its command sent only after the lease is committed', async () => {
     const { store, controller, events } = await startLoop();
     await new Promise((r) => setTimeout(r, 50));
     const ids = await admit(store, controller);
-    await eventually('every order done', async () => {
-      const orders = await Promise.all(ids.map((id) => store.getOrder(id)));
-      return orders.every((o) => o?.state === 'done') ? true : undefined;
-    }, 5_000);
+    await allDone(store, ids);
     for (const meterId of METERS) {
       const asked = events.indexOf(`meter asked ${meterId}`);
       const leased = events.indexOf(`leased ${meterId}`);
