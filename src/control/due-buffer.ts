@@ -127,15 +127,20 @@ export class DueBuffer {
   admit(created: readonly SwitchOrder[], now: number): void {
     this.admittedDuringFetch?.push(...created);
     if (!this.valid) return; // the next pick fetches afresh, the admitted orders with the rest
-    let incoming: DueOrder[] = [];
+    // A meter keeps one order per dimension: keyed by the pair, so a 10,000-order bulk admission is one pass, not a scan
+    // of the buffer and of the admissions before it for each order. A later order replaces an earlier one of the same
+    // pair (and, not fitting, removes it), as it supersedes it in the store.
+    const superseded = new Set<string>();
+    const incoming = new Map<string, DueOrder>();
     for (const order of created) {
       if (order.state === 'refused') continue; // a refused order supersedes nothing
-      const supersedes = (o: DueOrder): boolean => o.meterId === order.meterId && dimensionOf(o.action) === dimensionOf(order.action);
-      if (this.orders.some(supersedes)) this.orders = this.orders.filter((o) => !supersedes(o));
-      if (incoming.some(supersedes)) incoming = incoming.filter((o) => !supersedes(o));
-      if (this.fits(order, now)) incoming.push(dueOrderOf(order));
+      const key = supersedeKey(order);
+      superseded.add(key);
+      incoming.delete(key);
+      if (this.fits(order, now)) incoming.set(key, dueOrderOf(order));
     }
-    if (incoming.length > 0) this.orders = mergeByRank(this.orders, incoming.sort(rank));
+    if (superseded.size > 0 && this.orders.some((o) => superseded.has(supersedeKey(o)))) this.orders = this.orders.filter((o) => !superseded.has(supersedeKey(o)));
+    if (incoming.size > 0) this.orders = mergeByRank(this.orders, [...incoming.values()].sort(rank));
   }
 
   private fits(order: SwitchOrder, now: number): boolean {
@@ -167,6 +172,11 @@ function mergeByRank(first: DueOrder[], then: DueOrder[]): DueOrder[] {
   while (i < first.length) out.push(first[i++]!);
   while (j < then.length) out.push(then[j++]!);
   return out;
+}
+
+/** What one order supersedes in another: the same meter, the same dimension (supply, or limit). */
+function supersedeKey(o: Pick<DueOrder, 'meterId' | 'action'>): string {
+  return `${dimensionOf(o.action)}\u0000${o.meterId}`;
 }
 
 function dueOrderOf(o: SwitchOrder): DueOrder {
