@@ -96,6 +96,11 @@ export class DueBuffer {
     this.missingLinks.add(link);
   }
 
+  /** Whether a fetch may find due orders the buffer lacks: of a link with room (mayLackOtherLinks), or `everyMs` since the last fetch (retries and ends of holds come due by the clock). */
+  mayLack(saturated: readonly string[], now: number, everyMs: number): boolean {
+    return this.mayLackOtherLinks(saturated) || now - this.lastFetchAt >= everyMs;
+  }
+
   /**
    * Whether links the buffer holds nothing for may have due orders it lacks: links left out of its fetches (or that
    * dropped orders) that have room now, or a fetch cut at its limit. Otherwise a fetch of the other links would find

@@ -396,7 +396,7 @@ export class SwitchController {
         let fresh = false;
         // An empty batch is fetched again only if it may lack due orders of a link with room, or once a tick (retries
         // and ends of holds come due by the clock): not on every wake and every freed slot (issue 19).
-        const emptyMayLack = this.due.orders.length === 0 && (this.due.mayLackOtherLinks(saturated) || now - this.due.lastFetchAt >= this.deps.options.tickMs);
+        const emptyMayLack = this.due.orders.length === 0 && this.due.mayLack(saturated, now, this.deps.options.tickMs);
         if (!this.due.valid || emptyMayLack || now - this.due.fetchedAt > Math.max(this.deps.options.tickMs, DUE_REFRESH_MS)) {
           this.due.fetching();
           this.due.replace(await this.deps.store.dueOrders(now, FETCH_BATCH, saturated), now, saturated, FETCH_BATCH);
@@ -406,7 +406,7 @@ export class SwitchController {
         let pick = this.pickDue(saturated);
         // Nothing to start from the batch: fetch the links it holds nothing for, if it may lack orders of theirs (or
         // once a tick, for what became due since), not on every wake (issue 19: a due query per admission).
-        const moreDue = this.due.mayLackOtherLinks(saturated) || now - this.due.lastFetchAt >= this.deps.options.tickMs;
+        const moreDue = this.due.mayLack(saturated, now, this.deps.options.tickMs);
         if (pick.chosen.length + pick.disconnects.length === 0 && !fresh && moreDue) {
           const excluded = [...saturated, ...new Set(this.due.orders.map((o) => o.link))];
           this.due.fetching();
