@@ -567,11 +567,16 @@ export class SqliteStore implements GatewayStore {
   private followMeterWrite(meterId: string, changed: boolean, values: Row): void {
     const row = this.meterRows.get(meterId);
     if (row === undefined) return;
-    const exact = Object.entries(values).every(([column, v]) => {
-      if (v === null || typeof v === 'string') return true;
-      if (typeof v !== 'number') return false;
-      return INTEGER_METER_COLUMNS.has(column) ? Number.isSafeInteger(v) : Number.isFinite(v) && !Object.is(v, -0);
-    });
+    // Column by column, without an array of entries per write (issue 19: two meter writes per order on the journal's thread).
+    let exact = true;
+    for (const column in values) {
+      const v = values[column];
+      if (v === null || typeof v === 'string') continue;
+      if (typeof v !== 'number' || !(INTEGER_METER_COLUMNS.has(column) ? Number.isSafeInteger(v) : Number.isFinite(v) && !Object.is(v, -0))) {
+        exact = false;
+        break;
+      }
+    }
     if (changed && exact) this.meterRows.put(meterId, { ...row, ...values });
     else this.meterRows.forget(meterId);
   }

@@ -6,6 +6,7 @@ import type { StoreWriteHealth } from './store-availability.js';
 import type { AttemptReport, DueOrder, GatewayStore, MeterView, SubmitOutcome } from './store.js';
 import type { AttemptJudgement } from '../domain/attempt-decision.js';
 import type { SwitchOrder } from '../domain/switch-order.js';
+import { DEFAULT_FLAGS } from '../domain/policy/meter-facts.js';
 
 /** The messages between SqliteWorkerStore (main thread) and sqlite-store-worker.ts: plain data only (structured clone). */
 
@@ -202,14 +203,103 @@ const dueCodec: AnswerCodec<DueOrder[]> = {
   },
 };
 
-/** A meter: its top-level values in meterFromRow's order (its observation and flags cross as they are; profile, link and region shared: `word`); null: none. */
+/**
+ * An object's values in the order of `keys`, when it has exactly those own keys in that order (as the store's row
+ * mapping builds it); otherwise undefined (the object then crosses as it is).
+ */
+function valuesInOrder(o: object, keys: readonly string[]): unknown[] | undefined {
+  const values: unknown[] = [];
+  let i = 0;
+  for (const k in o) {
+    if (k !== keys[i]) return undefined;
+    values.push((o as Record<string, unknown>)[k]);
+    i++;
+  }
+  return i === keys.length ? values : undefined;
+}
+
+/** Rebuilds what valuesInOrder took apart: the same keys, in the same order. */
+function fromValues<T>(values: readonly unknown[], keys: readonly string[]): T {
+  if (values.length !== keys.length) throw new Error('the store\'s answer crossed malformed (a value list of the wrong length)');
+  const o: Record<string, unknown> = {};
+  for (let i = 0; i < keys.length; i++) o[keys[i]!] = values[i];
+  return o as T;
+}
+
+/** meterFromRow's `observed`, key by key. */
+const OBSERVED_KEYS = ['relay', 'at', 'source', 'voltageV', 'energyWh'] as const;
+/** parseFlags's keys (DEFAULT_FLAGS, then nothing else for a meter whose stored flags are the known ones). */
+const FLAG_KEYS: readonly string[] = Object.keys(DEFAULT_FLAGS);
+const DEFAULT_FLAG_VALUES: readonly unknown[] = FLAG_KEYS.map((k) => (DEFAULT_FLAGS as unknown as Record<string, unknown>)[k]);
+
+/**
+ * A meter's flags: 0 when they are the defaults (nearly every meter: one value instead of eight keys and values), their
+ * values in DEFAULT_FLAGS's key order when they have exactly its keys, else the object as it is.
+ */
+function encodeFlags(flags: MeterView['flags']): unknown {
+  const values = valuesInOrder(flags, FLAG_KEYS);
+  if (values === undefined) return flags;
+  for (let i = 0; i < values.length; i++) if (values[i] !== DEFAULT_FLAG_VALUES[i]) return values;
+  return 0;
+}
+
+function decodeFlags(v: unknown): MeterView['flags'] {
+  if (v === 0) return { ...DEFAULT_FLAGS };
+  if (Array.isArray(v)) return fromValues(v, FLAG_KEYS);
+  if (v !== null && typeof v === 'object') return v as MeterView['flags'];
+  throw new Error('the store\'s answer crossed malformed (a meter\'s flags)');
+}
+
+function encodeObserved(o: MeterView['observed']): unknown {
+  if (o === null) return null;
+  return valuesInOrder(o, OBSERVED_KEYS) ?? o;
+}
+
+function decodeObserved(v: unknown): MeterView['observed'] {
+  if (v === null) return null;
+  if (Array.isArray(v)) return fromValues(v, OBSERVED_KEYS);
+  if (typeof v === 'object') return v as MeterView['observed'];
+  throw new Error('the store\'s answer crossed malformed (a meter\'s observed state)');
+}
+
+/**
+ * A meter: its top-level values in meterFromRow's order (profile, link and region shared: `word`); its observed state
+ * as five values and its flags as 0 when they are the defaults (encodeFlags), each rebuilt with the same keys in the
+ * same order (issue 19: one getMeter per order); null: none.
+ */
 const meterCodec: AnswerCodec<MeterView | undefined> = {
   encode: (m) =>
-    m === undefined ? null : [m.meterId, m.profileId, m.link, m.region, m.address, m.accountId, m.createdAt, m.updatedAt, m.observed, m.desiredRelay, m.desiredOrderId, m.flags],
+    m === undefined ? null : [m.meterId, m.profileId, m.link, m.region, m.address, m.accountId, m.createdAt, m.updatedAt, encodeObserved(m.observed), m.desiredRelay, m.desiredOrderId, encodeFlags(m.flags)],
   decode(v) {
     if (v === null) return undefined;
     const a = v as never[];
-    return { meterId: a[0]!, profileId: word(a[1]!), link: word(a[2]!), region: word(a[3]!), address: a[4]!, accountId: a[5]!, createdAt: a[6]!, updatedAt: a[7]!, observed: a[8]!, desiredRelay: a[9]!, desiredOrderId: a[10]!, flags: a[11]! };
+    return { meterId: a[0]!, profileId: word(a[1]!), link: word(a[2]!), region: word(a[3]!), address: a[4]!, accountId: a[5]!, createdAt: a[6]!, updatedAt: a[7]!, observed: decodeObserved(a[8]), desiredRelay: a[9]!, desiredOrderId: a[10]!, flags: decodeFlags(a[11]) };
+  },
+};
+
+/**
+ * A meter's energy readings (the consumption check's, one call per reading with an energy register: up to 500 rows)
+ * as one Float64Array of at, energyWh per reading: a typed array crosses as its bytes, not as an object with two keys
+ * per reading. Every value is a number here (SQLite reads INTEGER and REAL columns as numbers, and a float64 holds
+ * each exactly, NaN and -0 included); should one not be, the list crosses as it is.
+ */
+const energyReadingsCodec: AnswerCodec<{ at: number; energyWh: number }[]> = {
+  encode(readings) {
+    const flat = new Float64Array(2 * readings.length);
+    for (let i = 0; i < readings.length; i++) {
+      const r = readings[i]!;
+      if (typeof r.at !== 'number' || typeof r.energyWh !== 'number') return readings;
+      flat[2 * i] = r.at;
+      flat[2 * i + 1] = r.energyWh;
+    }
+    return flat;
+  },
+  decode(v) {
+    if (Array.isArray(v)) return v as { at: number; energyWh: number }[];
+    if (!(v instanceof Float64Array) || v.length % 2 !== 0) throw new Error('energyReadings: the answer crossed malformed (not pairs of numbers)');
+    const readings: { at: number; energyWh: number }[] = [];
+    for (let j = 0; j < v.length; j += 2) readings.push({ at: v[j]!, energyWh: v[j + 1]! });
+    return readings;
   },
 };
 
@@ -225,6 +315,7 @@ export const ANSWER_CODECS: { readonly [M in keyof GatewayStore]?: AnswerCodec<A
   releaseAttempt: orderCodec,
   dueOrders: dueCodec,
   getMeter: meterCodec,
+  energyReadings: energyReadingsCodec,
 };
 
 // ---- compact arguments ------------------------------------------------------------------------------------------------

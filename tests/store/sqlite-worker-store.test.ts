@@ -251,6 +251,7 @@ describe('SQLite store on a worker thread', () => {
       });
       answers.push(await store.completeAttempt(report('ord_x1', 'connected')), await store.completeAttempt(report('ord_x2', undefined)));
       answers.push(await store.releaseAttempt('ord_x3', 1, now + 600, now + 700, 'not sent: link L1 is down; waiting for it', 'gw-a'));
+      answers.push(await store.energyReadings('M-1', 10), await store.energyReadings('M-1', 1), await store.energyReadings('M-3', 10));
       answers.push(await store.getMeter('M-1'), await store.getOrder('ord_x1'), await store.getOrder('ord_none'), await store.openOrdersForMeter('M-3'), await store.openOrdersForMeter('M-1'));
       // An admission replayed (the same idempotency key and body) and one created.
       const keyed = { ...reconnect('M-1'), idempotencyKey: 'k-1' };
