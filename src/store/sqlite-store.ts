@@ -350,6 +350,7 @@ export class SqliteStore implements GatewayStore {
     this.meterRows.clear();
     this.orderRows.clear();
     this.parts?.audit.forgetHead();
+    this.parts?.billing.forgetSeqs();
   }
 
   /** The order's row (`SELECT *`), from the cache when it holds it. Shared: never change it. */
@@ -441,8 +442,10 @@ export class SqliteStore implements GatewayStore {
     // in the same transaction (so in the order made: each order's history reads back as written).
     const events: OrderEventArgs[] = [];
     this.events = events;
-    // The audit log's head is kept in memory for the batch (forgetCachedRows forgets it on every rollback below).
+    // The audit log's head and the change feed's last numbers are kept in memory for the batch (forgetCachedRows
+    // forgets them on every rollback below).
     this.parts?.audit.hold();
+    this.parts?.billing.hold();
     try {
       this.db.transaction(() => {
         for (const w of batch) outcomes.push({ ok: true, value: w.run() });
@@ -478,6 +481,7 @@ export class SqliteStore implements GatewayStore {
     } finally {
       this.events = null;
       this.parts?.audit.release();
+      this.parts?.billing.release();
     }
     if (outcomes.some((o) => o.ok)) this.availability.succeeded();
     batch.forEach((w, i) => {
