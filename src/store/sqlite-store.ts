@@ -159,6 +159,9 @@ type OrderEventArgs = [string, number, string | null, string, string | null];
 /** Order events written by one INSERT at most (5 values each: well under SQLite's bound on a statement's parameters). */
 const EVENTS_PER_INSERT = 100;
 
+/** A meter's last readings with an energy register, newest first (the consumption check's): index entries only (sqlite-migrations.ts). */
+export const SQLITE_ENERGY_READINGS = 'SELECT at, energy_wh FROM observations WHERE meter_id = ? AND energy_wh IS NOT NULL ORDER BY at DESC LIMIT ?';
+
 /** Writes committed in one transaction, one event-loop turn, at most. */
 const FLUSH_BATCH = 500;
 
@@ -1261,7 +1264,7 @@ export class SqliteStore implements GatewayStore {
   }
 
   async energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]> {
-    const rows = this.prep('SELECT at, energy_wh FROM observations WHERE meter_id = ? AND energy_wh IS NOT NULL ORDER BY at DESC LIMIT ?').all(meterId, limit) as { at: number; energy_wh: number }[];
+    const rows = this.prep(SQLITE_ENERGY_READINGS).all(meterId, limit) as { at: number; energy_wh: number }[];
     return rows.reverse().map((r) => ({ at: r.at, energyWh: r.energy_wh }));
   }
 
