@@ -70,15 +70,43 @@ export class SqliteBilling {
   }
 
   /**
+   * While held (hold() to release()), each client's last number written in the transaction, so that its next event
+   * needs no read of the feed's end (issue 19: one statement per verified order); null when not held.
+   */
+  private lastSeqs: Map<string, number> | null = null;
+
+  /**
+   * From now until release(), keep each client's last feed number in memory instead of reading it before each event.
+   * The store holds it for one batch's transaction (sqlite-store.ts flush), in which every write to `client_feed` is
+   * made here; it calls forgetSeqs() whenever that transaction, or a savepoint in it, rolls back (a rolled back event
+   * would otherwise leave a gap in its client's numbers). As the audit log's head (sqlite-audit-log.ts hold).
+   */
+  hold(): void {
+    this.lastSeqs = new Map();
+  }
+
+  release(): void {
+    this.lastSeqs = null;
+  }
+
+  /** Read each client's last number again at its next event (a rollback may have taken the held ones back). */
+  forgetSeqs(): void {
+    this.lastSeqs?.clear();
+  }
+
+  /**
    * Called for every order transition, inside its transaction. SQLite has one writer, so the client's next number
-   * is its feed's last plus one (SQLITE_NEXT_FEED_SEQ), read in the transaction that writes the event: a rollback of
-   * the write's transaction (or its savepoint) takes the event back, and with it the number.
+   * is its feed's last plus one (SQLITE_NEXT_FEED_SEQ), read in the transaction that writes the event (or, while
+   * held, the number this transaction last gave the client, plus one): a rollback of the write's transaction (or its
+   * savepoint) takes the event back, and with it the number.
    */
   orderChanged(order: SwitchOrder, now: number): void {
     if (!CLIENT_VISIBLE_STATES.has(order.state)) return;
     const event = orderFeedEvent(order, now);
-    const { seq } = this.feed.nextSeq.get(event.client) as { seq: number };
+    const held = this.lastSeqs?.get(event.client);
+    const seq = held !== undefined ? held + 1 : (this.feed.nextSeq.get(event.client) as { seq: number }).seq;
     this.feed.insert.run(...feedInsertArgs(event, seq));
+    this.lastSeqs?.set(event.client, seq);
   }
 
   setCallback(client: string, url: string, secret: string, now: number): CallbackSubscription {

@@ -585,6 +585,14 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   DROP TABLE client_seq;
   `,
+  // The consumption check after each reading (consumption-watch.ts: a meter's last readings with an energy register,
+  // newest first) reads index entries only (issue 19): the meter's index carries energy_wh, so the statement neither
+  // reads each reading's row nor skips those without a register by reading them. Still one index per observation
+  // written, and the meter's other reads (its history, newest first) walk it as before.
+  `
+  DROP INDEX observations_meter;
+  CREATE INDEX observations_meter ON observations (meter_id, at, energy_wh);
+  `,
 ];
 
 /** The migration that added the chain's columns (its transaction links the entries written before, once). */

@@ -159,6 +159,9 @@ type OrderEventArgs = [string, number, string | null, string, string | null];
 /** Order events written by one INSERT at most (5 values each: well under SQLite's bound on a statement's parameters). */
 const EVENTS_PER_INSERT = 100;
 
+/** A meter's last readings with an energy register, newest first (the consumption check's): index entries only (sqlite-migrations.ts). */
+export const SQLITE_ENERGY_READINGS = 'SELECT at, energy_wh FROM observations WHERE meter_id = ? AND energy_wh IS NOT NULL ORDER BY at DESC LIMIT ?';
+
 /** Writes committed in one transaction, one event-loop turn, at most. */
 const FLUSH_BATCH = 500;
 
@@ -350,6 +353,7 @@ export class SqliteStore implements GatewayStore {
     this.meterRows.clear();
     this.orderRows.clear();
     this.parts?.audit.forgetHead();
+    this.parts?.billing.forgetSeqs();
   }
 
   /** The order's row (`SELECT *`), from the cache when it holds it. Shared: never change it. */
@@ -441,8 +445,10 @@ export class SqliteStore implements GatewayStore {
     // in the same transaction (so in the order made: each order's history reads back as written).
     const events: OrderEventArgs[] = [];
     this.events = events;
-    // The audit log's head is kept in memory for the batch (forgetCachedRows forgets it on every rollback below).
+    // The audit log's head and the change feed's last numbers are kept in memory for the batch (forgetCachedRows
+    // forgets them on every rollback below).
     this.parts?.audit.hold();
+    this.parts?.billing.hold();
     try {
       this.db.transaction(() => {
         for (const w of batch) outcomes.push({ ok: true, value: w.run() });
@@ -478,6 +484,7 @@ export class SqliteStore implements GatewayStore {
     } finally {
       this.events = null;
       this.parts?.audit.release();
+      this.parts?.billing.release();
     }
     if (outcomes.some((o) => o.ok)) this.availability.succeeded();
     batch.forEach((w, i) => {
@@ -1262,7 +1269,7 @@ export class SqliteStore implements GatewayStore {
   }
 
   async energyReadings(meterId: string, limit: number): Promise<{ at: number; energyWh: number }[]> {
-    const rows = this.prep('SELECT at, energy_wh FROM observations WHERE meter_id = ? AND energy_wh IS NOT NULL ORDER BY at DESC LIMIT ?').all(meterId, limit) as { at: number; energy_wh: number }[];
+    const rows = this.prep(SQLITE_ENERGY_READINGS).all(meterId, limit) as { at: number; energy_wh: number }[];
     return rows.reverse().map((r) => ({ at: r.at, energyWh: r.energy_wh }));
   }
 
