@@ -16,6 +16,7 @@ import { isTerminal, type SwitchOrder } from '../domain/switch-order.js';
 import { HttpPaymentRechecker } from '../integrations/billing-recheck.js';
 import { createGatewayMetrics, type GatewayMetrics } from '../integrations/metrics.js';
 import type { TimeSeriesWriter } from '../integrations/time-series-writer.js';
+import { SqliteWorkerStore } from '../store/sqlite-worker-store.js';
 import type { GatewayStore, SubmitContext } from '../store/store.js';
 import { createdOrders } from '../control/due-buffer.js';
 import { allLinkHealth, loadedDlmsDriver } from './meter-links.js';
@@ -88,6 +89,7 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
         return mqtt instanceof MqttDriver ? mqtt.brokerState().connected : undefined;
       },
       ...(w.auditAnchorAgeSeconds ? { auditAnchorAgeSeconds: w.auditAnchorAgeSeconds } : {}),
+      sqliteThreadRestarts: () => (store instanceof SqliteWorkerStore ? store.threadRestarts : undefined),
     },
     { logger: logger.child({ component: 'metrics' }) },
   );
