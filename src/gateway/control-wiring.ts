@@ -134,9 +134,13 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
       if (r.energyWh !== null) {
         const energyWh = r.energyWh;
         void consumption.check(r.meterId, clock.now()).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'consumption check failed'));
-        const reading: { at: number; energyWh: number; prepayment?: boolean } = { at: r.at, energyWh };
-        if (r.prepayment !== undefined) reading.prepayment = r.prepayment;
-        void credit.onReading(r.meterId, reading).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
+        // A meter known not to be in prepayment (read-backs say so) costs credit control nothing: it is not asked, as
+        // onReading would answer at once (issue 19: a record, a promise and a handler per order, for nothing).
+        if (r.prepayment !== false) {
+          const reading: { at: number; energyWh: number; prepayment?: boolean } = { at: r.at, energyWh };
+          if (r.prepayment !== undefined) reading.prepayment = r.prepayment;
+          void credit.onReading(r.meterId, reading).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
+        }
       }
     },
   });
