@@ -16,9 +16,16 @@ export const UNMATCHED_ROUTE = 'unmatched';
  */
 export function registerHttpMetrics(app: FastifyInstance, observer: HttpRequestObserver | undefined): void {
   if (!observer) return;
-  app.addHook('onResponse', async (req, reply) => {
-    // No template: the not-found handler answered (no route for this method and path).
-    const route = req.routeOptions.url ?? UNMATCHED_ROUTE;
-    observer.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  // A callback hook, not an async one: no promise per request (issue 19); a throw reaches fastify as a rejection would.
+  app.addHook('onResponse', (req, reply, done) => {
+    try {
+      // No template: the not-found handler answered (no route for this method and path).
+      const route = req.routeOptions.url ?? UNMATCHED_ROUTE;
+      observer.observe({ method: req.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    done();
   });
 }

@@ -16,6 +16,7 @@ import { isTerminal, type SwitchOrder } from '../domain/switch-order.js';
 import { HttpPaymentRechecker } from '../integrations/billing-recheck.js';
 import { createGatewayMetrics, type GatewayMetrics } from '../integrations/metrics.js';
 import type { TimeSeriesWriter } from '../integrations/time-series-writer.js';
+import { SqliteWorkerStore } from '../store/sqlite-worker-store.js';
 import type { GatewayStore, SubmitContext } from '../store/store.js';
 import { createdOrders } from '../control/due-buffer.js';
 import { allLinkHealth, loadedDlmsDriver } from './meter-links.js';
@@ -88,6 +89,7 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
         return mqtt instanceof MqttDriver ? mqtt.brokerState().connected : undefined;
       },
       ...(w.auditAnchorAgeSeconds ? { auditAnchorAgeSeconds: w.auditAnchorAgeSeconds } : {}),
+      sqliteThreadRestarts: () => (store instanceof SqliteWorkerStore ? store.threadRestarts : undefined),
     },
     { logger: logger.child({ component: 'metrics' }) },
   );
@@ -132,9 +134,13 @@ export function wireControl(w: ControlWiring, stops: StopList): ControlParts {
       if (r.energyWh !== null) {
         const energyWh = r.energyWh;
         void consumption.check(r.meterId, clock.now()).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'consumption check failed'));
-        const reading: { at: number; energyWh: number; prepayment?: boolean } = { at: r.at, energyWh };
-        if (r.prepayment !== undefined) reading.prepayment = r.prepayment;
-        void credit.onReading(r.meterId, reading).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
+        // A meter known not to be in prepayment (read-backs say so) costs credit control nothing: it is not asked, as
+        // onReading would answer at once (issue 19: a record, a promise and a handler per order, for nothing).
+        if (r.prepayment !== false) {
+          const reading: { at: number; energyWh: number; prepayment?: boolean } = { at: r.at, energyWh };
+          if (r.prepayment !== undefined) reading.prepayment = r.prepayment;
+          void credit.onReading(r.meterId, reading).catch((err: unknown) => logger.error({ err, meterId: r.meterId }, 'credit control failed'));
+        }
       }
     },
   });

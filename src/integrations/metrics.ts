@@ -54,6 +54,11 @@ export interface GatewayMetricsProviders {
   brokerConnected?(): boolean | undefined;
   /** Seconds since the newest audit anchor was written; null: anchoring is off (no anchor file, no anchor log). */
   auditAnchorAgeSeconds?(): number | null;
+  /**
+   * Threads the SQLite store started again after its thread died (`SqliteWorkerStore.threadRestarts`, which only
+   * grows); undefined (or absent): the store has no thread of its own (PostgreSQL, `store.sqlite.thread: main`).
+   */
+  sqliteThreadRestarts?(): number | undefined;
 }
 
 export interface MetricDescription {
@@ -102,6 +107,7 @@ export const METRICS_TABLE: readonly MetricDescription[] = [
   { name: 'meterline_link_unknown_correlation_ids_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Answers for no request waiting: MQTT replies whose cid matches no request in flight, Modbus TCP transaction ids, DLMS wrapper frames; late answers to requests given up on (or another instance’s).' },
   { name: 'meterline_link_reopens_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Times a serial port (Modbus RTU bus, DLMS port) was opened again after it was lost or could not be opened.' },
   { name: 'meterline_link_reconnects_total', type: 'counter', labels: ['link', 'kind'], meaning: 'Times a connection (the MQTT broker, a Modbus TCP gateway, a DLMS TCP link) was made again after it dropped.' },
+  { name: 'meterline_sqlite_thread_restarts_total', type: 'counter', labels: [], meaning: "Times the SQLite store's thread (`store.sqlite.thread: worker`, the default) was started again on the file after it died (a crash in native code, out of memory): the calls it had not answered failed with E_STORE_UNAVAILABLE and were retried, with their idempotency keys; the log says why it died. Absent when the store has no thread of its own (PostgreSQL, `store.sqlite.thread: main`)." },
   { name: 'meterline_metrics_provider_errors_total', type: 'counter', labels: ['provider'], meaning: 'Scrapes in which a provider failed, so a gauge could not be computed (labelled: absent; single value: NaN).' },
   { name: 'process_*', type: 'default', labels: [], meaning: 'Process CPU (`process_cpu_seconds_total`), memory (`process_resident_memory_bytes`), file descriptors and start time: the standard names (prom-client default metrics, no prefix).' },
   { name: 'nodejs_*', type: 'default', labels: [], meaning: 'Node.js event-loop lag (`nodejs_eventloop_lag_seconds`), heap (`nodejs_heap_size_used_bytes`), GC, handles and version: the standard names. The three `nodejs_active_*_total` gauges are left out (promtool refuses a gauge named `_total`): sum `nodejs_active_handles`, `nodejs_active_requests` and `nodejs_active_resources` over `type` instead.' },
@@ -369,6 +375,20 @@ export function createGatewayMetrics(providers: GatewayMetricsProviders, options
       for (const l of (await ask('links', () => providers.links?.() ?? [])) ?? []) {
         for (const [code, n] of Object.entries(l.counters.exceptions)) this.inc({ link: l.link, kind: l.kind, code }, n);
       }
+    },
+  });
+
+  // The store's count is the source of truth (it only grows): each scrape shows it as it is.
+  new Counter({
+    name: `${PREFIX}sqlite_thread_restarts_total`,
+    help: describe('meterline_sqlite_thread_restarts_total'),
+    registers,
+    async collect() {
+      this.reset();
+      const restarts = providers.sqliteThreadRestarts ? await ask('sqliteThreadRestarts', () => providers.sqliteThreadRestarts!()) : undefined;
+      // Absent (no sample) without a store thread: reset() alone would leave a counter without labels at 0.
+      if (restarts === undefined) this.remove({});
+      else this.inc(restarts);
     },
   });
 

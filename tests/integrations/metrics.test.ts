@@ -33,6 +33,7 @@ function providers(over: Partial<GatewayMetricsProviders> = {}): GatewayMetricsP
     links: () => (count('links'), links),
     brokerConnected: () => (count('brokerConnected'), true),
     auditAnchorAgeSeconds: () => (count('auditAnchorAgeSeconds'), 42),
+    sqliteThreadRestarts: () => (count('sqliteThreadRestarts'), 0),
     ...over,
   };
 }
@@ -75,6 +76,18 @@ describe('gateway metrics (Prometheus)', () => {
     const none = await createGatewayMetrics(providers({ dlmsPush: () => undefined })).render();
     expect(none).toContain('# TYPE meterline_dlms_push_total counter');
     expect(none).not.toMatch(/^meterline_dlms_push_total\{/m);
+  });
+
+  it("the SQLite store thread's restarts are the store's count as it stands; absent without a store thread", async () => {
+    let restarts = 0;
+    const m = createGatewayMetrics(providers({ sqliteThreadRestarts: () => restarts }));
+    expect(sample(await m.render(), 'meterline_sqlite_thread_restarts_total')).toBe(0);
+    restarts = 2;
+    expect(sample(await m.render(), 'meterline_sqlite_thread_restarts_total')).toBe(2);
+    expect(sample(await m.render(), 'meterline_sqlite_thread_restarts_total')).toBe(2); // a scrape does not add to it
+    const none = await createGatewayMetrics(providers({ sqliteThreadRestarts: () => undefined })).render();
+    expect(none).toContain('# TYPE meterline_sqlite_thread_restarts_total counter');
+    expect(none).not.toMatch(/^meterline_sqlite_thread_restarts_total /m);
   });
 
   it('each link shows as up or down and with its counters as the driver has them, exceptions by code', async () => {
