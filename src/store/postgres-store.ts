@@ -202,21 +202,24 @@ const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
  * meter's row and only if no other order of the meter is in flight (one command on the wire per meter, across
  * instances). Each leased order gets its attempt row and its history event. Returns the leased orders.
  *
- * Each given id is looked up by the primary key (the LATERAL probe), and the meters and orders it writes are reached
- * through `= ANY(ARRAY(…))` on their keys: a prepared statement's generic plan, made while the tables were small or
- * their statistics stale, otherwise scanned every queued order (filtering each against the whole id array: 67 ms for
- * 110 ids in a 20,000-order backlog) or hashed the whole meters and orders tables, once per lease.
+ * Each given id, then its meter, is looked up by its primary key (the LATERAL probes, one row each): a prepared
+ * statement's generic plan, made while the tables were small or their statistics stale, otherwise scanned every
+ * queued order (filtering each against the whole id array: 67 ms for 110 ids in a 20,000-order backlog) or hashed
+ * the whole meters table, once per lease.
  */
 const BEGIN_ATTEMPTS_SQL = `WITH candidates AS (
     SELECT o.id, o.state, o.meter_id FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS k(id)) k
     CROSS JOIN LATERAL (SELECT id, state, meter_id FROM orders WHERE id = k.id AND state IN ('queued', 'escalated') FOR UPDATE SKIP LOCKED) o
   ), taken AS (
-    SELECT c.id, c.state FROM candidates c JOIN meters m ON m.meter_id = c.meter_id
-    WHERE m.meter_id = ANY(ARRAY(SELECT meter_id FROM candidates)) AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = c.meter_id AND f.state = 'in_flight')
-    FOR UPDATE OF m SKIP LOCKED
+    SELECT c.id, c.state FROM candidates c
+    CROSS JOIN LATERAL (
+      SELECT m.meter_id FROM meters m
+      WHERE m.meter_id = c.meter_id AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = m.meter_id AND f.state = 'in_flight')
+      FOR UPDATE SKIP LOCKED
+    ) m
   ), leased AS (
     UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2::bigint, state_reason = NULL, lease_owner = $3, lease_until = $4::bigint
-    FROM taken WHERE o.id = ANY(ARRAY(SELECT id FROM taken)) AND o.id = taken.id
+    FROM taken WHERE o.id = taken.id
     RETURNING o.*, taken.state AS from_state
   ), opened AS (
     INSERT INTO attempts (order_id, attempt, started_at) SELECT id, attempts, $2::bigint FROM leased
