@@ -168,7 +168,7 @@ function settle(p: PendingCompletion, r: CompletionResult): void {
  * The meters and orders are reached by their keys (`= ANY(ARRAY(…))`), not by a join the generic plan may turn into a
  * scan of the whole table per batch (see BEGIN_ATTEMPTS_SQL).
  */
-const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
+export const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
       $10::text[], $11::text[], $12::text[], $13::boolean[], $14::bigint[])
       AS t(id, attempt, ended_at, outcome, latency_ms, observed_relay, command_evidence, read_evidence, detail, from_state, to_state, reason, terminal, next_attempt_at)
@@ -207,7 +207,7 @@ const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
  * queued order (filtering each against the whole id array: 67 ms for 110 ids in a 20,000-order backlog) or hashed
  * the whole meters table, once per lease.
  */
-const BEGIN_ATTEMPTS_SQL = `WITH candidates AS (
+export const BEGIN_ATTEMPTS_SQL = `WITH candidates AS (
     SELECT o.id, o.state, o.meter_id FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS k(id)) k
     CROSS JOIN LATERAL (SELECT id, state, meter_id FROM orders WHERE id = k.id AND state IN ('queued', 'escalated') FOR UPDATE SKIP LOCKED) o
   ), taken AS (
