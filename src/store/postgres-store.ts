@@ -165,8 +165,10 @@ function settle(p: PendingCompletion, r: CompletionResult): void {
  * Many plain reports at once (no field work, no flags): each attempt closed, each read-back recorded as its meter's
  * observed state (unless a newer one is there) and in its history, each order moved (only from the state it was
  * read in) with its history event. Returns the ids of the moved orders (the caller knows their rows: see completeBatch).
+ * The meters and orders are reached by their keys (`= ANY(ARRAY(…))`), not by a join the generic plan may turn into a
+ * scan of the whole table per batch (see BEGIN_ATTEMPTS_SQL).
  */
-const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
+export const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
       $10::text[], $11::text[], $12::text[], $13::boolean[], $14::bigint[])
       AS t(id, attempt, ended_at, outcome, latency_ms, observed_relay, command_evidence, read_evidence, detail, from_state, to_state, reason, terminal, next_attempt_at)
@@ -180,7 +182,7 @@ const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
   ), latest AS (
     UPDATE meters m SET observed_relay = obs.relay, observed_at = obs.at, observed_source = obs.source,
       voltage_v = COALESCE(obs.voltage_v, m.voltage_v), energy_wh = COALESCE(obs.energy_wh, m.energy_wh), updated_at = obs.at
-    FROM obs WHERE m.meter_id = obs.meter_id AND (m.observed_at IS NULL OR m.observed_at <= obs.at)
+    FROM obs WHERE m.meter_id = ANY(ARRAY(SELECT meter_id FROM obs)) AND m.meter_id = obs.meter_id AND (m.observed_at IS NULL OR m.observed_at <= obs.at)
   ), history AS (
     INSERT INTO observations (meter_id, at, relay, source, voltage_v, energy_wh) SELECT meter_id, at, relay, source, voltage_v, energy_wh FROM obs
   ), moved AS (
@@ -188,7 +190,7 @@ const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
       completed_at = CASE WHEN t.terminal THEN t.ended_at ELSE o.completed_at END,
       next_attempt_at = COALESCE(t.next_attempt_at, o.next_attempt_at),
       result_relay = COALESCE(t.observed_relay, o.result_relay)
-    FROM t WHERE o.id = t.id AND o.state = t.from_state RETURNING o.id
+    FROM t WHERE o.id = ANY(ARRAY(SELECT id FROM t)) AND o.id = t.id AND o.state = t.from_state RETURNING o.id
   ), events AS (
     INSERT INTO order_events (order_id, at, from_state, to_state, reason) SELECT t.id, t.ended_at, t.from_state, t.to_state, t.reason FROM t JOIN moved ON moved.id = t.id
   )
@@ -199,13 +201,22 @@ const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
  * (or admitting against) right now are skipped, never waited for; a meter's order is leased only while holding the
  * meter's row and only if no other order of the meter is in flight (one command on the wire per meter, across
  * instances). Each leased order gets its attempt row and its history event. Returns the leased orders.
+ *
+ * Each given id, then its meter, is looked up by its primary key (the LATERAL probes, one row each): a prepared
+ * statement's generic plan, made while the tables were small or their statistics stale, otherwise scanned every
+ * queued order (filtering each against the whole id array: 67 ms for 110 ids in a 20,000-order backlog) or hashed
+ * the whole meters table, once per lease.
  */
-const BEGIN_ATTEMPTS_SQL = `WITH candidates AS (
-    SELECT id, state, meter_id FROM orders WHERE id = ANY($1::text[]) AND state IN ('queued', 'escalated') ORDER BY id FOR UPDATE SKIP LOCKED
+export const BEGIN_ATTEMPTS_SQL = `WITH candidates AS (
+    SELECT o.id, o.state, o.meter_id FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS k(id)) k
+    CROSS JOIN LATERAL (SELECT id, state, meter_id FROM orders WHERE id = k.id AND state IN ('queued', 'escalated') FOR UPDATE SKIP LOCKED) o
   ), taken AS (
-    SELECT c.id, c.state FROM candidates c JOIN meters m ON m.meter_id = c.meter_id
-    WHERE NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = c.meter_id AND f.state = 'in_flight')
-    FOR UPDATE OF m SKIP LOCKED
+    SELECT c.id, c.state FROM candidates c
+    CROSS JOIN LATERAL (
+      SELECT m.meter_id FROM meters m
+      WHERE m.meter_id = c.meter_id AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = m.meter_id AND f.state = 'in_flight')
+      FOR UPDATE SKIP LOCKED
+    ) m
   ), leased AS (
     UPDATE orders o SET state = 'in_flight', attempts = o.attempts + 1, updated_at = $2::bigint, state_reason = NULL, lease_owner = $3, lease_until = $4::bigint
     FROM taken WHERE o.id = taken.id
@@ -1000,10 +1011,12 @@ export class PostgresStore implements GatewayStore {
   /** The reports' orders in one transaction: checked and decided each, written set-based. Results in the reports' order. */
   private async completeBatch(q: Q, reports: readonly AttemptReport[]): Promise<CompletionResult[]> {
     // The meters' rows, then the orders' (the order every writer takes them in), in meter order: one statement.
-    // Read as arrays (postgres-order-rows.ts): a thousand rows of thirty-odd columns, on the main thread.
+    // Read as arrays (postgres-order-rows.ts): a thousand rows of thirty-odd columns, on the main thread. The meters
+    // by their keys too (`= ANY(ARRAY(…))`), or the plan may hash the whole meters table per batch.
     const read = await q.allArrays(
       `SELECT o.*, m.flags AS meter_flags_now FROM meters m JOIN orders o ON o.meter_id = m.meter_id
-       WHERE o.id = ANY($1::text[]) ORDER BY m.meter_id, o.id FOR UPDATE OF m, o`,
+       WHERE o.id = ANY($1::text[]) AND m.meter_id = ANY(ARRAY(SELECT meter_id FROM orders WHERE id = ANY($1::text[])))
+       ORDER BY m.meter_id, o.id FOR UPDATE OF m, o`,
       [reports.map((r) => r.orderId)],
     );
     const c = orderColumns(read.fields);
