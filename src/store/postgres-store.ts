@@ -196,6 +196,9 @@ export const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
   )
   SELECT id FROM moved`;
 
+/** The planner setting of `readWalkingIndexes` (sorts off for one transaction). */
+export const WALK_INDEXES = 'SET LOCAL enable_sort = off';
+
 /**
  * The due orders, in the order they are sent: priority, then deadline (none last), then age. It walks orders_queue,
  * which holds the queue's states in exactly that order, and stops at the limit. "No order of this meter on the wire"
@@ -934,7 +937,7 @@ export class PostgresStore implements GatewayStore {
     client.on('error', onError);
     try {
       // Pipeline mode: all four go on the wire at once; a failure of one fails the ones after it, awaited in order.
-      const sent = [client.query('BEGIN'), client.query('SET LOCAL enable_sort = off')];
+      const sent = [client.query('BEGIN'), client.query(WALK_INDEXES)];
       const read = new Q(client, this.statements).allPlanned(sql, args);
       const committed = client.query('COMMIT');
       for (const p of [...sent, read, committed]) p.catch(() => undefined);
