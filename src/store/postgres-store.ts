@@ -196,6 +196,23 @@ export const COMPLETE_ATTEMPTS_SQL = `WITH t AS (
   )
   SELECT id FROM moved`;
 
+/** The planner setting of `readWalkingIndexes` (sorts off for one transaction). */
+export const WALK_INDEXES = 'SET LOCAL enable_sort = off';
+
+/**
+ * The due orders, in the order they are sent: priority, then deadline (none last), then age. It walks orders_queue,
+ * which holds the queue's states in exactly that order, and stops at the limit. "No order of this meter on the wire"
+ * is a subquery kept apart (OFFSET 0: PostgreSQL does not turn it into a join), so it is always a probe of
+ * orders_meter_in_flight by the row's meter: as an anti-join planned on statistics that counted no order in flight,
+ * it read the whole in-flight index for every row walked (400 in flight × 500 rows: 25 ms instead of 0.4 ms).
+ */
+export const DUE_ORDERS_SQL = `SELECT o.id, o.meter_id, o.link, o.action, o.reason, o.state, o.priority, o.deadline FROM orders o
+       WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= $1 AND o.not_before <= $1
+         AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight' OFFSET 0)
+         AND o.link <> ALL($2::text[])
+       ORDER BY o.priority DESC, o.deadline ASC NULLS LAST, o.seq
+       LIMIT $3`;
+
 /**
  * Lease the given orders (those still queued or escalated), in one statement: orders another instance is leasing
  * (or admitting against) right now are skipped, never waited for; a meter's order is leased only while holding the
@@ -899,16 +916,42 @@ export class PostgresStore implements GatewayStore {
     // The columns the control loop picks by, not the whole row (500 rows a fetch, parsed on the main thread). Planned
     // each time: a cached generic plan made while the schema was empty once read the whole orders table for each due
     // order (seconds per fetch, with two instances) while the table filled.
-    const rows = await this.r.allPlanned(
-      `SELECT o.id, o.meter_id, o.link, o.action, o.reason, o.state, o.priority, o.deadline FROM orders o
-       WHERE o.state IN ('queued', 'held', 'escalated') AND o.next_attempt_at <= $1 AND o.not_before <= $1
-         AND NOT EXISTS (SELECT 1 FROM orders f WHERE f.meter_id = o.meter_id AND f.state = 'in_flight')
-         AND o.link <> ALL($2::text[])
-       ORDER BY o.priority DESC, o.deadline ASC NULLS LAST, o.seq
-       LIMIT $3`,
-      [now, excludeLinks, limit],
-    );
+    const rows = await this.readWalkingIndexes(DUE_ORDERS_SQL, [now, excludeLinks, limit]);
     return rows.map(dueOrderFromRow);
+  }
+
+  /**
+   * A read planned afresh, with sorts off for the planner (`SET LOCAL enable_sort = off`, in a transaction of its own
+   * sent in one round trip): for a LIMITed read whose ORDER BY an index gives, which must walk that index and stop at
+   * the limit however few rows the planner thinks the tables hold. In a schema not analysed since it filled (a fresh
+   * one, or statistics taken while it was empty) the planner counts a handful of due orders, so reading them all and
+   * sorting looks as cheap as the walk: it read and sorted every queued order per fetch (15,600 queued: 14 ms,
+   * against 0.4 ms for the walk). Only the plan changes, not the rows or their order.
+   */
+  private async readWalkingIndexes(sql: string, args: readonly unknown[]): Promise<Row[]> {
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw this.availability.failed(error);
+    });
+    let broken = false;
+    const onError = () => (broken = true);
+    client.on('error', onError);
+    try {
+      // Pipeline mode: all four go on the wire at once; a failure of one fails the ones after it, awaited in order.
+      const sent = [client.query('BEGIN'), client.query(WALK_INDEXES)];
+      const read = new Q(client, this.statements).allPlanned(sql, args);
+      const committed = client.query('COMMIT');
+      for (const p of [...sent, read, committed]) p.catch(() => undefined);
+      for (const p of sent) await p;
+      const rows = await read;
+      await committed;
+      return rows;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => (broken = true));
+      throw this.availability.failed(error);
+    } finally {
+      client.release(broken);
+      client.removeListener('error', onError);
+    }
   }
 
   async beginAttempts(orderIds: readonly string[], now: number, lease: Lease): Promise<SwitchOrder[]> {

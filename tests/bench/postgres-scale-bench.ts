@@ -19,7 +19,7 @@
  * schemas are dropped at the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -45,6 +45,30 @@ export interface ScaleResult {
   byInstance: Record<string, number>;
   /** CPU time (user + system) of all gateway processes over the run, per verified order (µs); NaN without /proc. */
   gatewayCpuUsPerOrder: number;
+  /**
+   * CPU time of the PostgreSQL server's processes (every process named `postgres` on this machine: its backends, the
+   * WAL writer, autovacuum…) over the run, per verified order (µs); NaN for SQLite or without /proc. A backend that
+   * exits during the run takes its CPU with it (the gateways' pools keep theirs), and a server shared with another
+   * job counts that job's work too.
+   */
+  serverCpuUsPerOrder: number;
+}
+
+/** CPU time so far (ms) of every process named `postgres` (the server, if it runs on this machine). */
+function postgresCpuMs(): number {
+  let sum = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (!stat.includes('(postgres)')) continue;
+      const fields = stat.split(') ')[1]!.split(' ');
+      sum += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return sum;
 }
 
 /** A process's CPU time so far (user + system, ms), from /proc (Linux); NaN elsewhere. */
@@ -172,16 +196,18 @@ export async function runScale(o: { url: string; brokerUrl: string; profilesDir:
     // The timed orders are the ones after the warm-up's: seq grows with admission on both stores.
     const seq0 = Number((await db.rows(`SELECT COALESCE(MAX(seq), 0) AS s FROM {orders}`))[0]!.s);
     const cpu0 = children.reduce((sum, c) => sum + cpuMs(c.pid), 0);
+    const server0 = kind === 'postgres' ? postgresCpuMs() : NaN;
     const t0 = performance.now();
     await submit(ports[0]!, apiKey, ids.slice(warmup), 'scale');
     await allFinal(db, t0);
     const wallMs = performance.now() - t0;
     const gatewayCpuUsPerOrder = ((children.reduce((sum, c) => sum + cpuMs(c.pid), 0) - cpu0) * 1000) / o.orders;
+    const serverCpuUsPerOrder = ((postgresCpuMs() - server0) * 1000) / o.orders;
     const states = Object.fromEntries((await db.rows(`SELECT state, COUNT(*)::int AS n FROM {orders} WHERE seq > ${seq0} GROUP BY state`)).map((r) => [r.state, r.n]));
     const byInstance = Object.fromEntries(
       (await db.rows(`SELECT COALESCE(lease_owner, '-') AS o, COUNT(*)::int AS n FROM {orders} WHERE seq > ${seq0} GROUP BY lease_owner ORDER BY 1`)).map((r) => [r.o, r.n]),
     );
-    return { store: kind, instances: o.instances, orders: o.orders, wallMs, ordersPerS: (o.orders / wallMs) * 1000, states, byInstance, gatewayCpuUsPerOrder };
+    return { store: kind, instances: o.instances, orders: o.orders, wallMs, ordersPerS: (o.orders / wallMs) * 1000, states, byInstance, gatewayCpuUsPerOrder, serverCpuUsPerOrder };
   } finally {
     for (const c of children) await stopChild(c);
     await stopChild(sim);
@@ -192,7 +218,9 @@ export async function runScale(o: { url: string; brokerUrl: string; profilesDir:
 export function printScale(r: ScaleResult): void {
   console.log(
     `${r.store === 'postgres' ? 'PostgreSQL' : 'SQLite'}, ${r.instances} instance${r.instances > 1 ? 's' : ''}: ${fmt(r.orders)} reconnects verified in ${(r.wallMs / 1000).toFixed(2)} s = ${fmt(r.ordersPerS)} verified orders/s; ` +
-      `gateway CPU (all instances) ${fmt(r.gatewayCpuUsPerOrder)} µs per order; final states ${JSON.stringify(r.states)}; orders by last lease holder ${JSON.stringify(r.byInstance)}`,
+      `gateway CPU (all instances) ${fmt(r.gatewayCpuUsPerOrder)} µs per order; ` +
+      (r.store === 'postgres' ? `PostgreSQL server CPU ${fmt(r.serverCpuUsPerOrder)} µs per order; ` : '') +
+      `final states ${JSON.stringify(r.states)}; orders by last lease holder ${JSON.stringify(r.byInstance)}`,
   );
 }
 
