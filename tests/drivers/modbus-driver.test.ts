@@ -276,7 +276,7 @@ describe('Modbus RTU driver: the serial port disappears and comes back', () => {
     const queued = [driver.readRelay(at(3), req('read', 2000)), driver.operateRelay(at(2), 'disconnect', req('cmd', 2000)), driver.readRelay(at(4), req('read', 2000))];
     await new Promise((r) => setTimeout(r, 30));
     await pty.stop(); // the adapter is unplugged
-    await waitFor(() => !driver.isLinkUp('bus-p'), 2000);
+    await waitFor(() => !driver.isLinkUp('bus-p'), 10_000);
     const during = await driver.readRelay(at(4), req());
     expect(during).toMatchObject({ outcome: 'link_error', detail: expect.stringMatching(/is closed/) });
     expect(during.latencyMs).toBe(0);

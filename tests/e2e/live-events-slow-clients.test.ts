@@ -146,8 +146,10 @@ describe('live-event clients that stop reading', () => {
           }),
       ),
     );
-    expect(reader.bytes()).toBeGreaterThan(5 * 1024 * 1024);
-    for (const bytes of outcomes) expect(bytes).toBeLessThan(1024 * 1024);
+    // The reader's volume depends on timing (an order's changes within 250 ms go as one view), so its floor is what
+    // it must have had: each order's final view, note included (3,000 × 500 B of note alone, about 1.5 MB).
+    expect(reader.bytes()).toBeGreaterThan(created.length * NOTE.length);
+    for (const bytes of outcomes) expect(bytes).toBeLessThan(Math.min(1024 * 1024, reader.bytes() / 2));
     reader.stop();
   }, 240_000);
 });
