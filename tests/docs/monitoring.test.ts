@@ -26,6 +26,7 @@ const ALERTS = [
   'MeterlineInstanceDown',
   'MeterlineNoSingletonDuty',
   'MeterlineLinkDown',
+  'MeterlineJournalThreadRestarted',
 ];
 
 const read = (file: string): string => readFileSync(join(DIR, file), 'utf8');
